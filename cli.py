@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""convrewrite command line: a thin layer over the library.
+
+Exit codes: 0 written and verified; 1 verification failed (nothing written
+unless --force); 2 bad usage or bad input; 3 with --strict, some candidate
+node of a requested pass was left unrewritten; 4 internal error (a bug).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_NOT_EQUIVALENT, EXIT_BAD_INPUT, EXIT_STRICT, EXIT_INTERNAL = 0, 1, 2, 3, 4
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from passes import pass_names
+
+    p = _Parser(prog="cli.py", description="Rewrite ConvTranspose, dilated Conv and Resize into "
+                "operators every accelerator has, and prove every rewrite equivalent.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    o = sub.add_parser("optimize", help="rewrite a model and verify it")
+    o.add_argument("model", help="input .onnx file")
+    o.add_argument("-o", "--output", help="output path (default: MODEL.opt.onnx beside the input)")
+    o.add_argument("--passes", default=",".join(pass_names()),
+                   help=f"comma-separated, run in the default order (default: {','.join(pass_names())})")
+    o.add_argument("--report", help="write the JSON report here")
+    o.add_argument("--no-verify", action="store_true", help="skip all numerical verification")
+    _tolerance_args(o)
+    o.add_argument("--seed", type=int, default=0, help="seed of the random verification inputs")
+    o.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    o.add_argument("--strict", action="store_true",
+                   help="exit 3 if any candidate node of a requested pass is left unrewritten")
+    o.add_argument("--force", action="store_true",
+                   help="write even if verification fails; allow output == input")
+    o.add_argument("--dilated-mode", choices=("batch", "depth", "slices"), default="batch",
+                   help="dilated-conv lowering form (default: batch)")
+    o.add_argument("--resize-mode", choices=("deconv", "matmul"), default="deconv",
+                   help="resize lowering form (default: deconv)")
+
+    c = sub.add_parser("check", help="compare two models on the same inputs")
+    c.add_argument("model_a")
+    c.add_argument("model_b")
+    _tolerance_args(c)
+    c.add_argument("--seed", type=int, default=0)
+
+    sub.add_parser("passes", help="list the passes")
+    return p
+
+
+def _tolerance_args(p):
+    p.add_argument("--inputs", help="npz file of input tensors keyed by input name (default: random)")
+    p.add_argument("--rtol", type=float, help="relative tolerance, times max |reference| "
+                   "(default: 1e-4 float32, 5e-3 float16)")
+    p.add_argument("--atol", type=float, help="absolute tolerance (default: 1e-6 float32, 1e-4 float16)")
+
+
+def load_inputs(path):
+    import numpy as np
+
+    from convrewrite import InputError
+
+    if path is None:
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise InputError(f"--inputs {path}: not a readable .npz file ({str(e).splitlines()[0]})") from None
+
+
+def default_output(model: Path) -> Path:
+    stem = model.name[:-5] if model.name.endswith(".onnx") else model.name
+    return model.with_name(stem + ".opt.onnx")
+
+
+def cmd_optimize(args) -> int:
+    from convrewrite import optimize, save_model
+    from convrewrite.model_io import check_output_path
+    from convrewrite.report import REWRITTEN
+
+    model_path = Path(args.model)
+    output = Path(args.output) if args.output else default_output(model_path)
+    if not args.dry_run:
+        check_output_path(output, model_path, args.force)
+    if args.report:
+        check_output_path(Path(args.report), model_path, force=False)
+    names = [n.strip() for n in args.passes.split(",") if n.strip()]
+    options = {"dilated_mode": args.dilated_mode, "resize_mode": args.resize_mode}
+    model, report = optimize(model_path, passes=names, options=options, verify=not args.no_verify,
+                             rtol=args.rtol, atol=args.atol, seed=args.seed,
+                             inputs=load_inputs(args.inputs), dry_run=args.dry_run)
+    v = report.verification
+    failed = not args.no_verify and not args.dry_run and v.equivalent is not True
+    write = not args.dry_run and (not failed or args.force)
+    report.output = str(output) if write else None
+    if write:
+        save_model(model, output)
+    if args.report:
+        _write_text(Path(args.report), report.to_json() + "\n")
+    print(report.summary())
+    if failed:
+        print(f"verification failed: {'written anyway (--force)' if write else 'nothing written'}",
+              file=sys.stderr)
+        return EXIT_NOT_EQUIVALENT
+    if args.strict and report.left_alone:
+        print(f"--strict: {len(report.left_alone)} candidate node(s) left unrewritten", file=sys.stderr)
+        return EXIT_STRICT
+    return EXIT_OK
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def cmd_check(args) -> int:
+    from convrewrite import check_models, load_model
+    from convrewrite.equivalence import RunError
+
+    a, b = load_model(args.model_a), load_model(args.model_b)
+    try:
+        result = check_models(a, b, load_inputs(args.inputs), args.seed, args.rtol, args.atol)
+    except RunError as e:
+        from convrewrite import InputError
+        raise InputError(f"cannot run the models: {e}") from None
+    for o in result.outputs:
+        print(o)
+    print("equivalent" if result else "NOT equivalent")
+    return EXIT_OK if result else EXIT_NOT_EQUIVALENT
+
+
+def cmd_passes(args) -> int:
+    from passes import PASSES
+
+    width = max(len(p.name) for p in PASSES)
+    for p in PASSES:
+        print(f"{p.name:<{width}}  {p.description}")
+    return EXIT_OK
+
+
+def main(argv=None) -> int:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from convrewrite import ConvRewriteError
+
+    args = build_parser().parse_args(argv)
+    commands = {"optimize": cmd_optimize, "check": cmd_check, "passes": cmd_passes}
+    try:
+        return commands[args.command](args)
+    except ConvRewriteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: one line, not a traceback (CONVREWRITE_DEBUG=1 shows it)
+        if os.environ.get("CONVREWRITE_DEBUG"):
+            raise
+        print(f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+              "(set CONVREWRITE_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Builder: how a pass writes its replacement.
+
+Every node and value it creates is named `<original node>/<pass>/<what>`, so
+each node in an optimized model says where it came from; names never collide
+with names already in the graph.
+
+    b = Builder(graph, node, "convtranspose")
+    w = b.initializer(kernel, "weight")
+    y = b.op("Conv", [x, w], "conv", kernel_shape=[2, 2])
+    return b.replacement({node.output[0]: y})
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from .graph import GraphView
+from .rewrite import Replacement
+
+
+class Builder:
+    def __init__(self, graph: GraphView, node: onnx.NodeProto, pass_name: str):
+        self.graph = graph
+        self.prefix = f"{graph.label(node)}/{pass_name}"
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self._used: set[str] = set()
+
+    def name(self, what: str) -> str:
+        """A fresh name `<prefix>/<what>`, suffixed if it is taken."""
+        base = f"{self.prefix}/{what}"
+        name, k = base, 1
+        while name in self._used or name in self.graph.names_in_use:
+            name, k = f"{base}_{k}", k + 1
+        self._used.add(name)
+        return name
+
+    def initializer(self, array: np.ndarray, what: str) -> str:
+        name = self.name(what)
+        self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def ints(self, values: Sequence[int], what: str) -> str:
+        """An int64 initializer (shapes, axes, starts, ends, ...)."""
+        return self.initializer(np.asarray(list(values), dtype=np.int64), what)
+
+    def op(self, op_type: str, inputs: Sequence[str], what: str, *, outputs: int = 1,
+           domain: str = "", **attrs) -> "str | list[str]":
+        """Append a node; returns its output name (a list when outputs > 1)."""
+        node_name = self.name(what)
+        outs = [node_name if outputs == 1 else f"{node_name}:{k}" for k in range(outputs)]
+        self._used.update(outs)
+        attrs = {k: v for k, v in attrs.items() if v is not None}
+        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=node_name,
+                                           domain=domain, **attrs))
+        return outs[0] if outputs == 1 else outs
+
+    def replacement(self, outputs: Mapping[str, str], notes: Sequence[str] = ()) -> Replacement:
+        return Replacement(tuple(self.nodes), tuple(self.initializers), dict(outputs), tuple(notes))

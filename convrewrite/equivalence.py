@@ -1,0 +1,221 @@
+"""Numerical equivalence: run models, compare outputs, say by how much.
+
+Tolerance is scaled to the magnitude of the reference output:
+
+    |got - want| <= atol + rtol * scale,   scale = max |want| over finite values
+
+so float32 summation-order noise passes whatever the output's range, and any
+real mistake (a wrong tap, a shifted border) fails.  NaN matches NaN, +Inf
+matches +Inf, and shapes and dtypes must match exactly.  `max_rel_error` is
+max |got - want| / scale.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+import onnx
+from onnx import helper
+
+# (rtol, atol) per reference dtype.  float16 keeps about 3 decimal digits:
+# a few units in the last place at the output's magnitude.
+DEFAULT_TOLERANCES = {
+    np.dtype(np.float64): (1e-7, 1e-9),
+    np.dtype(np.float32): (1e-4, 1e-6),
+    np.dtype(np.float16): (5e-3, 1e-4),
+}
+
+
+def default_tolerance(dtype) -> tuple[float, float]:
+    return DEFAULT_TOLERANCES.get(np.dtype(dtype), (0.0, 0.0))
+
+
+@dataclass
+class OutputComparison:
+    name: str
+    equivalent: bool
+    max_abs_error: float = 0.0
+    max_rel_error: float = 0.0
+    allowed_error: float = 0.0
+    message: str = ""
+
+    def __bool__(self) -> bool:
+        return self.equivalent
+
+    def __str__(self) -> str:
+        verdict = "ok" if self.equivalent else "MISMATCH"
+        text = (f"{self.name}: {verdict} max_abs={self.max_abs_error:.3g} "
+                f"max_rel={self.max_rel_error:.3g} allowed_abs={self.allowed_error:.3g}")
+        return text + (f" ({self.message})" if self.message else "")
+
+
+@dataclass
+class Comparison:
+    """Truthy when every output is equivalent; carries the errors."""
+
+    outputs: list = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return all(self.outputs)
+
+    @property
+    def max_abs_error(self) -> float:
+        return max((o.max_abs_error for o in self.outputs), default=0.0)
+
+    @property
+    def max_rel_error(self) -> float:
+        return max((o.max_rel_error for o in self.outputs), default=0.0)
+
+    def worst(self) -> Optional[OutputComparison]:
+        bad = [o for o in self.outputs if not o]
+        pool = bad or self.outputs
+        return max(pool, key=lambda o: o.max_rel_error, default=None)
+
+    def __str__(self) -> str:
+        return "\n".join(str(o) for o in self.outputs)
+
+    def merge(self, other: "Comparison") -> "Comparison":
+        return Comparison(self.outputs + other.outputs)
+
+
+def compare_arrays(name: str, want: np.ndarray, got: np.ndarray,
+                   rtol: Optional[float] = None, atol: Optional[float] = None) -> OutputComparison:
+    want, got = np.asarray(want), np.asarray(got)
+    if want.dtype != got.dtype:
+        return OutputComparison(name, False, np.inf, np.inf, 0.0, f"dtype {got.dtype} != {want.dtype}")
+    if want.shape != got.shape:
+        return OutputComparison(name, False, np.inf, np.inf, 0.0, f"shape {got.shape} != {want.shape}")
+    d_rtol, d_atol = default_tolerance(want.dtype)
+    rtol = d_rtol if rtol is None else rtol
+    atol = d_atol if atol is None else atol
+    if want.dtype.kind not in "fc":
+        bad = int(np.count_nonzero(want != got))
+        return OutputComparison(name, bad == 0, float(bad > 0), float(bad > 0), 0.0,
+                                f"{bad} elements differ" if bad else "")
+    w, g = want.astype(np.float64), got.astype(np.float64)
+    same_special = (np.isnan(w) & np.isnan(g)) | (np.isinf(w) & (w == g))
+    special = ~np.isfinite(w) | ~np.isfinite(g)
+    if np.any(special & ~same_special):
+        n = int(np.count_nonzero(special & ~same_special))
+        return OutputComparison(name, False, np.inf, np.inf, 0.0, f"{n} NaN/Inf elements differ")
+    finite = ~special
+    scale = float(np.max(np.abs(w[finite]), initial=0.0))
+    err = np.abs(w[finite] - g[finite])
+    max_abs = float(np.max(err, initial=0.0))
+    allowed = atol + rtol * scale
+    rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf)
+    return OutputComparison(name, max_abs <= allowed, max_abs, rel, allowed)
+
+
+def compare_outputs(names: Sequence[str], want: Sequence[np.ndarray], got: Sequence[np.ndarray],
+                    rtol=None, atol=None) -> Comparison:
+    return Comparison([compare_arrays(n, w, g, rtol, atol) for n, w, g in zip(names, want, got)])
+
+
+# --- running models -------------------------------------------------------
+
+class RunError(Exception):
+    """Neither onnxruntime nor (where allowed) the reference evaluator ran it."""
+
+
+_TWO_GB = (1 << 31) - (1 << 20)
+
+
+def run_onnxruntime(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if model.ByteSize() < _TWO_GB:
+        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        return sess.run(None, dict(feeds))
+    with tempfile.TemporaryDirectory() as tmp:  # protobuf cannot serialise > 2 GB
+        path = os.path.join(tmp, "model.onnx")
+        onnx.save_model(model, path, save_as_external_data=True, location="model.data")
+        sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        return sess.run(None, dict(feeds))
+
+
+def run_reference(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list:
+    from onnx.reference import ReferenceEvaluator
+
+    return [np.asarray(o) for o in ReferenceEvaluator(model).run(None, dict(feeds))]
+
+
+def run_model(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray],
+              allow_reference: bool = False) -> tuple[list, str]:
+    """Outputs and the engine that produced them ("onnxruntime" or "reference").
+
+    With allow_reference, a model onnxruntime refuses (for example a dilated
+    Conv with auto_pad SAME) is run by onnx's reference evaluator instead.
+    """
+    try:
+        return run_onnxruntime(model, feeds), "onnxruntime"
+    except Exception as ort_error:  # onnxruntime raises several unrelated types
+        if not allow_reference:
+            raise RunError(f"onnxruntime: {_first_line(ort_error)}") from None
+        try:
+            return run_reference(model, feeds), "reference"
+        except Exception as ref_error:
+            raise RunError(f"onnxruntime: {_first_line(ort_error)}; "
+                           f"reference evaluator: {_first_line(ref_error)}") from None
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[-1][:300] if text else type(e).__name__
+
+
+# --- inputs -----------------------------------------------------------------
+
+def concrete_shape(dims: Sequence, batch: int = 2, symbolic: int = 16) -> tuple:
+    """Replace symbolic/unknown dims: the leading one by `batch`, others by `symbolic`."""
+    return tuple(d if isinstance(d, int) and d >= 0 else (batch if k == 0 else symbolic)
+                 for k, d in enumerate(dims))
+
+
+def random_tensor(rng: np.random.Generator, shape, elem_type: int) -> np.ndarray:
+    dtype = helper.tensor_dtype_to_np_dtype(elem_type)
+    if dtype.kind == "f":
+        return rng.standard_normal(shape).astype(dtype)
+    if dtype.kind in "iu":
+        return rng.integers(0, 4, size=shape).astype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, size=shape).astype(bool)
+    raise ValueError(f"cannot make random inputs of type {dtype}")
+
+
+def random_feeds(inputs: Sequence[onnx.ValueInfoProto], seed: int = 0, batch: int = 2) -> dict:
+    """Seeded random tensors for graph inputs (symbolic batch -> `batch`)."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for vi in inputs:
+        tt = vi.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        feeds[vi.name] = random_tensor(rng, concrete_shape(dims, batch), tt.elem_type)
+    return feeds
+
+
+def runtime_inputs(model: onnx.ModelProto) -> list:
+    """Graph inputs that are not initializers (the ones a caller must feed)."""
+    inits = {t.name for t in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in inits]
+
+
+def check_models(reference: onnx.ModelProto, candidate: onnx.ModelProto,
+                 feeds: Optional[Mapping[str, np.ndarray]] = None, seed: int = 0,
+                 rtol=None, atol=None) -> Comparison:
+    """Run both models on the same inputs; compare every output by name."""
+    if feeds is None:
+        feeds = random_feeds(runtime_inputs(reference), seed)
+    want, _ = run_model(reference, feeds, allow_reference=True)
+    got, _ = run_model(candidate, feeds, allow_reference=True)
+    names = [o.name for o in reference.graph.output]
+    other = [o.name for o in candidate.graph.output]
+    if names != other:
+        return Comparison([OutputComparison("outputs", False, np.inf, np.inf, 0.0,
+                                            f"output names differ: {other} vs {names}")])
+    return compare_outputs(names, want, got, rtol, atol)

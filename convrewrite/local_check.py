@@ -1,0 +1,188 @@
+"""Per-rewrite verification: the original nodes and their replacement as two
+standalone models, run on the same seeded random inputs.
+
+Many rewrites are checked with one onnxruntime session per side: the
+standalone models of a batch are merged into one graph (names prefixed per
+rewrite), so a model with a thousand candidates does not create two thousand
+sessions.  A symbolic batch dimension is kept symbolic in the standalone
+models and exercised with batch 1 and batch 2.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from .equivalence import (Comparison, RunError, compare_outputs, concrete_shape, random_tensor,
+                          run_model)
+from .graph import GraphView
+from .macs import total_macs
+from .rewrite import Match, Replacement
+from .splice import renamed_nodes
+
+BATCH_LIMIT_NODES = 400          # rewrites merged into one session, at most this many nodes
+BATCH_LIMIT_BYTES = 256 << 20    # ... and this many bytes of initializers
+
+
+class CheckError(Exception):
+    """The rewrite cannot even be checked (a malformed replacement)."""
+
+
+@dataclass
+class LocalCheck:
+    original: onnx.ModelProto
+    replacement: onnx.ModelProto
+    symbolic: bool                 # some input dim is symbolic: run batch 1 and 2
+    macs_before: Optional[int]
+    macs_after: Optional[int]
+
+
+def _value_info(graph: GraphView, name: str) -> onnx.ValueInfoProto:
+    t = graph.value_type(name)
+    if t is None:
+        dims, dtype = graph.shape(name), graph.dtype(name)
+        if dims is None or dtype is None:
+            raise CheckError(f"shape or type of '{name}' is unknown, so the rewrite cannot be checked")
+        return helper.make_tensor_value_info(name, dtype, list(dims))
+    vi = onnx.ValueInfoProto(name=name)
+    vi.type.CopyFrom(t)
+    return vi
+
+
+def _external_inputs(nodes: Sequence[onnx.NodeProto]) -> list[str]:
+    produced = {o for n in nodes for o in n.output}
+    seen, out = set(), []
+    for n in nodes:
+        for i in n.input:
+            if i and i not in produced and i not in seen:
+                seen.add(i)
+                out.append(i)
+    return out
+
+
+def _standalone(graph: GraphView, nodes, inits, runtime, outputs, name) -> onnx.ModelProto:
+    g = helper.make_graph(list(nodes), name, [_value_info(graph, i) for i in runtime],
+                          [_value_info(graph, o) for o in outputs], list(inits))
+    return helper.make_model(g, opset_imports=list(graph.model.opset_import),
+                             ir_version=graph.model.ir_version)
+
+
+def build_check(graph: GraphView, match: Match, replacement: Replacement) -> LocalCheck:
+    """Both sides as standalone models, with the same inputs and outputs."""
+    outputs = list(replacement.outputs)
+    needed = {o for n in match.nodes for o in n.output
+              if o and (graph.consumers(o) or o in graph.graph_outputs)}
+    needed -= {o for n in match.nodes for o in n.output for c in graph.consumers(o) if c in match.nodes}
+    missing = needed - set(outputs)
+    if missing:
+        raise CheckError(f"replacement does not provide {sorted(missing)}")
+    new_nodes = renamed_nodes(replacement)
+    own = {t.name for t in replacement.initializers}
+    orig_in = _external_inputs(match.nodes)
+    repl_in = [i for i in _external_inputs(new_nodes) if i not in own]
+    constants = {i: graph.constant(i) for i in set(orig_in) | set(repl_in)}
+    runtime = [i for i in orig_in if constants[i] is None]
+    stray = [i for i in repl_in if constants[i] is None and i not in runtime]
+    if stray:
+        raise CheckError(f"replacement reads {stray}, which the original nodes do not")
+
+    def inits(names):
+        return [numpy_helper.from_array(constants[i], i) for i in names if constants[i] is not None]
+
+    original = _standalone(graph, match.nodes, inits(orig_in), runtime, outputs, "original")
+    repl = _standalone(graph, new_nodes, inits(repl_in) + list(replacement.initializers),
+                       runtime, outputs, "replacement")
+    symbolic = any(not isinstance(d, int) for i in runtime for d in (graph.shape(i) or ()))
+    return LocalCheck(original, repl, symbolic, _macs(original), _macs(repl))
+
+
+def _macs(model: onnx.ModelProto) -> Optional[int]:
+    try:
+        return total_macs(model.graph.node, GraphView(model))
+    except Exception:  # shape inference of an odd standalone model: no MAC figure
+        return None
+
+
+def _merge(models: Sequence[onnx.ModelProto]) -> onnx.ModelProto:
+    """One model holding every standalone model, names prefixed `c<k>/`."""
+    parts = [onnx.compose.add_prefix(m, f"c{k}/") for k, m in enumerate(models)]
+    g = helper.make_graph(
+        [n for p in parts for n in p.graph.node], "checks",
+        [i for p in parts for i in p.graph.input], [o for p in parts for o in p.graph.output],
+        [t for p in parts for t in p.graph.initializer])
+    return helper.make_model(g, opset_imports=list(models[0].opset_import), ir_version=models[0].ir_version)
+
+
+def _feeds(model: onnx.ModelProto, seed: int, batch: int) -> dict:
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for vi in model.graph.input:
+        tt = vi.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        feeds[vi.name] = random_tensor(rng, concrete_shape(dims, batch), tt.elem_type)
+    return feeds
+
+
+def _run_group(models, feeds, oracle: bool):
+    """Outputs per model: merged in one session, else one by one.
+
+    Returns a list with, per model, its outputs or a RunError message."""
+    merged = _merge(models)
+    merged_feeds = {f"c{k}/{n}": v for k, f in enumerate(feeds) for n, v in f.items()}
+    try:
+        outs, _ = run_model(merged, merged_feeds, allow_reference=False)
+        sizes = [len(m.graph.output) for m in models]
+        result, at = [], 0
+        for s in sizes:
+            result.append(outs[at:at + s])
+            at += s
+        return result
+    except RunError:
+        pass
+    result = []
+    for m, f in zip(models, feeds):
+        try:
+            result.append(run_model(m, f, allow_reference=oracle)[0])
+        except RunError as e:
+            result.append(str(e))
+    return result
+
+
+def verify_checks(checks: Sequence[LocalCheck], seed: int = 0, rtol=None, atol=None) -> list:
+    """A Comparison (truthy when equivalent) or an error string per check."""
+    results: list = [Comparison() for _ in checks]
+    for batch in (1, 2):
+        idx = [k for k, c in enumerate(checks) if batch == 1 or c.symbolic]
+        for group in _groups(idx, checks):
+            feeds = [_feeds(checks[k].original, seed + k, batch) for k in group]
+            want = _run_group([checks[k].original for k in group], feeds, oracle=True)
+            got = _run_group([checks[k].replacement for k in group], feeds, oracle=False)
+            for k, w, g in zip(group, want, got):
+                if isinstance(results[k], str):
+                    continue
+                if isinstance(w, str):
+                    results[k] = f"the original node(s) could not be run: {w}"
+                elif isinstance(g, str):
+                    results[k] = f"onnxruntime cannot run the replacement: {g}"
+                else:
+                    names = [o.name for o in checks[k].original.graph.output]
+                    results[k] = results[k].merge(compare_outputs(names, w, g, rtol, atol))
+    return results
+
+
+def _groups(idx: Sequence[int], checks: Sequence[LocalCheck]):
+    group, nodes, size = [], 0, 0
+    for k in idx:
+        c = checks[k]
+        n = len(c.original.graph.node) + len(c.replacement.graph.node)
+        b = c.original.ByteSize() + c.replacement.ByteSize()
+        if group and (nodes + n > BATCH_LIMIT_NODES or size + b > BATCH_LIMIT_BYTES):
+            yield group
+            group, nodes, size = [], 0, 0
+        group.append(k)
+        nodes, size = nodes + n, size + b
+    if group:
+        yield group

@@ -1,0 +1,94 @@
+"""Loading and saving models: clear one-line errors, atomic writes.
+
+A bad input never produces a traceback, never touches the input file and
+never leaves a partial output: the model is written to a temporary file in
+the destination folder and renamed over the target only when complete.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from .errors import InputError
+
+TWO_GB = 1 << 31
+
+
+def load_model(path: "str | os.PathLike") -> onnx.ModelProto:
+    """Load and check a model (external data included) or raise InputError."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, not an ONNX model file")
+    if p.stat().st_size == 0:
+        raise InputError(f"{p}: file is empty")
+    try:
+        model = onnx.load_model(str(p), load_external_data=True)
+    except (DecodeError, RuntimeError, ValueError, TypeError) as e:
+        raise InputError(f"{p}: not a readable ONNX protobuf ({_short(e)})") from None
+    except OSError as e:
+        raise InputError(f"{p}: cannot read ({e.strerror or _short(e)})") from None
+    check_model(model, str(p))
+    return model
+
+
+def check_model(model: onnx.ModelProto, label: str = "model") -> None:
+    """onnx.checker, with its verdict turned into a one-line InputError."""
+    if not model.HasField("graph") or not model.graph.node and not model.graph.output:
+        raise InputError(f"{label}: not an ONNX model (no graph)")
+    try:
+        if model.ByteSize() < TWO_GB:
+            onnx.checker.check_model(model)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                tmp_path = os.path.join(tmp, "m.onnx")
+                onnx.save_model(model, tmp_path, save_as_external_data=True, location="m.data")
+                onnx.checker.check_model(tmp_path)
+    except onnx.checker.ValidationError as e:
+        raise InputError(f"{label}: invalid ONNX model ({_short(e)})") from None
+    except Exception as e:  # unknown opsets and friends surface as other types
+        raise InputError(f"{label}: invalid ONNX model ({_short(e)})") from None
+
+
+def check_output_path(output: Path, input_path: Path | None, force: bool) -> None:
+    """Refuse before any work is done: missing or read-only folder, or the input itself."""
+    folder = output.parent if str(output.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError(f"{output}: output folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"{output}: output folder {folder} is not writable")
+    if output.is_dir():
+        raise InputError(f"{output}: is a directory")
+    if input_path is not None and output.resolve() == input_path.resolve() and not force:
+        raise InputError(f"{output}: output path is the input path; pass --force to overwrite the input")
+
+
+def save_model(model: onnx.ModelProto, path: "str | os.PathLike") -> None:
+    """Write atomically; models over 2 GB get their tensors in `<name>.data`."""
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent or ".")
+    os.close(fd)
+    try:
+        if model.ByteSize() < TWO_GB:
+            with open(tmp, "wb") as f:
+                f.write(model.SerializeToString())
+        else:
+            data = p.name + ".data"
+            onnx.save_model(model, tmp, save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data, size_threshold=1024)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _short(e: Exception) -> str:
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else type(e).__name__
+    return text[:240]

@@ -1,0 +1,62 @@
+"""Convolution padding and output-size arithmetic, as the ONNX spec states it.
+
+Notation per spatial axis: input size `n`, kernel `k`, stride `s`, dilation
+`d`, effective kernel extent `e = (k - 1) * d + 1`, padding `(begin, end)`.
+
+    Conv output size:  out = floor((n + begin + end - e) / s) + 1
+    auto_pad SAME_*:   out = ceil(n / s),
+                       total = max(0, (out - 1) * s + e - n),
+                       SAME_UPPER puts the odd unit at the end,
+                       SAME_LOWER at the beginning.
+    auto_pad VALID:    begin = end = 0.
+
+Pads are handled as a list of (begin, end) pairs, one per spatial axis; ONNX
+stores them as [b_1 .. b_r, e_1 .. e_r] (`split_pads` / `join_pads`).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+
+def extent(k: int, d: int) -> int:
+    """Spatial extent of a kernel of size k at dilation d."""
+    return (k - 1) * d + 1
+
+
+def split_pads(pads: Sequence[int] | None, rank: int) -> list[tuple[int, int]]:
+    """ONNX [b1..br, e1..er] -> [(b1, e1), ..., (br, er)]."""
+    if not pads:
+        return [(0, 0)] * rank
+    return [(int(pads[i]), int(pads[i + rank])) for i in range(rank)]
+
+
+def join_pads(pairs: Sequence[tuple[int, int]]) -> list[int]:
+    """[(b1, e1), ...] -> ONNX [b1..br, e1..er]."""
+    return [b for b, _ in pairs] + [e for _, e in pairs]
+
+
+def same_pads(total: int, auto_pad: str) -> tuple[int, int]:
+    """Split a total padding the way SAME_UPPER / SAME_LOWER do."""
+    small, large = total // 2, total - total // 2
+    return (small, large) if auto_pad == "SAME_UPPER" else (large, small)
+
+
+def conv_pads(auto_pad: str, sizes: Sequence[int], kernel: Sequence[int],
+              strides: Sequence[int], dilations: Sequence[int],
+              pads: Sequence[int] | None) -> list[tuple[int, int]]:
+    """The explicit (begin, end) padding a Conv uses on each spatial axis."""
+    rank = len(kernel)
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        out = []
+        for n, k, s, d in zip(sizes, kernel, strides, dilations):
+            total = max(0, (-(-n // s) - 1) * s + extent(k, d) - n)
+            out.append(same_pads(total, auto_pad))
+        return out
+    if auto_pad == "VALID":
+        return [(0, 0)] * rank
+    return split_pads(pads, rank)
+
+
+def conv_output_size(n: int, k: int, s: int, d: int, begin: int, end: int) -> int:
+    """floor((n + begin + end - e) / s) + 1."""
+    return (n + begin + end - extent(k, d)) // s + 1

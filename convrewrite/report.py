@@ -1,0 +1,143 @@
+"""The record of a run: one entry per candidate node, plus totals.
+
+`Report.to_dict()` is the JSON schema documented in the README; `summary()`
+is the human text the command line prints.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+REWRITTEN, SKIPPED, ROLLED_BACK, PLANNED = "rewritten", "skipped", "rolled_back", "planned"
+
+
+@dataclass
+class RewriteRecord:
+    pass_name: str
+    node: str
+    op: str
+    status: str
+    reason: str = ""
+    max_abs_error: Optional[float] = None
+    max_rel_error: Optional[float] = None
+    new_nodes: list = field(default_factory=list)
+    macs_before: Optional[int] = None
+    macs_after: Optional[int] = None
+    notes: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["pass"] = d.pop("pass_name")
+        return d
+
+
+@dataclass
+class Verification:
+    """The whole-model check: original versus result on the same inputs."""
+
+    performed: bool = False
+    equivalent: Optional[bool] = None
+    max_abs_error: Optional[float] = None
+    max_rel_error: Optional[float] = None
+    inputs: str = "random"
+    detail: str = ""
+
+
+@dataclass
+class Report:
+    input: Optional[str] = None
+    output: Optional[str] = None
+    passes: list = field(default_factory=list)
+    op_counts_before: dict = field(default_factory=dict)
+    op_counts_after: dict = field(default_factory=dict)
+    rewrites: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+    verification: Verification = field(default_factory=Verification)
+    dry_run: bool = False
+
+    # --- queries --------------------------------------------------------
+    def records(self, status: Optional[str] = None, pass_name: Optional[str] = None) -> list:
+        return [r for r in self.rewrites
+                if (status is None or r.status == status) and (pass_name is None or r.pass_name == pass_name)]
+
+    @property
+    def rewritten(self) -> int:
+        return len(self.records(REWRITTEN))
+
+    @property
+    def left_alone(self) -> list:
+        """Candidates not rewritten: skipped or rolled back."""
+        return [r for r in self.rewrites if r.status in (SKIPPED, ROLLED_BACK)]
+
+    def worst_local_error(self) -> Optional[RewriteRecord]:
+        checked = [r for r in self.rewrites if r.max_rel_error is not None and r.status == REWRITTEN]
+        return max(checked, key=lambda r: r.max_rel_error, default=None)
+
+    # --- output -----------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "input": self.input,
+            "output": self.output,
+            "passes": list(self.passes),
+            "dry_run": self.dry_run,
+            "op_counts": {"before": dict(self.op_counts_before), "after": dict(self.op_counts_after)},
+            "rewrites": [r.to_dict() for r in self.rewrites],
+            "verification": asdict(self.verification),
+            "timings": {k: round(v, 6) for k, v in self.timings.items()},
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=_json_default)
+
+    def summary(self) -> str:
+        return "\n".join(_summary_lines(self))
+
+
+def _json_default(o):
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(type(o).__name__)
+
+
+def op_count_table(before: dict, after: dict) -> list[str]:
+    ops = sorted(set(before) | set(after), key=lambda op: (-before.get(op, 0), op))
+    width = max([len("op")] + [len(op) for op in ops])
+    lines = [f"  {'op':<{width}}  {'before':>7}  {'after':>7}"]
+    for op in ops:
+        b, a = before.get(op, 0), after.get(op, 0)
+        mark = "" if a == b else ("  -" if a < b else "  +")
+        lines.append(f"  {op:<{width}}  {b:>7}  {a:>7}{mark}")
+    return lines
+
+
+def _summary_lines(r: Report) -> list[str]:
+    lines = [f"convrewrite: {r.input or 'model'}" + (" (dry run: nothing written)" if r.dry_run else "")]
+    lines += op_count_table(r.op_counts_before, r.op_counts_after)
+    per_pass = Counter(x.pass_name for x in r.records(PLANNED if r.dry_run else REWRITTEN))
+    verb = "would rewrite" if r.dry_run else "rewrote"
+    for p in r.passes:
+        lines.append(f"pass {p}: {verb} {per_pass.get(p, 0)} node(s)")
+    for x in r.left_alone:
+        tag = "rolled back" if x.status == ROLLED_BACK else "left alone"
+        who = f"{x.op} '{x.node}'"
+        reason = x.reason if x.reason.startswith(who) else f"{who}: {x.reason}"
+        lines.append(f"  {tag} [{x.pass_name}]: {reason}")
+    worst = r.worst_local_error()
+    if worst is not None:
+        lines.append(f"worst local error: {worst.max_abs_error:.3g} abs, {worst.max_rel_error:.3g} rel "
+                     f"({worst.op} '{worst.node}')")
+    v = r.verification
+    if v.performed:
+        verdict = "equivalent" if v.equivalent else "NOT EQUIVALENT"
+        lines.append(f"whole-model check ({v.inputs} inputs): {verdict}, max abs {v.max_abs_error:.3g}, "
+                     f"max rel {v.max_rel_error:.3g}" + (f" -- {v.detail}" if v.detail else ""))
+    elif v.detail:
+        lines.append(f"whole-model check: {v.detail}")
+    total = r.timings.get("total")
+    if total is not None:
+        lines.append(f"time: {total:.2f} s")
+    if r.output and not r.dry_run:
+        lines.append(f"written: {r.output}")
+    return lines

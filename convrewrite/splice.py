@@ -1,0 +1,140 @@
+"""Graph surgery: put replacements in, take dead code out, keep order.
+
+Only the driver calls this.  Everything a rewrite does not touch is kept as
+it was: node names and order, value names, graph inputs and outputs,
+value_info of surviving values, opsets, metadata.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Sequence
+
+import onnx
+from onnx import helper
+
+from .graph import node_outer_references, subgraph_outer_references
+from .rewrite import Match, Replacement
+
+
+def node_indices(model: onnx.ModelProto) -> dict:
+    return {id(n): k for k, n in enumerate(model.graph.node)}
+
+
+def renamed_nodes(replacement: Replacement) -> list[onnx.NodeProto]:
+    """The replacement's nodes with each mapped value renamed to the original
+    output name, plus an Identity where the mapped value is not produced by
+    the replacement itself (e.g. the output is simply the input)."""
+    produced = {o for n in replacement.nodes for o in n.output}
+    rename = {new: old for old, new in replacement.outputs.items() if new in produced}
+    nodes = []
+    for n in replacement.nodes:
+        m = onnx.NodeProto()
+        m.CopyFrom(n)
+        for k, name in enumerate(m.input):
+            m.input[k] = rename.get(name, name)
+        for k, name in enumerate(m.output):
+            m.output[k] = rename.get(name, name)
+        nodes.append(m)
+    for old, new in replacement.outputs.items():
+        if new not in produced:
+            nodes.append(helper.make_node("Identity", [new], [old], name=f"{old}/identity"))
+    return nodes
+
+
+def apply_rewrites(model: onnx.ModelProto, rewrites: Sequence[tuple[Match, Replacement]]) -> onnx.ModelProto:
+    """A new model with each match's nodes replaced; `model` is not modified."""
+    index = node_indices(model)
+    start, removed = {}, set()
+    for match, replacement in rewrites:
+        positions = [index[id(n)] for n in match.nodes]
+        removed.update(positions)
+        start[min(positions)] = replacement
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    new_nodes, dead_inputs = [], set()
+    for k, node in enumerate(g.node):
+        if k in start:
+            new_nodes.extend(renamed_nodes(start[k]))
+        if k in removed:
+            dead_inputs.update(i for i in node.input if i)
+        else:
+            new_nodes.append(node)
+    del g.node[:]
+    g.node.extend(new_nodes)
+    for _, replacement in rewrites:
+        g.initializer.extend(replacement.initializers)
+    remove_dead(g, dead_inputs, listed_initializers_are_constant=out.ir_version < 4)
+    toposort(g)
+    return out
+
+
+def remove_dead(g: onnx.GraphProto, maybe_dead: set, listed_initializers_are_constant: bool = False) -> None:
+    """Remove nodes and initializers that fed removed nodes and now feed
+    nothing, following chains backwards (Constant -> Cast -> weight).
+    Values used by graph outputs or by subgraphs stay.  Before IR 4 every
+    initializer is also listed as a graph input; such a listing goes with it."""
+    uses = Counter(i for n in g.node for i in n.input if i)
+    keep = {o.name for o in g.output} | subgraph_outer_references(g)
+    producer = {o: n for n in g.node for o in n.output if o}
+    removable_inits = {t.name for t in g.initializer}
+    if not listed_initializers_are_constant:
+        removable_inits -= {i.name for i in g.input}
+    dead_nodes, dead_inits = set(), set()
+    frontier = list(maybe_dead)
+    while frontier:
+        name = frontier.pop()
+        if uses[name] > 0 or name in keep:
+            continue
+        node = producer.get(name)
+        if node is None:
+            if name in removable_inits:
+                dead_inits.add(name)
+            continue
+        if id(node) in dead_nodes or any(uses[o] > 0 or o in keep for o in node.output):
+            continue
+        dead_nodes.add(id(node))
+        for i in node.input:
+            if i:
+                uses[i] -= 1
+                frontier.append(i)
+    _filter(g.node, lambda n: id(n) not in dead_nodes)
+    _filter(g.initializer, lambda t: t.name not in dead_inits)
+    _filter(g.input, lambda i: i.name not in dead_inits)
+    live = {v for n in g.node for v in list(n.output) + list(n.input)}
+    _filter(g.value_info, lambda vi: vi.name in live)
+
+
+def _filter(container, keep) -> None:
+    kept = [x for x in container if keep(x)]
+    if len(kept) != len(container):
+        del container[:]
+        container.extend(kept)
+
+
+def toposort(g: onnx.GraphProto) -> None:
+    """Stable topological order: a node moves only when an input it needs
+    is produced later (depth-first, dependencies first)."""
+    nodes = list(g.node)
+    producer = {o: k for k, n in enumerate(nodes) for o in n.output if o}
+    deps = [sorted({producer[x] for x in set(n.input) | node_outer_references(n) if x in producer})
+            for n in nodes]
+    placed, order = [False] * len(nodes), []
+    for root in range(len(nodes)):
+        if placed[root]:
+            continue
+        stack, visiting = [(root, iter(deps[root]))], {root}
+        while stack:
+            k, pending = stack[-1]
+            for d in pending:
+                if not placed[d] and d not in visiting:
+                    visiting.add(d)
+                    stack.append((d, iter(deps[d])))
+                    break
+            else:
+                stack.pop()
+                placed[k] = True
+                order.append(k)
+    if order != list(range(len(nodes))):
+        del g.node[:]
+        g.node.extend(nodes[k] for k in order)

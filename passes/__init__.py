@@ -1,0 +1,30 @@
+"""The rewrite passes, in the order `optimize` runs them by default.
+
+resize runs first so that the ConvTranspose it produces is lowered by
+convtranspose; dilated-conv is independent of both.
+"""
+from __future__ import annotations
+
+from .convtranspose_to_conv import ConvTransposeToConv
+from .dilated_conv_to_space_to_batch import DilatedConvToSpaceToBatch
+from .resize_to_convtranspose import ResizeToConvTranspose
+
+PASSES = (ResizeToConvTranspose, ConvTransposeToConv, DilatedConvToSpaceToBatch)
+
+
+def pass_names() -> list[str]:
+    return [p.name for p in PASSES]
+
+
+def make_passes(names=None, options=None) -> tuple:
+    """Instances of the named passes (default: all), in the default order.
+
+    `options` is a dict of lowering options (dilated_mode, resize_mode, ...);
+    each pass class takes the ones it knows in `from_options`.
+    """
+    options = dict(options or {})
+    wanted = pass_names() if names is None else list(names)
+    unknown = [n for n in wanted if n not in pass_names()]
+    if unknown:
+        raise ValueError(f"unknown pass {unknown[0]!r}; choose from {', '.join(pass_names())}")
+    return tuple(p.from_options(options) for p in PASSES if p.name in wanted)

@@ -1,0 +1,74 @@
+"""The test helpers every positive and negative test goes through.
+
+assert_rewrites checks three things at once, so no test can forget one:
+the result is a valid model, its op counts are as expected, and it computes
+what the original computes (onnxruntime on the original, or onnx's reference
+evaluator where onnxruntime refuses it).  It also checks idempotence.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Mapping, Optional
+
+import numpy as np
+import onnx
+
+from convrewrite import optimize
+from convrewrite.equivalence import check_models, random_feeds, runtime_inputs
+from convrewrite.report import REWRITTEN
+
+
+def op_counts(model: onnx.ModelProto) -> Counter:
+    return Counter(n.op_type for n in model.graph.node)
+
+
+def assert_rewrites(model: onnx.ModelProto, pass_, expect_ops: Mapping[str, int],
+                    inputs: Optional[Mapping[str, np.ndarray]] = None, rtol=None, atol=None,
+                    expect_rewrites: Optional[int] = None, **options):
+    """Run `pass_` alone (an instance, or a name with **options), then assert:
+    checker passes; op counts match `expect_ops` (op -> count, 0 = absent);
+    the whole model is equivalent to the original on `inputs` (default:
+    seeded random, and batch 1 and 3 where the batch is symbolic); a second
+    run rewrites nothing.  Returns (new_model, report)."""
+    passes = [pass_] if not isinstance(pass_, str) else [pass_]
+    new, report = optimize(model, passes=passes, options=options or None, rtol=rtol, atol=atol)
+    onnx.checker.check_model(new, full_check=True)
+    rewritten = report.records(REWRITTEN)
+    problems = [f"{r.node}: {r.status}: {r.reason}" for r in report.rewrites if r.status != REWRITTEN]
+    assert rewritten, f"nothing was rewritten; {problems}"
+    if expect_rewrites is not None:
+        assert len(rewritten) == expect_rewrites, problems
+    counts = op_counts(new)
+    for op, n in expect_ops.items():
+        assert counts.get(op, 0) == n, f"{op}: expected {n}, found {counts.get(op, 0)} in {dict(counts)}; {problems}"
+    for feeds in _feed_sets(model, inputs):
+        result = check_models(model, new, feeds, rtol=rtol, atol=atol)
+        assert result, f"rewritten model differs from the original:\n{result}"
+    assert report.verification.equivalent is True, report.verification
+    again, report2 = optimize(new, passes=passes, options=options or None, rtol=rtol, atol=atol)
+    assert not report2.records(REWRITTEN), "a second run rewrote again (not idempotent)"
+    return new, report
+
+
+def _feed_sets(model, inputs):
+    if inputs is not None:
+        return [inputs]
+    needed = runtime_inputs(model)
+    symbolic = any(not d.HasField("dim_value") for i in needed for d in i.type.tensor_type.shape.dim)
+    sets = [random_feeds(needed, seed=123, batch=1)]
+    if symbolic:
+        sets.append(random_feeds(needed, seed=321, batch=3))
+    return sets
+
+
+def assert_skips(model: onnx.ModelProto, pass_, reason: str, **options):
+    """The pass leaves the model unchanged and says why, matching `reason`."""
+    passes = [pass_]
+    new, report = optimize(model, passes=passes, options=options or None)
+    assert not report.records(REWRITTEN), [r.node for r in report.records(REWRITTEN)]
+    assert report.rewrites, "the node was not even a candidate"
+    reasons = [r.reason for r in report.rewrites]
+    assert any(re.search(reason, r) for r in reasons), f"no reason matches {reason!r}: {reasons}"
+    assert op_counts(new) == op_counts(model)
+    return report

@@ -1,0 +1,231 @@
+"""The driver: verification catches wrong rewrites, rollback, bisection,
+preservation of everything not rewritten, dead-code removal, order."""
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from convrewrite import optimize
+from convrewrite.report import REWRITTEN, ROLLED_BACK, SKIPPED
+from helpers import assert_rewrites, assert_skips
+from toy_passes import ReluBroken, ReluToIdentity, ReluToMax
+
+
+def relu_chain(batch="N", names=("r1", "keep1", "r3")):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3, 4])
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name=names[0]),
+             helper.make_node("Relu", ["a"], ["b"], name=names[1]),
+             helper.make_node("Neg", ["b"], ["c"], name="neg"),
+             helper.make_node("Relu", ["c"], ["y"], name=names[2])]
+    m = helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    m.producer_name, m.doc_string = "unit-test", "keep me"
+    onnx.helper.set_model_props(m, {"author": "tests"})
+    return m
+
+
+def test_a_correct_rewrite_is_applied_and_verified():
+    new, report = assert_rewrites(relu_chain(), ReluToMax(), expect_ops={"Relu": 1, "Max": 2})
+    assert [r.status for r in report.rewrites] == [REWRITTEN, SKIPPED, REWRITTEN]
+    assert report.verification.equivalent and report.verification.max_abs_error == 0
+
+
+def test_skip_reasons_are_reported():
+    report = assert_skips(relu_chain(names=("keepA", "keepB", "keepC")), ReluToMax(), reason="starts with keep")
+    assert {r.status for r in report.rewrites} == {SKIPPED}
+
+
+def test_a_wrong_rewrite_is_caught_and_rolled_back():
+    model = relu_chain()
+    new, report = optimize(model, passes=[ReluToIdentity()])
+    assert [r.status for r in report.rewrites] == [ROLLED_BACK, SKIPPED, ROLLED_BACK]
+    bad = report.rewrites[0]
+    assert "local check failed" in bad.reason and bad.max_abs_error > 0.1
+    assert new.SerializeToString() == model.SerializeToString()
+    assert report.verification.equivalent
+
+
+def test_an_exception_in_build_is_reported_not_raised():
+    new, report = optimize(relu_chain(), passes=[ReluBroken()])
+    assert "internal error in relu-broken.build: ZeroDivisionError" in report.rewrites[0].reason
+    assert report.rewrites[0].status == ROLLED_BACK
+
+
+def test_whole_model_failure_is_bisected_to_the_responsible_rewrite():
+    # Clip at 50 equals Relu on the local check's standard-normal inputs but
+    # not on the user's inputs, where the whole-model check must catch it.
+    from toy_passes import ReluToMax as Base
+    from convrewrite.builder import Builder
+
+    class ReluToClip(Base):
+        name = "relu-to-clip"
+
+        def build(self, match, graph):
+            b = Builder(graph, match.node, self.name)
+            lo = b.initializer(np.array(0, np.float32), "lo")
+            hi = b.initializer(np.array(50, np.float32), "hi")
+            return b.replacement({match.node.output[0]: b.op("Clip", [match.node.input[0], lo, hi], "clip")})
+
+    # y = Relu(x) + Relu(-x): on x = 100, r1 sees 100 (Clip is wrong there)
+    # and r3 sees -100 (Clip is exact there).
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4])
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="r1"),
+             helper.make_node("Neg", ["x"], ["c"], name="neg"),
+             helper.make_node("Relu", ["c"], ["d"], name="r3"),
+             helper.make_node("Add", ["a", "d"], ["y"], name="add")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    feeds = {"x": np.full((1, 3, 4), 100.0, np.float32)}
+    new, report = optimize(model, passes=[ReluToClip()], inputs=feeds)
+    status = {r.node: r.status for r in report.rewrites}
+    assert status == {"r1": ROLLED_BACK, "r3": REWRITTEN}
+    assert "whole-model check failed" in report.rewrites[0].reason
+    assert report.verification.equivalent
+
+
+def test_untouched_parts_are_kept_byte_for_byte():
+    model = relu_chain()
+    new, _ = optimize(model, passes=[ReluToMax()])
+    assert new.producer_name == "unit-test" and new.doc_string == "keep me"
+    assert list(new.metadata_props) == list(model.metadata_props)
+    assert new.opset_import == model.opset_import and new.ir_version == model.ir_version
+    assert new.graph.input == model.graph.input and new.graph.output == model.graph.output
+    kept = [n for n in model.graph.node if n.name in ("keep1", "neg")]
+    assert [n for n in new.graph.node if n.name in ("keep1", "neg")] == kept
+
+
+def test_new_nodes_say_where_they_come_from():
+    new, report = optimize(relu_chain(), passes=[ReluToMax()])
+    names = [n.name for n in new.graph.node if n.op_type == "Max"]
+    assert names == ["r1/relu-to-max/max", "r3/relu-to-max/max"]
+    assert report.rewrites[0].new_nodes == ["r1/relu-to-max/max"]
+
+
+def test_input_model_is_never_modified():
+    model = relu_chain()
+    before = model.SerializeToString()
+    optimize(model, passes=[ReluToMax()])
+    assert model.SerializeToString() == before
+
+
+def _weighted_model():
+    """Relu(w) where w comes from a Constant -> Cast chain, and a shared init."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, [3])
+    c = helper.make_node("Constant", [], ["c64"], name="const",
+                         value=numpy_helper.from_array(np.array([-1.0, 2.0, -3.0])))
+    nodes = [c, helper.make_node("Cast", ["c64"], ["w"], to=TensorProto.FLOAT, name="cast"),
+             helper.make_node("Add", ["x", "w"], ["s"], name="add"),
+             helper.make_node("Relu", ["s"], ["y"], name="relu"),
+             helper.make_node("Mul", ["x", "shared"], ["z"], name="mul")]
+    init = numpy_helper.from_array(np.ones(3, np.float32), "shared")
+    return helper.make_model(helper.make_graph(nodes, "g", [x], [y, z], [init]),
+                             opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_constant_chains_fold_and_dead_code_is_removed():
+    from convrewrite.graph import GraphView
+    m = _weighted_model()
+    g = GraphView(m)
+    np.testing.assert_array_equal(g.constant("w"), np.array([-1, 2, -3], np.float32))
+    assert g.constant("x") is None and g.constant("s") is None
+
+
+def test_shape_gather_concat_chain_folds_when_static():
+    from convrewrite.graph import GraphView
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.INT64, None)
+    i = numpy_helper.from_array(np.array([2, 3], np.int64), "idx")
+    two = numpy_helper.from_array(np.array([2], np.int64), "two")
+    nodes = [helper.make_node("Shape", ["x"], ["s"], start=2),
+             helper.make_node("Mul", ["s", "two"], ["y"])]
+    m = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [i, two]),
+                          opset_imports=[helper.make_opsetid("", 17)])
+    g = GraphView(m)
+    np.testing.assert_array_equal(g.constant("y"), [16, 16])
+    nodes[0] = helper.make_node("Shape", ["x"], ["s"])  # includes the symbolic batch
+    m2 = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [i, two]),
+                           opset_imports=[helper.make_opsetid("", 17)])
+    assert GraphView(m2).constant("y") is None
+
+
+def test_rewrites_next_to_subgraphs_leave_them_intact():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])
+    cond = helper.make_tensor_value_info("cond", TensorProto.BOOL, [])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])
+    then_g = helper.make_graph([helper.make_node("Relu", ["a"], ["t"], name="inner")], "then", [],
+                               [helper.make_tensor_value_info("t", TensorProto.FLOAT, [3])])
+    else_g = helper.make_graph([helper.make_node("Neg", ["a"], ["e"])], "else", [],
+                               [helper.make_tensor_value_info("e", TensorProto.FLOAT, [3])])
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="outer"),
+             helper.make_node("If", ["cond"], ["y"], then_branch=then_g, else_branch=else_g, name="if")]
+    m = helper.make_model(helper.make_graph(nodes, "g", [x, cond], [y]),
+                          opset_imports=[helper.make_opsetid("", 17)])
+    new, report = optimize(m, passes=[ReluToMax()],
+                           inputs={"x": np.array([-1, 0, 2], np.float32), "cond": np.array(True)})
+    assert [r.node for r in report.rewrites] == ["outer"]  # the inner Relu is not a candidate
+    assert new.graph.node[-1] == nodes[1]  # the If and its bodies are untouched
+    assert report.verification.equivalent
+
+
+def test_inputs_with_wrong_names_are_a_clear_error():
+    from convrewrite import InputError
+    with pytest.raises(InputError, match="expected tensors named"):
+        optimize(relu_chain(), passes=[ReluToMax()], inputs={"nope": np.zeros(3, np.float32)})
+
+
+def test_dry_run_plans_and_changes_nothing():
+    model = relu_chain()
+    new, report = optimize(model, passes=[ReluToMax()], dry_run=True)
+    assert [r.status for r in report.rewrites] == ["planned", SKIPPED, "planned"]
+    assert new.SerializeToString() == model.SerializeToString()
+
+
+def test_report_json_has_the_documented_schema():
+    import json
+    _, report = optimize(relu_chain(), passes=[ReluToMax()])
+    d = json.loads(report.to_json())
+    assert set(d) >= {"input", "output", "passes", "op_counts", "rewrites", "timings"}
+    assert set(d["op_counts"]) == {"before", "after"}
+    r = d["rewrites"][0]
+    assert set(r) >= {"pass", "node", "op", "status", "reason", "max_abs_error", "max_rel_error",
+                      "new_nodes", "macs_before", "macs_after"}
+
+
+def test_toposort_is_stable_and_fixes_order():
+    from convrewrite.splice import toposort
+    g = helper.make_graph([helper.make_node("Relu", ["b"], ["c"], name="second"),
+                           helper.make_node("Relu", ["a"], ["b"], name="first"),
+                           helper.make_node("Relu", ["x"], ["z"], name="independent")], "g", [], [])
+    toposort(g)
+    assert [n.name for n in g.node] == ["first", "second", "independent"]
+
+
+def test_dead_constant_chains_are_removed_and_shared_initializers_kept():
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from convrewrite.builder import Builder
+    from convrewrite.rewrite import Match
+
+    @dataclass(frozen=True)
+    class AddToSub(ReluToMax):
+        """Add(x, w) -> Sub(x, -w) with -w folded offline."""
+
+        name: ClassVar[str] = "add-to-sub"
+
+        def candidate(self, node, graph):
+            return node.op_type == "Add"
+
+        def match(self, node, graph):
+            return Match(node, None)
+
+        def build(self, match, graph):
+            b = Builder(graph, match.node, self.name)
+            neg = b.initializer(-graph.constant(match.node.input[1]), "neg_w")
+            return b.replacement({match.node.output[0]: b.op("Sub", [match.node.input[0], neg], "sub")})
+
+    model = _weighted_model()
+    new, report = assert_rewrites(model, AddToSub(), expect_ops={"Add": 0, "Sub": 1, "Constant": 0, "Cast": 0})
+    assert [t.name for t in new.graph.initializer] == ["shared", "add/add-to-sub/neg_w"]

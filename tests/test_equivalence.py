@@ -1,0 +1,99 @@
+"""Comparison objects: truthy when equivalent, and always say by how much."""
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from convrewrite.equivalence import (Comparison, check_models, compare_arrays, concrete_shape,
+                                     default_tolerance, run_model)
+
+
+def test_summation_noise_passes_and_real_mistake_fails():
+    rng = np.random.default_rng(0)
+    want = (rng.standard_normal((2, 8, 16, 16)) * 1000).astype(np.float32)
+    noisy = want + (want * 3e-7).astype(np.float32)  # a few float32 ulps
+    assert compare_arrays("y", want, noisy)
+    wrong = want.copy()
+    wrong[0, 0, 0, 0] += 1.0  # one wrong element at 0.1% of the magnitude
+    result = compare_arrays("y", want, wrong)
+    assert not result
+    assert result.max_abs_error == pytest.approx(1.0, rel=1e-3)
+    assert "MISMATCH" in str(result)
+
+
+def test_tolerance_scales_with_magnitude():
+    small = np.full((4,), 1e-3, np.float32)
+    assert not compare_arrays("y", small, small * 1.01)  # 1% wrong is wrong at any scale
+    big = np.full((4,), 1e6, np.float32)
+    assert not compare_arrays("y", big, big * 1.01)
+    assert compare_arrays("y", big, np.nextafter(big, np.inf))
+
+
+def test_nan_and_inf_rules():
+    a = np.array([np.nan, np.inf, -np.inf, 1.0], np.float32)
+    assert compare_arrays("y", a, a.copy())
+    b = a.copy()
+    b[1] = -np.inf
+    assert not compare_arrays("y", a, b)
+    c = a.copy()
+    c[3] = np.nan
+    assert not compare_arrays("y", a, c)
+
+
+def test_shape_and_dtype_must_match_exactly():
+    a = np.zeros((2, 3), np.float32)
+    r = compare_arrays("y", a, np.zeros((3, 2), np.float32))
+    assert not r and "shape" in r.message
+    r = compare_arrays("y", a, np.zeros((2, 3), np.float16))
+    assert not r and "dtype" in r.message
+
+
+def test_float16_gets_float16_tolerance():
+    rtol16, _ = default_tolerance(np.float16)
+    rtol32, _ = default_tolerance(np.float32)
+    assert rtol16 > rtol32
+    want = np.linspace(-4, 4, 101).astype(np.float16)
+    one_ulp = np.nextafter(want, np.float16(np.inf))
+    assert compare_arrays("y", want, one_ulp)
+    assert not compare_arrays("y", want, want + np.float16(0.25))
+
+
+def test_comparison_aggregates_and_is_falsy_if_any_output_differs():
+    ok = compare_arrays("a", np.ones(3, np.float32), np.ones(3, np.float32))
+    bad = compare_arrays("b", np.ones(3, np.float32), np.zeros(3, np.float32))
+    c = Comparison([ok, bad])
+    assert not c
+    assert c.max_abs_error == 1.0
+    assert c.worst().name == "b"
+    assert Comparison([ok])
+
+
+def test_concrete_shape_replaces_symbolic_dims():
+    assert concrete_shape(["N", 3, None, 5], batch=2) == (2, 3, 16, 5)
+
+
+def _model(op, **attrs):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])
+    g = helper.make_graph([helper.make_node(op, ["x"], ["y"], **attrs)], "g", [x], [y])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_check_models_detects_a_different_function():
+    assert check_models(_model("Relu"), _model("Relu"))
+    result = check_models(_model("Relu"), _model("Abs"))
+    assert not result and result.max_abs_error > 0
+
+
+def test_reference_evaluator_is_the_oracle_where_onnxruntime_refuses():
+    # onnxruntime has no kernel for a dilated Conv with auto_pad SAME_UPPER.
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 7, 7])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    w = onnx.numpy_helper.from_array(np.ones((1, 1, 3, 3), np.float32), "w")
+    node = helper.make_node("Conv", ["x", "w"], ["y"], auto_pad="SAME_UPPER", dilations=[2, 2])
+    m = helper.make_model(helper.make_graph([node], "g", [x], [y], [w]),
+                          opset_imports=[helper.make_opsetid("", 17)])
+    feeds = {"x": np.ones((1, 1, 7, 7), np.float32)}
+    out, engine = run_model(m, feeds, allow_reference=True)
+    assert out[0].shape == (1, 1, 7, 7)
+    assert out[0][0, 0, 3, 3] == 9.0 and out[0][0, 0, 0, 0] == 4.0

@@ -1,0 +1,83 @@
+"""Small passes for testing the driver itself (not shipped)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from convrewrite.builder import Builder
+from convrewrite.rewrite import Match, Skip
+
+
+@dataclass(frozen=True)
+class ReluToMax:
+    """Relu(x) -> Max(x, 0): correct."""
+
+    name: ClassVar[str] = "relu-to-max"
+    description: ClassVar[str] = "Relu(x) -> Max(x, 0)"
+
+    @classmethod
+    def from_options(cls, options):
+        return cls()
+
+    def candidate(self, node, graph):
+        return node.op_type == "Relu"
+
+    def match(self, node, graph):
+        if graph.dtype(node.input[0]) is None:
+            return Skip(f"Relu '{graph.label(node)}': input type unknown")
+        if node.name.startswith("keep"):
+            return Skip(f"Relu '{graph.label(node)}': name starts with keep")
+        return Match(node, None)
+
+    def build(self, match, graph):
+        b = Builder(graph, match.node, self.name)
+        from onnx import helper
+        dtype = helper.tensor_dtype_to_np_dtype(graph.dtype(match.node.input[0]))
+        zero = b.initializer(np.zeros((), dtype), "zero")
+        y = b.op("Max", [match.node.input[0], zero], "max")
+        return b.replacement({match.node.output[0]: y})
+
+
+@dataclass(frozen=True)
+class ReluToIdentity(ReluToMax):
+    """Relu(x) -> x: wrong on negative inputs; must be caught."""
+
+    name: ClassVar[str] = "relu-to-identity"
+
+    def build(self, match, graph):
+        b = Builder(graph, match.node, self.name)
+        y = b.op("Identity", [match.node.input[0]], "identity")
+        return b.replacement({match.node.output[0]: y})
+
+
+@dataclass(frozen=True)
+class ReluBroken(ReluToMax):
+    """build raises: must be reported, not crash the run."""
+
+    name: ClassVar[str] = "relu-broken"
+
+    def build(self, match, graph):
+        raise ZeroDivisionError("boom")
+
+
+@dataclass(frozen=True)
+class ReluWrongOnlyInContext(ReluToMax):
+    """Relu(x) -> Abs(x) * 0 + Relu(x) would be fine; this one replaces Relu by
+    Relu(x) + 1e-3 only where x is a graph input with > 4 elements... kept
+    simple: it is exact on the local check's random inputs (which are all we
+    can see locally) only because it uses a threshold: Relu(x - 10)."""
+
+    name: ClassVar[str] = "relu-shift"
+
+    def build(self, match, graph):
+        b = Builder(graph, match.node, self.name)
+        from onnx import helper
+        dtype = helper.tensor_dtype_to_np_dtype(graph.dtype(match.node.input[0]))
+        ten = b.initializer(np.array(10, dtype), "ten")
+        t = b.op("Sub", [match.node.input[0], ten], "sub")
+        t = b.op("Relu", [t], "relu")
+        t = b.op("Add", [t, ten], "add")
+        y = b.op("Max", [t, b.initializer(np.array(0, dtype), "zero")], "max")
+        return b.replacement({match.node.output[0]: y})
