@@ -1,0 +1,76 @@
+"""Shared builders against their defining formulas, written as plain numpy."""
+import itertools
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from convrewrite.builder import Builder
+from convrewrite.equivalence import run_onnxruntime
+from convrewrite.graph import GraphView
+from convrewrite.padding import conv_output_size, conv_pads
+from convrewrite.pixel_shuffle import pixel_shuffle, pixel_unshuffle
+
+
+def _run_builder(build, x: np.ndarray):
+    """Build a graph around `build(b, 'x') -> out` and run it on x."""
+    xi = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *x.shape[1:]])
+    placeholder = helper.make_node("Identity", ["x"], ["x_id"], name="p")
+    m = helper.make_model(helper.make_graph([placeholder], "g", [xi], []),
+                          opset_imports=[helper.make_opsetid("", 17)])
+    b = Builder(GraphView(m), m.graph.node[0], "test")
+    out = build(b, "x")
+    g = helper.make_graph(b.nodes, "g", [xi], [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)],
+                          b.initializers)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    return run_onnxruntime(m, {"x": x})[0], b.nodes
+
+
+def _shuffle_formula(x, channels, blocks, layout):
+    """y[n, c, i*b + p] = x[n, channel(c, p), i] per the module docstring."""
+    n, sizes, B = x.shape[0], x.shape[2:], int(np.prod(blocks))
+    y = np.zeros((n, channels, *[s * k for s, k in zip(sizes, blocks)]), x.dtype)
+    for c in range(channels):
+        for flat, p in enumerate(itertools.product(*[range(k) for k in blocks])):
+            ch = c * B + flat if layout == "CRD" else flat * channels + c
+            index = (slice(None), c) + tuple(slice(q, None, k) for q, k in zip(p, blocks))
+            y[index] = x[:, ch]
+    return y
+
+
+CASES = [((2,), (5,)), ((3,), (4,)), ((2, 2), (3, 4)), ((3, 2), (2, 3)), ((1, 4), (3, 3)),
+         ((2, 3, 2), (2, 2, 3))]
+
+
+@pytest.mark.parametrize("layout", ["DCR", "CRD"])
+@pytest.mark.parametrize("blocks,sizes", CASES)
+def test_pixel_shuffle_matches_its_formula(blocks, sizes, layout):
+    channels = 2
+    x = np.random.default_rng(0).standard_normal((2, channels * int(np.prod(blocks)), *sizes)).astype(np.float32)
+    got, nodes = _run_builder(lambda b, v: pixel_shuffle(b, v, channels, blocks, sizes, layout), x)
+    np.testing.assert_array_equal(got, _shuffle_formula(x, channels, blocks, layout))
+    uses_d2s = len(blocks) == 2 and blocks[0] == blocks[1]
+    assert [n.op_type for n in nodes] == (["DepthToSpace"] if uses_d2s else ["Reshape", "Transpose", "Reshape"])
+
+
+@pytest.mark.parametrize("layout", ["DCR", "CRD"])
+@pytest.mark.parametrize("blocks,sizes", CASES)
+def test_pixel_unshuffle_inverts_pixel_shuffle(blocks, sizes, layout):
+    channels = 3
+    big = [s * k for s, k in zip(sizes, blocks)]
+    y = np.random.default_rng(1).standard_normal((2, channels, *big)).astype(np.float32)
+    got, _ = _run_builder(lambda b, v: pixel_unshuffle(b, v, channels, blocks, sizes, layout), y)
+    np.testing.assert_array_equal(_shuffle_formula(got, channels, blocks, layout), y)
+
+
+def test_conv_pads_follow_the_spec():
+    # SAME_UPPER puts the odd unit at the end, SAME_LOWER at the beginning.
+    assert conv_pads("SAME_UPPER", [7], [4], [1], [1], None) == [(1, 2)]
+    assert conv_pads("SAME_LOWER", [7], [4], [1], [1], None) == [(2, 1)]
+    assert conv_pads("SAME_UPPER", [8], [3], [2], [2], None) == [(1, 2)]  # total (4-1)*2+5-8 = 3
+    assert conv_pads("VALID", [8], [3], [2], [2], [1, 1]) == [(0, 0)]
+    assert conv_pads("NOTSET", [8, 8], [3, 3], [1, 1], [1, 1], [1, 2, 3, 4]) == [(1, 3), (2, 4)]
+    for n, k, s, d in itertools.product(range(1, 12), range(1, 5), range(1, 4), range(1, 4)):
+        (b, e), = conv_pads("SAME_UPPER", [n], [k], [s], [d], None)
+        assert conv_output_size(n, k, s, d, b, e) == -(-n // s)
