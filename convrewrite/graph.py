@@ -293,9 +293,41 @@ def subgraph_outer_references(graph: onnx.GraphProto) -> set:
     return names
 
 
+SHAPE_ONLY_BYTES = 1 << 30  # above this, shape inference runs on a weightless copy
+
+
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A shape-inferred copy (symbolic dims kept); the input is untouched."""
+    """A shape-inferred copy (symbolic dims kept); the input is untouched.
+
+    Protobuf cannot serialise 2 GB, so a large model is inferred from a copy
+    whose big initializers keep their dims but not their data."""
+    source = model if model.ByteSize() < SHAPE_ONLY_BYTES else weightless_copy(model)
     try:
-        return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+        return onnx.shape_inference.infer_shapes(source, check_type=False, strict_mode=False, data_prop=True)
     except (onnx.shape_inference.InferenceError, ValueError) as e:
         raise InputError(f"shape inference failed: {str(e).splitlines()[0]}") from None
+
+
+def weightless_copy(model: onnx.ModelProto, min_bytes: int = 1024) -> onnx.ModelProto:
+    """The model with each initializer of >= min_bytes replaced by a tensor of
+    the same dims and type marked as external data (never read)."""
+    out = onnx.ModelProto()
+    out.ir_version, out.producer_name = model.ir_version, model.producer_name
+    out.opset_import.extend(model.opset_import)
+    g = out.graph
+    g.name = model.graph.name
+    g.node.extend(model.graph.node)
+    g.input.extend(model.graph.input)
+    g.output.extend(model.graph.output)
+    g.value_info.extend(model.graph.value_info)
+    for t in model.graph.initializer:
+        if t.ByteSize() < min_bytes:
+            g.initializer.append(t)
+            continue
+        stub = g.initializer.add()
+        stub.name, stub.data_type = t.name, t.data_type
+        stub.dims.extend(t.dims)
+        stub.data_location = onnx.TensorProto.EXTERNAL
+        stub.external_data.add(key="location", value="weights-not-loaded")
+    out.functions.extend(model.functions)
+    return out

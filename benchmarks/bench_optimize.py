@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Benchmark of the tool itself (not a test): optimize time and peak memory,
+scaling with the number of rewritable nodes, and the quality of the output
+(onnxruntime CPU latency and MACs before/after).
+
+    python benchmarks/bench_optimize.py [--models models/*.onnx] [--scale 10,100,1000,5000]
+                                        [--repeats 5] [--skip-models] [--skip-scale]
+
+Every time is a median over interleaved repeated runs.  Peak memory is the
+child process's max RSS (each optimize runs in a fresh subprocess).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from convrewrite import optimize  # noqa: E402
+from convrewrite.equivalence import random_feeds, runtime_inputs  # noqa: E402
+from convrewrite.graph import GraphView  # noqa: E402
+from convrewrite.macs import total_macs  # noqa: E402
+
+CHILD = r"""
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+from convrewrite import optimize
+t = time.perf_counter()
+model, report = optimize(sys.argv[2], verify=sys.argv[3] == "1")
+seconds = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "peak_mb": peak, "rewritten": report.rewritten}))
+"""
+
+ONNXSIM_CHILD = r"""
+import sys, time, onnx, onnxsim
+m = onnx.load(sys.argv[1]); t = time.perf_counter(); onnxsim.simplify(m); print(time.perf_counter() - t)
+"""
+
+
+def child_optimize(path: str, verify: bool) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, ROOT, path, "1" if verify else "0"],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def onnxsim_seconds(path: str):
+    try:
+        import onnxsim  # noqa: F401
+    except ImportError:
+        return None
+    out = subprocess.run([sys.executable, "-c", ONNXSIM_CHILD, path], capture_output=True, text=True)
+    return float(out.stdout.strip()) if out.returncode == 0 else None
+
+
+def ort_latency_pair(a: onnx.ModelProto, b: onnx.ModelProto, repeats: int, inner: int = 20):
+    """Median per-run latency (ms) of a and b, measured interleaved."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sa = ort.InferenceSession(a.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sb = ort.InferenceSession(b.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    feeds = random_feeds(runtime_inputs(a), seed=0, batch=1)
+    for s in (sa, sb):
+        s.run(None, feeds)
+    ta, tb = [], []
+    for _ in range(repeats):
+        for s, acc in ((sa, ta), (sb, tb)):
+            t = time.perf_counter()
+            for _ in range(inner):
+                s.run(None, feeds)
+            acc.append((time.perf_counter() - t) / inner * 1000)
+    return statistics.median(ta), statistics.median(tb)
+
+
+def model_macs(m: onnx.ModelProto):
+    return total_macs(m.graph.node, GraphView(m))
+
+
+def bench_models(paths, repeats):
+    print("\n## Sample models: optimize time, peak memory, output quality")
+    print("| model | size MB | rewritten | optimize s (verify) | optimize s (no verify) | peak MB | onnxsim s "
+          "| ORT ms before | ORT ms after | MACs before | MACs after |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for path in paths:
+        runs_v, runs_n = [], []
+        for _ in range(repeats):  # interleaved
+            runs_v.append(child_optimize(path, True))
+            runs_n.append(child_optimize(path, False))
+        sim = onnxsim_seconds(path)
+        original = onnx.load(path)
+        rewritten, _ = optimize(original)
+        before, after = ort_latency_pair(original, rewritten, repeats)
+        print(f"| {os.path.basename(path)} | {os.path.getsize(path) / 1e6:.2f} | {runs_v[0]['rewritten']} "
+              f"| {statistics.median(r['seconds'] for r in runs_v):.2f} "
+              f"| {statistics.median(r['seconds'] for r in runs_n):.2f} "
+              f"| {max(r['peak_mb'] for r in runs_v):.0f} | {'-' if sim is None else f'{sim:.2f}'} "
+              f"| {before:.3f} | {after:.3f} | {model_macs(original)} | {model_macs(rewritten)} |")
+
+
+def synthetic(n_blocks: int) -> onnx.ModelProto:
+    """A chain of n blocks, each ConvTranspose 2x2/s2 -> Conv 2x2/s2 (back to
+    8x8), every third block with a dilated 3x3 Conv: n_blocks + n/3 candidates."""
+    rng = np.random.default_rng(0)
+    c = 4
+    nodes, inits = [], []
+    x = "x"
+    for k in range(n_blocks):
+        wt = numpy_helper.from_array(rng.standard_normal((c, c, 2, 2)).astype(np.float32) * 0.3, f"wt{k}")
+        wc = numpy_helper.from_array(rng.standard_normal((c, c, 2, 2)).astype(np.float32) * 0.3, f"wc{k}")
+        inits += [wt, wc]
+        nodes.append(helper.make_node("ConvTranspose", [x, wt.name], [f"u{k}"], name=f"up{k}", strides=[2, 2]))
+        nodes.append(helper.make_node("Conv", [f"u{k}", wc.name], [f"d{k}"], name=f"down{k}", strides=[2, 2]))
+        x = f"d{k}"
+        if k % 3 == 2:
+            wd = numpy_helper.from_array(rng.standard_normal((c, c, 3, 3)).astype(np.float32) * 0.2, f"wd{k}")
+            inits.append(wd)
+            nodes.append(helper.make_node("Conv", [x, wd.name], [f"a{k}"], name=f"atrous{k}",
+                                          dilations=[2, 2], pads=[2, 2, 2, 2]))
+            x = f"a{k}"
+    g = helper.make_graph(nodes, "synthetic", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, 8, 8])],
+                          [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, c, 8, 8])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def bench_scale(sizes, repeats):
+    print("\n## Scale: synthetic chains (ConvTranspose + dilated Conv candidates)")
+    print("| candidates | nodes | optimize s (verify) | optimize s (no verify) | peak MB |")
+    print("|---|---|---|---|---|")
+    points = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            blocks = max(1, round(n * 3 / 4))  # blocks + blocks/3 candidates ~ n
+            m = synthetic(blocks)
+            path = os.path.join(tmp, f"s{n}.onnx")
+            onnx.save(m, path)
+            cands = blocks + blocks // 3
+            rv, rn = [], []
+            for _ in range(repeats if n <= 1000 else 1):
+                rv.append(child_optimize(path, True))
+                rn.append(child_optimize(path, False))
+            tv = statistics.median(r["seconds"] for r in rv)
+            points.append((cands, tv))
+            print(f"| {cands} | {len(m.graph.node)} | {tv:.2f} | {statistics.median(r['seconds'] for r in rn):.2f} "
+                  f"| {max(r['peak_mb'] for r in rv):.0f} |")
+    if len(points) >= 2:
+        xs, ys = np.log([p[0] for p in points]), np.log([p[1] for p in points])
+        slope = np.polyfit(xs[1:], ys[1:], 1)[0] if len(points) > 2 else np.polyfit(xs, ys, 1)[0]
+        print(f"\nlog-log slope of time vs candidates (above the smallest size): {slope:.2f} (1.0 = linear)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="*", default=sorted(glob.glob(os.path.join(ROOT, "models", "*.onnx"))))
+    ap.add_argument("--scale", default="10,100,1000,5000")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip-models", action="store_true")
+    ap.add_argument("--skip-scale", action="store_true")
+    a = ap.parse_args()
+    models = [m for m in a.models if not m.endswith(".opt.onnx")]
+    if not a.skip_models:
+        bench_models(models, a.repeats)
+    if not a.skip_scale:
+        bench_scale([int(s) for s in a.scale.split(",")], a.repeats)
+
+
+if __name__ == "__main__":
+    main()

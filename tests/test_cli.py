@@ -1,0 +1,213 @@
+"""The command line, end to end through a subprocess: the exact contract."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLI = os.path.join(ROOT, "cli.py")
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, CLI, *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def deconv_model(path, symbolic_batch=False):
+    """A ConvTranspose 2x2/s2 (U-Net decoder style) followed by Relu."""
+    rng = np.random.default_rng(0)
+    batch = "N" if symbolic_batch else 1
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3, 16, 16])
+    w = numpy_helper.from_array(rng.standard_normal((4, 3, 2, 2)).astype(np.float32), "w")
+    nodes = [helper.make_node("ConvTranspose", ["x", "w"], ["t"], name="up1", strides=[2, 2]),
+             helper.make_node("Relu", ["t"], ["y"], name="relu")]
+    m = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w]), opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(m, path)
+    return m
+
+
+def runtime_weight_model(path):
+    """A ConvTranspose whose weight is a graph input: it cannot be lowered."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])
+    w = helper.make_tensor_value_info("w", TensorProto.FLOAT, [4, 3, 2, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 16, 16])
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up_rt", strides=[2, 2])
+    onnx.save(helper.make_model(helper.make_graph([node], "g", [x, w], [y]),
+                                opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_optimize_writes_verified_model_next_to_input(tmp_path):
+    src = tmp_path / "net.onnx"
+    deconv_model(src)
+    before = src.read_bytes()
+    r = run("optimize", src)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "net.opt.onnx"
+    assert out.exists() and src.read_bytes() == before
+    m = onnx.load(out)
+    assert "ConvTranspose" not in {n.op_type for n in m.graph.node}
+    assert "ConvTranspose" in r.stdout and "whole-model check" in r.stdout and "equivalent" in r.stdout
+    assert "pass convtranspose: rewrote 1 node(s)" in r.stdout
+
+
+def test_report_json_schema(tmp_path):
+    src, rep = tmp_path / "net.onnx", tmp_path / "report.json"
+    deconv_model(src, symbolic_batch=True)
+    r = run("optimize", src, "-o", tmp_path / "o.onnx", "--report", rep)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(rep.read_text())
+    assert d["input"] == str(src) and d["output"] == str(tmp_path / "o.onnx")
+    assert d["passes"] == ["resize", "convtranspose", "dilated-conv"]
+    assert d["op_counts"]["before"] == {"ConvTranspose": 1, "Relu": 1}
+    assert "ConvTranspose" not in d["op_counts"]["after"]
+    (rec,) = d["rewrites"]
+    assert rec["pass"] == "convtranspose" and rec["node"] == "up1" and rec["status"] == "rewritten"
+    assert rec["max_abs_error"] is not None and rec["new_nodes"]
+    assert rec["macs_before"] == 4 * 8 * 8 * 3 * 4 and rec["macs_after"] <= rec["macs_before"]
+    assert {"total", "load_and_check"} <= set(d["timings"])
+
+
+def test_passes_lists_every_pass():
+    r = run("passes")
+    assert r.returncode == 0
+    names = [line.split()[0] for line in r.stdout.splitlines()]
+    assert names == ["resize", "convtranspose", "dilated-conv"]
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    src = tmp_path / "net.onnx"
+    deconv_model(src)
+    r = run("optimize", src, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "dry run" in r.stdout and "would rewrite 1" in r.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.onnx"]
+
+
+def test_strict_exits_3_when_a_candidate_is_left_alone(tmp_path):
+    src = tmp_path / "rt.onnx"
+    runtime_weight_model(src)
+    r = run("optimize", src)
+    assert r.returncode == 0, r.stderr
+    assert "left alone" in r.stdout and "up_rt" in r.stdout and "runtime" in r.stdout
+    r = run("optimize", src, "--strict", "-o", tmp_path / "o2.onnx")
+    assert r.returncode == 3
+
+
+def test_check_command(tmp_path):
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    deconv_model(a)
+    assert run("optimize", a, "-o", b).returncode == 0
+    r = run("check", a, b)
+    assert r.returncode == 0 and "equivalent" in r.stdout and "max_abs" in r.stdout
+    m = onnx.load(a)
+    m.graph.node[1].op_type = "Abs"  # a different function
+    onnx.save(m, tmp_path / "c.onnx")
+    r = run("check", a, tmp_path / "c.onnx")
+    assert r.returncode == 1 and "NOT equivalent" in r.stdout
+
+
+def test_inputs_npz_is_used(tmp_path):
+    src = tmp_path / "net.onnx"
+    deconv_model(src)
+    np.savez(tmp_path / "feeds.npz", x=np.ones((1, 4, 8, 8), np.float32))
+    r = run("optimize", src, "--inputs", tmp_path / "feeds.npz", "--report", tmp_path / "r.json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["verification"]["inputs"] == "given"
+    np.savez(tmp_path / "bad.npz", nope=np.ones(3, np.float32))
+    r = run("optimize", src, "--inputs", tmp_path / "bad.npz", "-o", tmp_path / "x.onnx")
+    assert r.returncode == 2 and "expected tensors named ['x']" in r.stderr
+
+
+# --- bad input: one line, exit 2, no traceback, input untouched, no output ---
+
+def _bad_files(tmp_path):
+    good = deconv_model(tmp_path / "good.onnx").SerializeToString()
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    (tmp_path / "random.onnx").write_bytes(np.random.default_rng(0).bytes(4096))
+    (tmp_path / "truncated.onnx").write_bytes(good[: len(good) // 2])
+    tensor = numpy_helper.from_array(np.ones(3, np.float32), "t").SerializeToString()
+    (tmp_path / "not_a_model.onnx").write_bytes(tensor)  # valid protobuf, wrong message
+    m = onnx.load_from_string(good)
+    m.opset_import[0].version = 999
+    (tmp_path / "future_opset.onnx").write_bytes(m.SerializeToString())
+    m = onnx.load_from_string(good)
+    m.graph.node[0].input[0] = "undefined_value"
+    (tmp_path / "invalid_graph.onnx").write_bytes(m.SerializeToString())
+    (tmp_path / "folder.onnx").mkdir()
+    return ["missing.onnx", "folder.onnx", "empty.onnx", "random.onnx", "truncated.onnx",
+            "not_a_model.onnx", "future_opset.onnx", "invalid_graph.onnx"]
+
+
+def test_bad_inputs_get_one_line_errors(tmp_path):
+    names = _bad_files(tmp_path)
+    for name in names:
+        path = tmp_path / name
+        before = path.read_bytes() if path.is_file() else None
+        r = run("optimize", path)
+        assert r.returncode == 2, (name, r.returncode, r.stdout, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (name, r.stderr)
+        assert "Traceback" not in r.stderr + r.stdout
+        if before is not None:
+            assert path.read_bytes() == before
+        assert not list(tmp_path.glob("*.opt.onnx")), name
+        assert not list(tmp_path.glob(".*.tmp")), name
+
+
+def test_bad_output_paths(tmp_path):
+    src = tmp_path / "net.onnx"
+    deconv_model(src)
+    before = src.read_bytes()
+    r = run("optimize", src, "-o", tmp_path / "missing_dir" / "o.onnx")
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    r = run("optimize", src, "-o", src)
+    assert r.returncode == 2 and "--force" in r.stderr and src.read_bytes() == before
+
+
+def test_read_only_output_folder_is_refused(tmp_path, monkeypatch):
+    # Root ignores permission bits, so the refusal is tested at the library
+    # level with os.access reporting a read-only folder.
+    from convrewrite import InputError
+    from convrewrite.model_io import check_output_path
+
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(InputError, match="not writable"):
+        check_output_path(tmp_path / "o.onnx", tmp_path / "in.onnx", force=False)
+
+
+def test_output_equal_to_input_with_force_overwrites(tmp_path):
+    src = tmp_path / "net.onnx"
+    deconv_model(src)
+    r = run("optimize", src, "-o", src, "--force")
+    assert r.returncode == 0, r.stderr
+    assert "ConvTranspose" not in {n.op_type for n in onnx.load(src).graph.node}
+
+
+def test_bad_usage_exits_2(tmp_path):
+    r = run("optimize")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    src = tmp_path / "net.onnx"
+    deconv_model(src)
+    r = run("optimize", src, "--passes", "nosuchpass")
+    assert r.returncode == 2 and "unknown pass 'nosuchpass'" in r.stderr
+    r = run("optimize", src, "--rtol", "abc")
+    assert r.returncode == 2
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    r = run("optimize", src, "--inputs", tmp_path / "junk.npz")
+    assert r.returncode == 2 and "not a readable .npz" in r.stderr
+
+
+def test_model_with_external_data(tmp_path):
+    m = deconv_model(tmp_path / "plain.onnx")
+    src = tmp_path / "ext.onnx"
+    onnx.save_model(m, src, save_as_external_data=True, location="ext.weights", size_threshold=0)
+    assert (tmp_path / "ext.weights").exists()
+    r = run("optimize", src)
+    assert r.returncode == 0, r.stderr
+    assert "ConvTranspose" not in {n.op_type for n in onnx.load(tmp_path / "ext.opt.onnx").graph.node}
