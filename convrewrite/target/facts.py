@@ -1,0 +1,287 @@
+"""What a profile rule needs to know about one node, read once from the graph.
+
+`node_facts` turns a node into an `OpFacts`: its kernel, strides, group kind,
+padding kinds, Resize factors, ... as plain values; `None` means "not known
+here" (a symbolic size, a runtime scales input) and a rule that needs it is
+not evaluated.  `facts_from_attributes` builds the same record from keyword
+arguments, for the passes' "would the target take this op?" questions
+before the node exists.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from typing import Optional
+
+import numpy as np
+import onnx
+
+from ..graph import GraphView, attributes
+from ..padding import conv_pads, extent
+
+CONV_OPS = ("Conv", "ConvTranspose")
+RESIZE_OPS = ("Resize", "Upsample")
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A value a node reads ("input") or writes ("output"); shape may be None."""
+
+    role: str
+    name: str
+    shape: Optional[tuple]
+
+
+@dataclass(frozen=True)
+class OpFacts:
+    op: str
+    spatial_rank: Optional[int] = None
+    kernel: Optional[tuple] = None
+    strides: Optional[tuple] = None
+    dilations: Optional[tuple] = None
+    group: Optional[int] = None
+    group_kind: Optional[str] = None
+    pads: Optional[tuple] = None            # ONNX [b1..br, e1..er], explicit
+    pad_kinds: Optional[frozenset] = None
+    output_sizes: Optional[tuple] = None    # ConvTranspose: (output, input*stride, full) sizes
+    output_size_kinds: Optional[frozenset] = None
+    mode: Optional[str] = None
+    coordinate_transformation_mode: Optional[str] = None
+    nearest_mode: Optional[str] = None
+    factors: Optional[tuple] = None         # per spatial axis, Fractions
+    resizes_batch_or_channel: Optional[bool] = None
+    unit_input: Optional[bool] = None       # Resize input is 1 on every spatial axis
+    blocksize: Optional[int] = None
+    steps: Optional[tuple] = None
+    pads_batch_or_channel: Optional[bool] = None
+    perm: Optional[tuple] = None
+    tensors: tuple = field(default=())      # variable inputs and all outputs
+
+
+def is_constant(name: str, graph: GraphView, extra: frozenset = frozenset()) -> bool:
+    """Known before run time (weights, shape tensors, folded chains)."""
+    return bool(name) and (name in extra or graph.is_initializer(name) or graph.constant(name) is not None)
+
+
+def node_facts(node: onnx.NodeProto, graph: GraphView, constants: frozenset = frozenset()) -> OpFacts:
+    a = attributes(node)
+    tensors = tuple(Tensor("input", i, graph.shape(i)) for i in node.input
+                    if i and not is_constant(i, graph, constants))
+    tensors += tuple(Tensor("output", o, graph.shape(o)) for o in node.output if o)
+    facts = OpFacts(node.op_type, tensors=tensors)
+    if node.domain not in ("", "ai.onnx"):
+        return facts
+    reader = _READERS.get(node.op_type)
+    return replace(facts, **reader(node, graph, a)) if reader else facts
+
+
+def facts_from_attributes(op_type: str, *, rank: Optional[int] = None, input_shape=None,
+                          output_shape=None, factors=None, steps=None, group_kind=None,
+                          **attrs) -> OpFacts:
+    """OpFacts from what a pass knows before building: ONNX attributes (those
+    not given take their ONNX default, as on a node) plus facts that come
+    from shapes or inputs (rank, shapes, factors, steps, group_kind), which
+    are not checked when not given."""
+    inp = tuple(input_shape) if input_shape is not None else ((None,) * rank if rank else None)
+    out = tuple(output_shape) if output_shape is not None else inp
+    tensors = ((Tensor("input", "", inp),) if inp is not None else ()) + \
+              ((Tensor("output", "", out),) if out is not None else ())
+    facts = OpFacts(op_type, tensors=tensors)
+    if op_type in CONV_OPS:
+        facts = replace(facts, **_conv_from_attrs(op_type, attrs, inp, out, default_group=None))
+        if group_kind is not None:
+            facts = replace(facts, group_kind=group_kind)
+    elif op_type in RESIZE_OPS:
+        facts = replace(facts, mode=attrs.get("mode", "nearest"),
+                        coordinate_transformation_mode=attrs.get("coordinate_transformation_mode", "half_pixel"),
+                        nearest_mode=attrs.get("nearest_mode", "round_prefer_floor"),
+                        factors=None if factors is None else tuple(Fraction(f).limit_denominator(10**6) for f in factors))
+        if factors is not None:
+            facts = replace(facts, spatial_rank=len(factors), resizes_batch_or_channel=False)
+    elif op_type == "DepthToSpace":
+        facts = replace(facts, mode=attrs.get("mode", "DCR"), blocksize=attrs.get("blocksize"))
+    elif op_type == "SpaceToDepth":
+        facts = replace(facts, blocksize=attrs.get("blocksize"))
+    elif op_type == "Pad":
+        facts = replace(facts, mode=attrs.get("mode", "constant"))
+        if "pads" in attrs:
+            facts = replace(facts, pads_batch_or_channel=_pads_touch_batch_or_channel(list(attrs["pads"]), None))
+    elif op_type == "Slice":
+        facts = replace(facts, steps=None if steps is None else tuple(int(s) for s in steps))
+    elif op_type == "Transpose" and "perm" in attrs:
+        facts = replace(facts, perm=tuple(attrs["perm"]))
+    return facts
+
+
+# --- readers, one per operator family ------------------------------------------------
+
+def _conv(node, graph, a) -> dict:
+    x = graph.shape(node.input[0])
+    w = graph.static_shape(node.input[1]) if len(node.input) > 1 else None
+    y = graph.shape(node.output[0])
+    if "kernel_shape" not in a and w is not None:
+        a = {**a, "kernel_shape": list(w[2:])}
+    out = _conv_from_attrs(node.op_type, a, x, y)
+    out["group_kind"] = _group_kind(node.op_type, out["group"], w)
+    return out
+
+
+def _conv_from_attrs(op, a, x, y, default_group: Optional[int] = 1) -> dict:
+    kernel = tuple(a["kernel_shape"]) if a.get("kernel_shape") else None
+    r = len(kernel) if kernel else (len(x) - 2 if x is not None and len(x) > 2 else None)
+    group = a.get("group", default_group)
+    if r is None:
+        return {"group": group}
+    strides = tuple(a.get("strides") or [1] * r)
+    dilations = tuple(a.get("dilations") or [1] * r)
+    out = {"spatial_rank": r, "kernel": kernel, "strides": strides, "dilations": dilations,
+           "group": group, "group_kind": "standard" if group == 1 else None}
+    sizes = _static(x[2:]) if x is not None else None
+    if op == "Conv" and kernel is not None:
+        out.update(_conv_pad_kinds(a, sizes, kernel, strides, dilations))
+    if op == "ConvTranspose" and kernel is not None and sizes is not None and y is not None:
+        out.update(_output_size_kinds(sizes, _static(y[2:]), kernel, strides, dilations))
+    return out
+
+
+def _group_kind(op, group, w) -> Optional[str]:
+    """standard (group 1), depthwise (one input channel per group), grouped."""
+    if group == 1:
+        return "standard"
+    if w is None:
+        return None
+    per_group_in = w[1] if op == "Conv" else w[0] // group  # Conv W: [M, C/g, k..]; ConvTranspose W: [C, M/g, k..]
+    return "depthwise" if per_group_in == 1 else "grouped"
+
+
+def _conv_pad_kinds(a, sizes, kernel, strides, dilations) -> dict:
+    """Which kinds of padding the node's pads are (a set: zero pads are also
+    symmetric, and equal SAME for a 1x1 kernel)."""
+    auto = a.get("auto_pad", "NOTSET")
+    if auto in ("SAME_UPPER", "SAME_LOWER") and sizes is None:
+        return {"pad_kinds": frozenset({auto.lower()})}
+    pairs = conv_pads(auto, sizes or [0] * len(kernel), kernel, strides, dilations, a.get("pads"))
+    kinds = set()
+    if all(b == 0 and e == 0 for b, e in pairs):
+        kinds.add("valid")
+    if all(b == e for b, e in pairs):
+        kinds.add("symmetric")
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        kinds.add(auto.lower())
+    elif sizes is not None:
+        upper = conv_pads("SAME_UPPER", sizes, kernel, strides, dilations, None)
+        if pairs == upper:
+            kinds.add("same_upper")
+        if pairs == conv_pads("SAME_LOWER", sizes, kernel, strides, dilations, None):
+            kinds.add("same_lower")
+        # SAME's total split as ceil(total / 2) on both sides (one more than
+        # SAME when the total is odd): PyTorch's padding=k//2 at stride 2
+        if pairs == [(-(-(b + e) // 2),) * 2 for b, e in upper]:
+            kinds.add("same_symmetric")
+    pads = tuple(b for b, _ in pairs) + tuple(e for _, e in pairs)
+    return {"pads": pads, "pad_kinds": frozenset(kinds)}
+
+
+def _output_size_kinds(sizes, out_sizes, kernel, strides, dilations) -> dict:
+    """ConvTranspose output size: input x stride (TFLite SAME) and/or the
+    unpadded (n - 1) * s + (k - 1) * d + 1 (TFLite VALID)."""
+    if out_sizes is None:
+        return {}
+    times = tuple(n * s for n, s in zip(sizes, strides))
+    full = tuple((n - 1) * s + extent(k, d) for n, s, k, d in zip(sizes, strides, kernel, dilations))
+    kinds = {name for name, want in (("input_times_stride", times), ("full", full)) if tuple(out_sizes) == want}
+    return {"output_sizes": (tuple(out_sizes), times, full), "output_size_kinds": frozenset(kinds)}
+
+
+def _resize(node, graph, a) -> dict:
+    opset = graph.opset()
+    if node.op_type == "Upsample" or opset < 11:
+        ctm, nearest = "asymmetric", None  # Upsample and Resize-10 have neither attribute
+    else:
+        ctm = a.get("coordinate_transformation_mode", "half_pixel")
+        nearest = a.get("nearest_mode", "round_prefer_floor")
+    out = {"mode": a.get("mode", "nearest"), "coordinate_transformation_mode": ctm, "nearest_mode": nearest}
+    x = graph.shape(node.input[0])
+    if x is not None and len(x) > 2 and all(isinstance(d, int) for d in x[2:]):
+        out["unit_input"] = all(d == 1 for d in x[2:])
+    ratios = _resize_ratios(node, graph, a)
+    if ratios is not None and len(ratios) > 2:
+        out.update(spatial_rank=len(ratios) - 2, factors=tuple(ratios[2:]),
+                   resizes_batch_or_channel=any(r is not None and r != 1 for r in ratios[:2]))
+    return out
+
+
+def _resize_ratios(node, graph, a) -> Optional[list]:
+    """Output size / input size per axis, exactly, from the inferred shapes
+    (the batch and channel ratios may be None when those dims are symbolic);
+    else from a constant scales input."""
+    x, y = graph.shape(node.input[0]), graph.shape(node.output[0])
+    if x is not None and y is not None and len(x) == len(y) and len(x) > 2:
+        ratios = [Fraction(o, i) if isinstance(i, int) and isinstance(o, int) and i else None for i, o in zip(x, y)]
+        if all(r is not None for r in ratios[2:]):
+            return ratios
+    if node.op_type == "Upsample":
+        scales = graph.constant(node.input[1]) if len(node.input) > 1 else a.get("scales")
+    else:
+        k = 2 if graph.opset() >= 11 else 1
+        scales = graph.constant(node.input[k]) if len(node.input) > k and node.input[k] else None
+    if scales is None or np.size(scales) == 0:
+        return None
+    return [Fraction(float(s)).limit_denominator(10**6) for s in np.ravel(scales)]
+
+
+def _depth_to_space(node, graph, a) -> dict:
+    return {"mode": a.get("mode", "DCR"), "blocksize": a.get("blocksize")}
+
+
+def _space_to_depth(node, graph, a) -> dict:
+    return {"blocksize": a.get("blocksize")}
+
+
+def _pad(node, graph, a) -> dict:
+    out = {"mode": a.get("mode", "constant")}
+    if graph.opset() < 11:
+        pads, axes = a.get("pads"), None
+    else:
+        pads = graph.constant(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+        axes = graph.constant(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+        if len(node.input) > 3 and node.input[3] and axes is None:
+            return out
+    if pads is None:
+        return out
+    rank = len(graph.shape(node.input[0]) or ()) or None
+    if axes is not None and rank is not None:
+        axes = [int(ax) + rank if ax < 0 else int(ax) for ax in np.ravel(axes)]
+    out["pads_batch_or_channel"] = _pads_touch_batch_or_channel([int(p) for p in np.ravel(pads)], axes)
+    return out
+
+
+def _pads_touch_batch_or_channel(pads: list, axes: Optional[list]) -> bool:
+    n = len(pads) // 2
+    axes = list(range(n)) if axes is None else axes
+    return any((pads[k] or pads[k + n]) and axis in (0, 1) for k, axis in enumerate(axes))
+
+
+def _slice(node, graph, a) -> dict:
+    if graph.opset() < 10 or len(node.input) < 5 or not node.input[4]:
+        return {"steps": (1,)}
+    steps = graph.constant(node.input[4])
+    return {} if steps is None else {"steps": tuple(int(s) for s in np.ravel(steps))}
+
+
+def _transpose(node, graph, a) -> dict:
+    if "perm" in a:
+        return {"perm": tuple(a["perm"])}
+    x = graph.shape(node.input[0])
+    return {} if x is None else {"perm": tuple(reversed(range(len(x))))}
+
+
+def _static(dims) -> Optional[tuple]:
+    return tuple(dims) if all(isinstance(d, int) for d in dims) else None
+
+
+_READERS = {
+    "Conv": _conv, "ConvTranspose": _conv, "Resize": _resize, "Upsample": _resize,
+    "DepthToSpace": _depth_to_space, "SpaceToDepth": _space_to_depth, "Pad": _pad,
+    "Slice": _slice, "Transpose": _transpose,
+}

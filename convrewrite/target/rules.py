@@ -1,0 +1,301 @@
+"""The rules of a profile, applied to the facts of one node.
+
+Each check returns what is wrong in a few words ("stride 2x2 not allowed
+(allowed values per axis: [1])"), or None; `op_rule_violations` turns them
+into Violations that start with the node and name the rule's key path.
+With alternative forms, a problem every form shares is reported on its own
+and the rest form by form.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Optional
+
+import onnx
+
+from ..graph import GraphView
+from .facts import OpFacts
+from .profile import OpRule, Profile
+
+
+@dataclass(frozen=True)
+class Violation:
+    node: str      # node label, or the graph input's name
+    op: str        # operator, or "graph input"
+    rule: str      # key path in the profile
+    message: str   # a full sentence, starting with the node
+
+    def to_dict(self) -> dict:
+        return {"node": self.node, "op": self.op, "rule": self.rule, "message": self.message}
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- the rules ---------------------------------------------------------------------
+
+def op_key(node: onnx.NodeProto) -> str:
+    return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+
+
+def op_rule_violations(profile: Profile, f: OpFacts, op: str, label: str,
+                        head: Optional[str] = None) -> list[Violation]:
+    head = head or f"{f.op} '{label}'"
+    rules = profile.rules(op)
+    if rules is None:
+        if profile.unlisted_operators == "allowed":
+            return []
+        return [Violation(label, f.op, "unlisted_operators",
+                          f"{head}: {op} is not in the target's operator list (profile lists only what it runs)")]
+    if len(rules) == 1:
+        return [Violation(label, f.op, key, f"{head}: {text}") for key, text in _rule_problems(rules[0], f)]
+    per_form = [_rule_problems(r, f) for r in rules]
+    if any(not p for p in per_form):
+        return []
+    # a problem every form has is reported on its own; the rest form by form
+    common = [(key, text) for key, text in per_form[0] if all(text in (t for _, t in p) for p in per_form[1:])]
+    found = [Violation(label, f.op, re.sub(r"\[\d+\]", "", key), f"{head}: {text}") for key, text in common]
+    rest = [[t for _, t in p if t not in {t for _, t in common}] for p in per_form]
+    if all(rest):
+        forms = "; ".join(f"({k + 1}) " + ", ".join(p) for k, p in enumerate(rest))
+        found.append(Violation(label, f.op, f"operators.{op}",
+                               f"{head}: fits none of the {len(rules)} allowed forms: {forms}"))
+    return found
+
+
+def _rule_problems(r: OpRule, f: OpFacts) -> list[tuple[str, str]]:
+    """(rule key path, what is wrong) for every limit of `r` that `f` breaks."""
+    if not r.supported:
+        key = r.where if r.where == "unsupported_operators" else f"{r.where}.supported"
+        return [(key, "operator not supported by the target" + (f" ({r.note})" if r.note else ""))]
+    out = []
+    for key, check in _CHECKS:
+        limit = getattr(r, key)
+        if limit is None or limit is False:
+            continue
+        text = check(limit, f)
+        if text:
+            out.append((f"{r.where}.{key}", text))
+    return out
+
+
+def _x(values) -> str:
+    return "x".join(str(v) for v in values)
+
+
+def _list(values) -> str:
+    return "[" + ", ".join(_x(v) if isinstance(v, tuple) else str(v) for v in values) + "]"
+
+
+def _factor(q: Fraction) -> str:
+    return str(q.numerator) if q.denominator == 1 else f"{float(q):.4g}"
+
+
+def _check_spatial_ranks(limit, f):
+    if f.spatial_rank is not None and f.spatial_rank not in limit:
+        return f"{f.spatial_rank}-D (spatial rank {f.spatial_rank}) not in allowed spatial ranks {_list(limit)}"
+
+
+def _check_kernel_sizes(limit, f):
+    if f.kernel is not None and any(k not in limit for k in f.kernel):
+        return f"kernel {_x(f.kernel)} has a size not in allowed kernel sizes {_list(limit)}"
+
+
+def _check_kernel_shapes(limit, f):
+    if f.kernel is not None and f.kernel not in limit:
+        return f"kernel {_x(f.kernel)} not in allowed kernel shapes {_list(limit)}"
+
+
+def _check_kernel_area(limit, f):
+    if f.kernel is None or f.dilations is None:
+        return None
+    ext = [(k - 1) * d + 1 for k, d in zip(f.kernel, f.dilations)]
+    area = 1
+    for e in ext:
+        area *= e
+    if area > limit:
+        return f"dilated kernel extent {_x(ext)} ({area} positions) above the allowed {limit}"
+
+
+def _check_strides(limit, f):
+    if f.strides is not None and any(s not in limit for s in f.strides):
+        return f"stride {_x(f.strides)} not allowed (allowed values per axis: {_list(limit)})"
+
+
+def _check_equal_strides(limit, f):
+    if f.strides is not None and len(set(f.strides)) > 1:
+        return f"strides {_x(f.strides)} differ between axes; the target requires equal strides"
+
+
+def _check_dilations(limit, f):
+    if f.dilations is not None and any(d not in limit for d in f.dilations):
+        return f"dilation {_x(f.dilations)} not allowed (allowed values per axis: {_list(limit)})"
+
+
+def _check_equal_dilations(limit, f):
+    if f.dilations is not None and len(set(f.dilations)) > 1:
+        return f"dilations {_x(f.dilations)} differ between axes; the target requires equal dilations"
+
+
+def _check_dilation_stride(limit, f):
+    if f.dilations is not None and f.strides is not None and max(f.dilations) > 1 and max(f.strides) > 1:
+        return f"dilation {_x(f.dilations)} at stride {_x(f.strides)}; the target allows dilation > 1 only at stride 1"
+
+
+def _check_groups(limit, f):
+    if f.group_kind is not None and f.group_kind not in limit:
+        group = f" (group {f.group})" if f.group is not None else ""
+        return f"{f.group_kind} convolution{group} not allowed (allowed: {', '.join(limit)})"
+
+
+def _check_pads(limit, f):
+    if "any" in limit or f.pad_kinds is None or f.pad_kinds & set(limit):
+        return None
+    pads = f"pads {list(f.pads)}" if f.pads is not None else "padding"
+    return f"{pads} not of an allowed kind ({', '.join(limit)})"
+
+
+def _check_output_size(limit, f):
+    if f.output_size_kinds is None or f.output_size_kinds & set(limit):
+        return None
+    got, times, full = f.output_sizes
+    want = {"input_times_stride": f"input x stride = {_x(times)}", "full": f"unpadded (n-1)*s+k = {_x(full)}"}
+    return f"output size {_x(got)} is not an allowed size ({'; '.join(want[k] for k in limit)})"
+
+
+def _check_modes(limit, f):
+    if f.mode is not None and f.mode not in limit:
+        return f"mode {f.mode} not in allowed modes {_list(limit)}"
+
+
+def _check_coordinate_modes(limit, f):
+    m = f.coordinate_transformation_mode
+    if m is not None and m not in limit:
+        return f"coordinate_transformation_mode {m} not in allowed modes {_list(limit)}"
+
+
+def _check_nearest_modes(limit, f):
+    if f.mode == "nearest" and f.nearest_mode is not None and f.nearest_mode not in limit:
+        return f"nearest_mode {f.nearest_mode} not in allowed modes {_list(limit)}"
+
+
+def _check_factors(limit, f):
+    if f.resizes_batch_or_channel:
+        return "resizes the batch or channel axis; the target resizes spatial axes only"
+    if f.factors is None:
+        return None
+    bad = [q for q in f.factors if q != 1 and (q.denominator != 1 or q.numerator not in limit)]
+    if bad:
+        return (f"scale factors {_x(_factor(q) for q in f.factors)} not allowed "
+                f"(allowed integer upsampling factors per axis: {_list(limit)})")
+
+
+def _check_equal_factors(limit, f):
+    if f.factors is not None and len(set(f.factors)) > 1:
+        return f"scale factors {_x(_factor(q) for q in f.factors)} differ between axes; the target requires equal factors"
+
+
+def _check_unit_input(limit, f):
+    if f.unit_input is False:
+        return "input is larger than 1 on some spatial axis; the target resizes only a 1x1 input this way"
+
+
+def _check_block_sizes(limit, f):
+    if f.blocksize is not None and f.blocksize not in limit:
+        return f"blocksize {f.blocksize} not in allowed block sizes {_list(limit)}"
+
+
+def _check_steps(limit, f):
+    if f.steps is not None and any(s not in limit for s in f.steps):
+        return f"steps {list(f.steps)} not allowed (allowed step values: {_list(limit)})"
+
+
+def _check_spatial_only(limit, f):
+    if f.pads_batch_or_channel:
+        return "pads the batch or channel axis; the target pads spatial axes only"
+
+
+def _check_batch_axis(limit, f):
+    if f.perm is not None and f.perm and f.perm[0] != 0:
+        return f"permutation {list(f.perm)} moves the batch axis; the target requires perm[0] == 0"
+
+
+def _check_op_rank(limit, f):
+    for t in f.tensors:
+        if t.shape is not None and len(t.shape) > limit:
+            return f"{t.role} '{t.name}' has rank {len(t.shape)}, above the {f.op} limit of {limit}"
+
+
+def _check_non_unit_dims(limit, f):
+    for t in f.tensors:
+        if t.role == "input" and t.shape is not None:
+            n = sum(1 for d in t.shape if isinstance(d, int) and d > 1)
+            if n > limit:
+                return (f"input '{t.name}' {shape_text(t.shape)} has {n} dimensions > 1, "
+                        f"above the {f.op} limit of {limit}")
+
+
+_CHECKS = (
+    ("max_rank", _check_op_rank), ("max_non_unit_dims", _check_non_unit_dims),
+    ("spatial_ranks", _check_spatial_ranks), ("kernel_sizes", _check_kernel_sizes),
+    ("kernel_shapes", _check_kernel_shapes), ("max_kernel_area", _check_kernel_area),
+    ("strides", _check_strides), ("equal_strides", _check_equal_strides),
+    ("dilations", _check_dilations), ("equal_dilations", _check_equal_dilations),
+    ("dilation_requires_unit_stride", _check_dilation_stride), ("groups", _check_groups),
+    ("pads", _check_pads), ("output_size", _check_output_size), ("modes", _check_modes),
+    ("coordinate_transformation_modes", _check_coordinate_modes), ("nearest_modes", _check_nearest_modes),
+    ("factors", _check_factors), ("equal_factors", _check_equal_factors), ("unit_input", _check_unit_input),
+    ("block_sizes", _check_block_sizes), ("steps", _check_steps), ("spatial_only", _check_spatial_only),
+    ("batch_axis_fixed", _check_batch_axis),
+)
+
+
+# --- global rules ------------------------------------------------------------------
+
+def shape_text(shape) -> str:
+    return "[" + ",".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def rank_violations(profile: Profile, f: OpFacts, op: str, label: str,
+                     head: Optional[str] = None) -> list[Violation]:
+    if profile.max_rank is None:
+        return []
+    head = head or f"{f.op} '{label}'"
+    return [Violation(label, f.op, "max_rank",
+                      f"{head}: produces rank-{len(t.shape)} tensor"
+                      + (f" '{t.name}' {shape_text(t.shape)}" if t.name else "s")
+                      + f"; the target allows rank <= {profile.max_rank}")
+            for t in f.tensors if t.role == "output" and t.shape is not None and len(t.shape) > profile.max_rank]
+
+
+def batch_violations(profile: Profile, f: OpFacts, op: str, label: str) -> list[Violation]:
+    if not profile.batch_must_be_one:
+        return []
+    inherited = {t.shape[0] for t in f.tensors if t.role == "input" and t.shape}
+    return [Violation(label, f.op, "batch_must_be_one",
+                      f"{f.op} '{label}': produces batch {t.shape[0]} (tensor '{t.name}' {shape_text(t.shape)}); "
+                      f"the target requires batch 1")
+            for t in f.tensors
+            if t.role == "output" and t.shape is not None and 3 <= len(t.shape) <= 5
+            and isinstance(t.shape[0], int) and t.shape[0] > 1 and t.shape[0] not in inherited]
+
+
+def graph_input_violations(graph: GraphView, profile: Profile) -> list[Violation]:
+    found = []
+    for vi in graph.graph.input:
+        if not graph.is_graph_input(vi.name) or graph.is_initializer(vi.name):
+            continue
+        shape = graph.shape(vi.name)
+        if shape is None:
+            continue
+        if profile.max_rank is not None and len(shape) > profile.max_rank:
+            found.append(Violation(vi.name, "graph input", "max_rank",
+                                   f"graph input '{vi.name}' {shape_text(shape)} has rank {len(shape)}; "
+                                   f"the target allows rank <= {profile.max_rank}"))
+        if profile.batch_must_be_one and 3 <= len(shape) <= 5 and isinstance(shape[0], int) and shape[0] > 1:
+            found.append(Violation(vi.name, "graph input", "batch_must_be_one",
+                                   f"graph input '{vi.name}' {shape_text(shape)} has batch {shape[0]}; "
+                                   f"the target requires batch 1"))
+    return found
