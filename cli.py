@@ -3,7 +3,8 @@
 
 Exit codes: 0 written and verified; 1 verification failed (nothing written
 unless --force); 2 bad usage or bad input; 3 with --strict, some candidate
-node of a requested pass was left unrewritten; 4 internal error (a bug).
+node of a requested pass was left unrewritten or some node does not fit the
+--target profile; 4 internal error (a bug).
 """
 from __future__ import annotations
 
@@ -45,6 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dilated-conv lowering form (default: batch)")
     o.add_argument("--resize-mode", choices=("deconv", "matmul"), default="deconv",
                    help="resize lowering form (default: deconv)")
+    o.add_argument("--target", help="accelerator profile (a built-in name or a JSON file): lower only "
+                   "what it cannot run, in forms it can run, and report what still does not fit")
+
+    t = sub.add_parser("check-target", help="report which nodes of a model a target cannot run")
+    t.add_argument("model")
+    t.add_argument("--target", required=True, help="a built-in profile name or a JSON file")
+    t.add_argument("--strict", action="store_true", help="exit 3 if any node does not fit")
+    t.add_argument("--report", help="write the JSON target report here")
+
+    sub.add_parser("targets", help="list the built-in target profiles")
 
     c = sub.add_parser("check", help="compare two models on the same inputs")
     c.add_argument("model_a")
@@ -97,7 +108,7 @@ def cmd_optimize(args) -> int:
     options = {"dilated_mode": args.dilated_mode, "resize_mode": args.resize_mode}
     model, report = optimize(model_path, passes=names, options=options, verify=not args.no_verify,
                              rtol=args.rtol, atol=args.atol, seed=args.seed,
-                             inputs=load_inputs(args.inputs), dry_run=args.dry_run)
+                             inputs=load_inputs(args.inputs), dry_run=args.dry_run, target=args.target)
     v = report.verification
     failed = not args.no_verify and not args.dry_run and v.equivalent is not True
     write = not args.dry_run and (not failed or args.force)
@@ -114,6 +125,36 @@ def cmd_optimize(args) -> int:
     if args.strict and report.left_alone:
         print(f"--strict: {len(report.left_alone)} candidate node(s) left unrewritten", file=sys.stderr)
         return EXIT_STRICT
+    if args.strict and report.target is not None and not report.target["fits"]:
+        print(f"--strict: {report.target['nodes_not_fitting']} node(s) do not fit target "
+              f"{report.target['profile']}", file=sys.stderr)
+        return EXIT_STRICT
+    return EXIT_OK
+
+
+def cmd_check_target(args) -> int:
+    import json
+
+    from convrewrite import load_model
+    from convrewrite.driver import check_target
+    from convrewrite.report import target_lines
+    from convrewrite.target import load_profile
+
+    profile = load_profile(args.target)
+    result = check_target(load_model(args.model), profile)
+    if args.report:
+        _write_text(Path(args.report), json.dumps(result, indent=2) + "\n")
+    print("\n".join(target_lines(result)))
+    return EXIT_STRICT if args.strict and not result["fits"] else EXIT_OK
+
+
+def cmd_targets(args) -> int:
+    from convrewrite.target import builtin_profiles
+
+    profiles = builtin_profiles()
+    width = max(len(name) for name, _ in profiles)
+    for name, description in profiles:
+        print(f"{name:<{width}}  {description}")
     return EXIT_OK
 
 
@@ -153,7 +194,8 @@ def main(argv=None) -> int:
     from convrewrite import ConvRewriteError
 
     args = build_parser().parse_args(argv)
-    commands = {"optimize": cmd_optimize, "check": cmd_check, "passes": cmd_passes}
+    commands = {"optimize": cmd_optimize, "check": cmd_check, "passes": cmd_passes,
+                "targets": cmd_targets, "check-target": cmd_check_target}
     try:
         return commands[args.command](args)
     except ConvRewriteError as e:

@@ -31,6 +31,8 @@ from .model_io import check_model, load_model
 from .report import PLANNED, REWRITTEN, ROLLED_BACK, SKIPPED, Report, RewriteRecord
 from .rewrite import Match, Skip
 from .splice import apply_rewrites
+from .target import check_model as target_violations
+from .target import load_profile, target_report
 
 
 @dataclass
@@ -46,11 +48,14 @@ class Settings:
 def optimize(model: "onnx.ModelProto | str | Path", passes=None, options: Optional[dict] = None,
              verify: bool = True, rtol: Optional[float] = None, atol: Optional[float] = None,
              seed: int = 0, inputs: Optional[Mapping[str, np.ndarray]] = None,
-             dry_run: bool = False) -> tuple[onnx.ModelProto, Report]:
+             dry_run: bool = False, target=None) -> tuple[onnx.ModelProto, Report]:
     """Rewrite `model` with `passes` (names or instances; default: all).
 
     Returns the new model and the Report.  The input model is never modified.
     `inputs` are real tensors for the whole-model check (default: random).
+    `target` (a built-in profile name, a JSON path or a Profile) makes the
+    passes lower only what the target cannot run, in forms it can run, and
+    adds the compatibility check of the result to the report.
     """
     settings = Settings(verify, rtol, atol, seed, inputs, dry_run)
     report = Report(dry_run=dry_run)
@@ -61,6 +66,9 @@ def optimize(model: "onnx.ModelProto | str | Path", passes=None, options: Option
     else:
         check_model(model)
     report.timings["load_and_check"] = time.perf_counter() - t0
+    profile = load_profile(target) if target is not None else None
+    if profile is not None:
+        options = {**(options or {}), "target": profile}
     pass_list = _resolve_passes(passes, options)
     report.passes = [p.name for p in pass_list]
     report.op_counts_before = op_counts(model)
@@ -74,6 +82,10 @@ def optimize(model: "onnx.ModelProto | str | Path", passes=None, options: Option
         oracle.final_verdict(current, report)
         report.timings["verify_model"] = oracle.seconds
     report.op_counts_after = op_counts(current)
+    if profile is not None:
+        t = time.perf_counter()
+        report.target = check_target(current, profile)
+        report.timings["check_target"] = time.perf_counter() - t
     report.timings["total"] = time.perf_counter() - t0
     return current, report
 
@@ -87,6 +99,11 @@ def _resolve_passes(passes, options) -> tuple:
         except ValueError as e:
             raise InputError(str(e)) from None
     return tuple(passes)
+
+
+def check_target(model: onnx.ModelProto, profile) -> dict:
+    """The report's "target" section: every node of `model` that does not fit."""
+    return target_report(target_violations(model, profile), profile)
 
 
 def op_counts(model: onnx.ModelProto) -> dict:

@@ -56,6 +56,7 @@ class Report:
     timings: dict = field(default_factory=dict)
     verification: Verification = field(default_factory=Verification)
     dry_run: bool = False
+    target: Optional[dict] = None  # the target compatibility check, when a profile is given
 
     # --- queries --------------------------------------------------------
     def records(self, status: Optional[str] = None, pass_name: Optional[str] = None) -> list:
@@ -85,6 +86,7 @@ class Report:
             "op_counts": {"before": dict(self.op_counts_before), "after": dict(self.op_counts_after)},
             "rewrites": [r.to_dict() for r in self.rewrites],
             "verification": asdict(self.verification),
+            "target": self.target,
             "timings": {k: round(v, 6) for k, v in self.timings.items()},
         }
 
@@ -112,6 +114,14 @@ def op_count_table(before: dict, after: dict) -> list[str]:
     return lines
 
 
+def target_lines(target: dict) -> list[str]:
+    """The compatibility check: a header, then one line per broken rule."""
+    if target["fits"]:
+        return [f"target {target['profile']}: every node fits"]
+    lines = [f"target {target['profile']}: {target['nodes_not_fitting']} node(s) do not fit"]
+    return lines + [f"  {v['message']}  [{v['rule']}]" for v in target["violations"]]
+
+
 def _summary_lines(r: Report) -> list[str]:
     lines = [f"convrewrite: {r.input or 'model'}" + (" (dry run: nothing written)" if r.dry_run else "")]
     lines += op_count_table(r.op_counts_before, r.op_counts_after)
@@ -135,6 +145,8 @@ def _summary_lines(r: Report) -> list[str]:
                      f"max rel {v.max_rel_error:.3g}" + (f" -- {v.detail}" if v.detail else ""))
     elif v.detail:
         lines.append(f"whole-model check: {v.detail}")
+    if r.target is not None:
+        lines += target_lines(r.target)
     total = r.timings.get("total")
     if total is not None:
         lines.append(f"time: {total:.2f} s")
