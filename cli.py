@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 3 if any candidate node of a requested pass is left unrewritten")
     o.add_argument("--force", action="store_true",
                    help="write even if verification fails; allow output == input")
+    o.add_argument("--convtranspose-form", choices=("auto", "single-conv", "phase-convs"), default="auto",
+                   help="convtranspose lowering form (default: auto, the one with fewer MACs)")
     o.add_argument("--dilated-mode", choices=("batch", "depth", "slices"), default="batch",
                    help="dilated-conv lowering form (default: batch)")
     o.add_argument("--resize-mode", choices=("deconv", "matmul"), default="deconv",
@@ -105,7 +107,8 @@ def cmd_optimize(args) -> int:
     if args.report:
         check_output_path(Path(args.report), model_path, force=False)
     names = [n.strip() for n in args.passes.split(",") if n.strip()]
-    options = {"dilated_mode": args.dilated_mode, "resize_mode": args.resize_mode}
+    options = {"convtranspose_form": args.convtranspose_form, "dilated_mode": args.dilated_mode,
+               "resize_mode": args.resize_mode}
     model, report = optimize(model_path, passes=names, options=options, verify=not args.no_verify,
                              rtol=args.rtol, atol=args.atol, seed=args.seed,
                              inputs=load_inputs(args.inputs), dry_run=args.dry_run, target=args.target)

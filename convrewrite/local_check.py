@@ -66,8 +66,9 @@ def _external_inputs(nodes: Sequence[onnx.NodeProto]) -> list[str]:
 def _standalone(graph: GraphView, nodes, inits, runtime, outputs, name) -> onnx.ModelProto:
     g = helper.make_graph(list(nodes), name, [_value_info(graph, i) for i in runtime],
                           [_value_info(graph, o) for o in outputs], list(inits))
+    # IR 4 at least: initializers need not be listed as inputs.
     return helper.make_model(g, opset_imports=list(graph.model.opset_import),
-                             ir_version=graph.model.ir_version)
+                             ir_version=max(4, graph.model.ir_version))
 
 
 def build_check(graph: GraphView, match: Match, replacement: Replacement) -> LocalCheck:

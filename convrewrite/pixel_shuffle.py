@@ -55,7 +55,10 @@ def pixel_shuffle(b: Builder, x: str, channels: int, blocks: Sequence[int],
     if all(k == 1 for k in blocks):
         return x
     if allow_depth_to_space and r == 2 and blocks[0] == blocks[1]:
-        return b.op("DepthToSpace", [x], "depth_to_space", blocksize=blocks[0], mode=layout)
+        if b.graph.opset() >= 11:  # `mode` (and so CRD) exists from opset 11
+            return b.op("DepthToSpace", [x], "depth_to_space", blocksize=blocks[0], mode=layout)
+        if layout == "DCR":
+            return b.op("DepthToSpace", [x], "depth_to_space", blocksize=blocks[0])
     if max_rank is not None and 2 + 2 * r > max_rank:
         raise ValueError(f"pixel shuffle of blocks {blocks} needs rank {2 + 2 * r} tensors")
     split, c_ax, b_axes, s_axes = _split_layout(channels, blocks, layout)

@@ -64,6 +64,9 @@ def apply_rewrites(model: onnx.ModelProto, rewrites: Sequence[tuple[Match, Repla
     g.node.extend(new_nodes)
     for _, replacement in rewrites:
         g.initializer.extend(replacement.initializers)
+        if out.ir_version < 4:  # before IR 4 every initializer is also a graph input
+            g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                           for t in replacement.initializers)
     remove_dead(g, dead_inputs, listed_initializers_are_constant=out.ir_version < 4)
     toposort(g)
     return out

@@ -1,0 +1,49 @@
+"""Data-movement ops whose signature changed across opsets, emitted in the
+form the model's opset expects (exported models still use opset 6 .. 9):
+
+    Slice    starts/ends/axes are attributes before opset 10, inputs from 10
+    Pad      pads/value are attributes before opset 11, inputs from 11
+    zeros    ConstantOfShape exists from opset 9 (a symbolic batch needs Shape)
+
+Axes are absolute tensor axes; pads are (begin, end) pairs for `axes`.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from onnx import numpy_helper
+
+from .builder import Builder
+
+
+def slice_axes(b: Builder, x: str, axes: Sequence[int], starts: Sequence[int],
+               ends: Sequence[int], what: str = "slice") -> str:
+    """x[..., starts[i]:ends[i] on axes[i], ...]."""
+    axes, starts, ends = list(axes), list(starts), list(ends)
+    if b.graph.opset() < 10:
+        return b.op("Slice", [x], what, axes=axes, starts=starts, ends=ends)
+    return b.op("Slice", [x, b.ints(starts, f"{what}_starts"), b.ints(ends, f"{what}_ends"),
+                          b.ints(axes, f"{what}_axes")], what)
+
+
+def pad_axes(b: Builder, x: str, rank: int, axes: Sequence[int],
+             pairs: Sequence[tuple[int, int]], what: str = "pad") -> str:
+    """Zero padding of a rank-`rank` tensor: pairs[i] = (begin, end) on axes[i]."""
+    begin, end = [0] * rank, [0] * rank
+    for axis, (lo, hi) in zip(axes, pairs):
+        begin[axis], end[axis] = lo, hi
+    if b.graph.opset() < 11:
+        return b.op("Pad", [x], what, pads=begin + end, mode="constant", value=0.0)
+    return b.op("Pad", [x, b.ints(begin + end, f"{what}_pads")], what, mode="constant")
+
+
+def zeros(b: Builder, like: str, shape: Sequence, dtype: np.dtype, what: str = "zeros") -> str:
+    """A zero tensor of `shape` (ints; a non-int first entry is taken from
+    `like`'s batch dimension at run time).  Needs opset 9."""
+    value = numpy_helper.from_array(np.zeros(1, dtype))
+    if all(isinstance(d, int) for d in shape):
+        return b.op("ConstantOfShape", [b.ints(shape, f"{what}_shape")], what, value=value)
+    batch = slice_axes(b, b.op("Shape", [like], f"{what}_input_shape"), [0], [0], [1], f"{what}_batch")
+    dims = b.op("Concat", [batch, b.ints(shape[1:], f"{what}_dims")], f"{what}_shape", axis=0)
+    return b.op("ConstantOfShape", [dims], what, value=value)

@@ -1,0 +1,300 @@
+"""Transposed convolution as sub-pixel convolution: output size, padding,
+phase kernels and their cost.
+
+ConvTranspose along one spatial axis (input size n, kernel k, stride s,
+dilation d, extent e = (k - 1) * d + 1) scatters every input through the
+kernel, then crops:
+
+    z[o] = sum_{i*s + j*d = o} x[i] * w[j],   full = (n - 1) * s + e + output_padding
+    y[t] = z[t + head],                       t in [0, out)
+
+(`head` is the begin padding; `out` and `head` follow the spec, see
+`output_geometry`).  Splitting the output into its s phases t = q*s + r
+gives the sub-pixel identity: every phase is an ordinary stride-1
+correlation of x with the taps j whose residue fits,
+
+    y[q*s + r] = sum_{j : (r + head - j*d) % s == 0} x[q + rho_j] * w[j],
+    rho_j = (r + head - j*d) / s.
+
+The rho_j of one phase are spaced d / gcd(d, s) apart, so a phase is a Conv
+with the phase kernel (those taps, reversed), dilation d / gcd(d, s), begin
+pad -min(rho) and end pad count - n + max(rho).  In N-D the identity holds per
+axis, and a phase of the N-D output is a tuple of axis phases.
+
+Two ways to assemble the phases (`AxisPlan`):
+
+  split   one Conv per phase, each with its own taps, pads and output count
+          (no zero taps at all; the outputs are padded to a common block
+          count and moved to space by a DCR pixel shuffle);
+  shared  one Conv over the union window of all phases, Cout * prod(s)
+          outputs (CRD), zero where a phase lacks a tap; the block grid may
+          start `shift` outputs before y[0], which a Slice crops again.
+
+MACs per batch item, as the driver counts them (zero taps included):
+
+    ConvTranspose   Cout * Cin/group * prod_i(n_i * k_i)
+    split           Cout * Cin/group * prod_i(sum_r count_ir * taps_ir)
+    shared          Cout * Cin/group * prod_i(s_i * blocks_i * window_i)
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+from math import gcd, prod
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .padding import extent, same_pads, split_pads
+
+
+class SpecConflict(ValueError):
+    """The ONNX spec and onnxruntime disagree on this ConvTranspose, or the
+    spec forbids the attribute combination; no rewrite can match both."""
+
+
+# --- output size and padding ------------------------------------------------
+
+@dataclass(frozen=True)
+class AxisGeometry:
+    """One spatial axis of a ConvTranspose: y[t] = z[t + head], t < out."""
+
+    n: int
+    k: int
+    s: int
+    d: int
+    head: int
+    out: int
+
+    @property
+    def full(self) -> int:
+        """Length of z that holds data: (n - 1) * s + e."""
+        return (self.n - 1) * self.s + extent(self.k, self.d)
+
+
+def output_geometry(sizes: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
+                    dilations: Sequence[int], auto_pad: str = "NOTSET",
+                    pads: Optional[Sequence[int]] = None,
+                    output_padding: Optional[Sequence[int]] = None,
+                    output_shape: Optional[Sequence[int]] = None) -> tuple[AxisGeometry, ...]:
+    """Begin padding and output size per axis, as the ONNX spec computes them.
+
+        full  = s * (n - 1) + output_padding + e
+        pads given (NOTSET):   out = full - begin - end
+        VALID:                 begin = end = 0
+        output_shape given:    total = max(0, full - output_shape)  (pads ignored)
+        SAME_*, no shape:      total = full - n * s
+        total split:           SAME_UPPER (total//2, rest), otherwise (rest, total//2)
+
+    An output_shape beyond `full` is filled with zeros at the end (total
+    clamped at 0), as onnxruntime and the conformance data do; onnxruntime
+    rejects one beyond (n - 1) * s + e + s - 1.  Raises SpecConflict where the
+    spec and onnxruntime disagree or either rejects the combination.
+    """
+    r = len(kernel)
+    adj = list(output_padding or [0] * r)
+    explicit = split_pads(pads, r)
+    if auto_pad != "NOTSET" and any(b or e for b, e in explicit):
+        raise SpecConflict(f"both pads {list(pads)} and auto_pad={auto_pad} are set, which the spec forbids; "
+                           "keep one of them")
+    if output_shape is not None and len(output_shape) not in (r, r + 2):
+        raise SpecConflict(f"output_shape {list(output_shape)} has neither {r} nor {r + 2} entries; give one size "
+                           "per spatial axis")
+    shape = list(output_shape)[-r:] if output_shape is not None else None
+    axes = []
+    for i in range(r):
+        n, k, s, d = sizes[i], kernel[i], strides[i], dilations[i]
+        full = (n - 1) * s + extent(k, d) + adj[i]
+        wanted = shape[i] if shape else None
+        if wanted is not None and wanted > full - adj[i] + s - 1:
+            raise SpecConflict(f"output_shape {wanted} exceeds the largest output an input of size {n} "
+                               f"gives ((n - 1) * s + e + s - 1 = {full - adj[i] + s - 1}); onnxruntime rejects it; "
+                               "fix output_shape")
+        head, out = _head_and_out(full, n * s, wanted, auto_pad, explicit[i])
+        axes.append(AxisGeometry(n, k, s, d, head, out))
+    return tuple(axes)
+
+
+def _head_and_out(full: int, same_out: int, wanted: Optional[int], auto_pad: str,
+                  explicit: tuple[int, int]) -> tuple[int, int]:
+    if wanted is None and auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        if full < same_out:
+            raise SpecConflict(f"auto_pad={auto_pad} asks for output size {same_out} but kernel extent + "
+                               f"output_padding only reach {full}: the spec pads the output to "
+                               f"{same_out}, onnxruntime returns {full}; give explicit pads instead")
+        wanted = same_out
+    if wanted is None:
+        begin, end = (0, 0) if auto_pad == "VALID" else explicit
+        return begin, full - begin - end
+    # An output_shape beyond `full` gets zeros at the end (total padding is
+    # clamped at 0), as onnxruntime and the conformance data have it.
+    split = "SAME_UPPER" if auto_pad == "SAME_UPPER" else "SAME_LOWER"
+    return same_pads(max(0, full - wanted), split)[0], wanted
+
+
+def output_size(sizes: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
+                dilations: Sequence[int], auto_pad: str = "NOTSET",
+                pads: Optional[Sequence[int]] = None, output_padding: Optional[Sequence[int]] = None,
+                output_shape: Optional[Sequence[int]] = None) -> list[int]:
+    """The spatial output size of a ConvTranspose (see `output_geometry`)."""
+    geometry = output_geometry(sizes, kernel, strides, dilations, auto_pad, pads,
+                               output_padding, output_shape)
+    return [g.out for g in geometry]
+
+
+# --- one axis: phases as ordinary convolutions -------------------------------
+
+@dataclass(frozen=True)
+class AxisConv:
+    """Conv geometry along one axis: `taps` are (u, j) pairs, phase kernel
+    index u <- ConvTranspose kernel index j.  Negative pads mean "slice the
+    input" (a Conv cannot pad negatively)."""
+
+    size: int
+    dilation: int
+    begin: int
+    end: int
+    count: int
+    taps: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class AxisPlan:
+    """All phases of one axis: `blocks` conv outputs per phase, the block grid
+    starting `shift` outputs before y[0]; `phases[r]` is None for a phase that
+    is bias only.  For the shared form every phase has the same size,
+    dilation, pads and count."""
+
+    form: str
+    stride: int
+    shift: int
+    blocks: int
+    out: int
+    phases: tuple[Optional[AxisConv], ...]
+
+    def macs_factor(self) -> int:
+        if self.form == "shared":
+            conv = next((p for p in self.phases if p is not None), None)
+            return self.stride * self.blocks * conv.size if conv else 0
+        return sum(p.count * len(p.taps) for p in self.phases if p is not None)
+
+
+def phase_offsets(g: AxisGeometry, shift: int) -> list[list[tuple[int, int]]]:
+    """For each output phase r: the (rho, j) pairs, y[q*s + r - shift]
+    gathering x[q + rho] * w[j]."""
+    phases = []
+    for r in range(g.s):
+        base = r - shift + g.head
+        phases.append([((base - j * g.d) // g.s, j) for j in range(g.k) if (base - j * g.d) % g.s == 0])
+    return phases
+
+
+def _useful(offsets: list[tuple[int, int]], n: int, count: int) -> list[tuple[int, int]]:
+    """Drop taps that read only padding: x[q + rho] must hit [0, n) for some q < count."""
+    return sorted((rho, j) for rho, j in offsets if -(count - 1) <= rho <= n - 1) if count > 0 else []
+
+
+def _span(rhos: Sequence[int]) -> tuple[int, int, int]:
+    """(lowest offset, dilation, kernel size) of the window holding `rhos`."""
+    lo = min(rhos)
+    step = gcd(*[rho - lo for rho in rhos]) or 1
+    return lo, step, (max(rhos) - lo) // step + 1
+
+
+def _window(taps: list[tuple[int, int]], span: tuple[int, int, int], n: int, count: int) -> AxisConv:
+    """The Conv reading x[q + rho]: begin pad -lo, end pad count - n + hi."""
+    lo, step, size = span
+    hi = lo + (size - 1) * step
+    return AxisConv(size, step, -lo, count - n + hi, count, tuple(((rho - lo) // step, j) for rho, j in taps))
+
+
+def _one_input(g: AxisGeometry) -> AxisGeometry:
+    """With a single input position the stride never matters (z[i*s + j*d]
+    has i = 0 only); a stride of at least the kernel extent puts every tap in
+    a phase of its own, so no conv window reads zero padding (a 1x1 input,
+    as in a DCGAN's first layer, becomes a 1x1 Conv and a pixel shuffle)."""
+    return replace(g, s=max(g.s, extent(g.k, g.d))) if g.n == 1 else g
+
+
+def split_plan(g: AxisGeometry) -> AxisPlan:
+    """One conv per phase, each computing exactly the outputs y needs."""
+    g = _one_input(g)
+    blocks = -(-g.out // g.s)
+    phases = []
+    for r, offsets in enumerate(phase_offsets(g, 0)):
+        count = -(-(g.out - r) // g.s)
+        taps = _useful(offsets, g.n, count)
+        if not taps:
+            phases.append(None)
+            continue
+        phases.append(_window(taps, _span([rho for rho, _ in taps]), g.n, count))
+    return AxisPlan("split", g.s, 0, blocks, g.out, tuple(phases))
+
+
+def shared_plan(g: AxisGeometry) -> AxisPlan:
+    """One window for all phases; the grid shift that costs least (phases
+    all None if no tap reaches the output)."""
+    g = _one_input(g)
+    plans = [p for p in (_shared_at(g, shift) for shift in range(g.s)) if p is not None]
+    if not plans:
+        return AxisPlan("shared", g.s, 0, -(-g.out // g.s), g.out, (None,) * g.s)
+    return min(plans, key=AxisPlan.macs_factor)
+
+
+def _shared_at(g: AxisGeometry, shift: int) -> Optional[AxisPlan]:
+    blocks = -(-(g.out + shift) // g.s)
+    useful = [_useful(offsets, g.n, blocks) for offsets in phase_offsets(g, shift)]
+    rhos = [rho for taps in useful for rho, _ in taps]
+    if not rhos:
+        return None
+    conv = [_window(taps, _span(rhos), g.n, blocks) for taps in useful]
+    return AxisPlan("shared", g.s, shift, blocks, g.out, tuple(conv))
+
+
+# --- N-D: phases, kernels, cost ----------------------------------------------
+
+def conv_transpose_macs(cin: int, cout: int, group: int, sizes: Sequence[int],
+                        kernel: Sequence[int]) -> int:
+    """Cin * prod(n) * Cout/group * prod(k): every input pixel through the kernel."""
+    return cin * prod(sizes) * (cout // group) * prod(kernel)
+
+
+def plan_macs(plans: Sequence[AxisPlan], cin: int, cout: int, group: int) -> int:
+    return cout * (cin // group) * prod(p.macs_factor() for p in plans)
+
+
+def phases(plans: Sequence[AxisPlan]) -> list[tuple[Optional[AxisConv], ...]]:
+    """N-D phases in row-major order over the strides (the pixel shuffle's
+    order); each is a tuple of axis convs, or None if it is bias only."""
+    out = []
+    for combo in itertools.product(*[p.phases for p in plans]):
+        out.append(None if any(c is None for c in combo) else combo)
+    return out
+
+
+def conv_weight(w: np.ndarray, group: int) -> np.ndarray:
+    """ConvTranspose weight [Cin, Cout/g, k...] -> Conv layout [Cout, Cin/g, k...]."""
+    cin, cout_g, kernel = w.shape[0], w.shape[1], w.shape[2:]
+    t = w.reshape(group, cin // group, cout_g, *kernel).swapaxes(1, 2)
+    return t.reshape(group * cout_g, cin // group, *kernel)
+
+
+def phase_kernel(wc: np.ndarray, axes: Sequence[AxisConv]) -> np.ndarray:
+    """The phase kernels [Cout, Cin/g, size...]: tap u of axis i is w[j]."""
+    k = np.zeros(wc.shape[:2] + tuple(a.size for a in axes), wc.dtype)
+    if not all(a.taps for a in axes):
+        return k
+    us = [[u for u, _ in a.taps] for a in axes]
+    js = [[j for _, j in a.taps] for a in axes]
+    k[(slice(None), slice(None)) + np.ix_(*us)] = wc[(slice(None), slice(None)) + np.ix_(*js)]
+    return k
+
+
+def shared_kernel(wc: np.ndarray, plans: Sequence[AxisPlan]) -> np.ndarray:
+    """One kernel for all phases, output channel c * prod(s) + phase (CRD)."""
+    blocks = prod(p.stride for p in plans)
+    size = tuple(next(c for c in p.phases if c is not None).size for p in plans)
+    k = np.zeros((wc.shape[0], blocks, wc.shape[1], *size), wc.dtype)
+    for flat, combo in enumerate(itertools.product(*[p.phases for p in plans])):
+        k[:, flat] = phase_kernel(wc, combo)
+    return k.reshape(wc.shape[0] * blocks, wc.shape[1], *size)
