@@ -44,8 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write even if verification fails; allow output == input")
     o.add_argument("--convtranspose-form", choices=("auto", "single-conv", "phase-convs"), default="auto",
                    help="convtranspose lowering form (default: auto, the one with fewer MACs)")
-    o.add_argument("--dilated-mode", choices=("batch", "depth", "slices"), default="batch",
-                   help="dilated-conv lowering form (default: batch)")
+    o.add_argument("--dilated-mode", choices=("batch", "depth", "slices", "taps"), default="batch",
+                   help="dilated-conv lowering form (default: batch; small phase images use taps)")
+    o.add_argument("--depth-weight-limit", type=int, metavar="BYTES",
+                   help="largest tiled weight the depth form may create (default: 16 MiB)")
+    o.add_argument("--dilated-taps-below", type=int, metavar="N",
+                   help="use the taps form when a phase image has fewer than N outputs (default: 64)")
+    o.add_argument("--no-dilated-chains", action="store_true",
+                   help="lower each dilated Conv on its own, never keeping a chain in batch form")
     o.add_argument("--resize-mode", choices=("deconv", "matmul"), default="deconv",
                    help="resize lowering form (default: deconv)")
     o.add_argument("--target", help="accelerator profile (a built-in name or a JSON file): lower only "
@@ -108,7 +114,11 @@ def cmd_optimize(args) -> int:
         check_output_path(Path(args.report), model_path, force=False)
     names = [n.strip() for n in args.passes.split(",") if n.strip()]
     options = {"convtranspose_form": args.convtranspose_form, "dilated_mode": args.dilated_mode,
-               "resize_mode": args.resize_mode}
+               "dilated_chains": not args.no_dilated_chains, "resize_mode": args.resize_mode}
+    if args.depth_weight_limit is not None:
+        options["depth_weight_limit"] = args.depth_weight_limit
+    if args.dilated_taps_below is not None:
+        options["dilated_taps_below"] = args.dilated_taps_below
     model, report = optimize(model_path, passes=names, options=options, verify=not args.no_verify,
                              rtol=args.rtol, atol=args.atol, seed=args.seed,
                              inputs=load_inputs(args.inputs), dry_run=args.dry_run, target=args.target)

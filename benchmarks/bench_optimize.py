@@ -30,8 +30,7 @@ sys.path.insert(0, ROOT)
 
 from convrewrite import optimize  # noqa: E402
 from convrewrite.equivalence import random_feeds, runtime_inputs  # noqa: E402
-from convrewrite.graph import GraphView  # noqa: E402
-from convrewrite.macs import total_macs  # noqa: E402
+from convrewrite.macs import model_macs  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, time
@@ -84,10 +83,6 @@ def ort_latency_pair(a: onnx.ModelProto, b: onnx.ModelProto, repeats: int, inner
                 s.run(None, feeds)
             acc.append((time.perf_counter() - t) / inner * 1000)
     return statistics.median(ta), statistics.median(tb)
-
-
-def model_macs(m: onnx.ModelProto):
-    return total_macs(m.graph.node, GraphView(m))
 
 
 def bench_models(paths, repeats):

@@ -126,15 +126,11 @@ def _run_pass(model, p, settings: Settings, report: Report, oracle) -> onnx.Mode
     report.rewrites.extend(c.record for c in candidates)
     if settings.dry_run:
         return model
-    todo = [c for c in candidates if c.match is not None]
-    for c in todo:
-        _build(graph, p, c, settings)
-    todo = [c for c in todo if c.record.status == REWRITTEN]
-    if settings.verify:
-        t = time.perf_counter()
-        _verify_local(todo, settings)
-        report.timings[f"verify_local:{p.name}"] = time.perf_counter() - t
-        todo = [c for c in todo if c.record.status == REWRITTEN]
+    todo = _build_and_verify(graph, p, [c for c in candidates if c.match is not None], settings, report)
+    retry = _rematch_alone(graph, p, candidates, settings, report)
+    if retry:
+        report.rewrites.extend(c.record for c in retry)
+        todo += _build_and_verify(graph, p, [c for c in retry if c.match is not None], settings, report)
     if not todo:
         return model
     result = apply_rewrites(model, [(c.match, c.replacement) for c in todo])
@@ -143,32 +139,73 @@ def _run_pass(model, p, settings: Settings, report: Report, oracle) -> onnx.Mode
     return result
 
 
+def _build_and_verify(graph, p, todo: list, settings: Settings, report: Report) -> list:
+    """Build each match and check it locally; the candidates still standing."""
+    for c in todo:
+        _build(graph, p, c, settings)
+    todo = [c for c in todo if c.record.status == REWRITTEN]
+    if settings.verify and todo:
+        t = time.perf_counter()
+        _verify_local(todo, settings)
+        key = f"verify_local:{p.name}"
+        report.timings[key] = report.timings.get(key, 0.0) + time.perf_counter() - t
+        todo = [c for c in todo if c.record.status == REWRITTEN]
+    return todo
+
+
 def _match_all(graph: GraphView, p, settings: Settings) -> list[_Candidate]:
+    """Match every candidate once.  A match may cover several nodes (a
+    chain): the nodes it absorbs get no record of their own; the covering
+    record names them in its notes."""
     out, claimed = [], set()
     for node in list(graph.graph.node):
-        if not p.candidate(node, graph):
+        if id(node) in claimed or not p.candidate(node, graph):
             continue
-        record = RewriteRecord(p.name, graph.label(node), node.op_type, SKIPPED)
-        out.append(_Candidate(record))
-        if id(node) in claimed:
-            record.reason = "already part of another rewrite of this pass"
-            continue
-        try:
-            result = p.match(node, graph)
-        except Exception as e:  # a pass bug must not take the run down
-            record.reason = f"internal error in {p.name}.match: {type(e).__name__}: {e}"
-            continue
-        if isinstance(result, Skip):
-            record.reason = result.reason
-            continue
-        if any(id(n) in claimed for n in result.nodes):
-            record.reason = "overlaps another rewrite of this pass"
-            continue
-        claimed.update(id(n) for n in result.nodes)
-        record.status = PLANNED if settings.dry_run else REWRITTEN
-        record.notes = list(result.notes)
-        out[-1].match = result
+        c = _match_one(graph, p, node, p.match, settings, claimed)
+        if c.match is not None:
+            claimed.update(id(n) for n in c.match.nodes)
+        out.append(c)
     return out
+
+
+def _match_one(graph, p, node, match_fn, settings: Settings, claimed: set) -> _Candidate:
+    record = RewriteRecord(p.name, graph.label(node), node.op_type, SKIPPED)
+    c = _Candidate(record)
+    try:
+        result = match_fn(node, graph)
+    except Exception as e:  # a pass bug must not take the run down
+        record.reason = f"internal error in {p.name}.match: {type(e).__name__}: {e}"
+        return c
+    if isinstance(result, Skip):
+        record.reason = result.reason
+        return c
+    if any(id(n) in claimed for n in result.nodes):
+        record.reason = "overlaps another rewrite of this pass"
+        return c
+    record.status = PLANNED if settings.dry_run else REWRITTEN
+    record.notes = list(result.notes)
+    others = [graph.label(n) for n in result.nodes if n is not node]
+    if others:
+        record.notes.append("also rewrites " + ", ".join(f"'{o}'" for o in others))
+    c.match = result
+    return c
+
+
+def _rematch_alone(graph, p, candidates, settings: Settings, report: Report) -> list:
+    """A multi-node match (a chain) that was rolled back gives its nodes a
+    second chance one by one, where the pass offers `match_alone`; their new
+    records replace the chain's."""
+    match_alone = getattr(p, "match_alone", None)
+    retry = []
+    for c in candidates if match_alone is not None else ():
+        if c.record.status != ROLLED_BACK or c.match is None or len(c.match.nodes) < 2:
+            continue
+        report.rewrites.remove(c.record)
+        for node in c.match.nodes:
+            r = _match_one(graph, p, node, match_alone, settings, set())
+            r.record.notes.append(f"matched alone: its chain was rolled back ({c.record.reason})")
+            retry.append(r)
+    return retry
 
 
 def _build(graph: GraphView, p, c: _Candidate, settings: Settings) -> None:
@@ -183,6 +220,9 @@ def _build(graph: GraphView, p, c: _Candidate, settings: Settings) -> None:
         c.check = build_check(graph, c.match, c.replacement)
     except CheckError as e:
         _roll_back(c, f"malformed replacement: {e}")
+        return
+    except Exception as e:  # e.g. a replacement protobuf cannot serialise (> 2 GB)
+        _roll_back(c, f"replacement cannot be checked: {type(e).__name__}: {e}")
         return
     c.record.macs_before, c.record.macs_after = c.check.macs_before, c.check.macs_after
 

@@ -1,10 +1,11 @@
 """Multiply-accumulate counts of the nodes that compute, from their shapes.
 
-Counts are per batch item (a symbolic or static batch counts as 1), so a
-rewrite's cost can be compared with the node it replaces:
+Counts cover the whole tensor, batch axis included: a rewrite that folds
+phases into the batch (space-to-batch) must not look cheaper than it is.
+The driver counts on standalone models whose symbolic batch is set to 1.
 
-    Conv           Cout * prod(out spatial) * (Cin / group) * prod(kernel)
-    ConvTranspose  Cin  * prod(in spatial)  * (Cout / group) * prod(kernel)
+    Conv           N * Cout * prod(out spatial) * (Cin / group) * prod(kernel)
+    ConvTranspose  N * Cin  * prod(in spatial)  * (Cout / group) * prod(kernel)
                    (every input pixel is scattered through the whole kernel)
     MatMul / Gemm  prod(output) * K
 
@@ -24,35 +25,31 @@ Shape = Optional[tuple]
 
 
 def _static(s: Shape) -> bool:
-    """Static apart from the batch axis."""
-    return s is not None and all(isinstance(d, int) for d in s[1:])
+    return s is not None and all(isinstance(d, int) for d in s)
 
 
 def conv_macs(x: Shape, w: Shape, y: Shape, group: int) -> Optional[int]:
     if not (_static(w) and _static(y)):
         return None
     cout, cin_per_group = w[0], w[1]
-    return cout * prod(y[2:]) * cin_per_group * prod(w[2:])
+    return y[0] * cout * prod(y[2:]) * cin_per_group * prod(w[2:])
 
 
 def conv_transpose_macs(x: Shape, w: Shape, y: Shape, group: int) -> Optional[int]:
     if not (_static(x) and _static(w)):
         return None
     cin, cout_per_group = w[0], w[1]
-    return cin * prod(x[2:]) * cout_per_group * prod(w[2:])
+    return x[0] * cin * prod(x[2:]) * cout_per_group * prod(w[2:])
 
 
 def matmul_macs(a: Shape, b: Shape, y: Shape) -> Optional[int]:
-    if not (a and y and isinstance(a[-1], int) and _static(y)):
+    if not (a and isinstance(a[-1], int) and _static(y)):
         return None
-    per_item = y[1:] if len(y) > 2 else y  # rank <= 2: no batch axis
-    if not all(isinstance(d, int) for d in per_item):
-        return None
-    return prod(per_item) * a[-1]
+    return prod(y) * a[-1]
 
 
 def node_macs(node: onnx.NodeProto, graph: GraphView) -> Optional[int]:
-    """MACs of one node per batch item, or None when it does not compute
+    """MACs of one node, or None when it does not compute
     (data movement) or its shapes are unknown."""
     shapes = [graph.shape(i) if i else None for i in node.input]
     y = graph.shape(node.output[0]) if node.output else None
@@ -78,3 +75,18 @@ def total_macs(nodes, graph: GraphView) -> Optional[int]:
                 return None
             total += m
     return total
+
+
+def model_macs(model: onnx.ModelProto) -> Optional[int]:
+    """MACs of a whole model at batch 1 (symbolic input dims set to 1);
+    None where a computing node's shapes cannot be inferred."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for vi in m.graph.input:
+        for d in vi.type.tensor_type.shape.dim:
+            if not d.HasField("dim_value"):
+                d.dim_value = 1
+    try:
+        return total_macs(m.graph.node, GraphView(m))
+    except Exception:  # shape inference failed on an odd model: no MAC figure
+        return None

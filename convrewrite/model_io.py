@@ -41,6 +41,11 @@ def check_model(model: onnx.ModelProto, label: str = "model") -> None:
     """onnx.checker, with its verdict turned into a one-line InputError."""
     if not model.HasField("graph") or not model.graph.node and not model.graph.output:
         raise InputError(f"{label}: not an ONNX model (no graph)")
+    known = onnx.defs.onnx_opset_version()
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx") and imp.version > known:
+            raise InputError(f"{label}: opset {imp.version} is newer than the installed onnx knows "
+                             f"(up to {known}); upgrade onnx or export at a lower opset")
     try:
         if model.ByteSize() < TWO_GB:
             onnx.checker.check_model(model)

@@ -242,3 +242,18 @@ def test_large_models_are_shape_inferred_without_their_weights(monkeypatch):
     stub = graph_module.weightless_copy(_weighted_model(), min_bytes=1)
     assert stub.graph.initializer[0].data_location == TensorProto.EXTERNAL
     assert list(stub.graph.initializer[0].dims) == [3]
+
+
+def test_a_multi_node_match_has_one_record_naming_the_nodes_it_absorbs():
+    from toy_passes import ReluPairs
+    new, report = assert_rewrites(relu_chain(), ReluPairs(), expect_ops={"Relu": 0, "Max": 2})
+    assert [(r.node, r.status) for r in report.rewrites] == [("r1", REWRITTEN), ("r3", REWRITTEN)]
+    assert "also rewrites 'keep1'" in report.rewrites[0].notes
+
+
+def test_a_rolled_back_chain_is_rematched_node_by_node():
+    from toy_passes import ReluPairs
+    new, report = assert_rewrites(relu_chain(), ReluPairs(wrong_chain=True), expect_ops={"Relu": 0, "Max": 3})
+    assert sorted((r.node, r.status) for r in report.rewrites) == [
+        ("keep1", REWRITTEN), ("r1", REWRITTEN), ("r3", REWRITTEN)]
+    assert any("its chain was rolled back" in n for r in report.rewrites for n in r.notes)

@@ -81,3 +81,33 @@ class ReluWrongOnlyInContext(ReluToMax):
         t = b.op("Add", [t, ten], "add")
         y = b.op("Max", [t, b.initializer(np.array(0, dtype), "zero")], "max")
         return b.replacement({match.node.output[0]: y})
+
+
+@dataclass(frozen=True)
+class ReluPairs(ReluToMax):
+    """Matches Relu -> Relu as one two-node rewrite (a "chain").  With
+    wrong_chain, the chain's replacement is wrong (Neg), so the driver must
+    roll it back and re-match each node alone with `match_alone`."""
+
+    name: ClassVar[str] = "relu-pairs"
+    wrong_chain: bool = False
+
+    def match(self, node, graph):
+        nxt = graph.consumers(node.output[0])
+        if len(nxt) == 1 and nxt[0].op_type == "Relu":
+            return Match(node, "pair", nodes=(node, nxt[0]))
+        return self.match_alone(node, graph)
+
+    def match_alone(self, node, graph):
+        return Match(node, "single")
+
+    def build(self, match, graph):
+        if match.params == "single":
+            return super().build(match, graph)
+        b = Builder(graph, match.node, self.name)
+        if self.wrong_chain:
+            y = b.op("Neg", [match.node.input[0]], "pair")
+        else:  # Relu(Relu(x)) = Max(x, 0)
+            zero = b.initializer(np.zeros((), np.float32), "zero")
+            y = b.op("Max", [match.node.input[0], zero], "pair")
+        return b.replacement({match.nodes[1].output[0]: y})

@@ -1,0 +1,258 @@
+"""Keeping a tensor in space-to-batch (phase) form across a chain of ops.
+
+A dilated Conv lowered in batch form ends with batch_to_space, and the next
+dilated Conv of the same rate starts with space_to_batch.  Between two such
+Convs every op that acts on each spatial position alone (Relu, BatchNorm, a
+1x1 Conv, Add of two such tensors or of a per-channel constant) commutes with
+space_to_batch, so the pair can be skipped:
+
+    f(batch_to_space(v)) = batch_to_space(f(v))      (f spatially pointwise)
+
+Phase form of a value y of spatial size n, phases P, q = ceil(n / P) per phase:
+
+    v[flat(b)*N + i, c, j...] = y[i, c, j_k*P_k + b_k ...]   where j_k*P_k + b_k < n_k
+
+The other entries (j_k*P_k + b_k >= n_k, present when P does not divide n)
+hold whatever the ops computed there.  The next Conv must see zeros in its
+padding region, so its input is masked there first (Where with a constant
+mask), then padded per phase: with offset o = c*P (the Conv's begin padding),
+its window phase image is v shifted by c, i.e. Pad(c, m - q - c) per axis.
+
+A region grows from one dilated Conv along the graph: a node joins when it is
+spatially pointwise (or a compatible dilated Conv) and each input is a region
+value, a per-channel constant, or an outside tensor of the same spatial size
+that does not depend on the region (converted by Pad + space_to_batch).  It
+is then pruned to the nodes that lead to a later dilated Conv; values used
+outside leave through batch_to_space + Slice.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import reduce
+from itertools import product
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import onnx
+
+from .builder import Builder
+from .graph import GraphView, attributes
+from .ops import pad_axes, slice_axes
+from .space_to_batch import batch_to_space, crop_to, space_to_batch
+
+POINTWISE_UNARY = frozenset({
+    "Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu", "Celu",
+    "Softplus", "Softsign", "Identity", "Neg", "Abs", "Exp", "Erf", "Gelu", "Mish", "ThresholdedRelu",
+    "Clip", "PRelu", "BatchNormalization", "Sqrt", "Reciprocal",
+})
+POINTWISE_BINARY = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Min", "Sum"})
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The phase layout shared by a region: batch dim, sizes n, phases P."""
+
+    batch: object             # the batch dimension every region value has
+    sizes: tuple[int, ...]
+    blocks: tuple[int, ...]
+
+    @property
+    def per_phase(self) -> tuple[int, ...]:
+        return tuple(-(-n // p) for n, p in zip(self.sizes, self.blocks))
+
+    @property
+    def exact(self) -> bool:
+        """Every phase entry is a real position: no garbage to mask."""
+        return all(n % p == 0 for n, p in zip(self.sizes, self.blocks))
+
+
+@dataclass(frozen=True)
+class Region:
+    nodes: tuple              # graph order; nodes[0] is the starting dilated Conv
+    convs: tuple              # (position in nodes, the pass's parameters) per later dilated Conv
+    exits: tuple[str, ...]    # region values used outside it
+
+
+# --- growing --------------------------------------------------------------------
+
+def grow(graph: GraphView, start: onnx.NodeProto, grid: Grid,
+         admit_conv: Callable[[onnx.NodeProto], Optional[object]]) -> Optional[Region]:
+    """The largest useful region from `start`, or None when it holds no
+    second dilated Conv.  admit_conv(node) returns a dilated Conv's
+    parameters when it fits `grid`, else None."""
+    after = _descendants(graph, start)
+    values, members, convs = {start.output[0]}, [start], {}
+    for node in graph.graph.node:
+        if id(node) not in after or not any(i in values for i in node.input):
+            continue
+        kind = _admit(graph, node, grid, values, after, admit_conv)
+        if kind is None:
+            continue
+        if kind is not True:
+            convs[id(node)] = kind
+        members.append(node)
+        values.add(node.output[0])
+    members = _prune(members, convs)
+    if len(members) == 1:
+        return None
+    exits = tuple(n.output[0] for n in members if _used_outside(graph, n.output[0], members))
+    return Region(tuple(members), tuple((k, convs[id(n)]) for k, n in enumerate(members) if id(n) in convs),
+                  exits)
+
+
+def data_inputs(node: onnx.NodeProto) -> list[str]:
+    """The inputs laid out like the tensor (the others are parameters)."""
+    if node.op_type in ("Conv", "BatchNormalization", "Clip"):
+        return [node.input[0]]
+    return [i for i in node.input if i]
+
+
+def _admit(graph, node, grid, values, after, admit_conv):
+    """True for a pointwise node, the conv parameters for a dilated Conv, else None."""
+    if node.domain not in ("", "ai.onnx") or len([o for o in node.output if o]) != 1 or len(node.output) != 1:
+        return None
+    if not _same_grid_shape(graph, node.output[0], grid):
+        return None
+    data = data_inputs(node)
+    for i in node.input:
+        if not i or i in values:
+            continue
+        if i in data and not _fits(graph, i, grid, after):
+            return None
+        if i not in data and not _independent(graph, i, after):
+            return None
+    if any(i in values for i in node.input if i not in data):
+        return None
+    if node.op_type == "Conv":
+        if any(d > 1 for d in attributes(node).get("dilations", [])):
+            return admit_conv(node) if node.input[0] in values else None
+        return True if _pointwise_conv(graph, node) else None
+    if node.op_type in POINTWISE_UNARY:
+        return True if node.input[0] in values else None
+    return True if node.op_type in POINTWISE_BINARY else None
+
+
+def _pointwise_conv(graph, node) -> bool:
+    """An undilated 1x1 Conv with stride 1 and no padding."""
+    a, ws = attributes(node), graph.shape(node.input[1])
+    return (ws is not None and all(k == 1 for k in ws[2:]) and all(s == 1 for s in a.get("strides", [1]))
+            and not any(a.get("pads", [0])))
+
+
+def _independent(graph: GraphView, name: str, after: set) -> bool:
+    producer = graph.producer(name)
+    return producer is None or id(producer) not in after
+
+
+def _fits(graph: GraphView, name: str, grid: Grid, after: set) -> bool:
+    """A constant that broadcasts per channel, or an outside tensor of the
+    region's shape that does not depend on the region."""
+    c = graph.constant(name)
+    if c is not None:
+        rank = len(grid.sizes) + 2
+        shape = (1,) * (rank - c.ndim) + tuple(c.shape)
+        return c.ndim <= rank and shape[0] == 1 and all(d == 1 for d in shape[2:])
+    return _independent(graph, name, after) and _same_grid_shape(graph, name, grid)
+
+
+def _same_grid_shape(graph: GraphView, name: str, grid: Grid) -> bool:
+    s = graph.shape(name)
+    return (s is not None and len(s) == len(grid.sizes) + 2 and s[0] == grid.batch and s[0] is not None
+            and isinstance(s[1], int) and tuple(s[2:]) == grid.sizes)
+
+
+def _descendants(graph: GraphView, start) -> set:
+    seen, todo = set(), [start]
+    while todo:
+        node = todo.pop()
+        for o in node.output:
+            for c in graph.consumers(o):
+                if id(c) not in seen:
+                    seen.add(id(c))
+                    todo.append(c)
+    return seen
+
+
+def _prune(members: list, convs: dict) -> list:
+    """Keep the start and the nodes from which a later dilated Conv is reached."""
+    keep = {id(n) for n in members if id(n) in convs}
+    for node in reversed(members[1:]):
+        if id(node) in keep:
+            continue
+        if any(id(m) in keep and node.output[0] in m.input for m in members):
+            keep.add(id(node))
+    return [members[0]] + [n for n in members[1:] if id(n) in keep]
+
+
+def _used_outside(graph: GraphView, value: str, members) -> bool:
+    ids = {id(n) for n in members}
+    return value in graph.graph_outputs or any(id(c) not in ids for c in graph.consumers(value))
+
+
+# --- building -------------------------------------------------------------------
+
+def to_phase(b: Builder, x: str, channels: int, grid: Grid) -> str:
+    """An outside value of size n in phase form: Pad the end to q*P, space_to_batch."""
+    q = grid.per_phase
+    ends = [qq * p - n for qq, p, n in zip(q, grid.blocks, grid.sizes)]
+    if any(ends):
+        x = pad_axes(b, x, len(q) + 2, range(2, len(q) + 2), [(0, e) for e in ends], "to_phase_pad")
+    return space_to_batch(b, x, channels, grid.blocks, q)
+
+
+def from_phase(b: Builder, v: str, channels: int, grid: Grid) -> str:
+    q = grid.per_phase
+    y = batch_to_space(b, v, channels, grid.blocks, q)
+    return crop_to(b, y, [qq * p for qq, p in zip(q, grid.blocks)], grid.sizes)
+
+
+def phase_mask(grid: Grid) -> np.ndarray:
+    """mask[flat(b), 0, j...] = (j_k*P_k + b_k < n_k for every axis k)."""
+    q = grid.per_phase
+    rows = []
+    for phase in product(*[range(p) for p in grid.blocks]):
+        axes = [np.arange(qq) * p + bb < n for qq, p, bb, n in zip(q, grid.blocks, phase, grid.sizes)]
+        r = len(axes)
+        grids = [a.reshape([-1 if j == k else 1 for j in range(r)]) for k, a in enumerate(axes)]
+        rows.append(reduce(np.logical_and, grids))
+    return np.stack(rows)[:, None]
+
+
+def zero_garbage(b: Builder, v: str, channels: int, grid: Grid, dtype: np.dtype) -> str:
+    """v with the entries past each phase's real size set to 0 (exact, even
+    for Inf/NaN there): Reshape [P, -1, q...], Where(mask, v, 0), Reshape."""
+    if grid.exact:
+        return v
+    q = list(grid.per_phase)
+    blocks = int(np.prod(grid.blocks))
+    t = b.op("Reshape", [v, b.ints([blocks, -1, *q], "mask_split_shape")], "mask_split")
+    mask = phase_mask(grid)
+    if b.graph.opset() >= 9:
+        zero = b.initializer(np.zeros((), dtype), "zero")
+        t = b.op("Where", [b.initializer(mask, "mask"), t, zero], "zero_garbage")
+    else:
+        t = b.op("Mul", [t, b.initializer(mask.astype(dtype), "mask")], "zero_garbage")
+    return b.op("Reshape", [t, b.ints([-1, channels, *q], "mask_merge_shape")], "mask_merge")
+
+
+def phase_window(b: Builder, v: str, grid: Grid, offsets: Sequence[int], kernel: Sequence[int]) -> str:
+    """The phase images of a stride-1 Conv's window: shift by c = o/P,
+    extend to m = q + k - 1 (negative amounts crop)."""
+    q, r = grid.per_phase, len(grid.sizes)
+    front = [o // p for o, p in zip(offsets, grid.blocks)]
+    back = [k - 1 - c for k, c in zip(kernel, front)]   # m - q - c with m = q + k - 1
+    crops = [k for k in range(r) if front[k] < 0 or back[k] < 0]
+    if crops:
+        v = slice_axes(b, v, [k + 2 for k in crops], [max(0, -front[k]) for k in crops],
+                       [q[k] - max(0, -back[k]) for k in crops], "phase_crop")
+    if any(f > 0 for f in front) or any(e > 0 for e in back):
+        v = pad_axes(b, v, r + 2, range(2, r + 2), [(max(0, f), max(0, e)) for f, e in zip(front, back)],
+                     "phase_pad")
+    return v
+
+
+def copy_node(b: Builder, node: onnx.NodeProto, inputs: Sequence[str]) -> str:
+    """The node on new inputs, attributes unchanged."""
+    out = b.op(node.op_type, list(inputs), f"{node.op_type.lower()}_{node.name or 'node'}".replace("/", "_"))
+    b.nodes[-1].attribute.extend(node.attribute)
+    return out

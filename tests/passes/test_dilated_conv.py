@@ -1,0 +1,594 @@
+"""dilated-conv: every form, every Conv attribute, exact simplifications, skips."""
+from __future__ import annotations
+
+import itertools
+import os
+from math import prod
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from onnx import TensorProto, helper, numpy_helper
+
+from conformance import pytorch_converted_cases
+from convrewrite import optimize
+from convrewrite.builder import Builder
+from convrewrite.equivalence import compare_outputs, run_onnxruntime
+from convrewrite.graph import GraphView, attributes
+from convrewrite.padding import conv_output_size, conv_pads
+from convrewrite.report import REWRITTEN
+from convrewrite.space_to_batch import (AxisPhases, batch_to_space, interleave, live_taps,
+                                        space_to_batch, strided_slice)
+from helpers import assert_rewrites, assert_skips, op_counts
+from passes.dilated_conv_to_space_to_batch import DilatedConvToSpaceToBatch as DilatedConv
+
+FORMS = ("batch", "depth", "slices", "taps")
+
+
+# --- models -------------------------------------------------------------------
+
+def conv_model(x_shape, w_shape, *, dtype=TensorProto.FLOAT, bias=True, batch=None, opset=17,
+               weight_input=False, bias_input=False, seed=0, **attrs) -> onnx.ModelProto:
+    """One Conv node; x's batch dim is `batch` (a name makes it symbolic)."""
+    rng = np.random.default_rng(seed)
+    np_dtype = helper.tensor_dtype_to_np_dtype(dtype)
+    w = rng.standard_normal(w_shape).astype(np_dtype)
+    inputs = [helper.make_tensor_value_info("x", dtype, [batch or x_shape[0], *x_shape[1:]])]
+    inits, names = [], ["x", "W"]
+    if weight_input:
+        inputs.append(helper.make_tensor_value_info("W", dtype, list(w_shape)))
+    else:
+        inits.append(numpy_helper.from_array(w, "W"))
+    if bias and bias_input:
+        inputs.append(helper.make_tensor_value_info("B", dtype, [w_shape[0]]))
+        names.append("B")
+    elif bias:
+        inits.append(numpy_helper.from_array(rng.standard_normal(w_shape[0]).astype(np_dtype), "B"))
+        names.append("B")
+    node = helper.make_node("Conv", names, ["y"], name="conv", **attrs)
+    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("y", dtype, None)], inits)
+    return with_output_shape(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]))
+
+
+def with_output_shape(model: onnx.ModelProto) -> onnx.ModelProto:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    known = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    outs = [known[o.name] for o in model.graph.output]
+    del model.graph.output[:]
+    model.graph.output.extend(outs)
+    return model
+
+
+def dilated_convs(model: onnx.ModelProto) -> list:
+    return [n for n in model.graph.node
+            if n.op_type == "Conv" and any(d > 1 for d in attributes(n).get("dilations", []))]
+
+
+def notes_of(report) -> list[str]:
+    return [note for r in report.records(REWRITTEN) for note in r.notes]
+
+
+def max_rank(model: onnx.ModelProto) -> int:
+    g = onnx.shape_inference.infer_shapes(model).graph
+    ranks = [len(v.type.tensor_type.shape.dim) for v in list(g.input) + list(g.value_info) + list(g.output)]
+    assert len(g.value_info) >= len(model.graph.node) - 1, "shape inference lost values"
+    return max(ranks)
+
+
+def form_pass(form: str, **kw) -> DilatedConv:
+    """The pass in `form`, with the automatic taps form for tiny phase images off."""
+    return DilatedConv(form, taps_below=0, **kw)
+
+
+def conv_count(form, phases, taps=None):
+    return {"slices": phases, "taps": taps}.get(form, 1)
+
+
+def rewrite(model, form, expect_conv=1, **kw):
+    """assert_rewrites plus: no dilated Conv left."""
+    new, report = assert_rewrites(model, form_pass(form), {"Conv": expect_conv}, **kw)
+    assert not dilated_convs(new)
+    return new, report
+
+
+# --- explicit cases over every attribute -------------------------------------
+
+CASES = {
+    # name: (x shape, w shape, attrs, expected Conv count in the slices form)
+    "1d": ((2, 4, 10), (5, 4, 3), dict(dilations=[2]), 2),
+    "1d_not_divisible": ((1, 3, 11), (2, 3, 2), dict(dilations=[4], pads=[3, 1]), 4),
+    "2d_equal": ((1, 3, 9, 9), (4, 3, 3, 3), dict(dilations=[2, 2], pads=[2, 2, 2, 2]), 4),
+    "2d_per_axis": ((1, 3, 10, 11), (4, 3, 3, 3), dict(dilations=[2, 3], pads=[1, 2, 0, 3]), 6),
+    "2d_one_axis": ((1, 2, 8, 9), (3, 2, 3, 3), dict(dilations=[1, 3], pads=[1, 0, 1, 2]), 3),
+    "2d_kernel_3x1": ((1, 2, 9, 7), (3, 2, 3, 1), dict(dilations=[3, 2]), 3),
+    "2d_kernel_2x4": ((1, 2, 9, 12), (3, 2, 2, 4), dict(dilations=[3, 2], pads=[0, 1, 2, 0]), 6),
+    "3d": ((1, 2, 7, 8, 9), (2, 2, 2, 3, 2), dict(dilations=[2, 1, 3]), 6),
+    "same_upper": ((1, 3, 10, 9), (4, 3, 3, 2), dict(dilations=[2, 3], auto_pad="SAME_UPPER"), 6),
+    "same_lower": ((1, 3, 10, 9), (4, 3, 2, 3), dict(dilations=[3, 2], auto_pad="SAME_LOWER"), 6),
+    "valid": ((1, 3, 10, 9), (4, 3, 3, 3), dict(dilations=[2, 2], auto_pad="VALID"), 4),
+    "group2": ((1, 4, 9, 9), (6, 2, 3, 3), dict(dilations=[2, 2], group=2, pads=[2, 2, 2, 2]), 4),
+    "depthwise": ((1, 4, 10, 10), (4, 1, 3, 3), dict(dilations=[2, 2], group=4, pads=[2, 2, 2, 2]), 4),
+    "depthwise_x2": ((1, 3, 10, 7), (6, 1, 3, 3), dict(dilations=[3, 2], group=3, pads=[3, 2, 3, 2]), 6),
+}
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_attribute(case, form):
+    x_shape, w_shape, attrs, phases = CASES[case]
+    model = conv_model(x_shape, w_shape, **attrs)
+    taps = prod(k for k, d in zip(w_shape[2:], attrs["dilations"]) if d > 1)
+    new, report = rewrite(model, form, conv_count(form, phases, taps))
+    assert f"form={form}" in notes_of(report)
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("batch", [1, 3, "N"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_batch_and_bias(form, batch, bias):
+    model = conv_model((1, 3, 9, 10), (4, 3, 3, 3), bias=bias, batch=batch, dilations=[2, 3],
+                       pads=[2, 1, 2, 3])
+    rewrite(model, form, conv_count(form, 6, 9))
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_float16(form):
+    model = conv_model((2, 4, 12, 11), (4, 4, 3, 3), dtype=TensorProto.FLOAT16, batch="N",
+                       dilations=[2, 2], pads=[2, 2, 2, 2])
+    new, _ = rewrite(model, form, conv_count(form, 4, 9))
+    assert all(t.data_type in (TensorProto.FLOAT16, TensorProto.INT64) for t in new.graph.initializer)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_old_opset(form):
+    """Opset 9: Pad/Slice as attributes; strided slices become Gathers."""
+    model = conv_model((1, 3, 11, 10), (4, 3, 3, 3), opset=9, dilations=[2, 3], strides=[2, 1],
+                       pads=[1, 2, 3, 1])
+    new, _ = rewrite(model, form, conv_count(form, 3, 9))
+    assert all(len(n.input) == 1 for n in new.graph.node if n.op_type in ("Slice", "Pad"))
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_runtime_weight(form):
+    """A weight fed at run time: batch and slices use it as is; depth needs a
+    constant to tile and falls back to batch, saying why."""
+    model = conv_model((1, 3, 9, 9), (4, 3, 3, 3), weight_input=True, dilations=[2, 2], pads=[1, 1, 1, 1])
+    _, report = rewrite(model, form, 4 if form == "slices" else 1)
+    if form == "taps":
+        assert "form=batch" in notes_of(report)
+        assert any("taps form needs a constant weight" in n for n in notes_of(report))
+    if form == "depth":
+        assert "form=batch" in notes_of(report)
+        assert any("constant weight" in n for n in notes_of(report))
+
+
+def test_runtime_bias_in_depth_form_is_tiled_at_run_time():
+    model = conv_model((1, 3, 10, 10), (4, 3, 3, 3), bias_input=True, dilations=[2, 2], pads=[2] * 4)
+    new, _ = assert_rewrites(model, form_pass("depth"), {"Conv": 1, "Tile": 1, "SpaceToDepth": 1})
+    assert not dilated_convs(new)
+
+
+# --- stride > 1 ---------------------------------------------------------------
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("strides,dilations,expect_form,phases", [
+    ([2, 2], [2, 2], "subsample", 1),     # d == s: x_pad[::2], plain Conv
+    ([4, 3], [2, 3], "subsample", 1),     # d divides s: x_pad[::d], Conv stride s/d
+    ([2, 1], [4, 2], None, 4),            # s divides d: phases {0, 2} of 4, then 2
+    ([2, 1], [3, 2], "slices", 6),        # coprime: shifted phases, slices form
+    ([3, 2], [2, 1], "slices", 2),        # coprime on the dilated axis only
+])
+def test_stride(form, strides, dilations, expect_form, phases):
+    model = conv_model((1, 3, 17, 13), (4, 3, 3, 3), strides=strides, dilations=dilations, pads=[1, 2, 2, 1])
+    used = expect_form if expect_form == "subsample" or form != "taps" else "taps"
+    used = used or form
+    taps = prod(3 for d in dilations if d > 1)
+    _, report = rewrite(model, form, conv_count(used, phases, taps))
+    assert f"form={used}" in notes_of(report)
+
+
+# --- exact simplifications ----------------------------------------------------
+
+@pytest.mark.parametrize("rate,size", [(12, 8), (24, 8), (36, 8), (24, 16), (36, 16)])
+def test_aspp_large_rate_becomes_1x1(rate, size):
+    """DeepLab's ASPP: for rates >= the map size only the centre tap reads data."""
+    model = conv_model((1, 8, size, size), (6, 8, 3, 3), dilations=[rate, rate], pads=[rate] * 4)
+    new, report = rewrite(model, "batch", 1)
+    conv, = [n for n in new.graph.node if n.op_type == "Conv"]
+    assert attributes(conv)["kernel_shape"] == [1, 1] and len(new.graph.node) == 1
+    weight = next(t for t in new.graph.initializer if t.name == conv.input[1])
+    assert list(weight.dims) == [6, 8, 1, 1] and weight.name != "W"
+    assert any("dropped taps" in n for n in notes_of(report))
+    assert "form=plain" in notes_of(report)
+
+
+def test_aspp_rate_12_on_16_is_not_trimmed():
+    model = conv_model((1, 4, 16, 16), (4, 4, 3, 3), dilations=[12, 12], pads=[12] * 4)
+    _, report = rewrite(model, "batch", 1)
+    assert not any("dropped taps" in n for n in notes_of(report))
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_trimmed_but_still_dilated(form):
+    """n=5, k=5, d=3, pads 6: taps 0 and 4 only read padding -> k=3, d=3."""
+    model = conv_model((1, 2, 5, 6), (3, 2, 5, 1), dilations=[3, 2], pads=[6, 0, 6, 0])
+    new, report = rewrite(model, form, conv_count(form, 3, 3))
+    assert any("axis 0 5 -> 3" in n for n in notes_of(report))
+    assert any("kernel size 1 on axes [1]" in n for n in notes_of(report))
+
+
+def test_trim_with_negative_offset():
+    """out=1, taps 1..2 live: the remaining kernel starts inside x (a crop)."""
+    model = conv_model((1, 2, 8), (3, 2, 3), dilations=[5], pads=[3, 0])
+    new, report = rewrite(model, "batch", 1)
+    assert "Slice" in op_counts(new)
+
+
+def test_kernel_1_axis_loses_its_dilation():
+    model = conv_model((1, 3, 9, 9), (4, 3, 1, 1), dilations=[3, 2], pads=[1, 0, 0, 2])
+    new, report = rewrite(model, "batch", 1)
+    assert len(new.graph.node) == 1 and "W" in new.graph.node[0].input
+    assert any("kernel size 1 on axes [0, 1]" in n for n in notes_of(report))
+
+
+def test_live_taps_formula():
+    """A tap is live iff some output reads an element of x (brute force)."""
+    for n, k, d, s, o in itertools.product([1, 3, 7], [1, 2, 4], [1, 2, 5], [1, 3], [-2, 0, 4, 9]):
+        out = (n + o + 9 - ((k - 1) * d + 1)) // s + 1
+        if out < 1:
+            continue
+        got = live_taps(AxisPhases(n, k, d, s, o, out))
+        live = [t for t in range(k) if any(0 <= i * s + t * d - o < n for i in range(out))]
+        assert got == ((live[0], live[-1]) if live else None)
+
+
+# --- depth-form weight limit ----------------------------------------------------
+
+def test_depth_weight_limit_falls_back_to_batch():
+    model = conv_model((1, 8, 12, 12), (8, 8, 3, 3), dilations=[2, 2], pads=[2] * 4)
+    weight_bytes = 8 * 8 * 3 * 3 * 4
+    new, report = assert_rewrites(model, form_pass("depth", depth_weight_limit=4 * weight_bytes - 1),
+                                  {"Conv": 1, "Transpose": 2})
+    assert "form=batch" in notes_of(report)
+    assert any("above depth_weight_limit" in n for n in notes_of(report))
+    new, report = assert_rewrites(model, form_pass("depth", depth_weight_limit=4 * weight_bytes),
+                                  {"Conv": 1, "SpaceToDepth": 1, "DepthToSpace": 1, "Transpose": 0})
+    assert any(f"tiles the weight 4x ({weight_bytes} -> {4 * weight_bytes} bytes)" in n
+               for n in notes_of(report))
+
+
+@pytest.mark.parametrize("mode", ["batch", "depth", "slices"])
+def test_tiny_phase_images_use_the_taps_form(mode):
+    """ASPP rate 6 on 33x33: phase images of 6x6 outputs -> taps form (by default)."""
+    model = conv_model((1, 8, 33, 33), (4, 8, 3, 3), dilations=[6, 6], pads=[6] * 4)
+    new, report = assert_rewrites(model, DilatedConv(mode), {"Conv": 9, "Add": 8})
+    assert "form=taps" in notes_of(report)
+    assert any("phase images of 36 outputs" in n for n in notes_of(report))
+    assert max_rank(new) == 4
+
+
+def test_large_phase_images_keep_the_mode():
+    model = conv_model((1, 4, 20, 20), (4, 4, 3, 3), dilations=[2, 2], pads=[2] * 4)
+    _, report = assert_rewrites(model, DilatedConv("batch"), {"Conv": 1})
+    assert "form=batch" in notes_of(report)
+
+
+def test_options():
+    assert DilatedConv.from_options({}).mode == "batch"
+    p = DilatedConv.from_options({"dilated_mode": "depth", "depth_weight_limit": 1000, "other": 1,
+                                  "dilated_taps_below": 0})
+    assert (p.mode, p.depth_weight_limit, p.taps_below) == ("depth", 1000, 0)
+    with pytest.raises(ValueError, match="dilated_mode"):
+        DilatedConv.from_options({"dilated_mode": "wide"})
+
+
+# --- slices form: rank <= 4 ---------------------------------------------------
+
+@pytest.mark.parametrize("case", ["1d", "1d_not_divisible", "2d_equal", "2d_per_axis", "2d_kernel_2x4",
+                                  "same_upper", "depthwise_x2"])
+def test_slices_form_stays_within_rank_4(case):
+    x_shape, w_shape, attrs, phases = CASES[case]
+    model = conv_model(x_shape, w_shape, batch="N", **attrs)
+    new, _ = rewrite(model, "slices", phases)
+    assert max_rank(new) <= 4
+    if len(x_shape) == 4:  # the check can fail: the batch form's Reshapes go to rank 5 or 6
+        assert max_rank(rewrite(model, "batch", 1)[0]) > 4
+
+
+def test_slices_form_3d_stays_within_rank_5():
+    x_shape, w_shape, attrs, phases = CASES["3d"]
+    new, _ = rewrite(conv_model(x_shape, w_shape, **attrs), "slices", phases)
+    assert max_rank(new) <= 5
+
+
+# --- skips --------------------------------------------------------------------
+
+def test_skip_symbolic_spatial_size():
+    model = conv_model((1, 3, 9, 9), (4, 3, 3, 3), dilations=[2, 2])
+    model.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "H"
+    model.graph.output[0].type.tensor_type.ClearField("shape")
+    model = with_output_shape(model)
+    assert_skips(model, DilatedConv(), reason=r"Conv 'conv': the input's spatial size \[.H., 9\] is not static")
+
+
+def test_skip_float64():
+    model = conv_model((1, 3, 9, 9), (4, 3, 3, 3), dtype=TensorProto.DOUBLE, dilations=[2, 2])
+    assert_skips(model, DilatedConv(), reason=r"Conv 'conv': the element type is double; onnxruntime's CPU "
+                                              r"Conv runs only float16 and float32")
+
+
+def test_undilated_conv_is_not_a_candidate():
+    model = conv_model((1, 3, 9, 9), (4, 3, 3, 3), dilations=[1, 1])
+    _, report = optimize(model, passes=[DilatedConv()])
+    assert not report.rewrites
+
+
+# --- ONNX conformance: pytorch-converted models ---------------------------------
+
+PYTORCH = ["test_Conv1d_dilated", "test_Conv2d_dilated", "test_Conv3d_dilated", "test_Conv3d_dilated_strided"]
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("case", list(pytorch_converted_cases(*PYTORCH)), ids=PYTORCH)
+def test_pytorch_converted(case, form):
+    name, model, inputs, expected = case
+    phases, taps = {"test_Conv1d_dilated": (2, 3), "test_Conv2d_dilated": (1, 1), "test_Conv3d_dilated": (8, 8),
+                    "test_Conv3d_dilated_strided": (1, 1)}[name]
+    new, report = rewrite(model, form, conv_count(form, phases, taps), inputs=inputs)
+    got = run_onnxruntime(new, inputs)
+    result = compare_outputs([o.name for o in new.graph.output], expected, got)
+    assert result, result
+
+
+# --- the shared builders against their formulas --------------------------------
+
+def _run_builder(build, x: np.ndarray, opset: int = 17):
+    xi = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *x.shape[1:]])
+    seed = helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["i"], name="p")], "g",
+                                               [xi], []), opset_imports=[helper.make_opsetid("", opset)])
+    b = Builder(GraphView(seed), seed.graph.node[0], "test")
+    out = build(b, "x")
+    g = helper.make_graph(b.nodes, "g", [xi], [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)],
+                          b.initializers)
+    return run_onnxruntime(helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)]), {"x": x})[0]
+
+
+@pytest.mark.parametrize("blocks,sizes", [((3,), (4,)), ((2, 2), (3, 2)), ((1, 3), (2, 2)),
+                                          ((2, 1, 3), (2, 3, 2))])
+def test_space_to_batch_formula_and_inverse(blocks, sizes):
+    """s2b[flat(b)*N + n, c, j...] = x[n, c, j*P + b ...]; batch_to_space inverts it."""
+    x = np.random.default_rng(1).standard_normal((2, 3, *[m * p for m, p in zip(sizes, blocks)]))
+    x = x.astype(np.float32)
+    got = _run_builder(lambda b, v: space_to_batch(b, v, 3, blocks, sizes), x)
+    for flat, phase in enumerate(itertools.product(*[range(p) for p in blocks])):
+        index = (slice(None), slice(None)) + tuple(slice(q, None, p) for q, p in zip(phase, blocks))
+        np.testing.assert_array_equal(got[flat * 2:(flat + 1) * 2], x[index])
+    back = _run_builder(lambda b, v: batch_to_space(b, space_to_batch(b, v, 3, blocks, sizes), 3, blocks, sizes), x)
+    np.testing.assert_array_equal(back, x)
+
+
+@pytest.mark.parametrize("blocks,sizes", [((3,), (4,)), ((2, 2), (3, 2)), ((2, 3), (2, 2)), ((1, 3), (2, 2)),
+                                          ((2, 1, 3), (2, 3, 2))])
+def test_interleave_formula(blocks, sizes):
+    """interleave(parts)[n, c, j*P + b ...] = parts[b][n, c, j ...], from slices of x."""
+    x = np.random.default_rng(2).standard_normal((2, 3, *[m * p for m, p in zip(sizes, blocks)]))
+    x = x.astype(np.float32)
+
+    def build(b, v):
+        parts = {}
+        for phase in itertools.product(*[range(p) for p in blocks]):
+            ends = [q + (m - 1) * p + 1 for q, m, p in zip(phase, sizes, blocks)]
+            parts[phase] = strided_slice(b, v, list(range(2, 2 + len(blocks))), list(phase), ends, list(blocks),
+                                         "phase")
+        return interleave(b, parts, 3, blocks, sizes)
+
+    for opset in (9, 17):
+        np.testing.assert_array_equal(_run_builder(build, x, opset), x)
+
+
+# --- property sweep -------------------------------------------------------------
+
+@st.composite
+def dilated_conv_cases(draw):
+    rank = draw(st.integers(1, 3))
+    sizes = [draw(st.integers(2, 13 if rank < 3 else 6)) for _ in range(rank)]
+    kernel = [draw(st.integers(1, 3)) for _ in range(rank)]
+    dilations = [draw(st.integers(1, 4)) for _ in range(rank)]
+    dilations[draw(st.integers(0, rank - 1))] = draw(st.integers(2, 5))
+    strides = [draw(st.sampled_from([1, 1, 1, 2, 3])) for _ in range(rank)]
+    auto_pad = draw(st.sampled_from(["NOTSET"] * 4 + ["SAME_UPPER", "SAME_LOWER", "VALID"]))
+    attrs = dict(dilations=dilations, strides=strides, kernel_shape=kernel)
+    if auto_pad == "NOTSET":
+        attrs["pads"] = [draw(st.integers(0, 5)) for _ in range(2 * rank)]
+    else:
+        attrs["auto_pad"] = auto_pad
+    pads = conv_pads(auto_pad, sizes, kernel, strides, dilations, attrs.get("pads"))
+    assume(all(conv_output_size(n, k, s, d, lo, hi) >= 1
+               for n, k, s, d, (lo, hi) in zip(sizes, kernel, strides, dilations, pads)))
+    groups = draw(st.sampled_from([(1, 2, 3), (2, 4, 2), (3, 3, 3), (2, 2, 4)]))  # (group, C, O)
+    group, channels, out_channels = groups
+    batch = draw(st.sampled_from([1, 2, "N"]))
+    dtype = draw(st.sampled_from([TensorProto.FLOAT] * 3 + [TensorProto.FLOAT16]))
+    model = conv_model((1, channels, *sizes), (out_channels, channels // group, *kernel), dtype=dtype,
+                       bias=draw(st.booleans()), batch=batch, group=group, seed=draw(st.integers(0, 99)),
+                       **attrs)
+    return model, rank
+
+
+@pytest.mark.parametrize("form", FORMS)
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=dilated_conv_cases())
+def test_property_sweep(form, case):
+    model, rank = case
+    new, report = assert_rewrites(model, form_pass(form), {"ConvTranspose": 0})
+    assert not dilated_convs(new)
+    used = next(n for n in notes_of(report) if n.startswith("form="))
+    if used not in ("form=slices", "form=taps"):
+        assert op_counts(new)["Conv"] == 1
+    if used in ("form=slices", "form=taps") and rank <= 2:
+        assert max_rank(new) <= 4
+
+
+# --- chains: consecutive dilated Convs kept in batch form -------------------------
+
+def graph_model(nodes, weights: dict, x_shape, batch="N", dtype=TensorProto.FLOAT, outputs=("y",)):
+    np_dtype = helper.tensor_dtype_to_np_dtype(dtype)
+    inits = [numpy_helper.from_array(np.asarray(v).astype(np_dtype), k) for k, v in weights.items()]
+    x = helper.make_tensor_value_info("x", dtype, [batch, *x_shape[1:]])
+    outs = [helper.make_tensor_value_info(o, dtype, None) for o in outputs]
+    m = helper.make_model(helper.make_graph(nodes, "g", [x], outs, inits),
+                          opset_imports=[helper.make_opsetid("", 17)])
+    return with_output_shape(m)
+
+
+def dilated(name, x, w, d, rank=2, bias=None, k=3):
+    pad = (k - 1) // 2 * d
+    return helper.make_node("Conv", [x, w] + ([bias] if bias else []), [name], name=name,
+                            dilations=[d] * rank, pads=[pad] * (2 * rank))
+
+
+def residual_stage(n=33, d=2, channels=8, dtype=TensorProto.FLOAT, outputs=("y",)):
+    """DeepLab-style dilated residual stage: conv-BN-Relu-conv-Add(x)-Relu, a
+    1x1 Conv, a third dilated conv, a residual Add after the chain."""
+    rng = np.random.default_rng(5)
+    c = channels
+    w = {"w1": rng.standard_normal((c, c, 3, 3)) * 0.3, "b1": rng.standard_normal(c),
+         "w2": rng.standard_normal((c, c, 3, 3)) * 0.3, "w3": rng.standard_normal((c, c, 3, 3)) * 0.3,
+         "s": rng.standard_normal(c), "bb": rng.standard_normal(c), "mu": rng.standard_normal(c),
+         "var": np.abs(rng.standard_normal(c)) + 0.5, "pw": rng.standard_normal((c, c, 1, 1)) * 0.3,
+         "shift": rng.standard_normal((c, 1, 1))}
+    nodes = [dilated("c1", "x", "w1", d, bias="b1"),
+             helper.make_node("BatchNormalization", ["c1", "s", "bb", "mu", "var"], ["bn"], name="bn"),
+             helper.make_node("Relu", ["bn"], ["r1"], name="r1"),
+             dilated("c2", "r1", "w2", d),
+             helper.make_node("Add", ["c2", "x"], ["a"], name="a"),
+             helper.make_node("Relu", ["a"], ["r2"], name="r2"),
+             helper.make_node("Conv", ["r2", "pw"], ["p"], name="pw"),
+             helper.make_node("Add", ["p", "shift"], ["ps"], name="ps"),
+             dilated("c3", "ps", "w3", d),
+             helper.make_node("Add", ["c3", "r2"], ["y"], name="y")]
+    return graph_model(nodes, w, (1, c, n, n), dtype=dtype, outputs=outputs)
+
+
+def chain_notes(report):
+    return [n for n in notes_of(report) if n.startswith("chain:")]
+
+
+@pytest.mark.parametrize("n,masks", [(33, 2), (32, 0)])
+def test_chain_stays_in_batch_form(n, masks):
+    """One rewrite covers the three dilated convs; the garbage past each
+    phase's real size is zeroed (Where) only when 2 does not divide n."""
+    model = residual_stage(n)
+    new, report = assert_rewrites(model, DilatedConv(), {"Conv": 4, "Where": masks, "DepthToSpace": 2,
+                                                          "BatchNormalization": 1}, expect_rewrites=1)
+    assert not dilated_convs(new)
+    assert chain_notes(report) == ["chain: 3 dilated Convs and 6 other ops kept in batch form (exits: r2, c3)"]
+
+
+def test_match_alone_ignores_the_chain():
+    model = residual_stage()
+    graph = GraphView(model)
+    c1 = model.graph.node[0]
+    assert len(DilatedConv().match(c1, graph).nodes) == 10 - 1  # the last Add is not in the chain
+    alone = DilatedConv().match_alone(c1, graph)
+    assert alone.nodes == (c1,) and "form=batch" in alone.notes
+
+
+def test_chain_off_rewrites_each_conv():
+    new, report = assert_rewrites(residual_stage(), DilatedConv(chains=False), {"Conv": 4, "Where": 0,
+                                                                                "DepthToSpace": 3})
+    assert not chain_notes(report) and len(report.records(REWRITTEN)) == 3
+
+
+def test_chain_with_values_used_outside_and_float16():
+    model = residual_stage(outputs=("y", "bn", "c2"), dtype=TensorProto.FLOAT16)
+    new, report = assert_rewrites(model, DilatedConv(), {"Conv": 4}, expect_rewrites=1)
+    assert "exits: bn, c2, r2, c3" in chain_notes(report)[0]
+
+
+def test_chain_stops_at_ops_that_are_not_pointwise():
+    """MaxPool mixes positions: the Add reading it (a region descendant)
+    cannot join, so the chain ends at c2 and c3 is lowered alone."""
+    rng = np.random.default_rng(0)
+    w = {k: rng.standard_normal((4, 4, 3, 3)) for k in ("w1", "w2", "w3")}
+    nodes = [dilated("c1", "x", "w1", 2), helper.make_node("Relu", ["c1"], ["r1"], name="r1"),
+             dilated("c2", "r1", "w2", 2),
+             helper.make_node("MaxPool", ["r1"], ["mp"], name="mp", kernel_shape=[3, 3], pads=[1] * 4),
+             helper.make_node("Add", ["c2", "mp"], ["a"], name="a"), dilated("c3", "a", "w3", 2, bias=None)]
+    nodes[-1].output[0] = "y"
+    model = graph_model(nodes, w, (1, 4, 17, 17))
+    new, report = assert_rewrites(model, DilatedConv(), {"Conv": 3, "MaxPool": 1}, expect_rewrites=2)
+    assert chain_notes(report) == ["chain: 2 dilated Convs and 1 other ops kept in batch form (exits: r1, c2)"]
+
+
+def test_chain_needs_the_same_rate():
+    rng = np.random.default_rng(0)
+    w = {k: rng.standard_normal((4, 4, 3, 3)) for k in ("w1", "w2")}
+    nodes = [dilated("c1", "x", "w1", 2), helper.make_node("Relu", ["c1"], ["r1"], name="r1"),
+             dilated("y", "r1", "w2", 3)]
+    _, report = assert_rewrites(graph_model(nodes, w, (1, 4, 24, 24)), DilatedConv(), {"Conv": 2},
+                                expect_rewrites=2)
+    assert not chain_notes(report)
+
+
+def test_chain_1d_temporal_stack():
+    """A WaveNet-like 1-D stack at one rate, Tanh * Sigmoid gates between."""
+    rng = np.random.default_rng(0)
+    w = {k: rng.standard_normal((6, 6, 3)) * 0.3 for k in ("w1", "w2", "w3")}
+    nodes = [dilated("c1", "x", "w1", 4, rank=1), helper.make_node("Tanh", ["c1"], ["t"], name="t"),
+             helper.make_node("Sigmoid", ["c1"], ["s"], name="s"),
+             helper.make_node("Mul", ["t", "s"], ["g"], name="g"),
+             dilated("c2", "g", "w2", 4, rank=1), helper.make_node("Add", ["c2", "g"], ["r"], name="r"),
+             dilated("y", "r", "w3", 4, rank=1)]
+    model = graph_model(nodes, w, (1, 6, 401))
+    new, report = assert_rewrites(model, DilatedConv(), {"Conv": 3}, expect_rewrites=1)
+    assert chain_notes(report) == ["chain: 3 dilated Convs and 4 other ops kept in batch form (exits: y)"]
+
+
+@st.composite
+def conv_chains(draw):
+    """x -> dilated Conv -> pointwise op -> dilated Conv (same rate, output
+    size kept, begin padding any multiple of the rate) -> y."""
+    rank = draw(st.integers(1, 2))
+    d = [draw(st.integers(2, 3)) for _ in range(rank)]
+    n = [draw(st.integers(8 * dd + 1, 8 * dd + 9)) for dd in d] if rank == 2 else [draw(st.integers(200, 230))]
+    convs, w = [], {}
+    rng = np.random.default_rng(draw(st.integers(0, 99)))
+    for name, source in (("c1", "x"), ("y", "op")):
+        k = [draw(st.integers(2, 3)) for _ in range(rank)]
+        begin = [dd * draw(st.integers(0, kk - 1)) for dd, kk in zip(d, k)]
+        pads = begin + [(kk - 1) * dd - b for kk, dd, b in zip(k, d, begin)]
+        w[f"w{name}"] = rng.standard_normal((3, 3, *k)) * 0.3
+        convs.append(helper.make_node("Conv", [source, f"w{name}"], [name], name=name, dilations=d, pads=pads))
+    op = draw(st.sampled_from(["Relu", "Add", "Mul"]))
+    other = {"Relu": [], "Add": ["x"], "Mul": ["scale"]}[op]
+    w["scale"] = rng.standard_normal((3,) + (1,) * rank)
+    middle = helper.make_node(op, ["c1"] + other, ["op"], name="op")
+    return graph_model([convs[0], middle, convs[1]], w, (1, 3, *n), batch=draw(st.sampled_from([1, "N"])))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=conv_chains())
+def test_chain_property_sweep(model):
+    new, report = assert_rewrites(model, DilatedConv(), {"Conv": 2}, expect_rewrites=1)
+    assert not dilated_convs(new) and len(chain_notes(report)) == 1
+
+
+# --- the sample models with real dilated patterns --------------------------------
+
+SAMPLES = ["deeplab_aspp", "tcn_1d", "all_three", "all_three_dynamo", "all_three_fp16"]
+
+
+@pytest.mark.parametrize("mode", ["batch", "depth", "slices"])
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_sample_models(sample, mode):
+    """ASPP head on a dilated residual stage, 1-D TCN stack, atrous context
+    module: every dilated Conv rewritten and the whole model equivalent."""
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "models", f"{sample}.onnx")
+    model = onnx.load(path)
+    assert dilated_convs(model)
+    new, _ = assert_rewrites(model, DilatedConv(mode), {"ConvTranspose": op_counts(model)["ConvTranspose"]})
+    assert not dilated_convs(new)
+    if mode == "slices":
+        assert max_rank(new) <= 4
