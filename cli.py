@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lower each dilated Conv on its own, never keeping a chain in batch form")
     o.add_argument("--resize-mode", choices=("deconv", "matmul"), default="deconv",
                    help="resize lowering form (default: deconv)")
+    o.add_argument("--resize-nearest", choices=("shuffle", "deconv"), default="shuffle",
+                   help="nearest upsampling form: MAC-free copies + DepthToSpace, or a ConvTranspose "
+                   "(default: shuffle)")
     o.add_argument("--target", help="accelerator profile (a built-in name or a JSON file): lower only "
                    "what it cannot run, in forms it can run, and report what still does not fit")
 
@@ -114,7 +117,8 @@ def cmd_optimize(args) -> int:
         check_output_path(Path(args.report), model_path, force=False)
     names = [n.strip() for n in args.passes.split(",") if n.strip()]
     options = {"convtranspose_form": args.convtranspose_form, "dilated_mode": args.dilated_mode,
-               "dilated_chains": not args.no_dilated_chains, "resize_mode": args.resize_mode}
+               "dilated_chains": not args.no_dilated_chains, "resize_mode": args.resize_mode,
+               "resize_nearest": args.resize_nearest}
     if args.depth_weight_limit is not None:
         options["depth_weight_limit"] = args.depth_weight_limit
     if args.dilated_taps_below is not None:

@@ -8,6 +8,9 @@ The driver counts on standalone models whose symbolic batch is set to 1.
     ConvTranspose  N * Cin  * prod(in spatial)  * (Cout / group) * prod(kernel)
                    (every input pixel is scattered through the whole kernel)
     MatMul / Gemm  prod(output) * K
+    Resize         prod(output) * taps, taps per output = 1 for nearest (a
+                   copy: counted as 0), 2 per resized axis for linear, 4 for
+                   cubic -- the interpolation's own multiply-adds
 
 Zero taps inside a kernel count like any other tap: that is wasted work the
 MAC figure must show.
@@ -48,6 +51,16 @@ def matmul_macs(a: Shape, b: Shape, y: Shape) -> Optional[int]:
     return prod(y) * a[-1]
 
 
+def resize_macs(x: Shape, y: Shape, mode: str) -> Optional[int]:
+    if not (_static(x) and _static(y)) or len(x) != len(y):
+        return None
+    if mode == "nearest":
+        return 0
+    resized = sum(1 for a, b in zip(x, y) if a != b)
+    taps = {"linear": 2, "bilinear": 2, "cubic": 4}.get(mode, 2) ** resized
+    return prod(y) * taps
+
+
 def node_macs(node: onnx.NodeProto, graph: GraphView) -> Optional[int]:
     """MACs of one node, or None when it does not compute
     (data movement) or its shapes are unknown."""
@@ -57,6 +70,8 @@ def node_macs(node: onnx.NodeProto, graph: GraphView) -> Optional[int]:
         group = int(attributes(node).get("group", 1))
         fn: Callable = conv_macs if node.op_type == "Conv" else conv_transpose_macs
         return fn(shapes[0], shapes[1], y, group)
+    if node.op_type in ("Resize", "Upsample"):
+        return resize_macs(shapes[0], y, str(attributes(node).get("mode", "nearest")))
     if node.op_type in ("MatMul", "Gemm") and len(shapes) >= 2:
         a = shapes[0]
         if node.op_type == "Gemm" and a is not None and attributes(node).get("transA", 0):
@@ -65,11 +80,14 @@ def node_macs(node: onnx.NodeProto, graph: GraphView) -> Optional[int]:
     return None
 
 
+COMPUTING_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "Resize", "Upsample")
+
+
 def total_macs(nodes, graph: GraphView) -> Optional[int]:
     """Sum over the computing nodes; None if any computing node is unknown."""
     total = 0
     for node in nodes:
-        if node.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm"):
+        if node.op_type in COMPUTING_OPS:
             m = node_macs(node, graph)
             if m is None:
                 return None

@@ -1,0 +1,520 @@
+"""Tests for the resize pass (Resize / Upsample -> depthwise ConvTranspose,
+MAC-free shuffle, broadcast, and the matmul form) and convrewrite.interpolation.
+
+Every positive test goes through assert_rewrites (checker, op counts, whole
+model against onnxruntime on the original -- borders included -- and
+idempotence); every negative one through assert_skips with its reason.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from fractions import Fraction
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
+
+from conformance import node_cases
+from convrewrite import optimize
+from convrewrite.equivalence import compare_outputs, run_model
+from convrewrite.graph import GraphView
+from convrewrite.interpolation import (AxisResize, Interpolation, axis_kernel, interpolation_matrix,
+                                       phase_taps, read_resize, source_coordinate, taps)
+from convrewrite.report import REWRITTEN
+from helpers import assert_rewrites, assert_skips, op_counts
+from passes.resize_to_convtranspose import ResizeToConvTranspose
+
+FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
+DECONV = ResizeToConvTranspose()
+DECONV_ONLY = ResizeToConvTranspose(nearest_form="deconv")
+MATMUL = ResizeToConvTranspose(mode="matmul")
+PERIODIC = ["half_pixel", "pytorch_half_pixel", "asymmetric", "half_pixel_symmetric", "tf_half_pixel_for_nn"]
+NEAREST_MODES = ["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"]
+
+
+# --- model builders -----------------------------------------------------------
+
+def with_output_shape(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Give the graph outputs the types shape inference finds."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    for o in model.graph.output:
+        o.type.CopyFrom(types[o.name])
+    return model
+
+
+def resize_model(shape, scales=None, sizes=None, opset=13, dtype=FLOAT, roi=None, constant_node=False,
+                 op="Resize", **attrs) -> onnx.ModelProto:
+    """x -> Resize/Upsample -> y, with scales / sizes / roi as initializers
+    (or Constant nodes), laid out the way the opset wants them."""
+    nodes, inits = [], []
+
+    def const(name, value):
+        if constant_node:
+            nodes.append(helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name)))
+        else:
+            inits.append(numpy_helper.from_array(value, name))
+        return name
+
+    scales_v = None if scales is None else np.asarray(scales, np.float32)
+    if op == "Upsample" and opset < 9:
+        inputs, attrs = ["x"], {**attrs, "scales": [float(s) for s in scales]}
+    elif op == "Upsample" or opset == 10:
+        inputs = ["x", const("scales", scales_v)]
+    else:
+        inputs = ["x", "", "", ""]
+        if roi is not None or opset == 11:
+            inputs[1] = const("roi", np.asarray([] if roi is None else roi, np.float32))
+        if scales is not None or opset == 11:
+            inputs[2] = const("scales", np.zeros(0, np.float32) if scales is None else scales_v)
+        if sizes is not None:
+            inputs[3] = const("sizes", np.asarray(sizes, np.int64))
+        while not inputs[-1]:
+            inputs.pop()
+    nodes.append(helper.make_node(op, inputs, ["y"], name="up", **attrs))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", dtype, shape)],
+                              [helper.make_tensor_value_info("y", dtype, None)], inits)
+    return with_output_shape(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]))
+
+
+def shape_chain_model(shape, factor=2, opset=13) -> onnx.ModelProto:
+    """The TorchScript pattern: sizes = Concat(Shape(x)[:2], floor(Shape(x)[2:] * factor))."""
+    c = lambda name, v: numpy_helper.from_array(np.asarray(v), name)  # noqa: E731
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Slice", ["shape", "zero", "two"], ["nc"]),
+             helper.make_node("Gather", ["shape", "hw_idx"], ["hw"], axis=0),
+             helper.make_node("Cast", ["hw"], ["hw_f"], to=FLOAT),
+             helper.make_node("Mul", ["hw_f", "factor"], ["hw_s"]),
+             helper.make_node("Floor", ["hw_s"], ["hw_floor"]),
+             helper.make_node("Cast", ["hw_floor"], ["hw_i"], to=TensorProto.INT64),
+             helper.make_node("Concat", ["nc", "hw_i"], ["sizes"], axis=0),
+             helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], name="up", mode="linear")]
+    inits = [c("zero", np.array([0], np.int64)), c("two", np.array([2], np.int64)),
+             c("hw_idx", np.array([2, 3], np.int64)), c("factor", np.array([factor], np.float32))]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", FLOAT, None)], inits)
+    return with_output_shape(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]))
+
+
+def rewritten_notes(report) -> list:
+    return [n for r in report.records(REWRITTEN) for n in r.notes]
+
+
+# --- interpolation: the identity, checked without onnxruntime --------------------
+
+def deconv_matrix(kernel, n: int) -> np.ndarray:
+    """The [n*s, n] matrix of Pad(edge) -> ConvTranspose(kernel, stride s, pads) on one axis."""
+    s, (lo, hi), (begin, _) = kernel.factor, kernel.edge, kernel.pads
+    clamp = np.eye(n)[np.clip(np.arange(-lo, n + hi), 0, n - 1)]          # [n + lo + hi, n]
+    k = np.asarray(kernel.kernel)
+    full = np.zeros(((len(clamp) - 1) * s + len(k), n))
+    for i, row in enumerate(clamp):
+        full[i * s:i * s + len(k)] += np.outer(k, row)
+    return full[begin:begin + n * s]
+
+
+@pytest.mark.parametrize("mode", ["nearest", "linear", "cubic"])
+@pytest.mark.parametrize("ctm", PERIODIC)
+def test_phase_kernels_reproduce_the_interpolation_matrix(mode, ctm):
+    """(3) of convrewrite.interpolation: the edge-padded transposed convolution
+    equals the spec's matrix for every size, borders included."""
+    for nearest, a, s in itertools.product(NEAREST_MODES if mode == "nearest" else ["round_prefer_floor"],
+                                           [-0.75, -0.5] if mode == "cubic" else [-0.75], range(2, 6)):
+        interp = Interpolation(mode, ctm, nearest, a)
+        kernel = axis_kernel(phase_taps(interp, s), s)
+        for n in range(1, 7):
+            want, _ = interpolation_matrix(interp, AxisResize(2, n, n * s, Fraction(s)), exact=True)
+            np.testing.assert_allclose(deconv_matrix(kernel, n), want, atol=1e-12,
+                                       err_msg=f"{interp} factor {s} size {n}")
+
+
+def test_kernels_are_the_textbook_ones():
+    """Derived, not typed in: bilinear x2 is the triangle, plain nearest a box."""
+    bilinear = axis_kernel(phase_taps(Interpolation("linear"), 2), 2)
+    assert bilinear.kernel == (0.25, 0.75, 0.75, 0.25) and bilinear.edge == (1, 1)
+    box = axis_kernel(phase_taps(Interpolation("nearest", "asymmetric", "floor"), 4), 4)
+    assert box.kernel == (1.0,) * 4 and box.edge == (0, 0) and box.pads == (0, 0)
+    cubic = phase_taps(Interpolation("cubic", cubic_a=-0.75), 2)
+    assert all(abs(sum(w for _, w in phase) - 1) < 1e-12 for phase in cubic)
+
+
+@pytest.mark.parametrize("ctm", PERIODIC)
+def test_float32_coordinates_pick_the_exact_taps_at_integer_factors(ctm):
+    """onnxruntime's float32 coordinates select the same samples as exact
+    arithmetic at integer factors (no tie is within rounding), so the phase
+    kernels, derived exactly, are what onnxruntime computes."""
+    for mode, nearest in [("nearest", m) for m in NEAREST_MODES] + [("cubic", "floor")]:
+        interp = Interpolation(mode, ctm, nearest)
+        for s, n in itertools.product(range(1, 13), (1, 3, 7, 20)):
+            ax = AxisResize(2, n, n * s, Fraction(s))
+            for t in range(n * s):
+                exact = taps(interp, source_coordinate(interp, t, ax), ax.scale)
+                rounded = taps(interp, source_coordinate(interp, t, ax, exact=False), ax.scale)
+                assert [i for i, _ in exact] == [i for i, _ in rounded], (interp, s, n, t)
+                # weights differ by float32 rounding of a coordinate below 20 (ulp 2e-6)
+                assert np.allclose([w for _, w in exact], [w for _, w in rounded], rtol=0, atol=1e-5)
+
+
+def _spec(model):
+    graph = GraphView(model)
+    return read_resize(model.graph.node[-1], graph)
+
+
+@pytest.mark.parametrize("op,opset,mode", [("Upsample", 7, "nearest"), ("Upsample", 9, "linear"),
+                                           ("Resize", 10, "nearest"), ("Resize", 11, "cubic")])
+def test_reading_old_opsets(op, opset, mode):
+    spec = _spec(resize_model([1, 2, 3, 4], [1, 1, 2, 3], opset=opset, op=op, mode=mode))
+    assert [ax.factor for ax in spec.axes] == [1, 1, 2, 3]
+    assert [ax.n_out for ax in spec.axes] == [1, 2, 6, 12]
+    expected = "asymmetric" if op == "Upsample" or opset == 10 else "half_pixel"
+    assert spec.interp.coordinate_mode == expected and spec.interp.mode == mode
+
+
+def test_reading_axes_and_keep_aspect_ratio_policy():
+    spec = _spec(resize_model([1, 2, 2, 3], sizes=[12, 7], opset=18, axes=[-1, 2],
+                              keep_aspect_ratio_policy="not_smaller", mode="nearest"))
+    assert [ax.n_out for ax in spec.axes] == [1, 2, 8, 12]
+    assert [ax.scale for ax in spec.axes][2:] == [4, 4]
+
+
+# --- the deconvolution form ---------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["linear", "cubic"])
+@pytest.mark.parametrize("ctm", ["half_pixel", "pytorch_half_pixel", "asymmetric", "tf_half_pixel_for_nn",
+                                 "half_pixel_symmetric"])
+def test_deconv_every_coordinate_mode(mode, ctm):
+    opset = 11 if ctm == "tf_half_pixel_for_nn" else 19
+    model = resize_model([1, 3, 5, 4], [1, 1, 2, 3], opset=opset, mode=mode, coordinate_transformation_mode=ctm,
+                         cubic_coeff_a=-0.5)
+    _, report = assert_rewrites(model, DECONV, {"Resize": 0, "ConvTranspose": 1, "Pad": 1})
+    assert "form=deconv" in rewritten_notes(report)
+
+
+@pytest.mark.parametrize("nearest", NEAREST_MODES)
+@pytest.mark.parametrize("ctm", ["half_pixel", "asymmetric", "tf_half_pixel_for_nn"])
+def test_nearest_every_rounding_both_forms(nearest, ctm):
+    model = resize_model([2, 3, 4, 5], [1, 1, 3, 2], opset=11, mode="nearest",
+                         coordinate_transformation_mode=ctm, nearest_mode=nearest)
+    assert_rewrites(model, DECONV_ONLY, {"Resize": 0, "ConvTranspose": 1})
+    _, report = assert_rewrites(model, DECONV, {"Resize": 0, "ConvTranspose": 0, "Concat": 1})
+    assert any(n.startswith("form=shuffle") for n in rewritten_notes(report))
+
+
+def test_plain_nearest_shuffle_is_concat_and_depth_to_space():
+    """FPN's pattern: asymmetric + floor x2 is copies + DepthToSpace, nothing else."""
+    model = resize_model([1, 4, 6, 6], [1, 1, 2, 2], mode="nearest", coordinate_transformation_mode="asymmetric",
+                         nearest_mode="floor")
+    new, report = assert_rewrites(model, DECONV, {"Resize": 0, "Concat": 1, "DepthToSpace": 1, "Pad": 0, "Slice": 0})
+    assert len(new.graph.node) == 2 and len(report.records(REWRITTEN)) == 1
+
+
+def test_cubic_coefficient_and_borders_against_a_ramp():
+    """A steep ramp makes any border mistake large: compare to the reference."""
+    model = resize_model([1, 1, 4, 6], [1, 1, 4, 3], mode="cubic", cubic_coeff_a=-0.6)
+    ramp = (np.arange(24, dtype=np.float32).reshape(1, 1, 4, 6) ** 2) - 100
+    new, _ = assert_rewrites(model, DECONV, {"Resize": 0, "ConvTranspose": 1}, inputs={"x": ramp})
+    want, _ = run_model(model, {"x": ramp})
+    got, _ = run_model(new, {"x": ramp})
+    assert compare_outputs(["y"], want, got)
+    assert np.allclose(got[0][..., 0, :], want[0][..., 0, :], atol=1e-3)   # the first row: all border
+
+
+@pytest.mark.parametrize("shape,scales", [([2, 3, 7], [1, 1, 4]), ([1, 2, 3, 4, 2], [1, 1, 2, 1, 3])])
+@pytest.mark.parametrize("mode", ["nearest", "linear", "cubic"])
+def test_one_and_three_spatial_axes(shape, scales, mode):
+    model = resize_model(shape, scales, mode=mode)
+    expect = {"Resize": 0, "ConvTranspose": 0 if mode == "nearest" else 1}
+    assert_rewrites(model, DECONV, expect)
+
+
+@pytest.mark.parametrize("dtype", [FLOAT, FLOAT16])
+@pytest.mark.parametrize("batch", [1, 3, "N"])
+def test_dtypes_and_batches(dtype, batch):
+    for mode in ("linear", "cubic"):
+        model = resize_model([batch, 3, 5, 6], [1, 1, 2, 2], mode=mode, dtype=dtype)
+        new, _ = assert_rewrites(model, DECONV, {"Resize": 0, "ConvTranspose": 1})
+        weight = next(t for t in new.graph.initializer if t.name.endswith("/weight"))
+        assert weight.data_type == dtype
+
+
+@pytest.mark.parametrize("op,opset,mode", [("Upsample", 7, "nearest"), ("Upsample", 7, "linear"),
+                                           ("Upsample", 9, "nearest"), ("Upsample", 9, "linear"),
+                                           ("Resize", 10, "nearest"), ("Resize", 10, "linear"),
+                                           ("Resize", 11, "cubic"), ("Resize", 13, "linear")])
+def test_every_opset(op, opset, mode):
+    model = resize_model([1, 2, 3, 4], [1, 1, 3, 2], opset=opset, op=op, mode=mode)
+    assert_rewrites(model, DECONV, {op: 0})
+
+
+def test_resize_18_axes_and_sizes_policy():
+    model = resize_model([1, 2, 3, 4], sizes=[9, 13], opset=18, axes=[2, 3], mode="linear",
+                         keep_aspect_ratio_policy="not_larger")
+    assert_rewrites(model, DECONV, {"Resize": 0, "ConvTranspose": 1})
+
+
+def test_antialias_has_no_effect_when_upsampling():
+    model = resize_model([1, 2, 3, 4], [1, 1, 2, 2], opset=18, mode="cubic", antialias=1)
+    assert_rewrites(model, DECONV, {"Resize": 0, "ConvTranspose": 1})
+
+
+def test_constant_nodes_and_shape_chains_fold():
+    assert_rewrites(resize_model([1, 2, 3, 4], [1, 1, 2, 2], constant_node=True, mode="linear"),
+                    DECONV, {"Resize": 0, "ConvTranspose": 1})
+    assert_rewrites(shape_chain_model([1, 2, 3, 4]), DECONV, {"Resize": 0, "ConvTranspose": 1})
+
+
+def test_factor_one_axes_and_identity_and_broadcast():
+    assert_rewrites(resize_model([1, 2, 3, 4], [1, 1, 1, 3], mode="cubic"), DECONV, {"Resize": 0, "ConvTranspose": 1})
+    _, report = assert_rewrites(resize_model([1, 2, 3, 4], [1, 1, 1, 1], mode="linear"), DECONV,
+                                {"Resize": 0, "Identity": 1})
+    assert "form=identity (every scale is 1)" in rewritten_notes(report)
+    # DeepLab's image pooling: a 1x1 map resized to 33x33 is a broadcast in every mode.
+    model = resize_model([1, 4, 1, 1], sizes=[1, 4, 33, 33], opset=11, mode="linear")
+    assert_rewrites(model, DECONV, {"Resize": 0, "Expand": 1})
+
+
+def test_symbolic_spatial_sizes_with_scales():
+    """The kernel and pads do not depend on n, so a symbolic H, W is fine."""
+    model = resize_model(["N", 3, "H", "W"], [1, 1, 2, 2], mode="linear")
+    assert_rewrites(model, DECONV, {"Resize": 0, "ConvTranspose": 1},
+                    inputs={"x": np.random.default_rng(1).standard_normal((2, 3, 5, 7)).astype(np.float32)})
+
+
+# --- left alone, with reasons ---------------------------------------------------------
+
+@pytest.mark.parametrize("model,reason", [
+    (lambda: resize_model([1, 2, 4, 4], [1, 1, 2, 2], mode="linear", coordinate_transformation_mode="align_corners"),
+     r"align_corners samples .* not periodic .* --resize-mode matmul"),
+    (lambda: resize_model([1, 2, 4, 4], sizes=[1, 2, 3, 3], roi=[0, 0, .1, .1, 1, 1, .9, .9], mode="linear",
+                          coordinate_transformation_mode="tf_crop_and_resize"), r"tf_crop_and_resize .* not periodic"),
+    (lambda: resize_model([1, 2, 4, 4], [1, 1, 2.5, 2], mode="linear"), r"scale 2.5 on axis 2 is not an integer"),
+    (lambda: resize_model([1, 2, 4, 4], [1, 1, .5, .5], mode="linear"), r"downsamples axis 2 \(scale 0.5\)"),
+    (lambda: resize_model([1, 2, 8, 8], [1, 1, .5, .5], opset=18, mode="linear", antialias=1),
+     r"downsamples axis 2"),
+    (lambda: resize_model([1, 2, 4, 4], [1, 1, 2, 2], mode="cubic", exclude_outside=1),
+     r"cubic with exclude_outside=1 renormalises"),
+    (lambda: resize_model([1, 2, 4, 4], [1, 2, 2, 2], mode="nearest"), r"resizes the batch or channel axis"),
+    (lambda: resize_model(["N", "C", 4, 4], [1, 1, 2, 2], mode="linear"), r"channel count is not static"),
+    (lambda: resize_model([1, 2, 4, 4], [1, 1, 2, 2], dtype=TensorProto.DOUBLE, mode="linear"),
+     r"element type DOUBLE is not lowered"),
+    (lambda: resize_model([1, 2, 4, 4], [1, 1, 2, 2], mode="nearest",
+                          coordinate_transformation_mode="tf_half_pixel_for_nn"),
+     r"tf_half_pixel_for_nn' is not defined in Resize-13"),
+    (lambda: resize_model([1, 2, 4, 4], [1, 1, 2, 2], opset=18, mode="nearest",
+                          coordinate_transformation_mode="half_pixel_symmetric"),
+     r"half_pixel_symmetric' is not defined in Resize-18"),
+    (lambda: shape_chain_model([1, 2, "H", "W"]),
+     r"sizes 'sizes' is computed from a tensor's shape, which is not static"),
+    (lambda: resize_model([1, 2, 4, 4], [1, 1, .6, .6], mode="linear", coordinate_transformation_mode="align_corners"),
+     r"align_corners on axis 2 uses length_resized, which the ONNX reference reads as scale \* n = 2.4"),
+    (lambda: resize_model([1, 2, 4, 4], [1, 1, 1.2, 1], opset=13, mode="nearest"),
+     r"onnxruntime copies such an axis while the ONNX reference resamples it"),
+])
+def test_skips_with_reason(model, reason):
+    assert_skips(model(), DECONV, reason=reason)
+
+
+def test_runtime_scales_are_left_alone():
+    model = resize_model([1, 2, 4, 4], [1, 1, 2, 2], mode="linear")
+    model.graph.input.append(helper.make_tensor_value_info("scales", FLOAT, [4]))
+    model.graph.ClearField("initializer")
+    assert_skips(model, DECONV, reason=r"scales 'scales' is a graph input; make it an initializer")
+
+
+# --- the matmul form --------------------------------------------------------------------
+
+@pytest.mark.parametrize("model", [
+    lambda: resize_model([1, 2, 4, 5], [1, 1, 2, 2], mode="linear", coordinate_transformation_mode="align_corners"),
+    lambda: resize_model([2, 3, 6, 7], sizes=[2, 3, 4, 3], mode="cubic", exclude_outside=1),
+    lambda: resize_model([1, 2, 8, 9], [1, 1, .6, .5], opset=18, mode="linear", antialias=1),
+    lambda: resize_model([1, 2, 4, 4], sizes=[1, 2, 3, 5], roi=[0, 0, .1, -.2, 1, 1, .9, 1.3], mode="linear",
+                         coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=7.0),
+    lambda: resize_model([2, 3, 5], [1, 2, 1.5], mode="nearest"),            # channel axis too
+    lambda: resize_model([3, 5], [2, 0.6], opset=19, mode="cubic"),            # rank 2
+    lambda: resize_model(["N", 2, 3, 4, 5], [1, 1, 2, 0.5, 1.5], mode="nearest", dtype=FLOAT16),
+])
+def test_matmul_form_handles_any_static_resize(model):
+    m = model()
+    _, report = assert_rewrites(m, MATMUL, {"Resize": 0, "ConvTranspose": 0})
+    notes = rewritten_notes(report)
+    assert "form=matmul" in notes and any(n.startswith("matrices axis") for n in notes), notes
+
+
+def test_matmul_form_reports_matrix_sizes():
+    model = resize_model([1, 2, 4, 6], [1, 1, 2, 3], mode="linear", coordinate_transformation_mode="align_corners")
+    _, report = assert_rewrites(model, "resize", {"Resize": 0, "MatMul": 2}, resize_mode="matmul")
+    assert "matrices axis 2: [8, 4], axis 3: [18, 6] (140 weights)" in rewritten_notes(report)
+
+
+def test_matmul_form_needs_static_sizes():
+    assert_skips(resize_model([1, 2, "H", 4], [1, 1, 0.5, 2], mode="linear"), MATMUL,
+                 reason=r"matmul form needs static sizes")
+
+
+# --- ONNX conformance cases ---------------------------------------------------------------
+
+# Integer upsampling on spatial axes in a periodic coordinate mode: the deconv form applies.
+DECONV_CASES = {
+    "test_resize_upsample_scales_nearest", "test_resize_upsample_scales_linear", "test_resize_upsample_scales_cubic",
+    "test_resize_upsample_scales_cubic_asymmetric", "test_resize_upsample_sizes_nearest_round_prefer_ceil_asymmetric",
+    "test_resize_upsample_sizes_nearest_ceil_half_pixel", "test_resize_upsample_scales_nearest_axes_2_3",
+    "test_resize_upsample_scales_nearest_axes_3_2", "test_resize_upsample_sizes_nearest_not_smaller",
+    "test_upsample_nearest"}
+# Implementation-defined: onnxruntime and the ONNX reference compute different results.
+AMBIGUOUS_CASES = {"test_resize_downsample_scales_linear_align_corners",
+                   "test_resize_downsample_scales_cubic_align_corners",
+                   "test_resize_downsample_sizes_nearest_not_smaller"}
+CASES = list(node_cases("resize", "upsample"))
+
+
+@pytest.mark.parametrize("pass_", [DECONV, MATMUL], ids=["deconv", "matmul"])
+@pytest.mark.parametrize("name,model,inputs,outputs", CASES, ids=[c[0] for c in CASES])
+def test_conformance(pass_, name, model, inputs, outputs):
+    rewritten = name in DECONV_CASES if pass_.mode == "deconv" else name not in AMBIGUOUS_CASES
+    if not rewritten:
+        assert_skips(model, pass_, reason=r"^(Resize|Upsample) '\w+': .{40,}")
+        return
+    new, _ = assert_rewrites(model, pass_, {"Resize": 0, "Upsample": 0}, inputs=inputs)
+    got, _ = run_model(new, inputs)
+    result = compare_outputs([o.name for o in new.graph.output], outputs, got)
+    assert result, f"{name}: the rewrite does not reproduce the reference outputs:\n{result}"
+
+
+def test_conformance_cases_were_found():
+    names = {c[0] for c in CASES}
+    assert DECONV_CASES <= names and AMBIGUOUS_CASES <= names and len(names) >= 40
+
+
+# --- property sweep against onnxruntime on the original -------------------------------------
+
+OPSETS = {9: "Upsample", 10: "Resize", 11: "Resize", 13: "Resize", 18: "Resize", 19: "Resize"}
+
+
+@st.composite
+def resize_cases(draw, matmul: bool):
+    opset = draw(st.sampled_from(sorted(OPSETS)))
+    legacy = opset <= 10
+    mode = draw(st.sampled_from(["nearest", "linear"] if legacy else ["nearest", "linear", "cubic"]))
+    # onnxruntime runs cubic on 2 spatial axes only (the reference lacks tf_half_pixel_for_nn)
+    rank = draw(st.integers(1, 3)) if mode != "cubic" else 2
+    sizes = draw(st.lists(st.integers(1, 5), min_size=rank, max_size=rank))
+    factor = st.sampled_from([0.5, 0.75, 1, 1.5, 2, 3]) if matmul else st.integers(1, 4)
+    scales = [1, 1] + [float(draw(factor)) for _ in range(rank)]
+    attrs = {"mode": mode}
+    if not legacy:
+        modes = ([m for m in PERIODIC if m != "tf_half_pixel_for_nn" or opset == 11]
+                 + (["align_corners", "tf_crop_and_resize"] if matmul else []))
+        attrs["coordinate_transformation_mode"] = draw(st.sampled_from(
+            [m for m in modes if m != "half_pixel_symmetric" or opset >= 19]))
+        attrs["nearest_mode"] = draw(st.sampled_from(NEAREST_MODES))
+        attrs["cubic_coeff_a"] = draw(st.sampled_from([-0.75, -0.5, -0.6]))
+        if matmul and mode != "nearest" and opset >= 18:
+            attrs["antialias"] = int(draw(st.booleans()))
+        if matmul and (mode == "cubic" or attrs.get("antialias")):
+            attrs["exclude_outside"] = int(draw(st.booleans()))
+    batch = draw(st.sampled_from([1, 2, "N"]))
+    dtype = draw(st.sampled_from([FLOAT, FLOAT, FLOAT16]))
+    shape = [batch, 2, *sizes]
+    if attrs.get("coordinate_transformation_mode") == "tf_crop_and_resize":
+        starts, ends = st.sampled_from([-0.25, 0.0, 0.1, 0.4]), st.sampled_from([0.6, 0.9, 1.0, 1.2])
+        roi = [0.0, 0.0] + [draw(starts) for _ in range(rank)] + [1.0, 1.0] + [draw(ends) for _ in range(rank)]
+        attrs["extrapolation_value"] = draw(st.sampled_from([0.0, 5.0]))
+        return resize_model(shape, scales, opset=opset, dtype=dtype, roi=roi, **attrs)
+    if opset >= 18 and draw(st.booleans()):  # sizes on the spatial axes only
+        out = [int(np.float32(s) * np.float32(n)) for s, n in zip(scales[2:], sizes)]
+        return resize_model(shape, sizes=out, opset=opset, dtype=dtype, axes=list(range(2, 2 + rank)), **attrs)
+    return resize_model(shape, scales, opset=opset, dtype=dtype, op=OPSETS[opset], **attrs)
+
+
+def describe(model) -> str:
+    node = model.graph.node[-1]
+    consts = {t.name: numpy_helper.to_array(t).tolist() for t in model.graph.initializer}
+    x = model.graph.input[0].type.tensor_type
+    dims = [d.dim_value or d.dim_param for d in x.shape.dim]
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    dtype = TensorProto.DataType.Name(x.elem_type)
+    return f"{node.op_type}-{model.opset_import[0].version} x{dims} {dtype} {consts} {attrs}"
+
+
+def _sweep(model, pass_):
+    """Rewrite where the pass can (checked against onnxruntime on the
+    original by assert_rewrites); otherwise it must say why."""
+    note(describe(model))
+    _, report = optimize(model, passes=[pass_], verify=False)
+    record = report.rewrites[0]
+    if record.status != REWRITTEN:
+        assert record.reason and len(record.reason) > 40, record.reason
+        return
+    assert_rewrites(model, pass_, {"Resize": 0, "Upsample": 0})
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(resize_cases(matmul=False), st.sampled_from([DECONV, DECONV_ONLY]))
+def test_property_deconv_matches_onnxruntime(model, pass_):
+    spec = _spec(model)
+    _sweep(model, pass_)
+    if all(ax.identity or ax.factor for ax in spec.axes[2:]) and spec.resized:
+        _, report = optimize(model, passes=[pass_], verify=False)
+        assert report.records(REWRITTEN), [r.reason for r in report.rewrites]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(resize_cases(matmul=True))
+def test_property_matmul_matches_onnxruntime(model):
+    _sweep(model, MATMUL)
+
+
+# --- with the convtranspose pass: the default pipeline -----------------------------------------
+
+@pytest.mark.parametrize("model", [
+    lambda: resize_model([1, 3, 5, 6], [1, 1, 2, 2], mode="linear"),
+    lambda: resize_model(["N", 3, 4, 4], [1, 1, 4, 4], mode="cubic", dtype=FLOAT16),
+    lambda: resize_model([2, 3, 4, 5], [1, 1, 3, 2], opset=11, mode="nearest",
+                         coordinate_transformation_mode="tf_half_pixel_for_nn", nearest_mode="round_prefer_ceil"),
+    lambda: resize_model([1, 2, 3, 4, 4], [1, 1, 2, 2, 2], mode="linear"),
+])
+def test_default_pipeline_leaves_no_resize_and_no_convtranspose(model):
+    m = model()
+    new, report = optimize(m)
+    counts = op_counts(new)
+    assert counts["Resize"] == 0 and counts["ConvTranspose"] == 0, dict(counts)
+    assert report.verification.equivalent is True
+    assert [r.pass_name for r in report.records(REWRITTEN)][0] == "resize"
+
+
+MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "models")
+
+
+@pytest.mark.parametrize("name,options,forms", [
+    ("fpn_nearest", {}, ["shuffle", "shuffle"]),                       # asymmetric + floor x2
+    ("seg_head_bilinear", {}, ["deconv", "deconv"]),                   # half_pixel x4, x8, opset 11
+    ("seg_head_bilinear_dynamo", {}, ["deconv", "deconv"]),            # opset 20 attributes
+    ("seg_head_align_corners", {"resize_mode": "matmul"}, ["matmul", "matmul"]),
+    ("deeplab_aspp", {}, ["broadcast"]),                               # 1x1 -> 33x33, sizes from Shape
+    ("all_three_dynamo", {}, ["deconv"]),                              # symbolic batch
+    ("all_three_fp16", {}, ["deconv"]),
+])
+def test_sample_models(name, options, forms):
+    model = onnx.load(os.path.join(MODELS, f"{name}.onnx"))
+    _, report = assert_rewrites(model, "resize", {"Resize": 0, "Upsample": 0}, **options)
+    got = [n.split(" ")[0].removeprefix("form=") for n in rewritten_notes(report) if n.startswith("form=")]
+    assert got == forms
+
+
+def test_sample_model_align_corners_is_left_alone_by_default():
+    model = onnx.load(os.path.join(MODELS, "seg_head_align_corners.onnx"))
+    report = assert_skips(model, DECONV, reason=r"align_corners samples t \* \(n - 1\) / \(m - 1\)")
+    assert len(report.rewrites) == 2
+
+
+def test_pass_options():
+    assert ResizeToConvTranspose.from_options({}) == ResizeToConvTranspose("deconv", "shuffle")
+    assert ResizeToConvTranspose.from_options({"resize_mode": "matmul", "resize_nearest": "deconv"}).mode == "matmul"
+    with pytest.raises(ValueError, match="resize_mode must be one of deconv, matmul"):
+        ResizeToConvTranspose("gemm")
+    with pytest.raises(ValueError, match="resize_nearest must be one of"):
+        ResizeToConvTranspose(nearest_form="gather")
