@@ -27,7 +27,13 @@ FOLDABLE_OPS = frozenset({
     "Flatten", "Max", "Min", "ReduceProd", "Flip", "Equal", "Where", "Not",
     "DequantizeLinear", "Tile", "Pow", "Reciprocal",
 })
-FOLD_MAX_ELEMENTS = 1 << 26  # never materialise absurdly large folded tensors
+FOLD_MAX_ELEMENTS = 1 << 26
+# Ops that only move entries around: a partly symbolic Shape may flow through
+# them, and an entry is static exactly when it comes out the same for two
+# different values of the symbolic dims (GraphView.partial_constant).
+DATA_MOVEMENT_OPS = frozenset({"Identity", "Cast", "Gather", "Concat", "Unsqueeze", "Squeeze",
+                               "Slice", "Reshape", "Flatten"})
+PROBES = (1_000_003, 1_000_033)  # never materialise absurdly large folded tensors
 
 
 def attributes(node: onnx.NodeProto) -> dict:
@@ -88,7 +94,7 @@ class GraphView:
             for i in node.input:
                 if i:
                     self._consumers.setdefault(i, []).append(node)
-        self._const_cache: dict[str, Optional[np.ndarray]] = {}
+        self._const_cache: dict[tuple, Optional[np.ndarray]] = {}
         self.labels = _unique_labels(self.graph.node)
 
     # --- opsets -----------------------------------------------------------
@@ -158,16 +164,43 @@ class GraphView:
         """The value of `name` if it is known before run time, else None.
 
         Constant means: an initializer that is not also a graph input (from
-        IR version 4 on those can be overridden at run time), the output of a Constant node, or the
-        output of a small chain of FOLDABLE_OPS whose inputs are constants --
-        including Shape of a value whose inspected dims are static.
+        IR version 4 on those can be overridden at run time), the output of a
+        Constant node, or the output of a small chain of FOLDABLE_OPS whose
+        inputs are constants -- including Shape of a value whose inspected
+        dims are static, and entries of Shape that data movement (Gather,
+        Slice, Concat, ...) picks out of a partly symbolic shape.
         """
         if not name:
             return None
-        if name not in self._const_cache:
-            self._const_cache[name] = None  # cycle guard
-            self._const_cache[name] = self._fold(name)
-        return self._const_cache[name]
+        value = self._value(name, None)
+        if value is None:
+            known = self.partial_constant(name)
+            if known is not None and known[1].all():
+                value = known[0]
+        return value
+
+    def partial_constant(self, name: str) -> Optional[tuple]:
+        """(values, known): `name` computed from a partly symbolic shape.
+
+        The chain is evaluated twice, every symbolic dim replaced by one of
+        two different probe values, through data-movement ops only; an entry
+        equal in both runs is a static dim (or a constant), a differing one
+        depends on a symbolic dim.  E.g. Concat(Shape(x)[:2], [64, 64]) with
+        a symbolic batch -> ([?, 3, 64, 64], [False, True, True, True])."""
+        exact = self._value(name, None)
+        if exact is not None:
+            return exact, np.ones(exact.shape, bool)
+        a, b = self._value(name, 0), self._value(name, 1)
+        if a is None or b is None or a.shape != b.shape:
+            return None
+        return a, a == b
+
+    def _value(self, name: str, probe: Optional[int]) -> Optional[np.ndarray]:
+        key = (name, probe)
+        if key not in self._const_cache:
+            self._const_cache[key] = None  # cycle guard
+            self._const_cache[key] = self._fold(name, probe)
+        return self._const_cache[key]
 
     def is_initializer(self, name: str) -> bool:
         return name in self.initializers and name not in self._overridable
@@ -186,7 +219,7 @@ class GraphView:
             return np.array(v, dtype=np.float32 if a.name == "value_floats" else np.int64)
         return None
 
-    def _fold(self, name: str) -> Optional[np.ndarray]:
+    def _fold(self, name: str, probe: Optional[int]) -> Optional[np.ndarray]:
         if name in self.initializers:
             if name in self._overridable:
                 return None
@@ -197,15 +230,17 @@ class GraphView:
         if node.op_type == "Constant":
             return self._constant_node_value(name)
         if node.op_type == "Shape":
-            return self._fold_shape(node)
-        if node.op_type not in FOLDABLE_OPS:
+            return self._fold_shape(node, probe)
+        allowed = FOLDABLE_OPS if probe is None else DATA_MOVEMENT_OPS
+        if node.op_type not in allowed or probe is not None and not _exact_cast(node):
             return None
-        inputs = [self.constant(i) if i else None for i in node.input]
+        inputs = [self._value(i, probe) if i else None for i in node.input]
         if any(v is None for i, v in zip(node.input, inputs) if i):
             return None
         return _evaluate(node, inputs, self.opset(), name)
 
-    def _fold_shape(self, node: onnx.NodeProto) -> Optional[np.ndarray]:
+    def _fold_shape(self, node: onnx.NodeProto, probe: Optional[int]) -> Optional[np.ndarray]:
+        """Shape(x)[start:end]; with a probe, symbolic dims take PROBES[probe]."""
         dims = self.shape(node.input[0])
         if dims is None:
             return None
@@ -214,15 +249,18 @@ class GraphView:
         start, end = a.get("start", 0), a.get("end", r)
         start = max(0, min(r, start + r if start < 0 else start))
         end = max(0, min(r, end + r if end < 0 else end))
-        picked = dims[start:end]
-        if not all(isinstance(d, int) for d in picked):
-            return self._fold_partial_shape(node, dims)
+        picked = [d if isinstance(d, int) else None for d in dims[start:end]]
+        if None in picked:
+            if probe is None:
+                return None
+            picked = [PROBES[probe] if d is None else d for d in picked]
         return np.array(picked, dtype=np.int64)
 
-    def _fold_partial_shape(self, node, dims) -> Optional[np.ndarray]:
-        """Shape(x) with a symbolic dim: fold only when every consumer is a
-        Gather picking static dims (exporters' Shape -> Gather(2) pattern)."""
-        return None
+
+def _exact_cast(node: onnx.NodeProto) -> bool:
+    """A Cast that keeps every probe value exact (not float16, not bool)."""
+    exact = (onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE)
+    return node.op_type != "Cast" or attributes(node).get("to") in exact
 
 
 def _evaluate(node, inputs, opset, name) -> Optional[np.ndarray]:

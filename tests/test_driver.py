@@ -257,3 +257,27 @@ def test_a_rolled_back_chain_is_rematched_node_by_node():
     assert sorted((r.node, r.status) for r in report.rewrites) == [
         ("keep1", REWRITTEN), ("r1", REWRITTEN), ("r3", REWRITTEN)]
     assert any("its chain was rolled back" in n for r in report.rewrites for n in r.notes)
+
+
+def test_static_entries_of_a_partly_symbolic_shape_fold():
+    from convrewrite.graph import GraphView
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.INT64, None)
+    inits = [numpy_helper.from_array(np.array(2, np.int64), "two"),
+             numpy_helper.from_array(np.array([0], np.int64), "zero"),
+             numpy_helper.from_array(np.array([2], np.int64), "end"),
+             numpy_helper.from_array(np.array([64, 64], np.int64), "hw")]
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Gather", ["s", "two"], ["h"]),        # static: 8
+             helper.make_node("Slice", ["s", "zero", "end"], ["nc"]),  # [N, 3]
+             helper.make_node("Concat", ["nc", "hw"], ["sizes"], axis=0),
+             helper.make_node("Cast", ["sizes"], ["y"], to=TensorProto.FLOAT16)]
+    m = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
+                          opset_imports=[helper.make_opsetid("", 17)])
+    g = GraphView(m)
+    assert g.constant("h") == 8
+    assert g.constant("sizes") is None
+    values, known = g.partial_constant("sizes")
+    assert known.tolist() == [False, True, True, True]
+    assert values[1:].tolist() == [3, 64, 64]
+    assert g.partial_constant("y") is None  # float16 cannot carry the probes exactly
