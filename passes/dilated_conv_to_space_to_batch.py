@@ -44,11 +44,17 @@ tap is undilated -- DeepLab's ASPP at rate 12/24/36 on an 8x8 map becomes a
 Chains (batch form, stride 1): later dilated Convs of the same rate reached
 through spatially pointwise ops (BatchNorm, Relu, Add, 1x1 Conv, ...) stay in
 batch form in one rewrite; see convrewrite/phase_chain.py.
+
+With a target profile (options["target"]): a Conv the target runs as it is is
+left alone; otherwise the forms are tried in order of preference (taps for
+tiny phase images, the mode, then batch, depth, slices, taps) and the first
+whose new nodes all fit the profile is built (convrewrite.target.pick_form);
+a chain is kept only when its whole replacement fits.
 """
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import prod
 from typing import ClassVar, Optional
 
@@ -60,6 +66,7 @@ from convrewrite.graph import GraphView, attributes
 from convrewrite.padding import conv_output_size, conv_pads, extent, join_pads
 from convrewrite.pixel_shuffle import pixel_shuffle, pixel_unshuffle
 from convrewrite.rewrite import Match, Replacement, Skip
+from convrewrite.target import Profile, needs_lowering, pick_form, replacement_violations, runs_as_is_reason
 from convrewrite.space_to_batch import (AxisPhases, batch_to_space, crop_to, interleave, live_taps,
                                         phase_images, space_to_batch, strided_slice, subsample, trimmed,
                                         window, window_pads)
@@ -106,6 +113,7 @@ class DilatedConvToSpaceToBatch:
     depth_weight_limit: int = DEFAULT_DEPTH_WEIGHT_LIMIT
     taps_below: int = DEFAULT_TAPS_BELOW
     chains: bool = True
+    target: Optional[Profile] = None        # lower only what it cannot run, in a form it can
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -120,7 +128,7 @@ class DilatedConvToSpaceToBatch:
         return cls(options.get("dilated_mode") or "batch",
                    DEFAULT_DEPTH_WEIGHT_LIMIT if limit is None else int(limit),
                    DEFAULT_TAPS_BELOW if below is None else int(below),
-                   bool(options.get("dilated_chains", True)))
+                   bool(options.get("dilated_chains", True)), options.get("target"))
 
     def candidate(self, node: onnx.NodeProto, graph: GraphView) -> bool:
         return (node.op_type == "Conv" and node.domain in ("", "ai.onnx")
@@ -137,16 +145,29 @@ class DilatedConvToSpaceToBatch:
         region = grow(graph, node, grid, lambda n: self._chain_conv(n, graph, grid))
         if region is None:
             return single
-        chain = Chain(p, grid, region)
         notes = single.notes + (f"chain: {len(region.convs) + 1} dilated Convs and "
                                 f"{len(region.nodes) - len(region.convs) - 1} other ops kept in batch form "
                                 f"(exits: {', '.join(region.exits)})",)
-        return Match(node, chain, nodes=region.nodes, notes=notes)
+        chain = Match(node, Chain(p, grid, region), nodes=region.nodes, notes=notes)
+        misfit = self._chain_misfit(chain, graph)
+        if misfit:
+            return Match(node, p, notes=single.notes + (f"target {self.target.name}: the chain of "
+                                                        f"{len(region.convs) + 1} dilated Convs is not kept in "
+                                                        f"batch form: {misfit}",))
+        return chain
 
     def match_alone(self, node: onnx.NodeProto, graph: GraphView) -> Match | Skip:
         """The node by itself, never as part of a chain (for a driver that
         re-matches the members of a rolled-back chain)."""
         return self._single(node, graph)
+
+    def _chain_misfit(self, chain: Match, graph: GraphView) -> Optional[str]:
+        """With a target, the first rule the chain's replacement breaks (a
+        chain is kept only when every node of it fits), else None."""
+        if self.target is None:
+            return None
+        found = replacement_violations(self.build(chain, graph), graph, self.target)
+        return found[0] + (f" (and {len(found) - 1} more)" if len(found) > 1 else "") if found else None
 
     def _chain_conv(self, node, graph: GraphView, grid: Grid) -> Optional[Lowering]:
         """A later dilated Conv that can read the chain's phase form."""
@@ -165,50 +186,83 @@ class DilatedConvToSpaceToBatch:
         axes, notes = _axes(node, graph)
         if any(a.out < 1 for a in axes):
             return Skip(f"{where}: the output would be empty (size {[a.out for a in axes]})")
-        original = axes
+        if self.target is not None and needs_lowering(node, graph, self.target) is None:
+            return Skip(runs_as_is_reason(node, graph, self.target))
         axes, taps, more = _simplify(node, graph, axes)
-        form, why = self._form(node, graph, axes, taps)
         ws = graph.shape(node.input[1])
         group = int(attributes(node).get("group", 1))
         bias = node.input[2] if len(node.input) > 2 else ""
-        params = Lowering(form, tuple(axes), ws[1] * group, ws[0], group, node.input[1], bias, taps)
-        notes = [f"form={form}"] + notes + more + ([why] if why else []) + [_macs_note(ws, original, params)]
+        base = Lowering("", tuple(axes), ws[1] * group, ws[0], group, node.input[1], bias, taps)
+        forms = self._forms(graph, base)
+        chosen = self._choose(node, graph, base, forms)
+        if isinstance(chosen, Skip):
+            return chosen
+        form, choice_notes = chosen
+        params = replace(base, form=form)
+        why = self._why(graph, params, forms[0][0])
+        notes = [f"form={form}"] + notes + more + ([why] if why else []) + list(choice_notes)
         return Match(node, params, notes=tuple(notes))
 
-    def _form(self, node, graph: GraphView, axes, taps) -> tuple[str, str]:
-        """The form to build and why, when it is not simply the mode."""
-        if all(a.dilation == 1 for a in axes):
-            return "plain", ""
-        if all(a.phases == 1 for a in axes):   # d divides s: only x_pad[::d] is read
-            return "subsample", "the dilation divides the stride: only every d-th input is read"
-        constant = graph.constant(node.input[1]) is not None
-        outputs = prod(a.per_phase for a in axes)
-        if constant and (self.mode == "taps" or outputs < self.taps_below):
-            return "taps", "" if self.mode == "taps" else (
-                f"phase images of {outputs} outputs (below taps_below={self.taps_below}) convolve "
-                "inefficiently: one undilated Conv per tap, summed (taps form)")
-        form, why = self.mode, ""
-        if form == "taps":
-            form, why = "batch", "the taps form needs a constant weight to slice; used the batch form"
-        if not all(a.aligned for a in axes):
-            bad = next(a for a in axes if not a.aligned)
-            return "slices", (f"stride {bad.stride} and dilation {bad.dilation} share no factor beyond "
-                              f"{bad.common}, so the phases start at shifted offsets: strided Slices "
-                              "(slices form)")
-        if form == "depth":
-            form, why = self._depth_or_batch(node, graph, axes, taps)
-        return form, why
+    def _choose(self, node, graph: GraphView, base: Lowering, forms) -> tuple[str, tuple] | Skip:
+        """The form to build and the notes on the forms passed over.  Without
+        a target: the first form that can be built.  With one: the first
+        whose replacement the target runs (pick_form), else the one with the
+        fewest problems."""
+        if self.target is None:
+            k = next(k for k, (f, why) in enumerate(forms) if why is None)
+            return forms[k][0], ((f"{forms[0][1]}; used the {forms[k][0]} form",) if k else ())
+        reasons = dict(forms)
+        choice = pick_form([f for f, _ in forms], lambda f: reasons[f] or self._attempt(node, graph, base, f),
+                           graph, self.target)
+        if choice.replacement is None:   # every form was refused with a reason
+            why = "; ".join(f"{f}: {r}" for f, r in choice.rejected)
+            return Skip(f"Conv '{graph.label(node)}': no lowering form can be built for target "
+                        f"'{self.target.name}' ({why})")
+        return choice.form, choice.notes(self.target)
 
-    def _depth_or_batch(self, node, graph: GraphView, axes, taps) -> tuple[str, str]:
-        w = graph.constant(node.input[1])
-        if w is None:
-            return "batch", "depth form needs a constant weight to tile; used the batch form"
-        blocks = prod(a.phases for a in axes)
-        tiled = _kept_weight(w, taps).nbytes * blocks
+    def _forms(self, graph: GraphView, p: Lowering) -> list[tuple[str, Optional[str]]]:
+        """The forms that can lower `p`, in order of preference, each with why
+        it cannot be built for this Conv (None: it can).  The order is the
+        taps form first for tiny phase images, then the mode, then batch,
+        depth, slices, taps; the slices form (or plain, subsample) can always
+        be built."""
+        if all(a.dilation == 1 for a in p.axes):
+            return [("plain", None)]
+        taps = None if graph.constant(p.weight) is not None else "the taps form needs a constant weight to slice"
+        if all(a.phases == 1 for a in p.axes):   # d divides s: only x_pad[::d] is read
+            return [("subsample", None), ("taps", taps)]
+        order = [self.mode, "batch", "depth", "slices", "taps"]
+        if taps is None and _phase_outputs(p) < self.taps_below:
+            order.insert(0, "taps")
+        blocked = _unaligned(p)
+        reasons = {"batch": blocked, "depth": blocked or self._depth_problem(graph, p), "slices": None,
+                   "taps": taps}
+        return [(f, reasons[f]) for f in dict.fromkeys(order)]
+
+    def _why(self, graph: GraphView, p: Lowering, first: str) -> str:
+        """Why the chosen form, when the geometry or a size decided it."""
+        if p.form == "subsample":
+            return "the dilation divides the stride: only every d-th input is read"
+        if p.form == "taps" and first == "taps" and self.mode != "taps":
+            return (f"phase images of {_phase_outputs(p)} outputs (below taps_below={self.taps_below}) convolve "
+                    "inefficiently: one undilated Conv per tap, summed (taps form)")
+        if p.form == "depth":
+            blocks, tiled = _depth_tiling(graph, p)
+            return f"depth form tiles the weight {blocks}x ({tiled // blocks} -> {tiled} bytes)"
+        return ""
+
+    def _depth_problem(self, graph: GraphView, p: Lowering) -> Optional[str]:
+        if graph.constant(p.weight) is None:
+            return "depth form needs a constant weight to tile"
+        blocks, tiled = _depth_tiling(graph, p)
         if tiled > self.depth_weight_limit:
-            return "batch", (f"depth form would tile the weight {blocks}x to {tiled} bytes, above "
-                             f"depth_weight_limit={self.depth_weight_limit}; used the batch form")
-        return "depth", f"depth form tiles the weight {blocks}x ({tiled // blocks} -> {tiled} bytes)"
+            return (f"depth form would tile the weight {blocks}x to {tiled} bytes, above "
+                    f"depth_weight_limit={self.depth_weight_limit}")
+        return None
+
+    def _attempt(self, node, graph: GraphView, base: Lowering, form: str) -> Replacement:
+        """The replacement in `form`, for the target check (build is pure)."""
+        return self.build(Match(node, replace(base, form=form)), graph)
 
     # --- build ------------------------------------------------------------
 
@@ -296,16 +350,27 @@ def _simplify(node, graph: GraphView, axes) -> tuple[list[AxisPhases], Optional[
     return new, tuple(spans), notes
 
 
-def _macs_note(ws, original, p: Lowering) -> str:
-    """MACs per batch item, counting every phase the batch form folds into
-    the batch (per-item counters cannot see those)."""
-    per_output = ws[1] * ws[0]
-    before = per_output * prod(a.out * a.kernel for a in original)
-    if p.form in ("plain", "taps"):
-        after = per_output * prod(a.out * a.kernel for a in p.axes)
-    else:
-        after = per_output * prod(a.phases * a.per_phase * a.kernel for a in p.axes)
-    return f"macs {after} ({after / before:.3f}x the dilated Conv's {before})"
+def _phase_outputs(p: Lowering) -> int:
+    """Outputs of one phase image."""
+    return prod(a.per_phase for a in p.axes)
+
+
+def _unaligned(p: Lowering) -> Optional[str]:
+    """Why no block split reaches the phases (batch and depth forms), or None."""
+    bad = next((a for a in p.axes if not a.aligned), None)
+    if bad is None:
+        return None
+    return (f"stride {bad.stride} and dilation {bad.dilation} share no factor beyond {bad.common}, so the "
+            "phases start at shifted offsets that no block split reaches (only strided Slices do)")
+
+
+def _depth_tiling(graph: GraphView, p: Lowering) -> tuple[int, int]:
+    """(phases P, bytes of the kept weight [O, C/G, k...] tiled P times) for
+    the depth form; the weight must be constant."""
+    blocks = prod(a.phases for a in p.axes)
+    w = graph.constant(p.weight)
+    kept = w.itemsize * w.shape[0] * w.shape[1] * prod(a.kernel for a in p.axes)
+    return blocks, kept * blocks
 
 
 def _kept_weight(w: np.ndarray, taps) -> np.ndarray:

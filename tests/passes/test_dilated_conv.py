@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from math import prod
 
@@ -18,6 +19,8 @@ from convrewrite.equivalence import compare_outputs, run_onnxruntime
 from convrewrite.graph import GraphView, attributes
 from convrewrite.padding import conv_output_size, conv_pads
 from convrewrite.report import REWRITTEN
+from convrewrite.target import Profile, builtin_names, format_violations, load_profile
+from convrewrite.target import check_model as target_violations
 from convrewrite.space_to_batch import (AxisPhases, batch_to_space, interleave, live_taps,
                                         space_to_batch, strided_slice)
 from helpers import assert_rewrites, assert_skips, op_counts
@@ -167,6 +170,22 @@ def test_runtime_bias_in_depth_form_is_tiled_at_run_time():
     model = conv_model((1, 3, 10, 10), (4, 3, 3, 3), bias_input=True, dilations=[2, 2], pads=[2] * 4)
     new, _ = assert_rewrites(model, form_pass("depth"), {"Conv": 1, "Tile": 1, "SpaceToDepth": 1})
     assert not dilated_convs(new)
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("batch", [3, "N"])
+def test_report_macs_count_every_phase(form, batch):
+    """The report's MACs (whole tensor, symbolic batch as 1): the batch, depth
+    and slices forms compute q*P >= out outputs per axis and pay for it; the
+    taps form computes exactly the dilated Conv's products."""
+    model = conv_model((1, 3, 9, 10), (4, 3, 3, 3), batch=batch, dilations=[2, 3], pads=[2, 1, 2, 3])
+    _, report = rewrite(model, form, conv_count(form, 6, 9))
+    record, = report.records(REWRITTEN)
+    out = [conv_output_size(9, 3, 1, 2, 2, 2), conv_output_size(10, 3, 1, 3, 1, 3)]   # 9, 8
+    n = 3 if batch == 3 else 1
+    assert record.macs_before == n * 4 * prod(out) * 3 * 9
+    computed = prod(out) if form == "taps" else prod(-(-o // p) * p for o, p in zip(out, (2, 3)))   # 10 * 9
+    assert record.macs_after == n * 4 * computed * 3 * 9
 
 
 # --- stride > 1 ---------------------------------------------------------------
@@ -592,3 +611,226 @@ def test_sample_models(sample, mode):
     assert not dilated_convs(new)
     if mode == "slices":
         assert max_rank(new) <= 4
+
+
+# --- target profiles: lower only what the target cannot run, in a form it runs ----
+
+NO_DILATION = {"Conv": {"dilations": [1], "note": "no dilated convolution"}}
+
+
+def profile(tmp_path, name, operators=None, **spec) -> Profile:
+    """A profile written inline as JSON, loaded (and validated) like a user's file."""
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"name": name, "operators": operators or NO_DILATION, **spec}))
+    return load_profile(path)
+
+
+def target_pass(target, mode="batch", **kw) -> DilatedConv:
+    """The pass for `target`, with the automatic taps form off unless asked."""
+    return DilatedConv(mode, taps_below=kw.pop("taps_below", 0), target=target, **kw)
+
+
+def rewrite_for(model, target, expect_ops, mode="batch", **kw):
+    """assert_rewrites for a target, plus: no dilated Conv is left and every
+    node of the result fits the target."""
+    new, report = assert_rewrites(model, target_pass(target, mode, **kw), expect_ops)
+    assert not dilated_convs(new)
+    assert not target_violations(new, target), format_violations(target_violations(new, target), target)
+    return new, report
+
+
+def used_form(report) -> str:
+    return next(n[5:] for n in notes_of(report) if n.startswith("form="))
+
+
+def batch_dims(model: onnx.ModelProto) -> set:
+    """dim 0 of every tensor of rank >= 3 (inputs, intermediates, outputs)."""
+    g = onnx.shape_inference.infer_shapes(model, strict_mode=True).graph
+    dims = set()
+    for v in list(g.input) + list(g.value_info) + list(g.output):
+        shape = v.type.tensor_type.shape.dim
+        if len(shape) >= 3:
+            dims.add(shape[0].dim_value if shape[0].HasField("dim_value") else shape[0].dim_param)
+    assert len(g.value_info) >= len(model.graph.node) - 1, "shape inference lost values"
+    return dims
+
+
+def test_target_option_reaches_the_pass(tmp_path):
+    p = profile(tmp_path, "npu")
+    assert DilatedConv.from_options({"target": p}).target is p
+    assert DilatedConv.from_options({}).target is None
+
+
+def test_conv_the_target_runs_is_left_alone(tmp_path):
+    """The target runs dilation 2 (not 3): the d=2 Conv is left as it is, with
+    the reason; the d=3 one is lowered."""
+    atrous = profile(tmp_path, "atrous-npu", {"Conv": {"dilations": [1, 2]}})
+    model = conv_model((1, 3, 12, 12), (4, 3, 3, 3), dilations=[2, 2], pads=[2] * 4)
+    assert_skips(model, DilatedConv(target=atrous),
+                 reason=r"^Conv 'conv': target 'atrous-npu' runs it as it is .*left unchanged$")
+    new, report = optimize(model, passes=["dilated-conv"], target=atrous.origin)
+    assert op_counts(new) == op_counts(model) and report.target["fits"] and report.rewritten == 0
+    rewrite_for(conv_model((1, 3, 12, 12), (4, 3, 3, 3), dilations=[3, 3], pads=[3] * 4), atrous, {"Conv": 1})
+
+
+@pytest.mark.parametrize("case,expect", [
+    ("1d", "batch"),                 # rank 2 + 2 = 4: the batch form fits
+    ("1d_not_divisible", "batch"),
+    ("2d_equal", "depth"),           # batch: SpaceToDepth + rank-5 Reshape; depth: SpaceToDepth, rank 4
+    ("2d_per_axis", "slices"),       # batch and depth: rank-6 Reshape
+    ("2d_one_axis", "slices"),       # phases on one axis: a pixel unshuffle of rank 5 at least
+    ("same_upper", "slices"),
+    ("depthwise", "depth"),
+    ("depthwise_x2", "slices"),
+])
+def test_max_rank_4_produces_no_tensor_above_rank_4(tmp_path, case, expect):
+    rank4 = profile(tmp_path, "rank4", max_rank=4)
+    x_shape, w_shape, attrs, phases = CASES[case]
+    model = conv_model(x_shape, w_shape, batch="N", **attrs)
+    new, report = rewrite_for(model, rank4, {"Conv": conv_count(expect, phases)})
+    assert max_rank(new) <= 4 and used_form(report) == expect
+    if expect != "batch":   # the check can fail: the batch form goes above rank 4
+        assert any(n.startswith("target rank4: form 'batch' not used") and "rank <= 4" in n
+                   for n in notes_of(report))
+        assert max_rank(rewrite(model, "batch")[0]) > 4
+
+
+@pytest.mark.parametrize("case", ["1d", "2d_equal", "2d_per_axis", "2d_kernel_2x4", "depthwise_x2", "3d"])
+def test_batch_must_be_one_produces_no_batch_above_1(tmp_path, case):
+    unit = profile(tmp_path, "unit-batch", batch_must_be_one=True)
+    x_shape, w_shape, attrs, phases = CASES[case]
+    model = conv_model((1,) + x_shape[1:], w_shape, **attrs)
+    new, report = rewrite_for(model, unit, {"Conv": 1})
+    assert used_form(report) == "depth"     # batch stays N; the weight is tiled instead
+    assert batch_dims(new) == {1}
+    assert batch_dims(rewrite(model, "batch")[0]) != {1}   # what the check would catch
+
+
+def test_batch_must_be_one_with_a_symbolic_batch(tmp_path):
+    unit = profile(tmp_path, "unit-batch", batch_must_be_one=True)
+    model = conv_model((1, 3, 10, 11), (4, 3, 3, 3), batch="N", dilations=[2, 3], pads=[1, 2, 0, 3])
+    _, report = rewrite_for(model, unit, {"Conv": 1})
+    assert used_form(report) == "depth"
+
+
+@pytest.mark.parametrize("mode", ["batch", "depth"])
+def test_no_space_to_depth_on_a_target_without_it(tmp_path, mode):
+    """SpaceToDepth is in both the batch and the depth form (2-D, equal rates):
+    strided Slices (slices form) reach the phases instead."""
+    target = profile(tmp_path, "no-s2d", unsupported_operators=["SpaceToDepth"])
+    model = conv_model((1, 3, 9, 9), (4, 3, 3, 3), dilations=[2, 2], pads=[2] * 4)
+    new, report = rewrite_for(model, target, {"Conv": 4, "SpaceToDepth": 0}, mode=mode)
+    assert used_form(report) == "slices"
+    assert any(n.startswith(f"target no-s2d: form '{mode}' not used") and "SpaceToDepth" in n
+               for n in notes_of(report))
+
+
+@pytest.mark.parametrize("rate,expect", [(2, "batch"), (3, "taps")])
+def test_depth_to_space_dcr_block_2_only(tmp_path, rate, expect):
+    """DepthToSpace only DCR with block 2: rate 2 keeps the batch form; at rate
+    3 every form's DepthToSpace has block 3, so the taps form (none) is used."""
+    ops = {**NO_DILATION, "DepthToSpace": {"modes": ["DCR"], "block_sizes": [2]}}
+    target = profile(tmp_path, "d2s-dcr-2", ops)
+    model = conv_model((1, 3, 12, 12), (4, 3, 3, 3), dilations=[rate] * 2, pads=[rate] * 4)
+    new, report = rewrite_for(model, target, {"Conv": 1 if expect == "batch" else 9})
+    assert used_form(report) == expect
+    for n in new.graph.node:
+        if n.op_type == "DepthToSpace":
+            a = attributes(n)
+            assert a.get("mode", "DCR") == "DCR" and a["blocksize"] == 2
+
+
+def test_explicit_mode_is_tried_first(tmp_path):
+    """depth and slices both fit rank 4: the user's mode wins; a mode the
+    target refuses (a grouped Conv in the depth form) gives way, with the rule."""
+    rank4 = profile(tmp_path, "rank4", max_rank=4)
+    model = conv_model((1, 3, 12, 12), (4, 3, 3, 3), dilations=[2, 2], pads=[2] * 4)
+    _, report = rewrite_for(model, rank4, {"Conv": 4}, mode="slices")
+    assert used_form(report) == "slices" and "target rank4: form 'slices' fits" in notes_of(report)
+    no_groups = profile(tmp_path, "dense-only", {"Conv": {"dilations": [1], "groups": ["standard"]}})
+    _, report = rewrite_for(model, no_groups, {"Conv": 1}, mode="depth")
+    assert used_form(report) == "batch"
+    assert any(n.startswith("target dense-only: form 'depth' not used") and "grouped convolution" in n
+               for n in notes_of(report))
+
+
+def test_vendor_profile_picks_the_taps_form(tmp_path):
+    """Ethos-U55 (Vela): no Transpose, DepthToSpace or SpaceToDepth, Slice
+    steps 1, dilated kernel area <= 4096.  A 3x3 Conv at rate 40 (81x81)
+    needs lowering; at stride 1 only the taps form (unit-step Slices, 1x1
+    Convs, Adds) fits."""
+    u55 = load_profile("arm-ethos-u55")
+    model = conv_model((1, 4, 48, 48), (4, 4, 3, 3), dilations=[40, 40], pads=[40] * 4)
+    new, report = rewrite_for(model, u55, {"Conv": 9, "Transpose": 0, "DepthToSpace": 0})
+    assert used_form(report) == "taps"
+    rejected = [n for n in notes_of(report) if "not used" in n]
+    assert [n.split("'")[1] for n in rejected] == ["batch", "depth", "slices"]
+
+
+def test_subsample_and_plain_forms_under_a_target(tmp_path):
+    """d divides s (subsample) and a rate that leaves one live tap (plain):
+    one form each, and it fits."""
+    rank4 = profile(tmp_path, "rank4", max_rank=4, batch_must_be_one=True)
+    strided = conv_model((1, 3, 17, 13), (4, 3, 3, 3), strides=[4, 2], dilations=[2, 2], pads=[1, 2, 2, 1])
+    _, report = rewrite_for(strided, rank4, {"Conv": 1})
+    assert used_form(report) == "subsample"
+    aspp = conv_model((1, 8, 8, 8), (6, 8, 3, 3), dilations=[24, 24], pads=[24] * 4)
+    _, report = rewrite_for(aspp, rank4, {"Conv": 1})
+    assert used_form(report) == "plain"
+
+
+@pytest.mark.parametrize("n,blocked,chained", [
+    (33, [], True),         # everything the chain needs is allowed
+    (33, ["Where"], False),  # 2 does not divide 33: the chain masks with Where
+    (32, ["Where"], True),   # no mask needed
+])
+def test_chain_only_where_the_target_runs_it(tmp_path, n, blocked, chained):
+    target = profile(tmp_path, "npu", unsupported_operators=blocked)
+    model = residual_stage(n)
+    new, report = assert_rewrites(model, DilatedConv(target=target), {"Conv": 4},
+                                  expect_rewrites=1 if chained else 3)
+    assert not dilated_convs(new) and not target_violations(new, target)
+    assert bool(chain_notes(report)) == chained
+    if not chained:
+        assert any("target npu: the chain of 3 dilated Convs is not kept in batch form: Where" in note
+                   for note in notes_of(report))
+
+
+def test_no_chain_when_the_target_refuses_the_batch_form():
+    generic = load_profile("generic-npu")
+    new, report = assert_rewrites(residual_stage(33), DilatedConv(target=generic), {"Conv": 4},
+                                  expect_rewrites=3)
+    assert not chain_notes(report) and {used_form_of(r) for r in report.records(REWRITTEN)} == {"depth"}
+    assert not target_violations(new, generic)
+
+
+def used_form_of(record) -> str:
+    return next(n[5:] for n in record.notes if n.startswith("form="))
+
+
+def forbids_dilation(p: Profile) -> bool:
+    return (p.allows_op("Conv", kernel_shape=[3, 3], dilations=[1, 1])
+            and not p.allows_op("Conv", kernel_shape=[3, 3], dilations=[2, 2]))
+
+
+@pytest.mark.parametrize("name", builtin_names())
+@pytest.mark.parametrize("sample", ["deeplab_aspp", "tcn_1d", "all_three"])
+def test_sample_models_for_every_builtin_target(sample, name):
+    """The whole model stays equivalent; no dilated Conv is left among the
+    violations; a rewrite whose form was found to fit leaves no violation
+    on its new nodes; a Conv the target runs is left alone, saying so."""
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "models", f"{sample}.onnx")
+    target = load_profile(name)
+    new, report = optimize(path, passes=["dilated-conv"], target=name)
+    assert report.verification.equivalent is True, report.verification
+    onnx.checker.check_model(new, full_check=True)
+    left = {n.name for n in dilated_convs(new)}
+    violating = {v["node"] for v in report.target["violations"]}
+    assert not left & violating, report.target["violations"]
+    if forbids_dilation(target):
+        assert not left and report.rewritten == len(dilated_convs(onnx.load(path)))
+    for r in report.rewrites:
+        if r.status == REWRITTEN and f"target {name}: form '{used_form_of(r)}' fits" in r.notes:
+            assert not [v for v in violating if v.startswith(f"{r.node}/dilated-conv/")]
+        if r.node in left:
+            assert r.reason.startswith(f"Conv '{r.node}': target '{name}' runs it as it is")
