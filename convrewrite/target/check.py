@@ -126,10 +126,14 @@ def replacement_violations(replacement, graph: GraphView, profile: Optional[Prof
     The new nodes are checked in a small model of their own (their inputs
     typed as in `graph`, their shapes inferred), so a pass can ask before the
     driver splices anything."""
+    return [v.message for v in _replacement_check(replacement, graph, profile)]
+
+
+def _replacement_check(replacement, graph: GraphView, profile: Optional[Profile]) -> list[Violation]:
     if profile is None:
         return []
     view, constants = _replacement_view(replacement, graph, profile)
-    return [v.message for node in view.graph.node for v in check_node(node, view, profile, constants)]
+    return [v for node in view.graph.node for v in check_node(node, view, profile, constants)]
 
 
 @dataclass(frozen=True)
@@ -167,19 +171,23 @@ def pick_form(forms: Sequence, build: Callable[[Any], Any], graph: GraphView,
     """Try `forms` in order of preference; `build(form)` returns a Replacement,
     or a string saying why that form cannot be built for this node.  Returns
     the first form whose replacement fits `profile` (without a profile: the
-    first that builds), else the one with the fewest violations."""
+    first that builds), else the one breaking the fewest distinct rules (a
+    rule broken once per tap is one problem, not many), then the fewest
+    violations."""
     tried, best = [], None
     for form in forms:
         result = build(form)
         if isinstance(result, str):
             tried.append((form, result))
             continue
-        problems = tuple(replacement_violations(result, graph, profile))
+        found = _replacement_check(result, graph, profile)
+        problems = tuple(v.message for v in found)
         if not problems:
             return FormChoice(form, result, (), tuple(tried))
         tried.append((form, problems))
-        if best is None or len(problems) < len(best[2]):
-            best = (form, result, problems)
+        cost = (len({v.rule for v in found}), len(found))
+        if best is None or cost < best[3]:
+            best = (form, result, problems, cost)
     if best is None:
         return FormChoice(None, None, (), tuple(tried))
     return FormChoice(best[0], best[1], best[2], tuple(t for t in tried if t[0] != best[0]))
