@@ -42,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 3 if any candidate node of a requested pass is left unrewritten")
     o.add_argument("--force", action="store_true",
                    help="write even if verification fails; allow output == input")
-    o.add_argument("--convtranspose-form", choices=("auto", "single-conv", "phase-convs"), default="auto",
-                   help="convtranspose lowering form (default: auto, the one with fewer MACs)")
+    o.add_argument("--convtranspose-form", choices=("auto", "single-conv", "phase-convs", "border-split"),
+                   default="auto",
+                   help="convtranspose lowering form (default: auto: the simplest within 1.1x the MACs)")
     o.add_argument("--dilated-mode", choices=("batch", "depth", "slices", "taps"), default="batch",
                    help="dilated-conv lowering form (default: batch; small phase images use taps)")
     o.add_argument("--depth-weight-limit", type=int, metavar="BYTES",

@@ -114,8 +114,8 @@ def test_to_dict_round_trips(tmp_path):
 
 
 def test_the_documented_examples_load(tmp_path):
-    text = (ROOT / "docs" / "targets.md").read_text()
-    blocks = re.findall(r"```json\n(.*?)```", text, re.S)
+    text = (ROOT / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```json\n(.*?)```", text, re.S) if '"operators"' in b]
     assert len(blocks) >= 2
     full = inline(tmp_path, blocks[0])
     assert full.name == "my-npu" and full.max_rank == 4

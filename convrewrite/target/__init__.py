@@ -8,7 +8,7 @@
 
 profile.py holds the data model and the strict JSON loader, facts.py reads
 what the rules need from a node, check.py applies the rules.  The format is
-documented in docs/targets.md.
+documented in the README (Target profiles).
 """
 from .check import (FormChoice, check_model, check_node, format_violations, needs_lowering,
                     node_violations, op_violations, pick_form, replacement_violations, runs_as_is_reason,

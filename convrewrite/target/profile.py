@@ -1,6 +1,6 @@
 """Target profiles: what an accelerator can run, as data.
 
-A profile is a JSON object (format in docs/targets.md).  It describes
+A profile is a JSON object (format in the README, "Target profiles").  It describes
 *restrictions*: an operator the profile does not mention is allowed, unless
 `"unlisted_operators": "unsupported"` turns the table into the complete list
 of what the target runs.  Each operator entry is either one rule (an object)
