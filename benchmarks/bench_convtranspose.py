@@ -5,8 +5,8 @@ a ConvTranspose and of its rewrite, on realistic decoder shapes, and MACs.
     python benchmarks/bench_convtranspose.py [--repeats 50] [--threads 1] [--forms]
 
 Each case is one ConvTranspose node (batch 1, float32) rewritten by the pass
-in its default form (`auto`); with --forms the single-conv and phase-convs
-forms are timed as well where they differ.  Latency is the median of
+in its default form (`auto`); with --forms the single-conv, phase-convs and
+border-split forms are timed as well where they differ.  Latency is the median of
 interleaved runs (original, rewrite, original, ...), one session per model.
 """
 from __future__ import annotations
@@ -33,9 +33,13 @@ CASES = [
     ("U-Net up 2x2/s2", (32, 32), 128, 64, 2, 2, 0, 0, 1),
     ("DCGAN 4x4/s2/p1", (16, 16), 256, 128, 4, 2, 1, 0, 1),
     ("DCGAN 4x4/s2/p1", (32, 32), 128, 64, 4, 2, 1, 0, 1),
+    ("DCGAN 4x4/s2/p1", (64, 64), 64, 32, 4, 2, 1, 0, 1),
+    ("4x4/s2/p0 (borders kept)", (32, 32), 64, 32, 4, 2, 0, 0, 1),
     ("3x3/s2/p1/op1", (32, 32), 64, 64, 3, 2, 1, 1, 1),
     ("3x3/s2/p1 (odd output)", (32, 32), 64, 64, 3, 2, 1, 0, 1),
     ("3x3/s1/p1", (32, 32), 64, 64, 3, 1, 1, 0, 1),
+    ("3x3/s1/p0 (full)", (32, 32), 64, 64, 3, 1, 0, 0, 1),
+    ("7x7/s1/p0 (full)", (16, 16), 32, 32, 7, 1, 0, 0, 1),
     ("depthwise 4x4/s2/p1", (32, 32), 64, 64, 4, 2, 1, 0, 64),
     ("grouped 2x2/s2 (g=4)", (32, 32), 64, 64, 2, 2, 0, 0, 4),
     ("3-D 2x2x2/s2", (8, 16, 16), 32, 16, 2, 2, 0, 0, 1),
@@ -79,19 +83,20 @@ def interleaved_medians(sessions, feeds, repeats: int) -> list[float]:
 
 
 def rewrites(model, forms):
-    """(form, model, macs_before, macs_after, op summary) for each requested form."""
+    """(form, model, macs_before, macs_after, op summary) for each requested
+    form; a forced form whose graph equals an earlier one is left out."""
     out, seen = [], set()
     for form in forms:
         new, report = optimize(model, passes=[ConvTransposeToConv(form)])
         rec = report.rewrites[0]
         chosen = next(n.split("=", 1)[1] for n in rec.notes if n.startswith("form="))
-        if rec.status != "rewritten" or chosen in seen:
-            continue
-        seen.add(chosen)
         ops = {}
         for n in new.graph.node:
             ops[n.op_type] = ops.get(n.op_type, 0) + 1
         summary = " ".join(f"{k}x{v}" if v > 1 else k for k, v in ops.items())
+        if rec.status != "rewritten" or (summary, rec.macs_after) in seen:
+            continue
+        seen.add((summary, rec.macs_after))
         out.append((("auto: " if form == "auto" else "") + chosen, new, rec.macs_before, rec.macs_after, summary))
     return out
 
@@ -102,7 +107,7 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--forms", action="store_true", help="also time the forms auto did not choose")
     args = ap.parse_args(argv)
-    forms = ["auto", "single-conv", "phase-convs"] if args.forms else ["auto"]
+    forms = ["auto", "single-conv", "phase-convs", "border-split"] if args.forms else ["auto"]
     print(f"onnxruntime CPU, {args.threads} thread(s), median of {args.repeats} interleaved runs\n")
     header = f"{'case':24} {'input':>12} {'Cin>Cout':>9} {'form':22} {'orig ms':>8} {'new ms':>8} " \
              f"{'speed':>6} {'MACs':>7}  nodes"

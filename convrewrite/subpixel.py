@@ -30,11 +30,25 @@ Two ways to assemble the phases (`AxisPlan`):
           outputs (CRD), zero where a phase lacks a tap; the block grid may
           start `shift` outputs before y[0], which a Slice crops again.
 
+A third assembly removes the last waste, the zero padding a phase conv
+reads at the borders (`Tiles`, `border_tiles`):
+
+  tiles   each phase's outputs cut, axis by axis, into pieces q in [a, b);
+          a piece is a Conv with only the taps that reach x for some q in
+          [a, b) (a piece between neighbouring cuts reads no padding at
+          all), the pieces concatenated back along their axis.
+
 MACs per batch item, as the driver counts them (zero taps included):
 
     ConvTranspose   Cout * Cin/group * prod_i(n_i * k_i)
     split           Cout * Cin/group * prod_i(sum_r count_ir * taps_ir)
     shared          Cout * Cin/group * prod_i(s_i * blocks_i * window_i)
+    tiles           Cout * Cin/group * sum_tiles prod_i((b_i - a_i) * taps_i(a_i, b_i))
+
+With every piece cut where its set of reaching taps changes, each
+(output, tap) pair the tiles compute reads x inside [0, n): the tiles then
+cost exactly the pairs of the definition that land in [0, out), which is at
+most prod_i(n_i * k_i), the ConvTranspose's own count.
 """
 from __future__ import annotations
 
@@ -298,3 +312,151 @@ def shared_kernel(wc: np.ndarray, plans: Sequence[AxisPlan]) -> np.ndarray:
     for flat, combo in enumerate(itertools.product(*[p.phases for p in plans])):
         k[:, flat] = phase_kernel(wc, combo)
     return k.reshape(wc.shape[0] * blocks, wc.shape[1], *size)
+
+
+# --- tiles: phase outputs cut where the taps that reach x change ---------------
+
+@dataclass(frozen=True)
+class Tiles:
+    """Phase outputs cut into tiles, one axis at a time.
+
+    Along this axis, output phase r is the concatenation of `pieces[r]`
+    (AxisConvs over consecutive output ranges; a piece without taps is bias
+    only); piece k of phase r spans the remaining axes as `inner[r][k]`
+    (None on the last axis, and for pieces without taps)."""
+
+    pieces: tuple[tuple[AxisConv, ...], ...]
+    inner: tuple[tuple[Optional["Tiles"], ...], ...]
+
+    def macs_factor(self) -> int:
+        """sum over tiles of prod_i(count_i * taps_i)."""
+        return sum(p.count * len(p.taps) * (t.macs_factor() if t else 1)
+                   for ps, ts in zip(self.pieces, self.inner) for p, t in zip(ps, ts) if p.taps)
+
+    def tile_count(self) -> int:
+        """Convs (and bias-only pieces) the tiles take."""
+        return sum(t.tile_count() if t and p.taps else 1
+                   for ps, ts in zip(self.pieces, self.inner) for p, t in zip(ps, ts))
+
+
+def axis_piece(offsets: Sequence[tuple[int, int]], n: int, a: int, b: int) -> AxisConv:
+    """The Conv computing phase outputs q in [a, b): the taps (rho, j) with
+    0 <= q + rho < n for some q there, window shifted so its output 0 is q = a."""
+    taps = sorted((rho + a, j) for rho, j in offsets if -(b - 1) <= rho <= n - 1 - a)
+    if not taps or b <= a:
+        return AxisConv(0, 1, 0, 0, b - a, ())
+    return _window(taps, _span([rho for rho, _ in taps]), n, b - a)
+
+
+def _cuts(offsets: Sequence[tuple[int, int]], n: int, count: int) -> list[int]:
+    """0 = c_0 < ... < c_m = count: tap rho reaches x from q = -rho until
+    q = n - rho, so between cuts every output reads x through the same taps."""
+    inside = {q for rho, _ in offsets for q in (-rho, n - rho) if 0 < q < count}
+    return [0, *sorted(inside), max(count, 0)]
+
+
+def _axis_pieces(g: AxisGeometry) -> list[tuple[list[int], dict]]:
+    """Per phase: its cuts and the piece between every two of them."""
+    axis = []
+    for r, offsets in enumerate(phase_offsets(g, 0)):
+        cuts = _cuts(offsets, g.n, -(-(g.out - r) // g.s))
+        pieces = {(a, b): axis_piece(offsets, g.n, a, b) for i, a in enumerate(cuts) for b in cuts[i + 1:]}
+        axis.append((cuts, pieces))
+    return axis
+
+
+def split_tiles(geometry: Sequence[AxisGeometry]) -> Tiles:
+    """The split form as tiles: one piece per phase and axis."""
+    tiles = None
+    for axis in reversed([_axis_pieces(_one_input(g)) for g in geometry]):
+        tiles = Tiles(tuple((pieces[cuts[0], cuts[-1]],) for cuts, pieces in axis),
+                      tuple((tiles,) for _ in axis))
+    return tiles
+
+
+FRONTIER_STEP = 0.01  # frontiers keep a point only for 1 % fewer MACs than the last one
+
+
+def border_tiles(geometry: Sequence[AxisGeometry], budget: int, bias_pieces: bool = True) -> Optional[Tiles]:
+    """The tiling with the fewest tiles whose MAC factor is at most `budget`
+    (fewer MACs on a tie); None if none is (a piece without taps needs a
+    bias piece, which `bias_pieces=False` forbids).
+
+    Per axis and phase, a tiling is a choice of cuts; N-D tilings nest, each
+    piece with its own tiling of the axes after it.  A dynamic programme over
+    the cut points keeps, for every tile count, the fewest MACs (a Pareto
+    frontier), axis by axis from the last.  Cutting at every cut point costs
+    exactly the definition's pairs, at most the ConvTranspose's MACs, and is
+    always kept, so any budget >= that count is met."""
+    frontier: Optional[dict] = None
+    for g in reversed(geometry):
+        frontier = _axis_frontier(_axis_pieces(_one_input(g)), frontier, bias_pieces)
+        if not frontier:
+            return None
+    fits = [(t, m, tiles) for t, (m, tiles) in frontier.items() if m <= budget]
+    return min(fits, key=lambda p: (p[0], p[1]))[2] if fits else None
+
+
+def _axis_frontier(axis, inner: Optional[dict], bias_pieces: bool) -> dict:
+    """tiles -> (fewest MACs, Tiles) for this axis, nesting `inner`."""
+    total = {0: (0, ())}
+    for cuts, between in axis:
+        phase = _phase_frontier(cuts, between, inner, bias_pieces)
+        combined = {}
+        for t1, (m1, done) in total.items():
+            for t2, (m2, chosen) in phase.items():
+                _keep(combined, t1 + t2, m1 + m2, done + (chosen,))
+        total = _thin(combined)
+    return {t: (m, Tiles(tuple(tuple(p for p, _ in ch) for ch in phases),
+                         tuple(tuple(sub for _, sub in ch) for ch in phases)))
+            for t, (m, phases) in total.items()}
+
+
+def _phase_frontier(cuts: list[int], between: dict, inner: Optional[dict], bias_pieces: bool) -> dict:
+    """tiles -> (fewest MACs, ((piece, inner Tiles), ...)) covering one phase."""
+    best = {cuts[0]: {0: (0, ())}}
+    for k, b in enumerate(cuts[1:], 1):
+        here = {}
+        for a in cuts[:k]:
+            piece = between[a, b]
+            for t_piece, m_piece, sub in _piece_options(piece, inner, bias_pieces):
+                for t, (m, chosen) in best.get(a, {}).items():
+                    _keep(here, t + t_piece, m + m_piece, chosen + ((piece, sub),))
+        best[b] = _thin(here)
+    return best[cuts[-1]]
+
+
+def _piece_options(piece: AxisConv, inner: Optional[dict], bias_pieces: bool) -> list:
+    """(tiles, MACs, inner Tiles) for each way to tile one piece."""
+    if not piece.taps:
+        return [(1, 0, None)] if bias_pieces else []
+    w = piece.count * len(piece.taps)
+    if inner is None:
+        return [(1, w, None)]
+    return [(t, w * m, sub) for t, (m, sub) in inner.items()]
+
+
+def _keep(front: dict, t: int, m: int, value) -> None:
+    if t not in front or m < front[t][0]:
+        front[t] = (m, value)
+
+
+def _thin(front: dict) -> dict:
+    """The Pareto points (MACs falling as tiles grow), each kept one at
+    least FRONTIER_STEP below the last kept; the fewest-MACs point always."""
+    if not front:
+        return {}
+    kept, last = {}, None
+    for t in sorted(front):
+        if last is None or front[t][0] < last * (1 - FRONTIER_STEP):
+            kept[t], last = front[t], front[t][0]
+    low = min(front, key=lambda t: (front[t][0], t))
+    kept[low] = front[low]
+    return kept
+
+
+def tile_tree(tiles: Tiles, combo: Sequence[int]) -> tuple:
+    """The tiles of N-D phase `combo`: ((piece, subtree), ...) along the
+    first axis, subtree None on the last axis or for a bias-only piece."""
+    return tuple((p, tile_tree(t, combo[1:]) if t is not None and p.taps else None)
+                 for p, t in zip(tiles.pieces[combo[0]], tiles.inner[combo[0]]))
