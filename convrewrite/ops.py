@@ -38,11 +38,40 @@ def pad_axes(b: Builder, x: str, rank: int, axes: Sequence[int],
     return b.op("Pad", [x, b.ints(begin + end, f"{what}_pads")], what, mode="constant")
 
 
+# Zeros plus a bias need Add, which onnxruntime implements from opset 7 (and
+# Tile takes its repeats as an input from opset 6).
+ZEROS_MIN_OPSET = 7
+
+
+def can_make_zeros(opset: int) -> bool:
+    return opset >= ZEROS_MIN_OPSET
+
+
 def zeros(b: Builder, like: str, shape: Sequence, dtype: np.dtype, what: str = "zeros") -> str:
     """A zero tensor of `shape` (ints; a non-int first entry is taken from
-    `like`'s batch dimension at run time).  Needs opset 9."""
+    `like`'s batch dimension at run time), costing no MACs:
+
+        opset >= 9   ConstantOfShape
+        static shape an initializer of zeros
+        opset 8      Expand of a batch-1 zeros initializer
+        opset 7      Tile of a batch-1 zeros initializer
+    """
+    opset = b.graph.opset()
+    if not can_make_zeros(opset):
+        raise ValueError(f"zeros need opset {ZEROS_MIN_OPSET}")
+    static = all(isinstance(d, int) for d in shape)
+    if opset < 9 and static:
+        return b.initializer(np.zeros(list(shape), dtype), what)
+    if opset < 9:
+        one = b.initializer(np.zeros([1, *shape[1:]], dtype), f"{what}_one")
+        batch = slice_axes(b, b.op("Shape", [like], f"{what}_input_shape"), [0], [0], [1], f"{what}_batch")
+        if opset >= 8:
+            dims = b.op("Concat", [batch, b.ints(shape[1:], f"{what}_dims")], f"{what}_shape", axis=0)
+            return b.op("Expand", [one, dims], what)
+        repeats = b.op("Concat", [batch, b.ints([1] * (len(shape) - 1), f"{what}_ones")], f"{what}_repeats", axis=0)
+        return b.op("Tile", [one, repeats], what)
     value = numpy_helper.from_array(np.zeros(1, dtype))
-    if all(isinstance(d, int) for d in shape):
+    if static:
         return b.op("ConstantOfShape", [b.ints(shape, f"{what}_shape")], what, value=value)
     batch = slice_axes(b, b.op("Shape", [like], f"{what}_input_shape"), [0], [0], [1], f"{what}_batch")
     dims = b.op("Concat", [batch, b.ints(shape[1:], f"{what}_dims")], f"{what}_shape", axis=0)

@@ -49,7 +49,7 @@ from onnx import helper
 
 from convrewrite.builder import Builder
 from convrewrite.graph import GraphView, attributes
-from convrewrite.ops import pad_axes, slice_axes, zeros
+from convrewrite.ops import ZEROS_MIN_OPSET, can_make_zeros, pad_axes, slice_axes, zeros
 from convrewrite.pixel_shuffle import pixel_shuffle
 from convrewrite.rewrite import Match, Replacement, Skip
 from convrewrite.subpixel import (AxisConv, AxisPlan, SpecConflict, Tiles, border_tiles, conv_transpose_macs,
@@ -226,14 +226,14 @@ def _lowerings(node, graph: GraphView, geometry, preferred: str, target: Optiona
     before = conv_transpose_macs(cin, cout, group, [g.n for g in geometry], ws[2:])
     split = tuple(split_plan(g) for g in geometry)
     if not any(phases(split)):
-        if graph.opset() < 9:
+        if not can_make_zeros(graph.opset()):
             return ("the padding crops away every computed value, so the output is the bias alone, which "
-                    "needs ConstantOfShape (opset 9); upgrade the model's opset")
+                    f"needs zeros (opset {ZEROS_MIN_OPSET}); upgrade the model's opset")
         return {"bias-only": replace(base, form="bias-only", plans=split)}, ({"bias-only": 0}, before)
-    forms = _forms(geometry, split, base, cin, before, graph.opset() >= 9, preferred)
+    forms = _forms(geometry, split, base, cin, before, can_make_zeros(graph.opset()), preferred)
     if not forms:
         return ("the bias is computed at run time and some output phases have no tap, which needs "
-                "ConstantOfShape (opset 9); upgrade the model's opset")
+                f"zeros (opset {ZEROS_MIN_OPSET}); upgrade the model's opset")
     macs = {f: low.macs for f, low in forms.items()}
     labelled = {}
     for f in _order(macs, before, preferred):

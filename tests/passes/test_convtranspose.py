@@ -258,8 +258,23 @@ def test_old_opsets_get_their_own_slice_and_pad(opset):
     assert {"Slice", "Pad"} <= set(op_counts(new))
 
 
-def test_old_opset_without_constant_of_shape_falls_back_to_one_conv():
-    model = convt_model((1, 2, 5, 5), 2, (1, 1), strides=[2, 2], opset=7)
+@pytest.mark.parametrize("opset", [7, 8])
+@pytest.mark.parametrize("batch", [1, "N"])
+def test_old_opsets_make_zeros_without_constant_of_shape(opset, batch):
+    # k < s: phases no tap reaches are zeros + bias; before opset 9 the zeros are an
+    # initializer (static batch), Expand (opset 8) or Tile (7) -- still no wasted MACs.
+    model = convt_model((batch, 2, 5, 5), 2, (1, 1), strides=[2, 2], opset=opset)
+    new, report = assert_rewrites(model, PASS, {"ConvTranspose": 0, "ConstantOfShape": 0})
+    rec = report.rewrites[0]
+    assert rec.macs_after <= 1.1 * rec.macs_before, notes(report)
+    if batch == "N":
+        assert op_counts(new).get("Expand" if opset == 8 else "Tile", 0) >= 1
+
+
+def test_opset_6_falls_back_to_one_conv():
+    # onnxruntime has no Add before opset 7, so zeros + bias cannot be built:
+    # the single shared-window Conv computes the empty phases from zero taps.
+    model = convt_model((1, 2, 5, 5), 2, (1, 1), strides=[2, 2], opset=6)
     _, report = assert_rewrites(model, PASS, {"ConvTranspose": 0, "ConstantOfShape": 0})
     assert "form=single-conv" in notes(report)
 
