@@ -27,4 +27,6 @@ def make_passes(names=None, options=None) -> tuple:
     unknown = [n for n in wanted if n not in pass_names()]
     if unknown:
         raise ValueError(f"unknown pass {unknown[0]!r}; choose from {', '.join(pass_names())}")
+    if ConvTransposeToConv.name in wanted:  # it lowers the ConvTranspose resize emits
+        options["resize_finisher"] = ConvTransposeToConv.from_options(options)
     return tuple(p.from_options(options) for p in PASSES if p.name in wanted)

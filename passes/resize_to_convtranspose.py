@@ -26,20 +26,36 @@ The edge Pad is the spec's clamp, so borders match exactly; the ConvTranspose's
 own pads crop its output to n*s.  With a plain floor(t / s) nearest mapping the
 kernel is all ones and the shuffle form needs no Pad or Slice at all.  In the
 default pass order the ConvTranspose is then lowered by the convtranspose pass.
+
+With a target profile (options["target"]): a Resize the target runs as it is
+is left alone.  Otherwise the forms are tried in order of preference -- identity
+or broadcast where they apply, the user's choice (resize_mode, resize_nearest),
+then shuffle (nearest), deconv, matmul -- and the first whose nodes the target
+runs is built (convrewrite.target.pick_form).  Where the target has no Pad
+edge, the shuffle and deconv forms have a variant ("-concat-edge") that
+replicates the border by Concat of edge Slices instead, the same clamp:
+
+    Pad_edge(x, lo, hi) = Concat(x[..., :1] * lo, x, x[..., -1:] * hi)   (per axis)
+
+The deconv forms are judged by what the target finally runs: their
+ConvTranspose as the convtranspose pass (which runs next) leaves or lowers it
+for this target (convrewrite.followup.after_pass), not the ConvTranspose as
+built.
 """
 from __future__ import annotations
 
 import itertools
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import prod
-from typing import ClassVar, Optional
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 import onnx
 from onnx import helper
 
 from convrewrite.builder import Builder
+from convrewrite.followup import after_pass
 from convrewrite.graph import GraphView
 from convrewrite.interpolation import (AxisKernel, ResizeSpec, Unsupported, axis_kernel, depthwise_kernel,
                                        identity_kernel, interpolation_matrix, is_plain_nearest,
@@ -48,6 +64,8 @@ from convrewrite.ops import slice_axes
 from convrewrite.padding import join_pads
 from convrewrite.pixel_shuffle import pixel_shuffle
 from convrewrite.rewrite import Match, Replacement, Skip
+from convrewrite.target import Profile, needs_lowering, pick_form, runs_as_is_reason
+
 
 # onnxruntime has no float64 Conv on CPU, so a double rewrite could not be verified.
 FLOAT_TYPES = (onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT)
@@ -59,7 +77,9 @@ MATMUL_HINT = "; --resize-mode matmul lowers it"
 @dataclass(frozen=True, eq=False)
 class Plan:
     """What build emits.  `kernels` (deconv, shuffle) has one entry per
-    spatial axis; `matrices` (matmul) holds (axis, M [m, n], extrapolated rows)."""
+    spatial axis; `matrices` (matmul) holds (axis, M [m, n], extrapolated rows).
+    `edge` (deconv, shuffle): how the border is replicated, "pad" (Pad edge)
+    or "concat" (Concat of edge Slices, for targets without Pad edge)."""
 
     form: str                  # identity | broadcast | deconv | shuffle | matmul
     spec: ResizeSpec
@@ -67,16 +87,27 @@ class Plan:
     channels: Optional[int] = None
     kernels: tuple[AxisKernel, ...] = ()
     matrices: tuple = ()
+    edge: str = "pad"
+
+    @property
+    def label(self) -> str:
+        return self.form + ("-concat-edge" if self.edge == "concat" else "")
 
 
 @dataclass(frozen=True)
 class ResizeToConvTranspose:
     """`mode`: "deconv" (integer upsampling -> depthwise ConvTranspose) or
     "matmul" (any static Resize -> interpolation matrices).  `nearest_form`:
-    "shuffle" (default: channel copies + DepthToSpace, no MACs) or "deconv"."""
+    "shuffle" (default: channel copies + DepthToSpace, no MACs) or "deconv".
+    `target`: the profile the model is for (lower only what it cannot run,
+    in a form it can run).  `finisher`: the pass that runs next and lowers
+    the ConvTranspose of the deconv form (passes.make_passes sets it when
+    both run); a target judges the deconv form as that pass leaves it."""
 
     mode: str = "deconv"
     nearest_form: str = "shuffle"
+    target: Optional[Profile] = None
+    finisher: Any = None
 
     name: ClassVar[str] = "resize"
     description: ClassVar[str] = ("Resize/Upsample -> depthwise ConvTranspose with interpolation weights "
@@ -90,7 +121,8 @@ class ResizeToConvTranspose:
 
     @classmethod
     def from_options(cls, options: dict) -> "ResizeToConvTranspose":
-        return cls(options.get("resize_mode", "deconv"), options.get("resize_nearest", "shuffle"))
+        return cls(options.get("resize_mode") or "deconv", options.get("resize_nearest") or "shuffle",
+                   options.get("target"), options.get("resize_finisher"))
 
     def candidate(self, node: onnx.NodeProto, graph: GraphView) -> bool:
         return node.op_type in ("Resize", "Upsample") and node.domain in ("", "ai.onnx")
@@ -108,14 +140,85 @@ class ResizeToConvTranspose:
             return Skip(f"{where}: element type {name} is not lowered: only float16 and float32 are, "
                         "because onnxruntime has no Conv or MatMul of other types to verify the rewrite against")
         np_dtype = helper.tensor_dtype_to_np_dtype(dtype)
-        if not spec.resized:
-            return Match(node, Plan("identity", spec, np_dtype), notes=("form=identity (every scale is 1)",))
-        if _broadcasts(spec, graph):
-            return Match(node, Plan("broadcast", spec, np_dtype),
-                         notes=("form=broadcast (every resized axis has size 1: Expand, no MACs)",))
+        if self.target is not None:
+            return self._match_for_target(node, graph, spec, np_dtype, where)
+        trivial = _trivial(node, graph, spec, np_dtype)
+        if trivial is not None:
+            return trivial
         if self.mode == "matmul":
             return _match_matmul(node, spec, np_dtype, where)
-        return _match_deconv(node, graph, spec, np_dtype, where, self.nearest_form)
+        base = _deconv_base(node, graph, spec, where)
+        if isinstance(base, Skip):
+            return base
+        fallback = ()
+        if spec.interp.mode == "nearest" and self.nearest_form == "shuffle":
+            shuffle = _match_shuffle(node, graph, spec, np_dtype, *base)
+            if isinstance(shuffle, Match):
+                return shuffle
+            fallback = (f"{shuffle}; used deconv",)
+        return _match_deconv_form(node, spec, np_dtype, *base, extra=fallback)
+
+    # --- match, with a target profile -------------------------------------
+
+    def _match_for_target(self, node, graph: GraphView, spec: ResizeSpec, dtype, where: str) -> Match | Skip:
+        """Left alone when the target runs the node; otherwise the first form
+        in order of preference whose nodes the target runs (else the one with
+        the fewest problems)."""
+        unfit = needs_lowering(node, graph, self.target)
+        if unfit is None:
+            return Skip(runs_as_is_reason(node, graph, self.target))
+        forms = self._forms(node, graph, spec, dtype, where)
+        choice = pick_form(list(forms), lambda f: self._attempt(forms[f], graph), graph, self.target)
+        if choice.replacement is None:
+            why = "; ".join(f"{f}: {r}" for f, r in choice.rejected)
+            return Skip(f"{where}: no lowering form can be built for target '{self.target.name}' ({why})")
+        chosen = forms[choice.form]
+        why = f"target {self.target.name} cannot run it as it is: {unfit.replace(where + ': ', '')}"
+        notes = chosen.notes + (why,) + choice.notes(self.target)
+        if chosen.params.form == "deconv":
+            kept = any(n.op_type == "ConvTranspose" for n in choice.replacement.nodes)
+            notes += (f"target {self.target.name}: the ConvTranspose was judged "
+                      + ("as built (the convtranspose pass leaves it)" if kept else
+                         "as the convtranspose pass lowers it for this target"),)
+        return Match(node, chosen.params, notes=notes)
+
+    def _forms(self, node, graph: GraphView, spec: ResizeSpec, dtype, where: str) -> dict:
+        """form label -> its Match, or why it cannot be built; in order of
+        preference.  Identity and broadcast come first where they apply: they
+        compute the same values with no arithmetic and one node."""
+        trivial = _trivial(node, graph, spec, dtype)
+        forms = {} if trivial is None else {trivial.params.label: trivial}
+        if not spec.resized:
+            return forms
+        nearest = spec.interp.mode == "nearest"
+        preferred = ("matmul" if self.mode == "matmul"
+                     else self.nearest_form if nearest else "deconv")
+        order = dict.fromkeys([preferred] + (["shuffle"] if nearest else []) + ["deconv", "matmul"])
+        base = _deconv_base(node, graph, spec, where)
+        for form in order:
+            if form == "matmul":
+                m = _match_matmul(node, spec, dtype, where)
+                forms[form] = m if isinstance(m, Match) else _plain_reason(m.reason, where)
+            elif isinstance(base, Skip):
+                forms[form] = _plain_reason(base.reason, where)
+            else:
+                m = (_match_shuffle(node, graph, spec, dtype, *base) if form == "shuffle"
+                     else _match_deconv_form(node, spec, dtype, *base))
+                forms[form] = m
+                if isinstance(m, Match) and any(k.edge != (0, 0) for k in m.params.kernels):
+                    forms[f"{form}-concat-edge"] = _with_concat_edge(m)
+        return forms
+
+    def _attempt(self, form: "Match | str", graph: GraphView) -> "Replacement | str":
+        """The replacement a form builds, as the target will run it: the
+        deconv forms' ConvTranspose as the convtranspose pass leaves or
+        lowers it for this target."""
+        if isinstance(form, str):
+            return form
+        replacement = self.build(form, graph)
+        if form.params.form == "deconv" and self.finisher is not None:
+            replacement = after_pass(replacement, graph, self.finisher)
+        return replacement
 
     # --- build ------------------------------------------------------------
 
@@ -138,6 +241,21 @@ class ResizeToConvTranspose:
 
 
 # --- match helpers ----------------------------------------------------------
+
+def _trivial(node, graph: GraphView, spec: ResizeSpec, dtype) -> Optional[Match]:
+    """The identity or broadcast form, where one applies."""
+    if not spec.resized:
+        return Match(node, Plan("identity", spec, dtype), notes=("form=identity (every scale is 1)",))
+    if _broadcasts(spec, graph):
+        return Match(node, Plan("broadcast", spec, dtype),
+                     notes=("form=broadcast (every resized axis has size 1: Expand, no MACs)",))
+    return None
+
+
+def _plain_reason(reason: str, where: str) -> str:
+    """A form's Skip reason without the node (pick_form's notes name it)."""
+    return reason.removeprefix(f"{where}: ").removesuffix(MATMUL_HINT)
+
 
 def _broadcasts(spec: ResizeSpec, graph: GraphView) -> bool:
     """Every resized axis has input size 1, so every output is x itself
@@ -171,7 +289,9 @@ def _deconv_problem(spec: ResizeSpec, where: str) -> Optional[str]:
     return None
 
 
-def _match_deconv(node, graph: GraphView, spec: ResizeSpec, dtype, where: str, nearest_form: str):
+def _deconv_base(node, graph: GraphView, spec: ResizeSpec, where: str) -> tuple | Skip:
+    """(channels, per-axis kernels, notes) shared by the deconv and shuffle
+    forms, or why neither applies."""
     problem = _deconv_problem(spec, where)
     if problem:
         return Skip(problem)
@@ -181,20 +301,34 @@ def _match_deconv(node, graph: GraphView, spec: ResizeSpec, dtype, where: str, n
                     "(group = C); give the input a static channel dimension")
     kernels = tuple(identity_kernel() if ax.identity else axis_kernel(phase_taps(spec.interp, ax.factor), ax.factor)
                     for ax in spec.axes[2:])
+    notes = (f"factors={[k.factor for k in kernels]}", f"mode={spec.interp.mode}",
+             f"coordinates={spec.interp.coordinate_mode}")
+    return channels, kernels, notes
+
+
+def _match_shuffle(node, graph: GraphView, spec: ResizeSpec, dtype, channels, kernels, notes) -> Match | str:
     factors = [k.factor for k in kernels]
-    notes = [f"factors={factors}", f"mode={spec.interp.mode}", f"coordinates={spec.interp.coordinate_mode}"]
-    if spec.interp.mode == "nearest" and nearest_form == "shuffle":
-        if _can_shuffle(graph, node, factors):
-            plain = is_plain_nearest(kernels)
-            notes = [f"form=shuffle (MAC-free: {prod(factors)} channel copies + DepthToSpace"
-                     f"{'' if plain else ', each copy an edge-padded shifted slice'})"] + notes
-            return Match(node, Plan("shuffle", spec, dtype, channels, kernels), notes=tuple(notes))
-        notes.append("shuffle form needs static spatial sizes here (a general pixel shuffle); used deconv")
+    if not _can_shuffle(graph, node, factors):
+        return "shuffle form needs static spatial sizes here (a general pixel shuffle)"
+    plain = is_plain_nearest(kernels)
+    head = (f"form=shuffle (MAC-free: {prod(factors)} channel copies + DepthToSpace"
+            f"{'' if plain else ', each copy an edge-padded shifted slice'})")
+    return Match(node, Plan("shuffle", spec, dtype, channels, kernels), notes=(head,) + notes)
+
+
+def _match_deconv_form(node, spec: ResizeSpec, dtype, channels, kernels, notes, extra=()) -> Match:
     shape = [channels, 1, *[len(k.kernel) for k in kernels]]
     axes = "; ".join(" ".join(f"{w:.4g}" for w in k.kernel) for k in kernels)
-    notes = ["form=deconv", f"kernel={shape} = outer product of [{axes}]",
-             f"edge pad={[k.edge for k in kernels]}", f"convtranspose pads={[k.pads for k in kernels]}"] + notes
-    return Match(node, Plan("deconv", spec, dtype, channels, kernels), notes=tuple(notes))
+    head = ("form=deconv", f"kernel={shape} = outer product of [{axes}]",
+            f"edge pad={[k.edge for k in kernels]}", f"convtranspose pads={[k.pads for k in kernels]}")
+    return Match(node, Plan("deconv", spec, dtype, channels, kernels), notes=head + notes + tuple(extra))
+
+
+def _with_concat_edge(m: Match) -> Match:
+    """The same form with the border replicated by Concat of edge Slices."""
+    p = replace(m.params, edge="concat")
+    head = m.notes[0].replace(f"form={m.params.form}", f"form={p.label}", 1)
+    return Match(m.node, p, notes=(head, "edge replicated by Concat of edge Slices (no Pad edge)") + m.notes[1:])
 
 
 def _can_shuffle(graph: GraphView, node, factors) -> bool:
@@ -223,18 +357,33 @@ def _match_matmul(node, spec: ResizeSpec, dtype, where: str):
 
 # --- build helpers ----------------------------------------------------------
 
-def _edge_pad(b: Builder, x: str, kernels, what: str = "edge_pad") -> str:
-    """Replicate the border: the spec's clamp of source indices."""
+def _edge_pad(b: Builder, x: str, kernels, edge: str = "pad", what: str = "edge_pad") -> str:
+    """Replicate the border: the spec's clamp of source indices.  `edge`
+    "pad": one Pad(mode=edge); "concat": per axis, Concat of lo copies of the
+    first slice, x, and hi copies of the last (for targets without Pad edge)."""
     if all(k.edge == (0, 0) for k in kernels):
         return x
+    if edge == "concat":
+        return _edge_concat(b, x, kernels, what)
     pads = [0, 0, *[k.edge[0] for k in kernels], 0, 0, *[k.edge[1] for k in kernels]]
     if b.graph.opset() < 11:
         return b.op("Pad", [x], what, pads=pads, mode="edge")
     return b.op("Pad", [x, b.ints(pads, f"{what}_pads")], what, mode="edge")
 
 
+def _edge_concat(b: Builder, x: str, kernels, what: str) -> str:
+    for axis, k in enumerate(kernels, start=2):
+        lo, hi = k.edge
+        if lo == hi == 0:
+            continue
+        first = [slice_axes(b, x, [axis], [0], [1], f"{what}{axis}_first")] * lo if lo else []
+        last = [slice_axes(b, x, [axis], [-1], [sys.maxsize], f"{what}{axis}_last")] * hi if hi else []
+        x = b.op("Concat", first + [x] + last, f"{what}{axis}", axis=axis)
+    return x
+
+
 def _build_deconv(b: Builder, x: str, p: Plan) -> str:
-    x = _edge_pad(b, x, p.kernels)
+    x = _edge_pad(b, x, p.kernels, p.edge)
     w = b.initializer(depthwise_kernel(p.kernels, p.channels, p.dtype), "weight")
     return b.op("ConvTranspose", [x, w], "deconv", group=p.channels,
                 kernel_shape=[len(k.kernel) for k in p.kernels], strides=[k.factor for k in p.kernels],
@@ -244,7 +393,7 @@ def _build_deconv(b: Builder, x: str, p: Plan) -> str:
 def _build_shuffle(b: Builder, x: str, p: Plan) -> str:
     """One copy of x per output phase (x shifted by the phase's source offset
     d, read from the edge-padded input), in DCR order, then DepthToSpace."""
-    padded = _edge_pad(b, x, p.kernels)
+    padded = _edge_pad(b, x, p.kernels, p.edge)
     copies, slices = [], {}
     for combo in itertools.product(*[k.phases for k in p.kernels]):
         shifts = tuple(phase[0][0] for phase in combo)

@@ -8,6 +8,7 @@ idempotence); every negative one through assert_skips with its reason.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from fractions import Fraction
 
@@ -25,7 +26,9 @@ from convrewrite.graph import GraphView
 from convrewrite.interpolation import (AxisResize, Interpolation, axis_kernel, interpolation_matrix,
                                        phase_taps, read_resize, source_coordinate, taps)
 from convrewrite.report import REWRITTEN
+from convrewrite.target import Profile, builtin_names, load_profile, needs_lowering
 from helpers import assert_rewrites, assert_skips, op_counts
+from passes.convtranspose_to_conv import ConvTransposeToConv
 from passes.resize_to_convtranspose import ResizeToConvTranspose
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
@@ -518,3 +521,247 @@ def test_pass_options():
         ResizeToConvTranspose("gemm")
     with pytest.raises(ValueError, match="resize_nearest must be one of"):
         ResizeToConvTranspose(nearest_form="gather")
+
+
+# --- target profiles (issue 7) ------------------------------------------------------------------
+
+SAMPLE_MODELS = ["fpn_nearest", "seg_head_bilinear", "seg_head_align_corners", "deeplab_aspp", "all_three"]
+NO_RESIZE = {"unsupported_operators": ["Resize", "Upsample"]}
+
+
+def inline_profile(tmp_path, spec: dict, name: str = "p") -> Profile:
+    """A profile written to a JSON file and loaded, as a user's would be."""
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"name": name, **spec}))
+    return load_profile(path)
+
+
+def targeted(profile: Profile, **kw) -> ResizeToConvTranspose:
+    """The resize pass as make_passes builds it for a target: the convtranspose
+    pass that lowers its ConvTranspose next is its finisher."""
+    finisher = ConvTransposeToConv.from_options({"target": profile})
+    return ResizeToConvTranspose(target=profile, finisher=finisher, **kw)
+
+
+def notes_of(report, pass_name="resize") -> list:
+    return [n for r in report.records(REWRITTEN) if r.pass_name == pass_name for n in r.notes]
+
+
+def form_of(report) -> list:
+    return [n.split(" ")[0].removeprefix("form=") for n in notes_of(report) if n.startswith("form=")]
+
+
+def edge_pads(model) -> list:
+    return [n.name for n in model.graph.node
+            if n.op_type == "Pad" and any(a.name == "mode" and a.s == b"edge" for a in n.attribute)]
+
+
+@pytest.mark.parametrize("profile,model", [
+    ("arm-ethos-u55", lambda: resize_model([1, 4, 6, 6], [1, 1, 2, 2], mode="nearest",
+                                           coordinate_transformation_mode="asymmetric", nearest_mode="floor")),
+    ("arm-ethos-u55", lambda: resize_model([1, 4, 5, 5], [1, 1, 8, 8], mode="nearest",
+                                           coordinate_transformation_mode="half_pixel")),
+    ("arm-ethos-u55", lambda: resize_model([1, 4, 1, 1], sizes=[1, 4, 7, 5], mode="linear")),    # a 1x1 input
+    ("arm-ethos-u55", lambda: resize_model([1, 4, 3, 3], [1, 1, 4, 4], op="Upsample", opset=9, mode="linear")),
+    ("ti-tidl", lambda: resize_model([1, 4, 5, 6], [1, 1, 4, 4], mode="linear")),
+    ("arm-ethos-n78", lambda: resize_model([1, 4, 5, 6], [1, 1, 2, 2], mode="cubic")),
+    ("no-deconv", lambda: resize_model([1, 4, 5, 6], [1, 1, 2, 2], mode="linear",
+                                       coordinate_transformation_mode="align_corners")),
+])
+def test_target_runs_it_so_it_is_left_alone(profile, model):
+    report = assert_skips(model(), targeted(load_profile(profile)),
+                          reason=rf"^(Resize|Upsample) 'up': target '{profile}' runs it as it is")
+    assert len(report.rewrites) == 1
+
+
+def test_inline_profile_lowers_only_what_it_cannot_run(tmp_path):
+    prof = inline_profile(tmp_path, {"operators": {"Resize": {"modes": ["linear"], "factors": [2]}}}, "x2-only")
+    assert_skips(resize_model([1, 3, 5, 6], [1, 1, 2, 2], mode="linear"), targeted(prof),
+                 reason=r"target 'x2-only' runs it as it is")
+    _, report = assert_rewrites(resize_model([1, 3, 5, 6], [1, 1, 4, 4], mode="linear"), targeted(prof),
+                                {"Resize": 0, "ConvTranspose": 1})
+    notes = notes_of(report)
+    assert "target x2-only cannot run it as it is: scale factors 4x4 not allowed (allowed integer upsampling " \
+           "factors per axis: [2])" in notes, notes
+    assert "target x2-only: form 'deconv' fits" in notes
+    assert "target x2-only: the ConvTranspose was judged as built (the convtranspose pass leaves it)" in notes
+
+
+NO_PAD_EDGE = {**NO_RESIZE, "operators": {"Pad": {"modes": ["constant"]}}}
+
+
+@pytest.mark.parametrize("model,form", [
+    (lambda: resize_model([1, 3, 5, 6], [1, 1, 2, 2], mode="linear"), "deconv-concat-edge"),
+    (lambda: resize_model([2, 3, 4, 5], [1, 1, 3, 2], opset=11, mode="cubic", cubic_coeff_a=-0.5),
+     "deconv-concat-edge"),
+    (lambda: resize_model(["N", 3, "H", "W"], [1, 1, 2, 2], mode="linear", dtype=FLOAT16), "deconv-concat-edge"),
+    (lambda: resize_model([1, 2, 3, 4, 2], [1, 1, 2, 1, 3], mode="linear"), "deconv-concat-edge"),
+    (lambda: resize_model([1, 2, 1, 4], [1, 1, 4, 2], mode="cubic"), "deconv-concat-edge"),   # edge wider than n
+    (lambda: resize_model([1, 2, 3, 4], [1, 1, 3, 2], op="Upsample", opset=7, mode="linear"), "deconv-concat-edge"),
+    (lambda: resize_model([2, 3, 4, 5], [1, 1, 2, 2], opset=11, mode="nearest",
+                          coordinate_transformation_mode="asymmetric", nearest_mode="round_prefer_ceil"),
+     "shuffle-concat-edge"),
+    (lambda: resize_model([1, 3, 4, 5], [1, 1, 3, 3], mode="nearest", nearest_mode="ceil"), "shuffle-concat-edge"),
+])
+def test_without_pad_edge_the_border_is_a_concat_of_edge_slices(tmp_path, model, form):
+    """The clamp without Pad(edge): Concat(x[:1] * lo, x, x[-1:] * hi), exact
+    at the borders (assert_rewrites compares the whole output)."""
+    prof = inline_profile(tmp_path, NO_PAD_EDGE, "no-pad-edge")
+    m = model()
+    new, report = assert_rewrites(m, targeted(prof), {"Resize": 0, "Upsample": 0})
+    assert edge_pads(new) == [] and form_of(report) == [form], (edge_pads(new), notes_of(report))
+    assert any(n.startswith("target no-pad-edge: form 'deconv' not used: Pad") or
+               n.startswith("target no-pad-edge: form 'shuffle' not used: Pad") for n in notes_of(report))
+    # the whole pipeline with the target: still no edge Pad, and equivalent
+    final, full = optimize(m, target=prof)
+    assert edge_pads(final) == [] and full.verification.equivalent is True
+    assert full.target["fits"], full.target["violations"]
+
+
+def test_generic_npu_deconv_form_is_judged_as_lowered():
+    """The deconv form's ConvTranspose is judged as the convtranspose pass
+    will lower it, so generic-npu (no ConvTranspose) still gets the deconv
+    form, and the pipeline ends with Conv + DepthToSpace."""
+    model = resize_model([1, 3, 5, 6], [1, 1, 4, 4], mode="linear")
+    _, report = assert_rewrites(model, targeted(load_profile("generic-npu")), {"Resize": 0, "ConvTranspose": 1})
+    notes = notes_of(report)
+    assert form_of(report) == ["deconv"] and "target generic-npu: form 'deconv' fits" in notes, notes
+    assert "target generic-npu: the ConvTranspose was judged as the convtranspose pass lowers it for this target" \
+           in notes
+    final, full = optimize(model, target="generic-npu")
+    counts = op_counts(final)
+    assert counts["Resize"] == counts["ConvTranspose"] == 0 and counts["DepthToSpace"] >= 1, dict(counts)
+    assert full.target["fits"] and full.verification.equivalent is True
+
+
+def test_a_convtranspose_the_target_runs_is_kept(tmp_path):
+    """Depthwise stride-2 ConvTranspose allowed: bilinear x2 stays a
+    ConvTranspose; x4 (stride 4) is judged as lowered and is lowered."""
+    prof = inline_profile(tmp_path, {**NO_RESIZE, "operators": {"ConvTranspose": {
+        "groups": ["depthwise"], "strides": [2]}}}, "dw-deconv-s2")
+    x2 = resize_model([1, 3, 5, 6], [1, 1, 2, 2], mode="linear")
+    final, full = optimize(x2, target=prof)
+    assert op_counts(final)["ConvTranspose"] == 1 and op_counts(final)["Resize"] == 0
+    assert full.target["fits"] and full.verification.equivalent is True
+    x4 = resize_model([1, 3, 5, 6], [1, 1, 4, 4], mode="linear")
+    final, full = optimize(x4, target=prof)
+    assert op_counts(final)["ConvTranspose"] == 0 and op_counts(final)["Resize"] == 0
+    assert full.target["fits"] and full.verification.equivalent is True
+
+
+@pytest.mark.parametrize("spec,pass_kw,model,form,rejected", [
+    # no ConvTranspose, no DepthToSpace, rank <= 4: neither the shuffle nor the lowered deconv fits
+    ({"unsupported_operators": ["Resize", "ConvTranspose", "DepthToSpace"], "max_rank": 4}, {},
+     lambda: resize_model([1, 4, 6, 6], [1, 1, 2, 2], mode="nearest", coordinate_transformation_mode="asymmetric",
+                          nearest_mode="floor"), "matmul", ["shuffle", "deconv"]),
+    # the user's choice comes first
+    (NO_RESIZE, {"mode": "matmul"}, lambda: resize_model([1, 3, 5, 6], [1, 1, 2, 2], mode="linear"), "matmul", []),
+    (NO_RESIZE, {"nearest_form": "deconv"},
+     lambda: resize_model([1, 3, 5, 6], [1, 1, 2, 2], mode="nearest"), "deconv", []),
+    # not a fixed kernel: the matmul form, with the reason the deconv form is not used
+    (NO_RESIZE, {}, lambda: resize_model([1, 3, 5, 6], [1, 1, 2, 2], mode="linear",
+                                         coordinate_transformation_mode="align_corners"), "matmul", ["deconv"]),
+    (NO_RESIZE, {}, lambda: resize_model([1, 3, 4, 6], [1, 1, 1.5, 2], mode="cubic"), "matmul", ["deconv"]),
+    # non-equal factors make the shuffle a rank-6 Reshape: deconv instead
+    ({**NO_RESIZE, "max_rank": 4}, {}, lambda: resize_model([1, 3, 4, 5], [1, 1, 3, 2], mode="nearest"),
+     "deconv", ["shuffle"]),
+    # no Expand: the 1x1 broadcast is a deconv... of a 1x1 input, or matmul
+    ({**NO_RESIZE, "operators": {"Expand": {"supported": False}}}, {},
+     lambda: resize_model([1, 4, 1, 1], sizes=[1, 4, 5, 5], opset=11, mode="linear"), "deconv", ["broadcast"]),
+])
+def test_each_constraint_picks_a_form_the_target_runs(tmp_path, spec, pass_kw, model, form, rejected):
+    prof = inline_profile(tmp_path, spec, "npu")
+    m = model()
+    _, report = assert_rewrites(m, targeted(prof, **pass_kw), {"Resize": 0})
+    notes = notes_of(report)
+    assert form_of(report) == [form], notes
+    assert f"target npu: form '{form}' fits" in notes, notes
+    for f in rejected:
+        assert any(n.startswith(f"target npu: form '{f}' not used: ") for n in notes), (f, notes)
+    final, full = optimize(m, target=prof)
+    assert full.verification.equivalent is True and full.target["fits"], full.target["violations"]
+
+
+def test_when_no_form_fits_the_fewest_problems_are_built_and_reported(tmp_path):
+    prof = inline_profile(tmp_path, {"unsupported_operators": ["Resize", "ConvTranspose", "MatMul", "DepthToSpace",
+                                                               "Reshape"]}, "tiny")
+    model = resize_model([1, 3, 5, 6], [1, 1, 2, 2], mode="linear")
+    _, report = assert_rewrites(model, targeted(prof), {"Resize": 0})
+    assert any(n.startswith("target tiny: no form fits; ") for n in notes_of(report)), notes_of(report)
+    final, full = optimize(model, target=prof)
+    assert full.verification.equivalent is True and not full.target["fits"]
+
+
+def test_no_form_can_be_built_for_the_target():
+    model = resize_model([1, 3, "H", 6], [1, 1, 2, 2], mode="linear", coordinate_transformation_mode="align_corners")
+    assert_skips(model, targeted(load_profile("generic-npu")),
+                 reason=r"^Resize 'up': no lowering form can be built for target 'generic-npu' \(deconv: "
+                        r"coordinate_transformation_mode align_corners .*; matmul: the matmul form needs static sizes")
+
+
+@pytest.mark.parametrize("profile", builtin_names())
+@pytest.mark.parametrize("name", SAMPLE_MODELS)
+def test_sample_models_under_every_builtin_profile(name, profile):
+    """The default passes with target=profile: equivalent every time; a
+    Resize is left only where the target runs it; no edge Pad where the
+    target has none; for generic-npu no Resize and no ConvTranspose at all."""
+    model = onnx.load(os.path.join(MODELS, f"{name}.onnx"))
+    new, report = optimize(model, target=profile)
+    assert report.verification.equivalent is True, report.verification
+    prof = load_profile(profile)
+    graph = GraphView(new)
+    for node in graph.graph.node:
+        if node.op_type in ("Resize", "Upsample"):
+            assert needs_lowering(node, graph, prof) is None, node.name
+    if not prof.allows_op("Pad", mode="edge"):
+        assert edge_pads(new) == []
+    if profile == "generic-npu":
+        counts = op_counts(new)
+        assert counts["Resize"] == 0 and counts["ConvTranspose"] == 0, dict(counts)
+        assert not [v for v in report.target["violations"] if "/resize/" in v["node"]], report.target
+
+
+def test_pass_options_take_the_target():
+    prof = load_profile("generic-npu")
+    assert ResizeToConvTranspose.from_options({"target": prof}).target is prof
+    assert ResizeToConvTranspose.from_options({"resize_mode": None}).mode == "deconv"
+
+
+@pytest.mark.parametrize("name,options,passes,macs", [
+    # the Resize's own count: 4 taps per bilinear output, 0 for nearest (docs/resize.md)
+    ("seg_head_bilinear", {}, ["resize"], [(131072, 165888), (131072, 204800)]),
+    ("seg_head_bilinear", {"resize_mode": "matmul"}, ["resize"], [(131072, 655360), (131072, 294912)]),
+    ("fpn_nearest", {}, ["resize"], [(0, 0), (0, 0)]),
+    ("fpn_nearest", {"resize_nearest": "deconv"}, ["resize"], [(0, 8192), (0, 32768)]),
+])
+def test_mac_figures_in_the_docs(name, options, passes, macs):
+    model = onnx.load(os.path.join(MODELS, f"{name}.onnx"))
+    _, report = optimize(model, passes=passes, options=options, verify=False)
+    assert [(r.macs_before, r.macs_after) for r in report.records(REWRITTEN)] == macs
+
+
+@pytest.fixture(scope="module")
+def sweep_profiles(tmp_path_factory):
+    """Built-in profiles that lower Resizes, and one without Pad edge."""
+    no_pad_edge = inline_profile(tmp_path_factory.mktemp("profiles"), NO_PAD_EDGE, "no-pad-edge")
+    return [load_profile(n) for n in ("generic-npu", "arm-ethos-u55", "ti-tidl", "arm-ethos-n78")] + [no_pad_edge]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_property_target_forms_match_onnxruntime(sweep_profiles, data):
+    """Random Resizes under random profiles: left alone only when the target
+    runs them (or with a reason), else rewritten exactly; no edge Pad where
+    the profile has none."""
+    model = data.draw(resize_cases(matmul=False))
+    prof = data.draw(st.sampled_from(sweep_profiles))
+    note(f"{describe(model)} target {prof.name}")
+    pass_ = targeted(prof)
+    _, report = optimize(model, passes=[pass_], verify=False)
+    record = report.rewrites[0]
+    if record.status != REWRITTEN:
+        assert record.reason and len(record.reason) > 40, record.reason
+        return
+    new, _ = assert_rewrites(model, pass_, {"Resize": 0, "Upsample": 0})
+    if not prof.allows_op("Pad", mode="edge"):
+        assert edge_pads(new) == []
