@@ -43,9 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--force", action="store_true",
                    help="write even if verification fails; allow output == input")
     o.add_argument("--convtranspose-form", choices=("auto", "single-conv", "phase-convs", "border-split"),
-                   default="auto",
                    help="convtranspose lowering form (default: auto: the simplest within 1.1x the MACs)")
-    o.add_argument("--dilated-mode", choices=("batch", "depth", "slices", "taps"), default="batch",
+    o.add_argument("--dilated-mode", choices=("batch", "depth", "slices", "taps"),
                    help="dilated-conv lowering form (default: batch; small phase images use taps)")
     o.add_argument("--depth-weight-limit", type=int, metavar="BYTES",
                    help="largest tiled weight the depth form may create (default: 16 MiB)")
@@ -53,9 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the taps form when a phase image has fewer than N outputs (default: 64)")
     o.add_argument("--no-dilated-chains", action="store_true",
                    help="lower each dilated Conv on its own, never keeping a chain in batch form")
-    o.add_argument("--resize-mode", choices=("deconv", "matmul"), default="deconv",
+    o.add_argument("--resize-mode", choices=("deconv", "matmul"),
                    help="resize lowering form (default: deconv)")
-    o.add_argument("--resize-nearest", choices=("shuffle", "deconv"), default="shuffle",
+    o.add_argument("--resize-nearest", choices=("shuffle", "deconv"),
                    help="nearest upsampling form: MAC-free copies + DepthToSpace, or a ConvTranspose "
                    "(default: shuffle)")
     o.add_argument("--target", help="accelerator profile (a built-in name or a JSON file): lower only "
@@ -100,6 +99,18 @@ def load_inputs(path):
         raise InputError(f"--inputs {path}: not a readable .npz file ({str(e).splitlines()[0]})") from None
 
 
+def lowering_options(args) -> dict:
+    """The pass options the user gave explicitly (a pass tells an explicit
+    choice from its default: with a target, an explicit form is tried first)."""
+    given = {"convtranspose_form": args.convtranspose_form, "dilated_mode": args.dilated_mode,
+             "depth_weight_limit": args.depth_weight_limit, "dilated_taps_below": args.dilated_taps_below,
+             "resize_mode": args.resize_mode, "resize_nearest": args.resize_nearest}
+    options = {k: v for k, v in given.items() if v is not None}
+    if args.no_dilated_chains:
+        options["dilated_chains"] = False
+    return options
+
+
 def default_output(model: Path) -> Path:
     stem = model.name[:-5] if model.name.endswith(".onnx") else model.name
     return model.with_name(stem + ".opt.onnx")
@@ -117,13 +128,7 @@ def cmd_optimize(args) -> int:
     if args.report:
         check_output_path(Path(args.report), model_path, force=False)
     names = [n.strip() for n in args.passes.split(",") if n.strip()]
-    options = {"convtranspose_form": args.convtranspose_form, "dilated_mode": args.dilated_mode,
-               "dilated_chains": not args.no_dilated_chains, "resize_mode": args.resize_mode,
-               "resize_nearest": args.resize_nearest}
-    if args.depth_weight_limit is not None:
-        options["depth_weight_limit"] = args.depth_weight_limit
-    if args.dilated_taps_below is not None:
-        options["dilated_taps_below"] = args.dilated_taps_below
+    options = lowering_options(args)
     model, report = optimize(model_path, passes=names, options=options, verify=not args.no_verify,
                              rtol=args.rtol, atol=args.atol, seed=args.seed,
                              inputs=load_inputs(args.inputs), dry_run=args.dry_run, target=args.target)
