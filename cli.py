@@ -119,7 +119,6 @@ def default_output(model: Path) -> Path:
 def cmd_optimize(args) -> int:
     from convrewrite import optimize, save_model
     from convrewrite.model_io import check_output_path
-    from convrewrite.report import REWRITTEN
 
     model_path = Path(args.model)
     output = Path(args.output) if args.output else default_output(model_path)

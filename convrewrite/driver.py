@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
@@ -25,7 +25,7 @@ import onnx
 
 from .equivalence import Comparison, RunError, compare_outputs, random_feeds, run_model, runtime_inputs
 from .errors import InputError
-from .graph import GraphView, infer_shapes
+from .graph import GraphView
 from .local_check import CheckError, build_check, verify_checks
 from .model_io import check_model, load_model
 from .report import PLANNED, REWRITTEN, ROLLED_BACK, SKIPPED, Report, RewriteRecord

@@ -52,9 +52,19 @@ def after_pass(replacement: Replacement, graph: GraphView, later) -> Replacement
 
 
 def standalone_view(replacement: Replacement, graph: GraphView) -> Optional[GraphView]:
+    """The replacement as a model of its own (standalone_model), shapes
+    inferred; None if inference fails."""
+    try:
+        return GraphView(standalone_model(replacement, graph))
+    except InputError:
+        return None
+
+
+def standalone_model(replacement: Replacement, graph: GraphView,
+                     max_constant_size: Optional[int] = None) -> onnx.ModelProto:
     """The replacement's nodes as a model of their own: the values they read
-    from `graph` become typed inputs (constants of `graph` become
-    initializers), so shapes can be inferred.  None if inference fails."""
+    from `graph` become typed inputs, except constants of `graph` (of at most
+    `max_constant_size` elements, if given), which become initializers."""
     produced = {o for n in replacement.nodes for o in n.output if o}
     own = {t.name for t in replacement.initializers}
     inputs, constants = [], []
@@ -62,28 +72,12 @@ def standalone_view(replacement: Replacement, graph: GraphView) -> Optional[Grap
         if not name or name in produced or name in own:
             continue
         value = graph.constant(name)
-        if value is not None:
+        if value is not None and (max_constant_size is None or value.size <= max_constant_size):
             constants.append(numpy_helper.from_array(value, name))
         else:
-            inputs.append(_typed(name, graph))
+            inputs.append(graph.value_info(name))
     outputs = [helper.make_value_info(v, onnx.TypeProto()) for v in replacement.outputs.values()]
     g = helper.make_graph(list(replacement.nodes), "replacement", inputs, outputs,
                           list(replacement.initializers) + constants)
-    model = helper.make_model(g, opset_imports=list(graph.model.opset_import),
-                              ir_version=max(graph.model.ir_version, 4))  # initializers need not be inputs
-    try:
-        return GraphView(model)
-    except InputError:
-        return None
-
-
-def _typed(name: str, graph: GraphView) -> onnx.ValueInfoProto:
-    t = graph.value_type(name)
-    if t is not None:
-        vi = onnx.ValueInfoProto()
-        vi.name = name
-        vi.type.CopyFrom(t)
-        return vi
-    shape = graph.shape(name)
-    return helper.make_tensor_value_info(name, graph.dtype(name) or onnx.TensorProto.FLOAT,
-                                         None if shape is None else list(shape))
+    return helper.make_model(g, opset_imports=list(graph.model.opset_import),
+                             ir_version=max(graph.model.ir_version, 4))  # initializers need not be inputs

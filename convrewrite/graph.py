@@ -155,6 +155,18 @@ class GraphView:
     def value_type(self, name: str) -> Optional[onnx.TypeProto]:
         return self._types.get(name)
 
+    def value_info(self, name: str) -> onnx.ValueInfoProto:
+        """A ValueInfo for `name` with its inferred type (or the shape and
+        dtype known otherwise; float32 of unknown shape as a last resort)."""
+        t = self._types.get(name)
+        if t is not None:
+            vi = onnx.ValueInfoProto(name=name)
+            vi.type.CopyFrom(t)
+            return vi
+        shape = self.shape(name)
+        return helper.make_tensor_value_info(name, self.dtype(name) or onnx.TensorProto.FLOAT,
+                                             None if shape is None else list(shape))
+
     # --- constants --------------------------------------------------------
     def is_graph_input(self, name: str) -> bool:
         """A value the caller feeds (an overridable initializer included)."""
@@ -268,8 +280,7 @@ def _evaluate(node, inputs, opset, name) -> Optional[np.ndarray]:
 
     if sum(int(np.prod(v.shape)) for v in inputs if v is not None) > FOLD_MAX_ELEMENTS:
         return None
-    feeds, graph_inputs, inits = {}, [], []
-    renamed = []
+    inits, renamed = [], []
     for k, (i, v) in enumerate(zip(node.input, inputs)):
         if not i:
             renamed.append("")
@@ -283,7 +294,7 @@ def _evaluate(node, inputs, opset, name) -> Optional[np.ndarray]:
     g = helper.make_graph([n], "fold", [], [helper.make_value_info(o, onnx.TypeProto()) for o in outs if o], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
     try:
-        result = ReferenceEvaluator(m).run(None, feeds)
+        result = ReferenceEvaluator(m).run(None, {})
     except Exception:
         return None
     idx = [o for o in node.output if o].index(name)

@@ -21,8 +21,8 @@ back, and records the outcome.  A pass never touches the model itself.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence, Union
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol, Union
 
 import onnx
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 import onnx
-from onnx import helper, numpy_helper
 
 from ..errors import InputError
+from ..followup import standalone_model
 from ..graph import GraphView
 from .facts import facts_from_attributes, is_constant, node_facts
 from .profile import Profile
@@ -238,27 +238,13 @@ def _dims(vi: onnx.ValueInfoProto):
 
 def _replacement_view(replacement, graph: GraphView, profile: Profile) -> tuple[GraphView, frozenset]:
     """The replacement's nodes as a model of their own, and which of their
-    inputs are constants of the original graph."""
-    nodes = list(replacement.nodes)
-    produced = {o for n in nodes for o in n.output if o}
+    inputs are constants of the original graph (small ones are copied in:
+    shape inference may need their values)."""
     inits = {t.name for t in replacement.initializers}
-    external = []
-    for n in nodes:
-        for i in n.input:
-            if i and i not in produced and i not in inits and i not in external:
-                external.append(i)
+    produced = {o for n in replacement.nodes for o in n.output if o}
+    external = {i for n in replacement.nodes for i in n.input if i and i not in produced and i not in inits}
     constants = frozenset(i for i in external if is_constant(i, graph)) | frozenset(inits)
-    inputs, copied = [], []
-    for name in external:
-        value = graph.constant(name) if name in constants else None
-        if value is not None and value.size <= SMALL_CONSTANT:
-            copied.append(numpy_helper.from_array(value, name))  # shape inference may need its value
-        else:
-            inputs.append(_typed(name, graph))
-    outputs = [helper.make_value_info(v, onnx.TypeProto()) for v in replacement.outputs.values()]
-    g = helper.make_graph(nodes, "replacement", inputs, outputs, list(replacement.initializers) + copied)
-    model = helper.make_model(g, opset_imports=list(graph.model.opset_import),
-                              ir_version=max(graph.model.ir_version, 4))  # initializers need not be inputs
+    model = standalone_model(replacement, graph, SMALL_CONSTANT)
     if profile.batch_must_be_one:
         model = _with_unit_batch(model)
     try:
@@ -266,15 +252,3 @@ def _replacement_view(replacement, graph: GraphView, profile: Profile) -> tuple[
     except InputError:
         view = GraphView(model, inferred=model)  # attribute rules still apply
     return view, constants
-
-
-def _typed(name: str, graph: GraphView) -> onnx.ValueInfoProto:
-    t = graph.value_type(name)
-    if t is not None:
-        vi = onnx.ValueInfoProto()
-        vi.name = name
-        vi.type.CopyFrom(t)
-        return vi
-    shape = graph.shape(name)
-    return helper.make_tensor_value_info(name, graph.dtype(name) or onnx.TensorProto.FLOAT,
-                                         None if shape is None else list(shape))
