@@ -7,7 +7,7 @@ scaling with the number of rewritable nodes, and the quality of the output
                                         [--repeats 5] [--skip-models] [--skip-scale]
 
 Every time is a median over interleaved repeated runs.  Peak memory is the
-child process's max RSS (each optimize runs in a fresh subprocess).
+child process's peak RSS, VmHWM (each optimize runs in a fresh subprocess).
 """
 from __future__ import annotations
 
@@ -33,13 +33,15 @@ from convrewrite.equivalence import random_feeds, runtime_inputs  # noqa: E402
 from convrewrite.macs import model_macs  # noqa: E402
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, sys.argv[1])
 from convrewrite import optimize
 t = time.perf_counter()
 model, report = optimize(sys.argv[2], verify=sys.argv[3] == "1")
 seconds = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM: this process's peak resident set (ru_maxrss would carry the
+# parent's high-water mark across fork + exec)
+peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
 print(json.dumps({"seconds": seconds, "peak_mb": peak, "rewritten": report.rewritten}))
 """
 
