@@ -209,6 +209,71 @@ class MaskRCNNMaskHead(nn.Module):
         return self.layers(rois)
 
 
+class MelGANUpsampler(nn.Module):
+    """MelGAN generator upsampling stack (Kumar et al., NeurIPS 2019, arXiv:1910.06711): a 7-tap
+    input conv on the mel frames, then ConvTranspose1d with kernel 2s, stride s and padding
+    s/2 + s%2, output_padding s%2 (here s = 8, 8, 2, 2), LeakyReLU between, each followed by a
+    dilated residual stack (dilations 1, 3, 9), and a 7-tap output conv + Tanh.  32 mel bins,
+    base width 32 instead of 512."""
+
+    def __init__(self, mels: int = 32, width: int = 32):
+        super().__init__()
+        layers = [nn.Conv1d(mels, width, 7, padding=3)]
+        for s in (8, 8, 2, 2):
+            layers += [nn.LeakyReLU(0.2),
+                       nn.ConvTranspose1d(width, width // 2, 2 * s, stride=s, padding=s // 2 + s % 2,
+                                          output_padding=s % 2)]
+            width //= 2
+            layers += [MelGANResidual(width, d) for d in (1, 3, 9)]
+        layers += [nn.LeakyReLU(0.2), nn.Conv1d(width, 1, 7, padding=3), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, mel):
+        return self.net(mel)
+
+
+class MelGANResidual(nn.Module):
+    def __init__(self, channels: int, dilation: int):
+        super().__init__()
+        self.block = nn.Sequential(nn.LeakyReLU(0.2),
+                                   nn.Conv1d(channels, channels, 3, dilation=dilation, padding=dilation),
+                                   nn.LeakyReLU(0.2), nn.Conv1d(channels, channels, 1))
+
+    def forward(self, x):
+        return x + self.block(x)
+
+
+class UNet3DDecoder(nn.Module):
+    """3-D U-Net decoder (Cicek et al., MICCAI 2016, arXiv:1606.06650): two synthesis steps,
+    each a 2x2x2 stride-2 transposed convolution, concatenation with the encoder's skip, and
+    two 3x3x3 convs + ReLU; a 1x1x1 conv to class scores.  Widths 16/8/4 instead of 512/256/128;
+    the encoder is two 3x3x3 convs + max-pool levels."""
+
+    def __init__(self, cin: int = 1, width: int = 4, classes: int = 3):
+        super().__init__()
+        w = [width, 2 * width, 4 * width]
+
+        def double(a, b):
+            return nn.Sequential(nn.Conv3d(a, b, 3, padding=1), nn.ReLU(True),
+                                 nn.Conv3d(b, b, 3, padding=1), nn.ReLU(True))
+        self.enc = nn.ModuleList([double(cin, w[0]), double(w[0], w[1]), double(w[1], w[2])])
+        self.up = nn.ModuleList([nn.ConvTranspose3d(w[2], w[1], 2, stride=2),
+                                 nn.ConvTranspose3d(w[1], w[0], 2, stride=2)])
+        self.dec = nn.ModuleList([double(2 * w[1], w[1]), double(2 * w[0], w[0])])
+        self.head = nn.Conv3d(w[0], classes, 1)
+
+    def forward(self, volume):
+        skips, x = [], volume
+        for k, block in enumerate(self.enc):
+            x = block(x)
+            if k < 2:
+                skips.append(x)
+                x = F.max_pool3d(x, 2)
+        for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
+            x = dec(torch.cat([up(x), skip], dim=1))
+        return self.head(x)
+
+
 class DilatedBasicBlock(nn.Module):
     """ResNet basic block (He et al., CVPR 2016) with atrous 3x3 convs, as in the dilated last
     stage of DeepLab's backbone (Chen et al. 2017; Yu, Koltun, Funkhouser, CVPR 2017)."""
@@ -422,6 +487,11 @@ SAMPLES = [
     Sample("seg_head_align_corners", SEG + ", align_corners=True (untouchable)",
            lambda: HypercolumnSegHead(align_corners=True),
            {"image": (1, 3, 64, 64)}, ("logits",), opset=11, seed=7),
+    Sample("melgan_upsampler_1d", "MelGAN generator, ConvTranspose1d 16/s8, 4/s2 with dilated "
+           "residual stacks (Kumar et al. 2019)", MelGANUpsampler, {"mel": (1, 32, 16)}, ("audio",),
+           seed=9),
+    Sample("unet3d_decoder", "3-D U-Net, ConvTranspose3d 2x2x2/s2 (Cicek et al. 2016)", UNet3DDecoder,
+           {"volume": (1, 1, 16, 16, 16)}, ("logits",), seed=10),
     Sample("all_three", ALL3, AllThree, {"image": (1, 3, 32, 32)}, ("logits",), seed=8),
     Sample("all_three_dynamo", ALL3, AllThree, {"image": (2, 3, 32, 32)}, ("logits",),
            exporter="dynamo", opset=20, dynamic_batch="batch", seed=8),
