@@ -60,3 +60,22 @@ def conv_pads(auto_pad: str, sizes: Sequence[int], kernel: Sequence[int],
 def conv_output_size(n: int, k: int, s: int, d: int, begin: int, end: int) -> int:
     """floor((n + begin + end - e) / s) + 1."""
     return (n + begin + end - extent(k, d)) // s + 1
+
+
+def geometry_problem(attrs: dict, rank: int, weight_shape: Sequence[int],
+                     per_axis: Sequence[str] = ("strides", "dilations", "kernel_shape")) -> str | None:
+    """Why a Conv / ConvTranspose's per-axis attributes cannot describe a
+    rank-`rank` convolution with this weight, or None when they can.
+
+    Every per-axis attribute has one entry per spatial axis, strides and
+    dilations are positive, and kernel_shape (when given) is the weight's
+    spatial shape; both operators store the kernel as weight[:, :, k_1 .. k_r].
+    """
+    for key in per_axis:
+        if key in attrs and len(attrs[key]) != rank:
+            return f"attribute {key}={attrs[key]} does not have {rank} entries"
+    if any(v < 1 for key in ("strides", "dilations") for v in attrs.get(key, [])):
+        return "strides and dilations must be positive"
+    if len(weight_shape) != rank + 2 or list(attrs.get("kernel_shape", weight_shape[2:])) != list(weight_shape[2:]):
+        return f"kernel_shape {attrs.get('kernel_shape')} does not match the weight's shape {list(weight_shape)}"
+    return None

@@ -50,6 +50,7 @@ from onnx import helper
 from convrewrite.builder import Builder
 from convrewrite.graph import GraphView, attributes
 from convrewrite.ops import ZEROS_MIN_OPSET, can_make_zeros, pad_axes, slice_axes, zeros
+from convrewrite.padding import geometry_problem
 from convrewrite.pixel_shuffle import pixel_shuffle
 from convrewrite.rewrite import Match, Replacement, Skip
 from convrewrite.subpixel import (AxisConv, AxisPlan, SpecConflict, Tiles, border_tiles, conv_transpose_macs,
@@ -198,13 +199,9 @@ def _unsupported(node, graph: GraphView) -> Optional[str]:
 def _attribute_problem(node, graph: GraphView, rank: int) -> Optional[str]:
     a, ws = attributes(node), graph.shape(node.input[1])
     group = int(a.get("group", 1))
-    for key in ("strides", "dilations", "output_padding", "kernel_shape"):
-        if key in a and len(a[key]) != rank:
-            return f"attribute {key}={a[key]} does not have {rank} entries"
-    if any(v < 1 for key in ("strides", "dilations") for v in a.get(key, [])):
-        return "strides and dilations must be positive"
-    if len(ws) != rank + 2 or list(a.get("kernel_shape", ws[2:])) != list(ws[2:]):
-        return f"kernel_shape {a.get('kernel_shape')} does not match the weight's shape {list(ws)}"
+    problem = geometry_problem(a, rank, ws, ("strides", "dilations", "output_padding", "kernel_shape"))
+    if problem:
+        return problem
     cin = graph.shape(node.input[0])[1]
     if group < 1 or ws[0] % group or (isinstance(cin, int) and cin != ws[0]):
         return f"weight shape {list(ws)} does not fit {cin} input channels in {group} groups"

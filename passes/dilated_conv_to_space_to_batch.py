@@ -63,7 +63,7 @@ import onnx
 
 from convrewrite.builder import Builder
 from convrewrite.graph import GraphView, attributes
-from convrewrite.padding import conv_output_size, conv_pads, extent, join_pads
+from convrewrite.padding import conv_output_size, conv_pads, extent, geometry_problem, join_pads
 from convrewrite.pixel_shuffle import pixel_shuffle, pixel_unshuffle
 from convrewrite.rewrite import Match, Replacement, Skip
 from convrewrite.target import Profile, needs_lowering, pick_form, replacement_violations, runs_as_is_reason
@@ -299,14 +299,10 @@ def _unsupported(node, graph: GraphView) -> Optional[str]:
 
 
 def _attribute_problem(node, graph: GraphView, xs, ws) -> Optional[str]:
-    a, rank = attributes(node), len(xs) - 2
-    for key in ("strides", "dilations", "kernel_shape"):
-        if key in a and len(a[key]) != rank:
-            return f"attribute {key}={a[key]} does not have {rank} entries"
-    if any(v < 1 for key in ("strides", "dilations") for v in a.get(key, [])):
-        return "strides and dilations must be positive"
-    if len(ws) != rank + 2 or list(a.get("kernel_shape", ws[2:])) != list(ws[2:]):
-        return f"kernel_shape {a.get('kernel_shape')} does not match the weight's shape {list(ws)}"
+    a = attributes(node)
+    problem = geometry_problem(a, len(xs) - 2, ws)
+    if problem:
+        return problem
     group = int(a.get("group", 1))
     if group < 1 or ws[0] % group or (isinstance(xs[1], int) and xs[1] != ws[1] * group):
         return f"weight shape {list(ws)} does not fit {xs[1]} input channels in {group} groups"

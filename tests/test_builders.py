@@ -8,7 +8,7 @@ from onnx import TensorProto, helper
 from convrewrite.builder import Builder
 from convrewrite.equivalence import run_onnxruntime
 from convrewrite.graph import GraphView
-from convrewrite.padding import conv_output_size, conv_pads
+from convrewrite.padding import conv_output_size, conv_pads, geometry_problem
 from convrewrite.pixel_shuffle import pixel_shuffle, pixel_unshuffle
 
 
@@ -73,3 +73,15 @@ def test_conv_pads_follow_the_spec():
     for n, k, s, d in itertools.product(range(1, 12), range(1, 5), range(1, 4), range(1, 4)):
         (b, e), = conv_pads("SAME_UPPER", [n], [k], [s], [d], None)
         assert conv_output_size(n, k, s, d, b, e) == -(-n // s)
+
+
+@pytest.mark.parametrize("attrs, weight, expect", [
+    ({"strides": [2, 2], "dilations": [1, 3]}, (4, 2, 3, 3), None),
+    ({"kernel_shape": [3, 3]}, (4, 2, 3, 3), None),
+    ({"strides": [2]}, (4, 2, 3, 3), "attribute strides=[2] does not have 2 entries"),
+    ({"dilations": [1, 0]}, (4, 2, 3, 3), "strides and dilations must be positive"),
+    ({"kernel_shape": [3, 1]}, (4, 2, 3, 3), "kernel_shape [3, 1] does not match the weight's shape [4, 2, 3, 3]"),
+    ({}, (4, 2, 3), "kernel_shape None does not match the weight's shape [4, 2, 3]"),
+])
+def test_geometry_problem_names_the_first_inconsistent_attribute(attrs, weight, expect):
+    assert geometry_problem(attrs, 2, weight) == expect

@@ -293,6 +293,14 @@ def test_skip_weight_computed_at_run_time():
     assert_skips(model, PASS, reason="weight 'W' is computed at run time")
 
 
+@pytest.mark.parametrize("attrs, reason", [
+    ({"strides": [2, 2], "output_padding": [1]}, r"attribute output_padding=\[1\] does not have 2 entries"),
+    ({"strides": [2, 2], "kernel_shape": [3, 2]},
+     r"kernel_shape \[3, 2\] does not match the weight's shape \[2, 2, 3, 3\]")])
+def test_skip_attributes_that_do_not_describe_the_weight(attrs, reason):
+    assert_skips(convt_model((1, 2, 8, 8), 2, (3, 3), **attrs), PASS, reason=rf"^ConvTranspose 'up': {reason}$")
+
+
 def test_skip_double_which_onnxruntime_cannot_verify():
     assert_skips(convt_model((1, 2, 4, 4), 2, (2, 2), dtype=np.float64, strides=[2, 2]), PASS,
                  reason="element type DOUBLE is not lowered")

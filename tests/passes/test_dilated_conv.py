@@ -331,6 +331,13 @@ def test_skip_symbolic_spatial_size():
     assert_skips(model, DilatedConv(), reason=r"Conv 'conv': the input's spatial size \[.H., 9\] is not static")
 
 
+def test_skip_attributes_that_do_not_describe_the_weight():
+    model = conv_model((1, 3, 9, 9), (4, 3, 3, 3), dilations=[2, 2])
+    model.graph.node[0].attribute.append(helper.make_attribute("kernel_shape", [3, 2]))
+    assert_skips(model, DilatedConv(),
+                 reason=r"^Conv 'conv': kernel_shape \[3, 2\] does not match the weight's shape \[4, 3, 3, 3\]$")
+
+
 def test_skip_float64():
     model = conv_model((1, 3, 9, 9), (4, 3, 3, 3), dtype=TensorProto.DOUBLE, dilations=[2, 2])
     assert_skips(model, DilatedConv(), reason=r"Conv 'conv': the element type is double; onnxruntime's CPU "
