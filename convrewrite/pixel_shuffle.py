@@ -12,6 +12,19 @@ pixel_unshuffle is the exact inverse (space -> depth; in DCR layout it is
 ONNX SpaceToDepth).  For 4-D tensors with equal blocks the single ONNX
 operator is emitted; otherwise Reshape -> Transpose -> Reshape, with 0 in the
 Reshape shapes so a symbolic batch dimension passes through.
+
+That general form splits every block axis out at once: rank 2 + 2r.  Above
+rank 6 (3-D blocks: rank 8) the shuffle runs one axis at a time instead, since
+TFLite's TRANSPOSE and most NPU compilers stop at rank 6 (and onnx2tf
+mis-converts the rank-8 Reshape).  The phase index of the axis being moved is
+the outermost block left in the channel (DCR) or the one right after C (CRD):
+
+    DCR  channel = p_i * (B_rest * C) + rest     [N, b_i, B_rest*C, (pre, n_i), post]
+    CRD  channel = (c * b_i + p_i) * B_rest + rest   [N, C, b_i, B_rest, (pre, n_i), post]
+
+Moving b_i behind n_i turns axis i into n_i * b_i and leaves the remaining
+blocks in the same layout, so one such step per axis with a block above 1
+(ranks 5 and 6) makes the shuffle.
 """
 from __future__ import annotations
 
@@ -21,6 +34,8 @@ from typing import Sequence
 from .builder import Builder
 
 LAYOUTS = ("DCR", "CRD")
+# The highest rank the single Reshape/Transpose/Reshape form may use.
+MAX_GENERAL_RANK = 6
 
 
 def _interleave(rank: int, channel_axis: int, block_axes: Sequence[int],
@@ -42,25 +57,40 @@ def _split_layout(channels: int, blocks: Sequence[int], layout: str):
     raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
 
 
+def shuffle_rank(blocks: Sequence[int], layout: str, opset: int,
+                 allow_depth_to_space: bool = True) -> int:
+    """The highest tensor rank pixel_shuffle (or pixel_unshuffle) emits."""
+    r = len(blocks)
+    if all(k == 1 for k in blocks):
+        return 0
+    if allow_depth_to_space and r == 2 and blocks[0] == blocks[1] and (opset >= 11 or layout == "DCR"):
+        return 4
+    if 2 + 2 * r <= MAX_GENERAL_RANK:
+        return 2 + 2 * r
+    return 5 if layout == "DCR" else 6
+
+
 def pixel_shuffle(b: Builder, x: str, channels: int, blocks: Sequence[int],
                   sizes: Sequence[int], layout: str = "DCR",
                   allow_depth_to_space: bool = True, max_rank: int | None = None) -> str:
     """[N, C*B, n...] -> [N, C, n*b...]; returns the output value name.
 
     `sizes` are the input's spatial sizes (static).  With max_rank=4 a 4-D
-    tensor is never expanded past rank 4 by the general form (used for
-    targets that reject higher ranks); that needs 2-D with equal blocks.
+    tensor is never expanded past rank 4 (used for targets that reject higher
+    ranks); that needs 2-D with equal blocks.
     """
     blocks, sizes, r = list(blocks), list(sizes), len(blocks)
-    if all(k == 1 for k in blocks):
+    rank = shuffle_rank(blocks, layout, b.graph.opset(), allow_depth_to_space)
+    if max_rank is not None and rank > max_rank:
+        raise ValueError(f"pixel shuffle of blocks {blocks} needs rank {rank} tensors")
+    if rank == 0:
         return x
-    if allow_depth_to_space and r == 2 and blocks[0] == blocks[1]:
+    if rank == 4 and r == 2:
         if b.graph.opset() >= 11:  # `mode` (and so CRD) exists from opset 11
             return b.op("DepthToSpace", [x], "depth_to_space", blocksize=blocks[0], mode=layout)
-        if layout == "DCR":
-            return b.op("DepthToSpace", [x], "depth_to_space", blocksize=blocks[0])
-    if max_rank is not None and 2 + 2 * r > max_rank:
-        raise ValueError(f"pixel shuffle of blocks {blocks} needs rank {2 + 2 * r} tensors")
+        return b.op("DepthToSpace", [x], "depth_to_space", blocksize=blocks[0])
+    if 2 + 2 * r > MAX_GENERAL_RANK:
+        return _shuffle_per_axis(b, x, channels, blocks, sizes, layout)
     split, c_ax, b_axes, s_axes = _split_layout(channels, blocks, layout)
     t = b.op("Reshape", [x, b.ints([0, *split, *sizes], "shuffle_shape")], "shuffle_split")
     t = b.op("Transpose", [t], "shuffle_transpose", perm=_interleave(r, c_ax, b_axes, s_axes))
@@ -77,6 +107,8 @@ def pixel_unshuffle(b: Builder, x: str, channels: int, blocks: Sequence[int],
         return x
     if allow_space_to_depth and r == 2 and blocks[0] == blocks[1] and layout == "DCR":
         return b.op("SpaceToDepth", [x], "space_to_depth", blocksize=blocks[0])
+    if 2 + 2 * r > MAX_GENERAL_RANK:
+        return _unshuffle_per_axis(b, x, channels, blocks, sizes, layout)
     split, c_ax, b_axes, s_axes = _split_layout(channels, blocks, layout)
     fine = [0, channels]
     for n, k in zip(sizes, blocks):
@@ -87,3 +119,44 @@ def pixel_unshuffle(b: Builder, x: str, channels: int, blocks: Sequence[int],
     t = b.op("Transpose", [t], "unshuffle_transpose", perm=inverse)
     return b.op("Reshape", [t, b.ints([0, channels * prod(blocks), *sizes], "unshuffle_out_shape")],
                 "unshuffle_merge")
+
+
+def _axis_step(channels: int, blocks: Sequence[int], sizes: Sequence[int], i: int, layout: str):
+    """Axis i's step of the per-axis shuffle, where axes < i are already
+    shuffled: (its split shape, its permutation, its merged output shape)."""
+    rest = prod(blocks[i + 1:])
+    pre = prod(n * k for n, k in zip(sizes[:i], blocks[:i])) * sizes[i]
+    post = prod(sizes[i + 1:])
+    merged = [n * k for n, k in zip(sizes[:i + 1], blocks[:i + 1])] + list(sizes[i + 1:])
+    if layout == "DCR":
+        return [0, blocks[i], rest * channels, pre, post], [0, 2, 3, 1, 4], [0, rest * channels, *merged]
+    if layout == "CRD":
+        return [0, channels, blocks[i], rest, pre, post], [0, 1, 3, 4, 2, 5], [0, channels * rest, *merged]
+    raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
+
+
+def _shuffle_per_axis(b: Builder, x: str, channels: int, blocks, sizes, layout: str) -> str:
+    for i in range(len(blocks)):
+        if blocks[i] == 1:   # nothing to move on this axis
+            continue
+        split, perm, merged = _axis_step(channels, blocks, sizes, i, layout)
+        x = b.op("Reshape", [x, b.ints(split, f"shuffle_shape_{i}")], f"shuffle_split_{i}")
+        x = b.op("Transpose", [x], f"shuffle_transpose_{i}", perm=perm)
+        x = b.op("Reshape", [x, b.ints(merged, f"shuffle_out_shape_{i}")], f"shuffle_merge_{i}")
+    return x
+
+
+def _unshuffle_per_axis(b: Builder, x: str, channels: int, blocks, sizes, layout: str) -> str:
+    """The per-axis steps of pixel_shuffle inverted, last axis first."""
+    for i in reversed(range(len(blocks))):
+        if blocks[i] == 1:
+            continue
+        split, perm, merged = _axis_step(channels, blocks, sizes, i, layout)
+        inverse = [perm.index(k) for k in range(len(perm))]
+        transposed = [split[k] for k in perm]     # the shape after the forward Transpose
+        x = b.op("Reshape", [x, b.ints(transposed, f"unshuffle_shape_{i}")], f"unshuffle_split_{i}")
+        x = b.op("Transpose", [x], f"unshuffle_transpose_{i}", perm=inverse)
+        unmerged = [0, prod(blocks[i:]) * channels, *[n * k for n, k in zip(sizes[:i], blocks[:i])],
+                    *sizes[i:]]
+        x = b.op("Reshape", [x, b.ints(unmerged, f"unshuffle_out_shape_{i}")], f"unshuffle_merge_{i}")
+    return x

@@ -17,7 +17,8 @@ After (border-split: phase-convs with each phase cut into tiles along its axes):
     x --Slice--> Conv(border taps) --+
 
 DepthToSpace stands for the general Reshape/Transpose/Reshape pixel shuffle
-when the rank is not 2 or the strides differ.  With stride 1 every form is
+when the rank is not 2 or the strides differ (3-D: one axis at a time, so no
+tensor exceeds rank 6).  With stride 1 every form is
 one Conv with the flipped, transposed kernel and complementary pads.
 
 Identity (per axis, t = q*s + r, head = begin padding; see convrewrite.subpixel):
@@ -51,7 +52,7 @@ from convrewrite.builder import Builder
 from convrewrite.graph import GraphView, attributes
 from convrewrite.ops import ZEROS_MIN_OPSET, can_make_zeros, pad_axes, slice_axes, zeros
 from convrewrite.padding import geometry_problem
-from convrewrite.pixel_shuffle import pixel_shuffle
+from convrewrite.pixel_shuffle import pixel_shuffle, shuffle_rank
 from convrewrite.rewrite import Match, Replacement, Skip
 from convrewrite.subpixel import (AxisConv, AxisPlan, SpecConflict, Tiles, border_tiles, conv_transpose_macs,
                                   conv_weight, output_geometry, phase_kernel, phases, plan_macs, shared_kernel,
@@ -306,9 +307,9 @@ def _tiles_have_pads(tiles: Tiles) -> bool:
 
 def _shuffle_rank(low: Lowering, opset: int) -> int:
     """The highest rank the pixel shuffle produces (4 for DepthToSpace)."""
-    if low.form == "bias-only" or all(pl.stride == 1 for pl in low.plans):
+    if low.form == "bias-only":
         return 0
-    return 4 if _uses_depth_to_space(low, opset) else 2 + 2 * len(low.plans)
+    return shuffle_rank([pl.stride for pl in low.plans], low.layout, opset, low.depth_to_space)
 
 
 def _uses_depth_to_space(low: Lowering, opset: int) -> bool:

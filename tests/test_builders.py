@@ -2,6 +2,7 @@
 import itertools
 
 import numpy as np
+import onnx
 import pytest
 from onnx import TensorProto, helper
 
@@ -9,11 +10,12 @@ from convrewrite.builder import Builder
 from convrewrite.equivalence import run_onnxruntime
 from convrewrite.graph import GraphView
 from convrewrite.padding import conv_output_size, conv_pads, geometry_problem
-from convrewrite.pixel_shuffle import pixel_shuffle, pixel_unshuffle
+from convrewrite.pixel_shuffle import pixel_shuffle, pixel_unshuffle, shuffle_rank
 
 
 def _run_builder(build, x: np.ndarray):
-    """Build a graph around `build(b, 'x') -> out` and run it on x."""
+    """Build a graph around `build(b, 'x') -> out`, run it on x; returns the
+    result, the op types built, and the highest rank of any tensor they make."""
     xi = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *x.shape[1:]])
     placeholder = helper.make_node("Identity", ["x"], ["x_id"], name="p")
     m = helper.make_model(helper.make_graph([placeholder], "g", [xi], []),
@@ -23,7 +25,9 @@ def _run_builder(build, x: np.ndarray):
     g = helper.make_graph(b.nodes, "g", [xi], [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)],
                           b.initializers)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    return run_onnxruntime(m, {"x": x})[0], b.nodes
+    inferred = onnx.shape_inference.infer_shapes(m, strict_mode=True)
+    ranks = [len(v.type.tensor_type.shape.dim) for v in [*inferred.graph.value_info, *inferred.graph.output]]
+    return run_onnxruntime(m, {"x": x})[0], [n.op_type for n in b.nodes], max(ranks)
 
 
 def _shuffle_formula(x, channels, blocks, layout):
@@ -39,7 +43,8 @@ def _shuffle_formula(x, channels, blocks, layout):
 
 
 CASES = [((2,), (5,)), ((3,), (4,)), ((2, 2), (3, 4)), ((3, 2), (2, 3)), ((1, 4), (3, 3)),
-         ((2, 3, 2), (2, 2, 3))]
+         ((2, 3, 2), (2, 2, 3)), ((2, 2, 2), (3, 1, 2)), ((1, 3, 2), (2, 3, 2)), ((3, 1, 1), (2, 2, 2))]
+
 
 
 @pytest.mark.parametrize("layout", ["DCR", "CRD"])
@@ -47,10 +52,12 @@ CASES = [((2,), (5,)), ((3,), (4,)), ((2, 2), (3, 4)), ((3, 2), (2, 3)), ((1, 4)
 def test_pixel_shuffle_matches_its_formula(blocks, sizes, layout):
     channels = 2
     x = np.random.default_rng(0).standard_normal((2, channels * int(np.prod(blocks)), *sizes)).astype(np.float32)
-    got, nodes = _run_builder(lambda b, v: pixel_shuffle(b, v, channels, blocks, sizes, layout), x)
+    got, ops, rank = _run_builder(lambda b, v: pixel_shuffle(b, v, channels, blocks, sizes, layout), x)
     np.testing.assert_array_equal(got, _shuffle_formula(x, channels, blocks, layout))
     uses_d2s = len(blocks) == 2 and blocks[0] == blocks[1]
-    assert [n.op_type for n in nodes] == (["DepthToSpace"] if uses_d2s else ["Reshape", "Transpose", "Reshape"])
+    steps = 1 if uses_d2s or len(blocks) <= 2 else sum(k > 1 for k in blocks)  # one axis at a time above rank 6
+    assert ops == (["DepthToSpace"] if uses_d2s else ["Reshape", "Transpose", "Reshape"] * steps)
+    assert rank == shuffle_rank(blocks, layout, 17) <= 6
 
 
 @pytest.mark.parametrize("layout", ["DCR", "CRD"])
@@ -59,8 +66,9 @@ def test_pixel_unshuffle_inverts_pixel_shuffle(blocks, sizes, layout):
     channels = 3
     big = [s * k for s, k in zip(sizes, blocks)]
     y = np.random.default_rng(1).standard_normal((2, channels, *big)).astype(np.float32)
-    got, _ = _run_builder(lambda b, v: pixel_unshuffle(b, v, channels, blocks, sizes, layout), y)
+    got, _, rank = _run_builder(lambda b, v: pixel_unshuffle(b, v, channels, blocks, sizes, layout), y)
     np.testing.assert_array_equal(_shuffle_formula(got, channels, blocks, layout), y)
+    assert rank <= 6
 
 
 def test_conv_pads_follow_the_spec():

@@ -143,14 +143,18 @@ def test_padding_beyond_the_kernel_becomes_an_input_slice():
     assert any(n.op_type == "Slice" and n.input[0] == "x" for n in new.graph.node)
 
 
-@pytest.mark.parametrize("x_shape,kernel,strides", [
-    ((1, 3, 10), (4,), [2]),                      # 1-D
-    ((1, 2, 4, 5, 3), (3, 2, 2), [2, 2, 1]),      # 3-D
-    ((1, 3, 6, 7), (3, 2), [3, 2]),               # unequal strides
+@pytest.mark.parametrize("x_shape,kernel,strides,transposes", [
+    ((1, 3, 10), (4,), [2], 1),                      # 1-D
+    ((1, 3, 6, 7), (3, 2), [3, 2], 1),               # unequal strides
+    ((1, 2, 4, 5, 3), (3, 2, 2), [2, 2, 1], 2),      # 3-D: one axis at a time, rank <= 6
+    ((1, 2, 3, 4, 3), (2, 2, 2), [2, 2, 2], 3),
 ])
-def test_other_ranks_and_unequal_strides_use_the_reshape_transpose_pixel_shuffle(x_shape, kernel, strides):
+def test_other_ranks_and_unequal_strides_use_the_reshape_transpose_pixel_shuffle(x_shape, kernel, strides,
+                                                                               transposes):
     model = convt_model(x_shape, 2, kernel, strides=strides)
-    assert_rewrites(model, PASS, {"ConvTranspose": 0, "DepthToSpace": 0, "Transpose": 1})
+    new, _ = assert_rewrites(model, PASS, {"ConvTranspose": 0, "DepthToSpace": 0, "Transpose": transposes})
+    inferred = onnx.shape_inference.infer_shapes(new)
+    assert max(len(v.type.tensor_type.shape.dim) for v in inferred.graph.value_info) <= 6
 
 
 @pytest.mark.parametrize("form", ["single-conv", "phase-convs"])
