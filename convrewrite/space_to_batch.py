@@ -29,7 +29,8 @@ Reshape with 0 / -1):
     strided_slice   x[start:end:step] (Slice with steps; a Gather before opset 10)
     space_to_batch  [N, C, m1*P1, ...]      -> [P1*...*N, C, m1, ...]
                     (2-D equal blocks: SpaceToDepth + a block Transpose; else one
-                    Reshape/Transpose/Reshape of rank 2 + 2r)
+                    Reshape/Transpose/Reshape of rank 2 + r + (axes with P > 1),
+                    or above rank 6 one rank-5 step per blocked axis)
     batch_to_space  [P1*...*N, C, q1, ...]  -> [N, C, q1*P1, ...]
     phase_images    the phase images by strided Slice (any offsets)
     interleave      phase outputs y_b       -> [N, C, q1*P1, ...], rank <= max(4, rank)
@@ -46,7 +47,7 @@ from typing import Optional, Sequence
 
 from .builder import Builder
 from .ops import pad_axes, slice_axes
-from .pixel_shuffle import pixel_shuffle
+from .pixel_shuffle import MAX_GENERAL_RANK, pixel_shuffle
 
 
 # --- phase arithmetic ---------------------------------------------------------
@@ -188,6 +189,8 @@ def space_to_batch(b: Builder, x: str, channels: int, blocks: Sequence[int],
     if len(blocks) == 2 and blocks[0] == blocks[1]:
         return _space_to_batch_2d(b, x, channels, blocks[0], sizes)
     shape, size_axes, block_axes = _block_layout(blocks, sizes, channels)
+    if len(shape) > MAX_GENERAL_RANK:
+        return _space_to_batch_per_axis(b, x, channels, blocks, sizes)
     t = b.op("Reshape", [x, b.ints(shape, "s2b_split_shape")], "s2b_split")
     t = b.op("Transpose", [t], "s2b_transpose", perm=[*block_axes, 0, 1, *size_axes])
     return b.op("Reshape", [t, b.ints([-1, channels, *sizes], "s2b_shape")], "space_to_batch")
@@ -201,8 +204,10 @@ def batch_to_space(b: Builder, y: str, channels: int, blocks: Sequence[int],
     if len(blocks) == 2 and blocks[0] == blocks[1]:
         return _batch_to_space_2d(b, y, channels, blocks[0], sizes)
     split = [p for p in blocks if p > 1]
-    t = b.op("Reshape", [y, b.ints([*split, -1, channels, *sizes], "b2s_split_shape")], "b2s_split")
     shape, size_axes, block_axes = _block_layout(blocks, sizes, channels)
+    if len(shape) > MAX_GENERAL_RANK:
+        return _batch_to_space_per_axis(b, y, channels, blocks, sizes)
+    t = b.op("Reshape", [y, b.ints([*split, -1, channels, *sizes], "b2s_split_shape")], "b2s_split")
     nb = len(split)
     perm = [0] * len(shape)
     for k, axis in enumerate(block_axes):
@@ -213,6 +218,41 @@ def batch_to_space(b: Builder, y: str, channels: int, blocks: Sequence[int],
     t = b.op("Transpose", [t], "b2s_transpose", perm=perm)
     merged = [0, channels] + [q * p for q, p in zip(sizes, blocks)]
     return b.op("Reshape", [t, b.ints(merged, "b2s_shape")], "batch_to_space")
+
+
+def _space_to_batch_per_axis(b: Builder, x: str, channels: int, blocks: Sequence[int],
+                             sizes: Sequence[int]) -> str:
+    """space_to_batch one blocked axis at a time, last axis first, so each
+    step puts its phase outermost in the batch and the result is again
+    phase-major in row-major order (batch flat(b)*N + n).  Step for axis i,
+    where axes after i are already split:
+        [B, C*pre, m_i*P_i, post] -> [B, C*pre, m_i, P_i, post] -> [P_i, B, C*pre, m_i, post]."""
+    full = [m * p for m, p in zip(sizes, blocks)]
+    for i in reversed(range(len(blocks))):
+        if blocks[i] == 1:
+            continue
+        split = [0, channels * prod(full[:i]), sizes[i], blocks[i], prod(sizes[i + 1:])]
+        t = b.op("Reshape", [x, b.ints(split, f"s2b_split_shape_{i}")], f"s2b_split_{i}")
+        t = b.op("Transpose", [t], f"s2b_transpose_{i}", perm=[3, 0, 1, 2, 4])
+        x = b.op("Reshape", [t, b.ints([-1, channels, *full[:i], *sizes[i:]], f"s2b_shape_{i}")],
+                 f"space_to_batch_{i}")
+    return x
+
+
+def _batch_to_space_per_axis(b: Builder, y: str, channels: int, blocks: Sequence[int],
+                             sizes: Sequence[int]) -> str:
+    """The inverse, first axis first: its phase is the outermost in the batch.
+        [P_i*B, C*pre, q_i, post] -> [P_i, B, C*pre, q_i, post] -> [B, C*pre, q_i, P_i, post]."""
+    full = [q * p for q, p in zip(sizes, blocks)]
+    for i in range(len(blocks)):
+        if blocks[i] == 1:
+            continue
+        split = [blocks[i], -1, channels * prod(full[:i]), sizes[i], prod(sizes[i + 1:])]
+        t = b.op("Reshape", [y, b.ints(split, f"b2s_split_shape_{i}")], f"b2s_split_{i}")
+        t = b.op("Transpose", [t], f"b2s_transpose_{i}", perm=[1, 2, 3, 0, 4])
+        y = b.op("Reshape", [t, b.ints([-1, channels, *full[:i + 1], *sizes[i + 1:]], f"b2s_shape_{i}")],
+                 f"batch_to_space_{i}")
+    return y
 
 
 def _space_to_batch_2d(b: Builder, x: str, channels: int, block: int, sizes: Sequence[int]) -> str:

@@ -321,6 +321,16 @@ def test_slices_form_3d_stays_within_rank_5():
     assert max_rank(new) <= 5
 
 
+@pytest.mark.parametrize("form", ["batch", "depth"])
+@pytest.mark.parametrize("dilations", [[2, 2, 2], [2, 3, 1], [3, 1, 2]])
+def test_3d_batch_and_depth_forms_stay_within_rank_6(form, dilations):
+    """Dilated on every axis the one-shot 3-D space_to_batch would be rank 8;
+    it runs one axis at a time instead (TFLite and NPUs stop at rank 6)."""
+    model = conv_model((1, 2, 7, 8, 9), (3, 2, 2, 3, 2), batch="N", dilations=dilations, pads=[1, 0, 2, 1, 2, 0])
+    new, _ = rewrite(model, form)
+    assert max_rank(new) <= 6
+
+
 # --- skips --------------------------------------------------------------------
 
 def test_skip_symbolic_spatial_size():
@@ -381,7 +391,7 @@ def _run_builder(build, x: np.ndarray, opset: int = 17):
 
 
 @pytest.mark.parametrize("blocks,sizes", [((3,), (4,)), ((2, 2), (3, 2)), ((1, 3), (2, 2)),
-                                          ((2, 1, 3), (2, 3, 2))])
+                                          ((2, 1, 3), (2, 3, 2)), ((2, 3, 2), (2, 1, 3)), ((3, 2, 2), (1, 2, 2))])
 def test_space_to_batch_formula_and_inverse(blocks, sizes):
     """s2b[flat(b)*N + n, c, j...] = x[n, c, j*P + b ...]; batch_to_space inverts it."""
     x = np.random.default_rng(1).standard_normal((2, 3, *[m * p for m, p in zip(sizes, blocks)]))
