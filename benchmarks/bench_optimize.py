@@ -4,7 +4,7 @@ scaling with the number of rewritable nodes, and the quality of the output
 (onnxruntime CPU latency and MACs before/after).
 
     python benchmarks/bench_optimize.py [--models models/*.onnx] [--scale 10,100,1000,5000]
-                                        [--repeats 5] [--skip-models] [--skip-scale]
+                                        [--repeats 5] [--skip-models] [--skip-scale] [--skip-memory]
 
 Every time is a median over interleaved repeated runs.  Peak memory is the
 child process's peak RSS, VmHWM (each optimize runs in a fresh subprocess).
@@ -159,6 +159,65 @@ def bench_scale(sizes, repeats):
         print(f"\nlog-log slope of time vs candidates (above the smallest size): {slope:.2f} (1.0 = linear)")
 
 
+SESSION_CHILD = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+import onnx
+from convrewrite.equivalence import random_feeds, run_onnxruntime, runtime_inputs
+def status(key):
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key)) / 1024
+baseline = status("VmHWM")
+if len(sys.argv) > 2:
+    m = onnx.load(sys.argv[2])
+    held = status("VmRSS")
+    run_onnxruntime(m, random_feeds(runtime_inputs(m), 0))
+    print(baseline, status("VmHWM") - held)
+else:
+    print(baseline, 0)
+"""
+
+
+def large_weights(channels: int = 512, blocks: int = 6) -> onnx.ModelProto:
+    """A decoder of large weights on a small map: per block a ConvTranspose
+    4x4/s2/p1 and a dilated 3x3 Conv at stride 2 (channels 512: 157 MB)."""
+    rng = np.random.default_rng(0)
+    c, nodes, inits, x = channels, [], [], "x"
+    for k in range(blocks):
+        wt = numpy_helper.from_array((rng.standard_normal((c, c, 4, 4)) * 0.02).astype(np.float32), f"wt{k}")
+        wc = numpy_helper.from_array((rng.standard_normal((c, c, 3, 3)) * 0.02).astype(np.float32), f"wc{k}")
+        inits += [wt, wc]
+        nodes.append(helper.make_node("ConvTranspose", [x, wt.name], [f"u{k}"], name=f"up{k}", strides=[2, 2],
+                                      pads=[1, 1, 1, 1]))
+        nodes.append(helper.make_node("Conv", [f"u{k}", wc.name], [f"d{k}"], name=f"atrous{k}", strides=[2, 2],
+                                      dilations=[2, 2], pads=[2, 2, 2, 2]))
+        x = f"d{k}"
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, c, 4, 4]) for n in ("x", x)]
+    g = helper.make_graph(nodes, "large_weights", io[:1], io[1:], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def bench_memory(repeats):
+    """Peak memory against the targets: without verification under 3x the
+    model's size above the interpreter's baseline; with it, under 3x plus
+    what one onnxruntime session of the model needs."""
+    print("\n## Memory: a model of large weights")
+    print("| model MB | baseline MB | onnxruntime session MB | peak MB (no verify) | peak MB (verify) "
+          "| no verify: (peak - baseline) / size | verify: (peak - baseline - session) / size |")
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "large.onnx")
+        onnx.save(large_weights(), path)
+        size = os.path.getsize(path) / 2**20
+        baseline = float(subprocess.run([sys.executable, "-c", SESSION_CHILD, ROOT], capture_output=True,
+                                        text=True, check=True).stdout.split()[0])
+        session = float(subprocess.run([sys.executable, "-c", SESSION_CHILD, ROOT, path], capture_output=True,
+                                       text=True, check=True).stdout.split()[1])
+        peak_n = max(child_optimize(path, False)["peak_mb"] for _ in range(repeats))
+        peak_v = max(child_optimize(path, True)["peak_mb"] for _ in range(repeats))
+        print(f"| {size:.0f} | {baseline:.0f} | {session:.0f} | {peak_n:.0f} | {peak_v:.0f} "
+              f"| {(peak_n - baseline) / size:.2f} | {(peak_v - baseline - session) / size:.2f} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="*", default=sorted(glob.glob(os.path.join(ROOT, "models", "*.onnx"))))
@@ -166,12 +225,15 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-models", action="store_true")
     ap.add_argument("--skip-scale", action="store_true")
+    ap.add_argument("--skip-memory", action="store_true")
     a = ap.parse_args()
     models = [m for m in a.models if not m.endswith(".opt.onnx")]
     if not a.skip_models:
         bench_models(models, a.repeats)
     if not a.skip_scale:
         bench_scale([int(s) for s in a.scale.split(",")], a.repeats)
+    if not a.skip_memory:
+        bench_memory(a.repeats)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def optimize(model: "onnx.ModelProto | str | Path", passes=None, options: Option
     report.passes = [p.name for p in pass_list]
     report.op_counts_before = op_counts(model)
     oracle = _Oracle(model, settings) if verify and not dry_run else None
-    current = model
+    current, model = model, None  # a model loaded here is freed as soon as a pass replaces it
     for p in pass_list:
         t = time.perf_counter()
         current = _run_pass(current, p, settings, report, oracle)
@@ -134,8 +134,10 @@ def _run_pass(model, p, settings: Settings, report: Report, oracle) -> onnx.Mode
     if not todo:
         return model
     result = apply_rewrites(model, [(c.match, c.replacement) for c in todo])
+    for c in todo:  # their weights are in `result` now; bisection rebuilds what it needs
+        c.replacement = c.check = None
     if oracle is not None:
-        result = oracle.bisect(model, result, todo)
+        result = oracle.bisect(model, result, todo, lambda c: p.build(c.match, graph))
     return result
 
 
@@ -266,7 +268,6 @@ class _Oracle:
         except RunError as e:
             self.want, self.error = None, f"the original model could not be run ({e})"
         self.seconds += time.perf_counter() - t
-        self.original = model
         self.last: Optional[Comparison] = None
         self.last_model: Optional[onnx.ModelProto] = None
 
@@ -282,34 +283,35 @@ class _Oracle:
         self.last, self.last_model = result, model
         return result
 
-    def bisect(self, before: onnx.ModelProto, after: onnx.ModelProto, todo: list) -> onnx.ModelProto:
+    def bisect(self, before: onnx.ModelProto, after: onnx.ModelProto, todo: list, rebuild) -> onnx.ModelProto:
         """`after` if it matches the original; else roll back the responsible
-        rewrites (found by halving) and return what is left."""
+        rewrites (found by halving, each trial with replacements from
+        `rebuild(candidate)`) and return what is left."""
         if self.want is None or self.compare(after):
             return after
         kept = list(todo)
         while kept:
-            culprits = self._culprits(before, kept)
+            culprits = self._culprits(before, kept, rebuild)
             comparison = self.last
             for c in culprits:
                 _roll_back(c, "whole-model check failed with this rewrite in place "
                               f"(max abs error {comparison.max_abs_error:.3g}) although its local check "
                               "passed; rolled back")
             kept = [c for c in kept if c not in culprits]
-            candidate = apply_rewrites(before, [(c.match, c.replacement) for c in kept])
+            candidate = apply_rewrites(before, [(c.match, rebuild(c)) for c in kept])
             if self.compare(candidate):
                 return candidate
         return before
 
-    def _culprits(self, before, group: list) -> list:
+    def _culprits(self, before, group: list, rebuild) -> list:
         if len(group) == 1:
             return group
         half = len(group) // 2
         found = []
         for part in (group[:half], group[half:]):
-            trial = apply_rewrites(before, [(c.match, c.replacement) for c in part])
+            trial = apply_rewrites(before, [(c.match, rebuild(c)) for c in part])
             if not self.compare(trial):
-                found += self._culprits(before, part)
+                found += self._culprits(before, part, rebuild)
         return found or group  # only the combination fails: roll back the whole group
 
     def final_verdict(self, model: onnx.ModelProto, report: Report) -> None:
@@ -319,7 +321,7 @@ class _Oracle:
             v.detail = self.error or ""
             v.performed, v.equivalent = False, None
             return
-        if model is self.original:  # nothing was rewritten
+        if not report.records(REWRITTEN):  # nothing was rewritten: `model` is the original
             result = compare_outputs(self.names, self.want, self.want)
         elif model is self.last_model:
             result = self.last

@@ -66,6 +66,11 @@ def _dims(type_proto: onnx.TypeProto) -> Optional[tuple]:
     return tuple(dims)
 
 
+# Initializers at least this large are converted to numpy on each request
+# rather than cached: a cache would hold a second copy of every weight.
+UNCACHED_BYTES = 1 << 20
+
+
 class GraphView:
     """Shapes, dtypes, constants and topology of `model.graph` (read-only)."""
 
@@ -208,6 +213,8 @@ class GraphView:
         return a, a == b
 
     def _value(self, name: str, probe: Optional[int]) -> Optional[np.ndarray]:
+        if self.is_initializer(name) and self.initializers[name].ByteSize() >= UNCACHED_BYTES:
+            return numpy_helper.to_array(self.initializers[name])  # a weight: read again, not kept twice
         key = (name, probe)
         if key not in self._const_cache:
             self._const_cache[key] = None  # cycle guard
@@ -342,41 +349,68 @@ def subgraph_outer_references(graph: onnx.GraphProto) -> set:
     return names
 
 
-SHAPE_ONLY_BYTES = 1 << 30  # above this, shape inference runs on a weightless copy
-
-
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     """A shape-inferred copy (symbolic dims kept); the input is untouched.
 
-    Protobuf cannot serialise 2 GB, so a large model is inferred from a copy
-    whose big initializers keep their dims but not their data."""
-    source = model if model.ByteSize() < SHAPE_ONLY_BYTES else weightless_copy(model)
+    Inference runs on a copy whose weights keep their dims but not their
+    data: the copy (and the inferred model a GraphView keeps) then costs
+    nothing next to the weights, and a model above protobuf's 2 GB limit
+    can be inferred at all."""
     try:
-        return onnx.shape_inference.infer_shapes(source, check_type=False, strict_mode=False, data_prop=True)
+        return onnx.shape_inference.infer_shapes(weightless_copy(model), check_type=False, strict_mode=False,
+                                                 data_prop=True)
     except (onnx.shape_inference.InferenceError, ValueError) as e:
         raise InputError(f"shape inference failed: {str(e).splitlines()[0]}") from None
 
 
+WEIGHT_STUB_LOCATION = "weights-not-loaded"  # the external data file a stub names; never read
+
+# Integer initializers are kept up to this size: shape inference reads their
+# values (Reshape shapes, Slice starts, ...); it never reads float weights.
+SHAPE_DATA_BYTES = 1 << 20
+_SHAPE_TYPES = {onnx.TensorProto.INT64, onnx.TensorProto.INT32}
+
+
 def weightless_copy(model: onnx.ModelProto, min_bytes: int = 1024) -> onnx.ModelProto:
-    """The model with each initializer of >= min_bytes replaced by a tensor of
-    the same dims and type marked as external data (never read)."""
-    out = onnx.ModelProto()
-    out.ir_version, out.producer_name = model.ir_version, model.producer_name
-    out.opset_import.extend(model.opset_import)
-    g = out.graph
-    g.name = model.graph.name
-    g.node.extend(model.graph.node)
-    g.input.extend(model.graph.input)
-    g.output.extend(model.graph.output)
-    g.value_info.extend(model.graph.value_info)
+    """The model with each weight of >= min_bytes (integer tensors: >=
+    SHAPE_DATA_BYTES) replaced by a stub of the same dims and type (see
+    weight_stub); everything else is copied as it is."""
+    out = copy_without_initializers(model)
     for t in model.graph.initializer:
-        if t.ByteSize() < min_bytes:
-            g.initializer.append(t)
-            continue
-        stub = g.initializer.add()
-        stub.name, stub.data_type = t.name, t.data_type
-        stub.dims.extend(t.dims)
-        stub.data_location = onnx.TensorProto.EXTERNAL
-        stub.external_data.add(key="location", value="weights-not-loaded")
-    out.functions.extend(model.functions)
+        if t.ByteSize() < (SHAPE_DATA_BYTES if t.data_type in _SHAPE_TYPES else min_bytes):
+            out.graph.initializer.append(t)
+        else:
+            out.graph.initializer.append(weight_stub(t.name, t.data_type, t.dims))
     return out
+
+
+def copy_without_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of `model` whose graph has every field but its initializers."""
+    out = onnx.ModelProto()
+    for field, value in model.ListFields():
+        if field.name != "graph":
+            _copy_field(out, field.name, value)
+    out.graph.SetInParent()
+    for field, value in model.graph.ListFields():
+        if field.name != "initializer":
+            _copy_field(out.graph, field.name, value)
+    return out
+
+
+def _copy_field(message, name: str, value) -> None:
+    if hasattr(value, "CopyFrom"):      # a message
+        getattr(message, name).CopyFrom(value)
+    elif hasattr(value, "extend"):      # a repeated field
+        getattr(message, name).extend(value)
+    else:                               # a scalar
+        setattr(message, name, value)
+
+
+def weight_stub(name: str, data_type: int, dims) -> onnx.TensorProto:
+    """A tensor with a weight's name, type and dims but no data (marked as
+    external data that is never read): enough for shape inference."""
+    stub = onnx.TensorProto(name=name, data_type=data_type)
+    stub.dims.extend(dims)
+    stub.data_location = onnx.TensorProto.EXTERNAL
+    stub.external_data.add(key="location", value=WEIGHT_STUB_LOCATION)
+    return stub

@@ -6,11 +6,15 @@ standalone models of a batch are merged into one graph (names prefixed per
 rewrite), so a model with a thousand candidates does not create two thousand
 sessions.  A symbolic batch dimension is kept symbolic in the standalone
 models and exercised with batch 1 and batch 2.
+
+The standalone models hold their large weights as stubs (dims, no data);
+the data is filled in only for the batch being run, so checking a model
+never holds a second copy of all its weights.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -18,13 +22,14 @@ from onnx import helper, numpy_helper
 
 from .equivalence import (Comparison, RunError, compare_outputs, concrete_shape, random_tensor,
                           run_model)
-from .graph import GraphView
+from .graph import GraphView, weight_stub
 from .macs import model_macs
 from .rewrite import Match, Replacement
 from .splice import renamed_nodes
 
 BATCH_LIMIT_NODES = 400          # rewrites merged into one session, at most this many nodes
-BATCH_LIMIT_BYTES = 256 << 20    # ... and this many bytes of initializers
+BATCH_LIMIT_BYTES = 64 << 20     # ... and this many bytes of weights (merging copies them)
+STUB_BYTES = 1 << 16             # weights this large are filled in only while their check runs
 
 
 class CheckError(Exception):
@@ -33,11 +38,28 @@ class CheckError(Exception):
 
 @dataclass
 class LocalCheck:
-    original: onnx.ModelProto
+    original: onnx.ModelProto      # large weights as stubs, see `weights`
     replacement: onnx.ModelProto
     symbolic: bool                 # some input dim is symbolic: run batch 1 and 2
     macs_before: Optional[int]
     macs_after: Optional[int]
+    weights: dict[str, Callable[[], onnx.TensorProto]] = field(default_factory=dict)  # stub -> its data
+    weight_bytes: int = 0
+
+    def materialized(self) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+        """(original, replacement) with every stub filled in."""
+        return _filled(self.original, self.weights), _filled(self.replacement, self.weights)
+
+
+def _filled(model: onnx.ModelProto, weights) -> onnx.ModelProto:
+    stubs = [k for k, t in enumerate(model.graph.initializer) if t.name in weights]
+    if not stubs:
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for k in stubs:
+        out.graph.initializer[k].CopyFrom(weights[out.graph.initializer[k].name]())
+    return out
 
 
 def _value_info(graph: GraphView, name: str) -> onnx.ValueInfoProto:
@@ -90,14 +112,31 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     if stray:
         raise CheckError(f"replacement reads {stray}, which the original nodes do not")
 
+    weights: dict = {}
+
+    def from_graph(name: str) -> onnx.TensorProto:
+        value = constants[name]
+        if value.nbytes < STUB_BYTES:
+            return numpy_helper.from_array(value, name)
+        weights[name] = lambda: numpy_helper.from_array(graph.constant(name), name)
+        return weight_stub(name, helper.np_dtype_to_tensor_dtype(value.dtype), value.shape)
+
+    def own(t: onnx.TensorProto) -> onnx.TensorProto:
+        if t.ByteSize() < STUB_BYTES:
+            return t
+        weights[t.name] = lambda: t
+        return weight_stub(t.name, t.data_type, t.dims)
+
     def inits(names):
-        return [numpy_helper.from_array(constants[i], i) for i in names if constants[i] is not None]
+        return [from_graph(i) for i in names if constants[i] is not None]
 
     original = _standalone(graph, match.nodes, inits(orig_in), runtime, outputs, "original")
-    repl = _standalone(graph, new_nodes, inits(repl_in) + list(replacement.initializers),
+    repl = _standalone(graph, new_nodes, inits(repl_in) + [own(t) for t in replacement.initializers],
                        runtime, outputs, "replacement")
     symbolic = any(not isinstance(d, int) for i in runtime for d in (graph.shape(i) or ()))
-    return LocalCheck(original, repl, symbolic, model_macs(original), model_macs(repl))
+    size = sum(constants[i].nbytes for i in weights if constants.get(i) is not None)
+    size += sum(t.ByteSize() for t in replacement.initializers if t.name in weights)
+    return LocalCheck(original, repl, symbolic, model_macs(original), model_macs(repl), weights, size)
 
 
 def _merge(models: Sequence[onnx.ModelProto]) -> onnx.ModelProto:
@@ -124,6 +163,8 @@ def _run_group(models, feeds, oracle: bool):
     """Outputs per model: merged in one session, else one by one.
 
     Returns a list with, per model, its outputs or a RunError message."""
+    if len(models) == 1:
+        return _run_each(models, feeds, oracle)
     merged = _merge(models)
     merged_feeds = {f"c{k}/{n}": v for k, f in enumerate(feeds) for n, v in f.items()}
     try:
@@ -135,7 +176,10 @@ def _run_group(models, feeds, oracle: bool):
             at += s
         return result
     except RunError:
-        pass
+        return _run_each(models, feeds, oracle)
+
+
+def _run_each(models, feeds, oracle: bool) -> list:
     result = []
     for m, f in zip(models, feeds):
         try:
@@ -151,9 +195,11 @@ def verify_checks(checks: Sequence[LocalCheck], seed: int = 0, rtol=None, atol=N
     for batch in (1, 2):
         idx = [k for k, c in enumerate(checks) if batch == 1 or c.symbolic]
         for group in _groups(idx, checks):
+            models = [checks[k].materialized() for k in group]
             feeds = [_feeds(checks[k].original, seed + k, batch) for k in group]
-            want = _run_group([checks[k].original for k in group], feeds, oracle=True)
-            got = _run_group([checks[k].replacement for k in group], feeds, oracle=False)
+            want = _run_group([m[0] for m in models], feeds, oracle=True)
+            got = _run_group([m[1] for m in models], feeds, oracle=False)
+            del models
             for k, w, g in zip(group, want, got):
                 if isinstance(results[k], str):
                     continue
@@ -172,7 +218,7 @@ def _groups(idx: Sequence[int], checks: Sequence[LocalCheck]):
     for k in idx:
         c = checks[k]
         n = len(c.original.graph.node) + len(c.replacement.graph.node)
-        b = c.original.ByteSize() + c.replacement.ByteSize()
+        b = c.original.ByteSize() + c.replacement.ByteSize() + c.weight_bytes
         if group and (nodes + n > BATCH_LIMIT_NODES or size + b > BATCH_LIMIT_BYTES):
             yield group
             group, nodes, size = [], 0, 0

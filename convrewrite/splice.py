@@ -12,7 +12,7 @@ from typing import Sequence
 import onnx
 from onnx import helper
 
-from .graph import node_outer_references, subgraph_outer_references
+from .graph import copy_without_initializers, node_outer_references, subgraph_outer_references
 from .rewrite import Match, Replacement
 
 
@@ -49,8 +49,7 @@ def apply_rewrites(model: onnx.ModelProto, rewrites: Sequence[tuple[Match, Repla
         positions = [index[id(n)] for n in match.nodes]
         removed.update(positions)
         start[min(positions)] = replacement
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+    out = copy_without_initializers(model)
     g = out.graph
     new_nodes, dead_inputs = [], set()
     for k, node in enumerate(g.node):
@@ -62,25 +61,30 @@ def apply_rewrites(model: onnx.ModelProto, rewrites: Sequence[tuple[Match, Repla
             new_nodes.append(node)
     del g.node[:]
     g.node.extend(new_nodes)
-    for _, replacement in rewrites:
-        g.initializer.extend(replacement.initializers)
-        if out.ir_version < 4:  # before IR 4 every initializer is also a graph input
-            g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
-                           for t in replacement.initializers)
-    remove_dead(g, dead_inputs, listed_initializers_are_constant=out.ir_version < 4)
+    added = [t for _, replacement in rewrites for t in replacement.initializers]
+    if out.ir_version < 4:  # before IR 4 every initializer is also a graph input
+        g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in added)
+    names = {t.name for t in model.graph.initializer} | {t.name for t in added}
+    dead = remove_dead(g, dead_inputs, names, listed_initializers_are_constant=out.ir_version < 4)
+    # Initializers are copied last and only when alive: the weights of the
+    # replaced nodes are never copied at all.
+    g.initializer.extend(t for t in model.graph.initializer if t.name not in dead)
+    g.initializer.extend(t for t in added if t.name not in dead)
     toposort(g)
     return out
 
 
-def remove_dead(g: onnx.GraphProto, maybe_dead: set, listed_initializers_are_constant: bool = False) -> None:
-    """Remove nodes and initializers that fed removed nodes and now feed
-    nothing, following chains backwards (Constant -> Cast -> weight).
+def remove_dead(g: onnx.GraphProto, maybe_dead: set, initializers: set,
+                listed_initializers_are_constant: bool = False) -> set:
+    """Remove nodes that fed removed nodes and now feed nothing, following
+    chains backwards (Constant -> Cast -> weight); returns the names among
+    `initializers` (the graph's, which the caller adds) that died with them.
     Values used by graph outputs or by subgraphs stay.  Before IR 4 every
     initializer is also listed as a graph input; such a listing goes with it."""
     uses = Counter(i for n in g.node for i in n.input if i)
     keep = {o.name for o in g.output} | subgraph_outer_references(g)
     producer = {o: n for n in g.node for o in n.output if o}
-    removable_inits = {t.name for t in g.initializer}
+    removable_inits = set(initializers)
     if not listed_initializers_are_constant:
         removable_inits -= {i.name for i in g.input}
     dead_nodes, dead_inits = set(), set()
@@ -102,10 +106,10 @@ def remove_dead(g: onnx.GraphProto, maybe_dead: set, listed_initializers_are_con
                 uses[i] -= 1
                 frontier.append(i)
     _filter(g.node, lambda n: id(n) not in dead_nodes)
-    _filter(g.initializer, lambda t: t.name not in dead_inits)
     _filter(g.input, lambda i: i.name not in dead_inits)
     live = {v for n in g.node for v in list(n.output) + list(n.input)}
     _filter(g.value_info, lambda vi: vi.name in live)
+    return dead_inits
 
 
 def _filter(container, keep) -> None:

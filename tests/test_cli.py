@@ -140,8 +140,28 @@ def _bad_files(tmp_path):
     m.graph.node[0].input[0] = "undefined_value"
     (tmp_path / "invalid_graph.onnx").write_bytes(m.SerializeToString())
     (tmp_path / "folder.onnx").mkdir()
+    (tmp_path / "short_weight.onnx").write_bytes(_short_weight_model().SerializeToString())
     return ["missing.onnx", "folder.onnx", "empty.onnx", "random.onnx", "truncated.onnx",
-            "not_a_model.onnx", "future_opset.onnx", "invalid_graph.onnx"]
+            "not_a_model.onnx", "future_opset.onnx", "invalid_graph.onnx", "short_weight.onnx"]
+
+
+def _short_weight_model():
+    """A large weight (16 KiB, which the checker sees only as a stub) whose
+    data stops short of its shape."""
+    w = numpy_helper.from_array(np.ones((64, 64), np.float32), "w")
+    w.raw_data = w.raw_data[:-4]
+    g = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 64])], [w])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_weight_shorter_than_its_shape_is_refused(tmp_path):
+    path = tmp_path / "short.onnx"
+    path.write_bytes(_short_weight_model().SerializeToString())
+    r = run("optimize", path)
+    assert r.returncode == 2
+    assert "invalid ONNX model (initializer 'w': its data does not match its shape [64, 64]" in r.stderr
 
 
 def test_bad_inputs_get_one_line_errors(tmp_path):

@@ -6,6 +6,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from convrewrite import optimize
+from convrewrite.graph import GraphView
 from convrewrite.report import REWRITTEN, ROLLED_BACK, SKIPPED
 from helpers import assert_rewrites, assert_skips
 from toy_passes import ReluBroken, ReluToIdentity, ReluToMax
@@ -231,17 +232,22 @@ def test_dead_constant_chains_are_removed_and_shared_initializers_kept():
     assert [t.name for t in new.graph.initializer] == ["shared", "add/add-to-sub/neg_w"]
 
 
-def test_large_models_are_shape_inferred_without_their_weights(monkeypatch):
-    # Protobuf cannot serialise 2 GB; above a threshold inference runs on a
-    # weightless copy.  Force that path on a small model: same shapes, and the
-    # rewrite still works because constants come from the real model.
+def test_models_are_shape_inferred_without_their_weights():
+    # Shape inference runs on a copy without the weights (memory; protobuf's
+    # 2 GB limit); integer tensors it may read as shapes keep their values.
     import convrewrite.graph as graph_module
 
-    monkeypatch.setattr(graph_module, "SHAPE_ONLY_BYTES", 0)
     test_dead_constant_chains_are_removed_and_shared_initializers_kept()
     stub = graph_module.weightless_copy(_weighted_model(), min_bytes=1)
     assert stub.graph.initializer[0].data_location == TensorProto.EXTERNAL
     assert list(stub.graph.initializer[0].dims) == [3]
+    shape = helper.make_tensor("shape", TensorProto.INT64, [3], [1, -1, 2])
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [shape]))
+    assert graph_module.weightless_copy(model, min_bytes=1).graph.initializer[0].int64_data == [1, -1, 2]
+    assert GraphView(model).shape("y") == (1, 8, 2)
 
 
 def test_a_multi_node_match_has_one_record_naming_the_nodes_it_absorbs():
@@ -281,3 +287,76 @@ def test_static_entries_of_a_partly_symbolic_shape_fold():
     assert known.tolist() == [False, True, True, True]
     assert values[1:].tolist() == [3, 64, 64]
     assert g.partial_constant("y") is None  # float16 cannot carry the probes exactly
+
+
+def _large_weight_model(n=128):
+    """y = x + w with a weight of n*n floats (64 KiB at n=128: above local_check.STUB_BYTES)."""
+    w = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    nodes = [helper.make_node("Add", ["x", "w"], ["y"], name="add")]
+    return helper.make_model(helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])], [numpy_helper.from_array(w, "w")]),
+        opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _add_to_sub(sign):
+    """Add(x, w) -> Sub(x, sign * -w): exact with sign 1, wrong with -1."""
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from convrewrite.builder import Builder
+    from convrewrite.rewrite import Match
+
+    @dataclass(frozen=True)
+    class AddToSub(ReluToMax):
+        name: ClassVar[str] = "add-to-sub"
+
+        def candidate(self, node, graph):
+            return node.op_type == "Add"
+
+        def match(self, node, graph):
+            return Match(node, None)
+
+        def build(self, match, graph):
+            b = Builder(graph, match.node, self.name)
+            neg = b.initializer(-sign * graph.constant(match.node.input[1]), "neg_w")
+            return b.replacement({match.node.output[0]: b.op("Sub", [match.node.input[0], neg], "sub")})
+
+    return AddToSub()
+
+
+def test_large_weights_are_checked_with_their_data():
+    # The local check holds large weights as stubs and fills them in when it
+    # runs: an exact rewrite passes, a wrong one is caught by value.
+    from convrewrite.local_check import STUB_BYTES, build_check
+
+    model = _large_weight_model()
+    graph = GraphView(model)
+    p = _add_to_sub(1)
+    node = model.graph.node[0]
+    check = build_check(graph, p.match(node, graph), p.build(p.match(node, graph), graph))
+    assert set(check.weights) == {"w", "add/add-to-sub/neg_w"} and check.weight_bytes >= 2 * STUB_BYTES
+    assert all(t.data_location == TensorProto.EXTERNAL for t in check.original.graph.initializer)
+    assert_rewrites(model, p, expect_ops={"Add": 0, "Sub": 1})
+    _, report = optimize(model, passes=[_add_to_sub(-1)])
+    record = report.rewrites[0]
+    assert record.status == ROLLED_BACK and record.reason.startswith("local check failed"), record.reason
+
+
+def test_a_rewrite_copies_every_field_but_the_replaced_weights():
+    from convrewrite.graph import copy_without_initializers
+
+    model = _large_weight_model(4)
+    model.doc_string, model.producer_name = "doc", "exporter"
+    onnx.helper.set_model_props(model, {"key": "value"})
+    model.graph.value_info.append(helper.make_tensor_value_info("v", TensorProto.FLOAT, [1]))
+    model.graph.sparse_initializer.append(helper.make_sparse_tensor(
+        helper.make_tensor("sparse", TensorProto.FLOAT, [1], [1.0]),
+        helper.make_tensor("sparse_indices", TensorProto.INT64, [1], [0]), [2]))
+    shell = copy_without_initializers(model)
+    full = onnx.ModelProto()
+    full.CopyFrom(model)
+    del full.graph.initializer[:]
+    assert shell == full
+    new, _ = optimize(model, passes=[_add_to_sub(1)])
+    assert [t.name for t in new.graph.initializer] == ["add/add-to-sub/neg_w"]
