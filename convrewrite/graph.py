@@ -356,9 +356,9 @@ def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     data: the copy (and the inferred model a GraphView keeps) then costs
     nothing next to the weights, and a model above protobuf's 2 GB limit
     can be inferred at all."""
+    source = weightless_copy(model) if any(_stubbed(t) for t in model.graph.initializer) else model
     try:
-        return onnx.shape_inference.infer_shapes(weightless_copy(model), check_type=False, strict_mode=False,
-                                                 data_prop=True)
+        return onnx.shape_inference.infer_shapes(source, check_type=False, strict_mode=False, data_prop=True)
     except (onnx.shape_inference.InferenceError, ValueError) as e:
         raise InputError(f"shape inference failed: {str(e).splitlines()[0]}") from None
 
@@ -377,11 +377,15 @@ def weightless_copy(model: onnx.ModelProto, min_bytes: int = 1024) -> onnx.Model
     weight_stub); everything else is copied as it is."""
     out = copy_without_initializers(model)
     for t in model.graph.initializer:
-        if t.ByteSize() < (SHAPE_DATA_BYTES if t.data_type in _SHAPE_TYPES else min_bytes):
-            out.graph.initializer.append(t)
-        else:
+        if _stubbed(t, min_bytes):
             out.graph.initializer.append(weight_stub(t.name, t.data_type, t.dims))
+        else:
+            out.graph.initializer.append(t)
     return out
+
+
+def _stubbed(t: onnx.TensorProto, min_bytes: int = 1024) -> bool:
+    return t.ByteSize() >= (SHAPE_DATA_BYTES if t.data_type in _SHAPE_TYPES else min_bytes)
 
 
 def copy_without_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
