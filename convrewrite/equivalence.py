@@ -20,6 +20,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from .model_io import save_external
+
 # (rtol, atol) per reference dtype.  float16 keeps about 3 decimal digits:
 # a few units in the last place at the output's magnitude.
 DEFAULT_TOLERANCES = {
@@ -139,7 +141,7 @@ def run_onnxruntime(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> 
         return sess.run(None, dict(feeds))
     with tempfile.TemporaryDirectory() as tmp:  # protobuf cannot serialise > 2 GB
         path = os.path.join(tmp, "model.onnx")
-        onnx.save_model(model, path, save_as_external_data=True, location="model.data")
+        save_external(model, path, "model.data")
         sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
         return sess.run(None, dict(feeds))
 

@@ -356,7 +356,7 @@ def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     data: the copy (and the inferred model a GraphView keeps) then costs
     nothing next to the weights, and a model above protobuf's 2 GB limit
     can be inferred at all."""
-    source = weightless_copy(model) if any(_stubbed(t) for t in model.graph.initializer) else model
+    source = weightless_copy(model) if any(stubbed(t) for t in model.graph.initializer) else model
     try:
         return onnx.shape_inference.infer_shapes(source, check_type=False, strict_mode=False, data_prop=True)
     except (onnx.shape_inference.InferenceError, ValueError) as e:
@@ -372,24 +372,33 @@ _SHAPE_TYPES = {onnx.TensorProto.INT64, onnx.TensorProto.INT32}
 
 
 def weightless_copy(model: onnx.ModelProto, min_bytes: int = 1024) -> onnx.ModelProto:
-    """The model with each weight of >= min_bytes (integer tensors: >=
-    SHAPE_DATA_BYTES) replaced by a stub of the same dims and type (see
-    weight_stub); everything else is copied as it is."""
+    """The model with each weight (see `stubbed`) replaced by a stub of the
+    same dims and type (see weight_stub); everything else is copied as it is."""
     out = copy_without_initializers(model)
     for t in model.graph.initializer:
-        if _stubbed(t, min_bytes):
+        if stubbed(t, min_bytes):
             out.graph.initializer.append(weight_stub(t.name, t.data_type, t.dims))
         else:
             out.graph.initializer.append(t)
     return out
 
 
-def _stubbed(t: onnx.TensorProto, min_bytes: int = 1024) -> bool:
+def stubbed(t: onnx.TensorProto, min_bytes: int = 1024) -> bool:
+    """Whether weightless_copy stubs this initializer: a float (or other
+    non-index) tensor of >= min_bytes, an integer one of >= SHAPE_DATA_BYTES,
+    or one whose data is external (not loaded, or not readable from here)."""
+    if t.data_location == onnx.TensorProto.EXTERNAL:
+        return True
     return t.ByteSize() >= (SHAPE_DATA_BYTES if t.data_type in _SHAPE_TYPES else min_bytes)
 
 
 def copy_without_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of `model` whose graph has every field but its initializers."""
+    """A copy of `model` whose graph has every field but its initializers.
+
+    Fields are copied one by one, which skips fields this onnx does not
+    know (written by a newer one).  Their presence shows as a size that
+    does not add up; then the whole model is copied, unknown fields and
+    all, and the initializers dropped from the copy."""
     out = onnx.ModelProto()
     for field, value in model.ListFields():
         if field.name != "graph":
@@ -398,7 +407,28 @@ def copy_without_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
     for field, value in model.graph.ListFields():
         if field.name != "initializer":
             _copy_field(out.graph, field.name, value)
+    if not _sizes_add_up(model, out):
+        out.CopyFrom(model)
+        del out.graph.initializer[:]
     return out
+
+
+def _sizes_add_up(model: onnx.ModelProto, out: onnx.ModelProto) -> bool:
+    """model == out + the initializers, byte for byte in size, at both levels."""
+    inits = sum(_field_bytes(t.ByteSize()) for t in model.graph.initializer)
+    has_graph = model.HasField("graph")
+    own = model.ByteSize() - (_field_bytes(model.graph.ByteSize()) if has_graph else 0)
+    return (model.graph.ByteSize() == out.graph.ByteSize() + inits
+            and own == out.ByteSize() - _field_bytes(out.graph.ByteSize()))
+
+
+def _field_bytes(size: int) -> int:
+    """Wire size of a length-delimited field numbered below 16 holding `size` bytes."""
+    n, varint = size, 1
+    while n >= 128:
+        n >>= 7
+        varint += 1
+    return 1 + varint + size
 
 
 def _copy_field(message, name: str, value) -> None:

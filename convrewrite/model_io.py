@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from .errors import InputError
-from .graph import WEIGHT_STUB_LOCATION, weightless_copy
+from .graph import WEIGHT_STUB_LOCATION, copy_without_initializers, stubbed, weightless_copy
 
 TWO_GB = 1 << 31
 
@@ -50,40 +50,59 @@ def check_model(model: onnx.ModelProto, label: str = "model") -> None:
                              f"(up to {known}); upgrade onnx or export at a lower opset")
     try:
         _check_weightless(model)
-        problem = _weight_data_problem(model)
     except onnx.checker.ValidationError as e:
         raise InputError(f"{label}: invalid ONNX model ({_short(e)})") from None
     except Exception as e:  # unknown opsets and friends surface as other types
         raise InputError(f"{label}: invalid ONNX model ({_short(e)})") from None
-    if problem:
-        raise InputError(f"{label}: invalid ONNX model ({problem})")
 
 
 def _check_weightless(model: onnx.ModelProto) -> None:
-    """onnx.checker on the model with its weights stubbed out.
+    """onnx.checker on the model with its weights stubbed out, then on each
+    stubbed weight alone.
 
     The checker serialises the model and parses it again in C++: on the
     whole model that is two more copies of every weight (and impossible
     above 2 GB).  The stubs name an external data file that exists, empty;
-    the checker only asks that it be a regular file.  What it would have
-    checked of the weights themselves, _weight_data_problem checks."""
+    the checker only asks that it be a regular file.  Each weight the stubs
+    stand for then goes through the checker's own tensor check (one value
+    field, no negative dims, data that fills the shape, external data that
+    exists), one at a time."""
     with tempfile.TemporaryDirectory() as tmp:
         open(os.path.join(tmp, WEIGHT_STUB_LOCATION), "wb").close()
         path = os.path.join(tmp, "model.onnx")
         onnx.save_model(weightless_copy(model), path)
         onnx.checker.check_model(path)
-
-
-def _weight_data_problem(model: onnx.ModelProto) -> "str | None":
-    """The first weight whose data does not fill its shape, one at a time."""
+    ctx = onnx.checker.C.CheckerContext()
+    ctx.ir_version = model.ir_version
+    ctx.opset_imports = {i.domain: i.version for i in model.opset_import}
     for t in model.graph.initializer:
-        if t.data_location == onnx.TensorProto.EXTERNAL:
-            continue  # a reference the loader did not resolve: the checker saw it
-        try:
-            numpy_helper.to_array(t)
-        except Exception as e:
-            return f"initializer '{t.name}': its data does not match its shape {list(t.dims)} ({_short(e)})"
-    return None
+        if stubbed(t):
+            onnx.checker.check_tensor(t, ctx)
+
+
+def save_external(model: onnx.ModelProto, path: "str | os.PathLike", data_name: str,
+                  min_bytes: int = 1024) -> None:
+    """Save `model` with its large tensors in the file `data_name` beside
+    `path`, without touching `model` (onnx.save_model with external data
+    moves the tensors out of the model it is given)."""
+    out = copy_without_initializers(model)
+    folder = os.path.dirname(os.fspath(path)) or "."
+    with open(os.path.join(folder, data_name), "wb") as data:
+        for t in model.graph.initializer:
+            if t.ByteSize() < min_bytes or t.data_type == onnx.TensorProto.STRING or \
+                    t.data_location == onnx.TensorProto.EXTERNAL:
+                out.graph.initializer.append(t)
+                continue
+            raw = t.raw_data if t.HasField("raw_data") else _little_endian_bytes(numpy_helper.to_array(t))
+            stub = out.graph.initializer.add(name=t.name, data_type=t.data_type)
+            stub.dims.extend(t.dims)
+            stub.data_location = onnx.TensorProto.EXTERNAL
+            for key, value in (("location", data_name), ("offset", str(data.tell())), ("length", str(len(raw)))):
+                stub.external_data.add(key=key, value=value)
+            data.write(raw)
+            del raw
+    with open(path, "wb") as f:
+        f.write(out.SerializeToString())
 
 
 def check_output_path(output: Path, input_path: Path | None, force: bool) -> None:
@@ -109,14 +128,17 @@ def save_model(model: onnx.ModelProto, path: "str | os.PathLike") -> None:
             with open(tmp, "wb") as f:
                 f.write(model.SerializeToString())
         else:
-            data = p.name + ".data"
-            onnx.save_model(model, tmp, save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=data, size_threshold=1024)
+            save_external(model, tmp, p.name + ".data")
         os.replace(tmp, p)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _little_endian_bytes(a) -> bytes:
+    """raw_data is little-endian whatever the machine."""
+    return a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
 
 
 def _short(e: Exception) -> str:

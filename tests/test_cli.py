@@ -1,6 +1,7 @@
 """The command line, end to end through a subprocess: the exact contract."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -145,23 +146,35 @@ def _bad_files(tmp_path):
             "not_a_model.onnx", "future_opset.onnx", "invalid_graph.onnx", "short_weight.onnx"]
 
 
-def _short_weight_model():
-    """A large weight (16 KiB, which the checker sees only as a stub) whose
-    data stops short of its shape."""
+def _short_weight_model(defect="short"):
+    """A large weight (16 KiB, which the model-level check sees only as a
+    stub) with a defect the checker's tensor check finds."""
     w = numpy_helper.from_array(np.ones((64, 64), np.float32), "w")
-    w.raw_data = w.raw_data[:-4]
+    if defect == "short":
+        w.raw_data = w.raw_data[:-4]
+    elif defect == "negative dim":
+        w.dims[0] = -1
+    elif defect == "two value fields":
+        w.float_data.extend([1.0])
     g = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 64])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 64])], [w])
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def test_a_weight_shorter_than_its_shape_is_refused(tmp_path):
-    path = tmp_path / "short.onnx"
-    path.write_bytes(_short_weight_model().SerializeToString())
-    r = run("optimize", path)
-    assert r.returncode == 2
-    assert "invalid ONNX model (initializer 'w': its data does not match its shape [64, 64]" in r.stderr
+@pytest.mark.parametrize("defect, message", [
+    ("short", "raw_data size (16380 bytes) is too small for the declared shape"),
+    ("negative dim", "Negative dimension value"),
+    ("two value fields", "should contain one and only one value field")])
+def test_a_defective_large_weight_is_refused(tmp_path, defect, message):
+    model = _short_weight_model(defect)
+    with pytest.raises(onnx.checker.ValidationError, match=re.escape(message)):
+        onnx.checker.check_model(model)  # what onnx says of the whole model ...
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(model.SerializeToString())
+    r = run("optimize", path)  # ... convrewrite says too, though it checks a weightless copy
+    assert r.returncode == 2 and "invalid ONNX model (" in r.stderr and message in r.stderr
+    assert not list(tmp_path.glob("*.opt.onnx"))
 
 
 def test_bad_inputs_get_one_line_errors(tmp_path):

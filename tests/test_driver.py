@@ -360,3 +360,47 @@ def test_a_rewrite_copies_every_field_but_the_replaced_weights():
     assert shell == full
     new, _ = optimize(model, passes=[_add_to_sub(1)])
     assert [t.name for t in new.graph.initializer] == ["add/add-to-sub/neg_w"]
+
+
+@pytest.mark.parametrize("level", ["model", "graph"])
+def test_fields_a_newer_onnx_wrote_survive_a_rewrite(level):
+    future = bytes([0xC0, 0x3E, 0x05])  # field 1000 (unknown to onnx), varint 5
+    model = _large_weight_model(4)
+    if level == "graph":
+        graph = onnx.GraphProto()
+        graph.ParseFromString(model.graph.SerializeToString() + future)
+        model.graph.CopyFrom(graph)
+    else:
+        model.ParseFromString(model.SerializeToString() + future)
+    new, report = optimize(model, passes=[_add_to_sub(1)])
+    assert report.rewritten == 1
+    carrier = new if level == "model" else new.graph
+    assert future in carrier.SerializeToString()
+
+
+def test_large_models_are_run_and_saved_without_touching_the_model(tmp_path, monkeypatch):
+    # Above 2 GB (simulated: the limit set to 0) models go to onnxruntime and
+    # to disk with external data; the model in memory keeps its weights.
+    import convrewrite.equivalence as equivalence
+    import convrewrite.model_io as model_io
+
+    monkeypatch.setattr(equivalence, "_TWO_GB", 0)
+    monkeypatch.setattr(model_io, "TWO_GB", 0)
+    model = _large_weight_model()
+    before = model.SerializeToString()
+    new, report = optimize(model, passes=[_add_to_sub(1)])
+    assert report.verification.equivalent and model.SerializeToString() == before
+    kept = new.SerializeToString()
+    model_io.save_model(new, tmp_path / "out.onnx")
+    assert new.SerializeToString() == kept and (tmp_path / "out.onnx.data").stat().st_size == 128 * 128 * 4
+    loaded = onnx.load(tmp_path / "out.onnx")
+    assert np.array_equal(numpy_helper.to_array(loaded.graph.initializer[0]),
+                          numpy_helper.to_array(new.graph.initializer[0]))
+
+
+def test_external_data_not_loaded_is_read_from_the_working_folder(tmp_path, monkeypatch):
+    onnx.save_model(_large_weight_model(), tmp_path / "m.onnx", save_as_external_data=True, location="m.data")
+    model = onnx.load(tmp_path / "m.onnx", load_external_data=False)
+    monkeypatch.chdir(tmp_path)  # as onnx.checker and onnxruntime resolve it
+    new, report = optimize(model, passes=[_add_to_sub(1)])
+    assert report.rewritten == 1 and report.verification.equivalent
