@@ -396,9 +396,9 @@ def copy_without_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of `model` whose graph has every field but its initializers.
 
     Fields are copied one by one, which skips fields this onnx does not
-    know (written by a newer one).  Their presence shows as a size that
-    does not add up; then the whole model is copied, unknown fields and
-    all, and the initializers dropped from the copy."""
+    know (written by a newer one); where there are such fields the whole
+    model is copied, unknown fields and all, and the initializers dropped
+    from the copy."""
     out = onnx.ModelProto()
     for field, value in model.ListFields():
         if field.name != "graph":
@@ -407,28 +407,18 @@ def copy_without_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
     for field, value in model.graph.ListFields():
         if field.name != "initializer":
             _copy_field(out.graph, field.name, value)
-    if not _sizes_add_up(model, out):
+    if _has_unknown_fields(model) or _has_unknown_fields(model.graph):
         out.CopyFrom(model)
         del out.graph.initializer[:]
     return out
 
 
-def _sizes_add_up(model: onnx.ModelProto, out: onnx.ModelProto) -> bool:
-    """model == out + the initializers, byte for byte in size, at both levels."""
-    inits = sum(_field_bytes(t.ByteSize()) for t in model.graph.initializer)
-    has_graph = model.HasField("graph")
-    own = model.ByteSize() - (_field_bytes(model.graph.ByteSize()) if has_graph else 0)
-    return (model.graph.ByteSize() == out.graph.ByteSize() + inits
-            and own == out.ByteSize() - _field_bytes(out.graph.ByteSize()))
-
-
-def _field_bytes(size: int) -> int:
-    """Wire size of a length-delimited field numbered below 16 holding `size` bytes."""
-    n, varint = size, 1
-    while n >= 128:
-        n >>= 7
-        varint += 1
-    return 1 + varint + size
+def _has_unknown_fields(message) -> bool:
+    try:
+        from google.protobuf import unknown_fields  # protobuf >= 4.22
+        return len(unknown_fields.UnknownFieldSet(message)) > 0
+    except ImportError:
+        return len(message.UnknownFields()) > 0
 
 
 def _copy_field(message, name: str, value) -> None:
