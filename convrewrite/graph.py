@@ -196,6 +196,10 @@ class GraphView:
                 value = known[0]
         return value
 
+    def is_constant(self, name: str) -> bool:
+        """constant(name) is not None, without decoding an initializer."""
+        return self.is_initializer(name) or self.constant(name) is not None
+
     def partial_constant(self, name: str) -> Optional[tuple]:
         """(values, known): `name` computed from a partly symbolic shape.
 

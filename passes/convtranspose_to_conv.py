@@ -191,7 +191,7 @@ def _unsupported(node, graph: GraphView) -> Optional[str]:
         return (f"element type {name} is not lowered: only float16 and float32 are, because onnxruntime "
                 "has no Conv of other types to verify the rewrite against")
     w = node.input[1]
-    if graph.constant(w) is None:
+    if not graph.is_constant(w):
         kind = "a graph input" if graph.is_graph_input(w) else "computed at run time"
         return f"weight '{w}' is {kind}; make it an initializer to lower it"
     return _attribute_problem(node, graph, len(xs) - 2)
@@ -219,7 +219,7 @@ def _lowerings(node, graph: GraphView, geometry, preferred: str, target: Optiona
     group = int(attributes(node).get("group", 1))
     cin, cout = ws[0], ws[1] * group
     bias = node.input[2] if len(node.input) > 2 else ""
-    base = Lowering("", (), None, group, cout, node.input[1], bias, not bias or graph.constant(bias) is not None,
+    base = Lowering("", (), None, group, cout, node.input[1], bias, not bias or graph.is_constant(bias),
                     max_rank=target.max_rank if target is not None else None)
     before = conv_transpose_macs(cin, cout, group, [g.n for g in geometry], ws[2:])
     split = tuple(split_plan(g) for g in geometry)

@@ -228,7 +228,7 @@ class DilatedConvToSpaceToBatch:
         be built."""
         if all(a.dilation == 1 for a in p.axes):
             return [("plain", None)]
-        taps = None if graph.constant(p.weight) is not None else "the taps form needs a constant weight to slice"
+        taps = None if graph.is_constant(p.weight) else "the taps form needs a constant weight to slice"
         if all(a.phases == 1 for a in p.axes):   # d divides s: only x_pad[::d] is read
             return [("subsample", None), ("taps", taps)]
         order = [self.mode, "batch", "depth", "slices", "taps"]
@@ -252,7 +252,7 @@ class DilatedConvToSpaceToBatch:
         return ""
 
     def _depth_problem(self, graph: GraphView, p: Lowering) -> Optional[str]:
-        if graph.constant(p.weight) is None:
+        if not graph.is_constant(p.weight):
             return "depth form needs a constant weight to tile"
         blocks, tiled = _depth_tiling(graph, p)
         if tiled > self.depth_weight_limit:
@@ -334,7 +334,7 @@ def _simplify(node, graph: GraphView, axes) -> tuple[list[AxisPhases], Optional[
     spans = [live_taps(a) or (0, a.kernel - 1) for a in axes]
     if all(span == (0, a.kernel - 1) for span, a in zip(spans, axes)):
         return axes, None, notes
-    if graph.constant(node.input[1]) is None:
+    if not graph.is_constant(node.input[1]):
         return axes, None, notes + ["weight is a runtime input: taps that only read padding were kept"]
     dropped = {k: (a.kernel, hi - lo + 1) for k, (a, (lo, hi)) in enumerate(zip(axes, spans))
                if (lo, hi) != (0, a.kernel - 1)}
@@ -451,7 +451,7 @@ def _chain(b, graph, c: Chain) -> dict:
             phase[node.output[0]] = _conv(b, v, _weight(b, graph, p), p.bias, p, [1] * len(p.axes))
             continue
         data = data_inputs(node)
-        inputs = [value(i) if i in data and graph.constant(i) is None else i for i in node.input]
+        inputs = [value(i) if i in data and not graph.is_constant(i) else i for i in node.input]
         phase[node.output[0]] = copy_node(b, node, inputs)
     return {e: from_phase(b, phase[e], graph.shape(e)[1], grid) for e in c.region.exits}
 

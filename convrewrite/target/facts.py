@@ -60,7 +60,7 @@ class OpFacts:
 
 def is_constant(name: str, graph: GraphView, extra: frozenset = frozenset()) -> bool:
     """Known before run time (weights, shape tensors, folded chains)."""
-    return bool(name) and (name in extra or graph.is_initializer(name) or graph.constant(name) is not None)
+    return bool(name) and (name in extra or graph.is_constant(name))
 
 
 def node_facts(node: onnx.NodeProto, graph: GraphView, constants: frozenset = frozenset()) -> OpFacts:
