@@ -9,7 +9,7 @@ from convrewrite import optimize
 from convrewrite.graph import GraphView
 from convrewrite.report import REWRITTEN, ROLLED_BACK, SKIPPED
 from helpers import assert_rewrites, assert_skips
-from toy_passes import ReluBroken, ReluToIdentity, ReluToMax
+from toy_passes import AddToSub, ReluBroken, ReluToIdentity, ReluToMax
 
 
 def relu_chain(batch="N", names=("r1", "keep1", "r3")):
@@ -204,29 +204,6 @@ def test_toposort_is_stable_and_fixes_order():
 
 
 def test_dead_constant_chains_are_removed_and_shared_initializers_kept():
-    from dataclasses import dataclass
-    from typing import ClassVar
-
-    from convrewrite.builder import Builder
-    from convrewrite.rewrite import Match
-
-    @dataclass(frozen=True)
-    class AddToSub(ReluToMax):
-        """Add(x, w) -> Sub(x, -w) with -w folded offline."""
-
-        name: ClassVar[str] = "add-to-sub"
-
-        def candidate(self, node, graph):
-            return node.op_type == "Add"
-
-        def match(self, node, graph):
-            return Match(node, None)
-
-        def build(self, match, graph):
-            b = Builder(graph, match.node, self.name)
-            neg = b.initializer(-graph.constant(match.node.input[1]), "neg_w")
-            return b.replacement({match.node.output[0]: b.op("Sub", [match.node.input[0], neg], "sub")})
-
     model = _weighted_model()
     new, report = assert_rewrites(model, AddToSub(), expect_ops={"Add": 0, "Sub": 1, "Constant": 0, "Cast": 0})
     assert [t.name for t in new.graph.initializer] == ["shared", "add/add-to-sub/neg_w"]
@@ -299,32 +276,6 @@ def _large_weight_model(n=128):
         opset_imports=[helper.make_opsetid("", 17)])
 
 
-def _add_to_sub(sign):
-    """Add(x, w) -> Sub(x, sign * -w): exact with sign 1, wrong with -1."""
-    from dataclasses import dataclass
-    from typing import ClassVar
-
-    from convrewrite.builder import Builder
-    from convrewrite.rewrite import Match
-
-    @dataclass(frozen=True)
-    class AddToSub(ReluToMax):
-        name: ClassVar[str] = "add-to-sub"
-
-        def candidate(self, node, graph):
-            return node.op_type == "Add"
-
-        def match(self, node, graph):
-            return Match(node, None)
-
-        def build(self, match, graph):
-            b = Builder(graph, match.node, self.name)
-            neg = b.initializer(-sign * graph.constant(match.node.input[1]), "neg_w")
-            return b.replacement({match.node.output[0]: b.op("Sub", [match.node.input[0], neg], "sub")})
-
-    return AddToSub()
-
-
 def test_large_weights_are_checked_with_their_data():
     # The local check holds large weights as stubs and fills them in when it
     # runs: an exact rewrite passes, a wrong one is caught by value.
@@ -332,13 +283,13 @@ def test_large_weights_are_checked_with_their_data():
 
     model = _large_weight_model()
     graph = GraphView(model)
-    p = _add_to_sub(1)
+    p = AddToSub()
     node = model.graph.node[0]
     check = build_check(graph, p.match(node, graph), p.build(p.match(node, graph), graph))
     assert set(check.weights) == {"w", "add/add-to-sub/neg_w"} and check.weight_bytes >= 2 * STUB_BYTES
     assert all(t.data_location == TensorProto.EXTERNAL for t in check.original.graph.initializer)
     assert_rewrites(model, p, expect_ops={"Add": 0, "Sub": 1})
-    _, report = optimize(model, passes=[_add_to_sub(-1)])
+    _, report = optimize(model, passes=[AddToSub(sign=-1)])
     record = report.rewrites[0]
     assert record.status == ROLLED_BACK and record.reason.startswith("local check failed"), record.reason
 
@@ -358,7 +309,7 @@ def test_a_rewrite_copies_every_field_but_the_replaced_weights():
     full.CopyFrom(model)
     del full.graph.initializer[:]
     assert shell == full
-    new, _ = optimize(model, passes=[_add_to_sub(1)])
+    new, _ = optimize(model, passes=[AddToSub()])
     assert [t.name for t in new.graph.initializer] == ["add/add-to-sub/neg_w"]
 
 
@@ -372,7 +323,7 @@ def test_fields_a_newer_onnx_wrote_survive_a_rewrite(level):
         model.graph.CopyFrom(graph)
     else:
         model.ParseFromString(model.SerializeToString() + future)
-    new, report = optimize(model, passes=[_add_to_sub(1)])
+    new, report = optimize(model, passes=[AddToSub()])
     assert report.rewritten == 1
     carrier = new if level == "model" else new.graph
     assert future in carrier.SerializeToString()
@@ -388,7 +339,7 @@ def test_large_models_are_run_and_saved_without_touching_the_model(tmp_path, mon
     monkeypatch.setattr(model_io, "TWO_GB", 0)
     model = _large_weight_model()
     before = model.SerializeToString()
-    new, report = optimize(model, passes=[_add_to_sub(1)])
+    new, report = optimize(model, passes=[AddToSub()])
     assert report.verification.equivalent and model.SerializeToString() == before
     kept = new.SerializeToString()
     model_io.save_model(new, tmp_path / "out.onnx")
@@ -402,5 +353,5 @@ def test_external_data_not_loaded_is_read_from_the_working_folder(tmp_path, monk
     onnx.save_model(_large_weight_model(), tmp_path / "m.onnx", save_as_external_data=True, location="m.data")
     model = onnx.load(tmp_path / "m.onnx", load_external_data=False)
     monkeypatch.chdir(tmp_path)  # as onnx.checker and onnxruntime resolve it
-    new, report = optimize(model, passes=[_add_to_sub(1)])
+    new, report = optimize(model, passes=[AddToSub()])
     assert report.rewritten == 1 and report.verification.equivalent

@@ -111,3 +111,22 @@ class ReluPairs(ReluToMax):
             zero = b.initializer(np.zeros((), np.float32), "zero")
             y = b.op("Max", [match.node.input[0], zero], "pair")
         return b.replacement({match.nodes[1].output[0]: y})
+
+
+@dataclass(frozen=True)
+class AddToSub(ReluToMax):
+    """Add(x, w) -> Sub(x, -w) with -w folded offline; sign=-1 makes it wrong."""
+
+    name: ClassVar[str] = "add-to-sub"
+    sign: int = 1
+
+    def candidate(self, node, graph):
+        return node.op_type == "Add"
+
+    def match(self, node, graph):
+        return Match(node, None)
+
+    def build(self, match, graph):
+        b = Builder(graph, match.node, self.name)
+        neg = b.initializer(-self.sign * graph.constant(match.node.input[1]), "neg_w")
+        return b.replacement({match.node.output[0]: b.op("Sub", [match.node.input[0], neg], "sub")})
