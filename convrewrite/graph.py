@@ -217,7 +217,7 @@ class GraphView:
         return a, a == b
 
     def _value(self, name: str, probe: Optional[int]) -> Optional[np.ndarray]:
-        if self.is_initializer(name) and self.initializers[name].ByteSize() >= UNCACHED_BYTES:
+        if self.is_initializer(name) and data_bytes(self.initializers[name]) >= UNCACHED_BYTES:
             return numpy_helper.to_array(self.initializers[name])  # a weight: read again, not kept twice
         key = (name, probe)
         if key not in self._const_cache:
@@ -393,7 +393,7 @@ def stubbed(t: onnx.TensorProto, min_bytes: int = 1024) -> bool:
     or one whose data is external (not loaded, or not readable from here)."""
     if t.data_location == onnx.TensorProto.EXTERNAL:
         return True
-    return t.ByteSize() >= (SHAPE_DATA_BYTES if t.data_type in _SHAPE_TYPES else min_bytes)
+    return data_bytes(t) >= (SHAPE_DATA_BYTES if t.data_type in _SHAPE_TYPES else min_bytes)
 
 
 def copy_without_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -434,11 +434,27 @@ def _copy_field(message, name: str, value) -> None:
         setattr(message, name, value)
 
 
-def weight_stub(name: str, data_type: int, dims) -> onnx.TensorProto:
-    """A tensor with a weight's name, type and dims but no data (marked as
-    external data that is never read): enough for shape inference."""
+def weight_stub(name: str, data_type: int, dims, location: str = WEIGHT_STUB_LOCATION,
+                **where: int) -> onnx.TensorProto:
+    """A tensor with a weight's name, type and dims whose data is external:
+    by default in a file that is never read (enough for shape inference),
+    else at `location` (with `offset` and `length` given in `where`)."""
     stub = onnx.TensorProto(name=name, data_type=data_type)
     stub.dims.extend(dims)
     stub.data_location = onnx.TensorProto.EXTERNAL
-    stub.external_data.add(key="location", value=WEIGHT_STUB_LOCATION)
+    stub.external_data.add(key="location", value=location)
+    for key, value in where.items():
+        stub.external_data.add(key=key, value=str(value))
     return stub
+
+
+def data_bytes(t: onnx.TensorProto) -> int:
+    """The size of a tensor's data from its dims and type (ByteSize would
+    serialise the whole tensor to tell)."""
+    try:
+        itemsize = helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+    except KeyError:  # an undefined type
+        return t.ByteSize()
+    if t.data_type == onnx.TensorProto.STRING:
+        return t.ByteSize()
+    return int(np.prod(t.dims, dtype=np.int64)) * itemsize

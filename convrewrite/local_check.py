@@ -22,7 +22,7 @@ from onnx import helper, numpy_helper
 
 from .equivalence import (Comparison, RunError, compare_outputs, concrete_shape, random_tensor,
                           run_model)
-from .graph import GraphView, weight_stub
+from .graph import GraphView, data_bytes, weight_stub
 from .macs import model_macs
 from .rewrite import Match, Replacement
 from .splice import renamed_nodes
@@ -122,7 +122,7 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
         return weight_stub(name, helper.np_dtype_to_tensor_dtype(value.dtype), value.shape)
 
     def own(t: onnx.TensorProto) -> onnx.TensorProto:
-        if t.ByteSize() < STUB_BYTES:
+        if data_bytes(t) < STUB_BYTES:
             return t
         weights[t.name] = lambda: t
         return weight_stub(t.name, t.data_type, t.dims)
@@ -135,7 +135,7 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
                        runtime, outputs, "replacement")
     symbolic = any(not isinstance(d, int) for i in runtime for d in (graph.shape(i) or ()))
     size = sum(constants[i].nbytes for i in weights if constants.get(i) is not None)
-    size += sum(t.ByteSize() for t in replacement.initializers if t.name in weights)
+    size += sum(data_bytes(t) for t in replacement.initializers if t.name in weights)
     return LocalCheck(original, repl, symbolic, model_macs(original), model_macs(repl), weights, size)
 
 

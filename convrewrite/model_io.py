@@ -15,7 +15,8 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from .errors import InputError
-from .graph import WEIGHT_STUB_LOCATION, copy_without_initializers, stubbed, weightless_copy
+from .graph import (WEIGHT_STUB_LOCATION, copy_without_initializers, data_bytes, stubbed, weight_stub,
+                    weightless_copy)
 
 TWO_GB = 1 << 31
 
@@ -89,16 +90,13 @@ def save_external(model: onnx.ModelProto, path: "str | os.PathLike", data_name: 
     folder = os.path.dirname(os.fspath(path)) or "."
     with open(os.path.join(folder, data_name), "wb") as data:
         for t in model.graph.initializer:
-            if t.ByteSize() < min_bytes or t.data_type == onnx.TensorProto.STRING or \
+            if data_bytes(t) < min_bytes or t.data_type == onnx.TensorProto.STRING or \
                     t.data_location == onnx.TensorProto.EXTERNAL:
                 out.graph.initializer.append(t)
                 continue
             raw = t.raw_data if t.HasField("raw_data") else _little_endian_bytes(numpy_helper.to_array(t))
-            stub = out.graph.initializer.add(name=t.name, data_type=t.data_type)
-            stub.dims.extend(t.dims)
-            stub.data_location = onnx.TensorProto.EXTERNAL
-            for key, value in (("location", data_name), ("offset", str(data.tell())), ("length", str(len(raw)))):
-                stub.external_data.add(key=key, value=value)
+            out.graph.initializer.append(weight_stub(t.name, t.data_type, t.dims, data_name,
+                                                     offset=data.tell(), length=len(raw)))
             data.write(raw)
             del raw
     with open(path, "wb") as f:

@@ -225,6 +225,9 @@ def test_models_are_shape_inferred_without_their_weights():
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [shape]))
     assert graph_module.weightless_copy(model, min_bytes=1).graph.initializer[0].int64_data == [1, -1, 2]
     assert GraphView(model).shape("y") == (1, 8, 2)
+    # sizes come from dims and type, not from serialising the tensor
+    assert graph_module.data_bytes(numpy_helper.from_array(np.ones((64, 64), np.float16))) == 64 * 64 * 2
+    assert graph_module.data_bytes(graph_module.weight_stub("w", TensorProto.FLOAT, [3, 5])) == 60
 
 
 def test_a_multi_node_match_has_one_record_naming_the_nodes_it_absorbs():
