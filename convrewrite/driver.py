@@ -285,33 +285,41 @@ class _Oracle:
 
     def bisect(self, before: onnx.ModelProto, after: onnx.ModelProto, todo: list, rebuild) -> onnx.ModelProto:
         """`after` if it matches the original; else roll back the responsible
-        rewrites (found by halving, each trial with replacements from
-        `rebuild(candidate)`) and return what is left."""
+        rewrites (found by halving) and return what is left.  The splice
+        dropped the replacements to save memory; a failure rebuilds them
+        with `rebuild(candidate)`."""
         if self.want is None or self.compare(after):
             return after
-        kept = list(todo)
+        built = {}
+        for c in todo:
+            try:
+                built[id(c)] = rebuild(c)
+            except Exception as e:  # builds are deterministic; should one fail now, leave its node
+                _roll_back(c, f"could not be rebuilt to find which rewrite broke the model: "
+                              f"{type(e).__name__}: {e}")
+        pairs = lambda group: [(c.match, built[id(c)]) for c in group]  # noqa: E731
+        kept = [c for c in todo if id(c) in built]
         while kept:
-            culprits = self._culprits(before, kept, rebuild)
+            culprits = self._culprits(before, kept, pairs)
             comparison = self.last
             for c in culprits:
                 _roll_back(c, "whole-model check failed with this rewrite in place "
                               f"(max abs error {comparison.max_abs_error:.3g}) although its local check "
                               "passed; rolled back")
             kept = [c for c in kept if c not in culprits]
-            candidate = apply_rewrites(before, [(c.match, rebuild(c)) for c in kept])
+            candidate = apply_rewrites(before, pairs(kept))
             if self.compare(candidate):
                 return candidate
         return before
 
-    def _culprits(self, before, group: list, rebuild) -> list:
+    def _culprits(self, before, group: list, pairs) -> list:
         if len(group) == 1:
             return group
         half = len(group) // 2
         found = []
         for part in (group[:half], group[half:]):
-            trial = apply_rewrites(before, [(c.match, rebuild(c)) for c in part])
-            if not self.compare(trial):
-                found += self._culprits(before, part, rebuild)
+            if not self.compare(apply_rewrites(before, pairs(part))):
+                found += self._culprits(before, part, pairs)
         return found or group  # only the combination fails: roll back the whole group
 
     def final_verdict(self, model: onnx.ModelProto, report: Report) -> None:

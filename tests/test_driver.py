@@ -52,16 +52,23 @@ def test_an_exception_in_build_is_reported_not_raised():
     assert report.rewrites[0].status == ROLLED_BACK
 
 
-def test_whole_model_failure_is_bisected_to_the_responsible_rewrite():
+@pytest.mark.parametrize("rebuild_fails", [False, True])
+def test_whole_model_failure_is_bisected_to_the_responsible_rewrite(rebuild_fails):
     # Clip at 50 equals Relu on the local check's standard-normal inputs but
     # not on the user's inputs, where the whole-model check must catch it.
+    # The splice drops the replacements; bisection rebuilds them, and a
+    # rebuild that fails rolls its rewrite back instead of crashing.
     from toy_passes import ReluToMax as Base
     from convrewrite.builder import Builder
+    builds = []
 
     class ReluToClip(Base):
         name = "relu-to-clip"
 
         def build(self, match, graph):
+            builds.append(match.node.name)
+            if rebuild_fails and builds.count(match.node.name) > 1:
+                raise RuntimeError("not again")
             b = Builder(graph, match.node, self.name)
             lo = b.initializer(np.array(0, np.float32), "lo")
             hi = b.initializer(np.array(50, np.float32), "hi")
@@ -79,9 +86,15 @@ def test_whole_model_failure_is_bisected_to_the_responsible_rewrite():
     feeds = {"x": np.full((1, 3, 4), 100.0, np.float32)}
     new, report = optimize(model, passes=[ReluToClip()], inputs=feeds)
     status = {r.node: r.status for r in report.rewrites}
+    assert report.verification.equivalent
+    if rebuild_fails:
+        assert status == {"r1": ROLLED_BACK, "r3": ROLLED_BACK}
+        assert all("could not be rebuilt" in r.reason and "not again" in r.reason for r in report.rewrites)
+        assert [n.op_type for n in new.graph.node].count("Relu") == 2
+        return
     assert status == {"r1": ROLLED_BACK, "r3": REWRITTEN}
     assert "whole-model check failed" in report.rewrites[0].reason
-    assert report.verification.equivalent
+    assert builds == ["r1", "r3", "r1", "r3"]  # built, then rebuilt once for the bisection
 
 
 def test_untouched_parts_are_kept_byte_for_byte():
