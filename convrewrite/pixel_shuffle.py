@@ -151,7 +151,7 @@ def _unshuffle_per_axis(b: Builder, x: str, channels: int, blocks, sizes, layout
     for i in reversed(range(len(blocks))):
         if blocks[i] == 1:
             continue
-        split, perm, merged = _axis_step(channels, blocks, sizes, i, layout)
+        split, perm, _ = _axis_step(channels, blocks, sizes, i, layout)
         inverse = [perm.index(k) for k in range(len(perm))]
         transposed = [split[k] for k in perm]     # the shape after the forward Transpose
         x = b.op("Reshape", [x, b.ints(transposed, f"unshuffle_shape_{i}")], f"unshuffle_split_{i}")
