@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from . import model_io
 from .model_io import save_external
 
 # (rtol, atol) per reference dtype.  float16 keeps about 3 decimal digits:
@@ -123,9 +124,6 @@ class RunError(Exception):
     """Neither onnxruntime nor (where allowed) the reference evaluator ran it."""
 
 
-_TWO_GB = (1 << 31) - (1 << 20)
-
-
 def run_onnxruntime(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list:
     import onnxruntime as ort
 
@@ -136,7 +134,7 @@ def run_onnxruntime(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> 
     # than linearly with the node count (a 45,000-node model: 16 s with basic
     # optimizations, 7.5 s without).
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    if model.ByteSize() < _TWO_GB:
+    if model.ByteSize() < model_io.TWO_GB:
         sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         return sess.run(None, dict(feeds))
     with tempfile.TemporaryDirectory() as tmp:  # protobuf cannot serialise > 2 GB

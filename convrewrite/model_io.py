@@ -18,7 +18,7 @@ from .errors import InputError
 from .graph import (WEIGHT_STUB_LOCATION, copy_without_initializers, data_bytes, stubbed, weight_stub,
                     weightless_copy)
 
-TWO_GB = 1 << 31
+TWO_GB = (1 << 31) - (1 << 20)  # protobuf's limit, less a margin for the envelope
 
 
 def load_model(path: "str | os.PathLike") -> onnx.ModelProto:
