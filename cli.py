@@ -118,7 +118,7 @@ def default_output(model: Path) -> Path:
 
 def cmd_optimize(args) -> int:
     from convrewrite import optimize, save_model
-    from convrewrite.model_io import check_output_path
+    from convrewrite.core.model_io import check_output_path
 
     model_path = Path(args.model)
     output = Path(args.output) if args.output else default_output(model_path)
@@ -158,8 +158,8 @@ def cmd_check_target(args) -> int:
     import json
 
     from convrewrite import load_model
-    from convrewrite.driver import check_target
-    from convrewrite.report import target_lines
+    from convrewrite.core.driver import check_target
+    from convrewrite.core.report import target_lines
     from convrewrite.target import load_profile
 
     profile = load_profile(args.target)
@@ -188,7 +188,7 @@ def _write_text(path: Path, text: str) -> None:
 
 def cmd_check(args) -> int:
     from convrewrite import check_models, load_model
-    from convrewrite.equivalence import RunError
+    from convrewrite.core.equivalence import RunError
 
     a, b = load_model(args.model_a), load_model(args.model_b)
     try:

@@ -25,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from convrewrite import optimize  # noqa: E402
-from passes.convtranspose_to_conv import ConvTransposeToConv  # noqa: E402
+from passes.convtranspose.rewrite import ConvTransposeToConv  # noqa: E402
 
 # label, input spatial size, Cin, Cout, kernel, stride, pads (per side), output_padding, group
 CASES = [

@@ -32,8 +32,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from convrewrite import optimize  # noqa: E402
-from convrewrite.equivalence import check_models  # noqa: E402
-from passes.dilated_conv_to_space_to_batch import DilatedConvToSpaceToBatch  # noqa: E402
+from convrewrite.core.equivalence import check_models  # noqa: E402
+from passes.dilated_conv.rewrite import DilatedConvToSpaceToBatch  # noqa: E402
 
 FORMS = ("batch", "depth", "slices", "taps", "default")
 DEPTH_LIMIT = 1 << 30  # protobuf cannot hold 2 GB; above this depth falls back to batch

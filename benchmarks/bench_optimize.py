@@ -29,8 +29,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from convrewrite import optimize  # noqa: E402
-from convrewrite.equivalence import random_feeds, runtime_inputs  # noqa: E402
-from convrewrite.macs import model_macs  # noqa: E402
+from convrewrite.core.equivalence import random_feeds, runtime_inputs  # noqa: E402
+from convrewrite.core.macs import model_macs  # noqa: E402
 
 CHILD = r"""
 import json, sys, time
@@ -163,7 +163,7 @@ SESSION_CHILD = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
 import onnx
-from convrewrite.equivalence import random_feeds, run_onnxruntime, runtime_inputs
+from convrewrite.core.equivalence import random_feeds, run_onnxruntime, runtime_inputs
 def status(key):
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key)) / 1024
 baseline = status("VmHWM")

@@ -145,7 +145,7 @@ def remaining_targets(model) -> dict:
 
 
 def onnx_inputs(model) -> list:
-    from convrewrite.equivalence import runtime_inputs
+    from convrewrite.core.equivalence import runtime_inputs
 
     return runtime_inputs(model)
 
@@ -160,7 +160,7 @@ def has_symbolic_batch(model) -> bool:
 
 def reference_outputs(model, batch: int) -> tuple[dict, dict]:
     """Seeded random feeds and onnxruntime's outputs of the ORIGINAL model."""
-    from convrewrite.equivalence import random_feeds, run_model
+    from convrewrite.core.equivalence import random_feeds, run_model
 
     feeds = random_feeds(onnx_inputs(model), seed=SEED, batch=batch)
     outputs, _ = run_model(model, feeds, allow_reference=True)
@@ -286,7 +286,7 @@ def compare(want: dict, got: dict, notes: list) -> tuple[float, float, bool]:
     output whose shape fits both layouts is compared in channel-last unless
     only the ONNX layout matches; that is noted, since a user cannot tell
     the layout from the shape either."""
-    from convrewrite.equivalence import default_tolerance
+    from convrewrite.core.equivalence import default_tolerance
 
     worst_abs, worst_rel, ok = 0.0, 0.0, True
     for name, w in want.items():

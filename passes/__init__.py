@@ -5,9 +5,9 @@ convtranspose; dilated-conv is independent of both.
 """
 from __future__ import annotations
 
-from .convtranspose_to_conv import ConvTransposeToConv
-from .dilated_conv_to_space_to_batch import DilatedConvToSpaceToBatch
-from .resize_to_convtranspose import ResizeToConvTranspose
+from .convtranspose.rewrite import ConvTransposeToConv
+from .dilated_conv.rewrite import DilatedConvToSpaceToBatch
+from .resize.rewrite import ResizeToConvTranspose
 
 PASSES = (ResizeToConvTranspose, ConvTransposeToConv, DilatedConvToSpaceToBatch)
 

@@ -15,8 +15,8 @@ import numpy as np
 import onnx
 
 from convrewrite import optimize
-from convrewrite.equivalence import check_models, random_feeds, runtime_inputs
-from convrewrite.report import REWRITTEN
+from convrewrite.core.equivalence import check_models, random_feeds, runtime_inputs
+from convrewrite.core.report import REWRITTEN
 
 
 def op_counts(model: onnx.ModelProto) -> Counter:

@@ -6,11 +6,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from convrewrite.builder import Builder
-from convrewrite.equivalence import run_onnxruntime
-from convrewrite.graph import GraphView
-from convrewrite.padding import conv_output_size, conv_pads, geometry_problem
-from convrewrite.pixel_shuffle import pixel_shuffle, pixel_unshuffle, shuffle_rank
+from convrewrite.core.builder import Builder
+from convrewrite.core.equivalence import run_onnxruntime
+from convrewrite.core.graph import GraphView
+from convrewrite.geometry import conv_output_size, conv_pads, geometry_problem
+from convrewrite.emit.pixel_shuffle import pixel_shuffle, pixel_unshuffle, shuffle_rank
 
 
 def _run_builder(build, x: np.ndarray):

@@ -207,7 +207,7 @@ def test_read_only_output_folder_is_refused(tmp_path, monkeypatch):
     # Root ignores permission bits, so the refusal is tested at the library
     # level with os.access reporting a read-only folder.
     from convrewrite import InputError
-    from convrewrite.model_io import check_output_path
+    from convrewrite.core.model_io import check_output_path
 
     monkeypatch.setattr(os, "access", lambda path, mode: False)
     with pytest.raises(InputError, match="not writable"):

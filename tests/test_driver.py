@@ -6,8 +6,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from convrewrite import optimize
-from convrewrite.graph import GraphView
-from convrewrite.report import REWRITTEN, ROLLED_BACK, SKIPPED
+from convrewrite.core.graph import GraphView
+from convrewrite.core.report import REWRITTEN, ROLLED_BACK, SKIPPED
 from helpers import assert_rewrites, assert_skips
 from toy_passes import AddToSub, ReluBroken, ReluToIdentity, ReluToMax
 
@@ -59,7 +59,7 @@ def test_whole_model_failure_is_bisected_to_the_responsible_rewrite(rebuild_fail
     # The splice drops the replacements; bisection rebuilds them, and a
     # rebuild that fails rolls its rewrite back instead of crashing.
     from toy_passes import ReluToMax as Base
-    from convrewrite.builder import Builder
+    from convrewrite.core.builder import Builder
     builds = []
 
     class ReluToClip(Base):
@@ -139,7 +139,7 @@ def _weighted_model():
 
 
 def test_constant_chains_fold_and_dead_code_is_removed():
-    from convrewrite.graph import GraphView
+    from convrewrite.core.graph import GraphView
     m = _weighted_model()
     g = GraphView(m)
     np.testing.assert_array_equal(g.constant("w"), np.array([-1, 2, -3], np.float32))
@@ -147,7 +147,7 @@ def test_constant_chains_fold_and_dead_code_is_removed():
 
 
 def test_shape_gather_concat_chain_folds_when_static():
-    from convrewrite.graph import GraphView
+    from convrewrite.core.graph import GraphView
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])
     y = helper.make_tensor_value_info("y", TensorProto.INT64, None)
     i = numpy_helper.from_array(np.array([2, 3], np.int64), "idx")
@@ -208,7 +208,7 @@ def test_report_json_has_the_documented_schema():
 
 
 def test_toposort_is_stable_and_fixes_order():
-    from convrewrite.splice import toposort
+    from convrewrite.core.splice import toposort
     g = helper.make_graph([helper.make_node("Relu", ["b"], ["c"], name="second"),
                            helper.make_node("Relu", ["a"], ["b"], name="first"),
                            helper.make_node("Relu", ["x"], ["z"], name="independent")], "g", [], [])
@@ -225,7 +225,7 @@ def test_dead_constant_chains_are_removed_and_shared_initializers_kept():
 def test_models_are_shape_inferred_without_their_weights():
     # Shape inference runs on a copy without the weights (memory; protobuf's
     # 2 GB limit); integer tensors it may read as shapes keep their values.
-    import convrewrite.graph as graph_module
+    import convrewrite.core.graph as graph_module
 
     w = numpy_helper.from_array(np.ones((1, 16, 8, 8), np.float32), "w")  # 4 KiB: stubbed
     shape = helper.make_tensor("shape", TensorProto.INT64, [3], [1, -1, 8])
@@ -258,7 +258,7 @@ def test_a_rolled_back_chain_is_rematched_node_by_node():
 
 
 def test_static_entries_of_a_partly_symbolic_shape_fold():
-    from convrewrite.graph import GraphView
+    from convrewrite.core.graph import GraphView
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])
     y = helper.make_tensor_value_info("y", TensorProto.INT64, None)
     inits = [numpy_helper.from_array(np.array(2, np.int64), "two"),
@@ -294,7 +294,7 @@ def _large_weight_model(n=128):
 def test_large_weights_are_checked_with_their_data():
     # The local check holds large weights as stubs and fills them in when it
     # runs: an exact rewrite passes, a wrong one is caught by value.
-    from convrewrite.local_check import STUB_BYTES, build_check
+    from convrewrite.core.local_check import STUB_BYTES, build_check
 
     model = _large_weight_model()
     graph = GraphView(model)
@@ -310,7 +310,7 @@ def test_large_weights_are_checked_with_their_data():
 
 
 def test_a_rewrite_copies_every_field_but_the_replaced_weights():
-    from convrewrite.graph import copy_without_initializers
+    from convrewrite.core.graph import copy_without_initializers
 
     model = _large_weight_model(4)
     model.doc_string, model.producer_name = "doc", "exporter"
@@ -347,7 +347,7 @@ def test_fields_a_newer_onnx_wrote_survive_a_rewrite(level):
 def test_large_models_are_run_and_saved_without_touching_the_model(tmp_path, monkeypatch):
     # Above 2 GB (simulated: the limit set to 0) models go to onnxruntime and
     # to disk with external data; the model in memory keeps its weights.
-    import convrewrite.model_io as model_io
+    import convrewrite.core.model_io as model_io
 
     monkeypatch.setattr(model_io, "TWO_GB", 0)
     model = _large_weight_model()

@@ -4,7 +4,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from convrewrite.equivalence import (Comparison, check_models, compare_arrays, concrete_shape,
+from convrewrite.core.equivalence import (Comparison, check_models, compare_arrays, concrete_shape,
                                      default_tolerance, run_model)
 
 

@@ -1,13 +1,13 @@
-"""convrewrite.followup: a replacement as it looks after a later pass."""
+"""convrewrite.core.followup: a replacement as it looks after a later pass."""
 from __future__ import annotations
 
 import numpy as np
 from onnx import TensorProto, helper
 
-from convrewrite.builder import Builder
-from convrewrite.equivalence import run_model
-from convrewrite.followup import after_pass, standalone_view
-from convrewrite.graph import GraphView
+from convrewrite.core.builder import Builder
+from convrewrite.core.equivalence import run_model
+from convrewrite.core.followup import after_pass, standalone_view
+from convrewrite.core.graph import GraphView
 from toy_passes import ReluToMax
 
 F = TensorProto.FLOAT

@@ -6,9 +6,9 @@ import onnx
 import pytest
 
 from convrewrite import optimize
-from convrewrite.equivalence import check_models
-from convrewrite.graph import attributes
-from convrewrite.report import REWRITTEN
+from convrewrite.core.equivalence import check_models
+from convrewrite.core.graph import attributes
+from convrewrite.core.report import REWRITTEN
 
 MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
 SAMPLES = sorted(p for p in glob.glob(os.path.join(MODELS, "*.onnx")) if not p.endswith(".opt.onnx"))

@@ -12,10 +12,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from convrewrite.builder import Builder
-from convrewrite.errors import InputError
-from convrewrite.graph import GraphView
-from convrewrite.pixel_shuffle import pixel_shuffle
+from convrewrite.core.builder import Builder
+from convrewrite.core.errors import InputError
+from convrewrite.core.graph import GraphView
+from convrewrite.emit.pixel_shuffle import pixel_shuffle
 from convrewrite.target import (FormChoice, Profile, Violation, builtin_names, builtin_profiles, check_model,
                                 check_node, format_violations, load_profile, needs_lowering, node_violations,
                                 op_violations, pick_form, replacement_violations, runs_as_is_reason,

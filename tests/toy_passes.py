@@ -6,8 +6,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from convrewrite.builder import Builder
-from convrewrite.rewrite import Match, Skip
+from convrewrite.core.builder import Builder
+from convrewrite.core.rewrite import Match, Skip
 
 
 @dataclass(frozen=True)

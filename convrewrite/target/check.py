@@ -25,9 +25,9 @@ from typing import Any, Callable, Optional, Sequence
 
 import onnx
 
-from ..errors import InputError
-from ..followup import standalone_model
-from ..graph import GraphView
+from ..core.errors import InputError
+from ..core.followup import standalone_model
+from ..core.graph import GraphView
 from .facts import facts_from_attributes, is_constant, node_facts
 from .profile import Profile
 from .rules import (Violation, batch_violations, graph_input_violations, op_key, op_rule_violations,

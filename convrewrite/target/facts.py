@@ -16,8 +16,8 @@ from typing import Optional
 import numpy as np
 import onnx
 
-from ..graph import GraphView, attributes
-from ..padding import conv_pads, extent
+from ..core.graph import GraphView, attributes
+from ..geometry import conv_pads, extent
 
 CONV_OPS = ("Conv", "ConvTranspose")
 RESIZE_OPS = ("Resize", "Upsample")

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping, Optional
 
-from ..errors import InputError
+from ..core.errors import InputError
 from .schema import json_type, validate
 
 

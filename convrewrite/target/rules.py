@@ -15,7 +15,7 @@ from typing import Optional
 
 import onnx
 
-from ..graph import GraphView
+from ..core.graph import GraphView
 from .facts import OpFacts
 from .profile import OpRule, Profile
 

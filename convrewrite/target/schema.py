@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import onnx.defs
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 # --- vocabulary --------------------------------------------------------------
 

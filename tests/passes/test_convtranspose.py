@@ -21,14 +21,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conformance import node_cases, pytorch_converted_cases
 from convrewrite import optimize
-from convrewrite.equivalence import check_models, compare_outputs, random_feeds, run_onnxruntime, runtime_inputs
-from convrewrite.graph import GraphView, attributes
-from convrewrite.report import REWRITTEN
-from convrewrite.subpixel import (SpecConflict, border_tiles, conv_transpose_macs, output_geometry, output_size,
+from convrewrite.core.equivalence import check_models, compare_outputs, random_feeds, run_onnxruntime, runtime_inputs
+from convrewrite.core.graph import GraphView, attributes
+from convrewrite.core.report import REWRITTEN
+from passes.convtranspose.geometry import (SpecConflict, border_tiles, conv_transpose_macs, output_geometry, output_size,
                                   phase_kernel, plan_macs, shared_plan, split_plan, split_tiles)
 from convrewrite.target import Profile, builtin_names, load_profile, needs_lowering
 from helpers import assert_rewrites, assert_skips, op_counts
-from passes.convtranspose_to_conv import ConvTransposeToConv
+from passes.convtranspose.rewrite import ConvTransposeToConv
 
 PASS = ConvTransposeToConv()
 NO_CT = {"ConvTranspose": 0}

@@ -14,17 +14,17 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conformance import pytorch_converted_cases
 from convrewrite import optimize
-from convrewrite.builder import Builder
-from convrewrite.equivalence import compare_outputs, run_onnxruntime
-from convrewrite.graph import GraphView, attributes
-from convrewrite.padding import conv_output_size, conv_pads
-from convrewrite.report import REWRITTEN
+from convrewrite.core.builder import Builder
+from convrewrite.core.equivalence import compare_outputs, run_onnxruntime
+from convrewrite.core.graph import GraphView, attributes
+from convrewrite.geometry import conv_output_size, conv_pads
+from convrewrite.core.report import REWRITTEN
 from convrewrite.target import Profile, builtin_names, format_violations, load_profile
 from convrewrite.target import check_model as target_violations
-from convrewrite.space_to_batch import (AxisPhases, batch_to_space, interleave, live_taps,
-                                        space_to_batch, strided_slice)
+from convrewrite.emit.space_to_batch import batch_to_space, interleave, space_to_batch, strided_slice
+from passes.dilated_conv.phases import AxisPhases, live_taps
 from helpers import assert_rewrites, assert_skips, op_counts
-from passes.dilated_conv_to_space_to_batch import DilatedConvToSpaceToBatch as DilatedConv
+from passes.dilated_conv.rewrite import DilatedConvToSpaceToBatch as DilatedConv
 
 FORMS = ("batch", "depth", "slices", "taps")
 

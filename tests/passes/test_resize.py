@@ -1,5 +1,5 @@
 """Tests for the resize pass (Resize / Upsample -> depthwise ConvTranspose,
-MAC-free shuffle, broadcast, and the matmul form) and convrewrite.interpolation.
+MAC-free shuffle, broadcast, and the matmul form) and passes.resize.interpolation.
 
 Every positive test goes through assert_rewrites (checker, op counts, whole
 model against onnxruntime on the original -- borders included -- and
@@ -21,15 +21,15 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conformance import node_cases
 from convrewrite import optimize
-from convrewrite.equivalence import compare_outputs, run_model
-from convrewrite.graph import GraphView
-from convrewrite.interpolation import (AxisResize, Interpolation, axis_kernel, interpolation_matrix,
+from convrewrite.core.equivalence import compare_outputs, run_model
+from convrewrite.core.graph import GraphView
+from passes.resize.interpolation import (AxisResize, Interpolation, axis_kernel, interpolation_matrix,
                                        phase_taps, read_resize, source_coordinate, taps)
-from convrewrite.report import REWRITTEN
+from convrewrite.core.report import REWRITTEN
 from convrewrite.target import Profile, builtin_names, load_profile, needs_lowering
 from helpers import assert_rewrites, assert_skips, op_counts
-from passes.convtranspose_to_conv import ConvTransposeToConv
-from passes.resize_to_convtranspose import ResizeToConvTranspose
+from passes.convtranspose.rewrite import ConvTransposeToConv
+from passes.resize.rewrite import ResizeToConvTranspose
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
 DECONV = ResizeToConvTranspose()
@@ -123,7 +123,7 @@ def deconv_matrix(kernel, n: int) -> np.ndarray:
 @pytest.mark.parametrize("mode", ["nearest", "linear", "cubic"])
 @pytest.mark.parametrize("ctm", PERIODIC)
 def test_phase_kernels_reproduce_the_interpolation_matrix(mode, ctm):
-    """(3) of convrewrite.interpolation: the edge-padded transposed convolution
+    """(3) of passes.resize.interpolation: the edge-padded transposed convolution
     equals the spec's matrix for every size, borders included."""
     for nearest, a, s in itertools.product(NEAREST_MODES if mode == "nearest" else ["round_prefer_floor"],
                                            [-0.75, -0.5] if mode == "cubic" else [-0.75], range(2, 6)):

@@ -17,7 +17,7 @@ After (matmul, --resize-mode matmul; any static Resize, align_corners and downsa
     x --MatMul(M_a) along each resized axis a (Reshape around it when a < rank - 2)--> y
         [+ extrapolation_value * mask for tf_crop_and_resize]
 
-Identity (per axis; convrewrite.interpolation derives it from the spec's formulas):
+Identity (per axis; passes.resize.interpolation derives it from the spec's formulas):
 
     y[q*s + r] = sum_{(d, w) in phase_taps[r]} w * x[clamp(q + d, 0, n - 1)]
                = ConvTranspose(Pad_edge(x), kernel)[q*s + r],  kernel[r + pad_begin - (d + lo)*s] = w
@@ -39,7 +39,7 @@ replicates the border by Concat of edge Slices instead, the same clamp:
 
 The deconv forms are judged by what the target finally runs: their
 ConvTranspose as the convtranspose pass (which runs next) leaves or lowers it
-for this target (convrewrite.followup.after_pass), not the ConvTranspose as
+for this target (convrewrite.core.followup.after_pass), not the ConvTranspose as
 built.
 """
 from __future__ import annotations
@@ -54,16 +54,16 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from convrewrite.builder import Builder
-from convrewrite.followup import after_pass
-from convrewrite.graph import GraphView
-from convrewrite.interpolation import (AxisKernel, ResizeSpec, Unsupported, axis_kernel, depthwise_kernel,
+from convrewrite.core.builder import Builder
+from convrewrite.core.followup import after_pass
+from convrewrite.core.graph import GraphView
+from passes.resize.interpolation import (AxisKernel, ResizeSpec, Unsupported, axis_kernel, depthwise_kernel,
                                        identity_kernel, interpolation_matrix, is_plain_nearest,
                                        phase_taps, read_resize)
-from convrewrite.ops import slice_axes
-from convrewrite.padding import join_pads
-from convrewrite.pixel_shuffle import pixel_shuffle
-from convrewrite.rewrite import Match, Replacement, Skip
+from convrewrite.emit.opset_ops import slice_axes
+from convrewrite.geometry import join_pads
+from convrewrite.emit.pixel_shuffle import pixel_shuffle
+from convrewrite.core.rewrite import Match, Replacement, Skip
 from convrewrite.target import Profile, needs_lowering, pick_form, runs_as_is_reason
 
 

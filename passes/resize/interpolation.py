@@ -44,7 +44,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .graph import attributes
+from convrewrite.core.graph import attributes
 
 # Transforms with x_original(t + s) = x_original(t) + 1 at an integer scale s.
 PERIODIC_MODES = ("half_pixel", "pytorch_half_pixel", "asymmetric", "half_pixel_symmetric",

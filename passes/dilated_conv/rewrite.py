@@ -61,17 +61,16 @@ from typing import ClassVar, Optional
 import numpy as np
 import onnx
 
-from convrewrite.builder import Builder
-from convrewrite.graph import GraphView, attributes
-from convrewrite.padding import conv_output_size, conv_pads, extent, geometry_problem, join_pads
-from convrewrite.pixel_shuffle import pixel_shuffle, pixel_unshuffle
-from convrewrite.rewrite import Match, Replacement, Skip
+from convrewrite.core.builder import Builder
+from convrewrite.core.graph import GraphView, attributes
+from convrewrite.geometry import conv_output_size, conv_pads, extent, geometry_problem, join_pads
+from convrewrite.emit.pixel_shuffle import pixel_shuffle, pixel_unshuffle
+from convrewrite.core.rewrite import Match, Replacement, Skip
 from convrewrite.target import Profile, needs_lowering, pick_form, replacement_violations, runs_as_is_reason
-from convrewrite.space_to_batch import (AxisPhases, batch_to_space, crop_to, interleave, live_taps,
-                                        phase_images, space_to_batch, strided_slice, subsample, trimmed,
-                                        window, window_pads)
-from convrewrite.ops import slice_axes
-from convrewrite.phase_chain import (Grid, Region, copy_node, data_inputs, from_phase, grow, phase_window,
+from convrewrite.emit.space_to_batch import batch_to_space, crop_to, interleave, space_to_batch, strided_slice, subsample
+from .phases import (AxisPhases, live_taps, phase_images, trimmed, window, window_pads)
+from convrewrite.emit.opset_ops import slice_axes
+from .chain import (Grid, Region, copy_node, data_inputs, from_phase, grow, phase_window,
                                      to_phase, zero_garbage)
 
 MODES = ("batch", "depth", "slices", "taps")

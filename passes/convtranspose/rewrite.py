@@ -21,7 +21,7 @@ when the rank is not 2 or the strides differ (3-D: one axis at a time, so no
 tensor exceeds rank 6).  With stride 1 every form is
 one Conv with the flipped, transposed kernel and complementary pads.
 
-Identity (per axis, t = q*s + r, head = begin padding; see convrewrite.subpixel):
+Identity (per axis, t = q*s + r, head = begin padding; see passes.convtranspose.geometry):
 
     y[q*s + r] = sum_{j : (r + head - j*d) % s == 0} x[q + (r + head - j*d)/s] * w[j]
 
@@ -48,13 +48,13 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from convrewrite.builder import Builder
-from convrewrite.graph import GraphView, attributes
-from convrewrite.ops import ZEROS_MIN_OPSET, can_make_zeros, pad_axes, slice_axes, zeros
-from convrewrite.padding import geometry_problem
-from convrewrite.pixel_shuffle import pixel_shuffle, shuffle_rank
-from convrewrite.rewrite import Match, Replacement, Skip
-from convrewrite.subpixel import (AxisConv, AxisPlan, SpecConflict, Tiles, border_tiles, conv_transpose_macs,
+from convrewrite.core.builder import Builder
+from convrewrite.core.graph import GraphView, attributes
+from convrewrite.emit.opset_ops import ZEROS_MIN_OPSET, can_make_zeros, pad_axes, slice_axes, zeros
+from convrewrite.geometry import geometry_problem
+from convrewrite.emit.pixel_shuffle import pixel_shuffle, shuffle_rank
+from convrewrite.core.rewrite import Match, Replacement, Skip
+from passes.convtranspose.geometry import (AxisConv, AxisPlan, SpecConflict, Tiles, border_tiles, conv_transpose_macs,
                                   conv_weight, output_geometry, phase_kernel, phases, plan_macs, shared_kernel,
                                   shared_plan, split_plan, split_tiles, tile_tree)
 from convrewrite.target import Profile, needs_lowering, pick_form, runs_as_is_reason

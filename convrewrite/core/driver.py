@@ -31,8 +31,8 @@ from .model_io import check_model, load_model
 from .report import PLANNED, REWRITTEN, ROLLED_BACK, SKIPPED, Report, RewriteRecord
 from .rewrite import Match, Skip
 from .splice import apply_rewrites
-from .target import check_model as target_violations
-from .target import load_profile, target_report
+from ..target import check_model as target_violations
+from ..target import load_profile, target_report
 
 
 @dataclass

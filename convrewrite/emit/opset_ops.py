@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 from onnx import numpy_helper
 
-from .builder import Builder
+from ..core.builder import Builder
 
 
 def slice_axes(b: Builder, x: str, axes: Sequence[int], starts: Sequence[int],

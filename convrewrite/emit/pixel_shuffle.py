@@ -31,7 +31,7 @@ from __future__ import annotations
 from math import prod
 from typing import Sequence
 
-from .builder import Builder
+from ..core.builder import Builder
 
 LAYOUTS = ("DCR", "CRD")
 # The highest rank the single Reshape/Transpose/Reshape form may use.

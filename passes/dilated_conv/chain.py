@@ -35,10 +35,10 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import onnx
 
-from .builder import Builder
-from .graph import GraphView, attributes
-from .ops import pad_axes, slice_axes
-from .space_to_batch import batch_to_space, crop_to, space_to_batch
+from convrewrite.core.builder import Builder
+from convrewrite.core.graph import GraphView, attributes
+from convrewrite.emit.opset_ops import pad_axes, slice_axes
+from convrewrite.emit.space_to_batch import batch_to_space, crop_to, space_to_batch
 
 POINTWISE_UNARY = frozenset({
     "Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu", "Celu",

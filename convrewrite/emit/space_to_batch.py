@@ -1,18 +1,7 @@
-"""Space-to-batch for dilated convolution: the phase arithmetic and the builders.
+"""Space-to-batch emitters: phase split and merge of spatial axes from standard ops.
 
-Notation per spatial axis: input size n, kernel k, dilation d, stride s, and
-the offset o (the begin padding; negative means the first -o inputs are never
-read), so that output i, tap t reads x[i*s + t*d - o].  Let
-
-    g = gcd(s, d),   P = d / g  (phases),   s' = s / g  (inner stride).
-
-Writing the output index as i = a*P + b (0 <= b < P) and using P*s = d*s':
-
-    y[a*P + b] = sum_t w[t] * x_pad[b*s + (a*s' + t)*d]
-               = Conv_{stride s', dilation 1}(x_pad[b*s :: d], w)[a]
-
-so output phase b is an undilated convolution of the phase image that starts
-at b*s and steps by d.  The phase images are *aligned* (start < d, so they
+A dilated convolution's output phase b is an undilated convolution of the
+phase image x_pad[b*s :: d] (passes/dilated_conv/phases.py).  The phase images are *aligned* (start < d, so they
 are the residues of one block-d split) exactly when P == 1 or s' == 1, i.e.
 when s divides d or d divides s; then
 
@@ -25,14 +14,12 @@ offsets and only strided Slices reach them.
 Builders (all exact data movement; a symbolic batch dimension passes through
 Reshape with 0 / -1):
 
-    window          x cropped / zero padded so that window[p] = x[p - o]
     strided_slice   x[start:end:step] (Slice with steps; a Gather before opset 10)
     space_to_batch  [N, C, m1*P1, ...]      -> [P1*...*N, C, m1, ...]
                     (2-D equal blocks: SpaceToDepth + a block Transpose; else one
                     Reshape/Transpose/Reshape of rank 2 + r + (axes with P > 1),
                     or above rank 6 one rank-5 step per blocked axis)
     batch_to_space  [P1*...*N, C, q1, ...]  -> [N, C, q1*P1, ...]
-    phase_images    the phase images by strided Slice (any offsets)
     interleave      phase outputs y_b       -> [N, C, q1*P1, ...], rank <= max(4, rank)
 
 Batch order is phase-major (batch index = flat(b)*N + n), as TensorFlow's
@@ -40,104 +27,15 @@ SpaceToBatchND.
 """
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, replace
-from math import gcd, prod
-from typing import Optional, Sequence
+from math import prod
+from typing import Sequence
 
-from .builder import Builder
-from .ops import pad_axes, slice_axes
+from ..core.builder import Builder
+from .opset_ops import slice_axes
 from .pixel_shuffle import MAX_GENERAL_RANK, pixel_shuffle
 
 
-# --- phase arithmetic ---------------------------------------------------------
-
-@dataclass(frozen=True)
-class AxisPhases:
-    """One spatial axis of a dilated Conv: y[i] = sum_t w[t] x[i*s + t*d - offset]."""
-
-    size: int       # n
-    kernel: int     # k
-    dilation: int   # d
-    stride: int     # s
-    offset: int     # o: begin padding (negative: leading inputs never read)
-    out: int        # output size
-
-    @property
-    def common(self) -> int:            # g
-        return gcd(self.stride, self.dilation)
-
-    @property
-    def phases(self) -> int:            # P
-        return self.dilation // self.common
-
-    @property
-    def inner_stride(self) -> int:      # s'
-        return self.stride // self.common
-
-    @property
-    def aligned(self) -> bool:
-        return self.phases == 1 or self.inner_stride == 1
-
-    @property
-    def per_phase(self) -> int:         # q = ceil(out / P) outputs per phase
-        return -(-self.out // self.phases)
-
-    @property
-    def phase_size(self) -> int:        # m: phase image length for q outputs
-        return (self.per_phase - 1) * self.inner_stride + self.kernel
-
-    @property
-    def block_window(self) -> int:
-        """Padded length for the block split: P phases of m, after [::g]."""
-        return self.phase_size * self.phases * self.common
-
-    @property
-    def slice_window(self) -> int:
-        """Padded length the last strided phase slice reaches."""
-        return (self.phases - 1) * self.stride + (self.phase_size - 1) * self.dilation + 1
-
-    def phase_start(self, b: int) -> int:
-        return b * self.stride
-
-
-def live_taps(a: AxisPhases) -> Optional[tuple[int, int]]:
-    """First and last tap that reads an input element for some output; None
-    when every tap reads only padding."""
-    live = [t for t in range(a.kernel)
-            if any(0 <= i * a.stride + t * a.dilation - a.offset < a.size for i in range(a.out))]
-    return (live[0], live[-1]) if live else None
-
-
-def trimmed(a: AxisPhases, lo: int, hi: int) -> AxisPhases:
-    """The axis with taps lo..hi kept; a single tap is undilated."""
-    k = hi - lo + 1
-    return replace(a, kernel=k, dilation=a.dilation if k > 1 else 1, offset=a.offset - lo * a.dilation)
-
-
-def window_pads(a: AxisPhases, length: int, slack: int = 0) -> tuple[int, int, int, int]:
-    """(crop_begin, crop_end, pad_begin, pad_end) that turn x into
-    window[p] = x[p - o] for 0 <= p < length.  Up to `slack` surplus
-    elements at the end are left in place (a strided Conv ignores them)."""
-    surplus = a.size + a.offset - length
-    crop_end = surplus if surplus > slack else 0
-    return max(0, -a.offset), crop_end, max(0, a.offset), max(0, -surplus)
-
-
 # --- builders -----------------------------------------------------------------
-
-def window(b: Builder, x: str, axes: Sequence[AxisPhases], lengths: Sequence[int]) -> str:
-    """x cropped and zero padded so that window[p] = x[p - o] on each axis."""
-    rank = len(axes) + 2
-    pads = [window_pads(a, n) for a, n in zip(axes, lengths)]
-    crop = [k for k, p in enumerate(pads) if p[0] or p[1]]
-    if crop:
-        x = slice_axes(b, x, [k + 2 for k in crop], [pads[k][0] for k in crop],
-                       [axes[k].size - pads[k][1] for k in crop], "crop")
-    if any(p[2] or p[3] for p in pads):
-        x = pad_axes(b, x, rank, range(2, rank), [(p[2], p[3]) for p in pads], "pad")
-    return x
-
 
 def strided_slice(b: Builder, x: str, axes: Sequence[int], starts: Sequence[int],
                   ends: Sequence[int], steps: Sequence[int], what: str) -> str:
@@ -270,21 +168,6 @@ def _batch_to_space_2d(b: Builder, y: str, channels: int, block: int, sizes: Seq
     t = b.op("Transpose", [t], "b2s_transpose", perm=[1, 0, 2, 3, 4])
     t = b.op("Reshape", [t, b.ints([0, block * block * channels, *sizes], "b2s_shape")], "b2s_merge")
     return b.op("DepthToSpace", [t], "batch_to_space", blocksize=block)
-
-
-def phase_images(b: Builder, x: str, axes: Sequence[AxisPhases]) -> dict:
-    """{phase index (b_1, ...): x[b_k*s_k :: d_k] of length m_k} by strided Slice."""
-    out = {}
-    for phase in itertools.product(*[range(a.phases) for a in axes]):
-        starts = [a.phase_start(p) for a, p in zip(axes, phase)]
-        ends = [s + (a.phase_size - 1) * a.dilation + 1 for s, a in zip(starts, axes)]
-        keep = [k for k, a in enumerate(axes)
-                if a.dilation > 1 or starts[k] > 0 or ends[k] < a.slice_window]
-        tag = "phase_" + "_".join(map(str, phase))
-        out[phase] = x if not keep else strided_slice(
-            b, x, [k + 2 for k in keep], [starts[k] for k in keep], [ends[k] for k in keep],
-            [axes[k].dilation for k in keep], tag)
-    return out
 
 
 def interleave(b: Builder, parts: dict, channels: int, blocks: Sequence[int],

@@ -59,7 +59,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .padding import extent, same_pads, split_pads
+from convrewrite.geometry import extent, same_pads, split_pads
 
 
 class SpecConflict(ValueError):
