@@ -1,7 +1,8 @@
 """The rewrite passes, in the order `optimize` runs them by default.
 
 resize runs first so that the ConvTranspose it produces is lowered by
-convtranspose; dilated-conv is independent of both.
+convtranspose (the driver's worklist would lower it in any order);
+dilated-conv is independent of both.
 """
 from __future__ import annotations
 
@@ -16,17 +17,22 @@ def pass_names() -> list[str]:
     return [p.name for p in PASSES]
 
 
+def option_names() -> dict[str, str]:
+    """Every lowering option users can set, and the pass it belongs to."""
+    return {key: p.name for p in PASSES for key in p.Options.KEYS}
+
+
 def make_passes(names=None, options=None) -> tuple:
     """Instances of the named passes (default: all), in the default order.
 
-    `options` is a dict of lowering options (dilated_mode, resize_mode, ...);
-    each pass class takes the ones it knows in `from_options`.
-    """
+    `options` maps option names (option_names()) to values; each pass takes
+    its own into its typed Options.  An unknown name is an error."""
     options = dict(options or {})
     wanted = pass_names() if names is None else list(names)
     unknown = [n for n in wanted if n not in pass_names()]
     if unknown:
         raise ValueError(f"unknown pass {unknown[0]!r}; choose from {', '.join(pass_names())}")
-    if ConvTransposeToConv.name in wanted:  # it lowers the ConvTranspose resize emits
-        options["resize_finisher"] = ConvTransposeToConv.from_options(options)
-    return tuple(p.from_options(options) for p in PASSES if p.name in wanted)
+    stray = [k for k in options if k not in option_names()]
+    if stray:
+        raise ValueError(f"unknown option {stray[0]!r}; options are: {', '.join(option_names())}")
+    return tuple(p(p.Options.from_dict(options)) for p in PASSES if p.name in wanted)

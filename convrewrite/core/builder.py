@@ -27,6 +27,7 @@ class Builder:
         self.prefix = f"{graph.label(node)}/{pass_name}"
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
+        self.notes: list[str] = []
         self._used: set[str] = set()
 
     def name(self, what: str) -> str:
@@ -58,5 +59,9 @@ class Builder:
                                            domain=domain, **attrs))
         return outs[0] if outputs == 1 else outs
 
-    def replacement(self, outputs: Mapping[str, str], notes: Sequence[str] = ()) -> Replacement:
-        return Replacement(tuple(self.nodes), tuple(self.initializers), dict(outputs), tuple(notes))
+    def note(self, text: str) -> None:
+        """A fact about what was built, for the report ("tiles=6")."""
+        self.notes.append(text)
+
+    def replacement(self, outputs: Mapping[str, str]) -> Replacement:
+        return Replacement(tuple(self.nodes), tuple(self.initializers), dict(outputs), tuple(self.notes))

@@ -23,7 +23,9 @@ from onnx import helper, numpy_helper
 from .equivalence import (Comparison, RunError, compare_outputs, concrete_shape, random_tensor,
                           run_model)
 from .graph import GraphView, data_bytes, weight_stub
-from .macs import model_macs
+from .cost import model_cost
+from .forms import Cost
+from .standalone import external_inputs, make_model
 from .rewrite import Match, Replacement
 from .splice import renamed_nodes
 
@@ -41,8 +43,8 @@ class LocalCheck:
     original: onnx.ModelProto      # large weights as stubs, see `weights`
     replacement: onnx.ModelProto
     symbolic: bool                 # some input dim is symbolic: run batch 1 and 2
-    macs_before: Optional[int]
-    macs_after: Optional[int]
+    cost_before: Cost
+    cost_after: Cost
     weights: dict[str, Callable[[], onnx.TensorProto]] = field(default_factory=dict)  # stub -> its data
     weight_bytes: int = 0
 
@@ -63,34 +65,14 @@ def _filled(model: onnx.ModelProto, weights) -> onnx.ModelProto:
 
 
 def _value_info(graph: GraphView, name: str) -> onnx.ValueInfoProto:
-    t = graph.value_type(name)
-    if t is None:
-        dims, dtype = graph.shape(name), graph.dtype(name)
-        if dims is None or dtype is None:
-            raise CheckError(f"shape or type of '{name}' is unknown, so the rewrite cannot be checked")
-        return helper.make_tensor_value_info(name, dtype, list(dims))
-    vi = onnx.ValueInfoProto(name=name)
-    vi.type.CopyFrom(t)
-    return vi
-
-
-def _external_inputs(nodes: Sequence[onnx.NodeProto]) -> list[str]:
-    produced = {o for n in nodes for o in n.output}
-    seen, out = set(), []
-    for n in nodes:
-        for i in n.input:
-            if i and i not in produced and i not in seen:
-                seen.add(i)
-                out.append(i)
-    return out
+    if graph.value_type(name) is None and (graph.shape(name) is None or graph.dtype(name) is None):
+        raise CheckError(f"shape or type of '{name}' is unknown, so the rewrite cannot be checked")
+    return graph.value_info(name)
 
 
 def _standalone(graph: GraphView, nodes, inits, runtime, outputs, name) -> onnx.ModelProto:
-    g = helper.make_graph(list(nodes), name, [_value_info(graph, i) for i in runtime],
-                          [_value_info(graph, o) for o in outputs], list(inits))
-    # IR 4 at least: initializers need not be listed as inputs.
-    return helper.make_model(g, opset_imports=list(graph.model.opset_import),
-                             ir_version=max(4, graph.model.ir_version))
+    return make_model(graph, nodes, inits, [_value_info(graph, i) for i in runtime],
+                      [_value_info(graph, o) for o in outputs], name)
 
 
 def build_check(graph: GraphView, match: Match, replacement: Replacement) -> LocalCheck:
@@ -104,8 +86,8 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
         raise CheckError(f"replacement does not provide {sorted(missing)}")
     new_nodes = renamed_nodes(replacement)
     own = {t.name for t in replacement.initializers}
-    orig_in = _external_inputs(match.nodes)
-    repl_in = [i for i in _external_inputs(new_nodes) if i not in own]
+    orig_in = external_inputs(match.nodes)
+    repl_in = [i for i in external_inputs(new_nodes) if i not in own]
     constants = {i: graph.constant(i) for i in set(orig_in) | set(repl_in)}
     runtime = [i for i in orig_in if constants[i] is None]
     stray = [i for i in repl_in if constants[i] is None and i not in runtime]
@@ -136,7 +118,7 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     symbolic = any(not isinstance(d, int) for i in runtime for d in (graph.shape(i) or ()))
     size = sum(constants[i].nbytes for i in weights if constants.get(i) is not None)
     size += sum(data_bytes(t) for t in replacement.initializers if t.name in weights)
-    return LocalCheck(original, repl, symbolic, model_macs(original), model_macs(repl), weights, size)
+    return LocalCheck(original, repl, symbolic, model_cost(original), model_cost(repl), weights, size)
 
 
 def _merge(models: Sequence[onnx.ModelProto]) -> onnx.ModelProto:

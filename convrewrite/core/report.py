@@ -15,22 +15,39 @@ REWRITTEN, SKIPPED, ROLLED_BACK, PLANNED = "rewritten", "skipped", "rolled_back"
 
 @dataclass
 class RewriteRecord:
+    """One candidate node: what became of it.  `form` / `variant` name the
+    lowering used (rewritten, planned, rolled back); `code` is the stable
+    word for why it was left alone (convrewrite.core.rewrite.CODES)."""
+
     pass_name: str
     node: str
     op: str
     status: str
     reason: str = ""
+    code: str = ""
+    form: str = ""
+    variant: str = ""
     max_abs_error: Optional[float] = None
     max_rel_error: Optional[float] = None
     new_nodes: list = field(default_factory=list)
     macs_before: Optional[int] = None
     macs_after: Optional[int] = None
+    moved_bytes_before: Optional[int] = None
+    moved_bytes_after: Optional[int] = None
+    nodes_before: Optional[int] = None
+    nodes_after: Optional[int] = None
     notes: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["pass"] = d.pop("pass_name")
         return d
+
+    def set_costs(self, before, after) -> None:
+        """The Cost of the original nodes and of the replacement."""
+        self.macs_before, self.macs_after = before.macs, after.macs
+        self.moved_bytes_before, self.moved_bytes_after = before.moved_bytes, after.moved_bytes
+        self.nodes_before, self.nodes_after = before.nodes, after.nodes
 
 
 @dataclass
@@ -133,7 +150,7 @@ def _summary_lines(r: Report) -> list[str]:
         tag = "rolled back" if x.status == ROLLED_BACK else "left alone"
         who = f"{x.op} '{x.node}'"
         reason = x.reason if x.reason.startswith(who) else f"{who}: {x.reason}"
-        lines.append(f"  {tag} [{x.pass_name}]: {reason}")
+        lines.append(f"  {tag} [{x.pass_name}" + (f", {x.code}" if x.code else "") + f"]: {reason}")
     worst = r.worst_local_error()
     if worst is not None:
         lines.append(f"worst local error: {worst.max_abs_error:.3g} abs, {worst.max_rel_error:.3g} rel "

@@ -1,30 +1,78 @@
-"""The pass contract: match is pure, build returns new nodes, the driver alone edits.
+"""The pass contract: match is pure, forms say how, the driver alone edits.
 
-A pass is a small object with four members:
+A pass is a small object:
 
     name          short id used on the command line ("convtranspose")
     description   one line for `cli.py passes`
+    op_types      the operators it looks at (a cheap filter before candidate)
+    forms         its lowering forms, in order of simplicity (see forms.py)
+    mac_bound     None, or: prefer forms within this factor of the node's MACs
+    options       a frozen dataclass of its typed options (OPTION_KEYS maps
+                  the option names users write to its fields)
+    preferred()   the form names the user asked for, best first
     candidate(node, graph) -> bool
                   cheap filter: is this a node the pass is about at all?
-                  (a ConvTranspose; a Conv whose dilations are > 1).  Nodes that
-                  are not candidates never appear in the report.
+                  Nodes that are not candidates never appear in the report.
     match(node, graph) -> Match | Skip
-                  pure: decides whether the candidate can be rewritten; a Skip
-                  carries a reason a user can act on, a Match carries a frozen
-                  dataclass of everything build needs.
-    build(match, graph) -> Replacement
-                  new nodes, new initializers and the output mapping
-                  {original output name: new value name}.
+                  pure: decides whether the candidate can be rewritten at all.
+                  A Skip carries a reason a user can act on and a stable code;
+                  a Match carries a frozen dataclass of what the forms need.
+    match_alone(node, graph)   (optional) the node never as part of a larger
+                  match, for the members of a multi-node match that failed.
 
-The driver verifies the replacement numerically, splices it in or rolls it
-back, and records the outcome.  A pass never touches the model itself.
+The driver asks the target whether a node must be lowered at all, asks the
+chooser which form to use, builds it, checks it against the target and
+numerically, and splices it in or rolls it back.  A pass never holds the
+target and never touches the model.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, Union
+from typing import Any, ClassVar, Mapping, Optional, Protocol, Sequence, Union
 
 import onnx
+
+
+class Code:
+    """Why a candidate was left alone, as a stable word a pipeline can test."""
+
+    RUNTIME_WEIGHT = "runtime-weight"
+    DYNAMIC_SHAPE = "dynamic-shape"
+    UNSUPPORTED_TYPE = "unsupported-type"
+    UNSUPPORTED_ATTRIBUTE = "unsupported-attribute"
+    INVALID_NODE = "invalid-node"
+    OLD_OPSET = "old-opset"
+    SPEC_AMBIGUOUS = "spec-ambiguous"
+    EMPTY_OUTPUT = "empty-output"
+    TOO_LARGE = "too-large"
+    TARGET_RUNS_IT = "target-runs-it"
+    NO_FORM = "no-form"
+    OVERLAP = "overlap"
+    INTERNAL_ERROR = "internal-error"
+    UNCHECKABLE = "uncheckable"
+    VERIFICATION_FAILED = "verification-failed"
+    MODEL_CHECK_FAILED = "model-check-failed"
+
+
+# Every code and what it means (the README's table is checked against it).
+CODES = {
+    Code.RUNTIME_WEIGHT: "a weight, bias or scale is computed at run time; make it an initializer",
+    Code.DYNAMIC_SHAPE: "a size the rewrite needs is not static; fix the input's dimensions",
+    Code.UNSUPPORTED_TYPE: "an element type onnxruntime cannot verify the rewrite in (float64, integers)",
+    Code.UNSUPPORTED_ATTRIBUTE: "an attribute combination no form of the pass expresses",
+    Code.INVALID_NODE: "the node breaks its operator's specification",
+    Code.OLD_OPSET: "the model's opset lacks an operator the rewrite needs; upgrade the opset",
+    Code.SPEC_AMBIGUOUS: "onnxruntime and the ONNX reference disagree on this node",
+    Code.EMPTY_OUTPUT: "the node's output is empty",
+    Code.TOO_LARGE: "the rewrite would build tensors beyond the size budget",
+    Code.TARGET_RUNS_IT: "the target profile runs the node as it is",
+    Code.NO_FORM: "no lowering form applies, or none can be built",
+    Code.OVERLAP: "the node belongs to another rewrite of the same pass",
+    Code.INTERNAL_ERROR: "a bug in a pass (the message says where)",
+    Code.UNCHECKABLE: "the replacement could not be checked, so it was not used",
+    Code.VERIFICATION_FAILED: "the replacement's local check against the original failed",
+    Code.MODEL_CHECK_FAILED: "the whole-model check failed with this rewrite in place",
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,7 +81,7 @@ class Match:
 
     `params` is a frozen dataclass the pass defines; `nodes` lists every node
     the replacement removes (the matched node first).  `notes` are short
-    facts for the report ("form=batch", "dropped taps that only read padding").
+    facts for the report ("dropped taps that only read padding").
     """
 
     node: onnx.NodeProto
@@ -48,14 +96,19 @@ class Match:
 
 @dataclass(frozen=True)
 class Skip:
-    """A candidate left alone, and why ("weight is a runtime input")."""
+    """A candidate left alone: why, for a person, and a code from `Code`."""
 
     reason: str
+    code: str
+
+    def __post_init__(self):
+        if self.code not in CODES:
+            raise ValueError(f"unknown skip code {self.code!r}")
 
 
 @dataclass(frozen=True, eq=False)
 class Replacement:
-    """What build returns: the driver splices these in place of match.nodes.
+    """What a form builds: the driver splices these in place of match.nodes.
 
     `outputs` maps every output name of the removed nodes that is still used
     to the new value that replaces it; the driver renames the new value to the
@@ -74,12 +127,24 @@ MatchResult = Union[Match, Skip]
 class Pass(Protocol):
     name: str
     description: str
+    op_types: tuple
+    forms: Sequence
+    mac_bound: Optional[float]
 
-    def candidate(self, node: onnx.NodeProto, graph: "GraphView") -> bool: ...
+    def preferred(self) -> tuple[str, ...]: ...
 
-    def match(self, node: onnx.NodeProto, graph: "GraphView") -> MatchResult: ...
+    def candidate(self, node: onnx.NodeProto, graph) -> bool: ...
 
-    def build(self, match: Match, graph: "GraphView") -> Replacement: ...
+    def match(self, node: onnx.NodeProto, graph) -> MatchResult: ...
 
 
-from .graph import GraphView  # noqa: E402  (type name used above)
+@dataclass(frozen=True)
+class PassOptions:
+    """Base of a pass's typed options.  KEYS maps the option names users
+    write (the CLI's, optimize's `options`) to the dataclass's fields."""
+
+    KEYS: ClassVar[dict] = {}
+
+    @classmethod
+    def from_dict(cls, options: Mapping[str, Any]) -> "PassOptions":
+        return cls(**{f: options[key] for key, f in cls.KEYS.items() if options.get(key) is not None})

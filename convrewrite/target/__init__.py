@@ -4,19 +4,16 @@
     check_model(model, profile)   -> [Violation]    # the compatibility report
     needs_lowering(node, graph, profile) -> reason or None
     profile.allows_op("DepthToSpace", mode="CRD", blocksize=2) -> bool
-    pick_form(forms, build, graph, profile) -> FormChoice
 
 profile.py holds the data model and the strict JSON loader, facts.py reads
 what the rules need from a node, check.py applies the rules.  The format is
 documented in the README (Target profiles).
 """
-from .check import (FormChoice, check_model, check_node, format_violations, needs_lowering,
-                    node_violations, op_violations, pick_form, replacement_violations, runs_as_is_reason,
-                    target_report)
+from .check import (check_model, check_node, format_violations, needs_lowering, node_violations,
+                    op_violations, replacement_violations_in, runs_as_is_reason, target_report)
 from .rules import Violation
 from .profile import OpRule, Profile, builtin_names, builtin_profiles, load_profile
 
-__all__ = ["FormChoice", "OpRule", "Profile", "Violation", "builtin_names", "builtin_profiles",
-           "check_model", "check_node", "format_violations", "load_profile", "needs_lowering",
-           "node_violations", "op_violations", "pick_form", "replacement_violations",
-           "runs_as_is_reason", "target_report"]
+__all__ = ["OpRule", "Profile", "Violation", "builtin_names", "builtin_profiles", "check_model",
+           "check_node", "format_violations", "load_profile", "needs_lowering", "node_violations",
+           "op_violations", "replacement_violations_in", "runs_as_is_reason", "target_report"]

@@ -20,20 +20,16 @@ fact is unknown (a symbolic size, a runtime scales input) is not reported.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import onnx
 
-from ..core.errors import InputError
-from ..core.followup import standalone_model
 from ..core.graph import GraphView
 from .facts import facts_from_attributes, is_constant, node_facts
 from .profile import Profile
 from .rules import (Violation, batch_violations, graph_input_violations, op_key, op_rule_violations,
                     rank_violations)
 
-SMALL_CONSTANT = 64  # constants a replacement reads are copied into its check model up to this size
 
 
 # --- one operator, from facts ----------------------------------------------------
@@ -94,7 +90,7 @@ def runs_as_is_reason(node: onnx.NodeProto, graph: GraphView, profile: Profile) 
 def check_model(model: onnx.ModelProto, profile: Profile) -> list[Violation]:
     """Every node and graph input of `model` that does not fit `profile`."""
     if profile.batch_must_be_one:
-        model = _with_unit_batch(model)
+        model = unit_batch(model)
     graph = GraphView(model)
     found = graph_input_violations(graph, profile)
     for node in graph.graph.node:
@@ -118,90 +114,18 @@ def target_report(violations: Sequence[Violation], profile: Profile) -> dict:
             "violations": [v.to_dict() for v in violations]}
 
 
-# --- a replacement, and choosing between lowering forms -------------------------
+# --- a replacement -------------------------------------------------------------------
 
-def replacement_violations(replacement, graph: GraphView, profile: Optional[Profile]) -> list[str]:
-    """What the target could not run among a Replacement's new nodes.
-
-    The new nodes are checked in a small model of their own (their inputs
-    typed as in `graph`, their shapes inferred), so a pass can ask before the
-    driver splices anything."""
-    return [v.message for v in _replacement_check(replacement, graph, profile)]
-
-
-def _replacement_check(replacement, graph: GraphView, profile: Optional[Profile]) -> list[Violation]:
-    if profile is None:
-        return []
-    view, constants = _replacement_view(replacement, graph, profile)
+def replacement_violations_in(view: GraphView, profile: Profile, constants: frozenset) -> list[Violation]:
+    """Every rule the nodes of a replacement's standalone model break
+    (convrewrite.core.lowering builds the model; `constants` are the values
+    that are constant in the original graph)."""
     return [v for node in view.graph.node for v in check_node(node, view, profile, constants)]
-
-
-@dataclass(frozen=True)
-class FormChoice:
-    """The lowering form a pass picked for a target, and why not the others.
-
-    `replacement` is None only when no form could be built at all (every
-    form's builder returned a reason).  `violations` is empty when the chosen
-    form fits the target; otherwise it is the form with the fewest problems.
-    """
-
-    form: Any
-    replacement: Any
-    violations: tuple = ()
-    rejected: tuple = ()  # ((form, reason), ...) for the forms not chosen
-
-    @property
-    def fits(self) -> bool:
-        return self.replacement is not None and not self.violations
-
-    def notes(self, profile: Optional[Profile]) -> tuple:
-        if profile is None or self.form is None:
-            return ()
-        target = f"target {profile.name}"
-        notes = [f"{target}: form '{f}' not used: {_first(why)}" for f, why in self.rejected]
-        if self.violations:
-            notes.append(f"{target}: no form fits; '{self.form}' has the fewest problems: {_first(self.violations)}")
-        else:
-            notes.append(f"{target}: form '{self.form}' fits")
-        return tuple(notes)
-
-
-def pick_form(forms: Sequence, build: Callable[[Any], Any], graph: GraphView,
-              profile: Optional[Profile]) -> FormChoice:
-    """Try `forms` in order of preference; `build(form)` returns a Replacement,
-    or a string saying why that form cannot be built for this node.  Returns
-    the first form whose replacement fits `profile` (without a profile: the
-    first that builds), else the one breaking the fewest distinct rules (a
-    rule broken once per tap is one problem, not many), then the fewest
-    violations."""
-    tried, best = [], None
-    for form in forms:
-        result = build(form)
-        if isinstance(result, str):
-            tried.append((form, result))
-            continue
-        found = _replacement_check(result, graph, profile)
-        problems = tuple(v.message for v in found)
-        if not problems:
-            return FormChoice(form, result, (), tuple(tried))
-        tried.append((form, problems))
-        cost = (len({v.rule for v in found}), len(found))
-        if best is None or cost < best[3]:
-            best = (form, result, problems, cost)
-    if best is None:
-        return FormChoice(None, None, (), tuple(tried))
-    return FormChoice(best[0], best[1], best[2], tuple(t for t in tried if t[0] != best[0]))
-
-
-def _first(why) -> str:
-    if isinstance(why, str):
-        return why
-    return why[0] + (f" (and {len(why) - 1} more)" if len(why) > 1 else "")
 
 
 # --- models built for checking -------------------------------------------------------
 
-def _with_unit_batch(model: onnx.ModelProto) -> onnx.ModelProto:
+def unit_batch(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy where the batch dimension of every rank >= 3 graph input is 1
     when it is symbolic, and so is every other use of the same symbol."""
     symbols, unnamed = set(), False
@@ -234,21 +158,3 @@ def _dims(vi: onnx.ValueInfoProto):
     if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
         return []
     return vi.type.tensor_type.shape.dim
-
-
-def _replacement_view(replacement, graph: GraphView, profile: Profile) -> tuple[GraphView, frozenset]:
-    """The replacement's nodes as a model of their own, and which of their
-    inputs are constants of the original graph (small ones are copied in:
-    shape inference may need their values)."""
-    inits = {t.name for t in replacement.initializers}
-    produced = {o for n in replacement.nodes for o in n.output if o}
-    external = {i for n in replacement.nodes for i in n.input if i and i not in produced and i not in inits}
-    constants = frozenset(i for i in external if is_constant(i, graph)) | frozenset(inits)
-    model = standalone_model(replacement, graph, SMALL_CONSTANT)
-    if profile.batch_must_be_one:
-        model = _with_unit_batch(model)
-    try:
-        view = GraphView(model)
-    except InputError:
-        view = GraphView(model, inferred=model)  # attribute rules still apply
-    return view, constants

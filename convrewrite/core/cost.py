@@ -1,4 +1,6 @@
-"""Multiply-accumulate counts of the nodes that compute, from their shapes.
+"""What a subgraph costs, from its shapes: MACs, bytes moved, nodes, rank.
+
+MACs of the nodes that compute:
 
 Counts cover the whole tensor, batch axis included: a rewrite that folds
 phases into the batch (space-to-batch) must not look cheaper than it is.
@@ -14,6 +16,10 @@ The driver counts on standalone models whose symbolic batch is set to 1.
 
 Zero taps inside a kernel count like any other tap: that is wasted work the
 MAC figure must show.
+
+Bytes moved: every data-movement node (DATA_MOVEMENT_OPS) reads its data
+input and writes its output, so it costs their sizes in bytes -- what an
+accelerator pays in memory traffic, and often on the host CPU.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from typing import Callable, Optional
 
 import onnx
 
+from .forms import Cost
 from .graph import GraphView, attributes
 
 Shape = Optional[tuple]
@@ -61,11 +68,14 @@ def resize_macs(x: Shape, y: Shape, mode: str) -> Optional[int]:
     return prod(y) * taps
 
 
-def node_macs(node: onnx.NodeProto, graph: GraphView) -> Optional[int]:
-    """MACs of one node, or None when it does not compute
-    (data movement) or its shapes are unknown."""
+def node_macs(node: onnx.NodeProto, graph: GraphView, per_item: bool = False) -> Optional[int]:
+    """MACs of one node (per batch item with `per_item`), or None when it
+    does not compute (data movement) or its shapes are unknown."""
     shapes = [graph.shape(i) if i else None for i in node.input]
     y = graph.shape(node.output[0]) if node.output else None
+    if per_item:
+        shapes = [(1, *s[1:]) if s else s for s in shapes[:1]] + shapes[1:]
+        y = (1, *y[1:]) if y else y
     if node.op_type in ("Conv", "ConvTranspose") and len(shapes) >= 2:
         group = int(attributes(node).get("group", 1))
         fn: Callable = conv_macs if node.op_type == "Conv" else conv_transpose_macs
@@ -83,21 +93,55 @@ def node_macs(node: onnx.NodeProto, graph: GraphView) -> Optional[int]:
 COMPUTING_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "Resize", "Upsample")
 
 
-def total_macs(nodes, graph: GraphView) -> Optional[int]:
+def total_macs(nodes, graph: GraphView, per_item: bool = False) -> Optional[int]:
     """Sum over the computing nodes; None if any computing node is unknown."""
     total = 0
     for node in nodes:
         if node.op_type in COMPUTING_OPS:
-            m = node_macs(node, graph)
+            m = node_macs(node, graph, per_item)
             if m is None:
                 return None
             total += m
     return total
 
 
-def model_macs(model: onnx.ModelProto) -> Optional[int]:
-    """MACs of a whole model at batch 1 (symbolic input dims set to 1);
-    None where a computing node's shapes cannot be inferred."""
+DATA_MOVEMENT_OPS = frozenset({"Pad", "Slice", "Concat", "Reshape", "Transpose", "DepthToSpace", "SpaceToDepth",
+                               "Where", "Expand", "Tile", "Gather", "Split"})
+
+
+def tensor_bytes(graph: GraphView, name: str) -> Optional[int]:
+    shape, dtype = graph.static_shape(name), graph.dtype(name)
+    if shape is None or not dtype:
+        return None
+    return prod(shape) * onnx.helper.tensor_dtype_to_np_dtype(dtype).itemsize
+
+
+def moved_bytes(nodes, graph: GraphView) -> Optional[int]:
+    """Bytes read (non-constant inputs) and written by the data-movement nodes."""
+    total = 0
+    for node in nodes:
+        if node.op_type not in DATA_MOVEMENT_OPS:
+            continue
+        for name in [i for i in node.input if i and not graph.is_constant(i)] + [o for o in node.output if o]:
+            size = tensor_bytes(graph, name)
+            if size is None:
+                return None
+            total += size
+    return total
+
+
+def max_rank(nodes, graph: GraphView) -> Optional[int]:
+    ranks = [len(s) for n in nodes for o in n.output if o for s in [graph.shape(o)] if s is not None]
+    return max(ranks, default=None)
+
+
+def subgraph_cost(nodes, graph: GraphView) -> Cost:
+    return Cost(total_macs(nodes, graph), moved_bytes(nodes, graph), len(nodes), max_rank(nodes, graph))
+
+
+def model_cost(model: onnx.ModelProto) -> Cost:
+    """The cost of a whole (standalone) model at batch 1: symbolic input dims
+    set to 1; unknown figures are None where shapes cannot be inferred."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
     for vi in m.graph.input:
@@ -105,6 +149,11 @@ def model_macs(model: onnx.ModelProto) -> Optional[int]:
             if not d.HasField("dim_value"):
                 d.dim_value = 1
     try:
-        return total_macs(m.graph.node, GraphView(m))
-    except Exception:  # shape inference failed on an odd model: no MAC figure
-        return None
+        return subgraph_cost(m.graph.node, GraphView(m))
+    except Exception:  # shape inference failed on an odd model: no figures
+        return Cost(nodes=len(m.graph.node))
+
+
+def model_macs(model: onnx.ModelProto) -> Optional[int]:
+    """MACs of a whole model at batch 1 (see model_cost)."""
+    return model_cost(model).macs

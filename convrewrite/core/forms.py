@@ -1,0 +1,148 @@
+"""Lowering forms as objects, and the one chooser that ranks them.
+
+A form is one way to lower a matched node (for ConvTranspose: single-conv,
+phase-convs, border-split, bias-only).  It answers four questions:
+
+    applies(match, graph)  -> None, or why it cannot express this node
+    variants(match, graph) -> the ways to emit it, the default first (a pixel
+                              shuffle layout, Pad nodes instead of Conv pads,
+                              ...): a target that rejects one may take another
+    cost(match, variant, graph) -> Cost: MACs, bytes moved by data-movement
+                              ops, node count, largest tensor rank
+    build(match, variant, graph, b) -> {original output: new value}
+
+and optionally `favoured(match, graph)`: why it should go first for this
+node whatever the list order (tiny phase images convolve inefficiently, so
+the dilated taps form is favoured on them).  `opt_in` forms are used only
+when the user asks for them or a target needs a lowering.
+
+`rank` orders a pass's forms for one match, by these keys in turn:
+
+    1. the user's preference (the pass's `preferred()`, in that order)
+    2. opt-in forms last
+    3. favoured forms first
+    4. with a MAC bound: forms within bound x the node's MACs first; the
+       others by fewest MACs
+    5. the pass's list order (simplest first)
+
+The driver takes the first option; with a target it builds them in this
+order, variants included, and takes the first whose nodes the target runs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Optional, Sequence
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a replacement costs; None where not known."""
+
+    macs: Optional[int] = None         # multiply-accumulates at batch 1
+    moved_bytes: Optional[int] = None  # bytes read + written by data-movement ops
+    nodes: Optional[int] = None
+    max_rank: Optional[int] = None     # the largest rank of a tensor it creates
+
+    def to_dict(self) -> dict:
+        return {"macs": self.macs, "moved_bytes": self.moved_bytes, "nodes": self.nodes,
+                "max_rank": self.max_rank}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to emit a form; `label` is "" for the default."""
+
+    label: str = ""
+
+
+DEFAULT = Variant()
+
+
+class Form:
+    """Base class of a lowering form (see the module docstring)."""
+
+    name: ClassVar[str]
+    opt_in: ClassVar[bool] = False
+
+    def applies(self, match, graph) -> Optional[str]:
+        return None
+
+    def favoured(self, match, graph) -> Optional[str]:
+        return None
+
+    def variants(self, match, graph) -> Sequence[Any]:
+        return (DEFAULT,)
+
+    def cost(self, match, variant, graph) -> Cost:
+        raise NotImplementedError
+
+    def build(self, match, variant, graph, b) -> Mapping[str, str]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Option:
+    """A form and one of its variants, with its cost: one way to rewrite."""
+
+    form: Form
+    variant: Any
+    cost: Cost
+    why: str = ""             # why it ranks where it does, when a rule decided
+
+    @property
+    def label(self) -> str:
+        return self.form.name + (f", {self.variant.label}" if self.variant.label else "")
+
+
+@dataclass
+class Ranking:
+    """The options for one match, best first, and the forms that do not apply."""
+
+    options: list = field(default_factory=list)
+    passed_over: list = field(default_factory=list)   # (form name, reason)
+
+    def first_per_form(self) -> list:
+        """The default variant of each ranked form."""
+        seen, out = set(), []
+        for o in self.options:
+            if o.form.name not in seen:
+                seen.add(o.form.name)
+                out.append(o)
+        return out
+
+
+def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_opt_in: bool) -> Ranking:
+    """Order `p.forms` for `match` (see the module docstring)."""
+    preferred = list(p.preferred())
+    ranking = Ranking()
+    scored = []
+    for index, form in enumerate(p.forms):
+        reason = form.applies(match, graph)
+        if reason is not None:
+            ranking.passed_over.append((form.name, reason))
+            continue
+        asked = form.name in preferred
+        if form.opt_in and not asked and not with_opt_in:
+            continue
+        variants = list(form.variants(match, graph))
+        costs = [form.cost(match, v, graph) for v in variants]
+        favoured = form.favoured(match, graph)
+        over = _over_bound(costs[0].macs, node_macs, p.mac_bound)
+        key = (preferred.index(form.name) if asked else len(preferred), form.opt_in and not asked,
+               favoured is None, over, (costs[0].macs or 0) if over else 0, index)
+        why = ("asked for" if asked else favoured or "")
+        scored.append((key, [Option(form, v, c, why) for v, c in zip(variants, costs)]))
+    for _, options in sorted(scored, key=lambda s: s[0]):
+        ranking.options += options if with_variants else options[:1]
+    return ranking
+
+
+def _over_bound(macs: Optional[int], node_macs: Optional[int], bound: Optional[float]) -> bool:
+    if bound is None or macs is None or node_macs is None:
+        return False
+    return macs > bound * node_macs
+
+
+def form_names(p) -> tuple[str, ...]:
+    """The names of a pass's forms (the CLI's choices come from these)."""
+    return tuple(f.name for f in p.forms)

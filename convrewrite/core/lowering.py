@@ -1,0 +1,196 @@
+"""From a Match to a Replacement: choose the form, build it, judge it.
+
+    lower(p, match, graph, target, passes) -> Lowered | Skip
+
+Without a target the chooser's first option is built.  With one, the
+options are built in the chooser's order (variants included) and each
+replacement is checked against the target as the whole run will leave it:
+a node of the replacement that one of the run's passes would lower for this
+target (a Resize's ConvTranspose, lowered by the convtranspose pass) is
+lowered here too, in a small model of the replacement's own (`settle`).  The
+first option that fits is taken; if none fits, the one breaking the fewest
+distinct rules.  Only what the target check needs is ever built.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from .builder import Builder
+from .cost import total_macs
+from .errors import InputError
+from .forms import Option, Ranking, rank
+from .graph import GraphView
+from .rewrite import Code, Match, Replacement, Skip
+from .splice import renamed_nodes
+from .standalone import replacement_model
+
+SETTLE_DEPTH = 3  # a lowering's nodes lowered again at most this deep (resize -> convtranspose -> dilated-conv)
+
+
+@dataclass
+class Lowered:
+    option: Option
+    replacement: Replacement
+    notes: tuple = ()
+    fits: bool = True
+
+
+def build(p, match: Match, option: Option, graph: GraphView) -> Replacement:
+    """The replacement `option` builds for `match`."""
+    b = Builder(graph, match.node, p.name)
+    outputs = option.form.build(match, option.variant, graph, b)
+    return b.replacement(outputs)
+
+
+def ranking(p, match: Match, graph: GraphView, target) -> Ranking:
+    macs = total_macs(match.nodes, graph, per_item=True) if p.mac_bound is not None else None
+    return rank(p, match, graph, macs, with_variants=target is not None, with_opt_in=target is not None)
+
+
+def lower(p, match: Match, graph: GraphView, target=None, passes: Sequence = (), depth: int = 0):
+    """A Lowered, or a Skip when no form can be built (see the module docstring)."""
+    r = ranking(p, match, graph, target)
+    where = f"{match.node.op_type} '{graph.label(match.node)}'"
+    if not r.options:
+        why = "; ".join(f"{f}: {reason}" for f, reason in r.passed_over) or "the pass has no form for it"
+        return Skip(f"{where}: no lowering form applies ({why})", Code.NO_FORM)
+    notes = _preference_notes(p, r)
+    if target is None:
+        chosen = r.options[0]
+        return Lowered(chosen, build(p, match, chosen, graph), notes + _ranking_note(chosen, r))
+    return _lower_for_target(p, match, graph, target, passes, depth, r, notes, where)
+
+
+def _lower_for_target(p, match, graph, target, passes, depth, r: Ranking, notes, where):
+    tried, best = [], None
+    for option in r.options:
+        too_deep = _rank_problem(option, target)
+        if too_deep:
+            tried.append((option.label, too_deep))
+            continue
+        replacement = build(p, match, option, graph)
+        found = violations(replacement, graph, target, passes, depth)
+        if not found:
+            head = f"target {target.name}: "
+            chosen = tuple(f"{head}form '{label}' not used: {_first(why)}" for label, why in tried)
+            return Lowered(option, replacement, notes + chosen + (f"{head}form '{option.label}' fits",))
+        tried.append((option.label, tuple(v.message for v in found)))
+        score = (len({v.rule for v in found}), len(found))
+        if best is None or score < best[0]:
+            best = (score, option, replacement, tuple(v.message for v in found))
+    if best is None:
+        why = "; ".join(f"{label}: {_first(reason)}" for label, reason in tried)
+        return Skip(f"{where}: no lowering form can be built for target '{target.name}' ({why})", Code.NO_FORM)
+    _, option, replacement, problems = best
+    head = f"target {target.name}: "
+    passed = tuple(f"{head}form '{label}' not used: {_first(why)}" for label, why in tried if label != option.label)
+    return Lowered(option, replacement, notes + passed + (
+        f"{head}no form fits; '{option.label}' has the fewest problems: {_first(problems)}",), fits=False)
+
+
+def _rank_problem(option: Option, target) -> Optional[str]:
+    """Why the option cannot fit the target's max_rank, known before building."""
+    r, limit = option.cost.max_rank, target.max_rank
+    if r is not None and limit is not None and r > limit:
+        return f"it needs rank-{r} tensors, above the target's max_rank {limit}"
+    return None
+
+
+def _preference_notes(p, r: Ranking) -> tuple:
+    passed = dict(r.passed_over)
+    return tuple(f"preferred form {name} cannot express this node: {passed[name]}"
+                 for name in p.preferred() if name in passed)
+
+
+def _ranking_note(chosen: Option, r: Ranking) -> tuple:
+    """Why this form, when a rule other than the list order decided, and the
+    MACs of the forms passed over."""
+    others = [f"{o.form.name} macs={o.cost.macs}" for o in r.first_per_form()
+              if o is not chosen and o.cost.macs is not None]
+    return ((f"chosen: {chosen.why}",) if chosen.why else ()) + tuple(others)
+
+
+def _first(why) -> str:
+    if isinstance(why, str):
+        return why
+    return why[0] + (f" (and {len(why) - 1} more)" if len(why) > 1 else "")
+
+
+# --- judging a replacement against a target ----------------------------------------
+
+def violations(replacement: Replacement, graph: GraphView, target, passes: Sequence = (), depth: int = 0) -> list:
+    """What the target cannot run among the replacement's nodes, after the
+    run's passes have lowered what they would (see the module docstring)."""
+    from ..target.check import replacement_violations_in
+
+    view, constants = _view(replacement, graph, target)
+    if view is None:
+        return []
+    if passes and depth < SETTLE_DEPTH:
+        settled = settle(view, target, passes, depth + 1)
+        if settled is not None:
+            view = settled
+    return replacement_violations_in(view, target, constants)
+
+
+def _view(replacement: Replacement, graph: GraphView, target):
+    from ..target.check import unit_batch
+
+    inits = {t.name for t in replacement.initializers}
+    model = replacement_model(replacement, graph)
+    constants = frozenset(inits) | frozenset(
+        i for n in replacement.nodes for i in n.input if i and i not in inits and graph.is_constant(i))
+    if target.batch_must_be_one:
+        model = unit_batch(model)
+    try:
+        return GraphView(model), constants
+    except InputError:
+        try:
+            return GraphView(model, inferred=model), constants  # attribute rules still apply
+        except InputError:
+            return None, constants
+
+
+def settle(view: GraphView, target, passes: Sequence, depth: int) -> Optional[GraphView]:
+    """The standalone replacement with every node the run's passes would
+    lower for `target` replaced by its lowering; None when nothing changes."""
+    nodes, inits, changed, done = [], list(view.graph.initializer), False, set()
+    for node in view.graph.node:
+        if id(node) in done:
+            continue
+        lowered = _lower_nested(node, view, target, passes, depth)
+        if lowered is None:
+            nodes.append(node)
+            continue
+        match, result = lowered
+        done.update(id(n) for n in match.nodes)
+        nodes.extend(renamed_nodes(result.replacement))
+        inits.extend(result.replacement.initializers)
+        changed = True
+    if not changed:
+        return None
+    model = view.model.__class__()
+    model.CopyFrom(view.model)
+    del model.graph.node[:], model.graph.initializer[:]
+    model.graph.node.extend(nodes)
+    model.graph.initializer.extend(inits)
+    try:
+        return GraphView(model)
+    except InputError:
+        return None
+
+
+def _lower_nested(node, view: GraphView, target, passes, depth):
+    from ..target.check import needs_lowering
+
+    for p in passes:
+        if not p.candidate(node, view) or needs_lowering(node, view, target) is None:
+            continue
+        m = p.match(node, view)
+        if isinstance(m, Skip) or len(m.nodes) > 1:
+            continue
+        result = lower(p, m, view, target, passes, depth)
+        if isinstance(result, Lowered):
+            return m, result
+    return None

@@ -1,0 +1,460 @@
+"""The lowering forms of ConvTranspose (see rewrite.py for the identity).
+
+    single-conv   one Conv over the window shared by all phases, then the
+                  pixel shuffle (needs a constant bias)
+    phase-convs   one Conv per output phase with exactly its taps, Concat,
+                  pixel shuffle (DCR)
+    border-split  phase-convs with each phase cut into tiles where the taps
+                  that reach the input change, so no tap multiplies padding;
+                  offered only where phase-convs is above the MAC bound
+    bias-only     the padding crops away every computed value: the bias
+
+Each form's variants are the ways to emit it: the pixel shuffle as
+DepthToSpace or Reshape/Transpose, in CRD or DCR layout (single-conv), and
+zero padding as the Convs' own pads or as Pad nodes (for targets that take
+only SAME or VALID padding).
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from math import prod
+from typing import Optional
+
+import numpy as np
+from onnx import helper
+
+from convrewrite.core.builder import Builder
+from convrewrite.core.forms import Cost, Form
+from convrewrite.emit.opset_ops import ZEROS_MIN_OPSET, can_make_zeros, pad_axes, slice_axes, zeros
+from convrewrite.emit.pixel_shuffle import pixel_shuffle, shuffle_rank
+
+from .geometry import (AxisConv, AxisPlan, Tiles, border_tiles, conv_weight, phase_kernel, phases, plan_macs,
+                       shared_kernel, shared_plan, split_plan, split_tiles, tile_tree)
+
+MAC_BOUND = 1.1  # a form within this factor of the ConvTranspose's MACs needs no more nodes
+
+
+@dataclass(frozen=True)
+class Deconv:
+    """What match computed: the node's geometry and tensors."""
+
+    geometry: tuple                # AxisGeometry per spatial axis
+    group: int
+    cin: int
+    cout: int
+    weight: str
+    bias: str                      # "" when there is none
+    bias_is_constant: bool
+    macs: int                      # the ConvTranspose's, per batch item
+    opset: int
+
+    @property
+    def split(self) -> tuple:
+        return tuple(split_plan(g) for g in self.geometry)
+
+    @property
+    def bias_pieces(self) -> bool:
+        """Whether phases no tap reaches can be filled with the bias (zeros + B)."""
+        return can_make_zeros(self.opset)
+
+
+@dataclass(frozen=True)
+class Emit:
+    """A variant: how the pixel shuffle and the zero padding are emitted."""
+
+    layout: str = "DCR"
+    depth_to_space: bool = True
+    pad_nodes: bool = False
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Lowering:
+    """Everything the builders need: the form, its per-axis plans and, for
+    the phase forms, the tiles of every phase."""
+
+    form: str
+    plans: tuple[AxisPlan, ...]
+    tiles: Optional[Tiles]
+    group: int
+    cout: int
+    weight: str
+    bias: str
+    bias_is_constant: bool
+    layout: str = "DCR"
+    depth_to_space: bool = True
+    pad_nodes: bool = False
+
+
+# --- the forms -----------------------------------------------------------------
+
+class _ConvTransposeForm(Form):
+    def plans(self, d: Deconv) -> tuple:
+        return d.split
+
+    def tiles(self, d: Deconv) -> Optional[Tiles]:
+        return None
+
+    def lowering(self, d: Deconv, v: Emit) -> Lowering:
+        return Lowering(self.name, self.plans(d), self.tiles(d), d.group, d.cout, d.weight, d.bias,
+                        d.bias_is_constant, v.layout, v.depth_to_space, v.pad_nodes)
+
+    def variants(self, match, graph):
+        return _variants(self.lowering(match.params, Emit()), match.params.opset)
+
+    def cost(self, match, variant, graph) -> Cost:
+        low = self.lowering(match.params, variant)
+        return Cost(macs=self.macs(match.params), max_rank=_shuffle_rank(low, match.params.opset))
+
+    def build(self, match, variant, graph, b: Builder) -> dict:
+        p = self.lowering(match.params, variant)
+        x, d = match.node.input[0], match.params
+        bias = graph.constant(p.bias) if p.bias and p.bias_is_constant else None
+        wc = conv_weight(graph.constant(p.weight), p.group)
+        y = _single_conv(b, x, wc, bias, p) if p.form == "single-conv" else _phase_convs(b, x, wc, bias, p)
+        if p.form == "border-split":
+            b.note(f"tiles={p.tiles.tile_count()} (phase outputs cut where the taps that reach the input change)")
+        return {match.node.output[0]: _crop(b, y, p.plans)}
+
+    def macs(self, d: Deconv) -> int:
+        raise NotImplementedError
+
+
+class SingleConv(_ConvTransposeForm):
+    name = "single-conv"
+
+    def applies(self, match, graph):
+        d = match.params
+        if not any(phases(d.split)):
+            return "every computed value is cropped away (the bias-only form)"
+        return None if d.bias_is_constant else "the bias is computed at run time and cannot be repeated per phase"
+
+    def plans(self, d):
+        return tuple(shared_plan(g) for g in d.geometry)
+
+    def macs(self, d):
+        return plan_macs(self.plans(d), d.cin, d.cout, d.group)
+
+
+class PhaseConvs(_ConvTransposeForm):
+    name = "phase-convs"
+
+    def applies(self, match, graph):
+        d = match.params
+        if not any(phases(d.split)):
+            return "every computed value is cropped away (the bias-only form)"
+        if d.bias_pieces or all(phases(d.split)):
+            return None
+        return ("the bias is computed at run time and some output phases have no tap, which needs zeros "
+                f"(opset {ZEROS_MIN_OPSET}); upgrade the model's opset")
+
+    def tiles(self, d):
+        return _split_tiles(d.geometry)
+
+    def macs(self, d):
+        return _unit(d) * self.tiles(d).macs_factor()
+
+
+@dataclass(frozen=True)
+class BorderSplit(_ConvTransposeForm):
+    """`asked`: the user prefers this form, so it is worked out even where
+    phase-convs is within the MAC bound."""
+
+    asked: bool = False
+    name = "border-split"
+
+    def applies(self, match, graph):
+        d = match.params
+        if not any(phases(d.split)):
+            return "every computed value is cropped away (the bias-only form)"
+        phase_macs = PhaseConvs().macs(d) if PhaseConvs().applies(match, graph) is None else None
+        if not self.asked and phase_macs is not None and phase_macs <= MAC_BOUND * d.macs:
+            return "phase-convs is within the MAC bound already, so no tiling is needed"
+        tiles = self.tiles(d)
+        if tiles is None:
+            return f"no tiling keeps the MACs within {MAC_BOUND}x the ConvTranspose's"
+        if not self.asked and phase_macs is not None and _unit(d) * tiles.macs_factor() >= phase_macs:
+            return "tiling saves no MACs over phase-convs here"
+        return None
+
+    def tiles(self, d):
+        return _border_tiles(d.geometry, int(MAC_BOUND * d.macs) // _unit(d), d.bias_pieces)
+
+    def macs(self, d):
+        return _unit(d) * self.tiles(d).macs_factor()
+
+
+class BiasOnly(Form):
+    name = "bias-only"
+
+    def applies(self, match, graph):
+        d = match.params
+        if any(phases(d.split)):
+            return "some output is computed from the input"
+        if not d.bias_pieces:
+            return ("the padding crops away every computed value, so the output is the bias alone, which "
+                    f"needs zeros (opset {ZEROS_MIN_OPSET}); upgrade the model's opset")
+        return None
+
+    def cost(self, match, variant, graph) -> Cost:
+        return Cost(macs=0)
+
+    def build(self, match, variant, graph, b: Builder) -> dict:
+        d, x = match.params, match.node.input[0]
+        bias = graph.constant(d.bias) if d.bias and d.bias_is_constant else None
+        sizes = [g.out for g in d.geometry]
+        return {match.node.output[0]: _bias_only(b, x, d.cout, d.bias, bias, sizes, 1)}
+
+
+def forms(asked: Optional[str]) -> tuple[Form, ...]:
+    """The pass's forms, simplest first."""
+    return (SingleConv(), PhaseConvs(), BorderSplit(asked=asked == "border-split"), BiasOnly())
+
+
+FORM_NAMES = ("single-conv", "phase-convs", "border-split", "bias-only")
+
+
+def _unit(d: Deconv) -> int:
+    """MACs per unit of a plan's or a tiling's macs factor."""
+    return d.cout * (d.cin // d.group)
+
+
+@lru_cache(maxsize=64)
+def _split_tiles(geometry) -> Tiles:
+    return split_tiles(geometry)
+
+
+@lru_cache(maxsize=64)
+def _border_tiles(geometry, budget: int, bias_pieces: bool) -> Optional[Tiles]:
+    return border_tiles(geometry, budget, bias_pieces)
+
+
+# --- variants ------------------------------------------------------------------
+
+def _variants(low: Lowering, opset: int) -> list[Emit]:
+    """The ways to emit one form, fewest nodes first: DepthToSpace where it
+    applies before Reshape/Transpose, the Convs' own pads before Pad nodes,
+    and the pixel shuffle layout (single-conv CRD or DCR, though a grouped
+    Conv cannot produce DCR; the phase forms DCR)."""
+    strided = any(pl.stride > 1 for pl in low.plans)
+    layouts = ["DCR"] if low.form != "single-conv" or not strided else ["CRD", "DCR"] if low.group == 1 else ["CRD"]
+    out = []
+    for depth_to_space, pad_nodes in itertools.product((True, False), (False, True)):
+        for layout in layouts:
+            v = replace(low, layout=layout, depth_to_space=depth_to_space, pad_nodes=pad_nodes)
+            if (depth_to_space or _uses_depth_to_space(replace(v, depth_to_space=True), opset)) and \
+                    (not pad_nodes or _has_pads(v)):
+                out.append(Emit(layout, depth_to_space, pad_nodes, _label(v, opset)))
+    return out
+
+
+def _has_pads(low: Lowering) -> bool:
+    if low.tiles is None:
+        axes = [next(c for c in plan.phases if c is not None) for plan in low.plans]
+        return any(a.begin > 0 or a.end > 0 for a in axes)
+    return _tiles_have_pads(low.tiles)
+
+
+def _tiles_have_pads(tiles: Tiles) -> bool:
+    return any(p.taps and (p.begin > 0 or p.end > 0 or (t is not None and _tiles_have_pads(t)))
+               for ps, ts in zip(tiles.pieces, tiles.inner) for p, t in zip(ps, ts))
+
+
+def _shuffle_rank(low: Lowering, opset: int) -> int:
+    """The highest rank the pixel shuffle produces (4 for DepthToSpace)."""
+    return shuffle_rank([pl.stride for pl in low.plans], low.layout, opset, low.depth_to_space)
+
+
+def _uses_depth_to_space(low: Lowering, opset: int) -> bool:
+    blocks = [pl.stride for pl in low.plans]
+    return (low.depth_to_space and len(blocks) == 2 and blocks[0] == blocks[1] > 1
+            and (opset >= 11 or low.layout == "DCR"))
+
+
+def _label(low: Lowering, opset: int) -> str:
+    """"DCR DepthToSpace", "CRD Reshape/Transpose, Pad nodes", ... ("" for an
+    unstrided form with the Convs' own pads)."""
+    parts = []
+    if any(pl.stride > 1 for pl in low.plans):
+        parts.append(f"{low.layout} " + ("DepthToSpace" if _uses_depth_to_space(low, opset) else "Reshape/Transpose"))
+    if low.pad_nodes:
+        parts.append("Pad nodes")
+    return ", ".join(parts)
+
+
+# --- build helpers ----------------------------------------------------------
+
+def _conv(b: Builder, x: str, kernel: np.ndarray, bias, axes, group: int, what: str,
+          shared: dict, pad_nodes: bool = False) -> str:
+    """Conv of x with `kernel`; negative pads become a Slice of x, positive
+    ones the Conv's pads or a Pad node (Slices and Pads reused via `shared`)."""
+    x = _slice_input(b, x, axes, shared)
+    pads = [max(a.begin, 0) for a in axes] + [max(a.end, 0) for a in axes]
+    if pad_nodes and any(pads):
+        key, r = ("pad", x, tuple(pads)), len(axes)
+        if key not in shared:
+            shared[key] = pad_axes(b, x, r + 2, range(2, r + 2), list(zip(pads[:r], pads[r:])), "input_pad")
+        x, pads = shared[key], [0] * len(pads)
+    inputs = [x, b.initializer(kernel, f"{what}_weight")]
+    if isinstance(bias, np.ndarray):
+        inputs.append(b.initializer(bias, f"{what}_bias"))
+    elif bias:
+        inputs.append(bias)
+    return b.op("Conv", inputs, what, kernel_shape=[a.size for a in axes], dilations=[a.dilation for a in axes],
+                pads=pads, strides=[1] * len(axes), group=group)
+
+
+def _slice_input(b: Builder, x: str, axes: tuple[AxisConv, ...], slices: dict) -> str:
+    n = b.graph.shape(x)[2:]
+    cut = tuple((i + 2, max(-a.begin, 0), n[i] - max(-a.end, 0)) for i, a in enumerate(axes)
+                if a.begin < 0 or a.end < 0)
+    if not cut:
+        return x
+    if cut not in slices:
+        axes_, starts, ends = zip(*cut)
+        slices[cut] = slice_axes(b, x, axes_, starts, ends, "input_slice")
+    return slices[cut]
+
+
+def _single_conv(b: Builder, x: str, wc: np.ndarray, bias, p: Lowering) -> str:
+    """One Conv; its output channel c*B + phase (CRD) or phase*Cout + c (DCR)."""
+    axes = tuple(next(c for c in plan.phases if c is not None) for plan in p.plans)
+    blocks = prod(plan.stride for plan in p.plans)
+    kernel = shared_kernel(wc, p.plans)
+    b_rep = None if bias is None else np.repeat(bias, blocks)
+    if p.layout == "DCR":
+        kernel = kernel.reshape(p.cout, blocks, *kernel.shape[1:]).swapaxes(0, 1).reshape(kernel.shape)
+        b_rep = None if bias is None else np.tile(bias, blocks)
+    y = _conv(b, x, kernel, b_rep, axes, p.group, "conv", {}, p.pad_nodes)
+    return _shuffle(b, y, p, [pl.blocks for pl in p.plans])
+
+
+def _shuffle(b: Builder, y: str, p: Lowering, sizes) -> str:
+    return pixel_shuffle(b, y, p.cout, [pl.stride for pl in p.plans], sizes, p.layout,
+                         allow_depth_to_space=p.depth_to_space)
+
+
+@dataclass
+class _Tiling:
+    """Build state of the phase forms: the values shared between tiles."""
+
+    b: Builder
+    x: str
+    wc: np.ndarray
+    bias: Optional[np.ndarray]
+    p: Lowering
+    slices: dict
+    fillers: dict
+    convs: int = 0
+
+
+def _phase_convs(b: Builder, x: str, wc: np.ndarray, bias, p: Lowering) -> str:
+    """Every phase from its tiles (one Conv per tile; consecutive phases with
+    equal tile geometry share their Convs when group == 1 and the bias is a
+    constant), phases no tap reaches as bias, zero padding up to the block
+    grid, Concat in phase order, DCR pixel shuffle."""
+    blocks = [plan.blocks for plan in p.plans]
+    combos = list(itertools.product(*[range(plan.stride) for plan in p.plans]))
+    ctx = _Tiling(b, x, wc, bias, p, {}, {})
+    parts = []
+    for k, run in enumerate(_runs(p, combos, p.group == 1 and p.bias_is_constant)):
+        trees = [tile_tree(p.tiles, combo) for combo in run]
+        counts = _phase_counts(p, run[0])
+        if not _any_taps(trees[0]):
+            parts += [_filler(ctx, blocks, 1)] * len(run)
+            continue
+        y = _tiles(ctx, trees, [()] * len(run), counts)
+        missing = [(0, n - c) for n, c in zip(blocks, counts)]
+        if any(hi for _, hi in missing):
+            y = pad_axes(b, y, len(blocks) + 2, range(2, len(blocks) + 2), missing, f"phase{k}_pad")
+        parts.append(y)
+    y = parts[0] if len(parts) == 1 else b.op("Concat", parts, "concat", axis=1)
+    return _shuffle(b, y, p, blocks)
+
+
+def _tiles(ctx: _Tiling, trees: list, paths: list, counts: list) -> str:
+    """The tiles of `trees` (one per phase of a run, equal geometry) along
+    the next axis, concatenated; `paths` hold each phase's outer pieces."""
+    axis, parts = len(paths[0]), []
+    for column in zip(*trees):
+        piece, sub = column[0]
+        deeper = [path + (pc,) for path, (pc, _) in zip(paths, column)]
+        if not piece.taps:
+            sizes = [a.count for a in deeper[0]] + counts[axis + 1:]
+            parts.append(_filler(ctx, sizes, len(trees)))
+        elif sub is None:
+            parts.append(_tile_conv(ctx, deeper))
+        else:
+            parts.append(_tiles(ctx, [s for _, s in column], deeper, counts))
+    return parts[0] if len(parts) == 1 else ctx.b.op("Concat", parts, "tile_concat", axis=axis + 2)
+
+
+def _tile_conv(ctx: _Tiling, paths: list) -> str:
+    kernel = np.concatenate([phase_kernel(ctx.wc, path) for path in paths])
+    bias = np.tile(ctx.bias, len(paths)) if ctx.bias is not None else ctx.p.bias
+    ctx.convs += 1
+    return _conv(ctx.b, ctx.x, kernel, bias, paths[0], ctx.p.group, f"tile{ctx.convs - 1}_conv", ctx.slices,
+                 ctx.p.pad_nodes)
+
+
+def _filler(ctx: _Tiling, sizes, repeat: int) -> str:
+    key = (tuple(sizes), repeat)
+    if key not in ctx.fillers:
+        ctx.fillers[key] = _bias_only(ctx.b, ctx.x, ctx.p.cout, ctx.p.bias, ctx.bias, sizes, repeat)
+    return ctx.fillers[key]
+
+
+def _phase_counts(p: Lowering, combo) -> list[int]:
+    return [max(-(-(plan.out - r) // plan.stride), 0) for plan, r in zip(p.plans, combo)]
+
+
+def _any_taps(tree) -> bool:
+    return any(piece.taps and (sub is None or _any_taps(sub)) for piece, sub in tree)
+
+
+def _runs(p: Lowering, combos: list, merge: bool) -> list[list]:
+    """Consecutive phases with equal tile geometry (and bias-only ones) grouped."""
+    def geometry(tree):
+        return tuple(((pc.size, pc.dilation, pc.begin, pc.end, pc.count, bool(pc.taps)),
+                      None if sub is None else geometry(sub)) for pc, sub in tree)
+
+    def key(combo):
+        tree = tile_tree(p.tiles, combo)
+        return (tuple(_phase_counts(p, combo)), geometry(tree)) if _any_taps(tree) else None
+
+    runs, keys = [], []
+    for combo in combos:
+        k = key(combo)
+        if runs and (merge or k is None) and keys[-1] == k:
+            runs[-1].append(combo)
+        else:
+            runs.append([combo])
+            keys.append(k)
+    return runs
+
+
+def _bias_only(b: Builder, x: str, cout: int, bias_name: str, bias, sizes, repeat: int) -> str:
+    """[N, Cout*repeat, sizes...] holding the bias (or zeros): outputs no tap reaches."""
+    dtype = helper.tensor_dtype_to_np_dtype(b.graph.dtype(x))
+    batch = b.graph.shape(x)[0]
+    z = zeros(b, x, [batch if isinstance(batch, int) else None, cout * repeat, *sizes], dtype, "no_tap_zeros")
+    if not bias_name:
+        return z
+    column = [cout * repeat] + [1] * len(sizes)
+    if bias is not None:
+        col = b.initializer(np.tile(bias, repeat).reshape(column), "no_tap_bias")
+    else:
+        col = b.op("Reshape", [bias_name, b.ints(column, "no_tap_bias_shape")], "no_tap_bias")
+    return b.op("Add", [z, col], "no_tap")
+
+
+def _crop(b: Builder, y: str, plans) -> str:
+    """Cut the block grid [-shift, blocks*s - shift) back to [0, out)."""
+    cut = [(i + 2, pl.shift, pl.shift + pl.out) for i, pl in enumerate(plans)
+           if pl.shift or pl.blocks * pl.stride != pl.out]
+    if not cut:
+        return y
+    axes, starts, ends = zip(*cut)
+    return slice_axes(b, y, axes, starts, ends, "crop")
