@@ -22,10 +22,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from passes import pass_names
+    from passes import option_choices, pass_names
 
-    p = _Parser(prog="cli.py", description="Rewrite ConvTranspose, dilated Conv and Resize into "
+    choices = option_choices()
+
+    p = _Parser(prog=os.path.basename(sys.argv[0]) if sys.argv[0].endswith("convrewrite") else "cli.py", description="Rewrite ConvTranspose, dilated Conv and Resize into "
                 "operators every accelerator has, and prove every rewrite equivalent.")
+    p.add_argument("--version", action="version", version=f"convrewrite {_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     o = sub.add_parser("optimize", help="rewrite a model and verify it")
@@ -42,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 3 if any candidate node of a requested pass is left unrewritten")
     o.add_argument("--force", action="store_true",
                    help="write even if verification fails; allow output == input")
-    o.add_argument("--convtranspose-form", choices=("auto", "single-conv", "phase-convs", "border-split"),
+    o.add_argument("--convtranspose-form", choices=choices["convtranspose_form"],
                    help="convtranspose lowering form (default: auto: the simplest within 1.1x the MACs)")
-    o.add_argument("--dilated-mode", choices=("batch", "depth", "slices", "taps"),
+    o.add_argument("--dilated-mode", choices=choices["dilated_mode"],
                    help="dilated-conv lowering form (default: batch; small phase images use taps)")
     o.add_argument("--depth-weight-limit", type=int, metavar="BYTES",
                    help="largest tiled weight the depth form may create (default: 16 MiB)")
@@ -52,9 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the taps form when a phase image has fewer than N outputs (default: 64)")
     o.add_argument("--no-dilated-chains", action="store_true",
                    help="lower each dilated Conv on its own, never keeping a chain in batch form")
-    o.add_argument("--resize-mode", choices=("deconv", "matmul"),
+    o.add_argument("--resize-mode", choices=choices["resize_mode"],
                    help="resize lowering form (default: deconv)")
-    o.add_argument("--resize-nearest", choices=("shuffle", "deconv"),
+    o.add_argument("--resize-nearest", choices=choices["resize_nearest"],
                    help="nearest upsampling form: MAC-free copies + DepthToSpace, or a ConvTranspose "
                    "(default: shuffle)")
     o.add_argument("--target", help="accelerator profile (a built-in name or a JSON file): lower only "
@@ -76,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("passes", help="list the passes")
     return p
+
+
+def _version() -> str:
+    from convrewrite import __version__
+
+    return __version__
 
 
 def _tolerance_args(p):

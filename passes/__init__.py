@@ -22,6 +22,11 @@ def option_names() -> dict[str, str]:
     return {key: p.name for p in PASSES for key in p.Options.KEYS}
 
 
+def option_choices() -> dict[str, tuple]:
+    """The allowed values of every option that names a form (the CLI's choices)."""
+    return {key: values for p in PASSES for key, values in p.Options.CHOICES.items()}
+
+
 def make_passes(names=None, options=None) -> tuple:
     """Instances of the named passes (default: all), in the default order.
 

@@ -25,14 +25,15 @@ def op_counts(model: onnx.ModelProto) -> Counter:
 
 def assert_rewrites(model: onnx.ModelProto, pass_, expect_ops: Mapping[str, int],
                     inputs: Optional[Mapping[str, np.ndarray]] = None, rtol=None, atol=None,
-                    expect_rewrites: Optional[int] = None, **options):
-    """Run `pass_` alone (an instance, or a name with **options), then assert:
-    checker passes; op counts match `expect_ops` (op -> count, 0 = absent);
-    the whole model is equivalent to the original on `inputs` (default:
-    seeded random, and batch 1 and 3 where the batch is symbolic); a second
-    run rewrites nothing.  Returns (new_model, report)."""
-    passes = [pass_] if not isinstance(pass_, str) else [pass_]
-    new, report = optimize(model, passes=passes, options=options or None, rtol=rtol, atol=atol)
+                    expect_rewrites: Optional[int] = None, target=None, **options):
+    """Run `pass_` alone (an instance, or a name with **options), for
+    `target` if given, then assert: checker passes; op counts match
+    `expect_ops` (op -> count, 0 = absent); the whole model is equivalent to
+    the original on `inputs` (default: seeded random, and batch 1 and 3 where
+    the batch is symbolic); a second run rewrites nothing.  Returns
+    (new_model, report)."""
+    passes = [pass_]
+    new, report = optimize(model, passes=passes, options=options or None, rtol=rtol, atol=atol, target=target)
     onnx.checker.check_model(new, full_check=True)
     rewritten = report.records(REWRITTEN)
     problems = [f"{r.node}: {r.status}: {r.reason}" for r in report.rewrites if r.status != REWRITTEN]
@@ -46,9 +47,14 @@ def assert_rewrites(model: onnx.ModelProto, pass_, expect_ops: Mapping[str, int]
         result = check_models(model, new, feeds, rtol=rtol, atol=atol)
         assert result, f"rewritten model differs from the original:\n{result}"
     assert report.verification.equivalent is True, report.verification
-    again, report2 = optimize(new, passes=passes, options=options or None, rtol=rtol, atol=atol)
+    again, report2 = optimize(new, passes=passes, options=options or None, rtol=rtol, atol=atol, target=target)
     assert not report2.records(REWRITTEN), "a second run rewrote again (not idempotent)"
     return new, report
+
+
+def forms(report) -> list[str]:
+    """The form of every rewritten record."""
+    return [r.form for r in report.records(REWRITTEN)]
 
 
 def _feed_sets(model, inputs):
@@ -62,13 +68,16 @@ def _feed_sets(model, inputs):
     return sets
 
 
-def assert_skips(model: onnx.ModelProto, pass_, reason: str, **options):
-    """The pass leaves the model unchanged and says why, matching `reason`."""
+def assert_skips(model: onnx.ModelProto, pass_, reason: str, code: Optional[str] = None, target=None,
+                 **options):
+    """The pass leaves the model unchanged and says why: some record's
+    reason matches the regex `reason` (and its code is `code`, if given)."""
     passes = [pass_]
-    new, report = optimize(model, passes=passes, options=options or None)
+    new, report = optimize(model, passes=passes, options=options or None, target=target)
     assert not report.records(REWRITTEN), [r.node for r in report.records(REWRITTEN)]
     assert report.rewrites, "the node was not even a candidate"
-    reasons = [r.reason for r in report.rewrites]
-    assert any(re.search(reason, r) for r in reasons), f"no reason matches {reason!r}: {reasons}"
+    found = [(r.reason, r.code) for r in report.rewrites]
+    assert any(re.search(reason, r) and (code is None or c == code) for r, c in found), \
+        f"no record matches {reason!r} with code {code!r}: {found}"
     assert op_counts(new) == op_counts(model)
     return report

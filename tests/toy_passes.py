@@ -1,86 +1,137 @@
-"""Small passes for testing the driver itself (not shipped)."""
+"""Small passes for testing the driver itself (not shipped).
+
+Each has one form (or two, for the pair pass) built on the same contract as
+the real passes: match is pure, forms build.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from onnx import helper
 
-from convrewrite.core.builder import Builder
-from convrewrite.core.rewrite import Match, Skip
+from convrewrite.core.forms import Cost, Form
+from convrewrite.core.rewrite import Code, Match, PassOptions, Skip
+
+
+def _dtype(graph, name):
+    return helper.tensor_dtype_to_np_dtype(graph.dtype(name))
+
+
+class MaxForm(Form):
+    """Relu(x) -> Max(x, 0): correct."""
+
+    name = "max"
+
+    def cost(self, match, variant, graph):
+        return Cost(macs=0, max_rank=len(graph.shape(match.node.input[0]) or ()))
+
+    def build(self, match, variant, graph, b):
+        zero = b.initializer(np.zeros((), _dtype(graph, match.node.input[0])), "zero")
+        return {match.node.output[0]: b.op("Max", [match.node.input[0], zero], "max")}
+
+
+class IdentityForm(MaxForm):
+    """Relu(x) -> x: wrong on negative inputs; must be caught."""
+
+    name = "identity"
+
+    def build(self, match, variant, graph, b):
+        return {match.node.output[0]: b.op("Identity", [match.node.input[0]], "identity")}
+
+
+class BrokenForm(MaxForm):
+    """build raises: must be reported, not crash the run."""
+
+    name = "broken"
+
+    def build(self, match, variant, graph, b):
+        raise ZeroDivisionError("boom")
+
+
+class ShiftForm(MaxForm):
+    """Relu(x - 10) + 10 then Max(., 0): exact only where x > 10 or x <= 0...
+    wrong for 0 < x < 10, which random normal inputs hit."""
+
+    name = "shift"
+
+    def build(self, match, variant, graph, b):
+        dtype = _dtype(graph, match.node.input[0])
+        ten = b.initializer(np.array(10, dtype), "ten")
+        t = b.op("Sub", [match.node.input[0], ten], "sub")
+        t = b.op("Relu", [t], "relu")
+        t = b.op("Add", [t, ten], "add")
+        return {match.node.output[0]: b.op("Max", [t, b.initializer(np.array(0, dtype), "zero")], "max")}
 
 
 @dataclass(frozen=True)
 class ReluToMax:
-    """Relu(x) -> Max(x, 0): correct."""
+    options: PassOptions = PassOptions()
 
     name: ClassVar[str] = "relu-to-max"
     description: ClassVar[str] = "Relu(x) -> Max(x, 0)"
+    op_types: ClassVar[tuple] = ("Relu",)
+    mac_bound: ClassVar = None
+    Options: ClassVar[type] = PassOptions
+    forms: ClassVar[tuple] = (MaxForm(),)
 
-    @classmethod
-    def from_options(cls, options):
-        return cls()
+    def preferred(self):
+        return ()
 
     def candidate(self, node, graph):
         return node.op_type == "Relu"
 
     def match(self, node, graph):
         if graph.dtype(node.input[0]) is None:
-            return Skip(f"Relu '{graph.label(node)}': input type unknown")
+            return Skip(f"Relu '{graph.label(node)}': input type unknown", Code.UNSUPPORTED_TYPE)
         if node.name.startswith("keep"):
-            return Skip(f"Relu '{graph.label(node)}': name starts with keep")
+            return Skip(f"Relu '{graph.label(node)}': name starts with keep", Code.UNSUPPORTED_ATTRIBUTE)
         return Match(node, None)
-
-    def build(self, match, graph):
-        b = Builder(graph, match.node, self.name)
-        from onnx import helper
-        dtype = helper.tensor_dtype_to_np_dtype(graph.dtype(match.node.input[0]))
-        zero = b.initializer(np.zeros((), dtype), "zero")
-        y = b.op("Max", [match.node.input[0], zero], "max")
-        return b.replacement({match.node.output[0]: y})
 
 
 @dataclass(frozen=True)
 class ReluToIdentity(ReluToMax):
-    """Relu(x) -> x: wrong on negative inputs; must be caught."""
-
     name: ClassVar[str] = "relu-to-identity"
-
-    def build(self, match, graph):
-        b = Builder(graph, match.node, self.name)
-        y = b.op("Identity", [match.node.input[0]], "identity")
-        return b.replacement({match.node.output[0]: y})
+    forms: ClassVar[tuple] = (IdentityForm(),)
 
 
 @dataclass(frozen=True)
 class ReluBroken(ReluToMax):
-    """build raises: must be reported, not crash the run."""
-
     name: ClassVar[str] = "relu-broken"
-
-    def build(self, match, graph):
-        raise ZeroDivisionError("boom")
+    forms: ClassVar[tuple] = (BrokenForm(),)
 
 
 @dataclass(frozen=True)
 class ReluWrongOnlyInContext(ReluToMax):
-    """Relu(x) -> Abs(x) * 0 + Relu(x) would be fine; this one replaces Relu by
-    Relu(x) + 1e-3 only where x is a graph input with > 4 elements... kept
-    simple: it is exact on the local check's random inputs (which are all we
-    can see locally) only because it uses a threshold: Relu(x - 10)."""
-
     name: ClassVar[str] = "relu-shift"
+    forms: ClassVar[tuple] = (ShiftForm(),)
 
-    def build(self, match, graph):
-        b = Builder(graph, match.node, self.name)
-        from onnx import helper
-        dtype = helper.tensor_dtype_to_np_dtype(graph.dtype(match.node.input[0]))
-        ten = b.initializer(np.array(10, dtype), "ten")
-        t = b.op("Sub", [match.node.input[0], ten], "sub")
-        t = b.op("Relu", [t], "relu")
-        t = b.op("Add", [t, ten], "add")
-        y = b.op("Max", [t, b.initializer(np.array(0, dtype), "zero")], "max")
-        return b.replacement({match.node.output[0]: y})
+
+class PairForm(MaxForm):
+    """Relu(Relu(x)) = Max(x, 0) for a two-node match; `wrong` emits Neg."""
+
+    name = "pair"
+
+    def __init__(self, wrong: bool):
+        self.wrong = wrong
+
+    def applies(self, match, graph):
+        return None if match.params == "pair" else "single Relu"
+
+    def build(self, match, variant, graph, b):
+        if self.wrong:
+            y = b.op("Neg", [match.node.input[0]], "pair")
+        else:
+            y = b.op("Max", [match.node.input[0], b.initializer(np.zeros((), np.float32), "zero")], "pair")
+        return {match.nodes[1].output[0]: y}
+
+
+class SingleForm(MaxForm):
+    name = "single"
+
+    def applies(self, match, graph):
+        return None if match.params == "single" else "a pair"
 
 
 @dataclass(frozen=True)
@@ -92,6 +143,10 @@ class ReluPairs(ReluToMax):
     name: ClassVar[str] = "relu-pairs"
     wrong_chain: bool = False
 
+    @property
+    def forms(self):
+        return (PairForm(self.wrong_chain), SingleForm())
+
     def match(self, node, graph):
         nxt = graph.consumers(node.output[0])
         if len(nxt) == 1 and nxt[0].op_type == "Relu":
@@ -101,16 +156,16 @@ class ReluPairs(ReluToMax):
     def match_alone(self, node, graph):
         return Match(node, "single")
 
-    def build(self, match, graph):
-        if match.params == "single":
-            return super().build(match, graph)
-        b = Builder(graph, match.node, self.name)
-        if self.wrong_chain:
-            y = b.op("Neg", [match.node.input[0]], "pair")
-        else:  # Relu(Relu(x)) = Max(x, 0)
-            zero = b.initializer(np.zeros((), np.float32), "zero")
-            y = b.op("Max", [match.node.input[0], zero], "pair")
-        return b.replacement({match.nodes[1].output[0]: y})
+
+class SubForm(MaxForm):
+    name = "sub"
+
+    def __init__(self, sign: int):
+        self.sign = sign
+
+    def build(self, match, variant, graph, b):
+        neg = b.initializer(-self.sign * graph.constant(match.node.input[1]), "neg_w")
+        return {match.node.output[0]: b.op("Sub", [match.node.input[0], neg], "sub")}
 
 
 @dataclass(frozen=True)
@@ -118,15 +173,15 @@ class AddToSub(ReluToMax):
     """Add(x, w) -> Sub(x, -w) with -w folded offline; sign=-1 makes it wrong."""
 
     name: ClassVar[str] = "add-to-sub"
+    op_types: ClassVar[tuple] = ("Add",)
     sign: int = 1
+
+    @property
+    def forms(self):
+        return (SubForm(self.sign),)
 
     def candidate(self, node, graph):
         return node.op_type == "Add"
 
     def match(self, node, graph):
         return Match(node, None)
-
-    def build(self, match, graph):
-        b = Builder(graph, match.node, self.name)
-        neg = b.initializer(-self.sign * graph.constant(match.node.input[1]), "neg_w")
-        return b.replacement({match.node.output[0]: b.op("Sub", [match.node.input[0], neg], "sub")})

@@ -189,7 +189,8 @@ class _Run:
 
     def _plan(self, graph, p, node, match_fn, claimed: set) -> _Candidate:
         c = _Candidate(RewriteRecord(p.name, graph.label(node), node.op_type, SKIPPED))
-        if self.profile is not None and needs_lowering(node, graph, self.profile) is None:
+        unfit = needs_lowering(node, graph, self.profile) if self.profile is not None else None
+        if self.profile is not None and unfit is None:
             c.skip(Skip(runs_as_is_reason(node, graph, self.profile), Code.TARGET_RUNS_IT))
             return c
         try:
@@ -203,7 +204,10 @@ class _Run:
         if any(id(n) in claimed for n in result.nodes):
             c.skip(Skip("overlaps another rewrite of this pass", Code.OVERLAP))
             return c
-        return self._lower(graph, p, node, result, c)
+        c = self._lower(graph, p, node, result, c)
+        if unfit is not None and c.match is not None:
+            c.record.notes.append(f"target {self.profile.name} cannot run the {node.op_type}: {unfit.split('; ')[0]}")
+        return c
 
     def _lower(self, graph, p, node, match: Match, c: _Candidate) -> _Candidate:
         try:

@@ -80,8 +80,12 @@ def _lower_for_target(p, match, graph, target, passes, depth, r: Ranking, notes,
         if best is None or score < best[0]:
             best = (score, option, replacement, tuple(v.message for v in found))
     if best is None:
-        why = "; ".join(f"{label}: {_first(reason)}" for label, reason in tried)
-        return Skip(f"{where}: no lowering form can be built for target '{target.name}' ({why})", Code.NO_FORM)
+        reasons = list(dict.fromkeys(_first(reason) for _, reason in tried))
+        if len(reasons) == 1:
+            why = f": {reasons[0]} (tried {', '.join(repr(label) for label, _ in tried)})"
+        else:
+            why = " (" + "; ".join(f"{label}: {_first(reason)}" for label, reason in tried) + ")"
+        return Skip(f"{where}: no lowering form can be built for target '{target.name}'{why}", Code.NO_FORM)
     _, option, replacement, problems = best
     head = f"target {target.name}: "
     passed = tuple(f"{head}form '{label}' not used: {_first(why)}" for label, why in tried if label != option.label)

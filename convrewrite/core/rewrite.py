@@ -144,7 +144,15 @@ class PassOptions:
     write (the CLI's, optimize's `options`) to the dataclass's fields."""
 
     KEYS: ClassVar[dict] = {}
+    CHOICES: ClassVar[dict] = {}   # option name -> allowed values (form names), where it names a form
 
     @classmethod
     def from_dict(cls, options: Mapping[str, Any]) -> "PassOptions":
         return cls(**{f: options[key] for key, f in cls.KEYS.items() if options.get(key) is not None})
+
+    def check_choices(self) -> None:
+        """ValueError naming the option when a value is not one of its CHOICES."""
+        for key, allowed in self.CHOICES.items():
+            value = getattr(self, self.KEYS[key])
+            if value is not None and value not in allowed:
+                raise ValueError(f"{key} must be one of {', '.join(allowed)}, not {value!r}")

@@ -214,6 +214,7 @@ def forms(asked: Optional[str]) -> tuple[Form, ...]:
 
 
 FORM_NAMES = ("single-conv", "phase-convs", "border-split", "bias-only")
+SELECTABLE = FORM_NAMES[:3]  # bias-only is what is left when the padding crops everything
 
 
 def _unit(d: Deconv) -> int:

@@ -48,7 +48,7 @@ from convrewrite.core.rewrite import Code, Match, PassOptions, Skip
 from convrewrite.geometry import geometry_problem
 
 from . import forms as _forms
-from .forms import FORM_NAMES, MAC_BOUND, Deconv
+from .forms import MAC_BOUND, SELECTABLE, Deconv
 from .geometry import SpecConflict, conv_transpose_macs, output_geometry
 
 # onnxruntime has no float64 Conv on CPU, so a double rewrite could not be verified.
@@ -63,11 +63,10 @@ class ConvTransposeOptions(PassOptions):
 
     form: str = "auto"
     KEYS: ClassVar[dict] = {"convtranspose_form": "form"}
+    CHOICES: ClassVar[dict] = {"convtranspose_form": ("auto",) + SELECTABLE}
 
     def __post_init__(self):
-        if self.form not in ("auto",) + FORM_NAMES:
-            raise ValueError(f"convtranspose_form must be one of {', '.join(('auto',) + FORM_NAMES)}, "
-                             f"not {self.form!r}")
+        self.check_choices()
 
 
 @dataclass(frozen=True)

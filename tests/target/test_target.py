@@ -1,6 +1,6 @@
 """Target profiles: loading and validation, per-node rules, the whole-model
 compatibility check, and the queries the passes make (needs_lowering,
-allows_op, replacement_violations, pick_form)."""
+allows_op, and the driver's check of a replacement against a target)."""
 from __future__ import annotations
 
 import json
@@ -13,15 +13,18 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from convrewrite.core.builder import Builder
+from convrewrite.core.forms import Cost, Form
+from convrewrite.core.lowering import lower
+from convrewrite.core.rewrite import Match, Skip
 from convrewrite.core.errors import InputError
 from convrewrite.core.graph import GraphView
 from convrewrite.emit.pixel_shuffle import pixel_shuffle
-from convrewrite.target import (FormChoice, Profile, Violation, builtin_names, builtin_profiles, check_model,
+from convrewrite.target import (Profile, Violation, builtin_names, builtin_profiles, check_model,
                                 check_node, format_violations, load_profile, needs_lowering, node_violations,
-                                op_violations, pick_form, replacement_violations, runs_as_is_reason,
+                                op_violations, runs_as_is_reason,
                                 target_report)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 F = TensorProto.FLOAT
 
 
@@ -532,6 +535,12 @@ def _shuffle_replacement(graph, node, layout, allow_d2s=True):
     return b.replacement({node.output[0]: y})
 
 
+def replacement_violations(replacement, graph, profile):
+    from convrewrite.core.lowering import violations
+
+    return [v.message for v in violations(replacement, graph, profile)] if profile is not None else []
+
+
 def test_replacement_violations():
     ct = conv_model("ConvTranspose", x=("N", 4, 8, 8), w=(4, 4, 2, 2), strides=[2, 2])
     node, graph = only_node(ct)
@@ -546,39 +555,70 @@ def test_replacement_violations():
         "[1,2,2,4,8,8]; the target allows rank <= 4",
         "Transpose 'n/convtranspose/shuffle_transpose': produces rank-6 tensor "
         "'n/convtranspose/shuffle_transpose' [1,4,8,2,8,2]; the target allows rank <= 4"]
-    assert replacement_violations(general, graph, None) == []
 
 
-def test_pick_form_takes_the_first_form_that_fits():
+class _ShuffleForm(Form):
+    """A toy form: the 2x2/s2 ConvTranspose as 1x1 Conv + pixel shuffle."""
+
+    def __init__(self, name, layout="DCR", allow_d2s=True, refuse=None):
+        self.name, self.layout, self.allow_d2s, self.refuse = name, layout, allow_d2s, refuse
+
+    def applies(self, match, graph):
+        return self.refuse
+
+    def cost(self, match, variant, graph):
+        return Cost(macs=0)
+
+    def build(self, match, variant, graph, b):
+        w = b.initializer(np.ones((16, 4, 1, 1), np.float32), "weight")
+        c = b.op("Conv", [match.node.input[0], w], "conv")
+        return {match.node.output[0]: pixel_shuffle(b, c, 4, [2, 2], [8, 8], layout=self.layout,
+                                                    allow_depth_to_space=self.allow_d2s)}
+
+
+class _ShufflePass:
+    name, op_types, mac_bound = "convtranspose", ("ConvTranspose",), None
+
+    def __init__(self, *forms):
+        self.forms = forms
+
+    def preferred(self):
+        return ()
+
+    def candidate(self, node, graph):
+        return node.op_type == "ConvTranspose"
+
+    def match(self, node, graph):
+        return Match(node, None)
+
+
+def test_lower_takes_the_first_form_that_fits():
     ct = conv_model("ConvTranspose", w=(4, 4, 2, 2), strides=[2, 2])
     node, graph = only_node(ct)
     n78 = load_profile("arm-ethos-n78")
-    build = lambda form: _shuffle_replacement(graph, node, form)  # noqa: E731
-    choice = pick_form(["CRD", "DCR"], build, graph, n78)
-    assert isinstance(choice, FormChoice) and choice.fits and choice.form == "DCR"
-    assert [f for f, _ in choice.rejected] == ["CRD"]
-    assert choice.notes(n78) == (
+    p = _ShufflePass(_ShuffleForm("CRD", "CRD"), _ShuffleForm("DCR"))
+    done = lower(p, p.match(node, graph), graph, n78)
+    assert done.fits and done.option.form.name == "DCR"
+    assert done.notes == (
         "target arm-ethos-n78: form 'CRD' not used: DepthToSpace 'n/convtranspose/depth_to_space': "
         "mode CRD not in allowed modes [DCR]",
         "target arm-ethos-n78: form 'DCR' fits")
-    # without a profile: the first form that builds
-    assert pick_form(["CRD", "DCR"], build, graph, None).form == "CRD"
+    # without a profile: the first form
+    assert lower(p, p.match(node, graph), graph).option.form.name == "CRD"
 
 
-def test_pick_form_when_nothing_fits_or_builds():
+def test_lower_when_nothing_fits_or_applies():
     ct = conv_model("ConvTranspose", w=(4, 4, 2, 2), strides=[2, 2])
     node, graph = only_node(ct)
     u55 = load_profile("arm-ethos-u55")  # no DepthToSpace, no Transpose
-    forms = {"d2s": lambda: _shuffle_replacement(graph, node, "DCR"),
-             "general": lambda: _shuffle_replacement(graph, node, "DCR", allow_d2s=False),
-             "refused": lambda: "weight too large for this form"}
-    choice = pick_form(["refused", "general", "d2s"], lambda f: forms[f](), graph, u55)
-    assert not choice.fits and choice.form == "d2s"  # 1 problem; the general form has 3 (rank 6 twice, Transpose)
-    assert len(choice.violations) == 1 and "DepthToSpace" in choice.violations[0]
-    assert dict(choice.rejected)["refused"] == "weight too large for this form"
-    assert "no form fits; 'd2s' has the fewest problems" in choice.notes(u55)[-1]
-    nothing = pick_form(["refused"], lambda f: forms[f](), graph, u55)
-    assert nothing.form is None and nothing.replacement is None and not nothing.fits
+    p = _ShufflePass(_ShuffleForm("refused", refuse="weight too large for this form"),
+                     _ShuffleForm("general", allow_d2s=False), _ShuffleForm("d2s"))
+    done = lower(p, p.match(node, graph), graph, u55)
+    assert not done.fits and done.option.form.name == "d2s"  # 1 problem; general has 3 (rank 6 twice, Transpose)
+    assert "no form fits; 'd2s' has the fewest problems: DepthToSpace" in done.notes[-1]
+    nothing = lower(_ShufflePass(p.forms[0]), p.match(node, graph), graph, u55)
+    assert isinstance(nothing, Skip) and nothing.code == "no-form"
+    assert "refused: weight too large for this form" in nothing.reason
 
 
 def test_resize_factors_with_a_symbolic_batch_and_runtime_sizes(tmp_path):
@@ -595,6 +635,7 @@ def test_resize_factors_with_a_symbolic_batch_and_runtime_sizes(tmp_path):
 SAMPLES = sorted((ROOT / "models").glob("*.onnx"))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SAMPLES, reason="no sample models")
 @pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])
 def test_sample_models_against_every_builtin_profile(path):
@@ -635,6 +676,7 @@ def conv_cases(draw):
     return op, k, s, d, pads, depthwise
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(conv_cases(), st.sampled_from(["generic-npu", "arm-ethos-n78", "arm-ethos-u55", "ti-tidl"]))
 def test_attribute_queries_agree_with_node_checks(case, name):

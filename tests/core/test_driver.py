@@ -58,21 +58,23 @@ def test_whole_model_failure_is_bisected_to_the_responsible_rewrite(rebuild_fail
     # not on the user's inputs, where the whole-model check must catch it.
     # The splice drops the replacements; bisection rebuilds them, and a
     # rebuild that fails rolls its rewrite back instead of crashing.
-    from toy_passes import ReluToMax as Base
-    from convrewrite.core.builder import Builder
+    from toy_passes import MaxForm, ReluToMax as Base
     builds = []
 
-    class ReluToClip(Base):
-        name = "relu-to-clip"
+    class ClipForm(MaxForm):
+        name = "clip"
 
-        def build(self, match, graph):
+        def build(self, match, variant, graph, b):
             builds.append(match.node.name)
             if rebuild_fails and builds.count(match.node.name) > 1:
                 raise RuntimeError("not again")
-            b = Builder(graph, match.node, self.name)
             lo = b.initializer(np.array(0, np.float32), "lo")
             hi = b.initializer(np.array(50, np.float32), "hi")
-            return b.replacement({match.node.output[0]: b.op("Clip", [match.node.input[0], lo, hi], "clip")})
+            return {match.node.output[0]: b.op("Clip", [match.node.input[0], lo, hi], "clip")}
+
+    class ReluToClip(Base):
+        name = "relu-to-clip"
+        forms = (ClipForm(),)
 
     # y = Relu(x) + Relu(-x): on x = 100, r1 sees 100 (Clip is wrong there)
     # and r3 sees -100 (Clip is exact there).
@@ -295,12 +297,13 @@ def test_large_weights_are_checked_with_their_data():
     # The local check holds large weights as stubs and fills them in when it
     # runs: an exact rewrite passes, a wrong one is caught by value.
     from convrewrite.core.local_check import STUB_BYTES, build_check
+    from convrewrite.core.lowering import lower
 
     model = _large_weight_model()
     graph = GraphView(model)
     p = AddToSub()
-    node = model.graph.node[0]
-    check = build_check(graph, p.match(node, graph), p.build(p.match(node, graph), graph))
+    match = p.match(model.graph.node[0], graph)
+    check = build_check(graph, match, lower(p, match, graph).replacement)
     assert set(check.weights) == {"w", "add/add-to-sub/neg_w"} and check.weight_bytes >= 2 * STUB_BYTES
     assert all(t.data_location == TensorProto.EXTERNAL for t in check.original.graph.initializer)
     assert_rewrites(model, p, expect_ops={"Add": 0, "Sub": 1})
