@@ -1,9 +1,9 @@
 """A read-only view of a model's top-level graph, as the passes see it.
 
 It answers the questions every pass asks -- what shape and dtype is this
-value, is it a constant and what is its value, who produces and who consumes
-it -- from one shape-inferred copy of the model.  The model itself is never
-edited here; the driver does that.
+value, is it a constant and what is its value (folding.py), who produces and
+who consumes it -- from one shape-inferred, weightless copy of the model
+(weights.py).  The model itself is never edited here; the driver does that.
 """
 from __future__ import annotations
 
@@ -12,41 +12,13 @@ from typing import Iterable, Optional
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from .errors import InputError
+from .folding import ConstantFolding, attributes  # noqa: F401  (attributes: re-exported)
+from .weights import stubbed, weightless_copy
 
 Dim = "int | str | None"  # static size, symbolic name, or unknown
-
-# Ops a constant chain may go through.  Exporters write scales, sizes and
-# weights through these (Shape -> Gather -> Concat, Cast, Identity, ...).
-FOLDABLE_OPS = frozenset({
-    "Identity", "Cast", "CastLike", "Gather", "Concat", "Unsqueeze", "Squeeze",
-    "Slice", "Reshape", "Transpose", "Mul", "Div", "Add", "Sub", "Floor",
-    "Ceil", "Round", "Neg", "Abs", "Sqrt", "ConstantOfShape", "Range", "Expand",
-    "Flatten", "Max", "Min", "ReduceProd", "Flip", "Equal", "Where", "Not",
-    "DequantizeLinear", "Tile", "Pow", "Reciprocal",
-})
-FOLD_MAX_ELEMENTS = 1 << 26
-# Ops that only move entries around: a partly symbolic Shape may flow through
-# them, and an entry is static exactly when it comes out the same for two
-# different values of the symbolic dims (GraphView.partial_constant).
-DATA_MOVEMENT_OPS = frozenset({"Identity", "Cast", "Gather", "Concat", "Unsqueeze", "Squeeze",
-                               "Slice", "Reshape", "Flatten"})
-PROBES = (1_000_003, 1_000_033)  # never materialise absurdly large folded tensors
-
-
-def attributes(node: onnx.NodeProto) -> dict:
-    """A node's attributes as plain Python values (strings decoded)."""
-    out = {}
-    for a in node.attribute:
-        v = helper.get_attribute_value(a)
-        if isinstance(v, bytes):
-            v = v.decode("utf-8")
-        elif isinstance(v, list) and v and isinstance(v[0], bytes):
-            v = [x.decode("utf-8") for x in v]
-        out[a.name] = v
-    return out
 
 
 def _dims(type_proto: onnx.TypeProto) -> Optional[tuple]:
@@ -66,12 +38,8 @@ def _dims(type_proto: onnx.TypeProto) -> Optional[tuple]:
     return tuple(dims)
 
 
-# Initializers at least this large are converted to numpy on each request
-# rather than cached: a cache would hold a second copy of every weight.
-UNCACHED_BYTES = 1 << 20
 
-
-class GraphView:
+class GraphView(ConstantFolding):
     """Shapes, dtypes, constants and topology of `model.graph` (read-only)."""
 
     def __init__(self, model: onnx.ModelProto, inferred: Optional[onnx.ModelProto] = None):
@@ -177,143 +145,6 @@ class GraphView:
         """A value the caller feeds (an overridable initializer included)."""
         return name in self._graph_inputs and (name not in self.initializers or name in self._overridable)
 
-    def constant(self, name: str) -> Optional[np.ndarray]:
-        """The value of `name` if it is known before run time, else None.
-
-        Constant means: an initializer that is not also a graph input (from
-        IR version 4 on those can be overridden at run time), the output of a
-        Constant node, or the output of a small chain of FOLDABLE_OPS whose
-        inputs are constants -- including Shape of a value whose inspected
-        dims are static, and entries of Shape that data movement (Gather,
-        Slice, Concat, ...) picks out of a partly symbolic shape.
-        """
-        if not name:
-            return None
-        value = self._value(name, None)
-        if value is None:
-            known = self.partial_constant(name)
-            if known is not None and known[1].all():
-                value = known[0]
-        return value
-
-    def is_constant(self, name: str) -> bool:
-        """constant(name) is not None, without decoding an initializer."""
-        return self.is_initializer(name) or self.constant(name) is not None
-
-    def partial_constant(self, name: str) -> Optional[tuple]:
-        """(values, known): `name` computed from a partly symbolic shape.
-
-        The chain is evaluated twice, every symbolic dim replaced by one of
-        two different probe values, through data-movement ops only; an entry
-        equal in both runs is a static dim (or a constant), a differing one
-        depends on a symbolic dim.  E.g. Concat(Shape(x)[:2], [64, 64]) with
-        a symbolic batch -> ([?, 3, 64, 64], [False, True, True, True])."""
-        exact = self._value(name, None)
-        if exact is not None:
-            return exact, np.ones(exact.shape, bool)
-        a, b = self._value(name, 0), self._value(name, 1)
-        if a is None or b is None or a.shape != b.shape:
-            return None
-        return a, a == b
-
-    def _value(self, name: str, probe: Optional[int]) -> Optional[np.ndarray]:
-        if self.is_initializer(name) and data_bytes(self.initializers[name]) >= UNCACHED_BYTES:
-            return numpy_helper.to_array(self.initializers[name])  # a weight: read again, not kept twice
-        key = (name, probe)
-        if key not in self._const_cache:
-            self._const_cache[key] = None  # cycle guard
-            self._const_cache[key] = self._fold(name, probe)
-        return self._const_cache[key]
-
-    def is_initializer(self, name: str) -> bool:
-        return name in self.initializers and name not in self._overridable
-
-    def _constant_node_value(self, name: str) -> Optional[np.ndarray]:
-        node = self._producer.get(name)
-        if node is None or node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
-            return None
-        a = node.attribute[0]
-        if a.name == "value":
-            return numpy_helper.to_array(a.t)
-        v = helper.get_attribute_value(a)
-        if a.name in ("value_float", "value_int"):
-            return np.array(v, dtype=np.float32 if a.name == "value_float" else np.int64)
-        if a.name in ("value_floats", "value_ints"):
-            return np.array(v, dtype=np.float32 if a.name == "value_floats" else np.int64)
-        return None
-
-    def _fold(self, name: str, probe: Optional[int]) -> Optional[np.ndarray]:
-        if name in self.initializers:
-            if name in self._overridable:
-                return None
-            return numpy_helper.to_array(self.initializers[name])
-        node = self._producer.get(name)
-        if node is None or node.domain not in ("", "ai.onnx"):
-            return None
-        if node.op_type == "Constant":
-            return self._constant_node_value(name)
-        if node.op_type == "Shape":
-            return self._fold_shape(node, probe)
-        allowed = FOLDABLE_OPS if probe is None else DATA_MOVEMENT_OPS
-        if node.op_type not in allowed or probe is not None and not _exact_cast(node):
-            return None
-        inputs = [self._value(i, probe) if i else None for i in node.input]
-        if any(v is None for i, v in zip(node.input, inputs) if i):
-            return None
-        return _evaluate(node, inputs, self.opset(), name)
-
-    def _fold_shape(self, node: onnx.NodeProto, probe: Optional[int]) -> Optional[np.ndarray]:
-        """Shape(x)[start:end]; with a probe, symbolic dims take PROBES[probe]."""
-        dims = self.shape(node.input[0])
-        if dims is None:
-            return None
-        a = attributes(node)
-        r = len(dims)
-        start, end = a.get("start", 0), a.get("end", r)
-        start = max(0, min(r, start + r if start < 0 else start))
-        end = max(0, min(r, end + r if end < 0 else end))
-        picked = [d if isinstance(d, int) else None for d in dims[start:end]]
-        if None in picked:
-            if probe is None:
-                return None
-            picked = [PROBES[probe] if d is None else d for d in picked]
-        return np.array(picked, dtype=np.int64)
-
-
-def _exact_cast(node: onnx.NodeProto) -> bool:
-    """A Cast that keeps every probe value exact (not float16, not bool)."""
-    exact = (onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE)
-    return node.op_type != "Cast" or attributes(node).get("to") in exact
-
-
-def _evaluate(node, inputs, opset, name) -> Optional[np.ndarray]:
-    from onnx.reference import ReferenceEvaluator
-
-    if sum(int(np.prod(v.shape)) for v in inputs if v is not None) > FOLD_MAX_ELEMENTS:
-        return None
-    inits, renamed = [], []
-    for k, (i, v) in enumerate(zip(node.input, inputs)):
-        if not i:
-            renamed.append("")
-            continue
-        n = f"in{k}"
-        inits.append(numpy_helper.from_array(v, n))
-        renamed.append(n)
-    outs = [f"out{k}" if o else "" for k, o in enumerate(node.output)]
-    n = helper.make_node(node.op_type, renamed, outs, domain=node.domain)
-    n.attribute.extend(node.attribute)
-    g = helper.make_graph([n], "fold", [], [helper.make_value_info(o, onnx.TypeProto()) for o in outs if o], inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-    try:
-        result = ReferenceEvaluator(m).run(None, {})
-    except Exception:
-        return None
-    idx = [o for o in node.output if o].index(name)
-    out = np.asarray(result[idx])
-    if out.size > FOLD_MAX_ELEMENTS:
-        return None
-    return out
-
 
 def _unique_labels(nodes: Iterable[onnx.NodeProto]) -> dict:
     seen: dict[str, int] = {}
@@ -365,96 +196,3 @@ def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
         return onnx.shape_inference.infer_shapes(source, check_type=False, strict_mode=False, data_prop=True)
     except (onnx.shape_inference.InferenceError, ValueError) as e:
         raise InputError(f"shape inference failed: {str(e).splitlines()[0]}") from None
-
-
-WEIGHT_STUB_LOCATION = "weights-not-loaded"  # the external data file a stub names; never read
-
-# Integer initializers are kept up to this size: shape inference reads their
-# values (Reshape shapes, Slice starts, ...); it never reads float weights.
-SHAPE_DATA_BYTES = 1 << 20
-_SHAPE_TYPES = {onnx.TensorProto.INT64, onnx.TensorProto.INT32}
-
-
-def weightless_copy(model: onnx.ModelProto, min_bytes: int = 1024) -> onnx.ModelProto:
-    """The model with each weight (see `stubbed`) replaced by a stub of the
-    same dims and type (see weight_stub); everything else is copied as it is."""
-    out = copy_without_initializers(model)
-    for t in model.graph.initializer:
-        if stubbed(t, min_bytes):
-            out.graph.initializer.append(weight_stub(t.name, t.data_type, t.dims))
-        else:
-            out.graph.initializer.append(t)
-    return out
-
-
-def stubbed(t: onnx.TensorProto, min_bytes: int = 1024) -> bool:
-    """Whether weightless_copy stubs this initializer: a float (or other
-    non-index) tensor of >= min_bytes, an integer one of >= SHAPE_DATA_BYTES,
-    or one whose data is external (not loaded, or not readable from here)."""
-    if t.data_location == onnx.TensorProto.EXTERNAL:
-        return True
-    return data_bytes(t) >= (SHAPE_DATA_BYTES if t.data_type in _SHAPE_TYPES else min_bytes)
-
-
-def copy_without_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of `model` whose graph has every field but its initializers.
-
-    Fields are copied one by one, which skips fields this onnx does not
-    know (written by a newer one); where there are such fields the whole
-    model is copied, unknown fields and all, and the initializers dropped
-    from the copy."""
-    out = onnx.ModelProto()
-    for field, value in model.ListFields():
-        if field.name != "graph":
-            _copy_field(out, field.name, value)
-    out.graph.SetInParent()
-    for field, value in model.graph.ListFields():
-        if field.name != "initializer":
-            _copy_field(out.graph, field.name, value)
-    if _has_unknown_fields(model) or _has_unknown_fields(model.graph):
-        out.CopyFrom(model)
-        del out.graph.initializer[:]
-    return out
-
-
-def _has_unknown_fields(message) -> bool:
-    try:
-        from google.protobuf import unknown_fields  # protobuf >= 4.22
-        return len(unknown_fields.UnknownFieldSet(message)) > 0
-    except ImportError:
-        return len(message.UnknownFields()) > 0
-
-
-def _copy_field(message, name: str, value) -> None:
-    if hasattr(value, "CopyFrom"):      # a message
-        getattr(message, name).CopyFrom(value)
-    elif hasattr(value, "extend"):      # a repeated field
-        getattr(message, name).extend(value)
-    else:                               # a scalar
-        setattr(message, name, value)
-
-
-def weight_stub(name: str, data_type: int, dims, location: str = WEIGHT_STUB_LOCATION,
-                **where: int) -> onnx.TensorProto:
-    """A tensor with a weight's name, type and dims whose data is external:
-    by default in a file that is never read (enough for shape inference),
-    else at `location` (with `offset` and `length` given in `where`)."""
-    stub = onnx.TensorProto(name=name, data_type=data_type)
-    stub.dims.extend(dims)
-    stub.data_location = onnx.TensorProto.EXTERNAL
-    stub.external_data.add(key="location", value=location)
-    for key, value in where.items():
-        stub.external_data.add(key=key, value=str(value))
-    return stub
-
-
-def data_bytes(t: onnx.TensorProto) -> int:
-    """The size of a tensor's data from its dims and type (ByteSize would
-    serialise the whole tensor to tell)."""
-    try:
-        itemsize = helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
-    except KeyError:  # an undefined type
-        return t.ByteSize()
-    if t.data_type == onnx.TensorProto.STRING:
-        return t.ByteSize()
-    return int(np.prod(t.dims, dtype=np.int64)) * itemsize

@@ -20,9 +20,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .equivalence import (Comparison, RunError, compare_outputs, concrete_shape, random_tensor,
+from .equivalence import (Comparison, RunError, compare_outputs, random_feeds,
                           run_model)
-from .graph import GraphView, data_bytes, weight_stub
+from .graph import GraphView
+from .weights import data_bytes, weight_stub
 from .cost import model_cost
 from .forms import Cost
 from .standalone import external_inputs, make_model
@@ -131,16 +132,6 @@ def _merge(models: Sequence[onnx.ModelProto]) -> onnx.ModelProto:
     return helper.make_model(g, opset_imports=list(models[0].opset_import), ir_version=models[0].ir_version)
 
 
-def _feeds(model: onnx.ModelProto, seed: int, batch: int) -> dict:
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for vi in model.graph.input:
-        tt = vi.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-        feeds[vi.name] = random_tensor(rng, concrete_shape(dims, batch), tt.elem_type)
-    return feeds
-
-
 def _run_group(models, feeds, oracle: bool):
     """Outputs per model: merged in one session, else one by one.
 
@@ -178,7 +169,7 @@ def verify_checks(checks: Sequence[LocalCheck], seed: int = 0, rtol=None, atol=N
         idx = [k for k, c in enumerate(checks) if batch == 1 or c.symbolic]
         for group in _groups(idx, checks):
             models = [checks[k].materialized() for k in group]
-            feeds = [_feeds(checks[k].original, seed + k, batch) for k in group]
+            feeds = [random_feeds(checks[k].original.graph.input, seed + k, batch) for k in group]
             want = _run_group([m[0] for m in models], feeds, oracle=True)
             got = _run_group([m[1] for m in models], feeds, oracle=False)
             del models

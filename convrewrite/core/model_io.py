@@ -15,8 +15,8 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from .errors import InputError
-from .graph import (WEIGHT_STUB_LOCATION, copy_without_initializers, data_bytes, stubbed, weight_stub,
-                    weightless_copy)
+from .weights import (WEIGHT_STUB_LOCATION, copy_without_initializers, data_bytes, stubbed, weight_stub,
+                      weightless_copy)
 
 TWO_GB = (1 << 31) - (1 << 20)  # protobuf's limit, less a margin for the envelope
 

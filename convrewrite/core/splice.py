@@ -12,7 +12,8 @@ from typing import Sequence
 import onnx
 from onnx import helper
 
-from .graph import copy_without_initializers, node_outer_references, subgraph_outer_references
+from .graph import node_outer_references, subgraph_outer_references
+from .weights import copy_without_initializers
 from .rewrite import Match, Replacement
 
 

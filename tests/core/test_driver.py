@@ -227,7 +227,7 @@ def test_dead_constant_chains_are_removed_and_shared_initializers_kept():
 def test_models_are_shape_inferred_without_their_weights():
     # Shape inference runs on a copy without the weights (memory; protobuf's
     # 2 GB limit); integer tensors it may read as shapes keep their values.
-    import convrewrite.core.graph as graph_module
+    import convrewrite.core.weights as graph_module
 
     w = numpy_helper.from_array(np.ones((1, 16, 8, 8), np.float32), "w")  # 4 KiB: stubbed
     shape = helper.make_tensor("shape", TensorProto.INT64, [3], [1, -1, 8])
@@ -313,7 +313,7 @@ def test_large_weights_are_checked_with_their_data():
 
 
 def test_a_rewrite_copies_every_field_but_the_replaced_weights():
-    from convrewrite.core.graph import copy_without_initializers
+    from convrewrite.core.weights import copy_without_initializers
 
     model = _large_weight_model(4)
     model.doc_string, model.producer_name = "doc", "exporter"

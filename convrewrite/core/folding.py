@@ -1,0 +1,194 @@
+"""Constant folding: the value of a tensor when it is known before run time.
+
+"Constant" means the same in every pass: an initializer (not overridable as
+a graph input), a Constant node, or a chain of FOLDABLE_OPS whose inputs are
+constants -- including Shape of a value whose inspected dims are static, and
+entries of Shape that data movement (Gather, Slice, Concat, ...) picks out of
+a partly symbolic shape.  GraphView mixes this in; it needs the view's
+initializers, producers, shapes and opset.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from .weights import data_bytes
+
+# Ops a constant chain may go through.  Exporters write scales, sizes and
+# weights through these (Shape -> Gather -> Concat, Cast, Identity, ...).
+FOLDABLE_OPS = frozenset({
+    "Identity", "Cast", "CastLike", "Gather", "Concat", "Unsqueeze", "Squeeze",
+    "Slice", "Reshape", "Transpose", "Mul", "Div", "Add", "Sub", "Floor",
+    "Ceil", "Round", "Neg", "Abs", "Sqrt", "ConstantOfShape", "Range", "Expand",
+    "Flatten", "Max", "Min", "ReduceProd", "Flip", "Equal", "Where", "Not",
+    "DequantizeLinear", "Tile", "Pow", "Reciprocal",
+})
+FOLD_MAX_ELEMENTS = 1 << 26
+# Ops that only move entries around: a partly symbolic Shape may flow through
+# them, and an entry is static exactly when it comes out the same for two
+# different values of the symbolic dims (GraphView.partial_constant).
+DATA_MOVEMENT_OPS = frozenset({"Identity", "Cast", "Gather", "Concat", "Unsqueeze", "Squeeze",
+                               "Slice", "Reshape", "Flatten"})
+PROBES = (1_000_003, 1_000_033)  # never materialise absurdly large folded tensors
+
+# Initializers at least this large are converted to numpy on each request
+# rather than cached: a cache would hold a second copy of every weight.
+UNCACHED_BYTES = 1 << 20
+
+
+def attributes(node: onnx.NodeProto) -> dict:
+    """A node's attributes as plain Python values (strings decoded)."""
+    out = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        if isinstance(v, bytes):
+            v = v.decode("utf-8")
+        elif isinstance(v, list) and v and isinstance(v[0], bytes):
+            v = [x.decode("utf-8") for x in v]
+        out[a.name] = v
+    return out
+
+
+
+class ConstantFolding:
+    """The folding half of GraphView (see the module docstring)."""
+
+    def constant(self, name: str) -> Optional[np.ndarray]:
+        """The value of `name` if it is known before run time, else None.
+
+        Constant means: an initializer that is not also a graph input (from
+        IR version 4 on those can be overridden at run time), the output of a
+        Constant node, or the output of a small chain of FOLDABLE_OPS whose
+        inputs are constants -- including Shape of a value whose inspected
+        dims are static, and entries of Shape that data movement (Gather,
+        Slice, Concat, ...) picks out of a partly symbolic shape.
+        """
+        if not name:
+            return None
+        value = self._value(name, None)
+        if value is None:
+            known = self.partial_constant(name)
+            if known is not None and known[1].all():
+                value = known[0]
+        return value
+
+    def is_constant(self, name: str) -> bool:
+        """constant(name) is not None, without decoding an initializer."""
+        return self.is_initializer(name) or self.constant(name) is not None
+
+    def partial_constant(self, name: str) -> Optional[tuple]:
+        """(values, known): `name` computed from a partly symbolic shape.
+
+        The chain is evaluated twice, every symbolic dim replaced by one of
+        two different probe values, through data-movement ops only; an entry
+        equal in both runs is a static dim (or a constant), a differing one
+        depends on a symbolic dim.  E.g. Concat(Shape(x)[:2], [64, 64]) with
+        a symbolic batch -> ([?, 3, 64, 64], [False, True, True, True])."""
+        exact = self._value(name, None)
+        if exact is not None:
+            return exact, np.ones(exact.shape, bool)
+        a, b = self._value(name, 0), self._value(name, 1)
+        if a is None or b is None or a.shape != b.shape:
+            return None
+        return a, a == b
+
+    def _value(self, name: str, probe: Optional[int]) -> Optional[np.ndarray]:
+        if self.is_initializer(name) and data_bytes(self.initializers[name]) >= UNCACHED_BYTES:
+            return numpy_helper.to_array(self.initializers[name])  # a weight: read again, not kept twice
+        key = (name, probe)
+        if key not in self._const_cache:
+            self._const_cache[key] = None  # cycle guard
+            self._const_cache[key] = self._fold(name, probe)
+        return self._const_cache[key]
+
+    def is_initializer(self, name: str) -> bool:
+        return name in self.initializers and name not in self._overridable
+
+    def _constant_node_value(self, name: str) -> Optional[np.ndarray]:
+        node = self._producer.get(name)
+        if node is None or node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
+            return None
+        a = node.attribute[0]
+        if a.name == "value":
+            return numpy_helper.to_array(a.t)
+        v = helper.get_attribute_value(a)
+        if a.name in ("value_float", "value_int"):
+            return np.array(v, dtype=np.float32 if a.name == "value_float" else np.int64)
+        if a.name in ("value_floats", "value_ints"):
+            return np.array(v, dtype=np.float32 if a.name == "value_floats" else np.int64)
+        return None
+
+    def _fold(self, name: str, probe: Optional[int]) -> Optional[np.ndarray]:
+        if name in self.initializers:
+            if name in self._overridable:
+                return None
+            return numpy_helper.to_array(self.initializers[name])
+        node = self._producer.get(name)
+        if node is None or node.domain not in ("", "ai.onnx"):
+            return None
+        if node.op_type == "Constant":
+            return self._constant_node_value(name)
+        if node.op_type == "Shape":
+            return self._fold_shape(node, probe)
+        allowed = FOLDABLE_OPS if probe is None else DATA_MOVEMENT_OPS
+        if node.op_type not in allowed or probe is not None and not _exact_cast(node):
+            return None
+        inputs = [self._value(i, probe) if i else None for i in node.input]
+        if any(v is None for i, v in zip(node.input, inputs) if i):
+            return None
+        return _evaluate(node, inputs, self.opset(), name)
+
+    def _fold_shape(self, node: onnx.NodeProto, probe: Optional[int]) -> Optional[np.ndarray]:
+        """Shape(x)[start:end]; with a probe, symbolic dims take PROBES[probe]."""
+        dims = self.shape(node.input[0])
+        if dims is None:
+            return None
+        a = attributes(node)
+        r = len(dims)
+        start, end = a.get("start", 0), a.get("end", r)
+        start = max(0, min(r, start + r if start < 0 else start))
+        end = max(0, min(r, end + r if end < 0 else end))
+        picked = [d if isinstance(d, int) else None for d in dims[start:end]]
+        if None in picked:
+            if probe is None:
+                return None
+            picked = [PROBES[probe] if d is None else d for d in picked]
+        return np.array(picked, dtype=np.int64)
+
+
+def _exact_cast(node: onnx.NodeProto) -> bool:
+    """A Cast that keeps every probe value exact (not float16, not bool)."""
+    exact = (onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE)
+    return node.op_type != "Cast" or attributes(node).get("to") in exact
+
+
+def _evaluate(node, inputs, opset, name) -> Optional[np.ndarray]:
+    from onnx.reference import ReferenceEvaluator
+
+    if sum(int(np.prod(v.shape)) for v in inputs if v is not None) > FOLD_MAX_ELEMENTS:
+        return None
+    inits, renamed = [], []
+    for k, (i, v) in enumerate(zip(node.input, inputs)):
+        if not i:
+            renamed.append("")
+            continue
+        n = f"in{k}"
+        inits.append(numpy_helper.from_array(v, n))
+        renamed.append(n)
+    outs = [f"out{k}" if o else "" for k, o in enumerate(node.output)]
+    n = helper.make_node(node.op_type, renamed, outs, domain=node.domain)
+    n.attribute.extend(node.attribute)
+    g = helper.make_graph([n], "fold", [], [helper.make_value_info(o, onnx.TypeProto()) for o in outs if o], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    try:
+        result = ReferenceEvaluator(m).run(None, {})
+    except Exception:
+        return None
+    idx = [o for o in node.output if o].index(name)
+    out = np.asarray(result[idx])
+    if out.size > FOLD_MAX_ELEMENTS:
+        return None
+    return out

@@ -1,0 +1,104 @@
+"""Weight stubs: a tensor's name, type and dims without its data.
+
+Shape inference, onnx.checker and the per-rewrite checks never need a
+weight's values, only its dims and type, so they run on copies of the model
+whose large weights are stubs (external data in a file that is never read).
+The model's own weights are then never copied.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper
+
+WEIGHT_STUB_LOCATION = "weights-not-loaded"  # the external data file a stub names; never read
+
+# Integer initializers are kept up to this size: shape inference reads their
+# values (Reshape shapes, Slice starts, ...); it never reads float weights.
+SHAPE_DATA_BYTES = 1 << 20
+_SHAPE_TYPES = {onnx.TensorProto.INT64, onnx.TensorProto.INT32}
+
+
+def weightless_copy(model: onnx.ModelProto, min_bytes: int = 1024) -> onnx.ModelProto:
+    """The model with each weight (see `stubbed`) replaced by a stub of the
+    same dims and type (see weight_stub); everything else is copied as it is."""
+    out = copy_without_initializers(model)
+    for t in model.graph.initializer:
+        if stubbed(t, min_bytes):
+            out.graph.initializer.append(weight_stub(t.name, t.data_type, t.dims))
+        else:
+            out.graph.initializer.append(t)
+    return out
+
+
+def stubbed(t: onnx.TensorProto, min_bytes: int = 1024) -> bool:
+    """Whether weightless_copy stubs this initializer: a float (or other
+    non-index) tensor of >= min_bytes, an integer one of >= SHAPE_DATA_BYTES,
+    or one whose data is external (not loaded, or not readable from here)."""
+    if t.data_location == onnx.TensorProto.EXTERNAL:
+        return True
+    return data_bytes(t) >= (SHAPE_DATA_BYTES if t.data_type in _SHAPE_TYPES else min_bytes)
+
+
+def copy_without_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of `model` whose graph has every field but its initializers.
+
+    Fields are copied one by one, which skips fields this onnx does not
+    know (written by a newer one); where there are such fields the whole
+    model is copied, unknown fields and all, and the initializers dropped
+    from the copy."""
+    out = onnx.ModelProto()
+    for field, value in model.ListFields():
+        if field.name != "graph":
+            _copy_field(out, field.name, value)
+    out.graph.SetInParent()
+    for field, value in model.graph.ListFields():
+        if field.name != "initializer":
+            _copy_field(out.graph, field.name, value)
+    if _has_unknown_fields(model) or _has_unknown_fields(model.graph):
+        out.CopyFrom(model)
+        del out.graph.initializer[:]
+    return out
+
+
+def _has_unknown_fields(message) -> bool:
+    try:
+        from google.protobuf import unknown_fields  # protobuf >= 4.22
+        return len(unknown_fields.UnknownFieldSet(message)) > 0
+    except ImportError:
+        return len(message.UnknownFields()) > 0
+
+
+def _copy_field(message, name: str, value) -> None:
+    if hasattr(value, "CopyFrom"):      # a message
+        getattr(message, name).CopyFrom(value)
+    elif hasattr(value, "extend"):      # a repeated field
+        getattr(message, name).extend(value)
+    else:                               # a scalar
+        setattr(message, name, value)
+
+
+def weight_stub(name: str, data_type: int, dims, location: str = WEIGHT_STUB_LOCATION,
+                **where: int) -> onnx.TensorProto:
+    """A tensor with a weight's name, type and dims whose data is external:
+    by default in a file that is never read (enough for shape inference),
+    else at `location` (with `offset` and `length` given in `where`)."""
+    stub = onnx.TensorProto(name=name, data_type=data_type)
+    stub.dims.extend(dims)
+    stub.data_location = onnx.TensorProto.EXTERNAL
+    stub.external_data.add(key="location", value=location)
+    for key, value in where.items():
+        stub.external_data.add(key=key, value=str(value))
+    return stub
+
+
+def data_bytes(t: onnx.TensorProto) -> int:
+    """The size of a tensor's data from its dims and type (ByteSize would
+    serialise the whole tensor to tell)."""
+    try:
+        itemsize = helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+    except KeyError:  # an undefined type
+        return t.ByteSize()
+    if t.data_type == onnx.TensorProto.STRING:
+        return t.ByteSize()
+    return int(np.prod(t.dims, dtype=np.int64)) * itemsize
