@@ -73,6 +73,17 @@ class Region:
     exits: tuple[str, ...]    # region values used outside it
 
 
+@dataclass(frozen=True)
+class Chain:
+    """The params of a multi-node Match: several dilated Convs (and the
+    pointwise ops between them) kept in batch form.  `start` is the first
+    Conv's params (forms.Dilated), `grid` the phase layout, `region` the nodes."""
+
+    start: object
+    grid: Grid
+    region: Region
+
+
 # --- growing --------------------------------------------------------------------
 
 def grow(graph: GraphView, start: onnx.NodeProto, grid: Grid,

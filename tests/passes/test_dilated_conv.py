@@ -4,7 +4,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
+from collections import Counter
 from math import prod
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -15,18 +18,27 @@ from onnx import TensorProto, helper, numpy_helper
 from conformance import pytorch_converted_cases
 from convrewrite import optimize
 from convrewrite.core.builder import Builder
-from convrewrite.core.equivalence import compare_outputs, run_onnxruntime
+from convrewrite.core.equivalence import (check_models, compare_outputs, random_feeds, run_onnxruntime,
+                                          runtime_inputs)
+from convrewrite.core.forms import DEFAULT
 from convrewrite.core.graph import GraphView, attributes
+from convrewrite.core.lowering import lower
+from convrewrite.core.report import REWRITTEN, SKIPPED
+from convrewrite.core.rewrite import Code, Match, Skip
 from convrewrite.geometry import conv_output_size, conv_pads
-from convrewrite.core.report import REWRITTEN
 from convrewrite.target import Profile, builtin_names, format_violations, load_profile
 from convrewrite.target import check_model as target_violations
 from convrewrite.emit.space_to_batch import batch_to_space, interleave, space_to_batch, strided_slice
+from passes import make_passes
+from passes.dilated_conv.chain import Chain
+from passes.dilated_conv.forms import FORM_NAMES, MODES, Dilated
 from passes.dilated_conv.phases import AxisPhases, live_taps
 from helpers import assert_rewrites, assert_skips, op_counts
+from passes.dilated_conv.rewrite import DilatedConvOptions
 from passes.dilated_conv.rewrite import DilatedConvToSpaceToBatch as DilatedConv
 
 FORMS = ("batch", "depth", "slices", "taps")
+HERE = Path(__file__).resolve().parent
 
 
 # --- models -------------------------------------------------------------------
@@ -72,6 +84,15 @@ def notes_of(report) -> list[str]:
     return [note for r in report.records(REWRITTEN) for note in r.notes]
 
 
+def forms_of(report) -> list[str]:
+    """The form of every rewrite (the record's `form` field)."""
+    return [r.form for r in report.records(REWRITTEN)]
+
+
+def dilated_pass(mode=None, **kw) -> DilatedConv:
+    return DilatedConv(DilatedConvOptions(mode=mode, **kw))
+
+
 def max_rank(model: onnx.ModelProto) -> int:
     g = onnx.shape_inference.infer_shapes(model).graph
     ranks = [len(v.type.tensor_type.shape.dim) for v in list(g.input) + list(g.value_info) + list(g.output)]
@@ -81,7 +102,7 @@ def max_rank(model: onnx.ModelProto) -> int:
 
 def form_pass(form: str, **kw) -> DilatedConv:
     """The pass in `form`, with the automatic taps form for tiny phase images off."""
-    return DilatedConv(form, taps_below=0, **kw)
+    return dilated_pass(form, taps_below=0, **kw)
 
 
 def conv_count(form, phases, taps=None):
@@ -123,7 +144,29 @@ def test_every_attribute(case, form):
     model = conv_model(x_shape, w_shape, **attrs)
     taps = prod(k for k, d in zip(w_shape[2:], attrs["dilations"]) if d > 1)
     new, report = rewrite(model, form, conv_count(form, phases, taps))
-    assert f"form={form}" in notes_of(report)
+    assert forms_of(report) == [form] and "chosen: asked for" in notes_of(report)
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_form_costs_are_exact(case, form):
+    """Cost.macs is the replacement's MACs per batch item and Cost.max_rank
+    its largest tensor rank (the driver rejects forms above a target's
+    max_rank with it before building them)."""
+    x_shape, w_shape, attrs, phases = CASES[case]
+    model = conv_model((3,) + x_shape[1:], w_shape, **attrs)
+    p = form_pass(form)
+    new, report = optimize(model, passes=[p])
+    check_costs(model, report, p, new, 3)
+
+
+@pytest.mark.parametrize("dilations", [[2, 2, 2], [2, 3, 1], [3, 1, 2], [1, 1, 2]])
+@pytest.mark.parametrize("form", ["batch", "depth", "slices"])
+def test_3d_form_costs_are_exact(form, dilations):
+    model = conv_model((1, 2, 7, 8, 9), (3, 2, 2, 3, 2), dilations=dilations, pads=[1, 0, 2, 1, 2, 0])
+    p = form_pass(form)
+    new, report = optimize(model, passes=[p])
+    check_costs(model, report, p, new, 1)
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -155,15 +198,16 @@ def test_old_opset(form):
 @pytest.mark.parametrize("form", FORMS)
 def test_runtime_weight(form):
     """A weight fed at run time: batch and slices use it as is; depth needs a
-    constant to tile and falls back to batch, saying why."""
+    constant to tile and taps one to slice: they fall back to batch, saying why."""
     model = conv_model((1, 3, 9, 9), (4, 3, 3, 3), weight_input=True, dilations=[2, 2], pads=[1, 1, 1, 1])
     _, report = rewrite(model, form, 4 if form == "slices" else 1)
+    assert forms_of(report) == ["slices" if form == "slices" else "batch"]
     if form == "taps":
-        assert "form=batch" in notes_of(report)
-        assert any("taps form needs a constant weight" in n for n in notes_of(report))
+        assert ("preferred form taps cannot express this node: the taps form needs a constant weight to slice"
+                in notes_of(report))
     if form == "depth":
-        assert "form=batch" in notes_of(report)
-        assert any("constant weight" in n for n in notes_of(report))
+        assert ("preferred form depth cannot express this node: depth form needs a constant weight to tile"
+                in notes_of(report))
 
 
 def test_runtime_bias_in_depth_form_is_tiled_at_run_time():
@@ -199,12 +243,22 @@ def test_report_macs_count_every_phase(form, batch):
     ([3, 2], [2, 1], "slices", 2),        # coprime on the dilated axis only
 ])
 def test_stride(form, strides, dilations, expect_form, phases):
+    """The asked form wherever it can express the Conv (the taps form always
+    can, even where the dilation divides the stride); otherwise the geometry's
+    form, with why the asked one could not be used."""
     model = conv_model((1, 3, 17, 13), (4, 3, 3, 3), strides=strides, dilations=dilations, pads=[1, 2, 2, 1])
-    used = expect_form if expect_form == "subsample" or form != "taps" else "taps"
-    used = used or form
+    used = form if form == "taps" or expect_form is None or expect_form == form else expect_form
     taps = prod(3 for d in dilations if d > 1)
     _, report = rewrite(model, form, conv_count(used, phases, taps))
-    assert f"form={used}" in notes_of(report)
+    assert forms_of(report) == [used]
+    why = [n for n in notes_of(report) if n.startswith(f"preferred form {form} cannot express this node: ")]
+    if used == form:
+        assert not why and "chosen: asked for" in notes_of(report)
+    elif used == "subsample":
+        assert len(why) == 1 and "every axis has one phase (the dilation divides the stride)" in why[0]
+        assert "the dilation divides the stride: only every d-th input is read" in notes_of(report)
+    else:
+        assert len(why) == 1 and "phases start at shifted offsets that no block split reaches" in why[0]
 
 
 # --- exact simplifications ----------------------------------------------------
@@ -219,7 +273,8 @@ def test_aspp_large_rate_becomes_1x1(rate, size):
     weight = next(t for t in new.graph.initializer if t.name == conv.input[1])
     assert list(weight.dims) == [6, 8, 1, 1] and weight.name != "W"
     assert any("dropped taps" in n for n in notes_of(report))
-    assert "form=plain" in notes_of(report)
+    assert "no dilation left: a plain Conv with the sliced weight" in notes_of(report)
+    assert forms_of(report) == ["plain"]
 
 
 def test_aspp_rate_12_on_16_is_not_trimmed():
@@ -249,6 +304,9 @@ def test_kernel_1_axis_loses_its_dilation():
     new, report = rewrite(model, "batch", 1)
     assert len(new.graph.node) == 1 and "W" in new.graph.node[0].input
     assert any("kernel size 1 on axes [0, 1]" in n for n in notes_of(report))
+    assert forms_of(report) == ["plain"]
+    assert any(n.startswith("preferred form batch cannot express this node: no dilation is left")
+               for n in notes_of(report))
 
 
 def test_live_taps_formula():
@@ -269,37 +327,72 @@ def test_depth_weight_limit_falls_back_to_batch():
     weight_bytes = 8 * 8 * 3 * 3 * 4
     new, report = assert_rewrites(model, form_pass("depth", depth_weight_limit=4 * weight_bytes - 1),
                                   {"Conv": 1, "Transpose": 2})
-    assert "form=batch" in notes_of(report)
-    assert any("above depth_weight_limit" in n for n in notes_of(report))
+    assert forms_of(report) == ["batch"]
+    assert (f"preferred form depth cannot express this node: depth form would tile the weight 4x to "
+            f"{4 * weight_bytes} bytes, above depth_weight_limit={4 * weight_bytes - 1}") in notes_of(report)
     new, report = assert_rewrites(model, form_pass("depth", depth_weight_limit=4 * weight_bytes),
                                   {"Conv": 1, "SpaceToDepth": 1, "DepthToSpace": 1, "Transpose": 0})
-    assert any(f"tiles the weight 4x ({weight_bytes} -> {4 * weight_bytes} bytes)" in n
-               for n in notes_of(report))
+    assert forms_of(report) == ["depth"]
+    assert f"depth form tiles the weight 4x ({weight_bytes} -> {4 * weight_bytes} bytes)" in notes_of(report)
+    # the same limit by the option's name
+    _, report = assert_rewrites(model, "dilated-conv", {"Conv": 1, "Transpose": 2}, dilated_mode="depth",
+                                depth_weight_limit=4 * weight_bytes - 1, dilated_taps_below=0)
+    assert forms_of(report) == ["batch"]
 
 
-@pytest.mark.parametrize("mode", ["batch", "depth", "slices"])
-def test_tiny_phase_images_use_the_taps_form(mode):
+def test_tiny_phase_images_use_the_taps_form():
     """ASPP rate 6 on 33x33: phase images of 6x6 outputs -> taps form (by default)."""
     model = conv_model((1, 8, 33, 33), (4, 8, 3, 3), dilations=[6, 6], pads=[6] * 4)
-    new, report = assert_rewrites(model, DilatedConv(mode), {"Conv": 9, "Add": 8})
-    assert "form=taps" in notes_of(report)
-    assert any("phase images of 36 outputs" in n for n in notes_of(report))
+    new, report = assert_rewrites(model, DilatedConv(), {"Conv": 9, "Add": 8})
+    assert forms_of(report) == ["taps"]
+    assert ("chosen: phase images of 36 outputs (below taps_below=64) convolve inefficiently: one undilated "
+            "Conv per tap, summed") in notes_of(report)
     assert max_rank(new) == 4
+    _, report = assert_rewrites(model, "dilated-conv", {"Conv": 1}, dilated_taps_below=36)
+    assert forms_of(report) == ["batch"] and not any(n.startswith("chosen:") for n in notes_of(report))
 
 
-def test_large_phase_images_keep_the_mode():
+@pytest.mark.parametrize("mode,convs", [("batch", 1), ("depth", 1), ("slices", 36)])
+def test_an_explicit_mode_goes_before_the_taps_preference(mode, convs):
+    """The user's mode ranks first wherever it applies, tiny phase images
+    included (before the redesign the taps form took them in every mode)."""
+    model = conv_model((1, 8, 33, 33), (4, 8, 3, 3), dilations=[6, 6], pads=[6] * 4)
+    _, report = assert_rewrites(model, dilated_pass(mode), {"Conv": convs, "Add": 0})
+    assert forms_of(report) == [mode] and "chosen: asked for" in notes_of(report)
+
+
+def test_large_phase_images_keep_the_default():
     model = conv_model((1, 4, 20, 20), (4, 4, 3, 3), dilations=[2, 2], pads=[2] * 4)
-    _, report = assert_rewrites(model, DilatedConv("batch"), {"Conv": 1})
-    assert "form=batch" in notes_of(report)
+    _, report = assert_rewrites(model, DilatedConv(), {"Conv": 1})
+    assert forms_of(report) == ["batch"] and not any(n.startswith("chosen:") for n in notes_of(report))
 
 
 def test_options():
-    assert DilatedConv.from_options({}).mode == "batch"
-    p = DilatedConv.from_options({"dilated_mode": "depth", "depth_weight_limit": 1000, "other": 1,
-                                  "dilated_taps_below": 0})
-    assert (p.mode, p.depth_weight_limit, p.taps_below) == ("depth", 1000, 0)
-    with pytest.raises(ValueError, match="dilated_mode"):
-        DilatedConv.from_options({"dilated_mode": "wide"})
+    assert DilatedConvOptions.from_dict({}) == DilatedConvOptions()
+    assert DilatedConvOptions() == DilatedConvOptions(None, 16 << 20, 64, True)
+    o = DilatedConvOptions.from_dict({"dilated_mode": "depth", "depth_weight_limit": 1000, "other": 1,
+                                      "dilated_taps_below": 0, "dilated_chains": False})
+    assert (o.mode, o.depth_weight_limit, o.taps_below, o.chains) == ("depth", 1000, 0, False)
+    assert DilatedConvOptions.from_dict({"dilated_mode": None}).mode is None
+    assert DilatedConvOptions(depth_weight_limit="2048").depth_weight_limit == 2048
+    p, = make_passes(["dilated-conv"], {"dilated_mode": "slices", "dilated_taps_below": 5})
+    assert p == DilatedConv(DilatedConvOptions(mode="slices", taps_below=5)) and p.preferred() == ("slices",)
+    assert DilatedConv().preferred() == ()
+    for key, bad in [("dilated_mode", "wide"), ("dilated_mode", "plain"), ("depth_weight_limit", -1),
+                     ("depth_weight_limit", "lots"), ("dilated_taps_below", 2.5), ("dilated_taps_below", True),
+                     ("dilated_chains", "no")]:
+        with pytest.raises(ValueError, match=f"^{key} "):
+            DilatedConvOptions.from_dict({key: bad})
+
+
+def test_forms_and_modes():
+    """The forms in the default order; the user-selectable ones are the modes."""
+    p = DilatedConv(DilatedConvOptions(depth_weight_limit=123, taps_below=7))
+    assert tuple(f.name for f in p.forms) == FORM_NAMES == ("plain", "subsample", "batch", "depth", "slices",
+                                                             "taps")
+    assert MODES == tuple(f.name for f in p.forms if f.selectable) == FORMS
+    assert p.forms[3].weight_limit == 123 and p.forms[5].below == 7
+    assert (p.name, p.op_types, p.mac_bound, p.Options) == ("dilated-conv", ("Conv",), None, DilatedConvOptions)
 
 
 # --- slices form: rank <= 4 ---------------------------------------------------
@@ -333,25 +426,55 @@ def test_3d_batch_and_depth_forms_stay_within_rank_6(form, dilations):
 
 # --- skips --------------------------------------------------------------------
 
+def skip_codes(report) -> list[str]:
+    return [r.code for r in report.records(SKIPPED)]
+
+
 def test_skip_symbolic_spatial_size():
     model = conv_model((1, 3, 9, 9), (4, 3, 3, 3), dilations=[2, 2])
     model.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "H"
     model.graph.output[0].type.tensor_type.ClearField("shape")
     model = with_output_shape(model)
-    assert_skips(model, DilatedConv(), reason=r"Conv 'conv': the input's spatial size \[.H., 9\] is not static")
+    report = assert_skips(model, DilatedConv(),
+                          reason=r"Conv 'conv': the input's spatial size \[.H., 9\] is not static")
+    assert skip_codes(report) == [Code.DYNAMIC_SHAPE]
 
 
 def test_skip_attributes_that_do_not_describe_the_weight():
     model = conv_model((1, 3, 9, 9), (4, 3, 3, 3), dilations=[2, 2])
     model.graph.node[0].attribute.append(helper.make_attribute("kernel_shape", [3, 2]))
-    assert_skips(model, DilatedConv(),
-                 reason=r"^Conv 'conv': kernel_shape \[3, 2\] does not match the weight's shape \[4, 3, 3, 3\]$")
+    report = assert_skips(model, DilatedConv(), reason=r"^Conv 'conv': kernel_shape \[3, 2\] does not match "
+                                                       r"the weight's shape \[4, 3, 3, 3\]$")
+    assert skip_codes(report) == [Code.INVALID_NODE]
 
 
 def test_skip_float64():
     model = conv_model((1, 3, 9, 9), (4, 3, 3, 3), dtype=TensorProto.DOUBLE, dilations=[2, 2])
-    assert_skips(model, DilatedConv(), reason=r"Conv 'conv': the element type is double; onnxruntime's CPU "
-                                              r"Conv runs only float16 and float32")
+    report = assert_skips(model, DilatedConv(), reason=r"Conv 'conv': the element type is double; onnxruntime's "
+                                                       r"CPU Conv runs only float16 and float32")
+    assert skip_codes(report) == [Code.UNSUPPORTED_TYPE]
+
+
+def test_skip_old_opset():
+    model = conv_model((1, 3, 9, 9), (4, 3, 3, 3), opset=4, dilations=[2, 2])
+    report = assert_skips(model, DilatedConv(), reason=r"^Conv 'conv': model opset 4 is older than 5; upgrade")
+    assert skip_codes(report) == [Code.OLD_OPSET]
+
+
+def test_match_is_pure_and_typed():
+    """match returns a Match with frozen params (or a Skip with a code) and
+    leaves the graph as it was."""
+    model = conv_model((1, 3, 9, 9), (4, 3, 3, 3), dilations=[2, 2], pads=[2] * 4)
+    before = model.SerializeToString()
+    graph = GraphView(model)
+    m = DilatedConv().match(model.graph.node[0], graph)
+    assert isinstance(m, Match) and isinstance(m.params, Dilated) and m.nodes == (model.graph.node[0],)
+    with pytest.raises(AttributeError):
+        m.params.group = 2
+    assert model.SerializeToString() == before
+    model.graph.node[0].attribute.append(helper.make_attribute("group", 2))
+    skip = DilatedConv().match(model.graph.node[0], GraphView(model))
+    assert isinstance(skip, Skip) and skip.code == Code.INVALID_NODE and "groups" in skip.reason
 
 
 def test_undilated_conv_is_not_a_candidate():
@@ -369,9 +492,12 @@ PYTORCH = ["test_Conv1d_dilated", "test_Conv2d_dilated", "test_Conv3d_dilated", 
 @pytest.mark.parametrize("case", list(pytorch_converted_cases(*PYTORCH)), ids=PYTORCH)
 def test_pytorch_converted(case, form):
     name, model, inputs, expected = case
-    phases, taps = {"test_Conv1d_dilated": (2, 3), "test_Conv2d_dilated": (1, 1), "test_Conv3d_dilated": (8, 8),
-                    "test_Conv3d_dilated_strided": (1, 1)}[name]
+    # the strided ones: the dilation divides the stride (subsample form, one
+    # Conv), unless the taps form is asked for (one Conv per tap)
+    phases, taps = {"test_Conv1d_dilated": (2, 3), "test_Conv2d_dilated": (1, 9), "test_Conv3d_dilated": (8, 8),
+                    "test_Conv3d_dilated_strided": (1, 8)}[name]
     new, report = rewrite(model, form, conv_count(form, phases, taps), inputs=inputs)
+    assert forms_of(report) == ["subsample" if phases == 1 and form != "taps" else form]
     got = run_onnxruntime(new, inputs)
     result = compare_outputs([o.name for o in new.graph.output], expected, got)
     assert result, result
@@ -449,21 +575,62 @@ def dilated_conv_cases(draw):
     model = conv_model((1, channels, *sizes), (out_channels, channels // group, *kernel), dtype=dtype,
                        bias=draw(st.booleans()), batch=batch, group=group, seed=draw(st.integers(0, 99)),
                        **attrs)
-    return model, rank
+    return model, rank, batch
 
 
+MIN_REWRITE_RATE = 0.8   # of the generated cases; a pass that always skipped fails
+MIN_EXAMPLES = 20        # the sweep must really have run
+
+
+def sweep(strategy, check, max_examples: int) -> Counter:
+    """Run `check(case) -> bool (rewritten)` on generated cases; returns the
+    counts, having asserted the minimum rewrite rate."""
+    seen = Counter()
+
+    @settings(max_examples=max_examples, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+              database=None)
+    @given(case=strategy)
+    def one(case):
+        rewritten = check(case)
+        seen["cases"] += 1
+        seen["rewritten"] += bool(rewritten)
+
+    one()
+    assert seen["cases"] >= MIN_EXAMPLES, seen
+    assert seen["rewritten"] >= MIN_REWRITE_RATE * seen["cases"], seen
+    return seen
+
+
+def check_costs(model, report, p: DilatedConv, new, batch) -> None:
+    """The form's Cost is exact: MACs (per batch item) against the report's
+    (whole tensor, a symbolic batch as 1), largest rank against the result's."""
+    record, = report.records(REWRITTEN)
+    graph = GraphView(model)
+    match = p.match(model.graph.node[0], graph)
+    form = next(f for f in p.forms if f.name == record.form)
+    cost = form.cost(match, DEFAULT, graph)
+    assert cost.macs * (batch if isinstance(batch, int) else 1) == record.macs_after, (record.form, cost)
+    assert cost.max_rank == max_rank(new), (record.form, cost)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("form", FORMS)
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=dilated_conv_cases())
-def test_property_sweep(form, case):
-    model, rank = case
-    new, report = assert_rewrites(model, form_pass(form), {"ConvTranspose": 0})
-    assert not dilated_convs(new)
-    used = next(n for n in notes_of(report) if n.startswith("form="))
-    if used not in ("form=slices", "form=taps"):
-        assert op_counts(new)["Conv"] == 1
-    if used in ("form=slices", "form=taps") and rank <= 2:
-        assert max_rank(new) <= 4
+def test_property_sweep(form):
+    p = form_pass(form)
+
+    def check(case):
+        model, rank, batch = case
+        new, report = assert_rewrites(model, p, {"ConvTranspose": 0})
+        assert not dilated_convs(new)
+        used = forms_of(report)[0]
+        if used not in ("slices", "taps"):
+            assert op_counts(new)["Conv"] == 1
+        if used in ("slices", "taps") and rank <= 2:
+            assert max_rank(new) <= 4
+        check_costs(model, report, p, new, batch)
+        return True
+
+    sweep(dilated_conv_cases(), check, 50)
 
 
 # --- chains: consecutive dilated Convs kept in batch form -------------------------
@@ -520,21 +687,63 @@ def test_chain_stays_in_batch_form(n, masks):
                                                           "BatchNormalization": 1}, expect_rewrites=1)
     assert not dilated_convs(new)
     assert chain_notes(report) == ["chain: 3 dilated Convs and 6 other ops kept in batch form (exits: r2, c3)"]
+    record, = report.records(REWRITTEN)
+    assert record.form == "batch"
+    assert "also rewrites 'bn', 'r1', 'c2', 'a', 'r2', 'pw', 'ps', 'c3'" in record.notes
+    graph = GraphView(model)
+    chain = DilatedConv().match(model.graph.node[0], graph)
+    assert batch_cost(chain, graph).macs == record.macs_after   # batch 1 (symbolic N counted as 1)
+
+
+def batch_cost(match, graph):
+    batch = next(f for f in DilatedConv().forms if f.name == "batch")
+    return batch.cost(match, DEFAULT, graph)
 
 
 def test_match_alone_ignores_the_chain():
     model = residual_stage()
     graph = GraphView(model)
     c1 = model.graph.node[0]
-    assert len(DilatedConv().match(c1, graph).nodes) == 10 - 1  # the last Add is not in the chain
-    alone = DilatedConv().match_alone(c1, graph)
-    assert alone.nodes == (c1,) and "form=batch" in alone.notes
+    p = DilatedConv()
+    chain = p.match(c1, graph)
+    assert isinstance(chain.params, Chain) and len(chain.nodes) == 10 - 1  # the last Add is not in the chain
+    alone = p.match_alone(c1, graph)
+    assert alone.nodes == (c1,) and isinstance(alone.params, Dilated)
+    assert lower(p, alone, graph).option.form.name == "batch"
+    # only the batch form expresses a chain; a single Conv never gets Chain params
+    for f in p.forms:
+        assert (f.applies(chain, graph) is None) == (f.name == "batch")
+    assert lower(p, chain, graph).option.form.name == "batch"
+
+
+@pytest.mark.parametrize("options", [dict(chains=False), dict(mode="depth"), dict(mode="slices")])
+def test_no_chain_unless_the_default_form_is_batch(options):
+    """Chains off, or a mode other than batch: each Conv is matched alone."""
+    model = residual_stage()
+    graph = GraphView(model)
+    for node in dilated_convs(model):
+        m = dilated_pass(**options).match(node, graph)
+        assert m.nodes == (node,) and isinstance(m.params, Dilated)
+    assert len(dilated_pass(mode="batch").match(model.graph.node[0], graph).nodes) == 9
+
+
+def test_no_chain_where_the_taps_form_is_favoured():
+    """Tiny phase images: the default form is taps, so no chain starts there;
+    asking for the batch form makes the chain again."""
+    model = residual_stage(n=9)   # phase images of 5x5 outputs
+    graph = GraphView(model)
+    assert DilatedConv().match(model.graph.node[0], graph).nodes == (model.graph.node[0],)
+    assert len(dilated_pass(mode="batch").match(model.graph.node[0], graph).nodes) == 9
+    _, report = assert_rewrites(model, DilatedConv(), {"Conv": 1 + 3 * 9}, expect_rewrites=3)
+    assert forms_of(report) == ["taps"] * 3 and not chain_notes(report)
 
 
 def test_chain_off_rewrites_each_conv():
-    new, report = assert_rewrites(residual_stage(), DilatedConv(chains=False), {"Conv": 4, "Where": 0,
-                                                                                "DepthToSpace": 3})
+    new, report = assert_rewrites(residual_stage(), dilated_pass(chains=False), {"Conv": 4, "Where": 0,
+                                                                                 "DepthToSpace": 3})
     assert not chain_notes(report) and len(report.records(REWRITTEN)) == 3
+    _, by_name = assert_rewrites(residual_stage(), "dilated-conv", {"Conv": 4, "Where": 0}, dilated_chains=False)
+    assert forms_of(by_name) == ["batch"] * 3
 
 
 def test_chain_with_values_used_outside_and_float16():
@@ -604,11 +813,14 @@ def conv_chains(draw):
     return graph_model([convs[0], middle, convs[1]], w, (1, 3, *n), batch=draw(st.sampled_from([1, "N"])))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(model=conv_chains())
-def test_chain_property_sweep(model):
-    new, report = assert_rewrites(model, DilatedConv(), {"Conv": 2}, expect_rewrites=1)
-    assert not dilated_convs(new) and len(chain_notes(report)) == 1
+@pytest.mark.slow
+def test_chain_property_sweep():
+    def check(model):
+        new, report = assert_rewrites(model, DilatedConv(), {"Conv": 2}, expect_rewrites=1)
+        assert not dilated_convs(new) and len(chain_notes(report)) == 1 and forms_of(report) == ["batch"]
+        return True
+
+    sweep(conv_chains(), check, 25)
 
 
 # --- the sample models with real dilated patterns --------------------------------
@@ -616,7 +828,7 @@ def test_chain_property_sweep(model):
 SAMPLES = ["deeplab_aspp", "tcn_1d", "all_three", "all_three_dynamo", "all_three_fp16"]
 
 
-@pytest.mark.parametrize("mode", ["batch", "depth", "slices"])
+@pytest.mark.parametrize("mode", [None, "batch", "depth", "slices"])
 @pytest.mark.parametrize("sample", SAMPLES)
 def test_sample_models(sample, mode):
     """ASPP head on a dilated residual stage, 1-D TCN stack, atrous context
@@ -624,10 +836,25 @@ def test_sample_models(sample, mode):
     path = os.path.join(os.path.dirname(__file__), "..", "..", "models", f"{sample}.onnx")
     model = onnx.load(path)
     assert dilated_convs(model)
-    new, _ = assert_rewrites(model, DilatedConv(mode), {"ConvTranspose": op_counts(model)["ConvTranspose"]})
+    new, report = assert_rewrites(model, dilated_pass(mode),
+                                  {"ConvTranspose": op_counts(model)["ConvTranspose"]})
     assert not dilated_convs(new)
     if mode == "slices":
         assert max_rank(new) <= 4
+    if mode is not None:
+        assert set(forms_of(report)) == {mode}
+    else:
+        assert Counter(forms_of(report)) == DEFAULT_SAMPLE_FORMS[sample]
+
+
+# The forms the pass chose by default before the redesign (each Conv alone here).
+DEFAULT_SAMPLE_FORMS = {
+    "deeplab_aspp": Counter(taps=3, batch=1),       # ASPP rates on a small map; the dilated stage
+    "tcn_1d": Counter(taps=6),
+    "all_three": Counter(batch=1, taps=1),
+    "all_three_dynamo": Counter(batch=1, taps=1),
+    "all_three_fp16": Counter(batch=1, taps=1),
+}
 
 
 # --- target profiles: lower only what the target cannot run, in a form it runs ----
@@ -642,22 +869,48 @@ def profile(tmp_path, name, operators=None, **spec) -> Profile:
     return load_profile(path)
 
 
-def target_pass(target, mode="batch", **kw) -> DilatedConv:
-    """The pass for `target`, with the automatic taps form off unless asked."""
-    return DilatedConv(mode, taps_below=kw.pop("taps_below", 0), target=target, **kw)
+def target_pass(mode=None, **kw) -> DilatedConv:
+    """The pass, with the automatic taps form off unless asked (the target is
+    the driver's, never the pass's)."""
+    return dilated_pass(mode, taps_below=kw.pop("taps_below", 0), **kw)
 
 
-def rewrite_for(model, target, expect_ops, mode="batch", **kw):
+def assert_rewrites_for(model, p, expect_ops, target, expect_rewrites=None):
+    """assert_rewrites (tests/helpers.py) with a target: a valid model, the op
+    counts, equivalent to the original (batch 1, and 3 where symbolic), and a
+    second run under the same target rewrites nothing."""
+    new, report = optimize(model, passes=[p], target=target)
+    onnx.checker.check_model(new, full_check=True)
+    problems = [f"{r.node}: {r.status}: {r.reason}" for r in report.rewrites if r.status != REWRITTEN]
+    assert report.records(REWRITTEN), f"nothing was rewritten; {problems}"
+    if expect_rewrites is not None:
+        assert len(report.records(REWRITTEN)) == expect_rewrites, problems
+    counts = op_counts(new)
+    for op, n in expect_ops.items():
+        assert counts.get(op, 0) == n, f"{op}: expected {n}, found {counts.get(op, 0)} in {dict(counts)}; {problems}"
+    needed = runtime_inputs(model)
+    symbolic = any(not d.HasField("dim_value") for i in needed for d in i.type.tensor_type.shape.dim)
+    for seed, batch in [(123, 1)] + ([(321, 3)] if symbolic else []):
+        result = check_models(model, new, random_feeds(needed, seed=seed, batch=batch))
+        assert result, f"rewritten model differs from the original:\n{result}"
+    assert report.verification.equivalent is True, report.verification
+    _, again = optimize(new, passes=[p], target=target)
+    assert not again.records(REWRITTEN), "a second run rewrote again (not idempotent)"
+    return new, report
+
+
+def rewrite_for(model, target, expect_ops, mode=None, expect_rewrites=None, **kw):
     """assert_rewrites for a target, plus: no dilated Conv is left and every
     node of the result fits the target."""
-    new, report = assert_rewrites(model, target_pass(target, mode, **kw), expect_ops)
+    new, report = assert_rewrites_for(model, target_pass(mode, **kw), expect_ops, target, expect_rewrites)
     assert not dilated_convs(new)
     assert not target_violations(new, target), format_violations(target_violations(new, target), target)
     return new, report
 
 
 def used_form(report) -> str:
-    return next(n[5:] for n in notes_of(report) if n.startswith("form="))
+    record, = report.records(REWRITTEN)
+    return record.form
 
 
 def batch_dims(model: onnx.ModelProto) -> set:
@@ -672,10 +925,13 @@ def batch_dims(model: onnx.ModelProto) -> set:
     return dims
 
 
-def test_target_option_reaches_the_pass(tmp_path):
-    p = profile(tmp_path, "npu")
-    assert DilatedConv.from_options({"target": p}).target is p
-    assert DilatedConv.from_options({}).target is None
+def test_the_pass_holds_no_target():
+    """The driver gates, chooses and checks for a target; the pass never sees one."""
+    assert "target" not in DilatedConvOptions.KEYS and not hasattr(DilatedConv(), "target")
+    with pytest.raises(ValueError, match="unknown option 'target'"):
+        make_passes(["dilated-conv"], {"target": "generic-npu"})
+    for source in (HERE.parents[1] / "passes" / "dilated_conv").glob("*.py"):
+        assert "convrewrite.target" not in source.read_text(), source
 
 
 def test_conv_the_target_runs_is_left_alone(tmp_path):
@@ -683,8 +939,11 @@ def test_conv_the_target_runs_is_left_alone(tmp_path):
     the reason; the d=3 one is lowered."""
     atrous = profile(tmp_path, "atrous-npu", {"Conv": {"dilations": [1, 2]}})
     model = conv_model((1, 3, 12, 12), (4, 3, 3, 3), dilations=[2, 2], pads=[2] * 4)
-    assert_skips(model, DilatedConv(target=atrous),
-                 reason=r"^Conv 'conv': target 'atrous-npu' runs it as it is .*left unchanged$")
+    kept, report = optimize(model, passes=[DilatedConv()], target=atrous)
+    record, = report.rewrites
+    assert record.status == SKIPPED and record.code == Code.TARGET_RUNS_IT and not record.form
+    assert re.search(r"^Conv 'conv': target 'atrous-npu' runs it as it is .*left unchanged$", record.reason)
+    assert op_counts(kept) == op_counts(model)
     new, report = optimize(model, passes=["dilated-conv"], target=atrous.origin)
     assert op_counts(new) == op_counts(model) and report.target["fits"] and report.rewritten == 0
     rewrite_for(conv_model((1, 3, 12, 12), (4, 3, 3, 3), dilations=[3, 3], pads=[3] * 4), atrous, {"Conv": 1})
@@ -706,10 +965,13 @@ def test_max_rank_4_produces_no_tensor_above_rank_4(tmp_path, case, expect):
     model = conv_model(x_shape, w_shape, batch="N", **attrs)
     new, report = rewrite_for(model, rank4, {"Conv": conv_count(expect, phases)})
     assert max_rank(new) <= 4 and used_form(report) == expect
+    assert f"target rank4: form '{expect}' fits" in notes_of(report)
     if expect != "batch":   # the check can fail: the batch form goes above rank 4
-        assert any(n.startswith("target rank4: form 'batch' not used") and "rank <= 4" in n
-                   for n in notes_of(report))
-        assert max_rank(rewrite(model, "batch")[0]) > 4
+        batch_rank = max_rank(rewrite(model, "batch")[0])
+        assert batch_rank > 4
+        # rejected before it is built, from the form's exact max_rank
+        assert (f"target rank4: form 'batch' not used: it needs rank-{batch_rank} tensors, above the target's "
+                "max_rank 4") in notes_of(report)
 
 
 @pytest.mark.parametrize("case", ["1d", "2d_equal", "2d_per_axis", "2d_kernel_2x4", "depthwise_x2", "3d"])
@@ -804,25 +1066,26 @@ def test_subsample_and_plain_forms_under_a_target(tmp_path):
 def test_chain_only_where_the_target_runs_it(tmp_path, n, blocked, chained):
     target = profile(tmp_path, "npu", unsupported_operators=blocked)
     model = residual_stage(n)
-    new, report = assert_rewrites(model, DilatedConv(target=target), {"Conv": 4},
-                                  expect_rewrites=1 if chained else 3)
+    new, report = assert_rewrites_for(model, DilatedConv(), {"Conv": 4}, target,
+                                      expect_rewrites=1 if chained else 3)
     assert not dilated_convs(new) and not target_violations(new, target)
     assert bool(chain_notes(report)) == chained
-    if not chained:
-        assert any("target npu: the chain of 3 dilated Convs is not kept in batch form: Where" in note
-                   for note in notes_of(report))
+    assert forms_of(report) == ["batch"] * (1 if chained else 3)
+    if not chained:   # the chain was built, checked and matched again node by node
+        first = report.records(REWRITTEN)[0]
+        assert first.node == "c1" and not [n for n in notes_of(report) if "also rewrites" in n]
+        assert any(note.startswith("target npu: the 9-node rewrite does not fit (target npu: no form fits; "
+                                   "'batch' has the fewest problems: Where ") and note.endswith("; matched alone")
+                   for note in first.notes), first.notes
 
 
 def test_no_chain_when_the_target_refuses_the_batch_form():
     generic = load_profile("generic-npu")
-    new, report = assert_rewrites(residual_stage(33), DilatedConv(target=generic), {"Conv": 4},
-                                  expect_rewrites=3)
-    assert not chain_notes(report) and {used_form_of(r) for r in report.records(REWRITTEN)} == {"depth"}
+    new, report = assert_rewrites_for(residual_stage(33), DilatedConv(), {"Conv": 4}, generic,
+                                      expect_rewrites=3)
+    assert not chain_notes(report) and set(forms_of(report)) == {"depth"}
     assert not target_violations(new, generic)
-
-
-def used_form_of(record) -> str:
-    return next(n[5:] for n in record.notes if n.startswith("form="))
+    assert any("-node rewrite does not fit" in n and n.endswith("; matched alone") for n in notes_of(report))
 
 
 def forbids_dilation(p: Profile) -> bool:
@@ -847,7 +1110,10 @@ def test_sample_models_for_every_builtin_target(sample, name):
     if forbids_dilation(target):
         assert not left and report.rewritten == len(dilated_convs(onnx.load(path)))
     for r in report.rewrites:
-        if r.status == REWRITTEN and f"target {name}: form '{used_form_of(r)}' fits" in r.notes:
+        if r.status == REWRITTEN:
+            assert r.form in FORM_NAMES
+        if r.status == REWRITTEN and f"target {name}: form '{r.form}' fits" in r.notes:
             assert not [v for v in violating if v.startswith(f"{r.node}/dilated-conv/")]
         if r.node in left:
             assert r.reason.startswith(f"Conv '{r.node}': target '{name}' runs it as it is")
+            assert r.code == Code.TARGET_RUNS_IT

@@ -1,0 +1,466 @@
+"""The lowering forms of a dilated Conv (see rewrite.py for the identity).
+
+    plain       the simplifications left no dilation: one Conv (the weight
+                sliced to its live taps), a Slice where the input is cropped
+    subsample   every axis has one phase (the dilation divides the stride):
+                x_pad[::d] and one undilated Conv with stride s/d
+    batch       aligned phases: space_to_batch, one Conv, batch_to_space
+                (the only form of a chain of dilated Convs)
+    depth       aligned phases: SpaceToDepth, one grouped Conv with the weight
+                tiled P times (the batch stays N), DepthToSpace
+    slices      one strided Slice and one Conv per phase, interleaved; no
+                tensor above rank max(4, rank of x)
+    taps        one strided Slice and one undilated Conv per tap of the
+                dilated axes, summed; favoured when phase images are tiny
+
+The list order is the default order.  plain and subsample are the only forms
+where they apply; batch, depth, slices and taps are the ones a user selects
+(`MODES`, the choices of `dilated_mode`).
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from math import prod
+from typing import ClassVar, Optional
+
+import numpy as np
+import onnx
+
+from convrewrite.core.builder import Builder
+from convrewrite.core.forms import Cost, Form
+from convrewrite.core.graph import GraphView
+from convrewrite.emit.opset_ops import slice_axes
+from convrewrite.emit.pixel_shuffle import MAX_GENERAL_RANK, pixel_shuffle, pixel_unshuffle, shuffle_rank
+from convrewrite.emit.space_to_batch import (batch_to_space, crop_to, interleave, space_to_batch, strided_slice,
+                                             subsample)
+from convrewrite.geometry import extent
+
+from .chain import Chain, copy_node, data_inputs, from_phase, phase_window, to_phase, zero_garbage
+from .phases import AxisPhases, phase_images, window, window_pads
+
+
+@dataclass(frozen=True)
+class Dilated:
+    """What match computed for one Conv: the simplified axes and its tensors."""
+
+    axes: tuple[AxisPhases, ...]
+    channels: int                               # C
+    out_channels: int                           # O
+    group: int
+    weight: str
+    bias: str                                   # "" when absent
+    taps: Optional[tuple[tuple[int, int], ...]]  # kept tap range per axis; None: all
+
+    @property
+    def dilated(self) -> bool:
+        """Some dilation is left after the simplifications."""
+        return any(a.dilation > 1 for a in self.axes)
+
+    @property
+    def one_phase(self) -> bool:
+        """Every axis has one phase: only x_pad[::d] is read."""
+        return all(a.phases == 1 for a in self.axes)
+
+    @property
+    def blocks(self) -> list[int]:
+        return [a.phases for a in self.axes]
+
+    @property
+    def phase_outputs(self) -> int:
+        """Outputs of one phase image."""
+        return prod(a.per_phase for a in self.axes)
+
+    @property
+    def rank(self) -> int:
+        """The rank of x."""
+        return len(self.axes) + 2
+
+    def unaligned(self) -> Optional[str]:
+        """Why no block split reaches the phases (batch and depth forms), or None."""
+        bad = next((a for a in self.axes if not a.aligned), None)
+        if bad is None:
+            return None
+        return (f"stride {bad.stride} and dilation {bad.dilation} share no factor beyond {bad.common}, so the "
+                "phases start at shifted offsets that no block split reaches (only strided Slices do)")
+
+    def conv_macs(self, outputs) -> int:
+        """MACs per batch item of an undilated Conv with this kernel computing `outputs` per axis."""
+        return self.out_channels * (self.channels // self.group) * prod(a.kernel for a in self.axes) * prod(outputs)
+
+    def phase_macs(self) -> int:
+        """MACs per batch item of the phase forms: q*P >= out outputs per axis."""
+        return self.conv_macs([a.per_phase * a.phases for a in self.axes])
+
+    def exact_macs(self) -> int:
+        """MACs per batch item of the Conv's own products (kept taps)."""
+        return self.conv_macs([a.out for a in self.axes])
+
+
+# --- the forms -----------------------------------------------------------------
+
+CHAIN_BATCH_ONLY = "a chain of dilated Convs is lowered in batch form only"
+NO_DILATION = "no dilation is left after the simplifications (the plain form)"
+ONE_PHASE = ("every axis has one phase (the dilation divides the stride), so only x_pad[::d] is read "
+             "(the subsample form)")
+
+
+class _DilatedForm(Form):
+    """A form of a single Conv (never of a chain)."""
+
+    selectable: ClassVar[bool] = True   # a dilated_mode choice
+
+    def applies(self, match, graph) -> Optional[str]:
+        p = match.params
+        if isinstance(p, Chain):
+            return CHAIN_BATCH_ONLY
+        if not p.dilated:
+            return NO_DILATION
+        if p.one_phase:
+            return ONE_PHASE
+        return self.problem(p, graph)
+
+    def problem(self, p: Dilated, graph: GraphView) -> Optional[str]:
+        return None
+
+    def build(self, match, variant, graph, b: Builder) -> dict:
+        p: Dilated = match.params
+        return {match.node.output[0]: self.emit(b, graph, match.node.input[0], p)}
+
+    def emit(self, b: Builder, graph: GraphView, x: str, p: Dilated) -> str:
+        raise NotImplementedError
+
+
+class Plain(_DilatedForm):
+    name = "plain"
+    selectable = False
+
+    def applies(self, match, graph):
+        p = match.params
+        if isinstance(p, Chain):
+            return CHAIN_BATCH_ONLY
+        return "dilation is left after the simplifications" if p.dilated else None
+
+    def cost(self, match, variant, graph) -> Cost:
+        p = match.params
+        return Cost(macs=p.exact_macs(), max_rank=p.rank)
+
+    def emit(self, b, graph, x, p):
+        return _plain(b, x, _sliced_weight(b, graph, p), p)
+
+
+class Subsample(_DilatedForm):
+    name = "subsample"
+    selectable = False
+
+    def applies(self, match, graph):
+        p = match.params
+        if isinstance(p, Chain):
+            return CHAIN_BATCH_ONLY
+        if not p.dilated:
+            return NO_DILATION
+        return None if p.one_phase else "some axis has more than one phase (the dilation does not divide the stride)"
+
+    def cost(self, match, variant, graph) -> Cost:
+        p = match.params
+        return Cost(macs=p.exact_macs(), max_rank=p.rank)
+
+    def emit(self, b, graph, x, p):
+        b.note("the dilation divides the stride: only every d-th input is read")
+        return _batch(b, x, _sliced_weight(b, graph, p), p)
+
+
+class Batch(_DilatedForm):
+    name = "batch"
+
+    def applies(self, match, graph):
+        if isinstance(match.params, Chain):
+            return None
+        return super().applies(match, graph)
+
+    def problem(self, p, graph):
+        return p.unaligned()
+
+    def cost(self, match, variant, graph) -> Cost:
+        p = match.params
+        if isinstance(p, Chain):
+            # Exact rank: batch_rank(p.start).  Left unknown so that a chain
+            # above the target's max_rank is built and found not to fit, and
+            # its nodes are matched alone (the driver re-matches a chain that
+            # does not fit, but not one no form of which is tried).
+            return Cost(macs=chain_macs(p, graph), max_rank=None)
+        return Cost(macs=p.phase_macs(), max_rank=batch_rank(p))
+
+    def build(self, match, variant, graph, b):
+        if isinstance(match.params, Chain):
+            return _chain(b, graph, match.params)
+        return super().build(match, variant, graph, b)
+
+    def emit(self, b, graph, x, p):
+        return _batch(b, x, _sliced_weight(b, graph, p), p)
+
+
+@dataclass(frozen=True)
+class Depth(_DilatedForm):
+    """`weight_limit`: the most bytes the tiled weight may take."""
+
+    weight_limit: int = 16 << 20
+    name = "depth"
+
+    def problem(self, p, graph):
+        blocked = p.unaligned()
+        if blocked:
+            return blocked
+        if not graph.is_constant(p.weight):
+            return "depth form needs a constant weight to tile"
+        blocks, tiled = depth_tiling(graph, p)
+        if tiled > self.weight_limit:
+            return (f"depth form would tile the weight {blocks}x to {tiled} bytes, above "
+                    f"depth_weight_limit={self.weight_limit}")
+        return None
+
+    def cost(self, match, variant, graph) -> Cost:
+        p = match.params
+        return Cost(macs=p.phase_macs(), max_rank=max(p.rank, shuffle_rank(p.blocks, "DCR", graph.opset())))
+
+    def emit(self, b, graph, x, p):
+        blocks, tiled = depth_tiling(graph, p)
+        b.note(f"depth form tiles the weight {blocks}x ({tiled // blocks} -> {tiled} bytes)")
+        return _depth(b, graph, x, p)
+
+
+class Slices(_DilatedForm):
+    name = "slices"
+
+    def cost(self, match, variant, graph) -> Cost:
+        p = match.params
+        return Cost(macs=p.phase_macs(), max_rank=max(p.rank, 4))
+
+    def emit(self, b, graph, x, p):
+        return _slices(b, x, _sliced_weight(b, graph, p), p)
+
+
+@dataclass(frozen=True)
+class Taps(_DilatedForm):
+    """`below`: phase images with fewer outputs favour this form (0: never)."""
+
+    below: int = 64
+    name = "taps"
+
+    def applies(self, match, graph):
+        p = match.params
+        if isinstance(p, Chain):
+            return CHAIN_BATCH_ONLY
+        if not p.dilated:
+            return NO_DILATION
+        return None if graph.is_constant(p.weight) else "the taps form needs a constant weight to slice"
+
+    def favoured(self, match, graph):
+        p = match.params
+        if isinstance(p, Chain) or p.one_phase or p.phase_outputs >= self.below:
+            return None
+        return (f"phase images of {p.phase_outputs} outputs (below taps_below={self.below}) convolve "
+                "inefficiently: one undilated Conv per tap, summed")
+
+    def cost(self, match, variant, graph) -> Cost:
+        p = match.params
+        return Cost(macs=p.exact_macs(), max_rank=p.rank)
+
+    def emit(self, b, graph, x, p):
+        return _taps(b, graph, x, p)
+
+
+FORM_NAMES = ("plain", "subsample", "batch", "depth", "slices", "taps")
+MODES = ("batch", "depth", "slices", "taps")   # the user-selectable forms (dilated_mode)
+
+
+def forms(depth_weight_limit: int, taps_below: int) -> tuple[Form, ...]:
+    """The pass's forms in the default order."""
+    return (Plain(), Subsample(), Batch(), Depth(depth_weight_limit), Slices(), Taps(taps_below))
+
+
+# --- costs ---------------------------------------------------------------------
+
+def batch_rank(p: Dilated) -> int:
+    """The highest rank space_to_batch and batch_to_space create: 5 for 2-D
+    equal blocks (SpaceToDepth + a rank-5 block Transpose); else one
+    Reshape/Transpose/Reshape of rank 2 + r + (axes with P > 1), or above
+    rank 6 one rank-5 step per blocked axis."""
+    blocks, r = p.blocks, len(p.axes)
+    if all(k == 1 for k in blocks):
+        return p.rank
+    if r == 2 and blocks[0] == blocks[1]:
+        return max(p.rank, 5)
+    general = 2 + r + sum(1 for k in blocks if k > 1)
+    return max(p.rank, general if general <= MAX_GENERAL_RANK else 5)
+
+
+def chain_macs(c: Chain, graph: GraphView) -> int:
+    """Per batch item: every dilated Conv of the chain in batch form, and its
+    1x1 Convs, over the phase grid (q*P positions per axis)."""
+    positions = prod(q * k for q, k in zip(c.grid.per_phase, c.grid.blocks))
+    total = c.start.phase_macs()
+    convs = dict(c.region.convs)
+    for k, node in enumerate(c.region.nodes[1:], 1):
+        if k in convs:
+            total += convs[k].phase_macs()
+        elif node.op_type == "Conv":
+            ws = graph.shape(node.input[1])
+            total += ws[0] * prod(ws[1:]) * positions
+    return total
+
+
+def depth_tiling(graph: GraphView, p: Dilated) -> tuple[int, int]:
+    """(phases P, bytes of the kept weight [O, C/G, k...] tiled P times) for
+    the depth form; the weight must be constant."""
+    blocks = prod(p.blocks)
+    w = graph.constant(p.weight)
+    kept = w.itemsize * w.shape[0] * w.shape[1] * prod(a.kernel for a in p.axes)
+    return blocks, kept * blocks
+
+
+# --- build helpers ------------------------------------------------------------
+
+def _kept_weight(w: np.ndarray, taps) -> np.ndarray:
+    if taps is None:
+        return w
+    return np.ascontiguousarray(w[(slice(None), slice(None)) + tuple(slice(lo, hi + 1) for lo, hi in taps)])
+
+
+def _sliced_weight(b: Builder, graph: GraphView, p: Dilated) -> str:
+    """The Conv's weight, or a sliced copy when taps were dropped."""
+    if p.taps is None:
+        return p.weight
+    return b.initializer(_kept_weight(graph.constant(p.weight), p.taps), "weight")
+
+
+def _conv(b: Builder, x: str, weight: str, bias: str, p: Dilated, strides, what="conv",
+          group: Optional[int] = None, pads=None) -> str:
+    """Conv with dilation 1 (the attribute is omitted)."""
+    inputs = [x, weight] + ([bias] if bias else [])
+    return b.op("Conv", inputs, what, kernel_shape=[a.kernel for a in p.axes], strides=list(strides),
+                group=group or p.group, pads=pads)
+
+
+def _plain(b, x, weight, p: Dilated) -> str:
+    """No dilation left: crop the input where the offset is negative or the
+    surplus is not absorbed by the stride, Conv with the remaining padding."""
+    pads = [window_pads(a, (a.out - 1) * a.stride + extent(a.kernel, a.dilation), a.stride - 1)
+            for a in p.axes]
+    crop = [k for k, q in enumerate(pads) if q[0] or q[1]]
+    if crop:
+        x = slice_axes(b, x, [k + 2 for k in crop], [pads[k][0] for k in crop],
+                       [p.axes[k].size - pads[k][1] for k in crop], "crop")
+    conv_pads_ = [q[2] for q in pads] + [q[3] for q in pads]
+    return _conv(b, x, weight, p.bias, p, [a.stride for a in p.axes], pads=conv_pads_)
+
+
+def _phase_input(b, x, p: Dilated) -> str:
+    """The padded window, subsampled by g: [N, C, m_k*P_k ...]."""
+    t = window(b, x, p.axes, [a.block_window for a in p.axes])
+    return subsample(b, t, [a.block_window for a in p.axes], [a.common for a in p.axes])
+
+
+def _blocks(p: Dilated):
+    return (p.blocks, [a.phase_size for a in p.axes], [a.per_phase for a in p.axes])
+
+
+def _batch_core(b, x, weight, p: Dilated) -> str:
+    """x -> the Conv's output in phase form [P*N, O, q...]."""
+    blocks, m, q = _blocks(p)
+    t = space_to_batch(b, _phase_input(b, x, p), p.channels, blocks, m)
+    return _conv(b, t, weight, p.bias, p, [a.inner_stride for a in p.axes])
+
+
+def _batch(b, x, weight, p: Dilated) -> str:
+    blocks, m, q = _blocks(p)
+    t = batch_to_space(b, _batch_core(b, x, weight, p), p.out_channels, blocks, q)
+    return crop_to(b, t, [a.per_phase * a.phases for a in p.axes], [a.out for a in p.axes])
+
+
+def _depth(b, graph, x, p: Dilated) -> str:
+    blocks, m, q = _blocks(p)
+    n = prod(blocks)
+    t = pixel_unshuffle(b, _phase_input(b, x, p), p.channels, blocks, m)
+    w = _kept_weight(graph.constant(p.weight), p.taps)
+    tiled_w = b.initializer(np.tile(w, (n,) + (1,) * (w.ndim - 1)), "weight_tiled")
+    tiled_b = ""
+    if p.bias:
+        bias = graph.constant(p.bias)
+        tiled_b = (b.initializer(np.tile(bias, n), "bias_tiled") if bias is not None
+                   else b.op("Tile", [p.bias, b.ints([n], "bias_repeats")], "bias_tiled"))
+    # one group per (phase, original group): channel flat(phase)*C + c (DCR)
+    t = _conv(b, t, tiled_w, tiled_b, p, [a.inner_stride for a in p.axes], group=n * p.group)
+    t = pixel_shuffle(b, t, p.out_channels, blocks, q)
+    return crop_to(b, t, [a.per_phase * a.phases for a in p.axes], [a.out for a in p.axes])
+
+
+def _slices(b, x, weight, p: Dilated) -> str:
+    blocks, m, q = _blocks(p)
+    t = window(b, x, p.axes, [a.slice_window for a in p.axes])
+    parts = {}
+    for phase, image in phase_images(b, t, p.axes).items():
+        tag = "conv_" + "_".join(map(str, phase))
+        parts[phase] = _conv(b, image, weight, p.bias, p, [a.inner_stride for a in p.axes], tag)
+    t = interleave(b, parts, p.out_channels, blocks, q)
+    return crop_to(b, t, [a.per_phase * a.phases for a in p.axes], [a.out for a in p.axes])
+
+
+def _taps(b, graph, x, p: Dilated) -> str:
+    """One undilated Conv per tap t of the dilated axes (kernel size 1 there)
+    on the window shifted by t*d and strided by s, summed:
+
+        y = B + sum_t Conv(x_pad[t*d :: s], W[..., t, ...])
+    """
+    w = _kept_weight(graph.constant(p.weight), p.taps)
+    dil = [k for k, a in enumerate(p.axes) if a.dilation > 1]
+    lengths = [(a.out - 1) * a.stride + extent(a.kernel, a.dilation) for a in p.axes]
+    t = window(b, x, p.axes, lengths)
+    kernel = [1 if a.dilation > 1 else a.kernel for a in p.axes]
+    strides = [1 if a.dilation > 1 else a.stride for a in p.axes]
+    terms = []
+    for tap in itertools.product(*[range(p.axes[k].kernel) for k in dil]):
+        tag = "tap_" + "_".join(map(str, tap))
+        starts = [tk * p.axes[k].dilation for tk, k in zip(tap, dil)]
+        ends = [s0 + (p.axes[k].out - 1) * p.axes[k].stride + 1 for s0, k in zip(starts, dil)]
+        image = strided_slice(b, t, [k + 2 for k in dil], starts, ends, [p.axes[k].stride for k in dil], tag)
+        index = [slice(None)] * w.ndim
+        for tk, k in zip(tap, dil):
+            index[k + 2] = slice(tk, tk + 1)
+        wt = b.initializer(np.ascontiguousarray(w[tuple(index)]), f"weight_{tag}")
+        bias = [p.bias] if p.bias and not terms else []
+        terms.append(b.op("Conv", [image, wt] + bias, f"conv_{tag}", kernel_shape=kernel, strides=strides,
+                          group=p.group))
+    if b.graph.opset() < 7:   # Add before 7 has the old broadcast attribute; Sum is plain
+        return b.op("Sum", terms, "sum_taps")
+    total = terms[0]
+    for k, y in enumerate(terms[1:], 1):
+        total = b.op("Add", [total, y], f"sum_tap{k}")
+    return total
+
+
+def _chain(b: Builder, graph: GraphView, c: Chain) -> dict:
+    """Every region value in phase form; the exits back through batch_to_space."""
+    nodes, grid = c.region.nodes, c.grid
+    phase = {nodes[0].output[0]: _batch_core(b, nodes[0].input[0], _sliced_weight(b, graph, c.start), c.start)}
+    convs, cache, masked = dict(c.region.convs), {}, {}
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(graph.dtype(nodes[0].input[0]))
+
+    def value(name: str) -> str:   # a region value, or an outside one converted once
+        if name not in phase and name not in cache:
+            cache[name] = to_phase(b, name, graph.shape(name)[1], grid)
+        return phase.get(name) or cache[name]
+
+    for k, node in enumerate(nodes[1:], 1):
+        if k in convs:
+            p = convs[k]
+            if node.input[0] not in masked:
+                masked[node.input[0]] = zero_garbage(b, phase[node.input[0]], p.channels, grid, dtype)
+            v = phase_window(b, masked[node.input[0]], grid, [a.offset for a in p.axes],
+                             [a.kernel for a in p.axes])
+            phase[node.output[0]] = _conv(b, v, _sliced_weight(b, graph, p), p.bias, p, [1] * len(p.axes))
+            continue
+        data = data_inputs(node)
+        inputs = [value(i) if i in data and not graph.is_constant(i) else i for i in node.input]
+        phase[node.output[0]] = copy_node(b, node, inputs)
+    return {e: from_phase(b, phase[e], graph.shape(e)[1], grid) for e in c.region.exits}
