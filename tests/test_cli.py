@@ -246,3 +246,17 @@ def test_model_with_external_data(tmp_path):
     r = run("optimize", src)
     assert r.returncode == 0, r.stderr
     assert "ConvTranspose" not in {n.op_type for n in onnx.load(tmp_path / "ext.opt.onnx").graph.node}
+
+
+def test_version_and_python_dash_m():
+    import convrewrite
+
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"cli.py {convrewrite.__version__}".replace("cli.py", "convrewrite")
+    m = subprocess.run([sys.executable, "-m", "convrewrite", "passes"], capture_output=True, text=True, cwd=ROOT,
+                       timeout=300)
+    assert m.returncode == 0 and m.stdout.split()[0] == "resize", m.stderr
+    assert "onnxruntime" not in subprocess.run(
+        [sys.executable, "-c", "import sys; sys.argv = ['cli.py', 'passes']; import cli; cli.main(['passes']); "
+                               "print(sorted(m for m in sys.modules if m.startswith('onnxruntime')))"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300).stdout.splitlines()[-1].replace("[]", "")

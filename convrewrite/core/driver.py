@@ -215,15 +215,16 @@ class _Run:
         except Exception as e:  # a bug in a form: this rewrite is dropped, the run goes on
             c.roll_back(f"internal error in {p.name}.build: {type(e).__name__}: {e}", Code.INTERNAL_ERROR)
             return c
-        if isinstance(lowered, Skip):
-            c.skip(lowered)
-            return c
-        if not lowered.fits and len(match.nodes) > 1 and hasattr(p, "match_alone"):
+        unfit = lowered.reason if isinstance(lowered, Skip) else None if lowered.fits else lowered.notes[-1]
+        if unfit and self.profile is not None and len(match.nodes) > 1 and hasattr(p, "match_alone"):
             # a multi-node match is kept only when the target runs all of it
             alone = self._plan(graph, p, node, p.match_alone, set())
             alone.record.notes.append(f"target {self.profile.name}: the {len(match.nodes)}-node rewrite "
-                                      f"does not fit ({lowered.notes[-1]}); matched alone")
+                                      f"does not fit ({unfit}); matched alone")
             return alone
+        if isinstance(lowered, Skip):
+            c.skip(lowered)
+            return c
         c.match, c.lowered = match, lowered
         r = c.record
         r.status = PLANNED if self.settings.dry_run else REWRITTEN

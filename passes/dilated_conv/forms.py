@@ -184,11 +184,7 @@ class Batch(_DilatedForm):
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
         if isinstance(p, Chain):
-            # Exact rank: batch_rank(p.start).  Left unknown so that a chain
-            # above the target's max_rank is built and found not to fit, and
-            # its nodes are matched alone (the driver re-matches a chain that
-            # does not fit, but not one no form of which is tried).
-            return Cost(macs=chain_macs(p, graph), max_rank=None)
+            return Cost(macs=chain_macs(p, graph), max_rank=batch_rank(p.start))
         return Cost(macs=p.phase_macs(), max_rank=batch_rank(p))
 
     def build(self, match, variant, graph, b):

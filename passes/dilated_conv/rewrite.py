@@ -94,6 +94,7 @@ class DilatedConvOptions(PassOptions):
     chains: bool = True
     KEYS: ClassVar[dict] = {"dilated_mode": "mode", "depth_weight_limit": "depth_weight_limit",
                             "dilated_taps_below": "taps_below", "dilated_chains": "chains"}
+    CHOICES: ClassVar[dict] = {"dilated_mode": MODES}
 
     def __post_init__(self):
         if self.mode is not None and self.mode not in MODES:
