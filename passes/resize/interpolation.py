@@ -45,6 +45,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from convrewrite.core.graph import attributes
+from convrewrite.core.rewrite import Code
 
 # Transforms with x_original(t + s) = x_original(t) + 1 at an integer scale s.
 PERIODIC_MODES = ("half_pixel", "pytorch_half_pixel", "asymmetric", "half_pixel_symmetric",
@@ -54,6 +55,15 @@ NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil", "le
 
 class Unsupported(Exception):
     """The spec leaves the result undefined (e.g. all weights excluded)."""
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """Why a node's spec cannot be known before run time, or is not a
+    well-defined resize: a reason without the node, and a code from Code."""
+
+    reason: str
+    code: str = Code.INVALID_NODE
 
 
 @dataclass(frozen=True)
@@ -335,25 +345,26 @@ def resize_version(op_type: str, opset: int) -> int:
     return max([v for v in versions if v <= opset], default=versions[0])
 
 
-def read_resize(node, graph) -> "ResizeSpec | str":
-    """The node's spec, or why it cannot be known before run time (a reason
-    without the leading node name)."""
+def read_resize(node, graph) -> "ResizeSpec | Unreadable":
+    """The node's spec, or why it cannot be known before run time or is not
+    well defined (a reason without the leading node name, and its code)."""
     shape = graph.shape(node.input[0])
     if shape is None:
-        return "the input's rank is unknown; run shape inference or give the input a shape"
+        return Unreadable("the input's rank is unknown; run shape inference or give the input a shape",
+                          Code.DYNAMIC_SHAPE)
     interp = read_interpolation(node, graph.opset())
     if isinstance(interp, str):
-        return interp
+        return Unreadable(interp)
     targets = _targets(node, graph, len(shape))
-    if isinstance(targets, str):
+    if isinstance(targets, Unreadable):
         return targets
     kind, values, axes = targets
     roi = _roi(node, graph, interp, len(axes))
-    if isinstance(roi, str):
+    if isinstance(roi, Unreadable):
         return roi
     dims = [d if isinstance(d, int) else None for d in shape]
     per_axis = _axis_resizes(node, kind, values, axes, roi, dims)
-    if isinstance(per_axis, str):
+    if isinstance(per_axis, Unreadable):
         return per_axis
     return _checked(ResizeSpec(interp, per_axis), graph.shape(node.output[0]))
 
@@ -383,12 +394,12 @@ def read_interpolation(node, opset: int) -> "Interpolation | str":
 
 
 def _targets(node, graph, rank: int):
-    """("scales" | "sizes", values, axes), or a reason."""
+    """("scales" | "sizes", values, axes), or why not (Unreadable)."""
     a, opset = attributes(node), graph.opset()
     if node.op_type == "Upsample" and resize_version("Upsample", opset) < 9:
         values, kind = a.get("scales"), "scales"
         if values is None:
-            return "has no scales attribute"
+            return Unreadable("has no scales attribute")
     else:
         first = 1 if node.op_type == "Upsample" or resize_version("Resize", opset) == 10 else 2
         named = [(k, node.input[i]) for k, i in (("scales", first), ("sizes", first + 1))
@@ -401,26 +412,31 @@ def _targets(node, graph, rank: int):
             if v.size:
                 known.append((k, v))
         if len(known) != 1:
-            return "needs exactly one of scales and sizes" if known else "has neither scales nor sizes"
+            return Unreadable("needs exactly one of scales and sizes" if known else "has neither scales nor sizes")
         kind, values = known[0]
     axes = [int(v) + rank if int(v) < 0 else int(v) for v in a.get("axes", range(rank))]
     if sorted(set(axes)) != sorted(axes) or not all(0 <= v < rank for v in axes):
-        return f"axes {a.get('axes')} are not distinct axes of a rank-{rank} input"
+        return Unreadable(f"axes {a.get('axes')} are not distinct axes of a rank-{rank} input")
     values = np.asarray(values).reshape(-1)
     if len(values) != len(axes):
-        return f"has {len(values)} {kind} for {len(axes)} axes"
+        return Unreadable(f"has {len(values)} {kind} for {len(axes)} axes")
     if node.op_type == "Upsample" and not all(values >= 1):
-        return f"Upsample scales {values.tolist()} must be >= 1 (the operator only upsamples)"
+        return Unreadable(f"Upsample scales {values.tolist()} must be >= 1 (the operator only upsamples)")
     return kind, values, axes
 
 
-def _runtime_reason(graph, name: str, what: str) -> str:
+def _runtime_reason(graph, name: str, what: str) -> Unreadable:
+    """A scales / sizes / roi input that is not a constant: from a Shape
+    chain, the input's dimensions are not static (fix them); otherwise the
+    value itself is computed at run time (make it an initializer)."""
     if graph.is_graph_input(name):
-        return f"{what} '{name}' is a graph input; make it an initializer to lower the node"
+        return Unreadable(f"{what} '{name}' is a graph input; make it an initializer to lower the node",
+                          Code.RUNTIME_WEIGHT)
     if _reads_shape(graph, name, depth=12):
-        return (f"{what} '{name}' is computed from a tensor's shape, which is not static; give the model "
-                "static input shapes so the Shape chain folds to a constant")
-    return f"{what} '{name}' is computed at run time; make it a constant to lower the node"
+        return Unreadable(f"{what} '{name}' is computed from a tensor's shape, which is not static; give the "
+                          "model static input shapes so the Shape chain folds to a constant", Code.DYNAMIC_SHAPE)
+    return Unreadable(f"{what} '{name}' is computed at run time; make it a constant to lower the node",
+                      Code.RUNTIME_WEIGHT)
 
 
 def _reads_shape(graph, name: str, depth: int) -> bool:
@@ -437,10 +453,10 @@ def _roi(node, graph, interp: Interpolation, count: int):
     name = node.input[1] if len(node.input) > 1 else ""
     value = graph.constant(name) if name else None
     if value is None:
-        return _runtime_reason(graph, name, "roi") if name else "tf_crop_and_resize needs a roi"
+        return _runtime_reason(graph, name, "roi") if name else Unreadable("tf_crop_and_resize needs a roi")
     value = np.asarray(value).reshape(-1)
     if len(value) != 2 * count:
-        return f"roi has {len(value)} values for {count} axes"
+        return Unreadable(f"roi has {len(value)} values for {count} axes")
     return [(Fraction(float(value[k])), Fraction(float(value[k + count]))) for k in range(count)]
 
 
@@ -450,19 +466,20 @@ def _axis_resizes(node, kind, values, axes, roi, dims):
     if kind == "scales":
         for ax, v in zip(axes, values):
             if not v > 0:
-                return f"scale {float(v)} on axis {ax} is not positive"
+                return Unreadable(f"scale {float(v)} on axis {ax} is not positive")
             scales[ax] = Fraction(float(v))
             # onnxruntime: static_cast<int64_t>(float(scale) * float(n))
             outs[ax] = None if dims[ax] is None else int(np.float32(v) * np.float32(dims[ax]))
     else:
         if any(dims[ax] is None for ax in axes):
-            return "sizes need the input's static size on every resized axis; give the input a static shape"
+            return Unreadable("sizes need the input's static size on every resized axis; give the input a static shape",
+                              Code.DYNAMIC_SHAPE)
         if any(int(v) < 0 or dims[ax] == 0 for ax, v in zip(axes, values)):
-            return f"sizes {values.tolist()} do not fit the input shape {dims}"
+            return Unreadable(f"sizes {values.tolist()} do not fit the input shape {dims}")
         ratios = {ax: Fraction(int(v), dims[ax]) for ax, v in zip(axes, values)}
         policy = attributes(node).get("keep_aspect_ratio_policy", "stretch")
         if policy not in POLICIES:
-            return f"keep_aspect_ratio_policy {policy!r} is not one of {', '.join(POLICIES)}"
+            return Unreadable(f"keep_aspect_ratio_policy {policy!r} is not one of {', '.join(POLICIES)}")
         if policy != "stretch":
             s = (min if policy == "not_larger" else max)(ratios.values())
             ratios = {ax: s for ax in ratios}
@@ -474,31 +491,35 @@ def _axis_resizes(node, kind, values, axes, roi, dims):
                  for ax in range(len(dims)))
 
 
-def _checked(spec: ResizeSpec, inferred) -> "ResizeSpec | str":
+def _checked(spec: ResizeSpec, inferred) -> "ResizeSpec | Unreadable":
     """Refuse nodes whose result depends on the implementation: the output
     size, or an axis onnxruntime copies where the spec resamples it."""
     computed = [ax.n_out for ax in spec.axes]
     if 0 in computed or 0 in [ax.n_in for ax in spec.axes]:
-        return f"the input or the output is empty (output shape {computed}); there is nothing to resize"
+        return Unreadable(f"the input or the output is empty (output shape {computed}); there is nothing to resize",
+                          Code.EMPTY_OUTPUT)
     if inferred is not None and len(inferred) == len(spec.axes) and any(
             isinstance(i, int) and c is not None and i != c for i, c in zip(inferred, computed)):
-        return (f"shape inference gives the output shape {list(inferred)} but onnxruntime computes "
-                f"{computed} from the scales (float32 rounding); the output size is ambiguous, give sizes instead")
+        return Unreadable(f"shape inference gives the output shape {list(inferred)} but onnxruntime computes "
+                          f"{computed} from the scales (float32 rounding); the output size is ambiguous, give sizes "
+                          "instead", Code.SPEC_AMBIGUOUS)
     uses_length = spec.interp.coordinate_mode in ("align_corners", "tf_crop_and_resize", "pytorch_half_pixel")
     for ax in spec.resized:
         fractional = ax.n_in is not None and ax.scale * ax.n_in != ax.n_out
         if uses_length and fractional and (spec.interp.coordinate_mode != "pytorch_half_pixel" or ax.n_out == 1):
-            return (f"{spec.interp.coordinate_mode} on axis {ax.axis} uses length_resized, which the ONNX "
-                    f"reference reads as scale * n = {float(ax.scale * ax.n_in):g} and onnxruntime as the output "
-                    f"size {ax.n_out}, so the node's result is implementation-defined; give sizes instead of scales")
+            return Unreadable(f"{spec.interp.coordinate_mode} on axis {ax.axis} uses length_resized, which the "
+                              f"ONNX reference reads as scale * n = {float(ax.scale * ax.n_in):g} and onnxruntime as "
+                              f"the output size {ax.n_out}, so the node's result is implementation-defined; give "
+                              "sizes instead of scales", Code.SPEC_AMBIGUOUS)
         if spec.interp.coordinate_mode == "pytorch_half_pixel" and ax.n_out == 1 and spec.interp.mode == "cubic":
-            return (f"pytorch_half_pixel on axis {ax.axis} resizes to a single sample, whose coordinate is 0 in "
-                    "the spec and onnxruntime but -0.5 in the ONNX reference; with cubic weights the two differ, "
-                    "so the node's result is implementation-defined")
+            return Unreadable(f"pytorch_half_pixel on axis {ax.axis} resizes to a single sample, whose coordinate "
+                              "is 0 in the spec and onnxruntime but -0.5 in the ONNX reference; with cubic weights "
+                              "the two differ, so the node's result is implementation-defined", Code.SPEC_AMBIGUOUS)
     for ax in spec.axes:
         keeps_size = ax.n_in is not None and ax.n_out == ax.n_in > 1 and ax.scale != 1
         if ax.scale == 1 and ax.roi != (0, 1) or keeps_size:
-            return (f"axis {ax.axis} keeps its size {ax.n_in} at scale {float(ax.scale):g} with roi "
-                    f"{[float(v) for v in ax.roi]}: onnxruntime copies such an axis while the ONNX reference "
-                    "resamples it, so the node's result is implementation-defined")
+            return Unreadable(f"axis {ax.axis} keeps its size {ax.n_in} at scale {float(ax.scale):g} with roi "
+                              f"{[float(v) for v in ax.roi]}: onnxruntime copies such an axis while the ONNX "
+                              "reference resamples it, so the node's result is implementation-defined",
+                              Code.SPEC_AMBIGUOUS)
     return spec

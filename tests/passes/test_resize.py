@@ -3,13 +3,17 @@ MAC-free shuffle, broadcast, and the matmul form) and passes.resize.interpolatio
 
 Every positive test goes through assert_rewrites (checker, op counts, whole
 model against onnxruntime on the original -- borders included -- and
-idempotence); every negative one through assert_skips with its reason.
+idempotence), or assert_rewrites_for with a target profile; every negative
+one through assert_skips (or assert_skips_for) with its reason and its code.
+The form a rewrite used is the record's `form` (and `variant`).
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -25,16 +29,23 @@ from convrewrite.core.equivalence import compare_outputs, run_model
 from convrewrite.core.graph import GraphView
 from passes.resize.interpolation import (AxisResize, Interpolation, axis_kernel, interpolation_matrix,
                                        phase_taps, read_resize, source_coordinate, taps)
+from convrewrite.core.cost import model_cost
+from convrewrite.core.equivalence import check_models
+from convrewrite.core.forms import rank
+from convrewrite.core.lowering import build
 from convrewrite.core.report import REWRITTEN
+from convrewrite.core.rewrite import Code, Match
+from convrewrite.core.standalone import replacement_model
 from convrewrite.target import Profile, builtin_names, load_profile, needs_lowering
-from helpers import assert_rewrites, assert_skips, op_counts
-from passes.convtranspose.rewrite import ConvTransposeToConv
-from passes.resize.rewrite import ResizeToConvTranspose
+from helpers import _feed_sets, assert_rewrites, assert_skips, op_counts
+from passes import make_passes
+from passes.resize.forms import MATMUL_HINT
+from passes.resize.rewrite import ResizeOptions, ResizeToConvTranspose
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
 DECONV = ResizeToConvTranspose()
-DECONV_ONLY = ResizeToConvTranspose(nearest_form="deconv")
-MATMUL = ResizeToConvTranspose(mode="matmul")
+DECONV_ONLY = ResizeToConvTranspose(ResizeOptions(nearest="deconv"))
+MATMUL = ResizeToConvTranspose(ResizeOptions(mode="matmul"))
 PERIODIC = ["half_pixel", "pytorch_half_pixel", "asymmetric", "half_pixel_symmetric", "tf_half_pixel_for_nn"]
 NEAREST_MODES = ["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"]
 
@@ -105,6 +116,11 @@ def shape_chain_model(shape, factor=2, opset=13) -> onnx.ModelProto:
 
 def rewritten_notes(report) -> list:
     return [n for r in report.records(REWRITTEN) for n in r.notes]
+
+
+def forms_of(report, pass_name="resize") -> list:
+    """The form of every rewritten record of `pass_name`, in order."""
+    return [r.form for r in report.records(REWRITTEN) if r.pass_name == pass_name]
 
 
 # --- interpolation: the identity, checked without onnxruntime --------------------
@@ -194,7 +210,8 @@ def test_deconv_every_coordinate_mode(mode, ctm):
     model = resize_model([1, 3, 5, 4], [1, 1, 2, 3], opset=opset, mode=mode, coordinate_transformation_mode=ctm,
                          cubic_coeff_a=-0.5)
     _, report = assert_rewrites(model, DECONV, {"Resize": 0, "ConvTranspose": 1, "Pad": 1})
-    assert "form=deconv" in rewritten_notes(report)
+    assert forms_of(report) == ["deconv"] and [r.variant for r in report.records(REWRITTEN)] == [""]
+    assert "factors=[2, 3]" in rewritten_notes(report)
 
 
 @pytest.mark.parametrize("nearest", NEAREST_MODES)
@@ -202,9 +219,11 @@ def test_deconv_every_coordinate_mode(mode, ctm):
 def test_nearest_every_rounding_both_forms(nearest, ctm):
     model = resize_model([2, 3, 4, 5], [1, 1, 3, 2], opset=11, mode="nearest",
                          coordinate_transformation_mode=ctm, nearest_mode=nearest)
-    assert_rewrites(model, DECONV_ONLY, {"Resize": 0, "ConvTranspose": 1})
+    _, report = assert_rewrites(model, DECONV_ONLY, {"Resize": 0, "ConvTranspose": 1})
+    assert forms_of(report) == ["deconv"] and "chosen: asked for" in rewritten_notes(report)
     _, report = assert_rewrites(model, DECONV, {"Resize": 0, "ConvTranspose": 0, "Concat": 1})
-    assert any(n.startswith("form=shuffle") for n in rewritten_notes(report))
+    assert forms_of(report) == ["shuffle"]
+    assert any(n.startswith("MAC-free: 6 channel copies + DepthToSpace") for n in rewritten_notes(report))
 
 
 def test_plain_nearest_shuffle_is_concat_and_depth_to_space():
@@ -213,6 +232,8 @@ def test_plain_nearest_shuffle_is_concat_and_depth_to_space():
                          nearest_mode="floor")
     new, report = assert_rewrites(model, DECONV, {"Resize": 0, "Concat": 1, "DepthToSpace": 1, "Pad": 0, "Slice": 0})
     assert len(new.graph.node) == 2 and len(report.records(REWRITTEN)) == 1
+    assert forms_of(report) == ["shuffle"] and report.records(REWRITTEN)[0].variant == ""
+    assert "MAC-free: 4 channel copies + DepthToSpace" in rewritten_notes(report)
 
 
 def test_cubic_coefficient_and_borders_against_a_ramp():
@@ -274,10 +295,13 @@ def test_factor_one_axes_and_identity_and_broadcast():
     assert_rewrites(resize_model([1, 2, 3, 4], [1, 1, 1, 3], mode="cubic"), DECONV, {"Resize": 0, "ConvTranspose": 1})
     _, report = assert_rewrites(resize_model([1, 2, 3, 4], [1, 1, 1, 1], mode="linear"), DECONV,
                                 {"Resize": 0, "Identity": 1})
-    assert "form=identity (every scale is 1)" in rewritten_notes(report)
+    assert forms_of(report) == ["identity"] and "every scale is 1" in rewritten_notes(report)
     # DeepLab's image pooling: a 1x1 map resized to 33x33 is a broadcast in every mode.
-    model = resize_model([1, 4, 1, 1], sizes=[1, 4, 33, 33], opset=11, mode="linear")
-    assert_rewrites(model, DECONV, {"Resize": 0, "Expand": 1})
+    for mode in ("nearest", "linear", "cubic"):
+        model = resize_model([1, 4, 1, 1], sizes=[1, 4, 33, 33], opset=11, mode=mode)
+        _, report = assert_rewrites(model, DECONV, {"Resize": 0, "Expand": 1})
+        assert forms_of(report) == ["broadcast"]
+        assert "every resized axis has size 1: Expand, no MACs" in rewritten_notes(report)
 
 
 def test_symbolic_spatial_sizes_with_scales():
@@ -289,7 +313,13 @@ def test_symbolic_spatial_sizes_with_scales():
 
 # --- left alone, with reasons ---------------------------------------------------------
 
-@pytest.mark.parametrize("model,reason", [
+def skip_codes(report) -> list:
+    return [r.code for r in report.rewrites]
+
+
+# Only the opt-in matmul form expresses these: left alone by default (code
+# no-form), the reason naming the option that lowers them exactly once.
+MATMUL_ONLY = [
     (lambda: resize_model([1, 2, 4, 4], [1, 1, 2, 2], mode="linear", coordinate_transformation_mode="align_corners"),
      r"align_corners samples .* not periodic .* --resize-mode matmul"),
     (lambda: resize_model([1, 2, 4, 4], sizes=[1, 2, 3, 3], roi=[0, 0, .1, .1, 1, 1, .9, .9], mode="linear",
@@ -302,30 +332,57 @@ def test_symbolic_spatial_sizes_with_scales():
      r"cubic with exclude_outside=1 renormalises"),
     (lambda: resize_model([1, 2, 4, 4], [1, 2, 2, 2], mode="nearest"), r"resizes the batch or channel axis"),
     (lambda: resize_model(["N", "C", 4, 4], [1, 1, 2, 2], mode="linear"), r"channel count is not static"),
+]
+
+
+@pytest.mark.parametrize("model,reason", MATMUL_ONLY)
+def test_only_the_matmul_form_applies_so_it_is_left_alone_by_default(model, reason):
+    m = model()
+    report = assert_skips(m, DECONV, reason=r"^Resize 'up': no lowering form applies \(.*" + reason)
+    assert skip_codes(report) == [Code.NO_FORM]
+    assert report.rewrites[0].reason.count("--resize-mode matmul") == 1, report.rewrites[0].reason
+    assert report.rewrites[0].reason.endswith(MATMUL_HINT + ")"), report.rewrites[0].reason
+    # ... and the option the reason names lowers it
+    _, report = assert_rewrites(m, "resize", {"Resize": 0}, resize_mode="matmul")
+    assert forms_of(report) == ["matmul"]
+
+
+@pytest.mark.parametrize("model,reason,code", [
     (lambda: resize_model([1, 2, 4, 4], [1, 1, 2, 2], dtype=TensorProto.DOUBLE, mode="linear"),
-     r"element type DOUBLE is not lowered"),
+     r"element type DOUBLE is not lowered", Code.UNSUPPORTED_TYPE),
     (lambda: resize_model([1, 2, 4, 4], [1, 1, 2, 2], mode="nearest",
                           coordinate_transformation_mode="tf_half_pixel_for_nn"),
-     r"tf_half_pixel_for_nn' is not defined in Resize-13"),
+     r"tf_half_pixel_for_nn' is not defined in Resize-13", Code.INVALID_NODE),
     (lambda: resize_model([1, 2, 4, 4], [1, 1, 2, 2], opset=18, mode="nearest",
                           coordinate_transformation_mode="half_pixel_symmetric"),
-     r"half_pixel_symmetric' is not defined in Resize-18"),
+     r"half_pixel_symmetric' is not defined in Resize-18", Code.INVALID_NODE),
     (lambda: shape_chain_model([1, 2, "H", "W"]),
-     r"sizes 'sizes' is computed from a tensor's shape, which is not static"),
+     r"sizes 'sizes' is computed from a tensor's shape, which is not static", Code.DYNAMIC_SHAPE),
     (lambda: resize_model([1, 2, 4, 4], [1, 1, .6, .6], mode="linear", coordinate_transformation_mode="align_corners"),
-     r"align_corners on axis 2 uses length_resized, which the ONNX reference reads as scale \* n = 2.4"),
+     r"align_corners on axis 2 uses length_resized, which the ONNX reference reads as scale \* n = 2.4",
+     Code.SPEC_AMBIGUOUS),
     (lambda: resize_model([1, 2, 4, 4], [1, 1, 1.2, 1], opset=13, mode="nearest"),
-     r"onnxruntime copies such an axis while the ONNX reference resamples it"),
+     r"onnxruntime copies such an axis while the ONNX reference resamples it", Code.SPEC_AMBIGUOUS),
+    # no form at all, matmul included: the attribute that rules out the fixed kernel
+    (lambda: resize_model([1, 2, "H", 4], [1, 1, 2, 2], mode="linear", coordinate_transformation_mode="align_corners"),
+     r"deconv: coordinate_transformation_mode align_corners .*; matmul: the matmul form needs static sizes",
+     Code.UNSUPPORTED_ATTRIBUTE),
+    (lambda: resize_model(["N", "C", "H", 4], [1, 1, 2, 2], mode="linear"),
+     r"deconv: the channel count is not static.*; matmul: the matmul form needs static sizes", Code.DYNAMIC_SHAPE),
 ])
-def test_skips_with_reason(model, reason):
-    assert_skips(model(), DECONV, reason=reason)
+def test_skips_with_reason_and_code(model, reason, code):
+    for pass_ in (DECONV, MATMUL):
+        report = assert_skips(model(), pass_, reason=r"^Resize 'up': .*" + reason)
+        assert skip_codes(report) == [code]
+        assert "--resize-mode matmul" not in report.rewrites[0].reason
 
 
 def test_runtime_scales_are_left_alone():
     model = resize_model([1, 2, 4, 4], [1, 1, 2, 2], mode="linear")
     model.graph.input.append(helper.make_tensor_value_info("scales", FLOAT, [4]))
     model.graph.ClearField("initializer")
-    assert_skips(model, DECONV, reason=r"scales 'scales' is a graph input; make it an initializer")
+    report = assert_skips(model, DECONV, reason=r"scales 'scales' is a graph input; make it an initializer")
+    assert skip_codes(report) == [Code.RUNTIME_WEIGHT]
 
 
 # --- the matmul form --------------------------------------------------------------------
@@ -344,18 +401,32 @@ def test_matmul_form_handles_any_static_resize(model):
     m = model()
     _, report = assert_rewrites(m, MATMUL, {"Resize": 0, "ConvTranspose": 0})
     notes = rewritten_notes(report)
-    assert "form=matmul" in notes and any(n.startswith("matrices axis") for n in notes), notes
+    assert forms_of(report) == ["matmul"] and any(n.startswith("matrices axis") for n in notes), notes
 
 
 def test_matmul_form_reports_matrix_sizes():
     model = resize_model([1, 2, 4, 6], [1, 1, 2, 3], mode="linear", coordinate_transformation_mode="align_corners")
     _, report = assert_rewrites(model, "resize", {"Resize": 0, "MatMul": 2}, resize_mode="matmul")
     assert "matrices axis 2: [8, 4], axis 3: [18, 6] (140 weights)" in rewritten_notes(report)
+    assert forms_of(report) == ["matmul"]
 
 
 def test_matmul_form_needs_static_sizes():
-    assert_skips(resize_model([1, 2, "H", 4], [1, 1, 0.5, 2], mode="linear"), MATMUL,
-                 reason=r"matmul form needs static sizes")
+    report = assert_skips(resize_model([1, 2, "H", 4], [1, 1, 0.5, 2], mode="linear"), MATMUL,
+                          reason=r"matmul form needs static sizes")
+    assert skip_codes(report) == [Code.UNSUPPORTED_ATTRIBUTE]
+
+
+def test_a_preferred_matmul_that_cannot_express_the_node_falls_back_to_deconv():
+    """resize_mode matmul is a preference: where the matmul form cannot
+    express the node (a symbolic resized axis), the default form is used and
+    the record says why."""
+    model = resize_model([1, 2, "H", 4], [1, 1, 2, 2], mode="linear")
+    _, report = assert_rewrites(model, MATMUL, {"Resize": 0, "ConvTranspose": 1, "MatMul": 0},
+                                inputs={"x": np.random.default_rng(2).standard_normal((1, 2, 5, 4)).astype(np.float32)})
+    assert forms_of(report) == ["deconv"]
+    assert any(n.startswith("preferred form matmul cannot express this node: the matmul form needs static sizes")
+               for n in rewritten_notes(report)), rewritten_notes(report)
 
 
 # --- ONNX conformance cases ---------------------------------------------------------------
@@ -377,9 +448,10 @@ CASES = list(node_cases("resize", "upsample"))
 @pytest.mark.parametrize("pass_", [DECONV, MATMUL], ids=["deconv", "matmul"])
 @pytest.mark.parametrize("name,model,inputs,outputs", CASES, ids=[c[0] for c in CASES])
 def test_conformance(pass_, name, model, inputs, outputs):
-    rewritten = name in DECONV_CASES if pass_.mode == "deconv" else name not in AMBIGUOUS_CASES
+    rewritten = name in DECONV_CASES if pass_.options.mode != "matmul" else name not in AMBIGUOUS_CASES
     if not rewritten:
-        assert_skips(model, pass_, reason=r"^(Resize|Upsample) '\w+': .{40,}")
+        report = assert_skips(model, pass_, reason=r"^(Resize|Upsample) '\w+': .{40,}")
+        assert skip_codes(report) == [Code.SPEC_AMBIGUOUS if name in AMBIGUOUS_CASES else Code.NO_FORM]
         return
     new, _ = assert_rewrites(model, pass_, {"Resize": 0, "Upsample": 0}, inputs=inputs)
     got, _ = run_model(new, inputs)
@@ -405,8 +477,11 @@ def resize_cases(draw, matmul: bool):
     # onnxruntime runs cubic on 2 spatial axes only (the reference lacks tf_half_pixel_for_nn)
     rank = draw(st.integers(1, 3)) if mode != "cubic" else 2
     sizes = draw(st.lists(st.integers(1, 5), min_size=rank, max_size=rank))
-    factor = st.sampled_from([0.5, 0.75, 1, 1.5, 2, 3]) if matmul else st.integers(1, 4)
+    # Upsample only upsamples; a downsampled axis keeps at least one sample (an empty output is no case)
+    factors = [0.5, 0.75, 1, 1.5, 2, 3] if OPSETS[opset] == "Resize" else [1, 1.5, 2, 3]
+    factor = st.sampled_from(factors) if matmul else st.integers(1, 4)
     scales = [1, 1] + [float(draw(factor)) for _ in range(rank)]
+    sizes = [max(n, 2) if s < 1 else n for n, s in zip(sizes, scales[2:])]
     attrs = {"mode": mode}
     if not legacy:
         modes = ([m for m in PERIODIC if m != "tf_half_pixel_for_nn" or opset == 11]
@@ -443,32 +518,59 @@ def describe(model) -> str:
     return f"{node.op_type}-{model.opset_import[0].version} x{dims} {dtype} {consts} {attrs}"
 
 
-def _sweep(model, pass_):
+def _sweep(model, pass_) -> bool:
     """Rewrite where the pass can (checked against onnxruntime on the
-    original by assert_rewrites); otherwise it must say why."""
+    original by assert_rewrites); otherwise it must say why, with a code.
+    Whether it was rewritten."""
     note(describe(model))
     _, report = optimize(model, passes=[pass_], verify=False)
     record = report.rewrites[0]
     if record.status != REWRITTEN:
-        assert record.reason and len(record.reason) > 40, record.reason
-        return
+        assert record.reason and len(record.reason) > 40 and record.code, (record.reason, record.code)
+        return False
     assert_rewrites(model, pass_, {"Resize": 0, "Upsample": 0})
+    return True
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(resize_cases(matmul=False), st.sampled_from([DECONV, DECONV_ONLY]))
-def test_property_deconv_matches_onnxruntime(model, pass_):
-    spec = _spec(model)
-    _sweep(model, pass_)
-    if all(ax.identity or ax.factor for ax in spec.axes[2:]) and spec.resized:
-        _, report = optimize(model, passes=[pass_], verify=False)
-        assert report.records(REWRITTEN), [r.reason for r in report.rewrites]
+@pytest.mark.slow
+def test_property_deconv_matches_onnxruntime():
+    """Integer upsampling in a periodic mode: always rewritten (the fixed
+    kernel exists for every such case), and exact."""
+    outcomes = []
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(resize_cases(matmul=False), st.sampled_from([DECONV, DECONV_ONLY]))
+    def sweep(model, pass_):
+        spec = _spec(model)
+        rewritten = _sweep(model, pass_)
+        if all(ax.identity or ax.factor for ax in spec.axes[2:]) and spec.resized:
+            assert rewritten
+        outcomes.append(rewritten)
+
+    sweep()
+    assert sum(outcomes) >= 0.8 * len(outcomes), f"{sum(outcomes)} of {len(outcomes)} rewritten"
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(resize_cases(matmul=True))
-def test_property_matmul_matches_onnxruntime(model):
-    _sweep(model, MATMUL)
+@pytest.mark.slow
+def test_property_matmul_matches_onnxruntime():
+    """Any static Resize, align_corners and downsampling included: rewritten
+    exactly unless onnxruntime and the ONNX reference disagree on it (about
+    a fifth of the generated cases: align_corners, tf_crop_and_resize and
+    pytorch_half_pixel at fractional sizes); never left alone otherwise."""
+    outcomes, codes = [], []
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(resize_cases(matmul=True))
+    def sweep(model):
+        rewritten = _sweep(model, MATMUL)
+        if not rewritten:
+            _, report = optimize(model, passes=[MATMUL], verify=False)
+            codes.append(report.rewrites[0].code)
+        outcomes.append(rewritten)
+
+    sweep()
+    assert set(codes) <= {Code.SPEC_AMBIGUOUS}, codes
+    assert sum(outcomes) >= 0.6 * len(outcomes), f"{sum(outcomes)} of {len(outcomes)} rewritten"
 
 
 # --- with the convtranspose pass: the default pipeline -----------------------------------------
@@ -504,29 +606,46 @@ MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.ab
 def test_sample_models(name, options, forms):
     model = onnx.load(os.path.join(MODELS, f"{name}.onnx"))
     _, report = assert_rewrites(model, "resize", {"Resize": 0, "Upsample": 0}, **options)
-    got = [n.split(" ")[0].removeprefix("form=") for n in rewritten_notes(report) if n.startswith("form=")]
-    assert got == forms
+    assert forms_of(report) == forms
 
 
 def test_sample_model_align_corners_is_left_alone_by_default():
     model = onnx.load(os.path.join(MODELS, "seg_head_align_corners.onnx"))
     report = assert_skips(model, DECONV, reason=r"align_corners samples t \* \(n - 1\) / \(m - 1\)")
-    assert len(report.rewrites) == 2
+    assert len(report.rewrites) == 2 and skip_codes(report) == [Code.NO_FORM] * 2
 
 
 def test_pass_options():
-    assert ResizeToConvTranspose.from_options({}) == ResizeToConvTranspose("deconv", "shuffle")
-    assert ResizeToConvTranspose.from_options({"resize_mode": "matmul", "resize_nearest": "deconv"}).mode == "matmul"
-    with pytest.raises(ValueError, match="resize_mode must be one of deconv, matmul"):
-        ResizeToConvTranspose("gemm")
-    with pytest.raises(ValueError, match="resize_nearest must be one of"):
-        ResizeToConvTranspose(nearest_form="gather")
+    assert ResizeOptions.from_dict({}) == ResizeOptions() == ResizeOptions(None, None)
+    assert ResizeOptions.from_dict({"resize_mode": None}) == ResizeOptions()
+    both = ResizeOptions.from_dict({"resize_mode": "matmul", "resize_nearest": "deconv"})
+    assert (both.mode, both.nearest) == ("matmul", "deconv")
+    assert ResizeToConvTranspose(both).preferred() == ("matmul", "deconv")
+    assert ResizeToConvTranspose(ResizeOptions(mode="matmul")).preferred() == ("matmul",)
+    assert ResizeToConvTranspose(ResizeOptions(nearest="deconv")).preferred() == ("deconv",)
+    assert ResizeToConvTranspose(ResizeOptions("deconv", "shuffle")).preferred() == ()
+    assert DECONV.preferred() == ()
+    assert make_passes(["resize"], {"resize_mode": "matmul"}) == (ResizeToConvTranspose(ResizeOptions("matmul")),)
+    assert [f.name for f in DECONV.forms] == ["identity", "broadcast", "shuffle", "deconv", "matmul"]
+    assert [f.name for f in DECONV.forms if f.opt_in] == ["matmul"]
+    with pytest.raises(ValueError, match="resize_mode must be one of deconv, matmul, not 'gemm'"):
+        ResizeOptions("gemm")
+    with pytest.raises(ValueError, match="resize_nearest must be one of shuffle, deconv, not 'gather'"):
+        ResizeOptions(nearest="gather")
+    with pytest.raises(ValueError, match="resize_mode must be one of"):
+        make_passes(["resize"], {"resize_mode": "gemm"})
 
 
 # --- target profiles (issue 7) ------------------------------------------------------------------
+#
+# The pass holds no target: the driver gates each node (a target that runs it
+# keeps it), tries the forms in order, opt-in matmul included, and judges the
+# deconv form as the convtranspose pass, when it is in the run, lowers it for
+# the target (lowering.settle).
 
 SAMPLE_MODELS = ["fpn_nearest", "seg_head_bilinear", "seg_head_align_corners", "deeplab_aspp", "all_three"]
 NO_RESIZE = {"unsupported_operators": ["Resize", "Upsample"]}
+BOTH = ("resize", "convtranspose")
 
 
 def inline_profile(tmp_path, spec: dict, name: str = "p") -> Profile:
@@ -536,11 +655,40 @@ def inline_profile(tmp_path, spec: dict, name: str = "p") -> Profile:
     return load_profile(path)
 
 
-def targeted(profile: Profile, **kw) -> ResizeToConvTranspose:
-    """The resize pass as make_passes builds it for a target: the convtranspose
-    pass that lowers its ConvTranspose next is its finisher."""
-    finisher = ConvTransposeToConv.from_options({"target": profile})
-    return ResizeToConvTranspose(target=profile, finisher=finisher, **kw)
+def optimize_for(model, profile, passes=BOTH, verify=True, **options):
+    """The named passes (default: resize, then convtranspose) with `profile`."""
+    return optimize(model, passes=list(passes), options=options or None, target=profile, verify=verify)
+
+
+def assert_rewrites_for(model, profile, expect_ops, passes=BOTH, **options):
+    """assert_rewrites (tests/helpers.py) with a target profile: checker, op
+    counts, the whole model equivalent to the original on the same feeds,
+    the run's own verification, and a second run rewrites nothing."""
+    new, report = optimize_for(model, profile, passes, **options)
+    onnx.checker.check_model(new, full_check=True)
+    problems = [f"{r.pass_name} {r.node}: {r.status}: {r.reason}" for r in report.rewrites if r.status != REWRITTEN]
+    assert report.records(REWRITTEN, "resize"), f"the Resize was not rewritten; {problems}"
+    counts = op_counts(new)
+    for op, n in expect_ops.items():
+        assert counts.get(op, 0) == n, f"{op}: expected {n}, found {counts.get(op, 0)} in {dict(counts)}; {problems}"
+    for feeds in _feed_sets(model, None):
+        result = check_models(model, new, feeds)
+        assert result, f"rewritten model differs from the original:\n{result}"
+    assert report.verification.equivalent is True, report.verification
+    _, again = optimize_for(new, profile, passes, **options)
+    assert not again.records(REWRITTEN), "a second run rewrote again (not idempotent)"
+    return new, report
+
+
+def assert_skips_for(model, profile, reason, code, passes=BOTH, **options):
+    """The resize pass leaves the model unchanged for `profile`, saying why."""
+    new, report = optimize_for(model, profile, passes, **options)
+    records = report.records(pass_name="resize")
+    assert records and not report.records(REWRITTEN), [r.node for r in report.records(REWRITTEN)]
+    assert all(re.search(reason, r.reason) for r in records), [r.reason for r in records]
+    assert [r.code for r in records] == [code] * len(records)
+    assert op_counts(new) == op_counts(model)
+    return report
 
 
 def notes_of(report, pass_name="resize") -> list:
@@ -548,7 +696,8 @@ def notes_of(report, pass_name="resize") -> list:
 
 
 def form_of(report) -> list:
-    return [n.split(" ")[0].removeprefix("form=") for n in notes_of(report) if n.startswith("form=")]
+    """(form, variant) of every rewritten Resize."""
+    return [(r.form, r.variant) for r in report.records(REWRITTEN) if r.pass_name == "resize"]
 
 
 def edge_pads(model) -> list:
@@ -569,49 +718,53 @@ def edge_pads(model) -> list:
                                        coordinate_transformation_mode="align_corners")),
 ])
 def test_target_runs_it_so_it_is_left_alone(profile, model):
-    report = assert_skips(model(), targeted(load_profile(profile)),
-                          reason=rf"^(Resize|Upsample) 'up': target '{profile}' runs it as it is")
+    report = assert_skips_for(model(), load_profile(profile),
+                              reason=rf"^(Resize|Upsample) 'up': target '{profile}' runs it as it is",
+                              code=Code.TARGET_RUNS_IT)
     assert len(report.rewrites) == 1
 
 
 def test_inline_profile_lowers_only_what_it_cannot_run(tmp_path):
     prof = inline_profile(tmp_path, {"operators": {"Resize": {"modes": ["linear"], "factors": [2]}}}, "x2-only")
-    assert_skips(resize_model([1, 3, 5, 6], [1, 1, 2, 2], mode="linear"), targeted(prof),
-                 reason=r"target 'x2-only' runs it as it is")
-    _, report = assert_rewrites(resize_model([1, 3, 5, 6], [1, 1, 4, 4], mode="linear"), targeted(prof),
-                                {"Resize": 0, "ConvTranspose": 1})
+    assert_skips_for(resize_model([1, 3, 5, 6], [1, 1, 2, 2], mode="linear"), prof,
+                     reason=r"target 'x2-only' runs it as it is", code=Code.TARGET_RUNS_IT)
+    x4 = resize_model([1, 3, 5, 6], [1, 1, 4, 4], mode="linear")
+    graph = GraphView(x4)
+    assert needs_lowering(graph.graph.node[0], graph, prof) == (
+        "Resize 'up': scale factors 4x4 not allowed (allowed integer upsampling factors per axis: [2])")
+    _, report = assert_rewrites_for(x4, prof, {"Resize": 0, "ConvTranspose": 1})
     notes = notes_of(report)
-    assert "target x2-only cannot run it as it is: scale factors 4x4 not allowed (allowed integer upsampling " \
-           "factors per axis: [2])" in notes, notes
-    assert "target x2-only: form 'deconv' fits" in notes
-    assert "target x2-only: the ConvTranspose was judged as built (the convtranspose pass leaves it)" in notes
+    assert form_of(report) == [("deconv", "")] and "target x2-only: form 'deconv' fits" in notes, notes
+    # the ConvTranspose was judged as built: the convtranspose pass leaves it, since the target runs it
+    deconv = [r for r in report.rewrites if r.pass_name == "convtranspose"]
+    assert [(r.status, r.code) for r in deconv] == [("skipped", Code.TARGET_RUNS_IT)], deconv
 
 
 NO_PAD_EDGE = {**NO_RESIZE, "operators": {"Pad": {"modes": ["constant"]}}}
 
 
 @pytest.mark.parametrize("model,form", [
-    (lambda: resize_model([1, 3, 5, 6], [1, 1, 2, 2], mode="linear"), "deconv-concat-edge"),
-    (lambda: resize_model([2, 3, 4, 5], [1, 1, 3, 2], opset=11, mode="cubic", cubic_coeff_a=-0.5),
-     "deconv-concat-edge"),
-    (lambda: resize_model(["N", 3, "H", "W"], [1, 1, 2, 2], mode="linear", dtype=FLOAT16), "deconv-concat-edge"),
-    (lambda: resize_model([1, 2, 3, 4, 2], [1, 1, 2, 1, 3], mode="linear"), "deconv-concat-edge"),
-    (lambda: resize_model([1, 2, 1, 4], [1, 1, 4, 2], mode="cubic"), "deconv-concat-edge"),   # edge wider than n
-    (lambda: resize_model([1, 2, 3, 4], [1, 1, 3, 2], op="Upsample", opset=7, mode="linear"), "deconv-concat-edge"),
+    (lambda: resize_model([1, 3, 5, 6], [1, 1, 2, 2], mode="linear"), "deconv"),
+    (lambda: resize_model([2, 3, 4, 5], [1, 1, 3, 2], opset=11, mode="cubic", cubic_coeff_a=-0.5), "deconv"),
+    (lambda: resize_model(["N", 3, "H", "W"], [1, 1, 2, 2], mode="linear", dtype=FLOAT16), "deconv"),
+    (lambda: resize_model([1, 2, 3, 4, 2], [1, 1, 2, 1, 3], mode="linear"), "deconv"),
+    (lambda: resize_model([1, 2, 1, 4], [1, 1, 4, 2], mode="cubic"), "deconv"),   # edge wider than n
+    (lambda: resize_model([1, 2, 3, 4], [1, 1, 3, 2], op="Upsample", opset=7, mode="linear"), "deconv"),
     (lambda: resize_model([2, 3, 4, 5], [1, 1, 2, 2], opset=11, mode="nearest",
-                          coordinate_transformation_mode="asymmetric", nearest_mode="round_prefer_ceil"),
-     "shuffle-concat-edge"),
-    (lambda: resize_model([1, 3, 4, 5], [1, 1, 3, 3], mode="nearest", nearest_mode="ceil"), "shuffle-concat-edge"),
+                          coordinate_transformation_mode="asymmetric", nearest_mode="round_prefer_ceil"), "shuffle"),
+    (lambda: resize_model([1, 3, 4, 5], [1, 1, 3, 3], mode="nearest", nearest_mode="ceil"), "shuffle"),
 ])
 def test_without_pad_edge_the_border_is_a_concat_of_edge_slices(tmp_path, model, form):
     """The clamp without Pad(edge): Concat(x[:1] * lo, x, x[-1:] * hi), exact
-    at the borders (assert_rewrites compares the whole output)."""
+    at the borders (assert_rewrites_for compares the whole output)."""
     prof = inline_profile(tmp_path, NO_PAD_EDGE, "no-pad-edge")
     m = model()
-    new, report = assert_rewrites(m, targeted(prof), {"Resize": 0, "Upsample": 0})
-    assert edge_pads(new) == [] and form_of(report) == [form], (edge_pads(new), notes_of(report))
-    assert any(n.startswith("target no-pad-edge: form 'deconv' not used: Pad") or
-               n.startswith("target no-pad-edge: form 'shuffle' not used: Pad") for n in notes_of(report))
+    new, report = assert_rewrites_for(m, prof, {"Resize": 0, "Upsample": 0})
+    assert edge_pads(new) == [] and form_of(report) == [(form, "concat edge")], (edge_pads(new), notes_of(report))
+    notes = notes_of(report)
+    assert any(n.startswith(f"target no-pad-edge: form '{form}' not used: Pad") for n in notes), notes
+    assert f"target no-pad-edge: form '{form}, concat edge' fits" in notes, notes
+    assert "edge replicated by Concat of edge Slices (no Pad edge)" in notes, notes
     # the whole pipeline with the target: still no edge Pad, and equivalent
     final, full = optimize(m, target=prof)
     assert edge_pads(final) == [] and full.verification.equivalent is True
@@ -621,13 +774,22 @@ def test_without_pad_edge_the_border_is_a_concat_of_edge_slices(tmp_path, model,
 def test_generic_npu_deconv_form_is_judged_as_lowered():
     """The deconv form's ConvTranspose is judged as the convtranspose pass
     will lower it, so generic-npu (no ConvTranspose) still gets the deconv
-    form, and the pipeline ends with Conv + DepthToSpace."""
+    form, and the pipeline ends with Conv + DepthToSpace.  Without the
+    convtranspose pass in the run nothing lowers the ConvTranspose, so the
+    deconv form does not fit there."""
     model = resize_model([1, 3, 5, 6], [1, 1, 4, 4], mode="linear")
-    _, report = assert_rewrites(model, targeted(load_profile("generic-npu")), {"Resize": 0, "ConvTranspose": 1})
+    prof = load_profile("generic-npu")
+    final, report = assert_rewrites_for(model, prof, {"Resize": 0, "ConvTranspose": 0})
     notes = notes_of(report)
-    assert form_of(report) == ["deconv"] and "target generic-npu: form 'deconv' fits" in notes, notes
-    assert "target generic-npu: the ConvTranspose was judged as the convtranspose pass lowers it for this target" \
-           in notes
+    assert form_of(report) == [("deconv", "")] and "target generic-npu: form 'deconv' fits" in notes, notes
+    assert [r.status for r in report.rewrites if r.pass_name == "convtranspose"] == [REWRITTEN]
+    counts = op_counts(final)
+    assert counts["Conv"] >= 1 and counts["DepthToSpace"] >= 1, dict(counts)
+    assert report.target["fits"], report.target["violations"]
+    _, alone = optimize_for(model, prof, passes=["resize"], verify=False)
+    assert form_of(alone) != [("deconv", "")]
+    assert any(n.startswith("target generic-npu: form 'deconv' not used: ConvTranspose") for n in notes_of(alone)), \
+        notes_of(alone)
     final, full = optimize(model, target="generic-npu")
     counts = op_counts(final)
     assert counts["Resize"] == counts["ConvTranspose"] == 0 and counts["DepthToSpace"] >= 1, dict(counts)
@@ -649,35 +811,50 @@ def test_a_convtranspose_the_target_runs_is_kept(tmp_path):
     assert full.target["fits"] and full.verification.equivalent is True
 
 
-@pytest.mark.parametrize("spec,pass_kw,model,form,rejected", [
+def passed_over(model, options) -> dict:
+    """form -> why it cannot express the node (the chooser's passed_over)."""
+    p = make_passes(["resize"], options)[0]
+    graph = GraphView(model)
+    m = p.match(graph.graph.node[-1], graph)
+    assert isinstance(m, Match), m
+    return dict(rank(p, m, graph, None, with_variants=True, with_opt_in=True).passed_over)
+
+
+@pytest.mark.parametrize("spec,options,model,form,rejected,inapplicable", [
     # no ConvTranspose, no DepthToSpace, rank <= 4: neither the shuffle nor the lowered deconv fits
     ({"unsupported_operators": ["Resize", "ConvTranspose", "DepthToSpace"], "max_rank": 4}, {},
      lambda: resize_model([1, 4, 6, 6], [1, 1, 2, 2], mode="nearest", coordinate_transformation_mode="asymmetric",
-                          nearest_mode="floor"), "matmul", ["shuffle", "deconv"]),
+                          nearest_mode="floor"), "matmul", ["shuffle", "deconv"], []),
     # the user's choice comes first
-    (NO_RESIZE, {"mode": "matmul"}, lambda: resize_model([1, 3, 5, 6], [1, 1, 2, 2], mode="linear"), "matmul", []),
-    (NO_RESIZE, {"nearest_form": "deconv"},
-     lambda: resize_model([1, 3, 5, 6], [1, 1, 2, 2], mode="nearest"), "deconv", []),
-    # not a fixed kernel: the matmul form, with the reason the deconv form is not used
+    (NO_RESIZE, {"resize_mode": "matmul"}, lambda: resize_model([1, 3, 5, 6], [1, 1, 2, 2], mode="linear"),
+     "matmul", [], []),
+    (NO_RESIZE, {"resize_nearest": "deconv"},
+     lambda: resize_model([1, 3, 5, 6], [1, 1, 2, 2], mode="nearest"), "deconv", [], []),
+    # not a fixed kernel: the matmul form, with the reason the deconv form does not apply
     (NO_RESIZE, {}, lambda: resize_model([1, 3, 5, 6], [1, 1, 2, 2], mode="linear",
-                                         coordinate_transformation_mode="align_corners"), "matmul", ["deconv"]),
-    (NO_RESIZE, {}, lambda: resize_model([1, 3, 4, 6], [1, 1, 1.5, 2], mode="cubic"), "matmul", ["deconv"]),
+                                         coordinate_transformation_mode="align_corners"), "matmul", [],
+     [("deconv", "coordinate_transformation_mode align_corners samples")]),
+    (NO_RESIZE, {}, lambda: resize_model([1, 3, 4, 6], [1, 1, 1.5, 2], mode="cubic"), "matmul", [],
+     [("deconv", "scale 1.5 on axis 2 is not an integer")]),
     # non-equal factors make the shuffle a rank-6 Reshape: deconv instead
     ({**NO_RESIZE, "max_rank": 4}, {}, lambda: resize_model([1, 3, 4, 5], [1, 1, 3, 2], mode="nearest"),
-     "deconv", ["shuffle"]),
+     "deconv", ["shuffle"], []),
     # no Expand: the 1x1 broadcast is a deconv... of a 1x1 input, or matmul
     ({**NO_RESIZE, "operators": {"Expand": {"supported": False}}}, {},
-     lambda: resize_model([1, 4, 1, 1], sizes=[1, 4, 5, 5], opset=11, mode="linear"), "deconv", ["broadcast"]),
+     lambda: resize_model([1, 4, 1, 1], sizes=[1, 4, 5, 5], opset=11, mode="linear"), "deconv", ["broadcast"], []),
 ])
-def test_each_constraint_picks_a_form_the_target_runs(tmp_path, spec, pass_kw, model, form, rejected):
+def test_each_constraint_picks_a_form_the_target_runs(tmp_path, spec, options, model, form, rejected, inapplicable):
     prof = inline_profile(tmp_path, spec, "npu")
     m = model()
-    _, report = assert_rewrites(m, targeted(prof, **pass_kw), {"Resize": 0})
+    _, report = assert_rewrites_for(m, prof, {"Resize": 0}, **options)
     notes = notes_of(report)
-    assert form_of(report) == [form], notes
+    assert [f for f, _ in form_of(report)] == [form], notes
     assert f"target npu: form '{form}' fits" in notes, notes
     for f in rejected:
         assert any(n.startswith(f"target npu: form '{f}' not used: ") for n in notes), (f, notes)
+    over = passed_over(m, options)
+    for f, why in inapplicable:
+        assert why in over.get(f, ""), (f, over)
     final, full = optimize(m, target=prof)
     assert full.verification.equivalent is True and full.target["fits"], full.target["violations"]
 
@@ -686,7 +863,7 @@ def test_when_no_form_fits_the_fewest_problems_are_built_and_reported(tmp_path):
     prof = inline_profile(tmp_path, {"unsupported_operators": ["Resize", "ConvTranspose", "MatMul", "DepthToSpace",
                                                                "Reshape"]}, "tiny")
     model = resize_model([1, 3, 5, 6], [1, 1, 2, 2], mode="linear")
-    _, report = assert_rewrites(model, targeted(prof), {"Resize": 0})
+    _, report = assert_rewrites_for(model, prof, {"Resize": 0})
     assert any(n.startswith("target tiny: no form fits; ") for n in notes_of(report)), notes_of(report)
     final, full = optimize(model, target=prof)
     assert full.verification.equivalent is True and not full.target["fits"]
@@ -694,9 +871,19 @@ def test_when_no_form_fits_the_fewest_problems_are_built_and_reported(tmp_path):
 
 def test_no_form_can_be_built_for_the_target():
     model = resize_model([1, 3, "H", 6], [1, 1, 2, 2], mode="linear", coordinate_transformation_mode="align_corners")
-    assert_skips(model, targeted(load_profile("generic-npu")),
-                 reason=r"^Resize 'up': no lowering form can be built for target 'generic-npu' \(deconv: "
-                        r"coordinate_transformation_mode align_corners .*; matmul: the matmul form needs static sizes")
+    assert_skips_for(model, load_profile("generic-npu"),
+                     reason=r"^Resize 'up': no lowering form applies \(.*deconv: "
+                            r"coordinate_transformation_mode align_corners .*; matmul: the matmul form needs static "
+                            r"sizes", code=Code.UNSUPPORTED_ATTRIBUTE)
+
+
+def test_an_opt_in_form_is_tried_for_a_target():
+    """What is left alone by default for want of the matmul option is
+    lowered with a target that cannot run it: the driver tries opt-in forms."""
+    model = resize_model([1, 3, 5, 6], [1, 1, 2, 2], mode="linear", coordinate_transformation_mode="align_corners")
+    assert_skips(model, "resize", reason=r"--resize-mode matmul lowers it")
+    _, report = assert_rewrites_for(model, load_profile("generic-npu"), {"Resize": 0, "MatMul": 2})
+    assert form_of(report) == [("matmul", "")]
 
 
 @pytest.mark.parametrize("profile", builtin_names())
@@ -721,10 +908,13 @@ def test_sample_models_under_every_builtin_profile(name, profile):
         assert not [v for v in report.target["violations"] if "/resize/" in v["node"]], report.target
 
 
-def test_pass_options_take_the_target():
-    prof = load_profile("generic-npu")
-    assert ResizeToConvTranspose.from_options({"target": prof}).target is prof
-    assert ResizeToConvTranspose.from_options({"resize_mode": None}).mode == "deconv"
+def test_the_pass_holds_no_target():
+    """The target is the driver's: the pass's only field is its options,
+    and "target" is no option of it."""
+    assert [f.name for f in dataclasses.fields(ResizeToConvTranspose)] == ["options"]
+    assert "target" not in ResizeOptions.KEYS
+    with pytest.raises(ValueError, match="unknown option 'target'"):
+        make_passes(["resize"], {"target": load_profile("generic-npu")})
 
 
 @pytest.mark.parametrize("name,options,passes,macs", [
@@ -740,6 +930,40 @@ def test_mac_figures_in_the_docs(name, options, passes, macs):
     assert [(r.macs_before, r.macs_after) for r in report.records(REWRITTEN)] == macs
 
 
+@pytest.mark.parametrize("model,options,forms", [
+    (lambda: resize_model([1, 3, 5, 4], [1, 1, 2, 3], mode="linear"), {}, ["deconv", "matmul"]),
+    (lambda: resize_model([2, 3, 4, 5], [1, 1, 3, 2], opset=11, mode="cubic"), {}, ["deconv", "matmul"]),
+    (lambda: resize_model([1, 2, 3, 4, 2], [1, 1, 2, 1, 3], mode="nearest"), {}, ["shuffle", "deconv", "matmul"]),
+    (lambda: resize_model([1, 4, 6, 6], [1, 1, 2, 2], mode="nearest", nearest_mode="ceil"), {},
+     ["shuffle", "deconv", "matmul"]),
+    (lambda: resize_model([1, 4, 1, 1], sizes=[1, 4, 5, 5], opset=11, mode="linear"), {},
+     ["broadcast", "deconv", "matmul"]),
+    (lambda: resize_model([1, 2, 3, 4], [1, 1, 1, 1], mode="linear"), {}, ["identity"]),
+    (lambda: resize_model([2, 3, 8, 9], [1, 1, .5, 2], opset=18, mode="linear", antialias=1),
+     {"resize_mode": "matmul"}, ["matmul"]),
+    (lambda: resize_model(["N", 2, 3, 4, 5], [1, 1, 2, 0.5, 1.5], mode="nearest"), {"resize_mode": "matmul"},
+     ["matmul"]),
+    (lambda: resize_model([3, 5], [2, 0.6], opset=19, mode="cubic"), {"resize_mode": "matmul"}, ["matmul"]),
+])
+def test_form_costs_are_exact(model, options, forms):
+    """Every applicable form and variant: its Cost's MACs (per batch item)
+    and largest rank are those of the replacement it builds."""
+    m = model()
+    p = make_passes(["resize"], options)[0]
+    graph = GraphView(m)
+    match = p.match(graph.graph.node[-1], graph)
+    assert isinstance(match, Match), match
+    options_ = rank(p, match, graph, None, with_variants=True, with_opt_in=True).options
+    assert sorted({o.form.name for o in options_}) == sorted(forms)
+    batch = graph.shape(m.graph.input[0].name)[0]
+    per_item = batch if isinstance(batch, int) and all(ax.axis != 0 for ax in match.params.spec.resized) else 1
+    for option in options_:
+        built = model_cost(replacement_model(build(p, match, option, graph), graph))
+        assert option.cost.macs is not None and option.cost.max_rank is not None, option.label
+        assert option.cost.macs * per_item == built.macs, (option.label, option.cost, built)
+        assert option.cost.max_rank == built.max_rank, (option.label, option.cost, built)
+
+
 @pytest.fixture(scope="module")
 def sweep_profiles(tmp_path_factory):
     """Built-in profiles that lower Resizes, and one without Pad edge."""
@@ -747,21 +971,35 @@ def sweep_profiles(tmp_path_factory):
     return [load_profile(n) for n in ("generic-npu", "arm-ethos-u55", "ti-tidl", "arm-ethos-n78")] + [no_pad_edge]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
-def test_property_target_forms_match_onnxruntime(sweep_profiles, data):
-    """Random Resizes under random profiles: left alone only when the target
-    runs them (or with a reason), else rewritten exactly; no edge Pad where
-    the profile has none."""
-    model = data.draw(resize_cases(matmul=False))
-    prof = data.draw(st.sampled_from(sweep_profiles))
-    note(f"{describe(model)} target {prof.name}")
-    pass_ = targeted(prof)
-    _, report = optimize(model, passes=[pass_], verify=False)
-    record = report.rewrites[0]
-    if record.status != REWRITTEN:
-        assert record.reason and len(record.reason) > 40, record.reason
-        return
-    new, _ = assert_rewrites(model, pass_, {"Resize": 0, "Upsample": 0})
-    if not prof.allows_op("Pad", mode="edge"):
-        assert edge_pads(new) == []
+@pytest.mark.slow
+def test_property_target_forms_match_onnxruntime(sweep_profiles):
+    """Random Resizes under random profiles: left alone when the target runs
+    them, or with a reason and a code; else rewritten exactly; no edge Pad
+    where the profile has none.  Of the nodes the target cannot run (and
+    whose input rank it allows), at least 80% are rewritten."""
+    outcomes = []
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(data=st.data())
+    def sweep(data):
+        model = data.draw(resize_cases(matmul=False))
+        prof = data.draw(st.sampled_from(sweep_profiles))
+        note(f"{describe(model)} target {prof.name}")
+        _, report = optimize_for(model, prof, verify=False)
+        record = report.records(pass_name="resize")[0]
+        too_high = prof.max_rank is not None and len(model.graph.input[0].type.tensor_type.shape.dim) > prof.max_rank
+        if record.status != REWRITTEN:
+            assert record.reason and len(record.reason) > 40 and record.code, record.reason
+            if too_high:  # no form can lower a tensor above the target's rank
+                assert record.code in (Code.NO_FORM, Code.TARGET_RUNS_IT), (record.code, record.reason)
+            elif record.code != Code.TARGET_RUNS_IT:
+                outcomes.append(False)
+            return
+        new, _ = assert_rewrites_for(model, prof, {"Resize": 0, "Upsample": 0})
+        if not prof.allows_op("Pad", mode="edge"):
+            assert edge_pads(new) == []
+        outcomes.append(True)
+
+    sweep()
+    assert len(outcomes) >= 5, "too few generated Resizes needed lowering"
+    assert sum(outcomes) >= 0.8 * len(outcomes), f"{sum(outcomes)} of {len(outcomes)} rewritten"

@@ -1,0 +1,389 @@
+"""The lowering forms of Resize / Upsample (see rewrite.py for the identity).
+
+    identity    every scale is 1: Identity
+    broadcast   every resized axis has input size 1: Expand, no MACs
+    shuffle     nearest at integer factors: one copy of x per output phase
+                (a shifted slice of the edge-padded input), Concat,
+                DepthToSpace; no MACs
+    deconv      edge Pad + depthwise ConvTranspose with the interpolation
+                kernel (integer upsampling of spatial axes, periodic
+                coordinates, any mode); the convtranspose pass lowers the
+                ConvTranspose afterwards
+    matmul      (opt-in) one MatMul per resized axis with its interpolation
+                matrix: any static Resize, align_corners and downsampling
+                included
+
+In this order (simplest first) they reproduce the pass's behaviour: identity
+and broadcast where they apply, then shuffle for nearest, then deconv;
+matmul only when the user asks for it or a target needs a lowering.
+
+Variants (shuffle, deconv), offered where some axis needs edge padding: the
+border replicated by Pad(mode=edge) (the default), or, for targets without
+Pad edge, by Concat of edge Slices ("concat edge"), the same clamp:
+
+    Pad_edge(x, lo, hi) = Concat(x[..., :1] * lo, x, x[..., -1:] * hi)   (per axis)
+"""
+from __future__ import annotations
+
+import itertools
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from math import prod
+from typing import Optional
+
+import numpy as np
+
+from convrewrite.core.builder import Builder
+from convrewrite.core.forms import DEFAULT, Cost, Form, Variant
+from convrewrite.core.rewrite import Skip
+from convrewrite.emit.opset_ops import slice_axes
+from convrewrite.emit.pixel_shuffle import pixel_shuffle, shuffle_rank
+from convrewrite.geometry import join_pads
+
+from .interpolation import (AxisKernel, ResizeSpec, Unsupported, depthwise_kernel, interpolation_matrix,
+                            is_plain_nearest)
+
+MATMUL_HINT = "; --resize-mode matmul lowers it"
+CONCAT_EDGE = Variant("concat edge")
+EXPAND_MIN_OPSET = 8
+
+
+@dataclass(frozen=True)
+class ResizeParams:
+    """What match computed: the node's spec and what the forms share.
+
+    `kernels` (one per spatial axis) hold the deconvolution geometry of the
+    shuffle and deconv forms where the interpolation is a fixed kernel;
+    otherwise they are empty and `fixed` says why (a reason without the
+    node, and its code)."""
+
+    spec: ResizeSpec
+    dtype: np.dtype
+    opset: int
+    channels: Optional[int]             # C, when static
+    kernels: tuple[AxisKernel, ...] = ()
+    fixed: Optional[Skip] = None
+
+    @property
+    def rank(self) -> int:
+        return len(self.spec.axes)
+
+    @property
+    def factors(self) -> list[int]:
+        return [k.factor for k in self.kernels]
+
+    @property
+    def has_edge(self) -> bool:
+        return any(k.edge != (0, 0) for k in self.kernels)
+
+
+def broadcasts(spec: ResizeSpec, opset: int) -> bool:
+    """Every resized axis has input size 1, so every output is x itself
+    (all weights of a row add up to 1 once clamped); Expand needs opset 8."""
+    return (bool(spec.resized) and opset >= EXPAND_MIN_OPSET
+            and spec.interp.coordinate_mode != "tf_crop_and_resize"
+            and all(ax.n_in == 1 and ax.n_out is not None for ax in spec.resized))
+
+
+NOTHING_RESIZED = "every scale is 1 (the identity form)"
+
+
+# --- identity, broadcast --------------------------------------------------------
+
+class Identity(Form):
+    name = "identity"
+
+    def applies(self, match, graph):
+        resized = match.params.spec.resized
+        return None if not resized else f"axes {[ax.axis for ax in resized]} are resized"
+
+    def cost(self, match, variant, graph) -> Cost:
+        return Cost(macs=0, nodes=1, max_rank=match.params.rank)
+
+    def build(self, match, variant, graph, b: Builder) -> dict:
+        b.note("every scale is 1")
+        return {match.node.output[0]: b.op("Identity", [match.node.input[0]], "identity")}
+
+
+class Broadcast(Form):
+    name = "broadcast"
+
+    def applies(self, match, graph):
+        p = match.params
+        spec = p.spec
+        if not spec.resized:
+            return NOTHING_RESIZED
+        if broadcasts(spec, p.opset):
+            return None
+        if spec.interp.coordinate_mode == "tf_crop_and_resize":
+            return "tf_crop_and_resize can extrapolate, so outputs are not all copies of the input"
+        if p.opset < EXPAND_MIN_OPSET:
+            return f"Expand needs opset {EXPAND_MIN_OPSET}"
+        wide = [(ax.axis, ax.n_in) for ax in spec.resized if ax.n_in != 1]
+        if wide:
+            axis, n = wide[0]
+            return f"resized axis {axis} has {n if n is not None else 'a symbolic number of'} samples, not 1"
+        return "the output size is not static"
+
+    def cost(self, match, variant, graph) -> Cost:
+        return Cost(macs=0, nodes=1, max_rank=match.params.rank)
+
+    def build(self, match, variant, graph, b: Builder) -> dict:
+        b.note("every resized axis has size 1: Expand, no MACs")
+        shape = [ax.n_out if not ax.identity else 1 for ax in match.params.spec.axes]
+        y = b.op("Expand", [match.node.input[0], b.ints(shape, "shape")], "broadcast")
+        return {match.node.output[0]: y}
+
+
+# --- shuffle, deconv: the fixed-kernel forms ------------------------------------------
+
+class _FixedKernel(Form):
+    """The forms built from the per-axis kernels (interpolation.axis_kernel)."""
+
+    def fixed_problem(self, match) -> Optional[str]:
+        p = match.params
+        if not p.spec.resized:
+            return NOTHING_RESIZED
+        return p.fixed.reason if p.fixed is not None else None
+
+    def variants(self, match, graph):
+        return (DEFAULT, CONCAT_EDGE) if match.params.has_edge else (DEFAULT,)
+
+
+class Shuffle(_FixedKernel):
+    """Nearest only: every output phase is a copy of x (shifted), so the
+    Resize is prod(s) channel copies and a pixel shuffle, no MACs."""
+
+    name = "shuffle"
+
+    def applies(self, match, graph):
+        p = match.params
+        if p.spec.resized and p.spec.interp.mode != "nearest":
+            return f"{p.spec.interp.mode} interpolation weighs several samples (nearest only)"
+        problem = self.fixed_problem(match)
+        if problem:
+            return problem if problem == NOTHING_RESIZED else "no fixed per-phase copy (see deconv)"
+        factors, sizes = p.factors, [ax.n_in for ax in p.spec.axes[2:]]
+        if not (len(factors) == 2 and factors[0] == factors[1]) and not all(isinstance(n, int) for n in sizes):
+            return "needs static spatial sizes here (a general pixel shuffle)"
+        return None
+
+    def cost(self, match, variant, graph) -> Cost:
+        p = match.params
+        return Cost(macs=0, max_rank=max(p.rank, shuffle_rank(p.factors, "DCR", p.opset)))
+
+    def build(self, match, variant, graph, b: Builder) -> dict:
+        p = match.params
+        plain = is_plain_nearest(p.kernels)
+        b.note(f"factors={p.factors}")
+        b.note(f"MAC-free: {prod(p.factors)} channel copies + DepthToSpace"
+               f"{'' if plain else ', each copy an edge-padded shifted slice'}")
+        y = _build_shuffle(b, match.node.input[0], p, _edge_mode(variant))
+        return {match.node.output[0]: y}
+
+
+class Deconv(_FixedKernel):
+    """Edge Pad + depthwise ConvTranspose with the outer product of the
+    per-axis kernels (any mode at integer factors)."""
+
+    name = "deconv"
+
+    def applies(self, match, graph):
+        problem = self.fixed_problem(match)
+        if problem is None or problem == NOTHING_RESIZED:
+            return problem
+        return problem + (MATMUL_HINT if MatMul().applies(match, graph) is None else "")
+
+    def cost(self, match, variant, graph) -> Cost:
+        p = match.params
+        padded = [ax.n_in + k.edge[0] + k.edge[1] if ax.n_in is not None else None
+                  for ax, k in zip(p.spec.axes[2:], p.kernels)]
+        macs = None
+        if all(n is not None for n in padded):
+            macs = p.channels * prod(padded) * prod(len(k.kernel) for k in p.kernels)
+        return Cost(macs=macs, max_rank=p.rank)
+
+    def build(self, match, variant, graph, b: Builder) -> dict:
+        p = match.params
+        if p.spec.interp.mode == "nearest":
+            passed = Shuffle().applies(match, graph)
+            if passed:
+                b.note(f"shuffle form not used: {passed}")
+        shape = [p.channels, 1, *[len(k.kernel) for k in p.kernels]]
+        axes = "; ".join(" ".join(f"{w:.4g}" for w in k.kernel) for k in p.kernels)
+        b.note(f"factors={p.factors}")
+        b.note(f"kernel={shape} = outer product of [{axes}]")
+        b.note(f"edge pad={[k.edge for k in p.kernels]}")
+        b.note(f"convtranspose pads={[k.pads for k in p.kernels]}")
+        return {match.node.output[0]: _build_deconv(b, match.node.input[0], p, _edge_mode(variant))}
+
+
+# --- matmul ---------------------------------------------------------------------
+
+class MatMul(Form):
+    """One MatMul per resized axis with its interpolation matrix [m, n]:
+    exact for any static Resize, but its MACs grow with n * m per axis."""
+
+    name = "matmul"
+    opt_in = True
+
+    def applies(self, match, graph):
+        spec = match.params.spec
+        if not spec.resized:
+            return NOTHING_RESIZED
+        first = min(ax.axis for ax in spec.resized)
+        if any(ax.n_in is None for ax in spec.axes[first:]):
+            return (f"the matmul form needs static sizes from the first resized axis on (input "
+                    f"{[ax.n_in for ax in spec.axes]}); give the input static spatial dimensions")
+        m = matrices(spec)
+        return m if isinstance(m, str) else None
+
+    def cost(self, match, variant, graph) -> Cost:
+        p = match.params
+        dims = [ax.n_in for ax in p.spec.axes]
+        if all(ax.axis != 0 for ax in p.spec.resized):
+            dims[0] = 1   # per batch item
+        macs = 0
+        for axis, m, _ in _in_build_order(matrices(p.spec)):
+            dims[axis] = m.shape[0]
+            if macs is not None:
+                macs = None if any(d is None for d in dims) else macs + prod(dims) * m.shape[1]
+        return Cost(macs=macs, max_rank=p.rank)
+
+    def build(self, match, variant, graph, b: Builder) -> dict:
+        p = match.params
+        mats = matrices(p.spec)
+        sizes = [f"axis {a}: [{m.shape[0]}, {m.shape[1]}]" for a, m, _ in mats]
+        b.note(f"matrices {', '.join(sizes)} ({sum(m.size for _, m, _ in mats)} weights)")
+        return {match.node.output[0]: _build_matmul(b, match.node.input[0], p, mats)}
+
+
+@lru_cache(maxsize=256)
+def matrices(spec: ResizeSpec) -> "tuple | str":
+    """((axis, M [m, n], extrapolated rows), ...) per resized axis, or why
+    the spec leaves a row undefined."""
+    try:
+        return tuple((ax.axis, *interpolation_matrix(spec.interp, ax)) for ax in spec.resized)
+    except Unsupported as e:
+        return str(e)
+
+
+def _in_build_order(mats) -> list:
+    """Shrinking axes first (fewest MACs)."""
+    return sorted(mats, key=lambda t: t[1].shape[0] / t[1].shape[1])
+
+
+FORMS = (Identity(), Broadcast(), Shuffle(), Deconv(), MatMul())
+FORM_NAMES = tuple(f.name for f in FORMS)
+
+
+# --- build helpers ----------------------------------------------------------
+
+def _edge_mode(variant) -> str:
+    return "concat" if variant.label == CONCAT_EDGE.label else "pad"
+
+
+def _edge_pad(b: Builder, x: str, kernels, edge: str = "pad", what: str = "edge_pad") -> str:
+    """Replicate the border: the spec's clamp of source indices.  `edge`
+    "pad": one Pad(mode=edge); "concat": per axis, Concat of lo copies of the
+    first slice, x, and hi copies of the last (for targets without Pad edge)."""
+    if all(k.edge == (0, 0) for k in kernels):
+        return x
+    if edge == "concat":
+        b.note("edge replicated by Concat of edge Slices (no Pad edge)")
+        return _edge_concat(b, x, kernels, what)
+    pads = [0, 0, *[k.edge[0] for k in kernels], 0, 0, *[k.edge[1] for k in kernels]]
+    if b.graph.opset() < 11:
+        return b.op("Pad", [x], what, pads=pads, mode="edge")
+    return b.op("Pad", [x, b.ints(pads, f"{what}_pads")], what, mode="edge")
+
+
+def _edge_concat(b: Builder, x: str, kernels, what: str) -> str:
+    for axis, k in enumerate(kernels, start=2):
+        lo, hi = k.edge
+        if lo == hi == 0:
+            continue
+        first = [slice_axes(b, x, [axis], [0], [1], f"{what}{axis}_first")] * lo if lo else []
+        last = [slice_axes(b, x, [axis], [-1], [sys.maxsize], f"{what}{axis}_last")] * hi if hi else []
+        x = b.op("Concat", first + [x] + last, f"{what}{axis}", axis=axis)
+    return x
+
+
+def _build_deconv(b: Builder, x: str, p: ResizeParams, edge: str) -> str:
+    x = _edge_pad(b, x, p.kernels, edge)
+    w = b.initializer(depthwise_kernel(p.kernels, p.channels, p.dtype), "weight")
+    return b.op("ConvTranspose", [x, w], "deconv", group=p.channels,
+                kernel_shape=[len(k.kernel) for k in p.kernels], strides=[k.factor for k in p.kernels],
+                pads=join_pads([k.pads for k in p.kernels]))
+
+
+def _build_shuffle(b: Builder, x: str, p: ResizeParams, edge: str) -> str:
+    """One copy of x per output phase (x shifted by the phase's source offset
+    d, read from the edge-padded input), in DCR order, then DepthToSpace."""
+    padded = _edge_pad(b, x, p.kernels, edge)
+    copies, slices = [], {}
+    for combo in itertools.product(*[k.phases for k in p.kernels]):
+        shifts = tuple(phase[0][0] for phase in combo)
+        if shifts not in slices:
+            slices[shifts] = _shifted(b, padded, p.kernels, shifts)
+        copies.append(slices[shifts])
+    y = copies[0] if len(copies) == 1 else b.op("Concat", copies, "copies", axis=1)
+    sizes = [ax.n_in for ax in p.spec.axes[2:]]
+    return pixel_shuffle(b, y, p.channels, p.factors, sizes, "DCR")
+
+
+def _shifted(b: Builder, padded: str, kernels, shifts) -> str:
+    """padded[..., lo + d : lo + d + n] on each spatial axis (ends counted
+    from the back, so symbolic sizes work)."""
+    cut = [(i + 2, k.edge[0] + d, -(k.edge[1] - d) if k.edge[1] > d else sys.maxsize)
+           for i, (k, d) in enumerate(zip(kernels, shifts)) if k.edge != (0, 0)]
+    if not cut:
+        return padded
+    axes, starts, ends = zip(*cut)
+    return slice_axes(b, padded, axes, starts, ends, "shift")
+
+
+def _build_matmul(b: Builder, x: str, p: ResizeParams, mats) -> str:
+    """One MatMul per resized axis, shrinking axes first (fewest MACs)."""
+    dims = [ax.n_in for ax in p.spec.axes]
+    rank = len(dims)
+    masks = []
+    for axis, m, outside in _in_build_order(mats):
+        x = _matmul_axis(b, x, axis, m.astype(p.dtype), dims, rank)
+        dims[axis] = m.shape[0]
+        if outside.any():
+            masks.append((axis, outside))
+    value = p.spec.interp.extrapolation_value
+    if masks and value != 0:
+        x = b.op("Add", [x, b.initializer(_extrapolation(masks, rank, value).astype(p.dtype), "extrapolation")],
+                 "extrapolate")
+    return x
+
+
+def _matmul_axis(b: Builder, x: str, axis: int, m: np.ndarray, dims, rank: int) -> str:
+    """y = M applied along `axis` of x (current sizes `dims`)."""
+    if axis == rank - 1:
+        return b.op("MatMul", [x, b.initializer(np.ascontiguousarray(m.T), f"axis{axis}_matrix")],
+                    f"axis{axis}_matmul")
+    w = b.initializer(m, f"axis{axis}_matrix")
+    if axis == rank - 2:
+        return b.op("MatMul", [w, x], f"axis{axis}_matmul")
+    folded = b.op("Reshape", [x, b.ints([0] * axis + [dims[axis], -1], f"axis{axis}_fold_shape")],
+                  f"axis{axis}_fold")
+    y = b.op("MatMul", [w, folded], f"axis{axis}_matmul")
+    back = [0] * axis + [m.shape[0]] + list(dims[axis + 1:])
+    return b.op("Reshape", [y, b.ints(back, f"axis{axis}_unfold_shape")], f"axis{axis}_unfold")
+
+
+def _extrapolation(masks, rank: int, value: float) -> np.ndarray:
+    """value where any axis's source coordinate falls outside the input."""
+    shape = [1] * rank
+    for axis, outside in masks:
+        shape[axis] = len(outside)
+    out = np.zeros(shape, bool)
+    for axis, outside in masks:
+        view = [1] * rank
+        view[axis] = len(outside)
+        out = out | outside.reshape(view)
+    return out * value
