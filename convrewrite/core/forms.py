@@ -18,6 +18,7 @@ when the user asks for them or a target needs a lowering.
 
 `rank` orders a pass's forms for one match, by these keys in turn:
 
+    0. `first` forms (identity, broadcast: exact, no work) before anything
     1. the user's preference (the pass's `preferred()`, in that order)
     2. opt-in forms last
     3. favoured forms first
@@ -63,6 +64,7 @@ class Form:
 
     name: ClassVar[str]
     opt_in: ClassVar[bool] = False
+    first: ClassVar[bool] = False     # exact and free where it applies (identity): ahead of any preference
 
     def applies(self, match, graph) -> Optional[str]:
         return None
@@ -128,7 +130,7 @@ def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_op
         costs = [form.cost(match, v, graph) for v in variants]
         favoured = form.favoured(match, graph)
         over = _over_bound(costs[0].macs, node_macs, p.mac_bound)
-        key = (preferred.index(form.name) if asked else len(preferred), form.opt_in and not asked,
+        key = (not form.first, preferred.index(form.name) if asked else len(preferred), form.opt_in and not asked,
                favoured is None, over, (costs[0].macs or 0) if over else 0, index)
         why = ("asked for" if asked else favoured or "")
         scored.append((key, [Option(form, v, c, why) for v, c in zip(variants, costs)]))

@@ -93,6 +93,7 @@ NOTHING_RESIZED = "every scale is 1 (the identity form)"
 
 class Identity(Form):
     name = "identity"
+    first = True
 
     def applies(self, match, graph):
         resized = match.params.spec.resized
@@ -108,6 +109,7 @@ class Identity(Form):
 
 class Broadcast(Form):
     name = "broadcast"
+    first = True
 
     def applies(self, match, graph):
         p = match.params

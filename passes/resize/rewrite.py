@@ -73,12 +73,10 @@ class ResizeOptions(PassOptions):
     mode: Optional[str] = None
     nearest: Optional[str] = None
     KEYS: ClassVar[dict] = {"resize_mode": "mode", "resize_nearest": "nearest"}
+    CHOICES: ClassVar[dict] = {"resize_mode": MODES, "resize_nearest": NEAREST_FORMS}
 
     def __post_init__(self):
-        if self.mode is not None and self.mode not in MODES:
-            raise ValueError(f"resize_mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        if self.nearest is not None and self.nearest not in NEAREST_FORMS:
-            raise ValueError(f"resize_nearest must be one of {', '.join(NEAREST_FORMS)}, not {self.nearest!r}")
+        self.check_choices()
 
 
 @dataclass(frozen=True)
