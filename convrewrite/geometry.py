@@ -62,20 +62,41 @@ def conv_output_size(n: int, k: int, s: int, d: int, begin: int, end: int) -> in
     return (n + begin + end - extent(k, d)) // s + 1
 
 
+# No axis this tool lowers is longer: one of 2**31 floats is already 8 GiB.
+# An attribute beyond it (a pad of 2**40, a dilation that spans more) can
+# only describe a tensor no rewrite should plan, whatever the input size.
+MAX_AXIS = 1 << 31
+
+
 def geometry_problem(attrs: dict, rank: int, weight_shape: Sequence[int],
                      per_axis: Sequence[str] = ("strides", "dilations", "kernel_shape")) -> str | None:
     """Why a Conv / ConvTranspose's per-axis attributes cannot describe a
     rank-`rank` convolution with this weight, or None when they can.
 
-    Every per-axis attribute has one entry per spatial axis, strides and
-    dilations are positive, and kernel_shape (when given) is the weight's
-    spatial shape; both operators store the kernel as weight[:, :, k_1 .. k_r].
+    Every per-axis attribute has one entry per spatial axis (pads two),
+    strides and dilations are positive, kernel_shape (when given) is the
+    weight's spatial shape; both operators store the kernel as
+    weight[:, :, k_1 .. k_r].  No attribute, and no kernel's dilated
+    extent, reaches beyond MAX_AXIS.
     """
     for key in per_axis:
         if key in attrs and len(attrs[key]) != rank:
             return f"attribute {key}={attrs[key]} does not have {rank} entries"
+    if "pads" in attrs and len(attrs["pads"]) != 2 * rank:
+        return f"attribute pads={attrs['pads']} does not have {2 * rank} entries (begin and end per axis)"
     if any(v < 1 for key in ("strides", "dilations") for v in attrs.get(key, [])):
         return "strides and dilations must be positive"
     if len(weight_shape) != rank + 2 or list(attrs.get("kernel_shape", weight_shape[2:])) != list(weight_shape[2:]):
         return f"kernel_shape {attrs.get('kernel_shape')} does not match the weight's shape {list(weight_shape)}"
+    return _size_problem(attrs, weight_shape[2:])
+
+
+def _size_problem(attrs: dict, kernel: Sequence[int]) -> str | None:
+    """Why an attribute is too large to lower (see MAX_AXIS), or None."""
+    for key in ("strides", "dilations", "pads", "output_padding", "output_shape"):
+        if any(abs(v) > MAX_AXIS for v in attrs.get(key, [])):
+            return f"attribute {key}={attrs[key]} goes beyond {MAX_AXIS} elements on an axis"
+    spans = [extent(k, d) for k, d in zip(kernel, attrs.get("dilations", [1] * len(kernel)))]
+    if any(not isinstance(k, int) or e > MAX_AXIS for k, e in zip(kernel, spans)):
+        return f"the dilated kernel spans {spans} elements, beyond {MAX_AXIS} on an axis"
     return None

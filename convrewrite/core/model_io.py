@@ -7,12 +7,15 @@ the destination folder and renamed over the target only when complete.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
-from pathlib import Path
+import warnings
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import onnx
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
+from onnx.external_data_helper import load_external_data_for_model
 
 from .errors import InputError
 from .weights import (WEIGHT_STUB_LOCATION, copy_without_initializers, data_bytes, stubbed, weight_stub,
@@ -31,13 +34,109 @@ def load_model(path: "str | os.PathLike") -> onnx.ModelProto:
     if p.stat().st_size == 0:
         raise InputError(f"{p}: file is empty")
     try:
-        model = onnx.load_model(str(p), load_external_data=True)
+        model = onnx.load_model(str(p), load_external_data=False)
     except (DecodeError, RuntimeError, ValueError, TypeError) as e:
         raise InputError(f"{p}: not a readable ONNX protobuf ({_short(e)})") from None
     except OSError as e:
         raise InputError(f"{p}: cannot read ({e.strerror or _short(e)})") from None
+    _load_external_data(model, p)
     check_model(model, str(p))
     return model
+
+
+def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
+    """Read the model's external data, each reference checked first.
+
+    onnx refuses a reference that leaves the model's folder, but with an
+    exception the caller cannot tell from a bug; checking every reference
+    up front turns it into bad input, before a single byte is read."""
+    folder = path.parent.absolute()
+    external = [t for t in _all_tensors(model) if t.data_location == onnx.TensorProto.EXTERNAL]
+    for t in external:
+        problem = external_data_problem(t, folder)
+        if problem:
+            raise InputError(f"{path}: tensor {t.name!r}: {problem}")
+    if not external:
+        return
+    try:
+        with warnings.catch_warnings():  # e.g. unknown keys onnx ignores: not worth a multi-line warning
+            warnings.simplefilter("ignore")
+            load_external_data_for_model(model, str(folder))
+    except (onnx.checker.ValidationError, RuntimeError, ValueError) as e:  # a race, or a check of onnx's own
+        raise InputError(f"{path}: cannot read the external data ({_short(e)})") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the external data ({e.strerror or _short(e)})") from None
+
+
+def external_data_problem(t: onnx.TensorProto, folder: Path) -> str | None:
+    """Why tensor `t`'s external data reference is unusable from `folder`, or None.
+
+    The data must be a regular file inside the model's folder: no absolute
+    path, no `..`, no symbolic link (onnx follows none, and one could lead
+    anywhere), and offset / length must lie within the file."""
+    info = {e.key: e.value for e in t.external_data}
+    location = info.get("location", "")
+    if not location:
+        return "external data without a location"
+    shown = f"external data path {location!r}"
+    if os.path.isabs(location) or PureWindowsPath(location).anchor:
+        return f"{shown} is absolute; external data must be a relative path inside the model's folder"
+    if ".." in PurePosixPath(location.replace("\\", "/")).parts:
+        return f"{shown} points outside the model's folder {folder}"
+    try:
+        target = folder / location
+        inside = os.path.realpath(target).startswith(os.path.join(os.path.realpath(folder), ""))
+        if not inside:
+            return f"{shown} leads outside the model's folder {folder} through a symbolic link"
+        if target.is_symlink():
+            return f"{shown} is a symbolic link; external data must be a regular file"
+        if not target.exists():
+            return f"{shown}: no such file beside the model"
+        if not target.is_file():
+            return f"{shown} is not a regular file"
+        size = target.stat().st_size
+    except (OSError, ValueError) as e:  # an unreadable folder, a NUL byte in the name
+        return f"{shown} cannot be used ({_short(e)})"
+    return _extent_problem(info, shown, size)
+
+
+def _extent_problem(info: dict, shown: str, size: int) -> str | None:
+    """offset and length, when given, are whole numbers that stay within the file."""
+    numbers = {}
+    for key in ("offset", "length"):
+        text = info.get(key)
+        if text is None:
+            continue
+        if not re.fullmatch(r"\s*[0-9]+\s*", text):
+            return f"{shown}: {key} {text!r} is not a non-negative whole number"
+        numbers[key] = int(text)
+    offset, length = numbers.get("offset", 0), numbers.get("length", 0)
+    if offset + length > size:
+        return f"{shown}: offset {offset} + length {length} is beyond the file's {size} bytes"
+    return None
+
+
+def _all_tensors(model: onnx.ModelProto):
+    """Every tensor onnx may load external data for: initializers and tensor
+    attributes, in the graph, its subgraphs and the model's functions."""
+    yield from _graph_tensors(model.graph)
+    for f in model.functions:
+        yield from _node_tensors(f.node)
+
+
+def _graph_tensors(graph: onnx.GraphProto):
+    yield from graph.initializer
+    yield from _node_tensors(graph.node)
+
+
+def _node_tensors(nodes):
+    for node in nodes:
+        for a in node.attribute:
+            if a.HasField("t"):
+                yield a.t
+            yield from a.tensors
+            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                yield from _graph_tensors(g)
 
 
 def check_model(model: onnx.ModelProto, label: str = "model") -> None:

@@ -67,6 +67,18 @@ class SpecConflict(ValueError):
     spec forbids the attribute combination; no rewrite can match both."""
 
 
+class TooLarge(SpecConflict):
+    """The node is beyond what a rewrite can sensibly plan (an absurd output
+    or number of phases).  A SpecConflict, so a caller that skips on one
+    skips on this too, with the reason."""
+
+
+# Planning loops over phases and outputs: bound them by sane tensor sizes,
+# never by attribute magnitudes (a stride of 2**20 must not take hours).
+MAX_OUTPUT_ELEMENTS = 1 << 31   # spatial outputs of one channel of one batch item
+MAX_PHASES = 1 << 12            # prod(strides): Conv output channels per output channel
+
+
 # --- output size and padding ------------------------------------------------
 
 @dataclass(frozen=True)
@@ -107,6 +119,10 @@ def output_geometry(sizes: Sequence[int], kernel: Sequence[int], strides: Sequen
     """
     r = len(kernel)
     adj = list(output_padding or [0] * r)
+    if pads and len(pads) != 2 * r or len(adj) != r or not len(sizes) == len(strides) == len(dilations) == r:
+        raise SpecConflict(f"pads {list(pads or [])}, output_padding {adj}, strides {list(strides)} or dilations "
+                           f"{list(dilations)} do not have one entry per spatial axis (two for pads) of "
+                           f"the kernel {list(kernel)}")
     explicit = split_pads(pads, r)
     if auto_pad != "NOTSET" and any(b or e for b, e in explicit):
         raise SpecConflict(f"both pads {list(pads)} and auto_pad={auto_pad} are set, which the spec forbids; "
@@ -126,7 +142,20 @@ def output_geometry(sizes: Sequence[int], kernel: Sequence[int], strides: Sequen
                                "fix output_shape")
         head, out = _head_and_out(full, n * s, wanted, auto_pad, explicit[i])
         axes.append(AxisGeometry(n, k, s, d, head, out))
+    _check_size(axes)
     return tuple(axes)
+
+
+def _check_size(axes: Sequence[AxisGeometry]) -> None:
+    """Raise TooLarge for an output or a phase count no rewrite should plan."""
+    outs = [g.out for g in axes]
+    if prod(max(o, 0) for o in outs) > MAX_OUTPUT_ELEMENTS:
+        raise TooLarge(f"the output would be {outs} per channel, more than {MAX_OUTPUT_ELEMENTS} elements; "
+                       "check the strides, dilations, pads and output_shape")
+    strides = [_one_input(g).s for g in axes]
+    if prod(strides) > MAX_PHASES:
+        raise TooLarge(f"strides {strides} make {prod(strides)} output phases, more than the {MAX_PHASES} a "
+                       "sub-pixel rewrite plans (each phase is a Conv output channel per output channel)")
 
 
 def _head_and_out(full: int, same_out: int, wanted: Optional[int], auto_pad: str,
@@ -195,11 +224,13 @@ class AxisPlan:
 
 def phase_offsets(g: AxisGeometry, shift: int) -> list[list[tuple[int, int]]]:
     """For each output phase r: the (rho, j) pairs, y[q*s + r - shift]
-    gathering x[q + rho] * w[j]."""
-    phases = []
-    for r in range(g.s):
-        base = r - shift + g.head
-        phases.append([((base - j * g.d) // g.s, j) for j in range(g.k) if (base - j * g.d) % g.s == 0])
+    gathering x[q + rho] * w[j].  Tap j belongs to the one phase r with
+    r + head - shift - j*d divisible by s, so this is O(s + k)."""
+    phases = [[] for _ in range(g.s)]
+    for j in range(g.k):
+        base = g.head - shift - j * g.d
+        r = -base % g.s
+        phases[r].append(((r + base) // g.s, j))
     return phases
 
 
@@ -249,10 +280,21 @@ def shared_plan(g: AxisGeometry) -> AxisPlan:
     """One window for all phases; the grid shift that costs least (phases
     all None if no tap reaches the output)."""
     g = _one_input(g)
-    plans = [p for p in (_shared_at(g, shift) for shift in range(g.s)) if p is not None]
+    plans = [p for p in (_shared_at(g, shift) for shift in _shift_candidates(g)) if p is not None]
     if not plans:
         return AxisPlan("shared", g.s, 0, -(-g.out // g.s), g.out, (None,) * g.s)
     return min(plans, key=AxisPlan.macs_factor)
+
+
+def _shift_candidates(g: AxisGeometry) -> list[int]:
+    """The grid shifts worth trying, ascending: the first of each run of
+    shifts that cost the same.  A plan's cost depends on the shift only
+    through the block count ceil((out + shift) / s), which grows at shift
+    (1 - out) mod s, and the tap offsets rho_j = ceil((head - j*d - shift) / s),
+    each dropping by one at shift (head - j*d) mod s: O(k) shifts, not s."""
+    points = {0, (1 - g.out) % g.s}
+    points.update((g.head - j * g.d) % g.s for j in range(g.k))
+    return sorted(points)
 
 
 def _shared_at(g: AxisGeometry, shift: int) -> Optional[AxisPlan]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, replace
-from math import gcd
+from math import gcd, prod
 from typing import Optional, Sequence
 
 from convrewrite.core.builder import Builder
@@ -77,10 +77,19 @@ class AxisPhases:
 
 def live_taps(a: AxisPhases) -> Optional[tuple[int, int]]:
     """First and last tap that reads an input element for some output; None
-    when every tap reads only padding."""
-    live = [t for t in range(a.kernel)
-            if any(0 <= i * a.stride + t * a.dilation - a.offset < a.size for i in range(a.out))]
+    when every tap reads only padding.  O(kernel): the outputs a tap reads x
+    for are an interval, so huge pads or outputs cost nothing."""
+    live = [t for t in range(a.kernel) if _reads_input(a, t)]
     return (live[0], live[-1]) if live else None
+
+
+def _reads_input(a: AxisPhases, t: int) -> bool:
+    """Whether 0 <= i*s + c < n for some output 0 <= i < out, c = t*d - o:
+    i runs from ceil(-c / s) to floor((n - 1 - c) / s), clipped to [0, out)."""
+    c = t * a.dilation - a.offset
+    first = max(0, -(c // a.stride))
+    last = min(a.out - 1, (a.size - 1 - c) // a.stride)
+    return first <= last
 
 
 def trimmed(a: AxisPhases, lo: int, hi: int) -> AxisPhases:
@@ -113,8 +122,17 @@ def window(b: Builder, x: str, axes: Sequence[AxisPhases], lengths: Sequence[int
     return x
 
 
+# The slices form emits a Slice and a Conv per phase image: a dilation of
+# 2**20 must not turn into a million nodes (or hang building them).
+MAX_PHASE_IMAGES = 1 << 12
+
+
 def phase_images(b: Builder, x: str, axes: Sequence[AxisPhases]) -> dict:
     """{phase index (b_1, ...): x[b_k*s_k :: d_k] of length m_k} by strided Slice."""
+    count = prod(a.phases for a in axes)
+    if count > MAX_PHASE_IMAGES:
+        raise ValueError(f"{count} phase images (dilations {[a.dilation for a in axes]}) are more than the "
+                         f"{MAX_PHASE_IMAGES} the slices form builds")
     out = {}
     for phase in itertools.product(*[range(a.phases) for a in axes]):
         starts = [a.phase_start(p) for a, p in zip(axes, phase)]

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from math import ceil, floor
+from math import ceil, floor, prod
 from typing import Optional, Sequence
 
 import numpy as np
@@ -54,7 +54,18 @@ NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil", "le
 
 
 class Unsupported(Exception):
-    """The spec leaves the result undefined (e.g. all weights excluded)."""
+    """The spec leaves the result undefined (e.g. all weights excluded), or
+    the form would be too large to build (see the budgets below)."""
+
+
+# Budgets that keep the work bounded by sane tensor sizes, never by the
+# magnitude of a scale or a size (a scale of 1e9 must not hang or exhaust
+# memory): the output, the matmul form's matrices and row loop, and the
+# phases of the deconvolution form (the convtranspose pass plans as many).
+MAX_OUTPUT_ELEMENTS = 1 << 31
+MAX_MATRIX_ELEMENTS = 1 << 24   # one interpolation matrix [m, n], built in float64
+MAX_MATRIX_ROWS = 1 << 16       # rows are computed one by one, in Python
+MAX_FACTOR = 1 << 12
 
 
 @dataclass(frozen=True)
@@ -215,6 +226,9 @@ def interpolation_matrix(interp: Interpolation, ax: AxisResize,
     input) are zero in M and hold extrapolation_value in y.  Coordinates are
     onnxruntime's float32 ones unless `exact`."""
     n, m = ax.n_in, ax.n_out
+    if m > MAX_MATRIX_ROWS or m * n > MAX_MATRIX_ELEMENTS:
+        raise Unsupported(f"the interpolation matrix of axis {ax.axis} would be [{m}, {n}], beyond the "
+                          f"{MAX_MATRIX_ROWS} rows and {MAX_MATRIX_ELEMENTS} entries the matmul form builds")
     if ax.identity:
         return np.eye(n), np.zeros(n, bool)
     matrix, outside = np.zeros((m, n)), np.zeros(m, bool)
@@ -245,6 +259,9 @@ def phase_taps(interp: Interpolation, factor: int) -> tuple:
     offsets merged and zero weights dropped.  Needs a periodic transform."""
     if interp.coordinate_mode not in PERIODIC_MODES:
         raise ValueError(f"{interp.coordinate_mode} is not periodic")
+    if factor > MAX_FACTOR:  # one phase per output position of a period
+        raise Unsupported(f"upsampling factor {factor} has more phases than the {MAX_FACTOR} the "
+                          "deconvolution form builds")
     one_period = AxisResize(0, 1, factor, Fraction(factor))  # n = 1, m = s: offset terms vanish
     phases = []
     for r in range(factor):
@@ -457,6 +474,8 @@ def _roi(node, graph, interp: Interpolation, count: int):
     value = np.asarray(value).reshape(-1)
     if len(value) != 2 * count:
         return Unreadable(f"roi has {len(value)} values for {count} axes")
+    if not np.isfinite(value.astype(np.float64)).all():
+        return Unreadable(f"roi {value.tolist()} is not finite")
     return [(Fraction(float(value[k])), Fraction(float(value[k + count]))) for k in range(count)]
 
 
@@ -465,8 +484,10 @@ def _axis_resizes(node, kind, values, axes, roi, dims):
     outs = {ax: n for ax, n in enumerate(dims)}
     if kind == "scales":
         for ax, v in zip(axes, values):
-            if not v > 0:
-                return Unreadable(f"scale {float(v)} on axis {ax} is not positive")
+            if not 0 < v < float("inf"):
+                return Unreadable(f"scale {float(v)} on axis {ax} is not a positive, finite number")
+            if dims[ax] is not None and float(v) * dims[ax] > MAX_OUTPUT_ELEMENTS:  # before float32 overflows
+                return _too_large([None if a != ax else float(v) * dims[ax] for a in range(len(dims))])
             scales[ax] = Fraction(float(v))
             # onnxruntime: static_cast<int64_t>(float(scale) * float(n))
             outs[ax] = None if dims[ax] is None else int(np.float32(v) * np.float32(dims[ax]))
@@ -491,13 +512,22 @@ def _axis_resizes(node, kind, values, axes, roi, dims):
                  for ax in range(len(dims)))
 
 
+def _too_large(shape) -> Unreadable:
+    shown = ["?" if n is None else f"{n:g}" if isinstance(n, float) else n for n in shape]
+    return Unreadable(f"the output would be [{', '.join(map(str, shown))}], more than {MAX_OUTPUT_ELEMENTS} "
+                      "elements; check the scales or sizes", Code.TOO_LARGE)
+
+
 def _checked(spec: ResizeSpec, inferred) -> "ResizeSpec | Unreadable":
     """Refuse nodes whose result depends on the implementation: the output
-    size, or an axis onnxruntime copies where the spec resamples it."""
+    size, or an axis onnxruntime copies where the spec resamples it; and
+    outputs too large to lower at all."""
     computed = [ax.n_out for ax in spec.axes]
     if 0 in computed or 0 in [ax.n_in for ax in spec.axes]:
         return Unreadable(f"the input or the output is empty (output shape {computed}); there is nothing to resize",
                           Code.EMPTY_OUTPUT)
+    if prod(n for n in computed if n is not None) > MAX_OUTPUT_ELEMENTS:
+        return _too_large(computed)
     if inferred is not None and len(inferred) == len(spec.axes) and any(
             isinstance(i, int) and c is not None and i != c for i, c in zip(inferred, computed)):
         return Unreadable(f"shape inference gives the output shape {list(inferred)} but onnxruntime computes "

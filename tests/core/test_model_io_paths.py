@@ -1,0 +1,120 @@
+"""External data that points outside the model's folder is bad input (exit 2),
+refused before any of it is read and before anything is written."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from convrewrite import InputError
+from convrewrite.core import model_io
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CLI = os.path.join(ROOT, "cli.py")
+
+
+def _model() -> onnx.ModelProto:
+    """A ConvTranspose whose weight 'w' is saved as external data."""
+    w = numpy_helper.from_array(np.arange(48, dtype=np.float32).reshape(4, 3, 2, 2), "w")
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up", strides=[2, 2])
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 16, 16])], [w])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _with_location(tmp_path, location: str, **extra) -> "os.PathLike":
+    """model/m.onnx whose weight's data lives at `location` (plus `extra` keys);
+    a real copy of the data sits outside, in tmp_path/outside.bin."""
+    folder = tmp_path / "model"
+    folder.mkdir(exist_ok=True)
+    m = _model()
+    raw = m.graph.initializer[0].raw_data
+    (tmp_path / "outside.bin").write_bytes(raw)
+    (folder / "w.bin").write_bytes(raw)
+    t = m.graph.initializer[0]
+    t.ClearField("raw_data")
+    t.data_location = TensorProto.EXTERNAL
+    t.external_data.add(key="location", value=location)
+    for key, value in extra.items():
+        t.external_data.add(key=key, value=value)
+    path = folder / "m.onnx"
+    path.write_bytes(m.SerializeToString())
+    return path
+
+
+def _outside_link(tmp_path):
+    (tmp_path / "model").mkdir()
+    os.symlink(tmp_path / "outside.bin", tmp_path / "model" / "link.bin")
+    return "link.bin"
+
+
+def _outside_folder_link(tmp_path):
+    (tmp_path / "model").mkdir()
+    os.symlink(tmp_path, tmp_path / "model" / "up")
+    return "up/outside.bin"
+
+
+BAD = {
+    "dotdot": (lambda tmp: "../outside.bin", "points outside the model's folder"),
+    "nested dotdot": (lambda tmp: "sub/../../outside.bin", "points outside the model's folder"),
+    "absolute": (lambda tmp: str(tmp / "outside.bin"), "is absolute"),
+    "link to a file outside": (_outside_link, "leads outside the model's folder"),
+    "link to a folder outside": (_outside_folder_link, "leads outside the model's folder"),
+    "missing": (lambda tmp: "nothere.bin", "no such file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_load_model_refuses_before_reading(tmp_path, monkeypatch, case):
+    make_location, message = BAD[case]
+    path = _with_location(tmp_path, make_location(tmp_path))
+
+    def must_not_read(*args, **kwargs):
+        raise AssertionError("external data was read before the reference was checked")
+
+    monkeypatch.setattr(model_io, "load_external_data_for_model", must_not_read)
+    with pytest.raises(InputError) as e:
+        model_io.load_model(path)
+    text = str(e.value)
+    assert "tensor 'w'" in text and message in text and "\n" not in text
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"offset": "4096"}, "beyond the file's 192 bytes"),
+    ({"length": "-4"}, "is not a non-negative whole number"),
+    ({"offset": "12", "length": "192"}, "beyond the file's 192 bytes")])
+def test_offset_and_length_stay_within_the_file(tmp_path, extra, message):
+    with pytest.raises(InputError, match=message):
+        model_io.load_model(_with_location(tmp_path, "w.bin", **extra))
+
+
+def test_data_inside_the_folder_loads(tmp_path):
+    path = _with_location(tmp_path, "w.bin")
+    (path.parent / "sub").mkdir()
+    os.replace(path.parent / "w.bin", path.parent / "sub" / "w.bin")
+    m = onnx.load(path, load_external_data=False)
+    m.graph.initializer[0].external_data[0].value = "sub/w.bin"
+    path.write_bytes(m.SerializeToString())
+    loaded = model_io.load_model(path)
+    w = numpy_helper.to_array(loaded.graph.initializer[0])
+    assert np.array_equal(w, numpy_helper.to_array(_model().graph.initializer[0]))
+
+
+@pytest.mark.parametrize("case", ["dotdot", "absolute", "link to a file outside", "link to a folder outside"])
+def test_cli_exits_2_with_one_line(tmp_path, case):
+    make_location, message = BAD[case]
+    path = _with_location(tmp_path, make_location(tmp_path))
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file()}
+    out = tmp_path / "model" / "out.onnx"
+    r = subprocess.run([sys.executable, CLI, "optimize", str(path), "-o", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "tensor 'w'" in lines[0], r.stderr
+    assert message in lines[0] and "Traceback" not in r.stdout + r.stderr
+    after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before  # nothing written, nothing changed
+    assert not out.exists()
