@@ -1,6 +1,7 @@
 """The planning arithmetic is bounded by tensor sizes, never by attribute
 magnitudes: crafted pads, strides, dilations, scales and sizes answer at
 once (a result, or a reason to leave the node alone), never hang."""
+import re
 import time
 
 import numpy as np
@@ -15,7 +16,7 @@ from convrewrite.geometry import MAX_AXIS, conv_output_size, geometry_problem
 from passes.convtranspose import geometry as ct
 from passes.dilated_conv.phases import AxisPhases, live_taps
 from passes.resize.interpolation import (AxisResize, Interpolation, Unsupported, interpolation_matrix, phase_taps,
-                                         read_resize)
+                                         read_resize, Unreadable)
 
 BIG = (1 << 31) - 1
 
@@ -203,6 +204,6 @@ def test_read_resize_gives_a_reason_for_absurd_scales_and_sizes(kwargs, reason):
     with quickly(2.0):
         graph = GraphView(model)
         spec = read_resize(model.graph.node[0], graph)
-    assert isinstance(spec, str), spec
-    import re
-    assert re.search(reason, spec), spec
+    assert isinstance(spec, Unreadable), spec
+    assert re.search(reason, spec.reason), spec
+    assert spec.code == ("too-large" if "elements" in reason else "invalid-node")
