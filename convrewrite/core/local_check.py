@@ -14,9 +14,8 @@ never holds a second copy of all its weights.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
-import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 

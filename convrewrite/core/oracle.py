@@ -9,7 +9,7 @@ rebuilds them once).
 from __future__ import annotations
 
 import time
-from typing import Mapping, Optional
+from typing import Optional
 
 import numpy as np
 import onnx

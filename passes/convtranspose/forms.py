@@ -110,7 +110,7 @@ class _ConvTransposeForm(Form):
 
     def build(self, match, variant, graph, b: Builder) -> dict:
         p = self.lowering(match.params, variant)
-        x, d = match.node.input[0], match.params
+        x = match.node.input[0]
         bias = graph.constant(p.bias) if p.bias and p.bias_is_constant else None
         wc = conv_weight(graph.constant(p.weight), p.group)
         y = _single_conv(b, x, wc, bias, p) if p.form == "single-conv" else _phase_convs(b, x, wc, bias, p)

@@ -44,6 +44,7 @@ from typing import ClassVar, Optional
 import onnx
 
 from convrewrite.core.graph import GraphView, attributes
+from convrewrite.core.preconditions import first_problem, old_opset, unknown_spatial_size, unverifiable_type
 from convrewrite.core.rewrite import Code, Match, PassOptions, Skip
 from convrewrite.geometry import geometry_problem
 
@@ -51,9 +52,6 @@ from . import forms as _forms
 from .forms import MAC_BOUND, SELECTABLE, Deconv
 from .geometry import SpecConflict, conv_transpose_macs, output_geometry
 
-# onnxruntime has no float64 Conv on CPU, so a double rewrite could not be verified.
-FLOAT_TYPES = (onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT)
-MIN_OPSET = 5  # Reshape with a shape input
 
 
 @dataclass(frozen=True)
@@ -114,21 +112,11 @@ class ConvTransposeToConv:
 
 def _unsupported(node, graph: GraphView) -> Optional[Skip]:
     """Why this ConvTranspose cannot be lowered (reason without the node), or None."""
-    if graph.opset() < MIN_OPSET:
-        return Skip(f"model opset {graph.opset()} is older than {MIN_OPSET}; upgrade the model's opset",
-                    Code.OLD_OPSET)
-    xs = graph.shape(node.input[0])
-    if xs is None or len(xs) < 3:
-        return Skip("the input's rank is unknown; run shape inference or give the input a shape", Code.DYNAMIC_SHAPE)
-    if not all(isinstance(d, int) for d in xs[2:]):
-        return Skip(f"the input's spatial size {list(xs[2:])} is not static; fix the input's spatial dimensions",
-                    Code.DYNAMIC_SHAPE)
-    dtype = graph.dtype(node.input[0])
-    if dtype not in FLOAT_TYPES:
-        name = onnx.TensorProto.DataType.Name(dtype) if dtype else "unknown"
-        return Skip(f"element type {name} is not lowered: only float16 and float32 are, because onnxruntime "
-                    "has no Conv of other types to verify the rewrite against", Code.UNSUPPORTED_TYPE)
-    w = node.input[1]
+    problem = first_problem(old_opset(graph), unknown_spatial_size(graph, node.input[0]),
+                            unverifiable_type(graph, node.input[0]))
+    if problem:
+        return problem
+    xs, w = graph.shape(node.input[0]), node.input[1]
     if not graph.is_constant(w):
         kind = "a graph input" if graph.is_graph_input(w) else "computed at run time"
         return Skip(f"weight '{w}' is {kind}; make it an initializer to lower it", Code.RUNTIME_WEIGHT)

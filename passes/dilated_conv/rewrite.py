@@ -65,6 +65,7 @@ import onnx
 
 from convrewrite.core.forms import rank
 from convrewrite.core.graph import GraphView, attributes
+from convrewrite.core.preconditions import first_problem, old_opset, unknown_spatial_size, unverifiable_type
 from convrewrite.core.rewrite import Code, Match, PassOptions, Skip
 from convrewrite.geometry import conv_output_size, conv_pads, geometry_problem, join_pads
 
@@ -75,8 +76,6 @@ from .phases import AxisPhases, live_taps, trimmed
 
 DEFAULT_DEPTH_WEIGHT_LIMIT = 16 << 20   # bytes of the tiled depth-form weight
 DEFAULT_TAPS_BELOW = 64                 # phase images with fewer outputs favour the taps form
-FLOAT_TYPES = (onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT)   # what onnxruntime's Conv runs
-MIN_OPSET = 5                            # Reshape with a shape input
 CHAIN_MIN_OPSET = 9                      # Where, to zero the garbage past each phase's real size
 
 
@@ -198,20 +197,12 @@ class DilatedConvToSpaceToBatch:
 
 def _unsupported(node, graph: GraphView) -> Optional[Skip]:
     """Why this Conv cannot be lowered (reason without the node), or None."""
-    if graph.opset() < MIN_OPSET:
-        return Skip(f"model opset {graph.opset()} is older than {MIN_OPSET}; upgrade the model's opset",
-                    Code.OLD_OPSET)
+    problem = first_problem(old_opset(graph),
+                            unknown_spatial_size(graph, node.input[0], " (the phase split needs static sizes)"),
+                            unverifiable_type(graph, node.input[0]))
+    if problem:
+        return problem
     xs, ws = graph.shape(node.input[0]), graph.shape(node.input[1])
-    if xs is None or len(xs) < 3:
-        return Skip("the input's rank is unknown; run shape inference or give the input a shape",
-                    Code.DYNAMIC_SHAPE)
-    if not all(isinstance(d, int) for d in xs[2:]):
-        return Skip(f"the input's spatial size {list(xs[2:])} is not static; the phase split needs static "
-                    "spatial sizes: fix the input's spatial dimensions", Code.DYNAMIC_SHAPE)
-    if graph.dtype(node.input[0]) not in FLOAT_TYPES:
-        name = onnx.TensorProto.DataType.Name(graph.dtype(node.input[0]) or 0).lower()
-        return Skip(f"the element type is {name}; onnxruntime's CPU Conv runs only float16 and float32, "
-                    "so the rewrite could not be verified", Code.UNSUPPORTED_TYPE)
     if ws is None or not all(isinstance(d, int) for d in ws):
         return Skip("the weight's shape is unknown; give the weight a static shape (make it an initializer)",
                     Code.DYNAMIC_SHAPE)

@@ -52,13 +52,12 @@ import onnx
 from onnx import helper
 
 from convrewrite.core.graph import GraphView
+from convrewrite.core.preconditions import unverifiable_type
 from convrewrite.core.rewrite import Code, Match, PassOptions, Skip
 
 from .forms import FORMS, ResizeParams
 from .interpolation import (ResizeSpec, Unreadable, axis_kernel, identity_kernel, phase_taps, read_resize)
 
-# onnxruntime has no float64 Conv on CPU, so a double rewrite could not be verified.
-FLOAT_TYPES = (onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT)
 MODES = ("deconv", "matmul")
 NEAREST_FORMS = ("shuffle", "deconv")
 
@@ -107,11 +106,9 @@ class ResizeToConvTranspose:
         if isinstance(spec, Unreadable):
             return Skip(f"{where}: {spec.reason}", spec.code)
         dtype = graph.dtype(node.input[0])
-        if dtype not in FLOAT_TYPES:
-            name = onnx.TensorProto.DataType.Name(dtype) if dtype else "unknown"
-            return Skip(f"{where}: element type {name} is not lowered: only float16 and float32 are, because "
-                        "onnxruntime has no Conv or MatMul of other types to verify the rewrite against",
-                        Code.UNSUPPORTED_TYPE)
+        problem = unverifiable_type(graph, node.input[0], "Conv or MatMul")
+        if problem:
+            return Skip(f"{where}: {problem.reason}", problem.code)
         channels = spec.axes[1].n_in if len(spec.axes) > 1 else None
         fixed = fixed_kernel_problem(spec, channels)
         kernels = () if fixed else tuple(

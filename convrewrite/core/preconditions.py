@@ -1,0 +1,49 @@
+"""What every pass checks before matching a node, said once.
+
+Each check returns a Skip whose reason does not name the node (the pass
+prefixes it), or None when the node passes.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import onnx
+
+from .graph import GraphView
+from .rewrite import Code, Skip
+
+# onnxruntime's CPU Conv, ConvTranspose and MatMul run these element types
+# only, so a rewrite of any other could not be verified.
+VERIFIABLE_TYPES = (onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT)
+# Every lowering emits Reshape with its shape as an input, which opset 5 introduced.
+MIN_OPSET = 5
+
+
+def old_opset(graph: GraphView, minimum: int = MIN_OPSET) -> Optional[Skip]:
+    if graph.opset() < minimum:
+        return Skip(f"model opset {graph.opset()} is older than {minimum}; upgrade the model's opset", Code.OLD_OPSET)
+    return None
+
+
+def unverifiable_type(graph: GraphView, name: str, ops: str = "Conv") -> Optional[Skip]:
+    dtype = graph.dtype(name)
+    if dtype in VERIFIABLE_TYPES:
+        return None
+    type_name = onnx.TensorProto.DataType.Name(dtype) if dtype else "unknown"
+    return Skip(f"element type {type_name} is not lowered: only float16 and float32 are, because onnxruntime "
+                f"has no {ops} of other types to verify the rewrite against", Code.UNSUPPORTED_TYPE)
+
+
+def unknown_spatial_size(graph: GraphView, name: str, why: str = "") -> Optional[Skip]:
+    """The input's rank must be known and its spatial axes (2..) static."""
+    xs = graph.shape(name)
+    if xs is None or len(xs) < 3:
+        return Skip("the input's rank is unknown; run shape inference or give the input a shape", Code.DYNAMIC_SHAPE)
+    if not all(isinstance(d, int) for d in xs[2:]):
+        return Skip(f"the input's spatial size {list(xs[2:])} is not static{why}; fix the input's spatial "
+                    "dimensions", Code.DYNAMIC_SHAPE)
+    return None
+
+
+def first_problem(*checks: Optional[Skip]) -> Optional[Skip]:
+    return next((c for c in checks if c is not None), None)
