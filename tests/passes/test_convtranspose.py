@@ -27,34 +27,12 @@ from convrewrite.core.report import REWRITTEN
 from passes.convtranspose.geometry import (SpecConflict, border_tiles, conv_transpose_macs, output_geometry, output_size,
                                   phase_kernel, plan_macs, shared_plan, split_plan, split_tiles)
 from convrewrite.target import Profile, builtin_names, load_profile, needs_lowering
+from builders import convt_model
 from helpers import assert_rewrites, assert_skips, forms, op_counts
 from passes.convtranspose.rewrite import ConvTransposeOptions, ConvTransposeToConv
 
 PASS = ConvTransposeToConv()
 NO_CT = {"ConvTranspose": 0}
-
-
-def convt_model(x_shape, cout_per_group, kernel, dtype=np.float32, bias=True, group=1, opset=17,
-                weight="initializer", seed=0, **attrs) -> onnx.ModelProto:
-    """One ConvTranspose; weight "initializer", "input" (a graph input) or "constant" (a Constant node)."""
-    rng = np.random.default_rng(seed)
-    et = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
-    w = rng.standard_normal((x_shape[1], cout_per_group, *kernel)).astype(dtype)
-    inputs, inits, nodes = [helper.make_tensor_value_info("x", et, list(x_shape))], [], []
-    if weight == "input":
-        inputs.append(helper.make_tensor_value_info("W", et, list(w.shape)))
-    elif weight == "constant":
-        nodes.append(helper.make_node("Constant", [], ["W"], value=numpy_helper.from_array(w)))
-    else:
-        inits.append(numpy_helper.from_array(w, "W"))
-    names = ["x", "W"]
-    if bias:
-        inits.append(numpy_helper.from_array(rng.standard_normal(cout_per_group * group).astype(dtype), "B"))
-        names.append("B")
-    nodes.append(helper.make_node("ConvTranspose", names, ["y"], name="up", group=group, **attrs))
-    out = helper.make_tensor_value_info("y", et, [None] * len(x_shape))
-    return helper.make_model(helper.make_graph(nodes, "g", inputs, [out], inits),
-                             opset_imports=[helper.make_opsetid("", opset)])
 
 
 def notes(report) -> list[str]:

@@ -33,6 +33,7 @@ from passes import make_passes
 from passes.dilated_conv.chain import Chain
 from passes.dilated_conv.forms import FORM_NAMES, MODES, Dilated
 from passes.dilated_conv.phases import AxisPhases, live_taps
+from builders import conv_model, with_output_shape
 from helpers import assert_rewrites, assert_skips, op_counts
 from passes.dilated_conv.rewrite import DilatedConvOptions
 from passes.dilated_conv.rewrite import DilatedConvToSpaceToBatch as DilatedConv
@@ -42,38 +43,6 @@ HERE = Path(__file__).resolve().parent
 
 
 # --- models -------------------------------------------------------------------
-
-def conv_model(x_shape, w_shape, *, dtype=TensorProto.FLOAT, bias=True, batch=None, opset=17,
-               weight_input=False, bias_input=False, seed=0, **attrs) -> onnx.ModelProto:
-    """One Conv node; x's batch dim is `batch` (a name makes it symbolic)."""
-    rng = np.random.default_rng(seed)
-    np_dtype = helper.tensor_dtype_to_np_dtype(dtype)
-    w = rng.standard_normal(w_shape).astype(np_dtype)
-    inputs = [helper.make_tensor_value_info("x", dtype, [batch or x_shape[0], *x_shape[1:]])]
-    inits, names = [], ["x", "W"]
-    if weight_input:
-        inputs.append(helper.make_tensor_value_info("W", dtype, list(w_shape)))
-    else:
-        inits.append(numpy_helper.from_array(w, "W"))
-    if bias and bias_input:
-        inputs.append(helper.make_tensor_value_info("B", dtype, [w_shape[0]]))
-        names.append("B")
-    elif bias:
-        inits.append(numpy_helper.from_array(rng.standard_normal(w_shape[0]).astype(np_dtype), "B"))
-        names.append("B")
-    node = helper.make_node("Conv", names, ["y"], name="conv", **attrs)
-    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("y", dtype, None)], inits)
-    return with_output_shape(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]))
-
-
-def with_output_shape(model: onnx.ModelProto) -> onnx.ModelProto:
-    inferred = onnx.shape_inference.infer_shapes(model)
-    known = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
-    outs = [known[o.name] for o in model.graph.output]
-    del model.graph.output[:]
-    model.graph.output.extend(outs)
-    return model
-
 
 def dilated_convs(model: onnx.ModelProto) -> list:
     return [n for n in model.graph.node

@@ -37,6 +37,7 @@ from convrewrite.core.report import REWRITTEN
 from convrewrite.core.rewrite import Code, Match
 from convrewrite.core.standalone import replacement_model
 from convrewrite.target import Profile, builtin_names, load_profile, needs_lowering
+from builders import resize_model, with_output_shape
 from helpers import _feed_sets, assert_rewrites, assert_skips, op_counts
 from passes import make_passes
 from passes.resize.forms import MATMUL_HINT
@@ -51,49 +52,6 @@ NEAREST_MODES = ["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"]
 
 
 # --- model builders -----------------------------------------------------------
-
-def with_output_shape(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Give the graph outputs the types shape inference finds."""
-    inferred = onnx.shape_inference.infer_shapes(model)
-    types = {v.name: v.type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
-    for o in model.graph.output:
-        o.type.CopyFrom(types[o.name])
-    return model
-
-
-def resize_model(shape, scales=None, sizes=None, opset=13, dtype=FLOAT, roi=None, constant_node=False,
-                 op="Resize", **attrs) -> onnx.ModelProto:
-    """x -> Resize/Upsample -> y, with scales / sizes / roi as initializers
-    (or Constant nodes), laid out the way the opset wants them."""
-    nodes, inits = [], []
-
-    def const(name, value):
-        if constant_node:
-            nodes.append(helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name)))
-        else:
-            inits.append(numpy_helper.from_array(value, name))
-        return name
-
-    scales_v = None if scales is None else np.asarray(scales, np.float32)
-    if op == "Upsample" and opset < 9:
-        inputs, attrs = ["x"], {**attrs, "scales": [float(s) for s in scales]}
-    elif op == "Upsample" or opset == 10:
-        inputs = ["x", const("scales", scales_v)]
-    else:
-        inputs = ["x", "", "", ""]
-        if roi is not None or opset == 11:
-            inputs[1] = const("roi", np.asarray([] if roi is None else roi, np.float32))
-        if scales is not None or opset == 11:
-            inputs[2] = const("scales", np.zeros(0, np.float32) if scales is None else scales_v)
-        if sizes is not None:
-            inputs[3] = const("sizes", np.asarray(sizes, np.int64))
-        while not inputs[-1]:
-            inputs.pop()
-    nodes.append(helper.make_node(op, inputs, ["y"], name="up", **attrs))
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", dtype, shape)],
-                              [helper.make_tensor_value_info("y", dtype, None)], inits)
-    return with_output_shape(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]))
-
 
 def shape_chain_model(shape, factor=2, opset=13) -> onnx.ModelProto:
     """The TorchScript pattern: sizes = Concat(Shape(x)[:2], floor(Shape(x)[2:] * factor))."""

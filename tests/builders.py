@@ -1,0 +1,99 @@
+"""Small models the tests build: one node of each operator the passes
+rewrite, with seeded random weights, typed outputs and every attribute
+passed through."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+FLOAT = TensorProto.FLOAT
+
+
+def with_output_shape(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Give the graph outputs the types shape inference finds."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    for o in model.graph.output:
+        o.type.CopyFrom(types[o.name])
+    return model
+
+
+def convt_model(x_shape, cout_per_group, kernel, dtype=np.float32, bias=True, group=1, opset=17,
+                weight="initializer", seed=0, **attrs) -> onnx.ModelProto:
+    """One ConvTranspose; weight "initializer", "input" (a graph input) or "constant" (a Constant node)."""
+    rng = np.random.default_rng(seed)
+    et = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    w = rng.standard_normal((x_shape[1], cout_per_group, *kernel)).astype(dtype)
+    inputs, inits, nodes = [helper.make_tensor_value_info("x", et, list(x_shape))], [], []
+    if weight == "input":
+        inputs.append(helper.make_tensor_value_info("W", et, list(w.shape)))
+    elif weight == "constant":
+        nodes.append(helper.make_node("Constant", [], ["W"], value=numpy_helper.from_array(w)))
+    else:
+        inits.append(numpy_helper.from_array(w, "W"))
+    names = ["x", "W"]
+    if bias:
+        inits.append(numpy_helper.from_array(rng.standard_normal(cout_per_group * group).astype(dtype), "B"))
+        names.append("B")
+    nodes.append(helper.make_node("ConvTranspose", names, ["y"], name="up", group=group, **attrs))
+    out = helper.make_tensor_value_info("y", et, [None] * len(x_shape))
+    return helper.make_model(helper.make_graph(nodes, "g", inputs, [out], inits),
+                             opset_imports=[helper.make_opsetid("", opset)])
+
+
+def conv_model(x_shape, w_shape, *, dtype=TensorProto.FLOAT, bias=True, batch=None, opset=17,
+               weight_input=False, bias_input=False, seed=0, **attrs) -> onnx.ModelProto:
+    """One Conv node; x's batch dim is `batch` (a name makes it symbolic)."""
+    rng = np.random.default_rng(seed)
+    np_dtype = helper.tensor_dtype_to_np_dtype(dtype)
+    w = rng.standard_normal(w_shape).astype(np_dtype)
+    inputs = [helper.make_tensor_value_info("x", dtype, [batch or x_shape[0], *x_shape[1:]])]
+    inits, names = [], ["x", "W"]
+    if weight_input:
+        inputs.append(helper.make_tensor_value_info("W", dtype, list(w_shape)))
+    else:
+        inits.append(numpy_helper.from_array(w, "W"))
+    if bias and bias_input:
+        inputs.append(helper.make_tensor_value_info("B", dtype, [w_shape[0]]))
+        names.append("B")
+    elif bias:
+        inits.append(numpy_helper.from_array(rng.standard_normal(w_shape[0]).astype(np_dtype), "B"))
+        names.append("B")
+    node = helper.make_node("Conv", names, ["y"], name="conv", **attrs)
+    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("y", dtype, None)], inits)
+    return with_output_shape(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]))
+
+
+def resize_model(shape, scales=None, sizes=None, opset=13, dtype=FLOAT, roi=None, constant_node=False,
+                 op="Resize", **attrs) -> onnx.ModelProto:
+    """x -> Resize/Upsample -> y, with scales / sizes / roi as initializers
+    (or Constant nodes), laid out the way the opset wants them."""
+    nodes, inits = [], []
+
+    def const(name, value):
+        if constant_node:
+            nodes.append(helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name)))
+        else:
+            inits.append(numpy_helper.from_array(value, name))
+        return name
+
+    scales_v = None if scales is None else np.asarray(scales, np.float32)
+    if op == "Upsample" and opset < 9:
+        inputs, attrs = ["x"], {**attrs, "scales": [float(s) for s in scales]}
+    elif op == "Upsample" or opset == 10:
+        inputs = ["x", const("scales", scales_v)]
+    else:
+        inputs = ["x", "", "", ""]
+        if roi is not None or opset == 11:
+            inputs[1] = const("roi", np.asarray([] if roi is None else roi, np.float32))
+        if scales is not None or opset == 11:
+            inputs[2] = const("scales", np.zeros(0, np.float32) if scales is None else scales_v)
+        if sizes is not None:
+            inputs[3] = const("sizes", np.asarray(sizes, np.int64))
+        while not inputs[-1]:
+            inputs.pop()
+    nodes.append(helper.make_node(op, inputs, ["y"], name="up", **attrs))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", dtype, shape)],
+                              [helper.make_tensor_value_info("y", dtype, None)], inits)
+    return with_output_shape(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]))
