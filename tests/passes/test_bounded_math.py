@@ -5,7 +5,6 @@ import re
 import time
 
 import numpy as np
-import onnx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -20,9 +20,8 @@ from convrewrite.core.errors import InputError
 from convrewrite.core.graph import GraphView
 from convrewrite.emit.pixel_shuffle import pixel_shuffle
 from convrewrite.target import (Profile, Violation, builtin_names, builtin_profiles, check_model,
-                                check_node, format_violations, load_profile, needs_lowering, node_violations,
-                                op_violations, runs_as_is_reason,
-                                target_report)
+                                format_violations, load_profile, needs_lowering, node_violations, op_violations,
+                                runs_as_is_reason, target_report)
 
 ROOT = Path(__file__).resolve().parents[2]
 F = TensorProto.FLOAT
