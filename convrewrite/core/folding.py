@@ -32,7 +32,11 @@ FOLD_MAX_ELEMENTS = 1 << 26
 # different values of the symbolic dims (GraphView.partial_constant).
 DATA_MOVEMENT_OPS = frozenset({"Identity", "Cast", "Gather", "Concat", "Unsqueeze", "Squeeze",
                                "Slice", "Reshape", "Flatten"})
-PROBES = (1_000_003, 1_000_033)  # never materialise absurdly large folded tensors
+# Two primes: a symbolic dim named s takes PROBES[probe] * (1 + index of s),
+# so each named dim has its own values and a chain entry can be traced to
+# the dim it copies (probe_value); large, so folded tensors never get
+# materialised at those sizes.
+PROBES = (1_000_003, 1_000_033)
 
 # Initializers at least this large are converted to numpy on each request
 # rather than cached: a cache would hold a second copy of every weight.
@@ -151,12 +155,20 @@ class ConstantFolding:
         start, end = a.get("start", 0), a.get("end", r)
         start = max(0, min(r, start + r if start < 0 else start))
         end = max(0, min(r, end + r if end < 0 else end))
-        picked = [d if isinstance(d, int) else None for d in dims[start:end]]
-        if None in picked:
-            if probe is None:
-                return None
-            picked = [PROBES[probe] if d is None else d for d in picked]
-        return np.array(picked, dtype=np.int64)
+        picked = list(dims[start:end])
+        if all(isinstance(d, int) for d in picked):
+            return np.array(picked, dtype=np.int64)
+        if probe is None:
+            return None
+        return np.array([d if isinstance(d, int) else self.probe_value(probe, d) for d in picked], dtype=np.int64)
+
+    def probe_value(self, probe: int, symbol) -> int:
+        """The value a symbolic dim takes in probe run `probe`: one per named
+        symbol; an unnamed dim (None) gets a value of its own each time."""
+        symbols = self.__dict__.setdefault("_probe_symbols", {})
+        key = symbol if isinstance(symbol, str) else object()
+        index = symbols.setdefault(key, len(symbols))
+        return PROBES[probe] * (1 + index)
 
 
 def _exact_cast(node: onnx.NodeProto) -> bool:

@@ -75,6 +75,34 @@ def _standalone(graph: GraphView, nodes, inits, runtime, outputs, name) -> onnx.
                       [_value_info(graph, o) for o in outputs], name)
 
 
+SHAPE_CHAIN_NODES = 32  # a shape computation copied into the original's check model, at most this long
+
+
+def _shape_chains(graph: GraphView, nodes) -> list:
+    """The nodes that compute, from shapes alone, what `nodes` read and is
+    neither constant nor fed to them (a dynamic-batch export's Resize sizes
+    Concat(Shape(x)[0:2], [H, W])): the check model computes those values
+    from its own inputs instead of feeding them random numbers."""
+    inside = {o for n in nodes for o in n.output}
+    chain, seen = [], set()
+    pending = [i for i in external_inputs(nodes) if graph.constant(i) is None and graph.partial_constant(i) is not None]
+    while pending and len(chain) <= SHAPE_CHAIN_NODES:
+        name = pending.pop()
+        producer = graph.producer(name)
+        if name in inside or producer is None or id(producer) in seen or graph.constant(name) is not None:
+            continue
+        if producer.op_type != "Shape" and graph.partial_constant(name) is None:
+            continue
+        seen.add(id(producer))
+        chain.append(producer)
+        if producer.op_type != "Shape":
+            pending += [i for i in producer.input if i]
+    if len(chain) > SHAPE_CHAIN_NODES:
+        return []
+    order = {id(n): k for k, n in enumerate(graph.graph.node)}
+    return sorted(chain, key=lambda n: order[id(n)])
+
+
 def build_check(graph: GraphView, match: Match, replacement: Replacement) -> LocalCheck:
     """Both sides as standalone models, with the same inputs and outputs."""
     outputs = list(replacement.outputs)
@@ -86,7 +114,8 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
         raise CheckError(f"replacement does not provide {sorted(missing)}")
     new_nodes = renamed_nodes(replacement)
     own = {t.name for t in replacement.initializers}
-    orig_in = external_inputs(match.nodes)
+    original_nodes = _shape_chains(graph, match.nodes) + list(match.nodes)
+    orig_in = external_inputs(original_nodes)
     repl_in = [i for i in external_inputs(new_nodes) if i not in own]
     constants = {i: graph.constant(i) for i in set(orig_in) | set(repl_in)}
     runtime = [i for i in orig_in if constants[i] is None]
@@ -112,7 +141,7 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     def inits(names):
         return [from_graph(i) for i in names if constants[i] is not None]
 
-    original = _standalone(graph, match.nodes, inits(orig_in), runtime, outputs, "original")
+    original = _standalone(graph, original_nodes, inits(orig_in), runtime, outputs, "original")
     repl = _standalone(graph, new_nodes, inits(repl_in) + [own(t) for t in replacement.initializers],
                        runtime, outputs, "replacement")
     symbolic = any(not isinstance(d, int) for i in runtime for d in (graph.shape(i) or ()))

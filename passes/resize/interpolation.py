@@ -421,9 +421,11 @@ def _targets(node, graph, rank: int):
         first = 1 if node.op_type == "Upsample" or resize_version("Resize", opset) == 10 else 2
         named = [(k, node.input[i]) for k, i in (("scales", first), ("sizes", first + 1))
                  if len(node.input) > i and node.input[i]]
-        known = []
+        known, own = [], []
         for k, name in named:
             v = graph.constant(name)
+            if v is None and k == "sizes":
+                v, own = _sizes_with_own_dims(node, graph, name, rank)
             if v is None:
                 return _runtime_reason(graph, name, k)
             if v.size:
@@ -437,9 +439,34 @@ def _targets(node, graph, rank: int):
     values = np.asarray(values).reshape(-1)
     if len(values) != len(axes):
         return Unreadable(f"has {len(values)} {kind} for {len(axes)} axes")
+    if own:  # sizes[k] is the input's own dim k: the axis is not resized
+        keep = [k for k in range(len(axes)) if k not in own]
+        values, axes = values[keep], [axes[k] for k in keep]
     if node.op_type == "Upsample" and not all(values >= 1):
         return Unreadable(f"Upsample scales {values.tolist()} must be >= 1 (the operator only upsamples)")
     return kind, values, axes
+
+
+def _sizes_with_own_dims(node, graph, name: str, rank: int):
+    """(sizes, [k...]) when the only non-constant entries k of `sizes` copy
+    the input's own symbolic dim on that axis (dynamo's dynamic-batch
+    exports: Concat(Shape(x)[0:2], [H, W])), so those axes keep their size;
+    else (None, []).  Each symbolic dim takes its own probe values
+    (GraphView.probe_value), so an entry is traced to the dim it copies."""
+    partial = graph.partial_constant(name)
+    dims = graph.shape(node.input[0])
+    if partial is None or dims is None or attributes(node).get("keep_aspect_ratio_policy", "stretch") != "stretch":
+        return None, []
+    values, known = (np.asarray(v).reshape(-1) for v in partial)
+    axes = [int(v) + rank if int(v) < 0 else int(v) for v in attributes(node).get("axes", range(rank))]
+    if len(values) != len(axes) or any(not 0 <= ax < rank for ax in axes):
+        return None, []
+    own = [k for k in range(len(values)) if not known[k]]
+    for k in own:
+        symbol = dims[axes[k]]
+        if not isinstance(symbol, str) or values[k] != graph.probe_value(0, symbol):
+            return None, []
+    return values, own
 
 
 def _runtime_reason(graph, name: str, what: str) -> Unreadable:

@@ -886,3 +886,34 @@ def test_property_target_forms_match_onnxruntime(sweep_profiles):
     sweep()
     assert len(outcomes) >= 5, "too few generated Resizes needed lowering"
     assert sum(outcomes) >= 0.8 * len(outcomes), f"{sum(outcomes)} of {len(outcomes)} rewritten"
+
+
+# --- dynamic-batch exports: sizes that copy the input's own symbolic dims -------------------------
+
+def own_dims_sizes_model(take=((0, 1), (1, 2)), dims=("N", 4, 8, 8)):
+    """Resize(x, sizes=Concat(Shape(x)[a:b] for (a, b) in take, [16, 16])), as
+    the dynamo exporter writes a dynamic-batch upsampling."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(dims))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes, inits, parts = [helper.make_node("Shape", ["x"], ["s"])], [], []
+    for k, (a, b) in enumerate(take):
+        inits += [numpy_helper.from_array(np.array([a], np.int64), f"st{k}"),
+                  numpy_helper.from_array(np.array([b], np.int64), f"en{k}")]
+        nodes.append(helper.make_node("Slice", ["s", f"st{k}", f"en{k}"], [f"p{k}"]))
+        parts.append(f"p{k}")
+    inits.append(numpy_helper.from_array(np.array([16, 16], np.int64), "hw"))
+    nodes += [helper.make_node("Concat", parts + ["hw"], ["sizes"], axis=0),
+              helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], name="up", mode="linear",
+                               coordinate_transformation_mode="half_pixel")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)])
+    return with_output_shape(model)
+
+
+def test_sizes_copying_the_inputs_own_batch_are_a_static_spatial_resize():
+    new, report = assert_rewrites(own_dims_sizes_model(), "resize", {"Resize": 0, "ConvTranspose": 1})
+    assert [r.form for r in report.records(REWRITTEN)] == ["deconv"]
+
+
+def test_sizes_copying_another_dim_stay_dynamic():
+    swapped = own_dims_sizes_model(take=((1, 2), (0, 1)), dims=("N", "C", 8, 8))   # [C, N, 16, 16]
+    assert_skips(swapped, "resize", reason="computed from a tensor's shape", code="dynamic-shape")
