@@ -413,6 +413,7 @@ def read_interpolation(node, opset: int) -> "Interpolation | str":
 def _targets(node, graph, rank: int):
     """("scales" | "sizes", values, axes), or why not (Unreadable)."""
     a, opset = attributes(node), graph.opset()
+    own: list = []   # entries of sizes that copy the input's own dim
     if node.op_type == "Upsample" and resize_version("Upsample", opset) < 9:
         values, kind = a.get("scales"), "scales"
         if values is None:
@@ -421,7 +422,7 @@ def _targets(node, graph, rank: int):
         first = 1 if node.op_type == "Upsample" or resize_version("Resize", opset) == 10 else 2
         named = [(k, node.input[i]) for k, i in (("scales", first), ("sizes", first + 1))
                  if len(node.input) > i and node.input[i]]
-        known, own = [], []
+        known = []
         for k, name in named:
             v = graph.constant(name)
             if v is None and k == "sizes":
