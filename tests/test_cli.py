@@ -260,3 +260,41 @@ def test_version_and_python_dash_m():
         [sys.executable, "-c", "import sys; sys.argv = ['cli.py', 'passes']; import cli; cli.main(['passes']); "
                                "print(sorted(m for m in sys.modules if m.startswith('onnxruntime')))"],
         capture_output=True, text=True, cwd=ROOT, timeout=300).stdout.splitlines()[-1].replace("[]", "")
+
+
+def _upsample_with_runtime_scales(path, with_deconv=False):
+    """Upsample whose scales are a graph input: random scales make
+    onnxruntime refuse the original; optionally a ConvTranspose to rewrite."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])
+    s = helper.make_tensor_value_info("scales", TensorProto.FLOAT, [4])
+    nodes = [helper.make_node("Upsample", ["x", "scales"], ["u"], name="up", mode="nearest")]
+    inits, last = [], "u"
+    if with_deconv:
+        inits.append(numpy_helper.from_array(np.ones((2, 2, 2, 2), np.float32), "w"))
+        nodes.append(helper.make_node("ConvTranspose", ["x", "w"], ["d"], name="deconv", strides=[2, 2]))
+    y = helper.make_tensor_value_info(last, TensorProto.FLOAT, [1, 2, None, None])
+    outs = [y] + ([helper.make_tensor_value_info("d", TensorProto.FLOAT, [1, 2, 8, 8])] if with_deconv else [])
+    model = helper.make_model(helper.make_graph(nodes, "g", [x, s], outs, inits),
+                              opset_imports=[helper.make_opsetid("", 9)])
+    onnx.save(model, path)
+
+
+def test_nothing_rewritten_needs_no_check_even_when_random_inputs_cannot_run_it(tmp_path):
+    model, out = tmp_path / "m.onnx", tmp_path / "m.opt.onnx"
+    _upsample_with_runtime_scales(model)
+    r = run("optimize", model)
+    assert r.returncode == 0, r.stderr
+    assert "nothing was rewritten, so no check was needed" in r.stdout and out.exists()
+    assert onnx.load(out).graph.node[0].op_type == "Upsample"
+
+
+def test_random_inputs_that_cannot_run_the_original_are_named(tmp_path):
+    model = tmp_path / "m.onnx"
+    _upsample_with_runtime_scales(model, with_deconv=True)
+    r = run("optimize", model)
+    assert r.returncode == 1 and not (tmp_path / "m.opt.onnx").exists()
+    assert "random values for input(s) 'scales'" in r.stdout and "--inputs" in r.stdout, r.stdout
+    feeds = tmp_path / "feeds.npz"
+    np.savez(feeds, x=np.ones((1, 2, 4, 4), np.float32), scales=np.array([1, 1, 2, 2], np.float32))
+    r = run("optimize", model, "--inputs", feeds)
+    assert r.returncode == 0, r.stdout + r.stderr
