@@ -25,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from convrewrite import optimize  # noqa: E402
-from passes.convtranspose.rewrite import ConvTransposeToConv  # noqa: E402
+from passes.convtranspose.rewrite import ConvTransposeOptions, ConvTransposeToConv  # noqa: E402
 
 # label, input spatial size, Cin, Cout, kernel, stride, pads (per side), output_padding, group
 CASES = [
@@ -87,9 +87,9 @@ def rewrites(model, forms):
     form; a forced form whose graph equals an earlier one is left out."""
     out, seen = [], set()
     for form in forms:
-        new, report = optimize(model, passes=[ConvTransposeToConv(form)])
+        new, report = optimize(model, passes=[ConvTransposeToConv(ConvTransposeOptions(form))])
         rec = report.rewrites[0]
-        chosen = next(n.split("=", 1)[1] for n in rec.notes if n.startswith("form="))
+        chosen = rec.form
         ops = {}
         for n in new.graph.node:
             ops[n.op_type] = ops.get(n.op_type, 0) + 1

@@ -33,7 +33,7 @@ sys.path.insert(0, ROOT)
 
 from convrewrite import optimize  # noqa: E402
 from convrewrite.core.equivalence import check_models  # noqa: E402
-from passes.dilated_conv.rewrite import DilatedConvToSpaceToBatch  # noqa: E402
+from passes.dilated_conv.rewrite import DilatedConvOptions, DilatedConvToSpaceToBatch  # noqa: E402
 
 FORMS = ("batch", "depth", "slices", "taps", "default")
 DEPTH_LIMIT = 1 << 30  # protobuf cannot hold 2 GB; above this depth falls back to batch
@@ -92,11 +92,10 @@ def interleaved_medians(sessions: dict, feeds: dict, repeats: int) -> dict:
 
 
 def rewritten(model: onnx.ModelProto, form: str):
-    p = (DilatedConvToSpaceToBatch() if form == "default" else
-         DilatedConvToSpaceToBatch(form, depth_weight_limit=DEPTH_LIMIT, taps_below=TAPS_BELOW))
+    p = (DilatedConvToSpaceToBatch() if form == "default" else DilatedConvToSpaceToBatch(
+        DilatedConvOptions(form, depth_weight_limit=DEPTH_LIMIT, taps_below=TAPS_BELOW)))
     new, report = optimize(model, passes=[p], verify=False)
-    notes = [n for r in report.rewrites for n in r.notes]
-    used = next((n[5:] for n in notes if n.startswith("form=")), "not rewritten")
+    used = next((r.form for r in report.rewrites if r.form), "not rewritten")
     done = [r for r in report.rewrites if r.macs_after is not None]
     ratio = sum(r.macs_after for r in done) / sum(r.macs_before for r in done)   # the report's MACs
     biggest = max((t.ByteSize() for t in new.graph.initializer), default=0)
@@ -158,7 +157,7 @@ def bench_chains(repeats: int, threads: int) -> None:
     for c, n in ((128, 65), (256, 33), (64, 129)):
         model = stage_model(c, n, 2, 3)
         feeds = {"x": np.random.default_rng(1).standard_normal((1, c, n, n)).astype(np.float32)}
-        alone = optimize(model, passes=[DilatedConvToSpaceToBatch(chains=False)], verify=False)[0]
+        alone = optimize(model, passes=[DilatedConvToSpaceToBatch(DilatedConvOptions(chains=False))], verify=False)[0]
         chain = optimize(model, passes=[DilatedConvToSpaceToBatch()], verify=False)[0]
         for m in (alone, chain):
             assert check_models(model, m, feeds), "stage rewrite not equivalent"
