@@ -28,7 +28,8 @@ Identity (per axis, t = q*s + r, head = begin padding; see passes.convtranspose.
 so output phase r is a stride-1 correlation of x with the taps of residue r
 (reversed), dilation d/gcd(d, s).  The ConvTranspose's padding becomes each
 Conv's own padding (negative padding: a Slice of the input); a Slice of the
-output is needed only when the output size is not a multiple of the stride.
+output crops the block grid where it overhangs the output (a size that is not
+a multiple of the stride, or single-conv's grid shifted by the padding).
 
 Forms (forms.py): single-conv, phase-convs, border-split, bias-only.  The
 driver's chooser takes the simplest whose MACs are within mac_bound (1.1x) of
