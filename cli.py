@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--passes", default=",".join(pass_names()),
                    help=f"comma-separated, run in the default order (default: {','.join(pass_names())})")
     o.add_argument("--report", help="write the JSON report here")
+    o.add_argument("--html", help="write a self-contained HTML report here (each rewrite drawn)")
     o.add_argument("--no-verify", action="store_true", help="skip all numerical verification")
     _tolerance_args(o)
     o.add_argument("--seed", type=int, default=0, help="seed of the random verification inputs")
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--target", required=True, help="a built-in profile name or a JSON file")
     t.add_argument("--strict", action="store_true", help="exit 3 if any node does not fit")
     t.add_argument("--report", help="write the JSON target report here")
+    t.add_argument("--html", help="write a self-contained HTML report here")
 
     sub.add_parser("targets", help="list the built-in target profiles")
 
@@ -126,20 +128,22 @@ def default_output(model: Path) -> Path:
 
 
 def cmd_optimize(args) -> int:
-    from convrewrite import optimize, save_model
-    from convrewrite.core.model_io import check_output_path
+    from convrewrite import optimize, save_model, write_html
+    from convrewrite.core.model_io import check_output_path, write_text
 
     model_path = Path(args.model)
     output = Path(args.output) if args.output else default_output(model_path)
     if not args.dry_run:
         check_output_path(output, model_path, args.force)
-    if args.report:
-        check_output_path(Path(args.report), model_path, force=False)
+    for extra in (args.report, args.html):
+        if extra:
+            check_output_path(Path(extra), model_path, force=False)
     names = [n.strip() for n in args.passes.split(",") if n.strip()]
     options = lowering_options(args)
     model, report = optimize(model_path, passes=names, options=options, verify=not args.no_verify,
                              rtol=args.rtol, atol=args.atol, seed=args.seed,
-                             inputs=load_inputs(args.inputs), dry_run=args.dry_run, target=args.target)
+                             inputs=load_inputs(args.inputs), dry_run=args.dry_run, target=args.target,
+                             sketches=bool(args.html))
     v = report.verification
     failed = not args.no_verify and not args.dry_run and v.equivalent is not True
     write = not args.dry_run and (not failed or args.force)
@@ -147,7 +151,9 @@ def cmd_optimize(args) -> int:
     if write:
         save_model(model, output)
     if args.report:
-        _write_text(Path(args.report), report.to_json() + "\n")
+        write_text(Path(args.report), report.to_json() + "\n")
+    if args.html:
+        write_html(report, args.html, title=f"convrewrite: {model_path.name}")
     print(report.summary())
     if failed:
         print(f"verification failed: {'written anyway (--force)' if write else 'nothing written'}",
@@ -166,15 +172,24 @@ def cmd_optimize(args) -> int:
 def cmd_check_target(args) -> int:
     import json
 
-    from convrewrite import load_model
+    from convrewrite import Report, load_model, op_counts, write_html
     from convrewrite.core.driver import check_target
+    from convrewrite.core.model_io import check_output_path, write_text
     from convrewrite.core.report import target_lines
     from convrewrite.target import load_profile
 
+    for extra in (args.report, args.html):
+        if extra:
+            check_output_path(Path(extra), Path(args.model), force=False)
     profile = load_profile(args.target)
-    result = check_target(load_model(args.model), profile)
+    model = load_model(args.model)
+    result = check_target(model, profile)
     if args.report:
-        _write_text(Path(args.report), json.dumps(result, indent=2) + "\n")
+        write_text(Path(args.report), json.dumps(result, indent=2) + "\n")
+    if args.html:
+        counts = op_counts(model)
+        report = Report(input=args.model, op_counts_before=counts, op_counts_after=counts, target=result)
+        write_html(report, args.html, title=f"check-target {profile.name}: {Path(args.model).name}")
     print("\n".join(target_lines(result)))
     return EXIT_STRICT if args.strict and not result["fits"] else EXIT_OK
 
@@ -187,12 +202,6 @@ def cmd_targets(args) -> int:
     for name, description in profiles:
         print(f"{name:<{width}}  {description}")
     return EXIT_OK
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def cmd_check(args) -> int:

@@ -18,13 +18,13 @@ from .core.report import Report
 
 __version__ = "0.2.0"
 
-__all__ = ["optimize", "op_counts", "Comparison", "check_models", "compare_outputs",
+__all__ = ["optimize", "write_html", "op_counts", "Comparison", "check_models", "compare_outputs",
            "ConvRewriteError", "InputError", "load_model", "save_model", "Report", "__version__"]
 
 
 def optimize(model: "object | str | Path", passes=None, options: Optional[dict] = None, verify: bool = True,
              rtol: Optional[float] = None, atol: Optional[float] = None, seed: int = 0,
-             inputs: Optional[Mapping] = None, dry_run: bool = False, target=None):
+             inputs: Optional[Mapping] = None, dry_run: bool = False, target=None, sketches: bool = False):
     """Rewrite `model` (an onnx.ModelProto or a path) and verify every rewrite.
 
     `passes`: pass names (default: all, in the default order) or pass
@@ -48,4 +48,12 @@ def optimize(model: "object | str | Path", passes=None, options: Optional[dict] 
     else:
         pass_list = tuple(passes)
     return driver.optimize(model, pass_list, verify=verify, rtol=rtol, atol=atol, seed=seed, inputs=inputs,
-                           dry_run=dry_run, target=target)
+                           dry_run=dry_run, target=target, sketches=sketches)
+
+
+def write_html(report: Report, path: "str | Path", title: str = "convrewrite report") -> None:
+    """The report as one self-contained HTML file (atomic write)."""
+    from .core.html import render_report
+    from .core.model_io import write_text
+
+    write_text(Path(path), render_report(report, title))

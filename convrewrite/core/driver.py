@@ -36,7 +36,8 @@ from .model_io import check_model, load_model
 from .oracle import Oracle
 from .report import PLANNED, REWRITTEN, ROLLED_BACK, SKIPPED, Report, RewriteRecord
 from .rewrite import Code, Match, Skip
-from .splice import apply_rewrites
+from .sketch import neighbours_of, sketch
+from .splice import apply_rewrites, renamed_nodes
 
 MAX_ROUNDS = 4  # worklist rounds over the passes; each round only sees nodes the last one created
 
@@ -49,12 +50,13 @@ class Settings:
     seed: int = 0
     inputs: Optional[Mapping[str, np.ndarray]] = None
     dry_run: bool = False
+    sketches: bool = False       # keep drawings of each rewrite for the HTML report
 
 
 def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bool = True,
              rtol: Optional[float] = None, atol: Optional[float] = None, seed: int = 0,
              inputs: Optional[Mapping[str, np.ndarray]] = None, dry_run: bool = False,
-             target=None) -> tuple[onnx.ModelProto, Report]:
+             target=None, sketches: bool = False) -> tuple[onnx.ModelProto, Report]:
     """Rewrite `model` with `passes` (pass objects, run in this order).
 
     Returns the new model and the Report.  The input model is never modified.
@@ -62,8 +64,9 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     `target` (a built-in profile name, a JSON path or a Profile): a node the
     target runs is left as it is, the others get a form the target runs, and
     the report lists every node of the result that still does not fit.
+    `sketches` keeps a drawing of each rewrite for the HTML report.
     """
-    settings = Settings(verify, rtol, atol, seed, inputs, dry_run)
+    settings = Settings(verify, rtol, atol, seed, inputs, dry_run, sketches)
     report = Report(dry_run=dry_run)
     t0 = time.perf_counter()
     if isinstance(model, (str, Path)):
@@ -234,6 +237,10 @@ class _Run:
         if others:
             r.notes.append("also rewrites " + ", ".join(f"'{o}'" for o in others))
         r.new_nodes = [n.name for n in lowered.replacement.nodes]
+        if self.settings.sketches:
+            own = {t.name for t in lowered.replacement.initializers}
+            _sketch(r, graph, match, renamed_nodes(lowered.replacement), lambda v: None,
+                    lambda v: v in own or graph.is_constant(v))
         return c
 
     def _rematch_alone(self, graph, p, candidates) -> list:
@@ -279,6 +286,11 @@ class _Run:
             c.roll_back(f"replacement cannot be checked: {type(e).__name__}: {e}", Code.UNCHECKABLE)
             return
         c.record.set_costs(c.check.cost_before, c.check.cost_after)
+        if self.settings.sketches:
+            view = _batch_one_view(c.check.replacement)
+            if view is not None:
+                _sketch(c.record, graph, c.match, list(view.graph.node), view.shape,
+                        lambda v: view.is_constant(v) or graph.is_constant(v))
 
     def _verify_local(self, todo: Sequence[_Candidate]) -> None:
         s = self.settings
@@ -293,3 +305,30 @@ class _Run:
                 c.roll_back(f"local check failed: replacement differs from the original "
                             f"(max abs error {w.max_abs_error:.3g}, allowed {w.allowed_error:.3g}"
                             f"{', ' + w.message if w.message else ''})", Code.VERIFICATION_FAILED)
+
+
+# --- drawings for the HTML report ---------------------------------------------------
+
+def _sketch(record: RewriteRecord, graph: GraphView, match: Match, new_nodes: list, shape, is_constant) -> None:
+    """The original nodes among their neighbours, and the new nodes among the same neighbours."""
+    around = neighbours_of(match.nodes, graph)
+
+    def label(n):
+        return graph.labels.get(id(n)) or n.name or n.op_type
+
+    record.sketch_before = sketch(match.nodes, graph.shape, "match", label, around, graph.is_constant)
+    record.sketch_after = sketch(new_nodes, lambda v: shape(v) or graph.shape(v), "new", label, around, is_constant)
+
+
+def _batch_one_view(model: onnx.ModelProto) -> Optional[GraphView]:
+    """The replacement's check model with its symbolic dims set to 1, shapes inferred."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for vi in m.graph.input:
+        for d in vi.type.tensor_type.shape.dim:
+            if not d.HasField("dim_value"):
+                d.dim_value = 1
+    try:
+        return GraphView(m)
+    except Exception:  # a drawing without shapes is still a drawing
+        return None

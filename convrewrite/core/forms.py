@@ -132,11 +132,20 @@ def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_op
         over = _over_bound(costs[0].macs, node_macs, p.mac_bound)
         key = (not form.first, preferred.index(form.name) if asked else len(preferred), form.opt_in and not asked,
                favoured is None, over, (costs[0].macs or 0) if over else 0, index)
-        why = ("asked for" if asked else favoured or "")
+        why = ("asked for" if asked else favoured or _list_reason(p, over))
         scored.append((key, [Option(form, v, c, why) for v, c in zip(variants, costs)]))
     for _, options in sorted(scored, key=lambda s: s[0]):
         ranking.options += options if with_variants else options[:1]
     return ranking
+
+
+def _list_reason(p, over: bool) -> str:
+    """Why a form ranks where it does when no preference decided."""
+    if p.mac_bound is None:
+        return "the first form in the pass's order that applies"
+    if over:
+        return f"no form is within {p.mac_bound}x the original's MACs: the fewest MACs"
+    return f"the simplest form within {p.mac_bound}x the original's MACs"
 
 
 def _over_bound(macs: Optional[int], node_macs: Optional[int], bound: Optional[float]) -> bool:

@@ -58,7 +58,7 @@ def lower(p, match: Match, graph: GraphView, target=None, passes: Sequence = (),
     notes = _preference_notes(p, r)
     if target is None:
         chosen = r.options[0]
-        return Lowered(chosen, build(p, match, chosen, graph), notes + _ranking_note(chosen, r))
+        return Lowered(chosen, build(p, match, chosen, graph), notes + _ranking_note(p, chosen, r))
     return _lower_for_target(p, match, graph, target, passes, depth, r, notes, where)
 
 
@@ -107,11 +107,10 @@ def _preference_notes(p, r: Ranking) -> tuple:
                  for name in p.preferred() if name in passed)
 
 
-def _ranking_note(chosen: Option, r: Ranking) -> tuple:
-    """Why this form, when a rule other than the list order decided, and the
-    MACs of the forms passed over."""
+def _ranking_note(p, chosen: Option, r: Ranking) -> tuple:
+    """Why this form; with a MAC bound, the MACs of the forms passed over."""
     others = [f"{o.form.name} macs={o.cost.macs}" for o in r.first_per_form()
-              if o is not chosen and o.cost.macs is not None]
+              if p.mac_bound is not None and o is not chosen and o.cost.macs is not None]
     return ((f"chosen: {chosen.why}",) if chosen.why else ()) + tuple(others)
 
 

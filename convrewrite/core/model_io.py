@@ -242,3 +242,10 @@ def _short(e: Exception) -> str:
     lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
     text = lines[0] if lines else type(e).__name__
     return text[:240]
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a text file atomically: a temporary file beside it, renamed over it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -37,11 +37,13 @@ class RewriteRecord:
     nodes_before: Optional[int] = None
     nodes_after: Optional[int] = None
     notes: list = field(default_factory=list)
+    sketch_before: Optional[object] = field(default=None, repr=False)   # for the HTML report only
+    sketch_after: Optional[object] = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = {k: v for k, v in vars(self).items() if not k.startswith("sketch_")}
         d["pass"] = d.pop("pass_name")
-        return d
+        return {k: list(v) if isinstance(v, list) else v for k, v in d.items()}
 
     def set_costs(self, before, after) -> None:
         """The Cost of the original nodes and of the replacement."""
