@@ -38,8 +38,11 @@ from .report import PLANNED, REWRITTEN, ROLLED_BACK, SKIPPED, Report, RewriteRec
 from .rewrite import Code, Match, Skip
 from .sketch import neighbours_of, sketch
 from .splice import apply_rewrites, renamed_nodes
+from .weights import data_bytes
 
 MAX_ROUNDS = 4  # worklist rounds over the passes; each round only sees nodes the last one created
+# The weights one rewrite may create: 4x the model's own, at least 64 MiB, at most 1 GiB.
+NEW_WEIGHTS_FACTOR, NEW_WEIGHTS_FLOOR, NEW_WEIGHTS_CAP = 4, 64 << 20, 1 << 30
 
 
 @dataclass
@@ -76,7 +79,7 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
         check_model(model)
     report.timings["load_and_check"] = time.perf_counter() - t0
     profile = load_profile(target) if target is not None and not hasattr(target, "rules") else target
-    run = _Run(tuple(passes), profile, settings, report)
+    run = _Run(tuple(passes), profile, settings, report, _weight_budget(model))
     report.passes = [p.name for p in run.passes]
     report.op_counts_before = op_counts(model)
     oracle = Oracle(model, settings) if verify and not dry_run else None
@@ -91,6 +94,11 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
         report.timings["check_target"] = time.perf_counter() - t
     report.timings["total"] = time.perf_counter() - t0
     return current, report
+
+
+def _weight_budget(model: onnx.ModelProto) -> int:
+    own = sum(data_bytes(t) for t in model.graph.initializer)
+    return min(max(NEW_WEIGHTS_FACTOR * own, NEW_WEIGHTS_FLOOR), NEW_WEIGHTS_CAP)
 
 
 def check_target(model: onnx.ModelProto, profile) -> dict:
@@ -123,8 +131,9 @@ class _Candidate:
 class _Run:
     """One optimize run: the passes, the target, the settings, the report."""
 
-    def __init__(self, passes: tuple, profile, settings: Settings, report: Report):
+    def __init__(self, passes: tuple, profile, settings: Settings, report: Report, weight_budget: int):
         self.passes, self.profile, self.settings, self.report = passes, profile, settings, report
+        self.weight_budget = weight_budget
 
     def all_passes(self, model: onnx.ModelProto, oracle) -> onnx.ModelProto:
         """Every pass in order; then the worklist: each pass again, over only
@@ -227,6 +236,12 @@ class _Run:
             return alone
         if isinstance(lowered, Skip):
             c.skip(lowered)
+            return c
+        new_bytes = sum(data_bytes(t) for t in lowered.replacement.initializers)
+        if new_bytes > self.weight_budget:
+            c.skip(Skip(f"{node.op_type} '{graph.label(node)}': the {lowered.option.label} form would create "
+                        f"{new_bytes} bytes of weights, above the budget of {self.weight_budget} (4x the model's "
+                        "weights, at most 1 GiB); left as it is", Code.TOO_LARGE))
             return c
         c.match, c.lowered = match, lowered
         r = c.record

@@ -371,3 +371,15 @@ def test_external_data_not_loaded_is_read_from_the_working_folder(tmp_path, monk
     monkeypatch.chdir(tmp_path)  # as onnx.checker and onnxruntime resolve it
     new, report = optimize(model, passes=[AddToSub()])
     assert report.rewritten == 1 and report.verification.equivalent
+
+
+def test_a_rewrite_creating_weights_beyond_the_budget_is_skipped(monkeypatch):
+    import convrewrite.core.driver as driver
+
+    model = _large_weight_model()
+    monkeypatch.setattr(driver, "NEW_WEIGHTS_FLOOR", 1024)
+    monkeypatch.setattr(driver, "NEW_WEIGHTS_FACTOR", 0)   # any new weight is too much
+    new, report = optimize(model, passes=[AddToSub()])
+    (rec,) = report.rewrites
+    assert rec.status == SKIPPED and rec.code == "too-large" and "above the budget of 1024" in rec.reason
+    assert [n.op_type for n in new.graph.node] == ["Add"]
