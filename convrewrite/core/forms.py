@@ -37,7 +37,10 @@ from typing import Any, ClassVar, Mapping, Optional, Sequence
 
 @dataclass(frozen=True)
 class Cost:
-    """What a replacement costs; None where not known."""
+    """What a replacement costs.  Every form works out all four figures
+    before building anything, exactly as `convrewrite.core.cost` measures
+    the built replacement at batch 1 (MACs and bytes per batch item); None
+    only where a figure cannot be known (a symbolic size)."""
 
     macs: Optional[int] = None         # multiply-accumulates at batch 1
     moved_bytes: Optional[int] = None  # bytes read + written by data-movement ops

@@ -9,12 +9,15 @@ Axes are absolute tensor axes; pads are (begin, end) pairs for `axes`.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from math import prod
+from typing import Optional, Sequence
 
 import numpy as np
 from onnx import numpy_helper
 
 from ..core.builder import Builder
+from ..core.folding import FOLD_MAX_ELEMENTS
 
 
 def slice_axes(b: Builder, x: str, axes: Sequence[int], starts: Sequence[int],
@@ -76,3 +79,69 @@ def zeros(b: Builder, like: str, shape: Sequence, dtype: np.dtype, what: str = "
     batch = slice_axes(b, b.op("Shape", [like], f"{what}_input_shape"), [0], [0], [1], f"{what}_batch")
     dims = b.op("Concat", [batch, b.ints(shape[1:], f"{what}_dims")], f"{what}_shape", axis=0)
     return b.op("ConstantOfShape", [dims], what, value=value)
+
+
+# --- costs: what the emitters build, known before building ----------------------
+
+@dataclass(frozen=True)
+class Moved:
+    """What emitted nodes cost, worked out before they are built: how many
+    nodes, and the bytes their data-movement nodes (convrewrite.core.cost's
+    DATA_MOVEMENT_OPS) read and write -- non-constant inputs plus outputs, as
+    `convrewrite.core.cost.moved_bytes` measures them at batch 1.  `bytes`
+    is None when some tensor has a symbolic size."""
+
+    nodes: int = 0
+    bytes: Optional[int] = 0
+
+    def __add__(self, other: "Moved") -> "Moved":
+        both = None if self.bytes is None or other.bytes is None else self.bytes + other.bytes
+        return Moved(self.nodes + other.nodes, both)
+
+    def times(self, k: int) -> "Moved":
+        return Moved(self.nodes * k, None if self.bytes is None else self.bytes * k)
+
+
+NOTHING = Moved()
+INT64_BYTES = 8
+
+
+def tensor_bytes(shape: Sequence, itemsize: int) -> Optional[int]:
+    """Bytes of a tensor of `shape` (None if a dim is not an int)."""
+    if not all(isinstance(d, int) for d in shape):
+        return None
+    return prod(shape) * itemsize
+
+
+def movement(inputs: Sequence[Sequence], output: Sequence, itemsize: int) -> Moved:
+    """One data-movement node reading the non-constant `inputs` (shapes)
+    and writing `output`."""
+    sizes = [tensor_bytes(s, itemsize) for s in [*inputs, output]]
+    return Moved(1, None if any(s is None for s in sizes) else sum(sizes))
+
+
+def other_nodes(count: int) -> Moved:
+    """Nodes that move no data (Conv, Add, ConstantOfShape, ...)."""
+    return Moved(count, 0)
+
+
+def zeros_cost(shape: Sequence, opset: int, itemsize: int) -> Moved:
+    """What `zeros` emits for `shape` (first entry None: a symbolic batch).
+    Measured at batch 1, Shape of the input is a constant, and so is every
+    value computed from it: only the outputs of Slice ([1] int64), Concat
+    ([rank] int64) and Expand / Tile (the zeros) count."""
+    static = all(isinstance(d, int) for d in shape)
+    if opset < 9 and static:
+        return NOTHING                      # an initializer
+    if static:
+        return other_nodes(1)               # ConstantOfShape
+    shape_ints = movement([], [1], INT64_BYTES) + movement([], [len(shape)], INT64_BYTES)
+    if opset >= 9:                          # Shape, Slice, Concat, ConstantOfShape
+        return other_nodes(2) + shape_ints
+    return other_nodes(1) + shape_ints + movement([], [1, *shape[1:]], itemsize)   # ..., Expand / Tile
+
+
+def folds(elements: int) -> bool:
+    """Whether a constant chain of this many elements is folded (so counts
+    as constant where a data-movement node reads it)."""
+    return elements <= FOLD_MAX_ELEMENTS

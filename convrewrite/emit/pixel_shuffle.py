@@ -29,9 +29,10 @@ blocks in the same layout, so one such step per axis with a block above 1
 from __future__ import annotations
 
 from math import prod
-from typing import Sequence
+from typing import Optional, Sequence
 
 from ..core.builder import Builder
+from .opset_ops import Moved, tensor_bytes
 
 LAYOUTS = ("DCR", "CRD")
 # The highest rank the single Reshape/Transpose/Reshape form may use.
@@ -160,3 +161,39 @@ def _unshuffle_per_axis(b: Builder, x: str, channels: int, blocks, sizes, layout
                     *sizes[i:]]
         x = b.op("Reshape", [x, b.ints(unmerged, f"unshuffle_out_shape_{i}")], f"unshuffle_merge_{i}")
     return x
+
+
+# --- costs ---------------------------------------------------------------------
+
+def _steps(blocks: Sequence[int], single_op: bool) -> int:
+    """Nodes of a shuffle or unshuffle: the single ONNX operator, one
+    Reshape/Transpose/Reshape, or one such triple per axis with a block above 1."""
+    r = len(blocks)
+    if all(k == 1 for k in blocks):
+        return 0
+    if single_op:
+        return 1
+    if 2 + 2 * r > MAX_GENERAL_RANK:
+        return 3 * sum(1 for k in blocks if k > 1)
+    return 3
+
+
+def _reorder_cost(channels: Optional[int], blocks: Sequence[int], sizes: Sequence, itemsize: int, steps: int) -> Moved:
+    """`steps` data-movement nodes, each reading and writing the whole tensor."""
+    whole = None if channels is None else tensor_bytes([1, channels * prod(blocks), *sizes], itemsize)
+    return Moved(steps, None if whole is None else 2 * whole * steps)
+
+
+def pixel_shuffle_cost(channels: int, blocks: Sequence[int], sizes: Sequence, itemsize: int,
+                       layout: str = "DCR", opset: int = 11, allow_depth_to_space: bool = True) -> Moved:
+    """Nodes and bytes moved (batch 1) of `pixel_shuffle` with these arguments
+    (`sizes` the input's spatial sizes; a None size leaves the bytes unknown)."""
+    rank = shuffle_rank(blocks, layout, opset, allow_depth_to_space)
+    return _reorder_cost(channels, blocks, sizes, itemsize, _steps(blocks, rank == 4 and len(blocks) == 2))
+
+
+def pixel_unshuffle_cost(channels: int, blocks: Sequence[int], sizes: Sequence, itemsize: int,
+                         layout: str = "DCR", allow_space_to_depth: bool = True) -> Moved:
+    """Nodes and bytes moved (batch 1) of `pixel_unshuffle` (`sizes` its output's spatial sizes)."""
+    single = allow_space_to_depth and len(blocks) == 2 and blocks[0] == blocks[1] and layout == "DCR"
+    return _reorder_cost(channels, blocks, sizes, itemsize, _steps(blocks, single))

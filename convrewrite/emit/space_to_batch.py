@@ -31,8 +31,8 @@ from math import prod
 from typing import Sequence
 
 from ..core.builder import Builder
-from .opset_ops import slice_axes
-from .pixel_shuffle import MAX_GENERAL_RANK, pixel_shuffle
+from .opset_ops import NOTHING, Moved, movement, slice_axes, tensor_bytes
+from .pixel_shuffle import MAX_GENERAL_RANK, pixel_shuffle, pixel_shuffle_cost
 
 
 # --- builders -----------------------------------------------------------------
@@ -224,3 +224,95 @@ def crop_to(b: Builder, y: str, have: Sequence[int], want: Sequence[int]) -> str
     if not axes:
         return y
     return slice_axes(b, y, [k + 2 for k in axes], [0] * len(axes), [want[k] for k in axes], "crop_output")
+
+
+# --- costs (nodes, bytes moved at batch 1; see opset_ops.Moved) -------------------
+
+def _block_steps(blocks: Sequence[int]) -> int:
+    """Nodes of space_to_batch or batch_to_space: SpaceToDepth / DepthToSpace
+    with a Reshape/Transpose/Reshape (2-D equal blocks), one such triple, or
+    one per blocked axis above rank 6."""
+    if all(p == 1 for p in blocks):
+        return 0
+    if len(blocks) == 2 and blocks[0] == blocks[1]:
+        return 4
+    if 2 + len(blocks) + sum(1 for p in blocks if p > 1) > MAX_GENERAL_RANK:
+        return 3 * sum(1 for p in blocks if p > 1)
+    return 3
+
+
+def space_to_batch_cost(channels: int, blocks: Sequence[int], sizes: Sequence, itemsize: int) -> Moved:
+    """`space_to_batch` (sizes: the phase sizes m); every node moves the whole tensor."""
+    steps = _block_steps(blocks)
+    whole = tensor_bytes([prod(blocks), channels, *sizes], itemsize)
+    return Moved(steps, None if whole is None else 2 * whole * steps)
+
+
+def batch_to_space_cost(channels: int, blocks: Sequence[int], sizes: Sequence, itemsize: int) -> Moved:
+    """`batch_to_space` (sizes: the phase sizes q)."""
+    return space_to_batch_cost(channels, blocks, sizes, itemsize)
+
+
+def strided_slice_cost(shape: Sequence, axes: Sequence[int], starts: Sequence[int], ends: Sequence[int],
+                       steps: Sequence[int], itemsize: int, opset: int) -> tuple[Moved, list]:
+    """(cost, output shape) of `strided_slice` on a tensor of `shape`."""
+    out = list(shape)
+    for axis, start, end, step in zip(axes, starts, ends, steps):
+        out[axis] = len(range(start, end, step))
+    if all(s == 1 for s in steps) or opset >= 10:
+        return movement([shape], out, itemsize), out
+    cost, now = NOTHING, list(shape)
+    unit = [k for k, s in enumerate(steps) if s == 1]
+    if unit:
+        after = list(now)
+        for k in unit:
+            after[axes[k]] = out[axes[k]]
+        cost, now = movement([now], after, itemsize), after
+    for axis, step in zip(axes, steps):
+        if step > 1:
+            after = list(now)
+            after[axis] = out[axis]
+            cost, now = cost + movement([now], after, itemsize), after
+    return cost, out
+
+
+def subsample_cost(shape: Sequence, steps: Sequence[int], itemsize: int, opset: int) -> tuple[Moved, list]:
+    """(cost, output shape) of `subsample` of a tensor of `shape` (lengths: its spatial sizes)."""
+    sp = [k for k, g in enumerate(steps) if g > 1]
+    if not sp:
+        return NOTHING, list(shape)
+    return strided_slice_cost(shape, [k + 2 for k in sp], [0] * len(sp), [shape[k + 2] for k in sp],
+                              [steps[k] for k in sp], itemsize, opset)
+
+
+def interleave_cost(channels: int, blocks: Sequence[int], sizes: Sequence[int], itemsize: int,
+                    opset: int) -> Moved:
+    """`interleave` of prod(blocks) phase outputs [1, channels, sizes...]."""
+    split = [k for k, p in enumerate(blocks) if p > 1]
+    if not split:
+        return NOTHING
+    if len(blocks) == 2 and blocks[0] == blocks[1]:
+        whole = [1, channels * prod(blocks), *sizes]
+        concat = movement([[1, channels, *sizes]] * prod(blocks), whole, itemsize)
+        return concat + pixel_shuffle_cost(channels, blocks, sizes, itemsize, "DCR", opset)
+    return _interleave_axes_cost(channels, list(blocks), list(sizes), split, itemsize)
+
+
+def _interleave_axes_cost(channels, blocks, sizes, split, itemsize) -> Moved:
+    axis, rest = split[0], split[1:]
+    merged = [q * (p if k in rest else 1) for k, (q, p) in enumerate(zip(sizes, blocks))]
+    inner = _interleave_axes_cost(channels, blocks, sizes, rest, itemsize).times(blocks[axis]) if rest else NOTHING
+    P, r = blocks[axis], len(merged)
+    piece = [1, channels, *merged]
+    out = list(piece)
+    out[axis + 2] *= P
+    if axis < r - 1:   # Concat, Reshape
+        return inner + movement([piece] * P, out, itemsize) + movement([out], out, itemsize)
+    return inner + movement([piece] * P, out, itemsize) + movement([out], out, itemsize).times(3)
+
+
+def crop_to_cost(shape: Sequence, want: Sequence[int], itemsize: int) -> Moved:
+    """`crop_to` of a tensor of `shape` to spatial sizes `want`."""
+    if not any(h > w for h, w in zip(shape[2:], want)):
+        return NOTHING
+    return movement([shape], [*shape[:2], *[min(h, w) for h, w in zip(shape[2:], want)]], itemsize)

@@ -17,7 +17,7 @@ only SAME or VALID padding).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from math import prod
 from typing import Optional
@@ -27,8 +27,9 @@ from onnx import helper
 
 from convrewrite.core.builder import Builder
 from convrewrite.core.forms import Cost, Form
-from convrewrite.emit.opset_ops import ZEROS_MIN_OPSET, can_make_zeros, pad_axes, slice_axes, zeros
-from convrewrite.emit.pixel_shuffle import pixel_shuffle, shuffle_rank
+from convrewrite.emit.opset_ops import (NOTHING, ZEROS_MIN_OPSET, Moved, can_make_zeros, folds, movement,
+                                       other_nodes, pad_axes, slice_axes, zeros, zeros_cost)
+from convrewrite.emit.pixel_shuffle import pixel_shuffle, pixel_shuffle_cost, shuffle_rank
 
 from .geometry import (AxisConv, AxisPlan, Tiles, border_tiles, conv_weight, phase_kernel, phases, plan_macs,
                        shared_kernel, shared_plan, split_plan, split_tiles, tile_tree)
@@ -106,7 +107,9 @@ class _ConvTransposeForm(Form):
 
     def cost(self, match, variant, graph) -> Cost:
         low = self.lowering(match.params, variant)
-        return Cost(macs=self.macs(match.params), max_rank=_shuffle_rank(low, match.params.opset))
+        moved = _Costing.of(match, graph, low).total()
+        return Cost(macs=self.macs(match.params), moved_bytes=moved.bytes, nodes=moved.nodes,
+                    max_rank=max(len(low.plans) + 2, _shuffle_rank(low, match.params.opset)))
 
     def build(self, match, variant, graph, b: Builder) -> dict:
         p = self.lowering(match.params, variant)
@@ -199,7 +202,12 @@ class BiasOnly(Form):
         return None
 
     def cost(self, match, variant, graph) -> Cost:
-        return Cost(macs=0)
+        d = match.params
+        low = Lowering(self.name, d.split, None, d.group, d.cout, d.weight, d.bias, d.bias_is_constant)
+        moved, _ = _Costing.of(match, graph, low).filler([g.out for g in d.geometry], 1)
+        # no node at all where the zeros are an initializer and there is no bias to add
+        return Cost(macs=0, moved_bytes=moved.bytes, nodes=moved.nodes,
+                    max_rank=len(d.geometry) + 2 if moved.nodes else None)
 
     def build(self, match, variant, graph, b: Builder) -> dict:
         d, x = match.params, match.node.input[0]
@@ -283,6 +291,153 @@ def _label(low: Lowering, opset: int) -> str:
     if low.pad_nodes:
         parts.append("Pad nodes")
     return ", ".join(parts)
+
+
+# --- nodes and bytes moved, mirroring the builders below (batch 1) ----------------
+
+@dataclass
+class _Costing:
+    """Walks a lowering the way the builders do, counting nodes and the
+    bytes of data movement instead of emitting them: the Slices and Pads of
+    the input shared between Convs, the bias-only fillers built once per
+    shape, the Pads up to the block grid, the Concats, the pixel shuffle and
+    the crop.  A filler computed from constants only is folded by the cost
+    measure, so a Concat reading it does not count its bytes."""
+
+    low: Lowering
+    sizes: tuple              # x's spatial sizes
+    cin: int
+    itemsize: int
+    bias_itemsize: int
+    opset: int
+    batch: object             # x's batch dim (an int, or symbolic)
+    seen: set = field(default_factory=set)
+
+    @classmethod
+    def of(cls, match, graph, low: Lowering) -> "_Costing":
+        x = match.node.input[0]
+        d: Deconv = match.params
+
+        def itemsize(name):
+            return helper.tensor_dtype_to_np_dtype(graph.dtype(name)).itemsize
+
+        return cls(low, tuple(g.n for g in d.geometry), d.cin, itemsize(x),
+                   itemsize(d.bias) if d.bias else 0, d.opset, graph.shape(x)[0])
+
+    def total(self) -> Moved:
+        p = self.low
+        blocks = [plan.blocks for plan in p.plans]
+        if p.form == "single-conv":
+            axes = tuple(next(c for c in plan.phases if c is not None) for plan in p.plans)
+            moved = self.conv(axes)
+        else:
+            moved = self.phases(blocks)
+        moved += pixel_shuffle_cost(p.cout, [pl.stride for pl in p.plans], blocks, self.itemsize, p.layout,
+                                    self.opset, p.depth_to_space)
+        return moved + self.crop()
+
+    def conv(self, axes) -> Moved:
+        """`_conv`: a Slice of x where a pad is negative, a Pad node where
+        one is positive (with pad_nodes), each once per distinct geometry."""
+        moved, shape = NOTHING, [1, self.cin, *self.sizes]
+        cut = tuple((i, max(-a.begin, 0), n - max(-a.end, 0)) for i, (a, n) in enumerate(zip(axes, self.sizes))
+                    if a.begin < 0 or a.end < 0)
+        if cut:
+            sliced = list(shape)
+            for i, start, end in cut:
+                sliced[i + 2] = end - start
+            if ("slice", cut) not in self.seen:
+                self.seen.add(("slice", cut))
+                moved += movement([shape], sliced, self.itemsize)
+            shape = sliced
+        pads = [max(a.begin, 0) for a in axes] + [max(a.end, 0) for a in axes]
+        if self.low.pad_nodes and any(pads) and ("pad", cut, tuple(pads)) not in self.seen:
+            self.seen.add(("pad", cut, tuple(pads)))
+            r = len(axes)
+            padded = shape[:2] + [n + lo + hi for n, lo, hi in zip(shape[2:], pads[:r], pads[r:])]
+            moved += movement([shape], padded, self.itemsize)
+        return moved + other_nodes(1)
+
+    def filler(self, sizes, repeat: int) -> tuple[Moved, bool]:
+        """`_bias_only` (once per shape): (its cost, whether it is constant)."""
+        p = self.low
+        channels = p.cout * repeat
+        key = ("filler", tuple(sizes), repeat)
+        elements = channels * prod(sizes)
+        constant = (not p.bias or p.bias_is_constant) and folds(elements + (channels if p.bias else 0))
+        if key in self.seen:
+            return NOTHING, constant
+        self.seen.add(key)
+        batch = self.batch if isinstance(self.batch, int) else None
+        moved = zeros_cost([batch, channels, *sizes], self.opset, self.itemsize)
+        if p.bias and not p.bias_is_constant:
+            moved += movement([[p.cout]], [channels] + [1] * len(sizes), self.bias_itemsize)
+        if p.bias:
+            moved += other_nodes(1)
+        return moved, constant
+
+    def phases(self, blocks) -> Moved:
+        """`_phase_convs`: per run of phases its tiles (or a filler) and a
+        Pad up to the block grid; a Concat of the parts."""
+        p = self.low
+        combos = list(itertools.product(*[range(plan.stride) for plan in p.plans]))
+        moved, parts = NOTHING, []
+        for run in _runs(p, combos, p.group == 1 and p.bias_is_constant):
+            trees = [tile_tree(p.tiles, combo) for combo in run]
+            counts = _phase_counts(p, run[0])
+            if not _any_taps(trees[0]):
+                cost, constant = self.filler(blocks, 1)
+                moved += cost
+                parts += [None if constant else [1, p.cout, *blocks]] * len(run)
+                continue
+            cost, shape = self.tiles(trees, [()] * len(run), counts)
+            moved += cost
+            if any(n > c for n, c in zip(blocks, counts)):
+                grid = shape[:2] + list(blocks)
+                moved, shape = moved + movement([shape], grid, self.itemsize), grid
+            parts.append(shape)
+        if len(parts) > 1:
+            moved += movement([s for s in parts if s is not None], [1, p.cout * len(combos), *blocks],
+                              self.itemsize)
+        return moved
+
+    def tiles(self, trees, paths, counts) -> tuple[Moved, list]:
+        """`_tiles`: (cost, output shape) of the tiles along the next axis."""
+        axis, moved, parts, shapes = len(paths[0]), NOTHING, [], []
+        channels = self.low.cout * len(trees)
+        for column in zip(*trees):
+            piece, sub = column[0]
+            deeper = [path + (pc,) for path, (pc, _) in zip(paths, column)]
+            if not piece.taps:
+                sizes = [a.count for a in deeper[0]] + list(counts[axis + 1:])
+                cost, constant = self.filler(sizes, len(trees))
+                moved += cost
+                shape = [1, channels, *sizes]
+                parts.append(None if constant else shape)
+            elif sub is None:
+                moved += self.conv(deeper[0])
+                shape = [1, channels, *[a.count for a in deeper[0]]]
+                parts.append(shape)
+            else:
+                cost, shape = self.tiles([s for _, s in column], deeper, counts)
+                moved += cost
+                parts.append(shape)
+            shapes.append(shape)
+        if len(shapes) == 1:
+            return moved, shapes[0]
+        out = list(shapes[0])
+        out[axis + 2] = sum(s[axis + 2] for s in shapes)
+        return moved + movement([s for s in parts if s is not None], out, self.itemsize), out
+
+    def crop(self) -> Moved:
+        """`_crop`: a Slice back from the block grid to the output."""
+        plans = self.low.plans
+        if not any(pl.shift or pl.blocks * pl.stride != pl.out for pl in plans):
+            return NOTHING
+        grid = [1, self.low.cout, *[pl.blocks * pl.stride for pl in plans]]
+        out = grid[:2] + [pl.out if pl.shift or pl.blocks * pl.stride != pl.out else pl.blocks * pl.stride
+                          for pl in plans]
+        return movement([grid], out, self.itemsize)
 
 
 # --- build helpers ----------------------------------------------------------

@@ -30,10 +30,12 @@ import onnx
 from convrewrite.core.builder import Builder
 from convrewrite.core.forms import Cost, Form
 from convrewrite.core.graph import GraphView
-from convrewrite.emit.opset_ops import slice_axes
-from convrewrite.emit.pixel_shuffle import MAX_GENERAL_RANK, pixel_shuffle, pixel_unshuffle, shuffle_rank
-from convrewrite.emit.space_to_batch import (batch_to_space, crop_to, interleave, space_to_batch, strided_slice,
-                                             subsample)
+from convrewrite.emit.opset_ops import NOTHING, Moved, movement, other_nodes, slice_axes
+from convrewrite.emit.pixel_shuffle import (MAX_GENERAL_RANK, pixel_shuffle, pixel_shuffle_cost, pixel_unshuffle,
+                                            pixel_unshuffle_cost, shuffle_rank)
+from convrewrite.emit.space_to_batch import (batch_to_space, batch_to_space_cost, crop_to, crop_to_cost,
+                                             interleave, interleave_cost, space_to_batch, space_to_batch_cost,
+                                             strided_slice, strided_slice_cost, subsample, subsample_cost)
 from convrewrite.geometry import extent
 
 from .chain import Chain, copy_node, data_inputs, from_phase, phase_window, to_phase, zero_garbage
@@ -143,7 +145,7 @@ class Plain(_DilatedForm):
 
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
-        return Cost(macs=p.exact_macs(), max_rank=p.rank)
+        return _cost(p.exact_macs(), p.rank, _plain_moved(p, _itemsize(graph, match)))
 
     def emit(self, b, graph, x, p):
         return _plain(b, x, _sliced_weight(b, graph, p), p)
@@ -163,7 +165,7 @@ class Subsample(_DilatedForm):
 
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
-        return Cost(macs=p.exact_macs(), max_rank=p.rank)
+        return _cost(p.exact_macs(), p.rank, _batch_moved(p, _itemsize(graph, match), graph.opset()))
 
     def emit(self, b, graph, x, p):
         b.note("the dilation divides the stride: only every d-th input is read")
@@ -184,8 +186,8 @@ class Batch(_DilatedForm):
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
         if isinstance(p, Chain):
-            return Cost(macs=chain_macs(p, graph), max_rank=batch_rank(p.start))
-        return Cost(macs=p.phase_macs(), max_rank=batch_rank(p))
+            return _cost(chain_macs(p, graph), batch_rank(p.start), _chain_moved(p, graph))
+        return _cost(p.phase_macs(), batch_rank(p), _batch_moved(p, _itemsize(graph, match), graph.opset()))
 
     def build(self, match, variant, graph, b):
         if isinstance(match.params, Chain):
@@ -217,7 +219,8 @@ class Depth(_DilatedForm):
 
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
-        return Cost(macs=p.phase_macs(), max_rank=max(p.rank, shuffle_rank(p.blocks, "DCR", graph.opset())))
+        return _cost(p.phase_macs(), max(p.rank, shuffle_rank(p.blocks, "DCR", graph.opset())),
+                     _depth_moved(p, graph, _itemsize(graph, match)))
 
     def emit(self, b, graph, x, p):
         blocks, tiled = depth_tiling(graph, p)
@@ -230,7 +233,7 @@ class Slices(_DilatedForm):
 
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
-        return Cost(macs=p.phase_macs(), max_rank=max(p.rank, 4))
+        return _cost(p.phase_macs(), max(p.rank, 4), _slices_moved(p, _itemsize(graph, match), graph.opset()))
 
     def emit(self, b, graph, x, p):
         return _slices(b, x, _sliced_weight(b, graph, p), p)
@@ -260,7 +263,7 @@ class Taps(_DilatedForm):
 
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
-        return Cost(macs=p.exact_macs(), max_rank=p.rank)
+        return _cost(p.exact_macs(), p.rank, _taps_moved(p, _itemsize(graph, match), graph.opset()))
 
     def emit(self, b, graph, x, p):
         return _taps(b, graph, x, p)
@@ -313,6 +316,159 @@ def depth_tiling(graph: GraphView, p: Dilated) -> tuple[int, int]:
     w = graph.constant(p.weight)
     kept = w.itemsize * w.shape[0] * w.shape[1] * prod(a.kernel for a in p.axes)
     return blocks, kept * blocks
+
+
+# --- nodes and bytes moved, mirroring the builders below (batch 1) ----------------
+
+def _cost(macs: int, rank: int, moved: Moved) -> Cost:
+    return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes, max_rank=rank)
+
+
+def _itemsize(graph: GraphView, match) -> int:
+    return onnx.helper.tensor_dtype_to_np_dtype(graph.dtype(match.node.input[0])).itemsize
+
+
+def _window_moved(axes, lengths, channels: int, itemsize: int) -> tuple[Moved, list]:
+    """`phases.window`: a Slice where x is cropped, a Pad where it is padded."""
+    shape = [1, channels, *[a.size for a in axes]]
+    pads = [window_pads(a, n) for a, n in zip(axes, lengths)]
+    moved = NOTHING
+    if any(q[0] or q[1] for q in pads):
+        cropped = shape[:2] + [a.size - q[0] - q[1] for a, q in zip(axes, pads)]
+        moved, shape = movement([shape], cropped, itemsize), cropped
+    if any(q[2] or q[3] for q in pads):
+        padded = shape[:2] + [n + q[2] + q[3] for n, q in zip(shape[2:], pads)]
+        moved, shape = moved + movement([shape], padded, itemsize), padded
+    return moved, shape
+
+
+def _plain_moved(p: Dilated, itemsize: int) -> Moved:
+    pads = [window_pads(a, (a.out - 1) * a.stride + extent(a.kernel, a.dilation), a.stride - 1)
+            for a in p.axes]
+    moved = other_nodes(1)
+    if any(q[0] or q[1] for q in pads):
+        shape = [1, p.channels, *[a.size for a in p.axes]]
+        moved += movement([shape], shape[:2] + [a.size - q[0] - q[1] for a, q in zip(p.axes, pads)], itemsize)
+    return moved
+
+
+def _phase_input_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
+    moved, shape = _window_moved(p.axes, [a.block_window for a in p.axes], p.channels, itemsize)
+    return moved + subsample_cost(shape, [a.common for a in p.axes], itemsize, opset)[0]
+
+
+def _out_crop_moved(p: Dilated, itemsize: int) -> Moved:
+    have = [a.per_phase * a.phases for a in p.axes]
+    return crop_to_cost([1, p.out_channels, *have], [a.out for a in p.axes], itemsize)
+
+
+def _batch_core_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
+    blocks, m, q = _blocks(p)
+    return (_phase_input_moved(p, itemsize, opset) + space_to_batch_cost(p.channels, blocks, m, itemsize)
+            + other_nodes(1))
+
+
+def _batch_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
+    blocks, m, q = _blocks(p)
+    return (_batch_core_moved(p, itemsize, opset) + batch_to_space_cost(p.out_channels, blocks, q, itemsize)
+            + _out_crop_moved(p, itemsize))
+
+
+def _depth_moved(p: Dilated, graph: GraphView, itemsize: int) -> Moved:
+    blocks, m, q = _blocks(p)
+    opset = graph.opset()
+    moved = _phase_input_moved(p, itemsize, opset) + pixel_unshuffle_cost(p.channels, blocks, m, itemsize)
+    if p.bias and graph.constant(p.bias) is None:   # the bias Tiled at run time
+        bias_size = onnx.helper.tensor_dtype_to_np_dtype(graph.dtype(p.bias)).itemsize
+        moved += movement([[p.out_channels]], [p.out_channels * prod(blocks)], bias_size)
+    return (moved + other_nodes(1) + pixel_shuffle_cost(p.out_channels, blocks, q, itemsize, "DCR", opset)
+            + _out_crop_moved(p, itemsize))
+
+
+def _slices_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
+    """`phases.phase_images` (a strided Slice per phase unless it is the
+    whole window), a Conv per phase, interleave, crop."""
+    blocks, m, q = _blocks(p)
+    moved, shape = _window_moved(p.axes, [a.slice_window for a in p.axes], p.channels, itemsize)
+    for phase in itertools.product(*[range(a.phases) for a in p.axes]):
+        starts = [a.phase_start(k) for a, k in zip(p.axes, phase)]
+        ends = [s + (a.phase_size - 1) * a.dilation + 1 for s, a in zip(starts, p.axes)]
+        keep = [k for k, a in enumerate(p.axes) if a.dilation > 1 or starts[k] > 0 or ends[k] < a.slice_window]
+        if keep:
+            moved += strided_slice_cost(shape, [k + 2 for k in keep], [starts[k] for k in keep],
+                                        [ends[k] for k in keep], [p.axes[k].dilation for k in keep],
+                                        itemsize, opset)[0]
+        moved += other_nodes(1)
+    return moved + interleave_cost(p.out_channels, blocks, q, itemsize, opset) + _out_crop_moved(p, itemsize)
+
+
+def _taps_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
+    """The window, a strided Slice and a Conv per tap, Sum or Adds."""
+    dil = [k for k, a in enumerate(p.axes) if a.dilation > 1]
+    lengths = [(a.out - 1) * a.stride + extent(a.kernel, a.dilation) for a in p.axes]
+    moved, shape = _window_moved(p.axes, lengths, p.channels, itemsize)
+    taps = list(itertools.product(*[range(p.axes[k].kernel) for k in dil]))
+    for tap in taps:
+        starts = [tk * p.axes[k].dilation for tk, k in zip(tap, dil)]
+        ends = [s0 + (p.axes[k].out - 1) * p.axes[k].stride + 1 for s0, k in zip(starts, dil)]
+        moved += strided_slice_cost(shape, [k + 2 for k in dil], starts, ends, [p.axes[k].stride for k in dil],
+                                    itemsize, opset)[0]
+    return moved + other_nodes(len(taps) + (1 if opset < 7 else len(taps) - 1))
+
+
+def _chain_moved(c: Chain, graph: GraphView) -> Moved:
+    """`_chain`: the first Conv's batch core; per later dilated Conv its
+    input masked once (Reshape, Where or Mul, Reshape) and windowed (Slice,
+    Pad); every other node copied; outside inputs Padded and moved to phase
+    form once; every exit back through batch_to_space and a crop."""
+    nodes, grid, opset = c.region.nodes, c.grid, graph.opset()
+    q, blocks = list(grid.per_phase), list(grid.blocks)
+    r, phases = len(q), prod(blocks)
+
+    def size(name: str) -> int:
+        return onnx.helper.tensor_dtype_to_np_dtype(graph.dtype(name)).itemsize
+
+    moved = _batch_core_moved(c.start, size(nodes[0].input[0]), opset)
+    phase, converted, masked = {nodes[0].output[0]}, set(), set()
+    convs = dict(c.region.convs)
+    for k, node in enumerate(nodes[1:], 1):
+        if k in convs:
+            p, v = convs[k], node.input[0]
+            form = [phases, p.channels, *q]
+            if v not in masked:
+                masked.add(v)
+                if not grid.exact:
+                    # Reshape to [P, N*C, q...], Where (mask and zero constant; Mul before opset 9), Reshape
+                    mask = movement([form], form, size(v)) if opset >= 9 else other_nodes(1)
+                    moved += movement([form], form, size(v)) + mask + movement([form], form, size(v))
+            front = [o // b for o, b in zip([a.offset for a in p.axes], blocks)]
+            back = [a.kernel - 1 - f for a, f in zip(p.axes, front)]
+            shape = form
+            if any(f < 0 or e < 0 for f, e in zip(front, back)):
+                cropped = shape[:2] + [n - max(0, -f) - max(0, -e) for n, f, e in zip(q, front, back)]
+                moved, shape = moved + movement([shape], cropped, size(v)), cropped
+            if any(f > 0 for f in front) or any(e > 0 for e in back):
+                padded = shape[:2] + [n + max(0, f) + max(0, e) for n, f, e in zip(shape[2:], front, back)]
+                moved += movement([shape], padded, size(v))
+            moved += other_nodes(1)
+        else:
+            data = data_inputs(node)
+            for i in node.input:
+                if i in data and not graph.is_constant(i) and i not in phase and i not in converted:
+                    converted.add(i)
+                    channels = graph.shape(i)[1]
+                    shape = [1, channels, *grid.sizes]
+                    full = [1, channels, *[n * b for n, b in zip(q, blocks)]]
+                    if full != shape:
+                        moved += movement([shape], full, size(i))
+                    moved += space_to_batch_cost(channels, blocks, q, size(i))
+            moved += other_nodes(1)
+        phase.add(node.output[0])
+    for e in c.region.exits:
+        channels = graph.shape(e)[1]
+        moved += batch_to_space_cost(channels, blocks, q, size(e))
+        moved += crop_to_cost([1, channels, *[n * b for n, b in zip(q, blocks)]], grid.sizes, size(e))
+    return moved
 
 
 # --- build helpers ------------------------------------------------------------

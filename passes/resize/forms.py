@@ -37,8 +37,8 @@ import numpy as np
 from convrewrite.core.builder import Builder
 from convrewrite.core.forms import DEFAULT, Cost, Form, Variant
 from convrewrite.core.rewrite import Skip
-from convrewrite.emit.opset_ops import slice_axes
-from convrewrite.emit.pixel_shuffle import pixel_shuffle, shuffle_rank
+from convrewrite.emit.opset_ops import NOTHING, Moved, movement, other_nodes, slice_axes
+from convrewrite.emit.pixel_shuffle import pixel_shuffle, pixel_shuffle_cost, shuffle_rank
 from convrewrite.geometry import join_pads
 
 from .interpolation import (AxisKernel, ResizeSpec, Unsupported, depthwise_kernel, interpolation_matrix,
@@ -100,7 +100,7 @@ class Identity(Form):
         return None if not resized else f"axes {[ax.axis for ax in resized]} are resized"
 
     def cost(self, match, variant, graph) -> Cost:
-        return Cost(macs=0, nodes=1, max_rank=match.params.rank)
+        return Cost(macs=0, moved_bytes=0, nodes=1, max_rank=match.params.rank)
 
     def build(self, match, variant, graph, b: Builder) -> dict:
         b.note("every scale is 1")
@@ -129,7 +129,10 @@ class Broadcast(Form):
         return "the output size is not static"
 
     def cost(self, match, variant, graph) -> Cost:
-        return Cost(macs=0, nodes=1, max_rank=match.params.rank)
+        p = match.params
+        dims = _item_dims(p)
+        out = [ax.n_out if not ax.identity else d for ax, d in zip(p.spec.axes, dims)]
+        return _cost(0, p.rank, movement([dims], out, p.dtype.itemsize))
 
     def build(self, match, variant, graph, b: Builder) -> dict:
         b.note("every resized axis has size 1: Expand, no MACs")
@@ -173,7 +176,7 @@ class Shuffle(_FixedKernel):
 
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
-        return Cost(macs=0, max_rank=max(p.rank, shuffle_rank(p.factors, "DCR", p.opset)))
+        return _cost(0, max(p.rank, shuffle_rank(p.factors, "DCR", p.opset)), _shuffle_moved(p, _edge_mode(variant)))
 
     def build(self, match, variant, graph, b: Builder) -> dict:
         p = match.params
@@ -204,7 +207,8 @@ class Deconv(_FixedKernel):
         macs = None
         if all(n is not None for n in padded):
             macs = p.channels * prod(padded) * prod(len(k.kernel) for k in p.kernels)
-        return Cost(macs=macs, max_rank=p.rank)
+        moved = _edge_pad_moved(p, _item_dims(p), _edge_mode(variant))[0] + other_nodes(1)
+        return _cost(macs, p.rank, moved)
 
     def build(self, match, variant, graph, b: Builder) -> dict:
         p = match.params
@@ -247,11 +251,22 @@ class MatMul(Form):
         if all(ax.axis != 0 for ax in p.spec.resized):
             dims[0] = 1   # per batch item
         macs = 0
-        for axis, m, _ in _in_build_order(matrices(p.spec)):
-            dims[axis] = m.shape[0]
+        moved, rank, extrapolate = NOTHING, p.rank, False
+        for axis, m, outside in _in_build_order(matrices(p.spec)):
+            if axis < rank - 2:   # Reshape to [..., n, -1], MatMul, Reshape back
+                before = list(dims)
+                dims[axis] = m.shape[0]
+                moved += movement([before], before, p.dtype.itemsize) + other_nodes(1)
+                moved += movement([dims], dims, p.dtype.itemsize)
+            else:
+                dims[axis] = m.shape[0]
+                moved += other_nodes(1)
+            extrapolate = extrapolate or bool(outside.any())
             if macs is not None:
                 macs = None if any(d is None for d in dims) else macs + prod(dims) * m.shape[1]
-        return Cost(macs=macs, max_rank=p.rank)
+        if extrapolate and p.spec.interp.extrapolation_value != 0:
+            moved += other_nodes(1)
+        return _cost(macs, p.rank, moved)
 
     def build(self, match, variant, graph, b: Builder) -> dict:
         p = match.params
@@ -278,6 +293,69 @@ def _in_build_order(mats) -> list:
 
 FORMS = (Identity(), Broadcast(), Shuffle(), Deconv(), MatMul())
 FORM_NAMES = tuple(f.name for f in FORMS)
+
+
+# --- nodes and bytes moved, mirroring the builders below ----------------------------
+
+def _cost(macs, rank: int, moved: Moved) -> Cost:
+    return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes, max_rank=rank)
+
+
+def _item_dims(p: ResizeParams) -> list:
+    """The input's dims per batch item: batch 1 unless the batch axis is
+    resized (None where symbolic: the bytes are then unknown)."""
+    dims = [ax.n_in for ax in p.spec.axes]
+    if all(ax.axis != 0 for ax in p.spec.resized):
+        dims[0] = 1
+    return dims
+
+
+def _edge_pad_moved(p: ResizeParams, dims: list, edge: str) -> tuple[Moved, list]:
+    """`_edge_pad`: one Pad(edge), or per axis Slices of the first and last
+    entries and a Concat; (cost, padded dims)."""
+    kernels, size = p.kernels, p.dtype.itemsize
+    if all(k.edge == (0, 0) for k in kernels):
+        return NOTHING, list(dims)
+    if edge != "concat":
+        padded = dims[:2] + [_plus(n, sum(k.edge)) for n, k in zip(dims[2:], kernels)]
+        return movement([dims], padded, size), padded
+    moved, dims = NOTHING, list(dims)
+    for axis, k in enumerate(kernels, start=2):
+        lo, hi = k.edge
+        if lo == hi == 0:
+            continue
+        one = list(dims)
+        one[axis] = 1
+        ends = [one] * (bool(lo) + bool(hi))
+        moved += movement([dims], one, size).times(len(ends))
+        out = list(dims)
+        out[axis] = _plus(dims[axis], lo + hi)
+        moved += movement([one] * lo + [dims] + [one] * hi, out, size)
+        dims = out
+    return moved, dims
+
+
+def _plus(n: Optional[int], k: int) -> Optional[int]:
+    return None if n is None else n + k
+
+
+def _shuffle_moved(p: ResizeParams, edge: str) -> Moved:
+    """`_build_shuffle`: the edge pad, a Slice per distinct phase shift (on
+    the edge-padded axes), Concat of the copies, the pixel shuffle."""
+    dims = _item_dims(p)
+    moved, padded = _edge_pad_moved(p, dims, edge)
+    combos = list(itertools.product(*[k.phases for k in p.kernels]))
+    if any(k.edge != (0, 0) for k in p.kernels):
+        shifts = {tuple(phase[0][0] for phase in combo) for combo in combos}
+        moved += movement([padded], dims, p.dtype.itemsize).times(len(shifts))
+    if len(combos) > 1:
+        moved += movement([dims] * len(combos), [dims[0], _times(dims[1], len(combos)), *dims[2:]],
+                          p.dtype.itemsize)
+    return moved + pixel_shuffle_cost(p.channels, p.factors, dims[2:], p.dtype.itemsize, "DCR", p.opset)
+
+
+def _times(n: Optional[int], k: int) -> Optional[int]:
+    return None if n is None else n * k
 
 
 # --- build helpers ----------------------------------------------------------

@@ -22,8 +22,13 @@ from onnx import TensorProto, helper, numpy_helper
 from conformance import node_cases, pytorch_converted_cases
 from convrewrite import optimize
 from convrewrite.core.equivalence import check_models, compare_outputs, random_feeds, run_onnxruntime, runtime_inputs
+from convrewrite.core.cost import model_cost, subgraph_cost
+from convrewrite.core.forms import rank
 from convrewrite.core.graph import GraphView, attributes
+from convrewrite.core.lowering import build
 from convrewrite.core.report import REWRITTEN
+from convrewrite.core.rewrite import Match
+from convrewrite.core.standalone import replacement_model
 from passes.convtranspose.geometry import (SpecConflict, conv_transpose_macs, output_geometry)
 from convrewrite.target import Profile, builtin_names, load_profile, needs_lowering
 from builders import convt_model
@@ -598,3 +603,129 @@ def test_property_every_builtin_target_keeps_the_model_exact(case, target):
     if rec.status == REWRITTEN:
         assert report.verification.equivalent is True
         assert any(n.startswith(f"target {target}: ") for n in rec.notes)
+
+
+# --- costs known before building -------------------------------------------------
+
+def run_time_cost(model: onnx.ModelProto):
+    """subgraph_cost with every shape taken from a run at batch 1: before
+    opset 11, shape inference cannot follow the zeros of a symbolic batch
+    (ConstantOfShape / Expand of Concat(Slice(Shape(x)), ...)), so model_cost
+    leaves the bytes moved unknown there, though they are not."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for vi in m.graph.input:
+        for d in vi.type.tensor_type.shape.dim:
+            if not d.HasField("dim_value"):
+                d.dim_value = 1
+    probe = onnx.ModelProto()
+    probe.CopyFrom(m)
+    names = [o for n in m.graph.node for o in n.output]
+    del probe.graph.output[:]
+    probe.graph.output.extend(helper.make_value_info(o, onnx.TypeProto()) for o in names)
+    values = run_onnxruntime(probe, random_feeds(runtime_inputs(m), batch=1))
+    inferred = onnx.ModelProto()
+    inferred.CopyFrom(m)
+    found = {o: helper.make_tensor_value_info(o, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape))
+             for o, v in zip(names, values)}
+    inferred.graph.value_info.extend(found.values())
+    for vi in inferred.graph.output:
+        vi.CopyFrom(found[vi.name])
+    return subgraph_cost(m.graph.node, GraphView(m, inferred=inferred))
+
+
+def assert_costs_exact(model: onnx.ModelProto, p=None) -> int:
+    """Every form and variant that applies: the Cost the chooser sees before
+    building equals the built replacement's (model_cost at batch 1; MACs and
+    bytes per batch item) on all four figures.  Returns the options checked."""
+    p = p or ConvTransposeToConv(ConvTransposeOptions(form="border-split"))
+    graph = GraphView(model)
+    match = p.match(model.graph.node[-1], graph)
+    assert isinstance(match, Match), match
+    batch = graph.shape(model.graph.node[-1].input[0])[0]
+    per_item = batch if isinstance(batch, int) else 1
+    options = rank(p, match, graph, None, with_variants=True, with_opt_in=True).options
+    for option in options:
+        replacement = replacement_model(build(p, match, option, graph), graph)
+        built = model_cost(replacement)
+        if built.moved_bytes is None and not isinstance(batch, int) and graph.opset() < 11:
+            built = run_time_cost(replacement)
+        c = option.cost
+        assert None not in (c.macs, c.moved_bytes, c.nodes, c.max_rank), (option.label, c)
+        estimate = (c.macs * per_item, c.moved_bytes * per_item, c.nodes, c.max_rank)
+        assert estimate == (built.macs, built.moved_bytes, built.nodes, built.max_rank), (option.label, c, built)
+    return len(options)
+
+
+def with_runtime_bias(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The ConvTranspose's bias fed as a graph input (no bias before)."""
+    node = model.graph.node[-1]
+    cout = model.graph.initializer[0].dims[1] * attributes(node).get("group", 1)
+    node.input.append("B_run_time")
+    model.graph.input.append(helper.make_tensor_value_info("B_run_time", model.graph.input[0].type.tensor_type.elem_type,
+                                                           [cout]))
+    return model
+
+
+COST_CASES = [
+    # x shape, Cout per group, kernel, attributes
+    ((1, 8, 6, 6), 4, (2, 2), dict(strides=[2, 2])),                                       # 1x1 + DepthToSpace
+    ((1, 3, 5, 5), 2, (4, 4), dict(strides=[2, 2], pads=[1, 1, 1, 1])),                     # DCGAN
+    ((2, 3, 5, 5), 2, (3, 3), dict(strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1])),
+    ((1, 3, 5, 6), 2, (3, 5), dict(strides=[3, 2], pads=[0, 2, 1, 1])),                     # unequal strides
+    ((1, 4, 5, 6), 2, (3, 3), dict(strides=[2, 2], group=2)),
+    ((1, 4, 5, 6), 1, (3, 3), dict(strides=[2, 1], group=4, dilations=[2, 1])),             # depthwise, dilated
+    ((1, 3, 16), 2, (8,), dict(strides=[3])),                                                # 1-D
+    ((1, 2, 6, 6, 6), 2, (3, 3, 3), dict()),                                                 # 3-D, stride 1
+    ((1, 2, 4, 5, 3), 2, (3, 2, 3), dict(strides=[2, 2, 2], pads=[1, 0, 1, 0, 1, 0])),      # 3-D shuffle per axis
+    (("N", 2, 16, 16), 2, (5, 5), dict(dilations=[2, 1], strides=[2, 2])),                   # border-split
+    ((1, 2, 16, 16), 2, (3, 3), dict(strides=[2, 2], output_shape=[34, 33])),               # bias-only strips
+    ((1, 2, 3, 3), 2, (3, 3), dict(dilations=[4, 4])),                                       # gaps no tap reaches
+    ((1, 2, 16, 16), 3, (7, 7), dict()),                                                     # border-split, s1
+    ((1, 2, 1, 1), 3, (4, 4), dict()),                                                       # one input pixel
+    ((1, 2, 4, 4), 3, (3, 3), dict(strides=[2, 2], pads=[3, 3, 3, 3])),                     # negative pads: Slice
+    (("N", 2, 4, 4), 3, (3, 3), dict(strides=[4, 4])),                                       # phases without taps
+    ((1, 2, 5, 5), 3, (3, 3), dict(strides=[2, 2], auto_pad="SAME_UPPER")),
+    ((1, 2, 5, 5), 3, (3, 3), dict(strides=[2, 2], pads=[5, 5, 5, 5])),                     # bias only
+]
+
+
+@pytest.mark.parametrize("bias", ["constant", "none", "run time"])
+@pytest.mark.parametrize("case", range(len(COST_CASES)))
+def test_form_costs_are_exact(case, bias):
+    x_shape, cout, kernel, attrs = COST_CASES[case]
+    model = convt_model(x_shape, cout, kernel, bias=bias == "constant", **attrs)
+    assert assert_costs_exact(with_runtime_bias(model) if bias == "run time" else model)
+
+
+@pytest.mark.parametrize("opset,dtype", [(7, np.float32), (8, np.float16), (9, np.float32), (10, np.float16)])
+@pytest.mark.parametrize("case", [3, 9, 15])
+def test_form_costs_are_exact_in_old_opsets(case, opset, dtype):
+    """Pads and Slices as attributes, DepthToSpace without mode, zeros as an
+    initializer, Expand or Tile (opsets 7, 8), ConstantOfShape from 9."""
+    x_shape, cout, kernel, attrs = COST_CASES[case]
+    for bias in ("constant", "none", "run time"):
+        model = convt_model(x_shape, cout, kernel, dtype=dtype, opset=opset, bias=bias == "constant", **attrs)
+        assert_costs_exact(with_runtime_bias(model) if bias == "run time" else model)
+
+
+@pytest.mark.slow
+def test_form_costs_are_exact_over_a_grid():
+    """Kernel, stride, pads, output_padding, dilation, group, rank, batch."""
+    checked = 0
+    grid = itertools.product([1, 2, 3, 4], [1, 2, 3], [0, 1, 2], [0, 1], [1, 2], [1, 2])
+    for k, s, pad, adj, d, g in grid:
+        if adj >= max(s, d):
+            continue
+        for x_shape in ((1, 2, 5), ("N", 2, 5, 4), (1, 2, 3, 4, 3)):
+            r = len(x_shape) - 2
+            kernel = tuple(k + (i % 2) for i in range(r))
+            attrs = dict(strides=[s] * r, pads=[pad] * 2 * r, output_padding=[adj] * r, dilations=[d] * r, group=g)
+            try:
+                model = convt_model(x_shape, 2, kernel, **attrs)
+            except Exception:
+                continue
+            if not isinstance(ConvTransposeToConv().match(model.graph.node[-1], GraphView(model)), Match):
+                continue
+            checked += assert_costs_exact(model)
+    assert checked > 500

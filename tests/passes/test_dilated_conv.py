@@ -19,9 +19,11 @@ from conformance import pytorch_converted_cases
 from convrewrite import optimize
 from convrewrite.core.equivalence import (check_models, compare_outputs, random_feeds, run_onnxruntime,
                                           runtime_inputs)
-from convrewrite.core.forms import DEFAULT
+from convrewrite.core.cost import model_cost
+from convrewrite.core.forms import DEFAULT, rank
 from convrewrite.core.graph import GraphView, attributes
-from convrewrite.core.lowering import lower
+from convrewrite.core.lowering import build, lower
+from convrewrite.core.standalone import replacement_model
 from convrewrite.core.report import REWRITTEN, SKIPPED
 from convrewrite.core.rewrite import Code, Match, Skip
 from convrewrite.geometry import conv_output_size, conv_pads
@@ -125,6 +127,48 @@ def test_form_costs_are_exact(case, form):
     p = form_pass(form)
     new, report = optimize(model, passes=[p])
     check_costs(model, report, p, new, 3)
+
+
+def assert_built_costs_exact(model, p: DilatedConv, node: int = 0) -> list[str]:
+    """Every form that applies: the Cost the chooser sees before building
+    equals the built replacement's (model_cost, batch 1) on all four figures:
+    MACs, bytes moved by data movement, nodes, largest rank.  Returns the
+    forms checked."""
+    graph = GraphView(model)
+    match = p.match(model.graph.node[node], graph)
+    assert isinstance(match, Match), match
+    options = rank(p, match, graph, None, with_variants=True, with_opt_in=True).options
+    for option in options:
+        built = model_cost(replacement_model(build(p, match, option, graph), graph))
+        c = option.cost
+        assert None not in (c.macs, c.moved_bytes, c.nodes, c.max_rank), (option.label, c)
+        assert c == built, (option.label, c, built)
+    return [o.form.name for o in options]
+
+
+@pytest.mark.parametrize("opset", [17, 9])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_form_costs_match_the_built_replacement(case, opset):
+    """All four figures of every form, batch 1 and symbolic; at opset 9 the
+    strided Slices are Gathers and Slice/Pad take attributes."""
+    x_shape, w_shape, attrs, _ = CASES[case]
+    for batch, bias_input in ((1, False), ("N", True)):
+        model = conv_model(x_shape, w_shape, batch=batch, opset=opset, bias_input=bias_input, **attrs)
+        assert {"batch", "slices"} <= set(assert_built_costs_exact(model, form_pass("batch")))
+
+
+@pytest.mark.parametrize("x_shape,w_shape,attrs", [
+    ((1, 3, 11, 10), (4, 3, 3, 3), dict(dilations=[2, 3], strides=[2, 1], pads=[1, 2, 3, 1])),   # slices only
+    ((1, 2, 13, 12), (3, 2, 3, 3), dict(dilations=[4, 2], strides=[2, 2], pads=[4, 4, 4, 4])),   # subsample
+    ((1, 2, 13), (3, 2, 3), dict(dilations=[3], strides=[2], pads=[0, 1])),
+    ((1, 2, 7, 8, 9), (3, 2, 2, 3, 2), dict(dilations=[2, 3, 1], pads=[1, 0, 2, 1, 2, 0])),      # 3-D per axis
+    ((1, 2, 7, 8, 9), (3, 2, 2, 3, 2), dict(dilations=[2, 2, 2], pads=[1, 0, 2, 1, 2, 0])),
+    ((1, 2, 9, 9), (3, 2, 3, 3), dict(dilations=[2, 2], pads=[0, 0, 0, 0], strides=[2, 2])),    # plain
+])
+def test_form_costs_match_the_built_replacement_strided_and_3d(x_shape, w_shape, attrs):
+    for opset, dtype in ((17, TensorProto.FLOAT16), (9, TensorProto.FLOAT)):
+        assert_built_costs_exact(conv_model(x_shape, w_shape, batch="N", opset=opset, dtype=dtype, **attrs),
+                                 form_pass("batch"))
 
 
 @pytest.mark.parametrize("dilations", [[2, 2, 2], [2, 3, 1], [3, 1, 2], [1, 1, 2]])
@@ -316,7 +360,8 @@ def test_tiny_phase_images_use_the_taps_form():
             "Conv per tap, summed") in notes_of(report)
     assert max_rank(new) == 4
     _, report = assert_rewrites(model, "dilated-conv", {"Conv": 1}, dilated_taps_below=36)
-    assert forms_of(report) == ["batch"] and not any(n.startswith("chosen:") for n in notes_of(report))
+    assert forms_of(report) == ["batch"]
+    assert "chosen: the first form in the pass's order that applies" in notes_of(report)
 
 
 @pytest.mark.parametrize("mode,convs", [("batch", 1), ("depth", 1), ("slices", 36)])
@@ -331,7 +376,8 @@ def test_an_explicit_mode_goes_before_the_taps_preference(mode, convs):
 def test_large_phase_images_keep_the_default():
     model = conv_model((1, 4, 20, 20), (4, 4, 3, 3), dilations=[2, 2], pads=[2] * 4)
     _, report = assert_rewrites(model, DilatedConv(), {"Conv": 1})
-    assert forms_of(report) == ["batch"] and not any(n.startswith("chosen:") for n in notes_of(report))
+    assert forms_of(report) == ["batch"]
+    assert "chosen: the first form in the pass's order that applies" in notes_of(report)
 
 
 def test_options():
@@ -613,6 +659,8 @@ def test_chain_stays_in_batch_form(n, masks):
     graph = GraphView(model)
     chain = DilatedConv().match(model.graph.node[0], graph)
     assert batch_cost(chain, graph).macs == record.macs_after   # batch 1 (symbolic N counted as 1)
+    # all four figures of the chain (masks, phase windows, outside inputs, exits) before building
+    assert assert_built_costs_exact(model, DilatedConv()) == ["batch"]
 
 
 def batch_cost(match, graph):
@@ -668,6 +716,7 @@ def test_chain_off_rewrites_each_conv():
 
 def test_chain_with_values_used_outside_and_float16():
     model = residual_stage(outputs=("y", "bn", "c2"), dtype=TensorProto.FLOAT16)
+    assert assert_built_costs_exact(model, DilatedConv()) == ["batch"]
     new, report = assert_rewrites(model, DilatedConv(), {"Conv": 4}, expect_rewrites=1)
     assert "exits: bn, c2, r2, c3" in chain_notes(report)[0]
 

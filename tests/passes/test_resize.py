@@ -827,10 +827,22 @@ def test_mac_figures_in_the_docs(name, options, passes, macs):
     (lambda: resize_model(["N", 2, 3, 4, 5], [1, 1, 2, 0.5, 1.5], mode="nearest"), {"resize_mode": "matmul"},
      ["matmul"]),
     (lambda: resize_model([3, 5], [2, 0.6], opset=19, mode="cubic"), {"resize_mode": "matmul"}, ["matmul"]),
+    # edge pads (Pad edge or Concat of edge Slices), symbolic batch, old opsets, a 3-D shuffle per axis
+    (lambda: resize_model(["N", 4, 6, 6], [1, 1, 3, 3], mode="cubic"), {}, ["deconv", "matmul"]),
+    (lambda: resize_model([1, 4, 6, 6], [1, 1, 3, 3], mode="nearest",
+                          coordinate_transformation_mode="asymmetric"), {}, ["shuffle", "deconv", "matmul"]),
+    (lambda: resize_model([1, 4, 6, 6], [1, 1, 2, 2], opset=10, mode="linear"), {}, ["deconv", "matmul"]),
+    (lambda: resize_model(["N", 4, 6, 7, 5], [1, 1, 2, 3, 2], mode="nearest", nearest_mode="ceil"), {},
+     ["shuffle", "deconv", "matmul"]),
+    (lambda: resize_model([1, 2, 6], [1, 1, 3], mode="linear"), {}, ["deconv", "matmul"]),
+    (lambda: resize_model([1, 3, 4, 5], [1, 1, 1.5, 2], opset=11, mode="linear", roi=[0, 0, .1, .2, 1, 1, .8, .9],
+                          coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=2.0),
+     {"resize_mode": "matmul"}, ["matmul"]),
 ])
 def test_form_costs_are_exact(model, options, forms):
-    """Every applicable form and variant: its Cost's MACs (per batch item)
-    and largest rank are those of the replacement it builds."""
+    """Every applicable form and variant: its Cost -- MACs and bytes moved
+    (per batch item), nodes and largest rank -- is that of the replacement
+    it builds, though worked out before building it."""
     m = model()
     p = make_passes(["resize"], options)[0]
     graph = GraphView(m)
@@ -842,9 +854,10 @@ def test_form_costs_are_exact(model, options, forms):
     per_item = batch if isinstance(batch, int) and all(ax.axis != 0 for ax in match.params.spec.resized) else 1
     for option in options_:
         built = model_cost(replacement_model(build(p, match, option, graph), graph))
-        assert option.cost.macs is not None and option.cost.max_rank is not None, option.label
-        assert option.cost.macs * per_item == built.macs, (option.label, option.cost, built)
-        assert option.cost.max_rank == built.max_rank, (option.label, option.cost, built)
+        c = option.cost
+        assert None not in (c.macs, c.moved_bytes, c.nodes, c.max_rank), (option.label, c)
+        estimate = (c.macs * per_item, c.moved_bytes * per_item, c.nodes, c.max_rank)
+        assert estimate == (built.macs, built.moved_bytes, built.nodes, built.max_rank), (option.label, c, built)
 
 
 @pytest.fixture(scope="module")
