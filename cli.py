@@ -15,6 +15,76 @@ from pathlib import Path
 
 EXIT_OK, EXIT_NOT_EQUIVALENT, EXIT_BAD_INPUT, EXIT_STRICT, EXIT_INTERNAL = 0, 1, 2, 3, 4
 
+# Progress on stderr: shown when stderr is a terminal, once a run has taken
+# PROGRESS_DELAY seconds.  CONVREWRITE_PROGRESS=always shows it at once
+# whatever stderr is; CONVREWRITE_PROGRESS=never never shows it.
+PROGRESS_DELAY = 2.0
+PROGRESS_INTERVAL = 0.1   # redraw at most this often
+
+
+class ProgressLine:
+    """One status line on stderr, rewritten in place ("\r"), cleared at
+    the end: `stage done/total`, elapsed seconds.  A plain line is all a
+    few stages need, so no display library."""
+
+    def __init__(self, stream=None, delay: "float | None" = None, enabled: bool = True):
+        import time
+
+        self.stream = stream or sys.stderr
+        self.clock = time.monotonic
+        self.start = self.clock()
+        self.delay, self.enabled = PROGRESS_DELAY if delay is None else delay, enabled
+        self.last_draw, self.width = -1.0, 0
+        self.pending, self.timer = None, None
+        if enabled and self.delay > 0:  # a long first stage (loading) shows once the delay is over
+            import threading
+
+            self.timer = threading.Timer(delay, self._draw_pending)
+            self.timer.daemon = True
+            self.timer.start()
+
+    def _draw_pending(self) -> None:
+        if self.pending is not None and self.width == 0:
+            self._draw(*self.pending)
+
+    @classmethod
+    def for_stderr(cls, quiet: bool) -> "ProgressLine":
+        mode = os.environ.get("CONVREWRITE_PROGRESS", "").lower()
+        if quiet or mode == "never":
+            return cls(enabled=False)
+        if mode == "always":
+            return cls(delay=0.0)
+        return cls(enabled=sys.stderr.isatty())
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if stage == "done":
+            self.close()
+            return
+        self.pending = (stage, done, total)
+        now = self.clock()
+        if now - self.start < self.delay or (now - self.last_draw < PROGRESS_INTERVAL and 0 < done < total):
+            return
+        self._draw(stage, done, total)
+
+    def _draw(self, stage: str, done: int, total: int) -> None:
+        self.last_draw = now = self.clock()
+        count = f" {done}/{total}" if total else ""
+        text = f"convrewrite: {stage}{count}  [{now - self.start:.0f} s]"
+        self.stream.write("\r" + text.ljust(self.width))
+        self.stream.flush()
+        self.width = len(text)
+
+    def close(self) -> None:
+        self.enabled, self.pending = False, None
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.width:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
+            self.width = 0
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2
@@ -63,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: shuffle)")
     o.add_argument("--target", help="accelerator profile (a built-in name or a JSON file): lower only "
                    "what it cannot run, in forms it can run, and report what still does not fit")
+    _quiet_arg(o)
 
     t = sub.add_parser("check-target", help="report which nodes of a model a target cannot run")
     t.add_argument("model")
@@ -70,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--strict", action="store_true", help="exit 3 if any node does not fit")
     t.add_argument("--report", help="write the JSON target report here")
     t.add_argument("--html", help="write a self-contained HTML report here")
+    _quiet_arg(t)
 
     sub.add_parser("targets", help="list the built-in target profiles")
 
@@ -81,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("passes", help="list the passes")
     return p
+
+
+def _quiet_arg(p):
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print nothing but errors: no summary on stdout, no progress on stderr "
+                   "(exit code, output files and --report are unchanged)")
 
 
 def _version() -> str:
@@ -140,10 +218,14 @@ def cmd_optimize(args) -> int:
             check_output_path(Path(extra), model_path, force=False)
     names = [n.strip() for n in args.passes.split(",") if n.strip()]
     options = lowering_options(args)
-    model, report = optimize(model_path, passes=names, options=options, verify=not args.no_verify,
-                             rtol=args.rtol, atol=args.atol, seed=args.seed,
-                             inputs=load_inputs(args.inputs), dry_run=args.dry_run, target=args.target,
-                             sketches=bool(args.html))
+    progress = ProgressLine.for_stderr(args.quiet)
+    try:
+        model, report = optimize(model_path, passes=names, options=options, verify=not args.no_verify,
+                                 rtol=args.rtol, atol=args.atol, seed=args.seed,
+                                 inputs=load_inputs(args.inputs), dry_run=args.dry_run, target=args.target,
+                                 sketches=bool(args.html), progress=progress)
+    finally:
+        progress.close()
     v = report.verification
     failed = not args.no_verify and not args.dry_run and v.equivalent is not True
     write = not args.dry_run and (not failed or args.force)
@@ -154,7 +236,8 @@ def cmd_optimize(args) -> int:
         write_text(Path(args.report), report.to_json() + "\n")
     if args.html:
         write_html(report, args.html, title=f"convrewrite: {model_path.name}")
-    print(report.summary())
+    if not args.quiet:
+        print(report.summary())
     if failed:
         print(f"verification failed: {'written anyway (--force)' if write else 'nothing written'}",
               file=sys.stderr)
@@ -190,7 +273,8 @@ def cmd_check_target(args) -> int:
         counts = op_counts(model)
         report = Report(input=args.model, op_counts_before=counts, op_counts_after=counts, target=result)
         write_html(report, args.html, title=f"check-target {profile.name}: {Path(args.model).name}")
-    print("\n".join(target_lines(result)))
+    if not args.quiet:
+        print("\n".join(target_lines(result)))
     return EXIT_STRICT if args.strict and not result["fits"] else EXIT_OK
 
 

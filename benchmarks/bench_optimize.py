@@ -30,7 +30,7 @@ sys.path.insert(0, ROOT)
 
 from convrewrite import optimize  # noqa: E402
 from convrewrite.core.equivalence import random_feeds, runtime_inputs  # noqa: E402
-from convrewrite.core.macs import model_macs  # noqa: E402
+from convrewrite.core.cost import model_macs  # noqa: E402
 
 CHILD = r"""
 import json, sys, time
@@ -58,9 +58,9 @@ def child_optimize(path: str, verify: bool) -> dict:
 
 
 def onnxsim_seconds(path: str):
-    try:
-        import onnxsim  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("onnxsim") is None:  # imported only in the child
         return None
     out = subprocess.run([sys.executable, "-c", ONNXSIM_CHILD, path], capture_output=True, text=True)
     return float(out.stdout.strip()) if out.returncode == 0 else None

@@ -24,7 +24,8 @@ __all__ = ["optimize", "write_html", "op_counts", "Comparison", "check_models", 
 
 def optimize(model: "object | str | Path", passes=None, options: Optional[dict] = None, verify: bool = True,
              rtol: Optional[float] = None, atol: Optional[float] = None, seed: int = 0,
-             inputs: Optional[Mapping] = None, dry_run: bool = False, target=None, sketches: bool = False):
+             inputs: Optional[Mapping] = None, dry_run: bool = False, target=None, sketches: bool = False,
+             progress=None):
     """Rewrite `model` (an onnx.ModelProto or a path) and verify every rewrite.
 
     `passes`: pass names (default: all, in the default order) or pass
@@ -48,7 +49,7 @@ def optimize(model: "object | str | Path", passes=None, options: Optional[dict] 
     else:
         pass_list = tuple(passes)
     return driver.optimize(model, pass_list, verify=verify, rtol=rtol, atol=atol, seed=seed, inputs=inputs,
-                           dry_run=dry_run, target=target, sketches=sketches)
+                           dry_run=dry_run, target=target, sketches=sketches, progress=progress)
 
 
 def write_html(report: Report, path: "str | Path", title: str = "convrewrite report") -> None:

@@ -298,3 +298,121 @@ def test_random_inputs_that_cannot_run_the_original_are_named(tmp_path):
     np.savez(feeds, x=np.ones((1, 2, 4, 4), np.float32), scales=np.array([1, 1, 2, 2], np.float32))
     r = run("optimize", model, "--inputs", feeds)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+# --- start-up, progress, --quiet ----------------------------------------------------
+
+# Runs the CLI in-process in a fresh interpreter and prints, on the last line
+# of stderr, which of the heavy modules got imported.
+IMPORTS = r"""
+import contextlib, io, sys
+sys.path.insert(0, sys.argv[1])
+import cli
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        code = cli.main(sys.argv[2:])
+    except SystemExit as e:  # --help
+        code = e.code
+print("imported:" + ",".join(m for m in ("onnxruntime", "onnx.reference") if m in sys.modules), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def imported(*args) -> list:
+    r = subprocess.run([sys.executable, "-c", IMPORTS, ROOT, *map(str, args)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("imported:"), r.stderr
+    return [m for m in last[len("imported:"):].split(",") if m]
+
+
+@pytest.mark.parametrize("args", [["passes"], ["targets"], ["--help"], ["optimize", "--help"]])
+def test_listing_commands_do_not_import_onnxruntime(args):
+    assert imported(*args) == []
+
+
+def test_no_verify_does_not_import_onnxruntime(tmp_path):
+    deconv_model(tmp_path / "m.onnx")
+    assert "onnxruntime" not in imported("optimize", tmp_path / "m.onnx", "--no-verify")
+    assert (tmp_path / "m.opt.onnx").exists()
+
+
+def _without_time(summary: str) -> list:
+    return [line for line in summary.splitlines() if not line.startswith(("time:", "written:"))]
+
+
+def test_progress_is_shown_on_stderr_when_forced_and_stdout_is_unchanged(tmp_path):
+    deconv_model(tmp_path / "m.onnx")
+    env = dict(os.environ, CONVREWRITE_PROGRESS="always")
+    r = subprocess.run([sys.executable, CLI, "optimize", str(tmp_path / "m.onnx")], capture_output=True,
+                       env=env, timeout=300)  # bytes: text mode would turn "\r" into "\n"
+    r.stdout, r.stderr = r.stdout.decode(), r.stderr.decode()
+    assert r.returncode == 0, r.stderr
+    lines = [s.strip() for s in r.stderr.split("\r") if s.strip()]
+    assert lines[0] == "convrewrite: load 0/1  [0 s]", lines
+    for stage in ("convtranspose: match and build 1/1", "convtranspose: local checks", "convtranspose: splice",
+                  "convtranspose: whole-model check"):
+        assert any(s.startswith(f"convrewrite: {stage}") for s in lines), (stage, lines)
+    assert "\n" not in r.stderr and r.stderr.endswith("\r") and r.stderr.split("\r")[-2].strip() == "", \
+        "one line, rewritten in place and cleared at the end"
+    plain = run("optimize", tmp_path / "m.onnx", "-o", tmp_path / "b.onnx")
+    assert plain.returncode == 0 and plain.stderr == ""
+    assert _without_time(plain.stdout) == _without_time(r.stdout)
+
+
+def test_progress_on_a_terminal_only_after_the_delay(tmp_path):
+    """stderr a pseudo-terminal: a run shorter than the delay shows no
+    progress, a run past it does (the delay set to 0 stands for a long run)."""
+    import pty
+
+    deconv_model(tmp_path / "m.onnx")
+    env = {k: v for k, v in os.environ.items() if k != "CONVREWRITE_PROGRESS"}
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import cli; cli.PROGRESS_DELAY = float(sys.argv[2]); "
+            "sys.exit(cli.main(sys.argv[3:]))")
+    for delay, expect in (("0", True), ("60", False)):
+        leader, follower = pty.openpty()
+        p = subprocess.Popen([sys.executable, "-c", code, ROOT, delay, "optimize", str(tmp_path / "m.onnx"),
+                              "--force", "-o", str(tmp_path / "o.onnx")],
+                             stdout=subprocess.PIPE, stderr=follower, env=env, text=True)
+        os.close(follower)
+        err = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            err += chunk
+        out, _ = p.communicate(timeout=300)
+        os.close(leader)
+        assert p.returncode == 0, err
+        assert (b"convrewrite: convtranspose: match and build" in err) == expect, (delay, err)
+        assert "pass convtranspose: rewrote 1 node(s)" in out
+
+
+def test_without_a_terminal_stderr_stays_empty(tmp_path):
+    deconv_model(tmp_path / "m.onnx")
+    env = {k: v for k, v in os.environ.items() if k != "CONVREWRITE_PROGRESS"}
+    r = subprocess.run([sys.executable, CLI, "optimize", str(tmp_path / "m.onnx")], capture_output=True,
+                       text=True, env=env, timeout=300)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+def test_quiet_prints_nothing_and_keeps_exit_code_output_and_report(tmp_path):
+    deconv_model(tmp_path / "m.onnx")
+    env = dict(os.environ, CONVREWRITE_PROGRESS="always")
+    r = subprocess.run([sys.executable, CLI, "optimize", str(tmp_path / "m.onnx"), "--quiet", "--report",
+                        str(tmp_path / "r.json")], capture_output=True, text=True, env=env, timeout=300)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    assert (tmp_path / "m.opt.onnx").exists()
+    assert json.loads((tmp_path / "r.json").read_text())["verification"]["equivalent"] is True
+    # errors still go to stderr, with the same exit codes
+    r = run("optimize", tmp_path / "missing.onnx", "-q")
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.startswith("error:")
+    runtime_weight_model(tmp_path / "rt.onnx")
+    r = run("optimize", tmp_path / "rt.onnx", "-q", "--strict")
+    assert r.returncode == 3 and r.stdout == "" and "--strict" in r.stderr
+    r = run("check-target", tmp_path / "m.onnx", "--target", "generic-npu", "--strict", "--quiet")
+    assert r.returncode == 3 and r.stdout == ""

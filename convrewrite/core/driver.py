@@ -15,6 +15,9 @@
 
 A pass bug (an exception in match or build, a malformed replacement) rolls
 that one rewrite back with the error as the reason; it never stops the run.
+
+Progress: `optimize(..., progress=f)` calls f(stage, done, total) as the run
+goes (see PROGRESS_STAGES); the driver never prints, the caller renders.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -44,6 +47,16 @@ MAX_ROUNDS = 4  # worklist rounds over the passes; each round only sees nodes th
 # The weights one rewrite may create: 4x the model's own, at least 64 MiB, at most 1 GiB.
 NEW_WEIGHTS_FACTOR, NEW_WEIGHTS_FLOOR, NEW_WEIGHTS_CAP = 4, 64 << 20, 1 << 30
 
+# The stages a progress callback sees, as "<stage>" or "<pass>: <stage>":
+# done counts up to total within a stage (total 0: a stage of unknown length).
+PROGRESS_STAGES = ("load", "match and build", "local checks", "splice", "whole-model check",
+                   "target check", "done")
+Progress = Callable[[str, int, int], None]
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    pass
+
 
 @dataclass
 class Settings:
@@ -59,7 +72,8 @@ class Settings:
 def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bool = True,
              rtol: Optional[float] = None, atol: Optional[float] = None, seed: int = 0,
              inputs: Optional[Mapping[str, np.ndarray]] = None, dry_run: bool = False,
-             target=None, sketches: bool = False) -> tuple[onnx.ModelProto, Report]:
+             target=None, sketches: bool = False,
+             progress: Optional[Progress] = None) -> tuple[onnx.ModelProto, Report]:
     """Rewrite `model` with `passes` (pass objects, run in this order).
 
     Returns the new model and the Report.  The input model is never modified.
@@ -68,10 +82,13 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     target runs is left as it is, the others get a form the target runs, and
     the report lists every node of the result that still does not fit.
     `sketches` keeps a drawing of each rewrite for the HTML report.
+    `progress(stage, done, total)` is called as the run goes (PROGRESS_STAGES).
     """
     settings = Settings(verify, rtol, atol, seed, inputs, dry_run, sketches)
     report = Report(dry_run=dry_run)
+    progress = progress or _no_progress
     t0 = time.perf_counter()
+    progress("load", 0, 1)
     if isinstance(model, (str, Path)):
         report.input = str(model)
         model = load_model(model)
@@ -79,20 +96,28 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
         check_model(model)
     report.timings["load_and_check"] = time.perf_counter() - t0
     profile = load_profile(target) if target is not None and not hasattr(target, "rules") else target
-    run = _Run(tuple(passes), profile, settings, report, _weight_budget(model))
+    progress("load", 1, 1)
+    run = _Run(tuple(passes), profile, settings, report, _weight_budget(model), progress)
     report.passes = [p.name for p in run.passes]
     report.op_counts_before = op_counts(model)
-    oracle = Oracle(model, settings) if verify and not dry_run else None
+    oracle = None
+    if verify and not dry_run:
+        progress("whole-model check", 0, 0)
+        oracle = Oracle(model, settings)
     current = run.all_passes(model, oracle)
     if oracle is not None:
+        if current is not oracle.last_model and report.records(REWRITTEN):
+            progress("whole-model check", 0, 0)
         oracle.final_verdict(current, report)
         report.timings["verify_model"] = oracle.seconds
     report.op_counts_after = op_counts(current)
     if profile is not None:
+        progress("target check", 0, 0)
         t = time.perf_counter()
         report.target = check_target(current, profile)
         report.timings["check_target"] = time.perf_counter() - t
     report.timings["total"] = time.perf_counter() - t0
+    progress("done", 1, 1)
     return current, report
 
 
@@ -131,9 +156,11 @@ class _Candidate:
 class _Run:
     """One optimize run: the passes, the target, the settings, the report."""
 
-    def __init__(self, passes: tuple, profile, settings: Settings, report: Report, weight_budget: int):
+    def __init__(self, passes: tuple, profile, settings: Settings, report: Report, weight_budget: int,
+                 progress: Progress = _no_progress):
         self.passes, self.profile, self.settings, self.report = passes, profile, settings, report
         self.weight_budget = weight_budget
+        self.progress = progress
 
     def all_passes(self, model: onnx.ModelProto, oracle) -> onnx.ModelProto:
         """Every pass in order; then the worklist: each pass again, over only
@@ -175,11 +202,13 @@ class _Run:
             todo += self._check_all(graph, p, [c for c in retry if c.lowered is not None])
         if not todo:
             return model
+        self.progress(f"{p.name}: splice", 0, 0)
         result = apply_rewrites(model, [(c.match, c.lowered.replacement) for c in todo])
         rebuild = {id(c): c.lowered.option for c in todo}
         for c in todo:  # their weights are in `result` now; bisection rebuilds what it needs
             c.lowered = c.check = None
         if oracle is not None:
+            self.progress(f"{p.name}: whole-model check", 0, 0)
             result = oracle.bisect(model, result, todo, lambda c: build(p, c.match, rebuild[id(c)], graph))
         return result
 
@@ -188,15 +217,17 @@ class _Run:
         several nodes (a chain): the nodes it absorbs get no record of their
         own; the covering record names them in its notes."""
         out, claimed = [], set()
-        for node in list(graph.graph.node):
-            if id(node) in claimed or (only is not None and node.name not in only):
-                continue
-            if not p.candidate(node, graph):
+        nodes = [n for n in graph.graph.node if (only is None or n.name in only) and p.candidate(n, graph)]
+        stage = f"{p.name}: match and build"
+        for k, node in enumerate(nodes):
+            self.progress(stage, k, len(nodes))
+            if id(node) in claimed:
                 continue
             c = self._plan(graph, p, node, p.match, claimed)
             if c.match is not None:
                 claimed.update(id(n) for n in c.match.nodes)
             out.append(c)
+        self.progress(stage, len(nodes), len(nodes))
         return out
 
     def _plan(self, graph, p, node, match_fn, claimed: set) -> _Candidate:
@@ -285,7 +316,7 @@ class _Run:
         todo = [c for c in todo if c.record.status == REWRITTEN]
         if self.settings.verify and todo:
             t = time.perf_counter()
-            self._verify_local(todo)
+            self._verify_local(todo, p)
             key = f"verify_local:{p.name}"
             self.report.timings[key] = self.report.timings.get(key, 0.0) + time.perf_counter() - t
             todo = [c for c in todo if c.record.status == REWRITTEN]
@@ -307,9 +338,11 @@ class _Run:
                 _sketch(c.record, graph, c.match, list(view.graph.node), view.shape,
                         lambda v: view.is_constant(v) or graph.is_constant(v))
 
-    def _verify_local(self, todo: Sequence[_Candidate]) -> None:
+    def _verify_local(self, todo: Sequence[_Candidate], p) -> None:
         s = self.settings
-        results = verify_checks([c.check for c in todo], s.seed, s.rtol, s.atol)
+        stage = f"{p.name}: local checks"
+        results = verify_checks([c.check for c in todo], s.seed, s.rtol, s.atol,
+                                progress=lambda done, total: self.progress(stage, done, total))
         for c, r in zip(todo, results):
             if isinstance(r, str):
                 c.roll_back(r, Code.VERIFICATION_FAILED)

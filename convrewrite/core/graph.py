@@ -84,6 +84,14 @@ class GraphView(ConstantFolding):
     def consumers(self, name: str) -> list:
         return self._consumers.get(name, [])
 
+    def position(self, node: onnx.NodeProto) -> int:
+        """The node's index in the graph's node list."""
+        return self._positions[id(node)]
+
+    @cached_property
+    def _positions(self) -> dict:
+        return {id(n): k for k, n in enumerate(self.graph.node)}
+
     def label(self, node: onnx.NodeProto) -> str:
         """A unique, readable name: the node's own name, or Op_index."""
         return self.labels[id(node)]

@@ -14,7 +14,7 @@ never holds a second copy of all its weights.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import onnx
 from onnx import helper, numpy_helper
@@ -86,6 +86,8 @@ def _shape_chains(graph: GraphView, nodes) -> list:
     inside = {o for n in nodes for o in n.output}
     chain, seen = [], set()
     pending = [i for i in external_inputs(nodes) if graph.constant(i) is None and graph.partial_constant(i) is not None]
+    if not pending:
+        return []
     while pending and len(chain) <= SHAPE_CHAIN_NODES:
         name = pending.pop()
         producer = graph.producer(name)
@@ -99,8 +101,7 @@ def _shape_chains(graph: GraphView, nodes) -> list:
             pending += [i for i in producer.input if i]
     if len(chain) > SHAPE_CHAIN_NODES:
         return []
-    order = {id(n): k for k, n in enumerate(graph.graph.node)}
-    return sorted(chain, key=lambda n: order[id(n)])
+    return sorted(chain, key=lambda n: graph.position(n))
 
 
 def build_check(graph: GraphView, match: Match, replacement: Replacement) -> LocalCheck:
@@ -190,27 +191,36 @@ def _run_each(models, feeds, oracle: bool) -> list:
     return result
 
 
-def verify_checks(checks: Sequence[LocalCheck], seed: int = 0, rtol=None, atol=None) -> list:
-    """A Comparison (truthy when equivalent) or an error string per check."""
+def verify_checks(checks: Sequence[LocalCheck], seed: int = 0, rtol=None, atol=None,
+                  progress: Optional[Callable[[int, int], None]] = None) -> list:
+    """A Comparison (truthy when equivalent) or an error string per check.
+    `progress(done, total)` is called before each batch of checks and at the end."""
     results: list = [Comparison() for _ in checks]
-    for batch in (1, 2):
-        idx = [k for k, c in enumerate(checks) if batch == 1 or c.symbolic]
-        for group in _groups(idx, checks):
-            models = [checks[k].materialized() for k in group]
-            feeds = [random_feeds(checks[k].original.graph.input, seed + k, batch) for k in group]
-            want = _run_group([m[0] for m in models], feeds, oracle=True)
-            got = _run_group([m[1] for m in models], feeds, oracle=False)
-            del models
-            for k, w, g in zip(group, want, got):
-                if isinstance(results[k], str):
-                    continue
-                if isinstance(w, str):
-                    results[k] = f"the original node(s) could not be run: {w}"
-                elif isinstance(g, str):
-                    results[k] = f"onnxruntime cannot run the replacement: {g}"
-                else:
-                    names = [o.name for o in checks[k].original.graph.output]
-                    results[k] = results[k].merge(compare_outputs(names, w, g, rtol, atol))
+    work = [(batch, group) for batch in (1, 2)
+            for group in _groups([k for k, c in enumerate(checks) if batch == 1 or c.symbolic], checks)]
+    total = sum(len(group) for _, group in work)
+    done = 0
+    for batch, group in work:
+        if progress is not None:
+            progress(done, total)
+        done += len(group)
+        models = [checks[k].materialized() for k in group]
+        feeds = [random_feeds(checks[k].original.graph.input, seed + k, batch) for k in group]
+        want = _run_group([m[0] for m in models], feeds, oracle=True)
+        got = _run_group([m[1] for m in models], feeds, oracle=False)
+        del models
+        for k, w, g in zip(group, want, got):
+            if isinstance(results[k], str):
+                continue
+            if isinstance(w, str):
+                results[k] = f"the original node(s) could not be run: {w}"
+            elif isinstance(g, str):
+                results[k] = f"onnxruntime cannot run the replacement: {g}"
+            else:
+                names = [o.name for o in checks[k].original.graph.output]
+                results[k] = results[k].merge(compare_outputs(names, w, g, rtol, atol))
+    if progress is not None:
+        progress(total, total)
     return results
 
 

@@ -7,7 +7,8 @@ The model's own weights are then never copied.
 """
 from __future__ import annotations
 
-import numpy as np
+from math import prod
+
 import onnx
 from onnx import helper
 
@@ -92,13 +93,20 @@ def weight_stub(name: str, data_type: int, dims, location: str = WEIGHT_STUB_LOC
     return stub
 
 
+_ITEMSIZE: dict = {}  # TensorProto data type -> bytes per element (None: ask ByteSize)
+
+
 def data_bytes(t: onnx.TensorProto) -> int:
     """The size of a tensor's data from its dims and type (ByteSize would
     serialise the whole tensor to tell)."""
-    try:
-        itemsize = helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
-    except KeyError:  # an undefined type
+    itemsize = _ITEMSIZE.get(t.data_type, 0)
+    if itemsize == 0:
+        try:
+            itemsize = None if t.data_type == onnx.TensorProto.STRING else \
+                helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+        except KeyError:  # an undefined type
+            itemsize = None
+        _ITEMSIZE[t.data_type] = itemsize
+    if itemsize is None:
         return t.ByteSize()
-    if t.data_type == onnx.TensorProto.STRING:
-        return t.ByteSize()
-    return int(np.prod(t.dims, dtype=np.int64)) * itemsize
+    return prod(t.dims) * itemsize

@@ -383,3 +383,24 @@ def test_a_rewrite_creating_weights_beyond_the_budget_is_skipped(monkeypatch):
     (rec,) = report.rewrites
     assert rec.status == SKIPPED and rec.code == "too-large" and "above the budget of 1024" in rec.reason
     assert [n.op_type for n in new.graph.node] == ["Add"]
+
+
+def test_progress_callback_sees_every_stage_in_order_and_changes_nothing():
+    calls = []
+    new, report = optimize(relu_chain(), passes=[ReluToMax()], progress=lambda *a: calls.append(a))
+    plain, plain_report = optimize(relu_chain(), passes=[ReluToMax()])
+    assert new == plain and plain_report.to_json().split('"timings"')[0] == report.to_json().split('"timings"')[0]
+    stages = [s for s, _, _ in calls]
+    assert stages[:3] == ["load", "load", "whole-model check"] and stages[-1] == "done"
+    assert ("relu-to-max: match and build", 0, 3) in calls and ("relu-to-max: match and build", 3, 3) in calls
+    checks = [(done, total) for s, done, total in calls if s == "relu-to-max: local checks"]
+    assert checks[0] == (0, 4) and checks[-1] == (4, 4)  # two rewrites, batch 1 and 2 (symbolic batch)
+    order = [s for k, s in enumerate(stages) if s.startswith("relu-to-max:") and s not in stages[:k]]
+    assert order == ["relu-to-max: match and build", "relu-to-max: local checks", "relu-to-max: splice", "relu-to-max: whole-model check"]
+    assert all(0 <= done <= total or total == 0 for _, done, total in calls)
+
+
+def test_progress_without_verification_has_no_checks():
+    calls = []
+    optimize(relu_chain(), passes=[ReluToMax()], verify=False, progress=lambda *a: calls.append(a[0]))
+    assert not any("check" in s for s in calls) and calls[-1] == "done"

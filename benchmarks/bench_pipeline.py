@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Benchmark of `python cli.py optimize` as a pipeline step, side by side
+with onnxsim on the same model (issue 12, item 1).  Not a test.
+
+    python benchmarks/bench_pipeline.py [--sizes 100,1000,5000,10000] [--repeats 5]
+                                        [--large-repeats 1] [--no-onnxsim] [--keep DIR]
+
+The model: `chains` parallel chains of 10 blocks read the same input and are
+summed at the end; a block is ConvTranspose 2x2/s2 -> Conv 2x2/s2 -> dilated
+3x3 Conv (rate 2) -> Resize x2 (nearest, or linear with --resize linear)
+-> Conv 2x2/s2 -> Relu, so three candidates and six nodes per block (1,000
+candidates: 334 blocks in 34 chains, 2,005 nodes).
+
+Every figure is the wall time of a fresh process, as a user runs it
+(imports, load, save included): `cli.py optimize` verified, `cli.py
+optimize --no-verify`, and onnxsim's own command line (`python -m onnxsim
+IN OUT`).  The three are run interleaved, `--repeats` times for sizes up to
+1,000 candidates and `--large-repeats` times above; the table shows
+medians.  onnxsim is an optional benchmark dependency (`pip install
+onnxsim`); it is imported only in its child process.  The slope is the
+least-squares slope of log(time) against log(nodes) over the sizes given.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+from bench_optimize import onnxsim_seconds  # noqa: E402
+
+BLOCKS_PER_CHAIN = 10
+CHANNELS, SIZE = 4, 8
+
+
+def pipeline_model(candidates: int, resize: str = "nearest") -> onnx.ModelProto:
+    """Parallel chains of BLOCKS_PER_CHAIN blocks (the last one shorter),
+    three candidates per block: ConvTranspose, dilated Conv, Resize."""
+    rng = np.random.default_rng(0)
+    blocks = max(1, math.ceil(candidates / 3))
+    chains = math.ceil(blocks / BLOCKS_PER_CHAIN)
+    c = CHANNELS
+    nodes, inits, ends = [], [], []
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    inits.append(scales)
+
+    def weight(name, shape, scale):
+        inits.append(numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name))
+        return name
+
+    k = 0
+    for chain in range(chains):
+        x = "x"
+        for _ in range(min(BLOCKS_PER_CHAIN, blocks - chain * BLOCKS_PER_CHAIN)):
+            p = f"c{chain}b{k}"
+            nodes += [
+                helper.make_node("ConvTranspose", [x, weight(f"{p}/wt", (c, c, 2, 2), 0.4)], [f"{p}/up"],
+                                 name=f"{p}/deconv", strides=[2, 2]),
+                helper.make_node("Conv", [f"{p}/up", weight(f"{p}/wd", (c, c, 2, 2), 0.4)], [f"{p}/down"],
+                                 name=f"{p}/down", strides=[2, 2]),
+                helper.make_node("Conv", [f"{p}/down", weight(f"{p}/wa", (c, c, 3, 3), 0.2)], [f"{p}/atrous"],
+                                 name=f"{p}/atrous", dilations=[2, 2], pads=[2, 2, 2, 2]),
+                helper.make_node("Resize", [f"{p}/atrous", "", "scales"], [f"{p}/resized"], name=f"{p}/resize",
+                                 mode=resize),
+                helper.make_node("Conv", [f"{p}/resized", weight(f"{p}/wr", (c, c, 2, 2), 0.4)], [f"{p}/pre"],
+                                 name=f"{p}/down2", strides=[2, 2]),
+                helper.make_node("Relu", [f"{p}/pre"], [f"{p}/out"], name=f"{p}/relu"),
+            ]
+            x = f"{p}/out"
+            k += 1
+        ends.append(x)
+    nodes.append(helper.make_node("Sum", ends, ["y"], name="sum"))
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, c, SIZE, SIZE]) for n in ("x", "y")]
+    g = helper.make_graph(nodes, "pipeline", io[:1], io[1:], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def wall(cmd: list) -> float:
+    t = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - t
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stderr[-2000:]}")
+    return seconds
+
+
+def optimize_cmd(path: str, out: str, verify: bool, report: str) -> list:
+    cmd = [sys.executable, os.path.join(ROOT, "cli.py"), "optimize", path, "-o", out, "--force", "--report", report]
+    return cmd + ([] if verify else ["--no-verify"])
+
+
+def bench(sizes, repeats, large_repeats, resize, use_onnxsim, keep):
+    have_onnxsim = use_onnxsim and importlib.util.find_spec("onnxsim") is not None
+    print(f"python {sys.version.split()[0]}, onnx {onnx.__version__}, {os.cpu_count()} cores; "
+          f"wall time of a fresh process, median of interleaved runs; Resize mode {resize}")
+    print("| candidates | nodes | rewritten | optimize s (verify) | optimize s (no verify) | onnxsim s (CLI) "
+          "| onnxsim s (simplify only) | verify / onnxsim | no verify / onnxsim | runs |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    points = []
+    with tempfile.TemporaryDirectory() as tmp:
+        where = keep or tmp
+        os.makedirs(where, exist_ok=True)
+        for n in sizes:
+            m = pipeline_model(n, resize)
+            path = os.path.join(where, f"pipeline_{n}.onnx")
+            onnx.save(m, path)
+            out, report = os.path.join(where, "out.onnx"), os.path.join(where, "report.json")
+            runs = repeats if n <= 1000 else large_repeats
+            tv, tn, ts = [], [], []
+            for _ in range(runs):  # interleaved, so load on the machine hits all three alike
+                tv.append(wall(optimize_cmd(path, out, True, report)))
+                with open(report) as f:
+                    rep = json.load(f)
+                tn.append(wall(optimize_cmd(path, out, False, report)))
+                if have_onnxsim:
+                    ts.append(wall([sys.executable, "-m", "onnxsim", path, os.path.join(where, "sim.onnx")]))
+            candidates = len(rep["rewrites"])
+            rewritten = sum(r["status"] == "rewritten" for r in rep["rewrites"])
+            v, nv = statistics.median(tv), statistics.median(tn)
+            s = statistics.median(ts) if ts else None
+            inner = onnxsim_seconds(path) if have_onnxsim else None
+            points.append((len(m.graph.node), v, nv))
+            ratio = (lambda a: f"{a / s:.2f}") if s else (lambda a: "-")
+            print(f"| {candidates} | {len(m.graph.node)} | {rewritten} | {v:.2f} | {nv:.2f} "
+                  f"| {'-' if s is None else f'{s:.2f}'} | {'-' if inner is None else f'{inner:.2f}'} "
+                  f"| {ratio(v)} | {ratio(nv)} | {runs} |", flush=True)
+    if len(points) >= 2:
+        x = np.log([p[0] for p in points])
+        for label, col in (("verify", 1), ("no verify", 2)):
+            slope = np.polyfit(x, np.log([p[col] for p in points]), 1)[0]
+            per_node = np.polyfit([p[0] for p in points], [p[col] for p in points], 1)[0]
+            print(f"{label}: log-log slope of time vs nodes {slope:.2f} (1.0 = linear); "
+                  f"{per_node * 1000:.2f} ms per node (linear fit)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="100,1000,5000,10000", help="candidates per model")
+    ap.add_argument("--repeats", type=int, default=5, help="runs per size up to 1,000 candidates")
+    ap.add_argument("--large-repeats", type=int, default=1, help="runs per size above 1,000 candidates")
+    ap.add_argument("--resize", choices=["nearest", "linear"], default="nearest")
+    ap.add_argument("--no-onnxsim", action="store_true")
+    ap.add_argument("--keep", help="write the models here instead of a temporary directory")
+    a = ap.parse_args()
+    bench([int(s) for s in a.sizes.split(",")], a.repeats, a.large_repeats, a.resize, not a.no_onnxsim, a.keep)
+
+
+if __name__ == "__main__":
+    main()
