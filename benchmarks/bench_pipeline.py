@@ -4,6 +4,7 @@ with onnxsim on the same model (issue 12, item 1).  Not a test.
 
     python benchmarks/bench_pipeline.py [--sizes 100,1000,5000,10000] [--repeats 5]
                                         [--large-repeats 1] [--no-onnxsim] [--keep DIR]
+                                        [--baseline CHECKOUT]
 
 The model: `chains` parallel chains of 10 blocks read the same input and are
 summed at the end; a block is ConvTranspose 2x2/s2 -> Conv 2x2/s2 -> dilated
@@ -19,6 +20,9 @@ IN OUT`).  The three are run interleaved, `--repeats` times for sizes up to
 medians.  onnxsim is an optional benchmark dependency (`pip install
 onnxsim`); it is imported only in its child process.  The slope is the
 least-squares slope of log(time) against log(nodes) over the sizes given.
+`--baseline` names another checkout of convrewrite (e.g. `git worktree add
+/tmp/before <commit>`) whose verified optimize runs interleaved with the
+others, for a before/after comparison in the same run.
 """
 from __future__ import annotations
 
@@ -97,18 +101,19 @@ def wall(cmd: list) -> float:
     return seconds
 
 
-def optimize_cmd(path: str, out: str, verify: bool, report: str) -> list:
-    cmd = [sys.executable, os.path.join(ROOT, "cli.py"), "optimize", path, "-o", out, "--force", "--report", report]
+def optimize_cmd(path: str, out: str, verify: bool, report: str, root: str = ROOT) -> list:
+    cmd = [sys.executable, os.path.join(root, "cli.py"), "optimize", path, "-o", out, "--force", "--report", report]
     return cmd + ([] if verify else ["--no-verify"])
 
 
-def bench(sizes, repeats, large_repeats, resize, use_onnxsim, keep):
+def bench(sizes, repeats, large_repeats, resize, use_onnxsim, keep, baseline=None):
     have_onnxsim = use_onnxsim and importlib.util.find_spec("onnxsim") is not None
     print(f"python {sys.version.split()[0]}, onnx {onnx.__version__}, {os.cpu_count()} cores; "
           f"wall time of a fresh process, median of interleaved runs; Resize mode {resize}")
     print("| candidates | nodes | rewritten | optimize s (verify) | optimize s (no verify) | onnxsim s (CLI) "
-          "| onnxsim s (simplify only) | verify / onnxsim | no verify / onnxsim | runs |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| onnxsim s (simplify only) | verify / onnxsim | no verify / onnxsim | runs |"
+          + (" baseline s (verify) | baseline s (no verify) |" if baseline else ""))
+    print("|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if baseline else ""))
     points = []
     with tempfile.TemporaryDirectory() as tmp:
         where = keep or tmp
@@ -119,7 +124,7 @@ def bench(sizes, repeats, large_repeats, resize, use_onnxsim, keep):
             onnx.save(m, path)
             out, report = os.path.join(where, "out.onnx"), os.path.join(where, "report.json")
             runs = repeats if n <= 1000 else large_repeats
-            tv, tn, ts = [], [], []
+            tv, tn, ts, bv, bn = [], [], [], [], []
             for _ in range(runs):  # interleaved, so load on the machine hits all three alike
                 tv.append(wall(optimize_cmd(path, out, True, report)))
                 with open(report) as f:
@@ -127,6 +132,9 @@ def bench(sizes, repeats, large_repeats, resize, use_onnxsim, keep):
                 tn.append(wall(optimize_cmd(path, out, False, report)))
                 if have_onnxsim:
                     ts.append(wall([sys.executable, "-m", "onnxsim", path, os.path.join(where, "sim.onnx")]))
+                if baseline:
+                    bv.append(wall(optimize_cmd(path, out, True, os.path.join(where, "b.json"), baseline)))
+                    bn.append(wall(optimize_cmd(path, out, False, os.path.join(where, "b.json"), baseline)))
             candidates = len(rep["rewrites"])
             rewritten = sum(r["status"] == "rewritten" for r in rep["rewrites"])
             v, nv = statistics.median(tv), statistics.median(tn)
@@ -136,7 +144,8 @@ def bench(sizes, repeats, large_repeats, resize, use_onnxsim, keep):
             ratio = (lambda a: f"{a / s:.2f}") if s else (lambda a: "-")
             print(f"| {candidates} | {len(m.graph.node)} | {rewritten} | {v:.2f} | {nv:.2f} "
                   f"| {'-' if s is None else f'{s:.2f}'} | {'-' if inner is None else f'{inner:.2f}'} "
-                  f"| {ratio(v)} | {ratio(nv)} | {runs} |", flush=True)
+                  f"| {ratio(v)} | {ratio(nv)} | {runs} |"
+                  + (f" {statistics.median(bv):.2f} | {statistics.median(bn):.2f} |" if baseline else ""), flush=True)
     if len(points) >= 2:
         x = np.log([p[0] for p in points])
         for label, col in (("verify", 1), ("no verify", 2)):
@@ -154,8 +163,9 @@ def main():
     ap.add_argument("--resize", choices=["nearest", "linear"], default="nearest")
     ap.add_argument("--no-onnxsim", action="store_true")
     ap.add_argument("--keep", help="write the models here instead of a temporary directory")
+    ap.add_argument("--baseline", help="another convrewrite checkout to time alongside (before/after)")
     a = ap.parse_args()
-    bench([int(s) for s in a.sizes.split(",")], a.repeats, a.large_repeats, a.resize, not a.no_onnxsim, a.keep)
+    bench([int(s) for s in a.sizes.split(",")], a.repeats, a.large_repeats, a.resize, not a.no_onnxsim, a.keep, a.baseline)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ class GraphView(ConstantFolding):
                 if i:
                     self._consumers.setdefault(i, []).append(node)
         self._const_cache: dict[tuple, Optional[np.ndarray]] = {}
+        self._shapes: dict[str, Optional[tuple]] = {}
         self.labels = _unique_labels(self.graph.node)
 
     # --- opsets -----------------------------------------------------------
@@ -109,6 +110,14 @@ class GraphView(ConstantFolding):
     # --- types ------------------------------------------------------------
     def shape(self, name: str) -> Optional[tuple]:
         """Dims of a value: ints where static, dim_param strings, None unknown."""
+        try:
+            return self._shapes[name]
+        except KeyError:
+            pass
+        self._shapes[name] = found = self._shape(name)
+        return found
+
+    def _shape(self, name: str) -> Optional[tuple]:
         if name in self.initializers:
             return tuple(self.initializers[name].dims)
         t = self._types.get(name)

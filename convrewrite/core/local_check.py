@@ -151,9 +151,33 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     return LocalCheck(original, repl, symbolic, model_cost(original), model_cost(repl), weights, size)
 
 
+def _prefixed(model: onnx.ModelProto, prefix: str) -> onnx.ModelProto:
+    """`model` with every value and node name prefixed (onnx.compose.add_prefix
+    does the same, several times slower; it is kept for subgraphs)."""
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+           for n in model.graph.node for a in n.attribute):
+        return onnx.compose.add_prefix(model, prefix)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    for n in g.node:
+        if n.name:
+            n.name = prefix + n.name
+        for k, name in enumerate(n.input):
+            if name:
+                n.input[k] = prefix + name
+        for k, name in enumerate(n.output):
+            if name:
+                n.output[k] = prefix + name
+    for container in (g.input, g.output, g.value_info, g.initializer):
+        for v in container:
+            v.name = prefix + v.name
+    return out
+
+
 def _merge(models: Sequence[onnx.ModelProto]) -> onnx.ModelProto:
     """One model holding every standalone model, names prefixed `c<k>/`."""
-    parts = [onnx.compose.add_prefix(m, f"c{k}/") for k, m in enumerate(models)]
+    parts = [_prefixed(m, f"c{k}/") for k, m in enumerate(models)]
     g = helper.make_graph(
         [n for p in parts for n in p.graph.node], "checks",
         [i for p in parts for i in p.graph.input], [o for p in parts for o in p.graph.output],
