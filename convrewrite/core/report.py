@@ -54,7 +54,16 @@ class RewriteRecord:
 
 @dataclass
 class Verification:
-    """The whole-model check: original versus result on the same inputs."""
+    """The whole-model check: original versus result on the same inputs.
+
+    The original's own noise is measured only when a comparison failed:
+    `noise_*` stay empty otherwise.  `unstable`: the original's outputs move
+    beyond the tolerance by themselves (inputs moved by one ulp, onnxruntime's
+    graph optimizations: `noise_probes`), by up to `noise_abs_error` /
+    `noise_rel_error`.  `within_noise`: the result was accepted because its
+    difference is within a small factor of that noise; the local checks are
+    the evidence.  `bisection_*`: the time bisection took, the rewrites it
+    rolled back, and which bound stopped it ("" if none)."""
 
     performed: bool = False
     equivalent: Optional[bool] = None
@@ -62,6 +71,14 @@ class Verification:
     max_rel_error: Optional[float] = None
     inputs: str = "random"
     detail: str = ""
+    unstable: bool = False
+    noise_abs_error: Optional[float] = None
+    noise_rel_error: Optional[float] = None
+    noise_probes: list = field(default_factory=list)
+    within_noise: bool = False
+    bisection_seconds: float = 0.0
+    bisection_rolled_back: int = 0
+    bisection_stopped: str = ""
 
 
 @dataclass
@@ -141,6 +158,27 @@ def target_lines(target: dict) -> list[str]:
     return lines + [f"  {v['message']}  [{v['rule']}]" for v in target["violations"]]
 
 
+def verification_lines(v: Verification) -> list[str]:
+    """The whole-model check's verdict; the original's own noise when it was
+    measured and matters; what bisection did."""
+    lines = []
+    if v.performed:
+        verdict = ("equivalent within the original's own noise" if v.within_noise
+                   else "equivalent" if v.equivalent else "NOT EQUIVALENT")
+        lines.append(f"whole-model check ({v.inputs} inputs): {verdict}, max abs {v.max_abs_error:.3g}, "
+                     f"max rel {v.max_rel_error:.3g}" + (f" -- {v.detail}" if v.detail else ""))
+    elif v.detail:
+        lines.append(f"whole-model check: {v.detail}")
+    if v.unstable and not v.within_noise:
+        lines.append(f"  the original model is numerically unstable: its own outputs move by up to "
+                     f"{v.noise_abs_error:.3g} ({v.noise_rel_error:.3g} relative to their largest value) under "
+                     f"{', '.join(v.noise_probes)}")
+    if v.bisection_rolled_back or v.bisection_stopped:
+        lines.append(f"  bisection: rolled back {v.bisection_rolled_back} rewrite(s) in {v.bisection_seconds:.1f} s"
+                     + (f"; stopped: {v.bisection_stopped}" if v.bisection_stopped else ""))
+    return lines
+
+
 def _summary_lines(r: Report) -> list[str]:
     lines = [f"convrewrite: {r.input or 'model'}" + (" (dry run: nothing written)" if r.dry_run else "")]
     lines += op_count_table(r.op_counts_before, r.op_counts_after)
@@ -157,13 +195,7 @@ def _summary_lines(r: Report) -> list[str]:
     if worst is not None:
         lines.append(f"worst local error: {worst.max_abs_error:.3g} abs, {worst.max_rel_error:.3g} rel "
                      f"({worst.op} '{worst.node}')")
-    v = r.verification
-    if v.performed:
-        verdict = "equivalent" if v.equivalent else "NOT EQUIVALENT"
-        lines.append(f"whole-model check ({v.inputs} inputs): {verdict}, max abs {v.max_abs_error:.3g}, "
-                     f"max rel {v.max_rel_error:.3g}" + (f" -- {v.detail}" if v.detail else ""))
-    elif v.detail:
-        lines.append(f"whole-model check: {v.detail}")
+    lines += verification_lines(r.verification)
     if r.target is not None:
         lines += target_lines(r.target)
     total = r.timings.get("total")
