@@ -206,7 +206,7 @@ class Oracle:
         try:
             while kept:
                 self._found = []
-                self._culprits(before, kept, pairs)
+                self._culprits(before, kept, pairs, self.last.max_abs_error)
                 kept = self._roll_back_found(kept)
                 if not kept:
                     break
@@ -241,18 +241,19 @@ class Oracle:
             self._best = list(group)
         return candidate
 
-    def _culprits(self, before, group: list, pairs) -> None:
-        """Add to self._found the rewrites of `group` (which fails) responsible."""
+    def _culprits(self, before, group: list, pairs, error: float) -> None:
+        """Add to self._found the rewrites of `group` (which fails with max abs
+        `error`) responsible, each with the error of the group that convicted it."""
         if len(group) == 1:
-            self._found += group
+            self._found.append((group[0], error))
             return
         half = len(group) // 2
         n = len(self._found)
         for part in (group[:half], group[half:]):
             if self._compare_part(before, part, pairs) is None:
-                self._culprits(before, part, pairs)
+                self._culprits(before, part, pairs, self.last.max_abs_error)
         if len(self._found) == n:  # only the combination fails: roll back the whole group
-            self._found += group
+            self._found += [(c, error) for c in group]
             if {id(c) for c in group} & {id(c) for c in self._best}:  # a half of it passed alone: not kept
                 self._best = []
         if self.rolled_back + len(self._found) > BISECT_ROLLBACKS:
@@ -260,11 +261,10 @@ class Oracle:
                                 f"its bound of {BISECT_ROLLBACKS}")
 
     def _roll_back_found(self, kept: list) -> list:
-        comparison = self.last
-        found = {id(c) for c in self._found}
-        for c in self._found:
+        found = {id(c) for c, _ in self._found}
+        for c, error in self._found:
             c.roll_back("whole-model check failed with this rewrite in place "
-                        f"(max abs error {comparison.max_abs_error:.3g}) although its local check "
+                        f"(max abs error {error:.3g}) although its local check "
                         "passed; rolled back", Code.MODEL_CHECK_FAILED)
         self.rolled_back += len(found)
         self._found = []

@@ -228,6 +228,7 @@ def test_bisection_without_reaching_a_bound_rolls_back_exactly_the_culprits():
     _, report = optimize(model, passes=[ReluToClip()], inputs=feeds)
     v = report.verification
     assert {r.node for r in report.records(ROLLED_BACK)} == {f"relu{i}" for i in BAD}
+    assert all("(max abs error 50)" in r.reason for r in report.records(ROLLED_BACK))  # the culprit's own error
     assert v.equivalent and v.bisection_rolled_back == 4 and v.bisection_stopped == ""
     assert "bisection: rolled back 4 rewrite(s)" in report.summary()
 
