@@ -88,6 +88,8 @@ def geometry_problem(attrs: dict, rank: int, weight_shape: Sequence[int],
         return "strides and dilations must be positive"
     if len(weight_shape) != rank + 2 or list(attrs.get("kernel_shape", weight_shape[2:])) != list(weight_shape[2:]):
         return f"kernel_shape {attrs.get('kernel_shape')} does not match the weight's shape {list(weight_shape)}"
+    if any(isinstance(d, int) and d < 1 for d in weight_shape):
+        return f"the weight's shape {list(weight_shape)} is empty: there is nothing to convolve with"
     return _size_problem(attrs, weight_shape[2:])
 
 
