@@ -430,6 +430,12 @@ CRAFTED = {
     "graph input of 2**31 - 1 samples": (lambda: _with(dilated_conv_strided, x_dims={2: BIG}), [], None),
     "dilated Conv after a Resize of scale 1e9": (
         lambda: _with(all_three, inits={"scales": [1, 1, 1e9, 2]}), [], None),
+    "dilated Conv with one pads entry, for a target": (
+        lambda: _with(dilated_conv_strided, {"pads": [BIG]}), ["--target", "generic-npu"], "does not have 2 entries"),
+    "dilated Conv with stride 0, for a target": (
+        lambda: _with(dilated_conv_strided, {"strides": [0]}), ["--target", "generic-npu"], None),
+    "ConvTranspose with group 0, for a target": (
+        lambda: _with(convtranspose_1d, {"group": 0}), ["--target", "generic-npu"], None),
 }
 
 # Crafted cases whose fix belongs in files this change does not touch.
@@ -438,6 +444,8 @@ CRAFTED_KNOWN = {
                           "_deconv_base (passes/resize/rewrite.py) does not catch it: 'internal error in resize.match'",
     "graph input of 2**31 - 1 samples": HUGE_MODEL_FEEDS,
     "dilated Conv after a Resize of scale 1e9": HUGE_LOCAL_FEEDS,
+    "ConvTranspose with group 0, for a target": "target/facts.py _group_kind divides by the group: "
+                                                "ZeroDivisionError, exit 4",
 }
 
 
