@@ -44,14 +44,15 @@ UNCACHED_BYTES = 1 << 20
 
 
 def attributes(node: onnx.NodeProto) -> dict:
-    """A node's attributes as plain Python values (strings decoded)."""
+    """A node's attributes as plain Python values (strings decoded; bytes
+    that are not UTF-8 become U+FFFD, so a damaged string is just unknown)."""
     out = {}
     for a in node.attribute:
         v = helper.get_attribute_value(a)
         if isinstance(v, bytes):
-            v = v.decode("utf-8")
+            v = v.decode("utf-8", errors="replace")
         elif isinstance(v, list) and v and isinstance(v[0], bytes):
-            v = [x.decode("utf-8") for x in v]
+            v = [x.decode("utf-8", errors="replace") for x in v]
         out[a.name] = v
     return out
 
