@@ -44,6 +44,7 @@ from typing import ClassVar, Optional
 
 import onnx
 
+from convrewrite.core import qdq
 from convrewrite.core.graph import GraphView, attributes
 from convrewrite.core.preconditions import first_problem, old_opset, unknown_spatial_size, unverifiable_type
 from convrewrite.core.rewrite import Code, Match, PassOptions, Skip
@@ -90,6 +91,10 @@ class ConvTransposeToConv:
 
     def match(self, node: onnx.NodeProto, graph: GraphView) -> Match | Skip:
         where = f"ConvTranspose '{graph.label(node)}'"
+        region = qdq.region(node, graph)
+        if region is not None:   # before the weight checks: a dequantized weight is not "computed at run time"
+            return Skip(f"{where}: {region.describe()}; no form of this pass keeps it quantized yet, so it is left "
+                        "as it is rather than dequantized into float", Code.QUANTIZED)
         problem = _unsupported(node, graph)
         if problem:
             return Skip(f"{where}: {problem.reason}", problem.code)
