@@ -19,7 +19,7 @@ from typing import Callable, Optional, Sequence
 import onnx
 from onnx import helper, numpy_helper
 
-from .equivalence import (Comparison, RunError, compare_outputs, random_feeds,
+from .equivalence import (Comparison, RunError, random_feeds,
                           run_model)
 from . import qdq
 from .graph import GraphView

@@ -54,7 +54,8 @@ def test_float_sizes_are_not_sizes():
     g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [sizes])
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    assert read_resize(node, GraphView(model)) == "sizes [nan, 2.0, 8.0, 8.0] are not integers"
+    spec = read_resize(node, GraphView(model))
+    assert (spec.reason, spec.code) == ("sizes [nan, 2.0, 8.0, 8.0] are not integers", "invalid-node")
 
 
 def test_same_padding_of_a_zero_stride_is_an_answer():
