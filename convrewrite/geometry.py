@@ -24,10 +24,15 @@ def extent(k: int, d: int) -> int:
 
 
 def split_pads(pads: Sequence[int] | None, rank: int) -> list[tuple[int, int]]:
-    """ONNX [b1..br, e1..er] -> [(b1, e1), ..., (br, er)]."""
+    """ONNX [b1..br, e1..er] -> [(b1, e1), ..., (br, er)].
+
+    Pads of the wrong length (which geometry_problem refuses before any
+    rewrite) read as far as they go, missing entries 0: a best-effort
+    reading for reports about such a node, never an IndexError."""
     if not pads:
         return [(0, 0)] * rank
-    return [(int(pads[i]), int(pads[i + rank])) for i in range(rank)]
+    entry = lambda i: int(pads[i]) if i < len(pads) else 0  # noqa: E731
+    return [(entry(i), entry(i + rank)) for i in range(rank)]
 
 
 def join_pads(pairs: Sequence[tuple[int, int]]) -> list[int]:
@@ -44,11 +49,14 @@ def same_pads(total: int, auto_pad: str) -> tuple[int, int]:
 def conv_pads(auto_pad: str, sizes: Sequence[int], kernel: Sequence[int],
               strides: Sequence[int], dilations: Sequence[int],
               pads: Sequence[int] | None) -> list[tuple[int, int]]:
-    """The explicit (begin, end) padding a Conv uses on each spatial axis."""
+    """The explicit (begin, end) padding a Conv uses on each spatial axis.
+    A stride the spec forbids (< 1) reads as 1: rewrites refuse such a node
+    (geometry_problem), reports about it still get an answer."""
     rank = len(kernel)
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         out = []
         for n, k, s, d in zip(sizes, kernel, strides, dilations):
+            s = max(s, 1)
             total = max(0, (-(-n // s) - 1) * s + extent(k, d) - n)
             out.append(same_pads(total, auto_pad))
         return out
@@ -88,6 +96,8 @@ def geometry_problem(attrs: dict, rank: int, weight_shape: Sequence[int],
         return "strides and dilations must be positive"
     if len(weight_shape) != rank + 2 or list(attrs.get("kernel_shape", weight_shape[2:])) != list(weight_shape[2:]):
         return f"kernel_shape {attrs.get('kernel_shape')} does not match the weight's shape {list(weight_shape)}"
+    if any(isinstance(d, int) and d < 1 for d in weight_shape):
+        return f"the weight's shape {list(weight_shape)} is empty: there is nothing to convolve with"
     return _size_problem(attrs, weight_shape[2:])
 
 

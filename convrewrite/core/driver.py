@@ -38,6 +38,7 @@ from .lowering import Lowered, build, lower
 from .model_io import check_model, load_model
 from .oracle import Oracle
 from .report import PLANNED, REWRITTEN, ROLLED_BACK, SKIPPED, Report, RewriteRecord
+from .preconditions import oversized_tensor
 from .rewrite import Code, Match, Skip
 from .sketch import neighbours_of, sketch
 from .splice import apply_rewrites, renamed_nodes
@@ -235,6 +236,10 @@ class _Run:
         unfit = needs_lowering(node, graph, self.profile) if self.profile is not None else None
         if self.profile is not None and unfit is None:
             c.skip(Skip(runs_as_is_reason(node, graph, self.profile), Code.TARGET_RUNS_IT))
+            return c
+        too_large = oversized_tensor(node, graph)
+        if too_large is not None:
+            c.skip(Skip(f"{node.op_type} '{graph.label(node)}': {too_large.reason}", too_large.code))
             return c
         try:
             result = match_fn(node, graph)

@@ -181,7 +181,7 @@ def run_onnxruntime(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], opt
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # fatal only: a refusal is reported as a RunError, not as stderr noise
     opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimized
                                      else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     if model.ByteSize() < model_io.TWO_GB:
@@ -195,9 +195,13 @@ def run_onnxruntime(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], opt
 
 
 def run_reference(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list:
+    import warnings
+
     from onnx.reference import ReferenceEvaluator
 
-    return [np.asarray(o) for o in ReferenceEvaluator(model).run(None, dict(feeds))]
+    with warnings.catch_warnings():  # numpy's overflow warnings say nothing the comparison does not
+        warnings.simplefilter("ignore")
+        return [np.asarray(o) for o in ReferenceEvaluator(model).run(None, dict(feeds))]
 
 
 def run_model(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray],
@@ -210,7 +214,7 @@ def run_model(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray],
     try:
         return run_onnxruntime(model, feeds), "onnxruntime"
     except Exception as ort_error:  # onnxruntime raises several unrelated types
-        if not allow_reference:
+        if not allow_reference or "alloc" in str(ort_error).lower():  # out of memory: Python would be worse
             raise RunError(f"onnxruntime: {_first_line(ort_error)}") from None
         try:
             return run_reference(model, feeds), "reference"
@@ -243,15 +247,31 @@ def random_tensor(rng: np.random.Generator, shape, elem_type: int) -> np.ndarray
     raise ValueError(f"cannot make random inputs of type {dtype}")
 
 
+# Random inputs are made up to this many elements per tensor (1 GiB of float32).
+MAX_RANDOM_ELEMENTS = 1 << 28
+
+
+class FeedTooLarge(ValueError):
+    """A random input would be larger than MAX_RANDOM_ELEMENTS."""
+
+    def __init__(self, name: str, shape: tuple):
+        self.name, self.shape = name, shape
+        super().__init__(f"input '{name}' of shape {list(shape)} would need {int(np.prod(shape, dtype=np.float64)):.4g} "
+                         f"random values, more than {MAX_RANDOM_ELEMENTS}")
+
+
 def random_feeds(inputs: Sequence[onnx.ValueInfoProto], seed: int = 0, batch: int = 2) -> dict:
-    """Seeded random tensors for graph inputs (symbolic batch -> `batch`)."""
-    rng = np.random.default_rng(seed)
-    feeds = {}
+    """Seeded random tensors for graph inputs (symbolic batch -> `batch`);
+    FeedTooLarge before any is made when one would be too large."""
+    shapes = {}
     for vi in inputs:
         tt = vi.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-        feeds[vi.name] = random_tensor(rng, concrete_shape(dims, batch), tt.elem_type)
-    return feeds
+        shapes[vi.name] = (concrete_shape(dims, batch), tt.elem_type)
+        if np.prod(shapes[vi.name][0], dtype=np.float64) > MAX_RANDOM_ELEMENTS:
+            raise FeedTooLarge(vi.name, shapes[vi.name][0])
+    rng = np.random.default_rng(seed)
+    return {name: random_tensor(rng, shape, elem_type) for name, (shape, elem_type) in shapes.items()}
 
 
 def nudged(feeds: Mapping[str, np.ndarray], toward: float) -> dict:

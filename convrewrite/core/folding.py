@@ -44,14 +44,15 @@ UNCACHED_BYTES = 1 << 20
 
 
 def attributes(node: onnx.NodeProto) -> dict:
-    """A node's attributes as plain Python values (strings decoded)."""
+    """A node's attributes as plain Python values (strings decoded; bytes
+    that are not UTF-8 become U+FFFD, so a damaged string is just unknown)."""
     out = {}
     for a in node.attribute:
         v = helper.get_attribute_value(a)
         if isinstance(v, bytes):
-            v = v.decode("utf-8")
+            v = v.decode("utf-8", errors="replace")
         elif isinstance(v, list) and v and isinstance(v[0], bytes):
-            v = [x.decode("utf-8") for x in v]
+            v = [x.decode("utf-8", errors="replace") for x in v]
         out[a.name] = v
     return out
 
@@ -194,6 +195,9 @@ def _evaluate(node, inputs, opset, name) -> Optional[np.ndarray]:
     n = helper.make_node(node.op_type, renamed, outs, domain=node.domain)
     n.attribute.extend(node.attribute)
     g = helper.make_graph([n], "fold", [], [helper.make_value_info(o, onnx.TypeProto()) for o in outs if o], inits)
+    if node.op_type == "DequantizeLinear":
+        # onnx's reference implements DequantizeLinear from opset 19 only; 10-19 agree on every type before 19's
+        opset = max(opset, 19)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
     try:
         result = ReferenceEvaluator(m).run(None, {})

@@ -34,6 +34,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Optional, Sequence
 
+from . import qdq
+
 
 @dataclass(frozen=True)
 class Cost:
@@ -68,6 +70,11 @@ class Form:
     name: ClassVar[str]
     opt_in: ClassVar[bool] = False
     first: ClassVar[bool] = False     # exact and free where it applies (identity): ahead of any preference
+    # Quantized (QDQ) nodes (core/qdq.py): only forms that keep them quantized
+    # (pure data movement, or forms building QDQ groups) may lower them;
+    # `quantized_only` forms are for quantized nodes alone.
+    keeps_quantized: ClassVar[bool] = False
+    quantized_only: ClassVar[bool] = False
 
     def applies(self, match, graph) -> Optional[str]:
         return None
@@ -121,8 +128,12 @@ def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_op
     preferred = list(p.preferred())
     ranking = Ranking()
     scored = []
+    node = getattr(match, "node", None)
+    quantized = node is not None and graph is not None and qdq.region(node, graph) is not None
     for index, form in enumerate(p.forms):
-        reason = form.applies(match, graph)
+        if form.quantized_only and not quantized:
+            continue
+        reason = qdq.NOT_KEPT if quantized and not form.keeps_quantized else form.applies(match, graph)
         if reason is not None:
             ranking.passed_over.append((form.name, reason))
             continue

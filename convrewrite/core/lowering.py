@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from . import qdq
 from .builder import Builder
 from .cost import total_macs
 from .errors import InputError
@@ -53,6 +54,9 @@ def lower(p, match: Match, graph: GraphView, target=None, passes: Sequence = (),
     r = ranking(p, match, graph, target)
     where = f"{match.node.op_type} '{graph.label(match.node)}'"
     if not r.options:
+        quantized = qdq.region(match.node, graph)
+        if quantized is not None:
+            return Skip(qdq.not_kept(where, quantized, r.passed_over), Code.QUANTIZED)
         why = "; ".join(f"{f}: {reason}" for f, reason in r.passed_over) or "the pass has no form for it"
         return Skip(f"{where}: no lowering form applies ({why})", Code.NO_FORM)
     notes = _preference_notes(p, r)

@@ -148,12 +148,31 @@ def check_model(model: onnx.ModelProto, label: str = "model") -> None:
         if imp.domain in ("", "ai.onnx") and imp.version > known:
             raise InputError(f"{label}: opset {imp.version} is newer than the installed onnx knows "
                              f"(up to {known}); upgrade onnx or export at a lower opset")
+    problem = _value_type_problem(model)
+    if problem:
+        raise InputError(f"{label}: invalid ONNX model ({problem})")
     try:
         _check_weightless(model)
     except onnx.checker.ValidationError as e:
         raise InputError(f"{label}: invalid ONNX model ({_short(e)})") from None
     except Exception as e:  # unknown opsets and friends surface as other types
         raise InputError(f"{label}: invalid ONNX model ({_short(e)})") from None
+
+
+def _value_type_problem(model: onnx.ModelProto) -> str | None:
+    """A graph input or output of an element type ONNX does not define (or,
+    for an input, of none): onnx.checker lets it through, but no tensor of
+    that type can be fed or compared."""
+    defined = set(onnx.TensorProto.DataType.values())
+    fed = {i.name for i in model.graph.initializer}
+    for kind, values in (("input", model.graph.input), ("output", model.graph.output)):
+        for vi in values:
+            if not vi.type.HasField("tensor_type"):
+                continue
+            elem = vi.type.tensor_type.elem_type
+            if elem not in defined or elem == onnx.TensorProto.UNDEFINED and kind == "input" and vi.name not in fed:
+                return f"graph {kind} {vi.name!r} has element type {elem}, which ONNX does not define"
+    return None
 
 
 def _check_weightless(model: onnx.ModelProto) -> None:

@@ -26,7 +26,7 @@ from typing import Optional
 import numpy as np
 import onnx
 
-from .equivalence import (Comparison, OutputComparison, RunError, compare_outputs, compare_within_noise, nudged,
+from .equivalence import (FeedTooLarge, Comparison, OutputComparison, RunError, compare_outputs, compare_within_noise, nudged,
                           random_feeds, run_model, run_onnxruntime, runtime_inputs)
 from .errors import InputError
 from .report import REWRITTEN, Report
@@ -349,7 +349,11 @@ def _cannot_run(model: onnx.ModelProto, error: RunError, kind: str) -> str:
 def _whole_model_feeds(model: onnx.ModelProto, settings) -> dict:
     needed = runtime_inputs(model)
     if settings.inputs is None:
-        return random_feeds(needed, settings.seed)
+        try:
+            return random_feeds(needed, settings.seed)
+        except FeedTooLarge as e:
+            raise InputError(f"the whole-model check cannot make random inputs: {e}; give real inputs with "
+                             "--inputs FEEDS.npz, or skip the check with --no-verify") from None
     feeds = dict(settings.inputs)
     names = {i.name for i in needed}
     missing, extra = names - set(feeds), set(feeds) - names - {t.name for t in model.graph.initializer}

@@ -47,3 +47,23 @@ def unknown_spatial_size(graph: GraphView, name: str, why: str = "") -> Optional
 
 def first_problem(*checks: Optional[Skip]) -> Optional[Skip]:
     return next((c for c in checks if c is not None), None)
+
+
+# A node's tensors are checked with random inputs: none may exceed this many
+# elements (the same bound as the random inputs themselves).
+MAX_TENSOR_ELEMENTS = 1 << 28
+
+
+def oversized_tensor(node: onnx.NodeProto, graph: GraphView) -> Optional[Skip]:
+    """A node whose input or output (static dims) is too large to rewrite and check."""
+    for name in [*node.input, *node.output]:
+        dims = graph.shape(name) if name else None
+        if not dims:
+            continue
+        size = 1
+        for d in dims:
+            size *= d if isinstance(d, int) and d > 0 else 1
+        if size > MAX_TENSOR_ELEMENTS:
+            return Skip(f"tensor '{name}' of shape {list(dims)} has {size:.4g} elements, more than the "
+                        f"{MAX_TENSOR_ELEMENTS} a rewrite is built and checked for", Code.TOO_LARGE)
+    return None

@@ -52,6 +52,7 @@ class Code:
     UNCHECKABLE = "uncheckable"
     VERIFICATION_FAILED = "verification-failed"
     MODEL_CHECK_FAILED = "model-check-failed"
+    QUANTIZED = "quantized"
 
 
 # Every code and what it means (the README's table is checked against it).
@@ -72,6 +73,7 @@ CODES = {
     Code.UNCHECKABLE: "the replacement could not be checked, so it was not used",
     Code.VERIFICATION_FAILED: "the replacement's local check against the original failed",
     Code.MODEL_CHECK_FAILED: "the whole-model check failed with this rewrite in place",
+    Code.QUANTIZED: "the node is in a quantized (QDQ) region and no form of the pass keeps it quantized",
 }
 
 

@@ -148,7 +148,7 @@ def _group_kind(op, group, w) -> Optional[str]:
     """standard (group 1), depthwise (one input channel per group), grouped."""
     if group == 1:
         return "standard"
-    if w is None:
+    if w is None or not isinstance(group, int) or group < 1:
         return None
     per_group_in = w[1] if op == "Conv" else w[0] // group  # Conv W: [M, C/g, k..]; ConvTranspose W: [C, M/g, k..]
     return "depthwise" if per_group_in == 1 else "grouped"

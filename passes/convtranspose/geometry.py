@@ -123,6 +123,8 @@ def output_geometry(sizes: Sequence[int], kernel: Sequence[int], strides: Sequen
         raise SpecConflict(f"pads {list(pads or [])}, output_padding {adj}, strides {list(strides)} or dilations "
                            f"{list(dilations)} do not have one entry per spatial axis (two for pads) of "
                            f"the kernel {list(kernel)}")
+    if any(n < 1 for n in sizes):
+        raise SpecConflict(f"the input's spatial size {list(sizes)} is empty: there is nothing to transpose")
     explicit = split_pads(pads, r)
     if auto_pad != "NOTSET" and any(b or e for b, e in explicit):
         raise SpecConflict(f"both pads {list(pads)} and auto_pad={auto_pad} are set, which the spec forbids; "

@@ -44,12 +44,14 @@ from typing import ClassVar, Optional
 
 import onnx
 
+from convrewrite.core import qdq
 from convrewrite.core.graph import GraphView, attributes
 from convrewrite.core.preconditions import first_problem, old_opset, unknown_spatial_size, unverifiable_type
 from convrewrite.core.rewrite import Code, Match, PassOptions, Skip
 from convrewrite.geometry import geometry_problem
 
 from . import forms as _forms
+from . import quantized
 from .forms import MAC_BOUND, SELECTABLE, Deconv
 from .geometry import SpecConflict, conv_transpose_macs, output_geometry
 
@@ -80,7 +82,7 @@ class ConvTransposeToConv:
 
     @property
     def forms(self) -> tuple:
-        return _forms.forms(self.options.form)
+        return _forms.forms(self.options.form) + quantized.FORMS
 
     def preferred(self) -> tuple[str, ...]:
         return () if self.options.form == "auto" else (self.options.form,)
@@ -90,7 +92,14 @@ class ConvTransposeToConv:
 
     def match(self, node: onnx.NodeProto, graph: GraphView) -> Match | Skip:
         where = f"ConvTranspose '{graph.label(node)}'"
-        problem = _unsupported(node, graph)
+        region = qdq.region(node, graph)
+        group = None
+        if region is not None:   # before the weight checks: a dequantized weight is not "computed at run time"
+            group = quantized.read_group(node, graph)
+            if isinstance(group, str):
+                return Skip(f"{where}: {region.describe()}; {group}, so no form keeps it quantized; left as it "
+                            "is rather than dequantized into float", Code.QUANTIZED)
+        problem = _unsupported(node, graph, weight_checked=group is None)
         if problem:
             return Skip(f"{where}: {problem.reason}", problem.code)
         x, w = graph.shape(node.input[0])[2:], graph.shape(node.input[1])
@@ -103,22 +112,27 @@ class ConvTransposeToConv:
             return Skip(f"{where}: {e}", Code.INVALID_NODE)
         if any(g.out <= 0 for g in geometry):
             return Skip(f"{where}: the output would be empty ({[g.out for g in geometry]})", Code.EMPTY_OUTPUT)
-        group = int(a.get("group", 1))
-        cin, cout = w[0], w[1] * group
+        groups = int(a.get("group", 1))
+        cin, cout = w[0], w[1] * groups
         bias = node.input[2] if len(node.input) > 2 else ""
-        macs = conv_transpose_macs(cin, cout, group, [g.n for g in geometry], w[2:])
-        return Match(node, Deconv(tuple(geometry), group, cin, cout, node.input[1], bias,
+        macs = conv_transpose_macs(cin, cout, groups, [g.n for g in geometry], w[2:])
+        if group is not None:
+            qfields, q = group
+            return Match(node, quantized.QDeconv(tuple(geometry), int(a.get("group", 1)), cin, cout, node.input[1],
+                                                 bias, True, macs, graph.opset(), **qfields), nodes=(node, q),
+                         notes=(f"quantized (QDQ) group: {region.describe()}",))
+        return Match(node, Deconv(tuple(geometry), groups, cin, cout, node.input[1], bias,
                                   not bias or graph.is_constant(bias), macs, graph.opset()))
 
 
-def _unsupported(node, graph: GraphView) -> Optional[Skip]:
+def _unsupported(node, graph: GraphView, weight_checked: bool = True) -> Optional[Skip]:
     """Why this ConvTranspose cannot be lowered (reason without the node), or None."""
     problem = first_problem(old_opset(graph), unknown_spatial_size(graph, node.input[0]),
                             unverifiable_type(graph, node.input[0]))
     if problem:
         return problem
     xs, w = graph.shape(node.input[0]), node.input[1]
-    if not graph.is_constant(w):
+    if weight_checked and not graph.is_constant(w):
         kind = "a graph input" if graph.is_graph_input(w) else "computed at run time"
         return Skip(f"weight '{w}' is {kind}; make it an initializer to lower it", Code.RUNTIME_WEIGHT)
     problem = _attribute_problem(node, graph, len(xs) - 2)

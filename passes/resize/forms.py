@@ -34,6 +34,7 @@ from typing import Optional
 
 import numpy as np
 
+from convrewrite.core import qdq
 from convrewrite.core.builder import Builder
 from convrewrite.core.forms import DEFAULT, Cost, Form, Variant
 from convrewrite.core.rewrite import Skip
@@ -94,6 +95,7 @@ NOTHING_RESIZED = "every scale is 1 (the identity form)"
 class Identity(Form):
     name = "identity"
     first = True
+    keeps_quantized = True   # data movement: values on a quantization grid stay on it
 
     def applies(self, match, graph):
         resized = match.params.spec.resized
@@ -110,6 +112,7 @@ class Identity(Form):
 class Broadcast(Form):
     name = "broadcast"
     first = True
+    keeps_quantized = True
 
     def applies(self, match, graph):
         p = match.params
@@ -161,6 +164,7 @@ class Shuffle(_FixedKernel):
     Resize is prod(s) channel copies and a pixel shuffle, no MACs."""
 
     name = "shuffle"
+    keeps_quantized = True
 
     def applies(self, match, graph):
         p = match.params
@@ -185,6 +189,7 @@ class Shuffle(_FixedKernel):
         b.note(f"MAC-free: {prod(p.factors)} channel copies + DepthToSpace"
                f"{'' if plain else ', each copy an edge-padded shifted slice'}")
         y = _build_shuffle(b, match.node.input[0], p, _edge_mode(variant))
+        qdq.requantize_movement(b, qdq.grids_around(match.node, graph), keep=(y,))
         return {match.node.output[0]: y}
 
 

@@ -520,6 +520,8 @@ def _axis_resizes(node, kind, values, axes, roi, dims):
             # onnxruntime: static_cast<int64_t>(float(scale) * float(n))
             outs[ax] = None if dims[ax] is None else int(np.float32(v) * np.float32(dims[ax]))
     else:
+        if values.dtype.kind not in "iu":  # the spec's sizes are int64; a float one may even hold NaN
+            return Unreadable(f"sizes {values.tolist()} are not integers")
         if any(dims[ax] is None for ax in axes):
             return Unreadable("sizes need the input's static size on every resized axis; give the input a static shape",
                               Code.DYNAMIC_SHAPE)

@@ -56,7 +56,7 @@ from convrewrite.core.preconditions import unverifiable_type
 from convrewrite.core.rewrite import Code, Match, PassOptions, Skip
 
 from .forms import FORMS, ResizeParams
-from .interpolation import (ResizeSpec, Unreadable, axis_kernel, identity_kernel, phase_taps, read_resize)
+from .interpolation import (MAX_FACTOR, ResizeSpec, Unreadable, axis_kernel, identity_kernel, phase_taps, read_resize)
 
 MODES = ("deconv", "matmul")
 NEAREST_FORMS = ("shuffle", "deconv")
@@ -154,6 +154,9 @@ def fixed_kernel_problem(spec: ResizeSpec, channels: Optional[int]) -> Optional[
         if ax.factor is None:
             return Skip(f"scale {float(ax.scale):g} on axis {ax.axis} is not an integer, so the output "
                         "phases do not repeat with a fixed kernel", Code.UNSUPPORTED_ATTRIBUTE)
+        if ax.factor > MAX_FACTOR:
+            return Skip(f"upsampling factor {ax.factor} has more phases than the {MAX_FACTOR} a fixed-kernel form "
+                        f"builds (axis {ax.axis})", Code.TOO_LARGE)
     if not isinstance(channels, int):
         return Skip("the channel count is not static, and a depthwise ConvTranspose needs it (group = C); "
                     "give the input a static channel dimension", Code.DYNAMIC_SHAPE)

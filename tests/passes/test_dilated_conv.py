@@ -554,7 +554,7 @@ def sweep(strategy, check, max_examples: int) -> Counter:
     seen = Counter()
 
     @settings(max_examples=max_examples, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-              database=None)
+              database=None, derandomize=True)
     @given(case=strategy)
     def one(case):
         rewritten = check(case)

@@ -1,0 +1,192 @@
+"""ConvTranspose in a QDQ group, lowered without leaving the integers.
+
+Before:
+    DQ(x) -> ConvTranspose(DQ(w int8, axis 1), DQ(b int32)) -> Q(y) -> ...
+
+After (single-conv; phase-convs alike, one group per phase Conv):
+    DQ(x) -> Conv(DQ(w' int8, axis 0), DQ(b' int32)) -> Q(y) -> DQ(y) -> DepthToSpace -> Q(y) -> ...
+
+The integer kernel w' holds the original int8 values, moved exactly as the
+float forms move the float taps (geometry.py: conv_weight, phase_kernel,
+shared_kernel), missing taps filled with the weight's zero point; each new
+output channel takes the scale, zero point and int32 bias of the channel it
+computes (axis-1 scales of the ConvTranspose become axis-0 scales, repeated
+per phase in the pixel shuffle's channel order).  To reuse the float forms'
+builders unchanged, they are run on *index codes*: weight value 1 + flat
+index into w, bias value 1 + output channel; the built kernels and biases
+then say exactly which int8 value and which channel each entry is.
+
+Every data-movement op after the Convs sits between Q/DQ with y's scale and
+zero point, every one before them with x's (core/qdq.py): no integer changes,
+so y is the original's except where float summation order breaks a rounding tie.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+from onnx import numpy_helper
+
+from convrewrite.core import qdq
+from convrewrite.core.graph import GraphView
+
+from .forms import Deconv, PhaseConvs, SingleConv, _crop, _phase_convs, _single_conv
+from .geometry import conv_weight, phases
+
+
+@dataclass(frozen=True)
+class QDeconv(Deconv):
+    """A Deconv in a QDQ group: the integer tensors and their parameters."""
+
+    x_grid: tuple                  # (scale, zero point) names of DQ(x)
+    y_grid: tuple                  # ... of the Q after the ConvTranspose
+    y_output: str                  # that Q's output
+    wq: str                        # the int8 weight initializer [Cin, Cout/g, k...]
+    w_scale: tuple                 # per Conv output channel (Cout)
+    w_zero_point: tuple
+    bq: str                        # the int32 bias initializer, or ""
+    b_scale: tuple                 # per output channel (empty without a bias)
+
+
+def read_group(node, graph: GraphView) -> "tuple[QDeconv fields] | str":
+    """The QDQ group around `node`: a dict of QDeconv's own fields, or why it is not one."""
+    x_dq = graph.producer(node.input[0])
+    x_grid = qdq.grid_of(x_dq) if x_dq is not None and x_dq.op_type == qdq.DEQUANTIZE else None
+    if x_grid is None:
+        return "its input does not come from a per-tensor DequantizeLinear with a zero point"
+    consumers = graph.consumers(node.output[0])
+    if len(consumers) != 1 or consumers[0].op_type != qdq.QUANTIZE or node.output[0] in graph.graph_outputs:
+        return "its output does not go into one QuantizeLinear alone"
+    q = consumers[0]
+    y_grid = qdq.grid_of(q)
+    yp = qdq.qparams(q, graph)
+    if y_grid is None or isinstance(yp, str) or not yp.per_tensor:
+        return "the QuantizeLinear after it is not per-tensor with a constant scale and zero point"
+    w_dq = graph.producer(node.input[1])
+    if w_dq is None or w_dq.op_type != qdq.DEQUANTIZE or not graph.is_initializer(w_dq.input[0]):
+        return "its weight is not DequantizeLinear of an integer initializer (fake-quantized weights are not handled)"
+    wp = qdq.qparams(w_dq, graph)
+    if isinstance(wp, str):
+        return wp
+    wq = graph.constant(w_dq.input[0])
+    if wp.dtype.kind not in "iu" or wq is None:
+        return "its weight is not an integer initializer"
+    group = int(next((a.i for a in node.attribute if a.name == "group"), 1))
+    cout_g = wq.shape[1]
+    if wp.per_tensor:
+        w_scale, w_zp = np.full(cout_g * group, float(wp.scale.reshape(()))), np.full(cout_g * group, int(wp.zero_point.reshape(())))
+    elif wp.axis in (1, 1 - wq.ndim):
+        w_scale, w_zp = np.tile(wp.scale, group), np.tile(np.broadcast_to(wp.zero_point, wp.scale.shape), group)
+    else:
+        return f"its weight is quantized along axis {wp.axis}, not per output channel (axis 1)"
+    bq, b_scale = "", ()
+    if len(node.input) > 2 and node.input[2]:
+        b_dq = graph.producer(node.input[2])
+        bp = qdq.qparams(b_dq, graph) if b_dq is not None and b_dq.op_type == qdq.DEQUANTIZE else "no DQ"
+        if isinstance(bp, str) or not graph.is_initializer(b_dq.input[0]) or bp.dtype != np.int32 \
+                or np.any(bp.zero_point != 0):
+            return "its bias is not DequantizeLinear of an int32 initializer with zero point 0"
+        bq = b_dq.input[0]
+        b_scale = tuple(float(s) for s in np.broadcast_to(bp.scale.reshape(-1), (cout_g * group,)))
+    return dict(x_grid=x_grid, y_grid=y_grid, y_output=q.output[0], wq=w_dq.input[0],
+                w_scale=tuple(float(s) for s in w_scale), w_zero_point=tuple(int(z) for z in w_zp),
+                bq=bq, b_scale=b_scale), q
+
+
+class _Quantized:
+    """Mixin: the float form's geometry, built on index codes, then made integer."""
+
+    keeps_quantized = True
+    quantized_only = True
+
+    def applies(self, match, graph):
+        d = match.params
+        if not isinstance(d, QDeconv):
+            return "not a DequantizeLinear -> ConvTranspose -> QuantizeLinear group"
+        if not all(phases(d.split)):
+            return "some output phase has no tap (a bias-only phase), which the quantized forms do not build yet"
+        return super().applies(match, graph)
+
+    def build(self, match, variant, graph, b) -> dict:
+        d: QDeconv = match.params
+        p = self.lowering(d, variant)
+        wq = graph.constant(d.wq)
+        codes = conv_weight(np.arange(1, wq.size + 1, dtype=np.float64).reshape(wq.shape), d.group)
+        channels = np.arange(1, d.cout + 1, dtype=np.float64)
+        x = match.node.input[0]
+        y = _single_conv(b, x, codes, channels, p) if p.form == "single-conv" else _phase_convs(b, x, codes, channels, p)
+        y = _crop(b, y, p.plans)
+        _integer_convs(b, d, wq, graph)
+        qdq.requantize_movement(b, {x: d.x_grid, **{o: d.y_grid for n in b.nodes if n.op_type == "Conv"
+                                                     for o in _after_conv(b, n)}}, keep=(y,))
+        b.note("quantized: int8 kernel rearranged exactly, Q/DQ around every op")
+        return {d.y_output: b.op(qdq.QUANTIZE, [y, *d.y_grid], "quantize")}
+
+
+def _after_conv(b, conv) -> list:
+    """The DequantizeLinear output that follows a Conv (its Q/DQ pair)."""
+    q = next(n for n in b.nodes if conv.output[0] in n.input and n.op_type == qdq.QUANTIZE)
+    return [next(n for n in b.nodes if q.output[0] in n.input and n.op_type == qdq.DEQUANTIZE).output[0]]
+
+
+def _original_channel(index: np.ndarray, shape, group: int) -> np.ndarray:
+    """Output channel of flat indices into a ConvTranspose weight [Cin, Cout/g, k...]."""
+    cin, cout_g, taps = shape[0], shape[1], int(np.prod(shape[2:]))
+    i, j = index // (cout_g * taps), (index // taps) % cout_g
+    return (i // (cin // group)) * cout_g + j
+
+
+def _integer_convs(b, d: QDeconv, wq: np.ndarray, graph) -> None:
+    """Replace each Conv's coded weight and bias by DQ of int8 / int32 tensors,
+    and put a Q/DQ with y's grid after it."""
+    inits = {t.name: t for t in b.initializers}
+    bias_q = graph.constant(d.bq) if d.bq else None
+    w_scale, w_zp = np.asarray(d.w_scale, np.float32), np.asarray(d.w_zero_point)
+    flat = wq.ravel()
+    for conv in [n for n in b.nodes if n.op_type == "Conv"]:
+        code = numpy_helper.to_array(inits.pop(conv.input[1])).astype(np.int64)
+        ch = numpy_helper.to_array(inits.pop(conv.input[2])).astype(np.int64) - 1
+        taken = code > 0
+        rows = np.broadcast_to(ch.reshape(-1, *[1] * (code.ndim - 1)), code.shape)
+        if np.any(_original_channel(code[taken] - 1, wq.shape, d.group) != rows[taken]):
+            raise AssertionError("integer kernel rearrangement: a tap moved to another output channel")
+        kernel = np.where(taken, flat[np.maximum(code - 1, 0)], w_zp[rows]).astype(wq.dtype)
+        per_channel = len(set(d.w_scale)) > 1 or len(set(d.w_zero_point)) > 1
+        scale = w_scale[ch] if per_channel else w_scale[:1].reshape(())
+        zp = (w_zp[ch] if per_channel else w_zp[:1].reshape(())).astype(wq.dtype)
+        axis = 0 if per_channel else None
+        w = b.op(qdq.DEQUANTIZE, [b.initializer(kernel, "weight_q"), b.initializer(scale, "weight_scale"),
+                                  b.initializer(zp, "weight_zero_point")], "weight_dequantize", axis=axis)
+        inputs = [conv.input[0], w]
+        if bias_q is not None:
+            bs = np.asarray(d.b_scale, np.float32)[ch]
+            inputs.append(b.op(qdq.DEQUANTIZE, [b.initializer(bias_q[ch].astype(np.int32), "bias_q"),
+                                                 b.initializer(bs, "bias_scale")], "bias_dequantize", axis=0))
+        dq_nodes = b.nodes[-2 if bias_q is not None else -1:]
+        del b.nodes[-len(dq_nodes):]
+        at = b.nodes.index(conv)
+        b.nodes[at:at] = dq_nodes
+        del conv.input[:]
+        conv.input.extend(inputs)
+        qdq.insert_qdq(b, conv.output[0], d.y_grid, conv.output[0].rsplit("/", 1)[-1])
+    b.initializers[:] = [t for t in b.initializers if t.name not in _dropped(b)]
+
+
+def _dropped(b) -> set:
+    used = {i for n in b.nodes for i in n.input}
+    return {t.name for t in b.initializers if t.name not in used}
+
+
+class QuantizedSingleConv(_Quantized, SingleConv):
+    def favoured(self, match, graph):
+        # phase-convs joins its phases with Concat, which onnxruntime has no int8 kernel for with int8
+        # activations: its Convs would run in float there
+        return "quantized: one QDQ Conv and no Concat, which every integer runtime fuses"
+
+
+class QuantizedPhaseConvs(_Quantized, PhaseConvs):
+    pass
+
+
+FORMS = (QuantizedSingleConv(), QuantizedPhaseConvs())

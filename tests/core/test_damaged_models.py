@@ -1,0 +1,64 @@
+"""Damage the fuzz test found that onnx.checker lets through: it must become
+a one-line reason (bad input, or a node left alone), never an exception."""
+import pytest
+from onnx import TensorProto, helper
+
+from convrewrite import InputError
+from convrewrite.core.graph import attributes
+from convrewrite.core.model_io import check_model
+from convrewrite.geometry import geometry_problem
+from passes.convtranspose.geometry import SpecConflict, output_geometry
+
+
+def _relu_model(elem_type: int):
+    x = helper.make_tensor_value_info("x", elem_type, [1, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("elem_type", [120, TensorProto.UNDEFINED])
+def test_a_graph_input_of_an_undefined_element_type_is_bad_input(elem_type):
+    with pytest.raises(InputError, match=f"graph input 'x' has element type {elem_type}, which ONNX does not define"):
+        check_model(_relu_model(elem_type))
+
+
+def test_a_string_attribute_that_is_not_utf8_is_just_unknown():
+    node = helper.make_node("Resize", ["x"], ["y"], mode=b"ne\x8barest")
+    assert attributes(node)["mode"] == "ne\ufffdarest"
+
+
+def test_an_empty_weight_or_input_describes_no_convolution():
+    assert "is empty" in geometry_problem({}, 2, (4, 2, 0, 3))
+    assert "is empty" in geometry_problem({}, 2, (0, 2, 3, 3))
+    with pytest.raises(SpecConflict, match=r"spatial size \[0, 4\] is empty"):
+        output_geometry([0, 4], [3, 3], [2, 2], [1, 1], "NOTSET", [-3, 0, 0, 0])
+
+
+def test_pads_of_the_wrong_length_read_as_far_as_they_go():
+    from convrewrite.geometry import split_pads
+
+    assert split_pads([1, 2, 3], 2) == [(1, 3), (2, 0)]
+    assert split_pads([5], 2) == [(5, 0), (0, 0)]
+
+
+def test_float_sizes_are_not_sizes():
+    import numpy as np
+    from onnx import numpy_helper
+
+    from convrewrite.core.graph import GraphView
+    from passes.resize.interpolation import read_resize
+
+    sizes = numpy_helper.from_array(np.array([np.nan, 2, 8, 8]), "sizes")
+    node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="nearest")
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [sizes])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    spec = read_resize(node, GraphView(model))
+    assert (spec.reason, spec.code) == ("sizes [nan, 2.0, 8.0, 8.0] are not integers", "invalid-node")
+
+
+def test_same_padding_of_a_zero_stride_is_an_answer():
+    from convrewrite.geometry import conv_pads
+
+    assert conv_pads("SAME_UPPER", [8], [3], [0], [1], None) == conv_pads("SAME_UPPER", [8], [3], [1], [1], None)

@@ -1,0 +1,192 @@
+"""Quantized (QDQ) models: a rewrite never dequantizes them.
+
+The models come from onnxruntime's quantize_static (QDQ format, per-channel
+int8 weights, uint8 or int8 activations).  Every test counts what onnxruntime
+runs after its own QDQ fusion: a rewrite must not add a float Conv (or any
+float compute) where the original ran QLinearConv."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("onnxruntime.quantization")
+
+from convrewrite import optimize
+from convrewrite.core.report import REWRITTEN, SKIPPED
+from convrewrite.core.rewrite import Code
+from passes import make_passes
+from qdq_models import float_compute, fused_counts, quantized
+
+logging.getLogger().setLevel(logging.ERROR)   # the quantizer's pre-processing advice
+ACTIVATIONS = ("uint8", "int8")
+
+
+def run(model, **options):
+    new, report = optimize(model, passes=make_passes(None, options))
+    return new, report, {r.node: r for r in report.rewrites}
+
+
+def assert_still_quantized(before, after):
+    """After onnxruntime's fusion: no more float compute, no fewer QLinearConv."""
+    a, b = fused_counts(before), fused_counts(after)
+    assert float_compute(b) <= float_compute(a), (dict(a), dict(b))
+    assert b.get("QLinearConv", 0) >= a.get("QLinearConv", 0), (dict(a), dict(b))
+    return a, b
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_a_quantized_dilated_conv_is_left_quantized_with_the_code(act):
+    model = quantized("dilated", act)
+    new, report, records = run(model)
+    r = records["aspp"]
+    assert (r.status, r.code) == (SKIPPED, Code.QUANTIZED)
+    assert "DequantizeLinear" in r.reason and "rather than dequantized" in r.reason
+    assert_still_quantized(model, new)
+
+
+@pytest.mark.parametrize("mode", ["batch", "depth", "slices", "taps"])
+def test_no_dilated_form_dequantizes_even_when_asked_for(mode):
+    model = quantized("dilated")
+    _, report, records = run(model, dilated_mode=mode)
+    assert records["aspp"].code == Code.QUANTIZED
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_a_linear_resize_between_qdq_is_left_quantized(act):
+    model = quantized("resize_linear", act)
+    new, report, records = run(model)
+    r = records["resize"]
+    assert (r.status, r.code) == (SKIPPED, Code.QUANTIZED)
+    assert "linear" in r.reason
+    assert_still_quantized(model, new)
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_a_nearest_resize_between_qdq_becomes_quantized_data_movement(act):
+    model = quantized("resize_nearest", act)
+    new, report, records = run(model)
+    r = records["resize"]
+    assert (r.status, r.form) == (REWRITTEN, "shuffle"), r.reason
+    assert report.verification.equivalent and report.verification.max_abs_error == 0.0
+    before, after = assert_still_quantized(model, new)
+    assert after.get("QLinearConv") == 2 and "Resize" not in after
+    # every data-movement op of the shuffle sits between Q/DQ of the Resize's grid
+    producer = {o: n for n in new.graph.node for o in n.output}
+    for n in new.graph.node:
+        if n.op_type in ("Tile", "DepthToSpace"):
+            assert producer[n.input[0]].op_type == "DequantizeLinear"
+            (q,) = [c for c in new.graph.node if n.output[0] in c.input]
+            assert q.op_type == "QuantizeLinear" and q.input[1] == producer[n.input[0]].input[1]
+
+
+def test_the_deconv_form_of_a_quantized_nearest_resize_is_refused():
+    model = quantized("resize_nearest")
+    _, _, records = run(model, resize_nearest="deconv")
+    assert records["resize"].form == "shuffle"   # the preferred form would dequantize; shuffle keeps it
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("name", ["convt", "decoder"])
+def test_a_quantized_convtranspose_becomes_an_int8_conv(name, act):
+    model = quantized(name, act)
+    new, report, records = run(model)
+    r = records["up"]
+    assert (r.status, r.form) == (REWRITTEN, "single-conv"), r.reason
+    assert report.verification.equivalent
+    before, after = assert_still_quantized(model, new)
+    assert "ConvTranspose" not in after and after["QLinearConv"] == before.get("QLinearConv", 0) + 1
+    # the new Conv reads int8 weights and an int32 bias through DequantizeLinear: nothing became float
+    inits = {t.name: t for t in new.graph.initializer}
+    conv = next(n for n in new.graph.node if n.op_type == "Conv" and n.name.startswith("up/"))
+    producer = {o: n for n in new.graph.node for o in n.output}
+    w_dq, b_dq = producer[conv.input[1]], producer[conv.input[2]]
+    assert inits[w_dq.input[0]].data_type == onnx.TensorProto.INT8
+    assert inits[b_dq.input[0]].data_type == onnx.TensorProto.INT32
+    floats = sum(np.prod(t.dims) for t in new.graph.initializer if t.data_type == onnx.TensorProto.FLOAT)
+    assert floats <= sum(np.prod(t.dims) for t in model.graph.initializer
+                         if t.data_type == onnx.TensorProto.FLOAT) + 2 * 16 * 2   # scales only
+
+
+@pytest.mark.parametrize("form", ["single-conv", "phase-convs"])
+def test_both_quantized_forms_compute_the_same_integers(form):
+    model = quantized("convt")
+    new, report, records = run(model, convtranspose_form=form)
+    assert records["up"].form == form and report.verification.equivalent
+    assert report.verification.max_abs_error == 0.0
+
+
+def test_a_quantized_convtranspose_without_a_quantize_after_it_is_left_alone():
+    model = quantized("convt")
+    q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and "y" in n.input[0])
+    model.graph.output.append(onnx.helper.make_tensor_value_info(q.input[0], onnx.TensorProto.FLOAT, [1, 4, 12, 12]))
+    new, report, records = run(model)
+    r = records["up"]
+    assert r.code == Code.QUANTIZED and "one QuantizeLinear" in r.reason
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 2), st.sampled_from([(2, 2), (3, 3), (4, 4), (3, 2)]),
+       st.sampled_from([(2, 2), (1, 1), (3, 2)]), st.integers(0, 1), st.integers(0, 10 ** 6))
+def test_integer_rearrangement_commutes_with_dequantization(cin_g, cout_g, group, kernel, strides, pad, seed):
+    """Rearranging int8 weights, then dequantizing == dequantizing, then
+    rearranging in float: exactly (the float forms' kernels)."""
+    from convrewrite.core.builder import Builder
+    from convrewrite.core.graph import GraphView
+    from passes.convtranspose.forms import PhaseConvs, SingleConv
+    from passes.convtranspose.quantized import _integer_convs
+    from passes.convtranspose.rewrite import ConvTransposeToConv
+    from builders import convt_model
+
+    rng = np.random.default_rng(seed)
+    cin, cout = cin_g * group, cout_g * group
+    float_model = convt_model((1, cin, 5, 5), cout_g, kernel, group=group, strides=list(strides),
+                              pads=[pad] * 4, seed=seed % 100)
+    g = GraphView(float_model)
+    match = ConvTransposeToConv().match(g.graph.node[0], g)
+    wq = rng.integers(-128, 128, (cin, cout_g, *kernel)).astype(np.int8)
+    zp = rng.integers(-3, 4, cout).astype(np.int8)
+    scale = rng.uniform(0.001, 0.1, cout).astype(np.float32)
+    # per output channel c = gi * cout_g + j: the weight's axis-1 channel j within group gi
+    full_zp = np.tile(zp[:cout_g], group)
+    full_scale = np.tile(scale[:cout_g], group)
+    wf = np.empty(wq.shape, np.float32)
+    for i in range(cin):
+        gi = i // cin_g
+        for j in range(cout_g):
+            c = gi * cout_g + j
+            wf[i, j] = (wq[i, j].astype(np.float32) - full_zp[c]) * full_scale[c]
+    for form in (SingleConv(), PhaseConvs()):
+        if form.applies(match, g) is not None:
+            continue
+        d = match.params
+        p = form.lowering(d, form.variants(match, g)[0])
+        from passes.convtranspose.forms import _phase_convs, _single_conv
+        from passes.convtranspose.geometry import conv_weight
+        from passes.convtranspose.quantized import QDeconv
+        import dataclasses
+        qd = QDeconv(**{f.name: getattr(d, f.name) for f in dataclasses.fields(type(d))}, x_grid=("s", "z"),
+                     y_grid=("s", "z"), y_output="yq", wq="wq", w_scale=tuple(map(float, full_scale)),
+                     w_zero_point=tuple(map(int, full_zp)), bq="", b_scale=())
+        build = _single_conv if p.form == "single-conv" else _phase_convs
+        fb = Builder(g, match.node, "f")
+        build(fb, "x", conv_weight(wf, group), None, p)
+        qb = Builder(g, match.node, "q")
+        codes = conv_weight(np.arange(1, wq.size + 1, dtype=np.float64).reshape(wq.shape), group)
+        build(qb, "x", codes, np.arange(1, cout + 1, dtype=np.float64), p)
+        _integer_convs(qb, qd, wq, g)
+        f_kernels = [onnx.numpy_helper.to_array(t) for t in fb.initializers if t.name.endswith("_weight")]
+        inits = {t.name: onnx.numpy_helper.to_array(t) for t in qb.initializers}
+        q_kernels = []
+        for n in qb.nodes:
+            if n.op_type == "DequantizeLinear" and "weight_dequantize" in n.name:
+                k, s, z = (inits[i] for i in n.input)
+                shape = (-1,) + (1,) * (k.ndim - 1)
+                q_kernels.append((k.astype(np.float32) - z.reshape(shape)) * s.reshape(shape))
+        assert len(f_kernels) == len(q_kernels) > 0
+        for a, b in zip(f_kernels, q_kernels):
+            np.testing.assert_array_equal(a, b)
