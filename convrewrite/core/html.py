@@ -66,7 +66,8 @@ def render_report(report: Report, title: str = "convrewrite report") -> str:
              f"<style>{STYLE}</style></head><body>",
              f"<header><h1>{escape(title)}</h1><p>{escape(report.input or 'model')}"
              f"{' &rarr; ' + escape(report.output) if report.output else ''}</p></header><main>",
-             _summary(report), _filters(report), *(_record(r, k) for k, r in enumerate(report.rewrites)),
+             _summary(report), *((_filters(report), *(_record(r, k) for k, r in enumerate(report.rewrites)))
+                                  if report.passes else ()),
              f"</main><script>{SCRIPT}</script></body></html>"]
     return "".join(parts)
 
@@ -83,16 +84,20 @@ def _summary(r: Report) -> str:
              ("left alone", counts.get(SKIPPED, 0), ""), ("rolled back", counts.get(ROLLED_BACK, 0),
                                                          "bad" if counts.get(ROLLED_BACK) else "")]
     html = ['<div class="cards">']
-    html += [f'<div class="card">{name}<b class="{cls}">{n}</b></div>' for name, n, cls in cards]
-    html.append(f'<div class="card">whole-model check{verdict}</div>')
+    if r.passes:  # check-target runs no pass: only the target's verdict
+        html += [f'<div class="card">{name}<b class="{cls}">{n}</b></div>' for name, n, cls in cards]
+    if r.rewrites or v.performed or v.detail:  # check-target has no records and no check
+        html.append(f'<div class="card">whole-model check{verdict}</div>')
     if r.target is not None:
         fits = r.target["fits"]
         html.append(f'<div class="card">target {escape(r.target["profile"])}<b class="{"ok" if fits else "bad"}">'
                     f'{"fits" if fits else str(r.target["nodes_not_fitting"]) + " node(s) do not fit"}</b></div>')
-    html.append(f'<div class="card">passes<b>{escape(", ".join(r.passes))}</b></div></div>')
-    html.append('<div class="summary"><div><h3>Operators</h3>' + _op_table(r) + "</div>")
-    html.append("<div><h3>Timings (s)</h3><table>" + "".join(
-        f"<tr><td>{escape(k)}</td><td>{v_:.3f}</td></tr>" for k, v_ in r.timings.items()) + "</table></div>")
+    if r.passes:
+        html.append(f'<div class="card">passes<b>{escape(", ".join(r.passes))}</b></div>')
+    html.append('</div><div class="summary"><div><h3>Operators</h3>' + _op_table(r) + "</div>")
+    if r.timings:
+        html.append("<div><h3>Timings (s)</h3><table>" + "".join(
+            f"<tr><td>{escape(k)}</td><td>{v_:.3f}</td></tr>" for k, v_ in r.timings.items()) + "</table></div>")
     if r.target is not None and r.target["violations"]:
         html.append("<div><h3>Target misfits</h3><ul>" + "".join(
             f"<li>{escape(x['message'])} <code>{escape(x['rule'])}</code></li>" for x in r.target["violations"])
@@ -102,8 +107,10 @@ def _summary(r: Report) -> str:
 
 def _op_table(r: Report) -> str:
     rows = op_count_table(r.op_counts_before, r.op_counts_after)[1:]
-    cells = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row.split()[:3]) + "</tr>" for row in rows)
-    return f"<table><tr><th>op</th><th>before</th><th>after</th></tr>{cells}</table>"
+    width = 3 if r.passes else 2   # before and after, or the model's counts only
+    head = "<th>op</th><th>before</th><th>after</th>" if r.passes else "<th>op</th><th>nodes</th>"
+    cells = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row.split()[:width]) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{cells}</table>"
 
 
 def _filters(r: Report) -> str:

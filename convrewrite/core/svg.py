@@ -67,7 +67,7 @@ def render(sketch: Sketch, title: str) -> str:
     rows = _order(sketch, layer)
     widths = {n.id: _width(n) for n in sketch.nodes}
     row_w = {r: sum(widths[n] for n in ids) + GAP * (len(ids) - 1) for r, ids in rows.items()}
-    total_w = max(row_w.values()) + 2 * GAP
+    total_w = max(row_w.values()) + 2 * GAP + 80  # room for the shape labels right of the edges
     xy = {}
     for r, ids in rows.items():
         x = (total_w - row_w[r]) / 2

@@ -148,3 +148,18 @@ def test_the_page_in_a_real_browser(tmp_path):
     pixels = _png_pixels(shot)[..., :3]
     colours = len(np.unique(pixels.reshape(-1, 3), axis=0))
     assert pixels.std() > 20 and colours > 50, (pixels.std(), colours)   # text, tables, a coloured header
+
+
+def test_check_target_page_lists_the_misfits_and_no_records(tmp_path):
+    import subprocess
+    import sys
+
+    page = tmp_path / "t.html"
+    cli = Path(__file__).resolve().parents[2] / "cli.py"
+    run = subprocess.run([sys.executable, str(cli), "check-target", str(MODELS / "deeplab_aspp.onnx"),
+                          "--target", "generic-npu", "--html", str(page)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    html = page.read_text()
+    parsed = parse(html)
+    assert parsed.sections == [] and parsed.fetches == []
+    assert html.count("operators.Conv.dilations") == 7 and "8 node(s) do not fit" in html
