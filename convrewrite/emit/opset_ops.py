@@ -31,14 +31,28 @@ def slice_axes(b: Builder, x: str, axes: Sequence[int], starts: Sequence[int],
 
 
 def pad_axes(b: Builder, x: str, rank: int, axes: Sequence[int],
-             pairs: Sequence[tuple[int, int]], what: str = "pad") -> str:
-    """Zero padding of a rank-`rank` tensor: pairs[i] = (begin, end) on axes[i]."""
+             pairs: Sequence[tuple[int, int]], what: str = "pad", mode: str = "constant") -> str:
+    """Padding of a rank-`rank` tensor: pairs[i] = (begin, end) on axes[i];
+    zeros ("constant") or the border value repeated ("edge")."""
     begin, end = [0] * rank, [0] * rank
     for axis, (lo, hi) in zip(axes, pairs):
         begin[axis], end[axis] = lo, hi
     if b.graph.opset() < 11:
-        return b.op("Pad", [x], what, pads=begin + end, mode="constant", value=0.0)
-    return b.op("Pad", [x, b.ints(begin + end, f"{what}_pads")], what, mode="constant")
+        return b.op("Pad", [x], what, pads=begin + end, mode=mode, value=0.0 if mode == "constant" else None)
+    return b.op("Pad", [x, b.ints(begin + end, f"{what}_pads")], what, mode=mode)
+
+
+def add_all(b: Builder, terms: Sequence[str], what: str = "sum") -> str:
+    """terms[0] + terms[1] + ...: a chain of Adds (n - 1 nodes); before opset 7,
+    whose Add has the old broadcast attribute, one Sum."""
+    if len(terms) == 1:
+        return terms[0]
+    if b.graph.opset() < 7:
+        return b.op("Sum", list(terms), what)
+    total = terms[0]
+    for k, y in enumerate(terms[1:], 1):
+        total = b.op("Add", [total, y], f"{what}{k}")
+    return total
 
 
 # Zeros plus a bias need Add, which onnxruntime implements from opset 7 (and

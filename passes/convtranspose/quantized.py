@@ -23,7 +23,6 @@ so y is the original's except where float summation order breaks a rounding tie.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 from onnx import numpy_helper
@@ -49,7 +48,7 @@ class QDeconv(Deconv):
     b_scale: tuple                 # per output channel (empty without a bias)
 
 
-def read_group(node, graph: GraphView) -> "tuple[QDeconv fields] | str":
+def read_group(node, graph: GraphView) -> "dict | str":
     """The QDQ group around `node`: a dict of QDeconv's own fields, or why it is not one."""
     x_dq = graph.producer(node.input[0])
     x_grid = qdq.grid_of(x_dq) if x_dq is not None and x_dq.op_type == qdq.DEQUANTIZE else None

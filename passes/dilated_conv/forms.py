@@ -30,7 +30,7 @@ import onnx
 from convrewrite.core.builder import Builder
 from convrewrite.core.forms import Cost, Form
 from convrewrite.core.graph import GraphView
-from convrewrite.emit.opset_ops import NOTHING, Moved, movement, other_nodes, slice_axes
+from convrewrite.emit.opset_ops import NOTHING, Moved, add_all, movement, other_nodes, slice_axes
 from convrewrite.emit.pixel_shuffle import (MAX_GENERAL_RANK, pixel_shuffle, pixel_shuffle_cost, pixel_unshuffle,
                                             pixel_unshuffle_cost, shuffle_rank)
 from convrewrite.emit.space_to_batch import (batch_to_space, batch_to_space_cost, crop_to, crop_to_cost,
@@ -423,7 +423,7 @@ def _chain_moved(c: Chain, graph: GraphView) -> Moved:
     form once; every exit back through batch_to_space and a crop."""
     nodes, grid, opset = c.region.nodes, c.grid, graph.opset()
     q, blocks = list(grid.per_phase), list(grid.blocks)
-    r, phases = len(q), prod(blocks)
+    phases = prod(blocks)
 
     def size(name: str) -> int:
         return onnx.helper.tensor_dtype_to_np_dtype(graph.dtype(name)).itemsize
@@ -583,12 +583,7 @@ def _taps(b, graph, x, p: Dilated) -> str:
         bias = [p.bias] if p.bias and not terms else []
         terms.append(b.op("Conv", [image, wt] + bias, f"conv_{tag}", kernel_shape=kernel, strides=strides,
                           group=p.group))
-    if b.graph.opset() < 7:   # Add before 7 has the old broadcast attribute; Sum is plain
-        return b.op("Sum", terms, "sum_taps")
-    total = terms[0]
-    for k, y in enumerate(terms[1:], 1):
-        total = b.op("Add", [total, y], f"sum_tap{k}")
-    return total
+    return add_all(b, terms, "sum_taps")
 
 
 def _chain(b: Builder, graph: GraphView, c: Chain) -> dict:

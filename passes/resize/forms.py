@@ -38,7 +38,7 @@ from convrewrite.core import qdq
 from convrewrite.core.builder import Builder
 from convrewrite.core.forms import DEFAULT, Cost, Form, Variant
 from convrewrite.core.rewrite import Skip
-from convrewrite.emit.opset_ops import NOTHING, Moved, movement, other_nodes, slice_axes
+from convrewrite.emit.opset_ops import NOTHING, Moved, movement, other_nodes, pad_axes, slice_axes
 from convrewrite.emit.pixel_shuffle import pixel_shuffle, pixel_shuffle_cost, shuffle_rank
 from convrewrite.geometry import join_pads
 
@@ -378,10 +378,8 @@ def _edge_pad(b: Builder, x: str, kernels, edge: str = "pad", what: str = "edge_
     if edge == "concat":
         b.note("edge replicated by Concat of edge Slices (no Pad edge)")
         return _edge_concat(b, x, kernels, what)
-    pads = [0, 0, *[k.edge[0] for k in kernels], 0, 0, *[k.edge[1] for k in kernels]]
-    if b.graph.opset() < 11:
-        return b.op("Pad", [x], what, pads=pads, mode="edge")
-    return b.op("Pad", [x, b.ints(pads, f"{what}_pads")], what, mode="edge")
+    rank = len(kernels) + 2
+    return pad_axes(b, x, rank, range(2, rank), [k.edge for k in kernels], what, mode="edge")
 
 
 def _edge_concat(b: Builder, x: str, kernels, what: str) -> str:
