@@ -139,15 +139,21 @@ def subgraph_cost(nodes, graph: GraphView) -> Cost:
     return Cost(total_macs(nodes, graph), moved_bytes(nodes, graph), len(nodes), max_rank(nodes, graph))
 
 
-def model_cost(model: onnx.ModelProto) -> Cost:
-    """The cost of a whole (standalone) model at batch 1: symbolic input dims
-    set to 1; unknown figures are None where shapes cannot be inferred."""
+def batch_one(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of a (standalone) model whose symbolic input dims are 1."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
     for vi in m.graph.input:
         for d in vi.type.tensor_type.shape.dim:
             if not d.HasField("dim_value"):
                 d.dim_value = 1
+    return m
+
+
+def model_cost(model: onnx.ModelProto) -> Cost:
+    """The cost of a whole (standalone) model at batch 1 (batch_one);
+    unknown figures are None where shapes cannot be inferred."""
+    m = batch_one(model)
     try:
         return subgraph_cost(m.graph.node, GraphView(m))
     except Exception:  # shape inference failed on an odd model: no figures

@@ -32,6 +32,7 @@ import onnx
 
 from ..target import check_model as target_violations
 from ..target import load_profile, needs_lowering, runs_as_is_reason, target_report
+from .cost import batch_one
 from .graph import GraphView
 from .local_check import CheckError, build_check, verify_checks
 from .lowering import Lowered, build, lower
@@ -375,13 +376,7 @@ def _sketch(record: RewriteRecord, graph: GraphView, match: Match, new_nodes: li
 
 def _batch_one_view(model: onnx.ModelProto) -> Optional[GraphView]:
     """The replacement's check model with its symbolic dims set to 1, shapes inferred."""
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    for vi in m.graph.input:
-        for d in vi.type.tensor_type.shape.dim:
-            if not d.HasField("dim_value"):
-                d.dim_value = 1
     try:
-        return GraphView(m)
+        return GraphView(batch_one(model))
     except Exception:  # a drawing without shapes is still a drawing
         return None

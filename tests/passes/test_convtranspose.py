@@ -22,7 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 from conformance import node_cases, pytorch_converted_cases
 from convrewrite import optimize
 from convrewrite.core.equivalence import check_models, compare_outputs, random_feeds, run_onnxruntime, runtime_inputs
-from convrewrite.core.cost import model_cost, subgraph_cost
+from convrewrite.core.cost import batch_one, model_cost, subgraph_cost
 from convrewrite.core.forms import rank
 from convrewrite.core.graph import GraphView, attributes
 from convrewrite.core.lowering import build
@@ -615,12 +615,7 @@ def run_time_cost(model: onnx.ModelProto):
     opset 11, shape inference cannot follow the zeros of a symbolic batch
     (ConstantOfShape / Expand of Concat(Slice(Shape(x)), ...)), so model_cost
     leaves the bytes moved unknown there, though they are not."""
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    for vi in m.graph.input:
-        for d in vi.type.tensor_type.shape.dim:
-            if not d.HasField("dim_value"):
-                d.dim_value = 1
+    m = batch_one(model)
     probe = onnx.ModelProto()
     probe.CopyFrom(m)
     names = [o for n in m.graph.node for o in n.output]
