@@ -109,21 +109,26 @@ DATA_MOVEMENT_OPS = frozenset({"Pad", "Slice", "Concat", "Reshape", "Transpose",
                                "Where", "Expand", "Tile", "Gather", "Split"})
 
 
-def tensor_bytes(graph: GraphView, name: str) -> Optional[int]:
-    shape, dtype = graph.static_shape(name), graph.dtype(name)
+def tensor_bytes(graph: GraphView, name: str, per_item: bool = False) -> Optional[int]:
+    """Bytes of a value of static shape (a symbolic batch counts as 1 with `per_item`)."""
+    shape, dtype = graph.shape(name), graph.dtype(name)
     if shape is None or not dtype:
+        return None
+    if per_item and shape and not isinstance(shape[0], int):
+        shape = (1, *shape[1:])
+    if not all(isinstance(d, int) for d in shape):
         return None
     return prod(shape) * onnx.helper.tensor_dtype_to_np_dtype(dtype).itemsize
 
 
-def moved_bytes(nodes, graph: GraphView) -> Optional[int]:
+def moved_bytes(nodes, graph: GraphView, per_item: bool = False) -> Optional[int]:
     """Bytes read (non-constant inputs) and written by the data-movement nodes."""
     total = 0
     for node in nodes:
         if node.op_type not in DATA_MOVEMENT_OPS:
             continue
         for name in [i for i in node.input if i and not graph.is_constant(i)] + [o for o in node.output if o]:
-            size = tensor_bytes(graph, name)
+            size = tensor_bytes(graph, name, per_item)
             if size is None:
                 return None
             total += size
@@ -135,8 +140,10 @@ def max_rank(nodes, graph: GraphView) -> Optional[int]:
     return max(ranks, default=None)
 
 
-def subgraph_cost(nodes, graph: GraphView) -> Cost:
-    return Cost(total_macs(nodes, graph), moved_bytes(nodes, graph), len(nodes), max_rank(nodes, graph))
+def subgraph_cost(nodes, graph: GraphView, per_item: bool = False) -> Cost:
+    """The cost of `nodes` as they are in `graph` (per batch item with `per_item`)."""
+    return Cost(total_macs(nodes, graph, per_item), moved_bytes(nodes, graph, per_item), len(nodes),
+                max_rank(nodes, graph))
 
 
 def batch_one(model: onnx.ModelProto) -> onnx.ModelProto:

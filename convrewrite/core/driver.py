@@ -32,7 +32,7 @@ import onnx
 
 from ..target import check_model as target_violations
 from ..target import load_profile, needs_lowering, runs_as_is_reason, target_report
-from .cost import batch_one
+from .cost import batch_one, model_cost, subgraph_cost
 from .graph import GraphView
 from .local_check import CheckError, build_check, verify_checks
 from .lowering import Lowered, build, lower
@@ -337,12 +337,21 @@ class _Run:
         except Exception as e:  # e.g. a replacement protobuf cannot serialise (> 2 GB)
             c.roll_back(f"replacement cannot be checked: {type(e).__name__}: {e}", Code.UNCHECKABLE)
             return
-        c.record.set_costs(c.check.cost_before, c.check.cost_after)
+        c.record.set_costs(subgraph_cost(c.match.nodes, graph, per_item=True), self._cost_after(c))
         if self.settings.sketches:
             view = _batch_one_view(c.check.replacement)
             if view is not None:
                 _sketch(c.record, graph, c.match, list(view.graph.node), view.shape,
                         lambda v: view.is_constant(v) or graph.is_constant(v))
+
+    @staticmethod
+    def _cost_after(c: _Candidate):
+        """The chosen form's own figures (exact, worked out before building);
+        measured on the built replacement where a form leaves one unknown."""
+        cost = c.lowered.option.cost
+        if None in (cost.macs, cost.moved_bytes, cost.nodes, cost.max_rank):
+            cost = model_cost(c.check.replacement)
+        return cost
 
     def _verify_local(self, todo: Sequence[_Candidate], p) -> None:
         s = self.settings

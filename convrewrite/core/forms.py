@@ -140,7 +140,7 @@ def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_op
         asked = form.name in preferred
         if form.opt_in and not asked and not with_opt_in:
             continue
-        variants = list(form.variants(match, graph))
+        variants = list(form.variants(match, graph))[:None if with_variants else 1]
         costs = [form.cost(match, v, graph) for v in variants]
         favoured = form.favoured(match, graph)
         over = _over_bound(costs[0].macs, node_macs, p.mac_bound)
@@ -149,7 +149,7 @@ def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_op
         why = ("asked for" if asked else favoured or _list_reason(p, over))
         scored.append((key, [Option(form, v, c, why) for v, c in zip(variants, costs)]))
     for _, options in sorted(scored, key=lambda s: s[0]):
-        ranking.options += options if with_variants else options[:1]
+        ranking.options += options
     return ranking
 
 

@@ -24,8 +24,6 @@ from .equivalence import (Comparison, FeedTooLarge, RunError, random_feeds,
 from . import qdq
 from .graph import GraphView
 from .weights import data_bytes, weight_stub
-from .cost import model_cost
-from .forms import Cost
 from .standalone import external_inputs, make_model
 from .rewrite import Match, Replacement
 from .splice import renamed_nodes
@@ -44,8 +42,6 @@ class LocalCheck:
     original: onnx.ModelProto      # large weights as stubs, see `weights`
     replacement: onnx.ModelProto
     symbolic: bool                 # some input dim is symbolic: run batch 1 and 2
-    cost_before: Cost
-    cost_after: Cost
     weights: dict[str, Callable[[], onnx.TensorProto]] = field(default_factory=dict)  # stub -> its data
     weight_bytes: int = 0
     steps: dict = field(default_factory=dict)   # quantized outputs, compared in steps (core/qdq.py)
@@ -152,8 +148,7 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     symbolic = any(not isinstance(d, int) for i in runtime for d in (graph.shape(i) or ()))
     size = sum(constants[i].nbytes for i in weights if constants.get(i) is not None)
     size += sum(data_bytes(t) for t in replacement.initializers if t.name in weights)
-    return LocalCheck(original, repl, symbolic, model_cost(original), model_cost(repl), weights, size,
-                      qdq.quantized_outputs(match.nodes, outputs))
+    return LocalCheck(original, repl, symbolic, weights, size, qdq.quantized_outputs(match.nodes, outputs))
 
 
 def _prefixed(model: onnx.ModelProto, prefix: str) -> onnx.ModelProto:
