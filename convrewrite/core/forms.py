@@ -32,6 +32,7 @@ order, variants included, and takes the first whose nodes the target runs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property, partial
 from typing import Any, ClassVar, Mapping, Optional, Sequence
 
 from . import qdq
@@ -92,14 +93,20 @@ class Form:
         raise NotImplementedError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Option:
-    """A form and one of its variants, with its cost: one way to rewrite."""
+    """A form and one of its variants: one way to rewrite.  Its cost is
+    worked out when first asked for (the chooser needs it only under a MAC
+    bound, the target check only for the options it tries)."""
 
     form: Form
     variant: Any
-    cost: Cost
     why: str = ""             # why it ranks where it does, when a rule decided
+    pricing: Any = field(default=None, repr=False)   # () -> Cost
+
+    @cached_property
+    def cost(self) -> Cost:
+        return self.pricing()
 
     @property
     def label(self) -> str:
@@ -141,13 +148,18 @@ def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_op
         if form.opt_in and not asked and not with_opt_in:
             continue
         variants = list(form.variants(match, graph))[:None if with_variants else 1]
-        costs = [form.cost(match, v, graph) for v in variants]
+        pricing = [partial(form.cost, match, v, graph) for v in variants]
         favoured = form.favoured(match, graph)
-        over = _over_bound(costs[0].macs, node_macs, p.mac_bound)
+        first = pricing[0]() if p.mac_bound is not None else None   # MACs decide only under a bound
+        macs = first.macs if first is not None else None
+        over = _over_bound(macs, node_macs, p.mac_bound)
         key = (not form.first, preferred.index(form.name) if asked else len(preferred), form.opt_in and not asked,
-               favoured is None, over, (costs[0].macs or 0) if over else 0, index)
+               favoured is None, over, (macs or 0) if over else 0, index)
         why = ("asked for" if asked else favoured or _list_reason(p, over))
-        scored.append((key, [Option(form, v, c, why) for v, c in zip(variants, costs)]))
+        options = [Option(form, v, why, f) for v, f in zip(variants, pricing)]
+        if first is not None:
+            options[0].__dict__["cost"] = first   # already worked out: keep it
+        scored.append((key, options))
     for _, options in sorted(scored, key=lambda s: s[0]):
         ranking.options += options
     return ranking
