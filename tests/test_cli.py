@@ -416,3 +416,20 @@ def test_quiet_prints_nothing_and_keeps_exit_code_output_and_report(tmp_path):
     assert r.returncode == 3 and r.stdout == "" and "--strict" in r.stderr
     r = run("check-target", tmp_path / "m.onnx", "--target", "generic-npu", "--strict", "--quiet")
     assert r.returncode == 3 and r.stdout == ""
+
+
+def test_the_installed_command():
+    """`pip install .` gives a `convrewrite` command (next to the interpreter) with the same subcommands."""
+    import shutil
+    from pathlib import Path
+
+    import convrewrite
+
+    exe = shutil.which("convrewrite", path=str(Path(sys.executable).parent)) or shutil.which("convrewrite")
+    if exe is None:
+        pytest.skip("the convrewrite command is not installed (pip install .)")
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=300)
+    assert version.returncode == 0 and version.stdout.split() == ["convrewrite", convrewrite.__version__]
+    listed = subprocess.run([exe, "passes"], capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0 and [line.split()[0] for line in listed.stdout.splitlines()] == \
+        ["resize", "convtranspose", "dilated-conv"]
