@@ -116,6 +116,7 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     if missing:
         raise CheckError(f"replacement does not provide {sorted(missing)}")
     new_nodes = renamed_nodes(replacement)
+    new_nodes = qdq_check.dequantized_reads(graph, new_nodes) + new_nodes   # int8 weights stay int8
     own = {t.name for t in replacement.initializers}
     # quantized nodes keep reading their weights through DequantizeLinear (qdq_check.weight_nodes)
     original_nodes = _shape_chains(graph, match.nodes) + qdq_check.weight_nodes(graph, match.nodes) + list(match.nodes)

@@ -55,8 +55,24 @@ def weight_nodes(graph, nodes: Sequence[onnx.NodeProto]) -> list:
     return sorted(out, key=graph.position)
 
 
+def dequantized_reads(graph, nodes: Sequence[onnx.NodeProto]) -> list:
+    """The DequantizeLinear nodes (and constant data movement after them)
+    that produce the constant values a replacement's `nodes` read from the
+    graph (a quantized form's Conv reading the original DQ(w int8)), in graph
+    order: kept in its check model for the reason `weight_nodes` gives."""
+    from .standalone import external_inputs
+
+    out, seen = [], set()
+    for name in external_inputs(nodes):
+        for n in _path_to_dequantize(name, graph):
+            if id(n) not in seen:
+                seen.add(id(n))
+                out.append(n)
+    return sorted(out, key=graph.position)
+
+
 def _path_to_dequantize(name: str, graph) -> list:
-    if qdq.weight_dequantize(name, graph) is None:
+    if not graph.is_constant(name) or qdq.weight_dequantize(name, graph) is None:
         return []
     path = []
     while True:
@@ -74,6 +90,9 @@ def with_quantizers(graph, original: onnx.ModelProto, replacement: onnx.ModelPro
     between DQ and Q) gets that QuantizeLinear in both check models, as an
     extra integer output compared in steps: so the check sees the integers
     the model computes, and under fusion the QDQ group the runtime fuses.
+    Where that QuantizeLinear is the output's only reader, the float output
+    itself is dropped from both: the model never sees it, and as an output
+    of the check it would keep the runtime from fusing the group.
     Returns (original, replacement, steps)."""
     from onnx import helper, numpy_helper
 
@@ -87,7 +106,8 @@ def with_quantizers(graph, original: onnx.ModelProto, replacement: onnx.ModelPro
         scale, zp = graph.constant(q.input[1]), graph.constant(q.input[2])
         if scale is None or zp is None or np.size(scale) != 1:
             continue
-        extra.append((o, q, np.asarray(scale), np.asarray(zp)))
+        alone = len(graph.consumers(o)) == 1 and o not in graph.graph_outputs
+        extra.append((o, q, np.asarray(scale), np.asarray(zp), alone))
     if not extra:
         return original, replacement, steps
     steps = dict(steps)
@@ -95,7 +115,7 @@ def with_quantizers(graph, original: onnx.ModelProto, replacement: onnx.ModelPro
     for model in (original, replacement):
         m = onnx.ModelProto()
         m.CopyFrom(model)
-        for o, q, scale, zp in extra:
+        for o, q, scale, zp, alone in extra:
             name = f"{o}/check_quantized"
             s, z = f"{name}/scale", f"{name}/zero_point"
             m.graph.initializer.extend([numpy_helper.from_array(scale, s), numpy_helper.from_array(zp, z)])
@@ -104,6 +124,10 @@ def with_quantizers(graph, original: onnx.ModelProto, replacement: onnx.ModelPro
             m.graph.output.append(helper.make_tensor_value_info(
                 name, helper.np_dtype_to_tensor_dtype(zp.dtype), None))
             steps[name] = 1.0
+            if alone:
+                kept = [v for v in m.graph.output if v.name != o]
+                del m.graph.output[:]
+                m.graph.output.extend(kept)
         models.append(m)
     return models[0], models[1], steps
 
