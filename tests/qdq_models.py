@@ -54,12 +54,12 @@ def convt_alone(cin=8, cout=4, n=6, kernel=(4, 4), strides=(2, 2), pads=(1, 1, 1
     return _model(nodes, (1, cin, n, n), inits)
 
 
-def dilated_block(c=4, n=12, rate=2, seed=0) -> onnx.ModelProto:
+def dilated_block(c=4, n=12, rate=2, stride=1, seed=0) -> onnx.ModelProto:
     """Conv 3x3 with dilation `rate`, Relu."""
     rng = np.random.default_rng(seed)
     inits = [_init(rng, "w", (c, c, 3, 3)), _init(rng, "b", (c,), 0.1)]
     nodes = [helper.make_node("Conv", ["x", "w", "b"], ["t"], name="aspp", dilations=[rate, rate],
-                              pads=[rate] * 4),
+                              pads=[rate] * 4, strides=[stride, stride]),
              helper.make_node("Relu", ["t"], ["y"], name="relu")]
     return _model(nodes, (1, c, n, n), inits)
 
@@ -103,13 +103,15 @@ def quantize(model: onnx.ModelProto, activations: str = "uint8", seed: int = 1) 
 
 @lru_cache(maxsize=None)
 def _quantized_bytes(name: str, activations: str) -> bytes:
-    builders = {"decoder": decoder_block, "dilated": dilated_block, "resize_nearest": lambda: resize_block("nearest"),
+    builders = {"decoder": decoder_block, "dilated": dilated_block, "dilated_tiny": lambda: dilated_block(n=6, rate=6),
+                "dilated_s2": lambda: dilated_block(n=13, rate=2, stride=2), "resize_nearest": lambda: resize_block("nearest"),
                 "resize_linear": lambda: resize_block("linear"), "convt": convt_alone}
     return quantize(builders[name](), activations).SerializeToString()
 
 
 def quantized(name: str, activations: str = "uint8") -> onnx.ModelProto:
-    """A cached quantized test model (decoder, dilated, resize_nearest, resize_linear, convt)."""
+    """A cached quantized test model (decoder, dilated, dilated_tiny, dilated_s2, resize_nearest,
+    resize_linear, convt)."""
     return onnx.load_from_string(_quantized_bytes(name, activations))
 
 

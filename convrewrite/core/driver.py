@@ -32,6 +32,7 @@ import onnx
 
 from ..target import check_model as target_violations
 from ..target import load_profile, needs_lowering, runs_as_is_reason, target_report
+from . import qdq_check
 from .cost import batch_one, model_cost, subgraph_cost
 from .graph import GraphView
 from .local_check import CheckError, build_check, verify_checks
@@ -363,9 +364,11 @@ class _Run:
                 c.roll_back(r, Code.VERIFICATION_FAILED)
                 continue
             c.record.max_abs_error, c.record.max_rel_error = r.max_abs_error, r.max_rel_error
+            c.record.quantized_steps = qdq_check.record_steps(r)
             if not r:
-                w = r.worst()
-                c.roll_back(f"local check failed: replacement differs from the original "
+                w, fused = r.worst(), qdq_check.fused_failure(r)   # only the int8 execution differs
+                c.roll_back(f"local check failed: {fused}" if fused else
+                            f"local check failed: replacement differs from the original "
                             f"(max abs error {w.max_abs_error:.3g}, allowed {w.allowed_error:.3g}"
                             f"{', ' + w.message if w.message else ''})", Code.VERIFICATION_FAILED)
 

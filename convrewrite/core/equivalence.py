@@ -49,6 +49,8 @@ class OutputComparison:
     allowed_error: float = 0.0
     message: str = ""
     noise: Optional[float] = None  # the reference's own spread, when the verdict rests on it
+    steps: Optional[object] = None  # qdq.Steps, when compared in quantization steps
+    fused: bool = False             # compared under onnxruntime's fused int8 execution (core/qdq_check.py)
 
     def __bool__(self) -> bool:
         return self.equivalent

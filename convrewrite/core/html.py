@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from html import escape
 
-from .report import PLANNED, REWRITTEN, ROLLED_BACK, SKIPPED, Report, op_count_table
+from .report import PLANNED, REWRITTEN, ROLLED_BACK, SKIPPED, Report, op_count_table, steps_line
 from .svg import render
 
 STYLE = """
@@ -154,4 +154,7 @@ def _costs(x) -> str:
     table = "".join(f"<tr><td>{name}</td><td>{fmt(a)}</td><td>{fmt(b)}</td></tr>" for name, a, b in rows)
     check = ("" if x.max_abs_error is None else
              f"<p>local check: max abs error {x.max_abs_error:.3g}, max rel error {x.max_rel_error:.3g}</p>")
+    steps = getattr(x, "quantized_steps", None)
+    if steps:
+        check += f"<p>{escape(steps_line(steps))}</p>"
     return f"<table><tr><th></th><th>before</th><th>after</th></tr>{table}</table>{check}"

@@ -21,7 +21,7 @@ from onnx import helper, numpy_helper
 
 from .equivalence import (Comparison, FeedTooLarge, RunError, random_feeds,
                           run_model)
-from . import qdq
+from . import qdq, qdq_check
 from .graph import GraphView
 from .weights import data_bytes, weight_stub
 from .standalone import external_inputs, make_model
@@ -112,8 +112,10 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     if missing:
         raise CheckError(f"replacement does not provide {sorted(missing)}")
     new_nodes = renamed_nodes(replacement)
+    new_nodes = qdq_check.dequantized_reads(graph, new_nodes) + new_nodes   # int8 weights stay int8
     own = {t.name for t in replacement.initializers}
-    original_nodes = _shape_chains(graph, match.nodes) + list(match.nodes)
+    # quantized nodes keep reading their weights through DequantizeLinear (qdq_check.weight_nodes)
+    original_nodes = _shape_chains(graph, match.nodes) + qdq_check.weight_nodes(graph, match.nodes) + list(match.nodes)
     orig_in = external_inputs(original_nodes)
     repl_in = [i for i in external_inputs(new_nodes) if i not in own]
     constants = {i: graph.constant(i) for i in set(orig_in) | set(repl_in)}
@@ -148,7 +150,9 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     symbolic = any(not isinstance(d, int) for i in runtime for d in (graph.shape(i) or ()))
     size = sum(constants[i].nbytes for i in weights if constants.get(i) is not None)
     size += sum(data_bytes(t) for t in replacement.initializers if t.name in weights)
-    return LocalCheck(original, repl, symbolic, weights, size, qdq.quantized_outputs(match.nodes, outputs))
+    steps = qdq.quantized_outputs(match.nodes, outputs)
+    original, repl, steps = qdq_check.with_quantizers(graph, original, repl, outputs, steps)  # QDQ: the integers too
+    return LocalCheck(original, repl, symbolic, weights, size, steps)
 
 
 def _prefixed(model: onnx.ModelProto, prefix: str) -> onnx.ModelProto:
@@ -237,6 +241,7 @@ def verify_checks(checks: Sequence[LocalCheck], seed: int = 0, rtol=None, atol=N
             continue
         want = _run_group([m[0] for m in models], feeds, oracle=True)
         got = _run_group([m[1] for m in models], feeds, oracle=False)
+        fused = qdq_check.fused_comparisons(group, checks, models, feeds)   # quantized checks only
         del models
         for k, w, g in zip(group, want, got):
             if isinstance(results[k], str):
@@ -248,6 +253,7 @@ def verify_checks(checks: Sequence[LocalCheck], seed: int = 0, rtol=None, atol=N
             else:
                 names = [o.name for o in checks[k].original.graph.output]
                 results[k] = results[k].merge(qdq.compare_outputs(names, w, g, rtol, atol, checks[k].steps))
+                results[k] = results[k].merge(fused.get(k, Comparison()))
     if progress is not None:
         progress(total, total)
     return results

@@ -26,8 +26,9 @@ from typing import Optional
 import numpy as np
 import onnx
 
-from .equivalence import (FeedTooLarge, Comparison, OutputComparison, RunError, compare_outputs, compare_within_noise, nudged,
+from .equivalence import (Comparison, FeedTooLarge, OutputComparison, RunError, compare_within_noise, nudged,
                           random_feeds, run_model, run_onnxruntime, runtime_inputs)
+from . import qdq, qdq_check
 from .errors import InputError
 from .report import REWRITTEN, Report
 from .rewrite import Code
@@ -98,6 +99,15 @@ class Oracle:
             self.want, self.engine = run_model(model, self.feeds, allow_reference=True)
         except RunError as e:
             self.want, self.error = None, _cannot_run(model, e, self.kind)
+        # a quantized model: outputs compared in quantization steps, and under onnxruntime's fused int8
+        # execution as well (core/qdq_check.py); the original's fused outputs computed once
+        self.steps = qdq.output_steps(model) if self.want is not None else {}
+        self.want_fused = None
+        if self.steps and self.engine == "onnxruntime":
+            try:
+                self.want_fused = run_onnxruntime(model, self.feeds, True)
+            except Exception:  # onnxruntime cannot optimize it: the spec comparison stands alone
+                self.want_fused = None
         self.seconds += time.perf_counter() - t
         self.last: Optional[Comparison] = None
         self.last_model: Optional[onnx.ModelProto] = None
@@ -120,9 +130,13 @@ class Oracle:
         t, noise_seconds = time.perf_counter(), self.noise_seconds
         try:
             got, _ = run_model(model, self.feeds, allow_reference=True)
-            result = compare_outputs(self.names, self.want, got, self.settings.rtol, self.settings.atol)
-            if not result and any(not o and np.isfinite(o.max_abs_error) for o in result.outputs):
+            result = qdq.compare_outputs(self.names, self.want, got, self.settings.rtol, self.settings.atol,
+                                         self.steps)
+            if not result and any(not o and np.isfinite(o.max_abs_error) and o.name not in self.steps
+                                  for o in result.outputs):
                 result = self._within_noise(result, got)
+            if self.want_fused is not None:
+                result = result.merge(self._fused(model))
         except RunError as e:
             result = Comparison([OutputComparison("model", False, np.inf, np.inf, 0.0, str(e))])
         self.last_seconds = time.perf_counter() - t - (self.noise_seconds - noise_seconds)  # without the noise
@@ -130,13 +144,22 @@ class Oracle:
         self.last, self.last_model = result, model
         return result
 
+    def _fused(self, model: onnx.ModelProto) -> Comparison:
+        """The quantized outputs under onnxruntime's fused int8 execution, in steps."""
+        try:
+            got = run_onnxruntime(model, self.feeds, True)
+        except Exception as e:  # the original ran this way: the result must too
+            return Comparison([OutputComparison("model (fused int8)", False, 0.0, 0.0, 0.0,
+                                                f"onnxruntime cannot run it under {qdq_check.FUSED}: {e}", fused=True)])
+        return qdq_check.compare_fused(self.names, self.want_fused, got, self.steps)
+
     def _within_noise(self, result: Comparison, got: list) -> Comparison:
         noise = self.measure_noise()
         if not noise.unstable:
             return result
         out = []
         for k, o in enumerate(result.outputs):
-            if not o and noise.abs[k] > noise.allowed[k]:
+            if not o and noise.abs[k] > noise.allowed[k] and o.name not in self.steps:  # steps: no noise excuse
                 o = compare_within_noise(o.name, self.want[k], got[k], noise.spreads[k], NOISE_FACTOR,
                                          self.settings.rtol, self.settings.atol)
             out.append(o)
@@ -206,7 +229,7 @@ class Oracle:
         try:
             while kept:
                 self._found = []
-                self._culprits(before, kept, pairs, self.last.max_abs_error)
+                self._culprits(before, kept, pairs, _failure(self.last))
                 kept = self._roll_back_found(kept)
                 if not kept:
                     break
@@ -241,7 +264,7 @@ class Oracle:
             self._best = list(group)
         return candidate
 
-    def _culprits(self, before, group: list, pairs, error: float) -> None:
+    def _culprits(self, before, group: list, pairs, error: str) -> None:
         """Add to self._found the rewrites of `group` (which fails with max abs
         `error`) responsible, each with the error of the group that convicted it."""
         if len(group) == 1:
@@ -251,7 +274,7 @@ class Oracle:
         n = len(self._found)
         for part in (group[:half], group[half:]):
             if self._compare_part(before, part, pairs) is None:
-                self._culprits(before, part, pairs, self.last.max_abs_error)
+                self._culprits(before, part, pairs, _failure(self.last))
         if len(self._found) == n:  # only the combination fails: roll back the whole group
             self._found += [(c, error) for c in group]
             if {id(c) for c in group} & {id(c) for c in self._best}:  # a half of it passed alone: not kept
@@ -264,7 +287,7 @@ class Oracle:
         found = {id(c) for c, _ in self._found}
         for c, error in self._found:
             c.roll_back("whole-model check failed with this rewrite in place "
-                        f"(max abs error {error:.3g}) although its local check "
+                        f"({error}) although its local check "
                         "passed; rolled back", Code.MODEL_CHECK_FAILED)
         self.rolled_back += len(found)
         self._found = []
@@ -295,6 +318,7 @@ class Oracle:
             result = self.compare(model)
         v.performed, v.equivalent = True, bool(result)
         v.max_abs_error, v.max_rel_error = result.max_abs_error, result.max_rel_error
+        v.quantized_steps = qdq_check.record_steps(result)
         v.within_noise = bool(result) and any(o.noise is not None for o in result.outputs)
         if not result:
             v.detail = str(result.worst())
@@ -305,6 +329,11 @@ class Oracle:
                         f"{', '.join(v.noise_probes)}; the result's difference is within {NOISE_FACTOR:g}x that, "
                         "where the whole-model check cannot tell a rewrite from the model's own noise, so the "
                         f"{len(checked)} local checks are the evidence")
+
+
+def _failure(result: Comparison) -> str:
+    """How a failing comparison failed, for a rollback's reason."""
+    return qdq_check.fused_failure(result) or f"max abs error {result.max_abs_error:.3g}"
 
 
 def _spread(want, other) -> np.ndarray:

@@ -205,7 +205,7 @@ def compare_quantized(name: str, want: np.ndarray, got: np.ndarray, scale: float
     top = float(np.max(np.abs(want.astype(np.float64)), initial=0.0))
     abs_err = s.max * scale
     return OutputComparison(name, s.ok, abs_err, abs_err / top if top else float(abs_err > 0),
-                            P99_STEPS * scale, f"quantized: {s}")
+                            P99_STEPS * scale, f"quantized: {s}", steps=s)
 
 
 def output_steps(model: onnx.ModelProto) -> dict:

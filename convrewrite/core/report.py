@@ -37,6 +37,9 @@ class RewriteRecord:
     nodes_before: Optional[int] = None
     nodes_after: Optional[int] = None
     notes: list = field(default_factory=list)
+    # a quantized rewrite's difference in quantization steps (core/qdq_check.py): {"spec": {"mean", "p99",
+    # "max"}, "fused": {...} under onnxruntime's fused int8 execution}; null for float rewrites
+    quantized_steps: Optional[dict] = None
     sketch_before: Optional[object] = field(default=None, repr=False)   # for the HTML report only
     sketch_after: Optional[object] = field(default=None, repr=False)
 
@@ -79,6 +82,7 @@ class Verification:
     bisection_seconds: float = 0.0
     bisection_rolled_back: int = 0
     bisection_stopped: str = ""
+    quantized_steps: Optional[dict] = None   # a quantized model's outputs in steps: {"spec": ..., "fused": ...}
 
 
 @dataclass
@@ -158,6 +162,16 @@ def target_lines(target: dict) -> list[str]:
     return lines + [f"  {v['message']}  [{v['rule']}]" for v in target["violations"]]
 
 
+def steps_line(steps: Optional[dict]) -> str:
+    """A quantized comparison's difference in quantization steps, in one line ("" if none)."""
+    parts = []
+    for key, label in (("spec", "spec"), ("fused", "onnxruntime fused int8")):
+        s = (steps or {}).get(key)
+        if s is not None:
+            parts.append(f"{label} mean {s['mean']:.3g}, p99 {s['p99']:.3g}, max {s['max']:.3g}")
+    return "difference in quantization steps: " + "; ".join(parts) if parts else ""
+
+
 def verification_lines(v: Verification) -> list[str]:
     """The whole-model check's verdict; the original's own noise when it was
     measured and matters; what bisection did."""
@@ -169,6 +183,8 @@ def verification_lines(v: Verification) -> list[str]:
                      f"max rel {v.max_rel_error:.3g}" + (f" -- {v.detail}" if v.detail else ""))
     elif v.detail:
         lines.append(f"whole-model check: {v.detail}")
+    if v.performed and v.quantized_steps:
+        lines.append("  " + steps_line(v.quantized_steps))
     if v.unstable and not v.within_noise:
         lines.append(f"  the original model is numerically unstable: its own outputs move by up to "
                      f"{v.noise_abs_error:.3g} ({v.noise_rel_error:.3g} relative to their largest value) under "

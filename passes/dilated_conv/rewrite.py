@@ -63,6 +63,7 @@ from typing import Any, ClassVar, Optional
 
 import onnx
 
+from convrewrite.core import qdq
 from convrewrite.core.forms import rank
 from convrewrite.core.graph import GraphView, attributes
 from convrewrite.core.preconditions import first_problem, old_opset, unknown_spatial_size, unverifiable_type
@@ -70,6 +71,7 @@ from convrewrite.core.rewrite import Code, Match, PassOptions, Skip
 from convrewrite.geometry import conv_output_size, conv_pads, geometry_problem, join_pads
 
 from . import forms as _forms
+from . import quantized
 from .chain import Chain, Grid, grow
 from .forms import MODES, Dilated
 from .phases import AxisPhases, live_taps, trimmed
@@ -129,7 +131,7 @@ class DilatedConvToSpaceToBatch:
 
     @property
     def forms(self) -> tuple:
-        return _forms.forms(self.options.depth_weight_limit, self.options.taps_below)
+        return _forms.forms(self.options.depth_weight_limit, self.options.taps_below) + quantized.FORMS
 
     def preferred(self) -> tuple[str, ...]:
         return () if self.options.mode is None else (self.options.mode,)
@@ -180,13 +182,14 @@ class DilatedConvToSpaceToBatch:
 
     def _starts_chain(self, single: Match, graph: GraphView) -> bool:
         return (all(a.stride == 1 for a in single.params.axes) and graph.opset() >= CHAIN_MIN_OPSET
+                and qdq.region(single.node, graph) is None   # quantized Convs are lowered one by one
                 and self.default_form(single, graph) == "batch")
 
     def _chain_conv(self, node, graph: GraphView, grid: Grid) -> Optional[Dilated]:
         """A later dilated Conv that can read the chain's phase form: its
         default form is batch and its phases are the chain's."""
         m = self.match_alone(node, graph)
-        if isinstance(m, Skip) or self.default_form(m, graph) != "batch":
+        if isinstance(m, Skip) or qdq.region(node, graph) is not None or self.default_form(m, graph) != "batch":
             return None
         fits = all(a.stride == 1 and a.phases == p and a.size == n and a.out == n and a.offset % p == 0
                    for a, p, n in zip(m.params.axes, grid.blocks, grid.sizes))

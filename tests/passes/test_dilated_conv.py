@@ -401,8 +401,10 @@ def test_options():
 def test_forms_and_modes():
     """The forms in the default order; the user-selectable ones are the modes."""
     p = DilatedConv(DilatedConvOptions(depth_weight_limit=123, taps_below=7))
-    assert tuple(f.name for f in p.forms) == FORM_NAMES == ("plain", "subsample", "batch", "depth", "slices",
-                                                             "taps")
+    floats = tuple(f.name for f in p.forms if not f.quantized_only)
+    assert floats == FORM_NAMES == ("plain", "subsample", "batch", "depth", "slices", "taps")
+    # the quantized forms (passes/dilated_conv/quantized.py) carry their float form's name
+    assert tuple(f.name for f in p.forms if f.quantized_only) == ("plain", "subsample", "batch")
     assert MODES == tuple(f.name for f in p.forms if f.selectable) == FORMS
     assert p.forms[3].weight_limit == 123 and p.forms[5].below == 7
     assert (p.name, p.op_types, p.mac_bound, p.Options) == ("dilated-conv", ("Conv",), None, DilatedConvOptions)
@@ -682,8 +684,8 @@ def test_match_alone_ignores_the_chain():
     assert alone.nodes == (c1,) and isinstance(alone.params, Dilated)
     assert lower(p, alone, graph).option.form.name == "batch"
     # only the batch form expresses a chain; a single Conv never gets Chain params
-    for f in p.forms:
-        assert (f.applies(chain, graph) is None) == (f.name == "batch")
+    for f in p.forms:   # the quantized forms lower no chain
+        assert (f.applies(chain, graph) is None) == (f.name == "batch" and not f.quantized_only)
     assert lower(p, chain, graph).option.form.name == "batch"
 
 

@@ -40,20 +40,62 @@ def assert_still_quantized(before, after):
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS)
-def test_a_quantized_dilated_conv_is_left_quantized_with_the_code(act):
+def test_a_quantized_dilated_conv_becomes_an_undilated_int8_conv_in_batch_form(act):
     model = quantized("dilated", act)
     new, report, records = run(model)
     r = records["aspp"]
-    assert (r.status, r.code) == (SKIPPED, Code.QUANTIZED)
-    assert "DequantizeLinear" in r.reason and "rather than dequantized" in r.reason
-    assert_still_quantized(model, new)
+    assert (r.status, r.form) == (REWRITTEN, "batch"), r.reason
+    assert r.quantized_steps["fused"]["mean"] <= 0.05 and r.quantized_steps["spec"]["p99"] <= 1
+    assert report.verification.equivalent
+    before, after = assert_still_quantized(model, new)
+    assert after["QLinearConv"] == before["QLinearConv"] == 1 and float_compute(after) == 0
+    # the undilated Conv reads the very DequantizeLinear of the int8 weight the dilated one read
+    conv = next(n for n in new.graph.node if n.op_type == "Conv")
+    old = next(n for n in model.graph.node if n.op_type == "Conv")
+    assert list(conv.input[1:]) == list(old.input[1:])
+    assert not any(a.name == "dilations" and max(a.ints) > 1 for a in conv.attribute)
+    # every data-movement op reads a DequantizeLinear and feeds a QuantizeLinear
+    producer = {o: n for n in new.graph.node for o in n.output}
+    for n in new.graph.node:
+        if n.op_type in ("Pad", "SpaceToDepth", "Reshape", "Transpose", "DepthToSpace", "Slice"):
+            assert producer[n.input[0]].op_type == "DequantizeLinear", n.name
+            assert all(c.op_type == "QuantizeLinear" for c in new.graph.node if n.output[0] in c.input), n.name
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_a_quantized_dilated_conv_whose_outer_taps_read_padding_gets_a_sliced_int8_weight(act):
+    model = quantized("dilated_tiny", act)    # rate 6 on a 6x6 map: only the centre tap is live
+    new, report, records = run(model)
+    r = records["aspp"]
+    assert (r.status, r.form) == (REWRITTEN, "plain"), r.reason
+    assert report.verification.equivalent
+    before, after = assert_still_quantized(model, new)
+    assert after["QLinearConv"] == 1 and float_compute(after) == 0
+    sliced = next(t for t in new.graph.initializer if t.name.endswith("weight_q"))
+    assert sliced.data_type == onnx.TensorProto.INT8 and list(sliced.dims) == [4, 4, 1, 1]
+    original = next(t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4)
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(sliced),
+                                  onnx.numpy_helper.to_array(original)[:, :, 1:2, 1:2])
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_a_strided_quantized_dilated_conv_keeps_quantized(act):
+    model = quantized("dilated_s2", act)
+    new, report, records = run(model)
+    r = records["aspp"]
+    assert r.status == REWRITTEN and r.form in ("subsample", "batch"), (r.status, r.form, r.reason)
+    assert report.verification.equivalent
+    before, after = assert_still_quantized(model, new)
+    assert float_compute(after) == 0
 
 
 @pytest.mark.parametrize("mode", ["batch", "depth", "slices", "taps"])
 def test_no_dilated_form_dequantizes_even_when_asked_for(mode):
+    """The float forms are passed over; the quantized batch form is used."""
     model = quantized("dilated")
-    _, report, records = run(model, dilated_mode=mode)
-    assert records["aspp"].code == Code.QUANTIZED
+    new, report, records = run(model, dilated_mode=mode)
+    assert (records["aspp"].status, records["aspp"].form) == (REWRITTEN, "batch")
+    assert float_compute(fused_counts(new)) == 0
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS)

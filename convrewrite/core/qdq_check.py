@@ -1,0 +1,233 @@
+"""Checking quantized rewrites the way a deployment runs them.
+
+A QDQ model means two things: the spec semantics (DequantizeLinear, the op in
+float, QuantizeLinear: what onnxruntime computes with its graph optimizations
+off, and what every check compares first), and the integer kernels a runtime
+or an accelerator compiler fuses each QDQ group into (onnxruntime with its
+graph optimizations on: QLinearConv, int8 data movement).  The two round
+differently, and a rewrite can agree with the original under one and not
+under the other (a bias whose DequantizeLinear scale is not input scale x
+weight scale: the spec reads the scale, QLinearConv assumes it).  So for a
+quantized rewrite both sides also run under onnxruntime's fused int8
+execution (ORT_ENABLE_ALL), and their integer outputs are compared in
+quantization steps with the same rule as the spec check: equal except
+rounding ties (mean |difference| <= MEAN_STEPS, 99th percentile <= P99_STEPS,
+core/qdq.py).  A rewrite that changes the int8 result systematically fails.
+
+The comparisons made here are OutputComparisons flagged `fused`, carrying
+their `steps`; their float errors are 0 (the report's `max_abs_error` stays
+the spec check's), and `record_steps` turns a Comparison into the report's
+`quantized_steps`: {"spec": {mean, p99, max}, "fused": {...}}.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import onnx
+
+from . import qdq
+from .equivalence import Comparison, OutputComparison, run_onnxruntime
+
+FUSED = "onnxruntime's fused int8 execution (graph optimizations on)"
+
+
+# --- the original side keeps its weights quantized -------------------------------------
+
+def weight_nodes(graph, nodes: Sequence[onnx.NodeProto]) -> list:
+    """The DequantizeLinear nodes (and the constant data movement after them)
+    through which quantized `nodes` read their weights, in graph order.
+
+    The standalone original must keep them: folded into a float initializer,
+    the weight would look unquantized to onnxruntime's fusion, which then
+    quantizes it again by itself (per tensor) and computes another function
+    than the model."""
+    out, seen = [], set()
+    for node in nodes:
+        if qdq.region(node, graph) is None:
+            continue
+        for name in node.input[1:]:
+            path = _path_to_dequantize(name, graph) if name else []
+            for n in path:
+                if id(n) not in seen and n not in nodes:
+                    seen.add(id(n))
+                    out.append(n)
+    return sorted(out, key=graph.position)
+
+
+def dequantized_reads(graph, nodes: Sequence[onnx.NodeProto]) -> list:
+    """The DequantizeLinear nodes (and constant data movement after them)
+    that produce the constant values a replacement's `nodes` read from the
+    graph (a quantized form's Conv reading the original DQ(w int8)), in graph
+    order: kept in its check model for the reason `weight_nodes` gives."""
+    from .standalone import external_inputs
+
+    out, seen = [], set()
+    for name in external_inputs(nodes):
+        for n in _path_to_dequantize(name, graph):
+            if id(n) not in seen:
+                seen.add(id(n))
+                out.append(n)
+    return sorted(out, key=graph.position)
+
+
+def _path_to_dequantize(name: str, graph) -> list:
+    if not graph.is_constant(name) or qdq.weight_dequantize(name, graph) is None:
+        return []
+    path = []
+    while True:
+        p = graph.producer(name)
+        path.append(p)
+        if p.op_type == qdq.DEQUANTIZE:
+            return path
+        name = p.input[0]
+
+
+def with_quantizers(graph, original: onnx.ModelProto, replacement: onnx.ModelProto, outputs: Sequence[str],
+                    steps: dict) -> tuple:
+    """A float output of the rewrite that the model quantizes next (it goes
+    into a per-tensor QuantizeLinear with constant parameters: a Resize
+    between DQ and Q) gets that QuantizeLinear in both check models, as an
+    extra integer output compared in steps: so the check sees the integers
+    the model computes, and under fusion the QDQ group the runtime fuses.
+    Where that QuantizeLinear is the output's only reader, the float output
+    itself is dropped from both: the model never sees it, and as an output
+    of the check it would keep the runtime from fusing the group.
+    Returns (original, replacement, steps)."""
+    from onnx import helper, numpy_helper
+
+    extra = []
+    for o in outputs:
+        if o in steps:
+            continue
+        q = next((c for c in graph.consumers(o) if c.op_type == qdq.QUANTIZE and qdq.grid_of(c) is not None), None)
+        if q is None:
+            continue
+        scale, zp = graph.constant(q.input[1]), graph.constant(q.input[2])
+        if scale is None or zp is None or np.size(scale) != 1:
+            continue
+        alone = len(graph.consumers(o)) == 1 and o not in graph.graph_outputs
+        extra.append((o, q, np.asarray(scale), np.asarray(zp), alone))
+    if not extra:
+        return original, replacement, steps
+    steps = dict(steps)
+    models = []
+    for model in (original, replacement):
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        for o, q, scale, zp, alone in extra:
+            name = f"{o}/check_quantized"
+            s, z = f"{name}/scale", f"{name}/zero_point"
+            m.graph.initializer.extend([numpy_helper.from_array(scale, s), numpy_helper.from_array(zp, z)])
+            m.graph.node.append(helper.make_node(qdq.QUANTIZE, [o, s, z], [name], name=name,
+                                                 **{a.name: helper.get_attribute_value(a) for a in q.attribute}))
+            m.graph.output.append(helper.make_tensor_value_info(
+                name, helper.np_dtype_to_tensor_dtype(zp.dtype), None))
+            steps[name] = 1.0
+            if alone:
+                kept = [v for v in m.graph.output if v.name != o]
+                del m.graph.output[:]
+                m.graph.output.extend(kept)
+        models.append(m)
+    return models[0], models[1], steps
+
+
+# --- running and comparing under fusion ---------------------------------------------------
+
+def run_fused(models: Sequence[onnx.ModelProto], feeds: Sequence[dict]) -> list:
+    """Per model, its outputs under onnxruntime's graph optimizations, or an
+    error string.  Several models are merged into one session (as the spec
+    checks are); one that fails alone is reported alone."""
+    from .local_check import _merge
+
+    if len(models) > 1:
+        try:
+            merged = _merge(models)
+            outs = run_onnxruntime(merged, {f"c{k}/{n}": v for k, f in enumerate(feeds) for n, v in f.items()},
+                                   optimized=True)
+            result, at = [], 0
+            for m in models:
+                result.append(outs[at:at + len(m.graph.output)])
+                at += len(m.graph.output)
+            return result
+        except Exception:
+            pass
+    result = []
+    for m, f in zip(models, feeds):
+        try:
+            result.append(run_onnxruntime(m, f, optimized=True))
+        except Exception as e:  # onnxruntime raises several unrelated types
+            result.append(str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__)
+    return result
+
+
+def fused_comparisons(group: Sequence[int], checks, models, feeds) -> dict:
+    """The local checks of `group` (indices into `checks`) that compare
+    quantized outputs, run again under onnxruntime's fused int8 execution
+    (`models`: (original, replacement) per group entry, `feeds` likewise):
+    index -> Comparison in steps.  An original that onnxruntime cannot
+    optimize and run is left to the spec check; a replacement that it cannot
+    (where it runs the original) fails."""
+    idx = [j for j, k in enumerate(group) if checks[k].steps]
+    if not idx:
+        return {}
+    want = run_fused([models[j][0] for j in idx], [feeds[j] for j in idx])
+    got = run_fused([models[j][1] for j in idx], [feeds[j] for j in idx])
+    out = {}
+    for j, w, g in zip(idx, want, got):
+        k = group[j]
+        if isinstance(w, str):
+            continue
+        if isinstance(g, str):
+            out[k] = Comparison([OutputComparison("replacement (fused int8)", False, 0.0, 0.0, 0.0,
+                                                  f"onnxruntime cannot run the replacement under {FUSED}: {g}",
+                                                  fused=True)])
+            continue
+        out[k] = compare_fused([o.name for o in checks[k].original.graph.output], w, g, checks[k].steps)
+    return out
+
+
+def compare_fused(names: Sequence[str], want: Sequence[np.ndarray], got: Sequence[np.ndarray],
+                  steps: dict) -> Comparison:
+    """The quantized outputs (`steps`: name -> step) of two fused runs, in steps."""
+    out = []
+    for n, w, g in zip(names, want, got):
+        if n in steps:
+            out.append(fused_output(n, w, g, steps[n]))
+    return Comparison(out)
+
+
+def fused_output(name: str, want, got, scale: float) -> OutputComparison:
+    c = qdq.compare_quantized(name, want, got, scale)
+    s = c.steps
+    if s is None:   # a shape or dtype mismatch
+        message = f"under {FUSED} the replacement's output differs: {c.message}"
+    elif c.equivalent:
+        message = f"under {FUSED}: {s}"
+    else:
+        message = (f"under {FUSED} the rewrite changes the int8 result systematically: {s} (equal except "
+                   f"rounding ties allows a mean of {qdq.MEAN_STEPS:g} and a 99th percentile of {qdq.P99_STEPS:g} step)")
+    return OutputComparison(f"{name} (fused int8)", c.equivalent, 0.0, 0.0, 0.0, message, steps=s, fused=True)
+
+
+def fused_failure(comparison: Comparison) -> Optional[str]:
+    """The message of a failing fused comparison, when only fused ones fail."""
+    bad = [o for o in comparison.outputs if not o]
+    if bad and all(o.fused for o in bad):
+        return bad[0].message
+    return None
+
+
+# --- what the report says -----------------------------------------------------------
+
+def record_steps(comparison) -> Optional[dict]:
+    """{"spec": Steps dict, "fused": Steps dict or None} of the quantized
+    outputs of a Comparison; None when nothing was compared in steps."""
+    if not isinstance(comparison, Comparison):
+        return None
+    spec = [o.steps for o in comparison.outputs if o.steps is not None and not o.fused]
+    fused = [o.steps for o in comparison.outputs if o.steps is not None and o.fused]
+    if not spec and not fused:
+        return None
+    return {"spec": qdq.worst(spec).to_dict() if spec else None,
+            "fused": qdq.worst(fused).to_dict() if fused else None}

@@ -1,0 +1,123 @@
+"""Dilated Conv in a QDQ group, lowered without leaving the integers.
+
+Before:
+    DQ(x) -> Conv(DQ(w int8), DQ(b int32), dilations d) -> Q(y) -> ...
+
+After (batch form; subsample and plain alike, without the phases):
+    DQ(x) -> Pad -> Q/DQ -> space_to_batch (each op followed by Q -> DQ with x's grid)
+          -> Conv(DQ(w int8), DQ(b int32))            (the same weight and bias, undilated)
+          -> Q -> DQ (y's grid) -> batch_to_space (each op followed by Q -> DQ with y's grid)
+          -> Slice -> Q(y) -> ...                     (the original QuantizeLinear)
+
+The undilated Conv reads the very DequantizeLinear outputs the dilated one
+read, so no weight changes at all; where taps that only read padding were
+dropped, the int8 weight is sliced (the same integers, the same scales: the
+slice keeps every output channel) behind a DequantizeLinear of its own.  The
+padding is float 0 between DQ(x) and a Q of x's grid: 0 = DQ(zero point) is
+on every grid, so the padded integers are the zero point, as a quantized
+Conv pads.  Data movement keeps values on their grid (core/qdq.py), so the
+integers are the original's except where float summation order breaks a
+rounding tie, and onnxruntime fuses the new group into QLinearConv.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from onnx import helper
+
+from convrewrite.core import qdq
+
+from .chain import Chain
+from .forms import Batch, Plain, Subsample, _batch, _kept_weight, _plain
+
+
+def grids(node, graph) -> "tuple | str":
+    """(x's grid, y's grid): the (scale, zero point) names of the per-tensor
+    DequantizeLinear the Conv reads and of the one per-tensor QuantizeLinear
+    its output goes into; or why there are none."""
+    x_dq = graph.producer(node.input[0])
+    x_grid = qdq.grid_of(x_dq) if x_dq is not None and x_dq.op_type == qdq.DEQUANTIZE else None
+    if x_grid is None or qdq.grid_inputs(graph, [node.input[0]]) == {}:
+        return "its input does not come from a per-tensor DequantizeLinear with a constant scale and zero point"
+    consumers = graph.consumers(node.output[0])
+    if len(consumers) != 1 or consumers[0].op_type != qdq.QUANTIZE or node.output[0] in graph.graph_outputs:
+        return "its output does not go into one QuantizeLinear alone"
+    q = consumers[0]
+    yp = qdq.qparams(q, graph)
+    if qdq.grid_of(q) is None or isinstance(yp, str) or not yp.per_tensor:
+        return "the QuantizeLinear after it is not per-tensor with a constant scale and zero point"
+    return x_grid, qdq.grid_of(q)
+
+
+def _int8_weight(b, graph, p) -> "str | None":
+    """The Conv's weight: the DequantizeLinear output it reads, or, where
+    taps were dropped, a DequantizeLinear of the sliced integer weight (None
+    if the weight is not DequantizeLinear of an integer initializer)."""
+    if p.taps is None:
+        return p.weight
+    dq = graph.producer(p.weight)
+    if dq is None or dq.op_type != qdq.DEQUANTIZE or not graph.is_initializer(dq.input[0]):
+        return None
+    wq = graph.constant(dq.input[0])
+    params = qdq.qparams(dq, graph)
+    if wq is None or isinstance(params, str) or wq.dtype.kind not in "iu":
+        return None
+    if params.axis is not None and params.axis % wq.ndim != 0:
+        return None
+    axis = {a.name: helper.get_attribute_value(a) for a in dq.attribute}
+    return b.op(qdq.DEQUANTIZE, [b.initializer(_kept_weight(wq, p.taps), "weight_q"), *dq.input[1:]],
+                "weight_dequantize", **axis)
+
+
+class _Quantized:
+    """Mixin: the float form's nodes, then Q/DQ placed around them."""
+
+    keeps_quantized = True
+    quantized_only = True
+    selectable = False   # chosen by the float form's name (dilated_mode batch puts it first too)
+
+    def applies(self, match, graph) -> Optional[str]:
+        if isinstance(match.params, Chain):
+            return "a chain of dilated Convs is not lowered quantized"
+        g = grids(match.node, graph)
+        if isinstance(g, str):
+            return g
+        p = match.params
+        if p.taps is not None:
+            dq = graph.producer(p.weight)
+            if dq is None or dq.op_type != qdq.DEQUANTIZE or not graph.is_initializer(dq.input[0]):
+                return "taps were dropped and the weight is not DequantizeLinear of an integer initializer to slice"
+        return super().applies(match, graph)
+
+    def build(self, match, variant, graph, b) -> dict:
+        p = match.params
+        x_grid, y_grid = grids(match.node, graph)
+        x = match.node.input[0]
+        weight = _int8_weight(b, graph, p)
+        y = self.emit_with(b, x, weight, p)
+        conv = next(n for n in b.nodes if n.op_type == "Conv")
+        grid = {x: x_grid}
+        if conv.output[0] != y:
+            grid[qdq.insert_qdq(b, conv.output[0], y_grid, conv.output[0].rsplit("/", 1)[-1])] = y_grid
+        qdq.requantize_movement(b, grid, keep=(y,))
+        b.note("quantized: the int8 weight unchanged" + (" (sliced to its live taps)" if p.taps is not None else "")
+               + ", Q/DQ around every op")
+        return {match.node.output[0]: y}
+
+
+class QuantizedPlain(_Quantized, Plain):
+    def emit_with(self, b, x, weight, p):
+        return _plain(b, x, weight, p)
+
+
+class QuantizedSubsample(_Quantized, Subsample):
+    def emit_with(self, b, x, weight, p):
+        return _batch(b, x, weight, p)
+
+
+class QuantizedBatch(_Quantized, Batch):
+    def emit_with(self, b, x, weight, p):
+        return _batch(b, x, weight, p)
+
+
+FORMS = (QuantizedPlain(), QuantizedSubsample(), QuantizedBatch())

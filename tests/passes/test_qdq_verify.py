@@ -1,0 +1,141 @@
+"""Verification of quantized rewrites judges what a deployment runs: both
+sides also run under onnxruntime's fused int8 execution (graph optimizations
+on), and integer outputs are compared in quantization steps, locally and on
+the whole model (core/qdq_check.py)."""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+pytest.importorskip("onnxruntime.quantization")
+
+import convrewrite.core.qdq_check as qdq_check
+import passes.convtranspose.quantized as quantized_forms
+from convrewrite import optimize
+from convrewrite.core.driver import Settings
+from convrewrite.core.html import render_report
+from convrewrite.core.oracle import Oracle
+from convrewrite.core.report import REWRITTEN, ROLLED_BACK
+from convrewrite.core.rewrite import Code
+from passes import make_passes
+from qdq_models import quantized
+
+logging.getLogger().setLevel(logging.ERROR)
+ZERO = {"mean": 0.0, "p99": 0.0, "max": 0.0}
+
+
+def run(model, **options):
+    new, report = optimize(model, passes=make_passes(None, options))
+    return new, report, {r.node: r for r in report.rewrites}
+
+
+@pytest.mark.parametrize("act", ["uint8", "int8"])
+def test_each_quantized_rewrite_reports_its_difference_in_steps_spec_and_fused(act):
+    new, report, records = run(quantized("decoder", act))
+    for name in ("up", "resize"):   # the ConvTranspose group, and the Resize between DQ and Q
+        r = records[name]
+        assert r.status == REWRITTEN, r.reason
+        assert r.quantized_steps == {"spec": ZERO, "fused": ZERO}
+    v = report.verification
+    assert v.equivalent and v.quantized_steps == {"spec": ZERO, "fused": ZERO}
+    d = json.loads(report.to_json())
+    assert d["rewrites"][0]["quantized_steps"]["fused"] == ZERO
+    assert d["verification"]["quantized_steps"]["spec"] == ZERO
+    assert "difference in quantization steps" in report.summary()
+    assert "onnxruntime fused int8 mean 0" in render_report(report)
+
+
+def test_a_float_rewrite_has_no_steps():
+    from builders import convt_model
+
+    _, report = optimize(convt_model((1, 4, 5, 5), 2, (3, 3), strides=[2, 2]), passes=make_passes(None, {}))
+    assert report.rewrites[0].status == REWRITTEN and report.rewrites[0].quantized_steps is None
+    assert report.verification.quantized_steps is None
+
+
+def _dequantized_weight_bug(monkeypatch):
+    """The quantized ConvTranspose form with the bug issue 11 found: the new
+    Conv's int8 weight and int32 bias dequantized offline into float initializers.  The
+    spec cannot tell (the same float values); onnxruntime's fused execution
+    quantizes those float weights again by itself, per tensor, and computes
+    other integers."""
+    real = quantized_forms._integer_convs
+
+    def buggy(b, d, wq, graph):
+        real(b, d, wq, graph)
+        inits = {t.name: numpy_helper.to_array(t) for t in b.initializers}
+        for dq in [n for n in b.nodes if "weight_dequantize" in n.name or "bias_dequantize" in n.name]:
+            q, scale, zp = (list(inits[i] for i in dq.input) + [np.zeros(1, np.int32)])[:3]
+            shape = (-1,) + (1,) * (q.ndim - 1)
+            w = ((q.astype(np.float32) - zp.reshape(shape)) * scale.reshape(shape)).astype(np.float32)
+            name = b.initializer(w, "float_weight")
+            for n in b.nodes:
+                for k, i in enumerate(n.input):
+                    if i == dq.output[0]:
+                        n.input[k] = name
+            b.nodes.remove(dq)
+
+    monkeypatch.setattr(quantized_forms, "_integer_convs", buggy)
+
+
+@pytest.mark.parametrize("act", ["uint8", "int8"])
+def test_a_rewrite_that_changes_the_int8_result_under_fusion_is_rolled_back(monkeypatch, act):
+    _dequantized_weight_bug(monkeypatch)
+    model = quantized("convt", act)
+    new, report, records = run(model)
+    r = records["up"]
+    assert (r.status, r.code) == (ROLLED_BACK, Code.VERIFICATION_FAILED)
+    assert "fused int8 execution" in r.reason and "systematically" in r.reason, r.reason
+    assert r.quantized_steps["spec"]["p99"] <= 1 and r.quantized_steps["fused"]["mean"] > 0.05
+    assert [n.op_type for n in new.graph.node] == [n.op_type for n in model.graph.node]
+
+
+def test_the_whole_model_check_also_runs_fused_int8(monkeypatch):
+    """With the local fused check off, the whole-model check catches the same
+    bug (the model's output is float after a DequantizeLinear: compared in
+    steps of its scale) and bisection rolls the rewrite back."""
+    _dequantized_weight_bug(monkeypatch)
+    monkeypatch.setattr(qdq_check, "fused_comparisons", lambda *a: {})
+    new, report, records = run(quantized("convt"))
+    r = records["up"]
+    assert (r.status, r.code) == (ROLLED_BACK, Code.MODEL_CHECK_FAILED), r.reason
+    assert "fused int8 execution" in r.reason, r.reason
+
+
+def _with_added(model, delta: np.ndarray) -> onnx.ModelProto:
+    """`model` with `delta` added to its output y after the final DequantizeLinear."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    y = m.graph.output[0].name
+    for n in m.graph.node:
+        for k, o in enumerate(n.output):
+            if o == y:
+                n.output[k] = "y_before_delta"
+    m.graph.initializer.append(numpy_helper.from_array(delta.astype(np.float32), "delta"))
+    m.graph.node.append(helper.make_node("Add", ["y_before_delta", "delta"], [y], name="delta"))
+    return m
+
+
+def test_the_whole_model_check_compares_a_dequantized_output_in_steps_of_its_scale():
+    model = quantized("convt")
+    final = next(n for n in model.graph.node if n.output[0] == "y")
+    assert final.op_type == "DequantizeLinear"
+    step = float(numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == final.input[1])))
+    oracle = Oracle(model, Settings())
+    assert oracle.steps == {"y": pytest.approx(step)}
+    shape = oracle.want[0].shape
+    one = np.zeros(shape)
+    one.flat[3] = step                     # one element one step off: a rounding tie, equal
+    result = oracle.compare(_with_added(model, one))
+    assert result, str(result)             # the float tolerance alone would refuse it
+    assert result.outputs[0].max_abs_error > 1e-4 * np.abs(oracle.want[0]).max()
+    assert len(result.outputs) == 2 and result.outputs[1].fused
+    everywhere = np.full(shape, step)      # every element one step off: systematic
+    result = oracle.compare(_with_added(model, everywhere))
+    assert not result and not result.outputs[0] and not result.outputs[1]
+    assert "systematically" in result.outputs[1].message
