@@ -85,6 +85,19 @@ def region(node: onnx.NodeProto, graph) -> Optional[Region]:
     return Region(tuple(facts)) if facts else None
 
 
+def in_group(node: onnx.NodeProto, graph) -> bool:
+    """Whether `node` sits in a full QDQ group (what a converter or onnxruntime
+    turns into an int8 kernel): its data input from DequantizeLinear, every
+    output into QuantizeLinear, every constant input through DequantizeLinear."""
+    if not node.input or not _is(graph.producer(node.input[0]), DEQUANTIZE):
+        return False
+    if not all(o and any(_is(c, QUANTIZE) for c in graph.consumers(o)) for o in node.output):
+        return False
+    weights = [name for name in node.input[1:2] if name]   # the weight; a bias may stay int32 behind DQ or be absent
+    return all(weight_dequantize(name, graph) is not None or _is(graph.producer(name), DEQUANTIZE)
+               for name in weights)
+
+
 def weight_dequantize(name: str, graph) -> Optional[onnx.NodeProto]:
     """The DequantizeLinear a constant input is read through, directly or
     via constant data movement; None if there is none."""

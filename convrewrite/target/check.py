@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 
 import onnx
 
+from ..core import qdq
 from ..core.graph import GraphView
 from .facts import facts_from_attributes, is_constant, node_facts
 from .profile import Profile
@@ -95,6 +96,29 @@ def check_model(model: onnx.ModelProto, profile: Profile) -> list[Violation]:
     found = graph_input_violations(graph, profile)
     for node in graph.graph.node:
         found += check_node(node, graph, profile)
+    if profile.int8_only:
+        found += float_compute_violations(graph)
+    return found
+
+
+COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "ConvInteger", "MatMulInteger")
+
+
+def float_compute_violations(graph: GraphView) -> list[Violation]:
+    """On an int8-only target, the computing nodes of a quantized (QDQ) model
+    that compute in float: not read through DequantizeLinear and written
+    through QuantizeLinear, so no converter or fusion makes them int8.  A
+    model without any QuantizeLinear is float throughout and is quantized by
+    the converter (onnx2tf -oiqt, a vendor tool): nothing is reported then."""
+    if not any(n.op_type == "QuantizeLinear" for n in graph.graph.node):
+        return []
+    found = []
+    for node in graph.graph.node:
+        if node.op_type in COMPUTE_OPS and node.domain in ("", "ai.onnx") and not qdq.in_group(node, graph):
+            label = graph.label(node)
+            found.append(Violation(label, node.op_type, "int8_only",
+                                   f"{node.op_type} '{label}': computes in float in a quantized model; the target "
+                                   "computes int8 only (it would run on the host CPU)"))
     return found
 
 

@@ -88,6 +88,7 @@ class Profile:
     references: tuple = ()
     max_rank: Optional[int] = None
     batch_must_be_one: bool = False
+    int8_only: bool = False        # computes int8 only: float compute left in a quantized model does not fit
     unlisted_operators: str = "allowed"
     operators: Mapping[str, tuple] = field(default_factory=lambda: MappingProxyType({}))
     origin: str = ""  # "built-in" or the file it was read from
@@ -118,7 +119,7 @@ class Profile:
         ops = {op: (rules[0].to_dict() if len(rules) == 1 else [r.to_dict() for r in rules])
                for op, rules in self.operators.items()}
         return {"name": self.name, "description": self.description, "references": list(self.references),
-                "max_rank": self.max_rank, "batch_must_be_one": self.batch_must_be_one,
+                "max_rank": self.max_rank, "batch_must_be_one": self.batch_must_be_one, "int8_only": self.int8_only,
                 "unlisted_operators": self.unlisted_operators, "operators": ops}
 
 
@@ -232,6 +233,6 @@ def _build(spec: dict, origin: str) -> Profile:
             ops[op] = tuple(OpRule(where=f"operators.{op}[{k}]", **e) for k, e in enumerate(entry))
     return Profile(name=spec["name"], description=spec.get("description", ""),
                    references=tuple(spec.get("references", ())), max_rank=spec.get("max_rank"),
-                   batch_must_be_one=spec.get("batch_must_be_one", False),
+                   batch_must_be_one=spec.get("batch_must_be_one", False), int8_only=spec.get("int8_only", False),
                    unlisted_operators=spec.get("unlisted_operators", "allowed"),
                    operators=MappingProxyType(ops), origin=origin)

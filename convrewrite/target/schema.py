@@ -46,7 +46,7 @@ OP_KEYS = {
     "Slice": ("steps",),
     "Transpose": ("batch_axis_fixed",),
 }
-GLOBAL_KEYS = ("name", "description", "references", "extends", "max_rank", "batch_must_be_one",
+GLOBAL_KEYS = ("name", "description", "references", "extends", "max_rank", "batch_must_be_one", "int8_only",
                "unlisted_operators", "unsupported_operators", "operators")
 
 
@@ -76,8 +76,9 @@ def _validate_top(raw: dict) -> dict:
         out["references"] = [_string(v, f"references[{k}]") for k, v in enumerate(_list(raw["references"], "references"))]
     if "max_rank" in raw:  # null: no limit (overrides the limit of an extended profile)
         out["max_rank"] = None if raw["max_rank"] is None else _positive_int(raw["max_rank"], "max_rank")
-    if "batch_must_be_one" in raw:
-        out["batch_must_be_one"] = _bool(raw["batch_must_be_one"], "batch_must_be_one")
+    for key in ("batch_must_be_one", "int8_only"):
+        if key in raw:
+            out[key] = _bool(raw[key], key)
     if "unlisted_operators" in raw:
         out["unlisted_operators"] = _choice(raw["unlisted_operators"], ("allowed", "unsupported"),
                                             "unlisted_operators")
