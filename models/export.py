@@ -18,6 +18,8 @@ in onnxruntime; its outputs are compared with torch's on the export inputs
 counts of every sample (`op_counts`) are written as the table in
 models/README.md, so its numbers are generated, never typed.
 
+Then models/quantize.py writes the QDQ (int8) versions of three samples.
+
 Same torch/onnxscript versions (requirements-dev.txt) -> byte-identical files.
 """
 from __future__ import annotations
@@ -625,6 +627,9 @@ def main(argv=None) -> int:
     update_readme(table)
     total = sum(os.path.getsize(s.path) for s in present)
     print(f"{len(present)} models, {total / 1024:.0f} KiB in total")
+    import quantize   # the QDQ versions of three samples (models/quantize.py; no torch needed there)
+
+    quantize.main()
     return 0
 
 

@@ -57,3 +57,30 @@ def test_sample_model_end_to_end(path):
     assert len(report.left_alone) == expected_resize, [r.reason for r in report.left_alone]
     for r in report.records(REWRITTEN):
         assert r.max_abs_error is not None and r.new_nodes, r
+
+
+QDQ_SAMPLES = [p for p in SAMPLES if "_qdq_" in os.path.basename(p)]
+
+
+def test_there_are_quantized_samples():
+    assert len(QDQ_SAMPLES) >= 3 and {"uint8", "int8"} <= {p.rsplit("_", 1)[1][:-5] for p in QDQ_SAMPLES}
+
+
+@pytest.mark.parametrize("path", QDQ_SAMPLES, ids=os.path.basename)
+def test_quantized_samples_stay_quantized(path):
+    """After onnxruntime's QDQ fusion (what a deployment runs) the rewritten
+    model computes no more in float than the original and keeps every int8
+    convolution; the int8 results are the original's up to rounding ties
+    (mean difference <= 0.05 step, 99th percentile <= 1 step)."""
+    from qdq_models import float_compute, fused_counts
+
+    model = onnx.load(path)
+    new, report = optimize(model)
+    assert report.records(REWRITTEN) and report.verification.equivalent is True
+    before, after = fused_counts(model), fused_counts(new)
+    assert float_compute(after) <= float_compute(before), (before, after)
+    assert after["QLinearConv"] >= before["QLinearConv"], (before, after)
+    for record in report.records(REWRITTEN):
+        steps = record.quantized_steps
+        for run in () if steps is None else ("spec", "fused"):
+            assert steps[run]["mean"] <= 0.05 and steps[run]["p99"] <= 1, (record.node, steps)
