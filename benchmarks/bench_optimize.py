@@ -5,9 +5,12 @@ scaling with the number of rewritable nodes, and the quality of the output
 
     python benchmarks/bench_optimize.py [--models models/*.onnx] [--scale 10,100,1000,5000]
                                         [--repeats 5] [--skip-models] [--skip-scale] [--skip-memory]
+                                        [--memory-channels 600] [--memory-baseline CHECKOUT]
+                                        [--memory-external-gb 2.5]
 
 Every time is a median over interleaved repeated runs.  Peak memory is the
-child process's peak RSS, VmHWM (each optimize runs in a fresh subprocess).
+child process's peak RSS, VmHWM (each optimize runs in a fresh subprocess);
+the memory table runs `cli.py optimize` as a user does (load and save included).
 """
 from __future__ import annotations
 
@@ -159,24 +162,6 @@ def bench_scale(sizes, repeats):
         print(f"\nlog-log slope of time vs candidates (above the smallest size): {slope:.2f} (1.0 = linear)")
 
 
-SESSION_CHILD = r"""
-import sys
-sys.path.insert(0, sys.argv[1])
-import onnx
-from convrewrite.core.equivalence import random_feeds, run_onnxruntime, runtime_inputs
-def status(key):
-    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key)) / 1024
-baseline = status("VmHWM")
-if len(sys.argv) > 2:
-    m = onnx.load(sys.argv[2])
-    held = status("VmRSS")
-    run_onnxruntime(m, random_feeds(runtime_inputs(m), 0))
-    print(baseline, status("VmHWM") - held)
-else:
-    print(baseline, 0)
-"""
-
-
 def large_weights(channels: int = 512, blocks: int = 6) -> onnx.ModelProto:
     """A decoder of large weights on a small map: per block a ConvTranspose
     4x4/s2/p1 and a dilated 3x3 Conv at stride 2 (channels 512: 157 MB)."""
@@ -196,26 +181,81 @@ def large_weights(channels: int = 512, blocks: int = 6) -> onnx.ModelProto:
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def bench_memory(repeats):
-    """Peak memory against the targets: without verification under 3x the
-    model's size above the interpreter's baseline; with it, under 3x plus
-    what one onnxruntime session of the model needs."""
-    print("\n## Memory: a model of large weights")
-    print("| model MB | baseline MB | onnxruntime session MB | peak MB (no verify) | peak MB (verify) "
-          "| no verify: (peak - baseline) / size | verify: (peak - baseline - session) / size |")
-    print("|---|---|---|---|---|---|---|")
+CLI_CHILD = r"""
+import json, runpy, sys, time
+root, out = sys.argv[1], sys.argv[2]
+sys.path.insert(0, root)
+sys.argv = [root + "/cli.py", "optimize"] + sys.argv[3:]
+t = time.perf_counter()
+try:
+    runpy.run_path(root + "/cli.py", run_name="__main__")
+    code = 0
+except SystemExit as e:
+    code = e.code
+seconds = time.perf_counter() - t
+peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
+open(out, "w").write(json.dumps({"seconds": seconds, "peak_mb": peak, "exit": code}))
+"""
+
+
+def child_cli(root: str, model: str, verify: bool, tmp: str) -> dict:
+    """`cli.py optimize MODEL -o OUT` of the checkout `root` in a fresh
+    process, as a user runs it (load, optimize, save): its peak RSS (VmHWM)."""
+    out, result = os.path.join(tmp, "out.onnx"), os.path.join(tmp, "result.json")
+    args = [model, "-o", out, "--quiet"] + ([] if verify else ["--no-verify"])
+    subprocess.run([sys.executable, "-c", CLI_CHILD, root, result] + args, check=True)
+    with open(result) as f:
+        return json.load(f)
+
+
+def bench_memory(repeats, channels=600, blocks=6, baseline=None, external_gb=None):
+    """Peak RSS of the whole process (`cli.py optimize`, load and save
+    included) against the file size, with and without verification; with
+    `baseline` (another checkout) the same commands there, interleaved.
+    `external_gb`: also a model of that many GB with external data (written
+    to a temporary folder, one run each way)."""
+    print(f"\n## Memory: a model of large weights (large_weights(channels={channels}, blocks={blocks}))")
+    cols = ["verify", "no verify"]
+    head = [f"peak MB ({c})" for c in cols] + [f"peak / size ({c})" for c in cols] + [f"s ({c})" for c in cols]
+    print("| checkout | model MB | " + " | ".join(head) + " |")
+    print("|---" * (2 + len(head)) + "|")
+    checkouts = [("this", ROOT)] + ([("baseline", baseline)] if baseline else [])
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "large.onnx")
-        onnx.save(large_weights(), path)
+        onnx.save(large_weights(channels, blocks), path)
         size = os.path.getsize(path) / 2**20
-        baseline = float(subprocess.run([sys.executable, "-c", SESSION_CHILD, ROOT], capture_output=True,
-                                        text=True, check=True).stdout.split()[0])
-        session = float(subprocess.run([sys.executable, "-c", SESSION_CHILD, ROOT, path], capture_output=True,
-                                       text=True, check=True).stdout.split()[1])
-        peak_n = max(child_optimize(path, False)["peak_mb"] for _ in range(repeats))
-        peak_v = max(child_optimize(path, True)["peak_mb"] for _ in range(repeats))
-        print(f"| {size:.0f} | {baseline:.0f} | {session:.0f} | {peak_n:.0f} | {peak_v:.0f} "
-              f"| {(peak_n - baseline) / size:.2f} | {(peak_v - baseline - session) / size:.2f} |")
+        runs = {(name, v): [] for name, _ in checkouts for v in (True, False)}
+        for _ in range(repeats):  # interleaved
+            for name, root in checkouts:
+                for v in (True, False):
+                    runs[name, v].append(child_cli(root, path, v, tmp))
+        for name, _ in checkouts:
+            peaks = [max(r["peak_mb"] for r in runs[name, v]) for v in (True, False)]
+            secs = [statistics.median(r["seconds"] for r in runs[name, v]) for v in (True, False)]
+            print(f"| {name} | {size:.0f} | " + " | ".join(f"{p:.0f}" for p in peaks) + " | "
+                  + " | ".join(f"{p / size:.2f}" for p in peaks) + " | " + " | ".join(f"{t:.1f}" for t in secs) + " |")
+    if external_gb:
+        bench_external(external_gb)
+
+
+def bench_external(gb: float):
+    """A model of `gb` GB of weights saved with external data, optimized
+    verified and unverified (one run each): peak RSS and time."""
+    blocks = 12
+    channels = int((gb * 1e9 / (blocks * 25 * 4)) ** 0.5)
+    print(f"\n## Memory: {gb} GB with external data (large_weights(channels={channels}, blocks={blocks}))")
+    print("| model GB | run | peak GB | peak / size | s | exit |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+        path = os.path.join(tmp, "huge.onnx")
+        m = large_weights(channels, blocks)
+        onnx.save_model(m, path, save_as_external_data=True, location="huge.data")
+        del m
+        size = (os.path.getsize(path) + os.path.getsize(os.path.join(tmp, "huge.data"))) / 1e9
+        for v in (True, False):
+            r = child_cli(ROOT, path, v, tmp)
+            print(f"| {size:.2f} | {'verify' if v else 'no verify'} | {r['peak_mb'] * 2**20 / 1e9:.2f} "
+                  f"| {r['peak_mb'] * 2**20 / 1e9 / size:.2f} | {r['seconds']:.0f} | {r['exit']} |", flush=True)
 
 
 def main():
@@ -226,6 +266,9 @@ def main():
     ap.add_argument("--skip-models", action="store_true")
     ap.add_argument("--skip-scale", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--memory-channels", type=int, default=600, help="large_weights channels (600: 216 MB)")
+    ap.add_argument("--memory-baseline", help="another convrewrite checkout measured alongside (before/after)")
+    ap.add_argument("--memory-external-gb", type=float, help="also a model of this many GB with external data")
     a = ap.parse_args()
     models = [m for m in a.models if not m.endswith(".opt.onnx")]
     if not a.skip_models:
@@ -233,7 +276,7 @@ def main():
     if not a.skip_scale:
         bench_scale([int(s) for s in a.scale.split(",")], a.repeats)
     if not a.skip_memory:
-        bench_memory(a.repeats)
+        bench_memory(a.repeats, a.memory_channels, baseline=a.memory_baseline, external_gb=a.memory_external_gb)
 
 
 if __name__ == "__main__":

@@ -43,8 +43,8 @@ from .report import PLANNED, REWRITTEN, ROLLED_BACK, SKIPPED, Report, RewriteRec
 from .preconditions import oversized_tensor
 from .rewrite import Code, Match, Skip
 from .sketch import neighbours_of, sketch
-from .splice import apply_rewrites, renamed_nodes
-from .weights import data_bytes
+from .splice import Undo, apply_rewrites, renamed_nodes, splice_in_place
+from .weights import data_bytes, release_memory, weight_bytes
 
 MAX_ROUNDS = 4  # worklist rounds over the passes; each round only sees nodes the last one created
 # The weights one rewrite may create: 4x the model's own, at least 64 MiB, at most 1 GiB.
@@ -92,22 +92,28 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     progress = progress or _no_progress
     t0 = time.perf_counter()
     progress("load", 0, 1)
-    if isinstance(model, (str, Path)):
+    owned = isinstance(model, (str, Path))
+    if owned:
         report.input = str(model)
         model = load_model(model)
     else:
         check_model(model)
+    release_memory(weight_bytes(model))  # what parsing and the checker's copies left on the heap
     report.timings["load_and_check"] = time.perf_counter() - t0
     profile = load_profile(target) if target is not None and not hasattr(target, "rules") else target
     progress("load", 1, 1)
-    run = _Run(tuple(passes), profile, settings, report, _weight_budget(model), progress)
+    run = _Run(tuple(passes), profile, settings, report, _weight_budget(model), progress, owned)
+    run.model_bytes = weight_bytes(model)
     report.passes = [p.name for p in run.passes]
     report.op_counts_before = op_counts(model)
     oracle = None
     if verify and not dry_run:
         progress("whole-model check", 0, 0)
-        oracle = Oracle(model, settings)
-    current = run.all_passes(model, oracle)
+        # a model loaded here is edited in place: the noise probes load it again
+        oracle = Oracle(model, settings, reload=(lambda: load_model(report.input)) if owned else None)
+        release_memory(run.model_bytes)  # the session's
+    model = [model]  # handed over: all_passes holds the only reference
+    current = run.all_passes(model.pop(), oracle)
     if oracle is not None:
         if current is not oracle.last_model and report.records(REWRITTEN):
             progress("whole-model check", 0, 0)
@@ -125,7 +131,7 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
 
 
 def _weight_budget(model: onnx.ModelProto) -> int:
-    own = sum(data_bytes(t) for t in model.graph.initializer)
+    own = weight_bytes(model)
     return min(max(NEW_WEIGHTS_FACTOR * own, NEW_WEIGHTS_FLOOR), NEW_WEIGHTS_CAP)
 
 
@@ -160,8 +166,12 @@ class _Run:
     """One optimize run: the passes, the target, the settings, the report."""
 
     def __init__(self, passes: tuple, profile, settings: Settings, report: Report, weight_budget: int,
-                 progress: Progress = _no_progress):
+                 progress: Progress = _no_progress, owned: bool = False):
         self.passes, self.profile, self.settings, self.report = passes, profile, settings, report
+        # Whether the model is the driver's own (loaded from a path, or a
+        # copy it made), to be edited in place; a caller's model never is.
+        self.owned = owned
+        self.model_bytes = 0  # the input's weights (whether releasing memory is worth it)
         self.weight_budget = weight_budget
         self.progress = progress
 
@@ -169,6 +179,7 @@ class _Run:
         """Every pass in order; then the worklist: each pass again, over only
         the nodes the other passes created since it last ran, until none did."""
         current, since = model, {p.name: None for p in self.passes}   # None: every node
+        del model  # a pass's input is freed once the next pass no longer needs it
         for _ in range(MAX_ROUNDS):
             for p in self.passes:
                 fresh = since[p.name]
@@ -206,13 +217,25 @@ class _Run:
         if not todo:
             return model
         self.progress(f"{p.name}: splice", 0, 0)
-        result = apply_rewrites(model, [(c.match, c.lowered.replacement) for c in todo])
+        pairs = [(c.match, c.lowered.replacement) for c in todo]
         rebuild = {id(c): c.lowered.option for c in todo}
-        for c in todo:  # their weights are in `result` now; bisection rebuilds what it needs
+        for c in todo:  # their weights go into the model now; bisection rebuilds what it needs
             c.lowered = c.check = None
+        if self.owned:  # edited in place: the weights that stay are not copied
+            graph.freeze()  # bisection's rebuilds see the model as it was
+            undo = Undo(model) if oracle is not None else None
+            removed = splice_in_place(model, pairs)
+            result = model
+            before = (lambda: undo.before(result, removed)) if undo is not None else None
+        else:  # the caller's model: never modified; the result is the driver's own
+            result, before = apply_rewrites(model, pairs), model
+            self.owned = True
+        del pairs
+        release_memory(self.model_bytes)
         if oracle is not None:
             self.progress(f"{p.name}: whole-model check", 0, 0)
-            result = oracle.bisect(model, result, todo, lambda c: build(p, c.match, rebuild[id(c)], graph))
+            result = oracle.bisect(before, result, todo, lambda c: build(p, c.match, rebuild[id(c)], graph),
+                                   None if before is model else undo.index)
         return result
 
     def _plan_all(self, graph: GraphView, p, only: Optional[set]) -> list[_Candidate]:
@@ -327,6 +350,7 @@ class _Run:
             key = f"verify_local:{p.name}"
             self.report.timings[key] = self.report.timings.get(key, 0.0) + time.perf_counter() - t
             todo = [c for c in todo if c.record.status == REWRITTEN]
+            release_memory(self.model_bytes)  # the check sessions'
         return todo
 
     def _prepare_check(self, graph, p, c: _Candidate) -> None:

@@ -26,6 +26,7 @@ from onnx import helper
 
 from . import model_io
 from .model_io import save_external
+from .weights import data_bytes
 
 # (rtol, atol) per reference dtype.  float16 keeps about 3 decimal digits:
 # a few units in the last place at the output's magnitude.
@@ -186,14 +187,39 @@ def run_onnxruntime(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], opt
     opts.log_severity_level = 4  # fatal only: a refusal is reported as a RunError, not as stderr noise
     opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimized
                                      else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    if model.ByteSize() < model_io.TWO_GB:
+    if not _through_a_file(model):
         sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         return sess.run(None, dict(feeds))
-    with tempfile.TemporaryDirectory() as tmp:  # protobuf cannot serialise > 2 GB
+    with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.onnx")
         save_external(model, path, "model.data")
         sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-        return sess.run(None, dict(feeds))
+        out = sess.run(None, dict(feeds))
+        del sess  # before its files go
+        return out
+
+
+# Models with at least this many bytes of weights go to onnxruntime as a file
+# with external data rather than as serialised bytes (see _through_a_file).
+RUN_FROM_FILE_BYTES = 32 << 20
+
+
+def _through_a_file(model: onnx.ModelProto) -> bool:
+    """Whether onnxruntime gets `model` as a file with its weights external.
+
+    Given bytes, onnxruntime parses its own copy of the model and copies
+    every weight again into its tensors: with the bytes themselves (whose
+    serialisation needs a growing buffer of its own) that is about 2.5x the
+    model's weights beside the model in memory.  From a file with external
+    data (written one weight at a time) it maps the weights: about 1x.
+    Models above 2 GB, which protobuf cannot serialise, go this way too;
+    weights already external (not loaded, resolved from the working folder)
+    keep the bytes path below 2 GB."""
+    inits = model.graph.initializer
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in inits):
+        return model.ByteSize() >= model_io.TWO_GB
+    weights = sum(data_bytes(t) for t in inits)
+    return weights >= RUN_FROM_FILE_BYTES or model.ByteSize() >= model_io.TWO_GB  # the latter: small weights
 
 
 def run_reference(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list:

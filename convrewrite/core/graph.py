@@ -93,6 +93,13 @@ class GraphView(ConstantFolding):
     def _positions(self) -> dict:
         return {id(n): k for k, n in enumerate(self.graph.node)}
 
+    def freeze(self) -> None:
+        """Work out now what the view reads from the model lazily, so that
+        it stays the view of the model as it is, should the driver then edit
+        the model in place (bisection rebuilds replacements from it)."""
+        self._positions
+        self.names_in_use
+
     def label(self, node: onnx.NodeProto) -> str:
         """A unique, readable name: the node's own name, or Op_index."""
         return self.labels[id(node)]

@@ -34,7 +34,7 @@ def load_model(path: "str | os.PathLike") -> onnx.ModelProto:
     if p.stat().st_size == 0:
         raise InputError(f"{p}: file is empty")
     try:
-        model = onnx.load_model(str(p), load_external_data=False)
+        model = _read_model(p)
     except (DecodeError, RuntimeError, ValueError, TypeError) as e:
         raise InputError(f"{p}: not a readable ONNX protobuf ({_short(e)})") from None
     except OSError as e:
@@ -42,6 +42,97 @@ def load_model(path: "str | os.PathLike") -> onnx.ModelProto:
     _load_external_data(model, p)
     check_model(model, str(p))
     return model
+
+
+# Files at least this large are parsed one weight at a time (_read_weights_apart).
+STREAM_LOAD_BYTES = 64 << 20
+_GRAPH, _INITIALIZER = 7, 5  # field numbers: ModelProto.graph, GraphProto.initializer
+
+
+def _read_model(path: Path) -> onnx.ModelProto:
+    """onnx.load_model (external data not loaded), a large file parsed one
+    weight at a time: protobuf parses a message from bytes it is given whole,
+    so onnx.load_model holds the file's bytes and the parsed model at once
+    (2x the file).  Here each initializer of the top-level graph is read and
+    parsed on its own, everything else in one piece: 1x the file and its
+    largest weight.  Anything the reader does not expect (a group, a
+    truncated field) gets onnx.load_model, and its error."""
+    if path.stat().st_size >= STREAM_LOAD_BYTES:
+        try:
+            with open(path, "rb") as f:
+                return _read_weights_apart(f, path.stat().st_size)
+        except (_WireError, DecodeError, RuntimeError, ValueError, TypeError):
+            pass
+    return onnx.load_model(str(path), load_external_data=False)
+
+
+class _WireError(Exception):
+    """Not the protobuf wire format this reader expects."""
+
+
+def _read_weights_apart(f, size: int) -> onnx.ModelProto:
+    model, rest, graph_rest, graphs = onnx.ModelProto(), [], [], 0
+    for number, kind, start, end in _fields(f, 0, size):
+        if number != _GRAPH or kind != 2:
+            f.seek(start)
+            rest.append(f.read(end - start))
+            continue
+        graphs += 1
+        for n, k, s, e in _fields(f, _value_start(f, start), end):
+            if n == _INITIALIZER and k == 2:
+                f.seek(_value_start(f, s))
+                model.graph.initializer.add().ParseFromString(f.read(e - f.tell()))
+            else:
+                f.seek(s)
+                graph_rest.append(f.read(e - s))
+    if graphs:
+        model.graph.MergeFromString(b"".join(graph_rest))
+    model.MergeFromString(b"".join(rest))
+    return model
+
+
+def _fields(f, start: int, end: int):
+    """(field number, wire type, start, end) of each field in f[start:end],
+    `start` at its tag and `end` past its value."""
+    pos = f.seek(start)
+    while pos < end:
+        tag = _varint(f)
+        number, kind = tag >> 3, tag & 7
+        if kind == 0:
+            _varint(f)
+        elif kind == 1:
+            f.seek(8, os.SEEK_CUR)
+        elif kind == 2:
+            f.seek(_varint(f), os.SEEK_CUR)
+        elif kind == 5:
+            f.seek(4, os.SEEK_CUR)
+        else:  # groups (deprecated) and invalid wire types
+            raise _WireError(f"wire type {kind}")
+        after = f.tell()
+        if number == 0 or after > end:
+            raise _WireError("truncated")
+        yield number, kind, pos, after
+        pos = f.seek(after)
+
+
+def _value_start(f, start: int) -> int:
+    """Where the value of the length-delimited field at `start` begins."""
+    f.seek(start)
+    _varint(f)
+    _varint(f)
+    return f.tell()
+
+
+def _varint(f) -> int:
+    value, shift = 0, 0
+    while True:
+        b = f.read(1)
+        if not b or shift > 63:
+            raise _WireError("bad varint")
+        value |= (b[0] & 0x7F) << shift
+        if b[0] < 0x80:
+            return value
+        shift += 7
 
 
 def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
@@ -240,9 +331,11 @@ def save_model(model: onnx.ModelProto, path: "str | os.PathLike") -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent or ".")
     os.close(fd)
     try:
-        if model.ByteSize() < TWO_GB:
+        head = copy_without_initializers(model).SerializeToString()
+        sizes = [t.ByteSize() for t in model.graph.initializer]
+        if len(head) + sum(sizes) + 16 * len(sizes) < TWO_GB:
             with open(tmp, "wb") as f:
-                f.write(model.SerializeToString())
+                _write_weights_apart(f, head, model.graph.initializer, sizes)
         else:
             save_external(model, tmp, p.name + ".data")
         os.replace(tmp, p)
@@ -250,6 +343,49 @@ def save_model(model: onnx.ModelProto, path: "str | os.PathLike") -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _write_weights_apart(f, head: bytes, initializers, sizes: list) -> None:
+    """The bytes model.SerializeToString() would give, written without them:
+    `head` is the model serialised without its initializers, which go in one
+    at a time where protobuf puts them (in field order: after the graph's
+    nodes and name, before its doc string, inputs and outputs).  Protobuf
+    serialises a message whole, into a buffer it grows as it goes, then
+    copies it into the bytes returned: up to 2x the model at once."""
+    from io import BytesIO
+
+    fields = BytesIO(head)
+    graph_seen = False
+    for number, kind, start, end in list(_fields(fields, 0, len(head))):
+        if number != _GRAPH or kind != 2 or graph_seen:
+            f.write(head[start:end])
+            continue
+        graph_seen = True
+        value = _value_start(fields, start)
+        graph = head[value:end]
+        parts = [(n, s, e) for n, _, s, e in _fields(BytesIO(graph), 0, len(graph))]
+        cut = next((s for n, s, _ in parts if n > _INITIALIZER), len(graph))
+        tag = _varint_bytes(_INITIALIZER << 3 | 2)
+        length = len(graph) + sum(len(tag) + len(_varint_bytes(n)) + n for n in sizes)
+        f.write(head[start:value - len(_varint_bytes(len(graph)))] + _varint_bytes(length) + graph[:cut])
+        for t, n in zip(initializers, sizes):
+            f.write(tag + _varint_bytes(n))
+            f.write(t.SerializeToString())
+        f.write(graph[cut:])
+    if not graph_seen and len(sizes):
+        raise ValueError("initializers without a graph")
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
 
 
 def _little_endian_bytes(a) -> bytes:

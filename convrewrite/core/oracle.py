@@ -33,6 +33,7 @@ from .errors import InputError
 from .report import REWRITTEN, Report
 from .rewrite import Code
 from .splice import apply_rewrites
+from .weights import release_memory, weight_bytes
 
 # A result is accepted when it is within this factor of the original's own
 # noise (see compare_within_noise).  A correct rewrite perturbs the model the
@@ -86,10 +87,14 @@ class Oracle:
     """The original model's outputs on fixed inputs, computed once, and the
     comparison of every intermediate result against them."""
 
-    def __init__(self, model: onnx.ModelProto, settings):
+    def __init__(self, model: onnx.ModelProto, settings, reload=None):
+        """`reload()` gives the original again where the driver edits `model`
+        in place (it loaded it): the noise probes, which run it, are rare."""
         self.settings = settings
         self.seconds = 0.0
-        self.model = model
+        self._model = model if reload is None else None
+        self._reload = reload
+        self.model_bytes = weight_bytes(model)
         self.names = [o.name for o in model.graph.output]
         self.feeds = _whole_model_feeds(model, settings)
         self.kind = "given" if settings.inputs is not None else "random"
@@ -142,6 +147,7 @@ class Oracle:
         self.last_seconds = time.perf_counter() - t - (self.noise_seconds - noise_seconds)  # without the noise
         self.seconds += time.perf_counter() - t
         self.last, self.last_model = result, model
+        release_memory(self.model_bytes)  # the session's
         return result
 
     def _fused(self, model: onnx.ModelProto) -> Comparison:
@@ -165,6 +171,11 @@ class Oracle:
             out.append(o)
         return Comparison(out)
 
+    @property
+    def model(self) -> onnx.ModelProto:
+        """The original model."""
+        return self._model if self._model is not None else self._reload()
+
     def measure_noise(self) -> Noise:
         """The original's own sensitivity (once): its outputs with the inputs
         moved by one ulp up and down, and with onnxruntime's graph
@@ -172,12 +183,12 @@ class Oracle:
         if self.noise is not None:
             return self.noise
         t = time.perf_counter()
-        probes = []
+        probes, original = [], self.model
         if any(np.asarray(v).dtype.kind == "f" and np.asarray(v).size for v in self.feeds.values()):
-            probes += [("inputs +1 ulp", lambda: run_model(self.model, nudged(self.feeds, np.inf), True)[0]),
-                       ("inputs -1 ulp", lambda: run_model(self.model, nudged(self.feeds, -np.inf), True)[0])]
+            probes += [("inputs +1 ulp", lambda: run_model(original, nudged(self.feeds, np.inf), True)[0]),
+                       ("inputs -1 ulp", lambda: run_model(original, nudged(self.feeds, -np.inf), True)[0])]
         if self.engine == "onnxruntime":
-            probes.append(("onnxruntime graph optimizations", lambda: run_onnxruntime(self.model, self.feeds, True)))
+            probes.append(("onnxruntime graph optimizations", lambda: run_onnxruntime(original, self.feeds, True)))
         noise = Noise(spreads=[np.zeros(np.shape(w)) for w in self.want])
         for name, run in probes:
             try:
@@ -201,14 +212,19 @@ class Oracle:
 
     # --- bisection ----------------------------------------------------------------
 
-    def bisect(self, before: onnx.ModelProto, after: onnx.ModelProto, todo: list, rebuild) -> onnx.ModelProto:
+    def bisect(self, before, after: onnx.ModelProto, todo: list, rebuild, index=None) -> onnx.ModelProto:
         """`after` if it matches the original; else roll back the responsible
         rewrites (found by halving) and return what is left.  The splice
         dropped the replacements to save memory; a failure rebuilds them
         with `rebuild(candidate)`.  Within the run's bounds only: at one, the
-        largest set of rewrites seen to pass is kept, the rest rolled back."""
+        largest set of rewrites seen to pass is kept, the rest rolled back.
+        `before` is the pass's input, or where the splice edited it in place
+        a function that gives it back (called only on a failure) and `index`
+        the matched nodes' positions in it (see apply_rewrites)."""
         if self.want is None or self.compare(after):
             return after
+        if callable(before):  # the pass's input, given back only now
+            before = before()
         t0 = time.perf_counter()
         if self.bisect_budget is None:
             self.bisect_budget = max(BISECT_SECONDS, BISECT_COMPARISONS * self.last_seconds)
@@ -223,6 +239,8 @@ class Oracle:
 
         def pairs(group):
             return [(c.match, built[id(c)]) for c in group]
+
+        self._index = index
 
         kept = [c for c in todo if id(c) in built]
         self._best = []
@@ -249,7 +267,7 @@ class Oracle:
                 if id(c) not in ids:
                     c.roll_back(f"bisection stopped ({stop}) before this rewrite was cleared; rolled back "
                                 "although its local check passed", Code.MODEL_CHECK_FAILED)
-            return apply_rewrites(before, pairs(passed)) if passed else before
+            return apply_rewrites(before, pairs(passed), self._index) if passed else before
         finally:
             self.bisect_seconds += time.perf_counter() - t0
 
@@ -257,7 +275,7 @@ class Oracle:
         """`before` with `group`'s rewrites, if it passes (None if not)."""
         if time.perf_counter() > self._deadline:
             raise _BoundReached(f"its time bound of {self.bisect_budget:.0f} s was reached")
-        candidate = apply_rewrites(before, pairs(group))
+        candidate = apply_rewrites(before, pairs(group), self._index)
         if not self.compare(candidate):
             return None
         if len(group) > len(self._best):

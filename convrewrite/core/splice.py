@@ -7,7 +7,7 @@ value_info of surviving values, opsets, metadata.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from typing import Optional, Sequence
 
 import onnx
 from onnx import helper
@@ -42,15 +42,57 @@ def renamed_nodes(replacement: Replacement) -> list[onnx.NodeProto]:
     return nodes
 
 
-def apply_rewrites(model: onnx.ModelProto, rewrites: Sequence[tuple[Match, Replacement]]) -> onnx.ModelProto:
-    """A new model with each match's nodes replaced; `model` is not modified."""
-    index = node_indices(model)
+def apply_rewrites(model: onnx.ModelProto, rewrites: Sequence[tuple[Match, Replacement]],
+                   index: Optional[dict] = None) -> onnx.ModelProto:
+    """A new model with each match's nodes replaced; `model` is not modified.
+    `index` maps id(node) of the matched nodes to their positions where they
+    are not `model`'s own objects (a model given back by Undo)."""
+    out = copy_without_initializers(model)
+    dead, added = _splice_nodes(model, out, rewrites, index)
+    # Initializers are copied last and only when alive: the weights of the
+    # replaced nodes are never copied at all.
+    out.graph.initializer.extend(t for t in model.graph.initializer if t.name not in dead)
+    out.graph.initializer.extend(t for t in added if t.name not in dead)
+    toposort(out.graph)
+    return out
+
+
+def splice_in_place(model: onnx.ModelProto, rewrites: list) -> list[onnx.TensorProto]:
+    """apply_rewrites on `model` itself, for a model the driver owns: the
+    initializers that stay are not copied, the dead ones are taken out and
+    the new ones appended (each copied in: protobuf owns what a message
+    holds).  `rewrites` is emptied as it goes, so that each replacement's
+    weights can be freed once they are in the model.  Returns the
+    initializers taken out; with an Undo taken before, they give the model
+    as it was."""
+    dead = _splice_nodes(model, model, rewrites)[0]  # the new weights are not held here
+    g = model.graph
+    removed = []
+    for k in reversed(range(len(g.initializer))):   # by index: the survivors stay where they are
+        if g.initializer[k].name in dead:
+            removed.append(g.initializer[k])
+            del g.initializer[k]
+    removed.reverse()
+    for k in range(len(rewrites)):
+        for t in rewrites[k][1].initializers:
+            if t.name not in dead:
+                g.initializer.append(t)
+        rewrites[k] = None
+    del rewrites[:]
+    toposort(g)
+    return removed
+
+
+def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites, index=None) -> tuple[set, list]:
+    """Put the replacements' nodes into `out` (a copy of `model` without
+    initializers, or `model` itself) and remove the dead code; the names of
+    the initializers (the model's and the new ones) that died, and the new ones."""
+    index = node_indices(model) if index is None else index
     start, removed = {}, set()
     for match, replacement in rewrites:
         positions = [index[id(n)] for n in match.nodes]
         removed.update(positions)
         start[min(positions)] = replacement
-    out = copy_without_initializers(model)
     g = out.graph
     new_nodes, dead_inputs = [], set()
     for k, node in enumerate(g.node):
@@ -67,12 +109,27 @@ def apply_rewrites(model: onnx.ModelProto, rewrites: Sequence[tuple[Match, Repla
         g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in added)
     names = {t.name for t in model.graph.initializer} | {t.name for t in added}
     dead = remove_dead(g, dead_inputs, names, listed_initializers_are_constant=out.ir_version < 4)
-    # Initializers are copied last and only when alive: the weights of the
-    # replaced nodes are never copied at all.
-    g.initializer.extend(t for t in model.graph.initializer if t.name not in dead)
-    g.initializer.extend(t for t in added if t.name not in dead)
-    toposort(g)
-    return out
+    return dead, added
+
+
+class Undo:
+    """What gives back a model as it was before splice_in_place edited it:
+    its skeleton (everything but the initializers: small) and the order of
+    its initializers, taken before the splice; the initializers themselves
+    are the survivors in the edited model and the ones the splice took out."""
+
+    def __init__(self, model: onnx.ModelProto):
+        self.skeleton = copy_without_initializers(model)
+        self.order = [t.name for t in model.graph.initializer]
+        self.index = node_indices(model)  # the matched nodes' positions, for apply_rewrites on the copy
+
+    def before(self, after: onnx.ModelProto, removed: list) -> onnx.ModelProto:
+        """A new model: the one spliced, as it was (`after` is not modified)."""
+        out = self.skeleton
+        have = {t.name: t for t in after.graph.initializer}
+        have.update((t.name, t) for t in removed)
+        out.graph.initializer.extend(have[n] for n in self.order)
+        return out
 
 
 def remove_dead(g: onnx.GraphProto, maybe_dead: set, initializers: set,

@@ -110,3 +110,44 @@ def data_bytes(t: onnx.TensorProto) -> int:
     if itemsize is None:
         return t.ByteSize()
     return prod(t.dims) * itemsize
+
+
+# Models with at least this many bytes of weights release memory at the
+# peaks of a run (release_memory); for smaller ones it is not worth the time.
+RELEASE_BYTES = 32 << 20
+
+
+def weight_bytes(model: onnx.ModelProto) -> int:
+    return sum(data_bytes(t) for t in model.graph.initializer)
+
+
+def release_memory(model_bytes: int = RELEASE_BYTES) -> None:
+    """Collect garbage and hand the freed heap back to the system, for a
+    model with `model_bytes` of weights (nothing below RELEASE_BYTES).
+
+    Below glibc's mmap threshold, which rises up to 32 MiB as large blocks
+    are freed, weights are allocated on the heap, and memory freed there is
+    kept by the process: a model's worth of it freed in one pass would add
+    to every later peak.  Only the garbage collection where there is no glibc."""
+    import gc
+
+    if model_bytes < RELEASE_BYTES:
+        return
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+_TRIM: list = []
+
+
+def _malloc_trim():
+    if not _TRIM:
+        try:
+            import ctypes
+
+            _TRIM.append(ctypes.CDLL("libc.so.6").malloc_trim)
+        except (OSError, AttributeError):
+            _TRIM.append(None)
+    return _TRIM[0]

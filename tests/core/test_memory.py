@@ -1,0 +1,152 @@
+"""Memory: a model the driver loaded itself is spliced in place (its
+surviving weights are never copied), a caller's model is never modified,
+bisection still finds the culprit in a model edited in place, and large
+files are read and written one weight at a time, byte for byte as onnx does."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from convrewrite import optimize
+from convrewrite.core import model_io
+from convrewrite.core.graph import GraphView
+from convrewrite.core.lowering import lower
+from convrewrite.core.report import REWRITTEN, ROLLED_BACK
+from convrewrite.core.splice import Undo, apply_rewrites, splice_in_place
+from toy_passes import AddToSub, MaxForm, ReluToMax
+
+
+def _two_adds(n=64):
+    """y = (x + w1) + w2 and z = x * keep: keep survives every rewrite."""
+    rng = np.random.default_rng(0)
+    w = {k: numpy_helper.from_array(rng.standard_normal((n, n)).astype(np.float32), k) for k in ("w1", "keep", "w2")}
+    nodes = [helper.make_node("Add", ["x", "w1"], ["a"], name="add1"),
+             helper.make_node("Add", ["a", "w2"], ["y"], name="add2"),
+             helper.make_node("Mul", ["x", "keep"], ["z"], name="mul")]
+    io_ = [helper.make_tensor_value_info(v, TensorProto.FLOAT, [n, n]) for v in ("x", "y", "z")]
+    return helper.make_model(helper.make_graph(nodes, "g", io_[:1], io_[1:], list(w.values())),
+                             opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _rewrites(model):
+    graph = GraphView(model)
+    p = AddToSub()
+    return graph, [(m, lower(p, m, graph).replacement)
+                   for m in (p.match(n, graph) for n in graph.graph.node if n.op_type == "Add")]
+
+
+def test_a_callers_model_is_never_modified_and_the_result_is_a_new_model():
+    model = _two_adds()
+    before = model.SerializeToString()
+    new, report = optimize(model, passes=[AddToSub()])
+    assert report.rewritten == 2 and report.verification.equivalent
+    assert model.SerializeToString() == before and new is not model
+    assert [t.name for t in new.graph.initializer] == ["keep", "add1/add-to-sub/neg_w", "add2/add-to-sub/neg_w"]
+
+
+def test_a_model_loaded_from_a_path_is_spliced_in_place(tmp_path, monkeypatch):
+    # The loaded model is the result: its surviving weight is the very same
+    # protobuf object, never copied; the replaced weights are gone.
+    import convrewrite.core.driver as driver
+
+    path = tmp_path / "m.onnx"
+    onnx.save(_two_adds(), path)
+    loaded = []
+
+    def load(p):
+        loaded.append(model_io.load_model(p))
+        loaded.append(loaded[0].graph.initializer[1])  # "keep"
+        return loaded[0]
+
+    monkeypatch.setattr(driver, "load_model", load)
+    new, report = optimize(str(path), passes=[AddToSub()])
+    assert report.rewritten == 2 and report.verification.equivalent
+    assert new is loaded[0]
+    assert new.graph.initializer[0] is loaded[1] and loaded[1].name == "keep"
+    assert [t.name for t in new.graph.initializer] == ["keep", "add1/add-to-sub/neg_w", "add2/add-to-sub/neg_w"]
+
+
+def test_splice_in_place_matches_apply_rewrites_and_undo_gives_the_model_back():
+    model = _two_adds()
+    original = model.SerializeToString()
+    _, pairs = _rewrites(model)
+    copied = apply_rewrites(model, pairs)
+    assert model.SerializeToString() == original
+    keep = model.graph.initializer[1]
+    undo = Undo(model)
+    removed = splice_in_place(model, list(pairs))
+    assert model.SerializeToString() == copied.SerializeToString()
+    assert model.graph.initializer[0] is keep                      # not a copy
+    assert [t.name for t in removed] == ["w1", "w2"]
+    assert undo.before(model, removed).SerializeToString() == original
+    assert model.SerializeToString() == copied.SerializeToString()  # giving it back leaves it as it is
+
+
+def test_bisection_works_on_a_model_edited_in_place(tmp_path):
+    # As test_driver's bisection test, from a path: the pass's input is
+    # given back from the edited model and the weights it took out.
+    class ClipForm(MaxForm):
+        name = "clip"
+
+        def build(self, match, variant, graph, b):
+            lo = b.initializer(np.array(0, np.float32), "lo")
+            hi = b.initializer(np.array(50, np.float32), "hi")
+            return {match.node.output[0]: b.op("Clip", [match.node.input[0], lo, hi], "clip")}
+
+    class ReluToClip(ReluToMax):
+        name = "relu-to-clip"
+        forms = (ClipForm(),)
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4])
+    w = numpy_helper.from_array(np.full((1, 3, 4), 2.0, np.float32), "w")
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="r1"),
+             helper.make_node("Neg", ["x"], ["c"], name="neg"),
+             helper.make_node("Relu", ["c"], ["d"], name="r3"),
+             helper.make_node("Add", ["a", "d"], ["e"], name="add"),
+             helper.make_node("Mul", ["e", "w"], ["y"], name="mul")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w]), opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    feeds = {"x": np.full((1, 3, 4), 100.0, np.float32)}
+    new, report = optimize(str(path), passes=[ReluToClip()], inputs=feeds)
+    assert {r.node: r.status for r in report.rewrites} == {"r1": ROLLED_BACK, "r3": REWRITTEN}
+    assert report.verification.equivalent
+    assert [n.op_type for n in new.graph.node] == ["Relu", "Neg", "Clip", "Add", "Mul"]
+    assert [t.name for t in new.graph.initializer][0] == "w"
+
+
+def test_the_noise_probes_load_a_model_edited_in_place_again(tmp_path, monkeypatch):
+    from convrewrite.core.driver import Settings
+    from convrewrite.core.oracle import Oracle
+
+    model = _two_adds()
+    calls = []
+    oracle = Oracle(model, Settings(), reload=lambda: calls.append(1) or _two_adds())
+    assert oracle.model is not model and calls == [1]
+    assert not oracle.measure_noise().unstable and len(calls) == 2
+
+
+@pytest.mark.parametrize("path", ["models/all_three.onnx", "models/unet_decoder_dynamo.onnx", None])
+def test_large_files_are_read_and_written_one_weight_at_a_time_byte_for_byte(path, tmp_path, monkeypatch):
+    monkeypatch.setattr(model_io, "STREAM_LOAD_BYTES", 0)
+    if path is None:
+        path = tmp_path / "m.onnx"
+        m = _two_adds()
+        m.graph.doc_string, m.doc_string = "after the initializers", "model"
+        onnx.save(m, path)
+    expected = onnx.load_model(str(path), load_external_data=False)
+    got = model_io.load_model(path)
+    assert got.SerializeToString() == expected.SerializeToString()
+    model_io.save_model(got, tmp_path / "out.onnx")
+    assert (tmp_path / "out.onnx").read_bytes() == expected.SerializeToString()
+
+
+@pytest.mark.parametrize("data", [b"\x3a\x05abc", b"\x0b", b"\xff\xff\xff"])
+def test_a_damaged_large_file_gets_onnxs_own_error(data, tmp_path, monkeypatch):
+    monkeypatch.setattr(model_io, "STREAM_LOAD_BYTES", 0)
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(data)
+    with pytest.raises(model_io.InputError, match="not a readable ONNX protobuf|not an ONNX model"):
+        model_io.load_model(path)
