@@ -64,11 +64,11 @@ def dilated_block(c=4, n=12, rate=2, stride=1, seed=0) -> onnx.ModelProto:
     return _model(nodes, (1, c, n, n), inits)
 
 
-def resize_block(mode="nearest", c=4, n=6, seed=0) -> onnx.ModelProto:
-    """Conv 1x1, Resize x2 (`mode`), Conv 1x1: the Resize between Q/DQ."""
+def resize_block(mode="nearest", c=4, n=6, seed=0, factor=2) -> onnx.ModelProto:
+    """Conv 1x1, Resize x`factor` (`mode`), Conv 1x1: the Resize between Q/DQ."""
     rng = np.random.default_rng(seed)
     inits = [_init(rng, "w1", (c, c, 1, 1)), _init(rng, "w2", (c, c, 1, 1)),
-             numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")]
+             numpy_helper.from_array(np.array([1, 1, factor, factor], np.float32), "scales")]
     nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="c1"),
              helper.make_node("Resize", ["a", "", "scales"], ["r"], name="resize", mode=mode),
              helper.make_node("Conv", ["r", "w2"], ["y"], name="c2")]
@@ -105,13 +105,17 @@ def quantize(model: onnx.ModelProto, activations: str = "uint8", seed: int = 1) 
 def _quantized_bytes(name: str, activations: str) -> bytes:
     builders = {"decoder": decoder_block, "dilated": dilated_block, "dilated_tiny": lambda: dilated_block(n=6, rate=6),
                 "dilated_s2": lambda: dilated_block(n=13, rate=2, stride=2), "resize_nearest": lambda: resize_block("nearest"),
-                "resize_linear": lambda: resize_block("linear"), "convt": convt_alone}
+                "resize_linear": lambda: resize_block("linear"), "convt": convt_alone,
+                "resize_linear_x3": lambda: resize_block("linear", factor=3),
+                "resize_linear_x4": lambda: resize_block("linear", n=4, factor=4),
+                "resize_linear_x8": lambda: resize_block("linear", n=3, factor=8),
+                "resize_cubic": lambda: resize_block("cubic")}
     return quantize(builders[name](), activations).SerializeToString()
 
 
 def quantized(name: str, activations: str = "uint8") -> onnx.ModelProto:
     """A cached quantized test model (decoder, dilated, dilated_tiny, dilated_s2, resize_nearest,
-    resize_linear, convt)."""
+    resize_linear, resize_linear_x3, resize_linear_x4, resize_linear_x8, resize_cubic, convt)."""
     return onnx.load_from_string(_quantized_bytes(name, activations))
 
 

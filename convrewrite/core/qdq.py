@@ -194,6 +194,9 @@ class Steps:
 def steps_between(want: np.ndarray, got: np.ndarray, scale: float = 1.0) -> Steps:
     """The difference of two tensors in steps of `scale` (1 for integer tensors)."""
     d = np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64)).ravel() / scale
+    if scale != 1.0:   # outputs of a DequantizeLinear: whole steps up to float rounding (1.000001 is 1)
+        whole = np.round(d)
+        d = np.where(np.abs(d - whole) < 1e-4, whole, d)
     if d.size == 0:
         return Steps()
     return Steps(float(d.mean()), float(np.percentile(d, 99)), float(d.max()))
@@ -311,6 +314,25 @@ def requantize_movement(b, grids: dict, keep: Sequence[str] = ()) -> None:
             if o in keep or not any(o in n.input for n in b.nodes):
                 continue
             grids[insert_qdq(b, o, grid, o.rsplit("/", 1)[-1])] = grid
+
+
+def group_grids(node: onnx.NodeProto, graph) -> "tuple | str":
+    """(x's grid, y's grid) of a node in a QDQ group: the (scale, zero point)
+    names of the per-tensor DequantizeLinear its input comes from and of the
+    one per-tensor QuantizeLinear its output goes into alone; or why there
+    are none."""
+    x_dq = graph.producer(node.input[0])
+    x_grid = grid_of(x_dq) if x_dq is not None and x_dq.op_type == DEQUANTIZE else None
+    if x_grid is None or grid_inputs(graph, [node.input[0]]) == {}:
+        return "its input does not come from a per-tensor DequantizeLinear with a constant scale and zero point"
+    consumers = graph.consumers(node.output[0])
+    if len(consumers) != 1 or consumers[0].op_type != QUANTIZE or node.output[0] in graph.graph_outputs:
+        return "its output does not go into one QuantizeLinear alone"
+    q = consumers[0]
+    yp = qparams(q, graph)
+    if grid_of(q) is None or isinstance(yp, str) or not yp.per_tensor:
+        return "the QuantizeLinear after it is not per-tensor with a constant scale and zero point"
+    return x_grid, grid_of(q)
 
 
 def grids_around(node: onnx.NodeProto, graph) -> dict:

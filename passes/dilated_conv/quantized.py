@@ -32,21 +32,8 @@ from .forms import Batch, Plain, Subsample, _batch, _kept_weight, _plain
 
 
 def grids(node, graph) -> "tuple | str":
-    """(x's grid, y's grid): the (scale, zero point) names of the per-tensor
-    DequantizeLinear the Conv reads and of the one per-tensor QuantizeLinear
-    its output goes into; or why there are none."""
-    x_dq = graph.producer(node.input[0])
-    x_grid = qdq.grid_of(x_dq) if x_dq is not None and x_dq.op_type == qdq.DEQUANTIZE else None
-    if x_grid is None or qdq.grid_inputs(graph, [node.input[0]]) == {}:
-        return "its input does not come from a per-tensor DequantizeLinear with a constant scale and zero point"
-    consumers = graph.consumers(node.output[0])
-    if len(consumers) != 1 or consumers[0].op_type != qdq.QUANTIZE or node.output[0] in graph.graph_outputs:
-        return "its output does not go into one QuantizeLinear alone"
-    q = consumers[0]
-    yp = qdq.qparams(q, graph)
-    if qdq.grid_of(q) is None or isinstance(yp, str) or not yp.per_tensor:
-        return "the QuantizeLinear after it is not per-tensor with a constant scale and zero point"
-    return x_grid, qdq.grid_of(q)
+    """(x's grid, y's grid) of the Conv's QDQ group, or why it has none (core/qdq.py)."""
+    return qdq.group_grids(node, graph)
 
 
 def _int8_weight(b, graph, p) -> "str | None":

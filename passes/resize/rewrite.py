@@ -55,6 +55,7 @@ from convrewrite.core.graph import GraphView
 from convrewrite.core.preconditions import unverifiable_type
 from convrewrite.core.rewrite import Code, Match, PassOptions, Skip
 
+from . import quantized
 from .forms import FORMS, ResizeParams
 from .interpolation import (MAX_FACTOR, ResizeSpec, Unreadable, axis_kernel, identity_kernel, phase_taps, read_resize)
 
@@ -91,7 +92,7 @@ class ResizeToConvTranspose:
 
     @property
     def forms(self) -> tuple:
-        return FORMS
+        return FORMS + quantized.FORMS
 
     def preferred(self) -> tuple[str, ...]:
         return (("matmul",) if self.options.mode == "matmul" else ()) + \

@@ -99,13 +99,64 @@ def test_no_dilated_form_dequantizes_even_when_asked_for(mode):
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS)
-def test_a_linear_resize_between_qdq_is_left_quantized(act):
-    model = quantized("resize_linear", act)
+@pytest.mark.parametrize("name, denominator", [("resize_linear", 16), ("resize_linear_x4", 64), ("resize_linear_x3", 9)])
+def test_a_linear_resize_between_qdq_becomes_an_int8_conv(name, denominator, act):
+    """DQ -> Resize(linear) -> Q: a depthwise ConvTranspose with the exact
+    int8 interpolation kernel (scale 1/D), which the convtranspose pass then
+    lowers to one QDQ Conv + DepthToSpace; onnxruntime fuses it into QLinearConv."""
+    model = quantized(name, act)
+    new, report, records = run(model)
+    r = records["resize"]
+    assert (r.status, r.form) == (REWRITTEN, "deconv"), r.reason
+    assert any(f"kernel = w / {denominator}" in n for n in r.notes), r.notes
+    (deconv,) = [x for x in report.rewrites if x.node.startswith("resize/")]
+    assert (deconv.status, deconv.form) == (REWRITTEN, "single-conv"), deconv.reason
+    assert report.verification.equivalent
+    assert r.quantized_steps["spec"]["p99"] <= 1 and r.quantized_steps["fused"]["mean"] <= 0.05
+    before, after = assert_still_quantized(model, new)
+    assert "Resize" not in after and float_compute(after) == 0
+    assert after["QLinearConv"] == before["QLinearConv"] + 1
+    # the interpolation weight is an int8 initializer behind DequantizeLinear, scale 1/D
+    producer = {o: n for n in new.graph.node for o in n.output}
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in new.graph.initializer}
+    conv = next(n for n in new.graph.node if n.op_type == "Conv" and n.name.startswith("resize/"))
+    w_dq = producer[conv.input[1]]
+    assert inits[w_dq.input[0]].dtype == np.int8
+    assert np.allclose(inits[w_dq.input[1]], 1 / denominator) and not np.any(inits[w_dq.input[2]])
+
+
+@pytest.mark.parametrize("name, why", [("resize_linear_x8", "multiples of 1/256, up to 225/256"),
+                                       ("resize_cubic", "does not fit int8 exactly")])
+def test_a_resize_whose_kernel_does_not_fit_int8_is_left_quantized_saying_by_how_much(name, why):
+    model = quantized(name)
     new, report, records = run(model)
     r = records["resize"]
     assert (r.status, r.code) == (SKIPPED, Code.QUANTIZED)
-    assert "linear" in r.reason
+    assert why in r.reason and "off by up to" in r.reason and "step(s) of its QuantizeLinear" in r.reason, r.reason
     assert_still_quantized(model, new)
+
+
+def test_int8_interpolation_kernels():
+    from passes.resize.interpolation import axis_kernel, phase_taps
+    from passes.resize.quantized import int_kernel
+    from passes.resize.rewrite import ResizeToConvTranspose
+
+    model = quantized("resize_linear")
+    from convrewrite.core.graph import GraphView
+    g = GraphView(model)
+    node = next(n for n in g.graph.node if n.op_type == "Resize")
+    interp = ResizeToConvTranspose().match(node, g).params.spec.interp
+    for s, d, top in [(2, 16, 9), (4, 64, 49), (3, 9, 9), (16, None, None)]:
+        ax = axis_kernel(phase_taps(interp, s), s)
+        k = int_kernel([ax, ax], [s, s])
+        if d is None:
+            assert not k.exact and k.denominator == 4 * s * s and 0 < k.error <= 2.0 ** -k.best_shift / 2
+            continue
+        assert k.exact and k.denominator == d and int(np.abs(k.values).max()) == top
+        w = np.multiply.outer(np.asarray(ax.kernel), np.asarray(ax.kernel))
+        np.testing.assert_allclose(k.values / d, w, rtol=0, atol=1e-12)   # exact
+        one = int_kernel([ax], [s])                                         # one axis alone: taps / (2s)
+        assert one.exact and one.denominator in (2 * s, s)
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS)

@@ -139,3 +139,25 @@ def test_the_whole_model_check_compares_a_dequantized_output_in_steps_of_its_sca
     result = oracle.compare(_with_added(model, everywhere))
     assert not result and not result.outputs[0] and not result.outputs[1]
     assert "systematically" in result.outputs[1].message
+
+
+def test_a_quantized_output_within_the_originals_own_tie_noise_is_accepted():
+    """The whole-model check's yardstick for rounding ties: the original with
+    every activation QuantizeLinear nudged by 1 +- 2^-18 (qdq_check.tie_noise)."""
+    from convrewrite.core.equivalence import Comparison, OutputComparison
+    from convrewrite.core.qdq import Steps
+
+    model = quantized("resize_linear")
+    nudged = qdq_check.tie_nudged(model, 1.0)
+    changed = [n for n in nudged.graph.node if n.op_type == "QuantizeLinear" and n.input[1].endswith("/tie_nudged")]
+    assert len(changed) == 4   # x, a, r and y: every activation QuantizeLinear
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.standard_normal((1, 4, 6, 6)).astype(np.float32)}
+    from convrewrite.core.equivalence import run_onnxruntime
+    want = run_onnxruntime(model, feeds)
+    noise = qdq_check.tie_noise(model, feeds, want, ["y"], {"y": 0.01}, False)
+    assert noise["y"].mean > 0   # bilinear taps put outputs exactly on ties: the original's own noise
+    failing = Comparison([OutputComparison("y", False, steps=Steps(0.08, 1.0, 2.0))])
+    assert qdq_check.within_tie_noise(failing, {"y": Steps(0.1, 1.0, 2.0)}, {})
+    assert not qdq_check.within_tie_noise(failing, {"y": Steps(0.06, 1.0, 2.0)}, {})
+    assert not qdq_check.within_tie_noise(failing, {}, {"y": Steps(0.1, 1.0, 2.0)})   # spec judged by spec noise

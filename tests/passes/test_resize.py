@@ -509,7 +509,9 @@ def test_pass_options():
     assert ResizeToConvTranspose(ResizeOptions("deconv", "shuffle")).preferred() == ()
     assert DECONV.preferred() == ()
     assert make_passes(["resize"], {"resize_mode": "matmul"}) == (ResizeToConvTranspose(ResizeOptions("matmul")),)
-    assert [f.name for f in DECONV.forms] == ["identity", "broadcast", "shuffle", "deconv", "matmul"]
+    assert [f.name for f in DECONV.forms if not f.quantized_only] == ["identity", "broadcast", "shuffle", "deconv",
+                                                                      "matmul"]
+    assert [f.name for f in DECONV.forms if f.quantized_only] == ["deconv"]   # QDQ models (resize/quantized.py)
     assert [f.name for f in DECONV.forms if f.opt_in] == ["matmul"]
     with pytest.raises(ValueError, match="resize_mode must be one of deconv, matmul, not 'gemm'"):
         ResizeOptions("gemm")
