@@ -221,12 +221,7 @@ class Deconv(_FixedKernel):
             passed = Shuffle().applies(match, graph)
             if passed:
                 b.note(f"shuffle form not used: {passed}")
-        shape = [p.channels, 1, *[len(k.kernel) for k in p.kernels]]
-        axes = "; ".join(" ".join(f"{w:.4g}" for w in k.kernel) for k in p.kernels)
-        b.note(f"factors={p.factors}")
-        b.note(f"kernel={shape} = outer product of [{axes}]")
-        b.note(f"edge pad={[k.edge for k in p.kernels]}")
-        b.note(f"convtranspose pads={[k.pads for k in p.kernels]}")
+        deconv_notes(b, p)
         return {match.node.output[0]: _build_deconv(b, match.node.input[0], p, _edge_mode(variant))}
 
 
@@ -367,6 +362,16 @@ def _times(n: Optional[int], k: int) -> Optional[int]:
 
 def _edge_mode(variant) -> str:
     return "concat" if variant.label == CONCAT_EDGE.label else "pad"
+
+
+def deconv_notes(b: Builder, p) -> None:
+    """The deconv form's facts: factors, the kernel as an outer product, pads."""
+    shape = [p.channels, 1, *[len(k.kernel) for k in p.kernels]]
+    axes = "; ".join(" ".join(f"{w:.4g}" for w in k.kernel) for k in p.kernels)
+    b.note(f"factors={p.factors}")
+    b.note(f"kernel={shape} = outer product of [{axes}]")
+    b.note(f"edge pad={[k.edge for k in p.kernels]}")
+    b.note(f"convtranspose pads={[k.pads for k in p.kernels]}")
 
 
 def _edge_pad(b: Builder, x: str, kernels, edge: str = "pad", what: str = "edge_pad") -> str:

@@ -41,7 +41,7 @@ import numpy as np
 from convrewrite.core import qdq
 from convrewrite.geometry import join_pads
 
-from .forms import Deconv, _edge_mode, _edge_pad
+from .forms import Deconv, _edge_mode, _edge_pad, deconv_notes
 
 INT8_MAX = 127
 MAX_DENOMINATOR = 1 << 12
@@ -180,7 +180,7 @@ class QuantizedDeconv(Deconv):
         p = match.params
         x_grid, _ = qdq.group_grids(match.node, graph)
         k = int_kernel(p.kernels, p.factors)
-        super_notes(b, p)
+        deconv_notes(b, p)
         b.note("quantized: " + k.describe() + "; Q/DQ of x's grid after the edge pad")
         x = match.node.input[0]
         padded = _edge_pad(b, x, p.kernels, _edge_mode(variant))
@@ -193,16 +193,6 @@ class QuantizedDeconv(Deconv):
                  pads=join_pads([a.pads for a in p.kernels]))
         qdq.requantize_movement(b, {x: x_grid}, keep=(y,))
         return {match.node.output[0]: y}
-
-
-def super_notes(b, p) -> None:
-    """The float deconv form's notes (factors, kernel, pads)."""
-    shape = [p.channels, 1, *[len(k.kernel) for k in p.kernels]]
-    axes = "; ".join(" ".join(f"{w:.4g}" for w in k.kernel) for k in p.kernels)
-    b.note(f"factors={p.factors}")
-    b.note(f"kernel={shape} = outer product of [{axes}]")
-    b.note(f"edge pad={[k.edge for k in p.kernels]}")
-    b.note(f"convtranspose pads={[k.pads for k in p.kernels]}")
 
 
 FORMS = (QuantizedDeconv(),)
