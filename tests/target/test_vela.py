@@ -1,0 +1,309 @@
+"""The Ethos-U profiles against the real compiler, Arm Vela.
+
+Every operator rule of `arm-ethos-u55` and `arm-ethos-u85` has small ONNX
+models here: one obeying it and one breaking it (CASES). Each model is a
+1x1 Conv (so the operator under test reads a quantized feature map, as in a
+real network) followed by the operator.
+
+Two tiers:
+
+- test_profile_predicts_recorded_vela (default suite, no Vela needed):
+  `check-target`'s verdict on every case equals what Vela 5.2.0 did with it,
+  recorded in VELA_5_2 below (onnx2tf 2.6.9 full-integer int8, flatbuffer_direct
+  backend; Vela `--accelerator-config ethos-u55-128` / `ethos-u85-256`).
+- test_vela_places_as_the_profile_predicts (needs `onnx2tf` and `vela`, as
+  installed by benchmarks/requirements-ethos-u.txt; skipped otherwise): each
+  case converted with onnx2tf -oiqt and compiled with Vela; the model is all
+  on the NPU exactly when the profile says it fits, and Vela's placement is
+  the recorded one. Run it with the toolchain's interpreter:
+
+      /work/venv-vela/bin/python -m pytest -q tests/target/test_vela.py
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from convrewrite.target import check_model, load_profile
+
+U55, U85 = "ethos-u55-128", "ethos-u85-256"
+PROFILES = {U55: "arm-ethos-u55", U85: "arm-ethos-u85"}
+F = TensorProto.FLOAT
+
+
+# --- model building -------------------------------------------------------------------
+
+def _w(name, shape, seed=0):
+    rng = np.random.default_rng(seed)
+    return numpy_helper.from_array((rng.standard_normal(shape) * 0.2).astype(np.float32), name)
+
+
+def _ints(name, values):
+    return numpy_helper.from_array(np.asarray(values, np.int64), name)
+
+
+def _floats(name, values):
+    return numpy_helper.from_array(np.asarray(values, np.float32), name)
+
+
+def after_conv(nodes, inits=(), c=8, h=8, w=8, out=None):
+    """x[1,c,h,w] -> 1x1 Conv -> t -> nodes (reading 't', writing 'y')."""
+    pre = helper.make_node("Conv", ["x", "w0"], ["t"], name="pre")
+    g = helper.make_graph([pre] + list(nodes), "case", [helper.make_tensor_value_info("x", F, [1, c, h, w])],
+                          [helper.make_tensor_value_info("y", F, out)], [_w("w0", (c, c, 1, 1))] + list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return onnx.shape_inference.infer_shapes(m)
+
+
+def conv(k, s=1, d=1, p=None, group=1, c=8, h=16, cout=8):
+    pads = p if p is not None else [((k - 1) * d) // 2] * 4
+    n = helper.make_node("Conv", ["t", "wc"], ["y"], kernel_shape=[k, k], strides=[s, s], dilations=[d, d],
+                         pads=pads, group=group)
+    return after_conv([n], [_w("wc", (cout, c // group, k, k), 1)], c=c, h=h, w=h)
+
+
+def convt(k, s, p=0, group=1, out_pad=0, c=8, h=8):
+    n = helper.make_node("ConvTranspose", ["t", "wc"], ["y"], kernel_shape=[k, k], strides=[s, s],
+                         pads=[p] * 4, group=group, output_padding=[out_pad, out_pad])
+    return after_conv([n], [_w("wc", (c, 8 // group if group > 1 else 8, k, k), 1)], c=c, h=h, w=h)
+
+
+def resize(mode, ctm, factor=None, size=None, nearest="floor", h=8):
+    out = size if size is not None else h * factor
+    n = helper.make_node("Resize", ["t", "", "", "sizes"], ["y"], mode=mode, coordinate_transformation_mode=ctm,
+                         nearest_mode=nearest)
+    return after_conv([n], [_ints("sizes", [1, 8, out, out])], h=h, w=h)
+
+
+def single(op, inits=(), c=8, h=8, **attrs):
+    names = ["t"] + [i.name for i in inits]
+    return after_conv([helper.make_node(op, names, ["y"], **attrs)], inits, c=c, h=h, w=h)
+
+
+def pad(pads, mode="constant"):
+    return single("Pad", [_ints("pads", pads)], mode=mode)
+
+
+def slice_(starts, ends, axes, steps):
+    return single("Slice", [_ints("starts", starts), _ints("ends", ends), _ints("axes", axes), _ints("steps", steps)])
+
+
+def shuffle_reshape(rank6=True):
+    """The Reshape -> Transpose -> Reshape pixel shuffle (DCR, block 2) at rank 6."""
+    nodes = [helper.make_node("Reshape", ["t", "s1"], ["a"]),
+             helper.make_node("Transpose", ["a"], ["b"], perm=[0, 3, 4, 1, 5, 2]),
+             helper.make_node("Reshape", ["b", "s2"], ["y"])]
+    return after_conv(nodes, [_ints("s1", [1, 2, 2, 2, 8, 8]), _ints("s2", [1, 2, 16, 16])])
+
+
+def _fc_model():
+    """x[1,8,1,1] -> 1x1 Conv -> Reshape [1,8] -> MatMul [8,16]: a 2-D MatMul."""
+    nodes = [helper.make_node("Reshape", ["t", "s"], ["r"]), helper.make_node("MatMul", ["r", "m"], ["y"])]
+    return after_conv(nodes, [_ints("s", [1, 8]), _w("m", (8, 16), 2)], h=1, w=1)
+
+
+def matmul_var():
+    """Both operands computed: t @ transpose(t) over the last two axes (rank 4)."""
+    nodes = [helper.make_node("Transpose", ["t"], ["tt"], perm=[0, 1, 3, 2]),
+             helper.make_node("MatMul", ["t", "tt"], ["y"])]
+    return after_conv(nodes)
+
+
+# Each case: (name, the rule it exercises, builder).
+CASES = {
+    "conv_s1": ("Conv", lambda: conv(3)),
+    "conv_s3_pad": ("Conv", lambda: conv(3, s=3, p=[1, 1, 0, 0])),
+    "conv_s4_valid": ("Conv stride > 3 VALID", lambda: conv(4, s=4, p=[0, 0, 0, 0])),
+    "conv_s4_pad": ("Conv stride > 3 padded", lambda: conv(3, s=4, p=[1, 1, 1, 1])),
+    "conv_dilated2": ("Conv dilated", lambda: conv(3, d=2)),
+    "dwconv_s3": ("Conv depthwise stride 3", lambda: conv(3, s=3, p=[1, 1, 0, 0], group=8)),
+    "dwconv_s4": ("Conv depthwise stride 4", lambda: conv(4, s=4, p=[0, 0, 0, 0], group=8)),
+    "convt_s2_same": ("ConvTranspose stride 2 SAME", lambda: convt(4, 2, p=1)),
+    "convt_s2_full": ("ConvTranspose stride 2 VALID", lambda: convt(3, 2, p=0)),
+    "convt_s2_outpad": ("ConvTranspose stride 2 output_padding", lambda: convt(3, 2, p=1, out_pad=1)),
+    "convt_s1": ("ConvTranspose stride 1", lambda: convt(3, 1, p=1)),
+    "convt_s1_dw": ("ConvTranspose depthwise stride 1", lambda: convt(3, 1, p=1, group=8)),
+    "convt_s2_dw": ("ConvTranspose depthwise stride 2", lambda: convt(4, 2, p=1, group=8)),
+    "convt_s4": ("ConvTranspose stride 4", lambda: convt(4, 4, p=0)),
+    "convt_s2_crop": ("ConvTranspose stride 2, other output size", lambda: convt(4, 2, p=2)),
+    "resize_nearest_x2": ("Resize nearest asymmetric x2", lambda: resize("nearest", "asymmetric", 2)),
+    "resize_nearest_x3": ("Resize nearest x3", lambda: resize("nearest", "asymmetric", 3)),
+    "resize_nearest_x16": ("Resize nearest x16", lambda: resize("nearest", "asymmetric", 16, h=4)),
+    "resize_nearest_hp_x2": ("Resize nearest half-pixel x2",
+                             lambda: resize("nearest", "half_pixel", 2, nearest="round_prefer_ceil")),
+    "resize_linear_hp_x2": ("Resize linear half-pixel x2", lambda: resize("linear", "half_pixel", 2)),
+    "resize_linear_hp_x4": ("Resize linear half-pixel x4", lambda: resize("linear", "half_pixel", 4)),
+    "resize_linear_asym_x4": ("Resize linear asymmetric x4", lambda: resize("linear", "asymmetric", 4)),
+    "resize_linear_ac_x2": ("Resize linear align_corners (out-1)=2(in-1)",
+                            lambda: resize("linear", "align_corners", size=15)),
+    "resize_linear_ac_int": ("Resize linear align_corners x2", lambda: resize("linear", "align_corners", 2)),
+    "resize_linear_unit": ("Resize linear from 1x1", lambda: resize("linear", "half_pixel", size=8, h=1)),
+    "depth_to_space_dcr": ("DepthToSpace DCR", lambda: single("DepthToSpace", blocksize=2, mode="DCR")),
+    "depth_to_space_crd": ("DepthToSpace CRD", lambda: single("DepthToSpace", blocksize=2, mode="CRD")),
+    "space_to_depth": ("SpaceToDepth", lambda: single("SpaceToDepth", blocksize=2)),
+    "transpose_nhwc": ("Transpose rank 4", lambda: single("Transpose", perm=[0, 2, 3, 1])),
+    "transpose_hw": ("Transpose rank 4 H<->W", lambda: single("Transpose", perm=[0, 1, 3, 2])),
+    "shuffle_rank6": ("Reshape/Transpose rank 6", lambda: shuffle_reshape()),
+    "pad_spatial": ("Pad constant H/W", lambda: pad([0, 0, 1, 2, 0, 0, 1, 2])),
+    "pad_channel": ("Pad constant channel", lambda: pad([0, 1, 0, 0, 0, 1, 0, 0])),
+    "pad_reflect": ("Pad reflect", lambda: pad([0, 0, 1, 1, 0, 0, 1, 1], "reflect")),
+    "pad_edge": ("Pad edge", lambda: pad([0, 0, 1, 1, 0, 0, 1, 1], "edge")),
+    "slice_step1": ("Slice step 1", lambda: slice_([1, 2], [7, 8], [2, 3], [1, 1])),
+    "slice_step2_hw": ("Slice step 2 on H/W", lambda: slice_([0, 1], [8, 8], [2, 3], [2, 2])),
+    "slice_step2_c": ("Slice step 2 on channels", lambda: slice_([0], [8], [1], [2])),
+    "concat": ("Concat", lambda: after_conv([helper.make_node("Concat", ["t", "t"], ["y"], axis=1)])),
+    "matmul_2d": ("MatMul rank 2", lambda: _fc_model()),
+    "matmul_4d_const": ("MatMul rank 4, constant", lambda: after_conv(
+        [helper.make_node("MatMul", ["t", "m"], ["y"])], [_w("m", (8, 8), 2)])),
+    "matmul_4d_var": ("MatMul rank 4, both computed", matmul_var),
+    "gather_c": ("Gather on channels", lambda: single("Gather", [_ints("i", [1, 0, 3, 2, 5, 4, 7, 6])], axis=1)),
+    "tile": ("Tile", lambda: single("Tile", [_ints("r", [1, 1, 2, 2])])),
+}
+
+
+# Vela 5.2.0 with onnx2tf 2.6.9 (flatbuffer_direct, -oiqt): True = every operator on
+# the NPU, False = at least one CPU operator. Filled from the tier below.
+VELA_5_2 = {
+    "conv_s1": {U55: True, U85: True},
+    "conv_s3_pad": {U55: True, U85: True},
+    "conv_s4_valid": {U55: True, U85: True},
+    "conv_s4_pad": {U55: False, U85: True},    # U55: Vela stops, "Non-passthrough operation (Conv2D) could not run on NPU"
+    "conv_dilated2": {U55: True, U85: True},
+    "dwconv_s3": {U55: True, U85: True},       # tf_converter (flatbuffer_direct: invalid per-channel quantization)
+    "dwconv_s4": {U55: False, U85: True},      # tf_converter
+    "convt_s2_same": {U55: True, U85: True},
+    "convt_s2_full": {U55: True, U85: True},
+    "convt_s2_outpad": {U55: True, U85: True},
+    "convt_s1": {U55: True, U85: True},
+    "convt_s1_dw": {U55: True, U85: True},
+    "convt_s2_dw": {U55: True, U85: True},
+    "convt_s4": {U55: False, U85: True},
+    "convt_s2_crop": {U55: True, U85: True},
+    "resize_nearest_x2": {U55: True, U85: True},
+    "resize_nearest_x3": {U55: False, U85: True},
+    "resize_nearest_x16": {U55: False, U85: True},
+    "resize_nearest_hp_x2": {U55: True, U85: True},
+    "resize_linear_hp_x2": {U55: True, U85: True},
+    "resize_linear_hp_x4": {U55: False, U85: True},
+    "resize_linear_asym_x4": {U55: True, U85: True},
+    "resize_linear_ac_x2": {U55: True, U85: True},
+    "resize_linear_ac_int": {U55: False, U85: False},
+    "resize_linear_unit": {U55: True, U85: True},
+    "depth_to_space_dcr": {U55: False, U85: False},
+    "depth_to_space_crd": {U55: False, U85: False},
+    "space_to_depth": {U55: False, U85: False},
+    "transpose_nhwc": {U55: True, U85: True},   # onnx2tf folds it into the layout: no TRANSPOSE left
+    "transpose_hw": {U55: True, U85: True},
+    "shuffle_rank6": {U55: True, U85: True},
+    "pad_spatial": {U55: True, U85: True},
+    "pad_channel": {U55: True, U85: True},
+    "pad_reflect": {U55: True, U85: True},      # tf_converter: MIRROR_PAD
+    "pad_edge": {U55: True, U85: True},
+    "slice_step1": {U55: True, U85: True},
+    "slice_step2_hw": {U55: False, U85: False},
+    "slice_step2_c": {U55: True, U85: True},
+    "concat": {U55: True, U85: True},
+    "matmul_2d": {U55: False, U85: False},
+    "matmul_4d_const": {U55: False, U85: False},
+    "matmul_4d_var": {U55: True, U85: True},    # tf_converter
+    "gather_c": {U55: False, U85: False},
+    "tile": {U55: True, U85: True},
+}
+
+# Where the profile says "does not fit" but Vela 5.2 put the model on the NPU: the
+# profile format cannot state the condition, so the profile errs on the safe side
+# (the node is reported, and a pass may lower it). Expected failures, strictly.
+KNOWN_GAPS = {
+    "resize_linear_ac_x2": "align_corners' scale is (OFM-1)/(IFM-1); Resize `factors` are OFM/IFM",
+    "slice_step2_c": "`steps` cannot say on which axis a step > 1 is",
+    "matmul_4d_var": "MatMul rules cannot tell a constant operand (CPU) from a computed one (NPU)",
+}
+
+
+# --- default suite: the profiles say what Vela did ---------------------------------------
+
+def profile_fits(model, accelerator) -> bool:
+    return not check_model(model, load_profile(PROFILES[accelerator]))
+
+
+@pytest.mark.parametrize("accelerator", [U55, U85])
+@pytest.mark.parametrize("case", sorted(VELA_5_2))
+def test_profile_predicts_recorded_vela(case, accelerator):
+    rule, build = CASES[case]
+    if case in KNOWN_GAPS:
+        pytest.xfail(KNOWN_GAPS[case])
+    model = build()
+    assert profile_fits(model, accelerator) == VELA_5_2[case][accelerator], \
+        f"{case} ({rule}): Vela 5.2 placed it {'all on the NPU' if VELA_5_2[case][accelerator] else 'partly on the CPU'}"
+
+
+def test_every_case_is_recorded_and_every_rule_has_both_sides():
+    assert set(VELA_5_2) == set(CASES)
+    for accelerator in (U55, U85):
+        profile = load_profile(PROFILES[accelerator])
+        fits = {}
+        for case, (rule, build) in CASES.items():
+            fits.setdefault(rule.split()[0], set()).add(profile_fits(build(), accelerator))
+        # every operator the profile has a rule for has a case; where the rule restricts
+        # something, a case that fits and one that does not (Upsample: not emitted by onnx2tf's
+        # exporters of today, it shares Resize's TFLite operators)
+        for op, rules in profile.operators.items():
+            if op == "Upsample":
+                continue
+            assert op in fits, f"{accelerator}: no case for the {op} rule"
+            # not measured: Pad's one mode left out (wrap, opset 19); the U85's only ConvTranspose
+            # limits (3-D, dilation), which onnx2tf does not convert to an int8 TRANSPOSE_CONV
+            if op == "Pad" or (op == "ConvTranspose" and accelerator == U85):
+                continue
+            if all(r.supported is not False for r in rules):
+                assert fits[op] == {True, False}, f"{accelerator}: the {op} rule needs a case on each side"
+
+
+# --- the tier with the real compiler ----------------------------------------------------------
+
+def _toolchain():
+    from benchmarks import ethos_u
+
+    why = ethos_u.tools_missing()
+    if why:
+        pytest.skip(f"Vela tier: {why}; see benchmarks/requirements-ethos-u.txt")
+    return ethos_u
+
+
+@pytest.fixture(scope="module")
+def placements(tmp_path_factory):
+    """Every case through onnx2tf -oiqt and Vela for both accelerators: {case: {accel: VelaResult}}."""
+    eu = _toolchain()
+    root = tmp_path_factory.mktemp("vela")
+    out = {}
+    for case, (_, build) in CASES.items():
+        work = root / case
+        work.mkdir()
+        path = str(work / f"{case}.onnx")
+        onnx.save(build(), path)
+        _, res, err = eu.compile_onnx(path, [U55, U85], str(work))
+        out[case] = (res, err)
+    return out
+
+
+@pytest.mark.parametrize("accelerator", [U55, U85])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_vela_places_as_the_profile_predicts(placements, case, accelerator):
+    res, err = placements[case]
+    assert not err, f"{case}: onnx2tf failed: {err}"
+    r = res[accelerator]
+    # Vela may also stop instead of falling back (a padded stride-4 CONV_2D on the U55)
+    assert r.ok or "could not run on NPU" in r.error, f"{case}: vela failed: {r.error}"
+    on_npu = r.ok and r.cpu == 0
+    if case in VELA_5_2:
+        assert on_npu == VELA_5_2[case][accelerator], f"{case}: Vela's placement changed since 5.2.0"
+    if case in KNOWN_GAPS:
+        pytest.xfail(KNOWN_GAPS[case])
+    fits = profile_fits(CASES[case][1](), accelerator)
+    assert on_npu == fits, (f"{case} ({CASES[case][0]}) on {accelerator}: Vela put {r.cpu} operator(s) on the CPU "
+                            f"({dict(r.cpu_ops)}), the profile says it {'fits' if fits else 'does not fit'}")
