@@ -9,7 +9,10 @@ a node of the replacement that one of the run's passes would lower for this
 target (a Resize's ConvTranspose, lowered by the convtranspose pass) is
 lowered here too, in a small model of the replacement's own (`settle`).  The
 first option that fits is taken; if none fits, the one breaking the fewest
-distinct rules.  Only what the target check needs is ever built.
+distinct rules -- but only when what it breaks is data movement (the
+computation then runs on the target); when a computing node of it would
+still fall back to the host, the node is left as it is (never worse).
+Only what the target check needs is ever built.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from typing import Optional, Sequence
 
 from . import qdq
 from .builder import Builder
-from .cost import total_macs
+from .cost import COMPUTING_OPS, total_macs
 from .errors import InputError
 from .forms import Option, Ranking, rank
 from .graph import GraphView
@@ -82,7 +85,7 @@ def _lower_for_target(p, match, graph, target, passes, depth, r: Ranking, notes,
         tried.append((option.label, tuple(v.message for v in found)))
         score = (len({v.rule for v in found}), len(found))
         if best is None or score < best[0]:
-            best = (score, option, replacement, tuple(v.message for v in found))
+            best = (score, option, replacement, tuple(v.message for v in found), found)
     if best is None:
         reasons = list(dict.fromkeys(_first(reason) for _, reason in tried))
         if len(reasons) == 1:
@@ -90,11 +93,17 @@ def _lower_for_target(p, match, graph, target, passes, depth, r: Ranking, notes,
         else:
             why = " (" + "; ".join(f"{label}: {_first(reason)}" for label, reason in tried) + ")"
         return Skip(f"{where}: no lowering form can be built for target '{target.name}'{why}", Code.NO_FORM)
-    _, option, replacement, problems = best
+    _, option, replacement, problems, found = best
     head = f"target {target.name}: "
+    computing = sorted({v.op for v in found if v.op in COMPUTING_OPS})
+    if computing:   # never worse: compute would still fall back to the host, so the node stays as it is
+        return Skip(f"{where}: no lowering form runs on target '{target.name}'; the closest, '{option.label}', "
+                    f"still has {', '.join(computing)} the target does not run ({_first(problems)}), so the "
+                    "node is left as it is", Code.NO_FORM)
     passed = tuple(f"{head}form '{label}' not used: {_first(why)}" for label, why in tried if label != option.label)
     return Lowered(option, replacement, notes + passed + (
-        f"{head}no form fits; '{option.label}' has the fewest problems: {_first(problems)}",), fits=False)
+        f"{head}no form fits; '{option.label}' has the fewest problems, all of them data movement (the "
+        f"computation runs on the target): {_first(problems)}",), fits=False)
 
 
 def _rank_problem(option: Option, target) -> Optional[str]:

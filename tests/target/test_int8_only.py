@@ -56,7 +56,7 @@ def test_a_quantized_model_rewritten_for_an_int8_target_stays_int8():
     assert not [v for v in report.target["violations"] if v["rule"] == "int8_only"], report.target
 
 
-@pytest.mark.parametrize("name", ["arm-ethos-u55", "arm-ethos-n78", "ti-tidl"])
+@pytest.mark.parametrize("name", ["arm-ethos-u55", "arm-ethos-u85", "arm-ethos-n78", "ti-tidl"])
 def test_the_int8_accelerators_say_so(name):
     assert load_profile(name).int8_only and not load_profile("generic-npu").int8_only
 

@@ -619,10 +619,24 @@ def test_lower_when_nothing_fits_or_applies():
                      _ShuffleForm("general", allow_d2s=False), _ShuffleForm("d2s"))
     done = lower(p, p.match(node, graph), graph, u55)
     assert not done.fits and done.option.form.name == "d2s"  # 1 problem; general has 3 (rank 6 twice, Transpose)
-    assert "no form fits; 'd2s' has the fewest problems: DepthToSpace" in done.notes[-1]
+    assert ("no form fits; 'd2s' has the fewest problems, all of them data movement (the computation runs on "
+            "the target): DepthToSpace") in done.notes[-1]
     nothing = lower(_ShufflePass(p.forms[0]), p.match(node, graph), graph, u55)
     assert isinstance(nothing, Skip) and nothing.code == "no-form"
     assert "refused: weight too large for this form" in nothing.reason
+
+
+def test_never_worse_a_form_whose_computation_the_target_cannot_run_is_not_used(tmp_path):
+    """When no form fits and the closest still leaves a computing node the
+    target does not run, the node stays as it is: its computation would fall
+    back to the host either way, and the rewrite would only add work."""
+    ct = conv_model("ConvTranspose", w=(4, 4, 2, 2), strides=[2, 2])
+    node, graph = only_node(ct)
+    no_conv = inline(tmp_path, {"unsupported_operators": ["ConvTranspose", "Conv", "DepthToSpace"]})
+    p = _ShufflePass(_ShuffleForm("d2s"))
+    kept = lower(p, p.match(node, graph), graph, no_conv)
+    assert isinstance(kept, Skip) and kept.code == "no-form"
+    assert "still has Conv the target does not run" in kept.reason and "left as it is" in kept.reason
 
 
 def test_resize_factors_with_a_symbolic_batch_and_runtime_sizes(tmp_path):
