@@ -317,9 +317,13 @@ def write_calibration_file(work: str) -> None:
 
 
 def convert(onnx_path: str, work: str, label: str, backend: str) -> tuple[Optional[str], str, float]:
-    """onnx2tf in a child process; returns (.tflite path or None, log path, seconds)."""
+    """onnx2tf in a child process; returns (.tflite path or None, log path, seconds).
+    onnx2tf rewrites its input file in place (its onnxsim step), so it gets a copy."""
     out_dir = os.path.join(work, f"{label}.{backend}")
     log = os.path.join(work, f"{label}.{backend}.log")
+    copy = os.path.join(work, f"{label}.{backend}.input.onnx")
+    shutil.copyfile(onnx_path, copy)
+    onnx_path = copy
     # onnx2tf runs the `onnxsim` command of its own environment: put it on PATH.
     path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
     env = dict(os.environ, PATH=path, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
