@@ -22,17 +22,17 @@ from functools import lru_cache
 from math import prod
 from typing import Optional
 
-import numpy as np
 from onnx import helper
 
 from convrewrite.core.builder import Builder
 from convrewrite.core.forms import Cost, Form
 from convrewrite.emit.opset_ops import (NOTHING, ZEROS_MIN_OPSET, Moved, can_make_zeros, folds, movement,
-                                       other_nodes, pad_axes, slice_axes, zeros, zeros_cost)
-from convrewrite.emit.pixel_shuffle import pixel_shuffle, pixel_shuffle_cost, shuffle_rank
+                                       other_nodes, zeros_cost)
+from convrewrite.emit.pixel_shuffle import pixel_shuffle_cost, shuffle_rank
 
-from .geometry import (AxisConv, AxisPlan, Tiles, border_tiles, conv_weight, phase_kernel, phases, plan_macs,
-                       shared_kernel, shared_plan, split_plan, split_tiles, tile_tree)
+from .build import Lowering, _any_taps, _bias_only, _crop, _phase_convs, _phase_counts, _runs, _single_conv
+from .geometry import (Tiles, border_tiles, conv_weight, phases, plan_macs, shared_plan, split_plan, split_tiles,
+                       tile_tree)
 
 MAC_BOUND = 1.1  # a form within this factor of the ConvTranspose's MACs needs no more nodes
 
@@ -69,24 +69,6 @@ class Emit:
     depth_to_space: bool = True
     pad_nodes: bool = False
     label: str = ""
-
-
-@dataclass(frozen=True)
-class Lowering:
-    """Everything the builders need: the form, its per-axis plans and, for
-    the phase forms, the tiles of every phase."""
-
-    form: str
-    plans: tuple[AxisPlan, ...]
-    tiles: Optional[Tiles]
-    group: int
-    cout: int
-    weight: str
-    bias: str
-    bias_is_constant: bool
-    layout: str = "DCR"
-    depth_to_space: bool = True
-    pad_nodes: bool = False
 
 
 # --- the forms -----------------------------------------------------------------
@@ -438,179 +420,3 @@ class _Costing:
         out = grid[:2] + [pl.out if pl.shift or pl.blocks * pl.stride != pl.out else pl.blocks * pl.stride
                           for pl in plans]
         return movement([grid], out, self.itemsize)
-
-
-# --- build helpers ----------------------------------------------------------
-
-def _conv(b: Builder, x: str, kernel: np.ndarray, bias, axes, group: int, what: str,
-          shared: dict, pad_nodes: bool = False) -> str:
-    """Conv of x with `kernel`; negative pads become a Slice of x, positive
-    ones the Conv's pads or a Pad node (Slices and Pads reused via `shared`)."""
-    x = _slice_input(b, x, axes, shared)
-    pads = [max(a.begin, 0) for a in axes] + [max(a.end, 0) for a in axes]
-    if pad_nodes and any(pads):
-        key, r = ("pad", x, tuple(pads)), len(axes)
-        if key not in shared:
-            shared[key] = pad_axes(b, x, r + 2, range(2, r + 2), list(zip(pads[:r], pads[r:])), "input_pad")
-        x, pads = shared[key], [0] * len(pads)
-    inputs = [x, b.initializer(kernel, f"{what}_weight")]
-    if isinstance(bias, np.ndarray):
-        inputs.append(b.initializer(bias, f"{what}_bias"))
-    elif bias:
-        inputs.append(bias)
-    return b.op("Conv", inputs, what, kernel_shape=[a.size for a in axes], dilations=[a.dilation for a in axes],
-                pads=pads, strides=[1] * len(axes), group=group)
-
-
-def _slice_input(b: Builder, x: str, axes: tuple[AxisConv, ...], slices: dict) -> str:
-    n = b.graph.shape(x)[2:]
-    cut = tuple((i + 2, max(-a.begin, 0), n[i] - max(-a.end, 0)) for i, a in enumerate(axes)
-                if a.begin < 0 or a.end < 0)
-    if not cut:
-        return x
-    if cut not in slices:
-        axes_, starts, ends = zip(*cut)
-        slices[cut] = slice_axes(b, x, axes_, starts, ends, "input_slice")
-    return slices[cut]
-
-
-def _single_conv(b: Builder, x: str, wc: np.ndarray, bias, p: Lowering) -> str:
-    """One Conv; its output channel c*B + phase (CRD) or phase*Cout + c (DCR)."""
-    axes = tuple(next(c for c in plan.phases if c is not None) for plan in p.plans)
-    blocks = prod(plan.stride for plan in p.plans)
-    kernel = shared_kernel(wc, p.plans)
-    b_rep = None if bias is None else np.repeat(bias, blocks)
-    if p.layout == "DCR":
-        kernel = kernel.reshape(p.cout, blocks, *kernel.shape[1:]).swapaxes(0, 1).reshape(kernel.shape)
-        b_rep = None if bias is None else np.tile(bias, blocks)
-    y = _conv(b, x, kernel, b_rep, axes, p.group, "conv", {}, p.pad_nodes)
-    return _shuffle(b, y, p, [pl.blocks for pl in p.plans])
-
-
-def _shuffle(b: Builder, y: str, p: Lowering, sizes) -> str:
-    return pixel_shuffle(b, y, p.cout, [pl.stride for pl in p.plans], sizes, p.layout,
-                         allow_depth_to_space=p.depth_to_space)
-
-
-@dataclass
-class _Tiling:
-    """Build state of the phase forms: the values shared between tiles."""
-
-    b: Builder
-    x: str
-    wc: np.ndarray
-    bias: Optional[np.ndarray]
-    p: Lowering
-    slices: dict
-    fillers: dict
-    convs: int = 0
-
-
-def _phase_convs(b: Builder, x: str, wc: np.ndarray, bias, p: Lowering) -> str:
-    """Every phase from its tiles (one Conv per tile; consecutive phases with
-    equal tile geometry share their Convs when group == 1 and the bias is a
-    constant), phases no tap reaches as bias, zero padding up to the block
-    grid, Concat in phase order, DCR pixel shuffle."""
-    blocks = [plan.blocks for plan in p.plans]
-    combos = list(itertools.product(*[range(plan.stride) for plan in p.plans]))
-    ctx = _Tiling(b, x, wc, bias, p, {}, {})
-    parts = []
-    for k, run in enumerate(_runs(p, combos, p.group == 1 and p.bias_is_constant)):
-        trees = [tile_tree(p.tiles, combo) for combo in run]
-        counts = _phase_counts(p, run[0])
-        if not _any_taps(trees[0]):
-            parts += [_filler(ctx, blocks, 1)] * len(run)
-            continue
-        y = _tiles(ctx, trees, [()] * len(run), counts)
-        missing = [(0, n - c) for n, c in zip(blocks, counts)]
-        if any(hi for _, hi in missing):
-            y = pad_axes(b, y, len(blocks) + 2, range(2, len(blocks) + 2), missing, f"phase{k}_pad")
-        parts.append(y)
-    y = parts[0] if len(parts) == 1 else b.op("Concat", parts, "concat", axis=1)
-    return _shuffle(b, y, p, blocks)
-
-
-def _tiles(ctx: _Tiling, trees: list, paths: list, counts: list) -> str:
-    """The tiles of `trees` (one per phase of a run, equal geometry) along
-    the next axis, concatenated; `paths` hold each phase's outer pieces."""
-    axis, parts = len(paths[0]), []
-    for column in zip(*trees):
-        piece, sub = column[0]
-        deeper = [path + (pc,) for path, (pc, _) in zip(paths, column)]
-        if not piece.taps:
-            sizes = [a.count for a in deeper[0]] + counts[axis + 1:]
-            parts.append(_filler(ctx, sizes, len(trees)))
-        elif sub is None:
-            parts.append(_tile_conv(ctx, deeper))
-        else:
-            parts.append(_tiles(ctx, [s for _, s in column], deeper, counts))
-    return parts[0] if len(parts) == 1 else ctx.b.op("Concat", parts, "tile_concat", axis=axis + 2)
-
-
-def _tile_conv(ctx: _Tiling, paths: list) -> str:
-    kernel = np.concatenate([phase_kernel(ctx.wc, path) for path in paths])
-    bias = np.tile(ctx.bias, len(paths)) if ctx.bias is not None else ctx.p.bias
-    ctx.convs += 1
-    return _conv(ctx.b, ctx.x, kernel, bias, paths[0], ctx.p.group, f"tile{ctx.convs - 1}_conv", ctx.slices,
-                 ctx.p.pad_nodes)
-
-
-def _filler(ctx: _Tiling, sizes, repeat: int) -> str:
-    key = (tuple(sizes), repeat)
-    if key not in ctx.fillers:
-        ctx.fillers[key] = _bias_only(ctx.b, ctx.x, ctx.p.cout, ctx.p.bias, ctx.bias, sizes, repeat)
-    return ctx.fillers[key]
-
-
-def _phase_counts(p: Lowering, combo) -> list[int]:
-    return [max(-(-(plan.out - r) // plan.stride), 0) for plan, r in zip(p.plans, combo)]
-
-
-def _any_taps(tree) -> bool:
-    return any(piece.taps and (sub is None or _any_taps(sub)) for piece, sub in tree)
-
-
-def _runs(p: Lowering, combos: list, merge: bool) -> list[list]:
-    """Consecutive phases with equal tile geometry (and bias-only ones) grouped."""
-    def geometry(tree):
-        return tuple(((pc.size, pc.dilation, pc.begin, pc.end, pc.count, bool(pc.taps)),
-                      None if sub is None else geometry(sub)) for pc, sub in tree)
-
-    def key(combo):
-        tree = tile_tree(p.tiles, combo)
-        return (tuple(_phase_counts(p, combo)), geometry(tree)) if _any_taps(tree) else None
-
-    runs, keys = [], []
-    for combo in combos:
-        k = key(combo)
-        if runs and (merge or k is None) and keys[-1] == k:
-            runs[-1].append(combo)
-        else:
-            runs.append([combo])
-            keys.append(k)
-    return runs
-
-
-def _bias_only(b: Builder, x: str, cout: int, bias_name: str, bias, sizes, repeat: int) -> str:
-    """[N, Cout*repeat, sizes...] holding the bias (or zeros): outputs no tap reaches."""
-    dtype = helper.tensor_dtype_to_np_dtype(b.graph.dtype(x))
-    batch = b.graph.shape(x)[0]
-    z = zeros(b, x, [batch if isinstance(batch, int) else None, cout * repeat, *sizes], dtype, "no_tap_zeros")
-    if not bias_name:
-        return z
-    column = [cout * repeat] + [1] * len(sizes)
-    if bias is not None:
-        col = b.initializer(np.tile(bias, repeat).reshape(column), "no_tap_bias")
-    else:
-        col = b.op("Reshape", [bias_name, b.ints(column, "no_tap_bias_shape")], "no_tap_bias")
-    return b.op("Add", [z, col], "no_tap")
-
-
-def _crop(b: Builder, y: str, plans) -> str:
-    """Cut the block grid [-shift, blocks*s - shift) back to [0, out)."""
-    cut = [(i + 2, pl.shift, pl.shift + pl.out) for i, pl in enumerate(plans)
-           if pl.shift or pl.blocks * pl.stride != pl.out]
-    if not cut:
-        return y
-    axes, starts, ends = zip(*cut)
-    return slice_axes(b, y, axes, starts, ends, "crop")

@@ -30,7 +30,8 @@ from onnx import numpy_helper
 from convrewrite.core import qdq
 from convrewrite.core.graph import GraphView
 
-from .forms import Deconv, PhaseConvs, SingleConv, _crop, _phase_convs, _single_conv
+from .build import _crop, _phase_convs, _single_conv
+from .forms import Deconv, PhaseConvs, SingleConv
 from .geometry import conv_weight, phases
 
 
