@@ -28,7 +28,8 @@ from onnx import helper
 from convrewrite.core import qdq
 
 from .chain import Chain
-from .forms import Batch, Plain, Subsample, _batch, _kept_weight, _plain
+from .build import _batch, _kept_weight, _plain
+from .forms import Batch, Plain, Subsample
 
 
 def grids(node, graph) -> "tuple | str":

@@ -1,0 +1,166 @@
+"""Builders of the dilated-conv forms: the padded window, space-to-batch or
+strided phase images, the undilated Conv(s), and back; chains in phase form
+(forms.py says which form builds what; phases.py has the arithmetic)."""
+from __future__ import annotations
+
+import itertools
+from math import prod
+from typing import Optional
+
+import numpy as np
+import onnx
+
+from convrewrite.core.builder import Builder
+from convrewrite.core.graph import GraphView
+from convrewrite.emit.opset_ops import add_all, slice_axes
+from convrewrite.emit.pixel_shuffle import (pixel_shuffle, pixel_unshuffle)
+from convrewrite.emit.space_to_batch import (batch_to_space, crop_to, interleave, space_to_batch,
+                                             strided_slice, subsample)
+from convrewrite.geometry import extent
+
+from .chain import Chain, copy_node, data_inputs, from_phase, phase_window, to_phase, zero_garbage
+from .phases import phase_images, window, window_pads
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .forms import Dilated
+
+
+def _kept_weight(w: np.ndarray, taps) -> np.ndarray:
+    if taps is None:
+        return w
+    return np.ascontiguousarray(w[(slice(None), slice(None)) + tuple(slice(lo, hi + 1) for lo, hi in taps)])
+
+
+def _sliced_weight(b: Builder, graph: GraphView, p: Dilated) -> str:
+    """The Conv's weight, or a sliced copy when taps were dropped."""
+    if p.taps is None:
+        return p.weight
+    return b.initializer(_kept_weight(graph.constant(p.weight), p.taps), "weight")
+
+
+def _conv(b: Builder, x: str, weight: str, bias: str, p: Dilated, strides, what="conv",
+          group: Optional[int] = None, pads=None) -> str:
+    """Conv with dilation 1 (the attribute is omitted)."""
+    inputs = [x, weight] + ([bias] if bias else [])
+    return b.op("Conv", inputs, what, kernel_shape=[a.kernel for a in p.axes], strides=list(strides),
+                group=group or p.group, pads=pads)
+
+
+def _plain(b, x, weight, p: Dilated) -> str:
+    """No dilation left: crop the input where the offset is negative or the
+    surplus is not absorbed by the stride, Conv with the remaining padding."""
+    pads = [window_pads(a, (a.out - 1) * a.stride + extent(a.kernel, a.dilation), a.stride - 1)
+            for a in p.axes]
+    crop = [k for k, q in enumerate(pads) if q[0] or q[1]]
+    if crop:
+        x = slice_axes(b, x, [k + 2 for k in crop], [pads[k][0] for k in crop],
+                       [p.axes[k].size - pads[k][1] for k in crop], "crop")
+    conv_pads_ = [q[2] for q in pads] + [q[3] for q in pads]
+    return _conv(b, x, weight, p.bias, p, [a.stride for a in p.axes], pads=conv_pads_)
+
+
+def _phase_input(b, x, p: Dilated) -> str:
+    """The padded window, subsampled by g: [N, C, m_k*P_k ...]."""
+    t = window(b, x, p.axes, [a.block_window for a in p.axes])
+    return subsample(b, t, [a.block_window for a in p.axes], [a.common for a in p.axes])
+
+
+def _blocks(p: Dilated):
+    return (p.blocks, [a.phase_size for a in p.axes], [a.per_phase for a in p.axes])
+
+
+def _batch_core(b, x, weight, p: Dilated) -> str:
+    """x -> the Conv's output in phase form [P*N, O, q...]."""
+    blocks, m, q = _blocks(p)
+    t = space_to_batch(b, _phase_input(b, x, p), p.channels, blocks, m)
+    return _conv(b, t, weight, p.bias, p, [a.inner_stride for a in p.axes])
+
+
+def _batch(b, x, weight, p: Dilated) -> str:
+    blocks, m, q = _blocks(p)
+    t = batch_to_space(b, _batch_core(b, x, weight, p), p.out_channels, blocks, q)
+    return crop_to(b, t, [a.per_phase * a.phases for a in p.axes], [a.out for a in p.axes])
+
+
+def _depth(b, graph, x, p: Dilated) -> str:
+    blocks, m, q = _blocks(p)
+    n = prod(blocks)
+    t = pixel_unshuffle(b, _phase_input(b, x, p), p.channels, blocks, m)
+    w = _kept_weight(graph.constant(p.weight), p.taps)
+    tiled_w = b.initializer(np.tile(w, (n,) + (1,) * (w.ndim - 1)), "weight_tiled")
+    tiled_b = ""
+    if p.bias:
+        bias = graph.constant(p.bias)
+        tiled_b = (b.initializer(np.tile(bias, n), "bias_tiled") if bias is not None
+                   else b.op("Tile", [p.bias, b.ints([n], "bias_repeats")], "bias_tiled"))
+    # one group per (phase, original group): channel flat(phase)*C + c (DCR)
+    t = _conv(b, t, tiled_w, tiled_b, p, [a.inner_stride for a in p.axes], group=n * p.group)
+    t = pixel_shuffle(b, t, p.out_channels, blocks, q)
+    return crop_to(b, t, [a.per_phase * a.phases for a in p.axes], [a.out for a in p.axes])
+
+
+def _slices(b, x, weight, p: Dilated) -> str:
+    blocks, m, q = _blocks(p)
+    t = window(b, x, p.axes, [a.slice_window for a in p.axes])
+    parts = {}
+    for phase, image in phase_images(b, t, p.axes).items():
+        tag = "conv_" + "_".join(map(str, phase))
+        parts[phase] = _conv(b, image, weight, p.bias, p, [a.inner_stride for a in p.axes], tag)
+    t = interleave(b, parts, p.out_channels, blocks, q)
+    return crop_to(b, t, [a.per_phase * a.phases for a in p.axes], [a.out for a in p.axes])
+
+
+def _taps(b, graph, x, p: Dilated) -> str:
+    """One undilated Conv per tap t of the dilated axes (kernel size 1 there)
+    on the window shifted by t*d and strided by s, summed:
+
+        y = B + sum_t Conv(x_pad[t*d :: s], W[..., t, ...])
+    """
+    w = _kept_weight(graph.constant(p.weight), p.taps)
+    dil = [k for k, a in enumerate(p.axes) if a.dilation > 1]
+    lengths = [(a.out - 1) * a.stride + extent(a.kernel, a.dilation) for a in p.axes]
+    t = window(b, x, p.axes, lengths)
+    kernel = [1 if a.dilation > 1 else a.kernel for a in p.axes]
+    strides = [1 if a.dilation > 1 else a.stride for a in p.axes]
+    terms = []
+    for tap in itertools.product(*[range(p.axes[k].kernel) for k in dil]):
+        tag = "tap_" + "_".join(map(str, tap))
+        starts = [tk * p.axes[k].dilation for tk, k in zip(tap, dil)]
+        ends = [s0 + (p.axes[k].out - 1) * p.axes[k].stride + 1 for s0, k in zip(starts, dil)]
+        image = strided_slice(b, t, [k + 2 for k in dil], starts, ends, [p.axes[k].stride for k in dil], tag)
+        index = [slice(None)] * w.ndim
+        for tk, k in zip(tap, dil):
+            index[k + 2] = slice(tk, tk + 1)
+        wt = b.initializer(np.ascontiguousarray(w[tuple(index)]), f"weight_{tag}")
+        bias = [p.bias] if p.bias and not terms else []
+        terms.append(b.op("Conv", [image, wt] + bias, f"conv_{tag}", kernel_shape=kernel, strides=strides,
+                          group=p.group))
+    return add_all(b, terms, "sum_taps")
+
+
+def _chain(b: Builder, graph: GraphView, c: Chain) -> dict:
+    """Every region value in phase form; the exits back through batch_to_space."""
+    nodes, grid = c.region.nodes, c.grid
+    phase = {nodes[0].output[0]: _batch_core(b, nodes[0].input[0], _sliced_weight(b, graph, c.start), c.start)}
+    convs, cache, masked = dict(c.region.convs), {}, {}
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(graph.dtype(nodes[0].input[0]))
+
+    def value(name: str) -> str:   # a region value, or an outside one converted once
+        if name not in phase and name not in cache:
+            cache[name] = to_phase(b, name, graph.shape(name)[1], grid)
+        return phase.get(name) or cache[name]
+
+    for k, node in enumerate(nodes[1:], 1):
+        if k in convs:
+            p = convs[k]
+            if node.input[0] not in masked:
+                masked[node.input[0]] = zero_garbage(b, phase[node.input[0]], p.channels, grid, dtype)
+            v = phase_window(b, masked[node.input[0]], grid, [a.offset for a in p.axes],
+                             [a.kernel for a in p.axes])
+            phase[node.output[0]] = _conv(b, v, _sliced_weight(b, graph, p), p.bias, p, [1] * len(p.axes))
+            continue
+        data = data_inputs(node)
+        inputs = [value(i) if i in data and not graph.is_constant(i) else i for i in node.input]
+        phase[node.output[0]] = copy_node(b, node, inputs)
+    return {e: from_phase(b, phase[e], graph.shape(e)[1], grid) for e in c.region.exits}
