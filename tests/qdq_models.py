@@ -135,3 +135,35 @@ def fused_counts(model: onnx.ModelProto) -> Counter:
 
 def float_compute(counts: Counter) -> int:
     return sum(counts.get(op, 0) for op in FLOAT_COMPUTE)
+
+
+def fake_quantized(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with every int8 weight initializer read by a DequantizeLinear
+    turned into float weights behind QuantizeLinear -> DequantizeLinear (the
+    shape quantization-aware-training exports write): the same integers."""
+    inits = {t.name: t for t in model.graph.initializer}
+    for node in list(model.graph.node):
+        if node.op_type != "DequantizeLinear" or node.input[0] not in inits:
+            continue
+        q = numpy_helper.to_array(inits[node.input[0]])
+        if q.dtype != np.int8:
+            continue
+        scale = numpy_helper.to_array(inits[node.input[1]])
+        zp = (numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 and node.input[2]
+              else np.zeros_like(scale, np.int8))
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        shape = [1] * q.ndim
+        if scale.ndim:
+            shape[axis] = -1
+        w = ((q.astype(np.float32) - zp.reshape(shape)) * scale.reshape(shape)).astype(np.float32)
+        model.graph.initializer.append(numpy_helper.from_array(w, node.input[0] + "_float"))
+        fq = helper.make_node("QuantizeLinear", [node.input[0] + "_float", *node.input[1:]], [node.input[0] + "_fq"],
+                              name=node.name + "_fake_quant")
+        fq.attribute.extend(node.attribute)
+        model.graph.node.insert(list(model.graph.node).index(node), fq)
+        node.input[0] = node.input[0] + "_fq"
+    used = {i for n in model.graph.node for i in n.input}
+    kept = [t for t in model.graph.initializer if t.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    return model

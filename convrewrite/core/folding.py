@@ -24,7 +24,7 @@ FOLDABLE_OPS = frozenset({
     "Slice", "Reshape", "Transpose", "Mul", "Div", "Add", "Sub", "Floor",
     "Ceil", "Round", "Neg", "Abs", "Sqrt", "ConstantOfShape", "Range", "Expand",
     "Flatten", "Max", "Min", "ReduceProd", "Flip", "Equal", "Where", "Not",
-    "DequantizeLinear", "Tile", "Pow", "Reciprocal",
+    "DequantizeLinear", "QuantizeLinear", "Tile", "Pow", "Reciprocal",
 })
 FOLD_MAX_ELEMENTS = 1 << 26
 # Ops that only move entries around: a partly symbolic Shape may flow through
@@ -195,8 +195,9 @@ def _evaluate(node, inputs, opset, name) -> Optional[np.ndarray]:
     n = helper.make_node(node.op_type, renamed, outs, domain=node.domain)
     n.attribute.extend(node.attribute)
     g = helper.make_graph([n], "fold", [], [helper.make_value_info(o, onnx.TypeProto()) for o in outs if o], inits)
-    if node.op_type == "DequantizeLinear":
-        # onnx's reference implements DequantizeLinear from opset 19 only; 10-19 agree on every type before 19's
+    if node.op_type in ("DequantizeLinear", "QuantizeLinear"):
+        # onnx's reference implements them from opset 19 only; 10-19 agree on every type before 19's
+        # (QuantizeLinear: round half to even, saturate): a fake-quantized weight Q(w) folds to its integers
         opset = max(opset, 19)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
     try:

@@ -64,8 +64,8 @@ def read_group(node, graph: GraphView) -> "dict | str":
     if y_grid is None or isinstance(yp, str) or not yp.per_tensor:
         return "the QuantizeLinear after it is not per-tensor with a constant scale and zero point"
     w_dq = graph.producer(node.input[1])
-    if w_dq is None or w_dq.op_type != qdq.DEQUANTIZE or not graph.is_initializer(w_dq.input[0]):
-        return "its weight is not DequantizeLinear of an integer initializer (fake-quantized weights are not handled)"
+    if w_dq is None or w_dq.op_type != qdq.DEQUANTIZE or not graph.is_constant(w_dq.input[0]):
+        return "its weight is not DequantizeLinear of integer constants (an initializer, or QuantizeLinear of one)"
     wp = qdq.qparams(w_dq, graph)
     if isinstance(wp, str):
         return wp

@@ -283,3 +283,22 @@ def test_integer_rearrangement_commutes_with_dequantization(cin_g, cout_g, group
         assert len(f_kernels) == len(q_kernels) > 0
         for a, b in zip(f_kernels, q_kernels):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["convt", "decoder"])
+def test_fake_quantized_weights_are_int8_weights(name):
+    """Float weights behind QuantizeLinear -> DequantizeLinear (a QAT export)
+    fold to their integers, so the ConvTranspose is rewritten as QDQ with
+    int8 weights: after onnxruntime's fusion no float compute is left."""
+    from qdq_models import fake_quantized
+
+    model = fake_quantized(quantized(name))
+    assert any(n.name.endswith("_fake_quant") for n in model.graph.node)
+    new, report = optimize(model)
+    assert report.verification.equivalent is True
+    assert [r.form for r in report.records(REWRITTEN) if r.op == "ConvTranspose"] == ["single-conv"]
+    assert float_compute(fused_counts(model)) == 1 and float_compute(fused_counts(new)) == 0
+    conv = next(n for n in new.graph.node if n.op_type == "Conv")
+    w_dq = next(n for n in new.graph.node if n.output[0] == conv.input[1])
+    weight = next(t for t in new.graph.initializer if t.name == w_dq.input[0])
+    assert weight.data_type == onnx.TensorProto.INT8
