@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from onnx import helper
+from onnx import TensorProto, helper
 
 from convrewrite.core.forms import Cost, Form
 from convrewrite.core.rewrite import Code, Match, PassOptions, Skip
@@ -185,3 +185,41 @@ class AddToSub(ReluToMax):
 
     def match(self, node, graph):
         return Match(node, None)
+
+
+class ClipForm(MaxForm):
+    """Relu(x) -> Clip(x, 0, hi): passes the local check on standard-normal
+    inputs, wrong on the user's inputs above hi (the whole-model check must
+    catch it)."""
+
+    name = "clip"
+    hi = 50.0
+
+    def build(self, match, variant, graph, b):
+        lo = b.initializer(np.array(0, np.float32), "lo")
+        hi = b.initializer(np.array(self.hi, np.float32), "hi")
+        return {match.node.output[0]: b.op("Clip", [match.node.input[0], lo, hi], "clip")}
+
+
+@dataclass(frozen=True)
+class ReluToClip(ReluToMax):
+    name: ClassVar[str] = "relu-to-clip"
+    forms: ClassVar[tuple] = (ClipForm(),)
+
+
+def relu_both_signs(scale: float = 0.0):
+    """y = Relu(x) + Relu(-x) (times a weight `scale` when given): on
+    x = 100, r1 sees 100 (Clip is wrong there) and r3 sees -100 (exact)."""
+    from onnx import numpy_helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4])
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="r1"),
+             helper.make_node("Neg", ["x"], ["c"], name="neg"),
+             helper.make_node("Relu", ["c"], ["d"], name="r3"),
+             helper.make_node("Add", ["a", "d"], ["e" if scale else "y"], name="add")]
+    inits = []
+    if scale:
+        inits.append(numpy_helper.from_array(np.full((1, 3, 4), scale, np.float32), "w"))
+        nodes.append(helper.make_node("Mul", ["e", "w"], ["y"], name="mul"))
+    return helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)])

@@ -58,35 +58,22 @@ def test_whole_model_failure_is_bisected_to_the_responsible_rewrite(rebuild_fail
     # not on the user's inputs, where the whole-model check must catch it.
     # The splice drops the replacements; bisection rebuilds them, and a
     # rebuild that fails rolls its rewrite back instead of crashing.
-    from toy_passes import MaxForm, ReluToMax as Base
+    from toy_passes import ClipForm, ReluToClip, relu_both_signs
     builds = []
 
-    class ClipForm(MaxForm):
-        name = "clip"
-
+    class CountedClip(ClipForm):
         def build(self, match, variant, graph, b):
             builds.append(match.node.name)
             if rebuild_fails and builds.count(match.node.name) > 1:
                 raise RuntimeError("not again")
-            lo = b.initializer(np.array(0, np.float32), "lo")
-            hi = b.initializer(np.array(50, np.float32), "hi")
-            return {match.node.output[0]: b.op("Clip", [match.node.input[0], lo, hi], "clip")}
+            return super().build(match, variant, graph, b)
 
-    class ReluToClip(Base):
-        name = "relu-to-clip"
-        forms = (ClipForm(),)
+    class Counted(ReluToClip):
+        forms = (CountedClip(),)
 
-    # y = Relu(x) + Relu(-x): on x = 100, r1 sees 100 (Clip is wrong there)
-    # and r3 sees -100 (Clip is exact there).
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4])
-    nodes = [helper.make_node("Relu", ["x"], ["a"], name="r1"),
-             helper.make_node("Neg", ["x"], ["c"], name="neg"),
-             helper.make_node("Relu", ["c"], ["d"], name="r3"),
-             helper.make_node("Add", ["a", "d"], ["y"], name="add")]
-    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    model = relu_both_signs()
     feeds = {"x": np.full((1, 3, 4), 100.0, np.float32)}
-    new, report = optimize(model, passes=[ReluToClip()], inputs=feeds)
+    new, report = optimize(model, passes=[Counted()], inputs=feeds)
     status = {r.node: r.status for r in report.rewrites}
     assert report.verification.equivalent
     if rebuild_fails:

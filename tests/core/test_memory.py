@@ -14,7 +14,7 @@ from convrewrite.core.graph import GraphView
 from convrewrite.core.lowering import lower
 from convrewrite.core.report import REWRITTEN, ROLLED_BACK
 from convrewrite.core.splice import Undo, apply_rewrites, splice_in_place
-from toy_passes import AddToSub, MaxForm, ReluToMax
+from toy_passes import AddToSub, ReluToClip, relu_both_signs
 
 
 def _two_adds(n=64):
@@ -86,27 +86,7 @@ def test_splice_in_place_matches_apply_rewrites_and_undo_gives_the_model_back():
 def test_bisection_works_on_a_model_edited_in_place(tmp_path):
     # As test_driver's bisection test, from a path: the pass's input is
     # given back from the edited model and the weights it took out.
-    class ClipForm(MaxForm):
-        name = "clip"
-
-        def build(self, match, variant, graph, b):
-            lo = b.initializer(np.array(0, np.float32), "lo")
-            hi = b.initializer(np.array(50, np.float32), "hi")
-            return {match.node.output[0]: b.op("Clip", [match.node.input[0], lo, hi], "clip")}
-
-    class ReluToClip(ReluToMax):
-        name = "relu-to-clip"
-        forms = (ClipForm(),)
-
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4])
-    w = numpy_helper.from_array(np.full((1, 3, 4), 2.0, np.float32), "w")
-    nodes = [helper.make_node("Relu", ["x"], ["a"], name="r1"),
-             helper.make_node("Neg", ["x"], ["c"], name="neg"),
-             helper.make_node("Relu", ["c"], ["d"], name="r3"),
-             helper.make_node("Add", ["a", "d"], ["e"], name="add"),
-             helper.make_node("Mul", ["e", "w"], ["y"], name="mul")]
-    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w]), opset_imports=[helper.make_opsetid("", 17)])
+    model = relu_both_signs(scale=2.0)
     path = tmp_path / "m.onnx"
     onnx.save(model, path)
     feeds = {"x": np.full((1, 3, 4), 100.0, np.float32)}

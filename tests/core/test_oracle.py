@@ -15,7 +15,7 @@ import convrewrite.core.oracle as oracle
 from convrewrite import optimize
 from convrewrite.core.equivalence import compare_within_noise, random_feeds, run_onnxruntime, runtime_inputs
 from convrewrite.core.report import REWRITTEN, ROLLED_BACK
-from toy_passes import MaxForm, ReluToMax
+from toy_passes import ClipForm, ReluToClip, ReluToMax, relu_both_signs
 
 
 def chaotic_chain(blocks: int, seed: int = 0, gain: float = 3.0, mixing: int = 0, c: int = 4, hw: int = 8,
@@ -125,32 +125,8 @@ def test_a_stable_model_that_passes_pays_nothing_for_the_noise():
 
 # --- (b) the noise never hides a real error ---------------------------------------------
 
-class ClipForm(MaxForm):
-    """Relu(x) -> Clip(x, 0, hi): passes the local check on standard-normal
-    inputs when hi is large enough, wrong on the user's inputs above hi."""
-
-    name = "clip"
-    hi = 50.0
-
-    def build(self, match, variant, graph, b):
-        lo = b.initializer(np.array(0, np.float32), "lo")
-        hi = b.initializer(np.array(self.hi, np.float32), "hi")
-        return {match.node.output[0]: b.op("Clip", [match.node.input[0], lo, hi], "clip")}
-
-
-class ReluToClip(ReluToMax):
-    name = "relu-to-clip"
-    forms = (ClipForm(),)
-
-
 def test_a_wrong_rewrite_in_a_stable_model_is_still_bisected_and_rolled_back():
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4])
-    nodes = [helper.make_node("Relu", ["x"], ["a"], name="r1"),
-             helper.make_node("Neg", ["x"], ["c"], name="neg"),
-             helper.make_node("Relu", ["c"], ["d"], name="r3"),
-             helper.make_node("Add", ["a", "d"], ["y"], name="add")]
-    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    model = relu_both_signs()
     new, report = optimize(model, passes=[ReluToClip()], inputs={"x": np.full((1, 3, 4), 100.0, np.float32)})
     v = report.verification
     assert {r.node: r.status for r in report.rewrites} == {"r1": ROLLED_BACK, "r3": REWRITTEN}

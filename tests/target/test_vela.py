@@ -21,7 +21,6 @@ Two tiers:
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import onnx
