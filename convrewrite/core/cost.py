@@ -15,7 +15,10 @@ The driver counts on standalone models whose symbolic batch is set to 1.
                    cubic -- the interpolation's own multiply-adds
 
 Zero taps inside a kernel count like any other tap: that is wasted work the
-MAC figure must show.
+MAC figure must show.  `grouped_macs` is the part of them in convolutions with
+fewer than GROUPED_BELOW input channels per group (depthwise and the like):
+they run memory-bound, several times slower per MAC than dense ones, so the
+cost model (core/cost_model.py) prices them apart.
 
 Bytes moved: every data-movement node (DATA_MOVEMENT_OPS) reads its data
 input and writes its output, so it costs their sizes in bytes -- what an
@@ -91,6 +94,34 @@ def node_macs(node: onnx.NodeProto, graph: GraphView, per_item: bool = False) ->
 
 
 COMPUTING_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "Resize", "Upsample")
+GROUPED_BELOW = 8    # input channels per group under which a convolution counts as grouped
+
+
+def grouped(in_channels_per_group: int) -> bool:
+    return in_channels_per_group < GROUPED_BELOW
+
+
+def node_is_grouped(node: onnx.NodeProto, graph: GraphView) -> bool:
+    """A Conv / ConvTranspose with few input channels per group."""
+    if node.op_type not in ("Conv", "ConvTranspose") or len(node.input) < 2:
+        return False
+    w = graph.shape(node.input[1])
+    if not w or not isinstance(w[0], int) or not isinstance(w[1], int):
+        return False
+    group = int(attributes(node).get("group", 1))
+    return grouped(w[1] if node.op_type == "Conv" else w[0] // group)
+
+
+def grouped_macs(nodes, graph: GraphView, per_item: bool = False) -> Optional[int]:
+    """MACs of the grouped convolutions among `nodes` (see node_is_grouped)."""
+    total = 0
+    for node in nodes:
+        if node_is_grouped(node, graph):
+            m = node_macs(node, graph, per_item)
+            if m is None:
+                return None
+            total += m
+    return total
 
 
 def total_macs(nodes, graph: GraphView, per_item: bool = False) -> Optional[int]:
@@ -143,7 +174,7 @@ def max_rank(nodes, graph: GraphView) -> Optional[int]:
 def subgraph_cost(nodes, graph: GraphView, per_item: bool = False) -> Cost:
     """The cost of `nodes` as they are in `graph` (per batch item with `per_item`)."""
     return Cost(total_macs(nodes, graph, per_item), moved_bytes(nodes, graph, per_item), len(nodes),
-                max_rank(nodes, graph))
+                max_rank(nodes, graph), grouped_macs(nodes, graph, per_item))
 
 
 def batch_one(model: onnx.ModelProto) -> onnx.ModelProto:

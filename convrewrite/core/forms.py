@@ -49,10 +49,13 @@ class Cost:
     moved_bytes: Optional[int] = None  # bytes read + written by data-movement ops
     nodes: Optional[int] = None
     max_rank: Optional[int] = None     # the largest rank of a tensor it creates
+    # the part of `macs` in convolutions with few input channels per group
+    # (depthwise and the like: memory-bound, several times slower per MAC)
+    grouped_macs: Optional[int] = None
 
     def to_dict(self) -> dict:
         return {"macs": self.macs, "moved_bytes": self.moved_bytes, "nodes": self.nodes,
-                "max_rank": self.max_rank}
+                "max_rank": self.max_rank, "grouped_macs": self.grouped_macs}
 
 
 @dataclass(frozen=True)

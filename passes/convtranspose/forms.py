@@ -25,6 +25,7 @@ from typing import Optional
 from onnx import helper
 
 from convrewrite.core.builder import Builder
+from convrewrite.core.cost import grouped
 from convrewrite.core.forms import Cost, Form
 from convrewrite.emit.opset_ops import (NOTHING, ZEROS_MIN_OPSET, Moved, can_make_zeros, folds, movement,
                                        other_nodes, zeros_cost)
@@ -90,7 +91,9 @@ class _ConvTransposeForm(Form):
     def cost(self, match, variant, graph) -> Cost:
         low = self.lowering(match.params, variant)
         moved = _Costing.of(match, graph, low).total()
-        return Cost(macs=self.macs(match.params), moved_bytes=moved.bytes, nodes=moved.nodes,
+        macs = self.macs(match.params)
+        return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes,
+                    grouped_macs=macs if grouped(match.params.cin // match.params.group) else 0,
                     max_rank=max(len(low.plans) + 2, _shuffle_rank(low, match.params.opset)))
 
     def build(self, match, variant, graph, b: Builder) -> dict:
@@ -188,7 +191,7 @@ class BiasOnly(Form):
         low = Lowering(self.name, d.split, None, d.group, d.cout, d.weight, d.bias, d.bias_is_constant)
         moved, _ = _Costing.of(match, graph, low).filler([g.out for g in d.geometry], 1)
         # no node at all where the zeros are an initializer and there is no bias to add
-        return Cost(macs=0, moved_bytes=moved.bytes, nodes=moved.nodes,
+        return Cost(macs=0, moved_bytes=moved.bytes, nodes=moved.nodes, grouped_macs=0,
                     max_rank=len(d.geometry) + 2 if moved.nodes else None)
 
     def build(self, match, variant, graph, b: Builder) -> dict:

@@ -27,6 +27,7 @@ from typing import ClassVar, Optional
 import onnx
 
 from convrewrite.core.builder import Builder
+from convrewrite.core.cost import grouped
 from convrewrite.core.forms import Cost, Form
 from convrewrite.core.graph import GraphView
 from convrewrite.emit.opset_ops import NOTHING, Moved, movement, other_nodes
@@ -96,6 +97,11 @@ class Dilated:
         """MACs per batch item of the Conv's own products (kept taps)."""
         return self.conv_macs([a.out for a in self.axes])
 
+    @property
+    def grouped(self) -> bool:
+        """Few input channels per group (depthwise): every form keeps that."""
+        return grouped(self.channels // self.group)
+
 
 # --- the forms -----------------------------------------------------------------
 
@@ -143,7 +149,7 @@ class Plain(_DilatedForm):
 
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
-        return _cost(p.exact_macs(), p.rank, _plain_moved(p, _itemsize(graph, match)))
+        return _cost(p, p.exact_macs(), p.rank, _plain_moved(p, _itemsize(graph, match)))
 
     def emit(self, b, graph, x, p):
         return _plain(b, x, _sliced_weight(b, graph, p), p)
@@ -163,7 +169,7 @@ class Subsample(_DilatedForm):
 
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
-        return _cost(p.exact_macs(), p.rank, _batch_moved(p, _itemsize(graph, match), graph.opset()))
+        return _cost(p, p.exact_macs(), p.rank, _batch_moved(p, _itemsize(graph, match), graph.opset()))
 
     def emit(self, b, graph, x, p):
         b.note("the dilation divides the stride: only every d-th input is read")
@@ -184,8 +190,8 @@ class Batch(_DilatedForm):
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
         if isinstance(p, Chain):
-            return _cost(chain_macs(p, graph), batch_rank(p.start), _chain_moved(p, graph))
-        return _cost(p.phase_macs(), batch_rank(p), _batch_moved(p, _itemsize(graph, match), graph.opset()))
+            return _chain_cost(p, graph)
+        return _cost(p, p.phase_macs(), batch_rank(p), _batch_moved(p, _itemsize(graph, match), graph.opset()))
 
     def build(self, match, variant, graph, b):
         if isinstance(match.params, Chain):
@@ -217,7 +223,7 @@ class Depth(_DilatedForm):
 
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
-        return _cost(p.phase_macs(), max(p.rank, shuffle_rank(p.blocks, "DCR", graph.opset())),
+        return _cost(p, p.phase_macs(), max(p.rank, shuffle_rank(p.blocks, "DCR", graph.opset())),
                      _depth_moved(p, graph, _itemsize(graph, match)))
 
     def emit(self, b, graph, x, p):
@@ -231,7 +237,7 @@ class Slices(_DilatedForm):
 
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
-        return _cost(p.phase_macs(), max(p.rank, 4), _slices_moved(p, _itemsize(graph, match), graph.opset()))
+        return _cost(p, p.phase_macs(), max(p.rank, 4), _slices_moved(p, _itemsize(graph, match), graph.opset()))
 
     def emit(self, b, graph, x, p):
         return _slices(b, x, _sliced_weight(b, graph, p), p)
@@ -261,7 +267,7 @@ class Taps(_DilatedForm):
 
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
-        return _cost(p.exact_macs(), p.rank, _taps_moved(p, _itemsize(graph, match), graph.opset()))
+        return _cost(p, p.exact_macs(), p.rank, _taps_moved(p, _itemsize(graph, match), graph.opset()))
 
     def emit(self, b, graph, x, p):
         return _taps(b, graph, x, p)
@@ -292,19 +298,20 @@ def batch_rank(p: Dilated) -> int:
     return max(p.rank, general if general <= MAX_GENERAL_RANK else 5)
 
 
-def chain_macs(c: Chain, graph: GraphView) -> int:
-    """Per batch item: every dilated Conv of the chain in batch form, and its
-    1x1 Convs, over the phase grid (q*P positions per axis)."""
+def chain_macs(c: Chain, graph: GraphView) -> tuple[int, int]:
+    """(MACs, of them in grouped Convs) per batch item: every dilated Conv of
+    the chain in batch form, and its 1x1 Convs, over the phase grid (q*P
+    positions per axis)."""
     positions = prod(q * k for q, k in zip(c.grid.per_phase, c.grid.blocks))
-    total = c.start.phase_macs()
     convs = dict(c.region.convs)
+    parts = [(c.start.phase_macs(), c.start.grouped)]
     for k, node in enumerate(c.region.nodes[1:], 1):
         if k in convs:
-            total += convs[k].phase_macs()
+            parts.append((convs[k].phase_macs(), convs[k].grouped))
         elif node.op_type == "Conv":
             ws = graph.shape(node.input[1])
-            total += ws[0] * prod(ws[1:]) * positions
-    return total
+            parts.append((ws[0] * prod(ws[1:]) * positions, grouped(ws[1])))
+    return sum(m for m, _ in parts), sum(m for m, g in parts if g)
 
 
 def depth_tiling(graph: GraphView, p: Dilated) -> tuple[int, int]:
@@ -318,8 +325,16 @@ def depth_tiling(graph: GraphView, p: Dilated) -> tuple[int, int]:
 
 # --- nodes and bytes moved, mirroring the builders below (batch 1) ----------------
 
-def _cost(macs: int, rank: int, moved: Moved) -> Cost:
-    return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes, max_rank=rank)
+def _cost(p: Dilated, macs: int, rank: int, moved: Moved) -> Cost:
+    return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes, max_rank=rank,
+                grouped_macs=macs if p.grouped else 0)
+
+
+def _chain_cost(c: Chain, graph: GraphView) -> Cost:
+    macs, grouped_part = chain_macs(c, graph)
+    moved = _chain_moved(c, graph)
+    return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes, max_rank=batch_rank(c.start),
+                grouped_macs=grouped_part)
 
 
 def _itemsize(graph: GraphView, match) -> int:

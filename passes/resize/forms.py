@@ -102,7 +102,7 @@ class Identity(Form):
         return None if not resized else f"axes {[ax.axis for ax in resized]} are resized"
 
     def cost(self, match, variant, graph) -> Cost:
-        return Cost(macs=0, moved_bytes=0, nodes=1, max_rank=match.params.rank)
+        return Cost(macs=0, moved_bytes=0, nodes=1, max_rank=match.params.rank, grouped_macs=0)
 
     def build(self, match, variant, graph, b: Builder) -> dict:
         b.note("every scale is 1")
@@ -213,7 +213,7 @@ class Deconv(_FixedKernel):
         if all(n is not None for n in padded):
             macs = p.channels * prod(padded) * prod(len(k.kernel) for k in p.kernels)
         moved = _edge_pad_moved(p, _item_dims(p), _edge_mode(variant))[0] + other_nodes(1)
-        return _cost(macs, p.rank, moved)
+        return _cost(macs, p.rank, moved, grouped=True)
 
     def build(self, match, variant, graph, b: Builder) -> dict:
         p = match.params
@@ -297,8 +297,10 @@ FORM_NAMES = tuple(f.name for f in FORMS)
 
 # --- nodes and bytes moved, mirroring the builders below ----------------------------
 
-def _cost(macs, rank: int, moved: Moved) -> Cost:
-    return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes, max_rank=rank)
+def _cost(macs, rank: int, moved: Moved, grouped: bool = False) -> Cost:
+    """`grouped`: the MACs are a depthwise ConvTranspose's (the deconv form)."""
+    return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes, max_rank=rank,
+                grouped_macs=macs if grouped else 0)
 
 
 def _item_dims(p: ResizeParams) -> list:

@@ -861,9 +861,10 @@ def test_form_costs_are_exact(model, options, forms):
     for option in options_:
         built = model_cost(replacement_model(build(p, match, option, graph), graph))
         c = option.cost
-        assert None not in (c.macs, c.moved_bytes, c.nodes, c.max_rank), (option.label, c)
-        estimate = (c.macs * per_item, c.moved_bytes * per_item, c.nodes, c.max_rank)
-        assert estimate == (built.macs, built.moved_bytes, built.nodes, built.max_rank), (option.label, c, built)
+        assert None not in (c.macs, c.moved_bytes, c.nodes, c.max_rank, c.grouped_macs), (option.label, c)
+        estimate = (c.macs * per_item, c.moved_bytes * per_item, c.nodes, c.max_rank, c.grouped_macs * per_item)
+        assert estimate == (built.macs, built.moved_bytes, built.nodes, built.max_rank, built.grouped_macs), \
+            (option.label, c, built)
 
 
 @pytest.fixture(scope="module")
