@@ -19,7 +19,7 @@ from convrewrite.emit.space_to_batch import (batch_to_space, crop_to, interleave
 from convrewrite.geometry import extent
 
 from .chain import Chain, copy_node, data_inputs, from_phase, phase_window, to_phase, zero_garbage
-from .phases import phase_images, window, window_pads
+from .phases import conv_padded, phase_images, window, window_pads
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -41,10 +41,10 @@ def _sliced_weight(b: Builder, graph: GraphView, p: Dilated) -> str:
 
 def _conv(b: Builder, x: str, weight: str, bias: str, p: Dilated, strides, what="conv",
           group: Optional[int] = None, pads=None) -> str:
-    """Conv with dilation 1 (the attribute is omitted)."""
+    """Conv with dilation 1 (the attribute is omitted, and pads when all 0)."""
     inputs = [x, weight] + ([bias] if bias else [])
     return b.op("Conv", inputs, what, kernel_shape=[a.kernel for a in p.axes], strides=list(strides),
-                group=group or p.group, pads=pads)
+                group=group or p.group, pads=pads if pads and any(pads) else None)
 
 
 def _plain(b, x, weight, p: Dilated) -> str:
@@ -60,10 +60,23 @@ def _plain(b, x, weight, p: Dilated) -> str:
     return _conv(b, x, weight, p.bias, p, [a.stride for a in p.axes], pads=conv_pads_)
 
 
-def _phase_input(b, x, p: Dilated) -> str:
-    """The padded window, subsampled by g: [N, C, m_k*P_k ...]."""
-    t = window(b, x, p.axes, [a.block_window for a in p.axes])
-    return subsample(b, t, [a.block_window for a in p.axes], [a.common for a in p.axes])
+class PhaseInput:
+    """The block window with the zeros the Conv's pads supply left out
+    (phases.conv_padded): per axis the shortened axis, the phase image size
+    m' and the Conv's pads (c, e)."""
+
+    def __init__(self, p: Dilated):
+        split = [conv_padded(a) for a in p.axes]
+        self.axes = [s[0] for s in split]
+        self.sizes = [s[1] for s in split]
+        self.lengths = [m * a.dilation for m, a in zip(self.sizes, p.axes)]
+        self.pads = [s[2] for s in split] + [s[3] for s in split]
+
+
+def _phase_input(b, x, p: Dilated, w: PhaseInput) -> str:
+    """The padded window, subsampled by g: [N, C, m'_k*P_k ...]."""
+    t = window(b, x, w.axes, w.lengths)
+    return subsample(b, t, w.lengths, [a.common for a in p.axes])
 
 
 def _blocks(p: Dilated):
@@ -72,9 +85,9 @@ def _blocks(p: Dilated):
 
 def _batch_core(b, x, weight, p: Dilated) -> str:
     """x -> the Conv's output in phase form [P*N, O, q...]."""
-    blocks, m, q = _blocks(p)
-    t = space_to_batch(b, _phase_input(b, x, p), p.channels, blocks, m)
-    return _conv(b, t, weight, p.bias, p, [a.inner_stride for a in p.axes])
+    w = PhaseInput(p)
+    t = space_to_batch(b, _phase_input(b, x, p, w), p.channels, p.blocks, w.sizes)
+    return _conv(b, t, weight, p.bias, p, [a.inner_stride for a in p.axes], pads=w.pads)
 
 
 def _batch(b, x, weight, p: Dilated) -> str:
@@ -86,7 +99,8 @@ def _batch(b, x, weight, p: Dilated) -> str:
 def _depth(b, graph, x, p: Dilated) -> str:
     blocks, m, q = _blocks(p)
     n = prod(blocks)
-    t = pixel_unshuffle(b, _phase_input(b, x, p), p.channels, blocks, m)
+    w_in = PhaseInput(p)
+    t = pixel_unshuffle(b, _phase_input(b, x, p, w_in), p.channels, blocks, w_in.sizes)
     w = _kept_weight(graph.constant(p.weight), p.taps)
     tiled_w = b.initializer(np.tile(w, (n,) + (1,) * (w.ndim - 1)), "weight_tiled")
     tiled_b = ""
@@ -95,7 +109,7 @@ def _depth(b, graph, x, p: Dilated) -> str:
         tiled_b = (b.initializer(np.tile(bias, n), "bias_tiled") if bias is not None
                    else b.op("Tile", [p.bias, b.ints([n], "bias_repeats")], "bias_tiled"))
     # one group per (phase, original group): channel flat(phase)*C + c (DCR)
-    t = _conv(b, t, tiled_w, tiled_b, p, [a.inner_stride for a in p.axes], group=n * p.group)
+    t = _conv(b, t, tiled_w, tiled_b, p, [a.inner_stride for a in p.axes], group=n * p.group, pads=w_in.pads)
     t = pixel_shuffle(b, t, p.out_channels, blocks, q)
     return crop_to(b, t, [a.per_phase * a.phases for a in p.axes], [a.out for a in p.axes])
 
@@ -156,9 +170,10 @@ def _chain(b: Builder, graph: GraphView, c: Chain) -> dict:
             p = convs[k]
             if node.input[0] not in masked:
                 masked[node.input[0]] = zero_garbage(b, phase[node.input[0]], p.channels, grid, dtype)
-            v = phase_window(b, masked[node.input[0]], grid, [a.offset for a in p.axes],
-                             [a.kernel for a in p.axes])
-            phase[node.output[0]] = _conv(b, v, _sliced_weight(b, graph, p), p.bias, p, [1] * len(p.axes))
+            v, pads = phase_window(b, masked[node.input[0]], grid, [a.offset for a in p.axes],
+                                   [a.kernel for a in p.axes])
+            phase[node.output[0]] = _conv(b, v, _sliced_weight(b, graph, p), p.bias, p, [1] * len(p.axes),
+                                          pads=pads)
             continue
         data = data_inputs(node)
         inputs = [value(i) if i in data and not graph.is_constant(i) else i for i in node.input]

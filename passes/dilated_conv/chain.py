@@ -16,7 +16,8 @@ The other entries (j_k*P_k + b_k >= n_k, present when P does not divide n)
 hold whatever the ops computed there.  The next Conv must see zeros in its
 padding region, so its input is masked there first (Where with a constant
 mask), then padded per phase: with offset o = c*P (the Conv's begin padding),
-its window phase image is v shifted by c, i.e. Pad(c, m - q - c) per axis.
+its window phase image is v shifted by c, i.e. padded by (c, m - q - c) per axis: the
+Conv's own pads (a Slice first where an amount is negative).
 
 A region grows from one dilated Conv along the graph: a node joins when it is
 spatially pointwise (or a compatible dilated Conv) and each input is a region
@@ -246,20 +247,24 @@ def zero_garbage(b: Builder, v: str, channels: int, grid: Grid, dtype: np.dtype)
     return b.op("Reshape", [t, b.ints([-1, channels, *q], "mask_merge_shape")], "mask_merge")
 
 
-def phase_window(b: Builder, v: str, grid: Grid, offsets: Sequence[int], kernel: Sequence[int]) -> str:
-    """The phase images of a stride-1 Conv's window: shift by c = o/P,
-    extend to m = q + k - 1 (negative amounts crop)."""
-    q, r = grid.per_phase, len(grid.sizes)
+def window_shift(grid: Grid, offsets: Sequence[int], kernel: Sequence[int]) -> tuple[list, list]:
+    """(front, back) per axis: a stride-1 Conv's window on the phase images
+    is them shifted by c = o/P and extended to m = q + k - 1: front c, back
+    m - q - c (negative amounts crop)."""
     front = [o // p for o, p in zip(offsets, grid.blocks)]
-    back = [k - 1 - c for k, c in zip(kernel, front)]   # m - q - c with m = q + k - 1
+    return front, [k - 1 - c for k, c in zip(kernel, front)]
+
+
+def phase_window(b: Builder, v: str, grid: Grid, offsets: Sequence[int], kernel: Sequence[int]) -> tuple[str, list]:
+    """The phase images cropped where the window crops them, and the Conv
+    pads that extend them (the Conv's own zero padding: no Pad node)."""
+    q, r = grid.per_phase, len(grid.sizes)
+    front, back = window_shift(grid, offsets, kernel)
     crops = [k for k in range(r) if front[k] < 0 or back[k] < 0]
     if crops:
         v = slice_axes(b, v, [k + 2 for k in crops], [max(0, -front[k]) for k in crops],
                        [q[k] - max(0, -back[k]) for k in crops], "phase_crop")
-    if any(f > 0 for f in front) or any(e > 0 for e in back):
-        v = pad_axes(b, v, r + 2, range(2, r + 2), [(max(0, f), max(0, e)) for f, e in zip(front, back)],
-                     "phase_pad")
-    return v
+    return v, [max(0, f) for f in front] + [max(0, e) for e in back]
 
 
 def copy_node(b: Builder, node: onnx.NodeProto, inputs: Sequence[str]) -> str:

@@ -36,8 +36,8 @@ from convrewrite.emit.space_to_batch import (batch_to_space_cost, crop_to_cost, 
                                              strided_slice_cost, subsample_cost)
 from convrewrite.geometry import extent
 
-from .build import _batch, _blocks, _chain, _depth, _plain, _sliced_weight, _slices, _taps
-from .chain import Chain, data_inputs
+from .build import PhaseInput, _batch, _blocks, _chain, _depth, _plain, _sliced_weight, _slices, _taps
+from .chain import Chain, data_inputs, window_shift
 from .phases import AxisPhases, window_pads
 
 
@@ -365,8 +365,8 @@ def _plain_moved(p: Dilated, itemsize: int) -> Moved:
     return moved
 
 
-def _phase_input_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
-    moved, shape = _window_moved(p.axes, [a.block_window for a in p.axes], p.channels, itemsize)
+def _phase_input_moved(p: Dilated, w: PhaseInput, itemsize: int, opset: int) -> Moved:
+    moved, shape = _window_moved(w.axes, w.lengths, p.channels, itemsize)
     return moved + subsample_cost(shape, [a.common for a in p.axes], itemsize, opset)[0]
 
 
@@ -376,8 +376,8 @@ def _out_crop_moved(p: Dilated, itemsize: int) -> Moved:
 
 
 def _batch_core_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
-    blocks, m, q = _blocks(p)
-    return (_phase_input_moved(p, itemsize, opset) + space_to_batch_cost(p.channels, blocks, m, itemsize)
+    w = PhaseInput(p)
+    return (_phase_input_moved(p, w, itemsize, opset) + space_to_batch_cost(p.channels, p.blocks, w.sizes, itemsize)
             + other_nodes(1))
 
 
@@ -390,7 +390,8 @@ def _batch_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
 def _depth_moved(p: Dilated, graph: GraphView, itemsize: int) -> Moved:
     blocks, m, q = _blocks(p)
     opset = graph.opset()
-    moved = _phase_input_moved(p, itemsize, opset) + pixel_unshuffle_cost(p.channels, blocks, m, itemsize)
+    w = PhaseInput(p)
+    moved = _phase_input_moved(p, w, itemsize, opset) + pixel_unshuffle_cost(p.channels, blocks, w.sizes, itemsize)
     if p.bias and graph.constant(p.bias) is None:   # the bias Tiled at run time
         bias_size = onnx.helper.tensor_dtype_to_np_dtype(graph.dtype(p.bias)).itemsize
         moved += movement([[p.out_channels]], [p.out_channels * prod(blocks)], bias_size)
@@ -454,15 +455,10 @@ def _chain_moved(c: Chain, graph: GraphView) -> Moved:
                     # Reshape to [P, N*C, q...], Where (mask and zero constant; Mul before opset 9), Reshape
                     mask = movement([form], form, size(v)) if opset >= 9 else other_nodes(1)
                     moved += movement([form], form, size(v)) + mask + movement([form], form, size(v))
-            front = [o // b for o, b in zip([a.offset for a in p.axes], blocks)]
-            back = [a.kernel - 1 - f for a, f in zip(p.axes, front)]
-            shape = form
-            if any(f < 0 or e < 0 for f, e in zip(front, back)):
-                cropped = shape[:2] + [n - max(0, -f) - max(0, -e) for n, f, e in zip(q, front, back)]
-                moved, shape = moved + movement([shape], cropped, size(v)), cropped
-            if any(f > 0 for f in front) or any(e > 0 for e in back):
-                padded = shape[:2] + [n + max(0, f) + max(0, e) for n, f, e in zip(shape[2:], front, back)]
-                moved += movement([shape], padded, size(v))
+            front, back = window_shift(grid, [a.offset for a in p.axes], [a.kernel for a in p.axes])
+            if any(f < 0 or e < 0 for f, e in zip(front, back)):   # a crop; the Conv's pads extend
+                cropped = form[:2] + [n - max(0, -f) - max(0, -e) for n, f, e in zip(q, front, back)]
+                moved += movement([form], cropped, size(v))
             moved += other_nodes(1)
         else:
             data = data_inputs(node)

@@ -107,6 +107,26 @@ def window_pads(a: AxisPhases, length: int, slack: int = 0) -> tuple[int, int, i
     return max(0, -a.offset), crop_end, max(0, a.offset), max(0, -surplus)
 
 
+def conv_padded(a: AxisPhases) -> tuple[AxisPhases, int, int, int]:
+    """(axis, m', c, e): the block window's zeros that the undilated Conv's
+    own pads supply instead of a Pad node.  With offset o >= 0, the window's
+    first c*d elements (c = o // d) and its last e*d elements (those at or
+    past n + o) are padding, and every phase image starts with c of them and
+    ends with e (d = P*g, so each phase of the [::g] subsample takes one in
+    every d).  So the window is built c*d shorter at the front and e*d at
+    the back, split into phase images of m' = m - c - e, and the Conv pads
+    them by (c, e):
+
+        Pad(x)[b*g::d] (length m) = pad(Pad'(x)[b*g::d] (length m'), c, e)
+
+    The returned axis has the smaller offset o - c*d; its block window is
+    m'*d.  A 64x64 map at rate 2 with pads 2 then needs no Pad at all."""
+    d, m = a.dilation, a.phase_size
+    c = max(0, a.offset) // d
+    e = max(0, m - c - -(-(a.size + a.offset - c * d) // d)) if a.offset >= 0 else 0
+    return replace(a, offset=a.offset - c * d), m - c - e, c, e
+
+
 # --- builders -----------------------------------------------------------------
 
 def window(b: Builder, x: str, axes: Sequence[AxisPhases], lengths: Sequence[int]) -> str:

@@ -4,13 +4,16 @@ Before:
     x [N, C, n...] --Conv(W [O, C/G, k...], B, dilations d, strides s, pads)--> y [N, O, out...]
 
 After, batch form (the default where the phases are aligned):
-    x --Slice?--Pad--Slice[::g]?--space_to_batch--> [P*N, C, m...]
-      --Conv(W, B, strides s', group G)--> [P*N, O, q...] --batch_to_space--Slice?--> y
+    x --Slice?--Pad?--Slice[::g]?--space_to_batch--> [P*N, C, m'...]
+      --Conv(W, B, strides s', group G, pads (c, e))--> [P*N, O, q...] --batch_to_space--Slice?--> y
+    (the phase images' leading c and trailing e zeros come from the Conv's own
+    pads, m' = m - c - e: phases.conv_padded; a Pad is left only where the
+    offset or the size is not a multiple of d)
     (space_to_batch is SpaceToDepth + Reshape/Transpose/Reshape for 2-D equal
     rates, Reshape/Transpose/Reshape otherwise; batch_to_space its inverse)
 
 After, depth form (batch stays N; weight tiled P times, group P*G):
-    x --Slice?--Pad--Slice[::g]?--SpaceToDepth--Conv(tile(W), tile(B))--DepthToSpace--Slice?--> y
+    x --Slice?--Pad?--Slice[::g]?--SpaceToDepth--Conv(tile(W), tile(B), pads (c, e))--DepthToSpace--Slice?--> y
 
 After, slices form (the default where the phases are not aligned; no tensor above rank
 max(4, rank of x)):
