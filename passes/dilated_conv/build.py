@@ -3,7 +3,6 @@ strided phase images, the undilated Conv(s), and back; chains in phase form
 (forms.py says which form builds what; phases.py has the arithmetic)."""
 from __future__ import annotations
 
-import itertools
 from math import prod
 from typing import Optional
 
@@ -19,7 +18,7 @@ from convrewrite.emit.space_to_batch import (batch_to_space, crop_to, interleave
 from convrewrite.geometry import extent
 
 from .chain import Chain, copy_node, data_inputs, from_phase, phase_window, to_phase, zero_garbage
-from .phases import conv_padded, phase_images, window, window_pads
+from .phases import conv_padded, phase_images, tap_images, undilated_window, window, window_pads
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -127,30 +126,41 @@ def _slices(b, x, weight, p: Dilated) -> str:
 
 def _taps(b, graph, x, p: Dilated) -> str:
     """One undilated Conv per tap t of the dilated axes (kernel size 1 there)
-    on the window shifted by t*d and strided by s, summed:
+    on x shifted by t*d and strided by s, summed:
 
         y = B + sum_t Conv(x_pad[t*d :: s], W[..., t, ...])
-    """
+
+    x_pad is never built: each tap slices x itself and its Conv's pads add
+    the zeros (phases.tap_images); the bias rides on the first Conv, whose
+    padded outputs are then B + 0, as they must be."""
     w = _kept_weight(graph.constant(p.weight), p.taps)
     dil = [k for k, a in enumerate(p.axes) if a.dilation > 1]
-    lengths = [(a.out - 1) * a.stride + extent(a.kernel, a.dilation) for a in p.axes]
-    t = window(b, x, p.axes, lengths)
+    x = _taps_crop(b, x, p)
     kernel = [1 if a.dilation > 1 else a.kernel for a in p.axes]
     strides = [1 if a.dilation > 1 else a.stride for a in p.axes]
     terms = []
-    for tap in itertools.product(*[range(p.axes[k].kernel) for k in dil]):
-        tag = "tap_" + "_".join(map(str, tap))
-        starts = [tk * p.axes[k].dilation for tk, k in zip(tap, dil)]
-        ends = [s0 + (p.axes[k].out - 1) * p.axes[k].stride + 1 for s0, k in zip(starts, dil)]
-        image = strided_slice(b, t, [k + 2 for k in dil], starts, ends, [p.axes[k].stride for k in dil], tag)
+    for image in tap_images(p.axes):
+        tag = "tap_" + "_".join(map(str, image.tap))
+        v = (strided_slice(b, x, [k + 2 for k in image.axes], image.starts, image.stops, image.steps, tag)
+             if image.axes else x)
         index = [slice(None)] * w.ndim
-        for tk, k in zip(tap, dil):
+        for tk, k in zip(image.tap, dil):
             index[k + 2] = slice(tk, tk + 1)
         wt = b.initializer(np.ascontiguousarray(w[tuple(index)]), f"weight_{tag}")
         bias = [p.bias] if p.bias and not terms else []
-        terms.append(b.op("Conv", [image, wt] + bias, f"conv_{tag}", kernel_shape=kernel, strides=strides,
-                          group=p.group))
+        terms.append(b.op("Conv", [v, wt] + bias, f"conv_{tag}", kernel_shape=kernel, strides=strides,
+                          group=p.group, pads=list(image.pads) if any(image.pads) else None))
     return add_all(b, terms, "sum_taps")
+
+
+def _taps_crop(b, x, p: Dilated) -> str:
+    """x cropped on the undilated axes where the Conv never reads it."""
+    crop = [(k, undilated_window(a)) for k, a in enumerate(p.axes) if a.dilation == 1]
+    crop = [(k, q) for k, q in crop if q[0] or q[1]]
+    if not crop:
+        return x
+    return slice_axes(b, x, [k + 2 for k, _ in crop], [q[0] for _, q in crop],
+                      [p.axes[k].size - q[1] for k, q in crop], "crop")
 
 
 def _chain(b: Builder, graph: GraphView, c: Chain) -> dict:

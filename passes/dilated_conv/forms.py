@@ -38,7 +38,7 @@ from convrewrite.geometry import extent
 
 from .build import PhaseInput, _batch, _blocks, _chain, _depth, _plain, _sliced_weight, _slices, _taps
 from .chain import Chain, data_inputs, window_shift
-from .phases import AxisPhases, window_pads
+from .phases import AxisPhases, tap_images, undilated_window, window_pads
 
 
 @dataclass(frozen=True)
@@ -256,6 +256,8 @@ class Taps(_DilatedForm):
             return CHAIN_BATCH_ONLY
         if not p.dilated:
             return NO_DILATION
+        if not tap_images(p.axes):
+            return "no tap reads the input for any output (the output is the bias alone)"
         return None if graph.is_constant(p.weight) else "the taps form needs a constant weight to slice"
 
     def favoured(self, match, graph):
@@ -417,17 +419,21 @@ def _slices_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
 
 
 def _taps_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
-    """The window, a strided Slice and a Conv per tap, Sum or Adds."""
-    dil = [k for k, a in enumerate(p.axes) if a.dilation > 1]
-    lengths = [(a.out - 1) * a.stride + extent(a.kernel, a.dilation) for a in p.axes]
-    moved, shape = _window_moved(p.axes, lengths, p.channels, itemsize)
-    taps = list(itertools.product(*[range(p.axes[k].kernel) for k in dil]))
-    for tap in taps:
-        starts = [tk * p.axes[k].dilation for tk, k in zip(tap, dil)]
-        ends = [s0 + (p.axes[k].out - 1) * p.axes[k].stride + 1 for s0, k in zip(starts, dil)]
-        moved += strided_slice_cost(shape, [k + 2 for k in dil], starts, ends, [p.axes[k].stride for k in dil],
-                                    itemsize, opset)[0]
-    return moved + other_nodes(len(taps) + (1 if opset < 7 else len(taps) - 1))
+    """`_taps`: a crop of the undilated axes, per tap a strided Slice of x
+    (unless it is all of x) and a Conv, then Sum or Adds."""
+    shape = [1, p.channels, *[a.size for a in p.axes]]
+    moved = NOTHING
+    crop = [undilated_window(a) if a.dilation == 1 else (0, 0, 0, 0) for a in p.axes]
+    if any(q[0] or q[1] for q in crop):
+        cropped = shape[:2] + [n - q[0] - q[1] for n, q in zip(shape[2:], crop)]
+        moved, shape = movement([shape], cropped, itemsize), cropped
+    images = tap_images(p.axes)
+    for image in images:
+        if image.axes:
+            moved += strided_slice_cost(shape, [k + 2 for k in image.axes], image.starts, image.stops, image.steps,
+                                        itemsize, opset)[0]
+    terms = len(images)
+    return moved + other_nodes(terms + (0 if terms == 1 else 1 if opset < 7 else terms - 1))
 
 
 def _chain_moved(c: Chain, graph: GraphView) -> Moved:

@@ -127,6 +127,57 @@ def conv_padded(a: AxisPhases) -> tuple[AxisPhases, int, int, int]:
     return replace(a, offset=a.offset - c * d), m - c - e, c, e
 
 
+@dataclass(frozen=True)
+class TapImage:
+    """What one tap of the taps form reads, straight from x (no padded
+    window): per dilated axis the strided Slice x[start:stop:s] (left out
+    where it is all of x), and for every spatial axis the zeros the tap's
+    Conv pads add before and after.  On a dilated axis output i reads
+    x[c + i*s], c = t*d - o: the first f outputs read before x, the last
+    out - f - v past it."""
+
+    tap: tuple
+    axes: tuple       # spatial axes sliced
+    starts: tuple
+    stops: tuple
+    steps: tuple
+    pads: tuple       # Conv pads: begins then ends, every spatial axis
+
+
+def undilated_window(a: AxisPhases) -> tuple[int, int, int, int]:
+    """window_pads of an axis without dilation in the taps form: crop what
+    the Conv never reads, the rest is the Conv's pads (as in the plain form)."""
+    return window_pads(a, (a.out - 1) * a.stride + a.kernel, a.stride - 1)
+
+
+def tap_images(axes: Sequence[AxisPhases]) -> list[TapImage]:
+    """One TapImage per tap of the dilated axes that reads x for some output."""
+    dil = [k for k, a in enumerate(axes) if a.dilation > 1]
+    begins = [undilated_window(a)[2] if a.dilation == 1 else 0 for a in axes]
+    ends = [undilated_window(a)[3] if a.dilation == 1 else 0 for a in axes]
+    images = []
+    for tap in itertools.product(*[range(axes[k].kernel) for k in dil]):
+        sliced, starts, stops, steps, b, e = [], [], [], [], list(begins), list(ends)
+        for t, k in zip(tap, dil):
+            a = axes[k]
+            c = t * a.dilation - a.offset
+            first = max(0, -(c // a.stride))                    # outputs reading before x
+            last = min(a.out - 1, (a.size - 1 - c) // a.stride)  # the last output reading x
+            if last < first:
+                break                                           # this tap reads only padding
+            start = c + first * a.stride
+            stop = start + (last - first) * a.stride + 1
+            b[k], e[k] = first, a.out - 1 - last
+            if start > 0 or a.stride > 1 or stop < a.size:
+                sliced.append(k)
+                starts.append(start)
+                stops.append(stop)
+                steps.append(a.stride)
+        else:
+            images.append(TapImage(tap, tuple(sliced), tuple(starts), tuple(stops), tuple(steps), tuple(b + e)))
+    return images
+
+
 # --- builders -----------------------------------------------------------------
 
 def window(b: Builder, x: str, axes: Sequence[AxisPhases], lengths: Sequence[int]) -> str:

@@ -22,8 +22,10 @@ max(4, rank of x)):
 
 After, taps form (the default where phase images have fewer than `taps_below`
 outputs, e.g. ASPP rates on a 33x33 map):
-    x --Slice?--Pad--+--Slice[t*d::s]--Conv(W[..t..], B)--+--Add...--> y
-                     +--Slice[...]-----Conv(W[..t..])-----+
+    x --Slice?--+--Slice[c_t::s]?--Conv(W[..t..], B, pads_t)--+--Add...--> y
+                +--Slice[...]?-----Conv(W[..t..], pads_t)-----+
+    (no padded copy of x: each tap slices the part of x it reads, its Conv's
+    pads add the zeros; a tap that reads all of x has no Slice)
 
 After, subsample (d divides s: only x_pad[::d] is read) and plain (the
 simplifications below leave no dilation):
