@@ -144,8 +144,9 @@ def rewrite(path: str, options: dict, work: str, label: str, target: Optional[st
     out = os.path.join(work, f"{label}.onnx")
     save_model(model, out)
     left = {k: n for k, n in remaining_targets(model).items() if n}
+    max_rel = "—" if v.max_rel_error is None else f"{v.max_rel_error:.2g}"
     summary = (f"{report.rewritten} rewritten, verified={v.equivalent}, "
-               f"max_rel={v.max_rel_error:.2g}" + (f", left: {left}" if left else ""))
+               f"max_rel={max_rel}" + (f", left: {left}" if left else ""))
     if target and report.target and not report.target["fits"]:
         summary += f", {report.target['nodes_not_fitting']} node(s) do not fit `{target}`"
     return out, summary
