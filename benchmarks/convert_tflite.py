@@ -946,7 +946,19 @@ def main(argv=None) -> int:
     ap.add_argument("--no-int8", action="store_true", help="skip the full-integer int8 conversions")
     ap.add_argument("--no-latency", action="store_true", help="skip the LiteRT latency measurement")
     ap.add_argument("--qdq", action="store_true", help="include the quantized *_qdq_* sample models")
+    ap.add_argument("--from-json", nargs="+", help="no conversions: render the tables from --json files of earlier runs")
     args = ap.parse_args(argv)
+    if args.from_json:
+        outcomes = []
+        for name in args.from_json:
+            with open(name) as f:
+                outcomes += [Outcome(**{**d, "ops": Counter(d["ops"])}) for d in json.load(f)]
+        backends = list(dict.fromkeys(o.backend for o in outcomes if o.precision == "float32"))
+        text = markdown(outcomes, backends)
+        print(text)
+        if args.update_doc:
+            update_doc(args.update_doc, text)
+        return 0
     models = args.models or sorted(p for p in glob.glob(os.path.join(ROOT, "models", "*.onnx"))
                                    if not p.endswith(".opt.onnx") and (args.qdq or "_qdq_" not in p))
     for folder in args.real:
