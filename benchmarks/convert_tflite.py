@@ -934,7 +934,8 @@ def main(argv=None) -> int:
     if argv and argv[0] == "--child":
         return convert_child(*argv[1:5])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", nargs="*", help="ONNX files (default: models/*.onnx without *.opt.onnx)")
+    ap.add_argument("--models", nargs="*", help="ONNX files (default: models/*.onnx without *.opt.onnx and "
+                    "*_qdq_*; `--models` alone: none, e.g. with --real)")
     ap.add_argument("--backends", default=",".join(BACKENDS), help="onnx2tf tflite backends, comma-separated")
     ap.add_argument("--update-doc", help="replace the generated tables in this markdown file")
     ap.add_argument("--json", help="also write the raw results here")
@@ -959,7 +960,7 @@ def main(argv=None) -> int:
         if args.update_doc:
             update_doc(args.update_doc, text)
         return 0
-    models = args.models or sorted(p for p in glob.glob(os.path.join(ROOT, "models", "*.onnx"))
+    models = args.models if args.models is not None else sorted(p for p in glob.glob(os.path.join(ROOT, "models", "*.onnx"))
                                    if not p.endswith(".opt.onnx") and (args.qdq or "_qdq_" not in p))
     for folder in args.real:
         found = sorted(glob.glob(os.path.join(folder, "*.onnx")))
