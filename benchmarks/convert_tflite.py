@@ -69,8 +69,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 BACKENDS = ("flatbuffer_direct", "tf_converter")
-# (label, convrewrite options); None: the original model, not rewritten.
-VARIANTS = (("original", None), ("rewritten", {}), ("rewritten, slices", {"dilated_mode": "slices"}))
+TARGET = "tflite"
+TARGET_VARIANT = f"rewritten, --target {TARGET}"
+# (label, convrewrite options, target profile); None: the original model, not rewritten.
+VARIANTS = (("original", None, None), ("rewritten", {}, None), ("rewritten, slices", {"dilated_mode": "slices"}, None),
+            (TARGET_VARIANT, {}, TARGET))
+# Full-integer int8 (onnx2tf -oiqt) for these variants, with onnx2tf's default backend.
+INT8_VARIANTS = ("original", TARGET_VARIANT)
+INT8_BACKEND = "flatbuffer_direct"
+CALIBRATION_SAMPLES = 8
+# A float .tflite matches when max|tflite - onnxruntime| <= FLOAT_TOLERANCE * max|onnxruntime|
+# on every output (float16 models: convrewrite's float16 tolerance, the model's own rounding).
+FLOAT_TOLERANCE = 1e-4
+LATENCY_ROUNDS = 15
 # The file of sample images onnx2tf 1.x reads from the working folder (else it
 # downloads it): onnx2tf/utils/common_functions.py, download_test_image_data().
 CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
@@ -83,12 +94,14 @@ DOC_END = "<!-- END TABLES -->"
 
 # --- the child process: one onnx2tf conversion --------------------------------
 
-def convert_child(onnx_path: str, out_dir: str, backend: str) -> int:
-    """Run in a child process with the working folder set: onnx2tf, float32 .tflite."""
+def convert_child(onnx_path: str, out_dir: str, backend: str, extra: str = "{}") -> int:
+    """Run in a child process with the working folder set: onnx2tf, float32
+    .tflite (and with `extra`, a JSON object of onnx2tf.convert keywords, the
+    int8 ones)."""
     import onnx2tf
 
     onnx2tf.convert(input_onnx_file_path=onnx_path, output_folder_path=out_dir,
-                    tflite_backend=backend, verbosity="debug")
+                    tflite_backend=backend, verbosity="debug", **json.loads(extra))
     return 0
 
 
@@ -114,21 +127,28 @@ class Outcome:
     error: str = ""                                 # why it did not convert or run
     seconds: float = 0.0
     notes: list = field(default_factory=list)
+    precision: str = "float32"                      # or "int8": onnx2tf -oiqt, full-integer
+    tflite: str = ""                                # the .tflite (while the working folder lasts)
+    latency_ms: float = float("nan")                # LiteRT CPU, 1 thread, median of interleaved runs
 
 
 # --- the ONNX side --------------------------------------------------------------
 
-def rewrite(path: str, options: dict, work: str, label: str) -> tuple[str, str]:
-    """convrewrite the model; returns (path of the rewritten model, one-line summary)."""
+def rewrite(path: str, options: dict, work: str, label: str, target: Optional[str] = None) -> tuple[str, str]:
+    """convrewrite the model (for `target`, a profile, if given); returns
+    (path of the rewritten model, one-line summary)."""
     from convrewrite import optimize, save_model
 
-    model, report = optimize(path, options=options)
+    model, report = optimize(path, options=options, target=target)
     v = report.verification
     out = os.path.join(work, f"{label}.onnx")
     save_model(model, out)
     left = {k: n for k, n in remaining_targets(model).items() if n}
+    max_rel = "—" if v.max_rel_error is None else f"{v.max_rel_error:.2g}"
     summary = (f"{report.rewritten} rewritten, verified={v.equivalent}, "
-               f"max_rel={v.max_rel_error:.2g}" + (f", left: {left}" if left else ""))
+               f"max_rel={max_rel}" + (f", left: {left}" if left else ""))
+    if target and report.target and not report.target["fits"]:
+        summary += f", {report.target['nodes_not_fitting']} node(s) do not fit `{target}`"
     return out, summary
 
 
@@ -274,10 +294,29 @@ def run_tflite(path: str, feeds: dict, want: dict, delegates: bool = True) -> di
     args = {}
     for onnx_name, x in feeds.items():
         d = details_in[names_in[onnx_name]]
-        args[names_in[onnx_name]] = to_tflite_layout(x, d["shape_signature"]).astype(d["dtype"])
+        args[names_in[onnx_name]] = quantize(to_tflite_layout(x, d["shape_signature"]), d)
     got = runner(**args)
+    details_out = runner.get_output_details()
     names_out = match_names(list(want), list(got))
-    return {name: np.asarray(got[names_out[name]]) for name in want}
+    return {name: dequantize(np.asarray(got[names_out[name]]), details_out[names_out[name]]) for name in want}
+
+
+def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    """A float feed in the .tflite input's type: quantized with its scale and
+    zero point when that is an integer type (a full-integer model's input)."""
+    dtype = np.dtype(detail["dtype"])
+    scale, zero = detail.get("quantization", (0.0, 0))
+    if dtype.kind in "iu" and scale and x.dtype.kind == "f":
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+    return x.astype(dtype)
+
+
+def dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail.get("quantization", (0.0, 0))
+    if y.dtype.kind in "iu" and scale:
+        return ((y.astype(np.float64) - zero) * scale).astype(np.float32)
+    return y
 
 
 def compare(want: dict, got: dict, notes: list) -> tuple[float, float, bool]:
@@ -292,7 +331,7 @@ def compare(want: dict, got: dict, notes: list) -> tuple[float, float, bool]:
     for name, w in want.items():
         w64 = w.astype(np.float64)
         scale = float(np.max(np.abs(w64))) if w.size else 0.0
-        rtol, atol = default_tolerance(w.dtype)
+        rtol, atol = default_tolerance(w.dtype) if w.dtype == np.float16 else (FLOAT_TOLERANCE, 0.0)
         tried = []
         for layout, g in onnx_layouts(got[name], w.shape):
             err = float(np.max(np.abs(g.astype(np.float64) - w64))) if w.size else 0.0
@@ -316,26 +355,59 @@ def write_calibration_file(work: str) -> None:
     np.save(os.path.join(work, CALIBRATION_FILE), images)
 
 
-def convert(onnx_path: str, work: str, label: str, backend: str) -> tuple[Optional[str], str, float]:
-    """onnx2tf in a child process; returns (.tflite path or None, log path, seconds).
+def calibration_data(onnx_path: str, work: str) -> tuple[list, bool]:
+    """onnx2tf's calibration inputs for -oiqt (onnx2tf 2.x requires them:
+    `custom_input_op_name_np_data_path`, [[input name, .npy, mean, std]]):
+    CALIBRATION_SAMPLES seeded standard-normal samples per graph input, the
+    distribution the comparison feeds come from, channel-last as onnx2tf
+    feeds them, with mean 0 and std 1 (used as they are); and whether a batch
+    dimension is symbolic (then fixed to 1)."""
+    import onnx
+
+    model = onnx.load(onnx_path, load_external_data=False)
+    rng = np.random.default_rng(SEED + 1)
+    data, symbolic = [], False
+    for vi in onnx_inputs(model):
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+        symbolic |= bool(dims) and dims[0] is None
+        dims = [1 if d is None else d for d in dims]
+        shape = [CALIBRATION_SAMPLES] + (dims[2:] + [dims[1]] if len(dims) >= 3 else dims[1:])
+        path = os.path.join(work, re.sub(r"[^A-Za-z0-9_.-]", "_", vi.name) + ".calib.npy")
+        np.save(path, rng.standard_normal(shape).astype(np.float32))
+        data.append([vi.name, path, 0.0, 1.0])
+    return data, symbolic
+
+
+def convert(onnx_path: str, work: str, label: str, backend: str,
+            int8: bool = False) -> tuple[Optional[str], str, float]:
+    """onnx2tf in a child process; returns (.tflite path or None, log path, seconds):
+    the float32 .tflite, or with `int8` the full-integer one (-oiqt).
     onnx2tf rewrites its input file in place (its onnxsim step), so it gets a copy."""
-    out_dir = os.path.join(work, f"{label}.{backend}")
-    log = os.path.join(work, f"{label}.{backend}.log")
-    copy = os.path.join(work, f"{label}.{backend}.input.onnx")
+    tag = f"{backend}.int8" if int8 else backend
+    out_dir = os.path.join(work, f"{label}.{tag}")
+    log = os.path.join(work, f"{label}.{tag}.log")
+    copy = os.path.join(work, f"{label}.{tag}.input.onnx")
     shutil.copyfile(onnx_path, copy)
     onnx_path = copy
+    extra = {}
+    if int8:
+        data, symbolic = calibration_data(onnx_path, work)
+        extra = {"output_integer_quantized_tflite": True, "custom_input_op_name_np_data_path": data}
+        if symbolic:
+            extra["batch_size"] = 1
     # onnx2tf runs the `onnxsim` command of its own environment: put it on PATH.
     path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
     env = dict(os.environ, PATH=path, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
     t = time.perf_counter()
     with open(log, "w") as f:
         try:
-            subprocess.run([sys.executable, os.path.abspath(__file__), "--child", onnx_path, out_dir, backend],
+            subprocess.run([sys.executable, os.path.abspath(__file__), "--child", onnx_path, out_dir, backend,
+                            json.dumps(extra)],
                            cwd=work, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=CONVERT_TIMEOUT)
         except subprocess.TimeoutExpired:
             f.write(f"\nconvert_tflite: onnx2tf did not finish within {CONVERT_TIMEOUT} s\n")
     seconds = time.perf_counter() - t
-    found = sorted(glob.glob(os.path.join(out_dir, "*_float32.tflite")))
+    found = sorted(glob.glob(os.path.join(out_dir, "*_full_integer_quant.tflite" if int8 else "*_float32.tflite")))
     return (found[0] if found else None), log, seconds
 
 
@@ -361,6 +433,7 @@ def evaluate(path: Optional[str], log: str, onnx_path: str, outcome: Outcome, ru
         outcome.error = failure_reason(log)
         return
     outcome.converted = True
+    outcome.tflite = path
     outcome.ops, outcome.flagged, outcome.max_rank = tflite_operators(path)
     try:
         worst = run_all(path, runs, delegates=True, notes=outcome.notes)
@@ -375,12 +448,19 @@ def evaluate(path: Optional[str], log: str, onnx_path: str, outcome: Outcome, ru
             return
     outcome.ran = True
     outcome.max_abs, outcome.max_rel, outcome.within_tolerance = worst
+    if outcome.precision == "int8":
+        outcome.within_tolerance = True     # quantized: the error is reported, not judged
+        return
     if not outcome.within_tolerance:
         where = first_divergence(path, onnx_path, runs[0][1])
         outcome.error = where or "no tensor of the .tflite carries an ONNX value name to compare"
 
 
-def run_model_file(path: str, backends: list, work_root: str, log=print) -> list:
+def run_model_file(path: str, backends: list, work_root: str, log=print, variants=None,
+                   int8: bool = True, latency: bool = True) -> list:
+    """Every variant of one model through onnx2tf and LiteRT: float32 with each
+    backend; full-integer int8 (INT8_VARIANTS, INT8_BACKEND); then LiteRT
+    latency of the original against the target variant, float32 and int8."""
     import onnx
 
     name = os.path.splitext(os.path.basename(path))[0]
@@ -390,24 +470,82 @@ def run_model_file(path: str, backends: list, work_root: str, log=print) -> list
     original = onnx.load(path)
     batches = [1, 2] if has_symbolic_batch(original) else [1]
     runs = [(b, *reference_outputs(original, b)) for b in batches]
+    float_model = all(np.asarray(v).dtype == np.float32 for v in runs[0][1].values())
     outcomes = []
-    for variant, options in VARIANTS:
-        label = re.sub(r"[^a-z]+", "_", variant).strip("_")
+    for variant, options, target in VARIANTS:
+        if variants is not None and variant not in variants:
+            continue
+        label = re.sub(r"[^a-z0-9]+", "_", variant).strip("_")
         summary = ""
         if options is None:
             onnx_path = os.path.join(work, f"{label}.onnx")
             shutil.copyfile(path, onnx_path)
         else:
-            onnx_path, summary = rewrite(path, options, work, label)
+            onnx_path, summary = rewrite(path, options, work, label, target)
         left = dict(remaining_targets(onnx.load(onnx_path)))
-        for backend in backends:
-            out = Outcome(name, variant, backend, rewrite=summary, left=left)
-            tflite, log_path, out.seconds = convert(onnx_path, work, label, backend)
+        jobs = [(backend, False) for backend in backends]
+        if int8 and float_model and variant in INT8_VARIANTS:
+            jobs.append((INT8_BACKEND, True))
+        for backend, quantized in jobs:
+            out = Outcome(name, variant, backend, rewrite=summary, left=left,
+                          precision="int8" if quantized else "float32")
+            tflite, log_path, out.seconds = convert(onnx_path, work, label, backend, int8=quantized)
             evaluate(tflite, log_path, onnx_path, out, runs)
             outcomes.append(out)
-            log(f"  {name:32s} {variant:18s} {backend:17s} {status(out):10s} {out.seconds:6.1f} s  "
-                f"{' '.join(out.flagged) or '-'}  {out.error[:200]}")
+            log(f"  {name:28s} {variant:26s} {backend:17s} {out.precision:7s} {status(out):10s} "
+                f"{out.seconds:6.1f} s  {' '.join(out.flagged) or '-'}  {out.error[:200]}")
+    if latency:
+        for backend, precision in [(INT8_BACKEND, "float32"), (INT8_BACKEND, "int8")]:
+            pair = [o for o in outcomes if o.backend == backend and o.precision == precision and o.ran
+                    and o.variant in ("original", TARGET_VARIANT)]
+            if len(pair) == 2:
+                for o, ms in zip(pair, litert_latency([o.tflite for o in pair], runs[0][1])):
+                    o.latency_ms = ms
     return outcomes
+
+
+def litert_latency(paths: list, feeds: dict, rounds: int = LATENCY_ROUNDS) -> list:
+    """LiteRT CPU latency (ms) of each .tflite on the same inputs: one thread,
+    XNNPACK as LiteRT applies it by default (builtin kernels where XNNPACK
+    refuses the model), a few warm-up runs, then `rounds` rounds that run each
+    model in turn (interleaved, so load on the machine hits both alike), each
+    timing enough invocations for ~20 ms; the median per model."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    runners = []
+    for path in paths:
+        for kind in (OpResolverType.AUTO, OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES):
+            try:
+                interpreter = Interpreter(model_path=path, num_threads=1, experimental_op_resolver_type=kind)
+                runner = interpreter.get_signature_runner()
+                details = runner.get_input_details()
+                names = match_names(list(feeds), list(details))
+                args = {names[n]: quantize(to_tflite_layout(x, details[names[n]]["shape_signature"]),
+                                           details[names[n]]) for n, x in feeds.items()}
+                runner(**args)
+                break
+            except Exception:  # XNNPACK refused it: the builtin kernels, as evaluate() does
+                continue
+        else:
+            return [float("nan")] * len(paths)
+        runners.append((runner, args))
+    repeats = []
+    for runner, args in runners:
+        t = time.perf_counter()
+        for _ in range(3):
+            runner(**args)
+        once = (time.perf_counter() - t) / 3
+        repeats.append(max(1, int(0.02 / max(once, 1e-6))))
+    times = [[] for _ in runners]
+    for r in range(rounds):
+        order = range(len(runners)) if r % 2 == 0 else reversed(range(len(runners)))
+        for k in order:
+            runner, args = runners[k]
+            t = time.perf_counter()
+            for _ in range(repeats[k]):
+                runner(**args)
+            times[k].append((time.perf_counter() - t) / repeats[k] * 1e3)
+    return [float(np.median(t)) for t in times]
 
 
 # --- where a conversion went wrong ---------------------------------------------
@@ -642,29 +780,87 @@ def fmt_flagged(o: Outcome) -> str:
     return ", ".join(cells) or "none"
 
 
+def present_variants(rows: list) -> list:
+    return [v for v, _, _ in VARIANTS if any(o.variant == v for o in rows)]
+
+
+def flagged_cell(o: Optional[Outcome]) -> str:
+    if o is None:
+        return "—"
+    return {"FAILED": "**not converted**", "RUN FAILED": "**converted, does not run**"}.get(status(o), fmt_flagged(o))
+
+
+def error_cell(o: Optional[Outcome]) -> str:
+    if o is None or not o.ran:
+        return "—"
+    err = f"{fmt_err(o.max_abs)} / {fmt_err(o.max_rel)}"
+    return err + (" **MISMATCH**" if not o.within_tolerance else "")
+
+
+def find(rows: list, model: str, variant: str, backend: str, precision: str = "float32") -> Optional[Outcome]:
+    return next((o for o in rows if o.model == model and o.variant == variant and o.backend == backend
+                 and o.precision == precision), None)
+
+
 def summary_table(outcomes: list, backend: str) -> str:
-    rows = [o for o in outcomes if o.backend == backend]
+    rows = [o for o in outcomes if o.backend == backend and o.precision == "float32"]
     models = list(dict.fromkeys(o.model for o in rows))
+    variants = present_variants(rows)
     head = ["model"]
-    for variant, _ in VARIANTS:
+    for variant in variants:
         head += [f"{variant}: TRANSPOSE_CONV / RESIZE_* / dilated in the .tflite", f"{variant}: max abs / rel error"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for m in models:
         cells = [f"`{m}`"]
-        for variant, _ in VARIANTS:
-            o = next(x for x in rows if x.model == m and x.variant == variant)
-            flagged = {"FAILED": "**not converted**", "RUN FAILED": "**converted, does not run**"}.get(
-                status(o), fmt_flagged(o))
-            err = "—" if not o.ran else f"{fmt_err(o.max_abs)} / {fmt_err(o.max_rel)}"
-            if o.ran and not o.within_tolerance:
-                err += " **MISMATCH**"
-            cells += [flagged, err]
+        for variant in variants:
+            o = find(rows, m, variant, backend)
+            cells += [flagged_cell(o), error_cell(o)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def ops_table(outcomes: list, backend: str) -> str:
-    rows = [o for o in outcomes if o.backend == backend]
+def fmt_ms(o: Optional[Outcome]) -> str:
+    return "—" if o is None or o.latency_ms != o.latency_ms else f"{o.latency_ms:.3g}"
+
+
+def fmt_ratio(before: Optional[Outcome], after: Optional[Outcome]) -> str:
+    if before is None or after is None or before.latency_ms != before.latency_ms or after.latency_ms != after.latency_ms:
+        return "—"
+    return f"{after.latency_ms / before.latency_ms:.2f}x"
+
+
+def target_table(outcomes: list, backends: list) -> str:
+    """One row per model: the target variant with each backend (float32), the
+    original and the target variant in full-integer int8, and LiteRT latency
+    of both, float32 and int8."""
+    models = list(dict.fromkeys(o.model for o in outcomes))
+    head = ["model", "convrewrite `--target tflite`"]
+    head += [f"float32 `{b}`: TRANSPOSE_CONV / RESIZE_* / dilated; max abs / rel error" for b in backends]
+    head += [f"int8 `{INT8_BACKEND}`, original: max abs / rel error",
+             f"int8 `{INT8_BACKEND}`, target: TRANSPOSE_CONV / RESIZE_* / dilated; max abs / rel error",
+             "LiteRT float32 ms: original → target", "LiteRT int8 ms: original → target"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for m in models:
+        t = find(outcomes, m, TARGET_VARIANT, backends[0])
+        if t is None:
+            continue
+        cells = [f"`{m}`", t.rewrite]
+        for b in backends:
+            o = find(outcomes, m, TARGET_VARIANT, b)
+            cells.append(flagged_cell(o) + ("; " + error_cell(o) if o is not None and o.ran else ""))
+        q0, q1 = find(outcomes, m, "original", INT8_BACKEND, "int8"), find(outcomes, m, TARGET_VARIANT, INT8_BACKEND, "int8")
+        cells.append(error_cell(q0) if q0 is None or q0.ran else flagged_cell(q0))
+        cells.append(flagged_cell(q1) + ("; " + error_cell(q1) if q1 is not None and q1.ran else ""))
+        for precision in ("float32", "int8"):
+            a = find(outcomes, m, "original", INT8_BACKEND, precision)
+            b = find(outcomes, m, TARGET_VARIANT, INT8_BACKEND, precision)
+            cells.append(f"{fmt_ms(a)} → {fmt_ms(b)} ({fmt_ratio(a, b)})" if fmt_ratio(a, b) != "—" else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ops_table(outcomes: list, backend: str, precision: str = "float32") -> str:
+    rows = [o for o in outcomes if o.backend == backend and o.precision == precision]
     lines = ["| model | graph | convrewrite | TFLite operators | max tensor rank |",
              "| --- | --- | --- | --- | ---: |"]
     for o in rows:
@@ -680,11 +876,15 @@ def problems(outcomes: list) -> str:
     lines = []
     for o in outcomes:
         if status(o) != "ok":
-            lines.append(f"- `{o.model}`, {o.variant}, {o.backend}: **{status(o)}**: {o.error}")
+            lines.append(f"- `{o.model}`, {o.variant}, {where_run(o)}: **{status(o)}**: {o.error}")
     for o in outcomes:
         for note in o.notes:
-            lines.append(f"- `{o.model}`, {o.variant}, {o.backend}: note: {note}")
+            lines.append(f"- `{o.model}`, {o.variant}, {where_run(o)}: note: {note}")
     return "\n".join(lines) or "Every conversion succeeded, ran and matched."
+
+
+def where_run(o: Outcome) -> str:
+    return o.backend if o.precision == "float32" else f"{o.backend} {o.precision}"
 
 
 def environment() -> str:
@@ -702,11 +902,17 @@ def environment() -> str:
 
 def markdown(outcomes: list, backends: list) -> str:
     parts = [f"Generated by `benchmarks/convert_tflite.py` with {environment()}.", ""]
+    if any(o.variant == TARGET_VARIANT for o in outcomes):
+        parts += [f"### `--target {TARGET}`: float32 and full-integer int8, LiteRT CPU latency", "",
+                  target_table(outcomes, backends), ""]
     for b in backends:
         parts += [f"### onnx2tf backend `{b}`: conversion and error against onnxruntime on the original", "",
                   summary_table(outcomes, b), ""]
     for b in backends:
         parts += [f"### onnx2tf backend `{b}`: TFLite operators", "", ops_table(outcomes, b), ""]
+    if any(o.precision == "int8" for o in outcomes):
+        parts += [f"### onnx2tf backend `{INT8_BACKEND}`, full-integer int8 (`-oiqt`): TFLite operators", "",
+                  ops_table(outcomes, INT8_BACKEND, "int8"), ""]
     parts += ["### What went wrong, and where", "", problems(outcomes)]
     return "\n".join(parts)
 
@@ -726,16 +932,46 @@ def main(argv=None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     if argv and argv[0] == "--child":
-        return convert_child(*argv[1:4])
+        return convert_child(*argv[1:5])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", nargs="*", help="ONNX files (default: models/*.onnx without *.opt.onnx)")
+    ap.add_argument("--models", nargs="*", help="ONNX files (default: models/*.onnx without *.opt.onnx and "
+                    "*_qdq_*; `--models` alone: none, e.g. with --real)")
     ap.add_argument("--backends", default=",".join(BACKENDS), help="onnx2tf tflite backends, comma-separated")
     ap.add_argument("--update-doc", help="replace the generated tables in this markdown file")
     ap.add_argument("--json", help="also write the raw results here")
     ap.add_argument("--keep", help="work in this folder and keep it (models, .tflite files, onnx2tf logs)")
+    ap.add_argument("--real", action="append", default=[],
+                    help="also every *.onnx in this folder (real exports, e.g. benchmarks/real); repeatable")
+    ap.add_argument("--variants", help="only these variants, separated by ';' (default: "
+                    + "; ".join(v for v, _, _ in VARIANTS) + ")")
+    ap.add_argument("--no-int8", action="store_true", help="skip the full-integer int8 conversions")
+    ap.add_argument("--no-latency", action="store_true", help="skip the LiteRT latency measurement")
+    ap.add_argument("--qdq", action="store_true", help="include the quantized *_qdq_* sample models")
+    ap.add_argument("--from-json", nargs="+", help="no conversions: render the tables from --json files of earlier runs")
     args = ap.parse_args(argv)
-    models = args.models or sorted(p for p in glob.glob(os.path.join(ROOT, "models", "*.onnx"))
-                                   if not p.endswith(".opt.onnx"))
+    if args.from_json:
+        outcomes = []
+        for name in args.from_json:
+            with open(name) as f:
+                outcomes += [Outcome(**{**d, "ops": Counter(d["ops"])}) for d in json.load(f)]
+        backends = list(dict.fromkeys(o.backend for o in outcomes if o.precision == "float32"))
+        text = markdown(outcomes, backends)
+        print(text)
+        if args.update_doc:
+            update_doc(args.update_doc, text)
+        return 0
+    models = args.models if args.models is not None else sorted(p for p in glob.glob(os.path.join(ROOT, "models", "*.onnx"))
+                                   if not p.endswith(".opt.onnx") and (args.qdq or "_qdq_" not in p))
+    for folder in args.real:
+        found = sorted(glob.glob(os.path.join(folder, "*.onnx")))
+        print(f"--real {folder}: {len(found)} model(s)", file=sys.stderr)
+        models += found
+    variants = None
+    if args.variants:
+        variants = [v.strip() for v in args.variants.split(";") if v.strip()]
+        unknown = [v for v in variants if v not in [name for name, _, _ in VARIANTS]]
+        if unknown:
+            ap.error(f"unknown variant(s) {unknown}")
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     work_root = args.keep or tempfile.mkdtemp(prefix="convert_tflite_")
     os.makedirs(work_root, exist_ok=True)
@@ -743,7 +979,8 @@ def main(argv=None) -> int:
     outcomes = []
     try:
         for path in models:
-            outcomes += run_model_file(path, backends, work_root, log=lambda s: print(s, file=sys.stderr))
+            outcomes += run_model_file(path, backends, work_root, log=lambda s: print(s, file=sys.stderr),
+                                       variants=variants, int8=not args.no_int8, latency=not args.no_latency)
     finally:
         if not args.keep:
             shutil.rmtree(work_root, ignore_errors=True)
