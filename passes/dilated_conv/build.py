@@ -17,7 +17,8 @@ from convrewrite.emit.space_to_batch import (batch_to_space, crop_to, interleave
                                              strided_slice, subsample)
 from convrewrite.geometry import extent
 
-from .chain import Chain, copy_node, data_inputs, from_phase, phase_window, to_phase, zero_garbage
+from .chain import (Chain, copy_node, data_inputs, from_phase, is_side, phase_mean, phase_window, side_to_phase,
+                    to_phase, zero_garbage)
 from .phases import conv_padded, phase_images, tap_images, undilated_window, window, window_pads
 from typing import TYPE_CHECKING
 
@@ -167,15 +168,21 @@ def _chain(b: Builder, graph: GraphView, c: Chain) -> dict:
     """Every region value in phase form; the exits back through batch_to_space."""
     nodes, grid = c.region.nodes, c.grid
     phase = {nodes[0].output[0]: _batch_core(b, nodes[0].input[0], _sliced_weight(b, graph, c.start), c.start)}
-    convs, cache, masked = dict(c.region.convs), {}, {}
+    convs, cache, masked, pools, pooled = dict(c.region.convs), {}, {}, set(c.region.pools), {}
     dtype = onnx.helper.tensor_dtype_to_np_dtype(graph.dtype(nodes[0].input[0]))
 
-    def value(name: str) -> str:   # a region value, or an outside one converted once
+    def value(name: str) -> str:   # a region value, or an outside or side one converted once
         if name not in phase and name not in cache:
-            cache[name] = to_phase(b, name, graph.shape(name)[1], grid)
+            if is_side(graph, name, grid):
+                cache[name] = side_to_phase(b, pooled.get(name, name), grid)
+            else:
+                cache[name] = to_phase(b, name, graph.shape(name)[1], grid)
         return phase.get(name) or cache[name]
 
     for k, node in enumerate(nodes[1:], 1):
+        if k in pools:
+            pooled[node.output[0]] = phase_mean(b, phase[node.input[0]], graph.shape(node.input[0])[1], grid)
+            continue
         if k in convs:
             p = convs[k]
             if node.input[0] not in masked:
@@ -188,4 +195,5 @@ def _chain(b: Builder, graph: GraphView, c: Chain) -> dict:
         data = data_inputs(node)
         inputs = [value(i) if i in data and not graph.is_constant(i) else i for i in node.input]
         phase[node.output[0]] = copy_node(b, node, inputs)
-    return {e: from_phase(b, phase[e], graph.shape(e)[1], grid) for e in c.region.exits}
+    return {e: pooled[e] if e in pooled else from_phase(b, phase[e], graph.shape(e)[1], grid)
+            for e in c.region.exits}

@@ -25,6 +25,21 @@ value, a per-channel constant, or an outside tensor of the same spatial size
 that does not depend on the region (converted by Pad + space_to_batch).  It
 is then pruned to the nodes that lead to a later dilated Conv; values used
 outside leave through batch_to_space + Slice.
+
+Squeeze-and-excitation blocks keep the region going.  Where every phase
+image holds only real positions (P divides n), the mean over space is the
+mean over the phase images' means:
+
+    GlobalAveragePool(y)[i] = mean_b GlobalAveragePool(v)[flat(b)*N + i]
+
+so a GlobalAveragePool (or ReduceMean over every spatial axis) of a region
+value joins as a "pool": GlobalAveragePool in phase form, Reshape [P, N, C,
+1...], ReduceMean over the phases.  Its [N, C, 1...] result leaves the
+region as it is; the excitation computed from it outside (1x1 Convs,
+activations) comes back as a "side" input of a pointwise op -- any
+per-sample, per-channel value that depends on the region only through
+pools -- and is repeated per phase (Tile [P, 1, ...]) to broadcast over the
+phase batch.
 """
 from __future__ import annotations
 
@@ -71,7 +86,8 @@ class Grid:
 class Region:
     nodes: tuple              # graph order; nodes[0] is the starting dilated Conv
     convs: tuple              # (position in nodes, the pass's parameters) per later dilated Conv
-    exits: tuple[str, ...]    # region values used outside it
+    exits: tuple[str, ...]    # region values used outside it (pool outputs among them)
+    pools: tuple = ()         # positions in nodes of the pools (spatial means, not in phase form)
 
 
 @dataclass(frozen=True)
@@ -94,22 +110,33 @@ def grow(graph: GraphView, start: onnx.NodeProto, grid: Grid,
     parameters when it fits `grid`, else None."""
     after = _descendants(graph, start)
     values, members, convs = {start.output[0]}, [start], {}
+    pooled, needs = {}, {}       # pool output -> pool node id; member id -> ids of the pools its sides need
     for node in graph.graph.node:
-        if id(node) not in after or not any(i in values for i in node.input):
+        if id(node) not in after:
             continue
-        kind = _admit(graph, node, grid, values, after, admit_conv)
+        if _pool(graph, node, grid, values):
+            members.append(node)
+            pooled[node.output[0]] = id(node)
+            continue
+        if not any(i in values for i in node.input):
+            continue
+        sides = {i: _side_pools(graph, i, grid, pooled, values, after) for i in node.input
+                 if i and i not in values and graph.constant(i) is None}
+        kind = _admit(graph, node, grid, values, after, admit_conv, {i for i, s in sides.items() if s})
         if kind is None:
             continue
         if kind is not True:
             convs[id(node)] = kind
+        needs[id(node)] = set().union(*[s for s in sides.values() if s])
         members.append(node)
         values.add(node.output[0])
-    members = _prune(members, convs)
+    members = _prune(members, convs, needs)
     if len(members) == 1:
         return None
     exits = tuple(n.output[0] for n in members if _used_outside(graph, n.output[0], members))
+    pools = set(pooled.values())
     return Region(tuple(members), tuple((k, convs[id(n)]) for k, n in enumerate(members) if id(n) in convs),
-                  exits)
+                  exits, tuple(k for k, n in enumerate(members) if id(n) in pools))
 
 
 def data_inputs(node: onnx.NodeProto) -> list[str]:
@@ -119,17 +146,21 @@ def data_inputs(node: onnx.NodeProto) -> list[str]:
     return [i for i in node.input if i]
 
 
-def _admit(graph, node, grid, values, after, admit_conv):
-    """True for a pointwise node, the conv parameters for a dilated Conv, else None."""
+def _admit(graph, node, grid, values, after, admit_conv, sides=frozenset()):
+    """True for a pointwise node, the conv parameters for a dilated Conv, else
+    None.  `sides`: inputs that are side values (see _side_pools), which only
+    pointwise binary ops take."""
     if node.domain not in ("", "ai.onnx") or len([o for o in node.output if o]) != 1 or len(node.output) != 1:
         return None
     if not _same_grid_shape(graph, node.output[0], grid):
+        return None
+    if sides and node.op_type not in POINTWISE_BINARY:
         return None
     data = data_inputs(node)
     for i in node.input:
         if not i or i in values:
             continue
-        if i in data and not _fits(graph, i, grid, after):
+        if i in data and not (i in sides or _fits(graph, i, grid, after)):
             return None
         if i not in data and not _independent(graph, i, after):
             return None
@@ -142,6 +173,48 @@ def _admit(graph, node, grid, values, after, admit_conv):
     if node.op_type in POINTWISE_UNARY:
         return True if node.input[0] in values else None
     return True if node.op_type in POINTWISE_BINARY else None
+
+
+def _pool(graph, node, grid: Grid, values) -> bool:
+    """A spatial mean of a region value that the phase form computes
+    exactly: GlobalAveragePool, or ReduceMean over every spatial axis with
+    keepdims, on a grid whose phase images hold only real positions."""
+    if node.op_type not in ("GlobalAveragePool", "ReduceMean") or node.domain not in ("", "ai.onnx"):
+        return False
+    if not node.input or node.input[0] not in values or not grid.exact or len(node.output) != 1:
+        return False
+    if node.op_type == "GlobalAveragePool":
+        return True
+    a = attributes(node)
+    axes = a.get("axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        c = graph.constant(node.input[1])
+        axes = None if c is None else [int(v) for v in np.ravel(c)]
+    rank = len(grid.sizes) + 2
+    return bool(a.get("keepdims", 1)) and axes is not None and sorted(v % rank for v in axes) == list(range(2, rank))
+
+
+def _side_pools(graph, name: str, grid: Grid, pooled: dict, values, after) -> Optional[set]:
+    """The pools a side value depends on, or None when `name` is not one: a
+    per-sample, per-channel value ([N, C, 1...]) that depends on the region
+    only through pools."""
+    s = graph.shape(name)
+    if s is None or len(s) != len(grid.sizes) + 2 or s[0] != grid.batch or any(d != 1 for d in s[2:]):
+        return None
+    found, seen, todo = set(), set(), [name]
+    while todo:
+        v = todo.pop()
+        if v in pooled:
+            found.add(pooled[v])
+            continue
+        if v in values:
+            return None
+        p = graph.producer(v)
+        if p is None or id(p) not in after or id(p) in seen:
+            continue
+        seen.add(id(p))
+        todo += [i for i in p.input if i]
+    return found or None
 
 
 def _pointwise_conv(graph, node) -> bool:
@@ -185,14 +258,15 @@ def _descendants(graph: GraphView, start) -> set:
     return seen
 
 
-def _prune(members: list, convs: dict) -> list:
-    """Keep the start and the nodes from which a later dilated Conv is reached."""
+def _prune(members: list, convs: dict, needs: dict) -> list:
+    """Keep the start and the nodes from which a later dilated Conv is
+    reached, and the pools whose outputs kept nodes take back as sides."""
     keep = {id(n) for n in members if id(n) in convs}
     for node in reversed(members[1:]):
-        if id(node) in keep:
-            continue
-        if any(id(m) in keep and node.output[0] in m.input for m in members):
+        if id(node) not in keep and any(id(m) in keep and node.output[0] in m.input for m in members):
             keep.add(id(node))
+        if id(node) in keep:
+            keep |= needs.get(id(node), set())
     return [members[0]] + [n for n in members[1:] if id(n) in keep]
 
 
@@ -210,6 +284,33 @@ def to_phase(b: Builder, x: str, channels: int, grid: Grid) -> str:
     if any(ends):
         x = pad_axes(b, x, len(q) + 2, range(2, len(q) + 2), [(0, e) for e in ends], "to_phase_pad")
     return space_to_batch(b, x, channels, grid.blocks, q)
+
+
+def phase_mean(b: Builder, v: str, channels: int, grid: Grid) -> str:
+    """The spatial mean of a value in phase form, [N, C, 1...] (exact grids:
+    every phase image holds q real positions, so the mean of the phase
+    images' means is the mean): GlobalAveragePool, Reshape [P, N, C, 1...],
+    ReduceMean over the phases."""
+    ones = [1] * len(grid.sizes)
+    t = b.op("GlobalAveragePool", [v], "pool")
+    t = b.op("Reshape", [t, b.ints([int(np.prod(grid.blocks)), -1, channels, *ones], "pool_split_shape")],
+             "pool_split")
+    if b.graph.opset() >= 18:
+        return b.op("ReduceMean", [t, b.ints([0], "pool_axes")], "pool_mean", keepdims=0)
+    return b.op("ReduceMean", [t], "pool_mean", axes=[0], keepdims=0)
+
+
+def is_side(graph: GraphView, name: str, grid: Grid) -> bool:
+    """An input of a region node that is not of the region's spatial size:
+    a side value (grow admitted it as one)."""
+    return tuple(graph.shape(name)[2:]) != grid.sizes
+
+
+def side_to_phase(b: Builder, s: str, grid: Grid) -> str:
+    """A per-sample, per-channel value [N, C, 1...] repeated per phase, so
+    that it broadcasts over the phase batch [P*N, C, q...] (phase-major)."""
+    return b.op("Tile", [s, b.ints([int(np.prod(grid.blocks))] + [1] * (len(grid.sizes) + 1), "side_repeats")],
+                "side")
 
 
 def from_phase(b: Builder, v: str, channels: int, grid: Grid) -> str:

@@ -37,7 +37,7 @@ from convrewrite.emit.space_to_batch import (batch_to_space_cost, crop_to_cost, 
 from convrewrite.geometry import extent
 
 from .build import PhaseInput, _batch, _blocks, _chain, _depth, _plain, _sliced_weight, _slices, _taps
-from .chain import Chain, data_inputs, window_shift
+from .chain import Chain, data_inputs, is_side, window_shift
 from .phases import AxisPhases, tap_images, undilated_window, window_pads
 
 
@@ -450,8 +450,13 @@ def _chain_moved(c: Chain, graph: GraphView) -> Moved:
 
     moved = _batch_core_moved(c.start, size(nodes[0].input[0]), opset)
     phase, converted, masked = {nodes[0].output[0]}, set(), set()
-    convs = dict(c.region.convs)
+    convs, pools = dict(c.region.convs), set(c.region.pools)
+    pool_exits = {nodes[k].output[0] for k in pools}
     for k, node in enumerate(nodes[1:], 1):
+        if k in pools:   # GlobalAveragePool, Reshape [P, N, C, 1...], ReduceMean
+            means = [phases, graph.shape(node.input[0])[1]] + [1] * len(q)
+            moved += other_nodes(1) + movement([means], means, size(node.input[0])) + other_nodes(1)
+            continue
         if k in convs:
             p, v = convs[k], node.input[0]
             form = [phases, p.channels, *q]
@@ -472,6 +477,10 @@ def _chain_moved(c: Chain, graph: GraphView) -> Moved:
                 if i in data and not graph.is_constant(i) and i not in phase and i not in converted:
                     converted.add(i)
                     channels = graph.shape(i)[1]
+                    if is_side(graph, i, grid):   # Tile [P, 1, ...]
+                        ones = [1] * len(q)
+                        moved += movement([[1, channels, *ones]], [phases, channels, *ones], size(i))
+                        continue
                     shape = [1, channels, *grid.sizes]
                     full = [1, channels, *[n * b for n, b in zip(q, blocks)]]
                     if full != shape:
@@ -479,7 +488,7 @@ def _chain_moved(c: Chain, graph: GraphView) -> Moved:
                     moved += space_to_batch_cost(channels, blocks, q, size(i))
             moved += other_nodes(1)
         phase.add(node.output[0])
-    for e in c.region.exits:
+    for e in (e for e in c.region.exits if e not in pool_exits):
         channels = graph.shape(e)[1]
         moved += batch_to_space_cost(channels, blocks, q, size(e))
         moved += crop_to_cost([1, channels, *[n * b for n, b in zip(q, blocks)]], grid.sizes, size(e))

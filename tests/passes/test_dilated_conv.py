@@ -616,10 +616,10 @@ def graph_model(nodes, weights: dict, x_shape, batch="N", dtype=TensorProto.FLOA
     return with_output_shape(m)
 
 
-def dilated(name, x, w, d, rank=2, bias=None, k=3):
+def dilated(name, x, w, d, rank=2, bias=None, k=3, group=1):
     pad = (k - 1) // 2 * d
     return helper.make_node("Conv", [x, w] + ([bias] if bias else []), [name], name=name,
-                            dilations=[d] * rank, pads=[pad] * (2 * rank))
+                            dilations=[d] * rank, pads=[pad] * (2 * rank), group=group)
 
 
 def residual_stage(n=33, d=2, channels=8, dtype=TensorProto.FLOAT, outputs=("y",)):
@@ -748,6 +748,68 @@ def test_chain_needs_the_same_rate():
              dilated("y", "r1", "w2", 3)]
     _, report = assert_rewrites(graph_model(nodes, w, (1, 4, 24, 24)), DilatedConv(), {"Conv": 2},
                                 expect_rewrites=2)
+    assert not chain_notes(report)
+
+
+def se_stage(n=32, d=2, c=8, pool="GlobalAveragePool", opset=17, excite=True, depthwise=False):
+    """A MobileNetV3-like block twice: dilated Conv, Relu, squeeze-and-
+    excitation (spatial mean, 1x1 Conv, Relu, 1x1 Conv, HardSigmoid; or the
+    mean itself with `excite=False`), Mul; the second block's dilated Conv
+    reads the first one's output."""
+    rng = np.random.default_rng(7)
+    g = c if depthwise else 1
+    w = {"w1": rng.standard_normal((c, c // g, 3, 3)) * 0.3, "w2": rng.standard_normal((c, c // g, 3, 3)) * 0.3,
+         "wr": rng.standard_normal((4, c, 1, 1)) * 0.3, "br": rng.standard_normal(4),
+         "we": rng.standard_normal((c, 4, 1, 1)) * 0.3, "be": rng.standard_normal(c)}
+    if pool == "ReduceMean" and opset >= 18:
+        w["axes"] = np.array([2, 3])
+        mean = helper.make_node("ReduceMean", ["r1", "axes"], ["g"], name="g", keepdims=1)
+    elif pool == "ReduceMean":
+        mean = helper.make_node("ReduceMean", ["r1"], ["g"], name="g", axes=[-2, -1], keepdims=1)
+    else:
+        mean = helper.make_node("GlobalAveragePool", ["r1"], ["g"], name="g")
+    excitation = [helper.make_node("Conv", ["g", "wr", "br"], ["e1"], name="e1"),
+                  helper.make_node("Relu", ["e1"], ["e2"], name="e2"),
+                  helper.make_node("Conv", ["e2", "we", "be"], ["e3"], name="e3"),
+                  helper.make_node("HardSigmoid", ["e3"], ["e4"], name="e4")] if excite else []
+    nodes = [dilated("c1", "x", "w1", d, group=g), helper.make_node("Relu", ["c1"], ["r1"], name="r1"), mean,
+             *excitation, helper.make_node("Mul", ["r1", "e4" if excite else "g"], ["m"], name="m"),
+             dilated("c2", "m", "w2", d, group=g), helper.make_node("Add", ["c2", "m"], ["y"], name="y")]
+    axes = w.pop("axes", None)
+    model = graph_model(nodes, w, (1, c, n, n))
+    model.opset_import[0].version = opset
+    if axes is not None:   # an int64 input, which graph_model's float weights are not
+        model.graph.initializer.append(numpy_helper.from_array(axes, "axes"))
+        model.graph.output[0].type.Clear()
+        model = with_output_shape(model)
+    return model
+
+
+@pytest.mark.parametrize("pool,opset", [("GlobalAveragePool", 17), ("ReduceMean", 13), ("ReduceMean", 18)])
+def test_chain_through_squeeze_and_excitation(pool, opset):
+    """The SE block's spatial mean is taken in phase form and its
+    excitation comes back per phase (Tile): one space_to_batch for both
+    dilated Convs, the excitation's 1x1 Convs left as they are."""
+    model = se_stage(pool=pool, opset=opset)
+    new, report = assert_rewrites(model, DilatedConv(), {"SpaceToDepth": 1, "DepthToSpace": 2, "Tile": 1,
+                                                         "GlobalAveragePool": 1, "ReduceMean": 1, "Conv": 4},
+                                  expect_rewrites=1)
+    # the pool leaves as it is; m and c2 leave through batch_to_space (the last Add is not in the chain)
+    assert chain_notes(report) == ["chain: 2 dilated Convs and 3 other ops kept in batch form (exits: g, m, c2)"]
+    assert assert_built_costs_exact(model, DilatedConv()) == ["batch"]
+
+
+def test_chain_through_a_spatial_mean_used_directly():
+    """x * mean(x): the pool's own output is the side value."""
+    model = se_stage(excite=False, depthwise=True)
+    assert_rewrites(model, DilatedConv(), {"SpaceToDepth": 1, "Tile": 1, "Conv": 2}, expect_rewrites=1)
+    assert assert_built_costs_exact(model, DilatedConv()) == ["batch"]
+
+
+def test_no_chain_through_a_mean_over_garbage():
+    """33 = 16*2 + 1: the phase images hold positions past the map, so the
+    mean in phase form would not be exact: each dilated Conv alone."""
+    _, report = assert_rewrites(se_stage(n=33), DilatedConv(), {"Tile": 0}, expect_rewrites=2)
     assert not chain_notes(report)
 
 
