@@ -309,8 +309,42 @@ def per_key(events: list, runs: int, key) -> dict:
     return dict(out)
 
 
-def node_name(e) -> str:
-    return e["name"][: -len("_kernel_time")]
+FUSED_INTO_CONV = frozenset({"Relu", "Clip", "LeakyRelu", "HardSigmoid", "Sigmoid", "HardSwish", "Tanh", "Add",
+                             "BatchNormalization", "Mul"})
+
+
+def node_resolver(model: onnx.ModelProto):
+    """A function from a profiler event to the model's node name.  onnxruntime renames what it
+    rewrites: a kernel is named after a node, or after the value it writes plus `_nchwc` (the
+    blocked layout), or `<name>_token_<n>`; a Conv fused with the activation after it is named
+    after the activation's output -- such time goes to the Conv it started from."""
+    nodes = {n.name: n for n in model.graph.node}
+    producer = {o: n for n in model.graph.node for o in n.output}
+
+    def conv_above(node):
+        while node is not None and node.op_type in FUSED_INTO_CONV and node.input:
+            node = producer.get(node.input[0])
+        return node if node is not None and node.op_type == "Conv" else None
+
+    def resolve(e) -> str:
+        name = re.sub(r"(_token_\d+)+$", "", e["name"][: -len("_kernel_time")])
+        name = re.sub(r"_nchwc$", "", name)
+        node = nodes.get(name) or producer.get(name)
+        if node is None:
+            return None
+        if op_of(e) in ("Conv", "FusedConv") and node.op_type != "Conv":
+            node = conv_above(node) or node
+        return node.name
+    return resolve
+
+
+def annotate(events: list, model: onnx.ModelProto) -> list:
+    """Sets e["node"] on every event: the model's node it ran; a kernel onnxruntime added (the
+    ReorderInput/ReorderOutput of its blocked layout) goes to the node that ran before it."""
+    resolve, last = node_resolver(model), "(start)"
+    for e in sorted(events, key=lambda e: e["ts"]):
+        e["node"] = last = resolve(e) or last
+    return events
 
 
 def origin(name: str) -> str:
@@ -350,6 +384,7 @@ def print_profile(args, options: dict) -> None:
           f"verified {verified(report)}; kernel time per run: original {total_o / 1e3:.2f} ms, "
           f"rewritten {total_r / 1e3:.2f} ms ({total_r / total_o:.2f}x)\n")
     print_op_types(per_key(ev_o, runs, op_of), per_key(ev_r, runs, op_of), total_r)
+    annotate(ev_o, original), annotate(ev_r, model)
     print_origins(ev_o, ev_r, runs, report, args.top)
     print_whats(ev_r, runs, total_r, args.top)
 
@@ -365,12 +400,12 @@ def print_op_types(o: dict, r: dict, total_r: float) -> None:
 def print_origins(ev_o, ev_r, runs: int, report, top: int) -> None:
     """Per rewritten original node: its time before, its replacement's time after, and the
     replacement's time per op type."""
-    before = per_key(ev_o, runs, node_name)
-    after = per_key(ev_r, runs, lambda e: origin(node_name(e)))
+    before = per_key(ev_o, runs, lambda e: e["node"])
+    after = per_key(ev_r, runs, lambda e: origin(e["node"]))
     ops = defaultdict(lambda: defaultdict(float))
     for e in ev_r:
-        if what(node_name(e)):
-            ops[origin(node_name(e))][op_of(e)] += e["dur"] / runs
+        if what(e["node"]):
+            ops[origin(e["node"])][op_of(e)] += e["dur"] / runs
     rows = sorted(ops, key=lambda n: -(after.get(n, 0) - before.get(n, 0)))
     forms = {r.node: f"{r.op}: {r.form}{'/' + r.variant if r.variant else ''}" for r in report.records(REWRITTEN)}
     print(f"per rewritten node, largest extra time first (top {top}; ms per run)\n"
@@ -383,8 +418,8 @@ def print_origins(ev_o, ev_r, runs: int, report, top: int) -> None:
 
 def print_whats(ev_r, runs: int, total_r: float, top: int) -> None:
     """The rewritten model's new nodes grouped by what they do (name after the pass, digits dropped)."""
-    kinds = per_key([e for e in ev_r if what(node_name(e))], runs,
-                    lambda e: re.sub(r"\d+", "#", what(node_name(e))) + f" [{op_of(e)}]")
+    kinds = per_key([e for e in ev_r if what(e["node"])], runs,
+                    lambda e: re.sub(r"\d+", "#", what(e["node"])) + f" [{op_of(e)}]")
     print(f"new nodes by kind (top {top}; ms per run, % of rewritten model)\n| kind [op] | ms | % |\n|---|---|---|")
     for k, t in sorted(kinds.items(), key=lambda kv: -kv[1])[:top]:
         print(f"| {k} | {t / 1e3:.3f} | {100 * t / total_r:.1f} |")
