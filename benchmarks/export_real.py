@@ -192,7 +192,7 @@ MODELS = {
     "smp_fpn_resnet18": (lambda: smp_model("FPN", "resnet18"), (1, 3, 256, 256)),
     "smp_deeplabv3plus_resnet18": (lambda: smp_model("DeepLabV3Plus", "resnet18"), (1, 3, 256, 256)),
     "smp_pspnet_resnet18": (lambda: smp_model("PSPNet", "resnet18"), (1, 3, 384, 384)),  # pooling bins 1,2,3,6
-    "smp_upernet_resnet18": (lambda: smp_model("UPerNet", "resnet18"), (1, 3, 384, 384)),
+    "smp_upernet_resnet18": (lambda: smp_model("UPerNet", "resnet18"), (1, 3, 192, 192)),  # 6x6 at 1/32
     "smp_unet_mobilenet_v2": (lambda: smp_model("Unet", "mobilenet_v2"), (1, 3, 256, 256)),
     "gan_dcgan_generator": (DCGANGenerator, (1, 100, 1, 1)),
     "gan_pix2pix_unet": (Pix2PixUNet, (1, 3, 256, 256)),
