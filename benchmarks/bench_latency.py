@@ -411,7 +411,9 @@ def print_op_types(o: dict, r: dict, total_r: float) -> None:
 def print_origins(ev_o, ev_r, runs: int, report, top: int) -> None:
     """Per rewritten original node: its time before, its replacement's time after, and the
     replacement's time per op type."""
-    before = per_key(ev_o, runs, lambda e: e["node"])
+    by_node = per_key(ev_o, runs, lambda e: e["node"])
+    members = {r.node: region(r) for r in report.records(REWRITTEN)}
+    before = {n: sum(by_node.get(m, 0) for m in ms) for n, ms in members.items()}
     after = per_key(ev_r, runs, lambda e: origin(e["node"]))
     ops = defaultdict(lambda: defaultdict(float))
     for e in ev_r:
@@ -419,12 +421,20 @@ def print_origins(ev_o, ev_r, runs: int, report, top: int) -> None:
             ops[origin(e["node"])][op_of(e)] += e["dur"] / runs
     rows = sorted(ops, key=lambda n: -(after.get(n, 0) - before.get(n, 0)))
     forms = {r.node: f"{r.op}: {r.form}{'/' + r.variant if r.variant else ''}" for r in report.records(REWRITTEN)}
-    print(f"per rewritten node, largest extra time first (top {top}; ms per run)\n"
-          "| original node | form | before | after | after by op |\n|---|---|---|---|---|")
+    print(f"per rewritten node, largest extra time first (top {top}; ms per run; before: the node and the "
+          "nodes its form also rewrote)\n| original node | form | nodes | before | after | after by op |\n"
+          "|---|---|---|---|---|---|")
     for n in rows[:top]:
         by_op = ", ".join(f"{op} {t / 1e3:.3f}" for op, t in sorted(ops[n].items(), key=lambda kv: -kv[1]))
-        print(f"| {n} | {forms.get(n, '?')} | {before.get(n, 0) / 1e3:.3f} | {after.get(n, 0) / 1e3:.3f} | {by_op} |")
+        print(f"| {n} | {forms.get(n, '?')} | {len(members.get(n, [n]))} | {before.get(n, 0) / 1e3:.3f} | {after.get(n, 0) / 1e3:.3f} | {by_op} |")
     print()
+
+
+def region(record) -> list:
+    """The original nodes one rewrite replaced: its node, and those its notes say it also
+    rewrote (a dilated-conv chain keeps pointwise ops and same-rate Convs in batch form)."""
+    also = [n for note in record.notes if note.startswith("also rewrites") for n in re.findall(r"'([^']*)'", note)]
+    return [record.node] + also
 
 
 def print_whats(ev_r, runs: int, total_r: float, top: int) -> None:
