@@ -41,6 +41,7 @@ of a rewrite goes.
 from __future__ import annotations
 
 import argparse
+import bisect
 import glob
 import json
 import math
@@ -307,17 +308,19 @@ def profile_events(model: onnx.ModelProto, feeds: dict, runs: int, warmup: int =
         with open(sess.end_profiling(), encoding="utf-8") as f:
             trace = json.load(f)
     starts = sorted(e["ts"] for e in trace if e.get("name") == "model_run")
-    t0 = starts[warmup] if len(starts) > warmup else 0
-    return [e for e in trace if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")
-            and e["ts"] >= t0]
+    events = [e for e in trace if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
+    for e in events:
+        e["run"] = bisect.bisect_right(starts, e["ts"]) - 1 - warmup
+    return [e for e in events if e["run"] >= 0]
 
 
 def per_key(events: list, runs: int, key) -> dict:
-    """Microseconds per run, summed by key(event)."""
-    out = defaultdict(float)
+    """Microseconds per run by key(event): each run's sum, the median over the runs (a run that
+    another process slowed down moves no figure)."""
+    sums = defaultdict(lambda: [0.0] * runs)
     for e in events:
-        out[key(e)] += e["dur"] / runs
-    return dict(out)
+        sums[key(e)][e["run"]] += e["dur"]
+    return {k: statistics.median(v) for k, v in sums.items()}
 
 
 FUSED_INTO_CONV = frozenset({"Relu", "Clip", "LeakyRelu", "HardSigmoid", "Sigmoid", "HardSwish", "Tanh", "Add",
@@ -392,7 +395,7 @@ def print_profile(args, options: dict) -> None:
     runs = args.profile_runs
     total_o, total_r = sum(per_key(ev_o, runs, op_of).values()), sum(per_key(ev_r, runs, op_of).values())
     print(f"{os.path.basename(path)}: passes {args.passes}, {report.rewritten} rewritten, "
-          f"verified {verified(report)}; kernel time per run: original {total_o / 1e3:.2f} ms, "
+          f"verified {verified(report)}; kernel time per run (median): original {total_o / 1e3:.2f} ms, "
           f"rewritten {total_r / 1e3:.2f} ms ({total_r / total_o:.2f}x)\n")
     print_op_types(per_key(ev_o, runs, op_of), per_key(ev_r, runs, op_of), total_r)
     annotate(ev_o, original), annotate(ev_r, model)
@@ -415,10 +418,10 @@ def print_origins(ev_o, ev_r, runs: int, report, top: int) -> None:
     members = {r.node: region(r) for r in report.records(REWRITTEN)}
     before = {n: sum(by_node.get(m, 0) for m in ms) for n, ms in members.items()}
     after = per_key(ev_r, runs, lambda e: origin(e["node"]))
-    ops = defaultdict(lambda: defaultdict(float))
-    for e in ev_r:
-        if what(e["node"]):
-            ops[origin(e["node"])][op_of(e)] += e["dur"] / runs
+    ops = defaultdict(dict)
+    for (n, op), t in per_key([e for e in ev_r if what(e["node"])], runs,
+                              lambda e: (origin(e["node"]), op_of(e))).items():
+        ops[n][op] = t
     rows = sorted(ops, key=lambda n: -(after.get(n, 0) - before.get(n, 0)))
     forms = {r.node: f"{r.op}: {r.form}{'/' + r.variant if r.variant else ''}" for r in report.records(REWRITTEN)}
     print(f"per rewritten node, largest extra time first (top {top}; ms per run; before: the node and the "
