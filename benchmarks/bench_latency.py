@@ -285,15 +285,12 @@ def update_readme(lines: list, header: str) -> None:
 
 
 def run_header(args, options: dict) -> str:
-    bits = [f"repeats {args.repeats}", f"onnxruntime {ort.__version__}", "1 thread"]
-    if args.target:
-        bits.append(f"target {args.target}")
-    if options:
-        bits.append("options " + ",".join(f"{k}={v}" for k, v in options.items()))
-    return "`python benchmarks/bench_latency.py" + "".join(
-        f" --{k} {v}" for k, v in (("repeats", args.repeats), ("target", args.target),
-                                    ("options", ",".join(f"{a}={b}" for a, b in options.items())))
-        if v) + "`: " + ", ".join(bits) + "; ms = median per run, ratio = median of per-round ratios to the original."
+    flags = [f"--repeats {args.repeats}"] + ([f"--target {args.target}"] if args.target else []) + (
+        ["--options " + ",".join(f"{k}={v}" for k, v in options.items())] if options else [])
+    return (f"`python benchmarks/bench_latency.py {' '.join(flags)}` (onnxruntime {ort.__version__}, CPU, "
+            "1 thread): ms = median CPU time of the running thread per run, IQR = interquartile range in % "
+            "of the median, ratio = median of the per-round ratios rewritten / original; `=`: the pass "
+            "rewrites nothing in the model.")
 
 
 # --- profiling ---------------------------------------------------------------------------------
@@ -470,11 +467,22 @@ def parse_args(argv):
     ap.add_argument("--options", default="", help="lowering options, k=v[,k=v] (e.g. dilated_mode=batch)")
     ap.add_argument("--json", default=None, help="write the results as JSON")
     ap.add_argument("--update-readme", action="store_true", help="write the table into README.md")
+    ap.add_argument("--from-json", default=None, help="print (and --update-readme) a saved --json run, measuring nothing")
     ap.add_argument("--profile", default=None, help="per-op-type profile of one model (name or path)")
     ap.add_argument("--profile-runs", type=int, default=20)
     ap.add_argument("--passes", default=ALL, help="for --profile: 'all' or comma-separated pass names")
     ap.add_argument("--top", type=int, default=15)
     return ap.parse_args(argv)
+
+
+def render_saved(args) -> int:
+    with open(args.from_json, encoding="utf-8") as f:
+        saved = json.load(f)
+    summ = summary(saved["rows"])
+    print_rows(saved["rows"], summ)
+    if args.update_readme:
+        update_readme(table_lines(saved["rows"], summ), saved["header"])
+    return 0
 
 
 def main(argv=None) -> int:
@@ -483,6 +491,8 @@ def main(argv=None) -> int:
     if args.profile:
         print_profile(args, options)
         return 0
+    if args.from_json:
+        return render_saved(args)
     rows = []
     for path in find_models(args.real, [w for w in args.models.split(",") if w]):
         rows.append(bench_model(path, args, options))
