@@ -53,7 +53,6 @@ import tempfile
 import time
 from collections import defaultdict
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 
