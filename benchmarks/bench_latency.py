@@ -283,11 +283,22 @@ def update_readme(lines: list, header: str) -> None:
         f.write(text)
 
 
+def git_commit() -> str:
+    """The checkout's short commit (+ "-dirty" when the library has uncommitted changes), or "?"."""
+    import subprocess
+    try:
+        run = lambda *a: subprocess.run(["git", "-C", ROOT, *a], capture_output=True, text=True).stdout.strip()  # noqa: E731
+        dirty = run("status", "--porcelain", "--", "convrewrite", "passes")
+        return run("rev-parse", "--short", "HEAD") + ("-dirty" if dirty else "")
+    except OSError:
+        return "?"
+
+
 def run_header(args, options: dict) -> str:
     flags = [f"--repeats {args.repeats}"] + ([f"--target {args.target}"] if args.target else []) + (
         ["--options " + ",".join(f"{k}={v}" for k, v in options.items())] if options else [])
-    return (f"`python benchmarks/bench_latency.py {' '.join(flags)}` (onnxruntime {ort.__version__}, CPU, "
-            "1 thread): ms = median CPU time of the running thread per run, IQR = interquartile range in % "
+    return (f"`python benchmarks/bench_latency.py {' '.join(flags)}` (convrewrite at {git_commit()}, "
+            f"onnxruntime {ort.__version__}, CPU, 1 thread): ms = median CPU time of the running thread per run, IQR = interquartile range in % "
             "of the median, ratio = median of the per-round ratios rewritten / original; `=`: the pass "
             "rewrites nothing in the model.")
 
