@@ -283,13 +283,16 @@ def update_readme(lines: list, header: str) -> None:
         f.write(text)
 
 
+def _git(*args) -> str:
+    import subprocess
+    return subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=True).stdout.strip()
+
+
 def git_commit() -> str:
     """The checkout's short commit (+ "-dirty" when the library has uncommitted changes), or "?"."""
-    import subprocess
     try:
-        run = lambda *a: subprocess.run(["git", "-C", ROOT, *a], capture_output=True, text=True).stdout.strip()  # noqa: E731
-        dirty = run("status", "--porcelain", "--", "convrewrite", "passes")
-        return run("rev-parse", "--short", "HEAD") + ("-dirty" if dirty else "")
+        dirty = _git("status", "--porcelain", "--", "convrewrite", "passes")
+        return (_git("rev-parse", "--short", "HEAD") or "?") + ("-dirty" if dirty else "")
     except OSError:
         return "?"
 
