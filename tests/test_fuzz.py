@@ -350,7 +350,7 @@ def _params():
         yield pytest.param(i, id=f"case{i}", marks=marks)
 
 
-@pytest.mark.parametrize("index", _params())
+@pytest.mark.parametrize("index", list(_params()))
 def test_mutated_model(index, tmp_path, capfd):
     data, steps, options = case_bytes(index)
     check_contract(data, f"case {index} ({steps})", options, tmp_path, capfd)
@@ -443,7 +443,7 @@ def _crafted():
         yield pytest.param(name, id=name.replace(" ", "-"), marks=marks)
 
 
-@pytest.mark.parametrize("name", _crafted())
+@pytest.mark.parametrize("name", list(_crafted()))
 def test_crafted_model(name, tmp_path, capfd):
     build, options, reason = CRAFTED[name]
     summary = check_contract(build().SerializeToString(), name, options, tmp_path, capfd)
