@@ -131,7 +131,10 @@ def _session(model: onnx.ModelProto, threads: int) -> ort.InferenceSession:
 
 
 def median_times(models: list, repeats: int, threads: int) -> list:
-    """Median seconds per run of each model: interleaved round-robin after a warm-up."""
+    """Median seconds per run of each model: interleaved round-robin after a
+    warm-up.  The CPU time of the calling thread, not the wall clock: with one
+    intra-op thread onnxruntime computes in the caller's thread, so time the
+    process spends descheduled on a shared machine does not count."""
     sessions = [_session(m, threads) for m in models]
     shape = [d.dim_value for d in models[0].graph.input[0].type.tensor_type.shape.dim]
     feed = {"x": np.random.default_rng(1).standard_normal(shape).astype(np.float32)}
@@ -141,19 +144,24 @@ def median_times(models: list, repeats: int, threads: int) -> list:
     times = [[] for _ in sessions]
     for _ in range(repeats):
         for s, t in zip(sessions, times):
-            start = time.perf_counter()
+            start = time.thread_time()
             s.run(None, feed)
-            t.append(time.perf_counter() - start)
+            t.append(time.thread_time() - start)
     return [statistics.median(t) for t in times]
 
 
-def copied_bytes(model: onnx.ModelProto) -> int:
+SHUFFLES = ("Transpose", "DepthToSpace", "SpaceToDepth")
+
+
+def copied_bytes(model: onnx.ModelProto, shuffles: bool = False) -> int:
     """Bytes moved by data-movement nodes other than Reshape: onnxruntime's
     Reshape reuses its input's buffer, so it moves nothing there (the forms'
-    Cost counts it, as an accelerator may pay for it)."""
+    Cost counts it, as an accelerator may pay for it).  `shuffles`: only
+    the permuting ones (Transpose, DepthToSpace, SpaceToDepth), else the others."""
     m = batch_one(model)
     graph = GraphView(m)
-    return moved_bytes([n for n in m.graph.node if n.op_type != "Reshape"], graph)
+    return moved_bytes([n for n in m.graph.node if n.op_type != "Reshape" and (n.op_type in SHUFFLES) == shuffles],
+                       graph)
 
 
 def default_form(case: Case) -> str:
@@ -176,7 +184,9 @@ def measure(case: Case, repeats: int, threads: int) -> list:
         c = model_cost(model)    # the final model: a form's own nodes and what nested rewrites made of them
         built.append(({"form": choice, "default": choice == default, "dense_macs": c.macs - c.grouped_macs,
                        "grouped_macs": c.grouped_macs, "moved_bytes": c.moved_bytes,
-                       "copied_bytes": copied_bytes(model), "nodes": c.nodes}, model))
+                       "copied_bytes": copied_bytes(model) + copied_bytes(model, shuffles=True),
+                       "plain_bytes": copied_bytes(model), "shuffled_bytes": copied_bytes(model, shuffles=True),
+                       "nodes": c.nodes}, model))
     if not built:
         return []
     seconds = median_times([m for _, m in built], repeats, threads)
