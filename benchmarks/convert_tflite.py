@@ -25,7 +25,7 @@ It needs TensorFlow, so it is kept out of CI and runs in its own virtualenv:
     /tmp/tflite-venv/bin/pip install -r benchmarks/requirements-tflite.txt
     /tmp/tflite-venv/bin/python benchmarks/convert_tflite.py [--models A.onnx B.onnx ...]
         [--backends flatbuffer_direct,tf_converter] [--update-doc docs/tflite.md]
-        [--json RESULTS.json] [--keep DIR]
+        [--json RESULTS.json] [--keep DIR] [--timeout SECONDS]
 
 Exit code 1 when a rewritten model fails to convert, to run or to match, or
 still holds a flagged operator whose ONNX kind convrewrite removed.
@@ -929,6 +929,7 @@ def update_doc(doc: str, text: str) -> None:
 
 
 def main(argv=None) -> int:
+    global CONVERT_TIMEOUT
     if argv is None:
         argv = sys.argv[1:]
     if argv and argv[0] == "--child":
@@ -947,8 +948,11 @@ def main(argv=None) -> int:
     ap.add_argument("--no-int8", action="store_true", help="skip the full-integer int8 conversions")
     ap.add_argument("--no-latency", action="store_true", help="skip the LiteRT latency measurement")
     ap.add_argument("--qdq", action="store_true", help="include the quantized *_qdq_* sample models")
+    ap.add_argument("--timeout", type=float, default=CONVERT_TIMEOUT,
+                    help=f"seconds one onnx2tf conversion may take (default {CONVERT_TIMEOUT}); a slower one is reported as not converted")
     ap.add_argument("--from-json", nargs="+", help="no conversions: render the tables from --json files of earlier runs")
     args = ap.parse_args(argv)
+    CONVERT_TIMEOUT = args.timeout
     if args.from_json:
         outcomes = []
         for name in args.from_json:
