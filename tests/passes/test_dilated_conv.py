@@ -859,6 +859,49 @@ def test_chain_property_sweep():
     sweep(conv_chains(), check, 25)
 
 
+@st.composite
+def se_chains(draw):
+    """x -> dilated Conv -> Relu -> spatial mean -> (1x1 Conv, Sigmoid)? ->
+    op(r, excitation) -> dilated Conv (same rate) -> y, on a grid the rate
+    divides; 1-D or 2-D, dense or depthwise, GlobalAveragePool or ReduceMean."""
+    rank = draw(st.integers(1, 2))
+    d = draw(st.integers(2, 3))
+    n = [d * draw(st.integers(8, 10) if rank == 2 else st.integers(64, 72)) for _ in range(rank)]   # >= 64 per phase
+    c = draw(st.sampled_from([3, 4]))
+    group = draw(st.sampled_from([1, c]))
+    rng = np.random.default_rng(draw(st.integers(0, 99)))
+    w = {"w1": rng.standard_normal((c, c // group, *[3] * rank)) * 0.3,
+         "w2": rng.standard_normal((c, c // group, *[3] * rank)) * 0.3,
+         "we": rng.standard_normal((c, c, *[1] * rank)) * 0.3}
+    if draw(st.booleans()):
+        mean = helper.make_node("GlobalAveragePool", ["r"], ["g"], name="g")
+    else:
+        mean = helper.make_node("ReduceMean", ["r"], ["g"], name="g", axes=list(range(2, 2 + rank)), keepdims=1)
+    excite = draw(st.booleans())
+    nodes = [dilated("c1", "x", "w1", d, rank=rank, group=group), helper.make_node("Relu", ["c1"], ["r"], name="r"),
+             mean]
+    if excite:
+        nodes += [helper.make_node("Conv", ["g", "we"], ["e"], name="e"),
+                  helper.make_node("Sigmoid", ["e"], ["s"], name="s")]
+    op = draw(st.sampled_from(["Mul", "Add", "Sub"]))
+    nodes += [helper.make_node(op, ["r", "s" if excite else "g"], ["m"], name="m"),
+              dilated("y", "m", "w2", d, rank=rank, group=group)]
+    return graph_model(nodes, w, (1, c, *n), batch=draw(st.sampled_from([1, "N"])))
+
+
+@pytest.mark.slow
+def test_se_chain_property_sweep():
+    """Every drawn SE stage: one chain through the spatial mean, equivalent,
+    its Cost exact."""
+    def check(model):
+        new, report = assert_rewrites(model, DilatedConv(), {"Tile": 1}, expect_rewrites=1)
+        assert not dilated_convs(new) and len(chain_notes(report)) == 1
+        assert assert_built_costs_exact(model, DilatedConv()) == ["batch"]
+        return True
+
+    sweep(se_chains(), check, 25)
+
+
 # --- the sample models with real dilated patterns --------------------------------
 
 SAMPLES = ["deeplab_aspp", "tcn_1d", "all_three", "all_three_dynamo", "all_three_fp16"]
