@@ -60,9 +60,13 @@ class Cost:
 
 @dataclass(frozen=True)
 class Variant:
-    """One way to emit a form; `label` is "" for the default."""
+    """One way to emit a form; `label` is "" for the default.  `pads_convs`:
+    its Convs pad their own input beyond VALID/SAME (a target whose
+    toolchain makes that a separate PAD op takes the form's other variants
+    first: Profile.separate_conv_padding)."""
 
     label: str = ""
+    pads_convs: bool = False
 
 
 DEFAULT = Variant()
@@ -133,8 +137,10 @@ class Ranking:
         return out
 
 
-def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_opt_in: bool) -> Ranking:
-    """Order `p.forms` for `match` (see the module docstring)."""
+def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_opt_in: bool,
+         unpadded_first: bool = False) -> Ranking:
+    """Order `p.forms` for `match` (see the module docstring); with
+    `unpadded_first`, each form's variants that pad their own Convs last."""
     preferred = list(p.preferred())
     ranking = Ranking()
     scored = []
@@ -151,6 +157,8 @@ def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_op
         if form.opt_in and not asked and not with_opt_in:
             continue
         variants = list(form.variants(match, graph))[:None if with_variants else 1]
+        if unpadded_first:
+            variants.sort(key=lambda v: getattr(v, "pads_convs", False))
         pricing = [partial(form.cost, match, v, graph) for v in variants]
         favoured = form.favoured(match, graph)
         first = pricing[0]() if p.mac_bound is not None else None   # MACs decide only under a bound

@@ -49,7 +49,8 @@ def build(p, match: Match, option: Option, graph: GraphView) -> Replacement:
 
 def ranking(p, match: Match, graph: GraphView, target) -> Ranking:
     macs = total_macs(match.nodes, graph, per_item=True) if p.mac_bound is not None else None
-    return rank(p, match, graph, macs, with_variants=target is not None, with_opt_in=target is not None)
+    return rank(p, match, graph, macs, with_variants=target is not None, with_opt_in=target is not None,
+                unpadded_first=bool(getattr(target, "separate_conv_padding", False)))
 
 
 def lower(p, match: Match, graph: GraphView, target=None, passes: Sequence = (), depth: int = 0):

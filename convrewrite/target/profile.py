@@ -89,6 +89,9 @@ class Profile:
     max_rank: Optional[int] = None
     batch_must_be_one: bool = False
     int8_only: bool = False        # computes int8 only: float compute left in a quantized model does not fit
+    # the toolchain turns a Conv's padding other than VALID/SAME into a PAD op of its own (TFLite's
+    # CONV_2D pads only VALID or SAME): form variants whose Convs pad their own input go after the others
+    separate_conv_padding: bool = False
     unlisted_operators: str = "allowed"
     operators: Mapping[str, tuple] = field(default_factory=lambda: MappingProxyType({}))
     origin: str = ""  # "built-in" or the file it was read from
@@ -120,6 +123,7 @@ class Profile:
                for op, rules in self.operators.items()}
         return {"name": self.name, "description": self.description, "references": list(self.references),
                 "max_rank": self.max_rank, "batch_must_be_one": self.batch_must_be_one, "int8_only": self.int8_only,
+                "separate_conv_padding": self.separate_conv_padding,
                 "unlisted_operators": self.unlisted_operators, "operators": ops}
 
 
@@ -234,5 +238,6 @@ def _build(spec: dict, origin: str) -> Profile:
     return Profile(name=spec["name"], description=spec.get("description", ""),
                    references=tuple(spec.get("references", ())), max_rank=spec.get("max_rank"),
                    batch_must_be_one=spec.get("batch_must_be_one", False), int8_only=spec.get("int8_only", False),
+                   separate_conv_padding=spec.get("separate_conv_padding", False),
                    unlisted_operators=spec.get("unlisted_operators", "allowed"),
                    operators=MappingProxyType(ops), origin=origin)

@@ -47,6 +47,7 @@ OP_KEYS = {
     "Transpose": ("batch_axis_fixed",),
 }
 GLOBAL_KEYS = ("name", "description", "references", "extends", "max_rank", "batch_must_be_one", "int8_only",
+               "separate_conv_padding",
                "unlisted_operators", "unsupported_operators", "operators")
 
 
@@ -76,7 +77,7 @@ def _validate_top(raw: dict) -> dict:
         out["references"] = [_string(v, f"references[{k}]") for k, v in enumerate(_list(raw["references"], "references"))]
     if "max_rank" in raw:  # null: no limit (overrides the limit of an extended profile)
         out["max_rank"] = None if raw["max_rank"] is None else _positive_int(raw["max_rank"], "max_rank")
-    for key in ("batch_must_be_one", "int8_only"):
+    for key in ("batch_must_be_one", "int8_only", "separate_conv_padding"):
         if key in raw:
             out[key] = _bool(raw[key], key)
     if "unlisted_operators" in raw:

@@ -3,6 +3,7 @@ strided phase images, the undilated Conv(s), and back; chains in phase form
 (forms.py says which form builds what; phases.py has the arithmetic)."""
 from __future__ import annotations
 
+import itertools
 from math import prod
 from typing import Optional
 
@@ -144,14 +145,39 @@ def _taps(b, graph, x, p: Dilated) -> str:
         tag = "tap_" + "_".join(map(str, image.tap))
         v = (strided_slice(b, x, [k + 2 for k in image.axes], image.starts, image.stops, image.steps, tag)
              if image.axes else x)
-        index = [slice(None)] * w.ndim
-        for tk, k in zip(image.tap, dil):
-            index[k + 2] = slice(tk, tk + 1)
-        wt = b.initializer(np.ascontiguousarray(w[tuple(index)]), f"weight_{tag}")
-        bias = [p.bias] if p.bias and not terms else []
-        terms.append(b.op("Conv", [v, wt] + bias, f"conv_{tag}", kernel_shape=kernel, strides=strides,
-                          group=p.group, pads=list(image.pads) if any(image.pads) else None))
+        terms.append(_tap_conv(b, v, w, image.tap, dil, p, kernel, strides, tag, bias=not terms,
+                               pads=list(image.pads) if any(image.pads) else None))
     return add_all(b, terms, "sum_taps")
+
+
+def _taps_window(b, graph, x, p: Dilated) -> str:
+    """The taps form over one padded copy of x: the window x_pad, then per
+    tap its strided Slice x_pad[t*d :: s] and an unpadded Conv, summed."""
+    w = _kept_weight(graph.constant(p.weight), p.taps)
+    dil = [k for k, a in enumerate(p.axes) if a.dilation > 1]
+    lengths = [(a.out - 1) * a.stride + extent(a.kernel, a.dilation) for a in p.axes]
+    t = window(b, x, p.axes, lengths)
+    kernel = [1 if a.dilation > 1 else a.kernel for a in p.axes]
+    strides = [1 if a.dilation > 1 else a.stride for a in p.axes]
+    terms = []
+    for tap in itertools.product(*[range(p.axes[k].kernel) for k in dil]):
+        tag = "tap_" + "_".join(map(str, tap))
+        starts = [tk * p.axes[k].dilation for tk, k in zip(tap, dil)]
+        ends = [s0 + (p.axes[k].out - 1) * p.axes[k].stride + 1 for s0, k in zip(starts, dil)]
+        image = strided_slice(b, t, [k + 2 for k in dil], starts, ends, [p.axes[k].stride for k in dil], tag)
+        terms.append(_tap_conv(b, image, w, tap, dil, p, kernel, strides, tag, bias=not terms))
+    return add_all(b, terms, "sum_taps")
+
+
+def _tap_conv(b, image, w, tap, dil, p: Dilated, kernel, strides, tag, bias: bool, pads=None) -> str:
+    """One tap's Conv: the weight at that tap (kernel 1 on the dilated axes);
+    the bias on the first tap only."""
+    index = [slice(None)] * w.ndim
+    for tk, k in zip(tap, dil):
+        index[k + 2] = slice(tk, tk + 1)
+    wt = b.initializer(np.ascontiguousarray(w[tuple(index)]), f"weight_{tag}")
+    return b.op("Conv", [image, wt] + ([p.bias] if p.bias and bias else []), f"conv_{tag}", kernel_shape=kernel,
+                strides=strides, group=p.group, pads=pads)
 
 
 def _taps_crop(b, x, p: Dilated) -> str:

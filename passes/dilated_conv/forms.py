@@ -28,7 +28,7 @@ import onnx
 
 from convrewrite.core.builder import Builder
 from convrewrite.core.cost import grouped
-from convrewrite.core.forms import Cost, Form
+from convrewrite.core.forms import Cost, Form, Variant
 from convrewrite.core.graph import GraphView
 from convrewrite.emit.opset_ops import NOTHING, Moved, movement, other_nodes
 from convrewrite.emit.pixel_shuffle import (MAX_GENERAL_RANK, pixel_shuffle_cost, pixel_unshuffle_cost, shuffle_rank)
@@ -36,7 +36,7 @@ from convrewrite.emit.space_to_batch import (batch_to_space_cost, crop_to_cost, 
                                              strided_slice_cost, subsample_cost)
 from convrewrite.geometry import extent
 
-from .build import PhaseInput, _batch, _blocks, _chain, _depth, _plain, _sliced_weight, _slices, _taps
+from .build import PhaseInput, _batch, _blocks, _chain, _depth, _plain, _sliced_weight, _slices, _taps, _taps_window
 from .chain import Chain, data_inputs, is_side, window_shift
 from .phases import AxisPhases, tap_images, undilated_window, window_pads
 
@@ -106,6 +106,8 @@ class Dilated:
 # --- the forms -----------------------------------------------------------------
 
 CHAIN_BATCH_ONLY = "a chain of dilated Convs is lowered in batch form only"
+WINDOW = Variant("padded window")
+OWN_PADS = Variant("", pads_convs=True)   # the taps form's default: its Convs pad their own zeros
 NO_DILATION = "no dilation is left after the simplifications (the plain form)"
 ONE_PHASE = ("every axis has one phase (the dilation divides the stride), so only x_pad[::d] is read "
              "(the subsample form)")
@@ -267,12 +269,22 @@ class Taps(_DilatedForm):
         return (f"phase images of {p.phase_outputs} outputs (below taps_below={self.below}) convolve "
                 "inefficiently: one undilated Conv per tap, summed")
 
+    def variants(self, match, graph):
+        """Default: each tap's Conv pads its own zeros (no padded copy of x).
+        WINDOW: one padded copy of x, each tap's Conv unpadded -- for targets
+        whose toolchain makes Conv padding a PAD op of its own (TFLite: one
+        PAD per tap otherwise)."""
+        return (OWN_PADS, WINDOW)
+
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
-        return _cost(p, p.exact_macs(), p.rank, _taps_moved(p, _itemsize(graph, match), graph.opset()))
+        moved = (_taps_window_moved if variant == WINDOW else _taps_moved)(p, _itemsize(graph, match), graph.opset())
+        return _cost(p, p.exact_macs(), p.rank, moved)
 
-    def emit(self, b, graph, x, p):
-        return _taps(b, graph, x, p)
+    def build(self, match, variant, graph, b: Builder) -> dict:
+        p: Dilated = match.params
+        x = match.node.input[0]
+        return {match.node.output[0]: _taps_window(b, graph, x, p) if variant == WINDOW else _taps(b, graph, x, p)}
 
 
 FORM_NAMES = ("plain", "subsample", "batch", "depth", "slices", "taps")
@@ -416,6 +428,20 @@ def _slices_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
                                         itemsize, opset)[0]
         moved += other_nodes(1)
     return moved + interleave_cost(p.out_channels, blocks, q, itemsize, opset) + _out_crop_moved(p, itemsize)
+
+
+def _taps_window_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
+    """`_taps_window`: the window, a strided Slice and a Conv per tap, Sum or Adds."""
+    dil = [k for k, a in enumerate(p.axes) if a.dilation > 1]
+    lengths = [(a.out - 1) * a.stride + extent(a.kernel, a.dilation) for a in p.axes]
+    moved, shape = _window_moved(p.axes, lengths, p.channels, itemsize)
+    taps = list(itertools.product(*[range(p.axes[k].kernel) for k in dil]))
+    for tap in taps:
+        starts = [tk * p.axes[k].dilation for tk, k in zip(tap, dil)]
+        ends = [s0 + (p.axes[k].out - 1) * p.axes[k].stride + 1 for s0, k in zip(starts, dil)]
+        moved += strided_slice_cost(shape, [k + 2 for k in dil], starts, ends, [p.axes[k].stride for k in dil],
+                                    itemsize, opset)[0]
+    return moved + other_nodes(len(taps) + (0 if len(taps) == 1 else 1 if opset < 7 else len(taps) - 1))
 
 
 def _taps_moved(p: Dilated, itemsize: int, opset: int) -> Moved:

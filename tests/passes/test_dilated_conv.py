@@ -351,6 +351,21 @@ def test_depth_weight_limit_falls_back_to_batch():
     assert forms_of(report) == ["batch"]
 
 
+def test_taps_form_pads_its_convs_or_takes_a_padded_window(tmp_path):
+    """By default each tap's Conv pads its own zeros (no padded copy of x);
+    a target whose toolchain makes Conv padding a PAD of its own
+    (separate_conv_padding, the tflite profile) gets one padded window and
+    unpadded tap Convs instead.  Both equivalent, both exactly costed."""
+    model = conv_model((1, 8, 33, 33), (4, 8, 3, 3), dilations=[6, 6], pads=[6] * 4)
+    new, report = assert_rewrites(model, DilatedConv(), {"Conv": 9, "Pad": 0})
+    assert forms_of(report) == ["taps"] and report.records(REWRITTEN)[0].variant == ""
+    assert any(attributes(n).get("pads") for n in new.graph.node if n.op_type == "Conv")
+    target = profile(tmp_path, "padless", separate_conv_padding=True)
+    new, report = assert_rewrites(model, DilatedConv(), {"Conv": 9, "Pad": 1}, target=target)
+    assert forms_of(report) == ["taps"] and report.records(REWRITTEN)[0].variant == "padded window"
+    assert not any(attributes(n).get("pads") for n in new.graph.node if n.op_type == "Conv")
+
+
 def test_tiny_phase_images_use_the_taps_form():
     """ASPP rate 6 on 33x33: phase images of 6x6 outputs -> taps form (by default)."""
     model = conv_model((1, 8, 33, 33), (4, 8, 3, 3), dilations=[6, 6], pads=[6] * 4)
