@@ -18,7 +18,7 @@ Zero taps inside a kernel count like any other tap: that is wasted work the
 MAC figure must show.  `grouped_macs` is the part of them in convolutions with
 fewer than GROUPED_BELOW input channels per group (depthwise and the like):
 they run memory-bound, several times slower per MAC than dense ones, so the
-cost model (core/cost_model.py) prices them apart.
+cost model studied in docs/cost_model.md prices them apart.
 
 Bytes moved: every data-movement node (DATA_MOVEMENT_OPS) reads its data
 input and writes its output, so it costs their sizes in bytes -- what an

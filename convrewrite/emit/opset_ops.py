@@ -55,6 +55,11 @@ def add_all(b: Builder, terms: Sequence[str], what: str = "sum") -> str:
     return total
 
 
+def add_all_nodes(terms: int, opset: int) -> int:
+    """How many nodes `add_all` emits for `terms` terms (none for one)."""
+    return 0 if terms == 1 else 1 if opset < 7 else terms - 1
+
+
 # Zeros plus a bias need Add, which onnxruntime implements from opset 7 (and
 # Tile takes its repeats as an input from opset 6).
 ZEROS_MIN_OPSET = 7

@@ -30,7 +30,7 @@ from convrewrite.core.builder import Builder
 from convrewrite.core.cost import grouped
 from convrewrite.core.forms import Cost, Form, Variant
 from convrewrite.core.graph import GraphView
-from convrewrite.emit.opset_ops import NOTHING, Moved, movement, other_nodes
+from convrewrite.emit.opset_ops import NOTHING, Moved, add_all_nodes, movement, other_nodes
 from convrewrite.emit.pixel_shuffle import (MAX_GENERAL_RANK, pixel_shuffle_cost, pixel_unshuffle_cost, shuffle_rank)
 from convrewrite.emit.space_to_batch import (batch_to_space_cost, crop_to_cost, interleave_cost, space_to_batch_cost,
                                              strided_slice_cost, subsample_cost)
@@ -441,7 +441,7 @@ def _taps_window_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
         ends = [s0 + (p.axes[k].out - 1) * p.axes[k].stride + 1 for s0, k in zip(starts, dil)]
         moved += strided_slice_cost(shape, [k + 2 for k in dil], starts, ends, [p.axes[k].stride for k in dil],
                                     itemsize, opset)[0]
-    return moved + other_nodes(len(taps) + (0 if len(taps) == 1 else 1 if opset < 7 else len(taps) - 1))
+    return moved + other_nodes(len(taps) + add_all_nodes(len(taps), opset))
 
 
 def _taps_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
@@ -458,8 +458,7 @@ def _taps_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
         if image.axes:
             moved += strided_slice_cost(shape, [k + 2 for k in image.axes], image.starts, image.stops, image.steps,
                                         itemsize, opset)[0]
-    terms = len(images)
-    return moved + other_nodes(terms + (0 if terms == 1 else 1 if opset < 7 else terms - 1))
+    return moved + other_nodes(len(images) + add_all_nodes(len(images), opset))
 
 
 def _chain_moved(c: Chain, graph: GraphView) -> Moved:
