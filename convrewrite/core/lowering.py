@@ -10,8 +10,11 @@ target (a Resize's ConvTranspose, lowered by the convtranspose pass) is
 lowered here too, in a small model of the replacement's own (`settle`).  The
 first option that fits is taken; if none fits, the one breaking the fewest
 distinct rules -- but only when what it breaks is data movement (the
-computation then runs on the target); when a computing node of it would
-still fall back to the host, the node is left as it is (never worse).
+computation then runs on the target) and it leaves fewer nodes to the host
+than the matched nodes it replaces (a ConvTranspose on the host traded for a
+DepthToSpace on the host is not a gain an accelerator compiler's estimate
+would show: the NPU does more and the host count stays).  Otherwise the node
+is left as it is (never worse).
 Only what the target check needs is ever built.
 """
 from __future__ import annotations
@@ -101,10 +104,23 @@ def _lower_for_target(p, match, graph, target, passes, depth, r: Ranking, notes,
         return Skip(f"{where}: no lowering form runs on target '{target.name}'; the closest, '{option.label}', "
                     f"still has {', '.join(computing)} the target does not run ({_first(problems)}), so the "
                     "node is left as it is", Code.NO_FORM)
+    before, after = _off_target(match, graph, target), len({v.node for v in found})
+    if depth == 0 and after >= before:  # never worse: as many host nodes as the original had
+        # (a nested lowering is judged by the outer one, on the whole replacement)
+        return Skip(f"{where}: no lowering form runs on target '{target.name}'; the closest, '{option.label}', "
+                    f"would leave {after} node(s) the target does not run ({_first(problems)}), not fewer than "
+                    f"the {before} it replaces, so the node is left as it is", Code.NO_FORM)
     passed = tuple(f"{head}form '{label}' not used: {_first(why)}" for label, why in tried if label != option.label)
     return Lowered(option, replacement, notes + passed + (
         f"{head}no form fits; '{option.label}' has the fewest problems, all of them data movement (the "
         f"computation runs on the target): {_first(problems)}",), fits=False)
+
+
+def _off_target(match: Match, graph: GraphView, target) -> int:
+    """How many of the matched nodes the target cannot run as they are."""
+    from ..target.check import check_node
+
+    return sum(1 for n in match.nodes if check_node(n, graph, target))
 
 
 def _rank_problem(option: Option, target) -> Optional[str]:

@@ -611,14 +611,27 @@ def test_lower_takes_the_first_form_that_fits():
     assert lower(p, p.match(node, graph), graph).option.form.name == "CRD"
 
 
-def test_lower_when_nothing_fits_or_applies():
+def test_lower_when_nothing_fits_or_applies(tmp_path):
     ct = conv_model("ConvTranspose", w=(4, 4, 2, 2), strides=[2, 2])
     node, graph = only_node(ct)
-    u55 = load_profile(U55_VELA36)  # no DepthToSpace, no Transpose
+    (tmp_path / "vela36.json").write_text(U55_VELA36.read_text())  # no DepthToSpace, no Transpose
+    u55 = inline(tmp_path, {"extends": "vela36.json", "operators": {"ConvTranspose": {"supported": False}}})
     p = _ShufflePass(_ShuffleForm("refused", refuse="weight too large for this form"),
                      _ShuffleForm("general", allow_d2s=False), _ShuffleForm("d2s"))
-    done = lower(p, p.match(node, graph), graph, u55)
-    assert not done.fits and done.option.form.name == "d2s"  # 1 problem; general has 3 (rank 6 twice, Transpose)
+    # never worse: the closest form, d2s (1 problem; general has 3: rank 6 twice, Transpose), would leave
+    # its DepthToSpace to the host, as many host nodes as the one ConvTranspose it replaces
+    kept = lower(p, p.match(node, graph), graph, u55)
+    assert isinstance(kept, Skip) and kept.code == "no-form"
+    assert re.search(r"the closest, 'd2s', would leave 1 node\(s\) the target does not run \(DepthToSpace .*\), "
+                     r"not fewer than the 1 it replaces, so the node is left as it is", kept.reason), kept.reason
+    # a match of two host nodes replaced by one that leaves one on the host: fewer, so taken
+    two = model_of([helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="n", strides=[2, 2]),
+                    helper.make_node("ConvTranspose", ["x", "w"], ["z"], name="m", strides=[2, 2])],
+                   {"x": [1, 4, 8, 8]}, {"y": None, "z": None}, [weight("w", 4, 4, 2, 2)])
+    graph2 = GraphView(two)
+    both = Match(graph2.graph.node[0], None, nodes=tuple(graph2.graph.node))
+    done = lower(p, both, graph2, u55)
+    assert not done.fits and done.option.form.name == "d2s"
     assert ("no form fits; 'd2s' has the fewest problems, all of them data movement (the computation runs on "
             "the target): DepthToSpace") in done.notes[-1]
     nothing = lower(_ShufflePass(p.forms[0]), p.match(node, graph), graph, u55)
