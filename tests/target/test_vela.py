@@ -3,7 +3,8 @@
 Every operator rule of `arm-ethos-u55` and `arm-ethos-u85` has small ONNX
 models here: one obeying it and one breaking it (CASES). Each model is a
 1x1 Conv (so the operator under test reads a quantized feature map, as in a
-real network) followed by the operator.
+real network) followed by the operator (a Transpose of another rank between
+two Reshapes).
 
 Two tiers:
 
