@@ -41,8 +41,8 @@ def op_violations(profile: Profile, op_type: str, **facts) -> list[str]:
     strides, dilations, group, pads, mode, coordinate_transformation_mode,
     nearest_mode, blocksize, perm), which take their ONNX defaults when not
     given, as on a node; plus rank, input_shape, output_shape, factors (per
-    spatial axis), steps and group_kind ("standard", "depthwise", "grouped"),
-    which are not checked when not given."""
+    spatial axis), steps, axes (a Slice's) and group_kind ("standard",
+    "depthwise", "grouped"), which are not checked when not given."""
     f = facts_from_attributes(op_type, **facts)
     found = op_rule_violations(profile, f, op_type, op_type, head=op_type)
     found += rank_violations(profile, f, op_type, op_type, head=op_type)

@@ -49,13 +49,16 @@ class OpFacts:
     coordinate_transformation_mode: Optional[str] = None
     nearest_mode: Optional[str] = None
     factors: Optional[tuple] = None         # per spatial axis, Fractions
+    corner_factors: Optional[tuple] = None  # align_corners' scale (out-1)/(in-1) per spatial axis (see _corner_factor)
     resizes_batch_or_channel: Optional[bool] = None
     unit_input: Optional[bool] = None       # Resize input is 1 on every spatial axis
     blocksize: Optional[int] = None
     steps: Optional[tuple] = None
+    slice_axes: Optional[tuple] = None      # the axes `steps` apply to, non-negative
     pads_batch_or_channel: Optional[bool] = None
     perm: Optional[tuple] = None
     tensors: tuple = field(default=())      # variable inputs and all outputs
+    constant_inputs: Optional[tuple] = None # names of the inputs known before run time
 
 
 def is_constant(name: str, graph: GraphView, extra: frozenset = frozenset()) -> bool:
@@ -68,7 +71,8 @@ def node_facts(node: onnx.NodeProto, graph: GraphView, constants: frozenset = fr
     tensors = tuple(Tensor("input", i, graph.shape(i)) for i in node.input
                     if i and not is_constant(i, graph, constants))
     tensors += tuple(Tensor("output", o, graph.shape(o)) for o in node.output if o)
-    facts = OpFacts(node.op_type, tensors=tensors)
+    constant_inputs = tuple(i for i in node.input if i and is_constant(i, graph, constants))
+    facts = OpFacts(node.op_type, tensors=tensors, constant_inputs=constant_inputs)
     if node.domain not in ("", "ai.onnx"):
         return facts
     reader = _READERS.get(node.op_type)
@@ -80,8 +84,8 @@ def facts_from_attributes(op_type: str, *, rank: Optional[int] = None, input_sha
                           **attrs) -> OpFacts:
     """OpFacts from what a pass knows before building: ONNX attributes (those
     not given take their ONNX default, as on a node) plus facts that come
-    from shapes or inputs (rank, shapes, factors, steps, group_kind), which
-    are not checked when not given."""
+    from shapes or inputs (rank, shapes, factors, steps, axes, group_kind),
+    which are not checked when not given."""
     inp = tuple(input_shape) if input_shape is not None else ((None,) * rank if rank else None)
     out = tuple(output_shape) if output_shape is not None else inp
     tensors = ((Tensor("input", "", inp),) if inp is not None else ()) + \
@@ -98,6 +102,10 @@ def facts_from_attributes(op_type: str, *, rank: Optional[int] = None, input_sha
                         factors=None if factors is None else tuple(Fraction(f).limit_denominator(10**6) for f in factors))
         if factors is not None:
             facts = replace(facts, spatial_rank=len(factors), resizes_batch_or_channel=False)
+        if input_shape is not None and len(inp) > 2 and all(isinstance(d, int) for d in inp[2:]):
+            facts = replace(facts, unit_input=all(d == 1 for d in inp[2:]))
+        if input_shape is not None and output_shape is not None and len(inp) == len(out) > 2:
+            facts = replace(facts, corner_factors=_corner_factors(inp, out))
     elif op_type == "DepthToSpace":
         facts = replace(facts, mode=attrs.get("mode", "DCR"), blocksize=attrs.get("blocksize"))
     elif op_type == "SpaceToDepth":
@@ -108,6 +116,8 @@ def facts_from_attributes(op_type: str, *, rank: Optional[int] = None, input_sha
             facts = replace(facts, pads_batch_or_channel=_pads_touch_batch_or_channel(list(attrs["pads"]), None))
     elif op_type == "Slice":
         facts = replace(facts, steps=None if steps is None else tuple(int(s) for s in steps))
+        if "axes" in attrs:
+            facts = replace(facts, slice_axes=_non_negative(attrs["axes"], len(inp) if inp is not None else None))
     elif op_type == "Transpose" and "perm" in attrs:
         facts = replace(facts, perm=tuple(attrs["perm"]))
     return facts
@@ -201,14 +211,35 @@ def _resize(node, graph, a) -> dict:
         ctm = a.get("coordinate_transformation_mode", "half_pixel")
         nearest = a.get("nearest_mode", "round_prefer_floor")
     out = {"mode": a.get("mode", "nearest"), "coordinate_transformation_mode": ctm, "nearest_mode": nearest}
-    x = graph.shape(node.input[0])
+    x, y = graph.shape(node.input[0]), graph.shape(node.output[0])
     if x is not None and len(x) > 2 and all(isinstance(d, int) for d in x[2:]):
         out["unit_input"] = all(d == 1 for d in x[2:])
+    if x is not None and y is not None and len(x) == len(y) > 2:
+        out["corner_factors"] = _corner_factors(x, y)
     ratios = _resize_ratios(node, graph, a)
     if ratios is not None and len(ratios) > 2:
         out.update(spatial_rank=len(ratios) - 2, factors=tuple(ratios[2:]),
                    resizes_batch_or_channel=any(r is not None and r != 1 for r in ratios[:2]))
     return out
+
+
+def _corner_factors(x, y) -> Optional[tuple]:
+    """align_corners' scale per spatial axis (None when a spatial size is symbolic)."""
+    if not all(isinstance(d, int) for d in tuple(x[2:]) + tuple(y[2:])):
+        return None
+    return tuple(_corner_factor(i, o) for i, o in zip(x[2:], y[2:]))
+
+
+def _corner_factor(n_in: int, n_out: int) -> Optional[Fraction]:
+    """(out - 1) / (in - 1): with align_corners the first and last pixels of
+    input and output coincide, so this is the scale between them.  An output
+    of size 1 counts as 1 (nothing is scaled); an input of size 1 resized to
+    more has no such scale: None."""
+    if n_out == 1:
+        return Fraction(1)
+    if n_in == 1:
+        return None
+    return Fraction(n_out - 1, n_in - 1)
 
 
 def _resize_ratios(node, graph, a) -> Optional[list]:
@@ -266,7 +297,26 @@ def _slice(node, graph, a) -> dict:
     if graph.opset() < 10 or len(node.input) < 5 or not node.input[4]:
         return {"steps": (1,)}
     steps = graph.constant(node.input[4])
-    return {} if steps is None else {"steps": tuple(int(s) for s in np.ravel(steps))}
+    if steps is None:
+        return {}
+    steps = tuple(int(s) for s in np.ravel(steps))
+    if len(node.input) > 3 and node.input[3]:
+        axes = graph.constant(node.input[3])
+        if axes is None:
+            return {"steps": steps}
+        axes = [int(ax) for ax in np.ravel(axes)]
+    else:
+        axes = list(range(len(steps)))  # ONNX's default: the first len(starts) axes
+    x = graph.shape(node.input[0])
+    return {"steps": steps, "slice_axes": _non_negative(axes, len(x) if x is not None else None)}
+
+
+def _non_negative(axes, rank: Optional[int]) -> Optional[tuple]:
+    """Axes counted from 0 (a negative axis counts from the end); None when
+    a negative axis meets an unknown rank."""
+    if any(ax < 0 for ax in axes) and rank is None:
+        return None
+    return tuple(ax + rank if ax < 0 else ax for ax in axes)
 
 
 def _transpose(node, graph, a) -> dict:

@@ -63,6 +63,13 @@ class OpRule:
     steps: Optional[tuple] = None
     spatial_only: bool = False
     batch_axis_fixed: bool = False
+    corner_factors: Optional[tuple] = None
+    equal_corner_factors: bool = False
+    strided_axes: Optional[tuple] = None
+    within_last_axes: Optional[int] = None
+    max_dim: Optional[int] = None
+    max_product_of_rank_minus_2_dims: Optional[int] = None
+    computed_operands: bool = False
     where: str = ""
 
     def to_dict(self) -> dict:

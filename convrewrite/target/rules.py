@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from math import prod
 from typing import Optional
 
 import onnx
 
 from ..core.graph import GraphView
-from .facts import OpFacts
+from .facts import OpFacts, Tensor
 from .profile import OpRule, Profile
 
 
@@ -202,6 +203,27 @@ def _check_unit_input(limit, f):
         return "input is larger than 1 on some spatial axis; the target resizes only a 1x1 input this way"
 
 
+def _check_corner_factors(limit, f):
+    if f.resizes_batch_or_channel:
+        return "resizes the batch or channel axis; the target resizes spatial axes only"
+    if f.corner_factors is None:
+        return None
+    if None in f.corner_factors:
+        return ("an axis of input size 1 is resized to more: align_corners has no scale (output-1)/(input-1) "
+                f"there (allowed integer factors per axis: {_list(limit)})")
+    bad = [q for q in f.corner_factors if q != 1 and (q.denominator != 1 or q.numerator not in limit)]
+    if bad:
+        return (f"align_corners scale factors {_x(_factor(q) for q in f.corner_factors)} ((output-1)/(input-1)) "
+                f"not allowed (allowed integer factors per axis: {_list(limit)})")
+
+
+def _check_equal_corner_factors(limit, f):
+    q = f.corner_factors
+    if q is not None and None not in q and len(set(q)) > 1:
+        return (f"align_corners scale factors {_x(_factor(v) for v in q)} ((output-1)/(input-1)) differ "
+                f"between axes; the target requires equal factors")
+
+
 def _check_block_sizes(limit, f):
     if f.blocksize is not None and f.blocksize not in limit:
         return f"blocksize {f.blocksize} not in allowed block sizes {_list(limit)}"
@@ -212,6 +234,21 @@ def _check_steps(limit, f):
         return f"steps {list(f.steps)} not allowed (allowed step values: {_list(limit)})"
 
 
+def _axis_kind(axis: int) -> str:
+    return ("batch", "channel")[axis] if axis < 2 else "spatial"
+
+
+def _check_strided_axes(limit, f):
+    if f.steps is None or f.slice_axes is None or len(f.steps) != len(f.slice_axes):
+        return None
+    bad = [f"step {s} on axis {ax} ({_axis_kind(ax)})" for s, ax in zip(f.steps, f.slice_axes)
+           if s != 1 and _axis_kind(ax) not in limit]
+    if bad:
+        where = " or ".join({"batch": "the batch axis", "channel": "the channel axis", "spatial": "spatial axes"}[k]
+                            for k in limit)
+        return f"{', '.join(bad)} not allowed; the target takes a step other than 1 only on {where}"
+
+
 def _check_spatial_only(limit, f):
     if f.pads_batch_or_channel:
         return "pads the batch or channel axis; the target pads spatial axes only"
@@ -220,6 +257,58 @@ def _check_spatial_only(limit, f):
 def _check_batch_axis(limit, f):
     if f.perm is not None and f.perm and f.perm[0] != 0:
         return f"permutation {list(f.perm)} moves the batch axis; the target requires perm[0] == 0"
+
+
+# The Transpose size keys bound the data a permutation moves: the identity
+# permutation moves nothing and breaks none of them.
+
+def _moved_input(f) -> Optional[Tensor]:
+    """The input of a Transpose that moves data, when its shape is static."""
+    if f.perm is None or f.perm == tuple(range(len(f.perm))):
+        return None
+    t = next((t for t in f.tensors if t.role == "input"), None)
+    if t is None or t.shape is None or not all(isinstance(d, int) for d in t.shape):
+        return None
+    return t
+
+
+def _check_within_last_axes(limit, f):
+    if f.perm is None:
+        return None
+    lead = max(len(f.perm) - limit, 0)  # the axes before the last `limit`
+    moved = [k for k in range(lead) if f.perm[k] != k]
+    if moved:
+        return (f"permutation {list(f.perm)} moves axis {moved[0]}; "
+                f"the target permutes only the last {limit} axes")
+    t = _moved_input(f)
+    wide = [k for k in range(lead) if t.shape[k] != 1] if t is not None else []
+    if wide:
+        return (f"input '{t.name}' {shape_text(t.shape)} has size {t.shape[wide[0]]} on axis {wide[0]}; the target "
+                f"permutes the last {limit} axes only when every axis before them is 1")
+
+
+def _check_max_dim(limit, f):
+    t = _moved_input(f)
+    if t is not None and max(t.shape, default=1) > limit:
+        return (f"input '{t.name}' {shape_text(t.shape)} has a dimension of {max(t.shape)}; "
+                f"the target transposes at most {limit} per dimension")
+
+
+def _check_rank_minus_2_product(limit, f):
+    t = _moved_input(f)
+    if t is None:
+        return None
+    largest = sorted(t.shape)[2:]
+    if prod(largest) > limit:
+        n, rank = len(largest), len(t.shape)
+        return (f"input '{t.name}' {shape_text(t.shape)}: the product of any {n} of its {rank} dimensions "
+                f"must be at most {limit}, and its {n} largest give {prod(largest)}")
+
+
+def _check_computed_operands(limit, f):
+    if f.constant_inputs:
+        return (f"operand '{f.constant_inputs[0]}' is a constant (known before run time); "
+                f"the target runs {f.op} only on operands computed at run time")
 
 
 def _check_op_rank(limit, f):
@@ -247,8 +336,12 @@ _CHECKS = (
     ("pads", _check_pads), ("output_size", _check_output_size), ("modes", _check_modes),
     ("coordinate_transformation_modes", _check_coordinate_modes), ("nearest_modes", _check_nearest_modes),
     ("factors", _check_factors), ("equal_factors", _check_equal_factors), ("unit_input", _check_unit_input),
-    ("block_sizes", _check_block_sizes), ("steps", _check_steps), ("spatial_only", _check_spatial_only),
-    ("batch_axis_fixed", _check_batch_axis),
+    ("corner_factors", _check_corner_factors), ("equal_corner_factors", _check_equal_corner_factors),
+    ("block_sizes", _check_block_sizes), ("steps", _check_steps), ("strided_axes", _check_strided_axes),
+    ("spatial_only", _check_spatial_only), ("batch_axis_fixed", _check_batch_axis),
+    ("within_last_axes", _check_within_last_axes), ("max_dim", _check_max_dim),
+    ("max_product_of_rank_minus_2_dims", _check_rank_minus_2_product),
+    ("computed_operands", _check_computed_operands),
 )
 
 

@@ -23,6 +23,7 @@ OUTPUT_SIZE_KINDS = ("input_times_stride", "full")
 COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
                     "asymmetric", "tf_half_pixel_for_nn", "tf_crop_and_resize")
 NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+AXIS_KINDS = ("batch", "channel", "spatial")   # axis 0, axis 1, axes 2 and up (ONNX's N, C, spatial order)
 MODES = {
     "DepthToSpace": ("DCR", "CRD"),
     "Resize": ("nearest", "linear", "cubic"),
@@ -38,14 +39,18 @@ _RESIZE = ("spatial_ranks", "modes", "factors", "equal_factors", "unit_input")
 OP_KEYS = {
     "Conv": _CONV + ("pads",),
     "ConvTranspose": _CONV + ("output_size",),
-    "Resize": _RESIZE + ("coordinate_transformation_modes", "nearest_modes"),
+    "Resize": _RESIZE + ("coordinate_transformation_modes", "nearest_modes", "corner_factors",
+                         "equal_corner_factors"),
     "Upsample": _RESIZE,
     "DepthToSpace": ("modes", "block_sizes"),
     "SpaceToDepth": ("block_sizes",),
     "Pad": ("modes", "spatial_only"),
-    "Slice": ("steps",),
-    "Transpose": ("batch_axis_fixed",),
+    "Slice": ("steps", "strided_axes"),
+    "Transpose": ("batch_axis_fixed", "within_last_axes", "max_dim", "max_product_of_rank_minus_2_dims"),
+    "MatMul": ("computed_operands",),
 }
+# Keys that measure align_corners' scale, (output - 1) / (input - 1): meaningless for another mode.
+ALIGN_CORNERS_KEYS = ("corner_factors", "equal_corner_factors")
 GLOBAL_KEYS = ("name", "description", "references", "extends", "max_rank", "batch_must_be_one", "int8_only",
                "separate_conv_padding",
                "unlisted_operators", "unsupported_operators", "operators")
@@ -122,6 +127,10 @@ def _validate_rule(op: str, rule: Any, path: str) -> dict:
     if out.get("supported") is False and set(out) - {"supported", "note"}:
         extra = sorted(set(out) - {"supported", "note"})[0]
         raise _Bad(path, f"'\"supported\": false' takes no limits (found '{extra}')")
+    corner = [k for k in ALIGN_CORNERS_KEYS if k in out]
+    if corner and out.get("coordinate_transformation_modes") != ("align_corners",):
+        raise _Bad(path, f"'{corner[0]}' measures align_corners' scale (output-1)/(input-1): "
+                         f'give it with "coordinate_transformation_modes": ["align_corners"]')
     return out
 
 
@@ -226,6 +235,9 @@ _VALUE_CHECKS = {
     "nearest_modes": _choices(lambda op: NEAREST_MODES), "factors": _int_list(),
     "equal_factors": _bool, "unit_input": _bool, "block_sizes": _int_list(), "steps": _int_list(nonzero_only=True),
     "spatial_only": _bool, "batch_axis_fixed": _bool,
+    "corner_factors": _int_list(), "equal_corner_factors": _bool,
+    "strided_axes": _choices(lambda op: AXIS_KINDS), "within_last_axes": _positive_int,
+    "max_dim": _positive_int, "max_product_of_rank_minus_2_dims": _positive_int, "computed_operands": _bool,
 }
 
 

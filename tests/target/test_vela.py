@@ -3,7 +3,8 @@
 Every operator rule of `arm-ethos-u55` and `arm-ethos-u85` has small ONNX
 models here: one obeying it and one breaking it (CASES). Each model is a
 1x1 Conv (so the operator under test reads a quantized feature map, as in a
-real network) followed by the operator.
+real network) followed by the operator (a Transpose of another rank between
+two Reshapes).
 
 Two tiers:
 
@@ -100,6 +101,15 @@ def shuffle_reshape(rank6=True):
     return after_conv(nodes, [_ints("s1", [1, 2, 2, 2, 8, 8]), _ints("s2", [1, 2, 16, 16])])
 
 
+def reshaped_transpose(shape, perm, back, h=128, w=128):
+    """The 1x1 Conv's [1,8,h,w] output reshaped to `shape`, transposed by `perm`,
+    and reshaped to `back`: a Transpose of any rank and size."""
+    nodes = [helper.make_node("Reshape", ["t", "s1"], ["a"]),
+             helper.make_node("Transpose", ["a"], ["b"], perm=perm),
+             helper.make_node("Reshape", ["b", "s2"], ["y"])]
+    return after_conv(nodes, [_ints("s1", shape), _ints("s2", back)], h=h, w=w)
+
+
 def _fc_model():
     """x[1,8,1,1] -> 1x1 Conv -> Reshape [1,8] -> MatMul [8,16]: a 2-D MatMul."""
     nodes = [helper.make_node("Reshape", ["t", "s"], ["r"]), helper.make_node("MatMul", ["r", "m"], ["y"])]
@@ -148,6 +158,20 @@ CASES = {
     "transpose_nhwc": ("Transpose rank 4", lambda: single("Transpose", perm=[0, 2, 3, 1])),
     "transpose_hw": ("Transpose rank 4 H<->W", lambda: single("Transpose", perm=[0, 1, 3, 2])),
     "shuffle_rank6": ("Reshape/Transpose rank 6", lambda: shuffle_reshape()),
+    # Transpose sizes (U55: 2^16 per axis for a permutation of the last three axes of an
+    # otherwise 1-sized tensor, else 2^16 for the product of any rank-2 axes)
+    "transpose_hw_wide": ("Transpose rank 4 H<->W, 256x512", lambda: after_conv(
+        [helper.make_node("Transpose", ["t"], ["y"], perm=[0, 1, 3, 2])], c=2, h=256, w=512)),
+    "transpose_long_axis": ("Transpose rank 4, an axis above 2^16", lambda: reshaped_transpose(
+        [1, 1, 2, 66560], [0, 1, 3, 2], [1, 1, 2, 66560], w=130)),
+    "transpose_moves_axis0": ("Transpose rank 4, moving axis 0", lambda: reshaped_transpose(
+        [1, 1, 256, 512], [1, 0, 3, 2], [1, 8, 128, 128])),
+    "transpose_rank5_unit_lead": ("Transpose rank 5, leading axes 1", lambda: reshaped_transpose(
+        [1, 1, 2, 256, 256], [0, 1, 2, 4, 3], [1, 8, 128, 128])),
+    "transpose_rank6_at_bound": ("Transpose rank 6 shuffle, 4 largest axes 2^16", lambda: reshaped_transpose(
+        [1, 2, 2, 2, 128, 128], [0, 3, 4, 1, 5, 2], [1, 2, 256, 256])),
+    "transpose_rank6_over_bound": ("Transpose rank 6 shuffle, 4 largest axes above 2^16", lambda: reshaped_transpose(
+        [1, 2, 2, 2, 128, 130], [0, 3, 4, 1, 5, 2], [1, 2, 256, 260], w=130)),
     "pad_spatial": ("Pad constant H/W", lambda: pad([0, 0, 1, 2, 0, 0, 1, 2])),
     "pad_channel": ("Pad constant channel", lambda: pad([0, 1, 0, 0, 0, 1, 0, 0])),
     "pad_reflect": ("Pad reflect", lambda: pad([0, 0, 1, 1, 0, 0, 1, 1], "reflect")),
@@ -199,6 +223,12 @@ VELA_5_2 = {
     "transpose_nhwc": {U55: True, U85: True},   # onnx2tf folds it into the layout: no TRANSPOSE left
     "transpose_hw": {U55: True, U85: True},
     "shuffle_rank6": {U55: True, U85: True},
+    "transpose_hw_wide": {U55: True, U85: True},           # onnx2tf: NCWH on [1,256,512,2]
+    "transpose_long_axis": {U55: False, U85: True},        # "permutation NHCW has shape out of range: 1, 2, 66560"
+    "transpose_moves_axis0": {U55: False, U85: True},      # "permutation 1, 0, 3, 2 has shape out of range"
+    "transpose_rank5_unit_lead": {U55: True, U85: True},
+    "transpose_rank6_at_bound": {U55: True, U85: True},
+    "transpose_rank6_over_bound": {U55: False, U85: True},  # "... out of range: 1, 2, 2, 2, 128, 130"
     "pad_spatial": {U55: True, U85: True},
     "pad_channel": {U55: True, U85: True},
     "pad_reflect": {U55: True, U85: True},      # tf_converter: MIRROR_PAD
@@ -214,15 +244,6 @@ VELA_5_2 = {
     "tile": {U55: True, U85: True},
 }
 
-# Where the profile says "does not fit" but Vela 5.2 put the model on the NPU: the
-# profile format cannot state the condition, so the profile errs on the safe side
-# (the node is reported, and a pass may lower it). Expected failures, strictly.
-KNOWN_GAPS = {
-    "resize_linear_ac_x2": "align_corners' scale is (OFM-1)/(IFM-1); Resize `factors` are OFM/IFM",
-    "slice_step2_c": "`steps` cannot say on which axis a step > 1 is",
-    "matmul_4d_var": "MatMul rules cannot tell a constant operand (CPU) from a computed one (NPU)",
-}
-
 
 # --- default suite: the profiles say what Vela did ---------------------------------------
 
@@ -234,8 +255,6 @@ def profile_fits(model, accelerator) -> bool:
 @pytest.mark.parametrize("case", sorted(VELA_5_2))
 def test_profile_predicts_recorded_vela(case, accelerator):
     rule, build = CASES[case]
-    if case in KNOWN_GAPS:
-        pytest.xfail(KNOWN_GAPS[case])
     model = build()
     assert profile_fits(model, accelerator) == VELA_5_2[case][accelerator], \
         f"{case} ({rule}): Vela 5.2 placed it {'all on the NPU' if VELA_5_2[case][accelerator] else 'partly on the CPU'}"
@@ -275,25 +294,29 @@ def _toolchain():
 
 
 @pytest.fixture(scope="module")
-def placements(tmp_path_factory):
-    """Every case through onnx2tf -oiqt and Vela for both accelerators: {case: {accel: VelaResult}}."""
+def placement(tmp_path_factory):
+    """A case through onnx2tf -oiqt and Vela for both accelerators, once
+    (only the cases a run selects are compiled): case -> ({accel: VelaResult}, error)."""
     eu = _toolchain()
     root = tmp_path_factory.mktemp("vela")
-    out = {}
-    for case, (_, build) in CASES.items():
-        work = root / case
-        work.mkdir()
-        path = str(work / f"{case}.onnx")
-        onnx.save(build(), path)
-        _, res, err = eu.compile_onnx(path, [U55, U85], str(work))
-        out[case] = (res, err)
-    return out
+    done = {}
+
+    def compile_case(case):
+        if case not in done:
+            work = root / case
+            work.mkdir()
+            path = str(work / f"{case}.onnx")
+            onnx.save(CASES[case][1](), path)
+            _, res, err = eu.compile_onnx(path, [U55, U85], str(work))
+            done[case] = (res, err)
+        return done[case]
+    return compile_case
 
 
 @pytest.mark.parametrize("accelerator", [U55, U85])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_vela_places_as_the_profile_predicts(placements, case, accelerator):
-    res, err = placements[case]
+def test_vela_places_as_the_profile_predicts(placement, case, accelerator):
+    res, err = placement(case)
     assert not err, f"{case}: onnx2tf failed: {err}"
     r = res[accelerator]
     # Vela may also stop instead of falling back (a padded stride-4 CONV_2D on the U55)
@@ -301,8 +324,6 @@ def test_vela_places_as_the_profile_predicts(placements, case, accelerator):
     on_npu = r.ok and r.cpu == 0
     if case in VELA_5_2:
         assert on_npu == VELA_5_2[case][accelerator], f"{case}: Vela's placement changed since 5.2.0"
-    if case in KNOWN_GAPS:
-        pytest.xfail(KNOWN_GAPS[case])
     fits = profile_fits(CASES[case][1](), accelerator)
     assert on_npu == fits, (f"{case} ({CASES[case][0]}) on {accelerator}: Vela put {r.cpu} operator(s) on the CPU "
                             f"({dict(r.cpu_ops)}), the profile says it {'fits' if fits else 'does not fit'}")

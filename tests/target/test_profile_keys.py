@@ -1,0 +1,250 @@
+"""The profile keys that state where an accelerator's rule depends on more than
+an attribute: align_corners' scale (Resize `corner_factors`,
+`equal_corner_factors`), the axis a Slice steps on (`strided_axes`), the size of
+the data a Transpose moves (`within_last_axes`, `max_dim`,
+`max_product_of_rank_minus_2_dims`) and constant MatMul operands
+(`computed_operands`): their validation and their verdicts on single nodes.
+What Vela itself does with such models is in test_vela.py."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from convrewrite.core.errors import InputError
+from convrewrite.core.graph import GraphView
+from convrewrite.target import check_model, load_profile, node_violations, op_violations
+
+F = TensorProto.FLOAT
+
+
+def model_of(nodes, inputs, inits=(), opset=17):
+    """inputs: {name: shape}; the last node's first output is the graph output."""
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, F, s) for n, s in inputs.items()],
+                          [helper.make_tensor_value_info(nodes[-1].output[0], F, None)], list(inits))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def ints(name, values):
+    return numpy_helper.from_array(np.asarray(values, np.int64), name)
+
+
+def messages(model, profile):
+    graph = GraphView(model)
+    return node_violations(graph.graph.node[-1], graph, profile)
+
+
+def inline(tmp_path, operators):
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"operators": operators}))
+    return load_profile(path)
+
+
+# --- validation ------------------------------------------------------------------------
+
+ALIGN = {"coordinate_transformation_modes": ["align_corners"]}
+BAD = [
+    ({"Resize": {"corner_factors": [2]}},
+     r"operators\.Resize: 'corner_factors' measures align_corners' scale \(output-1\)/\(input-1\): "
+     r"give it with \"coordinate_transformation_modes\": \[\"align_corners\"\]$"),
+    ({"Resize": {"coordinate_transformation_modes": ["align_corners", "half_pixel"], "equal_corner_factors": True}},
+     r"operators\.Resize: 'equal_corner_factors' measures align_corners' scale"),
+    ({"Resize": {**ALIGN, "corner_factors": [0]}}, r"operators\.Resize\.corner_factors\[0\]: must be a positive integer, not 0"),
+    ({"Resize": {**ALIGN, "equal_corner_factors": "yes"}},
+     r"operators\.Resize\.equal_corner_factors: must be true or false, not a string \"yes\""),
+    ({"Upsample": {"corner_factors": [2]}},
+     r"operators\.Upsample: key 'corner_factors' does not apply to Upsample \(it is for Resize\)"),
+    ({"Slice": {"strided_axes": ["channels"]}},
+     r"operators\.Slice\.strided_axes\[0\]: \"channels\" is not one of: batch, channel, spatial"),
+    ({"Slice": {"strided_axes": []}}, r"operators\.Slice\.strided_axes: empty list"),
+    ({"Transpose": {"within_last_axes": True}}, r"operators\.Transpose\.within_last_axes: must be a positive integer, not true"),
+    ({"Transpose": {"max_dim": 0}}, r"operators\.Transpose\.max_dim: must be a positive integer, not 0"),
+    ({"Transpose": {"max_product_of_rank_minus_2_dims": "65536"}},
+     r"operators\.Transpose\.max_product_of_rank_minus_2_dims: must be a positive integer, not \"65536\""),
+    ({"Conv": {"max_dim": 4}}, r"operators\.Conv: key 'max_dim' does not apply to Conv \(it is for Transpose\)"),
+    ({"MatMul": {"computed_operands": 1}}, r"operators\.MatMul\.computed_operands: must be true or false, not a number 1"),
+    ({"Gemm": {"computed_operands": True}},
+     r"operators\.Gemm: key 'computed_operands' does not apply to Gemm \(it is for MatMul\)"),
+]
+
+
+@pytest.mark.parametrize("operators,message", BAD, ids=[m[:50] for _, m in BAD])
+def test_bad_keys_are_refused_in_one_line(tmp_path, operators, message):
+    with pytest.raises(InputError) as e:
+        inline(tmp_path, operators)
+    text = str(e.value)
+    assert "\n" not in text and text.startswith("profile ")
+    assert re.search(message, text), text
+
+
+def test_good_keys_load_and_round_trip(tmp_path):
+    ops = {"Resize": {**ALIGN, "corner_factors": [2, 4], "equal_corner_factors": True},
+           "Slice": {"steps": [1, 2], "strided_axes": ["channel", "spatial"]},
+           "Transpose": [{"within_last_axes": 3, "max_dim": 8}, {"max_product_of_rank_minus_2_dims": 64}],
+           "MatMul": {"computed_operands": True}}
+    p = inline(tmp_path, ops)
+    assert p.rules("Slice")[0].strided_axes == ("channel", "spatial")
+    assert p.to_dict()["operators"] == ops
+
+
+# --- Resize: align_corners' scale ---------------------------------------------------------
+
+def corner_resize(x, out, mode="align_corners", channels=4):
+    node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], name="r", mode="linear",
+                            coordinate_transformation_mode=mode)
+    return model_of([node], {"x": [1, channels, *x]}, [ints("sizes", [1, channels, *out])])
+
+
+def test_corner_factors(tmp_path):
+    p = inline(tmp_path, {"Resize": {**ALIGN, "corner_factors": [2, 4], "equal_corner_factors": True}})
+    assert messages(corner_resize([8, 8], [15, 15]), p) == []       # (15-1)/(8-1) = 2
+    assert messages(corner_resize([8, 8], [29, 29]), p) == []       # 4
+    assert messages(corner_resize([8, 8], [8, 8]), p) == []         # 1: nothing is scaled
+    assert messages(corner_resize([8, 8], [16, 16]), p) == [
+        "Resize 'r': align_corners scale factors 2.143x2.143 ((output-1)/(input-1)) not allowed "
+        "(allowed integer factors per axis: [2, 4])"]
+    assert messages(corner_resize([8, 8], [15, 29]), p) == [
+        "Resize 'r': align_corners scale factors 2x4 ((output-1)/(input-1)) differ between axes; "
+        "the target requires equal factors"]
+    assert messages(corner_resize([1, 8], [4, 15]), p) == [
+        "Resize 'r': an axis of input size 1 is resized to more: align_corners has no scale (output-1)/(input-1) "
+        "there (allowed integer factors per axis: [2, 4])"]
+    # another coordinate mode is the form's mode rule's to refuse, and the channel axis stays
+    assert messages(corner_resize([8, 8], [15, 15], mode="half_pixel"), p) == [
+        "Resize 'r': coordinate_transformation_mode half_pixel not in allowed modes [align_corners]"]
+    node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], name="r", mode="linear",
+                            coordinate_transformation_mode="align_corners")
+    wide = model_of([node], {"x": [1, 4, 8, 8]}, [ints("sizes", [1, 8, 15, 15])])
+    assert "resizes the batch or channel axis" in messages(wide, p)[0]
+
+
+def test_corner_factors_from_attributes():
+    u55 = load_profile("arm-ethos-u55")
+    ask = dict(mode="linear", coordinate_transformation_mode="align_corners", input_shape=[1, 8, 8, 8])
+    assert op_violations(u55, "Resize", output_shape=[1, 8, 15, 15], **ask) == []
+    assert op_violations(u55, "Resize", output_shape=[1, 8, 16, 16], **ask)
+    # without the output's shape the scale is not known, so not judged
+    assert op_violations(u55, "Resize", **ask) == []
+
+
+# --- Slice: the axes a step other than 1 is on ---------------------------------------------
+
+def strided_slice(axes, steps, starts=None, ends=None):
+    names = ["x", "starts", "ends"] + (["axes"] if axes is not None else [""]) + ["steps"]
+    inits = [ints("starts", starts or [0] * len(steps)), ints("ends", ends or [8] * len(steps)), ints("steps", steps)]
+    inits += [ints("axes", axes)] if axes is not None else []
+    return model_of([helper.make_node("Slice", names, ["y"], name="s")], {"x": [1, 8, 8, 8]}, inits)
+
+
+def test_strided_axes(tmp_path):
+    p = inline(tmp_path, {"Slice": {"strided_axes": ["channel"]}})
+    assert messages(strided_slice([1], [2]), p) == []
+    assert messages(strided_slice([2, 3], [1, 1]), p) == []          # step 1 anywhere
+    assert messages(strided_slice([2, 3], [2, 2]), p) == [
+        "Slice 's': step 2 on axis 2 (spatial), step 2 on axis 3 (spatial) not allowed; "
+        "the target takes a step other than 1 only on the channel axis"]
+    assert messages(strided_slice([-1], [-1]), p) == [
+        "Slice 's': step -1 on axis 3 (spatial) not allowed; the target takes a step other than 1 only on the channel axis"]
+    # no axes input: the steps apply to the first axes (ONNX's default)
+    assert messages(strided_slice(None, [1, 2]), p) == []
+    assert messages(strided_slice(None, [2]), p) == [
+        "Slice 's': step 2 on axis 0 (batch) not allowed; the target takes a step other than 1 only on the channel axis"]
+    both = inline(tmp_path, {"Slice": {"strided_axes": ["channel", "spatial"]}})
+    assert messages(strided_slice([2, 3], [2, 2]), both) == []
+    assert p.allows_op("Slice", steps=[2], axes=[1]) and not p.allows_op("Slice", steps=[2], axes=[-2], rank=4)
+    assert p.allows_op("Slice", steps=[2])  # axes not given: not judged
+
+
+def test_strided_axes_with_axes_computed_at_run_time(tmp_path):
+    p = inline(tmp_path, {"Slice": {"strided_axes": ["channel"]}})
+    node = helper.make_node("Slice", ["x", "starts", "ends", "axes", "steps"], ["y"], name="s")
+    m = model_of([node], {"x": [1, 8, 8, 8], "axes": [1]}, [ints("starts", [0]), ints("ends", [8]), ints("steps", [2])])
+    assert messages(m, p) == []  # the axis is not known: not reported
+
+
+# --- Transpose: the size of the data it moves -----------------------------------------------
+
+# Vela 5.2's rule for an int8 TRANSPOSE on the Ethos-U55, as arm-ethos-u55 states it
+VELA_TRANSPOSE = [{"within_last_axes": 3, "max_dim": 65536},
+                  {"max_product_of_rank_minus_2_dims": 65536, "max_dim": 65536}]
+
+
+def transpose(shape, perm):
+    return model_of([helper.make_node("Transpose", ["x"], ["y"], name="t", perm=perm)], {"x": list(shape)})
+
+
+def test_transpose_within_last_axes(tmp_path):
+    p = inline(tmp_path, {"Transpose": {"within_last_axes": 3}})
+    assert messages(transpose([1, 2, 256, 512], [0, 1, 3, 2]), p) == []
+    assert messages(transpose([1, 1, 2, 256, 256], [0, 1, 2, 4, 3]), p) == []
+    assert messages(transpose([70000, 3], [1, 0]), p) == []          # rank <= 3: any permutation
+    assert messages(transpose([1, 1, 256, 512], [1, 0, 3, 2]), p) == [
+        "Transpose 't': permutation [1, 0, 3, 2] moves axis 0; the target permutes only the last 3 axes"]
+    assert messages(transpose([1, 2, 1, 256, 256], [0, 1, 2, 4, 3]), p) == [
+        "Transpose 't': input 'x' [1,2,1,256,256] has size 2 on axis 1; the target permutes the last 3 axes "
+        "only when every axis before them is 1"]
+    assert messages(transpose(["N", 4, 8, 8], [1, 0, 2, 3]), p)       # the permutation alone breaks it
+    assert messages(transpose(["N", 4, 8, 8], [0, 1, 3, 2]), p) == []  # a symbolic size is not judged
+
+
+def test_transpose_sizes(tmp_path):
+    p = inline(tmp_path, {"Transpose": {"max_dim": 65536}})
+    assert messages(transpose([1, 1, 2, 65536], [0, 1, 3, 2]), p) == []
+    assert messages(transpose([1, 1, 2, 66560], [0, 1, 3, 2]), p) == [
+        "Transpose 't': input 'x' [1,1,2,66560] has a dimension of 66560; the target transposes at most 65536 "
+        "per dimension"]
+    q = inline(tmp_path, {"Transpose": {"max_product_of_rank_minus_2_dims": 65536}})
+    assert messages(transpose([1, 2, 2, 2, 128, 128], [0, 3, 4, 1, 5, 2]), q) == []  # 2*2*128*128
+    assert messages(transpose([1, 2, 2, 2, 128, 130], [0, 3, 4, 1, 5, 2]), q) == [
+        "Transpose 't': input 'x' [1,2,2,2,128,130]: the product of any 4 of its 6 dimensions must be at most "
+        "65536, and its 4 largest give 66560"]
+    assert messages(transpose([70000, 3], [1, 0]), q) == []  # rank 2: the product of no dimension
+    # the identity permutation moves nothing
+    for r in (p, q):
+        assert messages(transpose([1, 21, 8, 8, 65, 65], [0, 1, 2, 3, 4, 5]), r) == []
+
+
+def test_vela_transpose_rule(tmp_path):
+    p = inline(tmp_path, {"Transpose": VELA_TRANSPOSE})
+    fits = [([1, 2, 256, 512], [0, 1, 3, 2]),              # 3-D permutation: 2^16 per axis
+            ([1, 1, 2, 256, 256], [0, 1, 2, 4, 3]),        # the same at rank 5
+            ([1, 2, 2, 2, 128, 128], [0, 3, 4, 1, 5, 2]),  # else: any 4 of 6 axes <= 2^16
+            ([300, 200], [1, 0]), ([1, 21, 8, 8, 65, 65], [0, 1, 2, 3, 4, 5])]
+    for shape, perm in fits:
+        assert messages(transpose(shape, perm), p) == [], (shape, perm)
+    # an axis above 2^16 breaks both forms alike: reported on its own, under max_dim
+    [v] = check_model(transpose([1, 1, 2, 66560], [0, 1, 3, 2]), p)
+    assert v.rule == "operators.Transpose.max_dim"
+    [v] = check_model(transpose([70000, 3], [1, 0]), p)   # rank 2: Vela's per-axis bound
+    assert v.rule == "operators.Transpose.max_dim"
+    # the x8 shuffle of LR-ASPP (docs/ethos_u.md): 21*8*65*65 = 709800
+    [msg] = messages(transpose([1, 21, 8, 8, 65, 65], [0, 1, 4, 2, 5, 3]), p)
+    assert msg == ("Transpose 't': fits none of the 2 allowed forms: (1) permutation [0, 1, 4, 2, 5, 3] moves axis 2; "
+                   "the target permutes only the last 3 axes; (2) input 'x' [1,21,8,8,65,65]: the product of any 4 "
+                   "of its 6 dimensions must be at most 65536, and its 4 largest give 709800")
+    u55 = [{k: v for k, v in r.to_dict().items() if k != "note"} for r in load_profile("arm-ethos-u55").rules("Transpose")]
+    assert u55 == VELA_TRANSPOSE
+    assert load_profile("arm-ethos-u85").rules("Transpose") is None  # no size limit on the U85
+
+
+# --- MatMul: constant or computed operands ------------------------------------------------
+
+def test_computed_operands(tmp_path):
+    p = inline(tmp_path, {"MatMul": {"computed_operands": True}})
+    both = model_of([helper.make_node("MatMul", ["a", "b"], ["y"], name="m")], {"a": [1, 4, 8, 8], "b": [1, 4, 8, 8]})
+    assert messages(both, p) == []
+    weight = numpy_helper.from_array(np.ones((8, 16), np.float32), "w")
+    const = model_of([helper.make_node("MatMul", ["a", "w"], ["y"], name="m")], {"a": [1, 4, 8, 8]}, [weight])
+    assert messages(const, p) == [
+        "MatMul 'm': operand 'w' is a constant (known before run time); the target runs MatMul only on operands "
+        "computed at run time"]
+    # a weight behind a folded chain (Transpose of an initializer) is a constant too
+    nodes = [helper.make_node("Transpose", ["w"], ["wt"], name="wt", perm=[1, 0]),
+             helper.make_node("MatMul", ["a", "wt"], ["y"], name="m")]
+    chain = model_of(nodes, {"a": [1, 4, 8, 16]}, [weight])
+    assert messages(chain, p) == [
+        "MatMul 'm': operand 'wt' is a constant (known before run time); the target runs MatMul only on operands "
+        "computed at run time"]
