@@ -24,7 +24,9 @@ between DQ and Q of x's grid (no integer changes), so the group computes
 what the original does up to float summation order.  The convtranspose pass
 (in the same run, through the driver's worklist) then lowers the new
 ConvTranspose group into DQ -> Conv(DQ(w)) -> Q -> DepthToSpace, which
-onnxruntime fuses into a QLinearConv (it runs a QDQ ConvTranspose in float).
+onnxruntime fuses into a QLinearConv.  onnxruntime runs a QDQ ConvTranspose
+in float, so without the convtranspose pass in the run (`--passes resize`)
+the form does not apply (`lowered_by`) and the Resize stays as it is.
 
 Where the kernel does not fit 8 bits exactly (bilinear at even factors from
 x10 and odd ones from x17; cubic, whose taps are negative too and whose 2-D
@@ -180,6 +182,7 @@ class QuantizedDeconv(Deconv):
 
     keeps_quantized = True
     quantized_only = True
+    lowered_by = "convtranspose"
 
     def applies(self, match, graph):
         problem = super().applies(match, graph)

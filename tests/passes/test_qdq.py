@@ -130,6 +130,37 @@ def test_a_linear_resize_between_qdq_becomes_an_int8_conv(name, denominator, dty
     assert np.allclose(inits[w_dq.input[1]], 1 / denominator) and not np.any(inits[w_dq.input[2]])
 
 
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_a_quantized_linear_resize_is_left_alone_when_the_run_does_not_lower_convtranspose(act):
+    """onnxruntime runs a QDQ ConvTranspose in float: with the resize pass alone
+    the deconv form would trade a Resize for float compute, so it does not apply."""
+    model = quantized("resize_linear", act)
+    new, report = optimize(model, passes=make_passes(["resize"]))
+    (r,) = report.rewrites
+    assert (r.status, r.code) == (SKIPPED, Code.QUANTIZED), r.reason
+    assert "deconv: what it builds needs the convtranspose pass in the same run" in r.reason, r.reason
+    assert "this run's passes (resize)" in r.reason
+    before, after = assert_still_quantized(model, new)
+    assert after == before and "ConvTranspose" not in after
+    # with both passes the Resize becomes one more QLinearConv
+    both, report = optimize(model, passes=make_passes(["resize", "convtranspose"]))
+    assert [x.status for x in report.rewrites] == [REWRITTEN, REWRITTEN]
+    assert fused_counts(both)["QLinearConv"] == before["QLinearConv"] + 1
+
+
+def test_a_float_resize_still_becomes_a_convtranspose_with_the_resize_pass_alone():
+    """`lowered_by` concerns the quantized form only: a float Resize's ConvTranspose is what the user asked for."""
+    from qdq_models import resize_block
+
+    model = resize_block("linear")   # 4 channels, 6x6, x2
+    del model.graph.output[:]
+    model.graph.output.append(onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 12, 12]))
+    new, report = optimize(model, passes=make_passes(["resize"]))
+    (r,) = report.rewrites
+    assert (r.status, r.form) == (REWRITTEN, "deconv"), r.reason
+    assert [n.op_type for n in new.graph.node].count("ConvTranspose") == 1
+
+
 @pytest.mark.parametrize("name, why", [("resize_linear_x10", "multiples of 1/400, up to 361/400"),
                                        ("resize_cubic", "does not fit 8 bits exactly")])
 def test_a_resize_whose_kernel_does_not_fit_int8_is_left_quantized_saying_by_how_much(name, why):
