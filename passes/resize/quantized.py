@@ -19,23 +19,26 @@ rounded (odd factors: D = s^2, the taps sit at whole offsets).  Where int8
 cannot hold them but the kernel is nonnegative with every D * tap <= 255
 (bilinear x8: 2-D taps up to 225/256; x13, x15), the weight is uint8 with
 zero point 0, as exact; onnxruntime fuses a Conv with uint8 weights into
-QLinearConv with uint8 and with int8 activations alike.  The edge Pad is data movement
-between DQ and Q of x's grid (no integer changes), so the group computes
-what the original does up to float summation order.  The convtranspose pass
-(in the same run, through the driver's worklist) then lowers the new
-ConvTranspose group into DQ -> Conv(DQ(w)) -> Q -> DepthToSpace, which
-onnxruntime fuses into a QLinearConv.  onnxruntime runs a QDQ ConvTranspose
-in float, so without the convtranspose pass in the run (`--passes resize`)
-the form does not apply (`lowered_by`) and the Resize stays as it is.
+QLinearConv with uint8 and with int8 activations alike.  The edge Pad is
+data movement between DQ and Q of x's grid (no integer changes), so the
+group computes what the original does up to float summation order.  The
+convtranspose pass (in the same run, through the driver's worklist) then
+lowers the new ConvTranspose group into DQ -> Conv(DQ(w)) -> Q ->
+DepthToSpace, which onnxruntime fuses into a QLinearConv.  onnxruntime runs
+a QDQ ConvTranspose in float, so without the convtranspose pass in the run
+(`--passes resize`) the form does not apply (`lowered_by`) and the Resize
+stays as it is.
 
 Where the kernel does not fit 8 bits exactly (bilinear at even factors from
 x10 and odd ones from x17; cubic, whose taps are negative too and whose 2-D
 taps need 12 to 22 bits), the form does not apply and says by how much the
-best power-of-two scale would be off, in weights and in output steps.  A separable form (one
-axis at a time, each with exact 1-D taps) does not help: its intermediate is
-requantized, so the result is rounded twice where the original rounds once.
-Measured on bilinear x8 (tests/qdq_models.py, 400 inputs, against the
-original in both onnxruntime modes): an int8 intermediate on x's grid
+best power-of-two scale would be off, in weights and in output steps.  A
+separable form (one axis at a time, each with exact 1-D taps; for cubic at
+x2 and x4 not even those fit 8 bits: up to 225/256 and 1981/2048, some
+negative) does not help: its intermediate is requantized, so the result is
+rounded twice where the original rounds once.  Measured on bilinear x8
+(benchmarks/qdq_separable_resize.py: the x8 test block, 400 inputs, against
+the original in both onnxruntime modes): an int8 intermediate on x's grid
 differs by a mean of 0.09 step (p99 1), above the 0.05 the verification
 accepts; a finer 8-bit grid (s_x / 2) clips (up to 64 steps off); an int16
 intermediate on s_x / 16 is exact (mean 0.005 step: ties) but onnxruntime
