@@ -30,6 +30,9 @@ It needs TensorFlow, so it is kept out of CI and runs in its own virtualenv:
 Exit code 1 when a rewritten model fails to convert, to run or to match, or
 still holds a flagged operator whose ONNX kind convrewrite removed.
 
+The quantized (QDQ) samples have their own script beside this one,
+tflite_qdq.py: what onnx2tf makes of Q/DQ, compared in quantization steps.
+
 Every conversion runs in a child process (onnx2tf may exit the interpreter on
 an error) in a temporary working folder that first receives a file of random
 calibration images under the name onnx2tf 1.x reads there before it tries the

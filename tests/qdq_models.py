@@ -109,13 +109,14 @@ def _quantized_bytes(name: str, activations: str) -> bytes:
                 "resize_linear_x3": lambda: resize_block("linear", factor=3),
                 "resize_linear_x4": lambda: resize_block("linear", n=4, factor=4),
                 "resize_linear_x8": lambda: resize_block("linear", n=3, factor=8),
+                "resize_linear_x10": lambda: resize_block("linear", n=2, factor=10),
                 "resize_cubic": lambda: resize_block("cubic")}
     return quantize(builders[name](), activations).SerializeToString()
 
 
 def quantized(name: str, activations: str = "uint8") -> onnx.ModelProto:
     """A cached quantized test model (decoder, dilated, dilated_tiny, dilated_s2, resize_nearest,
-    resize_linear, resize_linear_x3, resize_linear_x4, resize_linear_x8, resize_cubic, convt)."""
+    resize_linear, resize_linear_x3, resize_linear_x4, resize_linear_x8, resize_linear_x10, resize_cubic, convt)."""
     return onnx.load_from_string(_quantized_bytes(name, activations))
 
 

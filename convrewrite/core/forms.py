@@ -83,6 +83,11 @@ class Form:
     # `quantized_only` forms are for quantized nodes alone.
     keeps_quantized: ClassVar[bool] = False
     quantized_only: ClassVar[bool] = False
+    # A pass that must lower what this form builds, in the same run, for the
+    # form to be worth building (a quantized Resize's QDQ ConvTranspose: only
+    # the convtranspose pass makes it integer Convs); without it the form is
+    # passed over.
+    lowered_by: ClassVar[Optional[str]] = None
 
     def applies(self, match, graph) -> Optional[str]:
         return None
@@ -138,9 +143,11 @@ class Ranking:
 
 
 def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_opt_in: bool,
-         unpadded_first: bool = False) -> Ranking:
+         unpadded_first: bool = False, run_passes: Optional[Sequence[str]] = None) -> Ranking:
     """Order `p.forms` for `match` (see the module docstring); with
-    `unpadded_first`, each form's variants that pad their own Convs last."""
+    `unpadded_first`, each form's variants that pad their own Convs last.
+    `run_passes`: the names of the run's passes (None: not known), which a
+    form's `lowered_by` must be among."""
     preferred = list(p.preferred())
     ranking = Ranking()
     scored = []
@@ -150,6 +157,9 @@ def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_op
         if form.quantized_only and not quantized:
             continue
         reason = qdq.NOT_KEPT if quantized and not form.keeps_quantized else form.applies(match, graph)
+        if reason is None and form.lowered_by and run_passes is not None and form.lowered_by not in run_passes:
+            reason = (f"what it builds needs the {form.lowered_by} pass in the same run, which is not among "
+                      f"this run's passes ({', '.join(run_passes)})")
         if reason is not None:
             ranking.passed_over.append((form.name, reason))
             continue

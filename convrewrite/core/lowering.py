@@ -50,15 +50,17 @@ def build(p, match: Match, option: Option, graph: GraphView) -> Replacement:
     return b.replacement(outputs)
 
 
-def ranking(p, match: Match, graph: GraphView, target) -> Ranking:
+def ranking(p, match: Match, graph: GraphView, target, passes: Sequence = ()) -> Ranking:
+    """The options for `match`; `passes`, the run's passes (empty: not known)."""
     macs = total_macs(match.nodes, graph, per_item=True) if p.mac_bound is not None else None
     return rank(p, match, graph, macs, with_variants=target is not None, with_opt_in=target is not None,
-                unpadded_first=bool(getattr(target, "separate_conv_padding", False)))
+                unpadded_first=bool(getattr(target, "separate_conv_padding", False)),
+                run_passes=[q.name for q in passes] if passes else None)
 
 
 def lower(p, match: Match, graph: GraphView, target=None, passes: Sequence = (), depth: int = 0):
     """A Lowered, or a Skip when no form can be built (see the module docstring)."""
-    r = ranking(p, match, graph, target)
+    r = ranking(p, match, graph, target, passes)
     where = f"{match.node.op_type} '{graph.label(match.node)}'"
     if not r.options:
         quantized = qdq.region(match.node, graph)

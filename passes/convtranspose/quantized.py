@@ -120,7 +120,7 @@ class _Quantized:
         _integer_convs(b, d, wq, graph)
         qdq.requantize_movement(b, {x: d.x_grid, **{o: d.y_grid for n in b.nodes if n.op_type == "Conv"
                                                      for o in _after_conv(b, n)}}, keep=(y,))
-        b.note("quantized: int8 kernel rearranged exactly, Q/DQ around every op")
+        b.note(f"quantized: {wq.dtype.name} kernel rearranged exactly, Q/DQ around every op")
         return {d.y_output: b.op(qdq.QUANTIZE, [y, *d.y_grid], "quantize")}
 
 

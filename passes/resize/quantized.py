@@ -5,29 +5,44 @@ Before:
 
 After (deconv, quantized):
     DQ(x) -> Pad(edge) -> Q -> DQ (x's grid)
-          -> ConvTranspose(DQ(w int8, scale 1/D, zero point 0), group C, no bias) -> Q(y) -> ...
+          -> ConvTranspose(DQ(w int8 | uint8, scale 1/D, zero point 0), group C, no bias) -> Q(y) -> ...
 
 w = D * kernel, the interpolation kernel (the outer product of the per-axis
 kernels, forms.Deconv) in integers: its taps are rationals (bilinear at
 factor s: multiples of 1/(2s) per axis), D the least common denominator of
-the N-D kernel.  Where every D * tap fits int8 the weight is exact: with a
-power-of-two D (bilinear at power-of-two factors up to x4, where the 2-D
-product's taps are multiples of 1/(4s^2) and the largest is below 1) the
-scale 1/D is exact in float too; otherwise the integer ratios are exact and
-the scale is 1/D rounded to float32, as the original's float taps are
-rounded.  The edge Pad is data movement between DQ and Q of x's grid (no
-integer changes), so the group computes what the original does up to
-float summation order.  The convtranspose pass (in the same run, through
-the driver's worklist) then lowers the new ConvTranspose group into
-DQ -> Conv(DQ(int8)) -> Q -> DepthToSpace, which onnxruntime fuses into a
-QLinearConv (it runs a QDQ ConvTranspose in float).
+the N-D kernel.  Where every D * tap fits int8 the weight is int8 and exact:
+with a power-of-two D (bilinear at power-of-two factors up to x4, where the
+2-D product's taps are multiples of 1/(4s^2) and the largest is below 1)
+the scale 1/D is exact in float too; otherwise the integer ratios are exact
+and the scale is 1/D rounded to float32, as the original's float taps are
+rounded (odd factors: D = s^2, the taps sit at whole offsets).  Where int8
+cannot hold them but the kernel is nonnegative with every D * tap <= 255
+(bilinear x8: 2-D taps up to 225/256; x13, x15), the weight is uint8 with
+zero point 0, as exact; onnxruntime fuses a Conv with uint8 weights into
+QLinearConv with uint8 and with int8 activations alike.  The edge Pad is
+data movement between DQ and Q of x's grid (no integer changes), so the
+group computes what the original does up to float summation order.  The
+convtranspose pass (in the same run, through the driver's worklist) then
+lowers the new ConvTranspose group into DQ -> Conv(DQ(w)) -> Q ->
+DepthToSpace, which onnxruntime fuses into a QLinearConv.  onnxruntime runs
+a QDQ ConvTranspose in float, so without the convtranspose pass in the run
+(`--passes resize`) the form does not apply (`lowered_by`) and the Resize
+stays as it is.
 
-Where the kernel does not fit int8 exactly (bilinear x8 and up: 2-D taps are
-multiples of 1/256 up to 225/256; cubic), the form does not apply and says
-by how much the best power-of-two scale would be off, in weights and in
-output steps.  A separable form (one axis at a time) does not help with an
-int8 intermediate: a per-axis interpolation of x's integers needs a grid
-2s times finer than x's to stay exact, i.e. a 16-bit intermediate.
+Where the kernel does not fit 8 bits exactly (bilinear at even factors from
+x10 and odd ones from x17; cubic, whose taps are negative too and whose 2-D
+taps need 12 to 22 bits), the form does not apply and says by how much the
+best power-of-two scale would be off, in weights and in output steps.  A
+separable form (one axis at a time, each with exact 1-D taps; for cubic at
+x2 and x4 not even those fit 8 bits: up to 225/256 and 1981/2048, some
+negative) does not help: its intermediate is requantized, so the result is
+rounded twice where the original rounds once.  Measured on bilinear x8
+(benchmarks/qdq_separable_resize.py: the x8 test block, 400 inputs, against
+the original in both onnxruntime modes): an int8 intermediate on x's grid
+differs by a mean of 0.09 step (p99 1), above the 0.05 the verification
+accepts; a finer 8-bit grid (s_x / 2) clips (up to 64 steps off); an int16
+intermediate on s_x / 16 is exact (mean 0.005 step: ties) but onnxruntime
+runs both 16-bit Convs in float.
 """
 from __future__ import annotations
 
@@ -44,18 +59,19 @@ from convrewrite.geometry import join_pads
 from .forms import Deconv, _edge_mode, _edge_pad, deconv_notes
 
 INT8_MAX = 127
+UINT8_MAX = 255   # a nonnegative kernel's weights may be uint8 (zero point 0)
 MAX_DENOMINATOR = 1 << 12
 POWER_OF_TWO_LIMIT = 30
 
 
 @dataclass(frozen=True)
 class IntKernel:
-    """The N-D interpolation kernel as int8 values times `scale` (exact), or
+    """The N-D interpolation kernel as 8-bit integers times `scale` (exact), or
     why it is not exact and by how much the best power-of-two scale is off."""
 
-    values: Optional[np.ndarray]    # int8, the N-D kernel's shape; None when not exact
+    values: Optional[np.ndarray]    # int8 (uint8 where only that holds it), the N-D kernel's shape; None when not exact
     denominator: Optional[int]      # D: kernel = values / D; None if a tap is no small rational
-    largest: int = 0                # max |D * tap| (int8 holds 127)
+    largest: int = 0                # max |D * tap| (int8 holds 127; uint8 255 of a nonnegative kernel)
     error: float = 0.0              # not exact: max |weight error| at the best power-of-two scale
     phase_error: float = 0.0        # ... and the largest sum of |errors| over one output phase's taps
     best_shift: int = 0             # that scale: 2^-best_shift
@@ -70,10 +86,13 @@ class IntKernel:
 
     def describe(self) -> str:
         d = self.denominator
+        kind = np.dtype(self.values.dtype).name
+        why = (f" (taps up to {self.largest}/{d}: int8 cannot hold {self.largest}, uint8 with zero point 0 can)"
+               if kind == "uint8" else "")
         if d & (d - 1) == 0:
-            return f"weights exact in int8: kernel = w / {d} (power-of-two scale 2^-{d.bit_length() - 1})"
-        return (f"weights exact in int8: kernel = w / {d} (the integer ratios are exact; the scale is 1/{d} "
-                "rounded to float32)")
+            return f"weights exact in {kind}: kernel = w / {d} (power-of-two scale 2^-{d.bit_length() - 1}){why}"
+        return (f"weights exact in {kind}: kernel = w / {d} (the integer ratios are exact; the scale is 1/{d} "
+                f"rounded to float32){why}")
 
 
 def _axis_rational(kernel) -> "tuple[np.ndarray, int] | None":
@@ -92,17 +111,20 @@ def _axis_rational(kernel) -> "tuple[np.ndarray, int] | None":
 
 
 def int_kernel(kernels, factors) -> IntKernel:
-    """The interpolation kernel (outer product of `kernels`' 1-D kernels) in int8."""
+    """The interpolation kernel (outer product of `kernels`' 1-D kernels) in
+    int8, or in uint8 where int8 cannot hold it but uint8 can (no negative tap)."""
     axes = [_axis_rational(k.kernel) for k in kernels]
     if all(a is not None for a in axes):
         d = prod(a[1] for a in axes)
         g = gcd(prod(int(np.gcd.reduce(np.abs(a[0]))) for a in axes), d)
         largest = prod(int(np.abs(a[0]).max()) for a in axes) // g
-        if largest <= INT8_MAX:
+        nonnegative = all(np.all(a[0] >= 0) for a in axes)
+        if largest <= INT8_MAX or (nonnegative and largest <= UINT8_MAX):
             values = np.ones((), np.int64)
             for a in axes:
                 values = np.multiply.outer(values, a[0])
-            return IntKernel((values // g).astype(np.int8), d // g, largest)
+            dtype = np.int8 if largest <= INT8_MAX else np.uint8
+            return IntKernel((values // g).astype(dtype), d // g, largest)
         denominator = d // g
     else:
         denominator, largest = None, 0
@@ -148,13 +170,14 @@ def not_exact(k: IntKernel, node, graph) -> str:
     if k.denominator is None:
         what = f"a tap is no multiple of 1/D for any D <= {MAX_DENOMINATOR}"
     else:
-        what = f"its taps are multiples of 1/{k.denominator}, up to {k.largest}/{k.denominator} (int8 holds 127)"
+        what = (f"its taps are multiples of 1/{k.denominator}, up to {k.largest}/{k.denominator} (int8 holds 127, "
+                "uint8 255 where no tap is negative)")
     x, sy = _x_range(node, graph), _y_scale(node, graph)
     steps = (f", an output by up to {k.phase_error * x / sy:.3g} step(s) of its QuantizeLinear"
              if x is not None and sy else "")
-    return (f"the interpolation kernel does not fit int8 exactly ({what}): at the finest power-of-two "
+    return (f"the interpolation kernel does not fit 8 bits exactly ({what}): at the finest power-of-two "
             f"scale 2^-{k.best_shift} a weight would be off by up to {k.error:.3g}{steps}; a separable form "
-            "would need a 16-bit intermediate")
+            "would round twice (an 8-bit intermediate) or compute in float (a 16-bit one)")
 
 
 class QuantizedDeconv(Deconv):
@@ -162,6 +185,7 @@ class QuantizedDeconv(Deconv):
 
     keeps_quantized = True
     quantized_only = True
+    lowered_by = "convtranspose"
 
     def applies(self, match, graph):
         problem = super().applies(match, graph)
@@ -187,7 +211,8 @@ class QuantizedDeconv(Deconv):
         values = np.broadcast_to(k.values, (p.channels, 1, *k.values.shape)).copy()
         w = b.op(qdq.DEQUANTIZE, [b.initializer(values, "weight_q"),
                                   b.initializer(np.array(k.scale, np.float32), "weight_scale"),
-                                  b.initializer(np.array(0, np.int8), "weight_zero_point")], "weight_dequantize")
+                                  b.initializer(np.zeros((), k.values.dtype), "weight_zero_point")],
+                 "weight_dequantize")
         y = b.op("ConvTranspose", [padded, w], "deconv", group=p.channels,
                  kernel_shape=[len(a.kernel) for a in p.kernels], strides=[a.factor for a in p.kernels],
                  pads=join_pads([a.pads for a in p.kernels]))

@@ -99,11 +99,15 @@ def test_no_dilated_form_dequantizes_even_when_asked_for(mode):
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS)
-@pytest.mark.parametrize("name, denominator", [("resize_linear", 16), ("resize_linear_x4", 64), ("resize_linear_x3", 9)])
-def test_a_linear_resize_between_qdq_becomes_an_int8_conv(name, denominator, act):
+@pytest.mark.parametrize("name, denominator, dtype", [("resize_linear", 16, np.int8), ("resize_linear_x4", 64, np.int8),
+                                                     ("resize_linear_x3", 9, np.int8),
+                                                     ("resize_linear_x8", 256, np.uint8)])
+def test_a_linear_resize_between_qdq_becomes_an_int8_conv(name, denominator, dtype, act):
     """DQ -> Resize(linear) -> Q: a depthwise ConvTranspose with the exact
-    int8 interpolation kernel (scale 1/D), which the convtranspose pass then
-    lowers to one QDQ Conv + DepthToSpace; onnxruntime fuses it into QLinearConv."""
+    8-bit interpolation kernel (scale 1/D), which the convtranspose pass then
+    lowers to one QDQ Conv + DepthToSpace; onnxruntime fuses it into QLinearConv.
+    At x8 the 2-D taps reach 225/256: uint8 weights (zero point 0) hold them,
+    and onnxruntime fuses them with int8 activations too."""
     model = quantized(name, act)
     new, report, records = run(model)
     r = records["resize"]
@@ -113,6 +117,7 @@ def test_a_linear_resize_between_qdq_becomes_an_int8_conv(name, denominator, act
     assert (deconv.status, deconv.form) == (REWRITTEN, "single-conv"), deconv.reason
     assert report.verification.equivalent
     assert r.quantized_steps["spec"]["p99"] <= 1 and r.quantized_steps["fused"]["mean"] <= 0.05
+    assert r.quantized_steps["spec"]["mean"] <= 0.05 and r.quantized_steps["fused"]["p99"] <= 1
     before, after = assert_still_quantized(model, new)
     assert "Resize" not in after and float_compute(after) == 0
     assert after["QLinearConv"] == before["QLinearConv"] + 1
@@ -121,12 +126,43 @@ def test_a_linear_resize_between_qdq_becomes_an_int8_conv(name, denominator, act
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in new.graph.initializer}
     conv = next(n for n in new.graph.node if n.op_type == "Conv" and n.name.startswith("resize/"))
     w_dq = producer[conv.input[1]]
-    assert inits[w_dq.input[0]].dtype == np.int8
+    assert inits[w_dq.input[0]].dtype == dtype and inits[w_dq.input[2]].dtype == dtype
     assert np.allclose(inits[w_dq.input[1]], 1 / denominator) and not np.any(inits[w_dq.input[2]])
 
 
-@pytest.mark.parametrize("name, why", [("resize_linear_x8", "multiples of 1/256, up to 225/256"),
-                                       ("resize_cubic", "does not fit int8 exactly")])
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_a_quantized_linear_resize_is_left_alone_when_the_run_does_not_lower_convtranspose(act):
+    """onnxruntime runs a QDQ ConvTranspose in float: with the resize pass alone
+    the deconv form would trade a Resize for float compute, so it does not apply."""
+    model = quantized("resize_linear", act)
+    new, report = optimize(model, passes=make_passes(["resize"]))
+    (r,) = report.rewrites
+    assert (r.status, r.code) == (SKIPPED, Code.QUANTIZED), r.reason
+    assert "deconv: what it builds needs the convtranspose pass in the same run" in r.reason, r.reason
+    assert "this run's passes (resize)" in r.reason
+    before, after = assert_still_quantized(model, new)
+    assert after == before and "ConvTranspose" not in after
+    # with both passes the Resize becomes one more QLinearConv
+    both, report = optimize(model, passes=make_passes(["resize", "convtranspose"]))
+    assert [x.status for x in report.rewrites] == [REWRITTEN, REWRITTEN]
+    assert fused_counts(both)["QLinearConv"] == before["QLinearConv"] + 1
+
+
+def test_a_float_resize_still_becomes_a_convtranspose_with_the_resize_pass_alone():
+    """`lowered_by` concerns the quantized form only: a float Resize's ConvTranspose is what the user asked for."""
+    from qdq_models import resize_block
+
+    model = resize_block("linear")   # 4 channels, 6x6, x2
+    del model.graph.output[:]
+    model.graph.output.append(onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 12, 12]))
+    new, report = optimize(model, passes=make_passes(["resize"]))
+    (r,) = report.rewrites
+    assert (r.status, r.form) == (REWRITTEN, "deconv"), r.reason
+    assert [n.op_type for n in new.graph.node].count("ConvTranspose") == 1
+
+
+@pytest.mark.parametrize("name, why", [("resize_linear_x10", "multiples of 1/400, up to 361/400"),
+                                       ("resize_cubic", "does not fit 8 bits exactly")])
 def test_a_resize_whose_kernel_does_not_fit_int8_is_left_quantized_saying_by_how_much(name, why):
     model = quantized(name)
     new, report, records = run(model)
@@ -146,7 +182,7 @@ def test_int8_interpolation_kernels():
     g = GraphView(model)
     node = next(n for n in g.graph.node if n.op_type == "Resize")
     interp = ResizeToConvTranspose().match(node, g).params.spec.interp
-    for s, d, top in [(2, 16, 9), (4, 64, 49), (3, 9, 9), (16, None, None)]:
+    for s, d, top in [(2, 16, 9), (4, 64, 49), (3, 9, 9), (8, 256, 225), (16, None, None)]:
         ax = axis_kernel(phase_taps(interp, s), s)
         k = int_kernel([ax, ax], [s, s])
         if d is None:
@@ -157,6 +193,40 @@ def test_int8_interpolation_kernels():
         np.testing.assert_allclose(k.values / d, w, rtol=0, atol=1e-12)   # exact
         one = int_kernel([ax], [s])                                         # one axis alone: taps / (2s)
         assert one.exact and one.denominator in (2 * s, s)
+
+
+def _interpolation(name):
+    from convrewrite.core.graph import GraphView
+    from passes.resize.rewrite import ResizeToConvTranspose
+
+    g = GraphView(quantized(name))
+    node = next(n for n in g.graph.node if n.op_type == "Resize")
+    return ResizeToConvTranspose().match(node, g).params.spec.interp
+
+
+@settings(max_examples=60, deadline=None)
+@given(mode=st.sampled_from(["resize_linear", "resize_cubic"]), sy=st.integers(1, 12), sx=st.integers(1, 12))
+def test_an_8_bit_interpolation_kernel_is_the_float_kernel_exactly(mode, sy, sx):
+    """int_kernel's integers over D are the N-D kernel exactly; int8 where every
+    |D * tap| <= 127, else uint8 (no negative tap, every D * tap <= 255); a kernel
+    it calls inexact fits neither, and its best power-of-two weights are off by at
+    most half a step of that scale."""
+    from passes.resize.interpolation import axis_kernel, phase_taps
+    from passes.resize.quantized import int_kernel
+
+    interp = _interpolation(mode)
+    axes = [axis_kernel(phase_taps(interp, s), s) for s in (sy, sx)]
+    w = np.multiply.outer(np.asarray(axes[0].kernel, np.float64), np.asarray(axes[1].kernel, np.float64))
+    k = int_kernel(axes, [sy, sx])
+    if k.exact:
+        assert k.values.shape == w.shape
+        np.testing.assert_allclose(k.values.astype(np.float64) / k.denominator, w, rtol=0, atol=1e-12)
+        assert k.largest == int(np.abs(k.values.astype(np.int64)).max())
+        assert k.values.dtype == (np.int8 if k.largest <= 127 else np.uint8)
+        return
+    assert k.largest > 255 or (k.largest > 127 and w.min() < 0) or k.denominator is None
+    assert 0 < k.error <= 2.0 ** -k.best_shift / 2 + 1e-15
+    assert np.abs(w).max() * 2.0 ** k.best_shift <= 127.5 < np.abs(w).max() * 2.0 ** (k.best_shift + 1)
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS)
