@@ -6,7 +6,7 @@ y = M_a x, M_a the interpolation matrix [m, n] (interpolation.py).  A 1x1
 Conv computes, at every position, a matrix [C_out, C_in] times the channel
 vector:
 
-    Conv(z, W)[b, o, p...] = sum_i W[o, i, 1...] z[b, i, p...]
+    Conv(z, W)[b, o, p...] = sum_i W[o, i, 0...] z[b, i, p...]
 
 So with z = x transposed to put axis a second, and W = M_a reshaped to
 [m, n, 1, ..., 1], the Conv's output is x resized along a, the other axes
@@ -23,9 +23,8 @@ move three axes; docs/ethos_u.md.)
 
 This is the matmul form's arithmetic spelled for an accelerator whose
 compiler runs a Conv (and a Transpose) but not a MatMul with a constant
-operand: Arm Vela runs the Conv of this form on the Ethos-U NPU, and the
-align_corners Resizes it leaves on the CPU have no other exact form there
-(docs/ethos_u.md).  The matrix is dense: the Conv spends n MACs per output
+operand: Arm Vela runs this form on the Ethos-U NPU, and the align_corners
+Resizes it leaves on the CPU have no fixed-kernel form (docs/ethos_u.md).  The matrix is dense: the Conv spends n MACs per output
 where linear interpolation has 2 non-zero taps, and the Cost says so.
 
 The form is opt-in (a target, or --resize-mode pointwise) and comes after
@@ -34,8 +33,6 @@ matmul, which needs fewer nodes: a target takes it where matmul does not fit.
 from __future__ import annotations
 
 from math import prod
-
-import numpy as np
 
 from convrewrite.core.builder import Builder
 from convrewrite.core.cost import grouped
