@@ -19,6 +19,10 @@ After (matmul, --resize-mode matmul; any static Resize, align_corners and downsa
     x --MatMul(M_a) along each resized axis a (Reshape around it when a < rank - 2)--> y
         [+ extrapolation_value * mask for tf_crop_and_resize]
 
+After (pointwise, --resize-mode pointwise; static resized spatial axes; pointwise.py):
+    x --Transpose (axis a to channels)--> 1x1 Conv(M_a reshaped [m, n, 1..]) per resized axis a
+      --Transpose back--> y
+
 Identity (per axis; passes.resize.interpolation derives it from the spec's formulas):
 
     y[q*s + r] = sum_{(d, w) in phase_taps[r]} w * x[clamp(q + d, 0, n - 1)]
@@ -33,8 +37,9 @@ the target has no Pad edge, the shuffle and deconv forms have a variant
     Pad_edge(x, lo, hi) = Concat(x[..., :1] * lo, x, x[..., -1:] * hi)   (per axis)
 
 Forms (forms.py), simplest first: identity, broadcast, shuffle (nearest),
-deconv, and matmul, which is opt-in: used when the user asks for it
-(resize_mode) or a target needs a lowering no other form gives.  A node only
+deconv, and matmul and pointwise, which are opt-in: used when the user asks
+for them (resize_mode) or a target needs a lowering no other form gives
+(pointwise: one the target's Convs run where its MatMuls do not).  A node only
 the matmul form expresses (align_corners, downsampling, ...) is left alone by
 default, with the reason and the option that lowers it.
 
@@ -55,18 +60,19 @@ from convrewrite.core.graph import GraphView
 from convrewrite.core.preconditions import unverifiable_type
 from convrewrite.core.rewrite import Code, Match, PassOptions, Skip
 
-from . import quantized
+from . import pointwise, quantized
 from .forms import FORMS, ResizeParams
 from .interpolation import (MAX_FACTOR, ResizeSpec, Unreadable, axis_kernel, identity_kernel, phase_taps, read_resize)
 
-MODES = ("deconv", "matmul")
+MODES = ("deconv", "matmul", "pointwise")
 NEAREST_FORMS = ("shuffle", "deconv")
 
 
 @dataclass(frozen=True)
 class ResizeOptions(PassOptions):
-    """`mode`: "deconv" (the default: identity, broadcast, shuffle, deconv)
-    or "matmul" (prefer the interpolation matrices: any static Resize).
+    """`mode`: "deconv" (the default: identity, broadcast, shuffle, deconv),
+    "matmul" (prefer the interpolation matrices: any static Resize) or
+    "pointwise" (the same matrices as 1x1 Convs over transposed tensors).
     `nearest`: "shuffle" (the default for nearest: channel copies +
     DepthToSpace, no MACs) or "deconv" (prefer the ConvTranspose)."""
 
@@ -92,10 +98,10 @@ class ResizeToConvTranspose:
 
     @property
     def forms(self) -> tuple:
-        return FORMS + quantized.FORMS
+        return FORMS + pointwise.FORMS + quantized.FORMS
 
     def preferred(self) -> tuple[str, ...]:
-        return (("matmul",) if self.options.mode == "matmul" else ()) + \
+        return ((self.options.mode,) if self.options.mode in ("matmul", "pointwise") else ()) + \
             (("deconv",) if self.options.nearest == "deconv" else ())
 
     def candidate(self, node: onnx.NodeProto, graph: GraphView) -> bool:

@@ -224,7 +224,9 @@ def test_only_the_matmul_form_applies_so_it_is_left_alone_by_default(model, reas
     report = assert_skips(m, DECONV, reason=r"^Resize 'up': no lowering form applies \(.*" + reason)
     assert skip_codes(report) == [Code.NO_FORM]
     assert report.rewrites[0].reason.count("--resize-mode matmul") == 1, report.rewrites[0].reason
-    assert report.rewrites[0].reason.endswith(MATMUL_HINT + ")"), report.rewrites[0].reason
+    # the hint ends the deconv form's reason: the last one, or followed by the pointwise form's
+    assert re.search(re.escape(MATMUL_HINT) + r"(\)$|; pointwise: )", report.rewrites[0].reason), \
+        report.rewrites[0].reason
     # ... and the option the reason names lowers it
     _, report = assert_rewrites(m, "resize", {"Resize": 0}, resize_mode="matmul")
     assert forms_of(report) == ["matmul"]
@@ -510,10 +512,11 @@ def test_pass_options():
     assert DECONV.preferred() == ()
     assert make_passes(["resize"], {"resize_mode": "matmul"}) == (ResizeToConvTranspose(ResizeOptions("matmul")),)
     assert [f.name for f in DECONV.forms if not f.quantized_only] == ["identity", "broadcast", "shuffle", "deconv",
-                                                                      "matmul"]
+                                                                      "matmul", "pointwise"]
     assert [f.name for f in DECONV.forms if f.quantized_only] == ["deconv"]   # QDQ models (resize/quantized.py)
-    assert [f.name for f in DECONV.forms if f.opt_in] == ["matmul"]
-    with pytest.raises(ValueError, match="resize_mode must be one of deconv, matmul, not 'gemm'"):
+    assert [f.name for f in DECONV.forms if f.opt_in] == ["matmul", "pointwise"]
+    assert ResizeToConvTranspose(ResizeOptions(mode="pointwise")).preferred() == ("pointwise",)
+    with pytest.raises(ValueError, match="resize_mode must be one of deconv, matmul, pointwise, not 'gemm'"):
         ResizeOptions("gemm")
     with pytest.raises(ValueError, match="resize_nearest must be one of shuffle, deconv, not 'gather'"):
         ResizeOptions(nearest="gather")
@@ -749,7 +752,7 @@ def test_when_no_form_fits_the_node_stays_never_worse(tmp_path):
     host nodes as the one Resize, so the Resize stays, with the closest form
     and its problem in the reason."""
     prof = inline_profile(tmp_path, {"unsupported_operators": ["Resize", "ConvTranspose", "MatMul", "DepthToSpace",
-                                                               "Reshape"]}, "tiny")
+                                                               "Reshape", "Transpose"]}, "tiny")
     model = resize_model([1, 3, 5, 6], [1, 1, 2, 2], mode="linear")
     assert_skips_for(model, prof, reason=r"^Resize 'up': no lowering form runs on target 'tiny'; the closest, '.*', "
                      r"would leave 1 node\(s\) the target does not run \(.*operator not supported by the target.*\), "
@@ -778,8 +781,8 @@ def test_an_opt_in_form_is_tried_for_a_target():
 def test_sample_models_under_every_builtin_profile(name, profile):
     """The default passes with target=profile: equivalent every time; a
     Resize is left only where the target runs it, or where no form would run
-    its computation on the target either (never worse: align_corners on
-    Ethos-U, whose only form is a MatMul it runs on the CPU); no edge Pad
+    its computation on the target either (never worse: a form whose
+    computing node the target runs on its host is not taken); no edge Pad
     where the target has none; for generic-npu no Resize and no
     ConvTranspose at all."""
     model = onnx.load(os.path.join(MODELS, f"{name}.onnx"))
@@ -822,30 +825,34 @@ def test_mac_figures_in_the_docs(name, options, passes, macs):
 
 
 @pytest.mark.parametrize("model,options,forms", [
-    (lambda: resize_model([1, 3, 5, 4], [1, 1, 2, 3], mode="linear"), {}, ["deconv", "matmul"]),
-    (lambda: resize_model([2, 3, 4, 5], [1, 1, 3, 2], opset=11, mode="cubic"), {}, ["deconv", "matmul"]),
-    (lambda: resize_model([1, 2, 3, 4, 2], [1, 1, 2, 1, 3], mode="nearest"), {}, ["shuffle", "deconv", "matmul"]),
+    (lambda: resize_model([1, 3, 5, 4], [1, 1, 2, 3], mode="linear"), {}, ["deconv", "matmul", "pointwise"]),
+    (lambda: resize_model([2, 3, 4, 5], [1, 1, 3, 2], opset=11, mode="cubic"), {},
+     ["deconv", "matmul", "pointwise"]),
+    (lambda: resize_model([1, 2, 3, 4, 2], [1, 1, 2, 1, 3], mode="nearest"), {},
+     ["shuffle", "deconv", "matmul", "pointwise"]),
     (lambda: resize_model([1, 4, 6, 6], [1, 1, 2, 2], mode="nearest", nearest_mode="ceil"), {},
-     ["shuffle", "deconv", "matmul"]),
+     ["shuffle", "deconv", "matmul", "pointwise"]),
     (lambda: resize_model([1, 4, 1, 1], sizes=[1, 4, 5, 5], opset=11, mode="linear"), {},
-     ["broadcast", "deconv", "matmul"]),
+     ["broadcast", "deconv", "matmul", "pointwise"]),
     (lambda: resize_model([1, 2, 3, 4], [1, 1, 1, 1], mode="linear"), {}, ["identity"]),
     (lambda: resize_model([2, 3, 8, 9], [1, 1, .5, 2], opset=18, mode="linear", antialias=1),
-     {"resize_mode": "matmul"}, ["matmul"]),
+     {"resize_mode": "matmul"}, ["matmul", "pointwise"]),
     (lambda: resize_model(["N", 2, 3, 4, 5], [1, 1, 2, 0.5, 1.5], mode="nearest"), {"resize_mode": "matmul"},
-     ["matmul"]),
+     ["matmul", "pointwise"]),
     (lambda: resize_model([3, 5], [2, 0.6], opset=19, mode="cubic"), {"resize_mode": "matmul"}, ["matmul"]),
     # edge pads (Pad edge or Concat of edge Slices), symbolic batch, old opsets, a 3-D shuffle per axis
-    (lambda: resize_model(["N", 4, 6, 6], [1, 1, 3, 3], mode="cubic"), {}, ["deconv", "matmul"]),
+    (lambda: resize_model(["N", 4, 6, 6], [1, 1, 3, 3], mode="cubic"), {}, ["deconv", "matmul", "pointwise"]),
     (lambda: resize_model([1, 4, 6, 6], [1, 1, 3, 3], mode="nearest",
-                          coordinate_transformation_mode="asymmetric"), {}, ["shuffle", "deconv", "matmul"]),
-    (lambda: resize_model([1, 4, 6, 6], [1, 1, 2, 2], opset=10, mode="linear"), {}, ["deconv", "matmul"]),
+                          coordinate_transformation_mode="asymmetric"), {},
+     ["shuffle", "deconv", "matmul", "pointwise"]),
+    (lambda: resize_model([1, 4, 6, 6], [1, 1, 2, 2], opset=10, mode="linear"), {},
+     ["deconv", "matmul", "pointwise"]),
     (lambda: resize_model(["N", 4, 6, 7, 5], [1, 1, 2, 3, 2], mode="nearest", nearest_mode="ceil"), {},
-     ["shuffle", "deconv", "matmul"]),
-    (lambda: resize_model([1, 2, 6], [1, 1, 3], mode="linear"), {}, ["deconv", "matmul"]),
+     ["shuffle", "deconv", "matmul", "pointwise"]),
+    (lambda: resize_model([1, 2, 6], [1, 1, 3], mode="linear"), {}, ["deconv", "matmul", "pointwise"]),
     (lambda: resize_model([1, 3, 4, 5], [1, 1, 1.5, 2], opset=11, mode="linear", roi=[0, 0, .1, .2, 1, 1, .8, .9],
                           coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=2.0),
-     {"resize_mode": "matmul"}, ["matmul"]),
+     {"resize_mode": "matmul"}, ["matmul", "pointwise"]),
 ])
 def test_form_costs_are_exact(model, options, forms):
     """Every applicable form and variant: its Cost -- MACs and bytes moved

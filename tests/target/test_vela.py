@@ -116,6 +116,16 @@ def _fc_model():
     return after_conv(nodes, [_ints("s", [1, 8]), _w("m", (8, 16), 2)], h=1, w=1)
 
 
+def pointwise_resize():
+    """The align_corners x2 Resize (resize_linear_ac_int, CPU on both NPUs) in the
+    resize pass's pointwise form: Transpose + 1x1 Conv per axis, Transpose back."""
+    from convrewrite import optimize
+
+    model, _ = optimize(resize("linear", "align_corners", 2), passes=["resize"],
+                        options={"resize_mode": "pointwise"}, verify=False)
+    return model
+
+
 def matmul_var():
     """Both operands computed: t @ transpose(t) over the last two axes (rank 4)."""
     nodes = [helper.make_node("Transpose", ["t"], ["tt"], perm=[0, 1, 3, 2]),
@@ -152,6 +162,7 @@ CASES = {
                             lambda: resize("linear", "align_corners", size=15)),
     "resize_linear_ac_int": ("Resize linear align_corners x2", lambda: resize("linear", "align_corners", 2)),
     "resize_linear_unit": ("Resize linear from 1x1", lambda: resize("linear", "half_pixel", size=8, h=1)),
+    "resize_ac_pointwise": ("Transpose + 1x1 Conv per axis (the resize pass's pointwise form)", pointwise_resize),
     "depth_to_space_dcr": ("DepthToSpace DCR", lambda: single("DepthToSpace", blocksize=2, mode="DCR")),
     "depth_to_space_crd": ("DepthToSpace CRD", lambda: single("DepthToSpace", blocksize=2, mode="CRD")),
     "space_to_depth": ("SpaceToDepth", lambda: single("SpaceToDepth", blocksize=2)),
@@ -217,6 +228,7 @@ VELA_5_2 = {
     "resize_linear_ac_x2": {U55: True, U85: True},
     "resize_linear_ac_int": {U55: False, U85: False},
     "resize_linear_unit": {U55: True, U85: True},
+    "resize_ac_pointwise": {U55: True, U85: True},
     "depth_to_space_dcr": {U55: False, U85: False},
     "depth_to_space_crd": {U55: False, U85: False},
     "space_to_depth": {U55: False, U85: False},
