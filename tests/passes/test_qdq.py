@@ -372,3 +372,73 @@ def test_fake_quantized_weights_are_int8_weights(name):
     w_dq = next(n for n in new.graph.node if n.output[0] == conv.input[1])
     weight = next(t for t in new.graph.initializer if t.name == w_dq.input[0])
     assert weight.data_type == onnx.TensorProto.INT8
+
+
+# --- opsets 13, 19 and 21 ---------------------------------------------------------------
+
+# (test model, the node rewritten, its form, QLinearConv the rewrite adds after onnxruntime's fusion)
+AT_OPSETS = [("decoder", "up", "single-conv", 1), ("dilated", "aspp", "batch", 0),
+             ("resize_linear_x8", "resize", "deconv", 1), ("resize_nearest", "resize", "shuffle", 0)]
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("opset", [13, 19, 21])
+@pytest.mark.parametrize("name, node, form, added", AT_OPSETS)
+def test_qdq_models_of_opsets_13_19_and_21_stay_quantized(name, node, form, added, opset, act):
+    """The float model built at `opset` and quantized there, with that opset's
+    QDQ attributes spelled out (19: saturate; 21: block_size 0, output_dtype,
+    weights without a zero point): rewritten as at opset 17, equal in steps,
+    and as quantized after onnxruntime's fusion."""
+    model = quantized(name, act, opset)
+    assert model.opset_import[0].version == opset
+    attributes = {a.name for n in model.graph.node for a in n.attribute if n.op_type == "QuantizeLinear"}
+    assert ("saturate" in attributes) == (opset >= 19) and ("block_size" in attributes) == (opset >= 21)
+    new, report, records = run(model)
+    r = records[node]
+    assert (r.status, r.form) == (REWRITTEN, form), r.reason
+    assert report.verification.equivalent
+    for mode in ("spec", "fused"):
+        assert r.quantized_steps[mode]["mean"] <= 0.05 and r.quantized_steps[mode]["p99"] <= 1, r.quantized_steps
+    before, after = assert_still_quantized(model, new)
+    assert float_compute(after) == 0 and after["QLinearConv"] == before.get("QLinearConv", 0) + added
+    assert new.opset_import[0].version == opset
+
+
+@pytest.mark.parametrize("change", ["blocked_weight", "int4_weight"])
+def test_a_blocked_or_int4_convtranspose_weight_is_left_alone_saying_why(change):
+    """Opset 21's blocked (block_size > 0) and int4 weights: the quantized
+    ConvTranspose forms rearrange 8-bit (and wider) integers with per-tensor
+    or per-channel scales, so the node is left as it is, `quantized`, with
+    the reason; never dequantized into float."""
+    import qdq_models
+
+    model = getattr(qdq_models, change)(quantized("convt", "uint8", 21), "ConvTranspose")
+    new, report, records = run(model)
+    r = records["up"]
+    assert (r.status, r.code) == (SKIPPED, Code.QUANTIZED), r.reason
+    why = "uses blocked quantization (block_size)" if change == "blocked_weight" else "its weight is int4"
+    assert why in r.reason, r.reason
+    assert report.verification.equivalent
+    assert fused_counts(new) == fused_counts(model)
+
+
+@pytest.mark.parametrize("change", ["blocked_weight", "int4_weight"])
+def test_a_dilated_conv_reads_a_blocked_or_int4_weight_as_it_is_and_slices_none(change):
+    """The dilated forms read the weight's DequantizeLinear as it is, so a
+    blocked or int4 weight is rewritten exactly; where taps would be sliced
+    off (rate 6 on a 6x6 map) the node is left alone saying why."""
+    import qdq_models
+
+    model = getattr(qdq_models, change)(quantized("dilated", "uint8", 21), "Conv")
+    new, report, records = run(model)
+    assert (records["aspp"].status, records["aspp"].form) == (REWRITTEN, "batch"), records["aspp"].reason
+    assert report.verification.equivalent
+    conv = next(n for n in new.graph.node if n.op_type == "Conv")
+    assert list(conv.input[1:]) == list(next(n for n in model.graph.node if n.op_type == "Conv").input[1:])
+
+    tiny = getattr(qdq_models, change)(quantized("dilated_tiny", "uint8", 21), "Conv")
+    _, _, records = run(tiny)
+    r = records["aspp"]
+    assert (r.status, r.code) == (SKIPPED, Code.QUANTIZED), r.reason
+    why = "uses blocked quantization (block_size)" if change == "blocked_weight" else "the weight is int4"
+    assert f"taps were dropped and" in r.reason and why in r.reason, r.reason
