@@ -184,20 +184,29 @@ def blocked_weight(model: onnx.ModelProto, op_type: str = "ConvTranspose", block
     return model
 
 
-def int4_weight(model: onnx.ModelProto, op_type: str = "ConvTranspose") -> onnx.ModelProto:
-    """The first `op_type`'s int8 weight requantized to int4 (opset 21): the
-    integers divided by 16 and rounded, the scales times 16 (a new model:
-    its weights are coarser)."""
+def uint4_weight(model: onnx.ModelProto, op_type: str = "ConvTranspose") -> onnx.ModelProto:
+    return int4_weight(model, op_type, unsigned=True)
+
+
+def int4_weight(model: onnx.ModelProto, op_type: str = "ConvTranspose", unsigned: bool = False) -> onnx.ModelProto:
+    """The first `op_type`'s int8 weight requantized to int4 (opset 21; uint4
+    with zero point 8 when `unsigned`): the integers divided by 16 and
+    rounded, the scales times 16 (a new model: its weights are coarser)."""
     dq = _weight_dequantize(model, op_type)
     inits = {t.name: t for t in model.graph.initializer}
-    int4 = helper.tensor_dtype_to_np_dtype(TensorProto.INT4)
+    kind = helper.tensor_dtype_to_np_dtype(TensorProto.UINT4 if unsigned else TensorProto.INT4)
+    shift = 8 if unsigned else 0
     w = numpy_helper.to_array(inits[dq.input[0]]).astype(np.int32)
-    inits[dq.input[0]].CopyFrom(numpy_helper.from_array(np.clip(np.round(w / 16), -8, 7).astype(int4), dq.input[0]))
+    q = np.clip(np.round(w / 16) + shift, shift - 8, shift + 7)
+    inits[dq.input[0]].CopyFrom(numpy_helper.from_array(q.astype(kind), dq.input[0]))
     scale = numpy_helper.to_array(inits[dq.input[1]])
     inits[dq.input[1]].CopyFrom(numpy_helper.from_array((scale * 16).astype(np.float32), dq.input[1]))
-    if len(dq.input) > 2 and dq.input[2]:
-        zp = numpy_helper.to_array(inits[dq.input[2]]).astype(np.int32)
-        inits[dq.input[2]].CopyFrom(numpy_helper.from_array(np.round(zp / 16).astype(int4), dq.input[2]))
+    name = dq.input[2] if len(dq.input) > 2 and dq.input[2] else dq.input[0] + "_zero_point"
+    kept = [t for t in model.graph.initializer if t.name != name]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept + [numpy_helper.from_array(np.full(scale.shape, shift).astype(kind), name)])
+    del dq.input[2:]
+    dq.input.append(name)
     return model
 
 

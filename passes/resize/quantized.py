@@ -7,6 +7,10 @@ After (deconv, quantized):
     DQ(x) -> Pad(edge) -> Q -> DQ (x's grid)
           -> ConvTranspose(DQ(w int8 | uint8, scale 1/D, zero point 0), group C, no bias) -> Q(y) -> ...
 
+After (its variant "int8 weights in 2 parts", for targets taking int8 weights only):
+    DQ(x) -> Pad(edge) -> Reshape -> Concat(copies) -> Reshape     (each op followed by Q -> DQ, x's grid)
+          -> ConvTranspose(DQ(w_1, w_2 int8 [2C, 1, k...], scale 1/D), group C) -> Q(y) -> ...
+
 w = D * kernel, the interpolation kernel (the outer product of the per-axis
 kernels, forms.Deconv) in integers: its taps are rationals (bilinear at
 factor s: multiples of 1/(2s) per axis), D the least common denominator of
@@ -19,7 +23,11 @@ rounded (odd factors: D = s^2, the taps sit at whole offsets).  Where int8
 cannot hold them but the kernel is nonnegative with every D * tap <= 255
 (bilinear x8: 2-D taps up to 225/256; x13, x15), the weight is uint8 with
 zero point 0, as exact; onnxruntime fuses a Conv with uint8 weights into
-QLinearConv with uint8 and with int8 activations alike.  The edge Pad is
+QLinearConv with uint8 and with int8 activations alike.  For a target that
+takes int8 weights only (`int8_only`), the variant Int8Parts splits every
+such weight into int8 parts summing to it, applied to copies of its channel
+by a ConvTranspose with as many input channels per group: one int32
+accumulation, the uint8 form's integers, twice the MACs.  The edge Pad is
 data movement between DQ and Q of x's grid (no integer changes), so the
 group computes what the original does up to float summation order.  The
 convtranspose pass (in the same run, through the driver's worklist) then
@@ -229,7 +237,9 @@ def _copies(b, x: str, channels: int, spatial, parts: int) -> str:
     """x [N, C, *spatial] -> [N, C * parts, *spatial] with channel c * parts + i
     = x's channel c (each channel's copies side by side, as a ConvTranspose
     group reads them): Reshape to [N, C, 1, H*W], Concat of `parts` copies on
-    axis 2, Reshape back."""
+    axis 2, Reshape back.  (A Concat of copies on the channel axis would put
+    x's channel c at c and C + c: a group of adjacent channels would read two
+    different channels.)"""
     flat = b.op("Reshape", [x, b.ints([0, channels, 1, prod(spatial)], "copies_shape")], "copies_flat")
     side = b.op("Concat", [flat] * parts, "copies", axis=2)
     return b.op("Reshape", [side, b.ints([0, channels * parts, *spatial], "copies_out_shape")], "copies_out")

@@ -404,7 +404,7 @@ def test_qdq_models_of_opsets_13_19_and_21_stay_quantized(name, node, form, adde
     assert new.opset_import[0].version == opset
 
 
-@pytest.mark.parametrize("change", ["blocked_weight", "int4_weight"])
+@pytest.mark.parametrize("change", ["blocked_weight", "int4_weight", "uint4_weight"])
 def test_a_blocked_or_int4_convtranspose_weight_is_left_alone_saying_why(change):
     """Opset 21's blocked (block_size > 0) and int4 weights: the quantized
     ConvTranspose forms rearrange 8-bit (and wider) integers with per-tensor
@@ -416,7 +416,8 @@ def test_a_blocked_or_int4_convtranspose_weight_is_left_alone_saying_why(change)
     new, report, records = run(model)
     r = records["up"]
     assert (r.status, r.code) == (SKIPPED, Code.QUANTIZED), r.reason
-    why = "uses blocked quantization (block_size)" if change == "blocked_weight" else "its weight is int4"
+    why = {"blocked_weight": "uses blocked quantization (block_size)", "int4_weight": "its weight is int4:",
+           "uint4_weight": "its weight is uint4:"}[change]
     assert why in r.reason, r.reason
     assert report.verification.equivalent
     assert fused_counts(new) == fused_counts(model)
