@@ -442,7 +442,7 @@ def test_a_dilated_conv_reads_a_blocked_or_int4_weight_as_it_is_and_slices_none(
     r = records["aspp"]
     assert (r.status, r.code) == (SKIPPED, Code.QUANTIZED), r.reason
     why = "uses blocked quantization (block_size)" if change == "blocked_weight" else "the weight is int4"
-    assert f"taps were dropped and" in r.reason and why in r.reason, r.reason
+    assert "taps were dropped and" in r.reason and why in r.reason, r.reason
 
 
 # --- int8 weights for bilinear x8 (an int8-only target) ----------------------------------
