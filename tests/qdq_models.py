@@ -102,7 +102,7 @@ def quantize(model: onnx.ModelProto, activations: str = "uint8", seed: int = 1) 
 
 
 @lru_cache(maxsize=None)
-def _quantized_bytes(name: str, activations: str) -> bytes:
+def _quantized_bytes(name: str, activations: str, opset: int = 17) -> bytes:
     builders = {"decoder": decoder_block, "dilated": dilated_block, "dilated_tiny": lambda: dilated_block(n=6, rate=6),
                 "dilated_s2": lambda: dilated_block(n=13, rate=2, stride=2), "resize_nearest": lambda: resize_block("nearest"),
                 "resize_linear": lambda: resize_block("linear"), "convt": convt_alone,
@@ -111,13 +111,103 @@ def _quantized_bytes(name: str, activations: str) -> bytes:
                 "resize_linear_x8": lambda: resize_block("linear", n=3, factor=8),
                 "resize_linear_x10": lambda: resize_block("linear", n=2, factor=10),
                 "resize_cubic": lambda: resize_block("cubic")}
-    return quantize(builders[name](), activations).SerializeToString()
+    model = builders[name]()
+    model.opset_import[0].version = opset
+    return spelled_for_opset(quantize(model, activations)).SerializeToString()
 
 
-def quantized(name: str, activations: str = "uint8") -> onnx.ModelProto:
+def quantized(name: str, activations: str = "uint8", opset: int = 17) -> onnx.ModelProto:
     """A cached quantized test model (decoder, dilated, dilated_tiny, dilated_s2, resize_nearest,
-    resize_linear, resize_linear_x3, resize_linear_x4, resize_linear_x8, resize_linear_x10, resize_cubic, convt)."""
-    return onnx.load_from_string(_quantized_bytes(name, activations))
+    resize_linear, resize_linear_x3, resize_linear_x4, resize_linear_x8, resize_linear_x10, resize_cubic, convt),
+    the float model built at `opset` and quantized there (spelled_for_opset)."""
+    return onnx.load_from_string(_quantized_bytes(name, activations, opset))
+
+
+def spelled_for_opset(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The QDQ forms of the model's opset, written out (quantize_static writes
+    none of them; the values stay the same):
+      opset 19: QuantizeLinear `saturate` = 1 (its default; it matters for float8 only);
+      opset 21: `block_size` = 0 (not blocked) on every QuantizeLinear / DequantizeLinear,
+        the all-zero zero points of constant DequantizeLinears dropped (symmetric weights and
+        int32 biases without a zero point: the type is the integer input's), and QuantizeLinear
+        `output_dtype` = its zero point's type where that is uint8.  Not where it is int8:
+        onnxruntime 1.32's fusion (ORT_ENABLE_EXTENDED) turns int8 zero points into uint8
+        ones and keeps output_dtype INT8, then refuses the model it made ("output_dtype INT8
+        does not match y_zero_point type UINT8"), the original already."""
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    inits = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        if opset >= 19 and node.op_type == "QuantizeLinear":
+            node.attribute.append(helper.make_attribute("saturate", 1))
+        if opset < 21:
+            continue
+        node.attribute.append(helper.make_attribute("block_size", 0))
+        zp = inits.get(node.input[2]) if len(node.input) > 2 else None
+        if node.op_type == "QuantizeLinear" and zp is not None and zp.data_type == TensorProto.UINT8:
+            node.attribute.append(helper.make_attribute("output_dtype", zp.data_type))
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits and zp is not None \
+                and not numpy_helper.to_array(zp).any():
+            del node.input[2:]
+    used = {i for n in model.graph.node for i in n.input}
+    kept = [t for t in model.graph.initializer if t.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    return model
+
+
+def _weight_dequantize(model: onnx.ModelProto, op_type: str) -> onnx.NodeProto:
+    producers = {o: n for n in model.graph.node for o in n.output}
+    return producers[next(n for n in model.graph.node if n.op_type == op_type).input[1]]
+
+
+def blocked_weight(model: onnx.ModelProto, op_type: str = "ConvTranspose", blocks: int = 2) -> onnx.ModelProto:
+    """The first `op_type`'s per-channel weight DequantizeLinear made blocked
+    (opset 21 `block_size`: `blocks` blocks along the weight's other channel
+    axis) with the same values: every block of a channel has the channel's
+    scale, so the dequantized weight is unchanged."""
+    dq = _weight_dequantize(model, op_type)
+    inits = {t.name: t for t in model.graph.initializer}
+    w = numpy_helper.to_array(inits[dq.input[0]])
+    channel = next(a.i for a in dq.attribute if a.name == "axis")
+    axis = 1 - channel                       # ConvTranspose: scales on axis 1, blocks on 0; Conv the other way
+    shape = [1] * w.ndim
+    shape[channel] = -1
+    full = list(w.shape)
+    full[axis] = blocks
+    for name in dq.input[1:3]:
+        v = numpy_helper.to_array(inits[name]).reshape(shape)
+        inits[name].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(np.broadcast_to(v, full)), name))
+    del dq.attribute[:]
+    dq.attribute.extend([helper.make_attribute("axis", axis), helper.make_attribute("block_size", w.shape[axis] // blocks)])
+    return model
+
+
+def uint4_weight(model: onnx.ModelProto, op_type: str = "ConvTranspose") -> onnx.ModelProto:
+    return int4_weight(model, op_type, unsigned=True)
+
+
+def int4_weight(model: onnx.ModelProto, op_type: str = "ConvTranspose", unsigned: bool = False) -> onnx.ModelProto:
+    """The first `op_type`'s int8 weight requantized to int4 (opset 21; uint4
+    with zero point 8 when `unsigned`): the integers divided by 16 and
+    rounded, the scales times 16 (a new model: its weights are coarser)."""
+    dq = _weight_dequantize(model, op_type)
+    inits = {t.name: t for t in model.graph.initializer}
+    kind = helper.tensor_dtype_to_np_dtype(TensorProto.UINT4 if unsigned else TensorProto.INT4)
+    shift = 8 if unsigned else 0
+    w = numpy_helper.to_array(inits[dq.input[0]]).astype(np.int32)
+    q = np.clip(np.round(w / 16) + shift, shift - 8, shift + 7)
+    inits[dq.input[0]].CopyFrom(numpy_helper.from_array(q.astype(kind), dq.input[0]))
+    scale = numpy_helper.to_array(inits[dq.input[1]])
+    inits[dq.input[1]].CopyFrom(numpy_helper.from_array((scale * 16).astype(np.float32), dq.input[1]))
+    name = dq.input[2] if len(dq.input) > 2 and dq.input[2] else dq.input[0] + "_zero_point"
+    kept = [t for t in model.graph.initializer if t.name != name]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept + [numpy_helper.from_array(np.full(scale.shape, shift).astype(kind), name)])
+    del dq.input[2:]
+    dq.input.append(name)
+    return model
 
 
 def fused_counts(model: onnx.ModelProto) -> Counter:

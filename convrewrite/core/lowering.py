@@ -7,7 +7,9 @@ options are built in the chooser's order (variants included) and each
 replacement is checked against the target as the whole run will leave it:
 a node of the replacement that one of the run's passes would lower for this
 target (a Resize's ConvTranspose, lowered by the convtranspose pass) is
-lowered here too, in a small model of the replacement's own (`settle`).  The
+lowered here too, in a small model of the replacement's own (`settle`; where
+the replacement's output goes into a QuantizeLinear, that model keeps it, so
+a QDQ group is lowered as the run will lower it).  The
 first option that fits is taken; if none fits, the one breaking the fewest
 distinct rules -- but only when what it breaks is data movement (the
 computation then runs on the target) and it leaves fewer nodes to the host
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional, Sequence
+
+import onnx
 
 from . import qdq
 from .builder import Builder
@@ -173,7 +177,7 @@ def _view(replacement: Replacement, graph: GraphView, target):
     from ..target.check import unit_batch
 
     inits = {t.name for t in replacement.initializers}
-    model = replacement_model(replacement, graph)
+    model = _with_quantize_after(replacement_model(replacement, graph), replacement, graph)
     constants = frozenset(inits) | frozenset(
         i for n in replacement.nodes for i in n.input if i and i not in inits and graph.is_constant(i))
     if target.batch_must_be_one:
@@ -187,16 +191,52 @@ def _view(replacement: Replacement, graph: GraphView, target):
             return None, constants
 
 
+def _with_quantize_after(model, replacement: Replacement, graph: GraphView):
+    """The standalone model of a replacement whose output goes alone into a
+    per-tensor QuantizeLinear (a quantized Resize: DQ -> Resize -> Q), with
+    that QuantizeLinear after it in place of the float output: a nested
+    lowering then sees the QDQ group the run will see (the replacement's
+    ConvTranspose -> Q) and lowers it as the run will."""
+    from onnx import helper, numpy_helper
+
+    quantizers = []
+    for original, new in replacement.outputs.items():
+        readers = graph.consumers(original)
+        q = readers[0] if len(readers) == 1 and original not in graph.graph_outputs else None
+        if q is None or q.op_type != qdq.QUANTIZE or qdq.grid_of(q) is None or \
+                any(graph.constant(name) is None for name in q.input[1:3]):
+            continue
+        quantizers.append((new, q))
+    if not quantizers:
+        return model
+    out = model.__class__()
+    out.CopyFrom(model)
+    have = {t.name for t in out.graph.initializer}
+    for new, q in quantizers:
+        for name in q.input[1:3]:
+            if name not in have:
+                out.graph.initializer.append(numpy_helper.from_array(graph.constant(name), name))
+                have.add(name)
+        out.graph.node.append(helper.make_node(qdq.QUANTIZE, [new, *q.input[1:3]], list(q.output), name=q.name,
+                                               **{a.name: helper.get_attribute_value(a) for a in q.attribute}))
+        k = next(k for k, o in enumerate(out.graph.output) if o.name == new)
+        out.graph.output[k].CopyFrom(helper.make_value_info(q.output[0], onnx.TypeProto()))
+    return out
+
+
 def settle(view: GraphView, target, passes: Sequence, depth: int) -> Optional[GraphView]:
     """The standalone replacement with every node the run's passes would
     lower for `target` replaced by its lowering; None when nothing changes."""
-    nodes, inits, changed, done = [], list(view.graph.initializer), False, set()
+    nodes, inits, changed, done, kept = [], list(view.graph.initializer), False, set(), set()
     for node in view.graph.node:
         if id(node) in done:
             continue
         lowered = _lower_nested(node, view, target, passes, depth)
-        if lowered is None:
+        # a match of several nodes (a QDQ group: the node and the QuantizeLinear after it) is
+        # lowered only when none of them was kept already
+        if lowered is None or any(id(n) in kept for n in lowered[0].nodes):
             nodes.append(node)
+            kept.add(id(node))
             continue
         match, result = lowered
         done.update(id(n) for n in match.nodes)
@@ -223,7 +263,7 @@ def _lower_nested(node, view: GraphView, target, passes, depth):
         if not p.candidate(node, view) or needs_lowering(node, view, target) is None:
             continue
         m = p.match(node, view)
-        if isinstance(m, Skip) or len(m.nodes) > 1:
+        if isinstance(m, Skip):
             continue
         result = lower(p, m, view, target, passes, depth)
         if isinstance(result, Lowered):

@@ -63,6 +63,8 @@ def check_node(node: onnx.NodeProto, graph: GraphView, profile: Profile,
     found = op_rule_violations(profile, facts, op, label)
     found += rank_violations(profile, facts, op, label)
     found += batch_violations(profile, facts, op, label)
+    if profile.int8_only:
+        found += weight_type_violations(node, graph, label)
     return found
 
 
@@ -120,6 +122,22 @@ def float_compute_violations(graph: GraphView) -> list[Violation]:
                                    f"{node.op_type} '{label}': computes in float in a quantized model; the target "
                                    "computes int8 only (it would run on the host CPU)"))
     return found
+
+
+def weight_type_violations(node: onnx.NodeProto, graph: GraphView, label: str) -> list[Violation]:
+    """On an int8-only target: a Conv / ConvTranspose whose weight is
+    DequantizeLinear of integers other than int8 (uint8, int4, int16, ...).
+    TFLite's int8 scheme, which these compilers take, has int8 weights only."""
+    if node.op_type not in ("Conv", "ConvTranspose") or len(node.input) < 2 or not node.input[1]:
+        return []
+    dq = qdq.weight_dequantize(node.input[1], graph)
+    dtype = graph.dtype(dq.input[0]) if dq is not None else 0
+    if not dtype or dtype == onnx.TensorProto.INT8:
+        return []
+    kind = onnx.helper.tensor_dtype_to_np_dtype(dtype).name
+    return [Violation(label, node.op_type, "int8_only",
+                      f"{node.op_type} '{label}': its weight is {kind} behind DequantizeLinear; the target takes "
+                      "int8 weights only (it would run on the host CPU)")]
 
 
 def format_violations(violations: Sequence[Violation], profile: Profile) -> list[str]:

@@ -70,8 +70,10 @@ def read_group(node, graph: GraphView) -> "dict | str":
     if isinstance(wp, str):
         return wp
     wq = graph.constant(w_dq.input[0])
-    if wp.dtype.kind not in "iu" or wq is None:
+    if wq is None:
         return "its weight is not an integer initializer"
+    if wp.dtype.kind not in "iu":   # int4 / uint4 (opset 21), float8 (opset 19): sub-byte or not integer
+        return f"its weight is {wp.dtype.name}: the quantized forms rearrange integer weights of 8 bits and more"
     group = int(next((a.i for a in node.attribute if a.name == "group"), 1))
     cout_g = wq.shape[1]
     if wp.per_tensor:

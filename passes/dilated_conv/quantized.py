@@ -12,7 +12,11 @@ After (batch form; subsample and plain alike, without the phases):
 The undilated Conv reads the very DequantizeLinear outputs the dilated one
 read, so no weight changes at all; where taps that only read padding were
 dropped, the int8 weight is sliced (the same integers, the same scales: the
-slice keeps every output channel) behind a DequantizeLinear of its own.  The
+slice keeps every output channel) behind a DequantizeLinear of its own.
+A weight read as it is may be any QDQ weight (opset 21's blocked or int4
+ones too: the same DequantizeLinear); one to slice must be 8-bit integers
+quantized per tensor or per output channel, else the node is left alone
+(`quantized`, the reason says which).  The
 padding is float 0 between DQ(x) and a Q of x's grid: 0 = DQ(zero point) is
 on every grid, so the padded integers are the zero point, as a quantized
 Conv pads.  Data movement keeps values on their grid (core/qdq.py), so the
@@ -37,21 +41,35 @@ def grids(node, graph) -> "tuple | str":
     return qdq.group_grids(node, graph)
 
 
-def _int8_weight(b, graph, p) -> "str | None":
+def _slice_problem(graph, p) -> Optional[str]:
+    """Why the weight cannot be sliced to its live taps in the integers (None:
+    it can, or no tap was dropped).  Slicing keeps the integers and the
+    scales of an 8-bit weight quantized per tensor or per output channel; a
+    blocked weight's scales (opset 21) have the kernel's spatial axes too,
+    and sub-byte (int4) weights are not sliced."""
+    if p.taps is None:
+        return None
+    dq = graph.producer(p.weight)
+    if dq is None or dq.op_type != qdq.DEQUANTIZE or not graph.is_initializer(dq.input[0]):
+        return "taps were dropped and the weight is not DequantizeLinear of an integer initializer to slice"
+    params = qdq.qparams(dq, graph)
+    if isinstance(params, str):
+        return f"taps were dropped and the weight cannot be sliced: {params}"
+    if params.dtype.kind not in "iu" or params.dtype.itemsize != 1:
+        return f"taps were dropped and the weight is {params.dtype.name}: only 8-bit integer weights are sliced"
+    if params.axis is not None and params.axis % len(graph.shape(dq.input[0])) != 0:
+        return f"taps were dropped and the weight is quantized along axis {params.axis}, not per output channel"
+    return None
+
+
+def _int8_weight(b, graph, p) -> str:
     """The Conv's weight: the DequantizeLinear output it reads, or, where
-    taps were dropped, a DequantizeLinear of the sliced integer weight (None
-    if the weight is not DequantizeLinear of an integer initializer)."""
+    taps were dropped, a DequantizeLinear of the sliced integer weight
+    (_slice_problem says when that cannot be)."""
     if p.taps is None:
         return p.weight
     dq = graph.producer(p.weight)
-    if dq is None or dq.op_type != qdq.DEQUANTIZE or not graph.is_initializer(dq.input[0]):
-        return None
     wq = graph.constant(dq.input[0])
-    params = qdq.qparams(dq, graph)
-    if wq is None or isinstance(params, str) or wq.dtype.kind not in "iu":
-        return None
-    if params.axis is not None and params.axis % wq.ndim != 0:
-        return None
     axis = {a.name: helper.get_attribute_value(a) for a in dq.attribute}
     return b.op(qdq.DEQUANTIZE, [b.initializer(_kept_weight(wq, p.taps), "weight_q"), *dq.input[1:]],
                 "weight_dequantize", **axis)
@@ -70,12 +88,8 @@ class _Quantized:
         g = grids(match.node, graph)
         if isinstance(g, str):
             return g
-        p = match.params
-        if p.taps is not None:
-            dq = graph.producer(p.weight)
-            if dq is None or dq.op_type != qdq.DEQUANTIZE or not graph.is_initializer(dq.input[0]):
-                return "taps were dropped and the weight is not DequantizeLinear of an integer initializer to slice"
-        return super().applies(match, graph)
+        problem = _slice_problem(graph, match.params)
+        return problem if problem is not None else super().applies(match, graph)
 
     def build(self, match, variant, graph, b) -> dict:
         p = match.params

@@ -7,6 +7,10 @@ After (deconv, quantized):
     DQ(x) -> Pad(edge) -> Q -> DQ (x's grid)
           -> ConvTranspose(DQ(w int8 | uint8, scale 1/D, zero point 0), group C, no bias) -> Q(y) -> ...
 
+After (its variant "int8 weights in 2 parts", for targets taking int8 weights only):
+    DQ(x) -> Pad(edge) -> Reshape -> Concat(copies) -> Reshape     (each op followed by Q -> DQ, x's grid)
+          -> ConvTranspose(DQ(w_1, w_2 int8 [2C, 1, k...], scale 1/D), group C) -> Q(y) -> ...
+
 w = D * kernel, the interpolation kernel (the outer product of the per-axis
 kernels, forms.Deconv) in integers: its taps are rationals (bilinear at
 factor s: multiples of 1/(2s) per axis), D the least common denominator of
@@ -19,7 +23,11 @@ rounded (odd factors: D = s^2, the taps sit at whole offsets).  Where int8
 cannot hold them but the kernel is nonnegative with every D * tap <= 255
 (bilinear x8: 2-D taps up to 225/256; x13, x15), the weight is uint8 with
 zero point 0, as exact; onnxruntime fuses a Conv with uint8 weights into
-QLinearConv with uint8 and with int8 activations alike.  The edge Pad is
+QLinearConv with uint8 and with int8 activations alike.  For a target that
+takes int8 weights only (`int8_only`), the variant Int8Parts splits every
+such weight into int8 parts summing to it, applied to copies of its channel
+by a ConvTranspose with as many input channels per group: one int32
+accumulation, the uint8 form's integers, twice the MACs.  The edge Pad is
 data movement between DQ and Q of x's grid (no integer changes), so the
 group computes what the original does up to float summation order.  The
 convtranspose pass (in the same run, through the driver's worklist) then
@@ -54,9 +62,11 @@ from typing import Optional
 import numpy as np
 
 from convrewrite.core import qdq
+from convrewrite.core.forms import DEFAULT, Cost, Variant
+from convrewrite.emit.opset_ops import NOTHING, Moved, movement
 from convrewrite.geometry import join_pads
 
-from .forms import Deconv, _edge_mode, _edge_pad, deconv_notes
+from .forms import Deconv, _edge_mode, _edge_pad, _edge_pad_moved, _item_dims, deconv_notes
 
 INT8_MAX = 127
 UINT8_MAX = 255   # a nonnegative kernel's weights may be uint8 (zero point 0)
@@ -180,8 +190,75 @@ def not_exact(k: IntKernel, node, graph) -> str:
             "would round twice (an 8-bit intermediate) or compute in float (a 16-bit one)")
 
 
+# --- int8 weights in parts --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Int8Parts(Variant):
+    """The quantized deconv form with int8 weights where its kernel needs
+    uint8 (bilinear x8, x13, x15): every weight w = w_1 + ... + w_k with each
+    w_i in int8 (`int8_parts`), applied to k copies of its channel, so that
+    one ConvTranspose group sums them in one int32 accumulation, rounded once:
+
+        y_c = sum_taps (w / D) x_c = sum_taps sum_i (w_i / D) x_c
+
+    the same integers as the uint8 form (up to float summation order in the
+    spec semantics) at k times its MACs, for compilers that take int8
+    weights only (an `int8_only` target).  `edge` is the edge variant it
+    builds on."""
+
+    edge: Variant = DEFAULT
+    parts: int = 2
+
+
+def parts_needed(k: IntKernel) -> int:
+    """How many int8 weights each of the kernel's weights needs: ceil(max |w| / 127)."""
+    return -(-k.largest // INT8_MAX)
+
+
+def int8_parts(values: np.ndarray, parts: int) -> np.ndarray:
+    """[parts, *values.shape] int8 weights summing to `values` exactly:
+    part i = floor((w + i) / parts).  By Hermite's identity these sum to w
+    for every integer w, and each lies between floor(w / parts) and
+    ceil(w / parts), so |w| <= 127 * parts fits int8."""
+    w = np.asarray(values, np.int64)
+    out = np.stack([np.floor_divide(w + i, parts) for i in range(parts)])
+    if np.any(out.sum(axis=0) != w) or out.min() < -INT8_MAX - 1 or out.max() > INT8_MAX:
+        raise AssertionError(f"int8 parts: {parts} parts cannot hold weights up to {np.abs(w).max()}")
+    return out.astype(np.int8)
+
+
+def _padded_sizes(p) -> Optional[list]:
+    """The edge-padded spatial sizes (None where one is symbolic)."""
+    sizes = [ax.n_in + sum(k.edge) if ax.n_in is not None else None for ax, k in zip(p.spec.axes[2:], p.kernels)]
+    return None if None in sizes else sizes
+
+
+def _copies(b, x: str, channels: int, spatial, parts: int) -> str:
+    """x [N, C, *spatial] -> [N, C * parts, *spatial] with channel c * parts + i
+    = x's channel c (each channel's copies side by side, as a ConvTranspose
+    group reads them): Reshape to [N, C, 1, H*W], Concat of `parts` copies on
+    axis 2, Reshape back.  (A Concat of copies on the channel axis would put
+    x's channel c at c and C + c: a group of adjacent channels would read two
+    different channels.)"""
+    flat = b.op("Reshape", [x, b.ints([0, channels, 1, prod(spatial)], "copies_shape")], "copies_flat")
+    side = b.op("Concat", [flat] * parts, "copies", axis=2)
+    return b.op("Reshape", [side, b.ints([0, channels * parts, *spatial], "copies_out_shape")], "copies_out")
+
+
+def _copies_moved(p, parts: int) -> Moved:
+    """What `_copies` moves per batch item (float32 between DQ and Q)."""
+    spatial, size = _padded_sizes(p), p.dtype.itemsize
+    x = [1, p.channels, *spatial]
+    flat = [1, p.channels, 1, prod(spatial)]
+    side = [1, p.channels, parts, prod(spatial)]
+    out = [1, p.channels * parts, *spatial]
+    return movement([x], flat, size) + movement([flat] * parts, side, size) + movement([side], out, size)
+
+
 class QuantizedDeconv(Deconv):
-    """Deconv in a QDQ group: the interpolation kernel as an int8 weight."""
+    """Deconv in a QDQ group: the interpolation kernel as an 8-bit weight
+    (variants: the float form's edge variants, then, where that weight is
+    uint8, each of them with int8 weights in parts: Int8Parts)."""
 
     keeps_quantized = True
     quantized_only = True
@@ -200,18 +277,49 @@ class QuantizedDeconv(Deconv):
         k = int_kernel(p.kernels, p.factors)
         return None if k.exact else not_exact(k, match.node, graph)
 
+    def variants(self, match, graph):
+        edges = tuple(super().variants(match, graph))
+        p = match.params
+        k = int_kernel(p.kernels, p.factors)
+        parts = parts_needed(k) if k.exact else 1
+        if parts == 1 or _padded_sizes(p) is None:   # int8 already; or the copies' Reshape needs static sizes
+            return edges
+        return edges + tuple(Int8Parts(", ".join(filter(None, [e.label, f"int8 weights in {parts} parts"])),
+                                       edge=e, parts=parts) for e in edges)
+
+    def cost(self, match, variant, graph) -> Cost:
+        """Every data-movement op (the edge pad, the copies) followed by Q -> DQ,
+        the weight's DequantizeLinear, the ConvTranspose with `parts` times the MACs."""
+        p = match.params
+        edge, parts = getattr(variant, "edge", variant), getattr(variant, "parts", 1)
+        moved = _edge_pad_moved(p, _item_dims(p), _edge_mode(edge))[0]
+        moved += _copies_moved(p, parts) if parts > 1 else NOTHING
+        float_form = super().cost(match, edge, graph)
+        macs = float_form.macs * parts if float_form.macs is not None else None
+        return Cost(macs=macs, moved_bytes=moved.bytes, nodes=3 * moved.nodes + 2,
+                    max_rank=max(p.rank, 4 if parts > 1 else 0), grouped_macs=macs)
+
     def build(self, match, variant, graph, b) -> dict:
         p = match.params
+        edge, parts = getattr(variant, "edge", variant), getattr(variant, "parts", 1)
         x_grid, _ = qdq.group_grids(match.node, graph)
         k = int_kernel(p.kernels, p.factors)
         deconv_notes(b, p)
         b.note("quantized: " + k.describe() + "; Q/DQ of x's grid after the edge pad")
         x = match.node.input[0]
-        padded = _edge_pad(b, x, p.kernels, _edge_mode(variant))
-        values = np.broadcast_to(k.values, (p.channels, 1, *k.values.shape)).copy()
+        padded = _edge_pad(b, x, p.kernels, _edge_mode(edge))
+        shape = k.values.shape
+        if parts > 1:
+            b.note(f"int8 weights: each weight split into {parts} int8 parts (floor((w + i) / {parts})), applied to "
+                   f"{parts} copies of its channel, summed in one accumulation (x{parts} MACs)")
+            padded = _copies(b, padded, p.channels, _padded_sizes(p), parts)
+            values = np.broadcast_to(int8_parts(k.values, parts)[None, :, None], (p.channels, parts, 1, *shape))
+            values = values.reshape(p.channels * parts, 1, *shape)
+        else:
+            values = np.broadcast_to(k.values, (p.channels, 1, *shape)).copy()
         w = b.op(qdq.DEQUANTIZE, [b.initializer(values, "weight_q"),
                                   b.initializer(np.array(k.scale, np.float32), "weight_scale"),
-                                  b.initializer(np.zeros((), k.values.dtype), "weight_zero_point")],
+                                  b.initializer(np.zeros((), values.dtype), "weight_zero_point")],
                  "weight_dequantize")
         y = b.op("ConvTranspose", [padded, w], "deconv", group=p.channels,
                  kernel_shape=[len(a.kernel) for a in p.kernels], strides=[a.factor for a in p.kernels],

@@ -372,3 +372,181 @@ def test_fake_quantized_weights_are_int8_weights(name):
     w_dq = next(n for n in new.graph.node if n.output[0] == conv.input[1])
     weight = next(t for t in new.graph.initializer if t.name == w_dq.input[0])
     assert weight.data_type == onnx.TensorProto.INT8
+
+
+# --- opsets 13, 19 and 21 ---------------------------------------------------------------
+
+# (test model, the node rewritten, its form, QLinearConv the rewrite adds after onnxruntime's fusion)
+AT_OPSETS = [("decoder", "up", "single-conv", 1), ("dilated", "aspp", "batch", 0),
+             ("resize_linear_x8", "resize", "deconv", 1), ("resize_nearest", "resize", "shuffle", 0)]
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("opset", [13, 19, 21])
+@pytest.mark.parametrize("name, node, form, added", AT_OPSETS)
+def test_qdq_models_of_opsets_13_19_and_21_stay_quantized(name, node, form, added, opset, act):
+    """The float model built at `opset` and quantized there, with that opset's
+    QDQ attributes spelled out (19: saturate; 21: block_size 0, output_dtype,
+    weights without a zero point): rewritten as at opset 17, equal in steps,
+    and as quantized after onnxruntime's fusion."""
+    model = quantized(name, act, opset)
+    assert model.opset_import[0].version == opset
+    attributes = {a.name for n in model.graph.node for a in n.attribute if n.op_type == "QuantizeLinear"}
+    assert ("saturate" in attributes) == (opset >= 19) and ("block_size" in attributes) == (opset >= 21)
+    new, report, records = run(model)
+    r = records[node]
+    assert (r.status, r.form) == (REWRITTEN, form), r.reason
+    assert report.verification.equivalent
+    for mode in ("spec", "fused"):
+        assert r.quantized_steps[mode]["mean"] <= 0.05 and r.quantized_steps[mode]["p99"] <= 1, r.quantized_steps
+    before, after = assert_still_quantized(model, new)
+    assert float_compute(after) == 0 and after["QLinearConv"] == before.get("QLinearConv", 0) + added
+    assert new.opset_import[0].version == opset
+
+
+@pytest.mark.parametrize("change", ["blocked_weight", "int4_weight", "uint4_weight"])
+def test_a_blocked_or_int4_convtranspose_weight_is_left_alone_saying_why(change):
+    """Opset 21's blocked (block_size > 0) and int4 weights: the quantized
+    ConvTranspose forms rearrange 8-bit (and wider) integers with per-tensor
+    or per-channel scales, so the node is left as it is, `quantized`, with
+    the reason; never dequantized into float."""
+    import qdq_models
+
+    model = getattr(qdq_models, change)(quantized("convt", "uint8", 21), "ConvTranspose")
+    new, report, records = run(model)
+    r = records["up"]
+    assert (r.status, r.code) == (SKIPPED, Code.QUANTIZED), r.reason
+    why = {"blocked_weight": "uses blocked quantization (block_size)", "int4_weight": "its weight is int4:",
+           "uint4_weight": "its weight is uint4:"}[change]
+    assert why in r.reason, r.reason
+    assert report.verification.equivalent
+    assert fused_counts(new) == fused_counts(model)
+
+
+@pytest.mark.parametrize("change", ["blocked_weight", "int4_weight"])
+def test_a_dilated_conv_reads_a_blocked_or_int4_weight_as_it_is_and_slices_none(change):
+    """The dilated forms read the weight's DequantizeLinear as it is, so a
+    blocked or int4 weight is rewritten exactly; where taps would be sliced
+    off (rate 6 on a 6x6 map) the node is left alone saying why."""
+    import qdq_models
+
+    model = getattr(qdq_models, change)(quantized("dilated", "uint8", 21), "Conv")
+    new, report, records = run(model)
+    assert (records["aspp"].status, records["aspp"].form) == (REWRITTEN, "batch"), records["aspp"].reason
+    assert report.verification.equivalent
+    conv = next(n for n in new.graph.node if n.op_type == "Conv")
+    assert list(conv.input[1:]) == list(next(n for n in model.graph.node if n.op_type == "Conv").input[1:])
+
+    tiny = getattr(qdq_models, change)(quantized("dilated_tiny", "uint8", 21), "Conv")
+    _, _, records = run(tiny)
+    r = records["aspp"]
+    assert (r.status, r.code) == (SKIPPED, Code.QUANTIZED), r.reason
+    why = "uses blocked quantization (block_size)" if change == "blocked_weight" else "the weight is int4"
+    assert "taps were dropped and" in r.reason and why in r.reason, r.reason
+
+
+# --- int8 weights for bilinear x8 (an int8-only target) ----------------------------------
+
+def _weight_types(model) -> set:
+    """The integer types of the weights every Conv / ConvTranspose reads through DequantizeLinear."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    inits = {t.name: t for t in model.graph.initializer}
+    return {inits[producer[n.input[1]].input[0]].data_type for n in model.graph.node
+            if n.op_type in ("Conv", "ConvTranspose")}
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_a_bilinear_x8_resize_for_an_int8_only_target_gets_int8_weights_in_parts(act):
+    """Ethos-U55 takes int8 weights only (int8_only): the uint8 kernel w / 256
+    (taps up to 225) does not fit it, so the variant with each weight split
+    into two int8 parts over two copies of its channel is built, and the
+    convtranspose pass lowers that grouped ConvTranspose into an int8 Conv."""
+    model = quantized("resize_linear_x8", act)
+    new, report = optimize(model, target="arm-ethos-u55")
+    records = {r.node: r for r in report.rewrites}
+    r = records["resize"]
+    assert (r.status, r.form) == (REWRITTEN, "deconv"), r.reason
+    assert "target arm-ethos-u55: form 'deconv, int8 weights in 2 parts' fits" in r.notes, r.notes
+    assert any(n.startswith("target arm-ethos-u55: form 'deconv' not used") for n in r.notes), r.notes
+    (deconv,) = [x for x in report.rewrites if x.node.startswith("resize/")]
+    assert (deconv.status, deconv.form) == (REWRITTEN, "single-conv"), deconv.reason
+    assert report.verification.equivalent
+    for mode in ("spec", "fused"):
+        assert r.quantized_steps[mode]["mean"] <= 0.05 and r.quantized_steps[mode]["p99"] <= 1, r.quantized_steps
+    assert _weight_types(new) == {onnx.TensorProto.INT8}
+    assert not [v for v in report.target["violations"] if v["rule"] == "int8_only"], report.target
+    before, after = assert_still_quantized(model, new)
+    assert "Resize" not in after and float_compute(after) == 0
+    assert after["QLinearConv"] == before["QLinearConv"] + 1
+    # the copies' Concat sits between a DequantizeLinear and a QuantizeLinear of x's grid
+    producer = {o: n for n in new.graph.node for o in n.output}
+    (concat,) = [n for n in new.graph.node if n.op_type == "Concat" and n.name.startswith("resize/")]
+    (q,) = [n for n in new.graph.node if concat.output[0] in n.input]
+    dq = producer[concat.input[0]]
+    assert dq.op_type == "DequantizeLinear" and q.op_type == "QuantizeLinear" and q.input[1:] == dq.input[1:]
+    x_dq = producer[next(n for n in model.graph.node if n.op_type == "Resize").input[0]]
+    assert list(q.input[1:]) == list(x_dq.input[1:])
+
+
+def _run_fused(model, x):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_int8_weights_in_parts_compute_the_uint8_forms_integers(act):
+    """One int32 accumulation of the parts is the uint8 weight's: under
+    onnxruntime's fused int8 execution the two rewrites give the same
+    output, bit for bit."""
+    model = quantized("resize_linear_x8", act)
+    uint8, _ = optimize(model)
+    int8, _ = optimize(model, target="arm-ethos-u55")
+    assert _weight_types(uint8) == {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+    assert _weight_types(int8) == {onnx.TensorProto.INT8}
+    x = np.random.default_rng(0).standard_normal((16, 4, 3, 3)).astype(np.float32) * 2
+    for k in range(len(x)):
+        np.testing.assert_array_equal(_run_fused(uint8, x[k:k + 1]), _run_fused(int8, x[k:k + 1]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-127 * 3, 127 * 3), min_size=1, max_size=40), st.integers(1, 4))
+def test_int8_parts_sum_to_the_weight_and_fit_int8(weights, parts):
+    from passes.resize.quantized import int8_parts
+
+    w = np.array(weights)
+    if np.abs(w).max() > 127 * parts:
+        with pytest.raises(AssertionError):
+            int8_parts(w, parts)
+        return
+    p = int8_parts(w, parts)
+    assert p.dtype == np.int8 and p.shape == (parts, len(weights))
+    np.testing.assert_array_equal(p.astype(np.int64).sum(axis=0), w)
+    assert p.astype(np.int64).max(axis=0).tolist() == [-(-v // parts) for v in weights]   # ceil(w / parts)
+
+
+@pytest.mark.parametrize("name, labels", [
+    ("resize_linear", ["deconv", "deconv, concat edge"]),
+    ("resize_linear_x8", ["deconv", "deconv, concat edge", "deconv, int8 weights in 2 parts",
+                          "deconv, concat edge, int8 weights in 2 parts"])])
+def test_quantized_deconv_costs_are_exact(name, labels):
+    """Every variant of the quantized deconv form: its Cost (MACs -- twice
+    the uint8 form's with int8 parts --, bytes moved by the edge pad and the
+    copies, nodes with every Q/DQ, rank) is the built replacement's."""
+    from convrewrite.core.cost import model_cost
+    from convrewrite.core.forms import rank
+    from convrewrite.core.graph import GraphView
+    from convrewrite.core.lowering import build
+    from convrewrite.core.standalone import replacement_model
+
+    g = GraphView(quantized(name, "int8"))
+    p = make_passes(["resize"])[0]
+    match = p.match(next(n for n in g.graph.node if n.op_type == "Resize"), g)
+    options = rank(p, match, g, None, with_variants=True, with_opt_in=True).options
+    assert [o.label for o in options] == labels
+    for o in options:
+        assert o.cost == model_cost(replacement_model(build(p, match, o, g), g)), o.label
+    assert [o.cost.macs for o in options[::2]][1:] in ([], [2 * options[0].cost.macs])

@@ -64,3 +64,17 @@ def test_the_int8_accelerators_say_so(name):
 def test_int8_only_must_be_a_boolean(tmp_path):
     with pytest.raises(InputError, match="int8_only"):
         _profile(tmp_path, int8_only="yes")
+
+
+def test_a_conv_whose_weight_is_not_int8_does_not_fit(tmp_path):
+    """int8_only also means int8 weights (TFLite's int8 scheme): the bilinear
+    x8 Resize rewritten without a target reads a uint8 kernel (w / 256), which
+    such a target reports; the same model for the target has int8 weights."""
+    model = quantized("resize_linear_x8")
+    uint8, _ = optimize(model)
+    found = [v for v in check_model(uint8, load_profile("arm-ethos-u55")) if v.rule == "int8_only"]
+    assert [v.op for v in found] == ["Conv"] and "its weight is uint8 behind DequantizeLinear" in found[0].message
+    assert [v for v in check_model(uint8, _profile(tmp_path)) if v.rule == "int8_only"] == []   # the key off
+    int8, report = optimize(model, target="arm-ethos-u55")
+    assert [v for v in check_model(int8, load_profile("arm-ethos-u55")) if v.rule == "int8_only"] == []
+    assert report.target["fits"], report.target
