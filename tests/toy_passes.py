@@ -187,6 +187,25 @@ class AddToSub(ReluToMax):
         return Match(node, None)
 
 
+class SubWrongOnBadForm(SubForm):
+    """As SubForm, but wrong (Sub(x, w)) on nodes named bad*: the same nodes
+    and shapes as the correct ones, other weights."""
+
+    def build(self, match, variant, graph, b):
+        sign = -1 if match.node.name.startswith("bad") else 1
+        neg = b.initializer(-sign * graph.constant(match.node.input[1]), "neg_w")
+        return {match.node.output[0]: b.op("Sub", [match.node.input[0], neg], "sub")}
+
+
+@dataclass(frozen=True)
+class AddToSubWrongOnBad(AddToSub):
+    name: ClassVar[str] = "add-to-sub-wrong-on-bad"
+
+    @property
+    def forms(self):
+        return (SubWrongOnBadForm(1),)
+
+
 class ClipForm(MaxForm):
     """Relu(x) -> Clip(x, 0, hi): passes the local check on standard-normal
     inputs, wrong on the user's inputs above hi (the whole-model check must

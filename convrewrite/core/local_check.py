@@ -23,6 +23,7 @@ from .equivalence import (Comparison, FeedTooLarge, RunError, random_feeds,
                           run_model)
 from . import qdq, qdq_check
 from .graph import GraphView
+from .shared_checks import SharedSession, shared_structures
 from .weights import data_bytes, weight_stub
 from .standalone import external_inputs, make_model
 from .rewrite import Match, Replacement
@@ -222,12 +223,27 @@ def _run_each(models, feeds, oracle: bool) -> list:
 def verify_checks(checks: Sequence[LocalCheck], seed: int = 0, rtol=None, atol=None,
                   progress: Optional[Callable[[int, int], None]] = None) -> list:
     """A Comparison (truthy when equivalent) or an error string per check.
+    Checks of one structure run in a session of that structure
+    (shared_checks.py); the others merged into few sessions.
     `progress(done, total)` is called before each batch of checks and at the end."""
     results: list = [Comparison() for _ in checks]
+    shared = shared_structures(checks)
+    alone = sorted(set(range(len(checks))) - {k for s in shared for k in s.checks})
     work = [(batch, group) for batch in (1, 2)
-            for group in _groups([k for k, c in enumerate(checks) if batch == 1 or c.symbolic], checks)]
-    total = sum(len(group) for _, group in work)
+            for group in _groups([k for k in alone if batch == 1 or checks[k].symbolic], checks)]
+    total = sum(len(group) for _, group in work) + sum(1 + checks[k].symbolic for s in shared for k in s.checks)
     done = 0
+    for structure in shared:
+        sessions = [SharedSession(m) for m in structure.session_models(checks[structure.checks[0]])]
+        for batch in (1, 2):
+            for k, sides in zip(structure.checks, structure.sides):
+                if batch == 2 and not checks[k].symbolic:
+                    continue
+                if progress is not None:
+                    progress(done, total)
+                done += 1
+                _run_shared(results, k, checks[k], sides, sessions, seed, batch, rtol, atol)
+        del sessions
     for batch, group in work:
         if progress is not None:
             progress(done, total)
@@ -244,19 +260,40 @@ def verify_checks(checks: Sequence[LocalCheck], seed: int = 0, rtol=None, atol=N
         fused = qdq_check.fused_comparisons(group, checks, models, feeds)   # quantized checks only
         del models
         for k, w, g in zip(group, want, got):
-            if isinstance(results[k], str):
-                continue
-            if isinstance(w, str):
-                results[k] = f"the original node(s) could not be run: {w}"
-            elif isinstance(g, str):
-                results[k] = f"onnxruntime cannot run the replacement: {g}"
-            else:
-                names = [o.name for o in checks[k].original.graph.output]
-                results[k] = results[k].merge(qdq.compare_outputs(names, w, g, rtol, atol, checks[k].steps))
-                results[k] = results[k].merge(fused.get(k, Comparison()))
+            _judge(results, k, checks[k], w, g, rtol, atol, fused.get(k, Comparison()))
     if progress is not None:
         progress(total, total)
     return results
+
+
+def _run_shared(results: list, k: int, check: LocalCheck, sides, sessions, seed: int, batch: int, rtol, atol) -> None:
+    """Check `k` in the sessions of its structure; a side they cannot run runs alone."""
+    try:
+        feeds = random_feeds(check.original.graph.input, seed + k, batch)
+    except FeedTooLarge as e:
+        results[k] = f"the check's random inputs would be too large ({e})"
+        return
+    outputs = []
+    for side, session, model, oracle in zip(sides, sessions, (check.original, check.replacement), (True, False)):
+        out = session.run(side, model, check.weights, feeds)
+        if out is None:
+            out = _run_each([_filled(model, check.weights)], [feeds], oracle)[0]
+        outputs.append(out)
+    _judge(results, k, check, outputs[0], outputs[1], rtol, atol, Comparison())
+
+
+def _judge(results: list, k: int, check: LocalCheck, want, got, rtol, atol, fused: Comparison) -> None:
+    """Merge one run's verdict into results[k]: outputs compared, or the error that stopped a side."""
+    if isinstance(results[k], str):
+        return
+    if isinstance(want, str):
+        results[k] = f"the original node(s) could not be run: {want}"
+    elif isinstance(got, str):
+        results[k] = f"onnxruntime cannot run the replacement: {got}"
+    else:
+        names = [o.name for o in check.original.graph.output]
+        results[k] = results[k].merge(qdq.compare_outputs(names, want, got, rtol, atol, check.steps))
+        results[k] = results[k].merge(fused)
 
 
 def _groups(idx: Sequence[int], checks: Sequence[LocalCheck]):
