@@ -35,7 +35,7 @@ from ..target import load_profile, needs_lowering, runs_as_is_reason, target_rep
 from . import qdq_check
 from .cost import batch_one, model_cost, subgraph_cost
 from .graph import GraphView
-from .local_check import CheckError, build_check, verify_checks
+from .local_check import CheckError, build_check, check_well_formed, verify_checks
 from .lowering import Lowered, build, lower
 from .model_io import check_model, load_model
 from .oracle import Oracle
@@ -354,8 +354,13 @@ class _Run:
         return todo
 
     def _prepare_check(self, graph, p, c: _Candidate) -> None:
+        """Refuse a malformed replacement; build its check models where they
+        are used: to verify, to draw, or to measure what its form leaves unknown."""
         try:
-            c.check = build_check(graph, c.match, c.lowered.replacement)
+            if self.settings.verify or self.settings.sketches or None in _figures(c.lowered.option.cost):
+                c.check = build_check(graph, c.match, c.lowered.replacement)
+            else:
+                check_well_formed(graph, c.match, c.lowered.replacement)
         except CheckError as e:
             c.roll_back(f"malformed replacement: {e}", Code.UNCHECKABLE)
             return
@@ -374,7 +379,7 @@ class _Run:
         """The chosen form's own figures (exact, worked out before building);
         measured on the built replacement where a form leaves one unknown."""
         cost = c.lowered.option.cost
-        if None in (cost.macs, cost.moved_bytes, cost.nodes, cost.max_rank):
+        if None in _figures(cost):
             cost = model_cost(c.check.replacement)
         return cost
 
@@ -395,6 +400,11 @@ class _Run:
                             f"local check failed: replacement differs from the original "
                             f"(max abs error {w.max_abs_error:.3g}, allowed {w.allowed_error:.3g}"
                             f"{', ' + w.message if w.message else ''})", Code.VERIFICATION_FAILED)
+
+
+def _figures(cost) -> tuple:
+    """The figures of a Cost the report needs (None: unknown before building)."""
+    return cost.macs, cost.moved_bytes, cost.nodes, cost.max_rank
 
 
 # --- drawings for the HTML report ---------------------------------------------------

@@ -103,8 +103,26 @@ def _shape_chains(graph: GraphView, nodes) -> list:
     return sorted(chain, key=lambda n: graph.position(n))
 
 
-def build_check(graph: GraphView, match: Match, replacement: Replacement) -> LocalCheck:
-    """Both sides as standalone models, with the same inputs and outputs."""
+@dataclass
+class _Sides:
+    """What both check models are made of: the nodes of each side, the values
+    each reads from the graph, their constant values (None: fed at run
+    time), the runtime inputs and the outputs."""
+
+    outputs: list
+    original_nodes: list
+    new_nodes: list
+    orig_in: list
+    repl_in: list
+    constants: dict
+    runtime: list
+
+
+def _sides(graph: GraphView, match: Match, replacement: Replacement) -> _Sides:
+    """The parts of both check models; CheckError when the replacement is
+    malformed: it does not provide an output of the match that is read, it
+    reads a value the original nodes do not, or a value crossing the
+    boundary has an unknown shape or type."""
     outputs = list(replacement.outputs)
     needed = {o for n in match.nodes for o in n.output
               if o and (graph.consumers(o) or o in graph.graph_outputs)}
@@ -124,7 +142,22 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     stray = [i for i in repl_in if constants[i] is None and i not in runtime]
     if stray:
         raise CheckError(f"replacement reads {stray}, which the original nodes do not")
+    for name in runtime + outputs:
+        _value_info(graph, name)
+    return _Sides(outputs, original_nodes, new_nodes, orig_in, repl_in, constants, runtime)
 
+
+def check_well_formed(graph: GraphView, match: Match, replacement: Replacement) -> None:
+    """What build_check refuses (CheckError), without building the check
+    models: all a run without verification needs before the splice."""
+    _sides(graph, match, replacement)
+
+
+def build_check(graph: GraphView, match: Match, replacement: Replacement) -> LocalCheck:
+    """Both sides as standalone models, with the same inputs and outputs
+    (CheckError for a malformed replacement, see _sides)."""
+    s = _sides(graph, match, replacement)
+    outputs, constants, runtime = s.outputs, s.constants, s.runtime
     weights: dict = {}
 
     def from_graph(name: str) -> onnx.TensorProto:
@@ -143,8 +176,8 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     def inits(names):
         return [from_graph(i) for i in names if constants[i] is not None]
 
-    original = _standalone(graph, original_nodes, inits(orig_in), runtime, outputs, "original")
-    repl = _standalone(graph, new_nodes, inits(repl_in) + [own(t) for t in replacement.initializers],
+    original = _standalone(graph, s.original_nodes, inits(s.orig_in), runtime, outputs, "original")
+    repl = _standalone(graph, s.new_nodes, inits(s.repl_in) + [own(t) for t in replacement.initializers],
                        runtime, outputs, "replacement")
     grid = qdq.grid_inputs(graph, runtime)   # inputs from DequantizeLinear: random values put on its grid
     original, repl = qdq.on_grid(original, grid), qdq.on_grid(repl, grid)

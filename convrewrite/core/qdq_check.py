@@ -72,7 +72,7 @@ def dequantized_reads(graph, nodes: Sequence[onnx.NodeProto]) -> list:
 
 
 def _path_to_dequantize(name: str, graph) -> list:
-    if not graph.is_constant(name) or qdq.weight_dequantize(name, graph) is None:
+    if qdq.weight_dequantize(name, graph) is None or not graph.is_constant(name):   # the cheap test first
         return []
     path = []
     while True:
