@@ -171,3 +171,22 @@ def to_array(t: onnx.TensorProto) -> np.ndarray:
             or not t.HasField("raw_data")):
         return numpy_helper.to_array(t)
     return np.frombuffer(t.raw_data, dtype).reshape(tuple(t.dims))
+
+
+_RAW_TYPES = {np.dtype(v): k for k, v in _RAW_DTYPES.items()}
+
+
+def from_array(array: np.ndarray, name: str) -> onnx.TensorProto:
+    """numpy_helper.from_array(array, name), the same message, without its
+    overhead for the common case: a plain numpy type in the machine's
+    (little-endian) byte order."""
+    data_type = _RAW_TYPES.get(array.dtype)
+    if data_type is None or sys.byteorder != "little" or array.dtype.byteorder == ">":
+        return numpy_helper.from_array(array, name)
+    t = onnx.TensorProto()
+    t.dims.extend(array.shape)
+    if name:
+        t.name = name
+    t.raw_data = array.tobytes()
+    t.data_type = data_type
+    return t
