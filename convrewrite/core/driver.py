@@ -7,11 +7,18 @@
                             lower: choose a form, build it, judge it (lowering.py)
                         verify each replacement locally (original vs replacement)
                         splice the verified ones in, remove dead code, toposort
-                        whole-model check; if it fails, bisect to the rewrites
-                        responsible and roll them back (oracle.py)
                      then revisit: nodes a rewrite created that a pass which
                         already ran is about are lowered by it (a worklist)
+         -> whole-model check of the result (oracle.py); if it fails, the
+            passes run again from the original with a whole-model check
+            after each pass that rewrote something, which bisects to the
+            rewrites responsible and rolls them back
          -> the new model and a Report
+
+One whole-model check when it passes (the common case) instead of one per
+pass: the result is what must match the original.  A failure costs the run
+again, checked pass by pass as it always was, so the rewrites rolled back
+are the same.
 
 A pass bug (an exception in match or build, a malformed replacement) rolls
 that one rewrite back with the error as the reason; it never stops the run.
@@ -113,7 +120,17 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
         oracle = Oracle(model, settings, reload=(lambda: load_model(report.input)) if owned else None)
         release_memory(run.model_bytes)  # the session's
     model = [model]  # handed over: all_passes holds the only reference
-    current = run.all_passes(model.pop(), oracle)
+    current = run.all_passes(model.pop(), None)   # one whole-model check, of the result
+    if oracle is not None and oracle.want is not None and report.records(REWRITTEN):
+        progress("whole-model check", 0, 0)
+        if not oracle.compare(current):   # to find the rewrites responsible: the run again, checked pass by pass
+            del current
+            report.rewrites = []
+            original = oracle.model
+            run = _Run(tuple(passes), profile, settings, report, run.weight_budget, progress, owned)
+            run.model_bytes = weight_bytes(original)
+            current = run.all_passes(original, oracle)
+            del original
     if oracle is not None:
         if current is not oracle.last_model and report.records(REWRITTEN):
             progress("whole-model check", 0, 0)
@@ -177,7 +194,9 @@ class _Run:
 
     def all_passes(self, model: onnx.ModelProto, oracle) -> onnx.ModelProto:
         """Every pass in order; then the worklist: each pass again, over only
-        the nodes the other passes created since it last ran, until none did."""
+        the nodes the other passes created since it last ran, until none did.
+        With an `oracle`, a whole-model check after each pass that rewrote
+        something, bisecting to the rewrites responsible when it fails."""
         current, since = model, {p.name: None for p in self.passes}   # None: every node
         del model  # a pass's input is freed once the next pass no longer needs it
         for _ in range(MAX_ROUNDS):
