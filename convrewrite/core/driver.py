@@ -120,17 +120,9 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
         oracle = Oracle(model, settings, reload=(lambda: load_model(report.input)) if owned else None)
         release_memory(run.model_bytes)  # the session's
     model = [model]  # handed over: all_passes holds the only reference
-    current = run.all_passes(model.pop(), None)   # one whole-model check, of the result
+    current = run.all_passes(model.pop(), None)   # checked as a whole once, below
     if oracle is not None and oracle.want is not None and report.records(REWRITTEN):
-        progress("whole-model check", 0, 0)
-        if not oracle.compare(current):   # to find the rewrites responsible: the run again, checked pass by pass
-            del current
-            report.rewrites = []
-            original = oracle.model
-            run = _Run(tuple(passes), profile, settings, report, run.weight_budget, progress, owned)
-            run.model_bytes = weight_bytes(original)
-            current = run.all_passes(original, oracle)
-            del original
+        current = _checked(current, oracle, run, owned)
     if oracle is not None:
         if current is not oracle.last_model and report.records(REWRITTEN):
             progress("whole-model check", 0, 0)
@@ -145,6 +137,23 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     report.timings["total"] = time.perf_counter() - t0
     progress("done", 1, 1)
     return current, report
+
+
+def _checked(result: onnx.ModelProto, oracle: Oracle, run: "_Run", owned: bool) -> onnx.ModelProto:
+    """`result` if it matches the original; else the passes again from the
+    original, with a whole-model check after each pass that rewrites
+    something, bisecting to the rewrites responsible (`owned`: whether the
+    original was the driver's own)."""
+    run.progress("whole-model check", 0, 0)
+    if oracle.compare(result):
+        return result
+    del result
+    oracle.last_model = None   # the failed result: not held through the second run
+    run.report.rewrites = []   # the second run's records replace the first's
+    original = [oracle.model]   # handed over, as in optimize
+    again = _Run(run.passes, run.profile, run.settings, run.report, run.weight_budget, run.progress, owned)
+    again.model_bytes = weight_bytes(original[0])
+    return again.all_passes(original.pop(), oracle)
 
 
 def _weight_budget(model: onnx.ModelProto) -> int:
