@@ -25,9 +25,9 @@ from . import qdq, qdq_check
 from .graph import GraphView
 from .shared_checks import SharedSession, shared_structures
 from .weights import data_bytes, weight_stub
-from .standalone import external_inputs, make_model
+from .standalone import external_inputs, external_reads, make_model
 from .rewrite import Match, Replacement
-from .splice import renamed_nodes
+from .splice import renamed_io, renamed_nodes
 
 BATCH_LIMIT_NODES = 400          # rewrites merged into one session, at most this many nodes
 BATCH_LIMIT_BYTES = 64 << 20     # ... and this many bytes of weights (merging copies them)
@@ -111,7 +111,7 @@ class _Sides:
 
     outputs: list
     original_nodes: list
-    new_nodes: list
+    dequantize: list           # the replacement's side reads these DequantizeLinear paths too
     orig_in: list
     repl_in: list
     constants: dict
@@ -130,13 +130,13 @@ def _sides(graph: GraphView, match: Match, replacement: Replacement) -> _Sides:
     missing = needed - set(outputs)
     if missing:
         raise CheckError(f"replacement does not provide {sorted(missing)}")
-    new_nodes = renamed_nodes(replacement)
-    new_nodes = qdq_check.dequantized_reads(graph, new_nodes) + new_nodes   # int8 weights stay int8
+    new_io = renamed_io(replacement)   # the nodes the check model will hold, names only
+    dequantize = qdq_check.dequantized_reads(graph, external_reads(new_io))   # int8 weights stay int8
     own = {t.name for t in replacement.initializers}
     # quantized nodes keep reading their weights through DequantizeLinear (qdq_check.weight_nodes)
     original_nodes = _shape_chains(graph, match.nodes) + qdq_check.weight_nodes(graph, match.nodes) + list(match.nodes)
     orig_in = external_inputs(original_nodes)
-    repl_in = [i for i in external_inputs(new_nodes) if i not in own]
+    repl_in = [i for i in external_reads([(n.input, n.output) for n in dequantize] + new_io) if i not in own]
     constants = {i: graph.constant(i) for i in set(orig_in) | set(repl_in)}
     runtime = [i for i in orig_in if constants[i] is None]
     stray = [i for i in repl_in if constants[i] is None and i not in runtime]
@@ -144,7 +144,7 @@ def _sides(graph: GraphView, match: Match, replacement: Replacement) -> _Sides:
         raise CheckError(f"replacement reads {stray}, which the original nodes do not")
     for name in runtime + outputs:
         _value_info(graph, name)
-    return _Sides(outputs, original_nodes, new_nodes, orig_in, repl_in, constants, runtime)
+    return _Sides(outputs, original_nodes, dequantize, orig_in, repl_in, constants, runtime)
 
 
 def check_well_formed(graph: GraphView, match: Match, replacement: Replacement) -> None:
@@ -177,7 +177,7 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
         return [from_graph(i) for i in names if constants[i] is not None]
 
     original = _standalone(graph, s.original_nodes, inits(s.orig_in), runtime, outputs, "original")
-    repl = _standalone(graph, s.new_nodes, inits(s.repl_in) + [own(t) for t in replacement.initializers],
+    repl = _standalone(graph, s.dequantize + renamed_nodes(replacement), inits(s.repl_in) + [own(t) for t in replacement.initializers],
                        runtime, outputs, "replacement")
     grid = qdq.grid_inputs(graph, runtime)   # inputs from DequantizeLinear: random values put on its grid
     original, repl = qdq.on_grid(original, grid), qdq.on_grid(repl, grid)
