@@ -13,7 +13,8 @@ summed at the end; a block is ConvTranspose 2x2/s2 -> Conv 2x2/s2 -> dilated
 candidates: 334 blocks in 34 chains, 2,005 nodes).
 
 Every figure is the wall time of a fresh process, as a user runs it
-(imports, load, save included): `cli.py optimize` verified, `cli.py
+(imports, load, save included), and its CPU time (user + system, all its
+threads: steadier than wall time on a shared machine): `cli.py optimize` verified, `cli.py
 optimize --no-verify`, and onnxsim's own command line (`python -m onnxsim
 IN OUT`).  The three are run interleaved, `--repeats` times for sizes up to
 1,000 candidates and `--large-repeats` times above; the table shows
@@ -23,6 +24,10 @@ least-squares slope of log(time) against log(nodes) over the sizes given.
 `--baseline` names another checkout of convrewrite (e.g. `git worktree add
 /tmp/before <commit>`) whose verified optimize runs interleaved with the
 others, for a before/after comparison in the same run.
+
+Each checkout's modules are byte-compiled first (`compileall`), as `pip
+install` leaves them and as onnxsim's are: where PYTHONDONTWRITEBYTECODE is
+set, a source checkout would otherwise compile every module on every run.
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ import importlib.util
 import json
 import math
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -92,13 +98,16 @@ def pipeline_model(candidates: int, resize: str = "nearest") -> onnx.ModelProto:
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def wall(cmd: list) -> float:
+def timed(cmd: list) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system of the child and its threads)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stderr[-2000:]}")
-    return seconds
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def optimize_cmd(path: str, out: str, verify: bool, report: str, root: str = ROOT) -> list:
@@ -106,14 +115,23 @@ def optimize_cmd(path: str, out: str, verify: bool, report: str, root: str = ROO
     return cmd + ([] if verify else ["--no-verify"])
 
 
+def compiled(root: str) -> None:
+    """Byte-compile a checkout's modules, as an installed package has them."""
+    paths = [os.path.join(root, p) for p in ("convrewrite", "passes", "cli.py")]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *paths], check=True, capture_output=True)
+
+
 def bench(sizes, repeats, large_repeats, resize, use_onnxsim, keep, baseline=None):
     have_onnxsim = use_onnxsim and importlib.util.find_spec("onnxsim") is not None
+    for root in [ROOT] + ([baseline] if baseline else []):
+        compiled(root)
     print(f"python {sys.version.split()[0]}, onnx {onnx.__version__}, {os.cpu_count()} cores; "
           f"wall time of a fresh process, median of interleaved runs; Resize mode {resize}")
     print("| candidates | nodes | rewritten | optimize s (verify) | optimize s (no verify) | onnxsim s (CLI) "
-          "| onnxsim s (simplify only) | verify / onnxsim | no verify / onnxsim | runs |"
+          "| onnxsim s (simplify only) | verify / onnxsim | no verify / onnxsim | runs "
+          "| CPU s: verify / no verify / onnxsim | CPU ratios to onnxsim |"
           + (" baseline s (verify) | baseline s (no verify) |" if baseline else ""))
-    print("|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if baseline else ""))
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if baseline else ""))
     points = []
     with tempfile.TemporaryDirectory() as tmp:
         where = keep or tmp
@@ -126,29 +144,33 @@ def bench(sizes, repeats, large_repeats, resize, use_onnxsim, keep, baseline=Non
             runs = repeats if n <= 1000 else large_repeats
             tv, tn, ts, bv, bn = [], [], [], [], []
             for _ in range(runs):  # interleaved, so load on the machine hits all three alike
-                tv.append(wall(optimize_cmd(path, out, True, report)))
+                tv.append(timed(optimize_cmd(path, out, True, report)))
                 with open(report) as f:
                     rep = json.load(f)
-                tn.append(wall(optimize_cmd(path, out, False, report)))
+                tn.append(timed(optimize_cmd(path, out, False, report)))
                 if have_onnxsim:
-                    ts.append(wall([sys.executable, "-m", "onnxsim", path, os.path.join(where, "sim.onnx")]))
+                    ts.append(timed([sys.executable, "-m", "onnxsim", path, os.path.join(where, "sim.onnx")]))
                 if baseline:
-                    bv.append(wall(optimize_cmd(path, out, True, os.path.join(where, "b.json"), baseline)))
-                    bn.append(wall(optimize_cmd(path, out, False, os.path.join(where, "b.json"), baseline)))
+                    bv.append(timed(optimize_cmd(path, out, True, os.path.join(where, "b.json"), baseline))[0])
+                    bn.append(timed(optimize_cmd(path, out, False, os.path.join(where, "b.json"), baseline))[0])
             candidates = len(rep["rewrites"])
             rewritten = sum(r["status"] == "rewritten" for r in rep["rewrites"])
-            v, nv = statistics.median(tv), statistics.median(tn)
-            s = statistics.median(ts) if ts else None
+            v, nv = (statistics.median(t[0] for t in tv), statistics.median(t[0] for t in tn))
+            cv, cn = (statistics.median(t[1] for t in tv), statistics.median(t[1] for t in tn))
+            s = statistics.median(t[0] for t in ts) if ts else None
+            cs = statistics.median(t[1] for t in ts) if ts else None
             inner = onnxsim_seconds(path) if have_onnxsim else None
-            points.append((len(m.graph.node), v, nv))
+            points.append((len(m.graph.node), v, nv, cv, cn))
             ratio = (lambda a: f"{a / s:.2f}") if s else (lambda a: "-")
+            cpu_ratio = f"{cv / cs:.2f} / {cn / cs:.2f}" if cs else "-"
             print(f"| {candidates} | {len(m.graph.node)} | {rewritten} | {v:.2f} | {nv:.2f} "
                   f"| {'-' if s is None else f'{s:.2f}'} | {'-' if inner is None else f'{inner:.2f}'} "
-                  f"| {ratio(v)} | {ratio(nv)} | {runs} |"
+                  f"| {ratio(v)} | {ratio(nv)} | {runs} "
+                  f"| {cv:.2f} / {cn:.2f} / {'-' if cs is None else f'{cs:.2f}'} | {cpu_ratio} |"
                   + (f" {statistics.median(bv):.2f} | {statistics.median(bn):.2f} |" if baseline else ""), flush=True)
     if len(points) >= 2:
         x = np.log([p[0] for p in points])
-        for label, col in (("verify", 1), ("no verify", 2)):
+        for label, col in (("verify", 1), ("no verify", 2), ("verify, CPU", 3), ("no verify, CPU", 4)):
             slope = np.polyfit(x, np.log([p[col] for p in points]), 1)[0]
             per_node = np.polyfit([p[0] for p in points], [p[col] for p in points], 1)[0]
             print(f"{label}: log-log slope of time vs nodes {slope:.2f} (1.0 = linear); "

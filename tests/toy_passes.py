@@ -187,6 +187,79 @@ class AddToSub(ReluToMax):
         return Match(node, None)
 
 
+class SubWrongOnBadForm(SubForm):
+    """As SubForm, but wrong (Sub(x, w)) on nodes named bad*: the same nodes
+    and shapes as the correct ones, other weights."""
+
+    def build(self, match, variant, graph, b):
+        sign = -1 if match.node.name.startswith("bad") else 1
+        neg = b.initializer(-sign * graph.constant(match.node.input[1]), "neg_w")
+        return {match.node.output[0]: b.op("Sub", [match.node.input[0], neg], "sub")}
+
+
+@dataclass(frozen=True)
+class AddToSubWrongOnBad(AddToSub):
+    name: ClassVar[str] = "add-to-sub-wrong-on-bad"
+
+    @property
+    def forms(self):
+        return (SubWrongOnBadForm(1),)
+
+
+class _FullyPriced(MaxForm):
+    """Every figure of its Cost known before building (as the real forms'
+    are), so a run without verification builds no check models for it."""
+
+    def cost(self, match, variant, graph):
+        return Cost(macs=0, moved_bytes=0, nodes=1, max_rank=2)
+
+
+class MissingOutputForm(_FullyPriced):
+    """Malformed: the Max it builds is not mapped to the Relu's output."""
+
+    name = "missing-output"
+
+    def build(self, match, variant, graph, b):
+        b.op("Max", [match.node.input[0], b.initializer(np.zeros((), np.float32), "zero")], "max")
+        return {}
+
+
+class StrayReadForm(_FullyPriced):
+    """Max(input, x * 0): correct, but it reads the graph input x, which a
+    Relu of another value does not (malformed there)."""
+
+    name = "stray-read"
+
+    def build(self, match, variant, graph, b):
+        zero = b.op("Mul", ["x", b.initializer(np.zeros((), np.float32), "zero")], "zero")
+        return {match.node.output[0]: b.op("Max", [match.node.input[0], zero], "max")}
+
+
+class FullyPricedSubForm(_FullyPriced, SubForm):
+    pass
+
+
+@dataclass(frozen=True)
+class AddToSubFullyPriced(AddToSub):
+    name: ClassVar[str] = "add-to-sub-fully-priced"
+
+    @property
+    def forms(self):
+        return (FullyPricedSubForm(self.sign),)
+
+
+@dataclass(frozen=True)
+class ReluMissingOutput(ReluToMax):
+    name: ClassVar[str] = "relu-missing-output"
+    forms: ClassVar[tuple] = (MissingOutputForm(),)
+
+
+@dataclass(frozen=True)
+class ReluStrayRead(ReluToMax):
+    name: ClassVar[str] = "relu-stray-read"
+    forms: ClassVar[tuple] = (StrayReadForm(),)
+
+
 class ClipForm(MaxForm):
     """Relu(x) -> Clip(x, 0, hi): passes the local check on standard-normal
     inputs, wrong on the user's inputs above hi (the whole-model check must

@@ -15,10 +15,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from .graph import GraphView
 from .rewrite import Replacement
+from .weights import from_array
 
 
 class Builder:
@@ -41,7 +42,7 @@ class Builder:
 
     def initializer(self, array: np.ndarray, what: str) -> str:
         name = self.name(what)
-        self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
+        self.initializers.append(from_array(np.asarray(array), name))
         return name
 
     def ints(self, values: Sequence[int], what: str) -> str:
@@ -55,8 +56,7 @@ class Builder:
         outs = [node_name if outputs == 1 else f"{node_name}:{k}" for k in range(outputs)]
         self._used.update(outs)
         attrs = {k: v for k, v in attrs.items() if v is not None}
-        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=node_name,
-                                           domain=domain, **attrs))
+        self.nodes.append(make_node(op_type, list(inputs), outs, node_name, domain, attrs))
         return outs[0] if outputs == 1 else outs
 
     def note(self, text: str) -> None:
@@ -65,3 +65,37 @@ class Builder:
 
     def replacement(self, outputs: Mapping[str, str]) -> Replacement:
         return Replacement(tuple(self.nodes), tuple(self.initializers), dict(outputs), tuple(self.notes))
+
+
+def make_node(op_type: str, inputs: Sequence[str], outputs: Sequence[str], name: str, domain: str,
+              attrs: Mapping) -> onnx.NodeProto:
+    """helper.make_node(op_type, inputs, outputs, name=name, domain=domain,
+    **attrs), the same message, built in place: the attribute values forms
+    use most (an int, a float, a string, a list of ints) are set directly,
+    any other goes through helper.make_attribute (a replacement builds tens
+    of nodes, so onnx.helper's general path was a good part of building)."""
+    node = onnx.NodeProto()
+    node.op_type = op_type
+    node.input.extend(inputs)
+    node.output.extend(outputs)
+    if name:
+        node.name = name
+    node.domain = domain
+    for key in sorted(attrs):
+        value, kind = attrs[key], type(attrs[key])
+        if kind is int:
+            a = node.attribute.add()
+            a.name, a.i, a.type = key, value, onnx.AttributeProto.INT
+        elif kind is float:
+            a = node.attribute.add()
+            a.name, a.f, a.type = key, value, onnx.AttributeProto.FLOAT
+        elif kind is str:
+            a = node.attribute.add()
+            a.name, a.s, a.type = key, value.encode("utf-8"), onnx.AttributeProto.STRING
+        elif kind in (list, tuple) and value and all(type(v) is int for v in value):
+            a = node.attribute.add()
+            a.name, a.type = key, onnx.AttributeProto.INTS
+            a.ints.extend(value)
+        else:
+            node.attribute.append(helper.make_attribute(key, value))
+    return node

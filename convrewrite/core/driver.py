@@ -7,11 +7,18 @@
                             lower: choose a form, build it, judge it (lowering.py)
                         verify each replacement locally (original vs replacement)
                         splice the verified ones in, remove dead code, toposort
-                        whole-model check; if it fails, bisect to the rewrites
-                        responsible and roll them back (oracle.py)
                      then revisit: nodes a rewrite created that a pass which
                         already ran is about are lowered by it (a worklist)
+         -> whole-model check of the result (oracle.py); if it fails, the
+            passes run again from the original with a whole-model check
+            after each pass that rewrote something, which bisects to the
+            rewrites responsible and rolls them back
          -> the new model and a Report
+
+One whole-model check when it passes (the common case) instead of one per
+pass: the result is what must match the original.  A failure costs the run
+again, checked pass by pass as it always was, so the rewrites rolled back
+are the same.
 
 A pass bug (an exception in match or build, a malformed replacement) rolls
 that one rewrite back with the error as the reason; it never stops the run.
@@ -35,7 +42,7 @@ from ..target import load_profile, needs_lowering, runs_as_is_reason, target_rep
 from . import qdq_check
 from .cost import batch_one, model_cost, subgraph_cost
 from .graph import GraphView
-from .local_check import CheckError, build_check, verify_checks
+from .local_check import CheckError, build_check, check_well_formed, verify_checks
 from .lowering import Lowered, build, lower
 from .model_io import check_model, load_model
 from .oracle import Oracle
@@ -113,7 +120,9 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
         oracle = Oracle(model, settings, reload=(lambda: load_model(report.input)) if owned else None)
         release_memory(run.model_bytes)  # the session's
     model = [model]  # handed over: all_passes holds the only reference
-    current = run.all_passes(model.pop(), oracle)
+    current = run.all_passes(model.pop(), None)   # checked as a whole once, below
+    if oracle is not None and oracle.want is not None and report.records(REWRITTEN):
+        current = _checked(current, oracle, run, owned)
     if oracle is not None:
         if current is not oracle.last_model and report.records(REWRITTEN):
             progress("whole-model check", 0, 0)
@@ -128,6 +137,23 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     report.timings["total"] = time.perf_counter() - t0
     progress("done", 1, 1)
     return current, report
+
+
+def _checked(result: onnx.ModelProto, oracle: Oracle, run: "_Run", owned: bool) -> onnx.ModelProto:
+    """`result` if it matches the original; else the passes again from the
+    original, with a whole-model check after each pass that rewrites
+    something, bisecting to the rewrites responsible (`owned`: whether the
+    original was the driver's own)."""
+    run.progress("whole-model check", 0, 0)
+    if oracle.compare(result):
+        return result
+    del result
+    oracle.last_model = None   # the failed result: not held through the second run
+    run.report.rewrites = []   # the second run's records replace the first's
+    original = [oracle.model]   # handed over, as in optimize
+    again = _Run(run.passes, run.profile, run.settings, run.report, run.weight_budget, run.progress, owned)
+    again.model_bytes = weight_bytes(original[0])
+    return again.all_passes(original.pop(), oracle)
 
 
 def _weight_budget(model: onnx.ModelProto) -> int:
@@ -177,7 +203,9 @@ class _Run:
 
     def all_passes(self, model: onnx.ModelProto, oracle) -> onnx.ModelProto:
         """Every pass in order; then the worklist: each pass again, over only
-        the nodes the other passes created since it last ran, until none did."""
+        the nodes the other passes created since it last ran, until none did.
+        With an `oracle`, a whole-model check after each pass that rewrote
+        something, bisecting to the rewrites responsible when it fails."""
         current, since = model, {p.name: None for p in self.passes}   # None: every node
         del model  # a pass's input is freed once the next pass no longer needs it
         for _ in range(MAX_ROUNDS):
@@ -354,8 +382,13 @@ class _Run:
         return todo
 
     def _prepare_check(self, graph, p, c: _Candidate) -> None:
+        """Refuse a malformed replacement; build its check models where they
+        are used: to verify, to draw, or to measure what its form leaves unknown."""
         try:
-            c.check = build_check(graph, c.match, c.lowered.replacement)
+            if self.settings.verify or self.settings.sketches or None in _figures(c.lowered.option.cost):
+                c.check = build_check(graph, c.match, c.lowered.replacement)
+            else:
+                check_well_formed(graph, c.match, c.lowered.replacement)
         except CheckError as e:
             c.roll_back(f"malformed replacement: {e}", Code.UNCHECKABLE)
             return
@@ -374,7 +407,7 @@ class _Run:
         """The chosen form's own figures (exact, worked out before building);
         measured on the built replacement where a form leaves one unknown."""
         cost = c.lowered.option.cost
-        if None in (cost.macs, cost.moved_bytes, cost.nodes, cost.max_rank):
+        if None in _figures(cost):
             cost = model_cost(c.check.replacement)
         return cost
 
@@ -395,6 +428,11 @@ class _Run:
                             f"local check failed: replacement differs from the original "
                             f"(max abs error {w.max_abs_error:.3g}, allowed {w.allowed_error:.3g}"
                             f"{', ' + w.message if w.message else ''})", Code.VERIFICATION_FAILED)
+
+
+def _figures(cost) -> tuple:
+    """The figures of a Cost the report needs (None: unknown before building)."""
+    return cost.macs, cost.moved_bytes, cost.nodes, cost.max_rank
 
 
 # --- drawings for the HTML report ---------------------------------------------------

@@ -181,22 +181,27 @@ def run_onnxruntime(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], opt
     with the node count (a 45,000-node model: 16 s with basic optimizations,
     7.5 s without).  `optimized` turns all of them on (fusions, the blocked
     NCHWc convolution layout): the same function, other summation orders."""
+    if not _through_a_file(model):
+        return onnxruntime_session(model.SerializeToString(), optimized).run(None, dict(feeds))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.onnx")
+        save_external(model, path, "model.data")
+        sess = onnxruntime_session(path, optimized)
+        out = sess.run(None, dict(feeds))
+        del sess  # before its files go
+        return out
+
+
+def onnxruntime_session(model: "bytes | str", optimized: bool = False):
+    """An onnxruntime CPU session of a serialised model or a model file, with
+    the options every check uses (see run_onnxruntime)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 4  # fatal only: a refusal is reported as a RunError, not as stderr noise
     opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimized
                                      else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    if not _through_a_file(model):
-        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        return sess.run(None, dict(feeds))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.onnx")
-        save_external(model, path, "model.data")
-        sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-        out = sess.run(None, dict(feeds))
-        del sess  # before its files go
-        return out
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
 # Models with at least this many bytes of weights go to onnxruntime as a file

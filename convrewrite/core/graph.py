@@ -192,7 +192,13 @@ def node_outer_references(node: onnx.NodeProto) -> set:
     bodies' own names), which is what keep-alive and ordering need."""
     names = set()
     for a in node.attribute:
-        for sg in ([a.g] if a.type == onnx.AttributeProto.GRAPH else []) + list(a.graphs):
+        if a.type == onnx.AttributeProto.GRAPH:
+            bodies = [a.g]
+        elif a.type == onnx.AttributeProto.GRAPHS:
+            bodies = a.graphs
+        else:
+            continue   # most attributes: nothing to look into
+        for sg in bodies:
             for n in sg.node:
                 names.update(n.input)
                 names.update(n.output)

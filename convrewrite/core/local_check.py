@@ -23,10 +23,11 @@ from .equivalence import (Comparison, FeedTooLarge, RunError, random_feeds,
                           run_model)
 from . import qdq, qdq_check
 from .graph import GraphView
+from .shared_checks import SharedSession, shared_structures
 from .weights import data_bytes, weight_stub
-from .standalone import external_inputs, make_model
+from .standalone import external_inputs, external_reads, make_model
 from .rewrite import Match, Replacement
-from .splice import renamed_nodes
+from .splice import renamed_io, renamed_nodes
 
 BATCH_LIMIT_NODES = 400          # rewrites merged into one session, at most this many nodes
 BATCH_LIMIT_BYTES = 64 << 20     # ... and this many bytes of weights (merging copies them)
@@ -102,8 +103,26 @@ def _shape_chains(graph: GraphView, nodes) -> list:
     return sorted(chain, key=lambda n: graph.position(n))
 
 
-def build_check(graph: GraphView, match: Match, replacement: Replacement) -> LocalCheck:
-    """Both sides as standalone models, with the same inputs and outputs."""
+@dataclass
+class _Sides:
+    """What both check models are made of: the nodes of each side, the values
+    each reads from the graph, their constant values (None: fed at run
+    time), the runtime inputs and the outputs."""
+
+    outputs: list
+    original_nodes: list
+    dequantize: list           # the replacement's side reads these DequantizeLinear paths too
+    orig_in: list
+    repl_in: list
+    constants: dict
+    runtime: list
+
+
+def _sides(graph: GraphView, match: Match, replacement: Replacement) -> _Sides:
+    """The parts of both check models; CheckError when the replacement is
+    malformed: it does not provide an output of the match that is read, it
+    reads a value the original nodes do not, or a value crossing the
+    boundary has an unknown shape or type."""
     outputs = list(replacement.outputs)
     needed = {o for n in match.nodes for o in n.output
               if o and (graph.consumers(o) or o in graph.graph_outputs)}
@@ -111,19 +130,34 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     missing = needed - set(outputs)
     if missing:
         raise CheckError(f"replacement does not provide {sorted(missing)}")
-    new_nodes = renamed_nodes(replacement)
-    new_nodes = qdq_check.dequantized_reads(graph, new_nodes) + new_nodes   # int8 weights stay int8
+    new_io = renamed_io(replacement)   # the nodes the check model will hold, names only
+    dequantize = qdq_check.dequantized_reads(graph, external_reads(new_io))   # int8 weights stay int8
     own = {t.name for t in replacement.initializers}
     # quantized nodes keep reading their weights through DequantizeLinear (qdq_check.weight_nodes)
     original_nodes = _shape_chains(graph, match.nodes) + qdq_check.weight_nodes(graph, match.nodes) + list(match.nodes)
     orig_in = external_inputs(original_nodes)
-    repl_in = [i for i in external_inputs(new_nodes) if i not in own]
+    repl_in = [i for i in external_reads([(n.input, n.output) for n in dequantize] + new_io) if i not in own]
     constants = {i: graph.constant(i) for i in set(orig_in) | set(repl_in)}
     runtime = [i for i in orig_in if constants[i] is None]
     stray = [i for i in repl_in if constants[i] is None and i not in runtime]
     if stray:
         raise CheckError(f"replacement reads {stray}, which the original nodes do not")
+    for name in runtime + outputs:
+        _value_info(graph, name)
+    return _Sides(outputs, original_nodes, dequantize, orig_in, repl_in, constants, runtime)
 
+
+def check_well_formed(graph: GraphView, match: Match, replacement: Replacement) -> None:
+    """What build_check refuses (CheckError), without building the check
+    models: all a run without verification needs before the splice."""
+    _sides(graph, match, replacement)
+
+
+def build_check(graph: GraphView, match: Match, replacement: Replacement) -> LocalCheck:
+    """Both sides as standalone models, with the same inputs and outputs
+    (CheckError for a malformed replacement, see _sides)."""
+    s = _sides(graph, match, replacement)
+    outputs, constants, runtime = s.outputs, s.constants, s.runtime
     weights: dict = {}
 
     def from_graph(name: str) -> onnx.TensorProto:
@@ -142,8 +176,8 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     def inits(names):
         return [from_graph(i) for i in names if constants[i] is not None]
 
-    original = _standalone(graph, original_nodes, inits(orig_in), runtime, outputs, "original")
-    repl = _standalone(graph, new_nodes, inits(repl_in) + [own(t) for t in replacement.initializers],
+    original = _standalone(graph, s.original_nodes, inits(s.orig_in), runtime, outputs, "original")
+    repl = _standalone(graph, s.dequantize + renamed_nodes(replacement), inits(s.repl_in) + [own(t) for t in replacement.initializers],
                        runtime, outputs, "replacement")
     grid = qdq.grid_inputs(graph, runtime)   # inputs from DequantizeLinear: random values put on its grid
     original, repl = qdq.on_grid(original, grid), qdq.on_grid(repl, grid)
@@ -222,12 +256,27 @@ def _run_each(models, feeds, oracle: bool) -> list:
 def verify_checks(checks: Sequence[LocalCheck], seed: int = 0, rtol=None, atol=None,
                   progress: Optional[Callable[[int, int], None]] = None) -> list:
     """A Comparison (truthy when equivalent) or an error string per check.
+    Checks of one structure run in a session of that structure
+    (shared_checks.py); the others merged into few sessions.
     `progress(done, total)` is called before each batch of checks and at the end."""
     results: list = [Comparison() for _ in checks]
+    shared = shared_structures(checks)
+    alone = sorted(set(range(len(checks))) - {k for s in shared for k in s.checks})
     work = [(batch, group) for batch in (1, 2)
-            for group in _groups([k for k, c in enumerate(checks) if batch == 1 or c.symbolic], checks)]
-    total = sum(len(group) for _, group in work)
+            for group in _groups([k for k in alone if batch == 1 or checks[k].symbolic], checks)]
+    total = sum(len(group) for _, group in work) + sum(1 + checks[k].symbolic for s in shared for k in s.checks)
     done = 0
+    for structure in shared:
+        sessions = [SharedSession(m) for m in structure.session_models(checks[structure.checks[0]])]
+        for batch in (1, 2):
+            for k, sides in zip(structure.checks, structure.sides):
+                if batch == 2 and not checks[k].symbolic:
+                    continue
+                if progress is not None:
+                    progress(done, total)
+                done += 1
+                _run_shared(results, k, checks[k], sides, sessions, seed, batch, rtol, atol)
+        del sessions
     for batch, group in work:
         if progress is not None:
             progress(done, total)
@@ -244,19 +293,40 @@ def verify_checks(checks: Sequence[LocalCheck], seed: int = 0, rtol=None, atol=N
         fused = qdq_check.fused_comparisons(group, checks, models, feeds)   # quantized checks only
         del models
         for k, w, g in zip(group, want, got):
-            if isinstance(results[k], str):
-                continue
-            if isinstance(w, str):
-                results[k] = f"the original node(s) could not be run: {w}"
-            elif isinstance(g, str):
-                results[k] = f"onnxruntime cannot run the replacement: {g}"
-            else:
-                names = [o.name for o in checks[k].original.graph.output]
-                results[k] = results[k].merge(qdq.compare_outputs(names, w, g, rtol, atol, checks[k].steps))
-                results[k] = results[k].merge(fused.get(k, Comparison()))
+            _judge(results, k, checks[k], w, g, rtol, atol, fused.get(k, Comparison()))
     if progress is not None:
         progress(total, total)
     return results
+
+
+def _run_shared(results: list, k: int, check: LocalCheck, sides, sessions, seed: int, batch: int, rtol, atol) -> None:
+    """Check `k` in the sessions of its structure; a side they cannot run runs alone."""
+    try:
+        feeds = random_feeds(check.original.graph.input, seed + k, batch)
+    except FeedTooLarge as e:
+        results[k] = f"the check's random inputs would be too large ({e})"
+        return
+    outputs = []
+    for side, session, model, oracle in zip(sides, sessions, (check.original, check.replacement), (True, False)):
+        out = session.run(side, model, check.weights, feeds)
+        if out is None:
+            out = _run_each([_filled(model, check.weights)], [feeds], oracle)[0]
+        outputs.append(out)
+    _judge(results, k, check, outputs[0], outputs[1], rtol, atol, Comparison())
+
+
+def _judge(results: list, k: int, check: LocalCheck, want, got, rtol, atol, fused: Comparison) -> None:
+    """Merge one run's verdict into results[k]: outputs compared, or the error that stopped a side."""
+    if isinstance(results[k], str):
+        return
+    if isinstance(want, str):
+        results[k] = f"the original node(s) could not be run: {want}"
+    elif isinstance(got, str):
+        results[k] = f"onnxruntime cannot run the replacement: {got}"
+    else:
+        names = [o.name for o in check.original.graph.output]
+        results[k] = results[k].merge(qdq.compare_outputs(names, want, got, rtol, atol, check.steps))
+        results[k] = results[k].merge(fused)
 
 
 def _groups(idx: Sequence[int], checks: Sequence[LocalCheck]):

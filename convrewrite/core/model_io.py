@@ -325,12 +325,29 @@ def check_output_path(output: Path, input_path: Path | None, force: bool) -> Non
         raise InputError(f"{output}: output path is the input path; pass --force to overwrite the input")
 
 
+# Models with fewer bytes of weights than this are serialised whole by
+# protobuf (the same bytes as weight by weight, in one call: a model of many
+# small weights spent seconds in the per-weight writes); larger ones weight
+# by weight, so that the model is never held twice (_write_weights_apart).
+SAVE_WHOLE_BYTES = 32 << 20
+
+
 def save_model(model: onnx.ModelProto, path: "str | os.PathLike") -> None:
     """Write atomically; models over 2 GB get their tensors in `<name>.data`."""
     p = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent or ".")
     os.close(fd)
     try:
+        inits = model.graph.initializer
+        if sum(data_bytes(t) for t in inits) < SAVE_WHOLE_BYTES and \
+                not any(t.data_location == onnx.TensorProto.EXTERNAL for t in inits):
+            data = model.SerializeToString()
+            if len(data) < TWO_GB:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, p)
+                return
+            del data
         head = copy_without_initializers(model).SerializeToString()
         sizes = [t.ByteSize() for t in model.graph.initializer]
         if len(head) + sum(sizes) + 16 * len(sizes) < TWO_GB:

@@ -55,15 +55,13 @@ def weight_nodes(graph, nodes: Sequence[onnx.NodeProto]) -> list:
     return sorted(out, key=graph.position)
 
 
-def dequantized_reads(graph, nodes: Sequence[onnx.NodeProto]) -> list:
+def dequantized_reads(graph, reads: Sequence[str]) -> list:
     """The DequantizeLinear nodes (and constant data movement after them)
-    that produce the constant values a replacement's `nodes` read from the
-    graph (a quantized form's Conv reading the original DQ(w int8)), in graph
-    order: kept in its check model for the reason `weight_nodes` gives."""
-    from .standalone import external_inputs
-
+    that produce the constant values a replacement reads from the graph
+    (`reads`: a quantized form's Conv reading the original DQ(w int8)), in
+    graph order: kept in its check model for the reason `weight_nodes` gives."""
     out, seen = [], set()
-    for name in external_inputs(nodes):
+    for name in reads:
         for n in _path_to_dequantize(name, graph):
             if id(n) not in seen:
                 seen.add(id(n))
@@ -72,7 +70,7 @@ def dequantized_reads(graph, nodes: Sequence[onnx.NodeProto]) -> list:
 
 
 def _path_to_dequantize(name: str, graph) -> list:
-    if not graph.is_constant(name) or qdq.weight_dequantize(name, graph) is None:
+    if qdq.weight_dequantize(name, graph) is None or not graph.is_constant(name):   # the cheap test first
         return []
     path = []
     while True:

@@ -25,8 +25,7 @@ def renamed_nodes(replacement: Replacement) -> list[onnx.NodeProto]:
     """The replacement's nodes with each mapped value renamed to the original
     output name, plus an Identity where the mapped value is not produced by
     the replacement itself (e.g. the output is simply the input)."""
-    produced = {o for n in replacement.nodes for o in n.output}
-    rename = {new: old for old, new in replacement.outputs.items() if new in produced}
+    rename, passed_through = _renaming(replacement)
     nodes = []
     for n in replacement.nodes:
         m = onnx.NodeProto()
@@ -36,10 +35,24 @@ def renamed_nodes(replacement: Replacement) -> list[onnx.NodeProto]:
         for k, name in enumerate(m.output):
             m.output[k] = rename.get(name, name)
         nodes.append(m)
-    for old, new in replacement.outputs.items():
-        if new not in produced:
-            nodes.append(helper.make_node("Identity", [new], [old], name=f"{old}/identity"))
+    for old, new in passed_through:
+        nodes.append(helper.make_node("Identity", [new], [old], name=f"{old}/identity"))
     return nodes
+
+
+def renamed_io(replacement: Replacement) -> list[tuple[list[str], list[str]]]:
+    """(inputs, outputs) of each of renamed_nodes(replacement), without building them."""
+    rename, passed_through = _renaming(replacement)
+    return ([([rename.get(i, i) for i in n.input], [rename.get(o, o) for o in n.output]) for n in replacement.nodes]
+            + [([new], [old]) for old, new in passed_through])
+
+
+def _renaming(replacement: Replacement) -> tuple[dict, list]:
+    """{new value: original output} for the mapped values the replacement
+    produces, and the (original output, new value) pairs it does not produce."""
+    produced = {o for n in replacement.nodes for o in n.output}
+    rename = {new: old for old, new in replacement.outputs.items() if new in produced}
+    return rename, [(old, new) for old, new in replacement.outputs.items() if new not in produced]
 
 
 def apply_rewrites(model: onnx.ModelProto, rewrites: Sequence[tuple[Match, Replacement]],

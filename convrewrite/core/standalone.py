@@ -20,10 +20,15 @@ SMALL_CONSTANT = 64  # constants of the graph copied into a replacement's model 
 
 def external_inputs(nodes: Sequence[onnx.NodeProto]) -> list[str]:
     """The values `nodes` read but do not produce, in first-use order."""
-    produced = {o for n in nodes for o in n.output}
+    return external_reads([(n.input, n.output) for n in nodes])
+
+
+def external_reads(io: Sequence[tuple[Sequence[str], Sequence[str]]]) -> list[str]:
+    """external_inputs of nodes given by their (inputs, outputs)."""
+    produced = {o for _, outputs in io for o in outputs}
     seen, out = set(), []
-    for n in nodes:
-        for i in n.input:
+    for inputs, _ in io:
+        for i in inputs:
             if i and i not in produced and i not in seen:
                 seen.add(i)
                 out.append(i)

@@ -7,10 +7,12 @@ The model's own weights are then never copied.
 """
 from __future__ import annotations
 
+import sys
 from math import prod
 
+import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 WEIGHT_STUB_LOCATION = "weights-not-loaded"  # the external data file a stub names; never read
 
@@ -151,3 +153,40 @@ def _malloc_trim():
         except (OSError, AttributeError):
             _TRIM.append(None)
     return _TRIM[0]
+
+
+# Element types whose raw data is the numpy array's own bytes (little-endian).
+_RAW_DTYPES = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64,
+               onnx.TensorProto.FLOAT16: np.float16, onnx.TensorProto.INT8: np.int8,
+               onnx.TensorProto.UINT8: np.uint8, onnx.TensorProto.INT16: np.int16,
+               onnx.TensorProto.UINT16: np.uint16, onnx.TensorProto.INT32: np.int32,
+               onnx.TensorProto.INT64: np.int64, onnx.TensorProto.BOOL: np.bool_}
+
+
+def to_array(t: onnx.TensorProto) -> np.ndarray:
+    """numpy_helper.to_array(t) (read-only), without its overhead for the
+    common case: raw data of a plain numpy type on a little-endian machine."""
+    dtype = _RAW_DTYPES.get(t.data_type)
+    if (dtype is None or sys.byteorder != "little" or t.data_location == onnx.TensorProto.EXTERNAL
+            or not t.HasField("raw_data")):
+        return numpy_helper.to_array(t)
+    return np.frombuffer(t.raw_data, dtype).reshape(tuple(t.dims))
+
+
+_RAW_TYPES = {np.dtype(v): k for k, v in _RAW_DTYPES.items()}
+
+
+def from_array(array: np.ndarray, name: str) -> onnx.TensorProto:
+    """numpy_helper.from_array(array, name), the same message, without its
+    overhead for the common case: a plain numpy type in the machine's
+    (little-endian) byte order."""
+    data_type = _RAW_TYPES.get(array.dtype)
+    if data_type is None or sys.byteorder != "little" or array.dtype.byteorder == ">":
+        return numpy_helper.from_array(array, name)
+    t = onnx.TensorProto()
+    t.dims.extend(array.shape)
+    if name:
+        t.name = name
+    t.raw_data = array.tobytes()
+    t.data_type = data_type
+    return t

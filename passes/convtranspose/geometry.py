@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from math import gcd, prod
 from typing import Optional, Sequence
 
@@ -263,6 +264,12 @@ def _one_input(g: AxisGeometry) -> AxisGeometry:
     return replace(g, s=max(g.s, extent(g.k, g.d))) if g.n == 1 else g
 
 
+# Plans are pure functions of an axis's geometry, and a model repeats a few
+# geometries: each is worked out once (AxisGeometry and AxisPlan are frozen).
+GEOMETRY_CACHE = 1024
+
+
+@lru_cache(maxsize=GEOMETRY_CACHE)
 def split_plan(g: AxisGeometry) -> AxisPlan:
     """One conv per phase, each computing exactly the outputs y needs."""
     g = _one_input(g)
@@ -278,6 +285,7 @@ def split_plan(g: AxisGeometry) -> AxisPlan:
     return AxisPlan("split", g.s, 0, blocks, g.out, tuple(phases))
 
 
+@lru_cache(maxsize=GEOMETRY_CACHE)
 def shared_plan(g: AxisGeometry) -> AxisPlan:
     """One window for all phases; the grid shift that costs least (phases
     all None if no tap reaches the output)."""

@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from math import gcd, prod
 from typing import Optional, Sequence
 
 from convrewrite.core.builder import Builder
 from convrewrite.emit.opset_ops import pad_axes, slice_axes
 from convrewrite.emit.space_to_batch import strided_slice
+
+GEOMETRY_CACHE = 1024  # geometries whose tap images are kept (pure functions of frozen values)
+
 
 @dataclass(frozen=True)
 class AxisPhases:
@@ -150,8 +154,14 @@ def undilated_window(a: AxisPhases) -> tuple[int, int, int, int]:
     return window_pads(a, (a.out - 1) * a.stride + a.kernel, a.stride - 1)
 
 
-def tap_images(axes: Sequence[AxisPhases]) -> list[TapImage]:
+def tap_images(axes: Sequence[AxisPhases]) -> tuple[TapImage, ...]:
     """One TapImage per tap of the dilated axes that reads x for some output."""
+    return _tap_images(tuple(axes))
+
+
+@lru_cache(maxsize=GEOMETRY_CACHE)
+def _tap_images(axes: tuple[AxisPhases, ...]) -> tuple[TapImage, ...]:
+    """tap_images, worked out once per geometry (a model repeats a few)."""
     dil = [k for k, a in enumerate(axes) if a.dilation > 1]
     begins = [undilated_window(a)[2] if a.dilation == 1 else 0 for a in axes]
     ends = [undilated_window(a)[3] if a.dilation == 1 else 0 for a in axes]
@@ -175,7 +185,7 @@ def tap_images(axes: Sequence[AxisPhases]) -> list[TapImage]:
                 steps.append(a.stride)
         else:
             images.append(TapImage(tap, tuple(sliced), tuple(starts), tuple(stops), tuple(steps), tuple(b + e)))
-    return images
+    return tuple(images)
 
 
 # --- builders -----------------------------------------------------------------

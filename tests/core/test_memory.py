@@ -108,9 +108,12 @@ def test_the_noise_probes_load_a_model_edited_in_place_again(tmp_path, monkeypat
     assert not oracle.measure_noise().unstable and len(calls) == 2
 
 
+@pytest.mark.parametrize("whole", [False, True])   # written weight by weight, or (small weights) serialised whole
 @pytest.mark.parametrize("path", ["models/all_three.onnx", "models/unet_decoder_dynamo.onnx", None])
-def test_large_files_are_read_and_written_one_weight_at_a_time_byte_for_byte(path, tmp_path, monkeypatch):
+def test_large_files_are_read_and_written_one_weight_at_a_time_byte_for_byte(path, whole, tmp_path, monkeypatch):
     monkeypatch.setattr(model_io, "STREAM_LOAD_BYTES", 0)
+    if not whole:
+        monkeypatch.setattr(model_io, "SAVE_WHOLE_BYTES", 0)
     if path is None:
         path = tmp_path / "m.onnx"
         m = _two_adds()

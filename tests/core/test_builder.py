@@ -1,0 +1,38 @@
+"""The Builder's node constructor gives exactly what onnx.helper.make_node gives."""
+import numpy as np
+import pytest
+from onnx import helper, numpy_helper
+
+from convrewrite.core.builder import make_node
+
+ATTRIBUTES = [
+    {}, {"axis": 1}, {"axis": -3, "keepdims": 0}, {"alpha": 0.5}, {"alpha": 1e-30, "beta": -2.0},
+    {"mode": "DCR"}, {"mode": "é"}, {"mode": b"CRD"}, {"pads": [0, 1, 2, 3]}, {"pads": (2, 2)},
+    {"strides": [1], "dilations": [2, 2], "group": 4, "kernel_shape": [3, 3], "auto_pad": "NOTSET"},
+    {"scales": [1.0, 2.0]}, {"mixed": [1, 2.5]}, {"flag": True}, {"n": np.int64(7)}, {"x": np.float32(0.25)},
+    {"value": numpy_helper.from_array(np.arange(3, dtype=np.float32), "v")}, {"names": ["a", "b"]},
+]
+
+
+@pytest.mark.parametrize("attrs", ATTRIBUTES)
+@pytest.mark.parametrize("domain", ["", "com.microsoft"])
+def test_make_node_is_onnx_helper_make_node(attrs, domain):
+    want = helper.make_node("Op", ["x", "", "w"], ["y", "z"], name="n/op", domain=domain, **attrs)
+    got = make_node("Op", ["x", "", "w"], ["y", "z"], "n/op", domain, attrs)
+    assert got.SerializeToString() == want.SerializeToString()
+
+
+ARRAYS = [np.arange(6, dtype=np.float32).reshape(2, 3), np.arange(6, dtype=np.float32).reshape(2, 3).T,
+          np.array(3, np.int64), np.zeros((0, 2), np.float16), np.array([True, False]), np.arange(4, dtype=np.int8),
+          np.arange(4, dtype=np.uint8), np.arange(3, dtype=np.float64),
+          np.arange(3, dtype=np.int32), np.array(["a", "bc"], dtype=object)]
+
+
+@pytest.mark.parametrize("array", ARRAYS, ids=lambda a: f"{a.dtype.str}{a.shape}")
+def test_from_array_is_numpy_helper_from_array(array):
+    from convrewrite.core.weights import from_array, to_array
+
+    want = numpy_helper.from_array(array, "w")
+    assert from_array(array, "w").SerializeToString() == want.SerializeToString()
+    if array.dtype != object:
+        assert np.array_equal(to_array(want), numpy_helper.to_array(want))
