@@ -92,10 +92,11 @@ def dense_dilation_cost(node: onnx.NodeProto, graph: GraphView, profile: Profile
     `dense_dilation`) whose MACs per output value exceed those of the true
     taps by at least the profile's `min_macs_saved_per_output`."""
     dense = _dense_kernel(node, graph, profile)
-    if dense is None or dense.saved < profile.dense_dilation.min_macs_saved_per_output:
+    if dense is None or _too_cheap(dense, profile.dense_dilation):
         return None
     return (f"Conv '{graph.label(node)}': not as a dilated Conv: target '{profile.name}' {dense.text}: "
-            f"{dense.saved} more, and the profile lowers from {profile.dense_dilation.min_macs_saved_per_output}")
+            f"{dense.saved} more, and the profile lowers from {profile.dense_dilation.min_macs_saved_per_output}"
+            + _ratio_text(profile.dense_dilation))
 
 
 def runs_as_is_reason(node: onnx.NodeProto, graph: GraphView, profile: Profile) -> str:
@@ -104,9 +105,19 @@ def runs_as_is_reason(node: onnx.NodeProto, graph: GraphView, profile: Profile) 
               f"(no rule of the profile is broken)")
     dense = _dense_kernel(node, graph, profile)
     if dense is not None and dense.saved > 0:
-        reason += (f"; it {dense.text}: {dense.saved} more, below the "
-                   f"{profile.dense_dilation.min_macs_saved_per_output} the profile lowers from")
+        reason += (f"; it {dense.text}: {dense.saved} more, below what the profile lowers from "
+                   f"({profile.dense_dilation.min_macs_saved_per_output} more"
+                   + _ratio_text(profile.dense_dilation) + ")")
     return reason + "; left unchanged"
+
+
+def _too_cheap(dense: "_DenseKernel", rule) -> bool:
+    """Below the profile's threshold in MACs saved or in dense-to-true ratio."""
+    return dense.saved < rule.min_macs_saved_per_output or dense.ratio < rule.min_dense_ratio
+
+
+def _ratio_text(rule) -> str:
+    return f" at {rule.min_dense_ratio:g}x or more" if rule.min_dense_ratio > 1 else ""
 
 
 @dataclass(frozen=True)
@@ -115,6 +126,7 @@ class _DenseKernel:
 
     text: str      # what the target does, in words ("computes dilation 6x6 as ...")
     saved: int     # MACs per output value the true taps save
+    ratio: float   # dense MACs / true MACs
 
 
 def _dense_kernel(node: onnx.NodeProto, graph: GraphView, profile: Profile) -> Optional[_DenseKernel]:
@@ -136,7 +148,7 @@ def _dense_kernel(node: onnx.NodeProto, graph: GraphView, profile: Profile) -> O
     text = (f"computes dilation {_x(f.dilations)} as a dense {_x(computed)} kernel (zeros "
             f"included, hardware dilation {_x(native)}), {dense_macs} MACs per output value against the {true_macs} "
             f"of its {_x(f.kernel)} true taps ({dense_macs / true_macs:.1f}x)")
-    return _DenseKernel(text, dense_macs - true_macs)
+    return _DenseKernel(text, dense_macs - true_macs, dense_macs / true_macs)
 
 
 def _x(values) -> str:

@@ -91,13 +91,16 @@ class DenseDilation:
     The hardware steps over the input by a factor of `native_dilations` (1
     always).  A dilation d on an axis is split into the largest native factor
     n dividing d, done by the hardware, and d/n, written into the kernel:
-    k taps become (k - 1) * d/n + 1 dense ones.  A Conv whose dense kernel
-    costs at least `min_macs_saved_per_output` more multiply-accumulates per
-    output value than its true taps is worth lowering.
+    k taps become (k - 1) * d/n + 1 dense ones.  A Conv is worth lowering
+    when its dense kernel costs at least `min_macs_saved_per_output` more
+    multiply-accumulates per output value than its true taps, and at least
+    `min_dense_ratio` times as many (a target that runs the true taps'
+    one-tap Convs less efficiently than one large kernel needs the ratio).
     """
 
     native_dilations: tuple = (1,)
     min_macs_saved_per_output: int = 1
+    min_dense_ratio: float = 1.0
     note: str = ""
 
     def dense_kernel(self, kernel: tuple, dilations: tuple) -> tuple:
@@ -110,7 +113,8 @@ class DenseDilation:
 
     def to_dict(self) -> dict:
         out = {"native_dilations": list(self.native_dilations),
-               "min_macs_saved_per_output": self.min_macs_saved_per_output}
+               "min_macs_saved_per_output": self.min_macs_saved_per_output,
+               "min_dense_ratio": self.min_dense_ratio}
         return {**out, "note": self.note} if self.note else out
 
 

@@ -227,12 +227,12 @@ def _note(v, path, op=None) -> str:
     return _string(v, path, allow_empty=True)
 
 
-DENSE_DILATION_KEYS = ("native_dilations", "min_macs_saved_per_output", "note")
+DENSE_DILATION_KEYS = ("native_dilations", "min_macs_saved_per_output", "min_dense_ratio", "note")
 
 
 def _dense_dilation(v, path) -> dict:
-    """{"native_dilations": [1, 2], "min_macs_saved_per_output": N, "note": "..."}:
-    the native factors are required, the rest optional."""
+    """{"native_dilations": [1, 2], "min_macs_saved_per_output": N, "min_dense_ratio": R,
+    "note": "..."}: the native factors are required, the rest optional."""
     if not isinstance(v, dict):
         raise _Bad(path, f"must be null or an object with {', '.join(DENSE_DILATION_KEYS)}, not {json_type(v)}")
     _check_keys(v, DENSE_DILATION_KEYS, path)
@@ -242,6 +242,11 @@ def _dense_dilation(v, path) -> dict:
     if "min_macs_saved_per_output" in v:
         key = "min_macs_saved_per_output"
         out[key] = _positive_int(v[key], f"{path}.{key}")
+    if "min_dense_ratio" in v:
+        ratio = v["min_dense_ratio"]
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio >= 1:
+            raise _Bad(f"{path}.min_dense_ratio", f"must be a number of at least 1, not {json.dumps(ratio)}")
+        out["min_dense_ratio"] = float(ratio)
     if "note" in v:
         out["note"] = _note(v["note"], f"{path}.note")
     return out

@@ -20,7 +20,7 @@ from convrewrite.core.errors import InputError
 from convrewrite.core.graph import GraphView
 from convrewrite.core.report import REWRITTEN
 from convrewrite.core.rewrite import Code
-from convrewrite.target import load_profile, needs_lowering
+from convrewrite.target import load_profile, needs_lowering, runs_as_is_reason
 
 from builders import conv_model
 from helpers import assert_rewrites, assert_skips, op_counts
@@ -49,13 +49,17 @@ def dilated(channels=32, rate=6, kernel=3, size=32, group=1, **attrs):
 # --- validation ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("value, message", [
-    (True, r"dense_dilation: must be null or an object with native_dilations, min_macs_saved_per_output, note, "
-           r"not true/false"),
+    (True, r"dense_dilation: must be null or an object with native_dilations, min_macs_saved_per_output, "
+           r"min_dense_ratio, note, not true/false"),
     ({}, r"dense_dilation: needs 'native_dilations': the dilation factors the hardware steps by itself"),
     ({"native_dilations": []}, r"dense_dilation\.native_dilations: empty list"),
     ({"native_dilations": [1, 0]}, r"dense_dilation\.native_dilations\[1\]: must be a positive integer, not 0"),
     ({"native_dilations": [1, 2], "min_macs_saved_per_output": 0},
      r"dense_dilation\.min_macs_saved_per_output: must be a positive integer, not 0"),
+    ({"native_dilations": [1, 2], "min_dense_ratio": 0.5},
+     r"dense_dilation\.min_dense_ratio: must be a number of at least 1, not 0\.5"),
+    ({"native_dilations": [1, 2], "min_dense_ratio": "4"},
+     r"dense_dilation\.min_dense_ratio: must be a number of at least 1, not \"4\""),
     ({"native_dilations": [1, 2], "min_macs_saved": 10},
      r"dense_dilation: unknown key 'min_macs_saved' \(did you mean 'min_macs_saved_per_output'\?"),
 ])
@@ -68,13 +72,15 @@ def test_dense_dilation_loads_defaults_and_extends(tmp_path):
     assert load_profile("generic-npu").dense_dilation is None
     p = profile(tmp_path, dense_dilation={"native_dilations": [1, 2]})
     assert p.dense_dilation.native_dilations == (1, 2) and p.dense_dilation.min_macs_saved_per_output == 1
-    assert p.to_dict()["dense_dilation"] == {"native_dilations": [1, 2], "min_macs_saved_per_output": 1}
+    assert p.to_dict()["dense_dilation"] == {"native_dilations": [1, 2], "min_macs_saved_per_output": 1,
+                                             "min_dense_ratio": 1.0}
     child = profile(tmp_path, "child", extends="dense.json", max_rank=4)
     assert child.dense_dilation == p.dense_dilation
     assert profile(tmp_path, "off", extends="dense.json", dense_dilation=None).dense_dilation is None
-    for name, threshold in (("arm-ethos-u55", 5120), ("arm-ethos-u85", 3840)):
+    for name, threshold, ratio in (("arm-ethos-u55", 5120, 1.0), ("arm-ethos-u85", 3840, 5.0)):
         d = load_profile(name).dense_dilation
         assert d.native_dilations == (1, 2) and d.min_macs_saved_per_output == threshold
+        assert d.min_dense_ratio == ratio
         assert "FixupDilationGT2" in d.note
 
 
@@ -126,6 +132,22 @@ def test_a_conv_whose_dense_kernel_costs_little_is_left_to_the_target(tmp_path, 
     assert verdict(model, profile(tmp_path, dense_dilation=VELA_LIKE)) is None, why
 
 
+def test_a_dense_kernel_below_the_ratio_is_left_to_the_target(tmp_path):
+    """Rate 4 on 512 channels: a 5x5 dense kernel, 8192 MACs more per output value
+    but only 2.8x the true taps' (timm_resnet18_os8's layer4; on the U85 the nine
+    one-tap Convs ran slower than Vela's 5x5 kernel)."""
+    model = dilated(channels=512, rate=4)
+    ratio = profile(tmp_path, dense_dilation={**VELA_LIKE, "min_dense_ratio": 3})
+    assert verdict(model, ratio) is None
+    assert "(5.4x): 20480 more, and the profile lowers from 1000 at 3x or more" in verdict(
+        dilated(channels=512, rate=6), ratio)
+    assert verdict(model, profile(tmp_path, dense_dilation=VELA_LIKE)).endswith(
+        "(2.8x): 8192 more, and the profile lowers from 1000")
+    graph = GraphView(model)
+    assert runs_as_is_reason(graph.graph.node[0], graph, ratio).endswith(
+        "(2.8x): 8192 more, below what the profile lowers from (1000 more at 3x or more); left unchanged")
+
+
 def test_without_dense_dilation_a_dilated_conv_the_target_runs_stays(tmp_path):
     assert verdict(dilated(rate=12), profile(tmp_path)) is None
     assert verdict(dilated(rate=12), load_profile("generic-npu")).startswith(
@@ -168,8 +190,8 @@ def test_arm_ethos_u55_leaves_a_cheap_dilated_conv_with_the_reason():
     kernel was measured faster than the taps form there (docs/ethos_u.md)."""
     assert_skips(dilated(rate=6), "dilated-conv", target="arm-ethos-u55", code=Code.TARGET_RUNS_IT,
                  reason=r"^Conv 'conv': target 'arm-ethos-u55' runs it as it is \(no rule of the profile is broken\); "
-                        r"it computes dilation 6x6 as a dense 7x7 kernel .*: 1280 more, below the 5120 the profile "
-                        r"lowers from; left unchanged$")
+                        r"it computes dilation 6x6 as a dense 7x7 kernel .* \(5\.4x\): 1280 more, below what the "
+                        r"profile lowers from \(5120 more\); left unchanged$")
 
 
 def test_the_aspp_rate_beyond_the_map_becomes_one_pointwise_conv():

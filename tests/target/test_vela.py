@@ -336,7 +336,8 @@ def test_vela_places_as_the_profile_predicts(placement, case, accelerator):
 # MACs per output value the taps form (one Conv per tap, summed) is worth it. Each case: a
 # 1x1 Conv, then a 3x3 Conv at a rate, on a 32x32 map; Vela's estimate in ms of the model as
 # it is and rewritten to the taps form (onnx2tf 2.6.9 -oiqt; flatbuffer_direct, the depthwise
-# case tf_converter). The taps form is faster exactly where the profile lowers the Conv.
+# case tf_converter). The taps form is faster exactly where the profile lowers the Conv, but
+# for the gains left out below.
 
 DENSE_CASES = {   # case: (channels, rate, group) -> MACs per output value saved: (dense - 9) * channels / group
     "dense_c32_rate2": (32, 2, 1),       # native: 0
@@ -349,6 +350,7 @@ DENSE_CASES = {   # case: (channels, rate, group) -> MACs per output value saved
     "dense_c128_rate6": (128, 6, 1),     # 5120
     "dense_c128_rate3": (128, 3, 1),     # 5120
     "dense_dw128_rate12": (128, 12, 128),  # depthwise 13x13: 160
+    "dense_c512_rate4": (512, 4, 1),     # 5x5: 8192, but 2.8x the true taps' (timm_resnet18_os8's layer4)
 }
 VELA_5_2_DENSE = {   # case: {accelerator: (original ms, taps form ms)}
     "dense_c32_rate2": {U55: (0.187, 2.766), U85: (0.132, 0.597)},
@@ -361,7 +363,11 @@ VELA_5_2_DENSE = {   # case: {accelerator: (original ms, taps form ms)}
     "dense_c128_rate6": {U55: (13.143, 11.698), U85: (3.558, 2.631)},
     "dense_c128_rate3": {U55: (13.139, 12.045), U85: (3.558, 2.740)},
     "dense_dw128_rate12": {U55: (3.095, 7.170), U85: (0.849, 2.857)},
+    "dense_c512_rate4": {U55: (109.176, 78.287), U85: (61.616, 57.623)},
 }
+# Faster in the taps form but not lowered: on the U85 the whole timm_resnet18_os8, whose three
+# layer4 Convs are this case, went 111.205 -> 130.178 ms (arm-ethos-u85's min_dense_ratio 5).
+GAINS_LEFT_OUT = {("dense_c512_rate4", U85)}
 
 
 def dense_case(case):
@@ -381,7 +387,8 @@ def profile_lowers(model, accelerator) -> bool:
 @pytest.mark.parametrize("case", sorted(DENSE_CASES))
 def test_profile_lowers_a_dilated_conv_where_vela_ran_the_taps_form_faster(case, accelerator):
     original, taps = VELA_5_2_DENSE[case][accelerator]
-    assert profile_lowers(dense_case(case), accelerator) == (taps < original), \
+    faster = taps < original and (case, accelerator) not in GAINS_LEFT_OUT
+    assert profile_lowers(dense_case(case), accelerator) == faster, \
         f"{case} on {accelerator}: Vela 5.2 estimated {original} ms as it is, {taps} ms in the taps form"
 
 
@@ -408,5 +415,6 @@ def test_vela_runs_the_taps_form_faster_where_the_profile_lowers(case, tmp_path)
         estimates[name] = {a: r.ms for a, r in res.items()}
     for accelerator in (U55, U85):
         original, taps = estimates["original"][accelerator], estimates["taps"][accelerator]
-        assert profile_lowers(dense_case(case), accelerator) == (taps < original), \
+        faster = taps < original and (case, accelerator) not in GAINS_LEFT_OUT
+        assert profile_lowers(dense_case(case), accelerator) == faster, \
             f"{case} on {accelerator}: Vela estimates {original:.3f} ms as it is, {taps:.3f} ms in the taps form"
