@@ -20,6 +20,8 @@ fact is unknown (a symbolic size, a runtime scales input) is not reported.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from math import prod
 from typing import Optional, Sequence
 
 import onnx
@@ -74,18 +76,85 @@ def node_violations(node: onnx.NodeProto, graph: GraphView, profile: Profile) ->
 
 
 def needs_lowering(node: onnx.NodeProto, graph: GraphView, profile: Optional[Profile]) -> Optional[str]:
-    """Why the target cannot run `node` as it is (None: it can).  Without a
-    profile every candidate needs lowering."""
+    """Why `node` should not reach the target as it is (None: it should):
+    the rules it breaks, or the dense kernel the target would compute for
+    its dilation (`dense_dilation_cost`).  Without a profile every candidate
+    needs lowering."""
     if profile is None:
         return "no target profile: every candidate is lowered"
     found = node_violations(node, graph, profile)
+    dense = dense_dilation_cost(node, graph, profile)
+    found += [dense] if dense else []
     return "; ".join(found) if found else None
+
+
+def dense_dilation_cost(node: onnx.NodeProto, graph: GraphView, profile: Profile) -> Optional[str]:
+    """Why a dilated Conv the target runs is still worth lowering (None: it
+    is not): the target computes it as a dense kernel (the profile's
+    `dense_dilation`) whose MACs per output value exceed those of the true
+    taps by at least the profile's `min_macs_saved_per_output`."""
+    dense = _dense_kernel(node, graph, profile)
+    if dense is None or _too_cheap(dense, profile.dense_dilation):
+        return None
+    return (f"Conv '{graph.label(node)}': not as a dilated Conv: target '{profile.name}' {dense.text}: "
+            f"{dense.saved} more, and the profile lowers from {profile.dense_dilation.min_macs_saved_per_output}"
+            + _ratio_text(profile.dense_dilation))
 
 
 def runs_as_is_reason(node: onnx.NodeProto, graph: GraphView, profile: Profile) -> str:
     """The Skip reason for a candidate the target runs as it is."""
-    return (f"{node.op_type} '{graph.label(node)}': target '{profile.name}' runs it as it is "
-            f"(no rule of the profile is broken); left unchanged")
+    reason = (f"{node.op_type} '{graph.label(node)}': target '{profile.name}' runs it as it is "
+              f"(no rule of the profile is broken)")
+    dense = _dense_kernel(node, graph, profile)
+    if dense is not None and dense.saved > 0:
+        reason += (f"; it {dense.text}: {dense.saved} more, below what the profile lowers from "
+                   f"({profile.dense_dilation.min_macs_saved_per_output} more"
+                   + _ratio_text(profile.dense_dilation) + ")")
+    return reason + "; left unchanged"
+
+
+def _too_cheap(dense: "_DenseKernel", rule) -> bool:
+    """Below the profile's threshold in MACs saved or in dense-to-true ratio."""
+    return dense.saved < rule.min_macs_saved_per_output or dense.ratio < rule.min_dense_ratio
+
+
+def _ratio_text(rule) -> str:
+    return f" at {rule.min_dense_ratio:g}x or more" if rule.min_dense_ratio > 1 else ""
+
+
+@dataclass(frozen=True)
+class _DenseKernel:
+    """A dilated Conv as a dense_dilation target computes it."""
+
+    text: str      # what the target does, in words ("computes dilation 6x6 as ...")
+    saved: int     # MACs per output value the true taps save
+    ratio: float   # dense MACs / true MACs
+
+
+def _dense_kernel(node: onnx.NodeProto, graph: GraphView, profile: Profile) -> Optional[_DenseKernel]:
+    """Per output value a Conv multiplies (input channels / group) * taps; the
+    dense kernel's taps are `DenseDilation.dense_kernel`'s.  None without
+    dense_dilation, for other operators, and when the input channels are
+    not known."""
+    dense = profile.dense_dilation
+    if dense is None or node.op_type != "Conv" or node.domain not in ("", "ai.onnx"):
+        return None
+    f = node_facts(node, graph)
+    x = graph.shape(node.input[0])
+    if f.kernel is None or f.dilations is None or not f.group or x is None or not isinstance(x[1], int):
+        return None
+    computed = dense.dense_kernel(f.kernel, f.dilations)
+    per_tap = x[1] // f.group
+    true_macs, dense_macs = prod(f.kernel) * per_tap, prod(computed) * per_tap
+    native = tuple(dense.native_factor(d) for d in f.dilations)
+    text = (f"computes dilation {_x(f.dilations)} as a dense {_x(computed)} kernel (zeros "
+            f"included, hardware dilation {_x(native)}), {dense_macs} MACs per output value against the {true_macs} "
+            f"of its {_x(f.kernel)} true taps ({dense_macs / true_macs:.1f}x)")
+    return _DenseKernel(text, dense_macs - true_macs, dense_macs / true_macs)
+
+
+def _x(values) -> str:
+    return "x".join(str(v) for v in values)
 
 
 # --- a whole model ----------------------------------------------------------------

@@ -83,6 +83,42 @@ class OpRule:
 
 
 @dataclass(frozen=True)
+class DenseDilation:
+    """How a target computes a dilated Conv it cannot dilate by itself: as a
+    dense kernel that stores the skipped positions as zeros and multiplies
+    them too (the profile's `dense_dilation`).
+
+    The hardware steps over the input by a factor of `native_dilations` (1
+    always).  A dilation d on an axis is split into the largest native factor
+    n dividing d, done by the hardware, and d/n, written into the kernel:
+    k taps become (k - 1) * d/n + 1 dense ones.  A Conv is worth lowering
+    when its dense kernel costs at least `min_macs_saved_per_output` more
+    multiply-accumulates per output value than its true taps, and at least
+    `min_dense_ratio` times as many (a target that runs the true taps'
+    one-tap Convs less efficiently than one large kernel needs the ratio).
+    """
+
+    native_dilations: tuple = (1,)
+    min_macs_saved_per_output: int = 1
+    min_dense_ratio: float = 1.0
+    note: str = ""
+
+    def dense_kernel(self, kernel: tuple, dilations: tuple) -> tuple:
+        """The taps per axis of the kernel the target computes."""
+        return tuple((k - 1) * (d // self.native_factor(d)) + 1 for k, d in zip(kernel, dilations))
+
+    def native_factor(self, dilation: int) -> int:
+        """The part of `dilation` the hardware does itself."""
+        return max(n for n in (1,) + tuple(self.native_dilations) if dilation % n == 0)
+
+    def to_dict(self) -> dict:
+        out = {"native_dilations": list(self.native_dilations),
+               "min_macs_saved_per_output": self.min_macs_saved_per_output,
+               "min_dense_ratio": self.min_dense_ratio}
+        return {**out, "note": self.note} if self.note else out
+
+
+@dataclass(frozen=True)
 class Profile:
     """A target: global limits plus per-operator rules.
 
@@ -99,6 +135,9 @@ class Profile:
     # the toolchain turns a Conv's padding other than VALID/SAME into a PAD op of its own (TFLite's
     # CONV_2D pads only VALID or SAME): form variants whose Convs pad their own input go after the others
     separate_conv_padding: bool = False
+    # a preference, not a limit: the target runs a dilated Conv, but as a dense kernel (DenseDilation);
+    # one whose dense kernel costs enough more than its true taps is lowered to a form with only true taps
+    dense_dilation: Optional[DenseDilation] = None
     unlisted_operators: str = "allowed"
     operators: Mapping[str, tuple] = field(default_factory=lambda: MappingProxyType({}))
     origin: str = ""  # "built-in" or the file it was read from
@@ -131,6 +170,7 @@ class Profile:
         return {"name": self.name, "description": self.description, "references": list(self.references),
                 "max_rank": self.max_rank, "batch_must_be_one": self.batch_must_be_one, "int8_only": self.int8_only,
                 "separate_conv_padding": self.separate_conv_padding,
+                "dense_dilation": self.dense_dilation.to_dict() if self.dense_dilation else None,
                 "unlisted_operators": self.unlisted_operators, "operators": ops}
 
 
@@ -246,5 +286,6 @@ def _build(spec: dict, origin: str) -> Profile:
                    references=tuple(spec.get("references", ())), max_rank=spec.get("max_rank"),
                    batch_must_be_one=spec.get("batch_must_be_one", False), int8_only=spec.get("int8_only", False),
                    separate_conv_padding=spec.get("separate_conv_padding", False),
+                   dense_dilation=DenseDilation(**spec["dense_dilation"]) if spec.get("dense_dilation") else None,
                    unlisted_operators=spec.get("unlisted_operators", "allowed"),
                    operators=MappingProxyType(ops), origin=origin)

@@ -52,7 +52,7 @@ OP_KEYS = {
 # Keys that measure align_corners' scale, (output - 1) / (input - 1): meaningless for another mode.
 ALIGN_CORNERS_KEYS = ("corner_factors", "equal_corner_factors")
 GLOBAL_KEYS = ("name", "description", "references", "extends", "max_rank", "batch_must_be_one", "int8_only",
-               "separate_conv_padding",
+               "separate_conv_padding", "dense_dilation",
                "unlisted_operators", "unsupported_operators", "operators")
 
 
@@ -85,6 +85,9 @@ def _validate_top(raw: dict) -> dict:
     for key in ("batch_must_be_one", "int8_only", "separate_conv_padding"):
         if key in raw:
             out[key] = _bool(raw[key], key)
+    if "dense_dilation" in raw:  # null: none (overrides an extended profile's)
+        value = raw["dense_dilation"]
+        out["dense_dilation"] = None if value is None else _dense_dilation(value, "dense_dilation")
     if "unlisted_operators" in raw:
         out["unlisted_operators"] = _choice(raw["unlisted_operators"], ("allowed", "unsupported"),
                                             "unlisted_operators")
@@ -222,6 +225,31 @@ def _choices(vocab_of):
 
 def _note(v, path, op=None) -> str:
     return _string(v, path, allow_empty=True)
+
+
+DENSE_DILATION_KEYS = ("native_dilations", "min_macs_saved_per_output", "min_dense_ratio", "note")
+
+
+def _dense_dilation(v, path) -> dict:
+    """{"native_dilations": [1, 2], "min_macs_saved_per_output": N, "min_dense_ratio": R,
+    "note": "..."}: the native factors are required, the rest optional."""
+    if not isinstance(v, dict):
+        raise _Bad(path, f"must be null or an object with {', '.join(DENSE_DILATION_KEYS)}, not {json_type(v)}")
+    _check_keys(v, DENSE_DILATION_KEYS, path)
+    if "native_dilations" not in v:
+        raise _Bad(path, "needs 'native_dilations': the dilation factors the hardware steps by itself, e.g. [1, 2]")
+    out = {"native_dilations": _int_list()(v["native_dilations"], f"{path}.native_dilations")}
+    if "min_macs_saved_per_output" in v:
+        key = "min_macs_saved_per_output"
+        out[key] = _positive_int(v[key], f"{path}.{key}")
+    if "min_dense_ratio" in v:
+        ratio = v["min_dense_ratio"]
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio >= 1:
+            raise _Bad(f"{path}.min_dense_ratio", f"must be a number of at least 1, not {json.dumps(ratio)}")
+        out["min_dense_ratio"] = float(ratio)
+    if "note" in v:
+        out["note"] = _note(v["note"], f"{path}.note")
+    return out
 
 
 _VALUE_CHECKS = {

@@ -219,10 +219,11 @@ def int8_parts(values: np.ndarray, parts: int) -> np.ndarray:
     """[parts, *values.shape] int8 weights summing to `values` exactly:
     part i = floor((w + i) / parts).  By Hermite's identity these sum to w
     for every integer w, and each lies between floor(w / parts) and
-    ceil(w / parts), so |w| <= 127 * parts fits int8."""
+    ceil(w / parts), so |w| <= 127 * parts fits int8 -- the symmetric range
+    [-127, 127] that int8-only toolchains (TFLite) require of weights."""
     w = np.asarray(values, np.int64)
     out = np.stack([np.floor_divide(w + i, parts) for i in range(parts)])
-    if np.any(out.sum(axis=0) != w) or out.min() < -INT8_MAX - 1 or out.max() > INT8_MAX:
+    if np.any(out.sum(axis=0) != w) or out.min() < -INT8_MAX or out.max() > INT8_MAX:
         raise AssertionError(f"int8 parts: {parts} parts cannot hold weights up to {np.abs(w).max()}")
     return out.astype(np.int8)
 

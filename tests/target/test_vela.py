@@ -339,3 +339,94 @@ def test_vela_places_as_the_profile_predicts(placement, case, accelerator):
     fits = profile_fits(CASES[case][1](), accelerator)
     assert on_npu == fits, (f"{case} ({CASES[case][0]}) on {accelerator}: Vela put {r.cpu} operator(s) on the CPU "
                             f"({dict(r.cpu_ops)}), the profile says it {'fits' if fits else 'does not fit'}")
+
+
+# --- dilated Convs: Vela computes the zeros of the kernel ----------------------------------------
+#
+# Vela 5.2 runs a CONV_2D dilated by more than 2 as a dense kernel holding the zeros (the
+# hardware dilates by 1 or 2); the profiles' `dense_dilation` says so, and from how many saved
+# MACs per output value the taps form (one Conv per tap, summed) is worth it. Each case: a
+# 1x1 Conv, then a 3x3 Conv at a rate, on a 32x32 map; Vela's estimate in ms of the model as
+# it is and rewritten to the taps form (onnx2tf 2.6.9 -oiqt; flatbuffer_direct, the depthwise
+# case tf_converter). The taps form is faster exactly where the profile lowers the Conv, but
+# for the gains left out below.
+
+DENSE_CASES = {   # case: (channels, rate, group) -> MACs per output value saved: (dense - 9) * channels / group
+    "dense_c32_rate2": (32, 2, 1),       # native: 0
+    "dense_c32_rate3": (32, 3, 1),       # 7x7: 1280
+    "dense_c32_rate4": (32, 4, 1),       # 5x5: 512
+    "dense_c32_rate6": (32, 6, 1),       # 7x7: 1280
+    "dense_c32_rate12": (32, 12, 1),     # 13x13: 5120
+    "dense_c64_rate6": (64, 6, 1),       # 2560
+    "dense_c96_rate6": (96, 6, 1),       # 3840
+    "dense_c128_rate6": (128, 6, 1),     # 5120
+    "dense_c128_rate3": (128, 3, 1),     # 5120
+    "dense_dw128_rate12": (128, 12, 128),  # depthwise 13x13: 160
+    "dense_c512_rate4": (512, 4, 1),     # 5x5: 8192, but 2.8x the true taps' (timm_resnet18_os8's layer4)
+}
+VELA_5_2_DENSE = {   # case: {accelerator: (original ms, taps form ms)}
+    "dense_c32_rate2": {U55: (0.187, 2.766), U85: (0.132, 0.597)},
+    "dense_c32_rate3": {U55: (0.847, 3.150), U85: (0.299, 0.628)},
+    "dense_c32_rate4": {U55: (0.452, 2.658), U85: (0.199, 0.581)},
+    "dense_c32_rate6": {U55: (0.848, 2.621), U85: (0.299, 0.571)},
+    "dense_c32_rate12": {U55: (2.830, 2.402), U85: (0.798, 0.549)},
+    "dense_c64_rate6": {U55: (3.298, 5.241), U85: (0.920, 1.063)},
+    "dense_c96_rate6": {U55: (7.401, 8.327), U85: (2.031, 1.810)},
+    "dense_c128_rate6": {U55: (13.143, 11.698), U85: (3.558, 2.631)},
+    "dense_c128_rate3": {U55: (13.139, 12.045), U85: (3.558, 2.740)},
+    "dense_dw128_rate12": {U55: (3.095, 7.170), U85: (0.849, 2.857)},
+    "dense_c512_rate4": {U55: (109.176, 78.287), U85: (61.616, 57.623)},
+}
+# Faster in the taps form but not lowered: on the U85 the whole timm_resnet18_os8, whose three
+# layer4 Convs are this case, went 111.205 -> 130.178 ms (arm-ethos-u85's min_dense_ratio 5).
+GAINS_LEFT_OUT = {("dense_c512_rate4", U85)}
+
+
+def dense_case(case):
+    channels, rate, group = DENSE_CASES[case]
+    return conv(3, d=rate, group=group, c=channels, h=32, cout=channels)
+
+
+def profile_lowers(model, accelerator) -> bool:
+    from convrewrite.core.graph import GraphView
+    from convrewrite.target import needs_lowering
+
+    graph = GraphView(model)
+    return needs_lowering(graph.graph.node[-1], graph, load_profile(PROFILES[accelerator])) is not None
+
+
+@pytest.mark.parametrize("accelerator", [U55, U85])
+@pytest.mark.parametrize("case", sorted(DENSE_CASES))
+def test_profile_lowers_a_dilated_conv_where_vela_ran_the_taps_form_faster(case, accelerator):
+    original, taps = VELA_5_2_DENSE[case][accelerator]
+    faster = taps < original and (case, accelerator) not in GAINS_LEFT_OUT
+    assert profile_lowers(dense_case(case), accelerator) == faster, \
+        f"{case} on {accelerator}: Vela 5.2 estimated {original} ms as it is, {taps} ms in the taps form"
+
+
+@pytest.mark.parametrize("case", sorted(DENSE_CASES))
+def test_vela_runs_the_taps_form_faster_where_the_profile_lowers(case, tmp_path):
+    """Both models through onnx2tf and Vela: the original, and the taps form
+    (a profile extending arm-ethos-u55 that lowers every dilated Conv)."""
+    import json
+
+    from convrewrite import optimize
+
+    eu = _toolchain()
+    forced = tmp_path / "every-dilation.json"
+    forced.write_text(json.dumps({"extends": "arm-ethos-u55", "dense_dilation": {"native_dilations": [1]}}))
+    rewritten, report = optimize(dense_case(case), passes=["dilated-conv"], target=str(forced))
+    assert [r.form for r in report.records("rewritten")] == ["taps"]
+    estimates = {}
+    for name, model in (("original", dense_case(case)), ("taps", rewritten)):
+        path = str(tmp_path / f"{name}.onnx")
+        onnx.save(model, path)
+        _, res, err = eu.compile_onnx(path, [U55, U85], str(tmp_path / name))
+        assert not err, f"{case} {name}: onnx2tf failed: {err}"
+        assert all(r.ok and r.cpu == 0 for r in res.values()), f"{case} {name}: {res}"
+        estimates[name] = {a: r.ms for a, r in res.items()}
+    for accelerator in (U55, U85):
+        original, taps = estimates["original"][accelerator], estimates["taps"][accelerator]
+        faster = taps < original and (case, accelerator) not in GAINS_LEFT_OUT
+        assert profile_lowers(dense_case(case), accelerator) == faster, \
+            f"{case} on {accelerator}: Vela estimates {original:.3f} ms as it is, {taps:.3f} ms in the taps form"
