@@ -14,7 +14,8 @@ converters fold them):
     > 1 and differs from every variable input's dim 0, so the fault is
     reported where it is made, once; higher-rank reshape intermediates have
     no batch axis and are left to `max_rank`).
-Per model, also every graph input's rank and batch.  A symbolic batch
+Per model, also every graph input's rank and batch, and with `static_shapes`
+every symbolic dimension of a graph input.  A symbolic batch
 dimension is checked as 1 when the profile requires batch 1.  A limit whose
 fact is unknown (a symbolic size, a runtime scales input) is not reported.
 """
@@ -31,7 +32,7 @@ from ..core.graph import GraphView
 from .facts import facts_from_attributes, is_constant, node_facts
 from .profile import Profile
 from .rules import (Violation, batch_violations, graph_input_violations, op_key, op_rule_violations,
-                    rank_violations)
+                    rank_violations, symbolic_input_violations)
 
 
 
@@ -161,10 +162,11 @@ def _x(values) -> str:
 
 def check_model(model: onnx.ModelProto, profile: Profile) -> list[Violation]:
     """Every node and graph input of `model` that does not fit `profile`."""
+    symbolic = symbolic_input_violations(model, profile)
     if profile.batch_must_be_one:
         model = unit_batch(model)
     graph = GraphView(model)
-    found = graph_input_violations(graph, profile)
+    found = symbolic + graph_input_violations(graph, profile)
     for node in graph.graph.node:
         found += check_node(node, graph, profile)
     if profile.int8_only:

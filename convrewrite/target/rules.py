@@ -392,3 +392,23 @@ def graph_input_violations(graph: GraphView, profile: Profile) -> list[Violation
                                    f"graph input '{vi.name}' {shape_text(shape)} has batch {shape[0]}; "
                                    f"the target requires batch 1"))
     return found
+
+
+def symbolic_input_violations(model: onnx.ModelProto, profile: Profile) -> list[Violation]:
+    """With `static_shapes`: every graph input dimension that is not a number."""
+    if not profile.static_shapes:
+        return []
+    inits = {t.name for t in model.graph.initializer}
+    found = []
+    for vi in model.graph.input:
+        if vi.name in inits or not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        symbolic = [k for k, d in enumerate(dims) if not d.HasField("dim_value")]
+        if symbolic:
+            shape = shape_text([d.dim_value if d.HasField("dim_value") else None for d in dims])
+            found.append(Violation(vi.name, "graph input", "static_shapes",
+                                   f"graph input '{vi.name}' {shape} has symbolic dimension(s) at axis "
+                                   f"{', '.join(map(str, symbolic))}; the target needs static shapes (export "
+                                   "with fixed sizes, or fix them with onnx.tools.update_model_dims)"))
+    return found

@@ -596,6 +596,9 @@ def test_sample_models_under_every_builtin_profile(name, target):
     unfit = {v["node"] for v in report.target["violations"]}
     if name == "dcgan_generator" and target == "arm-ethos-n78":
         assert unfit == {"/main/main.0/ConvTranspose"}
+    elif name == "maskrcnn_mask_head" and load_profile(target).static_shapes:
+        # its symbolic batch: onnx2tf keeps the shape arithmetic on the host (Vela: CPU)
+        assert {(v["node"], v["rule"]) for v in report.target["violations"]} == {("rois", "static_shapes")}
     else:
         assert report.target["fits"], report.target["violations"]
     _, again = optimize(new, passes=["convtranspose"], target=target)

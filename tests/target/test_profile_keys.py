@@ -248,3 +248,38 @@ def test_computed_operands(tmp_path):
     assert messages(chain, p) == [
         "MatMul 'm': operand 'wt' is a constant (known before run time); the target runs MatMul only on operands "
         "computed at run time"]
+
+
+# --- static_shapes --------------------------------------------------------------------
+
+def _relu_on(shape):
+    return model_of([helper.make_node("Relu", ["x"], ["y"], name="r")], {"x": shape})
+
+
+def test_static_shapes_reports_every_symbolic_input_dimension(tmp_path):
+    path = tmp_path / "static.json"
+    path.write_text(json.dumps({"name": "static", "static_shapes": True}))
+    static = load_profile(path)
+    found = check_model(_relu_on(["N", 4, "H", 8]), static)
+    assert [(v.node, v.rule) for v in found] == [("x", "static_shapes")]
+    assert re.search(r"graph input 'x' \[\?,4,\?,8\] has symbolic dimension\(s\) at axis 0, 2; the target "
+                     r"needs static shapes", found[0].message), found[0].message
+    assert check_model(_relu_on([1, 4, 8, 8]), static) == []
+    path.write_text(json.dumps({"name": "lenient"}))
+    assert check_model(_relu_on(["N", 4, "H", 8]), load_profile(path)) == []  # the default: not checked
+
+
+def test_static_shapes_on_ethos_u_is_reported_before_the_batch_is_fixed_to_one():
+    """batch_must_be_one checks a symbolic batch as 1; static_shapes still sees it
+    (onnx2tf keeps its shape arithmetic, which Vela runs on the CPU)."""
+    for name in ("arm-ethos-u55", "arm-ethos-u85"):
+        profile = load_profile(name)
+        assert profile.static_shapes and profile.batch_must_be_one
+        assert [v.rule for v in check_model(_relu_on(["N", 4, 8, 8]), profile)] == ["static_shapes"]
+
+
+def test_static_shapes_must_be_a_boolean(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"name": "bad", "static_shapes": "yes"}))
+    with pytest.raises(InputError, match=r"static_shapes: must be true or false"):
+        load_profile(path)
