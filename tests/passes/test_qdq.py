@@ -79,6 +79,28 @@ def test_a_quantized_dilated_conv_whose_outer_taps_read_padding_gets_a_sliced_in
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS)
+def test_a_fake_quantized_dilated_conv_whose_taps_are_sliced_gets_an_int8_weight(act):
+    """Float weight -> QuantizeLinear -> DequantizeLinear (a QAT export): the
+    weight's integers are the folded constant, sliced like an int8 initializer."""
+    from qdq_models import fake_quantized
+
+    model = fake_quantized(quantized("dilated_tiny", act))
+    assert any(n.name.endswith("_fake_quant") for n in model.graph.node)
+    new, report, records = run(model)
+    r = records["aspp"]
+    assert (r.status, r.form) == (REWRITTEN, "plain"), r.reason
+    assert report.verification.equivalent
+    before, after = assert_still_quantized(model, new)
+    assert after["QLinearConv"] == 1 and float_compute(after) == 0
+    sliced = next(t for t in new.graph.initializer if t.name.endswith("weight_q"))
+    assert sliced.data_type == onnx.TensorProto.INT8 and list(sliced.dims) == [4, 4, 1, 1]
+    original = next(t for t in quantized("dilated_tiny", act).graph.initializer
+                    if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4)
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(sliced),
+                                  onnx.numpy_helper.to_array(original)[:, :, 1:2, 1:2])
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
 def test_a_strided_quantized_dilated_conv_keeps_quantized(act):
     model = quantized("dilated_s2", act)
     new, report, records = run(model)
