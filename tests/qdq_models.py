@@ -75,9 +75,11 @@ def resize_block(mode="nearest", c=4, n=6, seed=0, factor=2) -> onnx.ModelProto:
     return _model(nodes, (1, c, n, n), inits)
 
 
-def quantize(model: onnx.ModelProto, activations: str = "uint8", seed: int = 1) -> onnx.ModelProto:
-    """quantize_static in QDQ format: per-channel int8 weights, `activations`
-    uint8 (asymmetric) or int8 (symmetric), calibrated on random batches."""
+def quantize(model: onnx.ModelProto, activations: str = "uint8", seed: int = 1,
+             per_channel: bool = True) -> onnx.ModelProto:
+    """quantize_static in QDQ format: int8 weights per channel (or per tensor),
+    `activations` uint8 (asymmetric) or int8 (symmetric), calibrated on
+    random batches."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
@@ -96,13 +98,13 @@ def quantize(model: onnx.ModelProto, activations: str = "uint8", seed: int = 1) 
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = os.path.join(tmp, "f.onnx"), os.path.join(tmp, "q.onnx")
         onnx.save(model, src)
-        quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
                         activation_type=act, weight_type=QuantType.QInt8, extra_options=extra)
         return onnx.load(dst)
 
 
 @lru_cache(maxsize=None)
-def _quantized_bytes(name: str, activations: str, opset: int = 17) -> bytes:
+def _quantized_bytes(name: str, activations: str, opset: int = 17, per_channel: bool = True) -> bytes:
     builders = {"decoder": decoder_block, "dilated": dilated_block, "dilated_tiny": lambda: dilated_block(n=6, rate=6),
                 "dilated_s2": lambda: dilated_block(n=13, rate=2, stride=2), "resize_nearest": lambda: resize_block("nearest"),
                 "resize_linear": lambda: resize_block("linear"), "convt": convt_alone,
@@ -113,14 +115,15 @@ def _quantized_bytes(name: str, activations: str, opset: int = 17) -> bytes:
                 "resize_cubic": lambda: resize_block("cubic")}
     model = builders[name]()
     model.opset_import[0].version = opset
-    return spelled_for_opset(quantize(model, activations)).SerializeToString()
+    return spelled_for_opset(quantize(model, activations, per_channel=per_channel)).SerializeToString()
 
 
-def quantized(name: str, activations: str = "uint8", opset: int = 17) -> onnx.ModelProto:
+def quantized(name: str, activations: str = "uint8", opset: int = 17, per_channel: bool = True) -> onnx.ModelProto:
     """A cached quantized test model (decoder, dilated, dilated_tiny, dilated_s2, resize_nearest,
     resize_linear, resize_linear_x3, resize_linear_x4, resize_linear_x8, resize_linear_x10, resize_cubic, convt),
-    the float model built at `opset` and quantized there (spelled_for_opset)."""
-    return onnx.load_from_string(_quantized_bytes(name, activations, opset))
+    the float model built at `opset` and quantized there (spelled_for_opset), its weights
+    quantized per output channel or, with per_channel=False, per tensor."""
+    return onnx.load_from_string(_quantized_bytes(name, activations, opset, per_channel))
 
 
 def spelled_for_opset(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -66,12 +66,24 @@ def test_there_are_quantized_samples():
     assert len(QDQ_SAMPLES) >= 3 and {"uint8", "int8"} <= {p.rsplit("_", 1)[1][:-5] for p in QDQ_SAMPLES}
 
 
+# The README's "Quantized models" table: op counts after onnxruntime's QDQ fusion of the
+# rewritten samples (Q/DQ not counted), and the float compute left (the DeepLab's two 1x1
+# Convs, which onnxruntime does not fuse in the original either).
+QDQ_AFTER = {
+    "unet_decoder_qdq_uint8.onnx": ({"QLinearConv": 18, "DepthToSpace": 3, "QLinearConcat": 3, "MaxPool": 3}, 0),
+    "deeplab_aspp_qdq_int8.onnx": ({"QLinearConv": 12, "Conv": 2, "Expand": 1, "SpaceToDepth": 7, "DepthToSpace": 7,
+                                    "Reshape": 28, "Transpose": 14, "Pad": 7, "Slice": 7, "Relu": 12}, 2),
+    "fpn_nearest_qdq_uint8.onnx": ({"QLinearConv": 6, "Tile": 2, "DepthToSpace": 2, "QLinearAdd": 2}, 0),
+}
+
+
 @pytest.mark.parametrize("path", QDQ_SAMPLES, ids=os.path.basename)
 def test_quantized_samples_stay_quantized(path):
     """After onnxruntime's QDQ fusion (what a deployment runs) the rewritten
     model computes no more in float than the original and keeps every int8
-    convolution; the int8 results are the original's up to rounding ties
-    (mean difference <= 0.05 step, 99th percentile <= 1 step)."""
+    convolution, with exactly the op counts the README states; the int8
+    results are the original's up to rounding ties (mean difference <= 0.05
+    step, 99th percentile <= 1 step)."""
     from qdq_models import float_compute, fused_counts
 
     model = onnx.load(path)
@@ -80,6 +92,9 @@ def test_quantized_samples_stay_quantized(path):
     before, after = fused_counts(model), fused_counts(new)
     assert float_compute(after) <= float_compute(before), (before, after)
     assert after["QLinearConv"] >= before["QLinearConv"], (before, after)
+    counts, float_left = QDQ_AFTER[os.path.basename(path)]   # exactly the README's table
+    assert {op: after[op] for op in counts} == counts, (before, after)
+    assert float_compute(after) == float_left, (before, after)
     for record in report.records(REWRITTEN):
         steps = record.quantized_steps
         for run in () if steps is None else ("spec", "fused"):

@@ -104,11 +104,12 @@ class Oracle:
             self.want, self.engine = run_model(model, self.feeds, allow_reference=True)
         except RunError as e:
             self.want, self.error = None, _cannot_run(model, e, self.kind)
-        # a quantized model: outputs compared in quantization steps, and under onnxruntime's fused int8
-        # execution as well (core/qdq_check.py); the original's fused outputs computed once
+        # a quantized model: its quantized outputs compared in quantization steps, and every output under
+        # onnxruntime's fused int8 execution as well, float ones with the float tolerance (core/qdq_check.py);
+        # the original's fused outputs computed once
         self.steps = qdq.output_steps(model) if self.want is not None else {}
         self.want_fused = None
-        if self.steps and self.engine == "onnxruntime":
+        if self.want is not None and qdq.has_qdq(model) and self.engine == "onnxruntime":
             try:
                 self.want_fused = run_onnxruntime(model, self.feeds, True)
             except Exception:  # onnxruntime cannot optimize it: the spec comparison stands alone
@@ -160,7 +161,8 @@ class Oracle:
         except Exception as e:  # the original ran this way: the result must too
             return Comparison([OutputComparison("model (fused int8)", False, 0.0, 0.0, 0.0,
                                                 f"onnxruntime cannot run it under {qdq_check.FUSED}: {e}", fused=True)])
-        return qdq_check.compare_fused(self.names, self.want_fused, got, self.steps)
+        return qdq_check.compare_fused(self.names, self.want_fused, got, self.steps,
+                                       (self.settings.rtol, self.settings.atol))
 
     def _within_tie_noise(self, result: Comparison) -> Comparison:
         if self.engine != "onnxruntime":

@@ -224,6 +224,11 @@ def compare_quantized(name: str, want: np.ndarray, got: np.ndarray, scale: float
                             P99_STEPS * scale, f"quantized: {s}", steps=s)
 
 
+def has_qdq(model: onnx.ModelProto) -> bool:
+    """Does the model have any QuantizeLinear or DequantizeLinear node?"""
+    return any(_is(n, QUANTIZE) or _is(n, DEQUANTIZE) for n in model.graph.node)
+
+
 def output_steps(model: onnx.ModelProto) -> dict:
     """Graph outputs of a QDQ model that are quantized: name -> the step to
     compare them in (1 for the integer output of a QuantizeLinear, the scale

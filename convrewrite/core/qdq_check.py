@@ -18,6 +18,12 @@ The comparisons made here are OutputComparisons flagged `fused`, carrying
 their `steps`; their float errors are 0 (the report's `max_abs_error` stays
 the spec check's), and `record_steps` turns a Comparison into the report's
 `quantized_steps`: {"spec": {mean, p99, max}, "fused": {...}}.
+
+The whole-model check runs the fused execution for every model with Q/DQ
+nodes, also when an output is float (a last Conv left in float reads the
+fused int8 layers before it): such an output is compared with the ordinary
+float tolerance, and its comparison carries its float errors, which the
+report gives as `quantized_steps["fused_float_max_abs"]`.
 """
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ import numpy as np
 import onnx
 
 from . import qdq
-from .equivalence import Comparison, OutputComparison, run_onnxruntime
+from .equivalence import Comparison, OutputComparison, compare_arrays, run_onnxruntime
 
 FUSED = "onnxruntime's fused int8 execution (graph optimizations on)"
 
@@ -186,13 +192,24 @@ def fused_comparisons(group: Sequence[int], checks, models, feeds) -> dict:
 
 
 def compare_fused(names: Sequence[str], want: Sequence[np.ndarray], got: Sequence[np.ndarray],
-                  steps: dict) -> Comparison:
-    """The quantized outputs (`steps`: name -> step) of two fused runs, in steps."""
+                  steps: dict, float_tolerance: Optional[tuple] = None) -> Comparison:
+    """The quantized outputs (`steps`: name -> step) of two fused runs, in
+    steps; with `float_tolerance` (rtol, atol) the float outputs too, with
+    that tolerance."""
     out = []
     for n, w, g in zip(names, want, got):
         if n in steps:
             out.append(fused_output(n, w, g, steps[n]))
+        elif float_tolerance is not None:
+            out.append(fused_float_output(n, w, g, *float_tolerance))
     return Comparison(out)
+
+
+def fused_float_output(name: str, want, got, rtol: Optional[float], atol: Optional[float]) -> OutputComparison:
+    c = compare_arrays(name, want, got, rtol, atol)
+    verdict = "" if c.equivalent else "the rewrite changes a float output beyond the tolerance: "
+    return OutputComparison(f"{name} (fused int8)", c.equivalent, c.max_abs_error, c.max_rel_error,
+                            c.allowed_error, f"under {FUSED} {verdict}{c}", fused=True)
 
 
 def fused_output(name: str, want, got, scale: float) -> OutputComparison:
@@ -225,10 +242,14 @@ def record_steps(comparison) -> Optional[dict]:
         return None
     spec = [o.steps for o in comparison.outputs if o.steps is not None and not o.fused]
     fused = [o.steps for o in comparison.outputs if o.steps is not None and o.fused]
-    if not spec and not fused:
+    fused_float = [o.max_abs_error for o in comparison.outputs if o.steps is None and o.fused]
+    if not spec and not fused and not fused_float:
         return None
-    return {"spec": qdq.worst(spec).to_dict() if spec else None,
-            "fused": qdq.worst(fused).to_dict() if fused else None}
+    record = {"spec": qdq.worst(spec).to_dict() if spec else None,
+              "fused": qdq.worst(fused).to_dict() if fused else None}
+    if fused_float:   # float outputs of a quantized model, compared under the fused execution too
+        record["fused_float_max_abs"] = max(fused_float)
+    return record
 
 
 # --- the original's own rounding-tie noise (whole-model check) -------------------------

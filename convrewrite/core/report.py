@@ -169,6 +169,9 @@ def steps_line(steps: Optional[dict]) -> str:
         s = (steps or {}).get(key)
         if s is not None:
             parts.append(f"{label} mean {s['mean']:.3g}, p99 {s['p99']:.3g}, max {s['max']:.3g}")
+    float_abs = (steps or {}).get("fused_float_max_abs")
+    if float_abs is not None:
+        parts.append(f"float outputs under onnxruntime fused int8 max abs {float_abs:.3g}")
     return "difference in quantization steps: " + "; ".join(parts) if parts else ""
 
 

@@ -16,7 +16,10 @@ slice keeps every output channel) behind a DequantizeLinear of its own.
 A weight read as it is may be any QDQ weight (opset 21's blocked or int4
 ones too: the same DequantizeLinear); one to slice must be 8-bit integers
 quantized per tensor or per output channel, else the node is left alone
-(`quantized`, the reason says which).  The
+(`quantized`, the reason says which).  The integers are the folded constant
+behind the DequantizeLinear: an int8 initializer, or a float weight behind
+QuantizeLinear (a fake-quantized export), whose slice becomes an int8
+initializer.  The
 padding is float 0 between DQ(x) and a Q of x's grid: 0 = DQ(zero point) is
 on every grid, so the padded integers are the zero point, as a quantized
 Conv pads.  Data movement keeps values on their grid (core/qdq.py), so the
@@ -50,8 +53,9 @@ def _slice_problem(graph, p) -> Optional[str]:
     if p.taps is None:
         return None
     dq = graph.producer(p.weight)
-    if dq is None or dq.op_type != qdq.DEQUANTIZE or not graph.is_initializer(dq.input[0]):
-        return "taps were dropped and the weight is not DequantizeLinear of an integer initializer to slice"
+    if dq is None or dq.op_type != qdq.DEQUANTIZE or not graph.is_constant(dq.input[0]):
+        return ("taps were dropped and the weight is not DequantizeLinear of integer constants to slice "
+                "(an initializer, or QuantizeLinear of one)")
     params = qdq.qparams(dq, graph)
     if isinstance(params, str):
         return f"taps were dropped and the weight cannot be sliced: {params}"

@@ -79,6 +79,102 @@ def test_a_quantized_dilated_conv_whose_outer_taps_read_padding_gets_a_sliced_in
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS)
+def test_a_fake_quantized_dilated_conv_whose_taps_are_sliced_gets_an_int8_weight(act):
+    """Float weight -> QuantizeLinear -> DequantizeLinear (a QAT export): the
+    weight's integers are the folded constant, sliced like an int8 initializer."""
+    from qdq_models import fake_quantized
+
+    model = fake_quantized(quantized("dilated_tiny", act))
+    assert any(n.name.endswith("_fake_quant") for n in model.graph.node)
+    new, report, records = run(model)
+    r = records["aspp"]
+    assert (r.status, r.form) == (REWRITTEN, "plain"), r.reason
+    assert report.verification.equivalent
+    before, after = assert_still_quantized(model, new)
+    assert after["QLinearConv"] == 1 and float_compute(after) == 0
+    sliced = next(t for t in new.graph.initializer if t.name.endswith("weight_q"))
+    assert sliced.data_type == onnx.TensorProto.INT8 and list(sliced.dims) == [4, 4, 1, 1]
+    original = next(t for t in quantized("dilated_tiny", act).graph.initializer
+                    if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4)
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(sliced),
+                                  onnx.numpy_helper.to_array(original)[:, :, 1:2, 1:2])
+
+
+def _weight_scales(model: onnx.ModelProto) -> list:
+    """The scales of every DequantizeLinear of an int8 weight initializer (4-D)."""
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    return [inits[n.input[1]] for n in model.graph.node
+            if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].dtype == np.int8
+            and inits[n.input[0]].ndim == 4]
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("name, node, form", [("convt", "up", "single-conv"), ("dilated", "aspp", "batch"),
+                                              ("resize_linear", "resize", "deconv")])
+def test_per_tensor_weights_are_rewritten_and_stay_quantized(name, node, form, act):
+    """Weights quantized per tensor (one scale for the whole kernel): the
+    forms move the one scale with the integers; verified in both runs, and
+    after onnxruntime's fusion every Conv is still a QLinearConv."""
+    model = quantized(name, act, per_channel=False)
+    scales = _weight_scales(model)
+    assert scales and all(s.size == 1 for s in scales)   # per tensor indeed
+    new, report, records = run(model)
+    r = records[node]
+    assert (r.status, r.form) == (REWRITTEN, form), r.reason
+    assert r.quantized_steps["spec"]["p99"] <= 1 and r.quantized_steps["fused"]["mean"] <= 0.05, r.quantized_steps
+    assert report.verification.equivalent
+    assert all(s.size == 1 for s in _weight_scales(new))
+    before, after = assert_still_quantized(model, new)
+    assert float_compute(after) == 0 and after["QLinearConv"] >= before.get("QLinearConv", 0)
+
+
+def _with_float_node(model: onnx.ModelProto, op_type: str) -> onnx.ModelProto:
+    """`model` (quantized, output y after a DequantizeLinear) with a float
+    tail after y: a Relu, then a ConvTranspose 4x4 / stride 2 / pads 1 or a
+    Conv 3x3 with dilation 2 (a partly quantized model; the node touches no
+    Q/DQ, so it is in a float region)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for n in m.graph.node:
+        for k, o in enumerate(n.output):
+            if o == "y":
+                n.output[k] = "y_quantized"
+    c = 4   # every test block has 4 output channels
+    w = (np.random.default_rng(3).standard_normal((c, c, 4, 4) if op_type == "ConvTranspose" else (c, c, 3, 3))
+         * 0.2).astype(np.float32)
+    m.graph.initializer.append(onnx.numpy_helper.from_array(w, "float_w"))
+    attrs = ({"strides": [2, 2], "pads": [1, 1, 1, 1]} if op_type == "ConvTranspose"
+             else {"dilations": [2, 2], "pads": [2, 2, 2, 2]})
+    m.graph.node.append(onnx.helper.make_node("Relu", ["y_quantized"], ["float_in"], name="float_relu"))
+    m.graph.node.append(onnx.helper.make_node(op_type, ["float_in", "float_w"], ["y"], name="float_node", **attrs))
+    return m
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("name, node, op_type", [("decoder", "up", "ConvTranspose"), ("dilated", "aspp", "Conv")])
+def test_a_partly_quantized_model_keeps_its_float_node_float_and_the_rest_quantized(name, node, op_type, act):
+    model = _with_float_node(quantized(name, act), op_type)
+    new, report, records = run(model)
+    q, f = records[node], records["float_node"]
+    assert q.status == REWRITTEN and q.quantized_steps is not None, q.reason   # a quantized form
+    assert f.status == REWRITTEN and f.quantized_steps is None, f.reason       # a float form
+    assert report.verification.equivalent, report.verification.detail
+    # the float node's replacement computes in float: float weights, read directly, nothing quantized after it
+    inits = {t.name: t for t in new.graph.initializer}
+    consumers = {i: c for c in new.graph.node for i in c.input}
+    float_convs = [n for n in new.graph.node if n.op_type == "Conv" and n.input[1] in inits]
+    assert float_convs and all(inits[n.input[1]].data_type == onnx.TensorProto.FLOAT for n in float_convs)
+    assert not any(consumers.get(n.output[0]) is not None and consumers[n.output[0]].op_type == "QuantizeLinear"
+                   for n in float_convs)
+    # after onnxruntime's fusion: the quantized part is as quantized as before, the only float compute is the
+    # float node's replacement
+    before, after = fused_counts(model), fused_counts(new)
+    assert after["QLinearConv"] >= before["QLinearConv"] + (name == "decoder"), (dict(before), dict(after))
+    assert float_compute(before) == 1 + (name == "decoder")   # the float node, and onnxruntime's float ConvTranspose
+    assert float_compute(after) == len(float_convs), (dict(before), dict(after))
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
 def test_a_strided_quantized_dilated_conv_keeps_quantized(act):
     model = quantized("dilated_s2", act)
     new, report, records = run(model)
@@ -281,6 +377,44 @@ def test_both_quantized_forms_compute_the_same_integers(form):
     new, report, records = run(model, convtranspose_form=form)
     assert records["up"].form == form and report.verification.equivalent
     assert report.verification.max_abs_error == 0.0
+
+
+MOVEMENT = ("Pad", "Slice", "Reshape", "Transpose", "DepthToSpace", "SpaceToDepth", "Concat")
+
+
+def _grid(node: onnx.NodeProto, inits: dict) -> tuple:
+    """A QuantizeLinear's or DequantizeLinear's (scale, zero point) values."""
+    scale = inits[node.input[1]]
+    zp = inits[node.input[2]] if len(node.input) > 2 and node.input[2] else None
+    return float(scale), (None if zp is None else int(zp))
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("form", ["single-conv", "phase-convs"])
+@pytest.mark.parametrize("pads, strides", [((1, 1, 1, 1), (2, 2)), ((0, 0, 0, 0), (2, 2)), ((1, 0, 2, 1), (2, 3))])
+def test_the_convtranspose_forms_move_data_on_the_grid_of_the_tensor_they_move(form, act, pads, strides):
+    """Every Pad / Slice / Reshape / Transpose / DepthToSpace / Concat of a
+    quantized ConvTranspose replacement reads DequantizeLinear and feeds
+    QuantizeLinear of one and the same scale and zero point (the integers
+    move unchanged)."""
+    from qdq_models import convt_alone, quantize
+
+    model = quantize(convt_alone(pads=pads, strides=strides), act)
+    new, report, records = run(model, convtranspose_form=form)
+    assert (records["up"].status, records["up"].form) == (REWRITTEN, form), records["up"].reason
+    assert report.verification.equivalent
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in new.graph.initializer}
+    producer = {o: n for n in new.graph.node for o in n.output}
+    moved = [n for n in new.graph.node if n.op_type in MOVEMENT]
+    assert moved, [n.op_type for n in new.graph.node]
+    for n in moved:
+        data = list(n.input) if n.op_type == "Concat" else [n.input[0]]
+        dqs = [producer.get(i) for i in data]
+        assert all(d is not None and d.op_type == "DequantizeLinear" for d in dqs), n.name
+        qs = [c for c in new.graph.node if n.output[0] in c.input]
+        assert qs and all(q.op_type == "QuantizeLinear" for q in qs), n.name
+        grids = {_grid(g, inits) for g in dqs + qs}
+        assert len(grids) == 1, (n.name, grids)
 
 
 def test_a_quantized_convtranspose_without_a_quantize_after_it_is_left_alone():

@@ -161,3 +161,39 @@ def test_a_quantized_output_within_the_originals_own_tie_noise_is_accepted():
     assert qdq_check.within_tie_noise(failing, {"y": Steps(0.1, 1.0, 2.0)}, {})
     assert not qdq_check.within_tie_noise(failing, {"y": Steps(0.06, 1.0, 2.0)}, {})
     assert not qdq_check.within_tie_noise(failing, {}, {"y": Steps(0.1, 1.0, 2.0)})   # spec judged by spec noise
+
+
+def _with_float_last_conv(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` with a float 1x1 Conv after its output y: a QDQ model whose
+    output is float (no DequantizeLinear produces it)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    y = m.graph.output[0].name
+    for n in m.graph.node:
+        for k, o in enumerate(n.output):
+            if o == y:
+                n.output[k] = "y_quantized"
+    channels = 4   # quantized("convt"): ConvTranspose 8 -> 4 channels
+    w = np.random.default_rng(0).standard_normal((channels, channels, 1, 1)).astype(np.float32)
+    m.graph.initializer.append(numpy_helper.from_array(w, "float_w"))
+    m.graph.node.append(helper.make_node("Conv", ["y_quantized", "float_w"], [y], name="float_conv"))
+    return m
+
+
+def test_a_quantized_model_with_a_float_output_is_checked_under_fused_int8_too(monkeypatch):
+    model = _with_float_last_conv(quantized("convt"))
+    oracle = Oracle(model, Settings())
+    assert oracle.steps == {} and oracle.want_fused is not None   # no quantized output, still fused
+    new, report, records = run(model)
+    assert records["up"].status == REWRITTEN, records["up"].reason
+    v = report.verification
+    assert v.equivalent and v.quantized_steps == {"spec": None, "fused": None, "fused_float_max_abs": 0.0}
+    assert "float outputs under onnxruntime fused int8 max abs 0" in report.summary()
+    # the bug of issue 11 (the new Conv's weight dequantized offline), local fused check off: the whole-model
+    # check, comparing the float output of the fused executions with the float tolerance, rolls it back
+    _dequantized_weight_bug(monkeypatch)
+    monkeypatch.setattr(qdq_check, "fused_comparisons", lambda *a: {})
+    new, report, records = run(model)
+    r = records["up"]
+    assert (r.status, r.code) == (ROLLED_BACK, Code.MODEL_CHECK_FAILED), r.reason
+    assert "fused int8" in r.reason, r.reason

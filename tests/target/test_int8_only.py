@@ -56,6 +56,22 @@ def test_a_quantized_model_rewritten_for_an_int8_target_stays_int8():
     assert not [v for v in report.target["violations"] if v["rule"] == "int8_only"], report.target
 
 
+@pytest.mark.parametrize("name, real_misfits", [
+    ("ti-tidl", [("float_conv", "int8_only")]),
+    ("arm-ethos-n78", [("up", "operators.ConvTranspose.kernel_sizes"), ("float_conv", "int8_only")])])
+def test_quantize_and_dequantize_fit_where_qdq_models_are_imported(name, real_misfits):
+    """TIDL (which lists every operator it runs) and the Ethos-N78 import QDQ
+    models as pre-quantized: their QuantizeLinear / DequantizeLinear are not
+    misfits, so only real ones are reported (the float Conv; on the N78 also
+    the 4x4 ConvTranspose)."""
+    profile = load_profile(name)
+    model = onnx.load(MODELS / "deeplab_aspp_qdq_int8.onnx")
+    assert sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node) > 60
+    assert not [v for v in check_model(model, profile) if v.op in ("QuantizeLinear", "DequantizeLinear")]
+    found = check_model(_with_float_conv(quantized("decoder")), profile)
+    assert [(v.node, v.rule) for v in found] == real_misfits
+
+
 @pytest.mark.parametrize("name", ["arm-ethos-u55", "arm-ethos-u85", "arm-ethos-n78", "ti-tidl"])
 def test_the_int8_accelerators_say_so(name):
     assert load_profile(name).int8_only and not load_profile("generic-npu").int8_only
