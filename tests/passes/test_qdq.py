@@ -69,11 +69,18 @@ def test_a_quantized_dilated_conv_whose_outer_taps_read_padding_gets_a_sliced_in
     r = records["aspp"]
     assert (r.status, r.form) == (REWRITTEN, "plain"), r.reason
     assert report.verification.equivalent
+    assert_centre_tap_weight(model, new, model)
+
+
+def assert_centre_tap_weight(model, new, int8_source):
+    """One fused QLinearConv, no float compute, and its weight the int8 centre
+    tap of `int8_source`'s 3x3 weight."""
     before, after = assert_still_quantized(model, new)
     assert after["QLinearConv"] == 1 and float_compute(after) == 0
     sliced = next(t for t in new.graph.initializer if t.name.endswith("weight_q"))
     assert sliced.data_type == onnx.TensorProto.INT8 and list(sliced.dims) == [4, 4, 1, 1]
-    original = next(t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4)
+    original = next(t for t in int8_source.graph.initializer
+                    if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4)
     np.testing.assert_array_equal(onnx.numpy_helper.to_array(sliced),
                                   onnx.numpy_helper.to_array(original)[:, :, 1:2, 1:2])
 
@@ -90,14 +97,7 @@ def test_a_fake_quantized_dilated_conv_whose_taps_are_sliced_gets_an_int8_weight
     r = records["aspp"]
     assert (r.status, r.form) == (REWRITTEN, "plain"), r.reason
     assert report.verification.equivalent
-    before, after = assert_still_quantized(model, new)
-    assert after["QLinearConv"] == 1 and float_compute(after) == 0
-    sliced = next(t for t in new.graph.initializer if t.name.endswith("weight_q"))
-    assert sliced.data_type == onnx.TensorProto.INT8 and list(sliced.dims) == [4, 4, 1, 1]
-    original = next(t for t in quantized("dilated_tiny", act).graph.initializer
-                    if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4)
-    np.testing.assert_array_equal(onnx.numpy_helper.to_array(sliced),
-                                  onnx.numpy_helper.to_array(original)[:, :, 1:2, 1:2])
+    assert_centre_tap_weight(model, new, quantized("dilated_tiny", act))
 
 
 def _weight_scales(model: onnx.ModelProto) -> list:

@@ -107,15 +107,22 @@ def test_the_whole_model_check_also_runs_fused_int8(monkeypatch):
     assert "fused int8 execution" in r.reason, r.reason
 
 
-def _with_added(model, delta: np.ndarray) -> onnx.ModelProto:
-    """`model` with `delta` added to its output y after the final DequantizeLinear."""
+def _output_renamed(model, name: str):
+    """A copy of `model` whose node writing the graph output y writes `name`
+    instead (the caller adds the node that writes y); (copy, y)."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
     y = m.graph.output[0].name
     for n in m.graph.node:
         for k, o in enumerate(n.output):
             if o == y:
-                n.output[k] = "y_before_delta"
+                n.output[k] = name
+    return m, y
+
+
+def _with_added(model, delta: np.ndarray) -> onnx.ModelProto:
+    """`model` with `delta` added to its output y after the final DequantizeLinear."""
+    m, y = _output_renamed(model, "y_before_delta")
     m.graph.initializer.append(numpy_helper.from_array(delta.astype(np.float32), "delta"))
     m.graph.node.append(helper.make_node("Add", ["y_before_delta", "delta"], [y], name="delta"))
     return m
@@ -166,13 +173,7 @@ def test_a_quantized_output_within_the_originals_own_tie_noise_is_accepted():
 def _with_float_last_conv(model: onnx.ModelProto) -> onnx.ModelProto:
     """`model` with a float 1x1 Conv after its output y: a QDQ model whose
     output is float (no DequantizeLinear produces it)."""
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    y = m.graph.output[0].name
-    for n in m.graph.node:
-        for k, o in enumerate(n.output):
-            if o == y:
-                n.output[k] = "y_quantized"
+    m, y = _output_renamed(model, "y_quantized")
     channels = 4   # quantized("convt"): ConvTranspose 8 -> 4 channels
     w = np.random.default_rng(0).standard_normal((channels, channels, 1, 1)).astype(np.float32)
     m.graph.initializer.append(numpy_helper.from_array(w, "float_w"))
