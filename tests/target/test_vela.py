@@ -322,19 +322,20 @@ def test_profile_predicts_recorded_vela(case, accelerator):
 # being the reason it does not fit. Every other key limits the nodes of the form's kind.
 SELECTOR_KEYS = {"groups", "modes", "coordinate_transformation_modes", "nearest_modes"}
 
-# Rule forms with no obeying or no breaking case, and why.
+# Operators with no case at all, and why.
 EXEMPT = {
     (U55, "Upsample"): "not emitted by onnx2tf's exporters of today; it shares Resize's TFLite operators",
     (U85, "Upsample"): "not emitted by onnx2tf's exporters of today; it shares Resize's TFLite operators",
-    (U85, "ConvTranspose"): "its only limits (3-D, dilation) are ones onnx2tf does not convert to an int8 "
-                            "TRANSPOSE_CONV",
 }
-# Pad's one breaking form, mode wrap (opset 19), cannot be measured: onnx2tf 2.6.9 converts it with
-# neither backend (flatbuffer_direct: 'Pad mode is not supported in flatbuffer_direct ... mode=wrap';
-# tf_converter: tf.pad takes only CONSTANT, REFLECT and SYMMETRIC). Its obeying side is measured.
+# Operators whose forms have obeying cases but no breaking one, and why. Pad's one mode left out,
+# wrap (opset 19), cannot be measured: onnx2tf 2.6.9 converts it with neither backend
+# (flatbuffer_direct: 'Pad mode is not supported in flatbuffer_direct ... mode=wrap';
+# tf_converter: tf.pad takes only CONSTANT, REFLECT and SYMMETRIC).
 NO_BREAKING_CASE = {
     (U55, "Pad"): "mode wrap: onnx2tf 2.6.9 does not convert it",
     (U85, "Pad"): "mode wrap: onnx2tf 2.6.9 does not convert it",
+    (U85, "ConvTranspose"): "its only limits (3-D, dilation) are ones onnx2tf does not convert to an int8 "
+                            "TRANSPOSE_CONV",
 }
 
 
