@@ -57,6 +57,7 @@ class OpFacts:
     slice_axes: Optional[tuple] = None      # the axes `steps` apply to, non-negative
     pads_batch_or_channel: Optional[bool] = None
     perm: Optional[tuple] = None
+    gather_axis: Optional[int] = None       # the axis a Gather indexes, non-negative
     tensors: tuple = field(default=())      # variable inputs and all outputs
     constant_inputs: Optional[tuple] = None # names of the inputs known before run time
 
@@ -118,6 +119,9 @@ def facts_from_attributes(op_type: str, *, rank: Optional[int] = None, input_sha
         facts = replace(facts, steps=None if steps is None else tuple(int(s) for s in steps))
         if "axes" in attrs:
             facts = replace(facts, slice_axes=_non_negative(attrs["axes"], len(inp) if inp is not None else None))
+    elif op_type == "Gather":
+        axis = _non_negative([attrs.get("axis", 0)], len(inp) if inp is not None else None)
+        facts = replace(facts, gather_axis=None if axis is None else axis[0])
     elif op_type == "Transpose" and "perm" in attrs:
         facts = replace(facts, perm=tuple(attrs["perm"]))
     return facts
@@ -326,6 +330,12 @@ def _transpose(node, graph, a) -> dict:
     return {} if x is None else {"perm": tuple(reversed(range(len(x))))}
 
 
+def _gather(node, graph, a) -> dict:
+    x = graph.shape(node.input[0])
+    axis = _non_negative([a.get("axis", 0)], len(x) if x is not None else None)
+    return {} if axis is None else {"gather_axis": axis[0]}
+
+
 def _static(dims) -> Optional[tuple]:
     return tuple(dims) if all(isinstance(d, int) for d in dims) else None
 
@@ -333,5 +343,5 @@ def _static(dims) -> Optional[tuple]:
 _READERS = {
     "Conv": _conv, "ConvTranspose": _conv, "Resize": _resize, "Upsample": _resize,
     "DepthToSpace": _depth_to_space, "SpaceToDepth": _space_to_depth, "Pad": _pad,
-    "Slice": _slice, "Transpose": _transpose,
+    "Slice": _slice, "Transpose": _transpose, "Gather": _gather,
 }

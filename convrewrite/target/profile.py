@@ -58,6 +58,7 @@ class OpRule:
     nearest_modes: Optional[tuple] = None
     factors: Optional[tuple] = None
     equal_factors: bool = False
+    max_factor: Optional[int] = None
     unit_input: bool = False
     block_sizes: Optional[tuple] = None
     steps: Optional[tuple] = None
@@ -70,6 +71,7 @@ class OpRule:
     max_dim: Optional[int] = None
     max_product_of_rank_minus_2_dims: Optional[int] = None
     computed_operands: bool = False
+    gather_axes: Optional[tuple] = None
     where: str = ""
 
     def to_dict(self) -> dict:

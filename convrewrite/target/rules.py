@@ -193,6 +193,14 @@ def _check_factors(limit, f):
                 f"(allowed integer upsampling factors per axis: {_list(limit)})")
 
 
+def _check_max_factor(limit, f):
+    if f.resizes_batch_or_channel:
+        return "resizes the batch or channel axis; the target resizes spatial axes only"
+    if f.factors is not None and any(q > limit for q in f.factors):
+        return (f"scale factors {_x(_factor(q) for q in f.factors)} not allowed "
+                f"(the target scales each axis by at most {limit}, by any ratio)")
+
+
 def _check_equal_factors(limit, f):
     if f.factors is not None and len(set(f.factors)) > 1:
         return f"scale factors {_x(_factor(q) for q in f.factors)} differ between axes; the target requires equal factors"
@@ -247,6 +255,12 @@ def _check_strided_axes(limit, f):
         where = " or ".join({"batch": "the batch axis", "channel": "the channel axis", "spatial": "spatial axes"}[k]
                             for k in limit)
         return f"{', '.join(bad)} not allowed; the target takes a step other than 1 only on {where}"
+
+
+def _check_gather_axes(limit, f):
+    if f.gather_axis is not None and _axis_kind(f.gather_axis) not in limit:
+        where = " or ".join({"batch": "axis 0", "channel": "axis 1", "spatial": "axes 2 and up"}[k] for k in limit)
+        return f"gathers along axis {f.gather_axis}; the target gathers only along {where}"
 
 
 def _check_spatial_only(limit, f):
@@ -335,13 +349,13 @@ _CHECKS = (
     ("dilation_requires_unit_stride", _check_dilation_stride), ("groups", _check_groups),
     ("pads", _check_pads), ("output_size", _check_output_size), ("modes", _check_modes),
     ("coordinate_transformation_modes", _check_coordinate_modes), ("nearest_modes", _check_nearest_modes),
-    ("factors", _check_factors), ("equal_factors", _check_equal_factors), ("unit_input", _check_unit_input),
+    ("factors", _check_factors), ("max_factor", _check_max_factor), ("equal_factors", _check_equal_factors), ("unit_input", _check_unit_input),
     ("corner_factors", _check_corner_factors), ("equal_corner_factors", _check_equal_corner_factors),
     ("block_sizes", _check_block_sizes), ("steps", _check_steps), ("strided_axes", _check_strided_axes),
     ("spatial_only", _check_spatial_only), ("batch_axis_fixed", _check_batch_axis),
     ("within_last_axes", _check_within_last_axes), ("max_dim", _check_max_dim),
     ("max_product_of_rank_minus_2_dims", _check_rank_minus_2_product),
-    ("computed_operands", _check_computed_operands),
+    ("computed_operands", _check_computed_operands), ("gather_axes", _check_gather_axes),
 )
 
 

@@ -35,7 +35,7 @@ MODES = {
 COMMON_KEYS = ("supported", "note", "max_rank", "max_non_unit_dims")
 _CONV = ("spatial_ranks", "kernel_sizes", "kernel_shapes", "max_kernel_area", "strides",
          "equal_strides", "dilations", "equal_dilations", "dilation_requires_unit_stride", "groups")
-_RESIZE = ("spatial_ranks", "modes", "factors", "equal_factors", "unit_input")
+_RESIZE = ("spatial_ranks", "modes", "factors", "max_factor", "equal_factors", "unit_input")
 OP_KEYS = {
     "Conv": _CONV + ("pads",),
     "ConvTranspose": _CONV + ("output_size",),
@@ -48,6 +48,7 @@ OP_KEYS = {
     "Slice": ("steps", "strided_axes"),
     "Transpose": ("batch_axis_fixed", "within_last_axes", "max_dim", "max_product_of_rank_minus_2_dims"),
     "MatMul": ("computed_operands",),
+    "Gather": ("gather_axes",),
 }
 # Keys that measure align_corners' scale, (output - 1) / (input - 1): meaningless for another mode.
 ALIGN_CORNERS_KEYS = ("corner_factors", "equal_corner_factors")
@@ -261,11 +262,13 @@ _VALUE_CHECKS = {
     "output_size": _choices(lambda op: OUTPUT_SIZE_KINDS), "modes": _choices(lambda op: MODES[op]),
     "coordinate_transformation_modes": _choices(lambda op: COORDINATE_MODES),
     "nearest_modes": _choices(lambda op: NEAREST_MODES), "factors": _int_list(),
+    "max_factor": _positive_int,
     "equal_factors": _bool, "unit_input": _bool, "block_sizes": _int_list(), "steps": _int_list(nonzero_only=True),
     "spatial_only": _bool, "batch_axis_fixed": _bool,
     "corner_factors": _int_list(), "equal_corner_factors": _bool,
     "strided_axes": _choices(lambda op: AXIS_KINDS), "within_last_axes": _positive_int,
     "max_dim": _positive_int, "max_product_of_rank_minus_2_dims": _positive_int, "computed_operands": _bool,
+    "gather_axes": _choices(lambda op: AXIS_KINDS),
 }
 
 

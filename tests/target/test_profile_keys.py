@@ -3,7 +3,9 @@ an attribute: align_corners' scale (Resize `corner_factors`,
 `equal_corner_factors`), the axis a Slice steps on (`strided_axes`), the size of
 the data a Transpose moves (`within_last_axes`, `max_dim`,
 `max_product_of_rank_minus_2_dims`) and constant MatMul operands
-(`computed_operands`): their validation and their verdicts on single nodes.
+(`computed_operands`), a Resize's largest scale by any ratio (`max_factor`) and
+the axis a Gather indexes (`gather_axes`): their validation and their verdicts
+on single nodes.
 What Vela itself does with such models is in test_vela.py."""
 from __future__ import annotations
 
@@ -66,6 +68,9 @@ BAD = [
      r"operators\.Transpose\.max_product_of_rank_minus_2_dims: must be a positive integer, not \"65536\""),
     ({"Conv": {"max_dim": 4}}, r"operators\.Conv: key 'max_dim' does not apply to Conv \(it is for Transpose\)"),
     ({"MatMul": {"computed_operands": 1}}, r"operators\.MatMul\.computed_operands: must be true or false, not a number 1"),
+    ({"Resize": {"max_factor": 1.5}}, r"operators\.Resize\.max_factor: must be a positive integer, not 1\.5"),
+    ({"Gather": {"gather_axes": ["rows"]}},
+     r"operators\.Gather\.gather_axes\[0\]: \"rows\" is not one of: batch, channel, spatial"),
     ({"Gemm": {"computed_operands": True}},
      r"operators\.Gemm: key 'computed_operands' does not apply to Gemm \(it is for MatMul\)"),
 ]
@@ -84,7 +89,9 @@ def test_good_keys_load_and_round_trip(tmp_path):
     ops = {"Resize": {**ALIGN, "corner_factors": [2, 4], "equal_corner_factors": True},
            "Slice": {"steps": [1, 2], "strided_axes": ["channel", "spatial"]},
            "Transpose": [{"within_last_axes": 3, "max_dim": 8}, {"max_product_of_rank_minus_2_dims": 64}],
-           "MatMul": {"computed_operands": True}}
+           "MatMul": {"computed_operands": True},
+           "Upsample": {"max_factor": 16},
+           "Gather": {"gather_axes": ["batch"]}}
     p = inline(tmp_path, ops)
     assert p.rules("Slice")[0].strided_axes == ("channel", "spatial")
     assert p.to_dict()["operators"] == ops
@@ -283,3 +290,40 @@ def test_static_shapes_must_be_a_boolean(tmp_path):
     path.write_text(json.dumps({"name": "bad", "static_shapes": "yes"}))
     with pytest.raises(InputError, match=r"static_shapes: must be true or false"):
         load_profile(path)
+
+
+# --- Resize: the largest scale, by any ratio --------------------------------------------------
+
+def nearest_resize(x, out):
+    node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], name="r", mode="nearest")
+    return model_of([node], {"x": [1, 4, *x]}, [ints("sizes", [1, 4, *out])])
+
+
+def test_max_factor(tmp_path):
+    p = inline(tmp_path, {"Resize": {"max_factor": 1024}})
+    assert messages(nearest_resize([8, 8], [12, 12]), p) == []        # x1.5
+    assert messages(nearest_resize([16, 16], [8, 8]), p) == []        # x0.5
+    assert messages(nearest_resize([1, 2], [1, 2048]), p) == []       # x1024 on W
+    assert messages(nearest_resize([1, 2], [1, 2050]), p) == [
+        "Resize 'r': scale factors 1x1025 not allowed (the target scales each axis by at most 1024, by any ratio)"]
+    assert p.allows_op("Resize", factors=[3.5, 3.5]) and not p.allows_op("Resize", factors=[2048, 1])
+    node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], name="r", mode="nearest")
+    channels = model_of([node], {"x": [1, 4, 8, 8]}, [ints("sizes", [1, 8, 8, 8])])
+    assert messages(channels, p) == ["Resize 'r': resizes the batch or channel axis; the target resizes spatial axes only"]
+
+
+# --- Gather: the axis it indexes -----------------------------------------------------------------
+
+def gather(axis, shape=(8, 64)):
+    node = helper.make_node("Gather", ["x", "i"], ["y"], name="g", axis=axis)
+    return model_of([node], {"x": list(shape)}, [ints("i", [1, 0])])
+
+
+def test_gather_axes(tmp_path):
+    p = inline(tmp_path, {"Gather": {"gather_axes": ["batch"]}})
+    assert messages(gather(0), p) == []
+    assert messages(gather(-2), p) == []                              # axis 0 of a matrix, counted from the end
+    assert messages(gather(1), p) == ["Gather 'g': gathers along axis 1; the target gathers only along axis 0"]
+    assert messages(gather(3, (1, 8, 8, 8)), p) == [
+        "Gather 'g': gathers along axis 3; the target gathers only along axis 0"]
+    assert p.allows_op("Gather", axis=0) and p.allows_op("Gather") and not p.allows_op("Gather", axis=1)
