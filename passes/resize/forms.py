@@ -133,7 +133,7 @@ class Broadcast(Form):
 
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
-        dims = _item_dims(p)
+        dims = item_dims(p)
         out = [ax.n_out if not ax.identity else d for ax, d in zip(p.spec.axes, dims)]
         return _cost(0, p.rank, movement([dims], out, p.dtype.itemsize))
 
@@ -212,7 +212,7 @@ class Deconv(_FixedKernel):
         macs = None
         if all(n is not None for n in padded):
             macs = p.channels * prod(padded) * prod(len(k.kernel) for k in p.kernels)
-        moved = _edge_pad_moved(p, _item_dims(p), _edge_mode(variant))[0] + other_nodes(1)
+        moved = _edge_pad_moved(p, item_dims(p), _edge_mode(variant))[0] + other_nodes(1)
         return _cost(macs, p.rank, moved, grouped=True)
 
     def build(self, match, variant, graph, b: Builder) -> dict:
@@ -252,7 +252,7 @@ class MatMul(Form):
             dims[0] = 1   # per batch item
         macs = 0
         moved, rank, extrapolate = NOTHING, p.rank, False
-        for axis, m, outside in _in_build_order(matrices(p.spec)):
+        for axis, m, outside in in_build_order(matrices(p.spec)):
             if axis < rank - 2:   # Reshape to [..., n, -1], MatMul, Reshape back
                 before = list(dims)
                 dims[axis] = m.shape[0]
@@ -286,7 +286,7 @@ def matrices(spec: ResizeSpec) -> "tuple | str":
         return str(e)
 
 
-def _in_build_order(mats) -> list:
+def in_build_order(mats) -> list:
     """Shrinking axes first (fewest MACs)."""
     return sorted(mats, key=lambda t: t[1].shape[0] / t[1].shape[1])
 
@@ -303,7 +303,7 @@ def _cost(macs, rank: int, moved: Moved, grouped: bool = False) -> Cost:
                 grouped_macs=macs if grouped else 0)
 
 
-def _item_dims(p: ResizeParams) -> list:
+def item_dims(p: ResizeParams) -> list:
     """The input's dims per batch item: batch 1 unless the batch axis is
     resized (None where symbolic: the bytes are then unknown)."""
     dims = [ax.n_in for ax in p.spec.axes]
@@ -344,7 +344,7 @@ def _plus(n: Optional[int], k: int) -> Optional[int]:
 def _shuffle_moved(p: ResizeParams, edge: str) -> Moved:
     """`_build_shuffle`: the edge pad, a Slice per distinct phase shift (on
     the edge-padded axes), Concat of the copies, the pixel shuffle."""
-    dims = _item_dims(p)
+    dims = item_dims(p)
     moved, padded = _edge_pad_moved(p, dims, edge)
     combos = list(itertools.product(*[k.phases for k in p.kernels]))
     if any(k.edge != (0, 0) for k in p.kernels):
@@ -439,7 +439,7 @@ def _build_matmul(b: Builder, x: str, p: ResizeParams, mats) -> str:
     dims = [ax.n_in for ax in p.spec.axes]
     rank = len(dims)
     masks = []
-    for axis, m, outside in _in_build_order(mats):
+    for axis, m, outside in in_build_order(mats):
         x = _matmul_axis(b, x, axis, m.astype(p.dtype), dims, rank)
         dims[axis] = m.shape[0]
         if outside.any():

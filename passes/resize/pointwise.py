@@ -39,7 +39,7 @@ from convrewrite.core.cost import grouped
 from convrewrite.core.forms import Cost, Form
 from convrewrite.emit.opset_ops import NOTHING, movement, other_nodes
 
-from .forms import NOTHING_RESIZED, _in_build_order, _item_dims, matrices
+from .forms import NOTHING_RESIZED, in_build_order, item_dims, matrices
 
 
 class Pointwise(Form):
@@ -71,10 +71,10 @@ class Pointwise(Form):
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
         size = p.dtype.itemsize
-        dims = _item_dims(p)                 # per logical axis
+        dims = item_dims(p)                 # per logical axis
         layout = list(range(p.rank))         # the logical axes in their current order
         macs, few_inputs, moved = 0, 0, NOTHING
-        for axis, m, _ in _in_build_order(matrices(p.spec)):
+        for axis, m, _ in in_build_order(matrices(p.spec)):
             wanted = _channel_first(layout, axis)
             moved += movement([[dims[a] for a in layout]], [dims[a] for a in wanted], size)
             layout = wanted
@@ -91,7 +91,7 @@ class Pointwise(Form):
     def build(self, match, variant, graph, b: Builder) -> dict:
         p = match.params
         x, layout = match.node.input[0], list(range(p.rank))
-        for axis, m, _ in _in_build_order(matrices(p.spec)):
+        for axis, m, _ in in_build_order(matrices(p.spec)):
             wanted = _channel_first(layout, axis)
             x = b.op("Transpose", [x], f"axis{axis}_to_channels", perm=_perm(layout, wanted))
             layout = wanted

@@ -66,7 +66,7 @@ from convrewrite.core.forms import DEFAULT, Cost, Variant
 from convrewrite.emit.opset_ops import NOTHING, Moved, movement
 from convrewrite.geometry import join_pads
 
-from .forms import Deconv, _edge_mode, _edge_pad, _edge_pad_moved, _item_dims, deconv_notes
+from .forms import Deconv, _edge_mode, _edge_pad, _edge_pad_moved, item_dims, deconv_notes
 
 INT8_MAX = 127
 UINT8_MAX = 255   # a nonnegative kernel's weights may be uint8 (zero point 0)
@@ -293,7 +293,7 @@ class QuantizedDeconv(Deconv):
         the weight's DequantizeLinear, the ConvTranspose with `parts` times the MACs."""
         p = match.params
         edge, parts = getattr(variant, "edge", variant), getattr(variant, "parts", 1)
-        moved = _edge_pad_moved(p, _item_dims(p), _edge_mode(edge))[0]
+        moved = _edge_pad_moved(p, item_dims(p), _edge_mode(edge))[0]
         moved += _copies_moved(p, parts) if parts > 1 else NOTHING
         float_form = super().cost(match, edge, graph)
         macs = float_form.macs * parts if float_form.macs is not None else None
