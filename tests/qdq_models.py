@@ -261,3 +261,36 @@ def fake_quantized(model: onnx.ModelProto) -> onnx.ModelProto:
     del model.graph.initializer[:]
     model.graph.initializer.extend(kept)
     return model
+
+
+@lru_cache(maxsize=None)
+def _float8_bytes(name: str) -> bytes:
+    """quantize_static at opset 19 with float8 e4m3fn activations and weights
+    (per tensor; onnxruntime calibrates float8 only with its Distribution
+    method, and keeps the bias float)."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    model = {"convt": convt_alone, "dilated": dilated_block, "resize_nearest": lambda: resize_block("nearest"),
+             "resize_linear": lambda: resize_block("linear")}[name]()
+    model.opset_import[0].version = 19
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    rng = np.random.default_rng(1)
+    batches = iter([{"x": rng.standard_normal(shape).astype(np.float32)} for _ in range(6)])
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):
+            return next(batches, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "f.onnx"), os.path.join(tmp, "q.onnx")
+        onnx.save(model, src)
+        quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=False,
+                        activation_type=QuantType.QFLOAT8E4M3FN, weight_type=QuantType.QFLOAT8E4M3FN,
+                        calibrate_method=CalibrationMethod.Distribution)
+        return onnx.load(dst).SerializeToString()
+
+
+def quantized_float8(name: str) -> onnx.ModelProto:
+    """A cached float8 (e4m3fn) QDQ test model: convt, dilated, resize_nearest or resize_linear."""
+    return onnx.load_from_string(_float8_bytes(name))

@@ -184,7 +184,7 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     symbolic = any(not isinstance(d, int) for i in runtime for d in (graph.shape(i) or ()))
     size = sum(constants[i].nbytes for i in weights if constants.get(i) is not None)
     size += sum(data_bytes(t) for t in replacement.initializers if t.name in weights)
-    steps = qdq.quantized_outputs(match.nodes, outputs)
+    steps = qdq.quantized_outputs(match.nodes, outputs, graph)
     original, repl, steps = qdq_check.with_quantizers(graph, original, repl, outputs, steps)  # QDQ: the integers too
     return LocalCheck(original, repl, symbolic, weights, size, steps)
 

@@ -191,12 +191,54 @@ class Steps:
         return f"mean {self.mean:.3g}, 99th percentile {self.p99:.3g}, max {self.max:.3g} step(s)"
 
 
-def steps_between(want: np.ndarray, got: np.ndarray, scale: float = 1.0) -> Steps:
-    """The difference of two tensors in steps of `scale` (1 for integer tensors)."""
-    d = np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64)).ravel() / scale
-    if scale != 1.0:   # outputs of a DequantizeLinear: whole steps up to float rounding (1.000001 is 1)
-        whole = np.round(d)
-        d = np.where(np.abs(d - whole) < 1e-4, whole, d)
+@dataclass(frozen=True)
+class Float8Grid:
+    """The step of a float output dequantized from a float8 tensor (opset 19
+    float8 types): its values are scale times float8 numbers, whose spacing
+    grows with their magnitude, so differences are counted in float8 units
+    in the last place (ulps), not in multiples of the scale."""
+
+    scale: float
+    dtype: np.dtype
+
+
+def is_float8(dtype) -> bool:
+    return np.dtype(dtype).name.startswith("float8")
+
+
+def float8_ordinals(values: np.ndarray) -> np.ndarray:
+    """Each float8 value's position on the number line: float8 formats are
+    sign-magnitude with magnitudes ordered as their bit patterns, so
+    neighbours differ by 1 and the two zeros coincide."""
+    bits = np.asarray(values).view(np.uint8).astype(np.int32)
+    magnitude = bits & 0x7F
+    return np.where(bits & 0x80, -magnitude, magnitude)
+
+
+def _as_float8(values: np.ndarray, grid: Float8Grid) -> np.ndarray:
+    """float8 numbers from onnxruntime's uint8 bit patterns, from the
+    reference evaluator's float8 arrays, or from dequantized floats (exact:
+    they are on the grid)."""
+    if values.dtype == np.uint8:
+        return values.view(grid.dtype)
+    if is_float8(values.dtype):
+        return values
+    return (np.asarray(values, np.float32) / np.float32(grid.scale)).astype(grid.dtype)
+
+
+def steps_between(want: np.ndarray, got: np.ndarray, scale: "float | Float8Grid" = 1.0) -> Steps:
+    """The difference of two tensors in steps of `scale` (1 for integer
+    tensors); float8 tensors, and float outputs of a Float8Grid, in ulps."""
+    want, got = np.asarray(want), np.asarray(got)
+    if isinstance(scale, Float8Grid):
+        want, got = (_as_float8(a, scale) for a in (want, got))
+    if is_float8(want.dtype):
+        d = np.abs(float8_ordinals(got) - float8_ordinals(want)).ravel().astype(np.float64)
+    else:
+        d = np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64)).ravel() / scale
+        if scale != 1.0:   # outputs of a DequantizeLinear: whole steps up to float rounding (1.000001 is 1)
+            whole = np.round(d)
+            d = np.where(np.abs(d - whole) < 1e-4, whole, d)
     if d.size == 0:
         return Steps()
     return Steps(float(d.mean()), float(np.percentile(d, 99)), float(d.max()))
@@ -207,7 +249,7 @@ def worst(steps: Sequence[Steps]) -> Steps:
                  max((s.max for s in steps), default=0.0))
 
 
-def compare_quantized(name: str, want: np.ndarray, got: np.ndarray, scale: float = 1.0):
+def compare_quantized(name: str, want: np.ndarray, got: np.ndarray, scale: "float | Float8Grid" = 1.0):
     """An OutputComparison in steps: equivalent when equal except rounding
     ties (mean <= MEAN_STEPS, 99th percentile <= P99_STEPS).  Errors are in
     the tensor's own unit (steps times `scale`)."""
@@ -219,9 +261,10 @@ def compare_quantized(name: str, want: np.ndarray, got: np.ndarray, scale: float
         return OutputComparison(name, False, np.inf, np.inf, 0.0, what)
     s = steps_between(want, got, scale)
     top = float(np.max(np.abs(want.astype(np.float64)), initial=0.0))
-    abs_err = s.max * scale
+    abs_err = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)), initial=0.0))
+    unit = scale.scale if isinstance(scale, Float8Grid) else scale   # a float8 ulp's size varies: nominal
     return OutputComparison(name, s.ok, abs_err, abs_err / top if top else float(abs_err > 0),
-                            P99_STEPS * scale, f"quantized: {s}", steps=s)
+                            P99_STEPS * unit, f"quantized: {s}", steps=s)
 
 
 def has_qdq(model: onnx.ModelProto) -> bool:
@@ -232,19 +275,41 @@ def has_qdq(model: onnx.ModelProto) -> bool:
 def output_steps(model: onnx.ModelProto) -> dict:
     """Graph outputs of a QDQ model that are quantized: name -> the step to
     compare them in (1 for the integer output of a QuantizeLinear, the scale
-    of a per-tensor DequantizeLinear producing a float output)."""
+    of a per-tensor DequantizeLinear producing a float output; a Float8Grid
+    where that DequantizeLinear reads float8)."""
     inits = {t.name: t for t in model.graph.initializer}
     producers = {o: n for n in model.graph.node for o in n.output}
     out = {}
     for o in model.graph.output:
         p = producers.get(o.name)
         if _is(p, QUANTIZE):
-            out[o.name] = 1.0
+            out[o.name] = integer_step(_quantized_type(p, inits))
         elif _is(p, DEQUANTIZE) and len(p.input) > 1 and p.input[1] in inits:
             scale = onnx.numpy_helper.to_array(inits[p.input[1]])
             if scale.size == 1:
-                out[o.name] = float(scale.reshape(()))
+                dtype = _dequantized_type(p, inits, producers)
+                out[o.name] = (Float8Grid(float(scale.reshape(())), dtype) if dtype is not None and is_float8(dtype)
+                               else float(scale.reshape(())))
     return out
+
+
+def _dequantized_type(dq: onnx.NodeProto, inits: dict, producers: dict) -> Optional[np.dtype]:
+    """The element type a DequantizeLinear reads, from its zero point or the
+    QuantizeLinear before it (None when neither says)."""
+    for node in (dq, producers.get(dq.input[0])):
+        dtype = _quantized_type(node, inits) if node is not None else None
+        if dtype is not None:
+            return dtype
+    return None
+
+
+def _quantized_type(node: onnx.NodeProto, inits: dict) -> Optional[np.dtype]:
+    """The element type of a Q's output or a DQ's input, from its zero point
+    or a Q's output_dtype (None when neither says)."""
+    if len(node.input) > 2 and node.input[2] in inits:
+        return onnx.helper.tensor_dtype_to_np_dtype(inits[node.input[2]].data_type)
+    out = next((a.i for a in node.attribute if a.name == "output_dtype"), 0)
+    return onnx.helper.tensor_dtype_to_np_dtype(out) if node.op_type == QUANTIZE and out else None
 
 
 def compare_outputs(names, want, got, rtol=None, atol=None, steps: Optional[dict] = None):
@@ -392,10 +457,19 @@ def on_grid(model: onnx.ModelProto, inputs: dict) -> onnx.ModelProto:
     return out
 
 
-def quantized_outputs(nodes, outputs: Sequence[str]) -> dict:
-    """Outputs of `nodes` that a QuantizeLinear produces: name -> 1 step."""
+def quantized_outputs(nodes, outputs: Sequence[str], graph=None) -> dict:
+    """Outputs of `nodes` that a QuantizeLinear produces: name -> 1 step
+    (a float8 output: a Float8Grid, compared in ulps)."""
     quantizers = {o for n in nodes if _is(n, QUANTIZE) for o in n.output}
-    return {o: 1.0 for o in outputs if o in quantizers}
+    types = {o: graph.dtype(o) for o in outputs} if graph is not None else {}
+    return {o: integer_step(onnx.helper.tensor_dtype_to_np_dtype(types[o]) if types.get(o) else None)
+            for o in outputs if o in quantizers}
+
+
+def integer_step(dtype) -> "float | Float8Grid":
+    """The step of a QuantizeLinear's own output of type `dtype`: 1, or a
+    Float8Grid (onnxruntime returns float8 tensors as their uint8 bit patterns)."""
+    return Float8Grid(1.0, np.dtype(dtype)) if dtype is not None and is_float8(dtype) else 1.0
 
 
 def _tile_copies(b) -> None:

@@ -127,7 +127,7 @@ def with_quantizers(graph, original: onnx.ModelProto, replacement: onnx.ModelPro
                                                  **{a.name: helper.get_attribute_value(a) for a in q.attribute}))
             m.graph.output.append(helper.make_tensor_value_info(
                 name, helper.np_dtype_to_tensor_dtype(zp.dtype), None))
-            steps[name] = 1.0
+            steps[name] = qdq.integer_step(zp.dtype)
             if alone:
                 kept = [v for v in m.graph.output if v.name != o]
                 del m.graph.output[:]
