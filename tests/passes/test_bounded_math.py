@@ -21,9 +21,13 @@ BIG = (1 << 31) - 1
 
 
 class quickly:
-    """Asserts the block takes less than `seconds`."""
+    """Asserts the block takes less than `seconds`: a hang detector, not a
+    timing.  The work these blocks would do if it grew with the attribute
+    values (2**31 outputs, 10**9 phases) takes hours in Python, so a limit of
+    seconds tells bounded from unbounded with a wide margin on a loaded CI
+    machine, where 0.1 s could fail a correct answer."""
 
-    def __init__(self, seconds: float = 1.0):
+    def __init__(self, seconds: float = 5.0):
         self.seconds = seconds
 
     def __enter__(self):
@@ -50,9 +54,9 @@ def axis(n, k, d, s, begin, end) -> AxisPhases:
 def test_live_taps_with_pads_of_two_to_the_31_answers_at_once():
     a = axis(8, 3, 2, 1, BIG, BIG)
     assert a.out > 4 * 10 ** 9
-    with quickly(0.1):
+    with quickly():
         assert live_taps(a) == (0, 2)
-    with quickly(0.1):  # every tap reads only padding for the first 2**31 outputs; the middle ones read x
+    with quickly():  # every tap reads only padding for the first 2**31 outputs; the middle ones read x
         assert live_taps(axis(8, 5, BIG // 8, 3, BIG, 0)) is not None
 
 
@@ -67,7 +71,7 @@ def test_live_taps_match_the_definition(n, k, d, s, offset, out):
 # --- ConvTranspose: output geometry and phase plans ----------------------------
 
 def test_output_geometry_refuses_a_million_phases_at_once():
-    with quickly(1.0):
+    with quickly():
         with pytest.raises(ct.TooLarge, match=r"strides \[7, 1048576\] make 7340032 output phases"):
             ct.output_geometry([4, 4], [3, 3], [7, 1048576], [1, 1])
     assert issubclass(ct.TooLarge, ct.SpecConflict)  # the pass skips on it, with the reason
@@ -82,7 +86,7 @@ def test_output_geometry_refuses_a_million_phases_at_once():
 ])
 def test_output_geometry_refuses_absurd_outputs(kwargs, message):
     args = {"strides": [1, 1], "dilations": [1, 1], **kwargs}
-    with quickly(1.0):
+    with quickly():
         with pytest.raises(ct.TooLarge, match=message):
             ct.output_geometry([4, 4], [3, 3], args.pop("strides"), args.pop("dilations"), **args)
 
@@ -164,11 +168,11 @@ def test_geometry_problem_bounds_lengths_and_magnitudes(attrs, expect):
 # --- Resize ------------------------------------------------------------------
 
 def test_a_billion_phases_or_rows_are_refused_at_once():
-    with quickly(0.1):
+    with quickly():
         with pytest.raises(Unsupported, match="more phases than"):
             phase_taps(Interpolation("linear", "half_pixel"), 10 ** 9)
     from fractions import Fraction
-    with quickly(0.1):
+    with quickly():
         with pytest.raises(Unsupported, match="interpolation matrix of axis 2 would be"):
             interpolation_matrix(Interpolation("linear", "half_pixel"), AxisResize(2, 8, 8 * 10 ** 9, Fraction(10 ** 9)))
 
