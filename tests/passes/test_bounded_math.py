@@ -143,7 +143,7 @@ def test_plans_at_the_phase_budget_are_quick():
     strides = [64, 64]  # 4096 phases, the most planned
     d = BIG // 8  # axis 0: taps 2**28 apart, the output cropped to 300 samples among them
     full = 4 * 64 + 6 * d + 1
-    with quickly(5.0):
+    with quickly():
         geometry = ct.output_geometry([5, 3], [7, 3], strides, [d, 3], "NOTSET", [3 * d, 0, full - 3 * d - 300, 0])
         plans = [ct.split_plan(g) for g in geometry] + [ct.shared_plan(g) for g in geometry]
         ct.border_tiles(geometry, 1 << 40)
@@ -204,7 +204,7 @@ def resize(scales=None, sizes=None, roi=None, mode="linear", ctm="half_pixel"):
 ])
 def test_read_resize_gives_a_reason_for_absurd_scales_and_sizes(kwargs, reason):
     model = resize(**kwargs)
-    with quickly(2.0):
+    with quickly():
         graph = GraphView(model)
         spec = read_resize(model.graph.node[0], graph)
     assert isinstance(spec, Unreadable), spec
