@@ -1,4 +1,4 @@
-"""ConvTranspose in a QDQ group, lowered without leaving the integers.
+"""ConvTranspose in a QDQ group, lowered without leaving the integers (or the float8 values).
 
 Before:
     DQ(x) -> ConvTranspose(DQ(w int8, axis 1), DQ(b int32)) -> Q(y) -> ...
@@ -15,6 +15,10 @@ per phase in the pixel shuffle's channel order).  To reuse the float forms'
 builders unchanged, they are run on *index codes*: weight value 1 + flat
 index into w, bias value 1 + output channel; the built kernels and biases
 then say exactly which int8 value and which channel each entry is.
+
+The same moves serve uint8 and float8 (opset 19) weights; a float bias
+constant (kept float by TensorRT-style exports and onnxruntime's float8
+quantizer) is read per channel like the int32 one.
 
 Every data-movement op after the Convs sits between Q/DQ with y's scale and
 zero point, every one before them with x's (core/qdq.py): no integer changes,
@@ -45,8 +49,9 @@ class QDeconv(Deconv):
     wq: str                        # the int8 weight initializer [Cin, Cout/g, k...]
     w_scale: tuple                 # per Conv output channel (Cout)
     w_zero_point: tuple
-    bq: str                        # the int32 bias initializer, or ""
-    b_scale: tuple                 # per output channel (empty without a bias)
+    bq: str                        # the int32 bias initializer, or "" (none, or a float bias)
+    b_scale: tuple                 # per output channel (empty without an int32 bias)
+    b_float: str = ""              # a constant float bias read directly (kept float by some exporters)
 
 
 def read_group(node, graph: GraphView) -> "dict | str":
@@ -72,28 +77,40 @@ def read_group(node, graph: GraphView) -> "dict | str":
     wq = graph.constant(w_dq.input[0])
     if wq is None:
         return "its weight is not an integer initializer"
-    if wp.dtype.kind not in "iu":   # int4 / uint4 (opset 21), float8 (opset 19): sub-byte or not integer
-        return f"its weight is {wp.dtype.name}: the quantized forms rearrange integer weights of 8 bits and more"
+    if wp.dtype.kind not in "iu" and not qdq.is_float8(wp.dtype):   # int4 / uint4 (opset 21): sub-byte
+        return f"its weight is {wp.dtype.name}: the quantized forms rearrange weights of 8 bits and more"
     group = int(next((a.i for a in node.attribute if a.name == "group"), 1))
     cout_g = wq.shape[1]
     if wp.per_tensor:
-        w_scale, w_zp = np.full(cout_g * group, float(wp.scale.reshape(()))), np.full(cout_g * group, int(wp.zero_point.reshape(())))
+        w_scale, w_zp = np.full(cout_g * group, float(wp.scale.reshape(()))), np.full(cout_g * group, float(wp.zero_point.reshape(())))
     elif wp.axis in (1, 1 - wq.ndim):
         w_scale, w_zp = np.tile(wp.scale, group), np.tile(np.broadcast_to(wp.zero_point, wp.scale.shape), group)
     else:
         return f"its weight is quantized along axis {wp.axis}, not per output channel (axis 1)"
-    bq, b_scale = "", ()
-    if len(node.input) > 2 and node.input[2]:
-        b_dq = graph.producer(node.input[2])
-        bp = qdq.qparams(b_dq, graph) if b_dq is not None and b_dq.op_type == qdq.DEQUANTIZE else "no DQ"
+    bias = _read_bias(node, graph, cout_g * group)
+    if isinstance(bias, str):
+        return bias
+    return dict(x_grid=x_grid, y_grid=y_grid, y_output=q.output[0], wq=w_dq.input[0],
+                w_scale=tuple(float(s) for s in w_scale), w_zero_point=tuple(float(z) for z in w_zp), **bias), q
+
+
+def _read_bias(node, graph: GraphView, cout: int) -> "dict | str":
+    """The bias: none, DequantizeLinear of an int32 initializer (zero point
+    0), or a float constant (exporters that keep the bias float: float8
+    QDQ from onnxruntime's quantizer, TensorRT-style QDQ)."""
+    if len(node.input) < 3 or not node.input[2]:
+        return dict(bq="", b_scale=())
+    b_dq = graph.producer(node.input[2])
+    if b_dq is not None and b_dq.op_type == qdq.DEQUANTIZE:
+        bp = qdq.qparams(b_dq, graph)
         if isinstance(bp, str) or not graph.is_initializer(b_dq.input[0]) or bp.dtype != np.int32 \
                 or np.any(bp.zero_point != 0):
             return "its bias is not DequantizeLinear of an int32 initializer with zero point 0"
-        bq = b_dq.input[0]
-        b_scale = tuple(float(s) for s in np.broadcast_to(bp.scale.reshape(-1), (cout_g * group,)))
-    return dict(x_grid=x_grid, y_grid=y_grid, y_output=q.output[0], wq=w_dq.input[0],
-                w_scale=tuple(float(s) for s in w_scale), w_zero_point=tuple(int(z) for z in w_zp),
-                bq=bq, b_scale=b_scale), q
+        return dict(bq=b_dq.input[0], b_scale=tuple(float(s) for s in np.broadcast_to(bp.scale.reshape(-1), (cout,))))
+    value = graph.constant(node.input[2])
+    if value is None or np.asarray(value).dtype.kind != "f":
+        return "its bias is neither DequantizeLinear of an int32 initializer nor a float constant"
+    return dict(bq="", b_scale=(), b_float=node.input[2])
 
 
 class _Quantized:
@@ -144,7 +161,8 @@ def _integer_convs(b, d: QDeconv, wq: np.ndarray, graph) -> None:
     and put a Q/DQ with y's grid after it."""
     inits = {t.name: t for t in b.initializers}
     bias_q = graph.constant(d.bq) if d.bq else None
-    w_scale, w_zp = np.asarray(d.w_scale, np.float32), np.asarray(d.w_zero_point)
+    bias_f = np.asarray(graph.constant(d.b_float), np.float32) if d.b_float else None
+    w_scale, w_zp = np.asarray(d.w_scale, np.float32), np.asarray(d.w_zero_point).astype(wq.dtype)
     flat = wq.ravel()
     for conv in [n for n in b.nodes if n.op_type == "Conv"]:
         code = numpy_helper.to_array(inits.pop(conv.input[1])).astype(np.int64)
@@ -153,15 +171,18 @@ def _integer_convs(b, d: QDeconv, wq: np.ndarray, graph) -> None:
         rows = np.broadcast_to(ch.reshape(-1, *[1] * (code.ndim - 1)), code.shape)
         if np.any(_original_channel(code[taken] - 1, wq.shape, d.group) != rows[taken]):
             raise AssertionError("integer kernel rearrangement: a tap moved to another output channel")
-        kernel = np.where(taken, flat[np.maximum(code - 1, 0)], w_zp[rows]).astype(wq.dtype)
+        kernel = flat[np.maximum(code - 1, 0)]
+        kernel[~taken] = w_zp[rows][~taken]        # missing taps: the zero point (np.where mixes no float8)
         per_channel = len(set(d.w_scale)) > 1 or len(set(d.w_zero_point)) > 1
         scale = w_scale[ch] if per_channel else w_scale[:1].reshape(())
-        zp = (w_zp[ch] if per_channel else w_zp[:1].reshape(())).astype(wq.dtype)
+        zp = w_zp[ch] if per_channel else w_zp[:1].reshape(())
         axis = 0 if per_channel else None
         w = b.op(qdq.DEQUANTIZE, [b.initializer(kernel, "weight_q"), b.initializer(scale, "weight_scale"),
                                   b.initializer(zp, "weight_zero_point")], "weight_dequantize", axis=axis)
         inputs = [conv.input[0], w]
-        if bias_q is not None:
+        if bias_f is not None:
+            inputs.append(b.initializer(bias_f[ch], "bias"))
+        elif bias_q is not None:
             bs = np.asarray(d.b_scale, np.float32)[ch]
             inputs.append(b.op(qdq.DEQUANTIZE, [b.initializer(bias_q[ch].astype(np.int32), "bias_q"),
                                                  b.initializer(bs, "bias_scale")], "bias_dequantize", axis=0))

@@ -11,6 +11,7 @@ import logging
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -369,6 +370,47 @@ def test_a_quantized_convtranspose_becomes_an_int8_conv(name, act):
     floats = sum(np.prod(t.dims) for t in new.graph.initializer if t.data_type == onnx.TensorProto.FLOAT)
     assert floats <= sum(np.prod(t.dims) for t in model.graph.initializer
                          if t.data_type == onnx.TensorProto.FLOAT) + 2 * 16 * 2   # scales only
+
+
+def _with_float_bias(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The ConvTranspose's bias DequantizeLinear(int32) replaced by the float
+    values it gives (the TensorRT-style QDQ export keeps biases float)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    node = next(n for n in model.graph.node if n.op_type == "ConvTranspose")
+    dq = producer[node.input[2]]
+    bias = (inits[dq.input[0]].astype(np.float64) * inits[dq.input[1]]).astype(np.float32)
+    model.graph.initializer.append(numpy_helper.from_array(bias, "float_bias"))
+    node.input[2] = "float_bias"
+    model.graph.node.remove(dq)
+    return model
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("form", ["single-conv", "phase-convs"])
+def test_a_quantized_convtranspose_with_a_float_bias_keeps_its_int8_weights(form, act):
+    model = _with_float_bias(quantized("convt", act))
+    new, report, records = run(model, convtranspose_form=form)
+    r = records["up"]
+    assert (r.status, r.form) == (REWRITTEN, form), r.reason
+    assert report.verification.equivalent
+    # onnxruntime fuses no group with a float bias (the original's ConvTranspose runs float there too):
+    # what counts is that every new Conv sits in its own QDQ group with int8 weights
+    inits = {t.name: t for t in new.graph.initializer}
+    producer = {o: n for n in new.graph.node for o in n.output}
+    readers = {}
+    for n in new.graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n.op_type)
+    convs = [n for n in new.graph.node if n.op_type == "Conv"]
+    assert convs and "ConvTranspose" not in {n.op_type for n in new.graph.node}
+    for c in convs:
+        assert producer[c.input[0]].op_type == producer[c.input[1]].op_type == "DequantizeLinear"
+        assert inits[producer[c.input[1]].input[0]].data_type == onnx.TensorProto.INT8
+        assert readers[c.output[0]] == ["QuantizeLinear"]
+    bias = numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "float_bias"))
+    got = np.concatenate([numpy_helper.to_array(inits[c.input[2]]) for c in convs])
+    assert set(got.tolist()) == set(bias.tolist())   # each phase Conv reads its channels' float bias
 
 
 @pytest.mark.parametrize("form", ["single-conv", "phase-convs"])
