@@ -102,6 +102,18 @@ def test_a_float_model_keeps_its_default_forms():
     assert forms and "im2col" not in forms, forms
 
 
+@pytest.mark.parametrize("dilations", [[2, 2], [3, 3]])
+def test_a_strided_float_dilated_conv_on_tflite_takes_im2col(dilations):
+    """tflite allows Slice step 1 only: subsample, slices and taps need the
+    stride in their Slices; im2col puts it in its Conv and fits (such a Conv
+    was reported before)."""
+    model = conv_model((1, 3, 13, 13), (4, 3, 3, 3), dilations=dilations, strides=[2, 2], pads=[2, 2, 2, 2])
+    new, report = optimize(model, passes=[DilatedConv()], target="tflite")
+    record, = report.records(REWRITTEN)
+    assert record.form == "im2col" and "target tflite: form 'im2col' fits" in record.notes
+    assert report.verification.equivalent and check_model(new, load_profile("tflite")) == []
+
+
 # --- the integer rearrangement ---------------------------------------------------------------
 
 @settings(max_examples=60, deadline=None)
