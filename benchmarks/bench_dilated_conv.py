@@ -35,7 +35,7 @@ from convrewrite import optimize  # noqa: E402
 from convrewrite.core.equivalence import check_models  # noqa: E402
 from passes.dilated_conv.rewrite import DilatedConvOptions, DilatedConvToSpaceToBatch  # noqa: E402
 
-FORMS = ("batch", "depth", "slices", "taps", "default")
+FORMS = ("batch", "depth", "slices", "taps", "im2col", "default")
 DEPTH_LIMIT = 1 << 30  # protobuf cannot hold 2 GB; above this depth falls back to batch
 TAPS_BELOW = 0         # measure each mode's own form (the default switches tiny phases to taps)
 

@@ -24,7 +24,7 @@ execution (ORT_ENABLE_ALL), as convrewrite's own verification compares.
 It needs TensorFlow and onnx2tf (benchmarks/requirements-tflite.txt):
 
     PYTHONPATH=. /tmp/tflite-venv/bin/python benchmarks/tflite_qdq.py [--models A.onnx ...]
-        [--keep DIR] [--update-doc docs/tflite.md]
+        [--keep DIR] [--update-doc docs/tflite.md] [--target tflite]
 """
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def in_steps(want: dict, got: dict, steps: dict) -> str:
     return f"{s.mean:.3f} / {s.p99:.0f} / {s.max:.0f}"
 
 
-def run_one(path: str, work: str, log=print) -> list:
+def run_one(path: str, work: str, log=print, target=None) -> list:
     import onnx
 
     from convrewrite.core.qdq import output_steps
@@ -103,10 +103,10 @@ def run_one(path: str, work: str, log=print) -> list:
     feeds = ct.reference_outputs(original, batch=1)[0]
     reference = {"spec": onnxruntime_outputs(original, feeds, False), "fused": onnxruntime_outputs(original, feeds, True)}
     steps = output_steps(original)
-    rewritten, summary = ct.rewrite(path, {}, work, "rewritten")
+    rewritten, summary = ct.rewrite(path, {}, work, "rewritten", target=target)
     rows = []
     for backend in BACKENDS:
-        for label, onnx_path in (("original", path), ("rewritten", rewritten)):
+        for label, onnx_path in (("original", path), (f"rewritten for {target}" if target else "rewritten", rewritten)):
             for int8 in (False, True):
                 rows.append(_convert_and_run(name, label, onnx_path, backend, int8, work, feeds, reference, steps,
                                              summary, log))
@@ -117,7 +117,7 @@ def _convert_and_run(name, label, onnx_path, backend, int8, work, feeds, referen
     """One conversion: its row of the table."""
     tflite, log_path, seconds = ct.convert(onnx_path, work, label, backend, int8=int8)
     row = {"model": name, "backend": backend, "graph": label, "conversion": "-oiqt" if int8 else "as exported",
-           "rewrite": summary if label == "rewritten" else "—", "converted": tflite is not None}
+           "rewrite": summary if label.startswith("rewritten") else "—", "converted": tflite is not None}
     if tflite is None:
         row["error"] = ct.failure_reason(log_path)
     else:
@@ -169,6 +169,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", help="QDQ ONNX files (default: models/*_qdq_*.onnx)")
     ap.add_argument("--keep", help="work in this folder and keep it (models, .tflite files, onnx2tf logs)")
     ap.add_argument("--update-doc", help="replace the generated table in this markdown file")
+    ap.add_argument("--target", help="rewrite for this target profile (e.g. tflite) instead of convrewrite's defaults")
     args = ap.parse_args(argv)
     models = args.models or sorted(glob.glob(os.path.join(ROOT, "models", "*_qdq_*.onnx")))
     work = args.keep or tempfile.mkdtemp(prefix="tflite_qdq_")
@@ -176,7 +177,7 @@ def main(argv=None) -> int:
     rows = []
     try:
         for path in models:
-            rows += run_one(path, work, log=lambda s: print(s, file=sys.stderr))
+            rows += run_one(path, work, log=lambda s: print(s, file=sys.stderr), target=args.target)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

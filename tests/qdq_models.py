@@ -64,6 +64,24 @@ def dilated_block(c=4, n=12, rate=2, stride=1, seed=0) -> onnx.ModelProto:
     return _model(nodes, (1, c, n, n), inits)
 
 
+def dilated_geometry(x_shape, w_shape, seed=0, **attrs) -> onnx.ModelProto:
+    """A dilated Conv 'aspp' of any geometry (attrs: dilations, strides, pads), Relu."""
+    rng = np.random.default_rng(seed)
+    inits = [_init(rng, "w", w_shape), _init(rng, "b", (w_shape[0],), 0.1)]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["t"], name="aspp", **attrs),
+             helper.make_node("Relu", ["t"], ["y"], name="relu")]
+    return _model(nodes, x_shape, inits)
+
+
+# name: (x shape, w shape, Conv attributes) of dilated_geometry models
+DILATED_GEOMETRIES = {
+    "dilated_1d": ((1, 4, 20), (4, 4, 3), dict(dilations=[3], pads=[2, 4])),
+    "dilated_1d_s2": ((1, 4, 21), (4, 4, 3), dict(dilations=[2], strides=[2], pads=[2, 1])),
+    "dilated_asym": ((1, 4, 11, 13), (6, 4, 3, 3), dict(dilations=[2, 3], pads=[1, 2, 3, 0])),
+    "dilated_unaligned": ((1, 4, 13, 13), (4, 4, 3, 3), dict(dilations=[3, 3], strides=[2, 2], pads=[3, 3, 3, 3])),
+}
+
+
 def resize_block(mode="nearest", c=4, n=6, seed=0, factor=2) -> onnx.ModelProto:
     """Conv 1x1, Resize x`factor` (`mode`), Conv 1x1: the Resize between Q/DQ."""
     rng = np.random.default_rng(seed)
@@ -112,14 +130,15 @@ def _quantized_bytes(name: str, activations: str, opset: int = 17, per_channel: 
                 "resize_linear_x4": lambda: resize_block("linear", n=4, factor=4),
                 "resize_linear_x8": lambda: resize_block("linear", n=3, factor=8),
                 "resize_linear_x10": lambda: resize_block("linear", n=2, factor=10),
-                "resize_cubic": lambda: resize_block("cubic")}
+                "resize_cubic": lambda: resize_block("cubic"),
+                **{k: (lambda g=g: dilated_geometry(g[0], g[1], **g[2])) for k, g in DILATED_GEOMETRIES.items()}}
     model = builders[name]()
     model.opset_import[0].version = opset
     return spelled_for_opset(quantize(model, activations, per_channel=per_channel)).SerializeToString()
 
 
 def quantized(name: str, activations: str = "uint8", opset: int = 17, per_channel: bool = True) -> onnx.ModelProto:
-    """A cached quantized test model (decoder, dilated, dilated_tiny, dilated_s2, resize_nearest,
+    """A cached quantized test model (decoder, dilated, dilated_tiny, dilated_s2, DILATED_GEOMETRIES, resize_nearest,
     resize_linear, resize_linear_x3, resize_linear_x4, resize_linear_x8, resize_linear_x10, resize_cubic, convt),
     the float model built at `opset` and quantized there (spelled_for_opset), its weights
     quantized per output channel or, with per_channel=False, per tensor."""

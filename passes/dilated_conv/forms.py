@@ -12,10 +12,15 @@
                 tensor above rank max(4, rank of x)
     taps        one strided Slice and one undilated Conv per tap of the
                 dilated axes, summed; favoured when phase images are tiny
+    im2col      the taps as input channels of one Conv: step-1 Slices of
+                the padded window, Concat, a kernel-1 Conv with the weight
+                in tap-major order (im2col.py); opt-in, group 1; the
+                quantized form where batch does not fit (one accumulation)
 
 The list order is the default order.  plain and subsample are the only forms
-where they apply; batch, depth, slices and taps are the ones a user selects
-(`MODES`, the choices of `dilated_mode`).
+where they apply; batch, depth, slices, taps and im2col are the ones a user
+selects (`MODES`, the choices of `dilated_mode`).  im2col lives in its own
+module and rewrite.py appends it after the others.
 """
 from __future__ import annotations
 
@@ -287,8 +292,8 @@ class Taps(_DilatedForm):
         return {match.node.output[0]: _taps_window(b, graph, x, p) if variant == WINDOW else _taps(b, graph, x, p)}
 
 
-FORM_NAMES = ("plain", "subsample", "batch", "depth", "slices", "taps")
-MODES = ("batch", "depth", "slices", "taps")   # the user-selectable forms (dilated_mode)
+FORM_NAMES = ("plain", "subsample", "batch", "depth", "slices", "taps", "im2col")
+MODES = ("batch", "depth", "slices", "taps", "im2col")   # the user-selectable forms (dilated_mode)
 
 
 def forms(depth_weight_limit: int, taps_below: int) -> tuple[Form, ...]:

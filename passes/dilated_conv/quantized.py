@@ -28,6 +28,7 @@ rounding tie, and onnxruntime fuses the new group into QLinearConv.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 from onnx import helper
@@ -37,6 +38,7 @@ from convrewrite.core import qdq
 from .chain import Chain
 from .build import _batch, _kept_weight, _plain
 from .forms import Batch, Plain, Subsample
+from .im2col import Im2col, dilated_axes, emit_columns, emit_conv, tap_major, taps
 
 
 def grids(node, graph) -> "tuple | str":
@@ -52,31 +54,41 @@ def _slice_problem(graph, p) -> Optional[str]:
     and sub-byte (int4) weights are not sliced."""
     if p.taps is None:
         return None
+    return _integer_problem(graph, p, "taps were dropped and", "slice", "sliced")
+
+
+def _integer_problem(graph, p, why: str, verb: str, done: str) -> Optional[str]:
+    """Why the weight's integers cannot be moved (sliced, rearranged) keeping
+    their scales: they must be DequantizeLinear of 8-bit integer constants,
+    per tensor or per output channel (axis 0)."""
     dq = graph.producer(p.weight)
     if dq is None or dq.op_type != qdq.DEQUANTIZE or not graph.is_constant(dq.input[0]):
-        return ("taps were dropped and the weight is not DequantizeLinear of integer constants to slice "
+        return (f"{why} the weight is not DequantizeLinear of integer constants to {verb} "
                 "(an initializer, or QuantizeLinear of one)")
     params = qdq.qparams(dq, graph)
     if isinstance(params, str):
-        return f"taps were dropped and the weight cannot be sliced: {params}"
+        return f"{why} the weight cannot be {done}: {params}"
     if params.dtype.kind not in "iu" or params.dtype.itemsize != 1:
-        return f"taps were dropped and the weight is {params.dtype.name}: only 8-bit integer weights are sliced"
+        return f"{why} the weight is {params.dtype.name}: only 8-bit integer weights are {done}"
     if params.axis is not None and params.axis % len(graph.shape(dq.input[0])) != 0:
-        return f"taps were dropped and the weight is quantized along axis {params.axis}, not per output channel"
+        return f"{why} the weight is quantized along axis {params.axis}, not per output channel"
     return None
 
 
-def _int8_weight(b, graph, p) -> str:
+def _int8_weight(b, graph, p, rearrange=None) -> str:
     """The Conv's weight: the DequantizeLinear output it reads, or, where
-    taps were dropped, a DequantizeLinear of the sliced integer weight
-    (_slice_problem says when that cannot be)."""
-    if p.taps is None:
+    taps were dropped or `rearrange` (integers -> integers, a permutation
+    that keeps axis 0) moves them, a DequantizeLinear of the new integer
+    weight with the same scales and zero points (_integer_problem says when
+    that cannot be)."""
+    if p.taps is None and rearrange is None:
         return p.weight
     dq = graph.producer(p.weight)
-    wq = graph.constant(dq.input[0])
+    wq = _kept_weight(graph.constant(dq.input[0]), p.taps)
+    if rearrange is not None:
+        wq = rearrange(wq)
     axis = {a.name: helper.get_attribute_value(a) for a in dq.attribute}
-    return b.op(qdq.DEQUANTIZE, [b.initializer(_kept_weight(wq, p.taps), "weight_q"), *dq.input[1:]],
-                "weight_dequantize", **axis)
+    return b.op(qdq.DEQUANTIZE, [b.initializer(wq, "weight_q"), *dq.input[1:]], "weight_dequantize", **axis)
 
 
 class _Quantized:
@@ -92,23 +104,31 @@ class _Quantized:
         g = grids(match.node, graph)
         if isinstance(g, str):
             return g
-        problem = _slice_problem(graph, match.params)
+        problem = self.weight_problem(graph, match.params)
         return problem if problem is not None else super().applies(match, graph)
+
+    def weight_problem(self, graph, p) -> Optional[str]:
+        return _slice_problem(graph, p)
+
+    def int8_weight(self, b, graph, p) -> str:
+        return _int8_weight(b, graph, p)
 
     def build(self, match, variant, graph, b) -> dict:
         p = match.params
         x_grid, y_grid = grids(match.node, graph)
         x = match.node.input[0]
-        weight = _int8_weight(b, graph, p)
+        weight = self.int8_weight(b, graph, p)
         y = self.emit_with(b, x, weight, p)
         conv = next(n for n in b.nodes if n.op_type == "Conv")
         grid = {x: x_grid}
         if conv.output[0] != y:
             grid[qdq.insert_qdq(b, conv.output[0], y_grid, conv.output[0].rsplit("/", 1)[-1])] = y_grid
         qdq.requantize_movement(b, grid, keep=(y,))
-        b.note("quantized: the int8 weight unchanged" + (" (sliced to its live taps)" if p.taps is not None else "")
-               + ", Q/DQ around every op")
+        b.note(self.weight_note(p) + ", Q/DQ around every op")
         return {match.node.output[0]: y}
+
+    def weight_note(self, p) -> str:
+        return "quantized: the int8 weight unchanged" + (" (sliced to its live taps)" if p.taps is not None else "")
 
 
 class QuantizedPlain(_Quantized, Plain):
@@ -126,4 +146,40 @@ class QuantizedBatch(_Quantized, Batch):
         return _batch(b, x, weight, p)
 
 
-FORMS = (QuantizedPlain(), QuantizedSubsample(), QuantizedBatch())
+class QuantizedIm2col(_Quantized, Im2col):
+    """The taps as input channels of one QDQ Conv (im2col.py): the window's
+    Pad, the tap Slices and the Concat each between Q/DQ of x's grid (a
+    Concat of inputs on one grid keeps it), one Conv whose int8 weight is the
+    original's integers in tap-major order, W'[o, t*C + c] = W[o, c, t], read
+    through a DequantizeLinear with the original's scales and zero points
+    (per output channel: axis 0 does not move) and the original int32 bias.
+    One accumulation of the same integer products: the fused QLinearConv
+    computes the original's int8 result.  Not opt-in: for a QDQ node it is
+    the quantized form after batch, taken where batch does not apply
+    (unaligned phases) or a target rejects it (tflite, the Ethos-N78: batch
+    P*N, rank 5; subsample: Slice step d)."""
+
+    opt_in = False
+
+    def cost(self, match, variant, graph):
+        """Every data-movement op followed by Q -> DQ, the weight's DequantizeLinear."""
+        p = match.params
+        float_form = super().cost(match, variant, graph)
+        return replace(float_form, nodes=3 * (float_form.nodes - 1) + 2)
+
+    def weight_problem(self, graph, p):
+        return _integer_problem(graph, p, "the im2col form rearranges the weight's integers, and", "rearrange",
+                                "rearranged")
+
+    def int8_weight(self, b, graph, p):
+        return _int8_weight(b, graph, p, lambda wq: tap_major(wq, dilated_axes(p)))
+
+    def weight_note(self, p):
+        return (f"quantized: the int8 weight's integers in tap-major order ({len(taps(p))} taps as input channels), "
+                "the same scales and int32 bias")
+
+    def emit_with(self, b, x, weight, p):
+        return emit_conv(b, emit_columns(b, x, p), weight, p)
+
+
+FORMS = (QuantizedPlain(), QuantizedSubsample(), QuantizedBatch(), QuantizedIm2col())

@@ -79,6 +79,7 @@ from . import forms as _forms
 from . import quantized
 from .chain import Chain, Grid, grow
 from .forms import MODES, Dilated
+from .im2col import Im2col
 from .phases import AxisPhases, live_taps, trimmed
 
 DEFAULT_DEPTH_WEIGHT_LIMIT = 16 << 20   # bytes of the tiled depth-form weight
@@ -136,7 +137,8 @@ class DilatedConvToSpaceToBatch:
 
     @property
     def forms(self) -> tuple:
-        return _forms.forms(self.options.depth_weight_limit, self.options.taps_below) + quantized.FORMS
+        return (_forms.forms(self.options.depth_weight_limit, self.options.taps_below) + (Im2col(),)
+                + quantized.FORMS)
 
     def preferred(self) -> tuple[str, ...]:
         return () if self.options.mode is None else (self.options.mode,)

@@ -417,10 +417,12 @@ def test_forms_and_modes():
     """The forms in the default order; the user-selectable ones are the modes."""
     p = DilatedConv(DilatedConvOptions(depth_weight_limit=123, taps_below=7))
     floats = tuple(f.name for f in p.forms if not f.quantized_only)
-    assert floats == FORM_NAMES == ("plain", "subsample", "batch", "depth", "slices", "taps")
+    assert floats == FORM_NAMES == ("plain", "subsample", "batch", "depth", "slices", "taps", "im2col")
     # the quantized forms (passes/dilated_conv/quantized.py) carry their float form's name
-    assert tuple(f.name for f in p.forms if f.quantized_only) == ("plain", "subsample", "batch")
-    assert MODES == tuple(f.name for f in p.forms if f.selectable) == FORMS
+    assert tuple(f.name for f in p.forms if f.quantized_only) == ("plain", "subsample", "batch", "im2col")
+    assert MODES == tuple(f.name for f in p.forms if f.selectable) == FORMS + ("im2col",)
+    # im2col moves T copies of the input: a float model gets it only when asked for or a target needs it
+    assert [f.opt_in for f in p.forms if f.name == "im2col"] == [True, False]
     assert p.forms[3].weight_limit == 123 and p.forms[5].below == 7
     assert (p.name, p.op_types, p.mac_bound, p.Options) == ("dilated-conv", ("Conv",), None, DilatedConvOptions)
 
