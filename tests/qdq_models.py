@@ -80,6 +80,14 @@ DILATED_GEOMETRIES = {
     "dilated_asym": ((1, 4, 11, 13), (6, 4, 3, 3), dict(dilations=[2, 3], pads=[1, 2, 3, 0])),
     "dilated_unaligned": ((1, 4, 13, 13), (4, 4, 3, 3), dict(dilations=[3, 3], strides=[2, 2], pads=[3, 3, 3, 3])),
 }
+# grouped and depthwise dilated Convs (the im2col form's pixels variant: DepthToSpace, the original Conv)
+DILATED_GROUPED_GEOMETRIES = {
+    "dilated_depthwise": ((1, 4, 12, 12), (4, 1, 3, 3), dict(dilations=[2, 2], group=4, pads=[2, 2, 2, 2])),
+    "dilated_depthwise_k2": ((1, 4, 12, 11), (4, 1, 2, 2), dict(dilations=[3, 2], group=4, pads=[1, 2, 2, 1])),
+    "dilated_depthwise_s2": ((1, 4, 13, 13), (4, 1, 3, 3), dict(dilations=[3, 3], strides=[2, 2], group=4,
+                                                               pads=[3, 3, 3, 3])),
+    "dilated_grouped": ((1, 4, 11, 13), (6, 2, 3, 3), dict(dilations=[2, 3], group=2, pads=[1, 2, 3, 0])),
+}
 
 
 def resize_block(mode="nearest", c=4, n=6, seed=0, factor=2) -> onnx.ModelProto:
@@ -131,14 +139,16 @@ def _quantized_bytes(name: str, activations: str, opset: int = 17, per_channel: 
                 "resize_linear_x8": lambda: resize_block("linear", n=3, factor=8),
                 "resize_linear_x10": lambda: resize_block("linear", n=2, factor=10),
                 "resize_cubic": lambda: resize_block("cubic"),
-                **{k: (lambda g=g: dilated_geometry(g[0], g[1], **g[2])) for k, g in DILATED_GEOMETRIES.items()}}
+                **{k: (lambda g=g: dilated_geometry(g[0], g[1], **g[2]))
+                   for k, g in {**DILATED_GEOMETRIES, **DILATED_GROUPED_GEOMETRIES}.items()}}
     model = builders[name]()
     model.opset_import[0].version = opset
     return spelled_for_opset(quantize(model, activations, per_channel=per_channel)).SerializeToString()
 
 
 def quantized(name: str, activations: str = "uint8", opset: int = 17, per_channel: bool = True) -> onnx.ModelProto:
-    """A cached quantized test model (decoder, dilated, dilated_tiny, dilated_s2, DILATED_GEOMETRIES, resize_nearest,
+    """A cached quantized test model (decoder, dilated, dilated_tiny, dilated_s2, DILATED_GEOMETRIES,
+    DILATED_GROUPED_GEOMETRIES, resize_nearest,
     resize_linear, resize_linear_x3, resize_linear_x4, resize_linear_x8, resize_linear_x10, resize_cubic, convt),
     the float model built at `opset` and quantized there (spelled_for_opset), its weights
     quantized per output channel or, with per_channel=False, per tensor."""

@@ -38,7 +38,7 @@ from convrewrite.core import qdq
 from .chain import Chain
 from .build import _batch, _kept_weight, _plain
 from .forms import Batch, Plain, Subsample
-from .im2col import Im2col, dilated_axes, emit_columns, emit_conv, tap_major, taps
+from .im2col import CHANNELS, Im2col, dilated_axes, emit_columns, emit_conv, emit_pixels, pixels_note, tap_major, taps
 
 
 def grids(node, graph) -> "tuple | str":
@@ -110,75 +110,95 @@ class _Quantized:
     def weight_problem(self, graph, p) -> Optional[str]:
         return _slice_problem(graph, p)
 
-    def int8_weight(self, b, graph, p) -> str:
+    def int8_weight(self, b, graph, p, variant) -> str:
         return _int8_weight(b, graph, p)
 
     def build(self, match, variant, graph, b) -> dict:
         p = match.params
         x_grid, y_grid = grids(match.node, graph)
         x = match.node.input[0]
-        weight = self.int8_weight(b, graph, p)
-        y = self.emit_with(b, x, weight, p)
+        weight = self.int8_weight(b, graph, p, variant)
+        y = self.emit_with(b, x, weight, p, variant)
         conv = next(n for n in b.nodes if n.op_type == "Conv")
         grid = {x: x_grid}
         if conv.output[0] != y:
             grid[qdq.insert_qdq(b, conv.output[0], y_grid, conv.output[0].rsplit("/", 1)[-1])] = y_grid
         qdq.requantize_movement(b, grid, keep=(y,))
-        b.note(self.weight_note(p) + ", Q/DQ around every op")
+        b.note(self.weight_note(p, variant) + ", Q/DQ around every op")
         return {match.node.output[0]: y}
 
-    def weight_note(self, p) -> str:
+    def weight_note(self, p, variant) -> str:
         return "quantized: the int8 weight unchanged" + (" (sliced to its live taps)" if p.taps is not None else "")
 
 
 class QuantizedPlain(_Quantized, Plain):
-    def emit_with(self, b, x, weight, p):
+    def emit_with(self, b, x, weight, p, variant):
         return _plain(b, x, weight, p)
 
 
 class QuantizedSubsample(_Quantized, Subsample):
-    def emit_with(self, b, x, weight, p):
+    def emit_with(self, b, x, weight, p, variant):
         return _batch(b, x, weight, p)
 
 
 class QuantizedBatch(_Quantized, Batch):
-    def emit_with(self, b, x, weight, p):
+    def emit_with(self, b, x, weight, p, variant):
         return _batch(b, x, weight, p)
 
 
 class QuantizedIm2col(_Quantized, Im2col):
-    """The taps as input channels of one QDQ Conv (im2col.py): the window's
-    Pad, the tap Slices and the Concat each between Q/DQ of x's grid (a
-    Concat of inputs on one grid keeps it), one Conv whose int8 weight is the
-    original's integers in tap-major order, W'[o, t*C + c] = W[o, c, t], read
-    through a DequantizeLinear with the original's scales and zero points
-    (per output channel: axis 0 does not move) and the original int32 bias.
-    One accumulation of the same integer products: the fused QLinearConv
-    computes the original's int8 result.  Not opt-in: for a QDQ node it is
-    the quantized form after batch, taken where batch does not apply
-    (unaligned phases) or a target rejects it (tflite, the Ethos-N78: batch
-    P*N, rank 5; subsample: Slice step d)."""
+    """The taps of one QDQ Conv in one accumulation (im2col.py): the window's
+    Pad, the tap Slices, the Concat (and DepthToSpace) each between Q/DQ of
+    x's grid (a Concat of inputs on one grid keeps it, and data movement
+    keeps every integer), then one Conv.  channels (group 1): its int8
+    weight is the original's integers in tap-major order, W'[o, t*C + c] =
+    W[o, c, t], read through a DequantizeLinear with the original's scales
+    and zero points (per output channel: axis 0 does not move).  pixels (any
+    group, depthwise included; 2-D, equal kernels): the original Conv reads
+    the original weight and bias DequantizeLinear outputs as they are.
+    Either way the same integer products in one accumulation with the
+    original int32 bias: the fused QLinearConv computes the original's int8
+    result.  Not opt-in: for a QDQ node it is the quantized form after
+    batch, taken where batch does not apply (unaligned phases) or a target
+    rejects it (tflite, the Ethos-N78: batch P*N, rank 5; subsample: Slice
+    step d)."""
 
     opt_in = False
 
     def cost(self, match, variant, graph):
-        """Every data-movement op followed by Q -> DQ, the weight's DequantizeLinear."""
+        """Every data-movement op followed by Q -> DQ, the Conv, and a new
+        weight DequantizeLinear where the integers move (channels: always;
+        pixels: where taps were dropped)."""
         p = match.params
         float_form = super().cost(match, variant, graph)
-        return replace(float_form, nodes=3 * (float_form.nodes - 1) + 2)
+        new_weight = variant == CHANNELS or p.taps is not None
+        return replace(float_form, nodes=3 * (float_form.nodes - 1) + 1 + new_weight)
 
     def weight_problem(self, graph, p):
-        return _integer_problem(graph, p, "the im2col form rearranges the weight's integers, and", "rearrange",
-                                "rearranged")
+        return None   # per variant: channels_problem, pixels_problem
 
-    def int8_weight(self, b, graph, p):
+    def channels_problem(self, p, graph):
+        return super().channels_problem(p, graph) or _integer_problem(
+            graph, p, "the channels spelling rearranges the weight's integers, and", "rearrange", "rearranged")
+
+    def pixels_problem(self, p, graph):
+        return super().pixels_problem(p, graph) or _slice_problem(graph, p)
+
+    def int8_weight(self, b, graph, p, variant):
+        if variant != CHANNELS:
+            return _int8_weight(b, graph, p)
         return _int8_weight(b, graph, p, lambda wq: tap_major(wq, dilated_axes(p)))
 
-    def weight_note(self, p):
+    def weight_note(self, p, variant):
+        if variant != CHANNELS:
+            return (pixels_note(p, variant) + "; quantized: the int8 weight and int32 bias unchanged"
+                    + (" (sliced to its live taps)" if p.taps is not None else ""))
         return (f"quantized: the int8 weight's integers in tap-major order ({len(taps(p))} taps as input channels), "
                 "the same scales and int32 bias")
 
-    def emit_with(self, b, x, weight, p):
+    def emit_with(self, b, x, weight, p, variant):
+        if variant != CHANNELS:
+            return emit_pixels(b, x, weight, p, variant)
         return emit_conv(b, emit_columns(b, x, p), weight, p)
 
 
