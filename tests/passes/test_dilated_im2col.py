@@ -3,6 +3,7 @@ input channels of one Conv, float and quantized (QDQ)."""
 from __future__ import annotations
 
 import logging
+import re
 from math import prod
 from pathlib import Path
 
@@ -60,9 +61,10 @@ def test_every_ungrouped_case_becomes_one_undilated_conv_over_the_tap_channels(c
 
 
 @pytest.mark.parametrize("opset", [17, 9])
-@pytest.mark.parametrize("case", UNGROUPED)
+@pytest.mark.parametrize("case", sorted(CASES))
 def test_im2col_cost_is_the_built_replacements(case, opset):
-    """All four figures, batch 1 and symbolic, float32 and float16, opset 9."""
+    """All four figures of every variant (channels, pixels), batch 1 and
+    symbolic, float32 and float16, opset 9."""
     x_shape, w_shape, attrs, _ = CASES[case]
     for batch, bias_input, dtype in ((1, False, TensorProto.FLOAT), ("N", True, TensorProto.FLOAT16)):
         model = conv_model(x_shape, w_shape, batch=batch, opset=opset, bias_input=bias_input, dtype=dtype, **attrs)
@@ -81,13 +83,19 @@ def test_strided_and_3d_im2col(x_shape, w_shape, attrs):
     assert "im2col" in assert_built_costs_exact(conv_model(x_shape, w_shape, batch="N", **attrs), form_pass("batch"))
 
 
-@pytest.mark.parametrize("case", GROUPED)
-def test_a_grouped_conv_is_not_im2col_and_says_why(case):
-    x_shape, w_shape, attrs, _ = CASES[case]
+@pytest.mark.parametrize("x_shape,w_shape,attrs,why", [
+    ((1, 4, 12), (4, 1, 3), dict(dilations=[2], group=4), "pixels: 1-D, and DepthToSpace is 4-D"),
+    ((1, 4, 12, 11), (4, 1, 2, 3), dict(dilations=[2, 2], group=4), r"pixels: kernel \[2, 3\], and DepthToSpace has one"),
+    ((1, 2, 7, 8, 9), (4, 1, 2, 2, 2), dict(dilations=[2, 2, 2], group=2), "pixels: 3-D"),
+])
+def test_a_grouped_conv_without_a_square_2d_kernel_is_not_im2col_and_says_why(x_shape, w_shape, attrs, why):
+    """Group > 1 leaves the channels variant out, and DepthToSpace (4-D, one
+    blocksize) the pixels variant: both reasons are shown."""
     new, report = optimize(conv_model(x_shape, w_shape, **attrs), passes=[form_pass("im2col")])
     record, = report.records(REWRITTEN)
     assert record.form == "batch"
-    assert any("preferred form im2col cannot express this node: group" in n for n in record.notes), record.notes
+    note = next(n for n in record.notes if "preferred form im2col cannot express this node" in n)
+    assert re.search("group " + str(attrs["group"]), note) and re.search(why, note), note
 
 
 def test_a_float_model_keeps_its_default_forms():
@@ -236,21 +244,27 @@ def test_unaligned_phases_take_im2col_by_default_when_quantized(act):
 
 
 def test_quantized_im2col_cost_is_the_built_replacements():
-    """Every Pad, Slice and Concat with its Q -> DQ, the weight's DequantizeLinear, the Conv."""
+    """Every Pad, Slice, Concat and DepthToSpace with its Q -> DQ, the weight's
+    DequantizeLinear (channels: always; pixels: only where taps were dropped), the Conv."""
     from convrewrite.core.cost import model_cost
     from convrewrite.core.forms import rank
     from convrewrite.core.lowering import build
     from convrewrite.core.standalone import replacement_model
 
-    for name in ("dilated", "dilated_asym", "dilated_1d_s2", "dilated_unaligned"):
+    variants = {"dilated": ["", "pixels"], "dilated_asym": ["", "pixels"], "dilated_1d_s2": [""],
+                "dilated_unaligned": ["", "pixels", "pixels, stride in the Conv"],
+                "dilated_depthwise": ["pixels"], "dilated_grouped": ["pixels"],
+                "dilated_depthwise_s2": ["pixels", "pixels, stride in the Conv"]}
+    for name, labels in variants.items():
         g = GraphView(quantized(name, "int8"))
         p = make_passes(["dilated-conv"])[0]
         match = p.match(next(n for n in g.graph.node if n.op_type == "Conv"), g)
         options = [o for o in rank(p, match, g, None, with_variants=True, with_opt_in=True).options
                    if o.form.name == "im2col"]
-        assert len(options) == 1 and options[0].form.quantized_only, name
-        built = model_cost(replacement_model(build(p, match, options[0], g), g))
-        assert options[0].cost == built, (name, options[0].cost, built)
+        assert [o.variant.label for o in options] == labels and all(o.form.quantized_only for o in options), name
+        for option in options:
+            built = model_cost(replacement_model(build(p, match, option, g), g))
+            assert option.cost == built, (name, option.label, option.cost, built)
 
 
 @pytest.mark.parametrize("target", ["tflite", "arm-ethos-n78"])
