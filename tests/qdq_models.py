@@ -86,6 +86,8 @@ DILATED_GROUPED_GEOMETRIES = {
     "dilated_depthwise_k2": ((1, 4, 12, 11), (4, 1, 2, 2), dict(dilations=[3, 2], group=4, pads=[1, 2, 2, 1])),
     "dilated_depthwise_s2": ((1, 4, 13, 13), (4, 1, 3, 3), dict(dilations=[3, 3], strides=[2, 2], group=4,
                                                                pads=[3, 3, 3, 3])),
+    "dilated_depthwise_k2_s2": ((1, 4, 13, 13), (4, 1, 2, 2), dict(dilations=[3, 3], strides=[2, 2], group=4,
+                                                                  pads=[2, 2, 2, 2])),
     "dilated_grouped": ((1, 4, 11, 13), (6, 2, 3, 3), dict(dilations=[2, 3], group=2, pads=[1, 2, 3, 0])),
     # the first tap of each axis reads padding only: dropped, a 2x2 kernel left (the int8 weight sliced)
     "dilated_depthwise_dropped": ((1, 4, 8, 8), (4, 1, 3, 3), dict(dilations=[4, 4], group=4, pads=[8, 8, 0, 0])),

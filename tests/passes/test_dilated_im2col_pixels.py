@@ -220,12 +220,16 @@ def test_a_quantized_depthwise_dilated_conv_on_tflite_leaves_no_dilated_conv(nam
 
 
 def test_on_the_n78_only_a_2x2_depthwise_kernel_fits():
-    """The Ethos-N78 takes DepthToSpace block 2 only: a 2x2 dilated depthwise
-    Conv is rewritten and fits; a 3x3 one is left alone, and the report says why."""
-    model = quantized("dilated_depthwise_k2", "int8")
-    new, report, records = run_qdq(model, target="arm-ethos-n78")
-    assert_quantized_pixels(model, new, report, records["aspp"])
-    assert check_model(new, load_profile("arm-ethos-n78")) == []
+    """The Ethos-N78 takes DepthToSpace block 2 and Conv stride 2 at most: a
+    2x2 dilated depthwise Conv is rewritten and fits (strided: the stride in
+    its Slices, the Conv's stride k = 2); a 3x3 one is left alone, and the
+    report says why."""
+    for name in ("dilated_depthwise_k2", "dilated_depthwise_k2_s2"):
+        model = quantized(name, "int8")
+        new, report, records = run_qdq(model, target="arm-ethos-n78")
+        assert_quantized_pixels(model, new, report, records["aspp"])
+        assert records["aspp"].variant == "pixels" and attributes(conv_of(new))["strides"] == [2, 2]
+        assert check_model(new, load_profile("arm-ethos-n78")) == []
     new, report, records = run_qdq(quantized("dilated_depthwise", "int8"), target="arm-ethos-n78")
     assert records["aspp"].status != REWRITTEN and len(dilated_convs(new)) == 1
     assert "blocksize 3 not in allowed block sizes [2]" in records["aspp"].reason
