@@ -32,7 +32,6 @@ from qdq_models import DILATED_GEOMETRIES, float_compute, fused_counts, quantize
 logging.getLogger().setLevel(logging.ERROR)   # the quantizer's pre-processing advice
 MODELS = Path(__file__).resolve().parents[2] / "models"
 UNGROUPED = sorted(k for k, (_, w, a, _) in CASES.items() if a.get("group", 1) == 1)
-GROUPED = sorted(set(CASES) - set(UNGROUPED))
 
 
 def taps_of(w_shape, dilations) -> int:

@@ -73,11 +73,9 @@ def assert_pixels_conv(model, new, variant):
     """The new Conv: the original weight and bias values, group, kernel k,
     stride k (or k*s), no dilation, no pads; one DepthToSpace(k, DCR)."""
     old, conv = conv_of(model), conv_of(new)
-    a, k = attributes(old), attributes(old)["kernel_shape"] if "kernel_shape" in attributes(old) else None
-    w = next(i for i in model.graph.initializer if i.name == old.input[1])
-    k = list(w.dims[2:])
+    a, b = attributes(old), attributes(conv)
+    k = list(next(i for i in model.graph.initializer if i.name == old.input[1]).dims[2:])
     strides = a.get("strides", [1, 1])
-    b = attributes(conv)
     assert conv.input[1:] == old.input[1:] and b.get("group", 1) == a.get("group", 1)
     assert b["kernel_shape"] == k and "pads" not in b and "dilations" not in b
     assert b["strides"] == [n * (s if variant == "pixels, stride in the Conv" else 1) for n, s in zip(k, strides)]
