@@ -143,6 +143,7 @@ def _quantized_bytes(name: str, activations: str, opset: int = 17, per_channel: 
                 "resize_linear_x8": lambda: resize_block("linear", n=3, factor=8),
                 "resize_linear_x10": lambda: resize_block("linear", n=2, factor=10),
                 "resize_cubic": lambda: resize_block("cubic"),
+                "convt_depthwise": lambda: convt_alone(cin=8, cout=8, group=8),
                 **{k: (lambda g=g: dilated_geometry(g[0], g[1], **g[2]))
                    for k, g in {**DILATED_GEOMETRIES, **DILATED_GROUPED_GEOMETRIES}.items()}}
     model = builders[name]()

@@ -34,7 +34,11 @@ from typing import Optional, Sequence
 from ..core.builder import Builder
 from .opset_ops import Moved, tensor_bytes
 
-LAYOUTS = ("DCR", "CRD")
+# CRD channels put into DCR order by one Gather on the channel axis, then the
+# DCR shuffle: for targets whose DepthToSpace is DCR only, behind a grouped
+# Conv that can only produce CRD (its groups' outputs must stay contiguous).
+GATHERED = "CRD via Gather, DCR"
+LAYOUTS = ("DCR", "CRD", GATHERED)
 # The highest rank the single Reshape/Transpose/Reshape form may use.
 MAX_GENERAL_RANK = 6
 
@@ -61,6 +65,7 @@ def _split_layout(channels: int, blocks: Sequence[int], layout: str):
 def shuffle_rank(blocks: Sequence[int], layout: str, opset: int,
                  allow_depth_to_space: bool = True) -> int:
     """The highest tensor rank pixel_shuffle (or pixel_unshuffle) emits."""
+    layout = "DCR" if layout == GATHERED else layout
     r = len(blocks)
     if all(k == 1 for k in blocks):
         return 0
@@ -81,6 +86,9 @@ def pixel_shuffle(b: Builder, x: str, channels: int, blocks: Sequence[int],
     ranks); that needs 2-D with equal blocks.
     """
     blocks, sizes, r = list(blocks), list(sizes), len(blocks)
+    if layout == GATHERED and any(k > 1 for k in blocks):
+        x = b.op("Gather", [x, b.ints(crd_to_dcr(channels, blocks), "dcr_order")], "dcr_order", axis=1)
+        return pixel_shuffle(b, x, channels, blocks, sizes, "DCR", allow_depth_to_space, max_rank)
     rank = shuffle_rank(blocks, layout, b.graph.opset(), allow_depth_to_space)
     if max_rank is not None and rank > max_rank:
         raise ValueError(f"pixel shuffle of blocks {blocks} needs rank {rank} tensors")
@@ -97,6 +105,12 @@ def pixel_shuffle(b: Builder, x: str, channels: int, blocks: Sequence[int],
     t = b.op("Transpose", [t], "shuffle_transpose", perm=_interleave(r, c_ax, b_axes, s_axes))
     out = [0, channels] + [n * k for n, k in zip(sizes, blocks)]
     return b.op("Reshape", [t, b.ints(out, "shuffle_out_shape")], "shuffle_merge")
+
+
+def crd_to_dcr(channels: int, blocks: Sequence[int]) -> list[int]:
+    """Gather indices taking CRD channels (c * B + p) into DCR order (p * C + c)."""
+    phases = prod(blocks)
+    return [c * phases + p for p in range(phases) for c in range(channels)]
 
 
 def pixel_unshuffle(b: Builder, x: str, channels: int, blocks: Sequence[int],
@@ -188,6 +202,9 @@ def pixel_shuffle_cost(channels: int, blocks: Sequence[int], sizes: Sequence, it
                        layout: str = "DCR", opset: int = 11, allow_depth_to_space: bool = True) -> Moved:
     """Nodes and bytes moved (batch 1) of `pixel_shuffle` with these arguments
     (`sizes` the input's spatial sizes; a None size leaves the bytes unknown)."""
+    if layout == GATHERED and any(k > 1 for k in blocks):   # the Gather, then the DCR shuffle
+        return (_reorder_cost(channels, blocks, sizes, itemsize, 1)
+                + pixel_shuffle_cost(channels, blocks, sizes, itemsize, "DCR", opset, allow_depth_to_space))
     rank = shuffle_rank(blocks, layout, opset, allow_depth_to_space)
     return _reorder_cost(channels, blocks, sizes, itemsize, _steps(blocks, rank == 4 and len(blocks) == 2))
 

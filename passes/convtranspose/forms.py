@@ -29,7 +29,7 @@ from convrewrite.core.cost import grouped
 from convrewrite.core.forms import Cost, Form
 from convrewrite.emit.opset_ops import (NOTHING, ZEROS_MIN_OPSET, Moved, can_make_zeros, folds, movement,
                                        other_nodes, zeros_cost)
-from convrewrite.emit.pixel_shuffle import pixel_shuffle_cost, shuffle_rank
+from convrewrite.emit.pixel_shuffle import GATHERED, pixel_shuffle_cost, shuffle_rank
 
 from .build import Lowering, _any_taps, _bias_only, _crop, _phase_convs, _phase_counts, _runs, _single_conv
 from .geometry import (Tiles, border_tiles, conv_weight, phases, plan_macs, shared_plan, split_plan, split_tiles,
@@ -227,13 +227,15 @@ def _border_tiles(geometry, budget: int, bias_pieces: bool) -> Optional[Tiles]:
 
 # --- variants ------------------------------------------------------------------
 
-def _variants(low: Lowering, opset: int) -> list[Emit]:
+def _variants(low: Lowering, opset: int, gathered: bool = False) -> list[Emit]:
     """The ways to emit one form, fewest nodes first: DepthToSpace where it
     applies before Reshape/Transpose, the Convs' own pads before Pad nodes,
     and the pixel shuffle layout (single-conv CRD or DCR, though a grouped
-    Conv cannot produce DCR; the phase forms DCR)."""
+    Conv cannot produce DCR -- with `gathered` its CRD channels may be put
+    in DCR order by a Gather; the phase forms DCR)."""
     strided = any(pl.stride > 1 for pl in low.plans)
-    layouts = ["DCR"] if low.form != "single-conv" or not strided else ["CRD", "DCR"] if low.group == 1 else ["CRD"]
+    layouts = (["DCR"] if low.form != "single-conv" or not strided else ["CRD", "DCR"] if low.group == 1
+               else ["CRD", GATHERED] if gathered else ["CRD"])
     out = []
     for depth_to_space, pad_nodes in itertools.product((True, False), (False, True)):
         for layout in layouts:
@@ -264,7 +266,7 @@ def _shuffle_rank(low: Lowering, opset: int) -> int:
 def _uses_depth_to_space(low: Lowering, opset: int) -> bool:
     blocks = [pl.stride for pl in low.plans]
     return (low.depth_to_space and len(blocks) == 2 and blocks[0] == blocks[1] > 1
-            and (opset >= 11 or low.layout == "DCR"))
+            and (opset >= 11 or low.layout in ("DCR", GATHERED)))
 
 
 def _label(low: Lowering, opset: int) -> str:

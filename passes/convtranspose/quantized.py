@@ -35,7 +35,7 @@ from convrewrite.core import qdq
 from convrewrite.core.graph import GraphView
 
 from .build import _crop, _phase_convs, _single_conv
-from .forms import Deconv, PhaseConvs, SingleConv
+from .forms import Deconv, Emit, PhaseConvs, SingleConv, _variants
 from .geometry import conv_weight, phases
 
 
@@ -202,6 +202,12 @@ def _dropped(b) -> set:
 
 
 class QuantizedSingleConv(_Quantized, SingleConv):
+    def variants(self, match, graph):
+        # a grouped Conv's CRD channels may also go into a DCR DepthToSpace through a Gather: for
+        # targets with DCR only (tflite), where phase-convs' Concat would keep onnxruntime from
+        # fusing the groups with int8 activations
+        return _variants(self.lowering(match.params, Emit()), match.params.opset, gathered=True)
+
     def favoured(self, match, graph):
         # phase-convs joins its phases with Concat, which onnxruntime has no int8 kernel for with int8
         # activations: its Convs would run in float there

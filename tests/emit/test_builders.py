@@ -10,7 +10,8 @@ from convrewrite.core.builder import Builder
 from convrewrite.core.equivalence import run_onnxruntime
 from convrewrite.core.graph import GraphView
 from convrewrite.geometry import conv_output_size, conv_pads, geometry_problem
-from convrewrite.emit.pixel_shuffle import pixel_shuffle, pixel_unshuffle, shuffle_rank
+from convrewrite.emit.pixel_shuffle import (GATHERED, pixel_shuffle, pixel_shuffle_cost, pixel_unshuffle,
+                                           shuffle_rank)
 
 
 def _run_builder(build, x: np.ndarray):
@@ -58,6 +59,21 @@ def test_pixel_shuffle_matches_its_formula(blocks, sizes, layout):
     steps = 1 if uses_d2s or len(blocks) <= 2 else sum(k > 1 for k in blocks)  # one axis at a time above rank 6
     assert ops == (["DepthToSpace"] if uses_d2s else ["Reshape", "Transpose", "Reshape"] * steps)
     assert rank == shuffle_rank(blocks, layout, 17) <= 6
+
+
+@pytest.mark.parametrize("blocks,sizes", CASES)
+def test_crd_channels_gathered_into_a_dcr_shuffle_are_the_crd_shuffle(blocks, sizes):
+    """GATHERED: one Gather puts CRD channels (c*B + p) in DCR order (p*C + c),
+    then the DCR shuffle -- the CRD formula, costed exactly (batch 1)."""
+    channels = 3
+    x = np.random.default_rng(2).standard_normal((1, channels * int(np.prod(blocks)), *sizes)).astype(np.float32)
+    got, ops, rank = _run_builder(lambda b, v: pixel_shuffle(b, v, channels, blocks, sizes, GATHERED), x)
+    np.testing.assert_array_equal(got, _shuffle_formula(x, channels, blocks, "CRD"))
+    _, dcr_ops, _ = _run_builder(lambda b, v: pixel_shuffle(b, v, channels, blocks, sizes, "DCR"), x)
+    assert ops == ["Gather"] + dcr_ops and rank == shuffle_rank(blocks, GATHERED, 17) == shuffle_rank(blocks, "DCR", 17)
+    cost = pixel_shuffle_cost(channels, blocks, sizes, 4, GATHERED, 17)
+    dcr = pixel_shuffle_cost(channels, blocks, sizes, 4, "DCR", 17)
+    assert (cost.nodes, cost.bytes) == (dcr.nodes + 1, dcr.bytes + 2 * x.nbytes)
 
 
 @pytest.mark.parametrize("layout", ["DCR", "CRD"])

@@ -413,6 +413,27 @@ def test_a_quantized_convtranspose_with_a_float_bias_keeps_its_int8_weights(form
     assert set(got.tolist()) == set(bias.tolist())   # each phase Conv reads its channels' float bias
 
 
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("name, node", [("convt_depthwise", "up"), ("resize_linear_x8", "resize")])
+def test_a_grouped_quantized_convtranspose_for_tflite_is_fused_with_int8_activations_too(name, node, act):
+    """tflite takes DepthToSpace in DCR only, and a grouped Conv's outputs come
+    in CRD order: the single Conv's channels go through a Gather into DCR order
+    (phase-convs' Concat would keep onnxruntime from fusing its groups with int8
+    activations).  Every Conv is fused; nothing computes in float."""
+    from convrewrite.target import check_model, load_profile
+
+    model = quantized(name, act)
+    new, report = optimize(model, passes=make_passes(None, {}), target="tflite")
+    rewritten = [r for r in report.rewrites if r.status == REWRITTEN]
+    assert rewritten and all(r.form == "single-conv" for r in rewritten if r.pass_name == "convtranspose"), \
+        [(r.node, r.form, r.variant) for r in rewritten]
+    assert any(r.variant.startswith("CRD via Gather, DCR") for r in rewritten), [r.variant for r in rewritten]
+    assert report.verification.equivalent
+    before, after = assert_still_quantized(model, new)
+    assert float_compute(after) == 0 and after["QLinearConv"] == before.get("QLinearConv", 0) + 1, dict(after)
+    assert check_model(new, load_profile("tflite")) == []
+
+
 @pytest.mark.parametrize("form", ["single-conv", "phase-convs"])
 def test_both_quantized_forms_compute_the_same_integers(form):
     model = quantized("convt")
