@@ -105,6 +105,20 @@ def resize_block(mode="nearest", c=4, n=6, seed=0, factor=2) -> onnx.ModelProto:
     return _model(nodes, (1, c, n, n), inits)
 
 
+def resize_then_conv3(seed=0) -> onnx.ModelProto:
+    """Conv 1x1, bilinear Resize x2, Conv 3x3: the rounding ties a bilinear
+    Resize leaves (outputs exactly half-way between two steps) are carried
+    on by the 3x3 Conv, so the whole model's quantized output moves by more
+    than ties allow when they are broken the other way -- the original's too."""
+    rng = np.random.default_rng(seed)
+    inits = [_init(rng, "w1", (4, 4, 1, 1)), _init(rng, "w2", (4, 4, 3, 3)),
+             numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="c1"),
+             helper.make_node("Resize", ["a", "", "scales"], ["r"], name="resize", mode="linear"),
+             helper.make_node("Conv", ["r", "w2"], ["y"], name="c2", pads=[1] * 4)]
+    return _model(nodes, (1, 4, 6, 6), inits)
+
+
 def quantize(model: onnx.ModelProto, activations: str = "uint8", seed: int = 1,
              per_channel: bool = True) -> onnx.ModelProto:
     """quantize_static in QDQ format: int8 weights per channel (or per tensor),
@@ -144,6 +158,7 @@ def _quantized_bytes(name: str, activations: str, opset: int = 17, per_channel: 
                 "resize_linear_x10": lambda: resize_block("linear", n=2, factor=10),
                 "resize_cubic": lambda: resize_block("cubic"),
                 "convt_depthwise": lambda: convt_alone(cin=8, cout=8, group=8),
+                "resize_then_conv3": resize_then_conv3,
                 **{k: (lambda g=g: dilated_geometry(g[0], g[1], **g[2]))
                    for k, g in {**DILATED_GEOMETRIES, **DILATED_GROUPED_GEOMETRIES}.items()}}
     model = builders[name]()

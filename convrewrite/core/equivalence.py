@@ -52,6 +52,7 @@ class OutputComparison:
     noise: Optional[float] = None  # the reference's own spread, when the verdict rests on it
     steps: Optional[object] = None  # qdq.Steps, when compared in quantization steps
     fused: bool = False             # compared under onnxruntime's fused int8 execution (core/qdq_check.py)
+    tie_noise: Optional[object] = None  # qdq.Steps: the original's own rounding-tie noise, when the verdict rests on it
 
     def __bool__(self) -> bool:
         return self.equivalent

@@ -77,7 +77,8 @@ def _summary(r: Report) -> str:
     v = r.verification
     if v.performed:
         verdict = (f'<b class="{"ok" if v.equivalent else "bad"}">{"equivalent" if v.equivalent else "NOT equivalent"}</b>'
-                   f"max abs {v.max_abs_error:.3g}, max rel {v.max_rel_error:.3g} ({escape(v.inputs)} inputs)")
+                   f"max abs {v.max_abs_error:.3g}, max rel {v.max_rel_error:.3g} ({escape(v.inputs)} inputs)"
+                   + (f"<br>{escape(v.detail)}" if v.detail and (v.within_noise or v.within_tie_noise) else ""))
     else:
         verdict = f'<b class="warn">not run</b>{escape(v.detail or ("dry run" if r.dry_run else ""))}'
     cards = [("rewritten", counts.get(REWRITTEN, 0) + counts.get(PLANNED, 0), "ok"),

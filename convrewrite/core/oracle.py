@@ -354,8 +354,15 @@ class Oracle:
         v.max_abs_error, v.max_rel_error = result.max_abs_error, result.max_rel_error
         v.quantized_steps = qdq_check.record_steps(result)
         v.within_noise = bool(result) and any(o.noise is not None for o in result.outputs)
+        ties = [o for o in result.outputs if o.tie_noise is not None]
+        v.within_tie_noise = bool(result) and bool(ties)
         if not result:
             v.detail = str(result.worst())
+        elif v.within_tie_noise and not v.within_noise:
+            v.detail = "; ".join(
+                f"{o.name} differs by {o.steps}, more than rounding ties allow (mean {qdq.MEAN_STEPS:g}, 99th "
+                f"percentile {qdq.P99_STEPS:g}), but the original's own ties broken the other way (its quantized "
+                f"inputs moved by a 2^-18 step) move it by {o.tie_noise}: accepted as that noise" for o in ties)
         elif v.within_noise:
             checked = [r for r in report.records(REWRITTEN) if r.max_abs_error is not None]
             v.detail = (f"the original model is numerically unstable: its own outputs move by up to "

@@ -322,6 +322,6 @@ def within_tie_noise(result: Comparison, spec_noise: dict, fused_noise: dict) ->
                 and o.steps.mean <= max(qdq.MEAN_STEPS, n.mean) and o.steps.p99 <= max(qdq.P99_STEPS, n.p99):
             o = OutputComparison(o.name, True, o.max_abs_error, o.max_rel_error, o.allowed_error,
                                  f"{o.message}; within the original's own rounding-tie noise ({n}: its "
-                                 "ties broken the other way)", steps=o.steps, fused=o.fused)
+                                 "ties broken the other way)", steps=o.steps, fused=o.fused, tie_noise=n)
         out.append(o)
     return Comparison(out)

@@ -79,6 +79,7 @@ class Verification:
     noise_rel_error: Optional[float] = None
     noise_probes: list = field(default_factory=list)
     within_noise: bool = False
+    within_tie_noise: bool = False   # a quantized output accepted within the original's own rounding-tie noise
     bisection_seconds: float = 0.0
     bisection_rolled_back: int = 0
     bisection_stopped: str = ""
@@ -181,6 +182,7 @@ def verification_lines(v: Verification) -> list[str]:
     lines = []
     if v.performed:
         verdict = ("equivalent within the original's own noise" if v.within_noise
+                   else "equivalent within the original's own rounding-tie noise" if v.within_tie_noise
                    else "equivalent" if v.equivalent else "NOT EQUIVALENT")
         lines.append(f"whole-model check ({v.inputs} inputs): {verdict}, max abs {v.max_abs_error:.3g}, "
                      f"max rel {v.max_rel_error:.3g}" + (f" -- {v.detail}" if v.detail else ""))

@@ -170,6 +170,32 @@ def test_a_quantized_output_within_the_originals_own_tie_noise_is_accepted():
     assert not qdq_check.within_tie_noise(failing, {}, {"y": Steps(0.1, 1.0, 2.0)})   # spec judged by spec noise
 
 
+@pytest.mark.parametrize("act", ["uint8", "int8"])
+def test_a_whole_model_check_accepted_within_tie_noise_says_so(act):
+    """A bilinear Resize's ties carried on by a 3x3 Conv: the result differs
+    by more than a mean of 0.05 step, as the original does from itself with
+    its ties broken the other way.  Accepted -- and the verdict, the detail,
+    the summary, the JSON and the HTML report say on what grounds."""
+    import json
+
+    from convrewrite.core.html import render_report
+
+    new, report, _ = run(quantized("resize_then_conv3", act))
+    v = report.verification
+    assert v.performed and v.equivalent and v.within_tie_noise and not v.within_noise
+    steps = v.quantized_steps
+    assert max(steps["spec"]["mean"], steps["fused"]["mean"]) > 0.05, steps   # the case this test is about
+    assert "more than rounding ties allow" in v.detail and "accepted as that noise" in v.detail, v.detail
+    assert "equivalent within the original's own rounding-tie noise" in report.summary()
+    assert json.loads(report.to_json())["verification"]["within_tie_noise"] is True
+    assert "accepted as that noise" in render_report(report)
+
+
+def test_a_result_equal_in_steps_is_not_said_to_rest_on_tie_noise():
+    _, report, _ = run(quantized("resize_linear"))
+    assert report.verification.equivalent and not report.verification.within_tie_noise
+
+
 def _with_float_last_conv(model: onnx.ModelProto) -> onnx.ModelProto:
     """`model` with a float 1x1 Conv after its output y: a QDQ model whose
     output is float (no DequantizeLinear produces it)."""
