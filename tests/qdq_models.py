@@ -120,7 +120,7 @@ def resize_then_conv3(seed=0) -> onnx.ModelProto:
 
 
 def quantize(model: onnx.ModelProto, activations: str = "uint8", seed: int = 1,
-             per_channel: bool = True) -> onnx.ModelProto:
+             per_channel: bool = True, exclude: tuple = ()) -> onnx.ModelProto:
     """quantize_static in QDQ format: int8 weights per channel (or per tensor),
     `activations` uint8 (asymmetric) or int8 (symmetric), calibrated on
     random batches."""
@@ -143,7 +143,8 @@ def quantize(model: onnx.ModelProto, activations: str = "uint8", seed: int = 1,
         src, dst = os.path.join(tmp, "f.onnx"), os.path.join(tmp, "q.onnx")
         onnx.save(model, src)
         quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                        activation_type=act, weight_type=QuantType.QInt8, extra_options=extra)
+                        activation_type=act, weight_type=QuantType.QInt8, extra_options=extra,
+                        nodes_to_exclude=list(exclude))
         return onnx.load(dst)
 
 

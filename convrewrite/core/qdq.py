@@ -61,9 +61,20 @@ class Region:
     DequantizeLinear 'x_dq'")."""
 
     facts: tuple[str, ...]
+    edge: bool = False   # only its input is dequantized: a float node where a quantized region ends
 
     def describe(self) -> str:
         return "it is in a quantized (QDQ) region: " + "; ".join(self.facts)
+
+    def left_alone(self) -> str:
+        """Why a node no form keeps quantized stays as it is."""
+        if self.edge:
+            return ("its weights are float and its output is not quantized -- a float node where a quantized "
+                    "region ends (as quantize_static's nodes_to_exclude leaves it) -- but its float forms would "
+                    "read that DequantizeLinear from several nodes, and onnxruntime then stops fusing the "
+                    "quantized node before it into an integer kernel (measured with int8 activations), so it is "
+                    "left as it is")
+        return "so it is left as it is rather than dequantized into float"
 
 
 def region(node: onnx.NodeProto, graph) -> Optional[Region]:
@@ -82,7 +93,8 @@ def region(node: onnx.NodeProto, graph) -> Optional[Region]:
         dq = weight_dequantize(name, graph) if name else None
         if dq is not None:
             facts.append(f"its input {k} ('{name}') is DequantizeLinear '{graph.label(dq)}' of a constant")
-    return Region(tuple(facts)) if facts else None
+    edge = len(facts) == 1 and facts[0].startswith("its input comes from")
+    return Region(tuple(facts), edge) if facts else None
 
 
 def in_group(node: onnx.NodeProto, graph) -> bool:
@@ -325,8 +337,7 @@ def not_kept(where: str, r: Region, passed_over: Sequence[tuple[str, str]]) -> s
     """The reason of a quantized node no form keeps quantized."""
     own = [f"{f}: {why}" for f, why in passed_over if why != NOT_KEPT]
     tried = f" (the forms that would keep it quantized: {'; '.join(own)})" if own else ""
-    return (f"{where}: {r.describe()}; no form of this pass keeps it quantized{tried}, so it is left as it "
-            "is rather than dequantized into float")
+    return f"{where}: {r.describe()}; no form of this pass keeps it quantized{tried}; {r.left_alone()}"
 
 
 # --- keeping a replacement on the grid ------------------------------------------------

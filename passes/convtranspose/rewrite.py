@@ -97,8 +97,8 @@ class ConvTransposeToConv:
         if region is not None:   # before the weight checks: a dequantized weight is not "computed at run time"
             group = quantized.read_group(node, graph)
             if isinstance(group, str):
-                return Skip(f"{where}: {region.describe()}; {group}, so no form keeps it quantized; left as it "
-                            "is rather than dequantized into float", Code.QUANTIZED)
+                return Skip(f"{where}: {region.describe()}; {group}, so no form keeps it quantized; "
+                            f"{region.left_alone()}", Code.QUANTIZED)
         problem = _unsupported(node, graph, weight_checked=group is None)
         if problem:
             return Skip(f"{where}: {problem.reason}", problem.code)

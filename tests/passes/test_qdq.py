@@ -175,6 +175,47 @@ def test_a_partly_quantized_model_keeps_its_float_node_float_and_the_rest_quanti
     assert float_compute(after) == len(float_convs), (dict(before), dict(after))
 
 
+def _after_a_conv(op_type: str, name: str) -> onnx.ModelProto:
+    """Conv 1x1 -> `op_type` (a rate-2 3x3 dilated Conv, or a 4x4 stride-2
+    ConvTranspose) named `name` -> Relu: the node in the middle of a model."""
+    from onnx import helper
+    from qdq_models import _init, _model
+
+    rng = np.random.default_rng(3)
+    attrs = (dict(dilations=[2, 2], pads=[2] * 4) if op_type == "Conv" else dict(strides=[2, 2], pads=[1] * 4))
+    inits = [_init(rng, "w0", (4, 4, 1, 1)), _init(rng, "w", (4, 4, 3, 3) if op_type == "Conv" else (4, 4, 4, 4))]
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["a"], name="c0"),
+             helper.make_node(op_type, ["a", "w"], ["t"], name=name, **attrs),
+             helper.make_node("Relu", ["t"], ["y"], name="relu")]
+    return _model(nodes, (1, 4, 12, 12), inits)
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("op_type, node", [("Conv", "aspp"), ("ConvTranspose", "up")])
+def test_a_float_node_quantize_static_excludes_is_left_alone_saying_why(op_type, node, act):
+    """quantize_static(nodes_to_exclude=[node]) leaves the node float, reading
+    a DequantizeLinear with no QuantizeLinear after it.  Its float forms would
+    read that DequantizeLinear from several nodes, and onnxruntime then stops
+    fusing the int8 Conv before it (measured below with int8 activations: the
+    QLinearConv becomes a float Conv), so it stays, and the reason says so."""
+    import qdq_models
+    from onnx import helper
+
+    model = qdq_models.quantize(_after_a_conv(op_type, node), act, exclude=(node,))
+    new, report, records = run(model)
+    r = records[node]
+    assert (r.status, r.code) == (SKIPPED, Code.QUANTIZED), r.reason
+    assert "a float node where a quantized region ends" in r.reason and "stops fusing" in r.reason, r.reason
+    assert fused_counts(new) == fused_counts(model) and fused_counts(model)["QLinearConv"] == 1
+    if act == "int8":   # what the reason says: a second float reader of that DequantizeLinear
+        target = next(n for n in model.graph.node if n.name == node)
+        twin = helper.make_node(op_type, list(target.input), ["t2"], name="twin",
+                                **{a.name: helper.get_attribute_value(a) for a in target.attribute})
+        model.graph.node.append(twin)
+        model.graph.output.append(helper.make_tensor_value_info("t2", onnx.TensorProto.FLOAT, None))
+        assert fused_counts(model).get("QLinearConv", 0) == 0
+
+
 @pytest.mark.parametrize("act", ACTIVATIONS)
 def test_a_strided_quantized_dilated_conv_keeps_quantized(act):
     model = quantized("dilated_s2", act)
