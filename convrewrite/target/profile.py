@@ -137,6 +137,10 @@ class Profile:
     # the toolchain turns a Conv's padding other than VALID/SAME into a PAD op of its own (TFLite's
     # CONV_2D pads only VALID or SAME): form variants whose Convs pad their own input go after the others
     separate_conv_padding: bool = False
+    # a preference, not a limit: a toolchain path of the target fails on depthwise and grouped Convs
+    # (onnx2tf's full-integer int8 quantizer and DEPTHWISE_CONV_2D): where a node has a lowering whose
+    # Convs are all group 1, it is taken before one that builds Convs with groups
+    standard_convs_first: bool = False
     # every graph input's shape must be static: the toolchain keeps the shape arithmetic of a symbolic
     # dimension (onnx2tf: SHAPE, SLICE, CONCATENATION), which the target runs on the host
     static_shapes: bool = False
@@ -174,7 +178,8 @@ class Profile:
                for op, rules in self.operators.items()}
         return {"name": self.name, "description": self.description, "references": list(self.references),
                 "max_rank": self.max_rank, "batch_must_be_one": self.batch_must_be_one, "int8_only": self.int8_only,
-                "separate_conv_padding": self.separate_conv_padding, "static_shapes": self.static_shapes,
+                "separate_conv_padding": self.separate_conv_padding,
+                "standard_convs_first": self.standard_convs_first, "static_shapes": self.static_shapes,
                 "dense_dilation": self.dense_dilation.to_dict() if self.dense_dilation else None,
                 "unlisted_operators": self.unlisted_operators, "operators": ops}
 
@@ -291,6 +296,7 @@ def _build(spec: dict, origin: str) -> Profile:
                    references=tuple(spec.get("references", ())), max_rank=spec.get("max_rank"),
                    batch_must_be_one=spec.get("batch_must_be_one", False), int8_only=spec.get("int8_only", False),
                    separate_conv_padding=spec.get("separate_conv_padding", False),
+                   standard_convs_first=spec.get("standard_convs_first", False),
                    static_shapes=spec.get("static_shapes", False),
                    dense_dilation=DenseDilation(**spec["dense_dilation"]) if spec.get("dense_dilation") else None,
                    unlisted_operators=spec.get("unlisted_operators", "allowed"),

@@ -327,3 +327,12 @@ def test_gather_axes(tmp_path):
     assert messages(gather(3, (1, 8, 8, 8)), p) == [
         "Gather 'g': gathers along axis 3; the target gathers only along axis 0"]
     assert p.allows_op("Gather", axis=0) and p.allows_op("Gather") and not p.allows_op("Gather", axis=1)
+
+
+def test_standard_convs_first_must_be_a_boolean_and_round_trips(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"name": "bad", "standard_convs_first": 1}))
+    with pytest.raises(InputError, match=r"standard_convs_first: must be true or false"):
+        load_profile(path)
+    path.write_text(json.dumps({"name": "good", "standard_convs_first": True}))
+    assert load_profile(path).to_dict()["standard_convs_first"] is True
