@@ -60,6 +60,7 @@ def ranking(p, match: Match, graph: GraphView, target, passes: Sequence = ()) ->
     macs = total_macs(match.nodes, graph, per_item=True) if p.mac_bound is not None else None
     return rank(p, match, graph, macs, with_variants=target is not None, with_opt_in=target is not None,
                 unpadded_first=bool(getattr(target, "separate_conv_padding", False)),
+                bias_after_first=bool(getattr(target, "bias_after_shuffle", False)),
                 run_passes=[q.name for q in passes] if passes else None)
 
 

@@ -141,6 +141,10 @@ class Profile:
     # (onnx2tf's full-integer int8 quantizer and DEPTHWISE_CONV_2D): where a node has a lowering whose
     # Convs are all group 1, it is taken before one that builds Convs with groups
     standard_convs_first: bool = False
+    # a preference, not a limit: the toolchain's int8 quantizer can give a pixel shuffle's output the
+    # quantization of what reads it while its input keeps the Conv's (onnx2tf: DEPTH_TO_SPACE before a
+    # CONCATENATION), so a lowered ConvTranspose adds its bias after the shuffle (the Add requantizes)
+    bias_after_shuffle: bool = False
     # every graph input's shape must be static: the toolchain keeps the shape arithmetic of a symbolic
     # dimension (onnx2tf: SHAPE, SLICE, CONCATENATION), which the target runs on the host
     static_shapes: bool = False
@@ -179,7 +183,8 @@ class Profile:
         return {"name": self.name, "description": self.description, "references": list(self.references),
                 "max_rank": self.max_rank, "batch_must_be_one": self.batch_must_be_one, "int8_only": self.int8_only,
                 "separate_conv_padding": self.separate_conv_padding,
-                "standard_convs_first": self.standard_convs_first, "static_shapes": self.static_shapes,
+                "standard_convs_first": self.standard_convs_first, "bias_after_shuffle": self.bias_after_shuffle,
+                "static_shapes": self.static_shapes,
                 "dense_dilation": self.dense_dilation.to_dict() if self.dense_dilation else None,
                 "unlisted_operators": self.unlisted_operators, "operators": ops}
 
@@ -297,6 +302,7 @@ def _build(spec: dict, origin: str) -> Profile:
                    batch_must_be_one=spec.get("batch_must_be_one", False), int8_only=spec.get("int8_only", False),
                    separate_conv_padding=spec.get("separate_conv_padding", False),
                    standard_convs_first=spec.get("standard_convs_first", False),
+                   bias_after_shuffle=spec.get("bias_after_shuffle", False),
                    static_shapes=spec.get("static_shapes", False),
                    dense_dilation=DenseDilation(**spec["dense_dilation"]) if spec.get("dense_dilation") else None,
                    unlisted_operators=spec.get("unlisted_operators", "allowed"),

@@ -34,6 +34,7 @@ class Lowering:
     layout: str = "DCR"
     depth_to_space: bool = True
     pad_nodes: bool = False
+    bias_after: str = ""   # a constant bias added after the shuffle and crop (then `bias` is "")
 
 
 def _conv(b: Builder, x: str, kernel: np.ndarray, bias, axes, group: int, what: str,
@@ -198,6 +199,11 @@ def _bias_only(b: Builder, x: str, cout: int, bias_name: str, bias, sizes, repea
     else:
         col = b.op("Reshape", [bias_name, b.ints(column, "no_tap_bias_shape")], "no_tap_bias")
     return b.op("Add", [z, col], "no_tap")
+
+
+def _bias_add(b: Builder, y: str, bias: np.ndarray, rank: int) -> str:
+    """y + B, B [Cout] broadcast over the batch and spatial axes."""
+    return b.op("Add", [y, b.initializer(bias.reshape(1, -1, *[1] * (rank - 2)), "bias")], "bias_add")
 
 
 def _crop(b: Builder, y: str, plans) -> str:

@@ -329,10 +329,11 @@ def test_gather_axes(tmp_path):
     assert p.allows_op("Gather", axis=0) and p.allows_op("Gather") and not p.allows_op("Gather", axis=1)
 
 
-def test_standard_convs_first_must_be_a_boolean_and_round_trips(tmp_path):
+@pytest.mark.parametrize("key", ["standard_convs_first", "bias_after_shuffle"])
+def test_preference_keys_must_be_booleans_and_round_trip(tmp_path, key):
     path = tmp_path / "bad.json"
-    path.write_text(json.dumps({"name": "bad", "standard_convs_first": 1}))
-    with pytest.raises(InputError, match=r"standard_convs_first: must be true or false"):
+    path.write_text(json.dumps({"name": "bad", key: 1}))
+    with pytest.raises(InputError, match=rf"{key}: must be true or false"):
         load_profile(path)
-    path.write_text(json.dumps({"name": "good", "standard_convs_first": True}))
-    assert load_profile(path).to_dict()["standard_convs_first"] is True
+    path.write_text(json.dumps({"name": "good", key: True}))
+    assert load_profile(path).to_dict()[key] is True

@@ -37,7 +37,7 @@ def test_the_profile_loads_and_says_what_the_issue_asks():
     assert p.allows_op("DepthToSpace", mode="DCR", blocksize=2)
     assert not p.allows_op("DepthToSpace", mode="CRD", blocksize=2)
     assert p.allows_op("Slice", steps=[1, 1]) and not p.allows_op("Slice", steps=[2, 2])
-    assert p.standard_convs_first and p.rules("MatMul")[0].computed_operands
+    assert p.standard_convs_first and p.bias_after_shuffle and p.rules("MatMul")[0].computed_operands
     assert all(r.note for rules in p.operators.values() for r in rules)
     assert any("onnx2tf" in r for r in p.references)
 
