@@ -202,8 +202,11 @@ def _bias_only(b: Builder, x: str, cout: int, bias_name: str, bias, sizes, repea
 
 
 def _bias_add(b: Builder, y: str, bias: np.ndarray, rank: int) -> str:
-    """y + B, B [Cout] broadcast over the batch and spatial axes."""
-    return b.op("Add", [y, b.initializer(bias.reshape(1, -1, *[1] * (rank - 2)), "bias")], "bias_add")
+    """y + B, B [Cout] broadcast over the spatial axes as [Cout, 1, ...]
+    (rank - 1: numpy broadcasting adds the batch axis; onnx2tf's tf_converter
+    mis-places a [1, Cout, 1, 1] constant after a DepthToSpace when the batch
+    is symbolic, maskrcnn_mask_head, and converts this one)."""
+    return b.op("Add", [y, b.initializer(bias.reshape(-1, *[1] * (rank - 2)), "bias")], "bias_add")
 
 
 def _crop(b: Builder, y: str, plans) -> str:
