@@ -202,11 +202,13 @@ def _bias_only(b: Builder, x: str, cout: int, bias_name: str, bias, sizes, repea
 
 
 def _bias_add(b: Builder, y: str, bias: np.ndarray, rank: int) -> str:
-    """y + B, B [Cout] broadcast over the spatial axes as [Cout, 1, ...]
-    (rank - 1: numpy broadcasting adds the batch axis; onnx2tf's tf_converter
-    mis-places a [1, Cout, 1, 1] constant after a DepthToSpace when the batch
-    is symbolic, maskrcnn_mask_head, and converts this one)."""
-    return b.op("Add", [y, b.initializer(bias.reshape(-1, *[1] * (rank - 2)), "bias")], "bias_add")
+    """B + y, B [Cout] as [1, Cout, 1, ...].  The constant goes first:
+    measured with onnx2tf 2.6.9, `Add(y, B)` after a DepthToSpace with a
+    symbolic batch is mis-placed by tf_converter ([1, 1, Cout, 1] against
+    NHWC, maskrcnn_mask_head), and a rank-3 B [Cout, 1, 1] makes
+    flatbuffer_direct wrap the Add in TRANSPOSEs (unet_decoder, int8 error
+    2.3e-1); `Add(B, y)` at rank 4 converts right with both."""
+    return b.op("Add", [b.initializer(bias.reshape(1, -1, *[1] * (rank - 2)), "bias"), y], "bias_add")
 
 
 def _crop(b: Builder, y: str, plans) -> str:
