@@ -143,9 +143,12 @@ class Ranking:
 
 
 def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_opt_in: bool,
-         unpadded_first: bool = False, run_passes: Optional[Sequence[str]] = None) -> Ranking:
+         unpadded_first: bool = False, run_passes: Optional[Sequence[str]] = None,
+         bias_after_first: bool = False) -> Ranking:
     """Order `p.forms` for `match` (see the module docstring); with
-    `unpadded_first`, each form's variants that pad their own Convs last.
+    `unpadded_first`, each form's variants that pad their own Convs last;
+    with `bias_after_first`, its variants that add the bias after the pixel
+    shuffle (`bias_after`: Profile.bias_after_shuffle) first.
     `run_passes`: the names of the run's passes (None: not known), which a
     form's `lowered_by` must be among."""
     preferred = list(p.preferred())
@@ -169,6 +172,8 @@ def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_op
         variants = list(form.variants(match, graph))[:None if with_variants else 1]
         if unpadded_first:
             variants.sort(key=lambda v: getattr(v, "pads_convs", False))
+        if bias_after_first:
+            variants.sort(key=lambda v: not getattr(v, "bias_after", False))
         pricing = [partial(form.cost, match, v, graph) for v in variants]
         favoured = form.favoured(match, graph)
         first = pricing[0]() if p.mac_bound is not None else None   # MACs decide only under a bound

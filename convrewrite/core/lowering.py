@@ -10,7 +10,8 @@ target (a Resize's ConvTranspose, lowered by the convtranspose pass) is
 lowered here too, in a small model of the replacement's own (`settle`; where
 the replacement's output goes into a QuantizeLinear, that model keeps it, so
 a QDQ group is lowered as the run will lower it).  The
-first option that fits is taken; if none fits, the one breaking the fewest
+first option that fits is taken (with the profile's `standard_convs_first`,
+the first that fits with group-1 Convs only, else the first that fits); if none fits, the one breaking the fewest
 distinct rules -- but only when what it breaks is data movement (the
 computation then runs on the target) and it leaves fewer nodes to the host
 than the matched nodes it replaces (a ConvTranspose on the host traded for a
@@ -59,6 +60,7 @@ def ranking(p, match: Match, graph: GraphView, target, passes: Sequence = ()) ->
     macs = total_macs(match.nodes, graph, per_item=True) if p.mac_bound is not None else None
     return rank(p, match, graph, macs, with_variants=target is not None, with_opt_in=target is not None,
                 unpadded_first=bool(getattr(target, "separate_conv_padding", False)),
+                bias_after_first=bool(getattr(target, "bias_after_shuffle", False)),
                 run_passes=[q.name for q in passes] if passes else None)
 
 
@@ -80,22 +82,35 @@ def lower(p, match: Match, graph: GraphView, target=None, passes: Sequence = (),
 
 
 def _lower_for_target(p, match, graph, target, passes, depth, r: Ranking, notes, where):
-    tried, best = [], None
+    tried, best, grouped_fit = [], None, None
+    head = f"target {target.name}: "
     for option in r.options:
         too_deep = _rank_problem(option, target)
         if too_deep:
             tried.append((option.label, too_deep))
             continue
         replacement = build(p, match, option, graph)
-        found = violations(replacement, graph, target, passes, depth)
+        found, settled = judged(replacement, graph, target, passes, depth)
         if not found:
-            head = f"target {target.name}: "
-            chosen = tuple(f"{head}form '{label}' not used: {_first(why)}" for label, why in tried)
-            return Lowered(option, replacement, notes + chosen + (f"{head}form '{option.label}' fits",))
+            groups = _convs_with_groups(settled) if getattr(target, "standard_convs_first", False) else 0
+            if not groups:
+                chosen = tuple(f"{head}form '{label}' not used: {_first(why)}" for label, why in tried)
+                return Lowered(option, replacement, notes + chosen + (f"{head}form '{option.label}' fits",))
+            # standard_convs_first: it fits, but a later option may fit with group-1 Convs only
+            if grouped_fit is None:
+                grouped_fit = (option, replacement, list(tried))
+            tried.append((option.label, f"it builds {groups} Conv(s) with groups, and the target takes a form "
+                                        "whose Convs are all group 1 first (standard_convs_first)"))
+            continue
         tried.append((option.label, tuple(v.message for v in found)))
         score = (len({v.rule for v in found}), len(found))
         if best is None or score < best[0]:
             best = (score, option, replacement, tuple(v.message for v in found), found)
+    if grouped_fit is not None:   # no form fits with group-1 Convs only: the first that fits at all
+        option, replacement, before = grouped_fit
+        chosen = tuple(f"{head}form '{label}' not used: {_first(why)}" for label, why in before)
+        return Lowered(option, replacement, notes + chosen + (
+            f"{head}form '{option.label}' fits (no form fits with group-1 Convs only)",))
     if best is None:
         reasons = list(dict.fromkeys(_first(reason) for _, reason in tried))
         if len(reasons) == 1:
@@ -104,7 +119,6 @@ def _lower_for_target(p, match, graph, target, passes, depth, r: Ranking, notes,
             why = " (" + "; ".join(f"{label}: {_first(reason)}" for label, reason in tried) + ")"
         return Skip(f"{where}: no lowering form can be built for target '{target.name}'{why}", Code.NO_FORM)
     _, option, replacement, problems, found = best
-    head = f"target {target.name}: "
     computing = sorted({v.op for v in found if v.op in COMPUTING_OPS})
     if computing:   # never worse: compute would still fall back to the host, so the node stays as it is
         return Skip(f"{where}: no lowering form runs on target '{target.name}'; the closest, '{option.label}', "
@@ -161,16 +175,28 @@ def _first(why) -> str:
 def violations(replacement: Replacement, graph: GraphView, target, passes: Sequence = (), depth: int = 0) -> list:
     """What the target cannot run among the replacement's nodes, after the
     run's passes have lowered what they would (see the module docstring)."""
+    return judged(replacement, graph, target, passes, depth)[0]
+
+
+def judged(replacement: Replacement, graph: GraphView, target, passes: Sequence = (), depth: int = 0) -> tuple:
+    """(violations, the nodes judged): the replacement's nodes as the run's
+    passes leave them (settled), or as built where no model of them can be made."""
     from ..target.check import replacement_violations_in
 
     view, constants = _view(replacement, graph, target)
     if view is None:
-        return []
+        return [], list(replacement.nodes)
     if passes and depth < SETTLE_DEPTH:
         settled = settle(view, target, passes, depth + 1)
         if settled is not None:
             view = settled
-    return replacement_violations_in(view, target, constants)
+    return replacement_violations_in(view, target, constants), list(view.graph.node)
+
+
+def _convs_with_groups(nodes) -> int:
+    """How many Conv / ConvTranspose nodes have group > 1 (depthwise or grouped)."""
+    return sum(1 for n in nodes if n.op_type in ("Conv", "ConvTranspose")
+               and any(a.name == "group" and a.i > 1 for a in n.attribute))
 
 
 def _view(replacement: Replacement, graph: GraphView, target):

@@ -137,6 +137,14 @@ class Profile:
     # the toolchain turns a Conv's padding other than VALID/SAME into a PAD op of its own (TFLite's
     # CONV_2D pads only VALID or SAME): form variants whose Convs pad their own input go after the others
     separate_conv_padding: bool = False
+    # a preference, not a limit: a toolchain path of the target fails on depthwise and grouped Convs
+    # (onnx2tf's full-integer int8 quantizer and DEPTHWISE_CONV_2D): where a node has a lowering whose
+    # Convs are all group 1, it is taken before one that builds Convs with groups
+    standard_convs_first: bool = False
+    # a preference, not a limit: the toolchain's int8 quantizer can give a pixel shuffle's output the
+    # quantization of what reads it while its input keeps the Conv's (onnx2tf: DEPTH_TO_SPACE before a
+    # CONCATENATION), so a lowered ConvTranspose adds its bias after the shuffle (the Add requantizes)
+    bias_after_shuffle: bool = False
     # every graph input's shape must be static: the toolchain keeps the shape arithmetic of a symbolic
     # dimension (onnx2tf: SHAPE, SLICE, CONCATENATION), which the target runs on the host
     static_shapes: bool = False
@@ -174,7 +182,9 @@ class Profile:
                for op, rules in self.operators.items()}
         return {"name": self.name, "description": self.description, "references": list(self.references),
                 "max_rank": self.max_rank, "batch_must_be_one": self.batch_must_be_one, "int8_only": self.int8_only,
-                "separate_conv_padding": self.separate_conv_padding, "static_shapes": self.static_shapes,
+                "separate_conv_padding": self.separate_conv_padding,
+                "standard_convs_first": self.standard_convs_first, "bias_after_shuffle": self.bias_after_shuffle,
+                "static_shapes": self.static_shapes,
                 "dense_dilation": self.dense_dilation.to_dict() if self.dense_dilation else None,
                 "unlisted_operators": self.unlisted_operators, "operators": ops}
 
@@ -291,6 +301,8 @@ def _build(spec: dict, origin: str) -> Profile:
                    references=tuple(spec.get("references", ())), max_rank=spec.get("max_rank"),
                    batch_must_be_one=spec.get("batch_must_be_one", False), int8_only=spec.get("int8_only", False),
                    separate_conv_padding=spec.get("separate_conv_padding", False),
+                   standard_convs_first=spec.get("standard_convs_first", False),
+                   bias_after_shuffle=spec.get("bias_after_shuffle", False),
                    static_shapes=spec.get("static_shapes", False),
                    dense_dilation=DenseDilation(**spec["dense_dilation"]) if spec.get("dense_dilation") else None,
                    unlisted_operators=spec.get("unlisted_operators", "allowed"),

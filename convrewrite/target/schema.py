@@ -53,7 +53,8 @@ OP_KEYS = {
 # Keys that measure align_corners' scale, (output - 1) / (input - 1): meaningless for another mode.
 ALIGN_CORNERS_KEYS = ("corner_factors", "equal_corner_factors")
 GLOBAL_KEYS = ("name", "description", "references", "extends", "max_rank", "batch_must_be_one", "int8_only",
-               "separate_conv_padding", "static_shapes", "dense_dilation",
+               "separate_conv_padding", "standard_convs_first", "bias_after_shuffle", "static_shapes",
+               "dense_dilation",
                "unlisted_operators", "unsupported_operators", "operators")
 
 
@@ -83,7 +84,8 @@ def _validate_top(raw: dict) -> dict:
         out["references"] = [_string(v, f"references[{k}]") for k, v in enumerate(_list(raw["references"], "references"))]
     if "max_rank" in raw:  # null: no limit (overrides the limit of an extended profile)
         out["max_rank"] = None if raw["max_rank"] is None else _positive_int(raw["max_rank"], "max_rank")
-    for key in ("batch_must_be_one", "int8_only", "separate_conv_padding", "static_shapes"):
+    for key in ("batch_must_be_one", "int8_only", "separate_conv_padding", "standard_convs_first",
+                "bias_after_shuffle", "static_shapes"):
         if key in raw:
             out[key] = _bool(raw[key], key)
     if "dense_dilation" in raw:  # null: none (overrides an extended profile's)

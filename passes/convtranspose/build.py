@@ -34,6 +34,7 @@ class Lowering:
     layout: str = "DCR"
     depth_to_space: bool = True
     pad_nodes: bool = False
+    bias_after: str = ""   # a constant bias added after the shuffle and crop (then `bias` is "")
 
 
 def _conv(b: Builder, x: str, kernel: np.ndarray, bias, axes, group: int, what: str,
@@ -198,6 +199,16 @@ def _bias_only(b: Builder, x: str, cout: int, bias_name: str, bias, sizes, repea
     else:
         col = b.op("Reshape", [bias_name, b.ints(column, "no_tap_bias_shape")], "no_tap_bias")
     return b.op("Add", [z, col], "no_tap")
+
+
+def _bias_add(b: Builder, y: str, bias: np.ndarray, rank: int) -> str:
+    """B + y, B [Cout] as [1, Cout, 1, ...].  The constant goes first:
+    measured with onnx2tf 2.6.9, `Add(y, B)` after a DepthToSpace with a
+    symbolic batch is mis-placed by tf_converter ([1, 1, Cout, 1] against
+    NHWC, maskrcnn_mask_head), and a rank-3 B [Cout, 1, 1] makes
+    flatbuffer_direct wrap the Add in TRANSPOSEs (unet_decoder, int8 error
+    2.3e-1); `Add(B, y)` at rank 4 converts right with both."""
+    return b.op("Add", [b.initializer(bias.reshape(1, -1, *[1] * (rank - 2)), "bias"), y], "bias_add")
 
 
 def _crop(b: Builder, y: str, plans) -> str:

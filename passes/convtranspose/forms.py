@@ -12,7 +12,11 @@
 Each form's variants are the ways to emit it: the pixel shuffle as
 DepthToSpace or Reshape/Transpose, in CRD or DCR layout (single-conv), and
 zero padding as the Convs' own pads or as Pad nodes (for targets that take
-only SAME or VALID padding).
+only SAME or VALID padding).  With a constant bias, each also has a "bias
+after the shuffle" variant: Convs without bias, the shuffle and crop, then
+one Add of B [Cout] (ConvTranspose(x) + B computed in that order; phases no
+tap reaches are zeros before the Add), for toolchains whose int8 quantizer
+mis-scales a pixel shuffle (Profile.bias_after_shuffle).
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ import itertools
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from math import prod
-from typing import Optional
+from typing import ClassVar, Optional
 
 from onnx import helper
 
@@ -31,11 +35,13 @@ from convrewrite.emit.opset_ops import (NOTHING, ZEROS_MIN_OPSET, Moved, can_mak
                                        other_nodes, zeros_cost)
 from convrewrite.emit.pixel_shuffle import GATHERED, pixel_shuffle_cost, shuffle_rank
 
-from .build import Lowering, _any_taps, _bias_only, _crop, _phase_convs, _phase_counts, _runs, _single_conv
+from .build import (Lowering, _any_taps, _bias_add, _bias_only, _crop, _phase_convs, _phase_counts, _runs,
+                    _single_conv)
 from .geometry import (Tiles, border_tiles, conv_weight, phases, plan_macs, shared_plan, split_plan, split_tiles,
                        tile_tree)
 
 MAC_BOUND = 1.1  # a form within this factor of the ConvTranspose's MACs needs no more nodes
+BIAS_AFTER = "bias after the shuffle"
 
 
 @dataclass(frozen=True)
@@ -70,11 +76,14 @@ class Emit:
     depth_to_space: bool = True
     pad_nodes: bool = False
     label: str = ""
+    bias_after: bool = False
 
 
 # --- the forms -----------------------------------------------------------------
 
 class _ConvTransposeForm(Form):
+    bias_after_variants: ClassVar[bool] = True   # the quantized forms keep the bias in their integer Convs
+
     def plans(self, d: Deconv) -> tuple:
         return d.split
 
@@ -82,15 +91,21 @@ class _ConvTransposeForm(Form):
         return None
 
     def lowering(self, d: Deconv, v: Emit) -> Lowering:
-        return Lowering(self.name, self.plans(d), self.tiles(d), d.group, d.cout, d.weight, d.bias,
-                        d.bias_is_constant, v.layout, v.depth_to_space, v.pad_nodes)
+        bias, after = (("", d.bias) if v.bias_after else (d.bias, ""))
+        return Lowering(self.name, self.plans(d), self.tiles(d), d.group, d.cout, d.weight, bias,
+                        d.bias_is_constant, v.layout, v.depth_to_space, v.pad_nodes, after)
 
     def variants(self, match, graph):
-        return _variants(self.lowering(match.params, Emit()), match.params.opset)
+        d = match.params
+        emits = _variants(self.lowering(d, Emit()), d.opset)
+        if not (self.bias_after_variants and d.bias and d.bias_is_constant):
+            return emits
+        return emits + [replace(e, bias_after=True, label=", ".join(filter(None, [e.label, BIAS_AFTER])))
+                        for e in emits]
 
     def cost(self, match, variant, graph) -> Cost:
         low = self.lowering(match.params, variant)
-        moved = _Costing.of(match, graph, low).total()
+        moved = _Costing.of(match, graph, low).total() + (other_nodes(1) if low.bias_after else NOTHING)
         macs = self.macs(match.params)
         return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes,
                     grouped_macs=macs if grouped(match.params.cin // match.params.group) else 0,
@@ -104,7 +119,11 @@ class _ConvTransposeForm(Form):
         y = _single_conv(b, x, wc, bias, p) if p.form == "single-conv" else _phase_convs(b, x, wc, bias, p)
         if p.form == "border-split":
             b.note(f"tiles={p.tiles.tile_count()} (phase outputs cut where the taps that reach the input change)")
-        return {match.node.output[0]: _crop(b, y, p.plans)}
+        y = _crop(b, y, p.plans)
+        if p.bias_after:
+            b.note("bias added after the pixel shuffle")
+            y = _bias_add(b, y, graph.constant(p.bias_after), len(p.plans) + 2)
+        return {match.node.output[0]: y}
 
     def macs(self, d: Deconv) -> int:
         raise NotImplementedError

@@ -118,6 +118,7 @@ class _Quantized:
 
     keeps_quantized = True
     quantized_only = True
+    bias_after_variants = False   # the int32 bias stays in the integer Convs
 
     def applies(self, match, graph):
         d = match.params

@@ -709,6 +709,48 @@ def test_form_costs_are_exact(case, bias):
     assert assert_costs_exact(with_runtime_bias(model) if bias == "run time" else model)
 
 
+@pytest.mark.parametrize("case", [0, 1, 4, 6, 8, 10, 12, 15, 17])
+def test_bias_after_the_shuffle_variants_compute_the_convtranspose(case):
+    """Every form's "bias after the shuffle" variant (Convs without bias, the
+    shuffle and crop, one Add of B; phases no tap reaches are zeros before
+    it) equals the ConvTranspose; offered only with a constant bias."""
+    x_shape, cout, kernel, attrs = COST_CASES[case]
+    model = convt_model(x_shape, cout, kernel, bias=True, **attrs)
+    p = ConvTransposeToConv(ConvTransposeOptions(form="border-split"))
+    graph = GraphView(model)
+    match = p.match(model.graph.node[-1], graph)
+    options = [o for o in rank(p, match, graph, None, with_variants=True, with_opt_in=True).options
+               if getattr(o.variant, "bias_after", False)]
+    assert options, "no bias-after variant"
+    for option in options:
+        replacement = build(p, match, option, graph)
+        assert [n.op_type for n in replacement.nodes][-1] == "Add", option.label
+        assert not any(len(n.input) > 2 for n in replacement.nodes if n.op_type == "Conv"), option.label
+        feeds = random_feeds(runtime_inputs(model))
+        got = run_onnxruntime(replacement_model(replacement, graph), feeds)
+        assert compare_outputs(["y"], run_onnxruntime(model, feeds), got), option.label
+    for bias in ("none", "run time"):
+        plain = convt_model(x_shape, cout, kernel, bias=False, **attrs)
+        plain = with_runtime_bias(plain) if bias == "run time" else plain
+        m = p.match(plain.graph.node[-1], GraphView(plain))
+        labels = [o.label for o in rank(p, m, GraphView(plain), None, with_variants=True, with_opt_in=True).options]
+        assert not any("bias after" in label for label in labels), labels
+
+
+def test_the_tflite_profile_adds_the_bias_after_the_shuffle():
+    """bias_after_shuffle (the tflite profile): onnx2tf's int8 quantizer gives
+    a DEPTH_TO_SPACE before a CONCATENATION the Concat's scale while its input
+    keeps the Conv's (docs/tflite.md, reproducer 5); the lowering ends with the
+    bias Add, which requantizes.  Without the key the bias stays in the Conv."""
+    model = convt_model((1, 8, 6, 6), 4, (2, 2), bias=True, strides=[2, 2])
+    new, report = assert_rewrites(model, PASS, {"Conv": 1, "DepthToSpace": 1, "Add": 1},
+                                  target=load_profile("tflite"))
+    assert report.records(REWRITTEN)[0].variant == "DCR DepthToSpace, bias after the shuffle"
+    new, report = assert_rewrites(model, PASS, {"Conv": 1, "DepthToSpace": 1, "Add": 0},
+                                  target=load_profile("no-deconv"))
+    assert "bias after" not in report.records(REWRITTEN)[0].variant
+
+
 @pytest.mark.parametrize("opset,dtype", [(7, np.float32), (8, np.float16), (9, np.float32), (10, np.float16)])
 @pytest.mark.parametrize("case", [3, 9, 15])
 def test_form_costs_are_exact_in_old_opsets(case, opset, dtype):

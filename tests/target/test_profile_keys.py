@@ -327,3 +327,13 @@ def test_gather_axes(tmp_path):
     assert messages(gather(3, (1, 8, 8, 8)), p) == [
         "Gather 'g': gathers along axis 3; the target gathers only along axis 0"]
     assert p.allows_op("Gather", axis=0) and p.allows_op("Gather") and not p.allows_op("Gather", axis=1)
+
+
+@pytest.mark.parametrize("key", ["standard_convs_first", "bias_after_shuffle"])
+def test_preference_keys_must_be_booleans_and_round_trip(tmp_path, key):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"name": "bad", key: 1}))
+    with pytest.raises(InputError, match=rf"{key}: must be true or false"):
+        load_profile(path)
+    path.write_text(json.dumps({"name": "good", key: True}))
+    assert load_profile(path).to_dict()[key] is True

@@ -20,8 +20,9 @@ SAMPLES = sorted(p for p in (ROOT / "models").glob("*.onnx") if not p.name.endsw
 # Sample models whose graph inputs are above rank 4 (3-D volumes): nothing can fit.
 RANK5_INPUTS = {"unet3d_decoder"}
 # Resizes no fixed-kernel form lowers (align_corners is not a periodic grid):
-# the tflite target lowers them with the matmul form instead.
-MATMUL_RESIZES = {"seg_head_align_corners"}
+# the tflite target lowers them with the pointwise form (1x1 Convs) instead
+# (the matmul form's constant operand breaks MatMul.computed_operands).
+POINTWISE_RESIZES = {"seg_head_align_corners"}
 
 
 def test_the_profile_loads_and_says_what_the_issue_asks():
@@ -36,6 +37,7 @@ def test_the_profile_loads_and_says_what_the_issue_asks():
     assert p.allows_op("DepthToSpace", mode="DCR", blocksize=2)
     assert not p.allows_op("DepthToSpace", mode="CRD", blocksize=2)
     assert p.allows_op("Slice", steps=[1, 1]) and not p.allows_op("Slice", steps=[2, 2])
+    assert p.standard_convs_first and p.bias_after_shuffle and p.rules("MatMul")[0].computed_operands
     assert all(r.note for rules in p.operators.values() for r in rules)
     assert any("onnx2tf" in r for r in p.references)
 
@@ -84,8 +86,8 @@ def test_every_sample_model_fits_after_the_rewrite(path):
         return
     assert violations == [], [v.message for v in violations]
     assert "ConvTranspose" not in ops and "Upsample" not in ops and "Resize" not in ops
-    if name in MATMUL_RESIZES:
-        assert "MatMul" in ops
+    if name in POINTWISE_RESIZES:
+        assert "Transpose" in ops and "MatMul" not in ops
     assert not any(_dilated(n) for n in model.graph.node)
     assert not any(_grouped(n, graph) for n in model.graph.node)
     for n in model.graph.node:
@@ -120,3 +122,90 @@ def test_a_dilated_conv_takes_the_taps_form_and_a_deconv_a_dcr_pixel_shuffle():
     assert report.target["fits"] and report.rewritten == 1
     modes = [a.s for n in model.graph.node if n.op_type == "DepthToSpace" for a in n.attribute if a.name == "mode"]
     assert modes and set(modes) == {b"DCR"}
+
+
+# --- the int8 rules (onnx2tf 2.6.9 -oiqt, flatbuffer_direct; docs/tflite.md reproducers 3 and 4) -----------
+
+def _bilinear_resize(coordinates="half_pixel", channels=8, size=8):
+    from onnx import TensorProto, helper, numpy_helper
+    import numpy as np
+
+    sizes = numpy_helper.from_array(np.array([1, channels, 2 * size, 2 * size], np.int64), "sizes")
+    node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], name="resize", mode="linear",
+                            coordinate_transformation_mode=coordinates)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, size, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, 2 * size, 2 * size])],
+                              [sizes])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _convs_with_groups(model) -> list:
+    return [n.name for n in model.graph.node if n.op_type == "Conv"
+            and any(a.name == "group" and a.i > 1 for a in n.attribute)]
+
+
+def _without(tmp_path, **keys):
+    """The tflite profile with some of its top-level keys changed."""
+    import json
+
+    path = tmp_path / "tflite_variant.json"
+    path.write_text(json.dumps({"name": "tflite_variant", "extends": "tflite", **keys}))
+    return load_profile(path)
+
+
+def test_a_bilinear_resize_takes_group_1_convs_first(tmp_path):
+    """standard_convs_first: onnx2tf's int8 quantizer fails on every
+    DEPTHWISE_CONV_2D, so a bilinear Resize takes the pointwise form (1x1
+    Convs of group 1) before the deconv form, whose phase Convs are
+    depthwise; without the key the deconv form fits first."""
+    model, report = optimize(_bilinear_resize(), target="tflite")
+    assert report.verification.equivalent and report.target["fits"]
+    assert [r.form for r in report.records("rewritten")] == ["pointwise"]
+    assert _convs_with_groups(model) == [] and "MatMul" not in {n.op_type for n in model.graph.node}
+    notes = [n for r in report.records("rewritten") for n in r.notes]
+    assert any("form 'deconv' not used: it builds" in n and "standard_convs_first" in n for n in notes), notes
+
+    model, report = optimize(_bilinear_resize(), target=_without(tmp_path, standard_convs_first=False))
+    assert report.verification.equivalent and report.target["fits"]
+    assert {r.form for r in report.records("rewritten")} == {"deconv", "phase-convs"}
+    assert _convs_with_groups(model)
+
+
+def test_a_dilated_depthwise_conv_keeps_its_depthwise_taps():
+    """Where every form builds depthwise Convs (a dilated depthwise Conv), the
+    preference gives way: the first form that fits is taken, as before."""
+    from tests.builders import conv_model
+
+    dilated = conv_model((1, 8, 9, 9), (8, 1, 3, 3), dilations=[2, 2], pads=[2, 2, 2, 2], group=8)
+    model, report = optimize(dilated, target="tflite")
+    assert report.verification.equivalent and report.target["fits"]
+    assert [r.form for r in report.records("rewritten")] == ["taps"]
+    assert _convs_with_groups(model) and not any(_dilated(n) for n in model.graph.node)
+    notes = [n for r in report.records("rewritten") for n in r.notes]
+    assert any("no form fits with group-1 Convs only" in n for n in notes), notes
+
+
+def test_check_target_refuses_a_matmul_with_a_constant_operand():
+    """MatMul.computed_operands (reproducer 4): a MatMul with a constant matrix
+    breaks the rule, one of two computed tensors obeys it; the align_corners
+    Resize that the matmul form would lower takes the pointwise form."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    def matmul(inputs, inits, out):
+        node = helper.make_node("MatMul", ["a", "b"], ["y"], name="m")
+        graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+                                               for n, s in inputs.items()],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)], inits)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+    p = load_profile("tflite")
+    computed = matmul({"a": [1, 8, 16, 16], "b": [1, 8, 16, 16]}, [], [1, 8, 16, 16])
+    assert check_model(computed, p) == []
+    constant = matmul({"b": [1, 8, 16, 16]}, [numpy_helper.from_array(np.ones((64, 16), np.float32), "a")],
+                      [1, 8, 64, 16])
+    assert [v.rule for v in check_model(constant, p)] == ["operators.MatMul.computed_operands"]
+
+    model, report = optimize(_bilinear_resize("align_corners"), target="tflite")
+    assert report.verification.equivalent and report.target["fits"]
+    assert [r.form for r in report.records("rewritten")] == ["pointwise"]
