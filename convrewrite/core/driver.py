@@ -28,6 +28,7 @@ goes (see PROGRESS_STAGES); the driver never prints, the caller renders.
 """
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ from .preconditions import oversized_tensor
 from .rewrite import Code, Match, Skip
 from .sketch import neighbours_of, sketch
 from .splice import Undo, apply_rewrites, renamed_nodes, splice_in_place
-from .weights import data_bytes, release_memory, weight_bytes
+from .weights import RELEASE_BYTES, compacted, data_bytes, fixed_mmap_threshold, release_memory, weight_bytes
 
 MAX_ROUNDS = 4  # worklist rounds over the passes; each round only sees nodes the last one created
 # The weights one rewrite may create: 4x the model's own, at least 64 MiB, at most 1 GiB.
@@ -102,9 +103,11 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     owned = isinstance(model, (str, Path))
     if owned:
         report.input = str(model)
+        fixed_mmap_threshold(_file_bytes(model))  # before loading: its blocks are weight-sized too
         model = load_model(model)
     else:
         check_model(model)
+    fixed_mmap_threshold(weight_bytes(model))
     release_memory(weight_bytes(model))  # what parsing and the checker's copies left on the heap
     report.timings["load_and_check"] = time.perf_counter() - t0
     profile = load_profile(target) if target is not None and not hasattr(target, "rules") else target
@@ -156,6 +159,13 @@ def _checked(result: onnx.ModelProto, oracle: Oracle, run: "_Run", owned: bool) 
     return again.all_passes(original.pop(), oracle)
 
 
+def _file_bytes(path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:  # load_model says what is wrong with it
+        return 0
+
+
 def _weight_budget(model: onnx.ModelProto) -> int:
     own = weight_bytes(model)
     return min(max(NEW_WEIGHTS_FACTOR * own, NEW_WEIGHTS_FLOOR), NEW_WEIGHTS_CAP)
@@ -198,6 +208,7 @@ class _Run:
         # copy it made), to be edited in place; a caller's model never is.
         self.owned = owned
         self.model_bytes = 0  # the input's weights (whether releasing memory is worth it)
+        self.garbage = 0      # bytes of weights spliced out of the model, still allocated with it
         self.weight_budget = weight_budget
         self.progress = progress
 
@@ -218,6 +229,10 @@ class _Run:
                 t = time.perf_counter()
                 before = {n.name for n in current.graph.node}
                 current = self._one_pass(current, p, oracle, since[p.name])
+                if self._worth_compacting():
+                    held = [current]
+                    del current
+                    current = self._compacted(held, oracle)
                 since[p.name] = set()
                 created = {n.name for n in current.graph.node} - before
                 for other in self.passes:
@@ -228,6 +243,23 @@ class _Run:
             if self.settings.dry_run or not any(since.values()):
                 break
         return current
+
+    def _worth_compacting(self) -> bool:
+        """Whether the weights the splices took out, which protobuf keeps
+        allocated as long as the model lives, are a quarter of the model's own
+        or more: then a copy in fresh memory (weights.compacted) frees them."""
+        return self.garbage >= max(RELEASE_BYTES, self.model_bytes // 4)
+
+    def _compacted(self, held: list, oracle) -> onnx.ModelProto:
+        """The model in `held` (its only reference, handed over) in fresh memory."""
+        last = oracle is not None and oracle.last_model is held[0]   # its comparison stays valid
+        if last:
+            oracle.last_model = None
+        model = compacted(held)
+        self.garbage = 0
+        if last:
+            oracle.last_model = model
+        return model
 
     # --- one pass -------------------------------------------------------------
 
@@ -253,6 +285,7 @@ class _Run:
             graph.freeze()  # bisection's rebuilds see the model as it was
             undo = Undo(model) if oracle is not None else None
             removed = splice_in_place(model, pairs)
+            self.garbage += sum(data_bytes(t) for t in removed)
             result = model
             before = (lambda: undo.before(result, removed)) if undo is not None else None
         else:  # the caller's model: never modified; the result is the driver's own
@@ -264,6 +297,8 @@ class _Run:
             self.progress(f"{p.name}: whole-model check", 0, 0)
             result = oracle.bisect(before, result, todo, lambda c: build(p, c.match, rebuild[id(c)], graph),
                                    None if before is model else undo.index)
+            if result is not model:   # a new model (bisection rolled back): the edited one is freed whole
+                self.garbage = 0
         return result
 
     def _plan_all(self, graph: GraphView, p, only: Optional[set]) -> list[_Candidate]:

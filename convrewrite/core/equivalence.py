@@ -201,6 +201,12 @@ def onnxruntime_session(model: "bytes | str", optimized: bool = False):
     opts.log_severity_level = 4  # fatal only: a refusal is reported as a RunError, not as stderr noise
     opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimized
                                      else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    # No prepacking (constant weights copied into a kernel's own layout when the
+    # session is made): a check runs a session once or a few times, so it saves
+    # nothing, and the packed copies come from the session's arena, of which
+    # glibc kept 0.75x of a 206 MiB model's weights after the session was gone,
+    # adding to every later peak (README "Memory").
+    opts.add_session_config_entry("session.disable_prepacking", "1")
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 

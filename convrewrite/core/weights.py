@@ -141,18 +141,46 @@ def release_memory(model_bytes: int = RELEASE_BYTES) -> None:
         trim(0)
 
 
-_TRIM: list = []
+_LIBC: list = []
 
 
-def _malloc_trim():
-    if not _TRIM:
+def _libc():
+    if not _LIBC:
         try:
             import ctypes
 
-            _TRIM.append(ctypes.CDLL("libc.so.6").malloc_trim)
+            _LIBC.append(ctypes.CDLL("libc.so.6"))
+            _LIBC[0].malloc_trim, _LIBC[0].mallopt  # glibc's own: not every C library has them
         except (OSError, AttributeError):
-            _TRIM.append(None)
-    return _TRIM[0]
+            _LIBC[:] = [None]
+    return _LIBC[0]
+
+
+def _malloc_trim():
+    libc = _libc()
+    return libc.malloc_trim if libc is not None else None
+
+
+# Blocks of at least this size are mapped on their own (fixed_mmap_threshold).
+MMAP_THRESHOLD = 4 << 20
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
+
+
+def fixed_mmap_threshold(model_bytes: int) -> None:
+    """For a model with `model_bytes` of weights (nothing below RELEASE_BYTES):
+    fix glibc's mmap threshold at MMAP_THRESHOLD, for the rest of the process.
+
+    glibc maps a block of 128 KiB or more on its own and unmaps it when it is
+    freed, but each time such a block is freed it raises the threshold to the
+    block's size (up to 32 MiB): after the first weight read and freed, every
+    weight-sized block (a weight's bytes, a form's arrays) comes from the heap,
+    and what is freed there stays with the process until malloc_trim, adding
+    to every later peak (about 0.1x of the model while a form builds a weight,
+    0.3x while loading).  A fixed threshold turns the adjustment off: a block
+    of 4 MiB or more goes back to the system when freed."""
+    libc = _libc()
+    if model_bytes >= RELEASE_BYTES and libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 # Element types whose raw data is the numpy array's own bytes (little-endian).
@@ -190,3 +218,50 @@ def from_array(array: np.ndarray, name: str) -> onnx.TensorProto:
     t.raw_data = array.tobytes()
     t.data_type = data_type
     return t
+
+
+# --- compaction ------------------------------------------------------------------
+
+# Weights of at least this size are moved through a file by `compacted`; smaller
+# ones are copied.
+MOVE_BYTES = 64 << 10
+
+
+def compacted(holder: list) -> onnx.ModelProto:
+    """The model in `holder` (a list holding the only reference to it, which
+    is emptied) as a new message in fresh memory: the same fields, the same
+    bytes when serialised.
+
+    A parsed model lives in one protobuf arena, freed only with the whole
+    model: the weights a splice takes out stay allocated as long as the model
+    does (README "Memory", 3.).  Here everything but the large weights' data is
+    copied into a new model (small), the data is written to a temporary file
+    one weight at a time, the old model is freed, and the data read back into
+    the new one: at no point more than the old model and one weight."""
+    import tempfile
+
+    model = holder.pop()
+    out = copy_without_initializers(model)
+    moved, t = [], None   # (index, bytes) of each weight whose data went through the file
+    with tempfile.TemporaryFile() as f:
+        for k, t in enumerate(model.graph.initializer):
+            if not _movable(t):
+                out.graph.initializer.append(t)
+                continue
+            data = t.raw_data
+            f.write(data)
+            moved.append((k, len(data)))
+            del data
+            t.ClearField("raw_data")   # the old model is going: its tensor copied without its data
+            out.graph.initializer.append(t)
+        del model, t
+        release_memory(sum(n for _, n in moved))   # the old model: its arena goes with its last reference
+        f.seek(0)
+        for k, n in moved:
+            out.graph.initializer[k].raw_data = f.read(n)
+    return out
+
+
+def _movable(t: onnx.TensorProto) -> bool:
+    return (t.HasField("raw_data") and t.data_location != onnx.TensorProto.EXTERNAL
+            and data_bytes(t) >= MOVE_BYTES and not _has_unknown_fields(t))

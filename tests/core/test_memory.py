@@ -133,3 +133,127 @@ def test_a_damaged_large_file_gets_onnxs_own_error(data, tmp_path, monkeypatch):
     path.write_bytes(data)
     with pytest.raises(model_io.InputError, match="not a readable ONNX protobuf|not an ONNX model"):
         model_io.load_model(path)
+
+
+# --- compaction: the weights a splice took out are freed -------------------------
+
+def _with_odd_tensors():
+    """_two_adds with a tensor of every kind compacted() must keep as it is: a
+    doc string, float_data instead of raw_data, a small one, an external stub."""
+    from convrewrite.core.weights import weight_stub
+
+    m = _two_adds()
+    m.graph.initializer[0].doc_string = "kept"
+    m.graph.initializer.append(helper.make_tensor("listed", TensorProto.FLOAT, [64, 64], [0.5] * 4096))
+    m.graph.initializer.append(numpy_helper.from_array(np.arange(3, dtype=np.int64), "small"))
+    m.graph.initializer.append(weight_stub("stub", TensorProto.FLOAT, [64, 64], "elsewhere.bin", offset=0, length=16384))
+    m.graph.doc_string = "after the initializers"
+    return m
+
+
+@pytest.mark.parametrize("model", [_with_odd_tensors, _two_adds, lambda: onnx.load("models/unet_decoder_dynamo.onnx")])
+def test_a_compacted_model_is_the_same_message(model, monkeypatch):
+    from convrewrite.core import weights
+
+    monkeypatch.setattr(weights, "MOVE_BYTES", 1024)
+    m = model()
+    expected = m.SerializeToString()
+    held = [m]
+    del m
+    out = weights.compacted(held)
+    assert held == [] and out.SerializeToString() == expected
+
+
+def test_compaction_holds_one_weight_at_a_time_on_the_python_side():
+    # protobuf's own copies are not traced; what is (the bytes each weight is
+    # read into and written from) must never be two weights at once.
+    import tracemalloc
+
+    from convrewrite.core import weights
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((256, 256)).astype(np.float32), f"w{k}") for k in range(8)]
+    nodes = [helper.make_node("Add", ["x" if k == 0 else f"a{k - 1}", f"w{k}"], [f"a{k}"]) for k in range(8)]
+    io_ = [helper.make_tensor_value_info(v, TensorProto.FLOAT, [256, 256]) for v in ("x", "a7")]
+    m = helper.make_model(helper.make_graph(nodes, "g", io_[:1], io_[1:], inits))
+    del inits
+    one = 256 * 256 * 4
+    expected = m.SerializeToString()
+    tracemalloc.start()
+    try:
+        held = [m]
+        del m
+        out = weights.compacted(held)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.SerializeToString() == expected
+    assert one <= peak < 2 * one   # one weight's bytes, never two (8 weights in all)
+
+
+def test_the_driver_compacts_a_model_carrying_the_weights_it_spliced_out(tmp_path, monkeypatch):
+    # Thresholds lowered so the small model counts as large: each pass that
+    # takes out a quarter of the weights or more is followed by a compaction,
+    # and the result is what it would have been without.
+    import convrewrite.core.driver as driver
+
+    path = tmp_path / "m.onnx"
+    onnx.save(_two_adds(), path)
+    plain, _ = optimize(str(path), passes=[AddToSub()])
+    calls = []
+    compacted = driver.compacted
+    monkeypatch.setattr(driver, "RELEASE_BYTES", 0)
+    monkeypatch.setattr(driver, "compacted", lambda held: calls.append(1) or compacted(held))
+    new, report = optimize(str(path), passes=[AddToSub()])
+    assert calls == [1] and report.rewritten == 2 and report.verification.equivalent
+    assert new.SerializeToString() == plain.SerializeToString()
+
+
+def test_bisection_and_the_final_verdict_work_on_a_compacted_model(tmp_path, monkeypatch):
+    # As test_bisection_works_on_a_model_edited_in_place, compacting after
+    # every pass: the checked second run's comparison of its result stands for
+    # the compacted model (no third run of the result).
+    import convrewrite.core.driver as driver
+    from convrewrite.core import oracle
+
+    monkeypatch.setattr(driver, "RELEASE_BYTES", 0)
+    monkeypatch.setattr(driver._Run, "_worth_compacting", lambda self: True)
+    compares = []
+    real = oracle.Oracle.compare
+    monkeypatch.setattr(oracle.Oracle, "compare", lambda self, m: compares.append(1) or real(self, m))
+    path = tmp_path / "m.onnx"
+    onnx.save(relu_both_signs(scale=2.0), path)
+    feeds = {"x": np.full((1, 3, 4), 100.0, np.float32)}
+    new, report = optimize(str(path), passes=[ReluToClip()], inputs=feeds)
+    assert {r.node: r.status for r in report.rewrites} == {"r1": ROLLED_BACK, "r3": REWRITTEN}
+    assert report.verification.equivalent
+    assert [n.op_type for n in new.graph.node] == ["Relu", "Neg", "Clip", "Add", "Mul"]
+    with_compaction = len(compares)
+    monkeypatch.setattr(driver._Run, "_worth_compacting", lambda self: False)
+    compares.clear()
+    optimize(str(path), passes=[ReluToClip()], inputs=feeds)
+    assert with_compaction == len(compares)
+
+
+def test_check_sessions_do_not_prepack_weights():
+    # Prepacked copies outlived their session (README "Memory").
+    from convrewrite.core.equivalence import onnxruntime_session
+
+    sess = onnxruntime_session(_two_adds().SerializeToString())
+    assert sess.get_session_options().get_session_config_entry("session.disable_prepacking") == "1"
+
+
+def test_the_mmap_threshold_is_fixed_for_large_models_only(monkeypatch):
+    from convrewrite.core import weights
+
+    calls = []
+
+    class Libc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+
+    monkeypatch.setattr(weights, "_libc", lambda: Libc())
+    weights.fixed_mmap_threshold(weights.RELEASE_BYTES - 1)
+    assert calls == []
+    weights.fixed_mmap_threshold(weights.RELEASE_BYTES)
+    assert calls == [(-3, weights.MMAP_THRESHOLD)]
