@@ -234,6 +234,12 @@ def bench_memory(repeats, channels=600, blocks=6, baseline=None, external_gb=Non
             secs = [statistics.median(r["seconds"] for r in runs[name, v]) for v in (True, False)]
             print(f"| {name} | {size:.0f} | " + " | ".join(f"{p:.0f}" for p in peaks) + " | "
                   + " | ".join(f"{p / size:.2f}" for p in peaks) + " | " + " | ".join(f"{t:.1f}" for t in secs) + " |")
+        print(f"\nspread over the {repeats} runs (min-max): peak MB, then s")
+        for name, _ in checkouts:
+            for v in (True, False):
+                p, t = [r["peak_mb"] for r in runs[name, v]], [r["seconds"] for r in runs[name, v]]
+                print(f"  {name} {'verify' if v else 'no verify'}: {min(p):.0f}-{max(p):.0f} MB, "
+                      f"{min(t):.1f}-{max(t):.1f} s")
     if external_gb:
         bench_external(external_gb)
 

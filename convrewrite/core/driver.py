@@ -28,7 +28,6 @@ goes (see PROGRESS_STAGES); the driver never prints, the caller renders.
 """
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -52,7 +51,7 @@ from .preconditions import oversized_tensor
 from .rewrite import Code, Match, Skip
 from .sketch import neighbours_of, sketch
 from .splice import Undo, apply_rewrites, renamed_nodes, splice_in_place
-from .weights import RELEASE_BYTES, compacted, data_bytes, fixed_mmap_threshold, release_memory, weight_bytes
+from .weights import RELEASE_BYTES, compacted, data_bytes, release_memory, weight_bytes
 
 MAX_ROUNDS = 4  # worklist rounds over the passes; each round only sees nodes the last one created
 # The weights one rewrite may create: 4x the model's own, at least 64 MiB, at most 1 GiB.
@@ -103,11 +102,9 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     owned = isinstance(model, (str, Path))
     if owned:
         report.input = str(model)
-        fixed_mmap_threshold(_file_bytes(model))  # before loading: its blocks are weight-sized too
         model = load_model(model)
     else:
         check_model(model)
-    fixed_mmap_threshold(weight_bytes(model))
     release_memory(weight_bytes(model))  # what parsing and the checker's copies left on the heap
     report.timings["load_and_check"] = time.perf_counter() - t0
     profile = load_profile(target) if target is not None and not hasattr(target, "rules") else target
@@ -157,13 +154,6 @@ def _checked(result: onnx.ModelProto, oracle: Oracle, run: "_Run", owned: bool) 
     again = _Run(run.passes, run.profile, run.settings, run.report, run.weight_budget, run.progress, owned)
     again.model_bytes = weight_bytes(original[0])
     return again.all_passes(original.pop(), oracle)
-
-
-def _file_bytes(path) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:  # load_model says what is wrong with it
-        return 0
 
 
 def _weight_budget(model: onnx.ModelProto) -> int:

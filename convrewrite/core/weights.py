@@ -141,46 +141,18 @@ def release_memory(model_bytes: int = RELEASE_BYTES) -> None:
         trim(0)
 
 
-_LIBC: list = []
-
-
-def _libc():
-    if not _LIBC:
-        try:
-            import ctypes
-
-            _LIBC.append(ctypes.CDLL("libc.so.6"))
-            _LIBC[0].malloc_trim, _LIBC[0].mallopt  # glibc's own: not every C library has them
-        except (OSError, AttributeError):
-            _LIBC[:] = [None]
-    return _LIBC[0]
+_TRIM: list = []
 
 
 def _malloc_trim():
-    libc = _libc()
-    return libc.malloc_trim if libc is not None else None
+    if not _TRIM:
+        try:
+            import ctypes
 
-
-# Blocks of at least this size are mapped on their own (fixed_mmap_threshold).
-MMAP_THRESHOLD = 4 << 20
-_M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
-
-
-def fixed_mmap_threshold(model_bytes: int) -> None:
-    """For a model with `model_bytes` of weights (nothing below RELEASE_BYTES):
-    fix glibc's mmap threshold at MMAP_THRESHOLD, for the rest of the process.
-
-    glibc maps a block of 128 KiB or more on its own and unmaps it when it is
-    freed, but each time such a block is freed it raises the threshold to the
-    block's size (up to 32 MiB): after the first weight read and freed, every
-    weight-sized block (a weight's bytes, a form's arrays) comes from the heap,
-    and what is freed there stays with the process until malloc_trim, adding
-    to every later peak (about 0.1x of the model while a form builds a weight,
-    0.3x while loading).  A fixed threshold turns the adjustment off: a block
-    of 4 MiB or more goes back to the system when freed."""
-    libc = _libc()
-    if model_bytes >= RELEASE_BYTES and libc is not None:
-        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+            _TRIM.append(ctypes.CDLL("libc.so.6").malloc_trim)
+        except (OSError, AttributeError):
+            _TRIM.append(None)
+    return _TRIM[0]
 
 
 # Element types whose raw data is the numpy array's own bytes (little-endian).

@@ -241,19 +241,3 @@ def test_check_sessions_do_not_prepack_weights():
 
     sess = onnxruntime_session(_two_adds().SerializeToString())
     assert sess.get_session_options().get_session_config_entry("session.disable_prepacking") == "1"
-
-
-def test_the_mmap_threshold_is_fixed_for_large_models_only(monkeypatch):
-    from convrewrite.core import weights
-
-    calls = []
-
-    class Libc:
-        def mallopt(self, param, value):
-            calls.append((param, value))
-
-    monkeypatch.setattr(weights, "_libc", lambda: Libc())
-    weights.fixed_mmap_threshold(weights.RELEASE_BYTES - 1)
-    assert calls == []
-    weights.fixed_mmap_threshold(weights.RELEASE_BYTES)
-    assert calls == [(-3, weights.MMAP_THRESHOLD)]
