@@ -51,7 +51,7 @@ from .preconditions import oversized_tensor
 from .rewrite import Code, Match, Skip
 from .sketch import neighbours_of, sketch
 from .splice import Undo, apply_rewrites, renamed_nodes, splice_in_place
-from .weights import RELEASE_BYTES, compacted, data_bytes, release_memory, weight_bytes
+from .weights import data_bytes, release_memory, weight_bytes
 
 MAX_ROUNDS = 4  # worklist rounds over the passes; each round only sees nodes the last one created
 # The weights one rewrite may create: 4x the model's own, at least 64 MiB, at most 1 GiB.
@@ -116,12 +116,17 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     oracle = None
     if verify and not dry_run:
         progress("whole-model check", 0, 0)
-        # a model loaded here is edited in place: the noise probes load it again
-        oracle = Oracle(model, settings, reload=(lambda: load_model(report.input)) if owned else None)
+        # a model loaded here is edited in place: the noise probes load it again; and it is
+        # handed over, not in memory while onnxruntime runs it (equivalence.run_handed_over)
+        model = [model]
+        oracle = Oracle(model if owned else model[0], settings,
+                        reload=(lambda: load_model(report.input)) if owned else None)
+        model = model.pop()
         release_memory(run.model_bytes)  # the session's
     model = [model]  # handed over: all_passes holds the only reference
     current = run.all_passes(model.pop(), None)   # checked as a whole once, below
     if oracle is not None and oracle.want is not None and report.records(REWRITTEN):
+        current = [current]  # handed over, as above: the result is the driver's own
         current = _checked(current, oracle, run, owned)
     if oracle is not None:
         if current is not oracle.last_model and report.records(REWRITTEN):
@@ -139,15 +144,16 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     return current, report
 
 
-def _checked(result: onnx.ModelProto, oracle: Oracle, run: "_Run", owned: bool) -> onnx.ModelProto:
-    """`result` if it matches the original; else the passes again from the
+def _checked(result: list, oracle: Oracle, run: "_Run", owned: bool) -> onnx.ModelProto:
+    """The model in `result` (handed over: a list holding the only reference
+    to it) if it matches the original; else the passes again from the
     original, with a whole-model check after each pass that rewrites
     something, bisecting to the rewrites responsible (`owned`: whether the
     original was the driver's own)."""
     run.progress("whole-model check", 0, 0)
     if oracle.compare(result):
-        return result
-    del result
+        return result.pop()
+    result.clear()
     oracle.last_model = None   # the failed result: not held through the second run
     run.report.rewrites = []   # the second run's records replace the first's
     original = [oracle.model]   # handed over, as in optimize
@@ -198,7 +204,6 @@ class _Run:
         # copy it made), to be edited in place; a caller's model never is.
         self.owned = owned
         self.model_bytes = 0  # the input's weights (whether releasing memory is worth it)
-        self.garbage = 0      # bytes of weights spliced out of the model, still allocated with it
         self.weight_budget = weight_budget
         self.progress = progress
 
@@ -219,10 +224,6 @@ class _Run:
                 t = time.perf_counter()
                 before = {n.name for n in current.graph.node}
                 current = self._one_pass(current, p, oracle, since[p.name])
-                if self._worth_compacting():
-                    held = [current]
-                    del current
-                    current = self._compacted(held, oracle)
                 since[p.name] = set()
                 created = {n.name for n in current.graph.node} - before
                 for other in self.passes:
@@ -233,23 +234,6 @@ class _Run:
             if self.settings.dry_run or not any(since.values()):
                 break
         return current
-
-    def _worth_compacting(self) -> bool:
-        """Whether the weights the splices took out, which protobuf keeps
-        allocated as long as the model lives, are a quarter of the model's own
-        or more: then a copy in fresh memory (weights.compacted) frees them."""
-        return self.garbage >= max(RELEASE_BYTES, self.model_bytes // 4)
-
-    def _compacted(self, held: list, oracle) -> onnx.ModelProto:
-        """The model in `held` (its only reference, handed over) in fresh memory."""
-        last = oracle is not None and oracle.last_model is held[0]   # its comparison stays valid
-        if last:
-            oracle.last_model = None
-        model = compacted(held)
-        self.garbage = 0
-        if last:
-            oracle.last_model = model
-        return model
 
     # --- one pass -------------------------------------------------------------
 
@@ -275,7 +259,6 @@ class _Run:
             graph.freeze()  # bisection's rebuilds see the model as it was
             undo = Undo(model) if oracle is not None else None
             removed = splice_in_place(model, pairs)
-            self.garbage += sum(data_bytes(t) for t in removed)
             result = model
             before = (lambda: undo.before(result, removed)) if undo is not None else None
         else:  # the caller's model: never modified; the result is the driver's own
@@ -287,8 +270,6 @@ class _Run:
             self.progress(f"{p.name}: whole-model check", 0, 0)
             result = oracle.bisect(before, result, todo, lambda c: build(p, c.match, rebuild[id(c)], graph),
                                    None if before is model else undo.index)
-            if result is not model:   # a new model (bisection rolled back): the edited one is freed whole
-                self.garbage = 0
         return result
 
     def _plan_all(self, graph: GraphView, p, only: Optional[set]) -> list[_Candidate]:

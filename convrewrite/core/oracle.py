@@ -87,9 +87,13 @@ class Oracle:
     """The original model's outputs on fixed inputs, computed once, and the
     comparison of every intermediate result against them."""
 
-    def __init__(self, model: onnx.ModelProto, settings, reload=None):
+    def __init__(self, model: "onnx.ModelProto | list", settings, reload=None):
         """`reload()` gives the original again where the driver edits `model`
-        in place (it loaded it): the noise probes, which run it, are rare."""
+        in place (it loaded it): the noise probes, which run it, are rare.
+        Such a model may be handed over, in a list holding the only reference
+        to it (see equivalence.run_model): the list holds it again after."""
+        held = model if isinstance(model, list) and reload is not None else None
+        model = model[0] if isinstance(model, list) else model
         self.settings = settings
         self.seconds = 0.0
         self._model = model if reload is None else None
@@ -100,10 +104,14 @@ class Oracle:
         self.kind = "given" if settings.inputs is not None else "random"
         self.error: Optional[str] = None
         t = time.perf_counter()
+        if held is not None:
+            model = None   # not in memory while onnxruntime runs it
         try:
-            self.want, self.engine = run_model(model, self.feeds, allow_reference=True)
+            self.want, self.engine = run_model(held if held is not None else model, self.feeds, allow_reference=True)
         except RunError as e:
-            self.want, self.error = None, _cannot_run(model, e, self.kind)
+            self.want, self.error = None, _cannot_run(held[0] if held is not None else model, e, self.kind)
+        if held is not None:
+            model = held[0]
         # a quantized model: its quantized outputs compared in quantization steps, and every output under
         # onnxruntime's fused int8 execution as well, float ones with the float tolerance (core/qdq_check.py);
         # the original's fused outputs computed once
@@ -130,13 +138,20 @@ class Oracle:
 
     # --- comparing ----------------------------------------------------------------
 
-    def compare(self, model: onnx.ModelProto) -> Comparison:
+    def compare(self, model: "onnx.ModelProto | list") -> Comparison:
         """`model`'s outputs against the original's; an output that fails the
         ordinary tolerance is judged again against the original's own noise
-        (measured on the first such failure)."""
+        (measured on the first such failure).  `model` may be handed over in
+        a list holding the only reference to it (see equivalence.run_model):
+        the list holds it again after, and it is the one `last_model` names."""
         t, noise_seconds = time.perf_counter(), self.noise_seconds
+        held = model if isinstance(model, list) else None
         try:
-            got, _ = run_model(model, self.feeds, allow_reference=True)
+            try:
+                got, _ = run_model(model, self.feeds, allow_reference=True)
+            finally:
+                if held is not None:
+                    model = held[0]
             result = qdq.compare_outputs(self.names, self.want, got, self.settings.rtol, self.settings.atol,
                                          self.steps)
             if not result and any(not o and np.isfinite(o.max_abs_error) and o.name not in self.steps

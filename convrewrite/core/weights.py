@@ -194,46 +194,79 @@ def from_array(array: np.ndarray, name: str) -> onnx.TensorProto:
 
 # --- compaction ------------------------------------------------------------------
 
-# Weights of at least this size are moved through a file by `compacted`; smaller
+# Weights of at least this size are moved out of a model by `detached`; smaller
 # ones are copied.
 MOVE_BYTES = 64 << 10
 
 
-def compacted(holder: list) -> onnx.ModelProto:
-    """The model in `holder` (a list holding the only reference to it, which
-    is emptied) as a new message in fresh memory: the same fields, the same
-    bytes when serialised.
-
-    A parsed model lives in one protobuf arena, freed only with the whole
-    model: the weights a splice takes out stay allocated as long as the model
-    does (README "Memory", 3.).  Here everything but the large weights' data is
-    copied into a new model (small), the data is written to a temporary file
-    one weight at a time, the old model is freed, and the data read back into
-    the new one: at no point more than the old model and one weight."""
-    import tempfile
-
-    model = holder.pop()
-    out = copy_without_initializers(model)
-    moved, t = [], None   # (index, bytes) of each weight whose data went through the file
-    with tempfile.TemporaryFile() as f:
+def detached(held: list, f) -> tuple[onnx.ModelProto, list]:
+    """The model in `held` (its only reference; the list is emptied) without
+    the data of its large weights, which is written to the binary file `f`
+    one weight at a time; the old model is freed.  Returns the new model and
+    (initializer index, offset, length) of each weight moved out, for
+    `reattached` (or for onnxruntime: as_external).  On an error the model is
+    given back in `held` as it was."""
+    model = held.pop()
+    try:
+        out = copy_without_initializers(model)
+        moved, t = [], None
         for k, t in enumerate(model.graph.initializer):
             if not _movable(t):
                 out.graph.initializer.append(t)
                 continue
             data = t.raw_data
+            moved.append((k, f.tell(), len(data)))
             f.write(data)
-            moved.append((k, len(data)))
             del data
-            t.ClearField("raw_data")   # the old model is going: its tensor copied without its data
-            out.graph.initializer.append(t)
-        del model, t
-        release_memory(sum(n for _, n in moved))   # the old model: its arena goes with its last reference
-        f.seek(0)
-        for k, n in moved:
-            out.graph.initializer[k].raw_data = f.read(n)
+            _copy_all_but_data(t, out.graph.initializer.add())
+        f.flush()
+    except BaseException:
+        held.append(model)
+        raise
+    bytes_moved = sum(n for _, _, n in moved)
+    del model, t
+    release_memory(bytes_moved)   # the old model: its arena goes with its last reference
+    return out, moved
+
+
+def reattached(model: onnx.ModelProto, moved: list, f) -> onnx.ModelProto:
+    """`model` with the data `detached` moved to `f` read back into it, one weight at a time."""
+    for k, offset, n in moved:
+        f.seek(offset)
+        model.graph.initializer[k].raw_data = f.read(n)
+    return model
+
+
+def as_external(model: onnx.ModelProto, moved: list, location: str) -> onnx.ModelProto:
+    """A copy of a detached `model` (small: the moved weights have no data)
+    whose moved weights name their data in the file `location`."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for k, offset, n in moved:
+        t = out.graph.initializer[k]
+        t.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", location), ("offset", str(offset)), ("length", str(n))):
+            t.external_data.add(key=key, value=value)
     return out
+
+
+def detachable(model: onnx.ModelProto) -> bool:
+    """Whether `detached` moves every large weight of `model` out (each is
+    raw data held in the model: none external, none in typed fields)."""
+    return all(_movable(t) or data_bytes(t) < MOVE_BYTES for t in model.graph.initializer)
 
 
 def _movable(t: onnx.TensorProto) -> bool:
     return (t.HasField("raw_data") and t.data_location != onnx.TensorProto.EXTERNAL
             and data_bytes(t) >= MOVE_BYTES and not _has_unknown_fields(t))
+
+
+def _copy_all_but_data(t: onnx.TensorProto, out: onnx.TensorProto) -> None:
+    """Every field of `t` but raw_data into `out` (ListFields would read the
+    data too: a copy of it)."""
+    for field in t.DESCRIPTOR.fields:
+        if field.name == "raw_data":
+            continue
+        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+        if repeated and len(getattr(t, field.name)) or not repeated and t.HasField(field.name):
+            _copy_field(out, field.name, getattr(t, field.name))

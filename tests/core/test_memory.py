@@ -151,8 +151,14 @@ def _with_odd_tensors():
     return m
 
 
+def _detached_and_back(held, f):
+    from convrewrite.core.weights import detached, reattached
+
+    return reattached(*detached(held, f), f)
+
+
 @pytest.mark.parametrize("model", [_with_odd_tensors, _two_adds, lambda: onnx.load("models/unet_decoder_dynamo.onnx")])
-def test_a_compacted_model_is_the_same_message(model, monkeypatch):
+def test_a_model_detached_and_read_back_is_the_same_message(model, monkeypatch, tmp_path):
     from convrewrite.core import weights
 
     monkeypatch.setattr(weights, "MOVE_BYTES", 1024)
@@ -160,30 +166,34 @@ def test_a_compacted_model_is_the_same_message(model, monkeypatch):
     expected = m.SerializeToString()
     held = [m]
     del m
-    out = weights.compacted(held)
+    with open(tmp_path / "data", "w+b") as f:
+        out = _detached_and_back(held, f)
     assert held == [] and out.SerializeToString() == expected
 
 
-def test_compaction_holds_one_weight_at_a_time_on_the_python_side():
+def _eight_weights(n=256):
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((n, n)).astype(np.float32), f"w{k}") for k in range(8)]
+    nodes = [helper.make_node("Add", ["x" if k == 0 else f"a{k - 1}", f"w{k}"], [f"a{k}"]) for k in range(8)]
+    io_ = [helper.make_tensor_value_info(v, TensorProto.FLOAT, [n, n]) for v in ("x", "a7")]
+    return helper.make_model(helper.make_graph(nodes, "g", io_[:1], io_[1:], inits),
+                             opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_weights_are_detached_and_read_back_one_at_a_time_on_the_python_side(tmp_path):
     # protobuf's own copies are not traced; what is (the bytes each weight is
     # read into and written from) must never be two weights at once.
     import tracemalloc
 
-    from convrewrite.core import weights
-
-    rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(rng.standard_normal((256, 256)).astype(np.float32), f"w{k}") for k in range(8)]
-    nodes = [helper.make_node("Add", ["x" if k == 0 else f"a{k - 1}", f"w{k}"], [f"a{k}"]) for k in range(8)]
-    io_ = [helper.make_tensor_value_info(v, TensorProto.FLOAT, [256, 256]) for v in ("x", "a7")]
-    m = helper.make_model(helper.make_graph(nodes, "g", io_[:1], io_[1:], inits))
-    del inits
+    m = _eight_weights()
     one = 256 * 256 * 4
     expected = m.SerializeToString()
+    held = [m]
+    del m
     tracemalloc.start()
     try:
-        held = [m]
-        del m
-        out = weights.compacted(held)
+        with open(tmp_path / "data", "w+b") as f:
+            out = _detached_and_back(held, f)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -191,36 +201,80 @@ def test_compaction_holds_one_weight_at_a_time_on_the_python_side():
     assert one <= peak < 2 * one   # one weight's bytes, never two (8 weights in all)
 
 
-def test_the_driver_compacts_a_model_carrying_the_weights_it_spliced_out(tmp_path, monkeypatch):
-    # Thresholds lowered so the small model counts as large: each pass that
-    # takes out a quarter of the weights or more is followed by a compaction,
-    # and the result is what it would have been without.
-    import convrewrite.core.driver as driver
+def _models_holding_weights(min_bytes: int) -> int:
+    """How many live ModelProtos hold a weight's data of at least min_bytes."""
+    import gc
+
+    return sum(1 for o in gc.get_objects() if isinstance(o, onnx.ModelProto)
+               and any(len(t.raw_data) >= min_bytes for t in o.graph.initializer))
+
+
+def test_a_model_handed_over_is_not_in_memory_while_onnxruntime_runs_it(monkeypatch):
+    from convrewrite.core import equivalence
+
+    monkeypatch.setattr(equivalence, "RUN_FROM_FILE_BYTES", 0)
+    seen = []
+    session = equivalence.onnxruntime_session
+    monkeypatch.setattr(equivalence, "onnxruntime_session",
+                        lambda model, *a: seen.append(_models_holding_weights(256 * 256 * 4)) or session(model, *a))
+    m = _eight_weights()
+    feeds = {"x": np.ones((256, 256), np.float32)}
+    expected, want = m.SerializeToString(), equivalence.run_onnxruntime(m, feeds)
+    seen.clear()
+    held = [m]
+    del m
+    got = equivalence.run_handed_over(held, feeds)
+    assert seen == [0]                                  # no model with its weights while the session exists
+    assert held[0].SerializeToString() == expected      # and it comes back, the same
+    np.testing.assert_array_equal(got[0], want[0])
+
+
+def test_a_model_onnxruntime_refuses_comes_back_for_the_reference_evaluator(monkeypatch):
+    from convrewrite.core import equivalence, weights
+
+    monkeypatch.setattr(equivalence, "RUN_FROM_FILE_BYTES", 0)
+    monkeypatch.setattr(weights, "MOVE_BYTES", 16)
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((2, 2, 3, 3)).astype(np.float32), "w")
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], dilations=[2, 2], auto_pad="SAME_UPPER")
+    io_ = [helper.make_tensor_value_info(v, TensorProto.FLOAT, [1, 2, 8, 8]) for v in ("x", "y")]
+    m = helper.make_model(helper.make_graph([conv], "g", io_[:1], io_[1:], [w]), opset_imports=[helper.make_opsetid("", 17)])
+    expected = m.SerializeToString()
+    feeds = {"x": rng.standard_normal((1, 2, 8, 8)).astype(np.float32)}
+    want = equivalence.run_reference(m, feeds)
+    held = [m]
+    del m
+    got, engine = equivalence.run_model(held, feeds, allow_reference=True)
+    assert engine == "reference"   # onnxruntime refuses SAME dilated Convs
+    assert held[0].SerializeToString() == expected
+    np.testing.assert_array_equal(got[0], want[0])
+
+
+def test_the_whole_model_checks_hand_the_model_over(tmp_path, monkeypatch):
+    # From a path, the original's run and the result's check each write the
+    # model out and read it back; the result is the same as without.
+    from convrewrite.core import equivalence, weights
 
     path = tmp_path / "m.onnx"
     onnx.save(_two_adds(), path)
     plain, _ = optimize(str(path), passes=[AddToSub()])
+    monkeypatch.setattr(equivalence, "RUN_FROM_FILE_BYTES", 0)
+    monkeypatch.setattr(weights, "MOVE_BYTES", 1024)
     calls = []
-    compacted = driver.compacted
-    monkeypatch.setattr(driver, "RELEASE_BYTES", 0)
-    monkeypatch.setattr(driver, "compacted", lambda held: calls.append(1) or compacted(held))
+    real = equivalence.detached
+    monkeypatch.setattr(equivalence, "detached", lambda held, f: calls.append(1) or real(held, f))
     new, report = optimize(str(path), passes=[AddToSub()])
-    assert calls == [1] and report.rewritten == 2 and report.verification.equivalent
+    assert calls == [1, 1] and report.rewritten == 2 and report.verification.equivalent
     assert new.SerializeToString() == plain.SerializeToString()
 
 
-def test_bisection_and_the_final_verdict_work_on_a_compacted_model(tmp_path, monkeypatch):
-    # As test_bisection_works_on_a_model_edited_in_place, compacting after
-    # every pass: the checked second run's comparison of its result stands for
-    # the compacted model (no third run of the result).
-    import convrewrite.core.driver as driver
-    from convrewrite.core import oracle
+def test_bisection_works_with_models_handed_over(tmp_path, monkeypatch):
+    # As test_bisection_works_on_a_model_edited_in_place, every model going
+    # to onnxruntime through a file, those the driver owns handed over.
+    from convrewrite.core import equivalence, weights
 
-    monkeypatch.setattr(driver, "RELEASE_BYTES", 0)
-    monkeypatch.setattr(driver._Run, "_worth_compacting", lambda self: True)
-    compares = []
-    real = oracle.Oracle.compare
-    monkeypatch.setattr(oracle.Oracle, "compare", lambda self, m: compares.append(1) or real(self, m))
+    monkeypatch.setattr(equivalence, "RUN_FROM_FILE_BYTES", 0)
+    monkeypatch.setattr(weights, "MOVE_BYTES", 0)
     path = tmp_path / "m.onnx"
     onnx.save(relu_both_signs(scale=2.0), path)
     feeds = {"x": np.full((1, 3, 4), 100.0, np.float32)}
@@ -228,11 +282,6 @@ def test_bisection_and_the_final_verdict_work_on_a_compacted_model(tmp_path, mon
     assert {r.node: r.status for r in report.rewrites} == {"r1": ROLLED_BACK, "r3": REWRITTEN}
     assert report.verification.equivalent
     assert [n.op_type for n in new.graph.node] == ["Relu", "Neg", "Clip", "Add", "Mul"]
-    with_compaction = len(compares)
-    monkeypatch.setattr(driver._Run, "_worth_compacting", lambda self: False)
-    compares.clear()
-    optimize(str(path), passes=[ReluToClip()], inputs=feeds)
-    assert with_compaction == len(compares)
 
 
 def test_check_sessions_do_not_prepack_weights():
