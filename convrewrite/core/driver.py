@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
 
@@ -51,7 +51,7 @@ from .preconditions import oversized_tensor
 from .rewrite import Code, Match, Skip
 from .sketch import neighbours_of, sketch
 from .splice import Undo, apply_rewrites, renamed_nodes, splice_in_place
-from .weights import data_bytes, release_memory, weight_bytes
+from .weights import RELEASE_BYTES, Spill, compacted, data_bytes, release_memory, weight_bytes
 
 MAX_ROUNDS = 4  # worklist rounds over the passes; each round only sees nodes the last one created
 # The weights one rewrite may create: 4x the model's own, at least 64 MiB, at most 1 GiB.
@@ -204,6 +204,7 @@ class _Run:
         # copy it made), to be edited in place; a caller's model never is.
         self.owned = owned
         self.model_bytes = 0  # the input's weights (whether releasing memory is worth it)
+        self.spill = None     # where the pass under way keeps its new weights, if on disk (_spills)
         self.weight_budget = weight_budget
         self.progress = progress
 
@@ -223,7 +224,18 @@ class _Run:
                     continue
                 t = time.perf_counter()
                 before = {n.name for n in current.graph.node}
-                current = self._one_pass(current, p, oracle, since[p.name])
+                self.spill = Spill() if self._spills() else None
+                try:
+                    current = self._one_pass(current, p, oracle, since[p.name])
+                    if self.spill is not None and self.spill.waiting(current):
+                        # compacted (the replaced weights freed), then the new ones come in
+                        held = [current]
+                        del current
+                        current = self.spill.filled(compacted(held))
+                finally:
+                    if self.spill is not None:
+                        self.spill.close()
+                    self.spill = None
                 since[p.name] = set()
                 created = {n.name for n in current.graph.node} - before
                 for other in self.passes:
@@ -234,6 +246,17 @@ class _Run:
             if self.settings.dry_run or not any(since.values()):
                 break
         return current
+
+    def _spills(self) -> bool:
+        """Whether the pass about to run keeps its new weights on disk until
+        the splice (weights.Spill): without verification nothing reads them
+        before, and then the model never holds both the weights a pass
+        replaces and the new ones, which protobuf would otherwise keep
+        together until the model is freed.  Only for a model the driver owns,
+        of at least RELEASE_BYTES of weights.  (Verifying, the local checks
+        read the new weights.)"""
+        return (not self.settings.verify and not self.settings.dry_run and self.owned
+                and self.model_bytes >= RELEASE_BYTES)
 
     # --- one pass -------------------------------------------------------------
 
@@ -338,6 +361,9 @@ class _Run:
                         f"{new_bytes} bytes of weights, above the budget of {self.weight_budget} (4x the model's "
                         "weights, at most 1 GiB); left as it is", Code.TOO_LARGE))
             return c
+        if self.spill is not None:   # on disk until the splice
+            lowered.replacement = replace(lowered.replacement,
+                                          initializers=self.spill.put(lowered.replacement.initializers))
         c.match, c.lowered = match, lowered
         r = c.record
         r.status = PLANNED if self.settings.dry_run else REWRITTEN

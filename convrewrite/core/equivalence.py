@@ -227,12 +227,11 @@ def onnxruntime_session(model: "bytes | str", optimized: bool = False):
     opts.log_severity_level = 4  # fatal only: a refusal is reported as a RunError, not as stderr noise
     opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimized
                                      else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    # No prepacking (constant weights copied into a kernel's own layout when the
-    # session is made): a check runs a session once or a few times, so it saves
-    # nothing, and the packed copies come from the session's arena, of which
-    # glibc kept 0.75x of a 206 MiB model's weights after the session was gone,
-    # adding to every later peak (README "Memory").
-    opts.add_session_config_entry("session.disable_prepacking", "1")
+    # No memory arena: the weights a kernel prepacks (copies into its own layout)
+    # come from it, and glibc kept 0.75x of a 206 MiB model's weights of it after
+    # the session was gone, adding to every later peak (README "Memory").
+    # (Prepacking off frees them too, but changes the kernels: other roundings.)
+    opts.enable_cpu_mem_arena = False
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 

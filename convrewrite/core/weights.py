@@ -199,6 +199,63 @@ def from_array(array: np.ndarray, name: str) -> onnx.TensorProto:
 MOVE_BYTES = 64 << 10
 
 
+def compacted(held: list) -> onnx.ModelProto:
+    """The model in `held` (a list holding the only reference to it, which
+    is emptied) as a new message in fresh memory: the same fields, the same
+    bytes when serialised, without the weights a splice took out, which stay
+    allocated as long as the model they were parsed into lives (README
+    "Memory", 3.).  At no point more than the old model and one weight."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as f:
+        model, moved = detached(held, f)
+        return reattached(model, moved, f)
+
+
+class Spill:
+    """New weights waiting on disk until their splice: a temporary file, and
+    where each weight's data is in it.  `put` keeps a copy of each large
+    tensor without its data (the built one is freed with the replacement
+    that held it); `filled` gives a model its data back."""
+
+    def __init__(self):
+        import tempfile
+
+        self._file = tempfile.TemporaryFile()
+        self._where: dict = {}   # name -> (offset, length)
+
+    def put(self, tensors) -> tuple:
+        out = []
+        for t in tensors:
+            if not _movable(t):
+                out.append(t)
+                continue
+            data = t.raw_data
+            self._where[t.name] = (self._file.seek(0, 2), len(data))
+            self._file.write(data)
+            del data
+            head = onnx.TensorProto()
+            _copy_all_but_data(t, head)
+            out.append(head)
+        return tuple(out)
+
+    def waiting(self, model: onnx.ModelProto) -> bool:
+        """Whether `model` holds a tensor whose data is here."""
+        return any(t.name in self._where and not t.HasField("raw_data") for t in model.graph.initializer)
+
+    def filled(self, model: onnx.ModelProto) -> onnx.ModelProto:
+        """`model` with the data of each of its tensors put here read back into it, one at a time."""
+        for t in model.graph.initializer:
+            if t.name in self._where and not t.HasField("raw_data"):
+                offset, n = self._where[t.name]
+                self._file.seek(offset)
+                t.raw_data = self._file.read(n)
+        return model
+
+    def close(self) -> None:
+        self._file.close()
+
+
 def detached(held: list, f) -> tuple[onnx.ModelProto, list]:
     """The model in `held` (its only reference; the list is emptied) without
     the data of its large weights, which is written to the binary file `f`

@@ -284,9 +284,47 @@ def test_bisection_works_with_models_handed_over(tmp_path, monkeypatch):
     assert [n.op_type for n in new.graph.node] == ["Relu", "Neg", "Clip", "Add", "Mul"]
 
 
-def test_check_sessions_do_not_prepack_weights():
-    # Prepacked copies outlived their session (README "Memory").
+def test_check_sessions_have_no_memory_arena():
+    # Its prepacked weights outlived the session (README "Memory").
     from convrewrite.core.equivalence import onnxruntime_session
 
     sess = onnxruntime_session(_two_adds().SerializeToString())
-    assert sess.get_session_options().get_session_config_entry("session.disable_prepacking") == "1"
+    assert not sess.get_session_options().enable_cpu_mem_arena
+
+
+def test_without_verification_the_new_weights_wait_on_disk_until_the_splice(tmp_path, monkeypatch):
+    # Thresholds lowered so the small model counts as large: between build and
+    # splice no tensor holds a new weight's data; the result is the same.
+    import gc
+
+    import convrewrite.core.driver as driver
+    from convrewrite.core import weights
+
+    path = tmp_path / "m.onnx"
+    onnx.save(_two_adds(), path)
+    plain, _ = optimize(str(path), passes=[AddToSub()], verify=False)
+    monkeypatch.setattr(driver, "RELEASE_BYTES", 0)
+    monkeypatch.setattr(weights, "MOVE_BYTES", 1024)
+    held_at_splice = []
+
+    def progress(stage, done, total):
+        if stage.endswith(": splice"):
+            held_at_splice.append(sum(1 for o in gc.get_objects() if isinstance(o, onnx.TensorProto)
+                                      and "/add-to-sub/" in o.name and o.HasField("raw_data")))
+
+    new, report = optimize(str(path), passes=[AddToSub()], verify=False, progress=progress)
+    assert held_at_splice == [0] and report.rewritten == 2
+    assert new.SerializeToString() == plain.SerializeToString()
+
+
+@pytest.mark.parametrize("model", [_with_odd_tensors, _two_adds])
+def test_a_compacted_model_is_the_same_message(model, monkeypatch):
+    from convrewrite.core import weights
+
+    monkeypatch.setattr(weights, "MOVE_BYTES", 1024)
+    m = model()
+    expected = m.SerializeToString()
+    held = [m]
+    del m
+    out = weights.compacted(held)
+    assert held == [] and out.SerializeToString() == expected
