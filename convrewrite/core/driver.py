@@ -116,17 +116,14 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     oracle = None
     if verify and not dry_run:
         progress("whole-model check", 0, 0)
-        # a model loaded here is edited in place: the noise probes load it again; and it is
-        # handed over, not in memory while onnxruntime runs it (equivalence.run_handed_over)
-        model = [model]
-        oracle = Oracle(model if owned else model[0], settings,
-                        reload=(lambda: load_model(report.input)) if owned else None)
-        model = model.pop()
+        # a model loaded here is edited in place: the noise probes load it again
+        oracle = Oracle(model, settings, reload=(lambda: load_model(report.input)) if owned else None)
         release_memory(run.model_bytes)  # the session's
     model = [model]  # handed over: all_passes holds the only reference
     current = run.all_passes(model.pop(), None)   # checked as a whole once, below
     if oracle is not None and oracle.want is not None and report.records(REWRITTEN):
-        current = [current]  # handed over, as above: the result is the driver's own
+        # handed over: not in memory while onnxruntime runs it (equivalence.run_handed_over)
+        current = [current]
         current = _checked(current, oracle, run, owned)
     if oracle is not None:
         if current is not oracle.last_model and report.records(REWRITTEN):

@@ -87,13 +87,9 @@ class Oracle:
     """The original model's outputs on fixed inputs, computed once, and the
     comparison of every intermediate result against them."""
 
-    def __init__(self, model: "onnx.ModelProto | list", settings, reload=None):
+    def __init__(self, model: onnx.ModelProto, settings, reload=None):
         """`reload()` gives the original again where the driver edits `model`
-        in place (it loaded it): the noise probes, which run it, are rare.
-        Such a model may be handed over, in a list holding the only reference
-        to it (see equivalence.run_model): the list holds it again after."""
-        held = model if isinstance(model, list) and reload is not None else None
-        model = model[0] if isinstance(model, list) else model
+        in place (it loaded it): the noise probes, which run it, are rare."""
         self.settings = settings
         self.seconds = 0.0
         self._model = model if reload is None else None
@@ -104,14 +100,10 @@ class Oracle:
         self.kind = "given" if settings.inputs is not None else "random"
         self.error: Optional[str] = None
         t = time.perf_counter()
-        if held is not None:
-            model = None   # not in memory while onnxruntime runs it
         try:
-            self.want, self.engine = run_model(held if held is not None else model, self.feeds, allow_reference=True)
+            self.want, self.engine = run_model(model, self.feeds, allow_reference=True)
         except RunError as e:
-            self.want, self.error = None, _cannot_run(held[0] if held is not None else model, e, self.kind)
-        if held is not None:
-            model = held[0]
+            self.want, self.error = None, _cannot_run(model, e, self.kind)
         # a quantized model: its quantized outputs compared in quantization steps, and every output under
         # onnxruntime's fused int8 execution as well, float ones with the float tolerance (core/qdq_check.py);
         # the original's fused outputs computed once

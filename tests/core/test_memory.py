@@ -251,8 +251,9 @@ def test_a_model_onnxruntime_refuses_comes_back_for_the_reference_evaluator(monk
 
 
 def test_the_whole_model_checks_hand_the_model_over(tmp_path, monkeypatch):
-    # From a path, the original's run and the result's check each write the
-    # model out and read it back; the result is the same as without.
+    # The result's check writes the model out and reads it back (the
+    # original's run does not: its peak is below the passes' anyway); the
+    # result is the same as without.
     from convrewrite.core import equivalence, weights
 
     path = tmp_path / "m.onnx"
@@ -264,7 +265,7 @@ def test_the_whole_model_checks_hand_the_model_over(tmp_path, monkeypatch):
     real = equivalence.detached
     monkeypatch.setattr(equivalence, "detached", lambda held, f: calls.append(1) or real(held, f))
     new, report = optimize(str(path), passes=[AddToSub()])
-    assert calls == [1, 1] and report.rewritten == 2 and report.verification.equivalent
+    assert calls == [1] and report.rewritten == 2 and report.verification.equivalent
     assert new.SerializeToString() == plain.SerializeToString()
 
 
