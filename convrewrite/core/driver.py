@@ -202,6 +202,7 @@ class _Run:
         self.owned = owned
         self.model_bytes = 0  # the input's weights (whether releasing memory is worth it)
         self.spill = None     # where the pass under way keeps its new weights, if on disk (_spills)
+        self.removed = 0      # bytes of weights the pass under way spliced out
         self.weight_budget = weight_budget
         self.progress = progress
 
@@ -221,14 +222,15 @@ class _Run:
                     continue
                 t = time.perf_counter()
                 before = {n.name for n in current.graph.node}
-                self.spill = Spill() if self._spills() else None
+                self.spill, self.removed = (Spill() if self._spills() else None), 0
                 try:
                     current = self._one_pass(current, p, oracle, since[p.name])
                     if self.spill is not None and self.spill.waiting(current):
-                        # compacted (the replaced weights freed), then the new ones come in
-                        held = [current]
-                        del current
-                        current = self.spill.filled(compacted(held))
+                        if self.removed >= max(RELEASE_BYTES, self.model_bytes // 8):
+                            held = [current]   # compacted: the replaced weights freed
+                            del current
+                            current = compacted(held)
+                        current = self.spill.filled(current)   # then the new ones come in
                 finally:
                     if self.spill is not None:
                         self.spill.close()
@@ -249,9 +251,11 @@ class _Run:
         the splice (weights.Spill): without verification nothing reads them
         before, and then the model never holds both the weights a pass
         replaces and the new ones, which protobuf would otherwise keep
-        together until the model is freed.  Only for a model the driver owns,
-        of at least RELEASE_BYTES of weights.  (Verifying, the local checks
-        read the new weights.)"""
+        together until the model is freed: where the splice took out an
+        eighth of the model's weights or more, the model is compacted before
+        they come in (below that, it is not worth a copy of the model through
+        a file).  Only for a model the driver owns, of at least RELEASE_BYTES
+        of weights.  (Verifying, the local checks read the new weights.)"""
         return (not self.settings.verify and not self.settings.dry_run and self.owned
                 and self.model_bytes >= RELEASE_BYTES)
 
@@ -279,6 +283,7 @@ class _Run:
             graph.freeze()  # bisection's rebuilds see the model as it was
             undo = Undo(model) if oracle is not None else None
             removed = splice_in_place(model, pairs)
+            self.removed = sum(data_bytes(t) for t in removed)
             result = model
             before = (lambda: undo.before(result, removed)) if undo is not None else None
         else:  # the caller's model: never modified; the result is the driver's own

@@ -329,3 +329,25 @@ def test_a_compacted_model_is_the_same_message(model, monkeypatch):
     del m
     out = weights.compacted(held)
     assert held == [] and out.SerializeToString() == expected
+
+
+@pytest.mark.parametrize("release_bytes, compactions", [(0, 1), (40 << 10, 0)])
+def test_the_model_is_compacted_only_when_its_splice_took_out_enough(release_bytes, compactions, tmp_path, monkeypatch):
+    # _two_adds: 48 KiB of weights, of which the splice takes out 32 KiB; with
+    # RELEASE_BYTES at 40 KiB the new weights still wait on disk, and come
+    # into the model without a compaction.
+    import convrewrite.core.driver as driver
+    from convrewrite.core import weights
+
+    path = tmp_path / "m.onnx"
+    onnx.save(_two_adds(), path)
+    plain, _ = optimize(str(path), passes=[AddToSub()], verify=False)
+    monkeypatch.setattr(driver, "RELEASE_BYTES", release_bytes)
+    monkeypatch.setattr(weights, "MOVE_BYTES", 1024)
+    calls, puts = [], []
+    compacted, put = driver.compacted, weights.Spill.put
+    monkeypatch.setattr(driver, "compacted", lambda held: calls.append(1) or compacted(held))
+    monkeypatch.setattr(weights.Spill, "put", lambda self, ts: puts.append(1) or put(self, ts))
+    new, report = optimize(str(path), passes=[AddToSub()], verify=False)
+    assert len(calls) == compactions and len(puts) == 2 and report.rewritten == 2
+    assert new.SerializeToString() == plain.SerializeToString()
