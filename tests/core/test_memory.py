@@ -261,11 +261,15 @@ def test_the_whole_model_checks_hand_the_model_over(tmp_path, monkeypatch):
     plain, _ = optimize(str(path), passes=[AddToSub()])
     monkeypatch.setattr(equivalence, "RUN_FROM_FILE_BYTES", 0)
     monkeypatch.setattr(weights, "MOVE_BYTES", 1024)
-    calls = []
-    real = equivalence.detached
+    from convrewrite.core.oracle import Oracle
+
+    calls, compares = [], []
+    real, compare = equivalence.detached, Oracle.compare
     monkeypatch.setattr(equivalence, "detached", lambda held, f: calls.append(1) or real(held, f))
+    monkeypatch.setattr(Oracle, "compare", lambda self, m: compares.append(type(m)) or compare(self, m))
     new, report = optimize(str(path), passes=[AddToSub()])
     assert calls == [1] and report.rewritten == 2 and report.verification.equivalent
+    assert compares == [list]   # the final verdict is that comparison's: the model read back is the one it names
     assert new.SerializeToString() == plain.SerializeToString()
 
 
