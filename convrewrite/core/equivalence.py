@@ -280,7 +280,6 @@ def run_model(model: "onnx.ModelProto | list", feeds: Mapping[str, np.ndarray],
     held = model if isinstance(model, list) else None
     try:
         if held is not None:
-            del model
             return run_handed_over(held, feeds), "onnxruntime"
         return run_onnxruntime(model, feeds), "onnxruntime"
     except Exception as ort_error:  # onnxruntime raises several unrelated types
