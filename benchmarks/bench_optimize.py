@@ -194,7 +194,9 @@ except SystemExit as e:
     code = e.code
 seconds = time.perf_counter() - t
 peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
-open(out, "w").write(json.dumps({"seconds": seconds, "peak_mb": peak, "exit": code}))
+import resource
+use = resource.getrusage(resource.RUSAGE_SELF)
+open(out, "w").write(json.dumps({"seconds": seconds, "peak_mb": peak, "exit": code, "cpu": use.ru_utime + use.ru_stime}))
 """
 
 
@@ -234,28 +236,37 @@ def bench_memory(repeats, channels=600, blocks=6, baseline=None, external_gb=Non
             secs = [statistics.median(r["seconds"] for r in runs[name, v]) for v in (True, False)]
             print(f"| {name} | {size:.0f} | " + " | ".join(f"{p:.0f}" for p in peaks) + " | "
                   + " | ".join(f"{p / size:.2f}" for p in peaks) + " | " + " | ".join(f"{t:.1f}" for t in secs) + " |")
+        print(f"\nspread over the {repeats} runs (min-max): peak MB, wall s, CPU s (user + system, median)")
+        for name, _ in checkouts:
+            for v in (True, False):
+                p, t = [r["peak_mb"] for r in runs[name, v]], [r["seconds"] for r in runs[name, v]]
+                c = [r["cpu"] for r in runs[name, v]]
+                print(f"  {name} {'verify' if v else 'no verify'}: {min(p):.0f}-{max(p):.0f} MB, "
+                      f"{min(t):.1f}-{max(t):.1f} s, CPU {min(c):.1f}-{max(c):.1f} s ({statistics.median(c):.1f})")
     if external_gb:
-        bench_external(external_gb)
+        bench_external(external_gb, checkouts)
 
 
-def bench_external(gb: float):
+def bench_external(gb: float, checkouts=(("this", ROOT),)):
     """A model of `gb` GB of weights saved with external data, optimized
-    verified and unverified (one run each): peak RSS and time."""
+    verified and unverified (one run each, each checkout): peak RSS and time."""
     blocks = 12
     channels = int((gb * 1e9 / (blocks * 25 * 4)) ** 0.5)
     print(f"\n## Memory: {gb} GB with external data (large_weights(channels={channels}, blocks={blocks}))")
-    print("| model GB | run | peak GB | peak / size | s | exit |")
-    print("|---|---|---|---|---|---|")
+    print("| checkout | model GB | run | peak GB | peak / size | s | CPU s | exit |")
+    print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         path = os.path.join(tmp, "huge.onnx")
         m = large_weights(channels, blocks)
         onnx.save_model(m, path, save_as_external_data=True, location="huge.data")
         del m
         size = (os.path.getsize(path) + os.path.getsize(os.path.join(tmp, "huge.data"))) / 1e9
-        for v in (True, False):
-            r = child_cli(ROOT, path, v, tmp)
-            print(f"| {size:.2f} | {'verify' if v else 'no verify'} | {r['peak_mb'] * 2**20 / 1e9:.2f} "
-                  f"| {r['peak_mb'] * 2**20 / 1e9 / size:.2f} | {r['seconds']:.0f} | {r['exit']} |", flush=True)
+        for name, root in checkouts:
+            for v in (True, False):
+                r = child_cli(root, path, v, tmp)
+                print(f"| {name} | {size:.2f} | {'verify' if v else 'no verify'} | {r['peak_mb'] * 2**20 / 1e9:.2f} "
+                      f"| {r['peak_mb'] * 2**20 / 1e9 / size:.2f} | {r['seconds']:.0f} | {r['cpu']:.0f} | {r['exit']} |",
+                      flush=True)
 
 
 def main():

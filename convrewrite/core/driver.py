@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
 
@@ -51,7 +51,7 @@ from .preconditions import oversized_tensor
 from .rewrite import Code, Match, Skip
 from .sketch import neighbours_of, sketch
 from .splice import Undo, apply_rewrites, renamed_nodes, splice_in_place
-from .weights import data_bytes, release_memory, weight_bytes
+from .weights import RELEASE_BYTES, Spill, compacted, data_bytes, release_memory, weight_bytes
 
 MAX_ROUNDS = 4  # worklist rounds over the passes; each round only sees nodes the last one created
 # The weights one rewrite may create: 4x the model's own, at least 64 MiB, at most 1 GiB.
@@ -122,6 +122,8 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     model = [model]  # handed over: all_passes holds the only reference
     current = run.all_passes(model.pop(), None)   # checked as a whole once, below
     if oracle is not None and oracle.want is not None and report.records(REWRITTEN):
+        # handed over: not in memory while onnxruntime runs it (equivalence.run_handed_over)
+        current = [current]
         current = _checked(current, oracle, run, owned)
     if oracle is not None:
         if current is not oracle.last_model and report.records(REWRITTEN):
@@ -139,15 +141,16 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     return current, report
 
 
-def _checked(result: onnx.ModelProto, oracle: Oracle, run: "_Run", owned: bool) -> onnx.ModelProto:
-    """`result` if it matches the original; else the passes again from the
+def _checked(result: list, oracle: Oracle, run: "_Run", owned: bool) -> onnx.ModelProto:
+    """The model in `result` (handed over: a list holding the only reference
+    to it) if it matches the original; else the passes again from the
     original, with a whole-model check after each pass that rewrites
     something, bisecting to the rewrites responsible (`owned`: whether the
     original was the driver's own)."""
     run.progress("whole-model check", 0, 0)
     if oracle.compare(result):
-        return result
-    del result
+        return result.pop()
+    result.clear()
     oracle.last_model = None   # the failed result: not held through the second run
     run.report.rewrites = []   # the second run's records replace the first's
     original = [oracle.model]   # handed over, as in optimize
@@ -198,6 +201,8 @@ class _Run:
         # copy it made), to be edited in place; a caller's model never is.
         self.owned = owned
         self.model_bytes = 0  # the input's weights (whether releasing memory is worth it)
+        self.spill = None     # where the pass under way keeps its new weights, if on disk (_spills)
+        self.removed = 0      # bytes of weights the pass under way spliced out
         self.weight_budget = weight_budget
         self.progress = progress
 
@@ -217,7 +222,19 @@ class _Run:
                     continue
                 t = time.perf_counter()
                 before = {n.name for n in current.graph.node}
-                current = self._one_pass(current, p, oracle, since[p.name])
+                self.spill, self.removed = (Spill() if self._spills() else None), 0
+                try:
+                    current = self._one_pass(current, p, oracle, since[p.name])
+                    if self.spill is not None and self.spill.waiting(current):
+                        if self.removed >= max(RELEASE_BYTES, self.model_bytes // 8):
+                            held = [current]   # compacted: the replaced weights freed
+                            del current
+                            current = compacted(held)
+                        current = self.spill.filled(current)   # then the new ones come in
+                finally:
+                    if self.spill is not None:
+                        self.spill.close()
+                    self.spill = None
                 since[p.name] = set()
                 created = {n.name for n in current.graph.node} - before
                 for other in self.passes:
@@ -228,6 +245,19 @@ class _Run:
             if self.settings.dry_run or not any(since.values()):
                 break
         return current
+
+    def _spills(self) -> bool:
+        """Whether the pass about to run keeps its new weights on disk until
+        the splice (weights.Spill): without verification nothing reads them
+        before, and then the model never holds both the weights a pass
+        replaces and the new ones, which protobuf would otherwise keep
+        together until the model is freed: where the splice took out an
+        eighth of the model's weights or more, the model is compacted before
+        they come in (below that, it is not worth a copy of the model through
+        a file).  Only for a model the driver owns, of at least RELEASE_BYTES
+        of weights.  (Verifying, the local checks read the new weights.)"""
+        return (not self.settings.verify and not self.settings.dry_run and self.owned
+                and self.model_bytes >= RELEASE_BYTES)
 
     # --- one pass -------------------------------------------------------------
 
@@ -253,6 +283,7 @@ class _Run:
             graph.freeze()  # bisection's rebuilds see the model as it was
             undo = Undo(model) if oracle is not None else None
             removed = splice_in_place(model, pairs)
+            self.removed = sum(data_bytes(t) for t in removed)
             result = model
             before = (lambda: undo.before(result, removed)) if undo is not None else None
         else:  # the caller's model: never modified; the result is the driver's own
@@ -332,6 +363,9 @@ class _Run:
                         f"{new_bytes} bytes of weights, above the budget of {self.weight_budget} (4x the model's "
                         "weights, at most 1 GiB); left as it is", Code.TOO_LARGE))
             return c
+        if self.spill is not None:   # on disk until the splice
+            lowered.replacement = replace(lowered.replacement,
+                                          initializers=self.spill.put(lowered.replacement.initializers))
         c.match, c.lowered = match, lowered
         r = c.record
         r.status = PLANNED if self.settings.dry_run else REWRITTEN

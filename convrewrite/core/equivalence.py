@@ -26,7 +26,7 @@ from onnx import helper
 
 from . import model_io
 from .model_io import save_external
-from .weights import data_bytes
+from .weights import as_external, data_bytes, detachable, detached, reattached
 
 # (rtol, atol) per reference dtype.  float16 keeps about 3 decimal digits:
 # a few units in the last place at the output's magnitude.
@@ -193,6 +193,32 @@ def run_onnxruntime(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], opt
         return out
 
 
+def run_handed_over(held: list, feeds: Mapping[str, np.ndarray]) -> list:
+    """run_onnxruntime(held[0], feeds) for a model handed over: `held` is a
+    list holding the only reference to it.  A model that goes to onnxruntime
+    as a file (see _through_a_file) is not in memory while onnxruntime runs
+    it: its weights are written to the file one at a time, the model freed,
+    and after the run read back into a new model (weights.detached), which
+    `held` then holds: the same message, in fresh memory, without the
+    weights any splice took out.  Whatever happens, `held` holds the model
+    again when this returns or raises."""
+    if not _through_a_file(held[0]) or not detachable(held[0]):
+        return run_onnxruntime(held[0], feeds)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.onnx")
+        with open(os.path.join(tmp, "model.data"), "w+b") as data:
+            model, moved = detached(held, data)
+            try:
+                with open(path, "wb") as f:
+                    f.write(as_external(model, moved, "model.data").SerializeToString())
+                sess = onnxruntime_session(path)
+                out = sess.run(None, dict(feeds))
+                del sess  # before its files go
+                return out
+            finally:
+                held.append(reattached(model, moved, data))
+
+
 def onnxruntime_session(model: "bytes | str", optimized: bool = False):
     """An onnxruntime CPU session of a serialised model or a model file, with
     the options every check uses (see run_onnxruntime)."""
@@ -202,6 +228,11 @@ def onnxruntime_session(model: "bytes | str", optimized: bool = False):
     opts.log_severity_level = 4  # fatal only: a refusal is reported as a RunError, not as stderr noise
     opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimized
                                      else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    # No memory arena: the weights a kernel prepacks (copies into its own layout)
+    # come from it, and glibc kept 0.75x of a 206 MiB model's weights of it after
+    # the session was gone, adding to every later peak (README "Memory").
+    # (Prepacking off frees them too, but changes the kernels: other roundings.)
+    opts.enable_cpu_mem_arena = False
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
@@ -238,16 +269,22 @@ def run_reference(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> li
         return [np.asarray(o) for o in ReferenceEvaluator(model).run(None, dict(feeds))]
 
 
-def run_model(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray],
+def run_model(model: "onnx.ModelProto | list", feeds: Mapping[str, np.ndarray],
               allow_reference: bool = False) -> tuple[list, str]:
     """Outputs and the engine that produced them ("onnxruntime" or "reference").
 
     With allow_reference, a model onnxruntime refuses (for example a dilated
     Conv with auto_pad SAME) is run by onnx's reference evaluator instead.
+    `model` may be a list holding the only reference to the model, handed
+    over (run_handed_over): the list holds the model again after.
     """
+    held = model if isinstance(model, list) else None
     try:
+        if held is not None:
+            return run_handed_over(held, feeds), "onnxruntime"
         return run_onnxruntime(model, feeds), "onnxruntime"
     except Exception as ort_error:  # onnxruntime raises several unrelated types
+        model = held[0] if held is not None else model
         if not allow_reference or "alloc" in str(ort_error).lower():  # out of memory: Python would be worse
             raise RunError(f"onnxruntime: {_first_line(ort_error)}") from None
         try:

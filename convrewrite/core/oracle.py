@@ -130,13 +130,20 @@ class Oracle:
 
     # --- comparing ----------------------------------------------------------------
 
-    def compare(self, model: onnx.ModelProto) -> Comparison:
+    def compare(self, model: "onnx.ModelProto | list") -> Comparison:
         """`model`'s outputs against the original's; an output that fails the
         ordinary tolerance is judged again against the original's own noise
-        (measured on the first such failure)."""
+        (measured on the first such failure).  `model` may be handed over in
+        a list holding the only reference to it (see equivalence.run_model):
+        the list holds it again after, and it is the one `last_model` names."""
         t, noise_seconds = time.perf_counter(), self.noise_seconds
+        held = model if isinstance(model, list) else None
         try:
-            got, _ = run_model(model, self.feeds, allow_reference=True)
+            try:
+                got, _ = run_model(model, self.feeds, allow_reference=True)
+            finally:
+                if held is not None:
+                    model = held[0]
             result = qdq.compare_outputs(self.names, self.want, got, self.settings.rtol, self.settings.atol,
                                          self.steps)
             if not result and any(not o and np.isfinite(o.max_abs_error) and o.name not in self.steps

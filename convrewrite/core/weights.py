@@ -190,3 +190,140 @@ def from_array(array: np.ndarray, name: str) -> onnx.TensorProto:
     t.raw_data = array.tobytes()
     t.data_type = data_type
     return t
+
+
+# --- compaction ------------------------------------------------------------------
+
+# Weights of at least this size are moved out of a model by `detached`; smaller
+# ones are copied.
+MOVE_BYTES = 64 << 10
+
+
+def compacted(held: list) -> onnx.ModelProto:
+    """The model in `held` (a list holding the only reference to it, which
+    is emptied) as a new message in fresh memory: the same fields, the same
+    bytes when serialised, without the weights a splice took out, which stay
+    allocated as long as the model they were parsed into lives (README
+    "Memory", 3.).  At no point more than the old model and one weight."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as f:
+        model, moved = detached(held, f)
+        return reattached(model, moved, f)
+
+
+class Spill:
+    """New weights waiting on disk until their splice: a temporary file, and
+    where each weight's data is in it.  `put` keeps a copy of each large
+    tensor without its data (the built one is freed with the replacement
+    that held it); `filled` gives a model its data back."""
+
+    def __init__(self):
+        import tempfile
+
+        self._file = tempfile.TemporaryFile()
+        self._where: dict = {}   # name -> (offset, length)
+
+    def put(self, tensors) -> tuple:
+        out = []
+        for t in tensors:
+            if not _movable(t):
+                out.append(t)
+                continue
+            data = t.raw_data
+            self._where[t.name] = (self._file.seek(0, 2), len(data))
+            self._file.write(data)
+            del data
+            head = onnx.TensorProto()
+            _copy_all_but_data(t, head)
+            out.append(head)
+        return tuple(out)
+
+    def waiting(self, model: onnx.ModelProto) -> bool:
+        """Whether `model` holds a tensor whose data is here."""
+        return any(t.name in self._where and not t.HasField("raw_data") for t in model.graph.initializer)
+
+    def filled(self, model: onnx.ModelProto) -> onnx.ModelProto:
+        """`model` with the data of each of its tensors put here read back into it, one at a time."""
+        for t in model.graph.initializer:
+            if t.name in self._where and not t.HasField("raw_data"):
+                offset, n = self._where[t.name]
+                self._file.seek(offset)
+                t.raw_data = self._file.read(n)
+        return model
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def detached(held: list, f) -> tuple[onnx.ModelProto, list]:
+    """The model in `held` (its only reference; the list is emptied) without
+    the data of its large weights, which is written to the binary file `f`
+    one weight at a time; the old model is freed.  Returns the new model and
+    (initializer index, offset, length) of each weight moved out, for
+    `reattached` (or for onnxruntime: as_external).  On an error the model is
+    given back in `held` as it was."""
+    model = held.pop()
+    try:
+        out = copy_without_initializers(model)
+        moved, t = [], None
+        for k, t in enumerate(model.graph.initializer):
+            if not _movable(t):
+                out.graph.initializer.append(t)
+                continue
+            data = t.raw_data
+            moved.append((k, f.tell(), len(data)))
+            f.write(data)
+            del data
+            _copy_all_but_data(t, out.graph.initializer.add())
+        f.flush()
+    except BaseException:
+        held.append(model)
+        raise
+    bytes_moved = sum(n for _, _, n in moved)
+    del model, t
+    release_memory(bytes_moved)   # the old model: its arena goes with its last reference
+    return out, moved
+
+
+def reattached(model: onnx.ModelProto, moved: list, f) -> onnx.ModelProto:
+    """`model` with the data `detached` moved to `f` read back into it, one weight at a time."""
+    for k, offset, n in moved:
+        f.seek(offset)
+        model.graph.initializer[k].raw_data = f.read(n)
+    return model
+
+
+def as_external(model: onnx.ModelProto, moved: list, location: str) -> onnx.ModelProto:
+    """A copy of a detached `model` (small: the moved weights have no data)
+    whose moved weights name their data in the file `location`."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for k, offset, n in moved:
+        t = out.graph.initializer[k]
+        t.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", location), ("offset", str(offset)), ("length", str(n))):
+            t.external_data.add(key=key, value=value)
+    return out
+
+
+def detachable(model: onnx.ModelProto) -> bool:
+    """Whether `detached` moves every large weight of `model` out (each is
+    raw data held in the model: none external, none in typed fields)."""
+    return all(_movable(t) or data_bytes(t) < MOVE_BYTES for t in model.graph.initializer)
+
+
+def _movable(t: onnx.TensorProto) -> bool:
+    return (t.HasField("raw_data") and t.data_location != onnx.TensorProto.EXTERNAL
+            and data_bytes(t) >= MOVE_BYTES and not _has_unknown_fields(t))
+
+
+def _copy_all_but_data(t: onnx.TensorProto, out: onnx.TensorProto) -> None:
+    """Every field of `t` but raw_data into `out` (ListFields would read the
+    data too: a copy of it)."""
+    for field in t.DESCRIPTOR.fields:
+        if field.name == "raw_data":
+            continue
+        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+        if repeated and len(getattr(t, field.name)) or not repeated and t.HasField(field.name):
+            _copy_field(out, field.name, getattr(t, field.name))
