@@ -47,6 +47,7 @@ import argparse
 import csv
 import dataclasses
 import glob
+import hashlib
 import json
 import os
 import re
@@ -303,14 +304,29 @@ def rewrite(path: str, target: str, out: str) -> tuple[Optional[str], str, int, 
     return out, f"{report.rewritten} rewritten", misfits, unchanged
 
 
+def _graph_key(m) -> list:
+    """What a compile depends on: the nodes in order, the initializers, the inputs and the
+    output names (value_info and metadata left out: onnx2tf infers shapes again)."""
+    g = m.graph
+    return ([n.SerializeToString() for n in g.node],
+            sorted((i.name, i.SerializeToString()) for i in g.initializer),
+            [i.SerializeToString() for i in g.input], [o.name for o in g.output])
+
+
 def _same_graph(a, b) -> bool:
     """Same nodes in the same order and the same initializers (value_info may differ)."""
-    def key(m):
-        g = m.graph
-        return ([n.SerializeToString() for n in g.node],
-                sorted((i.name, i.SerializeToString()) for i in g.initializer),
-                [i.SerializeToString() for i in g.input], [o.name for o in g.output])
-    return key(a) == key(b)
+    return _graph_key(a) == _graph_key(b)
+
+
+def graph_digest(model) -> str:
+    """A short digest of `_graph_key`: two models with the same digest compile alike. A row
+    records its rewritten model's, so a row made at older code is found stale (`--stale`)."""
+    h = hashlib.sha256()
+    nodes, inits, inputs, outputs = _graph_key(model)
+    for part in nodes + [n.encode() + b for n, b in inits] + inputs + [o.encode() for o in outputs]:
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return h.hexdigest()[:16]
 
 
 def _misfits(model, target: str) -> list:
@@ -343,6 +359,9 @@ class Row:
     original_error: str = ""
     rewritten_error: str = ""
     reused: bool = False           # the rewritten graph is the original's: its compile reused
+    original_digest: str = ""      # graph_digest of the original and of the rewritten model
+    rewritten_digest: str = ""     # ("": not recorded, a row made before the digests)
+    convrewrite: str = ""          # the commit the row was made at ("+" : with changes not committed)
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
@@ -435,6 +454,18 @@ def never_worse_summary(rows: list) -> str:
     return "\n".join(out)
 
 
+def convrewrite_commit() -> str:
+    """This checkout's short commit, with "+" when it has changes not committed ("" outside git)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return head + ("+" if dirty else "")
+
+
 def environment() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -447,18 +478,25 @@ def environment() -> str:
     return f"Python {sys.version.split()[0]}; " + ", ".join(vs)
 
 
-def run_model(path: str, work_root: str, log=print) -> list:
+def run_model(path: str, work_root: str, log=print, targets=tuple(ACCELERATORS)) -> list:
+    import onnx
+
     name = os.path.splitext(os.path.basename(path))[0]
     work = os.path.join(work_root, name)
     os.makedirs(work, exist_ok=True)
     t = time.perf_counter()
-    _, orig, orig_err = compile_onnx(path, list(ACCELERATORS.values()), os.path.join(work, "original"))
+    accels = [ACCELERATORS[t] for t in targets]
+    _, orig, orig_err = compile_onnx(path, accels, os.path.join(work, "original"))
     rows = []
-    for target, accel in ACCELERATORS.items():
+    for target in targets:
+        accel = ACCELERATORS[target]
         row = Row(name, target, orig.get(accel), None, original_error=orig_err)
         row.original_misfits = check_target(path, target)
+        row.original_digest = graph_digest(onnx.load(path))
         out = os.path.join(work, f"{name}.{target}.onnx")
         rpath, row.rewrite, row.rewritten_misfits, unchanged = rewrite(path, target, out)
+        if rpath is not None:
+            row.rewritten_digest = graph_digest(onnx.load(rpath))
         if rpath is None:
             row.rewritten_error = row.rewrite
         elif unchanged:
@@ -490,6 +528,8 @@ def main(argv=None) -> int:
                          "its table between the REAL TABLES markers")
     ap.add_argument("--timeout", type=float, default=CONVERT_TIMEOUT,
                     help=f"seconds for each onnx2tf conversion (default {CONVERT_TIMEOUT})")
+    ap.add_argument("--targets", nargs="+", choices=list(ACCELERATORS), default=list(ACCELERATORS),
+                    help="only these targets (default: both)")
     ap.add_argument("--json", metavar="FILE", help="append every model's rows to FILE (JSON lines)")
     ap.add_argument("--from-json", metavar="FILE", nargs="+",
                     help="make the table from the rows of these files; run nothing")
@@ -516,14 +556,16 @@ def main(argv=None) -> int:
             print(f"ethos_u: no models in {args.real or 'models/'}", file=sys.stderr)
             return 2
         env = environment()
+        commit = convrewrite_commit()
         work = args.work or tempfile.mkdtemp(prefix="ethos-u-")
         try:
             for m in models:
-                new = run_model(m, work, log=lambda s: print(s, file=sys.stderr))
+                new = run_model(m, work, log=lambda s: print(s, file=sys.stderr), targets=args.targets)
                 rows += new
                 if args.json:
                     with open(args.json, "a") as f:
                         for r in new:
+                            r.convrewrite = commit
                             f.write(json.dumps(dict(r.to_json(), env=env)) + "\n")
         finally:
             if not args.work:
