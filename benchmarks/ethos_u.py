@@ -238,7 +238,11 @@ def run_vela(tflite: str, accelerator: str, work: str) -> VelaResult:
     npu = re.search(r"NPU operators = (\d+)", p.stdout)
     csvs = glob.glob(os.path.join(out_dir, "*_summary_*.csv"))
     if p.returncode != 0 or not (cpu and npu and csvs):
-        lines = [l for l in (p.stderr + p.stdout).splitlines() if l.strip() and not l.startswith("Warning")]
+        # the exception Vela raised, else its last line that is not a warning (stdout holds the
+        # warnings about operators left to the CPU, whose "Reason" lines are not the failure)
+        raised = [l for l in p.stderr.splitlines() if re.match(r"\w*(Error|Exception): ", l)]
+        lines = raised or [l for l in (p.stdout + "\n" + p.stderr).splitlines()
+                           if l.strip() and not l.startswith("Warning")]
         res.error = (lines[-1] if lines else f"vela exit code {p.returncode}")[:200]
         return res
     res.cpu, res.npu = int(cpu.group(1)), int(npu.group(1))

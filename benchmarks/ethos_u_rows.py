@@ -154,27 +154,28 @@ def _failure(r: Optional[VelaResult], error: str) -> str:
     return "Vela fails"
 
 
-def _before_after(a: str, b: str, same: bool) -> str:
-    return a if same else f"{a} → {b}"
+def _figures(r: Optional[VelaResult], error: str) -> list:
+    """NPU / CPU operators, ms, SRAM / off-chip KiB of one compile; for a failed one, which step
+    failed in the first cell and dashes in the others."""
+    if not ok(r):
+        return [_failure(r, error), "—", "—"]
+    return [f"{r.npu} / {r.cpu}" + (f" ({_ops(r.cpu_ops)})" if r.cpu_ops else ""), f"{r.ms:.3f}",
+            f"{r.sram_kib:.1f} / {r.offchip_kib:.1f}"]
 
 
 def summary_cells(r: Optional[Row]) -> list:
-    """One target's cells: NPU / CPU operators, estimated ms, SRAM / off-chip KiB, change."""
+    """One target's cells: NPU / CPU operators, estimated ms, SRAM / off-chip KiB (each
+    "original → rewritten", one value where the compile is the original's), and the change."""
     if r is None:
         return ["not measured", "", "", ""]
-    o, w = r.original, r.rewritten
-    if not (ok(o) and ok(w)):
-        a, b = (_failure(o, r.original_error) if not ok(o) else "ok"), (_failure(w, r.rewritten_error) if not ok(w) else "ok")
-        return [a + (" before and after" if a == b else f" before, {b} after"), "", "", ""]
-
-    def ops(v):
-        return f"{v.npu} / {v.cpu}" + (f" ({_ops(v.cpu_ops)})" if v.cpu_ops else "")
-
-    same = r.reused
-    return [_before_after(ops(o), ops(w), same),
-            _before_after(f"{o.ms:.3f}", f"{w.ms:.3f}", same),
-            _before_after(f"{o.sram_kib:.1f} / {o.offchip_kib:.1f}", f"{w.sram_kib:.1f} / {w.offchip_kib:.1f}", same),
-            "left alone" if same else change(o, w)]
+    before = _figures(r.original, r.original_error)
+    after = _figures(r.rewritten, r.rewritten_error)
+    if r.reused and ok(r.original):
+        return before + ["left alone"]
+    if not ok(r.original) and before == after:     # the same step fails before and after
+        return [before[0] + " before and after", "", "", "left alone" if r.reused else "—"]
+    both = ok(r.original) and ok(r.rewritten)
+    return [f"{a} → {b}" for a, b in zip(before, after)] + [change(r.original, r.rewritten) if both else "—"]
 
 
 def change(o: VelaResult, w: VelaResult) -> str:
