@@ -174,6 +174,8 @@ def summary_cells(r: Optional[Row]) -> list:
         return before + ["left alone"]
     if not ok(r.original) and before == after:     # the same step fails before and after
         return [before[0] + " before and after", "", "", "left alone" if r.reused else "—"]
+    if not (ok(r.original) or ok(r.rewritten)):     # another step fails after
+        return [f"{before[0]} → {after[0]}", "", "", "—"]
     both = ok(r.original) and ok(r.rewritten)
     return [f"{a} → {b}" for a, b in zip(before, after)] + [change(r.original, r.rewritten) if both else "—"]
 
