@@ -344,3 +344,15 @@ def _float8_bytes(name: str) -> bytes:
 def quantized_float8(name: str) -> onnx.ModelProto:
     """A cached float8 (e4m3fn) QDQ test model: convt, dilated, resize_nearest or resize_linear."""
     return onnx.load_from_string(_float8_bytes(name))
+
+
+def assert_movement_on_grid(model: onnx.ModelProto, ops=("Pad", "Slice", "Concat", "DepthToSpace")) -> None:
+    """Every data-movement node of `ops` reads a DequantizeLinear and feeds
+    only QuantizeLinears of that same scale and zero point."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    for n in model.graph.node:
+        if n.op_type in ops:
+            dq = producer[n.input[0]]
+            assert dq.op_type == "DequantizeLinear", n.name
+            readers = [c for c in model.graph.node if n.output[0] in c.input]
+            assert readers and all(c.op_type == "QuantizeLinear" and c.input[1:] == dq.input[1:] for c in readers)

@@ -118,6 +118,14 @@ ONE_PHASE = ("every axis has one phase (the dilation divides the stride), so onl
              "(the subsample form)")
 
 
+
+def single_dilated_conv(p) -> Optional[str]:
+    """Why `p` is not one dilated Conv (a chain, or no dilation left), or
+    None: what every form but batch and plain asks first."""
+    if isinstance(p, Chain):
+        return CHAIN_BATCH_ONLY
+    return None if p.dilated else NO_DILATION
+
 class _DilatedForm(Form):
     """A form of a single Conv (never of a chain)."""
 
@@ -125,10 +133,9 @@ class _DilatedForm(Form):
 
     def applies(self, match, graph) -> Optional[str]:
         p = match.params
-        if isinstance(p, Chain):
-            return CHAIN_BATCH_ONLY
-        if not p.dilated:
-            return NO_DILATION
+        unfit = single_dilated_conv(p)
+        if unfit:
+            return unfit
         if p.one_phase:
             return ONE_PHASE
         return self.problem(p, graph)
@@ -168,10 +175,9 @@ class Subsample(_DilatedForm):
 
     def applies(self, match, graph):
         p = match.params
-        if isinstance(p, Chain):
-            return CHAIN_BATCH_ONLY
-        if not p.dilated:
-            return NO_DILATION
+        unfit = single_dilated_conv(p)
+        if unfit:
+            return unfit
         return None if p.one_phase else "some axis has more than one phase (the dilation does not divide the stride)"
 
     def cost(self, match, variant, graph) -> Cost:
@@ -259,10 +265,9 @@ class Taps(_DilatedForm):
 
     def applies(self, match, graph):
         p = match.params
-        if isinstance(p, Chain):
-            return CHAIN_BATCH_ONLY
-        if not p.dilated:
-            return NO_DILATION
+        unfit = single_dilated_conv(p)
+        if unfit:
+            return unfit
         if not tap_images(p.axes):
             return "no tap reads the input for any output (the output is the bias alone)"
         return None if graph.is_constant(p.weight) else "the taps form needs a constant weight to slice"

@@ -76,8 +76,7 @@ from convrewrite.emit.space_to_batch import strided_slice, strided_slice_cost
 from convrewrite.geometry import extent
 
 from .build import _conv, _kept_weight, _sliced_weight
-from .chain import Chain
-from .forms import NO_DILATION, CHAIN_BATCH_ONLY, Dilated, _DilatedForm, _itemsize, _window_moved
+from .forms import Dilated, _DilatedForm, _itemsize, _window_moved, single_dilated_conv
 from .phases import window
 
 CHANNELS = DEFAULT                                   # the taps as input channels, tap-major weight (group 1)
@@ -214,10 +213,9 @@ class Im2col(_DilatedForm):
 
     def applies(self, match, graph):
         p = match.params
-        if isinstance(p, Chain):
-            return CHAIN_BATCH_ONLY
-        if not p.dilated:
-            return NO_DILATION
+        unfit = single_dilated_conv(p)
+        if unfit:
+            return unfit
         problems = self.problems(p, graph)
         if any(why is None for why in problems.values()):
             return None

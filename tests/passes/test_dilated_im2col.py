@@ -19,15 +19,14 @@ from convrewrite import optimize
 from convrewrite.core.graph import GraphView, attributes
 from convrewrite.core.report import REWRITTEN
 from convrewrite.target import check_model, load_profile
-from helpers import assert_rewrites, op_counts
+from helpers import assert_rewrites
 from passes import make_passes
 from passes.dilated_conv.im2col import tap_major
-from passes.dilated_conv.rewrite import DilatedConvOptions
 from passes.dilated_conv.rewrite import DilatedConvToSpaceToBatch as DilatedConv
 from test_dilated_conv import CASES, assert_built_costs_exact, dilated_convs, form_pass
 
 pytest.importorskip("onnxruntime.quantization")
-from qdq_models import DILATED_GEOMETRIES, float_compute, fused_counts, quantized  # noqa: E402
+from qdq_models import DILATED_GEOMETRIES, assert_movement_on_grid, float_compute, fused_counts, quantized  # noqa: E402
 
 logging.getLogger().setLevel(logging.ERROR)   # the quantizer's pre-processing advice
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -214,13 +213,7 @@ def assert_quantized_im2col(model, new, report, record):
     np.testing.assert_array_equal(new_wq, tap_major(wq, dil))
     assert (new_scale, new_zp, new_axis) == (scale, zp, axis) and conv.input[2:] == old.input[2:]
     # every data-movement op reads a DequantizeLinear and feeds QuantizeLinears of the same grid
-    producer = {o: n for n in new.graph.node for o in n.output}
-    for n in new.graph.node:
-        if n.op_type in ("Pad", "Slice", "Concat"):
-            dq = producer[n.input[0]]
-            assert dq.op_type == "DequantizeLinear", n.name
-            readers = [c for c in new.graph.node if n.output[0] in c.input]
-            assert readers and all(c.op_type == "QuantizeLinear" and c.input[1:] == dq.input[1:] for c in readers)
+    assert_movement_on_grid(new, ("Pad", "Slice", "Concat"))
 
 
 @pytest.mark.parametrize("per_channel", [True, False])

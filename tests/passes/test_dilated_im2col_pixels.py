@@ -24,7 +24,8 @@ from test_dilated_conv import CASES, dilated_convs, form_pass, profile
 from test_dilated_im2col import int8_weight_of, run_qdq
 
 pytest.importorskip("onnxruntime.quantization")
-from qdq_models import DILATED_GROUPED_GEOMETRIES, float_compute, fused_counts, quantized  # noqa: E402
+from qdq_models import (DILATED_GROUPED_GEOMETRIES, assert_movement_on_grid, float_compute, fused_counts,  # noqa: E402
+                        quantized)
 
 logging.getLogger().setLevel(logging.ERROR)   # the quantizer's pre-processing advice
 GROUPED = sorted(k for k, (_, w, a, _) in CASES.items() if a.get("group", 1) > 1)
@@ -177,13 +178,7 @@ def assert_quantized_pixels(model, new, report, record):
         assert new_wq.dtype == np.int8 and (new_scale, new_zp, new_axis) == (scale, zp, axis)
         assert any(np.array_equal(new_wq, wq[:, :, i:i + kept[0], j:j + kept[1]])
                    for i in range(wq.shape[2] - kept[0] + 1) for j in range(wq.shape[3] - kept[1] + 1))
-    producer = {o: n for n in new.graph.node for o in n.output}
-    for n in new.graph.node:
-        if n.op_type in ("Pad", "Slice", "Concat", "DepthToSpace"):
-            dq = producer[n.input[0]]
-            assert dq.op_type == "DequantizeLinear", n.name
-            readers = [c for c in new.graph.node if n.output[0] in c.input]
-            assert readers and all(c.op_type == "QuantizeLinear" and c.input[1:] == dq.input[1:] for c in readers)
+    assert_movement_on_grid(new, ("Pad", "Slice", "Concat", "DepthToSpace"))
 
 
 @pytest.mark.parametrize("per_channel", [True, False])
