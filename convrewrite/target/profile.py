@@ -60,6 +60,7 @@ class OpRule:
     equal_factors: bool = False
     max_factor: Optional[int] = None
     unit_input: bool = False
+    no_identity: bool = False
     block_sizes: Optional[tuple] = None
     steps: Optional[tuple] = None
     spatial_only: bool = False

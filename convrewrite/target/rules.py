@@ -206,6 +206,11 @@ def _check_equal_factors(limit, f):
         return f"scale factors {_x(_factor(q) for q in f.factors)} differ between axes; the target requires equal factors"
 
 
+def _check_no_identity(limit, f):
+    if limit and f.factors is not None and f.factors and all(q == 1 for q in f.factors):
+        return "every scale is 1 (an identity Resize), which the target does not run as a Resize"
+
+
 def _check_unit_input(limit, f):
     if f.unit_input is False:
         return "input is larger than 1 on some spatial axis; the target resizes only a 1x1 input this way"
@@ -349,7 +354,8 @@ _CHECKS = (
     ("dilation_requires_unit_stride", _check_dilation_stride), ("groups", _check_groups),
     ("pads", _check_pads), ("output_size", _check_output_size), ("modes", _check_modes),
     ("coordinate_transformation_modes", _check_coordinate_modes), ("nearest_modes", _check_nearest_modes),
-    ("factors", _check_factors), ("max_factor", _check_max_factor), ("equal_factors", _check_equal_factors), ("unit_input", _check_unit_input),
+    ("factors", _check_factors), ("max_factor", _check_max_factor), ("equal_factors", _check_equal_factors),
+    ("unit_input", _check_unit_input), ("no_identity", _check_no_identity),
     ("corner_factors", _check_corner_factors), ("equal_corner_factors", _check_equal_corner_factors),
     ("block_sizes", _check_block_sizes), ("steps", _check_steps), ("strided_axes", _check_strided_axes),
     ("spatial_only", _check_spatial_only), ("batch_axis_fixed", _check_batch_axis),

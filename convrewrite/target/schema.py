@@ -35,7 +35,7 @@ MODES = {
 COMMON_KEYS = ("supported", "note", "max_rank", "max_non_unit_dims")
 _CONV = ("spatial_ranks", "kernel_sizes", "kernel_shapes", "max_kernel_area", "strides",
          "equal_strides", "dilations", "equal_dilations", "dilation_requires_unit_stride", "groups")
-_RESIZE = ("spatial_ranks", "modes", "factors", "max_factor", "equal_factors", "unit_input")
+_RESIZE = ("spatial_ranks", "modes", "factors", "max_factor", "equal_factors", "unit_input", "no_identity")
 OP_KEYS = {
     "Conv": _CONV + ("pads",),
     "ConvTranspose": _CONV + ("output_size",),
@@ -265,7 +265,7 @@ _VALUE_CHECKS = {
     "coordinate_transformation_modes": _choices(lambda op: COORDINATE_MODES),
     "nearest_modes": _choices(lambda op: NEAREST_MODES), "factors": _int_list(),
     "max_factor": _positive_int,
-    "equal_factors": _bool, "unit_input": _bool, "block_sizes": _int_list(), "steps": _int_list(nonzero_only=True),
+    "equal_factors": _bool, "unit_input": _bool, "no_identity": _bool, "block_sizes": _int_list(), "steps": _int_list(nonzero_only=True),
     "spatial_only": _bool, "batch_axis_fixed": _bool,
     "corner_factors": _int_list(), "equal_corner_factors": _bool,
     "strided_axes": _choices(lambda op: AXIS_KINDS), "within_last_axes": _positive_int,
