@@ -32,10 +32,15 @@ def test_never_worse_flags_more_cpu_operators_and_an_equal_count_5_percent_slowe
             Row("b", "arm-ethos-u55", vela(0, 1.0), vela(0, 1.06)),            # above: broken
             Row("c", "arm-ethos-u55", vela(1, 1.0, ops={"RESIZE_BILINEAR": 1}),
                 vela(2, 0.5, ops={"RESIZE_BILINEAR": 1, "TRANSPOSE": 1})),     # more CPU: broken
-            Row("d", "arm-ethos-u85", vela(0, 1.0), vela(0, 9.0))]             # U85: not judged
+            Row("d", "arm-ethos-u85", vela(0, 1.0), vela(0, 9.0)),             # U85: not judged
+            Row("e", "arm-ethos-u55", vela(0, 1.0),
+                VelaResult("ethos-u55-128", ok=False, error="Vela stops")),          # rewritten fails: broken
+            Row("f", "arm-ethos-u55", None, vela(0, 1.0), original_error="onnx2tf fails")]   # not judged
     text = never_worse_summary(rows)
-    assert "3 model(s) compiled before and after" in text and "2 violation(s)" in text
+    assert "4 model(s) whose original compiles" in text and "3 violation(s)" in text
     assert "- `b`: equal CPU operators" in text and "- `c`: CPU operators 1 -> 2 (new on the CPU: TRANSPOSE)" in text
+    assert "- `e`: the original compiles, the rewritten model does not (Vela stops)" in text
+    assert "Not judged (the original does not convert or compile): `f`" in text
     assert "`a`" not in text and "`d`" not in text
 
 
