@@ -354,7 +354,7 @@ def test_depth_weight_limit_falls_back_to_batch():
 def test_taps_form_pads_its_convs_or_takes_a_padded_window(tmp_path):
     """By default each tap's Conv pads its own zeros (no padded copy of x);
     a target whose toolchain makes Conv padding a PAD of its own
-    (separate_conv_padding, the tflite profile) gets one padded window and
+    (separate_conv_padding; no built-in profile) gets one padded window and
     unpadded tap Convs instead.  Both equivalent, both exactly costed."""
     model = conv_model((1, 8, 33, 33), (4, 8, 3, 3), dilations=[6, 6], pads=[6] * 4)
     new, report = assert_rewrites(model, DilatedConv(), {"Conv": 9, "Pad": 0})

@@ -112,10 +112,17 @@ def test_a_dilated_conv_takes_the_taps_form_and_a_deconv_a_dcr_pixel_shuffle():
     from tests.builders import conv_model, convt_model
 
     dilated = conv_model((1, 4, 9, 9), (4, 4, 3, 3), dilations=[2, 2], pads=[2, 2, 2, 2])
-    _, report = optimize(dilated, target="tflite")
+    model, report = optimize(dilated, target="tflite")
     forms = {r.form for r in report.records("rewritten")}
     assert forms == {"taps"}, forms
     assert report.target["fits"]
+
+    # the taps form's default variant: each tap's Conv pads its own zeros, no
+    # padded window (no separate_conv_padding: docs/tflite.md reproducer 6)
+    assert not load_profile("tflite").separate_conv_padding
+    assert [r.variant for r in report.records("rewritten")] == [""]
+    assert "Pad" not in {n.op_type for n in model.graph.node}
+    assert any(a.name == "pads" and any(a.ints) for n in model.graph.node if n.op_type == "Conv" for a in n.attribute)
 
     deconv = convt_model((1, 4, 5, 5), 3, [4, 4], strides=[2, 2], pads=[1, 1, 1, 1])
     model, report = optimize(deconv, target="tflite")
