@@ -58,6 +58,7 @@ class OpFacts:
     pads_batch_or_channel: Optional[bool] = None
     perm: Optional[tuple] = None
     gather_axis: Optional[int] = None       # the axis a Gather indexes, non-negative
+    channel_reduction: Optional[tuple] = None  # LayerNormalization over the channel axis: the map's (h, w, c)
     tensors: tuple = field(default=())      # variable inputs and all outputs
     constant_inputs: Optional[tuple] = None # names of the inputs known before run time
 
@@ -336,6 +337,26 @@ def _gather(node, graph, a) -> dict:
     return {} if axis is None else {"gather_axis": axis[0]}
 
 
+def _layer_normalization(node, graph, a) -> dict:
+    """Whether a 4-D LayerNormalization normalizes the feature map's channel
+    axis, and the map's (h, w, c) if so.  The channel axis is 1, or the last
+    one where the input is the NHWC Transpose (perm [0, 2, 3, 1]) of a map,
+    the spelling of a channels-last LayerNorm (ConvNeXt, UPerNet) that
+    onnx2tf keeps as TFLite's depth axis.  Normalizing from `axis` to the
+    end covers the channel axis when axis <= that axis."""
+    x = graph.shape(node.input[0])
+    if x is None or len(x) != 4 or not all(isinstance(d, int) for d in x):
+        return {}
+    axis = a.get("axis", -1) % 4
+    p = graph.producer(node.input[0])
+    nhwc = p is not None and p.op_type == "Transpose" and list(attributes(p).get("perm", [])) == [0, 2, 3, 1]
+    channel = 3 if nhwc else 1
+    if axis > channel:
+        return {}
+    h, w, c = (x[1], x[2], x[3]) if nhwc else (x[2], x[3], x[1])
+    return {"channel_reduction": (h, w, c)}
+
+
 def _static(dims) -> Optional[tuple]:
     return tuple(dims) if all(isinstance(d, int) for d in dims) else None
 
@@ -343,5 +364,5 @@ def _static(dims) -> Optional[tuple]:
 _READERS = {
     "Conv": _conv, "ConvTranspose": _conv, "Resize": _resize, "Upsample": _resize,
     "DepthToSpace": _depth_to_space, "SpaceToDepth": _space_to_depth, "Pad": _pad,
-    "Slice": _slice, "Transpose": _transpose, "Gather": _gather,
+    "Slice": _slice, "Transpose": _transpose, "Gather": _gather, "LayerNormalization": _layer_normalization,
 }

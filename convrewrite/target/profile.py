@@ -73,6 +73,7 @@ class OpRule:
     max_product_of_rank_minus_2_dims: Optional[int] = None
     computed_operands: bool = False
     gather_axes: Optional[tuple] = None
+    channel_reduction_needs_unit_dim: bool = False
     where: str = ""
 
     def to_dict(self) -> dict:

@@ -262,6 +262,13 @@ def _check_strided_axes(limit, f):
         return f"{', '.join(bad)} not allowed; the target takes a step other than 1 only on {where}"
 
 
+def _check_channel_reduction(limit, f):
+    if limit and f.channel_reduction is not None and min(f.channel_reduction) > 1:
+        h, w, c = f.channel_reduction
+        return (f"normalizes the channel axis of a {h}x{w}x{c} map; the target reduces over channels only "
+                "where one of H, W, C is 1")
+
+
 def _check_gather_axes(limit, f):
     if f.gather_axis is not None and _axis_kind(f.gather_axis) not in limit:
         where = " or ".join({"batch": "axis 0", "channel": "axis 1", "spatial": "axes 2 and up"}[k] for k in limit)
@@ -362,6 +369,7 @@ _CHECKS = (
     ("within_last_axes", _check_within_last_axes), ("max_dim", _check_max_dim),
     ("max_product_of_rank_minus_2_dims", _check_rank_minus_2_product),
     ("computed_operands", _check_computed_operands), ("gather_axes", _check_gather_axes),
+    ("channel_reduction_needs_unit_dim", _check_channel_reduction),
 )
 
 

@@ -49,6 +49,7 @@ OP_KEYS = {
     "Transpose": ("batch_axis_fixed", "within_last_axes", "max_dim", "max_product_of_rank_minus_2_dims"),
     "MatMul": ("computed_operands",),
     "Gather": ("gather_axes",),
+    "LayerNormalization": ("channel_reduction_needs_unit_dim",),
 }
 # Keys that measure align_corners' scale, (output - 1) / (input - 1): meaningless for another mode.
 ALIGN_CORNERS_KEYS = ("corner_factors", "equal_corner_factors")
@@ -271,6 +272,7 @@ _VALUE_CHECKS = {
     "strided_axes": _choices(lambda op: AXIS_KINDS), "within_last_axes": _positive_int,
     "max_dim": _positive_int, "max_product_of_rank_minus_2_dims": _positive_int, "computed_operands": _bool,
     "gather_axes": _choices(lambda op: AXIS_KINDS),
+    "channel_reduction_needs_unit_dim": _bool,
 }
 
 

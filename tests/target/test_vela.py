@@ -82,6 +82,19 @@ def resize(mode, ctm, factor=None, size=None, nearest="floor", h=8):
     return after_conv([n], [_ints("sizes", [1, 8, out, out])], h=h, w=h)
 
 
+def layer_norm(channels_last=True, h=8):
+    """LayerNormalization over the last axis after a 1x1 Conv: of the NHWC
+    Transpose (a channels-last LayerNorm, transposed back), or of the NCHW map (W)."""
+    n = 8 if channels_last else h
+    inits = [numpy_helper.from_array(np.ones(n, np.float32), "ln_s"), numpy_helper.from_array(np.zeros(n, np.float32), "ln_b")]
+    if not channels_last:
+        return after_conv([helper.make_node("LayerNormalization", ["t", "ln_s", "ln_b"], ["y"], axis=-1)], inits, h=h, w=h)
+    nodes = [helper.make_node("Transpose", ["t"], ["u"], perm=[0, 2, 3, 1]),
+             helper.make_node("LayerNormalization", ["u", "ln_s", "ln_b"], ["v"], axis=-1),
+             helper.make_node("Transpose", ["v"], ["y"], perm=[0, 3, 1, 2])]
+    return after_conv(nodes, inits, h=h, w=h)
+
+
 def single(op, inits=(), c=8, h=8, **attrs):
     names = ["t"] + [i.name for i in inits]
     return after_conv([helper.make_node(op, names, ["y"], **attrs)], inits, c=c, h=h, w=h)
@@ -193,6 +206,9 @@ CASES = {
     "resize_linear_ac_int": ("Resize linear align_corners x2", lambda: resize("linear", "align_corners", 2)),
     "resize_linear_unit": ("Resize linear from 1x1", lambda: resize("linear", "half_pixel", size=8, h=1)),
     "resize_linear_hp_x1": ("Resize linear half-pixel x1 (identity)", lambda: resize("linear", "half_pixel", 1)),
+    "layer_norm_channels": ("LayerNormalization over channels (NHWC Transpose), 8x8x8", layer_norm),
+    "layer_norm_channels_h1": ("LayerNormalization over channels, 1x8x8", lambda: layer_norm(h=1)),
+    "layer_norm_w": ("LayerNormalization over W of the NCHW map", lambda: layer_norm(channels_last=False)),
     "resize_linear_asym_x1": ("Resize linear asymmetric x1 (identity)", lambda: resize("linear", "asymmetric", 1)),
     "resize_linear_ac_x1": ("Resize linear align_corners x1 (identity)", lambda: resize("linear", "align_corners", 1)),
     "resize_ac_pointwise": ("Transpose + 1x1 Conv per axis (the resize pass's pointwise form)", pointwise_resize),
@@ -268,6 +284,9 @@ VELA_5_2 = {
     "resize_nearest_hp_x3": {U55: False, U85: True},
     "resize_linear_hp_x2": {U55: True, U85: True},
     "resize_linear_hp_x1": {U55: False, U85: True},   # U55: CPU, no reason given (UPerNet's 6->6 and 48->48)
+    "layer_norm_channels": {U55: False, U85: False},  # 2 CPU MEANs: "Unsupported depth-reduction"
+    "layer_norm_channels_h1": {U55: True, U85: True},
+    "layer_norm_w": {U55: True, U85: True},
     "resize_linear_asym_x1": {U55: True, U85: True},
     "resize_linear_ac_x1": {U55: True, U85: True},
     "resize_linear_hp_x4": {U55: False, U85: True},
