@@ -80,10 +80,10 @@ class Region:
 def region(node: onnx.NodeProto, graph) -> Optional[Region]:
     """A Region when `node` is quantized (see the module docstring), else None."""
     facts = []
-    if node.input and node.input[0]:
-        p = graph.producer(node.input[0])
-        if _is(p, DEQUANTIZE):
-            facts.append(f"its input comes from DequantizeLinear '{graph.label(p)}'")
+    p = graph.producer(node.input[0]) if node.input and node.input[0] else None
+    if _is(p, DEQUANTIZE):
+        facts.append(f"its input comes from DequantizeLinear '{graph.label(p)}'")
+    input_only = len(facts)
     for o in node.output:
         qs = [c for c in graph.consumers(o) if _is(c, QUANTIZE)] if o else []
         if qs:
@@ -93,7 +93,7 @@ def region(node: onnx.NodeProto, graph) -> Optional[Region]:
         dq = weight_dequantize(name, graph) if name else None
         if dq is not None:
             facts.append(f"its input {k} ('{name}') is DequantizeLinear '{graph.label(dq)}' of a constant")
-    edge = len(facts) == 1 and facts[0].startswith("its input comes from")
+    edge = input_only == len(facts) == 1   # only the input is dequantized: a float node where a region ends
     return Region(tuple(facts), edge) if facts else None
 
 
