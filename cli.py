@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--no-dilated-chains", action="store_true",
                    help="lower each dilated Conv on its own, never keeping a chain in batch form")
     o.add_argument("--resize-mode", choices=choices["resize_mode"],
-                   help="resize lowering form (default: deconv)")
+                   help="resize lowering form (default: deconv; a linear Resize without a target: deconv or "
+                   "matmul, whichever the cost model estimates faster; deconv: never matmul unasked)")
     o.add_argument("--resize-nearest", choices=choices["resize_nearest"],
                    help="nearest upsampling form: MAC-free copies + DepthToSpace, or a ConvTranspose "
                    "(default: shuffle)")

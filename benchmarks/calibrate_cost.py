@@ -2,29 +2,35 @@
 """Calibrate the form chooser's cost model on onnxruntime CPU (a benchmark, not a test).
 
     python benchmarks/calibrate_cost.py [--repeats 15] [--threads 1] [--quick]
-                                        [--write coefficients.json]
+                                        [--write convrewrite/core/cost_model.json]
                                         [--raw measurements.json] [--from-raw measurements.json]
 
-Can the form chooser (convrewrite/core/forms.py) rank a node's lowering forms
-by an estimated run time, linear in the figures every form works out before
-it is built (core/forms.Cost)?
+The chooser (convrewrite/core/forms.py, `rank`) places the forms that say so
+(`Form.estimated`: a linear Resize's deconv and matmul) by an estimated run
+time, linear in the figures every form works out before it is built
+(core/forms.Cost; core/cost_model.py):
 
-    time = mac_ns * dense MACs + grouped_mac_ns * grouped MACs + byte_ns * bytes copied + node_ns * nodes
+    ns = mac_ns * dense MACs + grouped_mac_ns * grouped MACs + byte_ns * bytes moved + node_ns * nodes
 
-(bytes copied: moved by data-movement nodes other than Reshape.)  This script
-measures what those coefficients are and how well they choose.  For a grid of single-node
-models (dilated Convs, ConvTransposes and Resizes of realistic shapes) it
-rewrites each node with every form the pass can be asked for, times the
-rewritten models on onnxruntime's CPU provider (interleaved round-robin after
-a warm-up, medians), reads each rewrite's Cost from the report, and fits the
-coefficients by non-negative least squares on relative error (each case
-weighted by 1 / its measured time, so a 50 us model counts as much as a 50 ms
-one).  It prints the fit and how often the cheapest form by the model is the
-measured fastest (or within 10% of it), against the passes' own default forms:
-the figure that matters for choosing.
+This script measures those coefficients and how well they choose.  For a
+grid of single-node models (dilated Convs, ConvTransposes and Resizes of
+realistic shapes) it rewrites each node with every form the pass can be asked
+for, times the rewritten models on onnxruntime's CPU provider (the CPU time
+of the calling thread, interleaved round-robin after a warm-up, medians) and
+fits the coefficients by non-negative least squares on relative error (each
+case weighted by 1 / its measured time, so a 50 us model counts as much as a
+50 ms one).  The fit is on the figures as the chooser sees them: the pass's
+own replacement (a Resize's deconv form is its ConvTranspose, before the
+convtranspose pass lowers it).  Each row also keeps the final model's bytes
+by kind (plain copies, permuting copies, Reshape, strided Slices) for the
+study of other feature sets (`--study`).
 
-With `--write` the coefficients and the fit's quality go to a JSON file.
-docs/cost_model.md gives the results and why the chooser does not use them yet.
+It prints, per pass, the geometric-mean slowdown (and the worst) against the
+fastest form of each case of: the model's picks among all forms, the
+library's choice (the model only where a form says so), and the rules (the
+pass's order, resize_mode=deconv).  With `--write` the coefficients and the
+fit's quality go to a JSON file: convrewrite/core/cost_model.json is the one
+the library reads (docs/cost_model.md).
 """
 from __future__ import annotations
 
@@ -48,10 +54,19 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import convrewrite  # noqa: E402
 from convrewrite.core.cost import batch_one, model_cost, moved_bytes  # noqa: E402
+from convrewrite.core.cost_model import COEFFICIENTS  # noqa: E402
 from convrewrite.core.graph import GraphView  # noqa: E402
 
-FEATURES = ("dense_macs", "grouped_macs", "copied_bytes", "nodes")
-COEFFICIENTS = ("mac_ns", "grouped_mac_ns", "byte_ns", "node_ns")
+# the figures the chooser sees (a form's Cost), in the order of core/cost_model.COEFFICIENTS
+FEATURES = ("view_dense_macs", "view_grouped_macs", "view_moved_bytes", "view_nodes")
+# other feature sets, of the final model (--study)
+STUDY = {
+    "final model: dense, grouped MACs, bytes but Reshape's, nodes": ("dense_macs", "grouped_macs", "copied_bytes",
+                                                                      "nodes"),
+    "... plain and permuting bytes apart": ("dense_macs", "grouped_macs", "plain_bytes", "shuffled_bytes", "nodes"),
+    "... and Slices, strided-Slice bytes": ("dense_macs", "grouped_macs", "plain_bytes", "shuffled_bytes", "nodes",
+                                            "slices", "strided_bytes"),
+}
 
 
 # --- the cases ----------------------------------------------------------------
@@ -63,6 +78,7 @@ class Case:
     passes: tuple               # the pass that lowers it, and any that lower what it builds
     option: str                 # the option that selects a form
     choices: tuple
+    rules: tuple = ()           # options that make the pass follow its rules alone (no cost model)
 
 
 def _model(node, x_shape, weights, y_shape, opset=17) -> onnx.ModelProto:
@@ -107,6 +123,10 @@ def convtranspose_cases(quick: bool):
 def resize_cases(quick: bool):
     grid = [(c, hw, f, mode) for c in (16, 64, 256) for hw in (16, 32, 64) for f in (2, 4)
             for mode in ("nearest", "linear")]
+    # large factors, where the matmul form's MACs (n per output and axis) grow:
+    # a segmentation head's x8 / x16 of its class scores (21: VOC's classes)
+    grid += [(c, hw, f, mode) for c, hw, f in ((21, 32, 16), (21, 64, 8), (64, 16, 8), (16, 8, 16))
+             for mode in ("nearest", "linear")]
     for c, hw, f, mode in grid[::3] if quick else grid:
         if c * hw * hw * f * f > 8e6:
             continue
@@ -116,7 +136,8 @@ def resize_cases(quick: bool):
         m.graph.initializer.append(scales)
         option, choices = (("resize_nearest", ("shuffle", "deconv")) if mode == "nearest"
                            else ("resize_mode", ("deconv", "matmul")))
-        yield Case(f"resize {mode} c{c} {hw}x{hw} x{f}", m, ("resize", "convtranspose"), option, choices)
+        yield Case(f"resize {mode} c{c} {hw}x{hw} x{f}", m, ("resize", "convtranspose"), option, choices,
+                   (("resize_mode", "deconv"),))
 
 
 # --- measuring ----------------------------------------------------------------
@@ -164,29 +185,59 @@ def copied_bytes(model: onnx.ModelProto, shuffles: bool = False) -> int:
                        graph)
 
 
-def default_form(case: Case) -> str:
-    """The form the pass takes by itself (no option)."""
-    _, report = convrewrite.optimize(case.model, passes=list(case.passes), verify=False)
+def strided_slice_bytes(model: onnx.ModelProto) -> tuple[int, int]:
+    """(bytes, count) of the Slices with a step other than 1 (a gather, not
+    a contiguous copy)."""
+    m = batch_one(model)
+    graph = GraphView(m)
+    consts = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    consts.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in m.graph.node
+                   if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+    strided = [n for n in m.graph.node if n.op_type == "Slice" and len(n.input) >= 5 and n.input[4]
+               and np.any(np.abs(consts.get(n.input[4], np.array([2]))) != 1)]
+    return (moved_bytes(strided, graph) or 0), len(strided)
+
+
+def chosen_form(case: Case, options: dict) -> str:
+    """The form the pass takes by itself with these options."""
+    _, report = convrewrite.optimize(case.model, passes=list(case.passes), options=options, verify=False)
     recs = report.records("rewritten", case.passes[0])
     return recs[0].form if len(recs) == 1 else ""
 
 
+def by_kind(model: onnx.ModelProto) -> dict:
+    """The final model's data-movement bytes by kind, and its Slices."""
+    m = batch_one(model)
+    strided, strided_count = strided_slice_bytes(model)
+    return {"copied_bytes": copied_bytes(model) + copied_bytes(model, shuffles=True),
+            "plain_bytes": copied_bytes(model), "shuffled_bytes": copied_bytes(model, shuffles=True),
+            "reshape_bytes": moved_bytes([n for n in m.graph.node if n.op_type == "Reshape"], GraphView(m)),
+            "strided_bytes": strided, "strided_slices": strided_count,
+            "slices": sum(n.op_type == "Slice" for n in m.graph.node)}
+
+
 def measure(case: Case, repeats: int, threads: int) -> list:
-    """One row per form that the pass built for this case: its Cost and median time."""
+    """One row per form that the pass built for this case: its Cost as the
+    chooser sees it (`view_*`: the pass alone; a Resize's deconv form is its
+    ConvTranspose), the final model's figures, and the median time."""
     built = []
-    default = default_form(case)
+    chosen, rules = chosen_form(case, {}), chosen_form(case, dict(case.rules))
     for choice in case.choices:
-        model, report = convrewrite.optimize(case.model, passes=list(case.passes),
-                                             options={case.option: choice}, verify=False)
+        options = {case.option: choice}
+        model, report = convrewrite.optimize(case.model, passes=list(case.passes), options=options, verify=False)
         recs = report.records("rewritten", case.passes[0])
         if len(recs) != 1 or recs[0].form != choice or any(r.status != "rewritten" for r in report.rewrites):
             continue
         c = model_cost(model)    # the final model: a form's own nodes and what nested rewrites made of them
-        built.append(({"form": choice, "default": choice == default, "dense_macs": c.macs - c.grouped_macs,
-                       "grouped_macs": c.grouped_macs, "moved_bytes": c.moved_bytes,
-                       "copied_bytes": copied_bytes(model) + copied_bytes(model, shuffles=True),
-                       "plain_bytes": copied_bytes(model), "shuffled_bytes": copied_bytes(model, shuffles=True),
-                       "nodes": c.nodes}, model))
+        view = c
+        if len(case.passes) > 1:
+            view = model_cost(convrewrite.optimize(case.model, passes=[case.passes[0]], options=options,
+                                                   verify=False)[0])
+        built.append(({"form": choice, "default": choice == chosen, "rule": choice == rules,
+                       "dense_macs": c.macs - c.grouped_macs, "grouped_macs": c.grouped_macs,
+                       "moved_bytes": c.moved_bytes, "nodes": c.nodes, **by_kind(model),
+                       "view_dense_macs": view.macs - view.grouped_macs, "view_grouped_macs": view.grouped_macs,
+                       "view_moved_bytes": view.moved_bytes, "view_nodes": view.nodes}, model))
     if not built:
         return []
     seconds = median_times([m for _, m in built], repeats, threads)
@@ -211,72 +262,82 @@ def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return best
 
 
-def fit(rows: list) -> dict:
-    """Coefficients in nanoseconds per dense MAC, per grouped MAC, per byte moved, per node."""
-    x = np.array([[float(r[f] or 0) for f in FEATURES] for r in rows])
+def fit(rows: list, features=FEATURES) -> list:
+    """Nanoseconds per unit of each feature."""
+    x = np.array([[float(r[f] or 0) for f in features] for r in rows])
     t = np.array([r["seconds"] * 1e9 for r in rows])
     w = 1.0 / t                                  # relative error: every case counts alike
-    coef = nnls(x * w[:, None], t * w)
-    return dict(zip(COEFFICIENTS, coef))
+    return [float(c) for c in nnls(x * w[:, None], t * w)]
 
 
-def predict(coef: dict, r: dict) -> float:
-    return sum(coef[k] * (r[f] or 0) for k, f in zip(COEFFICIENTS, FEATURES)) * 1e-9
+def predict(coef: list, r: dict, features=FEATURES) -> float:
+    return sum(c * (r[f] or 0) for c, f in zip(coef, features)) * 1e-9
 
 
-def choice_quality(coef: dict, rows: list) -> tuple:
-    """(cases with a choice, model's pick is the fastest, within 10% of the fastest, its geometric-mean
-    slowdown against the fastest, the pass's own default form's)."""
-    by_case = {}
+def kind(case: str) -> str:
+    """The decision a case belongs to: dilated, convtranspose, resize linear / nearest."""
+    words = case.split()
+    return " ".join(words[:2]) if words[0] == "resize" else words[0]
+
+
+def slowdowns(coef: list, rows: list, features=FEATURES) -> dict:
+    """Per kind of case with several forms: {"model": [...], "library": [...], "rules": [...]}, each
+    pick's time over the fastest form's.  model: the cheapest by the estimate among all forms;
+    library: the form the pass takes now; rules: the form the pass's rules alone take."""
+    cases = {}
     for r in rows:
-        by_case.setdefault(r["case"], []).append(r)
-    n = exact = near = 0
-    slowdowns, default_slowdowns = [], []
-    for case_rows in by_case.values():
+        cases.setdefault(r["case"], []).append(r)
+    out = {}
+    for name, case_rows in cases.items():
         if len(case_rows) < 2:
             continue
-        n += 1
-        fastest = min(case_rows, key=lambda r: r["seconds"])
-        picked = min(case_rows, key=lambda r: predict(coef, r))
-        exact += picked is fastest
-        near += picked["seconds"] <= 1.1 * fastest["seconds"]
-        slowdowns.append(picked["seconds"] / fastest["seconds"])
-        default_slowdowns += [r["seconds"] / fastest["seconds"] for r in case_rows if r.get("default")]
-    return n, exact, near, _geomean(slowdowns), _geomean(default_slowdowns)
+        fastest = min(r["seconds"] for r in case_rows)
+        picks = {"model": min(case_rows, key=lambda r: predict(coef, r, features)),
+                 "library": next((r for r in case_rows if r.get("default")), None),
+                 "rules": next((r for r in case_rows if r.get("rule", r.get("default"))), None)}
+        per = out.setdefault(kind(name), {k: [] for k in picks})
+        for k, r in picks.items():
+            if r is not None:
+                per[k].append(r["seconds"] / fastest)
+    return out
 
 
 def _geomean(values: list) -> float:
     return math.exp(statistics.mean(math.log(s) for s in values)) if values else 1.0
 
 
-def fit_summary(coef: dict, rows: list) -> dict:
-    errors = [abs(predict(coef, r) / r["seconds"] - 1) for r in rows]
-    n, exact, near, mean, default = choice_quality(coef, rows)
-    return {"median_relative_error": round(statistics.median(errors), 3), "cases_with_a_choice": n,
-            "picks_the_fastest": exact, "picks_within_10_percent": near, "mean_slowdown": round(mean, 3),
-            "default_forms_mean_slowdown": round(default, 3)}
+def errors(coef: list, rows: list, features=FEATURES) -> list:
+    return [abs(predict(coef, r, features) / r["seconds"] - 1) for r in rows]
 
 
-def print_fit(coef: dict, rows: list) -> None:
-    errors = [abs(predict(coef, r) / r["seconds"] - 1) for r in rows]
-    n, exact, near, mean, default = choice_quality(coef, rows)
-    print(f"\ncoefficients: {coef['mac_ns']:.4g} ns/dense MAC, {coef['grouped_mac_ns']:.4g} ns/grouped MAC, "
-          f"{coef['byte_ns']:.4g} ns/byte moved, {coef['node_ns']:.4g} ns/node")
-    print(f"prediction error over {len(rows)} rewritten models: median {statistics.median(errors):.0%}, "
-          f"90th percentile {np.percentile(errors, 90):.0%}")
-    print(f"choosing: in {n} cases with several forms the cheapest by the model is the fastest in {exact}, "
-          f"within 10% of it in {near}; geometric-mean slowdown against the fastest {mean:.3f}x "
-          f"(the passes' default forms: {default:.3f}x)")
+def fit_summary(coef: list, rows: list) -> dict:
+    per_kind = {k: {who: {"geomean_slowdown": round(_geomean(v), 3), "worst": round(max(v), 2), "cases": len(v)}
+                    for who, v in picks.items() if v}
+                for k, picks in slowdowns(coef, rows).items()}
+    return {"median_relative_error": round(statistics.median(errors(coef, rows)), 3), "slowdown": per_kind}
+
+
+def print_fit(coef: list, rows: list, features=FEATURES, title: str = "") -> None:
+    errs = errors(coef, rows, features)
+    print(f"\n{title or 'the chooser figures'}: " + ", ".join(f"{c:.4g} ns/{f}" for c, f in zip(coef, features)))
+    print(f"  prediction error over {len(rows)} rewritten models: median {statistics.median(errs):.0%}, "
+          f"90th percentile {np.percentile(errs, 90):.0%}")
+    print("  slowdown against the fastest form, geometric mean (worst):")
+    for k, picks in slowdowns(coef, rows, features).items():
+        cells = ", ".join(f"{who} {_geomean(v):.3f} ({max(v):.2f})" for who, v in picks.items() if v)
+        print(f"    {k} ({len(picks['model'])} cases): {cells}")
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="a third of the grid")
     ap.add_argument("--raw", help="write every measurement to this JSON file")
     ap.add_argument("--from-raw", help="fit measurements written earlier with --raw instead of measuring")
-    ap.add_argument("--write", help="write the coefficients and the fit's quality to this JSON file")
+    ap.add_argument("--study", action="store_true", help="also fit the other feature sets (STUDY)")
+    ap.add_argument("--write", help="write the coefficients and the fit's quality to this JSON file "
+                                    "(convrewrite/core/cost_model.json: the library's)")
     args = ap.parse_args(argv)
 
     if args.from_raw:
@@ -292,14 +353,17 @@ def main(argv=None) -> int:
             print(f"[{i}/{len(cases)}] {case.name}: {cells}", flush=True)
         if args.raw:
             with open(args.raw, "w") as f:
-                json.dump({"rows": rows}, f, indent=1)
+                json.dump({"onnxruntime": ort.__version__, "threads": args.threads, "rows": rows}, f, indent=1)
     coef = fit(rows)
     print_fit(coef, rows)
+    if args.study:
+        for title, features in STUDY.items():
+            print_fit(fit(rows, features), rows, features, title)
     if args.write:
         doc = {"generated_by": "benchmarks/calibrate_cost.py", "runtime": f"onnxruntime {ort.__version__} CPU",
-               "threads": args.threads, "machine": platform.machine(), "cases": len(rows),
-               "fit": fit_summary(coef, rows),
-               **{k: float(f"{v:.4g}") for k, v in coef.items()}}
+               "threads": args.threads, "machine": platform.machine(), "rewritten_models": len(rows),
+               **{k: float(f"{v:.4g}") for k, v in zip(COEFFICIENTS, coef)},
+               "fit": fit_summary(coef, rows)}
         with open(args.write, "w") as f:
             json.dump(doc, f, indent=2)
             f.write("\n")

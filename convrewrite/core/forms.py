@@ -24,7 +24,16 @@ when the user asks for them or a target needs a lowering.
     3. favoured forms first
     4. with a MAC bound: forms within bound x the node's MACs first; the
        others by fewest MACs
-    5. the pass's list order (simplest first)
+    5. the pass's list order (simplest first), except that, given a cost
+       model (core/cost_model.py: the driver passes onnxruntime CPU's when
+       there is no target), the forms that say the model decides their
+       place for this node (`estimated`) take the place of the first of
+       them, by the shortest estimated run time.  An opt-in form that says
+       so is ranked then too, as if asked for.
+
+`estimated` is for choices no rule with a measured basis makes (a linear
+Resize: deconv or matmul); forms a rule orders (a favoured form, the MAC
+bound) keep their rule.
 
 The driver takes the first option; with a target it builds them in this
 order, variants included, and takes the first whose nodes the target runs.
@@ -95,6 +104,11 @@ class Form:
     def favoured(self, match, graph) -> Optional[str]:
         return None
 
+    def estimated(self, match, graph) -> bool:
+        """Whether a cost model, when the chooser has one, places this form
+        for this node among the others that say so (rank: key 5)."""
+        return False
+
     def variants(self, match, graph) -> Sequence[Any]:
         return (DEFAULT,)
 
@@ -144,13 +158,14 @@ class Ranking:
 
 def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_opt_in: bool,
          unpadded_first: bool = False, run_passes: Optional[Sequence[str]] = None,
-         bias_after_first: bool = False) -> Ranking:
+         bias_after_first: bool = False, cost_model=None) -> Ranking:
     """Order `p.forms` for `match` (see the module docstring); with
     `unpadded_first`, each form's variants that pad their own Convs last;
     with `bias_after_first`, its variants that add the bias after the pixel
     shuffle (`bias_after`: Profile.bias_after_shuffle) first.
     `run_passes`: the names of the run's passes (None: not known), which a
-    form's `lowered_by` must be among."""
+    form's `lowered_by` must be among.  `cost_model`: a
+    core.cost_model.CostModel that places the `estimated` forms, or None."""
     preferred = list(p.preferred())
     ranking = Ranking()
     scored = []
@@ -167,7 +182,8 @@ def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_op
             ranking.passed_over.append((form.name, reason))
             continue
         asked = form.name in preferred
-        if form.opt_in and not asked and not with_opt_in:
+        estimated = cost_model is not None and form.estimated(match, graph)
+        if form.opt_in and not asked and not with_opt_in and not estimated:
             continue
         variants = list(form.variants(match, graph))[:None if with_variants else 1]
         if unpadded_first:
@@ -176,19 +192,53 @@ def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_op
             variants.sort(key=lambda v: not getattr(v, "bias_after", False))
         pricing = [partial(form.cost, match, v, graph) for v in variants]
         favoured = form.favoured(match, graph)
-        first = pricing[0]() if p.mac_bound is not None else None   # MACs decide only under a bound
+        first = pricing[0]() if p.mac_bound is not None or estimated else None   # figures decide only here
         macs = first.macs if first is not None else None
         over = _over_bound(macs, node_macs, p.mac_bound)
-        key = (not form.first, preferred.index(form.name) if asked else len(preferred), form.opt_in and not asked,
-               favoured is None, over, (macs or 0) if over else 0, index)
+        seconds = cost_model.seconds(first) if estimated else None
+        key = [not form.first, preferred.index(form.name) if asked else len(preferred),
+               form.opt_in and not asked and not estimated, favoured is None, over, (macs or 0) if over else 0,
+               index, seconds is None, seconds or 0.0, index]
         why = ("asked for" if asked else favoured or _list_reason(p, over))
         options = [Option(form, v, why, f) for v, f in zip(variants, pricing)]
         if first is not None:
             options[0].__dict__["cost"] = first   # already worked out: keep it
-        scored.append((key, options))
-    for _, options in sorted(scored, key=lambda s: s[0]):
-        ranking.options += options
+        scored.append(_Scored(key, options, seconds, ruled=bool(asked or favoured or over),
+                              only_estimated=form.opt_in and not asked and not with_opt_in))
+    scored = _place_by_estimate(scored, cost_model)
+    for s in sorted(scored, key=lambda s: s.key):
+        ranking.options += s.options
     return ranking
+
+
+@dataclass
+class _Scored:
+    key: list
+    options: list
+    seconds: Optional[float]    # the estimate, for an `estimated` form given a cost model
+    ruled: bool                 # a rule placed it (asked for, favoured, the MAC bound)
+    only_estimated: bool        # an opt-in form ranked only because the model weighs it
+
+
+def _place_by_estimate(scored: list, cost_model) -> list:
+    """The estimated forms share the list place of the first of them, and
+    the shortest estimated time goes first there.  With fewer than two of
+    them there is nothing to weigh: an opt-in form that came in only to be
+    weighed (or that has no estimate: a size is symbolic) goes again."""
+    timed = [s for s in scored if s.seconds is not None]
+    if len(timed) < 2:
+        timed = []
+    scored = [s for s in scored if not s.only_estimated or s in timed]
+    if not timed:
+        return scored
+    place = min(s.key[6] for s in timed)
+    times = ", ".join(f"{s.options[0].form.name} {s.seconds * 1e6:.3g} us" for s in timed)
+    for s in timed:
+        s.key[6] = place
+        if not s.ruled:
+            for o in s.options:
+                object.__setattr__(o, "why", f"the shortest time estimated for {cost_model.name} ({times})")
+    return scored
 
 
 def _list_reason(p, over: bool) -> str:

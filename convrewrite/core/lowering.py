@@ -30,6 +30,7 @@ import onnx
 from . import qdq
 from .builder import Builder
 from .cost import COMPUTING_OPS, total_macs
+from .cost_model import onnxruntime_cpu
 from .errors import InputError
 from .forms import Option, Ranking, rank
 from .graph import GraphView
@@ -61,7 +62,17 @@ def ranking(p, match: Match, graph: GraphView, target, passes: Sequence = ()) ->
     return rank(p, match, graph, macs, with_variants=target is not None, with_opt_in=target is not None,
                 unpadded_first=bool(getattr(target, "separate_conv_padding", False)),
                 bias_after_first=bool(getattr(target, "bias_after_shuffle", False)),
-                run_passes=[q.name for q in passes] if passes else None)
+                run_passes=[q.name for q in passes] if passes else None, cost_model=cost_model_for(p, target))
+
+
+def cost_model_for(p, target):
+    """The cost model that places a pass's `estimated` forms: onnxruntime
+    CPU's (the runtime it was calibrated on) without a target, unless the
+    pass says its options ask for the plain order (`estimates` False); with
+    a target none (its rules and what it runs decide)."""
+    if target is not None or not getattr(p, "estimates", True):
+        return None
+    return onnxruntime_cpu()
 
 
 def lower(p, match: Match, graph: GraphView, target=None, passes: Sequence = (), depth: int = 0):

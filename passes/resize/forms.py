@@ -15,7 +15,9 @@
 
 In this order (simplest first) they reproduce the pass's behaviour: identity
 and broadcast where they apply, then shuffle for nearest, then deconv;
-matmul only when the user asks for it or a target needs a lowering.
+matmul only when the user asks for it, a target needs a lowering, or, for a
+linear Resize without a target, where the chooser's cost model estimates it
+faster than deconv (`weighed_by_estimate`; matmul is then no longer opt-in).
 
 Variants (shuffle, deconv), offered where some axis needs edge padding: the
 border replicated by Pad(mode=edge) (the default), or, for targets without
@@ -205,6 +207,9 @@ class Deconv(_FixedKernel):
             return problem
         return problem + (MATMUL_HINT if MatMul().applies(match, graph) is None else "")
 
+    def estimated(self, match, graph) -> bool:
+        return weighed_by_estimate(match)
+
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
         padded = [ax.n_in + k.edge[0] + k.edge[1] if ax.n_in is not None else None
@@ -245,6 +250,9 @@ class MatMul(Form):
         m = matrices(spec)
         return m if isinstance(m, str) else None
 
+    def estimated(self, match, graph) -> bool:
+        return weighed_by_estimate(match)
+
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
         dims = [ax.n_in for ax in p.spec.axes]
@@ -274,6 +282,16 @@ class MatMul(Form):
         sizes = [f"axis {a}: [{m.shape[0]}, {m.shape[1]}]" for a, m, _ in mats]
         b.note(f"matrices {', '.join(sizes)} ({sum(m.size for _, m, _ in mats)} weights)")
         return {match.node.output[0]: _build_matmul(b, match.node.input[0], p, mats)}
+
+
+def weighed_by_estimate(match) -> bool:
+    """A linear Resize: deconv or matmul is the chooser's cost model's call
+    (core/cost_model.py).  No rule has a measured basis there: on onnxruntime
+    CPU the matmul form beat the deconv form by 1.3x to 4.6x in every case of
+    benchmarks/calibrate_cost.py (docs/cost_model.md); how much depends on
+    the sizes, which the estimate weighs.  Nearest keeps its rule (shuffle:
+    as fast as the estimate's pick); cubic was not measured."""
+    return match.params.spec.interp.mode == "linear"
 
 
 @lru_cache(maxsize=256)

@@ -39,7 +39,11 @@ the target has no Pad edge, the shuffle and deconv forms have a variant
 Forms (forms.py), simplest first: identity, broadcast, shuffle (nearest),
 deconv, and matmul and pointwise, which are opt-in: used when the user asks
 for them (resize_mode) or a target needs a lowering no other form gives
-(pointwise: one the target's Convs run where its MatMuls do not).  A node only
+(pointwise: one the target's Convs run where its MatMuls do not).  One
+exception: a linear Resize without a target, where the chooser's cost model
+(core/cost_model.py) places deconv and matmul by their estimated times on
+onnxruntime CPU (matmul was the faster in every measured case; the estimate
+weighs the sizes) unless resize_mode=deconv asks for the plain order.  A node only
 the matmul form expresses (align_corners, downsampling, ...) is left alone by
 default, with the reason and the option that lowers it.
 
@@ -70,9 +74,11 @@ NEAREST_FORMS = ("shuffle", "deconv")
 
 @dataclass(frozen=True)
 class ResizeOptions(PassOptions):
-    """`mode`: "deconv" (the default: identity, broadcast, shuffle, deconv),
-    "matmul" (prefer the interpolation matrices: any static Resize) or
-    "pointwise" (the same matrices as 1x1 Convs over transposed tensors).
+    """`mode`: None (the default: identity, broadcast, shuffle, deconv; for a
+    linear Resize without a target, deconv or matmul by the cost model's
+    estimate), "deconv" (that order, never matmul unasked), "matmul" (prefer the
+    interpolation matrices: any static Resize) or "pointwise" (the same
+    matrices as 1x1 Convs over transposed tensors).
     `nearest`: "shuffle" (the default for nearest: channel copies +
     DepthToSpace, no MACs) or "deconv" (prefer the ConvTranspose)."""
 
@@ -103,6 +109,13 @@ class ResizeToConvTranspose:
     def preferred(self) -> tuple[str, ...]:
         return ((self.options.mode,) if self.options.mode in ("matmul", "pointwise") else ()) + \
             (("deconv",) if self.options.nearest == "deconv" else ())
+
+    @property
+    def estimates(self) -> bool:
+        """Whether the chooser's cost model may place forms (a linear
+        Resize's deconv or matmul): not when the user asked for the deconv
+        order outright (resize_mode=deconv)."""
+        return self.options.mode != "deconv"
 
     def candidate(self, node: onnx.NodeProto, graph: GraphView) -> bool:
         return node.op_type in self.op_types and node.domain in ("", "ai.onnx")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from convrewrite.core.cost_model import CostModel
 from convrewrite.core.forms import Cost, Form, Variant, rank
 
 
@@ -17,6 +18,11 @@ class Toy(Form):
     favour: str = None
     opt_in: bool = False
     labels: tuple = ("",)
+    weighed: bool = False    # the cost model places it
+    grouped: int = 0
+
+    def estimated(self, match, graph):
+        return self.weighed
 
     def applies(self, match, graph):
         return self.refuse
@@ -28,7 +34,7 @@ class Toy(Form):
         return tuple(Variant(label) for label in self.labels)
 
     def cost(self, match, variant, graph):
-        return Cost(macs=self.macs)
+        return Cost(macs=self.macs, moved_bytes=0, nodes=1, grouped_macs=self.grouped)
 
 
 @dataclass
@@ -41,8 +47,12 @@ class ToyPass:
         return self.prefer
 
 
-def order(p, node_macs=100, variants=False, opt_in=False):
-    return [o.label for o in rank(p, None, None, node_macs, variants, opt_in).options]
+def order(p, node_macs=100, variants=False, opt_in=False, cost_model=None):
+    return [o.label for o in rank(p, None, None, node_macs, variants, opt_in, cost_model=cost_model).options]
+
+
+# 1 ns per dense MAC, 10 per grouped one, 100 per node
+MODEL = CostModel("toy runtime", mac_ns=1.0, grouped_mac_ns=10.0, byte_ns=0.0, node_ns=100.0)
 
 
 def test_list_order_is_the_default():
@@ -84,3 +94,36 @@ def test_variants_follow_their_form_only_when_asked_for():
     p = ToyPass((Toy("a", labels=("", "pad nodes")), Toy("b")))
     assert order(p) == ["a", "b"]
     assert order(p, variants=True) == ["a", "a, pad nodes", "b"]
+
+
+def test_a_cost_model_places_the_estimated_forms_at_the_first_ones_place():
+    """deconv: 50 grouped MACs (600 ns); matmul: 300 dense (400 ns): matmul
+    first, where deconv stood (after identity, before pointwise)."""
+    p = ToyPass((Toy("identity", refuse="scales are not 1"), Toy("shuffle"),
+                 Toy("deconv", macs=50, grouped=50, weighed=True), Toy("matmul", macs=300, weighed=True),
+                 Toy("pointwise")))
+    assert order(p) == ["shuffle", "deconv", "matmul", "pointwise"]          # no cost model: the list
+    assert order(p, cost_model=MODEL) == ["shuffle", "matmul", "deconv", "pointwise"]
+    r = rank(p, None, None, 100, False, False, cost_model=MODEL)
+    assert r.options[1].why == "the shortest time estimated for toy runtime (deconv 0.6 us, matmul 0.4 us)"
+    cheaper = ToyPass(p.forms[:2] + (Toy("deconv", macs=20, grouped=20, weighed=True),) + p.forms[3:])
+    assert order(cheaper, cost_model=MODEL) == ["shuffle", "deconv", "matmul", "pointwise"]
+
+
+def test_an_opt_in_form_comes_in_to_be_weighed_and_only_then():
+    deconv, matmul = Toy("deconv", macs=50, grouped=50, weighed=True), Toy("matmul", macs=300, opt_in=True, weighed=True)
+    assert order(ToyPass((deconv, matmul)), cost_model=MODEL) == ["matmul", "deconv"]
+    # nothing to weigh it against (the deconv form does not apply): opt-in as before, left out
+    alone = ToyPass((Toy("deconv", refuse="align_corners", weighed=True), matmul))
+    assert order(alone, cost_model=MODEL) == []
+    assert order(alone, opt_in=True, cost_model=MODEL) == ["matmul"]
+
+
+def test_rules_come_before_the_estimate():
+    """The user's preference and a favoured form keep their place; forms
+    that do not say `estimated` keep the list order."""
+    deconv, matmul = Toy("deconv", macs=50, grouped=50, weighed=True), Toy("matmul", macs=300, weighed=True)
+    assert order(ToyPass((deconv, matmul), prefer=("deconv",)), cost_model=MODEL) == ["deconv", "matmul"]
+    favoured = Toy("deconv", macs=50, grouped=50, weighed=True, favour="a rule")
+    assert order(ToyPass((favoured, matmul)), cost_model=MODEL) == ["deconv", "matmul"]
+    assert order(ToyPass((Toy("a", macs=900), Toy("b", macs=1))), cost_model=MODEL) == ["a", "b"]

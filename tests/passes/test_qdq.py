@@ -293,7 +293,7 @@ def test_a_float_resize_still_becomes_a_convtranspose_with_the_resize_pass_alone
     model = resize_block("linear")   # 4 channels, 6x6, x2
     del model.graph.output[:]
     model.graph.output.append(onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 12, 12]))
-    new, report = optimize(model, passes=make_passes(["resize"]))
+    new, report = optimize(model, passes=make_passes(["resize"], {"resize_mode": "deconv"}))
     (r,) = report.rewrites
     assert (r.status, r.form) == (REWRITTEN, "deconv"), r.reason
     assert [n.op_type for n in new.graph.node].count("ConvTranspose") == 1
