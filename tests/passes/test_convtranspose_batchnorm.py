@@ -80,10 +80,16 @@ def test_batchnorm_after_a_convtranspose_is_folded_into_its_lowering(x_shape, co
     assert len(report.rewrites) == 1          # the BatchNormalization has no record of its own
 
 
+@pytest.mark.parametrize("float32_norm", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
-def test_float16_folds_in_float64_and_keeps_its_dtype(bias):
+def test_float16_folds_in_float64_and_keeps_its_dtype(bias, float32_norm):
+    """Opset 15 lets the BatchNormalization's parameters be float32 under float16 data."""
     model = with_norm(convt_model((1, 4, 6, 6), 3, (4, 4), dtype=np.float16, bias=bias, strides=[2, 2],
-                                  pads=[1, 1, 1, 1]))
+                                  pads=[1, 1, 1, 1]), opset=15)
+    if float32_norm:
+        for t in model.graph.initializer:
+            if t.name in ("gamma", "beta", "mean", "var"):
+                t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float32), t.name))
     new, _ = assert_rewrites(model, PASS, GONE)
     assert {t.data_type for t in new.graph.initializer} == {onnx.TensorProto.FLOAT16}
 
