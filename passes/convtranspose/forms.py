@@ -77,11 +77,11 @@ class Deconv:
         return can_make_zeros(self.opset)
 
 
-def weight_and_bias(d: Deconv, graph, weight: bool = True) -> tuple:
-    """The values the Convs compute with: the ConvTranspose's weight (None
-    unless `weight`) and constant bias (None: none, or computed at run time),
-    with the BatchNormalization folded in when there is one (batchnorm.py)."""
-    w = graph.constant(d.weight) if weight or d.norm else None
+def weight_and_bias(d: Deconv, graph) -> tuple:
+    """The values the Convs compute with: the ConvTranspose's weight and
+    constant bias (None: none, or computed at run time), with the
+    BatchNormalization folded in when there is one (batchnorm.py)."""
+    w = graph.constant(d.weight)
     b = graph.constant(d.bias) if d.bias and d.bias_is_constant else None
     if d.norm:
         w, b = fold(w, b, d.group, d.norm, graph)
@@ -242,7 +242,7 @@ class BiasOnly(Form):
 
     def build(self, match, variant, graph, b: Builder) -> dict:
         d, x = match.params, match.node.input[0]
-        _, bias = weight_and_bias(d, graph, weight=False)
+        _, bias = weight_and_bias(d, graph)
         sizes = [g.out for g in d.geometry]
         return {replaced_output(match): _bias_only(b, x, d.cout, d.bias_term, bias, sizes, 1)}
 

@@ -138,13 +138,14 @@ class ConvTransposeToConv:
             return Match(node, quantized.QDeconv(tuple(geometry), int(a.get("group", 1)), cin, cout, node.input[1],
                                                  bias, True, macs, graph.opset(), **qfields), nodes=(node, q),
                          notes=(f"quantized (QDQ) group: {region.describe()}",))
-        norm = read_norm(node, graph) if fold_norm else None
+        norm = read_norm(node, graph) if fold_norm else None   # a Norm, why not (str), or None
+        folded = norm if isinstance(norm, Norm) else None
         deconv = Deconv(tuple(geometry), groups, cin, cout, node.input[1], bias, not bias or graph.is_constant(bias),
-                        macs, graph.opset(), norm=norm if isinstance(norm, Norm) else None)
-        if isinstance(norm, Norm):
-            return Match(node, deconv, nodes=(node, graph.producer(norm.output)),
-                         notes=(f"folded BatchNormalization '{norm.label}' into the phase kernels and bias",))
-        return Match(node, deconv, notes=(norm,) if norm else ())
+                        macs, graph.opset(), norm=folded)
+        if folded is None:
+            return Match(node, deconv, notes=(norm,) if norm else ())
+        return Match(node, deconv, nodes=(node, graph.producer(folded.output)),
+                     notes=(f"folded BatchNormalization '{folded.label}' into the phase kernels and bias",))
 
 
 def _unsupported(node, graph: GraphView, weight_checked: bool = True) -> Optional[Skip]:
