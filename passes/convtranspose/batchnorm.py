@@ -24,7 +24,7 @@ what onnx2tf 2.6.9 mis-converts when C == H == W (docs/tflite.md,
 reproducer 7), so the fold also keeps the pixel shuffle away from it.
 
 Only the inference semantics are folded: training_mode 0 (opset 14+), no
-output but Y declared (opset 9-13: extra outputs mean training mode),
+output but Y declared (opsets 7-13: extra outputs mean training mode),
 spatial 1 (opset 7, 8); earlier opsets (is_test, consumed_inputs) are left.
 """
 from __future__ import annotations

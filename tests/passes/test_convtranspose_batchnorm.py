@@ -204,10 +204,16 @@ def test_left_alone_the_convtranspose_is_lowered_and_the_batchnorm_stays(case, w
 
 
 def test_batchnorm_output_declared_in_training_mode_before_opset_14_is_not_folded():
-    """Opsets 9-13: an output besides Y means training mode (the batch's statistics)."""
+    """Opsets 7-13: an output besides Y means training mode (the batch's statistics)."""
     model = with_norm(convt_model((1, 2, 4, 4), 4, (2, 2), strides=[2, 2]), opset=13)
     model.graph.node[-1].output.extend(["running_mean"])
     assert "make it run in training mode" in read_norm(model.graph.node[0], GraphView(model))
+
+
+def test_batchnorm_before_opset_7_is_not_folded():
+    """Opsets 1-6: is_test (default 0, training) and consumed_inputs; not folded."""
+    model = with_norm(convt_model((1, 2, 4, 4), 4, (2, 2), strides=[2, 2]), opset=6, is_test=1)
+    assert "opset 6 (is_test, consumed_inputs) is not folded" in read_norm(model.graph.node[0], GraphView(model))
 
 
 def qdq_model() -> onnx.ModelProto:
