@@ -383,8 +383,9 @@ class _Run:
 
     def _rematch_alone(self, graph, p, candidates) -> list:
         """A multi-node match (a chain) that was rolled back gives its nodes a
-        second chance one by one, where the pass offers `match_alone`; their
-        new records replace the chain's."""
+        second chance one by one, where the pass offers `match_alone` (the
+        pass's candidates among them: not a BatchNormalization folded into a
+        ConvTranspose); their new records replace the chain's."""
         if not hasattr(p, "match_alone"):
             return []
         retry = []
@@ -392,7 +393,7 @@ class _Run:
             if c.record.status != ROLLED_BACK or c.match is None or len(c.match.nodes) < 2:
                 continue
             self.report.rewrites.remove(c.record)
-            for node in c.match.nodes:
+            for node in [n for n in c.match.nodes if p.candidate(n, graph)]:
                 r = self._plan(graph, p, node, p.match_alone, set())
                 r.record.notes.append(f"matched alone: its chain was rolled back ({c.record.reason})")
                 retry.append(r)

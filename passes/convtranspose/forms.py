@@ -35,6 +35,7 @@ from convrewrite.emit.opset_ops import (NOTHING, ZEROS_MIN_OPSET, Moved, can_mak
                                        other_nodes, zeros_cost)
 from convrewrite.emit.pixel_shuffle import GATHERED, pixel_shuffle_cost, shuffle_rank
 
+from .batchnorm import Norm, fold
 from .build import (Lowering, _any_taps, _bias_add, _bias_only, _crop, _phase_convs, _phase_counts, _runs,
                     _single_conv)
 from .geometry import (Tiles, border_tiles, conv_weight, phases, plan_macs, shared_plan, split_plan, split_tiles,
@@ -57,6 +58,14 @@ class Deconv:
     bias_is_constant: bool
     macs: int                      # the ConvTranspose's, per batch item
     opset: int
+    norm: Optional[Norm] = field(default=None, kw_only=True)   # a BatchNormalization folded in
+
+    @property
+    def bias_term(self) -> str:
+        """The name standing for the output's bias: the ConvTranspose's (""
+        none), or with a folded BatchNormalization its B (a constant then; its
+        values, B' of batchnorm.py, come from `weight_and_bias`)."""
+        return self.bias or (self.norm.bias if self.norm else "")
 
     @property
     def split(self) -> tuple:
@@ -66,6 +75,23 @@ class Deconv:
     def bias_pieces(self) -> bool:
         """Whether phases no tap reaches can be filled with the bias (zeros + B)."""
         return can_make_zeros(self.opset)
+
+
+def weight_and_bias(d: Deconv, graph) -> tuple:
+    """The values the Convs compute with: the ConvTranspose's weight and
+    constant bias (None: none, or computed at run time), with the
+    BatchNormalization folded in when there is one (batchnorm.py)."""
+    w = graph.constant(d.weight)
+    b = graph.constant(d.bias) if d.bias and d.bias_is_constant else None
+    if d.norm:
+        w, b = fold(w, b, d.group, d.norm, graph)
+    return w, b
+
+
+def replaced_output(match) -> str:
+    """The value a lowering replaces: the folded BatchNormalization's output, or the ConvTranspose's."""
+    norm = match.params.norm
+    return norm.output if norm else match.node.output[0]
 
 
 @dataclass(frozen=True)
@@ -91,14 +117,14 @@ class _ConvTransposeForm(Form):
         return None
 
     def lowering(self, d: Deconv, v: Emit) -> Lowering:
-        bias, after = (("", d.bias) if v.bias_after else (d.bias, ""))
+        bias, after = (("", d.bias_term) if v.bias_after else (d.bias_term, ""))
         return Lowering(self.name, self.plans(d), self.tiles(d), d.group, d.cout, d.weight, bias,
                         d.bias_is_constant, v.layout, v.depth_to_space, v.pad_nodes, after)
 
     def variants(self, match, graph):
         d = match.params
         emits = _variants(self.lowering(d, Emit()), d.opset)
-        if not (self.bias_after_variants and d.bias and d.bias_is_constant):
+        if not (self.bias_after_variants and d.bias_term and d.bias_is_constant):
             return emits
         return emits + [replace(e, bias_after=True, label=", ".join(filter(None, [e.label, BIAS_AFTER])))
                         for e in emits]
@@ -114,16 +140,17 @@ class _ConvTransposeForm(Form):
     def build(self, match, variant, graph, b: Builder) -> dict:
         p = self.lowering(match.params, variant)
         x = match.node.input[0]
-        bias = graph.constant(p.bias) if p.bias and p.bias_is_constant else None
-        wc = conv_weight(graph.constant(p.weight), p.group)
-        y = _single_conv(b, x, wc, bias, p) if p.form == "single-conv" else _phase_convs(b, x, wc, bias, p)
+        weight, bias = weight_and_bias(match.params, graph)
+        wc = conv_weight(weight, p.group)
+        conv_bias = None if p.bias_after else bias
+        y = _single_conv(b, x, wc, conv_bias, p) if p.form == "single-conv" else _phase_convs(b, x, wc, conv_bias, p)
         if p.form == "border-split":
             b.note(f"tiles={p.tiles.tile_count()} (phase outputs cut where the taps that reach the input change)")
         y = _crop(b, y, p.plans)
         if p.bias_after:
             b.note("bias added after the pixel shuffle")
-            y = _bias_add(b, y, graph.constant(p.bias_after), len(p.plans) + 2)
-        return {match.node.output[0]: y}
+            y = _bias_add(b, y, bias, len(p.plans) + 2)
+        return {replaced_output(match): y}
 
     def macs(self, d: Deconv) -> int:
         raise NotImplementedError
@@ -207,7 +234,7 @@ class BiasOnly(Form):
 
     def cost(self, match, variant, graph) -> Cost:
         d = match.params
-        low = Lowering(self.name, d.split, None, d.group, d.cout, d.weight, d.bias, d.bias_is_constant)
+        low = Lowering(self.name, d.split, None, d.group, d.cout, d.weight, d.bias_term, d.bias_is_constant)
         moved, _ = _Costing.of(match, graph, low).filler([g.out for g in d.geometry], 1)
         # no node at all where the zeros are an initializer and there is no bias to add
         return Cost(macs=0, moved_bytes=moved.bytes, nodes=moved.nodes, grouped_macs=0,
@@ -215,9 +242,9 @@ class BiasOnly(Form):
 
     def build(self, match, variant, graph, b: Builder) -> dict:
         d, x = match.params, match.node.input[0]
-        bias = graph.constant(d.bias) if d.bias and d.bias_is_constant else None
+        _, bias = weight_and_bias(d, graph)
         sizes = [g.out for g in d.geometry]
-        return {match.node.output[0]: _bias_only(b, x, d.cout, d.bias, bias, sizes, 1)}
+        return {replaced_output(match): _bias_only(b, x, d.cout, d.bias_term, bias, sizes, 1)}
 
 
 def forms(asked: Optional[str]) -> tuple[Form, ...]:
@@ -328,7 +355,7 @@ class _Costing:
             return helper.tensor_dtype_to_np_dtype(graph.dtype(name)).itemsize
 
         return cls(low, tuple(g.n for g in d.geometry), d.cin, itemsize(x),
-                   itemsize(d.bias) if d.bias else 0, d.opset, graph.shape(x)[0])
+                   itemsize(d.bias_term) if d.bias_term else 0, d.opset, graph.shape(x)[0])
 
     def total(self) -> Moved:
         p = self.low

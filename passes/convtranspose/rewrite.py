@@ -31,6 +31,12 @@ Conv's own padding (negative padding: a Slice of the input); a Slice of the
 output crops the block grid where it overhangs the output (a size that is not
 a multiple of the stride, or single-conv's grid shifted by the padding).
 
+A BatchNormalization in inference mode that alone reads the output is
+folded into the kernels and the bias first (batchnorm.py: W'[:, o] = W[:, o] * s[o],
+B' = B * s + t, s = gamma / sqrt(var + eps), t = beta - mean * s): the match
+covers both nodes and every form builds from the folded constants.  A
+target that runs the ConvTranspose keeps both nodes as they are.
+
 Forms (forms.py): single-conv, phase-convs, border-split, bias-only.  The
 driver's chooser takes the simplest whose MACs are within mac_bound (1.1x) of
 the ConvTranspose's; if none is, the fewest MACs.  With a target profile it
@@ -52,6 +58,7 @@ from convrewrite.geometry import geometry_problem
 
 from . import forms as _forms
 from . import quantized
+from .batchnorm import Norm, read_norm
 from .forms import MAC_BOUND, SELECTABLE, Deconv
 from .geometry import SpecConflict, conv_transpose_macs, output_geometry
 
@@ -91,6 +98,16 @@ class ConvTransposeToConv:
         return node.op_type == "ConvTranspose" and node.domain in ("", "ai.onnx")
 
     def match(self, node: onnx.NodeProto, graph: GraphView) -> Match | Skip:
+        """The ConvTranspose, with the BatchNormalization that alone reads its
+        output folded in where batchnorm.read_norm allows it."""
+        return self._match(node, graph, fold_norm=True)
+
+    def match_alone(self, node: onnx.NodeProto, graph: GraphView) -> Match | Skip:
+        """The ConvTranspose by itself (the driver re-matches the nodes of a
+        folded match that does not fit a target or was rolled back)."""
+        return self._match(node, graph, fold_norm=False)
+
+    def _match(self, node: onnx.NodeProto, graph: GraphView, fold_norm: bool) -> Match | Skip:
         where = f"ConvTranspose '{graph.label(node)}'"
         region = qdq.region(node, graph)
         group = None
@@ -121,8 +138,14 @@ class ConvTransposeToConv:
             return Match(node, quantized.QDeconv(tuple(geometry), int(a.get("group", 1)), cin, cout, node.input[1],
                                                  bias, True, macs, graph.opset(), **qfields), nodes=(node, q),
                          notes=(f"quantized (QDQ) group: {region.describe()}",))
-        return Match(node, Deconv(tuple(geometry), groups, cin, cout, node.input[1], bias,
-                                  not bias or graph.is_constant(bias), macs, graph.opset()))
+        norm = read_norm(node, graph) if fold_norm else None   # a Norm, why not (str), or None
+        folded = norm if isinstance(norm, Norm) else None
+        deconv = Deconv(tuple(geometry), groups, cin, cout, node.input[1], bias, not bias or graph.is_constant(bias),
+                        macs, graph.opset(), norm=folded)
+        if folded is None:
+            return Match(node, deconv, notes=(norm,) if norm else ())
+        return Match(node, deconv, nodes=(node, graph.producer(folded.output)),
+                     notes=(f"folded BatchNormalization '{folded.label}' into the phase kernels and bias",))
 
 
 def _unsupported(node, graph: GraphView, weight_checked: bool = True) -> Optional[Skip]:

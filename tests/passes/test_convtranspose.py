@@ -644,15 +644,16 @@ def run_time_cost(model: onnx.ModelProto):
     return subgraph_cost(m.graph.node, GraphView(m, inferred=inferred))
 
 
-def assert_costs_exact(model: onnx.ModelProto, p=None) -> int:
-    """Every form and variant that applies: the Cost the chooser sees before
-    building equals the built replacement's (model_cost at batch 1; MACs and
-    bytes per batch item) on all four figures.  Returns the options checked."""
+def assert_costs_exact(model: onnx.ModelProto, p=None, node: int = -1) -> int:
+    """Every form and variant that applies to the ConvTranspose model.graph.node[node]:
+    the Cost the chooser sees before building equals the built replacement's
+    (model_cost at batch 1; MACs and bytes per batch item) on all four
+    figures.  Returns the options checked."""
     p = p or ConvTransposeToConv(ConvTransposeOptions(form="border-split"))
     graph = GraphView(model)
-    match = p.match(model.graph.node[-1], graph)
+    match = p.match(model.graph.node[node], graph)
     assert isinstance(match, Match), match
-    batch = graph.shape(model.graph.node[-1].input[0])[0]
+    batch = graph.shape(model.graph.node[node].input[0])[0]
     per_item = batch if isinstance(batch, int) else 1
     options = rank(p, match, graph, None, with_variants=True, with_opt_in=True).options
     for option in options:

@@ -1,0 +1,121 @@
+"""An inference BatchNormalization after a ConvTranspose, folded into its kernels.
+
+Before:
+    x --ConvTranspose(W [Cin, Cout/g, k...], B)--> y --BatchNormalization(gamma, beta, mean, var, eps)--> z
+
+After (then lowered by any form of the pass, the BatchNormalization gone):
+    x --ConvTranspose(W', B')--> z
+
+BatchNormalization in inference mode is an affine map per channel o:
+
+    z[o] = (y[o] - mean[o]) / sqrt(var[o] + eps) * gamma[o] + beta[o] = y[o] * s[o] + t[o]
+    s = gamma / sqrt(var + eps),  t = beta - mean * s
+
+and output channel o of a ConvTranspose is linear in the taps that write it, so
+
+    W'[i, j, ...] = W[i, j, ...] * s[o],  o = (i // (Cin/g)) * (Cout/g) + j
+    B' = B * s + t                        (B = 0 when absent)
+
+(W is [Cin, Cout/g, k...]: input channel i of group i // (Cin/g) writes
+output channels (i // (Cin/g)) * (Cout/g) + j.)  Folded in float64, cast to
+W's type.  Where the ConvTranspose is lowered, its output is one pass over
+the tensor fewer; and a DepthToSpace straight before a BatchNormalization is
+what onnx2tf 2.6.9 mis-converts when C == H == W (docs/tflite.md,
+reproducer 7), so the fold also keeps the pixel shuffle away from it.
+
+Only the inference semantics are folded: training_mode 0 (opset 14+), no
+output but Y declared (opsets 7-13: extra outputs mean training mode),
+spatial 1 (opset 7, 8); earlier opsets (is_test, consumed_inputs) are left.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import numpy as np
+import onnx
+
+from convrewrite.core.graph import GraphView, attributes
+
+NORM = "BatchNormalization"
+FIRST_OPSET = 7   # before it, is_test (default 0: training) and consumed_inputs
+
+
+@dataclass(frozen=True)
+class Norm:
+    """A BatchNormalization folded into the ConvTranspose before it: its
+    name (for the report), output and constant inputs."""
+
+    label: str
+    output: str                    # Y: the output the lowering replaces
+    scale: str                     # gamma
+    bias: str                      # beta
+    mean: str
+    var: str
+    epsilon: float
+
+
+def read_norm(node: onnx.NodeProto, graph: GraphView) -> Union[Norm, str, None]:
+    """The BatchNormalization that alone reads the ConvTranspose `node`'s
+    output, as a Norm when it can be folded; why not (a str) when it cannot;
+    None when there is none."""
+    y = node.output[0]
+    readers = graph.consumers(y)
+    if len(readers) != 1 or readers[0].op_type != NORM or readers[0].domain not in ("", "ai.onnx"):
+        return None
+    bn, where = readers[0], f"BatchNormalization '{graph.label(readers[0])}' not folded"
+    if y in graph.graph_outputs:
+        return f"{where}: the ConvTranspose's output is a graph output"
+    problem = _not_inference(bn, graph) or _parameter_problem(node, bn, graph)
+    if problem:
+        return f"{where}: {problem}"
+    a = attributes(bn)
+    return Norm(graph.label(bn), bn.output[0], *bn.input[1:5], float(a.get("epsilon", 1e-5)))
+
+
+def _not_inference(bn: onnx.NodeProto, graph: GraphView) -> Optional[str]:
+    """Why `bn` may not compute the inference formula, or None."""
+    opset, a = graph.opset(), attributes(bn)
+    extra = [o for o in bn.output[1:] if o]
+    if opset < FIRST_OPSET:
+        return f"opset {opset} (is_test, consumed_inputs) is not folded"
+    if int(a.get("training_mode", 0)) != 0:
+        return "training_mode=1 normalizes with the batch's own statistics"
+    if opset < 14 and extra:
+        return f"opset {opset}: its outputs {extra} make it run in training mode"
+    if any(graph.consumers(o) or o in graph.graph_outputs for o in extra):
+        return f"its outputs {extra} are read"
+    if int(a.get("spatial", 1)) != 1:
+        return "spatial=0 normalizes each position on its own"
+    return None
+
+
+def _parameter_problem(node: onnx.NodeProto, bn: onnx.NodeProto, graph: GraphView) -> Optional[str]:
+    """Why the ConvTranspose's weight and bias or `bn`'s parameters cannot
+    be folded offline, or None."""
+    w = graph.shape(node.input[1])
+    cout = w[1] * int(attributes(node).get("group", 1)) if w else None
+    bias = node.input[2] if len(node.input) > 2 else ""
+    if not graph.is_constant(node.input[1]) or (bias and not graph.is_constant(bias)):
+        return "the ConvTranspose's weight or bias is computed at run time"
+    if len(bn.input) < 5 or not all(bn.input[1:5]):
+        return "it lacks one of scale, B, mean, var"
+    for name in bn.input[1:5]:
+        if not graph.is_constant(name):
+            return f"its input '{name}' is computed at run time"
+        if graph.shape(name) != (cout,):
+            return f"its input '{name}' has shape {graph.shape(name)}, not [{cout}]"
+    return None
+
+
+def fold(weight: np.ndarray, bias: Optional[np.ndarray], group: int, norm: Norm, graph: GraphView):
+    """(W', B') of the module docstring, in W's type."""
+    scale, beta, mean, var = (np.asarray(graph.constant(n), np.float64)
+                              for n in (norm.scale, norm.bias, norm.mean, norm.var))
+    s = scale / np.sqrt(var + np.float64(np.float32(norm.epsilon)))
+    t = beta - mean * s
+    cin, cout_g = weight.shape[:2]
+    per_tap = s.reshape(group, 1, cout_g, *[1] * (weight.ndim - 2))     # [g, 1, Cout/g, 1...]
+    w = (weight.astype(np.float64).reshape(group, cin // group, *weight.shape[1:]) * per_tap).reshape(weight.shape)
+    b = (0.0 if bias is None else np.asarray(bias, np.float64)) * s + t
+    return w.astype(weight.dtype), b.astype(weight.dtype)
