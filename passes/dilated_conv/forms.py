@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from math import prod
 from typing import ClassVar, Optional
 
@@ -59,12 +59,12 @@ class Dilated:
     bias: str                                   # "" when absent
     taps: Optional[tuple[tuple[int, int], ...]]  # kept tap range per axis; None: all
 
-    @property
+    @cached_property   # asked by every form, several times per node (the params are frozen)
     def dilated(self) -> bool:
         """Some dilation is left after the simplifications."""
         return any(a.dilation > 1 for a in self.axes)
 
-    @property
+    @cached_property
     def one_phase(self) -> bool:
         """Every axis has one phase: only x_pad[::d] is read."""
         return all(a.phases == 1 for a in self.axes)
