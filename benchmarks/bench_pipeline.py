@@ -22,8 +22,10 @@ medians.  onnxsim is an optional benchmark dependency (`pip install
 onnxsim`); it is imported only in its child process.  The slope is the
 least-squares slope of log(time) against log(nodes) over the sizes given.
 `--baseline` names another checkout of convrewrite (e.g. `git worktree add
-/tmp/before <commit>`) whose verified optimize runs interleaved with the
-others, for a before/after comparison in the same run.
+/tmp/before <commit>`) whose optimize, verified and not, runs interleaved
+with the others, for a before/after comparison in the same run (wall and CPU
+medians).  The last column is the machine's 1-minute load average when the
+size's runs ended: on a shared machine, compare the CPU columns.
 
 Each checkout's modules are byte-compiled first (`compileall`), as `pip
 install` leaves them and as onnxsim's are: where PYTHONDONTWRITEBYTECODE is
@@ -130,8 +132,9 @@ def bench(sizes, repeats, large_repeats, resize, use_onnxsim, keep, baseline=Non
     print("| candidates | nodes | rewritten | optimize s (verify) | optimize s (no verify) | onnxsim s (CLI) "
           "| onnxsim s (simplify only) | verify / onnxsim | no verify / onnxsim | runs "
           "| CPU s: verify / no verify / onnxsim | CPU ratios to onnxsim |"
-          + (" baseline s (verify) | baseline s (no verify) |" if baseline else ""))
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if baseline else ""))
+          + (" baseline s (verify) | baseline s (no verify) | baseline CPU s: verify / no verify |"
+             if baseline else "") + " load average |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if baseline else "") + "---|")
     points = []
     with tempfile.TemporaryDirectory() as tmp:
         where = keep or tmp
@@ -151,8 +154,8 @@ def bench(sizes, repeats, large_repeats, resize, use_onnxsim, keep, baseline=Non
                 if have_onnxsim:
                     ts.append(timed([sys.executable, "-m", "onnxsim", path, os.path.join(where, "sim.onnx")]))
                 if baseline:
-                    bv.append(timed(optimize_cmd(path, out, True, os.path.join(where, "b.json"), baseline))[0])
-                    bn.append(timed(optimize_cmd(path, out, False, os.path.join(where, "b.json"), baseline))[0])
+                    bv.append(timed(optimize_cmd(path, out, True, os.path.join(where, "b.json"), baseline)))
+                    bn.append(timed(optimize_cmd(path, out, False, os.path.join(where, "b.json"), baseline)))
             candidates = len(rep["rewrites"])
             rewritten = sum(r["status"] == "rewritten" for r in rep["rewrites"])
             v, nv = (statistics.median(t[0] for t in tv), statistics.median(t[0] for t in tn))
@@ -167,7 +170,9 @@ def bench(sizes, repeats, large_repeats, resize, use_onnxsim, keep, baseline=Non
                   f"| {'-' if s is None else f'{s:.2f}'} | {'-' if inner is None else f'{inner:.2f}'} "
                   f"| {ratio(v)} | {ratio(nv)} | {runs} "
                   f"| {cv:.2f} / {cn:.2f} / {'-' if cs is None else f'{cs:.2f}'} | {cpu_ratio} |"
-                  + (f" {statistics.median(bv):.2f} | {statistics.median(bn):.2f} |" if baseline else ""), flush=True)
+                  + (f" {statistics.median(t[0] for t in bv):.2f} | {statistics.median(t[0] for t in bn):.2f} "
+                     f"| {statistics.median(t[1] for t in bv):.2f} / {statistics.median(t[1] for t in bn):.2f} |"
+                     if baseline else "") + f" {os.getloadavg()[0]:.1f} |", flush=True)
     if len(points) >= 2:
         x = np.log([p[0] for p in points])
         for label, col in (("verify", 1), ("no verify", 2), ("verify, CPU", 3), ("no verify, CPU", 4)):

@@ -37,8 +37,6 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 import onnx
 
-from ..target import check_model as target_violations
-from ..target import load_profile, needs_lowering, runs_as_is_reason, target_report
 from . import qdq_check
 from .cost import batch_one, model_cost, subgraph_cost
 from .graph import GraphView
@@ -107,7 +105,7 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
         check_model(model)
     release_memory(weight_bytes(model))  # what parsing and the checker's copies left on the heap
     report.timings["load_and_check"] = time.perf_counter() - t0
-    profile = load_profile(target) if target is not None and not hasattr(target, "rules") else target
+    profile = _profile(target)
     progress("load", 1, 1)
     run = _Run(tuple(passes), profile, settings, report, _weight_budget(model), progress, owned)
     run.model_bytes = weight_bytes(model)
@@ -164,8 +162,21 @@ def _weight_budget(model: onnx.ModelProto) -> int:
     return min(max(NEW_WEIGHTS_FACTOR * own, NEW_WEIGHTS_FLOOR), NEW_WEIGHTS_CAP)
 
 
+def _profile(target):
+    """The Profile `target` names (None: no target).  The target package is
+    imported only for a run with a target (start-up time)."""
+    if target is None or hasattr(target, "rules"):
+        return target
+    from ..target import load_profile
+
+    return load_profile(target)
+
+
 def check_target(model: onnx.ModelProto, profile) -> dict:
     """The report's "target" section: every node of `model` that does not fit."""
+    from ..target import check_model as target_violations
+    from ..target import target_report
+
     return target_report(target_violations(model, profile), profile)
 
 
@@ -317,10 +328,14 @@ class _Run:
 
     def _plan(self, graph, p, node, match_fn, claimed: set) -> _Candidate:
         c = _Candidate(RewriteRecord(p.name, graph.label(node), node.op_type, SKIPPED))
-        unfit = needs_lowering(node, graph, self.profile) if self.profile is not None else None
-        if self.profile is not None and unfit is None:
-            c.skip(Skip(runs_as_is_reason(node, graph, self.profile), Code.TARGET_RUNS_IT))
-            return c
+        unfit = None
+        if self.profile is not None:
+            from ..target import needs_lowering, runs_as_is_reason
+
+            unfit = needs_lowering(node, graph, self.profile)
+            if unfit is None:
+                c.skip(Skip(runs_as_is_reason(node, graph, self.profile), Code.TARGET_RUNS_IT))
+                return c
         too_large = oversized_tensor(node, graph)
         if too_large is not None:
             c.skip(Skip(f"{node.op_type} '{graph.label(node)}': {too_large.reason}", too_large.code))

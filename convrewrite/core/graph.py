@@ -185,12 +185,23 @@ def _unique_labels(nodes: Iterable[onnx.NodeProto]) -> dict:
     return labels
 
 
+# The operators of the standard domain that take graph attributes (bodies).
+# onnx.checker refuses an attribute a standard operator's schema does not
+# declare, so any other node of the standard domain has none, and looking
+# into its attributes (about a microsecond each through protobuf) can be
+# skipped; a node of any other domain is looked into.
+SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})
+STANDARD_DOMAINS = ("", "ai.onnx")
+
+
 def node_outer_references(node: onnx.NodeProto) -> set:
     """Every value name used inside a node's If/Loop/Scan bodies.
 
     A superset of the outer-scope names the bodies read (it also holds the
     bodies' own names), which is what keep-alive and ordering need."""
     names = set()
+    if node.op_type not in SUBGRAPH_OPS and node.domain in STANDARD_DOMAINS:
+        return names
     for a in node.attribute:
         if a.type == onnx.AttributeProto.GRAPH:
             bodies = [a.g]

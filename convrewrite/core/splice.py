@@ -24,16 +24,23 @@ def node_indices(model: onnx.ModelProto) -> dict:
 def renamed_nodes(replacement: Replacement) -> list[onnx.NodeProto]:
     """The replacement's nodes with each mapped value renamed to the original
     output name, plus an Identity where the mapped value is not produced by
-    the replacement itself (e.g. the output is simply the input)."""
+    the replacement itself (e.g. the output is simply the input).  A node
+    that reads and writes no mapped value is the replacement's own object,
+    not a copy (most of them: only the nodes at the replacement's outputs
+    are renamed); callers read the nodes or copy them into a graph, never
+    edit them."""
     rename, passed_through = _renaming(replacement)
     nodes = []
     for n in replacement.nodes:
+        inputs, outputs = list(n.input), list(n.output)
+        if not any(v in rename for v in inputs) and not any(v in rename for v in outputs):
+            nodes.append(n)
+            continue
         m = onnx.NodeProto()
         m.CopyFrom(n)
-        for k, name in enumerate(m.input):
-            m.input[k] = rename.get(name, name)
-        for k, name in enumerate(m.output):
-            m.output[k] = rename.get(name, name)
+        del m.input[:], m.output[:]
+        m.input.extend(rename.get(name, name) for name in inputs)
+        m.output.extend(rename.get(name, name) for name in outputs)
         nodes.append(m)
     for old, new in passed_through:
         nodes.append(helper.make_node("Identity", [new], [old], name=f"{old}/identity"))
@@ -178,8 +185,9 @@ def remove_dead(g: onnx.GraphProto, maybe_dead: set, initializers: set,
                 frontier.append(i)
     _filter(g.node, lambda n: id(n) not in dead_nodes)
     _filter(g.input, lambda i: i.name not in dead_inits)
-    live = {v for n in g.node for v in list(n.output) + list(n.input)}
-    _filter(g.value_info, lambda vi: vi.name in live)
+    if len(g.value_info):
+        live = {v for n in g.node for v in list(n.output) + list(n.input)}
+        _filter(g.value_info, lambda vi: vi.name in live)
     return dead_inits
 
 
@@ -195,6 +203,8 @@ def toposort(g: onnx.GraphProto) -> None:
     is produced later (depth-first, dependencies first)."""
     nodes = list(g.node)
     producer = {o: k for k, n in enumerate(nodes) for o in n.output if o}
+    if _in_order(nodes, producer):
+        return   # the order below would be this one: nothing moves
     deps = [sorted({producer[x] for x in set(n.input) | node_outer_references(n) if x in producer})
             for n in nodes]
     placed, order = [False] * len(nodes), []
@@ -216,3 +226,19 @@ def toposort(g: onnx.GraphProto) -> None:
     if order != list(range(len(nodes))):
         del g.node[:]
         g.node.extend(nodes[k] for k in order)
+
+
+def _in_order(nodes: list, producer: dict) -> bool:
+    """Whether no node reads a value produced after it (a node reading its
+    own output aside, which toposort skips too): then toposort keeps every
+    node where it is.  A splice puts each replacement where its first
+    matched node was, so the order usually holds, and this check is much
+    cheaper than the sort."""
+    for k, n in enumerate(nodes):
+        for x in n.input:
+            if producer.get(x, -1) > k:
+                return False
+        for x in node_outer_references(n):
+            if producer.get(x, -1) > k:
+                return False
+    return True

@@ -38,10 +38,20 @@ def external_reads(io: Sequence[tuple[Sequence[str], Sequence[str]]]) -> list[st
 def make_model(graph: GraphView, nodes, initializers, inputs: Sequence[onnx.ValueInfoProto],
                outputs: Sequence[onnx.ValueInfoProto], name: str) -> onnx.ModelProto:
     """A model of `nodes` with the graph's opsets (IR 4 at least: initializers
-    need not be listed as inputs)."""
-    g = helper.make_graph(list(nodes), name, list(inputs), list(outputs), list(initializers))
-    return helper.make_model(g, opset_imports=list(graph.model.opset_import),
-                             ir_version=max(4, graph.model.ir_version))
+    need not be listed as inputs): the message helper.make_model(
+    helper.make_graph(...)) makes, built in place (make_model copies the
+    graph it is given once more; there is one such model per side of every
+    local check)."""
+    model = onnx.ModelProto()
+    model.ir_version = max(4, graph.model.ir_version)
+    g = model.graph
+    g.node.extend(nodes)
+    g.name = name
+    g.input.extend(inputs)
+    g.output.extend(outputs)
+    g.initializer.extend(initializers)
+    model.opset_import.extend(graph.model.opset_import)
+    return model
 
 
 def replacement_model(replacement: Replacement, graph: GraphView,

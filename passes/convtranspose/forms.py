@@ -38,8 +38,8 @@ from convrewrite.emit.pixel_shuffle import GATHERED, pixel_shuffle_cost, shuffle
 from .batchnorm import Norm, fold
 from .build import (Lowering, _any_taps, _bias_add, _bias_only, _crop, _phase_convs, _phase_counts, _runs,
                     _single_conv)
-from .geometry import (Tiles, border_tiles, conv_weight, phases, plan_macs, shared_plan, split_plan, split_tiles,
-                       tile_tree)
+from .geometry import (GEOMETRY_CACHE, Tiles, border_tiles, conv_weight, phases, plan_macs, shared_plan, split_plan,
+                       split_tiles, tile_tree)
 
 MAC_BOUND = 1.1  # a form within this factor of the ConvTranspose's MACs needs no more nodes
 BIAS_AFTER = "bias after the shuffle"
@@ -123,7 +123,7 @@ class _ConvTransposeForm(Form):
 
     def variants(self, match, graph):
         d = match.params
-        emits = _variants(self.lowering(d, Emit()), d.opset)
+        emits = list(_structure_variants(_structure(self.lowering(d, Emit())), d.opset))
         if not (self.bias_after_variants and d.bias_term and d.bias_is_constant):
             return emits
         return emits + [replace(e, bias_after=True, label=", ".join(filter(None, [e.label, BIAS_AFTER])))
@@ -131,7 +131,7 @@ class _ConvTransposeForm(Form):
 
     def cost(self, match, variant, graph) -> Cost:
         low = self.lowering(match.params, variant)
-        moved = _Costing.of(match, graph, low).total() + (other_nodes(1) if low.bias_after else NOTHING)
+        moved = _Costing.of(match, graph, low).cached_total() + (other_nodes(1) if low.bias_after else NOTHING)
         macs = self.macs(match.params)
         return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes,
                     grouped_macs=macs if grouped(match.params.cin // match.params.group) else 0,
@@ -273,6 +273,18 @@ def _border_tiles(geometry, budget: int, bias_pieces: bool) -> Optional[Tiles]:
 
 # --- variants ------------------------------------------------------------------
 
+def _structure(low: Lowering) -> Lowering:
+    """`low` without its value names: what the variants and the cost of a
+    lowering depend on (the bias only through whether there is one), so
+    that nodes of one geometry share them (the caches below)."""
+    return replace(low, weight="", bias="b" if low.bias else "", bias_after="a" if low.bias_after else "")
+
+
+@lru_cache(maxsize=GEOMETRY_CACHE)
+def _structure_variants(low: Lowering, opset: int) -> tuple:
+    return tuple(_variants(low, opset))
+
+
 def _variants(low: Lowering, opset: int, gathered: bool = False) -> list[Emit]:
     """The ways to emit one form, fewest nodes first: DepthToSpace where it
     applies before Reshape/Transpose, the Convs' own pads before Pad nodes,
@@ -356,6 +368,11 @@ class _Costing:
 
         return cls(low, tuple(g.n for g in d.geometry), d.cin, itemsize(x),
                    itemsize(d.bias_term) if d.bias_term else 0, d.opset, graph.shape(x)[0])
+
+    def cached_total(self) -> Moved:
+        """total(), worked out once per structure (a fresh walk: `seen` empty)."""
+        return _structure_total(_structure(self.low), self.sizes, self.cin, self.itemsize, self.bias_itemsize,
+                                self.opset, self.batch)
 
     def total(self) -> Moved:
         p = self.low
@@ -471,3 +488,9 @@ class _Costing:
         out = grid[:2] + [pl.out if pl.shift or pl.blocks * pl.stride != pl.out else pl.blocks * pl.stride
                           for pl in plans]
         return movement([grid], out, self.itemsize)
+
+
+@lru_cache(maxsize=GEOMETRY_CACHE)
+def _structure_total(low: Lowering, sizes: tuple, cin: int, itemsize: int, bias_itemsize: int, opset: int,
+                     batch) -> Moved:
+    return _Costing(low, sizes, cin, itemsize, bias_itemsize, opset, batch).total()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from math import prod
 from typing import ClassVar, Optional
 
@@ -58,12 +59,12 @@ class Dilated:
     bias: str                                   # "" when absent
     taps: Optional[tuple[tuple[int, int], ...]]  # kept tap range per axis; None: all
 
-    @property
+    @cached_property   # asked by every form, several times per node (the params are frozen)
     def dilated(self) -> bool:
         """Some dilation is left after the simplifications."""
         return any(a.dilation > 1 for a in self.axes)
 
-    @property
+    @cached_property
     def one_phase(self) -> bool:
         """Every axis has one phase: only x_pad[::d] is read."""
         return all(a.phases == 1 for a in self.axes)
@@ -441,29 +442,42 @@ def _slices_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
 
 
 def _taps_window_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
+    return _taps_window_moved_of(p.axes, p.channels, itemsize, opset)
+
+
+def _taps_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
+    return _taps_moved_of(p.axes, p.channels, itemsize, opset)
+
+
+# The taps forms' data movement depends on the axes, C, the item size and the
+# opset alone (their arguments): worked out once per distinct geometry.
+
+@lru_cache(maxsize=1024)
+def _taps_window_moved_of(axes: tuple, channels: int, itemsize: int, opset: int) -> Moved:
     """`_taps_window`: the window, a strided Slice and a Conv per tap, Sum or Adds."""
-    dil = [k for k, a in enumerate(p.axes) if a.dilation > 1]
-    lengths = [(a.out - 1) * a.stride + extent(a.kernel, a.dilation) for a in p.axes]
-    moved, shape = _window_moved(p.axes, lengths, p.channels, itemsize)
-    taps = list(itertools.product(*[range(p.axes[k].kernel) for k in dil]))
+    dil = [k for k, a in enumerate(axes) if a.dilation > 1]
+    lengths = [(a.out - 1) * a.stride + extent(a.kernel, a.dilation) for a in axes]
+    moved, shape = _window_moved(axes, lengths, channels, itemsize)
+    taps = list(itertools.product(*[range(axes[k].kernel) for k in dil]))
     for tap in taps:
-        starts = [tk * p.axes[k].dilation for tk, k in zip(tap, dil)]
-        ends = [s0 + (p.axes[k].out - 1) * p.axes[k].stride + 1 for s0, k in zip(starts, dil)]
-        moved += strided_slice_cost(shape, [k + 2 for k in dil], starts, ends, [p.axes[k].stride for k in dil],
+        starts = [tk * axes[k].dilation for tk, k in zip(tap, dil)]
+        ends = [s0 + (axes[k].out - 1) * axes[k].stride + 1 for s0, k in zip(starts, dil)]
+        moved += strided_slice_cost(shape, [k + 2 for k in dil], starts, ends, [axes[k].stride for k in dil],
                                     itemsize, opset)[0]
     return moved + other_nodes(len(taps) + add_all_nodes(len(taps), opset))
 
 
-def _taps_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
+@lru_cache(maxsize=1024)
+def _taps_moved_of(axes: tuple, channels: int, itemsize: int, opset: int) -> Moved:
     """`_taps`: a crop of the undilated axes, per tap a strided Slice of x
     (unless it is all of x) and a Conv, then Sum or Adds."""
-    shape = [1, p.channels, *[a.size for a in p.axes]]
+    shape = [1, channels, *[a.size for a in axes]]
     moved = NOTHING
-    crop = [undilated_window(a) if a.dilation == 1 else (0, 0, 0, 0) for a in p.axes]
+    crop = [undilated_window(a) if a.dilation == 1 else (0, 0, 0, 0) for a in axes]
     if any(q[0] or q[1] for q in crop):
         cropped = shape[:2] + [n - q[0] - q[1] for n, q in zip(shape[2:], crop)]
         moved, shape = movement([shape], cropped, itemsize), cropped
-    images = tap_images(p.axes)
+    images = tap_images(axes)
     for image in images:
         if image.axes:
             moved += strided_slice_cost(shape, [k + 2 for k in image.axes], image.starts, image.stops, image.steps,

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property, lru_cache
 from math import ceil, floor, prod
 from typing import Optional, Sequence
 
@@ -101,7 +102,7 @@ class AxisResize:
     scale: Fraction
     roi: tuple = (Fraction(0), Fraction(1))
 
-    @property
+    @cached_property   # asked for tens of times per node (the spec is frozen)
     def identity(self) -> bool:
         """Scale 1 and no crop: onnxruntime and the reference copy the axis
         (even for tf_half_pixel_for_nn, whose formula would shift it)."""
@@ -314,6 +315,13 @@ def is_plain_nearest(kernels: Sequence[AxisKernel]) -> bool:
 
 
 
+@lru_cache(maxsize=256)
+def resize_kernel(interp: Interpolation, factor: int) -> AxisKernel:
+    """axis_kernel(phase_taps(interp, factor), factor), worked out once per
+    interpolation and factor (every Resize of a model usually shares one)."""
+    return axis_kernel(phase_taps(interp, factor), factor)
+
+
 def identity_kernel() -> AxisKernel:
     """An axis left as it is: kernel [1], stride 1."""
     return AxisKernel(1, (0, 0), (0, 0), (1.0,), (((0, 1.0),),))
@@ -351,7 +359,7 @@ class ResizeSpec:
     interp: Interpolation
     axes: tuple[AxisResize, ...]
 
-    @property
+    @cached_property
     def resized(self) -> tuple[AxisResize, ...]:
         return tuple(ax for ax in self.axes if not ax.identity)
 

@@ -66,7 +66,7 @@ from convrewrite.core.rewrite import Code, Match, PassOptions, Skip
 
 from . import pointwise, quantized
 from .forms import FORMS, ResizeParams
-from .interpolation import (MAX_FACTOR, ResizeSpec, Unreadable, axis_kernel, identity_kernel, phase_taps, read_resize)
+from .interpolation import MAX_FACTOR, ResizeSpec, Unreadable, identity_kernel, read_resize, resize_kernel
 
 MODES = ("deconv", "matmul", "pointwise")
 NEAREST_FORMS = ("shuffle", "deconv")
@@ -132,7 +132,7 @@ class ResizeToConvTranspose:
         channels = spec.axes[1].n_in if len(spec.axes) > 1 else None
         fixed = fixed_kernel_problem(spec, channels)
         kernels = () if fixed else tuple(
-            identity_kernel() if ax.identity else axis_kernel(phase_taps(spec.interp, ax.factor), ax.factor)
+            identity_kernel() if ax.identity else resize_kernel(spec.interp, ax.factor)
             for ax in spec.axes[2:])
         params = ResizeParams(spec, helper.tensor_dtype_to_np_dtype(dtype), graph.opset(), channels, kernels, fixed)
         notes = (f"mode={spec.interp.mode}", f"coordinates={spec.interp.coordinate_mode}")

@@ -1,0 +1,140 @@
+"""The figures the forms work out once per distinct structure (issue 12:
+pipeline speed) are keyed by everything they depend on: nodes of one
+structure share an entry, nodes that differ in anything the figures read
+(the geometry, whether there is a bias and whether it is constant, the
+element type, the channels, the opset) do not, and every figure stays the
+built replacement's."""
+import numpy as np
+import pytest
+from onnx import TensorProto
+
+from builders import conv_model, convt_model
+from convrewrite.core.cost import model_cost
+from convrewrite.core.forms import rank
+from convrewrite.core.graph import GraphView
+from convrewrite.core.lowering import build
+from convrewrite.core.rewrite import Match
+from convrewrite.core.standalone import replacement_model
+from passes.convtranspose import forms as convt_forms
+from passes.convtranspose.rewrite import ConvTransposeOptions, ConvTransposeToConv
+from passes.dilated_conv import forms as dilated_forms
+from passes.dilated_conv.rewrite import DilatedConvToSpaceToBatch
+from passes.resize.interpolation import Interpolation, axis_kernel, phase_taps, resize_kernel
+
+
+def _clear_caches():
+    for f in (convt_forms._structure_variants, convt_forms._structure_total,
+              dilated_forms._taps_moved_of, dilated_forms._taps_window_moved_of, resize_kernel):
+        f.cache_clear()
+
+
+def _options(p, model):
+    graph = GraphView(model)
+    match = p.match(model.graph.node[-1], graph)
+    assert isinstance(match, Match), match
+    return graph, match, rank(p, match, graph, None, with_variants=True, with_opt_in=True).options
+
+
+def _assert_exact(p, model) -> list:
+    """Every option's Cost equals its built replacement's; the costs, in order."""
+    graph, match, options = _options(p, model)
+    costs = []
+    for option in options:
+        built = model_cost(replacement_model(build(p, match, option, graph), graph))
+        c = option.cost
+        assert (c.macs, c.moved_bytes, c.nodes, c.max_rank) == \
+            (built.macs, built.moved_bytes, built.nodes, built.max_rank), (option.label, c, built)
+        costs.append((option.label, c))
+    return costs
+
+
+def _with_names(model, suffix: str):
+    """The same model with every value and node renamed (another instance of its structure)."""
+    rename = {}
+    for t in model.graph.initializer:
+        rename[t.name] = t.name + suffix
+        t.name += suffix
+    for vi in list(model.graph.input) + list(model.graph.output):
+        rename[vi.name] = vi.name + suffix
+        vi.name += suffix
+    for n in model.graph.node:
+        n.name += suffix
+        n.input[:] = [rename.get(i, i) for i in n.input]
+        n.output[:] = [rename.get(o, o) for o in n.output]
+    return model
+
+
+def test_convtranspose_nodes_of_one_structure_share_their_figures():
+    p = ConvTransposeToConv(ConvTransposeOptions(form="border-split"))
+    _clear_caches()
+    first = _assert_exact(p, convt_model((1, 4, 6, 6), 2, (3, 3), strides=[2, 2], pads=[1, 1, 1, 1]))
+    hits = convt_forms._structure_total.cache_info().hits
+    again = _assert_exact(p, _with_names(convt_model((1, 4, 6, 6), 2, (3, 3), strides=[2, 2],
+                                                     pads=[1, 1, 1, 1], seed=1), "_other"))
+    assert again == first
+    assert convt_forms._structure_total.cache_info().hits > hits   # the second node read the first's entries
+
+
+@pytest.mark.parametrize("change", [
+    dict(bias=False),                                  # no bias: no "bias after" variants, no bias fillers
+    dict(dtype=np.float16),                            # other item size: other bytes moved
+    dict(opset=9),                                     # other emitters (Slice / Pad attributes)
+    dict(strides=[3, 3]),                              # other geometry
+])
+@pytest.mark.parametrize("base", [
+    dict(x_shape=(1, 4, 6, 6), cout_per_group=2, kernel=(3, 3), strides=[2, 2], pads=[1, 1, 1, 1]),
+    dict(x_shape=(1, 2, 4, 4), cout_per_group=3, kernel=(3, 3), strides=[4, 4]),   # phases no tap reaches
+])
+def test_convtranspose_structures_that_differ_do_not_share(base, change):
+    p = ConvTransposeToConv(ConvTransposeOptions(form="border-split"))
+    _clear_caches()
+    first = _assert_exact(p, convt_model(**base))
+    other = _assert_exact(p, convt_model(**{**base, **change}))   # exact although the first filled the caches
+    assert other != first
+
+
+def test_a_run_time_bias_is_not_a_constant_one():
+    """Same geometry and bias presence; only whether the bias is constant differs."""
+    from onnx import helper
+
+    p = ConvTransposeToConv(ConvTransposeOptions(form="border-split"))
+    _clear_caches()
+    constant = convt_model((1, 4, 6, 6), 2, (3, 3), strides=[2, 2])
+    first = _assert_exact(p, constant)
+    run_time = convt_model((1, 4, 6, 6), 2, (3, 3), strides=[2, 2], bias=False)
+    run_time.graph.node[-1].input.append("B")
+    run_time.graph.input.append(helper.make_tensor_value_info("B", TensorProto.FLOAT, [2]))
+    other = _assert_exact(p, run_time)
+    assert [label for label, _ in other] != [label for label, _ in first]   # no "bias after" variants
+
+
+@pytest.mark.parametrize("change,differs", [
+    (dict(x_shape=(1, 3, 12, 12), w_shape=(4, 3, 3, 3)), True),   # other channels
+    (dict(dtype=TensorProto.FLOAT16), True),                      # other item size
+    (dict(dilations=[3, 3]), True),                               # other geometry
+    (dict(opset=9), False),   # Slice attributes: other nodes, the same figures (still each its own entry)
+])
+def test_dilated_taps_figures_are_per_structure(change, differs):
+    p = DilatedConvToSpaceToBatch()
+    base = dict(x_shape=(1, 2, 12, 12), w_shape=(4, 2, 3, 3), dilations=[2, 2], pads=[2, 2, 2, 2])
+    _clear_caches()
+    first = [(label, c) for label, c in _assert_exact(p, conv_model(**base)) if label.startswith("taps")]
+    assert first
+    hits = dilated_forms._taps_moved_of.cache_info().hits
+    assert [c for label, c in _assert_exact(p, conv_model(**base, seed=3)) if label.startswith("taps")] == \
+        [c for _, c in first]
+    assert dilated_forms._taps_moved_of.cache_info().hits > hits
+    misses = dilated_forms._taps_moved_of.cache_info().misses
+    other = [(label, c) for label, c in _assert_exact(p, conv_model(**{**base, **change})) if label.startswith("taps")]
+    assert dilated_forms._taps_moved_of.cache_info().misses > misses   # an entry of its own
+    assert (other != first) == differs
+
+
+def test_the_resize_kernel_is_per_interpolation_and_factor():
+    _clear_caches()
+    nearest, linear = Interpolation("nearest", "asymmetric", "floor"), Interpolation("linear", "half_pixel", "floor")
+    for interp in (nearest, linear):
+        for factor in (2, 3):
+            assert resize_kernel(interp, factor) == axis_kernel(phase_taps(interp, factor), factor)
+    assert resize_kernel(nearest, 2) != resize_kernel(nearest, 3) != resize_kernel(linear, 3)
+    assert resize_kernel.cache_info().currsize == 4
