@@ -166,7 +166,7 @@ def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_op
     `run_passes`: the names of the run's passes (None: not known), which a
     form's `lowered_by` must be among.  `cost_model`: a
     core.cost_model.CostModel that places the `estimated` forms, or None."""
-    preferred = list(p.preferred())
+    preferred = list(p.preferred_for(match) if hasattr(p, "preferred_for") else p.preferred())
     ranking = Ranking()
     scored = []
     node = getattr(match, "node", None)
@@ -233,11 +233,14 @@ def _place_by_estimate(scored: list, cost_model) -> list:
         return scored
     place = min(s.key[6] for s in timed)
     times = ", ".join(f"{s.options[0].form.name} {s.seconds * 1e6:.3g} us" for s in timed)
+    fastest = min(timed, key=lambda s: s.seconds)
     for s in timed:
         s.key[6] = place
         if not s.ruled:
+            why = (f"the shortest time estimated for {cost_model.name} ({times})" if s is fastest else
+                   f"estimated slower than {fastest.options[0].form.name} on {cost_model.name} ({times})")
             for o in s.options:
-                object.__setattr__(o, "why", f"the shortest time estimated for {cost_model.name} ({times})")
+                object.__setattr__(o, "why", why)
     return scored
 
 

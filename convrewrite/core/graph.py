@@ -105,13 +105,19 @@ class GraphView(ConstantFolding):
         return self.labels[id(node)]
 
     @cached_property
+    def outer_references(self) -> frozenset:
+        """Values of this graph that If/Loop/Scan bodies read (a superset:
+        node_outer_references); `consumers` does not list those reads."""
+        return frozenset(subgraph_outer_references(self.graph))
+
+    @cached_property
     def names_in_use(self) -> frozenset:
         names = set(self._types) | set(self.initializers) | self._graph_inputs
         for node in self.graph.node:
             names.update(node.output)
             names.update(node.input)
             names.add(node.name)
-        names.update(subgraph_outer_references(self.graph))
+        names.update(self.outer_references)
         return frozenset(names)
 
     # --- types ------------------------------------------------------------

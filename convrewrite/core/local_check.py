@@ -124,9 +124,12 @@ def _sides(graph: GraphView, match: Match, replacement: Replacement) -> _Sides:
     reads a value the original nodes do not, or a value crossing the
     boundary has an unknown shape or type."""
     outputs = list(replacement.outputs)
+    inside = {id(n) for n in match.nodes}
+    # an output is needed unless only the match's own nodes read it (a graph
+    # output, or a value an If/Loop/Scan body reads, is always needed)
     needed = {o for n in match.nodes for o in n.output
-              if o and (graph.consumers(o) or o in graph.graph_outputs)}
-    needed -= {o for n in match.nodes for o in n.output for c in graph.consumers(o) if c in match.nodes}
+              if o and (o in graph.graph_outputs or o in graph.outer_references
+                        or any(id(c) not in inside for c in graph.consumers(o)))}
     missing = needed - set(outputs)
     if missing:
         raise CheckError(f"replacement does not provide {sorted(missing)}")

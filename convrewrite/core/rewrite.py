@@ -10,6 +10,8 @@ A pass is a small object:
     options       a frozen dataclass of its typed options (OPTION_KEYS maps
                   the option names users write to its fields)
     preferred()   the form names the user asked for, best first
+    preferred_for(match)   (optional) the same for one match, where an
+                  option concerns some nodes only (resize_nearest: nearest)
     candidate(node, graph) -> bool
                   cheap filter: is this a node the pass is about at all?
                   Nodes that are not candidates never appear in the report.

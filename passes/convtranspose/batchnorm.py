@@ -66,6 +66,8 @@ def read_norm(node: onnx.NodeProto, graph: GraphView) -> Union[Norm, str, None]:
     bn, where = readers[0], f"BatchNormalization '{graph.label(readers[0])}' not folded"
     if y in graph.graph_outputs:
         return f"{where}: the ConvTranspose's output is a graph output"
+    if y in graph.outer_references:
+        return f"{where}: a subgraph (If/Loop/Scan body) reads the ConvTranspose's output"
     problem = _not_inference(bn, graph) or _parameter_problem(node, bn, graph)
     if problem:
         return f"{where}: {problem}"

@@ -110,6 +110,12 @@ class ResizeToConvTranspose:
         return ((self.options.mode,) if self.options.mode in ("matmul", "pointwise") else ()) + \
             (("deconv",) if self.options.nearest == "deconv" else ())
 
+    def preferred_for(self, match) -> tuple[str, ...]:
+        """preferred(), where resize_nearest=deconv asks for deconv for a
+        nearest Resize only (a linear one keeps the cost model's pick)."""
+        nearest = match.params.spec.interp.mode == "nearest"
+        return tuple(f for f in self.preferred() if f != "deconv" or nearest)
+
     @property
     def estimates(self) -> bool:
         """Whether the chooser's cost model may place forms (a linear

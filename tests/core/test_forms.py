@@ -106,6 +106,7 @@ def test_a_cost_model_places_the_estimated_forms_at_the_first_ones_place():
     assert order(p, cost_model=MODEL) == ["shuffle", "matmul", "deconv", "pointwise"]
     r = rank(p, None, None, 100, False, False, cost_model=MODEL)
     assert r.options[1].why == "the shortest time estimated for toy runtime (deconv 0.6 us, matmul 0.4 us)"
+    assert r.options[2].why == "estimated slower than matmul on toy runtime (deconv 0.6 us, matmul 0.4 us)"
     cheaper = ToyPass(p.forms[:2] + (Toy("deconv", macs=20, grouped=20, weighed=True),) + p.forms[3:])
     assert order(cheaper, cost_model=MODEL) == ["shuffle", "deconv", "matmul", "pointwise"]
 

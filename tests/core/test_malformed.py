@@ -55,3 +55,30 @@ def test_a_malformed_replacement_is_rolled_back_with_or_without_verification(ver
             assert re.search(reason, r.reason), r.reason
     if REWRITTEN not in statuses:
         assert new.SerializeToString() == original.SerializeToString()
+
+
+def relu_pair_read_by_a_subgraph():
+    """Relu -> Relu, and an If whose branches read the first Relu's output
+    `a`: GraphView.consumers does not list a subgraph's read, the check must."""
+    vi = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 3])
+    branch = lambda o: helper.make_graph([helper.make_node("Identity", ["a"], [o])], o, [], [vi(o)])
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="r1"),
+             helper.make_node("Relu", ["a"], ["y"], name="r2"),
+             helper.make_node("If", ["c"], ["w"], name="if", then_branch=branch("t"), else_branch=branch("e"))]
+    graph = helper.make_graph(nodes, "g", [vi("x"), helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                              [vi("y"), vi("w")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_a_match_whose_inner_value_a_subgraph_reads_must_provide_it(verify):
+    """The pair's replacement gives only y; `a`, read by the If's bodies,
+    would vanish: refused (uncheckable), then each Relu is rewritten alone."""
+    from toy_passes import ReluPairs
+    import onnx
+    new, report = optimize(relu_pair_read_by_a_subgraph(), passes=[ReluPairs()], verify=verify)
+    onnx.checker.check_model(new, full_check=True)
+    assert sorted(r.node for r in report.records(REWRITTEN)) == ["r1", "r2"]
+    assert [n.op_type for n in new.graph.node].count("Relu") == 0
+    assert any("replacement does not provide ['a']" in note for r in report.rewrites for note in r.notes), \
+        [(r.node, r.notes) for r in report.rewrites]

@@ -154,6 +154,17 @@ def y_also_output(model):
     return model
 
 
+def y_read_by_a_subgraph(model):
+    """An If whose branches read y: `consumers` does not list that read."""
+    vi = lambda n: helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [None] * 4)
+    branch = lambda o: helper.make_graph([helper.make_node("Identity", ["y"], [o])], o, [], [vi(o)])
+    model.graph.input.append(helper.make_tensor_value_info("c", onnx.TensorProto.BOOL, []))
+    model.graph.node.append(helper.make_node("If", ["c"], ["w"], name="if", then_branch=branch("t"),
+                                             else_branch=branch("e")))
+    model.graph.output.append(vi("w"))
+    return model
+
+
 def runtime_bias(model):
     node = model.graph.node[0]
     model.graph.input.append(helper.make_tensor_value_info("B_run_time", onnx.TensorProto.FLOAT, [4]))
@@ -178,6 +189,8 @@ def per_position(model):
 @pytest.mark.parametrize("case,why", [
     (lambda: two_readers(with_norm(convt_model((1, 2, 4, 4), 4, (2, 2), strides=[2, 2]))), None),
     (lambda: y_also_output(with_norm(convt_model((1, 2, 4, 4), 4, (2, 2), strides=[2, 2]))), "is a graph output"),
+    (lambda: y_read_by_a_subgraph(with_norm(convt_model((1, 2, 4, 4), 4, (2, 2), strides=[2, 2]))),
+     "a subgraph (If/Loop/Scan body) reads"),
     (lambda: with_norm(convt_model((1, 2, 4, 4), 4, (2, 2), strides=[2, 2]), training_mode=1),
      "training_mode=1"),
     (lambda: with_norm(convt_model((1, 2, 4, 4), 4, (2, 2), strides=[2, 2]), params="input"),
@@ -187,7 +200,7 @@ def per_position(model):
     (lambda: mean_shape(with_norm(convt_model((1, 2, 4, 4), 4, (2, 2), strides=[2, 2]))), "shape (4, 1, 1)"),
     (lambda: per_position(with_norm(convt_model((1, 2, 4, 4), 4, (2, 2), strides=[2, 2]), opset=7, spatial=0)),
      "spatial=0"),
-], ids=["read-twice", "graph-output", "training-mode", "runtime-parameters", "runtime-bias", "shape",
+], ids=["read-twice", "graph-output", "subgraph-reader", "training-mode", "runtime-parameters", "runtime-bias", "shape",
         "spatial-0"])
 def test_left_alone_the_convtranspose_is_lowered_and_the_batchnorm_stays(case, why):
     model = case()

@@ -510,6 +510,19 @@ def test_a_linear_resize_takes_the_form_estimated_faster(shape, scales):
     assert forms_of(report) == ["deconv"]
 
 
+def test_resize_nearest_deconv_asks_for_deconv_on_nearest_resizes_only():
+    """The option names the nearest upsampling form: a linear Resize keeps
+    the cost model's pick."""
+    nearest_deconv = ResizeToConvTranspose(ResizeOptions(nearest="deconv"))
+    _, report = assert_rewrites(resize_model([1, 16, 16, 16], [1, 1, 2, 2], mode="nearest"), nearest_deconv,
+                                {"Resize": 0, "ConvTranspose": 1})
+    assert forms_of(report) == ["deconv"]
+    model = resize_model([1, 16, 16, 16], [1, 1, 2, 2], mode="linear")
+    _, default = assert_rewrites(model, DEFAULT, {"Resize": 0})
+    _, report = assert_rewrites(model, nearest_deconv, {"Resize": 0})
+    assert forms_of(report) == forms_of(default) == ["matmul"]
+
+
 def test_cubic_and_nearest_keep_their_rules():
     """The cost model weighs linear Resizes only: cubic was not measured,
     nearest's shuffle is as fast as the estimate's pick."""
