@@ -196,28 +196,37 @@ def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_op
         macs = first.macs if first is not None else None
         over = _over_bound(macs, node_macs, p.mac_bound)
         seconds = cost_model.seconds(first) if estimated else None
-        key = [not form.first, preferred.index(form.name) if asked else len(preferred),
-               form.opt_in and not asked and not estimated, favoured is None, over, (macs or 0) if over else 0,
-               index, seconds is None, seconds or 0.0, index]
+        rules = (not form.first, preferred.index(form.name) if asked else len(preferred),
+                 form.opt_in and not asked and not estimated, favoured is None, over, (macs or 0) if over else 0)
         why = ("asked for" if asked else favoured or _list_reason(p, over))
         options = [Option(form, v, why, f) for v, f in zip(variants, pricing)]
         if first is not None:
             options[0].__dict__["cost"] = first   # already worked out: keep it
-        scored.append(_Scored(key, options, seconds, ruled=bool(asked or favoured or over),
+        scored.append(_Scored(rules, index, index, options, seconds, ruled=bool(asked or favoured or over),
                               only_estimated=form.opt_in and not asked and not with_opt_in))
     scored = _place_by_estimate(scored, cost_model)
-    for s in sorted(scored, key=lambda s: s.key):
+    for s in sorted(scored, key=_Scored.key):
         ranking.options += s.options
     return ranking
 
 
 @dataclass
 class _Scored:
-    key: list
+    """One form's options and what orders them: keys 0-4 of the module
+    docstring (`rules`), then its `place` in the list (the pass's order; an
+    estimated form takes the place of the first estimated one), then the
+    estimate, then the list order."""
+
+    rules: tuple
+    place: int
+    index: int                  # its position in the pass's list
     options: list
     seconds: Optional[float]    # the estimate, for an `estimated` form given a cost model
     ruled: bool                 # a rule placed it (asked for, favoured, the MAC bound)
     only_estimated: bool        # an opt-in form ranked only because the model weighs it
+
+    def key(self) -> tuple:
+        return self.rules + (self.place, self.seconds is None, self.seconds or 0.0, self.index)
 
 
 def _place_by_estimate(scored: list, cost_model) -> list:
@@ -231,11 +240,11 @@ def _place_by_estimate(scored: list, cost_model) -> list:
     scored = [s for s in scored if not s.only_estimated or s in timed]
     if not timed:
         return scored
-    place = min(s.key[6] for s in timed)
+    place = min(s.place for s in timed)
     times = ", ".join(f"{s.options[0].form.name} {s.seconds * 1e6:.3g} us" for s in timed)
     fastest = min(timed, key=lambda s: s.seconds)
     for s in timed:
-        s.key[6] = place
+        s.place = place
         if not s.ruled:
             why = (f"the shortest time estimated for {cost_model.name} ({times})" if s is fastest else
                    f"estimated slower than {fastest.options[0].form.name} on {cost_model.name} ({times})")
