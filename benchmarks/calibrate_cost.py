@@ -94,6 +94,9 @@ def dilated_cases(quick: bool):
     grid = [(c, o, hw, d, g) for c, o in ((32, 32), (64, 64), (128, 128), (256, 64))
             for hw in (17, 33, 65) for d in (2, 4, 12) for g in ("dense", "depthwise")
             if not (g == "depthwise" and c != o)]
+    # tiny Convs (sample-model sizes), where the taps favour meets per-node overhead (forms.OVERRULE)
+    grid += [(c, c, hw, d, g) for c in (4, 8, 16) for hw in (8, 12, 16, 24, 33) for d in (2, 4, 8)
+             for g in ("dense", "depthwise") if 2 * d < hw]
     for c, o, hw, d, g in grid[::3] if quick else grid:
         group = c if g == "depthwise" else 1
         if c * o // group * 9 * hw * hw > 400e6:

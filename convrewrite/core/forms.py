@@ -21,7 +21,9 @@ when the user asks for them or a target needs a lowering.
     0. `first` forms (identity, broadcast: exact, no work) before anything
     1. the user's preference (the pass's `preferred()`, in that order)
     2. opt-in forms last
-    3. favoured forms first
+    3. favoured forms first (given a cost model, a `favour_weighed` form's
+       favour goes where it is estimated more than OVERRULE times slower
+       than the form that comes first without it: _weigh_favour)
     4. with a MAC bound: forms within bound x the node's MACs first; the
        others by fewest MACs
     5. the pass's list order (simplest first), except that, given a cost
@@ -97,6 +99,11 @@ class Form:
     # the convtranspose pass makes it integer Convs); without it the form is
     # passed over.
     lowered_by: ClassVar[Optional[str]] = None
+    # Its `favoured` rule is a heuristic the cost model may overrule (rank:
+    # _weigh_favour): given one, the favour goes where the estimate says
+    # the form is more than OVERRULE times slower than the form that would
+    # come first without it.
+    favour_weighed: ClassVar[bool] = False
 
     def applies(self, match, graph) -> Optional[str]:
         return None
@@ -203,8 +210,9 @@ def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_op
         if first is not None:
             options[0].__dict__["cost"] = first   # already worked out: keep it
         scored.append(_Scored(rules, index, index, options, seconds, ruled=bool(asked or favoured or over),
-                              only_estimated=form.opt_in and not asked and not with_opt_in))
-    scored = _place_by_estimate(scored, cost_model)
+                              only_estimated=form.opt_in and not asked and not with_opt_in,
+                              weighed=bool(favoured and not asked and form.favour_weighed)))
+    scored = _weigh_favour(_place_by_estimate(scored, cost_model), cost_model)
     for s in sorted(scored, key=_Scored.key):
         ranking.options += s.options
     return ranking
@@ -224,9 +232,51 @@ class _Scored:
     seconds: Optional[float]    # the estimate, for an `estimated` form given a cost model
     ruled: bool                 # a rule placed it (asked for, favoured, the MAC bound)
     only_estimated: bool        # an opt-in form ranked only because the model weighs it
+    weighed: bool = False       # favoured by a rule the cost model may overrule (Form.favour_weighed)
+
+    FAVOURED = 3                # the slot of `rules` that is False for a favoured form
 
     def key(self) -> tuple:
         return self.rules + (self.place, self.seconds is None, self.seconds or 0.0, self.index)
+
+    def estimate(self, cost_model) -> Optional[float]:
+        return cost_model.seconds(self.options[0].cost)
+
+
+# How much slower than the form that would come first without its favour the
+# cost model must estimate a favour_weighed form before the favour goes.
+# Measured on the dilated-Conv grid of benchmarks/calibrate_cost.py (123
+# cases, 4..256 channels): slowdown of the picks against the fastest form,
+# geometric mean, 1.30x by the rules alone, 1.140x / 1.139x / 1.144x /
+# 1.173x overruling at 1.0 / 1.25 / 1.5 / 2.0 (docs/cost_model.md).
+OVERRULE = 1.25
+
+
+def _weigh_favour(scored: list, cost_model) -> list:
+    """Drop the favour of a `weighed` form (a favoured rule's heuristic)
+    where the cost model estimates it more than OVERRULE times slower than
+    the form that comes first without it: a rule that says "small phase
+    images convolve inefficiently" does not see that nine tiny Convs cost
+    more in per-node overhead than a phase split costs in copies."""
+    if cost_model is None:
+        return scored
+    for s in [s for s in scored if s.weighed]:
+        ranked = sorted(scored, key=_Scored.key)
+        if ranked[0] is not s or len(ranked) < 2:
+            continue            # its favour decides nothing (the user asked for another form)
+        rival = ranked[1]
+        mine, theirs = s.estimate(cost_model), rival.estimate(cost_model)
+        if mine is None or theirs is None or mine <= OVERRULE * theirs:
+            continue
+        s.rules = s.rules[:_Scored.FAVOURED] + (True,) + s.rules[_Scored.FAVOURED + 1:]
+        s.ruled = False
+        why = (f"{s.options[0].why}, but overruled: estimated {mine * 1e6:.3g} us on {cost_model.name}, more "
+               f"than {OVERRULE}x {rival.options[0].form.name}'s {theirs * 1e6:.3g} us")
+        for o in s.options:
+            object.__setattr__(o, "why", why)
+        for o in rival.options:
+            object.__setattr__(o, "why", f"{o.why}; {s.options[0].form.name} was favoured, {why.split(', but ')[1]}")
+    return scored
 
 
 def _place_by_estimate(scored: list, cost_model) -> list:

@@ -263,6 +263,7 @@ class Taps(_DilatedForm):
 
     below: int = 64
     name = "taps"
+    favour_weighed = True   # where per-node overhead outweighs the phase split's copies (docs/cost_model.md)
 
     def applies(self, match, graph):
         p = match.params

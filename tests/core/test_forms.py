@@ -20,6 +20,7 @@ class Toy(Form):
     labels: tuple = ("",)
     weighed: bool = False    # the cost model places it
     grouped: int = 0
+    favour_weighed: bool = False   # the cost model may overrule its favour
 
     def estimated(self, match, graph):
         return self.weighed
@@ -128,3 +129,28 @@ def test_rules_come_before_the_estimate():
     favoured = Toy("deconv", macs=50, grouped=50, weighed=True, favour="a rule")
     assert order(ToyPass((favoured, matmul)), cost_model=MODEL) == ["deconv", "matmul"]
     assert order(ToyPass((Toy("a", macs=900), Toy("b", macs=1))), cost_model=MODEL) == ["a", "b"]
+
+
+def test_a_cost_model_overrules_a_weighed_favour_only_beyond_the_margin():
+    """A favour_weighed form loses its favour when estimated more than
+    OVERRULE times slower than the form that comes first without it; below
+    the margin, without a cost model, or when the user asked for another
+    form, the rule stands."""
+    from convrewrite.core.forms import OVERRULE
+    rival = Toy("batch", macs=1000)                          # 1.1 us
+    slow = Toy("taps", macs=900, favour="tiny phase images", favour_weighed=True)
+    slow.cost = lambda match, variant, graph: Cost(macs=900, moved_bytes=0, nodes=9, grouped_macs=0)   # 1.8 us
+    p = ToyPass((rival, slow))
+    assert order(p) == ["taps", "batch"]                              # no cost model: the rule
+    r = rank(p, None, None, 100, False, False, cost_model=MODEL)
+    assert [o.label for o in r.options] == ["batch", "taps"]
+    assert r.options[0].why == ("the first form in the pass's order that applies; taps was favoured, overruled: "
+                                f"estimated 1.8 us on toy runtime, more than {OVERRULE}x batch's 1.1 us")
+    assert r.options[1].why.startswith("tiny phase images, but overruled")
+    assert order(ToyPass((rival, slow), prefer=("taps",)), cost_model=MODEL) == ["taps", "batch"]
+    assert order(ToyPass((rival, slow), prefer=("batch",)), cost_model=MODEL) == ["batch", "taps"]
+    close = Toy("taps", macs=900, favour="tiny phase images", favour_weighed=True)   # 1.0 us: within the margin
+    assert order(ToyPass((rival, close)), cost_model=MODEL) == ["taps", "batch"]
+    plain = Toy("taps", macs=900, favour="tiny phase images")          # not favour_weighed
+    plain.cost = slow.cost
+    assert order(ToyPass((rival, plain)), cost_model=MODEL) == ["taps", "batch"]

@@ -356,7 +356,7 @@ def test_taps_form_pads_its_convs_or_takes_a_padded_window(tmp_path):
     a target whose toolchain makes Conv padding a PAD of its own
     (separate_conv_padding; no built-in profile) gets one padded window and
     unpadded tap Convs instead.  Both equivalent, both exactly costed."""
-    model = conv_model((1, 8, 33, 33), (4, 8, 3, 3), dilations=[6, 6], pads=[6] * 4)
+    model = conv_model((1, 16, 33, 33), (16, 16, 3, 3), dilations=[6, 6], pads=[6] * 4)
     new, report = assert_rewrites(model, DilatedConv(), {"Conv": 9, "Pad": 0})
     assert forms_of(report) == ["taps"] and report.records(REWRITTEN)[0].variant == ""
     assert any(attributes(n).get("pads") for n in new.graph.node if n.op_type == "Conv")
@@ -368,7 +368,7 @@ def test_taps_form_pads_its_convs_or_takes_a_padded_window(tmp_path):
 
 def test_tiny_phase_images_use_the_taps_form():
     """ASPP rate 6 on 33x33: phase images of 6x6 outputs -> taps form (by default)."""
-    model = conv_model((1, 8, 33, 33), (4, 8, 3, 3), dilations=[6, 6], pads=[6] * 4)
+    model = conv_model((1, 16, 33, 33), (16, 16, 3, 3), dilations=[6, 6], pads=[6] * 4)
     new, report = assert_rewrites(model, DilatedConv(), {"Conv": 9, "Add": 8})
     assert forms_of(report) == ["taps"]
     assert ("chosen: phase images of 36 outputs (below taps_below=64) convolve inefficiently: one undilated "
@@ -377,6 +377,22 @@ def test_tiny_phase_images_use_the_taps_form():
     _, report = assert_rewrites(model, "dilated-conv", {"Conv": 1}, dilated_taps_below=36)
     assert forms_of(report) == ["batch"]
     assert "chosen: the first form in the pass's order that applies" in notes_of(report)
+
+
+def test_the_cost_model_overrules_the_taps_favour_on_tiny_convolutions(tmp_path):
+    """8 -> 4 channels: nine tap Convs of 1,000 MACs each cost more in
+    per-node overhead than the batch form's copies.  Without a target the
+    cost model overrules the favour (and the report says by how much); a
+    target's rules decide alone (no cost model)."""
+    model = conv_model((1, 8, 33, 33), (4, 8, 3, 3), dilations=[6, 6], pads=[6] * 4)
+    _, report = assert_rewrites(model, DilatedConv(), {"Conv": 1, "Add": 0})
+    assert forms_of(report) == ["batch"]
+    assert re.search(r"chosen: the first form in the pass's order that applies; taps was favoured, overruled: "
+                     r"estimated [\d.]+ us on onnxruntime [\d.]+ CPU, more than 1.25x batch's [\d.]+ us",
+                     "\n".join(notes_of(report)))
+    _, report = assert_rewrites(model, DilatedConv(), {"Conv": 9, "Add": 8},
+                                target=profile(tmp_path, "no-dilation"))
+    assert forms_of(report) == ["taps"]
 
 
 @pytest.mark.parametrize("mode,convs", [("batch", 1), ("depth", 1), ("slices", 36)])
@@ -720,7 +736,7 @@ def test_no_chain_unless_the_default_form_is_batch(options):
 def test_no_chain_where_the_taps_form_is_favoured():
     """Tiny phase images: the default form is taps, so no chain starts there;
     asking for the batch form makes the chain again."""
-    model = residual_stage(n=9)   # phase images of 5x5 outputs
+    model = residual_stage(n=17, d=4, channels=32)   # phase images of 5x5 outputs
     graph = GraphView(model)
     assert DilatedConv().match(model.graph.node[0], graph).nodes == (model.graph.node[0],)
     assert len(dilated_pass(mode="batch").match(model.graph.node[0], graph).nodes) == 9
@@ -947,9 +963,11 @@ def test_sample_models(sample, mode):
 DEFAULT_SAMPLE_FORMS = {
     "deeplab_aspp": Counter(taps=3, batch=1),       # ASPP rates on a small map; the dilated stage
     "tcn_1d": Counter(taps=6),
-    "all_three": Counter(batch=1, taps=1),
-    "all_three_dynamo": Counter(batch=1, taps=1),
-    "all_three_fp16": Counter(batch=1, taps=1),
+    # The rate-4 Conv's taps favour is overruled by the cost model (8 channels on 16x16: nine tiny
+    # Convs cost more in per-node overhead than the phase split's copies).
+    "all_three": Counter(batch=2),
+    "all_three_dynamo": Counter(batch=2),
+    "all_three_fp16": Counter(batch=2),
 }
 
 
