@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--convtranspose-form", choices=choices["convtranspose_form"],
                    help="convtranspose lowering form (default: auto: the simplest within 1.1x the MACs)")
     o.add_argument("--dilated-mode", choices=choices["dilated_mode"],
-                   help="dilated-conv lowering form (default: batch; small phase images use taps)")
+                   help="dilated-conv lowering form (default: batch; small phase images use taps unless estimated "
+                        "slower, 1-D Convs of 16+ channels use reshape)")
     o.add_argument("--depth-weight-limit", type=int, metavar="BYTES",
                    help="largest tiled weight the depth form may create (default: 16 MiB)")
     o.add_argument("--dilated-taps-below", type=int, metavar="N",

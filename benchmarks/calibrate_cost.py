@@ -108,6 +108,18 @@ def dilated_cases(quick: bool):
                    ("batch", "depth", "slices", "taps"))
 
 
+def dilated_1d_cases(quick: bool):
+    """1-D dilated Convs (TCNs, vocoders): where the reshape form's favour was measured."""
+    grid = [(c, n, d, k) for c in (4, 8, 16, 32, 64) for n in (64, 250, 1024, 4096) for d in (2, 3, 5, 8)
+            for k in (3, 7) if (k - 1) * d < n // 2]
+    for c, n, d, k in grid[::3] if quick else grid:
+        node = helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[k], dilations=[d],
+                                pads=[d * (k - 1) // 2] * 2)
+        m = _model(node, [1, c, n], {"w": (c, c, k), "b": (c,)}, [1, c, n])
+        yield Case(f"dilated1d c{c} L{n} d{d} k{k}", m, ("dilated-conv",), "dilated_mode",
+                   ("batch", "depth", "reshape", "taps"))
+
+
 def convtranspose_cases(quick: bool):
     grid = [(c, o, hw, k, s) for c, o in ((32, 16), (64, 64), (256, 128))
             for hw in (8, 16, 32, 64) for k, s in ((2, 2), (3, 2), (4, 2), (8, 4))]
@@ -348,7 +360,8 @@ def main(argv=None) -> int:
             rows = json.load(f)["rows"]
     else:
         rows = []
-        cases = [*dilated_cases(args.quick), *convtranspose_cases(args.quick), *resize_cases(args.quick)]
+        cases = [*dilated_cases(args.quick), *dilated_1d_cases(args.quick), *convtranspose_cases(args.quick),
+                 *resize_cases(args.quick)]
         for i, case in enumerate(cases, 1):
             got = measure(case, args.repeats, args.threads)
             rows += got

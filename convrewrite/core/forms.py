@@ -14,7 +14,9 @@ phase-convs, border-split, bias-only).  It answers four questions:
 and optionally `favoured(match, graph)`: why it should go first for this
 node whatever the list order (tiny phase images convolve inefficiently, so
 the dilated taps form is favoured on them).  `opt_in` forms are used only
-when the user asks for them or a target needs a lowering.
+when the user asks for them, a target needs a lowering, or they are
+favoured (a favour measured on onnxruntime CPU, `favour_needs_cost_model`,
+holds only without a target).
 
 `rank` orders a pass's forms for one match, by these keys in turn:
 
@@ -104,6 +106,10 @@ class Form:
     # the form is more than OVERRULE times slower than the form that would
     # come first without it.
     favour_weighed: ClassVar[bool] = False
+    # Its `favoured` rule was measured on onnxruntime's CPU provider: it holds
+    # only where the chooser has that runtime's cost model (no target).  With
+    # a target the form keeps its list place (an opt-in one: after the others).
+    favour_needs_cost_model: ClassVar[bool] = False
 
     def applies(self, match, graph) -> Optional[str]:
         return None
@@ -190,7 +196,8 @@ def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_op
             continue
         asked = form.name in preferred
         estimated = cost_model is not None and form.estimated(match, graph)
-        if form.opt_in and not asked and not with_opt_in and not estimated:
+        favoured = None if form.favour_needs_cost_model and cost_model is None else form.favoured(match, graph)
+        if form.opt_in and not asked and not with_opt_in and not estimated and not favoured:
             continue
         variants = list(form.variants(match, graph))[:None if with_variants else 1]
         if unpadded_first:
@@ -198,19 +205,19 @@ def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_op
         if bias_after_first:
             variants.sort(key=lambda v: not getattr(v, "bias_after", False))
         pricing = [partial(form.cost, match, v, graph) for v in variants]
-        favoured = form.favoured(match, graph)
         first = pricing[0]() if p.mac_bound is not None or estimated else None   # figures decide only here
         macs = first.macs if first is not None else None
         over = _over_bound(macs, node_macs, p.mac_bound)
         seconds = cost_model.seconds(first) if estimated else None
         rules = (not form.first, preferred.index(form.name) if asked else len(preferred),
-                 form.opt_in and not asked and not estimated, favoured is None, over, (macs or 0) if over else 0)
+                 form.opt_in and not asked and not estimated and not favoured, favoured is None, over,
+                 (macs or 0) if over else 0)
         why = ("asked for" if asked else favoured or _list_reason(p, over))
         options = [Option(form, v, why, f) for v, f in zip(variants, pricing)]
         if first is not None:
             options[0].__dict__["cost"] = first   # already worked out: keep it
         scored.append(_Scored(rules, index, index, options, seconds, ruled=bool(asked or favoured or over),
-                              only_estimated=form.opt_in and not asked and not with_opt_in,
+                              only_estimated=form.opt_in and not asked and not with_opt_in and not favoured,
                               weighed=bool(favoured and not asked and form.favour_weighed)))
     scored = _weigh_favour(_place_by_estimate(scored, cost_model), cost_model)
     for s in sorted(scored, key=_Scored.key):

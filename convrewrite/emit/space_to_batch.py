@@ -20,6 +20,8 @@ Reshape with 0 / -1):
                     Reshape/Transpose/Reshape of rank 2 + r + (axes with P > 1),
                     or above rank 6 one rank-5 step per blocked axis)
     batch_to_space  [P1*...*N, C, q1, ...]  -> [N, C, q1*P1, ...]
+    space_to_axes   [N, C, m1*P1, ...]      -> [N, C, m1, P1, ...] (one Reshape; axes_to_space
+                    the inverse)
     interleave      phase outputs y_b       -> [N, C, q1*P1, ...], rank <= max(4, rank)
 
 Batch order is phase-major (batch index = flat(b)*N + n), as TensorFlow's
@@ -218,6 +220,22 @@ def _interleave_one(b: Builder, pieces: Sequence[str], channels: int,
     return b.op("Reshape", [t, b.ints([0, channels, *out], "interleave_shape")], "interleave")
 
 
+def space_to_axes(b: Builder, x: str, channels: int, blocks: Sequence[int], sizes: Sequence[int]) -> str:
+    """[N, C, m_1*P_1, ...] -> [N, C, m_1, P_1, ...]: each blocked axis split
+    into (position, phase) by one Reshape, no copy of the order (row-major:
+    index j*P + b goes to [j, b]; an axis with P = 1 is not split).  Phase b of axis k is then the slice
+    [..., :, b, ...] -- a Conv with kernel 1 on the phase axes keeps the
+    phases apart without moving them to the batch (the reshape form)."""
+    shape, _, _ = _block_layout(blocks, sizes, channels)
+    return b.op("Reshape", [x, b.ints(shape, "phase_axes_shape")], "space_to_axes")
+
+
+def axes_to_space(b: Builder, y: str, channels: int, blocks: Sequence[int], sizes: Sequence[int]) -> str:
+    """The inverse: [N, C, q_1, P_1, ...] -> [N, C, q_1*P_1, ...] (sizes: q)."""
+    merged = [0, channels] + [q * p for q, p in zip(sizes, blocks)]
+    return b.op("Reshape", [y, b.ints(merged, "axes_to_space_shape")], "axes_to_space")
+
+
 def crop_to(b: Builder, y: str, have: Sequence[int], want: Sequence[int]) -> str:
     """y[..., :want_k, ...] where have_k > want_k."""
     axes = [k for k, (h, w) in enumerate(zip(have, want)) if h > w]
@@ -246,6 +264,12 @@ def space_to_batch_cost(channels: int, blocks: Sequence[int], sizes: Sequence, i
     steps = _block_steps(blocks)
     whole = tensor_bytes([prod(blocks), channels, *sizes], itemsize)
     return Moved(steps, None if whole is None else 2 * whole * steps)
+
+
+def space_to_axes_cost(channels: int, blocks: Sequence[int], sizes: Sequence, itemsize: int) -> Moved:
+    """`space_to_axes` or `axes_to_space` (sizes: m or q): one Reshape."""
+    whole = [1, channels, *[n * p for n, p in zip(sizes, blocks)]]
+    return movement([whole], whole, itemsize)
 
 
 def batch_to_space_cost(channels: int, blocks: Sequence[int], sizes: Sequence, itemsize: int) -> Moved:

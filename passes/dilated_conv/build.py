@@ -14,8 +14,8 @@ from convrewrite.core.builder import Builder
 from convrewrite.core.graph import GraphView
 from convrewrite.emit.opset_ops import add_all, slice_axes
 from convrewrite.emit.pixel_shuffle import (pixel_shuffle, pixel_unshuffle)
-from convrewrite.emit.space_to_batch import (batch_to_space, crop_to, interleave, space_to_batch,
-                                             strided_slice, subsample)
+from convrewrite.emit.space_to_batch import (axes_to_space, batch_to_space, crop_to, interleave, space_to_axes,
+                                             space_to_batch, strided_slice, subsample)
 from convrewrite.geometry import extent
 
 from .chain import (Chain, copy_node, data_inputs, from_phase, is_side, phase_mean, phase_window, side_to_phase,
@@ -95,6 +95,25 @@ def _batch(b, x, weight, p: Dilated) -> str:
     blocks, m, q = _blocks(p)
     t = batch_to_space(b, _batch_core(b, x, weight, p), p.out_channels, blocks, q)
     return crop_to(b, t, [a.per_phase * a.phases for a in p.axes], [a.out for a in p.axes])
+
+
+def _reshape(b, graph, x, p: Dilated) -> str:
+    """The phase split as a trailing axis: the window (subsampled by g) is
+    [N, C, m'*P] = [N, C, m', P] by a Reshape, so phase image b is column b,
+    and one Conv with kernel (k, 1) -- its own pads (c, e) on the m' axis,
+    none on the phase axis -- convolves every column at once; [N, O, q, P]
+    is the output in order y[a*P + b] after the inverse Reshape."""
+    blocks, m, q = _blocks(p)
+    w_in = PhaseInput(p)
+    t = space_to_axes(b, _phase_input(b, x, p, w_in), p.channels, blocks, w_in.sizes)
+    w = _kept_weight(graph.constant(p.weight), p.taps)
+    weight = b.initializer(w.reshape(w.shape + (1,)), "weight_phase_axis")
+    (a,) = p.axes
+    c, e = w_in.pads
+    t = b.op("Conv", [t, weight] + ([p.bias] if p.bias else []), "conv", kernel_shape=[a.kernel, 1],
+             strides=[a.inner_stride, 1], group=p.group, pads=[c, 0, e, 0] if c or e else None)
+    t = axes_to_space(b, t, p.out_channels, blocks, q)
+    return crop_to(b, t, [a.per_phase * a.phases], [a.out])
 
 
 def _depth(b, graph, x, p: Dilated) -> str:

@@ -10,6 +10,9 @@
                 tiled P times (the batch stays N), DepthToSpace
     slices      one strided Slice and one Conv per phase, interleaved; no
                 tensor above rank max(4, rank of x)
+    reshape     1-D: the phases as a trailing axis by a Reshape, one Conv
+                with kernel (k, 1), the inverse Reshape; opt-in, favoured
+                without a target from 16 input channels per group
     taps        one strided Slice and one undilated Conv per tap of the
                 dilated axes, summed; favoured when phase images are tiny
     im2col      the taps as input channels of one Conv: step-1 Slices of
@@ -18,7 +21,7 @@
                 quantized form where batch does not fit (one accumulation)
 
 The list order is the default order.  plain and subsample are the only forms
-where they apply; batch, depth, slices, taps and im2col are the ones a user
+where they apply; batch, depth, slices, reshape, taps and im2col are the ones a user
 selects (`MODES`, the choices of `dilated_mode`).  im2col lives in its own
 module and rewrite.py appends it after the others.
 """
@@ -38,11 +41,12 @@ from convrewrite.core.forms import Cost, Form, Variant
 from convrewrite.core.graph import GraphView
 from convrewrite.emit.opset_ops import NOTHING, Moved, add_all_nodes, movement, other_nodes
 from convrewrite.emit.pixel_shuffle import (MAX_GENERAL_RANK, pixel_shuffle_cost, pixel_unshuffle_cost, shuffle_rank)
-from convrewrite.emit.space_to_batch import (batch_to_space_cost, crop_to_cost, interleave_cost, space_to_batch_cost,
-                                             strided_slice_cost, subsample_cost)
+from convrewrite.emit.space_to_batch import (batch_to_space_cost, crop_to_cost, interleave_cost, space_to_axes_cost,
+                                             space_to_batch_cost, strided_slice_cost, subsample_cost)
 from convrewrite.geometry import extent
 
-from .build import PhaseInput, _batch, _blocks, _chain, _depth, _plain, _sliced_weight, _slices, _taps, _taps_window
+from .build import (PhaseInput, _batch, _blocks, _chain, _depth, _plain, _reshape, _sliced_weight, _slices, _taps,
+                    _taps_window)
 from .chain import Chain, data_inputs, is_side, window_shift
 from .phases import AxisPhases, tap_images, undilated_window, window_pads
 
@@ -299,13 +303,57 @@ class Taps(_DilatedForm):
         return {match.node.output[0]: _taps_window(b, graph, x, p) if variant == WINDOW else _taps(b, graph, x, p)}
 
 
-FORM_NAMES = ("plain", "subsample", "batch", "depth", "slices", "taps", "im2col")
-MODES = ("batch", "depth", "slices", "taps", "im2col")   # the user-selectable forms (dilated_mode)
+class Reshape(_DilatedForm):
+    """1-D only.  The phase split as a trailing axis: [N, C, m*P] is
+    [N, C, m, P] by a Reshape alone, and one Conv with kernel (k, 1)
+    convolves every phase column at once (build._reshape).  Opt-in (a
+    target gets it only where no other form fits); favoured without a
+    target where the Conv has at least RESHAPE_MIN_CHANNELS input channels
+    per group: the fastest form in every such case measured on onnxruntime
+    CPU (docs/dilated_conv.md)."""
+
+    name = "reshape"
+    opt_in = True
+    favour_needs_cost_model = True
+
+    def problem(self, p, graph):
+        if p.rank != 3:
+            return ("the reshape form is for 1-D Convs: in 2-D its Conv would be 4-D (rank 6), which "
+                    "onnxruntime runs about 4x slower than the dilated Conv (measured)")
+        blocked = p.unaligned()
+        if blocked:
+            return blocked
+        return None if graph.is_constant(p.weight) else "the reshape form needs a constant weight to reshape"
+
+    def favoured(self, match, graph):
+        p = match.params
+        if isinstance(p, Chain) or p.rank != 3 or p.channels // p.group < RESHAPE_MIN_CHANNELS:
+            return None
+        return (f"a 1-D Conv of {p.channels // p.group} input channels per group (at least "
+                f"{RESHAPE_MIN_CHANNELS}): its phases as a trailing axis, one Conv, no Transpose")
+
+    def cost(self, match, variant, graph) -> Cost:
+        p = match.params
+        return _cost(p, p.phase_macs(), max(p.rank, 4), _reshape_moved(p, _itemsize(graph, match), graph.opset()))
+
+    def emit(self, b, graph, x, p):
+        return _reshape(b, graph, x, p)
+
+
+# Fewer input channels per group than this, the reshape form's (k, 1) Conv
+# over a P-wide phase axis is slow on long maps: measured (155 1-D cases, 4..64
+# channels, lengths 64..4096, rates 2..8, kernels 3 and 7) it was the fastest
+# form in all 93 cases of 16 channels and more, but up to 2.7x slower than the
+# fastest on 4 and 8 channels of 1,024 and more.
+RESHAPE_MIN_CHANNELS = 16
+
+FORM_NAMES = ("plain", "subsample", "batch", "depth", "slices", "reshape", "taps", "im2col")
+MODES = ("batch", "depth", "slices", "reshape", "taps", "im2col")   # the user-selectable forms (dilated_mode)
 
 
 def forms(depth_weight_limit: int, taps_below: int) -> tuple[Form, ...]:
     """The pass's forms in the default order."""
-    return (Plain(), Subsample(), Batch(), Depth(depth_weight_limit), Slices(), Taps(taps_below))
+    return (Plain(), Subsample(), Batch(), Depth(depth_weight_limit), Slices(), Reshape(), Taps(taps_below))
 
 
 # --- costs ---------------------------------------------------------------------
@@ -411,6 +459,14 @@ def _batch_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
     blocks, m, q = _blocks(p)
     return (_batch_core_moved(p, itemsize, opset) + batch_to_space_cost(p.out_channels, blocks, q, itemsize)
             + _out_crop_moved(p, itemsize))
+
+
+def _reshape_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
+    """`_reshape`: the window, a Reshape, the Conv, the inverse Reshape, the crop."""
+    blocks, m, q = _blocks(p)
+    w = PhaseInput(p)
+    return (_phase_input_moved(p, w, itemsize, opset) + space_to_axes_cost(p.channels, blocks, w.sizes, itemsize)
+            + other_nodes(1) + space_to_axes_cost(p.out_channels, blocks, q, itemsize) + _out_crop_moved(p, itemsize))
 
 
 def _depth_moved(p: Dilated, graph: GraphView, itemsize: int) -> Moved:

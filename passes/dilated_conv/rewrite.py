@@ -27,6 +27,13 @@ outputs, e.g. ASPP rates on a 33x33 map):
     (no padded copy of x: each tap slices the part of x it reads, its Conv's
     pads add the zeros; a tap that reads all of x has no Slice)
 
+After, reshape form (1-D; the default without a target from 16 input
+channels per group): the phases as a trailing axis, no Transpose:
+    x --Pad?--Slice[::g]?--Reshape--> [N, C, m', P]
+      --Conv(W as [O, C/G, k, 1], B, kernel (k, 1), pads (c, 0, e, 0))--> [N, O, q, P]
+      --Reshape--> [N, O, q*P] --Slice?--> y
+    (element j*P + b of the window is [j, b]: phase image b is column b)
+
 After, subsample (d divides s: only x_pad[::d] is read) and plain (the
 simplifications below leave no dilation):
     x --Slice?--Pad?--Slice[::d]--Conv(W, B, strides s/d)--> y
@@ -48,10 +55,13 @@ tap is undilated -- DeepLab's ASPP at rate 12/24/36 on an 8x8 map becomes a
 1x1 Conv (the plain form).
 
 Forms (forms.py), in the default order: plain, subsample, batch, depth,
-slices, taps -- plain and subsample where the geometry leaves nothing else,
-taps first where phase images have fewer than `taps_below` outputs, then
-batch where the phases are aligned, else slices.  `mode` (dilated_mode)
-puts one of batch, depth, slices, taps first where it can express the Conv.
+slices, reshape (opt-in), taps -- plain and subsample where the geometry
+leaves nothing else; without a target, reshape first for a 1-D Conv of 16+
+input channels per group, and taps first where phase images have fewer than
+`taps_below` outputs unless the cost model estimates it more than 1.25x
+slower than the next form; then batch where the phases are aligned, else
+slices.  `mode` (dilated_mode) puts one of batch, depth, slices, reshape,
+taps, im2col first where it can express the Conv.
 With a target profile the driver leaves a Conv the target runs as it is and
 otherwise takes the first form, in that order, whose nodes the target runs.
 
