@@ -154,3 +154,20 @@ def test_a_cost_model_overrules_a_weighed_favour_only_beyond_the_margin():
     plain = Toy("taps", macs=900, favour="tiny phase images")          # not favour_weighed
     plain.cost = slow.cost
     assert order(ToyPass((rival, plain)), cost_model=MODEL) == ["taps", "batch"]
+
+
+def test_a_favour_measured_on_the_cpu_holds_only_with_its_cost_model():
+    """An opt-in form whose favour needs the cost model (reshape: measured on
+    onnxruntime CPU) goes first given one (no target); without one (a
+    target) it is opt-in again: after the others, or not ranked at all."""
+    @dataclass
+    class CpuFavoured(Toy):
+        favour_needs_cost_model = True
+
+    reshape = CpuFavoured("reshape", favour="measured fastest", opt_in=True)
+    p = ToyPass((Toy("batch"), reshape, Toy("taps")))
+    assert order(p, cost_model=MODEL) == ["reshape", "batch", "taps"]
+    assert order(p) == ["batch", "taps"]
+    assert order(p, opt_in=True) == ["batch", "taps", "reshape"]
+    ordinary = Toy("reshape", favour="measured fastest", opt_in=True)   # a favour any chooser keeps
+    assert order(ToyPass((Toy("batch"), ordinary, Toy("taps"))), opt_in=True) == ["reshape", "batch", "taps"]
