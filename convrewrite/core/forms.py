@@ -271,18 +271,20 @@ def _weigh_favour(scored: list, cost_model) -> list:
         ranked = sorted(scored, key=_Scored.key)
         if ranked[0] is not s or len(ranked) < 2:
             continue            # its favour decides nothing (the user asked for another form)
+        unfavoured = s.rules[:_Scored.FAVOURED] + (True,) + s.rules[_Scored.FAVOURED + 1:]
         rival = ranked[1]
+        if unfavoured + s.key()[len(s.rules):] < rival.key():
+            continue            # first even without its favour
         mine, theirs = s.estimate(cost_model), rival.estimate(cost_model)
         if mine is None or theirs is None or mine <= OVERRULE * theirs:
             continue
-        s.rules = s.rules[:_Scored.FAVOURED] + (True,) + s.rules[_Scored.FAVOURED + 1:]
-        s.ruled = False
-        why = (f"{s.options[0].why}, but overruled: estimated {mine * 1e6:.3g} us on {cost_model.name}, more "
-               f"than {OVERRULE}x {rival.options[0].form.name}'s {theirs * 1e6:.3g} us")
+        s.rules, s.ruled = unfavoured, False
+        verdict = (f"overruled: estimated {mine * 1e6:.3g} us on {cost_model.name}, more than {OVERRULE}x "
+                   f"{rival.options[0].form.name}'s {theirs * 1e6:.3g} us")
         for o in s.options:
-            object.__setattr__(o, "why", why)
+            object.__setattr__(o, "why", f"{o.why}, but {verdict}")
         for o in rival.options:
-            object.__setattr__(o, "why", f"{o.why}; {s.options[0].form.name} was favoured, {why.split(', but ')[1]}")
+            object.__setattr__(o, "why", f"{o.why}; {s.options[0].form.name} was favoured, {verdict}")
     return scored
 
 

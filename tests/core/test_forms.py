@@ -151,6 +151,9 @@ def test_a_cost_model_overrules_a_weighed_favour_only_beyond_the_margin():
     assert order(ToyPass((rival, slow), prefer=("batch",)), cost_model=MODEL) == ["batch", "taps"]
     close = Toy("taps", macs=900, favour="tiny phase images", favour_weighed=True)   # 1.0 us: within the margin
     assert order(ToyPass((rival, close)), cost_model=MODEL) == ["taps", "batch"]
+    first_anyway = rank(ToyPass((slow, rival)), None, None, 100, False, False, cost_model=MODEL)
+    assert [o.label for o in first_anyway.options] == ["taps", "batch"]      # its favour decides nothing
+    assert "overruled" not in first_anyway.options[0].why + first_anyway.options[1].why
     plain = Toy("taps", macs=900, favour="tiny phase images")          # not favour_weighed
     plain.cost = slow.cost
     assert order(ToyPass((rival, plain)), cost_model=MODEL) == ["taps", "batch"]
