@@ -23,8 +23,9 @@ A region grows from one dilated Conv along the graph: a node joins when it is
 spatially pointwise (or a compatible dilated Conv) and each input is a region
 value, a per-channel constant, or an outside tensor of the same spatial size
 that does not depend on the region (converted by Pad + space_to_batch).  It
-is then pruned to the nodes that lead to a later dilated Conv; values used
-outside leave through batch_to_space + Slice.
+is then pruned to the nodes that lead to a later dilated Conv, and takes
+back the elementwise ops after them that cost no extra exit (_with_tail);
+values used outside leave through batch_to_space + Slice.
 
 Squeeze-and-excitation blocks keep the region going.  Where every phase
 image holds only real positions (P divides n), the mean over space is the
@@ -130,9 +131,10 @@ def grow(graph: GraphView, start: onnx.NodeProto, grid: Grid,
         needs[id(node)] = set().union(*[s for s in sides.values() if s])
         members.append(node)
         values.add(node.output[0])
-    members = _prune(members, convs, needs)
-    if len(members) == 1:
+    kept = _prune(members, convs, needs)
+    if len(kept) == 1:
         return None
+    members = _with_tail(graph, members, kept, needs, values)
     exits = tuple(n.output[0] for n in members if _used_outside(graph, n.output[0], members))
     pools = set(pooled.values())
     return Region(tuple(members), tuple((k, convs[id(n)]) for k, n in enumerate(members) if id(n) in convs),
@@ -270,6 +272,34 @@ def _prune(members: list, convs: dict, needs: dict) -> list:
     return [members[0]] + [n for n in members[1:] if id(n) in keep]
 
 
+def _with_tail(graph: GraphView, admitted: list, kept: list, needs: dict, values: set) -> list:
+    """The pruned region with the pointwise ops after it that leave no more
+    exits than before: each exit costs a batch_to_space and a crop, so an
+    Add of two exits (a residual sum after the last dilated Conv) is cheaper
+    inside, and so is an activation of an exit (fused into the Conv there).
+    A tail op joins, in graph order, when it is an elementwise op (no Conv,
+    no pool) whose every data input is a region value or a constant."""
+    region = list(kept)
+    for node in admitted:
+        if any(node is n for n in region) or node.op_type == "Conv" or needs.get(id(node)):
+            continue
+        if node.output[0] not in values or node.op_type not in POINTWISE_UNARY | POINTWISE_BINARY:
+            continue
+        inside = {n.output[0] for n in region}
+        data = [i for i in data_inputs(node) if graph.constant(i) is None]
+        if not data or any(i not in inside for i in data):
+            continue
+        grown = region + [node]
+        if _exit_count(graph, grown) <= _exit_count(graph, region):
+            region = grown
+    order = {id(n): k for k, n in enumerate(admitted)}
+    return sorted(region, key=lambda n: order[id(n)])
+
+
+def _exit_count(graph: GraphView, members) -> int:
+    return sum(1 for n in members if _used_outside(graph, n.output[0], members))
+
+
 def _used_outside(graph: GraphView, value: str, members) -> bool:
     ids = {id(n) for n in members}
     return value in graph.graph_outputs or any(id(c) not in ids for c in graph.consumers(value))
@@ -333,19 +363,32 @@ def phase_mask(grid: Grid) -> np.ndarray:
 
 def zero_garbage(b: Builder, v: str, channels: int, grid: Grid, dtype: np.dtype) -> str:
     """v with the entries past each phase's real size set to 0 (exact, even
-    for Inf/NaN there): Reshape [P, -1, q...], Where(mask, v, 0), Reshape."""
+    for Inf/NaN there): Where(mask, v, 0).  With a static batch N the mask is
+    [P*N, 1, q...] (each phase's rows repeated N times, phase-major like v);
+    with a symbolic one v is split to [P, -1, q...] around the Where."""
     if grid.exact:
         return v
     q = list(grid.per_phase)
     blocks = int(np.prod(grid.blocks))
-    t = b.op("Reshape", [v, b.ints([blocks, -1, *q], "mask_split_shape")], "mask_split")
     mask = phase_mask(grid)
+    static = static_batch(grid)
+    if static:
+        t, mask = v, np.repeat(mask, static, axis=0)
+    else:
+        t = b.op("Reshape", [v, b.ints([blocks, -1, *q], "mask_split_shape")], "mask_split")
     if b.graph.opset() >= 9:
         zero = b.initializer(np.zeros((), dtype), "zero")
         t = b.op("Where", [b.initializer(mask, "mask"), t, zero], "zero_garbage")
     else:
         t = b.op("Mul", [t, b.initializer(mask.astype(dtype), "mask")], "zero_garbage")
+    if static:
+        return t
     return b.op("Reshape", [t, b.ints([-1, channels, *q], "mask_merge_shape")], "mask_merge")
+
+
+def static_batch(grid: Grid) -> Optional[int]:
+    """The batch size when it is a number, else None."""
+    return grid.batch if isinstance(grid.batch, int) and grid.batch > 0 else None
 
 
 def window_shift(grid: Grid, offsets: Sequence[int], kernel: Sequence[int]) -> tuple[list, list]:

@@ -43,7 +43,7 @@ from convrewrite.emit.space_to_batch import (batch_to_space_cost, crop_to_cost, 
 from convrewrite.geometry import extent
 
 from .build import PhaseInput, _batch, _blocks, _chain, _depth, _plain, _sliced_weight, _slices, _taps, _taps_window
-from .chain import Chain, data_inputs, is_side, window_shift
+from .chain import Chain, data_inputs, is_side, static_batch, window_shift
 from .phases import AxisPhases, tap_images, undilated_window, window_pads
 
 
@@ -488,7 +488,7 @@ def _taps_moved_of(axes: tuple, channels: int, itemsize: int, opset: int) -> Mov
 
 def _chain_moved(c: Chain, graph: GraphView) -> Moved:
     """`_chain`: the first Conv's batch core; per later dilated Conv its
-    input masked once (Reshape, Where or Mul, Reshape) and windowed (Slice,
+    input masked once (Where or Mul, between Reshapes for a symbolic batch) and windowed (Slice,
     Pad); every other node copied; outside inputs Padded and moved to phase
     form once; every exit back through batch_to_space and a crop."""
     nodes, grid, opset = c.region.nodes, c.grid, graph.opset()
@@ -513,9 +513,11 @@ def _chain_moved(c: Chain, graph: GraphView) -> Moved:
             if v not in masked:
                 masked.add(v)
                 if not grid.exact:
-                    # Reshape to [P, N*C, q...], Where (mask and zero constant; Mul before opset 9), Reshape
-                    mask = movement([form], form, size(v)) if opset >= 9 else other_nodes(1)
-                    moved += movement([form], form, size(v)) + mask + movement([form], form, size(v))
+                    # Where (mask and zero constant; Mul before opset 9), with a symbolic batch
+                    # between Reshapes to [P, N*C, q...] and back
+                    moved += movement([form], form, size(v)) if opset >= 9 else other_nodes(1)
+                    if not static_batch(grid):
+                        moved += movement([form], form, size(v)) + movement([form], form, size(v))
             front, back = window_shift(grid, [a.offset for a in p.axes], [a.kernel for a in p.axes])
             if any(f < 0 or e < 0 for f, e in zip(front, back)):   # a crop; the Conv's pads extend
                 cropped = form[:2] + [n - max(0, -f) - max(0, -e) for n, f, e in zip(q, front, back)]
