@@ -499,7 +499,7 @@ def _chain_moved(c: Chain, graph: GraphView) -> Moved:
         return onnx.helper.tensor_dtype_to_np_dtype(graph.dtype(name)).itemsize
 
     moved = _batch_core_moved(c.start, size(nodes[0].input[0]), opset)
-    phase, converted, masked = {nodes[0].output[0]}, set(), set()
+    phase, converted, masked = {nodes[0].output[0]} | ({c.region.shared} if c.region.shared else set()), set(), set()
     convs, pools = dict(c.region.convs), set(c.region.pools)
     pool_exits = {nodes[k].output[0] for k in pools}
     for k, node in enumerate(nodes[1:], 1):

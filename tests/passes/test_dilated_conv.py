@@ -731,6 +731,52 @@ def test_chain_tail_joins_only_where_it_saves_exits():
     assert assert_built_costs_exact(model, DilatedConv()) == ["batch"]
 
 
+@pytest.mark.parametrize("begin,shared", [(2, True), (1, False)])
+def test_chain_shares_its_input_phase_form(begin, shared):
+    """A residual block with a 1x1 shortcut on the block's input x: where the
+    first Conv's phase images are x's phase form (begin padding a multiple of
+    the rate: only the end is padded, to q*P), the shortcut reads them and
+    joins the chain -- one space_to_batch; otherwise its output is converted
+    (Pad + space_to_batch) and the shortcut stays outside."""
+    rng = np.random.default_rng(11)
+    w = {"w1": rng.standard_normal((6, 4, 3, 3)) * 0.3, "w2": rng.standard_normal((6, 6, 3, 3)) * 0.3,
+         "w3": rng.standard_normal((6, 6, 3, 3)) * 0.3, "ws": rng.standard_normal((6, 4, 1, 1)) * 0.3,
+         "bs": rng.standard_normal(6)}
+    c1 = helper.make_node("Conv", ["x", "w1"], ["c1"], name="c1", dilations=[2, 2], pads=[begin, begin, 4 - begin,
+                                                                                          4 - begin])
+    nodes = [c1, helper.make_node("Relu", ["c1"], ["r1"], name="r1"), dilated("c2", "r1", "w2", 2),
+             helper.make_node("Conv", ["x", "ws", "bs"], ["sc"], name="sc"),
+             helper.make_node("Add", ["c2", "sc"], ["a"], name="a"), helper.make_node("Relu", ["a"], ["r"], name="r"),
+             dilated("y", "r", "w3", 2)]
+    model = graph_model(nodes, w, (1, 4, 33, 33), batch=1)
+    new, report = assert_rewrites(model, DilatedConv(), {"Conv": 4, "SpaceToDepth": 1 if shared else 2,
+                                                         "DepthToSpace": 1}, expect_rewrites=1)
+    others = 4 if shared else 3
+    assert chain_notes(report) == [f"chain: 3 dilated Convs and {others} other ops kept in batch form (exits: y)"]
+    also = [n for n in report.records(REWRITTEN)[0].notes if n.startswith("also rewrites")]
+    assert ("'sc'" in also[0]) == shared
+    assert assert_built_costs_exact(model, DilatedConv()) == ["batch"]
+
+
+def test_chain_keeps_its_convs_rather_than_share_its_input():
+    """A MaxPool of x feeds the chain: sharing x's phase form would make it
+    depend on the chain (it must stay outside, independent of x then), so
+    the chain would lose c3; the chain without sharing is kept, the
+    shortcut's and the MaxPool's outputs converted."""
+    rng = np.random.default_rng(12)
+    w = {k: rng.standard_normal((4, 4, 3, 3)) * 0.3 for k in ("w1", "w2", "w3")}
+    w["ws"] = rng.standard_normal((4, 4, 1, 1)) * 0.3
+    nodes = [dilated("c1", "x", "w1", 2), helper.make_node("Relu", ["c1"], ["r1"], name="r1"),
+             dilated("c2", "r1", "w2", 2),
+             helper.make_node("MaxPool", ["x"], ["mp"], name="mp", kernel_shape=[3, 3], pads=[1] * 4),
+             helper.make_node("Conv", ["x", "ws"], ["sc"], name="sc"),
+             helper.make_node("Add", ["c2", "mp"], ["a"], name="a"), helper.make_node("Add", ["a", "sc"], ["a2"], name="a2"),
+             helper.make_node("Relu", ["a2"], ["r"], name="r"), dilated("y", "r", "w3", 2)]
+    model = graph_model(nodes, w, (1, 4, 33, 33), batch=1)
+    _, report = assert_rewrites(model, DilatedConv(), {"SpaceToDepth": 3, "MaxPool": 1}, expect_rewrites=1)
+    assert chain_notes(report) == ["chain: 3 dilated Convs and 4 other ops kept in batch form (exits: y)"]
+
+
 def batch_cost(match, graph):
     batch = next(f for f in DilatedConv().forms if f.name == "batch")
     return batch.cost(match, DEFAULT, graph)
