@@ -937,35 +937,48 @@ def test_chain_1d_temporal_stack():
 
 
 @st.composite
-def conv_chains(draw):
+def conv_chains(draw, ops=("Relu", "Add", "Mul")):
     """x -> dilated Conv -> pointwise op -> dilated Conv (same rate, output
-    size kept, begin padding any multiple of the rate) -> y."""
+    size kept, begin padding any multiple of the rate) -> tail op? -> y.  The
+    pointwise op may read x or a 1x1 shortcut Conv of x (the chain's input,
+    shared where its phase form is the first Conv's phase images); the tail
+    (Relu, or Add of the two chain values) joins the chain."""
     rank = draw(st.integers(1, 2))
     d = [draw(st.integers(2, 3)) for _ in range(rank)]
     n = [draw(st.integers(8 * dd + 1, 8 * dd + 9)) for dd in d] if rank == 2 else [draw(st.integers(200, 230))]
     convs, w = [], {}
     rng = np.random.default_rng(draw(st.integers(0, 99)))
-    for name, source in (("c1", "x"), ("y", "op")):
+    tail = draw(st.sampled_from(["", "Relu", "Add"]))
+    for name, source in (("c1", "x"), ("c2" if tail else "y", "op")):
         k = [draw(st.integers(2, 3)) for _ in range(rank)]
         begin = [dd * draw(st.integers(0, kk - 1)) for dd, kk in zip(d, k)]
         pads = begin + [(kk - 1) * dd - b for kk, dd, b in zip(k, d, begin)]
         w[f"w{name}"] = rng.standard_normal((3, 3, *k)) * 0.3
         convs.append(helper.make_node("Conv", [source, f"w{name}"], [name], name=name, dilations=d, pads=pads))
-    op = draw(st.sampled_from(["Relu", "Add", "Mul"]))
-    other = {"Relu": [], "Add": ["x"], "Mul": ["scale"]}[op]
+    op = draw(st.sampled_from(ops))
+    other = {"Relu": [], "Add": ["x"], "Mul": ["scale"], "Shortcut": ["sc"]}[op]
     w["scale"] = rng.standard_normal((3,) + (1,) * rank)
-    middle = helper.make_node(op, ["c1"] + other, ["op"], name="op")
-    return graph_model([convs[0], middle, convs[1]], w, (1, 3, *n), batch=draw(st.sampled_from([1, "N"])))
+    w["ws"] = rng.standard_normal((3, 3) + (1,) * rank) * 0.3
+    nodes = [convs[0], helper.make_node("Add" if op == "Shortcut" else op, ["c1"] + other, ["op"], name="op"),
+             convs[1]]
+    if op == "Shortcut":
+        nodes.insert(1, helper.make_node("Conv", ["x", "ws"], ["sc"], name="sc"))
+    if tail:
+        nodes.append(helper.make_node(tail, ["c2"] + (["op"] if tail == "Add" else []), ["y"], name="y"))
+    return graph_model(nodes, w, (1, 3, *n), batch=draw(st.sampled_from([1, "N"])))
 
 
 @pytest.mark.slow
-def test_chain_property_sweep():
+@pytest.mark.parametrize("ops,examples", [(("Relu", "Add", "Mul"), 25), (("Shortcut",), 20)])
+def test_chain_property_sweep(ops, examples):
     def check(model):
-        new, report = assert_rewrites(model, DilatedConv(), {"Conv": 2}, expect_rewrites=1)
+        convs = sum(1 for n in model.graph.node if n.op_type == "Conv")
+        new, report = assert_rewrites(model, DilatedConv(), {"Conv": convs}, expect_rewrites=1)
         assert not dilated_convs(new) and len(chain_notes(report)) == 1 and forms_of(report) == ["batch"]
+        assert assert_built_costs_exact(model, DilatedConv()) == ["batch"]
         return True
 
-    sweep(conv_chains(), check, 25)
+    sweep(conv_chains(ops), check, examples)
 
 
 @st.composite
