@@ -310,7 +310,7 @@ def _with_tail(graph: GraphView, admitted: list, kept: list, needs: dict, values
     no pool) whose every data input is a region value or a constant."""
     region = list(kept)
     for node in admitted:
-        if any(node is n for n in region) or node.op_type == "Conv" or needs.get(id(node)):
+        if id(node) in {id(n) for n in region} or node.op_type == "Conv" or needs.get(id(node)):
             continue
         if node.output[0] not in values or node.op_type not in POINTWISE_UNARY | POINTWISE_BINARY:
             continue
@@ -326,11 +326,16 @@ def _with_tail(graph: GraphView, admitted: list, kept: list, needs: dict, values
 
 
 def _exit_count(graph: GraphView, members) -> int:
-    return sum(1 for n in members if _used_outside(graph, n.output[0], members))
+    ids = {id(n) for n in members}
+    return sum(1 for n in members if _read_outside(graph, n.output[0], ids))
 
 
 def _used_outside(graph: GraphView, value: str, members) -> bool:
-    ids = {id(n) for n in members}
+    return _read_outside(graph, value, {id(n) for n in members})
+
+
+def _read_outside(graph: GraphView, value: str, ids: set) -> bool:
+    """A graph output, or read by a node whose id is not in `ids`."""
     return value in graph.graph_outputs or any(id(c) not in ids for c in graph.consumers(value))
 
 
