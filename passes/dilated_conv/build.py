@@ -18,7 +18,7 @@ from convrewrite.emit.space_to_batch import (axes_to_space, batch_to_space, crop
                                              space_to_batch, strided_slice, subsample)
 from convrewrite.geometry import extent
 
-from .chain import (Chain, copy_node, data_inputs, from_phase, is_side, phase_mean, phase_window, side_to_phase,
+from .chain import (Chain, Grid, copy_node, data_inputs, from_phase, is_side, phase_mean, phase_window, side_to_phase,
                     to_phase, zero_garbage)
 from .phases import conv_padded, phase_images, tap_images, undilated_window, window, window_pads
 from typing import TYPE_CHECKING
@@ -86,9 +86,27 @@ def _blocks(p: Dilated):
 
 def _batch_core(b, x, weight, p: Dilated) -> str:
     """x -> the Conv's output in phase form [P*N, O, q...]."""
+    return _batch_conv(b, _batch_input(b, x, p), weight, p)
+
+
+def _batch_input(b, x, p: Dilated) -> str:
+    """x -> the Conv's phase images [P*N, C, m'...]."""
     w = PhaseInput(p)
-    t = space_to_batch(b, _phase_input(b, x, p, w), p.channels, p.blocks, w.sizes)
-    return _conv(b, t, weight, p.bias, p, [a.inner_stride for a in p.axes], pads=w.pads)
+    return space_to_batch(b, _phase_input(b, x, p, w), p.channels, p.blocks, w.sizes)
+
+
+def _batch_conv(b, t, weight, p: Dilated) -> str:
+    """The phase images -> the Conv's output in phase form [P*N, O, q...]."""
+    return _conv(b, t, weight, p.bias, p, [a.inner_stride for a in p.axes], pads=PhaseInput(p).pads)
+
+
+def input_in_phase_form(p: Dilated, grid: Grid) -> bool:
+    """The Conv's phase images are its input x in the grid's phase form
+    (chain.to_phase): x has the grid's size, and the window only pads the
+    end to q*P (the Conv's pads supply the rest), with no [::g] subsample."""
+    w = PhaseInput(p)
+    return all(a.size == n and a.common == 1 and m == q and window_pads(wa, m * a.dilation) == (0, 0, 0, q * k - n)
+               for a, wa, m, q, k, n in zip(p.axes, w.axes, w.sizes, grid.per_phase, grid.blocks, grid.sizes))
 
 
 def _batch(b, x, weight, p: Dilated) -> str:
@@ -212,7 +230,10 @@ def _taps_crop(b, x, p: Dilated) -> str:
 def _chain(b: Builder, graph: GraphView, c: Chain) -> dict:
     """Every region value in phase form; the exits back through batch_to_space."""
     nodes, grid = c.region.nodes, c.grid
-    phase = {nodes[0].output[0]: _batch_core(b, nodes[0].input[0], _sliced_weight(b, graph, c.start), c.start)}
+    images = _batch_input(b, nodes[0].input[0], c.start)
+    phase = {nodes[0].output[0]: _batch_conv(b, images, _sliced_weight(b, graph, c.start), c.start)}
+    if c.region.shared:   # the first Conv's phase images are its input's phase form (input_in_phase_form)
+        phase[c.region.shared] = images
     convs, cache, masked, pools, pooled = dict(c.region.convs), {}, {}, set(c.region.pools), {}
     dtype = onnx.helper.tensor_dtype_to_np_dtype(graph.dtype(nodes[0].input[0]))
 

@@ -23,8 +23,11 @@ A region grows from one dilated Conv along the graph: a node joins when it is
 spatially pointwise (or a compatible dilated Conv) and each input is a region
 value, a per-channel constant, or an outside tensor of the same spatial size
 that does not depend on the region (converted by Pad + space_to_batch).  It
-is then pruned to the nodes that lead to a later dilated Conv; values used
-outside leave through batch_to_space + Slice.
+is then pruned to the nodes that lead to a later dilated Conv, and takes
+back the elementwise ops after them that cost no extra exit (_with_tail);
+values used outside leave through batch_to_space + Slice.  Where the first
+Conv's phase images are its input x in phase form, x is a region value
+too: a residual block's 1x1 shortcut on x joins (Region.shared).
 
 Squeeze-and-excitation blocks keep the region going.  Where every phase
 image holds only real positions (P divides n), the mean over space is the
@@ -88,6 +91,7 @@ class Region:
     convs: tuple              # (position in nodes, the pass's parameters) per later dilated Conv
     exits: tuple[str, ...]    # region values used outside it (pool outputs among them)
     pools: tuple = ()         # positions in nodes of the pools (spatial means, not in phase form)
+    shared: str = ""          # the first Conv's input when other nodes read its phase form too
 
 
 @dataclass(frozen=True)
@@ -104,15 +108,33 @@ class Chain:
 # --- growing --------------------------------------------------------------------
 
 def grow(graph: GraphView, start: onnx.NodeProto, grid: Grid,
-         admit_conv: Callable[[onnx.NodeProto], Optional[object]]) -> Optional[Region]:
+         admit_conv: Callable[[onnx.NodeProto], Optional[object]], share_input: bool = False) -> Optional[Region]:
     """The largest useful region from `start`, or None when it holds no
     second dilated Conv.  admit_conv(node) returns a dilated Conv's
-    parameters when it fits `grid`, else None."""
-    after = _descendants(graph, start)
-    values, members, convs = {start.output[0]}, [start], {}
+    parameters when it fits `grid`, else None.
+
+    `share_input`: the first Conv's phase input is the phase form of its
+    input x (to_phase(x): no crop, no front pad), so x counts as a region
+    value too and the ops that read x (a residual block's 1x1 shortcut)
+    may join, reading that phase form instead of converting their outputs.
+    Such a region is taken when some op reading x joins and it keeps every
+    dilated Conv of the region grown without it (outside inputs must then
+    be independent of x as well, a stricter test)."""
+    plain = _grow(graph, start, grid, admit_conv, "")
+    if not share_input or plain is None:
+        return plain
+    x = start.input[0]
+    shared = _grow(graph, start, grid, admit_conv, x)
+    joined = any(x in n.input for n in shared.nodes[1:]) if shared else False
+    return shared if joined and len(shared.convs) >= len(plain.convs) else plain
+
+
+def _grow(graph: GraphView, start: onnx.NodeProto, grid: Grid, admit_conv, shared: str) -> Optional[Region]:
+    after = _value_descendants(graph, shared) if shared else _descendants(graph, start)
+    values, members, convs = {start.output[0]} | ({shared} if shared else set()), [start], {}
     pooled, needs = {}, {}       # pool output -> pool node id; member id -> ids of the pools its sides need
     for node in graph.graph.node:
-        if id(node) not in after:
+        if id(node) not in after or node is start:
             continue
         if _pool(graph, node, grid, values):
             members.append(node)
@@ -130,13 +152,14 @@ def grow(graph: GraphView, start: onnx.NodeProto, grid: Grid,
         needs[id(node)] = set().union(*[s for s in sides.values() if s])
         members.append(node)
         values.add(node.output[0])
-    members = _prune(members, convs, needs)
-    if len(members) == 1:
+    kept = _prune(members, convs, needs)
+    if len(kept) == 1:
         return None
+    members = _with_tail(graph, members, kept, needs, values, shared)
     exits = tuple(n.output[0] for n in members if _used_outside(graph, n.output[0], members))
     pools = set(pooled.values())
     return Region(tuple(members), tuple((k, convs[id(n)]) for k, n in enumerate(members) if id(n) in convs),
-                  exits, tuple(k for k, n in enumerate(members) if id(n) in pools))
+                  exits, tuple(k for k, n in enumerate(members) if id(n) in pools), shared)
 
 
 def data_inputs(node: onnx.NodeProto) -> list[str]:
@@ -246,6 +269,14 @@ def _same_grid_shape(graph: GraphView, name: str, grid: Grid) -> bool:
             and isinstance(s[1], int) and tuple(s[2:]) == grid.sizes)
 
 
+def _value_descendants(graph: GraphView, value: str) -> set:
+    """Ids of the nodes that depend on `value`."""
+    seen = set()
+    for c in graph.consumers(value):
+        seen |= {id(c)} | _descendants(graph, c)
+    return seen
+
+
 def _descendants(graph: GraphView, start) -> set:
     seen, todo = set(), [start]
     while todo:
@@ -270,8 +301,41 @@ def _prune(members: list, convs: dict, needs: dict) -> list:
     return [members[0]] + [n for n in members[1:] if id(n) in keep]
 
 
-def _used_outside(graph: GraphView, value: str, members) -> bool:
+def _with_tail(graph: GraphView, admitted: list, kept: list, needs: dict, values: set, shared: str) -> list:
+    """The pruned region with the pointwise ops after it that leave no more
+    exits than before: each exit costs a batch_to_space and a crop, so an
+    Add of two exits (a residual sum after the last dilated Conv) is cheaper
+    inside, and so is an activation of an exit (fused into the Conv there).
+    A tail op joins, in graph order, when it is an elementwise op (no Conv,
+    no pool) whose every data input is a region value or a constant."""
+    region = list(kept)
+    for node in admitted:
+        if id(node) in {id(n) for n in region} or node.op_type == "Conv" or needs.get(id(node)):
+            continue
+        if node.output[0] not in values or node.op_type not in POINTWISE_UNARY | POINTWISE_BINARY:
+            continue
+        inside = {n.output[0] for n in region} | ({shared} if shared else set())
+        data = [i for i in data_inputs(node) if graph.constant(i) is None]
+        if not data or any(i not in inside for i in data):
+            continue
+        grown = region + [node]
+        if _exit_count(graph, grown) <= _exit_count(graph, region):
+            region = grown
+    order = {id(n): k for k, n in enumerate(admitted)}
+    return sorted(region, key=lambda n: order[id(n)])
+
+
+def _exit_count(graph: GraphView, members) -> int:
     ids = {id(n) for n in members}
+    return sum(1 for n in members if _read_outside(graph, n.output[0], ids))
+
+
+def _used_outside(graph: GraphView, value: str, members) -> bool:
+    return _read_outside(graph, value, {id(n) for n in members})
+
+
+def _read_outside(graph: GraphView, value: str, ids: set) -> bool:
+    """A graph output, or read by a node whose id is not in `ids`."""
     return value in graph.graph_outputs or any(id(c) not in ids for c in graph.consumers(value))
 
 
@@ -333,19 +397,32 @@ def phase_mask(grid: Grid) -> np.ndarray:
 
 def zero_garbage(b: Builder, v: str, channels: int, grid: Grid, dtype: np.dtype) -> str:
     """v with the entries past each phase's real size set to 0 (exact, even
-    for Inf/NaN there): Reshape [P, -1, q...], Where(mask, v, 0), Reshape."""
+    for Inf/NaN there): Where(mask, v, 0).  With a static batch N the mask is
+    [P*N, 1, q...] (each phase's rows repeated N times, phase-major like v);
+    with a symbolic one v is split to [P, -1, q...] around the Where."""
     if grid.exact:
         return v
     q = list(grid.per_phase)
     blocks = int(np.prod(grid.blocks))
-    t = b.op("Reshape", [v, b.ints([blocks, -1, *q], "mask_split_shape")], "mask_split")
     mask = phase_mask(grid)
+    static = static_batch(grid)
+    if static:
+        t, mask = v, np.repeat(mask, static, axis=0)
+    else:
+        t = b.op("Reshape", [v, b.ints([blocks, -1, *q], "mask_split_shape")], "mask_split")
     if b.graph.opset() >= 9:
         zero = b.initializer(np.zeros((), dtype), "zero")
         t = b.op("Where", [b.initializer(mask, "mask"), t, zero], "zero_garbage")
     else:
         t = b.op("Mul", [t, b.initializer(mask.astype(dtype), "mask")], "zero_garbage")
+    if static:
+        return t
     return b.op("Reshape", [t, b.ints([-1, channels, *q], "mask_merge_shape")], "mask_merge")
+
+
+def static_batch(grid: Grid) -> Optional[int]:
+    """The batch size when it is a number, else None."""
+    return grid.batch if isinstance(grid.batch, int) and grid.batch > 0 else None
 
 
 def window_shift(grid: Grid, offsets: Sequence[int], kernel: Sequence[int]) -> tuple[list, list]:

@@ -47,7 +47,7 @@ from convrewrite.geometry import extent
 
 from .build import (PhaseInput, _batch, _blocks, _chain, _depth, _plain, _reshape, _sliced_weight, _slices, _taps,
                     _taps_window)
-from .chain import Chain, data_inputs, is_side, window_shift
+from .chain import Chain, data_inputs, is_side, static_batch, window_shift
 from .phases import AxisPhases, tap_images, undilated_window, window_pads
 
 
@@ -544,7 +544,7 @@ def _taps_moved_of(axes: tuple, channels: int, itemsize: int, opset: int) -> Mov
 
 def _chain_moved(c: Chain, graph: GraphView) -> Moved:
     """`_chain`: the first Conv's batch core; per later dilated Conv its
-    input masked once (Reshape, Where or Mul, Reshape) and windowed (Slice,
+    input masked once (Where or Mul, between Reshapes for a symbolic batch) and windowed (Slice,
     Pad); every other node copied; outside inputs Padded and moved to phase
     form once; every exit back through batch_to_space and a crop."""
     nodes, grid, opset = c.region.nodes, c.grid, graph.opset()
@@ -555,7 +555,7 @@ def _chain_moved(c: Chain, graph: GraphView) -> Moved:
         return onnx.helper.tensor_dtype_to_np_dtype(graph.dtype(name)).itemsize
 
     moved = _batch_core_moved(c.start, size(nodes[0].input[0]), opset)
-    phase, converted, masked = {nodes[0].output[0]}, set(), set()
+    phase, converted, masked = {nodes[0].output[0]} | ({c.region.shared} if c.region.shared else set()), set(), set()
     convs, pools = dict(c.region.convs), set(c.region.pools)
     pool_exits = {nodes[k].output[0] for k in pools}
     for k, node in enumerate(nodes[1:], 1):
@@ -569,9 +569,11 @@ def _chain_moved(c: Chain, graph: GraphView) -> Moved:
             if v not in masked:
                 masked.add(v)
                 if not grid.exact:
-                    # Reshape to [P, N*C, q...], Where (mask and zero constant; Mul before opset 9), Reshape
-                    mask = movement([form], form, size(v)) if opset >= 9 else other_nodes(1)
-                    moved += movement([form], form, size(v)) + mask + movement([form], form, size(v))
+                    # Where (mask and zero constant; Mul before opset 9), with a symbolic batch
+                    # between Reshapes to [P, N*C, q...] and back
+                    moved += movement([form], form, size(v)) if opset >= 9 else other_nodes(1)
+                    if not static_batch(grid):
+                        moved += movement([form], form, size(v)) + movement([form], form, size(v))
             front, back = window_shift(grid, [a.offset for a in p.axes], [a.kernel for a in p.axes])
             if any(f < 0 or e < 0 for f, e in zip(front, back)):   # a crop; the Conv's pads extend
                 cropped = form[:2] + [n - max(0, -f) - max(0, -e) for n, f, e in zip(q, front, back)]

@@ -87,6 +87,7 @@ from convrewrite.geometry import conv_output_size, conv_pads, geometry_problem, 
 
 from . import forms as _forms
 from . import quantized
+from .build import input_in_phase_form
 from .chain import Chain, Grid, grow
 from .forms import MODES, Dilated
 from .im2col import Im2col
@@ -167,7 +168,8 @@ class DilatedConvToSpaceToBatch:
             return single
         p: Dilated = single.params
         grid = Grid(graph.shape(node.input[0])[0], tuple(a.out for a in p.axes), tuple(p.blocks))
-        region = grow(graph, node, grid, lambda n: self._chain_conv(n, graph, grid))
+        region = grow(graph, node, grid, lambda n: self._chain_conv(n, graph, grid),
+                      share_input=input_in_phase_form(p, grid))
         if region is None:
             return single
         notes = single.notes + (f"chain: {len(region.convs) + 1} dilated Convs and "
