@@ -119,14 +119,17 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--convtranspose-form", choices=choices["convtranspose_form"],
                    help="convtranspose lowering form (default: auto: the simplest within 1.1x the MACs)")
     o.add_argument("--dilated-mode", choices=choices["dilated_mode"],
-                   help="dilated-conv lowering form (default: batch; small phase images use taps unless estimated "
-                        "slower, 1-D Convs of 16+ channels use reshape)")
+                   help="dilated-conv lowering form (default: batch; small phase images use taps, without a "
+                        "target unless estimated slower; without a target 1-D Convs of 16+ channels use reshape)")
     o.add_argument("--depth-weight-limit", type=int, metavar="BYTES",
                    help="largest tiled weight the depth form may create (default: 16 MiB)")
     o.add_argument("--dilated-taps-below", type=int, metavar="N",
                    help="use the taps form when a phase image has fewer than N outputs (default: 64)")
     o.add_argument("--no-dilated-chains", action="store_true",
                    help="lower each dilated Conv on its own, never keeping a chain in batch form")
+    o.add_argument("--no-dilated-estimates", action="store_true",
+                   help="dilated-conv forms by the rules alone: no cost-model overrule of the taps form, no "
+                   "reshape form unasked (as with a target)")
     o.add_argument("--resize-mode", choices=choices["resize_mode"],
                    help="resize lowering form (default: deconv; a linear Resize without a target: deconv or "
                    "matmul, whichever the cost model estimates faster; deconv: never matmul unasked)")
@@ -199,6 +202,8 @@ def lowering_options(args) -> dict:
     options = {k: v for k, v in given.items() if v is not None}
     if args.no_dilated_chains:
         options["dilated_chains"] = False
+    if args.no_dilated_estimates:
+        options["dilated_estimates"] = False
     return options
 
 

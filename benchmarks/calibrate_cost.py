@@ -79,6 +79,7 @@ class Case:
     option: str                 # the option that selects a form
     choices: tuple
     rules: tuple = ()           # options that make the pass follow its rules alone (no cost model)
+    fitted: bool = True         # its rows go into the fit (False: measured for a rule's study only)
 
 
 def _model(node, x_shape, weights, y_shape, opset=17) -> onnx.ModelProto:
@@ -91,13 +92,14 @@ def _model(node, x_shape, weights, y_shape, opset=17) -> onnx.ModelProto:
 
 
 def dilated_cases(quick: bool):
-    grid = [(c, o, hw, d, g) for c, o in ((32, 32), (64, 64), (128, 128), (256, 64))
+    grid = [(c, o, hw, d, g, True) for c, o in ((32, 32), (64, 64), (128, 128), (256, 64))
             for hw in (17, 33, 65) for d in (2, 4, 12) for g in ("dense", "depthwise")
             if not (g == "depthwise" and c != o)]
-    # tiny Convs (sample-model sizes), where the taps favour meets per-node overhead (forms.OVERRULE)
-    grid += [(c, c, hw, d, g) for c in (4, 8, 16) for hw in (8, 12, 16, 24, 33) for d in (2, 4, 8)
+    # tiny Convs (sample-model sizes), where the taps favour meets per-node overhead
+    # (forms.OVERRULE); measured for that rule, kept out of the fit
+    grid += [(c, c, hw, d, g, False) for c in (4, 8, 16) for hw in (8, 12, 16, 24, 33) for d in (2, 4, 8)
              for g in ("dense", "depthwise") if 2 * d < hw]
-    for c, o, hw, d, g in grid[::3] if quick else grid:
+    for c, o, hw, d, g, fitted in grid[::3] if quick else grid:
         group = c if g == "depthwise" else 1
         if c * o // group * 9 * hw * hw > 400e6:
             continue
@@ -105,11 +107,12 @@ def dilated_cases(quick: bool):
                                 pads=[d] * 4, group=group)
         m = _model(node, [1, c, hw, hw], {"w": (o, c // group, 3, 3), "b": (o,)}, [1, o, hw, hw])
         yield Case(f"dilated c{c} o{o} {hw}x{hw} d{d} {g}", m, ("dilated-conv",), "dilated_mode",
-                   ("batch", "depth", "slices", "taps"))
+                   ("batch", "depth", "slices", "taps"), (("dilated_estimates", False),), fitted)
 
 
 def dilated_1d_cases(quick: bool):
-    """1-D dilated Convs (TCNs, vocoders): where the reshape form's favour was measured."""
+    """1-D dilated Convs (TCNs, vocoders): where the reshape form's favour was
+    measured (forms.RESHAPE_MIN_CHANNELS); kept out of the fit."""
     grid = [(c, n, d, k) for c in (4, 8, 16, 32, 64) for n in (64, 250, 1024, 4096) for d in (2, 3, 5, 8)
             for k in (3, 7) if (k - 1) * d < n // 2]
     for c, n, d, k in grid[::3] if quick else grid:
@@ -117,7 +120,7 @@ def dilated_1d_cases(quick: bool):
                                 pads=[d * (k - 1) // 2] * 2)
         m = _model(node, [1, c, n], {"w": (c, c, k), "b": (c,)}, [1, c, n])
         yield Case(f"dilated1d c{c} L{n} d{d} k{k}", m, ("dilated-conv",), "dilated_mode",
-                   ("batch", "depth", "reshape", "taps"))
+                   ("batch", "depth", "reshape", "taps"), (("dilated_estimates", False),), False)
 
 
 def convtranspose_cases(quick: bool):
@@ -256,7 +259,7 @@ def measure(case: Case, repeats: int, threads: int) -> list:
     if not built:
         return []
     seconds = median_times([m for _, m in built], repeats, threads)
-    return [dict(row, case=case.name, seconds=s) for (row, _), s in zip(built, seconds)]
+    return [dict(row, case=case.name, seconds=s, fitted=case.fitted) for (row, _), s in zip(built, seconds)]
 
 
 # --- fitting ------------------------------------------------------------------
@@ -370,16 +373,17 @@ def main(argv=None) -> int:
         if args.raw:
             with open(args.raw, "w") as f:
                 json.dump({"onnxruntime": ort.__version__, "threads": args.threads, "rows": rows}, f, indent=1)
-    coef = fit(rows)
+    fitted = [r for r in rows if r.get("fitted", True)]   # the tiny and 1-D grids are for their rules' study
+    coef = fit(fitted)
     print_fit(coef, rows)
     if args.study:
         for title, features in STUDY.items():
-            print_fit(fit(rows, features), rows, features, title)
+            print_fit(fit(fitted, features), rows, features, title)
     if args.write:
         doc = {"generated_by": "benchmarks/calibrate_cost.py", "runtime": f"onnxruntime {ort.__version__} CPU",
-               "threads": args.threads, "machine": platform.machine(), "rewritten_models": len(rows),
+               "threads": args.threads, "machine": platform.machine(), "rewritten_models": len(fitted),
                **{k: float(f"{v:.4g}") for k, v in zip(COEFFICIENTS, coef)},
-               "fit": fit_summary(coef, rows)}
+               "fit": fit_summary(coef, fitted)}
         with open(args.write, "w") as f:
             json.dump(doc, f, indent=2)
             f.write("\n")

@@ -104,14 +104,19 @@ class DilatedConvOptions(PassOptions):
     depth, slices, taps), or None: the default order.  `depth_weight_limit`:
     the most bytes the depth form's tiled weight may take.  `taps_below`:
     phase images with fewer outputs favour the taps form (0: never).
-    `chains`: keep consecutive dilated Convs of one rate in batch form."""
+    `chains`: keep consecutive dilated Convs of one rate in batch form.
+    `estimates`: without a target, the chooser's cost model may overrule the
+    taps favour and the reshape form is favoured (1-D, 16+ channels per
+    group); False: the rules alone, as with a target."""
 
     mode: Optional[str] = None
     depth_weight_limit: int = DEFAULT_DEPTH_WEIGHT_LIMIT
     taps_below: int = DEFAULT_TAPS_BELOW
     chains: bool = True
+    estimates: bool = True
     KEYS: ClassVar[dict] = {"dilated_mode": "mode", "depth_weight_limit": "depth_weight_limit",
-                            "dilated_taps_below": "taps_below", "dilated_chains": "chains"}
+                            "dilated_taps_below": "taps_below", "dilated_chains": "chains",
+                            "dilated_estimates": "estimates"}
     CHOICES: ClassVar[dict] = {"dilated_mode": MODES}
 
     def __post_init__(self):
@@ -121,8 +126,9 @@ class DilatedConvOptions(PassOptions):
         for key in ("depth_weight_limit", "dilated_taps_below"):
             name = self.KEYS[key]
             object.__setattr__(self, name, _count(key, getattr(self, name)))
-        if not isinstance(self.chains, bool):
-            raise ValueError(f"dilated_chains must be true or false, not {self.chains!r}")
+        for key in ("dilated_chains", "dilated_estimates"):
+            if not isinstance(getattr(self, self.KEYS[key]), bool):
+                raise ValueError(f"{key} must be true or false, not {getattr(self, self.KEYS[key])!r}")
 
 
 def _count(key: str, value: Any) -> int:
@@ -153,6 +159,12 @@ class DilatedConvToSpaceToBatch:
 
     def preferred(self) -> tuple[str, ...]:
         return () if self.options.mode is None else (self.options.mode,)
+
+    @property
+    def estimates(self) -> bool:
+        """Whether the chooser's cost model may weigh this pass's forms
+        (core/lowering.cost_model_for): the dilated_estimates option."""
+        return self.options.estimates
 
     def candidate(self, node: onnx.NodeProto, graph: GraphView) -> bool:
         return (node.op_type == "Conv" and node.domain in ("", "ai.onnx")
@@ -202,13 +214,23 @@ class DilatedConvToSpaceToBatch:
     def _starts_chain(self, single: Match, graph: GraphView) -> bool:
         return (all(a.stride == 1 for a in single.params.axes) and graph.opset() >= CHAIN_MIN_OPSET
                 and qdq.region(single.node, graph) is None   # quantized Convs are lowered one by one
-                and self.default_form(single, graph) == "batch")
+                and self.default_form(single, graph) == "batch" and not self._reshape_instead(single.params))
+
+    def _reshape_instead(self, p: Dilated) -> bool:
+        """A 1-D Conv the reshape form would take without a target (one Conv
+        between two Reshapes) is not chained: per Conv it measured faster than
+        a chain in batch form (3 residual 32-channel Convs on 1,024: 259
+        against 304 us; docs/dilated_conv.md).  A structural test, so a match
+        is the same with a target or without (a target then lowers each
+        Conv by its rules)."""
+        return self.options.estimates and _forms.reshape_favoured(p) is not None
 
     def _chain_conv(self, node, graph: GraphView, grid: Grid) -> Optional[Dilated]:
         """A later dilated Conv that can read the chain's phase form: its
         default form is batch and its phases are the chain's."""
         m = self.match_alone(node, graph)
-        if isinstance(m, Skip) or qdq.region(node, graph) is not None or self.default_form(m, graph) != "batch":
+        if (isinstance(m, Skip) or qdq.region(node, graph) is not None or self.default_form(m, graph) != "batch"
+                or self._reshape_instead(m.params)):
             return None
         fits = all(a.stride == 1 and a.phases == p and a.size == n and a.out == n and a.offset % p == 0
                    for a, p, n in zip(m.params.axes, grid.blocks, grid.sizes))
