@@ -21,7 +21,10 @@ from test_dilated_conv import (NO_DILATION, assert_built_costs_exact, check_cost
 CASES = {
     # name: (x shape, w shape, attrs, Pad nodes, Slice nodes)
     "aligned": ((1, 4, 12), (5, 4, 3), dict(dilations=[2], pads=[2, 2]), 0, 0),
-    "causal_tcn": ((1, 4, 16), (4, 4, 3), dict(dilations=[4], pads=[8, 8]), 0, 0),
+    "tcn_block": ((1, 4, 16), (4, 4, 3), dict(dilations=[4], pads=[8, 8]), 0, 0),   # a TCN's pads, cropped later
+    "causal": ((1, 4, 16), (4, 4, 3), dict(dilations=[4], pads=[8, 0]), 0, 0),
+    # tap 0 reads only padding (x[i - 6], i < 5): the weight sliced to taps 1..2, the window begins at 3
+    "dropped_tap": ((1, 3, 5), (2, 3, 3), dict(dilations=[3], pads=[6, 0]), 1, 1),
     "odd_length": ((1, 3, 11), (2, 3, 3), dict(dilations=[3], pads=[3, 3]), 1, 1),
     "asymmetric_pads": ((1, 3, 13), (2, 3, 2), dict(dilations=[4], pads=[3, 1]), 1, 1),
     "valid": ((1, 3, 20), (4, 3, 3), dict(dilations=[5], auto_pad="VALID"), 0, 0),
@@ -59,7 +62,8 @@ def test_cost_is_exact(case):
     every other form that applies) equal the built replacement's, float32
     and float16, opset 17 and 9 (Pad and Slice with attributes)."""
     x_shape, w_shape, attrs, _, _ = CASES[case]
-    for opset, dtype in ((17, TensorProto.FLOAT), (17, TensorProto.FLOAT16), (9, TensorProto.FLOAT)):
+    for opset, dtype in ((17, TensorProto.FLOAT), (17, TensorProto.FLOAT16), (11, TensorProto.FLOAT),
+                         (10, TensorProto.FLOAT), (9, TensorProto.FLOAT)):
         model = conv_model(x_shape, w_shape, batch="N", opset=opset, dtype=dtype, **attrs)
         assert "reshape" in assert_built_costs_exact(model, reshape_pass())
 
@@ -93,6 +97,54 @@ def test_2d_and_unaligned_are_passed_over():
     unaligned = conv_model((1, 2, 13), (3, 2, 3), dilations=[3], strides=[2], pads=[0, 1])
     _, report = assert_rewrites(unaligned, reshape_pass(), {"Reshape": 0})
     assert forms_of(report) != ["reshape"]
+    assert any("reshape" in n and "no block split reaches" in n for n in notes_of(report)), notes_of(report)
+    weight_input = conv_model((1, 16, 12), (4, 16, 3), dilations=[2], pads=[2, 2], weight_input=True)
+    _, report = assert_rewrites(weight_input, reshape_pass(), {"Conv": 1})
+    assert forms_of(report) == ["batch"]
+    assert any("reshape" in n and "needs a constant weight" in n for n in notes_of(report)), notes_of(report)
+
+
+def test_the_rules_alone_and_the_ethos_n78(tmp_path):
+    """dilated_estimates=False: no reshape favour (the rules, as with a
+    target).  arm-ethos-n78 runs 2-D Convs only: a 1-D dilated Conv with SAME
+    pads fits there in the reshape form alone (before it, no form fit)."""
+    wide = conv_model((1, 16, 64), (16, 16, 3), dilations=[3], pads=[3, 3])
+    _, report = assert_rewrites(wide, dilated_pass(estimates=False), {"Reshape": 0})
+    assert forms_of(report) == ["taps"]
+    _, report = assert_rewrites(wide, dilated_pass(), {"Reshape": 2}, target="arm-ethos-n78")
+    assert forms_of(report) == ["reshape"]
+
+
+def test_no_chain_where_the_reshape_form_is_favoured():
+    """Three residual 1-D Convs of 32 channels at one rate: each takes the
+    reshape form (faster than a batch-form chain, docs/dilated_conv.md);
+    with 8 channels, or the rules alone, they stay one chain."""
+    for channels, estimates, chained in ((32, True, False), (8, True, True), (32, False, True)):
+        model = residual_1d(channels)
+        _, report = assert_rewrites(model, dilated_pass(estimates=estimates), {})
+        forms = forms_of(report)
+        assert (forms == ["batch"]) == chained, (channels, estimates, forms)
+        if not chained:
+            assert forms == ["reshape"] * 3
+
+
+def residual_1d(channels: int):
+    """x -> 3 x [dilated Conv (rate 2, SAME) -> Relu -> Add(input)] on [1, C, 256]."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+    rng = np.random.default_rng(3)
+    nodes, inits, v = [], [], "x"
+    for k in range(3):
+        w = numpy_helper.from_array((rng.standard_normal((channels, channels, 3)) * 0.2).astype(np.float32), f"w{k}")
+        inits.append(w)
+        nodes += [helper.make_node("Conv", [v, f"w{k}"], [f"c{k}"], name=f"c{k}", dilations=[2], pads=[2, 2],
+                                   kernel_shape=[3]),
+                  helper.make_node("Relu", [f"c{k}"], [f"r{k}"], name=f"r{k}"),
+                  helper.make_node("Add", [f"r{k}", v], [f"a{k}"], name=f"a{k}")]
+        v = f"a{k}"
+    g = helper.make_graph(nodes, "residual_1d", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, 256])],
+                          [helper.make_tensor_value_info(v, TensorProto.FLOAT, [1, channels, 256])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def test_tcn_sample_takes_the_reshape_form():
