@@ -16,7 +16,8 @@ Reshape with 0 / -1):
 
     strided_slice   x[start:end:step] (Slice with steps; a Gather before opset 10)
     space_to_batch  [N, C, m1*P1, ...]      -> [P1*...*N, C, m1, ...]
-                    (2-D equal blocks: SpaceToDepth + a block Transpose; else one
+                    (2-D equal blocks: SpaceToDepth + a block Transpose, a Reshape alone
+                    when N is statically 1; else one
                     Reshape/Transpose/Reshape of rank 2 + r + (axes with P > 1),
                     or above rank 6 one rank-5 step per blocked axis)
     batch_to_space  [P1*...*N, C, q1, ...]  -> [N, C, q1*P1, ...]
@@ -81,13 +82,14 @@ def _block_layout(blocks: Sequence[int], sizes: Sequence[int], channels: int):
 
 
 def space_to_batch(b: Builder, x: str, channels: int, blocks: Sequence[int],
-                   sizes: Sequence[int]) -> str:
+                   sizes: Sequence[int], unit_batch: bool = False) -> str:
     """[N, C, m_k*P_k...] -> [prod(P)*N, C, m...]: batch flat(b)*N + n holds
-    x[n, c, m_k*P_k + b_k ...] (sizes are the phase sizes m)."""
+    x[n, c, m_k*P_k + b_k ...] (sizes are the phase sizes m).  `unit_batch`:
+    N is statically 1 (see _space_to_batch_2d)."""
     if all(p == 1 for p in blocks):
         return x
     if len(blocks) == 2 and blocks[0] == blocks[1]:
-        return _space_to_batch_2d(b, x, channels, blocks[0], sizes)
+        return _space_to_batch_2d(b, x, channels, blocks[0], sizes, unit_batch)
     shape, size_axes, block_axes = _block_layout(blocks, sizes, channels)
     if len(shape) > MAX_GENERAL_RANK:
         return _space_to_batch_per_axis(b, x, channels, blocks, sizes)
@@ -97,12 +99,12 @@ def space_to_batch(b: Builder, x: str, channels: int, blocks: Sequence[int],
 
 
 def batch_to_space(b: Builder, y: str, channels: int, blocks: Sequence[int],
-                   sizes: Sequence[int]) -> str:
+                   sizes: Sequence[int], unit_batch: bool = False) -> str:
     """The inverse: [prod(P)*N, C, q...] -> [N, C, q_k*P_k...]."""
     if all(p == 1 for p in blocks):
         return y
     if len(blocks) == 2 and blocks[0] == blocks[1]:
-        return _batch_to_space_2d(b, y, channels, blocks[0], sizes)
+        return _batch_to_space_2d(b, y, channels, blocks[0], sizes, unit_batch)
     split = [p for p in blocks if p > 1]
     shape, size_axes, block_axes = _block_layout(blocks, sizes, channels)
     if len(shape) > MAX_GENERAL_RANK:
@@ -155,17 +157,26 @@ def _batch_to_space_per_axis(b: Builder, y: str, channels: int, blocks: Sequence
     return y
 
 
-def _space_to_batch_2d(b: Builder, x: str, channels: int, block: int, sizes: Sequence[int]) -> str:
+def _space_to_batch_2d(b: Builder, x: str, channels: int, block: int, sizes: Sequence[int],
+                       unit_batch: bool = False) -> str:
     """2-D, equal blocks: SpaceToDepth (channel flat(b)*C + c), then move the
-    phase from channels to batch; the Transpose moves whole C*m*m blocks."""
+    phase from channels to batch; the Transpose moves whole C*m*m blocks.
+    With a batch of 1 the phase is already outermost, [1, P*P*C, m, m] is
+    [P*P, C, m, m] in memory, and one Reshape moves it: no Transpose."""
     t = b.op("SpaceToDepth", [x], "space_to_depth", blocksize=block)
+    if unit_batch:
+        return b.op("Reshape", [t, b.ints([block * block, channels, *sizes], "s2b_shape")], "space_to_batch")
     t = b.op("Reshape", [t, b.ints([0, block * block, channels, *sizes], "s2b_split_shape")], "s2b_split")
     t = b.op("Transpose", [t], "s2b_transpose", perm=[1, 0, 2, 3, 4])
     return b.op("Reshape", [t, b.ints([-1, channels, *sizes], "s2b_shape")], "space_to_batch")
 
 
-def _batch_to_space_2d(b: Builder, y: str, channels: int, block: int, sizes: Sequence[int]) -> str:
+def _batch_to_space_2d(b: Builder, y: str, channels: int, block: int, sizes: Sequence[int],
+                       unit_batch: bool = False) -> str:
     """The inverse: phase from batch to channels, then DepthToSpace (DCR)."""
+    if unit_batch:
+        t = b.op("Reshape", [y, b.ints([1, block * block * channels, *sizes], "b2s_shape")], "b2s_merge")
+        return b.op("DepthToSpace", [t], "batch_to_space", blocksize=block)
     t = b.op("Reshape", [y, b.ints([block * block, -1, channels, *sizes], "b2s_split_shape")], "b2s_split")
     t = b.op("Transpose", [t], "b2s_transpose", perm=[1, 0, 2, 3, 4])
     t = b.op("Reshape", [t, b.ints([0, block * block * channels, *sizes], "b2s_shape")], "b2s_merge")
@@ -246,22 +257,23 @@ def crop_to(b: Builder, y: str, have: Sequence[int], want: Sequence[int]) -> str
 
 # --- costs (nodes, bytes moved at batch 1; see opset_ops.Moved) -------------------
 
-def _block_steps(blocks: Sequence[int]) -> int:
+def _block_steps(blocks: Sequence[int], unit_batch: bool = False) -> int:
     """Nodes of space_to_batch or batch_to_space: SpaceToDepth / DepthToSpace
-    with a Reshape/Transpose/Reshape (2-D equal blocks), one such triple, or
-    one per blocked axis above rank 6."""
+    with a Reshape/Transpose/Reshape (2-D equal blocks; with a batch of 1 one
+    Reshape), one such triple, or one per blocked axis above rank 6."""
     if all(p == 1 for p in blocks):
         return 0
     if len(blocks) == 2 and blocks[0] == blocks[1]:
-        return 4
+        return 2 if unit_batch else 4
     if 2 + len(blocks) + sum(1 for p in blocks if p > 1) > MAX_GENERAL_RANK:
         return 3 * sum(1 for p in blocks if p > 1)
     return 3
 
 
-def space_to_batch_cost(channels: int, blocks: Sequence[int], sizes: Sequence, itemsize: int) -> Moved:
+def space_to_batch_cost(channels: int, blocks: Sequence[int], sizes: Sequence, itemsize: int,
+                        unit_batch: bool = False) -> Moved:
     """`space_to_batch` (sizes: the phase sizes m); every node moves the whole tensor."""
-    steps = _block_steps(blocks)
+    steps = _block_steps(blocks, unit_batch)
     whole = tensor_bytes([prod(blocks), channels, *sizes], itemsize)
     return Moved(steps, None if whole is None else 2 * whole * steps)
 
@@ -272,9 +284,10 @@ def space_to_axes_cost(channels: int, blocks: Sequence[int], sizes: Sequence, it
     return movement([whole], whole, itemsize)
 
 
-def batch_to_space_cost(channels: int, blocks: Sequence[int], sizes: Sequence, itemsize: int) -> Moved:
+def batch_to_space_cost(channels: int, blocks: Sequence[int], sizes: Sequence, itemsize: int,
+                        unit_batch: bool = False) -> Moved:
     """`batch_to_space` (sizes: the phase sizes q)."""
-    return space_to_batch_cost(channels, blocks, sizes, itemsize)
+    return space_to_batch_cost(channels, blocks, sizes, itemsize, unit_batch)
 
 
 def strided_slice_cost(shape: Sequence, axes: Sequence[int], starts: Sequence[int], ends: Sequence[int],

@@ -92,7 +92,7 @@ def _batch_core(b, x, weight, p: Dilated) -> str:
 def _batch_input(b, x, p: Dilated) -> str:
     """x -> the Conv's phase images [P*N, C, m'...]."""
     w = PhaseInput(p)
-    return space_to_batch(b, _phase_input(b, x, p, w), p.channels, p.blocks, w.sizes)
+    return space_to_batch(b, _phase_input(b, x, p, w), p.channels, p.blocks, w.sizes, p.unit_batch)
 
 
 def _batch_conv(b, t, weight, p: Dilated) -> str:
@@ -111,7 +111,7 @@ def input_in_phase_form(p: Dilated, grid: Grid) -> bool:
 
 def _batch(b, x, weight, p: Dilated) -> str:
     blocks, m, q = _blocks(p)
-    t = batch_to_space(b, _batch_core(b, x, weight, p), p.out_channels, blocks, q)
+    t = batch_to_space(b, _batch_core(b, x, weight, p), p.out_channels, blocks, q, p.unit_batch)
     return crop_to(b, t, [a.per_phase * a.phases for a in p.axes], [a.out for a in p.axes])
 
 

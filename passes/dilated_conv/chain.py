@@ -347,7 +347,7 @@ def to_phase(b: Builder, x: str, channels: int, grid: Grid) -> str:
     ends = [qq * p - n for qq, p, n in zip(q, grid.blocks, grid.sizes)]
     if any(ends):
         x = pad_axes(b, x, len(q) + 2, range(2, len(q) + 2), [(0, e) for e in ends], "to_phase_pad")
-    return space_to_batch(b, x, channels, grid.blocks, q)
+    return space_to_batch(b, x, channels, grid.blocks, q, grid.batch == 1)
 
 
 def phase_mean(b: Builder, v: str, channels: int, grid: Grid) -> str:
@@ -379,7 +379,7 @@ def side_to_phase(b: Builder, s: str, grid: Grid) -> str:
 
 def from_phase(b: Builder, v: str, channels: int, grid: Grid) -> str:
     q = grid.per_phase
-    y = batch_to_space(b, v, channels, grid.blocks, q)
+    y = batch_to_space(b, v, channels, grid.blocks, q, grid.batch == 1)
     return crop_to(b, y, [qq * p for qq, p in zip(q, grid.blocks)], grid.sizes)
 
 

@@ -62,6 +62,7 @@ class Dilated:
     weight: str
     bias: str                                   # "" when absent
     taps: Optional[tuple[tuple[int, int], ...]]  # kept tap range per axis; None: all
+    unit_batch: bool = False                    # x's batch is statically 1 (space_to_batch: no Transpose)
 
     @cached_property   # asked by every form, several times per node (the params are frozen)
     def dilated(self) -> bool:
@@ -209,7 +210,8 @@ class Batch(_DilatedForm):
         p = match.params
         if isinstance(p, Chain):
             return _chain_cost(p, graph)
-        return _cost(p, p.phase_macs(), batch_rank(p), _batch_moved(p, _itemsize(graph, match), graph.opset()))
+        return _cost(p, p.phase_macs(), batch_rank(p, p.unit_batch),
+                     _batch_moved(p, _itemsize(graph, match), graph.opset()))
 
     def build(self, match, variant, graph, b):
         if isinstance(match.params, Chain):
@@ -363,16 +365,16 @@ def forms(depth_weight_limit: int, taps_below: int) -> tuple[Form, ...]:
 
 # --- costs ---------------------------------------------------------------------
 
-def batch_rank(p: Dilated) -> int:
+def batch_rank(p: Dilated, unit_batch: bool = False) -> int:
     """The highest rank space_to_batch and batch_to_space create: 5 for 2-D
-    equal blocks (SpaceToDepth + a rank-5 block Transpose); else one
-    Reshape/Transpose/Reshape of rank 2 + r + (axes with P > 1), or above
-    rank 6 one rank-5 step per blocked axis."""
+    equal blocks (SpaceToDepth + a rank-5 block Transpose; 4 with a batch of
+    1, a Reshape alone); else one Reshape/Transpose/Reshape of rank 2 + r +
+    (axes with P > 1), or above rank 6 one rank-5 step per blocked axis."""
     blocks, r = p.blocks, len(p.axes)
     if all(k == 1 for k in blocks):
         return p.rank
     if r == 2 and blocks[0] == blocks[1]:
-        return max(p.rank, 5)
+        return p.rank if unit_batch else max(p.rank, 5)
     general = 2 + r + sum(1 for k in blocks if k > 1)
     return max(p.rank, general if general <= MAX_GENERAL_RANK else 5)
 
@@ -412,7 +414,7 @@ def _cost(p: Dilated, macs: int, rank: int, moved: Moved) -> Cost:
 def _chain_cost(c: Chain, graph: GraphView) -> Cost:
     macs, grouped_part = chain_macs(c, graph)
     moved = _chain_moved(c, graph)
-    return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes, max_rank=batch_rank(c.start),
+    return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes, max_rank=batch_rank(c.start, c.grid.batch == 1),
                 grouped_macs=grouped_part)
 
 
@@ -456,13 +458,14 @@ def _out_crop_moved(p: Dilated, itemsize: int) -> Moved:
 
 def _batch_core_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
     w = PhaseInput(p)
-    return (_phase_input_moved(p, w, itemsize, opset) + space_to_batch_cost(p.channels, p.blocks, w.sizes, itemsize)
+    return (_phase_input_moved(p, w, itemsize, opset)
+            + space_to_batch_cost(p.channels, p.blocks, w.sizes, itemsize, p.unit_batch)
             + other_nodes(1))
 
 
 def _batch_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
     blocks, m, q = _blocks(p)
-    return (_batch_core_moved(p, itemsize, opset) + batch_to_space_cost(p.out_channels, blocks, q, itemsize)
+    return (_batch_core_moved(p, itemsize, opset) + batch_to_space_cost(p.out_channels, blocks, q, itemsize, p.unit_batch)
             + _out_crop_moved(p, itemsize))
 
 
@@ -598,11 +601,11 @@ def _chain_moved(c: Chain, graph: GraphView) -> Moved:
                     full = [1, channels, *[n * b for n, b in zip(q, blocks)]]
                     if full != shape:
                         moved += movement([shape], full, size(i))
-                    moved += space_to_batch_cost(channels, blocks, q, size(i))
+                    moved += space_to_batch_cost(channels, blocks, q, size(i), grid.batch == 1)
             moved += other_nodes(1)
         phase.add(node.output[0])
     for e in (e for e in c.region.exits if e not in pool_exits):
         channels = graph.shape(e)[1]
-        moved += batch_to_space_cost(channels, blocks, q, size(e))
+        moved += batch_to_space_cost(channels, blocks, q, size(e), grid.batch == 1)
         moved += crop_to_cost([1, channels, *[n * b for n, b in zip(q, blocks)]], grid.sizes, size(e))
     return moved

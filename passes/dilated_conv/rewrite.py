@@ -58,7 +58,7 @@ Forms (forms.py), in the default order: plain, subsample, batch, depth,
 slices, reshape (opt-in), taps -- plain and subsample where the geometry
 leaves nothing else; without a target, reshape first for a 1-D Conv of 16+
 input channels per group, and taps first where phase images have fewer than
-`taps_below` outputs unless the cost model estimates it more than 1.25x
+`taps_below` outputs unless the cost model estimates it more than 1.5x
 slower than the next form; then batch where the phases are aligned, else
 slices.  `mode` (dilated_mode) puts one of batch, depth, slices, reshape,
 taps, im2col first where it can express the Conv.
@@ -203,7 +203,8 @@ class DilatedConvToSpaceToBatch:
         ws = graph.shape(node.input[1])
         group = int(attributes(node).get("group", 1))
         bias = node.input[2] if len(node.input) > 2 else ""
-        params = Dilated(tuple(axes), ws[1] * group, ws[0], group, node.input[1], bias, taps)
+        params = Dilated(tuple(axes), ws[1] * group, ws[0], group, node.input[1], bias, taps,
+                         graph.shape(node.input[0])[0] == 1)
         return Match(node, params, notes=tuple(notes + more))
 
     def default_form(self, match: Match, graph: GraphView) -> Optional[str]:

@@ -9,7 +9,8 @@ from onnx import TensorProto, helper
 from convrewrite.core.builder import Builder
 from convrewrite.core.equivalence import run_onnxruntime
 from convrewrite.core.graph import GraphView
-from convrewrite.emit.space_to_batch import batch_to_space, interleave, space_to_batch, strided_slice
+from convrewrite.emit.space_to_batch import (axes_to_space, batch_to_space, batch_to_space_cost, interleave,
+                                             space_to_axes, space_to_batch, space_to_batch_cost, strided_slice)
 
 
 # --- the shared builders against their formulas --------------------------------
@@ -36,6 +37,42 @@ def test_space_to_batch_formula_and_inverse(blocks, sizes):
         index = (slice(None), slice(None)) + tuple(slice(q, None, p) for q, p in zip(phase, blocks))
         np.testing.assert_array_equal(got[flat * 2:(flat + 1) * 2], x[index])
     back = _run_builder(lambda b, v: batch_to_space(b, space_to_batch(b, v, 3, blocks, sizes), 3, blocks, sizes), x)
+    np.testing.assert_array_equal(back, x)
+
+
+@pytest.mark.parametrize("block", [2, 3])
+def test_space_to_batch_of_a_unit_batch_needs_no_transpose(block):
+    """2-D equal blocks, N = 1: SpaceToDepth's [1, P*P*C, m, m] already holds
+    the phases outermost, so one Reshape gives [P*P, C, m, m] (the same
+    values as the general path), and one Reshape before DepthToSpace goes
+    back; two nodes each way instead of four, costed so."""
+    sizes = (3, 2)
+    x = np.random.default_rng(4).standard_normal((1, 3, sizes[0] * block, sizes[1] * block)).astype(np.float32)
+    blocks = (block, block)
+    general = _run_builder(lambda b, v: space_to_batch(b, v, 3, blocks, sizes), x)
+    nodes = []
+
+    def unit(b, v):
+        out = space_to_batch(b, v, 3, blocks, sizes, unit_batch=True)
+        nodes.extend(n.op_type for n in b.nodes)
+        return out
+
+    np.testing.assert_array_equal(_run_builder(unit, x), general)
+    assert nodes == ["SpaceToDepth", "Reshape"]
+    back = _run_builder(lambda b, v: batch_to_space(b, space_to_batch(b, v, 3, blocks, sizes, True), 3, blocks,
+                                                    sizes, True), x)
+    np.testing.assert_array_equal(back, x)
+    assert space_to_batch_cost(3, blocks, sizes, 4, unit_batch=True).nodes == 2
+    assert batch_to_space_cost(3, blocks, sizes, 4).nodes == 4
+
+
+@pytest.mark.parametrize("blocks,sizes", [((3,), (4,)), ((2,), (5,)), ((2, 3), (2, 2))])
+def test_space_to_axes_formula_and_inverse(blocks, sizes):
+    """space_to_axes(x)[n, c, j, b] = x[n, c, j*P + b] (per blocked axis): one Reshape; axes_to_space inverts it."""
+    x = np.random.default_rng(5).standard_normal((2, 3, *[m * p for m, p in zip(sizes, blocks)])).astype(np.float32)
+    got = _run_builder(lambda b, v: space_to_axes(b, v, 3, blocks, sizes), x)
+    np.testing.assert_array_equal(got, x.reshape(2, 3, *[d for m, p in zip(sizes, blocks) for d in (m, p)]))
+    back = _run_builder(lambda b, v: axes_to_space(b, space_to_axes(b, v, 3, blocks, sizes), 3, blocks, sizes), x)
     np.testing.assert_array_equal(back, x)
 
 
