@@ -354,14 +354,17 @@ def phase_mean(b: Builder, v: str, channels: int, grid: Grid) -> str:
     """The spatial mean of a value in phase form, [N, C, 1...] (exact grids:
     every phase image holds q real positions, so the mean of the phase
     images' means is the mean): GlobalAveragePool, Reshape [P, N, C, 1...],
-    ReduceMean over the phases."""
+    ReduceMean over the phases.  With a batch of 1 the pooled [P, C, 1...]
+    is reduced over axis 0 keeping it: no Reshape, no rank above x's."""
     ones = [1] * len(grid.sizes)
     t = b.op("GlobalAveragePool", [v], "pool")
-    t = b.op("Reshape", [t, b.ints([int(np.prod(grid.blocks)), -1, channels, *ones], "pool_split_shape")],
-             "pool_split")
+    unit = grid.batch == 1
+    if not unit:
+        t = b.op("Reshape", [t, b.ints([int(np.prod(grid.blocks)), -1, channels, *ones], "pool_split_shape")],
+                 "pool_split")
     if b.graph.opset() >= 18:
-        return b.op("ReduceMean", [t, b.ints([0], "pool_axes")], "pool_mean", keepdims=0)
-    return b.op("ReduceMean", [t], "pool_mean", axes=[0], keepdims=0)
+        return b.op("ReduceMean", [t, b.ints([0], "pool_axes")], "pool_mean", keepdims=int(unit))
+    return b.op("ReduceMean", [t], "pool_mean", axes=[0], keepdims=int(unit))
 
 
 def is_side(graph: GraphView, name: str, grid: Grid) -> bool:

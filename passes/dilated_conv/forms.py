@@ -567,9 +567,10 @@ def _chain_moved(c: Chain, graph: GraphView) -> Moved:
     convs, pools = dict(c.region.convs), set(c.region.pools)
     pool_exits = {nodes[k].output[0] for k in pools}
     for k, node in enumerate(nodes[1:], 1):
-        if k in pools:   # GlobalAveragePool, Reshape [P, N, C, 1...], ReduceMean
+        if k in pools:   # GlobalAveragePool, Reshape [P, N, C, 1...] (not for a batch of 1), ReduceMean
             means = [phases, graph.shape(node.input[0])[1]] + [1] * len(q)
-            moved += other_nodes(1) + movement([means], means, size(node.input[0])) + other_nodes(1)
+            split = NOTHING if grid.batch == 1 else movement([means], means, size(node.input[0]))
+            moved += other_nodes(1) + split + other_nodes(1)
             continue
         if k in convs:
             p, v = convs[k], node.input[0]
