@@ -354,6 +354,7 @@ def reshape_favoured(p) -> Optional[str]:
             "measured on onnxruntime CPU, so without a target): its phases as a trailing axis, one Conv, "
             "no Transpose")
 
+
 FORM_NAMES = ("plain", "subsample", "batch", "depth", "slices", "reshape", "taps", "im2col")
 MODES = ("batch", "depth", "slices", "reshape", "taps", "im2col")   # the user-selectable forms (dilated_mode)
 
