@@ -466,8 +466,8 @@ def _batch_core_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
 
 def _batch_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
     blocks, m, q = _blocks(p)
-    return (_batch_core_moved(p, itemsize, opset) + batch_to_space_cost(p.out_channels, blocks, q, itemsize, p.unit_batch)
-            + _out_crop_moved(p, itemsize))
+    return (_batch_core_moved(p, itemsize, opset)
+            + batch_to_space_cost(p.out_channels, blocks, q, itemsize, p.unit_batch) + _out_crop_moved(p, itemsize))
 
 
 def _reshape_moved(p: Dilated, itemsize: int, opset: int) -> Moved:

@@ -142,8 +142,9 @@ def residual_1d(channels: int):
                   helper.make_node("Relu", [f"c{k}"], [f"r{k}"], name=f"r{k}"),
                   helper.make_node("Add", [f"r{k}", v], [f"a{k}"], name=f"a{k}")]
         v = f"a{k}"
-    g = helper.make_graph(nodes, "residual_1d", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, 256])],
-                          [helper.make_tensor_value_info(v, TensorProto.FLOAT, [1, channels, 256])], inits)
+    shape = [1, channels, 256]
+    g = helper.make_graph(nodes, "residual_1d", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                          [helper.make_tensor_value_info(v, TensorProto.FLOAT, shape)], inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
