@@ -16,8 +16,8 @@ Reshape with 0 / -1):
 
     strided_slice   x[start:end:step] (Slice with steps; a Gather before opset 10)
     space_to_batch  [N, C, m1*P1, ...]      -> [P1*...*N, C, m1, ...]
-                    (2-D equal blocks: SpaceToDepth + a block Transpose, a Reshape alone
-                    when N is statically 1; else one
+                    (2-D equal blocks: SpaceToDepth + a block Transpose, or a Reshape
+                    alone in batch-major order; else one
                     Reshape/Transpose/Reshape of rank 2 + r + (axes with P > 1),
                     or above rank 6 one rank-5 step per blocked axis)
     batch_to_space  [P1*...*N, C, q1, ...]  -> [N, C, q1*P1, ...]
@@ -26,7 +26,8 @@ Reshape with 0 / -1):
     interleave      phase outputs y_b       -> [N, C, q1*P1, ...], rank <= max(4, rank)
 
 Batch order is phase-major (batch index = flat(b)*N + n), as TensorFlow's
-SpaceToBatchND.
+SpaceToBatchND; for 2-D equal blocks `batch_major` gives n*P*P + flat(b), the
+order SpaceToDepth leaves, where nothing but one Conv reads the phase images.
 """
 from __future__ import annotations
 
@@ -82,14 +83,17 @@ def _block_layout(blocks: Sequence[int], sizes: Sequence[int], channels: int):
 
 
 def space_to_batch(b: Builder, x: str, channels: int, blocks: Sequence[int],
-                   sizes: Sequence[int], unit_batch: bool = False) -> str:
+                   sizes: Sequence[int], batch_major: bool = False) -> str:
     """[N, C, m_k*P_k...] -> [prod(P)*N, C, m...]: batch flat(b)*N + n holds
-    x[n, c, m_k*P_k + b_k ...] (sizes are the phase sizes m).  `unit_batch`:
-    N is statically 1 (see _space_to_batch_2d)."""
+    x[n, c, m_k*P_k + b_k ...] (sizes are the phase sizes m).  `batch_major`:
+    for 2-D equal blocks, batch n*P*P + flat(b) instead, which SpaceToDepth's
+    layout already is (see _space_to_batch_2d): for phase images read by one
+    Conv (the order of a batch is nothing to it), or where N is 1 (then both
+    orders are one)."""
     if all(p == 1 for p in blocks):
         return x
     if len(blocks) == 2 and blocks[0] == blocks[1]:
-        return _space_to_batch_2d(b, x, channels, blocks[0], sizes, unit_batch)
+        return _space_to_batch_2d(b, x, channels, blocks[0], sizes, batch_major)
     shape, size_axes, block_axes = _block_layout(blocks, sizes, channels)
     if len(shape) > MAX_GENERAL_RANK:
         return _space_to_batch_per_axis(b, x, channels, blocks, sizes)
@@ -99,12 +103,12 @@ def space_to_batch(b: Builder, x: str, channels: int, blocks: Sequence[int],
 
 
 def batch_to_space(b: Builder, y: str, channels: int, blocks: Sequence[int],
-                   sizes: Sequence[int], unit_batch: bool = False) -> str:
+                   sizes: Sequence[int], batch_major: bool = False) -> str:
     """The inverse: [prod(P)*N, C, q...] -> [N, C, q_k*P_k...]."""
     if all(p == 1 for p in blocks):
         return y
     if len(blocks) == 2 and blocks[0] == blocks[1]:
-        return _batch_to_space_2d(b, y, channels, blocks[0], sizes, unit_batch)
+        return _batch_to_space_2d(b, y, channels, blocks[0], sizes, batch_major)
     split = [p for p in blocks if p > 1]
     shape, size_axes, block_axes = _block_layout(blocks, sizes, channels)
     if len(shape) > MAX_GENERAL_RANK:
@@ -158,24 +162,24 @@ def _batch_to_space_per_axis(b: Builder, y: str, channels: int, blocks: Sequence
 
 
 def _space_to_batch_2d(b: Builder, x: str, channels: int, block: int, sizes: Sequence[int],
-                       unit_batch: bool = False) -> str:
+                       batch_major: bool = False) -> str:
     """2-D, equal blocks: SpaceToDepth (channel flat(b)*C + c), then move the
     phase from channels to batch; the Transpose moves whole C*m*m blocks.
-    With a batch of 1 the phase is already outermost, [1, P*P*C, m, m] is
-    [P*P, C, m, m] in memory, and one Reshape moves it: no Transpose."""
+    batch_major: [N, P*P*C, m, m] is [N*P*P, C, m, m] in memory (batch
+    n*P*P + flat(b)), so one Reshape moves it: no Transpose."""
     t = b.op("SpaceToDepth", [x], "space_to_depth", blocksize=block)
-    if unit_batch:
-        return b.op("Reshape", [t, b.ints([block * block, channels, *sizes], "s2b_shape")], "space_to_batch")
+    if batch_major:
+        return b.op("Reshape", [t, b.ints([-1, channels, *sizes], "s2b_shape")], "space_to_batch")
     t = b.op("Reshape", [t, b.ints([0, block * block, channels, *sizes], "s2b_split_shape")], "s2b_split")
     t = b.op("Transpose", [t], "s2b_transpose", perm=[1, 0, 2, 3, 4])
     return b.op("Reshape", [t, b.ints([-1, channels, *sizes], "s2b_shape")], "space_to_batch")
 
 
 def _batch_to_space_2d(b: Builder, y: str, channels: int, block: int, sizes: Sequence[int],
-                       unit_batch: bool = False) -> str:
+                       batch_major: bool = False) -> str:
     """The inverse: phase from batch to channels, then DepthToSpace (DCR)."""
-    if unit_batch:
-        t = b.op("Reshape", [y, b.ints([1, block * block * channels, *sizes], "b2s_shape")], "b2s_merge")
+    if batch_major:
+        t = b.op("Reshape", [y, b.ints([-1, block * block * channels, *sizes], "b2s_shape")], "b2s_merge")
         return b.op("DepthToSpace", [t], "batch_to_space", blocksize=block)
     t = b.op("Reshape", [y, b.ints([block * block, -1, channels, *sizes], "b2s_split_shape")], "b2s_split")
     t = b.op("Transpose", [t], "b2s_transpose", perm=[1, 0, 2, 3, 4])
@@ -257,23 +261,23 @@ def crop_to(b: Builder, y: str, have: Sequence[int], want: Sequence[int]) -> str
 
 # --- costs (nodes, bytes moved at batch 1; see opset_ops.Moved) -------------------
 
-def _block_steps(blocks: Sequence[int], unit_batch: bool = False) -> int:
+def _block_steps(blocks: Sequence[int], batch_major: bool = False) -> int:
     """Nodes of space_to_batch or batch_to_space: SpaceToDepth / DepthToSpace
-    with a Reshape/Transpose/Reshape (2-D equal blocks; with a batch of 1 one
+    with a Reshape/Transpose/Reshape (2-D equal blocks; batch-major: one
     Reshape), one such triple, or one per blocked axis above rank 6."""
     if all(p == 1 for p in blocks):
         return 0
     if len(blocks) == 2 and blocks[0] == blocks[1]:
-        return 2 if unit_batch else 4
+        return 2 if batch_major else 4
     if 2 + len(blocks) + sum(1 for p in blocks if p > 1) > MAX_GENERAL_RANK:
         return 3 * sum(1 for p in blocks if p > 1)
     return 3
 
 
 def space_to_batch_cost(channels: int, blocks: Sequence[int], sizes: Sequence, itemsize: int,
-                        unit_batch: bool = False) -> Moved:
+                        batch_major: bool = False) -> Moved:
     """`space_to_batch` (sizes: the phase sizes m); every node moves the whole tensor."""
-    steps = _block_steps(blocks, unit_batch)
+    steps = _block_steps(blocks, batch_major)
     whole = tensor_bytes([prod(blocks), channels, *sizes], itemsize)
     return Moved(steps, None if whole is None else 2 * whole * steps)
 
@@ -285,9 +289,9 @@ def space_to_axes_cost(channels: int, blocks: Sequence[int], sizes: Sequence, it
 
 
 def batch_to_space_cost(channels: int, blocks: Sequence[int], sizes: Sequence, itemsize: int,
-                        unit_batch: bool = False) -> Moved:
+                        batch_major: bool = False) -> Moved:
     """`batch_to_space` (sizes: the phase sizes q)."""
-    return space_to_batch_cost(channels, blocks, sizes, itemsize, unit_batch)
+    return space_to_batch_cost(channels, blocks, sizes, itemsize, batch_major)
 
 
 def strided_slice_cost(shape: Sequence, axes: Sequence[int], starts: Sequence[int], ends: Sequence[int],

@@ -89,10 +89,11 @@ def _batch_core(b, x, weight, p: Dilated) -> str:
     return _batch_conv(b, _batch_input(b, x, p), weight, p)
 
 
-def _batch_input(b, x, p: Dilated) -> str:
-    """x -> the Conv's phase images [P*N, C, m'...]."""
+def _batch_input(b, x, p: Dilated, batch_major: bool = True) -> str:
+    """x -> the Conv's phase images [P*N, C, m'...]; batch-major (2-D equal
+    blocks, no block Transpose) unless a chain needs phase-major order."""
     w = PhaseInput(p)
-    return space_to_batch(b, _phase_input(b, x, p, w), p.channels, p.blocks, w.sizes, p.unit_batch)
+    return space_to_batch(b, _phase_input(b, x, p, w), p.channels, p.blocks, w.sizes, batch_major)
 
 
 def _batch_conv(b, t, weight, p: Dilated) -> str:
@@ -111,7 +112,7 @@ def input_in_phase_form(p: Dilated, grid: Grid) -> bool:
 
 def _batch(b, x, weight, p: Dilated) -> str:
     blocks, m, q = _blocks(p)
-    t = batch_to_space(b, _batch_core(b, x, weight, p), p.out_channels, blocks, q, p.unit_batch)
+    t = batch_to_space(b, _batch_core(b, x, weight, p), p.out_channels, blocks, q, True)
     return crop_to(b, t, [a.per_phase * a.phases for a in p.axes], [a.out for a in p.axes])
 
 
@@ -230,7 +231,7 @@ def _taps_crop(b, x, p: Dilated) -> str:
 def _chain(b: Builder, graph: GraphView, c: Chain) -> dict:
     """Every region value in phase form; the exits back through batch_to_space."""
     nodes, grid = c.region.nodes, c.grid
-    images = _batch_input(b, nodes[0].input[0], c.start)
+    images = _batch_input(b, nodes[0].input[0], c.start, c.grid.batch == 1)
     phase = {nodes[0].output[0]: _batch_conv(b, images, _sliced_weight(b, graph, c.start), c.start)}
     if c.region.shared:   # the first Conv's phase images are its input's phase form (input_in_phase_form)
         phase[c.region.shared] = images

@@ -62,7 +62,6 @@ class Dilated:
     weight: str
     bias: str                                   # "" when absent
     taps: Optional[tuple[tuple[int, int], ...]]  # kept tap range per axis; None: all
-    unit_batch: bool = False                    # x's batch is statically 1 (space_to_batch: no Transpose)
 
     @cached_property   # asked by every form, several times per node (the params are frozen)
     def dilated(self) -> bool:
@@ -210,7 +209,7 @@ class Batch(_DilatedForm):
         p = match.params
         if isinstance(p, Chain):
             return _chain_cost(p, graph)
-        return _cost(p, p.phase_macs(), batch_rank(p, p.unit_batch),
+        return _cost(p, p.phase_macs(), batch_rank(p, batch_major=True),
                      _batch_moved(p, _itemsize(graph, match), graph.opset()))
 
     def build(self, match, variant, graph, b):
@@ -366,16 +365,16 @@ def forms(depth_weight_limit: int, taps_below: int) -> tuple[Form, ...]:
 
 # --- costs ---------------------------------------------------------------------
 
-def batch_rank(p: Dilated, unit_batch: bool = False) -> int:
+def batch_rank(p: Dilated, batch_major: bool = False) -> int:
     """The highest rank space_to_batch and batch_to_space create: 5 for 2-D
-    equal blocks (SpaceToDepth + a rank-5 block Transpose; 4 with a batch of
-    1, a Reshape alone); else one Reshape/Transpose/Reshape of rank 2 + r +
-    (axes with P > 1), or above rank 6 one rank-5 step per blocked axis."""
+    equal blocks (SpaceToDepth + a rank-5 block Transpose; 4 batch-major, a
+    Reshape alone); else one Reshape/Transpose/Reshape of rank 2 + r + (axes
+    with P > 1), or above rank 6 one rank-5 step per blocked axis."""
     blocks, r = p.blocks, len(p.axes)
     if all(k == 1 for k in blocks):
         return p.rank
     if r == 2 and blocks[0] == blocks[1]:
-        return p.rank if unit_batch else max(p.rank, 5)
+        return p.rank if batch_major else max(p.rank, 5)
     general = 2 + r + sum(1 for k in blocks if k > 1)
     return max(p.rank, general if general <= MAX_GENERAL_RANK else 5)
 
@@ -457,17 +456,17 @@ def _out_crop_moved(p: Dilated, itemsize: int) -> Moved:
     return crop_to_cost([1, p.out_channels, *have], [a.out for a in p.axes], itemsize)
 
 
-def _batch_core_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
+def _batch_core_moved(p: Dilated, itemsize: int, opset: int, batch_major: bool = True) -> Moved:
     w = PhaseInput(p)
     return (_phase_input_moved(p, w, itemsize, opset)
-            + space_to_batch_cost(p.channels, p.blocks, w.sizes, itemsize, p.unit_batch)
+            + space_to_batch_cost(p.channels, p.blocks, w.sizes, itemsize, batch_major)
             + other_nodes(1))
 
 
 def _batch_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
     blocks, m, q = _blocks(p)
     return (_batch_core_moved(p, itemsize, opset)
-            + batch_to_space_cost(p.out_channels, blocks, q, itemsize, p.unit_batch) + _out_crop_moved(p, itemsize))
+            + batch_to_space_cost(p.out_channels, blocks, q, itemsize, True) + _out_crop_moved(p, itemsize))
 
 
 def _reshape_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
@@ -563,7 +562,7 @@ def _chain_moved(c: Chain, graph: GraphView) -> Moved:
     def size(name: str) -> int:
         return onnx.helper.tensor_dtype_to_np_dtype(graph.dtype(name)).itemsize
 
-    moved = _batch_core_moved(c.start, size(nodes[0].input[0]), opset)
+    moved = _batch_core_moved(c.start, size(nodes[0].input[0]), opset, grid.batch == 1)
     phase, converted, masked = {nodes[0].output[0]} | ({c.region.shared} if c.region.shared else set()), set(), set()
     convs, pools = dict(c.region.convs), set(c.region.pools)
     pool_exits = {nodes[k].output[0] for k in pools}

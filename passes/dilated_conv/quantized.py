@@ -160,7 +160,7 @@ class QuantizedIm2col(_Quantized, Im2col):
     original int32 bias: the fused QLinearConv computes the original's int8
     result.  Not opt-in: for a QDQ node it is the quantized form after
     batch, taken where batch does not apply (unaligned phases) or a target
-    rejects it (tflite, the Ethos-N78: batch P*N, rank 5; subsample: Slice
+    rejects it (tflite, the Ethos-N78: batch P*N; subsample: Slice
     step d)."""
 
     opt_in = False

@@ -203,8 +203,7 @@ class DilatedConvToSpaceToBatch:
         ws = graph.shape(node.input[1])
         group = int(attributes(node).get("group", 1))
         bias = node.input[2] if len(node.input) > 2 else ""
-        params = Dilated(tuple(axes), ws[1] * group, ws[0], group, node.input[1], bias, taps,
-                         graph.shape(node.input[0])[0] == 1)
+        params = Dilated(tuple(axes), ws[1] * group, ws[0], group, node.input[1], bias, taps)
         return Match(node, params, notes=tuple(notes + more))
 
     def default_form(self, match: Match, graph: GraphView) -> Optional[str]:

@@ -41,7 +41,7 @@ def test_space_to_batch_formula_and_inverse(blocks, sizes):
 
 
 @pytest.mark.parametrize("block", [2, 3])
-def test_space_to_batch_of_a_unit_batch_needs_no_transpose(block):
+def test_space_to_batch_batch_major_needs_no_transpose(block):
     """2-D equal blocks, N = 1: SpaceToDepth's [1, P*P*C, m, m] already holds
     the phases outermost, so one Reshape gives [P*P, C, m, m] (the same
     values as the general path), and one Reshape before DepthToSpace goes
@@ -53,7 +53,7 @@ def test_space_to_batch_of_a_unit_batch_needs_no_transpose(block):
     nodes = []
 
     def unit(b, v):
-        out = space_to_batch(b, v, 3, blocks, sizes, unit_batch=True)
+        out = space_to_batch(b, v, 3, blocks, sizes, batch_major=True)
         nodes.extend(n.op_type for n in b.nodes)
         return out
 
@@ -62,7 +62,7 @@ def test_space_to_batch_of_a_unit_batch_needs_no_transpose(block):
     back = _run_builder(lambda b, v: batch_to_space(b, space_to_batch(b, v, 3, blocks, sizes, True), 3, blocks,
                                                     sizes, True), x)
     np.testing.assert_array_equal(back, x)
-    assert space_to_batch_cost(3, blocks, sizes, 4, unit_batch=True).nodes == 2
+    assert space_to_batch_cost(3, blocks, sizes, 4, batch_major=True).nodes == 2
     assert batch_to_space_cost(3, blocks, sizes, 4).nodes == 4
 
 
