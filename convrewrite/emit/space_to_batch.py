@@ -238,9 +238,10 @@ def _interleave_one(b: Builder, pieces: Sequence[str], channels: int,
 def space_to_axes(b: Builder, x: str, channels: int, blocks: Sequence[int], sizes: Sequence[int]) -> str:
     """[N, C, m_1*P_1, ...] -> [N, C, m_1, P_1, ...]: each blocked axis split
     into (position, phase) by one Reshape, no copy of the order (row-major:
-    index j*P + b goes to [j, b]; an axis with P = 1 is not split).  Phase b of axis k is then the slice
-    [..., :, b, ...] -- a Conv with kernel 1 on the phase axes keeps the
-    phases apart without moving them to the batch (the reshape form)."""
+    index j*P + b goes to [j, b]; an axis with P = 1 is not split).  Phase b
+    of axis k is then the slice [..., :, b, ...] -- a Conv with kernel 1 on
+    the phase axes keeps the phases apart without moving them to the batch
+    (the reshape form)."""
     shape, _, _ = _block_layout(blocks, sizes, channels)
     return b.op("Reshape", [x, b.ints(shape, "phase_axes_shape")], "space_to_axes")
 

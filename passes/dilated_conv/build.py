@@ -112,7 +112,7 @@ def input_in_phase_form(p: Dilated, grid: Grid) -> bool:
 
 def _batch(b, x, weight, p: Dilated) -> str:
     blocks, m, q = _blocks(p)
-    t = batch_to_space(b, _batch_core(b, x, weight, p), p.out_channels, blocks, q, True)
+    t = batch_to_space(b, _batch_core(b, x, weight, p), p.out_channels, blocks, q, batch_major=True)
     return crop_to(b, t, [a.per_phase * a.phases for a in p.axes], [a.out for a in p.axes])
 
 

@@ -466,7 +466,7 @@ def _batch_core_moved(p: Dilated, itemsize: int, opset: int, batch_major: bool =
 def _batch_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
     blocks, m, q = _blocks(p)
     return (_batch_core_moved(p, itemsize, opset)
-            + batch_to_space_cost(p.out_channels, blocks, q, itemsize, True) + _out_crop_moved(p, itemsize))
+            + batch_to_space_cost(p.out_channels, blocks, q, itemsize, batch_major=True) + _out_crop_moved(p, itemsize))
 
 
 def _reshape_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
