@@ -231,7 +231,7 @@ def _taps_crop(b, x, p: Dilated) -> str:
 def _chain(b: Builder, graph: GraphView, c: Chain) -> dict:
     """Every region value in phase form; the exits back through batch_to_space."""
     nodes, grid = c.region.nodes, c.grid
-    images = _batch_input(b, nodes[0].input[0], c.start, c.grid.batch == 1)
+    images = _batch_input(b, nodes[0].input[0], c.start, c.grid.unit_batch)
     phase = {nodes[0].output[0]: _batch_conv(b, images, _sliced_weight(b, graph, c.start), c.start)}
     if c.region.shared:   # the first Conv's phase images are its input's phase form (input_in_phase_form)
         phase[c.region.shared] = images

@@ -76,6 +76,12 @@ class Grid:
     blocks: tuple[int, ...]
 
     @property
+    def unit_batch(self) -> bool:
+        """A batch of 1: the phase-major order of the phase batch is also
+        batch-major (space_to_batch without a block Transpose)."""
+        return self.batch == 1
+
+    @property
     def per_phase(self) -> tuple[int, ...]:
         return tuple(-(-n // p) for n, p in zip(self.sizes, self.blocks))
 
@@ -347,7 +353,7 @@ def to_phase(b: Builder, x: str, channels: int, grid: Grid) -> str:
     ends = [qq * p - n for qq, p, n in zip(q, grid.blocks, grid.sizes)]
     if any(ends):
         x = pad_axes(b, x, len(q) + 2, range(2, len(q) + 2), [(0, e) for e in ends], "to_phase_pad")
-    return space_to_batch(b, x, channels, grid.blocks, q, grid.batch == 1)
+    return space_to_batch(b, x, channels, grid.blocks, q, grid.unit_batch)
 
 
 def phase_mean(b: Builder, v: str, channels: int, grid: Grid) -> str:
@@ -358,7 +364,7 @@ def phase_mean(b: Builder, v: str, channels: int, grid: Grid) -> str:
     is reduced over axis 0 keeping it: no Reshape, no rank above x's."""
     ones = [1] * len(grid.sizes)
     t = b.op("GlobalAveragePool", [v], "pool")
-    unit = grid.batch == 1
+    unit = grid.unit_batch
     if not unit:
         t = b.op("Reshape", [t, b.ints([int(np.prod(grid.blocks)), -1, channels, *ones], "pool_split_shape")],
                  "pool_split")
@@ -382,7 +388,7 @@ def side_to_phase(b: Builder, s: str, grid: Grid) -> str:
 
 def from_phase(b: Builder, v: str, channels: int, grid: Grid) -> str:
     q = grid.per_phase
-    y = batch_to_space(b, v, channels, grid.blocks, q, grid.batch == 1)
+    y = batch_to_space(b, v, channels, grid.blocks, q, grid.unit_batch)
     return crop_to(b, y, [qq * p for qq, p in zip(q, grid.blocks)], grid.sizes)
 
 

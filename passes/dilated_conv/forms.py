@@ -414,8 +414,8 @@ def _cost(p: Dilated, macs: int, rank: int, moved: Moved) -> Cost:
 def _chain_cost(c: Chain, graph: GraphView) -> Cost:
     macs, grouped_part = chain_macs(c, graph)
     moved = _chain_moved(c, graph)
-    return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes, max_rank=batch_rank(c.start, c.grid.batch == 1),
-                grouped_macs=grouped_part)
+    return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes,
+                max_rank=batch_rank(c.start, c.grid.unit_batch), grouped_macs=grouped_part)
 
 
 def _itemsize(graph: GraphView, match) -> int:
@@ -562,14 +562,14 @@ def _chain_moved(c: Chain, graph: GraphView) -> Moved:
     def size(name: str) -> int:
         return onnx.helper.tensor_dtype_to_np_dtype(graph.dtype(name)).itemsize
 
-    moved = _batch_core_moved(c.start, size(nodes[0].input[0]), opset, grid.batch == 1)
+    moved = _batch_core_moved(c.start, size(nodes[0].input[0]), opset, grid.unit_batch)
     phase, converted, masked = {nodes[0].output[0]} | ({c.region.shared} if c.region.shared else set()), set(), set()
     convs, pools = dict(c.region.convs), set(c.region.pools)
     pool_exits = {nodes[k].output[0] for k in pools}
     for k, node in enumerate(nodes[1:], 1):
         if k in pools:   # GlobalAveragePool, Reshape [P, N, C, 1...] (not for a batch of 1), ReduceMean
             means = [phases, graph.shape(node.input[0])[1]] + [1] * len(q)
-            split = NOTHING if grid.batch == 1 else movement([means], means, size(node.input[0]))
+            split = NOTHING if grid.unit_batch else movement([means], means, size(node.input[0]))
             moved += other_nodes(1) + split + other_nodes(1)
             continue
         if k in convs:
@@ -602,11 +602,11 @@ def _chain_moved(c: Chain, graph: GraphView) -> Moved:
                     full = [1, channels, *[n * b for n, b in zip(q, blocks)]]
                     if full != shape:
                         moved += movement([shape], full, size(i))
-                    moved += space_to_batch_cost(channels, blocks, q, size(i), grid.batch == 1)
+                    moved += space_to_batch_cost(channels, blocks, q, size(i), grid.unit_batch)
             moved += other_nodes(1)
         phase.add(node.output[0])
     for e in (e for e in c.region.exits if e not in pool_exits):
         channels = graph.shape(e)[1]
-        moved += batch_to_space_cost(channels, blocks, q, size(e), grid.batch == 1)
+        moved += batch_to_space_cost(channels, blocks, q, size(e), grid.unit_batch)
         moved += crop_to_cost([1, channels, *[n * b for n, b in zip(q, blocks)]], grid.sizes, size(e))
     return moved
