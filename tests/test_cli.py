@@ -434,3 +434,18 @@ def test_the_installed_command():
     listed = subprocess.run([exe, "passes"], capture_output=True, text=True, timeout=300)
     assert listed.returncode == 0 and [line.split()[0] for line in listed.stdout.splitlines()] == \
         ["resize", "convtranspose", "dilated-conv"]
+
+
+def test_dilated_flags_reach_the_pass(tmp_path):
+    """--no-dilated-estimates gives the rules alone (tcn_1d's 16-channel
+    Convs: taps, not the reshape form); --no-dilated-chains leaves that choice alone."""
+    model = os.path.join(os.path.dirname(__file__), "..", "models", "tcn_1d.onnx")
+    forms = {}
+    for flags in ([], ["--no-dilated-estimates"], ["--no-dilated-chains"]):
+        report = tmp_path / f"r{len(forms)}.json"
+        r = run("optimize", model, "-o", str(tmp_path / f"o{len(forms)}.onnx"), "--report", str(report),
+                "--passes", "dilated-conv", "--quiet", *flags)
+        assert r.returncode == 0, r.stderr
+        recs = json.loads(report.read_text())["rewrites"]
+        forms[" ".join(flags)] = sorted({x["form"] for x in recs if x["status"] == "rewritten"})
+    assert forms == {"": ["reshape"], "--no-dilated-estimates": ["taps"], "--no-dilated-chains": ["reshape"]}
