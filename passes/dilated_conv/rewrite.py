@@ -9,8 +9,9 @@ After, batch form (the default where the phases are aligned):
     (the phase images' leading c and trailing e zeros come from the Conv's own
     pads, m' = m - c - e: phases.conv_padded; a Pad is left only where the
     offset or the size is not a multiple of d)
-    (space_to_batch is SpaceToDepth + Reshape/Transpose/Reshape for 2-D equal
-    rates, Reshape/Transpose/Reshape otherwise; batch_to_space its inverse)
+    (space_to_batch is SpaceToDepth + one Reshape for 2-D equal rates, the
+    batch in batch-major order n*P*P + phase, which the Conv does not mind;
+    Reshape/Transpose/Reshape otherwise; batch_to_space its inverse)
 
 After, depth form (batch stays N; weight tiled P times, group P*G):
     x --Slice?--Pad?--Slice[::g]?--SpaceToDepth--Conv(tile(W), tile(B), pads (c, e))--DepthToSpace--Slice?--> y
