@@ -238,7 +238,9 @@ def fmt_pair(a, b, scale: float, digits: int = 1) -> str:
 
 
 def table_lines(rows: list, summ: dict) -> list:
-    passes = pass_names()
+    # a column per pass that rewrites some model alone (shuffle-motion moves
+    # the shuffles the others build: alone it has nothing to move)
+    passes = [p for p in pass_names() if any(p in r["variants"] for r in rows)]
     head = (["model", "original ms (IQR %)"] + [f"{p} ms (ratio)" for p in passes]
             + ["all ms (ratio)", "all IQR %", "MACs M", "rewritten regions: moved KB", "nodes"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -2,15 +2,17 @@
 
 resize runs first so that the ConvTranspose it produces is lowered by
 convtranspose (the driver's worklist would lower it in any order);
-dilated-conv is independent of both.
+dilated-conv is independent of both; shuffle-motion runs last, as it
+moves the pixel shuffles the others build.
 """
 from __future__ import annotations
 
 from .convtranspose.rewrite import ConvTransposeToConv
 from .dilated_conv.rewrite import DilatedConvToSpaceToBatch
 from .resize.rewrite import ResizeToConvTranspose
+from .shuffle_motion.rewrite import ShuffleMotion
 
-PASSES = (ResizeToConvTranspose, ConvTransposeToConv, DilatedConvToSpaceToBatch)
+PASSES = (ResizeToConvTranspose, ConvTransposeToConv, DilatedConvToSpaceToBatch, ShuffleMotion)
 
 
 def pass_names() -> list[str]:

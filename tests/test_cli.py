@@ -66,7 +66,7 @@ def test_report_json_schema(tmp_path):
     assert r.returncode == 0, r.stderr
     d = json.loads(rep.read_text())
     assert d["input"] == str(src) and d["output"] == str(tmp_path / "o.onnx")
-    assert d["passes"] == ["resize", "convtranspose", "dilated-conv"]
+    assert d["passes"] == ["resize", "convtranspose", "dilated-conv", "shuffle-motion"]
     assert d["op_counts"]["before"] == {"ConvTranspose": 1, "Relu": 1}
     assert "ConvTranspose" not in d["op_counts"]["after"]
     (rec,) = d["rewrites"]
@@ -80,7 +80,7 @@ def test_passes_lists_every_pass():
     r = run("passes")
     assert r.returncode == 0
     names = [line.split()[0] for line in r.stdout.splitlines()]
-    assert names == ["resize", "convtranspose", "dilated-conv"]
+    assert names == ["resize", "convtranspose", "dilated-conv", "shuffle-motion"]
 
 
 def test_dry_run_writes_nothing(tmp_path):
@@ -433,7 +433,7 @@ def test_the_installed_command():
     assert version.returncode == 0 and version.stdout.split() == ["convrewrite", convrewrite.__version__]
     listed = subprocess.run([exe, "passes"], capture_output=True, text=True, timeout=300)
     assert listed.returncode == 0 and [line.split()[0] for line in listed.stdout.splitlines()] == \
-        ["resize", "convtranspose", "dilated-conv"]
+        ["resize", "convtranspose", "dilated-conv", "shuffle-motion"]
 
 
 def test_dilated_flags_reach_the_pass(tmp_path):

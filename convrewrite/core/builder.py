@@ -59,6 +59,26 @@ class Builder:
         self.nodes.append(make_node(op_type, list(inputs), outs, node_name, domain, attrs))
         return outs[0] if outputs == 1 else outs
 
+    def copy(self, node: onnx.NodeProto, inputs: Sequence[str], what: str, **attrs) -> str:
+        """A node like `node` (its op, domain and attributes, `attrs` set over
+        them) reading `inputs`; returns its one output.  For ops a pass moves
+        to another place in the graph."""
+        node_name = self.name(what)
+        self._used.add(node_name)
+        new = onnx.NodeProto()
+        new.CopyFrom(node)
+        new.name = node_name
+        del new.input[:], new.output[:]
+        new.input.extend(inputs)
+        new.output.append(node_name)
+        attrs = {k: v for k, v in attrs.items() if v is not None}
+        if attrs:
+            kept = [a for a in new.attribute if a.name not in attrs]
+            del new.attribute[:]
+            new.attribute.extend(kept + list(make_node("", [], [], "", "", attrs).attribute))
+        self.nodes.append(new)
+        return node_name
+
     def note(self, text: str) -> None:
         """A fact about what was built, for the report ("tiles=6")."""
         self.notes.append(text)

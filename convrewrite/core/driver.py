@@ -313,6 +313,8 @@ class _Run:
         several nodes (a chain): the nodes it absorbs get no record of their
         own; the covering record names them in its notes."""
         out, claimed = [], set()
+        if self.profile is not None and getattr(p, "without_target_only", False):
+            return out    # an onnxruntime-CPU optimization (shuffle-motion): nothing a target lacks
         nodes = [n for n in graph.graph.node if (only is None or n.name in only) and p.candidate(n, graph)]
         stage = f"{p.name}: match and build"
         for k, node in enumerate(nodes):

@@ -56,15 +56,10 @@ import onnx
 
 from convrewrite.core.builder import Builder
 from convrewrite.core.graph import GraphView, attributes
+from convrewrite.core.pointwise import (POINTWISE_BINARY, POINTWISE_UNARY, broadcasts_per_channel,
+                                        is_pointwise_conv)
 from convrewrite.emit.opset_ops import pad_axes, slice_axes
 from convrewrite.emit.space_to_batch import batch_to_space, crop_to, space_to_batch
-
-POINTWISE_UNARY = frozenset({
-    "Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu", "Celu",
-    "Softplus", "Softsign", "Identity", "Neg", "Abs", "Exp", "Erf", "Gelu", "Mish", "ThresholdedRelu",
-    "Clip", "PRelu", "BatchNormalization", "Sqrt", "Reciprocal",
-})
-POINTWISE_BINARY = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Min", "Sum"})
 
 
 @dataclass(frozen=True)
@@ -248,9 +243,8 @@ def _side_pools(graph, name: str, grid: Grid, pooled: dict, values, after) -> Op
 
 def _pointwise_conv(graph, node) -> bool:
     """An undilated 1x1 Conv with stride 1 and no padding."""
-    a, ws = attributes(node), graph.shape(node.input[1])
-    return (ws is not None and all(k == 1 for k in ws[2:]) and all(s == 1 for s in a.get("strides", [1]))
-            and not any(a.get("pads", [0])))
+    ws = graph.shape(node.input[1])
+    return ws is not None and is_pointwise_conv(ws[2:], attributes(node))
 
 
 def _independent(graph: GraphView, name: str, after: set) -> bool:
@@ -263,9 +257,7 @@ def _fits(graph: GraphView, name: str, grid: Grid, after: set) -> bool:
     region's shape that does not depend on the region."""
     c = graph.constant(name)
     if c is not None:
-        rank = len(grid.sizes) + 2
-        shape = (1,) * (rank - c.ndim) + tuple(c.shape)
-        return c.ndim <= rank and shape[0] == 1 and all(d == 1 for d in shape[2:])
+        return broadcasts_per_channel(c.shape, len(grid.sizes) + 2)
     return _independent(graph, name, after) and _same_grid_shape(graph, name, grid)
 
 
