@@ -36,9 +36,9 @@ import numpy as np
 import onnx
 
 from convrewrite.core.graph import GraphView, attributes
+from convrewrite.core.pointwise import batchnorm_not_inference
 
 NORM = "BatchNormalization"
-FIRST_OPSET = 7   # before it, is_test (default 0: training) and consumed_inputs
 
 
 @dataclass(frozen=True)
@@ -68,28 +68,11 @@ def read_norm(node: onnx.NodeProto, graph: GraphView) -> Union[Norm, str, None]:
         return f"{where}: the ConvTranspose's output is a graph output"
     if y in graph.outer_references:
         return f"{where}: a subgraph (If/Loop/Scan body) reads the ConvTranspose's output"
-    problem = _not_inference(bn, graph) or _parameter_problem(node, bn, graph)
+    problem = batchnorm_not_inference(bn, graph) or _parameter_problem(node, bn, graph)
     if problem:
         return f"{where}: {problem}"
     a = attributes(bn)
     return Norm(graph.label(bn), bn.output[0], *bn.input[1:5], float(a.get("epsilon", 1e-5)))
-
-
-def _not_inference(bn: onnx.NodeProto, graph: GraphView) -> Optional[str]:
-    """Why `bn` may not compute the inference formula, or None."""
-    opset, a = graph.opset(), attributes(bn)
-    extra = [o for o in bn.output[1:] if o]
-    if opset < FIRST_OPSET:
-        return f"opset {opset} (is_test, consumed_inputs) is not folded"
-    if int(a.get("training_mode", 0)) != 0:
-        return "training_mode=1 normalizes with the batch's own statistics"
-    if opset < 14 and extra:
-        return f"opset {opset}: its outputs {extra} make it run in training mode"
-    if any(graph.consumers(o) or o in graph.graph_outputs for o in extra):
-        return f"its outputs {extra} are read"
-    if int(a.get("spatial", 1)) != 1:
-        return "spatial=0 normalizes each position on its own"
-    return None
 
 
 def _parameter_problem(node: onnx.NodeProto, bn: onnx.NodeProto, graph: GraphView) -> Optional[str]:

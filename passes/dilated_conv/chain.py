@@ -56,8 +56,8 @@ import onnx
 
 from convrewrite.core.builder import Builder
 from convrewrite.core.graph import GraphView, attributes
-from convrewrite.core.pointwise import (POINTWISE_BINARY, POINTWISE_UNARY, broadcasts_per_channel,
-                                        is_pointwise_conv)
+from convrewrite.core.pointwise import (POINTWISE_BINARY, POINTWISE_UNARY, batchnorm_not_inference,
+                                        broadcasts_per_channel, is_pointwise_conv)
 from convrewrite.emit.opset_ops import pad_axes, slice_axes
 from convrewrite.emit.space_to_batch import batch_to_space, crop_to, space_to_batch
 
@@ -194,6 +194,8 @@ def _admit(graph, node, grid, values, after, admit_conv, sides=frozenset()):
         if any(d > 1 for d in attributes(node).get("dilations", [])):
             return admit_conv(node) if node.input[0] in values else None
         return True if _pointwise_conv(graph, node) else None
+    if node.op_type == "BatchNormalization" and batchnorm_not_inference(node, graph):
+        return None     # batch statistics: the phase batch (and its garbage) would change them
     if node.op_type in POINTWISE_UNARY:
         return True if node.input[0] in values else None
     return True if node.op_type in POINTWISE_BINARY else None

@@ -44,7 +44,8 @@ import onnx
 
 from convrewrite.core import qdq
 from convrewrite.core.graph import GraphView, attributes
-from convrewrite.core.pointwise import POINTWISE_BINARY, POINTWISE_UNARY, broadcasts_per_channel, is_pointwise_conv
+from convrewrite.core.pointwise import (POINTWISE_BINARY, POINTWISE_UNARY, batchnorm_not_inference,
+                                        broadcasts_per_channel, is_pointwise_conv)
 from convrewrite.core.preconditions import first_problem, old_opset, unverifiable_type
 from convrewrite.core.rewrite import Code, Match, PassOptions, Skip
 
@@ -182,8 +183,9 @@ def not_movable(node: onnx.NodeProto, value: str, graph: GraphView) -> Optional[
         return None if ok else "is not a 1x1 Conv of stride 1 without padding reading the value"
     if node.op_type in POINTWISE_UNARY and node.input[0] != value:
         return "reads the value as a parameter"
-    if node.op_type == "BatchNormalization":
-        return None          # per-channel statistics: the same on the phase images
+    if node.op_type == "BatchNormalization":   # per-channel statistics: the same on the phase images
+        why = batchnorm_not_inference(node, graph)
+        return None if why is None else f"is not in inference mode: {why}"
     for other in [i for i in node.input if i and i != value]:
         s = graph.shape(other)
         if s is None or not broadcasts_per_channel(s, 4):

@@ -284,3 +284,25 @@ def test_a_broadcast_that_widens_the_channels_takes_the_phase_batch_form():
     n.conv(3, 1)
     _, report = assert_rewrites(n.model(), PASS, {"DepthToSpace": 1, "Reshape": 2, "Add": 1})
     assert forms(report) == ["phase-batch"]
+
+
+def test_a_training_mode_batchnorm_stops_the_run():
+    """In training mode BatchNormalization normalizes with statistics over the
+    batch and every position (and has its running statistics as outputs); on
+    phase channels each phase would get statistics of its own.  Only the
+    inference formula moves."""
+    def model(training):
+        c = 4
+        n = Net([2, 3, 4, 4])
+        n.conv(3, 4 * c, k=3)
+        n.op("DepthToSpace", blocksize=2)
+        stats = [n.const(np.linspace(.5, 2, c).astype(np.float32)) for _ in range(4)]
+        n.op("BatchNormalization", *stats, **({"training_mode": 1} if training else {}))
+        if training:
+            n.nodes[-1].output.extend(["running_mean", "running_var"])
+        n.conv(c, 1)
+        return n.model(opset=15)
+
+    _, report = optimize(model(True), passes=[PASS], verify=False)
+    assert report.rewrites == []
+    assert_rewrites(model(False), PASS, {"DepthToSpace": 1, "BatchNormalization": 1})
