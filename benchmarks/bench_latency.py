@@ -27,9 +27,11 @@ a sample of the original takes >= 20 ms).  Reported: the median per variant,
 the interquartile range as a percentage of the median (the noise), and the
 ratio rewritten / original as the median of the per-round ratios.
 
-MACs (whole model, batch 1: convrewrite.core.cost.model_cost) and moved
-bytes / node counts of the rewritten regions (the sums of the Report's
-records: before = the original nodes, after = their replacements).
+MACs, bytes moved by data-movement ops and node counts, all of the whole
+model at batch 1 (convrewrite.core.cost.model_cost), original -> rewritten.
+(The JSON also keeps the sums of the Report's records, `*_before` /
+`*_after`; those do not add up across passes, as a shuffle-motion region
+starts from nodes the convtranspose pass built.)
 
 `--profile NAME`: onnxruntime's profiler (SessionOptions.enable_profiling)
 on the original and on the rewritten model (`--passes`, default all): the
@@ -103,11 +105,20 @@ def region_cost(report) -> dict:
     return {k: sum(getattr(r, k) or 0 for r in recs) for k in keys}
 
 
+def model_figures(model: onnx.ModelProto) -> dict:
+    """Whole-model MACs, bytes read and written by its data-movement ops and
+    node count, at batch 1: the table's columns.  (The records' region
+    figures do not add up across passes: a shuffle-motion region starts from
+    nodes the convtranspose pass built.)"""
+    c = model_cost(model)
+    return {"macs": c.macs, "moved_bytes": c.moved_bytes, "nodes": len(model.graph.node)}
+
+
 def make_variants(path: str, options: dict, target) -> tuple:
     """[(name, model, info)] for the original, each pass that rewrites alone, and all passes;
     plus a list of error lines."""
     original = onnx.load(path)
-    variants, errors = [("original", original, {"macs": model_cost(original).macs})], []
+    variants, errors = [("original", original, model_figures(original))], []
     for name in pass_names() + [ALL]:
         model, report, err = rewrite(path, None if name == ALL else [name], options, target)
         if err:
@@ -115,7 +126,7 @@ def make_variants(path: str, options: dict, target) -> tuple:
             continue
         if report.rewritten == 0:
             continue
-        info = {"rewritten": report.rewritten, "verified": verified(report), "macs": model_cost(model).macs,
+        info = {"rewritten": report.rewritten, "verified": verified(report), **model_figures(model),
                 "max_rel_error": report.verification.max_rel_error, **region_cost(report)}
         variants.append((name, model, info))
     return variants, errors
@@ -242,7 +253,7 @@ def table_lines(rows: list, summ: dict) -> list:
     # the shuffles the others build: alone it has nothing to move)
     passes = [p for p in pass_names() if any(p in r["variants"] for r in rows)]
     head = (["model", "original ms (IQR %)"] + [f"{p} ms (ratio)" for p in passes]
-            + ["all ms (ratio)", "all IQR %", "MACs M", "rewritten regions: moved KB", "nodes"])
+            + ["all ms (ratio)", "all IQR %", "MACs M", "moved KB", "nodes"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         v = r["variants"]
@@ -250,8 +261,8 @@ def table_lines(rows: list, summ: dict) -> list:
         cells = [r["model"], f"{o['ms']:.2f} ({o['iqr_pct']:.0f})"] + [fmt_variant(v.get(p)) for p in passes]
         cells += [fmt_variant(a), f"{a['iqr_pct']:.0f}" if a else "",
                   fmt_pair(o["macs"], (a or o)["macs"], 1e6),
-                  fmt_pair(a["moved_bytes_before"], a["moved_bytes_after"], 1e3, 0) if a else "",
-                  f"{a['nodes_before']} → {a['nodes_after']}" if a else ""]
+                  fmt_pair(o.get("moved_bytes"), a.get("moved_bytes"), 1e3, 0) if a else "",
+                  f"{o.get('nodes')} → {a.get('nodes')}" if a else ""]
         lines.append("| " + " | ".join(cells) + " |")
     pad = "| " * (len(passes) + 1)
     for g in summ:

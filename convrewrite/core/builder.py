@@ -64,7 +64,6 @@ class Builder:
         them) reading `inputs`; returns its one output.  For ops a pass moves
         to another place in the graph."""
         node_name = self.name(what)
-        self._used.add(node_name)
         new = onnx.NodeProto()
         new.CopyFrom(node)
         new.name = node_name
@@ -72,10 +71,9 @@ class Builder:
         new.input.extend(inputs)
         new.output.append(node_name)
         attrs = {k: v for k, v in attrs.items() if v is not None}
-        if attrs:
-            kept = [a for a in new.attribute if a.name not in attrs]
-            del new.attribute[:]
-            new.attribute.extend(kept + list(make_node("", [], [], "", "", attrs).attribute))
+        kept = [a for a in new.attribute if a.name not in attrs]
+        del new.attribute[:]
+        new.attribute.extend(kept + [helper.make_attribute(k, v) for k, v in sorted(attrs.items())])
         self.nodes.append(new)
         return node_name
 

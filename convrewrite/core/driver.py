@@ -110,6 +110,7 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     run = _Run(tuple(passes), profile, settings, report, _weight_budget(model), progress, owned)
     run.model_bytes = weight_bytes(model)
     report.passes = [p.name for p in run.passes]
+    report.optimization_passes = [p.name for p in run.passes if getattr(p, "optimization", False)]
     report.op_counts_before = op_counts(model)
     oracle = None
     if verify and not dry_run:
@@ -313,8 +314,8 @@ class _Run:
         several nodes (a chain): the nodes it absorbs get no record of their
         own; the covering record names them in its notes."""
         out, claimed = [], set()
-        if self.profile is not None and getattr(p, "without_target_only", False):
-            return out    # an onnxruntime-CPU optimization (shuffle-motion): nothing a target lacks
+        if self.profile is not None and getattr(p, "optimization", False):
+            return out    # an optimization measured on onnxruntime CPU: with a target, no candidates
         nodes = [n for n in graph.graph.node if (only is None or n.name in only) and p.candidate(n, graph)]
         stage = f"{p.name}: match and build"
         for k, node in enumerate(nodes):

@@ -297,6 +297,8 @@ def _lower_nested(node, view: GraphView, target, passes, depth):
     from ..target.check import needs_lowering
 
     for p in passes:
+        if getattr(p, "optimization", False):   # never with a target (driver._plan_all)
+            continue
         if not p.candidate(node, view) or needs_lowering(node, view, target) is None:
             continue
         m = p.match(node, view)

@@ -21,9 +21,10 @@ A pass is a small object:
                   a Match carries a frozen dataclass of what the forms need.
     match_alone(node, graph)   (optional) the node never as part of a larger
                   match, for the members of a multi-node match that failed.
-    without_target_only   (optional, True) an optimization measured on
-                  onnxruntime CPU rather than a lowering: the driver gives it
-                  no candidates when a target is set.
+    optimization  (optional, True) an optimization measured on onnxruntime
+                  CPU rather than a lowering: the driver gives it no
+                  candidates when a target is set, and what it leaves is not
+                  "left alone" (the report's left_alone, `--strict`).
 
 The driver asks the target whether a node must be lowered at all, asks the
 chooser which form to use, builds it, checks it against the target and

@@ -2,38 +2,42 @@
 
 Before (a DepthToSpace, e.g. the end of a lowered ConvTranspose, then ops
 that act on each position alone: a Relu, a 1x1 Conv to fewer channels):
-    u [N, b*b*C, H, W] --DepthToSpace(b, DCR)--> y [N, C, bH, bW] --f1--> ... --fk--> z [N, C', bH, bW]
+    u [N, B*C, H, W] --DepthToSpace(b, DCR)--> y [N, C, bH, bW] --f1--> ... --fk--> z [N, C', bH, bW]
 
-After:
-    u --Reshape [-1, C, 0, 0]--> v [N*b*b, C, H, W] --f1--> ... --fk--> w [N*b*b, C', H, W]
-      --Reshape [-1, b*b*C', 0, 0]--> [N, b*b*C', H, W] --DepthToSpace(b, DCR)--> z
+After (grouped, B = b*b phases):
+    u --f1'--> ... --fk'--> w [N, B*C', H, W] --DepthToSpace(b, DCR)--> z
+    fi' = fi with each per-channel parameter repeated B times (a 1x1 Conv of
+          group g: group g*B, weight and bias tiled)
 
-Identity.  In DCR order channel (p, c) = p*C + c of u holds phase p of
-channel c, so the Reshape puts phase p of sample n in batch item n*b*b + p,
-each an [C, H, W] image (a view: no data moves).  An op f that acts on each
-spatial position alone, with per-channel parameters, commutes with any
-rearrangement of positions:
+After (phase-batch, where grouped does not apply: a parameter computed at run time):
+    u --Reshape [-1, C, 0, 0]--> [N*B, C, H, W] --f1--> ... --fk--> [N*B, C', H, W]
+      --Reshape [-1, B*C', 0, 0]--> [N, B*C', H, W] --DepthToSpace(b, DCR)--> z
+
+Identity.  In DCR order channel p*C + c of u holds phase p of channel c:
+u is B phase images side by side along the channels (and, reshaped, along
+the batch: a view).  An op f that acts on each spatial position alone with
+per-channel parameters (core/pointwise.py) commutes with any rearrangement
+of positions:
 
     f(DepthToSpace(u)) = DepthToSpace(f'(u)),  f' = f on every phase image
 
-and f' *is* f on the batch of phase images, with the same weights: a 1x1
-Conv, a BatchNormalization, an activation, an Add or Mul of a per-channel
-constant (core/pointwise.py).  The shuffle then writes C' channels instead
-of C: DepthToSpace is pure data movement (on onnxruntime CPU about 1 ms per
-MB), so it goes where the tensor is smallest -- after the run of ops, at the
-last point where the channel count is lowest, and only where that is below
-C.  The ops run on the same number of positions: no MAC changes.
+and f' is f on the channels of u with its parameters repeated per phase
+(grouped), or f itself on the batch of phase images (phase-batch).  The
+shuffle then writes C' channels instead of C: DepthToSpace is pure data
+movement (on onnxruntime CPU about 1 ms per MB), so it goes where the
+tensor is smallest -- the last point of the run where the channel count is
+lowest, and only where that is below C.  The ops see the same positions:
+no MAC changes.
 
-A CRD shuffle (channel c*b*b + p) puts the phases inside each channel, not
-in front of it; where a Conv of group 1 with constant weights alone produces
-u, that Conv is rebuilt with its output channels in DCR order (W and B
-permuted offline: exact), and the shuffle becomes DCR.
+A CRD shuffle (channel c*B + p) puts the phases inside each channel; where a
+Conv of group 1 with constant weights alone produces u, that Conv is rebuilt
+with its output channels in DCR order (W and B permuted offline: exact).
 
-An optimization, not a lowering: the gain is measured on onnxruntime CPU
-(docs/latency.md), and on a runtime that lays tensors out channels-last
-(TFLite) the Reshape to phase images is itself a copy.  So the pass runs
-without a target only (`without_target_only`); with one, every shuffle
-stays where the other passes put it.
+An optimization, not a lowering (`optimization`): the gain is measured on
+onnxruntime CPU (docs/shuffle_motion.md), and on a runtime that lays
+tensors out channels-last (TFLite) the phase images are no view.  So the
+pass runs without a target only, and a shuffle it does not move is not
+"left alone" (`--strict` does not count it).
 """
 from __future__ import annotations
 
@@ -57,8 +61,8 @@ MOVABLE = POINTWISE_UNARY | POINTWISE_BINARY | {"Conv"}
 
 @dataclass(frozen=True)
 class ShuffleMotionOptions(PassOptions):
-    """No options: the pass has one form and moves a shuffle only where it
-    then writes fewer bytes (`--passes` leaves it out)."""
+    """No options: `--passes` leaves the pass out.  Its forms take their
+    list order (grouped, then phase-batch where grouped does not apply)."""
 
 
 @dataclass(frozen=True)
@@ -67,24 +71,21 @@ class ShuffleMotion:
 
     name: ClassVar[str] = "shuffle-motion"
     description: ClassVar[str] = ("DepthToSpace moved after the pointwise ops that follow it, to where it "
-                                  "shuffles fewer channels (1x1 Conv, activations), exact")
+                                  "shuffles fewer channels (1x1 Conv, activations), exact; no target")
     op_types: ClassVar[tuple] = ("DepthToSpace",)
     mac_bound: ClassVar[Optional[float]] = None
     Options: ClassVar[type] = ShuffleMotionOptions
     forms: ClassVar[tuple] = FORMS
-    without_target_only: ClassVar[bool] = True    # see the module docstring's last paragraph
+    optimization: ClassVar[bool] = True    # see the module docstring's last paragraph
 
     def preferred(self) -> tuple[str, ...]:
         return ()
 
     def candidate(self, node: onnx.NodeProto, graph: GraphView) -> bool:
-        """A DepthToSpace that would shuffle fewer channels after the pointwise
-        ops that follow it.  Any other is no candidate: nothing an accelerator
-        lacks is left behind there, so it needs no record (and `--strict`
-        does not count it)."""
-        if node.op_type != "DepthToSpace" or node.domain not in ("", "ai.onnx"):
-            return False
-        return _cut(node, graph)[0] > 0
+        """A float DepthToSpace outside quantized regions that would shuffle
+        fewer channels after the pointwise ops that follow it."""
+        return (node.op_type == "DepthToSpace" and node.domain in ("", "ai.onnx")
+                and qdq.region(node, graph) is None and bool(moved_ops(node, graph)[0]))
 
     def match(self, node: onnx.NodeProto, graph: GraphView) -> Union[Match, Skip]:
         where = f"DepthToSpace '{graph.label(node)}'"
@@ -92,20 +93,20 @@ class ShuffleMotion:
                                 unverifiable_type(graph, node.input[0], "DepthToSpace"))
         if problem:
             return Skip(f"{where}: {problem.reason}", problem.code)
-        block, u = int(attributes(node)["blocksize"]), graph.shape(node.input[0])
-        channels = u[1] // (block * block)
-        cut, fewest, stop = _cut(node, graph)
-        if cut == 0:
-            return Skip(f"{where}: {stop}", Code.NO_FORM)
-        moved = tuple(run_after(node, graph)[0][:cut])
+        moved, fewest = moved_ops(node, graph)
+        if not moved:
+            return Skip(f"{where}: it would not shuffle fewer channels after the ops that follow it", Code.NO_FORM)
         producer = None
         if attributes(node).get("mode", "DCR") == "CRD":
             producer = graph.producer(node.input[0])
             why = crd_problem(node, producer, graph)
             if why:
-                return Skip(f"{where}: {why}", Code.UNSUPPORTED_ATTRIBUTE)
-        params = Motion(block, channels, fewest, len(moved), producer is not None,
-                        onnx.helper.tensor_dtype_to_np_dtype(graph.dtype(node.input[0])).itemsize, tuple(u[2:]))
+                return Skip(f"{where}: a CRD shuffle moves only with the Conv that produces its input, rebuilt "
+                            f"in DCR order; {why}", Code.UNSUPPORTED_ATTRIBUTE)
+        block, u = int(attributes(node)["blocksize"]), graph.shape(node.input[0])
+        channels = u[1] // (block * block)
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(graph.dtype(node.input[0])).itemsize
+        params = Motion(block, channels, fewest, len(moved), producer is not None, itemsize, tuple(u[2:]))
         names = ", ".join(f"{n.op_type} '{graph.label(n)}'" for n in moved)
         notes = [f"moved after {names}: shuffles {fewest} channels instead of {channels}"]
         if producer is not None:
@@ -116,102 +117,78 @@ class ShuffleMotion:
 
 def _input_problem(node: onnx.NodeProto, graph: GraphView) -> Optional[Skip]:
     a, u = attributes(node), graph.shape(node.input[0])
-    block = a.get("blocksize")
-    if not isinstance(block, int) or block < 1:
-        return Skip(f"blocksize {block!r} is not a positive integer", Code.INVALID_NODE)
-    if u is None or len(u) != 4 or not isinstance(u[1], int):
-        return Skip(f"its input's shape {u} is not 4-D with static channels; give the model static shapes",
-                    Code.DYNAMIC_SHAPE)
+    block = a["blocksize"]                          # moved_ops found it a positive int, u 4-D
     if u[1] % (block * block):
         return Skip(f"its input's {u[1]} channels are not a multiple of blocksize^2 = {block * block}",
                     Code.INVALID_NODE)
     if a.get("mode", "DCR") not in ("DCR", "CRD"):
         return Skip(f"mode {a.get('mode')!r} is neither DCR nor CRD", Code.INVALID_NODE)
-    if qdq.region(node, graph) is not None:
-        return Skip("it is in a quantized (QDQ) region, whose Q/DQ pairs stay where they are", Code.QUANTIZED)
     return None
 
 
-def _cut(node: onnx.NodeProto, graph: GraphView) -> tuple[int, int, str]:
-    """How many of the ops after the shuffle it moves past (0: none), the
-    channels it then shuffles, and, for 0, why not.  It goes to the last
-    point where the channel count is lowest, if that is below its own."""
+def moved_ops(node: onnx.NodeProto, graph: GraphView) -> tuple[tuple, int]:
+    """The ops the shuffle `node` moves past and the channels it then
+    shuffles: the run after it up to the last point where the channel count
+    is lowest, if that is below its own; else ((), its channels)."""
     u, block = graph.shape(node.input[0]), attributes(node).get("blocksize")
     if u is None or len(u) != 4 or not isinstance(u[1], int) or not isinstance(block, int) or block < 1:
-        return 0, 0, "its input is not 4-D with static channels"
+        return (), 0
     channels = u[1] // (block * block)
-    run, stop = run_after(node, graph)
+    run = run_after(node, graph)
     counts = [graph.shape(n.output[0])[1] for n in run]
     fewest = min(counts, default=channels)
     if fewest >= channels:
-        return 0, channels, f"no gain: {_no_gain(run, stop, channels, graph)}"
-    return max(k for k, c in enumerate(counts) if c == fewest) + 1, fewest, ""
+        return (), channels
+    return tuple(run[:max(k for k, c in enumerate(counts) if c == fewest) + 1]), fewest
 
 
-def run_after(node: onnx.NodeProto, graph: GraphView) -> tuple[list, str]:
-    """The ops after `node` that the shuffle could move past, in order --
-    each the only reader of the one before, spatially pointwise -- and why
-    the run stops there."""
+def run_after(node: onnx.NodeProto, graph: GraphView) -> list:
+    """The ops after `node` that the shuffle could move past, in order: each
+    the only reader of the value before it (no graph output, no subgraph
+    read), and spatially pointwise (`movable`)."""
     run, value = [], node.output[0]
-    while True:
-        if value in graph.graph_outputs or value in graph.outer_references:
-            return run, f"'{value}' is a graph output or read by a subgraph"
+    while value not in graph.graph_outputs and value not in graph.outer_references:
         readers = graph.consumers(value)
-        if len(readers) != 1:
-            return run, f"'{value}' is read by {len(readers)} nodes"
-        why = not_movable(readers[0], value, graph)
-        if why:
-            return run, f"{readers[0].op_type} '{graph.label(readers[0])}' {why}"
+        if len(readers) != 1 or not movable(readers[0], value, graph):
+            break
         run.append(readers[0])
         value = readers[0].output[0]
+    return run
 
 
-def not_movable(node: onnx.NodeProto, value: str, graph: GraphView) -> Optional[str]:
-    """Why the shuffle cannot move past `node` (which reads `value`), or None."""
-    if node.domain not in ("", "ai.onnx") or node.op_type not in MOVABLE:
-        return "is not a spatially pointwise op"
-    if len([o for o in node.output if o]) != 1 or node.output[0] == "" or list(node.input).count(value) != 1:
-        return "has more than one output or reads the value twice"
+def movable(node: onnx.NodeProto, value: str, graph: GraphView) -> bool:
+    """Whether `node`, which reads `value`, acts on each spatial position
+    alone with per-channel parameters (a 4-D output with static channels)."""
+    if node.domain not in ("", "ai.onnx") or node.op_type not in MOVABLE or qdq.region(node, graph) is not None:
+        return False
     out = graph.shape(node.output[0])
+    if len([o for o in node.output if o]) != 1 or not node.output[0] or list(node.input).count(value) != 1:
+        return False
     if out is None or len(out) != 4 or not isinstance(out[1], int):
-        return f"has an output of shape {out}, not 4-D with static channels"
-    if qdq.region(node, graph) is not None:
-        return "is in a quantized (QDQ) region"
+        return False
     if node.op_type == "Conv":
         w = graph.shape(node.input[1])
-        ok = node.input[0] == value and w is not None and is_pointwise_conv(w[2:], attributes(node))
-        return None if ok else "is not a 1x1 Conv of stride 1 without padding reading the value"
+        return node.input[0] == value and w is not None and is_pointwise_conv(w[2:], attributes(node))
     if node.op_type in POINTWISE_UNARY and node.input[0] != value:
-        return "reads the value as a parameter"
-    if node.op_type == "BatchNormalization":   # per-channel statistics: the same on the phase images
-        why = batchnorm_not_inference(node, graph)
-        return None if why is None else f"is not in inference mode: {why}"
-    for other in [i for i in node.input if i and i != value]:
-        s = graph.shape(other)
-        if s is None or not broadcasts_per_channel(s, 4):
-            return f"reads '{other}' of shape {s}, which does not broadcast per channel"
-    return None
+        return False                         # the value as a parameter (PRelu's slope, Clip's bound)
+    if node.op_type == "BatchNormalization":  # per-channel statistics: the same on the phase images
+        return batchnorm_not_inference(node, graph) is None
+    shapes = [graph.shape(i) for i in node.input if i and i != value]
+    return all(s is not None and broadcasts_per_channel(s, 4) for s in shapes)
 
 
 def crd_problem(node: onnx.NodeProto, producer, graph: GraphView) -> Optional[str]:
     """Why a CRD shuffle's producer cannot be rebuilt in DCR order, or None."""
-    why = ("a CRD shuffle moves only where a Conv of group 1 with constant weight and bias, read by the "
-           "shuffle alone, produces its input (its output channels are then put in DCR order)")
     u = node.input[0]
     if producer is None or producer.op_type != "Conv" or producer.domain not in ("", "ai.onnx"):
-        return why
-    if int(attributes(producer).get("group", 1)) != 1 or qdq.region(producer, graph) is not None:
-        return why
+        return f"'{u}' does not come from a Conv"
+    if int(attributes(producer).get("group", 1)) != 1:
+        return (f"Conv '{graph.label(producer)}' has group {attributes(producer)['group']} (DCR order would "
+                "mix its groups' output channels)")
     readers = graph.consumers(u)
-    if len(readers) != 1 or readers[0] is not node or u in graph.graph_outputs or u in graph.outer_references:
-        return why
-    params = [i for i in producer.input[1:3] if i]
-    return None if all(graph.constant(i) is not None for i in params) else why
-
-
-def _no_gain(run: list, stop: str, channels: int, graph: GraphView) -> str:
-    if not run:
-        return f"nothing to move it past ({stop})"
-    names = ", ".join(f"{n.op_type} '{graph.label(n)}'" for n in run)
-    return (f"after {names} it would shuffle as many channels or more ({channels} here); "
-            f"the run of pointwise ops stops where {stop}")
+    if len(readers) != 1 or u in graph.graph_outputs or u in graph.outer_references:
+        return f"'{u}' is read by more than the shuffle"
+    if qdq.region(producer, graph) is not None:
+        return f"Conv '{graph.label(producer)}' is quantized"
+    runtime = [i for i in producer.input[1:3] if i and graph.constant(i) is None]
+    return f"Conv '{graph.label(producer)}' reads '{runtime[0]}' computed at run time" if runtime else None

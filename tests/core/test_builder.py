@@ -36,3 +36,23 @@ def test_from_array_is_numpy_helper_from_array(array):
     assert from_array(array, "w").SerializeToString() == want.SerializeToString()
     if array.dtype != object:
         assert np.array_equal(to_array(want), numpy_helper.to_array(want))
+
+
+def test_copy_keeps_op_and_attributes_and_sets_the_given_ones():
+    import onnx
+    from convrewrite.core.builder import Builder
+    from convrewrite.core.graph import GraphView
+
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 3, 3])
+    w = numpy_helper.from_array(np.ones((4, 2, 1, 1), np.float32), "w")
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], name="c", group=2, kernel_shape=[1, 1])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 3, 3])
+    model = helper.make_model(helper.make_graph([conv], "g", [x], [y], [w]))
+    graph = GraphView(model)
+    conv = graph.graph.node[0]
+    b = Builder(graph, conv, "p")
+    out = b.copy(conv, ["x", "w2"], "moved", group=8, pads=None)
+    (new,) = b.nodes
+    assert (new.name, list(new.input), list(new.output), out) == ("c/p/moved", ["x", "w2"], ["c/p/moved"], "c/p/moved")
+    assert {a.name: helper.get_attribute_value(a) for a in new.attribute} == {"group": 8, "kernel_shape": [1, 1]}
+    assert {a.name: helper.get_attribute_value(a) for a in conv.attribute}["group"] == 2   # the original untouched

@@ -442,3 +442,19 @@ def test_a_failing_result_is_checked_pass_by_pass_and_only_the_culprit_rolled_ba
     assert len(report.rewrites) == 3   # the first run's records are not kept
     assert report.verification.equivalent
     assert len(compared) > 2   # the result, then each pass of the second run and the bisection
+
+
+def test_what_an_optimization_pass_leaves_is_not_left_alone():
+    """A pass flagged `optimization` (shuffle-motion) leaves no operator a
+    target lacks: its skips and rollbacks are reported, but not counted in
+    left_alone (what --strict counts); the summary still lists a rollback."""
+    from convrewrite.core.report import Report, RewriteRecord
+
+    report = Report(passes=["lower", "opt"], optimization_passes=["opt"])
+    report.rewrites = [RewriteRecord("lower", "a", "Relu", SKIPPED, reason="why a"),
+                       RewriteRecord("opt", "b", "DepthToSpace", SKIPPED, reason="why b"),
+                       RewriteRecord("opt", "c", "DepthToSpace", ROLLED_BACK, reason="why c")]
+    assert [r.node for r in report.left_alone] == ["a"]
+    summary = report.summary()
+    assert "why a" in summary and "why c" in summary and "why b" not in summary
+    assert report.to_dict()["optimization_passes"] == ["opt"]

@@ -3,6 +3,8 @@ to where it shuffles fewer channels.  Every positive case goes through
 assert_rewrites (model, op counts, numerical equivalence, idempotence)."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +117,30 @@ def test_a_crd_shuffle_without_its_own_conv_is_left_with_a_reason():
     n = Net([1, 8, 4, 4])
     n.op("DepthToSpace", blocksize=2, mode="CRD")
     n.conv(2, 1)
-    assert_skips(n.model(), PASS, code=Code.UNSUPPORTED_ATTRIBUTE, reason="CRD shuffle moves only where a Conv")
+    report = assert_skips(n.model(), PASS, code=Code.UNSUPPORTED_ATTRIBUTE,
+                          reason="CRD shuffle moves only with the Conv that produces its input.*does not come from a Conv")
+    assert report.left_alone == []      # an optimization: nothing a target lacks is left (--strict)
+
+
+def test_a_grouped_convtranspose_keeps_its_shuffle_and_strict_passes(tmp_path):
+    """A grouped ConvTranspose's single-conv form is a grouped Conv with CRD
+    channels, which DCR order would mix across groups: the record says so,
+    and `--strict` does not count it."""
+    n = Net([1, 4, 5, 5])
+    w = n.const(np.random.default_rng(1).standard_normal((4, 3, 2, 2)).astype(np.float32))
+    n.op("ConvTranspose", w, kernel_shape=[2, 2], strides=[2, 2], group=2)
+    n.op("Relu")
+    n.conv(6, 1)
+    model = n.model()
+    new, report = optimize(model)
+    (record,) = report.records(pass_name=PASS)
+    assert record.code == Code.UNSUPPORTED_ATTRIBUTE and "has group 2" in record.reason, record.reason
+    assert report.left_alone == [] and report.records(REWRITTEN)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    cli = Path(__file__).resolve().parents[2] / "cli.py"
+    r = subprocess.run([sys.executable, str(cli), "optimize", str(path), "--strict", "-q"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
 
 
 @pytest.mark.parametrize("opset", [9, 10, 11, 13])
@@ -230,21 +255,54 @@ def test_the_mask_head_after_convtranspose():
     assert report.verification.equivalent is True
 
 
-def test_form_costs_are_exact():
-    """Both forms: the Cost worked out before building is the built replacement's (per batch item)."""
-    for model, batch in ((head(mode="CRD", shape=(3, 5, 7, 7)), 3), (head(block=3, shape=(1, 2, 4, 5)), 1)):
-        p = make_passes([PASS])[0]
-        graph = GraphView(model)
-        node = next(n for n in model.graph.node if n.op_type == "DepthToSpace")
-        match = p.match(node, graph)
-        assert isinstance(match, Match), match
-        options = rank(p, match, graph, None, with_variants=True, with_opt_in=True).options
-        assert [o.form.name for o in options] == ["grouped", "phase-batch"]
-        for option in options:
-            built = model_cost(replacement_model(build(p, match, option, graph), graph))
-            c = option.cost
-            assert (c.macs * batch, c.moved_bytes * batch, c.nodes, c.max_rank, c.grouped_macs * batch) == \
-                (built.macs, built.moved_bytes, built.nodes, built.max_rank, built.grouped_macs), option.label
+def _costs_model(kind):
+    """Runs of every kind of op the forms tile or keep: BatchNormalization,
+    Add, PRelu, a grouped 1x1 Conv, Clip, Sum; a run-time parameter."""
+    c = 8
+    n = Net(["N", 3, 4, 5] if kind == "runtime" else [2, 3, 4, 5])
+    n.conv(3, 4 * c, k=3, bias=False)
+    n.op("DepthToSpace", blocksize=2, mode="CRD")
+    n.op("BatchNormalization", *[n.const(np.linspace(.5, 2, c).astype(np.float32)) for _ in range(4)])
+    n.op("Add", n.const(np.linspace(-1, 1, c, dtype=np.float32).reshape(c, 1, 1)))
+    n.op("PRelu", n.const(np.full((c, 1, 1), .2, np.float32)))
+    n.conv(c, c, group=4)
+    n.op("Clip", n.const(np.float32(-2)), "")
+    n.op("Sum", n.const(np.float32(1)), n.const(np.ones((1, c, 1, 1), np.float32)))
+    if kind == "runtime":
+        n.op("Mul", "scale")
+    n.conv(c, 2)
+    inputs = [helper.make_tensor_value_info("scale", TensorProto.FLOAT, [1, c, 1, 1])] if kind == "runtime" else ()
+    return n.model(inputs=inputs)
+
+
+@pytest.mark.parametrize("model,batch,forms_", [
+    (lambda: head(mode="CRD", shape=(3, 5, 7, 7)), 3, ["grouped", "phase-batch"]),
+    (lambda: head(block=3, shape=(1, 2, 4, 5)), 1, ["grouped", "phase-batch"]),
+    (lambda: _costs_model("constants"), 2, ["grouped", "phase-batch"]),
+    (lambda: _costs_model("runtime"), 1, ["phase-batch"]),
+])
+def test_form_costs_are_exact(model, batch, forms_):
+    """Every form that applies: the Cost worked out before building is the
+    built replacement's (MACs and bytes per batch item, nodes, rank)."""
+    m = model()
+    p = make_passes([PASS])[0]
+    graph = GraphView(m)
+    node = next(n for n in m.graph.node if n.op_type == "DepthToSpace")
+    match = p.match(node, graph)
+    assert isinstance(match, Match), match
+    options = rank(p, match, graph, None, with_variants=True, with_opt_in=True).options
+    assert [o.form.name for o in options] == forms_
+    for option in options:
+        built = model_cost(replacement_model(build(p, match, option, graph), graph))
+        c = option.cost
+        assert (c.macs * batch, c.moved_bytes * batch, c.nodes, c.max_rank, c.grouped_macs * batch) == \
+            (built.macs, built.moved_bytes, built.nodes, built.max_rank, built.grouped_macs), option.label
+
+
+def test_every_op_kind_moves_exactly():
+    for kind in ("constants", "runtime"):
+        _, report = assert_rewrites(_costs_model(kind), PASS, {"DepthToSpace": 1, "BatchNormalization": 1})
+        assert forms(report) == (["grouped"] if kind == "constants" else ["phase-batch"])
 
 
 UNARY = ["Relu", "Sigmoid", "Tanh", "Abs", "Neg", "HardSwish"]
