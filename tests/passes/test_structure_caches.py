@@ -22,9 +22,14 @@ from passes.dilated_conv.rewrite import DilatedConvToSpaceToBatch
 from passes.resize.interpolation import Interpolation, axis_kernel, phase_taps, resize_kernel
 
 
+# the batch, slices and reshape forms' data movement, per Conv structure
+_PHASE_CACHES = (dilated_forms._batch_moved_of, dilated_forms._slices_moved_of, dilated_forms._reshape_moved_of)
+
+
 def _clear_caches():
     for f in (convt_forms._structure_variants, convt_forms._structure_total,
-              dilated_forms._taps_moved_of, dilated_forms._taps_window_moved_of, resize_kernel):
+              dilated_forms._taps_moved_of, dilated_forms._taps_window_moved_of, resize_kernel,
+              *_PHASE_CACHES):
         f.cache_clear()
 
 
@@ -138,3 +143,45 @@ def test_the_resize_kernel_is_per_interpolation_and_factor():
             assert resize_kernel(interp, factor) == axis_kernel(phase_taps(interp, factor), factor)
     assert resize_kernel(nearest, 2) != resize_kernel(nearest, 3) != resize_kernel(linear, 3)
     assert resize_kernel.cache_info().currsize == 4
+
+
+def _phase_costs(p, model) -> list:
+    """The batch, slices and reshape options' costs (exact: _assert_exact)."""
+    return [(label, c) for label, c in _assert_exact(p, model) if label in ("batch", "slices", "reshape")]
+
+
+@pytest.mark.parametrize("base", [
+    dict(x_shape=(1, 2, 12, 12), w_shape=(4, 2, 3, 3), dilations=[2, 2], pads=[2, 2, 2, 2]),
+    dict(x_shape=(1, 16, 40), w_shape=(16, 16, 3), dilations=[2], pads=[2, 2]),   # 1-D: the reshape form too
+])
+def test_dilated_phase_figures_are_shared_by_one_structure(base):
+    """Another Conv of the same structure (other weights, other names) reads the first one's entries."""
+    p = DilatedConvToSpaceToBatch()
+    _clear_caches()
+    first = _phase_costs(p, conv_model(**base))
+    assert {label for label, _ in first} >= {"batch", "slices"}
+    misses = [f.cache_info().misses for f in _PHASE_CACHES]
+    hits = [f.cache_info().hits for f in _PHASE_CACHES]
+    again = _phase_costs(p, _with_names(conv_model(**base, seed=5), "_other"))
+    assert again == first
+    assert [f.cache_info().misses for f in _PHASE_CACHES] == misses   # no entry of its own
+    assert sum(f.cache_info().hits for f in _PHASE_CACHES) > sum(hits)
+
+
+@pytest.mark.parametrize("change", [
+    dict(x_shape=(1, 3, 12, 12), w_shape=(4, 3, 3, 3)),   # other input channels
+    dict(w_shape=(6, 2, 3, 3)),                           # other output channels
+    dict(dtype=TensorProto.FLOAT16),                      # other item size
+    dict(dilations=[3, 3]),                               # other geometry
+    dict(x_shape=(1, 2, 14, 12)),                         # other input size
+    dict(opset=9),                                        # other emitters
+    dict(bias=False),                                     # no bias (in the key, as in convtranspose's)
+])
+def test_dilated_phase_figures_of_differing_structures_are_not_shared(change):
+    p = DilatedConvToSpaceToBatch()
+    base = dict(x_shape=(1, 2, 12, 12), w_shape=(4, 2, 3, 3), dilations=[2, 2], pads=[2, 2, 2, 2])
+    _clear_caches()
+    _phase_costs(p, conv_model(**base))
+    misses = sum(f.cache_info().misses for f in _PHASE_CACHES)
+    _phase_costs(p, conv_model(**{**base, **change}))   # exact although the first filled the caches
+    assert sum(f.cache_info().misses for f in _PHASE_CACHES) > misses   # entries of its own
