@@ -185,3 +185,28 @@ def test_dilated_phase_figures_of_differing_structures_are_not_shared(change):
     misses = sum(f.cache_info().misses for f in _PHASE_CACHES)
     _phase_costs(p, conv_model(**{**base, **change}))   # exact although the first filled the caches
     assert sum(f.cache_info().misses for f in _PHASE_CACHES) > misses   # entries of its own
+
+
+def test_phase_kernel_tap_indexes_are_per_tap_geometry():
+    """phase_kernel's gather indexes are shared by axes with the same taps
+    (whatever the weights), differ with the taps, and gather exactly what
+    np.ix_ over the taps gathers."""
+    from passes.convtranspose.geometry import AxisConv, _tap_index, phase_kernel
+
+    def direct(wc, axes):
+        k = np.zeros(wc.shape[:2] + tuple(a.size for a in axes), wc.dtype)
+        us = [[u for u, _ in a.taps] for a in axes]
+        js = [[j for _, j in a.taps] for a in axes]
+        k[(slice(None), slice(None)) + np.ix_(*us)] = wc[(slice(None), slice(None)) + np.ix_(*js)]
+        return k
+
+    _tap_index.cache_clear()
+    rng = np.random.default_rng(0)
+    a = (AxisConv(2, 1, 1, 0, 4, ((0, 2), (1, 0))), AxisConv(1, 1, 0, 0, 4, ((0, 1),)))
+    b = (AxisConv(2, 1, 1, 0, 4, ((0, 1), (1, 2))), AxisConv(1, 1, 0, 0, 4, ((0, 1),)))   # other taps
+    for wc in (rng.standard_normal((3, 2, 3, 3)).astype(np.float32), rng.standard_normal((3, 2, 3, 3))):
+        for axes in (a, b):
+            assert np.array_equal(phase_kernel(wc, axes), direct(wc, axes))
+    info = _tap_index.cache_info()
+    assert (info.misses, info.hits, info.currsize) == (2, 2, 2)   # one entry per tap geometry
+    assert not any(index.flags.writeable for index in _tap_index(a)[0] + _tap_index(a)[1])
