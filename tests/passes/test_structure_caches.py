@@ -210,3 +210,23 @@ def test_phase_kernel_tap_indexes_are_per_tap_geometry():
     info = _tap_index.cache_info()
     assert (info.misses, info.hits, info.currsize) == (2, 2, 2)   # one entry per tap geometry
     assert not any(index.flags.writeable for index in _tap_index(a)[0] + _tap_index(a)[1])
+
+
+def test_a_resize_spec_hashes_once_as_its_fields_do():
+    """The spec (the key of the resize forms' caches) keeps its hash: the
+    fields' hash, so equal specs of two nodes still meet in a cache, and
+    differing ones do not compare equal."""
+    from passes.resize.interpolation import read_resize
+    from builders import resize_model
+
+    def spec(model):
+        graph = GraphView(model)
+        return read_resize(graph.graph.node[-1], graph)
+
+    a = spec(resize_model((1, 2, 4, 4), scales=[1, 1, 2, 2], mode="nearest"))
+    b = spec(_with_names(resize_model((1, 2, 4, 4), scales=[1, 1, 2, 2], mode="nearest"), "_other"))
+    c = spec(resize_model((1, 2, 4, 4), scales=[1, 1, 3, 3], mode="nearest"))
+    assert hash(a) == hash((a.interp, a.axes)) == hash(b) and a == b and a is not b
+    assert hash(a) == hash(a) and a.__dict__["_hash"] == hash(b)   # worked out once, kept
+    assert a != c
+    assert len({a: 1, b: 2, c: 3}) == 2
