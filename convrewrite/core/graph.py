@@ -120,11 +120,10 @@ class GraphView(ConstantFolding):
 
     @cached_property
     def names_in_use(self) -> frozenset:
+        """Every value and node name (the values the nodes read and write
+        are the producer and consumer indexes' keys)."""
         names = set(self._types) | set(self.initializers) | self._graph_inputs
-        for node in self.graph.node:
-            names.update(node.output)
-            names.update(node.input)
-            names.add(node.name)
+        names.update(self._producer, self._consumers, (node.name for node in self.graph.node))
         names.update(self.outer_references)
         return frozenset(names)
 
