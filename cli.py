@@ -326,10 +326,14 @@ def main(argv=None) -> int:
     from convrewrite import ConvRewriteError
 
     args = build_parser().parse_args(argv)
-    # What the imports created lives as long as the process: moved out of
-    # the cyclic garbage collector's sight, the collections a run triggers
-    # no longer walk it (5-10% of a run of a thousand candidates otherwise).
-    gc.freeze()
+    if argv is None:
+        # The process's own command line: what the imports created lives as
+        # long as the process, and moved out of the cyclic garbage
+        # collector's sight, the collections a run triggers no longer walk it
+        # (5-10% of a run of a thousand candidates otherwise).  Not for a
+        # caller that runs commands in its own process (argv given): freezing
+        # would keep its cyclic garbage of the moment for good.
+        gc.freeze()
     commands = {"optimize": cmd_optimize, "check": cmd_check, "passes": cmd_passes,
                 "targets": cmd_targets, "check-target": cmd_check_target}
     try:
