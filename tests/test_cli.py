@@ -338,6 +338,28 @@ def test_no_verify_does_not_import_onnxruntime(tmp_path):
     assert (tmp_path / "m.opt.onnx").exists()
 
 
+# Whether cli.main froze the import-time objects out of the garbage
+# collector's sight: for the process's own command line (argv None) only.
+FROZEN = r"""
+import contextlib, gc, io, sys
+sys.path.insert(0, sys.argv[1])
+import cli
+own = sys.argv[2] == "own"
+sys.argv = ["cli.py", "passes"]
+with contextlib.redirect_stdout(io.StringIO()):
+    code = cli.main() if own else cli.main(["passes"])
+print(f"frozen:{gc.get_freeze_count() > 0}", file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("how,frozen", [("own", True), ("given", False)])
+def test_only_the_process_command_line_freezes_the_import_time_objects(how, frozen):
+    r = subprocess.run([sys.executable, "-c", FROZEN, ROOT, how], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == f"frozen:{frozen}"
+
+
 def _without_time(summary: str) -> list:
     return [line for line in summary.splitlines() if not line.startswith(("time:", "written:"))]
 

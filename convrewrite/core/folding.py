@@ -43,11 +43,21 @@ PROBES = (1_000_003, 1_000_033)
 UNCACHED_BYTES = 1 << 20
 
 
+_INTS, _INT = onnx.AttributeProto.INTS, onnx.AttributeProto.INT
+
+
 def attributes(node: onnx.NodeProto) -> dict:
     """A node's attributes as plain Python values (strings decoded; bytes
     that are not UTF-8 become U+FFFD, so a damaged string is just unknown)."""
     out = {}
     for a in node.attribute:
+        kind = a.type
+        if kind == _INTS and not a.ref_attr_name:   # the common kinds first: helper.get_attribute_value's values
+            out[a.name] = list(a.ints)
+            continue
+        if kind == _INT and not a.ref_attr_name:
+            out[a.name] = a.i
+            continue
         v = helper.get_attribute_value(a)
         if isinstance(v, bytes):
             v = v.decode("utf-8", errors="replace")

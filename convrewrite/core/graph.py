@@ -19,6 +19,7 @@ from .folding import ConstantFolding, attributes  # noqa: F401  (attributes: re-
 from .weights import stubbed, weightless_copy
 
 Dim = "int | str | None"  # static size, symbolic name, or unknown
+_QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 
 
 def _dims(type_proto: onnx.TypeProto) -> Optional[tuple]:
@@ -60,7 +61,14 @@ class GraphView(ConstantFolding):
         self.graph_outputs = [o.name for o in self.graph.output]
         self._producer: dict[str, onnx.NodeProto] = {}
         self._consumers: dict[str, list] = {}
+        # Whether any node is a QuantizeLinear or DequantizeLinear (of any
+        # domain): without one no node is in a quantized region (core/qdq.py
+        # answers at once).  Worked out here, with the model as it is: the
+        # driver may edit it in place once the view is frozen.
+        self.has_qdq = False
         for node in self.graph.node:
+            if not self.has_qdq and node.op_type in _QDQ_OPS:
+                self.has_qdq = True
             for o in node.output:
                 if o:
                     self._producer[o] = node
@@ -112,11 +120,10 @@ class GraphView(ConstantFolding):
 
     @cached_property
     def names_in_use(self) -> frozenset:
+        """Every value and node name (the values the nodes read and write
+        are the producer and consumer indexes' keys)."""
         names = set(self._types) | set(self.initializers) | self._graph_inputs
-        for node in self.graph.node:
-            names.update(node.output)
-            names.update(node.input)
-            names.add(node.name)
+        names.update(self._producer, self._consumers, (node.name for node in self.graph.node))
         names.update(self.outer_references)
         return frozenset(names)
 

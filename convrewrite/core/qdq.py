@@ -79,6 +79,8 @@ class Region:
 
 def region(node: onnx.NodeProto, graph) -> Optional[Region]:
     """A Region when `node` is quantized (see the module docstring), else None."""
+    if not _may_quantize(graph):
+        return None
     facts = []
     p = graph.producer(node.input[0]) if node.input and node.input[0] else None
     if _is(p, DEQUANTIZE):
@@ -97,6 +99,13 @@ def region(node: onnx.NodeProto, graph) -> Optional[Region]:
     return Region(tuple(facts), edge) if facts else None
 
 
+def _may_quantize(graph) -> bool:
+    """False when the graph has no QuantizeLinear or DequantizeLinear node at
+    all (GraphView.has_qdq): then no node is quantized, no weight is read
+    through a DequantizeLinear, and the questions below need no walk."""
+    return getattr(graph, "has_qdq", True)
+
+
 def in_group(node: onnx.NodeProto, graph) -> bool:
     """Whether `node` sits in a full QDQ group (what a converter or onnxruntime
     turns into an int8 kernel): its data input from DequantizeLinear, every
@@ -113,6 +122,8 @@ def in_group(node: onnx.NodeProto, graph) -> bool:
 def weight_dequantize(name: str, graph) -> Optional[onnx.NodeProto]:
     """The DequantizeLinear a constant input is read through, directly or
     via constant data movement; None if there is none."""
+    if not _may_quantize(graph):
+        return None
     for _ in range(_MAX_PATH):
         p = graph.producer(name)
         if p is None or not _std(p):

@@ -350,10 +350,21 @@ def phase_kernel(wc: np.ndarray, axes: Sequence[AxisConv]) -> np.ndarray:
     k = np.zeros(wc.shape[:2] + tuple(a.size for a in axes), wc.dtype)
     if not all(a.taps for a in axes):
         return k
-    us = [[u for u, _ in a.taps] for a in axes]
-    js = [[j for _, j in a.taps] for a in axes]
-    k[(slice(None), slice(None)) + np.ix_(*us)] = wc[(slice(None), slice(None)) + np.ix_(*js)]
+    us, js = _tap_index(tuple(axes))
+    k[(slice(None), slice(None)) + us] = wc[(slice(None), slice(None)) + js]
     return k
+
+
+@lru_cache(maxsize=GEOMETRY_CACHE)
+def _tap_index(axes: tuple) -> tuple:
+    """The open-mesh indexes (np.ix_) of the phase kernel's taps u and of the
+    ConvTranspose kernel's j, per axis: they depend on the taps alone, so
+    nodes of one geometry share them (read-only)."""
+    us = np.ix_(*[[u for u, _ in a.taps] for a in axes])
+    js = np.ix_(*[[j for _, j in a.taps] for a in axes])
+    for index in us + js:
+        index.flags.writeable = False
+    return us, js
 
 
 def shared_kernel(wc: np.ndarray, plans: Sequence[AxisPlan]) -> np.ndarray:

@@ -28,7 +28,7 @@ module and rewrite.py appends it after the others.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 from math import prod
 from typing import ClassVar, Optional
@@ -463,13 +463,37 @@ def _batch_core_moved(p: Dilated, itemsize: int, opset: int, batch_major: bool =
             + other_nodes(1))
 
 
+# The batch, slices and reshape forms' data movement depends on the Conv's
+# structure alone -- its axes and channels, not its value names -- and on the
+# item size and the opset: worked out once per distinct structure (the Conv
+# without its names is the key, so every field it keeps is part of it).
+
+def _structure(p: Dilated) -> Dilated:
+    """`p` without its value names (the bias only as present or not)."""
+    return replace(p, weight="", bias="b" if p.bias else "")
+
+
 def _batch_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
+    return _batch_moved_of(_structure(p), itemsize, opset)
+
+
+def _slices_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
+    return _slices_moved_of(_structure(p), itemsize, opset)
+
+
+def _reshape_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
+    return _reshape_moved_of(_structure(p), itemsize, opset)
+
+
+@lru_cache(maxsize=1024)
+def _batch_moved_of(p: Dilated, itemsize: int, opset: int) -> Moved:
     blocks, m, q = _blocks(p)
     return (_batch_core_moved(p, itemsize, opset)
             + batch_to_space_cost(p.out_channels, blocks, q, itemsize, batch_major=True) + _out_crop_moved(p, itemsize))
 
 
-def _reshape_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
+@lru_cache(maxsize=1024)
+def _reshape_moved_of(p: Dilated, itemsize: int, opset: int) -> Moved:
     """`_reshape`: the window, a Reshape, the Conv, the inverse Reshape, the crop."""
     blocks, m, q = _blocks(p)
     w = PhaseInput(p)
@@ -489,7 +513,8 @@ def _depth_moved(p: Dilated, graph: GraphView, itemsize: int) -> Moved:
             + _out_crop_moved(p, itemsize))
 
 
-def _slices_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
+@lru_cache(maxsize=1024)
+def _slices_moved_of(p: Dilated, itemsize: int, opset: int) -> Moved:
     """`phases.phase_images` (a strided Slice per phase unless it is the
     whole window), a Conv per phase, interleave, crop."""
     blocks, m, q = _blocks(p)

@@ -363,6 +363,16 @@ class ResizeSpec:
     def resized(self) -> tuple[AxisResize, ...]:
         return tuple(ax for ax in self.axes if not ax.identity)
 
+    def __hash__(self) -> int:
+        """The fields' hash, as the dataclass would give it, worked out once:
+        a spec is the key of the forms' caches, asked several times per
+        node, and its Fractions hash slowly."""
+        try:
+            return self.__dict__["_hash"]
+        except KeyError:
+            self.__dict__["_hash"] = h = hash((self.interp, self.axes))
+            return h
+
 
 def resize_version(op_type: str, opset: int) -> int:
     """The version of the operator's schema in effect at `opset`."""
