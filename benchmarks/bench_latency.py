@@ -316,7 +316,8 @@ def run_header(args, options: dict) -> str:
     return (f"`python benchmarks/bench_latency.py {' '.join(flags)}` (convrewrite at {git_commit()}, "
             f"onnxruntime {ort.__version__}, CPU, 1 thread): ms = median CPU time of the running thread per run, IQR = interquartile range in % "
             "of the median, ratio = median of the per-round ratios rewritten / original; `=`: the pass "
-            "rewrites nothing in the model.")
+            "rewrites nothing in the model; MACs, moved KB (read and written by data-movement ops) and "
+            "nodes: the whole model at batch 1, original → rewritten.")
 
 
 # --- profiling ---------------------------------------------------------------------------------
