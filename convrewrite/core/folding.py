@@ -67,7 +67,6 @@ def attributes(node: onnx.NodeProto) -> dict:
     return out
 
 
-
 class ConstantFolding:
     """The folding half of GraphView (see the module docstring)."""
 
