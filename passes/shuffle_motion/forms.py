@@ -11,7 +11,8 @@
                   Reshape back, DepthToSpace (DCR); where grouped does not
                   apply (a per-channel parameter computed at run time)
 
-Both first rebuild a CRD shuffle's producing Conv in DCR order.  Measured on
+Both first rebuild a CRD shuffle's producing Conv in DCR order, and compute
+a phase product the moved ops read (products.py) in their layout.  Measured on
 onnxruntime CPU the two run alike (docs/shuffle_motion.md); grouped comes
 first because it moves only the shuffle's bytes and keeps the batch, which a
 channels-last runtime would otherwise have to transpose.
@@ -29,6 +30,8 @@ from convrewrite.core.forms import Cost, Form
 from convrewrite.core.graph import attributes
 from convrewrite.emit.opset_ops import movement, other_nodes
 
+from .products import PhaseProduct, build_product, phase_layout, product_movement
+
 
 @dataclass(frozen=True)
 class Motion:
@@ -36,7 +39,8 @@ class Motion:
     DepthToSpace's output channels), the channels where it goes (C'), how
     many ops it moves past (match.nodes[1:1 + moved]), whether it was CRD
     (its producing Conv, match.nodes[-1], is rebuilt), and the element size
-    and spatial sizes (H, W) of its input."""
+    and spatial sizes (H, W) of its input; the phase products the moved ops
+    read (their MatMuls follow the moved ops in match.nodes)."""
 
     block: int
     channels: int
@@ -45,6 +49,7 @@ class Motion:
     crd: bool
     itemsize: int
     spatial: tuple
+    products: tuple = ()
 
     @property
     def phases(self) -> int:
@@ -54,10 +59,12 @@ class Motion:
 class _Motion(Form):
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
-        computing = list(match.nodes[1:])        # the moved ops (and a CRD producer): the same MACs
+        computing = list(match.nodes[1:])        # the moved ops, products' MatMuls, a CRD producer: the same MACs
         moved = self.movement(p) + other_nodes(len(computing))
+        for product in p.products:
+            moved += product_movement(product, p.block, p.itemsize)
         return Cost(macs=total_macs(computing, graph, per_item=True), moved_bytes=moved.bytes, nodes=moved.nodes,
-                    max_rank=4, grouped_macs=grouped_macs(computing, graph, per_item=True))
+                    max_rank=6 if p.products else 4, grouped_macs=grouped_macs(computing, graph, per_item=True))
 
     def movement(self, p: Motion):
         raise NotImplementedError
@@ -66,8 +73,9 @@ class _Motion(Form):
         p, shuffle = match.params, match.node
         x = dcr_conv(b, match.nodes[-1], p, graph) if p.crd else shuffle.input[0]
         x, value = self.enter(b, x, p), shuffle.output[0]
+        phased = {q.value: build_product(b, q, p.block, self.product_layout(q, p), graph) for q in p.products}
         for node in match.nodes[1:1 + p.moved]:
-            x = self.move(b, node, [x if i == value else i for i in node.input], value, p, graph)
+            x = self.move(b, node, [x if i == value else phased.get(i, i) for i in node.input], value, p, graph)
             value = node.output[0]
         mode = "DCR" if graph.opset() >= 11 else None          # DCR is the only mode before opset 11
         return {value: b.op("DepthToSpace", [self.leave(b, x, p)], "depth_to_space", blocksize=p.block, mode=mode)}
@@ -81,6 +89,9 @@ class _Motion(Form):
     def move(self, b: Builder, node, inputs: list, value: str, p: Motion, graph) -> str:
         return b.copy(node, inputs, node.op_type.lower())
 
+    def product_layout(self, q: PhaseProduct, p: Motion) -> tuple:
+        raise NotImplementedError
+
 
 class Grouped(_Motion):
     name = "grouped"
@@ -91,7 +102,7 @@ class Grouped(_Motion):
             widens = graph.shape(node.output[0])[1] != graph.shape(value)[1] and node.op_type != "Conv"
             if widens:   # [.., 1 channel] + [1, C, 1, 1]: B phase channels cannot broadcast to B*C
                 return f"{node.op_type} '{graph.label(node)}' broadcasts its channels to more"
-            for name in tiled_inputs(node, value, graph):
+            for name in tiled_inputs(node, value, match.params.products, graph):
                 if graph.constant(name) is None:
                     return (f"{node.op_type} '{graph.label(node)}' reads '{name}' computed at run time; "
                             "the grouped form repeats it per phase offline")
@@ -103,11 +114,14 @@ class Grouped(_Motion):
         return movement([image], image, p.itemsize)                 # the DepthToSpace
 
     def move(self, b: Builder, node, inputs: list, value: str, p: Motion, graph) -> str:
-        repeat = tiled_inputs(node, value, graph)
+        repeat = tiled_inputs(node, value, p.products, graph)
         inputs = [b.initializer(tiled(graph.constant(i), p.phases, node), f"{node.op_type.lower()}_tiled")
                   if i in repeat else i for i in inputs]
         group = int(attributes(node).get("group", 1)) * p.phases if node.op_type == "Conv" else None
         return b.copy(node, inputs, node.op_type.lower(), group=group)
+
+    def product_layout(self, q: PhaseProduct, p: Motion) -> tuple:
+        return phase_layout(q, p.block, batch=False)
 
 
 class PhaseBatch(_Motion):
@@ -126,18 +140,23 @@ class PhaseBatch(_Motion):
         return b.op("Reshape", [x, b.ints([-1, p.phases * p.moved_channels, 0, 0], "phase_channels_shape")],
                     "phase_channels")
 
+    def product_layout(self, q: PhaseProduct, p: Motion) -> tuple:
+        return phase_layout(q, p.block, batch=True)
 
-def tiled_inputs(node, value: str, graph) -> list:
+
+def tiled_inputs(node, value: str, products: tuple, graph) -> list:
     """The inputs of a moved op (which reads the run's `value`) that hold
     one value per channel, so the grouped form repeats them per phase: a
     Conv's weight and bias, BatchNormalization's four statistics, and any
     other input with a channel axis of its own (third from the right, size
-    > 1); scalars and size-1 axes broadcast over the phases as they are."""
+    > 1) but a phase product; scalars and size-1 axes broadcast over the
+    phases as they are."""
     if node.op_type == "Conv":
         return [i for i in node.input[1:3] if i]
     if node.op_type == "BatchNormalization":
         return [i for i in node.input[1:5] if i]
-    shapes = {i: graph.shape(i) for i in node.input if i and i != value}
+    phased = {q.value for q in products}
+    shapes = {i: graph.shape(i) for i in node.input if i and i != value and i not in phased}
     return [i for i, s in shapes.items() if s is not None and len(s) >= 3 and s[-3] != 1]
 
 

@@ -1,7 +1,8 @@
 """shuffle-motion: a pixel shuffle moved after the pointwise ops that follow it.
 
 Before (a DepthToSpace, e.g. the end of a lowered ConvTranspose, then ops
-that act on each position alone: a Relu, a 1x1 Conv to fewer channels):
+that act on each position alone: a Relu, an Add of a product L·X·R, a 1x1
+Conv to fewer channels):
     u [N, B*C, H, W] --DepthToSpace(b, DCR)--> y [N, C, bH, bW] --f1--> ... --fk--> z [N, C', bH, bW]
 
 After (grouped, B = b*b phases):
@@ -29,6 +30,13 @@ tensor is smallest -- the last point of the run where the channel count is
 lowest, and only where that is below C.  The ops see the same positions:
 no MAC changes.
 
+An elementwise op (Add, Mul, ...) whose other operand v is a product
+L · X · R of two MatMuls with constant matrices (the resize pass's matmul
+form of a linear Resize; products.py) moves too, v computed in phase order
+by the same MACs instead of a copy:
+
+    DepthToSpace(u) + L·X·R = DepthToSpace(u + stack_pq(L[p::b] · X · R[:, q::b]))
+
 A CRD shuffle (channel c*B + p) puts the phases inside each channel; where a
 Conv of group 1 with constant weights alone produces u, that Conv is rebuilt
 with its output channels in DCR order (W and B permuted offline: exact).
@@ -54,6 +62,7 @@ from convrewrite.core.preconditions import first_problem, old_opset, unverifiabl
 from convrewrite.core.rewrite import Code, Match, PassOptions, Skip
 
 from .forms import FORMS, Motion
+from .products import phase_product
 
 MIN_OPSET = 5          # Reshape with its shape as an input
 MOVABLE = POINTWISE_UNARY | POINTWISE_BINARY | {"Conv"}
@@ -105,13 +114,18 @@ class ShuffleMotion:
                             f"in DCR order; {why}", Code.UNSUPPORTED_ATTRIBUTE)
         block, u = int(attributes(node)["blocksize"]), graph.shape(node.input[0])
         channels = u[1] // (block * block)
+        found = products_read(moved, node.output[0], block, graph)
         itemsize = onnx.helper.tensor_dtype_to_np_dtype(graph.dtype(node.input[0])).itemsize
-        params = Motion(block, channels, fewest, len(moved), producer is not None, itemsize, tuple(u[2:]))
+        params = Motion(block, channels, fewest, len(moved), producer is not None, itemsize, tuple(u[2:]),
+                        tuple(product for product, _ in found))
         names = ", ".join(f"{n.op_type} '{graph.label(n)}'" for n in moved)
         notes = [f"moved after {names}: shuffles {fewest} channels instead of {channels}"]
+        notes += [f"'{product.value}' (MatMul '{graph.label(first)}', MatMul '{graph.label(second)}') computed "
+                  "in phase order" for product, (first, second) in found]
         if producer is not None:
             notes.append(f"CRD: Conv '{graph.label(producer)}' rebuilt with its output channels in DCR order")
-        nodes = (node, *moved) + ((producer,) if producer is not None else ())
+        matmuls = tuple(n for _, pair in found for n in pair)
+        nodes = (node, *moved, *matmuls) + ((producer,) if producer is not None else ())
         return Match(node, params, nodes=nodes, notes=tuple(notes))
 
 
@@ -134,7 +148,7 @@ def moved_ops(node: onnx.NodeProto, graph: GraphView) -> tuple[tuple, int]:
     if u is None or len(u) != 4 or not isinstance(u[1], int) or not isinstance(block, int) or block < 1:
         return (), 0
     channels = u[1] // (block * block)
-    run = run_after(node, graph)
+    run = run_after(node, block, graph)
     counts = [graph.shape(n.output[0])[1] for n in run]
     fewest = min(counts, default=channels)
     if fewest >= channels:
@@ -142,23 +156,25 @@ def moved_ops(node: onnx.NodeProto, graph: GraphView) -> tuple[tuple, int]:
     return tuple(run[:max(k for k, c in enumerate(counts) if c == fewest) + 1]), fewest
 
 
-def run_after(node: onnx.NodeProto, graph: GraphView) -> list:
-    """The ops after `node` that the shuffle could move past, in order: each
-    the only reader of the value before it (no graph output, no subgraph
-    read), and spatially pointwise (`movable`)."""
+def run_after(node: onnx.NodeProto, block: int, graph: GraphView) -> list:
+    """The ops after `node` (a shuffle of `block`) that the shuffle could
+    move past, in order: each the only reader of the value before it (no
+    graph output, no subgraph read), and spatially pointwise (`movable`)."""
     run, value = [], node.output[0]
     while value not in graph.graph_outputs and value not in graph.outer_references:
         readers = graph.consumers(value)
-        if len(readers) != 1 or not movable(readers[0], value, graph):
+        if len(readers) != 1 or not movable(readers[0], value, block, graph):
             break
         run.append(readers[0])
         value = readers[0].output[0]
     return run
 
 
-def movable(node: onnx.NodeProto, value: str, graph: GraphView) -> bool:
+def movable(node: onnx.NodeProto, value: str, block: int, graph: GraphView) -> bool:
     """Whether `node`, which reads `value`, acts on each spatial position
-    alone with per-channel parameters (a 4-D output with static channels)."""
+    alone with per-channel parameters (a 4-D output with static channels);
+    an elementwise op's other operand may also be a phase product
+    (products.py) of its own shape, which the moved op reads in phase order."""
     if node.domain not in ("", "ai.onnx") or node.op_type not in MOVABLE or qdq.region(node, graph) is not None:
         return False
     out = graph.shape(node.output[0])
@@ -173,8 +189,27 @@ def movable(node: onnx.NodeProto, value: str, graph: GraphView) -> bool:
         return False                         # the value as a parameter (PRelu's slope, Clip's bound)
     if node.op_type == "BatchNormalization":  # per-channel statistics: the same on the phase images
         return batchnorm_not_inference(node, graph) is None
-    shapes = [graph.shape(i) for i in node.input if i and i != value]
-    return all(s is not None and broadcasts_per_channel(s, 4) for s in shapes)
+    others = [i for i in node.input if i and i != value]
+    return all(per_channel(i, graph) or (graph.shape(i) == out and phase_product(i, block, graph) is not None)
+               for i in others)
+
+
+def per_channel(name: str, graph: GraphView) -> bool:
+    shape = graph.shape(name)
+    return shape is not None and broadcasts_per_channel(shape, 4)
+
+
+def products_read(moved: tuple, value: str, block: int, graph: GraphView) -> list:
+    """The phase products (with their MatMul pairs) the moved ops read
+    beside the run: every operand of a moved op other than a Conv that is
+    not the run's value and not per-channel (`movable` admitted each)."""
+    found = {}
+    for node in moved:
+        if node.op_type not in ("Conv", "BatchNormalization"):    # their parameters are per channel
+            found.update((i, phase_product(i, block, graph)) for i in node.input
+                         if i and i != value and not per_channel(i, graph))
+        value = node.output[0]
+    return list(found.values())
 
 
 def crd_problem(node: onnx.NodeProto, producer, graph: GraphView) -> Optional[str]:
