@@ -30,7 +30,7 @@ from convrewrite.core.forms import Cost, Form
 from convrewrite.core.graph import attributes
 from convrewrite.emit.opset_ops import movement, other_nodes
 
-from .products import PhaseProduct, build_product, phase_layout, product_movement
+from .products import PhaseProduct, build_product, phase_layout, product_movement, product_rank
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,9 @@ class _Motion(Form):
         moved = self.movement(p) + other_nodes(len(computing))
         for product in p.products:
             moved += product_movement(product, p.block, p.itemsize)
+        rank = max([4, *map(product_rank, p.products)])
         return Cost(macs=total_macs(computing, graph, per_item=True), moved_bytes=moved.bytes, nodes=moved.nodes,
-                    max_rank=6 if p.products else 4, grouped_macs=grouped_macs(computing, graph, per_item=True))
+                    max_rank=rank, grouped_macs=grouped_macs(computing, graph, per_item=True))
 
     def movement(self, p: Motion):
         raise NotImplementedError
@@ -73,7 +74,9 @@ class _Motion(Form):
         p, shuffle = match.params, match.node
         x = dcr_conv(b, match.nodes[-1], p, graph) if p.crd else shuffle.input[0]
         x, value = self.enter(b, x, p), shuffle.output[0]
-        phased = {q.value: build_product(b, q, p.block, self.product_layout(q, p), graph) for q in p.products}
+        matrices = {}
+        phased = {product.value: build_product(b, product, p.block, self.product_layout(product, p), graph, matrices)
+                  for product in p.products}
         for node in match.nodes[1:1 + p.moved]:
             x = self.move(b, node, [x if i == value else phased.get(i, i) for i in node.input], value, p, graph)
             value = node.output[0]
@@ -89,7 +92,7 @@ class _Motion(Form):
     def move(self, b: Builder, node, inputs: list, value: str, p: Motion, graph) -> str:
         return b.copy(node, inputs, node.op_type.lower())
 
-    def product_layout(self, q: PhaseProduct, p: Motion) -> tuple:
+    def product_layout(self, product: PhaseProduct, p: Motion) -> tuple:
         raise NotImplementedError
 
 
@@ -120,8 +123,8 @@ class Grouped(_Motion):
         group = int(attributes(node).get("group", 1)) * p.phases if node.op_type == "Conv" else None
         return b.copy(node, inputs, node.op_type.lower(), group=group)
 
-    def product_layout(self, q: PhaseProduct, p: Motion) -> tuple:
-        return phase_layout(q, p.block, batch=False)
+    def product_layout(self, product: PhaseProduct, p: Motion) -> tuple:
+        return phase_layout(product, p.block, batch=False)
 
 
 class PhaseBatch(_Motion):
@@ -140,8 +143,8 @@ class PhaseBatch(_Motion):
         return b.op("Reshape", [x, b.ints([-1, p.phases * p.moved_channels, 0, 0], "phase_channels_shape")],
                     "phase_channels")
 
-    def product_layout(self, q: PhaseProduct, p: Motion) -> tuple:
-        return phase_layout(q, p.block, batch=True)
+    def product_layout(self, product: PhaseProduct, p: Motion) -> tuple:
+        return phase_layout(product, p.block, batch=True)
 
 
 def tiled_inputs(node, value: str, products: tuple, graph) -> list:
@@ -155,7 +158,7 @@ def tiled_inputs(node, value: str, products: tuple, graph) -> list:
         return [i for i in node.input[1:3] if i]
     if node.op_type == "BatchNormalization":
         return [i for i in node.input[1:5] if i]
-    phased = {q.value for q in products}
+    phased = {product.value for product in products}
     shapes = {i: graph.shape(i) for i in node.input if i and i != value and i not in phased}
     return [i for i, s in shapes.items() if s is not None and len(s) >= 3 and s[-3] != 1]
 

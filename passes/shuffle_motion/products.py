@@ -13,8 +13,9 @@ Its phase (p, q) image for block b is every b-th row from p and column from q:
 so space_to_depth(v) in DCR order (channel (p*b + q)*C + c) costs the same
 MACs as v itself: the phase rows of L and columns of R, stacked offline
 (Lp [b, 1, 1, Ho/b, Hi], Rp [b, 1, Wi, Wo/b]), multiply X viewed as
-[N, 1, 1, C, Hi, Wi]; MatMul's broadcasting puts the phases where DCR wants
-them, [N, b(p), b(q), C, Ho/b, Wo/b], and a Reshape (a view) makes it
+[N, 1, 1, C, Hi, Wi] (at batch 1 [1, 1, C, Hi, Wi]); MatMul's broadcasting
+puts the phases where DCR wants them, [N, b(p), b(q), C, Ho/b, Wo/b], and a
+Reshape (a view) makes it
 [N, b*b*C, Ho/b, Wo/b] -- or [N*b*b, C, Ho/b, Wo/b], a batch of phase
 images.  That is what lets a shuffle move through `DepthToSpace(u) + v`
 (`all_three`: a ConvTranspose's pixel shuffle plus a bilinear Resize):
@@ -22,7 +23,9 @@ images.  That is what lets a shuffle move through `DepthToSpace(u) + v`
     DepthToSpace(u) + v = DepthToSpace(u + space_to_depth(v))
 
 with no copy of v.  The MatMuls keep their order (L first or R first), so
-each output element sums the same products in the same order as before.
+each output element sums the same products (onnxruntime may add them in
+another order for the smaller matrices: equal to rounding, not always to the
+bit).
 """
 from __future__ import annotations
 
@@ -30,7 +33,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-import onnx
 
 from convrewrite.core import qdq
 from convrewrite.core.builder import Builder
@@ -104,32 +106,51 @@ def phase_matrices(left: np.ndarray, right: np.ndarray, block: int) -> tuple[np.
     return np.ascontiguousarray(lp[:, None, None]), np.ascontiguousarray(rp[:, None])
 
 
-def phase_layout(p: PhaseProduct, block: int, batch: bool) -> tuple:
+def view_shape(product: PhaseProduct) -> list:
+    """X viewed as [N, 1, 1, C, Hi, Wi] (0: N as it is), so the MatMuls
+    broadcast to [N, b, b, C, h, w]; at batch 1 [1, 1, C, Hi, Wi], one axis
+    fewer (rank 5: TFLite's BATCH_MATMUL takes no more), to [b, b, C, h, w]."""
+    n, c, hi, wi = product.x_shape
+    return [1, 1, c, hi, wi] if n == 1 else [0, 1, 1, c, hi, wi]
+
+
+def phase_layout(product: PhaseProduct, block: int, batch: bool) -> tuple:
     """The Reshape of the phase images [N, b, b, C, h, w] to DCR channels
-    [0, b*b*C, h, w] or, with `batch`, a phase batch [-1, C, h, w] (0
-    keeps the batch size N, which may be symbolic; -1 is N*b*b)."""
-    c, (ho, wo) = p.x_shape[1], p.out_size
-    return (-1, c, ho // block, wo // block) if batch else (0, block * block * c, ho // block, wo // block)
+    [N, b*b*C, h, w] or, with `batch`, a phase batch [N*b*b, C, h, w]:
+    -1 for N*b*b, 0 for N as it is (it may be symbolic), 1 at batch 1
+    (where the images are [b, b, C, h, w])."""
+    n, c, (ho, wo) = product.x_shape[0], product.x_shape[1], product.out_size
+    if batch:
+        return (-1, c, ho // block, wo // block)
+    return (1 if n == 1 else 0, block * block * c, ho // block, wo // block)
 
 
-def build_product(b: Builder, p: PhaseProduct, block: int, layout: tuple, graph) -> str:
-    """The phase images of v, Reshaped to `layout` (phase_layout)."""
-    _, c, hi, wi = p.x_shape
-    lp, rp = phase_matrices(graph.constant(p.left), graph.constant(p.right), block)
-    x = b.op("Reshape", [p.x, b.ints([0, 1, 1, c, hi, wi], "product_view_shape")], "product_view")
-    lp_name, rp_name = b.initializer(lp, "phase_rows"), b.initializer(rp, "phase_columns")
-    if p.left_first:
-        y = b.op("MatMul", [b.op("MatMul", [lp_name, x], "phase_rows_matmul"), rp_name], "phase_columns_matmul")
+def build_product(b: Builder, product: PhaseProduct, block: int, layout: tuple, graph, matrices: dict) -> str:
+    """The phase images of v, Reshaped to `layout` (phase_layout).
+    `matrices` keeps the phase matrices built so far by (L, R): products
+    of the same matrices share them."""
+    key = (product.left, product.right)
+    if key not in matrices:
+        lp, rp = phase_matrices(graph.constant(product.left), graph.constant(product.right), block)
+        matrices[key] = b.initializer(lp, "phase_rows"), b.initializer(rp, "phase_columns")
+    lp, rp = matrices[key]
+    x = b.op("Reshape", [product.x, b.ints(view_shape(product), "product_view_shape")], "product_view")
+    if product.left_first:
+        y = b.op("MatMul", [b.op("MatMul", [lp, x], "phase_rows_matmul"), rp], "phase_columns_matmul")
     else:
-        y = b.op("MatMul", [lp_name, b.op("MatMul", [x, rp_name], "phase_columns_matmul")], "phase_rows_matmul")
+        y = b.op("MatMul", [lp, b.op("MatMul", [x, rp], "phase_columns_matmul")], "phase_rows_matmul")
     return b.op("Reshape", [y, b.ints(list(layout), "product_phases_shape")], "product_phases")
 
 
-def product_movement(p: PhaseProduct, block: int, itemsize: int) -> Moved:
+def product_movement(product: PhaseProduct, block: int, itemsize: int) -> Moved:
     """The two Reshapes build_product adds, per batch item as every Cost
     counts (views on onnxruntime; the report counts every data-movement
     op's bytes alike)."""
-    x = list(p.x_shape[1:])
-    ho, wo = p.out_size
+    x = list(product.x_shape[1:])
+    ho, wo = product.out_size
     phases = [block, block, x[0], ho // block, wo // block]
     return movement([x], x, itemsize) + movement([phases], phases, itemsize)
+
+
+def product_rank(product: PhaseProduct) -> int:
+    return len(view_shape(product))

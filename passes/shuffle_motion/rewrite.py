@@ -121,7 +121,8 @@ class ShuffleMotion:
         names = ", ".join(f"{n.op_type} '{graph.label(n)}'" for n in moved)
         notes = [f"moved after {names}: shuffles {fewest} channels instead of {channels}"]
         notes += [f"'{product.value}' (MatMul '{graph.label(first)}', MatMul '{graph.label(second)}') computed "
-                  "in phase order" for product, (first, second) in found]
+                  "in phase order: the same MACs, two Reshapes (views on onnxruntime), no copy"
+                  for product, (first, second) in found]
         if producer is not None:
             notes.append(f"CRD: Conv '{graph.label(producer)}' rebuilt with its output channels in DCR order")
         matmuls = tuple(n for _, pair in found for n in pair)
@@ -174,7 +175,8 @@ def movable(node: onnx.NodeProto, value: str, block: int, graph: GraphView) -> b
     """Whether `node`, which reads `value`, acts on each spatial position
     alone with per-channel parameters (a 4-D output with static channels);
     an elementwise op's other operand may also be a phase product
-    (products.py) of its own shape, which the moved op reads in phase order."""
+    (products.py) of the value's own shape (no broadcast either way), which
+    the moved op reads in phase order."""
     if node.domain not in ("", "ai.onnx") or node.op_type not in MOVABLE or qdq.region(node, graph) is not None:
         return False
     out = graph.shape(node.output[0])
@@ -190,7 +192,8 @@ def movable(node: onnx.NodeProto, value: str, block: int, graph: GraphView) -> b
     if node.op_type == "BatchNormalization":  # per-channel statistics: the same on the phase images
         return batchnorm_not_inference(node, graph) is None
     others = [i for i in node.input if i and i != value]
-    return all(per_channel(i, graph) or (graph.shape(i) == out and phase_product(i, block, graph) is not None)
+    return all(per_channel(i, graph) or (graph.shape(i) == graph.shape(value) == out
+                                         and phase_product(i, block, graph) is not None)
                for i in others)
 
 
@@ -201,11 +204,12 @@ def per_channel(name: str, graph: GraphView) -> bool:
 
 def products_read(moved: tuple, value: str, block: int, graph: GraphView) -> list:
     """The phase products (with their MatMul pairs) the moved ops read
-    beside the run: every operand of a moved op other than a Conv that is
-    not the run's value and not per-channel (`movable` admitted each)."""
+    beside the run: every operand of a moved op other than a Conv or a
+    BatchNormalization (their parameters are per channel) that is not the
+    run's value and not per-channel (`movable` admitted each)."""
     found = {}
     for node in moved:
-        if node.op_type not in ("Conv", "BatchNormalization"):    # their parameters are per channel
+        if node.op_type not in ("Conv", "BatchNormalization"):
             found.update((i, phase_product(i, block, graph)) for i in node.input
                          if i and i != value and not per_channel(i, graph))
         value = node.output[0]

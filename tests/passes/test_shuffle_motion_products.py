@@ -31,20 +31,23 @@ MODELS = Path(__file__).resolve().parents[2] / "models"
 PASS = "shuffle-motion"
 
 
+def product(n: Net, x: str, block: int, size, left_first=True, matrices=None) -> str:
+    """v = L · x · R with L [bH, H] and R [W, bW] random (the identity needs no interpolation
+    weights), or the given (L, R) initializer names; the MatMul with L first or second."""
+    h, w = size
+    left, right = matrices or (n.const((n.rng.standard_normal((block * h, h)) * .5).astype(n.dtype)),
+                               n.const((n.rng.standard_normal((w, block * w)) * .5).astype(n.dtype)))
+    if left_first:
+        return n.op("MatMul", right, after=n.op("MatMul", x, after=left))
+    return n.op("MatMul", n.op("MatMul", right, after=x), after=left)
+
+
 def product_model(block=2, c=4, c_out=2, mode="DCR", batch=1, size=(3, 4), left_first=True, op="Add",
                   product_first=False, runtime_scale=False, dtype=np.float32, seed=0) -> onnx.ModelProto:
     """x [N, 3, H, W] -> Conv 3x3 -> DepthToSpace -> op(., v) -> [Mul by a run-time scale] -> Relu
-    -> Conv 1x1 (c -> c_out), v = L · (Conv 1x1 of x) · R with L [bH, H] and R [W, bW] random (the
-    identity needs no interpolation weights), its MatMul with L first or second."""
-    h, w = size
-    n = Net([batch, 3, h, w], seed=seed, dtype=dtype)
-    x = n.conv(3, c)
-    left = n.const((n.rng.standard_normal((block * h, h)) * .5).astype(dtype))
-    right = n.const((n.rng.standard_normal((w, block * w)) * .5).astype(dtype))
-    if left_first:
-        v = n.op("MatMul", right, after=n.op("MatMul", x, after=left))
-    else:
-        v = n.op("MatMul", n.op("MatMul", right, after=x), after=left)
+    -> Conv 1x1 (c -> c_out), v = L · (Conv 1x1 of x) · R (`product`)."""
+    n = Net([batch, 3, *size], seed=seed, dtype=dtype)
+    v = product(n, n.conv(3, c), block, size, left_first)
     n.conv(3, block * block * c, k=3, after="x")
     s = n.op("DepthToSpace", blocksize=block, mode=mode)
     n.op(op, s, after=v) if product_first else n.op(op, v, after=s)
@@ -62,7 +65,8 @@ def test_an_add_of_a_phase_product_lets_the_shuffle_move_on():
     assert forms(report) == ["grouped"]
     (record,) = report.records(REWRITTEN)
     notes = " ".join(record.notes)
-    assert "shuffles 2 channels instead of 4" in notes and "'v3' (MatMul 'n2', MatMul 'n3') computed in phase order" in notes
+    assert "shuffles 2 channels instead of 4" in notes
+    assert "'v3' (MatMul 'n2', MatMul 'n3') computed in phase order" in notes
     assert [n.op_type for n in new.graph.node][-4:] == ["Add", "Relu", "Conv", "DepthToSpace"]
     # the same MACs: the MatMuls multiply the same numbers, in phase order
     assert record.macs_after == record.macs_before
@@ -72,8 +76,8 @@ def test_an_add_of_a_phase_product_lets_the_shuffle_move_on():
 @pytest.mark.parametrize("mode", ["DCR", "CRD"])
 @pytest.mark.parametrize("batch", [1, 2, "N"])
 def test_either_matmul_order_mode_and_batch(left_first, mode, batch):
-    assert_rewrites(product_model(left_first=left_first, mode=mode, batch=batch), PASS,
-                    {"DepthToSpace": 1, "MatMul": 2, "Reshape": 2})
+    model = product_model(left_first=left_first, mode=mode, batch=batch)
+    assert_rewrites(model, PASS, {"DepthToSpace": 1, "MatMul": 2, "Reshape": 2})
 
 
 @pytest.mark.parametrize("op", ["Sub", "Mul", "Max", "Div"])
@@ -195,3 +199,61 @@ def test_a_product_read_twice_by_one_sum_stops_the_run():
     (total,) = [n for n in model.graph.node if n.op_type == "Sum"]
     total.input.append(total.input[1])
     _no_candidate(model)
+
+
+def two_products_model(shared=False, where="two adds") -> onnx.ModelProto:
+    """Two products in one run: in two Adds (one after a 1x1 Conv of the run), in one Sum of three
+    inputs, or as a PRelu slope and an Add; with `shared`, of the same L and R."""
+    block, c, size = 2, 4, (3, 4)
+    n = Net([1, 3, *size])
+    first = product(n, n.conv(3, c), block, size)
+    matmuls = [m for m in n.nodes if m.op_type == "MatMul"]
+    matrices = (matmuls[0].input[0], matmuls[1].input[1]) if shared else None
+    second = product(n, n.conv(3, c, after="x"), block, size, left_first=False, matrices=matrices)
+    n.conv(3, block * block * c, k=3, after="x")
+    s = n.op("DepthToSpace", blocksize=block)
+    if where == "sum":
+        n.op("Sum", first, second, after=s)
+    elif where == "prelu slope":
+        n.op("Add", first, after=n.op("PRelu", second, after=s))
+    else:
+        n.op("Add", first, after=s)
+        n.conv(c, c)
+        n.op("Add", second)
+    n.op("Relu")
+    n.conv(c, 2)
+    return n.model()
+
+
+@pytest.mark.parametrize("where", ["two adds", "sum", "prelu slope"])
+def test_two_products_in_one_run(where):
+    new, report = assert_rewrites(two_products_model(where=where), PASS, {"DepthToSpace": 1, "MatMul": 4, "Reshape": 4})
+    (record,) = report.records(REWRITTEN)
+    assert sum("computed in phase order" in note for note in record.notes) == 2
+
+
+def test_products_of_the_same_matrices_share_their_phase_matrices():
+    new, _ = assert_rewrites(two_products_model(shared=True), PASS, {"DepthToSpace": 1, "MatMul": 4})
+    phase = [t.name for t in new.graph.initializer if "phase_rows" in t.name or "phase_columns" in t.name]
+    assert len(phase) == 2, phase
+
+
+def test_a_product_of_another_batch_stops_the_run():
+    """v's batch (2) broadcasts against the shuffle's (1): not the value's own shape."""
+    n = Net([1, 3, 3, 4])
+    n.conv(3, 16, k=3)
+    s = n.op("DepthToSpace", blocksize=2)
+    v = product(n, "xp", 2, (3, 4))
+    n.op("Add", v, after=s)
+    n.conv(4, 2)
+    _no_candidate(n.model(inputs=[helper.make_tensor_value_info("xp", TensorProto.FLOAT, [2, 4, 3, 4])]))
+
+
+@pytest.mark.parametrize("where", ["two adds", "sum", "prelu slope"])
+def test_form_costs_with_two_products_are_exact(where):
+    p, graph, match, options = _match_and_options(two_products_model(where=where))
+    for option in options:
+        built = model_cost(replacement_model(build(p, match, option, graph), graph))
+        c = option.cost
+        assert (c.macs, c.moved_bytes, c.nodes, c.max_rank, c.grouped_macs) == \
+            (built.macs, built.moved_bytes, built.nodes, built.max_rank, built.grouped_macs), option.label
