@@ -238,6 +238,7 @@ class MatMul(Form):
 
     name = "matmul"
     opt_in = True
+    favour_needs_cost_model = True     # nearest_favour was measured on onnxruntime CPU
 
     def applies(self, match, graph):
         spec = match.params.spec
@@ -252,6 +253,9 @@ class MatMul(Form):
 
     def estimated(self, match, graph) -> bool:
         return weighed_by_estimate(match)
+
+    def favoured(self, match, graph) -> Optional[str]:
+        return nearest_favour(match, graph)
 
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
@@ -292,6 +296,30 @@ def weighed_by_estimate(match) -> bool:
     the sizes, which the estimate weighs.  Nearest keeps its rule (shuffle:
     as fast as the estimate's pick); cubic was not measured."""
     return match.params.spec.interp.mode == "linear"
+
+
+NEAREST_MATMUL_MAX_INPUT = 48   # samples per resized axis (measured: docs/resize.md)
+
+
+def nearest_favour(match, graph) -> Optional[str]:
+    """A nearest upsampling that the shuffle form expresses, of a 4-D
+    tensor's spatial axes with at most 48 input samples each: matmul first.
+    On onnxruntime CPU the shuffle form's Concat of copies and DepthToSpace
+    (a strided copy at ~1 GB/s) cost more there than the MatMuls' MACs,
+    which grow with the input size (about W_in + H_in / f per output): in
+    benchmarks/bench_resize_nearest.py matmul took 0.23-0.88x shuffle's time
+    on every map of 4..48 samples (16..256 channels, x2..x8) and 0.83-1.30x
+    on 64x64, where shuffle keeps its place."""
+    p = match.params
+    spec = p.spec
+    if spec.interp.mode != "nearest" or p.rank != 4 or any(ax.axis < 2 for ax in spec.resized):
+        return None
+    if any(ax.n_in is None or ax.n_in > NEAREST_MATMUL_MAX_INPUT for ax in spec.resized):
+        return None
+    if Shuffle().applies(match, graph) is not None:
+        return None
+    return (f"nearest upsampling of at most {NEAREST_MATMUL_MAX_INPUT} samples per axis: the MatMuls measured "
+            "faster than the shuffle form's copies on onnxruntime CPU")
 
 
 @lru_cache(maxsize=256)

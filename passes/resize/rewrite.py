@@ -108,13 +108,13 @@ class ResizeToConvTranspose:
 
     def preferred(self) -> tuple[str, ...]:
         return ((self.options.mode,) if self.options.mode in ("matmul", "pointwise") else ()) + \
-            (("deconv",) if self.options.nearest == "deconv" else ())
+            ((self.options.nearest,) if self.options.nearest else ())
 
     def preferred_for(self, match) -> tuple[str, ...]:
-        """preferred(), where resize_nearest=deconv asks for deconv for a
-        nearest Resize only (a linear one keeps the cost model's pick)."""
+        """preferred(), where resize_nearest asks for its form for a nearest
+        Resize only (a linear one keeps the cost model's pick)."""
         nearest = match.params.spec.interp.mode == "nearest"
-        return tuple(f for f in self.preferred() if f != "deconv" or nearest)
+        return tuple(f for f in self.preferred() if f not in NEAREST_FORMS or nearest)
 
     @property
     def estimates(self) -> bool:

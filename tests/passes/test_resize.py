@@ -37,7 +37,7 @@ from convrewrite.target import Profile, builtin_names, load_profile, needs_lower
 from builders import resize_model, with_output_shape
 from helpers import _feed_sets, assert_rewrites, assert_skips, op_counts
 from passes import make_passes
-from passes.resize.forms import MATMUL_HINT
+from passes.resize.forms import MATMUL_HINT, nearest_favour
 from passes.resize.rewrite import ResizeOptions, ResizeToConvTranspose
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
@@ -523,22 +523,53 @@ def test_resize_nearest_deconv_asks_for_deconv_on_nearest_resizes_only():
     assert forms_of(report) == forms_of(default) == ["matmul"]
 
 
-def test_cubic_and_nearest_keep_their_rules():
-    """The cost model weighs linear Resizes only: cubic was not measured,
-    nearest's shuffle is as fast as the estimate's pick."""
+def test_cubic_keeps_its_rule():
+    """The cost model weighs linear Resizes only: cubic was not measured."""
     _, report = assert_rewrites(resize_model([1, 16, 16, 16], [1, 1, 2, 2], mode="cubic"), DEFAULT,
                                 {"Resize": 0, "ConvTranspose": 1})
     assert forms_of(report) == ["deconv"]
-    _, report = assert_rewrites(resize_model([1, 16, 16, 16], [1, 1, 2, 2], mode="nearest"), DEFAULT,
-                                {"Resize": 0, "DepthToSpace": 1})
+
+
+@pytest.mark.parametrize("size,options,form", [
+    (16, {}, "matmul"),                              # favoured: at most 48 samples per axis
+    (48, {}, "matmul"),
+    (64, {}, "shuffle"),                             # beyond: shuffle, as fast or faster there
+    (16, {"resize_nearest": "shuffle"}, "shuffle"),  # asked for
+    (16, {"resize_mode": "deconv"}, "shuffle"),      # the rules alone: no favour measured on a runtime
+])
+def test_nearest_takes_matmul_on_small_maps(size, options, form):
+    model = resize_model([1, 4, size, size], [1, 1, 2, 2], mode="nearest")
+    expect = {"Resize": 0, "MatMul": 2} if form == "matmul" else {"Resize": 0, "DepthToSpace": 1}
+    _, report = assert_rewrites(model, "resize", expect, **options)
+    assert forms_of(report) == [form]
+    (record,) = report.records(REWRITTEN)
+    favour = "nearest upsampling of at most 48 samples per axis"
+    assert (favour in " ".join(record.notes)) == (form == "matmul")
+
+
+def test_the_nearest_favour_needs_no_target():
+    """Measured on onnxruntime CPU: with a target the shuffle form keeps its place."""
+    model = resize_model([1, 4, 16, 16], [1, 1, 2, 2], mode="nearest")
+    _, report = assert_rewrites(model, DEFAULT, {"Resize": 0, "DepthToSpace": 1}, target="generic-npu")
     assert forms_of(report) == ["shuffle"]
+
+
+def test_the_nearest_favour_is_for_spatial_upsampling_the_shuffle_form_expresses():
+    for shape, scales in (([1, 4, 16], [1, 1, 2]),                 # 1-D: not measured
+                          ([1, 4, 8, 8, 8], [1, 1, 2, 2, 2]),       # 3-D: not measured
+                          ([1, 4, 16, 16], [1, 1, 2.5, 2.5])):      # no shuffle: not compared
+        model = resize_model(shape, scales, mode="nearest")
+        graph = GraphView(model)
+        match = make_passes(["resize"])[0].match(model.graph.node[0], graph)
+        assert nearest_favour(match, graph) is None, shape
 
 
 MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "models")
 
 
 @pytest.mark.parametrize("name,options,forms", [
-    ("fpn_nearest", {}, ["shuffle", "shuffle"]),                       # asymmetric + floor x2
+    ("fpn_nearest", {}, ["matmul", "matmul"]),                         # asymmetric + floor x2, 8x8 and 16x16
+    ("fpn_nearest", {"resize_nearest": "shuffle"}, ["shuffle", "shuffle"]),
     # linear: matmul by the cost model's estimate (docs/cost_model.md), deconv when asked
     ("seg_head_bilinear", {}, ["matmul", "matmul"]),                   # half_pixel x4, x8, opset 11
     ("seg_head_bilinear", {"resize_mode": "deconv"}, ["deconv", "deconv"]),
@@ -571,7 +602,7 @@ def test_pass_options():
     assert ResizeToConvTranspose(both).preferred() == ("matmul", "deconv")
     assert ResizeToConvTranspose(ResizeOptions(mode="matmul")).preferred() == ("matmul",)
     assert ResizeToConvTranspose(ResizeOptions(nearest="deconv")).preferred() == ("deconv",)
-    assert ResizeToConvTranspose(ResizeOptions("deconv", "shuffle")).preferred() == ()
+    assert ResizeToConvTranspose(ResizeOptions("deconv", "shuffle")).preferred() == ("shuffle",)
     assert DECONV.preferred() == ()
     assert make_passes(["resize"], {"resize_mode": "matmul"}) == (ResizeToConvTranspose(ResizeOptions("matmul")),)
     assert [f.name for f in DECONV.forms if not f.quantized_only] == ["identity", "broadcast", "shuffle", "deconv",
@@ -878,7 +909,8 @@ def test_the_pass_holds_no_target():
     # the Resize's own count: 4 taps per bilinear output, 0 for nearest (docs/resize.md)
     ("seg_head_bilinear", {"resize_mode": "deconv"}, ["resize"], [(131072, 165888), (131072, 204800)]),
     ("seg_head_bilinear", {"resize_mode": "matmul"}, ["resize"], [(131072, 655360), (131072, 294912)]),
-    ("fpn_nearest", {}, ["resize"], [(0, 0), (0, 0)]),
+    ("fpn_nearest", {"resize_nearest": "shuffle"}, ["resize"], [(0, 0), (0, 0)]),
+    ("fpn_nearest", {}, ["resize"], [(0, 98304), (0, 786432)]),
     ("fpn_nearest", {"resize_nearest": "deconv"}, ["resize"], [(0, 8192), (0, 32768)]),
 ])
 def test_mac_figures_in_the_docs(name, options, passes, macs):
