@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "matmul, whichever the cost model estimates faster; deconv: never matmul unasked)")
     o.add_argument("--resize-nearest", choices=choices["resize_nearest"],
                    help="nearest upsampling form: MAC-free copies + DepthToSpace, or a ConvTranspose "
-                   "(default: shuffle)")
+                   "(default: shuffle; without a target matmul on maps of at most 48 samples per axis)")
     o.add_argument("--target", help="accelerator profile (a built-in name or a JSON file): lower only "
                    "what it cannot run, in forms it can run, and report what still does not fit")
     _quiet_arg(o)
