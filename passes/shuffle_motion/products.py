@@ -15,9 +15,9 @@ MACs as v itself: the phase rows of L and columns of R, stacked offline
 (Lp [b, 1, 1, Ho/b, Hi], Rp [b, 1, Wi, Wo/b]), multiply X viewed as
 [N, 1, 1, C, Hi, Wi] (at batch 1 [1, 1, C, Hi, Wi]); MatMul's broadcasting
 puts the phases where DCR wants them, [N, b(p), b(q), C, Ho/b, Wo/b], and a
-Reshape (a view) makes it
-[N, b*b*C, Ho/b, Wo/b] -- or [N*b*b, C, Ho/b, Wo/b], a batch of phase
-images.  That is what lets a shuffle move through `DepthToSpace(u) + v`
+Reshape (a view) makes it [N, b*b*C, Ho/b, Wo/b] -- or [N*b*b, C, Ho/b, Wo/b],
+a batch of phase images.  That is what lets a shuffle move through
+`DepthToSpace(u) + v`
 (`all_three`: a ConvTranspose's pixel shuffle plus a bilinear Resize):
 
     DepthToSpace(u) + v = DepthToSpace(u + space_to_depth(v))
@@ -58,8 +58,8 @@ def phase_product(value: str, block: int, graph) -> Optional[tuple[PhaseProduct,
     """The PhaseProduct that computes `value` and its two MatMul nodes
     (first, second), or None: both MatMuls plain ONNX ops outside
     quantized regions, L and R constant 2-D matrices whose output sizes
-    `block` divides, X 4-D with static channels and sizes, and the MatMuls' outputs
-    read by nothing else (they are replaced)."""
+    `block` divides, X 4-D with static channels and sizes, and the
+    MatMuls' outputs read by nothing else (they are replaced)."""
     second = graph.producer(value)
     if not _plain_matmul(second, graph) or not _read_once(value, graph):
         return None
