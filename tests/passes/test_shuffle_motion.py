@@ -282,12 +282,16 @@ def _costs_model(kind):
     (lambda: _costs_model("runtime"), 1, ["phase-batch"]),
 ])
 def test_form_costs_are_exact(model, batch, forms_):
-    """Every form that applies: the Cost worked out before building is the
-    built replacement's (MACs and bytes per batch item, nodes, rank)."""
-    m = model()
+    assert_costs_exact(model(), batch, forms_)
+
+
+def assert_costs_exact(model, batch, forms_):
+    """Every form that applies to the model's shuffle (`forms_`, in rank
+    order): the Cost worked out before building is the built replacement's
+    (MACs and bytes per batch item, nodes, rank)."""
     p = make_passes([PASS])[0]
-    graph = GraphView(m)
-    node = next(n for n in m.graph.node if n.op_type == "DepthToSpace")
+    graph = GraphView(model)
+    node = next(n for n in model.graph.node if n.op_type == "DepthToSpace")
     match = p.match(node, graph)
     assert isinstance(match, Match), match
     options = rank(p, match, graph, None, with_variants=True, with_opt_in=True).options

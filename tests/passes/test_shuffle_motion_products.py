@@ -15,17 +15,11 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from convrewrite import optimize
-from convrewrite.core.cost import model_cost
-from convrewrite.core.forms import rank
 from convrewrite.core.graph import GraphView
-from convrewrite.core.lowering import build
 from convrewrite.core.report import REWRITTEN
-from convrewrite.core.rewrite import Match
-from convrewrite.core.standalone import replacement_model
 from helpers import assert_rewrites, forms, op_counts
-from passes import make_passes
 from passes.shuffle_motion.products import phase_matrices, phase_product
-from test_shuffle_motion import Net
+from test_shuffle_motion import Net, assert_costs_exact
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 PASS = "shuffle-motion"
@@ -145,28 +139,13 @@ def test_one_matmul_alone_is_no_product():
     assert graph.shape(v) == (1, 4, 6, 4) and phase_product(v, 2, graph) is None
 
 
-def _match_and_options(model):
-    p = make_passes([PASS])[0]
-    graph = GraphView(model)
-    node = next(n for n in model.graph.node if n.op_type == "DepthToSpace")
-    match = p.match(node, graph)
-    assert isinstance(match, Match), match
-    return p, graph, match, rank(p, match, graph, None, with_variants=True, with_opt_in=True).options
-
-
 @pytest.mark.parametrize("model,batch,forms_", [
     (lambda: product_model(batch=2, mode="CRD"), 2, ["grouped", "phase-batch"]),
     (lambda: product_model(left_first=False, block=3, size=(2, 3)), 1, ["grouped", "phase-batch"]),
     (lambda: product_model(runtime_scale=True), 1, ["phase-batch"]),
 ])
 def test_form_costs_with_products_are_exact(model, batch, forms_):
-    p, graph, match, options = _match_and_options(model())
-    assert [o.form.name for o in options] == forms_
-    for option in options:
-        built = model_cost(replacement_model(build(p, match, option, graph), graph))
-        c = option.cost
-        assert (c.macs * batch, c.moved_bytes * batch, c.nodes, c.max_rank, c.grouped_macs * batch) == \
-            (built.macs, built.moved_bytes, built.nodes, built.max_rank, built.grouped_macs), option.label
+    assert_costs_exact(model(), batch, forms_)
 
 
 @pytest.mark.parametrize("name", ["all_three", "all_three_dynamo", "all_three_fp16"])
@@ -251,9 +230,4 @@ def test_a_product_of_another_batch_stops_the_run():
 
 @pytest.mark.parametrize("where", ["two adds", "sum", "prelu slope"])
 def test_form_costs_with_two_products_are_exact(where):
-    p, graph, match, options = _match_and_options(two_products_model(where=where))
-    for option in options:
-        built = model_cost(replacement_model(build(p, match, option, graph), graph))
-        c = option.cost
-        assert (c.macs, c.moved_bytes, c.nodes, c.max_rank, c.grouped_macs) == \
-            (built.macs, built.moved_bytes, built.nodes, built.max_rank, built.grouped_macs), option.label
+    assert_costs_exact(two_products_model(where=where), 1, ["grouped", "phase-batch"])
