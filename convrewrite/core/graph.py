@@ -247,7 +247,8 @@ def node_outer_references(node: onnx.NodeProto) -> set:
 def subgraph_outer_references(graph: onnx.GraphProto) -> set:
     names = set()
     for node in graph.node:
-        names |= node_outer_references(node)
+        if node.op_type in SUBGRAPH_OPS or node.domain not in STANDARD_DOMAINS:   # any other: none
+            names |= node_outer_references(node)
     return names
 
 

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from onnx import TensorProto, helper
 
-from convrewrite.core.graph import subgraph_outer_references
+from convrewrite.core.graph import node_outer_references, subgraph_outer_references
 from convrewrite.core.splice import _in_order, _producers, _uses, toposort
 
 
@@ -69,4 +69,7 @@ def test_uses_in_one_walk_are_the_separate_walks(case):
     uses, producer, keep = _uses(g)
     assert uses == Counter(i for n in g.node for i in n.input if i)
     assert producer == {o: n for n in g.node for o in n.output if o}
-    assert keep == {o.name for o in g.output} | subgraph_outer_references(g)
+    every_node = set().union(*(node_outer_references(n) for n in g.node))   # asked of every node
+    assert keep == {o.name for o in g.output} | every_node
+    assert subgraph_outer_references(g) == every_node
+    assert bool(every_node) == bool(case.get("subgraphs"))
