@@ -7,8 +7,8 @@ who consumes it -- from one shape-inferred, weightless copy of the model
 """
 from __future__ import annotations
 
-from functools import cached_property
 from collections import Counter
+from functools import cached_property
 from typing import Optional, Sequence
 
 import numpy as np
