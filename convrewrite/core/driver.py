@@ -217,6 +217,7 @@ class _Run:
         self.removed = 0      # bytes of weights the pass under way spliced out
         self.weight_budget = weight_budget
         self.progress = progress
+        self.view: Optional[GraphView] = None   # the view of the model the last pass left unchanged
 
     def all_passes(self, model: onnx.ModelProto, oracle) -> onnx.ModelProto:
         """Every pass in order; then the worklist: each pass again, over only
@@ -233,11 +234,18 @@ class _Run:
                     since[p.name] = set()
                     continue
                 t = time.perf_counter()
+                if fresh is None and not _has_ops(current, p.op_types):
+                    # none of its operators in the model: no candidates, nothing to analyse
+                    self.progress(f"{p.name}: match and build", 0, 0)
+                    since[p.name] = set()
+                    self._timed(p, t)
+                    continue
                 before = {n.name for n in current.graph.node}
                 self.spill, self.removed = (Spill() if self._spills() else None), 0
                 try:
                     current = self._one_pass(current, p, oracle, since[p.name])
                     if self.spill is not None and self.spill.waiting(current):
+                        self.view = None   # the model changes below
                         if self.removed >= max(RELEASE_BYTES, self.model_bytes // 8):
                             held = [current]   # compacted: the replaced weights freed
                             del current
@@ -252,11 +260,14 @@ class _Run:
                 for other in self.passes:
                     if other is not p and since[other.name] is not None:
                         since[other.name] |= created
-                key = f"pass:{p.name}"
-                self.report.timings[key] = self.report.timings.get(key, 0.0) + time.perf_counter() - t
+                self._timed(p, t)
             if self.settings.dry_run or not any(since.values()):
                 break
         return current
+
+    def _timed(self, p, since: float) -> None:
+        key = f"pass:{p.name}"
+        self.report.timings[key] = self.report.timings.get(key, 0.0) + time.perf_counter() - since
 
     def _spills(self) -> bool:
         """Whether the pass about to run keeps its new weights on disk until
@@ -274,10 +285,11 @@ class _Run:
     # --- one pass -------------------------------------------------------------
 
     def _one_pass(self, model, p, oracle, only: Optional[set]) -> onnx.ModelProto:
-        graph = GraphView(model)
+        graph, self.view = self._view_of(model), None
         candidates = self._plan_all(graph, p, only)
         self.report.rewrites.extend(c.record for c in candidates)
         if self.settings.dry_run:
+            self.view = graph
             return model
         todo = self._check_all(graph, p, [c for c in candidates if c.lowered is not None])
         retry = self._rematch_alone(graph, p, candidates)
@@ -285,6 +297,7 @@ class _Run:
             self.report.rewrites.extend(c.record for c in retry)
             todo += self._check_all(graph, p, [c for c in retry if c.lowered is not None])
         if not todo:
+            self.view = graph   # the model as it was: the next pass sees it through the same view
             return model
         self.progress(f"{p.name}: splice", 0, 0)
         pairs = [(c.match, c.lowered.replacement) for c in todo]
@@ -308,6 +321,14 @@ class _Run:
             result = oracle.bisect(before, result, todo, lambda c: build(p, c.match, rebuild[id(c)], graph),
                                    None if before is model else undo.index)
         return result
+
+    def _view_of(self, model: onnx.ModelProto) -> GraphView:
+        """The view of `model`: the last pass's where that pass left the
+        model as it was (a view is a function of the model alone: shape
+        inference, indexes, labels, constants), else a new one."""
+        if self.view is not None and self.view.model is model:
+            return self.view
+        return GraphView(model)
 
     def _plan_all(self, graph: GraphView, p, only: Optional[set]) -> list[_Candidate]:
         """Gate, match and lower every candidate once.  A match may cover
@@ -481,6 +502,12 @@ class _Run:
                             f"local check failed: replacement differs from the original "
                             f"(max abs error {w.max_abs_error:.3g}, allowed {w.allowed_error:.3g}"
                             f"{', ' + w.message if w.message else ''})", Code.VERIFICATION_FAILED)
+
+
+def _has_ops(model: onnx.ModelProto, op_types) -> bool:
+    """Whether a node of the model's graph has one of `op_types` (a pass's
+    candidates are among these, as the worklist already relies on)."""
+    return any(n.op_type in op_types for n in model.graph.node)
 
 
 def _figures(cost) -> tuple:

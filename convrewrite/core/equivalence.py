@@ -15,6 +15,7 @@ how far the reference's own outputs move (`spread`, measured by the caller).
 """
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -237,6 +238,11 @@ def onnxruntime_session(model: "bytes | str", optimized: bool = False):
     # the session was gone, adding to every later peak (README "Memory").
     # (Prepacking off frees them too, but changes the kernels: other roundings.)
     opts.enable_cpu_mem_arena = False
+    # Idle worker threads block instead of spinning for work: the checks'
+    # models are small (their kernels seldom split across threads), and a
+    # spinning thread is CPU time taken from the run on a shared machine.
+    # Which thread computes what, and so every result, is the same either way.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
@@ -343,7 +349,7 @@ def random_feeds(inputs: Sequence[onnx.ValueInfoProto], seed: int = 0, batch: in
         tt = vi.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
         shapes[vi.name] = (concrete_shape(dims, batch), tt.elem_type)
-        if np.prod(shapes[vi.name][0], dtype=np.float64) > MAX_RANDOM_ELEMENTS:
+        if math.prod(shapes[vi.name][0]) > MAX_RANDOM_ELEMENTS:   # exact (dims are ints >= 0)
             raise FeedTooLarge(vi.name, shapes[vi.name][0])
     rng = np.random.default_rng(seed)
     return {name: random_tensor(rng, shape, elem_type) for name, (shape, elem_type) in shapes.items()}

@@ -7,8 +7,9 @@ who consumes it -- from one shape-inferred, weightless copy of the model
 """
 from __future__ import annotations
 
+from collections import Counter
 from functools import cached_property
-from typing import Iterable, Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import onnx
@@ -59,25 +60,17 @@ class GraphView(ConstantFolding):
         self._overridable = (self._graph_inputs & set(self.initializers)
                              if model.ir_version >= 4 else set())
         self.graph_outputs = [o.name for o in self.graph.output]
-        self._producer: dict[str, onnx.NodeProto] = {}
-        self._consumers: dict[str, list] = {}
+        nodes = list(self.graph.node)
+        op_types = [node.op_type for node in nodes]
         # Whether any node is a QuantizeLinear or DequantizeLinear (of any
         # domain): without one no node is in a quantized region (core/qdq.py
         # answers at once).  Worked out here, with the model as it is: the
         # driver may edit it in place once the view is frozen.
-        self.has_qdq = False
-        for node in self.graph.node:
-            if not self.has_qdq and node.op_type in _QDQ_OPS:
-                self.has_qdq = True
-            for o in node.output:
-                if o:
-                    self._producer[o] = node
-            for i in node.input:
-                if i:
-                    self._consumers.setdefault(i, []).append(node)
+        self.has_qdq = not _QDQ_OPS.isdisjoint(op_types)
+        self._producer, self._consumers = _indexes(nodes)
         self._const_cache: dict[tuple, Optional[np.ndarray]] = {}
         self._shapes: dict[str, Optional[tuple]] = {}
-        self.labels = _unique_labels(self.graph.node)
+        self.labels = _unique_labels(nodes, op_types)
 
     # --- opsets -----------------------------------------------------------
     def opset(self, domain: str = "") -> int:
@@ -183,14 +176,34 @@ class GraphView(ConstantFolding):
         return name in self._graph_inputs and (name not in self.initializers or name in self._overridable)
 
 
-def _unique_labels(nodes: Iterable[onnx.NodeProto]) -> dict:
-    seen: dict[str, int] = {}
+def _indexes(nodes: list) -> tuple[dict, dict]:
+    """The node producing each value, and the nodes reading it (in graph order)."""
+    producer: dict[str, onnx.NodeProto] = {}
+    consumers: dict[str, list] = {}
     for node in nodes:
-        if node.name:
-            seen[node.name] = seen.get(node.name, 0) + 1
+        for o in node.output:
+            if o:
+                producer[o] = node
+        for i in node.input:
+            if i:
+                readers = consumers.get(i)
+                if readers is None:
+                    consumers[i] = [node]
+                else:
+                    readers.append(node)
+    return producer, consumers
+
+
+def _unique_labels(nodes: Sequence[onnx.NodeProto], op_types: Optional[Sequence[str]] = None) -> dict:
+    """id(node) -> its name where no other node has it, else Op_index
+    (suffixed with "_" until unique); `op_types`: the nodes' own, if known."""
+    names = [node.name for node in nodes]
+    if op_types is None:
+        op_types = [node.op_type for node in nodes]
+    seen = Counter(names)
     labels, used = {}, set()
-    for k, node in enumerate(nodes):
-        label = node.name if node.name and seen[node.name] == 1 else f"{node.op_type}_{k}"
+    for k, (node, name) in enumerate(zip(nodes, names)):
+        label = name if name and seen[name] == 1 else f"{op_types[k]}_{k}"
         while label in used:
             label += "_"
         used.add(label)
@@ -234,7 +247,8 @@ def node_outer_references(node: onnx.NodeProto) -> set:
 def subgraph_outer_references(graph: onnx.GraphProto) -> set:
     names = set()
     for node in graph.node:
-        names |= node_outer_references(node)
+        if node.op_type in SUBGRAPH_OPS or node.domain not in STANDARD_DOMAINS:   # any other: none
+            names |= node_outer_references(node)
     return names
 
 

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import onnx
 from onnx import helper
 
-from .graph import node_outer_references, subgraph_outer_references
+from .graph import SUBGRAPH_OPS, STANDARD_DOMAINS, node_outer_references
 from .weights import copy_without_initializers
 from .rewrite import Match, Replacement
 
@@ -159,9 +159,7 @@ def remove_dead(g: onnx.GraphProto, maybe_dead: set, initializers: set,
     `initializers` (the graph's, which the caller adds) that died with them.
     Values used by graph outputs or by subgraphs stay.  Before IR 4 every
     initializer is also listed as a graph input; such a listing goes with it."""
-    uses = Counter(i for n in g.node for i in n.input if i)
-    keep = {o.name for o in g.output} | subgraph_outer_references(g)
-    producer = {o: n for n in g.node for o in n.output if o}
+    uses, producer, keep = _uses(g)
     removable_inits = set(initializers)
     if not listed_initializers_are_constant:
         removable_inits -= {i.name for i in g.input}
@@ -191,6 +189,23 @@ def remove_dead(g: onnx.GraphProto, maybe_dead: set, initializers: set,
     return dead_inits
 
 
+def _uses(g: onnx.GraphProto) -> tuple[Counter, dict, set]:
+    """In one walk over the nodes: how many times each value is read, the
+    node producing each value, and the values that must stay (the graph's
+    outputs, and what If/Loop/Scan bodies read: subgraph_outer_references)."""
+    reads, producer, keep = [], {}, {o.name for o in g.output}
+    for n in g.node:
+        reads += n.input
+        for o in n.output:
+            if o:
+                producer[o] = n
+        if n.op_type in SUBGRAPH_OPS or n.domain not in STANDARD_DOMAINS:
+            keep |= node_outer_references(n)
+    uses = Counter(reads)
+    uses.pop("", None)   # an omitted optional input is no value
+    return uses, producer, keep
+
+
 def _filter(container, keep) -> None:
     kept = [x for x in container if keep(x)]
     if len(kept) != len(container):
@@ -202,8 +217,8 @@ def toposort(g: onnx.GraphProto) -> None:
     """Stable topological order: a node moves only when an input it needs
     is produced later (depth-first, dependencies first)."""
     nodes = list(g.node)
-    producer = {o: k for k, n in enumerate(nodes) for o in n.output if o}
-    if _in_order(nodes, producer):
+    producer, in_order = _producers(nodes)
+    if in_order:
         return   # the order below would be this one: nothing moves
     deps = [sorted({producer[x] for x in set(n.input) | node_outer_references(n) if x in producer})
             for n in nodes]
@@ -226,6 +241,30 @@ def toposort(g: onnx.GraphProto) -> None:
     if order != list(range(len(nodes))):
         del g.node[:]
         g.node.extend(nodes[k] for k in order)
+
+
+def _producers(nodes: list) -> tuple[dict, bool]:
+    """{value: index of the node producing it}, and whether the nodes are in
+    order (see _in_order), in one walk: a value read before the node
+    producing it (its own producer aside: its outputs are entered before its
+    reads are looked at) is out of order.  A value produced twice (no valid
+    model has one) is judged by _in_order, against its last producer."""
+    producer: dict[str, int] = {}
+    early: set = set()     # values read where no node before (or the reader) produced them
+    twice = False
+    for k, n in enumerate(nodes):
+        for o in n.output:
+            if o:
+                twice = twice or o in producer
+                producer[o] = k
+        for x in n.input:
+            if x not in producer:
+                early.add(x)
+        if n.op_type in SUBGRAPH_OPS or n.domain not in STANDARD_DOMAINS:
+            early.update(x for x in node_outer_references(n) if x not in producer)
+    if twice:
+        return producer, _in_order(nodes, producer)
+    return producer, early.isdisjoint(producer)
 
 
 def _in_order(nodes: list, producer: dict) -> bool:

@@ -1,0 +1,103 @@
+"""The driver's analysis of the model (GraphView: shape inference, indexes,
+labels) once per model state: a pass none of whose operators is in the model
+gets none, and a pass that leaves the model as it was hands its view to the
+next.  Each shortcut gives the same model and the same report as analysing
+afresh for every pass."""
+import json
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from convrewrite import optimize
+from convrewrite.core import driver
+from toy_passes import AddToSub, ReluToMax
+
+
+def _model(with_add: bool = True, relu_names=("r1", "r3")):
+    """y1 = Relu(x) (+ w), y2 = Relu(-x)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4])
+    ys = [helper.make_tensor_value_info(y, TensorProto.FLOAT, [1, 3, 4]) for y in ("y1", "y2")]
+    w = numpy_helper.from_array(np.full((1, 3, 4), 0.5, np.float32), "w")
+    nodes = [helper.make_node("Relu", ["x"], ["a" if with_add else "y1"], name=relu_names[0]),
+             helper.make_node("Neg", ["x"], ["c"], name="neg"),
+             helper.make_node("Relu", ["c"], ["y2"], name=relu_names[1])]
+    if with_add:
+        nodes.insert(1, helper.make_node("Add", ["a", "w"], ["y1"], name="add"))
+    return helper.make_model(helper.make_graph(nodes, "g", [x], ys, [w] if with_add else []),
+                             opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _views_built(monkeypatch) -> list:
+    """The models a GraphView is built of, from now on."""
+    built = []
+    real = driver.GraphView
+
+    def counted(model, *args, **kwargs):
+        built.append(model)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(driver, "GraphView", counted)
+    return built
+
+
+def _slow_path(monkeypatch) -> None:
+    """Every pass analyses the model afresh, as before the shortcuts."""
+    monkeypatch.setattr(driver, "_has_ops", lambda model, op_types: True)
+    monkeypatch.setattr(driver._Run, "_view_of", lambda self, model: driver.GraphView(model))
+
+
+def _outcome(model, passes, **kwargs) -> tuple:
+    new, report = optimize(model, passes=passes, **kwargs)
+    data = json.loads(report.to_json())
+    data.pop("timings")
+    return new.SerializeToString(), data
+
+
+def _add_only():
+    """y1 = x + w: no Relu."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4])
+    y = helper.make_tensor_value_info("y1", TensorProto.FLOAT, [1, 3, 4])
+    w = numpy_helper.from_array(np.full((1, 3, 4), 0.5, np.float32), "w")
+    return helper.make_model(helper.make_graph([helper.make_node("Add", ["x", "w"], ["y1"], name="add")], "g",
+                                               [x], [y], [w]), opset_imports=[helper.make_opsetid("", 17)])
+
+
+CASES = {   # the model, the passes, how many views the run builds
+    "no Add: the add pass is not analysed": (lambda: _model(with_add=False), [ReluToMax(), AddToSub()], 1),
+    "no Relu: the relu pass is not analysed": (_add_only, [ReluToMax(), AddToSub()], 1),
+    "relu rewrites nothing: its view goes to the add pass": (
+        lambda: _model(relu_names=("keep1", "keep3")), [ReluToMax(), AddToSub()], 1),
+    "both rewrite: a view each": (_model, [ReluToMax(), AddToSub()], 2),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("verify", [True, False])
+def test_one_analysis_per_model_state_and_the_same_result(case, verify, monkeypatch):
+    make, passes, views = CASES[case]
+    fast_built = _views_built(monkeypatch)
+    fast = _outcome(make(), passes, verify=verify)
+    assert len(fast_built) == views
+    monkeypatch.undo()
+    _slow_path(monkeypatch)
+    slow_built = _views_built(monkeypatch)
+    slow = _outcome(make(), passes, verify=verify)
+    assert len(slow_built) == len(passes)
+    assert fast == slow
+
+
+def test_a_view_is_not_handed_on_after_the_model_changed(monkeypatch):
+    """The relu pass edits the model in place (the same object): the add pass
+    must see the edited model, not the relu pass's view of the old one."""
+    built = _views_built(monkeypatch)
+    new, report = optimize(_model(), passes=[ReluToMax(), AddToSub()])
+    assert len(built) == 2
+    assert {r.status for r in report.rewrites} == {"rewritten"}
+    assert [n.op_type for n in new.graph.node].count("Sub") == 1
+
+
+def test_dry_run_analyses_the_model_once(monkeypatch):
+    built = _views_built(monkeypatch)
+    _, report = optimize(_model(), passes=[ReluToMax(), AddToSub()], dry_run=True)
+    assert len(built) == 1 and len(report.rewrites) == 3

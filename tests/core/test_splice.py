@@ -1,0 +1,75 @@
+"""The splice's walks over the graph, each done once: the producers and the
+order check of toposort, the read counts, producers and kept values of
+remove_dead give what the separate walks they replace give."""
+import random
+from collections import Counter
+
+import pytest
+from onnx import TensorProto, helper
+
+from convrewrite.core.graph import node_outer_references, subgraph_outer_references
+from convrewrite.core.splice import _in_order, _producers, _uses, toposort
+
+
+def _body(reads: str):
+    """An If branch reading `reads` from the outer scope."""
+    out = helper.make_tensor_value_info("b_out", TensorProto.FLOAT, None)
+    return helper.make_graph([helper.make_node("Identity", [reads], ["b_out"])], "body", [], [out])
+
+
+def _graph(seed: int, subgraphs: bool = False, self_read: bool = False, twice: bool = False):
+    """A chain-and-branch graph of 12 nodes, shuffled; optionally with an If
+    whose branches read a value from outside, a node reading its own
+    output, a value produced twice."""
+    rng = random.Random(seed)
+    nodes = []
+    for k in range(12):
+        reads = ["x"] + [f"v{j}" for j in rng.sample(range(k), min(k, 2))]
+        nodes.append(helper.make_node("Sum", reads + ([""] if k % 5 == 0 else []), [f"v{k}"], name=f"n{k}"))
+    if subgraphs:
+        nodes.append(helper.make_node("If", ["cond"], ["if_out"], name="if",
+                                      then_branch=_body("v7"), else_branch=_body("v3")))
+    if self_read:
+        nodes.append(helper.make_node("Sum", ["v2", "loop"], ["loop"], name="self"))
+    if twice:
+        nodes.append(helper.make_node("Relu", ["v1"], ["v5"], name="again"))
+    rng.shuffle(nodes)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("v11", TensorProto.FLOAT, [1])
+    return helper.make_graph(nodes, "g", [x], [y])
+
+
+CASES = [dict(), dict(subgraphs=True), dict(self_read=True), dict(twice=True),
+         dict(subgraphs=True, self_read=True, twice=True)]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "+".join(c) or "plain")
+@pytest.mark.parametrize("seed", range(8))
+def test_producers_and_order_in_one_walk_are_the_separate_walks(case, seed):
+    for g in (_graph(seed, **case), _sorted(_graph(seed, **case))):
+        nodes = list(g.node)
+        producer = {o: k for k, n in enumerate(nodes) for o in n.output if o}
+        assert _producers(nodes) == (producer, _in_order(nodes, producer))
+
+
+def _sorted(g):
+    toposort(g)
+    return g
+
+
+def test_a_sorted_graph_is_in_order_and_a_shuffled_one_mostly_not():
+    verdicts = [_producers(list(_graph(seed).node))[1] for seed in range(8)]
+    assert not all(verdicts)
+    assert all(_producers(list(_sorted(_graph(seed)).node))[1] for seed in range(8))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "+".join(c) or "plain")
+def test_uses_in_one_walk_are_the_separate_walks(case):
+    g = _graph(3, **case)
+    uses, producer, keep = _uses(g)
+    assert uses == Counter(i for n in g.node for i in n.input if i)
+    assert producer == {o: n for n in g.node for o in n.output if o}
+    every_node = set().union(*(node_outer_references(n) for n in g.node))   # asked of every node
+    assert keep == {o.name for o in g.output} | every_node
+    assert subgraph_outer_references(g) == every_node
+    assert bool(every_node) == bool(case.get("subgraphs"))
