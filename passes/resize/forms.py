@@ -17,7 +17,9 @@ In this order (simplest first) they reproduce the pass's behaviour: identity
 and broadcast where they apply, then shuffle for nearest, then deconv;
 matmul only when the user asks for it, a target needs a lowering, or, for a
 linear Resize without a target, where the chooser's cost model estimates it
-faster than deconv (`weighed_by_estimate`; matmul is then no longer opt-in).
+faster than deconv (`weighed_by_estimate`; matmul is then no longer opt-in),
+and for a nearest upsampling of small maps without a target, where a measured
+favour puts it first (`nearest_favour`).
 
 Variants (shuffle, deconv), offered where some axis needs edge padding: the
 border replicated by Pad(mode=edge) (the default), or, for targets without
@@ -293,8 +295,10 @@ def weighed_by_estimate(match) -> bool:
     (core/cost_model.py).  No rule has a measured basis there: on onnxruntime
     CPU the matmul form beat the deconv form by 1.3x to 4.6x in every case of
     benchmarks/calibrate_cost.py (docs/cost_model.md); how much depends on
-    the sizes, which the estimate weighs.  Nearest keeps its rule (shuffle:
-    as fast as the estimate's pick); cubic was not measured."""
+    the sizes, which the estimate weighs.  Nearest keeps its rules (shuffle,
+    or matmul on small maps: nearest_favour; the estimate prices the
+    shuffle's DepthToSpace far too cheaply to decide it); cubic was not
+    measured."""
     return match.params.spec.interp.mode == "linear"
 
 

@@ -43,7 +43,9 @@ for them (resize_mode) or a target needs a lowering no other form gives
 exception: a linear Resize without a target, where the chooser's cost model
 (core/cost_model.py) places deconv and matmul by their estimated times on
 onnxruntime CPU (matmul was the faster in every measured case; the estimate
-weighs the sizes) unless resize_mode=deconv asks for the plain order.  A node only
+weighs the sizes) unless resize_mode=deconv asks for the plain order; and a
+nearest upsampling of small maps without a target, where matmul goes first
+(forms.nearest_favour, measured on onnxruntime CPU).  A node only
 the matmul form expresses (align_corners, downsampling, ...) is left alone by
 default, with the reason and the option that lowers it.
 
@@ -79,8 +81,10 @@ class ResizeOptions(PassOptions):
     estimate), "deconv" (that order, never matmul unasked), "matmul" (prefer the
     interpolation matrices: any static Resize) or "pointwise" (the same
     matrices as 1x1 Convs over transposed tensors).
-    `nearest`: "shuffle" (the default for nearest: channel copies +
-    DepthToSpace, no MACs) or "deconv" (prefer the ConvTranspose)."""
+    `nearest`: None (the default: shuffle, channel copies + DepthToSpace,
+    no MACs; without a target matmul on maps of at most 48 samples per
+    axis), "shuffle" (shuffle first everywhere) or "deconv" (prefer the
+    ConvTranspose)."""
 
     mode: Optional[str] = None
     nearest: Optional[str] = None
