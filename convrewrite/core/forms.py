@@ -32,7 +32,8 @@ holds only without a target).
        model (core/cost_model.py: the driver passes onnxruntime CPU's when
        there is no target), the forms that say the model decides their
        place for this node (`estimated`) take the place of the first of
-       them, by the shortest estimated run time.  An opt-in form that says
+       them, by the shortest estimated run time (with a MAC bound, only
+       those within it: key 4 has placed the others).  An opt-in form that says
        so is ranked then too, as if asked for.
 
 `estimated` is for choices no rule with a measured basis makes (a linear
@@ -208,7 +209,7 @@ def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_op
         first = pricing[0]() if p.mac_bound is not None or estimated else None   # figures decide only here
         macs = first.macs if first is not None else None
         over = _over_bound(macs, node_macs, p.mac_bound)
-        seconds = cost_model.seconds(first) if estimated else None
+        seconds = cost_model.seconds(first) if estimated and not over else None   # the bound comes first
         rules = (not form.first, preferred.index(form.name) if asked else len(preferred),
                  form.opt_in and not asked and not estimated and not favoured, favoured is None, over,
                  (macs or 0) if over else 0)

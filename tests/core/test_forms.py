@@ -131,6 +131,22 @@ def test_rules_come_before_the_estimate():
     assert order(ToyPass((Toy("a", macs=900), Toy("b", macs=1))), cost_model=MODEL) == ["a", "b"]
 
 
+def test_the_mac_bound_comes_before_the_estimate():
+    """With a MAC bound, only the estimated forms within it are weighed: one
+    beyond it goes after them by its MACs, however fast it is estimated,
+    and no note calls the form chosen by the bound "estimated slower"."""
+    lean = Toy("single", macs=105, weighed=True)                 # 205 ns, within 1.1x of 100 MACs
+    wasteful = Toy("phases", macs=50 + 70, weighed=True)         # 120 MACs: beyond the bound, 220 ns
+    fast = Toy("phases", macs=108, weighed=True)                 # within it, 208 ns
+    assert order(ToyPass((lean, wasteful), mac_bound=1.1), cost_model=MODEL) == ["single", "phases"]
+    r = rank(ToyPass((lean, wasteful), mac_bound=1.1), None, None, 100, False, False, cost_model=MODEL)
+    assert "estimated" not in r.options[0].why and r.options[0].why.startswith("the simplest form within")
+    assert order(ToyPass((fast, lean), mac_bound=1.1), cost_model=MODEL) == ["single", "phases"]
+    beyond = Toy("single", macs=200, weighed=True)
+    cheap_beyond = Toy("phases", macs=150, weighed=True)
+    assert order(ToyPass((beyond, cheap_beyond), mac_bound=1.1), cost_model=MODEL) == ["phases", "single"]
+
+
 def test_a_cost_model_overrules_a_weighed_favour_only_beyond_the_margin():
     """A favour_weighed form loses its favour when estimated more than
     OVERRULE times slower than the form that comes first without it; below

@@ -85,6 +85,20 @@ def test_dcgan_4x4_stride_2_pad_1_uses_one_exact_conv_per_phase_and_no_crop():
     assert report.rewrites[0].macs_after == report.rewrites[0].macs_before
 
 
+def test_within_the_mac_bound_the_simplest_form_goes_first_and_no_estimate_decides():
+    """A 4x4/s2 ConvTranspose on a 32x32 map: both dense forms are within the
+    MAC bound and the simplest, single-conv, is taken, with or without a
+    target.  The cost model would pick phase-convs here (estimated 3%
+    faster), but on Convs of few output channels (pix2pix's 64->3 layer)
+    phase-convs runs 2.3x slower than it estimates: docs/cost_model.md,
+    "ConvTranspose: why its rule stays"."""
+    model = convt_model((1, 32, 32, 32), 16, (4, 4), strides=[2, 2], pads=[1, 1, 1, 1])
+    _, report = assert_rewrites(model, PASS, {"ConvTranspose": 0, "Conv": 1, "DepthToSpace": 1})
+    assert forms(report) == ["single-conv"]
+    assert "chosen: the simplest form within 1.1x the original's MACs" in notes(report)
+    assert not any("estimated" in n for n in notes(report))
+
+
 def test_k3_s2_p1_op1_packs_nine_taps_into_four_phase_kernels_without_zeros():
     model = convt_model((1, 4, 16, 16), 4, (3, 3), strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1])
     new, report = assert_rewrites(model, PASS, {"ConvTranspose": 0, "Conv": 4, "Slice": 0})
