@@ -92,12 +92,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _prog(argv0: str) -> str:
+    """How the user started the command: the `convrewrite` script, `python -m
+    convrewrite` or `python cli.py`."""
+    if argv0.endswith("convrewrite"):
+        return os.path.basename(argv0)
+    if argv0.endswith("__main__.py"):
+        return "python -m convrewrite"
+    return "cli.py"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from passes import option_choices, pass_names
 
     choices = option_choices()
 
-    p = _Parser(prog=os.path.basename(sys.argv[0]) if sys.argv[0].endswith("convrewrite") else "cli.py", description="Rewrite ConvTranspose, dilated Conv and Resize into "
+    p = _Parser(prog=_prog(sys.argv[0]), description="Rewrite ConvTranspose, dilated Conv and Resize into "
                 "operators every accelerator has, and prove every rewrite equivalent.")
     p.add_argument("--version", action="version", version=f"convrewrite {_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)

@@ -471,3 +471,14 @@ def test_dilated_flags_reach_the_pass(tmp_path):
         recs = json.loads(report.read_text())["rewrites"]
         forms[" ".join(flags)] = sorted({x["form"] for x in recs if x["status"] == "rewritten"})
     assert forms == {"": ["reshape"], "--no-dilated-estimates": ["taps"], "--no-dilated-chains": ["reshape"]}
+
+
+def test_python_dash_m_convrewrite_names_itself_in_usage_and_errors():
+    """`python -m convrewrite` is the same command line, and its help and errors say so."""
+    helped = subprocess.run([sys.executable, "-m", "convrewrite", "--help"], capture_output=True, text=True,
+                            cwd=ROOT, timeout=300)
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: python -m convrewrite ")
+    bad = subprocess.run([sys.executable, "-m", "convrewrite", "optimize"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=300)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].startswith("python -m convrewrite optimize: error: ")
