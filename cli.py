@@ -215,15 +215,13 @@ def default_output(model: Path) -> Path:
 
 def cmd_optimize(args) -> int:
     from convrewrite import optimize, save_model, write_html
-    from convrewrite.core.model_io import check_output_path, write_text
+    from convrewrite.core.model_io import check_output_paths, write_text
 
     model_path = Path(args.model)
     output = Path(args.output) if args.output else default_output(model_path)
-    if not args.dry_run:
-        check_output_path(output, model_path, args.force)
-    for extra in (args.report, args.html):
-        if extra:
-            check_output_path(Path(extra), model_path, force=False)
+    writes = {"-o": output} if not args.dry_run else {}
+    writes.update({option: Path(path) for option, path in (("--report", args.report), ("--html", args.html)) if path})
+    check_output_paths(writes, model_path, force_option="-o" if args.force else "")
     names = [n.strip() for n in args.passes.split(",") if n.strip()]
     options = lowering_options(args)
     progress = ProgressLine.for_stderr(args.quiet)
@@ -265,13 +263,12 @@ def cmd_check_target(args) -> int:
 
     from convrewrite import Report, load_model, op_counts, write_html
     from convrewrite.core.driver import check_target
-    from convrewrite.core.model_io import check_output_path, write_text
+    from convrewrite.core.model_io import check_output_paths, write_text
     from convrewrite.core.report import target_lines
     from convrewrite.target import load_profile
 
-    for extra in (args.report, args.html):
-        if extra:
-            check_output_path(Path(extra), Path(args.model), force=False)
+    check_output_paths({option: Path(path) for option, path in (("--report", args.report), ("--html", args.html))
+                        if path}, Path(args.model))
     profile = load_profile(args.target)
     model = load_model(args.model)
     result = check_target(model, profile)

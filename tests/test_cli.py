@@ -205,6 +205,25 @@ def test_bad_output_paths(tmp_path):
     assert r.returncode == 2 and "--force" in r.stderr and src.read_bytes() == before
 
 
+def test_outputs_never_replace_the_inputs_external_data_or_each_other(tmp_path):
+    m = deconv_model(tmp_path / "plain.onnx")
+    src = tmp_path / "ext.onnx"
+    onnx.save_model(m, src, save_as_external_data=True, location="ext.weights", size_threshold=0)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for args in (["-o", "ext.weights"], ["-o", "ext.weights", "--force"], ["--report", "ext.weights"],
+                 ["--html", "ext.weights"]):
+        r = run("optimize", src, *args, cwd=tmp_path)
+        assert r.returncode == 2 and "is external data the input model" in r.stderr, (args, r.stderr)
+    r = run("check-target", src, "--target", "tflite", "--report", "ext.weights", cwd=tmp_path)
+    assert r.returncode == 2 and "is external data the input model" in r.stderr, r.stderr
+    for args in (["-o", "o.onnx", "--report", "o.onnx"], ["-o", "o.onnx", "--html", "./o.onnx"],
+                 ["--report", "r.json", "--html", "r.json"]):
+        r = run("optimize", "plain.onnx", *args, cwd=tmp_path)
+        assert r.returncode == 2 and "each output needs its own path" in r.stderr, (args, r.stderr)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    onnx.checker.check_model(onnx.load(src))
+
+
 def test_read_only_output_folder_is_refused(tmp_path, monkeypatch):
     # Root ignores permission bits, so the refusal is tested at the library
     # level with os.access reporting a read-only folder.
