@@ -252,6 +252,10 @@ def test_bad_usage_exits_2(tmp_path):
     assert r.returncode == 2 and "unknown pass 'nosuchpass'" in r.stderr
     r = run("optimize", src, "--rtol", "abc")
     assert r.returncode == 2
+    np.savez(tmp_path / "wrong_shape.npz", x=np.ones((1, 4, 9, 8), np.float32))
+    for command in (["optimize", src, "-o", tmp_path / "o.onnx"], ["check", src, src]):
+        r = run(*command, "--inputs", tmp_path / "wrong_shape.npz")
+        assert r.returncode == 2 and "'x' has shape [1, 4, 9, 8], the model's input is [1, 4, 8, 8]" in r.stderr
     (tmp_path / "junk.npz").write_bytes(b"junk")
     r = run("optimize", src, "--inputs", tmp_path / "junk.npz")
     assert r.returncode == 2 and "not a readable .npz" in r.stderr

@@ -362,6 +362,30 @@ def nudged(feeds: Mapping[str, np.ndarray], toward: float) -> dict:
             for k, v in feeds.items()}
 
 
+def feed_problem(inputs: Sequence[onnx.ValueInfoProto], feeds: Mapping[str, np.ndarray]) -> Optional[str]:
+    """Why a given tensor cannot be fed to the graph input of its name (its
+    element type, its rank or a static dimension differs), or None.
+    onnxruntime refuses such a feed, and the reference evaluator, which the
+    checks fall back to, would run the model on it anyway."""
+    for vi in inputs:
+        if vi.name not in feeds or not vi.type.HasField("tensor_type"):
+            continue
+        tt, value = vi.type.tensor_type, np.asarray(feeds[vi.name])
+        try:
+            want = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
+        except (KeyError, TypeError, ValueError):
+            want = None
+        if want is not None and value.dtype != want:
+            return f"{vi.name!r} has element type {value.dtype}, the model's input is {want}"
+        if not tt.HasField("shape"):
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        if value.ndim != len(dims) or any(d is not None and d != n for d, n in zip(dims, value.shape)):
+            shown = [d if d is not None else "?" for d in dims]
+            return f"{vi.name!r} has shape {list(value.shape)}, the model's input is {shown}"
+    return None
+
+
 def runtime_inputs(model: onnx.ModelProto) -> list:
     """Graph inputs that are not initializers (the ones a caller must feed)."""
     inits = {t.name for t in model.graph.initializer}
@@ -374,6 +398,10 @@ def check_models(reference: onnx.ModelProto, candidate: onnx.ModelProto,
     """Run both models on the same inputs; compare every output by name."""
     if feeds is None:
         feeds = random_feeds(runtime_inputs(reference), seed)
+    else:
+        problem = feed_problem(runtime_inputs(reference), feeds)
+        if problem:
+            raise RunError(f"the inputs do not fit the model: {problem}")
     want, _ = run_model(reference, feeds, allow_reference=True)
     got, _ = run_model(candidate, feeds, allow_reference=True)
     names = [o.name for o in reference.graph.output]

@@ -26,8 +26,8 @@ from typing import Optional
 import numpy as np
 import onnx
 
-from .equivalence import (Comparison, FeedTooLarge, OutputComparison, RunError, compare_within_noise, nudged,
-                          random_feeds, run_model, run_onnxruntime, runtime_inputs)
+from .equivalence import (Comparison, FeedTooLarge, OutputComparison, RunError, compare_within_noise,
+                          feed_problem, nudged, random_feeds, run_model, run_onnxruntime, runtime_inputs)
 from . import qdq, qdq_check
 from .errors import InputError
 from .report import REWRITTEN, Report
@@ -438,4 +438,7 @@ def _whole_model_feeds(model: onnx.ModelProto, settings) -> dict:
         raise InputError(f"--inputs: expected tensors named {sorted(names)}"
                          + (f"; missing {sorted(missing)}" if missing else "")
                          + (f"; unknown {sorted(extra)}" if extra else ""))
+    problem = feed_problem(needed, feeds)
+    if problem:
+        raise InputError(f"--inputs: {problem}")
     return feeds

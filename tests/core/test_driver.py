@@ -180,6 +180,19 @@ def test_inputs_with_wrong_names_are_a_clear_error():
         optimize(relu_chain(), passes=[ReluToMax()], inputs={"nope": np.zeros(3, np.float32)})
 
 
+@pytest.mark.parametrize("feed, message", [
+    (np.zeros((2, 3, 4), np.float64), "'x' has element type float64, the model's input is float32"),
+    (np.zeros((2, 3, 5), np.float32), r"'x' has shape \[2, 3, 5\], the model's input is \['\?', 3, 4\]"),
+    (np.zeros((3, 4), np.float32), r"'x' has shape \[3, 4\]")])
+def test_given_inputs_of_another_type_or_shape_are_a_clear_error(feed, message):
+    # onnxruntime refuses them; the reference evaluator the check falls back to would run them
+    from convrewrite import InputError
+    with pytest.raises(InputError, match="--inputs: " + message):
+        optimize(relu_chain(), passes=[ReluToMax()], inputs={"x": feed})
+    new, report = optimize(relu_chain(), passes=[ReluToMax()], inputs={"x": np.ones((5, 3, 4), np.float32)})
+    assert report.verification.equivalent is True and report.verification.inputs == "given"
+
+
 def test_dry_run_plans_and_changes_nothing():
     model = relu_chain()
     new, report = optimize(model, passes=[ReluToMax()], dry_run=True)
