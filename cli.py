@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--html", help="write a self-contained HTML report here (each rewrite drawn)")
     o.add_argument("--no-verify", action="store_true", help="skip all numerical verification")
     _tolerance_args(o)
-    o.add_argument("--seed", type=int, default=0, help="seed of the random verification inputs")
+    o.add_argument("--seed", type=_whole_number, default=0, help="seed of the random verification inputs")
     o.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     o.add_argument("--strict", action="store_true",
                    help="exit 3 if any candidate node of a requested pass is left unrewritten")
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("model_a")
     c.add_argument("model_b")
     _tolerance_args(c)
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=_whole_number, default=0)
 
     sub.add_parser("passes", help="list the passes")
     return p
@@ -175,9 +175,31 @@ def _version() -> str:
 
 def _tolerance_args(p):
     p.add_argument("--inputs", help="npz file of input tensors keyed by input name (default: random)")
-    p.add_argument("--rtol", type=float, help="relative tolerance, times max |reference| "
+    p.add_argument("--rtol", type=_tolerance, help="relative tolerance, times max |reference| "
                    "(default: 1e-4 float32, 5e-3 float16)")
-    p.add_argument("--atol", type=float, help="absolute tolerance (default: 1e-6 float32, 1e-4 float16)")
+    p.add_argument("--atol", type=_tolerance, help="absolute tolerance (default: 1e-6 float32, 1e-4 float16)")
+
+
+def _whole_number(text: str) -> int:
+    """A seed: numpy's generators take whole numbers >= 0 only."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return value
+
+
+def _tolerance(text: str) -> float:
+    """A finite number >= 0 (a NaN or negative tolerance would let no rewrite pass)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number >= 0")
+    return value
 
 
 def load_inputs(path):

@@ -252,6 +252,11 @@ def test_bad_usage_exits_2(tmp_path):
     assert r.returncode == 2 and "unknown pass 'nosuchpass'" in r.stderr
     r = run("optimize", src, "--rtol", "abc")
     assert r.returncode == 2
+    for option, value in (("--seed", "-5"), ("--rtol", "nan"), ("--atol", "-1"), ("--rtol", "inf")):
+        r = run("optimize", src, option, value)
+        assert r.returncode == 2 and f"argument {option}: {value!r} is not" in r.stderr, (option, r.stderr)
+        r = run("check", src, src, option, value)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, (option, r.stderr)
     np.savez(tmp_path / "wrong_shape.npz", x=np.ones((1, 4, 9, 8), np.float32))
     for command in (["optimize", src, "-o", tmp_path / "o.onnx"], ["check", src, src]):
         r = run(*command, "--inputs", tmp_path / "wrong_shape.npz")

@@ -193,6 +193,16 @@ def test_given_inputs_of_another_type_or_shape_are_a_clear_error(feed, message):
     assert report.verification.equivalent is True and report.verification.inputs == "given"
 
 
+@pytest.mark.parametrize("settings, message", [
+    ({"seed": -1}, "seed must be a whole number >= 0, not -1"), ({"seed": 1.5}, "seed must be"),
+    ({"rtol": float("nan")}, "rtol must be a finite number >= 0, not nan"), ({"atol": -1e-6}, "atol must be"),
+    ({"rtol": float("inf")}, "rtol must be")])
+def test_a_seed_or_tolerance_out_of_range_is_a_clear_error(settings, message):
+    from convrewrite import InputError
+    with pytest.raises(InputError, match=message):
+        optimize(relu_chain(), passes=[ReluToMax()], **settings)
+
+
 def test_dry_run_plans_and_changes_nothing():
     model = relu_chain()
     new, report = optimize(model, passes=[ReluToMax()], dry_run=True)
