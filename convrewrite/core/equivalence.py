@@ -379,7 +379,7 @@ def feed_problem(inputs: Sequence[onnx.ValueInfoProto], feeds: Mapping[str, np.n
             return f"{vi.name!r} has element type {value.dtype}, the model's input is {want}"
         if not tt.HasField("shape"):
             continue
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None for d in tt.shape.dim]
         if value.ndim != len(dims) or any(d is not None and d != n for d, n in zip(dims, value.shape)):
             shown = [d if d is not None else "?" for d in dims]
             return f"{vi.name!r} has shape {list(value.shape)}, the model's input is {shown}"
