@@ -245,6 +245,11 @@ def cmd_optimize(args) -> int:
     writes.update({option: Path(path) for option, path in (("--report", args.report), ("--html", args.html)) if path})
     check_output_paths(writes, model_path, force_option="-o" if args.force else "")
     names = [n.strip() for n in args.passes.split(",") if n.strip()]
+    if not names:
+        from convrewrite import InputError
+        from passes import pass_names
+
+        raise InputError(f"--passes {args.passes!r} names no pass; choose from {', '.join(pass_names())}")
     options = lowering_options(args)
     progress = ProgressLine.for_stderr(args.quiet)
     try:

@@ -250,6 +250,10 @@ def test_bad_usage_exits_2(tmp_path):
     deconv_model(src)
     r = run("optimize", src, "--passes", "nosuchpass")
     assert r.returncode == 2 and "unknown pass 'nosuchpass'" in r.stderr
+    for names in ("", ","):  # a slip that ran nothing and wrote the model unchanged, exit 0
+        r = run("optimize", src, "--passes", names)
+        assert r.returncode == 2 and "names no pass; choose from resize," in r.stderr, r.stderr
+        assert not (tmp_path / "net.opt.onnx").exists()
     r = run("optimize", src, "--rtol", "abc")
     assert r.returncode == 2
     for option, value in (("--seed", "-5"), ("--rtol", "nan"), ("--atol", "-1"), ("--rtol", "inf")):
