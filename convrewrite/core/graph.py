@@ -252,6 +252,29 @@ def subgraph_outer_references(graph: onnx.GraphProto) -> set:
     return names
 
 
+def nested_nodes(model: onnx.ModelProto) -> list:
+    """(scope, node) for every node not in the main graph: in the subgraphs
+    of its nodes' graph attributes (If, Loop, Scan, ...), at any depth, and
+    in the model-local functions.  `scope` is a path: the holding node's
+    name (or op type and index) and the attribute, "up/then_branch", or
+    "function local.Up"."""
+    out = []
+
+    def visit(nodes, scope):
+        for k, node in enumerate(nodes):
+            if scope:
+                out.append((scope, node))
+            for a in node.attribute:
+                for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                    holder = node.name or f"{node.op_type}_{k}"
+                    visit(g.node, f"{scope + '/' if scope else ''}{holder}/{a.name}")
+
+    visit(model.graph.node, "")
+    for f in model.functions:
+        visit(f.node, f"function {f.domain}.{f.name}")
+    return out
+
+
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     """A shape-inferred copy (symbolic dims kept); the input is untouched.
 
