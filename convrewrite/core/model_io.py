@@ -322,8 +322,17 @@ def check_output_path(output: Path, input_path: Path | None, force: bool) -> Non
         raise InputError(f"{output}: output folder {folder} is not writable")
     if output.is_dir():
         raise InputError(f"{output}: is a directory")
+    _must_be_replaceable(output)
     if input_path is not None and output.resolve() == input_path.resolve() and not force:
         raise InputError(f"{output}: output path is the input path; pass --force to overwrite the input")
+
+
+def _must_be_replaceable(path: Path) -> None:
+    """Outputs are written to a temporary file renamed over `path`: a device
+    (/dev/null) or a pipe there would be replaced by a regular file."""
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise InputError(f"{path}: is not a regular file (a device or a pipe); outputs are written to a "
+                         "temporary file renamed over the path, which would replace it")
 
 
 def check_output_paths(outputs: "dict[str, Path]", input_path: Path, force_option: str = "") -> None:
@@ -379,6 +388,7 @@ SAVE_WHOLE_BYTES = 32 << 20
 def save_model(model: onnx.ModelProto, path: "str | os.PathLike") -> None:
     """Write atomically; models over 2 GB get their tensors in `<name>.data`."""
     p = Path(path)
+    _must_be_replaceable(p)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent or ".")
     os.close(fd)
     try:
@@ -462,6 +472,7 @@ def _short(e: Exception) -> str:
 
 def write_text(path: Path, text: str) -> None:
     """Write a text file atomically: a temporary file beside it, renamed over it."""
+    _must_be_replaceable(path)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

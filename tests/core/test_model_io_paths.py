@@ -148,3 +148,17 @@ def test_one_file_named_for_two_outputs_is_refused(tmp_path, first, second):
     path.write_bytes(_model().SerializeToString())
     with pytest.raises(InputError, match=f"given for both {first} and {second}"):
         model_io.check_output_paths({first: tmp_path / "o.onnx", second: tmp_path / "." / "o.onnx"}, path)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_an_output_that_is_a_pipe_or_a_device_is_refused_not_replaced(tmp_path):
+    # the rename over the path replaced it with a regular file (as root, -o /dev/null replaced /dev/null)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="is not a regular file"):
+        model_io.check_output_path(fifo, tmp_path / "in.onnx", force=False)
+    with pytest.raises(InputError, match="is not a regular file"):
+        model_io.save_model(_model(), fifo)
+    with pytest.raises(InputError, match="is not a regular file"):
+        model_io.write_text(fifo, "{}")
+    assert not fifo.is_file() and fifo.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]
