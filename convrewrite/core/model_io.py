@@ -327,6 +327,21 @@ def check_output_path(output: Path, input_path: Path | None, force: bool) -> Non
         raise InputError(f"{output}: output path is the input path; pass --force to overwrite the input")
 
 
+def _new_file_mode(path: Path) -> int:
+    """The permissions a file written to `path` gets: those of the file it
+    replaces, else what open() would give (0666 less the umask)."""
+    try:
+        return path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~_umask()
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # read by setting it: there is no other way
+    os.umask(mask)
+    return mask
+
+
 def _must_be_replaceable(path: Path) -> None:
     """Outputs are written to a temporary file renamed over `path`: a device
     (/dev/null) or a pipe there would be replaced by a regular file."""
@@ -392,6 +407,7 @@ def save_model(model: onnx.ModelProto, path: "str | os.PathLike") -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent or ".")
     os.close(fd)
     try:
+        os.chmod(tmp, _new_file_mode(p))  # mkstemp's file is private (0600)
         inits = model.graph.initializer
         if sum(data_bytes(t) for t in inits) < SAVE_WHOLE_BYTES and \
                 not any(t.data_location == onnx.TensorProto.EXTERNAL for t in inits):

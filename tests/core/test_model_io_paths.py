@@ -162,3 +162,18 @@ def test_an_output_that_is_a_pipe_or_a_device_is_refused_not_replaced(tmp_path):
     with pytest.raises(InputError, match="is not a regular file"):
         model_io.write_text(fifo, "{}")
     assert not fifo.is_file() and fifo.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]
+
+
+def test_a_saved_model_gets_the_umask_permissions_or_those_of_the_file_it_replaces(tmp_path):
+    # mkstemp's temporary file is 0600: every written model was unreadable to the group and others
+    mask = os.umask(0o022)
+    try:
+        model_io.save_model(_model(), tmp_path / "new.onnx")
+        assert (tmp_path / "new.onnx").stat().st_mode & 0o777 == 0o644
+        old = tmp_path / "old.onnx"
+        old.write_bytes(b"x")
+        old.chmod(0o640)
+        model_io.save_model(_model(), old)
+        assert old.stat().st_mode & 0o777 == 0o640 and onnx.load(old).graph.node[0].op_type == "ConvTranspose"
+    finally:
+        os.umask(mask)
