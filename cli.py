@@ -40,7 +40,7 @@ class ProgressLine:
         if enabled and self.delay > 0:  # a long first stage (loading) shows once the delay is over
             import threading
 
-            self.timer = threading.Timer(delay, self._draw_pending)
+            self.timer = threading.Timer(self.delay, self._draw_pending)
             self.timer.daemon = True
             self.timer.start()
 

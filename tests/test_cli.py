@@ -503,3 +503,21 @@ def test_dilated_flags_reach_the_pass(tmp_path):
         recs = json.loads(report.read_text())["rewrites"]
         forms[" ".join(flags)] = sorted({x["form"] for x in recs if x["status"] == "rewritten"})
     assert forms == {"": ["reshape"], "--no-dilated-estimates": ["taps"], "--no-dilated-chains": ["reshape"]}
+
+
+def test_a_long_first_stage_is_shown_once_the_delay_is_over(monkeypatch):
+    # the timer was given the constructor's delay argument, None by default: it never fired
+    import io
+    import time
+
+    import cli
+
+    monkeypatch.setattr(cli, "PROGRESS_DELAY", 0.05)
+    stream = io.StringIO()
+    line = cli.ProgressLine(stream=stream, enabled=True)
+    line("load", 0, 1)  # and no call after it, as while a large model loads
+    deadline = time.monotonic() + 10
+    while "convrewrite: load 0/1" not in stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    line.close()
+    assert "convrewrite: load 0/1" in stream.getvalue()
