@@ -40,7 +40,7 @@ class ProgressLine:
         if enabled and self.delay > 0:  # a long first stage (loading) shows once the delay is over
             import threading
 
-            self.timer = threading.Timer(delay, self._draw_pending)
+            self.timer = threading.Timer(self.delay, self._draw_pending)
             self.timer.daemon = True
             self.timer.start()
 
@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--html", help="write a self-contained HTML report here (each rewrite drawn)")
     o.add_argument("--no-verify", action="store_true", help="skip all numerical verification")
     _tolerance_args(o)
-    o.add_argument("--seed", type=int, default=0, help="seed of the random verification inputs")
+    o.add_argument("--seed", type=_whole_number, default=0, help="seed of the random verification inputs")
     o.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     o.add_argument("--strict", action="store_true",
                    help="exit 3 if any candidate node of a requested pass is left unrewritten")
@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("model_a")
     c.add_argument("model_b")
     _tolerance_args(c)
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=_whole_number, default=0)
 
     sub.add_parser("passes", help="list the passes")
     return p
@@ -185,9 +185,31 @@ def _version() -> str:
 
 def _tolerance_args(p):
     p.add_argument("--inputs", help="npz file of input tensors keyed by input name (default: random)")
-    p.add_argument("--rtol", type=float, help="relative tolerance, times max |reference| "
+    p.add_argument("--rtol", type=_tolerance, help="relative tolerance, times max |reference| "
                    "(default: 1e-4 float32, 5e-3 float16)")
-    p.add_argument("--atol", type=float, help="absolute tolerance (default: 1e-6 float32, 1e-4 float16)")
+    p.add_argument("--atol", type=_tolerance, help="absolute tolerance (default: 1e-6 float32, 1e-4 float16)")
+
+
+def _whole_number(text: str) -> int:
+    """A seed: numpy's generators take whole numbers >= 0 only."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return value
+
+
+def _tolerance(text: str) -> float:
+    """A finite number >= 0 (a NaN or negative tolerance would let no rewrite pass)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number >= 0")
+    return value
 
 
 def load_inputs(path):
@@ -225,16 +247,19 @@ def default_output(model: Path) -> Path:
 
 def cmd_optimize(args) -> int:
     from convrewrite import optimize, save_model, write_html
-    from convrewrite.core.model_io import check_output_path, write_text
+    from convrewrite.core.model_io import check_output_paths, write_text
 
     model_path = Path(args.model)
     output = Path(args.output) if args.output else default_output(model_path)
-    if not args.dry_run:
-        check_output_path(output, model_path, args.force)
-    for extra in (args.report, args.html):
-        if extra:
-            check_output_path(Path(extra), model_path, force=False)
+    writes = {"-o": output} if not args.dry_run else {}
+    writes.update({option: Path(path) for option, path in (("--report", args.report), ("--html", args.html)) if path})
+    check_output_paths(writes, model_path, force_option="-o" if args.force else "")
     names = [n.strip() for n in args.passes.split(",") if n.strip()]
+    if not names:
+        from convrewrite import InputError
+        from passes import pass_names
+
+        raise InputError(f"--passes {args.passes!r} names no pass; choose from {', '.join(pass_names())}")
     options = lowering_options(args)
     progress = ProgressLine.for_stderr(args.quiet)
     try:
@@ -275,13 +300,12 @@ def cmd_check_target(args) -> int:
 
     from convrewrite import Report, load_model, op_counts, write_html
     from convrewrite.core.driver import check_target
-    from convrewrite.core.model_io import check_output_path, write_text
+    from convrewrite.core.model_io import check_output_paths, write_text
     from convrewrite.core.report import target_lines
     from convrewrite.target import load_profile
 
-    for extra in (args.report, args.html):
-        if extra:
-            check_output_path(Path(extra), Path(args.model), force=False)
+    check_output_paths({option: Path(path) for option, path in (("--report", args.report), ("--html", args.html))
+                        if path}, Path(args.model))
     profile = load_profile(args.target)
     model = load_model(args.model)
     result = check_target(model, profile)

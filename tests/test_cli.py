@@ -205,6 +205,25 @@ def test_bad_output_paths(tmp_path):
     assert r.returncode == 2 and "--force" in r.stderr and src.read_bytes() == before
 
 
+def test_outputs_never_replace_the_inputs_external_data_or_each_other(tmp_path):
+    m = deconv_model(tmp_path / "plain.onnx")
+    src = tmp_path / "ext.onnx"
+    onnx.save_model(m, src, save_as_external_data=True, location="ext.weights", size_threshold=0)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for args in (["-o", "ext.weights"], ["-o", "ext.weights", "--force"], ["--report", "ext.weights"],
+                 ["--html", "ext.weights"]):
+        r = run("optimize", src, *args, cwd=tmp_path)
+        assert r.returncode == 2 and "is external data the input model" in r.stderr, (args, r.stderr)
+    r = run("check-target", src, "--target", "tflite", "--report", "ext.weights", cwd=tmp_path)
+    assert r.returncode == 2 and "is external data the input model" in r.stderr, r.stderr
+    for args in (["-o", "o.onnx", "--report", "o.onnx"], ["-o", "o.onnx", "--html", "./o.onnx"],
+                 ["--report", "r.json", "--html", "r.json"]):
+        r = run("optimize", "plain.onnx", *args, cwd=tmp_path)
+        assert r.returncode == 2 and "each output needs its own path" in r.stderr, (args, r.stderr)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    onnx.checker.check_model(onnx.load(src))
+
+
 def test_read_only_output_folder_is_refused(tmp_path, monkeypatch):
     # Root ignores permission bits, so the refusal is tested at the library
     # level with os.access reporting a read-only folder.
@@ -231,8 +250,21 @@ def test_bad_usage_exits_2(tmp_path):
     deconv_model(src)
     r = run("optimize", src, "--passes", "nosuchpass")
     assert r.returncode == 2 and "unknown pass 'nosuchpass'" in r.stderr
+    for names in ("", ","):  # a slip that ran nothing and wrote the model unchanged, exit 0
+        r = run("optimize", src, "--passes", names)
+        assert r.returncode == 2 and "names no pass; choose from resize," in r.stderr, r.stderr
+        assert not (tmp_path / "net.opt.onnx").exists()
     r = run("optimize", src, "--rtol", "abc")
     assert r.returncode == 2
+    for option, value in (("--seed", "-5"), ("--rtol", "nan"), ("--atol", "-1"), ("--rtol", "inf")):
+        r = run("optimize", src, option, value)
+        assert r.returncode == 2 and f"argument {option}: {value!r} is not" in r.stderr, (option, r.stderr)
+        r = run("check", src, src, option, value)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, (option, r.stderr)
+    np.savez(tmp_path / "wrong_shape.npz", x=np.ones((1, 4, 9, 8), np.float32))
+    for command in (["optimize", src, "-o", tmp_path / "o.onnx"], ["check", src, src]):
+        r = run(*command, "--inputs", tmp_path / "wrong_shape.npz")
+        assert r.returncode == 2 and "'x' has shape [1, 4, 9, 8], the model's input is [1, 4, 8, 8]" in r.stderr
     (tmp_path / "junk.npz").write_bytes(b"junk")
     r = run("optimize", src, "--inputs", tmp_path / "junk.npz")
     assert r.returncode == 2 and "not a readable .npz" in r.stderr
@@ -482,3 +514,21 @@ def test_python_dash_m_convrewrite_names_itself_in_usage_and_errors():
                          cwd=ROOT, timeout=300)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("python -m convrewrite optimize: error: ")
+
+
+def test_a_long_first_stage_is_shown_once_the_delay_is_over(monkeypatch):
+    # the timer was given the constructor's delay argument, None by default: it never fired
+    import io
+    import time
+
+    import cli
+
+    monkeypatch.setattr(cli, "PROGRESS_DELAY", 0.05)
+    stream = io.StringIO()
+    line = cli.ProgressLine(stream=stream, enabled=True)
+    line("load", 0, 1)  # and no call after it, as while a large model loads
+    deadline = time.monotonic() + 10
+    while "convrewrite: load 0/1" not in stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    line.close()
+    assert "convrewrite: load 0/1" in stream.getvalue()

@@ -28,6 +28,7 @@ goes (see PROGRESS_STAGES); the driver never prints, the caller renders.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -39,7 +40,8 @@ import onnx
 
 from . import qdq_check
 from .cost import batch_one, model_cost, subgraph_cost
-from .graph import GraphView
+from .errors import InputError
+from .graph import GraphView, nested_nodes
 from .local_check import CheckError, build_check, check_well_formed, verify_checks
 from .lowering import Lowered, build, lower
 from .model_io import check_model, load_model
@@ -64,6 +66,17 @@ Progress = Callable[[str, int, int], None]
 
 def _no_progress(stage: str, done: int, total: int) -> None:
     pass
+
+
+def _check_numbers(rtol, atol, seed) -> None:
+    """Tolerances are finite numbers >= 0 (a NaN or negative one lets no rewrite pass, silently), the seed a
+    whole number >= 0 (numpy's generators take no other)."""
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if value is not None and not (isinstance(value, (int, float, np.floating, np.integer))
+                                      and math.isfinite(value) and value >= 0):
+            raise InputError(f"{name} must be a finite number >= 0, not {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed must be a whole number >= 0, not {seed!r}")
 
 
 @dataclass
@@ -92,6 +105,7 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     `sketches` keeps a drawing of each rewrite for the HTML report.
     `progress(stage, done, total)` is called as the run goes (PROGRESS_STAGES).
     """
+    _check_numbers(rtol, atol, seed)
     settings = Settings(verify, rtol, atol, seed, inputs, dry_run, sketches)
     report = Report(dry_run=dry_run)
     progress = progress or _no_progress
@@ -229,6 +243,8 @@ class _Run:
         for _ in range(MAX_ROUNDS):
             for p in self.passes:
                 fresh = since[p.name]
+                if fresh is None:
+                    self.report.rewrites.extend(self._nested(current, p))
                 if fresh is not None and not any(n.op_type in p.op_types and n.name in fresh
                                                  for n in current.graph.node):
                     since[p.name] = set()
@@ -264,6 +280,29 @@ class _Run:
             if self.settings.dry_run or not any(since.values()):
                 break
         return current
+
+    def _nested(self, model: onnx.ModelProto, p) -> list:
+        """A record for each candidate of a lowering pass in a subgraph or a
+        model-local function: not rewritten there, so left alone, saying so
+        (`--strict` counts it).  The lowering passes' `candidate` reads the
+        node alone; one that needs the view (which holds the main graph
+        only) is taken as a candidate."""
+        found = [(w, n) for w, n in nested_nodes(model) if n.op_type in p.op_types]
+        if not found or getattr(p, "optimization", False):
+            return []
+        view, out = self._view_of(model), []
+        self.view = view
+        for where, node in found:
+            try:
+                wanted = p.candidate(node, view)
+            except Exception:
+                wanted = True
+            if wanted:
+                label = f"{where}/{node.name or node.op_type}"
+                out.append(RewriteRecord(p.name, label, node.op_type, SKIPPED, code=Code.NESTED, reason=(
+                    f"{node.op_type} '{label}': in {where}, which convrewrite does not rewrite (a subgraph or a "
+                    "model-local function); only the main graph's nodes are lowered")))
+        return out
 
     def _timed(self, p, since: float) -> None:
         key = f"pass:{p.name}"

@@ -317,6 +317,15 @@ def concrete_shape(dims: Sequence, batch: int = 2, symbolic: int = 16) -> tuple:
                  for k, d in enumerate(dims))
 
 
+def _feedable(elem_type: int) -> bool:
+    """random_tensor makes values of this type: numpy's own floats, integers and bool."""
+    try:
+        dtype = helper.tensor_dtype_to_np_dtype(elem_type)
+    except (KeyError, TypeError, ValueError):
+        return False
+    return dtype.kind in "iub" or dtype.kind == "f" and dtype in (np.float16, np.float32, np.float64)
+
+
 def random_tensor(rng: np.random.Generator, shape, elem_type: int) -> np.ndarray:
     dtype = helper.tensor_dtype_to_np_dtype(elem_type)
     if dtype.kind == "f":
@@ -341,12 +350,25 @@ class FeedTooLarge(ValueError):
                          f"random values, more than {MAX_RANDOM_ELEMENTS}")
 
 
+class UnfeedableType(ValueError):
+    """A graph input of an element type random values are not made for
+    (bfloat16, float8, int4, string, complex): real inputs are needed."""
+
+    def __init__(self, name: str, elem_type: int):
+        self.name = name
+        super().__init__(f"input '{name}' has element type {onnx.TensorProto.DataType.Name(elem_type)}, "
+                         "for which no random values are made")
+
+
 def random_feeds(inputs: Sequence[onnx.ValueInfoProto], seed: int = 0, batch: int = 2) -> dict:
     """Seeded random tensors for graph inputs (symbolic batch -> `batch`);
-    FeedTooLarge before any is made when one would be too large."""
+    FeedTooLarge or UnfeedableType before any is made when one would be too
+    large or is of a type without random values."""
     shapes = {}
     for vi in inputs:
         tt = vi.type.tensor_type
+        if not _feedable(tt.elem_type):
+            raise UnfeedableType(vi.name, tt.elem_type)
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
         shapes[vi.name] = (concrete_shape(dims, batch), tt.elem_type)
         if math.prod(shapes[vi.name][0]) > MAX_RANDOM_ELEMENTS:   # exact (dims are ints >= 0)
@@ -362,6 +384,30 @@ def nudged(feeds: Mapping[str, np.ndarray], toward: float) -> dict:
             for k, v in feeds.items()}
 
 
+def feed_problem(inputs: Sequence[onnx.ValueInfoProto], feeds: Mapping[str, np.ndarray]) -> Optional[str]:
+    """Why a given tensor cannot be fed to the graph input of its name (its
+    element type, its rank or a static dimension differs), or None.
+    onnxruntime refuses such a feed, and the reference evaluator, which the
+    checks fall back to, would run the model on it anyway."""
+    for vi in inputs:
+        if vi.name not in feeds or not vi.type.HasField("tensor_type"):
+            continue
+        tt, value = vi.type.tensor_type, np.asarray(feeds[vi.name])
+        try:
+            want = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
+        except (KeyError, TypeError, ValueError):
+            want = None
+        if want is not None and value.dtype != want:
+            return f"{vi.name!r} has element type {value.dtype}, the model's input is {want}"
+        if not tt.HasField("shape"):
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None for d in tt.shape.dim]
+        if value.ndim != len(dims) or any(d is not None and d != n for d, n in zip(dims, value.shape)):
+            shown = [d if d is not None else "?" for d in dims]
+            return f"{vi.name!r} has shape {list(value.shape)}, the model's input is {shown}"
+    return None
+
+
 def runtime_inputs(model: onnx.ModelProto) -> list:
     """Graph inputs that are not initializers (the ones a caller must feed)."""
     inits = {t.name for t in model.graph.initializer}
@@ -373,7 +419,14 @@ def check_models(reference: onnx.ModelProto, candidate: onnx.ModelProto,
                  rtol=None, atol=None) -> Comparison:
     """Run both models on the same inputs; compare every output by name."""
     if feeds is None:
-        feeds = random_feeds(runtime_inputs(reference), seed)
+        try:
+            feeds = random_feeds(runtime_inputs(reference), seed)
+        except UnfeedableType as e:
+            raise RunError(f"{e}; give real inputs with --inputs FEEDS.npz") from None
+    else:
+        problem = feed_problem(runtime_inputs(reference), feeds)
+        if problem:
+            raise RunError(f"the inputs do not fit the model: {problem}")
     want, _ = run_model(reference, feeds, allow_reference=True)
     got, _ = run_model(candidate, feeds, allow_reference=True)
     names = [o.name for o in reference.graph.output]

@@ -31,7 +31,7 @@ def _dims(type_proto: onnx.TypeProto) -> Optional[tuple]:
         return None
     dims = []
     for d in tt.shape.dim:
-        if d.HasField("dim_value"):
+        if d.HasField("dim_value") and d.dim_value >= 0:
             dims.append(int(d.dim_value))
         elif d.HasField("dim_param") and d.dim_param:
             dims.append(d.dim_param)
@@ -252,6 +252,29 @@ def subgraph_outer_references(graph: onnx.GraphProto) -> set:
     return names
 
 
+def nested_nodes(model: onnx.ModelProto) -> list:
+    """(scope, node) for every node not in the main graph: in the subgraphs
+    of its nodes' graph attributes (If, Loop, Scan, ...), at any depth, and
+    in the model-local functions.  `scope` is a path: the holding node's
+    name (or op type and index) and the attribute, "up/then_branch", or
+    "function local.Up"."""
+    out = []
+
+    def visit(nodes, scope):
+        for k, node in enumerate(nodes):
+            if scope:
+                out.append((scope, node))
+            for a in node.attribute:
+                for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                    holder = node.name or f"{node.op_type}_{k}"
+                    visit(g.node, f"{scope + '/' if scope else ''}{holder}/{a.name}")
+
+    visit(model.graph.node, "")
+    for f in model.functions:
+        visit(f.node, f"function {f.domain}.{f.name}")
+    return out
+
+
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     """A shape-inferred copy (symbolic dims kept); the input is untouched.
 
@@ -260,7 +283,28 @@ def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     nothing next to the weights, and a model above protobuf's 2 GB limit
     can be inferred at all."""
     source = weightless_copy(model) if any(stubbed(t) for t in model.graph.initializer) else model
+    source = _negative_dims_unknown(source, copied=source is not model)
     try:
         return onnx.shape_inference.infer_shapes(source, check_type=False, strict_mode=False, data_prop=True)
     except (onnx.shape_inference.InferenceError, ValueError) as e:
         raise InputError(f"shape inference failed: {str(e).splitlines()[0]}") from None
+
+
+def _negative_dims_unknown(model: onnx.ModelProto, copied: bool) -> onnx.ModelProto:
+    """`model` with every negative dim_value of a declared shape (graph
+    inputs, outputs, value_info: some exporters write -1 for a dynamic
+    dimension) made unknown, copied unless `copied`.  Shape inference would
+    otherwise compute with the -1 as a size (a Pad of 2 makes it a static 1)."""
+    declared = lambda m: [*m.graph.input, *m.graph.output, *m.graph.value_info]
+    if not any(d.HasField("dim_value") and d.dim_value < 0 for vi in declared(model)
+               if vi.type.HasField("tensor_type") for d in vi.type.tensor_type.shape.dim):
+        return model
+    if not copied:
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)
+        model = copy
+    for vi in declared(model):
+        for d in vi.type.tensor_type.shape.dim if vi.type.HasField("tensor_type") else ():
+            if d.HasField("dim_value") and d.dim_value < 0:
+                d.Clear()
+    return model

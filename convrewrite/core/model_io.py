@@ -6,6 +6,7 @@ the destination folder and renamed over the target only when complete.
 """
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import tempfile
@@ -321,8 +322,75 @@ def check_output_path(output: Path, input_path: Path | None, force: bool) -> Non
         raise InputError(f"{output}: output folder {folder} is not writable")
     if output.is_dir():
         raise InputError(f"{output}: is a directory")
+    _must_be_replaceable(output)
     if input_path is not None and output.resolve() == input_path.resolve() and not force:
         raise InputError(f"{output}: output path is the input path; pass --force to overwrite the input")
+
+
+def _new_file_mode(path: Path) -> int:
+    """The permissions a file written to `path` gets: those of the file it
+    replaces, else what open() would give (0666 less the umask)."""
+    try:
+        return path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~_umask()
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # read by setting it: there is no other way
+    os.umask(mask)
+    return mask
+
+
+def _must_be_replaceable(path: Path) -> None:
+    """Outputs are written to a temporary file renamed over `path`: a device
+    (/dev/null) or a pipe there would be replaced by a regular file."""
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise InputError(f"{path}: is not a regular file (a device or a pipe); outputs are written to a "
+                         "temporary file renamed over the path, which would replace it")
+
+
+def check_output_paths(outputs: "dict[str, Path]", input_path: Path, force_option: str = "") -> None:
+    """Every file a command writes, by the option that names it ({"-o": path,
+    "--report": path, ...}), refused before any work is done: each as
+    check_output_path (`force_option`'s path may be the input), no file named
+    twice (the later write would replace the earlier one), and none the
+    input model's external data (the input would read it back damaged;
+    --force or not)."""
+    seen: dict = {}
+    for option, path in outputs.items():
+        check_output_path(path, input_path, force=option == force_option)
+        key = os.path.realpath(path)
+        if key in seen:
+            raise InputError(f"{path}: given for both {seen[key]} and {option}; each output needs its own path")
+        seen[key] = option
+    for path in input_external_data(input_path, list(outputs.values())):
+        option = seen[os.path.realpath(path)]
+        raise InputError(f"{path} ({option}) is external data the input model {input_path} reads; "
+                         "writing it would damage the input, choose another path")
+
+
+def input_external_data(model_path: Path, candidates: list) -> list:
+    """The `candidates` (existing files) that the model at `model_path` reads
+    as external data.  A location is stored verbatim in the model, so a
+    file whose name does not occur in the model's bytes cannot be one: the
+    model is parsed only when one does (and then without its data)."""
+    existing = [Path(c) for c in candidates if os.path.isfile(c)]
+    if not existing or not os.path.isfile(model_path) or os.path.getsize(model_path) == 0:
+        return []
+    try:
+        with open(model_path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            existing = [c for c in existing if data.find(c.name.encode()) >= 0]
+        if not existing:
+            return []
+        model = _read_model(Path(model_path))
+    except Exception:  # unreadable: loading the model reports it, in its own words
+        return []
+    folder = Path(model_path).parent.absolute()
+    read = {os.path.realpath(folder / loc) for loc in
+            ({e.key: e.value for e in t.external_data}.get("location", "") for t in _all_tensors(model)
+             if t.data_location == onnx.TensorProto.EXTERNAL) if loc}
+    return [c for c in existing if os.path.realpath(c) in read]
 
 
 # Models with fewer bytes of weights than this are serialised whole by
@@ -335,9 +403,11 @@ SAVE_WHOLE_BYTES = 32 << 20
 def save_model(model: onnx.ModelProto, path: "str | os.PathLike") -> None:
     """Write atomically; models over 2 GB get their tensors in `<name>.data`."""
     p = Path(path)
+    _must_be_replaceable(p)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent or ".")
     os.close(fd)
     try:
+        os.chmod(tmp, _new_file_mode(p))  # mkstemp's file is private (0600)
         inits = model.graph.initializer
         if sum(data_bytes(t) for t in inits) < SAVE_WHOLE_BYTES and \
                 not any(t.data_location == onnx.TensorProto.EXTERNAL for t in inits):
@@ -418,6 +488,7 @@ def _short(e: Exception) -> str:
 
 def write_text(path: Path, text: str) -> None:
     """Write a text file atomically: a temporary file beside it, renamed over it."""
+    _must_be_replaceable(path)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

@@ -26,8 +26,9 @@ from typing import Optional
 import numpy as np
 import onnx
 
-from .equivalence import (Comparison, FeedTooLarge, OutputComparison, RunError, compare_within_noise, nudged,
-                          random_feeds, run_model, run_onnxruntime, runtime_inputs)
+from .equivalence import (Comparison, FeedTooLarge, OutputComparison, RunError, compare_within_noise,
+                          UnfeedableType, feed_problem, nudged, random_feeds, run_model, run_onnxruntime,
+                          runtime_inputs)
 from . import qdq, qdq_check
 from .errors import InputError
 from .report import REWRITTEN, Report
@@ -96,14 +97,18 @@ class Oracle:
         self._reload = reload
         self.model_bytes = weight_bytes(model)
         self.names = [o.name for o in model.graph.output]
-        self.feeds = _whole_model_feeds(model, settings)
         self.kind = "given" if settings.inputs is not None else "random"
         self.error: Optional[str] = None
         t = time.perf_counter()
         try:
+            self.feeds = _whole_model_feeds(model, settings)
             self.want, self.engine = run_model(model, self.feeds, allow_reference=True)
         except RunError as e:
             self.want, self.error = None, _cannot_run(model, e, self.kind)
+        except UnfeedableType as e:  # as an original that cannot run: a failure only where something is rewritten
+            self.feeds, self.want = None, None
+            self.error = (f"the whole-model check cannot make random inputs: {e}; give real inputs with --inputs "
+                          "FEEDS.npz, or skip the check with --no-verify")
         # a quantized model: its quantized outputs compared in quantization steps, and every output under
         # onnxruntime's fused int8 execution as well, float ones with the float tolerance (core/qdq_check.py);
         # the original's fused outputs computed once
@@ -438,4 +443,7 @@ def _whole_model_feeds(model: onnx.ModelProto, settings) -> dict:
         raise InputError(f"--inputs: expected tensors named {sorted(names)}"
                          + (f"; missing {sorted(missing)}" if missing else "")
                          + (f"; unknown {sorted(extra)}" if extra else ""))
+    problem = feed_problem(needed, feeds)
+    if problem:
+        raise InputError(f"--inputs: {problem}")
     return feeds

@@ -59,6 +59,7 @@ class Code:
     VERIFICATION_FAILED = "verification-failed"
     MODEL_CHECK_FAILED = "model-check-failed"
     QUANTIZED = "quantized"
+    NESTED = "nested"
 
 
 # Every code and what it means (the README's table is checked against it).
@@ -80,6 +81,7 @@ CODES = {
     Code.VERIFICATION_FAILED: "the replacement's local check against the original failed",
     Code.MODEL_CHECK_FAILED: "the whole-model check failed with this rewrite in place",
     Code.QUANTIZED: "the node is in a quantized (QDQ) region and no form of the pass keeps it quantized",
+    Code.NESTED: "the node is in a subgraph (If, Loop, Scan) or a model-local function, which are not rewritten",
 }
 
 

@@ -28,8 +28,8 @@ from typing import Optional, Sequence
 import onnx
 
 from ..core import qdq
-from ..core.graph import GraphView
-from .facts import facts_from_attributes, is_constant, node_facts
+from ..core.graph import GraphView, attributes, nested_nodes
+from .facts import OpFacts, facts_from_attributes, is_constant, node_facts
 from .profile import Profile
 from .rules import (Violation, batch_violations, graph_input_violations, op_key, op_rule_violations,
                     rank_violations, symbolic_input_violations)
@@ -169,9 +169,31 @@ def check_model(model: onnx.ModelProto, profile: Profile) -> list[Violation]:
     found = symbolic + graph_input_violations(graph, profile)
     for node in graph.graph.node:
         found += check_node(node, graph, profile)
+    for scope, node in nested_nodes(model):
+        found += nested_node_violations(scope, node, profile)
     if profile.int8_only:
         found += float_compute_violations(graph)
     return found
+
+
+def nested_node_violations(scope: str, node: onnx.NodeProto, profile: Profile) -> list[Violation]:
+    """A node in a subgraph or a model-local function (`scope`), whose shapes
+    the main graph's view does not hold: judged by its operator and its
+    attributes alone, so what the profile rules out whatever the shapes is
+    reported (an unsupported operator, a stride or dilation it does not run)."""
+    label = f"{scope}/{node.name or node.op_type}"
+    facts = OpFacts(node.op_type)
+    if node.domain in ("", "ai.onnx"):
+        try:
+            a = {k: v for k, v in attributes(node).items() if k not in _SHAPE_FACTS}
+            facts = facts_from_attributes(node.op_type, **a)
+        except Exception:  # an attribute a function binds at the call, or one of another kind: the operator alone
+            facts = OpFacts(node.op_type)
+    return op_rule_violations(profile, facts, op_key(node), label)
+
+
+# facts_from_attributes' own keywords, which come from shapes, not attributes
+_SHAPE_FACTS = frozenset({"rank", "input_shape", "output_shape", "factors", "steps", "group_kind"})
 
 
 COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "ConvInteger", "MatMulInteger")

@@ -169,15 +169,78 @@ def test_rewrites_next_to_subgraphs_leave_them_intact():
                           opset_imports=[helper.make_opsetid("", 17)])
     new, report = optimize(m, passes=[ReluToMax()],
                            inputs={"x": np.array([-1, 0, 2], np.float32), "cond": np.array(True)})
-    assert [r.node for r in report.rewrites] == ["outer"]  # the inner Relu is not a candidate
+    assert [r.node for r in report.records(REWRITTEN)] == ["outer"]  # the inner Relu is not rewritten ...
+    (inner,) = report.left_alone  # ... and says so (--strict counts it)
+    assert (inner.node, inner.code) == ("if/then_branch/inner", "nested") and "in if/then_branch" in inner.reason
     assert new.graph.node[-1] == nodes[1]  # the If and its bodies are untouched
     assert report.verification.equivalent
+
+
+def _convtranspose_in_subgraph_and_function():
+    """A ConvTranspose in an If's branch and one in a model-local function."""
+    w = numpy_helper.from_array(np.ones((2, 3, 2, 2), np.float32), "W")
+    branch = lambda out: helper.make_graph(
+        [helper.make_node("ConvTranspose", ["x", "W"], [out], name=f"ct_{out}", strides=[2, 2])], out, [],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, [1, 3, 8, 8])])
+    fn = helper.make_function("local", "Up", ["a", "w"], ["b"],
+                              [helper.make_node("ConvTranspose", ["a", "w"], ["b"], strides=[2, 2])],
+                              [helper.make_opsetid("", 17)])
+    nodes = [helper.make_node("If", ["cond"], ["y"], name="if", then_branch=branch("t"), else_branch=branch("e")),
+             helper.make_node("Up", ["x", "W"], ["z"], name="up", domain="local")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4]),
+                                       helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8]),
+                           helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 3, 8, 8])], [w])
+    return helper.make_model(g, functions=[fn], opset_imports=[helper.make_opsetid("", 17),
+                                                               helper.make_opsetid("local", 1)])
+
+
+def test_a_candidate_in_a_subgraph_or_a_function_is_left_alone_saying_so():
+    # it was no record at all: --strict exited 0 with ConvTransposes in the written model
+    _, report = optimize(_convtranspose_in_subgraph_and_function(), passes=["convtranspose"])
+    assert sorted((r.node, r.status, r.code) for r in report.rewrites) == [
+        ("function local.Up/ConvTranspose", SKIPPED, "nested"), ("if/else_branch/ct_e", SKIPPED, "nested"),
+        ("if/then_branch/ct_t", SKIPPED, "nested")]
+    assert len(report.left_alone) == 3 and "only the main graph's nodes are lowered" in report.left_alone[0].reason
+    _, report = optimize(_convtranspose_in_subgraph_and_function(), passes=["dilated-conv"])
+    assert not report.rewrites  # not a candidate of that pass
+
+
+def test_a_target_check_judges_nested_nodes_by_their_operator():
+    from convrewrite.core.driver import check_target
+    from convrewrite.target import load_profile
+    result = check_target(_convtranspose_in_subgraph_and_function(), load_profile("no-deconv"))
+    assert not result["fits"] and sorted(v["node"] for v in result["violations"]) == [
+        "function local.Up/ConvTranspose", "if/else_branch/ct_e", "if/then_branch/ct_t"]
 
 
 def test_inputs_with_wrong_names_are_a_clear_error():
     from convrewrite import InputError
     with pytest.raises(InputError, match="expected tensors named"):
         optimize(relu_chain(), passes=[ReluToMax()], inputs={"nope": np.zeros(3, np.float32)})
+
+
+@pytest.mark.parametrize("feed, message", [
+    (np.zeros((2, 3, 4), np.float64), "'x' has element type float64, the model's input is float32"),
+    (np.zeros((2, 3, 5), np.float32), r"'x' has shape \[2, 3, 5\], the model's input is \['\?', 3, 4\]"),
+    (np.zeros((3, 4), np.float32), r"'x' has shape \[3, 4\]")])
+def test_given_inputs_of_another_type_or_shape_are_a_clear_error(feed, message):
+    # onnxruntime refuses them; the reference evaluator the check falls back to would run them
+    from convrewrite import InputError
+    with pytest.raises(InputError, match="--inputs: " + message):
+        optimize(relu_chain(), passes=[ReluToMax()], inputs={"x": feed})
+    new, report = optimize(relu_chain(), passes=[ReluToMax()], inputs={"x": np.ones((5, 3, 4), np.float32)})
+    assert report.verification.equivalent is True and report.verification.inputs == "given"
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"seed": -1}, "seed must be a whole number >= 0, not -1"), ({"seed": 1.5}, "seed must be"),
+    ({"rtol": float("nan")}, "rtol must be a finite number >= 0, not nan"), ({"atol": -1e-6}, "atol must be"),
+    ({"rtol": float("inf")}, "rtol must be")])
+def test_a_seed_or_tolerance_out_of_range_is_a_clear_error(settings, message):
+    from convrewrite import InputError
+    with pytest.raises(InputError, match=message):
+        optimize(relu_chain(), passes=[ReluToMax()], **settings)
 
 
 def test_dry_run_plans_and_changes_nothing():

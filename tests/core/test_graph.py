@@ -24,3 +24,31 @@ def test_names_in_use_holds_every_value_and_node_name():
     expected = {"x", "cond", "y", "W", "unused", "r", "outer", "d", "relu", "drop", "if", "then_out"}
     assert expected <= view.names_in_use
     assert view.names_in_use - expected <= {""}   # an unnamed node's name: never one a Builder makes
+
+
+def _minus_one_model():
+    """A Pad then a Resize of an input whose height some exporter wrote as dim_value -1 (dynamic)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 5, 9])
+    x.type.tensor_type.shape.dim[2].dim_value = -1
+    nodes = [helper.make_node("Pad", ["x", "pads"], ["p"], name="pad"),
+             helper.make_node("Resize", ["p", "", "scales"], ["y"], name="up", mode="nearest")]
+    inits = [numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"),
+             numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")]
+    graph = helper.make_graph(nodes, "g", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, None, None])],
+                              inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_a_negative_dim_value_is_an_unknown_dimension():
+    # onnx's shape inference would compute with the -1: Pad's output height a "static" 1
+    view = GraphView(_minus_one_model())
+    assert view.shape("x")[2] is None and view.shape("x")[3] == 9
+    assert not isinstance(view.shape("p")[2], int) and view.shape("p")[3] == 11
+
+
+def test_a_resize_of_an_input_with_a_negative_dim_value_is_rewritten_as_a_symbolic_one():
+    from helpers import assert_rewrites  # an internal error in match before (negative dimensions)
+    assert_rewrites(_minus_one_model(), "resize", expect_ops={"Resize": 0}, resize_nearest="shuffle")
+    from convrewrite import optimize
+    _, report = optimize(_minus_one_model(), passes=["resize"], inputs={"x": np.ones((1, 2, 7, 9), np.float32)})
+    assert report.verification.equivalent is True  # given inputs: any size where the model says -1

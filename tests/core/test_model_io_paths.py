@@ -118,3 +118,62 @@ def test_cli_exits_2_with_one_line(tmp_path, case):
     after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file()}
     assert after == before  # nothing written, nothing changed
     assert not out.exists()
+
+
+# --- the files a command writes: none the input's external data, no file named twice ---
+
+def test_an_output_that_is_the_inputs_external_data_is_refused(tmp_path):
+    path = _with_location(tmp_path, "w.bin")
+    data = path.parent / "w.bin"
+    for option, force in (("-o", ""), ("-o", "-o"), ("--report", ""), ("--html", "")):
+        with pytest.raises(InputError, match=rf"w.bin \({option}\) is external data the input model .* reads"):
+            model_io.check_output_paths({option: data}, path, force_option=force)
+    model_io.check_output_paths({"-o": path.parent / "out.onnx", "--report": tmp_path / "outside.bin"}, path)
+
+
+def test_external_data_in_a_subfolder_and_a_model_that_names_no_file(tmp_path):
+    path = _with_location(tmp_path, "sub/w.bin")
+    (path.parent / "sub").mkdir()
+    (path.parent / "sub" / "w.bin").write_bytes((path.parent / "w.bin").read_bytes())
+    assert model_io.input_external_data(path, [path.parent / "sub" / "w.bin", path.parent / "w.bin"]) \
+        == [path.parent / "sub" / "w.bin"]
+    plain = tmp_path / "plain.onnx"
+    plain.write_bytes(_model().SerializeToString())
+    assert model_io.input_external_data(plain, [path.parent / "w.bin"]) == []
+
+
+@pytest.mark.parametrize("first, second", [("-o", "--report"), ("-o", "--html"), ("--report", "--html")])
+def test_one_file_named_for_two_outputs_is_refused(tmp_path, first, second):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(_model().SerializeToString())
+    with pytest.raises(InputError, match=f"given for both {first} and {second}"):
+        model_io.check_output_paths({first: tmp_path / "o.onnx", second: tmp_path / "." / "o.onnx"}, path)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_an_output_that_is_a_pipe_or_a_device_is_refused_not_replaced(tmp_path):
+    # the rename over the path replaced it with a regular file (as root, -o /dev/null replaced /dev/null)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="is not a regular file"):
+        model_io.check_output_path(fifo, tmp_path / "in.onnx", force=False)
+    with pytest.raises(InputError, match="is not a regular file"):
+        model_io.save_model(_model(), fifo)
+    with pytest.raises(InputError, match="is not a regular file"):
+        model_io.write_text(fifo, "{}")
+    assert not fifo.is_file() and fifo.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]
+
+
+def test_a_saved_model_gets_the_umask_permissions_or_those_of_the_file_it_replaces(tmp_path):
+    # mkstemp's temporary file is 0600: every written model was unreadable to the group and others
+    mask = os.umask(0o022)
+    try:
+        model_io.save_model(_model(), tmp_path / "new.onnx")
+        assert (tmp_path / "new.onnx").stat().st_mode & 0o777 == 0o644
+        old = tmp_path / "old.onnx"
+        old.write_bytes(b"x")
+        old.chmod(0o640)
+        model_io.save_model(_model(), old)
+        assert old.stat().st_mode & 0o777 == 0o640 and onnx.load(old).graph.node[0].op_type == "ConvTranspose"
+    finally:
+        os.umask(mask)

@@ -239,3 +239,28 @@ def test_the_time_bound_scales_with_the_cost_of_one_comparison(monkeypatch):
     model, feeds = _branches(BAD)
     _, report = optimize(model, passes=[ReluToClip()], inputs=feeds)
     assert report.verification.bisection_stopped == "" and report.verification.bisection_rolled_back == 4
+
+
+def _bfloat16_input_model(with_relu: bool):
+    """A bfloat16 graph input cast to float, then a Relu (the toy pass's candidate) or a Neg."""
+    nodes = [helper.make_node("Cast", ["x"], ["f"], name="cast", to=TensorProto.FLOAT),
+             helper.make_node("Relu" if with_relu else "Neg", ["f"], ["y"], name="act")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.BFLOAT16, [2, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_an_input_type_without_random_values_fails_the_check_only_where_something_is_rewritten():
+    # it was a ValueError out of optimize (exit 4), whether or not anything was rewritten
+    _, report = optimize(_bfloat16_input_model(with_relu=False), passes=[ReluToMax()])
+    assert not report.records(REWRITTEN) and report.verification.equivalent is not False
+    _, report = optimize(_bfloat16_input_model(with_relu=True), passes=[ReluToMax()])
+    assert report.records(REWRITTEN) and report.verification.equivalent is not True  # the CLI: exit 1, nothing written
+    assert "input 'x' has element type BFLOAT16" in report.verification.detail
+    assert "--inputs" in report.verification.detail
+
+
+def test_check_models_names_the_input_it_cannot_make_values_for():
+    from convrewrite.core.equivalence import RunError, check_models
+    with pytest.raises(RunError, match="input 'x' has element type BFLOAT16"):
+        check_models(_bfloat16_input_model(True), _bfloat16_input_model(True))
