@@ -287,7 +287,15 @@ class MatMul(Form):
         mats = matrices(p.spec)
         sizes = [f"axis {a}: [{m.shape[0]}, {m.shape[1]}]" for a, m, _ in mats]
         b.note(f"matrices {', '.join(sizes)} ({sum(m.size for _, m, _ in mats)} weights)")
+        b.note(NONFINITE_NOTE)
         return {match.node.output[0]: _build_matmul(b, match.node.input[0], p, mats)}
+
+
+# A MatMul multiplies every input of a row (column) by its matrix entry, zeros
+# included: exact to rounding for finite values, but 0 x Inf = NaN, and the
+# second MatMul carries the first one's NaN column over the whole map.
+NONFINITE_NOTE = ("exact for finite inputs; an Inf or NaN input value makes NaN of the rest of its channel's map "
+                  "(0 x Inf = NaN; README, 'Non-finite values'; --resize-mode deconv keeps it local)")
 
 
 def weighed_by_estimate(match) -> bool:

@@ -547,6 +547,28 @@ def test_nearest_takes_matmul_on_small_maps(size, options, form):
     assert (favour in " ".join(record.notes)) == (form == "matmul")
 
 
+def test_the_matmul_form_spreads_an_inf_as_its_note_and_the_readme_say():
+    """Non-finite inputs: the shuffle form moves an Inf exactly, as the Resize
+    does; the matmul form (the default on small maps) makes NaN of the rest of
+    the Inf's channel (0 x Inf), other channels untouched, and its record says so."""
+    model = resize_model([1, 2, 8, 8], [1, 1, 2, 2], mode="nearest")
+    x = np.arange(128, dtype=np.float32).reshape(1, 2, 8, 8)
+    x[0, 0, 3, 5] = np.inf
+    (want,), _ = run_model(model, {"x": x})
+    shuffle, _ = optimize(model, passes=["resize"], options={"resize_nearest": "shuffle"}, verify=False)
+    (got,), _ = run_model(shuffle, {"x": x})
+    np.testing.assert_array_equal(got, want)
+    matmul, report = optimize(model, passes=["resize"], verify=False)
+    assert forms_of(report) == ["matmul"]
+    assert any("an Inf or NaN input value makes NaN of the rest of its channel's map" in n
+               for n in rewritten_notes(report))
+    (got,), _ = run_model(matmul, {"x": x})
+    inf = np.isinf(want[0, 0])
+    assert inf.sum() == 4 and not np.isnan(want).any()
+    assert np.isnan(got[0, 0][~inf]).all()
+    np.testing.assert_array_equal(got[0, 1], want[0, 1])
+
+
 def test_the_nearest_favour_needs_no_target():
     """Measured on onnxruntime CPU: with a target the shuffle form keeps its place."""
     model = resize_model([1, 4, 16, 16], [1, 1, 2, 2], mode="nearest")
