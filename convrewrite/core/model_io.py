@@ -292,13 +292,14 @@ def _check_weightless(model: onnx.ModelProto) -> None:
 
 
 def save_external(model: onnx.ModelProto, path: "str | os.PathLike", data_name: str,
-                  min_bytes: int = 1024) -> None:
+                  min_bytes: int = 1024, data_path: "str | os.PathLike | None" = None) -> None:
     """Save `model` with its large tensors in the file `data_name` beside
     `path`, without touching `model` (onnx.save_model with external data
-    moves the tensors out of the model it is given)."""
+    moves the tensors out of the model it is given).  `data_path`: write the
+    data there instead (a temporary file the caller renames to `data_name`)."""
     out = copy_without_initializers(model)
     folder = os.path.dirname(os.fspath(path)) or "."
-    with open(os.path.join(folder, data_name), "wb") as data:
+    with open(data_path or os.path.join(folder, data_name), "wb") as data:
         for t in model.graph.initializer:
             if data_bytes(t) < min_bytes or t.data_type == onnx.TensorProto.STRING or \
                     t.data_location == onnx.TensorProto.EXTERNAL:
@@ -401,11 +402,15 @@ SAVE_WHOLE_BYTES = 32 << 20
 
 
 def save_model(model: onnx.ModelProto, path: "str | os.PathLike") -> None:
-    """Write atomically; models over 2 GB get their tensors in `<name>.data`."""
+    """Write atomically; models over 2 GB get their tensors in `<name>.data`.
+    Both files are written to temporary files first and renamed over their
+    names only when complete (the data first): a failed write leaves the
+    files that were there whole."""
     p = Path(path)
     _must_be_replaceable(p)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent or ".")
     os.close(fd)
+    tmp_data = None
     try:
         os.chmod(tmp, _new_file_mode(p))  # mkstemp's file is private (0600)
         inits = model.graph.initializer
@@ -424,11 +429,18 @@ def save_model(model: onnx.ModelProto, path: "str | os.PathLike") -> None:
             with open(tmp, "wb") as f:
                 _write_weights_apart(f, head, model.graph.initializer, sizes)
         else:
-            save_external(model, tmp, p.name + ".data")
+            data = p.with_name(p.name + ".data")
+            _must_be_replaceable(data)
+            fd, tmp_data = tempfile.mkstemp(prefix=f".{data.name}.", suffix=".tmp", dir=p.parent or ".")
+            os.close(fd)
+            os.chmod(tmp_data, _new_file_mode(data))
+            save_external(model, tmp, data.name, data_path=tmp_data)
+            os.replace(tmp_data, data)
         os.replace(tmp, p)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for left in (tmp, tmp_data):
+            if left and os.path.exists(left):
+                os.unlink(left)
         raise
 
 

@@ -177,3 +177,39 @@ def test_a_saved_model_gets_the_umask_permissions_or_those_of_the_file_it_replac
         assert old.stat().st_mode & 0o777 == 0o640 and onnx.load(old).graph.node[0].op_type == "ConvTranspose"
     finally:
         os.umask(mask)
+
+
+def test_a_failed_save_of_a_large_model_leaves_the_files_that_were_there_whole(tmp_path, monkeypatch):
+    """Above 2 GB (simulated: the limit set to 0) the weights go to
+    `<name>.data`: written to a temporary file renamed over it only when
+    complete, so a write that fails (here: the second weight) leaves the
+    model and data files of the previous save, which still load, and no
+    temporary file.  (It was truncated in place, first thing.)"""
+    monkeypatch.setattr(model_io, "TWO_GB", 0)
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal((32, 32)).astype(np.float32), n) for n in "ab"]
+    node = helper.make_node("Add", ["a", "b"], ["y"])
+    g = helper.make_graph([node], "g", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [32, 32])],
+                          weights)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    out = tmp_path / "m.onnx"
+    model_io.save_model(model, out)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert set(before) == {"m.onnx", "m.onnx.data"}
+    stub, calls = model_io.weight_stub, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return stub(*args, **kwargs)
+
+    monkeypatch.setattr(model_io, "weight_stub", failing)
+    changed = onnx.ModelProto()
+    changed.CopyFrom(model)
+    changed.graph.initializer[0].CopyFrom(numpy_helper.from_array(np.zeros((32, 32), np.float32), "a"))
+    with pytest.raises(OSError):
+        model_io.save_model(changed, out)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    loaded = onnx.load(out)
+    assert np.array_equal(numpy_helper.to_array(loaded.graph.initializer[0]), numpy_helper.to_array(weights[0]))
