@@ -82,7 +82,9 @@ def geometry_problem(attrs: dict, rank: int, weight_shape: Sequence[int],
     rank-`rank` convolution with this weight, or None when they can.
 
     Every per-axis attribute has one entry per spatial axis (pads two),
-    strides and dilations are positive, kernel_shape (when given) is the
+    strides and dilations are positive, pads and output_padding are not
+    negative (the spec's range; onnxruntime refuses them, while onnx's
+    reference evaluator would crop), kernel_shape (when given) is the
     weight's spatial shape; both operators store the kernel as
     weight[:, :, k_1 .. k_r].  No attribute, and no kernel's dilated
     extent, reaches beyond MAX_AXIS.
@@ -94,6 +96,9 @@ def geometry_problem(attrs: dict, rank: int, weight_shape: Sequence[int],
         return f"attribute pads={attrs['pads']} does not have {2 * rank} entries (begin and end per axis)"
     if any(v < 1 for key in ("strides", "dilations") for v in attrs.get(key, [])):
         return "strides and dilations must be positive"
+    for key in ("pads", "output_padding"):
+        if any(v < 0 for v in attrs.get(key, [])):
+            return f"attribute {key}={attrs[key]} has a negative entry; the operator's {key} are >= 0"
     if len(weight_shape) != rank + 2 or list(attrs.get("kernel_shape", weight_shape[2:])) != list(weight_shape[2:]):
         return f"kernel_shape {attrs.get('kernel_shape')} does not match the weight's shape {list(weight_shape)}"
     if any(isinstance(d, int) and d < 1 for d in weight_shape):

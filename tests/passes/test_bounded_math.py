@@ -158,7 +158,9 @@ def test_plans_at_the_phase_budget_are_quick():
     ({"pads": [1 << 40, 0, 0, 0]}, f"goes beyond {MAX_AXIS} elements"),
     ({"strides": [1, 1 << 40]}, f"goes beyond {MAX_AXIS} elements"),
     ({"dilations": [1, 1 << 30]}, "the dilated kernel spans [3, 2147483649] elements"),
-    ({"output_padding": [0, -(1 << 33)]}, f"goes beyond {MAX_AXIS} elements"),
+    ({"output_padding": [0, 1 << 33]}, f"goes beyond {MAX_AXIS} elements"),
+    ({"output_padding": [0, -(1 << 33)]}, "attribute output_padding=[0, -8589934592] has a negative entry"),
+    ({"pads": [-1, 0, 0, 0]}, "attribute pads=[-1, 0, 0, 0] has a negative entry; the operator's pads are >= 0"),
 ])
 def test_geometry_problem_bounds_lengths_and_magnitudes(attrs, expect):
     problem = geometry_problem(attrs, 2, (4, 2, 3, 3))

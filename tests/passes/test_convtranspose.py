@@ -99,6 +99,15 @@ def test_within_the_mac_bound_the_simplest_form_goes_first_and_no_estimate_decid
     assert not any("estimated" in n for n in notes(report))
 
 
+@pytest.mark.parametrize("attrs", [dict(pads=[-1, 0, 0, 0]), dict(output_padding=[-1, 0])])
+def test_negative_pads_or_output_padding_are_an_invalid_node(attrs):
+    """The spec's pads and output_padding are >= 0: onnxruntime refuses the
+    node, and onnx's reference evaluator (the fallback oracle) would crop, so
+    a negative entry is left alone as invalid, not 'verified' against it."""
+    model = convt_model((1, 4, 8, 8), 3, (3, 3), strides=[2, 2], **attrs)
+    assert_skips(model, PASS, code="invalid-node", reason=r"has a negative entry; the operator's \w+ are >= 0")
+
+
 def test_k3_s2_p1_op1_packs_nine_taps_into_four_phase_kernels_without_zeros():
     model = convt_model((1, 4, 16, 16), 4, (3, 3), strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1])
     new, report = assert_rewrites(model, PASS, {"ConvTranspose": 0, "Conv": 4, "Slice": 0})

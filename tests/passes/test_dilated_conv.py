@@ -492,6 +492,17 @@ def test_skip_symbolic_spatial_size():
     assert skip_codes(report) == [Code.DYNAMIC_SHAPE]
 
 
+def test_negative_pads_are_an_invalid_node():
+    """The spec's pads are >= 0 (onnxruntime refuses the node): left alone as invalid."""
+    w = numpy_helper.from_array(np.ones((4, 4, 3, 3), np.float32), "w")
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="conv", dilations=[2, 2], pads=[-1, 0, 0, 0])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 12, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 7, 8])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert_skips(model, DilatedConv(), code="invalid-node",
+                 reason=r"^Conv 'conv': attribute pads=\[-1, 0, 0, 0\] has a negative entry")
+
+
 def test_skip_attributes_that_do_not_describe_the_weight():
     model = conv_model((1, 3, 9, 9), (4, 3, 3, 3), dilations=[2, 2])
     model.graph.node[0].attribute.append(helper.make_attribute("kernel_shape", [3, 2]))
