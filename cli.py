@@ -240,6 +240,19 @@ def lowering_options(args) -> dict:
     return options
 
 
+def _check_options_run(options: dict, names: list) -> None:
+    """A pass option whose pass --passes leaves out would change nothing: bad usage, in flag names."""
+    from convrewrite import InputError
+    from passes import option_names
+
+    owner = option_names()
+    for key in options:
+        if owner.get(key) and owner[key] not in names:
+            flag = "--no-" + key.replace("_", "-") if options[key] is False else "--" + key.replace("_", "-")
+            raise InputError(f"{flag} is an option of the {owner[key]} pass, which --passes {','.join(names)} "
+                             "leaves out")
+
+
 def default_output(model: Path) -> Path:
     stem = model.name[:-5] if model.name.endswith(".onnx") else model.name
     return model.with_name(stem + ".opt.onnx")
@@ -261,6 +274,7 @@ def cmd_optimize(args) -> int:
 
         raise InputError(f"--passes {args.passes!r} names no pass; choose from {', '.join(pass_names())}")
     options = lowering_options(args)
+    _check_options_run(options, names)
     progress = ProgressLine.for_stderr(args.quiet)
     try:
         model, report = optimize(model_path, passes=names, options=options, verify=not args.no_verify,

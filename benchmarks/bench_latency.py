@@ -65,7 +65,7 @@ from convrewrite import optimize  # noqa: E402
 from convrewrite.core.cost import model_cost  # noqa: E402
 from convrewrite.core.equivalence import random_feeds, runtime_inputs  # noqa: E402
 from convrewrite.core.report import REWRITTEN  # noqa: E402
-from passes import pass_names  # noqa: E402
+from passes import option_names, pass_names  # noqa: E402
 
 DEFAULT_REAL = os.path.join(ROOT, "benchmarks", "real")
 README = os.path.join(ROOT, "README.md")
@@ -85,7 +85,10 @@ def find_models(real_dir, words) -> list:
 
 
 def rewrite(path: str, passes, options: dict, target):
-    """optimize() with verification; (model, report, error text or "")."""
+    """optimize() with verification; (model, report, error text or "").  Of
+    `options`, the ones of the passes run (a pass's own column leaves the
+    others' out, which optimize refuses)."""
+    options = {k: v for k, v in options.items() if passes is None or option_names()[k] in passes}
     try:
         model, report = optimize(path, passes=passes, options=options or None, verify=True, target=target)
     except Exception as e:  # noqa: BLE001 -- a benchmark reports the failure and goes on

@@ -42,4 +42,8 @@ def make_passes(names=None, options=None) -> tuple:
     stray = [k for k in options if k not in option_names()]
     if stray:
         raise ValueError(f"unknown option {stray[0]!r}; options are: {', '.join(option_names())}")
+    idle = [k for k in options if option_names()[k] not in wanted]
+    if idle:   # given but read by no pass of this run: it would change nothing, silently
+        raise ValueError(f"option {idle[0]!r} is the {option_names()[idle[0]]} pass's, which this run leaves out "
+                         f"(passes: {', '.join(n for n in pass_names() if n in wanted)})")
     return tuple(p(p.Options.from_dict(options)) for p in PASSES if p.name in wanted)

@@ -256,6 +256,12 @@ def test_bad_usage_exits_2(tmp_path):
         assert not (tmp_path / "net.opt.onnx").exists()
     r = run("optimize", src, "--rtol", "abc")
     assert r.returncode == 2
+    for flags, said in ((["--passes", "resize", "--dilated-mode", "taps"], "--dilated-mode is an option of the "
+                         "dilated-conv pass, which --passes resize leaves out"),
+                        (["--passes", "convtranspose", "--no-dilated-chains"], "--no-dilated-chains is an option")):
+        r = run("optimize", src, *flags)   # it would change nothing, silently
+        assert r.returncode == 2 and said in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not (tmp_path / "net.opt.onnx").exists()
     for option, value in (("--seed", "-5"), ("--rtol", "nan"), ("--atol", "-1"), ("--rtol", "inf")):
         r = run("optimize", src, option, value)
         assert r.returncode == 2 and f"argument {option}: {value!r} is not" in r.stderr, (option, r.stderr)

@@ -51,6 +51,15 @@ def test_every_code_is_documented_in_the_readme():
         Skip("why", "no-such-code")
 
 
+def test_an_option_of_a_pass_the_run_leaves_out_is_an_error_naming_both():
+    with pytest.raises(ValueError, match=r"option 'dilated_mode' is the dilated-conv pass's, which this run "
+                                         r"leaves out \(passes: resize, convtranspose\)"):
+        make_passes(["convtranspose", "resize"], {"dilated_mode": "taps"})
+    with pytest.raises(InputError, match="resize_mode"):
+        optimize(_relu_model(), passes=["dilated-conv"], options={"resize_mode": "matmul"})
+    assert [p.name for p in make_passes(["resize"], {"resize_mode": "matmul"})] == ["resize"]
+
+
 def test_an_unknown_option_is_an_error_naming_it():
     with pytest.raises(ValueError, match="unknown option 'dilated_mdoe'"):
         make_passes(None, {"dilated_mdoe": "slices"})
