@@ -306,7 +306,8 @@ def depthwise_kernel(kernels: Sequence[AxisKernel], channels: int, dtype) -> np.
     w = np.ones(())
     for k in kernels:
         w = np.multiply.outer(w, np.asarray(k.kernel))
-    return np.broadcast_to(w, (channels, 1, *w.shape)).astype(dtype)
+    with np.errstate(over="ignore"):   # a huge cubic_coeff_a: inf, as in the runtime's own float weights
+        return np.broadcast_to(w, (channels, 1, *w.shape)).astype(dtype)
 
 
 def is_plain_nearest(kernels: Sequence[AxisKernel]) -> bool:

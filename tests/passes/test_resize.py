@@ -1064,3 +1064,15 @@ def test_sizes_copying_the_inputs_own_batch_are_a_static_spatial_resize():
 def test_sizes_copying_another_dim_stay_dynamic():
     swapped = own_dims_sizes_model(take=((1, 2), (0, 1)), dims=("N", "C", 8, 8))   # [C, N, 16, 16]
     assert_skips(swapped, "resize", reason="computed from a tensor's shape", code="dynamic-shape")
+
+
+def test_a_huge_cubic_coeff_a_prints_no_numpy_warning():
+    """Its weights overflow to inf in float32 (as the runtime's own do): the
+    rewrite is judged by its check, and nothing is printed on stderr."""
+    import warnings
+
+    model = resize_model([1, 2, 4, 4], [1, 1, 2, 2], mode="cubic", cubic_coeff_a=1e30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, report = optimize(model, passes=["resize"])
+    assert report.rewrites and all(r.status in ("rewritten", "rolled_back") for r in report.rewrites)
