@@ -37,16 +37,19 @@ class ProgressLine:
         self.delay, self.enabled = PROGRESS_DELAY if delay is None else delay, enabled
         self.last_draw, self.width = -1.0, 0
         self.pending, self.timer = None, None
-        if enabled and self.delay > 0:  # a long first stage (loading) shows once the delay is over
-            import threading
+        import threading
 
+        self.lock = threading.Lock()   # the timer's thread and the caller's draw and close
+        if enabled and self.delay > 0:  # a long first stage (loading) shows once the delay is over
             self.timer = threading.Timer(self.delay, self._draw_pending)
             self.timer.daemon = True
             self.timer.start()
 
     def _draw_pending(self) -> None:
-        if self.pending is not None and self.width == 0:
-            self._draw(*self.pending)
+        with self.lock:
+            pending = self.pending
+            if self.enabled and pending is not None and self.width == 0:
+                self._draw(*pending)
 
     @classmethod
     def for_stderr(cls, quiet: bool) -> "ProgressLine":
@@ -67,7 +70,8 @@ class ProgressLine:
         now = self.clock()
         if now - self.start < self.delay or (now - self.last_draw < PROGRESS_INTERVAL and 0 < done < total):
             return
-        self._draw(stage, done, total)
+        with self.lock:
+            self._draw(stage, done, total)
 
     def _draw(self, stage: str, done: int, total: int) -> None:
         self.last_draw = now = self.clock()
@@ -78,13 +82,14 @@ class ProgressLine:
         self.width = len(text)
 
     def close(self) -> None:
-        self.enabled, self.pending = False, None
         if self.timer is not None:
             self.timer.cancel()
-        if self.width:
-            self.stream.write("\r" + " " * self.width + "\r")
-            self.stream.flush()
-            self.width = 0
+        with self.lock:
+            self.enabled, self.pending = False, None
+            if self.width:
+                self.stream.write("\r" + " " * self.width + "\r")
+                self.stream.flush()
+                self.width = 0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -243,8 +248,11 @@ def lowering_options(args) -> dict:
 def _check_options_run(options: dict, names: list) -> None:
     """A pass option whose pass --passes leaves out would change nothing: bad usage, in flag names."""
     from convrewrite import InputError
-    from passes import option_names
+    from passes import option_names, pass_names
 
+    unknown = [n for n in names if n not in pass_names()]
+    if unknown:   # that first: an option is not "left out" by a misspelt pass
+        raise InputError(f"unknown pass {unknown[0]!r}; choose from {', '.join(pass_names())}")
     owner = option_names()
     for key in options:
         if owner.get(key) and owner[key] not in names:

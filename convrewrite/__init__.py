@@ -31,7 +31,7 @@ def optimize(model: "object | str | Path", passes=None, options: Optional[dict] 
     `passes`: pass names (default: all, in the default order) or pass
     objects.  `options`: lowering options by name ("dilated_mode": "slices",
     ...; see `passes.option_names()`), for named passes only; an unknown
-    name is an error.  `target`: a built-in profile name, a JSON path or a
+    name, or an option of a pass `passes` leaves out, is an error.  `target`: a built-in profile name, a JSON path or a
     Profile, applied whatever the passes.  Returns (new model, Report); the
     input model is never modified.
     """

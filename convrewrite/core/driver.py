@@ -290,15 +290,17 @@ class _Run:
         found = [(w, n) for w, n in nested_nodes(model) if n.op_type in p.op_types]
         if not found or getattr(p, "optimization", False):
             return []
-        view, out = self._view_of(model), []
-        self.view = view
+        view, out, seen = self._view_of(model), [], Counter()
+        self.view = view   # kept: the pass that follows reads the same model
         for where, node in found:
             try:
                 wanted = p.candidate(node, view)
-            except Exception:
+            except Exception:  # noqa: BLE001 -- a check that needs the node's shapes, which the view lacks
                 wanted = True
             if wanted:
                 label = f"{where}/{node.name or node.op_type}"
+                seen[label] += 1
+                label += f"#{seen[label]}" if seen[label] > 1 else ""   # nameless nodes told apart
                 out.append(RewriteRecord(p.name, label, node.op_type, SKIPPED, code=Code.NESTED, reason=(
                     f"{node.op_type} '{label}': in {where}, which convrewrite does not rewrite (a subgraph or a "
                     "model-local function); only the main graph's nodes are lowered")))

@@ -295,7 +295,9 @@ def _negative_dims_unknown(model: onnx.ModelProto, copied: bool) -> onnx.ModelPr
     inputs, outputs, value_info: some exporters write -1 for a dynamic
     dimension) made unknown, copied unless `copied`.  Shape inference would
     otherwise compute with the -1 as a size (a Pad of 2 makes it a static 1)."""
-    declared = lambda m: [*m.graph.input, *m.graph.output, *m.graph.value_info]
+    def declared(m):
+        return [*m.graph.input, *m.graph.output, *m.graph.value_info]
+
     if not any(d.HasField("dim_value") and d.dim_value < 0 for vi in declared(model)
                if vi.type.HasField("tensor_type") for d in vi.type.tensor_type.shape.dim):
         return model

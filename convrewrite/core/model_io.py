@@ -316,6 +316,7 @@ def save_external(model: onnx.ModelProto, path: "str | os.PathLike", data_name: 
 
 def check_output_path(output: Path, input_path: Path | None, force: bool) -> None:
     """Refuse before any work is done: missing or read-only folder, or the input itself."""
+    output = written_path(output)
     folder = output.parent if str(output.parent) else Path(".")
     if not folder.is_dir():
         raise InputError(f"{output}: output folder {folder} does not exist")
@@ -323,32 +324,43 @@ def check_output_path(output: Path, input_path: Path | None, force: bool) -> Non
         raise InputError(f"{output}: output folder {folder} is not writable")
     if output.is_dir():
         raise InputError(f"{output}: is a directory")
-    _must_be_replaceable(output)
     if input_path is not None and output.resolve() == input_path.resolve() and not force:
-        raise InputError(f"{output}: output path is the input path; pass --force to overwrite the input")
+        raise InputError(f"{output}: output path is the input path; only -o may be, with --force")
 
 
-def _new_file_mode(path: Path) -> int:
-    """The permissions a file written to `path` gets: those of the file it
-    replaces, else what open() would give (0666 less the umask)."""
-    try:
-        return path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~_umask()
-    except OSError:
-        return 0o666 & ~_umask()
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)  # read by setting it: there is no other way
-    os.umask(mask)
-    return mask
-
-
-def _must_be_replaceable(path: Path) -> None:
-    """Outputs are written to a temporary file renamed over `path`: a device
-    (/dev/null) or a pipe there would be replaced by a regular file."""
-    if path.exists() and not path.is_file() and not path.is_dir():
+def written_path(path: Path) -> Path:
+    """The file an output is written to: the path itself, or where it links
+    to (the link is kept: outputs are written to a temporary file renamed
+    over the file, which would replace the link itself).  Refused: a device
+    or a pipe there (/dev/null, /dev/stdout), which the rename would replace
+    by a regular file."""
+    path = Path(path)
+    target = Path(os.path.realpath(path)) if os.path.islink(path) else path
+    if str(target).startswith(("/dev/", "/proc/")) or (target.exists() and not target.is_file()
+                                                        and not target.is_dir()):
         raise InputError(f"{path}: is not a regular file (a device or a pipe); outputs are written to a "
-                         "temporary file renamed over the path, which would replace it")
+                         "temporary file renamed over the path, which would replace it: give a file path")
+    return target
+
+
+def _temp_beside(path: Path) -> str:
+    """A new empty file beside `path`, created with mode 0666 less the umask
+    (the kernel applies it, as open() does for a new file; mkstemp's would
+    be private, 0600)."""
+    for _ in range(100):
+        name = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
+        try:
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return str(name)
+    raise OSError(f"{path}: no free temporary name beside it")
+
+
+def _keep_mode(tmp: str, path: Path) -> None:
+    """Before the rename, once written: a file that replaces another keeps its permissions."""
+    if path.is_file():
+        os.chmod(tmp, path.stat().st_mode & 0o7777)
 
 
 def check_output_paths(outputs: "dict[str, Path]", input_path: Path, force_option: str = "") -> None:
@@ -373,25 +385,31 @@ def check_output_paths(outputs: "dict[str, Path]", input_path: Path, force_optio
 
 def input_external_data(model_path: Path, candidates: list) -> list:
     """The `candidates` (existing files) that the model at `model_path` reads
-    as external data.  A location is stored verbatim in the model, so a
-    file whose name does not occur in the model's bytes cannot be one: the
-    model is parsed only when one does (and then without its data)."""
+    as external data: the same file, by a symlink, a hard link or a name in
+    another case (a file system may fold it).  A location is stored verbatim
+    in the model, so a file whose name (or whose link target's) does not
+    occur in the model's bytes, in either case, and that has no other hard
+    link, cannot be one: the model is parsed only when one may be (and then
+    without its data)."""
     existing = [Path(c) for c in candidates if os.path.isfile(c)]
     if not existing or not os.path.isfile(model_path) or os.path.getsize(model_path) == 0:
         return []
     try:
         with open(model_path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            existing = [c for c in existing if data.find(c.name.encode()) >= 0]
+            existing = [c for c in existing if os.stat(c).st_nlink > 1 or any(
+                re.search(re.escape(name.encode()), data, re.IGNORECASE)
+                for name in (c.name, Path(os.path.realpath(c)).name))]
         if not existing:
             return []
         model = _read_model(Path(model_path))
     except Exception:  # unreadable: loading the model reports it, in its own words
         return []
     folder = Path(model_path).parent.absolute()
-    read = {os.path.realpath(folder / loc) for loc in
+    read = {folder / loc for loc in
             ({e.key: e.value for e in t.external_data}.get("location", "") for t in _all_tensors(model)
              if t.data_location == onnx.TensorProto.EXTERNAL) if loc}
-    return [c for c in existing if os.path.realpath(c) in read]
+    read = [r for r in read if r.is_file()]
+    return [c for c in existing if any(os.path.samefile(c, r) for r in read)]   # links and case folded
 
 
 # Models with fewer bytes of weights than this are serialised whole by
@@ -403,16 +421,13 @@ SAVE_WHOLE_BYTES = 32 << 20
 
 def save_model(model: onnx.ModelProto, path: "str | os.PathLike") -> None:
     """Write atomically; models over 2 GB get their tensors in `<name>.data`.
-    Both files are written to temporary files first and renamed over their
-    names only when complete (the data first): a failed write leaves the
-    files that were there whole."""
-    p = Path(path)
-    _must_be_replaceable(p)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent or ".")
-    os.close(fd)
-    tmp_data = None
+    Each file is written to a temporary file beside it and renamed over its
+    name when complete (the data first, then the model), so a failed write
+    leaves the files that were there; only a failure between the two renames
+    would leave the old model beside the new data."""
+    p = written_path(Path(path))
+    tmp, tmp_data = _temp_beside(p), None
     try:
-        os.chmod(tmp, _new_file_mode(p))  # mkstemp's file is private (0600)
         inits = model.graph.initializer
         if sum(data_bytes(t) for t in inits) < SAVE_WHOLE_BYTES and \
                 not any(t.data_location == onnx.TensorProto.EXTERNAL for t in inits):
@@ -420,6 +435,7 @@ def save_model(model: onnx.ModelProto, path: "str | os.PathLike") -> None:
             if len(data) < TWO_GB:
                 with open(tmp, "wb") as f:
                     f.write(data)
+                _keep_mode(tmp, p)
                 os.replace(tmp, p)
                 return
             del data
@@ -429,13 +445,12 @@ def save_model(model: onnx.ModelProto, path: "str | os.PathLike") -> None:
             with open(tmp, "wb") as f:
                 _write_weights_apart(f, head, model.graph.initializer, sizes)
         else:
-            data = p.with_name(p.name + ".data")
-            _must_be_replaceable(data)
-            fd, tmp_data = tempfile.mkstemp(prefix=f".{data.name}.", suffix=".tmp", dir=p.parent or ".")
-            os.close(fd)
-            os.chmod(tmp_data, _new_file_mode(data))
+            data = written_path(p.with_name(p.name + ".data"))
+            tmp_data = _temp_beside(data)
             save_external(model, tmp, data.name, data_path=tmp_data)
+            _keep_mode(tmp_data, data)
             os.replace(tmp_data, data)
+        _keep_mode(tmp, p)
         os.replace(tmp, p)
     except BaseException:
         for left in (tmp, tmp_data):
@@ -500,7 +515,13 @@ def _short(e: Exception) -> str:
 
 def write_text(path: Path, text: str) -> None:
     """Write a text file atomically: a temporary file beside it, renamed over it."""
-    _must_be_replaceable(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    path = written_path(Path(path))
+    tmp = _temp_beside(path)
+    try:
+        Path(tmp).write_text(text, encoding="utf-8")
+        _keep_mode(tmp, path)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -107,8 +107,7 @@ class Oracle:
             self.want, self.error = None, _cannot_run(model, e, self.kind)
         except UnfeedableType as e:  # as an original that cannot run: a failure only where something is rewritten
             self.feeds, self.want = None, None
-            self.error = (f"the whole-model check cannot make random inputs: {e}; give real inputs with --inputs "
-                          "FEEDS.npz, or skip the check with --no-verify")
+            self.error = f"the whole-model check cannot make random inputs: {e}; {e.advice}"
         # a quantized model: its quantized outputs compared in quantization steps, and every output under
         # onnxruntime's fused int8 execution as well, float ones with the float tolerance (core/qdq_check.py);
         # the original's fused outputs computed once

@@ -39,7 +39,7 @@ from convrewrite.core.cost import grouped
 from convrewrite.core.forms import Cost, Form
 from convrewrite.emit.opset_ops import NOTHING, movement, other_nodes
 
-from .forms import NOTHING_RESIZED, in_build_order, item_dims, matrices
+from .forms import NONFINITE_NOTE, NOTHING_RESIZED, in_build_order, item_dims, matrices
 
 
 class Pointwise(Form):
@@ -90,6 +90,7 @@ class Pointwise(Form):
 
     def build(self, match, variant, graph, b: Builder) -> dict:
         p = match.params
+        b.note(NONFINITE_NOTE)   # its 1x1 Convs are the matmul form's products
         x, layout = match.node.input[0], list(range(p.rank))
         for axis, m, _ in in_build_order(matrices(p.spec)):
             wanted = _channel_first(layout, axis)

@@ -97,3 +97,26 @@ def test_reference_evaluator_is_the_oracle_where_onnxruntime_refuses():
     out, engine = run_model(m, feeds, allow_reference=True)
     assert out[0].shape == (1, 1, 7, 7)
     assert out[0][0, 0, 3, 3] == 9.0 and out[0][0, 0, 0, 0] == 4.0
+
+
+def test_feed_problem_accepts_every_valid_feed_and_names_what_does_not_fit():
+    """An .npz holds strings as '<U' (no object arrays without pickle): a
+    STRING input takes them, as onnxruntime does; symbolic, unknown and 0
+    dims, an unknown rank and bool are fine; another type or a static dim
+    that differs is named."""
+    from onnx import TensorProto, helper
+
+    from convrewrite.core.equivalence import feed_problem
+
+    vi = helper.make_tensor_value_info
+    inputs = [vi("s", TensorProto.STRING, [2]), vi("x", TensorProto.FLOAT, ["N", 3, None, 0]),
+              vi("b", TensorProto.BOOL, None), vi("u", TensorProto.FLOAT, [-1, 2])]
+    good = {"s": np.array(["ab", "c"]), "x": np.zeros((5, 3, 7, 0), np.float32),
+            "b": np.ones((2, 2), bool), "u": np.zeros((4, 2), np.float32)}
+    assert feed_problem(inputs, good) is None
+    assert feed_problem(inputs, {**good, "s": np.array([b"ab", b"c"])}) is None
+    assert feed_problem(inputs, {**good, "x": np.zeros((5, 4, 7, 0), np.float32)}) == \
+        "'x' has shape [5, 4, 7, 0], the model's input is ['?', 3, '?', 0]"
+    assert feed_problem(inputs, {**good, "x": np.zeros((5, 3, 7, 0), np.float64)}) == \
+        "'x' has element type float64, the model's input is float32"
+    assert "element type int64" in feed_problem(inputs, {**good, "s": np.array([1, 2])})

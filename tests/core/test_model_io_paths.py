@@ -164,6 +164,42 @@ def test_an_output_that_is_a_pipe_or_a_device_is_refused_not_replaced(tmp_path):
     assert not fifo.is_file() and fifo.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]
 
 
+def test_a_symlinked_output_is_written_through_and_kept(tmp_path):
+    """The rename replaced the link itself (report.json -> real.json: the link
+    became a file, real.json kept its old content); a link into /dev or /proc
+    (--report /dev/stdout) is refused like the device, which, as root, the
+    rename replaced for the whole machine."""
+    real, link = tmp_path / "real.json", tmp_path / "report.json"
+    real.write_text("old")
+    link.symlink_to(real)
+    model_io.write_text(link, "{}")
+    assert link.is_symlink() and real.read_text() == "{}"
+    model_link = tmp_path / "m.onnx"
+    model_link.symlink_to(tmp_path / "target.onnx")   # a link to a file not made yet
+    model_io.save_model(_model(), model_link)
+    assert model_link.is_symlink() and onnx.load(tmp_path / "target.onnx").graph.node[0].op_type == "ConvTranspose"
+    to_device = tmp_path / "out"
+    to_device.symlink_to("/dev/null")
+    for write in (lambda: model_io.write_text(to_device, "{}"), lambda: model_io.save_model(_model(), to_device),
+                  lambda: model_io.check_output_path(to_device, tmp_path / "in.onnx", force=False)):
+        with pytest.raises(InputError, match="is not a regular file"):
+            write()
+    assert to_device.is_symlink() and os.readlink(to_device) == "/dev/null"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_link_to_the_inputs_external_data_is_that_file(tmp_path):
+    """A hard link or a symlink of another name (an output written through
+    the link would write the input's data)."""
+    path = _with_location(tmp_path, "w.bin")
+    alias, link = tmp_path / "alias.bin", tmp_path / "link.json"
+    os.link(path.parent / "w.bin", alias)
+    link.symlink_to(path.parent / "w.bin")
+    for option, output in (("--report", alias), ("-o", link)):
+        with pytest.raises(InputError, match=rf"{output.name} \({option}\) is external data the input model"):
+            model_io.check_output_paths({option: output}, path)
+
+
 def test_a_saved_model_gets_the_umask_permissions_or_those_of_the_file_it_replaces(tmp_path):
     # mkstemp's temporary file is 0600: every written model was unreadable to the group and others
     mask = os.umask(0o022)

@@ -569,6 +569,19 @@ def test_the_matmul_form_spreads_an_inf_as_its_note_and_the_readme_say():
     np.testing.assert_array_equal(got[0, 1], want[0, 1])
 
 
+def test_the_pointwise_form_spreads_an_inf_too_and_says_so():
+    model = resize_model([1, 2, 8, 8], [1, 1, 2, 2], mode="linear")
+    x = np.arange(128, dtype=np.float32).reshape(1, 2, 8, 8)
+    x[0, 0, 3, 5] = np.inf
+    (want,), _ = run_model(model, {"x": x})
+    new, report = optimize(model, passes=["resize"], options={"resize_mode": "pointwise"}, verify=False)
+    assert forms_of(report) == ["pointwise"]
+    assert any("makes NaN of the rest of its channel's map" in n for n in rewritten_notes(report))
+    (got,), _ = run_model(new, {"x": x})
+    assert np.isnan(got[0, 0]).sum() > np.isinf(want[0, 0]).sum() > 0 and not np.isnan(want).any()
+    np.testing.assert_allclose(got[0, 1], want[0, 1], rtol=1e-5)
+
+
 def test_the_nearest_favour_needs_no_target():
     """Measured on onnxruntime CPU: with a target the shuffle form keeps its place."""
     model = resize_model([1, 4, 16, 16], [1, 1, 2, 2], mode="nearest")
