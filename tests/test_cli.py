@@ -538,3 +538,15 @@ def test_a_long_first_stage_is_shown_once_the_delay_is_over(monkeypatch):
         time.sleep(0.02)
     line.close()
     assert "convrewrite: load 0/1" in stream.getvalue()
+
+
+def test_the_report_to_stdout_and_the_model_to_dev_null(tmp_path):
+    """Streams are written in place: `--report /dev/stdout --quiet` is the JSON
+    alone on stdout, `-o /dev/null` discards the model; both stay what they are."""
+    src = tmp_path / "net.onnx"
+    deconv_model(src)
+    r = run("optimize", src, "-o", "/dev/null", "--report", "/dev/stdout", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["output"] == "/dev/null" and r.stderr == ""
+    assert os.path.islink("/dev/stdout") or os.path.exists("/dev/stdout")
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")

@@ -317,6 +317,8 @@ def save_external(model: onnx.ModelProto, path: "str | os.PathLike", data_name: 
 def check_output_path(output: Path, input_path: Path | None, force: bool) -> None:
     """Refuse before any work is done: missing or read-only folder, or the input itself."""
     output = written_path(output)
+    if is_stream(output):
+        return
     folder = output.parent if str(output.parent) else Path(".")
     if not folder.is_dir():
         raise InputError(f"{output}: output folder {folder} does not exist")
@@ -331,16 +333,32 @@ def check_output_path(output: Path, input_path: Path | None, force: bool) -> Non
 def written_path(path: Path) -> Path:
     """The file an output is written to: the path itself, or where it links
     to (the link is kept: outputs are written to a temporary file renamed
-    over the file, which would replace the link itself).  Refused: a device
-    or a pipe there (/dev/null, /dev/stdout), which the rename would replace
-    by a regular file."""
+    over the file, which would replace the link itself).  A stream
+    (is_stream) is written as it is."""
     path = Path(path)
+    if is_stream(path):
+        return path
     target = Path(os.path.realpath(path)) if os.path.islink(path) else path
-    if str(target).startswith(("/dev/", "/proc/")) or (target.exists() and not target.is_file()
-                                                        and not target.is_dir()):
-        raise InputError(f"{path}: is not a regular file (a device or a pipe); outputs are written to a "
-                         "temporary file renamed over the path, which would replace it: give a file path")
+    if target.exists() and not target.is_file() and not target.is_dir():
+        raise InputError(f"{path}: is not a regular file, a character device or a pipe (a block device?); "
+                         "give a file path")
     return target
+
+
+def is_stream(path: Path) -> bool:
+    """A character device or a pipe, or a path into /dev or /proc that leads
+    to one or to a file of the shell's redirection (/dev/stdout, /dev/null):
+    written in place, as a stream (a rename over it would replace the device
+    itself, or a redirection target the shell still writes to)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        return True
+    return str(Path(path).absolute()).startswith(("/dev/", "/proc/")) and stat.S_ISREG(mode)
 
 
 def _temp_beside(path: Path) -> str:
@@ -426,6 +444,8 @@ def save_model(model: onnx.ModelProto, path: "str | os.PathLike") -> None:
     leaves the files that were there; only a failure between the two renames
     would leave the old model beside the new data."""
     p = written_path(Path(path))
+    if is_stream(p):
+        return _save_to_stream(model, p)
     tmp, tmp_data = _temp_beside(p), None
     try:
         inits = model.graph.initializer
@@ -457,6 +477,18 @@ def save_model(model: onnx.ModelProto, path: "str | os.PathLike") -> None:
             if left and os.path.exists(left):
                 os.unlink(left)
         raise
+
+
+def _save_to_stream(model: onnx.ModelProto, p: Path) -> None:
+    """A model to a stream (-o /dev/stdout, /dev/null): one protobuf, as it
+    is written; a model that needs external data (over 2 GB) cannot be one."""
+    head = copy_without_initializers(model).SerializeToString()
+    sizes = [t.ByteSize() for t in model.graph.initializer]
+    if len(head) + sum(sizes) + 16 * len(sizes) >= TWO_GB or \
+            any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        raise InputError(f"{p}: a model with external data (over 2 GB) cannot be written to a stream")
+    with open(p, "wb") as f:
+        _write_weights_apart(f, head, model.graph.initializer, sizes)
 
 
 def _write_weights_apart(f, head: bytes, initializers, sizes: list) -> None:
@@ -516,6 +548,10 @@ def _short(e: Exception) -> str:
 def write_text(path: Path, text: str) -> None:
     """Write a text file atomically: a temporary file beside it, renamed over it."""
     path = written_path(Path(path))
+    if is_stream(path):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return
     tmp = _temp_beside(path)
     try:
         Path(tmp).write_text(text, encoding="utf-8")

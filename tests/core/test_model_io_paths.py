@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+from pathlib import Path
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -151,24 +152,45 @@ def test_one_file_named_for_two_outputs_is_refused(tmp_path, first, second):
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
-def test_an_output_that_is_a_pipe_or_a_device_is_refused_not_replaced(tmp_path):
-    # the rename over the path replaced it with a regular file (as root, -o /dev/null replaced /dev/null)
+def test_an_output_that_is_a_pipe_or_a_device_is_written_as_a_stream_not_replaced(tmp_path):
+    """The rename over the path replaced it with a regular file (as root, -o
+    /dev/null replaced /dev/null): a character device or a pipe is written
+    in place, as a stream (-o /dev/null, --report /dev/stdout)."""
+    import threading
+
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    with pytest.raises(InputError, match="is not a regular file"):
-        model_io.check_output_path(fifo, tmp_path / "in.onnx", force=False)
-    with pytest.raises(InputError, match="is not a regular file"):
-        model_io.save_model(_model(), fifo)
-    with pytest.raises(InputError, match="is not a regular file"):
-        model_io.write_text(fifo, "{}")
-    assert not fifo.is_file() and fifo.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    model_io.check_output_path(fifo, tmp_path / "in.onnx", force=False)
+    model_io.save_model(_model(), fifo)
+    reader.join(10)
+    assert onnx.load_from_string(got[0]).graph.node[0].op_type == "ConvTranspose"
+    model_io.save_model(_model(), Path("/dev/null"))
+    model_io.write_text(Path("/dev/null"), "{}")
+    assert Path("/dev/null").is_char_device()
+    assert fifo.is_fifo() and sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mknod of a block device needs root")
+def test_a_block_device_output_is_refused(tmp_path):
+    import stat
+
+    dev = tmp_path / "disk"
+    os.mknod(dev, 0o600 | stat.S_IFBLK, os.makedev(7, 250))
+    for write in (lambda: model_io.save_model(_model(), dev), lambda: model_io.write_text(dev, "{}"),
+                  lambda: model_io.check_output_path(dev, tmp_path / "in.onnx", force=False)):
+        with pytest.raises(InputError, match="is not a regular file, a character device or a pipe"):
+            write()
+    assert dev.is_block_device()
 
 
 def test_a_symlinked_output_is_written_through_and_kept(tmp_path):
     """The rename replaced the link itself (report.json -> real.json: the link
-    became a file, real.json kept its old content); a link into /dev or /proc
-    (--report /dev/stdout) is refused like the device, which, as root, the
-    rename replaced for the whole machine."""
+    became a file, real.json kept its old content); a link to a device
+    (--report /dev/stdout, which as root the rename replaced for the whole
+    machine) is written as a stream."""
     real, link = tmp_path / "real.json", tmp_path / "report.json"
     real.write_text("old")
     link.symlink_to(real)
@@ -179,12 +201,11 @@ def test_a_symlinked_output_is_written_through_and_kept(tmp_path):
     model_io.save_model(_model(), model_link)
     assert model_link.is_symlink() and onnx.load(tmp_path / "target.onnx").graph.node[0].op_type == "ConvTranspose"
     to_device = tmp_path / "out"
-    to_device.symlink_to("/dev/null")
-    for write in (lambda: model_io.write_text(to_device, "{}"), lambda: model_io.save_model(_model(), to_device),
-                  lambda: model_io.check_output_path(to_device, tmp_path / "in.onnx", force=False)):
-        with pytest.raises(InputError, match="is not a regular file"):
-            write()
-    assert to_device.is_symlink() and os.readlink(to_device) == "/dev/null"
+    to_device.symlink_to("/dev/null")   # a stream: written in place, the link and the device kept
+    model_io.check_output_path(to_device, tmp_path / "in.onnx", force=False)
+    model_io.write_text(to_device, "{}")
+    model_io.save_model(_model(), to_device)
+    assert to_device.is_symlink() and os.readlink(to_device) == "/dev/null" and Path("/dev/null").is_char_device()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
