@@ -307,8 +307,8 @@ def cmd_optimize(args) -> int:
         print(f"verification failed: {'written anyway (--force)' if write else 'nothing written'}",
               file=sys.stderr)
         return EXIT_NOT_EQUIVALENT
-    if args.strict and report.left_alone:
-        print(f"--strict: {len(report.left_alone)} candidate node(s) left unrewritten", file=sys.stderr)
+    if args.strict and report.unfinished:
+        print(f"--strict: {len(report.unfinished)} candidate node(s) left unrewritten", file=sys.stderr)
         return EXIT_STRICT
     if args.strict and report.target is not None and not report.target["fits"]:
         print(f"--strict: {report.target['nodes_not_fitting']} node(s) do not fit target "

@@ -102,6 +102,22 @@ def test_strict_exits_3_when_a_candidate_is_left_alone(tmp_path):
     assert r.returncode == 3
 
 
+def test_strict_with_a_target_ignores_what_the_target_runs(tmp_path):
+    """A node a target runs as it is (`target-runs-it`) is left alone for a
+    reason, but nothing is left for the target to lack: with every node
+    fitting, --strict exits 0 (it exited 3: all_three on no-deconv, Ethos,
+    TIDL); a node the target cannot run still makes it 3."""
+    src = tmp_path / "net.onnx"
+    deconv_model(src)
+    r = run("optimize", src, "--target", "ti-tidl", "--strict", "-o", tmp_path / "b.onnx", "--report", tmp_path / "b.json")
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert [x["code"] for x in report["rewrites"]] == ["target-runs-it"] and report["target"]["fits"]
+    assert r.returncode == 0, r.stderr
+    assert "left alone [convtranspose, target-runs-it]" in r.stdout      # still listed, with its reason
+    r = run("optimize", src, "--target", "generic-npu", "--passes", "resize", "--strict", "-o", tmp_path / "c.onnx")
+    assert r.returncode == 3 and "do not fit" in r.stderr
+
+
 def test_check_command(tmp_path):
     a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
     deconv_model(a)
