@@ -117,3 +117,23 @@ def test_form_and_code_reach_the_json_report():
     assert [(r["status"], r["form"], r["code"]) for r in records] == [
         ("rewritten", "max", ""), ("skipped", "", "unsupported-attribute")]
     assert records[0]["nodes_before"] == 1 and records[0]["nodes_after"] == 1
+
+
+def test_every_json_report_key_is_documented_in_the_readme():
+    """The README's "JSON report" table names every top-level key and every
+    timing phase a run with a target writes (`target`, `optimization_passes`,
+    `dry_run` and the `check_target` timing were missing from it)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## JSON report"):readme.index("## Quantized models")]
+    keys = {k for cell in re.findall(r"^\| ([^|]+) \|", section, re.M) for k in re.findall(r"`([a-z_]+)", cell)}
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 2, 2, 2], [0.5] * 32)
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up", strides=[2, 2])
+    model = helper.make_model(helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 16, 16])], [w]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    report = optimize(model, target="generic-npu")[1].to_dict()
+    assert set(report) - keys == set()
+    timings = section[section.index("| `timings` |"):].split("\n", 1)[0]
+    phases = {re.sub(r":.*", ":<name>", k) for k in report["timings"]}
+    assert {p for p in phases if f"`{p}`" not in timings} == set()
