@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from html import escape
 
-from .report import PLANNED, REWRITTEN, ROLLED_BACK, SKIPPED, Report, op_count_table, steps_line
+from .report import PLANNED, REWRITTEN, ROLLED_BACK, SKIPPED, Report, op_count_rows, steps_line
 from .svg import render
 
 STYLE = """
@@ -107,10 +107,10 @@ def _summary(r: Report) -> str:
 
 
 def _op_table(r: Report) -> str:
-    rows = op_count_table(r.op_counts_before, r.op_counts_after)[1:]
+    rows = op_count_rows(r.op_counts_before, r.op_counts_after)   # cells from the counts: an op type may hold spaces
     width = 3 if r.passes else 2   # before and after, or the model's counts only
     head = "<th>op</th><th>before</th><th>after</th>" if r.passes else "<th>op</th><th>nodes</th>"
-    cells = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row.split()[:width]) + "</tr>" for row in rows)
+    cells = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row[:width]) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{cells}</table>"
 
 

@@ -160,12 +160,17 @@ def _json_default(o):
     raise TypeError(type(o).__name__)
 
 
-def op_count_table(before: dict, after: dict) -> list[str]:
+def op_count_rows(before: dict, after: dict) -> list[tuple]:
+    """(op, count before, count after), the most common before first."""
     ops = sorted(set(before) | set(after), key=lambda op: (-before.get(op, 0), op))
-    width = max([len("op")] + [len(op) for op in ops])
+    return [(op, before.get(op, 0), after.get(op, 0)) for op in ops]
+
+
+def op_count_table(before: dict, after: dict) -> list[str]:
+    rows = op_count_rows(before, after)
+    width = max([len("op")] + [len(op) for op, _, _ in rows])
     lines = [f"  {'op':<{width}}  {'before':>7}  {'after':>7}"]
-    for op in ops:
-        b, a = before.get(op, 0), after.get(op, 0)
+    for op, b, a in rows:
         mark = "" if a == b else ("  -" if a < b else "  +")
         lines.append(f"  {op:<{width}}  {b:>7}  {a:>7}{mark}")
     return lines

@@ -77,6 +77,19 @@ def test_skips_and_rollbacks_say_why():
     assert "local check failed" in html and "verification-failed" in html
 
 
+def test_the_operator_table_shows_each_count_under_its_operator():
+    """An op type may hold a space (a custom domain's "My Op"): the table's
+    cells were the summary's text split at spaces, which showed "My" | "Op" |
+    1 -- the count before under "before" as "Op" and the count after as the
+    count before."""
+    from convrewrite.core.report import Report
+
+    report = Report(passes=["p"], op_counts_before={"My Op": 2, "Conv": 1}, op_counts_after={"My Op": 2, "Conv": 3})
+    html = render_report(report)
+    assert "<tr><td>My Op</td><td>2</td><td>2</td></tr>" in html
+    assert "<tr><td>Conv</td><td>1</td><td>3</td></tr>" in html
+
+
 def test_layers_follow_the_data():
     s = Sketch([SketchNode("a", "Conv"), SketchNode("b", "Relu"), SketchNode("c", "Add"), SketchNode("in:x", "x")],
                [("in:x", "a", ""), ("a", "b", ""), ("b", "c", ""), ("in:x", "c", "")])
