@@ -151,7 +151,14 @@ class Report:
         return json.dumps(self.to_dict(), indent=2, default=_json_default)
 
     def summary(self) -> str:
-        return "\n".join(_summary_lines(self))
+        return "\n".join(printable(line) for line in _summary_lines(self))
+
+
+def printable(text: str) -> str:
+    """`text` with control characters written as escapes: a node name from
+    the model ("a\\r\\x1b[2K...") must not move the cursor or erase lines
+    of the summary on a terminal."""
+    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)
 
 
 def _json_default(o):
@@ -181,7 +188,7 @@ def target_lines(target: dict) -> list[str]:
     if target["fits"]:
         return [f"target {target['profile']}: every node fits"]
     lines = [f"target {target['profile']}: {target['nodes_not_fitting']} node(s) do not fit"]
-    return lines + [f"  {v['message']}  [{v['rule']}]" for v in target["violations"]]
+    return lines + [printable(f"  {v['message']}  [{v['rule']}]") for v in target["violations"]]
 
 
 def steps_line(steps: Optional[dict]) -> str:
