@@ -391,7 +391,7 @@ class _Run:
         self.progress(stage, len(nodes), len(nodes))
         return out
 
-    def _plan(self, graph, p, node, match_fn, claimed: set) -> _Candidate:
+    def _plan(self, graph, p, node, match_fn, claimed: set, alone: bool = False) -> _Candidate:
         c = _Candidate(RewriteRecord(p.name, graph.label(node), node.op_type, SKIPPED))
         unfit = None
         if self.profile is not None:
@@ -416,24 +416,25 @@ class _Run:
         if any(id(n) in claimed for n in result.nodes):
             c.skip(Skip("overlaps another rewrite of this pass", Code.OVERLAP))
             return c
-        c = self._lower(graph, p, node, result, c)
+        c = self._lower(graph, p, node, result, c, alone)
         if unfit is not None and c.match is not None:
             c.record.notes.append(f"target {self.profile.name} cannot run the {node.op_type}: {unfit.split('; ')[0]}")
         return c
 
-    def _lower(self, graph, p, node, match: Match, c: _Candidate) -> _Candidate:
+    def _lower(self, graph, p, node, match: Match, c: _Candidate, alone: bool = False) -> _Candidate:
         try:
             lowered = lower(p, match, graph, self.profile, self.passes)
         except Exception as e:  # a bug in a form: this rewrite is dropped, the run goes on
             c.roll_back(f"internal error in {p.name}.build: {type(e).__name__}: {e}", Code.INTERNAL_ERROR)
             return c
         unfit = lowered.reason if isinstance(lowered, Skip) else None if lowered.fits else lowered.notes[-1]
-        if unfit and self.profile is not None and len(match.nodes) > 1 and hasattr(p, "match_alone"):
-            # a multi-node match is kept only when the target runs all of it
-            alone = self._plan(graph, p, node, p.match_alone, set())
-            alone.record.notes.append(f"target {self.profile.name}: the {len(match.nodes)}-node rewrite "
-                                      f"does not fit ({unfit}); matched alone")
-            return alone
+        if unfit and self.profile is not None and len(match.nodes) > 1 and hasattr(p, "match_alone") and not alone:
+            # a multi-node match is kept only when the target runs all of it; matched alone once (a match
+            # alone can span several nodes too: a quantized group's, which re-matching alone would recurse on)
+            single = self._plan(graph, p, node, p.match_alone, set(), alone=True)
+            single.record.notes.append(f"target {self.profile.name}: the {len(match.nodes)}-node rewrite "
+                                       f"does not fit ({unfit}); matched alone")
+            return single
         if isinstance(lowered, Skip):
             c.skip(lowered)
             return c
@@ -474,7 +475,7 @@ class _Run:
                 continue
             self.report.rewrites.remove(c.record)
             for node in [n for n in c.match.nodes if p.candidate(n, graph)]:
-                r = self._plan(graph, p, node, p.match_alone, set())
+                r = self._plan(graph, p, node, p.match_alone, set(), alone=True)
                 r.record.notes.append(f"matched alone: its chain was rolled back ({c.record.reason})")
                 retry.append(r)
         return retry

@@ -521,3 +521,18 @@ def test_what_an_optimization_pass_leaves_is_not_left_alone():
     summary = report.summary()
     assert "why a" in summary and "why c" in summary and "why b" not in summary
     assert report.to_dict()["optimization_passes"] == ["opt"]
+
+
+@pytest.mark.parametrize("target", ["tflite", "arm-ethos-n78"])
+def test_a_quantized_group_that_fits_no_target_form_is_matched_alone_once(target):
+    """A quantized ConvTranspose's match spans its QDQ group, alone too: when
+    no form fit the target, re-matching it alone re-matched it alone again,
+    a thousand frames deep, and the record said 'internal error ...
+    RecursionError'.  Now one retry, and the node is left with `no-form`."""
+    from qdq_models import convt_alone, quantize
+
+    model = quantize(convt_alone(cin=8, cout=4, group=2), "int8", per_channel=False)
+    _, report = optimize(model, target=target)
+    (record,) = report.rewrites
+    assert (record.status, record.code) == (SKIPPED, "no-form"), record.reason
+    assert "grouped convolution (group 2)" in record.reason
