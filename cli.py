@@ -3,8 +3,9 @@
 
 Exit codes: 0 written and verified; 1 verification failed (nothing written
 unless --force); 2 bad usage or bad input; 3 with --strict, some candidate
-node of a requested pass was left unrewritten or some node does not fit the
---target profile; 4 internal error (a bug).
+node of a requested lowering pass was left unrewritten (not one the --target
+runs as it is) or some node does not fit the --target profile; 4 internal
+error (a bug).
 """
 from __future__ import annotations
 
@@ -129,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--seed", type=_whole_number, default=0, help="seed of the random verification inputs")
     o.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     o.add_argument("--strict", action="store_true",
-                   help="exit 3 if any candidate node of a requested pass is left unrewritten")
+                   help="exit 3 if any candidate node of a requested lowering pass is left unrewritten (a node "
+                        "the --target runs as it is does not count) or a node does not fit the --target")
     o.add_argument("--force", action="store_true",
                    help="write even if verification fails; allow output == input")
     o.add_argument("--convtranspose-form", choices=choices["convtranspose_form"],
