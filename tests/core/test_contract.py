@@ -70,15 +70,20 @@ def test_an_unknown_option_is_an_error_naming_it():
         make_passes(None, {"dilated_mode": "fastest"})
 
 
-def test_the_target_applies_whatever_passes_are_given():
-    from passes.convtranspose.rewrite import ConvTransposeToConv
-
+def _deconv_model():
+    """One ConvTranspose 2x2/s2, 4 -> 2 channels on 8x8."""
     w = helper.make_tensor("w", TensorProto.FLOAT, [4, 2, 2, 2], [0.5] * 32)
     node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up", strides=[2, 2])
-    model = helper.make_model(helper.make_graph(
+    return helper.make_model(helper.make_graph(
         [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 16, 16])], [w]),
         opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_the_target_applies_whatever_passes_are_given():
+    from passes.convtranspose.rewrite import ConvTransposeToConv
+
+    model = _deconv_model()
     _, report = optimize(model, passes=[ConvTransposeToConv()], target="generic-npu")
     assert report.target is not None and report.target["profile"] == "generic-npu"
     relaxed = {"name": "runs-deconv", "unlisted_operators": "allowed"}
@@ -126,12 +131,7 @@ def test_every_json_report_key_is_documented_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## JSON report"):readme.index("## Quantized models")]
     keys = {k for cell in re.findall(r"^\| ([^|]+) \|", section, re.M) for k in re.findall(r"`([a-z_]+)", cell)}
-    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 2, 2, 2], [0.5] * 32)
-    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up", strides=[2, 2])
-    model = helper.make_model(helper.make_graph(
-        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 16, 16])], [w]),
-        opset_imports=[helper.make_opsetid("", 17)])
+    model = _deconv_model()
     report = optimize(model, target="generic-npu")[1].to_dict()
     assert set(report) - keys == set()
     timings = section[section.index("| `timings` |"):].split("\n", 1)[0]
