@@ -232,6 +232,7 @@ class _Run:
         self.weight_budget = weight_budget
         self.progress = progress
         self.view: Optional[GraphView] = None   # the view of the model the last pass left unchanged
+        self.nested: Optional[list] = None       # nested_nodes of the model: no pass rewrites a subgraph's holder
 
     def all_passes(self, model: onnx.ModelProto, oracle) -> onnx.ModelProto:
         """Every pass in order; then the worklist: each pass again, over only
@@ -287,7 +288,9 @@ class _Run:
         (`--strict` counts it).  The lowering passes' `candidate` reads the
         node alone; one that needs the view (which holds the main graph
         only) is taken as a candidate."""
-        found = [(w, n) for w, n in nested_nodes(model) if n.op_type in p.op_types]
+        if self.nested is None:
+            self.nested = nested_nodes(model)
+        found = [(w, n) for w, n in self.nested if n.op_type in p.op_types]
         if not found or getattr(p, "optimization", False):
             return []
         view, out, seen = self._view_of(model), [], Counter()

@@ -258,13 +258,15 @@ def nested_nodes(model: onnx.ModelProto) -> list:
     in the model-local functions.  `scope` is a path: the holding node's
     name (or op type and index) and the attribute, "up/then_branch", or
     "function local.Up"."""
-    out = []
+    out, holds = [], (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
 
     def visit(nodes, scope):
         for k, node in enumerate(nodes):
             if scope:
                 out.append((scope, node))
             for a in node.attribute:
+                if a.type not in holds:   # most attributes: one enum read (a model of thousands of nodes)
+                    continue
                 for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
                     holder = node.name or f"{node.op_type}_{k}"
                     visit(g.node, f"{scope + '/' if scope else ''}{holder}/{a.name}")
@@ -298,9 +300,8 @@ def _negative_dims_unknown(model: onnx.ModelProto, copied: bool) -> onnx.ModelPr
     def declared(m):
         return [*m.graph.input, *m.graph.output, *m.graph.value_info]
 
-    if not any(d.HasField("dim_value") and d.dim_value < 0 for vi in declared(model)
-               if vi.type.HasField("tensor_type") for d in vi.type.tensor_type.shape.dim):
-        return model
+    if not any(d.dim_value < 0 for vi in declared(model) for d in vi.type.tensor_type.shape.dim):
+        return model   # (an unset field reads 0, a non-tensor type an empty shape: no HasField needed)
     if not copied:
         copy = onnx.ModelProto()
         copy.CopyFrom(model)
