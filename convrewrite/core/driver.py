@@ -28,7 +28,6 @@ goes (see PROGRESS_STAGES); the driver never prints, the caller renders.
 """
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -40,7 +39,7 @@ import onnx
 
 from . import qdq_check
 from .cost import batch_one, model_cost, subgraph_cost
-from .errors import InputError
+from .equivalence import check_numbers
 from .graph import GraphView, nested_nodes
 from .local_check import CheckError, build_check, check_well_formed, verify_checks
 from .lowering import Lowered, build, lower
@@ -66,17 +65,6 @@ Progress = Callable[[str, int, int], None]
 
 def _no_progress(stage: str, done: int, total: int) -> None:
     pass
-
-
-def _check_numbers(rtol, atol, seed) -> None:
-    """Tolerances are finite numbers >= 0 (a NaN or negative one lets no rewrite pass, silently), the seed a
-    whole number >= 0 (numpy's generators take no other)."""
-    for name, value in (("rtol", rtol), ("atol", atol)):
-        if value is not None and not (isinstance(value, (int, float, np.floating, np.integer))
-                                      and math.isfinite(value) and value >= 0):
-            raise InputError(f"{name} must be a finite number >= 0, not {value!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"seed must be a whole number >= 0, not {seed!r}")
 
 
 @dataclass
@@ -105,7 +93,7 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     `sketches` keeps a drawing of each rewrite for the HTML report.
     `progress(stage, done, total)` is called as the run goes (PROGRESS_STAGES).
     """
-    _check_numbers(rtol, atol, seed)
+    check_numbers(rtol, atol, seed)
     settings = Settings(verify, rtol, atol, seed, inputs, dry_run, sketches)
     report = Report(dry_run=dry_run)
     progress = progress or _no_progress

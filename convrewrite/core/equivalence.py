@@ -16,6 +16,7 @@ how far the reference's own outputs move (`spread`, measured by the caller).
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import onnx
 from onnx import helper
 
 from . import model_io
+from .errors import InputError
 from .model_io import save_external
 from .weights import as_external, data_bytes, detachable, detached, reattached
 
@@ -421,10 +423,23 @@ def runtime_inputs(model: onnx.ModelProto) -> list:
     return [i for i in model.graph.input if i.name not in inits]
 
 
+def check_numbers(rtol, atol, seed) -> None:
+    """InputError unless the tolerances are finite real numbers >= 0 (a NaN
+    or negative one lets no rewrite pass, silently; an infinite one any) and
+    the seed a whole number >= 0 (numpy's generators take no other)."""
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if value is not None and not (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                                      and math.isfinite(value) and value >= 0):
+            raise InputError(f"{name} must be a finite number >= 0, not {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise InputError(f"seed must be a whole number >= 0, not {seed!r}")
+
+
 def check_models(reference: onnx.ModelProto, candidate: onnx.ModelProto,
                  feeds: Optional[Mapping[str, np.ndarray]] = None, seed: int = 0,
                  rtol=None, atol=None) -> Comparison:
     """Run both models on the same inputs; compare every output by name."""
+    check_numbers(rtol, atol, seed)
     if feeds is None:
         try:
             feeds = random_feeds(runtime_inputs(reference), seed)

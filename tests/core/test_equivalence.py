@@ -120,3 +120,26 @@ def test_feed_problem_accepts_every_valid_feed_and_names_what_does_not_fit():
     assert feed_problem(inputs, {**good, "x": np.zeros((5, 3, 7, 0), np.float64)}) == \
         "'x' has element type float64, the model's input is float32"
     assert "element type int64" in feed_problem(inputs, {**good, "s": np.array([1, 2])})
+
+
+def test_check_numbers_takes_any_real_tolerance_and_whole_seed_and_names_what_it_refuses():
+    """One check for the driver and check_models (the API's): any finite real
+    number >= 0 (Fraction, numpy scalars) as a tolerance, a whole number >= 0
+    as the seed; bools, NaN, infinities and negatives are refused by name."""
+    from fractions import Fraction
+
+    from convrewrite import InputError
+    from convrewrite.core.equivalence import check_numbers
+
+    check_numbers(Fraction(1, 10000), np.float32(1e-6), np.int64(3))
+    for rtol, atol, seed, said in ((float("nan"), None, 0, "rtol"), (None, float("inf"), 0, "atol"),
+                                   (True, None, 0, "rtol"), (None, None, -1, "seed"), (None, None, 1.5, "seed")):
+        with pytest.raises(InputError, match=rf"^{said} must be"):
+            check_numbers(rtol, atol, seed)
+    model = onnx.helper.make_model(onnx.helper.make_graph(
+        [onnx.helper.make_node("Relu", ["x"], ["y"])], "g",
+        [onnx.helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [onnx.helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])]),
+        opset_imports=[onnx.helper.make_opsetid("", 17)])
+    with pytest.raises(InputError, match="^seed must be"):
+        check_models(model, model, seed=-3)
