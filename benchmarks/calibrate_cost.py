@@ -10,7 +10,8 @@ The chooser (convrewrite/core/forms.py, `rank`) places the forms that say so
 time, linear in the figures every form works out before it is built
 (core/forms.Cost; core/cost_model.py):
 
-    ns = mac_ns * dense MACs + grouped_mac_ns * grouped MACs + byte_ns * bytes moved + node_ns * nodes
+    ns = mac_ns * dense MACs + grouped_mac_ns * grouped MACs + byte_ns * bytes moved
+         + streamed_byte_ns * bytes streamed (a Conv's im2col matrix) + node_ns * nodes
 
 This script measures those coefficients and how well they choose.  For a
 grid of single-node models (dilated Convs, ConvTransposes and Resizes of
@@ -59,7 +60,7 @@ from convrewrite.core.cost_model import COEFFICIENTS  # noqa: E402
 from convrewrite.core.graph import GraphView  # noqa: E402
 
 # the figures the chooser sees (a form's Cost), in the order of core/cost_model.COEFFICIENTS
-FEATURES = ("view_dense_macs", "view_grouped_macs", "view_moved_bytes", "view_nodes")
+FEATURES = ("view_dense_macs", "view_grouped_macs", "view_moved_bytes", "view_nodes", "view_streamed_bytes")
 # other feature sets, of the final model (--study)
 _BASE = ("dense_macs", "grouped_macs", "nodes")
 _BY_OP = ("slice_bytes", "concat_bytes", "pad_bytes", "shuffled_bytes", "where_bytes", "expand_bytes")
@@ -69,6 +70,9 @@ STUDY = {
     "... and Slices, strided-Slice bytes": (*_BASE, "plain_bytes", "shuffled_bytes", "slices", "strided_bytes"),
     "... bytes per op type": (*_BASE, *_BY_OP),
     "... per op type, Conv activation bytes, Conv images": (*_BASE, *_BY_OP, "conv_io_bytes", "conv_images"),
+    "the chooser figures without streamed bytes": FEATURES[:4],
+    "final model: dense, grouped MACs, bytes but Reshape's, nodes, streamed bytes": (*_BASE, "copied_bytes",
+                                                                                    "streamed_bytes"),
 }
 
 
@@ -291,9 +295,11 @@ def measure(case: Case, repeats: int, threads: int) -> list:
                                                    verify=False)[0])
         built.append(({"form": choice, "default": choice == chosen, "rule": choice == rules,
                        "dense_macs": c.macs - c.grouped_macs, "grouped_macs": c.grouped_macs,
+                       "streamed_bytes": c.streamed_bytes,
                        "moved_bytes": c.moved_bytes, "nodes": c.nodes, **by_kind(model),
                        "view_dense_macs": view.macs - view.grouped_macs, "view_grouped_macs": view.grouped_macs,
-                       "view_moved_bytes": view.moved_bytes, "view_nodes": view.nodes}, model))
+                       "view_moved_bytes": view.moved_bytes, "view_nodes": view.nodes,
+                       "view_streamed_bytes": view.streamed_bytes}, model))
     if not built:
         return []
     seconds = median_times([m for _, m in built], repeats, threads)

@@ -20,6 +20,16 @@ fewer than GROUPED_BELOW input channels per group (depthwise and the like):
 they run memory-bound, several times slower per MAC than dense ones, so the
 cost model studied in docs/cost_model.md prices them apart.
 
+Bytes streamed: a GEMM-based kernel reads one matrix besides the weights
+once per block of output rows, so its time has a part that does not shrink
+with the output channels: a Conv's im2col matrix (MACs / output channels per
+group), a ConvTranspose's column buffer (MACs / input channels per group), a
+MatMul's right operand (MACs / rows of the left one; none when it is a
+constant, which onnxruntime packs once), times the item size.
+On onnxruntime CPU a Conv of 3 or 4 output channels takes 4-6x the time per
+MAC of one of 64 (docs/cost_model.md, "Streamed bytes"): the MAC figure
+alone cannot tell four phase Convs of 3 channels from one Conv of 12.
+
 Bytes moved: every data-movement node (DATA_MOVEMENT_OPS) reads its data
 input and writes its output, so it costs their sizes in bytes -- what an
 accelerator pays in memory traffic, and often on the host CPU.
@@ -91,6 +101,40 @@ def node_macs(node: onnx.NodeProto, graph: GraphView, per_item: bool = False) ->
             a = tuple(reversed(a))
         return matmul_macs(a, shapes[1], y)
     return None
+
+
+def gemm_rows(node: onnx.NodeProto, graph: GraphView) -> Optional[int]:
+    """The rows a node's MACs are spread over per streamed column (see the
+    module docstring), or None for a node that streams nothing or whose
+    shapes are unknown."""
+    if len(node.input) < 2:
+        return None
+    if node.op_type in ("Conv", "ConvTranspose"):
+        w = graph.shape(node.input[1])
+        group = int(attributes(node).get("group", 1))
+        return w[0] // group if w and isinstance(w[0], int) and w[0] >= group > 0 else None
+    if node.op_type == "MatMul":
+        a = graph.shape(node.input[0])
+        if a is None:
+            return None
+        return 1 if len(a) == 1 else a[-2] if isinstance(a[-2], int) else None
+    return None
+
+
+def streamed_bytes(nodes, graph: GraphView, per_item: bool = False) -> Optional[int]:
+    """Bytes the GEMM-based nodes among `nodes` stream (module docstring)."""
+    total = 0
+    for node in nodes:
+        if node.op_type not in ("Conv", "ConvTranspose", "MatMul"):
+            continue
+        if node.op_type == "MatMul" and graph.is_constant(node.input[1]):
+            continue            # a constant right operand is packed once, when the session starts
+        m, rows = node_macs(node, graph, per_item), gemm_rows(node, graph)
+        size = graph.dtype(node.input[0])
+        if m is None or not rows or not size:
+            return None
+        total += m * onnx.helper.tensor_dtype_to_np_dtype(size).itemsize // rows
+    return total
 
 
 COMPUTING_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "Resize", "Upsample")
@@ -174,7 +218,8 @@ def max_rank(nodes, graph: GraphView) -> Optional[int]:
 def subgraph_cost(nodes, graph: GraphView, per_item: bool = False) -> Cost:
     """The cost of `nodes` as they are in `graph` (per batch item with `per_item`)."""
     return Cost(total_macs(nodes, graph, per_item), moved_bytes(nodes, graph, per_item), len(nodes),
-                max_rank(nodes, graph), grouped_macs(nodes, graph, per_item))
+                max_rank(nodes, graph), grouped_macs(nodes, graph, per_item),
+                streamed_bytes(nodes, graph, per_item))
 
 
 def batch_one(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -5,11 +5,13 @@ MACs, the part of them in grouped convolutions, bytes moved by data-movement
 ops and nodes.  The estimate is linear in them:
 
     ns = mac_ns * dense MACs + grouped_mac_ns * grouped MACs
-         + byte_ns * bytes moved + node_ns * nodes
+         + byte_ns * bytes moved + streamed_byte_ns * bytes streamed + node_ns * nodes
 
 Dense MACs run compute-bound; grouped ones (few input channels per group:
 depthwise) memory-bound, several times slower each; data-movement ops read
-and write their tensors; every node pays a fixed dispatch cost.  The
+and write their tensors; a GEMM-based kernel streams its im2col matrix (or
+column buffer) whatever its output channels, which is what makes a Conv of
+few output channels slow per MAC; every node pays a fixed dispatch cost.  The
 coefficients are measured, never typed: `benchmarks/calibrate_cost.py
 --write convrewrite/core/cost_model.json` times rewritten models on
 onnxruntime's CPU provider and fits them (docs/cost_model.md).  The file is
@@ -29,7 +31,7 @@ from typing import Mapping, Optional
 
 from .forms import Cost
 
-COEFFICIENTS = ("mac_ns", "grouped_mac_ns", "byte_ns", "node_ns")
+COEFFICIENTS = ("mac_ns", "grouped_mac_ns", "byte_ns", "node_ns", "streamed_byte_ns")
 CALIBRATION = Path(__file__).with_name("cost_model.json")
 
 
@@ -40,14 +42,17 @@ class CostModel:
     grouped_mac_ns: float
     byte_ns: float
     node_ns: float
+    streamed_byte_ns: float
 
     def seconds(self, cost: Cost) -> Optional[float]:
         """The estimated run time of a replacement of this Cost (None where a figure is unknown)."""
-        if cost.macs is None or cost.moved_bytes is None or cost.nodes is None or cost.grouped_macs is None:
+        figures = (cost.macs, cost.moved_bytes, cost.nodes, cost.grouped_macs, cost.streamed_bytes)
+        if any(f is None for f in figures):
             return None
         grouped = min(cost.grouped_macs, cost.macs)
         return 1e-9 * (self.mac_ns * (cost.macs - grouped) + self.grouped_mac_ns * grouped
-                       + self.byte_ns * cost.moved_bytes + self.node_ns * cost.nodes)
+                       + self.byte_ns * cost.moved_bytes + self.streamed_byte_ns * cost.streamed_bytes
+                       + self.node_ns * cost.nodes)
 
 
 def from_mapping(name: str, raw: Mapping) -> CostModel:

@@ -54,7 +54,7 @@ from . import qdq
 
 @dataclass(frozen=True)
 class Cost:
-    """What a replacement costs.  Every form works out all four figures
+    """What a replacement costs.  Every form works out all its figures
     before building anything, exactly as `convrewrite.core.cost` measures
     the built replacement at batch 1 (MACs and bytes per batch item); None
     only where a figure cannot be known (a symbolic size)."""
@@ -66,10 +66,14 @@ class Cost:
     # the part of `macs` in convolutions with few input channels per group
     # (depthwise and the like: memory-bound, several times slower per MAC)
     grouped_macs: Optional[int] = None
+    # bytes the GEMM-based nodes stream besides their weights: a Conv's im2col
+    # matrix, MACs x item size / output channels per group (core/cost.py)
+    streamed_bytes: Optional[int] = None
 
     def to_dict(self) -> dict:
         return {"macs": self.macs, "moved_bytes": self.moved_bytes, "nodes": self.nodes,
-                "max_rank": self.max_rank, "grouped_macs": self.grouped_macs}
+                "max_rank": self.max_rank, "grouped_macs": self.grouped_macs,
+                "streamed_bytes": self.streamed_bytes}
 
 
 @dataclass(frozen=True)

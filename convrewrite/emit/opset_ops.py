@@ -108,17 +108,24 @@ class Moved:
     nodes, and the bytes their data-movement nodes (convrewrite.core.cost's
     DATA_MOVEMENT_OPS) read and write -- non-constant inputs plus outputs, as
     `convrewrite.core.cost.moved_bytes` measures them at batch 1.  `bytes`
-    is None when some tensor has a symbolic size."""
+    is None when some tensor has a symbolic size.  `streamed`: the bytes its
+    GEMM-based nodes stream besides their weights (`convrewrite.core.cost.
+    streamed_bytes`: a Conv's im2col matrix), counted by `gemm`."""
 
     nodes: int = 0
     bytes: Optional[int] = 0
+    streamed: Optional[int] = 0
 
     def __add__(self, other: "Moved") -> "Moved":
-        both = None if self.bytes is None or other.bytes is None else self.bytes + other.bytes
-        return Moved(self.nodes + other.nodes, both)
+        return Moved(self.nodes + other.nodes, _sum(self.bytes, other.bytes), _sum(self.streamed, other.streamed))
 
     def times(self, k: int) -> "Moved":
-        return Moved(self.nodes * k, None if self.bytes is None else self.bytes * k)
+        return Moved(self.nodes * k, None if self.bytes is None else self.bytes * k,
+                     None if self.streamed is None else self.streamed * k)
+
+
+def _sum(a: Optional[int], b: Optional[int]) -> Optional[int]:
+    return None if a is None or b is None else a + b
 
 
 NOTHING = Moved()
@@ -140,8 +147,19 @@ def movement(inputs: Sequence[Sequence], output: Sequence, itemsize: int) -> Mov
 
 
 def other_nodes(count: int) -> Moved:
-    """Nodes that move no data (Conv, Add, ConstantOfShape, ...)."""
+    """Nodes that move no data and stream none (Add, ConstantOfShape, ...)."""
     return Moved(count, 0)
+
+
+def gemm(streamed: Optional[int], count: int = 1) -> Moved:
+    """`count` GEMM-based nodes (Conv, ConvTranspose, MatMul) streaming
+    `streamed` bytes in all: for a Conv, input channels x kernel taps x
+    output positions x item size (its im2col matrix, whatever its output
+    channels and groups); for a ConvTranspose, output channels x kernel taps
+    x input positions; for a MatMul, its right operand's elements x the
+    batch of products, none for a constant one (convrewrite.core.cost.
+    streamed_bytes)."""
+    return Moved(count, 0, streamed)
 
 
 def zeros_cost(shape: Sequence, opset: int, itemsize: int) -> Moved:

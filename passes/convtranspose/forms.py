@@ -31,7 +31,7 @@ from onnx import helper
 from convrewrite.core.builder import Builder
 from convrewrite.core.cost import grouped
 from convrewrite.core.forms import Cost, Form
-from convrewrite.emit.opset_ops import (NOTHING, ZEROS_MIN_OPSET, Moved, can_make_zeros, folds, movement,
+from convrewrite.emit.opset_ops import (NOTHING, ZEROS_MIN_OPSET, Moved, can_make_zeros, folds, gemm, movement,
                                        other_nodes, zeros_cost)
 from convrewrite.emit.pixel_shuffle import GATHERED, pixel_shuffle_cost, shuffle_rank
 
@@ -133,7 +133,7 @@ class _ConvTransposeForm(Form):
         low = self.lowering(match.params, variant)
         moved = _Costing.of(match, graph, low).cached_total() + (other_nodes(1) if low.bias_after else NOTHING)
         macs = self.macs(match.params)
-        return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes,
+        return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes, streamed_bytes=moved.streamed,
                     grouped_macs=macs if grouped(match.params.cin // match.params.group) else 0,
                     max_rank=max(len(low.plans) + 2, _shuffle_rank(low, match.params.opset)))
 
@@ -237,7 +237,7 @@ class BiasOnly(Form):
         low = Lowering(self.name, d.split, None, d.group, d.cout, d.weight, d.bias_term, d.bias_is_constant)
         moved, _ = _Costing.of(match, graph, low).filler([g.out for g in d.geometry], 1)
         # no node at all where the zeros are an initializer and there is no bias to add
-        return Cost(macs=0, moved_bytes=moved.bytes, nodes=moved.nodes, grouped_macs=0,
+        return Cost(macs=0, moved_bytes=moved.bytes, nodes=moved.nodes, grouped_macs=0, streamed_bytes=0,
                     max_rank=len(d.geometry) + 2 if moved.nodes else None)
 
     def build(self, match, variant, graph, b: Builder) -> dict:
@@ -406,7 +406,9 @@ class _Costing:
             r = len(axes)
             padded = shape[:2] + [n + lo + hi for n, lo, hi in zip(shape[2:], pads[:r], pads[r:])]
             moved += movement([shape], padded, self.itemsize)
-        return moved + other_nodes(1)
+        # the Conv's im2col matrix: input channels x kernel taps x output positions
+        im2col = self.cin * prod(a.size * a.count for a in axes) * self.itemsize
+        return moved + gemm(im2col)
 
     def filler(self, sizes, repeat: int) -> tuple[Moved, bool]:
         """`_bias_only` (once per shape): (its cost, whether it is constant)."""

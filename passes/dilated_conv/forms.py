@@ -38,7 +38,7 @@ import onnx
 from convrewrite.core.builder import Builder
 from convrewrite.core.cost import grouped
 from convrewrite.core.forms import Cost, Form, Variant
-from convrewrite.core.graph import GraphView
+from convrewrite.core.graph import GraphView, attributes
 from convrewrite.emit.opset_ops import NOTHING, Moved, add_all_nodes, movement, other_nodes
 from convrewrite.emit.pixel_shuffle import (MAX_GENERAL_RANK, pixel_shuffle_cost, pixel_unshuffle_cost, shuffle_rank)
 from convrewrite.emit.space_to_batch import (batch_to_space_cost, crop_to_cost, interleave_cost, space_to_axes_cost,
@@ -168,7 +168,7 @@ class Plain(_DilatedForm):
 
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
-        return _cost(p, p.exact_macs(), p.rank, _plain_moved(p, _itemsize(graph, match)))
+        return _cost(p, p.exact_macs(), p.rank, _plain_moved(p, _itemsize(graph, match)), _itemsize(graph, match))
 
     def emit(self, b, graph, x, p):
         return _plain(b, x, _sliced_weight(b, graph, p), p)
@@ -187,7 +187,8 @@ class Subsample(_DilatedForm):
 
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
-        return _cost(p, p.exact_macs(), p.rank, _batch_moved(p, _itemsize(graph, match), graph.opset()))
+        return _cost(p, p.exact_macs(), p.rank, _batch_moved(p, _itemsize(graph, match), graph.opset()),
+                     _itemsize(graph, match))
 
     def emit(self, b, graph, x, p):
         b.note("the dilation divides the stride: only every d-th input is read")
@@ -210,7 +211,7 @@ class Batch(_DilatedForm):
         if isinstance(p, Chain):
             return _chain_cost(p, graph)
         return _cost(p, p.phase_macs(), batch_rank(p, batch_major=True),
-                     _batch_moved(p, _itemsize(graph, match), graph.opset()))
+                     _batch_moved(p, _itemsize(graph, match), graph.opset()), _itemsize(graph, match))
 
     def build(self, match, variant, graph, b):
         if isinstance(match.params, Chain):
@@ -243,7 +244,7 @@ class Depth(_DilatedForm):
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
         return _cost(p, p.phase_macs(), max(p.rank, shuffle_rank(p.blocks, "DCR", graph.opset())),
-                     _depth_moved(p, graph, _itemsize(graph, match)))
+                     _depth_moved(p, graph, _itemsize(graph, match)), _itemsize(graph, match))
 
     def emit(self, b, graph, x, p):
         blocks, tiled = depth_tiling(graph, p)
@@ -256,7 +257,8 @@ class Slices(_DilatedForm):
 
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
-        return _cost(p, p.phase_macs(), max(p.rank, 4), _slices_moved(p, _itemsize(graph, match), graph.opset()))
+        return _cost(p, p.phase_macs(), max(p.rank, 4), _slices_moved(p, _itemsize(graph, match), graph.opset()),
+                     _itemsize(graph, match))
 
     def emit(self, b, graph, x, p):
         return _slices(b, x, _sliced_weight(b, graph, p), p)
@@ -296,7 +298,7 @@ class Taps(_DilatedForm):
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
         moved = (_taps_window_moved if variant == WINDOW else _taps_moved)(p, _itemsize(graph, match), graph.opset())
-        return _cost(p, p.exact_macs(), p.rank, moved)
+        return _cost(p, p.exact_macs(), p.rank, moved, _itemsize(graph, match))
 
     def build(self, match, variant, graph, b: Builder) -> dict:
         p: Dilated = match.params
@@ -331,7 +333,8 @@ class Reshape(_DilatedForm):
 
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
-        return _cost(p, p.phase_macs(), max(p.rank, 4), _reshape_moved(p, _itemsize(graph, match), graph.opset()))
+        return _cost(p, p.phase_macs(), max(p.rank, 4), _reshape_moved(p, _itemsize(graph, match), graph.opset()),
+                     _itemsize(graph, match))
 
     def emit(self, b, graph, x, p):
         return _reshape(b, graph, x, p)
@@ -379,20 +382,22 @@ def batch_rank(p: Dilated, batch_major: bool = False) -> int:
     return max(p.rank, general if general <= MAX_GENERAL_RANK else 5)
 
 
-def chain_macs(c: Chain, graph: GraphView) -> tuple[int, int]:
-    """(MACs, of them in grouped Convs) per batch item: every dilated Conv of
-    the chain in batch form, and its 1x1 Convs, over the phase grid (q*P
-    positions per axis)."""
+def chain_macs(c: Chain, graph: GraphView) -> tuple[int, int, int]:
+    """(MACs, of them in grouped Convs, their im2col elements) per batch
+    item: every dilated Conv of the chain in batch form, and its 1x1 Convs,
+    over the phase grid (q*P positions per axis)."""
     positions = prod(q * k for q, k in zip(c.grid.per_phase, c.grid.blocks))
     convs = dict(c.region.convs)
-    parts = [(c.start.phase_macs(), c.start.grouped)]
+    parts = [(c.start.phase_macs(), c.start.grouped, c.start.out_channels // c.start.group)]
     for k, node in enumerate(c.region.nodes[1:], 1):
         if k in convs:
-            parts.append((convs[k].phase_macs(), convs[k].grouped))
+            parts.append((convs[k].phase_macs(), convs[k].grouped, convs[k].out_channels // convs[k].group))
         elif node.op_type == "Conv":
             ws = graph.shape(node.input[1])
-            parts.append((ws[0] * prod(ws[1:]) * positions, grouped(ws[1])))
-    return sum(m for m, _ in parts), sum(m for m, g in parts if g)
+            group = int(attributes(node).get("group", 1))
+            parts.append((ws[0] * prod(ws[1:]) * positions, grouped(ws[1]), ws[0] // group))
+    return (sum(m for m, _, _ in parts), sum(m for m, g, _ in parts if g),
+            sum(m // rows for m, _, rows in parts))
 
 
 def depth_tiling(graph: GraphView, p: Dilated) -> tuple[int, int]:
@@ -406,16 +411,24 @@ def depth_tiling(graph: GraphView, p: Dilated) -> tuple[int, int]:
 
 # --- nodes and bytes moved, mirroring the builders below (batch 1) ----------------
 
-def _cost(p: Dilated, macs: int, rank: int, moved: Moved) -> Cost:
+def _cost(p: Dilated, macs: int, rank: int, moved: Moved, itemsize: int) -> Cost:
     return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes, max_rank=rank,
-                grouped_macs=macs if p.grouped else 0)
+                grouped_macs=macs if p.grouped else 0, streamed_bytes=streamed(p, macs, itemsize))
+
+
+def streamed(p: Dilated, macs: int, itemsize: int) -> int:
+    """Every form's Convs keep the original's O / G output channels per
+    group: their im2col matrices hold MACs / (O / G) elements."""
+    return macs * itemsize * p.group // p.out_channels
 
 
 def _chain_cost(c: Chain, graph: GraphView) -> Cost:
-    macs, grouped_part = chain_macs(c, graph)
+    macs, grouped_part, im2col = chain_macs(c, graph)
     moved = _chain_moved(c, graph)
+    itemsize = onnx.helper.tensor_dtype_to_np_dtype(graph.dtype(c.region.nodes[0].input[0])).itemsize
     return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes,
-                max_rank=batch_rank(c.start, c.grid.unit_batch), grouped_macs=grouped_part)
+                max_rank=batch_rank(c.start, c.grid.unit_batch), grouped_macs=grouped_part,
+                streamed_bytes=im2col * itemsize)
 
 
 def _itemsize(graph: GraphView, match) -> int:

@@ -201,7 +201,7 @@ def im2col_cost(p: Dilated, itemsize: int, opset: int, variant: Variant = CHANNE
     macs = p.exact_macs()
     few = grouped(len(taps(p)) * p.channels) if variant == CHANNELS else p.grouped
     return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes + 1, max_rank=p.rank,
-                grouped_macs=macs if few else 0)
+                grouped_macs=macs if few else 0, streamed_bytes=macs * itemsize * p.group // p.out_channels)
 
 
 class Im2col(_DilatedForm):

@@ -42,7 +42,7 @@ from convrewrite.core import qdq
 from convrewrite.core.builder import Builder
 from convrewrite.core.forms import DEFAULT, Cost, Form, Variant
 from convrewrite.core.rewrite import Skip
-from convrewrite.emit.opset_ops import NOTHING, Moved, movement, other_nodes, pad_axes, slice_axes
+from convrewrite.emit.opset_ops import NOTHING, Moved, gemm, movement, other_nodes, pad_axes, slice_axes, tensor_bytes
 from convrewrite.emit.pixel_shuffle import pixel_shuffle, pixel_shuffle_cost, shuffle_rank
 from convrewrite.geometry import join_pads
 
@@ -106,7 +106,7 @@ class Identity(Form):
         return None if not resized else f"axes {[ax.axis for ax in resized]} are resized"
 
     def cost(self, match, variant, graph) -> Cost:
-        return Cost(macs=0, moved_bytes=0, nodes=1, max_rank=match.params.rank, grouped_macs=0)
+        return Cost(macs=0, moved_bytes=0, nodes=1, max_rank=match.params.rank, grouped_macs=0, streamed_bytes=0)
 
     def build(self, match, variant, graph, b: Builder) -> dict:
         b.note("every scale is 1")
@@ -219,7 +219,9 @@ class Deconv(_FixedKernel):
         macs = None
         if all(n is not None for n in padded):
             macs = p.channels * prod(padded) * prod(len(k.kernel) for k in p.kernels)
-        moved = _edge_pad_moved(p, item_dims(p), _edge_mode(variant))[0] + other_nodes(1)
+        # a depthwise ConvTranspose (one input channel per group): one column-buffer value per MAC
+        moved = _edge_pad_moved(p, item_dims(p), _edge_mode(variant))[0] + \
+            gemm(None if macs is None else macs * p.dtype.itemsize)
         return _cost(macs, p.rank, moved, grouped=True)
 
     def build(self, match, variant, graph, b: Builder) -> dict:
@@ -267,14 +269,16 @@ class MatMul(Form):
         macs = 0
         moved, rank, extrapolate = NOTHING, p.rank, False
         for axis, m, outside in in_build_order(matrices(p.spec)):
+            # M @ x streams x; x @ M^T (the last axis) streams the constant M^T, packed once
+            streamed = 0 if axis == rank - 1 else tensor_bytes(dims, p.dtype.itemsize)
             if axis < rank - 2:   # Reshape to [..., n, -1], MatMul, Reshape back
                 before = list(dims)
                 dims[axis] = m.shape[0]
-                moved += movement([before], before, p.dtype.itemsize) + other_nodes(1)
+                moved += movement([before], before, p.dtype.itemsize) + gemm(streamed)
                 moved += movement([dims], dims, p.dtype.itemsize)
             else:
                 dims[axis] = m.shape[0]
-                moved += other_nodes(1)
+                moved += gemm(streamed)
             extrapolate = extrapolate or bool(outside.any())
             if macs is not None:
                 macs = None if any(d is None for d in dims) else macs + prod(dims) * m.shape[1]
@@ -358,7 +362,7 @@ FORM_NAMES = tuple(f.name for f in FORMS)
 def _cost(macs, rank: int, moved: Moved, grouped: bool = False) -> Cost:
     """`grouped`: the MACs are a depthwise ConvTranspose's (the deconv form)."""
     return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes, max_rank=rank,
-                grouped_macs=macs if grouped else 0)
+                grouped_macs=macs if grouped else 0, streamed_bytes=moved.streamed)
 
 
 def item_dims(p: ResizeParams) -> list:

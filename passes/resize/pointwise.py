@@ -37,7 +37,7 @@ from math import prod
 from convrewrite.core.builder import Builder
 from convrewrite.core.cost import grouped
 from convrewrite.core.forms import Cost, Form
-from convrewrite.emit.opset_ops import NOTHING, movement, other_nodes
+from convrewrite.emit.opset_ops import NOTHING, gemm, movement
 
 from .forms import NONFINITE_NOTE, NOTHING_RESIZED, in_build_order, item_dims, matrices
 
@@ -80,13 +80,15 @@ class Pointwise(Form):
             layout = wanted
             others = [d for a, d in enumerate(dims) if a != axis]
             dims[axis] = m.shape[0]
-            moved += other_nodes(1)          # the Conv: m outputs of n MACs at every other position
             conv = None if None in others else prod(others) * m.shape[0] * m.shape[1]
+            # the Conv: m outputs of n MACs at every other position; its im2col is its input
+            moved += gemm(None if conv is None else conv // m.shape[0] * size)
             macs = None if macs is None or conv is None else macs + conv
             if few_inputs is not None and grouped(m.shape[1]):   # n input channels: a "grouped" Conv
                 few_inputs = None if conv is None else few_inputs + conv
         moved += movement([[dims[a] for a in layout]], dims, size)
-        return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes, max_rank=p.rank, grouped_macs=few_inputs)
+        return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes, max_rank=p.rank, grouped_macs=few_inputs,
+                    streamed_bytes=moved.streamed)
 
     def build(self, match, variant, graph, b: Builder) -> dict:
         p = match.params

@@ -298,7 +298,8 @@ class QuantizedDeconv(Deconv):
         float_form = super().cost(match, edge, graph)
         macs = float_form.macs * parts if float_form.macs is not None else None
         return Cost(macs=macs, moved_bytes=moved.bytes, nodes=3 * moved.nodes + 2,
-                    max_rank=max(p.rank, 4 if parts > 1 else 0), grouped_macs=macs)
+                    max_rank=max(p.rank, 4 if parts > 1 else 0), grouped_macs=macs,
+                    streamed_bytes=float_form.streamed_bytes)   # the parts are input channels of each group
 
     def build(self, match, variant, graph, b) -> dict:
         p = match.params

@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 
 from convrewrite.core.builder import Builder
-from convrewrite.core.cost import grouped_macs, total_macs
+from convrewrite.core.cost import grouped_macs, streamed_bytes, total_macs
 from convrewrite.core.forms import Cost, Form
 from convrewrite.core.graph import attributes
 from convrewrite.emit.opset_ops import movement, other_nodes
@@ -65,7 +65,8 @@ class _Motion(Form):
             moved += product_movement(product, p.block, p.itemsize)
         rank = max([4, *map(product_rank, p.products)])
         return Cost(macs=total_macs(computing, graph, per_item=True), moved_bytes=moved.bytes, nodes=moved.nodes,
-                    max_rank=rank, grouped_macs=grouped_macs(computing, graph, per_item=True))
+                    max_rank=rank, grouped_macs=grouped_macs(computing, graph, per_item=True),
+                    streamed_bytes=_streamed(computing, p, graph))
 
     def movement(self, p: Motion):
         raise NotImplementedError
@@ -188,3 +189,16 @@ def dcr_conv(b: Builder, conv, p: Motion, graph) -> str:
 
 
 FORMS = (Grouped(), PhaseBatch())
+
+
+def _streamed(computing: list, p, graph) -> Optional[int]:
+    """The bytes the computing nodes stream as they are, but a phase
+    product's: its MatMul that streams X (or X·R) broadcasts the b phase
+    matrices over it, so it streams b times as much (products.py)."""
+    total = streamed_bytes(computing, graph, per_item=True)
+    for product in p.products:
+        second = graph.producer(product.value)
+        first = next(graph.producer(i) for i in second.input if not graph.is_constant(i))
+        extra = streamed_bytes([first, second], graph, per_item=True)
+        total = None if total is None or extra is None else total + (p.block - 1) * extra
+    return total

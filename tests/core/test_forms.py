@@ -35,7 +35,7 @@ class Toy(Form):
         return tuple(Variant(label) for label in self.labels)
 
     def cost(self, match, variant, graph):
-        return Cost(macs=self.macs, moved_bytes=0, nodes=1, grouped_macs=self.grouped)
+        return Cost(macs=self.macs, moved_bytes=0, nodes=1, grouped_macs=self.grouped, streamed_bytes=0)
 
 
 @dataclass
@@ -53,7 +53,7 @@ def order(p, node_macs=100, variants=False, opt_in=False, cost_model=None):
 
 
 # 1 ns per dense MAC, 10 per grouped one, 100 per node
-MODEL = CostModel("toy runtime", mac_ns=1.0, grouped_mac_ns=10.0, byte_ns=0.0, node_ns=100.0)
+MODEL = CostModel("toy runtime", mac_ns=1.0, grouped_mac_ns=10.0, byte_ns=0.0, node_ns=100.0, streamed_byte_ns=0.0)
 
 
 def test_list_order_is_the_default():
@@ -155,7 +155,8 @@ def test_a_cost_model_overrules_a_weighed_favour_only_beyond_the_margin():
     from convrewrite.core.forms import OVERRULE
     rival = Toy("batch", macs=1000)                          # 1.1 us
     slow = Toy("taps", macs=900, favour="tiny phase images", favour_weighed=True)
-    slow.cost = lambda match, variant, graph: Cost(macs=900, moved_bytes=0, nodes=9, grouped_macs=0)   # 1.8 us
+    slow.cost = lambda match, variant, graph: Cost(macs=900, moved_bytes=0, nodes=9, grouped_macs=0,
+                                                                 streamed_bytes=0)   # 1.8 us
     p = ToyPass((rival, slow))
     assert order(p) == ["taps", "batch"]                              # no cost model: the rule
     r = rank(p, None, None, 100, False, False, cost_model=MODEL)

@@ -685,9 +685,12 @@ def assert_costs_exact(model: onnx.ModelProto, p=None, node: int = -1) -> int:
         if built.moved_bytes is None and not isinstance(batch, int) and graph.opset() < 11:
             built = run_time_cost(replacement)
         c = option.cost
-        assert None not in (c.macs, c.moved_bytes, c.nodes, c.max_rank, c.grouped_macs), (option.label, c)
-        estimate = (c.macs * per_item, c.moved_bytes * per_item, c.nodes, c.max_rank, c.grouped_macs * per_item)
-        assert estimate == (built.macs, built.moved_bytes, built.nodes, built.max_rank, built.grouped_macs), \
+        assert None not in (c.macs, c.moved_bytes, c.nodes, c.max_rank, c.grouped_macs, c.streamed_bytes), \
+            (option.label, c)
+        estimate = (c.macs * per_item, c.moved_bytes * per_item, c.nodes, c.max_rank, c.grouped_macs * per_item,
+                    c.streamed_bytes * per_item)
+        assert estimate == (built.macs, built.moved_bytes, built.nodes, built.max_rank, built.grouped_macs,
+                            built.streamed_bytes), \
             (option.label, c, built)
     return len(options)
 

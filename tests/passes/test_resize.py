@@ -1000,9 +1000,12 @@ def test_form_costs_are_exact(model, options, forms):
     for option in options_:
         built = model_cost(replacement_model(build(p, match, option, graph), graph))
         c = option.cost
-        assert None not in (c.macs, c.moved_bytes, c.nodes, c.max_rank, c.grouped_macs), (option.label, c)
-        estimate = (c.macs * per_item, c.moved_bytes * per_item, c.nodes, c.max_rank, c.grouped_macs * per_item)
-        assert estimate == (built.macs, built.moved_bytes, built.nodes, built.max_rank, built.grouped_macs), \
+        assert None not in (c.macs, c.moved_bytes, c.nodes, c.max_rank, c.grouped_macs, c.streamed_bytes), \
+            (option.label, c)
+        estimate = (c.macs * per_item, c.moved_bytes * per_item, c.nodes, c.max_rank, c.grouped_macs * per_item,
+                    c.streamed_bytes * per_item)
+        assert estimate == (built.macs, built.moved_bytes, built.nodes, built.max_rank, built.grouped_macs,
+                            built.streamed_bytes), \
             (option.label, c, built)
 
 

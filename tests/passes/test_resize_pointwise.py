@@ -170,8 +170,8 @@ def test_cost_of_the_deeplab_resizes(shape, sizes, macs):
                   if o.form.name == "pointwise")
     built = model_cost(replacement_model(build(p, match, option, graph), graph))
     c = option.cost
-    assert (c.macs, c.moved_bytes, c.nodes, c.max_rank, c.grouped_macs) == \
-           (built.macs, built.moved_bytes, built.nodes, built.max_rank, built.grouped_macs)
+    assert (c.macs, c.moved_bytes, c.nodes, c.max_rank, c.grouped_macs, c.streamed_bytes) == \
+           (built.macs, built.moved_bytes, built.nodes, built.max_rank, built.grouped_macs, built.streamed_bytes)
     assert c.macs == macs and c.nodes == 5 and c.grouped_macs == 0
     # three Transposes, each reading and writing its tensor (float32)
     out = sizes[1] * sizes[2] * sizes[3]

@@ -299,8 +299,10 @@ def assert_costs_exact(model, batch, forms_):
     for option in options:
         built = model_cost(replacement_model(build(p, match, option, graph), graph))
         c = option.cost
-        assert (c.macs * batch, c.moved_bytes * batch, c.nodes, c.max_rank, c.grouped_macs * batch) == \
-            (built.macs, built.moved_bytes, built.nodes, built.max_rank, built.grouped_macs), option.label
+        assert (c.macs * batch, c.moved_bytes * batch, c.nodes, c.max_rank, c.grouped_macs * batch,
+                c.streamed_bytes * batch) == \
+            (built.macs, built.moved_bytes, built.nodes, built.max_rank, built.grouped_macs,
+             built.streamed_bytes), option.label
 
 
 def test_every_op_kind_moves_exactly():

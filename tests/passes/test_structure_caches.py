@@ -47,8 +47,8 @@ def _assert_exact(p, model) -> list:
     for option in options:
         built = model_cost(replacement_model(build(p, match, option, graph), graph))
         c = option.cost
-        assert (c.macs, c.moved_bytes, c.nodes, c.max_rank) == \
-            (built.macs, built.moved_bytes, built.nodes, built.max_rank), (option.label, c, built)
+        assert (c.macs, c.moved_bytes, c.nodes, c.max_rank, c.streamed_bytes) == \
+            (built.macs, built.moved_bytes, built.nodes, built.max_rank, built.streamed_bytes), (option.label, c, built)
         costs.append((option.label, c))
     return costs
 
