@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 
 from convrewrite import optimize
-from convrewrite.core.equivalence import check_models, random_feeds, runtime_inputs
+from convrewrite.core.equivalence import check_models, pinned_dims, random_feeds, runtime_inputs
 from convrewrite.core.report import REWRITTEN
 
 
@@ -62,9 +62,10 @@ def _feed_sets(model, inputs):
         return [inputs]
     needed = runtime_inputs(model)
     symbolic = any(not d.HasField("dim_value") for i in needed for d in i.type.tensor_type.shape.dim)
-    sets = [random_feeds(needed, seed=123, batch=1)]
+    pinned = pinned_dims(model.graph)     # a symbolic channel dim takes the size a Conv requires
+    sets = [random_feeds(needed, seed=123, batch=1, pinned=pinned)]
     if symbolic:
-        sets.append(random_feeds(needed, seed=321, batch=3))
+        sets.append(random_feeds(needed, seed=321, batch=3, pinned=pinned))
     return sets
 
 

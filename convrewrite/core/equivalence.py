@@ -368,8 +368,10 @@ class UnfeedableType(ValueError):
         super().__init__(f"input '{name}' has {kind}, for which no random values are made")
 
 
-def random_feeds(inputs: Sequence[onnx.ValueInfoProto], seed: int = 0, batch: int = 2) -> dict:
-    """Seeded random tensors for graph inputs (symbolic batch -> `batch`);
+def random_feeds(inputs: Sequence[onnx.ValueInfoProto], seed: int = 0, batch: int = 2,
+                 pinned: Optional[Mapping[str, Mapping[int, int]]] = None) -> dict:
+    """Seeded random tensors for graph inputs (symbolic batch -> `batch`,
+    a symbolic dim that `pinned` gives -> its size: pinned_dims);
     FeedTooLarge or UnfeedableType before any is made when one would be too
     large or is of a type without random values."""
     shapes = {}
@@ -377,12 +379,65 @@ def random_feeds(inputs: Sequence[onnx.ValueInfoProto], seed: int = 0, batch: in
         tt = vi.type.tensor_type
         if not _feedable(tt.elem_type):
             raise UnfeedableType(vi.name, tt.elem_type)
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        sizes = (pinned or {}).get(vi.name, {})
+        dims = [d.dim_value if d.HasField("dim_value") else sizes.get(k) for k, d in enumerate(tt.shape.dim)]
         shapes[vi.name] = (concrete_shape(dims, batch), tt.elem_type)
         if math.prod(shapes[vi.name][0]) > MAX_RANDOM_ELEMENTS:   # exact (dims are ints >= 0)
             raise FeedTooLarge(vi.name, shapes[vi.name][0])
     rng = np.random.default_rng(seed)
     return {name: random_tensor(rng, shape, elem_type) for name, (shape, elem_type) in shapes.items()}
+
+
+# Ops that keep their first input's channel axis: a Conv behind them fixes it just the same.
+_CHANNELS_KEPT = frozenset({"DequantizeLinear", "QuantizeLinear", "Identity", "Cast", "Relu"})
+
+
+def pinned_dims(graph: onnx.GraphProto) -> dict:
+    """{graph input: {axis: size}} for the symbolic dims a consumer fixes:
+    the channel axis (1) of a Conv's input is its weight's dim 1 x group,
+    of a ConvTranspose's its weight's dim 0 (also behind DequantizeLinear,
+    QuantizeLinear, Identity, Cast or Relu).  Random inputs with any other
+    channel count could not run the graph at all."""
+    static = _static_shapes(graph)
+    consumers: dict = {}
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            consumers.setdefault(name, []).append((node, i))
+    pinned = {}
+    for vi in graph.input:
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) >= 2 and not dims[1].HasField("dim_value"):
+            channels = _channels_read(vi.name, consumers, static)
+            if channels:
+                pinned[vi.name] = {1: channels}
+    return pinned
+
+
+def _static_shapes(graph: onnx.GraphProto) -> dict:
+    shapes = {t.name: list(t.dims) for t in graph.initializer}
+    for vi in [*graph.input, *graph.value_info]:
+        tt = vi.type.tensor_type
+        if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
+            shapes.setdefault(vi.name, [d.dim_value for d in tt.shape.dim])
+    return shapes
+
+
+def _channels_read(name: str, consumers: dict, static: dict, depth: int = 0) -> Optional[int]:
+    """The channel count a Conv / ConvTranspose reading `name` (directly or
+    behind _CHANNELS_KEPT ops) requires, or None."""
+    for node, i in consumers.get(name, ()):
+        if i != 0:
+            continue
+        if node.op_type in ("Conv", "ConvTranspose") and len(node.input) > 1:
+            w = static.get(node.input[1])
+            if w and len(w) >= 2 and w[0] > 0:
+                group = next((a.i for a in node.attribute if a.name == "group"), 1) or 1
+                return w[1] * group if node.op_type == "Conv" else w[0]
+        elif node.op_type in _CHANNELS_KEPT and depth < 8:
+            found = _channels_read(node.output[0], consumers, static, depth + 1)
+            if found:
+                return found
+    return None
 
 
 def nudged(feeds: Mapping[str, np.ndarray], toward: float) -> dict:
@@ -442,7 +497,7 @@ def check_models(reference: onnx.ModelProto, candidate: onnx.ModelProto,
     check_numbers(rtol, atol, seed)
     if feeds is None:
         try:
-            feeds = random_feeds(runtime_inputs(reference), seed)
+            feeds = random_feeds(runtime_inputs(reference), seed, pinned=pinned_dims(reference.graph))
         except UnfeedableType as e:
             raise RunError(f"{e}; {e.advice}") from None
     else:

@@ -19,7 +19,7 @@ from typing import Callable, Optional, Sequence
 import onnx
 from onnx import helper, numpy_helper
 
-from .equivalence import (Comparison, FeedTooLarge, RunError, random_feeds,
+from .equivalence import (Comparison, FeedTooLarge, RunError, pinned_dims, random_feeds,
                           run_model)
 from . import qdq, qdq_check
 from .graph import GraphView
@@ -286,7 +286,7 @@ def verify_checks(checks: Sequence[LocalCheck], seed: int = 0, rtol=None, atol=N
         done += len(group)
         models = [checks[k].materialized() for k in group]
         try:
-            feeds = [random_feeds(checks[k].original.graph.input, seed + k, batch) for k in group]
+            feeds = [_feeds(checks[k], seed + k, batch) for k in group]
         except FeedTooLarge as e:  # a symbolic dim made concrete made it too large: these cannot be checked
             for k in group:
                 results[k] = f"the check's random inputs would be too large ({e})"
@@ -302,10 +302,15 @@ def verify_checks(checks: Sequence[LocalCheck], seed: int = 0, rtol=None, atol=N
     return results
 
 
+def _feeds(check: "LocalCheck", seed: int, batch: int) -> dict:
+    graph = check.original.graph
+    return random_feeds(graph.input, seed, batch, pinned=pinned_dims(graph))
+
+
 def _run_shared(results: list, k: int, check: LocalCheck, sides, sessions, seed: int, batch: int, rtol, atol) -> None:
     """Check `k` in the sessions of its structure; a side they cannot run runs alone."""
     try:
-        feeds = random_feeds(check.original.graph.input, seed + k, batch)
+        feeds = _feeds(check, seed + k, batch)
     except FeedTooLarge as e:
         results[k] = f"the check's random inputs would be too large ({e})"
         return

@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 
 from .equivalence import (Comparison, FeedTooLarge, OutputComparison, RunError, compare_within_noise,
-                          UnfeedableType, feed_problem, nudged, random_feeds, run_model, run_onnxruntime,
+                          UnfeedableType, feed_problem, nudged, pinned_dims, random_feeds, run_model, run_onnxruntime,
                           runtime_inputs)
 from . import qdq, qdq_check
 from .errors import InputError
@@ -431,7 +431,7 @@ def _whole_model_feeds(model: onnx.ModelProto, settings) -> dict:
     needed = runtime_inputs(model)
     if settings.inputs is None:
         try:
-            return random_feeds(needed, settings.seed)
+            return random_feeds(needed, settings.seed, pinned=pinned_dims(model.graph))
         except FeedTooLarge as e:
             raise InputError(f"the whole-model check cannot make random inputs: {e}; give real inputs with "
                              "--inputs FEEDS.npz, or skip the check with --no-verify") from None

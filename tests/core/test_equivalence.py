@@ -5,7 +5,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from convrewrite.core.equivalence import (Comparison, check_models, compare_arrays, concrete_shape,
-                                     default_tolerance, run_model)
+                                     default_tolerance, pinned_dims, random_feeds, run_model)
 
 
 def test_summation_noise_passes_and_real_mistake_fails():
@@ -143,3 +143,42 @@ def test_check_numbers_takes_any_real_tolerance_and_whole_seed_and_names_what_it
         opset_imports=[onnx.helper.make_opsetid("", 17)])
     with pytest.raises(InputError, match="^seed must be"):
         check_models(model, model, seed=-3)
+
+
+# --- random inputs for symbolic dims a Conv fixes ---------------------------------
+
+def _conv_graph(op, x_dims, w_dims, before=(), group=1):
+    """x -> ops `before` (one-input, one-output) -> op(x, W); W an initializer."""
+    nodes, v = [], "x"
+    for k, kind in enumerate(before):
+        inputs = [v, "s", "z"] if kind in ("DequantizeLinear", "QuantizeLinear") else [v]
+        nodes.append(helper.make_node(kind, inputs, [f"t{k}"]))
+        v = f"t{k}"
+    nodes.append(helper.make_node(op, [v, "W"], ["y"], group=group))
+    inits = [onnx.numpy_helper.from_array(np.zeros(w_dims, np.float32), "W"),
+             onnx.numpy_helper.from_array(np.array(0.5, np.float32), "s"),
+             onnx.numpy_helper.from_array(np.array(0, np.int8), "z")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_dims)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return g
+
+
+@pytest.mark.parametrize("op,w_dims,group,channels", [
+    ("Conv", [4, 3, 3, 3], 1, 3),
+    ("Conv", [8, 2, 3, 3], 3, 6),            # grouped: W's dim 1 per group
+    ("ConvTranspose", [5, 2, 4, 4], 1, 5),   # ConvTranspose: W's dim 0
+])
+def test_a_symbolic_channel_dim_takes_the_size_the_conv_requires(op, w_dims, group, channels):
+    g = _conv_graph(op, [1, "C", 8, 8], w_dims, group=group)
+    assert pinned_dims(g) == {"x": {1: channels}}
+    assert random_feeds(g.input, pinned=pinned_dims(g))["x"].shape == (1, channels, 8, 8)
+    assert random_feeds(g.input)["x"].shape == (1, 16, 8, 8)   # without: the 16 no Conv of these weights runs
+
+
+def test_the_channel_dim_is_followed_through_quantize_and_relu_but_static_dims_stay():
+    behind = _conv_graph("Conv", ["N", "C", 8, 8], [4, 3, 3, 3],
+                         before=("QuantizeLinear", "DequantizeLinear", "Relu"))
+    assert pinned_dims(behind) == {"x": {1: 3}}
+    assert pinned_dims(_conv_graph("Conv", ["N", 3, 8, 8], [4, 3, 3, 3])) == {}   # static: nothing to pin
+    assert pinned_dims(_conv_graph("Conv", [1, "C", 8, 8], [4, 3, 3, 3], before=("Transpose",))) == {}
+

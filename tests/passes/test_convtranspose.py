@@ -809,3 +809,13 @@ def test_form_costs_are_exact_over_a_grid():
                 continue
             checked += assert_costs_exact(model)
     assert checked > 500
+
+
+def test_a_symbolic_channel_dim_is_rewritten_and_checked():
+    """As for dilated Convs: the checks feed the ConvTranspose its weight's input channels, not 16."""
+    model = convt_model((1, 3, 6, 6), 4, (4, 4), strides=[2, 2], pads=[1, 1, 1, 1])
+    channel = model.graph.input[0].type.tensor_type.shape.dim[1]
+    channel.ClearField("dim_value")
+    channel.dim_param = "C"
+    _, report = assert_rewrites(model, PASS, {"ConvTranspose": 0, "Conv": 1}, expect_rewrites=1)
+    assert report.rewrites[0].max_abs_error is not None

@@ -1345,3 +1345,11 @@ def test_sample_models_for_every_builtin_target(sample, name):
         if r.node in left:
             assert r.reason.startswith(f"Conv '{r.node}': target '{name}' runs it as it is")
             assert r.code == Code.TARGET_RUNS_IT
+
+
+def test_a_symbolic_channel_dim_is_rewritten_and_checked():
+    """The checks' random input takes the channels the weight requires (it
+    was 16, which no Conv of these weights runs: rolled back, "could not be run")."""
+    model = conv_model((1, "C", 17, 17), (4, 3, 3, 3), dilations=[2, 2], pads=[2, 2, 2, 2])
+    _, report = assert_rewrites(model, DilatedConv(), {"Conv": 1}, expect_rewrites=1)
+    assert report.rewrites[0].max_abs_error is not None
