@@ -151,6 +151,7 @@ def _costs(x) -> str:
     def fmt(v):
         return "?" if v is None else f"{v:,}"
     rows = [("MACs", x.macs_before, x.macs_after), ("bytes moved", x.moved_bytes_before, x.moved_bytes_after),
+            ("bytes streamed", x.streamed_bytes_before, x.streamed_bytes_after),
             ("nodes", x.nodes_before, x.nodes_after)]
     table = "".join(f"<tr><td>{name}</td><td>{fmt(a)}</td><td>{fmt(b)}</td></tr>" for name, a, b in rows)
     check = ("" if x.max_abs_error is None else

@@ -38,6 +38,8 @@ class RewriteRecord:
     moved_bytes_after: Optional[int] = None
     nodes_before: Optional[int] = None
     nodes_after: Optional[int] = None
+    streamed_bytes_before: Optional[int] = None   # what GEMM-based nodes stream (core/cost.py)
+    streamed_bytes_after: Optional[int] = None
     notes: list = field(default_factory=list)
     # a quantized rewrite's difference in quantization steps (core/qdq_check.py): {"spec": {"mean", "p99",
     # "max"}, "fused": {...} under onnxruntime's fused int8 execution}; null for float rewrites
@@ -55,6 +57,7 @@ class RewriteRecord:
         self.macs_before, self.macs_after = before.macs, after.macs
         self.moved_bytes_before, self.moved_bytes_after = before.moved_bytes, after.moved_bytes
         self.nodes_before, self.nodes_after = before.nodes, after.nodes
+        self.streamed_bytes_before, self.streamed_bytes_after = before.streamed_bytes, after.streamed_bytes
 
 
 @dataclass

@@ -116,6 +116,9 @@ def test_k3_s2_p1_op1_packs_nine_taps_into_four_phase_kernels_without_zeros():
     assert shapes == [(1, 1), (1, 2), (2, 1), (2, 2)]
     rec = report.rewrites[0]
     assert rec.macs_after == rec.macs_before == conv_transpose_macs(4, 4, 1, (16, 16), (3, 3))
+    # the ConvTranspose's column buffer (4 outputs x 9 taps x 256 inputs) against the four phase
+    # Convs' im2col matrices (4 inputs x 9 taps in all x 256 positions), float32
+    assert (rec.streamed_bytes_before, rec.streamed_bytes_after) == (4 * 9 * 256 * 4, 4 * 9 * 256 * 4)
 
 
 def test_stride_1_is_one_conv_with_the_flipped_transposed_kernel_and_complementary_pads():
