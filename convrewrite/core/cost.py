@@ -103,12 +103,12 @@ def node_macs(node: onnx.NodeProto, graph: GraphView, per_item: bool = False) ->
     return None
 
 
-def gemm_rows(node: onnx.NodeProto, graph: GraphView, per_item: bool = False) -> Optional[int]:
+def gemm_rows(node: onnx.NodeProto, graph: GraphView) -> Optional[int]:
     """The rows a node's MACs are spread over per streamed column (see the
     module docstring), or None for a node that streams nothing or whose
-    shapes are unknown.  A MatMul's or Gemm's left operand is read as
-    node_macs reads it (batch 1 with `per_item`, transposed by transA), so
-    MACs / rows is always its right operand's elements times the products."""
+    shapes are unknown.  A MatMul's or Gemm's left operand as it is (with
+    `per_item` too: a 2-D one, a constant matrix broadcast over a batch,
+    has no batch axis), turned around by a Gemm's transA."""
     if len(node.input) < 2:
         return None
     if node.op_type in ("Conv", "ConvTranspose"):
@@ -119,8 +119,6 @@ def gemm_rows(node: onnx.NodeProto, graph: GraphView, per_item: bool = False) ->
         a = graph.shape(node.input[0])
         if not a:           # unknown, or a scalar (no valid MatMul)
             return None
-        if per_item:
-            a = (1, *a[1:])
         if node.op_type == "Gemm" and attributes(node).get("transA", 0):
             a = tuple(reversed(a))
         rows = 1 if len(a) == 1 else a[-2]
@@ -139,7 +137,7 @@ def streamed_bytes(nodes, graph: GraphView, per_item: bool = False) -> Optional[
             continue
         if node.op_type in ("MatMul", "Gemm") and graph.is_constant(node.input[1]):
             continue            # a constant right operand is packed once, when the session starts
-        m, rows = node_macs(node, graph, per_item), gemm_rows(node, graph, per_item)
+        m, rows = node_macs(node, graph, per_item), gemm_rows(node, graph)
         size = graph.dtype(node.input[0])
         if m is None or not rows or not size:
             return None

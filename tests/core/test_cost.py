@@ -119,3 +119,13 @@ def test_a_malformed_matmul_of_a_scalar_leaves_the_figures_unknown_rather_than_r
     assert streamed_bytes([node], graph) is None
     cost = subgraph_cost([node], graph)
     assert cost.macs is None and cost.streamed_bytes is None and cost.moved_bytes == 0
+
+
+def test_a_constant_matrix_times_a_batch_streams_the_batch_per_item_too():
+    """L [4, 3] @ X [2, 5, 3, 6] (the resize matmul form, a phase product):
+    X streams once; per batch item its item.  L has no batch axis, so its
+    4 rows stay the rows with `per_item` (shuffle_motion's Cost)."""
+    node = helper.make_node("MatMul", ["w", "x"], ["y"])
+    graph = _graph(node, [2, 5, 3, 6], [4, 3])
+    assert streamed_bytes([node], graph) == 2 * 5 * 3 * 6 * 4
+    assert streamed_bytes([node], graph, per_item=True) == 5 * 3 * 6 * 4
