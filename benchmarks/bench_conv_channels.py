@@ -29,10 +29,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from convrewrite.core.cost import model_cost  # noqa: E402
 
-# (input channels, output channels, kernel, map side): the phase Convs of a
-# ConvTranspose 4x4/s2 (2x2 kernels) and single-conv's 3x3 of an image
-# generator's last layers, and dense layers for comparison
-CASES = [(64, 3, 2, 128), (64, 12, 3, 128), (64, 3, 1, 128), (16, 3, 3, 128),
+# (input channels, output channels, kernel, map side): an image generator's
+# last layer, ConvTranspose 64 -> 3, 4x4/s2/p1 on 128x128 (pix2pix): one of
+# its four phase Convs (64 -> 3, 2x2) and single-conv's one Conv (64 -> 12,
+# 2x2 on the padded 130x130 map: 129x129 outputs); dense layers for comparison
+CASES = [(64, 3, 2, 128), (64, 12, 2, 129), (64, 3, 1, 128), (16, 3, 3, 128),
          (64, 4, 2, 64), (64, 8, 2, 64), (64, 12, 2, 64), (64, 16, 2, 64), (64, 32, 2, 64), (64, 64, 2, 64),
          (32, 4, 2, 64), (32, 16, 3, 64), (64, 48, 3, 32)]
 

@@ -324,6 +324,12 @@ def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return best
 
 
+def lacking(rows: list, features) -> list:
+    """The features some row has no value for (rows an older --raw wrote,
+    before the figure existed): a fit would read them as 0."""
+    return sorted({f for r in rows for f in features if f not in r})
+
+
 def fit(rows: list, features=FEATURES) -> list:
     """Nanoseconds per unit of each feature."""
     x = np.array([[float(r[f] or 0) for f in features] for r in rows])
@@ -430,6 +436,11 @@ def main(argv=None) -> int:
     if args.from_raw:
         with open(args.from_raw) as f:
             rows = json.load(f)["rows"]
+        missing = lacking(rows, FEATURES)
+        if missing:
+            print(f"{args.from_raw}: its rows have no {', '.join(missing)} (measured before the figure "
+                  "existed): measure again, without --from-raw", file=sys.stderr)
+            return 2
     else:
         rows = []
         cases = [*dilated_cases(args.quick), *dilated_1d_cases(args.quick), *convtranspose_cases(args.quick),
@@ -446,10 +457,13 @@ def main(argv=None) -> int:
     coef = fit(fitted)
     print_fit(coef, rows)
     if args.study:
-        for title, features in STUDY.items():
+        study = {title: features for title, features in STUDY.items() if not lacking(rows, features)}
+        for title in [t for t in STUDY if t not in study]:
+            print(f"\n{title}: not in these rows ({', '.join(lacking(rows, STUDY[title]))})")
+        for title, features in study.items():
             print_fit(fit(fitted, features), rows, features, title)
         print("\nevery row, cross-validated (the library's picks are the `library` figures above):")
-        for title, features in {"the chooser figures": FEATURES, **STUDY}.items():
+        for title, features in {"the chooser figures": FEATURES, **study}.items():
             print_cross_validated(rows, features, title)
     if args.write:
         doc = {"generated_by": "benchmarks/calibrate_cost.py", "runtime": f"onnxruntime {ort.__version__} CPU",

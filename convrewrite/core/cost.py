@@ -24,8 +24,8 @@ Bytes streamed: a GEMM-based kernel reads one matrix besides the weights
 once per block of output rows, so its time has a part that does not shrink
 with the output channels: a Conv's im2col matrix (MACs / output channels per
 group), a ConvTranspose's column buffer (MACs / input channels per group), a
-MatMul's right operand (MACs / rows of the left one; none when it is a
-constant, which onnxruntime packs once), times the item size.
+MatMul's or Gemm's right operand (MACs / rows of the left one; none when it
+is a constant, which onnxruntime packs once), times the item size.
 On onnxruntime CPU a Conv of 3 or 4 output channels takes 4-6x the time per
 MAC of one of 64 (docs/cost_model.md, "Streamed bytes"): the MAC figure
 alone cannot tell four phase Convs of 3 channels from one Conv of 12.
@@ -106,28 +106,36 @@ def node_macs(node: onnx.NodeProto, graph: GraphView, per_item: bool = False) ->
 def gemm_rows(node: onnx.NodeProto, graph: GraphView) -> Optional[int]:
     """The rows a node's MACs are spread over per streamed column (see the
     module docstring), or None for a node that streams nothing or whose
-    shapes are unknown."""
+    shapes are unknown.  A MatMul's or Gemm's left operand as it is (with
+    `per_item` too: a 2-D one, a constant matrix broadcast over a batch,
+    has no batch axis), turned around by a Gemm's transA."""
     if len(node.input) < 2:
         return None
     if node.op_type in ("Conv", "ConvTranspose"):
         w = graph.shape(node.input[1])
         group = int(attributes(node).get("group", 1))
         return w[0] // group if w and isinstance(w[0], int) and w[0] >= group > 0 else None
-    if node.op_type == "MatMul":
+    if node.op_type in ("MatMul", "Gemm"):
         a = graph.shape(node.input[0])
-        if a is None:
+        if not a:           # unknown, or a scalar (no valid MatMul)
             return None
-        return 1 if len(a) == 1 else a[-2] if isinstance(a[-2], int) else None
+        if node.op_type == "Gemm" and attributes(node).get("transA", 0):
+            a = tuple(reversed(a))
+        rows = 1 if len(a) == 1 else a[-2]
+        return rows if isinstance(rows, int) else None
     return None
+
+
+GEMM_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
 
 def streamed_bytes(nodes, graph: GraphView, per_item: bool = False) -> Optional[int]:
     """Bytes the GEMM-based nodes among `nodes` stream (module docstring)."""
     total = 0
     for node in nodes:
-        if node.op_type not in ("Conv", "ConvTranspose", "MatMul"):
+        if node.op_type not in GEMM_OPS:
             continue
-        if node.op_type == "MatMul" and graph.is_constant(node.input[1]):
+        if node.op_type in ("MatMul", "Gemm") and graph.is_constant(node.input[1]):
             continue            # a constant right operand is packed once, when the session starts
         m, rows = node_macs(node, graph, per_item), gemm_rows(node, graph)
         size = graph.dtype(node.input[0])

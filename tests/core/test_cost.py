@@ -77,3 +77,55 @@ def test_subgraph_cost_carries_the_figure():
     graph = _graph(node, [1, 8, 10, 10], [4, 8, 3, 3])
     cost = subgraph_cost([node], graph)
     assert cost.streamed_bytes == 8 * 9 * 64 * 4 and cost.macs == 4 * 64 * 8 * 9
+
+
+def test_a_grouped_conv_transpose_streams_every_group_s_column_buffer():
+    """Output channels x kernel taps x input positions, whatever the groups:
+    each group's GEMM spreads its MACs over its own input channels."""
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2], group=2)
+    graph = _graph(node, [1, 4, 5, 5], [4, 3, 3, 3])           # 4 input channels, 2 per group; 6 outputs
+    assert node_macs(node, graph) == 4 * 25 * 3 * 9
+    assert streamed_bytes([node], graph) == 6 * 9 * 25 * 4
+
+
+def test_a_gemm_streams_its_right_operand_like_a_matmul():
+    """Gemm is a GEMM too: a run-time B is packed on every run (K x N
+    elements), a constant one once; transA turns A around first."""
+    for weight_is_input, streamed in ((False, 0), (True, 7 * 6 * 4)):
+        node = helper.make_node("Gemm", ["x", "w"], ["y"])
+        assert streamed_bytes([node], _graph(node, [5, 7], [7, 6], weight_is_input=weight_is_input)) == streamed
+    node = helper.make_node("Gemm", ["x", "w"], ["y"], transA=1, transB=1)
+    graph = _graph(node, [7, 5], [6, 7], weight_is_input=True)
+    assert node_macs(node, graph) == 5 * 6 * 7
+    assert streamed_bytes([node], graph) == 7 * 6 * 4
+
+
+@pytest.mark.parametrize("a,b,streamed", [
+    ([7], [3, 7, 6], 3 * 7 * 6),      # a vector times a batch of matrices: each of them once
+    ([2, 5, 7], [7], 2 * 7),          # matrices times a vector: the vector once per product
+    ([7], [7], 7),                    # a dot product
+])
+def test_a_matmul_of_vectors_streams_its_right_operand_per_product(a, b, streamed):
+    node = helper.make_node("MatMul", ["x", "w"], ["y"])
+    assert streamed_bytes([node], _graph(node, a, b, weight_is_input=True)) == streamed * 4
+
+
+def test_a_malformed_matmul_of_a_scalar_leaves_the_figures_unknown_rather_than_raise():
+    """MatMul takes no scalar; a damaged model may still hold one, and its
+    cost is then unknown (None) like any unknown shape, not an IndexError
+    that would cost the whole model its other figures (model_cost)."""
+    node = helper.make_node("MatMul", ["x", "w"], ["y"])
+    graph = _graph(node, [], [7, 6], weight_is_input=True)
+    assert streamed_bytes([node], graph) is None
+    cost = subgraph_cost([node], graph)
+    assert cost.macs is None and cost.streamed_bytes is None and cost.moved_bytes == 0
+
+
+def test_a_constant_matrix_times_a_batch_streams_the_batch_per_item_too():
+    """L [4, 3] @ X [2, 5, 3, 6] (the resize matmul form, a phase product):
+    X streams once; per batch item its item.  L has no batch axis, so its
+    4 rows stay the rows with `per_item` (shuffle_motion's Cost)."""
+    node = helper.make_node("MatMul", ["w", "x"], ["y"])
+    graph = _graph(node, [2, 5, 3, 6], [4, 3])
+    assert streamed_bytes([node], graph) == 2 * 5 * 3 * 6 * 4
+    assert streamed_bytes([node], graph, per_item=True) == 5 * 3 * 6 * 4

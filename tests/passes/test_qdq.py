@@ -788,3 +788,31 @@ def test_quantized_deconv_costs_are_exact(name, labels):
     for o in options:
         assert o.cost == model_cost(replacement_model(build(p, match, o, g), g)), o.label
     assert [o.cost.macs for o in options[::2]][1:] in ([], [2 * options[0].cost.macs])
+
+
+@pytest.mark.parametrize("name, op_type, pass_name", [
+    ("convt", "ConvTranspose", "convtranspose"), ("convt_depthwise", "ConvTranspose", "convtranspose"),
+    ("dilated", "Conv", "dilated-conv"), ("dilated_s2", "Conv", "dilated-conv"),
+    ("dilated_depthwise", "Conv", "dilated-conv"), ("dilated_grouped", "Conv", "dilated-conv")])
+def test_quantized_forms_compute_and_stream_what_they_say(name, op_type, pass_name):
+    """Every quantized ConvTranspose and dilated form and variant: its MACs,
+    grouped MACs and bytes streamed (the Convs' im2col matrices, float32
+    between DQ and Q) are the built replacement's.  (Their node counts
+    leave out the Q/DQ pairs around the data movement: the quantized forms
+    are taken by rule, never by estimate.)"""
+    from convrewrite.core.cost import model_cost
+    from convrewrite.core.forms import rank
+    from convrewrite.core.graph import GraphView
+    from convrewrite.core.lowering import build
+    from convrewrite.core.standalone import replacement_model
+
+    g = GraphView(quantized(name, "int8"))
+    p = make_passes([pass_name])[0]
+    match = p.match(next(n for n in g.graph.node if n.op_type == op_type), g)
+    options = rank(p, match, g, None, with_variants=True, with_opt_in=True).options
+    assert options and all(o.form.keeps_quantized for o in options), [o.label for o in options]
+    for o in options:
+        built = model_cost(replacement_model(build(p, match, o, g), g))
+        assert o.cost.streamed_bytes, o.label
+        assert (o.cost.macs, o.cost.grouped_macs, o.cost.streamed_bytes) == \
+            (built.macs, built.grouped_macs, built.streamed_bytes), o.label
