@@ -398,6 +398,9 @@ def pinned_dims(graph: onnx.GraphProto) -> dict:
     of a ConvTranspose's its weight's dim 0 (also behind DequantizeLinear,
     QuantizeLinear, Identity, Cast or Relu).  Random inputs with any other
     channel count could not run the graph at all."""
+    dims = [vi.type.tensor_type.shape.dim for vi in graph.input]
+    if not any(len(d) >= 2 and not d[1].HasField("dim_value") for d in dims):
+        return {}               # the common case, and the cheap one: every channel dim is a number
     static = _static_shapes(graph)
     consumers: dict = {}
     for node in graph.node:
