@@ -888,6 +888,21 @@ def test_when_no_form_fits_the_node_stays_never_worse(tmp_path):
                      r"not fewer than the 1 it replaces, so the node is left as it is$", code=Code.NO_FORM)
 
 
+def test_a_deconv_left_for_its_symbolic_size_says_so_in_the_reason():
+    """torch's F.interpolate(scale_factor=3, mode='linear') exported with a
+    dynamic length (dynamic_axes): the deconv form's ConvTranspose cannot be
+    lowered, only because its input's size is symbolic.  The reason used to
+    stop at "ConvTranspose: operator not supported by the target", as if
+    nothing could be done; it now carries the convtranspose pass's own
+    reason, which says what to fix."""
+    model = resize_model([1, 2, "L"], [1, 1, 3], mode="linear")
+    assert_skips_for(model, load_profile("tflite"), code=Code.NO_FORM,
+                     reason=r"^Resize 'up': no lowering form runs on target 'tflite'; the closest, 'deconv', still has "
+                            r"ConvTranspose the target does not run \(ConvTranspose 'up/resize/deconv': operator not "
+                            r"supported by the target .*; it stays because the input's spatial size \['\w+'\] is not "
+                            r"static; fix the input's spatial dimensions\), so the node is left as it is$")
+
+
 def test_no_form_can_be_built_for_the_target():
     model = resize_model([1, 3, "H", 6], [1, 1, 2, 2], mode="linear", coordinate_transformation_mode="align_corners")
     assert_skips_for(model, load_profile("generic-npu"),
