@@ -1097,6 +1097,56 @@ def test_sizes_copying_another_dim_stay_dynamic():
     assert_skips(swapped, "resize", reason="computed from a tensor's shape", code="dynamic-shape")
 
 
+def recomputed_sizes_model(dims=("N", 4, 8, 8), scale=2.0, batch_op=None):
+    """torch.onnx.export(dynamo=False) of F.interpolate(x, scale_factor=2,
+    recompute_scale_factor=True) with dynamic_axes on the batch: sizes =
+    Concat(Shape(x)[0:2], Cast<int64>(Concat(floor(Cast<float>(Shape(x)[k]) * 2)
+    for k in 2, 3))).  `batch_op` (e.g. "Min") puts Min(N, 5) in the batch
+    entry's place, arithmetic on the symbolic dim itself."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(dims))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    c = lambda name, v: numpy_helper.from_array(np.asarray(v), name)   # noqa: E731
+    inits = [c("scale", np.float32(scale)), c("two", np.array([2], np.int64)), c("zero", np.array([0], np.int64)),
+             c("five", np.array([5], np.int64))]
+    nodes, parts = [helper.make_node("Shape", ["x"], ["s"])], []
+    for k in (2, 3):
+        inits.append(c(f"i{k}", np.int64(k)))
+        nodes += [helper.make_node("Gather", ["s", f"i{k}"], [f"g{k}"], axis=0),
+                  helper.make_node("Cast", [f"g{k}"], [f"f{k}"], to=TensorProto.FLOAT),
+                  helper.make_node("Mul", [f"f{k}", "scale"], [f"m{k}"]),
+                  helper.make_node("Cast", [f"m{k}"], [f"c{k}"], to=TensorProto.FLOAT),
+                  helper.make_node("Floor", [f"c{k}"], [f"fl{k}"]),
+                  helper.make_node("Unsqueeze", [f"fl{k}", "zero"], [f"u{k}"])]
+        parts.append(f"u{k}")
+    nodes += [helper.make_node("Concat", parts, ["hw_f"], axis=0),
+              helper.make_node("Cast", ["hw_f"], ["hw"], to=TensorProto.INT64),
+              helper.make_node("Slice", ["s", "zero", "two"], ["nc0" if batch_op else "nc"])]
+    if batch_op:
+        nodes.append(helper.make_node(batch_op, ["nc0", "five"], ["nc"]))
+    nodes += [helper.make_node("Concat", ["nc", "hw"], ["sizes"], axis=0),
+              helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], name="up", mode="nearest",
+                               coordinate_transformation_mode="asymmetric", nearest_mode="floor")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 13)])
+    return with_output_shape(model)
+
+
+def test_sizes_recomputed_from_static_dims_beside_a_symbolic_batch_are_read():
+    """The spatial sizes are arithmetic (Cast, Mul, Floor) on static dims
+    only; they were left as "computed from a tensor's shape, which is not
+    static; give the model static input shapes" because the chain also reads
+    Shape(x), whose batch is symbolic (and on arm-ethos-u55 the unread
+    factors passed every rule: "runs it as it is")."""
+    new, report = assert_rewrites(recomputed_sizes_model(), "resize", {"Resize": 0})
+    assert [r.form for r in report.records(REWRITTEN)] == ["matmul"]
+
+
+def test_arithmetic_on_the_symbolic_dim_itself_stays_dynamic():
+    """Min(N, 5) is 5 for both (large) probe values but 1 for N = 1: an op
+    reading a symbolic dim never folds, whatever the probes give."""
+    assert_skips(recomputed_sizes_model(batch_op="Min"), "resize", reason="computed from a tensor's shape",
+                 code="dynamic-shape")
+
+
 def test_a_huge_cubic_coeff_a_prints_no_numpy_warning():
     """Its weights overflow to inf in float32 (as the runtime's own do): the
     rewrite is judged by its check, and nothing is printed on stderr."""
