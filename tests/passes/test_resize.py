@@ -1140,6 +1140,20 @@ def test_sizes_recomputed_from_static_dims_beside_a_symbolic_batch_are_read():
     assert [r.form for r in report.records(REWRITTEN)] == ["matmul"]
 
 
+def test_a_target_reads_the_factors_of_sizes_beside_a_symbolic_batch():
+    """Shape inference leaves the output of Concat(Shape(x)[0:2], [H', W'])
+    sizes symbolic, so the target's facts had no factors and arm-ethos-u55
+    said a x3 nearest upsampling "runs it as it is (no rule of the profile
+    is broken)", though it allows x2, x4, x8 only: the factors are read from
+    the sizes' known entries now, and the Resize is lowered."""
+    from convrewrite.target import check_model
+
+    model = recomputed_sizes_model(scale=3.0)
+    found = check_model(model, load_profile("arm-ethos-u55"))
+    assert any(v.node == "up" and "scale factors 3x3 not allowed" in v.message for v in found), found
+    assert_rewrites(model, "resize", {"Resize": 0}, target="arm-ethos-u55")
+
+
 def test_arithmetic_on_the_symbolic_dim_itself_stays_dynamic():
     """Min(N, 5) is 5 for both (large) probe values but 1 for N = 1: an op
     reading a symbolic dim never folds, whatever the probes give."""
