@@ -1345,3 +1345,16 @@ def test_sample_models_for_every_builtin_target(sample, name):
         if r.node in left:
             assert r.reason.startswith(f"Conv '{r.node}': target '{name}' runs it as it is")
             assert r.code == Code.TARGET_RUNS_IT
+
+
+@pytest.mark.parametrize("mode", ["reflect", "edge"])
+def test_a_dilated_conv_after_torchscripts_padding_chain_is_rewritten(mode):
+    """Conv2d(padding_mode='reflect' or 'replicate') exported by TorchScript:
+    the Pad's pads come from a chain onnx's inference does not follow, and
+    the Conv was left for "the input's spatial size ['unk__2', 'unk__3'] is
+    not static; fix the input's spatial dimensions" in a model whose input
+    is static.  The view folds the chain and infers the sizes."""
+    from builders import torchscript_padded_conv_model
+
+    new, _ = assert_rewrites(torchscript_padded_conv_model(mode=mode), "dilated-conv", {}, expect_rewrites=1)
+    assert not [n for n in new.graph.node if n.op_type == "Conv" and max(attributes(n).get("dilations", [1])) > 1]
