@@ -97,3 +97,33 @@ def resize_model(shape, scales=None, sizes=None, opset=13, dtype=FLOAT, roi=None
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", dtype, shape)],
                               [helper.make_tensor_value_info("y", dtype, None)], inits)
     return with_output_shape(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]))
+
+
+def torchscript_padded_conv_model(mode="reflect", rate=2, size=12, channels=4, seed=0) -> onnx.ModelProto:
+    """torch.onnx.export(dynamo=False, opset 17) of Conv2d(3, dilation=rate,
+    padding=rate, padding_mode=mode): the pads reach the Pad through the
+    chain TorchScript writes (Constant, ConstantOfShape, Concat, Reshape,
+    Slice, Transpose, Reshape, Cast), which onnx's shape inference does not
+    follow: the Pad's output and the Conv's have unknown spatial sizes."""
+    rng = np.random.default_rng(seed)
+
+    def const(out, value):
+        return helper.make_node("Constant", [], [out], value=numpy_helper.from_array(np.asarray(value, np.int64)))
+
+    nodes = [const("n", [4]), const("p", [rate] * 4),
+             helper.make_node("ConstantOfShape", ["n"], ["z"], value=numpy_helper.from_array(np.array([0], np.int64))),
+             helper.make_node("Concat", ["p", "z"], ["pz"], axis=0), const("shape2", [-1, 2]),
+             helper.make_node("Reshape", ["pz", "shape2"], ["pairs"]),
+             const("ax", [0]), const("st", [-1]), const("en", [-9223372036854775807]), const("step", [-1]),
+             helper.make_node("Slice", ["pairs", "st", "en", "ax", "step"], ["rev"]),
+             helper.make_node("Transpose", ["rev"], ["cols"], perm=[1, 0]), const("flat", [-1]),
+             helper.make_node("Reshape", ["cols", "flat"], ["pads_f"]),
+             helper.make_node("Cast", ["pads_f"], ["pads"], to=TensorProto.INT64),
+             helper.make_node("Pad", ["x", "pads"], ["padded"], mode=mode),
+             helper.make_node("Conv", ["padded", "W", "B"], ["y"], name="conv", kernel_shape=[3, 3],
+                              dilations=[rate, rate], pads=[0, 0, 0, 0], strides=[1, 1])]
+    inits = [numpy_helper.from_array(rng.standard_normal((channels, channels, 3, 3)).astype(np.float32), "W"),
+             numpy_helper.from_array(rng.standard_normal(channels).astype(np.float32), "B")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, size, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, size, size])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -149,11 +149,27 @@ class ConstantFolding:
             return self._fold_shape(node, probe)
         allowed = FOLDABLE_OPS if probe is None else DATA_MOVEMENT_OPS
         if node.op_type not in allowed or probe is not None and not _exact_cast(node):
-            return None
+            if probe is None or node.op_type not in FOLDABLE_OPS or not self._probe_free(node):
+                return None
         inputs = [self._value(i, probe) if i else None for i in node.input]
         if any(v is None for i, v in zip(node.input, inputs) if i):
             return None
         return _evaluate(node, inputs, self.opset(), name)
+
+    def _probe_free(self, node: onnx.NodeProto) -> bool:
+        """Whether every input of `node` comes out the same in both probe
+        runs: it then depends on static dims and constants alone, and so does
+        any op on it, arithmetic included (torch's recompute_scale_factor
+        export: floor(Shape(x)[2] * 0.5) beside a symbolic batch).  An op
+        reading a probe value itself stays out: Min(N, 5) would give 5 for
+        both (large) probes, though N = 1 gives 1."""
+        for i in node.input:
+            if not i:
+                continue
+            a, b = self._value(i, 0), self._value(i, 1)
+            if a is None or b is None or a.shape != b.shape or not np.array_equal(a, b):
+                return False
+        return True
 
     def _fold_shape(self, node: onnx.NodeProto, probe: Optional[int]) -> Optional[np.ndarray]:
         """Shape(x)[start:end]; with a probe, symbolic dims take PROBES[probe]."""

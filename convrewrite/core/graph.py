@@ -71,6 +71,67 @@ class GraphView(ConstantFolding):
         self._const_cache: dict[tuple, Optional[np.ndarray]] = {}
         self._shapes: dict[str, Optional[tuple]] = {}
         self.labels = _unique_labels(nodes, op_types)
+        if inferred is None:
+            self._infer_with_folded_inputs()
+
+    def _infer_with_folded_inputs(self) -> None:
+        """Shape inference again where it could not read a shape-deciding
+        input that folds to a constant here: torch's TorchScript export
+        writes a reflect or replicate padding's pads as a chain (Constant,
+        ConstantOfShape, Concat, Reshape, Slice, Transpose, Cast) that
+        onnx's data propagation does not follow, so the Pad's output -- and
+        every shape after it -- stayed unknown in a model of static shapes,
+        and the dilated Conv after it was left for a "not static" size the
+        user cannot fix.  The folded values go in as initializers of a
+        weightless copy, read by the node in place of the chain; only the
+        inferred types are kept."""
+        for _ in range(3):     # a chain's own inputs may be shapes the previous round found
+            folded = self._foldable_shape_inputs()
+            if not folded:
+                return
+            source = weightless_copy(self.model)
+            names = set(self.names_in_use)
+            renamed = {}
+            for name, value in folded.items():
+                renamed[name] = _fresh(f"{name}/folded", names)
+                source.graph.initializer.append(onnx.numpy_helper.from_array(value, renamed[name]))
+            for node in source.graph.node:
+                picks = _SHAPE_INPUTS.get(node.op_type, ()) if node.domain in ("", "ai.onnx") else ()
+                for k in picks:
+                    if k < len(node.input) and node.input[k] in renamed:
+                        node.input[k] = renamed[node.input[k]]
+            try:
+                g = infer_shapes(source).graph
+            except InputError:     # the folded values make inference fail: keep what it found before
+                return
+            before = dict(self._types)
+            for vi in list(g.value_info) + list(g.output):
+                if vi.name in before and _more_static(_dims(vi.type), _dims(before[vi.name])):
+                    self._types[vi.name] = vi.type
+                elif vi.name not in before and vi.name not in renamed.values():
+                    self._types[vi.name] = vi.type
+            self._shapes.clear()
+            self._const_cache.clear()
+            self.__dict__.pop("names_in_use", None)
+            if self._types == before:
+                return
+
+    def _foldable_shape_inputs(self) -> dict:
+        """{input: value} of the shape-deciding inputs (_SHAPE_INPUTS) that
+        fold to constants, of nodes whose output shape is not all static."""
+        folded = {}
+        for node in self.graph.node:
+            picks = _SHAPE_INPUTS.get(node.op_type, ()) if node.domain in ("", "ai.onnx") else ()
+            if not picks or all(_static(self.shape(o)) for o in node.output if o):
+                continue
+            for k in picks:
+                name = node.input[k] if k < len(node.input) else ""
+                if not name or name in folded or self.is_initializer(name) or name in self._graph_inputs:
+                    continue
+                value = self.constant(name)
+                if value is not None:
+                    folded[name] = np.asarray(value)
+        return folded
 
     # --- opsets -----------------------------------------------------------
     def opset(self, domain: str = "") -> int:
@@ -274,6 +335,36 @@ def nested_nodes(model: onnx.ModelProto) -> list:
     visit(model.graph.node, "")
     for f in model.functions:
         visit(f.node, f"function {f.domain}.{f.name}")
+    return out
+
+
+# The inputs that decide a node's output shape (by index).
+_SHAPE_INPUTS = {"Pad": (1, 3), "Reshape": (1,), "Expand": (1,), "Tile": (1,), "Slice": (1, 2, 3, 4),
+                 "Resize": (1, 2, 3), "Upsample": (1,), "ConstantOfShape": (0,), "Squeeze": (1,),
+                 "Unsqueeze": (1,), "Range": (0, 1, 2)}
+
+
+def _static(dims: Optional[tuple]) -> bool:
+    return dims is not None and all(isinstance(d, int) for d in dims)
+
+
+def _more_static(new: Optional[tuple], old: Optional[tuple]) -> bool:
+    """Whether `new` knows more than `old` and contradicts none of its static dims."""
+    if new is None:
+        return False
+    if old is None:
+        return True
+    if len(new) != len(old) or any(isinstance(o, int) and n != o for n, o in zip(new, old)):
+        return False
+    return sum(isinstance(d, int) for d in new) > sum(isinstance(d, int) for d in old)
+
+
+def _fresh(name: str, taken: set) -> str:
+    k, out = 0, name
+    while out in taken:
+        k += 1
+        out = f"{name}_{k}"
+    taken.add(out)
     return out
 
 

@@ -22,7 +22,7 @@ Only what the target check needs is ever built.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 import onnx
@@ -197,11 +197,23 @@ def judged(replacement: Replacement, graph: GraphView, target, passes: Sequence 
     view, constants = _view(replacement, graph, target)
     if view is None:
         return [], list(replacement.nodes)
+    left = {}
     if passes and depth < SETTLE_DEPTH:
-        settled = settle(view, target, passes, depth + 1)
+        settled = settle(view, target, passes, depth + 1, left)
         if settled is not None:
             view = settled
-    return replacement_violations_in(view, target, constants), list(view.graph.node)
+    return [_with_why_left(v, left) for v in replacement_violations_in(view, target, constants)], list(view.graph.node)
+
+
+def _with_why_left(v, left: dict):
+    """A violation of a node a pass would lower but leaves, with the pass's
+    reason: a Resize's deconv on a map of symbolic size stays a ConvTranspose
+    because its size is not static, which the user can fix; "ConvTranspose:
+    operator not supported" alone says nothing can be done."""
+    why = left.get(v.node)
+    if why is None:
+        return v
+    return replace(v, message=f"{v.message}; it stays because {why}")
 
 
 def _convs_with_groups(nodes) -> int:
@@ -261,14 +273,19 @@ def _with_quantize_after(model, replacement: Replacement, graph: GraphView):
     return out
 
 
-def settle(view: GraphView, target, passes: Sequence, depth: int) -> Optional[GraphView]:
+def settle(view: GraphView, target, passes: Sequence, depth: int, left: Optional[dict] = None) -> Optional[GraphView]:
     """The standalone replacement with every node the run's passes would
-    lower for `target` replaced by its lowering; None when nothing changes."""
+    lower for `target` replaced by its lowering; None when nothing changes.
+    `left` gets, by node label, why a pass leaves a node it would lower."""
     nodes, inits, changed, done, kept = [], list(view.graph.initializer), False, set(), set()
     for node in view.graph.node:
         if id(node) in done:
             continue
         lowered = _lower_nested(node, view, target, passes, depth)
+        if isinstance(lowered, Skip):
+            if left is not None:
+                left[view.label(node)] = _without_node_prefix(lowered.reason, node, view)
+            lowered = None
         # a match of several nodes (a QDQ group: the node and the QuantizeLinear after it) is
         # lowered only when none of them was kept already
         if lowered is None or any(id(n) in kept for n in lowered[0].nodes):
@@ -296,6 +313,7 @@ def settle(view: GraphView, target, passes: Sequence, depth: int) -> Optional[Gr
 def _lower_nested(node, view: GraphView, target, passes, depth):
     from ..target.check import needs_lowering
 
+    skipped = None
     for p in passes:
         if getattr(p, "optimization", False):   # never with a target (driver._plan_all)
             continue
@@ -303,8 +321,15 @@ def _lower_nested(node, view: GraphView, target, passes, depth):
             continue
         m = p.match(node, view)
         if isinstance(m, Skip):
+            skipped = skipped or m    # what the run would say of this node, if no pass lowers it
             continue
         result = lower(p, m, view, target, passes, depth)
         if isinstance(result, Lowered):
             return m, result
-    return None
+    return skipped
+
+
+def _without_node_prefix(reason: str, node, view: GraphView) -> str:
+    """A pass's reason less its leading "<op> '<node>': ", which the violation states."""
+    prefix = f"{node.op_type} '{view.label(node)}': "
+    return reason[len(prefix):] if reason.startswith(prefix) else reason

@@ -262,8 +262,25 @@ def _resize_ratios(node, graph, a) -> Optional[list]:
         k = 2 if graph.opset() >= 11 else 1
         scales = graph.constant(node.input[k]) if len(node.input) > k and node.input[k] else None
     if scales is None or np.size(scales) == 0:
-        return None
+        return _sizes_ratios(node, graph, a, x)
     return [Fraction(float(s)).limit_denominator(10**6) for s in np.ravel(scales)]
+
+
+def _sizes_ratios(node, graph, a, x) -> Optional[list]:
+    """The ratios from a sizes input whose spatial entries are known though
+    the rest is not (Concat(Shape(x)[0:2], [H', W']) beside a symbolic
+    batch): shape inference leaves that output symbolic, and without the
+    ratios every factor rule would pass unread."""
+    if node.op_type != "Resize" or len(node.input) < 4 or not node.input[3] or "axes" in a or x is None:
+        return None
+    partial = graph.partial_constant(node.input[3])
+    if partial is None:
+        return None
+    values, known = (np.ravel(v) for v in partial)
+    if len(values) != len(x) or len(x) <= 2 or not all(known[2:]) or \
+            not all(isinstance(d, int) and d > 0 for d in x[2:]):
+        return None
+    return [Fraction(int(v), d) if ok and isinstance(d, int) and d else None for v, ok, d in zip(values, known, x)]
 
 
 def _depth_to_space(node, graph, a) -> dict:

@@ -92,6 +92,7 @@ class AxisGeometry:
     d: int
     head: int
     out: int
+    widen: bool = True   # a single input position may take a stride of the kernel extent (`_one_input`)
 
     @property
     def full(self) -> int:
@@ -145,8 +146,24 @@ def output_geometry(sizes: Sequence[int], kernel: Sequence[int], strides: Sequen
                                "fix output_shape")
         head, out = _head_and_out(full, n * s, wanted, auto_pad, explicit[i])
         axes.append(AxisGeometry(n, k, s, d, head, out))
+    axes = _keep_square_blocks(axes)
     _check_size(axes)
     return tuple(axes)
+
+
+def _keep_square_blocks(axes: list[AxisGeometry]) -> list[AxisGeometry]:
+    """A 2-D node whose strides are equal keeps them where `_one_input` would
+    make them differ: DepthToSpace needs one block size for both axes (or,
+    at stride 1, no shuffle at all), and a Reshape/Transpose shuffle of
+    unequal blocks needs rank-6 tensors, which no rank-4 target runs.  A map
+    of one row (1 x W) under a 3x3 stride-2 kernel would take strides (3, 2)
+    and fit no form on tflite, though DepthToSpace(2) serves it; the one-row
+    axis then convolves some zero padding (its phases' windows overhang),
+    the price of the simpler shuffle."""
+    strides = {g.s for g in axes}
+    if len(axes) != 2 or len(strides) != 1 or len({_one_input(g).s for g in axes}) == 1:
+        return axes
+    return [replace(g, widen=False) for g in axes]
 
 
 def _check_size(axes: Sequence[AxisGeometry]) -> None:
@@ -261,7 +278,7 @@ def _one_input(g: AxisGeometry) -> AxisGeometry:
     has i = 0 only); a stride of at least the kernel extent puts every tap in
     a phase of its own, so no conv window reads zero padding (a 1x1 input,
     as in a DCGAN's first layer, becomes a 1x1 Conv and a pixel shuffle)."""
-    return replace(g, s=max(g.s, extent(g.k, g.d))) if g.n == 1 else g
+    return replace(g, s=max(g.s, extent(g.k, g.d))) if g.n == 1 and g.widen else g
 
 
 # Plans are pure functions of an axis's geometry, and a model repeats a few

@@ -184,9 +184,14 @@ def _integer_convs(b, d: QDeconv, wq: np.ndarray, graph) -> None:
         if bias_f is not None:
             inputs.append(b.initializer(bias_f[ch], "bias"))
         elif bias_q is not None:
-            bs = np.asarray(d.b_scale, np.float32)[ch]
+            # one scale for every channel stays a scalar: DequantizeLinear before opset 13 takes no
+            # axis and no vector scale (torch's opset-11 exports quantized per tensor)
+            b_scale = np.asarray(d.b_scale, np.float32)
+            bias_per_channel = len(set(d.b_scale)) > 1
+            bs = b_scale[ch] if bias_per_channel else b_scale[:1].reshape(())
             inputs.append(b.op(qdq.DEQUANTIZE, [b.initializer(bias_q[ch].astype(np.int32), "bias_q"),
-                                                 b.initializer(bs, "bias_scale")], "bias_dequantize", axis=0))
+                                                 b.initializer(bs, "bias_scale")], "bias_dequantize",
+                               axis=0 if bias_per_channel else None))
         dq_nodes = b.nodes[-2 if bias_q is not None else -1:]
         del b.nodes[-len(dq_nodes):]
         at = b.nodes.index(conv)

@@ -1,6 +1,7 @@
 """GraphView.names_in_use: every name a new node or value must not take (the
 graph's values and node names, and the values its subgraphs use)."""
 import numpy as np
+import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from convrewrite.core.graph import GraphView
@@ -52,3 +53,17 @@ def test_a_resize_of_an_input_with_a_negative_dim_value_is_rewritten_as_a_symbol
     from convrewrite import optimize
     _, report = optimize(_minus_one_model(), passes=["resize"], inputs={"x": np.ones((1, 2, 7, 9), np.float32)})
     assert report.verification.equivalent is True  # given inputs: any size where the model says -1
+
+
+def test_a_pad_whose_pads_fold_has_a_static_output():
+    """TorchScript's reflect-padding chain: onnx's inference leaves the Pad's
+    output unknown; the view infers again with the folded pads."""
+    from builders import torchscript_padded_conv_model
+
+    model = torchscript_padded_conv_model(rate=3, size=10)
+    plain = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    padded = next(v for v in plain.graph.value_info if v.name == "padded")
+    assert not padded.type.tensor_type.shape.dim[2].HasField("dim_value")   # what the view started from
+    view = GraphView(model)
+    assert view.shape("padded") == (1, 4, 16, 16) and view.shape("y") == (1, 4, 10, 10)
+    assert "pads/folded" not in view.names_in_use and view.producer("pads").op_type == "Cast"

@@ -781,6 +781,24 @@ def test_the_tflite_profile_adds_the_bias_after_the_shuffle():
     assert "bias after" not in report.records(REWRITTEN)[0].variant
 
 
+
+@pytest.mark.parametrize("x_shape,kernel,attrs,shuffles", [
+    # torch's ConvTranspose2d(3, stride=2, padding=1, output_padding=1) on a one-row map
+    ((1, 4, 1, 4), (3, 3), dict(strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]), 1),
+    # a stride-1 ConvTranspose2d(5) on a 1x6 map (from the dynamo exporter, dilated, in the hunt)
+    ((1, 4, 1, 6), (5, 5), dict(strides=[1, 1]), 0),
+])
+def test_a_one_row_map_keeps_square_blocks_for_a_rank_4_target(x_shape, kernel, attrs, shuffles):
+    """A single input row used to take a stride of its kernel extent (3 and 5
+    above) while the other axis kept the node's: unequal blocks, no
+    DepthToSpace, and every Reshape/Transpose shuffle needs rank-6 tensors,
+    so tflite left the node ('no-form') where a 2-row map rewrites.  Equal
+    strides now stay equal: DepthToSpace, or no shuffle at stride 1."""
+    model = convt_model(x_shape, 3, kernel, **attrs)
+    assert_rewrites(model, "convtranspose", {"ConvTranspose": 0, "DepthToSpace": shuffles, "Transpose": 0},
+                    target=load_profile("tflite"))
+
+
 @pytest.mark.parametrize("opset,dtype", [(7, np.float32), (8, np.float16), (9, np.float32), (10, np.float16)])
 @pytest.mark.parametrize("case", [3, 9, 15])
 def test_form_costs_are_exact_in_old_opsets(case, opset, dtype):

@@ -1353,3 +1353,16 @@ def test_a_symbolic_channel_dim_is_rewritten_and_checked():
     model = conv_model((1, "C", 17, 17), (4, 3, 3, 3), dilations=[2, 2], pads=[2, 2, 2, 2])
     _, report = assert_rewrites(model, DilatedConv(), {"Conv": 1}, expect_rewrites=1)
     assert report.rewrites[0].max_abs_error is not None
+
+
+@pytest.mark.parametrize("mode", ["reflect", "edge"])
+def test_a_dilated_conv_after_torchscripts_padding_chain_is_rewritten(mode):
+    """Conv2d(padding_mode='reflect' or 'replicate') exported by TorchScript:
+    the Pad's pads come from a chain onnx's inference does not follow, and
+    the Conv was left for "the input's spatial size ['unk__2', 'unk__3'] is
+    not static; fix the input's spatial dimensions" in a model whose input
+    is static.  The view folds the chain and infers the sizes."""
+    from builders import torchscript_padded_conv_model
+
+    new, _ = assert_rewrites(torchscript_padded_conv_model(mode=mode), "dilated-conv", {}, expect_rewrites=1)
+    assert not [n for n in new.graph.node if n.op_type == "Conv" and max(attributes(n).get("dilations", [1])) > 1]

@@ -816,3 +816,23 @@ def test_quantized_forms_compute_and_stream_what_they_say(name, op_type, pass_na
         assert o.cost.streamed_bytes, o.label
         assert (o.cost.macs, o.cost.grouped_macs, o.cost.streamed_bytes) == \
             (built.macs, built.grouped_macs, built.streamed_bytes), o.label
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_an_opset_11_convtranspose_quantized_per_tensor_is_rewritten(act):
+    """torch's opset-11 export quantized by quantize_static: per-tensor scales
+    (DequantizeLinear has no axis before 13), an int32 bias.  The quantized
+    form dequantized the bias with one scale per channel and axis 0, a node
+    opset 11 does not have; onnxruntime refused the replacement and the
+    rewrite was rolled back (verification-failed).  Equal scales stay one."""
+    model = quantized("convt", act, 11, per_channel=False)
+    assert model.opset_import[0].version == 11
+    new, report, records = run(model)
+    r = records["up"]
+    assert (r.status, r.form) == (REWRITTEN, "single-conv"), r.reason
+    assert report.verification.equivalent
+    for mode in ("spec", "fused"):
+        assert r.quantized_steps[mode]["mean"] <= 0.05 and r.quantized_steps[mode]["p99"] <= 1, r.quantized_steps
+    assert not any(a.name == "axis" for n in new.graph.node if n.op_type == "DequantizeLinear" for a in n.attribute)
+    before, after = assert_still_quantized(model, new)
+    assert float_compute(after) == 0

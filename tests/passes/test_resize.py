@@ -888,6 +888,21 @@ def test_when_no_form_fits_the_node_stays_never_worse(tmp_path):
                      r"not fewer than the 1 it replaces, so the node is left as it is$", code=Code.NO_FORM)
 
 
+def test_a_deconv_left_for_its_symbolic_size_says_so_in_the_reason():
+    """torch's F.interpolate(scale_factor=3, mode='linear') exported with a
+    dynamic length (dynamic_axes): the deconv form's ConvTranspose cannot be
+    lowered, only because its input's size is symbolic.  The reason used to
+    stop at "ConvTranspose: operator not supported by the target", as if
+    nothing could be done; it now carries the convtranspose pass's own
+    reason, which says what to fix."""
+    model = resize_model([1, 2, "L"], [1, 1, 3], mode="linear")
+    assert_skips_for(model, load_profile("tflite"), code=Code.NO_FORM,
+                     reason=r"^Resize 'up': no lowering form runs on target 'tflite'; the closest, 'deconv', still has "
+                            r"ConvTranspose the target does not run \(ConvTranspose 'up/resize/deconv': operator not "
+                            r"supported by the target .*; it stays because the input's spatial size \['\w+'\] is not "
+                            r"static; fix the input's spatial dimensions\), so the node is left as it is$")
+
+
 def test_no_form_can_be_built_for_the_target():
     model = resize_model([1, 3, "H", 6], [1, 1, 2, 2], mode="linear", coordinate_transformation_mode="align_corners")
     assert_skips_for(model, load_profile("generic-npu"),
@@ -1080,6 +1095,70 @@ def test_sizes_copying_the_inputs_own_batch_are_a_static_spatial_resize():
 def test_sizes_copying_another_dim_stay_dynamic():
     swapped = own_dims_sizes_model(take=((1, 2), (0, 1)), dims=("N", "C", 8, 8))   # [C, N, 16, 16]
     assert_skips(swapped, "resize", reason="computed from a tensor's shape", code="dynamic-shape")
+
+
+def recomputed_sizes_model(dims=("N", 4, 8, 8), scale=2.0, batch_op=None):
+    """torch.onnx.export(dynamo=False) of F.interpolate(x, scale_factor=2,
+    recompute_scale_factor=True) with dynamic_axes on the batch: sizes =
+    Concat(Shape(x)[0:2], Cast<int64>(Concat(floor(Cast<float>(Shape(x)[k]) * 2)
+    for k in 2, 3))).  `batch_op` (e.g. "Min") puts Min(N, 5) in the batch
+    entry's place, arithmetic on the symbolic dim itself."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(dims))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    c = lambda name, v: numpy_helper.from_array(np.asarray(v), name)   # noqa: E731
+    inits = [c("scale", np.float32(scale)), c("two", np.array([2], np.int64)), c("zero", np.array([0], np.int64)),
+             c("five", np.array([5], np.int64))]
+    nodes, parts = [helper.make_node("Shape", ["x"], ["s"])], []
+    for k in (2, 3):
+        inits.append(c(f"i{k}", np.int64(k)))
+        nodes += [helper.make_node("Gather", ["s", f"i{k}"], [f"g{k}"], axis=0),
+                  helper.make_node("Cast", [f"g{k}"], [f"f{k}"], to=TensorProto.FLOAT),
+                  helper.make_node("Mul", [f"f{k}", "scale"], [f"m{k}"]),
+                  helper.make_node("Cast", [f"m{k}"], [f"c{k}"], to=TensorProto.FLOAT),
+                  helper.make_node("Floor", [f"c{k}"], [f"fl{k}"]),
+                  helper.make_node("Unsqueeze", [f"fl{k}", "zero"], [f"u{k}"])]
+        parts.append(f"u{k}")
+    nodes += [helper.make_node("Concat", parts, ["hw_f"], axis=0),
+              helper.make_node("Cast", ["hw_f"], ["hw"], to=TensorProto.INT64),
+              helper.make_node("Slice", ["s", "zero", "two"], ["nc0" if batch_op else "nc"])]
+    if batch_op:
+        nodes.append(helper.make_node(batch_op, ["nc0", "five"], ["nc"]))
+    nodes += [helper.make_node("Concat", ["nc", "hw"], ["sizes"], axis=0),
+              helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], name="up", mode="nearest",
+                               coordinate_transformation_mode="asymmetric", nearest_mode="floor")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 13)])
+    return with_output_shape(model)
+
+
+def test_sizes_recomputed_from_static_dims_beside_a_symbolic_batch_are_read():
+    """The spatial sizes are arithmetic (Cast, Mul, Floor) on static dims
+    only; they were left as "computed from a tensor's shape, which is not
+    static; give the model static input shapes" because the chain also reads
+    Shape(x), whose batch is symbolic (and on arm-ethos-u55 the unread
+    factors passed every rule: "runs it as it is")."""
+    new, report = assert_rewrites(recomputed_sizes_model(), "resize", {"Resize": 0})
+    assert [r.form for r in report.records(REWRITTEN)] == ["matmul"]
+
+
+def test_a_target_reads_the_factors_of_sizes_beside_a_symbolic_batch():
+    """Shape inference leaves the output of Concat(Shape(x)[0:2], [H', W'])
+    sizes symbolic, so the target's facts had no factors and arm-ethos-u55
+    said a x3 nearest upsampling "runs it as it is (no rule of the profile
+    is broken)", though it allows x2, x4, x8 only: the factors are read from
+    the sizes' known entries now, and the Resize is lowered."""
+    from convrewrite.target import check_model
+
+    model = recomputed_sizes_model(scale=3.0)
+    found = check_model(model, load_profile("arm-ethos-u55"))
+    assert any(v.node == "up" and "scale factors 3x3 not allowed" in v.message for v in found), found
+    assert_rewrites(model, "resize", {"Resize": 0}, target="arm-ethos-u55")
+
+
+def test_arithmetic_on_the_symbolic_dim_itself_stays_dynamic():
+    """Min(N, 5) is 5 for both (large) probe values but 1 for N = 1: an op
+    reading a symbolic dim never folds, whatever the probes give."""
+    assert_skips(recomputed_sizes_model(batch_op="Min"), "resize", reason="computed from a tensor's shape",
+                 code="dynamic-shape")
 
 
 def test_a_huge_cubic_coeff_a_prints_no_numpy_warning():
