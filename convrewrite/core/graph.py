@@ -118,7 +118,8 @@ class GraphView(ConstantFolding):
 
     def _foldable_shape_inputs(self) -> dict:
         """{input: value} of the shape-deciding inputs (_SHAPE_INPUTS) that
-        fold to constants, of nodes whose output shape is not all static."""
+        fold to constants, of nodes whose output shape is not all static --
+        but for initializers and Constant nodes, which inference reads."""
         folded = {}
         for node in self.graph.node:
             picks = _SHAPE_INPUTS.get(node.op_type, ()) if node.domain in ("", "ai.onnx") else ()
@@ -128,6 +129,9 @@ class GraphView(ConstantFolding):
                 name = node.input[k] if k < len(node.input) else ""
                 if not name or name in folded or self.is_initializer(name) or name in self._graph_inputs:
                     continue
+                producer = self.producer(name)
+                if producer is not None and producer.op_type == "Constant":
+                    continue    # onnx's inference reads a Constant itself (a symbolic batch left the dim)
                 value = self.constant(name)
                 if value is not None:
                     folded[name] = np.asarray(value)

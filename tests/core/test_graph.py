@@ -67,3 +67,20 @@ def test_a_pad_whose_pads_fold_has_a_static_output():
     view = GraphView(model)
     assert view.shape("padded") == (1, 4, 16, 16) and view.shape("y") == (1, 4, 10, 10)
     assert "pads/folded" not in view.names_in_use and view.producer("pads").op_type == "Cast"
+
+
+def test_no_second_inference_for_shapes_a_constant_node_gives(monkeypatch):
+    """A Reshape to a Constant [-1, 8, 4, 4] beside a symbolic batch keeps its
+    unknown dim whatever is folded: the view runs shape inference once
+    (twice doubled the view's cost on such dynamic-batch exports)."""
+    import convrewrite.core.graph as graph_module
+
+    calls = []
+    real = graph_module.infer_shapes
+    monkeypatch.setattr(graph_module, "infer_shapes", lambda m: calls.append(1) or real(m))
+    nodes = [helper.make_node("Constant", [], ["s"], value=numpy_helper.from_array(np.array([-1, 8, 4, 4]))),
+             helper.make_node("Reshape", ["x", "s"], ["r"]), helper.make_node("Relu", ["r"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    view = GraphView(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    assert view.shape("y")[1:] == (8, 4, 4) and len(calls) == 1
