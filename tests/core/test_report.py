@@ -28,3 +28,12 @@ def test_control_characters_of_node_names_are_escaped_in_the_summary():
     assert report.rewrites[0].node == name                 # the JSON keeps the name as it is
     misfits = target_lines(report.target)[1:]
     assert misfits and all("\x1b" not in s and "\n" not in s for s in misfits)
+
+
+def test_strict_counts_with_a_target_only_what_does_not_fit_it():
+    """A left-alone node the target check of the output flags is unfinished;
+    without a target every left-alone candidate is."""
+    _, report = optimize(_left_alone("up"), target="generic-npu")       # no ConvTranspose there
+    assert not report.target["fits"] and [r.node for r in report.unfinished] == ["up"]
+    _, report = optimize(_left_alone("up"))
+    assert [r.node for r in report.unfinished] == ["up"]
