@@ -82,3 +82,16 @@ def assert_skips(model: onnx.ModelProto, pass_, reason: str, code: Optional[str]
         f"no record matches {reason!r} with code {code!r}: {found}"
     assert op_counts(new) == op_counts(model)
     return report
+
+
+def assert_cost_exact(option, built, per_item: int = 1) -> None:
+    """A form option's Cost, worked out before building (per batch item),
+    equals `built`, the built replacement's model_cost, on every figure:
+    MACs, bytes moved, nodes, largest rank, grouped MACs, bytes streamed."""
+    c = option.cost
+    figures = (c.macs, c.moved_bytes, c.nodes, c.max_rank, c.grouped_macs, c.streamed_bytes)
+    assert None not in figures, (option.label, c)
+    estimate = (c.macs * per_item, c.moved_bytes * per_item, c.nodes, c.max_rank, c.grouped_macs * per_item,
+                c.streamed_bytes * per_item)
+    assert estimate == (built.macs, built.moved_bytes, built.nodes, built.max_rank, built.grouped_macs,
+                        built.streamed_bytes), (option.label, c, built)

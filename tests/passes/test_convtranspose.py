@@ -32,7 +32,7 @@ from convrewrite.core.standalone import replacement_model
 from passes.convtranspose.geometry import (SpecConflict, conv_transpose_macs, output_geometry)
 from convrewrite.target import Profile, builtin_names, load_profile, needs_lowering
 from builders import convt_model
-from helpers import assert_rewrites, assert_skips, forms, op_counts
+from helpers import assert_cost_exact, assert_rewrites, assert_skips, forms, op_counts
 from passes.convtranspose.rewrite import ConvTransposeOptions, ConvTransposeToConv
 
 PASS = ConvTransposeToConv()
@@ -687,14 +687,7 @@ def assert_costs_exact(model: onnx.ModelProto, p=None, node: int = -1) -> int:
         built = model_cost(replacement)
         if built.moved_bytes is None and not isinstance(batch, int) and graph.opset() < 11:
             built = run_time_cost(replacement)
-        c = option.cost
-        assert None not in (c.macs, c.moved_bytes, c.nodes, c.max_rank, c.grouped_macs, c.streamed_bytes), \
-            (option.label, c)
-        estimate = (c.macs * per_item, c.moved_bytes * per_item, c.nodes, c.max_rank, c.grouped_macs * per_item,
-                    c.streamed_bytes * per_item)
-        assert estimate == (built.macs, built.moved_bytes, built.nodes, built.max_rank, built.grouped_macs,
-                            built.streamed_bytes), \
-            (option.label, c, built)
+        assert_cost_exact(option, built, per_item)
     return len(options)
 
 

@@ -35,7 +35,7 @@ from convrewrite.core.rewrite import Code, Match
 from convrewrite.core.standalone import replacement_model
 from convrewrite.target import Profile, builtin_names, load_profile, needs_lowering
 from builders import resize_model, with_output_shape
-from helpers import _feed_sets, assert_rewrites, assert_skips, op_counts
+from helpers import _feed_sets, assert_cost_exact, assert_rewrites, assert_skips, op_counts
 from passes import make_passes
 from passes.resize.forms import MATMUL_HINT, nearest_favour
 from passes.resize.rewrite import ResizeOptions, ResizeToConvTranspose
@@ -1014,14 +1014,7 @@ def test_form_costs_are_exact(model, options, forms):
     per_item = batch if isinstance(batch, int) and all(ax.axis != 0 for ax in match.params.spec.resized) else 1
     for option in options_:
         built = model_cost(replacement_model(build(p, match, option, graph), graph))
-        c = option.cost
-        assert None not in (c.macs, c.moved_bytes, c.nodes, c.max_rank, c.grouped_macs, c.streamed_bytes), \
-            (option.label, c)
-        estimate = (c.macs * per_item, c.moved_bytes * per_item, c.nodes, c.max_rank, c.grouped_macs * per_item,
-                    c.streamed_bytes * per_item)
-        assert estimate == (built.macs, built.moved_bytes, built.nodes, built.max_rank, built.grouped_macs,
-                            built.streamed_bytes), \
-            (option.label, c, built)
+        assert_cost_exact(option, built, per_item)
 
 
 @pytest.fixture(scope="module")
