@@ -5,6 +5,8 @@ prefixes it), or None when the node passes.
 """
 from __future__ import annotations
 
+import re
+
 from typing import Optional
 
 import onnx
@@ -40,9 +42,25 @@ def unknown_spatial_size(graph: GraphView, name: str, why: str = "") -> Optional
     if xs is None or len(xs) < 3:
         return Skip("the input's rank is unknown; run shape inference or give the input a shape", Code.DYNAMIC_SHAPE)
     if not all(isinstance(d, int) for d in xs[2:]):
-        return Skip(f"the input's spatial size {list(xs[2:])} is not static{why}; fix the input's spatial "
+        shown = shown_dims(xs[2:])
+        if "?" in shown:     # a size shape inference named unk__N: derived from a symbolic dim, or lost
+            return Skip(f"the input's spatial size {shown} is not static{why} (?: a size shape inference could not "
+                        "work out, from a symbolic dimension of the graph's inputs or lost on the way); give the "
+                        "graph's inputs static shapes", Code.DYNAMIC_SHAPE)
+        return Skip(f"the input's spatial size {shown} is not static{why}; fix the input's spatial "
                     "dimensions", Code.DYNAMIC_SHAPE)
     return None
+
+
+# onnx's shape inference names a dimension it could not work out unk__0, unk__1, ...
+_INVENTED = re.compile(r"unk__\d+$")
+
+
+def shown_dims(dims) -> list:
+    """Dims as a reason shows them: numbers, the model's own symbolic names,
+    and '?' for a size shape inference invented a name for (unk__N), which
+    means nothing to the user."""
+    return ["?" if isinstance(d, str) and _INVENTED.match(d) else d for d in dims]
 
 
 def first_problem(*checks: Optional[Skip]) -> Optional[Skip]:
