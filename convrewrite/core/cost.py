@@ -106,9 +106,10 @@ def node_macs(node: onnx.NodeProto, graph: GraphView, per_item: bool = False) ->
 def gemm_rows(node: onnx.NodeProto, graph: GraphView) -> Optional[int]:
     """The rows a node's MACs are spread over per streamed column (see the
     module docstring), or None for a node that streams nothing or whose
-    shapes are unknown.  A MatMul's or Gemm's left operand as it is (with
-    `per_item` too: a 2-D one, a constant matrix broadcast over a batch,
-    has no batch axis), turned around by a Gemm's transA."""
+    shapes are unknown.  For a MatMul or Gemm: the rows of its left operand
+    as it is (turned around by a Gemm's transA), also when the MACs are
+    counted per batch item -- a 2-D left operand, a constant matrix
+    broadcast over a batch, has no batch axis to divide."""
     if len(node.input) < 2:
         return None
     if node.op_type in ("Conv", "ConvTranspose"):

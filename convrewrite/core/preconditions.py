@@ -6,7 +6,6 @@ prefixes it), or None when the node passes.
 from __future__ import annotations
 
 import re
-
 from typing import Optional
 
 import onnx

@@ -167,8 +167,8 @@ class Plain(_DilatedForm):
         return "dilation is left after the simplifications" if p.dilated else None
 
     def cost(self, match, variant, graph) -> Cost:
-        p = match.params
-        return _cost(p, p.exact_macs(), p.rank, _plain_moved(p, _itemsize(graph, match)), _itemsize(graph, match))
+        p, size = match.params, _itemsize(graph, match)
+        return _cost(p, p.exact_macs(), p.rank, _plain_moved(p, size), size)
 
     def emit(self, b, graph, x, p):
         return _plain(b, x, _sliced_weight(b, graph, p), p)
@@ -186,9 +186,8 @@ class Subsample(_DilatedForm):
         return None if p.one_phase else "some axis has more than one phase (the dilation does not divide the stride)"
 
     def cost(self, match, variant, graph) -> Cost:
-        p = match.params
-        return _cost(p, p.exact_macs(), p.rank, _batch_moved(p, _itemsize(graph, match), graph.opset()),
-                     _itemsize(graph, match))
+        p, size = match.params, _itemsize(graph, match)
+        return _cost(p, p.exact_macs(), p.rank, _batch_moved(p, size, graph.opset()), size)
 
     def emit(self, b, graph, x, p):
         b.note("the dilation divides the stride: only every d-th input is read")
@@ -210,8 +209,8 @@ class Batch(_DilatedForm):
         p = match.params
         if isinstance(p, Chain):
             return _chain_cost(p, graph)
-        return _cost(p, p.phase_macs(), batch_rank(p, batch_major=True),
-                     _batch_moved(p, _itemsize(graph, match), graph.opset()), _itemsize(graph, match))
+        size = _itemsize(graph, match)
+        return _cost(p, p.phase_macs(), batch_rank(p, batch_major=True), _batch_moved(p, size, graph.opset()), size)
 
     def build(self, match, variant, graph, b):
         if isinstance(match.params, Chain):
@@ -242,9 +241,9 @@ class Depth(_DilatedForm):
         return None
 
     def cost(self, match, variant, graph) -> Cost:
-        p = match.params
+        p, size = match.params, _itemsize(graph, match)
         return _cost(p, p.phase_macs(), max(p.rank, shuffle_rank(p.blocks, "DCR", graph.opset())),
-                     _depth_moved(p, graph, _itemsize(graph, match)), _itemsize(graph, match))
+                     _depth_moved(p, graph, size), size)
 
     def emit(self, b, graph, x, p):
         blocks, tiled = depth_tiling(graph, p)
@@ -256,9 +255,8 @@ class Slices(_DilatedForm):
     name = "slices"
 
     def cost(self, match, variant, graph) -> Cost:
-        p = match.params
-        return _cost(p, p.phase_macs(), max(p.rank, 4), _slices_moved(p, _itemsize(graph, match), graph.opset()),
-                     _itemsize(graph, match))
+        p, size = match.params, _itemsize(graph, match)
+        return _cost(p, p.phase_macs(), max(p.rank, 4), _slices_moved(p, size, graph.opset()), size)
 
     def emit(self, b, graph, x, p):
         return _slices(b, x, _sliced_weight(b, graph, p), p)
@@ -297,8 +295,9 @@ class Taps(_DilatedForm):
 
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
-        moved = (_taps_window_moved if variant == WINDOW else _taps_moved)(p, _itemsize(graph, match), graph.opset())
-        return _cost(p, p.exact_macs(), p.rank, moved, _itemsize(graph, match))
+        size = _itemsize(graph, match)
+        moved = (_taps_window_moved if variant == WINDOW else _taps_moved)(p, size, graph.opset())
+        return _cost(p, p.exact_macs(), p.rank, moved, size)
 
     def build(self, match, variant, graph, b: Builder) -> dict:
         p: Dilated = match.params
@@ -332,9 +331,8 @@ class Reshape(_DilatedForm):
         return reshape_favoured(match.params)
 
     def cost(self, match, variant, graph) -> Cost:
-        p = match.params
-        return _cost(p, p.phase_macs(), max(p.rank, 4), _reshape_moved(p, _itemsize(graph, match), graph.opset()),
-                     _itemsize(graph, match))
+        p, size = match.params, _itemsize(graph, match)
+        return _cost(p, p.phase_macs(), max(p.rank, 4), _reshape_moved(p, size, graph.opset()), size)
 
     def emit(self, b, graph, x, p):
         return _reshape(b, graph, x, p)

@@ -76,7 +76,7 @@ from convrewrite.emit.space_to_batch import strided_slice, strided_slice_cost
 from convrewrite.geometry import extent
 
 from .build import _conv, _kept_weight, _sliced_weight
-from .forms import Dilated, _DilatedForm, _itemsize, _window_moved, single_dilated_conv
+from .forms import Dilated, _DilatedForm, _itemsize, _window_moved, single_dilated_conv, streamed
 from .phases import window
 
 CHANNELS = DEFAULT                                   # the taps as input channels, tap-major weight (group 1)
@@ -201,7 +201,7 @@ def im2col_cost(p: Dilated, itemsize: int, opset: int, variant: Variant = CHANNE
     macs = p.exact_macs()
     few = grouped(len(taps(p)) * p.channels) if variant == CHANNELS else p.grouped
     return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes + 1, max_rank=p.rank,
-                grouped_macs=macs if few else 0, streamed_bytes=macs * itemsize * p.group // p.out_channels)
+                grouped_macs=macs if few else 0, streamed_bytes=streamed(p, macs, itemsize))
 
 
 class Im2col(_DilatedForm):
