@@ -195,6 +195,56 @@ def test_a_defective_large_weight_is_refused(tmp_path, defect, message):
     assert not list(tmp_path.glob("*.opt.onnx"))
 
 
+def _declared(kind: str):
+    """Conv -> Relu on float, with one declaration of the Conv's output
+    (value_info) or of the graph's output: a wrong element type (onnxruntime
+    refuses such a model) or a stale shape (onnxruntime overrides it)."""
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["y"], name="relu")]
+    out_type = TensorProto.FLOAT16 if kind == "output type" else TensorProto.FLOAT
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", out_type, [1, 4, 8, 8])], [w])
+    if kind == "value_info type":
+        g.value_info.append(helper.make_tensor_value_info("c", TensorProto.FLOAT16, [1, 4, 8, 8]))
+    if kind == "value_info shape":
+        g.value_info.append(helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, 4, 5, 5]))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("kind, node, name", [("value_info type", "conv", "c"), ("output type", "relu", "y")])
+def test_a_declared_type_the_node_does_not_compute_is_refused(tmp_path, kind, node, name):
+    """onnx.checker passes such a model, onnxruntime refuses it, and shape
+    inference stops at the node: without the check every candidate after
+    it was left alone as "rank unknown"."""
+    import onnxruntime as ort
+
+    model = _declared(kind)
+    onnx.checker.check_model(model)
+    with pytest.raises(Exception, match="Type Error"):
+        ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(model.SerializeToString())
+    r = run("optimize", path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert (f"invalid ONNX model (output '{name}' of node '{node}' is declared float16 but the node computes "
+            "float; correct or remove that value_info entry)") in r.stderr
+    assert not list(tmp_path.glob("*.opt.onnx"))
+
+
+def test_a_stale_declared_shape_is_not_refused(tmp_path):
+    """A declared shape that inference contradicts is not an error:
+    onnxruntime runs the model (it overrides the declaration)."""
+    import onnxruntime as ort
+
+    model = _declared("value_info shape")
+    ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    path = tmp_path / "stale.onnx"
+    path.write_bytes(model.SerializeToString())
+    r = run("optimize", path, "-o", tmp_path / "out.onnx")
+    assert r.returncode == 0, r.stderr
+
+
 def test_bad_inputs_get_one_line_errors(tmp_path):
     names = _bad_files(tmp_path)
     for name in names:

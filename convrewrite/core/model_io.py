@@ -243,12 +243,16 @@ def check_model(model: onnx.ModelProto, label: str = "model") -> None:
     problem = _value_type_problem(model)
     if problem:
         raise InputError(f"{label}: invalid ONNX model ({problem})")
+    weightless = weightless_copy(model)
     try:
-        _check_weightless(model)
+        _check_weightless(model, weightless)
     except onnx.checker.ValidationError as e:
         raise InputError(f"{label}: invalid ONNX model ({_short(e)})") from None
     except Exception as e:  # unknown opsets and friends surface as other types
         raise InputError(f"{label}: invalid ONNX model ({_short(e)})") from None
+    problem = _declared_type_problem(weightless)
+    if problem:
+        raise InputError(f"{label}: invalid ONNX model ({problem})")
 
 
 def _value_type_problem(model: onnx.ModelProto) -> str | None:
@@ -267,7 +271,46 @@ def _value_type_problem(model: onnx.ModelProto) -> str | None:
     return None
 
 
-def _check_weightless(model: onnx.ModelProto) -> None:
+# onnx's strict inference, where a node's inferred output type contradicts the
+# type the model declares for that output (value_info or graph output)
+_TYPE_CLASH = re.compile(r"node name: (.*?)\): \[TypeInferenceError\] Inferred elem type differs from existing "
+                         r"elem type: \((\d+)\) vs \((\d+)\)")
+
+
+def _declared_type_problem(weightless: onnx.ModelProto) -> str | None:
+    """A tensor whose declared element type (value_info, graph output) is not
+    the type its node computes: onnx.checker lets it through, onnxruntime
+    refuses to load the model, and shape inference, which keeps the
+    declaration, stops at that node (every candidate after it would be left
+    alone for "unknown rank").  Found by onnx's strict inference on the
+    model without its weights; its other complaints (a stale declared shape,
+    which onnxruntime overrides) are not errors here."""
+    try:
+        onnx.shape_inference.infer_shapes(weightless, check_type=False, strict_mode=True)
+    except onnx.shape_inference.InferenceError as e:
+        clash = _TYPE_CLASH.search(str(e))
+        if clash is None:
+            return None
+        node, computed, declared = clash.group(1), int(clash.group(2)), int(clash.group(3))
+        names = [o for n in weightless.graph.node if node and n.name == node for o in n.output]
+        said = [v.name for v in [*weightless.graph.value_info, *weightless.graph.output]
+                if v.name in names and v.type.tensor_type.elem_type == declared]
+        what = f"output {said[0]!r} of node {node!r}" if len(said) == 1 else f"an output of node {node!r}"
+        return (f"{what} is declared {_type_name(declared)} but the node computes {_type_name(computed)}; "
+                "correct or remove that value_info entry")
+    except Exception:  # noqa: BLE001 -- inference's other failures are reported where a pass needs shapes
+        return None
+    return None
+
+
+def _type_name(elem: int) -> str:
+    try:
+        return onnx.helper.tensor_dtype_to_string(elem).removeprefix("TensorProto.").lower()
+    except (ValueError, KeyError):
+        return f"element type {elem}"
+
+
+def _check_weightless(model: onnx.ModelProto, weightless: onnx.ModelProto) -> None:
     """onnx.checker on the model with its weights stubbed out, then on each
     stubbed weight alone.
 
@@ -281,7 +324,7 @@ def _check_weightless(model: onnx.ModelProto) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         open(os.path.join(tmp, WEIGHT_STUB_LOCATION), "wb").close()
         path = os.path.join(tmp, "model.onnx")
-        onnx.save_model(weightless_copy(model), path)
+        onnx.save_model(weightless, path)
         onnx.checker.check_model(path)
     ctx = onnx.checker.C.CheckerContext()
     ctx.ir_version = model.ir_version
