@@ -550,6 +550,13 @@ def _axis_resizes(node, kind, values, axes, roi, dims):
         policy = attributes(node).get("keep_aspect_ratio_policy", "stretch")
         if policy not in POLICIES:
             return Unreadable(f"keep_aspect_ratio_policy {policy!r} is not one of {', '.join(POLICIES)}")
+        written = attributes(node).get("axes")
+        if policy != "stretch" and written is not None and any(a < 0 for a in written):
+            # onnxruntime (1.32) then returns the input's size and onnx's reference evaluator raises
+            return Unreadable(f"keep_aspect_ratio_policy {policy} with negative axes {list(written)}: onnxruntime "
+                              "ignores the sizes there (it returns the input's size) and onnx's reference evaluator "
+                              "fails on it, so no engine computes what the spec says to check a rewrite against; "
+                              f"write the axes as {list(axes)}", Code.SPEC_AMBIGUOUS)
         if policy != "stretch":
             s = (min if policy == "not_larger" else max)(ratios.values())
             ratios = {ax: s for ax in ratios}

@@ -165,6 +165,22 @@ def test_resize_18_axes_and_sizes_policy():
     assert_rewrites(model, DECONV, {"Resize": 0, "ConvTranspose": 1})
 
 
+@pytest.mark.parametrize("policy", ["not_larger", "not_smaller"])
+def test_a_policy_with_negative_axes_is_left_alone_no_engine_computes_it(policy):
+    """onnxruntime returns the input's size there and onnx's reference
+    evaluator raises: a rewrite could only be rolled back, blamed on itself.
+    The same node with non-negative axes is lowered."""
+    model = resize_model([1, 2, 4, 6], sizes=[8, 8], opset=18, axes=[-2, -1], mode="nearest",
+                         keep_aspect_ratio_policy=policy)
+    assert_skips(model, DECONV, code="spec-ambiguous",
+                 reason=rf"keep_aspect_ratio_policy {policy} with negative axes \[-2, -1\].*write the axes as \[2, 3\]")
+    model = resize_model([1, 2, 4, 6], sizes=[8, 12], opset=18, axes=[-2, -1], mode="nearest")   # stretch
+    assert_rewrites(model, DECONV, {"Resize": 0})
+    model = resize_model([1, 2, 4, 6], sizes=[8, 8], opset=18, axes=[2, 3], mode="nearest",
+                         keep_aspect_ratio_policy="not_smaller")
+    assert_rewrites(model, DECONV, {"Resize": 0})
+
+
 def test_antialias_has_no_effect_when_upsampling():
     model = resize_model([1, 2, 3, 4], [1, 1, 2, 2], opset=18, mode="cubic", antialias=1)
     assert_rewrites(model, DECONV, {"Resize": 0, "ConvTranspose": 1})
