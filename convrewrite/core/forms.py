@@ -174,6 +174,7 @@ class Ranking:
 
     options: list = field(default_factory=list)
     passed_over: list = field(default_factory=list)   # (form name, reason)
+    weighed: str = ""         # why the MAC bound's choice went after another (_weigh_bound), or ""
 
     def first_per_form(self) -> list:
         """The default variant of each ranked form."""
@@ -240,7 +241,7 @@ def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_op
                               only_estimated=form.opt_in and not asked and not with_opt_in and not favoured,
                               weighed=bool(favoured and not asked and form.favour_weighed)))
     scored = _weigh_favour(_place_by_estimate(scored, cost_model), cost_model)
-    scored = _weigh_bound(p, match, graph, scored, final_cost, nested_model)
+    scored, ranking.weighed = _weigh_bound(p, match, graph, scored, final_cost, nested_model)
     for s in sorted(scored, key=_Scored.key):
         ranking.options += s.options
     return ranking
@@ -312,7 +313,7 @@ def _weigh_favour(scored: list, cost_model) -> list:
     return scored
 
 
-def _weigh_bound(p, match, graph, scored: list, final_cost, model) -> list:
+def _weigh_bound(p, match, graph, scored: list, final_cost, model) -> tuple:
     """Put the form the MAC bound placed first after the form that would
     come first without the bound, where what they build is lowered again
     (`Form.nested`) and the final graph of the bound's form is estimated
@@ -333,26 +334,26 @@ def _weigh_bound(p, match, graph, scored: list, final_cost, model) -> list:
     pays for the nodes no less (per-op set-up) and for the MACs less, so
     the estimate's verdict holds there too: the driver weighs with the
     onnxruntime CPU model with or without a target.  A form the user asked
-    for, or one favoured, keeps its place."""
+    for, or one favoured, keeps its place.  Returns (scored, the verdict or "")."""
     if final_cost is None or model is None or p.mac_bound is None or len(scored) < 2:
-        return scored
+        return scored, ""
     first = min(scored, key=_Scored.key)
     if first.ruled:
-        return scored          # asked for, favoured, or over the bound itself: no rule of the bound's to weigh
+        return scored, ""          # asked for, favoured, or over the bound itself: no rule of the bound's to weigh
     rival = min((s for s in scored if s is not first), key=_unbounded)
     if _unbounded(first) < _unbounded(rival):
-        return scored          # first even without the bound: it decides nothing
+        return scored, ""          # first even without the bound: it decides nothing
     mine_form, theirs_form = first.options[0].form, rival.options[0].form
     why_nested = mine_form.nested(match, graph) or theirs_form.nested(match, graph)
     if why_nested is None:
-        return scored          # nothing is lowered again: the bound's rule stands
+        return scored, ""          # nothing is lowered again: the bound's rule stands
     finals = final_cost(first.options[0]), final_cost(rival.options[0])
     if None in finals or not any(again for _, again in finals):
-        return scored          # not a model, or neither is lowered again (the pass runs alone): the bound stands
+        return scored, ""          # not a model, or neither is lowered again (the pass runs alone): the bound stands
     (mine, _), (theirs, _) = finals
     a, b = model.seconds(mine), model.seconds(theirs)
     if a is None or b is None or a <= b:
-        return scored
+        return scored, ""
     first.rules = first.rules[:_Scored.OUTWEIGHED] + (True,) + first.rules[_Scored.OUTWEIGHED + 1:]
     verdict = (f"{mine_form.name} is within {p.mac_bound}x the original's MACs, but {why_nested}: "
                f"{mine.nodes} nodes in the end, estimated {a * 1e6:.3g} us on {model.name}, slower than "
@@ -361,7 +362,7 @@ def _weigh_bound(p, match, graph, scored: list, final_cost, model) -> list:
         object.__setattr__(o, "why", f"{o.why}, but outweighed by what is lowered again")
     for o in rival.options:
         object.__setattr__(o, "why", f"the final graph estimated faster: {verdict}")
-    return scored
+    return scored, verdict
 
 
 def _unbounded(s: "_Scored") -> tuple:

@@ -106,7 +106,8 @@ def lower(p, match: Match, graph: GraphView, target=None, passes: Sequence = (),
     if target is None:
         chosen = r.options[0]
         return Lowered(chosen, build(p, match, chosen, graph), notes + _ranking_note(p, chosen, r))
-    return _lower_for_target(p, match, graph, target, passes, depth, r, notes, where)
+    weighed = (f"{r.options[0].form.name} tried first: {r.weighed}",) if r.weighed else ()
+    return _lower_for_target(p, match, graph, target, passes, depth, r, notes + weighed, where)
 
 
 def _lower_for_target(p, match, graph, target, passes, depth, r: Ranking, notes, where):
