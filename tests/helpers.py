@@ -26,13 +26,14 @@ def op_counts(model: onnx.ModelProto) -> Counter:
 def assert_rewrites(model: onnx.ModelProto, pass_, expect_ops: Mapping[str, int],
                     inputs: Optional[Mapping[str, np.ndarray]] = None, rtol=None, atol=None,
                     expect_rewrites: Optional[int] = None, target=None, **options):
-    """Run `pass_` alone (an instance, or a name with **options), for
-    `target` if given, then assert: checker passes; op counts match
+    """Run `pass_` alone (an instance, or a name with **options; a list of
+    them for a run of several passes: nested lowering), for `target` if
+    given, then assert: checker passes; op counts match
     `expect_ops` (op -> count, 0 = absent); the whole model is equivalent to
     the original on `inputs` (default: seeded random, and batch 1 and 3 where
     the batch is symbolic); a second run rewrites nothing.  Returns
     (new_model, report)."""
-    passes = [pass_]
+    passes = list(pass_) if isinstance(pass_, (list, tuple)) else [pass_]
     new, report = optimize(model, passes=passes, options=options or None, rtol=rtol, atol=atol, target=target)
     onnx.checker.check_model(new, full_check=True)
     rewritten = report.records(REWRITTEN)
@@ -73,7 +74,7 @@ def assert_skips(model: onnx.ModelProto, pass_, reason: str, code: Optional[str]
                  **options):
     """The pass leaves the model unchanged and says why: some record's
     reason matches the regex `reason` (and its code is `code`, if given)."""
-    passes = [pass_]
+    passes = list(pass_) if isinstance(pass_, (list, tuple)) else [pass_]
     new, report = optimize(model, passes=passes, options=options or None, target=target)
     assert not report.records(REWRITTEN), [r.node for r in report.records(REWRITTEN)]
     assert report.rewrites, "the node was not even a candidate"

@@ -27,7 +27,11 @@ holds only without a target).
        favour goes where it is estimated more than OVERRULE times slower
        than the form that comes first without it: _weigh_favour)
     4. with a MAC bound: forms within bound x the node's MACs first; the
-       others by fewest MACs
+       others by fewest MACs.  Where what the forms build is lowered again
+       by the run's passes (`Form.nested`: a ConvTranspose's dilated phase
+       Convs), the form the bound puts first goes after the form that would
+       come first without the bound when the final graphs (both settled by
+       the driver) are estimated slower: _weigh_bound
     5. the pass's list order (simplest first), except that, given a cost
        model (core/cost_model.py: the driver passes onnxruntime CPU's when
        there is no target), the forms that say the model decides their
@@ -122,6 +126,13 @@ class Form:
     def favoured(self, match, graph) -> Optional[str]:
         return None
 
+    def nested(self, match, graph) -> Optional[str]:
+        """What of this form's output another pass of the run may lower
+        again (a ConvTranspose's phase Convs that keep a dilation: the
+        dilated-conv pass), or None.  Where a form says so, the chooser
+        weighs the MAC bound's choice on the final graphs (_weigh_bound)."""
+        return None
+
     def estimated(self, match, graph) -> bool:
         """Whether a cost model, when the chooser has one, places this form
         for this node among the others that say so (rank: key 5)."""
@@ -163,6 +174,7 @@ class Ranking:
 
     options: list = field(default_factory=list)
     passed_over: list = field(default_factory=list)   # (form name, reason)
+    weighed: str = ""         # why the MAC bound's choice went after another (_weigh_bound), or ""
 
     def first_per_form(self) -> list:
         """The default variant of each ranked form."""
@@ -176,14 +188,18 @@ class Ranking:
 
 def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_opt_in: bool,
          unpadded_first: bool = False, run_passes: Optional[Sequence[str]] = None,
-         bias_after_first: bool = False, cost_model=None) -> Ranking:
+         bias_after_first: bool = False, cost_model=None, final_cost=None, nested_model=None) -> Ranking:
     """Order `p.forms` for `match` (see the module docstring); with
     `unpadded_first`, each form's variants that pad their own Convs last;
     with `bias_after_first`, its variants that add the bias after the pixel
     shuffle (`bias_after`: Profile.bias_after_shuffle) first.
     `run_passes`: the names of the run's passes (None: not known), which a
     form's `lowered_by` must be among.  `cost_model`: a
-    core.cost_model.CostModel that places the `estimated` forms, or None."""
+    core.cost_model.CostModel that places the `estimated` forms, or None.
+    `final_cost`: option -> (the Cost of its replacement as the run's passes
+    leave it, whether they lower anything in it), built and settled by the
+    driver (None: no model of it could be made), and `nested_model` the
+    CostModel that weighs those (_weigh_bound); None: not weighed."""
     preferred = list(p.preferred_for(match) if hasattr(p, "preferred_for") else p.preferred())
     ranking = Ranking()
     scored = []
@@ -215,7 +231,7 @@ def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_op
         over = _over_bound(macs, node_macs, p.mac_bound)
         seconds = cost_model.seconds(first) if estimated and not over else None   # the bound comes first
         rules = (not form.first, preferred.index(form.name) if asked else len(preferred),
-                 form.opt_in and not asked and not estimated and not favoured, favoured is None, over,
+                 form.opt_in and not asked and not estimated and not favoured, favoured is None, False, over,
                  (macs or 0) if over else 0)
         why = ("asked for" if asked else favoured or _list_reason(p, over))
         options = [Option(form, v, why, f) for v, f in zip(variants, pricing)]
@@ -225,6 +241,7 @@ def rank(p, match, graph, node_macs: Optional[int], with_variants: bool, with_op
                               only_estimated=form.opt_in and not asked and not with_opt_in and not favoured,
                               weighed=bool(favoured and not asked and form.favour_weighed)))
     scored = _weigh_favour(_place_by_estimate(scored, cost_model), cost_model)
+    scored, ranking.weighed = _weigh_bound(p, match, graph, scored, final_cost, nested_model)
     for s in sorted(scored, key=_Scored.key):
         ranking.options += s.options
     return ranking
@@ -247,6 +264,8 @@ class _Scored:
     weighed: bool = False       # favoured by a rule the cost model may overrule (Form.favour_weighed)
 
     FAVOURED = 3                # the slot of `rules` that is False for a favoured form
+    OUTWEIGHED = 4              # the slot that is True for a form the MAC bound placed, outweighed (_weigh_bound)
+    OVER = 5                    # the slot that is True for a form over the MAC bound (its MACs follow)
 
     def key(self) -> tuple:
         return self.rules + (self.place, self.seconds is None, self.seconds or 0.0, self.index)
@@ -292,6 +311,64 @@ def _weigh_favour(scored: list, cost_model) -> list:
         for o in rival.options:
             object.__setattr__(o, "why", f"{o.why}; {s.options[0].form.name} was favoured, {verdict}")
     return scored
+
+
+def _weigh_bound(p, match, graph, scored: list, final_cost, model) -> tuple:
+    """Put the form the MAC bound placed first after the form that would
+    come first without the bound, where what they build is lowered again
+    (`Form.nested`) and the final graph of the bound's form is estimated
+    slower than the other's.
+
+    The bound trades nodes for MACs on what a form builds: border-split cuts
+    a ConvTranspose's output into tiles so that no tap multiplies padding.
+    When those tiles are dilated Convs, the dilated-conv pass lowers each one
+    again, and on a small map (phase images of a few outputs) into its taps:
+    one ConvTranspose k=4, dilation 3 on a 4x4x4 map became 417 nodes, then
+    2,425.  No MAC saving pays for that, so the choice is made on the final
+    graphs: measured on onnxruntime CPU (2-D, k=4 / dilation 3 and k=3 /
+    dilation 2, maps 4..24, 8 and 32 channels: 24 cases), the dense form
+    lowered by dilated-conv ran 1.3x to 6.5x faster than border-split in
+    every case, and the estimate ranked them so in every case (by 1.06x
+    to 13x), hence no margin (docs/convtranspose.md, *Nested lowering*).
+    The figures priced are nodes and MACs, of which a target's accelerator
+    pays for the nodes no less (per-op set-up) and for the MACs less, so
+    the estimate's verdict holds there too: the driver weighs with the
+    onnxruntime CPU model with or without a target.  A form the user asked
+    for, or one favoured, keeps its place.  Returns (scored, the verdict or "")."""
+    if final_cost is None or model is None or p.mac_bound is None or len(scored) < 2:
+        return scored, ""
+    first = min(scored, key=_Scored.key)
+    if first.ruled:
+        return scored, ""          # asked for, favoured, or over the bound itself: no rule of the bound's to weigh
+    rival = min((s for s in scored if s is not first), key=_unbounded)
+    if _unbounded(first) < _unbounded(rival):
+        return scored, ""          # first even without the bound: it decides nothing
+    mine_form, theirs_form = first.options[0].form, rival.options[0].form
+    why_nested = mine_form.nested(match, graph) or theirs_form.nested(match, graph)
+    if why_nested is None:
+        return scored, ""          # nothing is lowered again: the bound's rule stands
+    finals = final_cost(first.options[0]), final_cost(rival.options[0])
+    if None in finals or not any(again for _, again in finals):
+        return scored, ""          # not a model, or neither is lowered again (the pass runs alone): the bound stands
+    (mine, _), (theirs, _) = finals
+    a, b = model.seconds(mine), model.seconds(theirs)
+    if a is None or b is None or a <= b:
+        return scored, ""
+    first.rules = first.rules[:_Scored.OUTWEIGHED] + (True,) + first.rules[_Scored.OUTWEIGHED + 1:]
+    verdict = (f"{mine_form.name} is within {p.mac_bound}x the original's MACs, but {why_nested}: "
+               f"{mine.nodes} nodes in the end, estimated {a * 1e6:.3g} us on {model.name}, slower than "
+               f"{theirs_form.name}'s {b * 1e6:.3g} us ({theirs.nodes} nodes)")
+    for o in first.options:
+        object.__setattr__(o, "why", f"{o.why}, but outweighed by what is lowered again")
+    for o in rival.options:
+        object.__setattr__(o, "why", f"the final graph estimated faster: {verdict}")
+    return scored, verdict
+
+
+def _unbounded(s: "_Scored") -> tuple:
+    """s's key as if there were no MAC bound (its slots cleared)."""
+    rules = s.rules[:_Scored.OVER] + (False, 0) + s.rules[_Scored.OVER + 2:]
+    return rules + s.key()[len(s.rules):]
 
 
 def _place_by_estimate(scored: list, cost_model) -> list:

@@ -23,13 +23,14 @@ Only what the target check needs is ever built.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Optional, Sequence
 
 import onnx
 
 from . import qdq
 from .builder import Builder
-from .cost import COMPUTING_OPS, total_macs
+from .cost import COMPUTING_OPS, model_cost, total_macs
 from .cost_model import onnxruntime_cpu
 from .errors import InputError
 from .forms import Option, Ranking, rank
@@ -56,13 +57,29 @@ def build(p, match: Match, option: Option, graph: GraphView) -> Replacement:
     return b.replacement(outputs)
 
 
-def ranking(p, match: Match, graph: GraphView, target, passes: Sequence = ()) -> Ranking:
+def ranking(p, match: Match, graph: GraphView, target, passes: Sequence = (), depth: int = 0) -> Ranking:
     """The options for `match`; `passes`, the run's passes (empty: not known)."""
     macs = total_macs(match.nodes, graph, per_item=True) if p.mac_bound is not None else None
+    nested = passes and depth < SETTLE_DEPTH
     return rank(p, match, graph, macs, with_variants=target is not None, with_opt_in=target is not None,
                 unpadded_first=bool(getattr(target, "separate_conv_padding", False)),
                 bias_after_first=bool(getattr(target, "bias_after_shuffle", False)),
-                run_passes=[q.name for q in passes] if passes else None, cost_model=cost_model_for(p, target))
+                run_passes=[q.name for q in passes] if passes else None, cost_model=cost_model_for(p, target),
+                final_cost=partial(final_cost, p, match, graph, target, passes, depth) if nested else None,
+                nested_model=onnxruntime_cpu() if nested else None)
+
+
+def final_cost(p, match: Match, graph: GraphView, target, passes: Sequence, depth: int, option: Option):
+    """(Cost at batch 1, lowered again) of `option`'s replacement as the run's
+    passes leave it: built, and what they would lower in it lowered (`settle`,
+    as the target check does), and whether that changed anything; None where
+    no model of it can be made.  The chooser weighs the MAC bound with it
+    where a form's output is lowered again (forms._weigh_bound)."""
+    view, _ = _view(build(p, match, option, graph), graph, target)
+    if view is None:
+        return None
+    settled = settle(view, target, passes, depth + 1)
+    return model_cost((settled or view).model), settled is not None
 
 
 def cost_model_for(p, target):
@@ -77,7 +94,7 @@ def cost_model_for(p, target):
 
 def lower(p, match: Match, graph: GraphView, target=None, passes: Sequence = (), depth: int = 0):
     """A Lowered, or a Skip when no form can be built (see the module docstring)."""
-    r = ranking(p, match, graph, target, passes)
+    r = ranking(p, match, graph, target, passes, depth)
     where = f"{match.node.op_type} '{graph.label(match.node)}'"
     if not r.options:
         quantized = qdq.region(match.node, graph)
@@ -89,7 +106,8 @@ def lower(p, match: Match, graph: GraphView, target=None, passes: Sequence = (),
     if target is None:
         chosen = r.options[0]
         return Lowered(chosen, build(p, match, chosen, graph), notes + _ranking_note(p, chosen, r))
-    return _lower_for_target(p, match, graph, target, passes, depth, r, notes, where)
+    weighed = (f"{r.options[0].form.name} tried first: {r.weighed}",) if r.weighed else ()
+    return _lower_for_target(p, match, graph, target, passes, depth, r, notes + weighed, where)
 
 
 def _lower_for_target(p, match, graph, target, passes, depth, r: Ranking, notes, where):
@@ -229,7 +247,7 @@ def _view(replacement: Replacement, graph: GraphView, target):
     model = _with_quantize_after(replacement_model(replacement, graph), replacement, graph)
     constants = frozenset(inits) | frozenset(
         i for n in replacement.nodes for i in n.input if i and i not in inits and graph.is_constant(i))
-    if target.batch_must_be_one:
+    if getattr(target, "batch_must_be_one", False):
         model = unit_batch(model)
     try:
         return GraphView(model), constants

@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from math import prod
+from math import gcd, prod
 from typing import ClassVar, Optional
 
 from onnx import helper
@@ -128,6 +128,16 @@ class _ConvTransposeForm(Form):
             return emits
         return emits + [replace(e, bias_after=True, label=", ".join(filter(None, [e.label, BIAS_AFTER])))
                         for e in emits]
+
+    def nested(self, match, graph) -> Optional[str]:
+        """Output phase r is a correlation of dilation d / gcd(d, s) (rewrite.py):
+        where that is above 1 on an axis of more than one tap, the Convs
+        this form builds are dilated, and a dilated-conv pass in the run
+        lowers each of them again."""
+        left = [g.d // gcd(g.d, g.s) for g in match.params.geometry if g.k > 1]
+        if not any(r > 1 for r in left):
+            return None
+        return (f"its Convs keep dilation {'x'.join(map(str, left))}, which the run's passes lower again")
 
     def cost(self, match, variant, graph) -> Cost:
         low = self.lowering(match.params, variant)

@@ -291,6 +291,64 @@ def test_opset_6_falls_back_to_one_conv():
     assert "single-conv" in forms(report)
 
 
+# --- nested lowering: the MAC bound weighed on the final graphs ------------------
+
+NESTED = ["convtranspose", "dilated-conv"]
+
+
+def dilated_full(rank: int, n: int) -> onnx.ModelProto:
+    """The reproducer: stride 1, dilation 3, kernel 4, no padding (a full
+    convolution: out = n + 9) on a small map, 8 -> 8 channels."""
+    return convt_model((1, 8, *[n] * rank), 8, (4,) * rank, dilations=[3] * rank)
+
+
+@pytest.mark.parametrize("rank,n,most", [(2, 4, 10), (2, 6, 10), (3, 4, 30)])
+def test_a_small_dilated_map_is_not_tiled_into_taps(rank, n, most):
+    """Border-split meets the 1.1x MAC bound with dilated tiles (43 in 2-D,
+    298 in 3-D), and the dilated-conv pass lowered each of them into its
+    taps: 200 and 2,425 nodes for one ConvTranspose, 14x and 30x slower on
+    onnxruntime CPU.  Weighed on the final graphs the dense form wins."""
+    new, report = assert_rewrites(dilated_full(rank, n), NESTED, {"ConvTranspose": 0})
+    assert len(new.graph.node) <= most, op_counts(new)
+    (rec,) = [r for r in report.rewrites if r.op == "ConvTranspose"]
+    assert rec.form == "single-conv"
+    assert re.search(r"chosen: the final graph estimated faster: border-split is within 1\.1x the original's MACs, "
+                     r"but its Convs keep dilation 3(x3)*, which the run's passes lower again: \d+ nodes in the end, "
+                     r"estimated .* us on onnxruntime .* CPU, slower than single-conv's .* us \(\d+ nodes\)",
+                     " ".join(rec.notes)), rec.notes
+
+
+def test_the_bound_stands_where_nothing_is_lowered_again():
+    """The convtranspose pass alone (no dilated-conv in the run), or asked for
+    border-split: the MAC bound's choice, as before."""
+    model = dilated_full(2, 4)
+    _, report = assert_rewrites(model, PASS, NO_CT)
+    assert forms(report) == ["border-split"] and report.rewrites[0].macs_after <= 1.1 * report.rewrites[0].macs_before
+    _, report = optimize(model, passes=NESTED, options={"convtranspose_form": "border-split"}, verify=False)
+    assert report.rewrites[0].form == "border-split" and "chosen: asked for" in report.rewrites[0].notes
+
+
+def test_a_large_dilated_map_keeps_its_form():
+    """Where the dense form is within the bound the weighing decides nothing."""
+    model = convt_model((1, 8, 64, 64), 8, (3, 3), dilations=[2, 2], pads=[2, 2, 2, 2])
+    _, report = optimize(model, passes=NESTED, verify=False)
+    assert report.rewrites[0].form == "single-conv"
+    assert "chosen: the simplest form within 1.1x the original's MACs" in report.rewrites[0].notes
+
+
+def test_with_a_target_the_final_graphs_are_weighed_too():
+    """tflite lacks ConvTranspose and dilated Convs: the node is still lowered,
+    by the form whose final graph (settled for tflite) is estimated faster;
+    border-split's tiles became 236 nodes there."""
+    new, report = assert_rewrites(dilated_full(2, 4), NESTED, {"ConvTranspose": 0}, target="tflite")
+    assert len(new.graph.node) <= 40, op_counts(new)
+    assert report.target["fits"]
+    (rec,) = [r for r in report.rewrites if r.op == "ConvTranspose"]
+    assert rec.form == "single-conv"
+    assert re.search(r"single-conv tried first: border-split is within 1\.1x the original's MACs, but its Convs keep "
+                     r"dilation 3x3, which the run's passes lower again: \d+ nodes in the end", " ".join(rec.notes))
+
+
 # --- skips -------------------------------------------------------------------
 
 def test_skip_weight_graph_input():
