@@ -552,9 +552,10 @@ def _axis_resizes(node, kind, values, axes, roi, dims):
             return Unreadable(f"keep_aspect_ratio_policy {policy!r} is not one of {', '.join(POLICIES)}")
         written = attributes(node).get("axes")
         if policy != "stretch" and written is not None and any(a < 0 for a in written):
-            # onnxruntime (1.32) then returns the input's size and onnx's reference evaluator raises
+            # onnxruntime (1.32) then computes another size (axes [-2, -1]: the input's; [-1, 2]: the sizes
+            # as if stretched, on the wrong axis) and onnx's reference evaluator raises
             return Unreadable(f"keep_aspect_ratio_policy {policy} with negative axes {list(written)}: onnxruntime "
-                              "ignores the sizes there (it returns the input's size) and onnx's reference evaluator "
+                              "computes another output size there than the spec and onnx's reference evaluator "
                               "fails on it, so no engine computes what the spec says to check a rewrite against; "
                               f"write the axes as {list(axes)}", Code.SPEC_AMBIGUOUS)
         if policy != "stretch":

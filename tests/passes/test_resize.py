@@ -167,7 +167,7 @@ def test_resize_18_axes_and_sizes_policy():
 
 @pytest.mark.parametrize("policy", ["not_larger", "not_smaller"])
 def test_a_policy_with_negative_axes_is_left_alone_no_engine_computes_it(policy):
-    """onnxruntime returns the input's size there and onnx's reference
+    """onnxruntime computes another size there and onnx's reference
     evaluator raises: a rewrite could only be rolled back, blamed on itself.
     The same node with non-negative axes is lowered."""
     model = resize_model([1, 2, 4, 6], sizes=[8, 8], opset=18, axes=[-2, -1], mode="nearest",

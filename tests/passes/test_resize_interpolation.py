@@ -7,6 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 from convrewrite.core.graph import GraphView
+from convrewrite.core.rewrite import Code
 from passes.resize.interpolation import (AxisResize, Interpolation, axis_kernel, interpolation_matrix,
                                        phase_taps, read_resize, source_coordinate, taps)
 from builders import resize_model
@@ -85,7 +86,12 @@ def test_reading_old_opsets(op, opset, mode):
 
 
 def test_reading_axes_and_keep_aspect_ratio_policy():
-    spec = _spec(resize_model([1, 2, 2, 3], sizes=[12, 7], opset=18, axes=[-1, 2],
+    spec = _spec(resize_model([1, 2, 2, 3], sizes=[12, 7], opset=18, axes=[3, 2],
                               keep_aspect_ratio_policy="not_smaller", mode="nearest"))
     assert [ax.n_out for ax in spec.axes] == [1, 2, 8, 12]
     assert [ax.scale for ax in spec.axes][2:] == [4, 4]
+    # the same with a negative axis: onnxruntime computes [1, 2, 7, 3] there (it ignores the
+    # policy), the reference raises, so the node's result is not what any engine checks
+    refused = _spec(resize_model([1, 2, 2, 3], sizes=[12, 7], opset=18, axes=[-1, 2],
+                                 keep_aspect_ratio_policy="not_smaller", mode="nearest"))
+    assert refused.code == Code.SPEC_AMBIGUOUS and "write the axes as [3, 2]" in refused.reason
