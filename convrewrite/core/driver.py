@@ -386,11 +386,14 @@ class _Run:
         c = _Candidate(RewriteRecord(p.name, graph.label(node), node.op_type, SKIPPED))
         unfit = None
         if self.profile is not None:
-            from ..target import needs_lowering, runs_as_is_reason
+            from ..target import needs_lowering, runs_as_is_reason, undecided_reason
 
             unfit = needs_lowering(node, graph, self.profile)
             if unfit is None:
-                c.skip(Skip(runs_as_is_reason(node, graph, self.profile), Code.TARGET_RUNS_IT))
+                # no rule is known to be broken; the target runs it only if no rule passed unread
+                unknown = undecided_reason(node, graph, self.profile)
+                c.skip(Skip(unknown, Code.TARGET_UNDECIDED) if unknown else
+                       Skip(runs_as_is_reason(node, graph, self.profile), Code.TARGET_RUNS_IT))
                 return c
         too_large = oversized_tensor(node, graph)
         if too_large is not None:

@@ -130,12 +130,15 @@ class Report:
         check of the output finds nothing against: a costly dense dilation
         no form runs better is left with `no-form`, yet it runs).  Nothing
         is left there for the target to lack; whether every node fits is the
-        target check's own verdict."""
+        target check's own verdict.  A node the target's rules could not
+        judge (`target-undecided`: a size or factor they read is unknown, so
+        the check found nothing it *knows* is broken) counts: nothing says
+        the target runs it."""
         left = [r for r in self.left_alone if r.code != Code.TARGET_RUNS_IT]
         if self.target is None:
             return left
         not_fitting = {v["node"] for v in self.target.get("violations", [])}
-        return [r for r in left if r.node in not_fitting]
+        return [r for r in left if r.node in not_fitting or r.code == Code.TARGET_UNDECIDED]
 
     def worst_local_error(self) -> Optional[RewriteRecord]:
         checked = [r for r in self.rewrites if r.max_rel_error is not None and r.status == REWRITTEN]
