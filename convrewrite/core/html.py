@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from html import escape
 
-from .report import PLANNED, REWRITTEN, ROLLED_BACK, SKIPPED, Report, op_count_rows, steps_line
+from .report import DRY_RUN_NOTE, PLANNED, REWRITTEN, ROLLED_BACK, SKIPPED, Report, op_count_rows, steps_line
 from .svg import render
 
 STYLE = """
@@ -80,7 +80,7 @@ def _summary(r: Report) -> str:
                    f"max abs {v.max_abs_error:.3g}, max rel {v.max_rel_error:.3g} ({escape(v.inputs)} inputs)"
                    + (f"<br>{escape(v.detail)}" if v.detail and (v.within_noise or v.within_tie_noise) else ""))
     else:
-        verdict = f'<b class="warn">not run</b>{escape(v.detail or ("dry run" if r.dry_run else ""))}'
+        verdict = f'<b class="warn">not run</b>{escape(v.detail or (f"dry run: {DRY_RUN_NOTE}" if r.dry_run else ""))}'
     cards = [("rewritten", counts.get(REWRITTEN, 0) + counts.get(PLANNED, 0), "ok"),
              ("left alone", counts.get(SKIPPED, 0), ""), ("rolled back", counts.get(ROLLED_BACK, 0),
                                                          "bad" if counts.get(ROLLED_BACK) else "")]

@@ -14,6 +14,11 @@ from .rewrite import Code
 
 REWRITTEN, SKIPPED, ROLLED_BACK, PLANNED = "rewritten", "skipped", "rolled_back", "planned"
 
+# What a dry run's plan is: every pass builds and splices as the run does (the worklist too, so a
+# Resize's ConvTranspose appears lowered by convtranspose), but nothing is checked.
+DRY_RUN_NOTE = ("plan: what the run would write, every pass built and spliced as the run does (second stages "
+                "included), but not checked: a rewrite whose local or whole-model check fails would be rolled back")
+
 
 @dataclass
 class RewriteRecord:
@@ -242,6 +247,8 @@ def verification_lines(v: Verification) -> list[str]:
 
 def _summary_lines(r: Report) -> list[str]:
     lines = [f"convrewrite: {r.input or 'model'}" + (" (dry run: nothing written)" if r.dry_run else "")]
+    if r.dry_run:
+        lines.append(f"  {DRY_RUN_NOTE}")
     lines += op_count_table(r.op_counts_before, r.op_counts_after)
     per_pass = Counter(x.pass_name for x in r.records(PLANNED if r.dry_run else REWRITTEN))
     verb = "would rewrite" if r.dry_run else "rewrote"
