@@ -206,7 +206,7 @@ class _Candidate:
 
     def roll_back(self, reason: str, code: str) -> None:
         self.record.status, self.record.reason, self.record.code = ROLLED_BACK, reason, code
-        self.record.new_nodes = []
+        self.record.new_nodes = self.record.replaced_nodes = []
 
     def skip(self, skip: Skip) -> None:
         self.record.status, self.record.reason, self.record.code = SKIPPED, skip.reason, skip.code
@@ -455,6 +455,7 @@ class _Run:
         if others:
             r.notes.append("also rewrites " + ", ".join(f"'{o}'" for o in others))
         r.new_nodes = [n.name for n in lowered.replacement.nodes]
+        r.replaced_nodes = [graph.label(n) for n in match.nodes]
         if self.settings.sketches:
             own = {t.name for t in lowered.replacement.initializers}
             _sketch(r, graph, match, renamed_nodes(lowered.replacement), lambda v: None,

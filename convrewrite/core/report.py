@@ -6,7 +6,6 @@ is the human text the command line prints.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
@@ -37,6 +36,10 @@ class RewriteRecord:
     max_abs_error: Optional[float] = None
     max_rel_error: Optional[float] = None
     new_nodes: list = field(default_factory=list)
+    # the original nodes the rewrite replaces, the candidate first (a dilated chain: its Convs and the
+    # pointwise ops between them; a ConvTranspose with the BatchNormalization folded into it); [] unless
+    # rewritten or planned
+    replaced_nodes: list = field(default_factory=list)
     macs_before: Optional[int] = None
     macs_after: Optional[int] = None
     moved_bytes_before: Optional[int] = None
@@ -119,6 +122,15 @@ class Report:
     def rewritten(self) -> int:
         return len(self.records(REWRITTEN))
 
+    def per_pass(self) -> dict:
+        """Per pass: `rewrites` (records rewritten, or planned in a dry run:
+        one rewrite may replace several nodes, a dilated chain of 4 Convs is
+        one) and `nodes_replaced` (the original nodes those rewrites replace)."""
+        done = self.records(PLANNED if self.dry_run else REWRITTEN)
+        return {p: {"rewrites": sum(1 for r in done if r.pass_name == p),
+                    "nodes_replaced": sum(len(r.replaced_nodes) for r in done if r.pass_name == p)}
+                for p in self.passes}
+
     @property
     def left_alone(self) -> list:
         """Candidates not rewritten: skipped or rolled back -- of the passes
@@ -158,6 +170,7 @@ class Report:
             "optimization_passes": list(self.optimization_passes),
             "dry_run": self.dry_run,
             "op_counts": {"before": dict(self.op_counts_before), "after": dict(self.op_counts_after)},
+            "per_pass": self.per_pass(),
             "rewrites": [r.to_dict() for r in self.rewrites],
             "verification": asdict(self.verification),
             "target": self.target,
@@ -182,6 +195,14 @@ def _json_default(o):
     if hasattr(o, "item"):
         return o.item()
     raise TypeError(type(o).__name__)
+
+
+def pass_count_text(n: dict) -> str:
+    """"4 node(s) in 1 rewrite": the original nodes replaced, and in how many
+    rewrites where that differs (a dilated chain is one rewrite of its Convs
+    and the ops between them)."""
+    nodes, rewrites = n["nodes_replaced"], n["rewrites"]
+    return f"{nodes} node(s)" + (f" in {rewrites} rewrite(s)" if rewrites != nodes else "")
 
 
 def op_count_rows(before: dict, after: dict) -> list[tuple]:
@@ -250,10 +271,9 @@ def _summary_lines(r: Report) -> list[str]:
     if r.dry_run:
         lines.append(f"  {DRY_RUN_NOTE}")
     lines += op_count_table(r.op_counts_before, r.op_counts_after)
-    per_pass = Counter(x.pass_name for x in r.records(PLANNED if r.dry_run else REWRITTEN))
     verb = "would rewrite" if r.dry_run else "rewrote"
-    for p in r.passes:
-        lines.append(f"pass {p}: {verb} {per_pass.get(p, 0)} node(s)")
+    for p, n in r.per_pass().items():
+        lines.append(f"pass {p}: {verb} {pass_count_text(n)}")
     rolled_back = [x for x in r.records(ROLLED_BACK) if x.pass_name in r.optimization_passes]
     for x in r.left_alone + rolled_back:
         tag = "rolled back" if x.status == ROLLED_BACK else "left alone"
