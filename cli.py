@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--no-verify", action="store_true", help="skip all numerical verification")
     _tolerance_args(o)
     o.add_argument("--seed", type=_whole_number, default=0, help="seed of the random verification inputs")
-    o.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    o.add_argument("--dry-run", action="store_true",
+                   help="print the plan (what the run would write, built but not checked), write nothing")
     o.add_argument("--strict", action="store_true",
                    help="exit 3 if any candidate node of a requested lowering pass is left unrewritten (a node "
                         "the --target runs as it is does not count) or a node does not fit the --target")

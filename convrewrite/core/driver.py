@@ -15,6 +15,10 @@
             rewrites responsible and rolls them back
          -> the new model and a Report
 
+A dry run goes the same way, on a copy and without any check: its records
+(`planned`) and op counts are what the run would write, the second stages
+included, unless a check would roll a rewrite back.
+
 One whole-model check when it passes (the common case) instead of one per
 pass: the result is what must match the original.  A failure costs the run
 again, checked pass by pass as it always was, so the rewrites rolled back
@@ -94,7 +98,10 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     `progress(stage, done, total)` is called as the run goes (PROGRESS_STAGES).
     """
     check_numbers(rtol, atol, seed)
-    settings = Settings(verify, rtol, atol, seed, inputs, dry_run, sketches)
+    # a dry run plans what the run would write: every pass, the worklist included, builds and
+    # splices as the run does (so the records and op counts show the nodes a second pass lowers),
+    # on a copy, and checks nothing; the model is returned as it came
+    settings = Settings(verify and not dry_run, rtol, atol, seed, inputs, dry_run, sketches)
     report = Report(dry_run=dry_run)
     progress = progress or _no_progress
     t0 = time.perf_counter()
@@ -109,7 +116,8 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     report.timings["load_and_check"] = time.perf_counter() - t0
     profile = _profile(target)
     progress("load", 1, 1)
-    run = _Run(tuple(passes), profile, settings, report, _weight_budget(model), progress, owned)
+    original = model if dry_run else None
+    run = _Run(tuple(passes), profile, settings, report, _weight_budget(model), progress, owned and not dry_run)
     run.model_bytes = weight_bytes(model)
     report.passes = [p.name for p in run.passes]
     report.optimization_passes = [p.name for p in run.passes if getattr(p, "optimization", False)]
@@ -139,7 +147,7 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
         report.timings["check_target"] = time.perf_counter() - t
     report.timings["total"] = time.perf_counter() - t0
     progress("done", 1, 1)
-    return current, report
+    return (original if dry_run else current), report
 
 
 def _checked(result: list, oracle: Oracle, run: "_Run", owned: bool) -> onnx.ModelProto:
@@ -198,7 +206,7 @@ class _Candidate:
 
     def roll_back(self, reason: str, code: str) -> None:
         self.record.status, self.record.reason, self.record.code = ROLLED_BACK, reason, code
-        self.record.new_nodes = []
+        self.record.new_nodes = self.record.replaced_nodes = []
 
     def skip(self, skip: Skip) -> None:
         self.record.status, self.record.reason, self.record.code = SKIPPED, skip.reason, skip.code
@@ -266,7 +274,7 @@ class _Run:
                     if other is not p and since[other.name] is not None:
                         since[other.name] |= created
                 self._timed(p, t)
-            if self.settings.dry_run or not any(since.values()):
+            if not any(since.values()):
                 break
         return current
 
@@ -320,9 +328,6 @@ class _Run:
         graph, self.view = self._view_of(model), None
         candidates = self._plan_all(graph, p, only)
         self.report.rewrites.extend(c.record for c in candidates)
-        if self.settings.dry_run:
-            self.view = graph
-            return model
         todo = self._check_all(graph, p, [c for c in candidates if c.lowered is not None])
         retry = self._rematch_alone(graph, p, candidates)
         if retry:
@@ -386,11 +391,14 @@ class _Run:
         c = _Candidate(RewriteRecord(p.name, graph.label(node), node.op_type, SKIPPED))
         unfit = None
         if self.profile is not None:
-            from ..target import needs_lowering, runs_as_is_reason
+            from ..target import needs_lowering, runs_as_is_reason, undecided_reason
 
             unfit = needs_lowering(node, graph, self.profile)
             if unfit is None:
-                c.skip(Skip(runs_as_is_reason(node, graph, self.profile), Code.TARGET_RUNS_IT))
+                # no rule is known to be broken; the target runs it only if no rule passed unread
+                unknown = undecided_reason(node, graph, self.profile)
+                c.skip(Skip(unknown, Code.TARGET_UNDECIDED) if unknown else
+                       Skip(runs_as_is_reason(node, graph, self.profile), Code.TARGET_RUNS_IT))
                 return c
         too_large = oversized_tensor(node, graph)
         if too_large is not None:
@@ -447,6 +455,7 @@ class _Run:
         if others:
             r.notes.append("also rewrites " + ", ".join(f"'{o}'" for o in others))
         r.new_nodes = [n.name for n in lowered.replacement.nodes]
+        r.replaced_nodes = [graph.label(n) for n in match.nodes]
         if self.settings.sketches:
             own = {t.name for t in lowered.replacement.initializers}
             _sketch(r, graph, match, renamed_nodes(lowered.replacement), lambda v: None,
@@ -478,7 +487,7 @@ class _Run:
         verification is off); the candidates still standing."""
         for c in todo:
             self._prepare_check(graph, p, c)
-        todo = [c for c in todo if c.record.status == REWRITTEN]
+        todo = [c for c in todo if c.record.status in (REWRITTEN, PLANNED)]
         if self.settings.verify and todo:
             t = time.perf_counter()
             self._verify_local(todo, p)

@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections import Counter
 from html import escape
 
-from .report import PLANNED, REWRITTEN, ROLLED_BACK, SKIPPED, Report, op_count_rows, steps_line
+from .report import (DRY_RUN_NOTE, PLANNED, REWRITTEN, ROLLED_BACK, SKIPPED, Report, op_count_rows,
+                     pass_count_text, steps_line)
 from .svg import render
 
 STYLE = """
@@ -80,8 +81,10 @@ def _summary(r: Report) -> str:
                    f"max abs {v.max_abs_error:.3g}, max rel {v.max_rel_error:.3g} ({escape(v.inputs)} inputs)"
                    + (f"<br>{escape(v.detail)}" if v.detail and (v.within_noise or v.within_tie_noise) else ""))
     else:
-        verdict = f'<b class="warn">not run</b>{escape(v.detail or ("dry run" if r.dry_run else ""))}'
-    cards = [("rewritten", counts.get(REWRITTEN, 0) + counts.get(PLANNED, 0), "ok"),
+        verdict = f'<b class="warn">not run</b>{escape(v.detail or (f"dry run: {DRY_RUN_NOTE}" if r.dry_run else ""))}'
+    per_pass = r.per_pass()
+    total = {k: sum(n[k] for n in per_pass.values()) for k in ("rewrites", "nodes_replaced")}
+    cards = [("would rewrite" if r.dry_run else "rewritten", pass_count_text(total), "ok"),
              ("left alone", counts.get(SKIPPED, 0), ""), ("rolled back", counts.get(ROLLED_BACK, 0),
                                                          "bad" if counts.get(ROLLED_BACK) else "")]
     html = ['<div class="cards">']
@@ -94,7 +97,8 @@ def _summary(r: Report) -> str:
         html.append(f'<div class="card">target {escape(r.target["profile"])}<b class="{"ok" if fits else "bad"}">'
                     f'{"fits" if fits else str(r.target["nodes_not_fitting"]) + " node(s) do not fit"}</b></div>')
     if r.passes:
-        html.append(f'<div class="card">passes<b>{escape(", ".join(r.passes))}</b></div>')
+        html.append(f'<div class="card">passes<b>{escape(", ".join(r.passes))}</b>' + "".join(
+            f"<br>{escape(p)}: {escape(pass_count_text(n))}" for p, n in per_pass.items()) + "</div>")
     html.append('</div><div class="summary"><div><h3>Operators</h3>' + _op_table(r) + "</div>")
     if r.timings:
         html.append("<div><h3>Timings (s)</h3><table>" + "".join(

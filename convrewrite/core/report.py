@@ -6,13 +6,17 @@ is the human text the command line prints.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from .rewrite import Code
 
 REWRITTEN, SKIPPED, ROLLED_BACK, PLANNED = "rewritten", "skipped", "rolled_back", "planned"
+
+# What a dry run's plan is: every pass builds and splices as the run does (the worklist too, so a
+# Resize's ConvTranspose appears lowered by convtranspose), but nothing is checked.
+DRY_RUN_NOTE = ("plan: what the run would write, every pass built and spliced as the run does (second stages "
+                "included), but not checked: a rewrite whose local or whole-model check fails would be rolled back")
 
 
 @dataclass
@@ -32,6 +36,10 @@ class RewriteRecord:
     max_abs_error: Optional[float] = None
     max_rel_error: Optional[float] = None
     new_nodes: list = field(default_factory=list)
+    # the original nodes the rewrite replaces, the candidate first (a dilated chain: its Convs and the
+    # pointwise ops between them; a ConvTranspose with the BatchNormalization folded into it); [] unless
+    # rewritten or planned
+    replaced_nodes: list = field(default_factory=list)
     macs_before: Optional[int] = None
     macs_after: Optional[int] = None
     moved_bytes_before: Optional[int] = None
@@ -114,6 +122,15 @@ class Report:
     def rewritten(self) -> int:
         return len(self.records(REWRITTEN))
 
+    def per_pass(self) -> dict:
+        """Per pass: `rewrites` (records rewritten, or planned in a dry run:
+        one rewrite may replace several nodes, a dilated chain of 4 Convs is
+        one) and `nodes_replaced` (the original nodes those rewrites replace)."""
+        done = self.records(PLANNED if self.dry_run else REWRITTEN)
+        return {p: {"rewrites": sum(1 for r in done if r.pass_name == p),
+                    "nodes_replaced": sum(len(r.replaced_nodes) for r in done if r.pass_name == p)}
+                for p in self.passes}
+
     @property
     def left_alone(self) -> list:
         """Candidates not rewritten: skipped or rolled back -- of the passes
@@ -130,12 +147,15 @@ class Report:
         check of the output finds nothing against: a costly dense dilation
         no form runs better is left with `no-form`, yet it runs).  Nothing
         is left there for the target to lack; whether every node fits is the
-        target check's own verdict."""
+        target check's own verdict.  A node the target's rules could not
+        judge (`target-undecided`: a size or factor they read is unknown, so
+        the check found nothing it *knows* is broken) counts: nothing says
+        the target runs it."""
         left = [r for r in self.left_alone if r.code != Code.TARGET_RUNS_IT]
         if self.target is None:
             return left
         not_fitting = {v["node"] for v in self.target.get("violations", [])}
-        return [r for r in left if r.node in not_fitting]
+        return [r for r in left if r.node in not_fitting or r.code == Code.TARGET_UNDECIDED]
 
     def worst_local_error(self) -> Optional[RewriteRecord]:
         checked = [r for r in self.rewrites if r.max_rel_error is not None and r.status == REWRITTEN]
@@ -150,6 +170,7 @@ class Report:
             "optimization_passes": list(self.optimization_passes),
             "dry_run": self.dry_run,
             "op_counts": {"before": dict(self.op_counts_before), "after": dict(self.op_counts_after)},
+            "per_pass": self.per_pass(),
             "rewrites": [r.to_dict() for r in self.rewrites],
             "verification": asdict(self.verification),
             "target": self.target,
@@ -174,6 +195,14 @@ def _json_default(o):
     if hasattr(o, "item"):
         return o.item()
     raise TypeError(type(o).__name__)
+
+
+def pass_count_text(n: dict) -> str:
+    """"4 node(s) in 1 rewrite": the original nodes replaced, and in how many
+    rewrites where that differs (a dilated chain is one rewrite of its Convs
+    and the ops between them)."""
+    nodes, rewrites = n["nodes_replaced"], n["rewrites"]
+    return f"{nodes} node(s)" + (f" in {rewrites} rewrite(s)" if rewrites != nodes else "")
 
 
 def op_count_rows(before: dict, after: dict) -> list[tuple]:
@@ -239,11 +268,12 @@ def verification_lines(v: Verification) -> list[str]:
 
 def _summary_lines(r: Report) -> list[str]:
     lines = [f"convrewrite: {r.input or 'model'}" + (" (dry run: nothing written)" if r.dry_run else "")]
+    if r.dry_run:
+        lines.append(f"  {DRY_RUN_NOTE}")
     lines += op_count_table(r.op_counts_before, r.op_counts_after)
-    per_pass = Counter(x.pass_name for x in r.records(PLANNED if r.dry_run else REWRITTEN))
     verb = "would rewrite" if r.dry_run else "rewrote"
-    for p in r.passes:
-        lines.append(f"pass {p}: {verb} {per_pass.get(p, 0)} node(s)")
+    for p, n in r.per_pass().items():
+        lines.append(f"pass {p}: {verb} {pass_count_text(n)}")
     rolled_back = [x for x in r.records(ROLLED_BACK) if x.pass_name in r.optimization_passes]
     for x in r.left_alone + rolled_back:
         tag = "rolled back" if x.status == ROLLED_BACK else "left alone"

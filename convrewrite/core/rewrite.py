@@ -52,6 +52,7 @@ class Code:
     EMPTY_OUTPUT = "empty-output"
     TOO_LARGE = "too-large"
     TARGET_RUNS_IT = "target-runs-it"
+    TARGET_UNDECIDED = "target-undecided"
     NO_FORM = "no-form"
     OVERLAP = "overlap"
     INTERNAL_ERROR = "internal-error"
@@ -74,6 +75,9 @@ CODES = {
     Code.EMPTY_OUTPUT: "the node's output is empty",
     Code.TOO_LARGE: "the rewrite would build tensors beyond the size budget",
     Code.TARGET_RUNS_IT: "the target profile runs the node as it is",
+    Code.TARGET_UNDECIDED: ("the target profile's rules read a size or scale factor not known before run time, so "
+                            "they cannot say the target runs the node; give the graph's inputs static shapes (or the "
+                            "Resize constant scales)"),
     Code.NO_FORM: "no lowering form applies, or none can be built",
     Code.OVERLAP: "the node belongs to another rewrite of the same pass",
     Code.INTERNAL_ERROR: "a bug in a pass (the message says where)",

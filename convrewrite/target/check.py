@@ -32,7 +32,7 @@ from ..core.graph import GraphView, attributes, nested_nodes
 from .facts import OpFacts, facts_from_attributes, is_constant, node_facts
 from .profile import Profile
 from .rules import (Violation, batch_violations, graph_input_violations, op_key, op_rule_violations,
-                    rank_violations, symbolic_input_violations)
+                    rank_violations, symbolic_input_violations, undecided)
 
 
 
@@ -100,6 +100,30 @@ def dense_dilation_cost(node: onnx.NodeProto, graph: GraphView, profile: Profile
     return (f"Conv '{graph.label(node)}': not as a dilated Conv: target '{profile.name}' {dense.text}: "
             f"{dense.saved} more, and the profile lowers from {profile.dense_dilation.min_macs_saved_per_output}"
             + _ratio_text(profile.dense_dilation))
+
+
+def undecided_reason(node: onnx.NodeProto, graph: GraphView, profile: Profile) -> Optional[str]:
+    """Why the target's rules cannot say it runs `node` as it is (None:
+    they can, or `node` breaks one; `needs_lowering` says which): a fact a
+    rule reads is not known before run time (rules.undecided).  Asked of a
+    node `needs_lowering` lets through: "runs it as it is" is a claim, and
+    a rule passed unread is no ground for it."""
+    unknown = undecided(profile, node_facts(node, graph), op_key(node))
+    if not unknown:
+        return None
+    fix = ("give the graph's inputs static shapes (export with fixed sizes, or fix them with "
+           "onnx.tools.update_model_dims)" if _sizes_symbolic(node, graph) else
+           f"compute the {node.op_type}'s scales or sizes from constants")
+    return (f"{node.op_type} '{graph.label(node)}': target '{profile.name}' may or may not run it as it is: "
+            f"{'; '.join(unknown)}; left unchanged (no pass lowers a node whose sizes are not known): {fix}")
+
+
+def _sizes_symbolic(node: onnx.NodeProto, graph: GraphView) -> bool:
+    """Whether a spatial size of the node's data input is symbolic (else an
+    output size is unknown because a scales or sizes input is computed at
+    run time from something other than the input's shape)."""
+    x = graph.shape(node.input[0]) if node.input else None
+    return x is None or not all(isinstance(d, int) for d in x[2:])
 
 
 def runs_as_is_reason(node: onnx.NodeProto, graph: GraphView, profile: Profile) -> str:

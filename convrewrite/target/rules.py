@@ -17,6 +17,7 @@ from typing import Optional
 import onnx
 
 from ..core.graph import GraphView
+from ..core.preconditions import shown_dims
 from .facts import OpFacts, Tensor
 from .profile import OpRule, Profile
 
@@ -371,6 +372,98 @@ _CHECKS = (
     ("computed_operands", _check_computed_operands), ("gather_axes", _check_gather_axes),
     ("channel_reduction_needs_unit_dim", _check_channel_reduction),
 )
+
+
+# --- what the rules cannot judge -------------------------------------------------
+#
+# A check passes where its fact is None ("not known here": a symbolic size, a
+# runtime scales input): the compatibility check reports only what it knows
+# is broken.  Saying the target *runs* a node is the other claim, and it
+# holds only where every fact a rule reads is known: a Resize of symbolic
+# size passes the unit_input form of Ethos-U's rules by not knowing its input
+# size, and a runtime scales input passes every factor rule unread.
+
+# The OpFacts fields each limit reads, and what they are in words.  A field
+# missing here is always known where its limit applies (nearest_mode is None
+# only for operators without the attribute; constant_inputs is always read).
+_READS = {
+    "spatial_ranks": ("spatial_rank",), "kernel_sizes": ("kernel",), "kernel_shapes": ("kernel",),
+    "max_kernel_area": ("kernel", "dilations"), "strides": ("strides",), "equal_strides": ("strides",),
+    "dilations": ("dilations",), "equal_dilations": ("dilations",),
+    "dilation_requires_unit_stride": ("dilations", "strides"), "groups": ("group_kind",),
+    "pads": ("pad_kinds",), "output_size": ("output_size_kinds",), "modes": ("mode",),
+    "coordinate_transformation_modes": ("coordinate_transformation_mode",),
+    "factors": ("factors",), "max_factor": ("factors",), "equal_factors": ("factors",),
+    "no_identity": ("factors",), "unit_input": ("unit_input",),
+    "corner_factors": ("corner_factors",), "equal_corner_factors": ("corner_factors",),
+    "block_sizes": ("blocksize",), "steps": ("steps",), "strided_axes": ("steps", "slice_axes"),
+    "spatial_only": ("pads_batch_or_channel",), "batch_axis_fixed": ("perm",),
+    "within_last_axes": ("perm",), "max_dim": ("perm",), "max_product_of_rank_minus_2_dims": ("perm",),
+    "gather_axes": ("gather_axis",),
+}
+
+_IN_WORDS = {
+    "spatial_rank": "the spatial rank", "kernel": "the kernel size",
+    "group_kind": "the group kind (the weight's shape)", "pad_kinds": "the padding (the input's size)",
+    "output_size_kinds": "the output size", "mode": "the mode",
+    "coordinate_transformation_mode": "the coordinate transformation mode",
+    "factors": "the scale factors (output size / input size, or a constant scales or sizes input)",
+    "unit_input": "the input's spatial size", "corner_factors": "the input and output sizes (align_corners' "
+    "(output-1)/(input-1))", "blocksize": "the block size", "steps": "the steps", "slice_axes": "the axes",
+    "pads_batch_or_channel": "the pads", "perm": "the permutation", "gather_axis": "the axis",
+}
+
+# the Transpose size limits also read the moved input's shape (static, unless the permutation moves nothing)
+_MOVED_SHAPE = frozenset({"within_last_axes", "max_dim", "max_product_of_rank_minus_2_dims"})
+
+
+def _rule_unknowns(r: OpRule, f: OpFacts) -> list[str]:
+    """What the limits of `r` read that `f` does not know, in words (empty:
+    every limit of `r` is decided for `f`)."""
+    if not r.supported:
+        return []
+    out = []
+    for key, _ in _CHECKS:
+        limit = getattr(r, key)
+        if limit is None or limit is False or (key == "pads" and "any" in limit):
+            continue
+        if key in ("factors", "max_factor") and f.resizes_batch_or_channel:
+            continue   # broken whatever the factors
+        missing = [field for field in _READS.get(key, ()) if getattr(f, field) is None]
+        if key in _MOVED_SHAPE and f.perm is not None and f.perm != tuple(range(len(f.perm))) \
+                and _moved_input(f) is None:
+            missing.append("the input's shape")
+        if key in ("max_rank", "max_non_unit_dims") and any(t.shape is None for t in f.tensors):
+            missing.append("the shapes")
+        out += [_IN_WORDS.get(m, m) for m in missing]
+    return list(dict.fromkeys(out))
+
+
+def undecided(profile: Profile, f: OpFacts, op: str) -> list[str]:
+    """Why `profile`'s rules for `op` cannot say the target runs `f` as it
+    is, though none is known to be broken, in clauses (empty: some form of
+    them holds with every fact it reads known, or the profile does not list
+    the operator): what no such form knows; and on a profile with
+    `static_shapes`, the node's tensors of symbolic size (but for the batch
+    axis, which the check of the graph's inputs reports, and the target
+    check takes as 1 where the profile requires batch 1)."""
+    rules = profile.rules(op)
+    found = []
+    if rules is not None:
+        open_forms = [_rule_unknowns(r, f) for r in rules if not _rule_problems(r, f)]
+        if open_forms and all(open_forms):
+            unknown = list(dict.fromkeys(u for form in open_forms for u in form))
+            found.append(f"its rules read {_and(unknown)}, not known before run time")
+    if profile.static_shapes:
+        symbolic = [f"{t.role} '{t.name}' is {shape_text(shown_dims(t.shape))}" for t in f.tensors
+                    if t.shape is not None and not all(isinstance(d, int) for d in t.shape[1:])]
+        if symbolic:
+            found.append(f"it needs static shapes (static_shapes), and {_and(symbolic)}")
+    return found
+
+
+def _and(items: list) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 # --- global rules ------------------------------------------------------------------

@@ -248,6 +248,43 @@ def test_dry_run_plans_and_changes_nothing():
     new, report = optimize(model, passes=[ReluToMax()], dry_run=True)
     assert [r.status for r in report.rewrites] == ["planned", SKIPPED, "planned"]
     assert new.SerializeToString() == model.SerializeToString()
+    assert report.op_counts_after == {"Relu": 1, "Max": 2, "Neg": 1}   # what the run would write
+    assert not report.verification.performed
+
+
+def _second_stage_model():
+    """A bilinear x2 Resize that --resize-mode deconv makes a ConvTranspose,
+    which the convtranspose pass lowers in the same run (worklist)."""
+    from builders import resize_model
+
+    return resize_model([1, 4, 8, 8], scales=[1, 1, 2, 2], mode="linear")
+
+
+def _plan_of(report) -> tuple:
+    """The records as the run would write them (a planned record is a rewritten one) and the op counts."""
+    keys = ("pass_name", "node", "op", "status", "code", "form", "variant", "new_nodes", "macs_before",
+            "macs_after", "nodes_before", "nodes_after", "notes")
+    records = [tuple(str(getattr(r, k)).replace("planned", REWRITTEN) for k in keys) for r in report.rewrites]
+    return records, report.op_counts_after, (report.target or {}).get("violations")
+
+
+@pytest.mark.parametrize("target", [None, "generic-npu"])
+def test_a_dry_run_reports_the_second_stage_the_run_writes(target):
+    """The dry run reported the Resize's ConvTranspose (its first stage) and
+    stopped: the convtranspose pass "would rewrite 0", the op counts after
+    were the counts before.  It plans as the run does now: the same records,
+    op counts and target check, and the model handed back as it came."""
+    passes, options = ["resize", "convtranspose"], {"resize_mode": "deconv"}
+    model = _second_stage_model()
+    dry_model, dry = optimize(model, passes=passes, options=options, dry_run=True, target=target)
+    _, real = optimize(_second_stage_model(), passes=passes, options=options, target=target)
+    assert [(r.pass_name, r.status) for r in dry.rewrites] == [("resize", "planned"), ("convtranspose", "planned")]
+    assert _plan_of(dry) == _plan_of(real)
+    assert "ConvTranspose" not in dry.op_counts_after and "Resize" not in dry.op_counts_after
+    assert dry_model.SerializeToString() == model.SerializeToString()
+    text = dry.summary()
+    assert "pass convtranspose: would rewrite 1 node(s)" in text
+    assert "not checked: a rewrite whose local or whole-model check fails would be rolled back" in text
 
 
 def test_report_json_has_the_documented_schema():

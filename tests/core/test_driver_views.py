@@ -97,7 +97,13 @@ def test_a_view_is_not_handed_on_after_the_model_changed(monkeypatch):
     assert [n.op_type for n in new.graph.node].count("Sub") == 1
 
 
-def test_dry_run_analyses_the_model_once(monkeypatch):
+def test_a_dry_run_analyses_each_model_state_once(monkeypatch):
+    """A dry run splices its plan as the run does (so it can report what a
+    later pass does to the nodes an earlier one built): a view per model
+    state, as the run without verification builds."""
     built = _views_built(monkeypatch)
     _, report = optimize(_model(), passes=[ReluToMax(), AddToSub()], dry_run=True)
-    assert len(built) == 1 and len(report.rewrites) == 3
+    assert len(built) == 2 and len(report.rewrites) == 3
+    monkeypatch.undo()
+    _, real = optimize(_model(), passes=[ReluToMax(), AddToSub()], verify=False)
+    assert [(r.node, r.status) for r in report.rewrites] == [(r.node, "planned") for r in real.rewrites]

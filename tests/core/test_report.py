@@ -37,3 +37,49 @@ def test_strict_counts_with_a_target_only_what_does_not_fit_it():
     assert not report.target["fits"] and [r.node for r in report.unfinished] == ["up"]
     _, report = optimize(_left_alone("up"))
     assert [r.node for r in report.unfinished] == ["up"]
+
+
+def _relu_pairs_model():
+    """x -> Relu r1 -> Relu r2 -> Neg -> Relu r3: ReluPairs rewrites r1 and r2 as one pair, r3 alone."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4])
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="r1"), helper.make_node("Relu", ["a"], ["b"], name="r2"),
+             helper.make_node("Neg", ["b"], ["c"], name="neg"), helper.make_node("Relu", ["c"], ["y"], name="r3")]
+    return helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_the_count_per_pass_is_of_nodes_replaced_in_the_summary_json_and_html():
+    """"rewrote N node(s)" counted records: a chain of nodes rewritten
+    together counted 1.  It counts the original nodes replaced now, with the
+    rewrites where they differ, the same in the summary, JSON and HTML."""
+    import json
+
+    from convrewrite.core.html import render_report
+    from toy_passes import ReluPairs
+
+    _, report = optimize(_relu_pairs_model(), passes=[ReluPairs()])
+    assert [(r.node, r.replaced_nodes) for r in report.rewrites] == [("r1", ["r1", "r2"]), ("r3", ["r3"])]
+    assert all(r.nodes_before == len(r.replaced_nodes) for r in report.rewrites)
+    assert "pass relu-pairs: rewrote 3 node(s) in 2 rewrite(s)" in report.summary().splitlines()
+    d = json.loads(report.to_json())
+    assert d["per_pass"] == {"relu-pairs": {"rewrites": 2, "nodes_replaced": 3}}
+    assert [r["replaced_nodes"] for r in d["rewrites"]] == [["r1", "r2"], ["r3"]]
+    page = render_report(report)
+    assert '<b class="ok">3 node(s) in 2 rewrite(s)</b>' in page and "relu-pairs: 3 node(s) in 2 rewrite(s)" in page
+    _, dry = optimize(_relu_pairs_model(), passes=[ReluPairs()], dry_run=True)
+    assert "pass relu-pairs: would rewrite 3 node(s) in 2 rewrite(s)" in dry.summary().splitlines()
+    assert dry.per_pass() == report.per_pass()
+
+
+def test_a_rolled_back_rewrite_replaces_nothing():
+    """A wrong pair is rolled back and its nodes matched alone: three
+    rewrites of one node each stand.  A broken rewrite replaced nothing."""
+    from toy_passes import ReluBroken, ReluPairs
+
+    _, report = optimize(_relu_pairs_model(), passes=[ReluPairs(wrong_chain=True)])
+    assert [(r.node, r.status, r.replaced_nodes) for r in report.rewrites] == [
+        ("r3", "rewritten", ["r3"]), ("r1", "rewritten", ["r1"]), ("r2", "rewritten", ["r2"])]
+    assert report.per_pass()["relu-pairs"] == {"rewrites": 3, "nodes_replaced": 3}
+    _, report = optimize(_relu_pairs_model(), passes=[ReluBroken()])
+    assert {(r.status, tuple(r.replaced_nodes)) for r in report.rewrites} == {("rolled_back", ())}
+    assert "pass relu-broken: rewrote 0 node(s)" in report.summary().splitlines()
