@@ -578,8 +578,8 @@ def test_integer_rearrangement_commutes_with_dequantization(cin_g, cout_g, group
         build(fb, "x", conv_weight(wf, group), None, p)
         qb = Builder(g, match.node, "q")
         codes = conv_weight(np.arange(1, wq.size + 1, dtype=np.float64).reshape(wq.shape), group)
-        build(qb, "x", codes, np.arange(1, cout + 1, dtype=np.float64), p)
-        _integer_convs(qb, qd, wq, g)
+        y = build(qb, "x", codes, np.arange(1, cout + 1, dtype=np.float64), p)
+        _integer_convs(qb, qd, wq, g, y)
         f_kernels = [onnx.numpy_helper.to_array(t) for t in fb.initializers if t.name.endswith("_weight")]
         inits = {t.name: onnx.numpy_helper.to_array(t) for t in qb.initializers}
         q_kernels = []
@@ -790,6 +790,22 @@ def test_quantized_deconv_costs_are_exact(name, labels):
     assert [o.cost.macs for o in options[::2]][1:] in ([], [2 * options[0].cost.macs])
 
 
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_a_stride_1_quantized_convtranspose_leaves_no_dead_qdq_pair(act):
+    """Stride 1: no shuffle, no crop, the Conv's output is what the final
+    QuantizeLinear reads.  The form put a Q -> DQ pair after the Conv anyway,
+    read by nothing, and it stayed in the saved model (two dead nodes)."""
+    model = quantized("convt_s1", act)
+    new, report, records = run(model)
+    assert (records["up"].status, records["up"].form) == (REWRITTEN, "single-conv"), records["up"].reason
+    assert report.verification.equivalent
+    read = {i for n in new.graph.node for i in n.input} | {o.name for o in new.graph.output}
+    assert all(o in read for n in new.graph.node for o in n.output), [n.name for n in new.graph.node]
+    assert len(new.graph.node) == len(model.graph.node)         # weight and bias DQ, ConvTranspose -> Conv, Q
+    assert records["up"].nodes_after == 4                        # weight DQ, bias DQ, Conv, Q
+    assert_still_quantized(model, new)
+
+
 def _batched(model: onnx.ModelProto, batch) -> onnx.ModelProto:
     """The model with its input's batch `batch` (an int, or a symbolic name)."""
     out = onnx.ModelProto()
@@ -845,7 +861,7 @@ QDQ_COST_CASES = [
     ("convt/float bias", "ConvTranspose", "convtranspose", {"single-conv", "phase-convs"}),
     ("convt/float8", "ConvTranspose", "convtranspose", {"single-conv", "phase-convs"}),
     ("convt_depthwise", "ConvTranspose", "convtranspose", {"single-conv", "phase-convs"}),
-    ("convt_grouped", "ConvTranspose", "convtranspose", {"single-conv", "phase-convs"}),
+    ("convt_s23", "ConvTranspose", "convtranspose", {"single-conv", "phase-convs"}),
     ("convt_s1", "ConvTranspose", "convtranspose", {"single-conv", "phase-convs"}),
     ("convt_k2", "ConvTranspose", "convtranspose", {"single-conv", "phase-convs"}),
     ("dilated", "Conv", "dilated-conv", {"batch", "im2col"}),
