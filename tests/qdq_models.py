@@ -94,13 +94,13 @@ DILATED_GROUPED_GEOMETRIES = {
 }
 
 
-def resize_block(mode="nearest", c=4, n=6, seed=0, factor=2) -> onnx.ModelProto:
-    """Conv 1x1, Resize x`factor` (`mode`), Conv 1x1: the Resize between Q/DQ."""
+def resize_block(mode="nearest", c=4, n=6, seed=0, factor=2, **attrs) -> onnx.ModelProto:
+    """Conv 1x1, Resize x`factor` (`mode`, other Resize `attrs`), Conv 1x1: the Resize between Q/DQ."""
     rng = np.random.default_rng(seed)
     inits = [_init(rng, "w1", (c, c, 1, 1)), _init(rng, "w2", (c, c, 1, 1)),
              numpy_helper.from_array(np.array([1, 1, factor, factor], np.float32), "scales")]
     nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="c1"),
-             helper.make_node("Resize", ["a", "", "scales"], ["r"], name="resize", mode=mode),
+             helper.make_node("Resize", ["a", "", "scales"], ["r"], name="resize", mode=mode, **attrs),
              helper.make_node("Conv", ["r", "w2"], ["y"], name="c2")]
     return _model(nodes, (1, c, n, n), inits)
 
@@ -159,6 +159,16 @@ def _quantized_bytes(name: str, activations: str, opset: int = 17, per_channel: 
                 "resize_linear_x10": lambda: resize_block("linear", n=2, factor=10),
                 "resize_cubic": lambda: resize_block("cubic"),
                 "convt_depthwise": lambda: convt_alone(cin=8, cout=8, group=8),
+                # stride 1: the Conv's output is the replacement's (no shuffle, no crop)
+                "convt_s1": lambda: convt_alone(kernel=(3, 3), strides=(1, 1), pads=(1, 1, 1, 1)),
+                # kernel = stride: a 1x1 Conv and the shuffle, no crop
+                "convt_k2": lambda: convt_alone(kernel=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0)),
+                # unequal strides: the Reshape/Transpose shuffle (onnxruntime's quantizer fails on a grouped one)
+                "convt_s23": lambda: convt_alone(strides=(2, 3), pads=(1, 0, 2, 1)),
+                "resize_nearest_x3": lambda: resize_block("nearest", factor=3),
+                # the last output reads past the input (ceil): the edge-padded copies, Slices per shift
+                "resize_nearest_edge": lambda: resize_block("nearest", coordinate_transformation_mode="asymmetric",
+                                                            nearest_mode="ceil"),
                 "resize_then_conv3": resize_then_conv3,
                 **{k: (lambda g=g: dilated_geometry(g[0], g[1], **g[2]))
                    for k, g in {**DILATED_GEOMETRIES, **DILATED_GROUPED_GEOMETRIES}.items()}}

@@ -110,18 +110,23 @@ class Moved:
     `convrewrite.core.cost.moved_bytes` measures them at batch 1.  `bytes`
     is None when some tensor has a symbolic size.  `streamed`: the bytes its
     GEMM-based nodes stream besides their weights (`convrewrite.core.cost.
-    streamed_bytes`: a Conv's im2col matrix), counted by `gemm`."""
+    streamed_bytes`: a Conv's im2col matrix), counted by `gemm`.  `moves`:
+    how many of the nodes are data movement (`movement`), each of which a
+    quantized form follows with a QuantizeLinear -> DequantizeLinear pair
+    (`requantized`)."""
 
     nodes: int = 0
     bytes: Optional[int] = 0
     streamed: Optional[int] = 0
+    moves: int = 0
 
     def __add__(self, other: "Moved") -> "Moved":
-        return Moved(self.nodes + other.nodes, _sum(self.bytes, other.bytes), _sum(self.streamed, other.streamed))
+        return Moved(self.nodes + other.nodes, _sum(self.bytes, other.bytes), _sum(self.streamed, other.streamed),
+                     self.moves + other.moves)
 
     def times(self, k: int) -> "Moved":
         return Moved(self.nodes * k, None if self.bytes is None else self.bytes * k,
-                     None if self.streamed is None else self.streamed * k)
+                     None if self.streamed is None else self.streamed * k, self.moves * k)
 
 
 def _sum(a: Optional[int], b: Optional[int]) -> Optional[int]:
@@ -143,7 +148,7 @@ def movement(inputs: Sequence[Sequence], output: Sequence, itemsize: int) -> Mov
     """One data-movement node reading the non-constant `inputs` (shapes)
     and writing `output`."""
     sizes = [tensor_bytes(s, itemsize) for s in [*inputs, output]]
-    return Moved(1, None if any(s is None for s in sizes) else sum(sizes))
+    return Moved(1, None if any(s is None for s in sizes) else sum(sizes), moves=1)
 
 
 def other_nodes(count: int) -> Moved:
@@ -160,6 +165,21 @@ def gemm(streamed: Optional[int], count: int = 1) -> Moved:
     batch of products, none for a constant one (convrewrite.core.cost.
     streamed_bytes)."""
     return Moved(count, 0, streamed)
+
+
+def qdq_pairs(count: int) -> Moved:
+    """`count` QuantizeLinear -> DequantizeLinear pairs (core/qdq.py insert_qdq).
+    They convert, they do not move data: convrewrite.core.cost counts them as
+    nodes, with no bytes moved or streamed (like an Add)."""
+    return other_nodes(2 * count)
+
+
+def requantized(moved: Moved, outputs: int = 1) -> Moved:
+    """`moved` as core/qdq.py `requantize_movement` leaves it: every
+    data-movement node followed by a QuantizeLinear -> DequantizeLinear pair,
+    but the `outputs` that produce the replacement's own output values (kept
+    as they are).  The bytes do not change."""
+    return moved + qdq_pairs(moved.moves - outputs)
 
 
 def zeros_cost(shape: Sequence, opset: int, itemsize: int) -> Moved:

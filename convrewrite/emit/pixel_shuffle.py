@@ -195,7 +195,7 @@ def _steps(blocks: Sequence[int], single_op: bool) -> int:
 def _reorder_cost(channels: Optional[int], blocks: Sequence[int], sizes: Sequence, itemsize: int, steps: int) -> Moved:
     """`steps` data-movement nodes, each reading and writing the whole tensor."""
     whole = None if channels is None else tensor_bytes([1, channels * prod(blocks), *sizes], itemsize)
-    return Moved(steps, None if whole is None else 2 * whole * steps)
+    return Moved(steps, None if whole is None else 2 * whole * steps, moves=steps)
 
 
 def pixel_shuffle_cost(channels: int, blocks: Sequence[int], sizes: Sequence, itemsize: int,

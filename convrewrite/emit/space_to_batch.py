@@ -280,7 +280,7 @@ def space_to_batch_cost(channels: int, blocks: Sequence[int], sizes: Sequence, i
     """`space_to_batch` (sizes: the phase sizes m); every node moves the whole tensor."""
     steps = _block_steps(blocks, batch_major)
     whole = tensor_bytes([prod(blocks), channels, *sizes], itemsize)
-    return Moved(steps, None if whole is None else 2 * whole * steps)
+    return Moved(steps, None if whole is None else 2 * whole * steps, moves=steps)
 
 
 def space_to_axes_cost(channels: int, blocks: Sequence[int], sizes: Sequence, itemsize: int) -> Moved:

@@ -26,7 +26,7 @@ so y is the original's except where float summation order breaks a rounding tie.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from onnx import numpy_helper
@@ -35,7 +35,7 @@ from convrewrite.core import qdq
 from convrewrite.core.graph import GraphView
 
 from .build import _crop, _phase_convs, _single_conv
-from .forms import Deconv, Emit, PhaseConvs, SingleConv, _variants
+from .forms import Deconv, Emit, PhaseConvs, SingleConv, _Costing, _variants
 from .geometry import conv_weight, phases
 
 
@@ -128,6 +128,21 @@ class _Quantized:
             return "some output phase has no tap (a bias-only phase), which the quantized forms do not build yet"
         return super().applies(match, graph)
 
+    def cost(self, match, variant, graph):
+        """The float form's figures, and the nodes the integers add: per Conv
+        its weight's DequantizeLinear (and the int32 bias's) and a Q -> DQ pair
+        of y's grid after it; a pair after every data-movement node (x's grid
+        before the Convs, y's after them); the final QuantizeLinear.  The node
+        whose output the final QuantizeLinear reads (the last data-movement
+        node, or the one Conv where nothing follows it) gets no pair.  Q and
+        DQ move no bytes (core/cost.py: they compute)."""
+        d: QDeconv = match.params
+        float_form = super().cost(match, variant, graph)
+        moved = _Costing.of(match, graph, self.lowering(d, variant)).cached_total()
+        convs = moved.nodes - moved.moves    # no fillers, zeros or bias Add here: every other node is a Conv
+        dequantized = convs * (1 + bool(d.bq))
+        return replace(float_form, nodes=float_form.nodes + 2 * (moved.moves + convs - 1) + dequantized + 1)
+
     def build(self, match, variant, graph, b) -> dict:
         d: QDeconv = match.params
         p = self.lowering(d, variant)
@@ -137,7 +152,7 @@ class _Quantized:
         x = match.node.input[0]
         y = _single_conv(b, x, codes, channels, p) if p.form == "single-conv" else _phase_convs(b, x, codes, channels, p)
         y = _crop(b, y, p.plans)
-        _integer_convs(b, d, wq, graph)
+        _integer_convs(b, d, wq, graph, y)
         qdq.requantize_movement(b, {x: d.x_grid, **{o: d.y_grid for n in b.nodes if n.op_type == "Conv"
                                                      for o in _after_conv(b, n)}}, keep=(y,))
         b.note(f"quantized: {wq.dtype.name} kernel rearranged exactly, Q/DQ around every op")
@@ -145,8 +160,11 @@ class _Quantized:
 
 
 def _after_conv(b, conv) -> list:
-    """The DequantizeLinear output that follows a Conv (its Q/DQ pair)."""
-    q = next(n for n in b.nodes if conv.output[0] in n.input and n.op_type == qdq.QUANTIZE)
+    """The DequantizeLinear output that follows a Conv (its Q/DQ pair; none
+    where the Conv's output is the replacement's)."""
+    q = next((n for n in b.nodes if conv.output[0] in n.input and n.op_type == qdq.QUANTIZE), None)
+    if q is None:
+        return []
     return [next(n for n in b.nodes if q.output[0] in n.input and n.op_type == qdq.DEQUANTIZE).output[0]]
 
 
@@ -157,9 +175,11 @@ def _original_channel(index: np.ndarray, shape, group: int) -> np.ndarray:
     return (i // (cin // group)) * cout_g + j
 
 
-def _integer_convs(b, d: QDeconv, wq: np.ndarray, graph) -> None:
+def _integer_convs(b, d: QDeconv, wq: np.ndarray, graph, y: str) -> None:
     """Replace each Conv's coded weight and bias by DQ of int8 / int32 tensors,
-    and put a Q/DQ with y's grid after it."""
+    and put a Q/DQ with y's grid after it -- unless its output is `y`, the
+    value the final QuantizeLinear reads (no shuffle and no crop: a stride-1
+    ConvTranspose), where a pair would be read by nothing."""
     inits = {t.name: t for t in b.initializers}
     bias_q = graph.constant(d.bq) if d.bq else None
     bias_f = np.asarray(graph.constant(d.b_float), np.float32) if d.b_float else None
@@ -198,7 +218,8 @@ def _integer_convs(b, d: QDeconv, wq: np.ndarray, graph) -> None:
         b.nodes[at:at] = dq_nodes
         del conv.input[:]
         conv.input.extend(inputs)
-        qdq.insert_qdq(b, conv.output[0], d.y_grid, conv.output[0].rsplit("/", 1)[-1])
+        if conv.output[0] != y:
+            qdq.insert_qdq(b, conv.output[0], d.y_grid, conv.output[0].rsplit("/", 1)[-1])
     b.initializers[:] = [t for t in b.initializers if t.name not in _dropped(b)]
 
 

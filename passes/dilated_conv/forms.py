@@ -166,9 +166,12 @@ class Plain(_DilatedForm):
             return CHAIN_BATCH_ONLY
         return "dilation is left after the simplifications" if p.dilated else None
 
+    def moved(self, match, variant, graph) -> Moved:
+        return _plain_moved(match.params, _itemsize(graph, match))
+
     def cost(self, match, variant, graph) -> Cost:
         p, size = match.params, _itemsize(graph, match)
-        return _cost(p, p.exact_macs(), p.rank, _plain_moved(p, size), size)
+        return _cost(p, p.exact_macs(), p.rank, self.moved(match, variant, graph), size)
 
     def emit(self, b, graph, x, p):
         return _plain(b, x, _sliced_weight(b, graph, p), p)
@@ -185,9 +188,12 @@ class Subsample(_DilatedForm):
             return unfit
         return None if p.one_phase else "some axis has more than one phase (the dilation does not divide the stride)"
 
+    def moved(self, match, variant, graph) -> Moved:
+        return _batch_moved(match.params, _itemsize(graph, match), graph.opset())
+
     def cost(self, match, variant, graph) -> Cost:
         p, size = match.params, _itemsize(graph, match)
-        return _cost(p, p.exact_macs(), p.rank, _batch_moved(p, size, graph.opset()), size)
+        return _cost(p, p.exact_macs(), p.rank, self.moved(match, variant, graph), size)
 
     def emit(self, b, graph, x, p):
         b.note("the dilation divides the stride: only every d-th input is read")
@@ -205,12 +211,16 @@ class Batch(_DilatedForm):
     def problem(self, p, graph):
         return p.unaligned()
 
+    def moved(self, match, variant, graph) -> Moved:
+        """One dilated Conv's (a chain's: _chain_cost)."""
+        return _batch_moved(match.params, _itemsize(graph, match), graph.opset())
+
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
         if isinstance(p, Chain):
             return _chain_cost(p, graph)
         size = _itemsize(graph, match)
-        return _cost(p, p.phase_macs(), batch_rank(p, batch_major=True), _batch_moved(p, size, graph.opset()), size)
+        return _cost(p, p.phase_macs(), batch_rank(p, batch_major=True), self.moved(match, variant, graph), size)
 
     def build(self, match, variant, graph, b):
         if isinstance(match.params, Chain):

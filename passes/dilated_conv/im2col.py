@@ -190,14 +190,20 @@ def columns_moved(p: Dilated, itemsize: int, opset: int, variant: Variant = CHAN
     return moved + movement([column] * n, [1, n * p.channels, *column[2:]], itemsize)
 
 
-def im2col_cost(p: Dilated, itemsize: int, opset: int, variant: Variant = CHANNELS) -> Cost:
-    """MACs: the kept taps' products, O*(C/G)*prod(k)*prod(out) -- the
-    dilated Conv's own; grouped when the Conv's input channels per group
-    are few (T*C for channels, the original C/G for pixels)."""
+def im2col_moved(p: Dilated, itemsize: int, opset: int, variant: Variant = CHANNELS) -> Moved:
+    """The data movement before the one Conv: the columns (and for pixels the DepthToSpace)."""
     moved = columns_moved(p, itemsize, opset, variant)
     if variant != CHANNELS:
         k = p.axes[0].kernel
         moved += pixel_shuffle_cost(p.channels, [k, k], column_shape(p, variant)[2:], itemsize, "DCR", opset)
+    return moved
+
+
+def im2col_cost(p: Dilated, itemsize: int, opset: int, variant: Variant = CHANNELS) -> Cost:
+    """MACs: the kept taps' products, O*(C/G)*prod(k)*prod(out) -- the
+    dilated Conv's own; grouped when the Conv's input channels per group
+    are few (T*C for channels, the original C/G for pixels)."""
+    moved = im2col_moved(p, itemsize, opset, variant)
     macs = p.exact_macs()
     few = grouped(len(taps(p)) * p.channels) if variant == CHANNELS else p.grouped
     return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes + 1, max_rank=p.rank,
@@ -246,6 +252,9 @@ class Im2col(_DilatedForm):
         if problems[PIXELS] is None and any(a.stride > 1 for a in p.axes):
             out.append(PIXELS_CONV_STRIDE)
         return tuple(out)
+
+    def moved(self, match, variant, graph) -> Moved:
+        return im2col_moved(match.params, _itemsize(graph, match), graph.opset(), variant)
 
     def cost(self, match, variant, graph) -> Cost:
         return im2col_cost(match.params, _itemsize(graph, match), graph.opset(), variant)

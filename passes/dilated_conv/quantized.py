@@ -110,6 +110,21 @@ class _Quantized:
     def weight_problem(self, graph, p) -> Optional[str]:
         return _slice_problem(graph, p)
 
+    def cost(self, match, variant, graph):
+        """The float form's figures, and the nodes the integers add: a Q -> DQ
+        pair after the Conv and after every data-movement node, but the one
+        whose output is the replacement's (the last data-movement node, or the
+        Conv where nothing moves after it) -- as many pairs as data-movement
+        nodes --, and a new weight DequantizeLinear where the integers move.
+        Q and DQ move no bytes (core/cost.py: they compute)."""
+        float_form = super().cost(match, variant, graph)
+        pairs = self.moved(match, variant, graph).moves
+        return replace(float_form, nodes=float_form.nodes + 2 * pairs + self.new_weight(match.params, variant))
+
+    def new_weight(self, p, variant) -> bool:
+        """Whether the integers move (taps dropped: a sliced weight), behind a DequantizeLinear of their own."""
+        return p.taps is not None
+
     def int8_weight(self, b, graph, p, variant) -> str:
         return _int8_weight(b, graph, p)
 
@@ -165,14 +180,9 @@ class QuantizedIm2col(_Quantized, Im2col):
 
     opt_in = False
 
-    def cost(self, match, variant, graph):
-        """Every data-movement op followed by Q -> DQ, the Conv, and a new
-        weight DequantizeLinear where the integers move (channels: always;
-        pixels: where taps were dropped)."""
-        p = match.params
-        float_form = super().cost(match, variant, graph)
-        new_weight = variant == CHANNELS or p.taps is not None
-        return replace(float_form, nodes=3 * (float_form.nodes - 1) + 1 + new_weight)
+    def new_weight(self, p, variant) -> bool:
+        """channels: the integers in tap-major order, always; pixels: where taps were dropped."""
+        return variant == CHANNELS or p.taps is not None
 
     def weight_problem(self, graph, p):
         return None   # per variant: channels_problem, pixels_problem

@@ -42,7 +42,8 @@ from convrewrite.core import qdq
 from convrewrite.core.builder import Builder
 from convrewrite.core.forms import DEFAULT, Cost, Form, Variant
 from convrewrite.core.rewrite import Skip
-from convrewrite.emit.opset_ops import NOTHING, Moved, gemm, movement, other_nodes, pad_axes, slice_axes, tensor_bytes
+from convrewrite.emit.opset_ops import (NOTHING, Moved, gemm, movement, other_nodes, pad_axes, requantized,
+                                       slice_axes, tensor_bytes)
 from convrewrite.emit.pixel_shuffle import pixel_shuffle, pixel_shuffle_cost, shuffle_rank
 from convrewrite.geometry import join_pads
 
@@ -183,8 +184,13 @@ class Shuffle(_FixedKernel):
         return None
 
     def cost(self, match, variant, graph) -> Cost:
+        """Between Q/DQ (x from a per-tensor DequantizeLinear: build's
+        requantize_movement), every data-movement node but the last gets a
+        Q -> DQ pair of x's grid, and the Concat of copies of x a Tile."""
         p = match.params
-        return _cost(0, max(p.rank, shuffle_rank(p.factors, "DCR", p.opset)), _shuffle_moved(p, _edge_mode(variant)))
+        quantized = bool(qdq.grids_around(match.node, graph))
+        moved = _shuffle_moved(p, _edge_mode(variant), quantized)
+        return _cost(0, max(p.rank, shuffle_rank(p.factors, "DCR", p.opset)), requantized(moved) if quantized else moved)
 
     def build(self, match, variant, graph, b: Builder) -> dict:
         p = match.params
@@ -403,17 +409,20 @@ def _plus(n: Optional[int], k: int) -> Optional[int]:
     return None if n is None else n + k
 
 
-def _shuffle_moved(p: ResizeParams, edge: str) -> Moved:
+def _shuffle_moved(p: ResizeParams, edge: str, quantized: bool = False) -> Moved:
     """`_build_shuffle`: the edge pad, a Slice per distinct phase shift (on
-    the edge-padded axes), Concat of the copies, the pixel shuffle."""
+    the edge-padded axes), Concat of the copies, the pixel shuffle.  Without
+    edge padding every copy is x itself; `quantized`, that Concat becomes a
+    Tile of x (core/qdq.py `_tile_copies`), which reads x once."""
     dims = item_dims(p)
     moved, padded = _edge_pad_moved(p, dims, edge)
     combos = list(itertools.product(*[k.phases for k in p.kernels]))
-    if any(k.edge != (0, 0) for k in p.kernels):
+    if p.has_edge:
         shifts = {tuple(phase[0][0] for phase in combo) for combo in combos}
         moved += movement([padded], dims, p.dtype.itemsize).times(len(shifts))
     if len(combos) > 1:
-        moved += movement([dims] * len(combos), [dims[0], _times(dims[1], len(combos)), *dims[2:]],
+        tiled = quantized and not p.has_edge
+        moved += movement([dims] * (1 if tiled else len(combos)), [dims[0], _times(dims[1], len(combos)), *dims[2:]],
                           p.dtype.itemsize)
     return moved + pixel_shuffle_cost(p.channels, p.factors, dims[2:], p.dtype.itemsize, "DCR", p.opset)
 

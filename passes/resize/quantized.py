@@ -63,7 +63,7 @@ import numpy as np
 
 from convrewrite.core import qdq
 from convrewrite.core.forms import DEFAULT, Cost, Variant
-from convrewrite.emit.opset_ops import NOTHING, Moved, movement
+from convrewrite.emit.opset_ops import NOTHING, Moved, movement, requantized
 from convrewrite.geometry import join_pads
 
 from .forms import Deconv, _edge_mode, _edge_pad, _edge_pad_moved, item_dims, deconv_notes
@@ -289,15 +289,16 @@ class QuantizedDeconv(Deconv):
                                        edge=e, parts=parts) for e in edges)
 
     def cost(self, match, variant, graph) -> Cost:
-        """Every data-movement op (the edge pad, the copies) followed by Q -> DQ,
-        the weight's DequantizeLinear, the ConvTranspose with `parts` times the MACs."""
+        """Every data-movement op (the edge pad, the copies) followed by Q -> DQ
+        (none is the output: the ConvTranspose is), the weight's
+        DequantizeLinear, the ConvTranspose with `parts` times the MACs."""
         p = match.params
         edge, parts = getattr(variant, "edge", variant), getattr(variant, "parts", 1)
         moved = _edge_pad_moved(p, item_dims(p), _edge_mode(edge))[0]
         moved += _copies_moved(p, parts) if parts > 1 else NOTHING
         float_form = super().cost(match, edge, graph)
         macs = float_form.macs * parts if float_form.macs is not None else None
-        return Cost(macs=macs, moved_bytes=moved.bytes, nodes=3 * moved.nodes + 2,
+        return Cost(macs=macs, moved_bytes=moved.bytes, nodes=requantized(moved, outputs=0).nodes + 2,
                     max_rank=max(p.rank, 4 if parts > 1 else 0), grouped_macs=macs,
                     streamed_bytes=float_form.streamed_bytes)   # the parts are input channels of each group
 

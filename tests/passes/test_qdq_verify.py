@@ -66,8 +66,8 @@ def _dequantized_weight_bug(monkeypatch):
     other integers."""
     real = quantized_forms._integer_convs
 
-    def buggy(b, d, wq, graph):
-        real(b, d, wq, graph)
+    def buggy(b, d, wq, graph, y):
+        real(b, d, wq, graph, y)
         inits = {t.name: numpy_helper.to_array(t) for t in b.initializers}
         for dq in [n for n in b.nodes if "weight_dequantize" in n.name or "bias_dequantize" in n.name]:
             q, scale, zp = (list(inits[i] for i in dq.input) + [np.zeros(1, np.int32)])[:3]
