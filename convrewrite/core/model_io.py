@@ -271,10 +271,17 @@ def _value_type_problem(model: onnx.ModelProto) -> str | None:
     return None
 
 
-# onnx's strict inference, where a node's inferred output type contradicts the
-# type the model declares for that output (value_info or graph output)
-_TYPE_CLASH = re.compile(r"node name: (.*?)\): \[TypeInferenceError\] Inferred elem type differs from existing "
-                         r"elem type: \((\d+)\) vs \((\d+)\)")
+# One complaint of onnx's strict inference: a node's inferred output type
+# contradicts the type the model declares for that output (value_info or graph
+# output).  "(op_type:Relu, node name: relu): [TypeInferenceError] ...: (1) vs (7)",
+# inferred first; an unnamed node has no "node name", and a clash in a subgraph
+# is nested in its holder's complaint on the same line ("(op_type:If, node name:
+# if): [ShapeInferenceError] Inference error(s): (op_type:Neg, ...): [Type...").
+# A node name stops before "): [", so a match never spans two complaints.
+_TYPE_CLASH = re.compile(r"\(op_type:([^,)]*)(?:, node name: ((?:(?!\): \[).)*))?\): \[TypeInferenceError\] "
+                         r"Inferred elem type differs from existing elem type: \((\d+)\) vs \((\d+)\)")
+_HOLDER = re.compile(r"\(op_type:([^,)]*)(?:, node name: ((?:(?!\): \[).)*))?\): \[ShapeInferenceError\] "
+                     r"Inference error\(s\): $")
 
 
 def _declared_type_problem(weightless: onnx.ModelProto) -> str | None:
@@ -284,23 +291,60 @@ def _declared_type_problem(weightless: onnx.ModelProto) -> str | None:
     declaration, stops at that node (every candidate after it would be left
     alone for "unknown rank").  Found by onnx's strict inference on the
     model without its weights; its other complaints (a stale declared shape,
-    which onnxruntime overrides) are not errors here."""
+    which onnxruntime overrides) are not errors here.  The first clash is
+    the cause: the nodes after it compute from the declared type, and a
+    later clash may blame a declaration that is right."""
     try:
         onnx.shape_inference.infer_shapes(weightless, check_type=False, strict_mode=True)
     except onnx.shape_inference.InferenceError as e:
-        clash = _TYPE_CLASH.search(str(e))
+        text = str(e)
+        clash = _TYPE_CLASH.search(text)
         if clash is None:
             return None
-        node, computed, declared = clash.group(1), int(clash.group(2)), int(clash.group(3))
-        names = [o for n in weightless.graph.node if node and n.name == node for o in n.output]
-        said = [v.name for v in [*weightless.graph.value_info, *weightless.graph.output]
-                if v.name in names and v.type.tensor_type.elem_type == declared]
-        what = f"output {said[0]!r} of node {node!r}" if len(said) == 1 else f"an output of node {node!r}"
-        return (f"{what} is declared {_type_name(declared)} but the node computes {_type_name(computed)}; "
-                "correct or remove that value_info entry")
+        return _clash_text(weightless, clash, _HOLDER.search(text[text.rfind("\n", 0, clash.start()) + 1:
+                                                                   clash.start()]))
     except Exception:  # noqa: BLE001 -- inference's other failures are reported where a pass needs shapes
         return None
     return None
+
+
+def _clash_text(model: onnx.ModelProto, clash: re.Match, holder: re.Match | None) -> str:
+    """What is declared wrong, where, and what to correct."""
+    op, name, computed, declared = clash.group(1), clash.group(2) or "", int(clash.group(3)), int(clash.group(4))
+    node = f"node {name!r}" if name else f"an unnamed {op} node"
+    if holder is not None:
+        node += f" in a subgraph of {holder.group(1)} " + (repr(holder.group(2)) if holder.group(2) else "(unnamed)")
+    said = _declarations(model, op, name, declared)
+    if len(said) != 1:
+        return (f"an output of {node} is declared {_type_name(declared)} but the node computes "
+                f"{_type_name(computed)}; correct or remove that value_info entry")
+    (tensor, kind), = said
+    fix = ("correct or remove that value_info entry" if kind == "value_info entry" else
+           f"correct that {kind}'s element type")
+    return (f"output {tensor!r} of {node} is declared {_type_name(declared)} but the node computes "
+            f"{_type_name(computed)}; {fix}")
+
+
+def _declarations(model: onnx.ModelProto, op: str, name: str, elem: int) -> list:
+    """(tensor, where it is declared) for each output of the nodes `op` named `name`
+    (in any graph) declared of element type `elem`."""
+    found = []
+    for k, g in enumerate(_graphs(model.graph)):
+        outputs = {o for n in g.node if n.op_type == op and n.name == name for o in n.output}
+        declared = (("value_info entry", g.value_info), ("subgraph output" if k else "graph output", g.output))
+        for kind, values in declared:
+            found += [(v.name, kind) for v in values if v.name in outputs and v.type.tensor_type.elem_type == elem]
+    return list(dict.fromkeys(found))
+
+
+def _graphs(graph: onnx.GraphProto):
+    """`graph` and its nodes' subgraphs, at any depth."""
+    yield graph
+    for n in graph.node:
+        for a in n.attribute:
+            for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else
+                      list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else []):
+                yield from _graphs(g)
 
 
 def _type_name(elem: int) -> str:
