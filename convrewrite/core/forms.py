@@ -31,7 +31,8 @@ holds only without a target).
        by the run's passes (`Form.nested`: a ConvTranspose's dilated phase
        Convs), the form the bound puts first goes after the form that would
        come first without the bound when the final graphs (both settled by
-       the driver) are estimated slower: _weigh_bound
+       the driver) are estimated slower, and the bound is set aside for
+       the node: _weigh_bound
     5. the pass's list order (simplest first), except that, given a cost
        model (core/cost_model.py: the driver passes onnxruntime CPU's when
        there is no target), the forms that say the model decides their
@@ -317,7 +318,11 @@ def _weigh_bound(p, match, graph, scored: list, final_cost, model) -> tuple:
     """Put the form the MAC bound placed first after the form that would
     come first without the bound, where what they build is lowered again
     (`Form.nested`) and the final graph of the bound's form is estimated
-    slower than the other's.
+    slower than the other's.  The bound is then set aside for this node:
+    the forms go in the order without it, the outweighed one last (the
+    bound also orders the forms over it by their MACs, which would put a
+    third form, never weighed, first: a stride-2 ConvTranspose's
+    phase-convs, whose dilated phase Convs are lowered again as well).
 
     The bound trades nodes for MACs on what a form builds: border-split cuts
     a ConvTranspose's output into tiles so that no tap multiplies padding.
@@ -354,6 +359,12 @@ def _weigh_bound(p, match, graph, scored: list, final_cost, model) -> tuple:
     a, b = model.seconds(mine), model.seconds(theirs)
     if a is None or b is None or a <= b:
         return scored, ""
+    over_why = _list_reason(p, True)
+    for s in scored:
+        s.rules = _without_bound(s.rules)
+        for o in s.options if s is not first and s is not rival else ():
+            if o.why == over_why:
+                object.__setattr__(o, "why", f"the pass's order, the MAC bound set aside ({mine_form.name} outweighed)")
     first.rules = first.rules[:_Scored.OUTWEIGHED] + (True,) + first.rules[_Scored.OUTWEIGHED + 1:]
     verdict = (f"{mine_form.name} is within {p.mac_bound}x the original's MACs, but {why_nested}: "
                f"{mine.nodes} nodes in the end, estimated {a * 1e6:.3g} us on {model.name}, slower than "
@@ -367,8 +378,12 @@ def _weigh_bound(p, match, graph, scored: list, final_cost, model) -> tuple:
 
 def _unbounded(s: "_Scored") -> tuple:
     """s's key as if there were no MAC bound (its slots cleared)."""
-    rules = s.rules[:_Scored.OVER] + (False, 0) + s.rules[_Scored.OVER + 2:]
-    return rules + s.key()[len(s.rules):]
+    return _without_bound(s.rules) + s.key()[len(s.rules):]
+
+
+def _without_bound(rules: tuple) -> tuple:
+    """`rules` with the MAC bound's slots cleared (not over it, no MACs to order by)."""
+    return rules[:_Scored.OVER] + (False, 0) + rules[_Scored.OVER + 2:]
 
 
 def _place_by_estimate(scored: list, cost_model) -> list:

@@ -318,6 +318,23 @@ def test_a_small_dilated_map_is_not_tiled_into_taps(rank, n, most):
                      " ".join(rec.notes)), rec.notes
 
 
+def test_the_form_weighed_is_the_form_chosen():
+    """Stride 2: phase-convs and single-conv are both over the bound, which
+    orders them by MACs.  Border-split was weighed against single-conv (the
+    form first without the bound) and outweighed, but the bound's order put
+    phase-convs first -- never weighed, its phase Convs lowered again into
+    30 nodes, estimated 4x slower than single-conv's 2 -- under the note "no
+    form is within 1.1x the original's MACs", which border-split is."""
+    model = convt_model((1, 8, 4, 4), 8, (4, 4), strides=[2, 2], dilations=[3, 3])
+    new, report = assert_rewrites(model, NESTED, {"ConvTranspose": 0})
+    (rec,) = [r for r in report.rewrites if r.op == "ConvTranspose"]
+    assert rec.form == "single-conv", (rec.form, rec.notes)
+    assert len(new.graph.node) <= 3, op_counts(new)
+    assert re.search(r"chosen: the final graph estimated faster: border-split is within 1\.1x the original's MACs, "
+                     r"but its Convs keep dilation 3x3, .* slower than single-conv's", " ".join(rec.notes)), rec.notes
+    assert not any("no form is within" in n for n in rec.notes), rec.notes
+
+
 def test_the_bound_stands_where_nothing_is_lowered_again():
     """The convtranspose pass alone (no dilated-conv in the run), or asked for
     border-split: the MAC bound's choice, as before."""
