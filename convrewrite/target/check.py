@@ -29,7 +29,7 @@ import onnx
 
 from ..core import qdq
 from ..core.graph import GraphView, attributes, nested_nodes
-from .facts import OpFacts, facts_from_attributes, is_constant, node_facts
+from .facts import RESIZE_OPS, OpFacts, facts_from_attributes, is_constant, node_facts
 from .profile import Profile
 from .rules import (Violation, batch_violations, graph_input_violations, op_key, op_rule_violations,
                     rank_violations, symbolic_input_violations, undecided)
@@ -111,17 +111,28 @@ def undecided_reason(node: onnx.NodeProto, graph: GraphView, profile: Profile) -
     unknown = undecided(profile, node_facts(node, graph), op_key(node))
     if not unknown:
         return None
-    fix = ("give the graph's inputs static shapes (export with fixed sizes, or fix them with "
-           "onnx.tools.update_model_dims)" if _sizes_symbolic(node, graph) else
-           f"compute the {node.op_type}'s scales or sizes from constants")
     return (f"{node.op_type} '{graph.label(node)}': target '{profile.name}' may or may not run it as it is: "
-            f"{'; '.join(unknown)}; left unchanged (no pass lowers a node whose sizes are not known): {fix}")
+            f"{'; '.join(unknown)}; left unchanged (no pass lowers a node whose sizes are not known): "
+            f"{_undecided_fix(node, graph)}")
+
+
+def _undecided_fix(node: onnx.NodeProto, graph: GraphView) -> str:
+    """What makes the unknown facts known: static sizes of the data input,
+    else (its size is known) a Resize's constant scales or sizes, or a Conv's
+    or ConvTranspose's weight and bias as initializers (given at run time,
+    their shapes may be symbolic)."""
+    if _sizes_symbolic(node, graph):
+        return ("give the graph's inputs static shapes (export with fixed sizes, or fix them with "
+                "onnx.tools.update_model_dims)")
+    if node.op_type in RESIZE_OPS:
+        return f"compute the {node.op_type}'s scales or sizes from constants"
+    return f"make the {node.op_type}'s weight and bias initializers (of static shape)"
 
 
 def _sizes_symbolic(node: onnx.NodeProto, graph: GraphView) -> bool:
-    """Whether a spatial size of the node's data input is symbolic (else an
-    output size is unknown because a scales or sizes input is computed at
-    run time from something other than the input's shape)."""
+    """Whether a spatial size of the node's data input is symbolic (else
+    what is unknown comes from another input: a Resize's scales or sizes
+    computed at run time, a weight given at run time)."""
     x = graph.shape(node.input[0]) if node.input else None
     return x is None or not all(isinstance(d, int) for d in x[2:])
 

@@ -88,6 +88,19 @@ def test_runtime_scales_are_not_read_as_met_on_a_profile_without_static_shapes()
     assert report.target["fits"] and [x.node for x in report.unfinished] == ["up"]
 
 
+def test_a_convtranspose_of_runtime_weight_is_told_to_make_it_an_initializer():
+    """Its input is static; the weight, a graph input of symbolic size, is
+    what Ethos-U55's static_shapes cannot read.  The fix named the Resize's
+    remedy: "compute the ConvTranspose's scales or sizes from constants"."""
+    w = helper.make_tensor_value_info("w", F, [8, 8, "k", "k"])
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up", strides=[2, 2])
+    model = _model([node], [1, 8, 4, 4], [1, 8, None, None], extra_inputs=[w])
+    r, _ = _record(model, ETHOS_U55)
+    assert r.code == "target-undecided"
+    assert "input 'w' is [8,8,k,k]" in r.reason
+    assert r.reason.endswith("make the ConvTranspose's weight and bias initializers (of static shape)"), r.reason
+
+
 def test_what_the_rules_know_still_runs_as_it_is():
     """The same Resize with static sizes, and with a symbolic batch only (the
     target check takes it as 1), still runs on Ethos-U55 as it is."""
