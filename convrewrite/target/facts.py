@@ -217,6 +217,8 @@ def _resize(node, graph, a) -> dict:
         nearest = a.get("nearest_mode", "round_prefer_floor")
     out = {"mode": a.get("mode", "nearest"), "coordinate_transformation_mode": ctm, "nearest_mode": nearest}
     x, y = graph.shape(node.input[0]), graph.shape(node.output[0])
+    if x is not None and len(x) > 2:
+        out["spatial_rank"] = len(x) - 2   # known with x's rank, whether or not the factors are
     if x is not None and len(x) > 2 and all(isinstance(d, int) for d in x[2:]):
         out["unit_input"] = all(d == 1 for d in x[2:])
     if x is not None and y is not None and len(x) == len(y) > 2:
