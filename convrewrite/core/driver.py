@@ -51,6 +51,7 @@ from .model_io import check_model, load_model
 from .oracle import Oracle
 from .report import PLANNED, REWRITTEN, ROLLED_BACK, SKIPPED, Report, RewriteRecord
 from .preconditions import oversized_tensor
+from .qdq import DEQUANTIZE, QUANTIZE
 from .rewrite import Code, Match, Skip
 from .sketch import neighbours_of, sketch
 from .splice import Undo, apply_rewrites, renamed_nodes, splice_in_place
@@ -148,6 +149,16 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     report.timings["total"] = time.perf_counter() - t0
     progress("done", 1, 1)
     return (original if dry_run else current), report
+
+
+def _replaced(match: Match, graph: GraphView) -> list:
+    """The labels of the original nodes a rewrite replaces, the candidate
+    first.  A quantized group's QuantizeLinear / DequantizeLinear, which the
+    rewrite emits again around its own nodes (a quantized ConvTranspose's
+    match takes the QuantizeLinear after it), are not among them: one
+    ConvTranspose "rewrote 2 node(s)", where a quantized Resize or dilated
+    Conv, which keep theirs, rewrote 1."""
+    return [graph.label(n) for n in match.nodes if n is match.node or n.op_type not in (QUANTIZE, DEQUANTIZE)]
 
 
 def _checked(result: list, oracle: Oracle, run: "_Run", owned: bool) -> onnx.ModelProto:
@@ -455,7 +466,7 @@ class _Run:
         if others:
             r.notes.append("also rewrites " + ", ".join(f"'{o}'" for o in others))
         r.new_nodes = [n.name for n in lowered.replacement.nodes]
-        r.replaced_nodes = [graph.label(n) for n in match.nodes]
+        r.replaced_nodes = _replaced(match, graph)
         if self.settings.sketches:
             own = {t.name for t in lowered.replacement.initializers}
             _sketch(r, graph, match, renamed_nodes(lowered.replacement), lambda v: None,

@@ -37,8 +37,8 @@ class RewriteRecord:
     max_rel_error: Optional[float] = None
     new_nodes: list = field(default_factory=list)
     # the original nodes the rewrite replaces, the candidate first (a dilated chain: its Convs and the
-    # pointwise ops between them; a ConvTranspose with the BatchNormalization folded into it); [] unless
-    # rewritten or planned
+    # pointwise ops between them; a ConvTranspose with the BatchNormalization folded into it; not a
+    # quantized group's Q/DQ nodes, which it emits again); [] unless rewritten or planned
     replaced_nodes: list = field(default_factory=list)
     macs_before: Optional[int] = None
     macs_after: Optional[int] = None

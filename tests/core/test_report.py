@@ -4,7 +4,7 @@ from __future__ import annotations
 from onnx import TensorProto, helper
 
 from convrewrite import optimize
-from convrewrite.core.report import target_lines
+from convrewrite.core.report import REWRITTEN, target_lines
 
 
 def _left_alone(name: str):
@@ -83,3 +83,17 @@ def test_a_rolled_back_rewrite_replaces_nothing():
     _, report = optimize(_relu_pairs_model(), passes=[ReluBroken()])
     assert {(r.status, tuple(r.replaced_nodes)) for r in report.rewrites} == {("rolled_back", ())}
     assert "pass relu-broken: rewrote 0 node(s)" in report.summary().splitlines()
+
+
+def test_a_quantized_group_counts_its_operator_not_its_quantize_linear():
+    """A quantized ConvTranspose's match takes the QuantizeLinear after it
+    (the rewrite emits its own): "pass convtranspose: rewrote 2 node(s) in
+    1 rewrite(s)" for one ConvTranspose, where a quantized dilated Conv (whose
+    QuantizeLinear stays) rewrote 1."""
+    from qdq_models import quantized
+
+    for name, p, node in (("convt", "convtranspose", "up"), ("dilated", "dilated-conv", "aspp")):
+        _, report = optimize(quantized(name), passes=[p], verify=False)
+        (r,) = report.records(REWRITTEN)
+        assert r.replaced_nodes == [node], r.replaced_nodes
+        assert f"pass {p}: rewrote 1 node(s)" in report.summary().splitlines()
