@@ -135,3 +135,26 @@ def test_check_target_still_reports_only_what_it_knows_is_broken():
     model = scales_model([1, 8, "H", "W"], [1, 8, "H2", "W2"])
     assert [v.rule for v in check_model(model, ETHOS_U55)] == ["static_shapes"]
     onnx.checker.check_model(model)
+
+
+def test_a_lowering_of_symbolic_size_is_not_said_to_fit():
+    """A cubic Resize (Ethos-U55 runs nearest and linear only) of symbolic
+    size, with constant scales, is lowered into an edge Pad and a
+    ConvTranspose whose sizes are symbolic too: they break no rule, but on a
+    profile with static_shapes nothing says the target runs them, so the
+    record does not say the form 'fits' (the ConvTranspose the convtranspose
+    pass then meets is target-undecided).  The same Resize of static size
+    fits."""
+    def cubic(x, y):
+        return scales_model(x, y, mode="cubic", coordinate_transformation_mode="half_pixel",
+                            nearest_mode="round_prefer_floor")
+
+    r, report = _record(cubic([1, 8, "H", "W"], [1, 8, "H2", "W2"]), ETHOS_U55)
+    assert r.status == "rewritten" and r.form == "deconv"
+    [verdict] = [n for n in r.notes if n.startswith("target arm-ethos-u55: form ")]
+    assert verdict.startswith("target arm-ethos-u55: form 'deconv' breaks no rule, but the target may or may not "
+                              "run it: Pad 'up/resize/edge_pad': it needs static shapes (static_shapes)"), verdict
+    assert "fits" not in verdict
+    assert {x.code for x in report.rewrites if x.node != "up"} == {"target-undecided"}
+    r, _ = _record(cubic([1, 8, 4, 4], [1, 8, 8, 8]), ETHOS_U55)
+    assert r.status == "rewritten" and "target arm-ethos-u55: form 'deconv' fits" in r.notes
