@@ -429,6 +429,8 @@ def _rule_unknowns(r: OpRule, f: OpFacts) -> list[str]:
             continue
         if key in ("factors", "max_factor") and f.resizes_batch_or_channel:
             continue   # broken whatever the factors
+        if key == "strided_axes" and f.steps is not None and all(s == 1 for s in f.steps):
+            continue   # no step other than 1 to place: the axes decide nothing
         missing = [field for field in _READS.get(key, ()) if getattr(f, field) is None]
         if key == "pads" and f.pad_kinds is not None and not f.pad_kinds & set(limit) \
                 and f.pad_kinds_open & set(limit):
