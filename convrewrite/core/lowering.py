@@ -119,15 +119,15 @@ def _lower_for_target(p, match, graph, target, passes, depth, r: Ranking, notes,
             tried.append((option.label, too_deep))
             continue
         replacement = build(p, match, option, graph)
-        found, settled = judged(replacement, graph, target, passes, depth)
+        found, settled, unknown = judged(replacement, graph, target, passes, depth)
         if not found:
             groups = _convs_with_groups(settled) if getattr(target, "standard_convs_first", False) else 0
             if not groups:
                 chosen = tuple(f"{head}form '{label}' not used: {_first(why)}" for label, why in tried)
-                return Lowered(option, replacement, notes + chosen + (f"{head}form '{option.label}' fits",))
+                return Lowered(option, replacement, notes + chosen + (f"{head}form '{option.label}' {_fits(unknown)}",))
             # standard_convs_first: it fits, but a later option may fit with group-1 Convs only
             if grouped_fit is None:
-                grouped_fit = (option, replacement, list(tried))
+                grouped_fit = (option, replacement, list(tried), unknown)
             tried.append((option.label, f"it builds {groups} Conv(s) with groups, and the target takes a form "
                                         "whose Convs are all group 1 first (standard_convs_first)"))
             continue
@@ -136,10 +136,10 @@ def _lower_for_target(p, match, graph, target, passes, depth, r: Ranking, notes,
         if best is None or score < best[0]:
             best = (score, option, replacement, tuple(v.message for v in found), found)
     if grouped_fit is not None:   # no form fits with group-1 Convs only: the first that fits at all
-        option, replacement, before = grouped_fit
+        option, replacement, before, unknown = grouped_fit
         chosen = tuple(f"{head}form '{label}' not used: {_first(why)}" for label, why in before)
         return Lowered(option, replacement, notes + chosen + (
-            f"{head}form '{option.label}' fits (no form fits with group-1 Convs only)",))
+            f"{head}form '{option.label}' {_fits(unknown)} (no form fits with group-1 Convs only)",))
     if best is None:
         reasons = list(dict.fromkeys(_first(reason) for _, reason in tried))
         if len(reasons) == 1:
@@ -163,6 +163,15 @@ def _lower_for_target(p, match, graph, target, passes, depth, r: Ranking, notes,
     return Lowered(option, replacement, notes + passed + (
         f"{head}no form fits; '{option.label}' has the fewest problems, all of them data movement (the "
         f"computation runs on the target): {_first(problems)}",), fits=False)
+
+
+def _fits(unknown: list) -> str:
+    """The verdict on a form that breaks no rule: it fits, or (a size its
+    rules read is symbolic) nothing says it does not: "fits" is a claim,
+    made only where every fact the rules read is known."""
+    if not unknown:
+        return "fits"
+    return f"breaks no rule, but the target may or may not run it: {_first(unknown)}"
 
 
 def _off_target(match: Match, graph: GraphView, target) -> int:
@@ -208,19 +217,24 @@ def violations(replacement: Replacement, graph: GraphView, target, passes: Seque
 
 
 def judged(replacement: Replacement, graph: GraphView, target, passes: Sequence = (), depth: int = 0) -> tuple:
-    """(violations, the nodes judged): the replacement's nodes as the run's
-    passes leave them (settled), or as built where no model of them can be made."""
-    from ..target.check import replacement_violations_in
+    """(violations, the nodes judged, what the rules cannot decide): the
+    replacement's nodes as the run's passes leave them (settled), or as built
+    where no model of them can be made.  The third, only where nothing is
+    broken: per node, why the rules cannot say the target runs it (a size
+    they read is symbolic: check.replacement_undecided_in)."""
+    from ..target.check import replacement_undecided_in, replacement_violations_in
 
     view, constants = _view(replacement, graph, target)
     if view is None:
-        return [], list(replacement.nodes)
+        return [], list(replacement.nodes), []
     left = {}
     if passes and depth < SETTLE_DEPTH:
         settled = settle(view, target, passes, depth + 1, left)
         if settled is not None:
             view = settled
-    return [_with_why_left(v, left) for v in replacement_violations_in(view, target, constants)], list(view.graph.node)
+    found = [_with_why_left(v, left) for v in replacement_violations_in(view, target, constants)]
+    unknown = [] if found else replacement_undecided_in(view, target, constants)
+    return found, list(view.graph.node), unknown
 
 
 def _with_why_left(v, left: dict):

@@ -293,6 +293,22 @@ def replacement_violations_in(view: GraphView, profile: Profile, constants: froz
     return [v for node in view.graph.node for v in check_node(node, view, profile, constants)]
 
 
+def replacement_undecided_in(view: GraphView, profile: Profile, constants: frozenset) -> list[str]:
+    """Per node of a replacement's standalone model that breaks no rule, why
+    the rules still cannot say the target runs it (rules.undecided: a size
+    they read is symbolic); empty: every node is decided.  A lowering that
+    breaks no rule "fits" only where this is empty."""
+    out = []
+    for node in view.graph.node:
+        outputs = [o for o in node.output if o]
+        if outputs and all(is_constant(o, view, constants) for o in outputs):
+            continue   # folded before it reaches the target (check_node)
+        unknown = undecided(profile, node_facts(node, view, constants), op_key(node))
+        if unknown:
+            out.append(f"{node.op_type} '{view.label(node)}': {'; '.join(unknown)}")
+    return out
+
+
 # --- models built for checking -------------------------------------------------------
 
 def unit_batch(model: onnx.ModelProto) -> onnx.ModelProto:

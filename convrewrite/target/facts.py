@@ -43,6 +43,9 @@ class OpFacts:
     group_kind: Optional[str] = None
     pads: Optional[tuple] = None            # ONNX [b1..br, e1..er], explicit
     pad_kinds: Optional[frozenset] = None
+    # kinds the pads may or may not be, not known before run time: SAME at a stride above 1 on a
+    # symbolic size (pad_kinds then holds only what is known: valid, symmetric)
+    pad_kinds_open: frozenset = frozenset()
     output_sizes: Optional[tuple] = None    # ConvTranspose: (output, input*stride, full) sizes
     output_size_kinds: Optional[frozenset] = None
     mode: Optional[str] = None
@@ -181,9 +184,18 @@ def _conv_pad_kinds(a, sizes, kernel, strides, dilations) -> dict:
         kinds.add("valid")
     if all(b == e for b, e in pairs):
         kinds.add("symmetric")
+    if sizes is None and auto not in ("SAME_UPPER", "SAME_LOWER"):
+        if any(s > 1 for s in strides):
+            # SAME's total, (ceil(n / s) - 1) * s + extent - n, depends on the size n at a stride
+            # above 1: whether these pads are SAME is not known before run time (rules.undecided);
+            # zero pads are not SAME there unless the kernel covers no more than the stride
+            pads = tuple(b for b, _ in pairs) + tuple(e for _, e in pairs)
+            return {"pads": pads, "pad_kinds": frozenset(kinds),
+                    "pad_kinds_open": frozenset({"same_upper", "same_lower", "same_symmetric"})}
+        sizes = [1] * len(kernel)   # at stride 1 SAME pads extent - 1 in all, whatever the size
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         kinds.add(auto.lower())
-    elif sizes is not None:
+    else:
         upper = conv_pads("SAME_UPPER", sizes, kernel, strides, dilations, None)
         if pairs == upper:
             kinds.add("same_upper")

@@ -153,7 +153,7 @@ def _check_groups(limit, f):
 
 
 def _check_pads(limit, f):
-    if "any" in limit or f.pad_kinds is None or f.pad_kinds & set(limit):
+    if "any" in limit or f.pad_kinds is None or f.pad_kinds & set(limit) or f.pad_kinds_open & set(limit):
         return None
     pads = f"pads {list(f.pads)}" if f.pads is not None else "padding"
     return f"{pads} not of an allowed kind ({', '.join(limit)})"
@@ -429,7 +429,12 @@ def _rule_unknowns(r: OpRule, f: OpFacts) -> list[str]:
             continue
         if key in ("factors", "max_factor") and f.resizes_batch_or_channel:
             continue   # broken whatever the factors
+        if key == "strided_axes" and f.steps is not None and all(s == 1 for s in f.steps):
+            continue   # no step other than 1 to place: the axes decide nothing
         missing = [field for field in _READS.get(key, ()) if getattr(f, field) is None]
+        if key == "pads" and f.pad_kinds is not None and not f.pad_kinds & set(limit) \
+                and f.pad_kinds_open & set(limit):
+            missing.append("pad_kinds")   # an allowed kind the pads may be, depending on the size
         if key in _MOVED_SHAPE and f.perm is not None and f.perm != tuple(range(len(f.perm))) \
                 and _moved_input(f) is None:
             missing.append("the input's shape")

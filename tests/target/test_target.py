@@ -19,6 +19,8 @@ from convrewrite.core.rewrite import Match, Skip
 from convrewrite.core.errors import InputError
 from convrewrite.core.graph import GraphView
 from convrewrite.emit.pixel_shuffle import pixel_shuffle
+from convrewrite.target.facts import node_facts
+from convrewrite.target.rules import undecided
 from convrewrite.target import (Profile, Violation, builtin_names, builtin_profiles, check_model,
                                 format_violations, load_profile, needs_lowering, node_violations, op_violations,
                                 runs_as_is_reason, target_report)
@@ -316,6 +318,33 @@ def test_pad_kinds():
     assert len(node_msgs(conv_model(strides=[2, 2], pads=[2, 2, 2, 2]), n78)) == 1
     q = load_profile("generic-npu")  # no pads limit at all
     assert node_msgs(conv_model(strides=[2, 2], pads=[2, 2, 2, 2]), q) == []
+
+
+def test_pad_kinds_of_a_symbolic_size():
+    """A Conv whose spatial size is symbolic (a dynamic-H/W export): at
+    stride 1 SAME pads the dilated kernel's extent less one whatever the
+    size, so PyTorch's 3x3/p1 is SAME there too; at a larger stride SAME
+    depends on the size, so its padding is not known (no violation, and the
+    rules read an unknown fact).  Every padded Conv of a dynamic export was
+    reported 'not of an allowed kind' on arm-ethos-n78."""
+    n78 = load_profile("arm-ethos-n78")
+    dyn = (1, 4, "H", "W")
+    assert node_msgs(conv_model(x=dyn, pads=[1, 1, 1, 1]), n78) == []
+    assert node_msgs(conv_model(x=dyn, w=(4, 4, 2, 2), pads=[0, 0, 1, 1]), n78) == []   # SAME_UPPER for 2x2
+    assert node_msgs(conv_model(x=(1, 4, 8, "W"), w=(4, 4, 5, 5), pads=[2, 2, 2, 2]), n78) == []
+    assert node_msgs(conv_model(x=dyn, pads=[0, 0, 1, 1]), n78) == [
+        "Conv 'n': pads [0, 0, 1, 1] not of an allowed kind (valid, same_upper, same_lower, same_symmetric)"]
+    node, graph = only_node(conv_model(x=dyn, strides=[2, 2], pads=[1, 1, 1, 1]))
+    facts = node_facts(node, graph)
+    assert facts.pad_kinds == {"symmetric"} and facts.pads == (1, 1, 1, 1)
+    assert node_msgs(conv_model(x=dyn, strides=[2, 2], pads=[1, 1, 1, 1]), n78) == []
+    assert undecided(n78, facts, "Conv") == ["its rules read the padding (the input's size), not known before run time"]
+    valid = node_facts(*only_node(conv_model(x=dyn, strides=[2, 2])))
+    assert valid.pad_kinds == {"valid", "symmetric"} and undecided(n78, valid, "Conv") == []
+    # what the size cannot change is still known: padded is not valid (arm-ethos-u55: valid only above stride 3)
+    u55 = load_profile("arm-ethos-u55")
+    [msg] = node_msgs(conv_model(x=dyn, strides=[4, 4], pads=[1, 1, 1, 1]), u55)
+    assert "pads [1, 1, 1, 1] not of an allowed kind (valid)" in msg
 
 
 def test_convtranspose_output_size_on_ethos_u55():

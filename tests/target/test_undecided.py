@@ -165,3 +165,42 @@ def test_check_target_still_reports_only_what_it_knows_is_broken():
     model = scales_model([1, 8, "H", "W"], [1, 8, "H2", "W2"])
     assert [v.rule for v in check_model(model, ETHOS_U55)] == ["static_shapes"]
     onnx.checker.check_model(model)
+
+
+def test_a_lowering_of_symbolic_size_is_not_said_to_fit():
+    """A cubic Resize (Ethos-U55 runs nearest and linear only) of symbolic
+    size, with constant scales, is lowered into an edge Pad and a
+    ConvTranspose whose sizes are symbolic too: they break no rule, but on a
+    profile with static_shapes nothing says the target runs them, so the
+    record does not say the form 'fits' (the ConvTranspose the convtranspose
+    pass then meets is target-undecided).  The same Resize of static size
+    fits."""
+    def cubic(x, y):
+        return scales_model(x, y, mode="cubic", coordinate_transformation_mode="half_pixel",
+                            nearest_mode="round_prefer_floor")
+
+    r, report = _record(cubic([1, 8, "H", "W"], [1, 8, "H2", "W2"]), ETHOS_U55)
+    assert r.status == "rewritten" and r.form == "deconv"
+    [verdict] = [n for n in r.notes if n.startswith("target arm-ethos-u55: form ")]
+    assert verdict.startswith("target arm-ethos-u55: form 'deconv' breaks no rule, but the target may or may not "
+                              "run it: Pad 'up/resize/edge_pad': it needs static shapes (static_shapes)"), verdict
+    assert "fits" not in verdict
+    assert {x.code for x in report.rewrites if x.node != "up"} == {"target-undecided"}
+    r, _ = _record(cubic([1, 8, 4, 4], [1, 8, 8, 8]), ETHOS_U55)
+    assert r.status == "rewritten" and "target arm-ethos-u55: form 'deconv' fits" in r.notes
+
+
+def test_a_slice_of_unit_steps_is_decided_whatever_its_axes():
+    """Ethos-U55 takes a step other than 1 on the channel axis only
+    (strided_axes): a Slice without steps (all 1) and without axes breaks it
+    on no axis, so its axes are no unknown.  (The Slice that crops a lowered
+    ConvTranspose made the int8 Resize's form 'breaks no rule, but the target
+    may or may not run it'.)"""
+    ints = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)   # noqa: E731
+    node = helper.make_node("Slice", ["x", "starts", "ends"], ["y"], name="crop")
+    model = _model([node], [1, 8, 6, 6], [1, 8, 4, 4], [ints("starts", [0, 0, 1, 1]), ints("ends", [1, 8, 5, 5])])
+    graph = GraphView(model)
+    facts = node_facts(graph.graph.node[0], graph)
+    assert facts.steps == (1,) and facts.slice_axes is None
+    assert ETHOS_U55.rules("Slice") is not None
+    assert undecided(ETHOS_U55, facts, "Slice") == []
