@@ -496,7 +496,14 @@ def check_numbers(rtol, atol, seed) -> None:
 def check_models(reference: onnx.ModelProto, candidate: onnx.ModelProto,
                  feeds: Optional[Mapping[str, np.ndarray]] = None, seed: int = 0,
                  rtol=None, atol=None) -> Comparison:
-    """Run both models on the same inputs; compare every output by name."""
+    """Run both models on the same inputs; compare every output by name.
+    Where `reference` is quantized (QDQ), its quantized outputs (a
+    QuantizeLinear's integers, a per-tensor DequantizeLinear's floats) are
+    compared in quantization steps, as optimize's whole-model check compares
+    them: a rounding tie that falls the other way is one step, which a float
+    tolerance would call a mismatch."""
+    from . import qdq
+
     check_numbers(rtol, atol, seed)
     if feeds is None:
         try:
@@ -514,4 +521,5 @@ def check_models(reference: onnx.ModelProto, candidate: onnx.ModelProto,
     if names != other:
         return Comparison([OutputComparison("outputs", False, np.inf, np.inf, 0.0,
                                             f"output names differ: {other} vs {names}")])
-    return compare_outputs(names, want, got, rtol, atol)
+    steps = qdq.output_steps(reference) if qdq.has_qdq(reference) else None
+    return qdq.compare_outputs(names, want, got, rtol, atol, steps)

@@ -182,3 +182,32 @@ def test_the_channel_dim_is_followed_through_quantize_and_relu_but_static_dims_s
     assert pinned_dims(_conv_graph("Conv", ["N", 3, 8, 8], [4, 3, 3, 3])) == {}   # static: nothing to pin
     assert pinned_dims(_conv_graph("Conv", [1, "C", 8, 8], [4, 3, 3, 3], before=("Transpose",))) == {}
 
+
+
+def _requantized(gain: float) -> onnx.ModelProto:
+    """y = DequantizeLinear(QuantizeLinear(x * gain)), int8 with scale 0.05:
+    a gain near 1 moves a few values across a rounding boundary (one step)."""
+    scale = helper.make_tensor("s", TensorProto.FLOAT, [], [0.05])
+    zero = helper.make_tensor("z", TensorProto.INT8, [], [0])
+    g = helper.make_tensor("g", TensorProto.FLOAT, [], [gain])
+    nodes = [helper.make_node("Mul", ["x", "g"], ["xg"]),
+             helper.make_node("QuantizeLinear", ["xg", "s", "z"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 64])], [scale, zero, g])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_check_models_compares_a_quantized_output_in_steps():
+    """A rounding tie that falls the other way is one step: equivalent, as
+    optimize's whole-model check judges it (a float tolerance called it a
+    mismatch, so `check` said NOT equivalent of a verified rewrite); many
+    values a step off, or one value several steps off, are not."""
+    ref = _requantized(1.0)
+    few = check_models(ref, _requantized(1.0005))
+    assert few and few.outputs[0].steps is not None and few.outputs[0].max_abs_error == pytest.approx(0.05, rel=1e-5)
+    x = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
+    want, got = [run_model(m, {"x": x})[0][0] for m in (ref, _requantized(1.0005))]
+    assert not compare_arrays("y", want, got)   # the float rule's verdict on the same pair
+    assert not check_models(ref, _requantized(1.1))
+    assert not check_models(ref, _requantized(0.5))
