@@ -302,6 +302,17 @@ def test_kernel_and_stride_limits_of_ethos_n():
     assert "strides 2x1 differ between axes" in msg
 
 
+def test_ethos_n_resizes_nearest_or_bilinear_only():
+    """Arm NN, through which the Ethos-N driver stack is reached, has two
+    resize methods (bilinear, nearest neighbour): a cubic Resize x2 was
+    said to fit, and was left as it is."""
+    n78 = load_profile("arm-ethos-n78")
+    for mode in ("nearest", "linear"):
+        assert node_msgs(resize_model([1, 8, 8, 8], [1, 1, 2, 2], mode=mode), n78) == []
+    assert node_msgs(resize_model([1, 8, 8, 8], [1, 1, 2, 2], mode="cubic"), n78) == [
+        "Resize 'r': mode cubic not in allowed modes [nearest, linear]"]
+
+
 def test_pad_kinds():
     n78 = load_profile("arm-ethos-n78")  # Same and Valid padding only
     assert node_msgs(conv_model(), n78) == []                                    # valid
