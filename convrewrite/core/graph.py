@@ -60,6 +60,9 @@ class GraphView(ConstantFolding):
         self._overridable = (self._graph_inputs & set(self.initializers)
                              if model.ir_version >= 4 else set())
         self.graph_outputs = [o.name for o in self.graph.output]
+        # (domain, version) in the model's order: opset() is asked thousands of
+        # times, and a protobuf field costs more to walk than a tuple
+        self._opset_imports = tuple((imp.domain, int(imp.version)) for imp in model.opset_import)
         nodes = list(self.graph.node)
         op_types = [node.op_type for node in nodes]
         # Whether any node is a QuantizeLinear or DequantizeLinear (of any
@@ -139,9 +142,9 @@ class GraphView(ConstantFolding):
 
     # --- opsets -----------------------------------------------------------
     def opset(self, domain: str = "") -> int:
-        for imp in self.model.opset_import:
-            if imp.domain in (domain, "ai.onnx" if domain == "" else domain):
-                return int(imp.version)
+        for name, version in self._opset_imports:
+            if name in (domain, "ai.onnx" if domain == "" else domain):
+                return version
         return 0
 
     # --- topology ---------------------------------------------------------
