@@ -47,7 +47,7 @@ from .equivalence import check_numbers
 from .graph import GraphView, nested_nodes
 from .local_check import CheckError, build_check, check_well_formed, verify_checks
 from .lowering import Lowered, build, lower
-from .model_io import check_model, load_model
+from .model_io import check_and_infer, load_and_infer, load_model
 from .oracle import Oracle
 from .report import PLANNED, REWRITTEN, ROLLED_BACK, SKIPPED, Report, RewriteRecord
 from .preconditions import oversized_tensor
@@ -110,9 +110,9 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     owned = isinstance(model, (str, Path))
     if owned:
         report.input = str(model)
-        model = load_model(model)
+        model, shapes = load_and_infer(model)
     else:
-        check_model(model)
+        shapes = check_and_infer(model)
     release_memory(weight_bytes(model))  # what parsing and the checker's copies left on the heap
     report.timings["load_and_check"] = time.perf_counter() - t0
     profile = _profile(target)
@@ -120,6 +120,7 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     original = model if dry_run else None
     run = _Run(tuple(passes), profile, settings, report, _weight_budget(model), progress, owned and not dry_run)
     run.model_bytes = weight_bytes(model)
+    run.loaded = (model, shapes) if shapes is not None else None
     report.passes = [p.name for p in run.passes]
     report.optimization_passes = [p.name for p in run.passes if getattr(p, "optimization", False)]
     report.op_counts_before = op_counts(model)
@@ -240,6 +241,7 @@ class _Run:
         self.progress = progress
         self.view: Optional[GraphView] = None   # the view of the model the last pass left unchanged
         self.nested: Optional[list] = None       # nested_nodes of the model: no pass rewrites a subgraph's holder
+        self.loaded: Optional[tuple] = None      # (the model as loaded, its shape inference): the first view's
 
     def all_passes(self, model: onnx.ModelProto, oracle) -> onnx.ModelProto:
         """Every pass in order; then the worklist: each pass again, over only
@@ -376,7 +378,8 @@ class _Run:
         inference, indexes, labels, constants), else a new one."""
         if self.view is not None and self.view.model is model:
             return self.view
-        return GraphView(model)
+        loaded, self.loaded = self.loaded, None   # the first view is of the model as loaded, or of none
+        return GraphView(model, shapes=loaded[1] if loaded is not None and loaded[0] is model else None)
 
     def _plan_all(self, graph: GraphView, p, only: Optional[set]) -> list[_Candidate]:
         """Gate, match and lower every candidate once.  A match may cover

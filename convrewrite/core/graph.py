@@ -44,10 +44,15 @@ def _dims(type_proto: onnx.TypeProto) -> Optional[tuple]:
 class GraphView(ConstantFolding):
     """Shapes, dtypes, constants and topology of `model.graph` (read-only)."""
 
-    def __init__(self, model: onnx.ModelProto, inferred: Optional[onnx.ModelProto] = None):
+    def __init__(self, model: onnx.ModelProto, inferred: Optional[onnx.ModelProto] = None,
+                 shapes: Optional[onnx.ModelProto] = None):
+        """`inferred`: the types to read as they are (no inference at all);
+        `shapes`: infer_shapes(model), worked out already (the load's check:
+        model_io.check_and_infer), which the view then completes as it
+        completes its own inference (_infer_with_folded_inputs)."""
         self.model = model
         self.graph = model.graph
-        self._inferred = inferred if inferred is not None else infer_shapes(model)
+        self._inferred = inferred if inferred is not None else shapes if shapes is not None else infer_shapes(model)
         self._types: dict[str, onnx.TypeProto] = {}
         g = self._inferred.graph
         for vi in list(g.input) + list(g.value_info) + list(g.output):
@@ -60,6 +65,9 @@ class GraphView(ConstantFolding):
         self._overridable = (self._graph_inputs & set(self.initializers)
                              if model.ir_version >= 4 else set())
         self.graph_outputs = [o.name for o in self.graph.output]
+        # (domain, version) in the model's order: opset() is asked thousands of
+        # times, and a protobuf field costs more to walk than a tuple
+        self._opset_imports = tuple((imp.domain, int(imp.version)) for imp in model.opset_import)
         nodes = list(self.graph.node)
         op_types = [node.op_type for node in nodes]
         # Whether any node is a QuantizeLinear or DequantizeLinear (of any
@@ -139,9 +147,9 @@ class GraphView(ConstantFolding):
 
     # --- opsets -----------------------------------------------------------
     def opset(self, domain: str = "") -> int:
-        for imp in self.model.opset_import:
-            if imp.domain in (domain, "ai.onnx" if domain == "" else domain):
-                return int(imp.version)
+        for name, version in self._opset_imports:
+            if name in (domain, "ai.onnx" if domain == "" else domain):
+                return version
         return 0
 
     # --- topology ---------------------------------------------------------
@@ -379,12 +387,21 @@ def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     data: the copy (and the inferred model a GraphView keeps) then costs
     nothing next to the weights, and a model above protobuf's 2 GB limit
     can be inferred at all."""
-    source = weightless_copy(model) if any(stubbed(t) for t in model.graph.initializer) else model
-    source = _negative_dims_unknown(source, copied=source is not model)
     try:
-        return onnx.shape_inference.infer_shapes(source, check_type=False, strict_mode=False, data_prop=True)
+        return run_inference(model, strict=False)
     except (onnx.shape_inference.InferenceError, ValueError) as e:
         raise InputError(f"shape inference failed: {str(e).splitlines()[0]}") from None
+
+
+def run_inference(model: onnx.ModelProto, strict: bool) -> onnx.ModelProto:
+    """onnx's shape inference as infer_shapes runs it, onnx's errors raised
+    as they are.  `strict`: every complaint of inference raises (all of them
+    in one InferenceError); where there is none, the result is the same as
+    without (onnx only collects the complaints it would otherwise drop), so
+    the load's strict check (model_io) hands the first view its inference."""
+    source = weightless_copy(model) if any(stubbed(t) for t in model.graph.initializer) else model
+    source = _negative_dims_unknown(source, copied=source is not model)
+    return onnx.shape_inference.infer_shapes(source, check_type=False, strict_mode=strict, data_prop=True)
 
 
 def _negative_dims_unknown(model: onnx.ModelProto, copied: bool) -> onnx.ModelProto:

@@ -19,6 +19,7 @@ from onnx import numpy_helper
 from onnx.external_data_helper import load_external_data_for_model
 
 from .errors import InputError
+from .graph import run_inference
 from .weights import (WEIGHT_STUB_LOCATION, copy_without_initializers, data_bytes, stubbed, weight_stub,
                       weightless_copy)
 
@@ -27,6 +28,12 @@ TWO_GB = (1 << 31) - (1 << 20)  # protobuf's limit, less a margin for the envelo
 
 def load_model(path: "str | os.PathLike") -> onnx.ModelProto:
     """Load and check a model (external data included) or raise InputError."""
+    return load_and_infer(path)[0]
+
+
+def load_and_infer(path: "str | os.PathLike") -> tuple:
+    """load_model, and the model's shape inference where its check ran it
+    (check_and_infer; None where not)."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
@@ -41,8 +48,7 @@ def load_model(path: "str | os.PathLike") -> onnx.ModelProto:
     except OSError as e:
         raise InputError(f"{p}: cannot read ({e.strerror or _short(e)})") from None
     _load_external_data(model, p)
-    check_model(model, str(p))
-    return model
+    return model, check_and_infer(model, str(p))
 
 
 # Files at least this large are parsed one weight at a time (_read_weights_apart).
@@ -233,6 +239,12 @@ def _node_tensors(nodes):
 
 def check_model(model: onnx.ModelProto, label: str = "model") -> None:
     """onnx.checker, with its verdict turned into a one-line InputError."""
+    check_and_infer(model, label)
+
+
+def check_and_infer(model: onnx.ModelProto, label: str = "model") -> onnx.ModelProto | None:
+    """check_model; and the model's shape inference (graph.run_inference),
+    where the check of declared types ran it without a complaint, else None."""
     if not model.HasField("graph") or not model.graph.node and not model.graph.output:
         raise InputError(f"{label}: not an ONNX model (no graph)")
     known = onnx.defs.onnx_opset_version()
@@ -250,9 +262,10 @@ def check_model(model: onnx.ModelProto, label: str = "model") -> None:
         raise InputError(f"{label}: invalid ONNX model ({_short(e)})") from None
     except Exception as e:  # unknown opsets and friends surface as other types
         raise InputError(f"{label}: invalid ONNX model ({_short(e)})") from None
-    problem = _declared_type_problem(weightless)
+    problem, inferred = _declared_types(model, weightless)
     if problem:
         raise InputError(f"{label}: invalid ONNX model ({problem})")
+    return inferred
 
 
 def _value_type_problem(model: onnx.ModelProto) -> str | None:
@@ -282,6 +295,19 @@ _TYPE_CLASH = re.compile(r"\(op_type:([^,)]*)(?:, node name: ((?:(?!\): \[).)*))
                          r"Inferred elem type differs from existing elem type: \((\d+)\) vs \((\d+)\)")
 _HOLDER = re.compile(r"\(op_type:([^,)]*)(?:, node name: ((?:(?!\): \[).)*))?\): \[ShapeInferenceError\] "
                      r"Inference error\(s\): $")
+
+
+def _declared_types(model: onnx.ModelProto, weightless: onnx.ModelProto) -> tuple:
+    """(_declared_type_problem, the model's shape inference or None).  The
+    inference the first view of the model runs (graph.run_inference), strict:
+    where it has no complaint, no element type can clash (the clash is one),
+    and its result is the view's; only where it has one, the check below
+    runs to tell which.  A clash is a complaint about types, with data
+    propagation or without, so the verdict is the check's alone."""
+    try:
+        return None, run_inference(model, strict=True)
+    except Exception:  # noqa: BLE001 -- a complaint, or inference's own failure: the check tells
+        return _declared_type_problem(weightless), None
 
 
 def _declared_type_problem(weightless: onnx.ModelProto) -> str | None:

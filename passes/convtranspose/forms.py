@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from math import gcd, prod
 from typing import ClassVar, Optional
 
@@ -67,7 +67,7 @@ class Deconv:
         values, B' of batchnorm.py, come from `weight_and_bias`)."""
         return self.bias or (self.norm.bias if self.norm else "")
 
-    @property
+    @cached_property   # asked by every form, several times per node (the params are frozen)
     def split(self) -> tuple:
         return tuple(split_plan(g) for g in self.geometry)
 

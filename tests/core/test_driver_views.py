@@ -6,6 +6,7 @@ afresh for every pass."""
 import json
 
 import numpy as np
+import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -107,3 +108,46 @@ def test_a_dry_run_analyses_each_model_state_once(monkeypatch):
     monkeypatch.undo()
     _, real = optimize(_model(), passes=[ReluToMax(), AddToSub()], verify=False)
     assert [(r.node, r.status) for r in report.rewrites] == [(r.node, "planned") for r in real.rewrites]
+
+
+
+
+def _views_given_shapes(monkeypatch) -> list:
+    """For each GraphView the driver builds from now on, whether it was
+    handed a shape inference (the load's) instead of running its own."""
+    given = []
+    real = driver.GraphView
+
+    def recorded(model, *args, **kwargs):
+        given.append(kwargs.get("shapes") is not None)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(driver, "GraphView", recorded)
+    return given
+
+
+def _stale_shape(model):
+    """`model` declaring y1 of a shape it does not have: onnxruntime overrides
+    it, onnx's strict inference complains."""
+    model.graph.output[0].type.tensor_type.shape.dim[2].dim_value = 5
+    return model
+
+
+@pytest.mark.parametrize("stale", [False, True])
+@pytest.mark.parametrize("from_file", [False, True])
+def test_the_first_view_takes_the_loads_inference(stale, from_file, tmp_path, monkeypatch):
+    """The load's check of declared types runs the model's shape inference
+    strictly; where it has no complaint, the first pass's view takes it (one
+    inference fewer per run), else it infers as it did.  The same model and
+    report as inferring afresh in every view."""
+    model = _stale_shape(_model()) if stale else _model()
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    source = str(path) if from_file else model
+    given = _views_given_shapes(monkeypatch)
+    fast = _outcome(source, [ReluToMax(), AddToSub()], verify=False)
+    assert given == [not stale, False]   # the second view: of the model the first pass changed
+    monkeypatch.undo()
+    _slow_path(monkeypatch)
+    slow = _outcome(source, [ReluToMax(), AddToSub()], verify=False)
+    assert fast == slow

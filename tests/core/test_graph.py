@@ -1,10 +1,13 @@
 """GraphView.names_in_use: every name a new node or value must not take (the
 graph's values and node names, and the values its subgraphs use)."""
+from pathlib import Path
+
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from convrewrite.core.graph import GraphView
+from convrewrite.core.graph import GraphView, run_inference
 
 
 def test_names_in_use_holds_every_value_and_node_name():
@@ -84,3 +87,16 @@ def test_no_second_inference_for_shapes_a_constant_node_gives(monkeypatch):
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
     view = GraphView(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
     assert view.shape("y")[1:] == (8, 4, 4) and len(calls) == 1
+
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in MODELS.glob("*.onnx")))
+def test_strict_inference_infers_what_the_view_does(name):
+    """Where onnx's strict shape inference has no complaint its result is the
+    non-strict one, byte for byte: the load's strict check hands it to the
+    first view (model_io.check_and_infer)."""
+    model = onnx.load(MODELS / name)
+    assert run_inference(model, strict=True).SerializeToString() == \
+        run_inference(model, strict=False).SerializeToString()
