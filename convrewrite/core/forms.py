@@ -62,7 +62,10 @@ class Cost:
     """What a replacement costs.  Every form works out all its figures
     before building anything, exactly as `convrewrite.core.cost` measures
     the built replacement at batch 1 (MACs and bytes per batch item); None
-    only where a figure cannot be known (a symbolic size)."""
+    only where a figure cannot be known (a symbolic size).  (A run-time bias
+    that the dilated `depth` and ConvTranspose `border-split` forms move once
+    per batch counts per item: at a static batch N their bytes are (N - 1)
+    times that bias over the measurement; no choice turns on it.)"""
 
     macs: Optional[int] = None         # multiply-accumulates at batch 1
     moved_bytes: Optional[int] = None  # bytes read + written by data-movement ops
@@ -74,11 +77,6 @@ class Cost:
     # bytes the GEMM-based nodes stream besides their weights: a Conv's im2col
     # matrix, MACs x item size / output channels per group (core/cost.py)
     streamed_bytes: Optional[int] = None
-
-    def to_dict(self) -> dict:
-        return {"macs": self.macs, "moved_bytes": self.moved_bytes, "nodes": self.nodes,
-                "max_rank": self.max_rank, "grouped_macs": self.grouped_macs,
-                "streamed_bytes": self.streamed_bytes}
 
 
 @dataclass(frozen=True)
