@@ -295,7 +295,7 @@ def _weigh_favour(scored: list, cost_model) -> list:
         ranked = sorted(scored, key=_Scored.key)
         if ranked[0] is not s or len(ranked) < 2:
             continue            # its favour decides nothing (the user asked for another form)
-        unfavoured = s.rules[:_Scored.FAVOURED] + (True,) + s.rules[_Scored.FAVOURED + 1:]
+        unfavoured = _with_slots(s.rules, _Scored.FAVOURED, True)
         rival = ranked[1]
         if unfavoured + s.key()[len(s.rules):] < rival.key():
             continue            # first even without its favour
@@ -363,7 +363,7 @@ def _weigh_bound(p, match, graph, scored: list, final_cost, model) -> tuple:
         for o in s.options if s is not first and s is not rival else ():
             if o.why == over_why:
                 object.__setattr__(o, "why", f"the pass's order, the MAC bound set aside ({mine_form.name} outweighed)")
-    first.rules = first.rules[:_Scored.OUTWEIGHED] + (True,) + first.rules[_Scored.OUTWEIGHED + 1:]
+    first.rules = _with_slots(first.rules, _Scored.OUTWEIGHED, True)
     verdict = (f"{mine_form.name} is within {p.mac_bound}x the original's MACs, but {why_nested}: "
                f"{mine.nodes} nodes in the end, estimated {a * 1e6:.3g} us on {model.name}, slower than "
                f"{theirs_form.name}'s {b * 1e6:.3g} us ({theirs.nodes} nodes)")
@@ -381,7 +381,12 @@ def _unbounded(s: "_Scored") -> tuple:
 
 def _without_bound(rules: tuple) -> tuple:
     """`rules` with the MAC bound's slots cleared (not over it, no MACs to order by)."""
-    return rules[:_Scored.OVER] + (False, 0) + rules[_Scored.OVER + 2:]
+    return _with_slots(rules, _Scored.OVER, False, 0)
+
+
+def _with_slots(rules: tuple, at: int, *values) -> tuple:
+    """`rules` with the slots from `at` on set to `values`."""
+    return rules[:at] + values + rules[at + len(values):]
 
 
 def _place_by_estimate(scored: list, cost_model) -> list:

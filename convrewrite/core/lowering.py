@@ -171,7 +171,8 @@ def _fits(unknown: list) -> str:
     made only where every fact the rules read is known."""
     if not unknown:
         return "fits"
-    return f"breaks no rule, but the target may or may not run it: {_first(unknown)}"
+    return (f"breaks no rule, but the target may or may not run it: {_first(unknown)}; static sizes of the "
+            "graph's inputs would decide it")
 
 
 def _off_target(match: Match, graph: GraphView, target) -> int:

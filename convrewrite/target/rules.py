@@ -383,9 +383,8 @@ _CHECKS = (
 # size passes the unit_input form of Ethos-U's rules by not knowing its input
 # size, and a runtime scales input passes every factor rule unread.
 
-# The OpFacts fields each limit reads, and what they are in words.  A field
-# missing here is always known where its limit applies (nearest_mode is None
-# only for operators without the attribute; constant_inputs is always read).
+# The OpFacts fields each limit reads, and what they are in words (the limits
+# left out: _NOT_READ).
 _READS = {
     "spatial_ranks": ("spatial_rank",), "kernel_sizes": ("kernel",), "kernel_shapes": ("kernel",),
     "max_kernel_area": ("kernel", "dilations"), "strides": ("strides",), "equal_strides": ("strides",),
@@ -412,6 +411,15 @@ _IN_WORDS = {
     "(output-1)/(input-1))", "blocksize": "the block size", "steps": "the steps", "slice_axes": "the axes",
     "pads_batch_or_channel": "the pads", "perm": "the permutation", "gather_axis": "the axis",
 }
+
+# The limits _READS leaves out, and why (tests/target/test_undecided.py checks that every limit
+# is in one of the two): the rank limits read the tensors' shapes (_rule_unknowns), a nearest_mode
+# is read from the node's own attribute, computed_operands from constant_inputs (always worked
+# out), and a channel reduction's facts are None both where the map's size is unknown and where
+# the normalization does not cover the channel axis, so they cannot tell unknown from absent (no
+# lowering pass builds or leaves a LayerNormalization, whose target check reports what it knows).
+_NOT_READ = frozenset({"max_rank", "max_non_unit_dims", "nearest_modes", "computed_operands",
+                       "channel_reduction_needs_unit_dim"})
 
 # the Transpose size limits also read the moved input's shape (static, unless the permutation moves nothing)
 _MOVED_SHAPE = frozenset({"within_last_axes", "max_dim", "max_product_of_rank_minus_2_dims"})

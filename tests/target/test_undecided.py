@@ -184,7 +184,7 @@ def test_a_lowering_of_symbolic_size_is_not_said_to_fit():
     [verdict] = [n for n in r.notes if n.startswith("target arm-ethos-u55: form ")]
     assert verdict.startswith("target arm-ethos-u55: form 'deconv' breaks no rule, but the target may or may not "
                               "run it: Pad 'up/resize/edge_pad': it needs static shapes (static_shapes)"), verdict
-    assert "fits" not in verdict
+    assert "fits" not in verdict and verdict.endswith("static sizes of the graph's inputs would decide it")
     assert {x.code for x in report.rewrites if x.node != "up"} == {"target-undecided"}
     r, _ = _record(cubic([1, 8, 4, 4], [1, 8, 8, 8]), ETHOS_U55)
     assert r.status == "rewritten" and "target arm-ethos-u55: form 'deconv' fits" in r.notes
@@ -204,3 +204,14 @@ def test_a_slice_of_unit_steps_is_decided_whatever_its_axes():
     assert facts.steps == (1,) and facts.slice_axes is None
     assert ETHOS_U55.rules("Slice") is not None
     assert undecided(ETHOS_U55, facts, "Slice") == []
+
+
+def test_every_limit_says_what_it_reads():
+    """A limit missing from rules._READS would pass unread where its fact is
+    unknown and let 'runs it as it is' be claimed: each one is there, or in
+    _NOT_READ with its reason."""
+    from convrewrite.target import rules
+
+    limits = {key for key, _ in rules._CHECKS}
+    assert limits == set(rules._READS) | rules._NOT_READ
+    assert not set(rules._READS) & rules._NOT_READ
