@@ -271,7 +271,9 @@ def check_and_infer(model: onnx.ModelProto, label: str = "model") -> onnx.ModelP
 def _value_type_problem(model: onnx.ModelProto) -> str | None:
     """A graph input or output of an element type ONNX does not define (or,
     for an input, of none): onnx.checker lets it through, but no tensor of
-    that type can be fed or compared."""
+    that type can be fed or compared.  Or one without a shape: IR.md requires
+    the main graph's inputs and outputs to state their rank, and onnx.checker
+    refuses them with a message that names no tensor (onnxruntime runs them)."""
     defined = set(onnx.TensorProto.DataType.values())
     fed = {i.name for i in model.graph.initializer}
     for kind, values in (("input", model.graph.input), ("output", model.graph.output)):
@@ -281,6 +283,9 @@ def _value_type_problem(model: onnx.ModelProto) -> str | None:
             elem = vi.type.tensor_type.elem_type
             if elem not in defined or elem == onnx.TensorProto.UNDEFINED and kind == "input" and vi.name not in fed:
                 return f"graph {kind} {vi.name!r} has element type {elem}, which ONNX does not define"
+            if not vi.type.tensor_type.HasField("shape"):
+                return (f"graph {kind} {vi.name!r} declares no shape; ONNX requires the main graph's inputs "
+                        f"and outputs to give their rank: declare its shape (dims may be symbolic names)")
     return None
 
 

@@ -23,6 +23,25 @@ def test_a_graph_input_of_an_undefined_element_type_is_bad_input(elem_type):
         check_model(_relu_model(elem_type))
 
 
+@pytest.mark.parametrize("kind", ["input", "output"])
+def test_a_graph_input_or_output_without_a_shape_is_named(kind):
+    # onnx.checker refuses it ("Field 'shape' of 'type' is required") without
+    # naming the tensor; IR.md requires the rank of the main graph's I/O.
+    model = _relu_model(TensorProto.FLOAT)
+    values = model.graph.input if kind == "input" else model.graph.output
+    values[0].type.tensor_type.ClearField("shape")
+    name = values[0].name
+    with pytest.raises(InputError, match=f"graph {kind} '{name}' declares no shape; .*declare its shape"):
+        check_model(model)
+
+
+def test_a_value_info_without_a_shape_is_fine():
+    model = _relu_model(TensorProto.FLOAT)
+    model.graph.value_info.add().CopyFrom(helper.make_tensor_value_info("y", TensorProto.FLOAT, None))
+    assert not model.graph.value_info[0].type.tensor_type.HasField("shape")
+    check_model(model)
+
+
 def test_a_string_attribute_that_is_not_utf8_is_just_unknown():
     node = helper.make_node("Resize", ["x"], ["y"], mode=b"ne\x8barest")
     assert attributes(node)["mode"] == "ne\ufffdarest"
