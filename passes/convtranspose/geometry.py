@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, fields, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from math import gcd, prod
 from typing import Optional, Sequence
 
@@ -428,6 +428,10 @@ class Tiles:
 
     def macs_factor(self) -> int:
         """sum over tiles of prod_i(count_i * taps_i)."""
+        return self._macs_factor
+
+    @cached_property   # a tiling is shared by the nodes of one geometry, whose forms each ask
+    def _macs_factor(self) -> int:
         return sum(p.count * len(p.taps) * (t.macs_factor() if t else 1)
                    for ps, ts in zip(self.pieces, self.inner) for p, t in zip(ps, ts) if p.taps)
 
