@@ -71,6 +71,18 @@ class Deconv:
     def split(self) -> tuple:
         return tuple(split_plan(g) for g in self.geometry)
 
+    @cached_property   # likewise: which phases no tap reaches
+    def split_phases(self) -> tuple:
+        return tuple(phases(self.split))
+
+    @cached_property   # single-conv's plans: its variants, costs and build each ask
+    def shared(self) -> tuple:
+        return tuple(shared_plan(g) for g in self.geometry)
+
+    @cached_property   # phase-convs' tiles (and border-split's measure): likewise
+    def split_tiles(self) -> Tiles:
+        return _split_tiles(self.geometry)
+
     @property
     def bias_pieces(self) -> bool:
         """Whether phases no tap reaches can be filled with the bias (zeros + B)."""
@@ -116,14 +128,20 @@ class _ConvTransposeForm(Form):
     def tiles(self, d: Deconv) -> Optional[Tiles]:
         return None
 
-    def lowering(self, d: Deconv, v: Emit) -> Lowering:
-        bias, after = (("", d.bias_term) if v.bias_after else (d.bias_term, ""))
-        return Lowering(self.name, self.plans(d), self.tiles(d), d.group, d.cout, d.weight, bias,
+    def lowering(self, d: Deconv, v: Emit, named: bool = True) -> Lowering:
+        """What the builders emit for `d` in variant `v`.  Not `named`: without
+        the value names (the bias only as present or not), which is all the
+        variants and the costs depend on, so that nodes of one geometry share
+        them (the caches below)."""
+        weight, bias, after = d.weight, *(("", d.bias_term) if v.bias_after else (d.bias_term, ""))
+        if not named:
+            weight, bias, after = "", "b" if bias else "", "a" if after else ""
+        return Lowering(self.name, self.plans(d), self.tiles(d), d.group, d.cout, weight, bias,
                         d.bias_is_constant, v.layout, v.depth_to_space, v.pad_nodes, after)
 
     def variants(self, match, graph):
         d = match.params
-        emits = list(_structure_variants(_structure(self.lowering(d, Emit())), d.opset))
+        emits = list(_structure_variants(self.lowering(d, Emit(), named=False), d.opset))
         if not (self.bias_after_variants and d.bias_term and d.bias_is_constant):
             return emits
         return emits + [replace(e, bias_after=True, label=", ".join(filter(None, [e.label, BIAS_AFTER])))
@@ -140,7 +158,7 @@ class _ConvTransposeForm(Form):
         return (f"its Convs keep dilation {'x'.join(map(str, left))}, which the run's passes lower again")
 
     def cost(self, match, variant, graph) -> Cost:
-        low = self.lowering(match.params, variant)
+        low = self.lowering(match.params, variant, named=False)
         moved = _Costing.of(match, graph, low).cached_total() + (other_nodes(1) if low.bias_after else NOTHING)
         macs = self.macs(match.params)
         return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes, streamed_bytes=moved.streamed,
@@ -171,12 +189,12 @@ class SingleConv(_ConvTransposeForm):
 
     def applies(self, match, graph):
         d = match.params
-        if not any(phases(d.split)):
+        if not any(d.split_phases):
             return "every computed value is cropped away (the bias-only form)"
         return None if d.bias_is_constant else "the bias is computed at run time and cannot be repeated per phase"
 
     def plans(self, d):
-        return tuple(shared_plan(g) for g in d.geometry)
+        return d.shared
 
     def macs(self, d):
         return plan_macs(self.plans(d), d.cin, d.cout, d.group)
@@ -187,15 +205,15 @@ class PhaseConvs(_ConvTransposeForm):
 
     def applies(self, match, graph):
         d = match.params
-        if not any(phases(d.split)):
+        if not any(d.split_phases):
             return "every computed value is cropped away (the bias-only form)"
-        if d.bias_pieces or all(phases(d.split)):
+        if d.bias_pieces or all(d.split_phases):
             return None
         return ("the bias is computed at run time and some output phases have no tap, which needs zeros "
                 f"(opset {ZEROS_MIN_OPSET}); upgrade the model's opset")
 
     def tiles(self, d):
-        return _split_tiles(d.geometry)
+        return d.split_tiles
 
     def macs(self, d):
         return _unit(d) * self.tiles(d).macs_factor()
@@ -211,7 +229,7 @@ class BorderSplit(_ConvTransposeForm):
 
     def applies(self, match, graph):
         d = match.params
-        if not any(phases(d.split)):
+        if not any(d.split_phases):
             return "every computed value is cropped away (the bias-only form)"
         phase_macs = PhaseConvs().macs(d) if PhaseConvs().applies(match, graph) is None else None
         if not self.asked and phase_macs is not None and phase_macs <= MAC_BOUND * d.macs:
@@ -235,7 +253,7 @@ class BiasOnly(Form):
 
     def applies(self, match, graph):
         d = match.params
-        if any(phases(d.split)):
+        if any(d.split_phases):
             return "some output is computed from the input"
         if not d.bias_pieces:
             return ("the padding crops away every computed value, so the output is the bias alone, which "
@@ -282,13 +300,6 @@ def _border_tiles(geometry, budget: int, bias_pieces: bool) -> Optional[Tiles]:
 
 
 # --- variants ------------------------------------------------------------------
-
-def _structure(low: Lowering) -> Lowering:
-    """`low` without its value names: what the variants and the cost of a
-    lowering depend on (the bias only through whether there is one), so
-    that nodes of one geometry share them (the caches below)."""
-    return replace(low, weight="", bias="b" if low.bias else "", bias_after="a" if low.bias_after else "")
-
 
 @lru_cache(maxsize=GEOMETRY_CACHE)
 def _structure_variants(low: Lowering, opset: int) -> tuple:
@@ -380,8 +391,10 @@ class _Costing:
                    itemsize(d.bias_term) if d.bias_term else 0, d.opset, graph.shape(x)[0])
 
     def cached_total(self) -> Moved:
-        """total(), worked out once per structure (a fresh walk: `seen` empty)."""
-        return _structure_total(_structure(self.low), self.sizes, self.cin, self.itemsize, self.bias_itemsize,
+        """total(), worked out once per structure (a fresh walk: `seen` empty):
+        shared by the nodes of one geometry where `low` has no value names
+        (_ConvTransposeForm.lowering, not `named`; total() reads none)."""
+        return _structure_total(self.low, self.sizes, self.cin, self.itemsize, self.bias_itemsize,
                                 self.opset, self.batch)
 
     def total(self) -> Moved:

@@ -53,8 +53,8 @@ most prod_i(n_i * k_i), the ConvTranspose's own count.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, replace
-from functools import lru_cache
+from dataclasses import dataclass, fields, replace
+from functools import cached_property, lru_cache
 from math import gcd, prod
 from typing import Optional, Sequence
 
@@ -207,6 +207,18 @@ def output_size(sizes: Sequence[int], kernel: Sequence[int], strides: Sequence[i
 
 # --- one axis: phases as ordinary convolutions -------------------------------
 
+def _hash_once(self) -> int:
+    """A frozen dataclass's hash, as the dataclass gives it (its fields in
+    order), worked out once per object: the plans and tiles below are shared
+    by the nodes of one geometry (the caches here), and every node's
+    lowering, a key of the forms' caches, hashes them again."""
+    try:
+        return self.__dict__["_hash"]
+    except KeyError:
+        self.__dict__["_hash"] = h = hash(tuple(getattr(self, f.name) for f in fields(self)))
+        return h
+
+
 @dataclass(frozen=True)
 class AxisConv:
     """Conv geometry along one axis: `taps` are (u, j) pairs, phase kernel
@@ -219,6 +231,8 @@ class AxisConv:
     end: int
     count: int
     taps: tuple[tuple[int, int], ...]
+
+    __hash__ = _hash_once
 
 
 @dataclass(frozen=True)
@@ -234,6 +248,8 @@ class AxisPlan:
     blocks: int
     out: int
     phases: tuple[Optional[AxisConv], ...]
+
+    __hash__ = _hash_once
 
     def macs_factor(self) -> int:
         if self.form == "shared":
@@ -408,8 +424,14 @@ class Tiles:
     pieces: tuple[tuple[AxisConv, ...], ...]
     inner: tuple[tuple[Optional["Tiles"], ...], ...]
 
+    __hash__ = _hash_once
+
     def macs_factor(self) -> int:
         """sum over tiles of prod_i(count_i * taps_i)."""
+        return self._macs_factor
+
+    @cached_property   # a tiling is shared by the nodes of one geometry, whose forms each ask
+    def _macs_factor(self) -> int:
         return sum(p.count * len(p.taps) * (t.macs_factor() if t else 1)
                    for ps, ts in zip(self.pieces, self.inner) for p, t in zip(ps, ts) if p.taps)
 

@@ -36,7 +36,7 @@ from convrewrite.core.graph import GraphView
 
 from .build import _crop, _phase_convs, _single_conv
 from .forms import Deconv, Emit, PhaseConvs, SingleConv, _Costing, _variants
-from .geometry import conv_weight, phases
+from .geometry import conv_weight
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class _Quantized:
         d = match.params
         if not isinstance(d, QDeconv):
             return "not a DequantizeLinear -> ConvTranspose -> QuantizeLinear group"
-        if not all(phases(d.split)):
+        if not all(d.split_phases):
             return "some output phase has no tap (a bias-only phase), which the quantized forms do not build yet"
         return super().applies(match, graph)
 
@@ -138,7 +138,7 @@ class _Quantized:
         DQ move no bytes (core/cost.py: they compute)."""
         d: QDeconv = match.params
         float_form = super().cost(match, variant, graph)
-        moved = _Costing.of(match, graph, self.lowering(d, variant)).cached_total()
+        moved = _Costing.of(match, graph, self.lowering(d, variant, named=False)).cached_total()
         convs = moved.nodes - moved.moves    # no fillers, zeros or bias Add here: every other node is a Conv
         dequantized = convs * (1 + bool(d.bq))
         return replace(float_form, nodes=float_form.nodes + 2 * (moved.moves + convs - 1) + dequantized + 1)

@@ -92,20 +92,20 @@ def _batch_core(b, x, weight, p: Dilated) -> str:
 def _batch_input(b, x, p: Dilated, batch_major: bool = True) -> str:
     """x -> the Conv's phase images [P*N, C, m'...]; batch-major (2-D equal
     blocks, no block Transpose) unless a chain needs phase-major order."""
-    w = PhaseInput(p)
+    w = p.phase_input
     return space_to_batch(b, _phase_input(b, x, p, w), p.channels, p.blocks, w.sizes, batch_major)
 
 
 def _batch_conv(b, t, weight, p: Dilated) -> str:
     """The phase images -> the Conv's output in phase form [P*N, O, q...]."""
-    return _conv(b, t, weight, p.bias, p, [a.inner_stride for a in p.axes], pads=PhaseInput(p).pads)
+    return _conv(b, t, weight, p.bias, p, [a.inner_stride for a in p.axes], pads=p.phase_input.pads)
 
 
 def input_in_phase_form(p: Dilated, grid: Grid) -> bool:
     """The Conv's phase images are its input x in the grid's phase form
     (chain.to_phase): x has the grid's size, and the window only pads the
     end to q*P (the Conv's pads supply the rest), with no [::g] subsample."""
-    w = PhaseInput(p)
+    w = p.phase_input
     return all(a.size == n and a.common == 1 and m == q and window_pads(wa, m * a.dilation) == (0, 0, 0, q * k - n)
                for a, wa, m, q, k, n in zip(p.axes, w.axes, w.sizes, grid.per_phase, grid.blocks, grid.sizes))
 
@@ -123,7 +123,7 @@ def _reshape(b, graph, x, p: Dilated) -> str:
     none on the phase axis -- convolves every column at once; [N, O, q, P]
     is the output in order y[a*P + b] after the inverse Reshape."""
     blocks, m, q = _blocks(p)
-    w_in = PhaseInput(p)
+    w_in = p.phase_input
     t = space_to_axes(b, _phase_input(b, x, p, w_in), p.channels, blocks, w_in.sizes)
     w = _kept_weight(graph.constant(p.weight), p.taps)
     weight = b.initializer(w.reshape(w.shape + (1,)), "weight_phase_axis")
@@ -138,7 +138,7 @@ def _reshape(b, graph, x, p: Dilated) -> str:
 def _depth(b, graph, x, p: Dilated) -> str:
     blocks, m, q = _blocks(p)
     n = prod(blocks)
-    w_in = PhaseInput(p)
+    w_in = p.phase_input
     t = pixel_unshuffle(b, _phase_input(b, x, p, w_in), p.channels, blocks, w_in.sizes)
     w = _kept_weight(graph.constant(p.weight), p.taps)
     tiled_w = b.initializer(np.tile(w, (n,) + (1,) * (w.ndim - 1)), "weight_tiled")

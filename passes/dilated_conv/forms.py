@@ -77,6 +77,11 @@ class Dilated:
     def blocks(self) -> list[int]:
         return [a.phases for a in self.axes]
 
+    @cached_property   # the batch form's builders ask twice per node, a chain's match once more
+    def phase_input(self) -> PhaseInput:
+        """The block window (build.PhaseInput), worked out once: read-only."""
+        return PhaseInput(self)
+
     @property
     def phase_outputs(self) -> int:
         """Outputs of one phase image."""
@@ -478,7 +483,7 @@ def _out_crop_moved(p: Dilated, itemsize: int) -> Moved:
 
 
 def _batch_core_moved(p: Dilated, itemsize: int, opset: int, batch_major: bool = True) -> Moved:
-    w = PhaseInput(p)
+    w = p.phase_input
     return (_phase_input_moved(p, w, itemsize, opset)
             + space_to_batch_cost(p.channels, p.blocks, w.sizes, itemsize, batch_major)
             + other_nodes(1))
@@ -517,7 +522,7 @@ def _batch_moved_of(p: Dilated, itemsize: int, opset: int) -> Moved:
 def _reshape_moved_of(p: Dilated, itemsize: int, opset: int) -> Moved:
     """`_reshape`: the window, a Reshape, the Conv, the inverse Reshape, the crop."""
     blocks, m, q = _blocks(p)
-    w = PhaseInput(p)
+    w = p.phase_input
     return (_phase_input_moved(p, w, itemsize, opset) + space_to_axes_cost(p.channels, blocks, w.sizes, itemsize)
             + other_nodes(1) + space_to_axes_cost(p.out_channels, blocks, q, itemsize) + _out_crop_moved(p, itemsize))
 
@@ -525,7 +530,7 @@ def _reshape_moved_of(p: Dilated, itemsize: int, opset: int) -> Moved:
 def _depth_moved(p: Dilated, graph: GraphView, itemsize: int) -> Moved:
     blocks, m, q = _blocks(p)
     opset = graph.opset()
-    w = PhaseInput(p)
+    w = p.phase_input
     moved = _phase_input_moved(p, w, itemsize, opset) + pixel_unshuffle_cost(p.channels, blocks, w.sizes, itemsize)
     if p.bias and graph.constant(p.bias) is None:   # the bias Tiled at run time
         bias_size = onnx.helper.tensor_dtype_to_np_dtype(graph.dtype(p.bias)).itemsize

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from math import gcd, prod
 from typing import Optional, Sequence
 
@@ -41,11 +41,12 @@ class AxisPhases:
     offset: int     # o: begin padding (negative: leading inputs never read)
     out: int        # output size
 
-    @property
+    # g and P are asked for tens of times per Conv by its forms (the axis is frozen)
+    @cached_property
     def common(self) -> int:            # g
         return gcd(self.stride, self.dilation)
 
-    @property
+    @cached_property
     def phases(self) -> int:            # P
         return self.dilation // self.common
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import itertools
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from math import prod
 from typing import Optional
 
@@ -82,6 +82,12 @@ class ResizeParams:
     @property
     def has_edge(self) -> bool:
         return any(k.edge != (0, 0) for k in self.kernels)
+
+    @cached_property   # the matmul and pointwise forms ask for them several times per node
+    def matrices(self) -> "tuple | str":
+        """matrices(spec): looked up once per node, not once per question (the
+        cache's lookup compares specs, Fractions and all, field by field)."""
+        return matrices(self.spec)
 
 
 def broadcasts(spec: ResizeSpec, opset: int) -> bool:
@@ -258,7 +264,7 @@ class MatMul(Form):
         if any(ax.n_in is None for ax in spec.axes[first:]):
             return (f"the matmul form needs static sizes from the first resized axis on (input "
                     f"{[ax.n_in for ax in spec.axes]}); give the input static spatial dimensions")
-        m = matrices(spec)
+        m = match.params.matrices
         return m if isinstance(m, str) else None
 
     def estimated(self, match, graph) -> bool:
@@ -274,7 +280,7 @@ class MatMul(Form):
             dims[0] = 1   # per batch item
         macs = 0
         moved, rank, extrapolate = NOTHING, p.rank, False
-        for axis, m, outside in in_build_order(matrices(p.spec)):
+        for axis, m, outside in in_build_order(p.matrices):
             # M @ x streams x; x @ M^T (the last axis) streams the constant M^T, packed once
             streamed = 0 if axis == rank - 1 else tensor_bytes(dims, p.dtype.itemsize)
             if axis < rank - 2:   # Reshape to [..., n, -1], MatMul, Reshape back
@@ -294,7 +300,7 @@ class MatMul(Form):
 
     def build(self, match, variant, graph, b: Builder) -> dict:
         p = match.params
-        mats = matrices(p.spec)
+        mats = p.matrices
         sizes = [f"axis {a}: [{m.shape[0]}, {m.shape[1]}]" for a, m, _ in mats]
         b.note(f"matrices {', '.join(sizes)} ({sum(m.size for _, m, _ in mats)} weights)")
         b.note(NONFINITE_NOTE)

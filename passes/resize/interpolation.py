@@ -91,6 +91,9 @@ class Interpolation:
     extrapolation_value: float = 0.0
 
 
+WHOLE_AXIS = (Fraction(0), Fraction(1))   # the roi of an axis not cropped
+
+
 @dataclass(frozen=True)
 class AxisResize:
     """One axis: input and output length (an int, or None when symbolic),
@@ -100,7 +103,7 @@ class AxisResize:
     n_in: Optional[int]
     n_out: Optional[int]
     scale: Fraction
-    roi: tuple = (Fraction(0), Fraction(1))
+    roi: tuple = WHOLE_AXIS
 
     @cached_property   # asked for tens of times per node (the spec is frozen)
     def identity(self) -> bool:
@@ -350,6 +353,7 @@ COORDINATE_MODES = {
          "tf_crop_and_resize"),
 }
 POLICIES = ("stretch", "not_larger", "not_smaller")
+UNSCALED = Fraction(1)
 
 
 @dataclass(frozen=True)
@@ -527,7 +531,7 @@ def _roi(node, graph, interp: Interpolation, count: int):
 
 
 def _axis_resizes(node, kind, values, axes, roi, dims):
-    scales = {ax: Fraction(1) for ax in range(len(dims))}
+    scales = {ax: UNSCALED for ax in range(len(dims))}
     outs = {ax: n for ax, n in enumerate(dims)}
     if kind == "scales":
         for ax, v in zip(axes, values):
@@ -565,7 +569,7 @@ def _axis_resizes(node, kind, values, axes, roi, dims):
             scales[ax] = s
             outs[ax] = floor(s * dims[ax] + Fraction(1, 2)) if policy != "stretch" else int(s * dims[ax])
     rois = dict(zip(axes, roi)) if roi else {}
-    return tuple(AxisResize(ax, dims[ax], outs[ax], scales[ax], rois.get(ax, (Fraction(0), Fraction(1))))
+    return tuple(AxisResize(ax, dims[ax], outs[ax], scales[ax], rois.get(ax, WHOLE_AXIS))
                  for ax in range(len(dims)))
 
 

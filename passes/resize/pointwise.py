@@ -39,7 +39,7 @@ from convrewrite.core.cost import grouped
 from convrewrite.core.forms import Cost, Form
 from convrewrite.emit.opset_ops import NOTHING, gemm, movement
 
-from .forms import NONFINITE_NOTE, NOTHING_RESIZED, in_build_order, item_dims, matrices
+from .forms import NONFINITE_NOTE, NOTHING_RESIZED, in_build_order, item_dims
 
 
 class Pointwise(Form):
@@ -60,7 +60,7 @@ class Pointwise(Form):
         unknown = [ax.axis for ax in spec.resized if ax.n_in is None or ax.n_out is None]
         if unknown:
             return f"the pointwise form needs static sizes on the resized axes (axis {unknown[0]} is symbolic)"
-        mats = matrices(spec)
+        mats = match.params.matrices
         if isinstance(mats, str):
             return mats
         if spec.interp.extrapolation_value != 0 and any(outside.any() for _, _, outside in mats):
@@ -74,7 +74,7 @@ class Pointwise(Form):
         dims = item_dims(p)                 # per logical axis
         layout = list(range(p.rank))         # the logical axes in their current order
         macs, few_inputs, moved = 0, 0, NOTHING
-        for axis, m, _ in in_build_order(matrices(p.spec)):
+        for axis, m, _ in in_build_order(p.matrices):
             wanted = _channel_first(layout, axis)
             moved += movement([[dims[a] for a in layout]], [dims[a] for a in wanted], size)
             layout = wanted
@@ -94,7 +94,7 @@ class Pointwise(Form):
         p = match.params
         b.note(NONFINITE_NOTE)   # its 1x1 Convs are the matmul form's products
         x, layout = match.node.input[0], list(range(p.rank))
-        for axis, m, _ in in_build_order(matrices(p.spec)):
+        for axis, m, _ in in_build_order(p.matrices):
             wanted = _channel_first(layout, axis)
             x = b.op("Transpose", [x], f"axis{axis}_to_channels", perm=_perm(layout, wanted))
             layout = wanted
