@@ -152,7 +152,7 @@ class _Quantized:
         x = match.node.input[0]
         y = _single_conv(b, x, codes, channels, p) if p.form == "single-conv" else _phase_convs(b, x, codes, channels, p)
         y = _crop(b, y, p.plans)
-        _integer_convs(b, d, wq, graph, y)
+        _integer_convs(b, d, wq, graph, x, y)
         qdq.requantize_movement(b, {x: d.x_grid, **{o: d.y_grid for n in b.nodes if n.op_type == "Conv"
                                                      for o in _after_conv(b, n)}}, keep=(y,))
         b.note(f"quantized: {wq.dtype.name} kernel rearranged exactly, Q/DQ around every op")
@@ -175,15 +175,18 @@ def _original_channel(index: np.ndarray, shape, group: int) -> np.ndarray:
     return (i // (cin // group)) * cout_g + j
 
 
-def _integer_convs(b, d: QDeconv, wq: np.ndarray, graph, y: str) -> None:
+def _integer_convs(b, d: QDeconv, wq: np.ndarray, graph, x: str, y: str) -> None:
     """Replace each Conv's coded weight and bias by DQ of int8 / int32 tensors,
     and put a Q/DQ with y's grid after it -- unless its output is `y`, the
     value the final QuantizeLinear reads (no shuffle and no crop: a stride-1
     ConvTranspose), where a pair would be read by nothing."""
     inits = {t.name: t for t in b.initializers}
+    # scales and a float bias in the model's float type: a DequantizeLinear's output has its scale's
+    # type, and the Conv's T binds it to x's (float16 in a float16 model)
+    real = qdq.real_type(graph, x)
     bias_q = graph.constant(d.bq) if d.bq else None
-    bias_f = np.asarray(graph.constant(d.b_float), np.float32) if d.b_float else None
-    w_scale, w_zp = np.asarray(d.w_scale, np.float32), np.asarray(d.w_zero_point).astype(wq.dtype)
+    bias_f = np.asarray(graph.constant(d.b_float), real) if d.b_float else None
+    w_scale, w_zp = np.asarray(d.w_scale, real), np.asarray(d.w_zero_point).astype(wq.dtype)
     flat = wq.ravel()
     for conv in [n for n in b.nodes if n.op_type == "Conv"]:
         code = numpy_helper.to_array(inits.pop(conv.input[1])).astype(np.int64)
@@ -206,7 +209,7 @@ def _integer_convs(b, d: QDeconv, wq: np.ndarray, graph, y: str) -> None:
         elif bias_q is not None:
             # one scale for every channel stays a scalar: DequantizeLinear before opset 13 takes no
             # axis and no vector scale (torch's opset-11 exports quantized per tensor)
-            b_scale = np.asarray(d.b_scale, np.float32)
+            b_scale = np.asarray(d.b_scale, real)
             bias_per_channel = len(set(d.b_scale)) > 1
             bs = b_scale[ch] if bias_per_channel else b_scale[:1].reshape(())
             inputs.append(b.op(qdq.DEQUANTIZE, [b.initializer(bias_q[ch].astype(np.int32), "bias_q"),
