@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 
 from . import qdq
-from .equivalence import Comparison, OutputComparison, compare_arrays, run_onnxruntime
+from .equivalence import Comparison, OutputComparison, compare_arrays, first_line, run_onnxruntime
 
 FUSED = "onnxruntime's fused int8 execution (graph optimizations on)"
 
@@ -161,7 +161,7 @@ def run_fused(models: Sequence[onnx.ModelProto], feeds: Sequence[dict]) -> list:
         try:
             result.append(run_onnxruntime(m, f, optimized=True))
         except Exception as e:  # onnxruntime raises several unrelated types
-            result.append(str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__)
+            result.append(first_line(e))
     return result
 
 

@@ -224,3 +224,16 @@ def test_a_quantized_model_with_a_float_output_is_checked_under_fused_int8_too(m
     r = records["up"]
     assert (r.status, r.code) == (ROLLED_BACK, Code.MODEL_CHECK_FAILED), r.reason
     assert "fused int8" in r.reason, r.reason
+
+
+def test_a_replacement_onnxruntime_cannot_fuse_is_rolled_back_naming_what_it_lacks():
+    """Opset 10: onnxruntime's fusion turns the batch form's DequantizeLinear ->
+    DepthToSpace -> QuantizeLinear into a uint8 DepthToSpace, for which it has
+    no opset-1 kernel.  The reason is onnxruntime's first line, which says
+    so (its last line, which the reason used to quote, is ")")."""
+    model = quantized("dilated", "uint8", opset=10, per_channel=False)
+    new, report, records = run(model)
+    r = records["aspp"]
+    assert (r.status, r.code) == (ROLLED_BACK, Code.VERIFICATION_FAILED), r.reason
+    assert "fused int8 execution" in r.reason and "Failed to find kernel for DepthToSpace(1)" in r.reason, r.reason
+    assert [n.op_type for n in new.graph.node] == [n.op_type for n in model.graph.node]
