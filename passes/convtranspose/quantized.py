@@ -52,6 +52,9 @@ class QDeconv(Deconv):
     bq: str                        # the int32 bias initializer, or "" (none, or a float bias)
     b_scale: tuple                 # per output channel (empty without an int32 bias)
     b_float: str = ""              # a constant float bias read directly (kept float by some exporters)
+    # the model's float type (x's): the new scales' and a float bias's, since a DequantizeLinear
+    # outputs its scale's type and the Conv's T binds it to x's (float16 in a float16 model)
+    real: str = "float32"
 
 
 def read_group(node, graph: GraphView) -> "dict | str":
@@ -91,6 +94,7 @@ def read_group(node, graph: GraphView) -> "dict | str":
     if isinstance(bias, str):
         return bias
     return dict(x_grid=x_grid, y_grid=y_grid, y_output=q.output[0], wq=w_dq.input[0],
+                real=qdq.real_type(graph, node.input[0]).name,
                 w_scale=tuple(float(s) for s in w_scale), w_zero_point=tuple(float(z) for z in w_zp), **bias), q
 
 
@@ -152,7 +156,7 @@ class _Quantized:
         x = match.node.input[0]
         y = _single_conv(b, x, codes, channels, p) if p.form == "single-conv" else _phase_convs(b, x, codes, channels, p)
         y = _crop(b, y, p.plans)
-        _integer_convs(b, d, wq, graph, x, y)
+        _integer_convs(b, d, wq, graph, y)
         qdq.requantize_movement(b, {x: d.x_grid, **{o: d.y_grid for n in b.nodes if n.op_type == "Conv"
                                                      for o in _after_conv(b, n)}}, keep=(y,))
         b.note(f"quantized: {wq.dtype.name} kernel rearranged exactly, Q/DQ around every op")
@@ -175,15 +179,13 @@ def _original_channel(index: np.ndarray, shape, group: int) -> np.ndarray:
     return (i // (cin // group)) * cout_g + j
 
 
-def _integer_convs(b, d: QDeconv, wq: np.ndarray, graph, x: str, y: str) -> None:
+def _integer_convs(b, d: QDeconv, wq: np.ndarray, graph, y: str) -> None:
     """Replace each Conv's coded weight and bias by DQ of int8 / int32 tensors,
     and put a Q/DQ with y's grid after it -- unless its output is `y`, the
     value the final QuantizeLinear reads (no shuffle and no crop: a stride-1
     ConvTranspose), where a pair would be read by nothing."""
     inits = {t.name: t for t in b.initializers}
-    # scales and a float bias in the model's float type: a DequantizeLinear's output has its scale's
-    # type, and the Conv's T binds it to x's (float16 in a float16 model)
-    real = qdq.real_type(graph, x)
+    real = np.dtype(d.real)
     bias_q = graph.constant(d.bq) if d.bq else None
     bias_f = np.asarray(graph.constant(d.b_float), real) if d.b_float else None
     w_scale, w_zp = np.asarray(d.w_scale, real), np.asarray(d.w_zero_point).astype(wq.dtype)
