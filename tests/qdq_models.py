@@ -273,6 +273,24 @@ def int4_weight(model: onnx.ModelProto, op_type: str = "ConvTranspose", unsigned
     return model
 
 
+def as_float16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The QDQ model (opset 19 or later: DequantizeLinear-13 outputs float only) computing in float16: the
+    Q/DQ scales, a float weight or bias, and the graph's float inputs and outputs
+    made float16, the integers unchanged (a float16 model quantized as
+    onnxruntime's quantizer quantizes one: DequantizeLinear outputs float16,
+    its scale's type)."""
+    real = {n.input[1] for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")}
+    real |= {i for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose") for i in n.input[1:]}
+    for t in model.graph.initializer:
+        if t.data_type == TensorProto.FLOAT and t.name in real:   # a Resize's scales stay float
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name))
+    for vi in [*model.graph.input, *model.graph.output]:
+        if vi.type.tensor_type.elem_type == TensorProto.FLOAT:
+            vi.type.tensor_type.elem_type = TensorProto.FLOAT16
+    del model.graph.value_info[:]
+    return model
+
+
 def fused_counts(model: onnx.ModelProto) -> Counter:
     """Op counts of the graph onnxruntime runs after its QDQ fusion
     (ORT_ENABLE_EXTENDED, saved with optimized_model_filepath)."""

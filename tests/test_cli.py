@@ -273,6 +273,25 @@ def test_a_wrong_declared_type_is_named_where_it_is(tmp_path, kind, said):
     assert f"invalid ONNX model ({said})" in _refused(tmp_path, _declared_elsewhere(kind))
 
 
+def _resize_reading(scales_type):
+    """A bilinear Resize x2 whose scales are a constant of `scales_type` (Resize takes float there)."""
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], helper.tensor_dtype_to_np_dtype(scales_type)), "scales")
+    nodes = [helper.make_node("Resize", ["x", "", "scales"], ["y"], name="up", mode="linear")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])], [scales])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
+
+
+def test_a_constant_of_a_type_the_operator_does_not_read_is_refused(tmp_path):
+    """Resize's scales in float16: onnx.checker passes it, onnxruntime refuses
+    the model, and the Resize used to be rewritten (checked against onnx's
+    reference evaluator, which reads them) and the result written, exit 0."""
+    stderr = _refused(tmp_path, _resize_reading(TensorProto.FLOAT16))
+    assert ("invalid ONNX model (Resize node 'up' reads 'scales' as float, but it is float16; correct that "
+            "tensor's element type (onnxruntime refuses the model))") in stderr
+    assert not list(tmp_path.glob("*.opt.onnx"))
+
+
 def test_a_stale_declared_shape_is_not_refused(tmp_path):
     """A declared shape that inference contradicts is not an error:
     onnxruntime runs the model (it overrides the declaration)."""

@@ -298,17 +298,21 @@ def run_model(model: "onnx.ModelProto | list", feeds: Mapping[str, np.ndarray],
     except Exception as ort_error:  # onnxruntime raises several unrelated types
         model = held[0] if held is not None else model
         if not allow_reference or "alloc" in str(ort_error).lower():  # out of memory: Python would be worse
-            raise RunError(f"onnxruntime: {_first_line(ort_error)}") from None
+            raise RunError(f"onnxruntime: {first_line(ort_error)}") from None
         try:
             return run_reference(model, feeds), "reference"
         except Exception as ref_error:
-            raise RunError(f"onnxruntime: {_first_line(ort_error)}; "
-                           f"reference evaluator: {_first_line(ref_error)}") from None
+            raise RunError(f"onnxruntime: {first_line(ort_error)}; "
+                           f"reference evaluator: {first_line(ref_error)}") from None
 
 
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return text[-1][:300] if text else type(e).__name__
+def first_line(e: Exception) -> str:
+    """The error's first line (at most 300 characters): onnxruntime states
+    what failed there, and its later lines are details -- a kernel lookup's
+    list of versions ends with a line ")", a scales check's list of allowed
+    ranks with its last item."""
+    text = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    return text[0][:300] if text else type(e).__name__
 
 
 # --- inputs -----------------------------------------------------------------

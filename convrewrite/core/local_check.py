@@ -189,6 +189,7 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     size += sum(data_bytes(t) for t in replacement.initializers if t.name in weights)
     steps = qdq.quantized_outputs(match.nodes, outputs, graph)
     original, repl, steps = qdq_check.with_quantizers(graph, original, repl, outputs, steps)  # QDQ: the integers too
+    original, repl, steps = qdq_check.fetchable_outputs(original, repl, steps)   # int4 outputs as int8
     return LocalCheck(original, repl, symbolic, weights, size, steps)
 
 

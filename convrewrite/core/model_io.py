@@ -331,12 +331,31 @@ def _declared_type_problem(weightless: onnx.ModelProto) -> str | None:
         text = str(e)
         clash = _TYPE_CLASH.search(text)
         if clash is None:
-            return None
+            return _constant_type_problem(text)
         return _clash_text(weightless, clash, _HOLDER.search(text[text.rfind("\n", 0, clash.start()) + 1:
                                                                    clash.start()]))
     except Exception:  # noqa: BLE001 -- inference's other failures are reported where a pass needs shapes
         return None
     return None
+
+
+# Another complaint of strict inference: a constant input an operator reads as data (Resize's
+# scales, Reshape's shape, Pad's pads) is not of the type the operator takes there, which
+# onnx.checker lets through and onnxruntime refuses ("Type Error: Type 'tensor(float16)' of
+# input parameter (scales) of operator (Resize) ... is invalid").
+_PARSE_DATA = re.compile(r"\(op_type:([^,)]*)(?:, node name: ((?:(?!\): \[).)*))?\): \[ShapeInferenceError\] "
+                         r"ParseData type mismatch for tensor: (.*?)\. Expected:(\w+) Actual:(\w+)")
+
+
+def _constant_type_problem(text: str) -> str | None:
+    """What the first ParseData complaint of strict inference says is typed wrong, or None."""
+    m = _PARSE_DATA.search(text)
+    if m is None:
+        return None
+    op, name, tensor, expected, actual = m.groups()
+    node = f"{op} node {name!r}" if name else f"an unnamed {op} node"
+    return (f"{node} reads {tensor!r} as {expected}, but it is {actual}; correct that tensor's element type "
+            "(onnxruntime refuses the model)")
 
 
 def _clash_text(model: onnx.ModelProto, clash: re.Match, holder: re.Match | None) -> str:

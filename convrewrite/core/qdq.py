@@ -193,6 +193,14 @@ def qparams(node: onnx.NodeProto, graph) -> "QParams | str":
     return QParams(graph.label(node), scale, zp, node.input[1], zp_name, axis, dtype)
 
 
+def real_type(graph, name: str) -> np.dtype:
+    """The float type of a dequantized value `name` (float32 where unknown):
+    the type a new DequantizeLinear's scale (its output's type) and a float
+    bias beside it must have to feed the same op (float16 in a float16 model)."""
+    dtype = graph.dtype(name)
+    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(dtype) if dtype else np.float32)
+
+
 # --- comparing in quantization steps ----------------------------------------------------
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 
 from . import qdq
-from .equivalence import Comparison, OutputComparison, compare_arrays, run_onnxruntime
+from .equivalence import Comparison, OutputComparison, compare_arrays, first_line, run_onnxruntime
 
 FUSED = "onnxruntime's fused int8 execution (graph optimizations on)"
 
@@ -125,14 +125,65 @@ def with_quantizers(graph, original: onnx.ModelProto, replacement: onnx.ModelPro
             m.graph.initializer.extend([numpy_helper.from_array(scale, s), numpy_helper.from_array(zp, z)])
             m.graph.node.append(helper.make_node(qdq.QUANTIZE, [o, s, z], [name], name=name,
                                                  **{a.name: helper.get_attribute_value(a) for a in q.attribute}))
-            m.graph.output.append(helper.make_tensor_value_info(
-                name, helper.np_dtype_to_tensor_dtype(zp.dtype), None))
+            name = _fetchable(m, name, helper.np_dtype_to_tensor_dtype(zp.dtype))
             steps[name] = qdq.integer_step(zp.dtype)
             if alone:
                 kept = [v for v in m.graph.output if v.name != o]
                 del m.graph.output[:]
                 m.graph.output.extend(kept)
         models.append(m)
+    return models[0], models[1], steps
+
+
+# Quantized types onnxruntime's Python API returns no array for ("No corresponding Numpy type"),
+# and the type each is fetched as, through an exact Cast (float8 as float32: steps_between reads the
+# float values back as float8 numbers).  float8_e4m3fn comes back as its uint8 bit patterns.
+_FETCHED_AS = {onnx.TensorProto.INT4: onnx.TensorProto.INT8, onnx.TensorProto.UINT4: onnx.TensorProto.UINT8,
+               onnx.TensorProto.FLOAT8E5M2: onnx.TensorProto.FLOAT,
+               onnx.TensorProto.FLOAT8E4M3FNUZ: onnx.TensorProto.FLOAT,
+               onnx.TensorProto.FLOAT8E5M2FNUZ: onnx.TensorProto.FLOAT}
+
+
+def _fetchable(model: onnx.ModelProto, name: str, elem: int) -> str:
+    """Make `name` (of element type `elem`) an output of `model` that
+    onnxruntime can return: as it is, or through a Cast to a type that holds
+    every value exactly (int4 as int8; a check that cannot fetch its output
+    could only roll the rewrite back).  Returns the output's name."""
+    from onnx import helper
+
+    to = _FETCHED_AS.get(elem)
+    if to is not None:
+        model.graph.node.append(helper.make_node("Cast", [name], [f"{name}/fetched"], name=f"{name}/fetch", to=to))
+        name, elem = f"{name}/fetched", to
+    model.graph.output.append(helper.make_tensor_value_info(name, elem, None))
+    return name
+
+
+def fetchable_outputs(original: onnx.ModelProto, replacement: onnx.ModelProto, steps: dict) -> tuple:
+    """Both check models with each output of a type onnxruntime cannot return
+    (a QuantizeLinear to int4 that the rewrite's output is) fetched through
+    `_fetchable`'s Cast instead, and `steps` keyed by the new names.
+    Returns (original, replacement, steps)."""
+    unfetchable = [v.name for v in original.graph.output if v.type.tensor_type.elem_type in _FETCHED_AS]
+    if not unfetchable:
+        return original, replacement, steps
+    steps = dict(steps)
+    models = []
+    for model in (original, replacement):
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        outputs = list(m.graph.output)
+        del m.graph.output[:]
+        for v in outputs:
+            if v.name not in unfetchable:
+                m.graph.output.append(v)
+                continue
+            name = _fetchable(m, v.name, v.type.tensor_type.elem_type)
+            if v.name in steps:
+                steps[name] = steps[v.name]
+        models.append(m)
+    for name in unfetchable:
+        steps.pop(name, None)
     return models[0], models[1], steps
 
 
@@ -161,7 +212,7 @@ def run_fused(models: Sequence[onnx.ModelProto], feeds: Sequence[dict]) -> list:
         try:
             result.append(run_onnxruntime(m, f, optimized=True))
         except Exception as e:  # onnxruntime raises several unrelated types
-            result.append(str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__)
+            result.append(first_line(e))
     return result
 
 

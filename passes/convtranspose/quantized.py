@@ -52,6 +52,9 @@ class QDeconv(Deconv):
     bq: str                        # the int32 bias initializer, or "" (none, or a float bias)
     b_scale: tuple                 # per output channel (empty without an int32 bias)
     b_float: str = ""              # a constant float bias read directly (kept float by some exporters)
+    # the model's float type (x's): the new scales' and a float bias's, since a DequantizeLinear
+    # outputs its scale's type and the Conv's T binds it to x's (float16 in a float16 model)
+    real: str = "float32"
 
 
 def read_group(node, graph: GraphView) -> "dict | str":
@@ -91,6 +94,7 @@ def read_group(node, graph: GraphView) -> "dict | str":
     if isinstance(bias, str):
         return bias
     return dict(x_grid=x_grid, y_grid=y_grid, y_output=q.output[0], wq=w_dq.input[0],
+                real=qdq.real_type(graph, node.input[0]).name,
                 w_scale=tuple(float(s) for s in w_scale), w_zero_point=tuple(float(z) for z in w_zp), **bias), q
 
 
@@ -181,9 +185,10 @@ def _integer_convs(b, d: QDeconv, wq: np.ndarray, graph, y: str) -> None:
     value the final QuantizeLinear reads (no shuffle and no crop: a stride-1
     ConvTranspose), where a pair would be read by nothing."""
     inits = {t.name: t for t in b.initializers}
+    real = np.dtype(d.real)
     bias_q = graph.constant(d.bq) if d.bq else None
-    bias_f = np.asarray(graph.constant(d.b_float), np.float32) if d.b_float else None
-    w_scale, w_zp = np.asarray(d.w_scale, np.float32), np.asarray(d.w_zero_point).astype(wq.dtype)
+    bias_f = np.asarray(graph.constant(d.b_float), real) if d.b_float else None
+    w_scale, w_zp = np.asarray(d.w_scale, real), np.asarray(d.w_zero_point).astype(wq.dtype)
     flat = wq.ravel()
     for conv in [n for n in b.nodes if n.op_type == "Conv"]:
         code = numpy_helper.to_array(inits.pop(conv.input[1])).astype(np.int64)
@@ -206,7 +211,7 @@ def _integer_convs(b, d: QDeconv, wq: np.ndarray, graph, y: str) -> None:
         elif bias_q is not None:
             # one scale for every channel stays a scalar: DequantizeLinear before opset 13 takes no
             # axis and no vector scale (torch's opset-11 exports quantized per tensor)
-            b_scale = np.asarray(d.b_scale, np.float32)
+            b_scale = np.asarray(d.b_scale, real)
             bias_per_channel = len(set(d.b_scale)) > 1
             bs = b_scale[ch] if bias_per_channel else b_scale[:1].reshape(())
             inputs.append(b.op(qdq.DEQUANTIZE, [b.initializer(bias_q[ch].astype(np.int32), "bias_q"),

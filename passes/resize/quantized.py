@@ -321,7 +321,9 @@ class QuantizedDeconv(Deconv):
         else:
             values = np.broadcast_to(k.values, (p.channels, 1, *shape)).copy()
         w = b.op(qdq.DEQUANTIZE, [b.initializer(values, "weight_q"),
-                                  b.initializer(np.array(k.scale, np.float32), "weight_scale"),
+                                  # the scale has the model's float type: DequantizeLinear's output, the
+                                  # ConvTranspose's T, is the scale's type (float16 in a float16 model)
+                                  b.initializer(np.array(k.scale, qdq.real_type(graph, x)), "weight_scale"),
                                   b.initializer(np.zeros((), values.dtype), "weight_zero_point")],
                  "weight_dequantize")
         y = b.op("ConvTranspose", [padded, w], "deconv", group=p.channels,

@@ -42,6 +42,26 @@ def test_a_value_info_without_a_shape_is_fine():
     check_model(model)
 
 
+
+@pytest.mark.parametrize("op, data, elem, said", [
+    ("Resize", "scales", TensorProto.FLOAT16, "Resize node 'op' reads 'scales' as float, but it is float16"),
+    ("Reshape", "shape", TensorProto.INT32, "Reshape node 'op' reads 'shape' as int64, but it is int32")])
+def test_a_constant_an_operator_reads_in_another_type_is_bad_input(op, data, elem, said):
+    """onnx.checker lets it through, onnxruntime refuses the model."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    values, out = ([1, 1, 2, 2], [1, 2, 8, 8]) if op == "Resize" else ([1, 8, 2, 2], [1, 8, 2, 2])
+    const = numpy_helper.from_array(np.array(values, helper.tensor_dtype_to_np_dtype(elem)), data)
+    inputs = ["x", "", data] if op == "Resize" else ["x", data]
+    g = helper.make_graph([helper.make_node(op, inputs, ["y"], name="op")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)], [const])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
+    with pytest.raises(InputError, match=f"invalid ONNX model \\({said}; correct that tensor's element type"):
+        check_model(model)
+
+
 def test_a_string_attribute_that_is_not_utf8_is_just_unknown():
     node = helper.make_node("Resize", ["x"], ["y"], mode=b"ne\x8barest")
     assert attributes(node)["mode"] == "ne\ufffdarest"

@@ -224,3 +224,57 @@ def test_a_quantized_model_with_a_float_output_is_checked_under_fused_int8_too(m
     r = records["up"]
     assert (r.status, r.code) == (ROLLED_BACK, Code.MODEL_CHECK_FAILED), r.reason
     assert "fused int8" in r.reason, r.reason
+
+
+def test_a_replacement_onnxruntime_cannot_fuse_is_rolled_back_naming_what_it_lacks():
+    """Opset 10: onnxruntime's fusion turns the batch form's DequantizeLinear ->
+    DepthToSpace -> QuantizeLinear into a uint8 DepthToSpace, for which it has
+    no opset-1 kernel.  The reason is onnxruntime's first line, which says
+    so (its last line, which the reason used to quote, is ")")."""
+    model = quantized("dilated", "uint8", opset=10, per_channel=False)
+    new, report, records = run(model)
+    r = records["aspp"]
+    assert (r.status, r.code) == (ROLLED_BACK, Code.VERIFICATION_FAILED), r.reason
+    assert "fused int8 execution" in r.reason and "Failed to find kernel for DepthToSpace(1)" in r.reason, r.reason
+    assert [n.op_type for n in new.graph.node] == [n.op_type for n in model.graph.node]
+
+
+def _qdq_resize(mode, elem, scale=0.5):
+    """DQ(Q(x)) -> Resize x2 (`mode`) -> Q -> DQ, activations of type `elem`
+    (opset 21: int4 among them) with zero point 0."""
+    inits = [numpy_helper.from_array(np.array(scale, np.float32), "s"),
+             onnx.helper.make_tensor("z", elem, [], [0]),
+             numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="qx"),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xf"], name="dqx"),
+             helper.make_node("Resize", ["xf", "", "scales"], ["r"], name="resize", mode=mode),
+             helper.make_node("QuantizeLinear", ["r", "s", "z"], ["rq"], name="qr"),
+             helper.make_node("DequantizeLinear", ["rq", "s", "z"], ["y"], name="dqr")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2, 5, 5])],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 2, 10, 10])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+
+
+@pytest.mark.parametrize("elem", [onnx.TensorProto.INT4, onnx.TensorProto.UINT4, onnx.TensorProto.FLOAT8E5M2])
+def test_quantized_outputs_onnxruntime_returns_no_array_for_are_checked_through_a_cast(elem):
+    """onnxruntime's Python API returns no int4, uint4 or float8_e5m2 array
+    ("No corresponding Numpy type"): the local check fetches such a
+    QuantizeLinear output through an exact Cast (int8, uint8, float32)
+    rather than failing and rolling the rewrite back."""
+    model = _qdq_resize("nearest", elem)
+    new, report, records = run(model)
+    r = records["resize"]
+    assert (r.status, r.form) == (REWRITTEN, "shuffle"), r.reason
+    assert r.quantized_steps["spec"] == ZERO, r.quantized_steps
+    assert report.verification.equivalent is True
+
+
+def test_a_rewrite_onnxruntime_would_fuse_into_an_int4_qlinearconv_is_rolled_back_saying_so():
+    """int4 activations: the bilinear Resize's ConvTranspose lowered to a Conv
+    would be fused by onnxruntime into a QLinearConv of int4, which it
+    refuses (it would not load the written model): rolled back, saying so."""
+    model = _qdq_resize("linear", onnx.TensorProto.INT4)
+    new, report, records = run(model)
+    r = records["resize/resize/deconv"]
+    assert (r.status, r.code) == (ROLLED_BACK, Code.VERIFICATION_FAILED), r.reason
+    assert "fused int8 execution" in r.reason and "tensor(int4)" in r.reason and "QLinearConv" in r.reason, r.reason

@@ -1,0 +1,70 @@
+"""Float16 QDQ models (opset 19 and later: DequantizeLinear outputs float16 from 19): DequantizeLinear outputs its scale's type, so a new
+DequantizeLinear that feeds the model's Conv or ConvTranspose needs a
+float16 scale (and a float bias beside it float16 too); a float32 one makes
+a model onnxruntime refuses (its Conv's T bound to float16 and float)."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, numpy_helper
+
+pytest.importorskip("onnxruntime.quantization")
+
+from convrewrite import optimize
+from convrewrite.core.equivalence import run_model
+from convrewrite.core.report import REWRITTEN
+from passes import make_passes
+from qdq_models import as_float16, quantized
+
+logging.getLogger().setLevel(logging.ERROR)   # the quantizer's pre-processing advice
+
+
+def _scales_are_float16(model):
+    """Every DequantizeLinear's scale is float16 (its output the model's type)."""
+    inits = {t.name: t for t in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "DequantizeLinear":
+            assert inits[n.input[1]].data_type == TensorProto.FLOAT16, n.name
+
+
+@pytest.mark.parametrize("name, node, forms", [("convt", "up", {"single-conv"}),
+                                               ("resize_linear", "resize", {"deconv", "single-conv"}),
+                                               ("resize_linear_x8", "resize", {"deconv", "single-conv"})])
+@pytest.mark.parametrize("verify", [True, False])
+def test_float16_qdq_nodes_are_rewritten_with_float16_scales(name, node, forms, verify):
+    model = as_float16(quantized(name, opset=21))
+    new, report = optimize(model, passes=make_passes(None, {}), verify=verify)
+    assert {r.form for r in report.rewrites} == forms, [(r.node, r.status, r.reason) for r in report.rewrites]
+    assert all(r.status == REWRITTEN for r in report.rewrites), [(r.node, r.reason) for r in report.rewrites]
+    onnx.checker.check_model(new, full_check=True)
+    _scales_are_float16(new)
+    x = np.random.default_rng(0).standard_normal([d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim])
+    feeds = {"x": x.astype(np.float16)}
+    got = run_model(new, feeds)[0][0]   # onnxruntime runs the written model
+    assert got.dtype == np.float16
+    if verify:
+        assert report.verification.equivalent is True, report.verification
+        assert report.verification.quantized_steps["spec"]["p99"] <= 1
+
+
+def test_a_float16_float_bias_stays_float16():
+    """A ConvTranspose whose bias is a float constant (kept float by some
+    exporters): each new Conv reads its channels of it, in float16."""
+    model = as_float16(quantized("convt", opset=21))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    up = next(n for n in model.graph.node if n.op_type == "ConvTranspose")
+    b_dq = producers[up.input[2]]
+    inits = {t.name: t for t in model.graph.initializer}
+    bias = (numpy_helper.to_array(inits[b_dq.input[0]]) * numpy_helper.to_array(inits[b_dq.input[1]]))
+    model.graph.initializer.append(numpy_helper.from_array(bias.astype(np.float16), "b_float"))
+    up.input[2] = "b_float"
+    model.graph.node.remove(b_dq)
+    new, report = optimize(model, passes=make_passes(None, {}))
+    r = next(r for r in report.rewrites if r.node == "up")
+    assert (r.status, r.form) == (REWRITTEN, "single-conv"), r.reason
+    assert report.verification.equivalent is True, report.verification
+    conv = next(n for n in new.graph.node if n.op_type == "Conv")
+    assert {t.name: t for t in new.graph.initializer}[conv.input[2]].data_type == TensorProto.FLOAT16
