@@ -42,7 +42,6 @@ def test_a_value_info_without_a_shape_is_fine():
     check_model(model)
 
 
-
 @pytest.mark.parametrize("op, data, elem, said", [
     ("Resize", "scales", TensorProto.FLOAT16, "Resize node 'op' reads 'scales' as float, but it is float16"),
     ("Reshape", "shape", TensorProto.INT32, "Reshape node 'op' reads 'shape' as int64, but it is int32")])
