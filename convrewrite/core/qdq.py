@@ -201,6 +201,19 @@ def real_type(graph, name: str) -> np.dtype:
     return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(dtype) if dtype else np.float32)
 
 
+def fused_concat_problem(graph, grid: tuple[str, str]) -> Optional[str]:
+    """Why a Concat between Q/DQ of `grid` cannot be built, or None.
+    onnxruntime fuses DQ -> Concat -> Q into a QLinearConcat whatever the
+    scales' type, and QLinearConcat takes float32 scales only: with float16
+    (or bfloat16) scales the written model would not load."""
+    dtype = graph.dtype(grid[0])
+    if dtype in (None, onnx.TensorProto.FLOAT):
+        return None
+    name = onnx.helper.tensor_dtype_to_np_dtype(dtype).name
+    return (f"its Concat between QuantizeLinear/DequantizeLinear of {name} scales: onnxruntime fuses it "
+            "into a QLinearConcat, which takes float32 scales only, so the model would not load")
+
+
 # --- comparing in quantization steps ----------------------------------------------------
 
 @dataclass(frozen=True)

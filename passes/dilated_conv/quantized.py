@@ -180,6 +180,11 @@ class QuantizedIm2col(_Quantized, Im2col):
 
     opt_in = False
 
+    def applies(self, match, graph) -> Optional[str]:
+        g = grids(match.node, graph)
+        problem = None if isinstance(g, str) else qdq.fused_concat_problem(graph, g[0])
+        return problem if problem is not None else super().applies(match, graph)
+
     def new_weight(self, p, variant) -> bool:
         """channels: the integers in tap-major order, always; pixels: where taps were dropped."""
         return variant == CHANNELS or p.taps is not None

@@ -285,6 +285,8 @@ class QuantizedDeconv(Deconv):
         parts = parts_needed(k) if k.exact else 1
         if parts == 1 or _padded_sizes(p) is None:   # int8 already; or the copies' Reshape needs static sizes
             return edges
+        if qdq.fused_concat_problem(graph, qdq.group_grids(match.node, graph)[0]):   # the copies' Concat
+            return edges
         return edges + tuple(Int8Parts(", ".join(filter(None, [e.label, f"int8 weights in {parts} parts"])),
                                        edge=e, parts=parts) for e in edges)
 

@@ -68,3 +68,34 @@ def test_a_float16_float_bias_stays_float16():
     assert report.verification.equivalent is True, report.verification
     conv = next(n for n in new.graph.node if n.op_type == "Conv")
     assert {t.name: t for t in new.graph.initializer}[conv.input[2]].data_type == TensorProto.FLOAT16
+
+
+@pytest.mark.parametrize("name, target, form", [("dilated", "tflite", "im2col"),
+                                                ("resize_linear_x8", "arm-ethos-u55", "deconv")])
+def test_no_concat_between_float16_qdq(name, target, form):
+    """onnxruntime fuses DQ -> Concat -> Q into a QLinearConcat, float32 scales
+    only: the forms that concatenate between Q/DQ (dilated im2col, the Resize's
+    int8 weights in parts) are not built on float16 scales, so no rewrite is
+    rolled back and --no-verify writes no model onnxruntime refuses; with
+    float32 scales the same node takes that form."""
+    import onnxruntime as ort
+
+    from convrewrite.core.qdq import fused_concat_problem
+
+    float32 = quantized(name, opset=21)
+    written, report = optimize(float32, target=target, verify=False)
+    assert report.rewrites and report.rewrites[0].form == form
+    assert "Concat" in {n.op_type for n in written.graph.node}
+    model = as_float16(quantized(name, opset=21))
+    new, report = optimize(model, target=target, verify=False)
+    assert not any(r.status == REWRITTEN and r.form == form for r in report.records()), report.records()
+    assert "Concat" not in {n.op_type for n in new.graph.node}
+    ort.InferenceSession(new.SerializeToString(), providers=["CPUExecutionProvider"])   # it loads
+    _, verified = optimize(model, target=target)
+    assert not [r for r in verified.records() if r.status == "rolled_back"], verified.records()
+
+    class Graph:   # the scale's type alone decides
+        def __init__(self, dtype):
+            self.dtype = lambda name: dtype
+    assert fused_concat_problem(Graph(TensorProto.FLOAT), ("s", "z")) is None
+    assert "float32 scales only" in fused_concat_problem(Graph(TensorProto.FLOAT16), ("s", "z"))
