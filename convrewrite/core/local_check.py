@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from .equivalence import (Comparison, FeedTooLarge, RunError, pinned_dims, random_feeds,
                           run_model)
 from . import qdq, qdq_check
 from .graph import GraphView
 from .shared_checks import SharedSession, shared_structures
-from .weights import data_bytes, weight_stub
+from .weights import data_bytes, from_array, weight_stub
 from .standalone import external_inputs, external_reads, make_model
 from .rewrite import Match, Replacement
 from .splice import renamed_io, renamed_nodes
@@ -69,11 +69,6 @@ def _value_info(graph: GraphView, name: str) -> onnx.ValueInfoProto:
     return graph.value_info(name)
 
 
-def _standalone(graph: GraphView, nodes, inits, runtime, outputs, name) -> onnx.ModelProto:
-    return make_model(graph, nodes, inits, [_value_info(graph, i) for i in runtime],
-                      [_value_info(graph, o) for o in outputs], name)
-
-
 SHAPE_CHAIN_NODES = 32  # a shape computation copied into the original's check model, at most this long
 
 
@@ -116,6 +111,7 @@ class _Sides:
     repl_in: list
     constants: dict
     runtime: list
+    value_infos: dict          # runtime inputs and outputs: their ValueInfo, made once for both models
 
 
 def _sides(graph: GraphView, match: Match, replacement: Replacement) -> _Sides:
@@ -145,9 +141,8 @@ def _sides(graph: GraphView, match: Match, replacement: Replacement) -> _Sides:
     stray = [i for i in repl_in if constants[i] is None and i not in runtime]
     if stray:
         raise CheckError(f"replacement reads {stray}, which the original nodes do not")
-    for name in runtime + outputs:
-        _value_info(graph, name)
-    return _Sides(outputs, original_nodes, dequantize, orig_in, repl_in, constants, runtime)
+    value_infos = {name: _value_info(graph, name) for name in runtime + outputs}
+    return _Sides(outputs, original_nodes, dequantize, orig_in, repl_in, constants, runtime, value_infos)
 
 
 def check_well_formed(graph: GraphView, match: Match, replacement: Replacement) -> None:
@@ -162,13 +157,12 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     s = _sides(graph, match, replacement)
     outputs, constants, runtime = s.outputs, s.constants, s.runtime
     weights: dict = {}
+    tensors: dict = {}   # a constant both sides read: one TensorProto (make_model copies it into each)
 
     def from_graph(name: str) -> onnx.TensorProto:
-        value = constants[name]
-        if value.nbytes < STUB_BYTES:
-            return numpy_helper.from_array(value, name)
-        weights[name] = lambda: numpy_helper.from_array(graph.constant(name), name)
-        return weight_stub(name, helper.np_dtype_to_tensor_dtype(value.dtype), value.shape)
+        if name not in tensors:
+            tensors[name] = _from_graph(graph, name, constants[name], weights)
+        return tensors[name]
 
     def own(t: onnx.TensorProto) -> onnx.TensorProto:
         if data_bytes(t) < STUB_BYTES:
@@ -179,9 +173,11 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     def inits(names):
         return [from_graph(i) for i in names if constants[i] is not None]
 
-    original = _standalone(graph, s.original_nodes, inits(s.orig_in), runtime, outputs, "original")
-    repl = _standalone(graph, s.dequantize + renamed_nodes(replacement), inits(s.repl_in) + [own(t) for t in replacement.initializers],
-                       runtime, outputs, "replacement")
+    inputs = [s.value_infos[i] for i in runtime]
+    outs = [s.value_infos[o] for o in outputs]
+    original = make_model(graph, s.original_nodes, inits(s.orig_in), inputs, outs, "original")
+    repl = make_model(graph, s.dequantize + renamed_nodes(replacement),
+                      inits(s.repl_in) + [own(t) for t in replacement.initializers], inputs, outs, "replacement")
     grid = qdq.grid_inputs(graph, runtime)   # inputs from DequantizeLinear: random values put on its grid
     original, repl = qdq.on_grid(original, grid), qdq.on_grid(repl, grid)
     symbolic = any(not isinstance(d, int) for i in runtime for d in (graph.shape(i) or ()))
@@ -190,6 +186,16 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     steps = qdq.quantized_outputs(match.nodes, outputs, graph)
     original, repl, steps = qdq_check.with_quantizers(graph, original, repl, outputs, steps)  # QDQ: the integers too
     return LocalCheck(original, repl, symbolic, weights, size, steps)
+
+
+def _from_graph(graph: GraphView, name: str, value, weights: dict) -> onnx.TensorProto:
+    """The check models' initializer of the graph's constant `name` (whose
+    value is `value`): the data itself, or a stub filled from the graph
+    while its check runs (recorded in `weights`)."""
+    if value.nbytes < STUB_BYTES:
+        return from_array(value, name)
+    weights[name] = lambda: from_array(graph.constant(name), name)
+    return weight_stub(name, helper.np_dtype_to_tensor_dtype(value.dtype), value.shape)
 
 
 def _prefixed(model: onnx.ModelProto, prefix: str) -> onnx.ModelProto:
