@@ -114,11 +114,12 @@ class _Sides:
     value_infos: dict          # runtime inputs and outputs: their ValueInfo, made once for both models
 
 
-def _sides(graph: GraphView, match: Match, replacement: Replacement) -> _Sides:
+def _sides(graph: GraphView, match: Match, replacement: Replacement, new_nodes: Optional[list] = None) -> _Sides:
     """The parts of both check models; CheckError when the replacement is
     malformed: it does not provide an output of the match that is read, it
     reads a value the original nodes do not, or a value crossing the
-    boundary has an unknown shape or type."""
+    boundary has an unknown shape or type.  `new_nodes`: renamed_nodes(
+    replacement) where the caller builds them (else only their names are read)."""
     outputs = list(replacement.outputs)
     inside = {id(n) for n in match.nodes}
     # an output is needed unless only the match's own nodes read it (a graph
@@ -129,7 +130,8 @@ def _sides(graph: GraphView, match: Match, replacement: Replacement) -> _Sides:
     missing = needed - set(outputs)
     if missing:
         raise CheckError(f"replacement does not provide {sorted(missing)}")
-    new_io = renamed_io(replacement)   # the nodes the check model will hold, names only
+    # the nodes the check model will hold (names only, without new_nodes)
+    new_io = renamed_io(replacement) if new_nodes is None else [(n.input, n.output) for n in new_nodes]
     dequantize = qdq_check.dequantized_reads(graph, external_reads(new_io))   # int8 weights stay int8
     own = {t.name for t in replacement.initializers}
     # quantized nodes keep reading their weights through DequantizeLinear (qdq_check.weight_nodes)
@@ -154,7 +156,8 @@ def check_well_formed(graph: GraphView, match: Match, replacement: Replacement) 
 def build_check(graph: GraphView, match: Match, replacement: Replacement) -> LocalCheck:
     """Both sides as standalone models, with the same inputs and outputs
     (CheckError for a malformed replacement, see _sides)."""
-    s = _sides(graph, match, replacement)
+    new_nodes = renamed_nodes(replacement)
+    s = _sides(graph, match, replacement, new_nodes)
     outputs, constants, runtime = s.outputs, s.constants, s.runtime
     weights: dict = {}
     tensors: dict = {}   # a constant both sides read: one TensorProto (make_model copies it into each)
@@ -176,7 +179,7 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     inputs = [s.value_infos[i] for i in runtime]
     outs = [s.value_infos[o] for o in outputs]
     original = make_model(graph, s.original_nodes, inits(s.orig_in), inputs, outs, "original")
-    repl = make_model(graph, s.dequantize + renamed_nodes(replacement),
+    repl = make_model(graph, s.dequantize + new_nodes,
                       inits(s.repl_in) + [own(t) for t in replacement.initializers], inputs, outs, "replacement")
     grid = qdq.grid_inputs(graph, runtime)   # inputs from DequantizeLinear: random values put on its grid
     original, repl = qdq.on_grid(original, grid), qdq.on_grid(repl, grid)
