@@ -41,9 +41,9 @@ MIN_SHARED = 2  # checks of one structure that make it worth a session of its ow
 @dataclass(frozen=True)
 class Side:
     """One side of a check (its original or its replacement model) as an
-    instance of a structure: the structure's key (what the model with
-    canonical names and without initializers holds, see _structure_key, and
-    each initializer's type and dims), and which of the check model's values feed it, in order: its
+    instance of a structure: the structure's key (the model with canonical
+    names and without initializers, serialised, and each initializer's type
+    and dims), and which of the check model's values feed it, in order: its
     runtime inputs, then its initializers."""
 
     structure: tuple
@@ -59,58 +59,15 @@ class Side:
 def side_of(model: onnx.ModelProto) -> Optional[Side]:
     """`model` as an instance of its structure; None when it cannot share one."""
     g = model.graph
-    if model.functions or g.sparse_initializer:
+    if model.functions or g.sparse_initializer or any(
+            a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in g.node for a in n.attribute):
         return None
     inputs, weights = [i.name for i in g.input], [t.name for t in g.initializer]
     if len(set(inputs + weights)) != len(inputs) + len(weights):   # an initializer overriding an input
         return None
-    key = _structure_key(model, inputs + weights)
-    if key is None:
-        return None
-    return Side(key + (tuple((t.data_type, tuple(t.dims)) for t in g.initializer),), tuple(inputs), tuple(weights))
-
-
-def _structure_key(model: onnx.ModelProto, fed: list[str]) -> Optional[tuple]:
-    """What `_canonical(model, fed)` holds, piece by piece, without building
-    it (a copy of every node, renamed: most of what grouping a thousand
-    checks cost): equal keys, equal canonical models.  A name is its index
-    in the canonical order (`fed`, then first use: v<index>); a node is its
-    renamed inputs and outputs and the rest of its message, serialised with
-    the fields _canonical clears or renames cleared; a value info likewise.
-    None for a node with a subgraph (not shared)."""
-    names = {name: k for k, name in enumerate(fed)}
-
-    def canonical(name: str) -> int:
-        return names.setdefault(name, len(names)) if name else -1
-
-    g = model.graph
-    graph_inputs = tuple(_value_key(vi, canonical) for vi in g.input)
-    nodes = []
-    for node in g.node:
-        if any(a.type in _SUBGRAPHS for a in node.attribute):
-            return None
-        io = (tuple(canonical(name) for name in node.input), tuple(canonical(name) for name in node.output))
-        nodes.append(io + (_without(node, _NODE_RENAMED + _NODE_LABELS),))
-    values = tuple(_value_key(vi, canonical) for vi in list(g.output) + list(g.value_info))
-    opsets = tuple((o.domain, o.version) for o in model.opset_import)
-    return (model.ir_version, opsets, graph_inputs, tuple(nodes), len(g.output), values)
-
-
-def _value_key(vi: onnx.ValueInfoProto, canonical) -> tuple:
-    return canonical(vi.name), _without(vi, ("name",))
-
-
-def _without(message, fields: tuple) -> bytes:
-    """`message` serialised (deterministically) without `fields`."""
-    rest = type(message)()
-    rest.CopyFrom(message)
-    for what in fields:
-        rest.ClearField(what)
-    return rest.SerializeToString(deterministic=True)
-
-
-_SUBGRAPHS = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-_NODE_RENAMED = ("input", "output")
+    key = (_canonical(model, inputs + weights).SerializeToString(deterministic=True),
+           tuple((t.data_type, tuple(t.dims)) for t in g.initializer))
+    return Side(key, tuple(inputs), tuple(weights))
 
 
 def shared_model(model: onnx.ModelProto) -> bytes:
