@@ -130,15 +130,16 @@ def gemm_rows(node: onnx.NodeProto, graph: GraphView) -> Optional[int]:
 GEMM_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
 
-def streamed_bytes(nodes, graph: GraphView, per_item: bool = False) -> Optional[int]:
-    """Bytes the GEMM-based nodes among `nodes` stream (module docstring)."""
+def streamed_bytes(nodes, graph: GraphView, per_item: bool = False, macs: Optional[dict] = None) -> Optional[int]:
+    """Bytes the GEMM-based nodes among `nodes` stream (module docstring);
+    `macs`: their node_macs where known (see _known_macs)."""
     total = 0
     for node in nodes:
         if node.op_type not in GEMM_OPS:
             continue
         if node.op_type in ("MatMul", "Gemm") and graph.is_constant(node.input[1]):
             continue            # a constant right operand is packed once, when the session starts
-        m, rows = node_macs(node, graph, per_item), gemm_rows(node, graph)
+        m, rows = _macs(node, graph, per_item, macs), gemm_rows(node, graph)
         size = graph.dtype(node.input[0])
         if m is None or not rows or not size:
             return None
@@ -165,24 +166,24 @@ def node_is_grouped(node: onnx.NodeProto, graph: GraphView) -> bool:
     return grouped(w[1] if node.op_type == "Conv" else w[0] // group)
 
 
-def grouped_macs(nodes, graph: GraphView, per_item: bool = False) -> Optional[int]:
+def grouped_macs(nodes, graph: GraphView, per_item: bool = False, macs: Optional[dict] = None) -> Optional[int]:
     """MACs of the grouped convolutions among `nodes` (see node_is_grouped)."""
     total = 0
     for node in nodes:
         if node_is_grouped(node, graph):
-            m = node_macs(node, graph, per_item)
+            m = _macs(node, graph, per_item, macs)
             if m is None:
                 return None
             total += m
     return total
 
 
-def total_macs(nodes, graph: GraphView, per_item: bool = False) -> Optional[int]:
+def total_macs(nodes, graph: GraphView, per_item: bool = False, macs: Optional[dict] = None) -> Optional[int]:
     """Sum over the computing nodes; None if any computing node is unknown."""
     total = 0
     for node in nodes:
         if node.op_type in COMPUTING_OPS:
-            m = node_macs(node, graph, per_item)
+            m = _macs(node, graph, per_item, macs)
             if m is None:
                 return None
             total += m
@@ -226,9 +227,24 @@ def max_rank(nodes, graph: GraphView) -> Optional[int]:
 
 def subgraph_cost(nodes, graph: GraphView, per_item: bool = False) -> Cost:
     """The cost of `nodes` as they are in `graph` (per batch item with `per_item`)."""
-    return Cost(total_macs(nodes, graph, per_item), moved_bytes(nodes, graph, per_item), len(nodes),
-                max_rank(nodes, graph), grouped_macs(nodes, graph, per_item),
-                streamed_bytes(nodes, graph, per_item))
+    macs = _known_macs(nodes, graph, per_item)
+    return Cost(total_macs(nodes, graph, per_item, macs), moved_bytes(nodes, graph, per_item), len(nodes),
+                max_rank(nodes, graph), grouped_macs(nodes, graph, per_item, macs),
+                streamed_bytes(nodes, graph, per_item, macs))
+
+
+def _known_macs(nodes, graph: GraphView, per_item: bool) -> dict:
+    """node_macs of each computing node, by id: the MACs, grouped MACs and
+    streamed bytes of one subgraph read them all (a node's shapes and
+    attributes are read once, not three times)."""
+    return {id(n): node_macs(n, graph, per_item) for n in nodes if n.op_type in COMPUTING_OPS}
+
+
+def _macs(node: onnx.NodeProto, graph: GraphView, per_item: bool, known: Optional[dict]) -> Optional[int]:
+    """node_macs(node, graph, per_item), from `known` (see _known_macs) where it holds the node."""
+    if known is not None and id(node) in known:
+        return known[id(node)]
+    return node_macs(node, graph, per_item)
 
 
 def batch_one(model: onnx.ModelProto) -> onnx.ModelProto:

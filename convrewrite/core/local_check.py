@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from .equivalence import (Comparison, FeedTooLarge, RunError, pinned_dims, random_feeds,
                           run_model)
 from . import qdq, qdq_check
 from .graph import GraphView
 from .shared_checks import SharedSession, shared_structures
-from .weights import data_bytes, weight_stub
+from .weights import data_bytes, from_array, weight_stub
 from .standalone import external_inputs, external_reads, make_model
 from .rewrite import Match, Replacement
 from .splice import renamed_io, renamed_nodes
@@ -69,11 +69,6 @@ def _value_info(graph: GraphView, name: str) -> onnx.ValueInfoProto:
     return graph.value_info(name)
 
 
-def _standalone(graph: GraphView, nodes, inits, runtime, outputs, name) -> onnx.ModelProto:
-    return make_model(graph, nodes, inits, [_value_info(graph, i) for i in runtime],
-                      [_value_info(graph, o) for o in outputs], name)
-
-
 SHAPE_CHAIN_NODES = 32  # a shape computation copied into the original's check model, at most this long
 
 
@@ -116,13 +111,15 @@ class _Sides:
     repl_in: list
     constants: dict
     runtime: list
+    value_infos: dict          # runtime inputs and outputs: their ValueInfo, made once for both models
 
 
-def _sides(graph: GraphView, match: Match, replacement: Replacement) -> _Sides:
+def _sides(graph: GraphView, match: Match, replacement: Replacement, new_nodes: Optional[list] = None) -> _Sides:
     """The parts of both check models; CheckError when the replacement is
     malformed: it does not provide an output of the match that is read, it
     reads a value the original nodes do not, or a value crossing the
-    boundary has an unknown shape or type."""
+    boundary has an unknown shape or type.  `new_nodes`: renamed_nodes(
+    replacement) where the caller builds them (else only their names are read)."""
     outputs = list(replacement.outputs)
     inside = {id(n) for n in match.nodes}
     # an output is needed unless only the match's own nodes read it (a graph
@@ -133,7 +130,8 @@ def _sides(graph: GraphView, match: Match, replacement: Replacement) -> _Sides:
     missing = needed - set(outputs)
     if missing:
         raise CheckError(f"replacement does not provide {sorted(missing)}")
-    new_io = renamed_io(replacement)   # the nodes the check model will hold, names only
+    # the nodes the check model will hold (names only, without new_nodes)
+    new_io = renamed_io(replacement) if new_nodes is None else [(n.input, n.output) for n in new_nodes]
     dequantize = qdq_check.dequantized_reads(graph, external_reads(new_io))   # int8 weights stay int8
     own = {t.name for t in replacement.initializers}
     # quantized nodes keep reading their weights through DequantizeLinear (qdq_check.weight_nodes)
@@ -145,9 +143,8 @@ def _sides(graph: GraphView, match: Match, replacement: Replacement) -> _Sides:
     stray = [i for i in repl_in if constants[i] is None and i not in runtime]
     if stray:
         raise CheckError(f"replacement reads {stray}, which the original nodes do not")
-    for name in runtime + outputs:
-        _value_info(graph, name)
-    return _Sides(outputs, original_nodes, dequantize, orig_in, repl_in, constants, runtime)
+    value_infos = {name: _value_info(graph, name) for name in runtime + outputs}
+    return _Sides(outputs, original_nodes, dequantize, orig_in, repl_in, constants, runtime, value_infos)
 
 
 def check_well_formed(graph: GraphView, match: Match, replacement: Replacement) -> None:
@@ -159,16 +156,16 @@ def check_well_formed(graph: GraphView, match: Match, replacement: Replacement) 
 def build_check(graph: GraphView, match: Match, replacement: Replacement) -> LocalCheck:
     """Both sides as standalone models, with the same inputs and outputs
     (CheckError for a malformed replacement, see _sides)."""
-    s = _sides(graph, match, replacement)
+    new_nodes = renamed_nodes(replacement)
+    s = _sides(graph, match, replacement, new_nodes)
     outputs, constants, runtime = s.outputs, s.constants, s.runtime
     weights: dict = {}
+    tensors: dict = {}   # a constant both sides read: one TensorProto (make_model copies it into each)
 
     def from_graph(name: str) -> onnx.TensorProto:
-        value = constants[name]
-        if value.nbytes < STUB_BYTES:
-            return numpy_helper.from_array(value, name)
-        weights[name] = lambda: numpy_helper.from_array(graph.constant(name), name)
-        return weight_stub(name, helper.np_dtype_to_tensor_dtype(value.dtype), value.shape)
+        if name not in tensors:
+            tensors[name] = _from_graph(graph, name, constants[name], weights)
+        return tensors[name]
 
     def own(t: onnx.TensorProto) -> onnx.TensorProto:
         if data_bytes(t) < STUB_BYTES:
@@ -179,9 +176,11 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     def inits(names):
         return [from_graph(i) for i in names if constants[i] is not None]
 
-    original = _standalone(graph, s.original_nodes, inits(s.orig_in), runtime, outputs, "original")
-    repl = _standalone(graph, s.dequantize + renamed_nodes(replacement), inits(s.repl_in) + [own(t) for t in replacement.initializers],
-                       runtime, outputs, "replacement")
+    inputs = [s.value_infos[i] for i in runtime]
+    outs = [s.value_infos[o] for o in outputs]
+    original = make_model(graph, s.original_nodes, inits(s.orig_in), inputs, outs, "original")
+    repl = make_model(graph, s.dequantize + new_nodes,
+                      inits(s.repl_in) + [own(t) for t in replacement.initializers], inputs, outs, "replacement")
     grid = qdq.grid_inputs(graph, runtime)   # inputs from DequantizeLinear: random values put on its grid
     original, repl = qdq.on_grid(original, grid), qdq.on_grid(repl, grid)
     symbolic = any(not isinstance(d, int) for i in runtime for d in (graph.shape(i) or ()))
@@ -191,6 +190,16 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     original, repl, steps = qdq_check.with_quantizers(graph, original, repl, outputs, steps)  # QDQ: the integers too
     original, repl, steps = qdq_check.fetchable_outputs(original, repl, steps)   # int4 outputs as int8
     return LocalCheck(original, repl, symbolic, weights, size, steps)
+
+
+def _from_graph(graph: GraphView, name: str, value, weights: dict) -> onnx.TensorProto:
+    """The check models' initializer of the graph's constant `name` (whose
+    value is `value`): the data itself, or a stub filled from the graph
+    while its check runs (recorded in `weights`)."""
+    if value.nbytes < STUB_BYTES:
+        return from_array(value, name)
+    weights[name] = lambda: from_array(graph.constant(name), name)
+    return weight_stub(name, helper.np_dtype_to_tensor_dtype(value.dtype), value.shape)
 
 
 def _prefixed(model: onnx.ModelProto, prefix: str) -> onnx.ModelProto:

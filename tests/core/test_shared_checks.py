@@ -91,3 +91,41 @@ def test_weights_reach_the_shared_session_as_they_are(weight):
 
     got = to_array(numpy_helper.from_array(np.asarray(weight), "w"))
     assert got.dtype == np.asarray(weight).dtype and got.shape == np.shape(weight) and np.array_equal(got, weight)
+
+
+def _variants():
+    """Check models that differ from _check_model("p", 1.0) in one thing each
+    (names and weight values aside: the same structure)."""
+    base = _check_model("p", 1.0)
+    yield _check_model("q/r", -3.0)
+    for edit in ("domain", "opset", "input doc", "output type", "value info", "swapped inputs", "ir"):
+        m = onnx.ModelProto()
+        m.CopyFrom(base)
+        g = m.graph
+        if edit == "domain":
+            g.node[0].domain = "ai.onnx"
+        elif edit == "opset":
+            m.opset_import[0].version = 18
+        elif edit == "input doc":
+            g.input[0].doc_string = "x"
+        elif edit == "output type":
+            g.output[0].type.tensor_type.elem_type = TensorProto.DOUBLE
+        elif edit == "value info":
+            g.value_info.extend([helper.make_tensor_value_info("p/y", TensorProto.FLOAT, [1, 3, 4])])
+        elif edit == "swapped inputs":
+            g.node[0].input[:] = list(reversed(g.node[0].input))
+        else:
+            m.ir_version -= 1
+        yield m
+
+
+def test_two_check_models_have_one_structure_exactly_when_they_share_a_session_model():
+    """side_of reads a model's structure without building its session
+    model; equal structures must still mean the same session model (a check
+    run in another structure's session would run the wrong graph)."""
+    models = [_check_model("p", 1.0)] + list(_variants())
+    for a in models:
+        for b in models:
+            same_key = side_of(a).structure == side_of(b).structure
+            assert same_key == (shared_checks.shared_model(a) == shared_checks.shared_model(b))
+    assert len({side_of(m).structure for m in models}) == len(models) - 1   # each edit but the renaming tells
