@@ -115,10 +115,8 @@ def with_quantizers(graph, original: onnx.ModelProto, replacement: onnx.ModelPro
     if not extra:
         return original, replacement, steps
     steps = dict(steps)
-    models = []
-    for model in (original, replacement):
-        m = onnx.ModelProto()
-        m.CopyFrom(model)
+
+    def add_quantizers(m: onnx.ModelProto) -> None:
         for o, q, scale, zp, alone in extra:
             name = f"{o}/check_quantized"
             s, z = f"{name}/scale", f"{name}/zero_point"
@@ -131,8 +129,18 @@ def with_quantizers(graph, original: onnx.ModelProto, replacement: onnx.ModelPro
                 kept = [v for v in m.graph.output if v.name != o]
                 del m.graph.output[:]
                 m.graph.output.extend(kept)
+    return (*_edited(original, replacement, add_quantizers), steps)
+
+
+def _edited(original: onnx.ModelProto, replacement: onnx.ModelProto, edit) -> tuple:
+    """Copies of both check models, each changed in place by `edit`."""
+    models = []
+    for model in (original, replacement):
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        edit(m)
         models.append(m)
-    return models[0], models[1], steps
+    return models[0], models[1]
 
 
 # Quantized types onnxruntime's Python API returns no array for ("No corresponding Numpy type"),
@@ -168,10 +176,8 @@ def fetchable_outputs(original: onnx.ModelProto, replacement: onnx.ModelProto, s
     if not unfetchable:
         return original, replacement, steps
     steps = dict(steps)
-    models = []
-    for model in (original, replacement):
-        m = onnx.ModelProto()
-        m.CopyFrom(model)
+
+    def fetch(m: onnx.ModelProto) -> None:
         outputs = list(m.graph.output)
         del m.graph.output[:]
         for v in outputs:
@@ -181,10 +187,11 @@ def fetchable_outputs(original: onnx.ModelProto, replacement: onnx.ModelProto, s
             name = _fetchable(m, v.name, v.type.tensor_type.elem_type)
             if v.name in steps:
                 steps[name] = steps[v.name]
-        models.append(m)
+
+    original, replacement = _edited(original, replacement, fetch)
     for name in unfetchable:
         steps.pop(name, None)
-    return models[0], models[1], steps
+    return original, replacement, steps
 
 
 # --- running and comparing under fusion ---------------------------------------------------
