@@ -174,6 +174,7 @@ def _quantized_bytes(name: str, activations: str, opset: int = 17, per_channel: 
                    for k, g in {**DILATED_GEOMETRIES, **DILATED_GROUPED_GEOMETRIES}.items()}}
     model = builders[name]()
     model.opset_import[0].version = opset
+    resize_for_opset(model)
     return spelled_for_opset(quantize(model, activations, per_channel=per_channel)).SerializeToString()
 
 
@@ -184,6 +185,30 @@ def quantized(name: str, activations: str = "uint8", opset: int = 17, per_channe
     the float model built at `opset` and quantized there (spelled_for_opset), its weights
     quantized per output channel or, with per_channel=False, per tensor."""
     return onnx.load_from_string(_quantized_bytes(name, activations, opset, per_channel))
+
+
+def resize_for_opset(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The builders' Resize nodes (X, "", scales: the opset-13 signature)
+    spelled for the model's opset: Resize-10 takes (X, scales) and only the
+    `mode` attribute, nearest or linear (ValueError for any other: the model
+    has no opset-10 spelling); Resize-11 requires its roi input, given as an
+    empty tensor (it is read only by tf_crop_and_resize)."""
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if opset >= 13:
+        return model
+    for node in model.graph.node:
+        if node.op_type != "Resize":
+            continue
+        if opset == 10:
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            if set(attrs) - {"mode"} or attrs.get("mode", b"nearest") not in (b"nearest", b"linear"):
+                raise ValueError(f"Resize-10 has no spelling of {attrs}")
+            node.input[:] = [node.input[0], node.input[2]]
+        else:
+            node.input[1] = "roi"
+            if not any(t.name == "roi" for t in model.graph.initializer):
+                model.graph.initializer.append(numpy_helper.from_array(np.zeros(0, np.float32), "roi"))
+    return model
 
 
 def spelled_for_opset(model: onnx.ModelProto) -> onnx.ModelProto:

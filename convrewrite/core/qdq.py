@@ -214,6 +214,22 @@ def fused_concat_problem(graph, grid: tuple[str, str]) -> Optional[str]:
             "into a QLinearConcat, which takes float32 scales only, so the model would not load")
 
 
+# onnxruntime (graph optimizations on, its default) fuses DequantizeLinear -> DepthToSpace ->
+# QuantizeLinear of one grid into a DepthToSpace of the integers, and has 8-bit DepthToSpace
+# kernels from DepthToSpace-11 on only: at opset 10 (DepthToSpace-1) the session cannot be
+# created ("Failed to find kernel for DepthToSpace(1)").  Measured on onnxruntime 1.32 CPU,
+# uint8 and int8, opsets 10 to 21: SpaceToDepth and Pad it does not fuse (they run in float
+# between the DQ and the Q); Reshape, Transpose, Slice and Gather it fuses with 8-bit kernels
+# at every opset, Concat (QLinearConcat) too.  So between Q/DQ below opset 11 a pixel shuffle
+# is spelled Reshape -> Transpose -> Reshape: the same values, moved by kernels that exist.
+INTEGER_DEPTH_TO_SPACE_MIN_OPSET = 11
+
+
+def integer_depth_to_space(opset: int) -> bool:
+    """Whether a DepthToSpace between Q/DQ at `opset` runs in onnxruntime once fused."""
+    return opset >= INTEGER_DEPTH_TO_SPACE_MIN_OPSET
+
+
 # --- comparing in quantization steps ----------------------------------------------------
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ Reshape with 0 / -1):
     strided_slice   x[start:end:step] (Slice with steps; a Gather before opset 10)
     space_to_batch  [N, C, m1*P1, ...]      -> [P1*...*N, C, m1, ...]
                     (2-D equal blocks: SpaceToDepth + a block Transpose, or a Reshape
-                    alone in batch-major order; else one
+                    alone in batch-major order -- unless `depth_ops` is off: between
+                    Q/DQ below opset 11 onnxruntime has no 8-bit DepthToSpace; else one
                     Reshape/Transpose/Reshape of rank 2 + r + (axes with P > 1),
                     or above rank 6 one rank-5 step per blocked axis)
     batch_to_space  [P1*...*N, C, q1, ...]  -> [N, C, q1*P1, ...]
@@ -83,16 +84,18 @@ def _block_layout(blocks: Sequence[int], sizes: Sequence[int], channels: int):
 
 
 def space_to_batch(b: Builder, x: str, channels: int, blocks: Sequence[int],
-                   sizes: Sequence[int], batch_major: bool = False) -> str:
+                   sizes: Sequence[int], batch_major: bool = False, depth_ops: bool = True) -> str:
     """[N, C, m_k*P_k...] -> [prod(P)*N, C, m...]: batch flat(b)*N + n holds
     x[n, c, m_k*P_k + b_k ...] (sizes are the phase sizes m).  `batch_major`:
     for 2-D equal blocks, batch n*P*P + flat(b) instead, which SpaceToDepth's
     layout already is (see _space_to_batch_2d): for phase images read by one
     Conv (the order of a batch is nothing to it), or where N is 1 (then both
-    orders are one)."""
+    orders are one).  Not `depth_ops`: no SpaceToDepth / DepthToSpace, the
+    general Reshape/Transpose/Reshape for 2-D equal blocks too (phase-major;
+    between Q/DQ below opset 11, core/qdq.py `integer_depth_to_space`)."""
     if all(p == 1 for p in blocks):
         return x
-    if len(blocks) == 2 and blocks[0] == blocks[1]:
+    if _depth_ops(blocks, depth_ops):
         return _space_to_batch_2d(b, x, channels, blocks[0], sizes, batch_major)
     shape, size_axes, block_axes = _block_layout(blocks, sizes, channels)
     if len(shape) > MAX_GENERAL_RANK:
@@ -103,11 +106,11 @@ def space_to_batch(b: Builder, x: str, channels: int, blocks: Sequence[int],
 
 
 def batch_to_space(b: Builder, y: str, channels: int, blocks: Sequence[int],
-                   sizes: Sequence[int], batch_major: bool = False) -> str:
+                   sizes: Sequence[int], batch_major: bool = False, depth_ops: bool = True) -> str:
     """The inverse: [prod(P)*N, C, q...] -> [N, C, q_k*P_k...]."""
     if all(p == 1 for p in blocks):
         return y
-    if len(blocks) == 2 and blocks[0] == blocks[1]:
+    if _depth_ops(blocks, depth_ops):
         return _batch_to_space_2d(b, y, channels, blocks[0], sizes, batch_major)
     split = [p for p in blocks if p > 1]
     shape, size_axes, block_axes = _block_layout(blocks, sizes, channels)
@@ -124,6 +127,11 @@ def batch_to_space(b: Builder, y: str, channels: int, blocks: Sequence[int],
     t = b.op("Transpose", [t], "b2s_transpose", perm=perm)
     merged = [0, channels] + [q * p for q, p in zip(sizes, blocks)]
     return b.op("Reshape", [t, b.ints(merged, "b2s_shape")], "batch_to_space")
+
+
+def _depth_ops(blocks: Sequence[int], allowed: bool) -> bool:
+    """Whether the 2-D equal-block spelling (SpaceToDepth / DepthToSpace) is used."""
+    return allowed and len(blocks) == 2 and blocks[0] == blocks[1]
 
 
 def _space_to_batch_per_axis(b: Builder, x: str, channels: int, blocks: Sequence[int],
@@ -262,13 +270,13 @@ def crop_to(b: Builder, y: str, have: Sequence[int], want: Sequence[int]) -> str
 
 # --- costs (nodes, bytes moved at batch 1; see opset_ops.Moved) -------------------
 
-def _block_steps(blocks: Sequence[int], batch_major: bool = False) -> int:
+def _block_steps(blocks: Sequence[int], batch_major: bool = False, depth_ops: bool = True) -> int:
     """Nodes of space_to_batch or batch_to_space: SpaceToDepth / DepthToSpace
-    with a Reshape/Transpose/Reshape (2-D equal blocks; batch-major: one
-    Reshape), one such triple, or one per blocked axis above rank 6."""
+    with a Reshape/Transpose/Reshape (2-D equal blocks, `depth_ops`;
+    batch-major: one Reshape), one such triple, or one per blocked axis above rank 6."""
     if all(p == 1 for p in blocks):
         return 0
-    if len(blocks) == 2 and blocks[0] == blocks[1]:
+    if _depth_ops(blocks, depth_ops):
         return 2 if batch_major else 4
     if 2 + len(blocks) + sum(1 for p in blocks if p > 1) > MAX_GENERAL_RANK:
         return 3 * sum(1 for p in blocks if p > 1)
@@ -276,9 +284,9 @@ def _block_steps(blocks: Sequence[int], batch_major: bool = False) -> int:
 
 
 def space_to_batch_cost(channels: int, blocks: Sequence[int], sizes: Sequence, itemsize: int,
-                        batch_major: bool = False) -> Moved:
+                        batch_major: bool = False, depth_ops: bool = True) -> Moved:
     """`space_to_batch` (sizes: the phase sizes m); every node moves the whole tensor."""
-    steps = _block_steps(blocks, batch_major)
+    steps = _block_steps(blocks, batch_major, depth_ops)
     whole = tensor_bytes([prod(blocks), channels, *sizes], itemsize)
     return Moved(steps, None if whole is None else 2 * whole * steps, moves=steps)
 
@@ -290,9 +298,9 @@ def space_to_axes_cost(channels: int, blocks: Sequence[int], sizes: Sequence, it
 
 
 def batch_to_space_cost(channels: int, blocks: Sequence[int], sizes: Sequence, itemsize: int,
-                        batch_major: bool = False) -> Moved:
+                        batch_major: bool = False, depth_ops: bool = True) -> Moved:
     """`batch_to_space` (sizes: the phase sizes q)."""
-    return space_to_batch_cost(channels, blocks, sizes, itemsize, batch_major)
+    return space_to_batch_cost(channels, blocks, sizes, itemsize, batch_major, depth_ops)
 
 
 def strided_slice_cost(shape: Sequence, axes: Sequence[int], starts: Sequence[int], ends: Sequence[int],

@@ -35,7 +35,7 @@ from convrewrite.core import qdq
 from convrewrite.core.graph import GraphView
 
 from .build import _crop, _phase_convs, _single_conv
-from .forms import Deconv, Emit, PhaseConvs, SingleConv, _Costing, _variants
+from .forms import Deconv, Emit, PhaseConvs, SingleConv, _Costing, _uses_depth_to_space, _variants
 from .geometry import conv_weight
 
 
@@ -233,12 +233,25 @@ def _dropped(b) -> set:
     return {t.name for t in b.initializers if t.name not in used}
 
 
+def _fusable(emits: list, low, opset: int) -> list:
+    """The variants onnxruntime can run once it fuses the QDQ groups: below
+    opset 11 none whose pixel shuffle is a DepthToSpace, which it fuses into
+    one of the integers and has no kernel for there (core/qdq.py
+    `integer_depth_to_space`); each such variant's Reshape/Transpose twin
+    (the same values, moved by kernels that exist) stays."""
+    if qdq.integer_depth_to_space(opset):
+        return list(emits)
+    return [e for e in emits if not _uses_depth_to_space(replace(low, layout=e.layout, depth_to_space=e.depth_to_space),
+                                                         opset)]
+
+
 class QuantizedSingleConv(_Quantized, SingleConv):
     def variants(self, match, graph):
         # a grouped Conv's CRD channels may also go into a DCR DepthToSpace through a Gather: for
         # targets with DCR only (tflite), where phase-convs' Concat would keep onnxruntime from
         # fusing the groups with int8 activations
-        return _variants(self.lowering(match.params, Emit()), match.params.opset, gathered=True)
+        low = self.lowering(match.params, Emit())
+        return _fusable(_variants(low, match.params.opset, gathered=True), low, match.params.opset)
 
     def favoured(self, match, graph):
         # phase-convs joins its phases with Concat, which onnxruntime has no int8 kernel for with int8
@@ -247,7 +260,9 @@ class QuantizedSingleConv(_Quantized, SingleConv):
 
 
 class QuantizedPhaseConvs(_Quantized, PhaseConvs):
-    pass
+    def variants(self, match, graph):
+        low = self.lowering(match.params, Emit(), named=False)
+        return _fusable(super().variants(match, graph), low, match.params.opset)
 
 
 FORMS = (QuantizedSingleConv(), QuantizedPhaseConvs())

@@ -84,16 +84,17 @@ def _blocks(p: Dilated):
     return (p.blocks, [a.phase_size for a in p.axes], [a.per_phase for a in p.axes])
 
 
-def _batch_core(b, x, weight, p: Dilated) -> str:
+def _batch_core(b, x, weight, p: Dilated, depth_ops: bool = True) -> str:
     """x -> the Conv's output in phase form [P*N, O, q...]."""
-    return _batch_conv(b, _batch_input(b, x, p), weight, p)
+    return _batch_conv(b, _batch_input(b, x, p, depth_ops=depth_ops), weight, p)
 
 
-def _batch_input(b, x, p: Dilated, batch_major: bool = True) -> str:
+def _batch_input(b, x, p: Dilated, batch_major: bool = True, depth_ops: bool = True) -> str:
     """x -> the Conv's phase images [P*N, C, m'...]; batch-major (2-D equal
-    blocks, no block Transpose) unless a chain needs phase-major order."""
+    blocks, no block Transpose) unless a chain needs phase-major order;
+    not `depth_ops`: Reshape/Transpose in place of SpaceToDepth (space_to_batch)."""
     w = p.phase_input
-    return space_to_batch(b, _phase_input(b, x, p, w), p.channels, p.blocks, w.sizes, batch_major)
+    return space_to_batch(b, _phase_input(b, x, p, w), p.channels, p.blocks, w.sizes, batch_major, depth_ops)
 
 
 def _batch_conv(b, t, weight, p: Dilated) -> str:
@@ -110,9 +111,12 @@ def input_in_phase_form(p: Dilated, grid: Grid) -> bool:
                for a, wa, m, q, k, n in zip(p.axes, w.axes, w.sizes, grid.per_phase, grid.blocks, grid.sizes))
 
 
-def _batch(b, x, weight, p: Dilated) -> str:
+def _batch(b, x, weight, p: Dilated, depth_ops: bool = True) -> str:
+    """The batch form (and subsample's, one phase); not `depth_ops`: no
+    SpaceToDepth / DepthToSpace (a quantized Conv below opset 11: quantized.py)."""
     blocks, m, q = _blocks(p)
-    t = batch_to_space(b, _batch_core(b, x, weight, p), p.out_channels, blocks, q, batch_major=True)
+    t = batch_to_space(b, _batch_core(b, x, weight, p, depth_ops), p.out_channels, blocks, q, batch_major=True,
+                       depth_ops=depth_ops)
     return crop_to(b, t, [a.per_phase * a.phases for a in p.axes], [a.out for a in p.axes])
 
 

@@ -216,16 +216,22 @@ class Batch(_DilatedForm):
     def problem(self, p, graph):
         return p.unaligned()
 
+    def depth_ops(self, graph) -> bool:
+        """Whether 2-D equal blocks move by SpaceToDepth / DepthToSpace (the
+        quantized form says no below opset 11: core/qdq.py `integer_depth_to_space`)."""
+        return True
+
     def moved(self, match, variant, graph) -> Moved:
         """One dilated Conv's (a chain's: _chain_cost)."""
-        return _batch_moved(match.params, _itemsize(graph, match), graph.opset())
+        return _batch_moved(match.params, _itemsize(graph, match), graph.opset(), self.depth_ops(graph))
 
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
         if isinstance(p, Chain):
             return _chain_cost(p, graph)
         size = _itemsize(graph, match)
-        return _cost(p, p.phase_macs(), batch_rank(p, batch_major=True), self.moved(match, variant, graph), size)
+        return _cost(p, p.phase_macs(), batch_rank(p, batch_major=True, depth_ops=self.depth_ops(graph)),
+                     self.moved(match, variant, graph), size)
 
     def build(self, match, variant, graph, b):
         if isinstance(match.params, Chain):
@@ -381,15 +387,15 @@ def forms(depth_weight_limit: int, taps_below: int) -> tuple[Form, ...]:
 
 # --- costs ---------------------------------------------------------------------
 
-def batch_rank(p: Dilated, batch_major: bool = False) -> int:
+def batch_rank(p: Dilated, batch_major: bool = False, depth_ops: bool = True) -> int:
     """The highest rank space_to_batch and batch_to_space create: 5 for 2-D
     equal blocks (SpaceToDepth + a rank-5 block Transpose; 4 batch-major, a
-    Reshape alone); else one Reshape/Transpose/Reshape of rank 2 + r + (axes
-    with P > 1), or above rank 6 one rank-5 step per blocked axis."""
+    Reshape alone), unless not `depth_ops`; else one Reshape/Transpose/Reshape
+    of rank 2 + r + (axes with P > 1), or above rank 6 one rank-5 step per blocked axis."""
     blocks, r = p.blocks, len(p.axes)
     if all(k == 1 for k in blocks):
         return p.rank
-    if r == 2 and blocks[0] == blocks[1]:
+    if depth_ops and r == 2 and blocks[0] == blocks[1]:
         return p.rank if batch_major else max(p.rank, 5)
     general = 2 + r + sum(1 for k in blocks if k > 1)
     return max(p.rank, general if general <= MAX_GENERAL_RANK else 5)
@@ -482,10 +488,11 @@ def _out_crop_moved(p: Dilated, itemsize: int) -> Moved:
     return crop_to_cost([1, p.out_channels, *have], [a.out for a in p.axes], itemsize)
 
 
-def _batch_core_moved(p: Dilated, itemsize: int, opset: int, batch_major: bool = True) -> Moved:
+def _batch_core_moved(p: Dilated, itemsize: int, opset: int, batch_major: bool = True,
+                      depth_ops: bool = True) -> Moved:
     w = p.phase_input
     return (_phase_input_moved(p, w, itemsize, opset)
-            + space_to_batch_cost(p.channels, p.blocks, w.sizes, itemsize, batch_major)
+            + space_to_batch_cost(p.channels, p.blocks, w.sizes, itemsize, batch_major, depth_ops)
             + other_nodes(1))
 
 
@@ -499,8 +506,8 @@ def _structure(p: Dilated) -> Dilated:
     return replace(p, weight="", bias="b" if p.bias else "")
 
 
-def _batch_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
-    return _batch_moved_of(_structure(p), itemsize, opset)
+def _batch_moved(p: Dilated, itemsize: int, opset: int, depth_ops: bool = True) -> Moved:
+    return _batch_moved_of(_structure(p), itemsize, opset, depth_ops)
 
 
 def _slices_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
@@ -512,10 +519,11 @@ def _reshape_moved(p: Dilated, itemsize: int, opset: int) -> Moved:
 
 
 @lru_cache(maxsize=1024)
-def _batch_moved_of(p: Dilated, itemsize: int, opset: int) -> Moved:
+def _batch_moved_of(p: Dilated, itemsize: int, opset: int, depth_ops: bool = True) -> Moved:
     blocks, m, q = _blocks(p)
-    return (_batch_core_moved(p, itemsize, opset)
-            + batch_to_space_cost(p.out_channels, blocks, q, itemsize, batch_major=True) + _out_crop_moved(p, itemsize))
+    return (_batch_core_moved(p, itemsize, opset, depth_ops=depth_ops)
+            + batch_to_space_cost(p.out_channels, blocks, q, itemsize, batch_major=True, depth_ops=depth_ops)
+            + _out_crop_moved(p, itemsize))
 
 
 @lru_cache(maxsize=1024)

@@ -71,7 +71,7 @@ from convrewrite.core.builder import Builder
 from convrewrite.core.cost import grouped
 from convrewrite.core.forms import DEFAULT, Cost, Variant
 from convrewrite.emit.opset_ops import Moved, movement
-from convrewrite.emit.pixel_shuffle import pixel_shuffle, pixel_shuffle_cost
+from convrewrite.emit.pixel_shuffle import pixel_shuffle, pixel_shuffle_cost, shuffle_rank
 from convrewrite.emit.space_to_batch import strided_slice, strided_slice_cost
 from convrewrite.geometry import extent
 
@@ -159,11 +159,14 @@ def emit_conv(b: Builder, columns: str, weight: str, p: Dilated) -> str:
     return b.op("Conv", [columns, weight] + ([p.bias] if p.bias else []), "conv", **conv_attributes(p))
 
 
-def emit_pixels(b: Builder, x: str, weight: str, p: Dilated, variant: Variant) -> str:
+def emit_pixels(b: Builder, x: str, weight: str, p: Dilated, variant: Variant, depth_to_space: bool = True) -> str:
     """x -> X -> DepthToSpace(k, DCR) -> the original Conv (kernel k, stride
-    k or k*s, its group, undilated, unpadded) reading `weight` [O, C/G, k, k]."""
+    k or k*s, its group, undilated, unpadded) reading `weight` [O, C/G, k, k].
+    Not `depth_to_space`: the same pixel shuffle as Reshape/Transpose/Reshape
+    (rank 6; a quantized Conv below opset 11: quantized.py)."""
     k = p.axes[0].kernel
-    z = pixel_shuffle(b, emit_columns(b, x, p, variant), p.channels, [k, k], column_shape(p, variant)[2:], "DCR")
+    z = pixel_shuffle(b, emit_columns(b, x, p, variant), p.channels, [k, k], column_shape(p, variant)[2:], "DCR",
+                      allow_depth_to_space=depth_to_space)
     return _conv(b, z, weight, p.bias, p, conv_strides(p, variant))
 
 
@@ -190,23 +193,30 @@ def columns_moved(p: Dilated, itemsize: int, opset: int, variant: Variant = CHAN
     return moved + movement([column] * n, [1, n * p.channels, *column[2:]], itemsize)
 
 
-def im2col_moved(p: Dilated, itemsize: int, opset: int, variant: Variant = CHANNELS) -> Moved:
-    """The data movement before the one Conv: the columns (and for pixels the DepthToSpace)."""
+def im2col_moved(p: Dilated, itemsize: int, opset: int, variant: Variant = CHANNELS,
+                 depth_to_space: bool = True) -> Moved:
+    """The data movement before the one Conv: the columns (and for pixels the
+    pixel shuffle: DepthToSpace, or not `depth_to_space` Reshape/Transpose/Reshape)."""
     moved = columns_moved(p, itemsize, opset, variant)
     if variant != CHANNELS:
         k = p.axes[0].kernel
-        moved += pixel_shuffle_cost(p.channels, [k, k], column_shape(p, variant)[2:], itemsize, "DCR", opset)
+        moved += pixel_shuffle_cost(p.channels, [k, k], column_shape(p, variant)[2:], itemsize, "DCR", opset,
+                                    depth_to_space)
     return moved
 
 
-def im2col_cost(p: Dilated, itemsize: int, opset: int, variant: Variant = CHANNELS) -> Cost:
+def im2col_cost(p: Dilated, itemsize: int, opset: int, variant: Variant = CHANNELS,
+                depth_to_space: bool = True) -> Cost:
     """MACs: the kept taps' products, O*(C/G)*prod(k)*prod(out) -- the
     dilated Conv's own; grouped when the Conv's input channels per group
-    are few (T*C for channels, the original C/G for pixels)."""
-    moved = im2col_moved(p, itemsize, opset, variant)
+    are few (T*C for channels, the original C/G for pixels).  The largest
+    rank: the Conv's, or pixels spelled Reshape/Transpose, the shuffle's 6."""
+    moved = im2col_moved(p, itemsize, opset, variant, depth_to_space)
     macs = p.exact_macs()
     few = grouped(len(taps(p)) * p.channels) if variant == CHANNELS else p.grouped
-    return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes + 1, max_rank=p.rank,
+    rank = p.rank if variant == CHANNELS else max(p.rank, shuffle_rank([p.axes[0].kernel] * 2, "DCR", opset,
+                                                                       depth_to_space))
+    return Cost(macs=macs, moved_bytes=moved.bytes, nodes=moved.nodes + 1, max_rank=rank,
                 grouped_macs=macs if few else 0, streamed_bytes=streamed(p, macs, itemsize))
 
 
@@ -253,11 +263,16 @@ class Im2col(_DilatedForm):
             out.append(PIXELS_CONV_STRIDE)
         return tuple(out)
 
+    def depth_to_space(self, graph) -> bool:
+        """Whether pixels' shuffle is a DepthToSpace (the quantized form says
+        no below opset 11: core/qdq.py `integer_depth_to_space`)."""
+        return True
+
     def moved(self, match, variant, graph) -> Moved:
-        return im2col_moved(match.params, _itemsize(graph, match), graph.opset(), variant)
+        return im2col_moved(match.params, _itemsize(graph, match), graph.opset(), variant, self.depth_to_space(graph))
 
     def cost(self, match, variant, graph) -> Cost:
-        return im2col_cost(match.params, _itemsize(graph, match), graph.opset(), variant)
+        return im2col_cost(match.params, _itemsize(graph, match), graph.opset(), variant, self.depth_to_space(graph))
 
     def build(self, match, variant, graph, b: Builder) -> dict:
         p, x = match.params, match.node.input[0]
@@ -266,12 +281,13 @@ class Im2col(_DilatedForm):
             b.note(f"im2col: {len(taps(p))} taps as {len(taps(p)) * p.channels} input channels of one Conv")
             y = emit_conv(b, emit_columns(b, x, p), b.initializer(w, "weight"), p)
         else:
-            b.note(pixels_note(p, variant))
-            y = emit_pixels(b, x, _sliced_weight(b, graph, p), p, variant)
+            b.note(pixels_note(p, variant, self.depth_to_space(graph)))
+            y = emit_pixels(b, x, _sliced_weight(b, graph, p), p, variant, self.depth_to_space(graph))
         return {match.node.output[0]: y}
 
 
-def pixels_note(p: Dilated, variant: Variant) -> str:
+def pixels_note(p: Dilated, variant: Variant, depth_to_space: bool = True) -> str:
     k = p.axes[0].kernel
-    return (f"im2col, pixels: {k * k} taps as {k}x{k} pixels (DepthToSpace {k}, DCR) under the original Conv "
+    shuffle = f"DepthToSpace {k}, DCR" if depth_to_space else "a DCR Reshape/Transpose pixel shuffle"
+    return (f"im2col, pixels: {k * k} taps as {k}x{k} pixels ({shuffle}) under the original Conv "
             f"(group {p.group}, stride {conv_strides(p, variant)})")

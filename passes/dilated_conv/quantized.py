@@ -139,10 +139,10 @@ class _Quantized:
         if conv.output[0] != y:
             grid[qdq.insert_qdq(b, conv.output[0], y_grid, conv.output[0].rsplit("/", 1)[-1])] = y_grid
         qdq.requantize_movement(b, grid, keep=(y,))
-        b.note(self.weight_note(p, variant) + ", Q/DQ around every op")
+        b.note(self.weight_note(p, variant, graph) + ", Q/DQ around every op")
         return {match.node.output[0]: y}
 
-    def weight_note(self, p, variant) -> str:
+    def weight_note(self, p, variant, graph) -> str:
         return "quantized: the int8 weight unchanged" + (" (sliced to its live taps)" if p.taps is not None else "")
 
 
@@ -157,8 +157,16 @@ class QuantizedSubsample(_Quantized, Subsample):
 
 
 class QuantizedBatch(_Quantized, Batch):
+    """Below opset 11 the phase split and merge of 2-D equal blocks are
+    Reshape/Transpose/Reshape, not SpaceToDepth / DepthToSpace: onnxruntime
+    fuses the DepthToSpace between Q/DQ into one of the integers, which has
+    no kernel there (core/qdq.py `integer_depth_to_space`)."""
+
+    def depth_ops(self, graph) -> bool:
+        return qdq.integer_depth_to_space(graph.opset())
+
     def emit_with(self, b, x, weight, p, variant):
-        return _batch(b, x, weight, p)
+        return _batch(b, x, weight, p, self.depth_ops(b.graph))
 
 
 class QuantizedIm2col(_Quantized, Im2col):
@@ -204,16 +212,19 @@ class QuantizedIm2col(_Quantized, Im2col):
             return _int8_weight(b, graph, p)
         return _int8_weight(b, graph, p, lambda wq: tap_major(wq, dilated_axes(p)))
 
-    def weight_note(self, p, variant):
+    def depth_to_space(self, graph) -> bool:
+        return qdq.integer_depth_to_space(graph.opset())
+
+    def weight_note(self, p, variant, graph):
         if variant != CHANNELS:
-            return (pixels_note(p, variant) + "; quantized: the int8 weight and int32 bias unchanged"
+            return (pixels_note(p, variant, self.depth_to_space(graph)) + "; quantized: the int8 weight and int32 bias unchanged"
                     + (" (sliced to its live taps)" if p.taps is not None else ""))
         return (f"quantized: the int8 weight's integers in tap-major order ({len(taps(p))} taps as input channels), "
                 "the same scales and int32 bias")
 
     def emit_with(self, b, x, weight, p, variant):
         if variant != CHANNELS:
-            return emit_pixels(b, x, weight, p, variant)
+            return emit_pixels(b, x, weight, p, variant, self.depth_to_space(b.graph))
         return emit_conv(b, emit_columns(b, x, p), weight, p)
 
 

@@ -185,7 +185,8 @@ class Shuffle(_FixedKernel):
         if problem:
             return problem if problem == NOTHING_RESIZED else "no fixed per-phase copy (see deconv)"
         factors, sizes = p.factors, [ax.n_in for ax in p.spec.axes[2:]]
-        if not (len(factors) == 2 and factors[0] == factors[1]) and not all(isinstance(n, int) for n in sizes):
+        square = len(factors) == 2 and factors[0] == factors[1]
+        if not (square and _depth_to_space(match, graph)) and not all(isinstance(n, int) for n in sizes):
             return "needs static spatial sizes here (a general pixel shuffle)"
         return None
 
@@ -194,17 +195,20 @@ class Shuffle(_FixedKernel):
         requantize_movement), every data-movement node but the last gets a
         Q -> DQ pair of x's grid, and the Concat of copies of x a Tile."""
         p = match.params
-        quantized = bool(qdq.grids_around(match.node, graph))
-        moved = _shuffle_moved(p, _edge_mode(variant), quantized)
-        return _cost(0, max(p.rank, shuffle_rank(p.factors, "DCR", p.opset)), requantized(moved) if quantized else moved)
+        quantized, depth_to_space = bool(qdq.grids_around(match.node, graph)), _depth_to_space(match, graph)
+        moved = _shuffle_moved(p, _edge_mode(variant), quantized, depth_to_space)
+        return _cost(0, max(p.rank, shuffle_rank(p.factors, "DCR", p.opset, depth_to_space)),
+                     requantized(moved) if quantized else moved)
 
     def build(self, match, variant, graph, b: Builder) -> dict:
         p = match.params
         plain = is_plain_nearest(p.kernels)
+        depth_to_space = _depth_to_space(match, graph)
         b.note(f"factors={p.factors}")
-        b.note(f"MAC-free: {prod(p.factors)} channel copies + DepthToSpace"
+        b.note(f"MAC-free: {prod(p.factors)} channel copies + "
+               f"{'DepthToSpace' if depth_to_space else 'a Reshape/Transpose pixel shuffle'}"
                f"{'' if plain else ', each copy an edge-padded shifted slice'}")
-        y = _build_shuffle(b, match.node.input[0], p, _edge_mode(variant))
+        y = _build_shuffle(b, match.node.input[0], p, _edge_mode(variant), depth_to_space)
         qdq.requantize_movement(b, qdq.grids_around(match.node, graph), keep=(y,))
         return {match.node.output[0]: y}
 
@@ -415,7 +419,14 @@ def _plus(n: Optional[int], k: int) -> Optional[int]:
     return None if n is None else n + k
 
 
-def _shuffle_moved(p: ResizeParams, edge: str, quantized: bool = False) -> Moved:
+def _depth_to_space(match, graph) -> bool:
+    """Whether the shuffle form's pixel shuffle may be a DepthToSpace: not
+    between Q/DQ below opset 11, where onnxruntime fuses it into one of the
+    integers that has no kernel (core/qdq.py `integer_depth_to_space`)."""
+    return qdq.integer_depth_to_space(match.params.opset) or not qdq.grids_around(match.node, graph)
+
+
+def _shuffle_moved(p: ResizeParams, edge: str, quantized: bool = False, depth_to_space: bool = True) -> Moved:
     """`_build_shuffle`: the edge pad, a Slice per distinct phase shift (on
     the edge-padded axes), Concat of the copies, the pixel shuffle.  Without
     edge padding every copy is x itself; `quantized`, that Concat becomes a
@@ -430,7 +441,8 @@ def _shuffle_moved(p: ResizeParams, edge: str, quantized: bool = False) -> Moved
         tiled = quantized and not p.has_edge
         moved += movement([dims] * (1 if tiled else len(combos)), [dims[0], _times(dims[1], len(combos)), *dims[2:]],
                           p.dtype.itemsize)
-    return moved + pixel_shuffle_cost(p.channels, p.factors, dims[2:], p.dtype.itemsize, "DCR", p.opset)
+    return moved + pixel_shuffle_cost(p.channels, p.factors, dims[2:], p.dtype.itemsize, "DCR", p.opset,
+                                      depth_to_space)
 
 
 def _times(n: Optional[int], k: int) -> Optional[int]:
@@ -485,9 +497,10 @@ def _build_deconv(b: Builder, x: str, p: ResizeParams, edge: str) -> str:
                 pads=join_pads([k.pads for k in p.kernels]))
 
 
-def _build_shuffle(b: Builder, x: str, p: ResizeParams, edge: str) -> str:
+def _build_shuffle(b: Builder, x: str, p: ResizeParams, edge: str, depth_to_space: bool = True) -> str:
     """One copy of x per output phase (x shifted by the phase's source offset
-    d, read from the edge-padded input), in DCR order, then DepthToSpace."""
+    d, read from the edge-padded input), in DCR order, then DepthToSpace (not
+    `depth_to_space`: Reshape/Transpose/Reshape)."""
     padded = _edge_pad(b, x, p.kernels, edge)
     copies, slices = [], {}
     for combo in itertools.product(*[k.phases for k in p.kernels]):
@@ -497,7 +510,7 @@ def _build_shuffle(b: Builder, x: str, p: ResizeParams, edge: str) -> str:
         copies.append(slices[shifts])
     y = copies[0] if len(copies) == 1 else b.op("Concat", copies, "copies", axis=1)
     sizes = [ax.n_in for ax in p.spec.axes[2:]]
-    return pixel_shuffle(b, y, p.channels, p.factors, sizes, "DCR")
+    return pixel_shuffle(b, y, p.channels, p.factors, sizes, "DCR", allow_depth_to_space=depth_to_space)
 
 
 def _shifted(b: Builder, padded: str, kernels, shifts) -> str:

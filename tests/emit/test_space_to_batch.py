@@ -66,6 +66,30 @@ def test_space_to_batch_batch_major_needs_no_transpose(block):
     assert batch_to_space_cost(3, blocks, sizes, 4).nodes == 4
 
 
+@pytest.mark.parametrize("batch_major", [False, True])
+def test_space_to_batch_without_depth_ops_is_reshape_transpose_and_exact(batch_major):
+    """depth_ops=False (between Q/DQ below opset 11, where onnxruntime has no
+    8-bit DepthToSpace): 2-D equal blocks take the general Reshape/Transpose/
+    Reshape each way (phase-major whatever batch_major asks: the pair is its
+    own inverse), the formula holds, and the cost counts those nodes."""
+    blocks, sizes = (2, 2), (3, 2)
+    x = np.random.default_rng(6).standard_normal((2, 3, 6, 4)).astype(np.float32)
+    nodes = []
+
+    def there_and_back(b, v):
+        t = space_to_batch(b, v, 3, blocks, sizes, batch_major, depth_ops=False)
+        nodes.extend(n.op_type for n in b.nodes)
+        return batch_to_space(b, t, 3, blocks, sizes, batch_major, depth_ops=False)
+
+    np.testing.assert_array_equal(_run_builder(there_and_back, x, opset=10), x)
+    assert nodes == ["Reshape", "Transpose", "Reshape"]
+    got = _run_builder(lambda b, v: space_to_batch(b, v, 3, blocks, sizes, batch_major, depth_ops=False), x, 10)
+    for flat, phase in enumerate(itertools.product(range(2), range(2))):
+        np.testing.assert_array_equal(got[flat * 2:(flat + 1) * 2], x[:, :, phase[0]::2, phase[1]::2])
+    assert space_to_batch_cost(3, blocks, sizes, 4, batch_major, depth_ops=False).nodes == 3
+    assert batch_to_space_cost(3, blocks, sizes, 4, batch_major, depth_ops=False).nodes == 3
+
+
 @pytest.mark.parametrize("blocks,sizes", [((3,), (4,)), ((2,), (5,)), ((2, 3), (2, 2))])
 def test_space_to_axes_formula_and_inverse(blocks, sizes):
     """space_to_axes(x)[n, c, j, b] = x[n, c, j*P + b] (per blocked axis): one Reshape; axes_to_space inverts it."""

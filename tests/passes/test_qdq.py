@@ -845,7 +845,8 @@ def _qdq_cost_model(case: str) -> onnx.ModelProto:
     act = next((c for c in changes if c in ACTIVATIONS), "int8")
     if "float8" in changes:
         return quantized_float8(name)
-    model = quantized(name, act, 11, per_channel=False) if "opset 11, per tensor" in changes else quantized(name, act)
+    opset = next((int(c.split()[1].rstrip(",")) for c in changes if c.startswith("opset ")), None)
+    model = quantized(name, act, opset, per_channel=False) if opset else quantized(name, act)
     if "float bias" in changes:
         model = _with_float_bias(model)
     if "run-time bias" in changes:
@@ -888,6 +889,14 @@ QDQ_COST_CASES = [
     ("resize_linear", "Resize", "resize", {"deconv"}),
     ("resize_linear_x3", "Resize", "resize", {"deconv"}),
     ("resize_linear_x8", "Resize", "resize", {"deconv"}),
+    # opset 10: every pixel shuffle between Q/DQ is Reshape/Transpose (no 8-bit DepthToSpace in onnxruntime there)
+    ("convt/opset 10, per tensor", "ConvTranspose", "convtranspose", {"single-conv", "phase-convs"}),
+    ("convt_k2/opset 10, per tensor", "ConvTranspose", "convtranspose", {"single-conv", "phase-convs"}),
+    ("dilated/opset 10, per tensor", "Conv", "dilated-conv", {"batch", "im2col"}),
+    ("dilated_depthwise/opset 10, per tensor", "Conv", "dilated-conv", {"batch", "im2col"}),
+    ("dilated_depthwise_k2_s2/opset 10, per tensor", "Conv", "dilated-conv", {"im2col"}),
+    ("resize_nearest/opset 10, per tensor", "Resize", "resize", {"shuffle"}),
+    ("resize_nearest_x3/opset 10, per tensor", "Resize", "resize", {"shuffle"}),
 ]
 
 
