@@ -140,6 +140,13 @@ class Form:
     def variants(self, match, graph) -> Sequence[Any]:
         return (DEFAULT,)
 
+    def rank_note(self, match, variant, graph) -> Optional[str]:
+        """Why this variant needs its largest rank here, where the user can
+        change that (a quantized pixel shuffle below opset 11: rank 6, where
+        DepthToSpace would be 4), or None; shown where a target's max_rank
+        refuses the variant (core/lowering.py)."""
+        return None
+
     def cost(self, match, variant, graph) -> Cost:
         raise NotImplementedError
 

@@ -111,58 +111,114 @@ def lower(p, match: Match, graph: GraphView, target=None, passes: Sequence = (),
 
 
 def _lower_for_target(p, match, graph, target, passes, depth, r: Ranking, notes, where):
-    tried, best, grouped_fit = [], None, None
+    tried, best, grouped_fit = [], None, None   # tried: (option, why, score: None where not built)
     head = f"target {target.name}: "
     for option in r.options:
-        too_deep = _rank_problem(option, target)
+        too_deep = _rank_problem(option, target, match, graph)
         if too_deep:
-            tried.append((option.label, too_deep))
+            tried.append((option, too_deep, None))
             continue
         replacement = build(p, match, option, graph)
         found, settled, unknown = judged(replacement, graph, target, passes, depth)
         if not found:
             groups = _convs_with_groups(settled) if getattr(target, "standard_convs_first", False) else 0
             if not groups:
-                chosen = tuple(f"{head}form '{label}' not used: {_first(why)}" for label, why in tried)
+                chosen = tuple(f"{head}form '{o.label}' not used: {_first(why)}" for o, why, _ in tried)
                 return Lowered(option, replacement, notes + chosen + (f"{head}form '{option.label}' {_fits(unknown)}",))
             # standard_convs_first: it fits, but a later option may fit with group-1 Convs only
             if grouped_fit is None:
                 grouped_fit = (option, replacement, list(tried), unknown)
-            tried.append((option.label, f"it builds {groups} Conv(s) with groups, and the target takes a form "
-                                        "whose Convs are all group 1 first (standard_convs_first)"))
+            tried.append((option, f"it builds {groups} Conv(s) with groups, and the target takes a form "
+                                  "whose Convs are all group 1 first (standard_convs_first)", None))
             continue
-        tried.append((option.label, tuple(v.message for v in found)))
         score = (len({v.rule for v in found}), len(found))
+        tried.append((option, tuple(v.message for v in found), score))
         if best is None or score < best[0]:
             best = (score, option, replacement, tuple(v.message for v in found), found)
     if grouped_fit is not None:   # no form fits with group-1 Convs only: the first that fits at all
         option, replacement, before, unknown = grouped_fit
-        chosen = tuple(f"{head}form '{label}' not used: {_first(why)}" for label, why in before)
+        chosen = tuple(f"{head}form '{o.label}' not used: {_first(why)}" for o, why, _ in before)
         return Lowered(option, replacement, notes + chosen + (
             f"{head}form '{option.label}' {_fits(unknown)} (no form fits with group-1 Convs only)",))
     if best is None:
-        reasons = list(dict.fromkeys(_first(reason) for _, reason in tried))
-        if len(reasons) == 1:
-            why = f": {reasons[0]} (tried {', '.join(repr(label) for label, _ in tried)})"
-        else:
-            why = " (" + "; ".join(f"{label}: {_first(reason)}" for label, reason in tried) + ")"
-        return Skip(f"{where}: no lowering form can be built for target '{target.name}'{why}", Code.NO_FORM)
+        return Skip(f"{where}: no lowering form can be built for target '{target.name}'"
+                    f"{_unbuilt(tried, r.passed_over)}", Code.NO_FORM)
     _, option, replacement, problems, found = best
     computing = sorted({v.op for v in found if v.op in COMPUTING_OPS})
+    left = f"no lowering form runs on target '{target.name}', so the node is left as it is; closest first: "
     if computing:   # never worse: compute would still fall back to the host, so the node stays as it is
-        return Skip(f"{where}: no lowering form runs on target '{target.name}'; the closest, '{option.label}', "
-                    f"still has {', '.join(computing)} the target does not run ({_first(problems)}), so the "
-                    "node is left as it is", Code.NO_FORM)
+        closest = (f"'{option.label}' still has {', '.join(computing)} the target does not run "
+                   f"({_first(problems)})")
+        return Skip(f"{where}: {left}{_considered(closest, option, tried, r.passed_over)}", Code.NO_FORM)
     before, after = _off_target(match, graph, target), len({v.node for v in found})
     if depth == 0 and after >= before:  # never worse: as many host nodes as the original had
         # (a nested lowering is judged by the outer one, on the whole replacement)
-        return Skip(f"{where}: no lowering form runs on target '{target.name}'; the closest, '{option.label}', "
-                    f"would leave {after} node(s) the target does not run ({_first(problems)}), not fewer than "
-                    f"the {before} it replaces, so the node is left as it is", Code.NO_FORM)
-    passed = tuple(f"{head}form '{label}' not used: {_first(why)}" for label, why in tried if label != option.label)
+        closest = (f"'{option.label}' would leave {after} node(s) the target does not run ({_first(problems)}), "
+                   f"not fewer than the {before} it replaces")
+        return Skip(f"{where}: {left}{_considered(closest, option, tried, r.passed_over)}", Code.NO_FORM)
+    passed = tuple(f"{head}form '{o.label}' not used: {_first(why)}" for o, why, _ in tried if o is not option)
+    passed += tuple(f"{head}{clause}" for clause in _not_applicable(r.passed_over, {o.form.name for o, _, _ in tried}))
     return Lowered(option, replacement, notes + passed + (
         f"{head}no form fits; '{option.label}' has the fewest problems, all of them data movement (the "
         f"computation runs on the target): {_first(problems)}",), fits=False)
+
+
+# --- why no form was used: every form considered, one clause each ------------------
+
+def _per_form(tried) -> list:
+    """The tried options, one per form (its closest variant), closest first:
+    the built ones by the rules and violations they break, then those not
+    built (their rank is above the target's)."""
+    built = sorted((t for t in tried if t[2] is not None), key=lambda t: t[2])
+    out, named = [], set()
+    for option, why, score in built + [t for t in tried if t[2] is None]:
+        if option.form.name not in named:
+            named.add(option.form.name)
+            out.append((option, why))
+    return out
+
+
+def _not_applicable(passed_over, named) -> list:
+    """Clauses for the forms that did not apply, forms refused for one reason
+    together ("depth, slices, taps: not applicable: it computes in float ...");
+    a form name also tried (a quantized form beside its float namesake, which
+    the QDQ node passes over) is left to its tried clause, and a name passed
+    over twice keeps its own reason over the float one's."""
+    reasons = {}
+    for name, why in passed_over:
+        if name in named:
+            continue
+        if name not in reasons or reasons[name] == qdq.NOT_KEPT:
+            reasons[name] = why
+    grouped = {}
+    for name, why in reasons.items():
+        grouped.setdefault(why, []).append(name)
+    grouped = sorted(grouped.items(), key=lambda item: item[0] == qdq.NOT_KEPT)   # the float forms last
+    return [f"{', '.join(names)}: not applicable: {why}" for why, names in grouped]
+
+
+def _considered(closest: str, option: Option, tried, passed_over) -> str:
+    """`closest` (the clause of the option nearest to fitting), then one
+    clause per other form considered: built but breaking the target's rules
+    (its first problem), not built (why), not applicable (its reason)."""
+    forms = [(o, why) for o, why in _per_form(tried) if o.form.name != option.form.name]
+    clauses = [closest] + [f"'{o.label}': {_first(why)}" for o, why in forms]
+    named = {o.form.name for o, _, _ in tried}
+    return "; ".join(clauses + _not_applicable(passed_over, named))
+
+
+def _unbuilt(tried, passed_over) -> str:
+    """Why nothing was built for the target: the one reason all tried forms
+    share and their names (one label per form), or each form's reason; then
+    the forms that did not apply."""
+    forms = _per_form(tried)
+    named = {o.form.name for o, _, _ in tried}
+    others = _not_applicable(passed_over, named)
+    reasons = list(dict.fromkeys(_first(why) for _, why in forms))
+    if len(reasons) == 1:
+        tried_part = "tried " + ", ".join(repr(o.label) for o, _ in forms)
+        return f": {reasons[0]} ({'; '.join([tried_part] + others)})"
+    return " (" + "; ".join([f"'{o.label}': {_first(why)}" for o, why in forms] + others) + ")"
 
 
 def _fits(unknown: list) -> str:
@@ -182,11 +238,13 @@ def _off_target(match: Match, graph: GraphView, target) -> int:
     return sum(1 for n in match.nodes if check_node(n, graph, target))
 
 
-def _rank_problem(option: Option, target) -> Optional[str]:
-    """Why the option cannot fit the target's max_rank, known before building."""
+def _rank_problem(option: Option, target, match: Match, graph: GraphView) -> Optional[str]:
+    """Why the option cannot fit the target's max_rank, known before building
+    (with the form's own word on why it needs that rank, where it has one)."""
     r, limit = option.cost.max_rank, target.max_rank
     if r is not None and limit is not None and r > limit:
-        return f"it needs rank-{r} tensors, above the target's max_rank {limit}"
+        why = option.form.rank_note(match, option.variant, graph)
+        return f"it needs rank-{r} tensors, above the target's max_rank {limit}" + (f" ({why})" if why else "")
     return None
 
 
@@ -359,6 +417,7 @@ def _lower_nested(node, view: GraphView, target, passes, depth):
         result = lower(p, m, view, target, passes, depth)
         if isinstance(result, Lowered):
             return m, result
+        skipped = skipped or result   # no form for the target: why (its fix, where it has one) goes along
     return skipped
 
 

@@ -230,6 +230,14 @@ def integer_depth_to_space(opset: int) -> bool:
     return opset >= INTEGER_DEPTH_TO_SPACE_MIN_OPSET
 
 
+def reshaped_shuffle_note(opset: int) -> str:
+    """Why a quantized form's pixel shuffle is Reshape/Transpose (rank 6) at
+    `opset` (below 11), and what would let it be a DepthToSpace (rank 4)."""
+    return (f"between QuantizeLinear/DequantizeLinear at opset {opset} the pixel shuffle is Reshape/Transpose, "
+            f"since onnxruntime has no 8-bit DepthToSpace before opset {INTEGER_DEPTH_TO_SPACE_MIN_OPSET}: "
+            f"upgrade the opset to {INTEGER_DEPTH_TO_SPACE_MIN_OPSET}+ for a rank-4 DepthToSpace")
+
+
 # --- comparing in quantization steps ----------------------------------------------------
 
 @dataclass(frozen=True)

@@ -132,6 +132,14 @@ class _Quantized:
             return "some output phase has no tap (a bias-only phase), which the quantized forms do not build yet"
         return super().applies(match, graph)
 
+    def rank_note(self, match, variant, graph):
+        """Below opset 11 a variant whose shuffle opset 11 would make a DepthToSpace says so."""
+        d = match.params
+        low = replace(self.lowering(d, variant, named=False), depth_to_space=True)
+        if qdq.integer_depth_to_space(d.opset) or not _uses_depth_to_space(low, qdq.INTEGER_DEPTH_TO_SPACE_MIN_OPSET):
+            return None
+        return qdq.reshaped_shuffle_note(d.opset)
+
     def cost(self, match, variant, graph):
         """The float form's figures, and the nodes the integers add: per Conv
         its weight's DequantizeLinear (and the int32 bias's) and a Q -> DQ pair

@@ -165,6 +165,11 @@ class QuantizedBatch(_Quantized, Batch):
     def depth_ops(self, graph) -> bool:
         return qdq.integer_depth_to_space(graph.opset())
 
+    def rank_note(self, match, variant, graph):
+        blocks = match.params.blocks
+        square = len(blocks) == 2 and blocks[0] == blocks[1] > 1
+        return qdq.reshaped_shuffle_note(graph.opset()) if square and not self.depth_ops(graph) else None
+
     def emit_with(self, b, x, weight, p, variant):
         return _batch(b, x, weight, p, self.depth_ops(b.graph))
 
@@ -214,6 +219,10 @@ class QuantizedIm2col(_Quantized, Im2col):
 
     def depth_to_space(self, graph) -> bool:
         return qdq.integer_depth_to_space(graph.opset())
+
+    def rank_note(self, match, variant, graph):
+        pixels = variant != CHANNELS and match.params.axes[0].kernel > 1
+        return qdq.reshaped_shuffle_note(graph.opset()) if pixels and not self.depth_to_space(graph) else None
 
     def weight_note(self, p, variant, graph):
         if variant != CHANNELS:

@@ -200,6 +200,11 @@ class Shuffle(_FixedKernel):
         return _cost(0, max(p.rank, shuffle_rank(p.factors, "DCR", p.opset, depth_to_space)),
                      requantized(moved) if quantized else moved)
 
+    def rank_note(self, match, variant, graph):
+        factors = match.params.factors
+        square = len(factors) == 2 and factors[0] == factors[1]
+        return qdq.reshaped_shuffle_note(match.params.opset) if square and not _depth_to_space(match, graph) else None
+
     def build(self, match, variant, graph, b: Builder) -> dict:
         p = match.params
         plain = is_plain_nearest(p.kernels)

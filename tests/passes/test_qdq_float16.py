@@ -5,6 +5,7 @@ a model onnxruntime refuses (its Conv's T bound to float16 and float)."""
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 import onnx
@@ -16,6 +17,7 @@ pytest.importorskip("onnxruntime.quantization")
 from convrewrite import optimize
 from convrewrite.core.equivalence import run_model
 from convrewrite.core.report import REWRITTEN
+from convrewrite.core.rewrite import Code
 from passes import make_passes
 from qdq_models import as_float16, quantized
 
@@ -68,6 +70,25 @@ def test_a_float16_float_bias_stays_float16():
     assert report.verification.equivalent is True, report.verification
     conv = next(n for n in new.graph.node if n.op_type == "Conv")
     assert {t.name: t for t in new.graph.initializer}[conv.input[2]].data_type == TensorProto.FLOAT16
+
+
+def test_a_float16_dilated_conv_left_on_tflite_says_why_each_form_was_refused():
+    """With float16 scales the im2col form does not apply (its Concat would be
+    a QLinearConcat, float32 scales only), and batch needs a batch of 4: the
+    no-form reason names both, closest first (it used to name only the
+    closest, batch, and never said why im2col was not used), and the float
+    forms in one clause."""
+    model = as_float16(quantized("dilated", "uint8", opset=19))
+    _, report = optimize(model, target="tflite", verify=False)
+    (r,) = [r for r in report.rewrites if r.node == "aspp"]
+    assert (r.status, r.code) == ("skipped", Code.NO_FORM), r.reason
+    assert r.reason.startswith("Conv 'aspp': no lowering form runs on target 'tflite', so the node is left as it "
+                               "is; closest first: 'batch' would leave 1 node(s) the target does not run"), r.reason
+    assert "the target requires batch 1), not fewer than the 1 it replaces;" in r.reason
+    assert re.search(r"; im2col: not applicable: its Concat between QuantizeLinear/DequantizeLinear of float16 "
+                     r"scales: onnxruntime fuses it into a QLinearConcat, which takes float32 scales only", r.reason)
+    assert "; depth, slices, reshape, taps: not applicable: it computes in float" in r.reason
+    assert r.reason.index("'batch'") < r.reason.index("im2col:") < r.reason.index("depth, slices")
 
 
 @pytest.mark.parametrize("name, target, form", [("dilated", "tflite", "im2col"),

@@ -662,8 +662,11 @@ def test_lower_when_nothing_fits_or_applies(tmp_path):
     # its DepthToSpace to the host, as many host nodes as the one ConvTranspose it replaces
     kept = lower(p, p.match(node, graph), graph, u55)
     assert isinstance(kept, Skip) and kept.code == "no-form"
-    assert re.search(r"the closest, 'd2s', would leave 1 node\(s\) the target does not run \(DepthToSpace .*\), "
-                     r"not fewer than the 1 it replaces, so the node is left as it is", kept.reason), kept.reason
+    assert re.search(r"so the node is left as it is; closest first: 'd2s' would leave 1 node\(s\) the target does "
+                     r"not run \(DepthToSpace .*\), not fewer than the 1 it replaces", kept.reason), kept.reason
+    # every other form considered, one clause each: 'general' built (its first problem), 'refused' not applicable
+    assert re.search(r"; 'general': Reshape .*rank-6 .*; refused: not applicable: weight too large for this form$",
+                     kept.reason), kept.reason
     # a match of two host nodes replaced by one that leaves one on the host: fewer, so taken
     two = model_of([helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="n", strides=[2, 2]),
                     helper.make_node("ConvTranspose", ["x", "w"], ["z"], name="m", strides=[2, 2])],
@@ -674,6 +677,9 @@ def test_lower_when_nothing_fits_or_applies(tmp_path):
     assert not done.fits and done.option.form.name == "d2s"
     assert ("no form fits; 'd2s' has the fewest problems, all of them data movement (the computation runs on "
             "the target): DepthToSpace") in done.notes[-1]
+    # the forms not taken are in the notes too, the one that did not apply among them
+    assert "target p: refused: not applicable: weight too large for this form" in done.notes, done.notes
+    assert any(n.startswith("target p: form 'general' not used: ") for n in done.notes), done.notes
     nothing = lower(_ShufflePass(p.forms[0]), p.match(node, graph), graph, u55)
     assert isinstance(nothing, Skip) and nothing.code == "no-form"
     assert "refused: weight too large for this form" in nothing.reason
