@@ -13,8 +13,8 @@ import onnx
 from .graph import GraphView
 from .rewrite import Code, Skip
 
-# onnxruntime's CPU Conv, ConvTranspose and MatMul run these element types
-# only, so a rewrite of any other could not be verified.
+# onnxruntime's CPU Conv and ConvTranspose run these element types only, so a
+# rewrite building them could not be verified in any other.
 VERIFIABLE_TYPES = (onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT)
 # Every lowering emits Reshape with its shape as an input, which opset 5 introduced.
 MIN_OPSET = 5
@@ -26,13 +26,25 @@ def old_opset(graph: GraphView, minimum: int = MIN_OPSET) -> Optional[Skip]:
     return None
 
 
-def unverifiable_type(graph: GraphView, name: str, ops: str = "Conv") -> Optional[Skip]:
+# Why the Conv-building passes take VERIFIABLE_TYPES only (onnxruntime 1.32 CPU: no Conv or
+# ConvTranspose of float64, bfloat16 or an integer type; each caller says what is true of its own).
+NO_CONV = "onnxruntime has no Conv of other types to verify the rewrite against"
+
+
+def unverifiable_type(graph: GraphView, name: str, why: str = NO_CONV,
+                      types: tuple = VERIFIABLE_TYPES) -> Optional[Skip]:
+    """The value's element type must be among `types`; else a Skip saying
+    which are lowered and `why` (the caller's own reason: which kernels
+    onnxruntime lacks for the original or the rewrite, or what the pass is
+    built for)."""
     dtype = graph.dtype(name)
-    if dtype in VERIFIABLE_TYPES:
+    if dtype in types:
         return None
     type_name = onnx.TensorProto.DataType.Name(dtype) if dtype else "unknown"
-    return Skip(f"element type {type_name} is not lowered: only float16 and float32 are, because onnxruntime "
-                f"has no {ops} of other types to verify the rewrite against", Code.UNSUPPORTED_TYPE)
+    names = [onnx.helper.tensor_dtype_to_np_dtype(t).name for t in types]
+    allowed = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+    verb = "are" if len(names) > 1 else "is"
+    return Skip(f"element type {type_name} is not lowered: only {allowed} {verb}, because {why}", Code.UNSUPPORTED_TYPE)
 
 
 def unknown_spatial_size(graph: GraphView, name: str, why: str = "") -> Optional[Skip]:

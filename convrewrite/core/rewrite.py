@@ -67,7 +67,8 @@ class Code:
 CODES = {
     Code.RUNTIME_WEIGHT: "a weight, bias or scale is computed at run time; make it an initializer",
     Code.DYNAMIC_SHAPE: "a size the rewrite needs is not static; fix the input's dimensions",
-    Code.UNSUPPORTED_TYPE: "an element type onnxruntime cannot verify the rewrite in (float64, integers)",
+    Code.UNSUPPORTED_TYPE: ("an element type the pass does not lower: onnxruntime has no kernel to verify its "
+                            "rewrite in (a Conv of float64), or the pass is for floating point only"),
     Code.UNSUPPORTED_ATTRIBUTE: "an attribute combination no form of the pass expresses",
     Code.INVALID_NODE: "the node breaks its operator's specification",
     Code.OLD_OPSET: "the model's opset lacks an operator the rewrite needs; upgrade the opset",

@@ -218,6 +218,16 @@ class Shuffle(_FixedKernel):
         return {match.node.output[0]: y}
 
 
+def conv_type_problem(p, op: str) -> Optional[str]:
+    """Why a form building `op` (ConvTranspose, Conv) does not apply to this
+    Resize's element type: onnxruntime 1.32 CPU has no float64 Conv or
+    ConvTranspose, so its rewrite could not be checked (rewrite.py RESIZE_TYPES)."""
+    if p.dtype != np.float64:
+        return None
+    return (f"float64: onnxruntime has no {op} of that type to check this form's rewrite against (it has the matmul "
+            "form's MatMul and the shuffle form's data movement)")
+
+
 class Deconv(_FixedKernel):
     """Edge Pad + depthwise ConvTranspose with the outer product of the
     per-axis kernels (any mode at integer factors)."""
@@ -226,7 +236,9 @@ class Deconv(_FixedKernel):
 
     def applies(self, match, graph):
         problem = self.fixed_problem(match)
-        if problem is None or problem == NOTHING_RESIZED:
+        if problem is None:
+            return conv_type_problem(match.params, "ConvTranspose")
+        if problem == NOTHING_RESIZED:
             return problem
         return problem + (MATMUL_HINT if MatMul().applies(match, graph) is None else "")
 
@@ -280,6 +292,9 @@ class MatMul(Form):
         return weighed_by_estimate(match)
 
     def favoured(self, match, graph) -> Optional[str]:
+        if match.params.spec.interp.mode != "nearest" and conv_type_problem(match.params, "Conv"):
+            # nothing to weigh it against: the deconv form builds what onnxruntime cannot check in float64
+            return "float64: the one interpolating form whose rewrite onnxruntime can check (a MatMul)"
         return nearest_favour(match, graph)
 
     def cost(self, match, variant, graph) -> Cost:

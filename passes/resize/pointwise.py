@@ -39,7 +39,7 @@ from convrewrite.core.cost import grouped
 from convrewrite.core.forms import Cost, Form
 from convrewrite.emit.opset_ops import NOTHING, gemm, movement
 
-from .forms import NONFINITE_NOTE, NOTHING_RESIZED, in_build_order, item_dims
+from .forms import NONFINITE_NOTE, NOTHING_RESIZED, conv_type_problem, in_build_order, item_dims
 
 
 class Pointwise(Form):
@@ -53,6 +53,9 @@ class Pointwise(Form):
         spec = match.params.spec
         if not spec.resized:
             return NOTHING_RESIZED
+        unchecked = conv_type_problem(match.params, "Conv")
+        if unchecked:
+            return unchecked
         outer = [ax.axis for ax in spec.resized if ax.axis < 2]
         if outer:
             return (f"it resizes axis {outer[0]} (batch or channel); the pointwise form moves a spatial axis "

@@ -74,6 +74,24 @@ MODES = ("deconv", "matmul", "pointwise")
 NEAREST_FORMS = ("shuffle", "deconv")
 
 
+# The element types the forms are built for.  onnxruntime 1.32 CPU runs float16 and float32
+# everywhere; in float64 it runs MatMul and the data movement (the matmul, shuffle, identity and
+# broadcast forms) but no Resize, Conv or ConvTranspose: the original then runs in onnx's
+# reference evaluator (the oracle where onnxruntime refuses a node), and the forms that build a
+# Conv or ConvTranspose do not apply (forms.py `conv_type_problem`).
+RESIZE_TYPES = (onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE)
+
+
+def _type_problem(graph: GraphView, x: str) -> Optional[Skip]:
+    """Why the Resize's element type is not lowered, or None."""
+    if graph.dtype(x) == onnx.TensorProto.BFLOAT16:
+        why = "onnxruntime runs neither a Resize nor any form's MatMul or Conv of that type, so nothing could be checked"
+    else:
+        why = ("the pass lowers floating-point Resizes only: its deconv, matmul and pointwise forms weigh samples by "
+               "fractions, which an integer type cannot hold")
+    return unverifiable_type(graph, x, why, RESIZE_TYPES)
+
+
 @dataclass(frozen=True)
 class ResizeOptions(PassOptions):
     """`mode`: None (the default: identity, broadcast, shuffle, deconv; for a
@@ -136,7 +154,7 @@ class ResizeToConvTranspose:
         if isinstance(spec, Unreadable):
             return Skip(f"{where}: {spec.reason}", spec.code)
         dtype = graph.dtype(node.input[0])
-        problem = unverifiable_type(graph, node.input[0], "Conv or MatMul")
+        problem = _type_problem(graph, node.input[0])
         if problem:
             return Skip(f"{where}: {problem.reason}", problem.code)
         channels = spec.axes[1].n_in if len(spec.axes) > 1 else None

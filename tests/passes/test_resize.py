@@ -251,8 +251,13 @@ def test_only_the_matmul_form_applies_so_it_is_left_alone_by_default(model, reas
 
 
 @pytest.mark.parametrize("model,reason,code", [
-    (lambda: resize_model([1, 2, 4, 4], [1, 1, 2, 2], dtype=TensorProto.DOUBLE, mode="linear"),
-     r"element type DOUBLE is not lowered", Code.UNSUPPORTED_TYPE),
+    # float64 is lowered (test_a_float64_resize_...); bfloat16 and integers are not, each reason its own
+    (lambda: resize_model([1, 2, 4, 4], [1, 1, 2, 2], dtype=TensorProto.BFLOAT16, mode="linear"),
+     r"element type BFLOAT16 is not lowered: only float16, float32 and float64 are, because onnxruntime runs "
+     r"neither a Resize nor any form's MatMul or Conv of that type", Code.UNSUPPORTED_TYPE),
+    (lambda: resize_model([1, 2, 4, 4], [1, 1, 2, 2], dtype=TensorProto.INT32, mode="linear"),
+     r"element type INT32 is not lowered: only float16, float32 and float64 are, because the pass lowers "
+     r"floating-point Resizes only", Code.UNSUPPORTED_TYPE),
     (lambda: resize_model([1, 2, 4, 4], [1, 1, 2, 2], mode="nearest",
                           coordinate_transformation_mode="tf_half_pixel_for_nn"),
      r"tf_half_pixel_for_nn' is not defined in Resize-13", Code.INVALID_NODE),
@@ -1191,3 +1196,52 @@ def test_a_huge_cubic_coeff_a_prints_no_numpy_warning():
         _, report = optimize(model, passes=["resize"])
     assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
     assert forms_of(report) == ["deconv"]
+
+
+# --- float64: onnxruntime has no Resize (nor Conv, ConvTranspose) of it, but MatMul and data movement --------------
+
+@pytest.mark.parametrize("mode, form, ops", [("linear", "matmul", {"MatMul": 2}),
+                                             ("nearest", "matmul", {"MatMul": 2}),
+                                             ("cubic", "matmul", {"MatMul": 2})])
+def test_a_float64_resize_is_lowered_to_forms_onnxruntime_runs_and_checked_against_the_reference_evaluator(
+        mode, form, ops):
+    """onnxruntime 1.32 CPU has no float64 Resize, so the original runs in
+    onnx's reference evaluator (the oracle where onnxruntime refuses a
+    node); it has a float64 MatMul, so the matmul form's rewrite runs in
+    onnxruntime and is checked against that oracle (the reason used to say
+    onnxruntime had no Conv or MatMul of float64: it has the MatMul).  The
+    rewritten model runs in onnxruntime, which the original did not."""
+    import onnxruntime as ort
+
+    model = resize_model([1, 2, 4, 4], [1, 1, 2, 2], dtype=TensorProto.DOUBLE, mode=mode)
+    with pytest.raises(Exception, match="NOT_IMPLEMENTED"):
+        ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    options = {"resize_mode": "matmul"} if mode == "cubic" else {}
+    new, report = assert_rewrites(model, ["resize", "convtranspose"], {"Resize": 0, **ops}, **options)
+    assert forms_of(report) == [form]
+    ort.InferenceSession(new.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def test_a_float64_nearest_resize_takes_the_shuffle_form_where_matmul_is_not_wanted():
+    model = resize_model([1, 2, 4, 4], [1, 1, 2, 2], dtype=TensorProto.DOUBLE, mode="nearest")
+    _, report = assert_rewrites(model, "resize", {"Resize": 0, "DepthToSpace": 1}, resize_nearest="shuffle")
+    assert forms_of(report) == ["shuffle"]
+
+
+def test_a_float64_resize_does_not_take_the_conv_forms_and_says_why():
+    """The deconv (ConvTranspose) and pointwise (Conv) forms build what
+    onnxruntime has no float64 kernel for: their rewrite could not be
+    checked, so they do not apply (they used to be built and rolled back).
+    Asked for pointwise, the node takes matmul, the note saying why not
+    pointwise; asked for deconv (which asks the chooser not to weigh matmul),
+    it is left alone, the reason saying why not deconv and naming matmul."""
+    model = resize_model([1, 2, 4, 4], [1, 1, 2, 2], dtype=TensorProto.DOUBLE, mode="linear")
+    new, report = optimize(model, passes=["resize", "convtranspose"], options={"resize_mode": "pointwise"})
+    (r,) = report.rewrites
+    assert r.status == "rewritten" and r.form == "matmul", r.reason
+    assert any(re.search(r"preferred form pointwise cannot express this node: float64: onnxruntime has no Conv of "
+                         r"that type to check this form's rewrite against", n) for n in r.notes), r.notes
+    assert report.verification.equivalent is True
+    assert_skips(model, ["resize", "convtranspose"], resize_mode="deconv", code=Code.NO_FORM,
+                 reason=r"deconv: float64: onnxruntime has no ConvTranspose of that type to check this form's "
+                        r"rewrite against \(it has the matmul form's MatMul")
