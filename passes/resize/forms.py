@@ -87,7 +87,7 @@ class ResizeParams:
     def matrices(self) -> "tuple | str":
         """matrices(spec): looked up once per node, not once per question (the
         cache's lookup compares specs, Fractions and all, field by field)."""
-        return matrices(self.spec)
+        return matrices(self.spec, True) if self.dtype == np.float64 else matrices(self.spec)
 
 
 def broadcasts(spec: ResizeSpec, opset: int) -> bool:
@@ -375,11 +375,13 @@ def nearest_favour(match, graph) -> Optional[str]:
 
 
 @lru_cache(maxsize=256)
-def matrices(spec: ResizeSpec) -> "tuple | str":
+def matrices(spec: ResizeSpec, float64: bool = False) -> "tuple | str":
     """((axis, M [m, n], extrapolated rows), ...) per resized axis, or why
-    the spec leaves a row undefined."""
+    the spec leaves a row undefined.  The coordinates are computed as the
+    Resize's oracle computes them: onnxruntime in float32, or for a float64
+    Resize (`float64`) onnx's reference evaluator in float64."""
     try:
-        return tuple((ax.axis, *interpolation_matrix(spec.interp, ax)) for ax in spec.resized)
+        return tuple((ax.axis, *interpolation_matrix(spec.interp, ax, float64=float64)) for ax in spec.resized)
     except Unsupported as e:
         return str(e)
 

@@ -119,12 +119,18 @@ class AxisResize:
 
 # --- coordinate transforms --------------------------------------------------
 
-def source_coordinate(interp: Interpolation, t: int, ax: AxisResize, exact: bool = True) -> Fraction:
+def source_coordinate(interp: Interpolation, t: int, ax: AxisResize, exact: bool = True,
+                      float64: bool = False) -> Fraction:
     """x_original of output index t: exactly (the spec's formulas), or as
-    onnxruntime evaluates them in float32 (exact=False).  The two differ only
-    in the last bits, which can move a nearest sample when x_original is
-    within rounding of a tie or an integer; at integer factors they agree."""
+    its oracle evaluates them (exact=False): onnxruntime in float32, or for a
+    float64 Resize, which onnxruntime does not run, onnx's reference
+    evaluator in float64 (`float64`).  They differ only in the last bits,
+    which can move a nearest sample when x_original is within rounding of a
+    tie or an integer, and a linear or cubic weight by that rounding (1e-7
+    in float32: beyond float64's tolerance); at integer factors they agree."""
     if not exact:
+        if float64:
+            return Fraction(_coordinate_f64(interp.coordinate_mode, t, ax))
         return Fraction(float(_coordinate_f32(interp.coordinate_mode, t, ax)))
     mode, s, n, m = interp.coordinate_mode, ax.scale, ax.n_in, ax.n_out
     half = Fraction(1, 2)
@@ -169,6 +175,31 @@ def _coordinate_f32(mode: str, t: int, ax: AxisResize):
     if ax.n_out > 1:
         return start * (n - f(1)) + x * (end - start) * (n - f(1)) / (m - f(1))
     return f(0.5 * float(start + end) * float(n - f(1)))
+
+
+def _coordinate_f64(mode: str, t: int, ax: AxisResize) -> float:
+    """onnx's reference evaluator's float64 arithmetic (the oracle of a
+    float64 Resize), operation by operation: its scale is the float64 of
+    the spec's (sizes: m / n), its output width scale * n.  Where it departs
+    from the spec (pytorch_half_pixel of one output: -0.5, not 0), the spec's
+    value is kept: the check then rolls such a rewrite back."""
+    s, n, x = float(ax.scale), ax.n_in, float(t)
+    width = s * n
+    if mode in ("half_pixel", "pytorch_half_pixel"):
+        return (x + 0.5) / s - 0.5 if mode == "half_pixel" or ax.n_out > 1 else 0.0
+    if mode == "asymmetric":
+        return x / s
+    if mode == "tf_half_pixel_for_nn":
+        return (x + 0.5) / s
+    if mode == "align_corners":
+        return 0.0 if width == 1 else x * (n - 1) / (width - 1)
+    if mode == "half_pixel_symmetric":
+        offset = n / 2 * (1 - ax.n_out / width)
+        return offset + (x + 0.5) / s - 0.5
+    start, end = float(ax.roi[0]), float(ax.roi[1])
+    if width == 1:
+        return (end - start) * (n - 1) / 2 + start * (n - 1)
+    return x * (end - start) * (n - 1) / (width - 1) + start * (n - 1)
 
 
 # --- weights ----------------------------------------------------------------
@@ -224,11 +255,12 @@ def taps(interp: Interpolation, x: Fraction, scale: Fraction) -> list[tuple[int,
 # --- matrix form ------------------------------------------------------------
 
 def interpolation_matrix(interp: Interpolation, ax: AxisResize,
-                         exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                         exact: bool = False, float64: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(M [m, n] float64, extrapolated [m] bool) with y = M @ x along the axis,
     except that rows marked extrapolated (tf_crop_and_resize outside the
     input) are zero in M and hold extrapolation_value in y.  Coordinates are
-    onnxruntime's float32 ones unless `exact`."""
+    onnxruntime's float32 ones (`float64`: the reference evaluator's float64
+    ones, a float64 Resize's oracle) unless `exact`."""
     n, m = ax.n_in, ax.n_out
     if m > MAX_MATRIX_ROWS or m * n > MAX_MATRIX_ELEMENTS:
         raise Unsupported(f"the interpolation matrix of axis {ax.axis} would be [{m}, {n}], beyond the "
@@ -237,7 +269,7 @@ def interpolation_matrix(interp: Interpolation, ax: AxisResize,
         return np.eye(n), np.zeros(n, bool)
     matrix, outside = np.zeros((m, n)), np.zeros(m, bool)
     for t in range(m):
-        x = source_coordinate(interp, t, ax, exact)
+        x = source_coordinate(interp, t, ax, exact, float64)
         if interp.coordinate_mode == "tf_crop_and_resize" and not 0 <= x <= n - 1:
             outside[t] = True
             continue

@@ -1245,3 +1245,26 @@ def test_a_float64_resize_does_not_take_the_conv_forms_and_says_why():
     assert_skips(model, ["resize", "convtranspose"], resize_mode="deconv", code=Code.NO_FORM,
                  reason=r"deconv: float64: onnxruntime has no ConvTranspose of that type to check this form's "
                         r"rewrite against \(it has the matmul form's MatMul")
+
+
+@pytest.mark.parametrize("shape, scales, attrs", [
+    # x_original = (t + 0.5) / 1.7 - 0.5 lands within float32 rounding of a tie on some rows: onnxruntime's
+    # float32 arithmetic picks the other sample than the reference evaluator's float64 one
+    ([1, 1, 7, 7], [1, 1, 1.7, 1.7], dict(mode="nearest", nearest_mode="round_prefer_ceil")),
+    # the linear weights of float32 coordinates are off by ~1e-7, beyond float64's tolerance
+    ([1, 2, 5, 5], [1, 1, 1.7, 1.7], dict(mode="linear")),
+    ([1, 2, 5, 5], [1, 1, 0.6, 0.6], dict(mode="linear", coordinate_transformation_mode="asymmetric")),
+])
+def test_a_float64_resize_matrix_follows_the_float64_oracle_not_onnxruntimes_float32_coordinates(shape, scales,
+                                                                                                  attrs):
+    """A float64 Resize's oracle is onnx's reference evaluator, which computes
+    the source coordinates in float64; the matmul form's matrix must follow
+    that arithmetic (not onnxruntime's float32 one, which is right for
+    float16 / float32): verified, the rewrite is kept (it used to be rolled
+    back); unverified, the written model equals the original."""
+    model = resize_model(shape, scales, dtype=TensorProto.DOUBLE, **attrs)
+    new, report = optimize(model, passes=["resize"], options={"resize_mode": "matmul"}, verify=False)
+    assert forms_of(report) == ["matmul"]
+    result = check_models(model, new)
+    assert result, result
+    assert_rewrites(model, "resize", {"Resize": 0}, resize_mode="matmul")
