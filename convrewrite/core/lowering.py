@@ -264,7 +264,9 @@ def _ranking_note(p, chosen: Option, r: Ranking) -> tuple:
 def _first(why) -> str:
     if isinstance(why, str):
         return why
-    return why[0] + (f" (and {len(why) - 1} more)" if len(why) > 1 else "")
+    # the count goes first: a problem can quote a nested no-form reason, after which
+    # "(and N more)" would read as belonging to its last clause
+    return why[0] if len(why) == 1 else f"{len(why)} problems, the first: {why[0]}"
 
 
 # --- judging a replacement against a target ----------------------------------------

@@ -665,7 +665,7 @@ def test_lower_when_nothing_fits_or_applies(tmp_path):
     assert re.search(r"so the node is left as it is; closest first: 'd2s' would leave 1 node\(s\) the target does "
                      r"not run \(DepthToSpace .*\), not fewer than the 1 it replaces", kept.reason), kept.reason
     # every other form considered, one clause each: 'general' built (its first problem), 'refused' not applicable
-    assert re.search(r"; 'general': Reshape .*rank-6 .*; refused: not applicable: weight too large for this form$",
+    assert re.search(r"; 'general': 3 problems, the first: Reshape .*rank-6 .*; refused: not applicable: weight too large for this form$",
                      kept.reason), kept.reason
     # a match of two host nodes replaced by one that leaves one on the host: fewer, so taken
     two = model_of([helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="n", strides=[2, 2]),

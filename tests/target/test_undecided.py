@@ -183,7 +183,7 @@ def test_a_lowering_of_symbolic_size_is_not_said_to_fit():
     assert r.status == "rewritten" and r.form == "deconv"
     [verdict] = [n for n in r.notes if n.startswith("target arm-ethos-u55: form ")]
     assert verdict.startswith("target arm-ethos-u55: form 'deconv' breaks no rule, but the target may or may not "
-                              "run it: Pad 'up/resize/edge_pad': it needs static shapes (static_shapes)"), verdict
+                              "run it: 2 problems, the first: Pad 'up/resize/edge_pad': it needs static shapes (static_shapes)"), verdict
     assert "fits" not in verdict and verdict.endswith("static sizes of the graph's inputs would decide it")
     assert {x.code for x in report.rewrites if x.node != "up"} == {"target-undecided"}
     r, _ = _record(cubic([1, 8, 4, 4], [1, 8, 8, 8]), ETHOS_U55)
