@@ -158,6 +158,12 @@ def _unsupported(node, graph: GraphView, weight_checked: bool = True) -> Optiona
     if weight_checked and not graph.is_constant(w):
         kind = "a graph input" if graph.is_graph_input(w) else "computed at run time"
         return Skip(f"weight '{w}' is {kind}; make it an initializer to lower it", Code.RUNTIME_WEIGHT)
+    b = node.input[2] if len(node.input) > 2 else ""
+    if b and not graph.is_constant(b) and (graph.dtype(b) is None or graph.shape(b) is None):
+        # a bias added at run time must be fed to the rewrite's check model,
+        # which needs its type and shape (an op of a domain onnx does not know)
+        return Skip(f"bias '{b}' is computed at run time by an operator whose output type or shape is unknown; "
+                    f"make it an initializer (or declare its type and shape in a value_info) to lower it", Code.RUNTIME_WEIGHT)
     problem = _attribute_problem(node, graph, len(xs) - 2)
     return Skip(problem, Code.INVALID_NODE) if problem else None
 

@@ -380,6 +380,26 @@ def test_skip_weight_computed_at_run_time():
     assert_skips(model, PASS, reason="weight 'W' is computed at run time")
 
 
+def _bias_of_another_domain(declared: bool):
+    """The bias computed by a com.microsoft Gelu (onnxruntime runs it; onnx's
+    shape inference does not know its output), declared in a value_info or not."""
+    model = convt_model((1, 2, 4, 4), 2, (2, 2), strides=[2, 2])
+    model.graph.initializer[1].name = "B0"
+    model.graph.node.insert(0, helper.make_node("Gelu", ["B0"], ["B"], name="gelu", domain="com.microsoft"))
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    if declared:
+        model.graph.value_info.append(helper.make_tensor_value_info("B", onnx.TensorProto.FLOAT, [2]))
+    return model
+
+
+def test_skip_bias_of_unknown_type_computed_at_run_time():
+    # it was an internal error (KeyError: None, the bias's element type in the form's cost)
+    assert_skips(_bias_of_another_domain(False), PASS, code="runtime-weight",
+                 reason=r"^ConvTranspose 'up': bias 'B' is computed at run time by an operator whose output type "
+                        r"or shape is unknown; make it an initializer \(or declare its type and shape in a value_info\)")
+    assert_rewrites(_bias_of_another_domain(True), PASS, {"ConvTranspose": 0})   # the advice holds
+
+
 @pytest.mark.parametrize("attrs, reason", [
     ({"strides": [2, 2], "output_padding": [1]}, r"attribute output_padding=\[1\] does not have 2 entries"),
     ({"strides": [2, 2], "kernel_shape": [3, 2]},
