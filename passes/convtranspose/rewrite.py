@@ -60,7 +60,7 @@ from . import forms as _forms
 from . import quantized
 from .batchnorm import Norm, read_norm
 from .forms import MAC_BOUND, SELECTABLE, Deconv
-from .geometry import SpecConflict, conv_transpose_macs, output_geometry
+from .geometry import SpecAmbiguous, SpecConflict, TooLarge, conv_transpose_macs, output_geometry
 
 
 
@@ -125,8 +125,10 @@ class ConvTransposeToConv:
             geometry = output_geometry(x, w[2:], a.get("strides", [1] * rank), a.get("dilations", [1] * rank),
                                        a.get("auto_pad", "NOTSET"), a.get("pads"), a.get("output_padding"),
                                        a.get("output_shape"))
-        except SpecConflict as e:
-            return Skip(f"{where}: {e}", Code.INVALID_NODE)
+        except SpecConflict as e:   # the node's code: a pipeline acts on it (a too-large node is valid ONNX)
+            code = (Code.TOO_LARGE if isinstance(e, TooLarge) else
+                    Code.SPEC_AMBIGUOUS if isinstance(e, SpecAmbiguous) else Code.INVALID_NODE)
+            return Skip(f"{where}: {e}", code)
         if any(g.out <= 0 for g in geometry):
             return Skip(f"{where}: the output would be empty ({[g.out for g in geometry]})", Code.EMPTY_OUTPUT)
         groups = int(a.get("group", 1))

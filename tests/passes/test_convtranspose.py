@@ -29,7 +29,7 @@ from convrewrite.core.lowering import build
 from convrewrite.core.report import REWRITTEN
 from convrewrite.core.rewrite import Match
 from convrewrite.core.standalone import replacement_model
-from passes.convtranspose.geometry import (SpecConflict, conv_transpose_macs, output_geometry)
+from passes.convtranspose.geometry import (SpecAmbiguous, SpecConflict, TooLarge, conv_transpose_macs, output_geometry)
 from convrewrite.target import Profile, builtin_names, load_profile, needs_lowering
 from builders import convt_model
 from helpers import assert_cost_exact, assert_rewrites, assert_skips, forms, op_counts
@@ -420,7 +420,14 @@ def test_skip_symbolic_spatial_size():
 def test_skip_same_padding_where_spec_and_onnxruntime_disagree():
     # kernel 2 < stride 3: the spec pads the output to n*s, onnxruntime stops at (n-1)*s + k
     model = convt_model((1, 2, 4, 4), 2, (2, 2), strides=[3, 3], auto_pad="SAME_UPPER")
-    assert_skips(model, PASS, reason="spec pads the output to 12, onnxruntime returns 11")
+    assert_skips(model, PASS, reason="spec pads the output to 12, onnxruntime returns 11", code="spec-ambiguous")
+
+
+def test_skip_a_valid_node_too_large_to_plan_as_too_large():
+    # a valid node (onnxruntime runs it: a 3x3 output) was coded invalid-node,
+    # "the node breaks its operator's specification"
+    model = convt_model((1, 2, 2, 2), 2, (2, 2), strides=[1000, 1000], pads=[0, 0, 998, 998])
+    assert_skips(model, PASS, reason=r"strides \[1000, 1000\] make 1000000 output phases", code="too-large")
 
 
 def test_skip_pads_together_with_auto_pad():
@@ -474,7 +481,9 @@ def test_property_random_attributes_rewrite_exactly():
                                        a.pop("auto_pad", "NOTSET"), a.pop("pads", None),
                                        a.pop("output_padding", None), a.pop("output_shape", None))
         except SpecConflict as conflict:
-            assert_skips(model, PASS, reason=re.escape(str(conflict)), code="invalid-node")
+            code = ("spec-ambiguous" if isinstance(conflict, SpecAmbiguous) else
+                    "too-large" if isinstance(conflict, TooLarge) else "invalid-node")
+            assert_skips(model, PASS, reason=re.escape(str(conflict)), code=code)
             rewritten.append(False)
             return
         if min(g.out for g in geometry) <= 0:
