@@ -251,6 +251,11 @@ class GraphView(ConstantFolding):
         """A value the caller feeds (an overridable initializer included)."""
         return name in self._graph_inputs and (name not in self.initializers or name in self._overridable)
 
+    def is_sparse_initializer(self, name: str) -> bool:
+        """A sparse_initializer: a constant, but not one the passes read (a
+        reason must not call it computed at run time)."""
+        return any(t.values.name == name for t in self.graph.sparse_initializer)
+
 
 def _indexes(nodes: list) -> tuple[dict, dict]:
     """The node producing each value, and the nodes reading it (in graph order)."""

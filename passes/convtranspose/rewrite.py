@@ -158,9 +158,14 @@ def _unsupported(node, graph: GraphView, weight_checked: bool = True) -> Optiona
         return problem
     xs, w = graph.shape(node.input[0]), node.input[1]
     if weight_checked and not graph.is_constant(w):
-        kind = "a graph input" if graph.is_graph_input(w) else "computed at run time"
-        return Skip(f"weight '{w}' is {kind}; make it an initializer to lower it", Code.RUNTIME_WEIGHT)
+        kind = ("a graph input" if graph.is_graph_input(w) else
+                "a sparse_initializer" if graph.is_sparse_initializer(w) else "computed at run time")
+        an = "a dense" if graph.is_sparse_initializer(w) else "an"
+        return Skip(f"weight '{w}' is {kind}; make it {an} initializer to lower it", Code.RUNTIME_WEIGHT)
     b = node.input[2] if len(node.input) > 2 else ""
+    if b and graph.is_sparse_initializer(b):
+        return Skip(f"bias '{b}' is a sparse_initializer; make it a dense initializer to lower it",
+                    Code.RUNTIME_WEIGHT)
     if b and not graph.is_constant(b) and (graph.dtype(b) is None or graph.shape(b) is None):
         # a bias added at run time must be fed to the rewrite's check model,
         # which needs its type and shape (an op of a domain onnx does not know)

@@ -380,6 +380,23 @@ def test_skip_weight_computed_at_run_time():
     assert_skips(model, PASS, reason="weight 'W' is computed at run time")
 
 
+@pytest.mark.parametrize("which", ["W", "B"])
+def test_skip_a_sparse_initializer_names_it(which):
+    # it was "weight 'W' is computed at run time" (and for the bias "computed at run
+    # time by an operator whose output type or shape is unknown"): it is a constant
+    model = convt_model((1, 2, 4, 4), 2, (2, 2), strides=[2, 2])
+    k = [t.name for t in model.graph.initializer].index(which)
+    dense = numpy_helper.to_array(model.graph.initializer[k])
+    del model.graph.initializer[k]
+    flat = dense.ravel()
+    model.graph.sparse_initializer.append(helper.make_sparse_tensor(
+        numpy_helper.from_array(flat, which), numpy_helper.from_array(np.arange(flat.size, dtype=np.int64), "i"),
+        list(dense.shape)))
+    what = "weight" if which == "W" else "bias"
+    assert_skips(model, PASS, code="runtime-weight",
+                 reason=f"^ConvTranspose 'up': {what} '{which}' is a sparse_initializer; make it a dense initializer")
+
+
 def _bias_of_another_domain(declared: bool):
     """The bias computed by a com.microsoft Gelu (onnxruntime runs it; onnx's
     shape inference does not know its output), declared in a value_info or not."""

@@ -288,6 +288,17 @@ def test_runtime_scales_are_left_alone():
     assert skip_codes(report) == [Code.RUNTIME_WEIGHT]
 
 
+def test_sparse_scales_are_named():
+    # "scales 'scales' is computed at run time": a sparse_initializer is a constant
+    model = resize_model([1, 2, 4, 4], [1, 1, 2, 2], mode="linear")
+    scales = numpy_helper.to_array(model.graph.initializer[0])
+    model.graph.ClearField("initializer")
+    model.graph.sparse_initializer.append(helper.make_sparse_tensor(
+        numpy_helper.from_array(scales, "scales"), numpy_helper.from_array(np.arange(4, dtype=np.int64), "i"), [4]))
+    report = assert_skips(model, DECONV, reason=r"scales 'scales' is a sparse_initializer; make it a dense initializer")
+    assert skip_codes(report) == [Code.RUNTIME_WEIGHT]
+
+
 # --- the matmul form --------------------------------------------------------------------
 
 @pytest.mark.parametrize("model", [
