@@ -45,7 +45,7 @@ from . import qdq_check
 from .cost import batch_one, model_cost, subgraph_cost
 from .equivalence import check_numbers
 from .graph import GraphView, nested_nodes
-from .local_check import CheckError, build_check, check_well_formed, verify_checks
+from .local_check import CheckError, UnknownValue, build_check, check_well_formed, verify_checks
 from .lowering import Lowered, build, lower
 from .model_io import check_and_infer, load_and_infer, load_model
 from .oracle import Oracle
@@ -519,6 +519,9 @@ class _Run:
                 c.check = build_check(graph, c.match, c.lowered.replacement)
             else:
                 check_well_formed(graph, c.match, c.lowered.replacement)
+        except UnknownValue as e:
+            c.roll_back(str(e), Code.UNCHECKABLE)
+            return
         except CheckError as e:
             c.roll_back(f"malformed replacement: {e}", Code.UNCHECKABLE)
             return

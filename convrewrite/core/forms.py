@@ -132,6 +132,14 @@ class Form:
         weighs the MAC bound's choice on the final graphs (_weigh_bound)."""
         return None
 
+    def left_behind(self, match, graph, run_passes: Sequence[str]) -> Optional[str]:
+        """Without a target: why the run's passes would leave what this form
+        builds in the model as an operator they exist to remove (a Resize's
+        ConvTranspose the convtranspose pass cannot lower), or None.  Such a
+        form trades the node for another the run lowers, and is passed over
+        (lowering.lower); with a target, the target check judges the result."""
+        return None
+
     def estimated(self, match, graph) -> bool:
         """Whether a cost model, when the chooser has one, places this form
         for this node among the others that say so (rank: key 5)."""

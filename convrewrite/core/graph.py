@@ -55,7 +55,10 @@ class GraphView(ConstantFolding):
         self._inferred = inferred if inferred is not None else shapes if shapes is not None else infer_shapes(model)
         self._types: dict[str, onnx.TypeProto] = {}
         g = self._inferred.graph
-        for vi in list(g.input) + list(g.value_info) + list(g.output):
+        # A graph input may be listed as a graph output too, its declaration
+        # there vaguer ('H' for a static 5); the value is what the input is
+        # fed, so the input's declaration is read last and wins.
+        for vi in list(g.value_info) + list(g.output) + list(g.input):
             self._types[vi.name] = vi.type
         self.initializers = {t.name: t for t in self.graph.initializer}
         self._graph_inputs = {i.name for i in self.graph.input}
@@ -247,6 +250,11 @@ class GraphView(ConstantFolding):
     def is_graph_input(self, name: str) -> bool:
         """A value the caller feeds (an overridable initializer included)."""
         return name in self._graph_inputs and (name not in self.initializers or name in self._overridable)
+
+    def is_sparse_initializer(self, name: str) -> bool:
+        """A sparse_initializer: a constant, but not one the passes read (a
+        reason must not call it computed at run time)."""
+        return any(t.values.name == name for t in self.graph.sparse_initializer)
 
 
 def _indexes(nodes: list) -> tuple[dict, dict]:

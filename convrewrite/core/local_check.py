@@ -38,6 +38,12 @@ class CheckError(Exception):
     """The rewrite cannot even be checked (a malformed replacement)."""
 
 
+class UnknownValue(CheckError):
+    """A value the check model must be fed has no known type or shape: a
+    fact of the model (an operator onnx's shape inference does not know),
+    not of the replacement."""
+
+
 @dataclass
 class LocalCheck:
     original: onnx.ModelProto      # large weights as stubs, see `weights`
@@ -65,7 +71,12 @@ def _filled(model: onnx.ModelProto, weights) -> onnx.ModelProto:
 
 def _value_info(graph: GraphView, name: str) -> onnx.ValueInfoProto:
     if graph.value_type(name) is None and (graph.shape(name) is None or graph.dtype(name) is None):
-        raise CheckError(f"shape or type of '{name}' is unknown, so the rewrite cannot be checked")
+        producer = graph.producer(name)
+        by = (f" (computed by {producer.op_type} '{graph.label(producer)}'"
+              + (f" of domain '{producer.domain}'" if producer.domain not in ("", "ai.onnx") else "")
+              + ", whose output shape inference does not know)" if producer is not None else "")
+        raise UnknownValue(f"shape or type of '{name}' is unknown{by}, so the rewrite cannot be checked; "
+                           "declare its type and shape in a value_info")
     return graph.value_info(name)
 
 

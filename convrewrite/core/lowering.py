@@ -95,6 +95,8 @@ def cost_model_for(p, target):
 def lower(p, match: Match, graph: GraphView, target=None, passes: Sequence = (), depth: int = 0):
     """A Lowered, or a Skip when no form can be built (see the module docstring)."""
     r = ranking(p, match, graph, target, passes, depth)
+    if target is None and passes:
+        r = _without_left_behind(r, match, graph, [q.name for q in passes])
     where = f"{match.node.op_type} '{graph.label(match.node)}'"
     if not r.options:
         quantized = qdq.region(match.node, graph)
@@ -108,6 +110,20 @@ def lower(p, match: Match, graph: GraphView, target=None, passes: Sequence = (),
         return Lowered(chosen, build(p, match, chosen, graph), notes + _ranking_note(p, chosen, r))
     weighed = (f"{r.options[0].form.name} tried first: {r.weighed}",) if r.weighed else ()
     return _lower_for_target(p, match, graph, target, passes, depth, r, notes + weighed, where)
+
+
+def _without_left_behind(r: Ranking, match: Match, graph: GraphView, run_passes: list) -> Ranking:
+    """`r` less the options whose replacement the run would leave holding an
+    operator it removes (Form.left_behind), each passed over with why."""
+    reasons = {}
+    for option in r.options:
+        if option.form.name not in reasons:
+            reasons[option.form.name] = option.form.left_behind(match, graph, run_passes)
+    if not any(reasons.values()):
+        return r
+    kept = [o for o in r.options if reasons[o.form.name] is None]
+    passed = [(name, why) for name, why in reasons.items() if why]
+    return replace(r, options=kept, passed_over=r.passed_over + passed)
 
 
 def _lower_for_target(p, match, graph, target, passes, depth, r: Ranking, notes, where):

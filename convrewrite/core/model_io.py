@@ -286,7 +286,31 @@ def _value_type_problem(model: onnx.ModelProto) -> str | None:
             if not vi.type.tensor_type.HasField("shape"):
                 return (f"graph {kind} {vi.name!r} declares no shape; ONNX requires the main graph's inputs "
                         f"and outputs to give their rank: declare its shape (dims may be symbolic names)")
+    return _passed_through_type_problem(model)
+
+
+def _passed_through_type_problem(model: onnx.ModelProto) -> str | None:
+    """A graph input (or initializer) listed as a graph output too, declared
+    there of another element type.  onnx's inference then reads the value
+    in the output's type, and its complaint blamed the first node reading
+    it ("output 'y' of node 'up' is declared float but the node computes
+    float16") for a declaration that is right."""
+    types = {t.name: t.data_type for t in model.graph.initializer}
+    types.update((i.name, i.type.tensor_type.elem_type) for i in model.graph.input
+                 if i.type.HasField("tensor_type"))
+    for out in model.graph.output:
+        if not out.type.HasField("tensor_type") or out.name not in types:
+            continue
+        declared, elem = out.type.tensor_type.elem_type, types[out.name]
+        if declared != elem and onnx.TensorProto.UNDEFINED not in (declared, elem):
+            return (f"graph output {out.name!r} is the graph's {_source_kind(model, out.name)} of element type "
+                    f"{_type_name(elem)} but is declared {_type_name(declared)}; correct that graph output's "
+                    "element type")
     return None
+
+
+def _source_kind(model: onnx.ModelProto, name: str) -> str:
+    return "input" if any(i.name == name for i in model.graph.input) else "initializer"
 
 
 # One complaint of onnx's strict inference: a node's inferred output type

@@ -68,6 +68,11 @@ class SpecConflict(ValueError):
     spec forbids the attribute combination; no rewrite can match both."""
 
 
+class SpecAmbiguous(SpecConflict):
+    """The ONNX spec (and its reference evaluator) and onnxruntime compute
+    different outputs for this node: no rewrite can match both."""
+
+
 class TooLarge(SpecConflict):
     """The node is beyond what a rewrite can sensibly plan (an absurd output
     or number of phases).  A SpecConflict, so a caller that skips on one
@@ -182,9 +187,9 @@ def _head_and_out(full: int, same_out: int, wanted: Optional[int], auto_pad: str
                   explicit: tuple[int, int]) -> tuple[int, int]:
     if wanted is None and auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         if full < same_out:
-            raise SpecConflict(f"auto_pad={auto_pad} asks for output size {same_out} but kernel extent + "
-                               f"output_padding only reach {full}: the spec pads the output to "
-                               f"{same_out}, onnxruntime returns {full}; give explicit pads instead")
+            raise SpecAmbiguous(f"auto_pad={auto_pad} asks for output size {same_out} but kernel extent + "
+                                f"output_padding only reach {full}: the spec pads the output to "
+                                f"{same_out}, onnxruntime returns {full}; give explicit pads instead")
         wanted = same_out
     if wanted is None:
         begin, end = (0, 0) if auto_pad == "VALID" else explicit

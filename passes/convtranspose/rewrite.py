@@ -60,7 +60,7 @@ from . import forms as _forms
 from . import quantized
 from .batchnorm import Norm, read_norm
 from .forms import MAC_BOUND, SELECTABLE, Deconv
-from .geometry import SpecConflict, conv_transpose_macs, output_geometry
+from .geometry import SpecAmbiguous, SpecConflict, TooLarge, conv_transpose_macs, output_geometry
 
 
 
@@ -125,8 +125,10 @@ class ConvTransposeToConv:
             geometry = output_geometry(x, w[2:], a.get("strides", [1] * rank), a.get("dilations", [1] * rank),
                                        a.get("auto_pad", "NOTSET"), a.get("pads"), a.get("output_padding"),
                                        a.get("output_shape"))
-        except SpecConflict as e:
-            return Skip(f"{where}: {e}", Code.INVALID_NODE)
+        except SpecConflict as e:   # the node's code: a pipeline acts on it (a too-large node is valid ONNX)
+            code = (Code.TOO_LARGE if isinstance(e, TooLarge) else
+                    Code.SPEC_AMBIGUOUS if isinstance(e, SpecAmbiguous) else Code.INVALID_NODE)
+            return Skip(f"{where}: {e}", code)
         if any(g.out <= 0 for g in geometry):
             return Skip(f"{where}: the output would be empty ({[g.out for g in geometry]})", Code.EMPTY_OUTPUT)
         groups = int(a.get("group", 1))
@@ -156,8 +158,19 @@ def _unsupported(node, graph: GraphView, weight_checked: bool = True) -> Optiona
         return problem
     xs, w = graph.shape(node.input[0]), node.input[1]
     if weight_checked and not graph.is_constant(w):
-        kind = "a graph input" if graph.is_graph_input(w) else "computed at run time"
-        return Skip(f"weight '{w}' is {kind}; make it an initializer to lower it", Code.RUNTIME_WEIGHT)
+        kind = ("a graph input" if graph.is_graph_input(w) else
+                "a sparse_initializer" if graph.is_sparse_initializer(w) else "computed at run time")
+        an = "a dense" if graph.is_sparse_initializer(w) else "an"
+        return Skip(f"weight '{w}' is {kind}; make it {an} initializer to lower it", Code.RUNTIME_WEIGHT)
+    b = node.input[2] if len(node.input) > 2 else ""
+    if b and graph.is_sparse_initializer(b):
+        return Skip(f"bias '{b}' is a sparse_initializer; make it a dense initializer to lower it",
+                    Code.RUNTIME_WEIGHT)
+    if b and not graph.is_constant(b) and (graph.dtype(b) is None or graph.shape(b) is None):
+        # a bias added at run time must be fed to the rewrite's check model,
+        # which needs its type and shape (an op of a domain onnx does not know)
+        return Skip(f"bias '{b}' is computed at run time by an operator whose output type or shape is unknown; "
+                    f"make it an initializer (or declare its type and shape in a value_info) to lower it", Code.RUNTIME_WEIGHT)
     problem = _attribute_problem(node, graph, len(xs) - 2)
     return Skip(problem, Code.INVALID_NODE) if problem else None
 

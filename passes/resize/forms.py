@@ -245,6 +245,17 @@ class Deconv(_FixedKernel):
     def estimated(self, match, graph) -> bool:
         return weighed_by_estimate(match)
 
+    def left_behind(self, match, graph, run_passes):
+        """The ConvTranspose this form builds is lowered by the convtranspose
+        pass only at a static spatial size: of a symbolic one it would stay,
+        the Resize traded for a Pad and a ConvTranspose.  (With --passes
+        resize alone the ConvTranspose is what was asked for.)"""
+        sizes = graph.shape(match.node.input[0])[2:]
+        if "convtranspose" not in run_passes or all(isinstance(n, int) for n in sizes):
+            return None
+        return (f"the ConvTranspose it builds would stay in the model: the convtranspose pass needs a static "
+                f"spatial size, and the input's is {list(sizes)}; fix the input's spatial dimensions")
+
     def cost(self, match, variant, graph) -> Cost:
         p = match.params
         padded = [ax.n_in + k.edge[0] + k.edge[1] if ax.n_in is not None else None

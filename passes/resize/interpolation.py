@@ -532,6 +532,9 @@ def _runtime_reason(graph, name: str, what: str) -> Unreadable:
     if graph.is_graph_input(name):
         return Unreadable(f"{what} '{name}' is a graph input; make it an initializer to lower the node",
                           Code.RUNTIME_WEIGHT)
+    if graph.is_sparse_initializer(name):
+        return Unreadable(f"{what} '{name}' is a sparse_initializer; make it a dense initializer to lower the node",
+                          Code.RUNTIME_WEIGHT)
     if _reads_shape(graph, name, depth=12):
         return Unreadable(f"{what} '{name}' is computed from a tensor's shape, which is not static; give the "
                           "model static input shapes so the Shape chain folds to a constant", Code.DYNAMIC_SHAPE)

@@ -35,6 +35,18 @@ def test_a_graph_input_or_output_without_a_shape_is_named(kind):
         check_model(model)
 
 
+def test_a_graph_input_passed_out_in_another_element_type_is_named():
+    # onnx's inference read x as float16 and blamed the Relu's output y,
+    # whose declaration is right: "output 'y' ... declared float but the node computes float16"
+    model = _relu_model(TensorProto.FLOAT)
+    model.graph.output.append(helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 2]))
+    with pytest.raises(InputError, match="graph output 'x' is the graph's input of element type float but is "
+                                         "declared float16; correct that graph output's element type"):
+        check_model(model)
+    model.graph.output[1].type.tensor_type.elem_type = TensorProto.FLOAT
+    check_model(model)   # passed out in its own type: fine
+
+
 def test_a_value_info_without_a_shape_is_fine():
     model = _relu_model(TensorProto.FLOAT)
     model.graph.value_info.add().CopyFrom(helper.make_tensor_value_info("y", TensorProto.FLOAT, None))

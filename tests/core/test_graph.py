@@ -58,6 +58,25 @@ def test_a_resize_of_an_input_with_a_negative_dim_value_is_rewritten_as_a_symbol
     assert report.verification.equivalent is True  # given inputs: any size where the model says -1
 
 
+def _input_also_output_model():
+    """A ConvTranspose of input x (1x4x5x5), x listed as a graph output too
+    with a vaguer declaration ('N', 'H', 'W': valid, names of dimensions)."""
+    from builders import convt_model
+
+    model = convt_model((1, 4, 5, 5), 3, (4, 4), strides=[2, 2], pads=[1, 1, 1, 1])
+    model.graph.output.append(helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, "H", "W"]))
+    return model
+
+
+def test_a_graph_input_listed_as_an_output_has_its_input_shape():
+    # the output's declaration was read last: the ConvTranspose was left "the
+    # input's spatial size ['H', 'W'] is not static", of an input of static size
+    view = GraphView(_input_also_output_model())
+    assert view.shape("x") == (1, 4, 5, 5)
+    from helpers import assert_rewrites
+    assert_rewrites(_input_also_output_model(), "convtranspose", expect_ops={"ConvTranspose": 0})
+
+
 def test_a_pad_whose_pads_fold_has_a_static_output():
     """TorchScript's reflect-padding chain: onnx's inference leaves the Pad's
     output unknown; the view infers again with the folded pads."""

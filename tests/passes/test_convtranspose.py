@@ -29,7 +29,7 @@ from convrewrite.core.lowering import build
 from convrewrite.core.report import REWRITTEN
 from convrewrite.core.rewrite import Match
 from convrewrite.core.standalone import replacement_model
-from passes.convtranspose.geometry import (SpecConflict, conv_transpose_macs, output_geometry)
+from passes.convtranspose.geometry import (SpecAmbiguous, SpecConflict, TooLarge, conv_transpose_macs, output_geometry)
 from convrewrite.target import Profile, builtin_names, load_profile, needs_lowering
 from builders import convt_model
 from helpers import assert_cost_exact, assert_rewrites, assert_skips, forms, op_counts
@@ -380,6 +380,43 @@ def test_skip_weight_computed_at_run_time():
     assert_skips(model, PASS, reason="weight 'W' is computed at run time")
 
 
+@pytest.mark.parametrize("which", ["W", "B"])
+def test_skip_a_sparse_initializer_names_it(which):
+    # it was "weight 'W' is computed at run time" (and for the bias "computed at run
+    # time by an operator whose output type or shape is unknown"): it is a constant
+    model = convt_model((1, 2, 4, 4), 2, (2, 2), strides=[2, 2])
+    k = [t.name for t in model.graph.initializer].index(which)
+    dense = numpy_helper.to_array(model.graph.initializer[k])
+    del model.graph.initializer[k]
+    flat = dense.ravel()
+    model.graph.sparse_initializer.append(helper.make_sparse_tensor(
+        numpy_helper.from_array(flat, which), numpy_helper.from_array(np.arange(flat.size, dtype=np.int64), "i"),
+        list(dense.shape)))
+    what = "weight" if which == "W" else "bias"
+    assert_skips(model, PASS, code="runtime-weight",
+                 reason=f"^ConvTranspose 'up': {what} '{which}' is a sparse_initializer; make it a dense initializer")
+
+
+def _bias_of_another_domain(declared: bool):
+    """The bias computed by a com.microsoft Gelu (onnxruntime runs it; onnx's
+    shape inference does not know its output), declared in a value_info or not."""
+    model = convt_model((1, 2, 4, 4), 2, (2, 2), strides=[2, 2])
+    model.graph.initializer[1].name = "B0"
+    model.graph.node.insert(0, helper.make_node("Gelu", ["B0"], ["B"], name="gelu", domain="com.microsoft"))
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    if declared:
+        model.graph.value_info.append(helper.make_tensor_value_info("B", onnx.TensorProto.FLOAT, [2]))
+    return model
+
+
+def test_skip_bias_of_unknown_type_computed_at_run_time():
+    # it was an internal error (KeyError: None, the bias's element type in the form's cost)
+    assert_skips(_bias_of_another_domain(False), PASS, code="runtime-weight",
+                 reason=r"^ConvTranspose 'up': bias 'B' is computed at run time by an operator whose output type "
+                        r"or shape is unknown; make it an initializer \(or declare its type and shape in a value_info\)")
+    assert_rewrites(_bias_of_another_domain(True), PASS, {"ConvTranspose": 0})   # the advice holds
+
+
 @pytest.mark.parametrize("attrs, reason", [
     ({"strides": [2, 2], "output_padding": [1]}, r"attribute output_padding=\[1\] does not have 2 entries"),
     ({"strides": [2, 2], "kernel_shape": [3, 2]},
@@ -400,7 +437,14 @@ def test_skip_symbolic_spatial_size():
 def test_skip_same_padding_where_spec_and_onnxruntime_disagree():
     # kernel 2 < stride 3: the spec pads the output to n*s, onnxruntime stops at (n-1)*s + k
     model = convt_model((1, 2, 4, 4), 2, (2, 2), strides=[3, 3], auto_pad="SAME_UPPER")
-    assert_skips(model, PASS, reason="spec pads the output to 12, onnxruntime returns 11")
+    assert_skips(model, PASS, reason="spec pads the output to 12, onnxruntime returns 11", code="spec-ambiguous")
+
+
+def test_skip_a_valid_node_too_large_to_plan_as_too_large():
+    # a valid node (onnxruntime runs it: a 3x3 output) was coded invalid-node,
+    # "the node breaks its operator's specification"
+    model = convt_model((1, 2, 2, 2), 2, (2, 2), strides=[1000, 1000], pads=[0, 0, 998, 998])
+    assert_skips(model, PASS, reason=r"strides \[1000, 1000\] make 1000000 output phases", code="too-large")
 
 
 def test_skip_pads_together_with_auto_pad():
@@ -454,7 +498,9 @@ def test_property_random_attributes_rewrite_exactly():
                                        a.pop("auto_pad", "NOTSET"), a.pop("pads", None),
                                        a.pop("output_padding", None), a.pop("output_shape", None))
         except SpecConflict as conflict:
-            assert_skips(model, PASS, reason=re.escape(str(conflict)), code="invalid-node")
+            code = ("spec-ambiguous" if isinstance(conflict, SpecAmbiguous) else
+                    "too-large" if isinstance(conflict, TooLarge) else "invalid-node")
+            assert_skips(model, PASS, reason=re.escape(str(conflict)), code=code)
             rewritten.append(False)
             return
         if min(g.out for g in geometry) <= 0:

@@ -223,6 +223,27 @@ def test_runtime_weight(form):
                 in notes_of(report))
 
 
+def test_a_runtime_bias_of_unknown_type_is_named_with_what_to_declare():
+    """A bias computed by an op onnx's shape inference does not know (a
+    com.microsoft Gelu): the check model cannot be fed it.  The record said
+    "malformed replacement", as if the pass were wrong; it says which value
+    and what to declare, and with that declaration the Conv is rewritten."""
+    def model(declared):
+        m = conv_model((1, 3, 10, 10), (4, 3, 3, 3), dilations=[2, 2], pads=[2] * 4)
+        m.graph.initializer[1].name = "B0"
+        m.graph.node.insert(0, helper.make_node("Gelu", ["B0"], ["B"], name="gelu", domain="com.microsoft"))
+        m.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+        if declared:
+            m.graph.value_info.append(helper.make_tensor_value_info("B", TensorProto.FLOAT, [4]))
+        return m
+
+    assert_skips(model(False), DilatedConv(), code="uncheckable",
+                 reason=r"^shape or type of 'B' is unknown \(computed by Gelu 'gelu' of domain 'com\.microsoft', "
+                        r"whose output shape inference does not know\), so the rewrite cannot be checked; "
+                        r"declare its type and shape in a value_info$")
+    assert_rewrites(model(True), DilatedConv(), {"Conv": 1})
+
+
 def test_runtime_bias_in_depth_form_is_tiled_at_run_time():
     model = conv_model((1, 3, 10, 10), (4, 3, 3, 3), bias_input=True, dilations=[2, 2], pads=[2] * 4)
     new, _ = assert_rewrites(model, form_pass("depth"), {"Conv": 1, "Tile": 1, "SpaceToDepth": 1})

@@ -212,6 +212,25 @@ def test_symbolic_spatial_sizes_with_scales():
                     inputs={"x": np.random.default_rng(1).standard_normal((2, 3, 5, 7)).astype(np.float32)})
 
 
+@pytest.mark.parametrize("mode", ["linear", "cubic"])
+def test_a_resize_of_symbolic_size_is_not_traded_for_a_convtranspose_the_run_leaves(mode):
+    """With the convtranspose pass in the run (the default), the deconv
+    form's ConvTranspose of a symbolic H, W would stay (that pass needs a
+    static size): the Resize was 'rewritten' into a Pad and the very
+    operator the run removes, exit 0.  It is left alone, the deconv form
+    passed over with why; with the resize pass alone the ConvTranspose is
+    what was asked for (above)."""
+    model = resize_model(["N", 3, "H", "W"], [1, 1, 2, 2], mode=mode)
+    feeds = {"x": np.random.default_rng(1).standard_normal((2, 3, 5, 7)).astype(np.float32)}
+    new, report = optimize(model, inputs=feeds)
+    assert op_counts(new) == op_counts(model), [(r.node, r.status, r.code) for r in report.rewrites]
+    record, = report.rewrites
+    assert record.code == Code.NO_FORM
+    assert re.search(r"deconv: the ConvTranspose it builds would stay in the model: the convtranspose pass needs "
+                     r"a static spatial size, and the input's is \['H', 'W'\]; fix the input's spatial dimensions",
+                     record.reason), record.reason
+
+
 # --- left alone, with reasons ---------------------------------------------------------
 
 def skip_codes(report) -> list:
@@ -290,6 +309,17 @@ def test_runtime_scales_are_left_alone():
     model.graph.input.append(helper.make_tensor_value_info("scales", FLOAT, [4]))
     model.graph.ClearField("initializer")
     report = assert_skips(model, DECONV, reason=r"scales 'scales' is a graph input; make it an initializer")
+    assert skip_codes(report) == [Code.RUNTIME_WEIGHT]
+
+
+def test_sparse_scales_are_named():
+    # "scales 'scales' is computed at run time": a sparse_initializer is a constant
+    model = resize_model([1, 2, 4, 4], [1, 1, 2, 2], mode="linear")
+    scales = numpy_helper.to_array(model.graph.initializer[0])
+    model.graph.ClearField("initializer")
+    model.graph.sparse_initializer.append(helper.make_sparse_tensor(
+        numpy_helper.from_array(scales, "scales"), numpy_helper.from_array(np.arange(4, dtype=np.int64), "i"), [4]))
+    report = assert_skips(model, DECONV, reason=r"scales 'scales' is a sparse_initializer; make it a dense initializer")
     assert skip_codes(report) == [Code.RUNTIME_WEIGHT]
 
 
