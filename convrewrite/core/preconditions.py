@@ -47,11 +47,28 @@ def unverifiable_type(graph: GraphView, name: str, why: str = NO_CONV,
     return Skip(f"element type {type_name} is not lowered: only {allowed} {verb}, because {why}", Code.UNSUPPORTED_TYPE)
 
 
+def unknown_rank(graph: GraphView, name: str) -> str:
+    """Why a value's rank is unknown, and what to do: the run has already
+    run onnx's shape inference, so the fix is a declaration where it lost the
+    shape (a graph input without one, or the node that makes the value)."""
+    if graph.is_graph_input(name):
+        return f"the input's rank is unknown: graph input '{name}' declares no shape; give it one"
+    made = graph.producer(name)
+    if made is None:
+        return f"the input's rank is unknown: '{name}' has no shape; declare it in a value_info"
+    domain = f" of domain '{made.domain}'" if made.domain not in ("", "ai.onnx") else ""
+    return (f"the input's rank is unknown: onnx's shape inference could not follow {made.op_type}{domain} "
+            f"'{made.name or name}' that makes it; declare '{name}' in a value_info (or give the graph's "
+            "inputs shapes)")
+
+
 def unknown_spatial_size(graph: GraphView, name: str, why: str = "") -> Optional[Skip]:
     """The input's rank must be known and its spatial axes (2..) static."""
     xs = graph.shape(name)
-    if xs is None or len(xs) < 3:
-        return Skip("the input's rank is unknown; run shape inference or give the input a shape", Code.DYNAMIC_SHAPE)
+    if xs is None:
+        return Skip(unknown_rank(graph, name), Code.DYNAMIC_SHAPE)
+    if len(xs) < 3:
+        return Skip(f"the input is of rank {len(xs)}: it has no spatial axis", Code.INVALID_NODE)
     if not all(isinstance(d, int) for d in xs[2:]):
         shown = shown_dims(xs[2:])
         if "?" in shown:     # a size shape inference named unk__N: derived from a symbolic dim, or lost

@@ -46,6 +46,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from convrewrite.core.graph import attributes
+from convrewrite.core.preconditions import unknown_rank
 from convrewrite.core.rewrite import Code
 
 # Transforms with x_original(t + s) = x_original(t) + 1 at an integer scale s.
@@ -422,8 +423,7 @@ def read_resize(node, graph) -> "ResizeSpec | Unreadable":
     well defined (a reason without the leading node name, and its code)."""
     shape = graph.shape(node.input[0])
     if shape is None:
-        return Unreadable("the input's rank is unknown; run shape inference or give the input a shape",
-                          Code.DYNAMIC_SHAPE)
+        return Unreadable(unknown_rank(graph, node.input[0]), Code.DYNAMIC_SHAPE)
     interp = read_interpolation(node, graph.opset())
     if isinstance(interp, str):
         return Unreadable(interp)

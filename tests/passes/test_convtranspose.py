@@ -955,3 +955,26 @@ def test_a_symbolic_channel_dim_is_rewritten_and_checked():
     channel.dim_param = "C"
     _, report = assert_rewrites(model, PASS, {"ConvTranspose": 0, "Conv": 1}, expect_rewrites=1)
     assert report.rewrites[0].max_abs_error is not None
+
+
+def _input_of_another_domain(model: onnx.ModelProto, shape=None) -> onnx.ModelProto:
+    """The node's input made by a com.microsoft Gelu, whose output onnx's
+    shape inference does not know; with `shape`, declared in a value_info."""
+    node = model.graph.node[-1]
+    model.graph.node.insert(0, helper.make_node("Gelu", [node.input[0]], ["g"], name="gelu", domain="com.microsoft"))
+    node.input[0] = "g"
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    if shape is not None:
+        model.graph.value_info.append(helper.make_tensor_value_info("g", onnx.TensorProto.FLOAT, shape))
+    return model
+
+
+def test_an_input_of_unknown_rank_names_where_inference_lost_it():
+    # the reason was "run shape inference or give the input a shape": the run had run it, and the
+    # graph input had a shape; the fix is a declaration of the value the Gelu makes
+    assert_skips(_input_of_another_domain(convt_model((1, 2, 4, 4), 2, (2, 2), strides=[2, 2])), PASS,
+                 code="dynamic-shape",
+                 reason=r"^ConvTranspose 'up': the input's rank is unknown: onnx's shape inference could not follow "
+                        r"Gelu of domain 'com.microsoft' 'gelu' that makes it; declare 'g' in a value_info")
+    assert_rewrites(_input_of_another_domain(convt_model((1, 2, 4, 4), 2, (2, 2), strides=[2, 2]), [1, 2, 4, 4]),
+                    PASS, {"ConvTranspose": 0})   # the advice holds

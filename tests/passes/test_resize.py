@@ -1298,3 +1298,21 @@ def test_a_float64_resize_matrix_follows_the_float64_oracle_not_onnxruntimes_flo
     result = check_models(model, new)
     assert result, result
     assert_rewrites(model, "resize", {"Resize": 0}, resize_mode="matmul")
+
+
+def test_an_input_of_unknown_rank_names_where_inference_lost_it():
+    """As for a ConvTranspose (tests/passes/test_convtranspose.py): the
+    Resize's input made by an operator onnx's shape inference does not know."""
+    def model(declared: bool):
+        m = resize_model([1, 2, 4, 4], scales=[1, 1, 2, 2], mode="nearest")
+        node = m.graph.node[-1]
+        m.graph.node.insert(0, helper.make_node("Gelu", [node.input[0]], ["g"], name="gelu", domain="com.microsoft"))
+        node.input[0] = "g"
+        m.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+        if declared:
+            m.graph.value_info.append(helper.make_tensor_value_info("g", TensorProto.FLOAT, [1, 2, 4, 4]))
+        return m
+    assert_skips(model(False), DEFAULT, code="dynamic-shape",
+                 reason=r"^Resize 'up': the input's rank is unknown: onnx's shape inference could not follow Gelu of domain "
+                        r"'com.microsoft' 'gelu' that makes it; declare 'g' in a value_info")
+    assert_rewrites(model(True), DEFAULT, {"Resize": 0})
