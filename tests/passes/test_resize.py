@@ -1300,6 +1300,18 @@ def test_a_float64_resize_matrix_follows_the_float64_oracle_not_onnxruntimes_flo
     assert_rewrites(model, "resize", {"Resize": 0}, resize_mode="matmul")
 
 
+def test_a_float64_cubic_rollback_says_the_reference_evaluator_was_the_oracle():
+    """onnx 1.23's reference evaluator computes cubic weights in float32, so
+    at x3 (weights not exact in float32) the float64 rewrite is 1e-6 from
+    it and rolled back (docs/resize.md); the reason says the original was
+    run by the reference evaluator, not onnxruntime, so the user can tell."""
+    model = resize_model([1, 1, 5, 5], [1, 1, 3, 3], dtype=TensorProto.DOUBLE, mode="cubic")
+    new, report = optimize(model, passes=["resize"])
+    [record] = report.rewrites
+    assert record.code == "verification-failed" and op_counts(new) == op_counts(model), record
+    assert re.search(r"replacement differs from the original \(max abs error .*, the original was run by onnx's "
+                     r"reference evaluator: onnxruntime has no kernel for it\)$", record.reason), record.reason
+
 def test_an_input_of_unknown_rank_names_where_inference_lost_it():
     """As for a ConvTranspose (tests/passes/test_convtranspose.py): the
     Resize's input made by an operator onnx's shape inference does not know."""
