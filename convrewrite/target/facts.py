@@ -158,7 +158,7 @@ def _conv_from_attrs(op, a, x, y, default_group: Optional[int] = 1) -> dict:
     if op == "Conv" and kernel is not None:
         out.update(_conv_pad_kinds(a, sizes, kernel, strides, dilations))
     if op == "ConvTranspose" and kernel is not None and sizes is not None and y is not None:
-        out.update(_output_size_kinds(sizes, _static(y[2:]), kernel, strides, dilations))
+        out.update(_output_size_kinds(sizes, _static(y[2:]), kernel, strides, dilations, a))
     return out
 
 
@@ -209,15 +209,42 @@ def _conv_pad_kinds(a, sizes, kernel, strides, dilations) -> dict:
     return {"pads": pads, "pad_kinds": frozenset(kinds)}
 
 
-def _output_size_kinds(sizes, out_sizes, kernel, strides, dilations) -> dict:
+def _output_size_kinds(sizes, out_sizes, kernel, strides, dilations, a=None) -> dict:
     """ConvTranspose output size: input x stride (TFLite SAME) and/or the
-    unpadded (n - 1) * s + (k - 1) * d + 1 (TFLite VALID)."""
+    unpadded (n - 1) * s + (k - 1) * d + 1 (TFLite VALID); and whether the
+    TRANSPOSE_CONV onnx2tf writes for it has the size Vela takes (onnx2tf_valid)."""
     if out_sizes is None:
         return {}
     times = tuple(n * s for n, s in zip(sizes, strides))
     full = tuple((n - 1) * s + extent(k, d) for n, s, k, d in zip(sizes, strides, kernel, dilations))
     kinds = {name for name, want in (("input_times_stride", times), ("full", full)) if tuple(out_sizes) == want}
+    if a is not None and _onnx2tf_valid(a, sizes, out_sizes, kernel, strides, dilations, times, full):
+        kinds.add("onnx2tf_valid")
     return {"output_sizes": (tuple(out_sizes), times, full), "output_size_kinds": frozenset(kinds)}
+
+
+def _onnx2tf_valid(a, sizes, out_sizes, kernel, strides, dilations, times, full) -> bool:
+    """onnx2tf 2.6.9 (flatbuffer_direct, build_conv_transpose_op) writes a
+    ConvTranspose with explicit pads as a VALID TRANSPOSE_CONV of the uncropped
+    extent: (n - 1) * s + k per axis when any pad is set (the pads and
+    output_padding are then a STRIDED_SLICE after it), (n - 1) * s + k +
+    output_padding when every pad is 0 (the output_padding is in the
+    TRANSPOSE_CONV's own size); with auto_pad SAME_* a SAME one of the ONNX
+    output size.  Vela 5.2 takes a VALID TRANSPOSE_CONV only when its output
+    is n * s + max(k - s, 0) (regor's ConstraintTConvValid: the uncropped
+    extent, so only a kernel at least as large as the stride, without
+    output_padding beyond the pads), a SAME one only when it is n * s."""
+    if any(d is None for d in (*sizes, *out_sizes)):
+        return False
+    auto = a.get("auto_pad", "NOTSET")
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        return tuple(out_sizes) == times
+    r = len(kernel)
+    pads = list(a.get("pads") or [0] * (2 * r)) if auto != "VALID" else [0] * (2 * r)
+    output_padding = list(a.get("output_padding") or [0] * r)
+    written = tuple(f + (0 if any(pads) else p) for f, p in zip(full, output_padding))
+    taken = tuple(n * s + max(extent(k, d) - s, 0) for n, s, k, d in zip(sizes, strides, kernel, dilations))
+    return written == taken
 
 
 def _resize(node, graph, a) -> dict:

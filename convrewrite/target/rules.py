@@ -163,7 +163,9 @@ def _check_output_size(limit, f):
     if f.output_size_kinds is None or f.output_size_kinds & set(limit):
         return None
     got, times, full = f.output_sizes
-    want = {"input_times_stride": f"input x stride = {_x(times)}", "full": f"unpadded (n-1)*s+k = {_x(full)}"}
+    want = {"input_times_stride": f"input x stride = {_x(times)}", "full": f"unpadded (n-1)*s+k = {_x(full)}",
+            "onnx2tf_valid": "the VALID TRANSPOSE_CONV onnx2tf writes, (n-1)*s+k plus output_padding when no "
+                             "pad is set, of the size Vela takes, n*s + max(k-s, 0)"}
     return f"output size {_x(got)} is not an allowed size ({'; '.join(want[k] for k in limit)})"
 
 

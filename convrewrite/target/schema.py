@@ -19,7 +19,7 @@ from ..core.errors import InputError
 
 GROUP_KINDS = ("standard", "depthwise", "grouped")
 PAD_KINDS = ("valid", "same_upper", "same_lower", "same_symmetric", "symmetric", "any")
-OUTPUT_SIZE_KINDS = ("input_times_stride", "full")
+OUTPUT_SIZE_KINDS = ("input_times_stride", "full", "onnx2tf_valid")
 COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
                     "asymmetric", "tf_half_pixel_for_nn", "tf_crop_and_resize")
 NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")

@@ -196,11 +196,16 @@ def window(b: Builder, x: str, axes: Sequence[AxisPhases], lengths: Sequence[int
     rank = len(axes) + 2
     pads = [window_pads(a, n) for a, n in zip(axes, lengths)]
     crop = [k for k, p in enumerate(pads) if p[0] or p[1]]
-    if crop:
-        x = slice_axes(b, x, [k + 2 for k in crop], [pads[k][0] for k in crop],
-                       [axes[k].size - pads[k][1] for k in crop], "crop")
-    if any(p[2] or p[3] for p in pads):
+    padded = any(p[2] or p[3] for p in pads)
+    if padded:
+        # the Pad first, then the crop (in padded coordinates): onnx2tf 2.6.9's flatbuffer_direct
+        # applies a Pad that reads a Slice to the wrong axes (docs/tflite.md reproducer 1; the
+        # strided im2col form of a dilated Conv cropped W and padded H: LiteRT could not run it)
         x = pad_axes(b, x, rank, range(2, rank), [(p[2], p[3]) for p in pads], "pad")
+    if crop:
+        # the window is the padded x from crop_begin (0 where padded in front) to its end less crop_end
+        x = slice_axes(b, x, [k + 2 for k in crop], [pads[k][0] for k in crop],
+                       [pads[k][2] + axes[k].size - pads[k][1] + pads[k][3] for k in crop], "crop")
     return x
 
 

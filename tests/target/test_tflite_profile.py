@@ -212,3 +212,27 @@ def test_check_target_refuses_a_matmul_with_a_constant_operand():
     model, report = optimize(_bilinear_resize("align_corners"), target="tflite")
     assert report.verification.equivalent and report.target["fits"]
     assert [r.form for r in report.records("rewritten")] == ["pointwise"]
+
+
+def _pads_reading_a_slice(model) -> list:
+    producer = {o: n for n in model.graph.node for o in n.output}
+    return [n.name for n in model.graph.node if n.op_type == "Pad"
+            and getattr(producer.get(n.input[0]), "op_type", None) == "Slice"]
+
+
+@pytest.mark.parametrize("pads", [[0, 0, 2, 0], [2, 0, 2, 0], [1, 1, 1, 1]])
+def test_a_strided_dilated_conv_pads_before_it_crops(pads):
+    """The strided im2col form's window is padded, then cropped: no Pad reads
+    a Slice, which onnx2tf 2.6.9's flatbuffer_direct applies to the wrong axes
+    (docs/tflite.md reproducer 1). Cropped W then padded H, a 3x3 rate-2
+    stride-2 Conv on 12x12 came out [1,12,12,8] instead of [1,8,13,11] and
+    LiteRT could not run it ("concatenation.cc:215 ... (8 != 9)"); padded
+    first it converts and matches (hunt7's random sweep)."""
+    from tests.builders import conv_model
+
+    model = conv_model((1, 8, 12, 12), (8, 8, 3, 3), dilations=[2, 2], strides=[2, 2], pads=pads)
+    new, report = optimize(model, target="tflite")
+    assert report.verification.equivalent and report.target["fits"]
+    assert [r.form for r in report.records("rewritten")] == ["im2col"]
+    ops = [n.op_type for n in new.graph.node]
+    assert "Pad" in ops and _pads_reading_a_slice(new) == []

@@ -185,6 +185,13 @@ CASES = {
     "convt_s2_dw": ("ConvTranspose depthwise stride 2", lambda: convt(4, 2, p=1, group=8)),
     "convt_s4": ("ConvTranspose stride 4", lambda: convt(4, 4, p=0)),
     "convt_s2_crop": ("ConvTranspose stride 2, other output size", lambda: convt(4, 2, p=2)),
+    # Vela's TRANSPOSE_CONV output size (VALID: n*s + max(k-s, 0)) on what onnx2tf writes: the
+    # uncropped (n-1)*s+k, plus output_padding when every pad is 0 (output_size onnx2tf_valid)
+    "convt_k1_s2": ("ConvTranspose kernel 1 < stride 2", lambda: convt(1, 2)),
+    "convt_k1_s2_outpad": ("ConvTranspose kernel 1 < stride 2, output_padding 1 unpadded",
+                           lambda: convt(1, 2, out_pad=1)),
+    "convt_s2_outpad_unpadded": ("ConvTranspose stride 2, output_padding 1 unpadded", lambda: convt(3, 2, out_pad=1)),
+    "convt_s3_outpad_cropped": ("ConvTranspose stride 3, output_padding 2 with pads", lambda: convt(5, 3, p=1, out_pad=2)),
     "resize_nearest_x2": ("Resize nearest asymmetric x2", lambda: resize("nearest", "asymmetric", 2)),
     "resize_nearest_x3": ("Resize nearest x3", lambda: resize("nearest", "asymmetric", 3)),
     "resize_nearest_x16": ("Resize nearest x16", lambda: resize("nearest", "asymmetric", 16, h=4)),
@@ -272,6 +279,10 @@ VELA_5_2 = {
     "convt_s2_dw": {U55: True, U85: True},
     "convt_s4": {U55: False, U85: True},
     "convt_s2_crop": {U55: True, U85: True},
+    "convt_k1_s2": {U55: False, U85: False},          # "(Padding::VALID) Unsupported IFM/OFM shapes. ifm:(8,8) ofm:(15,15)"
+    "convt_k1_s2_outpad": {U55: True, U85: True},     # ofm 16 = 8*2 + max(1-2, 0)
+    "convt_s2_outpad_unpadded": {U55: False, U85: False},  # "... ifm:(8,8) ofm:(18,18), stride:(2,2), kernel:(3,3)"
+    "convt_s3_outpad_cropped": {U55: False, U85: True},    # U55: "stride out of range: (3,3)"
     "resize_nearest_x2": {U55: True, U85: True},
     "resize_nearest_x3": {U55: False, U85: True},
     "resize_nearest_x16": {U55: False, U85: True},
@@ -359,8 +370,6 @@ EXEMPT = {
 NO_BREAKING_CASE = {
     (U55, "Pad"): "mode wrap: onnx2tf 2.6.9 does not convert it",
     (U85, "Pad"): "mode wrap: onnx2tf 2.6.9 does not convert it",
-    (U85, "ConvTranspose"): "its only limits (3-D, dilation) are ones onnx2tf does not convert to an int8 "
-                            "TRANSPOSE_CONV",
 }
 
 
