@@ -455,16 +455,16 @@ def _itemsize(graph: GraphView, match) -> int:
 
 
 def _window_moved(axes, lengths, channels: int, itemsize: int) -> tuple[Moved, list]:
-    """`phases.window`: a Slice where x is cropped, a Pad where it is padded."""
+    """`phases.window`: a Pad where x is padded, then a Slice where it is cropped."""
     shape = [1, channels, *[a.size for a in axes]]
     pads = [window_pads(a, n) for a, n in zip(axes, lengths)]
     moved = NOTHING
-    if any(q[0] or q[1] for q in pads):
-        cropped = shape[:2] + [a.size - q[0] - q[1] for a, q in zip(axes, pads)]
-        moved, shape = movement([shape], cropped, itemsize), cropped
     if any(q[2] or q[3] for q in pads):
         padded = shape[:2] + [n + q[2] + q[3] for n, q in zip(shape[2:], pads)]
-        moved, shape = moved + movement([shape], padded, itemsize), padded
+        moved, shape = movement([shape], padded, itemsize), padded
+    if any(q[0] or q[1] for q in pads):
+        cropped = shape[:2] + [n - q[0] - q[1] for n, q in zip(shape[2:], pads)]
+        moved, shape = moved + movement([shape], cropped, itemsize), cropped
     return moved, shape
 
 

@@ -1387,3 +1387,12 @@ def test_a_dilated_conv_after_torchscripts_padding_chain_is_rewritten(mode):
 
     new, _ = assert_rewrites(torchscript_padded_conv_model(mode=mode), "dilated-conv", {}, expect_rewrites=1)
     assert not [n for n in new.graph.node if n.op_type == "Conv" and max(attributes(n).get("dilations", [1])) > 1]
+
+
+@pytest.mark.parametrize("pads", [[0, 0, 2, 0], [2, 0, 2, 0], [0, 1, 2, 0]])
+def test_costs_exact_where_the_window_is_both_padded_and_cropped(pads):
+    """phases.window pads first, then crops in padded coordinates (no Pad
+    reads a Slice: onnx2tf, docs/tflite.md reproducer 1); the Cost of every
+    form moves the bytes in that order too (it used to crop first)."""
+    model = conv_model((1, 8, 12, 12), (8, 8, 3, 3), dilations=[2, 2], strides=[2, 2], pads=pads)
+    assert "im2col" in assert_built_costs_exact(model, form_pass("batch"))
