@@ -30,9 +30,9 @@ blocks in the same layout, so one such step per axis with a block above 1
 DepthToSpace (2-D, equal blocks, static sizes): onnxruntime's CPU
 DepthToSpace is a generic 6-D strided copy (about 1 GB/s), while a Transpose
 moving one axis copies whole blocks; on onnxruntime 1.32 CPU, one thread, a
-2x2 DCR shuffle ran 2.2-3.5x faster per axis (16x128x128 out: 6063 against
-2747 us; docs/latency.md).  Only for the runtime without a target: NPUs
-want DEPTH_TO_SPACE and rank <= 4.
+2x2 shuffle ran 2-3.6x faster per axis, DCR and CRD (C=16 on 128x128: 5.24
+against 2.40 ms; docs/latency.md).  Only for the runtime without a target
+(the shuffle-spelling pass): NPUs want DEPTH_TO_SPACE and rank <= 4.
 """
 from __future__ import annotations
 
