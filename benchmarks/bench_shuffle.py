@@ -7,6 +7,9 @@ The rewritten forms end in a pixel shuffle (C*4, H, W) -> (C, 2H, 2W); this
 times, for each shape, the ways to build one on onnxruntime CPU (1 thread,
 default graph optimizations), and as yardsticks the ops the rewrites remove
 (nearest Resize 2x of (C, H, W), a depthwise ConvTranspose 2x2 stride 2).
+"per axis" is the spelling the shuffle-spelling pass gives each DepthToSpace
+(one Reshape/Transpose/Reshape per spatial axis), built by that pass and
+checked bit-identical to the DepthToSpace here.
 Every graph is one node (or one Reshape/Transpose/Reshape chain) on a
 seeded random input; times are medians of samples of the thread's CPU
 time (bench_latency.measure), one op after the other.  `--profile` in bench_latency.py
@@ -28,10 +31,26 @@ from bench_latency import measure  # noqa: E402
 OPSET = 17
 
 
-def graph_model(nodes, x_shape, inits=()) -> onnx.ModelProto:
+def graph_model(nodes, x_shape, inits=(), y_shape=None) -> onnx.ModelProto:
     g = helper.make_graph(nodes, "shuffle", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], list(inits))
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)], list(inits))
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)])
+
+
+def per_axis(mode: str, c: int, h: int, w: int) -> onnx.ModelProto:
+    """The DepthToSpace respelled by the shuffle-spelling pass (verified: exact)."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import convrewrite
+    d2s = graph_model([helper.make_node("DepthToSpace", ["x"], ["y"], blocksize=2, mode=mode)], [1, 4 * c, h, w],
+                      y_shape=[1, c, 2 * h, 2 * w])
+    model, _ = convrewrite.optimize(d2s, passes=["shuffle-spelling"])
+    assert not any(n.op_type == "DepthToSpace" for n in model.graph.node), "not respelled"
+    x = np.random.default_rng(1).standard_normal([1, 4 * c, h, w]).astype(np.float32)
+    import onnxruntime as ort
+    run = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+           for m in (d2s, model)]
+    assert np.array_equal(*run), "not bit-identical"
+    return model
 
 
 def shuffle_variants(c: int, h: int, w: int) -> dict:
@@ -48,6 +67,8 @@ def shuffle_variants(c: int, h: int, w: int) -> dict:
         "DepthToSpace DCR": (graph_model([helper.make_node("DepthToSpace", ["x"], ["y"], blocksize=2)], big), big),
         "DepthToSpace CRD": (graph_model([helper.make_node("DepthToSpace", ["x"], ["y"], blocksize=2, mode="CRD")],
                                          big), big),
+        "DepthToSpace DCR per axis (shuffle-spelling)": (per_axis("DCR", c, h, w), big),
+        "DepthToSpace CRD per axis (shuffle-spelling)": (per_axis("CRD", c, h, w), big),
         "Reshape/Transpose/Reshape": (graph_model(rtr, big, [shape6, out4]), big),
         "Resize nearest 2x (yardstick)": (graph_model([helper.make_node("Resize", ["x", "", "sc"], ["y"],
                                                                         mode="nearest")], [1, c, h, w], [scales]),

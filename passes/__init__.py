@@ -2,8 +2,9 @@
 
 resize runs first so that the ConvTranspose it produces is lowered by
 convtranspose (the driver's worklist would lower it in any order);
-dilated-conv is independent of both; shuffle-motion runs last, as it
-moves the pixel shuffles the others build.
+dilated-conv is independent of both; shuffle-motion runs after them, as it
+moves the pixel shuffles the others build, and shuffle-spelling last, as it
+respells the DepthToSpace nodes shuffle-motion reads.
 """
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from .convtranspose.rewrite import ConvTransposeToConv
 from .dilated_conv.rewrite import DilatedConvToSpaceToBatch
 from .resize.rewrite import ResizeToConvTranspose
 from .shuffle_motion.rewrite import ShuffleMotion
+from .shuffle_spelling.rewrite import ShuffleSpelling
 
-PASSES = (ResizeToConvTranspose, ConvTransposeToConv, DilatedConvToSpaceToBatch, ShuffleMotion)
+PASSES = (ResizeToConvTranspose, ConvTransposeToConv, DilatedConvToSpaceToBatch, ShuffleMotion, ShuffleSpelling)
 
 
 def pass_names() -> list[str]:

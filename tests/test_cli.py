@@ -66,11 +66,12 @@ def test_report_json_schema(tmp_path):
     assert r.returncode == 0, r.stderr
     d = json.loads(rep.read_text())
     assert d["input"] == str(src) and d["output"] == str(tmp_path / "o.onnx")
-    assert d["passes"] == ["resize", "convtranspose", "dilated-conv", "shuffle-motion"]
+    assert d["passes"] == ["resize", "convtranspose", "dilated-conv", "shuffle-motion", "shuffle-spelling"]
     assert d["op_counts"]["before"] == {"ConvTranspose": 1, "Relu": 1}
     assert "ConvTranspose" not in d["op_counts"]["after"]
-    (rec,) = d["rewrites"]
+    (rec, spelled) = d["rewrites"]    # the ConvTranspose, then its DepthToSpace spelled per axis
     assert rec["pass"] == "convtranspose" and rec["node"] == "up1" and rec["status"] == "rewritten"
+    assert spelled["pass"] == "shuffle-spelling" and spelled["op"] == "DepthToSpace" and spelled["status"] == "rewritten"
     assert rec["max_abs_error"] is not None and rec["new_nodes"]
     assert rec["macs_before"] == 4 * 8 * 8 * 3 * 4 and rec["macs_after"] <= rec["macs_before"]
     assert {"total", "load_and_check"} <= set(d["timings"])
@@ -80,7 +81,7 @@ def test_passes_lists_every_pass():
     r = run("passes")
     assert r.returncode == 0
     names = [line.split()[0] for line in r.stdout.splitlines()]
-    assert names == ["resize", "convtranspose", "dilated-conv", "shuffle-motion"]
+    assert names == ["resize", "convtranspose", "dilated-conv", "shuffle-motion", "shuffle-spelling"]
 
 
 def test_dry_run_writes_nothing(tmp_path):
@@ -619,7 +620,7 @@ def test_the_installed_command():
     assert version.returncode == 0 and version.stdout.split() == ["convrewrite", convrewrite.__version__]
     listed = subprocess.run([exe, "passes"], capture_output=True, text=True, timeout=300)
     assert listed.returncode == 0 and [line.split()[0] for line in listed.stdout.splitlines()] == \
-        ["resize", "convtranspose", "dilated-conv", "shuffle-motion"]
+        ["resize", "convtranspose", "dilated-conv", "shuffle-motion", "shuffle-spelling"]
 
 
 def test_dilated_flags_reach_the_pass(tmp_path):

@@ -61,6 +61,35 @@ def test_pixel_shuffle_matches_its_formula(blocks, sizes, layout):
     assert rank == shuffle_rank(blocks, layout, 17) <= 6
 
 
+@pytest.mark.parametrize("layout", ["DCR", "CRD"])
+@pytest.mark.parametrize("blocks,sizes", CASES + [((3, 3), (2, 5)), ((2, 2), (1, 1))])
+def test_per_axis_spells_only_a_would_be_depth_to_space_and_matches_the_formula(blocks, sizes, layout):
+    """`per_axis`: where the shuffle would be a DepthToSpace, one Reshape/Transpose/Reshape
+    per axis (rank 5 DCR, 6 CRD), bit-identical to the formula, costed by the same
+    arguments; any other shuffle is built as without it."""
+    channels = 2
+    x = np.random.default_rng(3).standard_normal((2, channels * int(np.prod(blocks)), *sizes)).astype(np.float32)
+    got, ops, rank = _run_builder(lambda b, v: pixel_shuffle(b, v, channels, blocks, sizes, layout,
+                                                             per_axis=True), x)
+    np.testing.assert_array_equal(got, _shuffle_formula(x, channels, blocks, layout))
+    _, plain_ops, plain_rank = _run_builder(lambda b, v: pixel_shuffle(b, v, channels, blocks, sizes, layout), x)
+    assert rank == shuffle_rank(blocks, layout, 17, per_axis=True, sizes=sizes)
+    cost = pixel_shuffle_cost(channels, blocks, sizes, 4, layout, 17, per_axis=True)
+    if plain_ops == ["DepthToSpace"]:
+        assert ops == ["Reshape", "Transpose", "Reshape"] * 2 and rank == (5 if layout == "DCR" else 6)
+        assert (cost.nodes, cost.bytes) == (6, 6 * 2 * x[:1].nbytes)   # each node reads and writes it all
+    else:
+        assert (ops, rank) == (plain_ops, plain_rank)
+        assert cost == pixel_shuffle_cost(channels, blocks, sizes, 4, layout, 17)
+
+
+def test_per_axis_keeps_the_depth_to_space_where_a_size_is_symbolic():
+    """The per-axis Reshapes name products of the spatial sizes: not where one is symbolic."""
+    x = np.random.default_rng(4).standard_normal((1, 8, 3, 3)).astype(np.float32)
+    _, ops, rank = _run_builder(lambda b, v: pixel_shuffle(b, v, 2, [2, 2], ["H", 3], "DCR", per_axis=True), x)
+    assert ops == ["DepthToSpace"] and rank == 4 == shuffle_rank([2, 2], "DCR", 17, per_axis=True, sizes=["H", 3])
+
+
 @pytest.mark.parametrize("blocks,sizes", CASES)
 def test_crd_channels_gathered_into_a_dcr_shuffle_are_the_crd_shuffle(blocks, sizes):
     """GATHERED: one Gather puts CRD channels (c*B + p) in DCR order (p*C + c),

@@ -262,11 +262,12 @@ def test_a_target_gets_no_candidates():
 
 def test_the_mask_head_after_convtranspose():
     """The sample Mask R-CNN head: ConvTranspose 2x2/s2 (single-conv, CRD) -> Relu -> 1x1 Conv to the
-    classes: the shuffle moves after the class Conv, the Conv before it rebuilt in DCR order."""
+    classes: the shuffle moves after the class Conv, the Conv before it rebuilt in DCR order; then
+    shuffle-spelling spells it one axis at a time (two Reshape/Transpose/Reshape steps)."""
     model = onnx.load(MODELS / "maskrcnn_mask_head.onnx")
     new, report = optimize(model)
-    assert forms(report) == ["single-conv", "grouped"]
-    assert [n.op_type for n in new.graph.node][-4:] == ["Conv", "Relu", "Conv", "DepthToSpace"]
+    assert forms(report) == ["single-conv", "grouped", "per-axis"]
+    assert [n.op_type for n in new.graph.node][-9:] == ["Conv", "Relu", "Conv"] + ["Reshape", "Transpose", "Reshape"] * 2
     assert report.verification.equivalent is True
 
 
