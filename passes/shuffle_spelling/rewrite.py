@@ -28,6 +28,7 @@ measured here), with static channels and spatial sizes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import prod
 from typing import ClassVar, Optional, Union
 
 import onnx
@@ -40,6 +41,10 @@ from convrewrite.core.rewrite import Code, Match, PassOptions, Skip
 from .forms import FORMS, Spelling
 
 MIN_OPSET = 5          # Reshape with its shape as an input
+# Up to this many elements the six nodes' overhead eats the copy saved: onnxruntime 1.32 CPU,
+# one thread, a 2x2 shuffle to 4x16x16 or 16x8x8 (1,024) took 0.4-1.0 us longer per axis than
+# DepthToSpace (about 20 us each); to 8x16x16 or 2x32x32 (2,048) 3-5 us less (docs/latency.md).
+MIN_ELEMENTS = 1024
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,9 @@ class ShuffleSpelling:
         if problem:
             return Skip(f"DepthToSpace '{graph.label(node)}': {problem.reason}", problem.code)
         u, a = graph.shape(node.input[0]), attributes(node)
+        if prod(u[1:]) <= MIN_ELEMENTS:
+            return Skip(f"DepthToSpace '{graph.label(node)}': {prod(u[1:])} elements per image, at most "
+                        f"{MIN_ELEMENTS}: one axis at a time measured no faster there", Code.NO_FORM)
         block, mode = int(a["blocksize"]), a.get("mode", "DCR")
         params = Spelling(block, mode, u[1] // (block * block), tuple(u[2:]), 4, graph.opset())
         return Match(node, params, notes=(f"{mode} blocksize {block}: one Reshape/Transpose/Reshape per axis "

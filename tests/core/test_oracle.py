@@ -67,7 +67,10 @@ def chaotic_chain(blocks: int, seed: int = 0, gain: float = 3.0, mixing: int = 0
 
 
 def _kept(report) -> float:
-    return len(report.records(REWRITTEN)) / len(report.rewrites)
+    """The share of rewrites kept: rewritten against rewritten or rolled back
+    (a node a pass left alone, e.g. a shuffle too small to respell, is neither)."""
+    kept, rolled = len(report.records(REWRITTEN)), len(report.records(ROLLED_BACK))
+    return kept / (kept + rolled)
 
 
 # --- (a) a chaotic model: accepted within its own noise, and said to be unstable ---------

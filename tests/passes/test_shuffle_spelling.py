@@ -35,7 +35,7 @@ def assert_bit_identical(model, new, shape):
     assert np.array_equal(outputs(model, x), outputs(new, x))
 
 
-def d2s_model(c=3, h=5, w=4, block=2, mode="DCR", batch=1, dtype=TensorProto.FLOAT, opset=17):
+def d2s_model(c=8, h=12, w=10, block=2, mode="DCR", batch=1, dtype=TensorProto.FLOAT, opset=17):
     node = helper.make_node("DepthToSpace", ["x"], ["y"], blocksize=block, mode=mode)
     x = helper.make_tensor_value_info("x", dtype, [batch, c * block * block, h, w])
     y = helper.make_tensor_value_info("y", dtype, [batch, c, h * block, w * block])
@@ -52,14 +52,14 @@ def test_a_depth_to_space_becomes_two_per_axis_steps_bit_identical(mode, batch, 
     ranks = {len(n.attribute[0].ints) for n in new.graph.node if n.op_type == "Transpose"}
     assert ranks == {5 if mode == "DCR" else 6}
     for n in (1, 2):
-        assert_bit_identical(model, new, [n, 3 * block * block, 5, 4])
+        assert_bit_identical(model, new, [n, 8 * block * block, 12, 10])
         if batch == 1:
             break
 
 
 @pytest.mark.parametrize("mode,batch", [("DCR", 1), ("CRD", 2), ("DCR", "N")])
 def test_the_cost_is_exact(mode, batch):
-    model = d2s_model(c=5, h=6, w=7, mode=mode, batch=batch)
+    model = d2s_model(c=5, h=12, w=7, mode=mode, batch=batch)
     p = make_passes(["shuffle-spelling"])[0]
     graph = GraphView(model)
     match = p.match(model.graph.node[0], graph)
@@ -72,7 +72,7 @@ def test_the_cost_is_exact(mode, batch):
 
 def test_a_convtranspose_without_a_target_keeps_no_depth_to_space():
     """The default run: convtranspose builds Conv + DepthToSpace, shuffle-spelling respells it."""
-    model = with_output_shape(convt_model((1, 8, 6, 6), 4, (4, 4), strides=[2, 2], pads=[1, 1, 1, 1]))
+    model = with_output_shape(convt_model((1, 8, 12, 12), 4, (4, 4), strides=[2, 2], pads=[1, 1, 1, 1]))
     new, report = optimize(model)
     assert op_counts(new)["DepthToSpace"] == 0 and op_counts(new)["Transpose"] == 2
     assert forms(report)[-1] == "per-axis"
@@ -124,3 +124,18 @@ def test_a_quantized_depth_to_space_is_left_as_it_is():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     new, report = optimize(model, passes=["shuffle-spelling"])
     assert op_counts(new)["DepthToSpace"] == 1 and not report.records("rewritten")
+
+
+@pytest.mark.parametrize("c, h, w", [(4, 8, 8), (16, 4, 4)])
+def test_a_shuffle_of_at_most_1024_elements_is_left_with_a_reason(c, h, w):
+    """Up to MIN_ELEMENTS the per-axis spelling measured no faster than
+    DepthToSpace (six nodes' overhead): left, saying so; one element more
+    per image (below) is respelled."""
+    model = d2s_model(c=c, h=h, w=w)
+    new, report = optimize(model, passes=["shuffle-spelling"])
+    assert op_counts(new) == op_counts(model)
+    [record] = report.rewrites
+    assert record.code == "no-form" and record.reason.endswith(
+        "1024 elements per image, at most 1024: one axis at a time measured no faster there"), record.reason
+    bigger = d2s_model(c=c, h=h, w=w + 1)
+    assert_rewrites(bigger, "shuffle-spelling", PER_AXIS, expect_rewrites=1)
