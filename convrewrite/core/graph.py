@@ -251,6 +251,11 @@ class GraphView(ConstantFolding):
         """A value the caller feeds (an overridable initializer included)."""
         return name in self._graph_inputs and (name not in self.initializers or name in self._overridable)
 
+    def maker(self, node: onnx.NodeProto) -> str:
+        """A node as a reason names it: op type, label, and a domain other than ONNX's."""
+        domain = f" of domain '{node.domain}'" if node.domain not in ("", "ai.onnx") else ""
+        return f"{node.op_type} '{self.label(node)}'{domain}"
+
     def is_sparse_initializer(self, name: str) -> bool:
         """A sparse_initializer: a constant, but not one the passes read (a
         reason must not call it computed at run time)."""

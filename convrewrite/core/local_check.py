@@ -72,9 +72,8 @@ def _filled(model: onnx.ModelProto, weights) -> onnx.ModelProto:
 def _value_info(graph: GraphView, name: str) -> onnx.ValueInfoProto:
     if graph.value_type(name) is None and (graph.shape(name) is None or graph.dtype(name) is None):
         producer = graph.producer(name)
-        by = (f" (computed by {producer.op_type} '{graph.label(producer)}'"
-              + (f" of domain '{producer.domain}'" if producer.domain not in ("", "ai.onnx") else "")
-              + ", whose output shape inference does not know)" if producer is not None else "")
+        by = (f" (computed by {graph.maker(producer)}, whose output shape inference does not know)"
+              if producer is not None else "")
         raise UnknownValue(f"shape or type of '{name}' is unknown{by}, so the rewrite cannot be checked; "
                            "declare its type and shape in a value_info")
     return graph.value_info(name)

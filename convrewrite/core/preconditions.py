@@ -56,10 +56,8 @@ def unknown_rank(graph: GraphView, name: str) -> str:
     made = graph.producer(name)
     if made is None:
         return f"the input's rank is unknown: '{name}' has no shape; declare it in a value_info"
-    domain = f" of domain '{made.domain}'" if made.domain not in ("", "ai.onnx") else ""
-    return (f"the input's rank is unknown: onnx's shape inference could not follow {made.op_type}{domain} "
-            f"'{made.name or name}' that makes it; declare '{name}' in a value_info (or give the graph's "
-            "inputs shapes)")
+    return (f"the input's rank is unknown: onnx's shape inference could not follow {graph.maker(made)}, which "
+            f"makes it; declare '{name}' in a value_info (or give the graph's inputs shapes)")
 
 
 def unknown_spatial_size(graph: GraphView, name: str, why: str = "") -> Optional[Skip]:

@@ -70,19 +70,23 @@ def _split_layout(channels: int, blocks: Sequence[int], layout: str):
     raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
 
 
-def _is_depth_to_space(blocks: Sequence[int], layout: str, opset: int, allow_depth_to_space: bool) -> bool:
-    """Whether pixel_shuffle emits the single DepthToSpace (layout not GATHERED)."""
-    return (allow_depth_to_space and len(blocks) == 2 and blocks[0] == blocks[1] > 1
-            and (opset >= 11 or layout == "DCR"))
+def square_blocks(blocks: Sequence[int]) -> bool:
+    """2-D with one block size above 1: what a single DepthToSpace / SpaceToDepth moves."""
+    return len(blocks) == 2 and blocks[0] == blocks[1] > 1
+
+
+def is_depth_to_space(blocks: Sequence[int], layout: str, opset: int, allow_depth_to_space: bool = True) -> bool:
+    """Whether pixel_shuffle emits the single DepthToSpace (GATHERED: after its Gather);
+    CRD needs DepthToSpace's `mode`, which opset 11 added."""
+    layout = "DCR" if layout == GATHERED else layout
+    return allow_depth_to_space and square_blocks(blocks) and (opset >= 11 or layout == "DCR")
 
 
 def per_axis_applies(blocks: Sequence[int], sizes: Sequence, layout: str, opset: int,
                      allow_depth_to_space: bool = True) -> bool:
     """Whether `per_axis` changes this shuffle: it would be a DepthToSpace
     and the sizes the per-axis steps' Reshapes name are static."""
-    layout = "DCR" if layout == GATHERED else layout
-    return (_is_depth_to_space(blocks, layout, opset, allow_depth_to_space)
-            and all(isinstance(n, int) for n in sizes))
+    return is_depth_to_space(blocks, layout, opset, allow_depth_to_space) and all(isinstance(n, int) for n in sizes)
 
 
 def shuffle_rank(blocks: Sequence[int], layout: str, opset: int,
@@ -95,7 +99,7 @@ def shuffle_rank(blocks: Sequence[int], layout: str, opset: int,
         return 0
     if per_axis and per_axis_applies(blocks, sizes, layout, opset, allow_depth_to_space):
         return 5 if layout == "DCR" else 6
-    if allow_depth_to_space and r == 2 and blocks[0] == blocks[1] and (opset >= 11 or layout == "DCR"):
+    if is_depth_to_space(blocks, layout, opset, allow_depth_to_space):
         return 4
     if 2 + 2 * r <= MAX_GENERAL_RANK:
         return 2 + 2 * r

@@ -37,7 +37,7 @@ from typing import Sequence
 
 from ..core.builder import Builder
 from .opset_ops import NOTHING, Moved, movement, slice_axes, tensor_bytes
-from .pixel_shuffle import MAX_GENERAL_RANK, pixel_shuffle, pixel_shuffle_cost
+from .pixel_shuffle import MAX_GENERAL_RANK, pixel_shuffle, pixel_shuffle_cost, square_blocks
 
 
 # --- builders -----------------------------------------------------------------
@@ -131,7 +131,7 @@ def batch_to_space(b: Builder, y: str, channels: int, blocks: Sequence[int],
 
 def _depth_ops(blocks: Sequence[int], allowed: bool) -> bool:
     """Whether the 2-D equal-block spelling (SpaceToDepth / DepthToSpace) is used."""
-    return allowed and len(blocks) == 2 and blocks[0] == blocks[1]
+    return allowed and square_blocks(blocks)
 
 
 def _space_to_batch_per_axis(b: Builder, x: str, channels: int, blocks: Sequence[int],

@@ -33,7 +33,7 @@ from convrewrite.core.cost import grouped
 from convrewrite.core.forms import Cost, Form
 from convrewrite.emit.opset_ops import (NOTHING, ZEROS_MIN_OPSET, Moved, can_make_zeros, folds, gemm, movement,
                                        other_nodes, zeros_cost)
-from convrewrite.emit.pixel_shuffle import GATHERED, pixel_shuffle_cost, shuffle_rank
+from convrewrite.emit.pixel_shuffle import GATHERED, is_depth_to_space, pixel_shuffle_cost, shuffle_rank
 
 from .batchnorm import Norm, fold
 from .build import (Lowering, _any_taps, _bias_add, _bias_only, _crop, _phase_convs, _phase_counts, _runs,
@@ -343,9 +343,7 @@ def _shuffle_rank(low: Lowering, opset: int) -> int:
 
 
 def _uses_depth_to_space(low: Lowering, opset: int) -> bool:
-    blocks = [pl.stride for pl in low.plans]
-    return (low.depth_to_space and len(blocks) == 2 and blocks[0] == blocks[1] > 1
-            and (opset >= 11 or low.layout in ("DCR", GATHERED)))
+    return is_depth_to_space([pl.stride for pl in low.plans], low.layout, opset, low.depth_to_space)
 
 
 def _label(low: Lowering, opset: int) -> str:

@@ -34,6 +34,7 @@ from typing import Optional
 from onnx import helper
 
 from convrewrite.core import qdq
+from convrewrite.emit.pixel_shuffle import square_blocks
 
 from .chain import Chain
 from .build import _batch, _kept_weight, _plain
@@ -166,8 +167,7 @@ class QuantizedBatch(_Quantized, Batch):
         return qdq.integer_depth_to_space(graph.opset())
 
     def rank_note(self, match, variant, graph):
-        blocks = match.params.blocks
-        square = len(blocks) == 2 and blocks[0] == blocks[1] > 1
+        square = square_blocks(match.params.blocks)
         return qdq.reshaped_shuffle_note(graph.opset()) if square and not self.depth_ops(graph) else None
 
     def emit_with(self, b, x, weight, p, variant):

@@ -44,7 +44,7 @@ from convrewrite.core.forms import DEFAULT, Cost, Form, Variant
 from convrewrite.core.rewrite import Skip
 from convrewrite.emit.opset_ops import (NOTHING, Moved, gemm, movement, other_nodes, pad_axes, requantized,
                                        slice_axes, tensor_bytes)
-from convrewrite.emit.pixel_shuffle import pixel_shuffle, pixel_shuffle_cost, shuffle_rank
+from convrewrite.emit.pixel_shuffle import pixel_shuffle, pixel_shuffle_cost, shuffle_rank, square_blocks
 from convrewrite.geometry import join_pads
 
 from .interpolation import (AxisKernel, ResizeSpec, Unsupported, depthwise_kernel, interpolation_matrix,
@@ -185,8 +185,7 @@ class Shuffle(_FixedKernel):
         if problem:
             return problem if problem == NOTHING_RESIZED else "no fixed per-phase copy (see deconv)"
         factors, sizes = p.factors, [ax.n_in for ax in p.spec.axes[2:]]
-        square = len(factors) == 2 and factors[0] == factors[1]
-        if not (square and _depth_to_space(match, graph)) and not all(isinstance(n, int) for n in sizes):
+        if not (square_blocks(factors) and _depth_to_space(match, graph)) and not all(isinstance(n, int) for n in sizes):
             return "needs static spatial sizes here (a general pixel shuffle)"
         return None
 
@@ -201,8 +200,7 @@ class Shuffle(_FixedKernel):
                      requantized(moved) if quantized else moved)
 
     def rank_note(self, match, variant, graph):
-        factors = match.params.factors
-        square = len(factors) == 2 and factors[0] == factors[1]
+        square = square_blocks(match.params.factors)
         return qdq.reshaped_shuffle_note(match.params.opset) if square and not _depth_to_space(match, graph) else None
 
     def build(self, match, variant, graph, b: Builder) -> dict:

@@ -16,7 +16,8 @@ blocks.  On onnxruntime 1.32 CPU, one thread, a 2x2 shuffle ran 2-3.6x
 faster this way, DCR and CRD (C=16 on 128x128: 5.24 against 2.40 ms;
 benchmarks/bench_shuffle.py, docs/latency.md), so every DepthToSpace the
 other passes build (ConvTranspose, nearest Resize, dilated batch form) -- and
-any the model had -- is respelled.  It runs last, after shuffle-motion has
+any the model had -- is respelled, where it moves more than MIN_ELEMENTS per
+image (below that the six nodes cost what the copy saves).  It runs last, after shuffle-motion has
 moved the shuffles it moves (that pass reads DepthToSpace nodes).
 
 An optimization, not a lowering (`optimization`): measured on onnxruntime

@@ -975,6 +975,6 @@ def test_an_input_of_unknown_rank_names_where_inference_lost_it():
     assert_skips(_input_of_another_domain(convt_model((1, 2, 4, 4), 2, (2, 2), strides=[2, 2])), PASS,
                  code="dynamic-shape",
                  reason=r"^ConvTranspose 'up': the input's rank is unknown: onnx's shape inference could not follow "
-                        r"Gelu of domain 'com.microsoft' 'gelu' that makes it; declare 'g' in a value_info")
+                        r"Gelu 'gelu' of domain 'com.microsoft', which makes it; declare 'g' in a value_info")
     assert_rewrites(_input_of_another_domain(convt_model((1, 2, 4, 4), 2, (2, 2), strides=[2, 2]), [1, 2, 4, 4]),
                     PASS, {"ConvTranspose": 0})   # the advice holds

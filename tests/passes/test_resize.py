@@ -1325,6 +1325,6 @@ def test_an_input_of_unknown_rank_names_where_inference_lost_it():
             m.graph.value_info.append(helper.make_tensor_value_info("g", TensorProto.FLOAT, [1, 2, 4, 4]))
         return m
     assert_skips(model(False), DEFAULT, code="dynamic-shape",
-                 reason=r"^Resize 'up': the input's rank is unknown: onnx's shape inference could not follow Gelu of domain "
-                        r"'com.microsoft' 'gelu' that makes it; declare 'g' in a value_info")
+                 reason=r"^Resize 'up': the input's rank is unknown: onnx's shape inference could not follow Gelu 'gelu' of "
+                        r"domain 'com.microsoft', which makes it; declare 'g' in a value_info")
     assert_rewrites(model(True), DEFAULT, {"Resize": 0})
