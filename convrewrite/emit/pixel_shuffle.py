@@ -82,6 +82,11 @@ def is_depth_to_space(blocks: Sequence[int], layout: str, opset: int, allow_dept
     return allow_depth_to_space and square_blocks(blocks) and (opset >= 11 or layout == "DCR")
 
 
+def is_space_to_depth(blocks: Sequence[int], layout: str, allow_space_to_depth: bool = True) -> bool:
+    """Whether pixel_unshuffle emits the single SpaceToDepth (DCR only: it has no `mode`)."""
+    return allow_space_to_depth and square_blocks(blocks) and layout == "DCR"
+
+
 def per_axis_applies(blocks: Sequence[int], sizes: Sequence, layout: str, opset: int,
                      allow_depth_to_space: bool = True) -> bool:
     """Whether `per_axis` changes this shuffle: it would be a DepthToSpace
@@ -155,7 +160,7 @@ def pixel_unshuffle(b: Builder, x: str, channels: int, blocks: Sequence[int],
     blocks, sizes, r = list(blocks), list(sizes), len(blocks)
     if all(k == 1 for k in blocks):
         return x
-    if allow_space_to_depth and r == 2 and blocks[0] == blocks[1] and layout == "DCR":
+    if is_space_to_depth(blocks, layout, allow_space_to_depth):
         return b.op("SpaceToDepth", [x], "space_to_depth", blocksize=blocks[0])
     if 2 + 2 * r > MAX_GENERAL_RANK:
         return _unshuffle_per_axis(b, x, channels, blocks, sizes, layout)
@@ -251,5 +256,5 @@ def pixel_shuffle_cost(channels: int, blocks: Sequence[int], sizes: Sequence, it
 def pixel_unshuffle_cost(channels: int, blocks: Sequence[int], sizes: Sequence, itemsize: int,
                          layout: str = "DCR", allow_space_to_depth: bool = True) -> Moved:
     """Nodes and bytes moved (batch 1) of `pixel_unshuffle` (`sizes` its output's spatial sizes)."""
-    single = allow_space_to_depth and len(blocks) == 2 and blocks[0] == blocks[1] and layout == "DCR"
-    return _reorder_cost(channels, blocks, sizes, itemsize, _steps(blocks, single))
+    return _reorder_cost(channels, blocks, sizes, itemsize,
+                         _steps(blocks, is_space_to_depth(blocks, layout, allow_space_to_depth)))

@@ -204,7 +204,7 @@ def interleave(b: Builder, parts: dict, channels: int, blocks: Sequence[int],
     split = [k for k, p in enumerate(blocks) if p > 1]
     if not split:
         return parts[tuple(0 for _ in blocks)]
-    if len(blocks) == 2 and blocks[0] == blocks[1]:
+    if square_blocks(blocks):
         order = [parts[p] for p in sorted(parts)]
         t = b.op("Concat", order, "phase_concat", axis=1)
         return pixel_shuffle(b, t, channels, blocks, sizes)
@@ -341,7 +341,7 @@ def interleave_cost(channels: int, blocks: Sequence[int], sizes: Sequence[int], 
     split = [k for k, p in enumerate(blocks) if p > 1]
     if not split:
         return NOTHING
-    if len(blocks) == 2 and blocks[0] == blocks[1]:
+    if square_blocks(blocks):
         whole = [1, channels * prod(blocks), *sizes]
         concat = movement([[1, channels, *sizes]] * prod(blocks), whole, itemsize)
         return concat + pixel_shuffle_cost(channels, blocks, sizes, itemsize, "DCR", opset)

@@ -40,7 +40,8 @@ from convrewrite.core.cost import grouped
 from convrewrite.core.forms import Cost, Form, Variant
 from convrewrite.core.graph import GraphView, attributes
 from convrewrite.emit.opset_ops import NOTHING, Moved, add_all_nodes, movement, other_nodes
-from convrewrite.emit.pixel_shuffle import (MAX_GENERAL_RANK, pixel_shuffle_cost, pixel_unshuffle_cost, shuffle_rank)
+from convrewrite.emit.pixel_shuffle import (MAX_GENERAL_RANK, pixel_shuffle_cost, pixel_unshuffle_cost, shuffle_rank,
+                                             square_blocks)
 from convrewrite.emit.space_to_batch import (batch_to_space_cost, crop_to_cost, interleave_cost, space_to_axes_cost,
                                              space_to_batch_cost, strided_slice_cost, subsample_cost)
 from convrewrite.geometry import extent
@@ -395,7 +396,7 @@ def batch_rank(p: Dilated, batch_major: bool = False, depth_ops: bool = True) ->
     blocks, r = p.blocks, len(p.axes)
     if all(k == 1 for k in blocks):
         return p.rank
-    if depth_ops and r == 2 and blocks[0] == blocks[1]:
+    if depth_ops and square_blocks(blocks):
         return p.rank if batch_major else max(p.rank, 5)
     general = 2 + r + sum(1 for k in blocks if k > 1)
     return max(p.rank, general if general <= MAX_GENERAL_RANK else 5)

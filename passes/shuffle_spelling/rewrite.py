@@ -58,8 +58,9 @@ class ShuffleSpelling:
     options: ShuffleSpellingOptions = field(default_factory=ShuffleSpellingOptions)
 
     name: ClassVar[str] = "shuffle-spelling"
-    description: ClassVar[str] = ("DepthToSpace as one Reshape/Transpose/Reshape per axis, 2-3.6x faster on "
-                                  "onnxruntime CPU, exact (a permutation); float32; no target")
+    description: ClassVar[str] = (f"DepthToSpace of more than {MIN_ELEMENTS:,} elements per image as one "
+                                  "Reshape/Transpose/Reshape per axis, 2-3.6x faster on onnxruntime CPU, exact "
+                                  "(a permutation); float32; no target")
     op_types: ClassVar[tuple] = ("DepthToSpace",)
     mac_bound: ClassVar[Optional[float]] = None
     Options: ClassVar[type] = ShuffleSpellingOptions
