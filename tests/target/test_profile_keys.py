@@ -403,6 +403,14 @@ def test_a_spatial_join_is_seen_through_slices_and_constant_pads(tmp_path):
     assert messages(joined(conv, inits=[w]), p) == []
 
 
+def test_the_tflite_profile_has_the_channel_join_rule():
+    p = load_profile("tflite")
+    [rule] = p.rules("Concat")
+    assert rule.no_channel_join_of_spatial_joins and "reproducer 10" in rule.note
+    for name in ("arm-ethos-u55", "arm-ethos-u85", "generic-npu"):
+        assert load_profile(name).rules("Concat") is None
+
+
 @pytest.mark.parametrize("key", ["standard_convs_first", "bias_after_shuffle"])
 def test_preference_keys_must_be_booleans_and_round_trip(tmp_path, key):
     path = tmp_path / "bad.json"
