@@ -62,6 +62,7 @@ class OpFacts:
     perm: Optional[tuple] = None
     gather_axis: Optional[int] = None       # the axis a Gather indexes, non-negative
     channel_reduction: Optional[tuple] = None  # LayerNormalization over the channel axis: the map's (h, w, c)
+    spatial_joins: Optional[tuple] = None   # Concat along the channel axis: its inputs that are spatial joins (_concat)
     tensors: tuple = field(default=())      # variable inputs and all outputs
     constant_inputs: Optional[tuple] = None # names of the inputs known before run time
 
@@ -415,6 +416,50 @@ def _layer_normalization(node, graph, a) -> dict:
     return {"channel_reduction": (h, w, c)}
 
 
+def _concat(node, graph, a) -> dict:
+    """For a Concat along the channel axis (axis 1 of a rank >= 3 tensor):
+    the inputs that are spatial joins, each in words (empty: none).  A
+    spatial join is a Concat along a spatial axis (2 and up), or an edge
+    Pad (onnx2tf writes edge padding as slices of the border and a
+    CONCATENATION along each padded axis), read directly or through Slices
+    and constant Pads (crops and zero borders, which keep the joined
+    layout).  Constant inputs are folded by converters and are left out."""
+    y = graph.shape(node.output[0])
+    if "axis" not in a or y is None or len(y) < 3:
+        return {}
+    if a["axis"] % len(y) != 1:
+        return {}
+    joins = []
+    for name in dict.fromkeys(i for i in node.input if i and not graph.is_constant(i)):
+        join = _spatial_join(name, graph)
+        if join:
+            joins.append(f"'{name}' ({join})")
+    return {"spatial_joins": tuple(joins)}
+
+
+def _spatial_join(name: str, graph: GraphView) -> Optional[str]:
+    """What makes `name` a spatial join, in words, or None (see _concat)."""
+    through = []
+    p = graph.producer(name)
+    while p is not None:
+        a = attributes(p)
+        if p.op_type == "Concat":
+            y = graph.shape(p.output[0])
+            if "axis" not in a or y is None or a["axis"] % len(y) < 2:
+                return None
+            what = f"Concat '{graph.label(p)}' along axis {a['axis'] % len(y)}"
+        elif p.op_type == "Pad" and a.get("mode", "constant") == "edge":
+            what = f"edge Pad '{graph.label(p)}'"
+        elif p.input and (p.op_type == "Slice" or (p.op_type == "Pad" and a.get("mode", "constant") == "constant")):
+            through.append(f"{p.op_type} '{graph.label(p)}'")
+            p = graph.producer(p.input[0])
+            continue
+        else:
+            return None
+        return what + (f", through {', '.join(through)}" if through else "")
+    return None
+
+
 def _static(dims) -> Optional[tuple]:
     return tuple(dims) if all(isinstance(d, int) for d in dims) else None
 
@@ -423,4 +468,5 @@ _READERS = {
     "Conv": _conv, "ConvTranspose": _conv, "Resize": _resize, "Upsample": _resize,
     "DepthToSpace": _depth_to_space, "SpaceToDepth": _space_to_depth, "Pad": _pad,
     "Slice": _slice, "Transpose": _transpose, "Gather": _gather, "LayerNormalization": _layer_normalization,
+    "Concat": _concat,
 }

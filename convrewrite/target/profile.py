@@ -74,6 +74,7 @@ class OpRule:
     computed_operands: bool = False
     gather_axes: Optional[tuple] = None
     channel_reduction_needs_unit_dim: bool = False
+    no_channel_join_of_spatial_joins: bool = False
     where: str = ""
 
     def to_dict(self) -> dict:

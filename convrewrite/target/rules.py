@@ -278,6 +278,12 @@ def _check_gather_axes(limit, f):
         return f"gathers along axis {f.gather_axis}; the target gathers only along {where}"
 
 
+def _check_channel_join(limit, f):
+    if limit and f.spatial_joins:
+        return (f"joins along the channel axis what is joined along a spatial axis: {_and(list(f.spatial_joins))}; "
+                "the target joins along channels only tensors not joined spatially")
+
+
 def _check_spatial_only(limit, f):
     if f.pads_batch_or_channel:
         return "pads the batch or channel axis; the target pads spatial axes only"
@@ -373,6 +379,7 @@ _CHECKS = (
     ("max_product_of_rank_minus_2_dims", _check_rank_minus_2_product),
     ("computed_operands", _check_computed_operands), ("gather_axes", _check_gather_axes),
     ("channel_reduction_needs_unit_dim", _check_channel_reduction),
+    ("no_channel_join_of_spatial_joins", _check_channel_join),
 )
 
 
@@ -419,9 +426,11 @@ _IN_WORDS = {
 # is read from the node's own attribute, computed_operands from constant_inputs (always worked
 # out), and a channel reduction's facts are None both where the map's size is unknown and where
 # the normalization does not cover the channel axis, so they cannot tell unknown from absent (no
-# lowering pass builds or leaves a LayerNormalization, whose target check reports what it knows).
+# lowering pass builds or leaves a LayerNormalization, whose target check reports what it knows),
+# and a channel Concat's spatial joins are read from the producers of its inputs, where a spatial
+# Concat of unknown rank counts as no join (its axis is not known to be spatial).
 _NOT_READ = frozenset({"max_rank", "max_non_unit_dims", "nearest_modes", "computed_operands",
-                       "channel_reduction_needs_unit_dim"})
+                       "channel_reduction_needs_unit_dim", "no_channel_join_of_spatial_joins"})
 
 # the Transpose size limits also read the moved input's shape (static, unless the permutation moves nothing)
 _MOVED_SHAPE = frozenset({"within_last_axes", "max_dim", "max_product_of_rank_minus_2_dims"})

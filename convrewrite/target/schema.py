@@ -50,6 +50,7 @@ OP_KEYS = {
     "MatMul": ("computed_operands",),
     "Gather": ("gather_axes",),
     "LayerNormalization": ("channel_reduction_needs_unit_dim",),
+    "Concat": ("no_channel_join_of_spatial_joins",),
 }
 # Keys that measure align_corners' scale, (output - 1) / (input - 1): meaningless for another mode.
 ALIGN_CORNERS_KEYS = ("corner_factors", "equal_corner_factors")
@@ -272,7 +273,7 @@ _VALUE_CHECKS = {
     "strided_axes": _choices(lambda op: AXIS_KINDS), "within_last_axes": _positive_int,
     "max_dim": _positive_int, "max_product_of_rank_minus_2_dims": _positive_int, "computed_operands": _bool,
     "gather_axes": _choices(lambda op: AXIS_KINDS),
-    "channel_reduction_needs_unit_dim": _bool,
+    "channel_reduction_needs_unit_dim": _bool, "no_channel_join_of_spatial_joins": _bool,
 }
 
 

@@ -4,8 +4,9 @@ an attribute: align_corners' scale (Resize `corner_factors`,
 the data a Transpose moves (`within_last_axes`, `max_dim`,
 `max_product_of_rank_minus_2_dims`) and constant MatMul operands
 (`computed_operands`), a Resize's largest scale by any ratio (`max_factor`) and
-the axis a Gather indexes (`gather_axes`): their validation and their verdicts
-on single nodes.
+the axis a Gather indexes (`gather_axes`), and a channel Concat of spatial joins
+(`no_channel_join_of_spatial_joins`, read from the producers of its inputs):
+their validation and their verdicts on single nodes.
 What Vela itself does with such models is in test_vela.py."""
 from __future__ import annotations
 
@@ -73,6 +74,10 @@ BAD = [
      r"operators\.Gather\.gather_axes\[0\]: \"rows\" is not one of: batch, channel, spatial"),
     ({"Gemm": {"computed_operands": True}},
      r"operators\.Gemm: key 'computed_operands' does not apply to Gemm \(it is for MatMul\)"),
+    ({"Concat": {"no_channel_join_of_spatial_joins": "yes"}},
+     r"operators\.Concat\.no_channel_join_of_spatial_joins: must be true or false, not a string \"yes\""),
+    ({"Pad": {"no_channel_join_of_spatial_joins": True}},
+     r"operators\.Pad: key 'no_channel_join_of_spatial_joins' does not apply to Pad \(it is for Concat\)"),
 ]
 
 
@@ -91,7 +96,8 @@ def test_good_keys_load_and_round_trip(tmp_path):
            "Transpose": [{"within_last_axes": 3, "max_dim": 8}, {"max_product_of_rank_minus_2_dims": 64}],
            "MatMul": {"computed_operands": True},
            "Upsample": {"max_factor": 16},
-           "Gather": {"gather_axes": ["batch"]}}
+           "Gather": {"gather_axes": ["batch"]},
+           "Concat": {"no_channel_join_of_spatial_joins": True}}
     p = inline(tmp_path, ops)
     assert p.rules("Slice")[0].strided_axes == ("channel", "spatial")
     assert p.to_dict()["operators"] == ops
@@ -327,6 +333,82 @@ def test_gather_axes(tmp_path):
     assert messages(gather(3, (1, 8, 8, 8)), p) == [
         "Gather 'g': gathers along axis 3; the target gathers only along axis 0"]
     assert p.allows_op("Gather", axis=0) and p.allows_op("Gather") and not p.allows_op("Gather", axis=1)
+
+
+# --- Concat: a channel Concat of spatial joins -------------------------------------------------
+#
+# onnx2tf 2.6.9 (flatbuffer_direct) joins such a Concat along W of tensors it keeps in NCHW
+# (docs/tflite.md reproducer 10). A spatial join is a Concat along axis 2 or up, or an edge Pad
+# (which onnx2tf writes as slices and a CONCATENATION), read directly or through Slices and
+# constant Pads.
+
+JOIN = {"Concat": {"no_channel_join_of_spatial_joins": True}}
+
+
+def joined(producers, axis=1, inputs=None, inits=()):
+    """producers: nodes writing 'a' and 'b' from x [1,4,6,6]; then Concat(a, b, axis) 'c'."""
+    nodes = list(producers) + [helper.make_node("Concat", ["a", "b"], ["y"], name="c", axis=axis)]
+    return model_of(nodes, inputs or {"x": [1, 4, 6, 6]}, list(inits))
+
+
+def _slice(src, out, name, starts, ends, axes):
+    return helper.make_node("Slice", [src, f"{name}_s", f"{name}_e", f"{name}_a"], [out], name=name)
+
+
+def _slice_inits(name, starts, ends, axes):
+    return [ints(f"{name}_s", starts), ints(f"{name}_e", ends), ints(f"{name}_a", axes)]
+
+
+def test_a_channel_concat_of_a_spatial_concat_breaks_it(tmp_path):
+    p = inline(tmp_path, JOIN)
+    spatial = [helper.make_node("Concat", ["x", "x"], ["a"], name="w", axis=3),
+               helper.make_node("Concat", ["x", "x"], ["b"], name="w2", axis=3)]
+    assert messages(joined(spatial), p) == [
+        "Concat 'c': joins along the channel axis what is joined along a spatial axis: 'a' (Concat 'w' along "
+        "axis 3) and 'b' (Concat 'w2' along axis 3); the target joins along channels only tensors not joined "
+        "spatially"]
+    # a negative axis counts from the end: -3 is the channel axis, -1 W
+    negative = [helper.make_node("Concat", ["x", "x"], ["a"], name="w", axis=-1), helper.make_node("Relu", ["x"], ["r"]),
+                helper.make_node("Concat", ["r", "r"], ["b"], name="w2", axis=-1)]
+    [msg] = messages(joined(negative, axis=-3), p)
+    assert "'a' (Concat 'w' along axis 3) and 'b' (Concat 'w2' along axis 3)" in msg
+    # the same inputs joined along W, or tensors joined along channels, break nothing
+    assert messages(joined(spatial, axis=3), p) == []
+    channels = [helper.make_node("Concat", ["x", "x"], ["a"], name="k", axis=1), helper.make_node("Relu", ["x"], ["b"])]
+    assert messages(joined(channels), p) == []
+    # nor without the key
+    assert messages(joined(spatial), inline(tmp_path, {"Concat": {"note": "no limit"}})) == []
+
+
+def test_a_spatial_join_is_seen_through_slices_and_constant_pads(tmp_path):
+    p = inline(tmp_path, JOIN)
+    pads = numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")
+    edge = [helper.make_node("Pad", ["x", "pads"], ["e"], name="edge", mode="edge"),
+            _slice("e", "a", "s1", [0, 0], [6, 6], [2, 3]), _slice("e", "b", "s2", [1, 1], [7, 7], [2, 3])]
+    inits = [pads] + _slice_inits("s1", [0, 0], [6, 6], [2, 3]) + _slice_inits("s2", [1, 1], [7, 7], [2, 3])
+    [msg] = messages(joined(edge, inits=inits), p)
+    assert msg.startswith("Concat 'c': joins along the channel axis what is joined along a spatial axis: 'a' "
+                          "(edge Pad 'edge', through Slice 's1') and 'b' (edge Pad 'edge', through Slice 's2')"), msg
+    # a zero border of a spatial Concat is still joined; a reflect Pad (MIRROR_PAD) and a Conv are not joins
+    zero = [helper.make_node("Concat", ["x", "x"], ["w"], name="w", axis=2),
+            helper.make_node("Pad", ["w", "pads"], ["a"], name="z", mode="constant"), helper.make_node("Relu", ["a"], ["b"])]
+    [msg] = messages(joined(zero, inits=[pads]), p)
+    assert "'a' (Concat 'w' along axis 2, through Pad 'z')" in msg and "'b'" not in msg
+    mirror = [helper.make_node("Pad", ["x", "pads"], ["a"], name="m", mode="reflect"), helper.make_node("Relu", ["a"], ["b"])]
+    assert messages(joined(mirror, inits=[pads]), p) == []
+    w = numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "wt")
+    conv = [helper.make_node("Concat", ["x", "x"], ["w"], name="w", axis=3),
+            helper.make_node("Conv", ["w", "wt"], ["a"], name="conv"),
+            helper.make_node("Conv", ["w", "wt"], ["b"], name="conv2")]
+    assert messages(joined(conv, inits=[w]), p) == []
+
+
+def test_the_tflite_profile_has_the_channel_join_rule():
+    p = load_profile("tflite")
+    [rule] = p.rules("Concat")
+    assert rule.no_channel_join_of_spatial_joins and "reproducer 10" in rule.note
+    for name in ("arm-ethos-u55", "arm-ethos-u85", "generic-npu"):
+        assert load_profile(name).rules("Concat") is None
 
 
 @pytest.mark.parametrize("key", ["standard_convs_first", "bias_after_shuffle"])

@@ -236,3 +236,143 @@ def test_a_strided_dilated_conv_pads_before_it_crops(pads):
     assert [r.form for r in report.records("rewritten")] == ["im2col"]
     ops = [n.op_type for n in new.graph.node]
     assert "Pad" in ops and _pads_reading_a_slice(new) == []
+
+
+# --- a channel Concat of spatial joins (onnx2tf 2.6.9 flatbuffer_direct; docs/tflite.md reproducer 10) ------
+#
+# onnx2tf joins such a Concat along W of tensors it keeps in NCHW: LiteRT stopped at the
+# DEPTH_TO_SPACE after it ("8 != 0") or the output had the wrong shape. The profile's
+# Concat.no_channel_join_of_spatial_joins keeps out the forms that build one; the cases are
+# hunt7's random sweep (float32).
+
+def _reproducer_10():
+    """(name, model, passes, the form the profile picks, the form it would pick without the rule)."""
+    from tests.builders import convt_model, resize_model
+
+    nearest = resize_model((1, 8, 5, 5), scales=[1, 1, 4, 4], mode="nearest", nearest_mode="ceil",
+                           coordinate_transformation_mode="asymmetric", opset=13)
+    return [
+        # k4 s2 unpadded on 6x6, 16 -> 8: tiles joined along W and H, then the phases along channels
+        ("convtranspose_k4s2", convt_model((1, 16, 6, 6), 8, [4, 4], strides=[2, 2]), ["convtranspose"],
+         "single-conv", "border-split"),
+        # k2 s4 output_padding 3: the empty phases are ConstantOfShape zeros joined to the tiles along H
+        ("convtranspose_k2s4_op3", convt_model((1, 8, 6, 6), 8, [2, 2], strides=[4, 4], output_padding=[3, 3]),
+         ["convtranspose"], "phase-convs", "border-split"),
+        # nearest ceil x4, asymmetric: shifted copies (edge Pad, Slices) joined along channels
+        ("nearest_ceil_x4", nearest, ["resize", "convtranspose"], "pointwise", "shuffle"),
+    ]
+
+
+REPRODUCER_10 = {name: rest for name, *rest in _reproducer_10()}
+# what each case becomes for the tflite profile (op counts, checked with numerical equivalence)
+REPRODUCER_10_OPS = {
+    "convtranspose_k4s2": {"ConvTranspose": 0, "Conv": 1, "DepthToSpace": 1, "Add": 1, "Concat": 0, "Slice": 0},
+    "convtranspose_k2s4_op3": {"ConvTranspose": 0, "Conv": 4, "ConstantOfShape": 1, "Pad": 3, "Concat": 1,
+                               "DepthToSpace": 1, "Slice": 1, "Add": 1},
+    "nearest_ceil_x4": {"Resize": 0, "Conv": 2, "Transpose": 3, "Concat": 0, "Pad": 0, "DepthToSpace": 0},
+}
+
+
+def _spatial_concats(model) -> list:
+    graph = GraphView(model)
+    return [n.name for n in model.graph.node if n.op_type == "Concat"
+            and next(a.i for a in n.attribute if a.name == "axis") % len(graph.shape(n.output[0])) >= 2]
+
+
+def _without_the_join_rule(tmp_path):
+    import json
+
+    path = tmp_path / "tflite_joins.json"
+    path.write_text(json.dumps({"name": "tflite_joins", "extends": "tflite",
+                                "operators": {"Concat": {"note": "the rule left out"}}}))
+    return load_profile(path)
+
+
+@pytest.mark.parametrize("case", sorted(REPRODUCER_10))
+def test_a_channel_concat_of_spatial_joins_takes_another_form(case, tmp_path):
+    from tests.helpers import assert_rewrites, forms
+
+    model, passes, form, without = REPRODUCER_10[case]
+    new, report = assert_rewrites(model, passes, REPRODUCER_10_OPS[case], target="tflite")
+    assert forms(report)[0] == form and report.target["fits"]
+    assert _spatial_concats(new) == []
+    notes = [n for r in report.records("rewritten") for n in r.notes]
+    assert any(f"form '{without}" in n and "joins along the channel axis what is joined along a spatial axis" in n
+               for n in notes), notes
+    # without the rule the profile takes the form onnx2tf mis-converts
+    _, report = optimize(model, passes=passes, target=_without_the_join_rule(tmp_path))
+    assert forms(report)[0] == without and report.target["fits"]
+
+
+def test_a_node_whose_only_form_joins_spatial_joins_is_left_and_says_why(tmp_path):
+    """Where every other form is out (a profile that also runs no Transpose takes the
+    pointwise form away; in a run of the resize pass alone the deconv form's
+    ConvTranspose stays, and the matmul form breaks MatMul.computed_operands), the
+    nearest Resize is left as it is, with the Concat the shuffle form would build named."""
+    import json
+
+    from tests.helpers import assert_skips
+
+    path = tmp_path / "no_transpose.json"
+    path.write_text(json.dumps({"name": "no_transpose", "extends": "tflite",
+                                "operators": {"Transpose": {"supported": False}}}))
+    model = REPRODUCER_10["nearest_ceil_x4"][0]
+    report = assert_skips(model, "resize", code="no-form", target=str(path),
+                          reason=r"no lowering form runs on target 'no_transpose'.*'shuffle[^']*' would leave 1 "
+                                 r"node\(s\) the target does not run \(Concat 'up/resize/copies': joins along the "
+                                 r"channel axis what is joined along a spatial axis: 'up/resize/shift' \(edge Pad")
+    assert not report.target["fits"]
+
+
+# --- the same cases through the converter itself (needs onnx2tf and ai-edge-litert: benchmarks/requirements-tflite.txt)
+
+def _converter_missing() -> str:
+    from importlib.util import find_spec
+
+    missing = [m for m in ("onnx2tf", "ai_edge_litert") if find_spec(m) is None]
+    return f"not installed: {', '.join(missing)} (pip install -r benchmarks/requirements-tflite.txt)" if missing else ""
+
+
+def _through_onnx2tf(original, rewritten, work):
+    """The rewritten model through onnx2tf (flatbuffer_direct, float32) and LiteRT, against
+    onnxruntime on the original (benchmarks/convert_tflite.py): its Outcome."""
+    from benchmarks import convert_tflite as ct
+    from convrewrite import save_model
+
+    work.mkdir()
+    path = str(work / "rewritten.onnx")
+    save_model(rewritten, path)
+    out = ct.Outcome(work.name, "rewritten", "flatbuffer_direct")
+    tflite, log, _ = ct.convert(path, str(work), "rewritten", "flatbuffer_direct")
+    ct.evaluate(tflite, log, path, out, [(1, *ct.reference_outputs(original, 1))])
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(REPRODUCER_10))
+def test_onnx2tf_converts_and_matches_the_form_the_profile_picks(case, tmp_path):
+    """The form the profile picks converts, runs in LiteRT and matches onnxruntime on
+    the original (max abs error <= 1e-4 of the output's scale), with no TRANSPOSE_CONV or
+    RESIZE_*; the form the rule keeps out does not (if onnx2tf stops mis-converting it,
+    this says the rule can go)."""
+    why = _converter_missing()
+    if why:
+        pytest.skip(f"onnx2tf tier: {why}")
+    model, passes, form, without = REPRODUCER_10[case]
+    rewritten, report = optimize(model, passes=passes, target="tflite")
+    assert forms_of(report)[0] == form
+    out = _through_onnx2tf(model, rewritten, tmp_path / "profile")
+    assert out.converted and out.ran and out.within_tolerance, out.error
+    assert out.flagged == [] and out.max_rel <= 1e-4, (out.flagged, out.max_rel)
+
+    kept_out, report = optimize(model, passes=passes, target=_without_the_join_rule(tmp_path))
+    assert forms_of(report)[0] == without
+    out = _through_onnx2tf(model, kept_out, tmp_path / "kept_out")
+    # onnx2tf writes it, and LiteRT cannot run it (a shape mismatch at the DEPTH_TO_SPACE or ADD after the
+    # Concat, or an output of the wrong shape)
+    assert out.converted, out.error
+    assert not out.ran, f"{case}: LiteRT now runs the {without} form (error {out.max_rel}): the rule may go"
+
+
+def forms_of(report) -> list:
+    return [r.form for r in report.records("rewritten")]
