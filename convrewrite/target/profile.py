@@ -74,6 +74,7 @@ class OpRule:
     computed_operands: bool = False
     gather_axes: Optional[tuple] = None
     channel_reduction_needs_unit_dim: bool = False
+    no_reshaped_inputs: bool = False
     where: str = ""
 
     def to_dict(self) -> dict:

@@ -45,7 +45,8 @@ OP_KEYS = {
     "DepthToSpace": ("modes", "block_sizes"),
     "SpaceToDepth": ("block_sizes",),
     "Pad": ("modes", "spatial_only"),
-    "Slice": ("steps", "strided_axes"),
+    "Slice": ("steps", "strided_axes", "no_reshaped_inputs"),
+    "Concat": ("no_reshaped_inputs",),
     "Transpose": ("batch_axis_fixed", "within_last_axes", "max_dim", "max_product_of_rank_minus_2_dims"),
     "MatMul": ("computed_operands",),
     "Gather": ("gather_axes",),
@@ -272,7 +273,7 @@ _VALUE_CHECKS = {
     "strided_axes": _choices(lambda op: AXIS_KINDS), "within_last_axes": _positive_int,
     "max_dim": _positive_int, "max_product_of_rank_minus_2_dims": _positive_int, "computed_operands": _bool,
     "gather_axes": _choices(lambda op: AXIS_KINDS),
-    "channel_reduction_needs_unit_dim": _bool,
+    "channel_reduction_needs_unit_dim": _bool, "no_reshaped_inputs": _bool,
 }
 
 
