@@ -63,6 +63,9 @@ class OpFacts:
     gather_axis: Optional[int] = None       # the axis a Gather indexes, non-negative
     channel_reduction: Optional[tuple] = None  # LayerNormalization over the channel axis: the map's (h, w, c)
     spatial_joins: Optional[tuple] = None   # Concat along the channel axis: its inputs that are spatial joins (_concat)
+    # Concat / Slice: a data input onnx2tf writes or reads through a RESHAPE, and the node that
+    # makes that RESHAPE: (input, node label); None where there is none (see _reshaped_input)
+    reshaped_input: Optional[tuple] = None
     tensors: tuple = field(default=())      # variable inputs and all outputs
     constant_inputs: Optional[tuple] = None # names of the inputs known before run time
 
@@ -358,6 +361,10 @@ def _pads_touch_batch_or_channel(pads: list, axes: Optional[list]) -> bool:
 
 
 def _slice(node, graph, a) -> dict:
+    return {**_slice_steps(node, graph), **_reshaped_input(node, graph, node.input[:1])}
+
+
+def _slice_steps(node, graph) -> dict:
     if graph.opset() < 10 or len(node.input) < 5 or not node.input[4]:
         return {"steps": (1,)}
     steps = graph.constant(node.input[4])
@@ -416,7 +423,7 @@ def _layer_normalization(node, graph, a) -> dict:
     return {"channel_reduction": (h, w, c)}
 
 
-def _concat(node, graph, a) -> dict:
+def _spatial_joins(node, graph, a) -> dict:
     """For a Concat along the channel axis (axis 1 of a rank >= 3 tensor):
     the inputs that are spatial joins, each in words (empty: none).  A
     spatial join is a Concat along a spatial axis (2 and up), or an edge
@@ -438,7 +445,7 @@ def _concat(node, graph, a) -> dict:
 
 
 def _spatial_join(name: str, graph: GraphView) -> Optional[str]:
-    """What makes `name` a spatial join, in words, or None (see _concat)."""
+    """What makes `name` a spatial join, in words, or None (see _spatial_joins)."""
     through = []
     p = graph.producer(name)
     while p is not None:
@@ -460,6 +467,49 @@ def _spatial_join(name: str, graph: GraphView) -> Optional[str]:
     return None
 
 
+# What onnx2tf 2.6.9 (flatbuffer_direct) writes as a RESHAPE (or SQUEEZE / EXPAND_DIMS) right
+# at an ONNX tensor: the shape operators themselves, and the operators of one spatial axis it runs
+# as their 2-D TFLite operator between two RESHAPEs ([N, C, W] <-> [N, C, 1, W]; measured: Conv,
+# ConvTranspose, MaxPool; AveragePool taken to be lowered as MaxPool is). A 1-D Resize reaches its
+# RESIZE_* through a TRANSPOSE first, not a RESHAPE.
+_RESHAPE_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
+_RESHAPED_1D_OPS = frozenset({"Conv", "ConvTranspose", "MaxPool", "AveragePool"})
+
+
+def _writes_through_reshape(node, graph) -> bool:
+    if node is None or node.domain not in ("", "ai.onnx"):
+        return False
+    if node.op_type in _RESHAPE_OPS:
+        return True
+    x = graph.shape(node.input[0]) if node.input and node.input[0] else None
+    return node.op_type in _RESHAPED_1D_OPS and x is not None and len(x) == 3
+
+
+def _reshaped_input(node, graph, data_inputs) -> dict:
+    """The first data input that onnx2tf passes through a RESHAPE: written by
+    one (its producer is a shape operator or a 1-D Conv, ConvTranspose or
+    pool) or read by one (another reader is). onnx2tf's full-integer quantizer
+    gives a RESHAPE's output its input's scale, and later forces a Concat's
+    scale onto all its inputs and a Slice's onto its input (its
+    `_force_same_qparams`); the Concat's and the Slice's own scale come from
+    their calibrated range, the union of the inputs' or a part of the input's,
+    so the RESHAPE ends up with different input and output scales, which
+    Vela's TFLite semantics check refuses. Whether the ranges differ depends on
+    the calibration data; the fact says only that the path is there."""
+    for name in data_inputs:
+        if not name or graph.is_constant(name):
+            continue
+        makers = [graph.producer(name)] + [c for c in graph.consumers(name) if c is not node]
+        for m in makers:
+            if _writes_through_reshape(m, graph):
+                return {"reshaped_input": (name, graph.label(m))}
+    return {}
+
+
+def _concat(node, graph, a) -> dict:
+    return {**_spatial_joins(node, graph, a), **_reshaped_input(node, graph, list(node.input))}
+
+
 def _static(dims) -> Optional[tuple]:
     return tuple(dims) if all(isinstance(d, int) for d in dims) else None
 
@@ -467,6 +517,6 @@ def _static(dims) -> Optional[tuple]:
 _READERS = {
     "Conv": _conv, "ConvTranspose": _conv, "Resize": _resize, "Upsample": _resize,
     "DepthToSpace": _depth_to_space, "SpaceToDepth": _space_to_depth, "Pad": _pad,
-    "Slice": _slice, "Transpose": _transpose, "Gather": _gather, "LayerNormalization": _layer_normalization,
-    "Concat": _concat,
+    "Slice": _slice, "Concat": _concat, "Transpose": _transpose, "Gather": _gather,
+    "LayerNormalization": _layer_normalization,
 }

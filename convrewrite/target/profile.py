@@ -75,6 +75,7 @@ class OpRule:
     gather_axes: Optional[tuple] = None
     channel_reduction_needs_unit_dim: bool = False
     no_channel_join_of_spatial_joins: bool = False
+    no_reshaped_inputs: bool = False
     where: str = ""
 
     def to_dict(self) -> dict:

@@ -346,6 +346,14 @@ def _check_computed_operands(limit, f):
                 f"the target runs {f.op} only on operands computed at run time")
 
 
+def _check_no_reshaped_inputs(limit, f):
+    if f.reshaped_input is not None:
+        name, maker = f.reshaped_input
+        return (f"input '{name}' passes through a RESHAPE in onnx2tf's TFLite (at '{maker}'), whose int8 "
+                f"scales the quantizer may make differ (it forces the {f.op}'s scale onto the input), "
+                f"which the target's compiler refuses")
+
+
 def _check_op_rank(limit, f):
     for t in f.tensors:
         if t.shape is not None and len(t.shape) > limit:
@@ -380,6 +388,7 @@ _CHECKS = (
     ("computed_operands", _check_computed_operands), ("gather_axes", _check_gather_axes),
     ("channel_reduction_needs_unit_dim", _check_channel_reduction),
     ("no_channel_join_of_spatial_joins", _check_channel_join),
+    ("no_reshaped_inputs", _check_no_reshaped_inputs),
 )
 
 
@@ -423,14 +432,16 @@ _IN_WORDS = {
 
 # The limits _READS leaves out, and why (tests/target/test_undecided.py checks that every limit
 # is in one of the two): the rank limits read the tensors' shapes (_rule_unknowns), a nearest_mode
-# is read from the node's own attribute, computed_operands from constant_inputs (always worked
-# out), and a channel reduction's facts are None both where the map's size is unknown and where
-# the normalization does not cover the channel axis, so they cannot tell unknown from absent (no
-# lowering pass builds or leaves a LayerNormalization, whose target check reports what it knows),
-# and a channel Concat's spatial joins are read from the producers of its inputs, where a spatial
-# Concat of unknown rank counts as no join (its axis is not known to be spatial).
+# is read from the node's own attribute, computed_operands from constant_inputs and
+# no_reshaped_inputs from the inputs' producers and readers (both always worked out), a channel
+# reduction's facts are None both where the map's size is unknown and where the normalization does
+# not cover the channel axis, so they cannot tell unknown from absent (no lowering pass builds or
+# leaves a LayerNormalization, whose target check reports what it knows), and a channel Concat's
+# spatial joins are read from the producers of its inputs, where a spatial Concat of unknown rank
+# counts as no join (its axis is not known to be spatial).
 _NOT_READ = frozenset({"max_rank", "max_non_unit_dims", "nearest_modes", "computed_operands",
-                       "channel_reduction_needs_unit_dim", "no_channel_join_of_spatial_joins"})
+                       "channel_reduction_needs_unit_dim", "no_channel_join_of_spatial_joins",
+                       "no_reshaped_inputs"})
 
 # the Transpose size limits also read the moved input's shape (static, unless the permutation moves nothing)
 _MOVED_SHAPE = frozenset({"within_last_axes", "max_dim", "max_product_of_rank_minus_2_dims"})

@@ -45,12 +45,12 @@ OP_KEYS = {
     "DepthToSpace": ("modes", "block_sizes"),
     "SpaceToDepth": ("block_sizes",),
     "Pad": ("modes", "spatial_only"),
-    "Slice": ("steps", "strided_axes"),
+    "Slice": ("steps", "strided_axes", "no_reshaped_inputs"),
     "Transpose": ("batch_axis_fixed", "within_last_axes", "max_dim", "max_product_of_rank_minus_2_dims"),
     "MatMul": ("computed_operands",),
     "Gather": ("gather_axes",),
     "LayerNormalization": ("channel_reduction_needs_unit_dim",),
-    "Concat": ("no_channel_join_of_spatial_joins",),
+    "Concat": ("no_channel_join_of_spatial_joins", "no_reshaped_inputs"),
 }
 # Keys that measure align_corners' scale, (output - 1) / (input - 1): meaningless for another mode.
 ALIGN_CORNERS_KEYS = ("corner_factors", "equal_corner_factors")
@@ -274,6 +274,7 @@ _VALUE_CHECKS = {
     "max_dim": _positive_int, "max_product_of_rank_minus_2_dims": _positive_int, "computed_operands": _bool,
     "gather_axes": _choices(lambda op: AXIS_KINDS),
     "channel_reduction_needs_unit_dim": _bool, "no_channel_join_of_spatial_joins": _bool,
+    "no_reshaped_inputs": _bool,
 }
 
 
