@@ -401,9 +401,71 @@ def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     nothing next to the weights, and a model above protobuf's 2 GB limit
     can be inferred at all."""
     try:
-        return run_inference(model, strict=False)
+        return _inferred_over_declared(model)
     except (onnx.shape_inference.InferenceError, ValueError) as e:
         raise InputError(f"shape inference failed: {str(e).splitlines()[0]}") from None
+
+
+def _inferred_over_declared(model: onnx.ModelProto) -> onnx.ModelProto:
+    """run_inference, where a node's output shape is what the node computes,
+    not what a stale declaration (value_info, graph output) says.  onnx's
+    lenient inference keeps a declared shape its node contradicts (a
+    value_info [1, 32, 16, 16] after a Reshape to [1, 32, 8, 32]) and
+    computes on from it; onnxruntime overrides the declaration and runs the
+    node's shape.  A pass reading the stale shape builds for the wrong one:
+    shuffle-spelling's Reshapes name H and W, and on the real tensor they
+    reorder other elements (written so by --no-verify).  So inference runs
+    with the node outputs' declared shapes taken out; a declaration then
+    fills only what inference leaves open (a dim it cannot tell, a custom
+    operator's output: what README's advice to declare a value_info relies
+    on), in a second inference where it fills any."""
+    produced = {o for n in model.graph.node for o in n.output if o}
+
+    def declarations(m):
+        return [vi for vi in (*m.graph.value_info, *m.graph.output)
+                if vi.name in produced and vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape")]
+
+    declared = {vi.name: _dims(vi.type) for vi in declarations(model)}
+    if not declared:
+        return run_inference(model, strict=False)
+    source = weightless_copy(model)
+    held = declarations(source)
+    for vi in held:
+        vi.type.tensor_type.ClearField("shape")
+    first = run_inference(source, strict=False)
+    found = {vi.name: _dims(vi.type) for vi in (*first.graph.value_info, *first.graph.output)}
+    filled = False
+    for vi in held:
+        merged = _declared_fills(declared[vi.name], found.get(vi.name))
+        if merged is not None:
+            _set_dims(vi.type.tensor_type, merged)
+            filled = True
+    return run_inference(source, strict=False) if filled else first
+
+
+def _declared_fills(declared: tuple, inferred: Optional[tuple]) -> Optional[tuple]:
+    """The dims a declaration and inference give together, where the
+    declaration adds to what inference found (else None): inference's static
+    dims win; the declaration gives the rank where inference has none, and a
+    dim inference cannot tell."""
+    if inferred is None:
+        return declared
+    if len(inferred) != len(declared):
+        return None
+    merged = tuple(i if isinstance(i, int) or d is None else d for d, i in zip(declared, inferred))
+    return merged if merged != inferred else None
+
+
+def _set_dims(tensor_type, dims: tuple) -> None:
+    tensor_type.ClearField("shape")
+    shape = tensor_type.shape
+    shape.SetInParent()     # a scalar's empty shape is a shape
+    for d in dims:
+        dim = shape.dim.add()
+        if isinstance(d, int):
+            dim.dim_value = d
+        elif d is not None:
+            dim.dim_param = d
 
 
 def run_inference(model: onnx.ModelProto, strict: bool) -> onnx.ModelProto:
