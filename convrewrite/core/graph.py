@@ -420,27 +420,39 @@ def _inferred_over_declared(model: onnx.ModelProto) -> onnx.ModelProto:
     operator's output: what README's advice to declare a value_info relies
     on), in a second inference where it fills any."""
     produced = {o for n in model.graph.node for o in n.output if o}
-
-    def declarations(m):
-        return [vi for vi in (*m.graph.value_info, *m.graph.output)
-                if vi.name in produced and vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape")]
-
-    declared = {vi.name: _dims(vi.type) for vi in declarations(model)}
-    if not declared:
+    held = [vi for vi in (*model.graph.value_info, *model.graph.output)
+            if vi.name in produced and vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape")]
+    if not held:
         return run_inference(model, strict=False)
-    source = weightless_copy(model)
-    held = declarations(source)
-    for vi in held:
+    # The declarations are taken out of `model` itself for the first inference
+    # and put back (inference works on its own serialized copy): copying the
+    # model for it cost more than the inference on a 2,000-node graph.
+    declared = {vi.name: _dims(vi.type) for vi in held}
+    saved = [onnx.TypeProto() for _ in held]
+    for vi, keep in zip(held, saved):
+        keep.CopyFrom(vi.type)
         vi.type.tensor_type.ClearField("shape")
-    first = run_inference(source, strict=False)
-    found = {vi.name: _dims(vi.type) for vi in (*first.graph.value_info, *first.graph.output)}
-    filled = False
-    for vi in held:
-        merged = _declared_fills(declared[vi.name], found.get(vi.name))
+    try:
+        first = run_inference(model, strict=False)
+    finally:
+        for vi, keep in zip(held, saved):
+            vi.type.CopyFrom(keep)
+    found = {vi.name: _dims(vi.type) for vi in (*first.graph.value_info, *first.graph.output) if vi.name in declared}
+    fills = {}
+    for name, dims in declared.items():
+        merged = _declared_fills(dims, found.get(name))
         if merged is not None:
-            _set_dims(vi.type.tensor_type, merged)
-            filled = True
-    return run_inference(source, strict=False) if filled else first
+            fills[name] = merged
+    if not fills:
+        return first
+    source = weightless_copy(model)
+    for vi in (*source.graph.value_info, *source.graph.output):
+        if vi.name in declared:
+            if vi.name in fills:
+                _set_dims(vi.type.tensor_type, fills[vi.name])
+            else:
+                vi.type.tensor_type.ClearField("shape")
+    return run_inference(source, strict=False)
 
 
 def _declared_fills(declared: tuple, inferred: Optional[tuple]) -> Optional[tuple]:
