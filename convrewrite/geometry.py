@@ -17,6 +17,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
+# A sub-pixel rewrite of a ConvTranspose makes one Conv output channel per
+# output channel and phase, prod(strides) phases: the convtranspose pass plans
+# at most this many, and a pass that builds a ConvTranspose for it to lower
+# (the Resize's deconv form) needs to know where it stops.
+MAX_PHASES = 1 << 12
+
 
 def extent(k: int, d: int) -> int:
     """Spatial extent of a kernel of size k at dilation d."""

@@ -401,9 +401,83 @@ def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     nothing next to the weights, and a model above protobuf's 2 GB limit
     can be inferred at all."""
     try:
-        return run_inference(model, strict=False)
+        return _inferred_over_declared(model)
     except (onnx.shape_inference.InferenceError, ValueError) as e:
         raise InputError(f"shape inference failed: {str(e).splitlines()[0]}") from None
+
+
+def _inferred_over_declared(model: onnx.ModelProto) -> onnx.ModelProto:
+    """run_inference, where a node's output shape is what the node computes,
+    not what a stale declaration (value_info, graph output) says.  onnx's
+    lenient inference keeps a declared shape its node contradicts (a
+    value_info [1, 32, 16, 16] after a Reshape to [1, 32, 8, 32]) and
+    computes on from it; onnxruntime overrides the declaration and runs the
+    node's shape.  A pass reading the stale shape builds for the wrong one:
+    shuffle-spelling's Reshapes name H and W, and on the real tensor they
+    reorder other elements (written so by --no-verify).  So inference runs
+    with the node outputs' declared shapes taken out; a declaration then
+    fills only what inference leaves open (a dim it cannot tell, a custom
+    operator's output: what README's advice to declare a value_info relies
+    on), in a second inference where it fills any."""
+    produced = {o for n in model.graph.node for o in n.output if o}
+    held = [vi for vi in (*model.graph.value_info, *model.graph.output)
+            if vi.name in produced and vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape")]
+    if not held:
+        return run_inference(model, strict=False)
+    # The declarations are taken out of `model` itself for the first inference
+    # and put back (inference works on its own serialized copy): copying the
+    # model for it cost more than the inference on a 2,000-node graph.
+    declared = {vi.name: _dims(vi.type) for vi in held}
+    saved = [onnx.TypeProto() for _ in held]
+    for vi, keep in zip(held, saved):
+        keep.CopyFrom(vi.type)
+        vi.type.tensor_type.ClearField("shape")
+    try:
+        first = run_inference(model, strict=False)
+    finally:
+        for vi, keep in zip(held, saved):
+            vi.type.CopyFrom(keep)
+    found = {vi.name: _dims(vi.type) for vi in (*first.graph.value_info, *first.graph.output) if vi.name in declared}
+    fills = {}
+    for name, dims in declared.items():
+        merged = _declared_fills(dims, found.get(name))
+        if merged is not None:
+            fills[name] = merged
+    if not fills:
+        return first
+    source = weightless_copy(model)
+    for vi in (*source.graph.value_info, *source.graph.output):
+        if vi.name in declared:
+            if vi.name in fills:
+                _set_dims(vi.type.tensor_type, fills[vi.name])
+            else:
+                vi.type.tensor_type.ClearField("shape")
+    return run_inference(source, strict=False)
+
+
+def _declared_fills(declared: tuple, inferred: Optional[tuple]) -> Optional[tuple]:
+    """The dims a declaration and inference give together, where the
+    declaration adds to what inference found (else None): inference's static
+    dims win; the declaration gives the rank where inference has none, and a
+    dim inference cannot tell."""
+    if inferred is None:
+        return declared
+    if len(inferred) != len(declared):
+        return None
+    merged = tuple(i if isinstance(i, int) or d is None else d for d, i in zip(declared, inferred))
+    return merged if merged != inferred else None
+
+
+def _set_dims(tensor_type, dims: tuple) -> None:
+    tensor_type.ClearField("shape")
+    shape = tensor_type.shape
+    shape.SetInParent()     # a scalar's empty shape is a shape
+    for d in dims:
+        dim = shape.dim.add()
+        if isinstance(d, int):
+            dim.dim_value = d
+        elif d is not None:
+            dim.dim_param = d
 
 
 def run_inference(model: onnx.ModelProto, strict: bool) -> onnx.ModelProto:

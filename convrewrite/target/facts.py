@@ -308,7 +308,10 @@ def _resize_ratios(node, graph, a) -> Optional[list]:
         scales = graph.constant(node.input[k]) if len(node.input) > k and node.input[k] else None
     if scales is None or np.size(scales) == 0:
         return _sizes_ratios(node, graph, a, x)
-    return [Fraction(float(s)).limit_denominator(10**6) for s in np.ravel(scales)]
+    scales = np.ravel(scales).astype(np.float64)
+    if not np.isfinite(scales).all():   # no ratio (an invalid node, which the resize pass says): as unknown
+        return None
+    return [Fraction(float(s)).limit_denominator(10**6) for s in scales]
 
 
 def _sizes_ratios(node, graph, a, x) -> Optional[list]:

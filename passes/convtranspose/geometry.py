@@ -60,7 +60,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from convrewrite.geometry import extent, same_pads, split_pads
+from convrewrite.geometry import MAX_PHASES, extent, same_pads, split_pads
 
 
 class SpecConflict(ValueError):
@@ -82,7 +82,7 @@ class TooLarge(SpecConflict):
 # Planning loops over phases and outputs: bound them by sane tensor sizes,
 # never by attribute magnitudes (a stride of 2**20 must not take hours).
 MAX_OUTPUT_ELEMENTS = 1 << 31   # spatial outputs of one channel of one batch item
-MAX_PHASES = 1 << 12            # prod(strides): Conv output channels per output channel
+# MAX_PHASES (convrewrite/geometry.py): prod(strides), Conv output channels per output channel
 
 
 # --- output size and padding ------------------------------------------------

@@ -45,7 +45,7 @@ from convrewrite.core.rewrite import Skip
 from convrewrite.emit.opset_ops import (NOTHING, Moved, gemm, movement, other_nodes, pad_axes, requantized,
                                        slice_axes, tensor_bytes)
 from convrewrite.emit.pixel_shuffle import pixel_shuffle, pixel_shuffle_cost, shuffle_rank, square_blocks
-from convrewrite.geometry import join_pads
+from convrewrite.geometry import MAX_PHASES, join_pads
 
 from .interpolation import (AxisKernel, ResizeSpec, Unsupported, depthwise_kernel, interpolation_matrix,
                             is_plain_nearest)
@@ -247,12 +247,21 @@ class Deconv(_FixedKernel):
         """The ConvTranspose this form builds is lowered by the convtranspose
         pass only at a static spatial size: of a symbolic one it would stay,
         the Resize traded for a Pad and a ConvTranspose.  (With --passes
-        resize alone the ConvTranspose is what was asked for.)"""
-        sizes = graph.shape(match.node.input[0])[2:]
-        if "convtranspose" not in run_passes or all(isinstance(n, int) for n in sizes):
+        resize alone the ConvTranspose is what was asked for.)  Nor beyond
+        MAX_PHASES: its strides are the factors, and the convtranspose pass
+        plans one Conv output channel per phase, prod(factors) of them."""
+        if "convtranspose" not in run_passes:
             return None
-        return (f"the ConvTranspose it builds would stay in the model: the convtranspose pass needs a static "
-                f"spatial size, and the input's is {list(sizes)}; fix the input's spatial dimensions")
+        sizes = graph.shape(match.node.input[0])[2:]
+        if not all(isinstance(n, int) for n in sizes):
+            return (f"the ConvTranspose it builds would stay in the model: the convtranspose pass needs a static "
+                    f"spatial size, and the input's is {list(sizes)}; fix the input's spatial dimensions")
+        factors = [k.factor for k in match.params.kernels]
+        if prod(factors) > MAX_PHASES:
+            hint = MATMUL_HINT if MatMul().applies(match, graph) is None else ""
+            return (f"the ConvTranspose it builds would stay in the model: its strides {factors} make "
+                    f"{prod(factors)} output phases, more than the {MAX_PHASES} the convtranspose pass plans{hint}")
+        return None
 
     def cost(self, match, variant, graph) -> Cost:
         p = match.params

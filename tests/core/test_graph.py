@@ -119,3 +119,41 @@ def test_strict_inference_infers_what_the_view_does(name):
     model = onnx.load(MODELS / name)
     assert run_inference(model, strict=True).SerializeToString() == \
         run_inference(model, strict=False).SerializeToString()
+
+
+
+def _reshape_then(declared, op=("Relu", ""), v_declared=None):
+    """x -> Reshape to [1, 32, 8, 32] -> u -> op -> v -> Relu -> y, u declared
+    `declared` in a value_info (and v `v_declared`, if given)."""
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["u"], name="reshape"),
+             helper.make_node(op[0], ["u"], ["v"], name="op", domain=op[1]),
+             helper.make_node("Relu", ["v"], ["y"], name="relu")]
+    declarations = [helper.make_tensor_value_info("u", TensorProto.FLOAT, declared)]
+    if v_declared is not None:
+        declarations.append(helper.make_tensor_value_info("v", TensorProto.FLOAT, v_declared))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8192])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["a", "b", "c", "d"])],
+                              [numpy_helper.from_array(np.array([1, 32, 8, 32], np.int64), "shape")],
+                              value_info=declarations)
+    imports = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(op[1], 1)] if op[1] else [])
+    return helper.make_model(graph, opset_imports=imports)
+
+
+def test_a_stale_declared_shape_gives_way_to_what_the_node_computes():
+    """u declared [1, 32, 16, 16] after a Reshape to [1, 32, 8, 32]: onnxruntime
+    runs the Reshape's shape; the view read the declaration (lenient
+    inference keeps it), and so did what follows it."""
+    view = GraphView(_reshape_then([1, 32, 16, 16]))
+    assert view.shape("u") == (1, 32, 8, 32)
+    assert view.shape("v") == view.shape("y") == (1, 32, 8, 32)
+
+
+def test_a_declaration_still_fills_what_inference_cannot_tell():
+    """A custom operator's output declared (README's advice where inference
+    loses a shape): the declaration stands, and what follows reads it; a
+    declared symbolic dim the node makes static is static."""
+    view = GraphView(_reshape_then([1, 32, 8, 32], op=("Gelu2", "my.ops"), v_declared=[1, 32, "H", 32]))
+    assert view.shape("v") == (1, 32, "H", 32)
+    y = view.shape("y")    # its static dims come through v's declaration alone
+    assert (y[0], y[1], y[3]) == (1, 32, 32), y
+    assert GraphView(_reshape_then(["N", 32, 8, 32])).shape("u") == (1, 32, 8, 32)

@@ -231,6 +231,27 @@ def test_a_resize_of_symbolic_size_is_not_traded_for_a_convtranspose_the_run_lea
                      record.reason), record.reason
 
 
+
+@pytest.mark.parametrize("mode, factors", [("cubic", [65, 65]), ("linear", [17, 17, 17])])
+def test_a_resize_beyond_the_convtranspose_phase_bound_is_not_traded_for_a_convtranspose_the_run_leaves(mode, factors):
+    """A static Resize whose factors make more than 4096 phases (x65 on two
+    axes; x17 on three, each factor below the bound): the deconv form's
+    ConvTranspose was built, and the convtranspose pass then left it
+    (too-large): the Resize 'rewritten' into a Pad and a ConvTranspose,
+    exit 0.  The deconv form is passed over saying why, and the advice
+    (the matmul form) lowers it."""
+    shape = [1, 2] + [3] * len(factors)
+    model = resize_model(shape, [1, 1, *factors], mode=mode)
+    options = {"resize_mode": "deconv"} if mode == "linear" else None   # linear would take matmul unasked
+    new, report = optimize(model, options=options, verify=False)
+    assert op_counts(new) == op_counts(model), [(r.node, r.status, r.code) for r in report.rewrites]
+    record, = report.rewrites
+    assert record.code == Code.NO_FORM
+    assert re.search(rf"deconv: the ConvTranspose it builds would stay in the model: its strides "
+                     rf"{re.escape(str(factors))} make {np.prod(factors)} output phases, more than the 4096 the "
+                     rf"convtranspose pass plans{re.escape(MATMUL_HINT)}", record.reason), record.reason
+    assert_rewrites(model, "resize", {"Resize": 0, "MatMul": len(factors), "ConvTranspose": 0}, resize_mode="matmul")
+
 # --- left alone, with reasons ---------------------------------------------------------
 
 def skip_codes(report) -> list:

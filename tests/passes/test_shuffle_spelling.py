@@ -139,3 +139,21 @@ def test_a_shuffle_of_at_most_1024_elements_is_left_with_a_reason(c, h, w):
         "1024 elements per image, at most 1024: one axis at a time measured no faster there"), record.reason
     bigger = d2s_model(c=c, h=h, w=w + 1)
     assert_rewrites(bigger, "shuffle-spelling", PER_AXIS, expect_rewrites=1)
+
+
+def test_a_stale_declared_input_shape_is_not_what_the_reshapes_name():
+    """The DepthToSpace's input declared [1, 32, 16, 16] in a value_info
+    after a Reshape that makes it [1, 32, 8, 32] (onnxruntime runs the
+    Reshape's shape): the per-axis Reshapes named 16 x 16, reordering the
+    real tensor's elements; --no-verify wrote that model (a verified run
+    rolled it back, blaming the rewrite).  Now bit-identical unverified."""
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["u"]),
+             helper.make_node("DepthToSpace", ["u"], ["y"], blocksize=2)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8192])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "c", "h", "w"])],
+                              [onnx.numpy_helper.from_array(np.array([1, 32, 8, 32], np.int64), "shape")],
+                              value_info=[helper.make_tensor_value_info("u", TensorProto.FLOAT, [1, 32, 16, 16])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    new, report = optimize(model, verify=False)
+    assert forms(report) == ["per-axis"] and op_counts(new)["DepthToSpace"] == 0
+    assert_bit_identical(model, new, [1, 8192])

@@ -215,3 +215,19 @@ def test_every_limit_says_what_it_reads():
     limits = {key for key, _ in rules._CHECKS}
     assert limits == set(rules._READS) | rules._NOT_READ
     assert not set(rules._READS) & rules._NOT_READ
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("target", ["arm-ethos-u55", "arm-ethos-n78", "tflite"])
+def test_a_non_finite_scale_is_no_factor(bad, target):
+    """A Resize whose constant scales hold nan or inf (an invalid node, which
+    the resize pass names): reading its factors took the run down, exit 4
+    (Fraction(nan)).  Its factors are not known; the run goes on."""
+    s = numpy_helper.from_array(np.array([1, 1, bad, 2], np.float32), "s")
+    node = helper.make_node("Resize", ["x", "", "s"], ["y"], name="up", **NEAREST_U55)
+    model = _model([node], [1, 2, 8, 8], ["n", "c", "h", "w"], [s])
+    graph = GraphView(model)
+    assert node_facts(node, graph).factors is None
+    _, report = optimize(model, verify=False, target=target)
+    (record,) = report.rewrites
+    assert record.code in ("invalid-node", "target-undecided"), (record.code, record.reason)
