@@ -35,6 +35,7 @@ class Lowering:
     depth_to_space: bool = True
     pad_nodes: bool = False
     bias_after: str = ""   # a constant bias added after the shuffle and crop (then `bias` is "")
+    before_crop: bool = False   # with bias_after: the Add between the shuffle and the crop
 
 
 def _conv(b: Builder, x: str, kernel: np.ndarray, bias, axes, group: int, what: str,
@@ -211,11 +212,16 @@ def _bias_add(b: Builder, y: str, bias: np.ndarray, rank: int) -> str:
     return b.op("Add", [b.initializer(bias.reshape(1, -1, *[1] * (rank - 2)), "bias"), y], "bias_add")
 
 
+def crops(plans) -> bool:
+    """Whether the block grid the shuffle makes is larger than the output (a crop Slice follows)."""
+    return any(pl.shift or pl.blocks * pl.stride != pl.out for pl in plans)
+
+
 def _crop(b: Builder, y: str, plans) -> str:
     """Cut the block grid [-shift, blocks*s - shift) back to [0, out)."""
+    if not crops(plans):
+        return y
     cut = [(i + 2, pl.shift, pl.shift + pl.out) for i, pl in enumerate(plans)
            if pl.shift or pl.blocks * pl.stride != pl.out]
-    if not cut:
-        return y
     axes, starts, ends = zip(*cut)
     return slice_axes(b, y, axes, starts, ends, "crop")

@@ -16,7 +16,14 @@ only SAME or VALID padding).  With a constant bias, each also has a "bias
 after the shuffle" variant: Convs without bias, the shuffle and crop, then
 one Add of B [Cout] (ConvTranspose(x) + B computed in that order; phases no
 tap reaches are zeros before the Add), for toolchains whose int8 quantizer
-mis-scales a pixel shuffle (Profile.bias_after_shuffle).
+mis-scales a pixel shuffle (Profile.bias_after_shuffle).  Where the form crops
+the shuffle's block grid, the "bias before the crop" variant puts that Add
+between the shuffle and the crop Slice (a Slice commutes with adding B per
+channel), so the Slice reads an operator that requantizes in int8, not the
+shuffle's last Reshape: a target whose quantizer forces a Slice's scale onto
+its input and whose compiler then refuses the Reshape's two scales
+(`no_reshaped_inputs`, the Ethos-U profiles) runs that one.  It is tried
+after the others, so a target takes it only where they do not fit.
 """
 from __future__ import annotations
 
@@ -37,12 +44,13 @@ from convrewrite.emit.pixel_shuffle import GATHERED, is_depth_to_space, pixel_sh
 
 from .batchnorm import Norm, fold
 from .build import (Lowering, _any_taps, _bias_add, _bias_only, _crop, _phase_convs, _phase_counts, _runs,
-                    _single_conv)
+                    _single_conv, crops)
 from .geometry import (GEOMETRY_CACHE, Tiles, border_tiles, conv_weight, phases, plan_macs, shared_plan, split_plan,
                        split_tiles, tile_tree)
 
 MAC_BOUND = 1.1  # a form within this factor of the ConvTranspose's MACs needs no more nodes
 BIAS_AFTER = "bias after the shuffle"
+BIAS_BEFORE_CROP = "bias before the crop"
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,7 @@ class Emit:
     pad_nodes: bool = False
     label: str = ""
     bias_after: bool = False
+    before_crop: bool = False   # with bias_after: the Add between the shuffle and the crop
 
 
 # --- the forms -----------------------------------------------------------------
@@ -137,15 +146,26 @@ class _ConvTransposeForm(Form):
         if not named:
             weight, bias, after = "", "b" if bias else "", "a" if after else ""
         return Lowering(self.name, self.plans(d), self.tiles(d), d.group, d.cout, weight, bias,
-                        d.bias_is_constant, v.layout, v.depth_to_space, v.pad_nodes, after)
+                        d.bias_is_constant, v.layout, v.depth_to_space, v.pad_nodes, after, v.before_crop)
 
     def variants(self, match, graph):
+        """The structure variants, then with a constant bias each again with
+        the bias after the shuffle and, where the form crops, each again with
+        it before the crop (the module docstring)."""
         d = match.params
-        emits = list(_structure_variants(self.lowering(d, Emit(), named=False), d.opset))
+        low = self.lowering(d, Emit(), named=False)
+        emits = list(_structure_variants(low, d.opset))
         if not (self.bias_after_variants and d.bias_term and d.bias_is_constant):
             return emits
-        return emits + [replace(e, bias_after=True, label=", ".join(filter(None, [e.label, BIAS_AFTER])))
-                        for e in emits]
+
+        def labelled(e, what):
+            return ", ".join(filter(None, [e.label, what]))
+
+        after = [replace(e, bias_after=True, label=labelled(e, BIAS_AFTER)) for e in emits]
+        if not crops(low.plans):
+            return emits + after
+        return emits + after + [replace(e, bias_after=True, before_crop=True, label=labelled(e, BIAS_BEFORE_CROP))
+                                for e in emits]
 
     def nested(self, match, graph) -> Optional[str]:
         """Output phase r is a correlation of dilation d / gcd(d, s) (rewrite.py):
@@ -174,8 +194,11 @@ class _ConvTransposeForm(Form):
         y = _single_conv(b, x, wc, conv_bias, p) if p.form == "single-conv" else _phase_convs(b, x, wc, conv_bias, p)
         if p.form == "border-split":
             b.note(f"tiles={p.tiles.tile_count()} (phase outputs cut where the taps that reach the input change)")
+        if p.bias_after and p.before_crop:
+            b.note("bias added after the pixel shuffle, before the crop")
+            y = _bias_add(b, y, bias, len(p.plans) + 2)
         y = _crop(b, y, p.plans)
-        if p.bias_after:
+        if p.bias_after and not p.before_crop:
             b.note("bias added after the pixel shuffle")
             y = _bias_add(b, y, bias, len(p.plans) + 2)
         return {replaced_output(match): y}
@@ -505,7 +528,7 @@ class _Costing:
     def crop(self) -> Moved:
         """`_crop`: a Slice back from the block grid to the output."""
         plans = self.low.plans
-        if not any(pl.shift or pl.blocks * pl.stride != pl.out for pl in plans):
+        if not crops(plans):
             return NOTHING
         grid = [1, self.low.cout, *[pl.blocks * pl.stride for pl in plans]]
         out = grid[:2] + [pl.out if pl.shift or pl.blocks * pl.stride != pl.out else pl.blocks * pl.stride

@@ -8,6 +8,7 @@ scatter, and its MAC counts against the bound the issue sets.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 import json
 import re
 from pathlib import Path
@@ -23,7 +24,7 @@ from conformance import node_cases, pytorch_converted_cases
 from convrewrite import optimize
 from convrewrite.core.equivalence import check_models, compare_outputs, random_feeds, run_onnxruntime, runtime_inputs
 from convrewrite.core.cost import batch_one, model_cost, subgraph_cost
-from convrewrite.core.forms import rank
+from convrewrite.core.forms import Option, rank
 from convrewrite.core.graph import GraphView, attributes
 from convrewrite.core.lowering import build
 from convrewrite.core.report import REWRITTEN
@@ -858,7 +859,9 @@ def test_form_costs_are_exact(case, bias):
 def test_bias_after_the_shuffle_variants_compute_the_convtranspose(case):
     """Every form's "bias after the shuffle" variant (Convs without bias, the
     shuffle and crop, one Add of B; phases no tap reaches are zeros before
-    it) equals the ConvTranspose; offered only with a constant bias."""
+    it) and, where the form crops, its "bias before the crop" variant (the
+    Add between the shuffle and the crop Slice) equal the ConvTranspose;
+    offered only with a constant bias."""
     x_shape, cout, kernel, attrs = COST_CASES[case]
     model = convt_model(x_shape, cout, kernel, bias=True, **attrs)
     p = ConvTransposeToConv(ConvTransposeOptions(form="border-split"))
@@ -869,7 +872,13 @@ def test_bias_after_the_shuffle_variants_compute_the_convtranspose(case):
     assert options, "no bias-after variant"
     for option in options:
         replacement = build(p, match, option, graph)
-        assert [n.op_type for n in replacement.nodes][-1] == "Add", option.label
+        ops = [n.op_type for n in replacement.nodes]
+        crops = ops[-1] == "Slice" and replacement.nodes[-1].name.endswith("/crop")
+        if option.variant.before_crop:
+            assert option.label.endswith("bias before the crop") and crops and ops[-2] == "Add", option.label
+            assert replacement.nodes[-1].input[0] == replacement.nodes[-2].output[0], option.label
+        else:
+            assert option.label.endswith("bias after the shuffle") and ops[-1] == "Add", option.label
         assert not any(len(n.input) > 2 for n in replacement.nodes if n.op_type == "Conv"), option.label
         feeds = random_feeds(runtime_inputs(model))
         got = run_onnxruntime(replacement_model(replacement, graph), feeds)
@@ -880,6 +889,55 @@ def test_bias_after_the_shuffle_variants_compute_the_convtranspose(case):
         m = p.match(plain.graph.node[-1], GraphView(plain))
         labels = [o.label for o in rank(p, m, GraphView(plain), None, with_variants=True, with_opt_in=True).options]
         assert not any("bias after" in label for label in labels), labels
+
+
+def test_bias_before_the_crop_is_offered_where_the_form_crops():
+    """One "bias before the crop" variant per structure variant, exactly where
+    what the form builds ends with a crop: a DCGAN ConvTranspose (pads 1)
+    crops single-conv's shared window, not its phase Convs; a pad-free
+    stride-2 kernel-2 one crops neither."""
+    p = ConvTransposeToConv()
+    for kernel, attrs, cropping in [((4, 4), dict(strides=[2, 2], pads=[1, 1, 1, 1]), {"single-conv"}),
+                                    ((2, 2), dict(strides=[2, 2]), set())]:
+        model = convt_model((1, 3, 5, 5), 2, kernel, bias=True, **attrs)
+        graph = GraphView(model)
+        match = p.match(model.graph.node[-1], graph)
+        for form in [f for f in p.forms if f.name in ("single-conv", "phase-convs") and not f.quantized_only]:
+            variants = form.variants(match, graph)
+            plain = [v for v in variants if not v.bias_after]
+            before = [v for v in variants if v.before_crop]
+            built = build(p, match, Option(form, plain[0], ""), graph)
+            assert any(n.name.endswith("/crop") for n in built.nodes) == (form.name in cropping), form.name
+            assert all(v.bias_after for v in before)
+            assert [replace(v, bias_after=False, before_crop=False, label="") for v in before] == \
+                ([replace(v, label="") for v in plain] if form.name in cropping else []), (form.name, kernel)
+
+
+def test_a_1d_stride8_convtranspose_takes_the_bias_before_the_crop_on_the_ethos_u55():
+    """melgan's and HiFi-GAN's upsampler (1-D, kernel 16, stride 8, pads 4)
+    on the U55, which runs no stride-8 TRANSPOSE_CONV: every plain variant
+    crops a Reshape's output or concatenates 1-D Convs (no_reshaped_inputs:
+    onnx2tf's int8 quantizer forces the Slice's scale onto the RESHAPE, which
+    Vela refuses), and so does "bias after the shuffle" (its Add follows the
+    crop).  "bias before the crop" leaves the Slice reading the bias Add,
+    which requantizes: it fits.  The tflite profile (no such rule) keeps
+    "bias after the shuffle"; without a bias there is no Add to move, and the
+    node stays."""
+    model = convt_model((1, 16, 12), 8, (16,), bias=True, strides=[8], pads=[4, 4])
+    u55 = load_profile("arm-ethos-u55")
+    new, report = assert_rewrites(model, PASS, {"ConvTranspose": 0, "Conv": 1, "Reshape": 2, "Transpose": 1,
+                                                "Add": 1, "Slice": 1, "Concat": 0}, target=u55)
+    record = report.records(REWRITTEN)[0]
+    assert (record.form, record.variant) == ("single-conv", "CRD Reshape/Transpose, bias before the crop")
+    nodes = {n.output[0]: n for n in new.graph.node}
+    crop = next(n for n in new.graph.node if n.op_type == "Slice")
+    assert nodes[crop.input[0]].op_type == "Add"
+    assert nodes[nodes[crop.input[0]].input[1]].op_type == "Reshape"
+    _, report = assert_rewrites(model, PASS, {"ConvTranspose": 0, "Add": 1}, target=load_profile("tflite"))
+    assert report.records(REWRITTEN)[0].variant.endswith("bias after the shuffle")
+    assert_skips(convt_model((1, 16, 12), 8, (16,), bias=False, strides=[8], pads=[4, 4]), PASS,
+                 r"no lowering form runs on target 'arm-ethos-u55'.*Slice .*passes through a RESHAPE",
+                 code="no-form", target=u55)
 
 
 def test_the_tflite_profile_adds_the_bias_after_the_shuffle():

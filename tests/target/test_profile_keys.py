@@ -299,6 +299,18 @@ def test_no_reshaped_inputs(tmp_path):
         "Slice 'sl': input 'u' passes through a RESHAPE in onnx2tf's TFLite (at 'rs')")
     sl = helper.make_node("Slice", ["x", "st", "en", "ax"], ["y"], name="sl")
     assert messages(model_of([sl], {"x": [1, 8, 8, 8]}, inits[1:]), p) == []
+    # an Add between the Reshape and the Slice (a lowered ConvTranspose's bias before its crop)
+    # requantizes: the Slice's input is the Add's; unless a Reshape reads the Add's output too
+    add = [helper.make_node("Reshape", ["x", "s"], ["r"], name="rs"),
+           helper.make_node("Add", ["b", "r"], ["u"], name="bias"),
+           helper.make_node("Slice", ["u", "st", "en", "ax"], ["y"], name="sl")]
+    inits_add = inits + [numpy_helper.from_array(np.ones((1, 8, 1), np.float32), "b")]
+    assert messages(model_of(add, {"x": [1, 8, 8, 8]}, inits_add), p) == []
+    read_again = add + [helper.make_node("Reshape", ["u", "s2"], ["z"], name="rs2")]
+    graph = GraphView(model_of(read_again, {"x": [1, 8, 8, 8]}, inits_add + [ints("s2", [1, 8, 8, 8])]))
+    assert [v for v in node_violations(graph.graph.node[2], graph, p)] == [
+        "Slice 'sl': input 'u' passes through a RESHAPE in onnx2tf's TFLite (at 'rs2'), whose int8 scales the "
+        "quantizer may make differ (it forces the Slice's scale onto the input), which the target's compiler refuses"]
 
 
 # --- static_shapes --------------------------------------------------------------------

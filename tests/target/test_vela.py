@@ -196,6 +196,31 @@ def slice_after_reshape(one_d=True):
                               _ints("st", [0, 0]), _ints("en", [1, 1]), _ints("ax", [2, 3])])
 
 
+def shuffle_1d_crop(bias_first=True):
+    """The single-conv lowering of a 1-D stride-4 ConvTranspose (kernel 8, pads 2)
+    as the convtranspose pass builds it for the Ethos-U: a 1-D Conv of 4x the
+    channels, the CRD pixel shuffle as Reshape/Transpose/Reshape, the bias Add
+    and the crop Slice, then a LeakyRelu (melgan's upsampler).  With
+    `bias_first` the Add sits between the shuffle and the crop ("bias before
+    the crop"): the SLICE reads the ADD's output, which takes the forced scale
+    itself; without, the crop reads the shuffle's RESHAPE ("bias after the
+    shuffle": its Add follows the crop).  The crop keeps 8 of the 136 samples,
+    so that its range surely differs from the shuffle's (the full model's crop
+    of 2 and 6 samples compiled in both orders: the scales agreed on the
+    calibration data, which the profile cannot know)."""
+    shuffle = [helper.make_node("Conv", ["t", "wk"], ["c"], kernel_shape=[3], pads=[1, 1]),
+               helper.make_node("Reshape", ["c", "s1"], ["a"]),
+               helper.make_node("Transpose", ["a"], ["b"], perm=[0, 1, 3, 2]),
+               helper.make_node("Reshape", ["b", "s2"], ["u"])]
+    add = lambda x, y: helper.make_node("Add", ["bias", x], [y])
+    crop = lambda x, y: helper.make_node("Slice", [x, "st", "en", "ax"], [y])
+    tail = [add("u", "v"), crop("v", "s")] if bias_first else [crop("u", "v"), add("v", "s")]
+    inits = [_w("wk", (32, 8, 3), 1), _ints("s1", [1, 8, 4, 34]), _ints("s2", [1, 8, 136]),
+             _floats("bias", np.linspace(-0.5, 0.5, 8, dtype=np.float32).reshape(1, 8, 1)),
+             _ints("st", [2]), _ints("en", [10]), _ints("ax", [2])]
+    return after_conv1d(shuffle + tail + [helper.make_node("LeakyRelu", ["s"], ["y"], alpha=0.2)], inits, w=34)
+
+
 def matmul_var():
     """Both operands computed: t @ transpose(t) over the last two axes (rank 4)."""
     nodes = [helper.make_node("Transpose", ["t"], ["tt"], perm=[0, 1, 3, 2]),
@@ -289,6 +314,10 @@ CASES = {
     "concat_1d_conv": ("Concat of a 1-D Conv's output", concat_1d_conv),
     "slice_1d_conv": ("Slice of a 1-D Conv's output", slice_after_reshape),
     "slice_rank6_shuffle": ("Slice of the rank-6 pixel shuffle's output", lambda: slice_after_reshape(one_d=False)),
+    # an Add between (a lowered ConvTranspose's bias before its crop) requantizes: it takes the scale
+    "shuffle_1d_bias_crop": ("Slice of a bias Add of the 1-D pixel shuffle's output", shuffle_1d_crop),
+    "shuffle_1d_crop_bias": ("Slice of the 1-D pixel shuffle's output, bias Add after",
+                             lambda: shuffle_1d_crop(bias_first=False)),
     "matmul_2d": ("MatMul rank 2", lambda: _fc_model()),
     "matmul_4d_const": ("MatMul rank 4, constant", lambda: after_conv(
         [helper.make_node("MatMul", ["t", "m"], ["y"])], [_w("m", (8, 8), 2)])),
@@ -372,6 +401,8 @@ VELA_5_2 = {
     "concat_1d_conv": {U55: False, U85: False},       # Vela stops: "RESHAPE 'u' Does not have valid TFLite
     "slice_1d_conv": {U55: False, U85: False},        # Semantics. - Input and output quantisation must match"
     "slice_rank6_shuffle": {U55: False, U85: False},
+    "shuffle_1d_bias_crop": {U55: True, U85: True},
+    "shuffle_1d_crop_bias": {U55: False, U85: False},  # Vela stops, as for slice_1d_conv
     "matmul_2d": {U55: False, U85: False},
     "matmul_4d_const": {U55: False, U85: False},
     "matmul_4d_var": {U55: True, U85: True},    # tf_converter
