@@ -22,8 +22,9 @@ between the shuffle and the crop Slice (a Slice commutes with adding B per
 channel), so the Slice reads an operator that requantizes in int8, not the
 shuffle's last Reshape: a target whose quantizer forces a Slice's scale onto
 its input and whose compiler then refuses the Reshape's two scales
-(`no_reshaped_inputs`, the Ethos-U profiles) runs that one.  It is tried
-after the others, so a target takes it only where they do not fit.
+(`no_reshaped_inputs`, the Ethos-U profiles) runs that one.  It is listed
+last (with Profile.bias_after_shuffle, after the "bias after the shuffle"
+variants), so a target takes it only where those before it do not fit.
 """
 from __future__ import annotations
 
