@@ -325,6 +325,18 @@ def test_skips_with_reason_and_code(model, reason, code):
         assert "--resize-mode matmul" not in report.rewrites[0].reason
 
 
+@pytest.mark.parametrize("target", [None, *builtin_names()])
+@pytest.mark.parametrize("scale, mode", [(float("nan"), "linear"), (float("inf"), "nearest"), (-2.0, "linear")])
+def test_invalid_constant_scales_are_an_invalid_node_whatever_the_target(scale, mode, target):
+    """The pass's verdict on the node comes before the target's: scales
+    [1, 1, nan, 2] were 'target-undecided' on the Ethos-U and N78 profiles
+    (their factor rules cannot read a NaN, and the reason advised constant
+    scales, which these are) and 'target-runs-it' on ti-tidl."""
+    model = resize_model([1, 3, 8, 8], scales=[1, 1, scale, 2], mode=mode)
+    assert_skips(model, DECONV, code=Code.INVALID_NODE, target=target,
+                 reason=rf"^Resize 'up': scale {scale} on axis 2 is not a positive, finite number$")
+
+
 def test_runtime_scales_are_left_alone():
     model = resize_model([1, 2, 4, 4], [1, 1, 2, 2], mode="linear")
     model.graph.input.append(helper.make_tensor_value_info("scales", FLOAT, [4]))
