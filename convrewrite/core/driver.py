@@ -2,8 +2,9 @@
 
     load -> check -> for each pass (the caller's list, in order):
                         for every candidate node:
+                            match (Match, or Skip with a reason and a code);
+                            a node it finds invalid is left so, whatever the target
                             gate: a target that runs the node as it is keeps it
-                            match (Match, or Skip with a reason and a code)
                             lower: choose a form, build it, judge it (lowering.py)
                         verify each replacement locally (original vs replacement)
                         splice the verified ones in, remove dead code, toposort
@@ -403,26 +404,28 @@ class _Run:
 
     def _plan(self, graph, p, node, match_fn, claimed: set, alone: bool = False) -> _Candidate:
         c = _Candidate(RewriteRecord(p.name, graph.label(node), node.op_type, SKIPPED))
-        unfit = None
+        unfit, result = None, None
         if self.profile is not None:
             from ..target import needs_lowering, runs_as_is_reason, undecided_reason
 
-            unfit = needs_lowering(node, graph, self.profile)
-            if unfit is None:
-                # no rule is known to be broken; the target runs it only if no rule passed unread
-                unknown = undecided_reason(node, graph, self.profile)
-                c.skip(Skip(unknown, Code.TARGET_UNDECIDED) if unknown else
-                       Skip(runs_as_is_reason(node, graph, self.profile), Code.TARGET_RUNS_IT))
-                return c
+            # the pass's verdict that the node breaks its operator's spec comes first: a target's rules
+            # read its attributes and inputs as valid, and would say it runs the node, or that a value
+            # (a NaN scale) is not known before run time
+            result = _match(p, match_fn, node, graph)
+            if not _invalid(result):
+                unfit = needs_lowering(node, graph, self.profile)
+                if unfit is None:
+                    # no rule is known to be broken; the target runs it only if no rule passed unread
+                    unknown = undecided_reason(node, graph, self.profile)
+                    c.skip(Skip(unknown, Code.TARGET_UNDECIDED) if unknown else
+                           Skip(runs_as_is_reason(node, graph, self.profile), Code.TARGET_RUNS_IT))
+                    return c
         too_large = oversized_tensor(node, graph)
-        if too_large is not None:
+        if too_large is not None and not _invalid(result):
             c.skip(Skip(f"{node.op_type} '{graph.label(node)}': {too_large.reason}", too_large.code))
             return c
-        try:
-            result = match_fn(node, graph)
-        except Exception as e:  # a pass bug must not take the run down
-            c.skip(Skip(f"internal error in {p.name}.match: {type(e).__name__}: {e}", Code.INTERNAL_ERROR))
-            return c
+        if result is None:
+            result = _match(p, match_fn, node, graph)
         if isinstance(result, Skip):
             c.skip(result)
             return c
@@ -561,6 +564,20 @@ class _Run:
                             f"local check failed: replacement differs from the original "
                             f"(max abs error {w.max_abs_error:.3g}, allowed {w.allowed_error:.3g}"
                             f"{', ' + w.message if w.message else ''})", Code.VERIFICATION_FAILED)
+
+
+def _match(p, match_fn, node, graph) -> "Match | Skip":
+    """The pass's match of `node`; a pass bug is a Skip, not the run's end."""
+    try:
+        return match_fn(node, graph)
+    except Exception as e:
+        return Skip(f"internal error in {p.name}.match: {type(e).__name__}: {e}", Code.INTERNAL_ERROR)
+
+
+def _invalid(result) -> bool:
+    """Whether a match says the node breaks its operator's specification:
+    true of the node whatever runs it, so said before a target's verdict."""
+    return isinstance(result, Skip) and result.code == Code.INVALID_NODE
 
 
 def _has_ops(model: onnx.ModelProto, op_types) -> bool:

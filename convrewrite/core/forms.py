@@ -93,6 +93,29 @@ class Variant:
 DEFAULT = Variant()
 
 
+@dataclass(frozen=True)
+class Advice:
+    """An option of the pass that has the node lowered otherwise: `key` and
+    `value` as optimize's `options` take them (the command line's
+    --key-with-dashes value), `forms` the forms whose being built makes the
+    advice true, `says` what it then does ("lowers it").  A form gives one
+    (Form.advice); the chooser shows it only where it holds
+    (lowering.advised)."""
+
+    key: str
+    value: str
+    forms: tuple
+    says: str
+
+    @property
+    def flag(self) -> str:
+        return f"--{self.key.replace('_', '-')} {self.value}"
+
+    @property
+    def text(self) -> str:
+        return f"{self.flag} {self.says}"
+
+
 class Form:
     """Base class of a lowering form (see the module docstring)."""
 
@@ -123,6 +146,16 @@ class Form:
         return None
 
     def favoured(self, match, graph) -> Optional[str]:
+        return None
+
+    def advice(self, match, graph, built: bool) -> Optional[Advice]:
+        """An option that has the node lowered otherwise, for the user:
+        where this form does not apply (`built` False), one that lowers it
+        (appended to its reason); where it is built, one that avoids what
+        it costs (a note).  Shown only where following it builds one of the Advice's
+        forms: without a target, the chooser's first option under that
+        option; never with a target, which tries every form that applies
+        (lowering.advised)."""
         return None
 
     def nested(self, match, graph) -> Optional[str]:

@@ -33,7 +33,7 @@ from .builder import Builder
 from .cost import COMPUTING_OPS, model_cost, total_macs
 from .cost_model import onnxruntime_cpu
 from .errors import InputError
-from .forms import Option, Ranking, rank
+from .forms import Advice, Option, Ranking, rank
 from .graph import GraphView
 from .rewrite import Code, Match, Replacement, Skip
 from .splice import renamed_nodes
@@ -97,6 +97,9 @@ def lower(p, match: Match, graph: GraphView, target=None, passes: Sequence = (),
     r = ranking(p, match, graph, target, passes, depth)
     if target is None and passes:
         r = _without_left_behind(r, match, graph, [q.name for q in passes])
+    if target is None and depth == 0:
+        r = replace(r, passed_over=[(name, _with_advice(why, p, match, graph, name, passes))
+                                    for name, why in r.passed_over])
     where = f"{match.node.op_type} '{graph.label(match.node)}'"
     if not r.options:
         quantized = qdq.region(match.node, graph)
@@ -107,9 +110,39 @@ def lower(p, match: Match, graph: GraphView, target=None, passes: Sequence = (),
     notes = _preference_notes(p, r)
     if target is None:
         chosen = r.options[0]
-        return Lowered(chosen, build(p, match, chosen, graph), notes + _ranking_note(p, chosen, r))
+        advice = advised(p, match, graph, chosen.form.advice(match, graph, True), passes) if depth == 0 else None
+        return Lowered(chosen, build(p, match, chosen, graph),
+                       notes + _ranking_note(p, chosen, r) + ((advice,) if advice else ()))
     weighed = (f"{r.options[0].form.name} tried first: {r.weighed}",) if r.weighed else ()
     return _lower_for_target(p, match, graph, target, passes, depth, r, notes + weighed, where)
+
+
+# --- advice: an option named only where following it does what it says ------------------
+
+def advised(p, match: Match, graph: GraphView, advice: Optional[Advice], passes: Sequence) -> Optional[str]:
+    """`advice`'s text where it holds, else None.  Without a target (the
+    only caller): it holds where the run with its option set builds one of
+    its forms, i.e. the chooser's first option then is of one of them.
+    With a target no advice holds: every form that applies was tried
+    already, in an order no such option changes but for the forms before
+    the one that fits (whether a later one would fit is not known)."""
+    if advice is None:
+        return None
+    field = getattr(p.options, "KEYS", {}).get(advice.key)
+    if field is None:
+        return None
+    q = replace(p, options=replace(p.options, **{field: advice.value}))
+    r = ranking(q, match, graph, None, passes)
+    if passes:
+        r = _without_left_behind(r, match, graph, [x.name for x in passes])
+    return advice.text if r.options and r.options[0].form.name in advice.forms else None
+
+
+def _with_advice(why: str, p, match: Match, graph: GraphView, name: str, passes: Sequence) -> str:
+    """A passed-over form's reason, with its advice where that holds."""
+    form = next((f for f in p.forms if f.name == name), None)
+    text = advised(p, match, graph, form.advice(match, graph, False), passes) if form is not None else None
+    return f"{why}; {text}" if text else why
 
 
 def _without_left_behind(r: Ranking, match: Match, graph: GraphView, run_passes: list) -> Ranking:

@@ -129,7 +129,10 @@ class ConvTransposeToConv:
             code = (Code.TOO_LARGE if isinstance(e, TooLarge) else
                     Code.SPEC_AMBIGUOUS if isinstance(e, SpecAmbiguous) else Code.INVALID_NODE)
             return Skip(f"{where}: {e}", code)
-        if any(g.out <= 0 for g in geometry):
+        if any(g.out < 0 for g in geometry):   # pads larger than the output: no tensor has that shape
+            return Skip(f"{where}: the pads are larger than the output, which would be of size "
+                        f"{[g.out for g in geometry]}", Code.INVALID_NODE)
+        if any(g.out == 0 for g in geometry):
             return Skip(f"{where}: the output would be empty ({[g.out for g in geometry]})", Code.EMPTY_OUTPUT)
         groups = int(a.get("group", 1))
         cin, cout = w[0], w[1] * groups
@@ -181,6 +184,11 @@ def _attribute_problem(node, graph: GraphView, rank: int) -> Optional[str]:
     problem = geometry_problem(a, rank, ws, ("strides", "dilations", "output_padding", "kernel_shape"))
     if problem:
         return problem
+    strides, adj = a.get("strides", [1] * rank), a.get("output_padding", [0] * rank)
+    if any(p >= s for p, s in zip(adj, strides)):
+        # output_padding only picks which of the stride's positions past the last input end the output; one
+        # of s or more is no such position (onnxruntime refuses it, with or without output_shape)
+        return f"output_padding {list(adj)} is not below the strides {list(strides)}, as the spec requires"
     cin = graph.shape(node.input[0])[1]
     if group < 1 or ws[0] % group or (isinstance(cin, int) and cin != ws[0]):
         return f"weight shape {list(ws)} does not fit {cin} input channels in {group} groups"

@@ -198,7 +198,10 @@ class DilatedConvToSpaceToBatch:
         if problem:
             return Skip(f"{where}: {problem.reason}", problem.code)
         axes, notes = _axes(node, graph)
-        if any(a.out < 1 for a in axes):
+        if any(a.out < 0 for a in axes):   # no tensor has that shape (onnxruntime and the reference refuse it)
+            return Skip(f"{where}: the dilated kernel spans more than the padded input, by more than a stride: "
+                        f"the output would be of size {[a.out for a in axes]}", Code.INVALID_NODE)
+        if any(a.out == 0 for a in axes):
             return Skip(f"{where}: the output would be empty (size {[a.out for a in axes]})", Code.EMPTY_OUTPUT)
         axes, taps, more = _simplify(node, graph, axes)
         ws = graph.shape(node.input[1])

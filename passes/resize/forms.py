@@ -40,7 +40,7 @@ import numpy as np
 
 from convrewrite.core import qdq
 from convrewrite.core.builder import Builder
-from convrewrite.core.forms import DEFAULT, Cost, Form, Variant
+from convrewrite.core.forms import DEFAULT, Advice, Cost, Form, Variant
 from convrewrite.core.rewrite import Skip
 from convrewrite.emit.opset_ops import (NOTHING, Moved, gemm, movement, other_nodes, pad_axes, requantized,
                                        slice_axes, tensor_bytes)
@@ -50,7 +50,15 @@ from convrewrite.geometry import MAX_PHASES, join_pads
 from .interpolation import (AxisKernel, ResizeSpec, Unsupported, depthwise_kernel, interpolation_matrix,
                             is_plain_nearest)
 
-MATMUL_HINT = "; --resize-mode matmul lowers it"
+# Where the deconv form does not apply (or is passed over), the matmul form may lower the Resize:
+# the reason says so where it does (core/lowering.py `advised`: without a target, the matmul
+# option then builds it; never with a target, which tried the matmul form already).
+MATMUL_ADVICE = Advice("resize_mode", "matmul", ("matmul",), "lowers it")
+MATMUL_HINT = f"; {MATMUL_ADVICE.text}"
+# Beside what the matmul and pointwise forms build (NONFINITE_NOTE): the deconv option's order,
+# where it builds a form that keeps an Inf or NaN input value local.
+LOCAL_ADVICE = Advice("resize_mode", "deconv", ("identity", "broadcast", "shuffle", "deconv"),
+                      "keeps an Inf or NaN input value local")
 CONCAT_EDGE = Variant("concat edge")
 EXPAND_MIN_OPSET = 8
 
@@ -236,9 +244,10 @@ class Deconv(_FixedKernel):
         problem = self.fixed_problem(match)
         if problem is None:
             return conv_type_problem(match.params, "ConvTranspose")
-        if problem == NOTHING_RESIZED:
-            return problem
-        return problem + (MATMUL_HINT if MatMul().applies(match, graph) is None else "")
+        return problem
+
+    def advice(self, match, graph, built):
+        return None if built else MATMUL_ADVICE
 
     def estimated(self, match, graph) -> bool:
         return weighed_by_estimate(match)
@@ -258,9 +267,8 @@ class Deconv(_FixedKernel):
                     f"spatial size, and the input's is {list(sizes)}; fix the input's spatial dimensions")
         factors = [k.factor for k in match.params.kernels]
         if prod(factors) > MAX_PHASES:
-            hint = MATMUL_HINT if MatMul().applies(match, graph) is None else ""
             return (f"the ConvTranspose it builds would stay in the model: its strides {factors} make "
-                    f"{prod(factors)} output phases, more than the {MAX_PHASES} the convtranspose pass plans{hint}")
+                    f"{prod(factors)} output phases, more than the {MAX_PHASES} the convtranspose pass plans")
         return None
 
     def cost(self, match, variant, graph) -> Cost:
@@ -309,6 +317,9 @@ class MatMul(Form):
     def estimated(self, match, graph) -> bool:
         return weighed_by_estimate(match)
 
+    def advice(self, match, graph, built):
+        return LOCAL_ADVICE if built else None
+
     def favoured(self, match, graph) -> Optional[str]:
         if match.params.spec.interp.mode != "nearest" and conv_type_problem(match.params, "Conv"):
             # nothing to weigh it against: the deconv form builds what onnxruntime cannot check in float64
@@ -353,7 +364,7 @@ class MatMul(Form):
 # included: exact to rounding for finite values, but 0 x Inf = NaN, and the
 # second MatMul carries the first one's NaN column over the whole map.
 NONFINITE_NOTE = ("exact for finite inputs; an Inf or NaN input value makes NaN of the rest of its channel's map "
-                  "(0 x Inf = NaN; README, 'Non-finite values'; --resize-mode deconv keeps it local)")
+                  "(0 x Inf = NaN; README, 'Non-finite values')")
 
 
 def weighed_by_estimate(match) -> bool:

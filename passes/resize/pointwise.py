@@ -39,7 +39,7 @@ from convrewrite.core.cost import grouped
 from convrewrite.core.forms import Cost, Form
 from convrewrite.emit.opset_ops import NOTHING, gemm, movement
 
-from .forms import NONFINITE_NOTE, NOTHING_RESIZED, conv_type_problem, in_build_order, item_dims
+from .forms import LOCAL_ADVICE, NONFINITE_NOTE, NOTHING_RESIZED, conv_type_problem, in_build_order, item_dims
 
 
 class Pointwise(Form):
@@ -70,6 +70,9 @@ class Pointwise(Form):
             return (f"tf_crop_and_resize writes extrapolation_value {spec.interp.extrapolation_value:g} outside "
                     "the input, which no Conv weight gives (the matmul form adds it)")
         return None
+
+    def advice(self, match, graph, built):
+        return LOCAL_ADVICE if built else None   # its 1x1 Convs are the matmul form's products
 
     def cost(self, match, variant, graph) -> Cost:
         p = match.params

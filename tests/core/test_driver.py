@@ -1,5 +1,8 @@
 """The driver: verification catches wrong rewrites, rollback, bisection,
 preservation of everything not rewritten, dead-code removal, order."""
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 import onnx
 import pytest
@@ -8,6 +11,8 @@ from onnx import TensorProto, helper, numpy_helper
 from convrewrite import optimize
 from convrewrite.core.graph import GraphView
 from convrewrite.core.report import REWRITTEN, ROLLED_BACK, SKIPPED
+from convrewrite.core.rewrite import Code, Skip
+from convrewrite.target import builtin_names
 from helpers import assert_rewrites, assert_skips
 from toy_passes import AddToSub, ReluBroken, ReluToIdentity, ReluToMax
 
@@ -573,3 +578,27 @@ def test_a_quantized_group_that_fits_no_target_form_is_matched_alone_once(target
     (record,) = report.rewrites
     assert (record.status, record.code) == (SKIPPED, "no-form"), record.reason
     assert "grouped convolution (group 2)" in record.reason
+
+
+@dataclass(frozen=True)
+class _ReluNamedInvalid(ReluToMax):
+    """Matches as ReluToMax does, but a Relu named bad* breaks its spec."""
+    name: ClassVar[str] = "relu-named-invalid"
+
+    def match(self, node, graph):
+        if node.name.startswith("bad"):
+            return Skip(f"Relu '{graph.label(node)}': named bad", Code.INVALID_NODE)
+        return super().match(node, graph)
+
+
+@pytest.mark.parametrize("target", builtin_names())
+def test_the_pass_says_a_node_is_invalid_before_the_target_says_it_runs_it(target):
+    """The pass's invalid-node verdict comes first, whatever the target; every
+    other skip (keep*: an unsupported attribute) and every match leaves the
+    target's own verdict (every built-in target runs a Relu)."""
+    _, report = optimize(relu_chain(batch=1, names=("bad1", "keep1", "r3")), passes=[_ReluNamedInvalid()],
+                         target=target, verify=False)
+    assert [(r.node, r.status, r.code) for r in report.rewrites] == [
+        ("bad1", SKIPPED, Code.INVALID_NODE), ("keep1", SKIPPED, Code.TARGET_RUNS_IT),
+        ("r3", SKIPPED, Code.TARGET_RUNS_IT)]
+    assert report.rewrites[0].reason == "Relu 'bad1': named bad"

@@ -109,6 +109,32 @@ def test_negative_pads_or_output_padding_are_an_invalid_node(attrs):
     assert_skips(model, PASS, code="invalid-node", reason=r"has a negative entry; the operator's \w+ are >= 0")
 
 
+@pytest.mark.parametrize("target", [None, *builtin_names()])
+@pytest.mark.parametrize("attrs", [dict(strides=[2, 2], output_padding=[2, 1]),
+                                   dict(strides=[2, 2], output_padding=[1, 2], dilations=[3, 3]),
+                                   dict(strides=[2, 2], output_padding=[2, 2], output_shape=[11, 11])])
+def test_output_padding_not_below_the_stride_is_an_invalid_node_whatever_the_target(attrs, target):
+    """output_padding picks which of a stride's positions past the last input
+    end the output: one of the stride or more (below the dilation, or with
+    output_shape) onnxruntime refuses.  It was matched and rewritten unchecked
+    without verification (rolled back with it), and a target that runs
+    ConvTranspose said it ran it (ti-tidl)."""
+    model = convt_model((1, 4, 5, 5), 3, (3, 3), **attrs)
+    assert_skips(model, PASS, code="invalid-node", target=target,
+                 reason=r"output_padding \[\d, \d\] is not below the strides \[2, 2\], as the spec requires")
+
+
+@pytest.mark.parametrize("target", [None, *builtin_names()])
+def test_pads_beyond_the_output_are_an_invalid_node_not_an_empty_output(target):
+    """A negative output size is no tensor's shape: invalid, before any
+    target's verdict; a zero one stays empty-output."""
+    model = convt_model((1, 4, 5, 5), 3, (3, 3), strides=[2, 2], pads=[9, 9, 9, 9])
+    assert_skips(model, PASS, code="invalid-node", target=target,
+                 reason=r"the pads are larger than the output, which would be of size \[-7, -7\]")
+    assert_skips(convt_model((1, 4, 5, 5), 3, (3, 3), strides=[2, 2], pads=[6, 6, 5, 5]), PASS,
+                 code="empty-output", reason=r"the output would be empty \(\[0, 0\]\)")
+
+
 def test_k3_s2_p1_op1_packs_nine_taps_into_four_phase_kernels_without_zeros():
     model = convt_model((1, 4, 16, 16), 4, (3, 3), strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1])
     new, report = assert_rewrites(model, PASS, {"ConvTranspose": 0, "Conv": 4, "Slice": 0})
@@ -504,7 +530,11 @@ def test_property_random_attributes_rewrite_exactly():
             assert_skips(model, PASS, reason=re.escape(str(conflict)), code=code)
             rewritten.append(False)
             return
-        if min(g.out for g in geometry) <= 0:
+        if min(g.out for g in geometry) < 0:
+            assert_skips(model, PASS, reason="the pads are larger than the output", code="invalid-node")
+            rewritten.append(False)
+            return
+        if min(g.out for g in geometry) == 0:
             assert_skips(model, PASS, reason="output would be empty", code="empty-output")
             rewritten.append(False)
             return

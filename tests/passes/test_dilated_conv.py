@@ -527,6 +527,21 @@ def test_negative_pads_are_an_invalid_node():
                  reason=r"^Conv 'conv': attribute pads=\[-1, 0, 0, 0\] has a negative entry")
 
 
+@pytest.mark.parametrize("target", [None, *builtin_names()])
+def test_a_kernel_beyond_the_padded_input_is_an_invalid_node_whatever_the_target(target):
+    """A dilated 3x3 kernel (extent 7) on a 4x4 input: the output size -2 is no
+    tensor's shape (onnxruntime and the ONNX reference refuse it).  It was
+    'empty-output', and on the Ethos-U profiles 'target-undecided' (their
+    shape rules cannot read the negative size), on ti-tidl 'target-runs-it'.
+    A size 0 (extent 7 on 6) stays empty-output."""
+    model = conv_model((1, 3, 4, 4), (5, 3, 3, 3), dilations=[3, 3])
+    assert_skips(model, DilatedConv(), code="invalid-node", target=target,
+                 reason=r"^Conv 'conv': the dilated kernel spans more than the padded input, by more than a stride: "
+                        r"the output would be of size \[-2, -2\]$")
+    assert_skips(conv_model((1, 3, 6, 6), (5, 3, 3, 3), dilations=[3, 3]), DilatedConv(), code="empty-output",
+                 reason=r"the output would be empty \(size \[0, 0\]\)")
+
+
 def test_skip_attributes_that_do_not_describe_the_weight():
     model = conv_model((1, 3, 9, 9), (4, 3, 3, 3), dilations=[2, 2])
     model.graph.node[0].attribute.append(helper.make_attribute("kernel_shape", [3, 2]))

@@ -325,6 +325,18 @@ def test_skips_with_reason_and_code(model, reason, code):
         assert "--resize-mode matmul" not in report.rewrites[0].reason
 
 
+@pytest.mark.parametrize("target", [None, *builtin_names()])
+@pytest.mark.parametrize("scale, mode", [(float("nan"), "linear"), (float("inf"), "nearest"), (-2.0, "linear")])
+def test_invalid_constant_scales_are_an_invalid_node_whatever_the_target(scale, mode, target):
+    """The pass's verdict on the node comes before the target's: scales
+    [1, 1, nan, 2] were 'target-undecided' on the Ethos-U and N78 profiles
+    (their factor rules cannot read a NaN, and the reason advised constant
+    scales, which these are) and 'target-runs-it' on ti-tidl."""
+    model = resize_model([1, 3, 8, 8], scales=[1, 1, scale, 2], mode=mode)
+    assert_skips(model, DECONV, code=Code.INVALID_NODE, target=target,
+                 reason=rf"^Resize 'up': scale {scale} on axis 2 is not a positive, finite number$")
+
+
 def test_runtime_scales_are_left_alone():
     model = resize_model([1, 2, 4, 4], [1, 1, 2, 2], mode="linear")
     model.graph.input.append(helper.make_tensor_value_info("scales", FLOAT, [4]))
@@ -1349,3 +1361,86 @@ def test_an_input_of_unknown_rank_names_where_inference_lost_it():
                  reason=r"^Resize 'up': the input's rank is unknown: onnx's shape inference could not follow Gelu 'gelu' of "
                         r"domain 'com.microsoft', which makes it; declare 'g' in a value_info")
     assert_rewrites(model(True), DEFAULT, {"Resize": 0})
+
+
+# --- advice: an option a reason or note names works when followed -------------------------------
+
+ADVICE = re.compile(r"--resize-mode (\w+) (lowers it|keeps an Inf or NaN input value local)")
+LOCAL_FORMS = ("identity", "broadcast", "shuffle", "deconv")
+ADVISED_MODELS = {
+    "align_corners": lambda: resize_model([1, 3, 8, 8], [1, 1, 2, 2], mode="linear",
+                                          coordinate_transformation_mode="align_corners"),
+    "align_corners float64": lambda: resize_model([1, 3, 8, 8], [1, 1, 2, 2], mode="linear", dtype=TensorProto.DOUBLE,
+                                                  coordinate_transformation_mode="align_corners"),
+    "x1.5 float64": lambda: resize_model([1, 3, 8, 8], [1, 1, 1.5, 1.5], mode="linear", dtype=TensorProto.DOUBLE),
+    "downsampling": lambda: resize_model([1, 3, 8, 8], [1, 1, .5, .5], mode="linear"),
+    "linear x2": lambda: resize_model([1, 3, 8, 8], [1, 1, 2, 2], mode="linear"),
+    "nearest x2 small": lambda: resize_model([1, 3, 8, 8], [1, 1, 2, 2], mode="nearest"),
+    "x65 phases": lambda: resize_model([1, 2, 3, 3], [1, 1, 65, 65], mode="cubic"),
+}
+
+
+def _advice(report) -> list:
+    """(node, option value, what it says) for every advice a reason or note gives."""
+    return [(r.node, *m.groups()) for r in report.rewrites for text in [r.reason, *r.notes]
+            for m in ADVICE.finditer(text)]
+
+
+@pytest.mark.parametrize("target", [None, *builtin_names()])
+@pytest.mark.parametrize("name", ADVISED_MODELS)
+def test_every_option_advised_does_what_it_says_when_followed(name, target):
+    """A reason's '--resize-mode matmul lowers it' was printed where the
+    target had already tried the matmul form and does not run it (float64
+    align_corners on tflite and the Ethos-U profiles), and a note's
+    '--resize-mode deconv keeps it local' beside a matmul or pointwise form
+    the deconv form cannot replace (align_corners).  Every piece of advice
+    printed now holds: the run with that option, the same target, builds
+    one of the forms it names for the node (checked against the original)."""
+    model = ADVISED_MODELS[name]()
+    _, report = optimize(model, target=target, verify=False)
+    advice = _advice(report)
+    # without a target these five are advised (the float64 ones take matmul, favoured, and deconv does
+    # not apply to them); with one, never: every form that applies was tried
+    assert bool(advice) == (target is None and name in ("align_corners", "downsampling", "linear x2",
+                                                        "nearest x2 small", "x65 phases")), advice
+    for node, mode, says in advice:
+        _, followed = optimize(model, target=target, options={"resize_mode": mode})
+        record, = [r for r in followed.rewrites if r.node == node]
+        wanted = ("matmul",) if says == "lowers it" else LOCAL_FORMS
+        assert record.status == REWRITTEN and record.form in wanted, (mode, says, record.status, record.reason)
+        assert followed.verification.equivalent is True
+
+
+@pytest.mark.parametrize("target", ["tflite", "arm-ethos-u55", "arm-ethos-u85"])
+def test_no_matmul_advice_where_the_target_does_not_run_the_matmul_form(target):
+    """float64 align_corners: only the matmul form applies, the target was
+    given it and does not run its constant MatMuls: the reason says so, and
+    no longer advises the option that asks for that form."""
+    model = ADVISED_MODELS["align_corners float64"]()
+    report = assert_skips(model, "resize", code=Code.NO_FORM, target=target,
+                          reason=r"'matmul' still has MatMul the target does not run")
+    assert "--resize-mode" not in report.rewrites[0].reason
+
+
+@pytest.mark.parametrize("target", [None, "tflite", "arm-ethos-u55", "generic-npu"])
+def test_no_matmul_advice_for_a_quantized_resize_the_matmul_form_does_not_keep_quantized(target):
+    from qdq_models import quantize, resize_block
+
+    model = quantize(resize_block(mode="linear", coordinate_transformation_mode="align_corners"), "int8")
+    report = assert_skips(model, "resize", code=Code.QUANTIZED, target=target,
+                          reason=r"no form of this pass keeps it quantized .*deconv: coordinate_transformation_mode "
+                                 r"align_corners")
+    assert "--resize-mode" not in report.rewrites[0].reason
+    _, followed = optimize(model, target=target, options={"resize_mode": "matmul"}, verify=False)
+    assert not followed.records(REWRITTEN)
+
+
+@pytest.mark.parametrize("mode", ["matmul", "pointwise"])
+def test_the_non_finite_note_advises_deconv_only_where_deconv_applies(mode):
+    """align_corners: no fixed kernel, so --resize-mode deconv leaves it
+    alone; a linear x2 Resize: it takes the deconv form."""
+    _, report = assert_rewrites(ADVISED_MODELS["align_corners"](), "resize", {"Resize": 0}, resize_mode=mode)
+    assert any("makes NaN of the rest of its channel's map" in n for n in report.rewrites[0].notes)
+    assert not _advice(report), report.rewrites[0].notes
+    _, report = assert_rewrites(ADVISED_MODELS["linear x2"](), "resize", {"Resize": 0}, resize_mode=mode)
+    assert _advice(report) == [("up", "deconv", "keeps an Inf or NaN input value local")], report.rewrites[0].notes
