@@ -402,12 +402,12 @@ def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     nothing next to the weights, and a model above protobuf's 2 GB limit
     can be inferred at all."""
     try:
-        return _inferred_over_declared(model)
+        return inference_over_declarations(model, strict=False)
     except (onnx.shape_inference.InferenceError, ValueError) as e:
         raise InputError(f"shape inference failed: {str(e).splitlines()[0]}") from None
 
 
-def _inferred_over_declared(model: onnx.ModelProto) -> onnx.ModelProto:
+def inference_over_declarations(model: onnx.ModelProto, strict: bool) -> onnx.ModelProto:
     """run_inference, where a node's output shape is what the node computes,
     not what a stale declaration (value_info, graph output) says.  onnx's
     lenient inference keeps a declared shape its node contradicts (a
@@ -419,12 +419,15 @@ def _inferred_over_declared(model: onnx.ModelProto) -> onnx.ModelProto:
     with the node outputs' declared shapes taken out; a declaration then
     fills only what inference leaves open (a dim it cannot tell, a custom
     operator's output: what README's advice to declare a value_info relies
-    on), in further inferences where it fills any (_with_fills)."""
+    on), in further inferences where it fills any (_with_fills).  `strict`
+    goes to the first inference (run_inference; the load's check runs it so,
+    and hands its result to the first view, which must read the same shapes
+    as infer_shapes gives)."""
     produced = {o for n in model.graph.node for o in n.output if o}
     held = [vi for vi in (*model.graph.value_info, *model.graph.output)
             if vi.name in produced and vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape")]
     if not held:
-        return run_inference(model, strict=False)
+        return run_inference(model, strict=strict)
     # The declarations are taken out of `model` itself for the first inference
     # and put back (inference works on its own serialized copy): copying the
     # model for it cost more than the inference on a 2,000-node graph.
@@ -434,7 +437,7 @@ def _inferred_over_declared(model: onnx.ModelProto) -> onnx.ModelProto:
         keep.CopyFrom(vi.type)
         vi.type.tensor_type.ClearField("shape")
     try:
-        first = run_inference(model, strict=False)
+        first = run_inference(model, strict=strict)
     finally:
         for vi, keep in zip(held, saved):
             vi.type.CopyFrom(keep)
