@@ -493,8 +493,19 @@ def _writes_through_reshape(node, graph) -> bool:
         return False
     if node.op_type in _RESHAPE_OPS:
         return True
-    x = graph.shape(node.input[0]) if node.input and node.input[0] else None
-    return node.op_type in _RESHAPED_1D_OPS and x is not None and len(x) == 3
+    return node.op_type in _RESHAPED_1D_OPS and _spatial_rank(node, graph) == 1
+
+
+def _spatial_rank(node, graph) -> Optional[int]:
+    """How many spatial axes a Conv, ConvTranspose or pool has: from its
+    input's rank, else its kernel_shape, else (Conv, ConvTranspose) its
+    weight's rank; None where none is known."""
+    for name in node.input[:2] if node.op_type in ("Conv", "ConvTranspose") else node.input[:1]:
+        dims = graph.shape(name) if name else None
+        if dims is not None:
+            return len(dims) - 2
+    kernel = attributes(node).get("kernel_shape")
+    return len(kernel) if kernel else None
 
 
 def _reshaped_input(node, graph, data_inputs) -> dict:

@@ -472,6 +472,26 @@ def test_preference_keys_must_be_booleans_and_round_trip(tmp_path, key):
     assert load_profile(path).to_dict()[key] is True
 
 
+def test_no_reshaped_inputs_knows_a_1d_conv_by_its_weight(tmp_path):
+    """A 1-D Conv whose input's shape inference cannot tell (a custom
+    operator writes it) is still 1-D: its weight has one spatial axis, and
+    a pool's kernel_shape one entry.  The Slice of its output broke
+    nothing where the rank was read from the input alone."""
+    p = inline(tmp_path, {"Slice": {"steps": [1], "no_reshaped_inputs": True}})
+    inits = [ints("st", [0]), ints("en", [4]), ints("ax", [2])]
+    for op, extra in [("Conv", dict(kernel_shape=[3], pads=[1, 1])), ("MaxPool", dict(kernel_shape=[3]))]:
+        writer = helper.make_node(op, ["g"] + (["w"] if op == "Conv" else []), ["u"], name="c1d",
+                                  **({"pads": [1, 1]} if op == "Conv" else extra))
+        nodes = [helper.make_node("Gelu2", ["x"], ["g"], name="custom", domain="my.ops"), writer,
+                 helper.make_node("Slice", ["u", "st", "en", "ax"], ["y"], name="sl")]
+        model = model_of(nodes, {"x": [1, 8, 16]}, inits + [numpy_helper.from_array(np.ones((8, 8, 3), np.float32), "w")])
+        model.opset_import.append(helper.make_opsetid("my.ops", 1))
+        graph = GraphView(model)
+        assert graph.shape("g") is None
+        assert messages(model, p)[0].startswith("Slice 'sl': input 'u' passes through a RESHAPE in onnx2tf's TFLite "
+                                                "(at 'c1d')"), op
+
+
 @pytest.mark.parametrize("writer", ["Reshape", "reader"])
 def test_no_reshaped_inputs_sees_the_graph_around_a_replacement(writer):
     """A lowering is judged in a model of its own nodes, where what it reads
