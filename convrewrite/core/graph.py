@@ -7,6 +7,7 @@ who consumes it -- from one shape-inferred, weightless copy of the model
 """
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from functools import cached_property
 from typing import Optional, Sequence
@@ -401,12 +402,12 @@ def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     nothing next to the weights, and a model above protobuf's 2 GB limit
     can be inferred at all."""
     try:
-        return _inferred_over_declared(model)
+        return inference_over_declarations(model, strict=False)
     except (onnx.shape_inference.InferenceError, ValueError) as e:
         raise InputError(f"shape inference failed: {str(e).splitlines()[0]}") from None
 
 
-def _inferred_over_declared(model: onnx.ModelProto) -> onnx.ModelProto:
+def inference_over_declarations(model: onnx.ModelProto, strict: bool) -> onnx.ModelProto:
     """run_inference, where a node's output shape is what the node computes,
     not what a stale declaration (value_info, graph output) says.  onnx's
     lenient inference keeps a declared shape its node contradicts (a
@@ -418,12 +419,15 @@ def _inferred_over_declared(model: onnx.ModelProto) -> onnx.ModelProto:
     with the node outputs' declared shapes taken out; a declaration then
     fills only what inference leaves open (a dim it cannot tell, a custom
     operator's output: what README's advice to declare a value_info relies
-    on), in a second inference where it fills any."""
+    on), in further inferences where it fills any (_with_fills).  `strict`
+    goes to the first inference (run_inference; the load's check runs it so,
+    and hands its result to the first view, which must read the same shapes
+    as infer_shapes gives)."""
     produced = {o for n in model.graph.node for o in n.output if o}
     held = [vi for vi in (*model.graph.value_info, *model.graph.output)
             if vi.name in produced and vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape")]
     if not held:
-        return run_inference(model, strict=False)
+        return run_inference(model, strict=strict)
     # The declarations are taken out of `model` itself for the first inference
     # and put back (inference works on its own serialized copy): copying the
     # model for it cost more than the inference on a 2,000-node graph.
@@ -433,26 +437,78 @@ def _inferred_over_declared(model: onnx.ModelProto) -> onnx.ModelProto:
         keep.CopyFrom(vi.type)
         vi.type.tensor_type.ClearField("shape")
     try:
-        first = run_inference(model, strict=False)
+        first = run_inference(model, strict=strict)
     finally:
         for vi, keep in zip(held, saved):
             vi.type.CopyFrom(keep)
-    found = {vi.name: _dims(vi.type) for vi in (*first.graph.value_info, *first.graph.output) if vi.name in declared}
-    fills = {}
-    for name, dims in declared.items():
-        merged = _declared_fills(dims, found.get(name))
-        if merged is not None:
-            fills[name] = merged
-    if not fills:
-        return first
-    source = weightless_copy(model)
-    for vi in (*source.graph.value_info, *source.graph.output):
-        if vi.name in declared:
-            if vi.name in fills:
-                _set_dims(vi.type.tensor_type, fills[vi.name])
-            else:
-                vi.type.tensor_type.ClearField("shape")
-    return run_inference(source, strict=False)
+    return _with_fills(model, declared, first)
+
+
+# Rounds of _with_fills that hold back a declaration downstream of another
+# one that fills; after them the rest go in at once.  Each round is an
+# inference of the whole model, and a chain of values inference cannot tell,
+# each declared, would take one round per link.
+FILL_ROUNDS = 4
+
+
+def _with_fills(model: onnx.ModelProto, declared: dict, inferred: onnx.ModelProto) -> onnx.ModelProto:
+    """Inference again with the declarations that fill what `inferred` left
+    open, round by round, until none does.  A declaration downstream of
+    another one that fills waits for a later round where it gives a rank or
+    a static dim: once inference has computed on from the upstream one, its
+    node may compute them itself (a Transpose after a custom operator whose
+    output is declared), and lenient inference would keep the downstream
+    declaration however stale.  (A symbolic name never beats a static dim
+    in inference; a node onnx has no schema for is never computed.)  Each
+    round fills at least one name (the graph is acyclic), so they end."""
+    producer, consumers = _indexes(list(model.graph.node))
+    fills: dict = {}
+    for round_ in itertools.count():
+        found = {vi.name: _dims(vi.type) for vi in (*inferred.graph.value_info, *inferred.graph.output)
+                 if vi.name in declared}
+        open_ = {}
+        for name, dims in declared.items():
+            merged = None if name in fills else _declared_fills(dims, found.get(name))
+            if merged is not None:
+                open_[name] = merged
+        after = _downstream(open_, consumers) if round_ < FILL_ROUNDS else set()
+        now = {name: dims for name, dims in open_.items()
+               if name not in after or not _has_schema(producer[name]) or not _decides(dims, found.get(name))}
+        if not now:
+            return inferred
+        fills.update(now)
+        source = weightless_copy(model)
+        for vi in (*source.graph.value_info, *source.graph.output):
+            if vi.name in declared:
+                if vi.name in fills:
+                    _set_dims(vi.type.tensor_type, fills[vi.name])
+                else:
+                    vi.type.tensor_type.ClearField("shape")
+        inferred = run_inference(source, strict=False)
+
+
+def _decides(fill: tuple, inferred: Optional[tuple]) -> bool:
+    """Whether a fill gives what a node's inference would otherwise decide:
+    the rank, or a static dim."""
+    return inferred is None or any(isinstance(f, int) and not isinstance(i, int) for f, i in zip(fill, inferred))
+
+
+def _downstream(names, consumers: dict) -> set:
+    """The values computed, at any depth, from `names` (not `names` themselves, unless from another)."""
+    out, todo = set(), list(names)
+    while todo:
+        for node in consumers.get(todo.pop(), ()):
+            for o in node.output:
+                if o and o not in out:
+                    out.add(o)
+                    todo.append(o)
+    return out
+
+
+def _has_schema(node: onnx.NodeProto) -> bool:
+    """Whether onnx's inference knows the operator (else it never computes its outputs)."""
+    domain = "" if node.domain == "ai.onnx" else node.domain
+    return onnx.defs.has(node.op_type, domain)
 
 
 def _declared_fills(declared: tuple, inferred: Optional[tuple]) -> Optional[tuple]:

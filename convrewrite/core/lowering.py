@@ -37,7 +37,7 @@ from .forms import Advice, Option, Ranking, rank
 from .graph import GraphView
 from .rewrite import Code, Match, Replacement, Skip
 from .splice import renamed_nodes
-from .standalone import replacement_model
+from .standalone import external_inputs, replacement_model
 
 SETTLE_DEPTH = 3  # a lowering's nodes lowered again at most this deep (resize -> convtranspose -> dilated-conv)
 
@@ -342,9 +342,21 @@ def judged(replacement: Replacement, graph: GraphView, target, passes: Sequence 
         settled = settle(view, target, passes, depth + 1, left)
         if settled is not None:
             view = settled
-    found = [_with_why_left(v, left) for v in replacement_violations_in(view, target, constants)]
-    unknown = [] if found else replacement_undecided_in(view, target, constants)
+    reshaped = _reshaped_around(replacement, graph, constants)
+    found = [_with_why_left(v, left) for v in replacement_violations_in(view, target, constants, reshaped)]
+    unknown = [] if found else replacement_undecided_in(view, target, constants, reshaped)
     return found, list(view.graph.node), unknown
+
+
+def _reshaped_around(replacement: Replacement, graph: GraphView, constants: frozenset) -> dict:
+    """The values the replacement reads from `graph` that onnx2tf writes or
+    reads through a RESHAPE there (facts.reshaped_around): its standalone
+    model does not show their producers and their readers outside."""
+    from ..target.facts import reshaped_around
+
+    removed = [n for n in (graph.producer(o) for o in replacement.outputs) if n is not None]
+    outside = [i for i in external_inputs(replacement.nodes) if i not in constants]
+    return reshaped_around(outside, graph, removed)
 
 
 def _with_why_left(v, left: dict):

@@ -19,7 +19,7 @@ from onnx import numpy_helper
 from onnx.external_data_helper import load_external_data_for_model
 
 from .errors import InputError
-from .graph import run_inference
+from .graph import inference_over_declarations
 from .weights import (WEIGHT_STUB_LOCATION, copy_without_initializers, data_bytes, stubbed, weight_stub,
                       weightless_copy)
 
@@ -243,7 +243,7 @@ def check_model(model: onnx.ModelProto, label: str = "model") -> None:
 
 
 def check_and_infer(model: onnx.ModelProto, label: str = "model") -> onnx.ModelProto | None:
-    """check_model; and the model's shape inference (graph.run_inference),
+    """check_model; and the model's shape inference (graph.inference_over_declarations),
     where the check of declared types ran it without a complaint, else None."""
     if not model.HasField("graph") or not model.graph.node and not model.graph.output:
         raise InputError(f"{label}: not an ONNX model (no graph)")
@@ -328,13 +328,13 @@ _HOLDER = re.compile(r"\(op_type:([^,)]*)(?:, node name: ((?:(?!\): \[).)*))?\):
 
 def _declared_types(model: onnx.ModelProto, weightless: onnx.ModelProto) -> tuple:
     """(_declared_type_problem, the model's shape inference or None).  The
-    inference the first view of the model runs (graph.run_inference), strict:
+    inference the first view of the model runs (graph.inference_over_declarations), strict:
     where it has no complaint, no element type can clash (the clash is one),
     and its result is the view's; only where it has one, the check below
     runs to tell which.  A clash is a complaint about types, with data
     propagation or without, so the verdict is the check's alone."""
     try:
-        return None, run_inference(model, strict=True)
+        return None, inference_over_declarations(model, strict=True)
     except Exception:  # noqa: BLE001 -- a complaint, or inference's own failure: the check tells
         return _declared_type_problem(weightless), None
 

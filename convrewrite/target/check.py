@@ -55,13 +55,14 @@ def op_violations(profile: Profile, op_type: str, **facts) -> list[str]:
 # --- one node ----------------------------------------------------------------------
 
 def check_node(node: onnx.NodeProto, graph: GraphView, profile: Profile,
-               constants: frozenset = frozenset()) -> list[Violation]:
-    """Every rule of `profile` that `node` breaks (see the module docstring)."""
+               constants: frozenset = frozenset(), reshaped: Optional[dict] = None) -> list[Violation]:
+    """Every rule of `profile` that `node` breaks (see the module docstring;
+    `constants`, `reshaped`: facts.node_facts)."""
     outputs = [o for o in node.output if o]
     if outputs and all(is_constant(o, graph, constants) for o in outputs):
         return []  # a constant subgraph: folded before it reaches the target
     label = graph.label(node)
-    facts = node_facts(node, graph, constants)
+    facts = node_facts(node, graph, constants, reshaped)
     op = op_key(node)
     found = op_rule_violations(profile, facts, op, label)
     found += rank_violations(profile, facts, op, label)
@@ -286,14 +287,17 @@ def target_report(violations: Sequence[Violation], profile: Profile) -> dict:
 
 # --- a replacement -------------------------------------------------------------------
 
-def replacement_violations_in(view: GraphView, profile: Profile, constants: frozenset) -> list[Violation]:
+def replacement_violations_in(view: GraphView, profile: Profile, constants: frozenset,
+                              reshaped: Optional[dict] = None) -> list[Violation]:
     """Every rule the nodes of a replacement's standalone model break
     (convrewrite.core.lowering builds the model; `constants` are the values
-    that are constant in the original graph)."""
-    return [v for node in view.graph.node for v in check_node(node, view, profile, constants)]
+    that are constant in the original graph, `reshaped` those it writes or
+    reads through a RESHAPE: facts.reshaped_around)."""
+    return [v for node in view.graph.node for v in check_node(node, view, profile, constants, reshaped)]
 
 
-def replacement_undecided_in(view: GraphView, profile: Profile, constants: frozenset) -> list[str]:
+def replacement_undecided_in(view: GraphView, profile: Profile, constants: frozenset,
+                             reshaped: Optional[dict] = None) -> list[str]:
     """Per node of a replacement's standalone model that breaks no rule, why
     the rules still cannot say the target runs it (rules.undecided: a size
     they read is symbolic); empty: every node is decided.  A lowering that
@@ -303,7 +307,7 @@ def replacement_undecided_in(view: GraphView, profile: Profile, constants: froze
         outputs = [o for o in node.output if o]
         if outputs and all(is_constant(o, view, constants) for o in outputs):
             continue   # folded before it reaches the target (check_node)
-        unknown = undecided(profile, node_facts(node, view, constants), op_key(node))
+        unknown = undecided(profile, node_facts(node, view, constants, reshaped), op_key(node))
         if unknown:
             out.append(f"{node.op_type} '{view.label(node)}': {'; '.join(unknown)}")
     return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from typing import Optional
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -75,7 +75,11 @@ def is_constant(name: str, graph: GraphView, extra: frozenset = frozenset()) -> 
     return bool(name) and (name in extra or graph.is_constant(name))
 
 
-def node_facts(node: onnx.NodeProto, graph: GraphView, constants: frozenset = frozenset()) -> OpFacts:
+def node_facts(node: onnx.NodeProto, graph: GraphView, constants: frozenset = frozenset(),
+               reshaped: Optional[Mapping[str, str]] = None) -> OpFacts:
+    """`constants` and `reshaped` (reshaped_around) tell, for `graph` a model
+    of part of a larger graph (a replacement's), what that graph knows of the
+    values it reads from it."""
     a = attributes(node)
     tensors = tuple(Tensor("input", i, graph.shape(i)) for i in node.input
                     if i and not is_constant(i, graph, constants))
@@ -85,7 +89,12 @@ def node_facts(node: onnx.NodeProto, graph: GraphView, constants: frozenset = fr
     if node.domain not in ("", "ai.onnx"):
         return facts
     reader = _READERS.get(node.op_type)
-    return replace(facts, **reader(node, graph, a)) if reader else facts
+    facts = replace(facts, **reader(node, graph, a)) if reader else facts
+    if reshaped and node.op_type in _RESHAPED_READERS and facts.reshaped_input is None:
+        name = next((i for i in _RESHAPED_READERS[node.op_type](node) if i in reshaped), None)
+        if name is not None:
+            facts = replace(facts, reshaped_input=(name, reshaped[name]))
+    return facts
 
 
 def facts_from_attributes(op_type: str, *, rank: Optional[int] = None, input_shape=None,
@@ -364,7 +373,7 @@ def _pads_touch_batch_or_channel(pads: list, axes: Optional[list]) -> bool:
 
 
 def _slice(node, graph, a) -> dict:
-    return {**_slice_steps(node, graph), **_reshaped_input(node, graph, node.input[:1])}
+    return {**_slice_steps(node, graph), **_reshaped_input(node, graph, _RESHAPED_READERS["Slice"](node))}
 
 
 def _slice_steps(node, graph) -> dict:
@@ -484,8 +493,19 @@ def _writes_through_reshape(node, graph) -> bool:
         return False
     if node.op_type in _RESHAPE_OPS:
         return True
-    x = graph.shape(node.input[0]) if node.input and node.input[0] else None
-    return node.op_type in _RESHAPED_1D_OPS and x is not None and len(x) == 3
+    return node.op_type in _RESHAPED_1D_OPS and _spatial_rank(node, graph) == 1
+
+
+def _spatial_rank(node, graph) -> Optional[int]:
+    """How many spatial axes a Conv, ConvTranspose or pool has: from its
+    input's rank, else its kernel_shape, else (Conv, ConvTranspose) its
+    weight's rank; None where none is known."""
+    for name in node.input[:2] if node.op_type in ("Conv", "ConvTranspose") else node.input[:1]:
+        dims = graph.shape(name) if name else None
+        if dims is not None:
+            return len(dims) - 2
+    kernel = attributes(node).get("kernel_shape")
+    return len(kernel) if kernel else None
 
 
 def _reshaped_input(node, graph, data_inputs) -> dict:
@@ -509,8 +529,30 @@ def _reshaped_input(node, graph, data_inputs) -> dict:
     return {}
 
 
+def reshaped_around(names, graph: GraphView, removed: Sequence[onnx.NodeProto]) -> dict:
+    """Of `names` (values a model of part of `graph` reads from it): those
+    onnx2tf writes or reads through a RESHAPE in `graph` (their producer, or
+    a reader not among `removed`, the nodes the part replaces), each with
+    the label of the node that makes it.  The part's own model has them as
+    graph inputs, with no producer and no other reader: a Slice of a tensor
+    a Reshape wrote, built by a lowering, broke no_reshaped_inputs there
+    while the Vela compile of the rewritten model stops."""
+    gone = {id(n) for n in removed}
+    out = {}
+    for name in names:
+        makers = [graph.producer(name)] + [c for c in graph.consumers(name) if id(c) not in gone]
+        maker = next((m for m in makers if _writes_through_reshape(m, graph)), None)
+        if maker is not None:
+            out[name] = graph.label(maker)
+    return out
+
+
 def _concat(node, graph, a) -> dict:
-    return {**_spatial_joins(node, graph, a), **_reshaped_input(node, graph, list(node.input))}
+    return {**_spatial_joins(node, graph, a), **_reshaped_input(node, graph, _RESHAPED_READERS["Concat"](node))}
+
+
+# The operators no_reshaped_inputs is read for, and their data inputs.
+_RESHAPED_READERS = {"Slice": lambda node: list(node.input[:1]), "Concat": lambda node: list(node.input)}
 
 
 def _static(dims) -> Optional[tuple]:

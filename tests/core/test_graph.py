@@ -157,3 +157,56 @@ def test_a_declaration_still_fills_what_inference_cannot_tell():
     y = view.shape("y")    # its static dims come through v's declaration alone
     assert (y[0], y[1], y[3]) == (1, 32, 32), y
     assert GraphView(_reshape_then(["N", 32, 8, 32])).shape("u") == (1, 32, 8, 32)
+
+
+def _custom_then_transpose(t_declared):
+    """x [1, 16, 8, 16] -> a custom operator (no schema: inference does not
+    know its output) -> g, declared [1, 16, 8, 16] -> Transpose of H and W ->
+    t, declared `t_declared` -> Relu -> y."""
+    nodes = [helper.make_node("Gelu2", ["x"], ["g"], name="custom", domain="my.ops"),
+             helper.make_node("Transpose", ["g"], ["t"], name="transpose", perm=[0, 1, 3, 2]),
+             helper.make_node("Relu", ["t"], ["y"], name="relu")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 8, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["a", "b", "c", "d"])],
+                              value_info=[helper.make_tensor_value_info("g", TensorProto.FLOAT, [1, 16, 8, 16]),
+                                          helper.make_tensor_value_info("t", TensorProto.FLOAT, t_declared)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("my.ops", 1)])
+
+
+def test_a_stale_declaration_after_one_that_fills_gives_way_to_its_node():
+    """g's declaration fills what inference cannot tell (a custom operator's
+    output); t's is stale (its Transpose makes [1, 16, 16, 8]), and inference
+    without declarations could not tell t either (its input was unknown).  t
+    takes what the Transpose computes from g's declaration, not the stale
+    [1, 16, 8, 16], which lenient inference would keep were both put in at once."""
+    view = GraphView(_custom_then_transpose([1, 16, 8, 16]))
+    assert view.shape("g") == (1, 16, 8, 16)
+    assert view.shape("t") == view.shape("y") == (1, 16, 16, 8)
+    # a declaration downstream that adds what the node cannot tell still fills
+    view = GraphView(_custom_then_transpose([1, 16, 16, "W"]))
+    assert view.shape("t") == (1, 16, 16, 8)
+
+
+def test_inference_over_declarations_leaves_the_model_as_it_was(monkeypatch):
+    """The declarations taken out for the first inference are put back: a
+    name declared both in value_info and as a graph output, differently;
+    a declaration that fills; and where inference raises."""
+    from convrewrite.core import graph as graph_module
+    from convrewrite.core.errors import InputError
+    from convrewrite.core.graph import infer_shapes
+
+    model = _reshape_then([1, 32, 16, 16])
+    model.graph.output[0].type.tensor_type.shape.dim[3].dim_value = 7
+    model.graph.value_info.append(helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32, 16, 16]))
+    for m in (model, _custom_then_transpose([1, 16, 8, 16])):
+        before = m.SerializeToString()
+        infer_shapes(m)
+        assert m.SerializeToString() == before
+    def refuse(m, strict):
+        raise onnx.shape_inference.InferenceError("refused")
+
+    monkeypatch.setattr(graph_module, "run_inference", refuse)
+    before = model.SerializeToString()
+    with pytest.raises(InputError):
+        infer_shapes(model)
+    assert model.SerializeToString() == before

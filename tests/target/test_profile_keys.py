@@ -470,3 +470,56 @@ def test_preference_keys_must_be_booleans_and_round_trip(tmp_path, key):
         load_profile(path)
     path.write_text(json.dumps({"name": "good", key: True}))
     assert load_profile(path).to_dict()[key] is True
+
+
+def test_no_reshaped_inputs_knows_a_1d_conv_by_its_weight(tmp_path):
+    """A 1-D Conv whose input's shape inference cannot tell (a custom
+    operator writes it) is still 1-D: its weight has one spatial axis, and
+    a pool's kernel_shape one entry.  The Slice of its output broke
+    nothing where the rank was read from the input alone."""
+    p = inline(tmp_path, {"Slice": {"steps": [1], "no_reshaped_inputs": True}})
+    inits = [ints("st", [0]), ints("en", [4]), ints("ax", [2])]
+    for op, extra in [("Conv", dict(kernel_shape=[3], pads=[1, 1])), ("MaxPool", dict(kernel_shape=[3]))]:
+        writer = helper.make_node(op, ["g"] + (["w"] if op == "Conv" else []), ["u"], name="c1d",
+                                  **({"pads": [1, 1]} if op == "Conv" else extra))
+        nodes = [helper.make_node("Gelu2", ["x"], ["g"], name="custom", domain="my.ops"), writer,
+                 helper.make_node("Slice", ["u", "st", "en", "ax"], ["y"], name="sl")]
+        model = model_of(nodes, {"x": [1, 8, 16]}, inits + [numpy_helper.from_array(np.ones((8, 8, 3), np.float32), "w")])
+        model.opset_import.append(helper.make_opsetid("my.ops", 1))
+        graph = GraphView(model)
+        assert graph.shape("g") is None
+        assert messages(model, p)[0].startswith("Slice 'sl': input 'u' passes through a RESHAPE in onnx2tf's TFLite "
+                                                "(at 'c1d')"), op
+
+
+@pytest.mark.parametrize("writer", ["Reshape", "reader"])
+def test_no_reshaped_inputs_sees_the_graph_around_a_replacement(writer):
+    """A lowering is judged in a model of its own nodes, where what it reads
+    from the graph is a graph input: a dilated Conv (U55: its dense kernel
+    costs more than the profile allows) whose input a Reshape writes, or a
+    1-D Conv elsewhere also reads, took the taps form, Slices of that input,
+    which broke no_reshaped_inputs in the model it was written into (Vela
+    stops on it) while its own model said it fit."""
+    from tests.helpers import assert_rewrites
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array((rng.standard_normal((64, 64, 3, 3)) * 0.05).astype(np.float32), "wd")]
+    dilated = helper.make_node("Conv", ["t", "wd"], ["y"], name="dilated", kernel_shape=[3, 3],
+                               dilations=[12, 12], pads=[12] * 4)
+    outputs = [helper.make_tensor_value_info("y", F, [1, 64, 16, 16])]
+    if writer == "Reshape":
+        nodes = [helper.make_node("Reshape", ["x", "s"], ["t"], name="rs"), dilated]
+        x = helper.make_tensor_value_info("x", F, [1, 64 * 16 * 16])
+        inits.append(ints("s", [1, 64, 16, 16]))
+    else:   # t a graph input, read by a 1-D Conv (through its RESHAPE) as well
+        nodes = [dilated, helper.make_node("Reshape", ["t", "s1"], ["f"], name="flat"),
+                 helper.make_node("Conv", ["f", "w1"], ["z"], name="c1d", kernel_shape=[1])]
+        x = helper.make_tensor_value_info("t", F, [1, 64, 16, 16])
+        inits += [ints("s1", [1, 64, 256]), numpy_helper.from_array(np.ones((4, 64, 1), np.float32), "w1")]
+        outputs.append(helper.make_tensor_value_info("z", F, [1, 4, 256]))
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], outputs, inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    u55 = load_profile("arm-ethos-u55")
+    new, report = assert_rewrites(model, "dilated-conv", {"Conv": 9 + (writer == "reader")}, target=u55)
+    assert report.target["fits"], report.target["violations"]
+    assert not [n.name for n in new.graph.node if n.op_type == "Slice" and n.input[0] == "t"]
