@@ -522,11 +522,17 @@ def _reshaped_input(node, graph, data_inputs) -> dict:
     for name in data_inputs:
         if not name or graph.is_constant(name):
             continue
-        makers = [graph.producer(name)] + [c for c in graph.consumers(name) if c is not node]
-        for m in makers:
-            if _writes_through_reshape(m, graph):
-                return {"reshaped_input": (name, graph.label(m))}
+        maker = _reshape_maker(name, graph, lambda c: c is not node)
+        if maker is not None:
+            return {"reshaped_input": (name, graph.label(maker))}
     return {}
+
+
+def _reshape_maker(name: str, graph: GraphView, other_reader) -> Optional[onnx.NodeProto]:
+    """The node that makes onnx2tf pass `name` through a RESHAPE: its
+    producer, or a reader for which `other_reader` holds; else None."""
+    makers = [graph.producer(name)] + [c for c in graph.consumers(name) if other_reader(c)]
+    return next((m for m in makers if _writes_through_reshape(m, graph)), None)
 
 
 def reshaped_around(names, graph: GraphView, removed: Sequence[onnx.NodeProto]) -> dict:
@@ -540,8 +546,7 @@ def reshaped_around(names, graph: GraphView, removed: Sequence[onnx.NodeProto]) 
     gone = {id(n) for n in removed}
     out = {}
     for name in names:
-        makers = [graph.producer(name)] + [c for c in graph.consumers(name) if id(c) not in gone]
-        maker = next((m for m in makers if _writes_through_reshape(m, graph)), None)
+        maker = _reshape_maker(name, graph, lambda c: id(c) not in gone)
         if maker is not None:
             out[name] = graph.label(maker)
     return out
