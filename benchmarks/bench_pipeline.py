@@ -24,7 +24,10 @@ least-squares slope of log(time) against log(nodes) over the sizes given.
 `--baseline` names another checkout of convrewrite (e.g. `git worktree add
 /tmp/before <commit>`) whose optimize, verified and not, runs interleaved
 with the others, for a before/after comparison in the same run (wall and CPU
-medians).  The last column is the machine's 1-minute load average when the
+medians).  `--floor` times `optimize`, verified and not, on the same model
+with nothing to rewrite (same node count, weights and file size: start-up,
+imports, load, checker, shape inference, the original's run, save): what any
+run on a model of that size costs before the first rewrite.  The last column is the machine's 1-minute load average when the
 size's runs ended: on a shared machine, compare the CPU columns.
 
 Each checkout's modules are byte-compiled first (`compileall`), as `pip
@@ -58,9 +61,12 @@ BLOCKS_PER_CHAIN = 10
 CHANNELS, SIZE = 4, 8
 
 
-def pipeline_model(candidates: int, resize: str = "nearest") -> onnx.ModelProto:
+def pipeline_model(candidates: int, resize: str = "nearest", plain: bool = False) -> onnx.ModelProto:
     """Parallel chains of BLOCKS_PER_CHAIN blocks (the last one shorter),
-    three candidates per block: ConvTranspose, dilated Conv, Resize."""
+    three candidates per block: ConvTranspose, dilated Conv, Resize.
+    `plain`: the same nodes, weights and file size with nothing to rewrite
+    (a stride-1 Conv for the ConvTranspose, an undilated Conv, a Relu for
+    the Resize, every map kept at SIZE x SIZE): the floor of a run."""
     rng = np.random.default_rng(0)
     blocks = max(1, math.ceil(candidates / 3))
     chains = math.ceil(blocks / BLOCKS_PER_CHAIN)
@@ -78,6 +84,23 @@ def pipeline_model(candidates: int, resize: str = "nearest") -> onnx.ModelProto:
         x = "x"
         for _ in range(min(BLOCKS_PER_CHAIN, blocks - chain * BLOCKS_PER_CHAIN)):
             p = f"c{chain}b{k}"
+            if plain:
+                same = dict(pads=[0, 0, 1, 1])   # a 2x2 kernel that keeps the map's size
+                nodes += [
+                    helper.make_node("Conv", [x, weight(f"{p}/wt", (c, c, 2, 2), 0.4)], [f"{p}/up"],
+                                     name=f"{p}/deconv", **same),
+                    helper.make_node("Conv", [f"{p}/up", weight(f"{p}/wd", (c, c, 2, 2), 0.4)], [f"{p}/down"],
+                                     name=f"{p}/down", **same),
+                    helper.make_node("Conv", [f"{p}/down", weight(f"{p}/wa", (c, c, 3, 3), 0.2)],
+                                     [f"{p}/atrous"], name=f"{p}/atrous", pads=[1, 1, 1, 1]),
+                    helper.make_node("Relu", [f"{p}/atrous"], [f"{p}/resized"], name=f"{p}/resize"),
+                    helper.make_node("Conv", [f"{p}/resized", weight(f"{p}/wr", (c, c, 2, 2), 0.4)], [f"{p}/pre"],
+                                     name=f"{p}/down2", **same),
+                    helper.make_node("Relu", [f"{p}/pre"], [f"{p}/out"], name=f"{p}/relu"),
+                ]
+                x = f"{p}/out"
+                k += 1
+                continue
             nodes += [
                 helper.make_node("ConvTranspose", [x, weight(f"{p}/wt", (c, c, 2, 2), 0.4)], [f"{p}/up"],
                                  name=f"{p}/deconv", strides=[2, 2]),
@@ -123,7 +146,7 @@ def compiled(root: str) -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", *paths], check=True, capture_output=True)
 
 
-def bench(sizes, repeats, large_repeats, resize, use_onnxsim, keep, baseline=None):
+def bench(sizes, repeats, large_repeats, resize, use_onnxsim, keep, baseline=None, floor=False):
     have_onnxsim = use_onnxsim and importlib.util.find_spec("onnxsim") is not None
     for root in [ROOT] + ([baseline] if baseline else []):
         compiled(root)
@@ -133,8 +156,11 @@ def bench(sizes, repeats, large_repeats, resize, use_onnxsim, keep, baseline=Non
           "| onnxsim s (simplify only) | verify / onnxsim | no verify / onnxsim | runs "
           "| CPU s: verify / no verify / onnxsim | CPU ratios to onnxsim |"
           + (" baseline s (verify) | baseline s (no verify) | baseline CPU s: verify / no verify |"
-             if baseline else "") + " load average |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if baseline else "") + "---|")
+             if baseline else "")
+          + (" floor s (nothing to rewrite): verify / no verify | floor CPU s: verify / no verify |"
+             if floor else "") + " load average |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if baseline else "")
+          + ("---|---|" if floor else "") + "---|")
     points = []
     with tempfile.TemporaryDirectory() as tmp:
         where = keep or tmp
@@ -143,9 +169,12 @@ def bench(sizes, repeats, large_repeats, resize, use_onnxsim, keep, baseline=Non
             m = pipeline_model(n, resize)
             path = os.path.join(where, f"pipeline_{n}.onnx")
             onnx.save(m, path)
+            plain = os.path.join(where, f"plain_{n}.onnx")
+            if floor:
+                onnx.save(pipeline_model(n, resize, plain=True), plain)
             out, report = os.path.join(where, "out.onnx"), os.path.join(where, "report.json")
             runs = repeats if n <= 1000 else large_repeats
-            tv, tn, ts, bv, bn = [], [], [], [], []
+            tv, tn, ts, bv, bn, fv, fn = [], [], [], [], [], [], []
             for _ in range(runs):  # interleaved, so load on the machine hits all three alike
                 tv.append(timed(optimize_cmd(path, out, True, report)))
                 with open(report) as f:
@@ -156,6 +185,9 @@ def bench(sizes, repeats, large_repeats, resize, use_onnxsim, keep, baseline=Non
                 if baseline:
                     bv.append(timed(optimize_cmd(path, out, True, os.path.join(where, "b.json"), baseline)))
                     bn.append(timed(optimize_cmd(path, out, False, os.path.join(where, "b.json"), baseline)))
+                if floor:
+                    fv.append(timed(optimize_cmd(plain, out, True, os.path.join(where, "f.json"))))
+                    fn.append(timed(optimize_cmd(plain, out, False, os.path.join(where, "f.json"))))
             candidates = len(rep["rewrites"])
             rewritten = sum(r["status"] == "rewritten" for r in rep["rewrites"])
             v, nv = (statistics.median(t[0] for t in tv), statistics.median(t[0] for t in tn))
@@ -172,7 +204,10 @@ def bench(sizes, repeats, large_repeats, resize, use_onnxsim, keep, baseline=Non
                   f"| {cv:.2f} / {cn:.2f} / {'-' if cs is None else f'{cs:.2f}'} | {cpu_ratio} |"
                   + (f" {statistics.median(t[0] for t in bv):.2f} | {statistics.median(t[0] for t in bn):.2f} "
                      f"| {statistics.median(t[1] for t in bv):.2f} / {statistics.median(t[1] for t in bn):.2f} |"
-                     if baseline else "") + f" {os.getloadavg()[0]:.1f} |", flush=True)
+                     if baseline else "")
+                  + (f" {statistics.median(t[0] for t in fv):.2f} / {statistics.median(t[0] for t in fn):.2f} "
+                     f"| {statistics.median(t[1] for t in fv):.2f} / {statistics.median(t[1] for t in fn):.2f} |"
+                     if floor else "") + f" {os.getloadavg()[0]:.1f} |", flush=True)
     if len(points) >= 2:
         x = np.log([p[0] for p in points])
         for label, col in (("verify", 1), ("no verify", 2), ("verify, CPU", 3), ("no verify, CPU", 4)):
@@ -191,8 +226,10 @@ def main():
     ap.add_argument("--no-onnxsim", action="store_true")
     ap.add_argument("--keep", help="write the models here instead of a temporary directory")
     ap.add_argument("--baseline", help="another convrewrite checkout to time alongside (before/after)")
+    ap.add_argument("--floor", action="store_true",
+                    help="also time the same model with nothing to rewrite (pipeline_model's `plain`)")
     a = ap.parse_args()
-    bench([int(s) for s in a.sizes.split(",")], a.repeats, a.large_repeats, a.resize, not a.no_onnxsim, a.keep, a.baseline)
+    bench([int(s) for s in a.sizes.split(",")], a.repeats, a.large_repeats, a.resize, not a.no_onnxsim, a.keep, a.baseline, a.floor)
 
 
 if __name__ == "__main__":

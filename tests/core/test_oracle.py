@@ -280,3 +280,68 @@ def test_check_models_names_the_input_it_cannot_make_values_for():
     from convrewrite.core.equivalence import RunError, check_models
     with pytest.raises(RunError, match="input 'x' has element type BFLOAT16"):
         check_models(_bfloat16_input_model(True), _bfloat16_input_model(True))
+
+
+# --- the original's run beside the passes ------------------------------------------------
+
+def _dilated_same(auto_pad: str = "SAME_UPPER") -> onnx.ModelProto:
+    """A dilated Conv with auto_pad SAME, which onnxruntime refuses (the reference evaluator runs it)."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((2, 2, 3, 3)).astype(np.float32), "w")
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], dilations=[2, 2], auto_pad=auto_pad)
+    io_ = [helper.make_tensor_value_info(v, TensorProto.FLOAT, [1, 2, 8, 8]) for v in ("x", "y")]
+    return helper.make_model(helper.make_graph([conv], "g", io_[:1], io_[1:], [w]),
+                             opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_float_model_runs_aside_and_edits_after_the_start_change_nothing():
+    from convrewrite.core.driver import Settings
+
+    model = chaotic_chain(2)
+    want = run_onnxruntime(model, random_feeds(runtime_inputs(model), 0))
+    check = oracle.Oracle(model, Settings())
+    assert check._original is not None                  # under way on its own thread
+    del model.graph.node[:]                              # the passes edit the model in place meanwhile
+    assert check.engine == "onnxruntime" and check.error is None and check._original is None
+    np.testing.assert_array_equal(check.want[0], want[0])
+    assert check.steps == {} and check.want_fused is None and check.seconds > 0
+
+
+def test_an_original_onnxruntime_refuses_falls_back_to_the_reference_evaluator_when_run_aside():
+    from convrewrite.core.driver import Settings
+    from convrewrite.core.equivalence import run_reference
+
+    model = _dilated_same()
+    want = run_reference(model, random_feeds(runtime_inputs(model), 0))
+    check = oracle.Oracle(model, Settings())
+    assert check._original is not None
+    assert check.engine == "reference" and check.error is None
+    np.testing.assert_array_equal(check.want[0], want[0])
+
+
+def test_an_original_nothing_runs_says_why_when_run_aside():
+    from convrewrite.core.driver import Settings
+
+    model = _dilated_same()
+    model.graph.node[0].op_type = "NoSuchOp"             # neither onnxruntime nor the reference evaluator
+    check = oracle.Oracle(model, Settings())
+    assert check._original is not None
+    assert check.want is None and check.engine is None
+    assert check.error.startswith("the original model could not be run") and "NoSuchOp" in check.error
+
+
+def test_a_quantized_original_runs_in_the_callers_thread_with_its_steps_and_fused_outputs():
+    from convrewrite.core.driver import Settings
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])
+    scale = numpy_helper.from_array(np.array(0.05, np.float32), "s")
+    zero = numpy_helper.from_array(np.array(0, np.int8), "z")
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [scale, zero]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    check = oracle.Oracle(model, Settings())
+    assert check._original is None                      # ran at once, as before
+    assert check.engine == "onnxruntime" and check.steps == {"y": pytest.approx(0.05)}
+    assert check.want_fused is not None
