@@ -160,7 +160,6 @@ class Oracle:
             else:
                 self._run_original(model)
         self.seconds += time.perf_counter() - t
-        self.seconds += time.perf_counter() - t
         self.last: Optional[Comparison] = None
         self.last_model: Optional[onnx.ModelProto] = None
         self.last_seconds = 0.0
