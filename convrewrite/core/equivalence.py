@@ -189,7 +189,7 @@ def run_onnxruntime(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], opt
     with the node count (a 45,000-node model: 16 s with basic optimizations,
     7.5 s without).  `optimized` turns all of them on (fusions, the blocked
     NCHWc convolution layout): the same function, other summation orders."""
-    if not through_a_file(model):
+    if not _through_a_file(model):
         return onnxruntime_session(model.SerializeToString(), optimized).run(None, dict(feeds))
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.onnx")
@@ -203,13 +203,13 @@ def run_onnxruntime(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], opt
 def run_handed_over(held: list, feeds: Mapping[str, np.ndarray]) -> list:
     """run_onnxruntime(held[0], feeds) for a model handed over: `held` is a
     list holding the only reference to it.  A model that goes to onnxruntime
-    as a file (see through_a_file) is not in memory while onnxruntime runs
+    as a file (see _through_a_file) is not in memory while onnxruntime runs
     it: its weights are written to the file one at a time, the model freed,
     and after the run read back into a new model (weights.detached), which
     `held` then holds: the same message, in fresh memory, without the
     weights any splice took out.  Whatever happens, `held` holds the model
     again when this returns or raises."""
-    if not through_a_file(held[0]) or not detachable(held[0]):
+    if not _through_a_file(held[0]) or not detachable(held[0]):
         return run_onnxruntime(held[0], feeds)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.onnx")
@@ -249,11 +249,11 @@ def onnxruntime_session(model: "bytes | str", optimized: bool = False):
 
 
 # Models with at least this many bytes of weights go to onnxruntime as a file
-# with external data rather than as serialised bytes (see through_a_file).
+# with external data rather than as serialised bytes (see _through_a_file).
 RUN_FROM_FILE_BYTES = 32 << 20
 
 
-def through_a_file(model: onnx.ModelProto) -> bool:
+def _through_a_file(model: onnx.ModelProto) -> bool:
     """Whether onnxruntime gets `model` as a file with its weights external.
 
     Given bytes, onnxruntime parses its own copy of the model and copies
@@ -296,20 +296,14 @@ def run_model(model: "onnx.ModelProto | list", feeds: Mapping[str, np.ndarray],
             return run_handed_over(held, feeds), "onnxruntime"
         return run_onnxruntime(model, feeds), "onnxruntime"
     except Exception as ort_error:  # onnxruntime raises several unrelated types
-        return refused_by_onnxruntime(ort_error, held[0] if held is not None else model, feeds, allow_reference)
-
-
-def refused_by_onnxruntime(ort_error: Exception, model: onnx.ModelProto, feeds: Mapping[str, np.ndarray],
-                           allow_reference: bool) -> tuple[list, str]:
-    """What run_model gives for a model onnxruntime refused (`ort_error`):
-    the reference evaluator's outputs where allowed, else RunError."""
-    if not allow_reference or "alloc" in str(ort_error).lower():  # out of memory: Python would be worse
-        raise RunError(f"onnxruntime: {first_line(ort_error)}") from None
-    try:
-        return run_reference(model, feeds), "reference"
-    except Exception as ref_error:
-        raise RunError(f"onnxruntime: {first_line(ort_error)}; "
-                       f"reference evaluator: {first_line(ref_error)}") from None
+        model = held[0] if held is not None else model
+        if not allow_reference or "alloc" in str(ort_error).lower():  # out of memory: Python would be worse
+            raise RunError(f"onnxruntime: {first_line(ort_error)}") from None
+        try:
+            return run_reference(model, feeds), "reference"
+        except Exception as ref_error:
+            raise RunError(f"onnxruntime: {first_line(ort_error)}; "
+                           f"reference evaluator: {first_line(ref_error)}") from None
 
 
 def first_line(e: Exception) -> str:

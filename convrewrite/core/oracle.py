@@ -19,7 +19,6 @@ rolls back the others, and the report says which bound stopped it.
 """
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -28,8 +27,8 @@ import numpy as np
 import onnx
 
 from .equivalence import (Comparison, FeedTooLarge, OutputComparison, RunError, compare_within_noise,
-                          UnfeedableType, feed_problem, nudged, onnxruntime_session, pinned_dims, random_feeds,
-                          refused_by_onnxruntime, run_model, run_onnxruntime, runtime_inputs, through_a_file)
+                          UnfeedableType, feed_problem, nudged, pinned_dims, random_feeds, run_model, run_onnxruntime,
+                          runtime_inputs)
 from . import qdq, qdq_check
 from .errors import InputError
 from .report import REWRITTEN, Report
@@ -81,54 +80,6 @@ class Noise:
         return max(self.rel, default=0.0)
 
 
-def _runs_aside(model: onnx.ModelProto) -> bool:
-    """Whether the original runs on a thread of its own while the passes
-    work: a float model (a quantized one also runs under onnxruntime's fused
-    int8 execution, core/qdq_check.py) that goes to onnxruntime as bytes
-    (equivalence.through_a_file: a large one goes as a file, and memory,
-    not time, is what matters there)."""
-    return not qdq.has_qdq(model) and not through_a_file(model)
-
-
-class _OriginalRun:
-    """The original's run on onnxruntime, under way on a thread of its own
-    while the passes work: onnxruntime releases the GIL while it builds the
-    session and runs it, so the machine's other core does it beside the
-    passes' Python.  The model is serialised first (the passes may then edit
-    it in place); onnxruntime gets those bytes, as run_model would give it.
-    `result()` waits for it and gives what run_model(original, feeds,
-    allow_reference=True) gives, the reference evaluator's fallback and
-    RunError included."""
-
-    def __init__(self, model: onnx.ModelProto, feeds: dict):
-        self._data = model.SerializeToString()
-        self._feeds = feeds
-        self._outputs: Optional[list] = None
-        self._refused: Optional[Exception] = None
-        self.seconds = 0.0
-        self._thread = threading.Thread(target=self._run, name="convrewrite-original", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        t = time.perf_counter()
-        try:
-            self._outputs = onnxruntime_session(self._data).run(None, dict(self._feeds))
-        except Exception as e:  # onnxruntime raises several unrelated types: judged in result()
-            self._refused = e
-        self.seconds = time.perf_counter() - t
-
-    def model(self) -> onnx.ModelProto:
-        """The original, as it was serialised."""
-        return onnx.load_from_string(self._data)
-
-    def result(self) -> tuple[list, str]:
-        self._thread.join()
-        if self._refused is None:
-            self._data = None
-            return self._outputs, "onnxruntime"
-        return refused_by_onnxruntime(self._refused, self.model(), self._feeds, allow_reference=True)
-
-
 class _BoundReached(Exception):
     """Bisection reached its time or rollback bound (the message says which)."""
 
@@ -147,18 +98,26 @@ class Oracle:
         self.model_bytes = weight_bytes(model)
         self.names = [o.name for o in model.graph.output]
         self.kind = "given" if settings.inputs is not None else "random"
+        self.error: Optional[str] = None
         t = time.perf_counter()
-        self._original: Optional[_OriginalRun] = None
         try:
             self.feeds = _whole_model_feeds(model, settings)
+            self.want, self.engine = run_model(model, self.feeds, allow_reference=True)
+        except RunError as e:
+            self.want, self.error = None, _cannot_run(model, e, self.kind)
         except UnfeedableType as e:  # as an original that cannot run: a failure only where something is rewritten
-            self.feeds = None
-            self._settle(None, None, f"the whole-model check cannot make random inputs: {e}; {e.advice}")
-        else:
-            if _runs_aside(model):
-                self._original = _OriginalRun(model, self.feeds)
-            else:
-                self._run_original(model)
+            self.feeds, self.want = None, None
+            self.error = f"the whole-model check cannot make random inputs: {e}; {e.advice}"
+        # a quantized model: its quantized outputs compared in quantization steps, and every output under
+        # onnxruntime's fused int8 execution as well, float ones with the float tolerance (core/qdq_check.py);
+        # the original's fused outputs computed once
+        self.steps = qdq.output_steps(model) if self.want is not None else {}
+        self.want_fused = None
+        if self.want is not None and qdq.has_qdq(model) and self.engine == "onnxruntime":
+            try:
+                self.want_fused = run_onnxruntime(model, self.feeds, True)
+            except Exception:  # onnxruntime cannot optimize it: the spec comparison stands alone
+                self.want_fused = None
         self.seconds += time.perf_counter() - t
         self.last: Optional[Comparison] = None
         self.last_model: Optional[onnx.ModelProto] = None
@@ -172,70 +131,6 @@ class Oracle:
         self.stopped = ""                            # which bound stopped bisection, if one did
         self._found: list = []   # culprits found by the bisection under way
         self._best: list = []    # the largest group of its rewrites seen to pass
-
-    # --- the original's outputs ---------------------------------------------------------
-
-    def _run_original(self, model: onnx.ModelProto) -> None:
-        """Run the original here and now (see _runs_aside for when it runs aside)."""
-        try:
-            want, engine = run_model(model, self.feeds, allow_reference=True)
-        except RunError as e:
-            self._settle(None, None, _cannot_run(model, e, self.kind))
-            return
-        # a quantized model: its quantized outputs compared in quantization steps, and every output under
-        # onnxruntime's fused int8 execution as well, float ones with the float tolerance (core/qdq_check.py);
-        # the original's fused outputs computed once
-        fused = None
-        if qdq.has_qdq(model) and engine == "onnxruntime":
-            try:
-                fused = run_onnxruntime(model, self.feeds, True)
-            except Exception:  # onnxruntime cannot optimize it: the spec comparison stands alone
-                fused = None
-        self._settle(want, engine, None, qdq.output_steps(model), fused)
-
-    def _settle(self, want, engine, error, steps=None, fused=None) -> None:
-        self._want, self._engine, self._error = want, engine, error
-        self._steps, self._want_fused = steps or {}, fused
-
-    def _wait(self) -> None:
-        """The original's run, where it ran aside: its outputs (or why it cannot run) once it is done."""
-        if self._original is None:
-            return
-        run, self._original = self._original, None
-        t = time.perf_counter()
-        try:
-            want, engine = run.result()
-        except RunError as e:
-            self._settle(None, None, _cannot_run(run.model(), e, self.kind))
-        else:   # not quantized (_runs_aside): no steps, no fused outputs
-            self._settle(want, engine, None)
-        self.seconds += run.seconds + time.perf_counter() - t
-
-    @property
-    def want(self) -> Optional[list]:
-        """The original's outputs on the feeds (None: it could not run, see `error`)."""
-        self._wait()
-        return self._want
-
-    @property
-    def engine(self) -> Optional[str]:
-        self._wait()
-        return self._engine
-
-    @property
-    def error(self) -> Optional[str]:
-        self._wait()
-        return self._error
-
-    @property
-    def steps(self) -> dict:
-        self._wait()
-        return self._steps
-
-    @property
-    def want_fused(self) -> Optional[list]:
-        self._wait()
-        return self._want_fused
 
     # --- comparing ----------------------------------------------------------------
 
