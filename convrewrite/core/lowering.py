@@ -9,7 +9,12 @@ a node of the replacement that one of the run's passes would lower for this
 target (a Resize's ConvTranspose, lowered by the convtranspose pass) is
 lowered here too, in a small model of the replacement's own (`settle`; where
 the replacement's output goes into a QuantizeLinear, that model keeps it, so
-a QDQ group is lowered as the run will lower it).  The
+a QDQ group is lowered as the run will lower it).  The existing nodes
+that read the replacement's outputs are judged with it where a rule of the
+target reads a node's producers (rules.PRODUCER_RULES: a Concat reading a
+pixel shuffle's Reshape breaks no_reshaped_inputs though no pass touched
+it): what the rewrite makes them break, and they did not before, counts as
+the replacement's (`judged`).  The
 first option that fits is taken (with the profile's `standard_convs_first`,
 the first that fits with group-1 Convs only, else the first that fits); if none fits, the one breaking the fewest
 distinct rules -- but only when what it breaks is data movement (the
@@ -448,6 +453,8 @@ def _view(replacement: Replacement, graph: GraphView, target, readers: Sequence 
     try:
         return GraphView(model), constants
     except InputError:
+        if readers:   # no model with them: the replacement is judged alone, as it was without readers
+            return _view(replacement, graph, target)
         try:
             return GraphView(model, inferred=model), constants  # attribute rules still apply
         except InputError:
