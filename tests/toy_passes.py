@@ -296,3 +296,29 @@ def relu_both_signs(scale: float = 0.0):
         inits.append(numpy_helper.from_array(np.full((1, 3, 4), scale, np.float32), "w"))
         nodes.append(helper.make_node("Mul", ["e", "w"], ["y"], name="mul"))
     return helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)])
+
+
+class JoinedMaxForm(MaxForm):
+    """Relu(x) -> Max(x, 0) cut in two along the last axis and joined again
+    (Slice, Slice, Concat along it): correct, and its output a spatial join
+    (the tflite profile's no_channel_join_of_spatial_joins reads that at a
+    channel Concat that reads it)."""
+
+    name = "joined"
+
+    def build(self, match, variant, graph, b):
+        x = match.node.input[0]
+        y = b.op("Max", [x, b.initializer(np.zeros((), _dtype(graph, x)), "zero")], "max")
+        rank, half = len(graph.shape(x)), graph.shape(x)[-1] // 2
+        axis = b.initializer(np.array([rank - 1], np.int64), "axis")
+        cut = [b.initializer(np.array([v], np.int64), f"at{v}") for v in (0, half, 2 ** 62)]
+        halves = [b.op("Slice", [y, cut[k], cut[k + 1], axis], f"half{k}") for k in (0, 1)]
+        return {match.node.output[0]: b.op("Concat", halves, "join", axis=rank - 1)}
+
+
+@dataclass(frozen=True)
+class ReluJoinedFirst(ReluToMax):
+    """Relu -> the joined form first, then max."""
+
+    name: ClassVar[str] = "relu-joined"
+    forms: ClassVar[tuple] = (JoinedMaxForm(), MaxForm())

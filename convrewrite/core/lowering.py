@@ -9,7 +9,12 @@ a node of the replacement that one of the run's passes would lower for this
 target (a Resize's ConvTranspose, lowered by the convtranspose pass) is
 lowered here too, in a small model of the replacement's own (`settle`; where
 the replacement's output goes into a QuantizeLinear, that model keeps it, so
-a QDQ group is lowered as the run will lower it).  The
+a QDQ group is lowered as the run will lower it).  The existing nodes
+that read the replacement's outputs are judged with it where a rule of the
+target reads a node's producers (rules.PRODUCER_RULES: a Concat reading a
+pixel shuffle's Reshape breaks no_reshaped_inputs though no pass touched
+it): what the rewrite makes them break, and they did not before, counts as
+the replacement's (`judged`).  The
 first option that fits is taken (with the profile's `standard_convs_first`,
 the first that fits with group-1 Convs only, else the first that fits); if none fits, the one breaking the fewest
 distinct rules -- but only when what it breaks is data movement (the
@@ -37,7 +42,7 @@ from .forms import Advice, Option, Ranking, rank
 from .graph import GraphView
 from .rewrite import Code, Match, Replacement, Skip
 from .splice import renamed_nodes
-from .standalone import external_inputs, replacement_model
+from .standalone import SMALL_CONSTANT, external_inputs, replacement_model
 
 SETTLE_DEPTH = 3  # a lowering's nodes lowered again at most this deep (resize -> convtranspose -> dilated-conv)
 
@@ -331,31 +336,87 @@ def judged(replacement: Replacement, graph: GraphView, target, passes: Sequence 
     replacement's nodes as the run's passes leave them (settled), or as built
     where no model of them can be made.  The third, only where nothing is
     broken: per node, why the rules cannot say the target runs it (a size
-    they read is symbolic: check.replacement_undecided_in)."""
+    they read is symbolic: check.replacement_undecided_in).
+
+    The violations include those the replacement makes an existing node
+    break that reads its outputs (`_readers`): a rule whose facts come from a
+    node's producers (rules.PRODUCER_RULES) can break at a node no pass
+    touches, as a Concat reading a lowered Resize's pixel shuffle Reshape
+    breaks no_reshaped_inputs.  Those readers are in the standalone model
+    (after the replacement's nodes, never lowered by `settle`), so a nested
+    lowering judges them too, as the run's pass will judge them in the
+    model."""
     from ..target.check import replacement_undecided_in, replacement_violations_in
 
-    view, constants = _view(replacement, graph, target)
+    readers = _readers(replacement, graph, target)
+    view, constants = _view(replacement, graph, target, readers)
     if view is None:
         return [], list(replacement.nodes), []
+    theirs = frozenset(o for n in readers for o in n.output if o)
     left = {}
     if passes and depth < SETTLE_DEPTH:
-        settled = settle(view, target, passes, depth + 1, left)
+        settled = settle(view, target, passes, depth + 1, left, theirs)
         if settled is not None:
             view = settled
-    reshaped = _reshaped_around(replacement, graph, constants)
-    found = [_with_why_left(v, left) for v in replacement_violations_in(view, target, constants, reshaped)]
-    unknown = [] if found else replacement_undecided_in(view, target, constants, reshaped)
-    return found, list(view.graph.node), unknown
+    reshaped = _reshaped_around(replacement, graph, constants, readers)
+    own = [n for n in view.graph.node if not theirs.intersection(n.output)]
+    found = [_with_why_left(v, left) for v in replacement_violations_in(view, target, constants, reshaped, own)]
+    found += _reader_violations(readers, replacement, graph, view, target, constants, reshaped)
+    unknown = [] if found else replacement_undecided_in(view, target, constants, reshaped, own)
+    return found, own, unknown
 
 
-def _reshaped_around(replacement: Replacement, graph: GraphView, constants: frozenset) -> dict:
-    """The values the replacement reads from `graph` that onnx2tf writes or
-    reads through a RESHAPE there (facts.reshaped_around): its standalone
-    model does not show their producers and their readers outside."""
+def _readers(replacement: Replacement, graph: GraphView, target) -> list:
+    """The existing nodes of `graph` that read the replacement's outputs and
+    that a rule of `target` judges by their producers (check.reads_producers),
+    in graph order; none without such a rule (the judgement stays that of
+    the replacement's own nodes)."""
+    from ..target.check import reads_producers
+
+    if target is None:
+        return []
+    found = {}
+    for name in replacement.outputs:
+        for node in graph.consumers(name):
+            if id(node) not in found and reads_producers(node, target):
+                found[id(node)] = node
+    return sorted(found.values(), key=graph.position)
+
+
+def _reader_violations(readers, replacement: Replacement, graph: GraphView, view: GraphView, target,
+                       constants: frozenset, reshaped: dict) -> list:
+    """What the rewrite makes `readers` break (check.neighbour_violations),
+    each naming the original output it reads, not the replacement's value
+    (the rules quote an input as "input 'x'" or "'x' (why)"; a node label
+    equal to the value's name, as the Builder gives them, is left as it is)."""
+    from ..target.check import neighbour_violations
+
+    copies = {tuple(n.output): n for n in view.graph.node}
+    found = []
+    for node in readers:
+        copy = copies.get(tuple(node.output))
+        if copy is None:
+            continue
+        for v in neighbour_violations(node, graph, copy, view, target, constants, reshaped):
+            message = v.message
+            for original, new in replacement.outputs.items():
+                message = message.replace(f"input '{new}'", f"input '{original}'").replace(
+                    f"'{new}' (", f"'{original}' (")
+            found.append(replace(v, message=f"{message} (it reads the lowering's output, and did not "
+                                            "break this rule before)"))
+    return found
+
+
+def _reshaped_around(replacement: Replacement, graph: GraphView, constants: frozenset, readers=()) -> dict:
+    """The values the replacement and its `readers` read from `graph` (the
+    replacement's outputs aside) that onnx2tf writes or reads through a
+    RESHAPE there (facts.reshaped_around): its standalone model does not
+    show their producers and their readers outside."""
     from ..target.facts import reshaped_around
 
     removed = [n for n in (graph.producer(o) for o in replacement.outputs) if n is not None]
-    outside = [i for i in external_inputs(replacement.nodes) if i not in constants]
+    theirs = [i for i in external_inputs(readers) if i not in replacement.outputs]
+    outside = [i for i in dict.fromkeys(external_inputs(replacement.nodes) + theirs) if i not in constants]
     return reshaped_around(outside, graph, removed)
 
 
@@ -376,18 +437,24 @@ def _convs_with_groups(nodes) -> int:
                and any(a.name == "group" and a.i > 1 for a in n.attribute))
 
 
-def _view(replacement: Replacement, graph: GraphView, target):
+def _view(replacement: Replacement, graph: GraphView, target, readers: Sequence = ()):
+    """(GraphView of the replacement's standalone model, with `readers`
+    after it: _with_readers; the values constant in `graph`)."""
     from ..target.check import unit_batch
 
     inits = {t.name for t in replacement.initializers}
     model = _with_quantize_after(replacement_model(replacement, graph), replacement, graph)
+    if readers:
+        model = _with_readers(model, replacement, graph, readers)
     constants = frozenset(inits) | frozenset(
-        i for n in replacement.nodes for i in n.input if i and i not in inits and graph.is_constant(i))
+        i for n in (*replacement.nodes, *readers) for i in n.input if i and i not in inits and graph.is_constant(i))
     if getattr(target, "batch_must_be_one", False):
         model = unit_batch(model)
     try:
         return GraphView(model), constants
     except InputError:
+        if readers:   # no model with them: the replacement is judged alone, as it was without readers
+            return _view(replacement, graph, target)
         try:
             return GraphView(model, inferred=model), constants  # attribute rules still apply
         except InputError:
@@ -427,15 +494,52 @@ def _with_quantize_after(model, replacement: Replacement, graph: GraphView):
     return out
 
 
-def settle(view: GraphView, target, passes: Sequence, depth: int, left: Optional[dict] = None) -> Optional[GraphView]:
+def _with_readers(model, replacement: Replacement, graph: GraphView, readers: Sequence):
+    """The standalone model with a copy of each of `readers` (existing nodes
+    of `graph`) after its nodes, reading the replacement's values where they
+    read its outputs; what else they read becomes graph inputs (small
+    constants initializers, as in replacement_model), and what they write
+    graph outputs."""
+    from onnx import helper, numpy_helper
+
+    out = model.__class__()
+    out.CopyFrom(model)
+    g = out.graph
+    have = {v.name for v in g.input} | {t.name for t in g.initializer} | {o for n in g.node for o in n.output}
+    for node in readers:
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        del copy.input[:]
+        copy.input.extend(replacement.outputs.get(name, name) for name in node.input)
+        for name in copy.input:
+            if not name or name in have:
+                continue
+            value = graph.constant(name)
+            if value is not None and value.size <= SMALL_CONSTANT:
+                g.initializer.append(numpy_helper.from_array(value, name))
+            else:
+                g.input.append(graph.value_info(name))
+            have.add(name)
+        g.node.append(copy)
+        for name in copy.output:
+            if name and name not in have:
+                g.output.append(helper.make_value_info(name, onnx.TypeProto()))
+                have.add(name)
+    return out
+
+
+def settle(view: GraphView, target, passes: Sequence, depth: int, left: Optional[dict] = None,
+           fixed: frozenset = frozenset()) -> Optional[GraphView]:
     """The standalone replacement with every node the run's passes would
     lower for `target` replaced by its lowering; None when nothing changes.
-    `left` gets, by node label, why a pass leaves a node it would lower."""
+    `left` gets, by node label, why a pass leaves a node it would lower; a
+    node writing a value in `fixed` (an existing reader the model holds for
+    the judgement: judged) is kept as it is."""
     nodes, inits, changed, done, kept = [], list(view.graph.initializer), False, set(), set()
     for node in view.graph.node:
         if id(node) in done:
             continue
-        lowered = _lower_nested(node, view, target, passes, depth)
+        lowered = None if fixed.intersection(node.output) else _lower_nested(node, view, target, passes, depth)
         if isinstance(lowered, Skip):
             if left is not None:
                 left[view.label(node)] = _without_node_prefix(lowered.reason, node, view)

@@ -31,8 +31,8 @@ from ..core import qdq
 from ..core.graph import GraphView, attributes, nested_nodes
 from .facts import RESIZE_OPS, OpFacts, facts_from_attributes, is_constant, node_facts
 from .profile import Profile
-from .rules import (Violation, batch_violations, graph_input_violations, op_key, op_rule_violations,
-                    rank_violations, symbolic_input_violations, undecided)
+from .rules import (PRODUCER_RULES, Violation, batch_violations, graph_input_violations, op_key,
+                    op_rule_violations, rank_violations, symbolic_input_violations, undecided)
 
 
 
@@ -288,22 +288,46 @@ def target_report(violations: Sequence[Violation], profile: Profile) -> dict:
 # --- a replacement -------------------------------------------------------------------
 
 def replacement_violations_in(view: GraphView, profile: Profile, constants: frozenset,
-                              reshaped: Optional[dict] = None) -> list[Violation]:
+                              reshaped: Optional[dict] = None, nodes: Optional[Sequence] = None) -> list[Violation]:
     """Every rule the nodes of a replacement's standalone model break
     (convrewrite.core.lowering builds the model; `constants` are the values
     that are constant in the original graph, `reshaped` those it writes or
-    reads through a RESHAPE: facts.reshaped_around)."""
-    return [v for node in view.graph.node for v in check_node(node, view, profile, constants, reshaped)]
+    reads through a RESHAPE: facts.reshaped_around; `nodes`, the model's
+    nodes that are the replacement's, default all)."""
+    nodes = view.graph.node if nodes is None else nodes
+    return [v for node in nodes for v in check_node(node, view, profile, constants, reshaped)]
+
+
+def reads_producers(node: onnx.NodeProto, profile: Profile) -> bool:
+    """Whether `profile` has, for `node`'s operator, a rule whose facts the
+    node's producers make (rules.PRODUCER_RULES): a rewrite of a node that
+    writes one of its inputs can make it break that rule."""
+    rules = profile.rules(op_key(node))
+    return bool(rules) and any(getattr(r, key) for r in rules for key in PRODUCER_RULES)
+
+
+def neighbour_violations(original: onnx.NodeProto, graph: GraphView, copy: onnx.NodeProto, view: GraphView,
+                         profile: Profile, constants: frozenset, reshaped: Optional[dict] = None) -> list[Violation]:
+    """The rules of PRODUCER_RULES that an existing reader of a replacement's
+    output breaks after the rewrite and did not before: `copy`, the reader in
+    `view` (the replacement's standalone model with its readers:
+    convrewrite.core.lowering), against `original`, the same node in `graph`.
+    A rule broken before is no news (an operator whose rules are alternative
+    forms is compared by the forms' joint verdict, which is not counted here)."""
+    before = {v.rule for v in check_node(original, graph, profile)}
+    return [v for v in check_node(copy, view, profile, constants, reshaped)
+            if v.rule.rsplit(".", 1)[-1] in PRODUCER_RULES and v.rule not in before]
 
 
 def replacement_undecided_in(view: GraphView, profile: Profile, constants: frozenset,
-                             reshaped: Optional[dict] = None) -> list[str]:
+                             reshaped: Optional[dict] = None, nodes: Optional[Sequence] = None) -> list[str]:
     """Per node of a replacement's standalone model that breaks no rule, why
     the rules still cannot say the target runs it (rules.undecided: a size
     they read is symbolic); empty: every node is decided.  A lowering that
-    breaks no rule "fits" only where this is empty."""
+    breaks no rule "fits" only where this is empty (`nodes`: as in
+    replacement_violations_in)."""
     out = []
-    for node in view.graph.node:
+    for node in (view.graph.node if nodes is None else nodes):
         outputs = [o for o in node.output if o]
         if outputs and all(is_constant(o, view, constants) for o in outputs):
             continue   # folded before it reaches the target (check_node)

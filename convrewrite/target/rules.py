@@ -391,6 +391,12 @@ _CHECKS = (
     ("no_reshaped_inputs", _check_no_reshaped_inputs),
 )
 
+# The limits whose facts a node's producers (and its inputs' other readers) make, not the node
+# itself: a rewrite elsewhere can make an untouched node break them, so a lowering is judged
+# together with the existing nodes that read its outputs where a profile sets one of them
+# (check.neighbour_violations, lowering.judged).
+PRODUCER_RULES = ("no_reshaped_inputs", "no_channel_join_of_spatial_joins")
+
 
 # --- what the rules cannot judge -------------------------------------------------
 #
