@@ -31,7 +31,6 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Optional, Sequence
 
-import onnx
 
 from . import qdq
 from .builder import Builder
@@ -42,7 +41,7 @@ from .forms import Advice, Option, Ranking, rank
 from .graph import GraphView
 from .rewrite import Code, Match, Replacement, Skip
 from .splice import renamed_nodes
-from .standalone import SMALL_CONSTANT, external_inputs, replacement_model
+from .standalone import external_inputs, replacement_model, with_quantize_after, with_readers
 
 SETTLE_DEPTH = 3  # a lowering's nodes lowered again at most this deep (resize -> convtranspose -> dilated-conv)
 
@@ -439,13 +438,13 @@ def _convs_with_groups(nodes) -> int:
 
 def _view(replacement: Replacement, graph: GraphView, target, readers: Sequence = ()):
     """(GraphView of the replacement's standalone model, with `readers`
-    after it: _with_readers; the values constant in `graph`)."""
+    after it: standalone.with_readers; the values constant in `graph`)."""
     from ..target.check import unit_batch
 
     inits = {t.name for t in replacement.initializers}
-    model = _with_quantize_after(replacement_model(replacement, graph), replacement, graph)
+    model = with_quantize_after(replacement_model(replacement, graph), replacement, graph)
     if readers:
-        model = _with_readers(model, replacement, graph, readers)
+        model = with_readers(model, replacement, graph, readers)
     constants = frozenset(inits) | frozenset(
         i for n in (*replacement.nodes, *readers) for i in n.input if i and i not in inits and graph.is_constant(i))
     if getattr(target, "batch_must_be_one", False):
@@ -459,73 +458,6 @@ def _view(replacement: Replacement, graph: GraphView, target, readers: Sequence 
             return GraphView(model, inferred=model), constants  # attribute rules still apply
         except InputError:
             return None, constants
-
-
-def _with_quantize_after(model, replacement: Replacement, graph: GraphView):
-    """The standalone model of a replacement whose output goes alone into a
-    per-tensor QuantizeLinear (a quantized Resize: DQ -> Resize -> Q), with
-    that QuantizeLinear after it in place of the float output: a nested
-    lowering then sees the QDQ group the run will see (the replacement's
-    ConvTranspose -> Q) and lowers it as the run will."""
-    from onnx import helper, numpy_helper
-
-    quantizers = []
-    for original, new in replacement.outputs.items():
-        readers = graph.consumers(original)
-        q = readers[0] if len(readers) == 1 and original not in graph.graph_outputs else None
-        if q is None or q.op_type != qdq.QUANTIZE or qdq.grid_of(q) is None or \
-                any(graph.constant(name) is None for name in q.input[1:3]):
-            continue
-        quantizers.append((new, q))
-    if not quantizers:
-        return model
-    out = model.__class__()
-    out.CopyFrom(model)
-    have = {t.name for t in out.graph.initializer}
-    for new, q in quantizers:
-        for name in q.input[1:3]:
-            if name not in have:
-                out.graph.initializer.append(numpy_helper.from_array(graph.constant(name), name))
-                have.add(name)
-        out.graph.node.append(helper.make_node(qdq.QUANTIZE, [new, *q.input[1:3]], list(q.output), name=q.name,
-                                               **{a.name: helper.get_attribute_value(a) for a in q.attribute}))
-        k = next(k for k, o in enumerate(out.graph.output) if o.name == new)
-        out.graph.output[k].CopyFrom(helper.make_value_info(q.output[0], onnx.TypeProto()))
-    return out
-
-
-def _with_readers(model, replacement: Replacement, graph: GraphView, readers: Sequence):
-    """The standalone model with a copy of each of `readers` (existing nodes
-    of `graph`) after its nodes, reading the replacement's values where they
-    read its outputs; what else they read becomes graph inputs (small
-    constants initializers, as in replacement_model), and what they write
-    graph outputs."""
-    from onnx import helper, numpy_helper
-
-    out = model.__class__()
-    out.CopyFrom(model)
-    g = out.graph
-    have = {v.name for v in g.input} | {t.name for t in g.initializer} | {o for n in g.node for o in n.output}
-    for node in readers:
-        copy = onnx.NodeProto()
-        copy.CopyFrom(node)
-        del copy.input[:]
-        copy.input.extend(replacement.outputs.get(name, name) for name in node.input)
-        for name in copy.input:
-            if not name or name in have:
-                continue
-            value = graph.constant(name)
-            if value is not None and value.size <= SMALL_CONSTANT:
-                g.initializer.append(numpy_helper.from_array(value, name))
-            else:
-                g.input.append(graph.value_info(name))
-            have.add(name)
-        g.node.append(copy)
-        for name in copy.output:
-            if name and name not in have:
-                g.output.append(helper.make_value_info(name, onnx.TypeProto()))
-                have.add(name)
-    return out
 
 
 def settle(view: GraphView, target, passes: Sequence, depth: int, left: Optional[dict] = None,
