@@ -183,6 +183,8 @@ def external_data_problem(t: onnx.TensorProto, folder: Path) -> str | None:
         return f"{shown} points outside the model's folder {folder}"
     try:
         target = folder / location
+        if os.path.realpath(target) == os.path.realpath(folder):   # "." or "sub/..": the folder itself
+            return f"{shown} names the model's folder, not a file"
         inside = os.path.realpath(target).startswith(os.path.join(os.path.realpath(folder), ""))
         if not inside:
             return f"{shown} leads outside the model's folder {folder} through a symbolic link"

@@ -65,6 +65,9 @@ BAD = {
     "link to a file outside": (_outside_link, "leads outside the model's folder"),
     "link to a folder outside": (_outside_folder_link, "leads outside the model's folder"),
     "missing": (lambda tmp: "nothere.bin", "no such file"),
+    # the folder itself: was said to lead outside "through a symbolic link"
+    "the folder": (lambda tmp: ".", "names the model's folder, not a file"),
+    "the folder, with a slash": (lambda tmp: "./", "names the model's folder, not a file"),
 }
 
 
