@@ -221,6 +221,9 @@ def _tolerance(text: str) -> float:
 
 
 def load_inputs(path):
+    import zipfile
+    import zlib
+
     import numpy as np
 
     from convrewrite import InputError
@@ -230,7 +233,8 @@ def load_inputs(path):
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as e:
+    # a damaged archive: BadZipFile (truncated, a bad CRC-32), zlib.error (a damaged compressed member)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise InputError(f"--inputs {path}: not a readable .npz file ({str(e).splitlines()[0]})") from None
 
 
