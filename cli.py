@@ -281,7 +281,7 @@ def cmd_optimize(args) -> int:
     output = Path(args.output) if args.output else default_output(model_path)
     writes = {"-o": output} if not args.dry_run else {}
     writes.update({option: Path(path) for option, path in (("--report", args.report), ("--html", args.html)) if path})
-    check_output_paths(writes, model_path, force_option="-o" if args.force else "")
+    check_output_paths(writes, model_path, force_option="-o" if args.force else "", model_option="-o")
     names = [n.strip() for n in args.passes.split(",") if n.strip()]
     if not names:
         from convrewrite import InputError
