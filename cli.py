@@ -221,6 +221,9 @@ def _tolerance(text: str) -> float:
 
 
 def load_inputs(path):
+    import zipfile
+    import zlib
+
     import numpy as np
 
     from convrewrite import InputError
@@ -230,7 +233,8 @@ def load_inputs(path):
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as e:
+    # a damaged archive: BadZipFile (truncated, a bad CRC-32), zlib.error (a damaged compressed member)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise InputError(f"--inputs {path}: not a readable .npz file ({str(e).splitlines()[0]})") from None
 
 
@@ -277,7 +281,7 @@ def cmd_optimize(args) -> int:
     output = Path(args.output) if args.output else default_output(model_path)
     writes = {"-o": output} if not args.dry_run else {}
     writes.update({option: Path(path) for option, path in (("--report", args.report), ("--html", args.html)) if path})
-    check_output_paths(writes, model_path, force_option="-o" if args.force else "")
+    check_output_paths(writes, model_path, force_option="-o" if args.force else "", model_option="-o")
     names = [n.strip() for n in args.passes.split(",") if n.strip()]
     if not names:
         from convrewrite import InputError

@@ -404,6 +404,27 @@ def test_bad_usage_exits_2(tmp_path):
     assert r.returncode == 2 and "not a readable .npz" in r.stderr
 
 
+
+@pytest.mark.parametrize("damage", ["truncated", "bad crc", "bad compressed member"])
+def test_a_damaged_inputs_archive_is_bad_input(tmp_path, damage):
+    """A damaged .npz is bad input in one line (exit 2); zipfile's BadZipFile
+    and zlib's error used to escape as internal errors (exit 4)."""
+    import cli
+    from convrewrite import InputError
+
+    x = np.random.default_rng(0).standard_normal((1, 4, 8, 8)).astype(np.float32)
+    path = tmp_path / "feeds.npz"
+    (np.savez_compressed if damage == "bad compressed member" else np.savez)(path, x=x)
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":
+        data = data[:100]
+    else:   # a byte of the member's data flipped
+        data[len(data) // 3] ^= 0xFF
+        data[len(data) // 3 + 1] ^= 0x55
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"^--inputs .*feeds\.npz: not a readable \.npz file \(.+\)$"):
+        cli.load_inputs(path)
+
 def test_model_with_external_data(tmp_path):
     m = deconv_model(tmp_path / "plain.onnx")
     src = tmp_path / "ext.onnx"

@@ -518,6 +518,12 @@ def check_models(reference: onnx.ModelProto, candidate: onnx.ModelProto,
         problem = feed_problem(runtime_inputs(reference), feeds)
         if problem:
             raise RunError(f"the inputs do not fit the model: {problem}")
+    # the second model's inputs too: onnxruntime refuses a feed its declared type or shape does not fit,
+    # and the reference evaluator it falls back to would run it anyway (a [1, 4] feed to a [1, 5] input
+    # was called equivalent)
+    problem = feed_problem(runtime_inputs(candidate), feeds)
+    if problem:
+        raise RunError(f"the inputs do not fit the second model: {problem}")
     want, _ = run_model(reference, feeds, allow_reference=True)
     got, _ = run_model(candidate, feeds, allow_reference=True)
     names = [o.name for o in reference.graph.output]

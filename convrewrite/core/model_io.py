@@ -183,6 +183,8 @@ def external_data_problem(t: onnx.TensorProto, folder: Path) -> str | None:
         return f"{shown} points outside the model's folder {folder}"
     try:
         target = folder / location
+        if os.path.realpath(target) == os.path.realpath(folder):   # "." or "sub/..": the folder itself
+            return f"{shown} names the model's folder, not a file"
         inside = os.path.realpath(target).startswith(os.path.join(os.path.realpath(folder), ""))
         if not inside:
             return f"{shown} leads outside the model's folder {folder} through a symbolic link"
@@ -542,13 +544,16 @@ def _keep_mode(tmp: str, path: Path) -> None:
         os.chmod(tmp, path.stat().st_mode & 0o7777)
 
 
-def check_output_paths(outputs: "dict[str, Path]", input_path: Path, force_option: str = "") -> None:
+def check_output_paths(outputs: "dict[str, Path]", input_path: Path, force_option: str = "",
+                       model_option: str = "") -> None:
     """Every file a command writes, by the option that names it ({"-o": path,
     "--report": path, ...}), refused before any work is done: each as
     check_output_path (`force_option`'s path may be the input), no file named
     twice (the later write would replace the earlier one), and none the
     input model's external data (the input would read it back damaged;
-    --force or not)."""
+    --force or not).  `model_option` names the model's output, whose
+    external data file (save_model: over 2 GB) must not be the input's
+    either, unless that output replaces the input itself (--force)."""
     seen: dict = {}
     for option, path in outputs.items():
         check_output_path(path, input_path, force=option == force_option)
@@ -560,6 +565,19 @@ def check_output_paths(outputs: "dict[str, Path]", input_path: Path, force_optio
         option = seen[os.path.realpath(path)]
         raise InputError(f"{path} ({option}) is external data the input model {input_path} reads; "
                          "writing it would damage the input, choose another path")
+    model = outputs.get(model_option)
+    if model is None or is_stream(written_path(model)) or written_path(model).resolve() == Path(input_path).resolve():
+        return
+    for data in input_external_data(input_path, [external_data_path(model)]):
+        raise InputError(f"{data} is external data the input model {input_path} reads, and the file {model_option} "
+                         f"{model} writes its weights to if the model exceeds 2 GB: that would damage the input, "
+                         f"choose another {model_option}")
+
+
+def external_data_path(path: Path) -> Path:
+    """Where save_model writes the weights of a model over 2 GB saved at `path`."""
+    p = written_path(Path(path))
+    return written_path(p.with_name(p.name + ".data"))
 
 
 def input_external_data(model_path: Path, candidates: list) -> list:
@@ -626,7 +644,7 @@ def save_model(model: onnx.ModelProto, path: "str | os.PathLike") -> None:
             with open(tmp, "wb") as f:
                 _write_weights_apart(f, head, model.graph.initializer, sizes)
         else:
-            data = written_path(p.with_name(p.name + ".data"))
+            data = external_data_path(p)
             tmp_data = _temp_beside(data)
             save_external(model, tmp, data.name, data_path=tmp_data)
             _keep_mode(tmp_data, data)

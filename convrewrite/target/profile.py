@@ -243,6 +243,8 @@ def _read(path, label: str) -> dict:
         raw = json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(f"profile {label}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:   # json's decoder recurses once per nested array or object
+        raise InputError(f"profile {label}: not a profile: JSON nested too deeply") from None
     if not isinstance(raw, dict):
         raise InputError(f"profile {label}: the top level must be a JSON object, not {json_type(raw)}")
     return raw

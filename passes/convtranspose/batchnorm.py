@@ -72,7 +72,9 @@ def read_norm(node: onnx.NodeProto, graph: GraphView) -> Union[Norm, str, None]:
     if problem:
         return f"{where}: {problem}"
     a = attributes(bn)
-    return Norm(graph.label(bn), bn.output[0], *bn.input[1:5], float(a.get("epsilon", 1e-5)))
+    norm = Norm(graph.label(bn), bn.output[0], *bn.input[1:5], float(a.get("epsilon", 1e-5)))
+    problem = _value_problem(node, norm, graph)
+    return f"{where}: {problem}" if problem else norm
 
 
 def _parameter_problem(node: onnx.NodeProto, bn: onnx.NodeProto, graph: GraphView) -> Optional[str]:
@@ -93,12 +95,42 @@ def _parameter_problem(node: onnx.NodeProto, bn: onnx.NodeProto, graph: GraphVie
     return None
 
 
-def fold(weight: np.ndarray, bias: Optional[np.ndarray], group: int, norm: Norm, graph: GraphView):
-    """(W', B') of the module docstring, in W's type."""
+def _affine(norm: Norm, graph: GraphView) -> tuple[np.ndarray, np.ndarray]:
+    """(s, t) of the module docstring, in float64."""
     scale, beta, mean, var = (np.asarray(graph.constant(n), np.float64)
                               for n in (norm.scale, norm.bias, norm.mean, norm.var))
-    s = scale / np.sqrt(var + np.float64(np.float32(norm.epsilon)))
-    t = beta - mean * s
+    with np.errstate(all="ignore"):   # var + eps <= 0 or Inf/NaN parameters: judged by _value_problem
+        s = scale / np.sqrt(var + np.float64(np.float32(norm.epsilon)))
+        return s, beta - mean * s
+
+
+def _value_problem(node: onnx.NodeProto, norm: Norm, graph: GraphView) -> Optional[str]:
+    """Why the fold would not be exact for these values, or None.  The fold
+    is exact where s and t are finite and W' and B' stay within W's type.
+    Otherwise the Inf and NaN land elsewhere: var + eps = 0 makes s infinite,
+    and the BatchNormalization's (y - mean) * s, Inf where y != mean, becomes
+    a sum of infinite taps, NaN wherever their signs differ; a W * s beyond
+    float16's range is Inf where y * s need not be."""
+    s, t = _affine(norm, graph)
+    if not (np.isfinite(s).all() and np.isfinite(t).all()):
+        return ("scale / sqrt(var + epsilon) or B - mean * that is not finite (var + epsilon <= 0, or an Inf or "
+                "NaN parameter), where the fold would put Inf and NaN elsewhere than the BatchNormalization does")
+    w = np.asarray(graph.constant(node.input[1]))
+    bias = node.input[2] if len(node.input) > 2 else ""
+    b = np.asarray(graph.constant(bias), np.float64) if bias else np.zeros(1)
+    limit = float(np.finfo(w.dtype).max) if w.dtype.kind == "f" else 0.0
+    with np.errstate(all="ignore"):
+        w_max = float(np.abs(w.astype(np.float64)).max(initial=0.0)) * float(np.abs(s).max(initial=0.0))
+        b_max = float(np.abs(b * s + t).max(initial=0.0))
+    if not (w_max <= limit and b_max <= limit):   # NaN compares false: refused too
+        return (f"the folded kernels or bias would not be finite in {w.dtype} (W * s up to {w_max:.3g}, B * s + t "
+                f"up to {b_max:.3g}, largest {limit:.3g}), where the BatchNormalization's output may be")
+    return None
+
+
+def fold(weight: np.ndarray, bias: Optional[np.ndarray], group: int, norm: Norm, graph: GraphView):
+    """(W', B') of the module docstring, in W's type."""
+    s, t = _affine(norm, graph)
     cin, cout_g = weight.shape[:2]
     per_tap = s.reshape(group, 1, cout_g, *[1] * (weight.ndim - 2))     # [g, 1, Cout/g, 1...]
     w = (weight.astype(np.float64).reshape(group, cin // group, *weight.shape[1:]) * per_tap).reshape(weight.shape)

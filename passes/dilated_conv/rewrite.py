@@ -204,6 +204,15 @@ class DilatedConvToSpaceToBatch:
                         f"the output would be of size {[a.out for a in axes]}", Code.INVALID_NODE)
         if any(a.out == 0 for a in axes):
             return Skip(f"{where}: the output would be empty (size {[a.out for a in axes]})", Code.EMPTY_OUTPUT)
+        dead = [k for k, a in enumerate(axes) if live_taps(a) is None]
+        if dead:
+            # No output reads x: the Conv is its bias alone.  Every form would pad x out to where the
+            # taps read, a tensor that grows with the dilation and pads, not with x or the output
+            # (dilation 4e7 on a 1x2x3x5 map: a 1 GB Pad, 34 s to build and check).
+            return Skip(f"{where}: every tap along spatial axis {dead[0]} reads only padding, so the output is "
+                        "the bias alone (zero without one) and no form is built for it (its padding would grow "
+                        "with the dilation, not with the tensors); replace the Conv by its bias",
+                        Code.UNSUPPORTED_ATTRIBUTE)
         axes, taps, more = _simplify(node, graph, axes)
         ws = graph.shape(node.input[1])
         group = int(attributes(node).get("group", 1))
@@ -294,7 +303,7 @@ def _simplify(node, graph: GraphView, axes) -> tuple[list[AxisPhases], Optional[
     if ones:
         notes.append(f"kernel size 1 on axes {ones}: dilation set to 1")
         axes = [AxisPhases(a.size, 1, 1, a.stride, a.offset, a.out) if a.kernel == 1 else a for a in axes]
-    spans = [live_taps(a) or (0, a.kernel - 1) for a in axes]
+    spans = [live_taps(a) for a in axes]   # never None: match_alone leaves a Conv with a dead axis alone
     if all(span == (0, a.kernel - 1) for span, a in zip(spans, axes)):
         return axes, None, notes
     if not graph.is_constant(node.input[1]):

@@ -5,7 +5,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from convrewrite.core.equivalence import (Comparison, check_models, compare_arrays, concrete_shape,
-                                     default_tolerance, pinned_dims, random_feeds, run_model)
+                                     RunError, default_tolerance, pinned_dims, random_feeds, run_model)
 
 
 def test_summation_noise_passes_and_real_mistake_fails():
@@ -83,6 +83,23 @@ def test_check_models_detects_a_different_function():
     assert check_models(_model("Relu"), _model("Relu"))
     result = check_models(_model("Relu"), _model("Abs"))
     assert not result and result.max_abs_error > 0
+
+
+def test_check_models_refuses_inputs_the_second_model_does_not_take():
+    """onnxruntime refuses a [2, 3] feed to a [2, 4] input; the reference
+    evaluator, the fallback, ran it anyway, and the models were called
+    equivalent."""
+    other = _model("Relu")
+    for vi in (other.graph.input[0], other.graph.output[0]):
+        vi.type.tensor_type.shape.dim[1].dim_value = 4
+    with pytest.raises(RunError, match=r"the inputs do not fit the second model: 'x' has shape \[2, 3\], the "
+                                       r"model's input is \[2, 4\]"):
+        check_models(_model("Relu"), other)
+    double = _model("Relu")
+    double.graph.input[0].type.tensor_type.elem_type = double.graph.output[0].type.tensor_type.elem_type = \
+        TensorProto.DOUBLE
+    with pytest.raises(RunError, match=r"'x' has element type float32, the model's input is float64"):
+        check_models(_model("Relu"), double)
 
 
 def test_reference_evaluator_is_the_oracle_where_onnxruntime_refuses():

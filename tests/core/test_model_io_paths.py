@@ -65,6 +65,9 @@ BAD = {
     "link to a file outside": (_outside_link, "leads outside the model's folder"),
     "link to a folder outside": (_outside_folder_link, "leads outside the model's folder"),
     "missing": (lambda tmp: "nothere.bin", "no such file"),
+    # the folder itself: was said to lead outside "through a symbolic link"
+    "the folder": (lambda tmp: ".", "names the model's folder, not a file"),
+    "the folder, with a slash": (lambda tmp: "./", "names the model's folder, not a file"),
 }
 
 
@@ -270,3 +273,25 @@ def test_a_failed_save_of_a_large_model_leaves_the_files_that_were_there_whole(t
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     loaded = onnx.load(out)
     assert np.array_equal(numpy_helper.to_array(loaded.graph.initializer[0]), numpy_helper.to_array(weights[0]))
+
+
+def test_an_output_whose_external_data_file_is_the_inputs_is_refused(tmp_path, monkeypatch):
+    """A model over 2 GB is saved with its weights in `<-o>.data`: where the
+    input reads that file as its external data, the run used to write it
+    (exit 0) and the input then read a file of the output's weights (here
+    an empty one: 'beyond the file's 0 bytes')."""
+    import cli
+
+    path = _with_location(tmp_path, "out.onnx.data")
+    os.replace(path.parent / "w.bin", path.parent / "out.onnx.data")
+    out = path.parent / "out.onnx"
+    with pytest.raises(InputError, match=r"out\.onnx\.data is external data the input model .*m\.onnx reads, and the "
+                                         r"file -o .*out\.onnx writes its weights to if the model exceeds 2 GB"):
+        model_io.check_output_paths({"-o": out}, path, model_option="-o")
+    model_io.check_output_paths({"-o": path.parent / "other.onnx"}, path, model_option="-o")
+    model_io.check_output_paths({"-o": path}, path, force_option="-o", model_option="-o")  # replaces the input
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    monkeypatch.setattr(model_io, "TWO_GB", 100)   # this small model saved as one over 2 GB is
+    assert cli.main(["optimize", str(path), "-o", str(out), "-q"]) == 2
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before and not out.exists()
+    model_io.load_model(path)   # the input intact

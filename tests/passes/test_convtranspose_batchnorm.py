@@ -186,6 +186,25 @@ def per_position(model):
     return model
 
 
+def norm_values(model, **values):
+    """The BatchNormalization's parameters set per channel (a list) or its epsilon (a float)."""
+    for t in model.graph.initializer:
+        if t.name in values:
+            t.CopyFrom(numpy_helper.from_array(np.array(values[t.name], numpy_helper.to_array(t).dtype), t.name))
+    if "epsilon" in values:
+        model.graph.node[-1].attribute.append(helper.make_attribute("epsilon", values["epsilon"]))
+    return model
+
+
+def float16_overflow():
+    """W * s beyond float16's 65504 (gamma 1e4 on a weight of up to about 25): the folded kernel
+    would hold Inf, making Inf or NaN of every output it touches."""
+    model = with_norm(convt_model((1, 2, 4, 4), 4, (2, 2), dtype=np.float16, strides=[2, 2]))
+    w = next(t for t in model.graph.initializer if t.name == "W")
+    w.CopyFrom(numpy_helper.from_array((numpy_helper.to_array(w) * 10).astype(np.float16), "W"))
+    return norm_values(model, gamma=[1e4, 1, 1, 1], var=[1, 1, 1, 1])
+
+
 @pytest.mark.parametrize("case,why", [
     (lambda: two_readers(with_norm(convt_model((1, 2, 4, 4), 4, (2, 2), strides=[2, 2]))), None),
     (lambda: y_also_output(with_norm(convt_model((1, 2, 4, 4), 4, (2, 2), strides=[2, 2]))), "is a graph output"),
@@ -200,8 +219,16 @@ def per_position(model):
     (lambda: mean_shape(with_norm(convt_model((1, 2, 4, 4), 4, (2, 2), strides=[2, 2]))), "shape (4, 1, 1)"),
     (lambda: per_position(with_norm(convt_model((1, 2, 4, 4), 4, (2, 2), strides=[2, 2]), opset=7, spatial=0)),
      "spatial=0"),
+    # the fold is exact for finite s and t and W', B' within W's type only (Inf and NaN land elsewhere):
+    # var + epsilon = 0 used to be folded, Inf where the BatchNormalization has (y - mean) * Inf, NaN
+    # where the folded taps' Infs of both signs meet (written silently with --no-verify)
+    (lambda: norm_values(with_norm(convt_model((1, 2, 4, 4), 4, (2, 2), strides=[2, 2])), var=[0, 1, 1, 1],
+                         mean=[0.5, 0, 0, 0], epsilon=0.0), "sqrt(var + epsilon) or B - mean * that is not finite"),
+    (lambda: norm_values(with_norm(convt_model((1, 2, 4, 4), 4, (2, 2), strides=[2, 2])), gamma=[1, np.nan, 1, 1]),
+     "sqrt(var + epsilon) or B - mean * that is not finite"),
+    (float16_overflow, "the folded kernels or bias would not be finite in float16"),
 ], ids=["read-twice", "graph-output", "subgraph-reader", "training-mode", "runtime-parameters", "runtime-bias", "shape",
-        "spatial-0"])
+        "spatial-0", "var-plus-epsilon-0", "nan-scale", "float16-overflow"])
 def test_left_alone_the_convtranspose_is_lowered_and_the_batchnorm_stays(case, why):
     model = case()
     graph = GraphView(model)
@@ -288,3 +315,19 @@ def test_property_folded_lowerings_compute_the_original(case, bias, dtype, seed)
     match = PASS.match(model.graph.node[0], GraphView(model))
     assert isinstance(match, Match) and match.params.norm is not None
     assert_rewrites(model, PASS, GONE)
+
+
+def test_without_verification_a_batchnorm_dividing_by_zero_still_computes_the_original():
+    """var + epsilon = 0 on a channel: the BatchNormalization's output there is
+    (y - mean) * Inf.  Folded, the kernels held Inf and the output NaN where the
+    original has -Inf or Inf, and --no-verify wrote that model silently."""
+    from convrewrite.core.equivalence import random_feeds, run_onnxruntime, runtime_inputs
+
+    model = norm_values(with_norm(convt_model((1, 2, 4, 4), 4, (2, 2), strides=[2, 2])), var=[0, 1, 1, 1],
+                        mean=[0.5, 0, 0, 0], epsilon=0.0)
+    new, report = optimize(model, passes=[PASS], verify=False)
+    assert op_counts(new).get("ConvTranspose", 0) == 0 and op_counts(new)["BatchNormalization"] == 1
+    feeds = random_feeds(runtime_inputs(model), 0)
+    want, got = run_onnxruntime(model, feeds)[0], run_onnxruntime(new, feeds)[0]
+    assert not np.isfinite(want).all()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)   # Inf and NaN where the original has them

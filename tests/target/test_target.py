@@ -198,6 +198,8 @@ BAD_PROFILES = [
     ({"extends": "nowhere"}, r"extends: 'nowhere' is neither a built-in profile"),
     ([1, 2], r"the top level must be a JSON object, not a list"),
     ('{"max_rank": 4,,}', r"not valid JSON: Expecting property name enclosed in double quotes at line 1 column 16"),
+    # deeper than json's decoder recurses: was an internal error (RecursionError)
+    ("[" * 100_000 + "]" * 100_000, r"not a profile: JSON nested too deeply"),
 ]
 
 
