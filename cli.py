@@ -371,7 +371,11 @@ def cmd_check(args) -> int:
         raise InputError(f"cannot run the models: {e}") from None
     for o in result.outputs:
         print(o)
-    print("equivalent" if result else "NOT equivalent")
+    if result and result.compared_nothing:   # agreement on nothing: said, still exit 0 (nothing differs)
+        print("equivalent, but no value was compared: the models have no outputs, or every output is empty or "
+              "NaN/Inf at the same places in both on these inputs")
+    else:
+        print("equivalent" if result else "NOT equivalent")
     return EXIT_OK if result else EXIT_NOT_EQUIVALENT
 
 

@@ -133,6 +133,16 @@ def test_check_command(tmp_path):
     assert r.returncode == 1 and "NOT equivalent" in r.stdout
 
 
+def test_check_that_compares_no_value_says_so(tmp_path):
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    deconv_model(a)
+    assert run("optimize", a, "-o", b).returncode == 0
+    np.savez(tmp_path / "nan.npz", x=np.full((1, 4, 8, 8), np.nan, np.float32))
+    r = run("check", a, b, "--inputs", tmp_path / "nan.npz")
+    assert r.returncode == 0 and "no value was compared" in r.stdout
+    assert "no value was compared" not in run("check", a, b).stdout
+
+
 def test_inputs_npz_is_used(tmp_path):
     src = tmp_path / "net.onnx"
     deconv_model(src)

@@ -56,6 +56,7 @@ class OutputComparison:
     steps: Optional[object] = None  # qdq.Steps, when compared in quantization steps
     fused: bool = False             # compared under onnxruntime's fused int8 execution (core/qdq_check.py)
     tie_noise: Optional[object] = None  # qdq.Steps: the original's own rounding-tie noise, when the verdict rests on it
+    compared: Optional[int] = None  # elements compared by value (0: empty, or NaN/Inf in both wherever it is)
 
     def __bool__(self) -> bool:
         return self.equivalent
@@ -84,6 +85,13 @@ class Comparison:
     def max_rel_error(self) -> float:
         return max((o.max_rel_error for o in self.outputs), default=0.0)
 
+    @property
+    def compared_nothing(self) -> bool:
+        """An agreement that says nothing of the function: no outputs, or
+        none with an element compared by value (empty, or NaN/Inf at the
+        same places in both)."""
+        return all(o.compared == 0 for o in self.outputs)
+
     def worst(self) -> Optional[OutputComparison]:
         bad = [o for o in self.outputs if not o]
         pool = bad or self.outputs
@@ -109,11 +117,12 @@ def compare_arrays(name: str, want: np.ndarray, got: np.ndarray,
     if want.dtype.kind not in "fc":
         bad = int(np.count_nonzero(want != got))
         return OutputComparison(name, bad == 0, float(bad > 0), float(bad > 0), 0.0,
-                                f"{bad} elements differ" if bad else "")
+                                f"{bad} elements differ" if bad else "", compared=int(want.size))
     w, g = want.astype(np.float64), got.astype(np.float64)
     if np.isfinite(w).all() and np.isfinite(g).all():   # the common case: no element to set aside
         scale = float(np.max(np.abs(w), initial=0.0))
         err = np.abs(w - g)
+        compared = int(w.size)
     else:
         same_special = (np.isnan(w) & np.isnan(g)) | (np.isinf(w) & (w == g))
         special = ~np.isfinite(w) | ~np.isfinite(g)
@@ -123,10 +132,11 @@ def compare_arrays(name: str, want: np.ndarray, got: np.ndarray,
         finite = ~special
         scale = float(np.max(np.abs(w[finite]), initial=0.0))
         err = np.abs(w[finite] - g[finite])
+        compared = int(np.count_nonzero(finite))
     max_abs = float(np.max(err, initial=0.0))
     allowed = atol + rtol * scale
     rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf)
-    return OutputComparison(name, max_abs <= allowed, max_abs, rel, allowed)
+    return OutputComparison(name, max_abs <= allowed, max_abs, rel, allowed, compared=compared)
 
 
 def compare_within_noise(name: str, want: np.ndarray, got: np.ndarray, spread: np.ndarray, factor: float,

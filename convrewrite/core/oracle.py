@@ -369,6 +369,12 @@ class Oracle:
         v.within_tie_noise = bool(result) and bool(ties)
         if not result:
             v.detail = str(result.worst())
+        elif result.compared_nothing:
+            checked = [r for r in report.records(REWRITTEN) if r.max_abs_error is not None]
+            what = ("the model has no outputs" if not result.outputs else
+                    "every output is empty, or NaN/Inf at the same places in both models, on these inputs")
+            v.detail = (f"it compared no value ({what}), so it says nothing of the rewrites; the {len(checked)} "
+                        "local checks are the evidence")
         elif v.within_tie_noise and not v.within_noise:
             v.detail = "; ".join(
                 f"{o.name} differs by {o.steps}, more than rounding ties allow (mean {qdq.MEAN_STEPS:g}, 99th "

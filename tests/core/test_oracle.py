@@ -280,3 +280,38 @@ def test_check_models_names_the_input_it_cannot_make_values_for():
     from convrewrite.core.equivalence import RunError, check_models
     with pytest.raises(RunError, match="input 'x' has element type BFLOAT16"):
         check_models(_bfloat16_input_model(True), _bfloat16_input_model(True))
+
+
+# --- an agreement on nothing is said to be one -----------------------------------------------
+
+def _deconv() -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((2, 2, 3, 3)).astype(np.float32), "w")
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1],
+                            output_padding=[1, 1])
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])], [w])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_compare_arrays_counts_the_elements_it_compared_by_value():
+    from convrewrite.core.equivalence import compare_arrays
+
+    a = np.array([1.0, np.nan, np.inf, 2.0], np.float32)
+    assert compare_arrays("o", a, a.copy()).compared == 2
+    assert compare_arrays("o", np.ones(3, np.float32), np.ones(3, np.float32)).compared == 3
+    assert compare_arrays("o", np.full(3, np.nan, np.float32), np.full(3, np.nan, np.float32)).compared == 0
+    assert compare_arrays("o", np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)).compared == 0
+    assert compare_arrays("o", np.arange(3), np.arange(3)).compared == 3
+
+
+def test_a_whole_model_check_that_compared_no_value_says_so_and_names_the_local_checks():
+    from passes import make_passes
+
+    nan = {"x": np.full((1, 2, 4, 4), np.nan, np.float32)}
+    _, report = optimize(_deconv(), make_passes(["convtranspose"]), inputs=nan)
+    v = report.verification
+    assert v.performed and v.equivalent                 # NaN where the original has NaN: nothing differs
+    assert v.detail.startswith("it compared no value (every output is empty, or NaN/Inf") and "1 local checks" in v.detail
+    _, ordinary = optimize(_deconv(), make_passes(["convtranspose"]))
+    assert ordinary.verification.equivalent and ordinary.verification.detail == ""
