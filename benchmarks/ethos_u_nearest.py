@@ -18,7 +18,7 @@ was taken from, in float and in int8 alike: the check compares those source
 pixels, not values with a tolerance. A row of the table gives, per axis, the
 input index each output index took where LiteRT and onnxruntime differ.
 
-    /work/venv-vela/bin/python benchmarks/ethos_u_nearest.py [--json OUT.jsonl] [--only asymmetric,floor,2 ...]
+    /work/venv-vela/bin/python benchmarks/ethos_u_nearest.py [--json OUT.jsonl] [--other-ratios] [--only asymmetric,floor,8,16 ...]
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ ACCELERATORS = ("ethos-u55-128", "ethos-u85-256")
 COORDINATE_MODES = ("asymmetric", "half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "half_pixel_symmetric")
 NEAREST_MODES = ("floor", "ceil", "round_prefer_floor", "round_prefer_ceil")
 FACTORS = (2, 4, 8)
-CHANNELS = 4   # not a spatial size: the layout of the .tflite (NHWC) is read from its shapes
+CHANNELS = 4   # not an input side: the layout of the .tflite (NHWC) is read from its input's shape
 LEVELS = 64   # distinct values per channel, 1/64 apart
 
 
@@ -53,6 +53,19 @@ def grid() -> list:
     cases += [("align_corners", nm, 5, 4 * f + 1) for nm in NEAREST_MODES for f in FACTORS]
     cases += [("align_corners", nm, 8, 16) for nm in NEAREST_MODES]
     return cases
+
+
+# The combinations exact at x2/x4/x8 (measured with grid()): onnx2tf writes every nearest Resize as
+# RESIZE_NEAREST_NEIGHBOR with half_pixel_centers for the half-pixel modes, whatever its nearest_mode.
+EXACT_AT_POWERS_OF_TWO = (("asymmetric", "floor"), ("half_pixel", "round_prefer_floor"),
+                          ("half_pixel", "round_prefer_ceil"), ("pytorch_half_pixel", "round_prefer_floor"),
+                          ("pytorch_half_pixel", "round_prefer_ceil"), ("tf_half_pixel_for_nn", "floor"))
+
+
+def other_ratios() -> list:
+    """The ratios only the U85 takes (`max_factor`), for the combinations exact at x2/x4/x8:
+    x3, x1.5, x0.5 on 8x8, x17 on 2x2."""
+    return [(ctm, nm, n, m) for ctm, nm in EXACT_AT_POWERS_OF_TWO for n, m in ((8, 24), (8, 12), (8, 4), (2, 34))]
 
 
 def case_name(ctm: str, nm: str, n: int, m: int) -> str:
@@ -110,7 +123,8 @@ def litert_output(tflite: str, x: np.ndarray) -> np.ndarray:
     it = Interpreter(model_path=tflite, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     it.allocate_tensors()
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    feed = x if list(inp["shape"]) == list(x.shape) else x.transpose(0, 2, 3, 1)
+    nhwc = list(inp["shape"]) != list(x.shape)   # onnx2tf's layout; the output's is the input's
+    feed = x.transpose(0, 2, 3, 1) if nhwc else x
     if inp["dtype"] != np.float32:
         scale, zero = inp["quantization"]
         info = np.iinfo(inp["dtype"])
@@ -121,7 +135,7 @@ def litert_output(tflite: str, x: np.ndarray) -> np.ndarray:
     if got.dtype != np.float32:
         scale, zero = out["quantization"]
         got = (got.astype(np.float32) - zero) * scale
-    return got if got.shape[1] == x.shape[1] else got.transpose(0, 3, 1, 2)
+    return got.transpose(0, 3, 1, 2) if nhwc else got
 
 
 def axis_maps(src: np.ndarray, n: int) -> tuple:
@@ -178,20 +192,15 @@ def measure(ctm: str, nm: str, n: int, m: int, work: str) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", help="append each case's row to this file (JSON lines)")
-    ap.add_argument("--only", nargs="+", default=None, help="cases as ctm,nearest_mode,factor (align_corners: "
-                                                             "the (out-1)/(in-1) factor, or 8-16)")
+    ap.add_argument("--only", nargs="+", default=None, help="cases as ctm,nearest_mode,in,out (sides)")
+    ap.add_argument("--other-ratios", action="store_true", help="x3, x1.5, x0.5, x17 instead of the grid (U85)")
     ap.add_argument("--work", default=None, help="keep the conversions here (default: a temporary directory)")
     args = ap.parse_args(argv)
     work = args.work or tempfile.mkdtemp(prefix="nearest_")
     os.makedirs(work, exist_ok=True)
-    cases = grid()
+    cases = other_ratios() if args.other_ratios else grid()
     if args.only:
-        def key(c):
-            ctm, nm, n, m = c
-            factor = "8-16" if (n, m) == (8, 16) and ctm == "align_corners" else \
-                str((m - 1) // (n - 1) if ctm == "align_corners" else m // n)
-            return f"{ctm},{nm},{factor}"
-        cases = [c for c in cases if key(c) in args.only]
+        cases = [c for c in grid() + other_ratios() if ",".join(map(str, c)) in args.only]
     print("| mode | nearest_mode | in -> out | TFLite operators | float exact | int8 exact | U55 | U85 |")
     print("|---|---|---|---|---|---|---|---|")
     for ctm, nm, n, m in cases:
