@@ -463,7 +463,7 @@ VELA_5_2 = {
 ONNX2TF_INEXACT = {
     "resize_nearest_rpf_x4": "39% (x/4 = k + 0.75 rounds up, onnx2tf floors it)",
     "resize_nearest_hp_floor_x2": "68%",
-    "resize_nearest_hp_rpf_8_to_12": "44% (its ties round up in onnx2tf's floor((x + 0.5) * in/out))",
+    "resize_nearest_hp_rpf_8_to_12": "56% (its ties round up in onnx2tf's floor((x + 0.5) * in/out))",
     "resize_nearest_tfnn_x2": "68%",
     "resize_nearest_ac_ceil_x4": "42%",
 }
