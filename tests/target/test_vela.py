@@ -75,11 +75,11 @@ def convt(k, s, p=0, group=1, out_pad=0, c=8, h=8):
     return after_conv([n], [_w("wc", (c, 8 // group if group > 1 else 8, k, k), 1)], c=c, h=h, w=h)
 
 
-def resize(mode, ctm, factor=None, size=None, nearest="floor", h=8):
+def resize(mode, ctm, factor=None, size=None, nearest="floor", h=8, opset=17):
     out = size if size is not None else h * factor
     n = helper.make_node("Resize", ["t", "", "", "sizes"], ["y"], mode=mode, coordinate_transformation_mode=ctm,
                          nearest_mode=nearest)
-    return after_conv([n], [_ints("sizes", [1, 8, out, out])], h=h, w=h)
+    return after_conv([n], [_ints("sizes", [1, 8, out, out])], h=h, w=h, opset=opset)
 
 
 def layer_norm(channels_last=True, h=8):
@@ -152,10 +152,10 @@ def gather_matrix(axis):
     return after_conv(nodes, [_ints("s1", [8, 64]), _ints("i", order), _ints("s2", [1, 8, 8, 8])])
 
 
-def resize_width(out_w):
+def resize_width(out_w, ctm="asymmetric", nearest="floor"):
     """A 1x2 feature map resized to 1 x out_w: a large factor on W alone."""
     n = helper.make_node("Resize", ["t", "", "", "sizes"], ["y"], mode="nearest",
-                         coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+                         coordinate_transformation_mode=ctm, nearest_mode=nearest)
     return after_conv([n], [_ints("sizes", [1, 8, 1, out_w])], h=1, w=2)
 
 
@@ -266,6 +266,34 @@ CASES = {
                              lambda: resize("nearest", "half_pixel", 2, nearest="round_prefer_ceil")),
     "resize_nearest_hp_x3": ("Resize nearest half-pixel x3",
                              lambda: resize("nearest", "half_pixel", 3, nearest="round_prefer_ceil")),
+    # nearest_mode: onnx2tf writes RESIZE_NEAREST_NEIGHBOR whatever it is (ONNX2TF_INEXACT below;
+    # every combination: test_vela_nearest.py)
+    "resize_nearest_rpf_x2": ("Resize nearest asymmetric round_prefer_floor x2",
+                              lambda: resize("nearest", "asymmetric", 2, nearest="round_prefer_floor")),
+    "resize_nearest_rpf_x4": ("Resize nearest asymmetric round_prefer_floor x4",
+                              lambda: resize("nearest", "asymmetric", 4, nearest="round_prefer_floor")),
+    "resize_nearest_hp_floor_x2": ("Resize nearest half-pixel floor x2",
+                                   lambda: resize("nearest", "half_pixel", 2, nearest="floor")),
+    "resize_nearest_hp_rpf_8_to_12": ("Resize nearest half-pixel round_prefer_floor x1.5",
+                                      lambda: resize("nearest", "half_pixel", size=12, nearest="round_prefer_floor")),
+    "resize_nearest_hp_w_x1025": ("Resize nearest half-pixel x1025 on W",
+                                  lambda: resize_width(2050, "half_pixel", "round_prefer_ceil")),
+    "resize_nearest_hps_x2": ("Resize nearest half_pixel_symmetric x2",
+                              lambda: resize("nearest", "half_pixel_symmetric", 2, nearest="round_prefer_ceil", opset=19)),
+    "resize_nearest_tfnn_floor_x2": ("Resize nearest tf_half_pixel_for_nn floor x2",
+                                     lambda: resize("nearest", "tf_half_pixel_for_nn", 2, nearest="floor")),
+    "resize_nearest_tfnn_floor_x3": ("Resize nearest tf_half_pixel_for_nn floor x3",
+                                     lambda: resize("nearest", "tf_half_pixel_for_nn", 3, nearest="floor")),
+    "resize_nearest_tfnn_x2": ("Resize nearest tf_half_pixel_for_nn round_prefer_ceil x2",
+                               lambda: resize("nearest", "tf_half_pixel_for_nn", 2, nearest="round_prefer_ceil")),
+    "resize_nearest_ac_x2": ("Resize nearest align_corners (out-1)=2(in-1)",
+                             lambda: resize("nearest", "align_corners", size=9, nearest="round_prefer_ceil", h=5)),
+    "resize_nearest_ac_ceil_x2": ("Resize nearest align_corners ceil (out-1)=2(in-1)",
+                                  lambda: resize("nearest", "align_corners", size=9, nearest="ceil", h=5)),
+    "resize_nearest_ac_ceil_x4": ("Resize nearest align_corners ceil (out-1)=4(in-1)",
+                                  lambda: resize("nearest", "align_corners", size=17, nearest="ceil", h=5)),
+    "resize_nearest_ac_int": ("Resize nearest align_corners x2 (8 -> 16)",
+                              lambda: resize("nearest", "align_corners", 2, nearest="round_prefer_ceil")),
     "resize_linear_hp_x2": ("Resize linear half-pixel x2", lambda: resize("linear", "half_pixel", 2)),
     "resize_linear_hp_x4": ("Resize linear half-pixel x4", lambda: resize("linear", "half_pixel", 4)),
     "resize_linear_asym_x4": ("Resize linear asymmetric x4", lambda: resize("linear", "asymmetric", 4)),
@@ -364,6 +392,19 @@ VELA_5_2 = {
     "resize_nearest_w_x1025": {U55: False, U85: False},
     "resize_nearest_hp_x2": {U55: True, U85: True},
     "resize_nearest_hp_x3": {U55: False, U85: True},
+    "resize_nearest_rpf_x2": {U55: True, U85: True},
+    "resize_nearest_rpf_x4": {U55: True, U85: True},
+    "resize_nearest_hp_floor_x2": {U55: True, U85: True},
+    "resize_nearest_hp_rpf_8_to_12": {U55: False, U85: True},
+    "resize_nearest_hp_w_x1025": {U55: False, U85: False},
+    "resize_nearest_hps_x2": {U55: True, U85: True},          # tf_converter (flatbuffer_direct: custom ONNX_RESIZE)
+    "resize_nearest_tfnn_floor_x2": {U55: True, U85: True},   # tf_converter
+    "resize_nearest_tfnn_floor_x3": {U55: False, U85: True},  # tf_converter
+    "resize_nearest_tfnn_x2": {U55: True, U85: True},         # tf_converter
+    "resize_nearest_ac_x2": {U55: True, U85: True},           # tf_converter
+    "resize_nearest_ac_ceil_x2": {U55: True, U85: True},      # tf_converter
+    "resize_nearest_ac_ceil_x4": {U55: True, U85: True},      # tf_converter
+    "resize_nearest_ac_int": {U55: False, U85: True},         # tf_converter
     "resize_linear_hp_x2": {U55: True, U85: True},
     "resize_linear_hp_x1": {U55: False, U85: True},   # U55: CPU, no reason given (UPerNet's 6->6 and 48->48)
     "layer_norm_channels": {U55: False, U85: False},  # 2 CPU MEANs: "Unsupported depth-reduction"
@@ -414,10 +455,33 @@ VELA_5_2 = {
 }
 
 
+# Cases Vela places on the NPU whose values onnx2tf 2.6.9 does not compute: it writes every nearest
+# Resize as RESIZE_NEAREST_NEIGHBOR, floor(x * in/out) (with half_pixel_centers floor((x + 0.5) *
+# in/out), with align_corners the rounding of x * (in-1)/(out-1) with ties up), whatever the
+# nearest_mode. Measured against onnxruntime on LiteRT, float and int8 alike (test_vela_nearest.py):
+# the share of the output pixels taken from another input pixel.
+ONNX2TF_INEXACT = {
+    "resize_nearest_rpf_x4": "39% (x/4 = k + 0.75 rounds up, onnx2tf floors it)",
+    "resize_nearest_hp_floor_x2": "68%",
+    "resize_nearest_hp_rpf_8_to_12": "56% (its ties round up in onnx2tf's floor((x + 0.5) * in/out))",
+    "resize_nearest_tfnn_x2": "68%",
+    "resize_nearest_ac_ceil_x4": "42%",
+}
+# Exact and on the NPU, but not claimed: the profile format has no key for it.
+NOT_CLAIMED = {
+    ("resize_nearest_ac_int", U85): "align_corners at (OFM-1)/(IFM-1) = 15/7: corner_factors are integers",
+}
+
+
 # --- default suite: the profiles say what Vela did ---------------------------------------
 
 def profile_fits(model, accelerator) -> bool:
     return not check_model(model, load_profile(PROFILES[accelerator]))
+
+
+def kept(case, accelerator, on_npu) -> bool:
+    """What the profile should say of a case Vela put on the NPU (or not)."""
+    return on_npu and case not in ONNX2TF_INEXACT and (case, accelerator) not in NOT_CLAIMED
 
 
 @pytest.mark.parametrize("accelerator", [U55, U85])
@@ -425,8 +489,11 @@ def profile_fits(model, accelerator) -> bool:
 def test_profile_predicts_recorded_vela(case, accelerator):
     rule, build = CASES[case]
     model = build()
-    assert profile_fits(model, accelerator) == VELA_5_2[case][accelerator], \
-        f"{case} ({rule}): Vela 5.2 placed it {'all on the NPU' if VELA_5_2[case][accelerator] else 'partly on the CPU'}"
+    on_npu = VELA_5_2[case][accelerator]
+    why = ONNX2TF_INEXACT.get(case) or NOT_CLAIMED.get((case, accelerator))
+    assert profile_fits(model, accelerator) == kept(case, accelerator, on_npu), \
+        f"{case} ({rule}): Vela 5.2 placed it {'all on the NPU' if on_npu else 'partly on the CPU'}" + \
+        (f" (but: {why})" if why else "")
 
 
 # The keys that say which form of an operator's rule list a node is held to (the kind of Conv,
@@ -551,8 +618,9 @@ def test_vela_places_as_the_profile_predicts(placement, case, accelerator):
     if case in VELA_5_2:
         assert on_npu == VELA_5_2[case][accelerator], f"{case}: Vela's placement changed since 5.2.0"
     fits = profile_fits(CASES[case][1](), accelerator)
-    assert on_npu == fits, (f"{case} ({CASES[case][0]}) on {accelerator}: Vela put {r.cpu} operator(s) on the CPU "
-                            f"({dict(r.cpu_ops)}), the profile says it {'fits' if fits else 'does not fit'}")
+    assert kept(case, accelerator, on_npu) == fits, (
+        f"{case} ({CASES[case][0]}) on {accelerator}: Vela put {r.cpu} operator(s) on the CPU "
+        f"({dict(r.cpu_ops)}), the profile says it {'fits' if fits else 'does not fit'}")
 
 
 # --- dilated Convs: Vela computes the zeros of the kernel ----------------------------------------
