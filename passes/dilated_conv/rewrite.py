@@ -177,14 +177,13 @@ class DilatedConvToSpaceToBatch:
         """The Conv alone, or with the options' `chains`, the chain of dilated
         Convs that starts at it when its default form is batch."""
         single = self.match_alone(node, graph)
-        if not self.options.chains or isinstance(single, Skip) or not self._may_start_chain(single, graph):
+        if not self.options.chains or isinstance(single, Skip) or not self._starts_chain(single, graph):
             return single
         p: Dilated = single.params
         grid = Grid(graph.shape(node.input[0])[0], tuple(a.out for a in p.axes), tuple(p.blocks))
         region = grow(graph, node, grid, lambda n: self._chain_conv(n, graph, grid),
                       share_input=input_in_phase_form(p, grid))
-        # the chooser's verdict last: it costs a ranking, and most Convs have no chain to start
-        if region is None or self.default_form(single, graph) != "batch":
+        if region is None:
             return single
         notes = single.notes + (f"chain: {len(region.convs) + 1} dilated Convs and "
                                 f"{len(region.nodes) - len(region.convs) - 1} other ops kept in batch form "
@@ -225,12 +224,10 @@ class DilatedConvToSpaceToBatch:
         options = rank(self, match, graph, None, with_variants=False, with_opt_in=False).options
         return options[0].form.name if options else None
 
-    def _may_start_chain(self, single: Match, graph: GraphView) -> bool:
-        """Whether a chain may start at `single`, but for its default form
-        (which must be batch: match asks last)."""
+    def _starts_chain(self, single: Match, graph: GraphView) -> bool:
         return (all(a.stride == 1 for a in single.params.axes) and graph.opset() >= CHAIN_MIN_OPSET
                 and qdq.region(single.node, graph) is None   # quantized Convs are lowered one by one
-                and not self._reshape_instead(single.params))
+                and self.default_form(single, graph) == "batch" and not self._reshape_instead(single.params))
 
     def _reshape_instead(self, p: Dilated) -> bool:
         """A 1-D Conv the reshape form would take without a target (one Conv
