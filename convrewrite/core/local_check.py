@@ -69,14 +69,14 @@ def _filled(model: onnx.ModelProto, weights) -> onnx.ModelProto:
     return out
 
 
-def _value_info(graph: GraphView, name: str) -> onnx.ValueInfoProto:
+def _known(graph: GraphView, name: str) -> None:
+    """UnknownValue unless `name`'s shape and type are known (a check model declares them)."""
     if graph.value_type(name) is None and (graph.shape(name) is None or graph.dtype(name) is None):
         producer = graph.producer(name)
         by = (f" (computed by {graph.maker(producer)}, whose output shape inference does not know)"
               if producer is not None else "")
         raise UnknownValue(f"shape or type of '{name}' is unknown{by}, so the rewrite cannot be checked; "
                            "declare its type and shape in a value_info")
-    return graph.value_info(name)
 
 
 SHAPE_CHAIN_NODES = 32  # a shape computation copied into the original's check model, at most this long
@@ -119,9 +119,8 @@ class _Sides:
     dequantize: list           # the replacement's side reads these DequantizeLinear paths too
     orig_in: list
     repl_in: list
-    constants: dict
+    constant: frozenset        # the values of orig_in and repl_in that are constant in the graph
     runtime: list
-    value_infos: dict          # runtime inputs and outputs: their ValueInfo, made once for both models
 
 
 def _sides(graph: GraphView, match: Match, replacement: Replacement, new_nodes: Optional[list] = None) -> _Sides:
@@ -129,7 +128,8 @@ def _sides(graph: GraphView, match: Match, replacement: Replacement, new_nodes: 
     malformed: it does not provide an output of the match that is read, it
     reads a value the original nodes do not, or a value crossing the
     boundary has an unknown shape or type.  `new_nodes`: renamed_nodes(
-    replacement) where the caller builds them (else only their names are read)."""
+    replacement) where the caller builds them (else only their names are read).
+    Structure only: no constant is decoded (build_check reads the values)."""
     outputs = list(replacement.outputs)
     inside = {id(n) for n in match.nodes}
     # an output is needed unless only the match's own nodes read it (a graph
@@ -148,13 +148,14 @@ def _sides(graph: GraphView, match: Match, replacement: Replacement, new_nodes: 
     original_nodes = _shape_chains(graph, match.nodes) + qdq_check.weight_nodes(graph, match.nodes) + list(match.nodes)
     orig_in = external_inputs(original_nodes)
     repl_in = [i for i in external_reads([(n.input, n.output) for n in dequantize] + new_io) if i not in own]
-    constants = {i: graph.constant(i) for i in set(orig_in) | set(repl_in)}
-    runtime = [i for i in orig_in if constants[i] is None]
-    stray = [i for i in repl_in if constants[i] is None and i not in runtime]
+    constant = frozenset(i for i in set(orig_in) | set(repl_in) if graph.is_constant(i))
+    runtime = [i for i in orig_in if i not in constant]
+    stray = [i for i in repl_in if i not in constant and i not in runtime]
     if stray:
         raise CheckError(f"replacement reads {stray}, which the original nodes do not")
-    value_infos = {name: _value_info(graph, name) for name in runtime + outputs}
-    return _Sides(outputs, original_nodes, dequantize, orig_in, repl_in, constants, runtime, value_infos)
+    for name in runtime + outputs:
+        _known(graph, name)
+    return _Sides(outputs, original_nodes, dequantize, orig_in, repl_in, constant, runtime)
 
 
 def check_well_formed(graph: GraphView, match: Match, replacement: Replacement) -> None:
@@ -168,7 +169,9 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     (CheckError for a malformed replacement, see _sides)."""
     new_nodes = renamed_nodes(replacement)
     s = _sides(graph, match, replacement, new_nodes)
-    outputs, constants, runtime = s.outputs, s.constants, s.runtime
+    outputs, runtime = s.outputs, s.runtime
+    constants = {i: graph.constant(i) if i in s.constant else None for i in set(s.orig_in) | set(s.repl_in)}
+    value_infos = {name: graph.value_info(name) for name in runtime + outputs}   # one each, for both models
     weights: dict = {}
     tensors: dict = {}   # a constant both sides read: one TensorProto (make_model copies it into each)
 
@@ -186,8 +189,8 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     def inits(names):
         return [from_graph(i) for i in names if constants[i] is not None]
 
-    inputs = [s.value_infos[i] for i in runtime]
-    outs = [s.value_infos[o] for o in outputs]
+    inputs = [value_infos[i] for i in runtime]
+    outs = [value_infos[o] for o in outputs]
     original = make_model(graph, s.original_nodes, inits(s.orig_in), inputs, outs, "original")
     repl = make_model(graph, s.dequantize + new_nodes,
                       inits(s.repl_in) + [own(t) for t in replacement.initializers], inputs, outs, "replacement")
