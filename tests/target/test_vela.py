@@ -605,6 +605,7 @@ def placement(tmp_path_factory):
 VELA_STOPS = ("could not run on NPU", "Does not have valid TFLite Semantics")
 
 
+@pytest.mark.slow   # onnx2tf and Vela per case (skipped without them)
 @pytest.mark.parametrize("accelerator", [U55, U85])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_vela_places_as_the_profile_predicts(placement, case, accelerator):
@@ -686,6 +687,7 @@ def test_profile_lowers_a_dilated_conv_where_vela_ran_the_taps_form_faster(case,
         f"{case} on {accelerator}: Vela 5.2 estimated {original} ms as it is, {taps} ms in the taps form"
 
 
+@pytest.mark.slow   # onnx2tf and Vela per case (skipped without them)
 @pytest.mark.parametrize("case", sorted(DENSE_CASES))
 def test_vela_runs_the_taps_form_faster_where_the_profile_lowers(case, tmp_path):
     """Both models through onnx2tf and Vela: the original, and the taps form

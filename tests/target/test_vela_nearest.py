@@ -160,6 +160,7 @@ def test_profile_keeps_a_nearest_resize_where_onnx2tf_computes_it_on_the_npu(cas
         f"{'all on the NPU' if on_npu else 'partly on the CPU'}" + (f" (not claimed: {why})" if why else ""))
 
 
+@pytest.mark.slow   # about 20 s a case on 2 shared cores (skipped without onnx2tf and Vela)
 @pytest.mark.parametrize("case", sorted(RECORDED), ids=lambda c: "_".join(map(str, c)))
 def test_onnx2tf_and_vela_do_as_recorded(case, tmp_path):
     _toolchain()
