@@ -50,6 +50,7 @@ from .local_check import CheckError, UnknownValue, build_check, check_well_forme
 from .lowering import Lowered, build, lower
 from .model_io import check_and_infer, load_and_infer, load_model
 from .oracle import Oracle
+from .plans import Plans, key as structure_key
 from .report import PLANNED, REWRITTEN, ROLLED_BACK, SKIPPED, Report, RewriteRecord
 from .preconditions import oversized_tensor
 from .qdq import DEQUANTIZE, QUANTIZE
@@ -216,6 +217,7 @@ class _Candidate:
     match: Optional[Match] = None
     lowered: Optional[Lowered] = None
     check: object = None
+    structure: Optional[tuple] = None   # plans.key: matches of one structure share the chooser's decision
 
     def roll_back(self, reason: str, code: str) -> None:
         self.record.status, self.record.reason, self.record.code = ROLLED_BACK, reason, code
@@ -243,6 +245,7 @@ class _Run:
         self.view: Optional[GraphView] = None   # the view of the model the last pass left unchanged
         self.nested: Optional[list] = None       # nested_nodes of the model: no pass rewrites a subgraph's holder
         self.loaded: Optional[tuple] = None      # (the model as loaded, its shape inference): the first view's
+        self.plans = Plans()                     # the chooser's decisions, once per structure (core/plans.py)
 
     def all_passes(self, model: onnx.ModelProto, oracle) -> onnx.ModelProto:
         """Every pass in order; then the worklist: each pass again, over only
@@ -439,7 +442,7 @@ class _Run:
 
     def _lower(self, graph, p, node, match: Match, c: _Candidate, alone: bool = False) -> _Candidate:
         try:
-            lowered = lower(p, match, graph, self.profile, self.passes)
+            lowered = self._lowered(graph, p, match, c)
         except Exception as e:  # a bug in a form: this rewrite is dropped, the run goes on
             c.roll_back(f"internal error in {p.name}.build: {type(e).__name__}: {e}", Code.INTERNAL_ERROR)
             return c
@@ -478,6 +481,22 @@ class _Run:
             _sketch(r, graph, match, renamed_nodes(lowered.replacement), lambda v: None,
                     lambda v: v in own or graph.is_constant(v))
         return c
+
+    def _lowered(self, graph, p, match: Match, c: _Candidate):
+        """lower(): without a target, the option and notes of the first match
+        of this structure, built for this match (core/plans.py)."""
+        if self.profile is not None:
+            return lower(p, match, graph, self.profile, self.passes)
+        c.structure = structure_key(p, match, graph, tuple(q.name for q in self.passes))
+        kept = self.plans.get(c.structure, "lower")
+        if kept is not None:
+            option, notes = kept
+            return Lowered(option, build(p, match, option, graph), notes)
+        lowered = lower(p, match, graph, None, self.passes)
+        if isinstance(lowered, Lowered):
+            lowered.option.cost   # worked out now, for every match of the structure
+            self.plans.put(c.structure, "lower", (lowered.option, lowered.notes))
+        return lowered
 
     def _rematch_alone(self, graph, p, candidates) -> list:
         """A multi-node match (a chain) that was rolled back gives its nodes a
@@ -531,7 +550,11 @@ class _Run:
         except Exception as e:  # e.g. a replacement protobuf cannot serialise (> 2 GB)
             c.roll_back(f"replacement cannot be checked: {type(e).__name__}: {e}", Code.UNCHECKABLE)
             return
-        c.record.set_costs(subgraph_cost(c.match.nodes, graph, per_item=True), self._cost_after(c))
+        before = self.plans.get(c.structure, "cost")
+        if before is None:
+            before = subgraph_cost(c.match.nodes, graph, per_item=True)
+            self.plans.put(c.structure, "cost", before)
+        c.record.set_costs(before, self._cost_after(c))
         if self.settings.sketches:
             view = _batch_one_view(c.check.replacement)
             if view is not None:

@@ -45,7 +45,7 @@ nodes the target runs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, Optional
 
 import onnx
@@ -101,6 +101,18 @@ class ConvTransposeToConv:
         """The ConvTranspose, with the BatchNormalization that alone reads its
         output folded in where batchnorm.read_norm allows it."""
         return self._match(node, graph, fold_norm=True)
+
+    def structure(self, match: Match, name_of) -> Optional[Deconv]:
+        """The params with their names written by position (`name_of`,
+        core/plans.py): what, beside the matched values' types, the forms'
+        choice reads.  A quantized match: None (planned on its own)."""
+        d = match.params
+        if type(d) is not Deconv:
+            return None
+        n = d.norm
+        norm = n and replace(n, label=name_of(n.label), output=name_of(n.output), scale=name_of(n.scale),
+                             bias=name_of(n.bias), mean=name_of(n.mean), var=name_of(n.var))
+        return replace(d, weight=name_of(d.weight), bias=name_of(d.bias), norm=norm)
 
     def match_alone(self, node: onnx.NodeProto, graph: GraphView) -> Match | Skip:
         """The ConvTranspose by itself (the driver re-matches the nodes of a

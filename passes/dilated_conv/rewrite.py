@@ -74,7 +74,7 @@ not run is matched again node by node (`match_alone`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Optional
 
 import onnx
@@ -172,6 +172,24 @@ class DilatedConvToSpaceToBatch:
                 and any(d > 1 for d in attributes(node).get("dilations", [])))
 
     # --- match ------------------------------------------------------------
+
+    def structure(self, match: Match, name_of) -> Optional[Any]:
+        """The params with their names written by position (`name_of`,
+        core/plans.py), a chain's nodes by their place in the match: what,
+        beside the matched values' types, the forms' choice reads.  A
+        quantized match: None (planned on its own)."""
+        p = match.params
+        if type(p) is Dilated:
+            return _named(p, name_of)
+        if type(p) is not Chain or type(p.start) is not Dilated:
+            return None
+        place = {id(n): k for k, n in enumerate(match.nodes)}
+        r = p.region
+        if any(id(n) not in place for n in r.nodes) or any(type(c) is not Dilated for _, c in r.convs):
+            return None
+        region = replace(r, nodes=tuple(place[id(n)] for n in r.nodes), exits=tuple(map(name_of, r.exits)),
+                         convs=tuple((k, _named(c, name_of)) for k, c in r.convs), shared=name_of(r.shared))
+        return replace(p, start=_named(p.start, name_of), region=region)
 
     def match(self, node: onnx.NodeProto, graph: GraphView) -> Match | Skip:
         """The Conv alone, or with the options' `chains`, the chain of dilated
@@ -313,3 +331,8 @@ def _simplify(node, graph: GraphView, axes) -> tuple[list[AxisPhases], Optional[
     if all(a.dilation == 1 for a in new) and any(a.dilation > 1 for a in axes):
         notes.append("no dilation left: a plain Conv with the sliced weight")
     return new, tuple(spans), notes
+
+
+def _named(p: Dilated, name_of) -> Dilated:
+    """A Conv's params with its weight and bias written by position (core/plans.py)."""
+    return replace(p, weight=name_of(p.weight), bias=name_of(p.bias))

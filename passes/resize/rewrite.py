@@ -148,6 +148,12 @@ class ResizeToConvTranspose:
     def candidate(self, node: onnx.NodeProto, graph: GraphView) -> bool:
         return node.op_type in self.op_types and node.domain in ("", "ai.onnx")
 
+    def structure(self, match: Match, name_of) -> Optional[ResizeParams]:
+        """What, beside the matched values' types, the forms' choice reads
+        (core/plans.py): the params, which hold no name.  A quantized match:
+        None (planned on its own)."""
+        return match.params if type(match.params) is ResizeParams else None
+
     def match(self, node: onnx.NodeProto, graph: GraphView) -> Match | Skip:
         where = f"{node.op_type} '{graph.label(node)}'"
         spec = read_resize(node, graph)

@@ -1,0 +1,175 @@
+"""Plan once per structure (core/plans.py): matches of one structure share the
+chooser's decision.  What is shared must be what the chooser would decide for
+each match on its own: the run gives the same model and the same report
+with and without the shared plans, and each match that takes a kept plan
+gets the option and the notes lower() gives it."""
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from convrewrite import optimize
+from convrewrite.core import driver, plans
+from convrewrite.core.graph import GraphView
+from convrewrite.core.rewrite import Match
+from passes import make_passes
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+from bench_pipeline import pipeline_model  # noqa: E402
+
+
+def _convts(kernels, x_shape=(1, 4, 6, 6), seed=0) -> onnx.ModelProto:
+    """Parallel ConvTransposes of x (stride 2), one per kernel size, summed."""
+    rng = np.random.default_rng(seed)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))
+    nodes, inits, outs = [], [], []
+    for k, kernel in enumerate(kernels):
+        w = numpy_helper.from_array(rng.standard_normal((x_shape[1], 3, kernel, kernel)).astype(np.float32), f"w{k}")
+        inits.append(w)
+        nodes.append(helper.make_node("ConvTranspose", ["x", f"w{k}"], [f"y{k}"], name=f"up{k}", strides=[2, 2],
+                                      pads=[kernel // 2 - 1] * 4 if kernel >= 2 else [0] * 4))
+        outs.append(f"y{k}")
+    size = (x_shape[2] - 1) * 2 + 2   # every kernel's pads keep 2n
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [x_shape[0], 3 * len(kernels), size, size])
+    graph = helper.make_graph(nodes + [helper.make_node("Concat", outs, ["y"], axis=1)], "g", [x], [y], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _keys(model, pass_name="convtranspose") -> list:
+    """plans.key of every candidate of the pass, in graph order."""
+    p = make_passes([pass_name], {})[0]
+    graph = GraphView(model)
+    run = tuple(q.name for q in make_passes(None, {}))
+    return [plans.key(p, p.match(n, graph), graph, run) for n in graph.graph.node if p.candidate(n, graph)]
+
+
+def _outcome(model, **kwargs) -> tuple:
+    new, report = optimize(model, **kwargs)
+    data = json.loads(report.to_json())
+    data.pop("timings")
+    return new.SerializeToString(), data
+
+
+def _unplanned(monkeypatch) -> None:
+    """Every match ranked on its own, as before the shared plans."""
+    monkeypatch.setattr(driver, "structure_key", lambda *args: None)
+
+
+def _checked(monkeypatch) -> list:
+    """Every match that takes a kept plan is lowered on its own as well, and
+    must get the same option and notes; the list counts the kept plans taken."""
+    taken, real = [], driver._Run._lowered
+
+    def lowered(self, graph, p, match, c):
+        hits = self.plans.hits
+        got = real(self, graph, p, match, c)
+        if self.plans.hits > hits and c.structure is not None:
+            alone = driver.lower(p, match, graph, None, self.passes)
+            assert (got.option.label, got.option.why, got.notes) == (alone.option.label, alone.option.why, alone.notes)
+            assert got.option.cost == alone.option.cost
+            taken.append(graph.label(match.node))
+        return got
+
+    monkeypatch.setattr(driver._Run, "_lowered", lowered)
+    return taken
+
+
+# --- the key -----------------------------------------------------------------------
+
+def test_one_structure_one_key_whatever_the_names_and_weights():
+    keys = _keys(_convts([4, 4, 4]))
+    assert keys[0] is not None and keys[0] == keys[1] == keys[2]
+
+
+def test_a_different_kernel_is_another_structure():
+    keys = _keys(_convts([4, 2, 4]))
+    assert keys[0] == keys[2] and keys[0] != keys[1]
+
+
+def test_a_value_read_elsewhere_is_another_structure():
+    """A graph output among a match's values: what the check and the splice
+    keep differs, so the structure does too."""
+    model = _convts([4, 4])
+    model.graph.output.append(helper.make_tensor_value_info("y1", TensorProto.FLOAT, [1, 3, 12, 12]))
+    keys = _keys(model)
+    assert keys[0] != keys[1]
+
+
+def test_a_quantized_model_is_not_planned():
+    from qdq_models import convt_alone, quantize
+
+    assert _keys(quantize(convt_alone())) == [None]
+
+
+def test_a_pass_without_structure_is_not_planned():
+    model = _convts([4])
+    p = make_passes(["shuffle-spelling"], {})[0]
+    graph = GraphView(model)
+    assert not hasattr(p, "structure")
+    assert plans.key(p, Match(graph.graph.node[0], None), graph, ()) is None
+
+
+# --- the run -----------------------------------------------------------------------
+
+def test_the_pipeline_model_is_planned_once_per_structure(monkeypatch):
+    """The issue-12 benchmark's model: each block's three candidates have one
+    structure each (the first chain's ConvTranspose reads the graph input: one
+    more); every other match takes a kept plan, and the run is the same."""
+    model = pipeline_model(60)
+    taken = _checked(monkeypatch)
+    planned = _outcome(model, verify=False)
+    assert len(taken) == 60 - 4
+    _unplanned(monkeypatch)
+    assert _outcome(model, verify=False) == planned
+
+
+def test_a_verified_run_is_the_same(monkeypatch):
+    model = _convts([4, 4, 2, 4])
+    taken = _checked(monkeypatch)
+    planned = _outcome(model)
+    assert taken == ["up1", "up3"]
+    lowered = [r for r in planned[1]["rewrites"] if r["pass"] == "convtranspose"]
+    assert [r["status"] for r in lowered] == ["rewritten"] * 4
+    assert all(r["max_abs_error"] is not None for r in lowered)   # each checked on its own
+    _unplanned(monkeypatch)
+    assert _outcome(model) == planned
+
+
+def test_no_plan_is_shared_with_a_target(monkeypatch):
+    taken = _checked(monkeypatch)
+    _outcome(_convts([4, 4]), verify=False, target="tflite")
+    assert taken == []
+
+
+def _sample_models(slow: bool) -> list:
+    paths = sorted(glob.glob(os.path.join(ROOT, "models", "*.onnx")))
+    fast = ("dcgan_generator", "deeplab_aspp", "fpn_nearest", "tcn_1d", "unet_decoder")
+    return [p for p in paths if slow or os.path.basename(p)[:-5] in fast]
+
+
+@pytest.mark.parametrize("path", _sample_models(slow=False), ids=os.path.basename)
+def test_sample_models_are_the_same(monkeypatch, path):
+    model = onnx.load(path)
+    _checked(monkeypatch)
+    planned = _outcome(model, verify=False)
+    _unplanned(monkeypatch)
+    assert _outcome(model, verify=False) == planned
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", _sample_models(slow=True), ids=os.path.basename)
+@pytest.mark.parametrize("options", [{}, {"resize_mode": "matmul"}, {"dilated_mode": "taps"},
+                                     {"convtranspose_form": "phase-convs"}], ids=str)
+def test_sample_models_are_the_same_whatever_the_options(monkeypatch, path, options):
+    model = onnx.load(path)
+    _checked(monkeypatch)
+    planned = _outcome(model, verify=False, options=options)
+    _unplanned(monkeypatch)
+    assert _outcome(model, verify=False, options=options) == planned
