@@ -221,6 +221,17 @@ def test_a_huge_dilation_finishes_at_once_with_a_tiny_model(batch, dilation):
     assert new.ByteSize() < 2000, new.ByteSize()
 
 
+def test_an_output_beyond_the_size_budget_is_left_alone():
+    """The work is the output's: pads of 2**31 - 1 make it 3.3e10 elements,
+    which the driver refuses before any form is built (too-large)."""
+    big = (1 << 31) - 1
+    model = conv_model((1, 2, 3, 5), (2, 2, 2, 3), dilations=[10 ** 9, 2], pads=[big, 2, big, 2])
+    t = time.perf_counter()
+    assert_skips(model, bias_only(), r"tensor 'y' of shape \[1, 2, 3294967297, 5\] has 3.295e\+10 elements",
+                 code=Code.TOO_LARGE)
+    assert time.perf_counter() - t < 20
+
+
 def test_a_huge_dilation_with_auto_pad_same_unverified():
     """auto_pad SAME with a dilation: onnxruntime refuses the original, and
     the reference evaluator builds the dilated kernel (74 GB at 1e9), so the
