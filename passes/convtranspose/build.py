@@ -1,5 +1,5 @@
 """Builders of the ConvTranspose forms: Convs over phase kernels and tiles,
-fillers for phases no tap reaches, the pixel shuffle and the final crop
+fillers for phases no tap reaches (convrewrite/emit/bias_fill.py), the pixel shuffle and the final crop
 (forms.py says which form builds what; geometry.py has the arithmetic)."""
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from math import prod
 from typing import Optional
 
 import numpy as np
-from onnx import helper
 
 from convrewrite.core.builder import Builder
-from convrewrite.emit.opset_ops import pad_axes, slice_axes, zeros
+from convrewrite.emit.bias_fill import bias_fill
+from convrewrite.emit.opset_ops import pad_axes, slice_axes
 from convrewrite.emit.pixel_shuffle import pixel_shuffle
 
 from .geometry import (AxisConv, AxisPlan, Tiles, phase_kernel, shared_kernel, tile_tree)
@@ -154,7 +154,7 @@ def _tile_conv(ctx: _Tiling, paths: list) -> str:
 def _filler(ctx: _Tiling, sizes, repeat: int) -> str:
     key = (tuple(sizes), repeat)
     if key not in ctx.fillers:
-        ctx.fillers[key] = _bias_only(ctx.b, ctx.x, ctx.p.cout, ctx.p.bias, ctx.bias, sizes, repeat)
+        ctx.fillers[key] = bias_fill(ctx.b, ctx.x, ctx.p.cout, ctx.p.bias, ctx.bias, sizes, repeat)
     return ctx.fillers[key]
 
 
@@ -185,21 +185,6 @@ def _runs(p: Lowering, combos: list, merge: bool) -> list[list]:
             runs.append([combo])
             keys.append(k)
     return runs
-
-
-def _bias_only(b: Builder, x: str, cout: int, bias_name: str, bias, sizes, repeat: int) -> str:
-    """[N, Cout*repeat, sizes...] holding the bias (or zeros): outputs no tap reaches."""
-    dtype = helper.tensor_dtype_to_np_dtype(b.graph.dtype(x))
-    batch = b.graph.shape(x)[0]
-    z = zeros(b, x, [batch if isinstance(batch, int) else None, cout * repeat, *sizes], dtype, "no_tap_zeros")
-    if not bias_name:
-        return z
-    column = [cout * repeat] + [1] * len(sizes)
-    if bias is not None:
-        col = b.initializer(np.tile(bias, repeat).reshape(column), "no_tap_bias")
-    else:
-        col = b.op("Reshape", [bias_name, b.ints(column, "no_tap_bias_shape")], "no_tap_bias")
-    return b.op("Add", [z, col], "no_tap")
 
 
 def _bias_add(b: Builder, y: str, bias: np.ndarray, rank: int) -> str:

@@ -39,12 +39,12 @@ from onnx import helper
 from convrewrite.core.builder import Builder
 from convrewrite.core.cost import grouped
 from convrewrite.core.forms import Cost, Form
-from convrewrite.emit.opset_ops import (NOTHING, ZEROS_MIN_OPSET, Moved, can_make_zeros, folds, gemm, movement,
-                                       other_nodes, zeros_cost)
+from convrewrite.emit.bias_fill import bias_fill, bias_fill_cost, bias_fill_folds
+from convrewrite.emit.opset_ops import NOTHING, ZEROS_MIN_OPSET, Moved, can_make_zeros, gemm, movement, other_nodes
 from convrewrite.emit.pixel_shuffle import GATHERED, is_depth_to_space, pixel_shuffle_cost, shuffle_rank
 
 from .batchnorm import Norm, fold
-from .build import (Lowering, _any_taps, _bias_add, _bias_only, _crop, _phase_convs, _phase_counts, _runs,
+from .build import (Lowering, _any_taps, _bias_add, _crop, _phase_convs, _phase_counts, _runs,
                     _single_conv, crops)
 from .geometry import (GEOMETRY_CACHE, Tiles, border_tiles, conv_weight, phases, plan_macs, shared_plan, split_plan,
                        split_tiles, tile_tree)
@@ -296,7 +296,7 @@ class BiasOnly(Form):
         d, x = match.params, match.node.input[0]
         _, bias = weight_and_bias(d, graph)
         sizes = [g.out for g in d.geometry]
-        return {replaced_output(match): _bias_only(b, x, d.cout, d.bias_term, bias, sizes, 1)}
+        return {replaced_output(match): bias_fill(b, x, d.cout, d.bias_term, bias, sizes)}
 
 
 def forms(asked: Optional[str]) -> tuple[Form, ...]:
@@ -456,22 +456,15 @@ class _Costing:
         return moved + gemm(im2col)
 
     def filler(self, sizes, repeat: int) -> tuple[Moved, bool]:
-        """`_bias_only` (once per shape): (its cost, whether it is constant)."""
+        """`bias_fill` (once per shape): (its cost, whether it is constant)."""
         p = self.low
-        channels = p.cout * repeat
         key = ("filler", tuple(sizes), repeat)
-        elements = channels * prod(sizes)
-        constant = (not p.bias or p.bias_is_constant) and folds(elements + (channels if p.bias else 0))
+        constant = bias_fill_folds(p.cout, sizes, repeat, bool(p.bias), p.bias_is_constant)
         if key in self.seen:
             return NOTHING, constant
         self.seen.add(key)
-        batch = self.batch if isinstance(self.batch, int) else None
-        moved = zeros_cost([batch, channels, *sizes], self.opset, self.itemsize)
-        if p.bias and not p.bias_is_constant:
-            moved += movement([[p.cout]], [channels] + [1] * len(sizes), self.bias_itemsize)
-        if p.bias:
-            moved += other_nodes(1)
-        return moved, constant
+        return bias_fill_cost(self.batch, p.cout, sizes, repeat, bool(p.bias), p.bias_is_constant, self.opset,
+                              self.itemsize, self.bias_itemsize), constant
 
     def phases(self, blocks) -> Moved:
         """`_phase_convs`: per run of phases its tiles (or a filler) and a

@@ -1,5 +1,8 @@
 """The lowering forms of a dilated Conv (see rewrite.py for the identity).
 
+    bias-only   every tap along some axis reads only padding, so no output
+                reads x: the bias broadcast to the output shape (zeros
+                without one), no Conv (convrewrite/emit/bias_fill.py)
     plain       the simplifications left no dilation: one Conv (the weight
                 sliced to its live taps), a Slice where the input is cropped
     subsample   every axis has one phase (the dilation divides the stride):
@@ -20,8 +23,8 @@
                 in tap-major order (im2col.py); opt-in, group 1; the
                 quantized form where batch does not fit (one accumulation)
 
-The list order is the default order.  plain and subsample are the only forms
-where they apply; batch, depth, slices, reshape, taps and im2col are the ones a user
+The list order is the default order.  bias-only, plain and subsample are the
+only forms where they apply; batch, depth, slices, reshape, taps and im2col are the ones a user
 selects (`MODES`, the choices of `dilated_mode`).  im2col lives in its own
 module and rewrite.py appends it after the others.
 """
@@ -39,7 +42,9 @@ from convrewrite.core.builder import Builder
 from convrewrite.core.cost import grouped
 from convrewrite.core.forms import Cost, Form, Variant
 from convrewrite.core.graph import GraphView, attributes
-from convrewrite.emit.opset_ops import NOTHING, Moved, add_all_nodes, movement, other_nodes
+from convrewrite.emit.bias_fill import bias_fill, bias_fill_cost
+from convrewrite.emit.opset_ops import (NOTHING, ZEROS_MIN_OPSET, Moved, add_all_nodes, can_make_zeros, movement,
+                                       other_nodes)
 from convrewrite.emit.pixel_shuffle import (MAX_GENERAL_RANK, pixel_shuffle_cost, pixel_unshuffle_cost, shuffle_rank,
                                              square_blocks)
 from convrewrite.emit.space_to_batch import (batch_to_space_cost, crop_to_cost, interleave_cost, space_to_axes_cost,
@@ -119,6 +124,26 @@ class Dilated:
         return grouped(self.channels // self.group)
 
 
+@dataclass(frozen=True)
+class BiasAlone:
+    """What match computed for a Conv no output of which reads x: along
+    spatial axis `axis` every tap reads only padding (phases.live_taps), so
+    every product is 0 * W and y[n, o, ...] = B[o] (zero without a bias)."""
+
+    axes: tuple[AxisPhases, ...]   # as written, auto_pad resolved: a.out is the output size
+    axis: int                      # the first spatial axis whose taps all read padding
+    out_channels: int              # O
+    bias: str                      # "" when absent
+
+    @property
+    def out(self) -> list[int]:
+        return [a.out for a in self.axes]
+
+    @property
+    def rank(self) -> int:
+        return len(self.axes) + 2
+
+
 # --- the forms -----------------------------------------------------------------
 
 CHAIN_BATCH_ONLY = "a chain of dilated Convs is lowered in batch form only"
@@ -127,15 +152,56 @@ OWN_PADS = Variant("", pads_convs=True)   # the taps form's default: its Convs p
 NO_DILATION = "no dilation is left after the simplifications (the plain form)"
 ONE_PHASE = ("every axis has one phase (the dilation divides the stride), so only x_pad[::d] is read "
              "(the subsample form)")
-
+BIAS_ALONE = "no output reads the input: the output is the bias alone (the bias-only form)"
 
 
 def single_dilated_conv(p) -> Optional[str]:
-    """Why `p` is not one dilated Conv (a chain, or no dilation left), or
-    None: what every form but batch and plain asks first."""
+    """Why `p` is not one dilated Conv (a chain, no output reading x, or no
+    dilation left), or None: what every form but bias-only, batch and plain
+    asks first."""
     if isinstance(p, Chain):
         return CHAIN_BATCH_ONLY
+    if isinstance(p, BiasAlone):
+        return BIAS_ALONE
     return None if p.dilated else NO_DILATION
+
+
+class BiasOnly(Form):
+    """The output is B broadcast to [N, O, out...] (zeros without a bias):
+    no Conv, nothing read from x but its batch where that is symbolic.  The
+    work is the output's size; the dilation and pads enter only through the
+    output size (convrewrite/geometry.py), never as a tensor.  Before opset
+    ZEROS_MIN_OPSET match leaves the node alone (old-opset)."""
+
+    name = "bias-only"
+    selectable: ClassVar[bool] = False
+
+    def applies(self, match, graph) -> Optional[str]:
+        if not isinstance(match.params, BiasAlone):
+            return "some output reads the input"
+        if not can_make_zeros(graph.opset()):
+            return f"the bias broadcast needs zeros and Add (opset {ZEROS_MIN_OPSET}); upgrade the model's opset"
+        return None
+
+    def cost(self, match, variant, graph) -> Cost:
+        p: BiasAlone = match.params
+        batch = graph.shape(match.node.input[0])[0]
+        constant = not p.bias or graph.is_constant(p.bias)
+        bias_size = _itemsize_of(graph, p.bias) if p.bias else 0
+        moved = bias_fill_cost(batch, p.out_channels, p.out, 1, bool(p.bias), constant, graph.opset(),
+                               _itemsize(graph, match), bias_size)
+        # no node at all where the zeros are an initializer (before opset 9, static) and there is no bias
+        return Cost(macs=0, moved_bytes=moved.bytes, nodes=moved.nodes, grouped_macs=0, streamed_bytes=0,
+                    max_rank=p.rank if moved.nodes else None)
+
+    def build(self, match, variant, graph, b: Builder) -> dict:
+        p: BiasAlone = match.params
+        bias = graph.constant(p.bias) if p.bias else None
+        shape = f"[N, {p.out_channels}, {', '.join(map(str, p.out))}]"
+        b.note(f"B broadcast to {shape} (zeros + B)" if p.bias else f"zeros {shape}")
+        return {match.node.output[0]: bias_fill(b, match.node.input[0], p.out_channels, p.bias, bias, p.out,
+                                                what="bias_only")}
+
 
 class _DilatedForm(Form):
     """A form of a single Conv (never of a chain)."""
@@ -168,8 +234,8 @@ class Plain(_DilatedForm):
 
     def applies(self, match, graph):
         p = match.params
-        if isinstance(p, Chain):
-            return CHAIN_BATCH_ONLY
+        if isinstance(p, (Chain, BiasAlone)):
+            return CHAIN_BATCH_ONLY if isinstance(p, Chain) else BIAS_ALONE
         return "dilation is left after the simplifications" if p.dilated else None
 
     def moved(self, match, variant, graph) -> Moved:
@@ -377,13 +443,14 @@ def reshape_favoured(p) -> Optional[str]:
             "no Transpose")
 
 
-FORM_NAMES = ("plain", "subsample", "batch", "depth", "slices", "reshape", "taps", "im2col")
+FORM_NAMES = ("bias-only", "plain", "subsample", "batch", "depth", "slices", "reshape", "taps", "im2col")
 MODES = ("batch", "depth", "slices", "reshape", "taps", "im2col")   # the user-selectable forms (dilated_mode)
 
 
 def forms(depth_weight_limit: int, taps_below: int) -> tuple[Form, ...]:
     """The pass's forms in the default order."""
-    return (Plain(), Subsample(), Batch(), Depth(depth_weight_limit), Slices(), Reshape(), Taps(taps_below))
+    return (BiasOnly(), Plain(), Subsample(), Batch(), Depth(depth_weight_limit), Slices(), Reshape(),
+            Taps(taps_below))
 
 
 # --- costs ---------------------------------------------------------------------
@@ -452,7 +519,11 @@ def _chain_cost(c: Chain, graph: GraphView) -> Cost:
 
 
 def _itemsize(graph: GraphView, match) -> int:
-    return onnx.helper.tensor_dtype_to_np_dtype(graph.dtype(match.node.input[0])).itemsize
+    return _itemsize_of(graph, match.node.input[0])
+
+
+def _itemsize_of(graph: GraphView, name: str) -> int:
+    return onnx.helper.tensor_dtype_to_np_dtype(graph.dtype(name)).itemsize
 
 
 def _window_moved(axes, lengths, channels: int, itemsize: int) -> tuple[Moved, list]:

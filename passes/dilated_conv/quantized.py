@@ -38,7 +38,7 @@ from convrewrite.emit.pixel_shuffle import square_blocks
 
 from .chain import Chain
 from .build import _batch, _kept_weight, _plain
-from .forms import Batch, Plain, Subsample
+from .forms import Batch, BiasAlone, Plain, Subsample
 from .im2col import CHANNELS, Im2col, dilated_axes, emit_columns, emit_conv, emit_pixels, pixels_note, tap_major, taps
 
 
@@ -102,6 +102,10 @@ class _Quantized:
     def applies(self, match, graph) -> Optional[str]:
         if isinstance(match.params, Chain):
             return "a chain of dilated Convs is not lowered quantized"
+        if isinstance(match.params, BiasAlone):
+            # DQ(B) broadcast in float, then the Q after it: its rounding need not be the
+            # fused QLinearConv's, which requantizes the int32 bias with sx*sw/sy in one step
+            return "the output is the bias alone, which no quantized form builds"
         g = grids(match.node, graph)
         if isinstance(g, str):
             return g

@@ -49,15 +49,20 @@ are one block split of x_pad[::g] (batch and depth forms); otherwise only
 strided Slices reach them and the slices form is used.  The taps form is the
 same sum taken tap by tap: y = B + sum_t Conv_{undilated}(x_pad[t*d :: s], W[t]).
 
+After, bias-only (every tap along some axis reads only padding: no output reads x):
+    (x's batch) --zeros [N, O, out...]--Add(B as [O, 1, ...])?--> y
+    (convrewrite/emit/bias_fill.py; the output size from convrewrite/geometry.py,
+    nothing built that grows with the dilation or pads)
+
 Exact simplifications first: a kernel of size 1 along an axis makes its
 dilation meaningless; taps that, for the static input size, only ever read
 padding are dropped (a sliced weight initializer), and an axis left with one
 tap is undilated -- DeepLab's ASPP at rate 12/24/36 on an 8x8 map becomes a
 1x1 Conv (the plain form).
 
-Forms (forms.py), in the default order: plain, subsample, batch, depth,
-slices, reshape (opt-in), taps -- plain and subsample where the geometry
-leaves nothing else; without a target, reshape first for a 1-D Conv of 16+
+Forms (forms.py), in the default order: bias-only, plain, subsample, batch,
+depth, slices, reshape (opt-in), taps -- bias-only, plain and subsample where
+the geometry leaves nothing else; without a target, reshape first for a 1-D Conv of 16+
 input channels per group, and taps first where phase images have fewer than
 `taps_below` outputs unless the cost model estimates it more than 1.5x
 slower than the next form; then batch where the phases are aligned, else
@@ -84,13 +89,14 @@ from convrewrite.core.forms import rank
 from convrewrite.core.graph import GraphView, attributes
 from convrewrite.core.preconditions import first_problem, old_opset, unknown_spatial_size, unverifiable_type
 from convrewrite.core.rewrite import Code, Match, PassOptions, Skip
+from convrewrite.emit.opset_ops import ZEROS_MIN_OPSET, can_make_zeros
 from convrewrite.geometry import conv_output_size, conv_pads, geometry_problem, join_pads
 
 from . import forms as _forms
 from . import quantized
 from .build import input_in_phase_form
 from .chain import Chain, Grid, grow
-from .forms import MODES, Dilated
+from .forms import MODES, BiasAlone, Dilated
 from .im2col import Im2col
 from .phases import AxisPhases, live_taps, trimmed
 
@@ -221,15 +227,9 @@ class DilatedConvToSpaceToBatch:
                         f"the output would be of size {[a.out for a in axes]}", Code.INVALID_NODE)
         if any(a.out == 0 for a in axes):
             return Skip(f"{where}: the output would be empty (size {[a.out for a in axes]})", Code.EMPTY_OUTPUT)
-        dead = [k for k, a in enumerate(axes) if live_taps(a) is None]
-        if dead:
-            # No output reads x: the Conv is its bias alone.  Every form would pad x out to where the
-            # taps read, a tensor that grows with the dilation and pads, not with x or the output
-            # (dilation 4e7 on a 1x2x3x5 map: a 1 GB Pad, 34 s to build and check).
-            return Skip(f"{where}: every tap along spatial axis {dead[0]} reads only padding, so the output is "
-                        "the bias alone (zero without one) and no form is built for it (its padding would grow "
-                        "with the dilation, not with the tensors); replace the Conv by its bias",
-                        Code.UNSUPPORTED_ATTRIBUTE)
+        dead = next((k for k, a in enumerate(axes) if live_taps(a) is None), None)
+        if dead is not None:
+            return _bias_alone(node, graph, axes, dead, notes)
         axes, taps, more = _simplify(node, graph, axes)
         ws = graph.shape(node.input[1])
         group = int(attributes(node).get("group", 1))
@@ -311,6 +311,23 @@ def _axes(node, graph: GraphView) -> tuple[list[AxisPhases], list[str]]:
     return axes, notes
 
 
+def _bias_alone(node, graph: GraphView, axes: list[AxisPhases], dead: int, notes: list[str]) -> Match | Skip:
+    """A Conv no output of which reads x (every tap along spatial axis `dead`
+    reads only padding): its output is the bias alone, the bias-only form's
+    params.  Only the output size is taken from the geometry: no form pads x
+    out to where the taps read, a tensor that would grow with the dilation
+    and pads, not with x or the output (dilation 4e7 on a 1x2x3x5 map: a
+    1 GB Pad, 34 s to build and check)."""
+    what = f"every tap along spatial axis {dead} reads only padding, so the output is the bias alone"
+    if not can_make_zeros(graph.opset()):
+        return Skip(f"Conv '{graph.label(node)}': {what} (zero without one), which the bias-only form builds from "
+                    f"zeros and an Add: opset {ZEROS_MIN_OPSET} or later, and the model's is {graph.opset()}; "
+                    "upgrade the model's opset", Code.OLD_OPSET)
+    bias = node.input[2] if len(node.input) > 2 else ""
+    params = BiasAlone(tuple(axes), dead, graph.shape(node.input[1])[0], bias)
+    return Match(node, params, notes=tuple(notes + [what + ("" if bias else " (zero: no bias)")]))
+
+
 def _simplify(node, graph: GraphView, axes) -> tuple[list[AxisPhases], Optional[tuple], list[str]]:
     """Kernel-1 axes undilated; taps that only read padding dropped."""
     notes = []
@@ -318,7 +335,7 @@ def _simplify(node, graph: GraphView, axes) -> tuple[list[AxisPhases], Optional[
     if ones:
         notes.append(f"kernel size 1 on axes {ones}: dilation set to 1")
         axes = [AxisPhases(a.size, 1, 1, a.stride, a.offset, a.out) if a.kernel == 1 else a for a in axes]
-    spans = [live_taps(a) for a in axes]   # never None: match_alone leaves a Conv with a dead axis alone
+    spans = [live_taps(a) for a in axes]   # never None: a Conv with a dead axis is its bias alone (_bias_alone)
     if all(span == (0, a.kernel - 1) for span, a in zip(spans, axes)):
         return axes, None, notes
     if not graph.is_constant(node.input[1]):
