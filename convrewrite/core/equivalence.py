@@ -281,10 +281,47 @@ def _through_a_file(model: onnx.ModelProto) -> bool:
     return weights >= RUN_FROM_FILE_BYTES or model.ByteSize() >= model_io.TWO_GB  # the latter: small weights
 
 
+# What onnx's reference evaluator may build for one dilated Conv, in elements
+# (1 GiB of float32).  Its Conv (onnx/reference/ops/op_conv.py) dilates the
+# weight to [O, C/G, (k-1)*d+1, ...] and makes im2col columns
+# [C * prod((k-1)*d+1), N * prod(out)]: both grow with the dilation, not with
+# the tensors, and a Conv onnxruntime refuses (auto_pad SAME with a
+# dilation) whose taps all read padding would take minutes and all the
+# machine's memory at a dilation of a few thousand.
+REFERENCE_ELEMENTS = 1 << 28
+
+
+def reference_too_large(model: onnx.ModelProto) -> Optional[str]:
+    """Why onnx's reference evaluator would build more than
+    REFERENCE_ELEMENTS for a dilated Conv of `model`, or None."""
+    convs = [n for n in model.graph.node if n.op_type == "Conv" and n.domain in ("", "ai.onnx")
+             and any(a.name == "dilations" and any(d > 1 for d in a.ints) for a in n.attribute)]
+    if not convs:
+        return None
+    from .graph import GraphView   # shape inference (graph.py is not needed to run a model otherwise)
+
+    view = GraphView(model)
+    for node in convs:
+        ws, xs, ys = view.static_shape(node.input[1]), view.static_shape(node.input[0]), view.static_shape(node.output[0])
+        if ws is None or xs is None or ys is None:
+            continue
+        dilations = next((list(a.ints) for a in node.attribute if a.name == "dilations"), [])
+        spread = math.prod((k - 1) * d + 1 for k, d in zip(ws[2:], dilations))
+        need = max(ws[0] * ws[1] * spread, xs[1] * spread * ys[0] * math.prod(ys[2:]))
+        if need > REFERENCE_ELEMENTS:
+            return (f"Conv '{node.name}' with dilations {dilations} would need {need:.3g} elements in onnx's reference "
+                    f"evaluator (its dilated kernel and im2col), above {REFERENCE_ELEMENTS:.3g}")
+    return None
+
+
 def run_reference(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list:
     import warnings
 
     from onnx.reference import ReferenceEvaluator
+
+    too_large = reference_too_large(model)
+    if too_large:
+        raise RunError(too_large)
 
     with warnings.catch_warnings():  # numpy's overflow warnings say nothing the comparison does not
         warnings.simplefilter("ignore")

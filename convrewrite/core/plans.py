@@ -11,8 +11,10 @@ structure and each further match of it only builds its own replacement
 (with its own weights and names) from the kept option.  So are the original
 nodes' figures for the report (cost.subgraph_cost).
 
-What a structure is (`key`), for a pass that says its forms read nothing
-else (`structural = True` on the pass):
+What a structure is (`key`), for a pass that has a `structure(match,
+name_of)` method -- its params with every name written by position
+(`name_of`), or None for a match it does not plan (a quantized one): the
+pass says so, and that its forms' choice reads nothing but this key:
 
 - per matched node: operator, domain, attributes;
 - per value the matched nodes read or write, in order of first use: element
@@ -23,20 +25,21 @@ else (`structural = True` on the pass):
   not part of it: a pass reads what its choice depends on in `match`, into
   the params (a Resize's scales are its spec), and its forms read weights
   only to build;
-- the params (the match's frozen dataclass), with the fields a params class
-  lists in `NAMES` (value or node names) written as the position of that
-  name among the values above (`v3`) or the matched nodes (`n1`), and a
+- the pass's `structure`: its params, each name written as the position of
+  that name among the values above (`v3`) or the matched nodes (`n1`), a
   NodeProto as its position in the match.  A name that is not one of them
-  stays as it is: such a match then shares its plan with no other (the
-  safe way to be wrong about a new field);
+  stays as it is, and a field the pass forgets to write keeps its name:
+  such a match then shares its plan with no other (the safe way to be
+  wrong);
 - the pass, its options, the run's passes and the model's opsets.
 
 Not planned (each match ranked on its own, as before): with a target (its
 judgement reads the existing nodes around a replacement), in a model with
 QuantizeLinear/DequantizeLinear (the quantized forms read the neighbouring
-quantizers' scales), for a pass without `structural`, and for params holding
-a value the key cannot write (`_Unkeyable`).  A Skip is never kept: its
-reason names the node.
+quantizers' scales), for a pass without `structure`, and where it gives
+None.  A Skip is never kept: its reason names the node.  tests/core/
+test_plans.py runs models both ways and lowers every match that took a kept
+plan on its own as well: the same option, notes, model and report.
 """
 from __future__ import annotations
 

@@ -3,6 +3,7 @@ spatial axis all read padding, so no output reads x and the output is the
 bias broadcast to [N, O, out...] (zeros without a bias)."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -257,6 +258,23 @@ def test_a_huge_dilation_with_auto_pad_same_unverified():
     y = ort.InferenceSession(new.SerializeToString(), providers=["CPUExecutionProvider"]).run(
         None, {"x": np.ones((2, 2, 3, 5), np.float32)})[0]
     assert y.shape == shape and np.array_equal(y, np.broadcast_to(b.reshape(1, 3, 1, 1), shape))
+
+
+@pytest.mark.parametrize("dilation", [3000, 10 ** 9])
+def test_a_large_dilation_with_auto_pad_same_verified_is_bounded(dilation):
+    """Verified, the same node: onnxruntime refuses the original, and onnx's
+    reference evaluator would build a dilated kernel and im2col columns that
+    grow with the dilation (at 3000 on this 3x5 map: 1.8e9 elements, 23 s and
+    24 GB before the bound).  The check says so at once and the rewrite is
+    rolled back; the run never builds them (equivalence.REFERENCE_ELEMENTS)."""
+    model = conv_model((2, 2, 3, 5), (3, 2, 2, 3), dilations=[dilation, dilation], auto_pad="SAME_UPPER")
+    t = time.perf_counter()
+    _, report = optimize(model, passes=[bias_only()])
+    assert time.perf_counter() - t < 20
+    (record,) = report.records("rolled_back")
+    assert record.code == Code.VERIFICATION_FAILED
+    assert re.search(r"reference evaluator: Conv .* with dilations .* would need .* elements in onnx's reference "
+                     r"evaluator", record.reason)
 
 
 # --- quantized ------------------------------------------------------------------------
