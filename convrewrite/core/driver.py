@@ -494,8 +494,10 @@ class _Run:
             return Lowered(option, build(p, match, option, graph), notes)
         lowered = lower(p, match, graph, None, self.passes)
         if isinstance(lowered, Lowered):
-            lowered.option.cost   # worked out now, for every match of the structure
-            self.plans.put(c.structure, "lower", (lowered.option, lowered.notes))
+            # kept with its cost worked out, without its pricing (which holds this match and view)
+            kept = replace(lowered.option, pricing=None)
+            kept.__dict__["cost"] = lowered.option.cost
+            self.plans.put(c.structure, "lower", (kept, lowered.notes))
         return lowered
 
     def _rematch_alone(self, graph, p, candidates) -> list:

@@ -21,6 +21,11 @@ A pass is a small object:
                   a Match carries a frozen dataclass of what the forms need.
     match_alone(node, graph)   (optional) the node never as part of a larger
                   match, for the members of a multi-node match that failed.
+    structure(match, name_of)  (optional) the params with every value or node
+                  name written as name_of(name) (its position in the match),
+                  or None: the pass's word that its forms' choice reads
+                  nothing else beside the matched values' types; matches of
+                  one structure then share the chooser's decision (plans.py).
     optimization  (optional, True) an optimization measured on onnxruntime
                   CPU rather than a lowering: the driver gives it no
                   candidates when a target is set, and what it leaves is not
