@@ -385,24 +385,22 @@ def _readers(replacement: Replacement, graph: GraphView, target) -> list:
 def _reader_violations(readers, replacement: Replacement, graph: GraphView, view: GraphView, target,
                        constants: frozenset, reshaped: dict) -> list:
     """What the rewrite makes `readers` break (check.neighbour_violations),
-    each naming the original output it reads, not the replacement's value
-    (the rules quote an input as "input 'x'" or "'x' (why)"; a node label
-    equal to the value's name, as the Builder gives them, is left as it is)."""
+    said of `graph`: each reader by its label there (an unnamed node's label
+    is its place in the graph, not in `view`), each of the replacement's
+    values it quotes by the original output it stands for (Violation.renamed:
+    the names are fields of the violation, not searched for in its text).
+    The replacement's own node labels stay: its nodes keep them in the graph."""
     from ..target.check import neighbour_violations
 
+    values = {new: original for original, new in replacement.outputs.items()}
     copies = {tuple(n.output): n for n in view.graph.node}
+    pairs = [(node, copies[tuple(node.output)]) for node in readers if tuple(node.output) in copies]
+    nodes = {view.label(copy): graph.label(node) for node, copy in pairs}
     found = []
-    for node in readers:
-        copy = copies.get(tuple(node.output))
-        if copy is None:
-            continue
+    for node, copy in pairs:
         for v in neighbour_violations(node, graph, copy, view, target, constants, reshaped):
-            message = v.message
-            for original, new in replacement.outputs.items():
-                message = message.replace(f"input '{new}'", f"input '{original}'").replace(
-                    f"'{new}' (", f"'{original}' (")
-            found.append(replace(v, message=f"{message} (it reads the lowering's output, and did not "
-                                            "break this rule before)"))
+            found.append(v.renamed(values, nodes).extended(
+                " (it reads the lowering's output, and did not break this rule before)"))
     return found
 
 
@@ -427,7 +425,7 @@ def _with_why_left(v, left: dict):
     why = left.get(v.node)
     if why is None:
         return v
-    return replace(v, message=f"{v.message}; it stays because {why}")
+    return v.extended(f"; it stays because {why}")
 
 
 def _convs_with_groups(nodes) -> int:

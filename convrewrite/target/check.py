@@ -31,7 +31,7 @@ from ..core import qdq
 from ..core.graph import GraphView, attributes, nested_nodes
 from .facts import RESIZE_OPS, OpFacts, facts_from_attributes, is_constant, node_facts
 from .profile import Profile
-from .rules import (PRODUCER_RULES, Violation, batch_violations, graph_input_violations, op_key,
+from .rules import (PRODUCER_RULES, Violation, batch_violations, graph_input_violations, node_head, op_key,
                     op_rule_violations, rank_violations, symbolic_input_violations, undecided)
 
 
@@ -248,8 +248,8 @@ def float_compute_violations(graph: GraphView) -> list[Violation]:
         if node.op_type in COMPUTE_OPS and node.domain in ("", "ai.onnx") and not qdq.in_group(node, graph):
             label = graph.label(node)
             found.append(Violation(label, node.op_type, "int8_only",
-                                   f"{node.op_type} '{label}': computes in float in a quantized model; the target "
-                                   "computes int8 only (it would run on the host CPU)"))
+                                   (node_head(node.op_type, label), ": computes in float in a quantized model; "
+                                    "the target computes int8 only (it would run on the host CPU)")))
     return found
 
 
@@ -265,8 +265,8 @@ def weight_type_violations(node: onnx.NodeProto, graph: GraphView, label: str) -
         return []
     kind = onnx.helper.tensor_dtype_to_np_dtype(dtype).name
     return [Violation(label, node.op_type, "int8_only",
-                      f"{node.op_type} '{label}': its weight is {kind} behind DequantizeLinear; the target takes "
-                      "int8 weights only (it would run on the host CPU)")]
+                      (node_head(node.op_type, label), f": its weight is {kind} behind DequantizeLinear; the target "
+                       "takes int8 weights only (it would run on the host CPU)"))]
 
 
 def format_violations(violations: Sequence[Violation], profile: Profile) -> list[str]:

@@ -172,3 +172,30 @@ def test_a_channel_concat_reading_a_spatial_join(tmp_path, y_joined):
         assert any("form 'joined' not used: Concat 'cat': joins along the channel axis what is joined along a "
                    "spatial axis: 'r' (Concat 'relu/relu-joined/join' along axis 3)" in n for n in record.notes), \
             record.notes
+
+
+def test_an_unnamed_reader_is_named_as_in_the_graph(tmp_path):
+    """An unnamed Concat's label is its place in the graph (Concat_2 here,
+    after an Identity and the Relu); in the replacement's model, after the
+    joined form's five nodes, it is another (Concat_4).  The reasons say
+    what the user finds in the graph, and the value the replacement writes
+    by the original output's name, 'r'.  Before, the value was renamed by a
+    search of the text, and the reader kept its label in that model."""
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"operators": {"Relu": {"supported": False},
+                                              "Concat": {"no_channel_join_of_spatial_joins": True}}}))
+    profile = load_profile(path)
+    nodes = [helper.make_node("Identity", ["y0"], ["y"]), helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("Concat", ["r", "y"], ["z"], axis=1)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", F, [1, 3, 4, 6]),
+                                       helper.make_tensor_value_info("y0", F, [1, 2, 4, 6])],
+                          [helper.make_tensor_value_info("z", F, [1, 5, 4, 6])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    new, report = assert_rewrites(model, ReluJoinedFirst(), {"Relu": 0, "Max": 1}, target=profile)
+    assert forms(report) == ["max"]
+    (record,) = report.records(REWRITTEN)
+    (note,) = [n for n in record.notes if "form 'joined' not used" in n]
+    assert note == (f"target {profile.name}: form 'joined' not used: Concat 'Concat_2': joins along the channel "
+                    "axis what is joined along a spatial axis: 'r' (Concat 'relu/relu-joined/join' along axis 3); "
+                    "the target joins along channels only tensors not joined spatially (it reads the lowering's "
+                    "output, and did not break this rule before)"), note
