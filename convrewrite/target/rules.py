@@ -439,9 +439,13 @@ _CHECKS = (
 
 # The limits whose facts a node's producers (and its inputs' other readers) make, not the node
 # itself: a rewrite elsewhere can make an untouched node break them, so a lowering is judged
-# together with the existing nodes that read its outputs where a profile sets one of them
-# (check.neighbour_violations, lowering.judged).
+# together with the existing nodes that read its outputs or its inputs where a profile sets one of
+# them (check.neighbour_violations, lowering.judged).
 PRODUCER_RULES = ("no_reshaped_inputs", "no_channel_join_of_spatial_joins")
+# Of those, the limits the other readers of a node's inputs make too (facts._reshape_maker: a
+# RESHAPE reading the input): a lowering that reads one of them can make its other readers break
+# them.  A spatial join is read from producers alone.
+SIBLING_RULES = ("no_reshaped_inputs",)
 
 
 # --- what the rules cannot judge -------------------------------------------------

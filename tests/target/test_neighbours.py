@@ -199,3 +199,65 @@ def test_an_unnamed_reader_is_named_as_in_the_graph(tmp_path):
                     "axis what is joined along a spatial axis: 'r' (Concat 'relu/relu-joined/join' along axis 3); "
                     "the target joins along channels only tensors not joined spatially (it reads the lowering's "
                     "output, and did not break this rule before)"), note
+
+
+def resize_1d_beside(reader: str):
+    """x0 -> Relu -> x; x -> 1-D nearest Resize x2 (asymmetric, floor) -> r,
+    and an existing `reader` of x: a channel Concat with y, or a crop Slice."""
+    inits = [numpy_helper.from_array(np.array([1, 1, 2], np.float32), "scales")]
+    nodes = [helper.make_node("Relu", ["x0"], ["x"], name="relu"),
+             helper.make_node("Resize", ["x", "", "scales"], ["r"], name="resize", mode="nearest",
+                              coordinate_transformation_mode="asymmetric", nearest_mode="floor")]
+    inputs = [helper.make_tensor_value_info("x0", F, [1, 8, 6])]
+    if reader == "Concat":
+        nodes.append(helper.make_node("Concat", ["x", "y"], ["z"], name="cat", axis=1))
+        inputs.append(helper.make_tensor_value_info("y", F, [1, 4, 6]))
+        out = [1, 12, 6]
+    else:
+        inits += [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in (("st", [1]), ("en", [5]), ("ax", [2]))]
+        nodes.append(helper.make_node("Slice", ["x", "st", "en", "ax"], ["z"], name="crop"))
+        out = [1, 8, 4]
+    g = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("r", F, [1, 8, 12]),
+                                               helper.make_tensor_value_info("z", F, out)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("target", ["arm-ethos-u55", "arm-ethos-u85"])
+@pytest.mark.parametrize("reader", ["Concat", "Slice"])
+def test_a_lowering_leaves_the_other_readers_of_its_input_fitting(target, reader):
+    """no_reshaped_inputs reads a Concat's (a Slice's) input's other readers
+    too: asked for the deconv form, a 1-D nearest Resize (the NPUs resize 2-D
+    maps only) becomes a 1-D ConvTranspose reading x, which onnx2tf runs
+    between two RESHAPEs, and the Concat beside it reading x would read a
+    RESHAPE's input: Vela refuses it.  The lowering is judged with the
+    existing readers of its inputs: deconv does not fit, the shuffle form
+    (channel copies, then the Reshape/Transpose pixel shuffle, none reading
+    x through a RESHAPE) is taken.  Before: deconv, 'fits', and check-target
+    on the result reported the Concat."""
+    profile = load_profile(target)
+    model = resize_1d_beside(reader)
+    assert [v.node for v in check_model(model, profile)] == ["resize"]
+    label = "cat" if reader == "Concat" else "crop"
+    new, report = assert_rewrites(model, "resize", {"Resize": 0, "ConvTranspose": 0}, target=profile,
+                                  resize_nearest="deconv")
+    assert forms(report) == ["shuffle"], forms(report)
+    assert report.target["fits"], report.target["violations"]
+    assert check_model(new, profile) == []
+    (record,) = report.records(REWRITTEN)
+    assert any(n.startswith(f"target {target}: form 'deconv' not used: {reader} '{label}': input 'x' passes through "
+                            "a RESHAPE in onnx2tf's TFLite (at 'resize/resize/deconv')") and
+               n.endswith("(it reads an input of the lowering, and did not break this rule before)")
+               for n in record.notes), record.notes
+
+
+def test_the_deconv_form_stays_where_no_other_reader_is_judged():
+    """The same Resize with the Concat reading the Relu's input instead: no
+    node beside the lowering reads x, and the deconv form asked for is
+    taken (the judgement of the neighbours changes nothing there)."""
+    u55 = load_profile("arm-ethos-u55")
+    model = resize_1d_beside("Concat")
+    model.graph.node[2].input[0] = "x0"
+    new, report = assert_rewrites(model, "resize", {"Resize": 0, "ConvTranspose": 1}, target=u55,
+                                  resize_nearest="deconv")
+    assert forms(report) == ["deconv"], forms(report)
+    assert check_model(new, u55) == []
