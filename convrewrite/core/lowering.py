@@ -10,11 +10,12 @@ target (a Resize's ConvTranspose, lowered by the convtranspose pass) is
 lowered here too, in a small model of the replacement's own (`settle`; where
 the replacement's output goes into a QuantizeLinear, that model keeps it, so
 a QDQ group is lowered as the run will lower it).  The existing nodes
-that read the replacement's outputs are judged with it where a rule of the
-target reads a node's producers (rules.PRODUCER_RULES: a Concat reading a
-pixel shuffle's Reshape breaks no_reshaped_inputs though no pass touched
-it): what the rewrite makes them break, and they did not before, counts as
-the replacement's (`judged`).  The
+that read the replacement's outputs, or what it reads, are judged with it
+where a rule of the target reads a node's producers (rules.PRODUCER_RULES:
+a Concat reading a pixel shuffle's Reshape breaks no_reshaped_inputs though
+no pass touched it, and so does a Concat reading x beside a 1-D
+ConvTranspose that reads x): what the rewrite makes them break, and they
+did not before, counts as the replacement's (`judged`).  The
 first option that fits is taken (with the profile's `standard_convs_first`,
 the first that fits with group-1 Convs only, else the first that fits); if none fits, the one breaking the fewest
 distinct rules -- but only when what it breaks is data movement (the
@@ -172,7 +173,7 @@ def _lower_for_target(p, match, graph, target, passes, depth, r: Ranking, notes,
             tried.append((option, too_deep, None))
             continue
         replacement = build(p, match, option, graph)
-        found, settled, unknown = judged(replacement, graph, target, passes, depth)
+        found, settled, unknown = judged(replacement, graph, target, passes, depth, match.nodes)
         if not found:
             groups = _convs_with_groups(settled) if getattr(target, "standard_convs_first", False) else 0
             if not groups:
@@ -330,7 +331,8 @@ def violations(replacement: Replacement, graph: GraphView, target, passes: Seque
     return judged(replacement, graph, target, passes, depth)[0]
 
 
-def judged(replacement: Replacement, graph: GraphView, target, passes: Sequence = (), depth: int = 0) -> tuple:
+def judged(replacement: Replacement, graph: GraphView, target, passes: Sequence = (), depth: int = 0,
+           removed: Optional[Sequence] = None) -> tuple:
     """(violations, the nodes judged, what the rules cannot decide): the
     replacement's nodes as the run's passes leave them (settled), or as built
     where no model of them can be made.  The third, only where nothing is
@@ -341,26 +343,35 @@ def judged(replacement: Replacement, graph: GraphView, target, passes: Sequence 
     break that reads its outputs (`_readers`): a rule whose facts come from a
     node's producers (rules.PRODUCER_RULES) can break at a node no pass
     touches, as a Concat reading a lowered Resize's pixel shuffle Reshape
-    breaks no_reshaped_inputs.  Those readers are in the standalone model
-    (after the replacement's nodes, never lowered by `settle`), so a nested
-    lowering judges them too, as the run's pass will judge them in the
-    model."""
+    breaks no_reshaped_inputs.  So do the existing nodes that read what the
+    replacement reads (`_siblings`): no_reshaped_inputs reads the other
+    readers of a Concat's or a Slice's input too, and a lowering whose node
+    reads that input through a RESHAPE (a 1-D ConvTranspose in place of a
+    1-D Resize) makes the Concat break it.  `removed`: the nodes the
+    replacement replaces (match.nodes; default, the producers of its
+    outputs), which are no such neighbour.  The neighbours are in the
+    standalone model (after the replacement's nodes, never lowered by
+    `settle`), so a nested lowering judges them too, as the run's pass will
+    judge them in the model."""
     from ..target.check import replacement_undecided_in, replacement_violations_in
 
+    removed = _producers(replacement, graph) if removed is None else removed
     readers = _readers(replacement, graph, target)
-    view, constants = _view(replacement, graph, target, readers)
+    siblings = _siblings(replacement, graph, target, readers, removed)
+    neighbours = sorted(readers + siblings, key=graph.position)
+    view, constants = _view(replacement, graph, target, neighbours)
     if view is None:
         return [], list(replacement.nodes), []
-    theirs = frozenset(o for n in readers for o in n.output if o)
+    theirs = frozenset(o for n in neighbours for o in n.output if o)
     left = {}
     if passes and depth < SETTLE_DEPTH:
         settled = settle(view, target, passes, depth + 1, left, theirs)
         if settled is not None:
             view = settled
-    reshaped = _reshaped_around(replacement, graph, constants, readers)
+    reshaped = _reshaped_around(replacement, graph, constants, removed, neighbours)
     own = [n for n in view.graph.node if not theirs.intersection(n.output)]
     found = [_with_why_left(v, left) for v in replacement_violations_in(view, target, constants, reshaped, own)]
-    found += _reader_violations(readers, replacement, graph, view, target, constants, reshaped)
+    found += _reader_violations(neighbours, readers, replacement, graph, view, target, constants, reshaped)
     unknown = [] if found else replacement_undecided_in(view, target, constants, reshaped, own)
     return found, own, unknown
 
@@ -382,38 +393,70 @@ def _readers(replacement: Replacement, graph: GraphView, target) -> list:
     return sorted(found.values(), key=graph.position)
 
 
-def _reader_violations(readers, replacement: Replacement, graph: GraphView, view: GraphView, target,
+def _producers(replacement: Replacement, graph: GraphView) -> list:
+    """The nodes of `graph` that write the replacement's outputs."""
+    return [n for n in (graph.producer(o) for o in replacement.outputs) if n is not None]
+
+
+def _siblings(replacement: Replacement, graph: GraphView, target, readers: Sequence, removed: Sequence) -> list:
+    """The existing nodes of `graph` that read a value the replacement reads
+    (computed at run time: a constant has no RESHAPE to share) and that a
+    rule of `target` judges by the other readers of their inputs, among them
+    the replacement's nodes (check.reads_siblings: no_reshaped_inputs), but
+    for `readers`, the `removed` nodes (those the replacement replaces) and
+    a node writing a value the replacement reads (its model has that value
+    as an input), in graph order."""
+    from ..target.check import reads_siblings
+
+    if target is None:
+        return []
+    reads = external_inputs(replacement.nodes)
+    skip = {id(n) for n in (*readers, *removed)}
+    found = {}
+    for name in reads:
+        if name in replacement.outputs.values() or graph.is_constant(name):
+            continue
+        for node in graph.consumers(name):
+            if id(node) not in skip and id(node) not in found and reads_siblings(node, target) \
+                    and not set(node.output).intersection(reads):
+                found[id(node)] = node
+    return sorted(found.values(), key=graph.position)
+
+
+def _reader_violations(neighbours, readers, replacement: Replacement, graph: GraphView, view: GraphView, target,
                        constants: frozenset, reshaped: dict) -> list:
-    """What the rewrite makes `readers` break (check.neighbour_violations),
-    each naming the original output it reads, not the replacement's value
-    (the rules quote an input as "input 'x'" or "'x' (why)"; a node label
-    equal to the value's name, as the Builder gives them, is left as it is)."""
+    """What the rewrite makes `neighbours` break (check.neighbour_violations):
+    `readers` read the replacement's outputs, the others what it reads.  Said
+    of `graph`: each neighbour by its label there (an unnamed node's label
+    is its place in the graph, not in `view`), each of the replacement's
+    values it quotes by the original output it stands for (Violation.renamed:
+    the names are fields of the violation, not searched for in its text).
+    The replacement's own node labels stay: its nodes keep them in the graph."""
     from ..target.check import neighbour_violations
 
+    values = {new: original for original, new in replacement.outputs.items()}
     copies = {tuple(n.output): n for n in view.graph.node}
+    pairs = [(node, copies[tuple(node.output)]) for node in neighbours if tuple(node.output) in copies]
+    nodes = {view.label(copy): graph.label(node) for node, copy in pairs}
+    reading = {id(n) for n in readers}
     found = []
-    for node in readers:
-        copy = copies.get(tuple(node.output))
-        if copy is None:
-            continue
+    for node, copy in pairs:
+        what = "the lowering's output" if id(node) in reading else "an input of the lowering"
         for v in neighbour_violations(node, graph, copy, view, target, constants, reshaped):
-            message = v.message
-            for original, new in replacement.outputs.items():
-                message = message.replace(f"input '{new}'", f"input '{original}'").replace(
-                    f"'{new}' (", f"'{original}' (")
-            found.append(replace(v, message=f"{message} (it reads the lowering's output, and did not "
-                                            "break this rule before)"))
+            found.append(v.renamed(values, nodes).extended(
+                f" (it reads {what}, and did not break this rule before)"))
     return found
 
 
-def _reshaped_around(replacement: Replacement, graph: GraphView, constants: frozenset, readers=()) -> dict:
+def _reshaped_around(replacement: Replacement, graph: GraphView, constants: frozenset, removed: Sequence,
+                     readers=()) -> dict:
     """The values the replacement and its `readers` read from `graph` (the
     replacement's outputs aside) that onnx2tf writes or reads through a
-    RESHAPE there (facts.reshaped_around): its standalone model does not
-    show their producers and their readers outside."""
+    RESHAPE there (facts.reshaped_around), but for the `removed` nodes (a
+    matched node inside a chain reads its input no more): its standalone
+    model does not show their producers and their readers outside."""
     from ..target.facts import reshaped_around
 
-    removed = [n for n in (graph.producer(o) for o in replacement.outputs) if n is not None]
     theirs = [i for i in external_inputs(readers) if i not in replacement.outputs]
     outside = [i for i in dict.fromkeys(external_inputs(replacement.nodes) + theirs) if i not in constants]
     return reshaped_around(outside, graph, removed)
@@ -427,7 +470,7 @@ def _with_why_left(v, left: dict):
     why = left.get(v.node)
     if why is None:
         return v
-    return replace(v, message=f"{v.message}; it stays because {why}")
+    return v.extended(f"; it stays because {why}")
 
 
 def _convs_with_groups(nodes) -> int:

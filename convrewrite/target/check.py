@@ -31,8 +31,8 @@ from ..core import qdq
 from ..core.graph import GraphView, attributes, nested_nodes
 from .facts import RESIZE_OPS, OpFacts, facts_from_attributes, is_constant, node_facts
 from .profile import Profile
-from .rules import (PRODUCER_RULES, Violation, batch_violations, graph_input_violations, op_key,
-                    op_rule_violations, rank_violations, symbolic_input_violations, undecided)
+from .rules import (PRODUCER_RULES, SIBLING_RULES, Violation, batch_violations, graph_input_violations, node_head,
+                    op_key, op_rule_violations, rank_violations, symbolic_input_violations, undecided)
 
 
 
@@ -248,8 +248,8 @@ def float_compute_violations(graph: GraphView) -> list[Violation]:
         if node.op_type in COMPUTE_OPS and node.domain in ("", "ai.onnx") and not qdq.in_group(node, graph):
             label = graph.label(node)
             found.append(Violation(label, node.op_type, "int8_only",
-                                   f"{node.op_type} '{label}': computes in float in a quantized model; the target "
-                                   "computes int8 only (it would run on the host CPU)"))
+                                   (node_head(node.op_type, label), ": computes in float in a quantized model; "
+                                    "the target computes int8 only (it would run on the host CPU)")))
     return found
 
 
@@ -265,8 +265,8 @@ def weight_type_violations(node: onnx.NodeProto, graph: GraphView, label: str) -
         return []
     kind = onnx.helper.tensor_dtype_to_np_dtype(dtype).name
     return [Violation(label, node.op_type, "int8_only",
-                      f"{node.op_type} '{label}': its weight is {kind} behind DequantizeLinear; the target takes "
-                      "int8 weights only (it would run on the host CPU)")]
+                      (node_head(node.op_type, label), f": its weight is {kind} behind DequantizeLinear; the target "
+                       "takes int8 weights only (it would run on the host CPU)"))]
 
 
 def format_violations(violations: Sequence[Violation], profile: Profile) -> list[str]:
@@ -301,16 +301,27 @@ def replacement_violations_in(view: GraphView, profile: Profile, constants: froz
 def reads_producers(node: onnx.NodeProto, profile: Profile) -> bool:
     """Whether `profile` has, for `node`'s operator, a rule whose facts the
     node's producers make (rules.PRODUCER_RULES): a rewrite of a node that
-    writes one of its inputs can make it break that rule."""
+    writes one of its inputs can make it break that rule (and, for
+    reads_siblings, a rewrite of another node that reads one)."""
     rules = profile.rules(op_key(node))
     return bool(rules) and any(getattr(r, key) for r in rules for key in PRODUCER_RULES)
 
 
+def reads_siblings(node: onnx.NodeProto, profile: Profile) -> bool:
+    """Whether `profile` has, for `node`'s operator, a rule whose facts the
+    other readers of the node's inputs make (rules.SIBLING_RULES): a
+    rewrite of a node that reads one of its inputs can make it break that
+    rule."""
+    rules = profile.rules(op_key(node))
+    return bool(rules) and any(getattr(r, key) for r in rules for key in SIBLING_RULES)
+
+
 def neighbour_violations(original: onnx.NodeProto, graph: GraphView, copy: onnx.NodeProto, view: GraphView,
                          profile: Profile, constants: frozenset, reshaped: Optional[dict] = None) -> list[Violation]:
-    """The rules of PRODUCER_RULES that an existing reader of a replacement's
-    output breaks after the rewrite and did not before: `copy`, the reader in
-    `view` (the replacement's standalone model with its readers:
+    """The rules of PRODUCER_RULES that an existing neighbour of a replacement
+    (a node reading its output, or a value it reads) breaks after the rewrite
+    and did not before: `copy`, the neighbour in `view` (the replacement's
+    standalone model with its neighbours:
     convrewrite.core.lowering), against `original`, the same node in `graph`.
     A rule broken before is no news (an operator whose rules are alternative
     forms is compared by the forms' joint verdict, which is not counted here)."""

@@ -18,6 +18,7 @@ import onnx
 
 from ..core.graph import GraphView, attributes
 from ..geometry import conv_pads, extent
+from . import wording
 
 CONV_OPS = ("Conv", "ConvTranspose")
 RESIZE_OPS = ("Resize", "Upsample")
@@ -62,7 +63,9 @@ class OpFacts:
     perm: Optional[tuple] = None
     gather_axis: Optional[int] = None       # the axis a Gather indexes, non-negative
     channel_reduction: Optional[tuple] = None  # LayerNormalization over the channel axis: the map's (h, w, c)
-    spatial_joins: Optional[tuple] = None   # Concat along the channel axis: its inputs that are spatial joins (_concat)
+    # Concat along the channel axis: its inputs that are spatial joins, each (input, what joins it:
+    # wording.parts), see _spatial_joins
+    spatial_joins: Optional[tuple] = None
     # Concat / Slice: a data input onnx2tf writes or reads through a RESHAPE, and the node that
     # makes that RESHAPE: (input, node label); None where there is none (see _reshaped_input)
     reshaped_input: Optional[tuple] = None
@@ -437,7 +440,8 @@ def _layer_normalization(node, graph, a) -> dict:
 
 def _spatial_joins(node, graph, a) -> dict:
     """For a Concat along the channel axis (axis 1 of a rank >= 3 tensor):
-    the inputs that are spatial joins, each in words (empty: none).  A
+    the inputs that are spatial joins, each (name, what joins it in words)
+    (empty: none).  A
     spatial join is a Concat along a spatial axis (2 and up), or an edge
     Pad (onnx2tf writes edge padding as slices of the border and a
     CONCATENATION along each padded axis), read directly or through Slices
@@ -452,12 +456,13 @@ def _spatial_joins(node, graph, a) -> dict:
     for name in dict.fromkeys(i for i in node.input if i and not graph.is_constant(i)):
         join = _spatial_join(name, graph)
         if join:
-            joins.append(f"'{name}' ({join})")
+            joins.append((name, join))
     return {"spatial_joins": tuple(joins)}
 
 
-def _spatial_join(name: str, graph: GraphView) -> Optional[str]:
-    """What makes `name` a spatial join, in words, or None (see _spatial_joins)."""
+def _spatial_join(name: str, graph: GraphView) -> Optional[tuple]:
+    """What makes `name` a spatial join, in words (wording.parts, the nodes
+    quoted as nodes), or None (see _spatial_joins)."""
     through = []
     p = graph.producer(name)
     while p is not None:
@@ -466,16 +471,16 @@ def _spatial_join(name: str, graph: GraphView) -> Optional[str]:
             y = graph.shape(p.output[0])
             if "axis" not in a or y is None or a["axis"] % len(y) < 2:
                 return None
-            what = f"Concat '{graph.label(p)}' along axis {a['axis'] % len(y)}"
+            what = ("Concat ", wording.node(graph.label(p)), f" along axis {a['axis'] % len(y)}")
         elif p.op_type == "Pad" and a.get("mode", "constant") == "edge":
-            what = f"edge Pad '{graph.label(p)}'"
+            what = ("edge Pad ", wording.node(graph.label(p)))
         elif p.input and (p.op_type == "Slice" or (p.op_type == "Pad" and a.get("mode", "constant") == "constant")):
-            through.append(f"{p.op_type} '{graph.label(p)}'")
+            through.append((f"{p.op_type} ", wording.node(graph.label(p))))
             p = graph.producer(p.input[0])
             continue
         else:
             return None
-        return what + (f", through {', '.join(through)}" if through else "")
+        return wording.parts(what, (", through ", wording.joined(", ", through)) if through else ())
     return None
 
 

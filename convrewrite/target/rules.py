@@ -9,25 +9,65 @@ and the rest form by form.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from math import prod
-from typing import Optional
+from typing import Mapping, Optional
 
 import onnx
 
 from ..core.graph import GraphView
 from ..core.preconditions import shown_dims
+from . import wording
 from .facts import OpFacts, Tensor
 from .profile import OpRule, Profile
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Violation:
-    node: str      # node label, or the graph input's name
-    op: str        # operator, or "graph input"
-    rule: str      # key path in the profile
-    message: str   # a full sentence, starting with the node
+    """One rule broken.  Its sentence is held as parts: the
+    words, and each value and node it names as a field of its own (wording.py), so
+    `message` is rendered from them and `renamed` substitutes names without
+    searching the text.  Two violations are equal when they say the same of
+    the same node under the same rule."""
+
+    node: str        # node label, or the graph input's name
+    op: str          # operator, or "graph input"
+    rule: str        # key path in the profile
+    sentence: tuple  # the full sentence, starting with the node, as parts (a str: words alone)
+
+    def __post_init__(self):
+        object.__setattr__(self, "sentence", wording.parts(self.sentence))
+
+    @property
+    def message(self) -> str:
+        return wording.render(self.sentence)
+
+    @property
+    def values(self) -> tuple:
+        """The names of the values the sentence is about, in order."""
+        return wording.quoted(self.sentence, wording.VALUE)
+
+    def renamed(self, values: Mapping[str, str] = {}, nodes: Mapping[str, str] = {}) -> "Violation":
+        """The same violation with the values and nodes it names renamed
+        (`node` too, where it is in `nodes`)."""
+        return replace(self, node=nodes.get(self.node, self.node),
+                       sentence=wording.renamed(self.sentence, values, nodes))
+
+    def extended(self, *words) -> "Violation":
+        """The same violation, its sentence continued by `words` (parts)."""
+        return replace(self, sentence=wording.parts(self.sentence, words))
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Violation):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def _key(self) -> tuple:
+        return self.node, self.op, self.rule, self.message
 
     def to_dict(self) -> dict:
         return {"node": self.node, "op": self.op, "rule": self.rule, "message": self.message}
@@ -44,34 +84,39 @@ def op_key(node: onnx.NodeProto) -> str:
 
 def op_rule_violations(profile: Profile, f: OpFacts, op: str, label: str,
                         head: Optional[str] = None) -> list[Violation]:
-    head = head or f"{f.op} '{label}'"
+    head = head or node_head(f.op, label)
     rules = profile.rules(op)
     if rules is None:
         if profile.unlisted_operators == "allowed":
             return []
         return [Violation(label, f.op, "unlisted_operators",
-                          f"{head}: {op} is not in the target's operator list (profile lists only what it runs)")]
+                          (head, f": {op} is not in the target's operator list (profile lists only what it runs)"))]
     if len(rules) == 1:
-        return [Violation(label, f.op, key, f"{head}: {text}") for key, text in _rule_problems(rules[0], f)]
+        return [Violation(label, f.op, key, (head, ": ", text)) for key, text in _rule_problems(rules[0], f)]
     per_form = [_rule_problems(r, f) for r in rules]
     if any(not p for p in per_form):
         return []
     # a problem every form has is reported on its own; the rest form by form
     common = [(key, text) for key, text in per_form[0] if all(text in (t for _, t in p) for p in per_form[1:])]
-    found = [Violation(label, f.op, re.sub(r"\[\d+\]", "", key), f"{head}: {text}") for key, text in common]
+    found = [Violation(label, f.op, re.sub(r"\[\d+\]", "", key), (head, ": ", text)) for key, text in common]
     rest = [[t for _, t in p if t not in {t for _, t in common}] for p in per_form]
     if all(rest):
-        forms = "; ".join(f"({k + 1}) " + ", ".join(p) for k, p in enumerate(rest))
+        forms = wording.joined("; ", [(f"({k + 1}) ", wording.joined(", ", p)) for k, p in enumerate(rest)])
         found.append(Violation(label, f.op, f"operators.{op}",
-                               f"{head}: fits none of the {len(rules)} allowed forms: {forms}"))
+                               (head, f": fits none of the {len(rules)} allowed forms: ", forms)))
     return found
 
 
-def _rule_problems(r: OpRule, f: OpFacts) -> list[tuple[str, str]]:
-    """(rule key path, what is wrong) for every limit of `r` that `f` breaks."""
+def node_head(op: str, label: str) -> tuple:
+    """The start of a node's sentence: "<op> '<label>'", the label quoted as the node's."""
+    return f"{op} ", wording.node(label)
+
+
+def _rule_problems(r: OpRule, f: OpFacts) -> list[tuple[str, tuple]]:
+    """(rule key path, what is wrong, as a sentence's parts) for every limit of `r` that `f` breaks."""
     if not r.supported:
         key = r.where if r.where == "unsupported_operators" else f"{r.where}.supported"
-        return [(key, "operator not supported by the target" + (f" ({r.note})" if r.note else ""))]
+        return [(key, wording.parts("operator not supported by the target" + (f" ({r.note})" if r.note else "")))]
     out = []
     for key, check in _CHECKS:
         limit = getattr(r, key)
@@ -79,7 +124,7 @@ def _rule_problems(r: OpRule, f: OpFacts) -> list[tuple[str, str]]:
             continue
         text = check(limit, f)
         if text:
-            out.append((f"{r.where}.{key}", text))
+            out.append((f"{r.where}.{key}", wording.parts(text)))
     return out
 
 
@@ -280,8 +325,9 @@ def _check_gather_axes(limit, f):
 
 def _check_channel_join(limit, f):
     if limit and f.spatial_joins:
-        return (f"joins along the channel axis what is joined along a spatial axis: {_and(list(f.spatial_joins))}; "
-                "the target joins along channels only tensors not joined spatially")
+        joins = [(wording.value(name), " (", join, ")") for name, join in f.spatial_joins]
+        return ("joins along the channel axis what is joined along a spatial axis: ", _and_parts(joins),
+                "; the target joins along channels only tensors not joined spatially")
 
 
 def _check_spatial_only(limit, f):
@@ -318,14 +364,14 @@ def _check_within_last_axes(limit, f):
     t = _moved_input(f)
     wide = [k for k in range(lead) if t.shape[k] != 1] if t is not None else []
     if wide:
-        return (f"input '{t.name}' {shape_text(t.shape)} has size {t.shape[wide[0]]} on axis {wide[0]}; the target "
-                f"permutes the last {limit} axes only when every axis before them is 1")
+        return ("input ", wording.value(t.name), f" {shape_text(t.shape)} has size {t.shape[wide[0]]} on axis "
+                f"{wide[0]}; the target permutes the last {limit} axes only when every axis before them is 1")
 
 
 def _check_max_dim(limit, f):
     t = _moved_input(f)
     if t is not None and max(t.shape, default=1) > limit:
-        return (f"input '{t.name}' {shape_text(t.shape)} has a dimension of {max(t.shape)}; "
+        return ("input ", wording.value(t.name), f" {shape_text(t.shape)} has a dimension of {max(t.shape)}; "
                 f"the target transposes at most {limit} per dimension")
 
 
@@ -336,28 +382,28 @@ def _check_rank_minus_2_product(limit, f):
     largest = sorted(t.shape)[2:]
     if prod(largest) > limit:
         n, rank = len(largest), len(t.shape)
-        return (f"input '{t.name}' {shape_text(t.shape)}: the product of any {n} of its {rank} dimensions "
-                f"must be at most {limit}, and its {n} largest give {prod(largest)}")
+        return ("input ", wording.value(t.name), f" {shape_text(t.shape)}: the product of any {n} of its {rank} "
+                f"dimensions must be at most {limit}, and its {n} largest give {prod(largest)}")
 
 
 def _check_computed_operands(limit, f):
     if f.constant_inputs:
-        return (f"operand '{f.constant_inputs[0]}' is a constant (known before run time); "
+        return ("operand ", wording.value(f.constant_inputs[0]), " is a constant (known before run time); "
                 f"the target runs {f.op} only on operands computed at run time")
 
 
 def _check_no_reshaped_inputs(limit, f):
     if f.reshaped_input is not None:
         name, maker = f.reshaped_input
-        return (f"input '{name}' passes through a RESHAPE in onnx2tf's TFLite (at '{maker}'), whose int8 "
-                f"scales the quantizer may make differ (it forces the {f.op}'s scale onto the input), "
-                f"which the target's compiler refuses")
+        return ("input ", wording.value(name), " passes through a RESHAPE in onnx2tf's TFLite (at ",
+                wording.node(maker), "), whose int8 scales the quantizer may make differ (it forces the "
+                f"{f.op}'s scale onto the input), which the target's compiler refuses")
 
 
 def _check_op_rank(limit, f):
     for t in f.tensors:
         if t.shape is not None and len(t.shape) > limit:
-            return f"{t.role} '{t.name}' has rank {len(t.shape)}, above the {f.op} limit of {limit}"
+            return (f"{t.role} ", wording.value(t.name), f" has rank {len(t.shape)}, above the {f.op} limit of {limit}")
 
 
 def _check_non_unit_dims(limit, f):
@@ -365,7 +411,7 @@ def _check_non_unit_dims(limit, f):
         if t.role == "input" and t.shape is not None:
             n = sum(1 for d in t.shape if isinstance(d, int) and d > 1)
             if n > limit:
-                return (f"input '{t.name}' {shape_text(t.shape)} has {n} dimensions > 1, "
+                return ("input ", wording.value(t.name), f" {shape_text(t.shape)} has {n} dimensions > 1, "
                         f"above the {f.op} limit of {limit}")
 
 
@@ -393,9 +439,13 @@ _CHECKS = (
 
 # The limits whose facts a node's producers (and its inputs' other readers) make, not the node
 # itself: a rewrite elsewhere can make an untouched node break them, so a lowering is judged
-# together with the existing nodes that read its outputs where a profile sets one of them
-# (check.neighbour_violations, lowering.judged).
+# together with the existing nodes that read its outputs or its inputs where a profile sets one of
+# them (check.neighbour_violations, lowering.judged).
 PRODUCER_RULES = ("no_reshaped_inputs", "no_channel_join_of_spatial_joins")
+# Of those, the limits the other readers of a node's inputs make too (facts._reshape_maker: a
+# RESHAPE reading the input): a lowering that reads one of them can make its other readers break
+# them.  A spatial join is read from producers alone.
+SIBLING_RULES = ("no_reshaped_inputs",)
 
 
 # --- what the rules cannot judge -------------------------------------------------
@@ -507,6 +557,12 @@ def _and(items: list) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def _and_parts(items: list) -> tuple:
+    """_and for sentences (wording.parts)."""
+    return wording.parts(items[0]) if len(items) == 1 else \
+        wording.parts(wording.joined(", ", items[:-1]), " and ", items[-1])
+
+
 # --- global rules ------------------------------------------------------------------
 
 def shape_text(shape) -> str:
@@ -517,11 +573,11 @@ def rank_violations(profile: Profile, f: OpFacts, op: str, label: str,
                      head: Optional[str] = None) -> list[Violation]:
     if profile.max_rank is None:
         return []
-    head = head or f"{f.op} '{label}'"
+    head = head or node_head(f.op, label)
     return [Violation(label, f.op, "max_rank",
-                      f"{head}: produces rank-{len(t.shape)} tensor"
-                      + (f" '{t.name}' {shape_text(t.shape)}" if t.name else "s")
-                      + f"; the target allows rank <= {profile.max_rank}")
+                      (head, f": produces rank-{len(t.shape)} tensor",
+                       (" ", wording.value(t.name), f" {shape_text(t.shape)}") if t.name else "s",
+                       f"; the target allows rank <= {profile.max_rank}"))
             for t in f.tensors if t.role == "output" and t.shape is not None and len(t.shape) > profile.max_rank]
 
 
@@ -530,8 +586,8 @@ def batch_violations(profile: Profile, f: OpFacts, op: str, label: str) -> list[
         return []
     inherited = {t.shape[0] for t in f.tensors if t.role == "input" and t.shape}
     return [Violation(label, f.op, "batch_must_be_one",
-                      f"{f.op} '{label}': produces batch {t.shape[0]} (tensor '{t.name}' {shape_text(t.shape)}); "
-                      f"the target requires batch 1")
+                      (node_head(f.op, label), f": produces batch {t.shape[0]} (tensor ", wording.value(t.name),
+                       f" {shape_text(t.shape)}); the target requires batch 1"))
             for t in f.tensors
             if t.role == "output" and t.shape is not None and 3 <= len(t.shape) <= 5
             and isinstance(t.shape[0], int) and t.shape[0] > 1 and t.shape[0] not in inherited]
@@ -547,12 +603,12 @@ def graph_input_violations(graph: GraphView, profile: Profile) -> list[Violation
             continue
         if profile.max_rank is not None and len(shape) > profile.max_rank:
             found.append(Violation(vi.name, "graph input", "max_rank",
-                                   f"graph input '{vi.name}' {shape_text(shape)} has rank {len(shape)}; "
-                                   f"the target allows rank <= {profile.max_rank}"))
+                                   ("graph input ", wording.value(vi.name), f" {shape_text(shape)} has rank "
+                                    f"{len(shape)}; the target allows rank <= {profile.max_rank}")))
         if profile.batch_must_be_one and 3 <= len(shape) <= 5 and isinstance(shape[0], int) and shape[0] > 1:
             found.append(Violation(vi.name, "graph input", "batch_must_be_one",
-                                   f"graph input '{vi.name}' {shape_text(shape)} has batch {shape[0]}; "
-                                   f"the target requires batch 1"))
+                                   ("graph input ", wording.value(vi.name), f" {shape_text(shape)} has batch "
+                                    f"{shape[0]}; the target requires batch 1")))
     return found
 
 
@@ -570,7 +626,7 @@ def symbolic_input_violations(model: onnx.ModelProto, profile: Profile) -> list[
         if symbolic:
             shape = shape_text([d.dim_value if d.HasField("dim_value") else None for d in dims])
             found.append(Violation(vi.name, "graph input", "static_shapes",
-                                   f"graph input '{vi.name}' {shape} has symbolic dimension(s) at axis "
-                                   f"{', '.join(map(str, symbolic))}; the target needs static shapes (export "
-                                   "with fixed sizes, or fix them with onnx.tools.update_model_dims)"))
+                                   ("graph input ", wording.value(vi.name), f" {shape} has symbolic dimension(s) "
+                                    f"at axis {', '.join(map(str, symbolic))}; the target needs static shapes "
+                                    "(export with fixed sizes, or fix them with onnx.tools.update_model_dims)")))
     return found

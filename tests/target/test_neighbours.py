@@ -172,3 +172,92 @@ def test_a_channel_concat_reading_a_spatial_join(tmp_path, y_joined):
         assert any("form 'joined' not used: Concat 'cat': joins along the channel axis what is joined along a "
                    "spatial axis: 'r' (Concat 'relu/relu-joined/join' along axis 3)" in n for n in record.notes), \
             record.notes
+
+
+def test_an_unnamed_reader_is_named_as_in_the_graph(tmp_path):
+    """An unnamed Concat's label is its place in the graph (Concat_2 here,
+    after an Identity and the Relu); in the replacement's model, after the
+    joined form's five nodes, it is another (Concat_4).  The reasons say
+    what the user finds in the graph, and the value the replacement writes
+    by the original output's name, 'r'.  Before, the value was renamed by a
+    search of the text, and the reader kept its label in that model."""
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"operators": {"Relu": {"supported": False},
+                                              "Concat": {"no_channel_join_of_spatial_joins": True}}}))
+    profile = load_profile(path)
+    nodes = [helper.make_node("Identity", ["y0"], ["y"]), helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("Concat", ["r", "y"], ["z"], axis=1)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", F, [1, 3, 4, 6]),
+                                       helper.make_tensor_value_info("y0", F, [1, 2, 4, 6])],
+                          [helper.make_tensor_value_info("z", F, [1, 5, 4, 6])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    new, report = assert_rewrites(model, ReluJoinedFirst(), {"Relu": 0, "Max": 1}, target=profile)
+    assert forms(report) == ["max"]
+    (record,) = report.records(REWRITTEN)
+    (note,) = [n for n in record.notes if "form 'joined' not used" in n]
+    assert note == (f"target {profile.name}: form 'joined' not used: Concat 'Concat_2': joins along the channel "
+                    "axis what is joined along a spatial axis: 'r' (Concat 'relu/relu-joined/join' along axis 3); "
+                    "the target joins along channels only tensors not joined spatially (it reads the lowering's "
+                    "output, and did not break this rule before)"), note
+
+
+def resize_1d_beside(reader: str):
+    """x0 -> Relu -> x; x -> 1-D nearest Resize x2 (asymmetric, floor) -> r,
+    and an existing `reader` of x: a channel Concat with y, or a crop Slice."""
+    inits = [numpy_helper.from_array(np.array([1, 1, 2], np.float32), "scales")]
+    nodes = [helper.make_node("Relu", ["x0"], ["x"], name="relu"),
+             helper.make_node("Resize", ["x", "", "scales"], ["r"], name="resize", mode="nearest",
+                              coordinate_transformation_mode="asymmetric", nearest_mode="floor")]
+    inputs = [helper.make_tensor_value_info("x0", F, [1, 8, 6])]
+    if reader == "Concat":
+        nodes.append(helper.make_node("Concat", ["x", "y"], ["z"], name="cat", axis=1))
+        inputs.append(helper.make_tensor_value_info("y", F, [1, 4, 6]))
+        out = [1, 12, 6]
+    else:
+        inits += [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in (("st", [1]), ("en", [5]), ("ax", [2]))]
+        nodes.append(helper.make_node("Slice", ["x", "st", "en", "ax"], ["z"], name="crop"))
+        out = [1, 8, 4]
+    g = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("r", F, [1, 8, 12]),
+                                               helper.make_tensor_value_info("z", F, out)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("target", ["arm-ethos-u55", "arm-ethos-u85"])
+@pytest.mark.parametrize("reader", ["Concat", "Slice"])
+def test_a_lowering_leaves_the_other_readers_of_its_input_fitting(target, reader):
+    """no_reshaped_inputs reads a Concat's (a Slice's) input's other readers
+    too: asked for the deconv form, a 1-D nearest Resize (the NPUs resize 2-D
+    maps only) becomes a 1-D ConvTranspose reading x, which onnx2tf runs
+    between two RESHAPEs, and the Concat beside it reading x would read a
+    RESHAPE's input: Vela refuses it.  The lowering is judged with the
+    existing readers of its inputs: deconv does not fit, the shuffle form
+    (channel copies, then the Reshape/Transpose pixel shuffle, none reading
+    x through a RESHAPE) is taken.  Before: deconv, 'fits', and check-target
+    on the result reported the Concat."""
+    profile = load_profile(target)
+    model = resize_1d_beside(reader)
+    assert [v.node for v in check_model(model, profile)] == ["resize"]
+    label = "cat" if reader == "Concat" else "crop"
+    new, report = assert_rewrites(model, "resize", {"Resize": 0, "ConvTranspose": 0}, target=profile,
+                                  resize_nearest="deconv")
+    assert forms(report) == ["shuffle"], forms(report)
+    assert report.target["fits"], report.target["violations"]
+    assert check_model(new, profile) == []
+    (record,) = report.records(REWRITTEN)
+    assert any(n.startswith(f"target {target}: form 'deconv' not used: {reader} '{label}': input 'x' passes through "
+                            "a RESHAPE in onnx2tf's TFLite (at 'resize/resize/deconv')") and
+               n.endswith("(it reads an input of the lowering, and did not break this rule before)")
+               for n in record.notes), record.notes
+
+
+def test_the_deconv_form_stays_where_no_other_reader_is_judged():
+    """The same Resize with the Concat reading the Relu's input instead: no
+    node beside the lowering reads x, and the deconv form asked for is
+    taken (the judgement of the neighbours changes nothing there)."""
+    u55 = load_profile("arm-ethos-u55")
+    model = resize_1d_beside("Concat")
+    model.graph.node[2].input[0] = "x0"
+    new, report = assert_rewrites(model, "resize", {"Resize": 0, "ConvTranspose": 1}, target=u55,
+                                  resize_nearest="deconv")
+    assert forms(report) == ["deconv"], forms(report)
+    assert check_model(new, u55) == []
