@@ -187,6 +187,8 @@ class DilatedConvToSpaceToBatch:
         p = match.params
         if type(p) is Dilated:
             return _named(p, name_of)
+        if type(p) is BiasAlone:
+            return replace(p, bias=name_of(p.bias))
         if type(p) is not Chain or type(p.start) is not Dilated:
             return None
         place = {id(n): k for k, n in enumerate(match.nodes)}

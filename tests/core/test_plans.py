@@ -142,6 +142,35 @@ def test_a_verified_run_is_the_same(monkeypatch):
     assert _outcome(model) == planned
 
 
+def _dilated(params: list) -> onnx.ModelProto:
+    """Parallel Convs of x [1, 2, 6, 6], one per (kernel, dilation, pad), each a graph output."""
+    rng = np.random.default_rng(0)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 6])
+    nodes, inits, outs = [], [], []
+    for k, (kernel, d, pad) in enumerate(params):
+        inits += [numpy_helper.from_array(rng.standard_normal((3, 2, kernel, kernel)).astype(np.float32), f"w{k}"),
+                  numpy_helper.from_array(rng.standard_normal(3).astype(np.float32), f"b{k}")]
+        nodes.append(helper.make_node("Conv", ["x", f"w{k}", f"b{k}"], [f"y{k}"], name=f"c{k}",
+                                      dilations=[d, d], pads=[pad] * 4))
+        size = 6 + 2 * pad - (kernel - 1) * d
+        outs.append(helper.make_tensor_value_info(f"y{k}", TensorProto.FLOAT, [1, 3, size, size]))
+    graph = helper.make_graph(nodes, "g", [x], outs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_dilated_convs_and_their_bias_only_kind(monkeypatch):
+    """Rate 2 (batch form) twice, and twice a Conv whose taps all read
+    padding (kernel 2 at rate 10 with pads 4 on a 6x6 map: the bias-only form)."""
+    model = _dilated([(3, 2, 2), (2, 10, 4), (3, 2, 2), (2, 10, 4)])
+    taken = _checked(monkeypatch)
+    planned = _outcome(model)
+    assert taken == ["c2", "c3"]
+    forms = [r["form"] for r in planned[1]["rewrites"] if r["pass"] == "dilated-conv"]
+    assert forms[1] == forms[3] == "bias-only" and forms[0] == forms[2] != "bias-only"
+    _unplanned(monkeypatch)
+    assert _outcome(model) == planned
+
+
 def test_no_plan_is_shared_with_a_target(monkeypatch):
     taken = _checked(monkeypatch)
     _outcome(_convts([4, 4]), verify=False, target="tflite")
