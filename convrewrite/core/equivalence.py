@@ -282,36 +282,60 @@ def _through_a_file(model: onnx.ModelProto) -> bool:
 
 
 # What onnx's reference evaluator may build for one dilated Conv, in elements
-# (1 GiB of float32).  Its Conv (onnx/reference/ops/op_conv.py) dilates the
-# weight to [O, C/G, (k-1)*d+1, ...] and makes im2col columns
-# [C * prod((k-1)*d+1), N * prod(out)]: both grow with the dilation, not with
-# the tensors, and a Conv onnxruntime refuses (auto_pad SAME with a
-# dilation) whose taps all read padding would take minutes and all the
-# machine's memory at a dilation of a few thousand.
+# of its largest array.  Its Conv (onnx/reference/ops/op_conv.py) dilates the
+# weight to [O, C/G, (k-1)*d+1, ...], pads x to [N, C, n + pads ...], and
+# makes im2col columns [C * prod((k-1)*d+1), N * prod(out)] (beside one int64
+# index array per spatial axis of those columns' size without N, and a
+# transposed copy: measured on float32 2-D Convs at batch 1, its peak memory
+# grew by 22 bytes per element counted here, about 6 GB at the bound):
+# the kernel and columns grow with the dilation, not with the tensors, and a
+# Conv onnxruntime refuses (auto_pad SAME with a dilation) whose taps all read
+# padding would take minutes and all the machine's memory at a dilation of a
+# few thousand.
 REFERENCE_ELEMENTS = 1 << 28
 
 
-def reference_too_large(model: onnx.ModelProto) -> Optional[str]:
-    """Why onnx's reference evaluator would build more than
-    REFERENCE_ELEMENTS for a dilated Conv of `model`, or None."""
-    convs = [n for n in model.graph.node if n.op_type == "Conv" and n.domain in ("", "ai.onnx")
-             and any(a.name == "dilations" and any(d > 1 for d in a.ints) for a in n.attribute)]
-    if not convs:
-        return None
-    from .graph import GraphView   # shape inference (graph.py is not needed to run a model otherwise)
+def reference_conv_elements(x_shape: Sequence[int], w_shape: Sequence[int], auto_pad: Optional[str],
+                            dilations: Optional[Sequence[int]], strides: Optional[Sequence[int]],
+                            pads: Optional[Sequence[int]]) -> int:
+    """The elements of the largest array onnx's reference Conv builds for
+    these shapes and attributes (see REFERENCE_ELEMENTS)."""
+    from ..geometry import conv_pads, conv_output_size, extent
 
-    view = GraphView(model)
-    for node in convs:
-        ws, xs, ys = view.static_shape(node.input[1]), view.static_shape(node.input[0]), view.static_shape(node.output[0])
-        if ws is None or xs is None or ys is None:
-            continue
-        dilations = next((list(a.ints) for a in node.attribute if a.name == "dilations"), [])
-        spread = math.prod((k - 1) * d + 1 for k, d in zip(ws[2:], dilations))
-        need = max(ws[0] * ws[1] * spread, xs[1] * spread * ys[0] * math.prod(ys[2:]))
-        if need > REFERENCE_ELEMENTS:
-            return (f"Conv '{node.name}' with dilations {dilations} would need {need:.3g} elements in onnx's reference "
-                    f"evaluator (its dilated kernel and im2col), above {REFERENCE_ELEMENTS:.3g}")
-    return None
+    n, c, sizes = x_shape[0], x_shape[1], list(x_shape[2:])
+    kernel = list(w_shape[2:])
+    dilations = list(dilations or [1] * len(kernel))
+    strides = list(strides or [1] * len(kernel))
+    padded = conv_pads(auto_pad or "NOTSET", sizes, kernel, strides, dilations, pads)
+    spread = math.prod(extent(k, d) for k, d in zip(kernel, dilations))
+    out = math.prod(max(0, conv_output_size(size, k, max(s, 1), d, b, e))
+                    for size, k, s, d, (b, e) in zip(sizes, kernel, strides, dilations, padded))
+    return max(w_shape[0] * w_shape[1] * spread, n * c * math.prod(size + b + e for size, (b, e) in zip(sizes, padded)),
+               n * c * spread * out)
+
+
+def _bounded_conv():
+    """onnx's reference Conv, refusing a dilated Conv whose arrays would
+    exceed REFERENCE_ELEMENTS before it builds them.  It judges the shapes it
+    is given at run time: a model's declared shapes may be symbolic (a batch
+    named N), which a bound read from them would not see."""
+    from onnx.reference.ops.op_conv import Conv as ReferenceConv
+
+    class Conv(ReferenceConv):   # the evaluator takes an operator's class by its name (new_ops)
+        op_domain = ""
+
+        def _run(self, X, W, B=None, auto_pad=None, dilations=None, group=None, kernel_shape=None, pads=None,
+                 strides=None):
+            if dilations is not None and any(d > 1 for d in dilations):
+                need = reference_conv_elements(X.shape, W.shape, auto_pad, dilations, strides, pads)
+                if need > REFERENCE_ELEMENTS:
+                    raise RunError(f"Conv '{self.onnx_node.name}' with dilations {list(dilations)} would need "
+                                   f"{need:.3g} elements in onnx's reference evaluator (its dilated kernel and "
+                                   f"im2col), above {REFERENCE_ELEMENTS:.3g}")
+            return super()._run(X, W, B, auto_pad=auto_pad, dilations=dilations, group=group,
+                                kernel_shape=kernel_shape, pads=pads, strides=strides)
+
+    return Conv
 
 
 def run_reference(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list:
@@ -319,13 +343,10 @@ def run_reference(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> li
 
     from onnx.reference import ReferenceEvaluator
 
-    too_large = reference_too_large(model)
-    if too_large:
-        raise RunError(too_large)
-
     with warnings.catch_warnings():  # numpy's overflow warnings say nothing the comparison does not
         warnings.simplefilter("ignore")
-        return [np.asarray(o) for o in ReferenceEvaluator(model).run(None, dict(feeds))]
+        evaluator = ReferenceEvaluator(model, new_ops=[_bounded_conv()])
+        return [np.asarray(o) for o in evaluator.run(None, dict(feeds))]
 
 
 def run_model(model: "onnx.ModelProto | list", feeds: Mapping[str, np.ndarray],

@@ -277,6 +277,62 @@ def test_a_large_dilation_with_auto_pad_same_verified_is_bounded(dilation):
                      r"evaluator", record.reason)
 
 
+def test_the_reference_bound_holds_with_a_symbolic_batch(monkeypatch):
+    """The same node with a symbolic batch: the shapes the reference
+    evaluator would build from are those of the check's inputs, not of the
+    model's declared types (where the batch is a name, shape inference gives
+    no static size, and a bound read from it held for nothing: the 23 s and
+    24 GB at dilation 3000 again).  The reference Conv must not run."""
+    from onnx.reference.ops import op_conv
+
+    def ran(*args, **kwargs):
+        raise AssertionError("the reference evaluator's Conv ran")
+
+    monkeypatch.setattr(op_conv, "_conv_implementation", ran)
+    model = conv_model((2, 2, 3, 5), (3, 2, 2, 3), batch="N", dilations=[3000, 3000], auto_pad="SAME_UPPER")
+    _, report = optimize(model, passes=[bias_only()])
+    (record,) = report.records("rolled_back")
+    assert record.code == Code.VERIFICATION_FAILED
+    assert re.search(r"reference evaluator: Conv 'conv' with dilations \[3000, 3000\] would need .* elements",
+                     record.reason), record.reason
+
+
+@pytest.mark.parametrize("attrs", [dict(dilations=[9, 2], auto_pad="SAME_UPPER"),
+                                   dict(dilations=[9, 2], strides=[2, 1], auto_pad="SAME_LOWER"),
+                                   dict(dilations=[3, 2], pads=[4, 0, 1, 2], strides=[1, 2], group=2)])
+def test_the_reference_bound_counts_what_the_reference_builds(monkeypatch, attrs):
+    """equivalence.reference_conv_elements against onnx's reference Conv: its
+    im2col columns and its padded x have the sizes the bound counts."""
+    from onnx.reference.ops import op_conv
+
+    from convrewrite.core.equivalence import reference_conv_elements, run_reference
+
+    seen, im2col, pad = {}, op_conv.im2col, np.pad
+
+    def columns(*args, **kwargs):
+        cols, shape = im2col(*args, **kwargs)
+        seen["columns"] = cols.size
+        return cols, shape
+
+    def padded(*args, **kwargs):
+        out = pad(*args, **kwargs)
+        seen["padded"] = out.size
+        return out
+
+    monkeypatch.setattr(op_conv, "im2col", columns)
+    monkeypatch.setattr(op_conv.np, "pad", padded)
+    group = attrs.get("group", 1)
+    model = conv_model((2, 4, 5, 7), (6, 4 // group, 2, 3), **attrs)
+    x = np.ones((2, 4, 5, 7), np.float32)
+    (y,) = run_reference(model, {"x": x})
+    dilations = attrs["dilations"]
+    spread = ((2 - 1) * dilations[0] + 1) * ((3 - 1) * dilations[1] + 1)
+    assert seen["columns"] == 4 * spread * 2 * y.shape[2] * y.shape[3]
+    need = reference_conv_elements(x.shape, (6, 4 // group, 2, 3), attrs.get("auto_pad"), dilations,
+                                   attrs.get("strides"), attrs.get("pads"))
+    assert need == max(seen["columns"], seen["padded"], 6 * (4 // group) * spread)
+
+
 # --- quantized ------------------------------------------------------------------------
 
 def test_a_quantized_conv_is_left_alone():
