@@ -28,7 +28,8 @@ pass says so, and that its forms' choice reads nothing but this key:
 - the pass's `structure`: its params, each name written as the position of
   that name among the values above (`v3`) or the matched nodes (`n1`), a
   NodeProto as its position in the match.  A name that is not one of them
-  stays as it is, and a field the pass forgets to write keeps its name:
+  stays as it is (tagged, so that it never equals a position), and a field
+  the pass forgets to write keeps its name:
   such a match then shares its plan with no other (the safe way to be
   wrong);
 - the pass, its options, the run's passes and the model's opsets.
@@ -73,7 +74,8 @@ def key(p, match, graph, run_passes: tuple) -> Optional[tuple]:
                 refs.append(names[name])
             refs.append("|")
         nodes.append((node.op_type, node.domain, tuple(a.SerializeToString() for a in node.attribute), tuple(refs)))
-    params = p.structure(match, lambda name: names.get(name, name))
+    # a name that is not the match's stays itself, tagged: never equal to a position ("v3")
+    params = p.structure(match, lambda name: names.get(name, ("name", name)))
     if params is None:
         return None
     return (p.name, p.options, run_passes, graph._opset_imports, tuple(nodes), tuple(values), params)

@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import sys
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -261,3 +262,17 @@ def test_sample_models_are_the_same_whatever_the_options(monkeypatch, path, opti
     planned = _outcome(model, verify=False, options=options)
     _unplanned(monkeypatch)
     assert _outcome(model, verify=False, options=options) == planned
+
+
+def test_a_name_outside_the_match_never_reads_as_a_position():
+    """A params name that is not one of the match's values stays itself,
+    tagged: a value named "v0" outside one match and the first value of
+    another never give one key."""
+    model = _convts([4])
+    p = make_passes(["convtranspose"], {})[0]
+    graph = GraphView(model)
+    match = p.match(graph.graph.node[0], graph)
+    outside = Match(match.node, replace(match.params, weight="v1"))   # "v1": no value of this match
+    inside = Match(match.node, replace(match.params, weight=match.node.input[1]))   # the match's value v1
+    run = tuple(q.name for q in make_passes(None, {}))
+    assert plans.key(p, outside, graph, run) != plans.key(p, inside, graph, run)
