@@ -116,15 +116,17 @@ def onnxruntime_output(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 
 
 def litert_output(tflite: str, x: np.ndarray) -> np.ndarray:
-    """LiteRT's reference kernels (no XNNPACK) on x, NCHW in and out; an int8 model's
+    """LiteRT's reference kernels (no XNNPACK) on x, NCHW (or NCW) in and out; an int8 model's
     input quantized and its output dequantized with their own parameters."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     it = Interpreter(model_path=tflite, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     it.allocate_tensors()
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    nhwc = list(inp["shape"]) != list(x.shape)   # onnx2tf's layout; the output's is the input's
-    feed = x.transpose(0, 2, 3, 1) if nhwc else x
+    # onnx2tf's layout, channels last (NHWC, or NWC for a 1-D map); the output's is the input's
+    nhwc = list(inp["shape"]) != list(x.shape)
+    last = (0,) + tuple(range(2, x.ndim)) + (1,)
+    feed = x.transpose(last) if nhwc else x
     if inp["dtype"] != np.float32:
         scale, zero = inp["quantization"]
         info = np.iinfo(inp["dtype"])
@@ -135,7 +137,7 @@ def litert_output(tflite: str, x: np.ndarray) -> np.ndarray:
     if got.dtype != np.float32:
         scale, zero = out["quantization"]
         got = (got.astype(np.float32) - zero) * scale
-    return got.transpose(0, 3, 1, 2) if nhwc else got
+    return got.transpose(np.argsort(last)) if nhwc else got
 
 
 def axis_maps(src: np.ndarray, n: int) -> tuple:
