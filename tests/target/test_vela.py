@@ -159,6 +159,14 @@ def resize_width(out_w, ctm="asymmetric", nearest="floor"):
     return after_conv([n], [_ints("sizes", [1, 8, 1, out_w])], h=1, w=2)
 
 
+def resize_1d(mode, ctm, factor, w=32):
+    """A 1-D Resize of the 1-D 1x1 Conv's output, x [1, 8, w] -> [1, 8, w * factor]
+    (onnx2tf: RESHAPE, RESIZE_*, RESHAPE; docs/ethos_u.md *1-D Resize*)."""
+    n = helper.make_node("Resize", ["t", "", "", "sizes"], ["y"], mode=mode, coordinate_transformation_mode=ctm,
+                         nearest_mode="floor")
+    return after_conv1d([n], [_ints("sizes", [1, 8, w * factor])], w=w)
+
+
 def after_conv1d(nodes, inits=(), c=8, w=32):
     """x[1,c,w] -> 1-D 1x1 Conv -> t -> nodes (reading 't', writing 'y'): a map of one
     spatial axis, whose Convs onnx2tf runs as CONV_2D between two RESHAPEs."""
@@ -298,6 +306,10 @@ CASES = {
     "resize_linear_hp_x4": ("Resize linear half-pixel x4", lambda: resize("linear", "half_pixel", 4)),
     "resize_linear_asym_x4": ("Resize linear asymmetric x4", lambda: resize("linear", "asymmetric", 4)),
     "resize_linear_asym_x3": ("Resize linear asymmetric x3", lambda: resize("linear", "asymmetric", 3)),
+    "resize_1d_nearest_x2": ("1-D Resize nearest asymmetric floor x2", lambda: resize_1d("nearest", "asymmetric", 2)),
+    "resize_1d_nearest_x3": ("1-D Resize nearest asymmetric floor x3", lambda: resize_1d("nearest", "asymmetric", 3)),
+    "resize_1d_linear_hp_x2": ("1-D Resize linear half-pixel x2", lambda: resize_1d("linear", "half_pixel", 2)),
+    "resize_1d_linear_asym_x3": ("1-D Resize linear asymmetric x3", lambda: resize_1d("linear", "asymmetric", 3)),
     "resize_linear_ac_x2": ("Resize linear align_corners (out-1)=2(in-1)",
                             lambda: resize("linear", "align_corners", size=15)),
     "resize_linear_ac_int": ("Resize linear align_corners x2", lambda: resize("linear", "align_corners", 2)),
@@ -415,6 +427,11 @@ VELA_5_2 = {
     "resize_linear_hp_x4": {U55: False, U85: True},
     "resize_linear_asym_x4": {U55: True, U85: True},
     "resize_linear_asym_x3": {U55: False, U85: False},
+    # 1-D (docs/ethos_u.md *1-D Resize*): RESHAPE, RESIZE_*, RESHAPE on an [N, 1, W, C] map
+    "resize_1d_nearest_x2": {U55: True, U85: True},
+    "resize_1d_nearest_x3": {U55: False, U85: True},   # U55: "unsupported scale-factor=3"
+    "resize_1d_linear_hp_x2": {U55: False, U85: True},   # U55: "HW scale-factor is not equal ... half pixel centers"
+    "resize_1d_linear_asym_x3": {U55: False, U85: False},   # U85: "must be an integer power of two"
     "resize_linear_ac_x2": {U55: True, U85: True},
     "resize_linear_ac_int": {U55: False, U85: False},
     "resize_linear_unit": {U55: True, U85: True},
@@ -470,6 +487,7 @@ ONNX2TF_INEXACT = {
 # Exact and on the NPU, but not claimed: the profile format has no key for it.
 NOT_CLAIMED = {
     ("resize_nearest_ac_int", U85): "align_corners at (OFM-1)/(IFM-1) = 15/7: corner_factors are integers",
+    ("resize_1d_nearest_x3", U85): "1-D at x3: the values not measured (the rank-1 form names x2/x4/x8, measured exact)",
 }
 
 
