@@ -27,6 +27,7 @@ import json
 import os
 import sys
 import tempfile
+from typing import Optional
 
 import numpy as np
 import onnx
@@ -162,23 +163,34 @@ def resize_options(tflite: str) -> list:
     return out
 
 
-def measure(ctm: str, nm: str, n: int, m: int, work: str) -> dict:
-    name = case_name(ctm, nm, n, m)
-    model = value_model(ctm, nm, n, m)
+def compiled(model: onnx.ModelProto, name: str, work: str, row: dict) -> Optional[str]:
+    """`model` saved in `work`, converted to int8 TFLite and compiled by Vela for
+    ACCELERATORS: `row` gets the backend, the TFLite operators and each
+    accelerator's placement, or the conversion's error; the int8 TFLite's path (None: no
+    conversion)."""
     path = os.path.join(work, f"{name}.onnx")
     onnx.save(model, path)
-    row = {"case": name, "ctm": ctm, "nearest_mode": nm, "in": n, "out": m}
     tflite, results, error = compile_onnx(path, ACCELERATORS, os.path.join(work, name))
     if tflite is None:
         row["error"] = error
-        return row
+        return None
     row["backend"] = "flatbuffer_direct" if "flatbuffer_direct" in tflite else "tf_converter"
     row["operators"] = tflite_operators(tflite)
-    row["resize_options"] = resize_options(tflite)
     for acc in ACCELERATORS:
         r = results[acc]
         row[acc] = {"npu": r.ok and r.cpu == 0, "npu_ops": r.npu, "cpu_ops": dict(r.cpu_ops), "error": r.error,
                     "reasons": r.cpu_reasons}
+    return tflite
+
+
+def measure(ctm: str, nm: str, n: int, m: int, work: str) -> dict:
+    name = case_name(ctm, nm, n, m)
+    model = value_model(ctm, nm, n, m)
+    row = {"case": name, "ctm": ctm, "nearest_mode": nm, "in": n, "out": m}
+    tflite = compiled(model, name, work, row)
+    if tflite is None:
+        return row
+    row["resize_options"] = resize_options(tflite)
     x = labelled_input(n)
     want = source_pixels(onnxruntime_output(model, x), n)
     row["onnxruntime_rows"], row["onnxruntime_cols"] = axis_maps(want, n)

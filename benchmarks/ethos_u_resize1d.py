@@ -35,8 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.ethos_u import compile_onnx, tflite_operators  # noqa: E402
-from benchmarks.ethos_u_nearest import ACCELERATORS, litert_output, onnxruntime_output  # noqa: E402
+from benchmarks.ethos_u_nearest import ACCELERATORS, compiled, litert_output, onnxruntime_output  # noqa: E402
 
 CHANNELS = 4
 LENGTH = 16
@@ -107,20 +106,11 @@ def compare(mode: str, want: np.ndarray, got: np.ndarray, x: np.ndarray, tol: fl
 def measure(mode: str, ctm: str, nm: str, factor: int, work: str) -> dict:
     name = case_name(mode, ctm, nm, factor)
     model = resize_1d(mode, ctm, nm, factor)
-    path = os.path.join(work, f"{name}.onnx")
-    onnx.save(model, path)
     row = {"case": name, "mode": mode, "ctm": ctm, "nearest_mode": nm, "factor": factor,
            "in": LENGTH, "out": LENGTH * factor}
-    tflite, results, error = compile_onnx(path, ACCELERATORS, os.path.join(work, name))
+    tflite = compiled(model, name, work, row)
     if tflite is None:
-        row["error"] = error
         return row
-    row["backend"] = "flatbuffer_direct" if "flatbuffer_direct" in tflite else "tf_converter"
-    row["operators"] = tflite_operators(tflite)
-    for acc in ACCELERATORS:
-        r = results[acc]
-        row[acc] = {"npu": r.ok and r.cpu == 0, "npu_ops": r.npu, "cpu_ops": dict(r.cpu_ops), "error": r.error,
-                    "reasons": r.cpu_reasons}
     x = labelled_input()
     want = onnxruntime_output(model, x)
     step = output_step(tflite)
