@@ -78,7 +78,8 @@ def key(p, match, graph, run_passes: tuple) -> Optional[tuple]:
     params = p.structure(match, lambda name: names.get(name, ("name", name)))
     if params is None:
         return None
-    return (p.name, p.options, run_passes, graph._opset_imports, tuple(nodes), tuple(values), params)
+    opsets = tuple((i.domain, i.version) for i in graph.model.opset_import)
+    return (p.name, p.options, run_passes, opsets, tuple(nodes), tuple(values), params)
 
 
 def _facts(name: str, graph, inside: set, produced: bool) -> tuple:
