@@ -34,7 +34,10 @@ from test_oracle import chaotic_chain
 model = chaotic_chain({blocks})
 new, report = optimize(model)
 v = report.verification
-kept = sum(1 for r in report.rewrites if r.status == "rewritten") / len(report.rewrites)
+# kept against rewritten or rolled back, as the test counts it: the optimization pass's
+# records of nodes it leaves (shuffle-spelling's small DepthToSpaces) are no rewrite dropped
+done = [r.status for r in report.rewrites if r.status in ("rewritten", "rolled_back")]
+kept = done.count("rewritten") / len(done)
 print(json.dumps({{"seconds": time.perf_counter() - t, "kept": kept, "equivalent": v.equivalent,
                   "within_noise": v.within_noise, "bisection_seconds": v.bisection_seconds}}))
 """
