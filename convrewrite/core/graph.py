@@ -53,7 +53,10 @@ class GraphView(ConstantFolding):
         completes its own inference (_infer_with_folded_inputs)."""
         self.model = model
         self.graph = model.graph
-        self._inferred = inferred if inferred is not None else shapes if shapes is not None else infer_shapes(model)
+        nodes = list(self.graph.node)
+        self._producer, self._consumers = _indexes(nodes)
+        self._inferred = (inferred if inferred is not None else shapes if shapes is not None
+                          else infer_shapes(model, (self._producer, self._consumers)))
         self._types: dict[str, onnx.TypeProto] = {}
         g = self._inferred.graph
         # A graph input may be listed as a graph output too, its declaration
@@ -72,14 +75,12 @@ class GraphView(ConstantFolding):
         # (domain, version) in the model's order: opset() is asked thousands of
         # times, and a protobuf field costs more to walk than a tuple
         self._opset_imports = tuple((imp.domain, int(imp.version)) for imp in model.opset_import)
-        nodes = list(self.graph.node)
         op_types = [node.op_type for node in nodes]
         # Whether any node is a QuantizeLinear or DequantizeLinear (of any
         # domain): without one no node is in a quantized region (core/qdq.py
         # answers at once).  Worked out here, with the model as it is: the
         # driver may edit it in place once the view is frozen.
         self.has_qdq = not _QDQ_OPS.isdisjoint(op_types)
-        self._producer, self._consumers = _indexes(nodes)
         self._const_cache: dict[tuple, Optional[np.ndarray]] = {}
         self._shapes: dict[str, Optional[tuple]] = {}
         self.labels = _unique_labels(nodes, op_types)
@@ -394,20 +395,22 @@ def _fresh(name: str, taken: set) -> str:
     return out
 
 
-def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+def infer_shapes(model: onnx.ModelProto, indexes: Optional[tuple] = None) -> onnx.ModelProto:
     """A shape-inferred copy (symbolic dims kept); the input is untouched.
 
     Inference runs on a copy whose weights keep their dims but not their
     data: the copy (and the inferred model a GraphView keeps) then costs
     nothing next to the weights, and a model above protobuf's 2 GB limit
-    can be inferred at all."""
+    can be inferred at all.  `indexes`: _indexes of the model's nodes, if
+    the caller has them (a GraphView does)."""
     try:
-        return inference_over_declarations(model, strict=False)
+        return inference_over_declarations(model, strict=False, indexes=indexes)
     except (onnx.shape_inference.InferenceError, ValueError) as e:
         raise InputError(f"shape inference failed: {str(e).splitlines()[0]}") from None
 
 
-def inference_over_declarations(model: onnx.ModelProto, strict: bool) -> onnx.ModelProto:
+def inference_over_declarations(model: onnx.ModelProto, strict: bool,
+                                indexes: Optional[tuple] = None) -> onnx.ModelProto:
     """run_inference, where a node's output shape is what the node computes,
     not what a stale declaration (value_info, graph output) says.  onnx's
     lenient inference keeps a declared shape its node contradicts (a
@@ -422,8 +425,9 @@ def inference_over_declarations(model: onnx.ModelProto, strict: bool) -> onnx.Mo
     on), in further inferences where it fills any (_with_fills).  `strict`
     goes to the first inference (run_inference; the load's check runs it so,
     and hands its result to the first view, which must read the same shapes
-    as infer_shapes gives)."""
-    produced = {o for n in model.graph.node for o in n.output if o}
+    as infer_shapes gives).  `indexes`: _indexes of the model's nodes, if
+    known (else worked out only where a declaration fills)."""
+    produced = indexes[0] if indexes is not None else {o for n in model.graph.node for o in n.output if o}
     held = [vi for vi in (*model.graph.value_info, *model.graph.output)
             if vi.name in produced and vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape")]
     if not held:
@@ -441,7 +445,7 @@ def inference_over_declarations(model: onnx.ModelProto, strict: bool) -> onnx.Mo
     finally:
         for vi, keep in zip(held, saved):
             vi.type.CopyFrom(keep)
-    return _with_fills(model, declared, first)
+    return _with_fills(model, declared, first, indexes)
 
 
 # Rounds of _with_fills that hold back a declaration downstream of another
@@ -451,7 +455,8 @@ def inference_over_declarations(model: onnx.ModelProto, strict: bool) -> onnx.Mo
 FILL_ROUNDS = 4
 
 
-def _with_fills(model: onnx.ModelProto, declared: dict, inferred: onnx.ModelProto) -> onnx.ModelProto:
+def _with_fills(model: onnx.ModelProto, declared: dict, inferred: onnx.ModelProto,
+                indexes: Optional[tuple] = None) -> onnx.ModelProto:
     """Inference again with the declarations that fill what `inferred` left
     open, round by round, until none does.  A declaration downstream of
     another one that fills waits for a later round where it gives a rank or
@@ -460,8 +465,9 @@ def _with_fills(model: onnx.ModelProto, declared: dict, inferred: onnx.ModelProt
     output is declared), and lenient inference would keep the downstream
     declaration however stale.  (A symbolic name never beats a static dim
     in inference; a node onnx has no schema for is never computed.)  Each
-    round fills at least one name (the graph is acyclic), so they end."""
-    producer, consumers = _indexes(list(model.graph.node))
+    round fills at least one name (the graph is acyclic), so they end.
+    `indexes`: _indexes of the model's nodes, worked out here where none
+    is given and a declaration fills (most runs: none does)."""
     fills: dict = {}
     for round_ in itertools.count():
         found = {vi.name: _dims(vi.type) for vi in (*inferred.graph.value_info, *inferred.graph.output)
@@ -471,6 +477,11 @@ def _with_fills(model: onnx.ModelProto, declared: dict, inferred: onnx.ModelProt
             merged = None if name in fills else _declared_fills(dims, found.get(name))
             if merged is not None:
                 open_[name] = merged
+        if not open_:
+            return inferred
+        if indexes is None:
+            indexes = _indexes(list(model.graph.node))
+        producer, consumers = indexes
         after = _downstream(open_, consumers) if round_ < FILL_ROUNDS else set()
         now = {name: dims for name, dims in open_.items()
                if name not in after or not _has_schema(producer[name]) or not _decides(dims, found.get(name))}
