@@ -32,34 +32,44 @@ def renamed_nodes(replacement: Replacement) -> list[onnx.NodeProto]:
     rename, passed_through = _renaming(replacement)
     nodes = []
     for n in replacement.nodes:
-        inputs, outputs = list(n.input), list(n.output)
-        if not any(v in rename for v in inputs) and not any(v in rename for v in outputs):
+        if rename.keys().isdisjoint(n.input) and rename.keys().isdisjoint(n.output):
             nodes.append(n)
             continue
         m = onnx.NodeProto()
         m.CopyFrom(n)
         del m.input[:], m.output[:]
-        m.input.extend(rename.get(name, name) for name in inputs)
-        m.output.extend(rename.get(name, name) for name in outputs)
+        m.input.extend(rename.get(name, name) for name in n.input)
+        m.output.extend(rename.get(name, name) for name in n.output)
         nodes.append(m)
     for old, new in passed_through:
         nodes.append(helper.make_node("Identity", [new], [old], name=f"{old}/identity"))
     return nodes
 
 
-def renamed_io(replacement: Replacement) -> list[tuple[list[str], list[str]]]:
-    """(inputs, outputs) of each of renamed_nodes(replacement), without building them."""
+def renamed_io(replacement: Replacement) -> list[tuple[Sequence[str], Sequence[str]]]:
+    """(inputs, outputs) of each of renamed_nodes(replacement), without
+    building them (a node that is not renamed gives its own fields)."""
     rename, passed_through = _renaming(replacement)
-    return ([([rename.get(i, i) for i in n.input], [rename.get(o, o) for o in n.output]) for n in replacement.nodes]
-            + [([new], [old]) for old, new in passed_through])
+    io = []
+    for n in replacement.nodes:
+        if rename.keys().isdisjoint(n.input) and rename.keys().isdisjoint(n.output):
+            io.append((n.input, n.output))
+        else:
+            io.append(([rename.get(i, i) for i in n.input], [rename.get(o, o) for o in n.output]))
+    return io + [([new], [old]) for old, new in passed_through]
 
 
 def _renaming(replacement: Replacement) -> tuple[dict, list]:
     """{new value: original output} for the mapped values the replacement
-    produces, and the (original output, new value) pairs it does not produce."""
-    produced = {o for n in replacement.nodes for o in n.output}
-    rename = {new: old for old, new in replacement.outputs.items() if new in produced}
-    return rename, [(old, new) for old, new in replacement.outputs.items() if new not in produced]
+    produces, and the (original output, new value) pairs it does not produce
+    (worked out once per replacement: the check and the splice both ask)."""
+    found = replacement.__dict__.get("_renaming")
+    if found is None:
+        produced = {o for n in replacement.nodes for o in n.output}
+        rename = {new: old for old, new in replacement.outputs.items() if new in produced}
+        found = rename, [(old, new) for old, new in replacement.outputs.items() if new not in produced]
+        replacement.__dict__["_renaming"] = found
+    return found
 
 
 def apply_rewrites(model: onnx.ModelProto, rewrites: Sequence[tuple[Match, Replacement]],
@@ -68,12 +78,13 @@ def apply_rewrites(model: onnx.ModelProto, rewrites: Sequence[tuple[Match, Repla
     `index` maps id(node) of the matched nodes to their positions where they
     are not `model`'s own objects (a model given back by Undo)."""
     out = copy_without_initializers(model)
-    dead, added = _splice_nodes(model, out, rewrites, index)
+    dead, added, in_order = _splice_nodes(model, out, rewrites, index)
     # Initializers are copied last and only when alive: the weights of the
     # replaced nodes are never copied at all.
     out.graph.initializer.extend(t for t in model.graph.initializer if t.name not in dead)
     out.graph.initializer.extend(t for t in added if t.name not in dead)
-    toposort(out.graph)
+    if not in_order:
+        toposort(out.graph)
     return out
 
 
@@ -85,7 +96,7 @@ def splice_in_place(model: onnx.ModelProto, rewrites: list) -> list[onnx.TensorP
     weights can be freed once they are in the model.  Returns the
     initializers taken out; with an Undo taken before, they give the model
     as it was."""
-    dead = _splice_nodes(model, model, rewrites)[0]  # the new weights are not held here
+    dead, _, in_order = _splice_nodes(model, model, rewrites)  # the new weights are not held here
     g = model.graph
     removed = []
     for k in reversed(range(len(g.initializer))):   # by index: the survivors stay where they are
@@ -99,14 +110,16 @@ def splice_in_place(model: onnx.ModelProto, rewrites: list) -> list[onnx.TensorP
                 g.initializer.append(t)
         rewrites[k] = None
     del rewrites[:]
-    toposort(g)
+    if not in_order:
+        toposort(g)
     return removed
 
 
-def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites, index=None) -> tuple[set, list]:
+def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites, index=None) -> tuple[set, list, bool]:
     """Put the replacements' nodes into `out` (a copy of `model` without
     initializers, or `model` itself) and remove the dead code; the names of
-    the initializers (the model's and the new ones) that died, and the new ones."""
+    the initializers (the model's and the new ones) that died, the new ones,
+    and whether the nodes are known to be in order (else toposort them)."""
     index = node_indices(model) if index is None else index
     start, removed = {}, set()
     for match, replacement in rewrites:
@@ -128,8 +141,8 @@ def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites, index=
     if out.ir_version < 4:  # before IR 4 every initializer is also a graph input
         g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in added)
     names = {t.name for t in model.graph.initializer} | {t.name for t in added}
-    dead = remove_dead(g, dead_inputs, names, listed_initializers_are_constant=out.ir_version < 4)
-    return dead, added
+    dead, in_order = _remove_dead(g, dead_inputs, names, listed_initializers_are_constant=out.ir_version < 4)
+    return dead, added, in_order
 
 
 class Undo:
@@ -159,7 +172,15 @@ def remove_dead(g: onnx.GraphProto, maybe_dead: set, initializers: set,
     `initializers` (the graph's, which the caller adds) that died with them.
     Values used by graph outputs or by subgraphs stay.  Before IR 4 every
     initializer is also listed as a graph input; such a listing goes with it."""
-    uses, producer, keep = _uses(g)
+    return _remove_dead(g, maybe_dead, initializers, listed_initializers_are_constant)[0]
+
+
+def _remove_dead(g: onnx.GraphProto, maybe_dead: set, initializers: set,
+                 listed_initializers_are_constant: bool) -> tuple[set, bool]:
+    """remove_dead, and whether the nodes are known to be in order (toposort
+    would keep them where they are): they were before the dead ones went,
+    which only takes out nodes no survivor reads (_uses)."""
+    uses, producer, keep, in_order = _uses(g)
     removable_inits = set(initializers)
     if not listed_initializers_are_constant:
         removable_inits -= {i.name for i in g.input}
@@ -186,24 +207,35 @@ def remove_dead(g: onnx.GraphProto, maybe_dead: set, initializers: set,
     if len(g.value_info):
         live = {v for n in g.node for v in list(n.output) + list(n.input)}
         _filter(g.value_info, lambda vi: vi.name in live)
-    return dead_inits
+    return dead_inits, in_order
 
 
-def _uses(g: onnx.GraphProto) -> tuple[Counter, dict, set]:
+def _uses(g: onnx.GraphProto) -> tuple[Counter, dict, set, bool]:
     """In one walk over the nodes: how many times each value is read, the
-    node producing each value, and the values that must stay (the graph's
-    outputs, and what If/Loop/Scan bodies read: subgraph_outer_references)."""
+    node producing each value, the values that must stay (the graph's
+    outputs, and what If/Loop/Scan bodies read: subgraph_outer_references),
+    and whether the nodes are in order as _producers judges it (False also
+    where a value is produced twice, which _producers judges otherwise)."""
     reads, producer, keep = [], {}, {o.name for o in g.output}
+    early: set = set()     # values read where no node before (or the reader) produced them
+    twice = False
     for n in g.node:
-        reads += n.input
         for o in n.output:
             if o:
+                twice = twice or o in producer
                 producer[o] = n
+        inputs = n.input
+        reads += inputs
+        for x in inputs:
+            if x not in producer:
+                early.add(x)
         if n.op_type in SUBGRAPH_OPS or n.domain not in STANDARD_DOMAINS:
-            keep |= node_outer_references(n)
+            refs = node_outer_references(n)
+            keep |= refs
+            early.update(x for x in refs if x not in producer)
     uses = Counter(reads)
     uses.pop("", None)   # an omitted optional input is no value
-    return uses, producer, keep
+    return uses, producer, keep, not twice and early.isdisjoint(producer)
 
 
 def _filter(container, keep) -> None:

@@ -64,10 +64,14 @@ def test_a_sorted_graph_is_in_order_and_a_shuffled_one_mostly_not():
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "+".join(c) or "plain")
-def test_uses_in_one_walk_are_the_separate_walks(case):
-    g = _graph(3, **case)
-    uses, producer, keep = _uses(g)
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("sort", [False, True])
+def test_uses_in_one_walk_are_the_separate_walks(case, seed, sort):
+    g = _sorted(_graph(seed, **case)) if sort else _graph(seed, **case)
+    uses, producer, keep, in_order = _uses(g)
     assert uses == Counter(i for n in g.node for i in n.input if i)
+    # in order only where toposort keeps the order (a value produced twice: toposort decides)
+    assert in_order == (not case.get("twice") and _producers(list(g.node))[1])
     assert producer == {o: n for n in g.node for o in n.output if o}
     every_node = set().union(*(node_outer_references(n) for n in g.node))   # asked of every node
     assert keep == {o.name for o in g.output} | every_node
