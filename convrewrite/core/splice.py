@@ -127,16 +127,20 @@ def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites, index=
         removed.update(positions)
         start[min(positions)] = replacement
     g = out.graph
-    new_nodes, dead_inputs = [], set()
-    for k, node in enumerate(g.node):
-        if k in start:
-            new_nodes.extend(renamed_nodes(start[k]))
+    old = list(g.node)
+    places, dead_inputs = {}, set()   # id(node) -> (position, rank there); removed nodes have none
+    for k, node in enumerate(old):
         if k in removed:
             dead_inputs.update(i for i in node.input if i)
         else:
-            new_nodes.append(node)
-    del g.node[:]
-    g.node.extend(new_nodes)
+            places[id(node)] = (k, 0)
+    # each replacement where its first matched node was (removed: no other node is placed there)
+    at = [(k, rank, node) for k in start for rank, node in enumerate(renamed_nodes(start[k]))]
+    g.node.extend(node for _, _, node in at)
+    copies = g.node[len(old):]   # held (as `old` is) until arranged: places are by id()
+    for (k, rank, _), node in zip(at, copies):
+        places[id(node)] = (k, rank)
+    _arrange(g.node, places)
     added = [t for _, replacement in rewrites for t in replacement.initializers]
     if out.ir_version < 4:  # before IR 4 every initializer is also a graph input
         g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in added)
@@ -239,10 +243,26 @@ def _uses(g: onnx.GraphProto) -> tuple[Counter, dict, set, bool]:
 
 
 def _filter(container, keep) -> None:
-    kept = [x for x in container if keep(x)]
-    if len(kept) != len(container):
-        del container[:]
-        container.extend(kept)
+    items = list(container)
+    places = {id(x): (k,) for k, x in enumerate(items) if keep(x)}
+    if len(places) != len(items):
+        _arrange(container, places)
+
+
+def _arrange(container, places: dict) -> None:
+    """Put the messages of a repeated field in the order of `places`
+    (id(message) -> a sortable place) and drop those without a place.  The
+    messages are moved, not copied: a sort reorders them in the field, and
+    only the dropped ones, sorted to the end, are deleted (emptying the
+    field and extending it again copied every message).  The caller holds
+    the messages' Python objects while they are arranged (ids are places);
+    protobuf hands the sort the same objects, which is checked."""
+    last = (float("inf"),)
+    container.sort(key=lambda x: places.get(id(x), last))
+    kept = len(places)
+    if not all(id(x) in places for x in container[:kept]):
+        raise RuntimeError("splice: protobuf's sort did not keep the node objects (see splice._arrange)")
+    del container[kept:]
 
 
 def toposort(g: onnx.GraphProto) -> None:

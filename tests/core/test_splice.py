@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from convrewrite.core.graph import node_outer_references, subgraph_outer_references
-from convrewrite.core.splice import _in_order, _producers, _uses, toposort
+from convrewrite.core.splice import _filter, _in_order, _producers, _uses, toposort
 
 
 def _body(reads: str):
@@ -77,3 +77,18 @@ def test_uses_in_one_walk_are_the_separate_walks(case, seed, sort):
     assert keep == {o.name for o in g.output} | every_node
     assert subgraph_outer_references(g) == every_node
     assert bool(every_node) == bool(case.get("subgraphs"))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_filter_keeps_the_order_and_the_messages_themselves(seed):
+    """_filter moves the kept nodes (the same messages, in their order) and drops the others."""
+    g = _graph(seed)
+    before = list(g.node)
+    rng = random.Random(seed)
+    gone = {n.name for n in rng.sample(before, 5)}
+    _filter(g.node, lambda n: n.name not in gone)
+    kept = [n for n in before if n.name not in gone]
+    assert [n.name for n in g.node] == [n.name for n in kept]
+    assert all(a is b for a, b in zip(g.node, kept))   # moved, not copied
+    kept[0].name = "edited"
+    assert g.node[0].name == "edited"
