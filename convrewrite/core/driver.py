@@ -243,6 +243,7 @@ class _Run:
         self.weight_budget = weight_budget
         self.progress = progress
         self.view: Optional[GraphView] = None   # the view of the model the last pass left unchanged
+        self.indexes: Optional[tuple] = None    # (model, its producer and consumer indexes): the last splice's
         self.nested: Optional[list] = None       # nested_nodes of the model: no pass rewrites a subgraph's holder
         self.loaded: Optional[tuple] = None      # (the model as loaded, its shape inference): the first view's
         self.plans = Plans()                     # the chooser's decisions, once per structure (core/plans.py)
@@ -275,7 +276,7 @@ class _Run:
                 try:
                     current = self._one_pass(current, p, oracle, since[p.name])
                     if self.spill is not None and self.spill.waiting(current):
-                        self.view = None   # the model changes below
+                        self.view = self.indexes = None   # the model changes below
                         if self.removed >= max(RELEASE_BYTES, self.model_bytes // 8):
                             held = [current]   # compacted: the replaced weights freed
                             del current
@@ -361,7 +362,9 @@ class _Run:
         if self.owned:  # edited in place: the weights that stay are not copied
             graph.freeze()  # bisection's rebuilds see the model as it was
             undo = Undo(model) if oracle is not None else None
-            removed = splice_in_place(model, pairs)
+            removed, indexes = splice_in_place(model, pairs)
+            # the next view's indexes, unless bisection below may change the model
+            self.indexes = (model, indexes) if indexes is not None and oracle is None else None
             self.removed = sum(data_bytes(t) for t in removed)
             result = model
             before = (lambda: undo.before(result, removed)) if undo is not None else None
@@ -383,7 +386,9 @@ class _Run:
         if self.view is not None and self.view.model is model:
             return self.view
         loaded, self.loaded = self.loaded, None   # the first view is of the model as loaded, or of none
-        return GraphView(model, shapes=loaded[1] if loaded is not None and loaded[0] is model else None)
+        spliced, self.indexes = self.indexes, None   # the splice's indexes, of the model as it left it
+        return GraphView(model, shapes=loaded[1] if loaded is not None and loaded[0] is model else None,
+                         indexes=spliced[1] if spliced is not None and spliced[0] is model else None)
 
     def _plan_all(self, graph: GraphView, p, only: Optional[set]) -> list[_Candidate]:
         """Gate, match and lower every candidate once.  A match may cover

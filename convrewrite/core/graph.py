@@ -46,15 +46,17 @@ class GraphView(ConstantFolding):
     """Shapes, dtypes, constants and topology of `model.graph` (read-only)."""
 
     def __init__(self, model: onnx.ModelProto, inferred: Optional[onnx.ModelProto] = None,
-                 shapes: Optional[onnx.ModelProto] = None):
+                 shapes: Optional[onnx.ModelProto] = None, indexes: Optional[tuple] = None):
         """`inferred`: the types to read as they are (no inference at all);
         `shapes`: infer_shapes(model), worked out already (the load's check:
         model_io.check_and_infer), which the view then completes as it
-        completes its own inference (_infer_with_folded_inputs)."""
+        completes its own inference (_infer_with_folded_inputs); `indexes`:
+        _indexes of the model's nodes, worked out already (the splice's:
+        splice_in_place), the view's own from then on."""
         self.model = model
         self.graph = model.graph
         nodes = list(self.graph.node)
-        self._producer, self._consumers = _indexes(nodes)
+        self._producer, self._consumers = indexes if indexes is not None else _indexes(nodes)
         self._inferred = (inferred if inferred is not None else shapes if shapes is not None
                           else infer_shapes(model, (self._producer, self._consumers)))
         self._types: dict[str, onnx.TypeProto] = {}

@@ -78,25 +78,27 @@ def apply_rewrites(model: onnx.ModelProto, rewrites: Sequence[tuple[Match, Repla
     `index` maps id(node) of the matched nodes to their positions where they
     are not `model`'s own objects (a model given back by Undo)."""
     out = copy_without_initializers(model)
-    dead, added, in_order = _splice_nodes(model, out, rewrites, index)
+    dead, added, indexes = _splice_nodes(model, out, rewrites, index)
     # Initializers are copied last and only when alive: the weights of the
     # replaced nodes are never copied at all.
     out.graph.initializer.extend(t for t in model.graph.initializer if t.name not in dead)
     out.graph.initializer.extend(t for t in added if t.name not in dead)
-    if not in_order:
+    if indexes is None:
         toposort(out.graph)
     return out
 
 
-def splice_in_place(model: onnx.ModelProto, rewrites: list) -> list[onnx.TensorProto]:
+def splice_in_place(model: onnx.ModelProto, rewrites: list) -> tuple[list[onnx.TensorProto], Optional[tuple]]:
     """apply_rewrites on `model` itself, for a model the driver owns: the
     initializers that stay are not copied, the dead ones are taken out and
     the new ones appended (each copied in: protobuf owns what a message
     holds).  `rewrites` is emptied as it goes, so that each replacement's
     weights can be freed once they are in the model.  Returns the
-    initializers taken out; with an Undo taken before, they give the model
-    as it was."""
-    dead, _, in_order = _splice_nodes(model, model, rewrites)  # the new weights are not held here
+    initializers taken out (with an Undo taken before, they give the model
+    as it was) and the producer and consumer indexes of the result
+    (graph._indexes of its nodes, worked out in the splice's own walk), or
+    None where the nodes had to be sorted."""
+    dead, _, indexes = _splice_nodes(model, model, rewrites)  # the new weights are not held here
     g = model.graph
     removed = []
     for k in reversed(range(len(g.initializer))):   # by index: the survivors stay where they are
@@ -110,16 +112,18 @@ def splice_in_place(model: onnx.ModelProto, rewrites: list) -> list[onnx.TensorP
                 g.initializer.append(t)
         rewrites[k] = None
     del rewrites[:]
-    if not in_order:
+    if indexes is None:
         toposort(g)
-    return removed
+    return removed, indexes
 
 
-def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites, index=None) -> tuple[set, list, bool]:
+def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites,
+                  index=None) -> tuple[set, list, Optional[tuple]]:
     """Put the replacements' nodes into `out` (a copy of `model` without
     initializers, or `model` itself) and remove the dead code; the names of
     the initializers (the model's and the new ones) that died, the new ones,
-    and whether the nodes are known to be in order (else toposort them)."""
+    and the producer and consumer indexes of the nodes where they are known
+    to be in order (None: toposort them)."""
     index = node_indices(model) if index is None else index
     start, removed = {}, set()
     for match, replacement in rewrites:
@@ -145,8 +149,8 @@ def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites, index=
     if out.ir_version < 4:  # before IR 4 every initializer is also a graph input
         g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in added)
     names = {t.name for t in model.graph.initializer} | {t.name for t in added}
-    dead, in_order = _remove_dead(g, dead_inputs, names, listed_initializers_are_constant=out.ir_version < 4)
-    return dead, added, in_order
+    dead, indexes = _remove_dead(g, dead_inputs, names, listed_initializers_are_constant=out.ir_version < 4)
+    return dead, added, indexes
 
 
 class Undo:
@@ -180,15 +184,16 @@ def remove_dead(g: onnx.GraphProto, maybe_dead: set, initializers: set,
 
 
 def _remove_dead(g: onnx.GraphProto, maybe_dead: set, initializers: set,
-                 listed_initializers_are_constant: bool) -> tuple[set, bool]:
-    """remove_dead, and whether the nodes are known to be in order (toposort
-    would keep them where they are): they were before the dead ones went,
-    which only takes out nodes no survivor reads (_uses)."""
-    uses, producer, keep, in_order = _uses(g)
+                 listed_initializers_are_constant: bool) -> tuple[set, Optional[tuple]]:
+    """remove_dead, and the producer and consumer indexes of the nodes left
+    (graph._indexes) where they are known to be in order (toposort would
+    keep them where they are), else None: they were before the dead ones
+    went, which only takes out nodes no survivor reads (_uses)."""
+    uses, producer, keep, in_order, readers = _uses(g)
     removable_inits = set(initializers)
     if not listed_initializers_are_constant:
         removable_inits -= {i.name for i in g.input}
-    dead_nodes, dead_inits = set(), set()
+    dead_nodes, dead_inits = {}, set()
     frontier = list(maybe_dead)
     while frontier:
         name = frontier.pop()
@@ -201,7 +206,7 @@ def _remove_dead(g: onnx.GraphProto, maybe_dead: set, initializers: set,
             continue
         if id(node) in dead_nodes or any(uses[o] > 0 or o in keep for o in node.output):
             continue
-        dead_nodes.add(id(node))
+        dead_nodes[id(node)] = node
         for i in node.input:
             if i:
                 uses[i] -= 1
@@ -211,16 +216,33 @@ def _remove_dead(g: onnx.GraphProto, maybe_dead: set, initializers: set,
     if len(g.value_info):
         live = {v for n in g.node for v in list(n.output) + list(n.input)}
         _filter(g.value_info, lambda vi: vi.name in live)
-    return dead_inits, in_order
+    return dead_inits, (_without(producer, readers, dead_nodes) if in_order else None)
 
 
-def _uses(g: onnx.GraphProto) -> tuple[Counter, dict, set, bool]:
+def _without(producer: dict, readers: dict, dead: dict) -> tuple[dict, dict]:
+    """The indexes of _uses with the `dead` nodes (id -> node) taken out: what
+    graph._indexes gives for the nodes left (no value is produced twice here)."""
+    for node in dead.values():
+        for o in node.output:
+            if o:
+                del producer[o]
+        for i in set(node.input):
+            left = [r for r in readers.get(i, ()) if id(r) not in dead]
+            if left:
+                readers[i] = left
+            else:
+                readers.pop(i, None)
+    return producer, readers
+
+
+def _uses(g: onnx.GraphProto) -> tuple[Counter, dict, set, bool, dict]:
     """In one walk over the nodes: how many times each value is read, the
     node producing each value, the values that must stay (the graph's
     outputs, and what If/Loop/Scan bodies read: subgraph_outer_references),
-    and whether the nodes are in order as _producers judges it (False also
-    where a value is produced twice, which _producers judges otherwise)."""
-    reads, producer, keep = [], {}, {o.name for o in g.output}
+    whether the nodes are in order as _producers judges it (False also
+    where a value is produced twice, which _producers judges otherwise), and
+    the nodes reading each value (graph._indexes' consumers)."""
+    readers, producer, keep = {}, {}, {o.name for o in g.output}
     early: set = set()     # values read where no node before (or the reader) produced them
     twice = False
     for n in g.node:
@@ -228,18 +250,21 @@ def _uses(g: onnx.GraphProto) -> tuple[Counter, dict, set, bool]:
             if o:
                 twice = twice or o in producer
                 producer[o] = n
-        inputs = n.input
-        reads += inputs
-        for x in inputs:
+        for x in n.input:
             if x not in producer:
                 early.add(x)
+            if x:
+                found = readers.get(x)
+                if found is None:
+                    readers[x] = [n]
+                else:
+                    found.append(n)
         if n.op_type in SUBGRAPH_OPS or n.domain not in STANDARD_DOMAINS:
             refs = node_outer_references(n)
             keep |= refs
             early.update(x for x in refs if x not in producer)
-    uses = Counter(reads)
-    uses.pop("", None)   # an omitted optional input is no value
-    return uses, producer, keep, not twice and early.isdisjoint(producer)
+    uses = Counter({x: len(found) for x, found in readers.items()})   # an omitted input ("") is no value
+    return uses, producer, keep, not twice and early.isdisjoint(producer), readers
 
 
 def _filter(container, keep) -> None:

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from onnx import TensorProto, helper
 
-from convrewrite.core.graph import node_outer_references, subgraph_outer_references
+from convrewrite.core.graph import _indexes, node_outer_references, subgraph_outer_references
 from convrewrite.core.splice import _filter, _in_order, _producers, _uses, toposort
 
 
@@ -68,11 +68,12 @@ def test_a_sorted_graph_is_in_order_and_a_shuffled_one_mostly_not():
 @pytest.mark.parametrize("sort", [False, True])
 def test_uses_in_one_walk_are_the_separate_walks(case, seed, sort):
     g = _sorted(_graph(seed, **case)) if sort else _graph(seed, **case)
-    uses, producer, keep, in_order = _uses(g)
+    uses, producer, keep, in_order, readers = _uses(g)
     assert uses == Counter(i for n in g.node for i in n.input if i)
     # in order only where toposort keeps the order (a value produced twice: toposort decides)
     assert in_order == (not case.get("twice") and _producers(list(g.node))[1])
     assert producer == {o: n for n in g.node for o in n.output if o}
+    assert (producer, readers) == _indexes(list(g.node))
     every_node = set().union(*(node_outer_references(n) for n in g.node))   # asked of every node
     assert keep == {o.name for o in g.output} | every_node
     assert subgraph_outer_references(g) == every_node
