@@ -397,7 +397,10 @@ class _Run:
         out, claimed = [], set()
         if self.profile is not None and getattr(p, "optimization", False):
             return out    # an optimization measured on onnxruntime CPU: with a target, no candidates
-        nodes = [n for n in graph.graph.node if (only is None or n.name in only) and p.candidate(n, graph)]
+        # a pass's candidates are among its op_types (as _has_ops and the worklist rely on): others are not asked
+        ops = p.op_types
+        nodes = [n for n in graph.graph.node
+                 if n.op_type in ops and (only is None or n.name in only) and p.candidate(n, graph)]
         stage = f"{p.name}: match and build"
         for k, node in enumerate(nodes):
             self.progress(stage, k, len(nodes))
