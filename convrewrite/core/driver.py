@@ -260,8 +260,8 @@ class _Run:
                 fresh = since[p.name]
                 if fresh is None:
                     self.report.rewrites.extend(self._nested(current, p))
-                if fresh is not None and not any(n.op_type in p.op_types and n.name in fresh
-                                                 for n in current.graph.node):
+                if fresh is not None and not (fresh and any(n.op_type in p.op_types and n.name in fresh
+                                                            for n in current.graph.node)):
                     since[p.name] = set()
                     continue
                 t = time.perf_counter()
@@ -271,7 +271,9 @@ class _Run:
                     since[p.name] = set()
                     self._timed(p, t)
                     continue
-                before = {n.name for n in current.graph.node}
+                # the passes that already ran revisit what this one creates (none: no names needed)
+                others = [o for o in self.passes if o is not p and since[o.name] is not None]
+                before = {n.name for n in current.graph.node} if others else None
                 self.spill, self.removed = (Spill() if self._spills() else None), 0
                 try:
                     current = self._one_pass(current, p, oracle, since[p.name])
@@ -287,9 +289,9 @@ class _Run:
                         self.spill.close()
                     self.spill = None
                 since[p.name] = set()
-                created = {n.name for n in current.graph.node} - before
-                for other in self.passes:
-                    if other is not p and since[other.name] is not None:
+                if others and self.view is None:   # a view handed on: the model is as it was, nothing created
+                    created = {n.name for n in current.graph.node} - before
+                    for other in others:
                         since[other.name] |= created
                 self._timed(p, t)
             if not any(since.values()):
