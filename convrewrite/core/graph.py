@@ -32,12 +32,15 @@ def _dims(type_proto: onnx.TypeProto) -> Optional[tuple]:
         return None
     dims = []
     for d in tt.shape.dim:
-        if d.HasField("dim_value") and d.dim_value >= 0:
-            dims.append(int(d.dim_value))
-        elif d.HasField("dim_param") and d.dim_param:
-            dims.append(d.dim_param)
-        else:
+        # a static size (0 only where set: an unset dim_value reads 0 too), a
+        # symbolic name, or unknown (a negative size: an exporter's "dynamic")
+        v = d.dim_value
+        if v > 0:
+            dims.append(v)
+        elif v < 0:
             dims.append(None)
+        else:
+            dims.append(d.dim_param or (0 if d.HasField("dim_value") else None))
     return tuple(dims)
 
 

@@ -211,8 +211,10 @@ def _remove_dead(g: onnx.GraphProto, maybe_dead: set, initializers: set,
             if i:
                 uses[i] -= 1
                 frontier.append(i)
-    _filter(g.node, lambda n: id(n) not in dead_nodes)
-    _filter(g.input, lambda i: i.name not in dead_inits)
+    if dead_nodes:
+        _filter(g.node, lambda n: id(n) not in dead_nodes)
+    if dead_inits:
+        _filter(g.input, lambda i: i.name not in dead_inits)
     if len(g.value_info):
         live = {v for n in g.node for v in list(n.output) + list(n.input)}
         _filter(g.value_info, lambda vi: vi.name in live)
