@@ -29,21 +29,34 @@ def renamed_nodes(replacement: Replacement) -> list[onnx.NodeProto]:
     not a copy (most of them: only the nodes at the replacement's outputs
     are renamed); callers read the nodes or copy them into a graph, never
     edit them."""
-    rename, passed_through = _renaming(replacement)
     nodes = []
-    for n in replacement.nodes:
-        if rename.keys().isdisjoint(n.input) and rename.keys().isdisjoint(n.output):
-            nodes.append(n)
-            continue
-        m = onnx.NodeProto()
-        m.CopyFrom(n)
-        del m.input[:], m.output[:]
-        m.input.extend(rename.get(name, name) for name in n.input)
-        m.output.extend(rename.get(name, name) for name in n.output)
-        nodes.append(m)
-    for old, new in passed_through:
-        nodes.append(helper.make_node("Identity", [new], [old], name=f"{old}/identity"))
+    for n, rename in _to_rename(replacement):
+        if rename is not None:
+            copy = onnx.NodeProto()
+            copy.CopyFrom(n)
+            _rename(copy, rename)
+            n = copy
+        nodes.append(n)
     return nodes
+
+
+def _to_rename(replacement: Replacement) -> list[tuple[onnx.NodeProto, Optional[dict]]]:
+    """renamed_nodes(replacement) before their renaming: each node with the
+    renaming a copy of it takes (None: the node as it is)."""
+    rename, passed_through = _renaming(replacement)
+    return ([(n, None if rename.keys().isdisjoint(n.input) and rename.keys().isdisjoint(n.output) else rename)
+             for n in replacement.nodes]
+            + [(helper.make_node("Identity", [new], [old], name=f"{old}/identity"), None)
+               for old, new in passed_through])
+
+
+def _rename(node: onnx.NodeProto, rename: dict) -> None:
+    """Rename `node`'s inputs and outputs in place."""
+    inputs = [rename.get(name, name) for name in node.input]
+    outputs = [rename.get(name, name) for name in node.output]
+    del node.input[:], node.output[:]
+    node.input.extend(inputs)
+    node.output.extend(outputs)
 
 
 def renamed_io(replacement: Replacement) -> list[tuple[Sequence[str], Sequence[str]]]:
@@ -138,11 +151,14 @@ def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites,
             dead_inputs.update(i for i in node.input if i)
         else:
             places[id(node)] = (k, 0)
-    # each replacement where its first matched node was (removed: no other node is placed there)
-    at = [(k, rank, node) for k in start for rank, node in enumerate(renamed_nodes(start[k]))]
-    g.node.extend(node for _, _, node in at)
+    # each replacement where its first matched node was (removed: no other node is placed there),
+    # renamed_nodes made by renaming the graph's copies (one copy of a renamed node, not two)
+    at = [(k, rank, node, rename) for k in start for rank, (node, rename) in enumerate(_to_rename(start[k]))]
+    g.node.extend(node for _, _, node, _ in at)
     copies = g.node[len(old):]   # held (as `old` is) until arranged: places are by id()
-    for (k, rank, _), node in zip(at, copies):
+    for (k, rank, _, rename), node in zip(at, copies):
+        if rename is not None:
+            _rename(node, rename)
         places[id(node)] = (k, rank)
     _arrange(g.node, places)
     added = [t for _, replacement in rewrites for t in replacement.initializers]
