@@ -475,8 +475,7 @@ def _with_fills(model: onnx.ModelProto, declared: dict, inferred: onnx.ModelProt
     is given and a declaration fills (most runs: none does)."""
     fills: dict = {}
     for round_ in itertools.count():
-        found = {vi.name: _dims(vi.type) for vi in (*inferred.graph.value_info, *inferred.graph.output)
-                 if vi.name in declared}
+        found = _inferred_dims(inferred.graph, declared)
         open_ = {}
         for name, dims in declared.items():
             merged = None if name in fills else _declared_fills(dims, found.get(name))
@@ -501,6 +500,17 @@ def _with_fills(model: onnx.ModelProto, declared: dict, inferred: onnx.ModelProt
                 else:
                     vi.type.tensor_type.ClearField("shape")
         inferred = run_inference(source, strict=False)
+
+
+def _inferred_dims(g: onnx.GraphProto, names) -> dict:
+    """{name: dims} of the `names` among the inferred graph's value_info and
+    outputs (an output's own where a name is both).  Mostly the declared
+    names are the graph's outputs: then value_info (one entry per value of
+    the graph) is not looked into."""
+    found = {vi.name: _dims(vi.type) for vi in g.output if vi.name in names}
+    if len(found) == len(names):
+        return found
+    return {vi.name: _dims(vi.type) for vi in (*g.value_info, *g.output) if vi.name in names}
 
 
 def _decides(fill: tuple, inferred: Optional[tuple]) -> bool:
