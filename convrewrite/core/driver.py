@@ -234,6 +234,7 @@ class _Run:
     def __init__(self, passes: tuple, profile, settings: Settings, report: Report, weight_budget: int,
                  progress: Progress = _no_progress, owned: bool = False):
         self.passes, self.profile, self.settings, self.report = passes, profile, settings, report
+        self.pass_names = tuple(q.name for q in passes)
         # Whether the model is the driver's own (loaded from a path, or a
         # copy it made), to be edited in place; a caller's model never is.
         self.owned = owned
@@ -497,7 +498,7 @@ class _Run:
         of this structure, built for this match (core/plans.py)."""
         if self.profile is not None:
             return lower(p, match, graph, self.profile, self.passes)
-        c.structure = structure_key(p, match, graph, tuple(q.name for q in self.passes))
+        c.structure = structure_key(p, match, graph, self.pass_names)
         kept = self.plans.get(c.structure, "lower")
         if kept is not None:
             option, notes = kept

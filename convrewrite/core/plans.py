@@ -79,7 +79,18 @@ def key(p, match, graph, run_passes: tuple) -> Optional[tuple]:
     if params is None:
         return None
     opsets = tuple((i.domain, i.version) for i in graph.model.opset_import)
-    return (p.name, p.options, run_passes, opsets, tuple(nodes), tuple(values), params)
+    return Structure((p.name, p.options, run_passes, opsets, tuple(nodes), tuple(values), params))
+
+
+class Structure(tuple):
+    """A structure key: the tuple, hashed once (a key is looked up more than
+    once, and its hash walks every field of the params and the options)."""
+
+    def __hash__(self) -> int:
+        found = self.__dict__.get("hash")
+        if found is None:
+            found = self.__dict__["hash"] = tuple.__hash__(self)
+        return found
 
 
 def _facts(name: str, graph, inside: set, produced: bool) -> tuple:
@@ -103,17 +114,17 @@ class Plans:
     """The kept decisions of one run: structure key -> what was decided."""
 
     def __init__(self):
-        self.kept: dict = {}
+        self.kept: dict = {}     # what -> {structure key: decision}
         self.hits = 0
 
     def get(self, k: Optional[tuple], what: str):
         if k is None:
             return None
-        found = self.kept.get((what, k))
+        found = self.kept.get(what, {}).get(k)
         if found is not None:
             self.hits += 1
         return found
 
     def put(self, k: Optional[tuple], what: str, value) -> None:
         if k is not None:
-            self.kept[(what, k)] = value
+            self.kept.setdefault(what, {})[k] = value
