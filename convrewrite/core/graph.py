@@ -88,7 +88,8 @@ class GraphView(ConstantFolding):
         self.has_qdq = not _QDQ_OPS.isdisjoint(op_types)
         self._const_cache: dict[tuple, Optional[np.ndarray]] = {}
         self._shapes: dict[str, Optional[tuple]] = {}
-        self.labels = _unique_labels(nodes, op_types)
+        self._node_names = [node.name for node in nodes]
+        self.labels = _unique_labels(nodes, op_types, self._node_names)
         if inferred is None:
             self._infer_with_folded_inputs()
 
@@ -199,7 +200,7 @@ class GraphView(ConstantFolding):
         """Every value and node name (the values the nodes read and write
         are the producer and consumer indexes' keys)."""
         names = set(self._types) | set(self.initializers) | self._graph_inputs
-        names.update(self._producer, self._consumers, (node.name for node in self.graph.node))
+        names.update(self._producer, self._consumers, self._node_names)
         names.update(self.outer_references)
         return frozenset(names)
 
@@ -287,13 +288,17 @@ def _indexes(nodes: list) -> tuple[dict, dict]:
     return producer, consumers
 
 
-def _unique_labels(nodes: Sequence[onnx.NodeProto], op_types: Optional[Sequence[str]] = None) -> dict:
+def _unique_labels(nodes: Sequence[onnx.NodeProto], op_types: Optional[Sequence[str]] = None,
+                   names: Optional[Sequence[str]] = None) -> dict:
     """id(node) -> its name where no other node has it, else Op_index
-    (suffixed with "_" until unique); `op_types`: the nodes' own, if known."""
-    names = [node.name for node in nodes]
+    (suffixed with "_" until unique); `op_types`, `names`: the nodes' own, if known."""
+    if names is None:
+        names = [node.name for node in nodes]
+    seen = Counter(names)
+    if len(seen) == len(names) and "" not in seen:   # every node named, no name twice: its name
+        return {id(node): name for node, name in zip(nodes, names)}
     if op_types is None:
         op_types = [node.op_type for node in nodes]
-    seen = Counter(names)
     labels, used = {}, set()
     for k, (node, name) in enumerate(zip(nodes, names)):
         label = name if name and seen[name] == 1 else f"{op_types[k]}_{k}"

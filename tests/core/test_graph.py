@@ -210,3 +210,17 @@ def test_inference_over_declarations_leaves_the_model_as_it_was(monkeypatch):
     with pytest.raises(InputError):
         infer_shapes(model)
     assert model.SerializeToString() == before
+
+
+def test_labels_are_names_where_unique_else_op_and_index():
+    """Every node named once: its name (the common case, taken at once);
+    else a nameless or twice-named node is Op_index, suffixed until unique."""
+    from convrewrite.core.graph import _unique_labels
+
+    def nodes(*names):
+        return [helper.make_node("Relu", ["x"], [f"y{k}"], name=n) for k, n in enumerate(names)]
+
+    named = nodes("a", "b", "Relu_0")
+    assert list(_unique_labels(named).values()) == ["a", "b", "Relu_0"]
+    mixed = nodes("Relu_1", "", "a", "a")
+    assert list(_unique_labels(mixed).values()) == ["Relu_1", "Relu_1_", "Relu_2", "Relu_3"]
