@@ -498,7 +498,7 @@ class _Run:
         of this structure, built for this match (core/plans.py)."""
         if self.profile is not None:
             return lower(p, match, graph, self.profile, self.passes)
-        c.structure = structure_key(p, match, graph, self.pass_names)
+        c.structure = self.plans.one(structure_key(p, match, graph, self.pass_names))
         kept = self.plans.get(c.structure, "lower")
         if kept is not None:
             option, notes = kept

@@ -116,6 +116,13 @@ class Plans:
     def __init__(self):
         self.kept: dict = {}     # what -> {structure key: decision}
         self.hits = 0
+        self._keys: dict = {}    # structure key -> the first equal key seen
+
+    def one(self, k: Optional[tuple]) -> Optional[tuple]:
+        """The key equal to `k` that the run met first (`k` itself, if none):
+        looked up by it, a kept decision is found by identity, without
+        comparing the keys' fields again."""
+        return None if k is None else self._keys.setdefault(k, k)
 
     def get(self, k: Optional[tuple], what: str):
         if k is None:
