@@ -138,23 +138,33 @@ class GraphView(ConstantFolding):
     def _foldable_shape_inputs(self) -> dict:
         """{input: value} of the shape-deciding inputs (_SHAPE_INPUTS) that
         fold to constants, of nodes whose output shape is not all static --
-        but for initializers and Constant nodes, which inference reads."""
+        but for initializers and Constant nodes, which inference reads.  A
+        node's output shapes are looked at only where it has such an input
+        (most read initializers: no shape of theirs is worked out for this)."""
         folded = {}
         for node in self.graph.node:
             picks = _SHAPE_INPUTS.get(node.op_type, ()) if node.domain in ("", "ai.onnx") else ()
-            if not picks or all(_static(self.shape(o)) for o in node.output if o):
+            if not picks:
                 continue
-            for k in picks:
-                name = node.input[k] if k < len(node.input) else ""
-                if not name or name in folded or self.is_initializer(name) or name in self._graph_inputs:
-                    continue
-                producer = self.producer(name)
-                if producer is not None and producer.op_type == "Constant":
-                    continue    # onnx's inference reads a Constant itself (a symbolic batch left the dim)
-                value = self.constant(name)
-                if value is not None:
-                    folded[name] = np.asarray(value)
+            inputs = node.input
+            asked = [inputs[k] for k in picks if k < len(inputs) and self._inference_cannot_read(inputs[k])]
+            if not asked or all(_static(self.shape(o)) for o in node.output if o):
+                continue
+            for name in asked:
+                if name not in folded:
+                    value = self.constant(name)
+                    if value is not None:
+                        folded[name] = np.asarray(value)
         return folded
+
+    def _inference_cannot_read(self, name: str) -> bool:
+        """Whether shape inference cannot read a shape-deciding input itself:
+        it reads an initializer and a Constant node's value, and a graph
+        input is what the caller feeds (no value to fold)."""
+        if not name or self.is_initializer(name) or name in self._graph_inputs:
+            return False
+        producer = self.producer(name)
+        return producer is None or producer.op_type != "Constant"   # (read even where a symbolic batch left the dim)
 
     # --- opsets -----------------------------------------------------------
     def opset(self, domain: str = "") -> int:
