@@ -66,14 +66,14 @@ def key(p, match, graph, run_passes: tuple) -> Optional[tuple]:
         if node.name:
             names.setdefault(node.name, f"n{k}")
         refs = []
-        for produced, group in ((False, node.input), (True, node.output)):
+        for produced, group in ((False, node.input[:]), (True, node.output[:])):   # slices: see graph._indexes
             for name in group:
                 if name and (name not in names or names[name][0] != "v"):
                     names[name] = f"v{len(values)}"
                     values.append(_facts(name, graph, inside, produced))
                 refs.append(names[name])
             refs.append("|")
-        nodes.append((node.op_type, node.domain, tuple(a.SerializeToString() for a in node.attribute), tuple(refs)))
+        nodes.append((node.op_type, node.domain, tuple(a.SerializeToString() for a in node.attribute[:]), tuple(refs)))
     # a name that is not the match's stays itself, tagged: never equal to a position ("v3")
     params = p.structure(match, lambda name: names.get(name, ("name", name)))
     if params is None:

@@ -44,7 +44,7 @@ def _to_rename(replacement: Replacement) -> list[tuple[onnx.NodeProto, Optional[
     """renamed_nodes(replacement) before their renaming: each node with the
     renaming a copy of it takes (None: the node as it is)."""
     rename, passed_through = _renaming(replacement)
-    return ([(n, None if rename.keys().isdisjoint(n.input) and rename.keys().isdisjoint(n.output) else rename)
+    return ([(n, None if rename.keys().isdisjoint(n.input[:]) and rename.keys().isdisjoint(n.output[:]) else rename)
              for n in replacement.nodes]
             + [(helper.make_node("Identity", [new], [old], name=f"{old}/identity"), None)
                for old, new in passed_through])
@@ -52,8 +52,8 @@ def _to_rename(replacement: Replacement) -> list[tuple[onnx.NodeProto, Optional[
 
 def _rename(node: onnx.NodeProto, rename: dict) -> None:
     """Rename `node`'s inputs and outputs in place."""
-    inputs = [rename.get(name, name) for name in node.input]
-    outputs = [rename.get(name, name) for name in node.output]
+    inputs = [rename.get(name, name) for name in node.input[:]]
+    outputs = [rename.get(name, name) for name in node.output[:]]
     del node.input[:], node.output[:]
     node.input.extend(inputs)
     node.output.extend(outputs)
@@ -61,14 +61,15 @@ def _rename(node: onnx.NodeProto, rename: dict) -> None:
 
 def renamed_io(replacement: Replacement) -> list[tuple[Sequence[str], Sequence[str]]]:
     """(inputs, outputs) of each of renamed_nodes(replacement), without
-    building them (a node that is not renamed gives its own fields)."""
+    building them (lists: slices, see graph._indexes)."""
     rename, passed_through = _renaming(replacement)
     io = []
     for n in replacement.nodes:
-        if rename.keys().isdisjoint(n.input) and rename.keys().isdisjoint(n.output):
-            io.append((n.input, n.output))
+        inputs, outputs = n.input[:], n.output[:]
+        if rename.keys().isdisjoint(inputs) and rename.keys().isdisjoint(outputs):
+            io.append((inputs, outputs))
         else:
-            io.append(([rename.get(i, i) for i in n.input], [rename.get(o, o) for o in n.output]))
+            io.append(([rename.get(i, i) for i in inputs], [rename.get(o, o) for o in outputs]))
     return io + [([new], [old]) for old, new in passed_through]
 
 
@@ -78,7 +79,7 @@ def _renaming(replacement: Replacement) -> tuple[dict, list]:
     (worked out once per replacement: the check and the splice both ask)."""
     found = replacement.__dict__.get("_renaming")
     if found is None:
-        produced = {o for n in replacement.nodes for o in n.output}
+        produced = {o for n in replacement.nodes for o in n.output[:]}
         rename = {new: old for old, new in replacement.outputs.items() if new in produced}
         found = rename, [(old, new) for old, new in replacement.outputs.items() if new not in produced]
         replacement.__dict__["_renaming"] = found
@@ -148,7 +149,7 @@ def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites,
     places, dead_inputs = {}, set()   # id(node) -> (position, rank there); removed nodes have none
     for k, node in enumerate(old):
         if k in removed:
-            dead_inputs.update(i for i in node.input if i)
+            dead_inputs.update(i for i in node.input[:] if i)
         else:
             places[id(node)] = (k, 0)
     # each replacement where its first matched node was (removed: no other node is placed there),
@@ -220,10 +221,10 @@ def _remove_dead(g: onnx.GraphProto, maybe_dead: set, initializers: set,
             if name in removable_inits:
                 dead_inits.add(name)
             continue
-        if id(node) in dead_nodes or any(uses[o] > 0 or o in keep for o in node.output):
+        if id(node) in dead_nodes or any(uses[o] > 0 or o in keep for o in node.output[:]):
             continue
         dead_nodes[id(node)] = node
-        for i in node.input:
+        for i in node.input[:]:
             if i:
                 uses[i] -= 1
                 frontier.append(i)
@@ -241,10 +242,10 @@ def _without(producer: dict, readers: dict, dead: dict) -> tuple[dict, dict]:
     """The indexes of _uses with the `dead` nodes (id -> node) taken out: what
     graph._indexes gives for the nodes left (no value is produced twice here)."""
     for node in dead.values():
-        for o in node.output:
+        for o in node.output[:]:
             if o:
                 del producer[o]
-        for i in set(node.input):
+        for i in set(node.input[:]):
             left = [r for r in readers.get(i, ()) if id(r) not in dead]
             if left:
                 readers[i] = left
@@ -264,11 +265,11 @@ def _uses(g: onnx.GraphProto) -> tuple[Counter, dict, set, bool, dict]:
     early: set = set()     # values read where no node before (or the reader) produced them
     twice = False
     for n in g.node:
-        for o in n.output:
+        for o in n.output[:]:   # slices: see graph._indexes
             if o:
                 twice = twice or o in producer
                 producer[o] = n
-        for x in n.input:
+        for x in n.input[:]:
             if x not in producer:
                 early.add(x)
             if x:
