@@ -234,6 +234,7 @@ class _Run:
     def __init__(self, passes: tuple, profile, settings: Settings, report: Report, weight_budget: int,
                  progress: Progress = _no_progress, owned: bool = False):
         self.passes, self.profile, self.settings, self.report = passes, profile, settings, report
+        self.pass_names = tuple(q.name for q in passes)
         # Whether the model is the driver's own (loaded from a path, or a
         # copy it made), to be edited in place; a caller's model never is.
         self.owned = owned
@@ -243,6 +244,7 @@ class _Run:
         self.weight_budget = weight_budget
         self.progress = progress
         self.view: Optional[GraphView] = None   # the view of the model the last pass left unchanged
+        self.indexes: Optional[tuple] = None    # (model, its producer and consumer indexes): the last splice's
         self.nested: Optional[list] = None       # nested_nodes of the model: no pass rewrites a subgraph's holder
         self.loaded: Optional[tuple] = None      # (the model as loaded, its shape inference): the first view's
         self.plans = Plans()                     # the chooser's decisions, once per structure (core/plans.py)
@@ -259,8 +261,8 @@ class _Run:
                 fresh = since[p.name]
                 if fresh is None:
                     self.report.rewrites.extend(self._nested(current, p))
-                if fresh is not None and not any(n.op_type in p.op_types and n.name in fresh
-                                                 for n in current.graph.node):
+                if fresh is not None and not (fresh and any(n.op_type in p.op_types and n.name in fresh
+                                                            for n in current.graph.node)):
                     since[p.name] = set()
                     continue
                 t = time.perf_counter()
@@ -270,12 +272,14 @@ class _Run:
                     since[p.name] = set()
                     self._timed(p, t)
                     continue
-                before = {n.name for n in current.graph.node}
+                # the passes that already ran revisit what this one creates (none: no names needed)
+                others = [o for o in self.passes if o is not p and since[o.name] is not None]
+                before = {n.name for n in current.graph.node} if others else None
                 self.spill, self.removed = (Spill() if self._spills() else None), 0
                 try:
                     current = self._one_pass(current, p, oracle, since[p.name])
                     if self.spill is not None and self.spill.waiting(current):
-                        self.view = None   # the model changes below
+                        self.view = self.indexes = None   # the model changes below
                         if self.removed >= max(RELEASE_BYTES, self.model_bytes // 8):
                             held = [current]   # compacted: the replaced weights freed
                             del current
@@ -286,9 +290,9 @@ class _Run:
                         self.spill.close()
                     self.spill = None
                 since[p.name] = set()
-                created = {n.name for n in current.graph.node} - before
-                for other in self.passes:
-                    if other is not p and since[other.name] is not None:
+                if others and self.view is None:   # a view handed on: the model is as it was, nothing created
+                    created = {n.name for n in current.graph.node} - before
+                    for other in others:
                         since[other.name] |= created
                 self._timed(p, t)
             if not any(since.values()):
@@ -361,7 +365,9 @@ class _Run:
         if self.owned:  # edited in place: the weights that stay are not copied
             graph.freeze()  # bisection's rebuilds see the model as it was
             undo = Undo(model) if oracle is not None else None
-            removed = splice_in_place(model, pairs)
+            removed, indexes = splice_in_place(model, pairs)
+            # the next view's indexes, unless bisection below may change the model
+            self.indexes = (model, indexes) if indexes is not None and oracle is None else None
             self.removed = sum(data_bytes(t) for t in removed)
             result = model
             before = (lambda: undo.before(result, removed)) if undo is not None else None
@@ -383,7 +389,9 @@ class _Run:
         if self.view is not None and self.view.model is model:
             return self.view
         loaded, self.loaded = self.loaded, None   # the first view is of the model as loaded, or of none
-        return GraphView(model, shapes=loaded[1] if loaded is not None and loaded[0] is model else None)
+        spliced, self.indexes = self.indexes, None   # the splice's indexes, of the model as it left it
+        return GraphView(model, shapes=loaded[1] if loaded is not None and loaded[0] is model else None,
+                         indexes=spliced[1] if spliced is not None and spliced[0] is model else None)
 
     def _plan_all(self, graph: GraphView, p, only: Optional[set]) -> list[_Candidate]:
         """Gate, match and lower every candidate once.  A match may cover
@@ -392,7 +400,10 @@ class _Run:
         out, claimed = [], set()
         if self.profile is not None and getattr(p, "optimization", False):
             return out    # an optimization measured on onnxruntime CPU: with a target, no candidates
-        nodes = [n for n in graph.graph.node if (only is None or n.name in only) and p.candidate(n, graph)]
+        # a pass's candidates are among its op_types (as _has_ops and the worklist rely on): others are not asked
+        ops = p.op_types
+        nodes = [n for n in graph.graph.node
+                 if n.op_type in ops and (only is None or n.name in only) and p.candidate(n, graph)]
         stage = f"{p.name}: match and build"
         for k, node in enumerate(nodes):
             self.progress(stage, k, len(nodes))
@@ -487,7 +498,7 @@ class _Run:
         of this structure, built for this match (core/plans.py)."""
         if self.profile is not None:
             return lower(p, match, graph, self.profile, self.passes)
-        c.structure = structure_key(p, match, graph, tuple(q.name for q in self.passes))
+        c.structure = self.plans.one(structure_key(p, match, graph, self.pass_names))
         kept = self.plans.get(c.structure, "lower")
         if kept is not None:
             option, notes = kept

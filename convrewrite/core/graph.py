@@ -31,13 +31,16 @@ def _dims(type_proto: onnx.TypeProto) -> Optional[tuple]:
     if not tt.HasField("shape"):
         return None
     dims = []
-    for d in tt.shape.dim:
-        if d.HasField("dim_value") and d.dim_value >= 0:
-            dims.append(int(d.dim_value))
-        elif d.HasField("dim_param") and d.dim_param:
-            dims.append(d.dim_param)
-        else:
+    for d in tt.shape.dim[:]:   # a slice: see _indexes
+        # a static size (0 only where set: an unset dim_value reads 0 too), a
+        # symbolic name, or unknown (a negative size: an exporter's "dynamic")
+        v = d.dim_value
+        if v > 0:
+            dims.append(v)
+        elif v < 0:
             dims.append(None)
+        else:
+            dims.append(d.dim_param or (0 if d.HasField("dim_value") else None))
     return tuple(dims)
 
 
@@ -46,14 +49,19 @@ class GraphView(ConstantFolding):
     """Shapes, dtypes, constants and topology of `model.graph` (read-only)."""
 
     def __init__(self, model: onnx.ModelProto, inferred: Optional[onnx.ModelProto] = None,
-                 shapes: Optional[onnx.ModelProto] = None):
+                 shapes: Optional[onnx.ModelProto] = None, indexes: Optional[tuple] = None):
         """`inferred`: the types to read as they are (no inference at all);
         `shapes`: infer_shapes(model), worked out already (the load's check:
         model_io.check_and_infer), which the view then completes as it
-        completes its own inference (_infer_with_folded_inputs)."""
+        completes its own inference (_infer_with_folded_inputs); `indexes`:
+        _indexes of the model's nodes, worked out already (the splice's:
+        splice_in_place), the view's own from then on."""
         self.model = model
         self.graph = model.graph
-        self._inferred = inferred if inferred is not None else shapes if shapes is not None else infer_shapes(model)
+        nodes = list(self.graph.node)
+        self._producer, self._consumers = indexes if indexes is not None else _indexes(nodes)
+        self._inferred = (inferred if inferred is not None else shapes if shapes is not None
+                          else infer_shapes(model, (self._producer, self._consumers)))
         self._types: dict[str, onnx.TypeProto] = {}
         g = self._inferred.graph
         # A graph input may be listed as a graph output too, its declaration
@@ -72,17 +80,16 @@ class GraphView(ConstantFolding):
         # (domain, version) in the model's order: opset() is asked thousands of
         # times, and a protobuf field costs more to walk than a tuple
         self._opset_imports = tuple((imp.domain, int(imp.version)) for imp in model.opset_import)
-        nodes = list(self.graph.node)
         op_types = [node.op_type for node in nodes]
         # Whether any node is a QuantizeLinear or DequantizeLinear (of any
         # domain): without one no node is in a quantized region (core/qdq.py
         # answers at once).  Worked out here, with the model as it is: the
         # driver may edit it in place once the view is frozen.
         self.has_qdq = not _QDQ_OPS.isdisjoint(op_types)
-        self._producer, self._consumers = _indexes(nodes)
         self._const_cache: dict[tuple, Optional[np.ndarray]] = {}
         self._shapes: dict[str, Optional[tuple]] = {}
-        self.labels = _unique_labels(nodes, op_types)
+        self._node_names = [node.name for node in nodes]
+        self.labels = _unique_labels(nodes, op_types, self._node_names)
         if inferred is None:
             self._infer_with_folded_inputs()
 
@@ -131,23 +138,33 @@ class GraphView(ConstantFolding):
     def _foldable_shape_inputs(self) -> dict:
         """{input: value} of the shape-deciding inputs (_SHAPE_INPUTS) that
         fold to constants, of nodes whose output shape is not all static --
-        but for initializers and Constant nodes, which inference reads."""
+        but for initializers and Constant nodes, which inference reads.  A
+        node's output shapes are looked at only where it has such an input
+        (most read initializers: no shape of theirs is worked out for this)."""
         folded = {}
         for node in self.graph.node:
             picks = _SHAPE_INPUTS.get(node.op_type, ()) if node.domain in ("", "ai.onnx") else ()
-            if not picks or all(_static(self.shape(o)) for o in node.output if o):
+            if not picks:
                 continue
-            for k in picks:
-                name = node.input[k] if k < len(node.input) else ""
-                if not name or name in folded or self.is_initializer(name) or name in self._graph_inputs:
-                    continue
-                producer = self.producer(name)
-                if producer is not None and producer.op_type == "Constant":
-                    continue    # onnx's inference reads a Constant itself (a symbolic batch left the dim)
-                value = self.constant(name)
-                if value is not None:
-                    folded[name] = np.asarray(value)
+            inputs = node.input
+            asked = [inputs[k] for k in picks if k < len(inputs) and self._inference_cannot_read(inputs[k])]
+            if not asked or all(_static(self.shape(o)) for o in node.output[:] if o):
+                continue
+            for name in asked:
+                if name not in folded:
+                    value = self.constant(name)
+                    if value is not None:
+                        folded[name] = np.asarray(value)
         return folded
+
+    def _inference_cannot_read(self, name: str) -> bool:
+        """Whether shape inference cannot read a shape-deciding input itself:
+        it reads an initializer and a Constant node's value, and a graph
+        input is what the caller feeds (no value to fold)."""
+        if not name or self.is_initializer(name) or name in self._graph_inputs:
+            return False
+        producer = self.producer(name)
+        return producer is None or producer.op_type != "Constant"   # (read even where a symbolic batch left the dim)
 
     # --- opsets -----------------------------------------------------------
     def opset(self, domain: str = "") -> int:
@@ -193,7 +210,7 @@ class GraphView(ConstantFolding):
         """Every value and node name (the values the nodes read and write
         are the producer and consumer indexes' keys)."""
         names = set(self._types) | set(self.initializers) | self._graph_inputs
-        names.update(self._producer, self._consumers, (node.name for node in self.graph.node))
+        names.update(self._producer, self._consumers, self._node_names)
         names.update(self.outer_references)
         return frozenset(names)
 
@@ -264,14 +281,21 @@ class GraphView(ConstantFolding):
 
 
 def _indexes(nodes: list) -> tuple[dict, dict]:
-    """The node producing each value, and the nodes reading it (in graph order)."""
+    """The node producing each value, and the nodes reading it (in graph order).
+
+    A node's inputs and outputs are read as slices (lists) where a loop
+    walks them: protobuf's (upb's) repeated fields have no __iter__, so a
+    for loop over one indexes it until an IndexError, whose message is
+    formatted each time -- some 2,000 instructions, more than reading the
+    few names a node has (on the issue-12 model, 117,000 such loops were
+    5% of a run without verification)."""
     producer: dict[str, onnx.NodeProto] = {}
     consumers: dict[str, list] = {}
     for node in nodes:
-        for o in node.output:
+        for o in node.output[:]:
             if o:
                 producer[o] = node
-        for i in node.input:
+        for i in node.input[:]:
             if i:
                 readers = consumers.get(i)
                 if readers is None:
@@ -281,13 +305,17 @@ def _indexes(nodes: list) -> tuple[dict, dict]:
     return producer, consumers
 
 
-def _unique_labels(nodes: Sequence[onnx.NodeProto], op_types: Optional[Sequence[str]] = None) -> dict:
+def _unique_labels(nodes: Sequence[onnx.NodeProto], op_types: Optional[Sequence[str]] = None,
+                   names: Optional[Sequence[str]] = None) -> dict:
     """id(node) -> its name where no other node has it, else Op_index
-    (suffixed with "_" until unique); `op_types`: the nodes' own, if known."""
-    names = [node.name for node in nodes]
+    (suffixed with "_" until unique); `op_types`, `names`: the nodes' own, if known."""
+    if names is None:
+        names = [node.name for node in nodes]
+    seen = Counter(names)
+    if len(seen) == len(names) and "" not in seen:   # every node named, no name twice: its name
+        return {id(node): name for node, name in zip(nodes, names)}
     if op_types is None:
         op_types = [node.op_type for node in nodes]
-    seen = Counter(names)
     labels, used = {}, set()
     for k, (node, name) in enumerate(zip(nodes, names)):
         label = name if name and seen[name] == 1 else f"{op_types[k]}_{k}"
@@ -351,7 +379,7 @@ def nested_nodes(model: onnx.ModelProto) -> list:
         for k, node in enumerate(nodes):
             if scope:
                 out.append((scope, node))
-            for a in node.attribute:
+            for a in node.attribute[:]:   # a slice: see _indexes
                 if a.type not in holds:   # most attributes: one enum read (a model of thousands of nodes)
                     continue
                 for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
@@ -394,20 +422,22 @@ def _fresh(name: str, taken: set) -> str:
     return out
 
 
-def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+def infer_shapes(model: onnx.ModelProto, indexes: Optional[tuple] = None) -> onnx.ModelProto:
     """A shape-inferred copy (symbolic dims kept); the input is untouched.
 
     Inference runs on a copy whose weights keep their dims but not their
     data: the copy (and the inferred model a GraphView keeps) then costs
     nothing next to the weights, and a model above protobuf's 2 GB limit
-    can be inferred at all."""
+    can be inferred at all.  `indexes`: _indexes of the model's nodes, if
+    the caller has them (a GraphView does)."""
     try:
-        return inference_over_declarations(model, strict=False)
+        return inference_over_declarations(model, strict=False, indexes=indexes)
     except (onnx.shape_inference.InferenceError, ValueError) as e:
         raise InputError(f"shape inference failed: {str(e).splitlines()[0]}") from None
 
 
-def inference_over_declarations(model: onnx.ModelProto, strict: bool) -> onnx.ModelProto:
+def inference_over_declarations(model: onnx.ModelProto, strict: bool,
+                                indexes: Optional[tuple] = None) -> onnx.ModelProto:
     """run_inference, where a node's output shape is what the node computes,
     not what a stale declaration (value_info, graph output) says.  onnx's
     lenient inference keeps a declared shape its node contradicts (a
@@ -422,8 +452,9 @@ def inference_over_declarations(model: onnx.ModelProto, strict: bool) -> onnx.Mo
     on), in further inferences where it fills any (_with_fills).  `strict`
     goes to the first inference (run_inference; the load's check runs it so,
     and hands its result to the first view, which must read the same shapes
-    as infer_shapes gives)."""
-    produced = {o for n in model.graph.node for o in n.output if o}
+    as infer_shapes gives).  `indexes`: _indexes of the model's nodes, if
+    known (else worked out only where a declaration fills)."""
+    produced = indexes[0] if indexes is not None else {o for n in model.graph.node for o in n.output[:] if o}
     held = [vi for vi in (*model.graph.value_info, *model.graph.output)
             if vi.name in produced and vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape")]
     if not held:
@@ -441,7 +472,7 @@ def inference_over_declarations(model: onnx.ModelProto, strict: bool) -> onnx.Mo
     finally:
         for vi, keep in zip(held, saved):
             vi.type.CopyFrom(keep)
-    return _with_fills(model, declared, first)
+    return _with_fills(model, declared, first, indexes)
 
 
 # Rounds of _with_fills that hold back a declaration downstream of another
@@ -451,7 +482,8 @@ def inference_over_declarations(model: onnx.ModelProto, strict: bool) -> onnx.Mo
 FILL_ROUNDS = 4
 
 
-def _with_fills(model: onnx.ModelProto, declared: dict, inferred: onnx.ModelProto) -> onnx.ModelProto:
+def _with_fills(model: onnx.ModelProto, declared: dict, inferred: onnx.ModelProto,
+                indexes: Optional[tuple] = None) -> onnx.ModelProto:
     """Inference again with the declarations that fill what `inferred` left
     open, round by round, until none does.  A declaration downstream of
     another one that fills waits for a later round where it gives a rank or
@@ -460,17 +492,22 @@ def _with_fills(model: onnx.ModelProto, declared: dict, inferred: onnx.ModelProt
     output is declared), and lenient inference would keep the downstream
     declaration however stale.  (A symbolic name never beats a static dim
     in inference; a node onnx has no schema for is never computed.)  Each
-    round fills at least one name (the graph is acyclic), so they end."""
-    producer, consumers = _indexes(list(model.graph.node))
+    round fills at least one name (the graph is acyclic), so they end.
+    `indexes`: _indexes of the model's nodes, worked out here where none
+    is given and a declaration fills (most runs: none does)."""
     fills: dict = {}
     for round_ in itertools.count():
-        found = {vi.name: _dims(vi.type) for vi in (*inferred.graph.value_info, *inferred.graph.output)
-                 if vi.name in declared}
+        found = _inferred_dims(inferred.graph, declared)
         open_ = {}
         for name, dims in declared.items():
             merged = None if name in fills else _declared_fills(dims, found.get(name))
             if merged is not None:
                 open_[name] = merged
+        if not open_:
+            return inferred
+        if indexes is None:
+            indexes = _indexes(list(model.graph.node))
+        producer, consumers = indexes
         after = _downstream(open_, consumers) if round_ < FILL_ROUNDS else set()
         now = {name: dims for name, dims in open_.items()
                if name not in after or not _has_schema(producer[name]) or not _decides(dims, found.get(name))}
@@ -485,6 +522,17 @@ def _with_fills(model: onnx.ModelProto, declared: dict, inferred: onnx.ModelProt
                 else:
                     vi.type.tensor_type.ClearField("shape")
         inferred = run_inference(source, strict=False)
+
+
+def _inferred_dims(g: onnx.GraphProto, names) -> dict:
+    """{name: dims} of the `names` among the inferred graph's value_info and
+    outputs (an output's own where a name is both).  Mostly the declared
+    names are the graph's outputs: then value_info (one entry per value of
+    the graph) is not looked into."""
+    found = {vi.name: _dims(vi.type) for vi in g.output if vi.name in names}
+    if len(found) == len(names):
+        return found
+    return {vi.name: _dims(vi.type) for vi in (*g.value_info, *g.output) if vi.name in names}
 
 
 def _decides(fill: tuple, inferred: Optional[tuple]) -> bool:

@@ -66,20 +66,31 @@ def key(p, match, graph, run_passes: tuple) -> Optional[tuple]:
         if node.name:
             names.setdefault(node.name, f"n{k}")
         refs = []
-        for produced, group in ((False, node.input), (True, node.output)):
+        for produced, group in ((False, node.input[:]), (True, node.output[:])):   # slices: see graph._indexes
             for name in group:
                 if name and (name not in names or names[name][0] != "v"):
                     names[name] = f"v{len(values)}"
                     values.append(_facts(name, graph, inside, produced))
                 refs.append(names[name])
             refs.append("|")
-        nodes.append((node.op_type, node.domain, tuple(a.SerializeToString() for a in node.attribute), tuple(refs)))
+        nodes.append((node.op_type, node.domain, tuple(a.SerializeToString() for a in node.attribute[:]), tuple(refs)))
     # a name that is not the match's stays itself, tagged: never equal to a position ("v3")
     params = p.structure(match, lambda name: names.get(name, ("name", name)))
     if params is None:
         return None
     opsets = tuple((i.domain, i.version) for i in graph.model.opset_import)
-    return (p.name, p.options, run_passes, opsets, tuple(nodes), tuple(values), params)
+    return Structure((p.name, p.options, run_passes, opsets, tuple(nodes), tuple(values), params))
+
+
+class Structure(tuple):
+    """A structure key: the tuple, hashed once (a key is looked up more than
+    once, and its hash walks every field of the params and the options)."""
+
+    def __hash__(self) -> int:
+        found = self.__dict__.get("hash")
+        if found is None:
+            found = self.__dict__["hash"] = tuple.__hash__(self)
+        return found
 
 
 def _facts(name: str, graph, inside: set, produced: bool) -> tuple:
@@ -103,17 +114,24 @@ class Plans:
     """The kept decisions of one run: structure key -> what was decided."""
 
     def __init__(self):
-        self.kept: dict = {}
+        self.kept: dict = {}     # what -> {structure key: decision}
         self.hits = 0
+        self._keys: dict = {}    # structure key -> the first equal key seen
+
+    def one(self, k: Optional[tuple]) -> Optional[tuple]:
+        """The key equal to `k` that the run met first (`k` itself, if none):
+        looked up by it, a kept decision is found by identity, without
+        comparing the keys' fields again."""
+        return None if k is None else self._keys.setdefault(k, k)
 
     def get(self, k: Optional[tuple], what: str):
         if k is None:
             return None
-        found = self.kept.get((what, k))
+        found = self.kept.get(what, {}).get(k)
         if found is not None:
             self.hits += 1
         return found
 
     def put(self, k: Optional[tuple], what: str, value) -> None:
         if k is not None:
-            self.kept[(what, k)] = value
+            self.kept.setdefault(what, {})[k] = value

@@ -29,37 +29,61 @@ def renamed_nodes(replacement: Replacement) -> list[onnx.NodeProto]:
     not a copy (most of them: only the nodes at the replacement's outputs
     are renamed); callers read the nodes or copy them into a graph, never
     edit them."""
-    rename, passed_through = _renaming(replacement)
     nodes = []
-    for n in replacement.nodes:
-        inputs, outputs = list(n.input), list(n.output)
-        if not any(v in rename for v in inputs) and not any(v in rename for v in outputs):
-            nodes.append(n)
-            continue
-        m = onnx.NodeProto()
-        m.CopyFrom(n)
-        del m.input[:], m.output[:]
-        m.input.extend(rename.get(name, name) for name in inputs)
-        m.output.extend(rename.get(name, name) for name in outputs)
-        nodes.append(m)
-    for old, new in passed_through:
-        nodes.append(helper.make_node("Identity", [new], [old], name=f"{old}/identity"))
+    for n, rename in _to_rename(replacement):
+        if rename is not None:
+            copy = onnx.NodeProto()
+            copy.CopyFrom(n)
+            _rename(copy, rename)
+            n = copy
+        nodes.append(n)
     return nodes
 
 
-def renamed_io(replacement: Replacement) -> list[tuple[list[str], list[str]]]:
-    """(inputs, outputs) of each of renamed_nodes(replacement), without building them."""
+def _to_rename(replacement: Replacement) -> list[tuple[onnx.NodeProto, Optional[dict]]]:
+    """renamed_nodes(replacement) before their renaming: each node with the
+    renaming a copy of it takes (None: the node as it is)."""
     rename, passed_through = _renaming(replacement)
-    return ([([rename.get(i, i) for i in n.input], [rename.get(o, o) for o in n.output]) for n in replacement.nodes]
-            + [([new], [old]) for old, new in passed_through])
+    return ([(n, None if rename.keys().isdisjoint(n.input[:]) and rename.keys().isdisjoint(n.output[:]) else rename)
+             for n in replacement.nodes]
+            + [(helper.make_node("Identity", [new], [old], name=f"{old}/identity"), None)
+               for old, new in passed_through])
+
+
+def _rename(node: onnx.NodeProto, rename: dict) -> None:
+    """Rename `node`'s inputs and outputs in place."""
+    inputs = [rename.get(name, name) for name in node.input[:]]
+    outputs = [rename.get(name, name) for name in node.output[:]]
+    del node.input[:], node.output[:]
+    node.input.extend(inputs)
+    node.output.extend(outputs)
+
+
+def renamed_io(replacement: Replacement) -> list[tuple[Sequence[str], Sequence[str]]]:
+    """(inputs, outputs) of each of renamed_nodes(replacement), without
+    building them (lists: slices, see graph._indexes)."""
+    rename, passed_through = _renaming(replacement)
+    io = []
+    for n in replacement.nodes:
+        inputs, outputs = n.input[:], n.output[:]
+        if rename.keys().isdisjoint(inputs) and rename.keys().isdisjoint(outputs):
+            io.append((inputs, outputs))
+        else:
+            io.append(([rename.get(i, i) for i in inputs], [rename.get(o, o) for o in outputs]))
+    return io + [([new], [old]) for old, new in passed_through]
 
 
 def _renaming(replacement: Replacement) -> tuple[dict, list]:
     """{new value: original output} for the mapped values the replacement
-    produces, and the (original output, new value) pairs it does not produce."""
-    produced = {o for n in replacement.nodes for o in n.output}
-    rename = {new: old for old, new in replacement.outputs.items() if new in produced}
-    return rename, [(old, new) for old, new in replacement.outputs.items() if new not in produced]
+    produces, and the (original output, new value) pairs it does not produce
+    (worked out once per replacement: the check and the splice both ask)."""
+    found = replacement.__dict__.get("_renaming")
+    if found is None:
+        produced = {o for n in replacement.nodes for o in n.output[:]}
+        rename = {new: old for old, new in replacement.outputs.items() if new in produced}
+        found = rename, [(old, new) for old, new in replacement.outputs.items() if new not in produced]
+        replacement.__dict__["_renaming"] = found
+    return found
 
 
 def apply_rewrites(model: onnx.ModelProto, rewrites: Sequence[tuple[Match, Replacement]],
@@ -68,24 +92,27 @@ def apply_rewrites(model: onnx.ModelProto, rewrites: Sequence[tuple[Match, Repla
     `index` maps id(node) of the matched nodes to their positions where they
     are not `model`'s own objects (a model given back by Undo)."""
     out = copy_without_initializers(model)
-    dead, added = _splice_nodes(model, out, rewrites, index)
+    dead, added, indexes = _splice_nodes(model, out, rewrites, index)
     # Initializers are copied last and only when alive: the weights of the
     # replaced nodes are never copied at all.
     out.graph.initializer.extend(t for t in model.graph.initializer if t.name not in dead)
     out.graph.initializer.extend(t for t in added if t.name not in dead)
-    toposort(out.graph)
+    if indexes is None:
+        toposort(out.graph)
     return out
 
 
-def splice_in_place(model: onnx.ModelProto, rewrites: list) -> list[onnx.TensorProto]:
+def splice_in_place(model: onnx.ModelProto, rewrites: list) -> tuple[list[onnx.TensorProto], Optional[tuple]]:
     """apply_rewrites on `model` itself, for a model the driver owns: the
     initializers that stay are not copied, the dead ones are taken out and
     the new ones appended (each copied in: protobuf owns what a message
     holds).  `rewrites` is emptied as it goes, so that each replacement's
     weights can be freed once they are in the model.  Returns the
-    initializers taken out; with an Undo taken before, they give the model
-    as it was."""
-    dead = _splice_nodes(model, model, rewrites)[0]  # the new weights are not held here
+    initializers taken out (with an Undo taken before, they give the model
+    as it was) and the producer and consumer indexes of the result
+    (graph._indexes of its nodes, worked out in the splice's own walk), or
+    None where the nodes had to be sorted."""
+    dead, _, indexes = _splice_nodes(model, model, rewrites)  # the new weights are not held here
     g = model.graph
     removed = []
     for k in reversed(range(len(g.initializer))):   # by index: the survivors stay where they are
@@ -99,14 +126,18 @@ def splice_in_place(model: onnx.ModelProto, rewrites: list) -> list[onnx.TensorP
                 g.initializer.append(t)
         rewrites[k] = None
     del rewrites[:]
-    toposort(g)
-    return removed
+    if indexes is None:
+        toposort(g)
+    return removed, indexes
 
 
-def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites, index=None) -> tuple[set, list]:
+def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites,
+                  index=None) -> tuple[set, list, Optional[tuple]]:
     """Put the replacements' nodes into `out` (a copy of `model` without
     initializers, or `model` itself) and remove the dead code; the names of
-    the initializers (the model's and the new ones) that died, and the new ones."""
+    the initializers (the model's and the new ones) that died, the new ones,
+    and the producer and consumer indexes of the nodes where they are known
+    to be in order (None: toposort them)."""
     index = node_indices(model) if index is None else index
     start, removed = {}, set()
     for match, replacement in rewrites:
@@ -114,22 +145,29 @@ def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites, index=
         removed.update(positions)
         start[min(positions)] = replacement
     g = out.graph
-    new_nodes, dead_inputs = [], set()
-    for k, node in enumerate(g.node):
-        if k in start:
-            new_nodes.extend(renamed_nodes(start[k]))
+    old = list(g.node)
+    places, dead_inputs = {}, set()   # id(node) -> (position, rank there); removed nodes have none
+    for k, node in enumerate(old):
         if k in removed:
-            dead_inputs.update(i for i in node.input if i)
+            dead_inputs.update(i for i in node.input[:] if i)
         else:
-            new_nodes.append(node)
-    del g.node[:]
-    g.node.extend(new_nodes)
+            places[id(node)] = (k, 0)
+    # each replacement where its first matched node was (removed: no other node is placed there),
+    # renamed_nodes made by renaming the graph's copies (one copy of a renamed node, not two)
+    at = [(k, rank, node, rename) for k in start for rank, (node, rename) in enumerate(_to_rename(start[k]))]
+    g.node.extend(node for _, _, node, _ in at)
+    copies = g.node[len(old):]   # held (as `old` is) until arranged: places are by id()
+    for (k, rank, _, rename), node in zip(at, copies):
+        if rename is not None:
+            _rename(node, rename)
+        places[id(node)] = (k, rank)
+    _arrange(g.node, places)
     added = [t for _, replacement in rewrites for t in replacement.initializers]
     if out.ir_version < 4:  # before IR 4 every initializer is also a graph input
         g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in added)
     names = {t.name for t in model.graph.initializer} | {t.name for t in added}
-    dead = remove_dead(g, dead_inputs, names, listed_initializers_are_constant=out.ir_version < 4)
-    return dead, added
+    dead, indexes = _remove_dead(g, dead_inputs, names, listed_initializers_are_constant=out.ir_version < 4)
+    return dead, added, indexes
 
 
 class Undo:
@@ -159,11 +197,20 @@ def remove_dead(g: onnx.GraphProto, maybe_dead: set, initializers: set,
     `initializers` (the graph's, which the caller adds) that died with them.
     Values used by graph outputs or by subgraphs stay.  Before IR 4 every
     initializer is also listed as a graph input; such a listing goes with it."""
-    uses, producer, keep = _uses(g)
+    return _remove_dead(g, maybe_dead, initializers, listed_initializers_are_constant)[0]
+
+
+def _remove_dead(g: onnx.GraphProto, maybe_dead: set, initializers: set,
+                 listed_initializers_are_constant: bool) -> tuple[set, Optional[tuple]]:
+    """remove_dead, and the producer and consumer indexes of the nodes left
+    (graph._indexes) where they are known to be in order (toposort would
+    keep them where they are), else None: they were before the dead ones
+    went, which only takes out nodes no survivor reads (_uses)."""
+    uses, producer, keep, in_order, readers = _uses(g)
     removable_inits = set(initializers)
     if not listed_initializers_are_constant:
         removable_inits -= {i.name for i in g.input}
-    dead_nodes, dead_inits = set(), set()
+    dead_nodes, dead_inits = {}, set()
     frontier = list(maybe_dead)
     while frontier:
         name = frontier.pop()
@@ -174,43 +221,92 @@ def remove_dead(g: onnx.GraphProto, maybe_dead: set, initializers: set,
             if name in removable_inits:
                 dead_inits.add(name)
             continue
-        if id(node) in dead_nodes or any(uses[o] > 0 or o in keep for o in node.output):
+        if id(node) in dead_nodes or any(uses[o] > 0 or o in keep for o in node.output[:]):
             continue
-        dead_nodes.add(id(node))
-        for i in node.input:
+        dead_nodes[id(node)] = node
+        for i in node.input[:]:
             if i:
                 uses[i] -= 1
                 frontier.append(i)
-    _filter(g.node, lambda n: id(n) not in dead_nodes)
-    _filter(g.input, lambda i: i.name not in dead_inits)
+    if dead_nodes:
+        _filter(g.node, lambda n: id(n) not in dead_nodes)
+    if dead_inits:
+        _filter(g.input, lambda i: i.name not in dead_inits)
     if len(g.value_info):
         live = {v for n in g.node for v in list(n.output) + list(n.input)}
         _filter(g.value_info, lambda vi: vi.name in live)
-    return dead_inits
+    return dead_inits, (_without(producer, readers, dead_nodes) if in_order else None)
 
 
-def _uses(g: onnx.GraphProto) -> tuple[Counter, dict, set]:
-    """In one walk over the nodes: how many times each value is read, the
-    node producing each value, and the values that must stay (the graph's
-    outputs, and what If/Loop/Scan bodies read: subgraph_outer_references)."""
-    reads, producer, keep = [], {}, {o.name for o in g.output}
-    for n in g.node:
-        reads += n.input
-        for o in n.output:
+def _without(producer: dict, readers: dict, dead: dict) -> tuple[dict, dict]:
+    """The indexes of _uses with the `dead` nodes (id -> node) taken out: what
+    graph._indexes gives for the nodes left (no value is produced twice here)."""
+    for node in dead.values():
+        for o in node.output[:]:
             if o:
+                del producer[o]
+        for i in set(node.input[:]):
+            left = [r for r in readers.get(i, ()) if id(r) not in dead]
+            if left:
+                readers[i] = left
+            else:
+                readers.pop(i, None)
+    return producer, readers
+
+
+def _uses(g: onnx.GraphProto) -> tuple[Counter, dict, set, bool, dict]:
+    """In one walk over the nodes: how many times each value is read, the
+    node producing each value, the values that must stay (the graph's
+    outputs, and what If/Loop/Scan bodies read: subgraph_outer_references),
+    whether the nodes are in order as _producers judges it (False also
+    where a value is produced twice, which _producers judges otherwise), and
+    the nodes reading each value (graph._indexes' consumers)."""
+    readers, producer, keep = {}, {}, {o.name for o in g.output}
+    early: set = set()     # values read where no node before (or the reader) produced them
+    twice = False
+    for n in g.node:
+        for o in n.output[:]:   # slices: see graph._indexes
+            if o:
+                twice = twice or o in producer
                 producer[o] = n
+        for x in n.input[:]:
+            if x not in producer:
+                early.add(x)
+            if x:
+                found = readers.get(x)
+                if found is None:
+                    readers[x] = [n]
+                else:
+                    found.append(n)
         if n.op_type in SUBGRAPH_OPS or n.domain not in STANDARD_DOMAINS:
-            keep |= node_outer_references(n)
-    uses = Counter(reads)
-    uses.pop("", None)   # an omitted optional input is no value
-    return uses, producer, keep
+            refs = node_outer_references(n)
+            keep |= refs
+            early.update(x for x in refs if x not in producer)
+    uses = Counter({x: len(found) for x, found in readers.items()})   # an omitted input ("") is no value
+    return uses, producer, keep, not twice and early.isdisjoint(producer), readers
 
 
 def _filter(container, keep) -> None:
-    kept = [x for x in container if keep(x)]
-    if len(kept) != len(container):
-        del container[:]
-        container.extend(kept)
+    items = list(container)
+    places = {id(x): (k,) for k, x in enumerate(items) if keep(x)}
+    if len(places) != len(items):
+        _arrange(container, places)
+
+
+def _arrange(container, places: dict) -> None:
+    """Put the messages of a repeated field in the order of `places`
+    (id(message) -> a sortable place) and drop those without a place.  The
+    messages are moved, not copied: a sort reorders them in the field, and
+    only the dropped ones, sorted to the end, are deleted (emptying the
+    field and extending it again copied every message).  The caller holds
+    the messages' Python objects while they are arranged (ids are places);
+    protobuf hands the sort the same objects, which is checked."""
+    last = (float("inf"),)
+    container.sort(key=lambda x: places.get(id(x), last))
+    kept = len(places)
+    if not all(id(x) in places for x in container[:kept]):
+        raise RuntimeError("splice: protobuf's sort did not keep the node objects (see splice._arrange)")
+    del container[kept:]
 
 
 def toposort(g: onnx.GraphProto) -> None:

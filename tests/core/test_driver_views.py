@@ -163,3 +163,47 @@ def test_the_first_view_takes_the_loads_inference(case, from_file, tmp_path, mon
     _slow_path(monkeypatch)
     slow = _outcome(source, [ReluToMax(), AddToSub()], verify=False)
     assert fast == slow
+
+
+def _same_nodes(a: dict, b: dict) -> bool:
+    """Two indexes with the same keys and the very same node objects (in order)."""
+    def ids(v):
+        return [id(n) for n in v] if isinstance(v, list) else id(v)
+    return set(a) == set(b) and all(ids(a[k]) == ids(b[k]) for k in a)
+
+
+@pytest.mark.parametrize("verify", [True, False])
+@pytest.mark.parametrize("name", ["all_three.onnx", "deeplab_aspp.onnx", "seg_head_bilinear.onnx", "pipeline"])
+def test_the_splice_hands_the_next_view_the_indexes_it_would_work_out(name, verify, tmp_path, monkeypatch):
+    """A splice in place works out the producer and consumer indexes of the
+    model it leaves (its walk for dead code); the next view takes them
+    instead of walking the nodes again.  They are the view's own indexes,
+    node for node, and the run's model and report are those of views that
+    work theirs out."""
+    from pathlib import Path
+    import sys
+    from convrewrite.core.graph import _indexes
+    from passes import make_passes
+
+    if name == "pipeline":
+        sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
+        from bench_pipeline import pipeline_model
+        path = tmp_path / "m.onnx"
+        onnx.save(pipeline_model(20), path)
+    else:
+        path = Path(__file__).parents[2] / "models" / name
+    handed = []
+    real = driver.GraphView
+
+    def checked(model, *args, indexes=None, **kwargs):
+        if indexes is not None:
+            producer, consumers = _indexes(list(model.graph.node))
+            handed.append(_same_nodes(indexes[0], producer) and _same_nodes(indexes[1], consumers))
+        return real(model, *args, indexes=indexes, **kwargs)
+
+    monkeypatch.setattr(driver, "GraphView", checked)
+    fast = _outcome(str(path), make_passes(None), verify=verify)
+    assert handed and all(handed)
+    monkeypatch.undo()
+    monkeypatch.setattr(driver, "GraphView", lambda model, *args, indexes=None, **kwargs: real(model, *args, **kwargs))
+    assert _outcome(str(path), make_passes(None), verify=verify) == fast

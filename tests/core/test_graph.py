@@ -99,7 +99,7 @@ def test_no_second_inference_for_shapes_a_constant_node_gives(monkeypatch):
 
     calls = []
     real = graph_module.infer_shapes
-    monkeypatch.setattr(graph_module, "infer_shapes", lambda m: calls.append(1) or real(m))
+    monkeypatch.setattr(graph_module, "infer_shapes", lambda m, *rest: calls.append(1) or real(m, *rest))
     nodes = [helper.make_node("Constant", [], ["s"], value=numpy_helper.from_array(np.array([-1, 8, 4, 4]))),
              helper.make_node("Reshape", ["x", "s"], ["r"]), helper.make_node("Relu", ["r"], ["y"])]
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 4, 4])],
@@ -210,3 +210,17 @@ def test_inference_over_declarations_leaves_the_model_as_it_was(monkeypatch):
     with pytest.raises(InputError):
         infer_shapes(model)
     assert model.SerializeToString() == before
+
+
+def test_labels_are_names_where_unique_else_op_and_index():
+    """Every node named once: its name (the common case, taken at once);
+    else a nameless or twice-named node is Op_index, suffixed until unique."""
+    from convrewrite.core.graph import _unique_labels
+
+    def nodes(*names):
+        return [helper.make_node("Relu", ["x"], [f"y{k}"], name=n) for k, n in enumerate(names)]
+
+    named = nodes("a", "b", "Relu_0")
+    assert list(_unique_labels(named).values()) == ["a", "b", "Relu_0"]
+    mixed = nodes("Relu_1", "", "a", "a")
+    assert list(_unique_labels(mixed).values()) == ["Relu_1", "Relu_1_", "Relu_2", "Relu_3"]

@@ -75,7 +75,7 @@ def test_splice_in_place_matches_apply_rewrites_and_undo_gives_the_model_back():
     assert model.SerializeToString() == original
     keep = model.graph.initializer[1]
     undo = Undo(model)
-    removed = splice_in_place(model, list(pairs))
+    removed, _ = splice_in_place(model, list(pairs))
     assert model.SerializeToString() == copied.SerializeToString()
     assert model.graph.initializer[0] is keep                      # not a copy
     assert [t.name for t in removed] == ["w1", "w2"]

@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 from onnx import TensorProto, helper
 
-from convrewrite.core.graph import node_outer_references, subgraph_outer_references
-from convrewrite.core.splice import _in_order, _producers, _uses, toposort
+from convrewrite.core.graph import _indexes, node_outer_references, subgraph_outer_references
+from convrewrite.core.splice import _filter, _in_order, _producers, _uses, toposort
 
 
 def _body(reads: str):
@@ -64,12 +64,32 @@ def test_a_sorted_graph_is_in_order_and_a_shuffled_one_mostly_not():
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "+".join(c) or "plain")
-def test_uses_in_one_walk_are_the_separate_walks(case):
-    g = _graph(3, **case)
-    uses, producer, keep = _uses(g)
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("sort", [False, True])
+def test_uses_in_one_walk_are_the_separate_walks(case, seed, sort):
+    g = _sorted(_graph(seed, **case)) if sort else _graph(seed, **case)
+    uses, producer, keep, in_order, readers = _uses(g)
     assert uses == Counter(i for n in g.node for i in n.input if i)
+    # in order only where toposort keeps the order (a value produced twice: toposort decides)
+    assert in_order == (not case.get("twice") and _producers(list(g.node))[1])
     assert producer == {o: n for n in g.node for o in n.output if o}
+    assert (producer, readers) == _indexes(list(g.node))
     every_node = set().union(*(node_outer_references(n) for n in g.node))   # asked of every node
     assert keep == {o.name for o in g.output} | every_node
     assert subgraph_outer_references(g) == every_node
     assert bool(every_node) == bool(case.get("subgraphs"))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_filter_keeps_the_order_and_the_messages_themselves(seed):
+    """_filter moves the kept nodes (the same messages, in their order) and drops the others."""
+    g = _graph(seed)
+    before = list(g.node)
+    rng = random.Random(seed)
+    gone = {n.name for n in rng.sample(before, 5)}
+    _filter(g.node, lambda n: n.name not in gone)
+    kept = [n for n in before if n.name not in gone]
+    assert [n.name for n in g.node] == [n.name for n in kept]
+    assert all(a is b for a, b in zip(g.node, kept))   # moved, not copied
+    kept[0].name = "edited"
+    assert g.node[0].name == "edited"
