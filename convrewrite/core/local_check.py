@@ -89,13 +89,13 @@ def _shape_chains(graph: GraphView, nodes) -> list:
     from its own inputs instead of feeding them random numbers."""
     inside = {o for n in nodes for o in n.output}
     chain, seen = [], set()
-    pending = [i for i in external_inputs(nodes) if graph.constant(i) is None and graph.partial_constant(i) is not None]
+    pending = [i for i in external_inputs(nodes) if not graph.is_constant(i) and graph.partial_constant(i) is not None]
     if not pending:
         return []
     while pending and len(chain) <= SHAPE_CHAIN_NODES:
         name = pending.pop()
         producer = graph.producer(name)
-        if name in inside or producer is None or id(producer) in seen or graph.constant(name) is not None:
+        if name in inside or producer is None or id(producer) in seen or graph.is_constant(name):
             continue
         if producer.op_type != "Shape" and graph.partial_constant(name) is None:
             continue
