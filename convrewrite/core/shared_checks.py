@@ -195,6 +195,8 @@ class SharedSession:
             self.session = onnxruntime_session(model)
         except Exception:  # onnxruntime refuses it: each check runs alone
             self.session = None
+        # named once: run(None) lists them again at every run
+        self.outputs = None if self.session is None else [o.name for o in self.session.get_outputs()]
 
     def run(self, side: Side, model: onnx.ModelProto, weights: dict, inputs: dict) -> Optional[list]:
         """The outputs of `model`, a check model that is `side` (its stubs
@@ -204,6 +206,6 @@ class SharedSession:
             return None
         try:
             data = [to_array(weights[t.name]() if t.name in weights else t) for t in model.graph.initializer]
-            return self.session.run(None, side.feeds(inputs, data))
+            return self.session.run(self.outputs, side.feeds(inputs, data))
         except Exception:  # onnxruntime raises several unrelated types; the check runs alone instead
             return None
