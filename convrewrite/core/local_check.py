@@ -82,14 +82,15 @@ def _known(graph: GraphView, name: str) -> None:
 SHAPE_CHAIN_NODES = 32  # a shape computation copied into the original's check model, at most this long
 
 
-def _shape_chains(graph: GraphView, nodes) -> list:
+def _shape_chains(graph: GraphView, nodes, reads: list) -> list:
     """The nodes that compute, from shapes alone, what `nodes` read and is
     neither constant nor fed to them (a dynamic-batch export's Resize sizes
     Concat(Shape(x)[0:2], [H, W])): the check model computes those values
-    from its own inputs instead of feeding them random numbers."""
+    from its own inputs instead of feeding them random numbers.  `reads`:
+    external_inputs(nodes)."""
     inside = {o for n in nodes for o in n.output}
     chain, seen = [], set()
-    pending = [i for i in external_inputs(nodes) if not graph.is_constant(i) and graph.partial_constant(i) is not None]
+    pending = [i for i in reads if not graph.is_constant(i) and graph.partial_constant(i) is not None]
     if not pending:
         return []
     while pending and len(chain) <= SHAPE_CHAIN_NODES:
@@ -145,8 +146,10 @@ def _sides(graph: GraphView, match: Match, replacement: Replacement, new_nodes: 
     dequantize = qdq_check.dequantized_reads(graph, external_reads(new_io))   # int8 weights stay int8
     own = {t.name for t in replacement.initializers}
     # quantized nodes keep reading their weights through DequantizeLinear (qdq_check.weight_nodes)
-    original_nodes = _shape_chains(graph, match.nodes) + qdq_check.weight_nodes(graph, match.nodes) + list(match.nodes)
-    orig_in = external_inputs(original_nodes)
+    reads = external_inputs(match.nodes)
+    before = _shape_chains(graph, match.nodes, reads) + qdq_check.weight_nodes(graph, match.nodes)
+    original_nodes = before + list(match.nodes)
+    orig_in = external_inputs(original_nodes) if before else reads
     repl_in = [i for i in external_reads([(n.input, n.output) for n in dequantize] + new_io) if i not in own]
     constant = frozenset(i for i in set(orig_in) | set(repl_in) if graph.is_constant(i))
     runtime = [i for i in orig_in if i not in constant]
