@@ -43,8 +43,8 @@ class Side:
     """One side of a check (its original or its replacement model) as an
     instance of a structure: the structure's key (_structure_key: the model
     without initializers and names, serialised, and where each name stood;
-    and each initializer's type and dims), and which of the check model's values feed it, in order: its
-    runtime inputs, then its initializers."""
+    and each initializer's type and dims), and which of the check model's
+    values feed it, in order: its runtime inputs, then its initializers."""
 
     structure: tuple
     inputs: tuple[str, ...]
