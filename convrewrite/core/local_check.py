@@ -143,14 +143,16 @@ def _sides(graph: GraphView, match: Match, replacement: Replacement, new_nodes: 
         raise CheckError(f"replacement does not provide {sorted(missing)}")
     # the nodes the check model will hold (names only, without new_nodes)
     new_io = renamed_io(replacement) if new_nodes is None else [(n.input, n.output) for n in new_nodes]
-    dequantize = qdq_check.dequantized_reads(graph, external_reads(new_io))   # int8 weights stay int8
+    new_reads = external_reads(new_io)
+    dequantize = qdq_check.dequantized_reads(graph, new_reads)   # int8 weights stay int8
     own = {t.name for t in replacement.initializers}
     # quantized nodes keep reading their weights through DequantizeLinear (qdq_check.weight_nodes)
     reads = external_inputs(match.nodes)
     before = _shape_chains(graph, match.nodes, reads) + qdq_check.weight_nodes(graph, match.nodes)
     original_nodes = before + list(match.nodes)
     orig_in = external_inputs(original_nodes) if before else reads
-    repl_in = [i for i in external_reads([(n.input, n.output) for n in dequantize] + new_io) if i not in own]
+    repl_reads = external_reads([(n.input, n.output) for n in dequantize] + new_io) if dequantize else new_reads
+    repl_in = [i for i in repl_reads if i not in own]
     constant = frozenset(i for i in set(orig_in) | set(repl_in) if graph.is_constant(i))
     runtime = [i for i in orig_in if i not in constant]
     stray = [i for i in repl_in if i not in constant and i not in runtime]
