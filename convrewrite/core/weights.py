@@ -111,7 +111,7 @@ def data_bytes(t: onnx.TensorProto) -> int:
         _ITEMSIZE[t.data_type] = itemsize
     if itemsize is None:
         return t.ByteSize()
-    return prod(t.dims) * itemsize
+    return prod(t.dims[:]) * itemsize   # [:]: one list, not an iteration over the repeated field
 
 
 # Models with at least this many bytes of weights release memory at the
