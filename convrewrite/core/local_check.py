@@ -19,8 +19,8 @@ from typing import Callable, Optional, Sequence
 import onnx
 from onnx import helper
 
-from .equivalence import (Comparison, FeedTooLarge, RunError, pinned_dims, random_feeds,
-                          run_model)
+from .equivalence import (Comparison, FeedTooLarge, RunError, feed_shapes, pinned_dims, random_feeds,
+                          random_values, run_model)
 from . import qdq, qdq_check
 from .graph import GraphView
 from .shared_checks import SharedSession, shared_structures
@@ -308,13 +308,14 @@ def verify_checks(checks: Sequence[LocalCheck], seed: int = 0, rtol=None, atol=N
     for structure in shared:
         sessions = [SharedSession(m) for m in structure.session_models(checks[structure.checks[0]])]
         for batch in (1, 2):
+            shapes = _shared_feed_shapes(checks[structure.checks[0]], batch)
             for k, sides in zip(structure.checks, structure.sides):
                 if batch == 2 and not checks[k].symbolic:
                     continue
                 if progress is not None:
                     progress(done, total)
                 done += 1
-                _run_shared(results, k, checks[k], sides, sessions, seed, batch, rtol, atol)
+                _run_shared(results, k, checks[k], sides, sessions, (seed, batch, shapes), rtol, atol)
         del sessions
     for batch, group in work:
         if progress is not None:
@@ -343,10 +344,25 @@ def _feeds(check: "LocalCheck", seed: int, batch: int) -> dict:
     return random_feeds(graph.input, seed, batch, pinned=pinned_dims(graph))
 
 
-def _run_shared(results: list, k: int, check: LocalCheck, sides, sessions, seed: int, batch: int, rtol, atol) -> None:
-    """Check `k` in the sessions of its structure; a side they cannot run runs alone."""
+def _shared_feed_shapes(check: LocalCheck, batch: int) -> Optional[list]:
+    """feed_shapes of `check`'s inputs, the same for every check of its
+    structure (the same input types, the same nodes and weight dims that pin
+    a channel dim, only other names); None where it raises: then each check's
+    own _feeds raises it again, as it would without this."""
+    graph = check.original.graph
     try:
-        feeds = _feeds(check, seed + k, batch)
+        return feed_shapes(graph.input, batch, pinned=pinned_dims(graph))
+    except Exception:
+        return None
+
+
+def _run_shared(results: list, k: int, check: LocalCheck, sides, sessions, feeding: tuple, rtol, atol) -> None:
+    """Check `k` in the sessions of its structure; a side they cannot run
+    runs alone.  `feeding`: (seed, batch, _shared_feed_shapes' shapes)."""
+    seed, batch, shapes = feeding
+    try:   # what _feeds makes (the inputs of the check's side are its own names for the same shapes)
+        feeds = (_feeds(check, seed + k, batch) if shapes is None
+                 else dict(zip(sides[0].inputs, random_values(shapes, seed + k))))
     except FeedTooLarge as e:
         results[k] = f"the check's random inputs would be too large ({e})"
         return
