@@ -315,7 +315,7 @@ def verify_checks(checks: Sequence[LocalCheck], seed: int = 0, rtol=None, atol=N
                 if progress is not None:
                     progress(done, total)
                 done += 1
-                _run_shared(results, k, checks[k], sides, sessions, (seed, batch, shapes), rtol, atol)
+                _run_shared(results, k, checks[k], sides, sessions, seed, batch, rtol, atol, shapes)
         del sessions
     for batch, group in work:
         if progress is not None:
@@ -356,10 +356,10 @@ def _shared_feed_shapes(check: LocalCheck, batch: int) -> Optional[list]:
         return None
 
 
-def _run_shared(results: list, k: int, check: LocalCheck, sides, sessions, feeding: tuple, rtol, atol) -> None:
+def _run_shared(results: list, k: int, check: LocalCheck, sides, sessions, seed: int, batch: int, rtol, atol,
+                shapes: Optional[list] = None) -> None:
     """Check `k` in the sessions of its structure; a side they cannot run
-    runs alone.  `feeding`: (seed, batch, _shared_feed_shapes' shapes)."""
-    seed, batch, shapes = feeding
+    runs alone.  `shapes`: _shared_feed_shapes of its structure."""
     try:   # what _feeds makes (the inputs of the check's side are its own names for the same shapes)
         feeds = (_feeds(check, seed + k, batch) if shapes is None
                  else dict(zip(sides[0].inputs, random_values(shapes, seed + k))))
