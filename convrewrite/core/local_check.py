@@ -88,7 +88,7 @@ def _shape_chains(graph: GraphView, nodes, reads: list) -> list:
     Concat(Shape(x)[0:2], [H, W])): the check model computes those values
     from its own inputs instead of feeding them random numbers.  `reads`:
     external_inputs(nodes)."""
-    inside = {o for n in nodes for o in n.output}
+    inside = {o for n in nodes for o in n.output[:]}   # [:]: see standalone.external_reads
     chain, seen = [], set()
     pending = [i for i in reads if not graph.is_constant(i) and graph.partial_constant(i) is not None]
     if not pending:
@@ -135,14 +135,14 @@ def _sides(graph: GraphView, match: Match, replacement: Replacement, new_nodes: 
     inside = {id(n) for n in match.nodes}
     # an output is needed unless only the match's own nodes read it (a graph
     # output, or a value an If/Loop/Scan body reads, is always needed)
-    needed = {o for n in match.nodes for o in n.output
+    needed = {o for n in match.nodes for o in n.output[:]
               if o and (o in graph.graph_outputs or o in graph.outer_references
                         or any(id(c) not in inside for c in graph.consumers(o)))}
     missing = needed - set(outputs)
     if missing:
         raise CheckError(f"replacement does not provide {sorted(missing)}")
     # the nodes the check model will hold (names only, without new_nodes)
-    new_io = renamed_io(replacement) if new_nodes is None else [(n.input, n.output) for n in new_nodes]
+    new_io = renamed_io(replacement) if new_nodes is None else [(n.input[:], n.output[:]) for n in new_nodes]
     new_reads = external_reads(new_io)
     dequantize = qdq_check.dequantized_reads(graph, new_reads)   # int8 weights stay int8
     own = {t.name for t in replacement.initializers}
@@ -387,7 +387,7 @@ def _judge(results: list, k: int, check: LocalCheck, want, got, rtol, atol, fuse
     elif isinstance(got, str):
         results[k] = f"onnxruntime cannot run the replacement: {got}"
     else:
-        names = [o.name for o in check.original.graph.output]
+        names = [o.name for o in check.original.graph.output[:]]
         compared = qdq.compare_outputs(names, want, got, rtol, atol, check.steps)
         if isinstance(want, ReferenceRun):
             for o in compared.outputs:

@@ -60,12 +60,15 @@ def side_of(model: onnx.ModelProto) -> Optional[Side]:
     """`model` as an instance of its structure; None when it cannot share one."""
     g = model.graph
     if model.functions or g.sparse_initializer or any(
-            a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in g.node for a in n.attribute):
+            a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in g.node[:] for a in n.attribute[:]):
         return None
-    inputs, weights = [i.name for i in g.input], [t.name for t in g.initializer]
+    # [:] (here and below): a list of the repeated field at once; iterating the field
+    # itself ends in an IndexError whose message is formatted, many times its cost
+    initializers = g.initializer[:]
+    inputs, weights = [i.name for i in g.input[:]], [t.name for t in initializers]
     if len(set(inputs + weights)) != len(inputs) + len(weights):   # an initializer overriding an input
         return None
-    key = (*_structure_key(model, inputs + weights), tuple((t.data_type, tuple(t.dims)) for t in g.initializer))
+    key = (*_structure_key(model, inputs + weights), tuple((t.data_type, tuple(t.dims[:])) for t in initializers))
     return Side(key, tuple(inputs), tuple(weights))
 
 
@@ -78,7 +81,7 @@ def _structure_key(model: onnx.ModelProto, fed: list[str]) -> tuple[bytes, tuple
     then the initializers', all different (side_of)."""
     out = onnx.ModelProto()
     out.ir_version = model.ir_version
-    out.opset_import.extend(model.opset_import)
+    out.opset_import.extend(model.opset_import[:])
     g = out.graph
     g.CopyFrom(model.graph)   # one copy of the graph in C: copying its fields one by one costs several times more
     for what in _GRAPH_DROPPED:
@@ -89,12 +92,13 @@ def _structure_key(model: onnx.ModelProto, fed: list[str]) -> tuple[bytes, tuple
         return tuple([order.setdefault(name, len(order)) if name else -1 for name in names])
 
     where = []
-    for node in g.node:
-        where += [numbers(node.input), numbers(node.output)]
+    for node in g.node[:]:
+        where += [numbers(node.input[:]), numbers(node.output[:])]
         for what in _NODE_VALUES:
             node.ClearField(what)
-    where += [numbers([vi.name for vi in g.output]), numbers([vi.name for vi in g.value_info])]
-    for vi in (*g.input, *g.output, *g.value_info):
+    outputs, value_info = g.output[:], g.value_info[:]
+    where += [numbers([vi.name for vi in outputs]), numbers([vi.name for vi in value_info])]
+    for vi in g.input[:] + outputs + value_info:
         vi.ClearField("name")
     return out.SerializeToString(deterministic=True), tuple(where)
 
@@ -205,7 +209,7 @@ class SharedSession:
         if self.session is None:
             return None
         try:
-            data = [to_array(weights[t.name]() if t.name in weights else t) for t in model.graph.initializer]
+            data = [to_array(weights[t.name]() if t.name in weights else t) for t in model.graph.initializer[:]]
             return self.session.run(self.outputs, side.feeds(inputs, data))
         except Exception:  # onnxruntime raises several unrelated types; the check runs alone instead
             return None

@@ -170,7 +170,7 @@ def to_array(t: onnx.TensorProto) -> np.ndarray:
     if (dtype is None or sys.byteorder != "little" or t.data_location == onnx.TensorProto.EXTERNAL
             or not t.HasField("raw_data")):
         return numpy_helper.to_array(t)
-    return np.frombuffer(t.raw_data, dtype).reshape(tuple(t.dims))
+    return np.frombuffer(t.raw_data, dtype).reshape(t.dims[:])
 
 
 _RAW_TYPES = {np.dtype(v): k for k, v in _RAW_DTYPES.items()}
