@@ -120,7 +120,7 @@ def compare_arrays(name: str, want: np.ndarray, got: np.ndarray,
                                 f"{bad} elements differ" if bad else "", compared=int(want.size))
     w, g = want.astype(np.float64), got.astype(np.float64)
     if np.isfinite(w).all() and np.isfinite(g).all():   # the common case: no element to set aside
-        scale = float(np.max(np.abs(w), initial=0.0))
+        scale = float(np.abs(w).max(initial=0.0))   # the method: np.max's dispatch costs as much again
         err = np.abs(w - g)
         compared = int(w.size)
     else:
@@ -130,10 +130,10 @@ def compare_arrays(name: str, want: np.ndarray, got: np.ndarray,
             n = int(np.count_nonzero(special & ~same_special))
             return OutputComparison(name, False, np.inf, np.inf, 0.0, f"{n} NaN/Inf elements differ")
         finite = ~special
-        scale = float(np.max(np.abs(w[finite]), initial=0.0))
+        scale = float(np.abs(w[finite]).max(initial=0.0))
         err = np.abs(w[finite] - g[finite])
         compared = int(np.count_nonzero(finite))
-    max_abs = float(np.max(err, initial=0.0))
+    max_abs = float(err.max(initial=0.0))
     allowed = atol + rtol * scale
     rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf)
     return OutputComparison(name, max_abs <= allowed, max_abs, rel, allowed, compared=compared)
@@ -447,7 +447,15 @@ def random_feeds(inputs: Sequence[onnx.ValueInfoProto], seed: int = 0, batch: in
     a symbolic dim that `pinned` gives -> its size: pinned_dims);
     FeedTooLarge or UnfeedableType before any is made when one would be too
     large or is of a type without random values."""
-    shapes = {}
+    shapes = feed_shapes(inputs, batch, pinned)
+    return dict(zip([name for name, _, _ in shapes], random_values(shapes, seed)))
+
+
+def feed_shapes(inputs: Sequence[onnx.ValueInfoProto], batch: int = 2,
+                pinned: Optional[Mapping[str, Mapping[int, int]]] = None) -> list:
+    """(name, shape, element type) of each input's random tensor, in order:
+    random_feeds without the values (FeedTooLarge or UnfeedableType as it)."""
+    shapes = {}   # by name: an input named twice is fed once, where it first stands, as its last says
     for vi in inputs:
         tt = vi.type.tensor_type
         if not _feedable(tt.elem_type):
@@ -457,8 +465,13 @@ def random_feeds(inputs: Sequence[onnx.ValueInfoProto], seed: int = 0, batch: in
         shapes[vi.name] = (concrete_shape(dims, batch), tt.elem_type)
         if math.prod(shapes[vi.name][0]) > MAX_RANDOM_ELEMENTS:   # exact (dims are ints >= 0)
             raise FeedTooLarge(vi.name, shapes[vi.name][0])
+    return [(name, shape, elem_type) for name, (shape, elem_type) in shapes.items()]
+
+
+def random_values(shapes: Sequence[tuple], seed: int) -> list:
+    """random_feeds' tensors for feed_shapes' `shapes`, in their order."""
     rng = np.random.default_rng(seed)
-    return {name: random_tensor(rng, shape, elem_type) for name, (shape, elem_type) in shapes.items()}
+    return [random_tensor(rng, shape, elem_type) for _, shape, elem_type in shapes]
 
 
 # Ops that keep their first input's channel axis: a Conv behind them fixes it just the same.

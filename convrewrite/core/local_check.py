@@ -19,8 +19,8 @@ from typing import Callable, Optional, Sequence
 import onnx
 from onnx import helper
 
-from .equivalence import (Comparison, FeedTooLarge, RunError, pinned_dims, random_feeds,
-                          run_model)
+from .equivalence import (Comparison, FeedTooLarge, RunError, feed_shapes, pinned_dims, random_feeds,
+                          random_values, run_model)
 from . import qdq, qdq_check
 from .graph import GraphView
 from .shared_checks import SharedSession, shared_structures
@@ -82,20 +82,21 @@ def _known(graph: GraphView, name: str) -> None:
 SHAPE_CHAIN_NODES = 32  # a shape computation copied into the original's check model, at most this long
 
 
-def _shape_chains(graph: GraphView, nodes) -> list:
+def _shape_chains(graph: GraphView, nodes, reads: list) -> list:
     """The nodes that compute, from shapes alone, what `nodes` read and is
     neither constant nor fed to them (a dynamic-batch export's Resize sizes
     Concat(Shape(x)[0:2], [H, W])): the check model computes those values
-    from its own inputs instead of feeding them random numbers."""
-    inside = {o for n in nodes for o in n.output}
+    from its own inputs instead of feeding them random numbers.  `reads`:
+    external_inputs(nodes)."""
+    inside = {o for n in nodes for o in n.output[:]}   # [:]: see standalone.external_reads
     chain, seen = [], set()
-    pending = [i for i in external_inputs(nodes) if graph.constant(i) is None and graph.partial_constant(i) is not None]
+    pending = [i for i in reads if not graph.is_constant(i) and graph.partial_constant(i) is not None]
     if not pending:
         return []
     while pending and len(chain) <= SHAPE_CHAIN_NODES:
         name = pending.pop()
         producer = graph.producer(name)
-        if name in inside or producer is None or id(producer) in seen or graph.constant(name) is not None:
+        if name in inside or producer is None or id(producer) in seen or graph.is_constant(name):
             continue
         if producer.op_type != "Shape" and graph.partial_constant(name) is None:
             continue
@@ -134,20 +135,24 @@ def _sides(graph: GraphView, match: Match, replacement: Replacement, new_nodes: 
     inside = {id(n) for n in match.nodes}
     # an output is needed unless only the match's own nodes read it (a graph
     # output, or a value an If/Loop/Scan body reads, is always needed)
-    needed = {o for n in match.nodes for o in n.output
+    needed = {o for n in match.nodes for o in n.output[:]
               if o and (o in graph.graph_outputs or o in graph.outer_references
                         or any(id(c) not in inside for c in graph.consumers(o)))}
     missing = needed - set(outputs)
     if missing:
         raise CheckError(f"replacement does not provide {sorted(missing)}")
     # the nodes the check model will hold (names only, without new_nodes)
-    new_io = renamed_io(replacement) if new_nodes is None else [(n.input, n.output) for n in new_nodes]
-    dequantize = qdq_check.dequantized_reads(graph, external_reads(new_io))   # int8 weights stay int8
+    new_io = renamed_io(replacement) if new_nodes is None else [(n.input[:], n.output[:]) for n in new_nodes]
+    new_reads = external_reads(new_io)
+    dequantize = qdq_check.dequantized_reads(graph, new_reads)   # int8 weights stay int8
     own = {t.name for t in replacement.initializers}
     # quantized nodes keep reading their weights through DequantizeLinear (qdq_check.weight_nodes)
-    original_nodes = _shape_chains(graph, match.nodes) + qdq_check.weight_nodes(graph, match.nodes) + list(match.nodes)
-    orig_in = external_inputs(original_nodes)
-    repl_in = [i for i in external_reads([(n.input, n.output) for n in dequantize] + new_io) if i not in own]
+    reads = external_inputs(match.nodes)
+    before = _shape_chains(graph, match.nodes, reads) + qdq_check.weight_nodes(graph, match.nodes)
+    original_nodes = before + list(match.nodes)
+    orig_in = external_inputs(original_nodes) if before else reads
+    repl_reads = external_reads([(n.input, n.output) for n in dequantize] + new_io) if dequantize else new_reads
+    repl_in = [i for i in repl_reads if i not in own]
     constant = frozenset(i for i in set(orig_in) | set(repl_in) if graph.is_constant(i))
     runtime = [i for i in orig_in if i not in constant]
     stray = [i for i in repl_in if i not in constant and i not in runtime]
@@ -303,13 +308,14 @@ def verify_checks(checks: Sequence[LocalCheck], seed: int = 0, rtol=None, atol=N
     for structure in shared:
         sessions = [SharedSession(m) for m in structure.session_models(checks[structure.checks[0]])]
         for batch in (1, 2):
+            shapes = _shared_feed_shapes(checks[structure.checks[0]], batch)
             for k, sides in zip(structure.checks, structure.sides):
                 if batch == 2 and not checks[k].symbolic:
                     continue
                 if progress is not None:
                     progress(done, total)
                 done += 1
-                _run_shared(results, k, checks[k], sides, sessions, seed, batch, rtol, atol)
+                _run_shared(results, k, checks[k], sides, sessions, seed, batch, rtol, atol, shapes)
         del sessions
     for batch, group in work:
         if progress is not None:
@@ -338,10 +344,25 @@ def _feeds(check: "LocalCheck", seed: int, batch: int) -> dict:
     return random_feeds(graph.input, seed, batch, pinned=pinned_dims(graph))
 
 
-def _run_shared(results: list, k: int, check: LocalCheck, sides, sessions, seed: int, batch: int, rtol, atol) -> None:
-    """Check `k` in the sessions of its structure; a side they cannot run runs alone."""
+def _shared_feed_shapes(check: LocalCheck, batch: int) -> Optional[list]:
+    """feed_shapes of `check`'s inputs, the same for every check of its
+    structure (the same input types, the same nodes and weight dims that pin
+    a channel dim, only other names); None where it raises: then each check's
+    own _feeds raises it again, as it would without this."""
+    graph = check.original.graph
     try:
-        feeds = _feeds(check, seed + k, batch)
+        return feed_shapes(graph.input, batch, pinned=pinned_dims(graph))
+    except Exception:
+        return None
+
+
+def _run_shared(results: list, k: int, check: LocalCheck, sides, sessions, seed: int, batch: int, rtol, atol,
+                shapes: Optional[list] = None) -> None:
+    """Check `k` in the sessions of its structure; a side they cannot run
+    runs alone.  `shapes`: _shared_feed_shapes of its structure."""
+    try:   # what _feeds makes (the inputs of the check's side are its own names for the same shapes)
+        feeds = (_feeds(check, seed + k, batch) if shapes is None
+                 else dict(zip(sides[0].inputs, random_values(shapes, seed + k))))
     except FeedTooLarge as e:
         results[k] = f"the check's random inputs would be too large ({e})"
         return
@@ -366,7 +387,7 @@ def _judge(results: list, k: int, check: LocalCheck, want, got, rtol, atol, fuse
     elif isinstance(got, str):
         results[k] = f"onnxruntime cannot run the replacement: {got}"
     else:
-        names = [o.name for o in check.original.graph.output]
+        names = [o.name for o in check.original.graph.output[:]]
         compared = qdq.compare_outputs(names, want, got, rtol, atol, check.steps)
         if isinstance(want, ReferenceRun):
             for o in compared.outputs:

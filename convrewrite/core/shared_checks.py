@@ -41,10 +41,10 @@ MIN_SHARED = 2  # checks of one structure that make it worth a session of its ow
 @dataclass(frozen=True)
 class Side:
     """One side of a check (its original or its replacement model) as an
-    instance of a structure: the structure's key (the model with canonical
-    names and without initializers, serialised, and each initializer's type
-    and dims), and which of the check model's values feed it, in order: its
-    runtime inputs, then its initializers."""
+    instance of a structure: the structure's key (_structure_key: the model
+    without initializers and names, serialised, and where each name stood;
+    and each initializer's type and dims), and which of the check model's
+    values feed it, in order: its runtime inputs, then its initializers."""
 
     structure: tuple
     inputs: tuple[str, ...]
@@ -60,14 +60,47 @@ def side_of(model: onnx.ModelProto) -> Optional[Side]:
     """`model` as an instance of its structure; None when it cannot share one."""
     g = model.graph
     if model.functions or g.sparse_initializer or any(
-            a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in g.node for a in n.attribute):
+            a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in g.node[:] for a in n.attribute[:]):
         return None
-    inputs, weights = [i.name for i in g.input], [t.name for t in g.initializer]
+    # [:] (here and below): a list of the repeated field at once; iterating the field
+    # itself ends in an IndexError whose message is formatted, many times its cost
+    initializers = g.initializer[:]
+    inputs, weights = [i.name for i in g.input[:]], [t.name for t in initializers]
     if len(set(inputs + weights)) != len(inputs) + len(weights):   # an initializer overriding an input
         return None
-    key = (_canonical(model, inputs + weights).SerializeToString(deterministic=True),
-           tuple((t.data_type, tuple(t.dims)) for t in g.initializer))
+    key = (*_structure_key(model, inputs + weights), tuple((t.data_type, tuple(t.dims[:])) for t in initializers))
     return Side(key, tuple(inputs), tuple(weights))
+
+
+def _structure_key(model: onnx.ModelProto, fed: list[str]) -> tuple[bytes, tuple]:
+    """What _canonical(model, fed) holds, cheaper to make (one per side of
+    every check): the model without initializers and with every value name
+    cleared (serialised), and where each name stood as its number in
+    _canonical's order.  Equal keys mean equal canonical models: the names
+    _canonical gives are these numbers.  `fed`: the graph inputs' names,
+    then the initializers', all different (side_of)."""
+    out = onnx.ModelProto()
+    out.ir_version = model.ir_version
+    out.opset_import.extend(model.opset_import[:])
+    g = out.graph
+    g.CopyFrom(model.graph)   # one copy of the graph in C: copying its fields one by one costs several times more
+    for what in _GRAPH_DROPPED:
+        g.ClearField(what)
+    order = {name: k for k, name in enumerate(fed)}
+
+    def numbers(names) -> tuple:
+        return tuple([order.setdefault(name, len(order)) if name else -1 for name in names])
+
+    where = []
+    for node in g.node[:]:
+        where += [numbers(node.input[:]), numbers(node.output[:])]
+        for what in _NODE_VALUES:
+            node.ClearField(what)
+    outputs, value_info = g.output[:], g.value_info[:]
+    where += [numbers([vi.name for vi in outputs]), numbers([vi.name for vi in value_info])]
+    for vi in g.input[:] + outputs + value_info:
+        vi.ClearField("name")
+    return out.SerializeToString(deterministic=True), tuple(where)
 
 
 def shared_model(model: onnx.ModelProto) -> bytes:
@@ -123,6 +156,9 @@ def _canonical(model: onnx.ModelProto, fed: list[str]) -> onnx.ModelProto:
 
 
 _NODE_LABELS = tuple(f for f in ("name", "doc_string", "metadata_props") if f in onnx.NodeProto.DESCRIPTOR.fields_by_name)
+_NODE_VALUES = ("input", "output") + _NODE_LABELS   # what _structure_key clears of a node
+_GRAPH_KEPT = ("input", "node", "output", "value_info")   # what _canonical keeps of the graph
+_GRAPH_DROPPED = tuple(f.name for f in onnx.GraphProto.DESCRIPTOR.fields if f.name not in _GRAPH_KEPT)
 
 
 @dataclass
@@ -163,6 +199,8 @@ class SharedSession:
             self.session = onnxruntime_session(model)
         except Exception:  # onnxruntime refuses it: each check runs alone
             self.session = None
+        # named once: run(None) lists them again at every run
+        self.outputs = None if self.session is None else [o.name for o in self.session.get_outputs()]
 
     def run(self, side: Side, model: onnx.ModelProto, weights: dict, inputs: dict) -> Optional[list]:
         """The outputs of `model`, a check model that is `side` (its stubs
@@ -171,7 +209,7 @@ class SharedSession:
         if self.session is None:
             return None
         try:
-            data = [to_array(weights[t.name]() if t.name in weights else t) for t in model.graph.initializer]
-            return self.session.run(None, side.feeds(inputs, data))
+            data = [to_array(weights[t.name]() if t.name in weights else t) for t in model.graph.initializer[:]]
+            return self.session.run(self.outputs, side.feeds(inputs, data))
         except Exception:  # onnxruntime raises several unrelated types; the check runs alone instead
             return None

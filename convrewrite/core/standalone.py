@@ -24,11 +24,13 @@ SMALL_CONSTANT = 64  # constants of the graph copied into a replacement's model 
 
 def external_inputs(nodes: Sequence[onnx.NodeProto]) -> list[str]:
     """The values `nodes` read but do not produce, in first-use order."""
-    return external_reads([(n.input, n.output) for n in nodes])
+    return external_reads([(n.input[:], n.output[:]) for n in nodes])   # [:]: see external_reads
 
 
 def external_reads(io: Sequence[tuple[Sequence[str], Sequence[str]]]) -> list[str]:
-    """external_inputs of nodes given by their (inputs, outputs)."""
+    """external_inputs of nodes given by their (inputs, outputs): lists
+    (iterating a repeated field of a NodeProto ends in an IndexError whose
+    message is formatted, several times what its [:] list costs)."""
     produced = {o for _, outputs in io for o in outputs}
     seen, out = set(), []
     for inputs, _ in io:
@@ -54,7 +56,7 @@ def make_model(graph: GraphView, nodes, initializers, inputs: Sequence[onnx.Valu
     g.input.extend(inputs)
     g.output.extend(outputs)
     g.initializer.extend(initializers)
-    model.opset_import.extend(graph.model.opset_import)
+    model.opset_import.extend(graph.model.opset_import[:])
     return model
 
 

@@ -111,7 +111,7 @@ def data_bytes(t: onnx.TensorProto) -> int:
         _ITEMSIZE[t.data_type] = itemsize
     if itemsize is None:
         return t.ByteSize()
-    return prod(t.dims) * itemsize
+    return prod(t.dims[:]) * itemsize   # [:]: one list, not an iteration over the repeated field
 
 
 # Models with at least this many bytes of weights release memory at the
@@ -170,7 +170,7 @@ def to_array(t: onnx.TensorProto) -> np.ndarray:
     if (dtype is None or sys.byteorder != "little" or t.data_location == onnx.TensorProto.EXTERNAL
             or not t.HasField("raw_data")):
         return numpy_helper.to_array(t)
-    return np.frombuffer(t.raw_data, dtype).reshape(tuple(t.dims))
+    return np.frombuffer(t.raw_data, dtype).reshape(t.dims[:])
 
 
 _RAW_TYPES = {np.dtype(v): k for k, v in _RAW_DTYPES.items()}
