@@ -174,12 +174,23 @@ class ResizeToConvTranspose:
         # No form at all, the opt-in ones included: an attribute (or a size)
         # no lowering expresses.  Where only an opt-in form applies, the
         # driver decides (a target may need it; without one it says so).
-        reasons = [(f.name, f.applies(match, graph)) for f in self.forms]
-        if all(r is not None for _, r in reasons):
-            why = "; ".join(f"{f}: {r}" for f, r in reasons)
+        why = self._no_form(match, graph)
+        if why is not None:
             return Skip(f"{where}: no lowering form applies ({why})",
                         fixed.code if fixed else Code.UNSUPPORTED_ATTRIBUTE)
         return match
+
+    def _no_form(self, match: Match, graph: GraphView) -> Optional[str]:
+        """Why no form applies, form by form; None at the first that does
+        (the forms after it are not asked: the matmul form's applies reads
+        the interpolation matrices)."""
+        reasons = []
+        for f in self.forms:
+            reason = f.applies(match, graph)
+            if reason is None:
+                return None
+            reasons.append(f"{f.name}: {reason}")
+        return "; ".join(reasons)
 
 
 def fixed_kernel_problem(spec: ResizeSpec, channels: Optional[int]) -> Optional[Skip]:
