@@ -56,6 +56,7 @@ for the target (lowering.settle), not the ConvTranspose as built.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
@@ -156,19 +157,10 @@ class ResizeToConvTranspose:
 
     def match(self, node: onnx.NodeProto, graph: GraphView) -> Match | Skip:
         where = f"{node.op_type} '{graph.label(node)}'"
-        spec = read_resize(node, graph)
-        if isinstance(spec, Unreadable):
-            return Skip(f"{where}: {spec.reason}", spec.code)
-        dtype = graph.dtype(node.input[0])
-        problem = _type_problem(graph, node.input[0])
-        if problem:
-            return Skip(f"{where}: {problem.reason}", problem.code)
-        channels = spec.axes[1].n_in if len(spec.axes) > 1 else None
-        fixed = fixed_kernel_problem(spec, channels)
-        kernels = () if fixed else tuple(
-            identity_kernel() if ax.identity else resize_kernel(spec.interp, ax.factor)
-            for ax in spec.axes[2:])
-        params = ResizeParams(spec, helper.tensor_dtype_to_np_dtype(dtype), graph.opset(), channels, kernels, fixed)
+        params = node_params(node, graph)
+        if isinstance(params, Skip):
+            return Skip(f"{where}: {params.reason}", params.code)
+        spec, fixed = params.spec, params.fixed
         notes = (f"mode={spec.interp.mode}", f"coordinates={spec.interp.coordinate_mode}")
         match = Match(node, params, notes=notes)
         # No form at all, the opt-in ones included: an attribute (or a size)
@@ -191,6 +183,53 @@ class ResizeToConvTranspose:
                 return None
             reasons.append(f"{f.name}: {reason}")
         return "; ".join(reasons)
+
+
+# Per view: the params of every Resize read so far, by what they are read from
+# (_params_key).  A model's Resizes are mostly a few kinds (issue 12: 334 of one).
+_PARAMS: "weakref.WeakKeyDictionary[GraphView, dict]" = weakref.WeakKeyDictionary()
+
+
+def node_params(node: onnx.NodeProto, graph: GraphView) -> "ResizeParams | Skip":
+    """The node's params, or why it is not lowered (a reason without the
+    node); read once per view for the nodes that share what they are read
+    from."""
+    key = _params_key(node, graph)
+    if key is None:
+        return _read_params(node, graph)
+    known = _PARAMS.setdefault(graph, {})
+    found = known.get(key)
+    if found is None:
+        found = known[key] = _read_params(node, graph)
+    return found
+
+
+def _params_key(node: onnx.NodeProto, graph: GraphView) -> Optional[tuple]:
+    """All that _read_params reads of the node in this view: its operator,
+    attributes and parameter inputs (scales, sizes, roi: a name stands for
+    one value in a view), and the types of its input and output; None
+    where x's rank is unknown (the reason names x)."""
+    x = graph.shape(node.input[0])
+    if x is None:
+        return None
+    return (node.op_type, tuple(a.SerializeToString() for a in node.attribute), tuple(node.input[1:]),
+            x, graph.dtype(node.input[0]), graph.shape(node.output[0]))
+
+
+def _read_params(node: onnx.NodeProto, graph: GraphView) -> "ResizeParams | Skip":
+    spec = read_resize(node, graph)
+    if isinstance(spec, Unreadable):
+        return Skip(spec.reason, spec.code)
+    dtype = graph.dtype(node.input[0])
+    problem = _type_problem(graph, node.input[0])
+    if problem:
+        return problem
+    channels = spec.axes[1].n_in if len(spec.axes) > 1 else None
+    fixed = fixed_kernel_problem(spec, channels)
+    kernels = () if fixed else tuple(
+        identity_kernel() if ax.identity else resize_kernel(spec.interp, ax.factor)
+        for ax in spec.axes[2:])
+    return ResizeParams(spec, helper.tensor_dtype_to_np_dtype(dtype), graph.opset(), channels, kernels, fixed)
 
 
 def fixed_kernel_problem(spec: ResizeSpec, channels: Optional[int]) -> Optional[Skip]:
