@@ -95,7 +95,7 @@ from convrewrite.geometry import conv_output_size, conv_pads, geometry_problem, 
 from . import forms as _forms
 from . import quantized
 from .build import input_in_phase_form
-from .chain import Chain, Grid, grow
+from .chain import Chain, Grid, grow, may_grow
 from .forms import MODES, BiasAlone, Dilated
 from .im2col import Im2col
 from .phases import AxisPhases, live_taps, trimmed
@@ -245,9 +245,12 @@ class DilatedConvToSpaceToBatch:
         return options[0].form.name if options else None
 
     def _starts_chain(self, single: Match, graph: GraphView) -> bool:
+        """Whether a chain may start at the Conv (grow then says whether one
+        does); the forms are ranked last, where a later dilated Conv is in reach."""
         return (all(a.stride == 1 for a in single.params.axes) and graph.opset() >= CHAIN_MIN_OPSET
                 and qdq.region(single.node, graph) is None   # quantized Convs are lowered one by one
-                and self.default_form(single, graph) == "batch" and not self._reshape_instead(single.params))
+                and may_grow(graph, single.node) and not self._reshape_instead(single.params)
+                and self.default_form(single, graph) == "batch")
 
     def _reshape_instead(self, p: Dilated) -> bool:
         """A 1-D Conv the reshape form would take without a target (one Conv
