@@ -83,11 +83,20 @@ class ConstantFolding:
         if not name:
             return None
         value = self._value(name, None)
-        if value is None:
+        if value is None and self._probe_foldable(name):
             known = self.partial_constant(name)
             if known is not None and known[1].all():
                 value = known[0]
         return value
+
+    def _probe_foldable(self, name: str) -> bool:
+        """Whether a probe run may fold `name` (partial_constant): only
+        through a Shape or a FOLDABLE_OPS node of the standard domain.  Of
+        any other value every run folds what the exact one does (_fold), so
+        a computed value (a Conv's output) is not looked at three times."""
+        node = self._producer.get(name)
+        return (node is not None and node.domain in ("", "ai.onnx")
+                and (node.op_type == "Shape" or node.op_type in FOLDABLE_OPS))
 
     def is_constant(self, name: str) -> bool:
         """constant(name) is not None, without decoding an initializer."""
