@@ -56,7 +56,6 @@ for the target (lowering.settle), not the ConvTranspose as built.
 """
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
@@ -64,7 +63,7 @@ import onnx
 from onnx import helper
 
 from convrewrite.core.graph import GraphView
-from convrewrite.core.preconditions import unverifiable_type
+from convrewrite.core.preconditions import attribute_key, read_once, unverifiable_type
 from convrewrite.core.rewrite import Code, Match, PassOptions, Skip
 
 from . import pointwise, quantized
@@ -185,35 +184,22 @@ class ResizeToConvTranspose:
         return "; ".join(reasons)
 
 
-# Per view: the params of every Resize read so far, by what they are read from
-# (_params_key).  A model's Resizes are mostly a few kinds (issue 12: 334 of one).
-_PARAMS: "weakref.WeakKeyDictionary[GraphView, dict]" = weakref.WeakKeyDictionary()
-
-
 def node_params(node: onnx.NodeProto, graph: GraphView) -> "ResizeParams | Skip":
     """The node's params, or why it is not lowered (a reason without the
-    node); read once per view for the nodes that share what they are read
-    from."""
-    key = _params_key(node, graph)
-    if key is None:
-        return _read_params(node, graph)
-    known = _PARAMS.setdefault(graph, {})
-    found = known.get(key)
-    if found is None:
-        found = known[key] = _read_params(node, graph)
-    return found
+    node); read once per view for the nodes of the same kind."""
+    return read_once(graph, _read_params, _params_key(node, graph), node)
 
 
 def _params_key(node: onnx.NodeProto, graph: GraphView) -> Optional[tuple]:
-    """All that _read_params reads of the node in this view: its operator,
-    attributes and parameter inputs (scales, sizes, roi: a name stands for
-    one value in a view), and the types of its input and output; None
-    where x's rank is unknown (the reason names x)."""
+    """All that _read_params reads of the node: its operator, attributes
+    and parameter inputs (scales, sizes, roi: a name stands for one value
+    in a view), and the types of its input and output; None where x's rank
+    is unknown (the reason names x)."""
     x = graph.shape(node.input[0])
     if x is None:
         return None
-    return (node.op_type, tuple(a.SerializeToString() for a in node.attribute), tuple(node.input[1:]),
-            x, graph.dtype(node.input[0]), graph.shape(node.output[0]))
+    return (attribute_key(node), tuple(node.input[1:]), x, graph.dtype(node.input[0]),
+            graph.shape(node.output[0]))
 
 
 def _read_params(node: onnx.NodeProto, graph: GraphView) -> "ResizeParams | Skip":
