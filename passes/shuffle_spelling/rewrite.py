@@ -75,10 +75,11 @@ class ShuffleSpelling:
         static channel count and spatial sizes, block above 1."""
         if node.op_type != "DepthToSpace" or node.domain not in ("", "ai.onnx") or qdq.region(node, graph):
             return False
-        u, block = graph.shape(node.input[0]), attributes(node).get("blocksize")
+        u, a = graph.shape(node.input[0]), attributes(node)
+        block = a.get("blocksize")
         return (graph.dtype(node.input[0]) == onnx.TensorProto.FLOAT and u is not None and len(u) == 4
                 and all(isinstance(n, int) for n in u[1:]) and isinstance(block, int) and block > 1
-                and u[1] % (block * block) == 0 and attributes(node).get("mode", "DCR") in ("DCR", "CRD"))
+                and u[1] % (block * block) == 0 and a.get("mode", "DCR") in ("DCR", "CRD"))
 
     def match(self, node: onnx.NodeProto, graph: GraphView) -> Union[Match, Skip]:
         problem = old_opset(graph, MIN_OPSET)
