@@ -58,13 +58,33 @@ def attributes(node: onnx.NodeProto) -> dict:
         if kind == _INT and not a.ref_attr_name:
             out[a.name] = a.i
             continue
-        v = helper.get_attribute_value(a)
-        if isinstance(v, bytes):
-            v = v.decode("utf-8", errors="replace")
-        elif isinstance(v, list) and v and isinstance(v[0], bytes):
-            v = [x.decode("utf-8", errors="replace") for x in v]
-        out[a.name] = v
+        out[a.name] = _decoded(a)
     return out
+
+
+def attribute(node: onnx.NodeProto, name: str, default=None):
+    """attributes(node).get(name, default), decoding that attribute alone
+    (a test of every candidate: a Conv's dilations)."""
+    found = None
+    for a in node.attribute:
+        if a.name == name:
+            found = a   # the last of a name, as in attributes()
+    if found is None:
+        return default
+    if found.type == _INTS and not found.ref_attr_name:
+        return list(found.ints)
+    if found.type == _INT and not found.ref_attr_name:
+        return found.i
+    return _decoded(found)
+
+
+def _decoded(a: onnx.AttributeProto):
+    v = helper.get_attribute_value(a)
+    if isinstance(v, bytes):
+        return v.decode("utf-8", errors="replace")
+    if isinstance(v, list) and v and isinstance(v[0], bytes):
+        return [x.decode("utf-8", errors="replace") for x in v]
+    return v
 
 
 class ConstantFolding:

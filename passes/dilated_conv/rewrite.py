@@ -85,6 +85,7 @@ from typing import Any, ClassVar, NamedTuple, Optional
 import onnx
 
 from convrewrite.core import qdq
+from convrewrite.core.folding import attribute
 from convrewrite.core.forms import rank
 from convrewrite.core.graph import GraphView, attributes
 from convrewrite.core.preconditions import (attribute_key, first_problem, old_opset, read_once, unknown_spatial_size,
@@ -176,7 +177,7 @@ class DilatedConvToSpaceToBatch:
 
     def candidate(self, node: onnx.NodeProto, graph: GraphView) -> bool:
         return (node.op_type == "Conv" and node.domain in ("", "ai.onnx")
-                and any(d > 1 for d in attributes(node).get("dilations", [])))
+                and any(d > 1 for d in attribute(node, "dilations", [])))
 
     # --- match ------------------------------------------------------------
 
