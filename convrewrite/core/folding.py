@@ -9,6 +9,7 @@ initializers, producers, shapes and opset.
 """
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Optional
 
 import numpy as np
@@ -89,6 +90,13 @@ def _decoded(a: onnx.AttributeProto):
 
 class ConstantFolding:
     """The folding half of GraphView (see the module docstring)."""
+
+    @cached_property
+    def read_once(self) -> dict:
+        """What passes read of their candidates through this view, kept for
+        the other nodes of the same kind (preconditions.read_once): like the
+        constants, a function of the model the view is of."""
+        return {}
 
     def constant(self, name: str) -> Optional[np.ndarray]:
         """The value of `name` if it is known before run time, else None.

@@ -6,7 +6,6 @@ prefixes it), or None when the node passes.
 from __future__ import annotations
 
 import re
-import weakref
 from typing import Callable, Optional
 
 import onnx
@@ -114,10 +113,6 @@ def oversized_tensor(node: onnx.NodeProto, graph: GraphView) -> Optional[Skip]:
     return None
 
 
-# Per view: what passes read of their candidates (read_once), by reader and key.
-_READ: "weakref.WeakKeyDictionary[GraphView, dict]" = weakref.WeakKeyDictionary()
-
-
 def read_once(graph: GraphView, read: Callable, key: Optional[tuple], node: onnx.NodeProto):
     """read(node, graph), worked out once per view for the nodes of the same
     `key`: the key holds all that `read` reads of the node through the view
@@ -127,9 +122,9 @@ def read_once(graph: GraphView, read: Callable, key: Optional[tuple], node: onnx
     this node on its own.  What is read is shared: it must not be changed."""
     if key is None:
         return read(node, graph)
-    known = _READ.setdefault(graph, {})
-    found = known.get((read, key), _READ)
-    if found is _READ:
+    known = graph.read_once
+    found = known.get((read, key), known)
+    if found is known:
         found = known[(read, key)] = read(node, graph)
     return found
 
