@@ -111,17 +111,18 @@ class ConstantFolding:
         if not name:
             return None
         value = self._value(name, None)
-        if value is None and self._probe_foldable(name):
+        if value is None:
             known = self.partial_constant(name)
             if known is not None and known[1].all():
                 value = known[0]
         return value
 
     def _probe_foldable(self, name: str) -> bool:
-        """Whether a probe run may fold `name` (partial_constant): only
-        through a Shape or a FOLDABLE_OPS node of the standard domain.  Of
-        any other value every run folds what the exact one does (_fold), so
-        a computed value (a Conv's output) is not looked at three times."""
+        """Whether a probe run may fold `name` where the exact run did not
+        (partial_constant): only through a Shape or a FOLDABLE_OPS node of
+        the standard domain.  Of any other value every run folds what the
+        exact one does (_fold), so a computed value (a Conv's output) is not
+        looked at three times."""
         node = self._producer.get(name)
         return (node is not None and node.domain in ("", "ai.onnx")
                 and (node.op_type == "Shape" or node.op_type in FOLDABLE_OPS))
@@ -141,19 +142,24 @@ class ConstantFolding:
         exact = self._value(name, None)
         if exact is not None:
             return exact, np.ones(exact.shape, bool)
+        if not self._probe_foldable(name):
+            return None
         a, b = self._value(name, 0), self._value(name, 1)
         if a is None or b is None or a.shape != b.shape:
             return None
         return a, a == b
 
     def _value(self, name: str, probe: Optional[int]) -> Optional[np.ndarray]:
+        key = (name, probe)
+        try:
+            return self._const_cache[key]   # never a weight of UNCACHED_BYTES: those are not kept
+        except KeyError:
+            pass
         if self.is_initializer(name) and data_bytes(self.initializers[name]) >= UNCACHED_BYTES:
             return numpy_helper.to_array(self.initializers[name])  # a weight: read again, not kept twice
-        key = (name, probe)
-        if key not in self._const_cache:
-            self._const_cache[key] = None  # cycle guard
-            self._const_cache[key] = self._fold(name, probe)
-        return self._const_cache[key]
+        self._const_cache[key] = None  # cycle guard
+        self._const_cache[key] = value = self._fold(name, probe)
+        return value
 
     def is_initializer(self, name: str) -> bool:
         return name in self.initializers and name not in self._overridable
