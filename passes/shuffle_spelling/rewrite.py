@@ -85,10 +85,11 @@ class ShuffleSpelling:
         problem = old_opset(graph, MIN_OPSET)
         if problem:
             return Skip(f"DepthToSpace '{graph.label(node)}': {problem.reason}", problem.code)
-        u, a = graph.shape(node.input[0]), attributes(node)
+        u = graph.shape(node.input[0])
         if prod(u[1:]) <= MIN_ELEMENTS:
             return Skip(f"DepthToSpace '{graph.label(node)}': {prod(u[1:])} elements per image, at most "
                         f"{MIN_ELEMENTS}: one axis at a time measured no faster there", Code.NO_FORM)
+        a = attributes(node)
         block, mode = int(a["blocksize"]), a.get("mode", "DCR")
         params = Spelling(block, mode, u[1] // (block * block), tuple(u[2:]), 4, graph.opset())
         return Match(node, params, notes=(f"{mode} blocksize {block}: one Reshape/Transpose/Reshape per axis "
