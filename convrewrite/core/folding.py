@@ -9,6 +9,7 @@ initializers, producers, shapes and opset.
 """
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Optional
 
 import numpy as np
@@ -58,17 +59,44 @@ def attributes(node: onnx.NodeProto) -> dict:
         if kind == _INT and not a.ref_attr_name:
             out[a.name] = a.i
             continue
-        v = helper.get_attribute_value(a)
-        if isinstance(v, bytes):
-            v = v.decode("utf-8", errors="replace")
-        elif isinstance(v, list) and v and isinstance(v[0], bytes):
-            v = [x.decode("utf-8", errors="replace") for x in v]
-        out[a.name] = v
+        out[a.name] = _decoded(a)
     return out
+
+
+def attribute(node: onnx.NodeProto, name: str, default=None):
+    """attributes(node).get(name, default), decoding that attribute alone
+    (a test of every candidate: a Conv's dilations)."""
+    found = None
+    for a in node.attribute:
+        if a.name == name:
+            found = a   # the last of a name, as in attributes()
+    if found is None:
+        return default
+    if found.type == _INTS and not found.ref_attr_name:
+        return list(found.ints)
+    if found.type == _INT and not found.ref_attr_name:
+        return found.i
+    return _decoded(found)
+
+
+def _decoded(a: onnx.AttributeProto):
+    v = helper.get_attribute_value(a)
+    if isinstance(v, bytes):
+        return v.decode("utf-8", errors="replace")
+    if isinstance(v, list) and v and isinstance(v[0], bytes):
+        return [x.decode("utf-8", errors="replace") for x in v]
+    return v
 
 
 class ConstantFolding:
     """The folding half of GraphView (see the module docstring)."""
+
+    @cached_property
+    def read_once(self) -> dict:
+        """What passes read of their candidates through this view, kept for
+        the other nodes of the same kind (preconditions.read_once): like the
+        constants, a function of the model the view is of."""
+        return {}
 
     def constant(self, name: str) -> Optional[np.ndarray]:
         """The value of `name` if it is known before run time, else None.
@@ -89,6 +117,16 @@ class ConstantFolding:
                 value = known[0]
         return value
 
+    def _probe_foldable(self, name: str) -> bool:
+        """Whether a probe run may fold `name` where the exact run did not
+        (partial_constant): only through a Shape or a FOLDABLE_OPS node of
+        the standard domain.  Of any other value every run folds what the
+        exact one does (_fold), so a computed value (a Conv's output) is not
+        looked at three times."""
+        node = self._producer.get(name)
+        return (node is not None and node.domain in ("", "ai.onnx")
+                and (node.op_type == "Shape" or node.op_type in FOLDABLE_OPS))
+
     def is_constant(self, name: str) -> bool:
         """constant(name) is not None, without decoding an initializer."""
         return self.is_initializer(name) or self.constant(name) is not None
@@ -104,19 +142,24 @@ class ConstantFolding:
         exact = self._value(name, None)
         if exact is not None:
             return exact, np.ones(exact.shape, bool)
+        if not self._probe_foldable(name):
+            return None
         a, b = self._value(name, 0), self._value(name, 1)
         if a is None or b is None or a.shape != b.shape:
             return None
         return a, a == b
 
     def _value(self, name: str, probe: Optional[int]) -> Optional[np.ndarray]:
+        key = (name, probe)
+        try:
+            return self._const_cache[key]   # never a weight of UNCACHED_BYTES: those are not kept
+        except KeyError:
+            pass
         if self.is_initializer(name) and data_bytes(self.initializers[name]) >= UNCACHED_BYTES:
             return numpy_helper.to_array(self.initializers[name])  # a weight: read again, not kept twice
-        key = (name, probe)
-        if key not in self._const_cache:
-            self._const_cache[key] = None  # cycle guard
-            self._const_cache[key] = self._fold(name, probe)
-        return self._const_cache[key]
+        self._const_cache[key] = None  # cycle guard
+        self._const_cache[key] = value = self._fold(name, probe)
+        return value
 
     def is_initializer(self, name: str) -> bool:
         return name in self.initializers and name not in self._overridable

@@ -6,7 +6,7 @@ prefixes it), or None when the node passes.
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import Callable, Optional
 
 import onnx
 
@@ -111,3 +111,24 @@ def oversized_tensor(node: onnx.NodeProto, graph: GraphView) -> Optional[Skip]:
             return Skip(f"tensor '{name}' of shape {list(dims)} has {size:.4g} elements, more than the "
                         f"{MAX_TENSOR_ELEMENTS} a rewrite is built and checked for", Code.TOO_LARGE)
     return None
+
+
+def read_once(graph: GraphView, read: Callable, key: Optional[tuple], node: onnx.NodeProto):
+    """read(node, graph), worked out once per view for the nodes of the same
+    `key`: the key holds all that `read` reads of the node through the view
+    (attributes, the types of its values, the names of those whose values
+    it reads or whose names its reasons show).  A model's candidates are
+    mostly of a few kinds (issue 12: 334 Resizes of one).  key None: read
+    this node on its own.  What is read is shared: it must not be changed."""
+    if key is None:
+        return read(node, graph)
+    known = graph.read_once
+    found = known.get((read, key), known)
+    if found is known:
+        found = known[(read, key)] = read(node, graph)
+    return found
+
+
+def attribute_key(node: onnx.NodeProto) -> tuple:
+    """A node's operator and attributes, as a read_once key reads them."""
+    return node.op_type, tuple(a.SerializeToString() for a in node.attribute)

@@ -52,7 +52,8 @@ import onnx
 
 from convrewrite.core import qdq
 from convrewrite.core.graph import GraphView, attributes
-from convrewrite.core.preconditions import first_problem, old_opset, unknown_spatial_size, unverifiable_type
+from convrewrite.core.preconditions import (attribute_key, first_problem, old_opset, read_once, unknown_spatial_size,
+                                           unverifiable_type)
 from convrewrite.core.rewrite import Code, Match, PassOptions, Skip
 from convrewrite.geometry import geometry_problem
 
@@ -131,33 +132,19 @@ class ConvTransposeToConv:
         problem = _unsupported(node, graph, weight_checked=group is None)
         if problem:
             return Skip(f"{where}: {problem.reason}", problem.code)
-        x, w = graph.shape(node.input[0])[2:], graph.shape(node.input[1])
-        rank, a = len(x), attributes(node)
-        try:
-            geometry = output_geometry(x, w[2:], a.get("strides", [1] * rank), a.get("dilations", [1] * rank),
-                                       a.get("auto_pad", "NOTSET"), a.get("pads"), a.get("output_padding"),
-                                       a.get("output_shape"))
-        except SpecConflict as e:   # the node's code: a pipeline acts on it (a too-large node is valid ONNX)
-            code = (Code.TOO_LARGE if isinstance(e, TooLarge) else
-                    Code.SPEC_AMBIGUOUS if isinstance(e, SpecAmbiguous) else Code.INVALID_NODE)
-            return Skip(f"{where}: {e}", code)
-        if any(g.out < 0 for g in geometry):   # pads larger than the output: no tensor has that shape
-            return Skip(f"{where}: the pads are larger than the output, which would be of size "
-                        f"{[g.out for g in geometry]}", Code.INVALID_NODE)
-        if any(g.out == 0 for g in geometry):
-            return Skip(f"{where}: the output would be empty ({[g.out for g in geometry]})", Code.EMPTY_OUTPUT)
-        groups = int(a.get("group", 1))
-        cin, cout = w[0], w[1] * groups
+        read = read_once(graph, _geometry, _geometry_key(node, graph), node)
+        if isinstance(read, Skip):
+            return Skip(f"{where}: {read.reason}", read.code)
+        geometry, groups, cin, cout, macs = read
         bias = node.input[2] if len(node.input) > 2 else ""
-        macs = conv_transpose_macs(cin, cout, groups, [g.n for g in geometry], w[2:])
         if group is not None:
             qfields, q = group
-            return Match(node, quantized.QDeconv(tuple(geometry), int(a.get("group", 1)), cin, cout, node.input[1],
+            return Match(node, quantized.QDeconv(geometry, groups, cin, cout, node.input[1],
                                                  bias, True, macs, graph.opset(), **qfields), nodes=(node, q),
                          notes=(f"quantized (QDQ) group: {region.describe()}",))
         norm = read_norm(node, graph) if fold_norm else None   # a Norm, why not (str), or None
         folded = norm if isinstance(norm, Norm) else None
-        deconv = Deconv(tuple(geometry), groups, cin, cout, node.input[1], bias, not bias or graph.is_constant(bias),
+        deconv = Deconv(geometry, groups, cin, cout, node.input[1], bias, not bias or graph.is_constant(bias),
                         macs, graph.opset(), norm=folded)
         if folded is None:
             return Match(node, deconv, notes=(norm,) if norm else ())
@@ -165,13 +152,48 @@ class ConvTransposeToConv:
                      notes=(f"folded BatchNormalization '{folded.label}' into the phase kernels and bias",))
 
 
+def _geometry_key(node, graph: GraphView) -> tuple:
+    """All that _geometry reads of the ConvTranspose (x's shape is known:
+    _unsupported): its attributes and the shapes of x, the weight and the bias."""
+    b = node.input[2] if len(node.input) > 2 else ""
+    return (attribute_key(node), graph.shape(node.input[0]), graph.shape(node.input[1]), bool(b),
+            graph.shape(b) if b else None)
+
+
+def _geometry(node, graph: GraphView) -> "Skip | tuple":
+    """(per-axis geometry, group, C in, C out, MACs), or why the attributes
+    and shapes describe no ConvTranspose to lower (a reason without the node)."""
+    x, w = graph.shape(node.input[0]), graph.shape(node.input[1])
+    problem = _attribute_problem(node, graph, len(x) - 2)
+    if problem:
+        return Skip(problem, Code.INVALID_NODE)
+    rank, a = len(x) - 2, attributes(node)
+    try:
+        geometry = output_geometry(x[2:], w[2:], a.get("strides", [1] * rank), a.get("dilations", [1] * rank),
+                                   a.get("auto_pad", "NOTSET"), a.get("pads"), a.get("output_padding"),
+                                   a.get("output_shape"))
+    except SpecConflict as e:   # the node's code: a pipeline acts on it (a too-large node is valid ONNX)
+        code = (Code.TOO_LARGE if isinstance(e, TooLarge) else
+                Code.SPEC_AMBIGUOUS if isinstance(e, SpecAmbiguous) else Code.INVALID_NODE)
+        return Skip(str(e), code)
+    if any(g.out < 0 for g in geometry):   # pads larger than the output: no tensor has that shape
+        return Skip(f"the pads are larger than the output, which would be of size {[g.out for g in geometry]}",
+                    Code.INVALID_NODE)
+    if any(g.out == 0 for g in geometry):
+        return Skip(f"the output would be empty ({[g.out for g in geometry]})", Code.EMPTY_OUTPUT)
+    groups = int(a.get("group", 1))
+    cin, cout = w[0], w[1] * groups
+    return tuple(geometry), groups, cin, cout, conv_transpose_macs(cin, cout, groups, [g.n for g in geometry], w[2:])
+
+
 def _unsupported(node, graph: GraphView, weight_checked: bool = True) -> Optional[Skip]:
-    """Why this ConvTranspose cannot be lowered (reason without the node), or None."""
+    """Why this ConvTranspose's values cannot be lowered (reason without the
+    node), or None; its attributes: _geometry."""
     problem = first_problem(old_opset(graph), unknown_spatial_size(graph, node.input[0]),
                             unverifiable_type(graph, node.input[0]))
     if problem:
         return problem
-    xs, w = graph.shape(node.input[0]), node.input[1]
+    w = node.input[1]
     if weight_checked and not graph.is_constant(w):
         kind = ("a graph input" if graph.is_graph_input(w) else
                 "a sparse_initializer" if graph.is_sparse_initializer(w) else "computed at run time")
@@ -186,8 +208,7 @@ def _unsupported(node, graph: GraphView, weight_checked: bool = True) -> Optiona
         # which needs its type and shape (an op of a domain onnx does not know)
         return Skip(f"bias '{b}' is computed at run time by an operator whose output type or shape is unknown; "
                     f"make it an initializer (or declare its type and shape in a value_info) to lower it", Code.RUNTIME_WEIGHT)
-    problem = _attribute_problem(node, graph, len(xs) - 2)
-    return Skip(problem, Code.INVALID_NODE) if problem else None
+    return None
 
 
 def _attribute_problem(node, graph: GraphView, rank: int) -> Optional[str]:

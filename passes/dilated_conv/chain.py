@@ -55,6 +55,7 @@ import numpy as np
 import onnx
 
 from convrewrite.core.builder import Builder
+from convrewrite.core.folding import attribute
 from convrewrite.core.graph import GraphView, attributes
 from convrewrite.core.pointwise import (POINTWISE_BINARY, POINTWISE_UNARY, batchnorm_not_inference,
                                         broadcasts_per_channel, is_pointwise_conv)
@@ -163,6 +164,26 @@ def _grow(graph: GraphView, start: onnx.NodeProto, grid: Grid, admit_conv, share
                   exits, tuple(k for k, n in enumerate(members) if id(n) in pools), shared)
 
 
+def may_grow(graph: GraphView, start: onnx.NodeProto) -> bool:
+    """Whether grow can find a region at `start` at all: a second dilated
+    Conv must be reached from start's output through the ops _admit may
+    take (pointwise ops and 1x1 Convs of the standard domain; a pool's
+    output is not a region value, so no path runs through one).  A
+    necessary condition, cheap: no Conv's forms are ranked to learn it."""
+    seen, todo = set(), [start.output[0]]
+    while todo:
+        for node in graph.consumers(todo.pop()):
+            if id(node) in seen or node.domain not in ("", "ai.onnx"):
+                continue
+            seen.add(id(node))
+            if node.op_type == "Conv" and any(d > 1 for d in attribute(node, "dilations", [])):
+                return True
+            if (node.op_type in POINTWISE_UNARY or node.op_type in POINTWISE_BINARY
+                    or node.op_type == "Conv" and _pointwise_conv(graph, node)):
+                todo.extend(o for o in node.output if o)
+    return False
+
+
 def data_inputs(node: onnx.NodeProto) -> list[str]:
     """The inputs laid out like the tensor (the others are parameters)."""
     if node.op_type in ("Conv", "BatchNormalization", "Clip"):
@@ -191,7 +212,7 @@ def _admit(graph, node, grid, values, after, admit_conv, sides=frozenset()):
     if any(i in values for i in node.input if i not in data):
         return None
     if node.op_type == "Conv":
-        if any(d > 1 for d in attributes(node).get("dilations", [])):
+        if any(d > 1 for d in attribute(node, "dilations", [])):
             return admit_conv(node) if node.input[0] in values else None
         return True if _pointwise_conv(graph, node) else None
     if node.op_type == "BatchNormalization" and batchnorm_not_inference(node, graph):

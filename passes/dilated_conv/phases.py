@@ -27,7 +27,7 @@ from convrewrite.core.builder import Builder
 from convrewrite.emit.opset_ops import pad_axes, slice_axes
 from convrewrite.emit.space_to_batch import strided_slice
 
-GEOMETRY_CACHE = 1024  # geometries whose tap images are kept (pure functions of frozen values)
+GEOMETRY_CACHE = 1024  # geometries whose tap images and padded windows are kept (pure functions of frozen values)
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,7 @@ def window_pads(a: AxisPhases, length: int, slack: int = 0) -> tuple[int, int, i
     return max(0, -a.offset), crop_end, max(0, a.offset), max(0, -surplus)
 
 
+@lru_cache(maxsize=GEOMETRY_CACHE)   # per axis geometry, which the Convs of one structure share (read-only)
 def conv_padded(a: AxisPhases) -> tuple[AxisPhases, int, int, int]:
     """(axis, m', c, e): the block window's zeros that the undilated Conv's
     own pads supply instead of a Pad node.  With offset o >= 0, the window's

@@ -80,14 +80,16 @@ not run is matched again node by node (`match_alone`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, NamedTuple, Optional
 
 import onnx
 
 from convrewrite.core import qdq
+from convrewrite.core.folding import attribute
 from convrewrite.core.forms import rank
 from convrewrite.core.graph import GraphView, attributes
-from convrewrite.core.preconditions import first_problem, old_opset, unknown_spatial_size, unverifiable_type
+from convrewrite.core.preconditions import (attribute_key, first_problem, old_opset, read_once, unknown_spatial_size,
+                                           unverifiable_type)
 from convrewrite.core.rewrite import Code, Match, PassOptions, Skip
 from convrewrite.emit.opset_ops import ZEROS_MIN_OPSET, can_make_zeros
 from convrewrite.geometry import conv_output_size, conv_pads, geometry_problem, join_pads
@@ -95,7 +97,7 @@ from convrewrite.geometry import conv_output_size, conv_pads, geometry_problem, 
 from . import forms as _forms
 from . import quantized
 from .build import input_in_phase_form
-from .chain import Chain, Grid, grow
+from .chain import Chain, Grid, grow, may_grow
 from .forms import MODES, BiasAlone, Dilated
 from .im2col import Im2col
 from .phases import AxisPhases, live_taps, trimmed
@@ -175,7 +177,7 @@ class DilatedConvToSpaceToBatch:
 
     def candidate(self, node: onnx.NodeProto, graph: GraphView) -> bool:
         return (node.op_type == "Conv" and node.domain in ("", "ai.onnx")
-                and any(d > 1 for d in attributes(node).get("dilations", [])))
+                and any(d > 1 for d in attribute(node, "dilations", [])))
 
     # --- match ------------------------------------------------------------
 
@@ -219,25 +221,20 @@ class DilatedConvToSpaceToBatch:
     def match_alone(self, node: onnx.NodeProto, graph: GraphView) -> Match | Skip:
         """The Conv by itself, never as part of a chain (the driver re-matches
         the members of a chain that does not fit or was rolled back)."""
-        where = f"Conv '{graph.label(node)}'"
-        problem = _unsupported(node, graph)
-        if problem:
-            return Skip(f"{where}: {problem.reason}", problem.code)
-        axes, notes = _axes(node, graph)
-        if any(a.out < 0 for a in axes):   # no tensor has that shape (onnxruntime and the reference refuse it)
-            return Skip(f"{where}: the dilated kernel spans more than the padded input, by more than a stride: "
-                        f"the output would be of size {[a.out for a in axes]}", Code.INVALID_NODE)
-        if any(a.out == 0 for a in axes):
-            return Skip(f"{where}: the output would be empty (size {[a.out for a in axes]})", Code.EMPTY_OUTPUT)
-        dead = next((k for k, a in enumerate(axes) if live_taps(a) is None), None)
-        if dead is not None:
-            return _bias_alone(node, graph, axes, dead, notes)
-        axes, taps, more = _simplify(node, graph, axes)
-        ws = graph.shape(node.input[1])
-        group = int(attributes(node).get("group", 1))
+        read = read_once(graph, _geometry, _geometry_key(node, graph), node)
+        if isinstance(read, Skip):
+            return Skip(f"Conv '{graph.label(node)}': {read.reason}", read.code)
+        if read.dead is not None:
+            return _bias_alone(node, graph, list(read.axes), read.dead, list(read.notes))
+        (axes, more), taps = read.simple, None
+        if read.trimmed is not None:
+            if graph.is_constant(node.input[1]):
+                axes, taps, more = read.trimmed
+            else:
+                more += ("weight is a runtime input: taps that only read padding were kept",)
         bias = node.input[2] if len(node.input) > 2 else ""
-        params = Dilated(tuple(axes), ws[1] * group, ws[0], group, node.input[1], bias, taps)
-        return Match(node, params, notes=tuple(notes + more))
+        params = Dilated(axes, *read.channels, node.input[1], bias, taps)
+        return Match(node, params, notes=read.notes + more)
 
     def default_form(self, match: Match, graph: GraphView) -> Optional[str]:
         """The form the chooser takes for `match` without a target."""
@@ -245,9 +242,12 @@ class DilatedConvToSpaceToBatch:
         return options[0].form.name if options else None
 
     def _starts_chain(self, single: Match, graph: GraphView) -> bool:
+        """Whether a chain may start at the Conv (grow then says whether one
+        does); the forms are ranked last, where a later dilated Conv is in reach."""
         return (all(a.stride == 1 for a in single.params.axes) and graph.opset() >= CHAIN_MIN_OPSET
                 and qdq.region(single.node, graph) is None   # quantized Convs are lowered one by one
-                and self.default_form(single, graph) == "batch" and not self._reshape_instead(single.params))
+                and may_grow(graph, single.node) and not self._reshape_instead(single.params)
+                and self.default_form(single, graph) == "batch")
 
     def _reshape_instead(self, p: Dilated) -> bool:
         """A 1-D Conv the reshape form would take without a target (one Conv
@@ -271,6 +271,43 @@ class DilatedConvToSpaceToBatch:
 
 
 # --- match helpers ------------------------------------------------------------
+
+def _geometry_key(node, graph: GraphView) -> Optional[tuple]:
+    """All that _geometry reads of the Conv: its attributes and the types
+    of x and the weight; None where x's rank is unknown (the reason names x)."""
+    xs = graph.shape(node.input[0])
+    if xs is None:
+        return None
+    return attribute_key(node), xs, graph.dtype(node.input[0]), graph.shape(node.input[1])
+
+
+class _Read(NamedTuple):
+    """What match_alone reads of a Conv's attributes and shapes (_geometry)."""
+
+    axes: tuple             # as written, auto_pad resolved
+    notes: tuple
+    dead: Optional[int]     # the first axis whose taps all read padding (the bias alone), or None
+    channels: tuple         # C, O, group
+    simple: tuple           # (axes, notes): kernel-1 axes undilated
+    trimmed: Optional[tuple]  # (axes, spans, notes): taps that only read padding dropped; None: none do
+
+
+def _geometry(node, graph: GraphView) -> "Skip | _Read":
+    """The Conv's geometry, or why it cannot be lowered (a reason without the node)."""
+    problem = _unsupported(node, graph)
+    if problem:
+        return problem
+    axes, notes = _axes(node, graph)
+    if any(a.out < 0 for a in axes):   # no tensor has that shape (onnxruntime and the reference refuse it)
+        return Skip("the dilated kernel spans more than the padded input, by more than a stride: "
+                    f"the output would be of size {[a.out for a in axes]}", Code.INVALID_NODE)
+    if any(a.out == 0 for a in axes):
+        return Skip(f"the output would be empty (size {[a.out for a in axes]})", Code.EMPTY_OUTPUT)
+    dead = next((k for k, a in enumerate(axes) if live_taps(a) is None), None)
+    ws, group = graph.shape(node.input[1]), int(attributes(node).get("group", 1))
+    simple, trimmed = _simplify(axes) if dead is None else ((), None)
+    return _Read(tuple(axes), tuple(notes), dead, (ws[1] * group, ws[0], group), simple, trimmed)
+
 
 def _unsupported(node, graph: GraphView) -> Optional[Skip]:
     """Why this Conv cannot be lowered (reason without the node), or None."""
@@ -330,26 +367,26 @@ def _bias_alone(node, graph: GraphView, axes: list[AxisPhases], dead: int, notes
     return Match(node, params, notes=tuple(notes + [what + ("" if bias else " (zero: no bias)")]))
 
 
-def _simplify(node, graph: GraphView, axes) -> tuple[list[AxisPhases], Optional[tuple], list[str]]:
-    """Kernel-1 axes undilated; taps that only read padding dropped."""
-    notes = []
+def _simplify(axes) -> tuple[tuple, Optional[tuple]]:
+    """Kernel-1 axes undilated: (axes, notes); and where some taps only
+    read padding, the axes without them: (axes, spans, notes), which
+    match_alone takes where the weight is a constant (it is sliced)."""
+    notes = ()
     ones = [k for k, a in enumerate(axes) if a.kernel == 1 and a.dilation > 1]
     if ones:
-        notes.append(f"kernel size 1 on axes {ones}: dilation set to 1")
+        notes = (f"kernel size 1 on axes {ones}: dilation set to 1",)
         axes = [AxisPhases(a.size, 1, 1, a.stride, a.offset, a.out) if a.kernel == 1 else a for a in axes]
     spans = [live_taps(a) for a in axes]   # never None: a Conv with a dead axis is its bias alone (_bias_alone)
     if all(span == (0, a.kernel - 1) for span, a in zip(spans, axes)):
-        return axes, None, notes
-    if not graph.is_constant(node.input[1]):
-        return axes, None, notes + ["weight is a runtime input: taps that only read padding were kept"]
+        return (tuple(axes), notes), None
     dropped = {k: (a.kernel, hi - lo + 1) for k, (a, (lo, hi)) in enumerate(zip(axes, spans))
                if (lo, hi) != (0, a.kernel - 1)}
-    notes.append("dropped taps that only read padding: kernel " + ", ".join(
-        f"axis {k} {old} -> {new}" for k, (old, new) in dropped.items()))
+    more = ("dropped taps that only read padding: kernel " + ", ".join(
+        f"axis {k} {old} -> {new}" for k, (old, new) in dropped.items()),)
     new = [trimmed(a, lo, hi) for a, (lo, hi) in zip(axes, spans)]
     if all(a.dilation == 1 for a in new) and any(a.dilation > 1 for a in axes):
-        notes.append("no dilation left: a plain Conv with the sliced weight")
-    return new, tuple(spans), notes
+        more += ("no dilation left: a plain Conv with the sliced weight",)
+    return (tuple(axes), notes), (tuple(new), tuple(spans), notes + more)
 
 
 def _named(p: Dilated, name_of) -> Dilated:

@@ -63,7 +63,7 @@ import onnx
 from onnx import helper
 
 from convrewrite.core.graph import GraphView
-from convrewrite.core.preconditions import unverifiable_type
+from convrewrite.core.preconditions import attribute_key, read_once, unverifiable_type
 from convrewrite.core.rewrite import Code, Match, PassOptions, Skip
 
 from . import pointwise, quantized
@@ -156,30 +156,66 @@ class ResizeToConvTranspose:
 
     def match(self, node: onnx.NodeProto, graph: GraphView) -> Match | Skip:
         where = f"{node.op_type} '{graph.label(node)}'"
-        spec = read_resize(node, graph)
-        if isinstance(spec, Unreadable):
-            return Skip(f"{where}: {spec.reason}", spec.code)
-        dtype = graph.dtype(node.input[0])
-        problem = _type_problem(graph, node.input[0])
-        if problem:
-            return Skip(f"{where}: {problem.reason}", problem.code)
-        channels = spec.axes[1].n_in if len(spec.axes) > 1 else None
-        fixed = fixed_kernel_problem(spec, channels)
-        kernels = () if fixed else tuple(
-            identity_kernel() if ax.identity else resize_kernel(spec.interp, ax.factor)
-            for ax in spec.axes[2:])
-        params = ResizeParams(spec, helper.tensor_dtype_to_np_dtype(dtype), graph.opset(), channels, kernels, fixed)
+        params = node_params(node, graph)
+        if isinstance(params, Skip):
+            return Skip(f"{where}: {params.reason}", params.code)
+        spec, fixed = params.spec, params.fixed
         notes = (f"mode={spec.interp.mode}", f"coordinates={spec.interp.coordinate_mode}")
         match = Match(node, params, notes=notes)
         # No form at all, the opt-in ones included: an attribute (or a size)
         # no lowering expresses.  Where only an opt-in form applies, the
         # driver decides (a target may need it; without one it says so).
-        reasons = [(f.name, f.applies(match, graph)) for f in self.forms]
-        if all(r is not None for _, r in reasons):
-            why = "; ".join(f"{f}: {r}" for f, r in reasons)
+        why = self._no_form(match, graph)
+        if why is not None:
             return Skip(f"{where}: no lowering form applies ({why})",
                         fixed.code if fixed else Code.UNSUPPORTED_ATTRIBUTE)
         return match
+
+    def _no_form(self, match: Match, graph: GraphView) -> Optional[str]:
+        """Why no form applies, form by form; None at the first that does
+        (the forms after it are not asked: the matmul form's applies reads
+        the interpolation matrices)."""
+        reasons = []
+        for f in self.forms:
+            reason = f.applies(match, graph)
+            if reason is None:
+                return None
+            reasons.append(f"{f.name}: {reason}")
+        return "; ".join(reasons)
+
+
+def node_params(node: onnx.NodeProto, graph: GraphView) -> "ResizeParams | Skip":
+    """The node's params, or why it is not lowered (a reason without the
+    node); read once per view for the nodes of the same kind."""
+    return read_once(graph, _read_params, _params_key(node, graph), node)
+
+
+def _params_key(node: onnx.NodeProto, graph: GraphView) -> Optional[tuple]:
+    """All that _read_params reads of the node: its operator, attributes
+    and parameter inputs (scales, sizes, roi: a name stands for one value
+    in a view), and the types of its input and output; None where x's rank
+    is unknown (the reason names x)."""
+    x = graph.shape(node.input[0])
+    if x is None:
+        return None
+    return (attribute_key(node), tuple(node.input[1:]), x, graph.dtype(node.input[0]),
+            graph.shape(node.output[0]))
+
+
+def _read_params(node: onnx.NodeProto, graph: GraphView) -> "ResizeParams | Skip":
+    spec = read_resize(node, graph)
+    if isinstance(spec, Unreadable):
+        return Skip(spec.reason, spec.code)
+    dtype = graph.dtype(node.input[0])
+    problem = _type_problem(graph, node.input[0])
+    if problem:
+        return problem
+    channels = spec.axes[1].n_in if len(spec.axes) > 1 else None
+    fixed = fixed_kernel_problem(spec, channels)
+    kernels = () if fixed else tuple(
+        identity_kernel() if ax.identity else resize_kernel(spec.interp, ax.factor)
+        for ax in spec.axes[2:])
+    return ResizeParams(spec, helper.tensor_dtype_to_np_dtype(dtype), graph.opset(), channels, kernels, fixed)
 
 
 def fixed_kernel_problem(spec: ResizeSpec, channels: Optional[int]) -> Optional[Skip]:

@@ -55,6 +55,7 @@ from typing import ClassVar, Optional, Union
 import onnx
 
 from convrewrite.core import qdq
+from convrewrite.core.folding import attribute
 from convrewrite.core.graph import GraphView, attributes
 from convrewrite.core.pointwise import (POINTWISE_BINARY, POINTWISE_UNARY, batchnorm_not_inference,
                                         broadcasts_per_channel, is_pointwise_conv)
@@ -149,7 +150,7 @@ def moved_ops(node: onnx.NodeProto, graph: GraphView) -> tuple[tuple, int]:
     """The ops the shuffle `node` moves past and the channels it then
     shuffles: the run after it up to the last point where the channel count
     is lowest, if that is below its own; else ((), its channels)."""
-    u, block = graph.shape(node.input[0]), attributes(node).get("blocksize")
+    u, block = graph.shape(node.input[0]), attribute(node, "blocksize")
     if u is None or len(u) != 4 or not isinstance(u[1], int) or not isinstance(block, int) or block < 1:
         return (), 0
     channels = u[1] // (block * block)
@@ -190,7 +191,8 @@ def movable(node: onnx.NodeProto, value: str, block: int, graph: GraphView) -> b
         return False
     if node.op_type == "Conv":
         w = graph.shape(node.input[1])
-        return node.input[0] == value and w is not None and is_pointwise_conv(w[2:], attributes(node))
+        return (node.input[0] == value and w is not None and all(k == 1 for k in w[2:])   # attributes decoded last
+                and is_pointwise_conv(w[2:], attributes(node)))
     if node.op_type in POINTWISE_UNARY and node.input[0] != value:
         return False                         # the value as a parameter (PRelu's slope, Clip's bound)
     if node.op_type == "BatchNormalization":  # per-channel statistics: the same on the phase images

@@ -75,19 +75,21 @@ class ShuffleSpelling:
         static channel count and spatial sizes, block above 1."""
         if node.op_type != "DepthToSpace" or node.domain not in ("", "ai.onnx") or qdq.region(node, graph):
             return False
-        u, block = graph.shape(node.input[0]), attributes(node).get("blocksize")
+        u, a = graph.shape(node.input[0]), attributes(node)
+        block = a.get("blocksize")
         return (graph.dtype(node.input[0]) == onnx.TensorProto.FLOAT and u is not None and len(u) == 4
                 and all(isinstance(n, int) for n in u[1:]) and isinstance(block, int) and block > 1
-                and u[1] % (block * block) == 0 and attributes(node).get("mode", "DCR") in ("DCR", "CRD"))
+                and u[1] % (block * block) == 0 and a.get("mode", "DCR") in ("DCR", "CRD"))
 
     def match(self, node: onnx.NodeProto, graph: GraphView) -> Union[Match, Skip]:
         problem = old_opset(graph, MIN_OPSET)
         if problem:
             return Skip(f"DepthToSpace '{graph.label(node)}': {problem.reason}", problem.code)
-        u, a = graph.shape(node.input[0]), attributes(node)
+        u = graph.shape(node.input[0])
         if prod(u[1:]) <= MIN_ELEMENTS:
             return Skip(f"DepthToSpace '{graph.label(node)}': {prod(u[1:])} elements per image, at most "
                         f"{MIN_ELEMENTS}: one axis at a time measured no faster there", Code.NO_FORM)
+        a = attributes(node)
         block, mode = int(a["blocksize"]), a.get("mode", "DCR")
         params = Spelling(block, mode, u[1] // (block * block), tuple(u[2:]), 4, graph.opset())
         return Match(node, params, notes=(f"{mode} blocksize {block}: one Reshape/Transpose/Reshape per axis "
