@@ -182,3 +182,33 @@ def test_no_form_is_ranked_for_a_chain_that_cannot_grow(monkeypatch):
 
     monkeypatch.setattr(DilatedConvToSpaceToBatch, "default_form", ranked)
     assert _same(p.match(model.graph.node[0], graph), alone)
+
+
+def test_resizes_reading_scales_sizes_and_roi_of_other_kinds_do_not_share():
+    """The same attributes and input shape, parameter inputs that differ in
+    what they are (an initializer, a Constant node, a graph input, a Shape
+    chain of a symbolic batch) or in their values (roi, sizes): each node's
+    own params or reason."""
+    inits = {"s2": np.array([1, 1, 2, 2], np.float32), "roi": np.zeros(0, np.float32),
+             "roi8": np.array([0, 0, 0.1, 0.1, 1, 1, 0.9, 0.9], np.float32),
+             "z2": np.array([1, 4, 16, 16], np.int64), "z3": np.array([1, 4, 16, 24], np.int64)}
+    pre = [helper.make_node("Constant", [], ["sc"], value=numpy_helper.from_array(np.array([1, 1, 3, 3], np.float32))),
+           helper.make_node("Shape", ["xs"], ["shp"], start=0, end=2),
+           helper.make_node("Constant", [], ["hw"], value=numpy_helper.from_array(np.array([16, 16], np.int64))),
+           helper.make_node("Concat", ["shp", "hw"], ["dyn"], axis=0)]
+    crop = dict(mode="linear", coordinate_transformation_mode="tf_crop_and_resize")
+    resize = lambda name, inputs, **a: helper.make_node("Resize", inputs, [name], name=name, **a)
+    nodes = pre + [resize("a", ["x", "roi", "s2"], mode="linear"), resize("b", ["x", "roi", "sc"], mode="linear"),
+                   resize("c", ["x", "roi", "sg"], mode="linear"), resize("d", ["x", "", "", "z2"], mode="linear"),
+                   resize("e", ["x", "", "", "z3"], mode="linear"), resize("f", ["x", "roi8", "s2"], **crop),
+                   resize("g", ["x", "roi", "s2"], **crop), resize("h", ["xs", "", "", "dyn"], mode="linear"),
+                   resize("i", ["xs", "", "", "z2"], mode="linear")]
+    model = _model(nodes, inits, inputs=(("x", [1, 4, 8, 8]), ("xs", ["N", 4, 8, 8]), ("sg", [4])), opset=18)
+    a, b, c, d, e, f, g, h, i = _assert_each_as_alone(ResizeToConvTranspose(), model)
+    assert [a.params.factors, b.params.factors, d.params.factors] == [[2, 2], [3, 3], [2, 2]]
+    assert [ax.n_out for ax in e.params.spec.axes] == [1, 4, 16, 24]
+    assert isinstance(c, Skip) and "'sg' is a graph input" in c.reason
+    assert isinstance(f, Match) and f.params.spec.axes[2].roi != (0, 1)
+    assert isinstance(g, Skip) and "roi has 0 values" in g.reason
+    assert isinstance(h, Match) and [ax.n_out for ax in h.params.spec.axes][1:] == [4, 16, 16]
+    assert isinstance(i, Skip) and "static size on every resized axis" in i.reason   # z2 resizes the batch too
