@@ -119,9 +119,17 @@ def compare_arrays(name: str, want: np.ndarray, got: np.ndarray,
         return OutputComparison(name, bad == 0, float(bad > 0), float(bad > 0), 0.0,
                                 f"{bad} elements differ" if bad else "", compared=int(want.size))
     w, g = want.astype(np.float64), got.astype(np.float64)
-    if np.isfinite(w).all() and np.isfinite(g).all():   # the common case: no element to set aside
-        scale = float(np.abs(w).max(initial=0.0))   # the method: np.max's dispatch costs as much again
+    # The common case, no element to set aside, is told by the two maxima the
+    # comparison needs anyway: a NaN or Inf in w makes its scale NaN or Inf
+    # (max propagates NaN), then one in g (w finite) the largest error; a
+    # finite pair means none (or w - g overflowed float64: the path below
+    # computes that alike).  w - g only once w is finite: inf - inf would warn.
+    scale = float(np.abs(w).max(initial=0.0))   # the method: np.max's dispatch costs as much again
+    max_abs = math.nan
+    if math.isfinite(scale):
         err = np.abs(w - g)
+        max_abs = float(err.max(initial=0.0))
+    if math.isfinite(max_abs):
         compared = int(w.size)
     else:
         same_special = (np.isnan(w) & np.isnan(g)) | (np.isinf(w) & (w == g))
@@ -133,7 +141,7 @@ def compare_arrays(name: str, want: np.ndarray, got: np.ndarray,
         scale = float(np.abs(w[finite]).max(initial=0.0))
         err = np.abs(w[finite] - g[finite])
         compared = int(np.count_nonzero(finite))
-    max_abs = float(err.max(initial=0.0))
+        max_abs = float(err.max(initial=0.0))
     allowed = atol + rtol * scale
     rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf)
     return OutputComparison(name, max_abs <= allowed, max_abs, rel, allowed, compared=compared)

@@ -204,7 +204,9 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     symbolic = any(not isinstance(d, int) for i in runtime for d in (graph.shape(i) or ()))
     size = sum(constants[i].nbytes for i in weights if constants.get(i) is not None)
     size += sum(data_bytes(t) for t in replacement.initializers if t.name in weights)
-    steps = qdq.quantized_outputs(match.nodes, outputs, graph)
+    # quantized_outputs reads each output's type: only where a QuantizeLinear could make one
+    quantizes = any(n.op_type == qdq.QUANTIZE for n in match.nodes)
+    steps = qdq.quantized_outputs(match.nodes, outputs, graph) if quantizes else {}
     original, repl, steps = qdq_check.with_quantizers(graph, original, repl, outputs, steps)  # QDQ: the integers too
     original, repl, steps = qdq_check.fetchable_outputs(original, repl, steps)   # int4 outputs as int8
     return LocalCheck(original, repl, symbolic, weights, size, steps)
