@@ -399,7 +399,8 @@ def _judge(results: list, k: int, check: LocalCheck, want, got, rtol, atol, fuse
                 if not o:
                     o.message = "; ".join(filter(None, [o.message, REFERENCE_RAN]))
         results[k] = results[k].merge(compared)
-        results[k] = results[k].merge(fused)
+        if fused.outputs:   # only quantized checks run fused
+            results[k] = results[k].merge(fused)
 
 
 def _groups(idx: Sequence[int], checks: Sequence[LocalCheck]):
