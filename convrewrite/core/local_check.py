@@ -82,17 +82,17 @@ def _known(graph: GraphView, name: str) -> None:
 SHAPE_CHAIN_NODES = 32  # a shape computation copied into the original's check model, at most this long
 
 
-def _shape_chains(graph: GraphView, nodes, reads: list) -> list:
+def _shape_chains(graph: GraphView, nodes, reads: list, constant: set) -> list:
     """The nodes that compute, from shapes alone, what `nodes` read and is
     neither constant nor fed to them (a dynamic-batch export's Resize sizes
     Concat(Shape(x)[0:2], [H, W])): the check model computes those values
     from its own inputs instead of feeding them random numbers.  `reads`:
-    external_inputs(nodes)."""
-    inside = {o for n in nodes for o in n.output[:]}   # [:]: see standalone.external_reads
-    chain, seen = [], set()
-    pending = [i for i in reads if not graph.is_constant(i) and graph.partial_constant(i) is not None]
+    external_inputs(nodes); `constant`: those of them that are constant."""
+    pending = [i for i in reads if i not in constant and graph.partial_constant(i) is not None]
     if not pending:
         return []
+    inside = {o for n in nodes for o in n.output[:]}   # [:]: see standalone.external_reads
+    chain, seen = [], set()
     while pending and len(chain) <= SHAPE_CHAIN_NODES:
         name = pending.pop()
         producer = graph.producer(name)
@@ -148,12 +148,15 @@ def _sides(graph: GraphView, match: Match, replacement: Replacement, new_nodes: 
     own = {t.name for t in replacement.initializers}
     # quantized nodes keep reading their weights through DequantizeLinear (qdq_check.weight_nodes)
     reads = external_inputs(match.nodes)
-    before = _shape_chains(graph, match.nodes, reads) + qdq_check.weight_nodes(graph, match.nodes)
+    read_constants = {i for i in reads if graph.is_constant(i)}   # each value asked once (here or below)
+    before = _shape_chains(graph, match.nodes, reads, read_constants) + qdq_check.weight_nodes(graph, match.nodes)
     original_nodes = before + list(match.nodes)
     orig_in = external_inputs(original_nodes) if before else reads
     repl_reads = external_reads([(n.input, n.output) for n in dequantize] + new_io) if dequantize else new_reads
     repl_in = [i for i in repl_reads if i not in own]
-    constant = frozenset(i for i in set(orig_in) | set(repl_in) if graph.is_constant(i))
+    read = set(reads)
+    constant = frozenset(i for i in set(orig_in) | set(repl_in)
+                         if (i in read_constants if i in read else graph.is_constant(i)))
     runtime = [i for i in orig_in if i not in constant]
     stray = [i for i in repl_in if i not in constant and i not in runtime]
     if stray:
@@ -204,7 +207,9 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     symbolic = any(not isinstance(d, int) for i in runtime for d in (graph.shape(i) or ()))
     size = sum(constants[i].nbytes for i in weights if constants.get(i) is not None)
     size += sum(data_bytes(t) for t in replacement.initializers if t.name in weights)
-    steps = qdq.quantized_outputs(match.nodes, outputs, graph)
+    # quantized_outputs reads each output's type: only where a QuantizeLinear could make one
+    quantizes = any(n.op_type == qdq.QUANTIZE for n in match.nodes)
+    steps = qdq.quantized_outputs(match.nodes, outputs, graph) if quantizes else {}
     original, repl, steps = qdq_check.with_quantizers(graph, original, repl, outputs, steps)  # QDQ: the integers too
     original, repl, steps = qdq_check.fetchable_outputs(original, repl, steps)   # int4 outputs as int8
     return LocalCheck(original, repl, symbolic, weights, size, steps)
@@ -394,7 +399,8 @@ def _judge(results: list, k: int, check: LocalCheck, want, got, rtol, atol, fuse
                 if not o:
                     o.message = "; ".join(filter(None, [o.message, REFERENCE_RAN]))
         results[k] = results[k].merge(compared)
-        results[k] = results[k].merge(fused)
+        if fused.outputs:   # only quantized checks run fused
+            results[k] = results[k].merge(fused)
 
 
 def _groups(idx: Sequence[int], checks: Sequence[LocalCheck]):

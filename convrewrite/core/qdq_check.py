@@ -172,7 +172,7 @@ def fetchable_outputs(original: onnx.ModelProto, replacement: onnx.ModelProto, s
     (a QuantizeLinear to int4 that the rewrite's output is) fetched through
     `_fetchable`'s Cast instead, and `steps` keyed by the new names.
     Returns (original, replacement, steps)."""
-    unfetchable = [v.name for v in original.graph.output if v.type.tensor_type.elem_type in _FETCHED_AS]
+    unfetchable = [v.name for v in original.graph.output[:] if v.type.tensor_type.elem_type in _FETCHED_AS]
     if not unfetchable:
         return original, replacement, steps
     steps = dict(steps)

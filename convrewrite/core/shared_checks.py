@@ -87,17 +87,15 @@ def _structure_key(model: onnx.ModelProto, fed: list[str]) -> tuple[bytes, tuple
     for what in _GRAPH_DROPPED:
         g.ClearField(what)
     order = {name: k for k, name in enumerate(fed)}
-
-    def numbers(names) -> tuple:
-        return tuple([order.setdefault(name, len(order)) if name else -1 for name in names])
-
-    where = []
-    for node in g.node[:]:
-        where += [numbers(node.input[:]), numbers(node.output[:])]
+    nodes, outputs, value_info = g.node[:], g.output[:], g.value_info[:]
+    # per node its inputs then its outputs, then the graph outputs and value_info: as numbers (inline: once
+    # per list of every side of every check, a function call costs as much as the numbering)
+    where = [tuple([order.setdefault(name, len(order)) if name else -1 for name in names])
+             for names in [n[:] for node in nodes for n in (node.input, node.output)]
+             + [[vi.name for vi in outputs], [vi.name for vi in value_info]]]
+    for node in nodes:
         for what in _NODE_VALUES:
             node.ClearField(what)
-    outputs, value_info = g.output[:], g.value_info[:]
-    where += [numbers([vi.name for vi in outputs]), numbers([vi.name for vi in value_info])]
     for vi in g.input[:] + outputs + value_info:
         vi.ClearField("name")
     return out.SerializeToString(deterministic=True), tuple(where)
