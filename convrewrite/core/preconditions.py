@@ -100,7 +100,7 @@ MAX_TENSOR_ELEMENTS = 1 << 28
 
 def oversized_tensor(node: onnx.NodeProto, graph: GraphView) -> Optional[Skip]:
     """A node whose input or output (static dims) is too large to rewrite and check."""
-    for name in [*node.input, *node.output]:
+    for name in node.input[:] + node.output[:]:   # slices: see graph._indexes
         dims = graph.shape(name) if name else None
         if not dims:
             continue
