@@ -44,9 +44,9 @@ plan on its own as well: the same option, notes, model and report.
 """
 from __future__ import annotations
 
+from math import prod
 from typing import Optional
 
-import numpy as np
 import onnx
 
 SMALL_CONSTANT = 64   # integer constants of at most this many elements are part of the key by value
@@ -104,7 +104,7 @@ def _facts(name: str, graph, inside: set, produced: bool) -> tuple:
     constant = graph.is_constant(name)
     small = None
     if (constant and dtype in _INDEX_TYPES and shape is not None and all(isinstance(d, int) for d in shape)
-            and np.prod(shape) <= SMALL_CONSTANT):
+            and prod(shape) <= SMALL_CONSTANT):
         value = graph.constant(name)
         small = None if value is None else (value.dtype.str, value.shape, value.tobytes())
     return (dtype, shape, constant, name in graph.initializers, graph.is_graph_input(name), small) + where
