@@ -71,7 +71,7 @@ class Builder:
         new.input.extend(inputs)
         new.output.append(node_name)
         attrs = {k: v for k, v in attrs.items() if v is not None}
-        kept = [a for a in new.attribute if a.name not in attrs]
+        kept = [a for a in new.attribute[:] if a.name not in attrs]
         del new.attribute[:]
         new.attribute.extend(kept + [helper.make_attribute(k, v) for k, v in sorted(attrs.items())])
         self.nodes.append(new)

@@ -78,7 +78,7 @@ def key(p, match, graph, run_passes: tuple) -> Optional[tuple]:
     params = p.structure(match, lambda name: names.get(name, ("name", name)))
     if params is None:
         return None
-    opsets = tuple((i.domain, i.version) for i in graph.model.opset_import)
+    opsets = tuple((i.domain, i.version) for i in graph.model.opset_import[:])
     return Structure((p.name, p.options, run_passes, opsets, tuple(nodes), tuple(values), params))
 
 

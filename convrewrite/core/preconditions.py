@@ -131,4 +131,4 @@ def read_once(graph: GraphView, read: Callable, key: Optional[tuple], node: onnx
 
 def attribute_key(node: onnx.NodeProto) -> tuple:
     """A node's operator and attributes, as a read_once key reads them."""
-    return node.op_type, tuple(a.SerializeToString() for a in node.attribute)
+    return node.op_type, tuple(a.SerializeToString() for a in node.attribute[:])   # a slice: see graph._indexes
