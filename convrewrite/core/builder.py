@@ -52,9 +52,10 @@ class Builder:
     def op(self, op_type: str, inputs: Sequence[str], what: str, *, outputs: int = 1,
            domain: str = "", **attrs) -> "str | list[str]":
         """Append a node; returns its output name (a list when outputs > 1)."""
-        node_name = self.name(what)
-        outs = [node_name if outputs == 1 else f"{node_name}:{k}" for k in range(outputs)]
-        self._used.update(outs)
+        node_name = self.name(what)   # taken: the one output's name
+        outs = [node_name] if outputs == 1 else [f"{node_name}:{k}" for k in range(outputs)]
+        if outputs != 1:
+            self._used.update(outs)
         attrs = {k: v for k, v in attrs.items() if v is not None}
         self.nodes.append(make_node(op_type, list(inputs), outs, node_name, domain, attrs))
         return outs[0] if outputs == 1 else outs

@@ -97,7 +97,7 @@ def _facts(name: str, graph, inside: set, produced: bool) -> tuple:
     """What a form may read of a value through the view; of a value a
     matched node writes (first), its type and where else it goes."""
     shape, dtype = graph.shape(name), graph.dtype(name)
-    outside = any(id(c) not in inside for c in graph.consumers(name))
+    outside = not inside.issuperset(map(id, graph.consumers(name)))
     where = (name in graph.graph_outputs, name in graph.outer_references, outside)
     if produced:
         return (dtype, shape) + where
