@@ -6,6 +6,7 @@ prefixes it), or None when the node passes.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Callable, Optional
 
 import onnx
@@ -104,13 +105,20 @@ def oversized_tensor(node: onnx.NodeProto, graph: GraphView) -> Optional[Skip]:
         dims = graph.shape(name) if name else None
         if not dims:
             continue
-        size = 1
-        for d in dims:
-            size *= d if isinstance(d, int) and d > 0 else 1
+        size = _static_elements(dims)
         if size > MAX_TENSOR_ELEMENTS:
             return Skip(f"tensor '{name}' of shape {list(dims)} has {size:.4g} elements, more than the "
                         f"{MAX_TENSOR_ELEMENTS} a rewrite is built and checked for", Code.TOO_LARGE)
     return None
+
+
+@lru_cache(maxsize=1024)   # a model's values have a few shapes
+def _static_elements(dims: tuple) -> int:
+    """The product of the static dims (symbolic and unknown ones count 1)."""
+    size = 1
+    for d in dims:
+        size *= d if isinstance(d, int) and d > 0 else 1
+    return size
 
 
 def read_once(graph: GraphView, read: Callable, key: Optional[tuple], node: onnx.NodeProto):
