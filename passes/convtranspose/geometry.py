@@ -405,14 +405,15 @@ def _tap_index(axes: tuple) -> tuple:
     return us, js
 
 
-def shared_kernel(wc: np.ndarray, plans: Sequence[AxisPlan]) -> np.ndarray:
-    """One kernel for all phases, output channel c * prod(s) + phase (CRD):
-    the phase kernels side by side, gathered from wc in one indexing."""
+def shared_kernel(wc: np.ndarray, plans: Sequence[AxisPlan], dcr: bool = False) -> np.ndarray:
+    """One kernel for all phases, output channel c * prod(s) + phase (CRD),
+    or with `dcr` phase * Cout + c: the phase kernels side by side, gathered
+    from wc in one indexing."""
     cout, cin = wc.shape[:2]
     gather = _shared_gather(tuple(plans), wc.shape[2:])
     # wc's taps flattened, one zero after them: the gather's -1 (no tap)
     flat = np.concatenate([wc.reshape(cout, cin, -1), np.zeros((cout, cin, 1), wc.dtype)], axis=2)
-    k = np.moveaxis(flat[:, :, gather], 2, 1)   # [Cout, phase, Cin/g, size...]
+    k = np.moveaxis(flat[:, :, gather], 2, 0 if dcr else 1)   # [phase, Cout, ...] or [Cout, phase, ...]
     return k.reshape(cout * gather.shape[0], cin, *gather.shape[1:])
 
 
