@@ -11,7 +11,7 @@ with names already in the graph.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -52,9 +52,10 @@ class Builder:
     def op(self, op_type: str, inputs: Sequence[str], what: str, *, outputs: int = 1,
            domain: str = "", **attrs) -> "str | list[str]":
         """Append a node; returns its output name (a list when outputs > 1)."""
-        node_name = self.name(what)
-        outs = [node_name if outputs == 1 else f"{node_name}:{k}" for k in range(outputs)]
-        self._used.update(outs)
+        node_name = self.name(what)   # taken: the one output's name
+        outs = [node_name] if outputs == 1 else [f"{node_name}:{k}" for k in range(outputs)]
+        if outputs != 1:
+            self._used.update(outs)
         attrs = {k: v for k, v in attrs.items() if v is not None}
         self.nodes.append(make_node(op_type, list(inputs), outs, node_name, domain, attrs))
         return outs[0] if outputs == 1 else outs
@@ -71,7 +72,7 @@ class Builder:
         new.input.extend(inputs)
         new.output.append(node_name)
         attrs = {k: v for k, v in attrs.items() if v is not None}
-        kept = [a for a in new.attribute if a.name not in attrs]
+        kept = [a for a in new.attribute[:] if a.name not in attrs]
         del new.attribute[:]
         new.attribute.extend(kept + [helper.make_attribute(k, v) for k, v in sorted(attrs.items())])
         self.nodes.append(new)
@@ -88,16 +89,55 @@ class Builder:
 def make_node(op_type: str, inputs: Sequence[str], outputs: Sequence[str], name: str, domain: str,
               attrs: Mapping) -> onnx.NodeProto:
     """helper.make_node(op_type, inputs, outputs, name=name, domain=domain,
-    **attrs), the same message, built in place: the attribute values forms
-    use most (an int, a float, a string, a list of ints) are set directly,
-    any other goes through helper.make_attribute (a replacement builds tens
-    of nodes, so onnx.helper's general path was a good part of building)."""
-    node = onnx.NodeProto()
-    node.op_type = op_type
+    **attrs), the same message: a copy of a kept node with the operator and
+    attributes (a replacement builds tens of nodes from a few kinds; copying
+    one is a fraction of setting its attributes again) and its own names."""
+    if not attrs:   # nothing to copy: built in place
+        node = onnx.NodeProto()
+        node.op_type, node.domain = op_type, domain
+    else:
+        key = _template_key(op_type, domain, attrs)
+        template = _TEMPLATES.get(key) if key is not None else None
+        if template is None:
+            template = _attributed_node(op_type, domain, attrs)
+            if key is not None and len(_TEMPLATES) < MAX_TEMPLATES:
+                _TEMPLATES[key] = template
+        node = onnx.NodeProto()
+        node.CopyFrom(template)
     node.input.extend(inputs)
     node.output.extend(outputs)
     if name:
         node.name = name
+    return node
+
+
+MAX_TEMPLATES = 4096   # kinds of node kept (a run makes tens)
+_TEMPLATES: dict = {}  # _template_key -> a node with the operator, domain and attributes only
+
+
+def _template_key(op_type: str, domain: str, attrs: Mapping) -> Optional[tuple]:
+    """What a node's operator and attributes are, by value and type (1, True
+    and 1.0 are equal keys otherwise); None where a value is not an int, a
+    string or a list of ints (floats: 0.0 == -0.0), which is then built anew."""
+    key = [op_type, domain]
+    for k in sorted(attrs):
+        value = attrs[k]
+        kind = type(value)
+        if kind is int or kind is str:
+            key.append((k, kind, value))
+        elif kind in (list, tuple) and value and all(type(v) is int for v in value):
+            key.append((k, list, tuple(value)))
+        else:
+            return None
+    return tuple(key)
+
+
+def _attributed_node(op_type: str, domain: str, attrs: Mapping) -> onnx.NodeProto:
+    """A node with the operator, domain and attributes as helper.make_node
+    sets them: the values forms use most (an int, a float, a string, a list
+    of ints) directly, any other through helper.make_attribute."""
+    node = onnx.NodeProto()
+    node.op_type = op_type
     node.domain = domain
     for key in sorted(attrs):
         value, kind = attrs[key], type(attrs[key])

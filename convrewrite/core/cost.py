@@ -84,7 +84,7 @@ def resize_macs(x: Shape, y: Shape, mode: str) -> Optional[int]:
 def node_macs(node: onnx.NodeProto, graph: GraphView, per_item: bool = False) -> Optional[int]:
     """MACs of one node (per batch item with `per_item`), or None when it
     does not compute (data movement) or its shapes are unknown."""
-    shapes = [graph.shape(i) if i else None for i in node.input]
+    shapes = [graph.shape(i) if i else None for i in node.input[:]]
     y = graph.shape(node.output[0]) if node.output else None
     if per_item:
         shapes = [(1, *s[1:]) if s else s for s in shapes[:1]] + shapes[1:]
@@ -212,7 +212,7 @@ def moved_bytes(nodes, graph: GraphView, per_item: bool = False) -> Optional[int
     for node in nodes:
         if node.op_type not in DATA_MOVEMENT_OPS:
             continue
-        for name in [i for i in node.input if i and not graph.is_constant(i)] + [o for o in node.output if o]:
+        for name in [i for i in node.input[:] if i and not graph.is_constant(i)] + [o for o in node.output[:] if o]:
             size = tensor_bytes(graph, name, per_item)
             if size is None:
                 return None
@@ -221,7 +221,7 @@ def moved_bytes(nodes, graph: GraphView, per_item: bool = False) -> Optional[int
 
 
 def max_rank(nodes, graph: GraphView) -> Optional[int]:
-    ranks = [len(s) for n in nodes for o in n.output if o for s in [graph.shape(o)] if s is not None]
+    ranks = [len(s) for n in nodes for o in n.output[:] if o for s in [graph.shape(o)] if s is not None]
     return max(ranks, default=None)
 
 

@@ -476,7 +476,7 @@ def _with_why_left(v, left: dict):
 def _convs_with_groups(nodes) -> int:
     """How many Conv / ConvTranspose nodes have group > 1 (depthwise or grouped)."""
     return sum(1 for n in nodes if n.op_type in ("Conv", "ConvTranspose")
-               and any(a.name == "group" and a.i > 1 for a in n.attribute))
+               and any(a.name == "group" and a.i > 1 for a in n.attribute[:]))
 
 
 def _view(replacement: Replacement, graph: GraphView, target, readers: Sequence = ()):
@@ -489,7 +489,7 @@ def _view(replacement: Replacement, graph: GraphView, target, readers: Sequence 
     if readers:
         model = with_readers(model, replacement, graph, readers)
     constants = frozenset(inits) | frozenset(
-        i for n in (*replacement.nodes, *readers) for i in n.input if i and i not in inits and graph.is_constant(i))
+        i for n in (*replacement.nodes, *readers) for i in n.input[:] if i and i not in inits and graph.is_constant(i))
     if getattr(target, "batch_must_be_one", False):
         model = unit_batch(model)
     try:

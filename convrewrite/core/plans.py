@@ -44,9 +44,9 @@ plan on its own as well: the same option, notes, model and report.
 """
 from __future__ import annotations
 
+from math import prod
 from typing import Optional
 
-import numpy as np
 import onnx
 
 SMALL_CONSTANT = 64   # integer constants of at most this many elements are part of the key by value
@@ -78,7 +78,7 @@ def key(p, match, graph, run_passes: tuple) -> Optional[tuple]:
     params = p.structure(match, lambda name: names.get(name, ("name", name)))
     if params is None:
         return None
-    opsets = tuple((i.domain, i.version) for i in graph.model.opset_import)
+    opsets = tuple((i.domain, i.version) for i in graph.model.opset_import[:])
     return Structure((p.name, p.options, run_passes, opsets, tuple(nodes), tuple(values), params))
 
 
@@ -97,14 +97,14 @@ def _facts(name: str, graph, inside: set, produced: bool) -> tuple:
     """What a form may read of a value through the view; of a value a
     matched node writes (first), its type and where else it goes."""
     shape, dtype = graph.shape(name), graph.dtype(name)
-    outside = any(id(c) not in inside for c in graph.consumers(name))
+    outside = not inside.issuperset(map(id, graph.consumers(name)))
     where = (name in graph.graph_outputs, name in graph.outer_references, outside)
     if produced:
         return (dtype, shape) + where
     constant = graph.is_constant(name)
     small = None
     if (constant and dtype in _INDEX_TYPES and shape is not None and all(isinstance(d, int) for d in shape)
-            and np.prod(shape) <= SMALL_CONSTANT):
+            and prod(shape) <= SMALL_CONSTANT):
         value = graph.constant(name)
         small = None if value is None else (value.dtype.str, value.shape, value.tobytes())
     return (dtype, shape, constant, name in graph.initializers, graph.is_graph_input(name), small) + where

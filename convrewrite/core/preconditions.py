@@ -6,6 +6,7 @@ prefixes it), or None when the node passes.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Callable, Optional
 
 import onnx
@@ -100,17 +101,24 @@ MAX_TENSOR_ELEMENTS = 1 << 28
 
 def oversized_tensor(node: onnx.NodeProto, graph: GraphView) -> Optional[Skip]:
     """A node whose input or output (static dims) is too large to rewrite and check."""
-    for name in [*node.input, *node.output]:
+    for name in node.input[:] + node.output[:]:   # slices: see graph._indexes
         dims = graph.shape(name) if name else None
         if not dims:
             continue
-        size = 1
-        for d in dims:
-            size *= d if isinstance(d, int) and d > 0 else 1
+        size = _static_elements(dims)
         if size > MAX_TENSOR_ELEMENTS:
             return Skip(f"tensor '{name}' of shape {list(dims)} has {size:.4g} elements, more than the "
                         f"{MAX_TENSOR_ELEMENTS} a rewrite is built and checked for", Code.TOO_LARGE)
     return None
+
+
+@lru_cache(maxsize=1024)   # a model's values have a few shapes
+def _static_elements(dims: tuple) -> int:
+    """The product of the static dims (symbolic and unknown ones count 1)."""
+    size = 1
+    for d in dims:
+        size *= d if isinstance(d, int) and d > 0 else 1
+    return size
 
 
 def read_once(graph: GraphView, read: Callable, key: Optional[tuple], node: onnx.NodeProto):
@@ -131,4 +139,4 @@ def read_once(graph: GraphView, read: Callable, key: Optional[tuple], node: onnx
 
 def attribute_key(node: onnx.NodeProto) -> tuple:
     """A node's operator and attributes, as a read_once key reads them."""
-    return node.op_type, tuple(a.SerializeToString() for a in node.attribute)
+    return node.op_type, tuple(a.SerializeToString() for a in node.attribute[:])   # a slice: see graph._indexes

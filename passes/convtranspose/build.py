@@ -74,11 +74,11 @@ def _single_conv(b: Builder, x: str, wc: np.ndarray, bias, p: Lowering) -> str:
     """One Conv; its output channel c*B + phase (CRD) or phase*Cout + c (DCR)."""
     axes = tuple(next(c for c in plan.phases if c is not None) for plan in p.plans)
     blocks = prod(plan.stride for plan in p.plans)
-    kernel = shared_kernel(wc, p.plans)
-    b_rep = None if bias is None else np.repeat(bias, blocks)
-    if p.layout == "DCR":
-        kernel = kernel.reshape(p.cout, blocks, *kernel.shape[1:]).swapaxes(0, 1).reshape(kernel.shape)
-        b_rep = None if bias is None else np.tile(bias, blocks)
+    kernel = shared_kernel(wc, p.plans, dcr=p.layout == "DCR")
+    if bias is None:
+        b_rep = None
+    else:
+        b_rep = np.tile(bias, blocks) if p.layout == "DCR" else np.repeat(bias, blocks)
     y = _conv(b, x, kernel, b_rep, axes, p.group, "conv", {}, p.pad_nodes)
     return _shuffle(b, y, p, [pl.blocks for pl in p.plans])
 

@@ -405,14 +405,28 @@ def _tap_index(axes: tuple) -> tuple:
     return us, js
 
 
-def shared_kernel(wc: np.ndarray, plans: Sequence[AxisPlan]) -> np.ndarray:
-    """One kernel for all phases, output channel c * prod(s) + phase (CRD)."""
-    blocks = prod(p.stride for p in plans)
-    size = tuple(next(c for c in p.phases if c is not None).size for p in plans)
-    k = np.zeros((wc.shape[0], blocks, wc.shape[1], *size), wc.dtype)
-    for flat, combo in enumerate(itertools.product(*[p.phases for p in plans])):
-        k[:, flat] = phase_kernel(wc, combo)
-    return k.reshape(wc.shape[0] * blocks, wc.shape[1], *size)
+def shared_kernel(wc: np.ndarray, plans: Sequence[AxisPlan], dcr: bool = False) -> np.ndarray:
+    """One kernel for all phases, output channel c * prod(s) + phase (CRD),
+    or with `dcr` phase * Cout + c: the phase kernels side by side, gathered
+    from wc in one indexing."""
+    cout, cin = wc.shape[:2]
+    gather = _shared_gather(tuple(plans), wc.shape[2:])
+    # wc's taps flattened, one zero after them: the gather's -1 (no tap)
+    flat = np.concatenate([wc.reshape(cout, cin, -1), np.zeros((cout, cin, 1), wc.dtype)], axis=2)
+    k = np.moveaxis(flat[:, :, gather], 2, 0 if dcr else 1)   # [phase, Cout, ...] or [Cout, phase, ...]
+    return k.reshape(cout * gather.shape[0], cin, *gather.shape[1:])
+
+
+@lru_cache(maxsize=GEOMETRY_CACHE)
+def _shared_gather(plans: tuple, kernel: tuple) -> np.ndarray:
+    """[phase, size...]: the flat ConvTranspose kernel index of each tap of
+    every phase kernel (`phase_kernel` on the indexes 1.. less one), -1
+    where no tap is.  A function of the geometry alone (read-only)."""
+    taps = np.arange(1, prod(kernel) + 1).reshape((1, 1) + tuple(kernel))
+    gather = np.stack([phase_kernel(taps, combo)[0, 0] - 1
+                       for combo in itertools.product(*[p.phases for p in plans])])
+    gather.flags.writeable = False
+    return gather
 
 
 # --- tiles: phase outputs cut where the taps that reach x change ---------------

@@ -580,13 +580,13 @@ def _build_matmul(b: Builder, x: str, p: ResizeParams, mats) -> str:
     dims = [ax.n_in for ax in p.spec.axes]
     rank = len(dims)
     masks = []
+    value = p.spec.interp.extrapolation_value
     for axis, m, outside in in_build_order(mats):
         x = _matmul_axis(b, x, axis, m.astype(p.dtype), dims, rank)
         dims[axis] = m.shape[0]
-        if outside.any():
+        if value != 0 and outside.any():   # a zero extrapolation value needs no mask
             masks.append((axis, outside))
-    value = p.spec.interp.extrapolation_value
-    if masks and value != 0:
+    if masks:
         x = b.op("Add", [x, b.initializer(_extrapolation(masks, rank, value).astype(p.dtype), "extrapolation")],
                  "extrapolate")
     return x

@@ -22,6 +22,20 @@ def test_make_node_is_onnx_helper_make_node(attrs, domain):
     assert got.SerializeToString() == want.SerializeToString()
 
 
+
+def test_make_node_again_is_the_same_and_unshared():
+    """A node made from a kept kind: equal values of other types (1, True,
+    1.0; [0, 1] and [0.0, 1.0]) are other kinds, and a node changed after it was
+    made changes no later one."""
+    first = make_node("Op", ["x"], ["y"], "n", "", {"axis": 1, "pads": [0, 1]})
+    first.attribute[0].i = 5
+    first.input.append("z")
+    for attrs in ({"axis": 1, "pads": [0, 1]}, {"axis": True, "pads": [0, 1]}, {"axis": 1.0, "pads": (0, 1)},
+                  {"axis": 1, "pads": [0.0, 1.0]}, {"axis": 1, "pads": [0, 1]}):
+        want = helper.make_node("Op", ["x"], ["y"], name="n", domain="", **attrs)
+        assert make_node("Op", ["x"], ["y"], "n", "", attrs).SerializeToString() == want.SerializeToString()
+
+
 ARRAYS = [np.arange(6, dtype=np.float32).reshape(2, 3), np.arange(6, dtype=np.float32).reshape(2, 3).T,
           np.array(3, np.int64), np.zeros((0, 2), np.float16), np.array([True, False]), np.arange(4, dtype=np.int8),
           np.arange(4, dtype=np.uint8), np.arange(3, dtype=np.float64),
