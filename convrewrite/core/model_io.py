@@ -231,11 +231,12 @@ def _graph_tensors(graph: onnx.GraphProto):
 
 def _node_tensors(nodes):
     for node in nodes:
-        for a in node.attribute:
+        for a in node.attribute[:]:   # slices, len() first: see graph._indexes (most attributes hold neither)
             if a.HasField("t"):
                 yield a.t
-            yield from a.tensors
-            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+            if len(a.tensors):
+                yield from a.tensors[:]
+            for g in ([a.g] if a.HasField("g") else []) + (a.graphs[:] if len(a.graphs) else []):
                 yield from _graph_tensors(g)
 
 
@@ -417,7 +418,7 @@ def _graphs(graph: onnx.GraphProto):
     """`graph` and its nodes' subgraphs, at any depth."""
     yield graph
     for n in graph.node:
-        for a in n.attribute:
+        for a in n.attribute[:]:   # a slice: see graph._indexes
             for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else
                       list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else []):
                 yield from _graphs(g)
