@@ -206,7 +206,7 @@ def check_target(model: onnx.ModelProto, profile) -> dict:
 
 
 def op_counts(model: onnx.ModelProto) -> dict:
-    return dict(Counter(n.op_type for n in model.graph.node))
+    return dict(Counter(n.op_type for n in model.graph.node[:]))   # slices: see graph._indexes
 
 
 # --- one candidate ------------------------------------------------------------
@@ -262,7 +262,7 @@ class _Run:
                 if fresh is None:
                     self.report.rewrites.extend(self._nested(current, p))
                 if fresh is not None and not (fresh and any(n.op_type in p.op_types and n.name in fresh
-                                                            for n in current.graph.node)):
+                                                            for n in current.graph.node[:])):
                     since[p.name] = set()
                     continue
                 t = time.perf_counter()
@@ -274,7 +274,7 @@ class _Run:
                     continue
                 # the passes that already ran revisit what this one creates (none: no names needed)
                 others = [o for o in self.passes if o is not p and since[o.name] is not None]
-                before = {n.name for n in current.graph.node} if others else None
+                before = {n.name for n in current.graph.node[:]} if others else None
                 self.spill, self.removed = (Spill() if self._spills() else None), 0
                 try:
                     current = self._one_pass(current, p, oracle, since[p.name])
@@ -291,7 +291,7 @@ class _Run:
                     self.spill = None
                 since[p.name] = set()
                 if others and self.view is None:   # a view handed on: the model is as it was, nothing created
-                    created = {n.name for n in current.graph.node} - before
+                    created = {n.name for n in current.graph.node[:]} - before
                     for other in others:
                         since[other.name] |= created
                 self._timed(p, t)
@@ -402,7 +402,7 @@ class _Run:
             return out    # an optimization measured on onnxruntime CPU: with a target, no candidates
         # a pass's candidates are among its op_types (as _has_ops and the worklist rely on): others are not asked
         ops = p.op_types
-        nodes = [n for n in graph.graph.node
+        nodes = [n for n in graph.graph.node[:]
                  if n.op_type in ops and (only is None or n.name in only) and p.candidate(n, graph)]
         stage = f"{p.name}: match and build"
         for k, node in enumerate(nodes):
@@ -619,7 +619,7 @@ def _invalid(result) -> bool:
 def _has_ops(model: onnx.ModelProto, op_types) -> bool:
     """Whether a node of the model's graph has one of `op_types` (a pass's
     candidates are among these, as the worklist already relies on)."""
-    return any(n.op_type in op_types for n in model.graph.node)
+    return any(n.op_type in op_types for n in model.graph.node[:])
 
 
 def _figures(cost) -> tuple:

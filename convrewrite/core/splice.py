@@ -18,7 +18,7 @@ from .rewrite import Match, Replacement
 
 
 def node_indices(model: onnx.ModelProto) -> dict:
-    return {id(n): k for k, n in enumerate(model.graph.node)}
+    return {id(n): k for k, n in enumerate(model.graph.node[:])}   # slices: see graph._indexes
 
 
 def renamed_nodes(replacement: Replacement) -> list[onnx.NodeProto]:
@@ -95,7 +95,7 @@ def apply_rewrites(model: onnx.ModelProto, rewrites: Sequence[tuple[Match, Repla
     dead, added, indexes = _splice_nodes(model, out, rewrites, index)
     # Initializers are copied last and only when alive: the weights of the
     # replaced nodes are never copied at all.
-    out.graph.initializer.extend(t for t in model.graph.initializer if t.name not in dead)
+    out.graph.initializer.extend(t for t in model.graph.initializer[:] if t.name not in dead)
     out.graph.initializer.extend(t for t in added if t.name not in dead)
     if indexes is None:
         toposort(out.graph)
@@ -115,9 +115,10 @@ def splice_in_place(model: onnx.ModelProto, rewrites: list) -> tuple[list[onnx.T
     dead, _, indexes = _splice_nodes(model, model, rewrites)  # the new weights are not held here
     g = model.graph
     removed = []
-    for k in reversed(range(len(g.initializer))):   # by index: the survivors stay where they are
-        if g.initializer[k].name in dead:
-            removed.append(g.initializer[k])
+    initializers = g.initializer[:]
+    for k in reversed(range(len(initializers))):   # by index: the survivors stay where they are
+        if initializers[k].name in dead:
+            removed.append(initializers[k])
             del g.initializer[k]
     removed.reverse()
     for k in range(len(rewrites)):
@@ -145,7 +146,7 @@ def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites,
         removed.update(positions)
         start[min(positions)] = replacement
     g = out.graph
-    old = list(g.node)
+    old = g.node[:]
     places, dead_inputs = {}, set()   # id(node) -> (position, rank there); removed nodes have none
     for k, node in enumerate(old):
         if k in removed:
@@ -165,7 +166,7 @@ def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites,
     added = [t for _, replacement in rewrites for t in replacement.initializers]
     if out.ir_version < 4:  # before IR 4 every initializer is also a graph input
         g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in added)
-    names = {t.name for t in model.graph.initializer} | {t.name for t in added}
+    names = {t.name for t in model.graph.initializer[:]} | {t.name for t in added}
     dead, indexes = _remove_dead(g, dead_inputs, names, listed_initializers_are_constant=out.ir_version < 4)
     return dead, added, indexes
 
@@ -178,13 +179,13 @@ class Undo:
 
     def __init__(self, model: onnx.ModelProto):
         self.skeleton = copy_without_initializers(model)
-        self.order = [t.name for t in model.graph.initializer]
+        self.order = [t.name for t in model.graph.initializer[:]]
         self.index = node_indices(model)  # the matched nodes' positions, for apply_rewrites on the copy
 
     def before(self, after: onnx.ModelProto, removed: list) -> onnx.ModelProto:
         """A new model: the one spliced, as it was (`after` is not modified)."""
         out = self.skeleton
-        have = {t.name: t for t in after.graph.initializer}
+        have = {t.name: t for t in after.graph.initializer[:]}
         have.update((t.name, t) for t in removed)
         out.graph.initializer.extend(have[n] for n in self.order)
         return out
@@ -264,8 +265,8 @@ def _uses(g: onnx.GraphProto) -> tuple[Counter, dict, set, bool, dict]:
     readers, producer, keep = {}, {}, {o.name for o in g.output}
     early: set = set()     # values read where no node before (or the reader) produced them
     twice = False
-    for n in g.node:
-        for o in n.output[:]:   # slices: see graph._indexes
+    for n in g.node[:]:   # slices: see graph._indexes
+        for o in n.output[:]:
             if o:
                 twice = twice or o in producer
                 producer[o] = n
@@ -312,7 +313,7 @@ def _arrange(container, places: dict) -> None:
 def toposort(g: onnx.GraphProto) -> None:
     """Stable topological order: a node moves only when an input it needs
     is produced later (depth-first, dependencies first)."""
-    nodes = list(g.node)
+    nodes = g.node[:]
     producer, in_order = _producers(nodes)
     if in_order:
         return   # the order below would be this one: nothing moves
