@@ -365,7 +365,7 @@ class _Run:
         if self.owned:  # edited in place: the weights that stay are not copied
             graph.freeze()  # bisection's rebuilds see the model as it was
             undo = Undo(model) if oracle is not None else None
-            removed, indexes = splice_in_place(model, pairs)
+            removed, indexes = splice_in_place(model, pairs, graph.initializers)
             # the next view's indexes, unless bisection below may change the model
             self.indexes = (model, indexes) if indexes is not None and oracle is None else None
             self.removed = sum(data_bytes(t) for t in removed)
