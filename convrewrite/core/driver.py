@@ -248,6 +248,9 @@ class _Run:
         self.nested: Optional[list] = None       # nested_nodes of the model: no pass rewrites a subgraph's holder
         self.loaded: Optional[tuple] = None      # (the model as loaded, its shape inference): the first view's
         self.plans = Plans()                     # the chooser's decisions, once per structure (core/plans.py)
+        # the node names of the model the last pass was given (its view's: each protobuf name read
+        # costs ~800 instructions); the nodes a pass created are those of the model it left not among them
+        self.names_before: list = []
 
     def all_passes(self, model: onnx.ModelProto, oracle) -> onnx.ModelProto:
         """Every pass in order; then the worklist: each pass again, over only
@@ -274,7 +277,6 @@ class _Run:
                     continue
                 # the passes that already ran revisit what this one creates (none: no names needed)
                 others = [o for o in self.passes if o is not p and since[o.name] is not None]
-                before = {n.name for n in current.graph.node[:]} if others else None
                 self.spill, self.removed = (Spill() if self._spills() else None), 0
                 try:
                     current = self._one_pass(current, p, oracle, since[p.name])
@@ -291,7 +293,7 @@ class _Run:
                     self.spill = None
                 since[p.name] = set()
                 if others and self.view is None:   # a view handed on: the model is as it was, nothing created
-                    created = {n.name for n in current.graph.node[:]} - before
+                    created = {n.name for n in current.graph.node[:]}.difference(self.names_before)
                     for other in others:
                         since[other.name] |= created
                 self._timed(p, t)
@@ -347,6 +349,7 @@ class _Run:
 
     def _one_pass(self, model, p, oracle, only: Optional[set]) -> onnx.ModelProto:
         graph, self.view = self._view_of(model), None
+        self.names_before = graph.node_names
         candidates = self._plan_all(graph, p, only)
         self.report.rewrites.extend(c.record for c in candidates)
         todo = self._check_all(graph, p, [c for c in candidates if c.lowered is not None])

@@ -88,8 +88,8 @@ class GraphView(ConstantFolding):
         self.has_qdq = not _QDQ_OPS.isdisjoint(op_types)
         self._const_cache: dict[tuple, Optional[np.ndarray]] = {}
         self._shapes: dict[str, Optional[tuple]] = {}
-        self._node_names = [node.name for node in nodes]
-        self.labels = _unique_labels(nodes, op_types, self._node_names)
+        self.node_names = [node.name for node in nodes]   # in graph order
+        self.labels = _unique_labels(nodes, op_types, self.node_names)
         if inferred is None:
             self._infer_with_folded_inputs(nodes, op_types)
 
@@ -210,7 +210,7 @@ class GraphView(ConstantFolding):
         """Every value and node name (the values the nodes read and write
         are the producer and consumer indexes' keys)."""
         names = set(self._types) | set(self.initializers) | self._graph_inputs
-        names.update(self._producer, self._consumers, self._node_names)
+        names.update(self._producer, self._consumers, self.node_names)
         names.update(self.outer_references)
         return frozenset(names)
 
