@@ -37,7 +37,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -264,12 +264,11 @@ class _Run:
                 fresh = since[p.name]
                 if fresh is None:
                     self.report.rewrites.extend(self._nested(current, p))
-                if fresh is not None and not (fresh and any(n.op_type in p.op_types and n.name in fresh
-                                                            for n in current.graph.node[:])):
+                if fresh is not None and not (fresh and self._revisits(current, p.op_types, fresh)):
                     since[p.name] = set()
                     continue
                 t = time.perf_counter()
-                if fresh is None and not _has_ops(current, p.op_types):
+                if fresh is None and not _has_ops(self._op_types(current), p.op_types):
                     # none of its operators in the model: no candidates, nothing to analyse
                     self.progress(f"{p.name}: match and build", 0, 0)
                     since[p.name] = set()
@@ -300,6 +299,23 @@ class _Run:
             if not any(since.values()):
                 break
         return current
+
+    def _kept_view(self, model: onnx.ModelProto) -> Optional[GraphView]:
+        """The view kept for the next pass where it is of `model` (it read the
+        nodes' op types and names already: ~800 instructions a protobuf string read)."""
+        return self.view if self.view is not None and self.view.model is model else None
+
+    def _op_types(self, model: onnx.ModelProto) -> Iterable[str]:
+        """The op types of `model`'s nodes, in order (read as asked where no view is kept)."""
+        view = self._kept_view(model)
+        return view.op_types if view is not None else (n.op_type for n in model.graph.node[:])
+
+    def _revisits(self, model: onnx.ModelProto, op_types, fresh: set) -> bool:
+        """Whether a node of `model` named in `fresh` has one of `op_types`."""
+        view = self._kept_view(model)
+        if view is None:
+            return any(n.op_type in op_types and n.name in fresh for n in model.graph.node[:])
+        return any(op in op_types and name in fresh for op, name in zip(view.op_types, view.node_names))
 
     def _nested(self, model: onnx.ModelProto, p) -> list:
         """A record for each candidate of a lowering pass in a subgraph or a
@@ -619,10 +635,10 @@ def _invalid(result) -> bool:
     return isinstance(result, Skip) and result.code == Code.INVALID_NODE
 
 
-def _has_ops(model: onnx.ModelProto, op_types) -> bool:
-    """Whether a node of the model's graph has one of `op_types` (a pass's
-    candidates are among these, as the worklist already relies on)."""
-    return any(n.op_type in op_types for n in model.graph.node[:])
+def _has_ops(ops: Iterable[str], op_types) -> bool:
+    """Whether a model's nodes, of op types `ops`, have one of `op_types` (a
+    pass's candidates are among these, as the worklist already relies on)."""
+    return any(op in op_types for op in ops)
 
 
 def _figures(cost) -> tuple:

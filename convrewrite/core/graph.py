@@ -80,7 +80,7 @@ class GraphView(ConstantFolding):
         # (domain, version) in the model's order: opset() is asked thousands of
         # times, and a protobuf field costs more to walk than a tuple
         self._opset_imports = tuple((imp.domain, int(imp.version)) for imp in model.opset_import)
-        op_types = [node.op_type for node in nodes]
+        self.op_types = op_types = [node.op_type for node in nodes]   # in graph order
         # Whether any node is a QuantizeLinear or DequantizeLinear (of any
         # domain): without one no node is in a quantized region (core/qdq.py
         # answers at once).  Worked out here, with the model as it is: the
