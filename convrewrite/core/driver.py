@@ -37,7 +37,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -206,7 +206,7 @@ def check_target(model: onnx.ModelProto, profile) -> dict:
 
 
 def op_counts(model: onnx.ModelProto) -> dict:
-    return dict(Counter(n.op_type for n in model.graph.node))
+    return dict(Counter(n.op_type for n in model.graph.node[:]))   # slices: see graph._indexes
 
 
 # --- one candidate ------------------------------------------------------------
@@ -248,6 +248,9 @@ class _Run:
         self.nested: Optional[list] = None       # nested_nodes of the model: no pass rewrites a subgraph's holder
         self.loaded: Optional[tuple] = None      # (the model as loaded, its shape inference): the first view's
         self.plans = Plans()                     # the chooser's decisions, once per structure (core/plans.py)
+        # the node names of the model the last pass was given (its view's: each protobuf name read
+        # costs ~800 instructions); the nodes a pass created are those of the model it left not among them
+        self.names_before: list = []
 
     def all_passes(self, model: onnx.ModelProto, oracle) -> onnx.ModelProto:
         """Every pass in order; then the worklist: each pass again, over only
@@ -261,12 +264,11 @@ class _Run:
                 fresh = since[p.name]
                 if fresh is None:
                     self.report.rewrites.extend(self._nested(current, p))
-                if fresh is not None and not (fresh and any(n.op_type in p.op_types and n.name in fresh
-                                                            for n in current.graph.node)):
+                if fresh is not None and not (fresh and self._revisits(current, p.op_types, fresh)):
                     since[p.name] = set()
                     continue
                 t = time.perf_counter()
-                if fresh is None and not _has_ops(current, p.op_types):
+                if fresh is None and not _has_ops(self._op_types(current), p.op_types):
                     # none of its operators in the model: no candidates, nothing to analyse
                     self.progress(f"{p.name}: match and build", 0, 0)
                     since[p.name] = set()
@@ -274,7 +276,6 @@ class _Run:
                     continue
                 # the passes that already ran revisit what this one creates (none: no names needed)
                 others = [o for o in self.passes if o is not p and since[o.name] is not None]
-                before = {n.name for n in current.graph.node} if others else None
                 self.spill, self.removed = (Spill() if self._spills() else None), 0
                 try:
                     current = self._one_pass(current, p, oracle, since[p.name])
@@ -291,13 +292,30 @@ class _Run:
                     self.spill = None
                 since[p.name] = set()
                 if others and self.view is None:   # a view handed on: the model is as it was, nothing created
-                    created = {n.name for n in current.graph.node} - before
+                    created = {n.name for n in current.graph.node[:]}.difference(self.names_before)
                     for other in others:
                         since[other.name] |= created
                 self._timed(p, t)
             if not any(since.values()):
                 break
         return current
+
+    def _kept_view(self, model: onnx.ModelProto) -> Optional[GraphView]:
+        """The view kept for the next pass where it is of `model` (it read the
+        nodes' op types and names already: ~800 instructions a protobuf string read)."""
+        return self.view if self.view is not None and self.view.model is model else None
+
+    def _op_types(self, model: onnx.ModelProto) -> Iterable[str]:
+        """The op types of `model`'s nodes, in order (read as asked where no view is kept)."""
+        view = self._kept_view(model)
+        return view.op_types if view is not None else (n.op_type for n in model.graph.node[:])
+
+    def _revisits(self, model: onnx.ModelProto, op_types, fresh: set) -> bool:
+        """Whether a node of `model` named in `fresh` has one of `op_types`."""
+        view = self._kept_view(model)
+        if view is None:
+            return any(n.op_type in op_types and n.name in fresh for n in model.graph.node[:])
+        return any(op in op_types and name in fresh for op, name in zip(view.op_types, view.node_names))
 
     def _nested(self, model: onnx.ModelProto, p) -> list:
         """A record for each candidate of a lowering pass in a subgraph or a
@@ -347,6 +365,7 @@ class _Run:
 
     def _one_pass(self, model, p, oracle, only: Optional[set]) -> onnx.ModelProto:
         graph, self.view = self._view_of(model), None
+        self.names_before = graph.node_names
         candidates = self._plan_all(graph, p, only)
         self.report.rewrites.extend(c.record for c in candidates)
         todo = self._check_all(graph, p, [c for c in candidates if c.lowered is not None])
@@ -365,7 +384,7 @@ class _Run:
         if self.owned:  # edited in place: the weights that stay are not copied
             graph.freeze()  # bisection's rebuilds see the model as it was
             undo = Undo(model) if oracle is not None else None
-            removed, indexes = splice_in_place(model, pairs)
+            removed, indexes = splice_in_place(model, pairs, graph.initializers)
             # the next view's indexes, unless bisection below may change the model
             self.indexes = (model, indexes) if indexes is not None and oracle is None else None
             self.removed = sum(data_bytes(t) for t in removed)
@@ -402,7 +421,7 @@ class _Run:
             return out    # an optimization measured on onnxruntime CPU: with a target, no candidates
         # a pass's candidates are among its op_types (as _has_ops and the worklist rely on): others are not asked
         ops = p.op_types
-        nodes = [n for n in graph.graph.node
+        nodes = [n for n in graph.graph.node[:]
                  if n.op_type in ops and (only is None or n.name in only) and p.candidate(n, graph)]
         stage = f"{p.name}: match and build"
         for k, node in enumerate(nodes):
@@ -616,10 +635,10 @@ def _invalid(result) -> bool:
     return isinstance(result, Skip) and result.code == Code.INVALID_NODE
 
 
-def _has_ops(model: onnx.ModelProto, op_types) -> bool:
-    """Whether a node of the model's graph has one of `op_types` (a pass's
-    candidates are among these, as the worklist already relies on)."""
-    return any(n.op_type in op_types for n in model.graph.node)
+def _has_ops(ops: Iterable[str], op_types) -> bool:
+    """Whether a model's nodes, of op types `ops`, have one of `op_types` (a
+    pass's candidates are among these, as the worklist already relies on)."""
+    return any(op in op_types for op in ops)
 
 
 def _figures(cost) -> tuple:

@@ -51,7 +51,7 @@ def attributes(node: onnx.NodeProto) -> dict:
     """A node's attributes as plain Python values (strings decoded; bytes
     that are not UTF-8 become U+FFFD, so a damaged string is just unknown)."""
     out = {}
-    for a in node.attribute:
+    for a in node.attribute[:]:   # a slice: see graph._indexes
         kind = a.type
         if kind == _INTS and not a.ref_attr_name:   # the common kinds first: helper.get_attribute_value's values
             out[a.name] = list(a.ints)
@@ -67,7 +67,7 @@ def attribute(node: onnx.NodeProto, name: str, default=None):
     """attributes(node).get(name, default), decoding that attribute alone
     (a test of every candidate: a Conv's dilations)."""
     found = None
-    for a in node.attribute:
+    for a in node.attribute[:]:   # a slice: see graph._indexes
         if a.name == name:
             found = a   # the last of a name, as in attributes()
     if found is None:
@@ -194,8 +194,9 @@ class ConstantFolding:
         if node.op_type not in allowed or probe is not None and not _exact_cast(node):
             if probe is None or node.op_type not in FOLDABLE_OPS or not self._probe_free(node):
                 return None
-        inputs = [self._value(i, probe) if i else None for i in node.input]
-        if any(v is None for i, v in zip(node.input, inputs) if i):
+        names = node.input[:]
+        inputs = [self._value(i, probe) if i else None for i in names]
+        if any(v is None for i, v in zip(names, inputs) if i):
             return None
         return _evaluate(node, inputs, self.opset(), name)
 
@@ -206,7 +207,7 @@ class ConstantFolding:
         export: floor(Shape(x)[2] * 0.5) beside a symbolic batch).  An op
         reading a probe value itself stays out: Min(N, 5) would give 5 for
         both (large) probes, though N = 1 gives 1."""
-        for i in node.input:
+        for i in node.input[:]:
             if not i:
                 continue
             a, b = self._value(i, 0), self._value(i, 1)
@@ -272,7 +273,7 @@ def _evaluate(node, inputs, opset, name) -> Optional[np.ndarray]:
         result = ReferenceEvaluator(m).run(None, {})
     except Exception:
         return None
-    idx = [o for o in node.output if o].index(name)
+    idx = [o for o in node.output[:] if o].index(name)
     out = np.asarray(result[idx])
     if out.size > FOLD_MAX_ELEMENTS:
         return None

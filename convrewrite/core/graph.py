@@ -58,7 +58,7 @@ class GraphView(ConstantFolding):
         splice_in_place), the view's own from then on."""
         self.model = model
         self.graph = model.graph
-        nodes = list(self.graph.node)
+        nodes = self.graph.node[:]   # slices of repeated fields: see _indexes
         self._producer, self._consumers = indexes if indexes is not None else _indexes(nodes)
         self._inferred = (inferred if inferred is not None else shapes if shapes is not None
                           else infer_shapes(model, (self._producer, self._consumers)))
@@ -67,9 +67,9 @@ class GraphView(ConstantFolding):
         # A graph input may be listed as a graph output too, its declaration
         # there vaguer ('H' for a static 5); the value is what the input is
         # fed, so the input's declaration is read last and wins.
-        for vi in list(g.value_info) + list(g.output) + list(g.input):
+        for vi in g.value_info[:] + g.output[:] + g.input[:]:
             self._types[vi.name] = vi.type
-        self.initializers = {t.name: t for t in self.graph.initializer}
+        self.initializers = {t.name: t for t in self.graph.initializer[:]}
         self._graph_inputs = {i.name for i in self.graph.input}
         # Before IR version 4 every initializer had to be listed as a graph
         # input too; only from IR 4 on does a listed initializer mean "a
@@ -80,7 +80,7 @@ class GraphView(ConstantFolding):
         # (domain, version) in the model's order: opset() is asked thousands of
         # times, and a protobuf field costs more to walk than a tuple
         self._opset_imports = tuple((imp.domain, int(imp.version)) for imp in model.opset_import)
-        op_types = [node.op_type for node in nodes]
+        self.op_types = op_types = [node.op_type for node in nodes]   # in graph order
         # Whether any node is a QuantizeLinear or DequantizeLinear (of any
         # domain): without one no node is in a quantized region (core/qdq.py
         # answers at once).  Worked out here, with the model as it is: the
@@ -88,12 +88,12 @@ class GraphView(ConstantFolding):
         self.has_qdq = not _QDQ_OPS.isdisjoint(op_types)
         self._const_cache: dict[tuple, Optional[np.ndarray]] = {}
         self._shapes: dict[str, Optional[tuple]] = {}
-        self._node_names = [node.name for node in nodes]
-        self.labels = _unique_labels(nodes, op_types, self._node_names)
+        self.node_names = [node.name for node in nodes]   # in graph order
+        self.labels = _unique_labels(nodes, op_types, self.node_names)
         if inferred is None:
-            self._infer_with_folded_inputs()
+            self._infer_with_folded_inputs(nodes, op_types)
 
-    def _infer_with_folded_inputs(self) -> None:
+    def _infer_with_folded_inputs(self, nodes: list, op_types: list) -> None:
         """Shape inference again where it could not read a shape-deciding
         input that folds to a constant here: torch's TorchScript export
         writes a reflect or replicate padding's pads as a chain (Constant,
@@ -103,9 +103,9 @@ class GraphView(ConstantFolding):
         and the dilated Conv after it was left for a "not static" size the
         user cannot fix.  The folded values go in as initializers of a
         weightless copy, read by the node in place of the chain; only the
-        inferred types are kept."""
+        inferred types are kept.  `nodes`, `op_types`: the graph's nodes and their op types."""
         for _ in range(3):     # a chain's own inputs may be shapes the previous round found
-            folded = self._foldable_shape_inputs()
+            folded = self._foldable_shape_inputs(nodes, op_types)
             if not folded:
                 return
             source = weightless_copy(self.model)
@@ -135,16 +135,16 @@ class GraphView(ConstantFolding):
             if self._types == before:
                 return
 
-    def _foldable_shape_inputs(self) -> dict:
+    def _foldable_shape_inputs(self, nodes: list, op_types: list) -> dict:
         """{input: value} of the shape-deciding inputs (_SHAPE_INPUTS) that
         fold to constants, of nodes whose output shape is not all static --
         but for initializers and Constant nodes, which inference reads.  A
         node's output shapes are looked at only where it has such an input
         (most read initializers: no shape of theirs is worked out for this)."""
         folded = {}
-        for node in self.graph.node:
-            picks = _SHAPE_INPUTS.get(node.op_type, ()) if node.domain in ("", "ai.onnx") else ()
-            if not picks:
+        for node, op_type in zip(nodes, op_types):
+            picks = _SHAPE_INPUTS.get(op_type, ())
+            if not picks or node.domain not in ("", "ai.onnx"):   # the op type first: one protobuf read for most
                 continue
             inputs = node.input
             asked = [inputs[k] for k in picks if k < len(inputs) and self._inference_cannot_read(inputs[k])]
@@ -186,7 +186,7 @@ class GraphView(ConstantFolding):
 
     @cached_property
     def _positions(self) -> dict:
-        return {id(n): k for k, n in enumerate(self.graph.node)}
+        return {id(n): k for k, n in enumerate(self.graph.node[:])}
 
     def freeze(self) -> None:
         """Work out now what the view reads from the model lazily, so that
@@ -210,7 +210,7 @@ class GraphView(ConstantFolding):
         """Every value and node name (the values the nodes read and write
         are the producer and consumer indexes' keys)."""
         names = set(self._types) | set(self.initializers) | self._graph_inputs
-        names.update(self._producer, self._consumers, self._node_names)
+        names.update(self._producer, self._consumers, self.node_names)
         names.update(self.outer_references)
         return frozenset(names)
 
@@ -361,7 +361,7 @@ def node_outer_references(node: onnx.NodeProto) -> set:
 
 def subgraph_outer_references(graph: onnx.GraphProto) -> set:
     names = set()
-    for node in graph.node:
+    for node in graph.node[:]:
         if node.op_type in SUBGRAPH_OPS or node.domain not in STANDARD_DOMAINS:   # any other: none
             names |= node_outer_references(node)
     return names
@@ -455,7 +455,7 @@ def inference_over_declarations(model: onnx.ModelProto, strict: bool,
     as infer_shapes gives).  `indexes`: _indexes of the model's nodes, if
     known (else worked out only where a declaration fills)."""
     produced = indexes[0] if indexes is not None else {o for n in model.graph.node for o in n.output[:] if o}
-    held = [vi for vi in (*model.graph.value_info, *model.graph.output)
+    held = [vi for vi in model.graph.value_info[:] + model.graph.output[:]
             if vi.name in produced and vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape")]
     if not held:
         return run_inference(model, strict=strict)
@@ -590,7 +590,7 @@ def run_inference(model: onnx.ModelProto, strict: bool) -> onnx.ModelProto:
     in one InferenceError); where there is none, the result is the same as
     without (onnx only collects the complaints it would otherwise drop), so
     the load's strict check (model_io) hands the first view its inference."""
-    source = weightless_copy(model) if any(stubbed(t) for t in model.graph.initializer) else model
+    source = weightless_copy(model) if any(stubbed(t) for t in model.graph.initializer[:]) else model
     source = _negative_dims_unknown(source, copied=source is not model)
     return onnx.shape_inference.infer_shapes(source, check_type=False, strict_mode=strict, data_prop=True)
 

@@ -231,11 +231,12 @@ def _graph_tensors(graph: onnx.GraphProto):
 
 def _node_tensors(nodes):
     for node in nodes:
-        for a in node.attribute:
+        for a in node.attribute[:]:   # slices, len() first: see graph._indexes (most attributes hold neither)
             if a.HasField("t"):
                 yield a.t
-            yield from a.tensors
-            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+            if len(a.tensors):
+                yield from a.tensors[:]
+            for g in ([a.g] if a.HasField("g") else []) + (a.graphs[:] if len(a.graphs) else []):
                 yield from _graph_tensors(g)
 
 
@@ -277,7 +278,7 @@ def _value_type_problem(model: onnx.ModelProto) -> str | None:
     the main graph's inputs and outputs to state their rank, and onnx.checker
     refuses them with a message that names no tensor (onnxruntime runs them)."""
     defined = set(onnx.TensorProto.DataType.values())
-    fed = {i.name for i in model.graph.initializer}
+    fed = {i.name for i in model.graph.initializer[:]}
     for kind, values in (("input", model.graph.input), ("output", model.graph.output)):
         for vi in values:
             if not vi.type.HasField("tensor_type"):
@@ -297,7 +298,7 @@ def _passed_through_type_problem(model: onnx.ModelProto) -> str | None:
     in the output's type, and its complaint blamed the first node reading
     it ("output 'y' of node 'up' is declared float but the node computes
     float16") for a declaration that is right."""
-    types = {t.name: t.data_type for t in model.graph.initializer}
+    types = {t.name: t.data_type for t in model.graph.initializer[:]}
     types.update((i.name, i.type.tensor_type.elem_type) for i in model.graph.input
                  if i.type.HasField("tensor_type"))
     for out in model.graph.output:
@@ -417,7 +418,7 @@ def _graphs(graph: onnx.GraphProto):
     """`graph` and its nodes' subgraphs, at any depth."""
     yield graph
     for n in graph.node:
-        for a in n.attribute:
+        for a in n.attribute[:]:   # a slice: see graph._indexes
             for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else
                       list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else []):
                 yield from _graphs(g)
@@ -449,7 +450,7 @@ def _check_weightless(model: onnx.ModelProto, weightless: onnx.ModelProto) -> No
     ctx = onnx.checker.C.CheckerContext()
     ctx.ir_version = model.ir_version
     ctx.opset_imports = {i.domain: i.version for i in model.opset_import}
-    for t in model.graph.initializer:
+    for t in model.graph.initializer[:]:
         if stubbed(t):
             onnx.checker.check_tensor(t, ctx)
 

@@ -86,7 +86,7 @@ def region(node: onnx.NodeProto, graph) -> Optional[Region]:
     if _is(p, DEQUANTIZE):
         facts.append(f"its input comes from DequantizeLinear '{graph.label(p)}'")
     input_only = len(facts)
-    for o in node.output:
+    for o in node.output[:]:   # a slice: see graph._indexes
         qs = [c for c in graph.consumers(o) if _is(c, QUANTIZE)] if o else []
         if qs:
             facts.append(f"its output goes into QuantizeLinear '{graph.label(qs[0])}'")
@@ -112,7 +112,7 @@ def in_group(node: onnx.NodeProto, graph) -> bool:
     output into QuantizeLinear, every constant input through DequantizeLinear."""
     if not node.input or not _is(graph.producer(node.input[0]), DEQUANTIZE):
         return False
-    if not all(o and any(_is(c, QUANTIZE) for c in graph.consumers(o)) for o in node.output):
+    if not all(o and any(_is(c, QUANTIZE) for c in graph.consumers(o)) for o in node.output[:]):
         return False
     weights = [name for name in node.input[1:2] if name]   # the weight; a bias may stay int32 behind DQ or be absent
     return all(weight_dequantize(name, graph) is not None or _is(graph.producer(name), DEQUANTIZE)

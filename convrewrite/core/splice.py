@@ -18,7 +18,7 @@ from .rewrite import Match, Replacement
 
 
 def node_indices(model: onnx.ModelProto) -> dict:
-    return {id(n): k for k, n in enumerate(model.graph.node)}
+    return {id(n): k for k, n in enumerate(model.graph.node[:])}   # slices: see graph._indexes
 
 
 def renamed_nodes(replacement: Replacement) -> list[onnx.NodeProto]:
@@ -95,14 +95,15 @@ def apply_rewrites(model: onnx.ModelProto, rewrites: Sequence[tuple[Match, Repla
     dead, added, indexes = _splice_nodes(model, out, rewrites, index)
     # Initializers are copied last and only when alive: the weights of the
     # replaced nodes are never copied at all.
-    out.graph.initializer.extend(t for t in model.graph.initializer if t.name not in dead)
+    out.graph.initializer.extend(t for t in model.graph.initializer[:] if t.name not in dead)
     out.graph.initializer.extend(t for t in added if t.name not in dead)
     if indexes is None:
         toposort(out.graph)
     return out
 
 
-def splice_in_place(model: onnx.ModelProto, rewrites: list) -> tuple[list[onnx.TensorProto], Optional[tuple]]:
+def splice_in_place(model: onnx.ModelProto, rewrites: list,
+                    initializers: Optional[dict] = None) -> tuple[list[onnx.TensorProto], Optional[tuple]]:
     """apply_rewrites on `model` itself, for a model the driver owns: the
     initializers that stay are not copied, the dead ones are taken out and
     the new ones appended (each copied in: protobuf owns what a message
@@ -111,15 +112,17 @@ def splice_in_place(model: onnx.ModelProto, rewrites: list) -> tuple[list[onnx.T
     initializers taken out (with an Undo taken before, they give the model
     as it was) and the producer and consumer indexes of the result
     (graph._indexes of its nodes, worked out in the splice's own walk), or
-    None where the nodes had to be sorted."""
-    dead, _, indexes = _splice_nodes(model, model, rewrites)  # the new weights are not held here
+    None where the nodes had to be sorted.  `initializers`: the model's
+    initializers by name, if known (a GraphView's of it): their names are
+    not read again (a protobuf string field costs ~800 instructions a read)."""
+    names = None if initializers is None else set(initializers)
+    dead, _, indexes = _splice_nodes(model, model, rewrites, initializer_names=names)  # new weights not held here
     g = model.graph
-    removed = []
-    for k in reversed(range(len(g.initializer))):   # by index: the survivors stay where they are
-        if g.initializer[k].name in dead:
-            removed.append(g.initializer[k])
-            del g.initializer[k]
-    removed.reverse()
+    held = g.initializer[:]
+    positions = _dead_positions(held, dead, initializers)
+    removed = [held[k] for k in positions]
+    for k in reversed(positions):   # by index: the survivors stay where they are
+        del g.initializer[k]
     for k in range(len(rewrites)):
         for t in rewrites[k][1].initializers:
             if t.name not in dead:
@@ -131,13 +134,14 @@ def splice_in_place(model: onnx.ModelProto, rewrites: list) -> tuple[list[onnx.T
     return removed, indexes
 
 
-def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites,
-                  index=None) -> tuple[set, list, Optional[tuple]]:
+def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites, index=None,
+                  initializer_names: Optional[set] = None) -> tuple[set, list, Optional[tuple]]:
     """Put the replacements' nodes into `out` (a copy of `model` without
     initializers, or `model` itself) and remove the dead code; the names of
     the initializers (the model's and the new ones) that died, the new ones,
     and the producer and consumer indexes of the nodes where they are known
-    to be in order (None: toposort them)."""
+    to be in order (None: toposort them).  `initializer_names`: the names
+    of `model`'s initializers, if known."""
     index = node_indices(model) if index is None else index
     start, removed = {}, set()
     for match, replacement in rewrites:
@@ -145,7 +149,7 @@ def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites,
         removed.update(positions)
         start[min(positions)] = replacement
     g = out.graph
-    old = list(g.node)
+    old = g.node[:]
     places, dead_inputs = {}, set()   # id(node) -> (position, rank there); removed nodes have none
     for k, node in enumerate(old):
         if k in removed:
@@ -165,9 +169,24 @@ def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites,
     added = [t for _, replacement in rewrites for t in replacement.initializers]
     if out.ir_version < 4:  # before IR 4 every initializer is also a graph input
         g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in added)
-    names = {t.name for t in model.graph.initializer} | {t.name for t in added}
+    if initializer_names is None:
+        initializer_names = {t.name for t in model.graph.initializer[:]}
+    names = initializer_names | {t.name for t in added}
     dead, indexes = _remove_dead(g, dead_inputs, names, listed_initializers_are_constant=out.ir_version < 4)
     return dead, added, indexes
+
+
+def _dead_positions(held: list, dead: set, initializers: Optional[dict]) -> list:
+    """The positions, in order, of the tensors among `held` (a graph's
+    initializers) named in `dead`: where `initializers` maps each name to the
+    very tensor object held there (one tensor per name), found through it
+    by identity (ids: both hold the objects), else by reading every name."""
+    if initializers is not None and len(initializers) == len(held):
+        where = {id(t): k for k, t in enumerate(held)}
+        found = [where.get(id(initializers[n])) for n in dead if n in initializers]
+        if None not in found:
+            return sorted(found)
+    return [k for k, t in enumerate(held) if t.name in dead]
 
 
 class Undo:
@@ -178,13 +197,13 @@ class Undo:
 
     def __init__(self, model: onnx.ModelProto):
         self.skeleton = copy_without_initializers(model)
-        self.order = [t.name for t in model.graph.initializer]
+        self.order = [t.name for t in model.graph.initializer[:]]
         self.index = node_indices(model)  # the matched nodes' positions, for apply_rewrites on the copy
 
     def before(self, after: onnx.ModelProto, removed: list) -> onnx.ModelProto:
         """A new model: the one spliced, as it was (`after` is not modified)."""
         out = self.skeleton
-        have = {t.name: t for t in after.graph.initializer}
+        have = {t.name: t for t in after.graph.initializer[:]}
         have.update((t.name, t) for t in removed)
         out.graph.initializer.extend(have[n] for n in self.order)
         return out
@@ -264,8 +283,8 @@ def _uses(g: onnx.GraphProto) -> tuple[Counter, dict, set, bool, dict]:
     readers, producer, keep = {}, {}, {o.name for o in g.output}
     early: set = set()     # values read where no node before (or the reader) produced them
     twice = False
-    for n in g.node:
-        for o in n.output[:]:   # slices: see graph._indexes
+    for n in g.node[:]:   # slices: see graph._indexes
+        for o in n.output[:]:
             if o:
                 twice = twice or o in producer
                 producer[o] = n
@@ -312,7 +331,7 @@ def _arrange(container, places: dict) -> None:
 def toposort(g: onnx.GraphProto) -> None:
     """Stable topological order: a node moves only when an input it needs
     is produced later (depth-first, dependencies first)."""
-    nodes = list(g.node)
+    nodes = g.node[:]
     producer, in_order = _producers(nodes)
     if in_order:
         return   # the order below would be this one: nothing moves

@@ -26,7 +26,7 @@ def weightless_copy(model: onnx.ModelProto, min_bytes: int = 1024) -> onnx.Model
     """The model with each weight (see `stubbed`) replaced by a stub of the
     same dims and type (see weight_stub); everything else is copied as it is."""
     out = copy_without_initializers(model)
-    for t in model.graph.initializer:
+    for t in model.graph.initializer[:]:   # a slice: see graph._indexes
         if stubbed(t, min_bytes):
             out.graph.initializer.append(weight_stub(t.name, t.data_type, t.dims))
         else:
@@ -120,7 +120,7 @@ RELEASE_BYTES = 32 << 20
 
 
 def weight_bytes(model: onnx.ModelProto) -> int:
-    return sum(data_bytes(t) for t in model.graph.initializer)
+    return sum(data_bytes(t) for t in model.graph.initializer[:])
 
 
 def release_memory(model_bytes: int = RELEASE_BYTES) -> None:
@@ -241,7 +241,7 @@ class Spill:
 
     def waiting(self, model: onnx.ModelProto) -> bool:
         """Whether `model` holds a tensor whose data is here."""
-        return any(t.name in self._where and not t.HasField("raw_data") for t in model.graph.initializer)
+        return any(t.name in self._where and not t.HasField("raw_data") for t in model.graph.initializer[:])
 
     def filled(self, model: onnx.ModelProto) -> onnx.ModelProto:
         """`model` with the data of each of its tensors put here read back into it, one at a time."""
@@ -310,7 +310,7 @@ def as_external(model: onnx.ModelProto, moved: list, location: str) -> onnx.Mode
 def detachable(model: onnx.ModelProto) -> bool:
     """Whether `detached` moves every large weight of `model` out (each is
     raw data held in the model: none external, none in typed fields)."""
-    return all(_movable(t) or data_bytes(t) < MOVE_BYTES for t in model.graph.initializer)
+    return all(_movable(t) or data_bytes(t) < MOVE_BYTES for t in model.graph.initializer[:])
 
 
 def _movable(t: onnx.TensorProto) -> bool:

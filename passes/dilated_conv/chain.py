@@ -127,7 +127,7 @@ def grow(graph: GraphView, start: onnx.NodeProto, grid: Grid,
         return plain
     x = start.input[0]
     shared = _grow(graph, start, grid, admit_conv, x)
-    joined = any(x in n.input for n in shared.nodes[1:]) if shared else False
+    joined = any(x in n.input[:] for n in shared.nodes[1:]) if shared else False
     return shared if joined and len(shared.convs) >= len(plain.convs) else plain
 
 
@@ -135,16 +135,17 @@ def _grow(graph: GraphView, start: onnx.NodeProto, grid: Grid, admit_conv, share
     after = _value_descendants(graph, shared) if shared else _descendants(graph, start)
     values, members, convs = {start.output[0]} | ({shared} if shared else set()), [start], {}
     pooled, needs = {}, {}       # pool output -> pool node id; member id -> ids of the pools its sides need
-    for node in graph.graph.node:
-        if id(node) not in after or node is start:
+    for node in _in_graph_order(graph, after):
+        if node is start:
             continue
         if _pool(graph, node, grid, values):
             members.append(node)
             pooled[node.output[0]] = id(node)
             continue
-        if not any(i in values for i in node.input):
+        inputs = node.input[:]   # a slice: see core/graph._indexes
+        if not any(i in values for i in inputs):
             continue
-        sides = {i: _side_pools(graph, i, grid, pooled, values, after) for i in node.input
+        sides = {i: _side_pools(graph, i, grid, pooled, values, after) for i in inputs
                  if i and i not in values and graph.constant(i) is None}
         kind = _admit(graph, node, grid, values, after, admit_conv, {i for i, s in sides.items() if s})
         if kind is None:
@@ -180,7 +181,7 @@ def may_grow(graph: GraphView, start: onnx.NodeProto) -> bool:
                 return True
             if (node.op_type in POINTWISE_UNARY or node.op_type in POINTWISE_BINARY
                     or node.op_type == "Conv" and _pointwise_conv(graph, node)):
-                todo.extend(o for o in node.output if o)
+                todo.extend(o for o in node.output[:] if o)
     return False
 
 
@@ -188,28 +189,28 @@ def data_inputs(node: onnx.NodeProto) -> list[str]:
     """The inputs laid out like the tensor (the others are parameters)."""
     if node.op_type in ("Conv", "BatchNormalization", "Clip"):
         return [node.input[0]]
-    return [i for i in node.input if i]
+    return [i for i in node.input[:] if i]
 
 
 def _admit(graph, node, grid, values, after, admit_conv, sides=frozenset()):
     """True for a pointwise node, the conv parameters for a dilated Conv, else
     None.  `sides`: inputs that are side values (see _side_pools), which only
     pointwise binary ops take."""
-    if node.domain not in ("", "ai.onnx") or len([o for o in node.output if o]) != 1 or len(node.output) != 1:
+    if node.domain not in ("", "ai.onnx") or len(node.output) != 1 or not node.output[0]:
         return None
     if not _same_grid_shape(graph, node.output[0], grid):
         return None
     if sides and node.op_type not in POINTWISE_BINARY:
         return None
-    data = data_inputs(node)
-    for i in node.input:
+    data, inputs = data_inputs(node), node.input[:]   # a slice: see core/graph._indexes
+    for i in inputs:
         if not i or i in values:
             continue
         if i in data and not (i in sides or _fits(graph, i, grid, after)):
             return None
         if i not in data and not _independent(graph, i, after):
             return None
-    if any(i in values for i in node.input if i not in data):
+    if any(i in values for i in inputs if i not in data):
         return None
     if node.op_type == "Conv":
         if any(d > 1 for d in attribute(node, "dilations", [])):
@@ -260,7 +261,7 @@ def _side_pools(graph, name: str, grid: Grid, pooled: dict, values, after) -> Op
         if p is None or id(p) not in after or id(p) in seen:
             continue
         seen.add(id(p))
-        todo += [i for i in p.input if i]
+        todo += [i for i in p.input[:] if i]
     return found or None
 
 
@@ -290,24 +291,33 @@ def _same_grid_shape(graph: GraphView, name: str, grid: Grid) -> bool:
             and isinstance(s[1], int) and tuple(s[2:]) == grid.sizes)
 
 
-def _value_descendants(graph: GraphView, value: str) -> set:
-    """Ids of the nodes that depend on `value`."""
-    seen = set()
+def _value_descendants(graph: GraphView, value: str) -> dict:
+    """The nodes that depend on `value` (id -> node)."""
+    seen = {}
     for c in graph.consumers(value):
-        seen |= {id(c)} | _descendants(graph, c)
+        seen[id(c)] = c
+        seen.update(_descendants(graph, c))
     return seen
 
 
-def _descendants(graph: GraphView, start) -> set:
-    seen, todo = set(), [start]
+def _descendants(graph: GraphView, start) -> dict:
+    """The nodes that depend on `start`'s outputs (id -> node)."""
+    seen, todo = {}, [start]
     while todo:
         node = todo.pop()
-        for o in node.output:
+        for o in node.output[:]:
             for c in graph.consumers(o):
                 if id(c) not in seen:
-                    seen.add(id(c))
+                    seen[id(c)] = c
                     todo.append(c)
     return seen
+
+
+def _in_graph_order(graph: GraphView, nodes: dict) -> list:
+    """`nodes` (id -> node) in the graph's order: a region grows over the
+    start's descendants alone, not over every node of the graph for each
+    start (quadratic where many dilated Convs may start a chain)."""
+    return sorted(nodes.values(), key=graph.position)
 
 
 def _prune(members: list, convs: dict, needs: dict) -> list:
@@ -315,7 +325,7 @@ def _prune(members: list, convs: dict, needs: dict) -> list:
     reached, and the pools whose outputs kept nodes take back as sides."""
     keep = {id(n) for n in members if id(n) in convs}
     for node in reversed(members[1:]):
-        if id(node) not in keep and any(id(m) in keep and node.output[0] in m.input for m in members):
+        if id(node) not in keep and any(id(m) in keep and node.output[0] in m.input[:] for m in members):
             keep.add(id(node))
         if id(node) in keep:
             keep |= needs.get(id(node), set())

@@ -185,7 +185,8 @@ def movable(node: onnx.NodeProto, value: str, block: int, graph: GraphView) -> b
     if node.domain not in ("", "ai.onnx") or node.op_type not in MOVABLE or qdq.region(node, graph) is not None:
         return False
     out = graph.shape(node.output[0])
-    if len([o for o in node.output if o]) != 1 or not node.output[0] or list(node.input).count(value) != 1:
+    inputs, outputs = node.input[:], node.output[:]   # slices: see core/graph._indexes
+    if len([o for o in outputs if o]) != 1 or not outputs[0] or inputs.count(value) != 1:
         return False
     if out is None or len(out) != 4 or not isinstance(out[1], int):
         return False
@@ -197,7 +198,7 @@ def movable(node: onnx.NodeProto, value: str, block: int, graph: GraphView) -> b
         return False                         # the value as a parameter (PRelu's slope, Clip's bound)
     if node.op_type == "BatchNormalization":  # per-channel statistics: the same on the phase images
         return batchnorm_not_inference(node, graph) is None
-    others = [i for i in node.input if i and i != value]
+    others = [i for i in inputs if i and i != value]
     return all(per_channel(i, graph) or (graph.shape(i) == graph.shape(value) == out
                                          and phase_product(i, block, graph) is not None)
                for i in others)
@@ -216,7 +217,7 @@ def products_read(moved: tuple, value: str, block: int, graph: GraphView) -> lis
     found = {}
     for node in moved:
         if node.op_type not in ("Conv", "BatchNormalization"):
-            found.update((i, phase_product(i, block, graph)) for i in node.input
+            found.update((i, phase_product(i, block, graph)) for i in node.input[:]
                          if i and i != value and not per_channel(i, graph))
         value = node.output[0]
     return list(found.values())

@@ -44,7 +44,7 @@ def _views_built(monkeypatch) -> list:
 
 def _slow_path(monkeypatch) -> None:
     """Every pass analyses the model afresh, as before the shortcuts."""
-    monkeypatch.setattr(driver, "_has_ops", lambda model, op_types: True)
+    monkeypatch.setattr(driver, "_has_ops", lambda ops, op_types: True)
     monkeypatch.setattr(driver._Run, "_view_of", lambda self, model: driver.GraphView(model))
 
 

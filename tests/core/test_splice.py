@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from convrewrite.core.graph import _indexes, node_outer_references, subgraph_outer_references
-from convrewrite.core.splice import _filter, _in_order, _producers, _uses, toposort
+from convrewrite.core.splice import _dead_positions, _filter, _in_order, _producers, _uses, toposort
 
 
 def _body(reads: str):
@@ -200,3 +200,19 @@ def test_a_splice_in_place_orders_as_a_full_sort_and_hands_on_the_fresh_indexes(
         ids = lambda index: {k: [id(n) for n in v] if isinstance(v, list) else id(v) for k, v in index.items()}
         assert ids(indexes[0]) == ids(producer) and ids(indexes[1]) == ids(consumers)
     onnx.checker.check_graph(model.graph) if not subgraphs else None
+
+
+@pytest.mark.parametrize("twice", [False, True])
+def test_dead_initializers_found_through_a_view_are_those_a_scan_finds(twice):
+    """splice_in_place finds the dead initializers through a view's
+    {name: tensor} by identity; a name given twice (two tensors, the view
+    holds one) makes it read every name as before."""
+    names = ["a", "b", "c", "d", "b" if twice else "e"]
+    g = helper.make_graph([], "g", [], [], [helper.make_tensor(n, TensorProto.FLOAT, [1], [float(k)])
+                                            for k, n in enumerate(names)])
+    held = g.initializer[:]
+    view = {t.name: t for t in held}
+    for dead in [set(), {"b"}, {"a", "d", "new"}, set(names)]:
+        scanned = [k for k, t in enumerate(held) if t.name in dead]
+        assert _dead_positions(held, dead, view) == scanned == _dead_positions(held, dead, None)
+    assert _dead_positions(held, {"b"}, view) == ([1, 4] if twice else [1])

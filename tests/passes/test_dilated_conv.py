@@ -836,6 +836,42 @@ def test_chain_keeps_its_convs_rather_than_share_its_input():
     assert chain_notes(report) == ["chain: 3 dilated Convs and 4 other ops kept in batch form (exits: y)"]
 
 
+def parallel_branches(branches=3, n=21, c=4):
+    """DeepLab-style parallel dilated branches of one input (two dilated
+    Convs each, a Relu between), summed, then a residual stage's chain."""
+    rng = np.random.default_rng(21)
+    w, nodes = {}, []
+    for k in range(branches):
+        w[f"wa{k}"], w[f"wb{k}"] = (rng.standard_normal((c, c, 3, 3)) * 0.3 for _ in range(2))
+        nodes += [dilated(f"a{k}", "x", f"wa{k}", 2), helper.make_node("Relu", [f"a{k}"], [f"r{k}"], name=f"r{k}"),
+                  dilated(f"b{k}", f"r{k}", f"wb{k}", 2)]
+    nodes.append(helper.make_node("Sum", [f"b{k}" for k in range(branches)], ["s"], name="s"))
+    w["wc"], w["wd"] = (rng.standard_normal((c, c, 3, 3)) * 0.3 for _ in range(2))
+    nodes += [dilated("c", "s", "wc", 2), helper.make_node("Relu", ["c"], ["rc"], name="rc"),
+              dilated("d", "rc", "wd", 2), helper.make_node("Add", ["d", "s"], ["y"], name="y")]
+    return graph_model(nodes, w, (1, c, n, n))
+
+
+@pytest.mark.parametrize("model", [parallel_branches(), residual_stage()], ids=["branches", "residual"])
+def test_chains_grow_over_the_descendants_as_over_the_whole_graph(model, monkeypatch):
+    """A region grows over the start's descendants in graph order
+    (chain._in_graph_order), not over every node of the graph for each
+    start: every dilated Conv's match is the one a walk over all the
+    graph's nodes (skipping those that do not descend from the start) finds."""
+    from passes.dilated_conv import chain
+
+    def matches():
+        graph = GraphView(model)
+        found = [DilatedConv().match(n, graph) for n in dilated_convs(model)]
+        return [(tuple(n.name for n in m.nodes), m.notes) if isinstance(m, Match) else m for m in found]
+
+    local = matches()
+    monkeypatch.setattr(chain, "_in_graph_order", lambda graph, nodes: [n for n in graph.graph.node
+                                                                        if id(n) in nodes])
+    assert local == matches()
+    assert sum(len(m[0]) > 1 for m in local if isinstance(m, tuple)) >= 2   # chains were found
+
+
 def batch_cost(match, graph):
     batch = next(f for f in DilatedConv().forms if f.name == "batch")
     return batch.cost(match, DEFAULT, graph)
