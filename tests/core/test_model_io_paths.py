@@ -1,6 +1,7 @@
 """External data that points outside the model's folder is bad input (exit 2),
 refused before any of it is read and before anything is written."""
 import os
+import re
 import subprocess
 import sys
 
@@ -8,10 +9,12 @@ import numpy as np
 from pathlib import Path
 import onnx
 import pytest
+from hypothesis import given, strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from convrewrite import InputError
 from convrewrite.core import model_io
+from convrewrite.core.model_io import _occurs_folded
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLI = os.path.join(ROOT, "cli.py")
@@ -295,3 +298,11 @@ def test_an_output_whose_external_data_file_is_the_inputs_is_refused(tmp_path, m
     assert cli.main(["optimize", str(path), "-o", str(out), "-q"]) == 2
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before and not out.exists()
     model_io.load_model(path)   # the input intact
+
+
+@given(st.binary(max_size=60), st.binary(min_size=1, max_size=4), st.integers(1, 12))
+def test_a_name_occurs_folded_where_an_ignorecase_regex_finds_it(data, name, chunk):
+    """_occurs_folded (chunks, overlapping) finds what the regex it replaces found."""
+    want = re.search(re.escape(name), data, re.IGNORECASE) is not None
+    assert _occurs_folded(name, data, chunk) == want
+    assert _occurs_folded(name.upper(), data.lower() + name.swapcase(), chunk)
