@@ -92,7 +92,7 @@ class ConstantFolding:
     """The folding half of GraphView (see the module docstring)."""
 
     @cached_property
-    def read_once(self) -> dict:
+    def kept_reads(self) -> dict:
         """What passes read of their candidates through this view, kept for
         the other nodes of the same kind (preconditions.read_once): like the
         constants, a function of the model the view is of."""

@@ -130,7 +130,7 @@ def read_once(graph: GraphView, read: Callable, key: Optional[tuple], node: onnx
     this node on its own.  What is read is shared: it must not be changed."""
     if key is None:
         return read(node, graph)
-    known = graph.read_once
+    known = graph.kept_reads
     found = known.get((read, key), known)
     if found is known:
         found = known[(read, key)] = read(node, graph)
