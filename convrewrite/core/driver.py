@@ -133,11 +133,21 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
         oracle = Oracle(model, settings, reload=(lambda: load_model(report.input)) if owned else None)
         release_memory(run.model_bytes)  # the session's
     model = [model]  # handed over: all_passes holds the only reference
-    current = run.all_passes(model.pop(), None)   # checked as a whole once, below
+    started = None
+    try:
+        if oracle is not None and oracle.alongside:
+            run.deferred = []   # the local checks, after the last pass: the result's run goes alongside them
+        current = run.all_passes(model.pop(), None)   # checked as a whole once, below
+        if run.deferred is not None:
+            current, run, started = _deferred_checks(current, oracle, run, owned)
+    except BaseException:
+        if oracle is not None:
+            oracle.abandon()
+        raise
     if oracle is not None and oracle.want is not None and report.records(REWRITTEN):
         # handed over: not in memory while onnxruntime runs it (equivalence.run_handed_over)
         current = [current]
-        current = _checked(current, oracle, run, owned)
+        current = _checked(current, oracle, run, owned, started)
     if oracle is not None:
         if current is not oracle.last_model and report.records(REWRITTEN):
             progress("whole-model check", 0, 0)
@@ -164,20 +174,50 @@ def _replaced(match: Match, graph: GraphView) -> list:
     return [graph.label(n) for n in match.nodes if n is match.node or n.op_type not in (QUANTIZE, DEQUANTIZE)]
 
 
-def _checked(result: list, oracle: Oracle, run: "_Run", owned: bool) -> onnx.ModelProto:
+def _deferred_checks(current: onnx.ModelProto, oracle: Oracle, run: "_Run", owned: bool) -> tuple:
+    """The local checks run deferred (after the last pass), with the result's
+    whole-model run started alongside them.  Where every check passes, the
+    result is what checking before each splice gives: (result, run, started
+    run).  Where one fails, that rewrite would have been rolled back before
+    the passes after it ran: the run is redone from the original, checking
+    before each splice (result, the new run, None)."""
+    started = oracle.start(current) if oracle.want is not None and run.report.records(REWRITTEN) else None
+    try:
+        passed = run.verify_deferred()
+    except BaseException:
+        if started is not None:
+            started.join()   # as Oracle.abandon
+        raise
+    if passed:
+        return current, run, started
+    if started is not None:
+        started.join()
+    del current, started
+    run.report.rewrites = []   # the second run's records replace the first's
+    again = _again(run, owned)
+    original = [oracle.model]   # handed over, as in optimize
+    again.model_bytes = weight_bytes(original[0])
+    return again.all_passes(original.pop(), None), again, None
+
+
+def _again(run: "_Run", owned: bool) -> "_Run":
+    return _Run(run.passes, run.profile, run.settings, run.report, run.weight_budget, run.progress, owned)
+
+
+def _checked(result: list, oracle: Oracle, run: "_Run", owned: bool, started=None) -> onnx.ModelProto:
     """The model in `result` (handed over: a list holding the only reference
     to it) if it matches the original; else the passes again from the
     original, with a whole-model check after each pass that rewrites
     something, bisecting to the rewrites responsible (`owned`: whether the
-    original was the driver's own)."""
+    original was the driver's own).  `started`: oracle.start's run of it."""
     run.progress("whole-model check", 0, 0)
-    if oracle.compare(result):
+    if oracle.compare(result, started):
         return result.pop()
     result.clear()
     oracle.last_model = None   # the failed result: not held through the second run
     run.report.rewrites = []   # the second run's records replace the first's
     original = [oracle.model]   # handed over, as in optimize
-    again = _Run(run.passes, run.profile, run.settings, run.report, run.weight_budget, run.progress, owned)
+    again = _again(run, owned)
     again.model_bytes = weight_bytes(original[0])
     return again.all_passes(original.pop(), oracle)
 
@@ -251,6 +291,10 @@ class _Run:
         # the node names of the model the last pass was given (its view's: each protobuf name read
         # costs ~800 instructions); the nodes a pass created are those of the model it left not among them
         self.names_before: list = []
+        # The local checks, deferred to after the last pass ((pass, candidates, checks) per pass), or None:
+        # each pass checks before it splices.  Deferred, the result's whole-model run overlaps them
+        # (optimize); a check that fails has the run redone without deferring, to the same result.
+        self.deferred: Optional[list] = None
 
     def all_passes(self, model: onnx.ModelProto, oracle) -> onnx.ModelProto:
         """Every pass in order; then the worklist: each pass again, over only
@@ -556,14 +600,24 @@ class _Run:
         for c in todo:
             self._prepare_check(graph, p, c)
         todo = [c for c in todo if c.record.status in (REWRITTEN, PLANNED)]
-        if self.settings.verify and todo:
-            t = time.perf_counter()
-            self._verify_local(todo, p)
-            key = f"verify_local:{p.name}"
-            self.report.timings[key] = self.report.timings.get(key, 0.0) + time.perf_counter() - t
+        if self.settings.verify and todo and self.deferred is not None:
+            self.deferred.append((p, todo, [c.check for c in todo]))   # run after the last pass (verify_deferred)
+        elif self.settings.verify and todo:
+            self._verify_local(p, todo, [c.check for c in todo])
             todo = [c for c in todo if c.record.status == REWRITTEN]
             release_memory(self.model_bytes)  # the check sessions'
         return todo
+
+    def verify_deferred(self) -> bool:
+        """The local checks the passes deferred, pass by pass as each would
+        have run them; whether every one passed (at the first pass with a
+        failure it stops: the run is then redone without deferring)."""
+        deferred, self.deferred = self.deferred, None
+        for p, todo, checks in deferred or ():
+            self._verify_local(p, todo, checks)
+            if any(c.record.status != REWRITTEN for c in todo):
+                return False
+        return True
 
     def _prepare_check(self, graph, p, c: _Candidate) -> None:
         """Refuse a malformed replacement; build its check models where they
@@ -602,11 +656,14 @@ class _Run:
             cost = model_cost(c.check.replacement)
         return cost
 
-    def _verify_local(self, todo: Sequence[_Candidate], p) -> None:
-        s = self.settings
+    def _verify_local(self, p, todo: Sequence[_Candidate], checks: list) -> None:
+        """Run the local `checks` of `todo` (one each); roll back those that fail."""
+        s, t = self.settings, time.perf_counter()
         stage = f"{p.name}: local checks"
-        results = verify_checks([c.check for c in todo], s.seed, s.rtol, s.atol,
+        results = verify_checks(checks, s.seed, s.rtol, s.atol,
                                 progress=lambda done, total: self.progress(stage, done, total))
+        key = f"verify_local:{p.name}"
+        self.report.timings[key] = self.report.timings.get(key, 0.0) + time.perf_counter() - t
         for c, r in zip(todo, results):
             if isinstance(r, str):
                 c.roll_back(r, Code.VERIFICATION_FAILED)

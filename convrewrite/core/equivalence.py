@@ -245,6 +245,58 @@ def run_handed_over(held: list, feeds: Mapping[str, np.ndarray]) -> list:
                 held.append(reattached(model, moved, data))
 
 
+class InBackground:
+    """run_onnxruntime of a model that goes to onnxruntime as bytes, on a
+    thread of its own: onnxruntime releases the GIL while it builds the
+    session and runs it, so on a machine with a second core the run costs
+    the caller next to nothing while it works on.  The model is serialised
+    here, before this returns: the caller may then edit it in place.
+    `fused_too` runs it a second time with onnxruntime's optimizations on
+    (a quantized model's fused int8 execution).  `outputs()` and `fused()`
+    wait, and give that run's outputs or raise what it raised."""
+
+    def __init__(self, model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], fused_too: bool = False):
+        self._data, self._feeds = model.SerializeToString(), dict(feeds)
+        self._runs = (False, True) if fused_too else (False,)
+        self._results: list = []   # per run: (outputs, None) or (None, the exception it raised)
+        self._thread = threading.Thread(target=self._run, name="convrewrite-check", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for optimized in self._runs:
+                try:
+                    self._results.append((onnxruntime_session(self._data, optimized).run(None, self._feeds), None))
+                except Exception as e:  # onnxruntime raises several unrelated types: the caller's to judge
+                    self._results.append((None, e))
+        finally:
+            self._data = None
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def outputs(self) -> list:
+        return self._result(0)
+
+    def fused(self) -> list:
+        return self._result(1)
+
+    def _result(self, k: int) -> list:
+        self._thread.join()
+        out, error = self._results[k]
+        if error is not None:
+            raise error
+        return out
+
+
+def runs_in_background(model: onnx.ModelProto) -> bool:
+    """Whether InBackground may run `model`: one that goes to onnxruntime as
+    bytes (weights under RUN_FROM_FILE_BYTES).  A larger one runs in the
+    foreground, through a file: onnxruntime's copy of its weights beside the
+    passes' work would raise the run's peak memory (README "Memory")."""
+    return not _through_a_file(model)
+
+
 def onnxruntime_session(model: "bytes | str", optimized: bool = False):
     """An onnxruntime CPU session of a serialised model or a model file, with
     the options every check uses (see run_onnxruntime)."""

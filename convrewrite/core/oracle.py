@@ -26,9 +26,9 @@ from typing import Optional
 import numpy as np
 import onnx
 
-from .equivalence import (Comparison, FeedTooLarge, OutputComparison, RunError, compare_within_noise,
+from .equivalence import (Comparison, FeedTooLarge, InBackground, OutputComparison, RunError, compare_within_noise,
                           UnfeedableType, feed_problem, nudged, pinned_dims, random_feeds, run_model, run_onnxruntime,
-                          runtime_inputs)
+                          runtime_inputs, runs_in_background)
 from . import qdq, qdq_check
 from .errors import InputError
 from .report import REWRITTEN, Report
@@ -98,26 +98,24 @@ class Oracle:
         self.model_bytes = weight_bytes(model)
         self.names = [o.name for o in model.graph.output]
         self.kind = "given" if settings.inputs is not None else "random"
-        self.error: Optional[str] = None
         t = time.perf_counter()
+        self._background: Optional[InBackground] = None
+        self._want = self._engine = self._want_fused = self._error = None
+        self.steps: dict = {}
         try:
             self.feeds = _whole_model_feeds(model, settings)
-            self.want, self.engine = run_model(model, self.feeds, allow_reference=True)
-        except RunError as e:
-            self.want, self.error = None, _cannot_run(model, e, self.kind)
         except UnfeedableType as e:  # as an original that cannot run: a failure only where something is rewritten
-            self.feeds, self.want = None, None
-            self.error = f"the whole-model check cannot make random inputs: {e}; {e.advice}"
-        # a quantized model: its quantized outputs compared in quantization steps, and every output under
-        # onnxruntime's fused int8 execution as well, float ones with the float tolerance (core/qdq_check.py);
-        # the original's fused outputs computed once
-        self.steps = qdq.output_steps(model) if self.want is not None else {}
-        self.want_fused = None
-        if self.want is not None and qdq.has_qdq(model) and self.engine == "onnxruntime":
-            try:
-                self.want_fused = run_onnxruntime(model, self.feeds, True)
-            except Exception:  # onnxruntime cannot optimize it: the spec comparison stands alone
-                self.want_fused = None
+            self.feeds = None
+            self._error = f"the whole-model check cannot make random inputs: {e}; {e.advice}"
+        # whether the original runs alongside the passes (start: so does the result's run)
+        self.alongside = self.feeds is not None and runs_in_background(model)
+        if self.alongside:
+            # the original runs while the passes work (the driver edits `model` in place: it goes as bytes)
+            self._fused_too = qdq.has_qdq(model)
+            self._background = InBackground(model, self.feeds, self._fused_too)
+            self.steps = qdq.output_steps(model)
+        elif self.feeds is not None:
+            self._run_original(model)
         self.seconds += time.perf_counter() - t
         self.last: Optional[Comparison] = None
         self.last_model: Optional[onnx.ModelProto] = None
@@ -132,19 +130,99 @@ class Oracle:
         self._found: list = []   # culprits found by the bisection under way
         self._best: list = []    # the largest group of its rewrites seen to pass
 
+    def _run_original(self, model: onnx.ModelProto) -> None:
+        """The original's outputs, here and now (the reference evaluator where onnxruntime refuses it)."""
+        try:
+            self._want, self._engine = run_model(model, self.feeds, allow_reference=True)
+        except RunError as e:
+            self._want, self._error = None, _cannot_run(model, e, self.kind)
+            return
+        # a quantized model: its quantized outputs compared in quantization steps, and every output under
+        # onnxruntime's fused int8 execution as well, float ones with the float tolerance (core/qdq_check.py);
+        # the original's fused outputs computed once
+        self.steps = qdq.output_steps(model)
+        if qdq.has_qdq(model) and self._engine == "onnxruntime":
+            try:
+                self._want_fused = run_onnxruntime(model, self.feeds, True)
+            except Exception:  # onnxruntime cannot optimize it: the spec comparison stands alone
+                self._want_fused = None
+
+    def _settle(self) -> None:
+        """Wait for the original's run in the background, if one is under way.
+        Where onnxruntime refused the original, it runs again here as
+        _run_original runs it (the reference evaluator's turn), from the
+        original as given or loaded again: the driver has edited its copy."""
+        if self._background is None:
+            return
+        t, background, self._background = time.perf_counter(), self._background, None
+        try:
+            self._want, self._engine = background.outputs(), "onnxruntime"
+        except Exception:
+            self.steps = {}
+            self._run_original(self.model)
+        else:
+            try:
+                self._want_fused = background.fused() if self._fused_too else None
+            except Exception:  # onnxruntime cannot optimize it: the spec comparison stands alone
+                self._want_fused = None
+        self.seconds += time.perf_counter() - t
+
+    def abandon(self) -> None:
+        """The run is ending on an error: let the original's run in the
+        background finish first (onnxruntime torn down under a running
+        session is not something to test the luck of), and use nothing of it."""
+        if self._background is not None:
+            self._background.join()
+
+    # The original's run, settled on first use: its outputs (None: it could
+    # not run, `error` says why), their engine ("onnxruntime" or "reference"),
+    # and a quantized model's outputs under fused int8 execution (or None).
+    @property
+    def want(self) -> Optional[list]:
+        self._settle()
+        return self._want
+
+    @property
+    def engine(self) -> Optional[str]:
+        self._settle()
+        return self._engine
+
+    @property
+    def want_fused(self) -> Optional[list]:
+        self._settle()
+        return self._want_fused
+
+    @property
+    def error(self) -> Optional[str]:
+        self._settle()
+        return self._error
+
     # --- comparing ----------------------------------------------------------------
 
-    def compare(self, model: "onnx.ModelProto | list") -> Comparison:
+    def start(self, model: onnx.ModelProto) -> Optional[InBackground]:
+        """compare(model)'s run of `model`, started in the background where
+        the original's ran there (onnxruntime ran it, as bytes) and `model`
+        too goes as bytes: the caller works on meanwhile, and hands the
+        result to compare(model, started).  None: compare runs it itself."""
+        if self.alongside and self.want is not None and self.engine == "onnxruntime" and runs_in_background(model):
+            return InBackground(model, self.feeds, self.want_fused is not None)
+        return None
+
+    def compare(self, model: "onnx.ModelProto | list", started: Optional[InBackground] = None) -> Comparison:
         """`model`'s outputs against the original's; an output that fails the
         ordinary tolerance is judged again against the original's own noise
         (measured on the first such failure).  `model` may be handed over in
         a list holding the only reference to it (see equivalence.run_model):
-        the list holds it again after, and it is the one `last_model` names."""
+        the list holds it again after, and it is the one `last_model` names.
+        `started`: start(model)'s run of it (where onnxruntime refused it,
+        it runs again here, the reference evaluator's turn as without)."""
         t, noise_seconds = time.perf_counter(), self.noise_seconds
         held = model if isinstance(model, list) else None
         try:
             try:
-                got, _ = run_model(model, self.feeds, allow_reference=True)
+                got = _outputs(started)
+                if got is None:
+                    got, _ = run_model(model, self.feeds, allow_reference=True)
             finally:
                 if held is not None:
                     model = held[0]
@@ -154,7 +232,7 @@ class Oracle:
                                   for o in result.outputs):
                 result = self._within_noise(result, got)
             if self.want_fused is not None:
-                result = result.merge(self._fused(model))
+                result = result.merge(self._fused(model, started))
             if not result and any(not o and o.steps is not None for o in result.outputs):
                 result = self._within_tie_noise(result)   # core/qdq_check.py: the original's own ties
         except RunError as e:
@@ -165,10 +243,10 @@ class Oracle:
         release_memory(self.model_bytes)  # the session's
         return result
 
-    def _fused(self, model: onnx.ModelProto) -> Comparison:
+    def _fused(self, model: onnx.ModelProto, started: Optional[InBackground] = None) -> Comparison:
         """The quantized outputs under onnxruntime's fused int8 execution, in steps."""
         try:
-            got = run_onnxruntime(model, self.feeds, True)
+            got = started.fused() if started is not None else run_onnxruntime(model, self.feeds, True)
         except Exception as e:  # the original ran this way: the result must too
             return Comparison([OutputComparison("model (fused int8)", False, 0.0, 0.0, 0.0,
                                                 f"onnxruntime cannot run it under {qdq_check.FUSED}: {e}", fused=True)])
@@ -387,6 +465,17 @@ class Oracle:
                         f"{', '.join(v.noise_probes)}; the result's difference is within {NOISE_FACTOR:g}x that, "
                         "where the whole-model check cannot tell a rewrite from the model's own noise, so the "
                         f"{len(checked)} local checks are the evidence")
+
+
+def _outputs(started: Optional[InBackground]) -> Optional[list]:
+    """The outputs of a run started in the background; None where there is
+    none, or onnxruntime refused the model there."""
+    if started is None:
+        return None
+    try:
+        return started.outputs()
+    except Exception:
+        return None
 
 
 def _failure(result: Comparison) -> str:

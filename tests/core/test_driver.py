@@ -479,7 +479,12 @@ def test_a_rewrite_creating_weights_beyond_the_budget_is_skipped(monkeypatch):
     assert [n.op_type for n in new.graph.node] == ["Add"]
 
 
-def test_progress_callback_sees_every_stage_in_order_and_changes_nothing():
+@pytest.mark.parametrize("deferred", [True, False])   # the local checks after the last pass, or before each splice
+def test_progress_callback_sees_every_stage_in_order_and_changes_nothing(deferred, monkeypatch):
+    from convrewrite.core import oracle
+
+    if not deferred:
+        monkeypatch.setattr(oracle, "runs_in_background", lambda model: False)
     calls = []
     new, report = optimize(relu_chain(), passes=[ReluToMax()], progress=lambda *a: calls.append(a))
     plain, plain_report = optimize(relu_chain(), passes=[ReluToMax()])
@@ -490,8 +495,10 @@ def test_progress_callback_sees_every_stage_in_order_and_changes_nothing():
     checks = [(done, total) for s, done, total in calls if s == "relu-to-max: local checks"]
     assert checks[0] == (0, 4) and checks[-1] == (4, 4)  # two rewrites, batch 1 and 2 (symbolic batch)
     order = [s for k, s in enumerate(stages) if s.startswith("relu-to-max:") and s not in stages[:k]]
-    assert order == ["relu-to-max: match and build", "relu-to-max: local checks", "relu-to-max: splice"]
-    assert stages[stages.index("relu-to-max: splice"):].count("whole-model check") == 1   # of the result, once
+    last = "relu-to-max: local checks" if deferred else "relu-to-max: splice"
+    assert order == ["relu-to-max: match and build", "relu-to-max: splice", "relu-to-max: local checks"] if deferred \
+        else ["relu-to-max: match and build", "relu-to-max: local checks", "relu-to-max: splice"]
+    assert stages[stages.index(last):].count("whole-model check") == 1   # of the result, once
     assert all(0 <= done <= total or total == 0 for _, done, total in calls)
 
 
@@ -523,7 +530,8 @@ def test_one_whole_model_check_of_the_result_when_it_passes(monkeypatch):
     from convrewrite.core.oracle import Oracle
     compared = []
     real = Oracle.compare
-    monkeypatch.setattr(Oracle, "compare", lambda self, m: compared.append(len(_model(m).graph.node)) or real(self, m))
+    monkeypatch.setattr(Oracle, "compare",
+                        lambda self, m, *a: compared.append(len(_model(m).graph.node)) or real(self, m, *a))
     new, report = optimize(_relu_and_add(), passes=[ReluToMax(), AddToSub()])
     assert {r.pass_name for r in report.records(REWRITTEN)} == {"relu-to-max", "add-to-sub"}
     assert report.verification.performed and report.verification.equivalent
@@ -537,7 +545,7 @@ def test_a_failing_result_is_checked_pass_by_pass_and_only_the_culprit_rolled_ba
     from toy_passes import ReluToClip
     compared = []
     real = Oracle.compare
-    monkeypatch.setattr(Oracle, "compare", lambda self, m: compared.append(1) or real(self, m))
+    monkeypatch.setattr(Oracle, "compare", lambda self, m, *a: compared.append(1) or real(self, m, *a))
     feeds = {"x": np.full((1, 3, 4), 100.0, np.float32)}
     new, report = optimize(_relu_and_add(), passes=[AddToSub(), ReluToClip()], inputs=feeds)
     status = {(r.pass_name, r.node): r.status for r in report.rewrites}

@@ -315,3 +315,91 @@ def test_a_whole_model_check_that_compared_no_value_says_so_and_names_the_local_
     assert v.detail.startswith("it compared no value (every output is empty, or NaN/Inf") and "1 local checks" in v.detail
     _, ordinary = optimize(_deconv(), make_passes(["convtranspose"]))
     assert ordinary.verification.equivalent and ordinary.verification.detail == ""
+
+
+# --- the original's run in the background -------------------------------------
+
+def _same_dilated_conv() -> onnx.ModelProto:
+    """onnxruntime refuses a dilated Conv with auto_pad SAME: the reference evaluator runs it."""
+    rng = np.random.default_rng(3)
+    w = numpy_helper.from_array(rng.standard_normal((2, 2, 3, 3)).astype(np.float32), "w")
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], dilations=[2, 2], auto_pad="SAME_UPPER")
+    io_ = [helper.make_tensor_value_info(v, TensorProto.FLOAT, [1, 2, 8, 8]) for v in ("x", "y")]
+    return helper.make_model(helper.make_graph([conv], "g", io_[:1], io_[1:], [w]),
+                             opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _foreground(model, monkeypatch) -> "oracle.Oracle":
+    from convrewrite.core.driver import Settings
+
+    with monkeypatch.context() as m:
+        m.setattr(oracle, "runs_in_background", lambda model: False)
+        o = oracle.Oracle(model, Settings())
+    assert o._background is None
+    return o
+
+
+def test_the_original_runs_in_the_background_from_its_bytes_as_they_were(monkeypatch):
+    """The driver edits a model it loaded in place while the original runs:
+    the run sees the model as it was when the oracle was made, and gives
+    exactly what running it in the foreground gives."""
+    from convrewrite.core.driver import Settings
+
+    model = chaotic_chain(4, seed=1)
+    want = _foreground(model, monkeypatch).want
+    o = oracle.Oracle(model, Settings(), reload=lambda: pytest.fail("a run that succeeded reloads nothing"))
+    assert o._background is not None
+    del model.graph.node[:]                       # the passes at work on the same message
+    assert o.engine == "onnxruntime" and len(o.want) == len(want)
+    for a, b in zip(o.want, want):
+        np.testing.assert_array_equal(a, b)
+    assert o.seconds > 0
+
+
+def test_an_original_onnxruntime_refuses_in_the_background_runs_on_the_reference_evaluator(monkeypatch):
+    from convrewrite.core.driver import Settings
+
+    model = _same_dilated_conv()
+    want = _foreground(model, monkeypatch)
+    assert want.engine == "reference"
+    reloads = []
+    o = oracle.Oracle(model, Settings(), reload=lambda: reloads.append(1) or _same_dilated_conv())
+    assert o._background is not None
+    del model.graph.node[:]                       # edited: the reference evaluator runs the original loaded again
+    assert o.engine == "reference" and reloads == [1] and o.error is None
+    np.testing.assert_array_equal(o.want[0], want.want[0])
+
+
+def test_a_quantized_originals_fused_run_is_made_in_the_background_too(monkeypatch):
+    from convrewrite.core.driver import Settings
+    from qdq_models import quantized
+
+    model = quantized("convt")
+    fg = _foreground(model, monkeypatch)
+    o = oracle.Oracle(model, Settings())
+    assert o._background is not None and fg.want_fused is not None
+    assert o.steps == fg.steps
+    for a, b in zip(o.want + o.want_fused, fg.want + fg.want_fused):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_large_weights_run_in_the_foreground(monkeypatch):
+    from convrewrite.core import equivalence
+    from convrewrite.core.driver import Settings
+
+    monkeypatch.setattr(equivalence, "RUN_FROM_FILE_BYTES", 0)
+    o = oracle.Oracle(_same_dilated_conv(), Settings())
+    assert o._background is None and o.engine == "reference"
+
+
+def test_a_run_that_ends_on_an_error_waits_for_the_background_and_raises(monkeypatch):
+    """The passes raise (here: the first view): optimize waits for the original's run, then raises."""
+    from convrewrite.core import driver
+
+    joined = []
+    abandon = oracle.Oracle.abandon
+    monkeypatch.setattr(oracle.Oracle, "abandon", lambda self: joined.append(self._background) or abandon(self))
+    monkeypatch.setattr(driver._Run, "all_passes", lambda self, model, o: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        optimize(chaotic_chain(2), [ReluToClip()])
+    assert len(joined) == 1 and joined[0] is not None and not joined[0]._thread.is_alive()

@@ -1,0 +1,93 @@
+"""The local checks deferred to after the last pass, the result's whole-model
+run alongside them (driver._deferred_checks): the same model and report as
+checking before each splice, whether every check passes or one fails."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import pytest
+
+from convrewrite import optimize
+from convrewrite.core import driver, oracle
+from convrewrite.core.report import REWRITTEN, ROLLED_BACK
+from passes import make_passes
+from test_driver import relu_chain
+from toy_passes import ReluPairs, ReluToIdentity, ReluToMax
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _outcome(model, passes, **kwargs) -> tuple:
+    new, report = optimize(model, passes, **kwargs)
+    data = json.loads(report.to_json())
+    data.pop("timings")
+    return new.SerializeToString(), data
+
+
+def _spied(monkeypatch) -> list:
+    """What each verify_deferred returned, in order."""
+    said, real = [], driver._Run.verify_deferred
+    monkeypatch.setattr(driver._Run, "verify_deferred", lambda self: said.append(real(self)) or said[-1])
+    return said
+
+
+def _both(monkeypatch, model, passes, **kwargs) -> tuple:
+    """(deferred, checked before each splice, what verify_deferred said)."""
+    said = _spied(monkeypatch)
+    deferred = _outcome(model, passes, **kwargs)
+    with monkeypatch.context() as m:
+        m.setattr(oracle, "runs_in_background", lambda model: False)   # no run alongside: nothing deferred
+        before = _outcome(model, passes, **kwargs)
+    return deferred, before, said
+
+
+def test_checks_that_pass_give_the_same_model_and_report(monkeypatch):
+    deferred, before, said = _both(monkeypatch, relu_chain(), [ReluToMax()])
+    assert said == [True]
+    assert deferred == before
+    assert [r["status"] for r in deferred[1]["rewrites"]].count("rewritten") == 2
+
+
+def test_a_failing_check_redoes_the_run_as_checking_before_each_splice_would(monkeypatch):
+    """relu-to-identity's rewrites fail their checks: checked before its
+    splice, they are rolled back and relu-to-max then lowers the same Relus.
+    Deferred, relu-to-max saw Identity nodes: the run is redone."""
+    deferred, before, said = _both(monkeypatch, relu_chain(), [ReluToIdentity(), ReluToMax()])
+    assert said == [False]
+    assert deferred == before
+    statuses = [(r["pass"], r["status"]) for r in deferred[1]["rewrites"] if r["status"] != "skipped"]
+    assert statuses == [("relu-to-identity", ROLLED_BACK)] * 2 + [("relu-to-max", REWRITTEN)] * 2
+    assert deferred[1]["op_counts"]["after"].get("Max") == 2
+
+
+def test_a_chain_that_fails_is_matched_again_alone_in_the_redone_run(monkeypatch):
+    deferred, before, said = _both(monkeypatch, relu_chain(names=("r1", "r2", "r3")), [ReluPairs(wrong_chain=True)])
+    assert said == [False]
+    assert deferred == before
+    notes = [n for r in deferred[1]["rewrites"] for n in r["notes"]]
+    assert any(n.startswith("matched alone: its chain was rolled back") for n in notes)
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "models", "*.onnx"))),
+                         ids=os.path.basename)
+def test_every_sample_model_is_the_same_deferred(monkeypatch, path):
+    deferred, before, said = _both(monkeypatch, path, make_passes(None, {}))
+    assert said == [True] or said == [] and not any(r["status"] == "rewritten" for r in before[1]["rewrites"])
+    assert deferred == before
+
+
+def test_neither_the_original_nor_the_result_runs_in_the_foreground(monkeypatch):
+    """Both whole-model runs go alongside other work: the original's beside
+    the passes, the result's beside the deferred local checks."""
+    from convrewrite.core import equivalence
+
+    ran = []
+    monkeypatch.setattr(oracle, "run_model", lambda *a, **k: ran.append(1) or equivalence.run_model(*a, **k))
+    started = []
+    real_start = oracle.Oracle.start
+    monkeypatch.setattr(oracle.Oracle, "start", lambda self, m: started.append(real_start(self, m)) or started[-1])
+    _, report = optimize(os.path.join(ROOT, "models", "all_three.onnx"), make_passes(None, {}))
+    assert report.verification.equivalent and report.records(REWRITTEN)
+    assert ran == [] and len(started) == 1 and started[0] is not None
