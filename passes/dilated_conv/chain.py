@@ -322,13 +322,25 @@ def _in_graph_order(graph: GraphView, nodes: dict) -> list:
 
 def _prune(members: list, convs: dict, needs: dict) -> list:
     """Keep the start and the nodes from which a later dilated Conv is
-    reached, and the pools whose outputs kept nodes take back as sides."""
-    keep = {id(n) for n in members if id(n) in convs}
+    reached, and the pools whose outputs kept nodes take back as sides.
+    `read` holds the inputs of the kept nodes: whether a kept node reads a
+    node's output is one lookup, not a walk over the members (quadratic
+    where a value fans out to many branches)."""
+    by_id = {id(n): n for n in members}
+    keep, read = set(), set()
+
+    def take(ids) -> None:
+        for i in ids:
+            if i not in keep:
+                keep.add(i)
+                read.update(by_id[i].input[:])
+
+    take(id(n) for n in members if id(n) in convs)
     for node in reversed(members[1:]):
-        if id(node) not in keep and any(id(m) in keep and node.output[0] in m.input[:] for m in members):
-            keep.add(id(node))
+        if id(node) not in keep and node.output[0] in read:
+            take((id(node),))
         if id(node) in keep:
-            keep |= needs.get(id(node), set())
+            take(needs.get(id(node), ()))
     return [members[0]] + [n for n in members[1:] if id(n) in keep]
 
 
