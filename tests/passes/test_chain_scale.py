@@ -5,6 +5,8 @@ each tail candidate), and the work of a start's match grows with the
 region's size, not with its square."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import onnx
 import pytest
@@ -14,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from builders import with_output_shape
 from convrewrite.core.graph import GraphView
 from convrewrite.core.pointwise import POINTWISE_BINARY, POINTWISE_UNARY
-from convrewrite.core.rewrite import Skip
+from convrewrite.core.rewrite import Match, Skip
 from passes.dilated_conv import chain
 from passes.dilated_conv.chain import Chain
 from passes.dilated_conv.rewrite import DilatedConvOptions
@@ -233,3 +235,41 @@ def test_random_graphs_hold_chains():
 def test_fan_out_chains_are_the_straightforward_algorithms(model):
     found = assert_reference_matches(model, DilatedConv())
     assert max(chain_sizes(found)) > 30   # the start's chain takes the branches
+
+
+def chain_steps(model: onnx.ModelProto) -> tuple[int, int]:
+    """(lines of chain.py run, nodes) matching the model's first node, a
+    chain start: lines counted by a trace function, a count of steps that
+    does not depend on the machine's speed."""
+    graph, p = GraphView(model), DilatedConv()
+    start = model.graph.node[0]
+    p.match(start, graph)   # the per-node reads (forms, geometry) once, as in a run
+    steps = 0
+
+    def local(frame, event, arg):
+        nonlocal steps
+        steps += 1
+        return local
+
+    def calls(frame, event, arg):
+        return local if frame.f_code.co_filename == chain.__file__ else None
+
+    previous = sys.gettrace()
+    sys.settrace(calls)
+    try:
+        m = p.match(start, graph)
+    finally:
+        sys.settrace(previous)
+    assert isinstance(m, Match) and isinstance(m.params, Chain)
+    return steps, len(m.nodes)
+
+
+@pytest.mark.parametrize("deep", [True, False])
+def test_a_chain_over_many_branches_takes_steps_in_proportion(deep):
+    """Twice the branches, about twice the steps (four times where each
+    member is compared with every other, as pruning and the tail's exit
+    counts once did)."""
+    small, small_nodes = chain_steps(fan_out(100, deep=deep))
+    large, large_nodes = chain_steps(fan_out(200, deep=deep))
+    assert large_nodes > 1.95 * small_nodes > 190
+    assert large < 3 * small, (small, large)
