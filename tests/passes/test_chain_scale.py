@@ -6,6 +6,7 @@ region's size, not with its square."""
 from __future__ import annotations
 
 import sys
+from collections import Counter
 
 import numpy as np
 import onnx
@@ -141,6 +142,20 @@ def fan_out(branches: int, n: int = 16, deep: bool = True, pointwise_every: int 
     return model_of(nodes, weights, n, ["y"])
 
 
+def shared_input(branches: int, n: int = 16) -> onnx.ModelProto:
+    """Parallel branches reading one input x, summed: a dilated Conv ->
+    Relu -> a dilated Conv each.  The first Conv's phase images are x's phase
+    form, so each branch's start reads x as a region value: its chain
+    reaches every branch."""
+    nodes, ends = [], []
+    for k in range(branches):
+        nodes += [conv(f"a{k}", "x", "w3"), helper.make_node("Relu", [f"a{k}"], [f"r{k}"], name=f"r{k}"),
+                  conv(f"b{k}", f"r{k}", "w3")]
+        ends.append(f"b{k}")
+    nodes.append(helper.make_node("Sum", ends, ["y"], name="y"))
+    return model_of(nodes, {"w3": np.full((C, C, 3, 3), 0.1)}, n, ["y"])
+
+
 UNARY = ("Relu", "Sigmoid")
 BINARY = ("Add", "Mul", "Sub")
 
@@ -273,3 +288,22 @@ def test_a_chain_over_many_branches_takes_steps_in_proportion(deep):
     large, large_nodes = chain_steps(fan_out(200, deep=deep))
     assert large_nodes > 1.95 * small_nodes > 190
     assert large < 3 * small, (small, large)
+
+
+def test_each_conv_is_ranked_once_however_many_chain_starts_reach_it(monkeypatch):
+    """Where every start's chain reaches every branch (a target that runs
+    no chain has each start matched), a later Conv's forms are ranked once
+    per view (read_once), not once per start that reaches it; each match is
+    the one found through a view of its own."""
+    model, p = shared_input(30), DilatedConv()
+    graph = GraphView(model)
+    starts = [n for n in model.graph.node if p.candidate(n, graph)]
+    alone = [p.match(n, GraphView(model)) for n in starts]
+    ranked, default_form = Counter(), DilatedConv.default_form
+    monkeypatch.setattr(DilatedConv, "default_form",
+                        lambda self, m, g: ranked.update([m.node.name]) or default_form(self, m, g))
+    together = [p.match(n, graph) for n in starts]
+    assert [(m.params, m.notes, [n.name for n in m.nodes]) for m in together] == \
+        [(m.params, m.notes, [n.name for n in m.nodes]) for m in alone]
+    assert sum(len(m.nodes) > 60 for m in together) == 30   # each a{k} starts a chain over every branch
+    assert max(ranked.values()) == 2, ranked   # as a start and as a later Conv
