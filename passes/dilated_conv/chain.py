@@ -159,7 +159,8 @@ def _grow(graph: GraphView, start: onnx.NodeProto, grid: Grid, admit_conv, share
     if len(kept) == 1:
         return None
     members = _with_tail(graph, members, kept, needs, values, shared)
-    exits = tuple(n.output[0] for n in members if _used_outside(graph, n.output[0], members))
+    ids, outputs = {id(n) for n in members}, set(graph.graph_outputs)
+    exits = tuple(n.output[0] for n in members if _read_outside(graph, n.output[0], ids, outputs))
     pools = set(pooled.values())
     return Region(tuple(members), tuple((k, convs[id(n)]) for k, n in enumerate(members) if id(n) in convs),
                   exits, tuple(k for k, n in enumerate(members) if id(n) in pools), shared)
@@ -322,14 +323,29 @@ def _in_graph_order(graph: GraphView, nodes: dict) -> list:
 
 def _prune(members: list, convs: dict, needs: dict) -> list:
     """Keep the start and the nodes from which a later dilated Conv is
-    reached, and the pools whose outputs kept nodes take back as sides."""
-    keep = {id(n) for n in members if id(n) in convs}
+    reached, and the pools whose outputs kept nodes take back as sides.
+    `read` holds the inputs of the kept nodes: whether a kept node reads a
+    node's output is one lookup, not a walk over the members (quadratic
+    where a value fans out to many branches)."""
+    by_id = {id(n): n for n in members}
+    keep, read = set(), set()
+
+    def take(ids) -> None:
+        for i in ids:
+            if i not in keep:
+                keep.add(i)
+                read.update(by_id[i].input[:])
+
+    take(id(n) for n in members if id(n) in convs)
     for node in reversed(members[1:]):
-        if id(node) not in keep and any(id(m) in keep and node.output[0] in m.input[:] for m in members):
-            keep.add(id(node))
+        if id(node) not in keep and node.output[0] in read:
+            take((id(node),))
         if id(node) in keep:
-            keep |= needs.get(id(node), set())
+            take(needs.get(id(node), ()))
     return [members[0]] + [n for n in members[1:] if id(n) in keep]
+
+
+_ELEMENTWISE = POINTWISE_UNARY | POINTWISE_BINARY
 
 
 def _with_tail(graph: GraphView, admitted: list, kept: list, needs: dict, values: set, shared: str) -> list:
@@ -339,35 +355,61 @@ def _with_tail(graph: GraphView, admitted: list, kept: list, needs: dict, values
     inside, and so is an activation of an exit (fused into the Conv there).
     A tail op joins, in graph order, when it is an elementwise op (no Conv,
     no pool) whose every data input is a region value or a constant."""
-    region = list(kept)
+    region, exits = list(kept), _Exits(graph, kept)
+    inside = {n.output[0] for n in kept} | ({shared} if shared else set())
     for node in admitted:
-        if id(node) in {id(n) for n in region} or node.op_type == "Conv" or needs.get(id(node)):
+        if id(node) in exits.ids or node.op_type == "Conv" or needs.get(id(node)):
             continue
-        if node.output[0] not in values or node.op_type not in POINTWISE_UNARY | POINTWISE_BINARY:
+        if node.output[0] not in values or node.op_type not in _ELEMENTWISE:
             continue
-        inside = {n.output[0] for n in region} | ({shared} if shared else set())
         data = [i for i in data_inputs(node) if graph.constant(i) is None]
         if not data or any(i not in inside for i in data):
             continue
-        grown = region + [node]
-        if _exit_count(graph, grown) <= _exit_count(graph, region):
-            region = grown
+        if exits.no_more_with(node):
+            exits.join(node)
+            region.append(node)
+            inside.add(node.output[0])
     order = {id(n): k for k, n in enumerate(admitted)}
     return sorted(region, key=lambda n: order[id(n)])
 
 
-def _exit_count(graph: GraphView, members) -> int:
-    ids = {id(n) for n in members}
-    return sum(1 for n in members if _read_outside(graph, n.output[0], ids))
+class _Exits:
+    """A region's exits (values read outside it) as nodes join it: the ids
+    of each member output's readers outside the region.  Whether a node's
+    joining adds exits is then read from the values it reads and writes,
+    not counted again over the whole region before and after (quadratic in
+    the region's size).  Each value has one writer (SSA: loading checks it)."""
+
+    def __init__(self, graph: GraphView, members: list):
+        self.graph, self.outputs = graph, set(graph.graph_outputs)
+        self.ids = {id(n) for n in members}
+        self.readers: dict[str, set] = {}   # member output -> ids of its readers outside the region
+        for n in members:
+            self._track(n.output[0])
+
+    def _track(self, value: str) -> None:
+        self.readers[value] = {id(c) for c in self.graph.consumers(value) if id(c) not in self.ids}
+
+    def no_more_with(self, node) -> bool:
+        """Whether the region with `node` has no more exits than without:
+        the exit its output opens (when read outside) against those it
+        closes, the member outputs whose one outside reader it is."""
+        opens = _read_outside(self.graph, node.output[0], self.ids, self.outputs)   # (never by node: a DAG)
+        closes = sum(1 for v in set(node.input[:]) if v in self.readers and v not in self.outputs
+                     and len(self.readers[v]) == 1 and id(node) in self.readers[v])
+        return int(opens) <= closes
+
+    def join(self, node) -> None:
+        self.ids.add(id(node))
+        for v in node.input[:]:
+            if v in self.readers:
+                self.readers[v].discard(id(node))
+        self._track(node.output[0])
 
 
-def _used_outside(graph: GraphView, value: str, members) -> bool:
-    return _read_outside(graph, value, {id(n) for n in members})
-
-
-def _read_outside(graph: GraphView, value: str, ids: set) -> bool:
+def _read_outside(graph: GraphView, value: str, ids: set, outputs: set) -> bool:
     """A graph output, or read by a node whose id is not in `ids`."""
-    return value in graph.graph_outputs or any(id(c) not in ids for c in graph.consumers(value))
+    return value in outputs or any(id(c) not in ids for c in graph.consumers(value))
 
 
 # --- building -------------------------------------------------------------------

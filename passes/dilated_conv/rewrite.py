@@ -261,13 +261,23 @@ class DilatedConvToSpaceToBatch:
     def _chain_conv(self, node, graph: GraphView, grid: Grid) -> Optional[Dilated]:
         """A later dilated Conv that can read the chain's phase form: its
         default form is batch and its phases are the chain's."""
+        params = read_once(graph, self._batch_alone, (id(node),), node)   # (the view's indexes hold its nodes)
+        fits = params is not None and all(a.stride == 1 and a.phases == p and a.size == n and a.out == n
+                                          and a.offset % p == 0
+                                          for a, p, n in zip(params.axes, grid.blocks, grid.sizes))
+        return params if fits else None
+
+    def _batch_alone(self, node, graph: GraphView) -> Optional[Dilated]:
+        """The Conv's params where alone it takes the batch form by default,
+        else None.  Read once per view and Conv (read_once keyed by the
+        node): every chain start whose region reaches the Conv asks, and
+        where parallel branches read one input, each start reaches every
+        branch (the forms ranked again for each would be starts x Convs)."""
         m = self.match_alone(node, graph)
         if (isinstance(m, Skip) or qdq.region(node, graph) is not None or self.default_form(m, graph) != "batch"
                 or self._reshape_instead(m.params)):
             return None
-        fits = all(a.stride == 1 and a.phases == p and a.size == n and a.out == n and a.offset % p == 0
-                   for a, p, n in zip(m.params.axes, grid.blocks, grid.sizes))
-        return m.params if fits else None
+        return m.params
 
 
 # --- match helpers ------------------------------------------------------------
