@@ -30,13 +30,21 @@ class Builder:
         self.initializers: list[onnx.TensorProto] = []
         self.notes: list[str] = []
         self._used: set[str] = set()
+        self._next: dict[str, int] = {}   # base name -> the suffix its search goes on from
 
     def name(self, what: str) -> str:
-        """A fresh name `<prefix>/<what>`, suffixed if it is taken."""
+        """A fresh name `<prefix>/<what>`, suffixed if it is taken: the first
+        of base, base_1, base_2, ... that is free.  Names are only ever taken
+        (the view's are fixed), so a search goes on where the last one for the
+        same base stopped: the same name, without walking the taken ones again
+        (quadratic in a build of many nodes of one kind)."""
         base = f"{self.prefix}/{what}"
-        name, k = base, 1
+        k = self._next.get(base, 0)
+        name = base if k == 0 else f"{base}_{k}"
         while name in self._used or name in self.graph.names_in_use:
-            name, k = f"{base}_{k}", k + 1
+            k += 1
+            name = f"{base}_{k}"
+        self._next[base] = k + 1
         self._used.add(name)
         return name
 

@@ -70,3 +70,61 @@ def test_copy_keeps_op_and_attributes_and_sets_the_given_ones():
     assert (new.name, list(new.input), list(new.output), out) == ("c/p/moved", ["x", "w2"], ["c/p/moved"], "c/p/moved")
     assert {a.name: helper.get_attribute_value(a) for a in new.attribute} == {"group": 8, "kernel_shape": [1, 1]}
     assert {a.name: helper.get_attribute_value(a) for a in conv.attribute}["group"] == 2   # the original untouched
+
+
+# --- fresh names -----------------------------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+class _View:
+    """What Builder reads of a view: the node's label and the names in use."""
+
+    def __init__(self, taken):
+        self.names_in_use = set(taken)
+
+    def label(self, node):
+        return "n"
+
+
+def _first_free(base: str, taken: set) -> str:
+    """The spec of Builder.name: the first of base, base_1, base_2, ... not taken."""
+    name, k = base, 1
+    while name in taken:
+        name, k = f"{base}_{k}", k + 1
+    return name
+
+
+WHATS = ["a", "a_1", "a_2", "b", "a_1_1"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(WHATS), max_size=30),
+       st.sets(st.sampled_from([f"n/p/{w}{s}" for w in WHATS for s in ("", "_1", "_2", "_3")]), max_size=8))
+def test_builder_names_are_the_first_free_suffix(whats, taken):
+    from convrewrite.core.builder import Builder
+
+    b = Builder(_View(taken), None, "p")
+    used = set(taken)
+    for what in whats:
+        want = _first_free(f"n/p/{what}", used)
+        assert b.name(what) == want
+        used.add(want)
+
+
+def test_many_names_of_one_kind_are_not_searched_from_the_start_each_time():
+    from convrewrite.core.builder import Builder
+
+    class Counting(set):
+        asked = 0
+
+        def __contains__(self, name):
+            Counting.asked += 1
+            return super().__contains__(name)
+
+    view = _View(())
+    view.names_in_use = Counting()
+    b = Builder(view, None, "p")
+    names = [b.name("crop") for _ in range(2000)]
+    assert names[:3] == ["n/p/crop", "n/p/crop_1", "n/p/crop_2"] and len(set(names)) == 2000
+    assert Counting.asked == 2000   # linear: each candidate name asked about once (from the start: 2,001,000)
