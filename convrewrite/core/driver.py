@@ -140,14 +140,17 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
         current = run.all_passes(model.pop(), None)   # checked as a whole once, below
         if run.deferred is not None:
             current, run, started = _deferred_checks(current, oracle, run, owned)
+        if oracle is not None and oracle.want is not None and report.records(REWRITTEN):
+            # handed over: not in memory while onnxruntime runs it (equivalence.run_handed_over)
+            current = [current]
+            current = _checked(current, oracle, run, owned, started)
     except BaseException:
+        # the runs on threads end first: one left in onnxruntime aborts the process as Python exits
+        if started is not None:
+            started.join()
         if oracle is not None:
             oracle.abandon()
         raise
-    if oracle is not None and oracle.want is not None and report.records(REWRITTEN):
-        # handed over: not in memory while onnxruntime runs it (equivalence.run_handed_over)
-        current = [current]
-        current = _checked(current, oracle, run, owned, started)
     if oracle is not None:
         if current is not oracle.last_model and report.records(REWRITTEN):
             progress("whole-model check", 0, 0)

@@ -112,8 +112,8 @@ class Oracle:
         if self.alongside:
             # the original runs while the passes work (the driver edits `model` in place: it goes as bytes)
             self._fused_too = qdq.has_qdq(model)
-            self._background = InBackground(model, self.feeds, self._fused_too)
             self.steps = qdq.output_steps(model)
+            self._background = InBackground(model, self.feeds, self._fused_too)   # last: no error leaves it running
         elif self.feeds is not None:
             self._run_original(model)
         self.seconds += time.perf_counter() - t
@@ -154,7 +154,9 @@ class Oracle:
         original as given or loaded again: the driver has edited its copy."""
         if self._background is None:
             return
-        t, background, self._background = time.perf_counter(), self._background, None
+        t, background = time.perf_counter(), self._background
+        background.join()   # interrupted (Ctrl-C), abandon() waits again
+        self._background = None
         try:
             self._want, self._engine = background.outputs(), "onnxruntime"
         except Exception:

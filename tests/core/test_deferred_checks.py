@@ -91,3 +91,70 @@ def test_neither_the_original_nor_the_result_runs_in_the_foreground(monkeypatch)
     _, report = optimize(os.path.join(ROOT, "models", "all_three.onnx"), make_passes(None, {}))
     assert report.verification.equivalent and report.records(REWRITTEN)
     assert ran == [] and len(started) == 1 and started[0] is not None
+
+
+# --- the threads end with the run, whatever ends it ----------------------------------
+
+def _slow_check_thread(monkeypatch) -> list:
+    """Each whole-model run on a check thread takes 0.3 s longer (still under
+    way when the caller waits for it); the threads, as they start."""
+    import threading
+    import time
+
+    from convrewrite.core import equivalence
+
+    session, threads = equivalence.onnxruntime_session, []
+
+    def slow(model, optimized=False):
+        if threading.current_thread().name == "convrewrite-check":
+            threads.append(threading.current_thread())
+            time.sleep(0.3)
+        return session(model, optimized)
+
+    monkeypatch.setattr(equivalence, "onnxruntime_session", slow)
+    return threads
+
+
+def _interrupted_wait(monkeypatch, which: int) -> None:
+    """Ctrl-C lands while the main thread waits for the `which`-th check
+    thread it waits for (a lock's wait is interruptible): that wait raises
+    KeyboardInterrupt, the thread runs on; later waits wait."""
+    import threading
+
+    join, waited = threading.Thread.join, []
+
+    def interrupted(self, timeout=None):
+        if self.name == "convrewrite-check" and self not in waited:
+            waited.append(self)
+            if len(waited) == which and self.is_alive():
+                raise KeyboardInterrupt
+        return join(self, timeout)
+
+    monkeypatch.setattr(threading.Thread, "join", interrupted)
+
+
+@pytest.mark.parametrize("which", [1, 2], ids=["waiting for the original's run", "waiting for the result's run"])
+def test_an_interrupt_while_a_whole_model_run_is_under_way_waits_for_it(monkeypatch, which):
+    """A thread left in onnxruntime when the interpreter exits aborts the
+    process ("terminate called without an active exception", exit 134, not
+    the CLI's 130 for Ctrl-C): optimize raises only once its threads ended."""
+    threads = _slow_check_thread(monkeypatch)
+    _interrupted_wait(monkeypatch, which)
+    with pytest.raises(KeyboardInterrupt):
+        optimize(relu_chain(), [ReluToMax()])
+    assert len(threads) == which and not any(t.is_alive() for t in threads)
+
+
+def test_an_error_in_the_progress_callback_while_the_results_run_is_under_way_waits_for_it(monkeypatch):
+    threads = _slow_check_thread(monkeypatch)
+    stages = []
+
+    def progress(stage, done, total):
+        stages.append(stage)
+        if stage == "whole-model check" and "relu-to-max: local checks" in stages:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        optimize(relu_chain(), [ReluToMax()], progress=progress)
+    assert len(threads) == 2 and not any(t.is_alive() for t in threads)
+
