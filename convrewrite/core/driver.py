@@ -136,10 +136,10 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     started = None
     try:
         if oracle is not None and oracle.alongside:
-            run.deferred = []   # the local checks, after the last pass: the result's run goes alongside them
-        current = run.all_passes(model.pop(), None)   # checked as a whole once, below
-        if run.deferred is not None:
-            current, run, started = _deferred_checks(current, oracle, run, owned)
+            # the local checks, after the last pass: the result's run goes alongside them
+            current, run, started = _deferring(run, model, oracle, owned)
+        else:
+            current = run.all_passes(model.pop(), None)   # checked as a whole once, below
         if oracle is not None and oracle.want is not None and report.records(REWRITTEN):
             # handed over: not in memory while onnxruntime runs it (equivalence.run_handed_over)
             current = [current]
@@ -177,14 +177,33 @@ def _replaced(match: Match, graph: GraphView) -> list:
     return [graph.label(n) for n in match.nodes if n is match.node or n.op_type not in (QUANTIZE, DEQUANTIZE)]
 
 
-def _deferred_checks(current: onnx.ModelProto, oracle: Oracle, run: "_Run", owned: bool) -> tuple:
+def _deferring(run: "_Run", model: list, oracle: Oracle, owned: bool) -> tuple:
+    """The passes with their local checks deferred (run.deferred), then
+    _deferred_checks.  A pass that raises may have read what a deferred
+    check rolls back: its error stands where every check deferred before it
+    passes (checking before each splice reaches the same model), else the
+    run is redone checking before each splice."""
+    run.deferred = []
+    try:
+        current = [run.all_passes(model.pop(), None)]   # handed over, as in optimize
+    except Exception:
+        if run.verify_deferred():
+            raise
+        current = None   # redone below, once the error (whose traceback holds the model) is gone
+    if current is None:
+        return _redo(oracle, run, owned)
+    return _deferred_checks(current, oracle, run, owned)
+
+
+def _deferred_checks(current: list, oracle: Oracle, run: "_Run", owned: bool) -> tuple:
     """The local checks run deferred (after the last pass), with the result's
     whole-model run started alongside them.  Where every check passes, the
     result is what checking before each splice gives: (result, run, started
     run).  Where one fails, that rewrite would have been rolled back before
     the passes after it ran: the run is redone from the original, checking
-    before each splice (result, the new run, None)."""
-    started = oracle.start(current) if oracle.want is not None and run.report.records(REWRITTEN) else None
+    before each splice (result, the new run, None).  `current`: a list
+    holding the only reference to the result (handed over)."""
+    started = oracle.start(current[0]) if oracle.want is not None and run.report.records(REWRITTEN) else None
     try:
         passed = run.verify_deferred()
     except BaseException:
@@ -192,10 +211,16 @@ def _deferred_checks(current: onnx.ModelProto, oracle: Oracle, run: "_Run", owne
             started.join()   # as Oracle.abandon
         raise
     if passed:
-        return current, run, started
+        return current.pop(), run, started
     if started is not None:
         started.join()
-    del current, started
+    current.clear()
+    return _redo(oracle, run, owned)
+
+
+def _redo(oracle: Oracle, run: "_Run", owned: bool) -> tuple:
+    """The passes again from the original, checking before each splice:
+    (result, the new run, None)."""
     run.report.rewrites = []   # the second run's records replace the first's
     again = _again(run, owned)
     original = [oracle.model]   # handed over, as in optimize

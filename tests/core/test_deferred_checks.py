@@ -6,6 +6,8 @@ from __future__ import annotations
 import glob
 import json
 import os
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pytest
 
@@ -158,3 +160,42 @@ def test_an_error_in_the_progress_callback_while_the_results_run_is_under_way_wa
         optimize(relu_chain(), [ReluToMax()], progress=progress)
     assert len(threads) == 2 and not any(t.is_alive() for t in threads)
 
+
+# --- a pass that raises on what a deferred check would have rolled back ----------------
+
+@dataclass(frozen=True)
+class _IdentityBug(ReluToMax):
+    """A pass with a bug on Identity nodes: its candidate() raises (the driver
+    lets that end the run, as an internal error)."""
+
+    name: ClassVar[str] = "identity-bug"
+    op_types: ClassVar[tuple] = ("Identity",)
+
+    def candidate(self, node, graph):
+        raise ZeroDivisionError("identity-bug.candidate")
+
+
+def test_a_pass_raising_on_nodes_a_failing_check_rolls_back_is_redone_not_raised(monkeypatch):
+    """Checked before each splice, relu-to-identity's Identity nodes never
+    reach identity-bug; deferred they do, and its error must not end a run
+    that checking before each splice finishes."""
+    deferred, before, said = _both(monkeypatch, relu_chain(), [ReluToIdentity(), _IdentityBug()])
+    assert said == [False]   # the checks deferred before the error: one failed, so the run is redone
+    assert deferred == before
+    assert [r["status"] for r in before[1]["rewrites"]] == [ROLLED_BACK, "skipped", ROLLED_BACK]
+
+
+def _with_identity(model):
+    """relu_chain with an Identity at its end: identity-bug raises on the model as given."""
+    from onnx import helper
+
+    model.graph.node[-1].output[0] = "pre"
+    model.graph.node.append(helper.make_node("Identity", ["pre"], ["y"], name="id"))
+    return model
+
+
+def test_a_pass_raising_where_every_check_before_it_passes_raises_as_before(monkeypatch):
+    said = _spied(monkeypatch)
+    with pytest.raises(ZeroDivisionError, match="identity-bug.candidate"):
+        optimize(_with_identity(relu_chain()), [ReluToMax(), _IdentityBug()])
+    assert said == [True]
