@@ -229,6 +229,8 @@ def _redo(oracle: Oracle, run: "_Run", owned: bool) -> tuple:
 
 
 def _again(run: "_Run", owned: bool) -> "_Run":
+    """A run like `run`, to do it again from the original."""
+    run.view = run.indexes = None   # the first run's model (a view's, the splice's): not held through the second
     return _Run(run.passes, run.profile, run.settings, run.report, run.weight_budget, run.progress, owned)
 
 

@@ -16,7 +16,7 @@ from convrewrite.core import driver, oracle
 from convrewrite.core.report import REWRITTEN, ROLLED_BACK
 from passes import make_passes
 from test_driver import relu_chain
-from toy_passes import ReluPairs, ReluToIdentity, ReluToMax
+from toy_passes import AddToSubWrongOnBad, ReluPairs, ReluToIdentity, ReluToMax
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -199,3 +199,55 @@ def test_a_pass_raising_where_every_check_before_it_passes_raises_as_before(monk
     with pytest.raises(ZeroDivisionError, match="identity-bug.candidate"):
         optimize(_with_identity(relu_chain()), [ReluToMax(), _IdentityBug()])
     assert said == [True]
+
+
+# --- memory: the failed result is not held through the second run --------------------
+
+def _adds(n: int = 256):
+    """y = (x + w1) + w2, the Adds named good and bad (add-to-sub-wrong-on-bad is wrong on bad)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = [numpy_helper.from_array(rng.standard_normal((n, n)).astype(np.float32), k) for k in ("w1", "w2")]
+    nodes = [helper.make_node("Add", ["x", "w1"], ["a"], name="good"),
+             helper.make_node("Add", ["a", "w2"], ["y"], name="bad")]
+    io_ = [helper.make_tensor_value_info(v, TensorProto.FLOAT, [n, n]) for v in ("x", "y")]
+    return helper.make_model(helper.make_graph(nodes, "g", io_[:1], io_[1:], w),
+                             opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("failing", ["local check", "whole-model check"])
+@pytest.mark.parametrize("given", ["path", "model"])
+def test_the_failed_result_is_not_held_through_the_second_run(monkeypatch, tmp_path, given, failing):
+    """A local check fails (the deferred run is redone) or the result's
+    whole-model check does (the run is redone, bisecting): as the second run
+    starts, no model holds the failing rewrite (a model the driver loaded is
+    the result, spliced in place: the last splice's indexes named it)."""
+    import gc
+
+    import numpy as np
+    import onnx
+
+    from toy_passes import ReluToClip, relu_both_signs
+
+    culprit = "bad/" if failing == "local check" else "r1/"
+
+    def holding_the_culprit() -> int:
+        return sum(1 for o in gc.get_objects() if isinstance(o, onnx.ModelProto)
+                   and any(t.name.startswith(culprit) for t in o.graph.initializer))
+
+    seen, all_passes = [], driver._Run.all_passes
+    monkeypatch.setattr(driver._Run, "all_passes", lambda self, m, o: seen.append(holding_the_culprit())
+                        or all_passes(self, m, o))
+    if failing == "local check":
+        source, passes, kwargs = _adds(), [AddToSubWrongOnBad()], {}
+    else:   # on x = 100, r1's Clip is wrong; its local check passes (on standard-normal inputs)
+        source, passes, kwargs = relu_both_signs(2.0), [ReluToClip()], {"inputs": {"x": np.full((1, 3, 4), 100.0, np.float32)}}
+    if given == "path":
+        onnx.save(source, tmp_path / "m.onnx")
+        source = str(tmp_path / "m.onnx")
+    _, report = optimize(source, passes, **kwargs)
+    culprits = {r.node for r in report.rewrites if r.status == ROLLED_BACK}
+    assert culprits == {culprit[:-1]} and report.rewritten == 1
+    assert seen == [0, 0]
