@@ -466,13 +466,15 @@ class _Run:
             before = (lambda: undo.before(result, removed)) if undo is not None else None
         else:  # the caller's model: never modified; the result is the driver's own
             result, before = apply_rewrites(model, pairs), model
-            self.owned = True
         del pairs
         release_memory(self.model_bytes)
         if oracle is not None:
             self.progress(f"{p.name}: whole-model check", 0, 0)
             result = oracle.bisect(before, result, todo, lambda c: build(p, c.match, rebuild[id(c)], graph),
                                    None if before is model else undo.index)
+        # a copy is the driver's own; the caller's model (bisection gives it back where it rolls back
+        # every rewrite of the pass) never is, whatever the passes after this one splice
+        self.owned = self.owned or result is not model
         return result
 
     def _view_of(self, model: onnx.ModelProto) -> GraphView:

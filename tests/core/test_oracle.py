@@ -403,3 +403,22 @@ def test_a_run_that_ends_on_an_error_waits_for_the_background_and_raises(monkeyp
     with pytest.raises(ZeroDivisionError):
         optimize(chaotic_chain(2), [ReluToClip()])
     assert len(joined) == 1 and joined[0] is not None and not joined[0]._thread.is_alive()
+
+
+def test_bisection_that_rolls_back_a_whole_pass_leaves_a_callers_model_as_it_was():
+    """On x = 100 relu-to-clip's one rewrite fails the whole-model check and
+    bisection rolls it back: it gives back the pass's input, here the
+    caller's model itself, which add-to-sub's splice after it must not edit
+    in place (the input model is never modified)."""
+    from toy_passes import AddToSub
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4])
+    w = numpy_helper.from_array(np.ones((1, 3, 4), np.float32), "w")
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="r1"), helper.make_node("Add", ["a", "w"], ["y"], name="add")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w]), opset_imports=[helper.make_opsetid("", 17)])
+    before = model.SerializeToString()
+    new, report = optimize(model, [ReluToClip(), AddToSub()], inputs={"x": np.full((1, 3, 4), 100.0, np.float32)})
+    assert {r.node: r.status for r in report.rewrites} == {"r1": ROLLED_BACK, "add": REWRITTEN}
+    assert report.verification.equivalent and [n.op_type for n in new.graph.node] == ["Relu", "Sub"]
+    assert model.SerializeToString() == before and new is not model
