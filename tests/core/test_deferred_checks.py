@@ -25,6 +25,7 @@ def _outcome(model, passes, **kwargs) -> tuple:
     new, report = optimize(model, passes, **kwargs)
     data = json.loads(report.to_json())
     data.pop("timings")
+    data["verification"].pop("bisection_seconds")   # a timing too
     return new.SerializeToString(), data
 
 
@@ -200,6 +201,26 @@ def test_a_pass_raising_where_every_check_before_it_passes_raises_as_before(monk
         optimize(_with_identity(relu_chain()), [ReluToMax(), _IdentityBug()])
     assert said == [True]
 
+
+def test_the_bisecting_run_after_a_failed_whole_model_check_checks_before_each_splice(monkeypatch):
+    """relu-shift is wrong where 0 < x (its local check fails) but exact on
+    the user's x = 100; relu-to-clip's Clip passes its local check but not
+    the whole-model check on x = 100, so the run is done again, bisecting:
+    that run must check relu-shift locally (deferred, it would keep it)."""
+    import numpy as np
+    from onnx import TensorProto, helper
+
+    from toy_passes import ReluToClip, ReluWrongOnlyInContext
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4])
+    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r1")], "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    deferred, before, said = _both(monkeypatch, model, [ReluWrongOnlyInContext(), ReluToClip()],
+                                   inputs={"x": np.full((1, 3, 4), 100.0, np.float32)})
+    assert said == [False] and deferred == before
+    assert [(r["pass"], r["status"], r["code"]) for r in deferred[1]["rewrites"]] == [
+        ("relu-shift", ROLLED_BACK, "verification-failed"), ("relu-to-clip", ROLLED_BACK, "model-check-failed")]
 
 # --- memory: the failed result is not held through the second run --------------------
 
