@@ -203,6 +203,7 @@ def _deferred_checks(current: list, oracle: Oracle, run: "_Run", owned: bool) ->
     the passes after it ran: the run is redone from the original, checking
     before each splice (result, the new run, None).  `current`: a list
     holding the only reference to the result (handed over)."""
+    run.progress("whole-model check", 0, 0)   # the original's run may not be done: waited for here
     started = oracle.start(current[0]) if oracle.want is not None and run.report.records(REWRITTEN) else None
     try:
         passed = run.verify_deferred()
