@@ -50,10 +50,10 @@ class LocalCheck:
     standalone models (`original`, `replacement`) with the same inputs and
     outputs, large weights as stubs (see `weights`).  The models are
     assembled when first asked for: a check that runs in its structure's
-    shared session reads only its Sides and its weights' data."""
+    shared session reads only its `instance` and its weights' data."""
 
     def __init__(self, parts: Optional[tuple], symbolic: bool, weights: dict, weight_bytes: int, steps: dict,
-                 outputs: list, models: Optional[tuple] = None):
+                 outputs: list, instance: Optional[tuple], models: Optional[tuple] = None):
         self.parts = parts                 # (original, replacement) _Parts; None: `models` as given
         self._models = models
         self.symbolic = symbolic           # some input dim is symbolic: run batch 1 and 2
@@ -61,12 +61,17 @@ class LocalCheck:
         self.weight_bytes = weight_bytes
         self.steps = steps                 # quantized outputs, compared in steps (core/qdq.py)
         self.outputs = outputs             # the names of both models' outputs
+        # shared_checks.instances of the two models: (key, (original Side, replacement Side)); None where
+        # they cannot share a session, or (quantized: `steps`) do not
+        self.instance = instance
 
     @classmethod
     def of_models(cls, original: onnx.ModelProto, replacement: onnx.ModelProto, symbolic: bool, weights: dict,
                   weight_bytes: int, steps: dict) -> "LocalCheck":
+        parts = None if steps else [parts_of(m) for m in (original, replacement)]
+        instance = None if parts is None or None in parts else instances(parts)
         return cls(None, symbolic, weights, weight_bytes, steps, [o.name for o in original.graph.output[:]],
-                   (original, replacement))
+                   instance, (original, replacement))
 
     @property
     def original(self) -> onnx.ModelProto:
@@ -85,17 +90,6 @@ class LocalCheck:
         """(original, replacement) with every stub filled in."""
         return _filled(self.original, self.weights), _filled(self.replacement, self.weights)
 
-    def instance(self, subgraphs: Optional[dict] = None) -> Optional[tuple]:
-        """shared_checks.instances of the two models: (key, (original Side,
-        replacement Side)), or None; read from the parts where the models are
-        not assembled."""
-        if self.parts is None:
-            parts = [parts_of(m) for m in self._models]
-            return None if None in parts else instances(parts, subgraphs)
-        head = self.parts[0].head.SerializeToString(deterministic=True)   # its head_key: a head holds no more
-        return instances([ModelParts(head, p.nodes, p.io, p.inputs, p.outputs, (), p.initializers)
-                          for p in self.parts], subgraphs)
-
     def weight_values(self, k: int) -> list:
         """The data of model `k`'s initializers (0: original, 1: replacement), in order, stubs filled in."""
         if self.parts is not None:
@@ -108,14 +102,13 @@ class LocalCheck:
 class _Parts:
     """One check model before it is assembled (standalone.assemble's
     arguments; the graph's nodes among them are copies: the passes after
-    the check's edit the graph), and each node's (inputs, outputs).  Where
-    `renamed` is set, its last nodes are the replacement's own: the model
-    holds renamed_nodes(renamed) in their place (the same nodes, but for the
-    names of the values they read and write, which `io` gives)."""
+    the check's edit the graph).  Where `renamed` is set, its last nodes are
+    the replacement's own: the model holds renamed_nodes(renamed) in their
+    place (the same nodes, but for the names of the values they read and
+    write)."""
 
     head: onnx.ModelProto
     nodes: list
-    io: list
     initializers: list
     data: list        # each initializer's data for a shared session (_data)
     inputs: list
@@ -128,6 +121,11 @@ class _Parts:
         if self.renamed is not None:
             nodes = nodes[:len(nodes) - len(self.renamed.nodes)] + renamed_nodes(self.renamed)
         return assemble(self.head, nodes, self.initializers, self.inputs, self.outputs, self.name)
+
+    def structure(self, head: bytes, io: list) -> ModelParts:
+        """What shared_checks.instances reads of this model: `head` its
+        head_key, `io` each of its nodes' (inputs, outputs)."""
+        return ModelParts(head, self.nodes, io, self.inputs, self.outputs, (), self.initializers)
 
 
 def _data(source) -> np.ndarray:
@@ -287,9 +285,9 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     inputs = [value_infos[i] for i in runtime]
     outs = [value_infos[o] for o in outputs]
     head = model_head(graph)
-    original = _graph_parts(head, s.original_nodes, inits(s.orig_in), inputs, outs, "original")
-    repl = _graph_parts(head, s.dequantize, inits(s.repl_in) + [own(t) for t in replacement.initializers],
-                        inputs, outs, "replacement")
+    original, original_io = _graph_parts(head, s.original_nodes, inits(s.orig_in), inputs, outs, "original")
+    repl, repl_io = _graph_parts(head, s.dequantize, inits(s.repl_in) + [own(t) for t in replacement.initializers],
+                                 inputs, outs, "replacement")
     _add_replacement(repl, replacement, new_io)
     symbolic = any(not isinstance(d, int) for i in runtime for d in (graph.shape(i) or ()))
     size = 0
@@ -302,31 +300,34 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     # inputs from DequantizeLinear: random values put on its grid (no DequantizeLinear in the graph: none)
     grid = qdq.grid_inputs(graph, runtime) if graph.has_qdq else {}
     if not grid and not qdq_check.quantizers_after(graph, outputs, steps) and not qdq_check.unfetchable_outputs(outs):
-        return LocalCheck((original, repl), symbolic, weights, size, steps, outputs)
+        key = head.SerializeToString(deterministic=True)   # its head_key: a head holds no more
+        instance = None if steps else instances([original.structure(key, original_io),
+                                                 repl.structure(key, repl_io + new_io)])
+        return LocalCheck((original, repl), symbolic, weights, size, steps, outputs, instance)
     original, repl = qdq.on_grid(original.model(), grid), qdq.on_grid(repl.model(), grid)
     original, repl, steps = qdq_check.with_quantizers(graph, original, repl, outputs, steps)  # QDQ: the integers too
     original, repl, steps = qdq_check.fetchable_outputs(original, repl, steps)   # int4 outputs as int8
     return LocalCheck.of_models(original, repl, symbolic, weights, size, steps)
 
 
-def _graph_parts(head, nodes: list, initializers: list, inputs: list, outputs: list, name: str) -> _Parts:
+def _graph_parts(head, nodes: list, initializers: list, inputs: list, outputs: list, name: str) -> tuple:
     """The _Parts of a model of the graph's `nodes` (copied now: the splice
-    and the passes after it edit the graph); `initializers`: (TensorProto,
-    its data) pairs."""
+    and the passes after it edit the graph), and each node's (inputs,
+    outputs); `initializers`: (TensorProto, its data) pairs."""
     copies = []
     for n in nodes:
         copy = onnx.NodeProto()
         copy.CopyFrom(n)
         copies.append(copy)
-    return _Parts(head, copies, [(n.input[:], n.output[:]) for n in copies], [t for t, _ in initializers],
-                  [data for _, data in initializers], inputs, outputs, name)
+    parts = _Parts(head, copies, [t for t, _ in initializers], [data for _, data in initializers], inputs, outputs,
+                   name)
+    return parts, [(n.input[:], n.output[:]) for n in copies]
 
 
 def _add_replacement(parts: _Parts, replacement: Replacement, new_io: list) -> None:
     """The replacement's nodes after `parts`' own, as renamed_nodes renames
     them (new_io: renamed_io): its own nodes, renamed when assembled, unless
     it adds Identity nodes for values it passes through."""
-    parts.io += new_io
     if len(new_io) == len(replacement.nodes):
         parts.nodes += replacement.nodes
         parts.renamed = replacement

@@ -37,8 +37,7 @@ from .equivalence import onnxruntime_session
 MIN_SHARED = 2  # checks of one structure that make it worth a session of its own
 
 
-@dataclass(frozen=True)
-class Side:
+class Side(NamedTuple):
     """One model of a check (its original or its replacement) as an
     instance of its structure: which of its values feed the structure's
     session, in order: its runtime inputs, then its initializers."""
@@ -89,12 +88,10 @@ def head_key(model: onnx.ModelProto) -> bytes:
     return head.SerializeToString(deterministic=True)
 
 
-def instances(models: Sequence[ModelParts], subgraphs: Optional[dict] = None) -> Optional[tuple[tuple, tuple]]:
+def instances(models: Sequence[ModelParts]) -> Optional[tuple[tuple, tuple]]:
     """(key, Sides): `models` (the models of a check) taken together as an
     instance of a structure, and each as a Side; None where one cannot
     share a session (a graph attribute, an initializer named as an input).
-    `subgraphs`: a cache of whether nodes have a graph attribute, by their
-    key, shared by many calls.
 
     The key holds what _canonical's models hold but their value names: the
     nodes without their names, labels and doc strings, the heads, the graph
@@ -103,51 +100,60 @@ def instances(models: Sequence[ModelParts], subgraphs: Optional[dict] = None) ->
     initializer's type and dims.  Equal keys mean equal session models: the
     names _canonical gives are those numbers."""
     nodes = _nodes_key([m.nodes for m in models])
-    has = None if subgraphs is None else subgraphs.get(nodes)
-    if has is None:   # the key holds every attribute: equal keys, the same answer
-        has = any(a.type in _SUBGRAPHS for m in models for n in m.nodes for a in n.attribute[:])
-        if subgraphs is not None:
-            subgraphs[nodes] = has
-    if has:
+    if _has_subgraph(nodes, models):
         return None
-    read: dict = {}   # by id of the list: the two models of a check have the same inputs and outputs
-    key, sides = [nodes, tuple([len(m.nodes) for m in models])], []
+    key, sides, read = [nodes], [], {}
     for m in models:
-        for vis in (m.inputs, m.outputs, m.value_info):
-            if id(vis) not in read:
-                read[id(vis)] = ([vi.name for vi in vis], _values_key(vis))
-        fed, weights = read[id(m.inputs)][0], [t.name for t in m.initializers]
-        if len(set(fed + weights)) != len(fed) + len(weights):   # an initializer overriding an input
+        lists = (m.inputs, m.outputs, m.value_info)
+        ids = tuple(map(id, lists))   # the two models of a check have the same inputs and outputs: read once
+        if ids not in read:
+            read[ids] = ([vi.name for vi in m.inputs], [vi.name for vi in m.outputs] + [None]
+                         + [vi.name for vi in m.value_info], tuple(map(_values_key, lists)))
+        fed, named, values = read[ids]
+        weights = [t.name for t in m.initializers]
+        where = _where(fed + weights, m.io, named)
+        if where is None:   # an initializer overriding an input
             return None
-        values = (read[id(m.inputs)][1], read[id(m.outputs)][1], read[id(m.value_info)][1])
-        key += (m.head, values, _where(fed + weights, m, read),
-                tuple([(t.data_type, tuple(t.dims[:])) for t in m.initializers]))
+        key += (len(m.nodes), m.head, values, where, tuple([(t.data_type, tuple(t.dims[:])) for t in m.initializers]))
         sides.append(Side(tuple(fed), tuple(weights)))
     return tuple(key), tuple(sides)
 
 
-def _where(fed: list, m: ModelParts, read: dict) -> tuple:
-    """Where each name of `m` stands, as the number of its first use in
+def _where(fed: list, io: Sequence[tuple], named: list) -> Optional[tuple]:
+    """Where each name stands, as the number of its first use in
     _canonical's order: `fed` (the graph inputs, then the initializers),
-    then per node its inputs and its outputs, then the graph outputs and
-    the value_info; "" (no value) and None (the end of a list) first, apart
-    from every name.  `read`: instances' names of each list of values."""
+    then per node (`io`) its inputs and its outputs, then `named` (the
+    graph outputs, None, the value_info); "" (no value) and None (the end
+    of a list) first, apart from every name.  None where a name is fed
+    twice."""
     names = ["", None, *fed]
-    for ins, outs in m.io:
+    for ins, outs in io:
         names += ins
         names.append(None)
         names += outs
         names.append(None)
-    names += read[id(m.outputs)][0]
-    names.append(None)
-    names += read[id(m.value_info)][0]
-    first = dict.fromkeys(names)
-    for k, name in enumerate(first):
-        first[name] = k
-    return tuple(map(first.__getitem__, names))
+    names += named
+    first: dict = {}
+    where = tuple([first.setdefault(name, len(first)) for name in names])
+    if fed and where[len(fed) + 1] != len(fed) + 1:   # numbered in order: fed[-1] is len(fed) + 1 when none repeats
+        return None
+    return where
 
 
 _SUBGRAPHS = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+_HAS_SUBGRAPH: dict = {}   # _nodes_key -> whether one of those nodes has a graph attribute
+MAX_KEPT = 4096            # kinds of nodes _HAS_SUBGRAPH keeps (a run has tens)
+
+
+def _has_subgraph(key: bytes, models: Sequence[ModelParts]) -> bool:
+    """Whether a node of `models` has a graph attribute; `key`: their
+    _nodes_key, which holds every attribute: equal keys, the same answer."""
+    has = _HAS_SUBGRAPH.get(key)
+    if has is None:
+        has = any(a.type in _SUBGRAPHS for m in models for n in m.nodes for a in n.attribute[:])
+        if len(_HAS_SUBGRAPH) < MAX_KEPT:
+            _HAS_SUBGRAPH[key] = has
+    return has
 
 
 def _nodes_key(lists: Sequence[Sequence[onnx.NodeProto]]) -> bytes:
@@ -265,11 +271,10 @@ def shared_structures(checks: Sequence) -> list[Structure]:
     MIN_SHARED - 1 other checks, a Structure per pair; quantized checks
     (`steps`) excluded."""
     by_pair: dict[tuple, Structure] = {}
-    subgraphs: dict = {}   # instances' cache: many checks, few structures
     for k, c in enumerate(checks):
         if c.steps:
             continue
-        found = c.instance(subgraphs)
+        found = c.instance
         if found is None:
             continue
         s = by_pair.setdefault(found[0], Structure([], []))
