@@ -24,7 +24,8 @@ from .equivalence import (Comparison, FeedTooLarge, RunError, compare_outputs, f
                           random_feeds, random_values, run_model)
 from . import qdq, qdq_check
 from .graph import GraphView
-from .shared_checks import ModelParts, StructureSessions, instances, parts_of, shared_structures
+from .shared_checks import (ModelParts, StructureSessions, Values, instances, parts_of, shared_structures,
+                            values_of)
 from .weights import data_bytes, from_array, to_array, weight_stub
 from .standalone import assemble, external_inputs, external_reads, model_head
 from .rewrite import Match, Replacement
@@ -122,10 +123,11 @@ class _Parts:
             nodes = nodes[:len(nodes) - len(self.renamed.nodes)] + renamed_nodes(self.renamed)
         return assemble(self.head, nodes, self.initializers, self.inputs, self.outputs, self.name)
 
-    def structure(self, head: bytes, io: list) -> ModelParts:
+    def structure(self, head: bytes, io: list, values: Values) -> ModelParts:
         """What shared_checks.instances reads of this model: `head` its
-        head_key, `io` each of its nodes' (inputs, outputs)."""
-        return ModelParts(head, self.nodes, io, self.inputs, self.outputs, (), self.initializers)
+        head_key, `io` each of its nodes' (inputs, outputs), `values`: its
+        inputs' and outputs' (values_of)."""
+        return ModelParts(head, self.nodes, io, values, self.initializers)
 
 
 def _data(source) -> np.ndarray:
@@ -300,14 +302,20 @@ def build_check(graph: GraphView, match: Match, replacement: Replacement) -> Loc
     # inputs from DequantizeLinear: random values put on its grid (no DequantizeLinear in the graph: none)
     grid = qdq.grid_inputs(graph, runtime) if graph.has_qdq else {}
     if not grid and not qdq_check.quantizers_after(graph, outputs, steps) and not qdq_check.unfetchable_outputs(outs):
-        key = head.SerializeToString(deterministic=True)   # its head_key: a head holds no more
-        instance = None if steps else instances([original.structure(key, original_io),
-                                                 repl.structure(key, repl_io + new_io)])
+        instance = None if steps else _instance(head, original, original_io, repl, repl_io + new_io)
         return LocalCheck((original, repl), symbolic, weights, size, steps, outputs, instance)
     original, repl = qdq.on_grid(original.model(), grid), qdq.on_grid(repl.model(), grid)
     original, repl, steps = qdq_check.with_quantizers(graph, original, repl, outputs, steps)  # QDQ: the integers too
     original, repl, steps = qdq_check.fetchable_outputs(original, repl, steps)   # int4 outputs as int8
     return LocalCheck.of_models(original, repl, symbolic, weights, size, steps)
+
+
+def _instance(head: onnx.ModelProto, original: _Parts, original_io: list, repl: _Parts, repl_io: list) -> tuple:
+    """shared_checks.instances of a check's two models, from their parts
+    (one head, the same inputs and outputs: read once)."""
+    key = head.SerializeToString(deterministic=True)   # its head_key: a head holds no more
+    values = values_of(original.inputs, original.outputs, ())
+    return instances([original.structure(key, original_io, values), repl.structure(key, repl_io, values)])
 
 
 def _graph_parts(head, nodes: list, initializers: list, inputs: list, outputs: list, name: str) -> tuple:

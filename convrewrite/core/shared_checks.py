@@ -46,18 +46,33 @@ class Side(NamedTuple):
     weights: tuple[str, ...]
 
 
+class Values(NamedTuple):
+    """What a model's structure reads of its graph inputs, outputs and
+    value_info (values_of): the inputs' names; the outputs' names, None,
+    the value_info's names; and each of the three without their names,
+    serialised."""
+
+    inputs: list
+    named: list
+    key: tuple
+
+
+def values_of(inputs: Sequence[onnx.ValueInfoProto], outputs: Sequence[onnx.ValueInfoProto],
+              value_info: Sequence[onnx.ValueInfoProto]) -> Values:
+    return Values([vi.name for vi in inputs], [vi.name for vi in outputs] + [None] + [vi.name for vi in value_info],
+                  (_values_key(inputs), _values_key(outputs), _values_key(value_info)))
+
+
 class ModelParts(NamedTuple):
     """What a model's structure is read from: its head_key; its nodes (the
     names of their values are not read: `io` gives them) and each node's
-    (inputs, outputs); its graph inputs, outputs and value_info
-    (ValueInfoProtos) and its initializers (TensorProtos)."""
+    (inputs, outputs); its graph inputs, outputs and value_info (Values)
+    and its initializers (TensorProtos)."""
 
     head: bytes
     nodes: Sequence[onnx.NodeProto]
     io: Sequence[tuple]
-    inputs: Sequence[onnx.ValueInfoProto]
-    outputs: Sequence[onnx.ValueInfoProto]
-    value_info: Sequence[onnx.ValueInfoProto]
+    values: Values
     initializers: Sequence[onnx.TensorProto]
 
 
@@ -69,8 +84,8 @@ def parts_of(model: onnx.ModelProto) -> Optional[ModelParts]:
     # [:] (here and below): a list of the repeated field at once; iterating the field
     # itself ends in an IndexError whose message is formatted, many times its cost
     nodes = g.node[:]
-    return ModelParts(head_key(model), nodes, [(n.input[:], n.output[:]) for n in nodes], g.input[:], g.output[:],
-                      g.value_info[:], g.initializer[:])
+    return ModelParts(head_key(model), nodes, [(n.input[:], n.output[:]) for n in nodes],
+                      values_of(g.input[:], g.output[:], g.value_info[:]), g.initializer[:])
 
 
 def structure_of(model: onnx.ModelProto) -> Optional[tuple]:
@@ -102,19 +117,14 @@ def instances(models: Sequence[ModelParts]) -> Optional[tuple[tuple, tuple]]:
     nodes = _nodes_key([m.nodes for m in models])
     if _has_subgraph(nodes, models):
         return None
-    key, sides, read = [nodes], [], {}
+    key, sides = [nodes], []
     for m in models:
-        lists = (m.inputs, m.outputs, m.value_info)
-        ids = tuple(map(id, lists))   # the two models of a check have the same inputs and outputs: read once
-        if ids not in read:
-            read[ids] = ([vi.name for vi in m.inputs], [vi.name for vi in m.outputs] + [None]
-                         + [vi.name for vi in m.value_info], tuple(map(_values_key, lists)))
-        fed, named, values = read[ids]
-        weights = [t.name for t in m.initializers]
-        where = _where(fed + weights, m.io, named)
+        fed, weights = m.values.inputs, [t.name for t in m.initializers]
+        where = _where(fed + weights, m.io, m.values.named)
         if where is None:   # an initializer overriding an input
             return None
-        key += (len(m.nodes), m.head, values, where, tuple([(t.data_type, tuple(t.dims[:])) for t in m.initializers]))
+        key += (len(m.nodes), m.head, m.values.key, where,
+                tuple([(t.data_type, tuple(t.dims[:])) for t in m.initializers]))
         sides.append(Side(tuple(fed), tuple(weights)))
     return tuple(key), tuple(sides)
 
