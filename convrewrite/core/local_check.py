@@ -53,6 +53,8 @@ class LocalCheck:
     assembled when first asked for: a check that runs in its structure's
     shared session reads only its `instance` and its weights' data."""
 
+    __slots__ = ("parts", "_models", "symbolic", "weights", "weight_bytes", "steps", "outputs", "instance")
+
     def __init__(self, parts: Optional[tuple], symbolic: bool, weights: dict, weight_bytes: int, steps: dict,
                  outputs: list, instance: Optional[tuple], models: Optional[tuple] = None):
         self.parts = parts                 # (original, replacement) _Parts; None: `models` as given
@@ -99,7 +101,7 @@ class LocalCheck:
         return [to_array(weights[t.name]() if t.name in weights else t) for t in self._models[k].graph.initializer[:]]
 
 
-@dataclass
+@dataclass(slots=True)   # one pair per check, held until the checks run: no dict each
 class _Parts:
     """One check model before it is assembled (standalone.assemble's
     arguments; the graph's nodes among them are copies: the passes after
