@@ -9,7 +9,10 @@ models and exercised with batch 1 and batch 2.
 
 The standalone models hold their large weights as stubs (dims, no data);
 the data is filled in only for the batch being run, so checking a model
-never holds a second copy of all its weights.
+never holds a second copy of all its weights.  They are assembled from
+their parts (copies of the graph's nodes, the replacement's own) only when
+asked for: most checks run in the session of their structure
+(shared_checks.py), which reads their parts alone.
 """
 from __future__ import annotations
 

@@ -6,9 +6,16 @@ nodes, attributes, shapes and types; only the names and the weights differ.
 Creating an onnxruntime session costs about the same per node whatever the
 batching (on the issue-12 benchmark it was most of the local checks' time),
 while running one costs a few microseconds per node.  So the checks of one
-structure run in one session per side: the check model with canonical names
+structure run in one session: each side's check model with canonical names
 (`v0`, `v1`, ... in order of first use) and every initializer made a graph
-input; each check feeds its own random inputs and its own weights.
+input, both sides side by side (one run checks both); each check feeds its
+own random inputs and its own weights.
+
+A check's structure is read from its parts (`instances`: the nodes and
+values without their names, where each name stands, the initializers'
+types and dims), without assembling its models: of a thousand checks, only
+the first of each structure's (for its session) and those that run alone
+are assembled.
 
 What is checked does not change: each rewrite's original and replacement
 still run on the same seeded inputs and are compared with the same
@@ -59,6 +66,7 @@ class Values(NamedTuple):
 
 def values_of(inputs: Sequence[onnx.ValueInfoProto], outputs: Sequence[onnx.ValueInfoProto],
               value_info: Sequence[onnx.ValueInfoProto]) -> Values:
+    """The Values of a model of these inputs, outputs and value_info."""
     return Values([vi.name for vi in inputs], [vi.name for vi in outputs] + [None] + [vi.name for vi in value_info],
                   (_values_key(inputs), _values_key(outputs), _values_key(value_info)))
 

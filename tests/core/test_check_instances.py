@@ -282,3 +282,27 @@ def test_large_weights_run_in_a_shared_session_with_their_data(monkeypatch):
     results = verify_checks(checks)
     assert [said(r) for r in results] == [said(run_alone(c, k, 0)) for k, c in enumerate(checks)]
     assert [bool(r) for r in results] == [True, False, True, True]
+
+
+def test_a_replacement_that_passes_a_value_through_is_checked_with_its_identity():
+    """y = Relu(x) replaced by x itself: renamed_nodes adds an Identity
+    (the check models hold it); two such checks share a session and each
+    gets its own verdict (Relu is not the identity on negative inputs)."""
+    def check(name):
+        model = helper.make_model(helper.make_graph(
+            [helper.make_node("Relu", [f"{name}/x"], [f"{name}/y"], name=f"{name}/relu")], "g",
+            [helper.make_tensor_value_info(f"{name}/x", TensorProto.FLOAT, [2, 3])],
+            [helper.make_tensor_value_info(f"{name}/y", TensorProto.FLOAT, [2, 3])]),
+            opset_imports=[helper.make_opsetid("", 17)])
+        graph = GraphView(model)
+        return build_check(graph, Match(graph.graph.node[0], None), Replacement((), (), {f"{name}/y": f"{name}/x"}))
+
+    checks = [check("p"), check("q")]
+    assert [n.op_type for n in checks[0].replacement.graph.node] == ["Identity"]
+    whole = [LocalCheck.of_models(c.original, c.replacement, c.symbolic, c.weights, c.weight_bytes, c.steps)
+             for c in checks]
+    assert [w.instance for w in whole] == [c.instance for c in checks]
+    assert [s.checks for s in shared_structures(checks)] == [[0, 1]]
+    results = verify_checks(checks)
+    assert [said(r) for r in results] == [said(run_alone(c, k, 0)) for k, c in enumerate(checks)]
+    assert not any(results)
