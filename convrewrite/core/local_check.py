@@ -9,23 +9,28 @@ models and exercised with batch 1 and batch 2.
 
 The standalone models hold their large weights as stubs (dims, no data);
 the data is filled in only for the batch being run, so checking a model
-never holds a second copy of all its weights.
+never holds a second copy of all its weights.  They are assembled from
+their parts (copies of the graph's nodes, the replacement's own) only when
+asked for: most checks run in the session of their structure
+(shared_checks.py), which reads their parts alone.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
+import numpy as np
 import onnx
 from onnx import helper
 
-from .equivalence import (Comparison, FeedTooLarge, RunError, feed_shapes, pinned_dims, random_feeds,
-                          random_values, run_model)
+from .equivalence import (Comparison, FeedTooLarge, RunError, compare_outputs, feed_shapes, pinned_dims,
+                          random_feeds, random_values, run_model)
 from . import qdq, qdq_check
 from .graph import GraphView
-from .shared_checks import SharedSession, shared_structures
-from .weights import data_bytes, from_array, weight_stub
-from .standalone import external_inputs, external_reads, make_model
+from .shared_checks import (ModelParts, StructureSessions, Values, instances, parts_of, shared_structures,
+                            values_of)
+from .weights import data_bytes, from_array, to_array, weight_stub
+from .standalone import assemble, external_inputs, external_reads, model_head
 from .rewrite import Match, Replacement
 from .splice import renamed_io, renamed_nodes
 
@@ -44,18 +49,104 @@ class UnknownValue(CheckError):
     not of the replacement."""
 
 
-@dataclass
 class LocalCheck:
-    original: onnx.ModelProto      # large weights as stubs, see `weights`
-    replacement: onnx.ModelProto
-    symbolic: bool                 # some input dim is symbolic: run batch 1 and 2
-    weights: dict[str, Callable[[], onnx.TensorProto]] = field(default_factory=dict)  # stub -> its data
-    weight_bytes: int = 0
-    steps: dict = field(default_factory=dict)   # quantized outputs, compared in steps (core/qdq.py)
+    """A rewrite's check: its original nodes and their replacement as two
+    standalone models (`original`, `replacement`) with the same inputs and
+    outputs, large weights as stubs (see `weights`).  The models are
+    assembled when first asked for: a check that runs in its structure's
+    shared session reads only its `instance` and its weights' data."""
+
+    __slots__ = ("parts", "_models", "symbolic", "weights", "weight_bytes", "steps", "outputs", "instance")
+
+    def __init__(self, parts: Optional[tuple], symbolic: bool, weights: dict, weight_bytes: int, steps: dict,
+                 outputs: list, instance: Optional[tuple], models: Optional[tuple] = None):
+        self.parts = parts                 # (original, replacement) _Parts; None: `models` as given
+        self._models = models
+        self.symbolic = symbolic           # some input dim is symbolic: run batch 1 and 2
+        self.weights: dict[str, Callable[[], onnx.TensorProto]] = weights   # stub -> its data
+        self.weight_bytes = weight_bytes
+        self.steps = steps                 # quantized outputs, compared in steps (core/qdq.py)
+        self.outputs = outputs             # the names of both models' outputs
+        # shared_checks.instances of the two models: (key, (original Side, replacement Side)); None where
+        # they cannot share a session, or (quantized: `steps`) do not
+        self.instance = instance
+
+    @classmethod
+    def of_models(cls, original: onnx.ModelProto, replacement: onnx.ModelProto, symbolic: bool, weights: dict,
+                  weight_bytes: int, steps: dict) -> "LocalCheck":
+        parts = None if steps else [parts_of(m) for m in (original, replacement)]
+        instance = None if parts is None or None in parts else instances(parts)
+        return cls(None, symbolic, weights, weight_bytes, steps, [o.name for o in original.graph.output[:]],
+                   instance, (original, replacement))
+
+    @property
+    def original(self) -> onnx.ModelProto:
+        return self._assembled()[0]
+
+    @property
+    def replacement(self) -> onnx.ModelProto:
+        return self._assembled()[1]
+
+    def _assembled(self) -> tuple:
+        if self._models is None:
+            self._models = (self.parts[0].model(), self.parts[1].model())
+        return self._models
 
     def materialized(self) -> tuple[onnx.ModelProto, onnx.ModelProto]:
         """(original, replacement) with every stub filled in."""
         return _filled(self.original, self.weights), _filled(self.replacement, self.weights)
+
+    def weight_values(self, k: int) -> list:
+        """The data of model `k`'s initializers (0: original, 1: replacement), in order, stubs filled in."""
+        if self.parts is not None:
+            return [_data(source) for source in self.parts[k].data]
+        weights = self.weights
+        return [to_array(weights[t.name]() if t.name in weights else t) for t in self._models[k].graph.initializer[:]]
+
+
+@dataclass(slots=True)   # one pair per check, held until the checks run: no dict each
+class _Parts:
+    """One check model before it is assembled (standalone.assemble's
+    arguments; the graph's nodes among them are copies: the passes after
+    the check's edit the graph).  Where `renamed` is set, its last nodes are
+    the replacement's own: the model holds renamed_nodes(renamed) in their
+    place (the same nodes, but for the names of the values they read and
+    write)."""
+
+    head: onnx.ModelProto
+    nodes: list
+    initializers: list
+    data: list        # each initializer's data for a shared session (_data)
+    inputs: list
+    outputs: list
+    name: str
+    renamed: Optional[Replacement] = None
+
+    def model(self) -> onnx.ModelProto:
+        nodes = self.nodes
+        if self.renamed is not None:
+            nodes = nodes[:len(nodes) - len(self.renamed.nodes)] + renamed_nodes(self.renamed)
+        return assemble(self.head, nodes, self.initializers, self.inputs, self.outputs, self.name)
+
+    def structure(self, head: bytes, io: list, values: Values) -> ModelParts:
+        """What shared_checks.instances reads of this model: `head` its
+        head_key, `io` each of its nodes' (inputs, outputs), `values`: its
+        inputs' and outputs' (values_of)."""
+        return ModelParts(head, self.nodes, io, values, self.initializers)
+
+
+def _data(source) -> np.ndarray:
+    """An initializer's data from its source in _Parts.data: an array as it
+    is, a TensorProto decoded, or what a function (a stub's) gives, so."""
+    if callable(source):
+        source = source()
+    return source if type(source) is np.ndarray else to_array(source)
+
+
+# The types of the graph's constants that a shared session is fed as they are: for these,
+# to_array(from_array(value)), what the check model holds, is the same array (type, shape, bytes).
+_AS_IS = frozenset(np.dtype(t) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+                                         np.uint32, np.uint64, np.float16, np.float32, np.float64))
 
 
 def _filled(model: onnx.ModelProto, weights) -> onnx.ModelProto:
@@ -124,12 +215,12 @@ class _Sides:
     runtime: list
 
 
-def _sides(graph: GraphView, match: Match, replacement: Replacement, new_nodes: Optional[list] = None) -> _Sides:
+def _sides(graph: GraphView, match: Match, replacement: Replacement, new_io: Optional[list] = None) -> _Sides:
     """The parts of both check models; CheckError when the replacement is
     malformed: it does not provide an output of the match that is read, it
     reads a value the original nodes do not, or a value crossing the
-    boundary has an unknown shape or type.  `new_nodes`: renamed_nodes(
-    replacement) where the caller builds them (else only their names are read).
+    boundary has an unknown shape or type.  `new_io`: renamed_io(
+    replacement) where the caller has it.
     Structure only: no constant is decoded (build_check reads the values)."""
     outputs = list(replacement.outputs)
     inside = {id(n) for n in match.nodes}
@@ -141,8 +232,8 @@ def _sides(graph: GraphView, match: Match, replacement: Replacement, new_nodes: 
     missing = needed - set(outputs)
     if missing:
         raise CheckError(f"replacement does not provide {sorted(missing)}")
-    # the nodes the check model will hold (names only, without new_nodes)
-    new_io = renamed_io(replacement) if new_nodes is None else [(n.input[:], n.output[:]) for n in new_nodes]
+    # the nodes the check model will hold (names only)
+    new_io = renamed_io(replacement) if new_io is None else new_io
     new_reads = external_reads(new_io)
     dequantize = qdq_check.dequantized_reads(graph, new_reads)   # int8 weights stay int8
     own = {t.name for t in replacement.initializers}
@@ -174,55 +265,100 @@ def check_well_formed(graph: GraphView, match: Match, replacement: Replacement) 
 
 def build_check(graph: GraphView, match: Match, replacement: Replacement) -> LocalCheck:
     """Both sides as standalone models, with the same inputs and outputs
-    (CheckError for a malformed replacement, see _sides)."""
-    new_nodes = renamed_nodes(replacement)
-    s = _sides(graph, match, replacement, new_nodes)
+    (CheckError for a malformed replacement, see _sides); assembled when
+    first asked for, unless the check of a quantized group changes them."""
+    new_io = renamed_io(replacement)
+    s = _sides(graph, match, replacement, new_io)
     outputs, runtime = s.outputs, s.runtime
     constants = {i: graph.constant(i) if i in s.constant else None for i in set(s.orig_in) | set(s.repl_in)}
     value_infos = {name: graph.value_info(name) for name in runtime + outputs}   # one each, for both models
     weights: dict = {}
-    tensors: dict = {}   # a constant both sides read: one TensorProto (make_model copies it into each)
+    tensors: dict = {}   # a constant both sides read: one TensorProto (assemble copies it into each), its data
 
-    def from_graph(name: str) -> onnx.TensorProto:
+    def from_graph(name: str) -> tuple:
         if name not in tensors:
             tensors[name] = _from_graph(graph, name, constants[name], weights)
         return tensors[name]
 
-    def own(t: onnx.TensorProto) -> onnx.TensorProto:
+    def own(t: onnx.TensorProto) -> tuple:
         if data_bytes(t) < STUB_BYTES:
-            return t
+            return t, t
         weights[t.name] = lambda: t
-        return weight_stub(t.name, t.data_type, t.dims)
+        return weight_stub(t.name, t.data_type, t.dims), t
 
     def inits(names):
         return [from_graph(i) for i in names if constants[i] is not None]
 
     inputs = [value_infos[i] for i in runtime]
     outs = [value_infos[o] for o in outputs]
-    original = make_model(graph, s.original_nodes, inits(s.orig_in), inputs, outs, "original")
-    repl = make_model(graph, s.dequantize + new_nodes,
-                      inits(s.repl_in) + [own(t) for t in replacement.initializers], inputs, outs, "replacement")
-    grid = qdq.grid_inputs(graph, runtime)   # inputs from DequantizeLinear: random values put on its grid
-    original, repl = qdq.on_grid(original, grid), qdq.on_grid(repl, grid)
+    head = model_head(graph)
+    original, original_io = _graph_parts(head, s.original_nodes, inits(s.orig_in), inputs, outs, "original")
+    repl, repl_io = _graph_parts(head, s.dequantize, inits(s.repl_in) + [own(t) for t in replacement.initializers],
+                                 inputs, outs, "replacement")
+    _add_replacement(repl, replacement, new_io)
     symbolic = any(not isinstance(d, int) for i in runtime for d in (graph.shape(i) or ()))
-    size = sum(constants[i].nbytes for i in weights if constants.get(i) is not None)
-    size += sum(data_bytes(t) for t in replacement.initializers if t.name in weights)
+    size = 0
+    if weights:   # stubs: the bytes filled in while the check runs
+        size = sum(constants[i].nbytes for i in weights if constants.get(i) is not None)
+        size += sum(data_bytes(t) for t in replacement.initializers if t.name in weights)
     # quantized_outputs reads each output's type: only where a QuantizeLinear could make one
     quantizes = any(n.op_type == qdq.QUANTIZE for n in match.nodes)
     steps = qdq.quantized_outputs(match.nodes, outputs, graph) if quantizes else {}
+    # inputs from DequantizeLinear: random values put on its grid (no DequantizeLinear in the graph: none)
+    grid = qdq.grid_inputs(graph, runtime) if graph.has_qdq else {}
+    if not grid and not qdq_check.quantizers_after(graph, outputs, steps) and not qdq_check.unfetchable_outputs(outs):
+        instance = None if steps else _instance(head, original, original_io, repl, repl_io + new_io)
+        return LocalCheck((original, repl), symbolic, weights, size, steps, outputs, instance)
+    original, repl = qdq.on_grid(original.model(), grid), qdq.on_grid(repl.model(), grid)
     original, repl, steps = qdq_check.with_quantizers(graph, original, repl, outputs, steps)  # QDQ: the integers too
     original, repl, steps = qdq_check.fetchable_outputs(original, repl, steps)   # int4 outputs as int8
-    return LocalCheck(original, repl, symbolic, weights, size, steps)
+    return LocalCheck.of_models(original, repl, symbolic, weights, size, steps)
 
 
-def _from_graph(graph: GraphView, name: str, value, weights: dict) -> onnx.TensorProto:
+def _instance(head: onnx.ModelProto, original: _Parts, original_io: list, repl: _Parts, repl_io: list) -> tuple:
+    """shared_checks.instances of a check's two models, from their parts
+    (one head, the same inputs and outputs: read once)."""
+    key = head.SerializeToString(deterministic=True)   # its head_key: a head holds no more
+    values = values_of(original.inputs, original.outputs, ())
+    return instances([original.structure(key, original_io, values), repl.structure(key, repl_io, values)])
+
+
+def _graph_parts(head, nodes: list, initializers: list, inputs: list, outputs: list, name: str) -> tuple:
+    """The _Parts of a model of the graph's `nodes` (copied now: the splice
+    and the passes after it edit the graph), and each node's (inputs,
+    outputs); `initializers`: (TensorProto, its data) pairs."""
+    copies = []
+    for n in nodes:
+        copy = onnx.NodeProto()
+        copy.CopyFrom(n)
+        copies.append(copy)
+    parts = _Parts(head, copies, [t for t, _ in initializers], [data for _, data in initializers], inputs, outputs,
+                   name)
+    return parts, [(n.input[:], n.output[:]) for n in copies]
+
+
+def _add_replacement(parts: _Parts, replacement: Replacement, new_io: list) -> None:
+    """The replacement's nodes after `parts`' own, as renamed_nodes renames
+    them (new_io: renamed_io): its own nodes, renamed when assembled, unless
+    it adds Identity nodes for values it passes through."""
+    if len(new_io) == len(replacement.nodes):
+        parts.nodes += replacement.nodes
+        parts.renamed = replacement
+    else:
+        parts.nodes += renamed_nodes(replacement)
+
+
+def _from_graph(graph: GraphView, name: str, value, weights: dict) -> tuple:
     """The check models' initializer of the graph's constant `name` (whose
     value is `value`): the data itself, or a stub filled from the graph
-    while its check runs (recorded in `weights`)."""
+    while its check runs (recorded in `weights`); and its _Parts.data."""
+    as_is = type(value) is np.ndarray and value.dtype in _AS_IS
     if value.nbytes < STUB_BYTES:
-        return from_array(value, name)
+        t = from_array(value, name)
+        return t, value if as_is else t
     weights[name] = lambda: from_array(graph.constant(name), name)
-    return weight_stub(name, helper.np_dtype_to_tensor_dtype(value.dtype), value.shape)
+    return (weight_stub(name, helper.np_dtype_to_tensor_dtype(value.dtype), value.shape),
+            (lambda: graph.constant(name)) if as_is else weights[name])
 
 
 def _prefixed(model: onnx.ModelProto, prefix: str) -> onnx.ModelProto:
@@ -311,7 +447,7 @@ def verify_checks(checks: Sequence[LocalCheck], seed: int = 0, rtol=None, atol=N
     total = sum(len(group) for _, group in work) + sum(1 + checks[k].symbolic for s in shared for k in s.checks)
     done = 0
     for structure in shared:
-        sessions = [SharedSession(m) for m in structure.session_models(checks[structure.checks[0]])]
+        sessions = StructureSessions(checks[structure.checks[0]])
         for batch in (1, 2):
             shapes = _shared_feed_shapes(checks[structure.checks[0]], batch)
             for k, sides in zip(structure.checks, structure.sides):
@@ -371,12 +507,13 @@ def _run_shared(results: list, k: int, check: LocalCheck, sides, sessions, seed:
     except FeedTooLarge as e:
         results[k] = f"the check's random inputs would be too large ({e})"
         return
-    outputs = []
-    for side, session, model, oracle in zip(sides, sessions, (check.original, check.replacement), (True, False)):
-        out = session.run(side, model, check.weights, feeds)
-        if out is None:
-            out = _run_each([_filled(model, check.weights)], [feeds], oracle)[0]
-        outputs.append(out)
+    inputs = list(feeds.values()) if sides[0].inputs == sides[1].inputs == tuple(feeds) else None
+    outputs = sessions.run([(inputs or [feeds[name] for name in side.inputs]) + check.weight_values(j)
+                            for j, side in enumerate(sides)])
+    for j in (0, 1):   # the original may fall back on onnx's reference evaluator (the oracle)
+        if outputs[j] is None:
+            model = check.original if j == 0 else check.replacement   # assembled only here
+            outputs[j] = _run_each([_filled(model, check.weights)], [feeds], oracle=j == 0)[0]
     _judge(results, k, check, outputs[0], outputs[1], rtol, atol, Comparison())
 
 
@@ -392,13 +529,13 @@ def _judge(results: list, k: int, check: LocalCheck, want, got, rtol, atol, fuse
     elif isinstance(got, str):
         results[k] = f"onnxruntime cannot run the replacement: {got}"
     else:
-        names = [o.name for o in check.original.graph.output[:]]
-        compared = qdq.compare_outputs(names, want, got, rtol, atol, check.steps)
+        compared = (qdq.compare_outputs(check.outputs, want, got, rtol, atol, check.steps) if check.steps
+                    else compare_outputs(check.outputs, want, got, rtol, atol))
         if isinstance(want, ReferenceRun):
             for o in compared.outputs:
                 if not o:
                     o.message = "; ".join(filter(None, [o.message, REFERENCE_RAN]))
-        results[k] = results[k].merge(compared)
+        results[k] = results[k].merge(compared) if results[k].outputs else compared
         if fused.outputs:   # only quantized checks run fused
             results[k] = results[k].merge(fused)
 

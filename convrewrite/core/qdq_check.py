@@ -48,6 +48,8 @@ def weight_nodes(graph, nodes: Sequence[onnx.NodeProto]) -> list:
     the weight would look unquantized to onnxruntime's fusion, which then
     quantizes it again by itself (per tensor) and computes another function
     than the model."""
+    if not qdq._may_quantize(graph):   # no node of the graph is quantized
+        return []
     out, seen = [], set()
     for node in nodes:
         if qdq.region(node, graph) is None:
@@ -66,6 +68,8 @@ def dequantized_reads(graph, reads: Sequence[str]) -> list:
     that produce the constant values a replacement reads from the graph
     (`reads`: a quantized form's Conv reading the original DQ(w int8)), in
     graph order: kept in its check model for the reason `weight_nodes` gives."""
+    if not qdq._may_quantize(graph):   # no DequantizeLinear in the graph
+        return []
     out, seen = [], set()
     for name in reads:
         for n in _path_to_dequantize(name, graph):
@@ -100,18 +104,7 @@ def with_quantizers(graph, original: onnx.ModelProto, replacement: onnx.ModelPro
     Returns (original, replacement, steps)."""
     from onnx import helper, numpy_helper
 
-    extra = []
-    for o in outputs:
-        if o in steps:
-            continue
-        q = next((c for c in graph.consumers(o) if c.op_type == qdq.QUANTIZE and qdq.grid_of(c) is not None), None)
-        if q is None:
-            continue
-        scale, zp = graph.constant(q.input[1]), graph.constant(q.input[2])
-        if scale is None or zp is None or np.size(scale) != 1:
-            continue
-        alone = len(graph.consumers(o)) == 1 and o not in graph.graph_outputs
-        extra.append((o, q, np.asarray(scale), np.asarray(zp), alone))
+    extra = quantizers_after(graph, outputs, steps)
     if not extra:
         return original, replacement, steps
     steps = dict(steps)
@@ -130,6 +123,27 @@ def with_quantizers(graph, original: onnx.ModelProto, replacement: onnx.ModelPro
                 del m.graph.output[:]
                 m.graph.output.extend(kept)
     return (*_edited(original, replacement, add_quantizers), steps)
+
+
+def quantizers_after(graph, outputs: Sequence[str], steps: dict) -> list:
+    """The QuantizeLinear after each output that with_quantizers adds to both
+    check models: (output, QuantizeLinear, scale, zero point, whether it is
+    the output's only reader); empty where it leaves them as they are."""
+    if not qdq._may_quantize(graph):   # no QuantizeLinear in the graph
+        return []
+    extra = []
+    for o in outputs:
+        if o in steps:
+            continue
+        q = next((c for c in graph.consumers(o) if c.op_type == qdq.QUANTIZE and qdq.grid_of(c) is not None), None)
+        if q is None:
+            continue
+        scale, zp = graph.constant(q.input[1]), graph.constant(q.input[2])
+        if scale is None or zp is None or np.size(scale) != 1:
+            continue
+        alone = len(graph.consumers(o)) == 1 and o not in graph.graph_outputs
+        extra.append((o, q, np.asarray(scale), np.asarray(zp), alone))
+    return extra
 
 
 def _edited(original: onnx.ModelProto, replacement: onnx.ModelProto, edit) -> tuple:
@@ -167,12 +181,17 @@ def _fetchable(model: onnx.ModelProto, name: str, elem: int) -> str:
     return name
 
 
+def unfetchable_outputs(outputs: Sequence[onnx.ValueInfoProto]) -> list:
+    """The names of `outputs` of a type onnxruntime cannot return (fetchable_outputs fetches them through a Cast)."""
+    return [v.name for v in outputs if v.type.tensor_type.elem_type in _FETCHED_AS]
+
+
 def fetchable_outputs(original: onnx.ModelProto, replacement: onnx.ModelProto, steps: dict) -> tuple:
     """Both check models with each output of a type onnxruntime cannot return
     (a QuantizeLinear to int4 that the rewrite's output is) fetched through
     `_fetchable`'s Cast instead, and `steps` keyed by the new names.
     Returns (original, replacement, steps)."""
-    unfetchable = [v.name for v in original.graph.output[:] if v.type.tensor_type.elem_type in _FETCHED_AS]
+    unfetchable = unfetchable_outputs(original.graph.output[:])
     if not unfetchable:
         return original, replacement, steps
     steps = dict(steps)

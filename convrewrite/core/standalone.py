@@ -48,15 +48,30 @@ def make_model(graph: GraphView, nodes, initializers, inputs: Sequence[onnx.Valu
     helper.make_graph(...)) makes, built in place (make_model copies the
     graph it is given once more; there is one such model per side of every
     local check)."""
+    return assemble(model_head(graph), nodes, initializers, inputs, outputs, name)
+
+
+def model_head(graph: GraphView) -> onnx.ModelProto:
+    """What make_model's model takes from the graph's model: its IR version
+    (4 at least) and its opsets, copied (a local check assembles its models
+    after the passes that edit the graph)."""
+    head = onnx.ModelProto()
+    head.ir_version = max(4, graph.model.ir_version)
+    head.opset_import.extend(graph.model.opset_import[:])
+    return head
+
+
+def assemble(head: onnx.ModelProto, nodes, initializers, inputs: Sequence[onnx.ValueInfoProto],
+             outputs: Sequence[onnx.ValueInfoProto], name: str) -> onnx.ModelProto:
+    """make_model's model from model_head's `head` (copied: one head serves both models of a check)."""
     model = onnx.ModelProto()
-    model.ir_version = max(4, graph.model.ir_version)
+    model.CopyFrom(head)
     g = model.graph
     g.node.extend(nodes)
     g.name = name
     g.input.extend(inputs)
     g.output.extend(outputs)
     g.initializer.extend(initializers)
-    model.opset_import.extend(graph.model.opset_import[:])
     return model
 
 
