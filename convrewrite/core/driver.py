@@ -219,20 +219,16 @@ def _deferred_checks(current: list, oracle: Oracle, run: "_Run", owned: bool) ->
     return _redo(oracle, run, owned)
 
 
-def _redo(oracle: Oracle, run: "_Run", owned: bool) -> tuple:
-    """The passes again from the original, checking before each splice:
+def _redo(oracle: Oracle, run: "_Run", owned: bool, bisecting: bool = False) -> tuple:
+    """The passes again from the original, checking locally before each
+    splice, and with `bisecting` the whole model after each pass too:
     (result, the new run, None)."""
     run.report.rewrites = []   # the second run's records replace the first's
-    again = _again(run, owned)
+    run.view = run.indexes = None   # the first run's model (a view's, the splice's): not held through the second
+    again = _Run(run.passes, run.profile, run.settings, run.report, run.weight_budget, run.progress, owned)
     original = [oracle.model]   # handed over, as in optimize
     again.model_bytes = weight_bytes(original[0])
-    return again.all_passes(original.pop(), None), again, None
-
-
-def _again(run: "_Run", owned: bool) -> "_Run":
-    """A run like `run`, to do it again from the original."""
-    run.view = run.indexes = None   # the first run's model (a view's, the splice's): not held through the second
-    return _Run(run.passes, run.profile, run.settings, run.report, run.weight_budget, run.progress, owned)
+    return again.all_passes(original.pop(), oracle if bisecting else None), again, None
 
 
 def _checked(result: list, oracle: Oracle, run: "_Run", owned: bool, started=None) -> onnx.ModelProto:
@@ -246,11 +242,7 @@ def _checked(result: list, oracle: Oracle, run: "_Run", owned: bool, started=Non
         return result.pop()
     result.clear()
     oracle.last_model = None   # the failed result: not held through the second run
-    run.report.rewrites = []   # the second run's records replace the first's
-    original = [oracle.model]   # handed over, as in optimize
-    again = _again(run, owned)
-    again.model_bytes = weight_bytes(original[0])
-    return again.all_passes(original.pop(), oracle)
+    return _redo(oracle, run, owned, bisecting=True)[0]
 
 
 def _weight_budget(model: onnx.ModelProto) -> int:

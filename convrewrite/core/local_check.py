@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .equivalence import (Comparison, FeedTooLarge, RunError, compare_outputs, feed_shapes, pinned_dims,
+from .equivalence import (Comparison, FeedTooLarge, RunError, feed_shapes, pinned_dims,
                           random_feeds, random_values, run_model)
 from . import qdq, qdq_check
 from .graph import GraphView
@@ -529,8 +529,7 @@ def _judge(results: list, k: int, check: LocalCheck, want, got, rtol, atol, fuse
     elif isinstance(got, str):
         results[k] = f"onnxruntime cannot run the replacement: {got}"
     else:
-        compared = (qdq.compare_outputs(check.outputs, want, got, rtol, atol, check.steps) if check.steps
-                    else compare_outputs(check.outputs, want, got, rtol, atol))
+        compared = qdq.compare_outputs(check.outputs, want, got, rtol, atol, check.steps)
         if isinstance(want, ReferenceRun):
             for o in compared.outputs:
                 if not o:

@@ -142,10 +142,7 @@ class Oracle:
         # the original's fused outputs computed once
         self.steps = qdq.output_steps(model)
         if qdq.has_qdq(model) and self._engine == "onnxruntime":
-            try:
-                self._want_fused = run_onnxruntime(model, self.feeds, True)
-            except Exception:  # onnxruntime cannot optimize it: the spec comparison stands alone
-                self._want_fused = None
+            self._want_fused = _or_none(lambda: run_onnxruntime(model, self.feeds, True))
 
     def _settle(self) -> None:
         """Wait for the original's run in the background, if one is under way.
@@ -163,10 +160,7 @@ class Oracle:
             self.steps = {}
             self._run_original(self.model)
         else:
-            try:
-                self._want_fused = background.fused() if self._fused_too else None
-            except Exception:  # onnxruntime cannot optimize it: the spec comparison stands alone
-                self._want_fused = None
+            self._want_fused = _or_none(background.fused) if self._fused_too else None
         self.seconds += time.perf_counter() - t
 
     def abandon(self) -> None:
@@ -176,30 +170,17 @@ class Oracle:
         if self._background is not None:
             self._background.join()
 
-    # The original's run, settled on first use: its outputs (None: it could
-    # not run, `error` says why), their engine ("onnxruntime" or "reference"),
-    # and a quantized model's outputs under fused int8 execution (or None).
-    @property
-    def want(self) -> Optional[list]:
-        self._settle()
-        return self._want
+    # The original's run, settled on first use (_settle): its outputs (None: it could not run,
+    # `error` says why), their engine ("onnxruntime" or "reference"), and a quantized model's
+    # outputs under fused int8 execution (or None).
+    want = property(lambda self: self._settled("_want"))
+    engine = property(lambda self: self._settled("_engine"))
+    want_fused = property(lambda self: self._settled("_want_fused"))
+    error = property(lambda self: self._settled("_error"))
 
-    @property
-    def engine(self) -> Optional[str]:
+    def _settled(self, field: str):
         self._settle()
-        return self._engine
-
-    @property
-    def want_fused(self) -> Optional[list]:
-        self._settle()
-        return self._want_fused
-
-    @property
-    def error(self) -> Optional[str]:
-        self._settle()
-        return self._error
-
-    # --- comparing ----------------------------------------------------------------
+        return getattr(self, field)
 
     def start(self, model: onnx.ModelProto) -> Optional[InBackground]:
         """compare(model)'s run of `model`, started in the background where
@@ -472,11 +453,15 @@ class Oracle:
 def _outputs(started: Optional[InBackground]) -> Optional[list]:
     """The outputs of a run started in the background; None where there is
     none, or onnxruntime refused the model there."""
-    if started is None:
-        return None
+    return None if started is None else _or_none(started.outputs)
+
+
+def _or_none(run) -> Optional[list]:
+    """run()'s outputs, or None where onnxruntime refused (a fused run: the
+    spec comparison then stands alone)."""
     try:
-        return started.outputs()
-    except Exception:
+        return run()
+    except Exception:  # onnxruntime raises several unrelated types
         return None
 
 

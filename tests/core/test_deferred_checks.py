@@ -77,7 +77,7 @@ def test_a_chain_that_fails_is_matched_again_alone_in_the_redone_run(monkeypatch
                          ids=os.path.basename)
 def test_every_sample_model_is_the_same_deferred(monkeypatch, path):
     deferred, before, said = _both(monkeypatch, path, make_passes(None, {}))
-    assert said == [True] or said == [] and not any(r["status"] == "rewritten" for r in before[1]["rewrites"])
+    assert said == [True]   # every check passes: the first run stands
     assert deferred == before
 
 
