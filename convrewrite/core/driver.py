@@ -183,7 +183,7 @@ def _deferring(run: "_Run", model: list, oracle: Oracle, owned: bool) -> tuple:
     check rolls back: its error stands where every check deferred before it
     passes (checking before each splice reaches the same model), else the
     run is redone checking before each splice."""
-    run.deferred = []
+    run.deferred, run.start_ahead = [], oracle.start_ahead
     try:
         current = [run.all_passes(model.pop(), None)]   # handed over, as in optimize
     except Exception:
@@ -204,7 +204,7 @@ def _deferred_checks(current: list, oracle: Oracle, run: "_Run", owned: bool) ->
     before each splice (result, the new run, None).  `current`: a list
     holding the only reference to the result (handed over)."""
     run.progress("whole-model check", 0, 0)   # the original's run may not be done: waited for here
-    started = oracle.start(current[0]) if oracle.want is not None and run.report.records(REWRITTEN) else None
+    started = oracle.start(current[0], run.edits) if oracle.want is not None and run.report.records(REWRITTEN) else None
     try:
         passed = run.verify_deferred()
     except BaseException:
@@ -224,6 +224,7 @@ def _redo(oracle: Oracle, run: "_Run", owned: bool, bisecting: bool = False) -> 
     splice, and with `bisecting` the whole model after each pass too:
     (result, the new run, None)."""
     run.report.rewrites = []   # the second run's records replace the first's
+    oracle.end_unused()   # runs of the first run's model
     run.view = run.indexes = None   # the first run's model (a view's, the splice's): not held through the second
     again = _Run(run.passes, run.profile, run.settings, run.report, run.weight_budget, run.progress, owned)
     original = [oracle.model]   # handed over, as in optimize
@@ -243,6 +244,14 @@ def _checked(result: list, oracle: Oracle, run: "_Run", owned: bool, started=Non
     result.clear()
     oracle.last_model = None   # the failed result: not held through the second run
     return _redo(oracle, run, owned, bisecting=True)[0]
+
+
+def _optimizations_from(passes: Sequence) -> int:
+    """Where the optimization passes at the end of `passes` begin (len(passes): none end it)."""
+    k = len(passes)
+    while k > 0 and getattr(passes[k - 1], "optimization", False):
+        k -= 1
+    return k
 
 
 def _weight_budget(model: onnx.ModelProto) -> int:
@@ -318,6 +327,11 @@ class _Run:
         # each pass checks before it splices.  Deferred, the result's whole-model run overlaps them
         # (optimize); a check that fails has the run redone without deferring, to the same result.
         self.deferred: Optional[list] = None
+        self.edits = 0   # splices into the model so far (Oracle.start_ahead's version of it)
+        # Oracle.start_ahead, in a deferred run: the result's whole-model run begins where only
+        # optimization passes are left in a round (_ahead)
+        self.start_ahead: Optional[Callable[[onnx.ModelProto, int], bool]] = None
+        self.ahead_version = 0   # the edits the last run started ahead saw
 
     def all_passes(self, model: onnx.ModelProto, oracle) -> onnx.ModelProto:
         """Every pass in order; then the worklist: each pass again, over only
@@ -326,8 +340,11 @@ class _Run:
         something, bisecting to the rewrites responsible when it fails."""
         current, since = model, {p.name: None for p in self.passes}   # None: every node
         del model  # a pass's input is freed once the next pass no longer needs it
+        tail = _optimizations_from(self.passes)
         for _ in range(MAX_ROUNDS):
-            for p in self.passes:
+            for k, p in enumerate(self.passes):
+                if k == tail:
+                    self._ahead(current)
                 fresh = since[p.name]
                 if fresh is None:
                     self.report.rewrites.extend(self._nested(current, p))
@@ -363,9 +380,18 @@ class _Run:
                     for other in others:
                         since[other.name] |= created
                 self._timed(p, t)
+            if tail == len(self.passes):
+                self._ahead(current)
             if not any(since.values()):
                 break
         return current
+
+    def _ahead(self, model: onnx.ModelProto) -> None:
+        """Where only optimization passes are left in the round (they seldom
+        change the model), start the whole-model run of the model as it is,
+        if the passes changed it since the last such start."""
+        if self.start_ahead is not None and self.edits != self.ahead_version and self.start_ahead(model, self.edits):
+            self.ahead_version = self.edits
 
     def _kept_view(self, model: onnx.ModelProto) -> Optional[GraphView]:
         """The view kept for the next pass where it is of `model` (it read the
@@ -444,6 +470,7 @@ class _Run:
             self.view = graph   # the model as it was: the next pass sees it through the same view
             return model
         self.progress(f"{p.name}: splice", 0, 0)
+        self.edits += 1
         pairs = [(c.match, c.lowered.replacement) for c in todo]
         rebuild = {id(c): c.lowered.option for c in todo}
         for c in todo:  # their weights go into the model now; bisection rebuilds what it needs

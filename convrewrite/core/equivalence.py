@@ -275,6 +275,10 @@ class InBackground:
     def join(self) -> None:
         self._thread.join()
 
+    def done(self) -> bool:
+        """Whether the run has ended (outputs() would not wait)."""
+        return not self._thread.is_alive()
+
     def outputs(self) -> list:
         return self._result(0)
 

@@ -100,6 +100,8 @@ class Oracle:
         self.kind = "given" if settings.inputs is not None else "random"
         t = time.perf_counter()
         self._background: Optional[InBackground] = None
+        self._ahead: Optional[tuple] = None   # start_ahead's (model, version, run)
+        self._unused: list = []               # runs started ahead of a model edited after: not waited for yet
         self._want = self._engine = self._want_fused = self._error = None
         self.steps: dict = {}
         try:
@@ -169,6 +171,7 @@ class Oracle:
         session is not something to test the luck of), and use nothing of it."""
         if self._background is not None:
             self._background.join()
+        self.end_unused()
 
     # The original's run, settled on first use (_settle): its outputs (None: it could not run,
     # `error` says why), their engine ("onnxruntime" or "reference"), and a quantized model's
@@ -182,14 +185,45 @@ class Oracle:
         self._settle()
         return getattr(self, field)
 
-    def start(self, model: onnx.ModelProto) -> Optional[InBackground]:
+    def start(self, model: onnx.ModelProto, version: Optional[int] = None) -> Optional[InBackground]:
         """compare(model)'s run of `model`, started in the background where
         the original's ran there (onnxruntime ran it, as bytes) and `model`
         too goes as bytes: the caller works on meanwhile, and hands the
-        result to compare(model, started).  None: compare runs it itself."""
+        result to compare(model, started).  None: compare runs it itself.
+        `version`: the caller's count of its edits of `model`; the run
+        start_ahead began of the model at this version is handed over."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and version is not None and ahead[0] is model and ahead[1] == version:
+            return ahead[2]
+        if ahead is not None:   # of a model edited since: of no use, but not waited for here (end_unused)
+            self._unused.append(ahead[2])
         if self.alongside and self.want is not None and self.engine == "onnxruntime" and runs_in_background(model):
             return InBackground(model, self.feeds, self.want_fused is not None)
         return None
+
+    def start_ahead(self, model: onnx.ModelProto, version: int) -> bool:
+        """start(model) before the caller is done with `model`, where nothing
+        else runs in the background (no wait here): onnxruntime's session of
+        a large result is the slowest part of the check, and where the model
+        stays as it is at `version` (the caller's count of its edits), the
+        work after this overlaps it.  Whether a run started; start(model,
+        version) hands it over; end_unused() ends those left unused."""
+        running = [self._background, *self._unused] + ([self._ahead[2]] if self._ahead is not None else [])
+        if any(r is not None and not r.done() for r in running):
+            return False
+        run = self.start(model)   # (a previous one, ended, is set aside by start)
+        self._ahead = (model, version, run) if run is not None else None
+        return run is not None
+
+    def end_unused(self) -> None:
+        """Wait for the runs start_ahead began that start did not hand over,
+        and forget them (a thread left in onnxruntime as Python exits aborts it)."""
+        if self._ahead is not None:
+            self._unused.append(self._ahead[2])
+            self._ahead = None
+        for run in self._unused:
+            run.join()
+        self._unused = []
 
     def compare(self, model: "onnx.ModelProto | list", started: Optional[InBackground] = None) -> Comparison:
         """`model`'s outputs against the original's; an output that fails the
@@ -402,6 +436,7 @@ class Oracle:
     # --- the verdict --------------------------------------------------------------
 
     def final_verdict(self, model: onnx.ModelProto, report: Report) -> None:
+        self.end_unused()
         v = report.verification
         v.inputs = self.kind
         v.bisection_seconds, v.bisection_rolled_back, v.bisection_stopped = (

@@ -90,10 +90,119 @@ def test_neither_the_original_nor_the_result_runs_in_the_foreground(monkeypatch)
     monkeypatch.setattr(oracle, "run_model", lambda *a, **k: ran.append(1) or equivalence.run_model(*a, **k))
     started = []
     real_start = oracle.Oracle.start
-    monkeypatch.setattr(oracle.Oracle, "start", lambda self, m: started.append(real_start(self, m)) or started[-1])
+    monkeypatch.setattr(oracle.Oracle, "start",
+                        lambda self, m, version=None: started.append(real_start(self, m, version)) or started[-1])
     _, report = optimize(os.path.join(ROOT, "models", "all_three.onnx"), make_passes(None, {}))
     assert report.verification.equivalent and report.records(REWRITTEN)
-    assert ran == [] and len(started) == 1 and started[0] is not None
+    # all_three's shuffle passes change the model after the run started ahead of them: a second run
+    assert ran == [] and len(started) >= 1 and None not in started
+
+
+# --- the result's run, started ahead of the optimization passes ----------------------
+
+@dataclass(frozen=True)
+class _LeavesAlone(ReluToMax):
+    """An optimization pass that finds nothing to do."""
+
+    name: ClassVar[str] = "leaves-alone"
+    optimization: ClassVar[bool] = True
+
+    def candidate(self, node, graph):
+        return False
+
+
+@dataclass(frozen=True)
+class _KeptToMax(ReluToMax):
+    """An optimization pass that lowers the Relus relu-to-max keeps ("keep..."): it edits the model."""
+
+    name: ClassVar[str] = "kept-to-max"
+    optimization: ClassVar[bool] = True
+
+    def match(self, node, graph):
+        return oracle_match(node)
+
+
+def oracle_match(node):
+    from convrewrite.core.rewrite import Match
+
+    return Match(node, None)
+
+
+def _runs(monkeypatch) -> list:
+    """Every whole-model run on a thread, as it starts (InBackground objects)."""
+    from convrewrite.core import equivalence
+
+    runs, real = [], equivalence.InBackground
+
+    class Counted(real):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            runs.append(self)
+
+    monkeypatch.setattr(oracle, "InBackground", Counted)
+    return runs
+
+
+def _ahead_after_the_original(monkeypatch) -> list:
+    """start_ahead's answers, as ("ahead", started), each once the original's
+    run has ended (a toy model's passes outrun it, and start_ahead waits for
+    nothing: it would decline)."""
+    events, real = [], oracle.Oracle.start_ahead
+
+    def ahead(self, model, version):
+        if self._background is not None:
+            self._background.join()
+        events.append(("ahead", real(self, model, version)))
+        return events[-1][1]
+
+    monkeypatch.setattr(oracle.Oracle, "start_ahead", ahead)
+    return events
+
+
+def test_the_results_run_starts_before_optimization_passes_that_leave_the_model_alone(monkeypatch):
+    """The original's run and the result's, which began before leaves-alone
+    ran and is the one compared: no third run."""
+    runs, events = _runs(monkeypatch), _ahead_after_the_original(monkeypatch)
+    new, report = optimize(relu_chain(), [ReluToMax(), _LeavesAlone()],
+                           progress=lambda stage, done, total: events.append(stage))
+    assert report.verification.equivalent and len(report.records(REWRITTEN)) == 2
+    assert len(runs) == 2 and not any(not r.done() for r in runs)
+    assert events.index(("ahead", True)) < events.index("leaves-alone: match and build") < events.index(
+        "relu-to-max: local checks")
+    deferred, before, said = _both(monkeypatch, relu_chain(), [ReluToMax(), _LeavesAlone()])
+    assert said == [True] and deferred == before
+
+
+def test_an_optimization_pass_that_edits_the_model_has_the_result_run_again(monkeypatch):
+    """kept-to-max changes the model after its run started ahead: that run
+    is not compared (a third run is), and it has ended when optimize returns."""
+    runs, events = _runs(monkeypatch), _ahead_after_the_original(monkeypatch)
+    new, report = optimize(relu_chain(), [ReluToMax(), _KeptToMax()])
+    assert report.verification.equivalent and len(report.records(REWRITTEN)) == 3
+    assert [n.op_type for n in new.graph.node].count("Max") == 3
+    # the worklist's second round tries again for kept-to-max's edit: declined while the first
+    # run is under way (the third run starts at the end), else that start is the third run
+    assert events[0] == ("ahead", True)
+    assert len(runs) == 3 and all(r.done() for r in runs)
+    deferred, before, said = _both(monkeypatch, relu_chain(), [ReluToMax(), _KeptToMax()])
+    assert said == [True] and deferred == before
+
+
+def test_no_run_starts_ahead_while_the_originals_is_under_way(monkeypatch):
+    """start_ahead waits for nothing: the result's run then starts at the end."""
+    threads, runs = _slow_check_thread(monkeypatch), _runs(monkeypatch)
+    said, real = [], oracle.Oracle.start_ahead
+    monkeypatch.setattr(oracle.Oracle, "start_ahead", lambda self, m, v: said.append(real(self, m, v)) or said[-1])
+    new, report = optimize(relu_chain(), [ReluToMax(), _KeptToMax()])
+    assert said and not any(said) and len(runs) == 2 and report.verification.equivalent
+
+
+def test_a_run_started_ahead_is_waited_for_when_a_later_pass_raises(monkeypatch):
+    _ahead_after_the_original(monkeypatch)
+    threads = _slow_check_thread(monkeypatch)
+    with pytest.raises(ZeroDivisionError, match="identity-bug.candidate"):
+        optimize(_with_identity(relu_chain()), [ReluToMax(), _OptimizationBug()])
+    assert len(threads) == 2 and not any(t.is_alive() for t in threads)
 
 
 # --- the threads end with the run, whatever ends it ----------------------------------
@@ -193,6 +302,12 @@ def _with_identity(model):
     model.graph.node[-1].output[0] = "pre"
     model.graph.node.append(helper.make_node("Identity", ["pre"], ["y"], name="id"))
     return model
+
+
+@dataclass(frozen=True)
+class _OptimizationBug(_IdentityBug):
+    name: ClassVar[str] = "optimization-bug"
+    optimization: ClassVar[bool] = True
 
 
 def test_a_pass_raising_where_every_check_before_it_passes_raises_as_before(monkeypatch):
