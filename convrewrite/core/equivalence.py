@@ -301,9 +301,10 @@ def runs_in_background(model: onnx.ModelProto) -> bool:
     return not _through_a_file(model)
 
 
-def onnxruntime_session(model: "bytes | str", optimized: bool = False):
+def onnxruntime_session(model: "bytes | str", optimized: bool = False, threads: int = 0):
     """An onnxruntime CPU session of a serialised model or a model file, with
-    the options every check uses (see run_onnxruntime)."""
+    the options every check uses (see run_onnxruntime).  `threads`: its
+    intra-op threads (0: onnxruntime's default, one per core)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -320,6 +321,7 @@ def onnxruntime_session(model: "bytes | str", optimized: bool = False):
     # spinning thread is CPU time taken from the run on a shared machine.
     # Which thread computes what, and so every result, is the same either way.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.intra_op_num_threads = threads
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 

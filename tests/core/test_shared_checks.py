@@ -38,7 +38,7 @@ def _verdicts(report):
 def test_one_session_per_structure_and_a_wrong_rewrite_among_them_is_caught(monkeypatch):
     made = []
     real = shared_checks.onnxruntime_session
-    monkeypatch.setattr(shared_checks, "onnxruntime_session", lambda m: made.append(m) or real(m))
+    monkeypatch.setattr(shared_checks, "onnxruntime_session", lambda m, **k: made.append(m) or real(m, **k))
     new, report = optimize(add_chain(NAMES), passes=[AddToSubWrongOnBad()])
     # all six checks ran in the one session of their structure (both sides); deferred to after the pass, a
     # failure has the run redone, checking before the splice (driver._deferred_checks): once more, the same way
@@ -59,7 +59,7 @@ def test_verdicts_are_those_of_the_merged_sessions(monkeypatch):
 
 
 def test_a_structure_onnxruntime_refuses_to_share_is_checked_alone(monkeypatch):
-    def refuse(model):
+    def refuse(model, **options):
         raise RuntimeError("no")
 
     monkeypatch.setattr(shared_checks, "onnxruntime_session", refuse)
