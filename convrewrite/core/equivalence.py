@@ -20,6 +20,7 @@ import numbers
 import os
 import tempfile
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence
 
@@ -28,7 +29,7 @@ import onnx
 from onnx import helper
 
 from . import model_io
-from .errors import InputError
+from .errors import TEMPORARY_FOLDER, InputError, retold
 from .model_io import save_external
 from .weights import as_external, data_bytes, detachable, detached, reattached
 
@@ -210,8 +211,7 @@ def run_onnxruntime(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], opt
     NCHWc convolution layout): the same function, other summation orders."""
     if not _through_a_file(model):
         return onnxruntime_session(model.SerializeToString(), optimized).run(None, dict(feeds))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.onnx")
+    with _model_file() as path:
         save_external(model, path, "model.data")
         sess = onnxruntime_session(path, optimized)
         out = sess.run(None, dict(feeds))
@@ -230,9 +230,8 @@ def run_handed_over(held: list, feeds: Mapping[str, np.ndarray]) -> list:
     again when this returns or raises."""
     if not _through_a_file(held[0]) or not detachable(held[0]):
         return run_onnxruntime(held[0], feeds)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.onnx")
-        with open(os.path.join(tmp, "model.data"), "w+b") as data:
+    with _model_file() as path:
+        with open(os.path.join(os.path.dirname(path), "model.data"), "w+b") as data:
             model, moved = detached(held, data)
             try:
                 with open(path, "wb") as f:
@@ -243,6 +242,21 @@ def run_handed_over(held: list, feeds: Mapping[str, np.ndarray]) -> list:
                 return out
             finally:
                 held.append(reattached(model, moved, data))
+
+
+@contextmanager
+def _model_file():
+    """The path of a model file in a new temporary folder, for a model
+    onnxruntime reads as a file (its weights beside it, in model.data).  An
+    error raised meanwhile says what onnxruntime says of the model given as
+    bytes: its "Load model from <path> failed:" dropped, any other mention
+    of the folder TEMPORARY_FOLDER.  The folder's random name would make two
+    runs report differently (a rollback's reason, the whole-model check's
+    detail), and whether a model goes as a file depends on its weights alone."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.onnx")
+        with retold({f"Load model from {path} failed:": "", tmp: TEMPORARY_FOLDER}):
+            yield path
 
 
 class InBackground:
