@@ -532,9 +532,10 @@ def is_stream(path: Path) -> bool:
 def _temp_beside(path: Path) -> str:
     """A new empty file beside `path`, created with mode 0666 less the umask
     (the kernel applies it, as open() does for a new file; mkstemp's would
-    be private, 0600)."""
-    for _ in range(100):
-        name = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
+    be private, 0600).  Numbered, the first free number, not random: an
+    error that names it (a failed rename) says the same in every run."""
+    for k in range(100):
+        name = path.with_name(f".{path.name}.{k}.tmp")
         try:
             os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         except FileExistsError:

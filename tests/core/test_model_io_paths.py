@@ -331,3 +331,20 @@ def test_the_checkers_complaint_does_not_name_its_temporary_folder():
         said.append(str(e.value))
     assert said[0] == said[1] and f"{TEMPORARY_FOLDER}/c.bin" in said[0] and tempfile.gettempdir() not in said[0]
 
+
+def test_a_failed_rename_names_the_same_temporary_file_in_every_run(tmp_path, monkeypatch):
+    """The file written beside the output before its rename had a random
+    name, which the rename's error (a bind-mounted output: 'Device or
+    resource busy') printed."""
+    def busy(src, dst):
+        raise OSError(16, "Device or resource busy", src, None, dst)
+
+    out = tmp_path / "m.onnx"
+    monkeypatch.setattr(model_io.os, "replace", busy)
+    said = []
+    for _ in range(2):
+        with pytest.raises(OSError) as e:
+            model_io.save_model(_model(), out)
+        said.append(str(e.value))
+    assert said[0] == said[1] == f"[Errno 16] Device or resource busy: '{tmp_path}/.m.onnx.0.tmp' -> {out!r}"
+    assert not list(tmp_path.iterdir())   # the temporary file is gone, its number free again
