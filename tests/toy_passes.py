@@ -280,6 +280,23 @@ class ReluToClip(ReluToMax):
     forms: ClassVar[tuple] = (ClipForm(),)
 
 
+class DoubleZeroForm(MaxForm):
+    """Relu(x) -> Max(x, 0) with a float64 0: well formed, but onnxruntime
+    refuses to load it (Max's two inputs of different types)."""
+
+    name = "double-zero"
+
+    def build(self, match, variant, graph, b):
+        zero = b.initializer(np.zeros((), np.float64), "zero")
+        return {match.node.output[0]: b.op("Max", [match.node.input[0], zero], "max")}
+
+
+@dataclass(frozen=True)
+class ReluUnloadable(ReluToMax):
+    name: ClassVar[str] = "relu-unloadable"
+    forms: ClassVar[tuple] = (DoubleZeroForm(),)
+
+
 def relu_both_signs(scale: float = 0.0):
     """y = Relu(x) + Relu(-x) (times a weight `scale` when given): on
     x = 100, r1 sees 100 (Clip is wrong there) and r3 sees -100 (exact)."""

@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 from onnx.external_data_helper import load_external_data_for_model
 
-from .errors import InputError
+from .errors import TEMPORARY_FOLDER, InputError, retold
 from .graph import inference_over_declarations
 from .weights import (WEIGHT_STUB_LOCATION, copy_without_initializers, data_bytes, stubbed, weight_stub,
                       weightless_copy)
@@ -441,12 +441,16 @@ def _check_weightless(model: onnx.ModelProto, weightless: onnx.ModelProto) -> No
     the checker only asks that it be a regular file.  Each weight the stubs
     stand for then goes through the checker's own tensor check (one value
     field, no negative dims, data that fills the shape, external data that
-    exists), one at a time."""
+    exists), one at a time.  An error names the temporary folder
+    TEMPORARY_FOLDER (its random name would make the message differ from run
+    to run): a tensor outside the graph's initializers whose data is
+    external and not loaded is looked for there."""
     with tempfile.TemporaryDirectory() as tmp:
         open(os.path.join(tmp, WEIGHT_STUB_LOCATION), "wb").close()
         path = os.path.join(tmp, "model.onnx")
         onnx.save_model(weightless, path)
-        onnx.checker.check_model(path)
+        with retold({tmp: TEMPORARY_FOLDER}):
+            onnx.checker.check_model(path)
     ctx = onnx.checker.C.CheckerContext()
     ctx.ir_version = model.ir_version
     ctx.opset_imports = {i.domain: i.version for i in model.opset_import}
@@ -528,9 +532,10 @@ def is_stream(path: Path) -> bool:
 def _temp_beside(path: Path) -> str:
     """A new empty file beside `path`, created with mode 0666 less the umask
     (the kernel applies it, as open() does for a new file; mkstemp's would
-    be private, 0600)."""
-    for _ in range(100):
-        name = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
+    be private, 0600).  Numbered, the first free number, not random: an
+    error that names it (a failed rename) says the same in every run."""
+    for k in range(100):
+        name = path.with_name(f".{path.name}.{k}.tmp")
         try:
             os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         except FileExistsError:

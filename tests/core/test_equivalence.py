@@ -228,3 +228,81 @@ def test_check_models_compares_a_quantized_output_in_steps():
     assert not compare_arrays("y", want, got)   # the float rule's verdict on the same pair
     assert not check_models(ref, _requantized(1.1))
     assert not check_models(ref, _requantized(0.5))
+
+
+def _refused_at_load() -> onnx.ModelProto:
+    """y = Max(x @ w, 0.0 as float64): onnxruntime refuses to load it (Max of
+    float and double), onnx's reference evaluator to run it."""
+    from onnx import numpy_helper
+
+    w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    zero = numpy_helper.from_array(np.zeros((), np.float64), "zero")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["t"], name="mm"), helper.make_node("Max", ["t", "zero"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [w, zero])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _refusal(run) -> str:
+    with pytest.raises(Exception) as e:
+        run()
+    return str(e.value)
+
+
+def test_onnxruntime_refusing_a_model_file_says_what_it_says_of_the_bytes(monkeypatch):
+    """Large weights go to onnxruntime as a file in a temporary folder, and
+    its refusal named that file ("Load model from /tmp/tmpu9z1.../model.onnx
+    failed:"): a rollback's reason or the whole-model check's detail differed
+    from run to run, and from the same model's as bytes."""
+    import tempfile
+
+    from convrewrite.core import equivalence
+
+    m, feeds = _refused_at_load(), {"x": np.ones((1, 4), np.float32)}
+    as_bytes = [_refusal(lambda: run_model(m, feeds, allow_reference=a)) for a in (False, True)]
+    monkeypatch.setattr(equivalence, "RUN_FROM_FILE_BYTES", 0)
+    assert equivalence._through_a_file(m)
+    for _ in range(2):
+        for a in (False, True):
+            assert _refusal(lambda: run_model(m, feeds, allow_reference=a)) == as_bytes[a]
+            assert _refusal(lambda: run_model([m], feeds, allow_reference=a)) == as_bytes[a]   # handed over
+    assert "Type Error" in as_bytes[0] and "; reference evaluator: " in as_bytes[1]
+    assert tempfile.gettempdir() not in as_bytes[0] + as_bytes[1]
+    direct = _refusal(lambda: equivalence.run_onnxruntime(m, feeds, optimized=True))   # the fused run's way
+    assert "Type Error" in direct and tempfile.gettempdir() not in direct and "Load model from" not in direct
+
+
+def test_any_other_mention_of_the_temporary_folder_is_named_so(monkeypatch):
+    """An error raised while the model's file exists (here: writing it)
+    names the folder TEMPORARY_FOLDER, the file by its name in it."""
+    import tempfile
+
+    from convrewrite.core import equivalence
+    from convrewrite.core.errors import TEMPORARY_FOLDER
+
+    def full(model, path, data_name):
+        raise OSError(28, "No space left on device", path)
+
+    monkeypatch.setattr(equivalence, "RUN_FROM_FILE_BYTES", 0)
+    monkeypatch.setattr(equivalence, "save_external", full)
+    m = _refused_at_load()
+    with pytest.raises(OSError) as e:
+        equivalence.run_onnxruntime(m, {"x": np.ones((1, 4), np.float32)})
+    assert str(e.value) == f"[Errno 28] No space left on device: '{TEMPORARY_FOLDER}/model.onnx'"
+    assert tempfile.gettempdir() not in str(e.value)
+
+
+def test_first_line_leaves_out_object_addresses():
+    """onnx's reference evaluator, when an operator's class cannot be made,
+    prints its run_params, a function among them ("<function ... at
+    0x7f...>"): an address differs from run to run."""
+    from convrewrite.core.equivalence import first_line
+
+    def said(address):
+        return first_line(TypeError(f"Unable to instantiate class <class 'X'> with run_params={{'log': "
+                                    f"<function ReferenceEvaluator.__init__.<locals>.<lambda> at {address}>, "
+                                    "'opsets': {'': 17}} and node=\nmore"))
+
+    assert said("0x7f3a2b1c0d30") == said("0x7f00deadbeef") == (
+        "Unable to instantiate class <class 'X'> with run_params={'log': "
+        "<function ReferenceEvaluator.__init__.<locals>.<lambda>>, 'opsets': {'': 17}} and node=")

@@ -306,3 +306,45 @@ def test_a_name_occurs_folded_where_an_ignorecase_regex_finds_it(data, name, chu
     want = re.search(re.escape(name), data, re.IGNORECASE) is not None
     assert _occurs_folded(name, data, chunk) == want
     assert _occurs_folded(name.upper(), data.lower() + name.swapcase(), chunk)
+
+
+def test_the_checkers_complaint_does_not_name_its_temporary_folder():
+    """A model given in memory whose Constant's data is external and not
+    loaded: onnx.checker looks for it beside the file it is given, in a
+    temporary folder, and its complaint named that folder's random path."""
+    import tempfile
+
+    from convrewrite.core.errors import TEMPORARY_FOLDER
+
+    t = numpy_helper.from_array(np.ones((4,), np.float32), "c")
+    t.ClearField("raw_data")
+    t.data_location = TensorProto.EXTERNAL
+    t.external_data.add(key="location", value="c.bin")
+    nodes = [helper.make_node("Constant", [], ["c"], value=t), helper.make_node("Add", ["x", "c"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    said = []
+    for _ in range(2):
+        with pytest.raises(InputError) as e:
+            model_io.check_model(model)
+        said.append(str(e.value))
+    assert said[0] == said[1] and f"{TEMPORARY_FOLDER}/c.bin" in said[0] and tempfile.gettempdir() not in said[0]
+
+
+def test_a_failed_rename_names_the_same_temporary_file_in_every_run(tmp_path, monkeypatch):
+    """The file written beside the output before its rename had a random
+    name, which the rename's error (a bind-mounted output: 'Device or
+    resource busy') printed."""
+    def busy(src, dst):
+        raise OSError(16, "Device or resource busy", src, None, dst)
+
+    out = tmp_path / "m.onnx"
+    monkeypatch.setattr(model_io.os, "replace", busy)
+    said = []
+    for _ in range(2):
+        with pytest.raises(OSError) as e:
+            model_io.save_model(_model(), out)
+        said.append(str(e.value))
+    assert said[0] == said[1] == f"[Errno 16] Device or resource busy: '{tmp_path}/.m.onnx.0.tmp' -> {out!r}"
+    assert not list(tmp_path.iterdir())   # the temporary file is gone, its number free again

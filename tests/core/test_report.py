@@ -97,3 +97,54 @@ def test_a_quantized_group_counts_its_operator_not_its_quantize_linear():
         (r,) = report.records(REWRITTEN)
         assert r.replaced_nodes == [node], r.replaced_nodes
         assert f"pass {p}: rewrote 1 node(s)" in report.summary().splitlines()
+
+
+def _relu_then_custom_op():
+    """x -> Relu 'r' -> custom.Foo -> y: onnxruntime and the reference
+    evaluator refuse Foo, so the original model cannot be run."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="r"),
+             helper.make_node("Foo", ["a"], ["y"], name="foo", domain="custom")]
+    return helper.make_model(helper.make_graph(nodes, "g", [x], [y]),
+                             opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom", 1)])
+
+
+def _reports(model, passes, monkeypatch, from_file_bytes: int) -> list:
+    """Two runs' reports (timings aside) and summaries, every model going to
+    onnxruntime through a file when `from_file_bytes` is 0, as bytes when large."""
+    import json
+
+    from convrewrite.core import equivalence
+
+    monkeypatch.setattr(equivalence, "RUN_FROM_FILE_BYTES", from_file_bytes)
+    runs = []
+    for _ in range(2):
+        _, report = optimize(model, passes)
+        d = report.to_dict()
+        d.pop("timings")
+        runs.append((json.dumps(d, sort_keys=True), "\n".join(report.summary().splitlines()[:-1])))   # less its time
+    return runs
+
+
+def test_a_check_onnxruntime_refuses_from_a_file_reports_the_same_text_in_every_run(monkeypatch):
+    """A model with large weights goes to onnxruntime as a file in a
+    temporary folder, and onnxruntime's refusal named it: "Load model from
+    /tmp/tmpk9vd.../model.onnx failed:", in a rollback's reason (the local
+    check) and in the whole-model check's detail, different in every run.
+    Now it says what it says of the model given as bytes."""
+    import tempfile
+
+    from toy_passes import ReluToMax, ReluUnloadable
+
+    x, y = (helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4]) for n in "xy")
+    relu_only = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g", [x], [y]),
+                                  opset_imports=[helper.make_opsetid("", 17)])
+    for model, passes, said in ((relu_only, [ReluUnloadable()], "onnxruntime cannot run the replacement: "),
+                                (_relu_then_custom_op(), [ReluToMax()], "the original model could not be run: ")):
+        through_a_file = _reports(model, passes, monkeypatch, 0)
+        assert through_a_file[0] == through_a_file[1]
+        assert through_a_file == _reports(model, passes, monkeypatch, 1 << 40)   # as bytes
+        report, summary = through_a_file[0]
+        assert said in report and said in summary and "[ONNXRuntimeError]" in report
+        assert tempfile.gettempdir() not in report + summary and "Load model from" not in report
