@@ -45,6 +45,7 @@ import onnx
 from . import qdq_check
 from .cost import batch_one, model_cost, subgraph_cost
 from .equivalence import check_numbers
+from .errors import error_text
 from .graph import GraphView, nested_nodes
 from .local_check import CheckError, UnknownValue, build_check, check_well_formed, verify_checks
 from .lowering import Lowered, build, lower
@@ -570,7 +571,7 @@ class _Run:
         try:
             lowered = self._lowered(graph, p, match, c)
         except Exception as e:  # a bug in a form: this rewrite is dropped, the run goes on
-            c.roll_back(f"internal error in {p.name}.build: {type(e).__name__}: {e}", Code.INTERNAL_ERROR)
+            c.roll_back(f"internal error in {p.name}.build: {error_text(e)}", Code.INTERNAL_ERROR)
             return c
         unfit = lowered.reason if isinstance(lowered, Skip) else None if lowered.fits else lowered.notes[-1]
         if unfit and self.profile is not None and len(match.nodes) > 1 and hasattr(p, "match_alone") and not alone:
@@ -686,7 +687,7 @@ class _Run:
             c.roll_back(f"malformed replacement: {e}", Code.UNCHECKABLE)
             return
         except Exception as e:  # e.g. a replacement protobuf cannot serialise (> 2 GB)
-            c.roll_back(f"replacement cannot be checked: {type(e).__name__}: {e}", Code.UNCHECKABLE)
+            c.roll_back(f"replacement cannot be checked: {error_text(e)}", Code.UNCHECKABLE)
             return
         before = self.plans.get(c.structure, "cost")
         if before is None:
@@ -735,7 +736,7 @@ def _match(p, match_fn, node, graph) -> "Match | Skip":
     try:
         return match_fn(node, graph)
     except Exception as e:
-        return Skip(f"internal error in {p.name}.match: {type(e).__name__}: {e}", Code.INTERNAL_ERROR)
+        return Skip(f"internal error in {p.name}.match: {error_text(e)}", Code.INTERNAL_ERROR)
 
 
 def _invalid(result) -> bool:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import re
 import tempfile
 import threading
 from contextlib import contextmanager
@@ -30,7 +29,7 @@ import onnx
 from onnx import helper
 
 from . import model_io
-from .errors import TEMPORARY_FOLDER, InputError, retold
+from .errors import TEMPORARY_FOLDER, InputError, retold, without_addresses
 from .model_io import save_external
 from .weights import as_external, data_bytes, detachable, detached, reattached
 
@@ -465,10 +464,7 @@ def first_line(e: Exception) -> str:
     reprs (the reference evaluator's "Unable to instantiate class ... with
     run_params={'log': <function ... at 0x7f...>"): they differ from run to run."""
     text = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
-    return _ADDRESS.sub(">", text[0])[:300] if text else type(e).__name__
-
-
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")   # the end of "<function f at 0x7f3a...>"
+    return without_addresses(text[0])[:300] if text else type(e).__name__
 
 
 # --- inputs -----------------------------------------------------------------

@@ -1,12 +1,15 @@
 """Errors the command line turns into one-line messages and exit codes."""
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from typing import Mapping
 
 # What an error's text says for a temporary folder (tempfile's): its random
 # name would make two runs of one command report differently.
 TEMPORARY_FOLDER = "<temporary folder>"
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")   # the end of "<function f at 0x7f3a...>"
 
 
 class ConvRewriteError(Exception):
@@ -42,3 +45,15 @@ def _saying(e: Exception, text: str) -> Exception:
     except Exception:   # a type that takes other arguments
         return RuntimeError(text)
     return again if str(again) == text else RuntimeError(text)
+
+
+def without_addresses(text: str) -> str:
+    """`text` without the addresses of Python's default reprs ("<function f
+    at 0x7f3a...>" -> "<function f>"): they differ from run to run, and a
+    report that quotes one would too."""
+    return _ADDRESS.sub(">", text)
+
+
+def error_text(e: Exception) -> str:
+    """An exception as a reason quotes it, "Type: text", without addresses."""
+    return f"{type(e).__name__}: {without_addresses(str(e))}"

@@ -30,7 +30,7 @@ from .equivalence import (Comparison, FeedTooLarge, InBackground, OutputComparis
                           UnfeedableType, feed_problem, nudged, pinned_dims, random_feeds, run_model, run_onnxruntime,
                           runtime_inputs, runs_in_background)
 from . import qdq, qdq_check
-from .errors import InputError
+from .errors import InputError, error_text
 from .report import REWRITTEN, Report
 from .rewrite import Code
 from .splice import apply_rewrites
@@ -356,8 +356,8 @@ class Oracle:
             try:
                 built[id(c)] = rebuild(c)
             except Exception as e:  # builds are deterministic; should one fail now, leave its node
-                c.roll_back(f"could not be rebuilt to find which rewrite broke the model: "
-                            f"{type(e).__name__}: {e}", Code.INTERNAL_ERROR)
+                c.roll_back(f"could not be rebuilt to find which rewrite broke the model: {error_text(e)}",
+                            Code.INTERNAL_ERROR)
 
         def pairs(group):
             return [(c.match, built[id(c)]) for c in group]

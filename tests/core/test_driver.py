@@ -14,7 +14,7 @@ from convrewrite.core.report import REWRITTEN, ROLLED_BACK, SKIPPED
 from convrewrite.core.rewrite import Code, Skip
 from convrewrite.target import builtin_names
 from helpers import assert_rewrites, assert_skips
-from toy_passes import AddToSub, ReluBroken, ReluToIdentity, ReluToMax
+from toy_passes import AddToSub, MaxForm, ReluBroken, ReluToIdentity, ReluToMax
 
 
 def relu_chain(batch="N", names=("r1", "keep1", "r3")):
@@ -55,6 +55,43 @@ def test_an_exception_in_build_is_reported_not_raised():
     new, report = optimize(relu_chain(), passes=[ReluBroken()])
     assert "internal error in relu-broken.build: ZeroDivisionError" in report.rewrites[0].reason
     assert report.rewrites[0].status == ROLLED_BACK
+
+
+class _Opaque:
+    """An object with Python's default repr, "<... _Opaque object at 0x7f...>"."""
+
+
+_KEPT = []   # every _Opaque made stays alive: no two share an address
+
+
+def _raise_with_a_repr(*_):
+    _KEPT.append(_Opaque())
+    raise ValueError(f"cannot read {_KEPT[-1]!r}")
+
+
+@dataclass(frozen=True)
+class _ReluMatchRaises(ReluToMax):
+    name: ClassVar[str] = "relu-match-raises"
+    match = _raise_with_a_repr
+
+
+class _BuildRaisesForm(MaxForm):
+    build = _raise_with_a_repr
+
+
+@dataclass(frozen=True)
+class _ReluBuildRaises(ReluToMax):
+    name: ClassVar[str] = "relu-build-raises"
+    forms: ClassVar[tuple] = (_BuildRaisesForm(),)
+
+
+@pytest.mark.parametrize("toy, step", [(_ReluMatchRaises(), "match"), (_ReluBuildRaises(), "build")])
+def test_an_internal_errors_reason_is_the_same_in_every_run(toy, step):
+    """A reason quoting an exception leaves out the object addresses in its
+    text, which differ from run to run (and would make reports differ)."""
+    reasons = [optimize(relu_chain(), passes=[toy])[1].rewrites[0].reason for _ in range(2)]
+    assert reasons[0] == reasons[1] == (f"internal error in {toy.name}.{step}: ValueError: cannot read "
+                                        f"<{__name__}._Opaque object>")
 
 
 @pytest.mark.parametrize("rebuild_fails", [False, True])

@@ -1,7 +1,7 @@
 """errors.retold: an exception's text without what a run makes up."""
 import pytest
 
-from convrewrite.core.errors import retold
+from convrewrite.core.errors import error_text, retold
 
 
 class Refusal(Exception):
@@ -32,3 +32,8 @@ def test_a_type_that_does_not_take_the_text_alone_becomes_a_runtime_error():
                                            "<folder>$"):
         with retold({"/tmp/tmpab12": "<folder>"}):
             raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "cannot decode /tmp/tmpab12")
+
+
+def test_error_text_leaves_out_object_addresses_and_keeps_the_rest():
+    text = "bad value <function f at 0x7f3a2b1c0d30> in\n<X object at 0x55d0c0ffee00> (at 0x10)"
+    assert error_text(ValueError(text)) == "ValueError: bad value <function f> in\n<X object> (at 0x10)"
