@@ -31,6 +31,7 @@ from .equivalence import (Comparison, FeedTooLarge, InBackground, OutputComparis
                           runtime_inputs, runs_in_background)
 from . import qdq, qdq_check
 from .errors import InputError, error_text
+from .graph import nested_nodes
 from .report import REWRITTEN, Report
 from .rewrite import Code
 from .splice import apply_rewrites
@@ -531,8 +532,14 @@ _PARAMETER_INPUTS = frozenset({"Resize", "Upsample", "Reshape", "Expand", "Tile"
 
 
 def _cannot_run(model: onnx.ModelProto, error: RunError, kind: str) -> str:
-    """Why the original could not be run: with random inputs, name the
-    inputs random values are likely wrong for and suggest --inputs."""
+    """Why the original could not be run: an operator neither engine knows
+    (no inputs would help), else with random inputs, name the inputs random
+    values are likely wrong for and suggest --inputs."""
+    unknown = _unknown_operator(model, str(error))
+    if unknown is not None:
+        return (f"the original model could not be run: neither onnxruntime nor onnx's reference evaluator knows the "
+                f"operator {unknown.op_type} of domain {unknown.domain!r} (node {unknown.name!r}), whatever the "
+                f"inputs ({error}). Each rewrite's local check still ran: --force writes the result on that evidence")
     if kind != "random":
         return f"the original model could not be run on the given inputs ({error})"
     names = [i.name for i in runtime_inputs(model)]
@@ -542,6 +549,20 @@ def _cannot_run(model: onnx.ModelProto, error: RunError, kind: str) -> str:
              "indices) are not valid" if suspects else "random inputs do not run it")
     return (f"the original model could not be run: {which} ({error}); give real inputs with --inputs FEEDS.npz "
             f"(an .npz keyed by input name: {', '.join(names)})")
+
+
+def _unknown_operator(model: onnx.ModelProto, error: str) -> Optional[onnx.NodeProto]:
+    """The first node of `model` (subgraphs too) whose operator `error` says
+    onnxruntime or the reference evaluator does not know (a custom domain's,
+    or a name no opset has), in their words; None where it names none."""
+    for node in list(model.graph.node[:]) + [n for _, n in nested_nodes(model)]:
+        op, domain = node.op_type, node.domain
+        if (f"{domain}:{op}(" in error and "is not a registered function/op" in error
+                or f"No Op registered for {op} with" in error                                 # onnxruntime
+                or f"Node type '{op}' from domain '{domain}' is unknown" in error             # reference evaluator
+                or f"No registered schema for operator '{op}' and domain '{domain}'" in error):
+            return node
+    return None
 
 
 def _whole_model_feeds(model: onnx.ModelProto, settings) -> dict:
