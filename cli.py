@@ -2,10 +2,11 @@
 """convrewrite command line: a thin layer over the library.
 
 Exit codes: 0 written and verified; 1 verification failed (nothing written
-unless --force); 2 bad usage or bad input; 3 with --strict, some candidate
-node of a requested lowering pass was left unrewritten (not one the --target
-runs as it is) or some node does not fit the --target profile; 4 internal
-error (a bug).
+unless --force); 2 bad usage or bad input, or an output that cannot be
+written (found before the run, or when written); 3 with --strict, some
+candidate node of a requested lowering pass was left unrewritten (not one
+the --target runs as it is) or some node does not fit the --target profile;
+4 internal error (a bug).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import argparse
 import gc
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 EXIT_OK, EXIT_NOT_EQUIVALENT, EXIT_BAD_INPUT, EXIT_STRICT, EXIT_INTERNAL = 0, 1, 2, 3, 4
@@ -268,6 +270,21 @@ def _check_options_run(options: dict, names: list) -> None:
                              "leaves out")
 
 
+@contextmanager
+def _writing(path, what: str):
+    """A write after the run that fails (a full disk, a directory put in
+    the way, a rename a bind mount refuses) is an output path found
+    unusable, as check_output_paths words one before the run, not a bug:
+    one line, exit 2.  The writers leave no temporary file behind."""
+    from convrewrite import InputError
+
+    try:
+        yield
+    except OSError as e:   # strerror: without the paths (and their reprs) str(e) adds
+        reason = e.strerror or (str(e).splitlines() or [type(e).__name__])[0]
+        raise InputError(f"{path}: cannot write {what}: {reason}") from None
+
+
 def default_output(model: Path) -> Path:
     stem = model.name[:-5] if model.name.endswith(".onnx") else model.name
     return model.with_name(stem + ".opt.onnx")
@@ -303,11 +320,14 @@ def cmd_optimize(args) -> int:
     write = not args.dry_run and (not failed or args.force)
     report.output = str(output) if write else None
     if write:
-        save_model(model, output)
+        with _writing(output, "the output model (-o)"):
+            save_model(model, output)
     if args.report:
-        write_text(Path(args.report), report.to_json() + "\n")
+        with _writing(args.report, "the JSON report (--report)"):
+            write_text(Path(args.report), report.to_json() + "\n")
     if args.html:
-        write_html(report, args.html, title=f"convrewrite: {model_path.name}")
+        with _writing(args.html, "the HTML report (--html)"):
+            write_html(report, args.html, title=f"convrewrite: {model_path.name}")
     if not args.quiet:
         print(report.summary())
     if failed:
@@ -339,11 +359,13 @@ def cmd_check_target(args) -> int:
     model = load_model(args.model)
     result = check_target(model, profile)
     if args.report:
-        write_text(Path(args.report), json.dumps(result, indent=2) + "\n")
+        with _writing(args.report, "the JSON target report (--report)"):
+            write_text(Path(args.report), json.dumps(result, indent=2) + "\n")
     if args.html:
         counts = op_counts(model)
         report = Report(input=args.model, op_counts_before=counts, op_counts_after=counts, target=result)
-        write_html(report, args.html, title=f"check-target {profile.name}: {Path(args.model).name}")
+        with _writing(args.html, "the HTML report (--html)"):
+            write_html(report, args.html, title=f"check-target {profile.name}: {Path(args.model).name}")
     if not args.quiet:
         print("\n".join(target_lines(result)))
     return EXIT_STRICT if args.strict and not result["fits"] else EXIT_OK

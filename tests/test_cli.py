@@ -1,9 +1,11 @@
 """The command line, end to end through a subprocess: the exact contract."""
+import errno
 import json
 import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -371,6 +373,82 @@ def test_read_only_output_folder_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "access", lambda path, mode: False)
     with pytest.raises(InputError, match="not writable"):
         check_output_path(tmp_path / "o.onnx", tmp_path / "in.onnx", force=False)
+
+
+# --- a write that fails after the run ----------------------------------------------
+
+def _refuse_renames_to(monkeypatch, target: Path, code: int) -> None:
+    """os.replace onto `target` fails as the system call would with `code`
+    (a full disk, a bind-mounted target: EBUSY); every other rename works."""
+    real = os.replace
+
+    def replace(src, dst):
+        if os.fspath(dst) == os.fspath(target):
+            raise OSError(code, os.strerror(code), src, None, dst)
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+def _main(capsys, *args) -> tuple:
+    """cli.main in this process: (exit code, stderr's lines)."""
+    import cli
+
+    code = cli.main([str(a) for a in args])
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.parametrize("command, option, what", [
+    ("optimize", "-o", "the output model (-o)"), ("optimize", "--report", "the JSON report (--report)"),
+    ("optimize", "--html", "the HTML report (--html)"),
+    ("check-target", "--report", "the JSON target report (--report)"),
+    ("check-target", "--html", "the HTML report (--html)")])
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EBUSY])
+def test_a_write_that_fails_after_the_run_is_bad_output_not_a_bug(tmp_path, monkeypatch, capsys, command, option,
+                                                                  what, code):
+    """It was 'internal error: OSError: [Errno 28] ...: PosixPath(...)', exit
+    4: an output path found unusable only when written, one line, exit 2."""
+    src, target = tmp_path / "net.onnx", tmp_path / "out" / "file"
+    deconv_model(src)
+    target.parent.mkdir()
+    _refuse_renames_to(monkeypatch, target, code)
+    more = ["--target", "tflite"] if command == "check-target" else ["--quiet"]
+    exit_code, lines = _main(capsys, command, src, option, target, *more)
+    assert exit_code == 2 and lines == [f"error: {target}: cannot write {what}: {os.strerror(code)}"], lines
+    assert not list(target.parent.iterdir())   # neither the file nor a temporary one beside it
+
+
+def test_a_directory_put_in_the_outputs_way_during_the_run_is_bad_output(tmp_path, monkeypatch, capsys):
+    import convrewrite
+
+    src, out = tmp_path / "net.onnx", tmp_path / "out.onnx"
+    deconv_model(src)
+    real = convrewrite.optimize
+
+    def optimize_then_block(*args, **kwargs):   # after check_output_paths, before the write
+        result = real(*args, **kwargs)
+        out.mkdir()
+        (out / "inside").write_text("kept")
+        return result
+
+    monkeypatch.setattr(convrewrite, "optimize", optimize_then_block)
+    exit_code, lines = _main(capsys, "optimize", src, "-o", out, "--quiet")
+    assert exit_code == 2 and len(lines) == 1, lines
+    assert re.fullmatch(rf"error: {re.escape(str(out))}: cannot write the output model \(-o\): .+", lines[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.onnx", "out.onnx"]   # no temporary file left
+    assert (out / "inside").read_text() == "kept"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("option", ["-o", "--report", "--html"])
+def test_a_full_device_is_one_line_and_exit_2(tmp_path, option):
+    """A stream (written in place, not renamed) that fails, in a process of its own."""
+    src = tmp_path / "net.onnx"
+    deconv_model(src)
+    model = [] if option == "-o" else ["-o", tmp_path / "o.onnx"]
+    r = run("optimize", src, *model, option, "/dev/full", "--quiet")
+    assert r.returncode == 2 and r.stderr.startswith("error: /dev/full: cannot write the "), r.stderr
+    assert r.stderr.endswith(": No space left on device\n") and len(r.stderr.splitlines()) == 1, r.stderr
 
 
 def test_output_equal_to_input_with_force_overwrites(tmp_path):

@@ -6,6 +6,7 @@ the destination folder and renamed over the target only when complete.
 """
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import re
@@ -541,7 +542,8 @@ def _temp_beside(path: Path) -> str:
         except FileExistsError:
             continue
         return str(name)
-    raise OSError(f"{path}: no free temporary name beside it")
+    raise FileExistsError(errno.EEXIST, f"no free temporary name beside it (.{path.name}.0.tmp to .99.tmp are taken)",
+                          str(path))
 
 
 def _keep_mode(tmp: str, path: Path) -> None:

@@ -348,3 +348,15 @@ def test_a_failed_rename_names_the_same_temporary_file_in_every_run(tmp_path, mo
         said.append(str(e.value))
     assert said[0] == said[1] == f"[Errno 16] Device or resource busy: '{tmp_path}/.m.onnx.0.tmp' -> {out!r}"
     assert not list(tmp_path.iterdir())   # the temporary file is gone, its number free again
+
+
+def test_no_free_temporary_name_is_an_error_saying_so_once(tmp_path):
+    """Its text is the reason the command line quotes after the path (it
+    was OSError('<path>: no free ...'), the path said twice there)."""
+    out = tmp_path / "r.json"
+    for k in range(100):
+        (tmp_path / f".r.json.{k}.tmp").write_text("")
+    with pytest.raises(FileExistsError) as e:
+        model_io.write_text(out, "{}")
+    assert e.value.strerror == "no free temporary name beside it (.r.json.0.tmp to .99.tmp are taken)"
+    assert not out.exists() and len(list(tmp_path.iterdir())) == 100
