@@ -33,6 +33,7 @@ goes (see PROGRESS_STAGES); the driver never prints, the caller renders.
 """
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -45,11 +46,11 @@ import onnx
 from . import qdq_check
 from .cost import batch_one, model_cost, subgraph_cost
 from .equivalence import check_numbers
-from .errors import error_text
+from .errors import InputError, error_text
 from .graph import GraphView, nested_nodes
 from .local_check import CheckError, UnknownValue, build_check, check_well_formed, verify_checks
 from .lowering import Lowered, build, lower
-from .model_io import check_and_infer, load_and_infer, load_model
+from .model_io import check_and_infer, file_stamp, load_and_infer, load_model
 from .oracle import Oracle
 from .plans import Plans, key as structure_key
 from .report import PLANNED, REWRITTEN, ROLLED_BACK, SKIPPED, Report, RewriteRecord
@@ -113,6 +114,7 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     owned = isinstance(model, (str, Path))
     if owned:
         report.input = str(model)
+        stamp = file_stamp(model) if os.path.exists(model) else None   # before the read: a change during it shows
         model, shapes = load_and_infer(model)
     else:
         shapes = check_and_infer(model)
@@ -131,7 +133,7 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
     if verify and not dry_run:
         progress("whole-model check", 0, 0)
         # a model loaded here is edited in place: the noise probes load it again
-        oracle = Oracle(model, settings, reload=(lambda: load_model(report.input)) if owned else None)
+        oracle = Oracle(model, settings, reload=_reloader(report.input, stamp) if owned else None)
         release_memory(run.model_bytes)  # the session's
     model = [model]  # handed over: all_passes holds the only reference
     started = None
@@ -253,6 +255,20 @@ def _optimizations_from(passes: Sequence) -> int:
     while k > 0 and getattr(passes[k - 1], "optimization", False):
         k -= 1
     return k
+
+
+def _reloader(path: str, stamp: tuple) -> Callable[[], onnx.ModelProto]:
+    """load_model(path) again, for a run that edited the model it loaded in
+    place (the noise probes and a second run read the original again):
+    refused where the file is no longer the one read at first (`stamp`),
+    which would have the run compare one model's outputs with another's."""
+    def reload() -> onnx.ModelProto:
+        if file_stamp(path) != stamp:
+            raise InputError(f"{path}: the file changed while convrewrite ran (a check reads it again); "
+                             "run again once it stays as it is")
+        return load_model(path)
+
+    return reload
 
 
 def _weight_budget(model: onnx.ModelProto) -> int:

@@ -27,6 +27,14 @@ from .weights import (WEIGHT_STUB_LOCATION, copy_without_initializers, data_byte
 TWO_GB = (1 << 31) - (1 << 20)  # protobuf's limit, less a margin for the envelope
 
 
+def file_stamp(path: "str | os.PathLike") -> tuple:
+    """What tells a file apart from itself changed or replaced: its device,
+    inode, size and modification time (the model file alone, not its
+    external data)."""
+    s = os.stat(path)
+    return s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns
+
+
 def load_model(path: "str | os.PathLike") -> onnx.ModelProto:
     """Load and check a model (external data included) or raise InputError."""
     return load_and_infer(path)[0]

@@ -515,3 +515,31 @@ def test_random_graphs_and_toy_passes_are_the_same_deferred(monkeypatch, seed):
     assert model.SerializeToString() == given
     assert deferred == before
     assert said in ([], [True], [False])
+
+
+# --- the input file read again ----------------------------------------------------------
+
+def test_a_second_run_refuses_an_input_file_that_changed_meanwhile(monkeypatch, tmp_path):
+    """The redone run reads the original from its file again (the first run
+    edited its copy in place): a file changed meanwhile is another model,
+    whose result would be compared with the first one's outputs."""
+    import onnx
+
+    from convrewrite import InputError
+
+    path = tmp_path / "m.onnx"
+    onnx.save(relu_chain(), path)
+    real = driver._Run.verify_deferred
+
+    def edited_meanwhile(self):
+        changed = relu_chain()
+        changed.graph.node[2].op_type = "Abs"
+        onnx.save(changed, path)
+        return real(self)
+
+    monkeypatch.setattr(driver._Run, "verify_deferred", edited_meanwhile)
+    with pytest.raises(InputError, match="m.onnx: the file changed while convrewrite ran"):
+        optimize(str(path), [ReluToIdentity(), ReluToMax()])   # a deferred check fails: the run is redone
+    monkeypatch.setattr(driver._Run, "verify_deferred", real)
+    _, report = optimize(str(path), [ReluToIdentity(), ReluToMax()])   # the file as it now is, left alone
+    assert report.verification.equivalent and report.op_counts_before.get("Abs") == 1
