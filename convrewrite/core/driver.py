@@ -404,9 +404,10 @@ class _Run:
         return current
 
     def _ahead(self, model: onnx.ModelProto) -> None:
-        """Where only optimization passes are left in the round (they seldom
-        change the model), start the whole-model run of the model as it is,
-        if the passes changed it since the last such start."""
+        """Where only optimization passes are left in the round, start the
+        whole-model run of the model as it is (of use where they change
+        nothing, as on most models), if the passes changed it since the last
+        such start."""
         if self.start_ahead is not None and self.edits != self.ahead_version and self.start_ahead(model, self.edits):
             self.ahead_version = self.edits
 
