@@ -232,7 +232,7 @@ def _admitted(graph: GraphView, start, grid: Grid, admit_conv, shared: str) -> t
         if not any(i in values for i in inputs):
             continue
         sides = {i: _side_pools(graph, i, grid, pooled, values, after) for i in inputs
-                 if i and i not in values and graph.constant(i) is None}
+                 if i and i not in values and _computed(graph, i)}
         kind = _admit(graph, node, grid, values, after, admit_conv, {i for i, s in sides.items() if s})
         if kind is None:
             continue
@@ -281,7 +281,8 @@ def _admit(graph, node, grid, values, after, admit_conv, sides=frozenset()):
         return None
     if sides and node.op_type not in POINTWISE_BINARY:
         return None
-    data, inputs = data_inputs(node), node.input[:]   # a slice: see core/graph._indexes
+    # data a set (a Sum of many branches: a lookup per input); inputs a slice: see core/graph._indexes
+    data, inputs = set(data_inputs(node)), node.input[:]
     for i in inputs:
         if not i or i in values:
             continue
@@ -358,10 +359,21 @@ def _independent(graph: GraphView, name: str, after: set) -> bool:
 def _fits(graph: GraphView, name: str, grid: Grid, after: set) -> bool:
     """A constant that broadcasts per channel, or an outside tensor of the
     region's shape that does not depend on the region."""
-    c = graph.constant(name)
-    if c is not None:
-        return broadcasts_per_channel(c.shape, len(grid.sizes) + 2)
+    if not _computed(graph, name):
+        return broadcasts_per_channel(graph.constant(name).shape, len(grid.sizes) + 2)
     return _independent(graph, name, after) and _same_grid_shape(graph, name, grid)
+
+
+def _computed(graph: GraphView, name: str) -> bool:
+    """Whether `name` is computed at run time (graph.constant None), kept
+    per view: a Sum of many branches has each of its inputs looked at by
+    every start whose region reaches it (constant() reads the producer's
+    domain, a protobuf string, each time)."""
+    known, key = graph.kept_reads, (_computed, name)
+    found = known.get(key)
+    if found is None:
+        found = known[key] = graph.constant(name) is None
+    return found
 
 
 def _same_grid_shape(graph: GraphView, name: str, grid: Grid) -> bool:
@@ -442,7 +454,7 @@ def _with_tail(graph: GraphView, admitted: list, kept: list, needs: dict, values
             continue
         if node.output[0] not in values or node.op_type not in _ELEMENTWISE:
             continue
-        data = [i for i in data_inputs(node) if graph.constant(i) is None]
+        data = [i for i in data_inputs(node) if _computed(graph, i)]
         if not data or any(i not in inside for i in data):
             continue
         if exits.no_more_with(node):
