@@ -46,6 +46,7 @@ phase batch.
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from functools import reduce
 from itertools import product
@@ -110,7 +111,8 @@ class Chain:
 # --- growing --------------------------------------------------------------------
 
 def grow(graph: GraphView, start: onnx.NodeProto, grid: Grid,
-         admit_conv: Callable[[onnx.NodeProto], Optional[object]], share_input: bool = False) -> Optional[Region]:
+         admit_conv: Callable[[onnx.NodeProto], Optional[object]], share_input: bool = False,
+         admit_key: object = None) -> Optional[Region]:
     """The largest useful region from `start`, or None when it holds no
     second dilated Conv.  admit_conv(node) returns a dilated Conv's
     parameters when it fits `grid`, else None.
@@ -121,20 +123,104 @@ def grow(graph: GraphView, start: onnx.NodeProto, grid: Grid,
     may join, reading that phase form instead of converting their outputs.
     Such a region is taken when some op reading x joins and it keeps every
     dilated Conv of the region grown without it (outside inputs must then
-    be independent of x as well, a stricter test)."""
+    be independent of x as well, a stricter test).
+
+    `admit_key`: all that admit_conv's verdicts depend on beside the node
+    and `grid` (the pass and its options), hashable.  With it, the region
+    grown from a shared x is worked out once per view (InputRegion); None:
+    for this start alone."""
     plain = _grow(graph, start, grid, admit_conv, "")
     if not share_input or plain is None:
         return plain
-    x = start.input[0]
-    shared = _grow(graph, start, grid, admit_conv, x)
-    joined = any(x in n.input[:] for n in shared.nodes[1:]) if shared else False
+    shared, joined = _shared(graph, start, grid, admit_conv, admit_key)
     return shared if joined and len(shared.convs) >= len(plain.convs) else plain
 
 
-def _grow(graph: GraphView, start: onnx.NodeProto, grid: Grid, admit_conv, shared: str) -> Optional[Region]:
+def _shared(graph: GraphView, start, grid: Grid, admit_conv, admit_key) -> tuple[Optional[Region], bool]:
+    """The region grown from `start` with its input x a region value, and
+    whether a node of it other than the start reads x."""
+    x = start.input[0]
+    whole = None if admit_key is None else input_region(graph, x, grid, admit_conv, admit_key)
+    if whole is not None and id(start) in whole.conv_at:
+        return whole.from_start(start), whole.readers > 1   # the start is one of them
+    region = _grow(graph, start, grid, admit_conv, x)
+    return region, region is not None and any(x in n.input[:] for n in region.nodes[1:])
+
+
+class InputRegion:
+    """The region grown from a value x alone (no start): its nodes in graph
+    order, every dilated Conv among them a later one.  Where it holds a
+    start s that reads x as a dilated Conv, the region grown from s with x
+    shared has the same nodes, s first: a node before s in graph order
+    cannot read s's output (nor can a side value's producers), so it is
+    admitted or not alike, and at s both regions hold s and its output.
+    Pruning keeps the same nodes too: it keeps s, whose inputs x and
+    weights are no region node's output (the Conv was admitted); so the
+    tail and the exits are the same.  Every start among many parallel
+    branches that read x takes its region from this one, not growing it
+    again over every branch; the positions that move are worked out once
+    (slices per start)."""
+
+    __slots__ = ("region", "place", "conv_at", "exit_at", "readers", "later_convs", "later_pools")
+
+    def __init__(self, region: Region, x: str):
+        self.region = region
+        self.place = {id(n): k for k, n in enumerate(region.nodes)}                        # node id -> position
+        self.conv_at = {id(region.nodes[j]): i for i, (j, _) in enumerate(region.convs)}   # id -> index in convs
+        self.exit_at = {e: i for i, e in enumerate(region.exits)}
+        self.readers = sum(1 for n in region.nodes if x in n.input[:])   # the nodes that read x
+        # positions one later, as for the nodes before the start once it moves to the front
+        self.later_convs = tuple((j + 1, c) for j, c in region.convs)
+        self.later_pools = tuple(j + 1 for j in region.pools)
+
+    def from_start(self, start: onnx.NodeProto) -> Optional[Region]:
+        """The region grown from `start` (one of its dilated Convs) with x shared."""
+        r, k, c = self.region, self.place[id(start)], self.conv_at[id(start)]
+        if len(r.nodes) == 1:
+            return None
+        e = self.exit_at.get(start.output[0])
+        exits = r.exits if e is None else (r.exits[e],) + r.exits[:e] + r.exits[e + 1:]
+        p = bisect_left(r.pools, k)   # the pools before the start
+        return Region((start,) + r.nodes[:k] + r.nodes[k + 1:], self.later_convs[:c] + r.convs[c + 1:], exits,
+                      self.later_pools[:p] + r.pools[p:], r.shared)
+
+
+def input_region(graph: GraphView, x: str, grid: Grid, admit_conv, admit_key) -> InputRegion:
+    """The region grown from x alone, worked out once per view for
+    (admit_key, x, grid) and kept with the view's other reads (as
+    preconditions.read_once keeps them): where a target runs no chain,
+    every start reading x is matched, and each would grow it again
+    (starts x branches)."""
+    known, key = graph.kept_reads, (input_region, admit_key, x, grid)
+    found = known.get(key)
+    if found is None:
+        found = known[key] = InputRegion(_grow(graph, None, grid, admit_conv, x), x)
+    return found
+
+
+def _grow(graph: GraphView, start: Optional[onnx.NodeProto], grid: Grid, admit_conv,
+          shared: str) -> Optional[Region]:
+    """The region grown from `start` (with `shared`, x, a region value as
+    well); `start` None: from x alone (InputRegion), its nodes however few."""
+    members, convs, needs, values, pools = _admitted(graph, start, grid, admit_conv, shared)
+    kept = _prune(members, convs, needs, start)
+    if start is not None and len(kept) == 1:
+        return None
+    members = _with_tail(graph, members, kept, needs, values, shared)
+    ids, outputs = {id(n) for n in members}, set(graph.graph_outputs)
+    exits = tuple(n.output[0] for n in members if _read_outside(graph, n.output[0], ids, outputs))
+    return Region(tuple(members), tuple((k, convs[id(n)]) for k, n in enumerate(members) if id(n) in convs),
+                  exits, tuple(k for k, n in enumerate(members) if id(n) in pools), shared)
+
+
+def _admitted(graph: GraphView, start, grid: Grid, admit_conv, shared: str) -> tuple:
+    """The nodes the rules admit, in graph order from the start (if any):
+    (members, later dilated Conv id -> params, member id -> ids of the pools
+    its sides need, the region values, the ids of the pools)."""
     after = _value_descendants(graph, shared) if shared else _descendants(graph, start)
-    values, members, convs = {start.output[0]} | ({shared} if shared else set()), [start], {}
-    pooled, needs = {}, {}       # pool output -> pool node id; member id -> ids of the pools its sides need
+    members = [] if start is None else [start]
+    values = {n.output[0] for n in members} | ({shared} if shared else set())
+    convs, pooled, needs = {}, {}, {}   # pooled: pool output -> pool node id
     for node in _in_graph_order(graph, after):
         if node is start:
             continue
@@ -146,7 +232,7 @@ def _grow(graph: GraphView, start: onnx.NodeProto, grid: Grid, admit_conv, share
         if not any(i in values for i in inputs):
             continue
         sides = {i: _side_pools(graph, i, grid, pooled, values, after) for i in inputs
-                 if i and i not in values and graph.constant(i) is None}
+                 if i and i not in values and _computed(graph, i)}
         kind = _admit(graph, node, grid, values, after, admit_conv, {i for i, s in sides.items() if s})
         if kind is None:
             continue
@@ -155,15 +241,7 @@ def _grow(graph: GraphView, start: onnx.NodeProto, grid: Grid, admit_conv, share
         needs[id(node)] = set().union(*[s for s in sides.values() if s])
         members.append(node)
         values.add(node.output[0])
-    kept = _prune(members, convs, needs)
-    if len(kept) == 1:
-        return None
-    members = _with_tail(graph, members, kept, needs, values, shared)
-    ids, outputs = {id(n) for n in members}, set(graph.graph_outputs)
-    exits = tuple(n.output[0] for n in members if _read_outside(graph, n.output[0], ids, outputs))
-    pools = set(pooled.values())
-    return Region(tuple(members), tuple((k, convs[id(n)]) for k, n in enumerate(members) if id(n) in convs),
-                  exits, tuple(k for k, n in enumerate(members) if id(n) in pools), shared)
+    return members, convs, needs, values, set(pooled.values())
 
 
 def may_grow(graph: GraphView, start: onnx.NodeProto) -> bool:
@@ -203,7 +281,8 @@ def _admit(graph, node, grid, values, after, admit_conv, sides=frozenset()):
         return None
     if sides and node.op_type not in POINTWISE_BINARY:
         return None
-    data, inputs = data_inputs(node), node.input[:]   # a slice: see core/graph._indexes
+    # data a set (a Sum of many branches: a lookup per input); inputs a slice: see core/graph._indexes
+    data, inputs = set(data_inputs(node)), node.input[:]
     for i in inputs:
         if not i or i in values:
             continue
@@ -280,10 +359,21 @@ def _independent(graph: GraphView, name: str, after: set) -> bool:
 def _fits(graph: GraphView, name: str, grid: Grid, after: set) -> bool:
     """A constant that broadcasts per channel, or an outside tensor of the
     region's shape that does not depend on the region."""
-    c = graph.constant(name)
-    if c is not None:
-        return broadcasts_per_channel(c.shape, len(grid.sizes) + 2)
+    if not _computed(graph, name):
+        return broadcasts_per_channel(graph.constant(name).shape, len(grid.sizes) + 2)
     return _independent(graph, name, after) and _same_grid_shape(graph, name, grid)
+
+
+def _computed(graph: GraphView, name: str) -> bool:
+    """Whether `name` is computed at run time (graph.constant None), kept
+    per view: a Sum of many branches has each of its inputs looked at by
+    every start whose region reaches it (constant() reads the producer's
+    domain, a protobuf string, each time)."""
+    known, key = graph.kept_reads, (_computed, name)
+    found = known.get(key)
+    if found is None:
+        found = known[key] = graph.constant(name) is None
+    return found
 
 
 def _same_grid_shape(graph: GraphView, name: str, grid: Grid) -> bool:
@@ -321,12 +411,12 @@ def _in_graph_order(graph: GraphView, nodes: dict) -> list:
     return sorted(nodes.values(), key=graph.position)
 
 
-def _prune(members: list, convs: dict, needs: dict) -> list:
-    """Keep the start and the nodes from which a later dilated Conv is
-    reached, and the pools whose outputs kept nodes take back as sides.
-    `read` holds the inputs of the kept nodes: whether a kept node reads a
-    node's output is one lookup, not a walk over the members (quadratic
-    where a value fans out to many branches)."""
+def _prune(members: list, convs: dict, needs: dict, start: Optional[onnx.NodeProto]) -> list:
+    """Keep the start (if any) and the nodes from which a later dilated
+    Conv is reached, and the pools whose outputs kept nodes take back as
+    sides.  `read` holds the inputs of the kept nodes but the start's:
+    whether a kept node reads a node's output is one lookup, not a walk over
+    the members (quadratic where a value fans out to many branches)."""
     by_id = {id(n): n for n in members}
     keep, read = set(), set()
 
@@ -337,12 +427,14 @@ def _prune(members: list, convs: dict, needs: dict) -> list:
                 read.update(by_id[i].input[:])
 
     take(id(n) for n in members if id(n) in convs)
-    for node in reversed(members[1:]):
+    for node in reversed(members):
+        if node is start:
+            continue
         if id(node) not in keep and node.output[0] in read:
             take((id(node),))
         if id(node) in keep:
             take(needs.get(id(node), ()))
-    return [members[0]] + [n for n in members[1:] if id(n) in keep]
+    return [n for n in members if n is start or id(n) in keep]
 
 
 _ELEMENTWISE = POINTWISE_UNARY | POINTWISE_BINARY
@@ -362,7 +454,7 @@ def _with_tail(graph: GraphView, admitted: list, kept: list, needs: dict, values
             continue
         if node.output[0] not in values or node.op_type not in _ELEMENTWISE:
             continue
-        data = [i for i in data_inputs(node) if graph.constant(i) is None]
+        data = [i for i in data_inputs(node) if _computed(graph, i)]
         if not data or any(i not in inside for i in data):
             continue
         if exits.no_more_with(node):

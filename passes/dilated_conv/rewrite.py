@@ -210,7 +210,7 @@ class DilatedConvToSpaceToBatch:
         p: Dilated = single.params
         grid = Grid(graph.shape(node.input[0])[0], tuple(a.out for a in p.axes), tuple(p.blocks))
         region = grow(graph, node, grid, lambda n: self._chain_conv(n, graph, grid),
-                      share_input=input_in_phase_form(p, grid))
+                      share_input=input_in_phase_form(p, grid), admit_key=self)
         if region is None:
             return single
         notes = single.notes + (f"chain: {len(region.convs) + 1} dilated Convs and "

@@ -2,11 +2,16 @@
 found is the one the straightforward algorithm finds (pruning by a walk over
 every member for each node, the exits counted over the whole region for
 each tail candidate), and the work of a start's match grows with the
-region's size, not with its square."""
+region's size, not with its square.  Where a target runs no chain, every
+start is matched: the starts reading one value take their regions from the
+one grown from that value (chain.InputRegion), so a run's work grows with
+the branches, not with their square, and finds the regions grown for each
+start alone."""
 from __future__ import annotations
 
 import sys
 from collections import Counter
+from contextlib import contextmanager
 
 import numpy as np
 import onnx
@@ -15,6 +20,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from builders import with_output_shape
+from convrewrite import optimize
+from convrewrite.core.equivalence import check_models
 from convrewrite.core.graph import GraphView
 from convrewrite.core.pointwise import POINTWISE_BINARY, POINTWISE_UNARY
 from convrewrite.core.rewrite import Match, Skip
@@ -28,16 +35,17 @@ C = 2   # channels: matching reads shapes and attributes, never the weights' val
 
 # --- the straightforward algorithm (the reference) ---------------------------------
 
-def reference_prune(members: list, convs: dict, needs: dict) -> list:
-    """A node is kept when a kept member reads its output, found by a walk
-    over every member."""
-    keep = {id(n) for n in members if id(n) in convs}
-    for node in reversed(members[1:]):
-        if id(node) not in keep and any(id(m) in keep and node.output[0] in m.input[:] for m in members):
+def reference_prune(members: list, convs: dict, needs: dict, start) -> list:
+    """A node is kept when a kept member other than the start reads its
+    output, found by a walk over every member."""
+    rest = [n for n in members if n is not start]
+    keep = {id(n) for n in rest if id(n) in convs}
+    for node in reversed(rest):
+        if id(node) not in keep and any(id(m) in keep and node.output[0] in m.input[:] for m in rest):
             keep.add(id(node))
         if id(node) in keep:
             keep |= needs.get(id(node), set())
-    return [members[0]] + [n for n in members[1:] if id(n) in keep]
+    return [n for n in members if n is start or id(n) in keep]
 
 
 def reference_with_tail(graph, admitted: list, kept: list, needs: dict, values: set, shared: str) -> list:
@@ -91,12 +99,25 @@ def all_matches(model: onnx.ModelProto, p: DilatedConv) -> list:
 
 
 def assert_reference_matches(model: onnx.ModelProto, p: DilatedConv) -> list:
+    """Every candidate's match is the straightforward algorithms', and
+    (the matches on one view, as in a run) the one grown for its start alone."""
     found = all_matches(model, p)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(chain, "_prune", reference_prune)
         mp.setattr(chain, "_with_tail", reference_with_tail)
         assert found == all_matches(model, p)
+    with each_start_alone():
+        assert found == all_matches(model, p)
     return found
+
+
+@contextmanager
+def each_start_alone():
+    """No region taken from an InputRegion: each start's region with its
+    input shared is grown for it alone."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(chain, "input_region", lambda *args: None)
+        yield
 
 
 def chain_sizes(found: list) -> list:
@@ -307,3 +328,75 @@ def test_each_conv_is_ranked_once_however_many_chain_starts_reach_it(monkeypatch
         [(m.params, m.notes, [n.name for n in m.nodes]) for m in alone]
     assert sum(len(m.nodes) > 60 for m in together) == 30   # each a{k} starts a chain over every branch
     assert max(ranked.values()) == 2, ranked   # as a start and as a later Conv
+
+
+# --- with a target: every start matched ----------------------------------------
+
+def admissions(model: onnx.ModelProto, target: str) -> tuple[int, dict, bytes]:
+    """(the nodes chain._admit is asked about, the report without timings,
+    the model) of a run with `target`: a count of steps that does not
+    depend on the machine's speed."""
+    count, admit = 0, chain._admit
+
+    def counted(*args, **kwargs):
+        nonlocal count
+        count += 1
+        return admit(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(chain, "_admit", counted)
+        new, report = optimize(model, [DilatedConv()], verify=False, target=target)
+    d = report.to_dict()
+    d.pop("timings")
+    return count, d, new.SerializeToString()
+
+
+@pytest.mark.parametrize("make", [fan_out, shared_input], ids=["fan_out", "shared_input"])
+def test_with_a_target_a_run_takes_steps_in_proportion(make):
+    """tflite runs no chain (its phase batch is not 1): every start is
+    matched, and each start inside a branch reaches every branch through the
+    value the branches read.  Twice the branches, about twice the nodes
+    looked at (about four times when each start grew its region again:
+    3.9x on fan_out, 4.0x on shared_input)."""
+    small, report, _ = admissions(make(40), "tflite")
+    large, _, _ = admissions(make(80), "tflite")
+    assert any("does not fit" in n for r in report["rewrites"] for n in r["notes"])   # a chain was matched
+    assert large < 2.4 * small, (small, large)
+
+
+@pytest.mark.parametrize("target", ["tflite", "arm-ethos-n78"])
+@pytest.mark.parametrize("make", [fan_out, shared_input], ids=["fan_out", "shared_input"])
+def test_with_a_target_the_run_is_that_of_regions_grown_alone(make, target):
+    """The model and report of a run with a target are those of a run where
+    each start grows its region alone, and the model computes the original's."""
+    model = make(12)
+    _, report, new = admissions(model, target)
+    with each_start_alone():
+        _, alone_report, alone = admissions(model, target)
+    assert (report, new) == (alone_report, alone)
+    chains = [r for r in report["rewrites"] if any("-node rewrite does not fit" in n for n in r["notes"])]
+    assert chains, report["rewrites"]   # a chain over every branch matched, then each Conv alone
+    result = onnx.ModelProto.FromString(new)
+    assert op_counts_of(result)["Conv"] > op_counts_of(model)["Conv"]   # lowered for the target
+    assert check_models(model, result)
+
+
+def op_counts_of(model: onnx.ModelProto) -> Counter:
+    return Counter(n.op_type for n in model.graph.node)
+
+
+def test_random_graphs_take_regions_from_input_regions(monkeypatch):
+    """The random graphs hold starts whose region is taken from another's
+    input region (the comparison with regions grown alone compares that)."""
+    taken, from_start = [], chain.InputRegion.from_start
+    monkeypatch.setattr(chain.InputRegion, "from_start",
+                        lambda self, start: taken.append(start.name) or from_start(self, start))
+
+    @settings(max_examples=60, deadline=None, database=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(model=random_graphs())
+    def one(model):
+        all_matches(model, DilatedConv(FAST))
+
+    one()
+    assert len(taken) >= 20, taken
