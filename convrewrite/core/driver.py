@@ -577,6 +577,13 @@ class _Run:
             c.skip(result)
             return c
         if any(id(n) in claimed for n in result.nodes):
+            if len(result.nodes) > 1 and hasattr(p, "match_alone") and not alone:
+                # a chain reaching a node another rewrite took: the node is still lowered, alone (as a
+                # second run would lower it), not left for a target that cannot run it
+                single = self._plan(graph, p, node, p.match_alone, claimed, alone=True)
+                single.record.notes.append(f"its {len(result.nodes)}-node rewrite overlaps another rewrite of "
+                                           "this pass; matched alone")
+                return single
             c.skip(Skip("overlaps another rewrite of this pass", Code.OVERLAP))
             return c
         c = self._lower(graph, p, node, result, c, alone)

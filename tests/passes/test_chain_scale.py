@@ -400,3 +400,27 @@ def test_random_graphs_take_regions_from_input_regions(monkeypatch):
 
     one()
     assert len(taken) >= 20, taken
+
+
+# --- a chain that overlaps another rewrite: its start lowered alone ----------------------
+
+@pytest.mark.parametrize("make", [fan_out, shared_input], ids=lambda f: f.__name__)
+def test_with_a_target_a_branch_whose_chain_overlaps_another_rewrite_is_lowered_alone(make):
+    """With tflite no chain fits, so the first branch's Conv is matched
+    alone; each later branch's chain reaches that Conv (through the value
+    they share) and overlaps its rewrite.  Those branches are lowered alone
+    too, in the same run: none is left as a dilated Conv the target cannot
+    run, and a second run has nothing to do (assert_rewrites)."""
+    from helpers import assert_rewrites
+
+    from convrewrite.core.report import REWRITTEN
+
+    model = make(6)
+    dilated = sum(1 for n in model.graph.node if n.op_type == "Conv" and any(
+        a.name == "dilations" and max(a.ints) > 1 for a in n.attribute))
+    new, report = assert_rewrites(model, DilatedConv(), {}, target="tflite")
+    assert len(report.records(REWRITTEN)) == dilated and not [r for r in report.rewrites if r.code == "overlap"]
+    assert not any(a.name == "dilations" and max(a.ints) > 1 for n in new.graph.node if n.op_type == "Conv"
+                   for a in n.attribute)
+    notes = [n for r in report.records(REWRITTEN) for n in r.notes]
+    assert any("overlaps another rewrite of this pass; matched alone" in n for n in notes)
