@@ -127,3 +127,14 @@ def torchscript_padded_conv_model(mode="reflect", rate=2, size=12, channels=4, s
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, size, size])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, size, size])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def relu_then_custom_op(op: str = "Gelu2", domain: str = "com.example") -> onnx.ModelProto:
+    """x -> Relu 'r' -> `domain`.`op` 'mine' -> y: neither onnxruntime nor the
+    reference evaluator knows the custom operator, so the model cannot be run."""
+    x = helper.make_tensor_value_info("x", FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", FLOAT, [1, 4])
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="r"),
+             helper.make_node(op, ["a"], ["y"], name="mine", domain=domain)]
+    return helper.make_model(helper.make_graph(nodes, "g", [x], [y]),
+                             opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(domain, 1)])

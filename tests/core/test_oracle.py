@@ -11,6 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import convrewrite.core.oracle as oracle
+from builders import relu_then_custom_op
 from convrewrite import optimize
 from convrewrite.core.equivalence import compare_within_noise, random_feeds, run_onnxruntime, runtime_inputs
 from convrewrite.core.report import REWRITTEN, ROLLED_BACK
@@ -282,19 +283,10 @@ def test_check_models_names_the_input_it_cannot_make_values_for():
         check_models(_bfloat16_input_model(True), _bfloat16_input_model(True))
 
 
-def _relu_then_custom_op() -> onnx.ModelProto:
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
-    nodes = [helper.make_node("Relu", ["x"], ["a"], name="r"),
-             helper.make_node("Gelu2", ["a"], ["y"], name="mine", domain="com.example")]
-    return helper.make_model(helper.make_graph(nodes, "g", [x], [y]),
-                             opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
-
-
 @pytest.mark.parametrize("inputs", [None, {"x": np.ones((1, 4), np.float32)}])
 def test_an_operator_neither_engine_knows_is_named_and_no_inputs_are_asked_for(inputs):
     """It was "random inputs do not run it" and --inputs advice, which cannot help."""
-    _, report = optimize(_relu_then_custom_op(), passes=[ReluToMax()], inputs=inputs)
+    _, report = optimize(relu_then_custom_op(), passes=[ReluToMax()], inputs=inputs)
     v = report.verification
     assert report.records(REWRITTEN) and v.equivalent is None and not v.performed
     assert v.detail.startswith("the original model could not be run: neither onnxruntime nor onnx's reference "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from onnx import TensorProto, helper
 
+from builders import relu_then_custom_op
 from convrewrite import optimize
 from convrewrite.core.report import REWRITTEN, target_lines
 
@@ -99,17 +100,6 @@ def test_a_quantized_group_counts_its_operator_not_its_quantize_linear():
         assert f"pass {p}: rewrote 1 node(s)" in report.summary().splitlines()
 
 
-def _relu_then_custom_op():
-    """x -> Relu 'r' -> custom.Foo -> y: onnxruntime and the reference
-    evaluator refuse Foo, so the original model cannot be run."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
-    nodes = [helper.make_node("Relu", ["x"], ["a"], name="r"),
-             helper.make_node("Foo", ["a"], ["y"], name="foo", domain="custom")]
-    return helper.make_model(helper.make_graph(nodes, "g", [x], [y]),
-                             opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom", 1)])
-
-
 def _reports(model, passes, monkeypatch, from_file_bytes: int) -> list:
     """Two runs' reports (timings aside) and summaries, every model going to
     onnxruntime through a file when `from_file_bytes` is 0, as bytes when large."""
@@ -141,7 +131,7 @@ def test_a_check_onnxruntime_refuses_from_a_file_reports_the_same_text_in_every_
     relu_only = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g", [x], [y]),
                                   opset_imports=[helper.make_opsetid("", 17)])
     for model, passes, said in ((relu_only, [ReluUnloadable()], "onnxruntime cannot run the replacement: "),
-                                (_relu_then_custom_op(), [ReluToMax()], "the original model could not be run: ")):
+                                (relu_then_custom_op(), [ReluToMax()], "the original model could not be run: ")):
         through_a_file = _reports(model, passes, monkeypatch, 0)
         assert through_a_file[0] == through_a_file[1]
         assert through_a_file == _reports(model, passes, monkeypatch, 1 << 40)   # as bytes
