@@ -271,6 +271,40 @@ def test_an_error_in_the_progress_callback_while_the_results_run_is_under_way_wa
     assert len(threads) == 2 and not any(t.is_alive() for t in threads)
 
 
+def test_an_interrupt_while_a_stale_run_started_ahead_is_waited_for_waits_for_it(monkeypatch):
+    """kept-to-max edits the model after its run started ahead: that run,
+    slower than the result's, is still under way once the result's check
+    passed, and Ctrl-C lands while it is waited for."""
+    import threading
+    import time
+
+    from convrewrite.core import equivalence
+
+    _ahead_after_the_original(monkeypatch)
+    session, threads, hit = equivalence.onnxruntime_session, [], []
+
+    def slow(model, optimized=False, threads_=0):
+        if threading.current_thread().name == "convrewrite-check":
+            threads.append(threading.current_thread())
+            if len(threads) == 2:   # the run started ahead
+                time.sleep(0.5)
+        return session(model, optimized)
+
+    join = threading.Thread.join
+
+    def interrupted(self, timeout=None):
+        if len(threads) > 1 and self is threads[1] and not hit and self.is_alive():
+            hit.append(self)
+            raise KeyboardInterrupt
+        return join(self, timeout)
+
+    monkeypatch.setattr(equivalence, "onnxruntime_session", slow)
+    monkeypatch.setattr(threading.Thread, "join", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        optimize(relu_chain(), [ReluToMax(), _KeptToMax()])
+    assert hit and len(threads) == 3 and not any(t.is_alive() for t in threads)
+
+
 # --- a pass that raises on what a deferred check would have rolled back ----------------
 
 @dataclass(frozen=True)
