@@ -188,6 +188,43 @@ def test_an_optimization_pass_that_edits_the_model_has_the_result_run_again(monk
     assert said == [True] and deferred == before
 
 
+def test_a_stale_run_that_ended_is_not_held_to_the_results_check(monkeypatch):
+    """kept-to-max edits the model after its run started ahead, which has
+    ended by the time the result's run starts: nothing waits for it, so
+    nothing holds it (its outputs) while the result is checked."""
+    import gc
+    import weakref
+
+    from convrewrite.core import equivalence
+
+    _ahead_after_the_original(monkeypatch)
+    runs, real = [], equivalence.InBackground
+
+    class Weak(real):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            runs.append(weakref.ref(self))
+
+    start, compare, alive = oracle.Oracle.start, oracle.Oracle.compare, []
+
+    def joined_first(self, model, version=None):
+        if self._ahead is not None:
+            self._ahead[2].join()
+        return start(self, model, version)
+
+    def counted(self, model, started=None):
+        gc.collect()
+        alive.append(sum(1 for r in runs if r() is not None and r() is not started))
+        return compare(self, model, started)
+
+    monkeypatch.setattr(oracle, "InBackground", Weak)
+    monkeypatch.setattr(oracle.Oracle, "start", joined_first)
+    monkeypatch.setattr(oracle.Oracle, "compare", counted)
+    _, report = optimize(relu_chain(), [ReluToMax(), _KeptToMax()])
+    assert report.verification.equivalent and len(runs) == 3
+    assert alive == [0]
+
+
 def test_no_run_starts_ahead_while_the_originals_is_under_way(monkeypatch):
     """start_ahead waits for nothing: the result's run then starts at the end."""
     threads, runs = _slow_check_thread(monkeypatch), _runs(monkeypatch)
