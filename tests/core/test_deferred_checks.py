@@ -239,10 +239,19 @@ def test_a_run_started_ahead_is_waited_for_when_a_later_pass_raises(monkeypatch)
     threads = _slow_check_thread(monkeypatch)
     with pytest.raises(ZeroDivisionError, match="identity-bug.candidate"):
         optimize(_with_identity(relu_chain()), [ReluToMax(), _OptimizationBug()])
-    assert len(threads) == 2 and not any(t.is_alive() for t in threads)
+    assert len(threads) == 2 and not _running(threads)
 
 
 # --- the threads end with the run, whatever ends it ----------------------------------
+
+def _running(threads: list) -> list:
+    """Those of `threads` still running: in threading.enumerate() (not
+    is_alive(), which says False of a running thread whose join Ctrl-C
+    interrupted, on Python 3.11)."""
+    import threading
+
+    return [t for t in threads if t in threading.enumerate()]
+
 
 def _slow_check_thread(monkeypatch) -> list:
     """Each whole-model run on a check thread takes 0.3 s longer (still under
@@ -264,34 +273,52 @@ def _slow_check_thread(monkeypatch) -> list:
     return threads
 
 
-def _interrupted_wait(monkeypatch, which: int) -> None:
-    """Ctrl-C lands while the main thread waits for the `which`-th check
-    thread it waits for (a lock's wait is interruptible): that wait raises
-    KeyboardInterrupt, the thread runs on; later waits wait."""
-    import threading
+@pytest.fixture
+def alarm_interrupts():
+    """SIGALRM raises KeyboardInterrupt, as Ctrl-C does: in whatever wait the main thread is in."""
+    import signal
 
-    join, waited = threading.Thread.join, []
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
 
-    def interrupted(self, timeout=None):
-        if self.name == "convrewrite-check" and self not in waited:
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def _interrupted_wait(monkeypatch, pick) -> None:
+    """Ctrl-C lands 50 ms into the main thread's first wait for a run
+    `pick(runs waited for so far, run)` names, under way: in the wait itself
+    (on Python 3.11 an interrupted Thread.join marks a running thread
+    stopped); the thread runs on, and later waits wait."""
+    import signal
+
+    from convrewrite.core import equivalence
+
+    join, waited, fired = equivalence.InBackground.join, [], []
+
+    def interrupted(self):
+        if self not in waited:
             waited.append(self)
-            if len(waited) == which and self.is_alive():
-                raise KeyboardInterrupt
-        return join(self, timeout)
+            if not fired and not self.done() and pick(waited, self):
+                fired.append(self)
+                signal.setitimer(signal.ITIMER_REAL, 0.05)
+        return join(self)
 
-    monkeypatch.setattr(threading.Thread, "join", interrupted)
+    monkeypatch.setattr(equivalence.InBackground, "join", interrupted)
 
 
 @pytest.mark.parametrize("which", [1, 2], ids=["waiting for the original's run", "waiting for the result's run"])
-def test_an_interrupt_while_a_whole_model_run_is_under_way_waits_for_it(monkeypatch, which):
+def test_an_interrupt_while_a_whole_model_run_is_under_way_waits_for_it(monkeypatch, alarm_interrupts, which):
     """A thread left in onnxruntime when the interpreter exits aborts the
     process ("terminate called without an active exception", exit 134, not
     the CLI's 130 for Ctrl-C): optimize raises only once its threads ended."""
     threads = _slow_check_thread(monkeypatch)
-    _interrupted_wait(monkeypatch, which)
+    _interrupted_wait(monkeypatch, lambda waited, run: len(waited) == which)
     with pytest.raises(KeyboardInterrupt):
         optimize(relu_chain(), [ReluToMax()])
-    assert len(threads) == which and not any(t.is_alive() for t in threads)
+    assert len(threads) == which and not _running(threads)
 
 
 def test_an_error_in_the_progress_callback_while_the_results_run_is_under_way_waits_for_it(monkeypatch):
@@ -305,10 +332,10 @@ def test_an_error_in_the_progress_callback_while_the_results_run_is_under_way_wa
 
     with pytest.raises(KeyboardInterrupt):
         optimize(relu_chain(), [ReluToMax()], progress=progress)
-    assert len(threads) == 2 and not any(t.is_alive() for t in threads)
+    assert len(threads) == 2 and not _running(threads)
 
 
-def test_an_interrupt_while_a_stale_run_started_ahead_is_waited_for_waits_for_it(monkeypatch):
+def test_an_interrupt_while_a_stale_run_started_ahead_is_waited_for_waits_for_it(monkeypatch, alarm_interrupts):
     """kept-to-max edits the model after its run started ahead: that run,
     slower than the result's, is still under way once the result's check
     passed, and Ctrl-C lands while it is waited for."""
@@ -318,7 +345,7 @@ def test_an_interrupt_while_a_stale_run_started_ahead_is_waited_for_waits_for_it
     from convrewrite.core import equivalence
 
     _ahead_after_the_original(monkeypatch)
-    session, threads, hit = equivalence.onnxruntime_session, [], []
+    runs, (session, threads) = _runs(monkeypatch), (equivalence.onnxruntime_session, [])
 
     def slow(model, optimized=False, threads_=0):
         if threading.current_thread().name == "convrewrite-check":
@@ -327,19 +354,11 @@ def test_an_interrupt_while_a_stale_run_started_ahead_is_waited_for_waits_for_it
                 time.sleep(0.5)
         return session(model, optimized)
 
-    join = threading.Thread.join
-
-    def interrupted(self, timeout=None):
-        if len(threads) > 1 and self is threads[1] and not hit and self.is_alive():
-            hit.append(self)
-            raise KeyboardInterrupt
-        return join(self, timeout)
-
     monkeypatch.setattr(equivalence, "onnxruntime_session", slow)
-    monkeypatch.setattr(threading.Thread, "join", interrupted)
+    _interrupted_wait(monkeypatch, lambda waited, run: runs.index(run) == 1)
     with pytest.raises(KeyboardInterrupt):
         optimize(relu_chain(), [ReluToMax(), _KeptToMax()])
-    assert hit and len(threads) == 3 and not any(t.is_alive() for t in threads)
+    assert len(threads) == 3 and not _running(threads)
 
 
 # --- a pass that raises on what a deferred check would have rolled back ----------------

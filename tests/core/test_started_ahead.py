@@ -64,7 +64,7 @@ OPTIMIZATIONS = [_LeavesAlone, _KeptToMax, _KeptToIdentity, _AddToSubOptimizatio
 
 
 def _check_threads() -> list:
-    return [t for t in threading.enumerate() if t.name == "convrewrite-check" and t.is_alive()]
+    return [t for t in threading.enumerate() if t.name == "convrewrite-check"]
 
 
 class _Watch:
