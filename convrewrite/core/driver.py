@@ -147,6 +147,8 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
             # handed over: not in memory while onnxruntime runs it (equivalence.run_handed_over)
             current = [current]
             current = _checked(current, oracle, run, owned, started)
+        if oracle is not None:
+            oracle.end_unused()   # runs set aside as stale: waited for here, where an interrupt waits again
     except BaseException:
         # the runs on threads end first: one left in onnxruntime aborts the process as Python exits
         if started is not None:

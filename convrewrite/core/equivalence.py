@@ -273,6 +273,10 @@ class InBackground:
         self._data, self._feeds = model.SerializeToString(), dict(feeds)
         self._runs = (False, True) if fused_too else (False,)
         self._results: list = []   # per run: (outputs, None) or (None, the exception it raised)
+        # Waited for through an Event, not Thread.join: on Python 3.11 a join that Ctrl-C interrupts
+        # while the thread runs marks it stopped (bpo-45274's handler releases the thread's own lock),
+        # so the join after it returns at once and the thread is left in onnxruntime as Python exits
+        self._ended = threading.Event()
         self._thread = threading.Thread(target=self._run, name="convrewrite-check", daemon=True)
         self._thread.start()
 
@@ -285,13 +289,16 @@ class InBackground:
                     self._results.append((None, e))
         finally:
             self._data = None
+            self._ended.set()   # its sessions are gone: out of onnxruntime
 
     def join(self) -> None:
-        self._thread.join()
+        """Wait for the run to end (interrupted, a later join waits again)."""
+        self._ended.wait()
+        self._thread.join()   # out of onnxruntime already: a moment
 
     def done(self) -> bool:
         """Whether the run has ended (outputs() would not wait)."""
-        return not self._thread.is_alive()
+        return self._ended.is_set()
 
     def outputs(self) -> list:
         return self._result(0)
@@ -300,7 +307,7 @@ class InBackground:
         return self._result(1)
 
     def _result(self, k: int) -> list:
-        self._thread.join()
+        self.join()
         out, error = self._results[k]
         if error is not None:
             raise error

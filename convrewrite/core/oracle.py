@@ -196,7 +196,7 @@ class Oracle:
         ahead, self._ahead = self._ahead, None
         if ahead is not None and version is not None and ahead[0] is model and ahead[1] == version:
             return ahead[2]
-        if ahead is not None:   # of a model edited since: of no use, but not waited for here (end_unused)
+        if ahead is not None and not ahead[2].done():   # of a model edited since: not waited for here (end_unused)
             self._unused.append(ahead[2])
         if self.alongside and self.want is not None and self.engine == "onnxruntime" and runs_in_background(model):
             return InBackground(model, self.feeds, self.want_fused is not None)
@@ -212,7 +212,8 @@ class Oracle:
         running = [self._background, *self._unused] + ([self._ahead[2]] if self._ahead is not None else [])
         if any(r is not None and not r.done() for r in running):
             return False
-        run = self.start(model)   # (a previous one, ended, is set aside by start)
+        self._unused = []   # ended: nothing to wait for, and their outputs of no use
+        run = self.start(model)   # (a previous one, ended, is dropped by start)
         self._ahead = (model, version, run) if run is not None else None
         return run is not None
 

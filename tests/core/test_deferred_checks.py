@@ -188,6 +188,43 @@ def test_an_optimization_pass_that_edits_the_model_has_the_result_run_again(monk
     assert said == [True] and deferred == before
 
 
+def test_a_stale_run_that_ended_is_not_held_to_the_results_check(monkeypatch):
+    """kept-to-max edits the model after its run started ahead, which has
+    ended by the time the result's run starts: nothing waits for it, so
+    nothing holds it (its outputs) while the result is checked."""
+    import gc
+    import weakref
+
+    from convrewrite.core import equivalence
+
+    _ahead_after_the_original(monkeypatch)
+    runs, real = [], equivalence.InBackground
+
+    class Weak(real):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            runs.append(weakref.ref(self))
+
+    start, compare, alive = oracle.Oracle.start, oracle.Oracle.compare, []
+
+    def joined_first(self, model, version=None):
+        if self._ahead is not None:
+            self._ahead[2].join()
+        return start(self, model, version)
+
+    def counted(self, model, started=None):
+        gc.collect()
+        alive.append(sum(1 for r in runs if r() is not None and r() is not started))
+        return compare(self, model, started)
+
+    monkeypatch.setattr(oracle, "InBackground", Weak)
+    monkeypatch.setattr(oracle.Oracle, "start", joined_first)
+    monkeypatch.setattr(oracle.Oracle, "compare", counted)
+    _, report = optimize(relu_chain(), [ReluToMax(), _KeptToMax()])
+    assert report.verification.equivalent and len(runs) == 3
+    assert alive == [0]
+
+
 def test_no_run_starts_ahead_while_the_originals_is_under_way(monkeypatch):
     """start_ahead waits for nothing: the result's run then starts at the end."""
     threads, runs = _slow_check_thread(monkeypatch), _runs(monkeypatch)
@@ -202,10 +239,19 @@ def test_a_run_started_ahead_is_waited_for_when_a_later_pass_raises(monkeypatch)
     threads = _slow_check_thread(monkeypatch)
     with pytest.raises(ZeroDivisionError, match="identity-bug.candidate"):
         optimize(_with_identity(relu_chain()), [ReluToMax(), _OptimizationBug()])
-    assert len(threads) == 2 and not any(t.is_alive() for t in threads)
+    assert len(threads) == 2 and not _running(threads)
 
 
 # --- the threads end with the run, whatever ends it ----------------------------------
+
+def _running(threads: list) -> list:
+    """Those of `threads` still running: in threading.enumerate() (not
+    is_alive(), which says False of a running thread whose join Ctrl-C
+    interrupted, on Python 3.11)."""
+    import threading
+
+    return [t for t in threads if t in threading.enumerate()]
+
 
 def _slow_check_thread(monkeypatch) -> list:
     """Each whole-model run on a check thread takes 0.3 s longer (still under
@@ -227,34 +273,52 @@ def _slow_check_thread(monkeypatch) -> list:
     return threads
 
 
-def _interrupted_wait(monkeypatch, which: int) -> None:
-    """Ctrl-C lands while the main thread waits for the `which`-th check
-    thread it waits for (a lock's wait is interruptible): that wait raises
-    KeyboardInterrupt, the thread runs on; later waits wait."""
-    import threading
+@pytest.fixture
+def alarm_interrupts():
+    """SIGALRM raises KeyboardInterrupt, as Ctrl-C does: in whatever wait the main thread is in."""
+    import signal
 
-    join, waited = threading.Thread.join, []
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
 
-    def interrupted(self, timeout=None):
-        if self.name == "convrewrite-check" and self not in waited:
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def _interrupted_wait(monkeypatch, pick) -> None:
+    """Ctrl-C lands 50 ms into the main thread's first wait for a run
+    `pick(runs waited for so far, run)` names, under way: in the wait itself
+    (on Python 3.11 an interrupted Thread.join marks a running thread
+    stopped); the thread runs on, and later waits wait."""
+    import signal
+
+    from convrewrite.core import equivalence
+
+    join, waited, fired = equivalence.InBackground.join, [], []
+
+    def interrupted(self):
+        if self not in waited:
             waited.append(self)
-            if len(waited) == which and self.is_alive():
-                raise KeyboardInterrupt
-        return join(self, timeout)
+            if not fired and not self.done() and pick(waited, self):
+                fired.append(self)
+                signal.setitimer(signal.ITIMER_REAL, 0.05)
+        return join(self)
 
-    monkeypatch.setattr(threading.Thread, "join", interrupted)
+    monkeypatch.setattr(equivalence.InBackground, "join", interrupted)
 
 
 @pytest.mark.parametrize("which", [1, 2], ids=["waiting for the original's run", "waiting for the result's run"])
-def test_an_interrupt_while_a_whole_model_run_is_under_way_waits_for_it(monkeypatch, which):
+def test_an_interrupt_while_a_whole_model_run_is_under_way_waits_for_it(monkeypatch, alarm_interrupts, which):
     """A thread left in onnxruntime when the interpreter exits aborts the
     process ("terminate called without an active exception", exit 134, not
     the CLI's 130 for Ctrl-C): optimize raises only once its threads ended."""
     threads = _slow_check_thread(monkeypatch)
-    _interrupted_wait(monkeypatch, which)
+    _interrupted_wait(monkeypatch, lambda waited, run: len(waited) == which)
     with pytest.raises(KeyboardInterrupt):
         optimize(relu_chain(), [ReluToMax()])
-    assert len(threads) == which and not any(t.is_alive() for t in threads)
+    assert len(threads) == which and not _running(threads)
 
 
 def test_an_error_in_the_progress_callback_while_the_results_run_is_under_way_waits_for_it(monkeypatch):
@@ -268,7 +332,33 @@ def test_an_error_in_the_progress_callback_while_the_results_run_is_under_way_wa
 
     with pytest.raises(KeyboardInterrupt):
         optimize(relu_chain(), [ReluToMax()], progress=progress)
-    assert len(threads) == 2 and not any(t.is_alive() for t in threads)
+    assert len(threads) == 2 and not _running(threads)
+
+
+def test_an_interrupt_while_a_stale_run_started_ahead_is_waited_for_waits_for_it(monkeypatch, alarm_interrupts):
+    """kept-to-max edits the model after its run started ahead: that run,
+    slower than the result's, is still under way once the result's check
+    passed, and Ctrl-C lands while it is waited for."""
+    import threading
+    import time
+
+    from convrewrite.core import equivalence
+
+    _ahead_after_the_original(monkeypatch)
+    runs, (session, threads) = _runs(monkeypatch), (equivalence.onnxruntime_session, [])
+
+    def slow(model, optimized=False, threads_=0):
+        if threading.current_thread().name == "convrewrite-check":
+            threads.append(threading.current_thread())
+            if len(threads) == 2:   # the run started ahead
+                time.sleep(0.5)
+        return session(model, optimized)
+
+    monkeypatch.setattr(equivalence, "onnxruntime_session", slow)
+    _interrupted_wait(monkeypatch, lambda waited, run: runs.index(run) == 1)
+    with pytest.raises(KeyboardInterrupt):
+        optimize(relu_chain(), [ReluToMax(), _KeptToMax()])
+    assert len(threads) == 3 and not _running(threads)
 
 
 # --- a pass that raises on what a deferred check would have rolled back ----------------
