@@ -85,7 +85,8 @@ CODES = {
                             "they cannot say the target runs the node; give the graph's inputs static shapes (or the "
                             "Resize constant scales)"),
     Code.NO_FORM: "no lowering form applies, or none can be built",
-    Code.OVERLAP: "the node belongs to another rewrite of the same pass",
+    Code.OVERLAP: ("the node belongs to another rewrite of the same pass (a chain that reaches a node another "
+                   "rewrite took is first matched alone: its start is lowered by itself)"),
     Code.INTERNAL_ERROR: "a bug in a pass (the message says where)",
     Code.UNCHECKABLE: "the replacement could not be checked, so it was not used",
     Code.VERIFICATION_FAILED: "the replacement's local check against the original failed",
