@@ -13,7 +13,7 @@ import onnx
 from onnx import helper
 
 from .graph import SUBGRAPH_OPS, STANDARD_DOMAINS, node_outer_references
-from .weights import copy_without_initializers
+from .weights import copy_without_initializers, data_bytes
 from .rewrite import Match, Replacement
 
 
@@ -161,19 +161,47 @@ def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites, index=
     at = [(k, rank, node, rename) for k in start for rank, (node, rename) in enumerate(_to_rename(start[k]))]
     g.node.extend(node for _, _, node, _ in at)
     copies = g.node[len(old):]   # held (as `old` is) until arranged: places are by id()
+    added = [t for _, replacement in rewrites for t in replacement.initializers]
+    shared = identical_constants(added)
+    reads_shared = {k for k in start if shared and not shared.keys().isdisjoint(
+        t.name for t in start[k].initializers)}
     for (k, rank, _, rename), node in zip(at, copies):
         if rename is not None:
             _rename(node, rename)
+        if k in reads_shared:
+            _rename(node, shared)   # (the names are the replacement's own: no output is among them)
         places[id(node)] = (k, rank)
     _arrange(g.node, places)
-    added = [t for _, replacement in rewrites for t in replacement.initializers]
+    added = [t for t in added if t.name not in shared]
     if out.ir_version < 4:  # before IR 4 every initializer is also a graph input
         g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in added)
     if initializer_names is None:
         initializer_names = {t.name for t in model.graph.initializer[:]}
     names = initializer_names | {t.name for t in added}
     dead, indexes = _remove_dead(g, dead_inputs, names, listed_initializers_are_constant=out.ir_version < 4)
-    return dead, added, indexes
+    return dead | shared.keys(), added, indexes
+
+
+SHARED_BYTES = 1 << 20   # new constants this small are compared by value (their bytes are read)
+
+
+def identical_constants(tensors: list) -> dict:
+    """{name: the name of the first of `tensors` with the same value} for the
+    constants that repeat one before them (type, dims and data; small ones
+    held in raw_data).  Rewrites of one structure build the same constants
+    (a Reshape's shape, a Resize's interpolation matrix, a phase kernel of a
+    fixed filter): the model keeps one of each, which every replacement
+    reads, not a copy per rewrite (fewer bytes to save, load and hand to a
+    runtime; a session prepares each initializer once)."""
+    first, shared = {}, {}
+    for t in tensors:
+        if (not t.HasField("raw_data") or t.data_location == onnx.TensorProto.EXTERNAL
+                or data_bytes(t) > SHARED_BYTES):
+            continue
+        name = first.setdefault((t.data_type, tuple(t.dims), t.raw_data), t.name)
+        if name != t.name:
+            shared[t.name] = name
+    return shared
 
 
 def _dead_positions(held: list, dead: set, initializers: Optional[dict]) -> list:
