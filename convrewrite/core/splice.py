@@ -6,6 +6,7 @@ value_info of surviving values, opsets, metadata.
 """
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from typing import Optional, Sequence
 
@@ -182,7 +183,7 @@ def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites, index=
     return dead | shared.keys(), added, indexes
 
 
-SHARED_BYTES = 1 << 20   # new constants this small are compared by value (their bytes are read)
+SHARED_BYTES = 1 << 16   # new constants this small are compared by value
 
 
 def identical_constants(tensors: list) -> dict:
@@ -192,15 +193,18 @@ def identical_constants(tensors: list) -> dict:
     (a Reshape's shape, a Resize's interpolation matrix, a phase kernel of a
     fixed filter): the model keeps one of each, which every replacement
     reads, not a copy per rewrite (fewer bytes to save, load and hand to a
-    runtime; a session prepares each initializer once)."""
+    runtime; a session prepares each initializer once).  Held by a digest of
+    the data, not the data (compared in full where two digests agree): a
+    model's many new weights are not copied at once."""
     first, shared = {}, {}
     for t in tensors:
-        if (not t.HasField("raw_data") or t.data_location == onnx.TensorProto.EXTERNAL
-                or data_bytes(t) > SHARED_BYTES):
+        if (data_bytes(t) > SHARED_BYTES or t.data_location == onnx.TensorProto.EXTERNAL
+                or not t.HasField("raw_data")):
             continue
-        name = first.setdefault((t.data_type, tuple(t.dims), t.raw_data), t.name)
-        if name != t.name:
-            shared[t.name] = name
+        data = t.raw_data
+        same = first.setdefault((t.data_type, tuple(t.dims), hashlib.blake2b(data).digest()), t)
+        if same is not t and same.raw_data == data:
+            shared[t.name] = same.name
     return shared
 
 

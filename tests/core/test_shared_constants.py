@@ -42,7 +42,7 @@ def test_typed_fields_external_data_and_large_tensors_are_not_compared():
     typed = helper.make_tensor("typed", TensorProto.FLOAT, [2], [1.0, 2.0])   # float_data, not raw_data
     external = _tensor("external", [1, 2])
     external.data_location = TensorProto.EXTERNAL
-    big = np.zeros(SHARED_BYTES // 4 + 1, np.float32)
+    big = np.zeros(SHARED_BYTES // 4 + 1, np.float32)   # one element above the bound
     tensors = [_tensor("a", [1, 2]), typed, external, _tensor("big", big), _tensor("big2", big)]
     assert identical_constants(tensors) == {}
 
@@ -73,3 +73,17 @@ def test_bisection_after_a_splice_that_shared_constants_gives_the_right_model(tm
     assert report.verification.equivalent
     assert check_models(model, new, inputs)
     assert all(t.name.startswith("r3/") for t in new.graph.initializer)
+
+
+def test_constants_whose_digests_agree_are_shared_only_if_their_data_does(monkeypatch):
+    from convrewrite.core import splice
+
+    class Colliding:
+        def __init__(self, data):
+            pass
+
+        def digest(self):
+            return b"same"
+
+    monkeypatch.setattr(splice.hashlib, "blake2b", Colliding)
+    assert identical_constants([_tensor("a", [1, 2]), _tensor("b", [1, 3]), _tensor("c", [1, 2])]) == {"c": "a"}
