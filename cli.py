@@ -436,7 +436,9 @@ def main(argv=None) -> int:
     except Exception as e:  # a bug: one line, not a traceback (CONVREWRITE_DEBUG=1 shows it)
         if os.environ.get("CONVREWRITE_DEBUG"):
             raise
-        print(f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+        from convrewrite.core.errors import without_addresses
+
+        print(f"internal error: {type(e).__name__}: {without_addresses(str(e).splitlines()[0]) if str(e) else ''} "
               "(set CONVREWRITE_DEBUG=1 for the traceback)", file=sys.stderr)
         return EXIT_INTERNAL
 

@@ -787,3 +787,24 @@ def test_the_report_to_stdout_and_the_model_to_dev_null(tmp_path):
     assert json.loads(r.stdout)["output"] == "/dev/null" and r.stderr == ""
     assert os.path.islink("/dev/stdout") or os.path.exists("/dev/stdout")
     assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+
+
+def test_a_bug_is_one_line_with_exit_4_and_no_address(monkeypatch, capsys):
+    """An exception the CLI does not expect is a bug: one line on stderr
+    (no traceback), exit 4; an object's default repr in its text loses its
+    address, so two runs print the same."""
+    import cli
+
+    class Thing:
+        pass
+
+    def broken(args):
+        raise RuntimeError(f"cannot handle {Thing()}\nsecond line")
+
+    monkeypatch.setattr(cli, "cmd_passes", broken)
+    monkeypatch.delenv("CONVREWRITE_DEBUG", raising=False)
+    assert cli.main(["passes"]) == cli.EXIT_INTERNAL == 4
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "internal error: RuntimeError: cannot handle <test_cli.test_a_bug_is_one_line_with_exit_4_and_no_address."
+        "<locals>.Thing object> (set CONVREWRITE_DEBUG=1 for the traceback)"]

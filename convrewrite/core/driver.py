@@ -134,16 +134,17 @@ def optimize(model: "onnx.ModelProto | str | Path", passes: Sequence, verify: bo
         progress("whole-model check", 0, 0)
         # a model loaded here is edited in place: the noise probes load it again
         oracle = Oracle(model, settings, reload=_reloader(report.input, stamp) if owned else None)
-        release_memory(run.model_bytes)  # the session's
     model = [model]  # handed over: all_passes holds the only reference
     started = None
     try:
+        if oracle is not None:   # (in the try: an interrupt here waits for the original's run, abandon())
+            release_memory(run.model_bytes)  # what the original's run left, where it ran here
         if oracle is not None and oracle.alongside:
             # the local checks, after the last pass: the result's run goes alongside them
             current, run, started = _deferring(run, model, oracle, owned)
         else:
             current = run.all_passes(model.pop(), None)   # checked as a whole once, below
-        if oracle is not None and oracle.want is not None and report.records(REWRITTEN):
+        if oracle is not None and report.records(REWRITTEN) and oracle.want is not None:   # (want may run the original)
             # handed over: not in memory while onnxruntime runs it (equivalence.run_handed_over)
             current = [current]
             current = _checked(current, oracle, run, owned, started)
@@ -209,7 +210,9 @@ def _deferred_checks(current: list, oracle: Oracle, run: "_Run", owned: bool) ->
     before each splice (result, the new run, None).  `current`: a list
     holding the only reference to the result (handed over)."""
     run.progress("whole-model check", 0, 0)   # the original's run may not be done: waited for here
-    started = oracle.start(current[0], run.edits) if oracle.want is not None and run.report.records(REWRITTEN) else None
+    # (records first: `want` may run the original, with the reference evaluator where onnxruntime refused it)
+    wanted = run.report.records(REWRITTEN) and oracle.want is not None
+    started = oracle.start(current[0], run.edits) if wanted else None
     try:
         passed = run.verify_deferred()
     except BaseException:

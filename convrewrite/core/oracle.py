@@ -219,11 +219,15 @@ class Oracle:
 
     def end_unused(self) -> None:
         """Wait for the runs start_ahead began that start did not hand over,
-        and forget them (a thread left in onnxruntime as Python exits aborts it)."""
+        and forget them, and for the original's run if nothing asked for its
+        outputs (nothing was rewritten): a thread left in onnxruntime as
+        Python exits aborts it.  (The original's run is only waited for, not
+        settled: where onnxruntime refused it, the reference evaluator's turn
+        is not taken for nothing.)"""
         if self._ahead is not None:
             self._unused.append(self._ahead[2])
             self._ahead = None
-        for run in self._unused:
+        for run in self._unused + ([self._background] if self._background is not None else []):
             run.join()
         self._unused = []
 

@@ -15,7 +15,7 @@ from builders import relu_then_custom_op
 from convrewrite import optimize
 from convrewrite.core.equivalence import compare_within_noise, random_feeds, run_onnxruntime, runtime_inputs
 from convrewrite.core.report import REWRITTEN, ROLLED_BACK
-from toy_passes import ClipForm, ReluToClip, ReluToMax, relu_both_signs
+from toy_passes import AddToSub, ClipForm, ReluToClip, ReluToMax, relu_both_signs
 
 
 def chaotic_chain(blocks: int, seed: int = 0, gain: float = 3.0, mixing: int = 0, c: int = 4, hw: int = 8,
@@ -294,6 +294,19 @@ def test_an_operator_neither_engine_knows_is_named_and_no_inputs_are_asked_for(i
                                "the inputs (onnxruntime: "), v.detail
     assert v.detail.endswith("Each rewrite's local check still ran: --force writes the result on that evidence")
     assert "--inputs" not in v.detail and "random" not in v.detail
+
+
+def test_nothing_rewritten_in_a_model_onnxruntime_refuses_runs_no_reference_evaluation(monkeypatch):
+    """The original's run on the thread fails (an operator onnxruntime does
+    not know); with nothing rewritten there is nothing to compare, so its
+    second turn, the slow reference evaluator, is never taken."""
+    from convrewrite.core import oracle
+
+    ran, real = [], oracle.run_model
+    monkeypatch.setattr(oracle, "run_model", lambda *a, **k: ran.append(1) or real(*a, **k))
+    _, report = optimize(relu_then_custom_op(), passes=[AddToSub()])
+    assert not report.records(REWRITTEN) and report.verification.equivalent is True
+    assert ran == []
 
 
 # --- an agreement on nothing is said to be one -----------------------------------------------
