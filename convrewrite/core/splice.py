@@ -14,6 +14,7 @@ import onnx
 from onnx import helper
 
 from .graph import SUBGRAPH_OPS, STANDARD_DOMAINS, node_outer_references
+from . import weights
 from .weights import copy_without_initializers, data_bytes
 from .rewrite import Match, Replacement
 
@@ -166,6 +167,9 @@ def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites, index=
     shared = identical_constants(added)
     reads_shared = {k for k in start if shared and not shared.keys().isdisjoint(
         t.name for t in start[k].initializers)}
+    if reads_shared:   # a body reading a duplicate keeps it: renaming reaches the node's inputs only
+        in_bodies = _read_in_bodies(start[k] for k in reads_shared)
+        shared = {d: f for d, f in shared.items() if d not in in_bodies} if in_bodies else shared
     for (k, rank, _, rename), node in zip(at, copies):
         if rename is not None:
             _rename(node, rename)
@@ -183,27 +187,39 @@ def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites, index=
     return dead | shared.keys(), added, indexes
 
 
-SHARED_BYTES = 1 << 16   # new constants this small are compared by value
+def _read_in_bodies(replacements) -> set:
+    """The names the If/Loop/Scan bodies (or a custom op's graphs) of the
+    replacements' nodes use (node_outer_references)."""
+    return {x for r in replacements for n in r.nodes for x in node_outer_references(n)}
+
+
+def shared_bytes() -> int:
+    """New constants below this size are compared by value: those a
+    weights.Spill keeps in memory (it keeps the data of none above, which a
+    run without verification on a large model would then not share, where
+    one on a model given in memory does: two models for one input)."""
+    return weights.MOVE_BYTES
 
 
 def identical_constants(tensors: list) -> dict:
     """{name: the name of the first of `tensors` with the same value} for the
-    constants that repeat one before them (type, dims and data; small ones
-    held in raw_data).  Rewrites of one structure build the same constants
-    (a Reshape's shape, a Resize's interpolation matrix, a phase kernel of a
-    fixed filter): the model keeps one of each, which every replacement
+    constants that repeat one before them (type, dims and data; those below
+    shared_bytes() held in raw_data).  Rewrites of one structure build the
+    same constants (a Reshape's shape, a Resize's interpolation matrix, a
+    phase kernel of a fixed filter): the model keeps one of each, which every replacement
     reads, not a copy per rewrite (fewer bytes to save, load and hand to a
     runtime; a session prepares each initializer once).  Held by a digest of
     the data, not the data (compared in full where two digests agree): a
     model's many new weights are not copied at once."""
-    first, shared = {}, {}
+    first, shared, bound = {}, {}, shared_bytes()
     for t in tensors:
-        if (data_bytes(t) > SHARED_BYTES or t.data_location == onnx.TensorProto.EXTERNAL
+        if (data_bytes(t) >= bound or t.data_location == onnx.TensorProto.EXTERNAL
                 or not t.HasField("raw_data")):
             continue
         data = t.raw_data
         same = first.setdefault((t.data_type, tuple(t.dims), hashlib.blake2b(data).digest()), t)
-        if same is not t and same.raw_data == data:
+        # (a name twice, a pass's bug, is not its own duplicate: the splice would drop every copy)
+        if same is not t and same.name != t.name and same.raw_data == data:
             shared[t.name] = same.name
     return shared
 

@@ -2,6 +2,9 @@
 (splice.identical_constants): every replacement reads the first of them."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 import onnx
 import pytest
@@ -10,10 +13,10 @@ from onnx import TensorProto, helper, numpy_helper
 from convrewrite import optimize
 from convrewrite.core.equivalence import check_models
 from convrewrite.core.report import REWRITTEN, ROLLED_BACK
-from convrewrite.core.splice import SHARED_BYTES, identical_constants
+from convrewrite.core.splice import identical_constants, shared_bytes
 from helpers import assert_rewrites
 from test_driver import relu_chain
-from toy_passes import ReluToClip, ReluToMax, relu_both_signs
+from toy_passes import MaxForm, ReluToClip, ReluToMax, relu_both_signs
 
 
 def _tensor(name, value, dtype=np.float32):
@@ -42,7 +45,7 @@ def test_typed_fields_external_data_and_large_tensors_are_not_compared():
     typed = helper.make_tensor("typed", TensorProto.FLOAT, [2], [1.0, 2.0])   # float_data, not raw_data
     external = _tensor("external", [1, 2])
     external.data_location = TensorProto.EXTERNAL
-    big = np.zeros(SHARED_BYTES // 4 + 1, np.float32)   # one element above the bound
+    big = np.zeros(shared_bytes() // 4, np.float32)   # at the bound
     tensors = [_tensor("a", [1, 2]), typed, external, _tensor("big", big), _tensor("big2", big)]
     assert identical_constants(tensors) == {}
 
@@ -87,3 +90,105 @@ def test_constants_whose_digests_agree_are_shared_only_if_their_data_does(monkey
 
     monkeypatch.setattr(splice.hashlib, "blake2b", Colliding)
     assert identical_constants([_tensor("a", [1, 2]), _tensor("b", [1, 3]), _tensor("c", [1, 2])]) == {"c": "a"}
+
+
+class _IfForm(MaxForm):
+    """Relu(x) -> If(true) then Max(x, 0) else Max(x, 0): the 0 is read
+    from the outer scope, inside the bodies."""
+
+    name = "if"
+
+    def build(self, match, variant, graph, b):
+        zero, cond = b.initializer(np.zeros((), np.float32), "zero"), b.initializer(np.array(True), "cond")
+        x = match.node.input[0]
+
+        def body(tag):
+            out = b.name(f"{tag}_out")
+            return helper.make_graph([helper.make_node("Max", [x, zero], [out])], tag, [],
+                                     [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)])
+        return {match.node.output[0]: b.op("If", [cond], "if", then_branch=body("then"), else_branch=body("else"))}
+
+
+@dataclass(frozen=True)
+class _ReluToIf(ReluToMax):
+    name: ClassVar[str] = "relu-to-if"
+    forms: ClassVar[tuple] = (_IfForm(),)
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_a_constant_a_body_reads_is_kept_where_the_body_reads_it(verify):
+    """Renaming reaches a node's inputs, not its bodies: a duplicate an If's
+    body reads stays (its cond, read as an input, is still shared).  Dropped,
+    the model was invalid (without verification) or every rewrite but the
+    first rolled back (with it)."""
+    model = relu_chain(names=("r1", "r2", "r3"))
+    new, report = optimize(model, passes=[_ReluToIf()], verify=verify)
+    assert [r.status for r in report.rewrites] == [REWRITTEN] * 3
+    onnx.checker.check_model(new, full_check=True)
+    assert check_models(model, new)
+    assert sorted(t.name for t in new.graph.initializer) == sorted(
+        ["r1/relu-to-if/cond"] + [f"r{k}/relu-to-if/zero" for k in (1, 2, 3)])
+
+
+class _FixedNameForm(MaxForm):
+    """Relu(x) -> Max(x, 0) naming its 0 "zero" in every rewrite (not
+    through the builder: a pass's bug)."""
+
+    name = "fixed-name"
+
+    def build(self, match, variant, graph, b):
+        b.initializers.append(_tensor("zero", 0.0))
+        return {match.node.output[0]: b.op("Max", [match.node.input[0], "zero"], "max")}
+
+
+@dataclass(frozen=True)
+class _ReluFixedName(ReluToMax):
+    name: ClassVar[str] = "relu-fixed-name"
+    forms: ClassVar[tuple] = (_FixedNameForm(),)
+
+
+def test_a_name_twice_is_not_its_own_duplicate():
+    """Two rewrites naming a constant alike: identical_constants does not
+    map the name to itself (the splice then dropped every copy, and the
+    Max nodes read a value nothing defined)."""
+    assert identical_constants([_tensor("zero", 0.0), _tensor("zero", 0.0)]) == {}
+    new, _ = optimize(relu_chain(names=("r1", "r2", "r3")), passes=[_ReluFixedName()], verify=False)
+    defined = {t.name for t in new.graph.initializer} | {i.name for i in new.graph.input} | {
+        o for n in new.graph.node for o in n.output}
+    assert {i for n in new.graph.node for i in n.input} <= defined
+
+
+class _TwiceBigForm(MaxForm):
+    """Relu(x) -> Max(x, c) + c with c a 0 of shared_bytes() (the size a Spill keeps on disk)."""
+
+    name = "twice-big"
+
+    def build(self, match, variant, graph, b):
+        c = b.initializer(np.zeros(shared_bytes() // 4, np.float32), "c")
+        return {match.node.output[0]: b.op("Add", [b.op("Max", [match.node.input[0], c], "max"), c], "add")}
+
+
+@dataclass(frozen=True)
+class _ReluTwiceBig(ReluToMax):
+    name: ClassVar[str] = "relu-twice-big"
+    forms: ClassVar[tuple] = (_TwiceBigForm(),)
+
+
+def test_a_model_from_a_file_whose_new_weights_wait_on_disk_shares_as_one_in_memory(tmp_path, monkeypatch):
+    """Without verification a large model's new weights of MOVE_BYTES and
+    more wait on disk (weights.Spill) without their data: none of them is
+    compared by value, on either route, so both give one model."""
+    from convrewrite.core import driver
+
+    monkeypatch.setattr(driver, "RELEASE_BYTES", 0)   # the toy model counts as large
+    n = shared_bytes() // 4
+    x, y = (helper.make_tensor_value_info(v, TensorProto.FLOAT, [1, n]) for v in "xy")
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="r1"), helper.make_node("Neg", ["x"], ["b"], name="neg"),
+             helper.make_node("Relu", ["b"], ["c"], name="r2"), helper.make_node("Add", ["a", "c"], ["y"], name="add")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, tmp_path / "m.onnx")
+    in_memory, _ = optimize(model, passes=[_ReluTwiceBig()], verify=False)
+    from_file, report = optimize(str(tmp_path / "m.onnx"), passes=[_ReluTwiceBig()], verify=False)
+    assert [r.status for r in report.rewrites] == [REWRITTEN] * 2
+    assert from_file.SerializeToString() == in_memory.SerializeToString()
+    assert len(from_file.graph.initializer) == 2
