@@ -582,19 +582,24 @@ class _Run:
             c.skip(result)
             return c
         if any(id(n) in claimed for n in result.nodes):
-            if len(result.nodes) > 1 and hasattr(p, "match_alone") and not alone:
+            if _may_match_alone(p, result, alone):
                 # a chain reaching a node another rewrite took: the node is still lowered, alone (as a
                 # second run would lower it), not left for a target that cannot run it
-                single = self._plan(graph, p, node, p.match_alone, claimed, alone=True)
-                single.record.notes.append(f"its {len(result.nodes)}-node rewrite overlaps another rewrite of "
-                                           "this pass; matched alone")
-                return single
+                return self._alone(graph, p, node, claimed,
+                                   f"its {len(result.nodes)}-node rewrite overlaps another rewrite of this pass")
             c.skip(Skip("overlaps another rewrite of this pass", Code.OVERLAP))
             return c
         c = self._lower(graph, p, node, result, c, alone)
         if unfit is not None and c.match is not None:
             c.record.notes.append(f"target {self.profile.name} cannot run the {node.op_type}: {unfit.split('; ')[0]}")
         return c
+
+    def _alone(self, graph, p, node, claimed: set, why: str) -> _Candidate:
+        """`node` matched alone (p.match_alone), its record saying `why` its
+        multi-node match was not kept."""
+        single = self._plan(graph, p, node, p.match_alone, claimed, alone=True)
+        single.record.notes.append(f"{why}; matched alone")
+        return single
 
     def _lower(self, graph, p, node, match: Match, c: _Candidate, alone: bool = False) -> _Candidate:
         try:
@@ -603,13 +608,10 @@ class _Run:
             c.roll_back(f"internal error in {p.name}.build: {error_text(e)}", Code.INTERNAL_ERROR)
             return c
         unfit = lowered.reason if isinstance(lowered, Skip) else None if lowered.fits else lowered.notes[-1]
-        if unfit and self.profile is not None and len(match.nodes) > 1 and hasattr(p, "match_alone") and not alone:
-            # a multi-node match is kept only when the target runs all of it; matched alone once (a match
-            # alone can span several nodes too: a quantized group's, which re-matching alone would recurse on)
-            single = self._plan(graph, p, node, p.match_alone, set(), alone=True)
-            single.record.notes.append(f"target {self.profile.name}: the {len(match.nodes)}-node rewrite "
-                                       f"does not fit ({unfit}); matched alone")
-            return single
+        if unfit and self.profile is not None and _may_match_alone(p, match, alone):
+            # a multi-node match is kept only when the target runs all of it
+            return self._alone(graph, p, node, set(),
+                               f"target {self.profile.name}: the {len(match.nodes)}-node rewrite does not fit ({unfit})")
         if isinstance(lowered, Skip):
             c.skip(lowered)
             return c
@@ -766,6 +768,13 @@ def _match(p, match_fn, node, graph) -> "Match | Skip":
         return match_fn(node, graph)
     except Exception as e:
         return Skip(f"internal error in {p.name}.match: {error_text(e)}", Code.INTERNAL_ERROR)
+
+
+def _may_match_alone(p, match: Match, alone: bool) -> bool:
+    """Whether a multi-node `match` may give way to its node matched alone:
+    once (a match alone can span several nodes too, a quantized group's,
+    which matching alone again would recurse on)."""
+    return len(match.nodes) > 1 and hasattr(p, "match_alone") and not alone
 
 
 def _invalid(result) -> bool:

@@ -27,8 +27,8 @@ import numpy as np
 import onnx
 
 from .equivalence import (Comparison, FeedTooLarge, InBackground, OutputComparison, RunError, compare_within_noise,
-                          UnfeedableType, feed_problem, nudged, pinned_dims, random_feeds, run_model, run_onnxruntime,
-                          runtime_inputs, runs_in_background)
+                          UnfeedableType, feed_problem, first_line, nudged, pinned_dims, random_feeds, run_model,
+                          run_onnxruntime, runtime_inputs, runs_in_background)
 from . import qdq, qdq_check
 from .errors import InputError, error_text
 from .graph import nested_nodes
@@ -170,8 +170,6 @@ class Oracle:
         """The run is ending on an error: let the original's run in the
         background finish first (onnxruntime torn down under a running
         session is not something to test the luck of), and use nothing of it."""
-        if self._background is not None:
-            self._background.join()
         self.end_unused()
 
     # The original's run, settled on first use (_settle): its outputs (None: it could not run,
@@ -272,7 +270,8 @@ class Oracle:
             got = started.fused() if started is not None else run_onnxruntime(model, self.feeds, True)
         except Exception as e:  # the original ran this way: the result must too
             return Comparison([OutputComparison("model (fused int8)", False, 0.0, 0.0, 0.0,
-                                                f"onnxruntime cannot run it under {qdq_check.FUSED}: {e}", fused=True)])
+                                                f"onnxruntime cannot run it under {qdq_check.FUSED}: {first_line(e)}",
+                                                fused=True)])
         return qdq_check.compare_fused(self.names, self.want_fused, got, self.steps,
                                        (self.settings.rtol, self.settings.atol))
 

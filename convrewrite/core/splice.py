@@ -164,12 +164,7 @@ def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites, index=
     g.node.extend(node for _, _, node, _ in at)
     copies = g.node[len(old):]   # held (as `old` is) until arranged: places are by id()
     added = [t for _, replacement in rewrites for t in replacement.initializers]
-    shared = identical_constants(added)
-    reads_shared = {k for k in start if shared and not shared.keys().isdisjoint(
-        t.name for t in start[k].initializers)}
-    if reads_shared:   # a body reading a duplicate keeps it: renaming reaches the node's inputs only
-        in_bodies = _read_in_bodies(start[k] for k in reads_shared)
-        shared = {d: f for d, f in shared.items() if d not in in_bodies} if in_bodies else shared
+    shared, reads_shared = _shared_constants(added, start)
     for (k, rank, _, rename), node in zip(at, copies):
         if rename is not None:
             _rename(node, rename)
@@ -187,10 +182,14 @@ def _splice_nodes(model: onnx.ModelProto, out: onnx.ModelProto, rewrites, index=
     return dead | shared.keys(), added, indexes
 
 
-def _read_in_bodies(replacements) -> set:
-    """The names the If/Loop/Scan bodies (or a custom op's graphs) of the
-    replacements' nodes use (node_outer_references)."""
-    return {x for r in replacements for n in r.nodes for x in node_outer_references(n)}
+def _shared_constants(added: list, start: dict) -> tuple[dict, set]:
+    """identical_constants(added), but for a duplicate an If/Loop/Scan body
+    of its replacement reads (renaming reaches a node's inputs only), and
+    the places in `start` of the replacements reading a shared one."""
+    shared = identical_constants(added)
+    reads = {k for k in start if shared and not shared.keys().isdisjoint(t.name for t in start[k].initializers)}
+    in_bodies = {x for k in reads for n in start[k].nodes for x in node_outer_references(n)}
+    return {d: f for d, f in shared.items() if d not in in_bodies}, reads
 
 
 def shared_bytes() -> int:
@@ -206,11 +205,11 @@ def identical_constants(tensors: list) -> dict:
     constants that repeat one before them (type, dims and data; those below
     shared_bytes() held in raw_data).  Rewrites of one structure build the
     same constants (a Reshape's shape, a Resize's interpolation matrix, a
-    phase kernel of a fixed filter): the model keeps one of each, which every replacement
-    reads, not a copy per rewrite (fewer bytes to save, load and hand to a
-    runtime; a session prepares each initializer once).  Held by a digest of
-    the data, not the data (compared in full where two digests agree): a
-    model's many new weights are not copied at once."""
+    phase kernel of a fixed filter): the model keeps one of each, which
+    every replacement reads, not a copy per rewrite (fewer bytes to save,
+    load and hand to a runtime; a session prepares each initializer once).
+    Held by a digest of the data, not the data (compared in full where two
+    digests agree): a model's many new weights are not copied at once."""
     first, shared, bound = {}, {}, shared_bytes()
     for t in tensors:
         if (data_bytes(t) >= bound or t.data_location == onnx.TensorProto.EXTERNAL

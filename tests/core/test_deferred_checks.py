@@ -95,7 +95,8 @@ def test_neither_the_original_nor_the_result_runs_in_the_foreground(monkeypatch)
     _, report = optimize(os.path.join(ROOT, "models", "all_three.onnx"), make_passes(None, {}))
     assert report.verification.equivalent and report.records(REWRITTEN)
     # all_three's shuffle passes change the model after the run started ahead of them: a second run
-    assert ran == [] and len(started) >= 1 and None not in started
+    # (one start, or two where the original's run had ended by then: start_ahead waits for nothing)
+    assert ran == [] and 1 <= len(started) <= 2 and None not in started
 
 
 # --- the result's run, started ahead of the optimization passes ----------------------
